@@ -1,0 +1,42 @@
+// Package blobstore defines the storage contract under Coffer's chunk store:
+// immutable named objects that are written whole, read whole or by range,
+// listed by prefix and deleted. Implementations live in sub-packages (local,
+// mem, and later s3); every one runs the suite in blobstore/blobtest.
+package blobstore
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned (wrapped) by Get, GetRange, Stat and Delete when no
+// object has the name. Test for it with errors.Is.
+var ErrNotFound = errors.New("blob not found")
+
+// Info describes a stored object.
+type Info struct {
+	Name string
+	Size int64
+}
+
+// Store is the blob storage contract.
+//
+//   - Names are slash-separated paths of [A-Za-z0-9._-] segments.
+//   - Put is atomic and durable: when it returns nil the whole object is
+//     stored and survives a crash; a failed or interrupted Put leaves either
+//     the old state or nothing, never a partial object under the name.
+//     Putting an existing name replaces it atomically.
+//   - After Put returns, Get, Stat and List see the object (read-after-write).
+//   - GetRange(name, off, n) returns exactly n bytes starting at off, or an
+//     error if the object is shorter.
+//   - List calls fn for every object whose name starts with prefix, in
+//     lexical order; an error from fn stops the listing and is returned.
+//   - All methods are safe for concurrent use.
+type Store interface {
+	Put(ctx context.Context, name string, data []byte) error
+	Get(ctx context.Context, name string) ([]byte, error)
+	GetRange(ctx context.Context, name string, off, n int64) ([]byte, error)
+	Stat(ctx context.Context, name string) (Info, error)
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+	Delete(ctx context.Context, name string) error
+}

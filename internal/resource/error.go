@@ -1,0 +1,78 @@
+package resource
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an Error; the API layer maps each Kind to one HTTP status.
+// Domain packages speak in Kinds so that they never import net/http.
+type Kind int
+
+// The kinds of error, with the HTTP status the API answers for each.
+const (
+	KindInternal           Kind = iota // 500
+	KindBadRequest                     // 400
+	KindUnauthorized                   // 401
+	KindForbidden                      // 403
+	KindNotFound                       // 404
+	KindMethodNotAllowed               // 405
+	KindConflict                       // 409
+	KindPreconditionFailed             // 412
+	KindTooLarge                       // 413
+	KindTooManyRequests                // 429
+	KindUnavailable                    // 503
+)
+
+// Error is an error in Azure Resource Manager's shape:
+// {"error":{"code","message","target","details","additionalInfo"}}.
+// Codes and messages come from the catalogues of the packages that raise
+// them; they are Azure's where Azure defines one.
+type Error struct {
+	Kind           Kind             `json:"-"`
+	Code           string           `json:"code"`
+	Message        string           `json:"message"`
+	Target         string           `json:"target,omitempty"`
+	Details        []*Error         `json:"details,omitempty"`
+	AdditionalInfo []AdditionalInfo `json:"additionalInfo,omitempty"`
+	// Err is an underlying cause, logged but never sent to the client.
+	Err error `json:"-"`
+}
+
+// AdditionalInfo is an ARM error's additionalInfo entry.
+type AdditionalInfo struct {
+	Type string `json:"type"`
+	Info any    `json:"info"`
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error of the given kind and code with a formatted message.
+func Errorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WithTarget returns e with Target set.
+func (e *Error) WithTarget(target string) *Error { e.Target = target; return e }
+
+// AsError returns the *Error in err's chain, or nil.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
+
+// IsCode reports whether err carries an *Error with the given code.
+func IsCode(err error, code string) bool {
+	e := AsError(err)
+	return e != nil && e.Code == code
+}

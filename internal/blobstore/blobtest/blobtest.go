@@ -1,0 +1,298 @@
+// Package blobtest is the conformance suite that every blobstore.Store
+// implementation runs: atomic replace, read-after-write, not-found errors,
+// ranged reads, ordered prefix listing, deletion and concurrent use.
+package blobtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"coffer/internal/blobstore"
+)
+
+// Factory returns a new, empty store for one subtest.
+type Factory func(t *testing.T) blobstore.Store
+
+// Run runs the conformance suite against stores made by newStore.
+func Run(t *testing.T, newStore Factory) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, blobstore.Store)
+	}{
+		{"PutGet", testPutGet},
+		{"Replace", testReplace},
+		{"NotFound", testNotFound},
+		{"Range", testRange},
+		{"List", testList},
+		{"Delete", testDelete},
+		{"Empty", testEmpty},
+		{"CallerBuffers", testCallerBuffers},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
+	}
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func mustPut(t *testing.T, s blobstore.Store, name string, data []byte) {
+	t.Helper()
+	if err := s.Put(context.Background(), name, data); err != nil {
+		t.Fatalf("Put(%s): %v", name, err)
+	}
+}
+
+func mustGet(t *testing.T, s blobstore.Store, name string) []byte {
+	t.Helper()
+	b, err := s.Get(context.Background(), name)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", name, err)
+	}
+	return b
+}
+
+func testPutGet(t *testing.T, s blobstore.Store) {
+	r := rand.New(rand.NewPCG(1, 2))
+	ctx := context.Background()
+	for _, size := range []int{1, 100, 4096, 1 << 20} {
+		name := fmt.Sprintf("obj/size-%d", size)
+		data := randBytes(r, size)
+		mustPut(t, s, name, data)
+		if got := mustGet(t, s, name); !bytes.Equal(got, data) {
+			t.Fatalf("Get(%s) returned %d bytes, want the %d put", name, len(got), size)
+		}
+		info, err := s.Stat(ctx, name)
+		if err != nil {
+			t.Fatalf("Stat(%s): %v", name, err)
+		}
+		if info.Name != name || info.Size != int64(size) {
+			t.Fatalf("Stat(%s) = %+v, want size %d", name, info, size)
+		}
+	}
+}
+
+func testReplace(t *testing.T, s blobstore.Store) {
+	mustPut(t, s, "a/x", []byte("first version, longer"))
+	mustPut(t, s, "a/x", []byte("second"))
+	if got := mustGet(t, s, "a/x"); string(got) != "second" {
+		t.Fatalf("after replace Get = %q, want %q", got, "second")
+	}
+	n := 0
+	if err := s.List(context.Background(), "a/", func(blobstore.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("after replace List found %d objects, want 1", n)
+	}
+}
+
+func testNotFound(t *testing.T, s blobstore.Store) {
+	ctx := context.Background()
+	mustPut(t, s, "present/x", []byte("x"))
+	for _, name := range []string{"missing", "present/y", "present"} {
+		if _, err := s.Get(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("Get(%s) error = %v, want ErrNotFound", name, err)
+		}
+		if _, err := s.GetRange(ctx, name, 0, 1); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("GetRange(%s) error = %v, want ErrNotFound", name, err)
+		}
+		if _, err := s.Stat(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("Stat(%s) error = %v, want ErrNotFound", name, err)
+		}
+		if err := s.Delete(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("Delete(%s) error = %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+func testRange(t *testing.T, s blobstore.Store) {
+	ctx := context.Background()
+	data := randBytes(rand.New(rand.NewPCG(3, 4)), 10000)
+	mustPut(t, s, "r", data)
+	for _, c := range []struct{ off, n int64 }{{0, 0}, {0, 1}, {0, 10000}, {9999, 1}, {1234, 5678}, {10000, 0}} {
+		got, err := s.GetRange(ctx, "r", c.off, c.n)
+		if err != nil {
+			t.Fatalf("GetRange(%d,%d): %v", c.off, c.n, err)
+		}
+		if !bytes.Equal(got, data[c.off:c.off+c.n]) {
+			t.Fatalf("GetRange(%d,%d) returned wrong bytes", c.off, c.n)
+		}
+	}
+	for _, c := range []struct{ off, n int64 }{{0, 10001}, {9999, 2}, {10001, 0}, {-1, 1}, {0, -1}} {
+		if got, err := s.GetRange(ctx, "r", c.off, c.n); err == nil {
+			t.Errorf("GetRange(%d,%d) = %d bytes, want an error", c.off, c.n, len(got))
+		} else if errors.Is(err, blobstore.ErrNotFound) {
+			t.Errorf("GetRange(%d,%d) out of range error %v must not be ErrNotFound", c.off, c.n, err)
+		}
+	}
+}
+
+func list(t *testing.T, s blobstore.Store, prefix string) []string {
+	t.Helper()
+	var names []string
+	err := s.List(context.Background(), prefix, func(in blobstore.Info) error {
+		names = append(names, in.Name)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List(%q): %v", prefix, err)
+	}
+	return names
+}
+
+func testList(t *testing.T, s blobstore.Store) {
+	names := []string{"p/b", "p/a/2", "p/a/1", "p/a-z", "p/ab", "q/1", "pz", "p/A"}
+	for _, n := range names {
+		mustPut(t, s, n, []byte(n))
+	}
+	cases := []struct {
+		prefix string
+		want   []string
+	}{
+		{"", []string{"p/A", "p/a-z", "p/a/1", "p/a/2", "p/ab", "p/b", "pz", "q/1"}},
+		{"p/", []string{"p/A", "p/a-z", "p/a/1", "p/a/2", "p/ab", "p/b"}},
+		{"p/a", []string{"p/a-z", "p/a/1", "p/a/2", "p/ab"}},
+		{"p/a/", []string{"p/a/1", "p/a/2"}},
+		{"p", []string{"p/A", "p/a-z", "p/a/1", "p/a/2", "p/ab", "p/b", "pz"}},
+		{"none/", nil},
+		{"q/1", []string{"q/1"}},
+	}
+	for _, c := range cases {
+		got := list(t, s, c.prefix)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("List(%q) = %v, want %v", c.prefix, got, c.want)
+		}
+	}
+	// Sizes are reported, and an error from fn stops the listing.
+	stop := errors.New("stop")
+	n := 0
+	err := s.List(context.Background(), "p/", func(in blobstore.Info) error {
+		if in.Size != int64(len(in.Name)) {
+			t.Errorf("List: %s size %d, want %d", in.Name, in.Size, len(in.Name))
+		}
+		n++
+		if n == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 2 {
+		t.Errorf("List with failing fn: err %v after %d calls, want stop after 2", err, n)
+	}
+}
+
+func testDelete(t *testing.T, s blobstore.Store) {
+	ctx := context.Background()
+	mustPut(t, s, "d/1", []byte("1"))
+	mustPut(t, s, "d/2", []byte("2"))
+	if err := s.Delete(ctx, "d/1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := s.Get(ctx, "d/1"); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+	}
+	if got := list(t, s, "d/"); fmt.Sprint(got) != "[d/2]" {
+		t.Fatalf("List after Delete = %v", got)
+	}
+	mustPut(t, s, "d/1", []byte("again"))
+	if got := mustGet(t, s, "d/1"); string(got) != "again" {
+		t.Fatalf("re-Put after Delete: Get = %q", got)
+	}
+}
+
+func testEmpty(t *testing.T, s blobstore.Store) {
+	mustPut(t, s, "empty", nil)
+	if got := mustGet(t, s, "empty"); len(got) != 0 {
+		t.Fatalf("Get(empty) = %d bytes", len(got))
+	}
+	info, err := s.Stat(context.Background(), "empty")
+	if err != nil || info.Size != 0 {
+		t.Fatalf("Stat(empty) = %+v, %v", info, err)
+	}
+}
+
+func testCallerBuffers(t *testing.T, s blobstore.Store) {
+	buf := []byte("original")
+	mustPut(t, s, "buf", buf)
+	copy(buf, "XXXXXXXX")
+	got := mustGet(t, s, "buf")
+	if string(got) != "original" {
+		t.Fatalf("store kept the caller's buffer: Get = %q", got)
+	}
+	got[0] = 'Y'
+	if again := mustGet(t, s, "buf"); string(again) != "original" {
+		t.Fatalf("Get returned shared memory: %q", again)
+	}
+}
+
+// testConcurrent puts, replaces, reads and lists from many goroutines. A
+// reader must always see one complete version of an object.
+func testConcurrent(t *testing.T, s blobstore.Store) {
+	ctx := context.Background()
+	const (
+		workers  = 8
+		rounds   = 20
+		size     = 8 << 10
+		replaced = "shared/obj"
+	)
+	version := func(v int) []byte { return bytes.Repeat([]byte{byte(v)}, size) }
+	mustPut(t, s, replaced, version(0))
+	var wg sync.WaitGroup
+	errc := make(chan error, workers*rounds*4)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				name := fmt.Sprintf("w%d/%03d", w, i)
+				data := version(w*rounds + i)
+				if err := s.Put(ctx, name, data); err != nil {
+					errc <- err
+					return
+				}
+				got, err := s.Get(ctx, name)
+				if err != nil || !bytes.Equal(got, data) {
+					errc <- fmt.Errorf("read-after-write %s: %v", name, err)
+					return
+				}
+				if err := s.Put(ctx, replaced, version(w+1)); err != nil {
+					errc <- err
+					return
+				}
+				got, err = s.Get(ctx, replaced)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if len(got) != size || !bytes.Equal(got, version(int(got[0]))) {
+					errc <- fmt.Errorf("torn read of %s", replaced)
+					return
+				}
+				if err := s.List(ctx, "shared/", func(blobstore.Info) error { return nil }); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	for w := range workers {
+		if got := list(t, s, fmt.Sprintf("w%d/", w)); len(got) != rounds {
+			t.Errorf("worker %d: listed %d objects, want %d", w, len(got), rounds)
+		}
+	}
+}

@@ -157,6 +157,7 @@ func (c *conn) handshake(ctx context.Context) (*Export, error) {
 		if _, err := io.ReadFull(c.br, data); err != nil {
 			return nil, fmt.Errorf("read option %d payload: %w", h.opt, err)
 		}
+		c.log.Debug("nbd option", "opt", h.opt, "length", h.length)
 		exp, err := c.option(ctx, h.opt, data)
 		if err != nil || exp != nil {
 			return exp, err

@@ -288,6 +288,7 @@ func (c *conn) blockStatus(req request) {
 // replyErr sends an error reply in the negotiated style. A structured
 // reply carries msg; READ errors must be structured once negotiated.
 func (c *conn) replyErr(req request, errno uint32, msg string) {
+	c.log.Debug("nbd request refused", "cmd", req.typ, "flags", req.flags, "offset", req.offset, "length", req.length, "errno", errno, "why", msg)
 	if !c.structured {
 		c.replySimple(req.handle, errno, nil)
 		return

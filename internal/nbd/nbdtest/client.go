@@ -27,7 +27,7 @@ const (
 	OptInfo            = 6
 	OptGo              = 7
 	OptStructuredReply = 8
-	OptSetMetaContext  = 11
+	OptSetMetaContext  = 10
 
 	RepAck         = 1
 	RepInfo        = 3

@@ -197,8 +197,8 @@ type filterTerm struct {
 }
 
 // parseFilter parses term ("and" term)* where term is ident "(" [string] ")"
-// or ident "eq" value; value is an OData string literal ('…' with ” for a
-// quote) or a bare token.
+// or ident "eq" value; value is an OData string literal (quoted with ', a quote doubled
+// inside) or a bare token.
 func parseFilter(s string) ([]filterTerm, error) {
 	lx := filterLexer{src: s}
 	if strings.TrimSpace(s) == "" {

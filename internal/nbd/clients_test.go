@@ -159,11 +159,13 @@ func TestReadOnlyExportRefusesWrites(t *testing.T) {
 	if err == nil && strings.Contains(out, "wrote") {
 		t.Fatalf("qemu-io write to a read-only export succeeded:\n%s", out)
 	}
+	t.Logf("qemu-io write (rw open): err=%v\n%s", err, out)
 	// Opened read-only on purpose, the write must fail at the NBD level.
 	out, _ = runErr(t, "qemu-io", "-r", "-f", "raw", "-c", "write -P 0xab 0 1M", uri)
 	if strings.Contains(out, "wrote") {
 		t.Fatalf("qemu-io -r write succeeded:\n%s", out)
 	}
+	t.Logf("qemu-io -r write: %s", out)
 	run(t, "qemu-io", "-r", "-f", "raw", "-c", "read -P 0x5a 0 1M", uri)
 	run(t, "nbdinfo", "--is", "read-only", uri)
 	if _, err := runErr(t, "nbdinfo", "--can", "trim", uri); err == nil {

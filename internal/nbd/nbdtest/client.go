@@ -104,6 +104,16 @@ type Client struct {
 	handle     uint64
 }
 
+// NewClient wraps a connection on which nothing has been exchanged yet;
+// use Greet, Option and the request methods to drive it by hand.
+func NewClient(nc net.Conn) *Client {
+	return &Client{Conn: nc, raw: nc, br: bufio.NewReader(nc)}
+}
+
+// SetStructured tells the client that structured replies were negotiated
+// by hand.
+func (c *Client) SetStructured(v bool) { c.structured = v }
+
 // Dial connects to addr and negotiates export name.
 func Dial(ctx context.Context, addr, name string, o Options) (*Client, error) {
 	var d net.Dialer

@@ -1,0 +1,182 @@
+// Package indextest is the conformance suite for chunkstore.Index
+// implementations (chunkstore.MemIndex and the SQLite index).
+package indextest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"coffer/internal/chunk"
+	"coffer/internal/chunkstore"
+)
+
+// Run runs the suite; newIndex returns an empty index.
+func Run(t *testing.T, newIndex func(t *testing.T) chunkstore.Index) {
+	t.Run("AddLookup", func(t *testing.T) { testAddLookup(t, newIndex(t)) })
+	t.Run("Conditional", func(t *testing.T) { testConditional(t, newIndex(t)) })
+	t.Run("PacksAndStats", func(t *testing.T) { testPacksAndStats(t, newIndex(t)) })
+	t.Run("LargeBatch", func(t *testing.T) { testLargeBatch(t, newIndex(t)) })
+}
+
+func id(n int) chunk.ID { return chunk.Hash([]byte(fmt.Sprint(n))) }
+
+func entry(n int, pack string) chunkstore.Entry {
+	return chunkstore.Entry{
+		ID: id(n), Pack: pack, Offset: int64(8 + 100*n), Length: uint32(50 + n),
+		RawLength: uint32(100 + n), Compression: chunkstore.CompressionZstd,
+	}
+}
+
+func lookup(t *testing.T, idx chunkstore.Index, ids ...chunk.ID) map[chunk.ID]chunkstore.Entry {
+	t.Helper()
+	m, err := idx.Lookup(context.Background(), ids)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	return m
+}
+
+func testAddLookup(t *testing.T, idx chunkstore.Index) {
+	ctx := context.Background()
+	if m := lookup(t, idx, id(1)); len(m) != 0 {
+		t.Fatalf("empty index Lookup = %v", m)
+	}
+	if m := lookup(t, idx); len(m) != 0 {
+		t.Fatalf("Lookup() = %v", m)
+	}
+	es := []chunkstore.Entry{entry(1, "packs/a"), entry(2, "packs/a"), entry(3, "packs/b")}
+	es[1].Compression = chunkstore.CompressionNone
+	es[1].DeletedAt = 12345
+	if err := idx.Add(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	m := lookup(t, idx, id(1), id(2), id(3), id(4))
+	if len(m) != 3 {
+		t.Fatalf("Lookup found %d, want 3", len(m))
+	}
+	for _, e := range es {
+		if m[e.ID] != e {
+			t.Errorf("Lookup(%s) = %+v, want %+v", e.ID.Short(), m[e.ID], e)
+		}
+	}
+	// Add replaces.
+	moved := entry(1, "packs/c")
+	if err := idx.Add(ctx, []chunkstore.Entry{moved}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(t, idx, id(1))[id(1)]; got != moved {
+		t.Errorf("after re-Add: %+v, want %+v", got, moved)
+	}
+}
+
+func testConditional(t *testing.T, idx chunkstore.Index) {
+	ctx := context.Background()
+	if err := idx.Add(ctx, []chunkstore.Entry{entry(1, "packs/a"), entry(2, "packs/a"), entry(3, "packs/b")}); err != nil {
+		t.Fatal(err)
+	}
+	// SetDeleted only touches entries in the named pack.
+	if err := idx.SetDeleted(ctx, "packs/a", []chunk.ID{id(1), id(3)}, 99); err != nil {
+		t.Fatal(err)
+	}
+	m := lookup(t, idx, id(1), id(2), id(3))
+	if m[id(1)].DeletedAt != 99 || m[id(2)].DeletedAt != 0 || m[id(3)].DeletedAt != 0 {
+		t.Errorf("SetDeleted: %d %d %d, want 99 0 0", m[id(1)].DeletedAt, m[id(2)].DeletedAt, m[id(3)].DeletedAt)
+	}
+	if err := idx.SetDeleted(ctx, "packs/a", []chunk.ID{id(1)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(t, idx, id(1))[id(1)].DeletedAt; got != 0 {
+		t.Errorf("revive: DeletedAt = %d", got)
+	}
+	// Move only relocates entries still in the source pack.
+	n1, n3 := entry(1, "packs/n"), entry(3, "packs/n")
+	n1.Offset, n3.Offset = 8, 200
+	if err := idx.Move(ctx, "packs/a", []chunkstore.Entry{n1, n3}); err != nil {
+		t.Fatal(err)
+	}
+	m = lookup(t, idx, id(1), id(3))
+	if m[id(1)] != n1 {
+		t.Errorf("Move: %+v, want %+v", m[id(1)], n1)
+	}
+	if m[id(3)].Pack != "packs/b" {
+		t.Errorf("Move relocated an entry of another pack: %+v", m[id(3)])
+	}
+	// Delete only removes entries in the named pack.
+	if err := idx.Delete(ctx, "packs/a", []chunk.ID{id(1), id(2), id(3)}); err != nil {
+		t.Fatal(err)
+	}
+	m = lookup(t, idx, id(1), id(2), id(3))
+	if _, ok := m[id(2)]; ok || len(m) != 2 {
+		t.Errorf("after Delete: %v, want ids 1 and 3 only", m)
+	}
+}
+
+func testPacksAndStats(t *testing.T, idx chunkstore.Index) {
+	ctx := context.Background()
+	es := []chunkstore.Entry{entry(3, "packs/b"), entry(1, "packs/a"), entry(2, "packs/a"), entry(4, "packs/b")}
+	es[3].DeletedAt = 7
+	if err := idx.Add(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	packs, err := idx.Packs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(packs, []string{"packs/a", "packs/b"}) {
+		t.Errorf("Packs = %v", packs)
+	}
+	pe, err := idx.PackEntries(ctx, "packs/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pe) != 2 || pe[0] != es[0] || pe[1] != es[3] {
+		t.Errorf("PackEntries(b) = %+v", pe)
+	}
+	st, err := idx.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := chunkstore.IndexStats{Chunks: 4, Packs: 2, StoredBytes: 50*4 + 1 + 2 + 3 + 4, RawBytes: 100*4 + 10, Deleted: 1}
+	if st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+	// A pack whose entries all moved away is no longer listed.
+	if err := idx.Delete(ctx, "packs/a", []chunk.ID{id(1), id(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if packs, _ := idx.Packs(ctx); !slices.Equal(packs, []string{"packs/b"}) {
+		t.Errorf("after Delete Packs = %v", packs)
+	}
+	if err := idx.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := idx.Stats(ctx); st != (chunkstore.IndexStats{}) {
+		t.Errorf("after Clear Stats = %+v", st)
+	}
+}
+
+func testLargeBatch(t *testing.T, idx chunkstore.Index) {
+	ctx := context.Background()
+	const n = 2500
+	var es []chunkstore.Entry
+	var ids []chunk.ID
+	for i := range n {
+		es = append(es, entry(i, fmt.Sprintf("packs/p%d", i%7)))
+		ids = append(ids, id(i), id(i+n)) // half are absent
+	}
+	if err := idx.Add(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if m := lookup(t, idx, ids...); len(m) != n {
+		t.Fatalf("Lookup of %d ids found %d, want %d", len(ids), len(m), n)
+	}
+	if err := idx.SetDeleted(ctx, "packs/p0", ids, 5); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := idx.Stats(ctx)
+	if want := int64((n + 6) / 7); st.Deleted != want {
+		t.Errorf("Deleted = %d, want %d", st.Deleted, want)
+	}
+}

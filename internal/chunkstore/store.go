@@ -1,0 +1,440 @@
+package chunkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+	"coffer/internal/clock"
+)
+
+var (
+	// ErrNotFound is returned (wrapped) by Get for a chunk that is not stored.
+	ErrNotFound = errors.New("chunk not found")
+	// ErrCorrupt is returned (wrapped) when stored data does not match its
+	// chunk ID or a pack cannot be decoded. The message names pack and chunk.
+	ErrCorrupt = errors.New("chunk store corrupt")
+	// ErrTooLarge is returned by Put for chunks over MaxChunkSize.
+	ErrTooLarge = errors.New("chunk too large")
+)
+
+// Level selects how hard Put tries to compress.
+type Level int
+
+// Compression levels.
+const (
+	LevelFastest Level = iota // zstd "fastest" (the default)
+	LevelDefault              // zstd "default"
+	LevelNone                 // store every chunk uncompressed
+)
+
+// Options configure a Store. The zero value gives the defaults.
+type Options struct {
+	// PackSize is the size at which an open pack is sealed and written.
+	// Default DefaultPackSize.
+	PackSize int
+	// Clock stamps pack names and GC runs. Default clock.Real.
+	Clock clock.Clock
+	// Level is the compression level. Default LevelFastest.
+	Level Level
+	// MaxUnwritten bounds the sealed packs held in memory while they are
+	// written; a Put that would seal one more waits. Default 2.
+	MaxUnwritten int
+}
+
+// DefaultPackSize is the default target pack size.
+const DefaultPackSize = 32 << 20
+
+// Store is a deduplicating, compressing chunk store. Its methods are safe
+// for concurrent use.
+type Store struct {
+	blobs        blobstore.Store
+	index        Index
+	clock        clock.Clock
+	packSize     int
+	maxUnwritten int
+	level        Level
+	enc          *zstd.Encoder
+	dec          *zstd.Decoder
+
+	gcMu sync.Mutex // one GC or RebuildIndex at a time
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a sealed pack's write ends
+	open    *pack
+	sealed  []*pack
+	pending map[chunk.ID]pendingLoc
+}
+
+// pack is an open or sealed pack that is not yet committed.
+type pack struct {
+	buf     []byte // header and records; the trailer is added when written
+	entries []trailerEntry
+	writing bool
+	done    bool
+	err     error // of the last failed write
+}
+
+type pendingLoc struct {
+	p *pack
+	i int
+}
+
+// New returns a Store over blobs and index.
+func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
+	if opts.PackSize <= 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.MaxUnwritten <= 0 {
+		opts.MaxUnwritten = 2
+	}
+	lvl := zstd.SpeedFastest
+	if opts.Level == LevelDefault {
+		lvl = zstd.SpeedDefault
+	}
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(lvl),
+		zstd.WithEncoderConcurrency(2*runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false), // chunks are checked against their ID
+		zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, fmt.Errorf("new chunk store: %w", err)
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(MaxChunkSize))
+	if err != nil {
+		return nil, fmt.Errorf("new chunk store: %w", err)
+	}
+	s := &Store{
+		blobs:        blobs,
+		index:        index,
+		clock:        opts.Clock,
+		packSize:     opts.PackSize,
+		maxUnwritten: opts.MaxUnwritten,
+		level:        opts.Level,
+		enc:          enc,
+		dec:          dec,
+		pending:      make(map[chunk.ID]pendingLoc),
+	}
+	s.cond = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// isPending reports whether id is in an uncommitted pack of this Store.
+func (s *Store) isPending(id chunk.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[id]
+	return ok
+}
+
+// Put stores data and returns its ID. Hashing and compression run in the
+// calling goroutine, so callers get parallelism by calling Put from several
+// goroutines. A chunk that is already stored, or pending in an open pack, is
+// not stored again. The chunk is committed once a Flush that starts after Put
+// returns has returned nil; it is readable with Get at once.
+func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
+	if len(data) > MaxChunkSize {
+		return chunk.ID{}, fmt.Errorf("put chunk of %d bytes: %w", len(data), ErrTooLarge)
+	}
+	id := chunk.Hash(data)
+	if s.isPending(id) {
+		return id, nil
+	}
+	found, err := s.index.Lookup(ctx, []chunk.ID{id})
+	if err != nil {
+		return id, fmt.Errorf("put chunk %s: look up index: %w", id.Short(), err)
+	}
+	if e, ok := found[id]; ok && e.DeletedAt == 0 {
+		return id, nil
+	}
+	stored, comp := s.compress(data)
+
+	s.mu.Lock()
+	for {
+		if _, ok := s.pending[id]; ok {
+			s.mu.Unlock()
+			return id, nil
+		}
+		if len(s.sealed) < s.maxUnwritten {
+			break
+		}
+		// Too many sealed packs in memory: wait for their writes, or retry
+		// one whose write failed.
+		if q := s.claimFailed(); q != nil {
+			s.mu.Unlock()
+			if err := s.writePack(ctx, q); err != nil {
+				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
+			}
+			s.mu.Lock()
+			continue
+		}
+		s.cond.Wait()
+	}
+	if s.open == nil {
+		s.open = &pack{buf: packHeader()}
+	}
+	p := s.open
+	p.entries = append(p.entries, trailerEntry{
+		ID:          id,
+		Offset:      int64(len(p.buf)),
+		Length:      uint32(len(stored)),
+		RawLength:   uint32(len(data)),
+		Compression: comp,
+	})
+	p.buf = append(p.buf, stored...)
+	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
+	if len(p.buf) < s.packSize {
+		s.mu.Unlock()
+		return id, nil
+	}
+	// The pack is full: seal it and write it from this goroutine. It joins
+	// s.sealed at once, so that a concurrent Flush waits for it.
+	s.open = nil
+	p.writing = true
+	s.sealed = append(s.sealed, p)
+	s.mu.Unlock()
+	if err := s.writePack(ctx, p); err != nil {
+		return id, fmt.Errorf("put chunk %s: %w", id.Short(), err)
+	}
+	return id, nil
+}
+
+// claimFailed returns a sealed pack whose write failed and that nobody is
+// writing, marked as being written by the caller. s.mu must be held.
+func (s *Store) claimFailed() *pack {
+	for _, q := range s.sealed {
+		if !q.writing && !q.done {
+			q.writing = true
+			return q
+		}
+	}
+	return nil
+}
+
+// writePack writes a sealed pack claimed by the caller (p.writing set) and
+// adds its entries to the index. On failure the pack stays sealed in memory
+// so that a later Flush retries it under a new name.
+func (s *Store) writePack(ctx context.Context, p *pack) error {
+	// p.entries and the records of p.buf no longer change once sealed.
+	name := newPackName(s.clock.Now())
+	data := appendTrailer(p.buf[:len(p.buf):len(p.buf)], s.clock.Now().UnixNano(), p.entries)
+	err := s.blobs.Put(ctx, name, data)
+	if err == nil {
+		entries := make([]Entry, len(p.entries))
+		for i, e := range p.entries {
+			entries[i] = Entry{ID: e.ID, Pack: name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression}
+		}
+		if err = s.index.Add(ctx, entries); err != nil {
+			err = fmt.Errorf("index pack %s: %w", name, err)
+		}
+	} else {
+		err = fmt.Errorf("write pack %s: %w", name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.writing = false
+	if err != nil {
+		p.err = err
+		s.cond.Broadcast()
+		return err
+	}
+	p.done, p.err = true, nil
+	for _, e := range p.entries {
+		if l, ok := s.pending[e.ID]; ok && l.p == p {
+			delete(s.pending, e.ID)
+		}
+	}
+	for i, q := range s.sealed {
+		if q == p {
+			s.sealed = append(s.sealed[:i], s.sealed[i+1:]...)
+			break
+		}
+	}
+	p.buf = nil
+	s.cond.Broadcast()
+	return nil
+}
+
+// Flush seals the open pack and writes every sealed pack; when it returns
+// nil every chunk Put before the call is committed.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	if s.open != nil && len(s.open.entries) > 0 {
+		s.sealed = append(s.sealed, s.open)
+		s.open = nil
+	}
+	targets := append([]*pack(nil), s.sealed...)
+	for {
+		var next *pack
+		busy := false
+		for _, p := range targets {
+			if p.done {
+				continue
+			}
+			if p.writing {
+				busy = true
+				continue
+			}
+			next = p
+			break
+		}
+		if next == nil && !busy {
+			break
+		}
+		if next == nil {
+			s.cond.Wait()
+			continue
+		}
+		next.writing = true
+		s.mu.Unlock()
+		if err := s.writePack(ctx, next); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		s.mu.Lock()
+	}
+	// A pack written by another goroutine may have failed; report it.
+	var err error
+	for _, p := range targets {
+		if !p.done {
+			err = errors.Join(err, p.err)
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+// Has reports for each of ids whether the chunk is stored (committed or
+// pending). Chunks that garbage collection has condemned count as absent, so
+// that a writer stores them again.
+func (s *Store) Has(ctx context.Context, ids []chunk.ID) ([]bool, error) {
+	out := make([]bool, len(ids))
+	var ask []chunk.ID
+	s.mu.Lock()
+	for i, id := range ids {
+		if _, ok := s.pending[id]; ok {
+			out[i] = true
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	s.mu.Unlock()
+	if len(ask) == 0 {
+		return out, nil
+	}
+	found, err := s.index.Lookup(ctx, ask)
+	if err != nil {
+		return nil, fmt.Errorf("has %d chunks: %w", len(ids), err)
+	}
+	for i, id := range ids {
+		if e, ok := found[id]; ok && e.DeletedAt == 0 {
+			out[i] = true
+		}
+	}
+	return out, nil
+}
+
+// Get returns the contents of the chunk id, checked against id.
+func (s *Store) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
+	s.mu.Lock()
+	if l, ok := s.pending[id]; ok {
+		e := l.p.entries[l.i]
+		stored := append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)
+		s.mu.Unlock()
+		return s.decode(e, stored, "(unwritten pack)")
+	}
+	s.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		found, err := s.index.Lookup(ctx, []chunk.ID{id})
+		if err != nil {
+			return nil, fmt.Errorf("get chunk %s: look up index: %w", id.Short(), err)
+		}
+		e, ok := found[id]
+		if !ok {
+			if attempt == 0 && s.isPending(id) {
+				return s.Get(ctx, id) // re-stored concurrently
+			}
+			return nil, fmt.Errorf("get chunk %s: %w", id, ErrNotFound)
+		}
+		stored, err := s.blobs.GetRange(ctx, e.Pack, e.Offset, int64(e.Length))
+		if errors.Is(err, blobstore.ErrNotFound) && attempt == 0 {
+			continue // moved by a concurrent GC: look it up again
+		}
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return nil, fmt.Errorf("get chunk %s: pack %s missing: %w: %w", id, e.Pack, ErrCorrupt, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get chunk %s: %w", id, err)
+		}
+		return s.decode(e.trailer(), stored, e.Pack)
+	}
+}
+
+func (e Entry) trailer() trailerEntry {
+	return trailerEntry{ID: e.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression}
+}
+
+// decode decompresses stored bytes and checks them against the chunk ID.
+func (s *Store) decode(e trailerEntry, stored []byte, packName string) ([]byte, error) {
+	var data []byte
+	switch e.Compression {
+	case CompressionNone:
+		data = stored
+	case CompressionZstd:
+		var err error
+		data, err = s.dec.DecodeAll(stored, make([]byte, 0, e.RawLength))
+		if err != nil {
+			return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("chunk %s in pack %s: compression %d: %w", e.ID, packName, e.Compression, ErrCorrupt)
+	}
+	if len(data) != int(e.RawLength) {
+		return nil, fmt.Errorf("chunk %s in pack %s: %d bytes, index says %d: %w", e.ID, packName, len(data), e.RawLength, ErrCorrupt)
+	}
+	if chunk.Hash(data) != e.ID {
+		return nil, fmt.Errorf("chunk %s in pack %s: contents do not match the ID: %w", e.ID, packName, ErrCorrupt)
+	}
+	return data, nil
+}
+
+// Stats describes the contents of a Store.
+type Stats struct {
+	Chunks      int64 // committed chunks in the index
+	Packs       int64 // packs referenced by the index
+	StoredBytes int64 // bytes of chunk records in packs (after compression)
+	RawBytes    int64 // bytes of the chunks before compression
+	Condemned   int64 // chunks GC found unreferenced, not yet deleted
+
+	PendingChunks int64 // Put but not yet committed
+	PendingBytes  int64 // stored bytes of pending chunks
+}
+
+// Stats returns counts for reporting.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	is, err := s.index.Stats(ctx)
+	if err != nil {
+		return Stats{}, fmt.Errorf("chunk store stats: %w", err)
+	}
+	st := Stats{Chunks: is.Chunks, Packs: is.Packs, StoredBytes: is.StoredBytes, RawBytes: is.RawBytes, Condemned: is.Deleted}
+	s.mu.Lock()
+	for _, l := range s.pending {
+		st.PendingChunks++
+		st.PendingBytes += int64(l.p.entries[l.i].Length)
+	}
+	s.mu.Unlock()
+	return st, nil
+}

@@ -1,0 +1,488 @@
+package blockdev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+	"coffer/internal/clock"
+)
+
+// Chunks is what the engine needs from the chunk store (chunkstore.Store
+// satisfies it).
+//
+//   - Put stores data and returns its ID; it is safe for concurrent use and
+//     must not retain data after it returns (the engine reuses buffers).
+//   - Get returns the contents of a chunk, verified against its ID.
+//   - Flush makes every chunk Put before it durable and readable.
+type Chunks interface {
+	Put(ctx context.Context, data []byte) (chunk.ID, error)
+	Get(ctx context.Context, id chunk.ID) ([]byte, error)
+	Flush(ctx context.Context) error
+}
+
+// Errors returned (wrapped) by the engine. Test with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrExists       = errors.New("already exists")
+	ErrInvalid      = errors.New("invalid argument")
+	ErrClosed       = errors.New("volume closed")
+	ErrOutOfRange   = errors.New("offset out of range")
+	ErrCorrupt      = errors.New("snapshot data corrupt or missing")
+	ErrBlockSize    = errors.New("block size mismatch")
+	ErrShrink       = errors.New("volume shrink refused")
+	ErrStillHydrate = errors.New("volume is still hydrating")
+)
+
+// DefaultBlockSize is the block size of a new engine when Options.BlockSize
+// is zero.
+const DefaultBlockSize = 64 << 10
+
+// Options configures an Engine. The zero value is usable.
+type Options struct {
+	// BlockSize is fixed when the engine directory is created: a power of
+	// two from 4 KiB to 4 MiB (default 64 KiB). Opening an existing engine
+	// with a different non-zero value fails with ErrBlockSize.
+	BlockSize int64
+	// Workers is the parallelism of snapshot, restore, hydration and
+	// verify (default GOMAXPROCS).
+	Workers int
+	// CBWMemory bounds the memory a snapshot uses for copy-before-write
+	// blocks per volume; past it old contents spill to an unlinked side
+	// file in the volume directory (default 64 MiB).
+	CBWMemory int64
+	// Clock stamps snapshots (default clock.Real).
+	Clock clock.Clock
+}
+
+// Engine owns a directory of live volumes and the snapshots of those
+// volumes. All methods are safe for concurrent use.
+type Engine struct {
+	dir    string
+	chunks Chunks
+	blobs  blobstore.Store
+	bs     int64
+	opts   Options
+
+	mu   sync.Mutex
+	vols map[string]*Volume
+
+	// hooks for tests; nil in production.
+	hooks testHooks
+}
+
+type testHooks struct {
+	beforeSwap  func(volume string)
+	afterSwap   func(volume string)
+	blockStored func(volume string, n int64) // after each snapshot block
+	hydrated    func(volume string, block int64)
+}
+
+type engineMeta struct {
+	Version   int   `json:"version"`
+	BlockSize int64 `json:"blockSize"`
+}
+
+func checkBlockSize(bs int64) error {
+	if bs < 4<<10 || bs > 4<<20 || bs&(bs-1) != 0 {
+		return fmt.Errorf("block size %d is not a power of two from 4 KiB to 4 MiB", bs)
+	}
+	return nil
+}
+
+// Open opens (creating if needed) the engine directory dir. Volumes are
+// opened lazily by OpenVolume.
+func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store, opts Options) (*Engine, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.CBWMemory <= 0 {
+		opts.CBWMemory = 64 << 20
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "volumes"), 0o700); err != nil {
+		return nil, fmt.Errorf("open block engine: %w", err)
+	}
+	metaPath := filepath.Join(dir, "engine.json")
+	var meta engineMeta
+	b, err := os.ReadFile(metaPath)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("open block engine: read %s: %w", metaPath, err)
+		}
+		if meta.Version != 1 {
+			return nil, fmt.Errorf("open block engine: unsupported engine.json version %d", meta.Version)
+		}
+		if err := checkBlockSize(meta.BlockSize); err != nil {
+			return nil, fmt.Errorf("open block engine: %w", err)
+		}
+		if opts.BlockSize != 0 && opts.BlockSize != meta.BlockSize {
+			return nil, fmt.Errorf("open block engine: want block size %d, store has %d: %w", opts.BlockSize, meta.BlockSize, ErrBlockSize)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		meta = engineMeta{Version: 1, BlockSize: opts.BlockSize}
+		if meta.BlockSize == 0 {
+			meta.BlockSize = DefaultBlockSize
+		}
+		if err := checkBlockSize(meta.BlockSize); err != nil {
+			return nil, fmt.Errorf("open block engine: %w: %w", ErrInvalid, err)
+		}
+		b, _ := json.Marshal(meta)
+		if err := writeFileAtomic(metaPath, b); err != nil {
+			return nil, fmt.Errorf("open block engine: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("open block engine: %w", err)
+	}
+	opts.BlockSize = meta.BlockSize
+	return &Engine{dir: dir, chunks: chunks, blobs: blobs, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}, nil
+}
+
+// BlockSize returns the engine's block size in bytes.
+func (e *Engine) BlockSize() int64 { return e.bs }
+
+// Close closes every open volume (stopping hydrators; they resume when the
+// volume is opened again).
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	vols := make([]*Volume, 0, len(e.vols))
+	for _, v := range e.vols {
+		vols = append(vols, v)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, v := range vols {
+		errs = append(errs, v.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// validID checks a caller-chosen volume or snapshot ID: 1–128 characters of
+// [A-Za-z0-9._-], not "." or "..", so it is safe as a file and blob name.
+func validID(id string) error {
+	if id == "" || len(id) > maxIDLen || id == "." || id == ".." {
+		return fmt.Errorf("ID %q: %w", id, ErrInvalid)
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("ID %q has character %q: %w", id, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// SnapshotInfo describes a committed snapshot.
+type SnapshotInfo struct {
+	ID        string    `json:"id"`
+	Volume    string    `json:"volume"`
+	Parent    string    `json:"parent,omitempty"`
+	Created   time.Time `json:"created"`
+	Size      int64     `json:"size"`
+	BlockSize int64     `json:"blockSize"`
+	// Record is the chunk ID of the snapshot record (the manifest root).
+	Record chunk.ID `json:"record"`
+	// Stats describe the work done when the snapshot was taken; they are
+	// not stored in the catalogue.
+	Stats SnapshotStats `json:"-"`
+}
+
+// SnapshotStats count the work of one Snapshot call.
+type SnapshotStats struct {
+	BlocksRead   int64 // dirty blocks read from the volume
+	BlocksStored int64 // non-zero blocks Put into the chunk store
+	BlocksZero   int64 // dirty blocks found all-zero (holes, never stored)
+	BytesRead    int64
+	PagesWritten int64 // index pages Put
+	PagesReused  int64 // index pages taken from the parent by ID
+	CBWBlocks    int64 // blocks copied aside by writers during the snapshot
+}
+
+// catalogueEntry is the blob snapshots/<id>, version 1 (JSON).
+type catalogueEntry struct {
+	Version int `json:"version"`
+	SnapshotInfo
+}
+
+// volumeRecord is the blob volumes/<id>, version 1 (JSON): what a volume's
+// future snapshots and its hydration depend on, so that GC on any node keeps
+// it live.
+type volumeRecord struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	// Base is the record of the manifest the next snapshot is incremental
+	// to (the volume's last snapshot, or the snapshot it was restored from).
+	Base         chunk.ID `json:"base"`
+	BaseSnapshot string   `json:"baseSnapshot,omitempty"`
+	// HydrateFrom is the record a restored volume is still hydrating from.
+	HydrateFrom chunk.ID `json:"hydrateFrom"`
+}
+
+func snapshotBlob(id string) string { return "snapshots/" + id }
+func volumeBlob(id string) string   { return "volumes/" + id }
+
+func (e *Engine) putVolumeRecord(ctx context.Context, vr volumeRecord) error {
+	vr.Version = 1
+	b, _ := json.Marshal(vr)
+	if err := e.blobs.Put(ctx, volumeBlob(vr.ID), b); err != nil {
+		return fmt.Errorf("write volume record %s: %w", vr.ID, err)
+	}
+	return nil
+}
+
+func (e *Engine) getVolumeRecord(ctx context.Context, id string) (volumeRecord, error) {
+	var vr volumeRecord
+	b, err := e.blobs.Get(ctx, volumeBlob(id))
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return vr, fmt.Errorf("volume record %s: %w", id, ErrNotFound)
+		}
+		return vr, fmt.Errorf("read volume record %s: %w", id, err)
+	}
+	if err := json.Unmarshal(b, &vr); err != nil || vr.Version != 1 {
+		return vr, fmt.Errorf("read volume record %s: bad encoding: %w", id, ErrFormat)
+	}
+	return vr, nil
+}
+
+// StatSnapshot returns the catalogue entry of a snapshot.
+func (e *Engine) StatSnapshot(ctx context.Context, id string) (SnapshotInfo, error) {
+	if err := validID(id); err != nil {
+		return SnapshotInfo{}, err
+	}
+	b, err := e.blobs.Get(ctx, snapshotBlob(id))
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
+		}
+		return SnapshotInfo{}, fmt.Errorf("read snapshot %s: %w", id, err)
+	}
+	return decodeCatalogue(id, b)
+}
+
+func decodeCatalogue(id string, b []byte) (SnapshotInfo, error) {
+	var ce catalogueEntry
+	if err := json.Unmarshal(b, &ce); err != nil || ce.Version != 1 || ce.ID != id {
+		return SnapshotInfo{}, fmt.Errorf("read snapshot %s: bad catalogue entry: %w", id, ErrFormat)
+	}
+	return ce.SnapshotInfo, nil
+}
+
+// ListSnapshots lists the committed snapshots of a volume ("" for all
+// volumes), oldest first.
+func (e *Engine) ListSnapshots(ctx context.Context, volume string) ([]SnapshotInfo, error) {
+	var out []SnapshotInfo
+	err := e.blobs.List(ctx, "snapshots/", func(info blobstore.Info) error {
+		id := info.Name[len("snapshots/"):]
+		b, err := e.blobs.Get(ctx, info.Name)
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		si, err := decodeCatalogue(id, b)
+		if err != nil {
+			return err
+		}
+		if volume == "" || si.Volume == volume {
+			out = append(out, si)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// DeleteSnapshot removes a snapshot from the catalogue. Every other snapshot
+// stays intact (each is a full logical map; pages are shared by ID). Chunks
+// no longer referenced are reclaimed by the chunk store's GC, which asks
+// MarkLive what is live. The last snapshot of a live volume stays pinned as
+// the volume's base (see MarkLive) until its next snapshot.
+func (e *Engine) DeleteSnapshot(ctx context.Context, id string) error {
+	if _, err := e.StatSnapshot(ctx, id); err != nil {
+		return fmt.Errorf("delete snapshot: %w", err)
+	}
+	if err := e.blobs.Delete(ctx, snapshotBlob(id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// loadRecord fetches and decodes a snapshot record.
+func (e *Engine) loadRecord(ctx context.Context, id chunk.ID) (*record, error) {
+	b, err := e.chunks.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot record %s: %w: %w", id.Short(), ErrCorrupt, err)
+	}
+	r, err := decodeRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot record %s: %w", id.Short(), err)
+	}
+	if r.BlockSize != e.bs {
+		return nil, fmt.Errorf("snapshot record %s has block size %d, engine %d: %w", id.Short(), r.BlockSize, e.bs, ErrBlockSize)
+	}
+	return r, nil
+}
+
+// loadSnapshot resolves a snapshot ID to its catalogue entry and record.
+func (e *Engine) loadSnapshot(ctx context.Context, id string) (SnapshotInfo, *record, error) {
+	si, err := e.StatSnapshot(ctx, id)
+	if err != nil {
+		return si, nil, err
+	}
+	r, err := e.loadRecord(ctx, si.Record)
+	return si, r, err
+}
+
+// loadPage fetches page p of r as exactly pageLen entries; a zero page ID
+// yields all holes.
+func (e *Engine) loadPage(ctx context.Context, r *record, p int64) ([]chunk.ID, error) {
+	n := pageLen(r.nblocks(), p)
+	id := r.Pages[p]
+	if id.IsZero() {
+		return make([]chunk.ID, n), nil
+	}
+	b, err := e.chunks.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read index page %d (%s): %w: %w", p, id.Short(), ErrCorrupt, err)
+	}
+	entries, err := decodePage(b)
+	if err != nil {
+		return nil, fmt.Errorf("index page %d (%s): %w", p, id.Short(), err)
+	}
+	if len(entries) != n {
+		return nil, fmt.Errorf("index page %d (%s) has %d entries, want %d: %w", p, id.Short(), len(entries), n, ErrFormat)
+	}
+	return entries, nil
+}
+
+// pageCache is a small bounded cache of decoded index pages of one record,
+// used by random-access readers (snapshot export, hydrating volumes).
+type pageCache struct {
+	e   *Engine
+	r   *record
+	max int
+
+	mu    sync.Mutex
+	pages map[int64][]chunk.ID
+}
+
+func newPageCache(e *Engine, r *record, max int) *pageCache {
+	return &pageCache{e: e, r: r, max: max, pages: map[int64][]chunk.ID{}}
+}
+
+// entry returns the chunk ID of block b (zero for a hole).
+func (c *pageCache) entry(ctx context.Context, b int64) (chunk.ID, error) {
+	if b >= c.r.nblocks() {
+		return chunk.ID{}, nil
+	}
+	p := b / EntriesPerPage
+	if c.r.Pages[p].IsZero() {
+		return chunk.ID{}, nil
+	}
+	c.mu.Lock()
+	pg, ok := c.pages[p]
+	c.mu.Unlock()
+	if !ok {
+		var err error
+		if pg, err = c.e.loadPage(ctx, c.r, p); err != nil {
+			return chunk.ID{}, err
+		}
+		c.mu.Lock()
+		if len(c.pages) >= c.max {
+			for k := range c.pages { // evict an arbitrary page
+				delete(c.pages, k)
+				break
+			}
+		}
+		c.pages[p] = pg
+		c.mu.Unlock()
+	}
+	return pg[b%EntriesPerPage], nil
+}
+
+// readBlockFrom fills buf (one block) with block b of record r via the cache.
+func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) error {
+	if id.IsZero() {
+		clear(buf)
+		return nil
+	}
+	data, err := e.chunks.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("read chunk %s: %w: %w", id.Short(), ErrCorrupt, err)
+	}
+	if len(data) > len(buf) {
+		return fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
+	}
+	n := copy(buf, data)
+	clear(buf[n:])
+	return nil
+}
+
+// writeFileAtomic writes a small file durably: temp file, fsync, rename,
+// fsync the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,368 @@
+package blockdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"coffer/internal/chunk"
+)
+
+// hydration is the state of a restored volume still being filled from its
+// source snapshot. done is guarded by Volume.mu.
+type hydration struct {
+	srcID    chunk.ID
+	src      *record
+	srcNB    int64
+	cache    *pageCache
+	done     *bitset // blocks whose file contents are authoritative
+	ndone    int64
+	cancel   context.CancelFunc
+	finished chan struct{}
+	err      error
+}
+
+func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset) *hydration {
+	nb := src.nblocks()
+	if done == nil {
+		done = newBitset(nb)
+	}
+	done.grow(nb)
+	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done,
+		ndone: done.count(), finished: make(chan struct{})}
+}
+
+func (h *hydration) stop() {
+	if h.cancel != nil {
+		h.cancel()
+	}
+}
+
+// hydratedLocked reports whether block b's file contents are authoritative;
+// v.mu is held.
+func (v *Volume) hydratedLocked(b int64) bool {
+	h := v.hyd
+	return h == nil || b >= h.srcNB || h.done.has(b)
+}
+
+func (v *Volume) isHydrated(b int64) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.hydratedLocked(b)
+}
+
+func (v *Volume) markHydrated(b int64) {
+	v.mu.Lock()
+	if h := v.hyd; h != nil && b < h.srcNB && !h.done.has(b) {
+		h.done.set(b)
+		h.ndone++
+		v.hydDirty = true
+	}
+	v.mu.Unlock()
+}
+
+// hydrateLocked copies block b from the source snapshot into the file if it
+// is not hydrated yet. id is its entry if known (known=true). The caller
+// holds b's stripe.
+func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known bool, buf []byte) error {
+	v.mu.Lock()
+	h := v.hyd
+	done := v.hydratedLocked(b)
+	v.mu.Unlock()
+	if done {
+		return nil
+	}
+	if !known {
+		var err error
+		if id, err = h.cache.entry(ctx, b); err != nil {
+			return err
+		}
+	}
+	if !id.IsZero() {
+		if err := v.e.readChunkInto(ctx, id, buf); err != nil {
+			return fmt.Errorf("hydrate block %d: %w", b, err)
+		}
+		if _, err := v.f.WriteAt(buf[:v.blockLen(b, h.src.Size)], b*v.bs); err != nil {
+			return fmt.Errorf("hydrate block %d: %w", b, err)
+		}
+	}
+	v.markHydrated(b)
+	if hk := v.e.hooks.hydrated; hk != nil {
+		hk(v.id, b)
+	}
+	return nil
+}
+
+// HydrationStatus is the progress of a restored volume's hydration.
+type HydrationStatus struct {
+	Hydrating  bool  // false once every block is in the volume file
+	DoneBytes  int64 // bytes of the source already in the file (holes count)
+	TotalBytes int64
+	Err        error // why the hydrator stopped, if it failed
+}
+
+// Hydration reports hydration progress.
+func (v *Volume) Hydration() HydrationStatus {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h := v.hyd
+	if h == nil {
+		return HydrationStatus{DoneBytes: v.size, TotalBytes: v.size}
+	}
+	return HydrationStatus{Hydrating: true, DoneBytes: min(h.ndone*v.bs, h.src.Size), TotalBytes: h.src.Size, Err: h.err}
+}
+
+// WaitHydrated blocks until hydration completes (nil), fails, or ctx ends.
+func (v *Volume) WaitHydrated(ctx context.Context) error {
+	v.mu.Lock()
+	h := v.hyd
+	v.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	select {
+	case <-h.finished:
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if h.err != nil {
+			return fmt.Errorf("hydrate volume %s: %w", v.id, h.err)
+		}
+		if v.hyd != nil {
+			return fmt.Errorf("hydrate volume %s: %w", v.id, ErrStillHydrate)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startHydrator starts the background hydrator of a restored volume.
+func (v *Volume) startHydrator() {
+	v.mu.Lock()
+	h := v.hyd
+	v.mu.Unlock()
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	v.hydWG.Add(1)
+	go func() {
+		defer v.hydWG.Done()
+		defer close(h.finished)
+		defer cancel()
+		err := v.hydrate(ctx, h)
+		if err != nil {
+			v.mu.Lock()
+			if !errors.Is(err, context.Canceled) {
+				h.err = err
+			}
+			v.mu.Unlock()
+		}
+	}()
+}
+
+// hydrateCheckpointPages is how many index pages the hydrator fills between
+// checkpoints (fdatasync + state file).
+const hydrateCheckpointPages = 64
+
+// hydrate fills every not-yet-hydrated block from the source snapshot using
+// all workers, checkpointing progress, then ends hydration durably.
+func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
+	e := v.e
+	np := int64(len(h.src.Pages))
+	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
+		p1 := min(p0+hydrateCheckpointPages, np)
+		g, gctx := errgroup.WithContext(ctx)
+		type job struct {
+			b  int64
+			id chunk.ID
+		}
+		jobs := make(chan job, e.opts.Workers*4)
+		g.Go(func() error {
+			defer close(jobs)
+			for p := p0; p < p1; p++ {
+				entries, err := e.loadPage(gctx, h.src, p)
+				if err != nil {
+					return err
+				}
+				for i, id := range entries {
+					b := p*EntriesPerPage + int64(i)
+					if id.IsZero() {
+						v.markHydrated(b) // holes are already holes in the file
+						continue
+					}
+					if v.isHydrated(b) {
+						continue
+					}
+					select {
+					case jobs <- job{b, id}:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+			}
+			return nil
+		})
+		for range e.opts.Workers {
+			g.Go(func() error {
+				buf := make([]byte, v.bs)
+				for j := range jobs {
+					l := v.stripe(j.b)
+					l.Lock()
+					err := v.hydrateLocked(gctx, j.b, j.id, true, buf)
+					l.Unlock()
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
+			return fmt.Errorf("hydrate: sync: %w", err)
+		}
+		if err := v.persistState(false); err != nil {
+			return fmt.Errorf("hydrate: checkpoint: %w", err)
+		}
+	}
+	// Every block is in the file: end hydration durably, then drop the
+	// hydration source from the volume record.
+	v.mu.Lock()
+	v.hyd = nil
+	base, baseSnap := v.base, v.baseSnap
+	v.mu.Unlock()
+	if err := v.persistState(false); err != nil {
+		return fmt.Errorf("hydrate: finish: %w", err)
+	}
+	if err := e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: base, BaseSnapshot: baseSnap}); err != nil {
+		return fmt.Errorf("hydrate: finish: %w", err)
+	}
+	return nil
+}
+
+// RestoreVolume creates volume newVolumeID from a snapshot and returns it
+// open and usable at once: reads of blocks not copied yet are served from
+// the chunk store (and hydrate the block), writes to such blocks are merged
+// with the snapshot's contents, and a background hydrator fills the file
+// with all workers. Progress is in Volume.Hydration; hydration resumes after
+// a restart. The new volume's first snapshot is incremental to the source.
+func (e *Engine) RestoreVolume(ctx context.Context, snapshotID, newVolumeID string) (*Volume, error) {
+	if err := validID(newVolumeID); err != nil {
+		return nil, fmt.Errorf("restore volume: %w", err)
+	}
+	si, err := e.StatSnapshot(ctx, snapshotID)
+	if err != nil {
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.vols[newVolumeID]; ok {
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, ErrExists)
+	}
+	vr := volumeRecord{ID: newVolumeID, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: si.Record}
+	v, err := e.createVolumeLocked(ctx, newVolumeID, si.Size, vr, nil)
+	if err != nil {
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, err)
+	}
+	return v, nil
+}
+
+// RestoreTo writes the contents of a snapshot to w in parallel, skipping
+// holes: w must read as zeros where it is not written (a new or truncated
+// file). It writes exactly Size bytes' worth of data blocks.
+func (e *Engine) RestoreTo(ctx context.Context, snapshotID string, w io.WriterAt) error {
+	_, rec, err := e.loadSnapshot(ctx, snapshotID)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", snapshotID, err)
+	}
+	if err := e.restoreRecord(ctx, rec, w); err != nil {
+		return fmt.Errorf("restore %s: %w", snapshotID, err)
+	}
+	return nil
+}
+
+// RestoreToFile restores a snapshot into a new sparse file at path (which
+// must not exist) and syncs it.
+func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) error {
+	si, rec, err := e.loadSnapshot(ctx, snapshotID)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", snapshotID, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", snapshotID, err)
+	}
+	err = f.Truncate(si.Size)
+	if err == nil {
+		err = e.restoreRecord(ctx, rec, f)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("restore %s to %s: %w", snapshotID, path, err)
+	}
+	return nil
+}
+
+func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
+	g, gctx := errgroup.WithContext(ctx)
+	type job struct {
+		b  int64
+		id chunk.ID
+	}
+	jobs := make(chan job, e.opts.Workers*4)
+	g.Go(func() error {
+		defer close(jobs)
+		for p := range int64(len(rec.Pages)) {
+			if rec.Pages[p].IsZero() {
+				continue
+			}
+			entries, err := e.loadPage(gctx, rec, p)
+			if err != nil {
+				return err
+			}
+			for i, id := range entries {
+				if id.IsZero() {
+					continue
+				}
+				select {
+				case jobs <- job{p*EntriesPerPage + int64(i), id}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	// io.WriterAt allows parallel WriteAt calls on non-overlapping ranges.
+	for range e.opts.Workers {
+		g.Go(func() error {
+			buf := make([]byte, rec.BlockSize)
+			for j := range jobs {
+				if err := e.readChunkInto(gctx, j.id, buf); err != nil {
+					return fmt.Errorf("block %d: %w", j.b, err)
+				}
+				n := min(rec.BlockSize, rec.Size-j.b*rec.BlockSize)
+				if _, err := w.WriteAt(buf[:n], j.b*rec.BlockSize); err != nil {
+					return fmt.Errorf("write block %d: %w", j.b, err)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,386 @@
+package blockdev
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+)
+
+// snapState is the copy-before-write state of a running snapshot, guarded by
+// Volume.mu (the side file's contents by the block's stripe).
+//
+// Invariant: for every block in pending, either the volume file (or, for a
+// block not hydrated yet, the source snapshot) still holds the contents it
+// had at the swap, or mem/spill holds them. Writers copy before they write
+// (under the block's stripe); the snapshot reads a pending block under the
+// same stripe and clears its pending bit.
+type snapState struct {
+	size     int64
+	taken    *bitset // the dirty set swapped out; merged back on failure
+	pending  *bitset // taken and not read by the snapshot yet
+	mem      map[int64][]byte
+	memBytes int64
+	spill    map[int64]int64 // block → offset in side
+	side     *os.File
+	sideNext int64
+	cbw      atomic.Int64
+}
+
+func (s *snapState) holds(b int64) bool {
+	if _, ok := s.mem[b]; ok {
+		return true
+	}
+	_, ok := s.spill[b]
+	return ok
+}
+
+// cbwKeep stores the pre-write contents of block b for snapshot s. The
+// caller holds b's stripe.
+func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
+	s.cbw.Add(1)
+	v.mu.Lock()
+	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
+		s.mem[b] = bytes.Clone(data[:v.bs])
+		s.memBytes += v.bs
+		v.mu.Unlock()
+		return nil
+	}
+	if s.side == nil {
+		f, err := os.CreateTemp(v.dir, "cbw-*")
+		if err != nil {
+			v.mu.Unlock()
+			return fmt.Errorf("copy-before-write: %w", err)
+		}
+		_ = os.Remove(f.Name()) // unlinked: vanishes with the process
+		s.side = f
+	}
+	off := s.sideNext
+	s.sideNext += v.bs
+	side := s.side
+	v.mu.Unlock()
+	if _, err := side.WriteAt(data[:v.bs], off); err != nil {
+		return fmt.Errorf("copy-before-write to side file: %w", err)
+	}
+	v.mu.Lock()
+	s.spill[b] = off
+	v.mu.Unlock()
+	return nil
+}
+
+// snapRead reads pending block b as of the swap into buf and clears its
+// pending bit.
+func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte) error {
+	l := v.stripe(b)
+	l.Lock()
+	defer l.Unlock()
+	v.mu.Lock()
+	data, inMem := s.mem[b]
+	off, spilled := s.spill[b]
+	delete(s.mem, b)
+	delete(s.spill, b)
+	if inMem {
+		s.memBytes -= v.bs
+	}
+	s.pending.clear(b)
+	side := s.side
+	v.mu.Unlock()
+	switch {
+	case inMem:
+		copy(buf, data)
+		return nil
+	case spilled:
+		if _, err := side.ReadAt(buf[:v.bs], off); err != nil {
+			return fmt.Errorf("read copy-before-write side file: %w", err)
+		}
+		return nil
+	default:
+		return v.readBlockRaw(ctx, b, buf)
+	}
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Snapshot takes a point-in-time, crash-consistent snapshot of an open
+// volume while writes continue, and commits it under snapshotID ("" picks a
+// random ID). Only the blocks changed since the volume's previous snapshot
+// are read; unchanged index pages are reused by ID.
+//
+// Commit order: every block and page chunk is Put, Chunks.Flush, the record
+// chunk is Put and flushed, then the catalogue entry snapshots/<id> is
+// written (the commit point), then volumes/<volume> moves its base to the
+// new record. If Snapshot fails, the blocks it took are merged back into the
+// dirty set.
+func (e *Engine) Snapshot(ctx context.Context, volumeID, snapshotID string) (SnapshotInfo, error) {
+	if snapshotID == "" {
+		snapshotID = newID()
+	}
+	if err := validID(snapshotID); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
+	}
+	e.mu.Lock()
+	v := e.vols[volumeID]
+	e.mu.Unlock()
+	if v == nil {
+		var err error
+		if v, err = e.OpenVolume(ctx, volumeID); err != nil {
+			return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	si, err := v.snapshot(ctx, snapshotID)
+	if err != nil {
+		return si, fmt.Errorf("snapshot %s of volume %s: %w", snapshotID, volumeID, err)
+	}
+	return si, nil
+}
+
+func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, error) {
+	e := v.e
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	if _, err := e.blobs.Stat(ctx, snapshotBlob(snapID)); err == nil {
+		return SnapshotInfo{}, ErrExists
+	} else if !errors.Is(err, blobstore.ErrNotFound) {
+		return SnapshotInfo{}, err
+	}
+
+	if h := e.hooks.beforeSwap; h != nil {
+		h(v.id)
+	}
+	// The swap: the only moment writers and the snapshot contend on v.mu.
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return SnapshotInfo{}, ErrClosed
+	}
+	taken := v.dirty
+	nb := (v.size + v.bs - 1) / v.bs
+	v.dirty = newBitset(nb)
+	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64][]byte{}, spill: map[int64]int64{}}
+	v.snap = s
+	base, baseSnap := v.base, v.baseSnap
+	created := e.opts.Clock.Now().UTC()
+	v.mu.Unlock()
+	if h := e.hooks.afterSwap; h != nil {
+		h(v.id)
+	}
+
+	committed := false
+	defer func() {
+		v.mu.Lock()
+		if !committed {
+			v.dirty.or(taken) // nothing is lost
+		}
+		v.snap = nil
+		v.mu.Unlock()
+		if s.side != nil {
+			s.side.Close()
+		}
+	}()
+
+	rec := &record{Size: s.size, BlockSize: v.bs, Created: created, Volume: v.id, Parent: baseSnap}
+	var parent *record
+	if !base.IsZero() {
+		p, err := e.loadRecord(ctx, base)
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("load parent: %w", err)
+		}
+		parent = p
+	}
+	stats, err := v.writeBlocks(ctx, s, rec, parent)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := e.chunks.Flush(ctx); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
+	}
+	recID, err := e.chunks.Put(ctx, encodeRecord(rec))
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
+	}
+	if err := e.chunks.Flush(ctx); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("flush snapshot record: %w", err)
+	}
+	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}
+	ce, _ := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: si})
+	if err := e.blobs.Put(ctx, snapshotBlob(snapID), ce); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("commit catalogue entry: %w", err)
+	}
+	committed = true
+	v.mu.Lock()
+	v.base, v.baseSnap = recID, snapID
+	var hydFrom chunk.ID
+	if v.hyd != nil {
+		hydFrom = v.hyd.srcID
+	}
+	v.mu.Unlock()
+	// After the commit point: failures below leave a committed snapshot
+	// and a volume whose base is older, which is still correct.
+	if err := e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: recID, BaseSnapshot: snapID, HydrateFrom: hydFrom}); err != nil {
+		si.Stats = stats
+		return si, err
+	}
+	si.Stats = stats
+	return si, nil
+}
+
+// writeBlocks reads and stores every pending block of s in parallel,
+// rebuilds the changed index pages and fills rec.Pages.
+func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, parent *record) (SnapshotStats, error) {
+	e := v.e
+	nb := rec.nblocks()
+	np := pagesFor(nb)
+	rec.Pages = make([]chunk.ID, np)
+	var parentNB int64
+	if parent != nil {
+		parentNB = parent.nblocks()
+		copy(rec.Pages, parent.Pages)
+		// A parent page whose entry count differs (the volume grew) is
+		// rebuilt even without dirty blocks.
+	}
+	var (
+		blocksRead, blocksStored, blocksZero, pagesWritten, pagesReused atomic.Int64
+	)
+	type page struct {
+		p         int64
+		entries   []chunk.ID
+		remaining atomic.Int64
+	}
+	finish := func(ctx context.Context, pg *page) error {
+		allZero := true
+		for _, id := range pg.entries {
+			if !id.IsZero() {
+				allZero = false
+				break
+			}
+		}
+		if allZero {
+			rec.Pages[pg.p] = chunk.ID{}
+			return nil
+		}
+		id, err := e.chunks.Put(ctx, encodePage(pg.entries))
+		if err != nil {
+			return fmt.Errorf("store index page %d: %w", pg.p, err)
+		}
+		rec.Pages[pg.p] = id
+		pagesWritten.Add(1)
+		return nil
+	}
+	type job struct {
+		pg *page
+		b  int64
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job, e.opts.Workers*4)
+	g.Go(func() error {
+		defer close(jobs)
+		for p := int64(0); p < np; p++ {
+			lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
+			grown := parent != nil && p < int64(len(parent.Pages)) && pageLen(parentNB, p) != pageLen(nb, p)
+			if !s.pendingAny(v, lo, hi) && !grown {
+				if parent != nil && p < int64(len(parent.Pages)) {
+					pagesReused.Add(1)
+				}
+				continue
+			}
+			pg := &page{p: p}
+			if parent != nil && p < int64(len(parent.Pages)) {
+				old, err := e.loadPage(gctx, parent, p)
+				if err != nil {
+					return fmt.Errorf("load parent page: %w", err)
+				}
+				pg.entries = make([]chunk.ID, hi-lo)
+				copy(pg.entries, old)
+			} else {
+				pg.entries = make([]chunk.ID, hi-lo)
+			}
+			var blocks []int64
+			for b := lo; b < hi; b++ {
+				if s.taken.has(b) {
+					blocks = append(blocks, b)
+				}
+			}
+			if len(blocks) == 0 {
+				if err := finish(gctx, pg); err != nil {
+					return err
+				}
+				continue
+			}
+			pg.remaining.Store(int64(len(blocks)))
+			for _, b := range blocks {
+				select {
+				case jobs <- job{pg: pg, b: b}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	for range e.opts.Workers {
+		g.Go(func() error {
+			buf := make([]byte, v.bs)
+			for j := range jobs {
+				if err := v.snapRead(gctx, s, j.b, buf); err != nil {
+					return fmt.Errorf("read block %d: %w", j.b, err)
+				}
+				data := buf[:v.blockLen(j.b, s.size)]
+				blocksRead.Add(1)
+				var id chunk.ID
+				if isZero(data) {
+					blocksZero.Add(1)
+				} else {
+					var err error
+					if id, err = e.chunks.Put(gctx, data); err != nil {
+						return fmt.Errorf("store block %d: %w", j.b, err)
+					}
+					blocksStored.Add(1)
+				}
+				j.pg.entries[j.b-j.pg.p*EntriesPerPage] = id
+				if h := e.hooks.blockStored; h != nil {
+					h(v.id, blocksRead.Load())
+				}
+				if j.pg.remaining.Add(-1) == 0 {
+					if err := finish(gctx, j.pg); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	st := SnapshotStats{
+		BlocksRead: blocksRead.Load(), BlocksStored: blocksStored.Load(), BlocksZero: blocksZero.Load(),
+		PagesWritten: pagesWritten.Load(), PagesReused: pagesReused.Load(), CBWBlocks: s.cbw.Load(),
+	}
+	st.BytesRead = st.BlocksRead * v.bs
+	return st, err
+}
+
+// pendingAny reports whether any block in [lo,hi) was taken by s.
+func (s *snapState) pendingAny(v *Volume, lo, hi int64) bool {
+	// taken is immutable during the snapshot, so no lock is needed.
+	return s.taken.anyIn(lo, hi)
+}

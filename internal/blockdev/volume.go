@@ -1,0 +1,749 @@
+package blockdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+)
+
+// stripeCount is the number of per-block lock stripes of a volume. A write,
+// a snapshot's read of a block and the hydration of a block hold the stripe
+// of that block, and only for that block's I/O.
+const stripeCount = 256
+
+// Volume is a live block device: a sparse file plus change tracking. It
+// provides what an NBD or HTTP export needs (Size, ReadAt, WriteAt, Flush,
+// Trim, WriteZeroes, Extents). All methods are safe for concurrent use;
+// concurrent reads and writes of the same bytes have no defined order.
+type Volume struct {
+	e   *Engine
+	id  string
+	dir string
+	f   *os.File
+	bs  int64
+
+	stripes   [stripeCount]sync.Mutex
+	snapMu    sync.Mutex // one snapshot at a time; Close waits for it
+	persistMu sync.Mutex // serializes state-file writes and Trim
+
+	mu             sync.Mutex
+	size           int64
+	dirty          *bitset // blocks changed since the last snapshot's swap
+	persistedDirty *bitset // the dirty bitmap in the state file
+	snap           *snapState
+	base           chunk.ID // record the next snapshot is incremental to
+	baseSnap       string
+	hyd            *hydration
+	hydDirty       bool // hydrated set changed since the last persist
+	closed         bool
+	hydWG          sync.WaitGroup
+}
+
+// Extent is a byte range of a volume or snapshot and whether it is a hole
+// (reads as zeros, not allocated).
+type Extent struct {
+	Offset int64
+	Length int64
+	Hole   bool
+}
+
+func (e *Engine) volDir(id string) string { return filepath.Join(e.dir, "volumes", id) }
+
+// CreateVolume creates an empty (all-zero, sparse) volume of size bytes and
+// returns it open. size must be a positive multiple of 512.
+func (e *Engine) CreateVolume(ctx context.Context, id string, size int64) (*Volume, error) {
+	if err := validID(id); err != nil {
+		return nil, fmt.Errorf("create volume: %w", err)
+	}
+	if size <= 0 || size%512 != 0 || size > maxVolumeSize {
+		return nil, fmt.Errorf("create volume %s: size %d: %w", id, size, ErrInvalid)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.vols[id]; ok {
+		return nil, fmt.Errorf("create volume %s: %w", id, ErrExists)
+	}
+	v, err := e.createVolumeLocked(ctx, id, size, volumeRecord{ID: id}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// createVolumeLocked makes the directory, data file and state file of a new
+// volume, writes its volume record and registers it open. e.mu is held.
+func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, vr volumeRecord, hydrated *bitset) (*Volume, error) {
+	dir := e.volDir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, ErrExists
+		}
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	nb := (size + e.bs - 1) / e.bs
+	v := &Volume{e: e, id: id, dir: dir, f: f, bs: e.bs, size: size,
+		dirty: newBitset(nb), persistedDirty: newBitset(nb), base: vr.Base, baseSnap: vr.BaseSnapshot}
+	if !vr.HydrateFrom.IsZero() {
+		src, err := e.loadRecord(ctx, vr.HydrateFrom)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated)
+	}
+	if err := v.persistState(false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := e.putVolumeRecord(ctx, vr); err != nil {
+		f.Close()
+		return nil, err
+	}
+	ok = true
+	e.vols[id] = v
+	v.startHydrator()
+	return v, nil
+}
+
+// OpenVolume opens an existing volume, or returns it if it is already open.
+// After an unclean stop (no clean-shutdown marker) every allocated block
+// counts as dirty, and a restored volume resumes hydration.
+func (e *Engine) OpenVolume(ctx context.Context, id string) (*Volume, error) {
+	if err := validID(id); err != nil {
+		return nil, fmt.Errorf("open volume: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v, ok := e.vols[id]; ok {
+		return v, nil
+	}
+	v, err := e.openVolumeLocked(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("open volume %s: %w", id, err)
+	}
+	return v, nil
+}
+
+func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, error) {
+	dir := e.volDir(id)
+	sb, err := os.ReadFile(filepath.Join(dir, "state"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	st, err := decodeState(sb)
+	if err != nil {
+		return nil, err
+	}
+	if st.BlockSize != e.bs {
+		return nil, fmt.Errorf("state has block size %d, engine %d: %w", st.BlockSize, e.bs, ErrBlockSize)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	size := fi.Size()
+	nb := (size + e.bs - 1) / e.bs
+	v := &Volume{e: e, id: id, dir: dir, f: f, bs: e.bs, size: size}
+	v.dirty = st.Dirty
+	v.dirty.grow(nb)
+	if !st.Clean {
+		// Unclean stop: the persisted bitmap is a superset of the blocks
+		// trimmed since the last snapshot (Trim persists before punching);
+		// every allocated block may have been written.
+		if err := allocatedBlocks(f, size, e.bs, v.dirty); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	v.persistedDirty = newBitset(nb)
+	vr, err := e.getVolumeRecord(ctx, id)
+	switch {
+	case err == nil:
+		v.base, v.baseSnap = vr.Base, vr.BaseSnapshot
+	case errors.Is(err, ErrNotFound):
+		vr = volumeRecord{ID: id, HydrateFrom: st.HydrateFrom}
+		if err := e.putVolumeRecord(ctx, vr); err != nil {
+			f.Close()
+			return nil, err
+		}
+	default:
+		f.Close()
+		return nil, err
+	}
+	if st.Hydrating {
+		src, err := e.loadRecord(ctx, st.HydrateFrom)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		v.hyd = newHydration(e, st.HydrateFrom, src, st.Hydrated)
+	}
+	// Remove the clean marker (and record the recovered dirty set) before
+	// any write is accepted.
+	if err := v.persistState(false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	e.vols[id] = v
+	v.startHydrator()
+	return v, nil
+}
+
+// allocatedBlocks sets in s every block that has allocated data in f.
+func allocatedBlocks(f *os.File, size, bs int64, s *bitset) error {
+	for off := int64(0); off < size; {
+		d, err := f.Seek(off, unix.SEEK_DATA)
+		if errors.Is(err, syscall.ENXIO) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("seek data: %w", err)
+		}
+		h, err := f.Seek(d, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seek hole: %w", err)
+		}
+		for b := d / bs; b*bs < h && b < s.n; b++ {
+			s.set(b)
+		}
+		off = h
+	}
+	return nil
+}
+
+// DeleteVolume closes and deletes a volume and its volume record. Its
+// snapshots stay.
+func (e *Engine) DeleteVolume(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return fmt.Errorf("delete volume: %w", err)
+	}
+	e.mu.Lock()
+	v := e.vols[id]
+	e.mu.Unlock()
+	if v != nil {
+		if err := v.Close(); err != nil {
+			return fmt.Errorf("delete volume %s: %w", id, err)
+		}
+	}
+	dir := e.volDir(id)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete volume %s: %w", id, ErrNotFound)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("delete volume %s: %w", id, err)
+	}
+	if err := e.blobs.Delete(ctx, volumeBlob(id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		return fmt.Errorf("delete volume %s: %w", id, err)
+	}
+	return nil
+}
+
+// ID returns the volume's ID.
+func (v *Volume) ID() string { return v.id }
+
+// BlockSize returns the volume's block size.
+func (v *Volume) BlockSize() int64 { return v.bs }
+
+// Size returns the volume size in bytes.
+func (v *Volume) Size() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.size
+}
+
+// DirtyBlocks returns how many blocks changed since the last snapshot.
+func (v *Volume) DirtyBlocks() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.dirty.count()
+}
+
+func (v *Volume) stripe(b int64) *sync.Mutex { return &v.stripes[b%stripeCount] }
+
+// blockLen is the length of block b in a volume of the given size.
+func (v *Volume) blockLen(b, size int64) int64 { return min(v.bs, size-b*v.bs) }
+
+// ReadAt implements io.ReaderAt. Reads past Size return io.EOF.
+func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
+	return v.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt with a context, used when a read may have to fetch
+// not-yet-hydrated blocks from the chunk store.
+func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	v.mu.Lock()
+	closed, size, hyd := v.closed, v.size, v.hyd
+	v.mu.Unlock()
+	if closed {
+		return 0, fmt.Errorf("read volume %s: %w", v.id, ErrClosed)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("read volume %s at %d: %w", v.id, off, ErrOutOfRange)
+	}
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	var eof error
+	if off+n > size {
+		n, eof = size-off, io.EOF
+	}
+	if hyd != nil {
+		// Hydrate-on-read every block of the range not yet hydrated.
+		var buf []byte
+		for b := off / v.bs; b*v.bs < off+n; b++ {
+			if v.isHydrated(b) {
+				continue
+			}
+			if buf == nil {
+				buf = make([]byte, v.bs)
+			}
+			l := v.stripe(b)
+			l.Lock()
+			err := v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+			l.Unlock()
+			if err != nil {
+				return 0, fmt.Errorf("read volume %s: %w", v.id, err)
+			}
+		}
+	}
+	if err := v.pread(p[:n], off); err != nil {
+		return 0, fmt.Errorf("read volume %s: %w", v.id, err)
+	}
+	return int(n), eof
+}
+
+// pread fills p from the data file, zero-filling past its end.
+func (v *Volume) pread(p []byte, off int64) error {
+	n, err := v.f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	clear(p[n:])
+	return nil
+}
+
+// WriteAt implements io.WriterAt at any alignment. Writing past Size fails
+// with ErrOutOfRange (use Resize).
+func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
+	return v.WriteAtContext(context.Background(), p, off)
+}
+
+// WriteAtContext is WriteAt with a context (a partial write to a block not
+// yet hydrated first fetches the block from the chunk store).
+func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := v.modify(ctx, off, int64(len(p)), p, false); err != nil {
+		return 0, fmt.Errorf("write volume %s: %w", v.id, err)
+	}
+	return len(p), nil
+}
+
+// WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
+// blocks (they are then not allocated) and writing zeros for partial ones.
+func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
+	if err := v.zero(ctx, off, n); err != nil {
+		return fmt.Errorf("write zeroes to volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+// Trim discards [off, off+n). Coffer guarantees trimmed ranges read as
+// zeros afterwards (it is WriteZeroes).
+func (v *Volume) Trim(ctx context.Context, off, n int64) error {
+	if err := v.zero(ctx, off, n); err != nil {
+		return fmt.Errorf("trim volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+func (v *Volume) zero(ctx context.Context, off, n int64) error {
+	// Write-ahead: a punched block becomes a hole, which crash recovery
+	// (allocated blocks ⇒ dirty) cannot see, so the blocks' dirty bits must
+	// be in the state file before the punch.
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
+	v.mu.Lock()
+	if err := v.checkRange(off, n); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	lo, hi := off/v.bs, (off+n+v.bs-1)/v.bs
+	for b := lo; b < hi; b++ {
+		v.dirty.set(b)
+	}
+	covered := v.persistedDirty.covers(lo, hi)
+	v.mu.Unlock()
+	if !covered {
+		if err := v.persistStateLocked(false); err != nil {
+			return err
+		}
+	}
+	return v.modify(ctx, off, n, nil, true)
+}
+
+// checkRange validates [off, off+n) against the size; v.mu is held.
+func (v *Volume) checkRange(off, n int64) error {
+	if v.closed {
+		return ErrClosed
+	}
+	if off < 0 || n < 0 || off+n > v.size {
+		return fmt.Errorf("range [%d, %d) outside size %d: %w", off, off+n, v.size, ErrOutOfRange)
+	}
+	return nil
+}
+
+// modify writes p (or zeros, if zero) to [off, off+n), block by block, each
+// under its stripe lock, doing copy-before-write for blocks a running
+// snapshot has not read yet and hydrating not-yet-hydrated blocks that are
+// partially written.
+func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) error {
+	v.mu.Lock()
+	err := v.checkRange(off, n)
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	var scratch []byte
+	for pos := int64(0); pos < n; {
+		b := (off + pos) / v.bs
+		bOff := (off + pos) % v.bs
+		l := min(v.bs-bOff, n-pos)
+		var piece []byte
+		if !zero {
+			piece = p[pos : pos+l]
+		}
+		if scratch == nil {
+			scratch = make([]byte, v.bs)
+		}
+		lk := v.stripe(b)
+		lk.Lock()
+		err := v.modifyBlock(ctx, b, bOff, l, piece, zero, scratch)
+		lk.Unlock()
+		if err != nil {
+			return err
+		}
+		pos += l
+	}
+	return nil
+}
+
+// modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
+func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch []byte) error {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return ErrClosed
+	}
+	s := v.snap
+	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
+	hyd := v.hyd
+	needHyd := hyd != nil && !v.hydratedLocked(b)
+	v.dirty.set(b)
+	blen := v.blockLen(b, v.size)
+	v.mu.Unlock()
+
+	full := bOff == 0 && l == blen
+	if needCopy || (needHyd && !full) {
+		if err := v.readBlockRaw(ctx, b, scratch); err != nil {
+			return err
+		}
+	}
+	if needCopy {
+		// Copy-before-write: keep the contents the snapshot must see.
+		if err := v.cbwKeep(s, b, scratch); err != nil {
+			return err
+		}
+	}
+	pos := b * v.bs
+	var err error
+	switch {
+	case needHyd && !full:
+		// scratch holds the source block: merge the change and write
+		// the whole block, hydrating it.
+		if zero {
+			clear(scratch[bOff : bOff+l])
+		} else {
+			copy(scratch[bOff:], piece)
+		}
+		_, err = v.f.WriteAt(scratch[:blen], pos)
+	case zero && full:
+		err = punchHole(v.f, pos, blen)
+	case zero:
+		_, err = v.f.WriteAt(make([]byte, l), pos+bOff)
+	default:
+		_, err = v.f.WriteAt(piece, pos+bOff)
+	}
+	if err != nil {
+		return err
+	}
+	if needHyd {
+		v.markHydrated(b)
+	}
+	return nil
+}
+
+func punchHole(f *os.File, off, n int64) error {
+	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+		return fmt.Errorf("punch hole: %w", err)
+	}
+	return nil
+}
+
+// readBlockRaw reads block b's current contents into buf (one block,
+// zero-padded): from the file, or from the source snapshot if the block is
+// not hydrated yet. The caller holds b's stripe.
+func (v *Volume) readBlockRaw(ctx context.Context, b int64, buf []byte) error {
+	v.mu.Lock()
+	hyd := v.hyd
+	fromSrc := hyd != nil && !v.hydratedLocked(b)
+	v.mu.Unlock()
+	if fromSrc {
+		id, err := hyd.cache.entry(ctx, b)
+		if err != nil {
+			return err
+		}
+		return v.e.readChunkInto(ctx, id, buf)
+	}
+	return v.pread(buf, b*v.bs)
+}
+
+// Resize grows the volume to size bytes (a multiple of 512); shrinking is
+// refused with ErrShrink. New space reads as zeros.
+func (v *Volume) Resize(ctx context.Context, size int64) error {
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
+	v.mu.Lock()
+	cur, closed := v.size, v.closed
+	v.mu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("resize volume %s: %w", v.id, ErrClosed)
+	case size < cur:
+		return fmt.Errorf("resize volume %s from %d to %d: %w", v.id, cur, size, ErrShrink)
+	case size%512 != 0 || size > maxVolumeSize:
+		return fmt.Errorf("resize volume %s to %d: %w", v.id, size, ErrInvalid)
+	case size == cur:
+		return nil
+	}
+	if err := v.f.Truncate(size); err != nil {
+		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	}
+	if err := v.f.Sync(); err != nil {
+		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	}
+	nb := (size + v.bs - 1) / v.bs
+	v.mu.Lock()
+	v.size = size
+	v.dirty.grow(nb)
+	v.persistedDirty.grow(nb)
+	if v.hyd != nil {
+		v.hyd.done.grow(nb)
+	}
+	v.mu.Unlock()
+	return nil
+}
+
+// Flush makes every completed write durable (fdatasync) and, for a volume
+// being hydrated, records the hydration progress.
+func (v *Volume) Flush(ctx context.Context) error {
+	v.mu.Lock()
+	closed, hydDirty := v.closed, v.hydDirty
+	v.mu.Unlock()
+	if closed {
+		return fmt.Errorf("flush volume %s: %w", v.id, ErrClosed)
+	}
+	if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
+		return fmt.Errorf("flush volume %s: %w", v.id, err)
+	}
+	if hydDirty {
+		if err := v.persistState(false); err != nil {
+			return fmt.Errorf("flush volume %s: %w", v.id, err)
+		}
+	}
+	return nil
+}
+
+// Extents reports allocated (data) and hole ranges within [off, off+n), in
+// order and covering the range. Blocks of a restored volume that are not
+// hydrated yet are reported as data.
+func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
+	v.mu.Lock()
+	err := v.checkRange(off, n)
+	hyd := v.hyd != nil
+	v.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
+	}
+	if hyd {
+		return []Extent{{Offset: off, Length: n}}, nil
+	}
+	var out []Extent
+	add := func(o, l int64, hole bool) {
+		if l <= 0 {
+			return
+		}
+		if k := len(out); k > 0 && out[k-1].Hole == hole {
+			out[k-1].Length += l
+			return
+		}
+		out = append(out, Extent{Offset: o, Length: l, Hole: hole})
+	}
+	end := off + n
+	for pos := off; pos < end; {
+		d, err := unix.Seek(int(v.f.Fd()), pos, unix.SEEK_DATA)
+		if errors.Is(err, syscall.ENXIO) {
+			add(pos, end-pos, true)
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
+		}
+		d = min(d, end)
+		add(pos, d-pos, true)
+		if d >= end {
+			break
+		}
+		h, err := unix.Seek(int(v.f.Fd()), d, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
+		}
+		h = min(h, end)
+		add(d, h-d, false)
+		pos = h
+	}
+	return out, nil
+}
+
+// persistState writes the state file (see state.go).
+func (v *Volume) persistState(clean bool) error {
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
+	return v.persistStateLocked(clean)
+}
+
+// persistStateLocked writes the state file; v.persistMu is held. The dirty
+// bitmap written is the union of the current dirty set and the blocks a
+// running snapshot has taken, so it stays a superset of the changes since
+// the volume's base until the next snapshot commits.
+func (v *Volume) persistStateLocked(clean bool) error {
+	v.mu.Lock()
+	nb := (v.size + v.bs - 1) / v.bs
+	d := v.dirty.clone()
+	if v.snap != nil {
+		d.or(v.snap.taken)
+	}
+	st := &volState{Clean: clean, BlockSize: v.bs, NBlocks: nb, Dirty: d}
+	if v.hyd != nil {
+		st.Hydrating = true
+		st.HydrateFrom = v.hyd.srcID
+		st.Hydrated = v.hyd.done.clone()
+	}
+	v.hydDirty = false
+	v.mu.Unlock()
+	if err := writeFileAtomic(filepath.Join(v.dir, "state"), encodeState(st)); err != nil {
+		v.mu.Lock()
+		v.hydDirty = v.hyd != nil
+		v.mu.Unlock()
+		return fmt.Errorf("persist volume state: %w", err)
+	}
+	v.mu.Lock()
+	v.persistedDirty = d
+	v.mu.Unlock()
+	return nil
+}
+
+// Close waits for a running snapshot, stops hydration (it resumes on the
+// next OpenVolume), syncs the data, writes the bitmap with the clean-shutdown
+// marker and closes the volume.
+func (v *Volume) Close() error {
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return nil
+	}
+	v.closed = true
+	if v.hyd != nil {
+		v.hyd.stop()
+	}
+	v.mu.Unlock()
+	v.hydWG.Wait()
+	for i := range v.stripes { // drain writes in progress
+		v.stripes[i].Lock()
+		v.stripes[i].Unlock()
+	}
+	v.e.mu.Lock()
+	if v.e.vols[v.id] == v {
+		delete(v.e.vols, v.id)
+	}
+	v.e.mu.Unlock()
+	err := unix.Fdatasync(int(v.f.Fd()))
+	if err == nil {
+		err = v.persistState(true)
+	}
+	if cerr := v.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+// crash abandons the volume as a process crash would: no sync, no state,
+// no clean marker. For tests.
+func (v *Volume) crash() {
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	v.mu.Lock()
+	v.closed = true
+	if v.hyd != nil {
+		v.hyd.stop()
+	}
+	v.mu.Unlock()
+	v.hydWG.Wait()
+	v.e.mu.Lock()
+	delete(v.e.vols, v.id)
+	v.e.mu.Unlock()
+	v.f.Close()
+}

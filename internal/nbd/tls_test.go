@@ -168,4 +168,3 @@ func TestTLSWithGoClient(t *testing.T) {
 		t.Fatalf("abort: %v", err)
 	}
 }
-

@@ -1,0 +1,260 @@
+// Package cli is Coffer's command-line interface: `coffer serve` runs the
+// server and every other command is a client of the HTTP API through
+// package client. Commands follow the Azure CLI's conventions
+// (-g/--resource-group, -n/--name, -o/--output table|json|tsv,
+// --subscription, --no-wait) and exit with meaningful codes:
+//
+//	0 success
+//	1 the server refused the request or an operation failed
+//	2 usage error (bad flags or arguments)
+//	3 authentication or authorization failed (401/403)
+//	4 not found (404)
+//
+// Main runs a command line in-process, so tests drive the CLI exactly as a
+// user would.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"coffer/internal/client"
+)
+
+// Exit codes.
+const (
+	ExitOK       = 0
+	ExitError    = 1
+	ExitUsage    = 2
+	ExitAuth     = 3
+	ExitNotFound = 4
+)
+
+// Env is what a command runs with.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Terminal reports whether Stdout is a terminal (table output and
+	// progress bars by default).
+	Terminal bool
+
+	output       string
+	subscription string
+	cfgErr       error
+	client       *client.Client
+}
+
+// Client returns the API client, configured from the environment.
+func (e *Env) Client() (*client.Client, error) {
+	if e.client != nil {
+		return e.client, nil
+	}
+	cfg, err := client.LoadConfig()
+	if err != nil {
+		return nil, err
+	}
+	if e.subscription != "" {
+		cfg.Subscription = e.subscription
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.client = c
+	return c, nil
+}
+
+// command is one node of the command tree.
+type command struct {
+	name  string
+	short string
+	usage string // argument synopsis after the flags
+	sub   []*command
+	flags func(fs *flag.FlagSet)
+	run   func(ctx context.Context, e *Env, fs *flag.FlagSet) error
+}
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func root() *command {
+	return &command{name: "coffer", short: "Self-hosted disk backup with the Azure Backup API", sub: []*command{
+		serveCommand(),
+		loginCommand(),
+		subscriptionCommand(),
+		groupCommand(),
+		principalCommand(),
+		roleCommand(),
+		versionCommand(),
+	}}
+}
+
+// Version is set at build time with -ldflags.
+var Version = "dev"
+
+func versionCommand() *command {
+	return &command{name: "version", short: "Print the version", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+		fmt.Fprintln(e.Stdout, "coffer", Version)
+		return nil
+	}}
+}
+
+// Main runs the command line args (without the program name) and returns
+// the exit code.
+func Main(ctx context.Context, args []string, e *Env) int {
+	if e.Stdin == nil {
+		e.Stdin = os.Stdin
+	}
+	cmd := root()
+	path := []string{"coffer"}
+	for len(args) > 0 && len(cmd.sub) > 0 {
+		next := findSub(cmd, args[0])
+		if next == nil {
+			break
+		}
+		cmd, args, path = next, args[1:], append(path, next.name)
+	}
+	if cmd.run == nil {
+		if len(args) > 0 && args[0] != "-h" && args[0] != "--help" && args[0] != "help" {
+			fmt.Fprintf(e.Stderr, "ERROR: unknown command %q\n\n", strings.Join(append(path[1:], args[0]), " "))
+			printHelp(e.Stderr, cmd, path)
+			return ExitUsage
+		}
+		printHelp(e.Stdout, cmd, path)
+		return ExitOK
+	}
+	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.output, "output", "", "output format: table, json or tsv")
+	fs.StringVar(&e.output, "o", "", "output format (short for --output)")
+	fs.StringVar(&e.subscription, "subscription", "", "subscription ID (default: from login or admin.json)")
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printCommandHelp(e.Stdout, cmd, path, fs)
+			return ExitOK
+		}
+		fmt.Fprintf(e.Stderr, "ERROR: %v\n", err)
+		printCommandHelp(e.Stderr, cmd, path, fs)
+		return ExitUsage
+	}
+	switch e.output {
+	case "", "table", "json", "tsv":
+	default:
+		fmt.Fprintf(e.Stderr, "ERROR: --output must be table, json or tsv, not %q\n", e.output)
+		return ExitUsage
+	}
+	if e.output == "" {
+		e.output = "json"
+		if e.Terminal {
+			e.output = "table"
+		}
+	}
+	err := cmd.run(ctx, e, fs)
+	return report(e, err)
+}
+
+func report(e *Env, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(e.Stderr, "ERROR: %s\n", ue.msg)
+		return ExitUsage
+	}
+	if ce := client.AsError(err); ce != nil {
+		fmt.Fprintf(e.Stderr, "ERROR: %s\n", ce.Error())
+		if ce.Target != "" {
+			fmt.Fprintf(e.Stderr, "Target: %s\n", ce.Target)
+		}
+		switch ce.StatusCode {
+		case 401, 403:
+			return ExitAuth
+		case 404:
+			return ExitNotFound
+		}
+		return ExitError
+	}
+	fmt.Fprintf(e.Stderr, "ERROR: %v\n", err)
+	return ExitError
+}
+
+func findSub(c *command, name string) *command {
+	for _, s := range c.sub {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func printHelp(w io.Writer, c *command, path []string) {
+	fmt.Fprintf(w, "%s — %s\n\nUsage: %s <command> [flags]\n\nCommands:\n", strings.Join(path, " "), c.short, strings.Join(path, " "))
+	subs := append([]*command(nil), c.sub...)
+	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
+	for _, s := range subs {
+		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.short)
+	}
+	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", strings.Join(path, " "))
+}
+
+func printCommandHelp(w io.Writer, c *command, path []string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "%s — %s\n\nUsage: %s [flags] %s\n\nFlags:\n", strings.Join(path, " "), c.short, strings.Join(path, " "), c.usage)
+	fs.VisitAll(func(f *flag.Flag) {
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  %s%-20s %s%s\n", dash, f.Name, f.Usage, def)
+	})
+}
+
+// stringFlag binds a long and an optional short name to one string.
+func stringFlag(fs *flag.FlagSet, p *string, long, short, def, usage string) {
+	fs.StringVar(p, long, def, usage)
+	if short != "" {
+		fs.StringVar(p, short, def, "short for --"+long)
+	}
+}
+
+// required checks that flags were given.
+func required(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return usagef("the flag --%s is required", pairs[i])
+		}
+	}
+	return nil
+}
+
+// tagsFlag collects repeated key=value pairs.
+type tagsFlag map[string]string
+
+func (t tagsFlag) String() string { return "" }
+func (t tagsFlag) Set(s string) error {
+	for _, kv := range strings.Fields(s) {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			return fmt.Errorf("tag %q: want key=value", kv)
+		}
+		t[k] = v
+	}
+	return nil
+}

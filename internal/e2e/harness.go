@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"coffer/internal/client"
+	"coffer/internal/server"
+)
+
+// Env is a running server under test.
+type Env struct {
+	T        testing.TB
+	Server   *server.Server
+	Endpoint string
+	Admin    server.Admin
+	DataDir  string
+	HTTP     *http.Client
+	stop     func()
+}
+
+// Options for Start.
+type Options struct {
+	DataDir string // reuse a data dir (restart tests); empty: a temp dir
+	TLS     bool
+	Regions []string
+}
+
+// Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("COFFER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), TLS: o.TLS, Regions: o.Regions, Logger: logger})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln, nil) }()
+	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Admin: srv.Admin, DataDir: o.DataDir}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.TLS {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(srv.CAPEM())
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	e.HTTP = &http.Client{Transport: tr, Timeout: time.Minute}
+	stopped := false
+	e.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	t.Cleanup(e.stop)
+	return e
+}
+
+// Stop stops the server (idempotent).
+func (e *Env) Stop() { e.stop() }
+
+// Client returns an API client authenticated with token (the admin's when
+// empty).
+func (e *Env) Client(token string) *client.Client {
+	if token == "" {
+		token = e.Admin.Token
+	}
+	c, err := client.New(client.Config{Endpoint: e.Endpoint, Token: token, Subscription: e.Admin.SubscriptionID, CACertificate: e.Admin.CACertificate})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	c.PollInterval = 50 * time.Millisecond
+	return c
+}
+
+// Cloud is the azcore cloud configuration pointing at the server.
+func (e *Env) Cloud() cloud.Configuration {
+	return cloud.Configuration{
+		ActiveDirectoryAuthorityHost: e.Endpoint + "/",
+		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Endpoint: e.Endpoint, Audience: e.Endpoint},
+		},
+	}
+}
+
+// Credential returns an azidentity client-secret credential that gets its
+// tokens from the server's OAuth2 endpoint (TLS servers only, as the
+// identity SDK requires https).
+func (e *Env) Credential(clientID, secret string) azcore.TokenCredential {
+	cred, err := azidentity.NewClientSecretCredential(e.Admin.TenantID, clientID, secret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions:            azcore.ClientOptions{Cloud: e.Cloud(), Transport: e.HTTP},
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return cred
+}
+
+// ARMOptions are client options for the armXXX SDK clients.
+func (e *Env) ARMOptions() *arm.ClientOptions {
+	return &arm.ClientOptions{
+		ClientOptions:         policy.ClientOptions{Cloud: e.Cloud(), Transport: e.HTTP, Retry: policy.RetryOptions{MaxRetries: -1}},
+		DisableRPRegistration: true,
+	}
+}

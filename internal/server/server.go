@@ -1,0 +1,372 @@
+// Package server wires Coffer together and runs it: it opens the metadata
+// store, bootstraps the tenant on first start, builds the services and the
+// HTTP route table, serves HTTP (optionally TLS), and shuts everything down
+// gracefully. It is the only package that picks concrete implementations.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"coffer/internal/api"
+	"coffer/internal/authorization"
+	"coffer/internal/clock"
+	"coffer/internal/identity"
+	"coffer/internal/operation"
+	"coffer/internal/rbac"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+	"coffer/internal/store/sqlite"
+	"coffer/internal/tenant"
+)
+
+// Config is the server's configuration (the flags of `coffer serve`).
+type Config struct {
+	DataDir   string
+	Listen    string // host:port for HTTP(S)
+	NBDListen string // host:port for NBD
+	Regions   []string
+	TLS       bool
+	// InsecureHTTP allows plain HTTP on a non-loopback address.
+	InsecureHTTP bool
+	Logger       *slog.Logger
+	Clock        clock.Clock
+}
+
+// Defaults of the external contract.
+const (
+	DefaultListen    = "127.0.0.1:7480"
+	DefaultNBDListen = "127.0.0.1:10809"
+	DefaultDataDir   = "coffer-data"
+	DefaultRegion    = "local"
+)
+
+// AdminFile is the name of the admin credentials file in the data dir.
+const AdminFile = "admin.json"
+
+// Admin is the content of admin.json.
+type Admin struct {
+	Endpoint       string `json:"endpoint"`
+	TenantID       string `json:"tenantId"`
+	SubscriptionID string `json:"subscriptionId"`
+	PrincipalID    string `json:"principalId"`
+	ClientID       string `json:"clientId"`
+	ClientSecret   string `json:"clientSecret"`
+	Token          string `json:"token"`
+	// CACertificate is the PEM of the server's CA when it serves TLS.
+	CACertificate string `json:"caCertificate,omitempty"`
+}
+
+// tenantRecord is the bootstrap record.
+type tenantRecord struct {
+	TenantID       string    `json:"tenantId"`
+	SubscriptionID string    `json:"subscriptionId"`
+	AdminID        string    `json:"adminPrincipalId"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+const kindTenant = "coffer.tenant"
+
+// Server is a running (or ready to run) Coffer.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *sqlite.Store
+	API    *api.Server
+	Ops    *operation.Manager
+	IDs    *identity.Service
+	Authz  *authorization.Service
+	Tenant *tenant.Service
+	Admin  Admin
+
+	tlsConfig *tls.Config
+	caPEM     []byte
+	http      *http.Server
+}
+
+// Open prepares a server on cfg.DataDir: opens the store, bootstraps on
+// first start and builds the route table. It does not listen yet.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.NBDListen == "" {
+		cfg.NBDListen = DefaultNBDListen
+	}
+	if len(cfg.Regions) == 0 {
+		cfg.Regions = []string{DefaultRegion}
+	}
+	for i, r := range cfg.Regions {
+		cfg.Regions[i] = tenant.CanonicalLocation(r)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := checkListen(cfg); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
+	if err := s.build(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkListen refuses plain HTTP on a non-loopback address unless allowed.
+func checkListen(cfg Config) error {
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	if cfg.TLS || cfg.InsecureHTTP {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
+}
+
+func (s *Server) build(ctx context.Context) error {
+	cfg := s.cfg
+	signer, err := identity.LoadOrCreateSigner(filepath.Join(cfg.DataDir, "signing.key"))
+	if err != nil {
+		return err
+	}
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), []string{host})
+		if err != nil {
+			return err
+		}
+	}
+	rec, err := s.tenantRecord(ctx)
+	if err != nil {
+		return err
+	}
+	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer"}
+	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock}
+	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
+	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
+	if rec == nil {
+		if err := s.bootstrap(ctx); err != nil {
+			return err
+		}
+	} else {
+		s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
+		if err := s.refreshAdminFile(); err != nil {
+			return err
+		}
+	}
+	s.API = api.NewServer(s.IDs, s.Authz, cfg.Clock, s.log)
+	s.API.Operations = s.Ops
+	s.API.TLS = cfg.TLS
+	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
+		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) }})
+	if err := s.Ops.Recover(ctx, map[string]operation.Resumer{
+		"resourceGroups/delete": s.resumeGroupDelete,
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) resumeGroupDelete(ctx context.Context, rec operation.Record) (operation.Func, bool) {
+	id, err := resource.Parse(rec.ResourceID)
+	if err != nil {
+		return nil, false
+	}
+	return func(ctx context.Context) (any, error) { return nil, s.Tenant.DeleteGroupContents(ctx, id) }, true
+}
+
+func (s *Server) tenantRecord(ctx context.Context) (*tenantRecord, error) {
+	var rec *tenantRecord
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		o, err := tx.Get(ctx, kindTenant, "/tenant")
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rec = &tenantRecord{}
+		return json.Unmarshal(o.Data, rec)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tenant: %w", err)
+	}
+	return rec, nil
+}
+
+// Endpoint is the URL clients use to reach the API.
+func (s *Server) Endpoint() string {
+	scheme := "http"
+	if s.cfg.TLS {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(s.cfg.Listen)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// bootstrap creates the tenant, its first subscription and the admin
+// principal (a tenant administrator with Owner on the subscription), and
+// writes admin.json. Everything but the file is one transaction.
+func (s *Server) bootstrap(ctx context.Context) error {
+	now := s.cfg.Clock.Now().UTC()
+	rec := tenantRecord{TenantID: identity.NewGUID(), SubscriptionID: identity.NewGUID(), CreatedAt: now}
+	s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
+	admin, secret, err := s.IDs.Create(ctx, identity.CreateOptions{Kind: identity.ServicePrincipal, DisplayName: "coffer-admin",
+		TenantAdmin: true, WithSecret: true})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	rec.AdminID = admin.ID
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		if _, err := s.Tenant.CreateSubscription(ctx, tx, rec.SubscriptionID, "Coffer subscription", admin.ID); err != nil {
+			return err
+		}
+		if _, err := s.Authz.Assign(ctx, tx, admin.ID, "ServicePrincipal", rbac.RoleOwner, "/subscriptions/"+rec.SubscriptionID, admin.ID); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(rec)
+		return tx.Put(ctx, &store.Object{Kind: kindTenant, Key: "/tenant", Data: b}, store.PutOptions{CreateOnly: true})
+	})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	tok, _, err := s.IDs.IssueAPIToken(ctx, admin.ID, 10*365*24*time.Hour, "admin.json")
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.Admin = Admin{TenantID: rec.TenantID, SubscriptionID: rec.SubscriptionID, PrincipalID: admin.ID,
+		ClientID: admin.ClientID, ClientSecret: secret, Token: tok}
+	return s.writeAdminFile()
+}
+
+func (s *Server) adminPath() string { return filepath.Join(s.cfg.DataDir, AdminFile) }
+
+func (s *Server) writeAdminFile() error {
+	s.Admin.Endpoint = s.Endpoint()
+	s.Admin.CACertificate = string(s.caPEM)
+	b, err := json.MarshalIndent(s.Admin, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode admin.json: %w", err)
+	}
+	return identity.WriteFileAtomic(s.adminPath(), append(b, '\n'), 0o600)
+}
+
+// refreshAdminFile keeps admin.json's endpoint and CA in step with the
+// current flags on restart.
+func (s *Server) refreshAdminFile() error {
+	b, err := os.ReadFile(s.adminPath())
+	if errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("admin.json is missing; the admin credentials were shown only at first start", "path", s.adminPath())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read admin.json: %w", err)
+	}
+	if err := json.Unmarshal(b, &s.Admin); err != nil {
+		return fmt.Errorf("read admin.json: %w", err)
+	}
+	if s.Admin.Endpoint == s.Endpoint() && s.Admin.CACertificate == string(s.caPEM) {
+		return nil
+	}
+	return s.writeAdminFile()
+}
+
+// AdminPath returns where admin.json is.
+func (s *Server) AdminPath() string { return s.adminPath() }
+
+// Handler is the HTTP handler (for in-process tests).
+func (s *Server) Handler() http.Handler { return s.API }
+
+// TLSConfig is the server's TLS configuration (nil without --tls).
+func (s *Server) TLSConfig() *tls.Config { return s.tlsConfig }
+
+// CAPEM is the CA certificate clients must trust (nil without --tls).
+func (s *Server) CAPEM() []byte { return s.caPEM }
+
+// Serve listens on cfg.Listen until ctx is cancelled, then shuts down
+// gracefully. ready, if non-nil, is called once the listener is open.
+func (s *Server) Serve(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	return s.ServeListener(ctx, ln, ready)
+}
+
+// ServeListener serves on ln until ctx is cancelled.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(addr string)) error {
+	s.http = &http.Server{Handler: s.API, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if s.tlsConfig != nil {
+		ln = tls.NewListener(ln, s.tlsConfig)
+	}
+	ln = lenientListener{ln}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close stops background work and closes the stores.
+func (s *Server) Close() error {
+	s.Ops.Shutdown()
+	return s.store.Close()
+}
+
+// Store returns the metadata store (tests).
+func (s *Server) Store() store.Store { return s.store }
+
+// Listen is the configured listen address.
+func (s *Server) Listen() string { return s.cfg.Listen }
+
+// DescribeStart is the one-line startup message.
+func (s *Server) DescribeStart(addr string) string {
+	return fmt.Sprintf("Coffer is serving the API and portal at %s (admin credentials: %s)",
+		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
+}

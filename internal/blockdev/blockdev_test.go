@@ -17,7 +17,7 @@ import (
 func TestRoundTripSequential(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, Options{BlockSize: 4 << 10})
-	const size = 8 << 20
+	const size = 4 << 20
 	v, err := env.e.CreateVolume(ctx, "vol-1", size)
 	if err != nil {
 		t.Fatal(err)

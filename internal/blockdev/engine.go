@@ -87,6 +87,7 @@ type testHooks struct {
 	afterSwap   func(volume string)
 	blockStored func(volume string, n int64) // after each snapshot block
 	hydrated    func(volume string, block int64)
+	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies
 }
 
 type engineMeta struct {

@@ -213,6 +213,9 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
+					if hk := e.hooks.hydrator; hk != nil {
+						hk(gctx, v.id)
+					}
 					l := v.stripe(j.b)
 					l.Lock()
 					err := v.hydrateLocked(gctx, j.b, j.id, true, buf)

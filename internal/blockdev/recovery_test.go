@@ -1,0 +1,323 @@
+package blockdev
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+
+	"coffer/internal/chunk"
+)
+
+type write struct {
+	off  int64
+	data []byte
+}
+
+// genWrites returns a deterministic list of writes for a volume of size.
+func genWrites(seed uint64, n int, size, bs int64) []write {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	out := make([]write, n)
+	for i := range out {
+		l := 1 + rng.Int64N(3*bs)
+		off := rng.Int64N(size)
+		l = min(l, size-off)
+		p := make([]byte, l)
+		fillRandom(rng, p)
+		out[i] = write{off, p}
+	}
+	return out
+}
+
+func applyWrites(t testing.TB, v *Volume, ws []write, model []byte) {
+	t.Helper()
+	for _, w := range ws {
+		if v != nil {
+			if _, err := v.WriteAt(w.data, w.off); err != nil {
+				t.Fatalf("WriteAt: %v", err)
+			}
+		}
+		if model != nil {
+			copy(model[w.off:], w.data)
+		}
+	}
+}
+
+func TestUncleanShutdown(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10})
+	const size = 4 << 20
+	v, _ := env.e.CreateVolume(ctx, "vol", size)
+	model := make([]byte, size)
+	applyWrites(t, v, genWrites(1, 300, size, 4096), model)
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	img1 := slices.Clone(model)
+	applyWrites(t, v, genWrites(2, 50, size, 4096), model)
+	// Trim data blocks: they become holes, which crash recovery cannot
+	// see from the file; the write-ahead bitmap must cover them.
+	if err := v.Trim(ctx, 0, 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[:512<<10])
+	v.crash() // no sync of state, no clean marker
+
+	v, err := env.e.OpenVolume(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("reopened volume differs at %d", firstDiff(got, model))
+	}
+	for b := int64(0); b < 128; b++ {
+		if !v.dirty.has(b) {
+			t.Fatalf("trimmed block %d not dirty after unclean stop", b)
+		}
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s1", img1)
+	checkSnapshot(t, env, "s2", model)
+	// A clean close/reopen keeps the (empty) dirty set instead of rescanning.
+	applyWrites(t, v, genWrites(3, 5, size, 4096), model)
+	n := v.DirtyBlocks()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = env.e.OpenVolume(ctx, "vol")
+	if got := v.DirtyBlocks(); got != n {
+		t.Fatalf("clean reopen: %d dirty blocks, want %d", got, n)
+	}
+}
+
+// TestCrashDuringSnapshot kills a child process (SIGKILL) in the middle of
+// a snapshot while writes are being copied aside, then reopens its engine:
+// the committed snapshot is intact, the killed one is absent, the volume
+// holds every write, and the next snapshot is correct.
+func TestCrashDuringSnapshot(t *testing.T) {
+	const size = 4 << 20
+	if dir := os.Getenv("BLOCKDEV_CRASH_CHILD"); dir != "" {
+		crashChild(t, dir, size)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashDuringSnapshot$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BLOCKDEV_CRASH_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "SNAPSHOTTING" {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if len(lines) == 0 || lines[len(lines)-1] != "SNAPSHOTTING" {
+		t.Fatalf("child did not reach the snapshot: %q", lines)
+	}
+
+	ctx := context.Background()
+	env := &testEnv{dir: filepath.Join(dir, "engine")}
+	e, err := Open(ctx, env.dir, newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.e = e
+	defer e.Close()
+	list, err := e.ListSnapshots(ctx, "vol")
+	if err != nil || len(list) != 1 || list[0].ID != "s1" {
+		t.Fatalf("after crash: snapshots %+v, %v; want only s1", list, err)
+	}
+	modelA := make([]byte, size)
+	applyWrites(t, nil, genWrites(10, 300, size, 4096), modelA)
+	model := slices.Clone(modelA)
+	applyWrites(t, nil, genWrites(11, 100, size, 4096), model)
+	clear(model[:256<<10])
+	applyWrites(t, nil, genWrites(12, 100, size, 4096), model)
+
+	checkSnapshot(t, env, "s1", modelA)
+	v, err := e.OpenVolume(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("volume after crash differs at %d", firstDiff(got, model))
+	}
+	si, err := e.Snapshot(ctx, "vol", "s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recovery snapshot read %d blocks (%d allocated or dirty)", si.Stats.BlocksRead, si.Stats.BlocksRead)
+	checkSnapshot(t, env, "s3", model)
+	if d, err := e.Diff(ctx, "s1", "s3"); err != nil || len(d) == 0 {
+		t.Fatalf("Diff(s1, s3) = %v, %v", d, err)
+	}
+}
+
+func crashChild(t *testing.T, dir string, size int64) {
+	ctx := context.Background()
+	e, err := Open(ctx, filepath.Join(dir, "engine"), newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{BlockSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyWrites(t, v, genWrites(10, 300, size, 4096), nil)
+	if _, err := e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	applyWrites(t, v, genWrites(11, 100, size, 4096), nil)
+	if err := v.Trim(ctx, 0, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	// During the next snapshot: more writes right after the swap (copied
+	// aside), then the snapshot stalls after 20 blocks and is killed.
+	e.hooks.afterSwap = func(string) { applyWrites(t, v, genWrites(12, 100, size, 4096), nil) }
+	var once sync.Once
+	e.hooks.blockStored = func(_ string, n int64) {
+		if n >= 20 {
+			once.Do(func() { fmt.Println("SNAPSHOTTING") })
+			select {}
+		}
+	}
+	_, err = e.Snapshot(ctx, "vol", "s2")
+	t.Fatalf("snapshot returned %v; the parent should have killed this process", err)
+}
+
+// TestInstantRestore restores a snapshot into a new volume and uses it while
+// the hydrator is held: reads are served from the chunk store, partial
+// writes and trims are merged; the volume survives a close, a crash and a
+// reopen mid-hydration; after hydration the file equals the snapshot plus
+// the writes, and the restored volume's first snapshot is incremental.
+func TestInstantRestore(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10})
+	const size = 8 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	applyWrites(t, src, genWrites(20, 400, size, 4096), model)
+	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	snapImg := slices.Clone(model)
+
+	release := make(chan struct{})
+	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := v.Hydration()
+	if !st.Hydrating || st.TotalBytes != size || st.DoneBytes >= size {
+		t.Fatalf("hydration status at start: %+v", st)
+	}
+	if got := image(t, v); !bytes.Equal(got, snapImg) {
+		t.Fatalf("reads before hydration differ at %d", firstDiff(got, snapImg))
+	}
+	applyWrites(t, v, genWrites(21, 100, size, 4096), model)
+	if err := v.Trim(ctx, 1<<20+100, 300<<10); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[1<<20+100 : 1<<20+100+300<<10])
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("reads after writes during hydration differ at %d", firstDiff(got, model))
+	}
+	// Close mid-hydration and reopen: hydration resumes.
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, err = env.e.OpenVolume(ctx, "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Hydration().Hydrating {
+		t.Fatal("reopened volume is not hydrating")
+	}
+	applyWrites(t, v, genWrites(22, 50, size, 4096), model)
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Crash after a flush: flushed writes survive, hydration resumes.
+	v.crash()
+	v, err = env.e.OpenVolume(ctx, "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after crash mid-hydration: differs at %d", firstDiff(got, model))
+	}
+	// MarkLive must keep the hydration source even with its snapshot gone.
+	if err := env.e.DeleteSnapshot(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	live := map[chunk.ID]bool{}
+	if err := env.e.MarkLive(ctx, func(id chunk.ID) { live[id] = true }); err != nil {
+		t.Fatal(err)
+	}
+	env.chunks.mu.Lock()
+	for id := range env.chunks.m {
+		if !live[id] {
+			delete(env.chunks.m, id)
+		}
+	}
+	env.chunks.mu.Unlock()
+
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := v.Hydration(); st.Hydrating || st.DoneBytes != size {
+		t.Fatalf("hydration status at end: %+v", st)
+	}
+	fb, _ := os.ReadFile(filepath.Join(env.e.volDir("dst"), "data"))
+	if !bytes.Equal(fb, model) {
+		t.Fatalf("hydrated file differs at %d", firstDiff(fb, model))
+	}
+	b, _ := env.blobs.Get(ctx, "volumes/dst")
+	var vr volumeRecord
+	if err := json.Unmarshal(b, &vr); err != nil || !vr.HydrateFrom.IsZero() || vr.Base.IsZero() {
+		t.Fatalf("volume record after hydration: %+v, %v", vr, err)
+	}
+	dirty := v.DirtyBlocks()
+	si, err := env.e.Snapshot(ctx, "dst", "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Stats.BlocksRead > dirty || si.Parent != "s" {
+		t.Errorf("first snapshot of restored volume read %d blocks (dirty %d), parent %q; want incremental to s", si.Stats.BlocksRead, dirty, si.Parent)
+	}
+	checkSnapshot(t, env, "d1", model)
+	if _, err := env.e.RestoreVolume(ctx, "nope", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("restore of missing snapshot: %v", err)
+	}
+}

@@ -234,13 +234,23 @@ func (p *BackupPolicy) UnmarshalJSON(b []byte) error {
 	for i, raw := range wire.PolicyRules {
 		rule, err := decodeRule(raw)
 		if err != nil {
-			return fmt.Errorf("policyRules[%d]: %w", i, err)
+			return &ruleDecodeError{index: i, err: err}
 		}
 		out.PolicyRules = append(out.PolicyRules, rule)
 	}
 	*p = out
 	return nil
 }
+
+// ruleDecodeError is a policy rule that does not decode.
+type ruleDecodeError struct {
+	index int
+	err   error
+}
+
+func (e *ruleDecodeError) Error() string { return fmt.Sprintf("policyRules[%d]: %v", e.index, e.err) }
+
+func (e *ruleDecodeError) Unwrap() error { return e.err }
 
 // canonicalNonEmpty is canonical but keeps an empty value empty, so that a
 // missing discriminator can be reported.
@@ -361,13 +371,16 @@ func DecodePolicyResource(body []byte) (BaseBackupPolicyResource, error) {
 func jsonErrorText(err error) string {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var re *ruleDecodeError
 	switch {
 	case errors.As(err, &te):
 		path := te.Field
-		if path == "" {
+		if errors.As(err, &re) {
+			path = strings.TrimSuffix(fmt.Sprintf("properties.policyRules[%d].%s", re.index, path), ".")
+		} else if path == "" {
 			path = "(root)"
 		}
-		return fmt.Sprintf("value of type %s is not valid at %s (offset %d)", te.Value, path, te.Offset)
+		return fmt.Sprintf("a JSON %s is not valid at %s", te.Value, path)
 	case errors.As(err, &se):
 		return fmt.Sprintf("%v (offset %d)", se, se.Offset)
 	}

@@ -127,6 +127,10 @@ func TestDecodePolicyResourceErrors(t *testing.T) {
 			t.Errorf("DecodePolicyResource(%s) = %v, want %s", body, err, CodeInvalidRequestContent)
 		}
 	}
+	_, err := DecodePolicyResource([]byte(`{"properties": {"policyRules": [{"objectType": "AzureBackupRule", "name": 5}]}}`))
+	if e := resource.AsError(err); e == nil || !strings.Contains(e.Message, "a JSON number is not valid at properties.policyRules[0].name") {
+		t.Errorf("decode error = %v", err)
+	}
 	// other kinds of rule and trigger decode, for validation to report
 	r, err := DecodePolicyResource([]byte(`{"properties": {"objectType": "BackupPolicy", "policyRules": [
 		{"objectType": "AzureBackupRule", "name": "x", "trigger": {"objectType": "AdhocBasedTriggerContext", "taggingCriteria": {"tagInfo": {"tagName": "x"}}}},

@@ -18,9 +18,10 @@
 //
 //   - The time of day is the wall-clock time written in the date-time
 //     ("…T02:00:00+01:00" means 02:00), interpreted in the policy's time zone
-//     when one is given, and the written offset is then ignored. This is how Recovery Services policies treat scheduleRunTimes
-//     with a scheduleRunTimeZone, and it keeps "daily at 02:00" at 02:00
-//     local time on both sides of a DST change. Without a time zone the
+//     when one is given, and the written offset is then ignored. This is
+//     how Recovery Services policies treat scheduleRunTimes with a
+//     scheduleRunTimeZone, and it keeps "daily at 02:00" at 02:00 local
+//     time on both sides of a DST change. Without a time zone the
 //     written offset is the zone (a fixed offset).
 //   - Hourly schedules are spread through the day as wall-clock times of day:
 //     every N hours starting at the anchor's time of day, so PT4H at 02:00
@@ -57,5 +58,9 @@
 //
 // The longest retention is 1 year or 450 backups at the schedule's
 // frequency, whichever is shorter (Azure docs: "a maximum retention limit of
-// 1 year or 450 disk snapshots, whichever reaches first"). See MaxRetention.
+// 1 year or 450 disk snapshots, whichever reaches first"; 12-hourly → 225
+// days). See MaxRetention and CheckRetention, which take the frequency at
+// which a tag keeps backups: the schedule's period for the Default tag, and
+// a day or a week for Daily and Weekly, which keep one backup per day or
+// week, so that only the year binds them.
 package schedule

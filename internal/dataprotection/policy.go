@@ -924,3 +924,57 @@ func (p *BackupPolicy) RetentionDuration(tag string) (schedule.Duration, bool) {
 	}
 	return schedule.Duration{}, false
 }
+
+// The MarshalJSON methods below write the canonical objectType when it is
+// empty, so that values built in Go need not set it.
+
+// MarshalJSON implements json.Marshaler.
+func (r *AzureBackupRule) MarshalJSON() ([]byte, error) {
+	type plain AzureBackupRule
+	v := plain(*r)
+	v.ObjectType = ObjectTypeAzureBackupRule
+	return json.Marshal(v)
+}
+
+// MarshalJSON implements json.Marshaler.
+func (r *AzureRetentionRule) MarshalJSON() ([]byte, error) {
+	type plain AzureRetentionRule
+	v := plain(*r)
+	v.ObjectType = ObjectTypeAzureRetentionRule
+	return json.Marshal(v)
+}
+
+// MarshalJSON implements json.Marshaler.
+func (p AzureBackupParams) MarshalJSON() ([]byte, error) {
+	type plain AzureBackupParams
+	p.ObjectType = canonical(p.ObjectType, ObjectTypeAzureBackupParams)
+	return json.Marshal(plain(p))
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d DataStoreInfoBase) MarshalJSON() ([]byte, error) {
+	type plain DataStoreInfoBase
+	d.ObjectType = canonical(d.ObjectType, ObjectTypeDataStoreInfoBase)
+	return json.Marshal(plain(d))
+}
+
+// MarshalJSON implements json.Marshaler.
+func (t ScheduleBasedTriggerContext) MarshalJSON() ([]byte, error) {
+	type plain ScheduleBasedTriggerContext
+	t.ObjectType = canonical(t.ObjectType, ObjectTypeScheduleBasedTriggerContext)
+	return json.Marshal(plain(t))
+}
+
+// MarshalJSON implements json.Marshaler.
+func (c ScheduleBasedBackupCriteria) MarshalJSON() ([]byte, error) {
+	type plain ScheduleBasedBackupCriteria
+	c.ObjectType = canonical(c.ObjectType, ObjectTypeScheduleBasedBackupCriteria)
+	return json.Marshal(plain(c))
+}
+
+// MarshalJSON implements json.Marshaler.
+func (o AbsoluteDeleteOption) MarshalJSON() ([]byte, error) {
+	type plain AbsoluteDeleteOption
+	o.ObjectType = canonical(o.ObjectType, ObjectTypeAbsoluteDeleteOption)
+	return json.Marshal(plain(o))
+}

@@ -495,3 +495,28 @@ func FuzzDecodePolicy(f *testing.F) {
 		_ = errors.Is(verr, nil)
 	})
 }
+
+func TestMarshalFillsObjectTypes(t *testing.T) {
+	p := BackupPolicy{ObjectType: ObjectTypeBackupPolicy, DatasourceTypes: []string{DatasourceTypeDisk}, PolicyRules: []PolicyRule{
+		&AzureBackupRule{Name: "BackupDaily", BackupParameters: &AzureBackupParams{BackupType: BackupTypeIncremental},
+			DataStore: DataStoreInfoBase{DataStoreType: DataStoreOperational},
+			Trigger: &ScheduleBasedTriggerContext{Schedule: BackupSchedule{RepeatingTimeIntervals: []string{"R/2020-01-01T02:00:00+00:00/P1D"}},
+				TaggingCriteria: []TaggingCriteria{{IsDefault: true, TaggingPriority: 99, TagInfo: RetentionTag{TagName: TagDefault}}}}},
+		&AzureRetentionRule{Name: TagDefault, IsDefault: true, Lifecycles: []SourceLifeCycle{{
+			DeleteAfter: &AbsoluteDeleteOption{Duration: "P30D"}, SourceDataStore: DataStoreInfoBase{DataStoreType: DataStoreOperational}}}},
+	}}
+	b, err := json.Marshal(BaseBackupPolicyResource{Properties: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := DecodePolicyResource(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidatePolicy(r.Properties); err != nil {
+		t.Errorf("ValidatePolicy(%s) = %v", b, err)
+	}
+	if strings.Contains(string(b), `"objectType":""`) {
+		t.Errorf("empty objectType written: %s", b)
+	}
+}

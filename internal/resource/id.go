@@ -216,13 +216,13 @@ func (id ID) GroupScope() ID {
 // IsZero reports whether id is the zero ID.
 func (id ID) IsZero() bool { return id.Subscription == "" && id.Provider == "" }
 
-// Subscription returns the ID of a subscription.
+// SubscriptionID returns the ID of a subscription.
 func SubscriptionID(sub string) ID { return ID{Subscription: sub} }
 
 // GroupID returns the ID of a resource group.
 func GroupID(sub, rg string) ID { return ID{Subscription: sub, ResourceGroup: rg} }
 
-// Contains reports whether scope is id itself or an ancestor of it.
+// Within reports whether id is scope itself or lies inside it.
 func (id ID) Within(scope ID) bool {
 	k, s := id.Key(), scope.Key()
 	if s == "/" {

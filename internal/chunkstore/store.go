@@ -181,10 +181,25 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 		s.cond.Wait()
 	}
+	if s.open != nil && !s.open.fits(len(stored), s.packSize) {
+		// Seal the open pack first: growing it past its final size would
+		// copy it.
+		if q := s.open; len(q.entries) > 0 {
+			s.open = nil
+			q.writing = true
+			s.sealed = append(s.sealed, q)
+			s.mu.Unlock()
+			if err := s.writePack(ctx, q); err != nil {
+				return id, fmt.Errorf("put chunk %s: %w", id.Short(), err)
+			}
+			return s.Put(ctx, data)
+		}
+	}
 	if s.open == nil {
 		s.open = &pack{buf: packHeader()}
 	}
 	p := s.open
+	p.grow(len(stored), s.packSize)
 	p.entries = append(p.entries, trailerEntry{
 		ID:          id,
 		Offset:      int64(len(p.buf)),
@@ -210,6 +225,31 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	return id, nil
 }
 
+// packSlack is room reserved beyond the target size of a pack for the last
+// chunk and the trailer, so that neither copies the pack.
+func packSlack(packSize int) int { return max(packSize/64, 64<<10) }
+
+// fits reports whether n more bytes fit the open pack without reallocating
+// it beyond its final capacity.
+func (p *pack) fits(n, packSize int) bool {
+	return len(p.buf)+n <= max(cap(p.buf), packSize+packSlack(packSize))
+}
+
+// grow makes room for n more bytes, doubling up to the pack's final
+// capacity (target size plus slack).
+func (p *pack) grow(n, packSize int) {
+	need := len(p.buf) + n
+	if need <= cap(p.buf) {
+		return
+	}
+	limit := packSize + packSlack(packSize)
+	c := min(max(2*cap(p.buf), need, 1<<20), limit)
+	c = max(c, need)
+	b := make([]byte, len(p.buf), c)
+	copy(b, p.buf)
+	p.buf = b
+}
+
 // claimFailed returns a sealed pack whose write failed and that nobody is
 // writing, marked as being written by the caller. s.mu must be held.
 func (s *Store) claimFailed() *pack {
@@ -228,7 +268,10 @@ func (s *Store) claimFailed() *pack {
 func (s *Store) writePack(ctx context.Context, p *pack) error {
 	// p.entries and the records of p.buf no longer change once sealed.
 	name := newPackName(s.clock.Now())
-	data := appendTrailer(p.buf[:len(p.buf):len(p.buf)], s.clock.Now().UnixNano(), p.entries)
+	// The trailer goes into the spare capacity of p.buf when it fits:
+	// concurrent Gets read only below len(p.buf), and on a retry it is
+	// written again, identically placed.
+	data := appendTrailer(p.buf, s.clock.Now().UnixNano(), p.entries)
 	err := s.blobs.Put(ctx, name, data)
 	if err == nil {
 		entries := make([]Entry, len(p.entries))

@@ -1,0 +1,87 @@
+package blockdev
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"coffer/internal/blobstore/mem"
+	"coffer/internal/chunkstore"
+	"coffer/internal/clock"
+)
+
+// TestWithChunkstore runs the engine over the real chunk store and blob
+// store: snapshots, restores, verify, and the chunk store's two-cycle GC
+// driven by MarkLive after a snapshot is deleted.
+func TestWithChunkstore(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	blobs := mem.New()
+	cs, err := chunkstore.New(blobs, chunkstore.NewMemIndex(), chunkstore.Options{Clock: clk, PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e, err := Open(ctx, dir, cs, blobs, Options{BlockSize: 4 << 10, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	env := &testEnv{e: e, dir: dir, clk: clk}
+	const size = 4 << 20
+	v, err := e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	applyWrites(t, v, genWrites(30, 300, size, 4096), model)
+	if _, err := e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	img1 := slices.Clone(model)
+	clk.Advance(time.Minute)
+	rng := rand.New(rand.NewPCG(31, 31))
+	for range 100 {
+		randomWrite(t, rng, v, model)
+	}
+	if _, err := e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	img2 := slices.Clone(model)
+	checkSnapshot(t, env, "s1", img1)
+	checkSnapshot(t, env, "s2", img2)
+	if _, err := e.VerifySnapshot(ctx, "s2"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.DeleteSnapshot(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	gc := func() chunkstore.GCReport {
+		clk.Advance(2 * time.Hour)
+		rep, err := cs.GC(ctx, e.MarkLive, chunkstore.GCOptions{SafetyMargin: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	gc()
+	rep := gc()
+	if rep.DeletedChunks == 0 {
+		t.Errorf("GC after deleting s1 deleted nothing: %+v", rep)
+	}
+	checkSnapshot(t, env, "s2", img2)
+	if _, err := e.VerifySnapshot(ctx, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	// The next snapshot reuses s2's pages (the volume's base) after GC.
+	for range 20 {
+		randomWrite(t, rng, v, model)
+	}
+	if _, err := e.Snapshot(ctx, "vol", "s3"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s3", model)
+}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package nbd_test
 
 import (
@@ -59,6 +61,14 @@ func BenchmarkNbdcopy(b *testing.B) {
 		start := time.Now()
 		for b.Loop() {
 			run(b, "nbdcopy", uri, out)
+		}
+		reportMiBps(b, size*int64(b.N), time.Since(start))
+	})
+	b.Run("read-to-null", func(b *testing.B) {
+		b.SetBytes(size)
+		start := time.Now()
+		for b.Loop() {
+			run(b, "nbdcopy", uri, "null:")
 		}
 		reportMiBps(b, size*int64(b.N), time.Since(start))
 	})

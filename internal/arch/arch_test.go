@@ -1,0 +1,134 @@
+// Package arch holds tests that enforce Coffer's architecture rules across
+// packages: every package has a doc comment, domain packages do not import
+// net/http or a concrete store, the CLI reaches the server only through the
+// client package, and only internal/clock reads the wall clock.
+package arch
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type pkg struct {
+	dir     string
+	imports map[string][]string // import path → files importing it
+	hasDoc  bool
+	files   []*ast.File
+	names   []string
+}
+
+func loadPackages(t *testing.T) map[string]*pkg {
+	t.Helper()
+	root := filepath.Join("..", "..")
+	out := map[string]*pkg{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments|parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		p := out[rel]
+		if p == nil {
+			p = &pkg{dir: rel, imports: map[string][]string{}}
+			out[rel] = p
+		}
+		if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+			p.hasDoc = true
+		}
+		for _, im := range f.Imports {
+			ip := strings.Trim(im.Path.Value, `"`)
+			p.imports[ip] = append(p.imports[ip], path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestPackageDocs(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		if !p.hasDoc {
+			t.Errorf("package %s has no package doc comment saying what it owns", dir)
+		}
+	}
+}
+
+// Domain packages hold rules and data; they never speak HTTP or pick a
+// concrete store (DESIGN.md, "Packages").
+var domain = []string{"internal/rbac", "internal/schedule", "internal/dataprotection", "internal/chunkstore",
+	"internal/blockdev", "internal/chunk", "internal/compute", "internal/job", "internal/tenant", "internal/identity",
+	"internal/authorization", "internal/operation", "internal/resource", "internal/clock", "internal/blobstore"}
+
+func TestDomainImports(t *testing.T) {
+	pkgs := loadPackages(t)
+	for _, d := range domain {
+		p := pkgs[filepath.FromSlash(d)]
+		if p == nil {
+			continue
+		}
+		for ip, files := range p.imports {
+			if ip == "net/http" || strings.HasPrefix(ip, "coffer/internal/store/") || ip == "coffer/internal/api" || ip == "coffer/internal/server" {
+				t.Errorf("domain package %s imports %s (%v)", d, ip, files)
+			}
+		}
+	}
+}
+
+func TestCLIUsesClientOnly(t *testing.T) {
+	p := loadPackages(t)[filepath.FromSlash("internal/cli")]
+	if p == nil {
+		t.Skip("no cli package")
+	}
+	allowed := map[string]bool{"coffer/internal/client": true, "coffer/internal/server": true, // serve runs the server
+		"coffer/internal/identity": true} // NewGUID for assignment names
+	for ip, files := range p.imports {
+		if strings.HasPrefix(ip, "coffer/") && !allowed[ip] {
+			t.Errorf("internal/cli imports %s (%v): commands must go through internal/client", ip, files)
+		}
+	}
+}
+
+// TestNoWallClock bans time.Now outside internal/clock (and tests).
+func TestNoWallClock(t *testing.T) {
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		if strings.Contains(filepath.ToSlash(path), "internal/clock/") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok {
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "time" && (sel.Sel.Name == "Now" || sel.Sel.Name == "Since") {
+					t.Errorf("%s: time.%s outside internal/clock: take a clock.Clock", fset.Position(sel.Pos()), sel.Sel.Name)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+}

@@ -1,0 +1,157 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"coffer/internal/cli"
+	"coffer/internal/e2e"
+)
+
+type run struct {
+	code           int
+	stdout, stderr string
+}
+
+func coffer(t *testing.T, args ...string) run {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Main(context.Background(), args, &cli.Env{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader("")})
+	return run{code, out.String(), errb.String()}
+}
+
+func TestCLIFlow(t *testing.T) {
+	env := e2e.Start(t, e2e.Options{})
+	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
+	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
+	t.Setenv("COFFER_TOKEN", env.Admin.Token)
+	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+
+	r := coffer(t, "group", "create", "-n", "cli-rg", "-l", "local", "--tags", "team=storage")
+	if r.code != 0 || !strings.Contains(r.stdout, `"name": "cli-rg"`) {
+		t.Fatalf("group create: %+v", r)
+	}
+	r = coffer(t, "group", "list", "-o", "table")
+	if r.code != 0 || !regexp.MustCompile(`cli-rg\s+local\s+Succeeded\s+team=storage`).MatchString(r.stdout) {
+		t.Fatalf("group list table: %+v", r)
+	}
+	r = coffer(t, "group", "list", "-o", "tsv")
+	if r.code != 0 || r.stdout != "cli-rg\tlocal\tSucceeded\tteam=storage\n" {
+		t.Fatalf("group list tsv: %q", r.stdout)
+	}
+	r = coffer(t, "group", "show", "-n", "missing")
+	if r.code != cli.ExitNotFound || !strings.Contains(r.stderr, "(ResourceGroupNotFound) Resource group 'missing' could not be found.") {
+		t.Fatalf("show missing: %+v", r)
+	}
+	r = coffer(t, "group", "create", "-n", "x", "-l", "moon")
+	if r.code != cli.ExitError || !strings.Contains(r.stderr, "LocationNotAvailableForResourceGroup") {
+		t.Fatalf("bad location: %+v", r)
+	}
+	r = coffer(t, "group", "create", "-n", "x")
+	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "--location is required") {
+		t.Fatalf("missing flag: %+v", r)
+	}
+	r = coffer(t, "group", "frobnicate")
+	if r.code != cli.ExitUsage {
+		t.Fatalf("unknown command: %+v", r)
+	}
+
+	// A service principal, a Reader role on the group, and its own login.
+	r = coffer(t, "principal", "create", "--display-name", "ci-bot", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("principal create: %+v", r)
+	}
+	var sp struct{ PrincipalID, ClientID, ClientSecret, TenantID string }
+	if err := json.Unmarshal([]byte(r.stdout), &sp); err != nil || sp.ClientSecret == "" {
+		t.Fatalf("principal create output: %v %q", err, r.stdout)
+	}
+	r = coffer(t, "role", "assignment", "create", "--assignee", sp.PrincipalID, "--role", "Reader", "-g", "cli-rg")
+	if r.code != 0 {
+		t.Fatalf("assign: %+v", r)
+	}
+	r = coffer(t, "role", "assignment", "create", "--assignee", sp.PrincipalID, "--role", "Reader", "-g", "cli-rg")
+	if r.code != cli.ExitError || !strings.Contains(r.stderr, "(RoleAssignmentExists)") {
+		t.Fatalf("duplicate assign: %+v", r)
+	}
+	r = coffer(t, "role", "assignment", "list", "-g", "cli-rg", "--assignee", sp.PrincipalID, "-o", "tsv")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, "acdd72a7-3385-48ef-bd42-f606fba81ae7") {
+		t.Fatalf("assignment list: %+v", r)
+	}
+	r = coffer(t, "role", "definition", "list", "--name", "Disk Backup Reader", "-o", "tsv")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Disk Backup Reader\t3e5e47e6-65f7-47ef-90b5-e5dd4d455f24\tBuiltInRole") {
+		t.Fatalf("definition list: %+v", r)
+	}
+
+	os.Unsetenv("COFFER_TOKEN")
+	os.Unsetenv("COFFER_ENDPOINT")
+	r = coffer(t, "login", "--endpoint", env.Endpoint, "-u", sp.ClientID, "-p", sp.ClientSecret, "--tenant", sp.TenantID,
+		"--subscription", env.Admin.SubscriptionID)
+	if r.code != 0 || !strings.Contains(r.stderr, "Logged in") {
+		t.Fatalf("login: %+v", r)
+	}
+	r = coffer(t, "group", "show", "-n", "cli-rg", "-o", "tsv")
+	if r.code != 0 {
+		t.Fatalf("reader show via profile: %+v", r)
+	}
+	r = coffer(t, "group", "create", "-n", "cli-rg", "-l", "local")
+	if r.code != cli.ExitAuth || !strings.Contains(r.stderr, "(AuthorizationFailed)") {
+		t.Fatalf("reader write: %+v", r)
+	}
+	t.Setenv("COFFER_TOKEN", env.Admin.Token)
+	r = coffer(t, "group", "delete", "-n", "cli-rg", "--yes")
+	if r.code != 0 {
+		t.Fatalf("delete: %+v", r)
+	}
+	r = coffer(t, "group", "show", "-n", "cli-rg")
+	if r.code != cli.ExitNotFound {
+		t.Fatalf("show after delete: %+v", r)
+	}
+}
+
+// TestServeCommand runs `coffer serve` in-process on a free port and stops
+// it the way SIGINT does (its context ends).
+func TestServeCommand(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- cli.Main(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &cli.Env{Stdout: &out, Stderr: &errb})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "Coffer is serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s %s", out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), filepath.Join(dir, "admin.json")) {
+		t.Errorf("start message does not say where admin.json is: %q", out.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d: %s", code, errb.String())
+	}
+	var admin map[string]string
+	b, _ := os.ReadFile(filepath.Join(dir, "admin.json"))
+	json.Unmarshal(b, &admin)
+	for _, k := range []string{"endpoint", "tenantId", "subscriptionId", "principalId", "clientId", "clientSecret", "token"} {
+		if admin[k] == "" {
+			t.Errorf("admin.json lacks %s", k)
+		}
+	}
+	// Plain HTTP on a non-loopback address is refused without --insecure-http.
+	var errb2 bytes.Buffer
+	code := cli.Main(context.Background(), []string{"serve", "--data", t.TempDir(), "--listen", "0.0.0.0:0"}, &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &errb2})
+	if code == 0 || !strings.Contains(errb2.String(), "refusing to serve plain HTTP") {
+		t.Fatalf("non-loopback without TLS: %d %s", code, errb2.String())
+	}
+}

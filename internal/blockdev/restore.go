@@ -241,12 +241,14 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	// hydration source from the volume record.
 	v.mu.Lock()
 	v.hyd = nil
-	base, baseSnap := v.base, v.baseSnap
 	v.mu.Unlock()
 	if err := v.persistState(false); err != nil {
 		return fmt.Errorf("hydrate: finish: %w", err)
 	}
-	if err := e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: base, BaseSnapshot: baseSnap}); err != nil {
+	v.mu.Lock()
+	base, baseSnap := v.base, v.baseSnap
+	v.mu.Unlock()
+	if err := v.moveBase(ctx, base, baseSnap); err != nil {
 		return fmt.Errorf("hydrate: finish: %w", err)
 	}
 	return nil

@@ -227,21 +227,14 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	if err := e.blobs.Put(ctx, snapshotBlob(snapID), ce); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("commit catalogue entry: %w", err)
 	}
-	committed = true
-	v.mu.Lock()
-	v.base, v.baseSnap = recID, snapID
-	var hydFrom chunk.ID
-	if v.hyd != nil {
-		hydFrom = v.hyd.srcID
-	}
-	v.mu.Unlock()
-	// After the commit point: failures below leave a committed snapshot
-	// and a volume whose base is older, which is still correct.
-	if err := e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: recID, BaseSnapshot: snapID, HydrateFrom: hydFrom}); err != nil {
-		si.Stats = stats
-		return si, err
-	}
 	si.Stats = stats
+	// The snapshot is committed. The volume's base moves only once the
+	// volume record says so; if that write fails, the volume keeps its old
+	// base and the taken blocks stay dirty (the deferred merge), which is
+	// still correct: the next snapshot just reads more.
+	if err := v.moveBase(ctx, recID, snapID); err == nil {
+		committed = true
+	}
 	return si, nil
 }
 
@@ -383,4 +376,24 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 func (s *snapState) pendingAny(v *Volume, lo, hi int64) bool {
 	// taken is immutable during the snapshot, so no lock is needed.
 	return s.taken.anyIn(lo, hi)
+}
+
+// moveBase writes the volume record with a new base, then adopts it. recMu
+// serializes volume-record writes (snapshot commit, end of hydration).
+func (v *Volume) moveBase(ctx context.Context, base chunk.ID, baseSnap string) error {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	v.mu.Lock()
+	var hydFrom chunk.ID
+	if v.hyd != nil {
+		hydFrom = v.hyd.srcID
+	}
+	v.mu.Unlock()
+	if err := v.e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: base, BaseSnapshot: baseSnap, HydrateFrom: hydFrom}); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.base, v.baseSnap = base, baseSnap
+	v.mu.Unlock()
+	return nil
 }

@@ -35,6 +35,7 @@ type Volume struct {
 	stripes   [stripeCount]sync.Mutex
 	snapMu    sync.Mutex // one snapshot at a time; Close waits for it
 	persistMu sync.Mutex // serializes state-file writes and Trim
+	recMu     sync.Mutex // serializes writes of the volume record
 
 	mu             sync.Mutex
 	size           int64
@@ -199,6 +200,14 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 	switch {
 	case err == nil:
 		v.base, v.baseSnap = vr.Base, vr.BaseSnapshot
+		if !st.Hydrating && !vr.HydrateFrom.IsZero() {
+			// Hydration finished but its end was not recorded.
+			vr.HydrateFrom = chunk.ID{}
+			if err := e.putVolumeRecord(ctx, vr); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
 	case errors.Is(err, ErrNotFound):
 		vr = volumeRecord{ID: id, HydrateFrom: st.HydrateFrom}
 		if err := e.putVolumeRecord(ctx, vr); err != nil {

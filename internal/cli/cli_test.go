@@ -90,6 +90,22 @@ func TestCLIFlow(t *testing.T) {
 		t.Fatalf("definition list: %+v", r)
 	}
 
+	// A second subscription through a Microsoft.Subscription alias: its
+	// creator is Owner and can create groups in it at once.
+	r = coffer(t, "subscription", "create", "-n", "team-b", "--display-name", "Team B", "-o", "json")
+	var sub struct{ SubscriptionID, DisplayName string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sub) != nil || sub.DisplayName != "Team B" {
+		t.Fatalf("subscription create: %+v", r)
+	}
+	r = coffer(t, "group", "create", "-n", "b-rg", "-l", "local", "--subscription", sub.SubscriptionID)
+	if r.code != 0 {
+		t.Fatalf("group in the new subscription: %+v", r)
+	}
+	r = coffer(t, "subscription", "list", "-o", "tsv")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, sub.SubscriptionID+"\tTeam B\tEnabled") {
+		t.Fatalf("subscription list: %+v", r)
+	}
+
 	os.Unsetenv("COFFER_TOKEN")
 	os.Unsetenv("COFFER_ENDPOINT")
 	r = coffer(t, "login", "--endpoint", env.Endpoint, "-u", sp.ClientID, "-p", sp.ClientSecret, "--tenant", sp.TenantID,
@@ -100,6 +116,10 @@ func TestCLIFlow(t *testing.T) {
 	r = coffer(t, "group", "show", "-n", "cli-rg", "-o", "tsv")
 	if r.code != 0 {
 		t.Fatalf("reader show via profile: %+v", r)
+	}
+	r = coffer(t, "subscription", "create", "-n", "sneaky")
+	if r.code != cli.ExitAuth {
+		t.Fatalf("non-admin creating a subscription: %+v", r)
 	}
 	r = coffer(t, "group", "create", "-n", "cli-rg", "-l", "local")
 	if r.code != cli.ExitAuth || !strings.Contains(r.stderr, "(AuthorizationFailed)") {

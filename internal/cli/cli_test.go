@@ -136,6 +136,25 @@ func TestCLIFlow(t *testing.T) {
 	}
 }
 
+// TestCLITrustsTLSThroughAdminFile runs the CLI with nothing but the data
+// directory: it finds admin.json and trusts the server's generated CA.
+func TestCLITrustsTLSThroughAdminFile(t *testing.T) {
+	env := e2e.Start(t, e2e.Options{TLS: true})
+	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "none.json"))
+	t.Setenv("COFFER_DATA", env.DataDir)
+	for _, k := range []string{"COFFER_ENDPOINT", "COFFER_TOKEN", "COFFER_SUBSCRIPTION"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	if !strings.HasPrefix(env.Endpoint, "https://") {
+		t.Fatalf("endpoint %s", env.Endpoint)
+	}
+	r := coffer(t, "group", "create", "-n", "tls-rg", "-l", "local", "-o", "tsv")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "tls-rg\tlocal") {
+		t.Fatalf("CLI over TLS via admin.json: %+v", r)
+	}
+}
+
 // TestServeCommand runs `coffer serve` in-process on a free port and stops
 // it the way SIGINT does (its context ends).
 func TestServeCommand(t *testing.T) {

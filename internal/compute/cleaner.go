@@ -1,0 +1,141 @@
+package compute
+
+import (
+	"context"
+	"fmt"
+
+	"coffer/internal/resource"
+	"coffer/internal/store"
+)
+
+// Cleaner deletes every disk and snapshot under scope with their data and
+// grants; it is registered as a tenant.Cleaner so that deleting a resource
+// group deletes what it holds. It is safe to run again after a crash.
+func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
+	var disks []Disk
+	var snaps []Snapshot
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if snaps, err = s.listSnapshots(ctx, tx, scope.Key()+"/"); err != nil {
+			return err
+		}
+		objs, err := tx.List(ctx, store.Query{Kind: KindDisk, Prefix: scope.Key() + "/"})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			var d Disk
+			if _, err := getJSON(ctx, tx, KindDisk, o.Key, &d); err != nil {
+				return err
+			}
+			disks = append(disks, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete compute resources in %s: %w", scope, err)
+	}
+	for _, sn := range snaps {
+		if err := s.destroySnapshot(ctx, sn); err != nil {
+			return err
+		}
+	}
+	for _, d := range disks {
+		if err := s.destroyDisk(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Recover is called once at start: creations a stopped server left behind
+// are completed or failed, and copies still hydrating are watched again so
+// that their temporary snapshots go once they finish.
+func (s *Service) Recover(ctx context.Context) error {
+	var disks []Disk
+	var snaps []Snapshot
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if snaps, err = s.listSnapshots(ctx, tx, ""); err != nil {
+			return err
+		}
+		objs, err := tx.List(ctx, store.Query{Kind: KindDisk})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			var d Disk
+			if _, err := getJSON(ctx, tx, KindDisk, o.Key, &d); err != nil {
+				return err
+			}
+			disks = append(disks, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover compute resources: %w", err)
+	}
+	interrupted := resource.Errorf(resource.KindInternal, "OperationInterrupted",
+		"The operation was interrupted because the server restarted. Delete the resource and create it again.")
+	for _, sn := range snaps {
+		if sn.ProvisioningState != StateCreating {
+			continue
+		}
+		id, err := resource.Parse(sn.ID)
+		if err != nil {
+			continue
+		}
+		si, serr := s.Engine.StatSnapshot(ctx, sn.UniqueID)
+		err = s.Store.Update(ctx, func(tx store.Tx) error {
+			cur, err := s.getSnapshot(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if serr == nil {
+				cur.ProvisioningState, cur.DiskSizeBytes, cur.DiskSizeGB = StateSucceeded, si.Size, sizeGB(si.Size)
+			} else {
+				cur.ProvisioningState, cur.FailedError = StateFailed, interrupted
+			}
+			return s.putSnapshot(ctx, tx, &cur)
+		})
+		if err != nil && !resource.IsCode(err, "ResourceNotFound") {
+			return fmt.Errorf("recover snapshot %s: %w", sn.ID, err)
+		}
+	}
+	for _, d := range disks {
+		id, err := resource.Parse(d.ID)
+		if err != nil {
+			continue
+		}
+		if d.ProvisioningState == StateUpdating {
+			if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {
+				_, err = s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+				if err != nil {
+					return fmt.Errorf("recover disk %s: %w", d.ID, err)
+				}
+			} else {
+				if _, err := s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState, x.FailedError = StateFailed, interrupted }); err != nil {
+					return fmt.Errorf("recover disk %s: %w", d.ID, err)
+				}
+				continue
+			}
+		}
+		if d.TempSnapshot != "" {
+			s.watchCopy(d.ID, d.UniqueID, d.TempSnapshot)
+		}
+	}
+	return nil
+}
+
+// Close stops the background watchers of disk copies.
+func (s *Service) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		if s.stop != nil {
+			close(s.stop)
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}

@@ -1,0 +1,587 @@
+package compute
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"coffer/internal/blockdev"
+	"coffer/internal/clock"
+	"coffer/internal/identity"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+	"coffer/internal/tenant"
+)
+
+// Store kinds of the provider's records.
+const (
+	KindDisk     = "Microsoft.Compute/disks"
+	KindSnapshot = "Microsoft.Compute/snapshots"
+	kindGrant    = "Microsoft.Compute/accessGrants"
+)
+
+// Resource types, as ARM names them.
+const (
+	TypeDisks     = "disks"
+	TypeSnapshots = "snapshots"
+	Provider      = "Microsoft.Compute"
+)
+
+// GiB is the unit of diskSizeGB.
+const GiB = int64(1) << 30
+
+// Limits.
+const (
+	// MaxDiskSizeGB is Azure's largest managed disk (32 TiB... 64 TiB for
+	// Ultra; Coffer takes 32767 GiB for every SKU).
+	MaxDiskSizeGB = 32767
+	// MaxIncrementalSnapshots is Azure's limit per disk.
+	MaxIncrementalSnapshots = 500
+	// MaxGrantDuration bounds durationInSeconds.
+	MaxGrantDuration = 30 * 24 * time.Hour
+)
+
+// Provisioning states.
+const (
+	StateSucceeded = "Succeeded"
+	StateUpdating  = "Updating"
+	StateCreating  = "Creating"
+	StateFailed    = "Failed"
+	StateDeleting  = "Deleting"
+)
+
+// Disk states (diskState).
+const (
+	DiskUnattached    = "Unattached"
+	DiskReadyToUpload = "ReadyToUpload"
+	DiskActiveUpload  = "ActiveUpload"
+	DiskActiveSAS     = "ActiveSAS"
+)
+
+// Create options.
+const (
+	OptionEmpty   = "Empty"
+	OptionCopy    = "Copy"
+	OptionRestore = "Restore"
+	OptionUpload  = "Upload"
+)
+
+// DiskSKUs are the disk SKUs Coffer accepts (kept and reported).
+var DiskSKUs = []string{"Standard_LRS", "Premium_LRS", "StandardSSD_LRS", "UltraSSD_LRS", "Premium_ZRS", "StandardSSD_ZRS", "PremiumV2_LRS"}
+
+// SnapshotSKUs are the snapshot SKUs.
+var SnapshotSKUs = []string{"Standard_LRS", "Premium_LRS", "Standard_ZRS"}
+
+// RBAC actions.
+const (
+	ActionDiskRead          = "Microsoft.Compute/disks/read"
+	ActionDiskWrite         = "Microsoft.Compute/disks/write"
+	ActionDiskDelete        = "Microsoft.Compute/disks/delete"
+	ActionDiskGrant         = "Microsoft.Compute/disks/beginGetAccess/action"
+	ActionDiskRevoke        = "Microsoft.Compute/disks/endGetAccess/action"
+	ActionSnapshotRead      = "Microsoft.Compute/snapshots/read"
+	ActionSnapshotWrite     = "Microsoft.Compute/snapshots/write"
+	ActionSnapshotDelete    = "Microsoft.Compute/snapshots/delete"
+	ActionSnapshotGrant     = "Microsoft.Compute/snapshots/beginGetAccess/action"
+	ActionSnapshotRevoke    = "Microsoft.Compute/snapshots/endGetAccess/action"
+
+	actionKindGrant  = "beginGetAccess/action"
+	actionKindRevoke = "endGetAccess/action"
+)
+
+// Authorizer decides whether a principal may perform an action at a scope
+// (authorization.Service satisfies it).
+type Authorizer interface {
+	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
+}
+
+// Service is the Microsoft.Compute provider. Set the fields, then call
+// Recover once before use.
+type Service struct {
+	Store  store.Store
+	Tenant *tenant.Service
+	Engine *blockdev.Engine
+	Authz  Authorizer
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// GrantKey signs access-grant tokens (at least 32 random bytes, kept
+	// across restarts so that grants survive them).
+	GrantKey []byte
+
+	mu     sync.Mutex
+	grants  map[string]*liveGrant // grant ID → state, a cache of the records
+	revoked map[string]bool       // grants revoked by this process
+	wg     sync.WaitGroup
+	stop   chan struct{}
+	closed bool
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Service) now() time.Time { return s.Clock.Now().UTC() }
+
+// SKU is a disk or snapshot SKU.
+type SKU struct {
+	Name string `json:"name"`
+	Tier string `json:"tier,omitempty"`
+}
+
+// CreationData says how a disk or snapshot was made.
+type CreationData struct {
+	CreateOption      string `json:"createOption"`
+	SourceResourceID  string `json:"sourceResourceId,omitempty"`
+	SourceUniqueID    string `json:"sourceUniqueId,omitempty"`
+	UploadSizeBytes   int64  `json:"uploadSizeBytes,omitempty"`
+	LogicalSectorSize int    `json:"logicalSectorSize,omitempty"`
+}
+
+// Options are the optional properties Coffer keeps and reports but does not
+// act on.
+type Options struct {
+	OSType              string `json:"osType,omitempty"`
+	HyperVGeneration    string `json:"hyperVGeneration,omitempty"`
+	NetworkAccessPolicy string `json:"networkAccessPolicy,omitempty"`
+	PublicNetworkAccess string `json:"publicNetworkAccess,omitempty"`
+	DataAccessAuthMode  string `json:"dataAccessAuthMode,omitempty"`
+	EncryptionType      string `json:"encryptionType,omitempty"`
+	Tier                string `json:"tier,omitempty"`
+	DiskIOPSReadWrite   int64  `json:"diskIOPSReadWrite,omitempty"`
+	DiskMBpsReadWrite   int64  `json:"diskMBpsReadWrite,omitempty"`
+	BurstingEnabled     *bool  `json:"burstingEnabled,omitempty"`
+	MaxShares           int    `json:"maxShares,omitempty"`
+}
+
+// Access is the access of a grant.
+type Access string
+
+// Accesses.
+const (
+	AccessRead  Access = "Read"
+	AccessWrite Access = "Write"
+)
+
+// Grant is an access grant recorded on a disk or snapshot.
+type Grant struct {
+	ID        string    `json:"id"`
+	Access    Access    `json:"access"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	CreatedBy string    `json:"createdBy"`
+}
+
+// Disk is a managed disk record.
+type Disk struct {
+	ID                string             `json:"id"`
+	Name              string             `json:"name"`
+	Location          string             `json:"location"`
+	Tags              map[string]string  `json:"tags,omitempty"`
+	SKU               SKU                `json:"sku"`
+	Zones             []string           `json:"zones,omitempty"`
+	CreationData      CreationData       `json:"creationData"`
+	DiskSizeGB        int64              `json:"diskSizeGB"`
+	DiskSizeBytes     int64              `json:"diskSizeBytes"`
+	UniqueID          string             `json:"uniqueId"`
+	TimeCreated       time.Time          `json:"timeCreated"`
+	ProvisioningState string             `json:"provisioningState"`
+	Options           Options            `json:"options"`
+	SystemData        tenant.SystemData  `json:"systemData"`
+	Grants            []Grant            `json:"grants,omitempty"`
+	// Uploading is set for an Upload disk until the first endGetAccess
+	// after a write grant (ReadyToUpload/ActiveUpload).
+	Uploading bool `json:"uploading,omitempty"`
+	// TempSnapshot is the block-engine snapshot a copy of a disk hydrates
+	// from; it is deleted once the copy has hydrated.
+	TempSnapshot string `json:"tempSnapshot,omitempty"`
+	// FailedError is why provisioning failed.
+	FailedError *resource.Error `json:"failedError,omitempty"`
+	// ETag is the store index of the record.
+	ETag uint64 `json:"-"`
+}
+
+// Snapshot is a snapshot record.
+type Snapshot struct {
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Location          string            `json:"location"`
+	Tags              map[string]string `json:"tags,omitempty"`
+	SKU               SKU               `json:"sku"`
+	CreationData      CreationData      `json:"creationData"`
+	Incremental       bool              `json:"incremental"`
+	DiskSizeGB        int64             `json:"diskSizeGB"`
+	DiskSizeBytes     int64             `json:"diskSizeBytes"`
+	UniqueID          string            `json:"uniqueId"`
+	FamilyID          string            `json:"incrementalSnapshotFamilyId,omitempty"`
+	TimeCreated       time.Time         `json:"timeCreated"`
+	ProvisioningState string            `json:"provisioningState"`
+	Options           Options           `json:"options"`
+	SystemData        tenant.SystemData `json:"systemData"`
+	Grants            []Grant           `json:"grants,omitempty"`
+	// ChangedBytes is how much data the snapshot stored that its parent in
+	// the block engine did not have (blocks written × block size).
+	ChangedBytes int64           `json:"changedBytes"`
+	FailedError  *resource.Error `json:"failedError,omitempty"`
+	ETag         uint64          `json:"-"`
+}
+
+// activeGrants returns the grants not expired at now.
+func activeGrants(gs []Grant, now time.Time) []Grant {
+	var out []Grant
+	for _, g := range gs {
+		if now.Before(g.Expires) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// State returns the diskState at now.
+func (d Disk) State(now time.Time) string {
+	act := activeGrants(d.Grants, now)
+	if d.Uploading {
+		for _, g := range act {
+			if g.Access == AccessWrite {
+				return DiskActiveUpload
+			}
+		}
+		return DiskReadyToUpload
+	}
+	if len(act) > 0 {
+		return DiskActiveSAS
+	}
+	return DiskUnattached
+}
+
+// ActiveGrants returns the unexpired grants of the disk.
+func (d Disk) ActiveGrants(now time.Time) []Grant { return activeGrants(d.Grants, now) }
+
+// State returns the snapshot's diskState at now (ActiveSAS while a grant is
+// active).
+func (sn Snapshot) State(now time.Time) string {
+	if len(activeGrants(sn.Grants, now)) > 0 {
+		return DiskActiveSAS
+	}
+	return DiskUnattached
+}
+
+// AccessState is the snapshotAccessState Azure reports.
+func (sn Snapshot) AccessState() string {
+	if sn.ProvisioningState == StateSucceeded {
+		return "Available"
+	}
+	return "Pending"
+}
+
+// --- errors ---
+
+// Errors for conditions callers may test with errors.Is. The API maps them
+// through the *resource.Error each is wrapped in.
+var (
+	// ErrAccessDenied is wrapped by OpenAccess and Access.Check when a token
+	// is expired, revoked or for another resource.
+	ErrAccessDenied = errors.New("access grant expired or revoked")
+	// ErrUnknownGrant is wrapped when a token is malformed or unknown.
+	ErrUnknownGrant = errors.New("unknown access grant")
+	// ErrReadOnly is wrapped when a read grant is used to write.
+	ErrReadOnly = errors.New("access grant is read-only")
+)
+
+func invalidParameter(target, format string, args ...any) *resource.Error {
+	return resource.Errorf(resource.KindBadRequest, "InvalidParameter", format, args...).WithTarget(target)
+}
+
+func notFound(id resource.ID) *resource.Error {
+	typ := "Microsoft.Compute/" + id.Types[len(id.Types)-1]
+	return resource.Errorf(resource.KindNotFound, "ResourceNotFound",
+		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+		typ, id.Name(), id.ResourceGroup)
+}
+
+func notAllowed(format string, args ...any) *resource.Error {
+	return resource.Errorf(resource.KindConflict, "OperationNotAllowed", format, args...)
+}
+
+// authorizationFailed is ARM's 403 in Azure's words (the same text the API
+// layer uses).
+func authorizationFailed(p identity.Principal, action, scope string) *resource.Error {
+	client := p.ClientID
+	if client == "" {
+		client = p.ID
+	}
+	return resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
+		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+		client, p.ID, action, scope)
+}
+
+// authorize checks action at scope for p.
+func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+	if s.Authz == nil {
+		return nil
+	}
+	ok, err := s.Authz.Allowed(ctx, p, action, scope)
+	if err != nil {
+		return fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+	}
+	if !ok {
+		return authorizationFailed(p, action, scope)
+	}
+	return nil
+}
+
+// Authorize checks an action on a Compute resource for p, as the API does
+// before reads; exported for callers that read records through other paths.
+func (s *Service) Authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+	return s.authorize(ctx, p, action, scope)
+}
+
+// action builds the RBAC action of kind on a resource type.
+func action(typ, kind string) string { return "Microsoft.Compute/" + typ + "/" + kind }
+
+// --- IDs ---
+
+// ParseID parses and checks a disk or snapshot ID (typ is TypeDisks or
+// TypeSnapshots). The name must follow Azure's rule.
+func ParseID(typ, s string) (resource.ID, error) {
+	id, err := resource.Parse(s)
+	if err != nil || id.ResourceGroup == "" || !strings.EqualFold(id.Provider, Provider) || len(id.Types) != 1 || !strings.EqualFold(id.Types[0], typ) {
+		return resource.ID{}, resource.Errorf(resource.KindBadRequest, "InvalidResourceId", "The resource ID '%s' is not a valid %s ID.", s, typ)
+	}
+	id.Types[0] = typ
+	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+		return resource.ID{}, err
+	}
+	return id, nil
+}
+
+// DiskID returns the ID of a disk.
+func DiskID(sub, rg, name string) resource.ID {
+	return resource.ID{Subscription: sub, ResourceGroup: rg, Provider: Provider, Types: []string{TypeDisks}, Names: []string{name}}
+}
+
+// SnapshotID returns the ID of a snapshot.
+func SnapshotID(sub, rg, name string) resource.ID {
+	return resource.ID{Subscription: sub, ResourceGroup: rg, Provider: Provider, Types: []string{TypeSnapshots}, Names: []string{name}}
+}
+
+// --- store helpers ---
+
+func getJSON(ctx context.Context, tx store.Tx, kind, key string, v any) (uint64, error) {
+	o, err := tx.Get(ctx, kind, key)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(o.Data, v); err != nil {
+		return 0, fmt.Errorf("decode %s %s: %w", kind, key, err)
+	}
+	return o.ModifyIndex, nil
+}
+
+func putJSON(ctx context.Context, tx store.Tx, kind, key string, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encode %s %s: %w", kind, key, err)
+	}
+	o := store.Object{Kind: kind, Key: key, Data: b}
+	if err := tx.Put(ctx, &o, store.PutOptions{}); err != nil {
+		return 0, fmt.Errorf("store %s %s: %w", kind, key, err)
+	}
+	return o.ModifyIndex, nil
+}
+
+func (s *Service) getDisk(ctx context.Context, tx store.Tx, id resource.ID) (Disk, error) {
+	var d Disk
+	idx, err := getJSON(ctx, tx, KindDisk, id.Key(), &d)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, notFound(id)
+	}
+	if err != nil {
+		return d, err
+	}
+	d.ETag = idx
+	return d, nil
+}
+
+func (s *Service) putDisk(ctx context.Context, tx store.Tx, d *Disk) error {
+	id, err := resource.Parse(d.ID)
+	if err != nil {
+		return fmt.Errorf("store disk %s: %w", d.ID, err)
+	}
+	idx, err := putJSON(ctx, tx, KindDisk, id.Key(), d)
+	d.ETag = idx
+	return err
+}
+
+func (s *Service) getSnapshot(ctx context.Context, tx store.Tx, id resource.ID) (Snapshot, error) {
+	var sn Snapshot
+	idx, err := getJSON(ctx, tx, KindSnapshot, id.Key(), &sn)
+	if errors.Is(err, store.ErrNotFound) {
+		return sn, notFound(id)
+	}
+	if err != nil {
+		return sn, err
+	}
+	sn.ETag = idx
+	return sn, nil
+}
+
+func (s *Service) putSnapshot(ctx context.Context, tx store.Tx, sn *Snapshot) error {
+	id, err := resource.Parse(sn.ID)
+	if err != nil {
+		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)
+	}
+	idx, err := putJSON(ctx, tx, KindSnapshot, id.Key(), sn)
+	sn.ETag = idx
+	return err
+}
+
+// checkGroup returns the group's error if the group of id does not exist.
+func (s *Service) checkGroup(ctx context.Context, tx store.Tx, id resource.ID) error {
+	g, err := s.Tenant.GetGroup(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if g.ProvisioningState == "Deleting" {
+		return resource.Errorf(resource.KindConflict, "ResourceGroupBeingDeleted",
+			"The resource group '%s' is in deprovisioning state and cannot perform this operation.", id.ResourceGroup)
+	}
+	return nil
+}
+
+func sizeGB(bytes int64) int64 { return (bytes + GiB - 1) / GiB }
+
+func checkSKU(name string, allowed []string, target string) (string, error) {
+	for _, a := range allowed {
+		if strings.EqualFold(a, name) {
+			return a, nil
+		}
+	}
+	return "", invalidParameter(target, "The value '%s' of parameter '%s' is not valid. Allowed values are '%s'.", name, target, strings.Join(allowed, "', '"))
+}
+
+// ListDisks lists the disks under scope (a subscription or a group), in ID
+// order. Callers authorize the list at scope.
+func (s *Service) ListDisks(ctx context.Context, scope resource.ID) ([]Disk, error) {
+	var out []Disk
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if scope.ResourceGroup != "" {
+			if _, err := s.Tenant.GetGroup(ctx, tx, scope); err != nil {
+				return err
+			}
+		} else if _, err := s.Tenant.GetSubscription(ctx, tx, scope.Subscription); err != nil {
+			return err
+		}
+		objs, err := tx.List(ctx, store.Query{Kind: KindDisk, Prefix: scope.Key() + "/"})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			var d Disk
+			if err := json.Unmarshal(o.Data, &d); err != nil {
+				return fmt.Errorf("decode disk %s: %w", o.Key, err)
+			}
+			d.ETag = o.ModifyIndex
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListSnapshots lists the snapshots under scope (a subscription or a
+// group), in ID order. Callers authorize the list at scope.
+func (s *Service) ListSnapshots(ctx context.Context, scope resource.ID) ([]Snapshot, error) {
+	var out []Snapshot
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if scope.ResourceGroup != "" {
+			if _, err := s.Tenant.GetGroup(ctx, tx, scope); err != nil {
+				return err
+			}
+		} else if _, err := s.Tenant.GetSubscription(ctx, tx, scope.Subscription); err != nil {
+			return err
+		}
+		var err error
+		out, err = s.listSnapshots(ctx, tx, scope.Key()+"/")
+		return err
+	})
+	return out, err
+}
+
+func (s *Service) listSnapshots(ctx context.Context, tx store.Tx, prefix string) ([]Snapshot, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: KindSnapshot, Prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, 0, len(objs))
+	for _, o := range objs {
+		var sn Snapshot
+		if err := json.Unmarshal(o.Data, &sn); err != nil {
+			return nil, fmt.Errorf("decode snapshot %s: %w", o.Key, err)
+		}
+		sn.ETag = o.ModifyIndex
+		out = append(out, sn)
+	}
+	return out, nil
+}
+
+// GetDisk returns a disk after checking p may read it.
+func (s *Service) GetDisk(ctx context.Context, p identity.Principal, id resource.ID) (Disk, error) {
+	if err := s.authorize(ctx, p, ActionDiskRead, id.String()); err != nil {
+		return Disk{}, err
+	}
+	var d Disk
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		var err error
+		d, err = s.getDisk(ctx, tx, id)
+		return err
+	})
+	return d, err
+}
+
+// GetSnapshot returns a snapshot after checking p may read it.
+func (s *Service) GetSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (Snapshot, error) {
+	if err := s.authorize(ctx, p, ActionSnapshotRead, id.String()); err != nil {
+		return Snapshot{}, err
+	}
+	var sn Snapshot
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		var err error
+		sn, err = s.getSnapshot(ctx, tx, id)
+		return err
+	})
+	return sn, err
+}
+
+func (s *Service) checkGroupExists(ctx context.Context, tx store.Tx, id resource.ID) error {
+	_, err := s.Tenant.GetGroup(ctx, tx, id)
+	return err
+}
+
+// systemData stamps creation or modification.
+func stamp(sd *tenant.SystemData, p identity.Principal, now time.Time, create bool) {
+	name, typ := p.DisplayName, p.Kind.PrincipalType()
+	if name == "" {
+		name = p.ID
+	}
+	if typ == "" {
+		typ = "Application"
+	}
+	if create {
+		sd.CreatedBy, sd.CreatedByType, sd.CreatedAt = name, typ, now
+	}
+	sd.LastModifiedBy, sd.LastModifiedByType, sd.LastModifiedAt = name, typ, now
+}

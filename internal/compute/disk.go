@@ -1,0 +1,588 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"coffer/internal/blockdev"
+	"coffer/internal/identity"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+	"coffer/internal/tenant"
+)
+
+// DiskInput is the body of a disk PUT.
+type DiskInput struct {
+	Location     string
+	Tags         map[string]string
+	SKU          string // empty: Standard_LRS
+	Zones        []string
+	CreationData CreationData
+	// DiskSizeGB is required for Empty; for Copy and Restore it may grow
+	// the disk; 0 means unset.
+	DiskSizeGB int64
+	Options    Options
+}
+
+// DiskUpdate is the body of a disk PATCH; zero fields are unchanged.
+type DiskUpdate struct {
+	Tags       map[string]string // nil: unchanged
+	SKU        string
+	DiskSizeGB int64
+	Options    *Options
+}
+
+// Finish completes a create that continues after its record is written (a
+// copy of a disk, a snapshot). It returns the final record.
+type Finish func(ctx context.Context) (Disk, error)
+
+// MinUploadBytes and MaxUploadBytes bound uploadSizeBytes.
+const (
+	MinUploadBytes = 512
+	MaxUploadBytes = MaxDiskSizeGB*GiB + 512
+)
+
+func canonicalOption(o string) (string, bool) {
+	for _, c := range []string{OptionEmpty, OptionCopy, OptionRestore, OptionUpload} {
+		if strings.EqualFold(o, c) {
+			return c, true
+		}
+	}
+	return o, false
+}
+
+// source is the resolved source of a copy or restore.
+type source struct {
+	id       resource.ID
+	snapshot bool
+}
+
+func (s *Service) resolveSource(ctx context.Context, p identity.Principal, option, src string) (*source, error) {
+	if src == "" {
+		return nil, invalidParameter("creationData.sourceResourceId", "Required parameter 'sourceResourceId' is missing (null).")
+	}
+	if id, err := ParseID(TypeSnapshots, src); err == nil {
+		if err := s.authorize(ctx, p, ActionSnapshotRead, id.String()); err != nil {
+			return nil, err
+		}
+		return &source{id: id, snapshot: true}, nil
+	}
+	if option == OptionRestore {
+		return nil, invalidParameter("creationData.sourceResourceId",
+			"The source '%s' of a disk with createOption 'Restore' must be a snapshot.", src)
+	}
+	id, err := ParseID(TypeDisks, src)
+	if err != nil {
+		return nil, invalidParameter("creationData.sourceResourceId",
+			"The value '%s' of parameter 'sourceResourceId' is not a valid disk or snapshot resource ID.", src)
+	}
+	if err := s.authorize(ctx, p, ActionDiskRead, id.String()); err != nil {
+		return nil, err
+	}
+	return &source{id: id}, nil
+}
+
+func shrinkError(cur, want int64) error {
+	return resource.Errorf(resource.KindBadRequest, "BadRequest",
+		"Disk size reduction is not supported. Current size is %d bytes, requested size is %d bytes.", cur, want).WithTarget("diskSizeGB")
+}
+
+func checkSizeGB(gb int64) error {
+	if gb < 1 || gb > MaxDiskSizeGB {
+		return invalidParameter("diskSizeGB", "The value %d of parameter 'diskSizeGB' is out of range. The value must be between 1 and %d, inclusive.", gb, MaxDiskSizeGB)
+	}
+	return nil
+}
+
+// CreateDisk creates (or, if it exists, updates) a disk and waits for it to
+// be provisioned. It checks Microsoft.Compute/disks/write on id and read on
+// a copy's source.
+func (s *Service) CreateDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (Disk, error) {
+	d, _, finish, err := s.StartDisk(ctx, p, id, in)
+	if err != nil || finish == nil {
+		return d, err
+	}
+	return finish(ctx)
+}
+
+// CreateDiskFromSnapshot creates disk id from snapshot snap (createOption
+// Copy), available at once and hydrating in the background. sizeGB 0 keeps
+// the snapshot's size.
+func (s *Service) CreateDiskFromSnapshot(ctx context.Context, p identity.Principal, id, snap resource.ID, location, sku string, sizeGB int64, tags map[string]string) (Disk, error) {
+	return s.CreateDisk(ctx, p, id, DiskInput{Location: location, SKU: sku, Tags: tags, DiskSizeGB: sizeGB,
+		CreationData: CreationData{CreateOption: OptionCopy, SourceResourceID: snap.String()}})
+}
+
+// StartDisk validates a disk PUT and writes the record. Creations that are
+// instant (Empty, Upload, from a snapshot) are complete when it returns
+// (finish is nil); a copy of a disk returns the record in Updating and a
+// finish function that takes the copy. created is false when the PUT
+// updated an existing disk.
+func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (d Disk, created bool, finish Finish, err error) {
+	if err := s.authorize(ctx, p, ActionDiskWrite, id.String()); err != nil {
+		return d, false, nil, err
+	}
+	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+		return d, false, nil, err
+	}
+	loc, err := s.Tenant.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type 'Microsoft.Compute/disks'")
+	if err != nil {
+		return d, false, nil, err
+	}
+	if err := tenant.CheckTags(in.Tags); err != nil {
+		return d, false, nil, err
+	}
+	sku := "Standard_LRS"
+	if in.SKU != "" {
+		if sku, err = checkSKU(in.SKU, DiskSKUs, "sku.name"); err != nil {
+			return d, false, nil, err
+		}
+	}
+	if in.CreationData.CreateOption == "" {
+		return d, false, nil, invalidParameter("creationData.createOption", "Required parameter 'createOption' is missing (null).")
+	}
+	option, ok := canonicalOption(in.CreationData.CreateOption)
+	if !ok {
+		return d, false, nil, invalidParameter("creationData.createOption",
+			"The value '%s' of parameter 'createOption' is not supported. Coffer supports 'Empty', 'Copy', 'Restore' and 'Upload'.", in.CreationData.CreateOption)
+	}
+	if in.DiskSizeGB != 0 {
+		if err := checkSizeGB(in.DiskSizeGB); err != nil {
+			return d, false, nil, err
+		}
+	}
+	var src *source
+	if option == OptionCopy || option == OptionRestore {
+		if src, err = s.resolveSource(ctx, p, option, in.CreationData.SourceResourceID); err != nil {
+			return d, false, nil, err
+		}
+	}
+	now := s.now()
+	var srcDisk Disk
+	var srcSnap Snapshot
+	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroup(ctx, tx, id); err != nil {
+			return err
+		}
+		old, gerr := s.getDisk(ctx, tx, id)
+		if gerr == nil {
+			d, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
+			return err
+		}
+		if !resource.IsCode(gerr, "ResourceNotFound") {
+			return gerr
+		}
+		created = true
+		d = Disk{ID: id.String(), Name: id.Name(), Location: loc, Tags: in.Tags, SKU: SKU{Name: sku, Tier: skuTier(sku)},
+			Zones: in.Zones, UniqueID: identity.NewGUID(), TimeCreated: now, ProvisioningState: StateUpdating,
+			Options: defaultOptions(in.Options, sku)}
+		d.CreationData = CreationData{CreateOption: option, LogicalSectorSize: in.CreationData.LogicalSectorSize}
+		stamp(&d.SystemData, p, now, true)
+		var bytes int64
+		switch option {
+		case OptionEmpty:
+			if in.DiskSizeGB == 0 {
+				return invalidParameter("diskSizeGB", "Required parameter 'diskSizeGB' is missing (null).")
+			}
+			bytes = in.DiskSizeGB * GiB
+		case OptionUpload:
+			u := in.CreationData.UploadSizeBytes
+			if u == 0 {
+				return invalidParameter("creationData.uploadSizeBytes", "Required parameter 'uploadSizeBytes' is missing (null).")
+			}
+			if u < MinUploadBytes || u > MaxUploadBytes || u%512 != 0 {
+				return invalidParameter("creationData.uploadSizeBytes",
+					"The value %d of parameter 'uploadSizeBytes' is invalid. It must be a multiple of 512 between %d and %d.", u, MinUploadBytes, int64(MaxUploadBytes))
+			}
+			bytes = u
+			d.CreationData.UploadSizeBytes = u
+			d.Uploading = true
+		default:
+			d.CreationData.SourceResourceID = src.id.String()
+			if src.snapshot {
+				if srcSnap, err = s.getSnapshot(ctx, tx, src.id); err != nil {
+					return err
+				}
+				if srcSnap.ProvisioningState != StateSucceeded {
+					return notAllowed("The snapshot '%s' is in provisioning state '%s'; a disk can be created from it once it has succeeded.", srcSnap.ID, srcSnap.ProvisioningState)
+				}
+				d.CreationData.SourceUniqueID = srcSnap.UniqueID
+				bytes = srcSnap.DiskSizeBytes
+				if d.Options.OSType == "" {
+					d.Options.OSType = srcSnap.Options.OSType
+				}
+			} else {
+				if srcDisk, err = s.getDisk(ctx, tx, src.id); err != nil {
+					return err
+				}
+				if srcDisk.ProvisioningState != StateSucceeded || srcDisk.Uploading {
+					return notAllowed("The disk '%s' is in state '%s' (provisioning state '%s'); it can be copied once it is provisioned and its upload has ended.",
+						srcDisk.ID, srcDisk.State(now), srcDisk.ProvisioningState)
+				}
+				d.CreationData.SourceUniqueID = srcDisk.UniqueID
+				bytes = srcDisk.DiskSizeBytes
+				d.TempSnapshot = "copy-" + d.UniqueID
+				if d.Options.OSType == "" {
+					d.Options.OSType = srcDisk.Options.OSType
+				}
+			}
+			if in.DiskSizeGB != 0 {
+				if want := in.DiskSizeGB * GiB; want < bytes {
+					return shrinkError(bytes, want)
+				} else {
+					bytes = want
+				}
+			}
+		}
+		d.DiskSizeBytes, d.DiskSizeGB = bytes, sizeGB(bytes)
+		return s.putDisk(ctx, tx, &d)
+	})
+	if err != nil || !created {
+		return d, created, nil, err
+	}
+	provision := func(ctx context.Context) (Disk, error) {
+		if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {
+			return s.failDisk(ctx, id, err)
+		}
+		return s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+	}
+	if src != nil && !src.snapshot {
+		return d, true, provision, nil
+	}
+	d, err = provision(ctx)
+	return d, true, nil, err
+}
+
+// provisionDisk makes the volume of a new disk.
+func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSnap Snapshot, srcDisk Disk) error {
+	var vol *blockdev.Volume
+	var err error
+	switch {
+	case src == nil:
+		vol, err = s.Engine.CreateVolume(ctx, d.UniqueID, d.DiskSizeBytes)
+	case src.snapshot:
+		vol, err = s.Engine.RestoreVolume(ctx, srcSnap.UniqueID, d.UniqueID)
+	default:
+		if _, err = s.Engine.Snapshot(ctx, srcDisk.UniqueID, d.TempSnapshot); err != nil {
+			return fmt.Errorf("copy disk %s: %w", srcDisk.ID, err)
+		}
+		vol, err = s.Engine.RestoreVolume(ctx, d.TempSnapshot, d.UniqueID)
+	}
+	if err != nil {
+		return fmt.Errorf("provision disk %s: %w", d.ID, err)
+	}
+	if vol.Size() < d.DiskSizeBytes {
+		if err := vol.Resize(ctx, d.DiskSizeBytes); err != nil {
+			return fmt.Errorf("provision disk %s: %w", d.ID, err)
+		}
+	}
+	if d.TempSnapshot != "" {
+		s.watchCopy(d.ID, d.UniqueID, d.TempSnapshot)
+	}
+	return nil
+}
+
+// failDisk records a failed provisioning and returns its error.
+func (s *Service) failDisk(ctx context.Context, id resource.ID, cause error) (Disk, error) {
+	e := resource.AsError(cause)
+	if e == nil {
+		s.logger().Error("disk provisioning failed", "disk", id.String(), "err", cause)
+		e = resource.Errorf(resource.KindInternal, "InternalExecutionError", "Provisioning the disk failed: %v", cause)
+	}
+	d, err := s.markDisk(context.WithoutCancel(ctx), id, func(x *Disk) { x.ProvisioningState, x.FailedError = StateFailed, e })
+	if err != nil {
+		s.logger().Error("record failed disk", "disk", id.String(), "err", err)
+	}
+	return d, e
+}
+
+// markDisk applies fn to the stored disk.
+func (s *Service) markDisk(ctx context.Context, id resource.ID, fn func(*Disk)) (Disk, error) {
+	var d Disk
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if d, err = s.getDisk(ctx, tx, id); err != nil {
+			return err
+		}
+		fn(&d)
+		return s.putDisk(ctx, tx, &d)
+	})
+	return d, err
+}
+
+func skuTier(sku string) string {
+	switch {
+	case strings.HasPrefix(sku, "PremiumV2"):
+		return ""
+	case strings.HasPrefix(sku, "Premium"):
+		return "Premium"
+	case strings.HasPrefix(sku, "StandardSSD"):
+		return "StandardSSD"
+	case strings.HasPrefix(sku, "UltraSSD"):
+		return "Ultra"
+	}
+	return "Standard"
+}
+
+func defaultOptions(o Options, sku string) Options {
+	if o.EncryptionType == "" {
+		o.EncryptionType = "EncryptionAtRestWithPlatformKey"
+	}
+	if o.NetworkAccessPolicy == "" {
+		o.NetworkAccessPolicy = "AllowAll"
+	}
+	if o.PublicNetworkAccess == "" {
+		o.PublicNetworkAccess = "Enabled"
+	}
+	if (sku == "UltraSSD_LRS" || sku == "PremiumV2_LRS") && o.DiskIOPSReadWrite == 0 {
+		o.DiskIOPSReadWrite, o.DiskMBpsReadWrite = 3000, 125
+	}
+	return o
+}
+
+// updateFromPut applies a PUT to an existing disk: tags, SKU, options and a
+// larger diskSizeGB may change; the location and creation data may not.
+func (s *Service) updateFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Disk, loc, sku, option string, in DiskInput) (Disk, error) {
+	if old.Location != loc {
+		return old, resource.Errorf(resource.KindConflict, "InvalidResourceLocation",
+			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
+			old.Name, old.Location, resourceGroupOf(old.ID), loc)
+	}
+	if option != old.CreationData.CreateOption {
+		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.createOption' is not allowed.").WithTarget("creationData.createOption")
+	}
+	if src := in.CreationData.SourceResourceID; src != "" && !strings.EqualFold(strings.TrimPrefix(src, "/"), strings.TrimPrefix(old.CreationData.SourceResourceID, "/")) {
+		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.sourceResourceId' is not allowed.").WithTarget("creationData.sourceResourceId")
+	}
+	upd := DiskUpdate{Tags: in.Tags, SKU: sku, DiskSizeGB: in.DiskSizeGB, Options: &in.Options}
+	if upd.Tags == nil {
+		upd.Tags = map[string]string{}
+	}
+	return s.applyUpdate(ctx, tx, p, old, upd)
+}
+
+func resourceGroupOf(id string) string {
+	rid, err := resource.Parse(id)
+	if err != nil {
+		return ""
+	}
+	return rid.ResourceGroup
+}
+
+// applyUpdate changes a disk record (and grows its volume) inside tx.
+func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Principal, d Disk, upd DiskUpdate) (Disk, error) {
+	now := s.now()
+	if upd.Tags != nil {
+		if err := tenant.CheckTags(upd.Tags); err != nil {
+			return d, err
+		}
+	}
+	if upd.DiskSizeGB != 0 {
+		if err := checkSizeGB(upd.DiskSizeGB); err != nil {
+			return d, err
+		}
+		want := upd.DiskSizeGB * GiB
+		if want < d.DiskSizeBytes {
+			return d, shrinkError(d.DiskSizeBytes, want)
+		}
+		if want > d.DiskSizeBytes {
+			if d.ProvisioningState != StateSucceeded {
+				return d, notAllowed("The disk '%s' is in provisioning state '%s' and cannot be resized now.", d.Name, d.ProvisioningState)
+			}
+			if st := d.State(now); st != DiskUnattached {
+				return d, notAllowed("The disk '%s' is in state '%s' and cannot be resized. Resizing is allowed only in state 'Unattached'; revoke access (endGetAccess) first.", d.Name, st)
+			}
+			vol, err := s.Engine.OpenVolume(ctx, d.UniqueID)
+			if err != nil {
+				return d, fmt.Errorf("resize disk %s: %w", d.ID, err)
+			}
+			if err := vol.Resize(ctx, want); err != nil {
+				return d, fmt.Errorf("resize disk %s: %w", d.ID, err)
+			}
+			d.DiskSizeBytes, d.DiskSizeGB = want, upd.DiskSizeGB
+		}
+	}
+	if upd.Tags != nil {
+		d.Tags = upd.Tags
+	}
+	if upd.SKU != "" {
+		sku, err := checkSKU(upd.SKU, DiskSKUs, "sku.name")
+		if err != nil {
+			return d, err
+		}
+		d.SKU = SKU{Name: sku, Tier: skuTier(sku)}
+	}
+	if upd.Options != nil {
+		o := *upd.Options
+		keep := d.Options
+		if o.OSType != "" {
+			keep.OSType = o.OSType
+		}
+		if o.HyperVGeneration != "" {
+			keep.HyperVGeneration = o.HyperVGeneration
+		}
+		if o.NetworkAccessPolicy != "" {
+			keep.NetworkAccessPolicy = o.NetworkAccessPolicy
+		}
+		if o.PublicNetworkAccess != "" {
+			keep.PublicNetworkAccess = o.PublicNetworkAccess
+		}
+		if o.DataAccessAuthMode != "" {
+			keep.DataAccessAuthMode = o.DataAccessAuthMode
+		}
+		if o.Tier != "" {
+			keep.Tier = o.Tier
+		}
+		if o.DiskIOPSReadWrite != 0 {
+			keep.DiskIOPSReadWrite = o.DiskIOPSReadWrite
+		}
+		if o.DiskMBpsReadWrite != 0 {
+			keep.DiskMBpsReadWrite = o.DiskMBpsReadWrite
+		}
+		if o.BurstingEnabled != nil {
+			keep.BurstingEnabled = o.BurstingEnabled
+		}
+		d.Options = keep
+	}
+	stamp(&d.SystemData, p, now, false)
+	return d, s.putDisk(ctx, tx, &d)
+}
+
+// UpdateDisk applies a PATCH: tags, SKU and growing diskSizeGB (shrinking
+// is refused with Azure's error). It checks Microsoft.Compute/disks/write.
+func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resource.ID, upd DiskUpdate) (Disk, error) {
+	if err := s.authorize(ctx, p, ActionDiskWrite, id.String()); err != nil {
+		return Disk{}, err
+	}
+	var d Disk
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		old, err := s.getDisk(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		d, err = s.applyUpdate(ctx, tx, p, old, upd)
+		return err
+	})
+	return d, err
+}
+
+// DeleteDisk deletes a disk and its volume (its snapshots stay). A disk with
+// an active access grant is refused (OperationNotAllowed), as Azure refuses
+// an attached or exported disk. It reports whether the disk existed.
+func (s *Service) DeleteDisk(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
+	if err := s.authorize(ctx, p, ActionDiskDelete, id.String()); err != nil {
+		return false, err
+	}
+	var d Disk
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		var err error
+		if d, err = s.getDisk(ctx, tx, id); err != nil {
+			return err
+		}
+		if st := d.State(s.now()); st == DiskActiveSAS || st == DiskActiveUpload {
+			return notAllowed("Disk '%s' cannot be deleted while it is in state '%s': it is exported through an access grant. End the access (endGetAccess) first.", d.Name, st)
+		}
+		return nil
+	})
+	if resource.IsCode(err, "ResourceNotFound") {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := s.destroyDisk(ctx, d); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// destroyDisk removes a disk's data, grants and record.
+func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
+	s.forgetGrants(d.Grants)
+	if err := s.Engine.DeleteVolume(ctx, d.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+		return fmt.Errorf("delete disk %s: %w", d.ID, err)
+	}
+	if d.TempSnapshot != "" {
+		if err := s.Engine.DeleteSnapshot(ctx, d.TempSnapshot); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+			return fmt.Errorf("delete disk %s: %w", d.ID, err)
+		}
+	}
+	id, err := resource.Parse(d.ID)
+	if err != nil {
+		return fmt.Errorf("delete disk %s: %w", d.ID, err)
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := deleteGrantPointers(ctx, tx, d.Grants); err != nil {
+			return err
+		}
+		if err := tx.Delete(ctx, KindDisk, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete disk %s: %w", d.ID, err)
+		}
+		return nil
+	})
+}
+
+// watchCopy deletes the temporary snapshot of a disk copy once the copy has
+// hydrated.
+func (s *Service) watchCopy(diskID, volumeID, temp string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if s.stop == nil {
+		s.stop = make(chan struct{})
+	}
+	stop := s.stop
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		vol, err := s.Engine.OpenVolume(ctx, volumeID)
+		if err != nil {
+			return // deleted meanwhile
+		}
+		if err := vol.WaitHydrated(ctx); err != nil {
+			return // stopped or failed; Recover watches again after a restart
+		}
+		id, err := resource.Parse(diskID)
+		if err != nil {
+			return
+		}
+		if err := s.Engine.DeleteSnapshot(ctx, temp); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+			s.logger().Warn("delete temporary copy snapshot", "disk", diskID, "snapshot", temp, "err", err)
+			return
+		}
+		if _, err := s.markDisk(ctx, id, func(d *Disk) { d.TempSnapshot = "" }); err != nil && !resource.IsCode(err, "ResourceNotFound") {
+			s.logger().Warn("record hydrated copy", "disk", diskID, "err", err)
+		}
+	}()
+}
+
+// Hydration reports the background hydration of a disk created from a
+// snapshot or a disk (done and total bytes; done == total when complete).
+func (s *Service) Hydration(ctx context.Context, d Disk) (done, total int64, err error) {
+	vol, err := s.Engine.OpenVolume(ctx, d.UniqueID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("hydration of disk %s: %w", d.ID, err)
+	}
+	h := vol.Hydration()
+	return h.DoneBytes, h.TotalBytes, h.Err
+}

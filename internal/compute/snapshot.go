@@ -1,0 +1,325 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"coffer/internal/blockdev"
+	"coffer/internal/identity"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+	"coffer/internal/tenant"
+)
+
+// SnapshotInput is the body of a snapshot PUT.
+type SnapshotInput struct {
+	Location     string
+	Tags         map[string]string
+	SKU          string // empty: Standard_LRS
+	CreationData CreationData
+	Incremental  bool
+	Options      Options
+}
+
+// SnapshotFinish completes a snapshot started by StartSnapshot.
+type SnapshotFinish func(ctx context.Context) (Snapshot, error)
+
+// CreateSnapshot takes a snapshot of a disk and waits for it. It checks
+// Microsoft.Compute/snapshots/write on id and Microsoft.Compute/disks/read
+// on the source disk.
+func (s *Service) CreateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (Snapshot, error) {
+	sn, _, finish, err := s.StartSnapshot(ctx, p, id, in)
+	if err != nil || finish == nil {
+		return sn, err
+	}
+	return finish(ctx)
+}
+
+// SnapshotDisk is CreateSnapshot with the usual arguments: an incremental
+// (or full) snapshot id of disk in location.
+func (s *Service) SnapshotDisk(ctx context.Context, p identity.Principal, id, disk resource.ID, location string, incremental bool, tags map[string]string) (Snapshot, error) {
+	return s.CreateSnapshot(ctx, p, id, SnapshotInput{Location: location, Tags: tags, Incremental: incremental,
+		CreationData: CreationData{CreateOption: OptionCopy, SourceResourceID: disk.String()}})
+}
+
+// StartSnapshot validates a snapshot PUT and writes the record in state
+// Creating; finish takes the snapshot. A PUT to an existing snapshot
+// updates its tags (finish is nil, created false).
+func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (sn Snapshot, created bool, finish SnapshotFinish, err error) {
+	if err := s.authorize(ctx, p, ActionSnapshotWrite, id.String()); err != nil {
+		return sn, false, nil, err
+	}
+	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+		return sn, false, nil, err
+	}
+	loc, err := s.Tenant.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type 'Microsoft.Compute/snapshots'")
+	if err != nil {
+		return sn, false, nil, err
+	}
+	if err := tenant.CheckTags(in.Tags); err != nil {
+		return sn, false, nil, err
+	}
+	sku := "Standard_LRS"
+	if in.SKU != "" {
+		if sku, err = checkSKU(in.SKU, SnapshotSKUs, "sku.name"); err != nil {
+			return sn, false, nil, err
+		}
+	}
+	if in.CreationData.CreateOption == "" {
+		return sn, false, nil, invalidParameter("creationData.createOption", "Required parameter 'createOption' is missing (null).")
+	}
+	if !strings.EqualFold(in.CreationData.CreateOption, OptionCopy) {
+		return sn, false, nil, invalidParameter("creationData.createOption",
+			"The value '%s' of parameter 'createOption' is not supported for snapshots. Coffer supports 'Copy' from a disk.", in.CreationData.CreateOption)
+	}
+	srcText := in.CreationData.SourceResourceID
+	if srcText == "" {
+		return sn, false, nil, invalidParameter("creationData.sourceResourceId", "Required parameter 'sourceResourceId' is missing (null).")
+	}
+	src, err := ParseID(TypeDisks, srcText)
+	if err != nil {
+		return sn, false, nil, invalidParameter("creationData.sourceResourceId",
+			"The value '%s' of parameter 'sourceResourceId' is not a disk resource ID; Coffer takes snapshots of disks.", srcText)
+	}
+	if err := s.authorize(ctx, p, ActionDiskRead, src.String()); err != nil {
+		return sn, false, nil, err
+	}
+	now := s.now()
+	var disk Disk
+	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroup(ctx, tx, id); err != nil {
+			return err
+		}
+		old, gerr := s.getSnapshot(ctx, tx, id)
+		if gerr == nil {
+			sn, err = s.updateSnapshotFromPut(ctx, tx, p, old, loc, src, in)
+			return err
+		}
+		if !resource.IsCode(gerr, "ResourceNotFound") {
+			return gerr
+		}
+		created = true
+		if disk, err = s.getDisk(ctx, tx, src); err != nil {
+			return err
+		}
+		if disk.ProvisioningState != StateSucceeded || disk.Uploading {
+			return notAllowed("The disk '%s' is in state '%s' (provisioning state '%s'); a snapshot can be taken once it is provisioned and its upload has ended.",
+				disk.ID, disk.State(now), disk.ProvisioningState)
+		}
+		if in.Incremental {
+			if !strings.EqualFold(src.Subscription, id.Subscription) {
+				return resource.Errorf(resource.KindBadRequest, "BadRequest",
+					"Incremental snapshots of a disk can only be created in the disk's subscription. The disk '%s' is in subscription '%s', the snapshot '%s' in subscription '%s'.",
+					disk.ID, src.Subscription, id.Name(), id.Subscription).WithTarget("creationData.sourceResourceId")
+			}
+			n, err := s.countIncremental(ctx, tx, disk.UniqueID)
+			if err != nil {
+				return err
+			}
+			if n >= MaxIncrementalSnapshots {
+				return resource.Errorf(resource.KindConflict, "OperationNotAllowed",
+					"The limit of %d incremental snapshots for disk '%s' has been reached. Delete older incremental snapshots of the disk before creating new ones.",
+					MaxIncrementalSnapshots, disk.ID)
+			}
+		}
+		sn = Snapshot{ID: id.String(), Name: id.Name(), Location: loc, Tags: in.Tags, SKU: SKU{Name: sku, Tier: snapshotTier(sku)},
+			Incremental: in.Incremental, UniqueID: identity.NewGUID(), TimeCreated: now, ProvisioningState: StateCreating,
+			CreationData:  CreationData{CreateOption: OptionCopy, SourceResourceID: disk.ID, SourceUniqueID: disk.UniqueID},
+			DiskSizeBytes: disk.DiskSizeBytes, DiskSizeGB: disk.DiskSizeGB, Options: defaultOptions(in.Options, sku)}
+		if sn.Options.OSType == "" {
+			sn.Options.OSType = disk.Options.OSType
+		}
+		if sn.Options.HyperVGeneration == "" {
+			sn.Options.HyperVGeneration = disk.Options.HyperVGeneration
+		}
+		if in.Incremental {
+			sn.FamilyID = disk.UniqueID
+		}
+		stamp(&sn.SystemData, p, now, true)
+		return s.putSnapshot(ctx, tx, &sn)
+	})
+	if err != nil || !created {
+		return sn, created, nil, err
+	}
+	finish = func(ctx context.Context) (Snapshot, error) {
+		return s.takeSnapshot(ctx, id, disk.UniqueID, sn.UniqueID)
+	}
+	return sn, true, finish, nil
+}
+
+func snapshotTier(sku string) string {
+	if strings.HasPrefix(sku, "Premium") {
+		return "Premium"
+	}
+	return "Standard"
+}
+
+func (s *Service) countIncremental(ctx context.Context, tx store.Tx, family string) (int, error) {
+	all, err := s.listSnapshots(ctx, tx, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sn := range all {
+		if sn.Incremental && sn.FamilyID == family && sn.ProvisioningState != StateFailed {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Service) updateSnapshotFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Snapshot, loc string, src resource.ID, in SnapshotInput) (Snapshot, error) {
+	if old.Location != loc {
+		return old, resource.Errorf(resource.KindConflict, "InvalidResourceLocation",
+			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
+			old.Name, old.Location, resourceGroupOf(old.ID), loc)
+	}
+	oldSrc, _ := resource.Parse(old.CreationData.SourceResourceID)
+	if !oldSrc.Equal(src) {
+		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.sourceResourceId' is not allowed.").WithTarget("creationData.sourceResourceId")
+	}
+	if old.Incremental != in.Incremental {
+		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'incremental' is not allowed.").WithTarget("incremental")
+	}
+	return s.applySnapshotUpdate(ctx, tx, p, old, in.Tags)
+}
+
+func (s *Service) applySnapshotUpdate(ctx context.Context, tx store.Tx, p identity.Principal, sn Snapshot, tags map[string]string) (Snapshot, error) {
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	if err := tenant.CheckTags(tags); err != nil {
+		return sn, err
+	}
+	sn.Tags = tags
+	stamp(&sn.SystemData, p, s.now(), false)
+	return sn, s.putSnapshot(ctx, tx, &sn)
+}
+
+// UpdateSnapshot applies a PATCH (tags). It checks snapshots/write.
+func (s *Service) UpdateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, tags map[string]string) (Snapshot, error) {
+	if err := s.authorize(ctx, p, ActionSnapshotWrite, id.String()); err != nil {
+		return Snapshot{}, err
+	}
+	var sn Snapshot
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		old, err := s.getSnapshot(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if tags == nil {
+			tags = old.Tags
+		}
+		sn, err = s.applySnapshotUpdate(ctx, tx, p, old, tags)
+		return err
+	})
+	return sn, err
+}
+
+// takeSnapshot runs the block-engine snapshot and records its outcome.
+func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snapID string) (Snapshot, error) {
+	si, err := s.Engine.Snapshot(ctx, volume, snapID)
+	if err != nil {
+		e := resource.AsError(err)
+		if e == nil {
+			s.logger().Error("snapshot failed", "snapshot", id.String(), "err", err)
+			e = resource.Errorf(resource.KindInternal, "InternalExecutionError", "Taking the snapshot failed: %v", err)
+		}
+		var sn Snapshot
+		uerr := s.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+			var err error
+			if sn, err = s.getSnapshot(ctx, tx, id); err != nil {
+				return err
+			}
+			sn.ProvisioningState, sn.FailedError = StateFailed, e
+			return s.putSnapshot(ctx, tx, &sn)
+		})
+		if uerr != nil && !resource.IsCode(uerr, "ResourceNotFound") {
+			s.logger().Error("record failed snapshot", "snapshot", id.String(), "err", uerr)
+		}
+		return sn, e
+	}
+	var sn Snapshot
+	gone := false
+	err = s.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		var err error
+		sn, err = s.getSnapshot(ctx, tx, id)
+		if resource.IsCode(err, "ResourceNotFound") {
+			gone = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		sn.ProvisioningState = StateSucceeded
+		sn.DiskSizeBytes, sn.DiskSizeGB = si.Size, sizeGB(si.Size)
+		sn.ChangedBytes = si.Stats.BlocksStored * si.BlockSize
+		return s.putSnapshot(ctx, tx, &sn)
+	})
+	if gone {
+		// Deleted while it was being taken (a group deletion): drop the data.
+		if derr := s.Engine.DeleteSnapshot(context.WithoutCancel(ctx), snapID); derr != nil && !errors.Is(derr, blockdev.ErrNotFound) {
+			s.logger().Warn("delete orphan snapshot", "snapshot", snapID, "err", derr)
+		}
+		return sn, notFound(id)
+	}
+	return sn, err
+}
+
+// DeleteSnapshot deletes a snapshot and its block-engine snapshot. Disks
+// restored from it are unaffected. A snapshot with an active access grant
+// or still being created is refused. It reports whether it existed.
+func (s *Service) DeleteSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
+	if err := s.authorize(ctx, p, ActionSnapshotDelete, id.String()); err != nil {
+		return false, err
+	}
+	var sn Snapshot
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := s.checkGroupExists(ctx, tx, id); err != nil {
+			return err
+		}
+		var err error
+		if sn, err = s.getSnapshot(ctx, tx, id); err != nil {
+			return err
+		}
+		if sn.ProvisioningState == StateCreating {
+			return notAllowed("Snapshot '%s' is being created and cannot be deleted until it completes.", sn.Name)
+		}
+		if sn.State(s.now()) == DiskActiveSAS {
+			return notAllowed("Snapshot '%s' cannot be deleted while it is in state 'ActiveSAS': it is exported through an access grant. End the access (endGetAccess) first.", sn.Name)
+		}
+		return nil
+	})
+	if resource.IsCode(err, "ResourceNotFound") {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, s.destroySnapshot(ctx, sn)
+}
+
+func (s *Service) destroySnapshot(ctx context.Context, sn Snapshot) error {
+	s.forgetGrants(sn.Grants)
+	if err := s.Engine.DeleteSnapshot(ctx, sn.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+		return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
+	}
+	id, err := resource.Parse(sn.ID)
+	if err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := deleteGrantPointers(ctx, tx, sn.Grants); err != nil {
+			return err
+		}
+		if err := tx.Delete(ctx, KindSnapshot, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
+		}
+		return nil
+	})
+}

@@ -22,6 +22,9 @@ func (h *coreHandlers) identityRoutes() []Route {
 		// Azure identity SDK (MSAL) and the Azure CLI (AD FS authority) use.
 		{Method: "GET", Pattern: "/{tenant}/v2.0/.well-known/openid-configuration", Anonymous: true, Handle: h.openIDConfig},
 		{Method: "GET", Pattern: "/{tenant}/.well-known/openid-configuration", Anonymous: true, Handle: h.openIDConfig},
+		// The Azure CLI checks a tenant at {loginEndpoint}/{tenant}/… with
+		// loginEndpoint = /adfs.
+		{Method: "GET", Pattern: "/adfs/{tenant}/.well-known/openid-configuration", Anonymous: true, Handle: h.openIDConfig},
 		{Method: "POST", Pattern: "/{tenant}/oauth2/v2.0/token", Anonymous: true, Handle: h.token},
 		{Method: "POST", Pattern: "/{tenant}/oauth2/token", Anonymous: true, Handle: h.token},
 		{Method: "GET", Pattern: "/{tenant}/discovery/v2.0/keys", Anonymous: true, Handle: h.jwks},

@@ -121,10 +121,9 @@ func (s *Server) readOperation(ctx context.Context, r *Request) (operation.Recor
 	if err != nil {
 		return rec, err
 	}
-	// The operation must belong to the subscription in the path.
-	scope, perr := resource.Parse(r.Var("scope"))
-	opRes, oerr := resource.Parse(rec.ResourceID)
-	if perr != nil || oerr != nil || !strings.EqualFold(scope.Subscription, opRes.Subscription) {
+	// The operation must belong to the subscription in the path (or, for
+	// tenant-level operations, have none).
+	if !strings.EqualFold(subscriptionSegment(r.Var("scope")), subscriptionSegment(rec.ResourceID)) {
 		return rec, notFound
 	}
 	if rec.CreatedBy == r.Principal.ID {
@@ -218,4 +217,13 @@ func (s *Server) Paginate(r *Request, items []any, keys []string) (*Response, er
 		page.NextLink = r.URL(r.HTTP.URL.Path, q)
 	}
 	return JSON(http.StatusOK, page), nil
+}
+
+// subscriptionSegment returns the subscription ID a path starts with, or "".
+func subscriptionSegment(path string) string {
+	segs := splitPath(path)
+	if len(segs) >= 2 && strings.EqualFold(segs[0], "subscriptions") {
+		return segs[1]
+	}
+	return ""
 }

@@ -79,16 +79,16 @@ var SnapshotSKUs = []string{"Standard_LRS", "Premium_LRS", "Standard_ZRS"}
 
 // RBAC actions.
 const (
-	ActionDiskRead          = "Microsoft.Compute/disks/read"
-	ActionDiskWrite         = "Microsoft.Compute/disks/write"
-	ActionDiskDelete        = "Microsoft.Compute/disks/delete"
-	ActionDiskGrant         = "Microsoft.Compute/disks/beginGetAccess/action"
-	ActionDiskRevoke        = "Microsoft.Compute/disks/endGetAccess/action"
-	ActionSnapshotRead      = "Microsoft.Compute/snapshots/read"
-	ActionSnapshotWrite     = "Microsoft.Compute/snapshots/write"
-	ActionSnapshotDelete    = "Microsoft.Compute/snapshots/delete"
-	ActionSnapshotGrant     = "Microsoft.Compute/snapshots/beginGetAccess/action"
-	ActionSnapshotRevoke    = "Microsoft.Compute/snapshots/endGetAccess/action"
+	ActionDiskRead       = "Microsoft.Compute/disks/read"
+	ActionDiskWrite      = "Microsoft.Compute/disks/write"
+	ActionDiskDelete     = "Microsoft.Compute/disks/delete"
+	ActionDiskGrant      = "Microsoft.Compute/disks/beginGetAccess/action"
+	ActionDiskRevoke     = "Microsoft.Compute/disks/endGetAccess/action"
+	ActionSnapshotRead   = "Microsoft.Compute/snapshots/read"
+	ActionSnapshotWrite  = "Microsoft.Compute/snapshots/write"
+	ActionSnapshotDelete = "Microsoft.Compute/snapshots/delete"
+	ActionSnapshotGrant  = "Microsoft.Compute/snapshots/beginGetAccess/action"
+	ActionSnapshotRevoke = "Microsoft.Compute/snapshots/endGetAccess/action"
 
 	actionKindGrant  = "beginGetAccess/action"
 	actionKindRevoke = "endGetAccess/action"
@@ -113,12 +113,12 @@ type Service struct {
 	// across restarts so that grants survive them).
 	GrantKey []byte
 
-	mu     sync.Mutex
+	mu      sync.Mutex
 	grants  map[string]*liveGrant // grant ID → state, a cache of the records
 	revoked map[string]bool       // grants revoked by this process
-	wg     sync.WaitGroup
-	stop   chan struct{}
-	closed bool
+	wg      sync.WaitGroup
+	stop    chan struct{}
+	closed  bool
 }
 
 func (s *Service) logger() *slog.Logger {
@@ -181,21 +181,21 @@ type Grant struct {
 
 // Disk is a managed disk record.
 type Disk struct {
-	ID                string             `json:"id"`
-	Name              string             `json:"name"`
-	Location          string             `json:"location"`
-	Tags              map[string]string  `json:"tags,omitempty"`
-	SKU               SKU                `json:"sku"`
-	Zones             []string           `json:"zones,omitempty"`
-	CreationData      CreationData       `json:"creationData"`
-	DiskSizeGB        int64              `json:"diskSizeGB"`
-	DiskSizeBytes     int64              `json:"diskSizeBytes"`
-	UniqueID          string             `json:"uniqueId"`
-	TimeCreated       time.Time          `json:"timeCreated"`
-	ProvisioningState string             `json:"provisioningState"`
-	Options           Options            `json:"options"`
-	SystemData        tenant.SystemData  `json:"systemData"`
-	Grants            []Grant            `json:"grants,omitempty"`
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Location          string            `json:"location"`
+	Tags              map[string]string `json:"tags,omitempty"`
+	SKU               SKU               `json:"sku"`
+	Zones             []string          `json:"zones,omitempty"`
+	CreationData      CreationData      `json:"creationData"`
+	DiskSizeGB        int64             `json:"diskSizeGB"`
+	DiskSizeBytes     int64             `json:"diskSizeBytes"`
+	UniqueID          string            `json:"uniqueId"`
+	TimeCreated       time.Time         `json:"timeCreated"`
+	ProvisioningState string            `json:"provisioningState"`
+	Options           Options           `json:"options"`
+	SystemData        tenant.SystemData `json:"systemData"`
+	Grants            []Grant           `json:"grants,omitempty"`
 	// Uploading is set for an Upload disk until the first endGetAccess
 	// after a write grant (ReadyToUpload/ActiveUpload).
 	Uploading bool `json:"uploading,omitempty"`

@@ -58,6 +58,8 @@ type GrantResult struct {
 	Token    string
 	Type     string // TypeDisks or TypeSnapshots
 	UniqueID string
+	// Location is the resource's location.
+	Location string
 }
 
 // ParseAccess parses the access of a grant (case-insensitive Read or Write).
@@ -141,7 +143,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 	}
 	now := s.now()
 	g := Grant{ID: identity.NewGUID(), Access: access, Created: now, Expires: now.Add(duration).Truncate(time.Second), CreatedBy: p.ID}
-	var uid string
+	var uid, loc string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
 			return err
@@ -160,7 +162,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 			}
 			d.Grants, expired = pruneGrants(d.Grants, now, d.Uploading)
 			d.Grants = append(d.Grants, g)
-			uid = d.UniqueID
+			uid, loc = d.UniqueID, d.Location
 			if err := s.putDisk(ctx, tx, &d); err != nil {
 				return err
 			}
@@ -174,7 +176,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 			}
 			sn.Grants, expired = pruneGrants(sn.Grants, now, false)
 			sn.Grants = append(sn.Grants, g)
-			uid = sn.UniqueID
+			uid, loc = sn.UniqueID, sn.Location
 			if err := s.putSnapshot(ctx, tx, &sn); err != nil {
 				return err
 			}
@@ -193,7 +195,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 	if err != nil {
 		return GrantResult{}, err
 	}
-	return GrantResult{Grant: g, Token: tok, Type: typ, UniqueID: uid}, nil
+	return GrantResult{Grant: g, Token: tok, Type: typ, UniqueID: uid, Location: loc}, nil
 }
 
 // pruneGrants drops expired grants; an upload disk keeps its expired write

@@ -55,7 +55,7 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), TLS: o.TLS, Regions: o.Regions, Logger: logger})
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -16,12 +16,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/api"
 	"coffer/internal/authorization"
+	"coffer/internal/blockdev"
+	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
+	"coffer/internal/compute"
 	"coffer/internal/identity"
+	"coffer/internal/nbd"
 	"coffer/internal/operation"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
@@ -89,9 +94,19 @@ type Server struct {
 	Tenant *tenant.Service
 	Admin  Admin
 
+	// The byte side: chunk store, block engine, Microsoft.Compute.
+	Chunks  *chunkstore.Store
+	Engine  *blockdev.Engine
+	Compute *compute.Service
+
 	tlsConfig *tls.Config
 	caPEM     []byte
 	http      *http.Server
+	handler   http.Handler
+
+	nbd     *nbd.Server
+	nbdAddr atomic.Value // string
+	nbdDone chan struct{}
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on
@@ -130,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
 	if err := s.build(ctx); err != nil {
+		s.closeStorage()
 		st.Close()
 		return nil, err
 	}
@@ -190,6 +206,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.TLS = cfg.TLS
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) }})
+	if err := s.openStorage(ctx); err != nil {
+		return err
+	}
+	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.NBDAddr, NBDTLS: cfg.TLS})
+	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
 	if err := s.Ops.Recover(ctx, map[string]operation.Resumer{
 		"resourceGroups/delete": s.resumeGroupDelete,
 	}); err != nil {
@@ -309,7 +330,22 @@ func (s *Server) refreshAdminFile() error {
 func (s *Server) AdminPath() string { return s.adminPath() }
 
 // Handler is the HTTP handler (for in-process tests).
-func (s *Server) Handler() http.Handler { return s.API }
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// dataPlaneSplit sends the data plane of access grants (api.DataPrefix) to
+// its own handler and everything else to the ARM API.
+type dataPlaneSplit struct {
+	api  http.Handler
+	data http.Handler
+}
+
+func (d dataPlaneSplit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, api.DataPrefix) {
+		d.data.ServeHTTP(w, r)
+		return
+	}
+	d.api.ServeHTTP(w, r)
+}
 
 // TLSConfig is the server's TLS configuration (nil without --tls).
 func (s *Server) TLSConfig() *tls.Config { return s.tlsConfig }
@@ -329,7 +365,11 @@ func (s *Server) Serve(ctx context.Context, ready func(addr string)) error {
 
 // ServeListener serves on ln until ctx is cancelled.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(addr string)) error {
-	s.http = &http.Server{Handler: s.API, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if err := s.startNBD(context.WithoutCancel(ctx)); err != nil {
+		ln.Close()
+		return err
+	}
+	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	if s.tlsConfig != nil {
 		ln = tls.NewListener(ln, s.tlsConfig)
 	}
@@ -341,6 +381,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	}
 	select {
 	case err := <-errc:
+		s.stopNBD(context.WithoutCancel(ctx))
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -350,13 +391,15 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	s.stopNBD(sctx)
 	return err
 }
 
 // Close stops background work and closes the stores.
 func (s *Server) Close() error {
 	s.Ops.Shutdown()
-	return s.store.Close()
+	serr := s.closeStorage()
+	return errors.Join(serr, s.store.Close())
 }
 
 // Store returns the metadata store (tests).
@@ -367,6 +410,10 @@ func (s *Server) Listen() string { return s.cfg.Listen }
 
 // DescribeStart is the one-line startup message.
 func (s *Server) DescribeStart(addr string) string {
-	return fmt.Sprintf("Coffer is serving the API and portal at %s (admin credentials: %s)",
+	msg := fmt.Sprintf("Coffer is serving the API and portal at %s (admin credentials: %s)",
 		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
+	if a := s.NBDAddr(); a != "" {
+		msg += fmt.Sprintf("; NBD on %s", a)
+	}
+	return msg
 }

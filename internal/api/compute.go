@@ -1,0 +1,398 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"coffer/internal/compute"
+	"coffer/internal/operation"
+	"coffer/internal/resource"
+)
+
+// ComputeVersions: Microsoft.Compute disks and snapshots (the versions the
+// armcompute majors and the Azure CLI send).
+var ComputeVersions = []string{
+	"2016-04-30-preview", "2017-03-30", "2018-04-01", "2018-06-01", "2018-09-30", "2019-03-01", "2019-07-01",
+	"2019-11-01", "2020-05-01", "2020-06-30", "2020-09-30", "2020-12-01", "2021-04-01", "2021-08-01", "2021-12-01",
+	"2022-03-02", "2022-07-02", "2023-01-02", "2023-04-02", "2023-10-02", "2024-03-02", "2025-01-02", "2026-03-02",
+}
+
+func init() { AddOperationVersions(ComputeVersions) }
+
+// Compute holds what the Microsoft.Compute routes need.
+type Compute struct {
+	Service *compute.Service
+	// NBDAddress returns the NBD server's host:port ("" when NBD is off);
+	// NBDTLS says whether it offers TLS (nbds:// URLs).
+	NBDAddress func() string
+	NBDTLS     bool
+}
+
+// RegisterCompute adds the Microsoft.Compute routes: disks and snapshots
+// (PUT, GET, PATCH, DELETE, list by group and subscription, beginGetAccess,
+// endGetAccess). The data plane behind the SAS URLs is ComputeData.
+func (s *Server) RegisterCompute(c Compute) {
+	h := &computeHandlers{s: s, c: c}
+	for _, typ := range []string{compute.TypeDisks, compute.TypeSnapshots} {
+		s.Handle(h.routes(typ)...)
+	}
+}
+
+type computeHandlers struct {
+	s *Server
+	c Compute
+}
+
+func (h *computeHandlers) routes(typ string) []Route {
+	v := ComputeVersions
+	rt := "Microsoft.Compute/" + typ
+	item := "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/" + typ + "/{name}"
+	validate := func(r *Request) error {
+		if err := resource.GroupNameRule.Check("InvalidResourceGroup", r.Var("rg")); err != nil {
+			return err
+		}
+		if n := r.Var("name"); n != "" {
+			return resource.DiskNameRule.Check("InvalidResourceName", n)
+		}
+		return nil
+	}
+	grpScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") + "/resourceGroups/" + r.Var("rg") }
+	subScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") }
+	read := "Microsoft.Compute/" + typ + "/read"
+	isDisk := typ == compute.TypeDisks
+	pick := func(disk, snap func(context.Context, *Request) (*Response, error)) func(context.Context, *Request) (*Response, error) {
+		if isDisk {
+			return disk
+		}
+		return snap
+	}
+	return []Route{
+		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.putDisk, h.putSnapshot)},
+		{Method: "GET", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.getDisk, h.getSnapshot)},
+		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.patchDisk, h.patchSnapshot)},
+		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.deleteDisk, h.deleteSnapshot)},
+		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Handle: h.beginGetAccess},
+		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Handle: h.endGetAccess},
+		{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
+			Validate: validate, Action: read, Scope: grpScope, Handle: pick(h.listDisks, h.listSnapshots)},
+		{Method: "GET", Pattern: "/subscriptions/{sub}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
+			Action: read, Scope: subScope, Handle: pick(h.listDisks, h.listSnapshots)},
+	}
+}
+
+func (h *computeHandlers) id(r *Request, typ string) resource.ID {
+	if typ == compute.TypeDisks {
+		return compute.DiskID(r.Var("sub"), r.Var("rg"), r.Var("name"))
+	}
+	return compute.SnapshotID(r.Var("sub"), r.Var("rg"), r.Var("name"))
+}
+
+func (h *computeHandlers) now() time.Time { return h.s.Clock.Now().UTC() }
+
+// --- disks ---
+
+func (h *computeHandlers) putDisk(ctx context.Context, r *Request) (*Response, error) {
+	var in diskWire
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	din, err := in.input()
+	if err != nil {
+		return nil, err
+	}
+	id := h.id(r, compute.TypeDisks)
+	if cur, gerr := h.c.Service.GetDisk(ctx, r.Principal, id); gerr == nil {
+		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
+			return nil, err
+		}
+	} else if err := CheckPreconditions(r, false, 0); err != nil {
+		return nil, err
+	}
+	d, _, finish, err := h.c.Service.StartDisk(ctx, r.Principal, id, din)
+	if err != nil {
+		return nil, err
+	}
+	if finish == nil {
+		return JSON(http.StatusOK, diskJSON(d, h.now())).SetHeader("ETag", ETag(d.ETag)), nil
+	}
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: d.ID, Kind: "disks/create", Location: d.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionDiskRead},
+		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	if err != nil {
+		return nil, err
+	}
+	return r.Async(http.StatusAccepted, diskJSON(d, h.now()), compute.Provider, r.Var("sub"), d.Location, op), nil
+}
+
+func (h *computeHandlers) getDisk(ctx context.Context, r *Request) (*Response, error) {
+	d, err := h.c.Service.GetDisk(ctx, r.Principal, h.id(r, compute.TypeDisks))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, diskJSON(d, h.now())).SetHeader("ETag", ETag(d.ETag)), nil
+}
+
+func (h *computeHandlers) patchDisk(ctx context.Context, r *Request) (*Response, error) {
+	var in diskWire
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	upd := compute.DiskUpdate{Tags: in.Tags}
+	if in.SKU != nil {
+		upd.SKU = in.SKU.Name
+	}
+	if p := in.Properties; p != nil {
+		if p.DiskSizeGB != nil {
+			upd.DiskSizeGB = *p.DiskSizeGB
+			if upd.DiskSizeGB == 0 {
+				return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value 0 of parameter 'diskSizeGB' is out of range.").WithTarget("diskSizeGB")
+			}
+		}
+		o := p.options()
+		upd.Options = &o
+	}
+	id := h.id(r, compute.TypeDisks)
+	if cur, err := h.c.Service.GetDisk(ctx, r.Principal, id); err == nil {
+		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
+			return nil, err
+		}
+	}
+	d, err := h.c.Service.UpdateDisk(ctx, r.Principal, id, upd)
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, diskJSON(d, h.now())).SetHeader("ETag", ETag(d.ETag)), nil
+}
+
+func (h *computeHandlers) deleteDisk(ctx context.Context, r *Request) (*Response, error) {
+	existed, err := h.c.Service.DeleteDisk(ctx, r.Principal, h.id(r, compute.TypeDisks))
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil
+	}
+	return &Response{Status: http.StatusOK}, nil
+}
+
+func (h *computeHandlers) listDisks(ctx context.Context, r *Request) (*Response, error) {
+	scope := resource.GroupID(r.Var("sub"), r.Var("rg"))
+	if r.Var("rg") == "" {
+		scope = resource.SubscriptionID(r.Var("sub"))
+	}
+	ds, err := h.c.Service.ListDisks(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	items := make([]any, 0, len(ds))
+	keys := make([]string, 0, len(ds))
+	for _, d := range ds {
+		items = append(items, diskJSON(d, now))
+		keys = append(keys, strings.ToLower(d.ID))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+// --- snapshots ---
+
+func (h *computeHandlers) putSnapshot(ctx context.Context, r *Request) (*Response, error) {
+	var in snapshotWire
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	sin, err := in.input()
+	if err != nil {
+		return nil, err
+	}
+	id := h.id(r, compute.TypeSnapshots)
+	if cur, gerr := h.c.Service.GetSnapshot(ctx, r.Principal, id); gerr == nil {
+		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
+			return nil, err
+		}
+	} else if err := CheckPreconditions(r, false, 0); err != nil {
+		return nil, err
+	}
+	sn, _, finish, err := h.c.Service.StartSnapshot(ctx, r.Principal, id, sin)
+	if err != nil {
+		return nil, err
+	}
+	if finish == nil {
+		return JSON(http.StatusOK, snapshotJSON(sn, h.now())).SetHeader("ETag", ETag(sn.ETag)), nil
+	}
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: sn.ID, Kind: "snapshots/create", Location: sn.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionSnapshotRead},
+		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	if err != nil {
+		return nil, err
+	}
+	return r.Async(http.StatusAccepted, snapshotJSON(sn, h.now()), compute.Provider, r.Var("sub"), sn.Location, op), nil
+}
+
+func (h *computeHandlers) getSnapshot(ctx context.Context, r *Request) (*Response, error) {
+	sn, err := h.c.Service.GetSnapshot(ctx, r.Principal, h.id(r, compute.TypeSnapshots))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, snapshotJSON(sn, h.now())).SetHeader("ETag", ETag(sn.ETag)), nil
+}
+
+func (h *computeHandlers) patchSnapshot(ctx context.Context, r *Request) (*Response, error) {
+	var in snapshotWire
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	sn, err := h.c.Service.UpdateSnapshot(ctx, r.Principal, h.id(r, compute.TypeSnapshots), in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, snapshotJSON(sn, h.now())).SetHeader("ETag", ETag(sn.ETag)), nil
+}
+
+func (h *computeHandlers) deleteSnapshot(ctx context.Context, r *Request) (*Response, error) {
+	existed, err := h.c.Service.DeleteSnapshot(ctx, r.Principal, h.id(r, compute.TypeSnapshots))
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil
+	}
+	return &Response{Status: http.StatusOK}, nil
+}
+
+func (h *computeHandlers) listSnapshots(ctx context.Context, r *Request) (*Response, error) {
+	scope := resource.GroupID(r.Var("sub"), r.Var("rg"))
+	if r.Var("rg") == "" {
+		scope = resource.SubscriptionID(r.Var("sub"))
+	}
+	ss, err := h.c.Service.ListSnapshots(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	now := h.now()
+	items := make([]any, 0, len(ss))
+	keys := make([]string, 0, len(ss))
+	for _, sn := range ss {
+		items = append(items, snapshotJSON(sn, now))
+		keys = append(keys, strings.ToLower(sn.ID))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+// --- access ---
+
+// grantAccessData is Azure's GrantAccessData.
+type grantAccessData struct {
+	Access                   string `json:"access"`
+	DurationInSeconds        *int64 `json:"durationInSeconds"`
+	FileFormat               string `json:"fileFormat,omitempty"`
+	GetSecureVMGuestStateSAS bool   `json:"getSecureVMGuestStateSAS,omitempty"`
+}
+
+// AccessURI is Azure's AccessUri, plus Coffer's NBD URL for the same grant.
+type AccessURI struct {
+	AccessSAS string `json:"accessSAS"`
+	// NBDURL is a Coffer extension: the grant as an NBD URL
+	// (nbd://host:port/<token>, nbds:// with TLS).
+	NBDURL string `json:"nbdUrl,omitempty"`
+	// Expires is a Coffer extension: when the grant ends.
+	Expires string `json:"expiresOn,omitempty"`
+}
+
+func typeOf(r *Request) string {
+	if strings.Contains(strings.ToLower(r.Path), "/providers/microsoft.compute/snapshots/") {
+		return compute.TypeSnapshots
+	}
+	return compute.TypeDisks
+}
+
+func (h *computeHandlers) beginGetAccess(ctx context.Context, r *Request) (*Response, error) {
+	typ := typeOf(r)
+	id := h.id(r, typ)
+	var in grantAccessData
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	acc, err := compute.ParseAccess(in.Access)
+	if err != nil {
+		return nil, err
+	}
+	if in.DurationInSeconds == nil {
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "Required parameter 'durationInSeconds' is missing (null).").WithTarget("durationInSeconds")
+	}
+	if in.FileFormat != "" && !strings.EqualFold(in.FileFormat, "VHD") && !strings.EqualFold(in.FileFormat, "VHDX") {
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value '%s' of parameter 'fileFormat' is not valid. Allowed values are 'VHD' and 'VHDX'.", in.FileFormat).WithTarget("fileFormat")
+	}
+	g, err := h.c.Service.GrantAccess(ctx, r.Principal, id, acc, time.Duration(*in.DurationInSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	body := AccessURI{AccessSAS: h.sasURL(r, g), NBDURL: h.nbdURL(r, g.Token), Expires: FormatTime(g.Grant.Expires)}
+	// Only principals that may create grants may read the answer again.
+	op, err := h.s.Operations.Complete(ctx, operation.Record{ResourceID: id.String(), Kind: typ + "/beginGetAccess", Location: g.Location,
+		CreatedBy: r.Principal.ID, ReadAction: "Microsoft.Compute/" + typ + "/beginGetAccess/action"}, body, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp := &Response{Status: http.StatusAccepted}
+	_, res := r.OperationURLs(compute.Provider, r.Var("sub"), g.Location, op.ID)
+	resp.SetHeader("Location", res)
+	resp.SetHeader("Retry-After", "0")
+	return resp, nil
+}
+
+func (h *computeHandlers) endGetAccess(ctx context.Context, r *Request) (*Response, error) {
+	typ := typeOf(r)
+	id := h.id(r, typ)
+	if err := h.c.Service.RevokeAccess(ctx, r.Principal, id); err != nil {
+		return nil, err
+	}
+	return &Response{Status: http.StatusOK}, nil
+}
+
+// sasURL is the data-plane URL of a grant, shaped like a blob SAS URL.
+func (h *computeHandlers) sasURL(r *Request, g compute.GrantResult) string {
+	sp := "r"
+	if g.Grant.Access == compute.AccessWrite {
+		sp = "rw"
+	}
+	q := url.Values{}
+	q.Set("sv", dataVersion)
+	q.Set("sr", "b")
+	q.Set("sp", sp)
+	q.Set("st", g.Grant.Created.UTC().Format(time.RFC3339))
+	q.Set("se", g.Grant.Expires.UTC().Format(time.RFC3339))
+	q.Set("sig", g.Token)
+	return r.BaseURL + DataPrefix + g.Type + "/" + g.UniqueID + "?" + q.Encode()
+}
+
+// nbdURL is the grant as an NBD URL, or "" when NBD is off.
+func (h *computeHandlers) nbdURL(r *Request, token string) string {
+	if h.c.NBDAddress == nil {
+		return ""
+	}
+	addr := h.c.NBDAddress()
+	if addr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if reqHost, _, err := net.SplitHostPort(r.HTTP.Host); err == nil {
+			host = reqHost
+		} else {
+			host = r.HTTP.Host
+		}
+	}
+	scheme := "nbd"
+	if h.c.NBDTLS {
+		scheme = "nbds"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/" + token
+}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"coffer/internal/blobstore/local"
+	"coffer/internal/blockdev"
+	"coffer/internal/chunkstore"
+	"coffer/internal/compute"
+)
+
+// openStorage opens the byte side of the server: the local blob store under
+// DATA/chunks, the chunk store over it with its index in the metadata
+// database, the block engine under DATA/volumes and the compute provider on
+// top.
+func (s *Server) openStorage(ctx context.Context) error {
+	cfg := s.cfg
+	blobs, err := local.Open(filepath.Join(cfg.DataDir, "chunks"))
+	if err != nil {
+		return fmt.Errorf("open chunk directory: %w", err)
+	}
+	chunks, err := chunkstore.New(blobs, s.store.ChunkIndex(), chunkstore.Options{Clock: cfg.Clock})
+	if err != nil {
+		return fmt.Errorf("open chunk store: %w", err)
+	}
+	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock})
+	if err != nil {
+		return fmt.Errorf("open block engine: %w", err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "grant.key"))
+	if err != nil {
+		engine.Close()
+		return err
+	}
+	s.Chunks, s.Engine = chunks, engine
+	s.Compute = &compute.Service{Store: s.store, Tenant: s.Tenant, Engine: engine, Authz: s.Authz, Clock: cfg.Clock,
+		Logger: s.log, GrantKey: key}
+	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
+	if err := s.Compute.Recover(ctx); err != nil {
+		engine.Close()
+		return err
+	}
+	return nil
+}
+
+// closeStorage stops the compute provider's background work and closes the
+// block engine's volumes.
+func (s *Server) closeStorage() error {
+	if s.Compute != nil {
+		s.Compute.Close()
+	}
+	if s.Engine != nil {
+		return s.Engine.Close()
+	}
+	return nil
+}
+
+// loadOrCreateKey reads a 32-byte secret key file, creating it (mode 0600)
+// on first start.
+func loadOrCreateKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("key file %s is too short", path)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("create key %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("create key %s: %w", path, err)
+	}
+	return b, nil
+}

@@ -107,6 +107,8 @@ type Server struct {
 	nbd     *nbd.Server
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
+
+	dp *dataProtection // Microsoft.DataProtection runtime
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on
@@ -211,9 +213,14 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.NBDAddr, NBDTLS: cfg.TLS})
 	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
-	if err := s.Ops.Recover(ctx, map[string]operation.Resumer{
+	if err := s.openDataProtection(ctx); err != nil {
+		return err
+	}
+	resumers := map[string]operation.Resumer{
 		"resourceGroups/delete": s.resumeGroupDelete,
-	}); err != nil {
+	}
+	s.dataProtectionResumers(resumers)
+	if err := s.Ops.Recover(ctx, resumers); err != nil {
 		return err
 	}
 	return nil
@@ -397,6 +404,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 
 // Close stops background work and closes the stores.
 func (s *Server) Close() error {
+	s.closeDataProtection()
 	s.Ops.Shutdown()
 	serr := s.closeStorage()
 	return errors.Join(serr, s.store.Close())

@@ -1,0 +1,554 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"coffer/internal/dataprotection"
+	"coffer/internal/job"
+	"coffer/internal/operation"
+	"coffer/internal/resource"
+)
+
+// DataProtectionVersions: Microsoft.DataProtection. The stable versions of
+// the service (2021-01-01 … 2026-03-01), including 2024-04-01, which the
+// armdataprotection/v3 SDK sends, and 2023-05-01, which the Azure CLI's
+// adhoc-backup command pins. Disk shapes are the same in all of them.
+var DataProtectionVersions = []string{
+	"2021-01-01", "2021-07-01", "2022-01-01", "2022-02-01-preview", "2022-03-01", "2022-03-31-preview", "2022-04-01",
+	"2022-05-01", "2022-09-01-preview", "2022-10-01-preview", "2022-11-01-preview", "2022-12-01", "2023-01-01",
+	"2023-04-01-preview", "2023-05-01", "2023-06-01-preview", "2023-08-01-preview", "2023-11-01", "2023-12-01",
+	"2024-02-01-preview", "2024-03-01", "2024-04-01", "2025-01-01", "2025-02-01", "2025-07-01", "2025-09-01",
+	"2026-03-01",
+}
+
+func init() { AddOperationVersions(DataProtectionVersions) }
+
+const dpNS = "Microsoft.DataProtection"
+
+// RegisterDataProtection adds the Microsoft.DataProtection routes: backup
+// vaults, backup policies, backup instances and their actions (validate,
+// backup, restore, stop, suspend, resume), recovery points and jobs.
+func (s *Server) RegisterDataProtection(svc *dataprotection.Service) {
+	h := &dpHandlers{s: s, svc: svc}
+	s.Handle(h.routes()...)
+}
+
+type dpHandlers struct {
+	s   *Server
+	svc *dataprotection.Service
+}
+
+const (
+	dpGroup = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataProtection"
+	dpVault = dpGroup + "/backupVaults/{vault}"
+	dpBI    = dpVault + "/backupInstances/{bi}"
+)
+
+func (h *dpHandlers) routes() []Route {
+	v := DataProtectionVersions
+	vaultScope := func(r *Request) string { return h.vaultID(r).String() }
+	biScope := func(r *Request) string { return h.biID(r).String() }
+	groupScope := func(r *Request) string { return resource.GroupID(r.Var("sub"), r.Var("rg")).String() }
+	subScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") }
+	validate := func(r *Request) error {
+		if err := resource.GroupNameRule.Check("InvalidResourceGroup", r.Var("rg")); err != nil {
+			return err
+		}
+		if n := r.Var("vault"); n != "" {
+			return resource.VaultNameRule.Check("InvalidResourceName", n)
+		}
+		return nil
+	}
+	const a = "Microsoft.DataProtection/backupVaults/"
+	routes := []Route{
+		{Method: "PUT", Pattern: dpVault, Action: a + "write", Handle: h.putVault},
+		{Method: "GET", Pattern: dpVault, Action: a + "read", Handle: h.getVault},
+		{Method: "PATCH", Pattern: dpVault, Action: a + "write", Handle: h.patchVault},
+		{Method: "DELETE", Pattern: dpVault, Action: a + "delete", Handle: h.deleteVault},
+		{Method: "GET", Pattern: dpGroup + "/backupVaults", Action: a + "read", Scope: groupScope, Handle: h.listVaults},
+		{Method: "GET", Pattern: "/subscriptions/{sub}/providers/Microsoft.DataProtection/backupVaults", Action: a + "read", Scope: subScope, Handle: h.listVaults},
+		{Method: "POST", Pattern: dpGroup + "/locations/{location}/checkNameAvailability", Action: "Microsoft.DataProtection/locations/checkNameAvailability/action", Scope: groupScope, Handle: h.checkName},
+
+		{Method: "PUT", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/write", Handle: h.putPolicy},
+		{Method: "GET", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/read", Handle: h.getPolicy},
+		{Method: "DELETE", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/delete", Handle: h.deletePolicy},
+		{Method: "GET", Pattern: dpVault + "/backupPolicies", Action: a + "backupPolicies/read", Scope: vaultScope, Handle: h.listPolicies},
+
+		{Method: "POST", Pattern: dpVault + "/validateForBackup", Action: a + "validateForBackup/action", Scope: vaultScope, Handle: h.validateForBackup},
+		{Method: "PUT", Pattern: dpBI, Action: a + "backupInstances/write", Handle: h.putInstance},
+		{Method: "GET", Pattern: dpBI, Action: a + "backupInstances/read", Handle: h.getInstance},
+		{Method: "DELETE", Pattern: dpBI, Action: a + "backupInstances/delete", Handle: h.deleteInstance},
+		{Method: "GET", Pattern: dpVault + "/backupInstances", Action: a + "backupInstances/read", Scope: vaultScope, Handle: h.listInstances},
+		{Method: "POST", Pattern: dpBI + "/backup", Action: a + "backupInstances/backup/action", Scope: biScope, Handle: h.adhocBackup},
+		{Method: "POST", Pattern: dpBI + "/validateRestore", Action: a + "backupInstances/validateRestore/action", Scope: biScope, Handle: h.validateRestore},
+		{Method: "POST", Pattern: dpBI + "/restore", Action: a + "backupInstances/restore/action", Scope: biScope, Handle: h.restore},
+		{Method: "POST", Pattern: dpBI + "/stopProtection", Action: a + "backupInstances/write", Scope: biScope, Handle: h.protection(dataprotection.ActionStop)},
+		{Method: "POST", Pattern: dpBI + "/suspendBackups", Action: a + "backupInstances/SuspendBackups/action", Scope: biScope, Handle: h.protection(dataprotection.ActionSuspend)},
+		{Method: "POST", Pattern: dpBI + "/resumeProtection", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeProtection)},
+		{Method: "POST", Pattern: dpBI + "/resumeBackups", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeBackups)},
+		{Method: "POST", Pattern: dpBI + "/sync", Action: a + "backupInstances/write", Scope: biScope, Handle: h.syncInstance},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.listRecoveryPoints},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.getRecoveryPoint},
+
+		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Handle: h.listJobs},
+		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: a + "read", Scope: vaultScope, Handle: h.getJob},
+	}
+	for i := range routes {
+		routes[i].Versions = v
+		routes[i].Validate = validate
+		routes[i].Type = dpType(routes[i].Pattern)
+	}
+	return routes
+}
+
+func dpType(pattern string) string {
+	switch {
+	case strings.Contains(pattern, "/backupJobs"):
+		return job.ResourceType
+	case strings.Contains(pattern, "/recoveryPoints"):
+		return dataprotection.RecoveryPointType
+	case strings.Contains(pattern, "/backupInstances") || strings.HasSuffix(pattern, "/validateForBackup"):
+		return dataprotection.InstanceType
+	case strings.Contains(pattern, "/backupPolicies"):
+		return dataprotection.PolicyResourceType
+	case strings.Contains(pattern, "/locations/"):
+		return "Microsoft.DataProtection/locations"
+	}
+	return dataprotection.VaultResourceType
+}
+
+func (h *dpHandlers) vaultID(r *Request) resource.ID {
+	return dataprotection.VaultID(r.Var("sub"), r.Var("rg"), r.Var("vault"))
+}
+
+func (h *dpHandlers) biID(r *Request) resource.ID {
+	return dataprotection.InstanceID(h.vaultID(r), r.Var("bi"))
+}
+
+func caller(r *Request) dataprotection.Caller {
+	return dataprotection.Caller{Name: principalName(r.Principal), Type: principalType(r.Principal)}
+}
+
+// vaultLocation returns the location of the vault, for the operation URLs.
+func (h *dpHandlers) vaultLocation(ctx context.Context, r *Request) string {
+	v, err := h.svc.GetVault(ctx, h.vaultID(r))
+	if err != nil || v.Location == "" {
+		return "local"
+	}
+	return v.Location
+}
+
+const dpReadAction = "Microsoft.DataProtection/backupVaults/operationStatus/read"
+
+// completed records an operation that finished synchronously and answers
+// 202 with its polling headers. info, when non-empty, is the job ID put in
+// the status properties and at the Location URL.
+func (h *dpHandlers) completed(ctx context.Context, r *Request, status int, body any, resourceID, kind, jobID string, result any, err error) (*Response, error) {
+	rec := operation.Record{ResourceID: resourceID, Kind: "dataprotection/" + kind, Location: h.vaultLocation(ctx, r),
+		CreatedBy: r.Principal.ID, ReadAction: dpReadAction}
+	if jobID != "" {
+		info, _ := json.Marshal(dataprotection.JobInfo{JobID: jobID, ObjectType: dataprotection.ObjectTypeJobInfo})
+		rec.Properties = info
+		if result == nil && err == nil {
+			result = json.RawMessage(info)
+		}
+	}
+	op, oerr := h.s.Operations.Complete(ctx, rec, result, err)
+	if oerr != nil {
+		return nil, oerr
+	}
+	return r.Async(status, body, dpNS, r.Var("sub"), rec.Location, op), nil
+}
+
+// started starts an operation running fn.
+func (h *dpHandlers) started(ctx context.Context, r *Request, status int, body any, resourceID, kind string, fn operation.Func) (*Response, error) {
+	rec := operation.Record{ResourceID: resourceID, Kind: "dataprotection/" + kind, Location: h.vaultLocation(ctx, r),
+		CreatedBy: r.Principal.ID, ReadAction: dpReadAction}
+	op, err := h.s.Operations.Start(ctx, rec, fn)
+	if err != nil {
+		return nil, err
+	}
+	return r.Async(status, body, dpNS, r.Var("sub"), rec.Location, op), nil
+}
+
+// --- vaults ---
+
+func (h *dpHandlers) putVault(ctx context.Context, r *Request) (*Response, error) {
+	v, created, err := h.svc.PutVault(ctx, caller(r), h.vaultID(r), r.Body)
+	if err != nil {
+		return nil, err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return h.completed(ctx, r, status, v, v.ID, "vaults/put", "", nil, nil)
+}
+
+func (h *dpHandlers) getVault(ctx context.Context, r *Request) (*Response, error) {
+	v, err := h.svc.GetVault(ctx, h.vaultID(r))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, v), nil
+}
+
+func (h *dpHandlers) patchVault(ctx context.Context, r *Request) (*Response, error) {
+	v, err := h.svc.PatchVault(ctx, caller(r), h.vaultID(r), r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return h.completed(ctx, r, http.StatusOK, v, v.ID, "vaults/patch", "", nil, nil)
+}
+
+func (h *dpHandlers) deleteVault(ctx context.Context, r *Request) (*Response, error) {
+	loc := h.vaultLocation(ctx, r)
+	existed, err := h.svc.DeleteVault(ctx, h.vaultID(r))
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil
+	}
+	rec := operation.Record{ResourceID: h.vaultID(r).String(), Kind: "dataprotection/vaults/delete", Location: loc,
+		CreatedBy: r.Principal.ID, ReadAction: dpReadAction}
+	op, err := h.s.Operations.Complete(ctx, rec, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r.Async(http.StatusAccepted, nil, dpNS, r.Var("sub"), loc, op), nil
+}
+
+func (h *dpHandlers) listVaults(ctx context.Context, r *Request) (*Response, error) {
+	scope := resource.SubscriptionID(r.Var("sub"))
+	if r.Var("rg") != "" {
+		scope = resource.GroupID(r.Var("sub"), r.Var("rg"))
+	}
+	vs, err := h.svc.ListVaults(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(vs))
+	keys := make([]string, 0, len(vs))
+	for _, v := range vs {
+		items = append(items, v)
+		keys = append(keys, strings.ToLower(v.ID))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+func (h *dpHandlers) checkName(ctx context.Context, r *Request) (*Response, error) {
+	var in struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	out := map[string]any{"nameAvailable": true}
+	if err := resource.VaultNameRule.Check("InvalidResourceName", in.Name); err != nil {
+		out = map[string]any{"nameAvailable": false, "reason": "Invalid", "message": resource.AsError(err).Message}
+	} else if _, err := h.svc.GetVault(ctx, dataprotection.VaultID(r.Var("sub"), r.Var("rg"), in.Name)); err == nil {
+		out = map[string]any{"nameAvailable": false, "reason": "AlreadyExists", "message": fmt.Sprintf("The backup vault name '%s' is already in use.", in.Name)}
+	}
+	return JSON(http.StatusOK, out), nil
+}
+
+// --- policies ---
+
+func (h *dpHandlers) policyID(r *Request) resource.ID {
+	return h.vaultID(r).Child("backupPolicies", r.Var("policy"))
+}
+
+func (h *dpHandlers) putPolicy(ctx context.Context, r *Request) (*Response, error) {
+	p, _, err := h.svc.PutPolicy(ctx, h.policyID(r), r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, p), nil
+}
+
+func (h *dpHandlers) getPolicy(ctx context.Context, r *Request) (*Response, error) {
+	p, err := h.svc.GetPolicy(ctx, h.policyID(r))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, p), nil
+}
+
+func (h *dpHandlers) deletePolicy(ctx context.Context, r *Request) (*Response, error) {
+	existed, err := h.svc.DeletePolicy(ctx, h.policyID(r))
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil
+	}
+	return JSON(http.StatusOK, map[string]any{}), nil
+}
+
+func (h *dpHandlers) listPolicies(ctx context.Context, r *Request) (*Response, error) {
+	ps, err := h.svc.ListPolicies(ctx, h.vaultID(r))
+	if err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(ps))
+	keys := make([]string, 0, len(ps))
+	for _, p := range ps {
+		items = append(items, p)
+		keys = append(keys, strings.ToLower(p.Name))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+// --- backup instances ---
+
+func (h *dpHandlers) validateForBackup(ctx context.Context, r *Request) (*Response, error) {
+	jobID, verr := h.svc.ValidateForBackup(ctx, h.vaultID(r), r.Body)
+	if verr != nil && !dataprotection.IsPermissionError(verr) {
+		return nil, verr
+	}
+	return h.completed(ctx, r, http.StatusAccepted, nil, h.vaultID(r).String(), "validateForBackup", jobID, nil, verr)
+}
+
+func (h *dpHandlers) putInstance(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	bi, created, err := h.svc.PutInstance(ctx, caller(r), id, r.Body)
+	if err != nil {
+		return nil, err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return h.started(ctx, r, status, bi, id.String(), "backupInstances/put", func(ctx context.Context) (any, error) {
+		_, err := h.svc.ConfigureInstance(ctx, id)
+		return nil, err
+	})
+}
+
+func (h *dpHandlers) getInstance(ctx context.Context, r *Request) (*Response, error) {
+	bi, err := h.svc.GetInstance(ctx, h.biID(r))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, bi), nil
+}
+
+func (h *dpHandlers) listInstances(ctx context.Context, r *Request) (*Response, error) {
+	bis, err := h.svc.ListInstances(ctx, h.vaultID(r))
+	if err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(bis))
+	keys := make([]string, 0, len(bis))
+	for _, b := range bis {
+		items = append(items, b)
+		keys = append(keys, strings.ToLower(b.Name))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	if _, err := h.svc.GetInstance(ctx, id); err != nil {
+		if resource.IsCode(err, "ResourceNotFound") {
+			return &Response{Status: http.StatusNoContent}, nil
+		}
+		return nil, err
+	}
+	jobID, err := h.svc.StartDeleteInstance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if jobID == "" {
+		return &Response{Status: http.StatusNoContent}, nil
+	}
+	return h.started(ctx, r, http.StatusAccepted, nil, id.String(), "backupInstances/delete", func(ctx context.Context) (any, error) {
+		return nil, h.waitJob(ctx, jobID)
+	})
+}
+
+// waitJob waits until a job ends; a failed job's error is returned.
+func (h *dpHandlers) waitJob(ctx context.Context, jobID string) error {
+	for {
+		rec, err := h.svc.JobStatus(ctx, jobID)
+		if err != nil {
+			return err
+		}
+		switch rec.Status {
+		case job.Completed:
+			return nil
+		case job.Failed, job.Cancelled:
+			if len(rec.ErrorDetails) > 0 {
+				e := rec.ErrorDetails[0]
+				return resource.Errorf(resource.KindBadRequest, e.Code, "%s", e.Message)
+			}
+			return resource.Errorf(resource.KindInternal, "JobFailed", "The job %s ended with status %s.", jobID, rec.Status)
+		}
+		t := h.s.Clock.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
+}
+
+func (h *dpHandlers) adhocBackup(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	jobID, err := h.svc.AdhocBackup(ctx, id, r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), "backup", jobID, nil, nil)
+}
+
+// asyncUserError reports whether err should fail the operation rather than
+// the request: a refused validation (400) is reported through the
+// operation status, as Azure does for restores.
+func asyncUserError(err error) bool {
+	e := resource.AsError(err)
+	return e != nil && e.Kind == resource.KindBadRequest && e.Code != "InvalidRequestContent"
+}
+
+func (h *dpHandlers) validateRestore(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	jobID, verr := h.svc.ValidateRestore(ctx, id, r.Body)
+	if verr != nil && !asyncUserError(verr) {
+		return nil, verr
+	}
+	return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), "validateRestore", jobID, nil, verr)
+}
+
+func (h *dpHandlers) restore(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	jobID, err := h.svc.Restore(ctx, id, r.Body)
+	if err != nil && !asyncUserError(err) {
+		return nil, err
+	}
+	return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), "restore", jobID, nil, err)
+}
+
+func (h *dpHandlers) protection(action string) func(ctx context.Context, r *Request) (*Response, error) {
+	return func(ctx context.Context, r *Request) (*Response, error) {
+		id := h.biID(r)
+		if _, err := h.svc.SetProtection(ctx, id, action); err != nil {
+			return nil, err
+		}
+		return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), action, "", nil, nil)
+	}
+}
+
+func (h *dpHandlers) syncInstance(ctx context.Context, r *Request) (*Response, error) {
+	id := h.biID(r)
+	if _, err := h.svc.GetInstance(ctx, id); err != nil {
+		return nil, err
+	}
+	return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), "sync", "", nil, nil)
+}
+
+// --- recovery points ---
+
+func (h *dpHandlers) listRecoveryPoints(ctx context.Context, r *Request) (*Response, error) {
+	f, err := dataprotection.ParseRPFilter(r.Query("$filter"))
+	if err != nil {
+		return nil, err
+	}
+	rps, err := h.svc.ListRecoveryPoints(ctx, h.biID(r), f)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(rps))
+	keys := make([]string, 0, len(rps))
+	for _, rp := range rps {
+		items = append(items, rp)
+		keys = append(keys, rp.Properties.RecoveryPointTime+"_"+rp.Name)
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+func (h *dpHandlers) getRecoveryPoint(ctx context.Context, r *Request) (*Response, error) {
+	rp, err := h.svc.GetRecoveryPoint(ctx, h.biID(r), r.Var("rp"))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, rp), nil
+}
+
+// --- jobs ---
+
+// parseJobFilter reads Coffer's job filter: $filter with status,
+// operation and startTime clauses ("status eq 'Failed' and operation eq
+// 'Backup' and startTime ge '2026-01-01T00:00:00Z'").
+func parseJobFilter(s string) (job.Filter, error) {
+	var f job.Filter
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return f, nil
+	}
+	bad := resource.Errorf(resource.KindBadRequest, "InvalidFilter",
+		"The $filter '%s' is invalid: use status eq '<InProgress|Completed|Failed|Cancelled>', operation eq '<Backup|OnDemandBackup|ScheduledBackup|Restore|Retention|…>', startTime ge|le '<date-time>', joined by 'and'.", s)
+	for _, clause := range strings.Split(s, " and ") {
+		parts := strings.Fields(clause)
+		if len(parts) < 3 {
+			return f, bad
+		}
+		name, op, val := strings.ToLower(parts[0]), strings.ToLower(parts[1]), strings.Trim(strings.Join(parts[2:], " "), "'\"")
+		switch {
+		case name == "status" && op == "eq":
+			f.Status = job.Status(val)
+		case name == "operation" && op == "eq":
+			f.Operation = val
+		case name == "starttime" && (op == "ge" || op == "gt"):
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return f, bad
+			}
+			f.From = t
+		case name == "starttime" && (op == "le" || op == "lt"):
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return f, bad
+			}
+			f.To = t
+		default:
+			return f, bad
+		}
+	}
+	return f, nil
+}
+
+func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error) {
+	f, err := parseJobFilter(r.Query("$filter"))
+	if err != nil {
+		return nil, err
+	}
+	js, err := h.svc.ListJobs(ctx, h.vaultID(r), f)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]any, 0, len(js))
+	keys := make([]string, 0, len(js))
+	for _, j := range js {
+		items = append(items, j)
+		st, _ := time.Parse(time.RFC3339Nano, j.Properties.StartTime)
+		keys = append(keys, fmt.Sprintf("%020d_%s", math.MaxInt64-st.UnixNano(), j.Name))
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+func (h *dpHandlers) getJob(ctx context.Context, r *Request) (*Response, error) {
+	j, err := h.svc.GetJob(ctx, h.vaultID(r), r.Var("job"))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, j), nil
+}

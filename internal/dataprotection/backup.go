@@ -1,0 +1,503 @@
+package dataprotection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"coffer/internal/job"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+)
+
+// Limits of on-demand operations per backup instance per (UTC) day.
+const (
+	MaxAdhocBackupsPerDay = 10
+	MaxRestoresPerDay     = 10
+)
+
+// AdhocBackup triggers an on-demand backup of a backup instance with the
+// body {"backupRuleOptions": {"ruleName", "triggerOption":
+// {"retentionTagOverride"}}}. It returns the job's resource ID.
+func (s *Service) AdhocBackup(ctx context.Context, id resource.ID, body []byte) (string, error) {
+	var in struct {
+		BackupRuleOptions *struct {
+			RuleName      string `json:"ruleName"`
+			TriggerOption *struct {
+				RetentionTagOverride string `json:"retentionTagOverride"`
+			} `json:"triggerOption"`
+		} `json:"backupRuleOptions"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
+	}
+	if in.BackupRuleOptions == nil || in.BackupRuleOptions.RuleName == "" {
+		return "", userError(CodeInvalidBackupRule, "backupRuleOptions.ruleName is required: the name of the policy's backup rule.").WithTarget("backupRuleOptions.ruleName")
+	}
+	tag := ""
+	if in.BackupRuleOptions.TriggerOption != nil {
+		tag = in.BackupRuleOptions.TriggerOption.RetentionTagOverride
+	}
+	if tag == "" {
+		return "", userError(CodeInvalidRetentionTag, "backupRuleOptions.triggerOption.retentionTagOverride is required: the retention rule (for example Default) that decides how long the recovery point is kept.").WithTarget("backupRuleOptions.triggerOption.retentionTagOverride")
+	}
+	var jobID string
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		r, err := s.getInstance(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !r.protecting() {
+			return withUserFacing(userError(CodeInvalidState, "The backup instance %s is in state %s; on-demand backups need protection to be configured and running.", id.Name(), r.state()))
+		}
+		v, err := s.getVault(ctx, tx, id.Parent())
+		if err != nil {
+			return err
+		}
+		pol, err := s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
+		if err != nil {
+			return err
+		}
+		br, _ := pol.Properties.BackupRule()
+		if br == nil || !strings.EqualFold(br.Name, in.BackupRuleOptions.RuleName) {
+			name := ""
+			if br != nil {
+				name = br.Name
+			}
+			return userError(CodeInvalidBackupRule, "The policy %s has no backup rule named %q; its backup rule is %q.", pol.Name, in.BackupRuleOptions.RuleName, name).WithTarget("backupRuleOptions.ruleName")
+		}
+		var tagName string
+		for _, rr := range pol.Properties.RetentionRules() {
+			if strings.EqualFold(rr.Name, tag) {
+				tagName = rr.Name
+			}
+		}
+		if tagName == "" {
+			var names []string
+			for _, rr := range pol.Properties.RetentionRules() {
+				names = append(names, rr.Name)
+			}
+			return userError(CodeInvalidRetentionTag, "The policy %s has no retention rule %q; use one of %s.", pol.Name, tag, strings.Join(names, ", ")).WithTarget("backupRuleOptions.triggerOption.retentionTagOverride")
+		}
+		busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
+		if err != nil {
+			return err
+		}
+		if busy {
+			return withUserFacing(userError(CodeMaxConcurrentOperations,
+				"Unable to start the operation as maximum number of allowed concurrent backups has reached."),
+				"Wait until the previous running backup completes.")
+		}
+		now := s.Clock.Now().UTC()
+		day := now.Truncate(24 * time.Hour)
+		jobs, err := job.List(ctx, tx, v.ID, job.Filter{Operation: "OnDemandBackup", From: day, BackupInstanceID: r.Resource.ID})
+		if err != nil {
+			return err
+		}
+		if len(jobs) >= MaxAdhocBackupsPerDay {
+			return withUserFacing(userError(CodeAdhocLimit, "At most %d on-demand backups per backup instance per day are allowed; %s already has %d today (UTC).", MaxAdhocBackupsPerDay, id.Name(), len(jobs)))
+		}
+		rec, err := s.enqueueBackup(ctx, tx, v, r, newID(), true, br.Name, tagName, time.Time{})
+		jobID = rec.ResourceID()
+		return err
+	})
+	if err == nil {
+		s.Queue.Wake()
+	}
+	return jobID, err
+}
+
+// enqueueBackup writes a backup job and its task.
+func (s *Service) enqueueBackup(ctx context.Context, tx store.Tx, v VaultResource, r instanceRecord, jobID string, user bool, rule, tag string, due time.Time) (job.Record, error) {
+	rec := s.newJobID(v, job.OpBackup, job.CategoryBackup, user, jobID)
+	s.fillInstance(&rec, r)
+	rec.Details = map[string]string{"PolicyRuleName": rule}
+	if tag != "" {
+		rec.Details["RetentionTag"] = tag
+	}
+	rec.SubTasks = []job.SubTask{{TaskID: 1, TaskName: "Take Snapshot", TaskStatus: "NotStarted"}, {TaskID: 2, TaskName: "Create Recovery Point", TaskStatus: "NotStarted"}}
+	if err := job.Put(ctx, tx, rec, store.PutOptions{CreateOnly: true}); err != nil {
+		return rec, err
+	}
+	payload, _ := json.Marshal(taskPayload{InstanceID: r.Resource.ID, VaultID: v.ID, JobID: jobID, Rule: rule, Tag: tag, Due: due})
+	err := s.Queue.EnqueueTx(ctx, tx, job.Task{ID: jobID, Type: TaskBackup, Target: strings.ToLower(r.DiskID), Payload: payload})
+	return rec, err
+}
+
+// snapshotName is the name of a backup's snapshot: deterministic per job,
+// so that a resumed backup finds the snapshot it may already have made.
+func snapshotName(diskName, jobID string) string {
+	if len(diskName) > 40 {
+		diskName = diskName[:40]
+	}
+	return "AzureBackup_" + diskName + "_" + strings.ReplaceAll(jobID, "-", "")[:20]
+}
+
+func rpName(jobID string) string { return strings.ReplaceAll(jobID, "-", "") }
+
+// jobRun is the context of a task's execution.
+type jobRun struct {
+	p     taskPayload
+	inst  instanceRecord
+	vault VaultResource
+	rec   job.Record
+}
+
+func (s *Service) loadRun(ctx context.Context, t job.Task) (jobRun, error) {
+	var run jobRun
+	if err := json.Unmarshal(t.Payload, &run.p); err != nil {
+		return run, fmt.Errorf("decode task %s: %w", t.ID, err)
+	}
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		run.rec, err = job.Get(ctx, tx, run.p.VaultID, run.p.JobID)
+		if err != nil {
+			return err
+		}
+		if err := getJSON(ctx, tx, kindVault, strings.ToLower(run.p.VaultID), &run.vault); err != nil {
+			return err
+		}
+		return getJSON(ctx, tx, kindInstance, strings.ToLower(run.p.InstanceID), &run.inst)
+	})
+	return run, err
+}
+
+// progress records a job's progress and the status of one subtask.
+func (s *Service) progress(ctx context.Context, run jobRun, pct int, subtask int, status string) {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
+			r.Progress = pct
+			for i := range r.SubTasks {
+				if r.SubTasks[i].TaskID == subtask {
+					r.SubTasks[i].TaskStatus = status
+				} else if r.SubTasks[i].TaskID < subtask && r.SubTasks[i].TaskStatus != string(job.Completed) {
+					r.SubTasks[i].TaskStatus = string(job.Completed)
+				}
+			}
+		})
+		return err
+	})
+	if err != nil {
+		s.logger().Warn("record job progress", "job", run.p.JobID, "err", err)
+	}
+}
+
+// finish ends a job with err (nil: Completed), in tx; fn may adjust it.
+func finishJob(ctx context.Context, tx store.Tx, now time.Time, vaultID, jobID string, err error, fn func(r *job.Record)) error {
+	_, uerr := job.Update(ctx, tx, vaultID, jobID, func(r *job.Record) {
+		if r.Status.IsTerminal() {
+			return
+		}
+		r.Finish(now, err)
+		if fn != nil {
+			fn(r)
+		}
+	})
+	if errors.Is(uerr, job.ErrNotFound) {
+		return nil
+	}
+	return uerr
+}
+
+// cancelJob ends a job as Cancelled.
+func (s *Service) cancelJob(ctx context.Context, run jobRun, why string) error {
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
+			if r.Status.IsTerminal() {
+				return
+			}
+			r.EndTime = s.Clock.Now().UTC()
+			r.Status = job.Cancelled
+			r.Details = withDetail(r.Details, "CancelReason", why)
+		})
+		return err
+	})
+}
+
+func withDetail(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
+}
+
+// failBackup ends a backup job with a user error and records it in the
+// instance's protection status.
+func (s *Service) failBackup(ctx context.Context, run jobRun, cause error) error {
+	now := s.Clock.Now().UTC()
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, cause, nil); err != nil {
+			return err
+		}
+		var r instanceRecord
+		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(run.p.InstanceID), &r); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		u := job.FromError(cause)
+		p := &r.Resource.Properties
+		if p.CurrentProtectionState == StateConfigured {
+			p.CurrentProtectionState = StateProtectionError
+		}
+		p.ProtectionStatus = &ProtectionStatus{Status: protectionStatusOf(p.CurrentProtectionState), ErrorDetails: &u}
+		p.ProtectionErrorDetails = &u
+		return s.putInstance(ctx, tx, r)
+	})
+}
+
+// diskError maps a failed Compute call on the disk to Azure's code; nil
+// means a transient error that should be retried.
+func diskError(err error, diskID, snapRG string) *resource.Error {
+	var d *DeniedError
+	switch {
+	case errors.As(err, &d):
+		if strings.Contains(strings.ToLower(d.Action), "snapshots/") {
+			return errSnapshotRGPermissions(snapRG)
+		}
+		return errDiskPermissions(diskID)
+	case isNotFound(err):
+		return errDiskNotFound(diskID)
+	}
+	if e := resource.AsError(err); e != nil && e.Kind != resource.KindInternal {
+		return e
+	}
+	return nil
+}
+
+// ExecBackup runs a backup task: as the vault's managed identity it takes
+// an incremental snapshot of the disk into the snapshot resource group
+// (reusing the snapshot a previous delivery made), then records the
+// recovery point with its retention tag and expiry, and completes the job.
+// A user error (roles lost, disk gone) fails the job and shows in the
+// instance's protection status; other errors are retried.
+func (s *Service) ExecBackup(ctx context.Context, t job.Task) error {
+	run, err := s.loadRun(ctx, t)
+	if errors.Is(err, job.ErrNotFound) {
+		return nil // the vault and its jobs are gone
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return s.cancelJob(ctx, run, "The backup instance no longer exists.")
+	}
+	if err != nil {
+		return err
+	}
+	if run.rec.Status.IsTerminal() {
+		return nil
+	}
+	if !run.inst.protecting() {
+		return s.cancelJob(ctx, run, "Protection of the backup instance was stopped, suspended or deleted.")
+	}
+	name := rpName(run.p.JobID)
+	var exists bool
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Get(ctx, kindRecoveryPoint, rpKey(run.inst.Resource.ID, name))
+		exists = err == nil
+		return nil
+	}); err != nil {
+		return err
+	}
+	if exists { // committed by a previous delivery
+		return s.Store.Update(ctx, func(tx store.Tx) error {
+			return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, nil)
+		})
+	}
+	p, ok := principalOf(run.vault)
+	if !ok {
+		return s.failBackup(ctx, run, userError(CodeVaultIdentityMissing, "The backup vault %s has no managed identity.", run.vault.Name))
+	}
+	a := actor{s: s, as: p}
+	diskID, snapRG := run.inst.diskID(), run.inst.snapshotRG()
+	s.progress(ctx, run, 10, 1, string(job.InProgress))
+
+	disk, err := a.getDisk(ctx, diskID)
+	if err != nil {
+		if e := diskError(err, diskID.String(), snapRG.String()); e != nil {
+			return s.failBackup(ctx, run, e)
+		}
+		return err
+	}
+	var rgMissing bool
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := s.Groups.GetGroup(ctx, tx, snapRG)
+		rgMissing = isNotFound(err)
+		if rgMissing {
+			return nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if rgMissing {
+		return s.failBackup(ctx, run, errSnapshotRGPermissions(snapRG.String()))
+	}
+	snapID := snapRG.Child("Microsoft.Compute/snapshots", snapshotName(diskID.Name(), run.p.JobID))
+	snap, err := a.getSnapshot(ctx, snapID)
+	if isNotFound(err) {
+		snap, err = a.createSnapshot(ctx, snapID, diskID)
+	}
+	if err != nil {
+		if e := diskError(err, diskID.String(), snapRG.String()); e != nil {
+			return s.failBackup(ctx, run, e)
+		}
+		return err
+	}
+	s.progress(ctx, run, 90, 2, string(job.InProgress))
+	return s.commitRecoveryPoint(ctx, run, name, disk, snap)
+}
+
+// commitRecoveryPoint records the recovery point of a backup whose snapshot
+// is committed, tags it and completes the job, in one transaction.
+func (s *Service) commitRecoveryPoint(ctx context.Context, run jobRun, name string, disk DiskInfo, snap SnapshotInfo) error {
+	now := s.Clock.Now().UTC()
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		var r instanceRecord
+		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(run.p.InstanceID), &r); err != nil {
+			return err
+		}
+		if _, err := tx.Get(ctx, kindRecoveryPoint, rpKey(r.Resource.ID, name)); err == nil {
+			return finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, nil, nil)
+		}
+		pol, err := s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
+		if err != nil {
+			return err
+		}
+		rps, err := listRPs(ctx, tx, r.Resource.ID)
+		if err != nil {
+			return err
+		}
+		tag, expiry, err := decideRetention(pol.Properties, run.p.Tag, run.rec.IsUserTriggered, now, rps)
+		if err != nil {
+			return err
+		}
+		rp := rpRecord{Name: name, InstanceID: r.Resource.ID, Time: now, Expiry: expiry, Tag: tag, PolicyID: pol.ID, PolicyName: pol.Name,
+			SnapshotID: snap.ID, DiskID: r.DiskID, DiskSKU: disk.SKU, SizeBytes: max(snap.SizeBytes, disk.SizeBytes),
+			Location: r.Resource.Properties.DataSourceInfo.ResourceLocation, JobID: run.p.JobID, Scheduled: !run.rec.IsUserTriggered}
+		if rp.Location == "" {
+			rp.Location = disk.Location
+		}
+		if err := putJSON(ctx, tx, kindRecoveryPoint, rp.key(), rp); err != nil {
+			return err
+		}
+		p := &r.Resource.Properties
+		if p.CurrentProtectionState == StateProtectionError {
+			p.CurrentProtectionState = StateConfigured
+		}
+		p.ProtectionStatus = &ProtectionStatus{Status: protectionStatusOf(p.CurrentProtectionState)}
+		p.ProtectionErrorDetails = nil
+		if err := s.putInstance(ctx, tx, r); err != nil {
+			return err
+		}
+		return finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, nil, func(j *job.Record) {
+			j.BytesTransferred = snap.SizeBytes
+			j.TargetRP = &job.RecoveryPointRef{ID: name, Time: now}
+			j.Details = withDetail(j.Details, "RetentionTag", tag)
+			j.Details = withDetail(j.Details, "SnapshotId", snap.ID)
+		})
+	})
+}
+
+// decideRetention tags a new recovery point: an on-demand backup takes its
+// retentionTagOverride; a scheduled one the policy's tagging (first
+// successful backup of the day or week, by priority, in the policy's time
+// zone). The expiry is the tag's retention after at.
+func decideRetention(pol BackupPolicy, override string, user bool, at time.Time, earlier []rpRecord) (string, time.Time, error) {
+	ret, err := pol.Retention()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if user && override != "" {
+		d, ok := pol.RetentionDuration(override)
+		if !ok {
+			return "", time.Time{}, userError(CodeInvalidRetentionTag, "The policy has no retention rule %q.", override)
+		}
+		for _, rr := range pol.RetentionRules() {
+			if strings.EqualFold(rr.Name, override) {
+				override = rr.Name
+			}
+		}
+		return override, d.AddTo(at, ret.Location), nil
+	}
+	times := make([]time.Time, 0, len(earlier))
+	for _, e := range earlier {
+		times = append(times, e.Time)
+	}
+	dec, err := ret.Decide(at, times)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return dec.Rule.Name, dec.Expiry, nil
+}
+
+// FailTask is the worker pool's dead-letter hook: a task that will not be
+// retried fails its job cleanly (and a failed deletion makes the instance
+// usable again).
+func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
+	var p taskPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		s.logger().Error("dead task with bad payload", "task", t.ID, "err", err)
+		return
+	}
+	e := resource.AsError(cause)
+	if e == nil {
+		e = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	}
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, e, nil); err != nil {
+			return err
+		}
+		if t.Type == TaskDeleteInstance {
+			return s.undoDeleting(ctx, tx, p.InstanceID)
+		}
+		return nil
+	})
+	if err != nil {
+		s.logger().Error("fail dead task's job", "task", t.ID, "err", err)
+	}
+}
+
+// RecoverJobs is called once at start, after the queue's Recover: a job
+// left InProgress without a task to finish it (a validation or a job whose
+// task was lost) is failed cleanly, so that no job stays InProgress
+// forever. Jobs with a task are resumed by the workers.
+func (s *Service) RecoverJobs(ctx context.Context) error {
+	tasks, err := s.Queue.Tasks(ctx)
+	if err != nil {
+		return err
+	}
+	pending := map[string]bool{}
+	for _, t := range tasks {
+		var p taskPayload
+		if json.Unmarshal(t.Payload, &p) == nil {
+			pending[strings.ToLower(p.JobID)] = true
+		}
+	}
+	now := s.Clock.Now()
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		recs, err := job.ListPrefix(ctx, tx, "", job.Filter{Status: job.InProgress})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if pending[strings.ToLower(r.ID)] {
+				continue
+			}
+			r.Finish(now, resource.Errorf(resource.KindInternal, "JobInterrupted",
+				"The job was interrupted because the server stopped, and it could not be resumed. Retry the operation."))
+			if err := job.Put(ctx, tx, r, store.PutOptions{}); err != nil {
+				return err
+			}
+			if r.Operation == job.OpDeleteProtection {
+				if err := s.undoDeleting(ctx, tx, r.BackupInstanceID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,378 @@
+package dataprotection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"coffer/internal/job"
+	"coffer/internal/rbac"
+	"coffer/internal/resource"
+	"coffer/internal/store"
+)
+
+// RestoreRequest is AzureBackupRecoveryPointBasedRestoreRequest.
+type RestoreRequest struct {
+	ObjectType          string         `json:"objectType"`
+	RecoveryPointID     string         `json:"recoveryPointId"`
+	SourceDataStoreType string         `json:"sourceDataStoreType"`
+	SourceResourceID    string         `json:"sourceResourceId,omitempty"`
+	RestoreTargetInfo   *RestoreTarget `json:"restoreTargetInfo"`
+}
+
+// RestoreTarget is RestoreTargetInfo.
+type RestoreTarget struct {
+	ObjectType      string      `json:"objectType"`
+	RecoveryOption  string      `json:"recoveryOption"`
+	RestoreLocation string      `json:"restoreLocation,omitempty"`
+	DatasourceInfo  *Datasource `json:"datasourceInfo"`
+}
+
+// restorePlan is what restore validation found.
+type restorePlan struct {
+	vault  VaultResource
+	inst   instanceRecord
+	rp     rpRecord
+	target resource.ID
+	snap   resource.ID
+}
+
+func unsupportedRestore(format string, args ...any) *resource.Error {
+	return withUserFacing(userError(CodeUnsupportedRestoreRequest, format, args...),
+		"Disks are restored from a recovery point to a new disk: use objectType AzureBackupRecoveryPointBasedRestoreRequest with a RestoreTargetInfo, recoveryOption FailIfExists and sourceDataStoreType OperationalStore.")
+}
+
+// checkRestore runs the restore checks, in this order: the request's shape
+// (recovery-point-based, alternate location only, FailIfExists,
+// OperationalStore); the recovery point exists; the restore location is the
+// recovery point's region; the vault identity exists; the target resource
+// group exists; the identity has Disk Restore Operator on it; no disk of
+// the target name exists there; the identity can still read the snapshot
+// (its roles on the snapshot resource group); the snapshot still exists.
+func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID, req RestoreRequest) (restorePlan, error) {
+	var pl restorePlan
+	if req.ObjectType != "" && !strings.EqualFold(req.ObjectType, ObjectTypeRPRestore) {
+		return pl, unsupportedRestore("Restore request objectType %q is not supported for disks; only %q is.", req.ObjectType, ObjectTypeRPRestore)
+	}
+	if req.SourceDataStoreType != "" && !strings.EqualFold(req.SourceDataStoreType, DataStoreOperational) {
+		return pl, unsupportedRestore("sourceDataStoreType %q is not supported for disks; only %q is.", req.SourceDataStoreType, DataStoreOperational)
+	}
+	if req.RecoveryPointID == "" {
+		return pl, userError(CodeInvalidInput, "recoveryPointId is required.").WithTarget("recoveryPointId")
+	}
+	t := req.RestoreTargetInfo
+	if t == nil {
+		return pl, userError(CodeInvalidInput, "restoreTargetInfo is required.").WithTarget("restoreTargetInfo")
+	}
+	if t.ObjectType != "" && !strings.EqualFold(t.ObjectType, ObjectTypeRestoreTarget) {
+		return pl, unsupportedRestore("restoreTargetInfo objectType %q is not supported for disks (item-level and file restores are not); only %q is.", t.ObjectType, ObjectTypeRestoreTarget)
+	}
+	if !strings.EqualFold(t.RecoveryOption, RecoveryOptionFailIfExists) {
+		return pl, userError(CodeInvalidInput, "recoveryOption %q is not supported; only %q is.", t.RecoveryOption, RecoveryOptionFailIfExists).WithTarget("restoreTargetInfo.recoveryOption")
+	}
+	if t.DatasourceInfo == nil || t.DatasourceInfo.ResourceID == "" {
+		return pl, userError(CodeInvalidInput, "restoreTargetInfo.datasourceInfo.resourceID is required: the ARM ID of the new disk.").WithTarget("restoreTargetInfo.datasourceInfo.resourceID")
+	}
+	target, err := resource.Parse(t.DatasourceInfo.ResourceID)
+	if err != nil || !target.IsType(DatasourceTypeDisk) || target.ResourceGroup == "" {
+		return pl, userError(CodeInvalidInput, "restoreTargetInfo.datasourceInfo.resourceID %q is not the ID of a disk.", t.DatasourceInfo.ResourceID).WithTarget("restoreTargetInfo.datasourceInfo.resourceID")
+	}
+	if err := resource.DiskNameRule.Check("InvalidResourceName", target.Name()); err != nil {
+		return pl, err
+	}
+	pl.target = target
+	inst, err := s.getInstance(ctx, tx, id)
+	if err != nil {
+		return pl, err
+	}
+	pl.inst = inst
+	if target.Equal(inst.diskID()) {
+		return pl, withUserFacing(userError(CodeOriginalLocationRestore,
+			"Original Location Recovery (replacing the source disk) is not supported for Azure Disks. Restore creates a new disk: give the ID of a disk that does not exist yet."),
+			"Choose a new disk name, or another resource group, for the restored disk.")
+	}
+	rp, err := s.getRP(ctx, tx, id, req.RecoveryPointID)
+	if err != nil {
+		return pl, err
+	}
+	pl.rp = rp
+	loc := t.RestoreLocation
+	if loc == "" {
+		loc = t.DatasourceInfo.ResourceLocation
+	}
+	if loc != "" && !strings.EqualFold(strings.ReplaceAll(loc, " ", ""), strings.ReplaceAll(rp.Location, " ", "")) {
+		return pl, withUserFacing(userError(CodeRestoreLocationMismatch,
+			"The restored disk is created in the region of the recovery point's snapshot, '%s'; restoreLocation '%s' is another region (cross-region restore is not supported).", rp.Location, loc))
+	}
+	v, err := s.getVault(ctx, tx, id.Parent())
+	if err != nil {
+		return pl, err
+	}
+	pl.vault = v
+	p, ok := principalOf(v)
+	if !ok {
+		return pl, withUserFacing(userError(CodeVaultIdentityMissing, "The backup vault %s has no managed identity; restores act as the vault's system-assigned identity.", v.Name))
+	}
+	targetRG := target.GroupScope()
+	if _, err := s.Groups.GetGroup(ctx, tx, targetRG); err != nil {
+		if isNotFound(err) {
+			return pl, withUserFacing(userError(CodeRestoreTargetRGNotFound, "Operation failed as the Target Resource Group does not exist: %s.", targetRG),
+				"Create the target resource group or choose an existing one.")
+		}
+		return pl, err
+	}
+	pol, err := s.Authz.Policy(ctx)
+	if err != nil {
+		return pl, err
+	}
+	if missing := pol.MissingRoles(p.ID, rbac.RestoreRequirements(targetRG.String())); len(missing) > 0 {
+		return pl, withUserFacing(userError(CodeNotEnoughPermissionOnTargetRG,
+			"Azure Backup Service requires additional permissions on the Target Resource Group to do this operation: the vault's identity %s needs the role %s on %s.",
+			p.ID, missing[0].RoleName(), targetRG),
+			fmt.Sprintf("Assign the Disk Restore Operator role to the Backup vault's managed identity on %s; revoke it after the restore.", targetRG))
+	}
+	if _, err := s.Disks.GetDisk(ctx, target); err == nil {
+		return pl, withUserFacing(userError(CodeSameNameDiskExists,
+			"Could not restore as a Disk with same name already exists in the selected target resource group: %s.", target),
+			"Choose another name for the restored disk (recoveryOption is FailIfExists).")
+	} else if !isNotFound(err) {
+		return pl, fmt.Errorf("read target disk: %w", err)
+	}
+	snap := parseOrZero(rp.SnapshotID)
+	pl.snap = snap
+	for _, action := range []string{ActionSnapshotRead, ActionSnapshotBeginGetAccess} {
+		ok, err := s.Authz.Allowed(ctx, p, action, snap.String())
+		if err != nil {
+			return pl, err
+		}
+		if !ok {
+			return pl, errSnapshotRGPermissions(snap.GroupScope().String())
+		}
+	}
+	if _, err := s.Groups.GetGroup(ctx, tx, snap.GroupScope()); isNotFound(err) {
+		return pl, errSnapshotRGPermissions(snap.GroupScope().String())
+	}
+	if _, err := s.Disks.GetSnapshot(ctx, snap); err != nil {
+		if isNotFound(err) {
+			return pl, withUserFacing(userError(CodeDiskSnapshotNotFound,
+				"The disk snapshot for this Restore point has been deleted: %s.", snap),
+				"Choose another recovery point.")
+		}
+		return pl, fmt.Errorf("read snapshot: %w", err)
+	}
+	return pl, nil
+}
+
+func (s *Service) restoreJob(pl restorePlan, op, category string) job.Record {
+	rec := s.newJob(pl.vault, op, category, true)
+	s.fillInstance(&rec, pl.inst)
+	rec.SourceRP = &job.RecoveryPointRef{ID: pl.rp.Name, Time: pl.rp.Time}
+	rec.Destination = pl.target.String()
+	return rec
+}
+
+// ValidateRestore checks a restore ({"restoreRequestObject": {...}}) and
+// records a validation job; it returns the job ID and the validation error.
+func (s *Service) ValidateRestore(ctx context.Context, id resource.ID, body []byte) (string, error) {
+	var in struct {
+		RestoreRequestObject *RestoreRequest `json:"restoreRequestObject"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
+	}
+	if in.RestoreRequestObject == nil {
+		return "", userError(CodeInvalidInput, "restoreRequestObject is required.").WithTarget("restoreRequestObject")
+	}
+	var jobID string
+	var verr error
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		pl, err := s.checkRestore(ctx, tx, id, *in.RestoreRequestObject)
+		if err != nil && resource.AsError(err) == nil {
+			return err
+		}
+		verr = err
+		if pl.vault.ID == "" {
+			return nil
+		}
+		rec := s.restoreJob(pl, job.OpValidateRestore, job.CategoryValidation)
+		rec.Finish(s.Clock.Now(), verr)
+		jobID = rec.ResourceID()
+		return job.Put(ctx, tx, rec, store.PutOptions{CreateOnly: true})
+	})
+	if err != nil {
+		return "", err
+	}
+	return jobID, verr
+}
+
+// Restore validates a restore request and queues the restore job; it
+// returns the job's resource ID.
+func (s *Service) Restore(ctx context.Context, id resource.ID, body []byte) (string, error) {
+	var req RestoreRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
+	}
+	var jobID string
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		pl, err := s.checkRestore(ctx, tx, id, req)
+		if err != nil {
+			return err
+		}
+		now := s.Clock.Now().UTC()
+		jobs, err := job.List(ctx, tx, pl.vault.ID, job.Filter{Operation: job.OpRestore, From: now.Truncate(24 * time.Hour), BackupInstanceID: pl.inst.Resource.ID})
+		if err != nil {
+			return err
+		}
+		if len(jobs) >= MaxRestoresPerDay {
+			return withUserFacing(userError(CodeRestoreLimit, "At most %d restores per backup instance per day are allowed.", MaxRestoresPerDay))
+		}
+		busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(pl.target.String()))
+		if err != nil {
+			return err
+		}
+		if busy {
+			return withUserFacing(userError(CodeSameNameDiskExists, "A restore to %s is already running.", pl.target))
+		}
+		rec := s.restoreJob(pl, job.OpRestore, job.CategoryRestore)
+		rec.SubTasks = []job.SubTask{{TaskID: 1, TaskName: "Trigger Restore", TaskStatus: "NotStarted"}}
+		if err := job.Put(ctx, tx, rec, store.PutOptions{CreateOnly: true}); err != nil {
+			return err
+		}
+		jobID = rec.ResourceID()
+		payload, _ := json.Marshal(taskPayload{InstanceID: pl.inst.Resource.ID, VaultID: pl.vault.ID, JobID: rec.ID,
+			RecoveryPoint: pl.rp.Name, TargetDiskID: pl.target.String(), Location: pl.rp.Location})
+		return s.Queue.EnqueueTx(ctx, tx, job.Task{ID: rec.ID, Type: TaskRestore, Target: strings.ToLower(pl.target.String()), Payload: payload})
+	})
+	if err == nil {
+		s.Queue.Wake()
+	}
+	return jobID, err
+}
+
+// ExecRestore creates the new disk from the recovery point's snapshot as
+// the vault's identity.
+func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
+	run, err := s.loadRun(ctx, t)
+	if errors.Is(err, job.ErrNotFound) {
+		return nil
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return s.cancelJob(ctx, run, "The backup instance no longer exists.")
+	}
+	if err != nil {
+		return err
+	}
+	if run.rec.Status.IsTerminal() {
+		return nil
+	}
+	fail := func(e error) error {
+		return s.Store.Update(ctx, func(tx store.Tx) error {
+			return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, e, nil)
+		})
+	}
+	var rp rpRecord
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		rp, err = s.getRP(ctx, tx, parseOrZero(run.p.InstanceID), run.p.RecoveryPoint)
+		return err
+	}); err != nil {
+		if resource.IsCode(err, CodeRecoveryPointNotFound) {
+			return fail(withUserFacing(userError(CodeSnapshotMetadataNotFound, "The disk snapshot metadata for this Restore point has been deleted.")))
+		}
+		return err
+	}
+	p, ok := principalOf(run.vault)
+	if !ok {
+		return fail(userError(CodeVaultIdentityMissing, "The backup vault %s has no managed identity.", run.vault.Name))
+	}
+	s.progress(ctx, run, 10, 1, string(job.InProgress))
+	target := parseOrZero(run.p.TargetDiskID)
+	snap := parseOrZero(rp.SnapshotID)
+	if t.Attempts > 1 {
+		if _, err := s.Disks.GetDisk(ctx, target); err == nil { // made by the interrupted delivery
+			return s.Store.Update(ctx, func(tx store.Tx) error {
+				return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, nil)
+			})
+		}
+	}
+	d, err := actor{s: s, as: p}.restoreDisk(ctx, target, snap, run.p.Location, rp.DiskSKU)
+	if err != nil {
+		var den *DeniedError
+		switch {
+		case errors.As(err, &den) && strings.Contains(strings.ToLower(den.Action), "snapshots/"):
+			return fail(errSnapshotRGPermissions(snap.GroupScope().String()))
+		case errors.As(err, &den):
+			return fail(withUserFacing(userError(CodeNotEnoughPermissionOnTargetRG,
+				"Azure Backup Service requires additional permissions on the Target Resource Group to do this operation (%s on %s).", den.Action, den.Scope)))
+		case isNotFound(err):
+			return fail(withUserFacing(userError(CodeDiskSnapshotNotFound, "The disk snapshot for this Restore point has been deleted: %s.", snap)))
+		}
+		if e := resource.AsError(err); e != nil && e.Kind != resource.KindInternal {
+			return fail(e)
+		}
+		return err
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, func(r *job.Record) {
+			r.BytesTransferred = d.SizeBytes
+			r.Destination = target.String()
+		})
+	})
+}
+
+// GetJob returns a job of a vault.
+func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (job.Resource, error) {
+	var out job.Resource
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.getVault(ctx, tx, vaultID); err != nil {
+			return err
+		}
+		r, err := job.Get(ctx, tx, vaultID.String(), id)
+		if errors.Is(err, job.ErrNotFound) {
+			return notFound(job.ResourceType, vaultID.Name()+"/"+id)
+		}
+		if err != nil {
+			return err
+		}
+		out = r.ToResource(s.Clock.Now())
+		out.ID = vaultID.String() + "/backupJobs/" + r.ID
+		return nil
+	})
+	return out, err
+}
+
+// ListJobs lists a vault's jobs, newest first.
+func (s *Service) ListJobs(ctx context.Context, vaultID resource.ID, f job.Filter) ([]job.Resource, error) {
+	var out []job.Resource
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.getVault(ctx, tx, vaultID); err != nil {
+			return err
+		}
+		rs, err := job.List(ctx, tx, vaultID.String(), f)
+		for _, r := range rs {
+			res := r.ToResource(s.Clock.Now())
+			out = append(out, res)
+		}
+		return err
+	})
+	return out, err
+}
+
+// JobStatus returns a job's status (for operations that wait for a job).
+func (s *Service) JobStatus(ctx context.Context, jobResourceID string) (job.Record, error) {
+	id := parseOrZero(jobResourceID)
+	if len(id.Names) < 2 {
+		return job.Record{}, fmt.Errorf("job ID %q: %w", jobResourceID, job.ErrNotFound)
+	}
+	vid := VaultID(id.Subscription, id.ResourceGroup, id.Names[0])
+	var r job.Record
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		r, err = job.Get(ctx, tx, vid.String(), id.Name())
+		return err
+	})
+	return r, err
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"coffer/internal/compute"
+	"coffer/internal/dataprotection"
+	"coffer/internal/identity"
+	"coffer/internal/job"
+	"coffer/internal/operation"
+	"coffer/internal/resource"
+	"coffer/internal/worker"
+)
+
+// dataProtection is Microsoft.DataProtection's runtime: the service, its
+// job queue, the worker pool and the scheduler, which run in the
+// background from Open until Close.
+type dataProtection struct {
+	svc   *dataprotection.Service
+	queue *job.Queue
+	pool  *worker.Pool
+	sched *dataprotection.Scheduler
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// openDataProtection builds Microsoft.DataProtection on the Compute
+// service, registers its routes, recovers the jobs a stopped process left
+// behind and starts the workers and the scheduler.
+func (s *Server) openDataProtection(ctx context.Context) error {
+	clk := s.cfg.Clock
+	q := job.NewQueue(s.store, clk)
+	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
+		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID}
+	pool := worker.NewPool(q, clk, s.log, 4)
+	pool.Handle(dataprotection.TaskBackup, svc.ExecBackup)
+	pool.Handle(dataprotection.TaskRestore, svc.ExecRestore)
+	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)
+	pool.Handle(dataprotection.TaskDeleteInstance, svc.ExecDeleteInstance)
+	pool.Dead = svc.FailTask
+	sched := dataprotection.NewScheduler(svc, clk, s.log)
+	s.API.RegisterDataProtection(svc)
+	if _, err := q.Recover(ctx); err != nil {
+		return err
+	}
+	if err := svc.RecoverJobs(ctx); err != nil {
+		return err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	dp := &dataProtection{svc: svc, queue: q, pool: pool, sched: sched, cancel: cancel}
+	pool.Start(bg)
+	dp.wg.Add(1)
+	go func() {
+		defer dp.wg.Done()
+		sched.Run(bg)
+	}()
+	s.dp = dp
+	return nil
+}
+
+// dataProtectionResumers are the operation kinds resumed after a restart.
+func (s *Server) dataProtectionResumers(m map[string]operation.Resumer) {
+	m["dataprotection/backupInstances/put"] = func(ctx context.Context, rec operation.Record) (operation.Func, bool) {
+		id, err := resource.Parse(rec.ResourceID)
+		if err != nil || s.dp == nil {
+			return nil, false
+		}
+		return func(ctx context.Context) (any, error) {
+			_, err := s.dp.svc.ConfigureInstance(ctx, id)
+			return nil, err
+		}, true
+	}
+}
+
+func (s *Server) closeDataProtection() {
+	if s.dp == nil {
+		return
+	}
+	s.dp.cancel()
+	s.dp.pool.Wait()
+	s.dp.wg.Wait()
+}
+
+// computeDisks adapts the Compute service to dataprotection.Disks. Reads
+// of disks and snapshots are the service's own (validation looks at the
+// resources themselves); the writes run as the vault identity, which
+// Compute authorizes again.
+type computeDisks struct{ c *compute.Service }
+
+func (d computeDisks) findDisk(ctx context.Context, id resource.ID) (compute.Disk, error) {
+	ds, err := d.c.ListDisks(ctx, id.GroupScope())
+	if err != nil {
+		if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+			return compute.Disk{}, dataprotection.ErrNotFound
+		}
+		return compute.Disk{}, err
+	}
+	for _, x := range ds {
+		if strings.EqualFold(x.Name, id.Name()) && x.ProvisioningState != compute.StateFailed {
+			return x, nil
+		}
+	}
+	return compute.Disk{}, dataprotection.ErrNotFound
+}
+
+func diskInfo(x compute.Disk) dataprotection.DiskInfo {
+	return dataprotection.DiskInfo{ID: x.ID, Name: x.Name, Location: x.Location, SKU: x.SKU.Name, SizeBytes: x.DiskSizeBytes}
+}
+
+func snapshotInfo(x compute.Snapshot) dataprotection.SnapshotInfo {
+	return dataprotection.SnapshotInfo{ID: x.ID, Location: x.Location, SourceDisk: x.CreationData.SourceResourceID,
+		SizeBytes: x.ChangedBytes, Incremental: x.Incremental, TimeCreated: x.TimeCreated}
+}
+
+func (d computeDisks) findSnapshot(ctx context.Context, id resource.ID) (compute.Snapshot, bool, error) {
+	ss, err := d.c.ListSnapshots(ctx, id.GroupScope())
+	if err != nil {
+		if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+			return compute.Snapshot{}, false, dataprotection.ErrNotFound
+		}
+		return compute.Snapshot{}, false, err
+	}
+	for _, x := range ss {
+		if strings.EqualFold(x.Name, id.Name()) {
+			return x, x.ProvisioningState == compute.StateSucceeded, nil
+		}
+	}
+	return compute.Snapshot{}, false, dataprotection.ErrNotFound
+}
+
+func (d computeDisks) GetDisk(ctx context.Context, id resource.ID) (dataprotection.DiskInfo, error) {
+	x, err := d.findDisk(ctx, id)
+	if err != nil {
+		return dataprotection.DiskInfo{}, err
+	}
+	return diskInfo(x), nil
+}
+
+func (d computeDisks) GetSnapshot(ctx context.Context, id resource.ID) (dataprotection.SnapshotInfo, error) {
+	x, ok, err := d.findSnapshot(ctx, id)
+	if err != nil {
+		return dataprotection.SnapshotInfo{}, err
+	}
+	if !ok {
+		return dataprotection.SnapshotInfo{}, dataprotection.ErrNotFound
+	}
+	return snapshotInfo(x), nil
+}
+
+// denied turns Compute's AuthorizationFailed into dataprotection's denial.
+func denied(err error, action, scope string) error {
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindForbidden {
+		return &dataprotection.DeniedError{Action: action, Scope: scope}
+	}
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+		return errors.Join(dataprotection.ErrNotFound, err)
+	}
+	return err
+}
+
+func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, snap, disk resource.ID) (dataprotection.SnapshotInfo, error) {
+	// A snapshot left half-made by an interrupted backup is replaced.
+	if _, ok, err := d.findSnapshot(ctx, snap); err == nil && !ok {
+		if _, err := d.c.DeleteSnapshot(ctx, as, snap); err != nil {
+			return dataprotection.SnapshotInfo{}, denied(err, dataprotection.ActionSnapshotDelete, snap.String())
+		}
+	}
+	src, err := d.findDisk(ctx, disk)
+	if err != nil {
+		return dataprotection.SnapshotInfo{}, err
+	}
+	x, err := d.c.SnapshotDisk(ctx, as, snap, disk, src.Location, true, map[string]string{"CreatedBy": "AzureBackup"})
+	if err != nil {
+		return dataprotection.SnapshotInfo{}, denied(err, dataprotection.ActionSnapshotWrite, snap.String())
+	}
+	info := snapshotInfo(x)
+	info.DiskSKU = src.SKU.Name
+	return info, nil
+}
+
+func (d computeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
+	_, err := d.c.DeleteSnapshot(ctx, as, snap)
+	return denied(err, dataprotection.ActionSnapshotDelete, snap.String())
+}
+
+func (d computeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {
+	x, err := d.c.CreateDiskFromSnapshot(ctx, as, disk, snap, location, sku, 0, nil)
+	if err != nil {
+		return dataprotection.DiskInfo{}, denied(err, dataprotection.ActionDiskWrite, disk.String())
+	}
+	return diskInfo(x), nil
+}

@@ -1,0 +1,168 @@
+// Package memstore is an in-memory store.Store for tests: transactions are
+// serialized by one lock, reads see the transaction's own writes, and a
+// committed Update is visible to every later transaction. It passes the
+// storetest conformance suite; "reopening" returns the same data.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"coffer/internal/store"
+)
+
+type objKey struct{ kind, key string }
+
+// Store is an in-memory store.Store.
+type Store struct {
+	mu    sync.Mutex
+	objs  map[objKey]store.Object
+	index uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store { return &Store{objs: map[objKey]store.Object{}} }
+
+// Close does nothing (the data stays for a "reopen").
+func (s *Store) Close() error { return nil }
+
+// Update runs fn in a read-write transaction.
+func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &tx{s: s, index: s.index + 1, writes: map[objKey]*store.Object{}, writable: true}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if len(t.writes) == 0 {
+		return nil
+	}
+	for k, o := range t.writes {
+		if o == nil {
+			delete(s.objs, k)
+		} else {
+			s.objs[k] = *o
+		}
+	}
+	s.index = t.index
+	return nil
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fn(&tx{s: s, index: s.index})
+}
+
+type tx struct {
+	s        *Store
+	index    uint64
+	writes   map[objKey]*store.Object // nil value: deleted
+	writable bool
+}
+
+func (t *tx) Index() uint64 { return t.index }
+
+func (t *tx) lookup(k objKey) (store.Object, bool) {
+	if o, ok := t.writes[k]; ok {
+		if o == nil {
+			return store.Object{}, false
+		}
+		return *o, true
+	}
+	o, ok := t.s.objs[k]
+	return o, ok
+}
+
+func clone(o store.Object) store.Object {
+	o.Data = append([]byte(nil), o.Data...)
+	return o
+}
+
+func (t *tx) Get(ctx context.Context, kind, key string) (store.Object, error) {
+	o, ok := t.lookup(objKey{kind, key})
+	if !ok {
+		return store.Object{Kind: kind, Key: key}, fmt.Errorf("get %s %s: %w", kind, key, store.ErrNotFound)
+	}
+	return clone(o), nil
+}
+
+func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) error {
+	if !t.writable {
+		return fmt.Errorf("put %s %s: read-only transaction", o.Kind, o.Key)
+	}
+	k := objKey{o.Kind, o.Key}
+	cur, exists := t.lookup(k)
+	if opts.CreateOnly && exists {
+		return fmt.Errorf("put %s %s: exists: %w", o.Kind, o.Key, store.ErrConflict)
+	}
+	if opts.MatchIndex != 0 && (!exists || cur.ModifyIndex != opts.MatchIndex) {
+		return fmt.Errorf("put %s %s: index mismatch: %w", o.Kind, o.Key, store.ErrConflict)
+	}
+	o.ModifyIndex = t.index
+	if exists {
+		o.CreateIndex = cur.CreateIndex
+	} else {
+		o.CreateIndex = t.index
+	}
+	if o.Data == nil {
+		o.Data = []byte{}
+	}
+	c := clone(*o)
+	t.writes[k] = &c
+	return nil
+}
+
+func (t *tx) Delete(ctx context.Context, kind, key string) error {
+	if !t.writable {
+		return fmt.Errorf("delete %s %s: read-only transaction", kind, key)
+	}
+	k := objKey{kind, key}
+	if _, ok := t.lookup(k); !ok {
+		return fmt.Errorf("delete %s %s: %w", kind, key, store.ErrNotFound)
+	}
+	t.writes[k] = nil
+	return nil
+}
+
+func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+	seen := map[objKey]bool{}
+	var out []store.Object
+	consider := func(k objKey) {
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		if q.Kind != "" && k.kind != q.Kind {
+			return
+		}
+		if !strings.HasPrefix(k.key, q.Prefix) || (q.After != "" && k.key <= q.After) {
+			return
+		}
+		if o, ok := t.lookup(k); ok {
+			out = append(out, clone(o))
+		}
+	}
+	for k := range t.writes {
+		consider(k)
+	}
+	for k := range t.s.objs {
+		consider(k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Kind < out[j].Kind
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
+}

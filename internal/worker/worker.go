@@ -1,0 +1,183 @@
+// Package worker executes the jobs of the job queue: a pool of workers
+// leases tasks, runs the handler registered for each task type (backup,
+// restore, retention, deletion of a backup instance's data), and acks or
+// nacks them. A task whose handler keeps failing is retried with backoff up
+// to its delivery limit and then handed to the Dead hook, which fails its
+// job record cleanly, so that no job stays InProgress forever.
+//
+// At start, Recover releases the tasks a dead process had leased, so that
+// they are delivered again (the handlers are idempotent: a backup reuses
+// the snapshot it may already have made, and writes its recovery point
+// only once the snapshot is committed).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"coffer/internal/clock"
+	"coffer/internal/identity"
+	"coffer/internal/job"
+)
+
+// Handler runs one task. It returns nil when the task is finished (its job
+// record says whether it succeeded); an error means "try again later".
+type Handler func(ctx context.Context, t job.Task) error
+
+// DeadHandler is told about a task that will not be retried.
+type DeadHandler func(ctx context.Context, t job.Task, cause error)
+
+// Pool runs tasks from a queue.
+type Pool struct {
+	Queue   *job.Queue
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	Workers int
+	// Owner names this pool in leases; NewPool sets a random one.
+	Owner string
+	// Dead is called for tasks that exhausted their deliveries or have no
+	// handler.
+	Dead DeadHandler
+	// Idle is the longest a worker sleeps without a notification.
+	Idle time.Duration
+
+	mu       sync.Mutex
+	handlers map[string]Handler
+	wg       sync.WaitGroup
+}
+
+// NewPool returns a pool of n workers over q.
+func NewPool(q *job.Queue, clk clock.Clock, logger *slog.Logger, n int) *Pool {
+	if n < 1 {
+		n = 1
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Pool{Queue: q, Clock: clk, Logger: logger, Workers: n, Owner: "worker-" + identity.NewGUID(),
+		Idle: 5 * time.Second, handlers: map[string]Handler{}}
+}
+
+// Handle registers the handler of a task type.
+func (p *Pool) Handle(typ string, h Handler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.handlers == nil {
+		p.handlers = map[string]Handler{}
+	}
+	p.handlers[typ] = h
+}
+
+func (p *Pool) handler(typ string) Handler {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handlers[typ]
+}
+
+// ErrNoHandler is the cause given to Dead for a task type nobody handles.
+var ErrNoHandler = errors.New("no handler for task type")
+
+// RunOnce leases one ready task and runs it. It reports whether it found
+// one.
+func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
+	t, ok, err := p.Queue.Lease(ctx, p.Owner)
+	if err != nil || !ok {
+		return false, err
+	}
+	h := p.handler(t.Type)
+	if h == nil {
+		if err := p.Queue.Ack(ctx, t); err != nil {
+			return true, err
+		}
+		p.dead(ctx, t, fmt.Errorf("%w %q", ErrNoHandler, t.Type))
+		return true, nil
+	}
+	herr := h(ctx, t)
+	if herr == nil {
+		err := p.Queue.Ack(ctx, t)
+		if errors.Is(err, job.ErrNoTask) { // the handler acked it in its own transaction
+			err = nil
+		}
+		return true, err
+	}
+	if ctx.Err() != nil {
+		// Shutting down: leave the lease; Recover hands the task out again.
+		return true, ctx.Err()
+	}
+	dead, err := p.Queue.Nack(ctx, t, herr)
+	if err != nil {
+		return true, err
+	}
+	if dead {
+		p.dead(ctx, t, herr)
+	} else {
+		p.Logger.Warn("task failed; will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempts, "err", herr)
+	}
+	return true, nil
+}
+
+func (p *Pool) dead(ctx context.Context, t job.Task, cause error) {
+	p.Logger.Error("task failed for good", "task", t.ID, "type", t.Type, "attempts", t.Attempts, "err", cause)
+	if p.Dead != nil {
+		p.Dead(ctx, t, cause)
+	}
+}
+
+// Drain runs ready tasks until none is ready (tests and the CLI-less
+// paths use it with a fake clock).
+func (p *Pool) Drain(ctx context.Context) error {
+	for {
+		ok, err := p.RunOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+	}
+}
+
+// Start runs the workers until ctx is cancelled; Wait waits for them.
+func (p *Pool) Start(ctx context.Context) {
+	for i := 0; i < p.Workers; i++ {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.loop(ctx)
+		}()
+	}
+}
+
+// Wait blocks until the workers have stopped.
+func (p *Pool) Wait() { p.wg.Wait() }
+
+func (p *Pool) loop(ctx context.Context) {
+	for ctx.Err() == nil {
+		ok, err := p.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.Logger.Error("worker", "err", err)
+		}
+		if ok && err == nil {
+			continue
+		}
+		wait := p.Idle
+		if next, err := p.Queue.NextReady(ctx); err == nil && !next.IsZero() {
+			// A past time is a task waiting for its target: the ack that
+			// frees the target wakes us.
+			if d := next.Sub(p.Clock.Now()); d > 0 && d < wait {
+				wait = d
+			}
+		}
+		tm := p.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-p.Queue.Notify():
+		case <-tm.C():
+		}
+		tm.Stop()
+	}
+}

@@ -95,7 +95,11 @@ func root() *command {
 		groupCommand(),
 		principalCommand(),
 		roleCommand(),
+		diskCommand(),
+		snapshotCommand(),
+		adminCommand(),
 		versionCommand(),
+		benchCommand(),
 	}}
 }
 

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"coffer/internal/client"
+)
+
+var snapshotCols = []column[client.Snapshot]{
+	col("Name", func(s client.Snapshot) string { return s.Name }),
+	col("Location", func(s client.Snapshot) string { return s.Location }),
+	col("SizeGB", func(s client.Snapshot) string { return fmt.Sprint(s.Properties.DiskSizeGB) }),
+	col("Incremental", func(s client.Snapshot) string {
+		return fmt.Sprint(s.Properties.Incremental != nil && *s.Properties.Incremental)
+	}),
+	col("Source", func(s client.Snapshot) string {
+		src := s.Properties.CreationData.SourceResourceID
+		return src[strings.LastIndex(src, "/")+1:]
+	}),
+	col("ProvisioningState", func(s client.Snapshot) string { return s.Properties.ProvisioningState }),
+}
+
+func snapshotCommand() *command {
+	var rg, name, location, source string
+	var full, yes, noWait bool
+	common := func(fs *flag.FlagSet) {
+		stringFlag(fs, &rg, "resource-group", "g", "", "resource group")
+		stringFlag(fs, &name, "name", "n", "", "snapshot name")
+	}
+	need := func() error { return required("resource-group", rg, "name", name) }
+	return &command{name: "snapshot", short: "Manage snapshots of disks (Microsoft.Compute/snapshots)", sub: []*command{
+		{name: "create", short: "Take a snapshot of a disk (incremental unless --full)",
+			flags: func(fs *flag.FlagSet) {
+				common(fs)
+				fs.StringVar(&source, "source", "", "the disk: a name in the group, or a resource ID")
+				stringFlag(fs, &location, "location", "l", "", "location (default: the group's)")
+				fs.BoolVar(&full, "full", false, "a full snapshot (incremental: false)")
+				fs.BoolVar(&noWait, "no-wait", false, "return at once")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", rg, "name", name, "source", source); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				loc, err := resolveLocation(ctx, c, rg, location)
+				if err != nil {
+					return err
+				}
+				s, err := c.CreateSnapshot(ctx, rg, name, client.SnapshotSpec{Location: loc, Source: resolveID(c, client.Disks, rg, source), Incremental: !full}, !noWait)
+				if err != nil {
+					return err
+				}
+				return printOne(e, s, snapshotCols...)
+			}},
+		{name: "show", short: "Show a snapshot", flags: common, run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+			if err := need(); err != nil {
+				return err
+			}
+			c, err := e.Client()
+			if err != nil {
+				return err
+			}
+			s, err := c.GetSnapshot(ctx, rg, name)
+			if err != nil {
+				return err
+			}
+			return printOne(e, s, snapshotCols...)
+		}},
+		{name: "list", short: "List snapshots (of a group, or of the subscription)",
+			flags: func(fs *flag.FlagSet) {
+				stringFlag(fs, &rg, "resource-group", "g", "", "resource group (default: all)")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				ss, err := c.ListSnapshots(ctx, rg)
+				if err != nil {
+					return err
+				}
+				return printList(e, ss, snapshotCols...)
+			}},
+		{name: "delete", short: "Delete a snapshot",
+			flags: func(fs *flag.FlagSet) {
+				common(fs)
+				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := need(); err != nil {
+					return err
+				}
+				if !yes && e.Terminal {
+					fmt.Fprintf(e.Stderr, "Delete snapshot %q? (y/N): ", name)
+					var answer string
+					fmt.Fscanln(e.Stdin, &answer)
+					if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
+						return fmt.Errorf("not deleted")
+					}
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				return c.DeleteSnapshot(ctx, rg, name)
+			}},
+		{name: "download", short: "Download a snapshot into a raw image file (sparse)", usage: "FILE", flags: common,
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := need(); err != nil {
+					return err
+				}
+				if fs.NArg() != 1 {
+					return usagef("download takes one FILE")
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				return downloadData(ctx, e, c, client.Snapshots, rg, name, fs.Arg(0))
+			}},
+	}}
+}

@@ -163,7 +163,7 @@ func TestServeCommand(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- cli.Main(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, &cli.Env{Stdout: &out, Stderr: &errb})
+		done <- cli.Main(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"}, &cli.Env{Stdout: &out, Stderr: &errb})
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "Coffer is serving") {

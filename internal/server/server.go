@@ -216,6 +216,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openDataProtection(ctx); err != nil {
 		return err
 	}
+	s.API.RegisterAdmin(&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs})
 	resumers := map[string]operation.Resumer{
 		"resourceGroups/delete": s.resumeGroupDelete,
 	}

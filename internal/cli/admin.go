@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+)
+
+func adminCommand() *command {
+	runOp := func(op, done string) func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+		return func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+			c, err := e.Client()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Stderr, "%s…\n", done)
+			var out map[string]any
+			if err := c.Admin(ctx, op, &out); err != nil {
+				return err
+			}
+			if err := printKV(e, out); err != nil {
+				return err
+			}
+			if ok, present := out["ok"].(bool); present && !ok {
+				return fmt.Errorf("verify found problems: %v corrupt pack(s); affected snapshots: %v", len(asSlice(out["corruptPacks"])), out["affectedSnapshots"])
+			}
+			return nil
+		}
+	}
+	return &command{name: "admin", short: "Storage maintenance (tenant administrators)", sub: []*command{
+		{name: "verify", short: "Re-read every pack and check every chunk; name damaged packs, chunks and the snapshots they affect",
+			run: runOp("verify", "Verifying every pack")},
+		{name: "gc", short: "Collect garbage: reclaim chunks no snapshot references (after the safety margin)",
+			run: runOp("gc", "Collecting garbage")},
+		{name: "rebuild-index", short: "Rebuild the chunk index from the packs alone",
+			run: runOp("rebuildIndex", "Rebuilding the chunk index from pack trailers")},
+		{name: "stats", short: "Show the chunk store's size", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+			c, err := e.Client()
+			if err != nil {
+				return err
+			}
+			out, err := c.AdminStats(ctx)
+			if err != nil {
+				return err
+			}
+			return printKV(e, out)
+		}},
+	}}
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
+
+// printKV prints a flat JSON object as JSON, or as "key  value" lines.
+func printKV(e *Env, m map[string]any) error {
+	if e.output == "json" {
+		return printJSON(e, m)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	type kv struct{ k, v string }
+	rows := make([]kv, 0, len(keys))
+	for _, k := range keys {
+		rows = append(rows, kv{k, fmt.Sprint(m[k])})
+	}
+	return printList(e, rows, col("Property", func(r kv) string { return r.k }), col("Value", func(r kv) string { return r.v }))
+}

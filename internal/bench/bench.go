@@ -1,0 +1,968 @@
+// Package bench is Coffer's whole-system benchmark, the library behind
+// `coffer bench`.
+//
+// Run builds a reproducible mixed disk image (half zeros as holes, a third
+// real-world compressible data read from system files, the rest seeded
+// random data, interleaved in 1–8 MiB segments), loads it into a fresh
+// block engine (local blob store, SQLite chunk index, chunk store, 64 KiB
+// blocks, all cores) and measures, with wall-clock differences of a
+// clock.Clock: the full snapshot; a second snapshot after 1% of the disk was
+// rewritten in scattered 64 KiB writes; a full restore into a file; the time
+// to first read of an instant restore and until its hydration ends; the
+// latency of steady 64 KiB writes while a snapshot runs; and the bytes the
+// repository grew by at each backup. When restic, borg and qemu-img are on
+// PATH it runs them on the same image file in the same run (two backups
+// around the same change, then a restore; qemu-img convert is the
+// plain-copy floor). Every restore is checked against the image's SHA-256.
+//
+// The Result marshals to one JSON object; WriteTable prints it side by
+// side, with the issue's targets marked PASS or MISS.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"coffer/internal/blobstore/local"
+	"coffer/internal/blockdev"
+	"coffer/internal/chunkstore"
+	"coffer/internal/clock"
+	"coffer/internal/store/sqlite"
+)
+
+// blockSize is the engine's block size and the size of every write the
+// benchmark makes.
+const blockSize = 64 << 10
+
+// DefaultSize is the disk size of the benchmark when Options.Size is zero.
+const DefaultSize = 4 << 30
+
+// MinSize is the smallest disk Run accepts.
+const MinSize = 8 << 20
+
+// Options configure Run.
+type Options struct {
+	// Size of the disk image in bytes, rounded down to a multiple of 1 MiB
+	// (default DefaultSize, at least MinSize).
+	Size int64
+	// Dir is an existing, preferably empty directory on the file system
+	// to measure; Run works inside it and deletes only the restored copies
+	// (unless Keep). The caller removes Dir.
+	Dir string
+	// Seed makes the image and every random choice reproducible.
+	Seed uint64
+	// Peers runs restic and borg (when on PATH) on the same image. qemu-img
+	// (the plain-copy floor) runs whenever it is on PATH.
+	Peers bool
+	// DropCaches syncs and drops the page cache before each timed run
+	// (needs a writable /proc/sys/vm/drop_caches); otherwise every run is
+	// warm.
+	DropCaches bool
+	// Keep leaves the restored copies in Dir.
+	Keep bool
+	// Progress receives one line per step (nil: none).
+	Progress io.Writer
+	// Clock measures wall time (default clock.Real).
+	Clock clock.Clock
+	// Corpus are the directories of compressible data (default
+	// DefaultCorpus).
+	Corpus []string
+	// Workers is the engine's parallelism (default GOMAXPROCS).
+	Workers int
+	// WriteInterval is the pace of the writer during the latency test
+	// (default 1 ms).
+	WriteInterval time.Duration
+}
+
+// Result holds every figure of a run. Seconds are wall-clock; MiB/s are of
+// the disk size (the logical bytes a backup covers); stored bytes are the
+// growth of the repository's space on disk (du), for Coffer the blob
+// directory plus the SQLite index.
+type Result struct {
+	Version      int     `json:"version"`
+	SizeBytes    int64   `json:"sizeBytes"`
+	BlockSize    int64   `json:"blockSize"`
+	Seed         uint64  `json:"seed"`
+	Cores        int     `json:"cores"`
+	Workers      int     `json:"workers"`
+	CacheState   string  `json:"cacheState"`
+	LoadStart    string  `json:"loadAverageStart"`
+	LoadEnd      string  `json:"loadAverageEnd"`
+	TotalSeconds float64 `json:"totalSeconds"`
+	PeakRSSBytes int64   `json:"peakRSSBytes"`
+	Dir          string  `json:"dir"`
+
+	Image  Image  `json:"image"`
+	Coffer Coffer `json:"coffer"`
+	Restic *Peer  `json:"restic,omitempty"`
+	Borg   *Peer  `json:"borg,omitempty"`
+	Floor  *Floor `json:"qemuImgFloor,omitempty"`
+
+	// Ratios: "...Speedup..." is peer seconds / Coffer seconds (higher is
+	// better for Coffer); "...Stored..." is Coffer bytes / peer bytes;
+	// restoreVsFloor is Coffer seconds / qemu-img seconds.
+	Ratios  map[string]float64 `json:"ratios"`
+	Targets []Target           `json:"targets"`
+	// AllRestoresMatch is true when every restore that ran produced the
+	// image's exact bytes.
+	AllRestoresMatch bool     `json:"allRestoresMatch"`
+	Notes            []string `json:"notes,omitempty"`
+}
+
+// Image describes the generated disk image.
+type Image struct {
+	Path              string  `json:"path"`
+	ZeroBytes         int64   `json:"zeroBytes"`
+	CompressibleBytes int64   `json:"compressibleBytes"`
+	RandomBytes       int64   `json:"randomBytes"`
+	Segments          int     `json:"segments"`
+	CorpusFiles       int     `json:"corpusFiles"`
+	CorpusBytes       int64   `json:"corpusBytes"` // distinct corpus bytes used
+	CorpusPasses      int     `json:"corpusPasses"`
+	BuildSeconds      float64 `json:"buildSeconds"`
+	SHA256            string  `json:"sha256"`
+	ChangedBlocks     int     `json:"changedBlocks"`
+	ChangedBytes      int64   `json:"changedBytes"`
+	SHA256After       string  `json:"sha256AfterChange"`
+}
+
+// Backup is one timed backup.
+type Backup struct {
+	Seconds     float64 `json:"seconds"`
+	MiBps       float64 `json:"mibPerSecond"`
+	StoredBytes int64   `json:"storedBytes"`          // repository growth on disk
+	RSSBytes    int64   `json:"rssBytes,omitempty"`   // peers: the process's peak RSS
+	Error       string  `json:"error,omitempty"`      // peers: why it failed
+	ChunkBytes  int64   `json:"chunkBytes,omitempty"` // Coffer: growth of stored chunk records
+	// Coffer: what the snapshot did.
+	BlocksRead   int64 `json:"blocksRead,omitempty"`
+	BlocksStored int64 `json:"blocksStored,omitempty"`
+	BlocksZero   int64 `json:"blocksZero,omitempty"`
+	PagesWritten int64 `json:"pagesWritten,omitempty"`
+	PagesReused  int64 `json:"pagesReused,omitempty"`
+	// Coffer: where the time went.
+	Internals *Internals `json:"internals,omitempty"`
+}
+
+// Restore is one timed full restore.
+type Restore struct {
+	Seconds float64 `json:"seconds"`
+	MiBps   float64 `json:"mibPerSecond"`
+	SHA256  string  `json:"sha256"`
+	Match   bool    `json:"match"`
+	Error   string  `json:"error,omitempty"`
+	// Coffer: where the time went.
+	Internals *Internals `json:"internals,omitempty"`
+}
+
+// Coffer holds Coffer's figures.
+type Coffer struct {
+	Full        Backup       `json:"fullSnapshot"`
+	Incremental Backup       `json:"incrementalSnapshot"`
+	RepoBytes   int64        `json:"repositoryBytes"` // du of blobs + index after both backups
+	VolumeBytes int64        `json:"volumeBytes"`     // du of the live volume's data file
+	Chunks      int64        `json:"chunks"`
+	Packs       int64        `json:"packs"`
+	Restore     Restore      `json:"restore"`
+	Instant     Instant      `json:"instantRestore"`
+	Latency     WriteLatency `json:"writeLatencyDuringSnapshot"`
+}
+
+// Instant is the instant restore (RestoreVolume) of the second snapshot.
+type Instant struct {
+	OpenMs           float64 `json:"openMs"`      // RestoreVolume returned
+	FirstReadMs      float64 `json:"firstReadMs"` // from the RestoreVolume call to the first non-zero block read
+	FirstReadOffset  int64   `json:"firstReadOffset"`
+	RandomReadMs     float64 `json:"randomReadMs"` // one read of a random data block, alone
+	RandomReadOffset int64   `json:"randomReadOffset"`
+	ReadsMatch       bool    `json:"readsMatch"`
+	HydratedSeconds  float64 `json:"hydratedSeconds"` // from the call until hydration ended
+	HydrationMiBps   float64 `json:"hydrationMiBPerSecond"`
+	SHA256           string  `json:"sha256"`
+	Match            bool    `json:"match"`
+	// From the RestoreVolume call until hydration ended.
+	Internals *Internals `json:"internals,omitempty"`
+}
+
+// WriteLatency is the latency of steady 64 KiB writes, alone and while a
+// snapshot of a volume with about 10% of its blocks dirty runs.
+type WriteLatency struct {
+	IntervalMs      float64 `json:"intervalMs"`
+	DirtyBytes      int64   `json:"dirtyBytes"`
+	SnapshotSeconds float64 `json:"snapshotSeconds"`
+	CBWBlocks       int64   `json:"copyBeforeWriteBlocks"`
+	Writes          int     `json:"writes"`
+	P50Ms           float64 `json:"p50Ms"`
+	P99Ms           float64 `json:"p99Ms"`
+	MaxMs           float64 `json:"maxMs"`
+	BaselineWrites  int     `json:"baselineWrites"`
+	BaselineP50Ms   float64 `json:"baselineP50Ms"`
+	BaselineP99Ms   float64 `json:"baselineP99Ms"`
+	BaselineMaxMs   float64 `json:"baselineMaxMs"`
+}
+
+// Peer holds a peer tool's figures.
+type Peer struct {
+	Version  string  `json:"version"`
+	Settings string  `json:"settings"`
+	Backup   Backup  `json:"backup"`
+	Backup2  Backup  `json:"secondBackup"`
+	Restore  Restore `json:"restore"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// Floor is the plain-copy floor: qemu-img convert -O raw of the image.
+type Floor struct {
+	Version string  `json:"version"`
+	Restore Restore `json:"copy"`
+}
+
+// runner is the state of one Run.
+type runner struct {
+	opts  Options
+	clk   clock.Clock
+	dir   string
+	image string
+	res   *Result
+	info  imageInfo
+
+	blobsDir, dbPath string
+	db               *sqlite.Store
+	cs               *chunkstore.Store
+	eng              *blockdev.Engine
+	vol              *blockdev.Volume
+
+	peers []peer
+	peerR map[string]*Peer
+	probe *probe
+}
+
+// Run runs the whole benchmark. A peer that fails is reported in the
+// Result and skipped from then on; a Coffer failure or a restore whose bytes
+// differ from the image is an error (the Result so far is returned too).
+func Run(ctx context.Context, opts Options) (Result, error) {
+	if opts.Size == 0 {
+		opts.Size = DefaultSize
+	}
+	opts.Size = opts.Size &^ (1<<20 - 1)
+	if opts.Size < MinSize {
+		return Result{}, fmt.Errorf("bench: size must be at least %d MiB", MinSize>>20)
+	}
+	if opts.Dir == "" {
+		return Result{}, errors.New("bench: no directory")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Corpus == nil {
+		opts.Corpus = DefaultCorpus
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.WriteInterval <= 0 {
+		opts.WriteInterval = time.Millisecond
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: %w", err)
+	}
+	if opts.DropCaches {
+		if err := canDropCaches(); err != nil {
+			return Result{}, fmt.Errorf("bench: --drop-caches: %w", err)
+		}
+	}
+	r := &runner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), peerR: map[string]*Peer{},
+		probe: &probe{clk: opts.Clock}}
+	r.res = &Result{Version: 1, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
+		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}}
+	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache)"
+	if opts.DropCaches {
+		r.res.CacheState = "dropped (sync; echo 3 > /proc/sys/vm/drop_caches before each timed run)"
+	}
+	start := r.clk.Now()
+	err = r.run(ctx)
+	if cerr := r.closeStack(); err == nil {
+		err = cerr
+	}
+	r.res.TotalSeconds = r.clk.Now().Sub(start).Seconds()
+	r.res.LoadEnd = loadAverage()
+	r.res.PeakRSSBytes = peakRSS()
+	r.res.evaluate()
+	if err != nil {
+		return *r.res, fmt.Errorf("bench: %w", err)
+	}
+	if !r.res.AllRestoresMatch {
+		return *r.res, errors.New("bench: a restore did not reproduce the image (see the sha256 figures)")
+	}
+	return *r.res, nil
+}
+
+func (r *runner) logf(format string, args ...any) {
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+func (r *runner) beforeTimed() error {
+	if r.opts.DropCaches {
+		return dropCaches()
+	}
+	return nil
+}
+
+// since returns the seconds elapsed since t0.
+func (r *runner) since(t0 time.Time) float64 { return r.clk.Now().Sub(t0).Seconds() }
+
+func (r *runner) mibps(secs float64) float64 {
+	if secs <= 0 {
+		return 0
+	}
+	return float64(r.opts.Size) / (1 << 20) / secs
+}
+
+func (r *runner) run(ctx context.Context) error {
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"build image", r.buildImage},
+		{"coffer full snapshot", r.cofferFull},
+		{"peers' first backups", r.peersBackup(1)},
+		{"rewrite 1% of the disk", r.change},
+		{"coffer 1%-change snapshot", r.cofferIncremental},
+		{"peers' second backups", r.peersBackup(2)},
+		{"full restores", r.restores},
+		{"instant restore", r.instant},
+		{"write latency during a snapshot", r.latency},
+	}
+	for i, s := range steps {
+		r.logf("[%d/%d] %s", i+1, len(steps), s.name)
+		if err := s.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) buildImage(ctx context.Context) error {
+	t0 := r.clk.Now()
+	info, err := buildImage(ctx, r.image, r.opts.Size, r.opts.Seed, r.opts.Corpus)
+	if err != nil {
+		return err
+	}
+	r.info = info
+	im := &r.res.Image
+	im.Path = r.image
+	im.ZeroBytes, im.CompressibleBytes, im.RandomBytes = info.bytes[kindZero], info.bytes[kindCorpus], info.bytes[kindRandom]
+	im.Segments = len(info.segs)
+	im.CorpusFiles, im.CorpusBytes, im.CorpusPasses = info.files, info.first, info.pass+1
+	im.SHA256 = info.sha
+	im.BuildSeconds = r.since(t0)
+	if info.first == 0 {
+		r.res.Notes = append(r.res.Notes, "no readable corpus files: compressible data is seeded pseudo-text")
+	}
+	r.logf("image %s: %d MiB (%d MiB zeros, %d MiB system files from %d files, %d MiB random) in %d segments, sha256 %.16s…, %.1fs",
+		r.image, r.opts.Size>>20, im.ZeroBytes>>20, im.CompressibleBytes>>20, im.CorpusFiles, im.RandomBytes>>20, im.Segments, im.SHA256, im.BuildSeconds)
+	return nil
+}
+
+// openStack opens a fresh Coffer stack in DIR/coffer.
+func (r *runner) openStack(ctx context.Context) error {
+	base := filepath.Join(r.dir, "coffer")
+	r.blobsDir = filepath.Join(base, "blobs")
+	r.dbPath = filepath.Join(base, "index.db")
+	lb, err := local.Open(r.blobsDir)
+	if err != nil {
+		return err
+	}
+	if r.db, err = sqlite.Open(ctx, r.dbPath); err != nil {
+		return err
+	}
+	blobs := probedBlobs{lb, r.probe}
+	index := probedIndex{r.db.ChunkIndex(), r.probe}
+	if r.cs, err = chunkstore.New(blobs, index, chunkstore.Options{Clock: r.clk}); err != nil {
+		return err
+	}
+	r.eng, err = blockdev.Open(ctx, filepath.Join(base, "engine"), r.cs, blobs,
+		blockdev.Options{BlockSize: blockSize, Workers: r.opts.Workers, Clock: r.clk})
+	return err
+}
+
+func (r *runner) closeStack() error {
+	var errs []error
+	if r.vol != nil {
+		errs = append(errs, r.vol.Close())
+	}
+	if r.eng != nil {
+		errs = append(errs, r.eng.Close())
+	}
+	if r.db != nil {
+		errs = append(errs, r.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// repoBytes is the space Coffer's repository takes: packs and catalogue in
+// the blob directory, and the SQLite chunk index.
+func (r *runner) repoBytes() (int64, error) {
+	return diskUsageOf(r.blobsDir, r.dbPath, r.dbPath+"-wal", r.dbPath+"-shm")
+}
+
+func (r *runner) chunkBytes(ctx context.Context) (int64, error) {
+	st, err := r.cs.Stats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	r.res.Coffer.Chunks, r.res.Coffer.Packs = st.Chunks, st.Packs
+	return st.StoredBytes + st.PendingBytes, nil
+}
+
+// snapshot times one Coffer snapshot and records its figures.
+func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
+	repo0, err := r.repoBytes()
+	if err != nil {
+		return err
+	}
+	chunks0, err := r.chunkBytes(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.beforeTimed(); err != nil {
+		return err
+	}
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	si, err := r.eng.Snapshot(ctx, r.vol.ID(), id)
+	if err != nil {
+		return err
+	}
+	out.Seconds = r.since(t0)
+	in := m.stop(r.res.Cores)
+	out.Internals = &in
+	out.MiBps = r.mibps(out.Seconds)
+	repo1, err := r.repoBytes()
+	if err != nil {
+		return err
+	}
+	chunks1, err := r.chunkBytes(ctx)
+	if err != nil {
+		return err
+	}
+	out.StoredBytes, out.ChunkBytes = repo1-repo0, chunks1-chunks0
+	st := si.Stats
+	out.BlocksRead, out.BlocksStored, out.BlocksZero = st.BlocksRead, st.BlocksStored, st.BlocksZero
+	out.PagesWritten, out.PagesReused = st.PagesWritten, st.PagesReused
+	r.res.Coffer.RepoBytes = repo1
+	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB)",
+		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes))
+	return nil
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+func (r *runner) cofferFull(ctx context.Context) error {
+	if err := r.openStack(ctx); err != nil {
+		return err
+	}
+	vol, err := r.eng.CreateVolume(ctx, "disk", r.opts.Size)
+	if err != nil {
+		return err
+	}
+	r.vol = vol
+	// Load the image into the volume (untimed: this is "the disk").
+	f, err := os.Open(r.image)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for _, s := range r.info.segs {
+		if s.kind == kindZero {
+			continue
+		}
+		for off := s.off; off < s.off+s.n; {
+			n := min(int64(len(buf)), s.off+s.n-off)
+			if _, err := f.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("read image: %w", err)
+			}
+			if _, err := vol.WriteAt(buf[:n], off); err != nil {
+				return fmt.Errorf("load volume: %w", err)
+			}
+			off += n
+		}
+	}
+	if err := vol.Flush(ctx); err != nil {
+		return err
+	}
+	if err := r.snapshot(ctx, "s1", &r.res.Coffer.Full); err != nil {
+		return err
+	}
+	r.res.Coffer.VolumeBytes, err = diskUsage(filepath.Join(r.dir, "coffer", "engine", "volumes", "disk", "data"))
+	return err
+}
+
+// peersBackup returns the step that runs backup n of each peer.
+func (r *runner) peersBackup(n int) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if n == 1 {
+			r.setupPeers(ctx)
+		}
+		for _, p := range r.peers {
+			pr := r.peerR[p.name()]
+			if pr.Error != "" {
+				continue
+			}
+			out := &pr.Backup
+			if n == 2 {
+				out = &pr.Backup2
+			}
+			before, err := diskUsage(p.repoDir())
+			if err != nil {
+				return err
+			}
+			secs, rss, err := p.backup(ctx, fmt.Sprintf("b%d", n))
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				out.Error, pr.Error = err.Error(), err.Error()
+				r.logf("%s backup %d failed: %v", p.name(), n, err)
+				continue
+			}
+			after, err := diskUsage(p.repoDir())
+			if err != nil {
+				return err
+			}
+			out.Seconds, out.MiBps, out.RSSBytes, out.StoredBytes = secs, r.mibps(secs), rss, after-before
+			r.logf("%s backup %d: %.2fs (%.0f MiB/s), repository +%.1f MiB, RSS %.0f MiB", p.name(), n, secs, out.MiBps, mib(out.StoredBytes), mib(rss))
+		}
+		return nil
+	}
+}
+
+func (r *runner) setupPeers(ctx context.Context) {
+	if !r.opts.Peers {
+		r.res.Notes = append(r.res.Notes, "peers not run (--no-peers)")
+		return
+	}
+	var cands []peer
+	if p := r.newRestic(); p != nil {
+		cands = append(cands, p)
+		r.res.Restic = &Peer{}
+		r.peerR["restic"] = r.res.Restic
+	} else {
+		r.res.Notes = append(r.res.Notes, "restic is not on PATH")
+	}
+	if p := r.newBorg(); p != nil {
+		cands = append(cands, p)
+		r.res.Borg = &Peer{}
+		r.peerR["borg"] = r.res.Borg
+	} else {
+		r.res.Notes = append(r.res.Notes, "borg is not on PATH")
+	}
+	for _, p := range cands {
+		pr := r.peerR[p.name()]
+		if err := p.setup(ctx, pr); err != nil {
+			pr.Error = err.Error()
+			r.logf("%s setup failed: %v", p.name(), err)
+		}
+		r.peers = append(r.peers, p)
+	}
+}
+
+// change rewrites 1% of the disk in scattered 64 KiB writes of random data,
+// at the same offsets in the volume and in the image file.
+func (r *runner) change(ctx context.Context) error {
+	nb := r.opts.Size / blockSize
+	n := max(1, int(r.opts.Size/100/blockSize))
+	rng := rand.New(rand.NewPCG(r.opts.Seed, 3))
+	data := rand.NewChaCha8(seedKey(r.opts.Seed, 4))
+	seen := map[int64]bool{}
+	f, err := os.OpenFile(r.image, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, blockSize)
+	for len(seen) < n {
+		b := rng.Int64N(nb)
+		if seen[b] {
+			continue
+		}
+		seen[b] = true
+		data.Read(buf)
+		if _, err := r.vol.WriteAt(buf, b*blockSize); err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(buf, b*blockSize); err != nil {
+			return fmt.Errorf("change image: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("change image: %w", err)
+	}
+	if err := r.vol.Flush(ctx); err != nil {
+		return err
+	}
+	r.res.Image.ChangedBlocks, r.res.Image.ChangedBytes = n, int64(n)*blockSize
+	sum, err := hashFile(ctx, r.image)
+	if err != nil {
+		return err
+	}
+	r.res.Image.SHA256After = sum
+	r.logf("rewrote %d blocks (%.1f MiB); image sha256 %.16s…", n, mib(int64(n)*blockSize), sum)
+	return nil
+}
+
+func (r *runner) cofferIncremental(ctx context.Context) error {
+	return r.snapshot(ctx, "s2", &r.res.Coffer.Incremental)
+}
+
+// checkRestored hashes a restored file, compares it with the changed image
+// and removes it unless Keep.
+func (r *runner) checkRestored(ctx context.Context, path, remove string, out *Restore) error {
+	sum, err := hashFile(ctx, path)
+	if err != nil {
+		return err
+	}
+	out.SHA256, out.Match = sum, sum == r.res.Image.SHA256After
+	if !r.opts.Keep {
+		if err := os.RemoveAll(remove); err != nil {
+			return fmt.Errorf("remove restored copy: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) restores(ctx context.Context) error {
+	// Coffer.
+	out := &r.res.Coffer.Restore
+	path := filepath.Join(r.dir, "restore-coffer.img")
+	if err := r.beforeTimed(); err != nil {
+		return err
+	}
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	if err := r.eng.RestoreToFile(ctx, "s2", path); err != nil {
+		return err
+	}
+	out.Seconds = r.since(t0)
+	in := m.stop(r.res.Cores)
+	out.Internals = &in
+	out.MiBps = r.mibps(out.Seconds)
+	if err := r.checkRestored(ctx, path, path, out); err != nil {
+		return err
+	}
+	r.logf("coffer restore: %.2fs (%.0f MiB/s), sha256 match %v", out.Seconds, out.MiBps, out.Match)
+
+	// Peers.
+	for _, p := range r.peers {
+		pr := r.peerR[p.name()]
+		if pr.Error != "" {
+			continue
+		}
+		target := filepath.Join(r.dir, "restore-"+p.name())
+		if err := os.MkdirAll(target, 0o700); err != nil {
+			return err
+		}
+		secs, restored, err := p.restore(ctx, target)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			pr.Restore.Error, pr.Error = err.Error(), err.Error()
+			r.logf("%s restore failed: %v", p.name(), err)
+			continue
+		}
+		pr.Restore.Seconds, pr.Restore.MiBps = secs, r.mibps(secs)
+		if err := r.checkRestored(ctx, restored, target, &pr.Restore); err != nil {
+			pr.Restore.Error = err.Error()
+		}
+		r.logf("%s restore: %.2fs (%.0f MiB/s), sha256 match %v", p.name(), secs, pr.Restore.MiBps, pr.Restore.Match)
+	}
+
+	// The plain-copy floor.
+	q := r.lookTool("qemu-img")
+	if q == nil {
+		r.res.Notes = append(r.res.Notes, "qemu-img is not on PATH: no plain-copy floor")
+		return nil
+	}
+	fl := &Floor{}
+	r.res.Floor = fl
+	if v, err := q.output(ctx, "--version"); err == nil {
+		fl.Version, _, _ = cutLine(v)
+	}
+	qpath := filepath.Join(r.dir, "restore-qemu.img")
+	secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		fl.Restore.Error = err.Error()
+		return nil
+	}
+	fl.Restore.Seconds, fl.Restore.MiBps = secs, r.mibps(secs)
+	if err := r.checkRestored(ctx, qpath, qpath, &fl.Restore); err != nil {
+		return err
+	}
+	r.logf("qemu-img convert (floor): %.2fs (%.0f MiB/s), sha256 match %v", secs, fl.Restore.MiBps, fl.Restore.Match)
+	return nil
+}
+
+func cutLine(s string) (string, string, bool) {
+	before, after, found := bytes.Cut([]byte(s), []byte("\n"))
+	return string(before), string(after), found
+}
+
+// dataBlocks returns the offset of the first non-zero block of the changed
+// image and of a seeded random non-zero block, with their contents.
+func (r *runner) dataBlocks() (first, random int64, firstData, randomData []byte, err error) {
+	f, err := os.Open(r.image)
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	defer f.Close()
+	firstData, randomData = make([]byte, blockSize), make([]byte, blockSize)
+	first = -1
+	for off := int64(0); off < r.opts.Size && first < 0; {
+		data, hole, err := nextData(f, off, r.opts.Size)
+		if err != nil {
+			return 0, 0, nil, nil, err
+		}
+		for b := data &^ (blockSize - 1); b < hole; b += blockSize {
+			if _, err := f.ReadAt(firstData, b); err != nil {
+				return 0, 0, nil, nil, err
+			}
+			if !allZero(firstData) {
+				first = b
+				break
+			}
+		}
+		off = hole
+	}
+	if first < 0 {
+		return 0, 0, nil, nil, errors.New("the image has no data block")
+	}
+	rng := rand.New(rand.NewPCG(r.opts.Seed, 5))
+	var dataSegs []segment
+	for _, s := range r.info.segs {
+		if s.kind != kindZero {
+			dataSegs = append(dataSegs, s)
+		}
+	}
+	random = first
+	copy(randomData, firstData)
+	for range 100 {
+		s := dataSegs[rng.IntN(len(dataSegs))]
+		b := s.off + rng.Int64N(s.n/blockSize)*blockSize
+		if _, err := f.ReadAt(randomData, b); err != nil {
+			return 0, 0, nil, nil, err
+		}
+		if !allZero(randomData) {
+			random = b
+			break
+		}
+	}
+	if random == first {
+		copy(randomData, firstData)
+	}
+	return first, random, firstData, randomData, nil
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (r *runner) instant(ctx context.Context) error {
+	out := &r.res.Coffer.Instant
+	first, random, firstData, randomData, err := r.dataBlocks()
+	if err != nil {
+		return err
+	}
+	out.FirstReadOffset, out.RandomReadOffset = first, random
+	buf := make([]byte, blockSize)
+	if err := r.beforeTimed(); err != nil {
+		return err
+	}
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	v, err := r.eng.RestoreVolume(ctx, "s2", "instant")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r.opts.Keep {
+			v.Close()
+		} else {
+			_ = r.eng.DeleteVolume(context.WithoutCancel(ctx), "instant")
+		}
+	}()
+	tOpen := r.clk.Now()
+	if _, err := v.ReadAt(buf, first); err != nil {
+		return fmt.Errorf("first read: %w", err)
+	}
+	tFirst := r.clk.Now()
+	match := bytes.Equal(buf, firstData)
+	t1 := r.clk.Now()
+	if _, err := v.ReadAt(buf, random); err != nil {
+		return fmt.Errorf("random read: %w", err)
+	}
+	t2 := r.clk.Now()
+	out.ReadsMatch = match && bytes.Equal(buf, randomData)
+	out.OpenMs, out.FirstReadMs, out.RandomReadMs = ms(tOpen.Sub(t0)), ms(tFirst.Sub(t0)), ms(t2.Sub(t1))
+	if err := v.WaitHydrated(ctx); err != nil {
+		return err
+	}
+	out.HydratedSeconds = r.since(t0)
+	in := m.stop(r.res.Cores)
+	out.Internals = &in
+	out.HydrationMiBps = r.mibps(out.HydratedSeconds)
+	sum, err := hashReaderAt(ctx, v, v.Size())
+	if err != nil {
+		return fmt.Errorf("hash restored volume: %w", err)
+	}
+	out.SHA256, out.Match = sum, sum == r.res.Image.SHA256After
+	r.logf("instant restore: open %.1f ms, first read %.1f ms (from the call), random read %.1f ms, hydrated in %.2fs, sha256 match %v",
+		out.OpenMs, out.FirstReadMs, out.RandomReadMs, out.HydratedSeconds, out.Match)
+	return nil
+}
+
+// latency dirties about 10% of the volume, measures steady writes alone,
+// then again while snapshot s3 runs.
+func (r *runner) latency(ctx context.Context) error {
+	out := &r.res.Coffer.Latency
+	out.IntervalMs = ms(r.opts.WriteInterval)
+	nb := r.opts.Size / blockSize
+	rng := rand.New(rand.NewPCG(r.opts.Seed, 6))
+	data := rand.NewChaCha8(seedKey(r.opts.Seed, 7))
+	buf := make([]byte, blockSize)
+	dirty := nb / 10
+	for range dirty {
+		data.Read(buf)
+		if _, err := r.vol.WriteAt(buf, rng.Int64N(nb)*blockSize); err != nil {
+			return err
+		}
+	}
+	out.DirtyBytes = dirty * blockSize
+	if err := r.vol.Flush(ctx); err != nil {
+		return err
+	}
+
+	// Baseline: the same writer for 500 writes without a snapshot.
+	stop := make(chan struct{})
+	count := 500
+	base, err := r.writer(ctx, rng, data, stop, &count)
+	if err != nil {
+		return err
+	}
+	out.BaselineWrites = len(base)
+	out.BaselineP50Ms, out.BaselineP99Ms, out.BaselineMaxMs = percentiles(base)
+
+	if err := r.beforeTimed(); err != nil {
+		return err
+	}
+	type snapResult struct {
+		si   blockdev.SnapshotInfo
+		secs float64
+		err  error
+	}
+	done := make(chan snapResult, 1)
+	stop = make(chan struct{})
+	t0 := r.clk.Now()
+	go func() {
+		si, err := r.eng.Snapshot(ctx, r.vol.ID(), "s3")
+		res := snapResult{si, r.since(t0), err}
+		close(stop)
+		done <- res
+	}()
+	lat, werr := r.writer(ctx, rng, data, stop, nil)
+	sr := <-done
+	if sr.err != nil {
+		return sr.err
+	}
+	if werr != nil {
+		return werr
+	}
+	out.SnapshotSeconds = sr.secs
+	out.CBWBlocks = sr.si.Stats.CBWBlocks
+	out.Writes = len(lat)
+	out.P50Ms, out.P99Ms, out.MaxMs = percentiles(lat)
+	r.logf("writes during snapshot s3 (%.2fs, %.0f MiB dirty): %d writes, p50 %.3f ms, p99 %.3f ms, max %.3f ms (alone: p99 %.3f ms); %d copied before write",
+		sr.secs, mib(out.DirtyBytes), out.Writes, out.P50Ms, out.P99Ms, out.MaxMs, out.BaselineP99Ms, out.CBWBlocks)
+	return nil
+}
+
+// writer issues one random 64 KiB WriteAt per interval until stop closes
+// (or *count writes are done) and returns the latencies.
+func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8, stop chan struct{}, count *int) ([]time.Duration, error) {
+	nb := r.opts.Size / blockSize
+	buf := make([]byte, blockSize)
+	var lat []time.Duration
+	next := r.clk.Now()
+	for {
+		if count != nil && len(lat) >= *count {
+			return lat, nil
+		}
+		select {
+		case <-stop:
+			return lat, nil
+		case <-ctx.Done():
+			return lat, ctx.Err()
+		default:
+		}
+		data.Read(buf)
+		off := rng.Int64N(nb) * blockSize
+		t0 := r.clk.Now()
+		if _, err := r.vol.WriteAt(buf, off); err != nil {
+			return lat, err
+		}
+		now := r.clk.Now()
+		lat = append(lat, now.Sub(t0))
+		next = next.Add(r.opts.WriteInterval)
+		if d := next.Sub(now); d > 0 {
+			t := r.clk.NewTimer(d)
+			select {
+			case <-t.C():
+			case <-stop:
+				t.Stop()
+				return lat, nil
+			case <-ctx.Done():
+				t.Stop()
+				return lat, ctx.Err()
+			}
+		} else {
+			next = now // behind schedule: do not burst to catch up
+		}
+	}
+}
+
+// percentiles returns p50, p99 and max in milliseconds.
+func percentiles(d []time.Duration) (p50, p99, mx float64) {
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	at := func(q float64) time.Duration {
+		i := int(q*float64(len(s))+0.999999) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	return ms(at(0.50)), ms(at(0.99)), ms(s[len(s)-1])
+}

@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunSmall runs the whole pipeline on a 64 MiB disk. restic, borg and
+// qemu-img run when they are on PATH; their absence is not a failure.
+func TestRunSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole benchmark")
+	}
+	dir := t.TempDir()
+	var progress bytes.Buffer
+	res, err := Run(context.Background(), Options{Size: 64 << 20, Dir: dir, Seed: 7, Peers: true, Progress: &progress})
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{
+		"sizeBytes", "image.sha256", "image.sha256AfterChange",
+		"coffer.fullSnapshot.seconds", "coffer.fullSnapshot.mibPerSecond", "coffer.fullSnapshot.storedBytes",
+		"coffer.incrementalSnapshot.seconds", "coffer.incrementalSnapshot.storedBytes",
+		"coffer.restore.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydratedSeconds",
+		"coffer.writeLatencyDuringSnapshot.p99Ms", "coffer.repositoryBytes", "peakRSSBytes",
+	} {
+		v, ok := lookup(m, path)
+		if !ok {
+			t.Errorf("JSON has no %s", path)
+			continue
+		}
+		if f, isNum := v.(float64); isNum && f <= 0 {
+			t.Errorf("%s = %v, want > 0", path, f)
+		}
+	}
+	if !res.AllRestoresMatch {
+		t.Errorf("a restore did not reproduce the image: %s", b)
+	}
+	if !res.Coffer.Restore.Match || !res.Coffer.Instant.Match || !res.Coffer.Instant.ReadsMatch {
+		t.Errorf("coffer restores: %+v %+v", res.Coffer.Restore, res.Coffer.Instant)
+	}
+	if got, want := res.Image.ZeroBytes+res.Image.CompressibleBytes+res.Image.RandomBytes, res.SizeBytes; got != want {
+		t.Errorf("image kinds add up to %d, want %d", got, want)
+	}
+	if res.Coffer.Incremental.BlocksRead != int64(res.Image.ChangedBlocks) {
+		t.Errorf("incremental snapshot read %d blocks, want the %d changed", res.Coffer.Incremental.BlocksRead, res.Image.ChangedBlocks)
+	}
+	if res.Coffer.Latency.Writes == 0 {
+		t.Error("no writes during the snapshot")
+	}
+	if len(res.Targets) != 8 {
+		t.Errorf("%d targets, want 8", len(res.Targets))
+	}
+	for _, peer := range []struct {
+		name string
+		p    *Peer
+	}{{"restic", res.Restic}, {"borg", res.Borg}} {
+		if _, err := exec.LookPath(peer.name); err != nil {
+			continue
+		}
+		if peer.p == nil {
+			t.Errorf("%s is on PATH but did not run", peer.name)
+			continue
+		}
+		if peer.p.Error != "" || !peer.p.Restore.Match || peer.p.Backup.Seconds <= 0 || peer.p.Backup2.Seconds <= 0 {
+			t.Errorf("%s: %+v", peer.name, *peer.p)
+		}
+		for _, k := range []string{"fullSnapshotSpeedupVs", "incrementalSnapshotSpeedupVs", "restoreSpeedupVs", "fullStoredVs"} {
+			if _, ok := res.Ratios[k+strings.ToUpper(peer.name[:1])+peer.name[1:]]; !ok {
+				t.Errorf("no ratio %s for %s", k, peer.name)
+			}
+		}
+	}
+	if _, err := exec.LookPath("qemu-img"); err == nil && (res.Floor == nil || !res.Floor.Restore.Match) {
+		t.Errorf("qemu-img floor: %+v", res.Floor)
+	}
+	// Restored copies are removed; the repositories stay for the caller.
+	if _, err := os.Stat(filepath.Join(dir, "restore-coffer.img")); !os.IsNotExist(err) {
+		t.Errorf("restored copy left behind: %v", err)
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"full backup: seconds", "Targets", "p99 write latency"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table has no %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func lookup(m map[string]any, path string) (any, bool) {
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = mm[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// TestImageReproducible checks that a seed determines the image, and that
+// the layout has the intended shares.
+func TestImageReproducible(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	build := func(name string, seed uint64) imageInfo {
+		info, err := buildImage(ctx, filepath.Join(dir, name), 16<<20, seed, DefaultCorpus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := hashFile(ctx, filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum != info.sha {
+			t.Fatalf("hash of the file %s, of the stream %s", sum, info.sha)
+		}
+		return info
+	}
+	a, b, c := build("a", 1), build("b", 1), build("c", 2)
+	if a.sha != b.sha {
+		t.Error("same seed, different images")
+	}
+	if a.sha == c.sha {
+		t.Error("different seeds, same image")
+	}
+	if a.bytes[kindZero] != 8<<20 || a.bytes[kindCorpus] != (16<<20)/3/blockSize*blockSize {
+		t.Errorf("kinds %v", a.bytes)
+	}
+}
+
+// TestCorpusRepeats checks that a corpus smaller than needed repeats,
+// XORed per pass, and that no corpus at all falls back to pseudo-text.
+func TestCorpusRepeats(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hello corpus"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCorpus([]string{dir}, 1)
+	buf := make([]byte, 36)
+	c.fill(buf)
+	c.close()
+	p0, p1, p2 := buf[:12], buf[12:24], buf[24:]
+	if string(p0) != "hello corpus" || bytes.Equal(p0, p1) || bytes.Equal(p1, p2) {
+		t.Fatalf("passes %q %q %q", p0, p1, p2)
+	}
+	if x := p0[0] ^ p1[0]; p0[5]^p1[5] != x {
+		t.Error("a pass is not XORed with one constant")
+	}
+	empty := newCorpus([]string{filepath.Join(dir, "missing")}, 1)
+	buf = make([]byte, 4096)
+	empty.fill(buf)
+	if allZero(buf) {
+		t.Error("no fallback data")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "4GiB": 4 << 30, "4G": 4 << 30, "1.5g": 3 << 29,
+		"65536": 65536, "8 MiB": 8 << 20, "1TiB": 1 << 40, "64kb": 64 << 10} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1G", "4QiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var d []time.Duration
+	for i := 1; i <= 200; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	rng.Shuffle(len(d), func(i, j int) { d[i], d[j] = d[j], d[i] })
+	p50, p99, mx := percentiles(d)
+	if p50 != 100 || p99 != 198 || mx != 200 {
+		t.Errorf("p50 %v p99 %v max %v, want 100 198 200", p50, p99, mx)
+	}
+}

@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+	"coffer/internal/chunkstore"
+	"coffer/internal/clock"
+)
+
+// Internals says where a timed Coffer step spent its time: the process's
+// CPU time, and the calls it made to the blob store and the chunk index
+// with their summed duration (summed over goroutines, so it can exceed the
+// wall time). It is how a missed target is explained.
+type Internals struct {
+	CPUSeconds         float64 `json:"cpuSeconds"`     // user+system of the process
+	CPUUtilization     float64 `json:"cpuUtilization"` // CPU seconds ÷ (wall seconds × cores)
+	BlobPuts           int64   `json:"blobPuts"`
+	BlobPutSeconds     float64 `json:"blobPutSeconds"`
+	BlobPutBytes       int64   `json:"blobPutBytes"`
+	BlobGets           int64   `json:"blobGets"` // Get and GetRange
+	BlobGetSeconds     float64 `json:"blobGetSeconds"`
+	IndexLookups       int64   `json:"indexLookups"` // Lookup calls
+	IndexLookupIDs     int64   `json:"indexLookupIds"`
+	IndexLookupSeconds float64 `json:"indexLookupSeconds"`
+	IndexAdds          int64   `json:"indexAdds"`
+	IndexAddSeconds    float64 `json:"indexAddSeconds"`
+}
+
+// probe counts calls into the blob store and the chunk index.
+type probe struct {
+	clk                                clock.Clock
+	puts, putNs, putBytes, gets, getNs atomic.Int64
+	lookups, lookupIDs, lookupNs       atomic.Int64
+	adds, addNs                        atomic.Int64
+}
+
+func (p *probe) since(t0 time.Time, into *atomic.Int64) { into.Add(int64(p.clk.Now().Sub(t0))) }
+
+// mark starts measuring a step.
+type mark struct {
+	p    *probe
+	cpu  float64
+	wall time.Time
+	vals [11]int64
+}
+
+func (p *probe) values() [11]int64 {
+	return [11]int64{p.puts.Load(), p.putNs.Load(), p.putBytes.Load(), p.gets.Load(), p.getNs.Load(),
+		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), 0}
+}
+
+func cpuSeconds() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func (p *probe) start() mark {
+	return mark{p: p, cpu: cpuSeconds(), wall: p.clk.Now(), vals: p.values()}
+}
+
+// stop returns what happened since start; cores is for the utilization.
+func (m mark) stop(cores int) Internals {
+	v := m.p.values()
+	d := func(i int) int64 { return v[i] - m.vals[i] }
+	s := func(i int) float64 { return float64(d(i)) / 1e9 }
+	in := Internals{
+		CPUSeconds: cpuSeconds() - m.cpu,
+		BlobPuts:   d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
+		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
+	}
+	if wall := m.p.clk.Now().Sub(m.wall).Seconds(); wall > 0 && cores > 0 {
+		in.CPUUtilization = in.CPUSeconds / (wall * float64(cores))
+	}
+	return in
+}
+
+// probedBlobs is a blob store that reports to a probe.
+type probedBlobs struct {
+	blobstore.Store
+	p *probe
+}
+
+func (b probedBlobs) Put(ctx context.Context, name string, data []byte) error {
+	t0 := b.p.clk.Now()
+	err := b.Store.Put(ctx, name, data)
+	b.p.since(t0, &b.p.putNs)
+	b.p.puts.Add(1)
+	b.p.putBytes.Add(int64(len(data)))
+	return err
+}
+
+func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
+	t0 := b.p.clk.Now()
+	data, err := b.Store.Get(ctx, name)
+	b.p.since(t0, &b.p.getNs)
+	b.p.gets.Add(1)
+	return data, err
+}
+
+func (b probedBlobs) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	t0 := b.p.clk.Now()
+	data, err := b.Store.GetRange(ctx, name, off, n)
+	b.p.since(t0, &b.p.getNs)
+	b.p.gets.Add(1)
+	return data, err
+}
+
+// probedIndex is a chunk index that reports to a probe.
+type probedIndex struct {
+	chunkstore.Index
+	p *probe
+}
+
+func (x probedIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]chunkstore.Entry, error) {
+	t0 := x.p.clk.Now()
+	m, err := x.Index.Lookup(ctx, ids)
+	x.p.since(t0, &x.p.lookupNs)
+	x.p.lookups.Add(1)
+	x.p.lookupIDs.Add(int64(len(ids)))
+	return m, err
+}
+
+func (x probedIndex) Add(ctx context.Context, entries []chunkstore.Entry) error {
+	t0 := x.p.clk.Now()
+	err := x.Index.Add(ctx, entries)
+	x.p.since(t0, &x.p.addNs)
+	x.p.adds.Add(1)
+	return err
+}

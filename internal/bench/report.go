@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Target is one of issue 3's performance targets, evaluated on a Result.
+// They are information: a miss does not make Run fail.
+type Target struct {
+	ID     string  `json:"id"`
+	What   string  `json:"what"`
+	Want   string  `json:"want"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Status string  `json:"status"` // PASS, MISS, or n/a when not measured
+}
+
+func ratio(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// evaluate fills Ratios, Targets and AllRestoresMatch.
+func (res *Result) evaluate() {
+	c := &res.Coffer
+	peers := []struct {
+		name string
+		p    *Peer
+	}{{"Restic", res.Restic}, {"Borg", res.Borg}}
+	set := func(k string, v float64) {
+		if v > 0 {
+			res.Ratios[k] = v
+		}
+	}
+	for _, pp := range peers {
+		p := pp.p
+		if p == nil {
+			continue
+		}
+		if p.Backup.Error == "" && p.Backup.Seconds > 0 {
+			set("fullSnapshotSpeedupVs"+pp.name, ratio(p.Backup.Seconds, c.Full.Seconds))
+			set("fullStoredVs"+pp.name, ratio(float64(c.Full.StoredBytes), float64(p.Backup.StoredBytes)))
+		}
+		if p.Backup2.Error == "" && p.Backup2.Seconds > 0 {
+			set("incrementalSnapshotSpeedupVs"+pp.name, ratio(p.Backup2.Seconds, c.Incremental.Seconds))
+			set("incrementalStoredVs"+pp.name, ratio(float64(c.Incremental.StoredBytes), float64(p.Backup2.StoredBytes)))
+		}
+		if p.Restore.Error == "" && p.Restore.Seconds > 0 {
+			set("restoreSpeedupVs"+pp.name, ratio(p.Restore.Seconds, c.Restore.Seconds))
+		}
+	}
+	if f := res.Floor; f != nil && f.Restore.Error == "" {
+		set("restoreVsFloor", ratio(c.Restore.Seconds, f.Restore.Seconds))
+	}
+
+	atLeast := func(id, what, ratioKey string, want float64) Target {
+		t := Target{ID: id, What: what, Want: fmt.Sprintf("≥ %g×", want), Unit: "×", Status: "n/a"}
+		if v, ok := res.Ratios[ratioKey]; ok {
+			t.Value, t.Status = v, passMiss(v >= want)
+		}
+		return t
+	}
+	atMost := func(id, what, ratioKey string, want float64) Target {
+		t := Target{ID: id, What: what, Want: fmt.Sprintf("≤ %g×", want), Unit: "×", Status: "n/a"}
+		if v, ok := res.Ratios[ratioKey]; ok {
+			t.Value, t.Status = v, passMiss(v <= want)
+		}
+		return t
+	}
+	below := func(id, what string, v, want float64, measured bool) Target {
+		t := Target{ID: id, What: what, Want: fmt.Sprintf("< %g ms", want), Unit: "ms", Status: "n/a"}
+		if measured {
+			t.Value, t.Status = v, passMiss(v < want)
+		}
+		return t
+	}
+	res.Targets = []Target{
+		atLeast("fullSnapshot", "full snapshot vs restic backup (restic s ÷ Coffer s)", "fullSnapshotSpeedupVsRestic", 4),
+		atLeast("incrementalSnapshot", "1%-change snapshot vs restic's 2nd backup", "incrementalSnapshotSpeedupVsRestic", 50),
+		atLeast("restoreVsRestic", "full restore vs restic restore", "restoreSpeedupVsRestic", 3),
+		atMost("restoreVsFloor", "full restore vs qemu-img convert floor (Coffer s ÷ qemu-img s)", "restoreVsFloor", 1.3),
+		below("instantFirstRead", "instant restore: first read (from the RestoreVolume call)", c.Instant.FirstReadMs, 50, c.Instant.FirstReadMs > 0),
+		atMost("fullStored", "bytes stored, full (Coffer ÷ restic repository growth)", "fullStoredVsRestic", 1.10),
+		atMost("incrementalStored", "bytes stored, 1% change (Coffer ÷ restic)", "incrementalStoredVsRestic", 1.10),
+		below("writeP99", "p99 write latency during a snapshot", c.Latency.P99Ms, 5, c.Latency.Writes > 0),
+	}
+
+	ok := c.Restore.Match && c.Instant.Match && c.Instant.ReadsMatch
+	for _, pp := range peers {
+		if p := pp.p; p != nil && p.Restore.SHA256 != "" && !p.Restore.Match {
+			ok = false
+		}
+	}
+	if f := res.Floor; f != nil && f.Restore.SHA256 != "" && !f.Restore.Match {
+		ok = false
+	}
+	res.AllRestoresMatch = ok
+}
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// WriteTable prints the result as a human-readable side-by-side table.
+func WriteTable(w io.Writer, res Result) error {
+	im := res.Image
+	fmt.Fprintf(w, "Coffer bench: %s disk image: %s zeros (holes), %s system files (%d files, %d pass(es)), %s random; %d segments\n",
+		sizeStr(res.SizeBytes), sizeStr(im.ZeroBytes), sizeStr(im.CompressibleBytes), im.CorpusFiles, im.CorpusPasses, sizeStr(im.RandomBytes), im.Segments)
+	fmt.Fprintf(w, "change: %d scattered 64 KiB writes (%s); seed %d; %d cores, %d workers; block size %d KiB\n",
+		im.ChangedBlocks, sizeStr(im.ChangedBytes), res.Seed, res.Cores, res.Workers, res.BlockSize>>10)
+	fmt.Fprintf(w, "caches: %s\nload average: %s at start, %s at end; total %.0fs; dir %s\n\n", res.CacheState, res.LoadStart, res.LoadEnd, res.TotalSeconds, res.Dir)
+
+	c := res.Coffer
+	peer := func(p *Peer, f func(*Peer) string) string {
+		if p == nil {
+			return "-"
+		}
+		return f(p)
+	}
+	type row struct {
+		metric string
+		coffer string
+		restic string
+		borg   string
+		qemu   string
+		rr, br string // peer ÷ Coffer
+	}
+	secs := func(v float64) string {
+		if v <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	adv := func(peerV, cofferV float64) string {
+		if r := ratio(peerV, cofferV); r > 0 {
+			return fmt.Sprintf("%.1f×", r)
+		}
+		return "-"
+	}
+	mibs := func(n int64) string { return fmt.Sprintf("%.1f", mib(n)) }
+	failed := func(b Backup, s string) string {
+		if b.Error != "" {
+			return "failed"
+		}
+		return s
+	}
+	var rows []row
+	add := func(metric, cv string, rv, bv func(*Peer) string, qv string, rr, br string) {
+		rows = append(rows, row{metric, cv, peer(res.Restic, rv), peer(res.Borg, bv), qv, rr, br})
+	}
+	bsecs := func(sel func(*Peer) Backup) func(*Peer) string {
+		return func(p *Peer) string { b := sel(p); return failed(b, secs(b.Seconds)) }
+	}
+	bmibps := func(sel func(*Peer) Backup) func(*Peer) string {
+		return func(p *Peer) string { b := sel(p); return failed(b, fmt.Sprintf("%.0f", b.MiBps)) }
+	}
+	bstored := func(sel func(*Peer) Backup) func(*Peer) string {
+		return func(p *Peer) string { b := sel(p); return failed(b, mibs(b.StoredBytes)) }
+	}
+	brss := func(sel func(*Peer) Backup) func(*Peer) string {
+		return func(p *Peer) string { b := sel(p); return failed(b, fmt.Sprintf("%.0f", mib(b.RSSBytes))) }
+	}
+	advPeer := func(p *Peer, sel func(*Peer) float64, cv float64) string {
+		if p == nil {
+			return "-"
+		}
+		return adv(sel(p), cv)
+	}
+	b1 := func(p *Peer) Backup { return p.Backup }
+	b2 := func(p *Peer) Backup { return p.Backup2 }
+	sec1 := func(p *Peer) float64 { return p.Backup.Seconds }
+	sec2 := func(p *Peer) float64 { return p.Backup2.Seconds }
+	st1 := func(p *Peer) float64 { return float64(p.Backup.StoredBytes) }
+	st2 := func(p *Peer) float64 { return float64(p.Backup2.StoredBytes) }
+	rsec := func(p *Peer) float64 { return p.Restore.Seconds }
+
+	add("full backup: seconds", secs(c.Full.Seconds), bsecs(b1), bsecs(b1), "",
+		advPeer(res.Restic, sec1, c.Full.Seconds), advPeer(res.Borg, sec1, c.Full.Seconds))
+	add("full backup: MiB/s of disk", fmt.Sprintf("%.0f", c.Full.MiBps), bmibps(b1), bmibps(b1), "", "", "")
+	add("full backup: repository growth MiB", mibs(c.Full.StoredBytes), bstored(b1), bstored(b1), "",
+		advPeer(res.Restic, st1, float64(c.Full.StoredBytes)), advPeer(res.Borg, st1, float64(c.Full.StoredBytes)))
+	add("1% change backup: seconds", secs(c.Incremental.Seconds), bsecs(b2), bsecs(b2), "",
+		advPeer(res.Restic, sec2, c.Incremental.Seconds), advPeer(res.Borg, sec2, c.Incremental.Seconds))
+	add("1% change backup: repository growth MiB", mibs(c.Incremental.StoredBytes), bstored(b2), bstored(b2), "",
+		advPeer(res.Restic, st2, float64(c.Incremental.StoredBytes)), advPeer(res.Borg, st2, float64(c.Incremental.StoredBytes)))
+	add("backup peak RSS MiB (full / peers' 1st)", fmt.Sprintf("%.0f (process)", mib(res.PeakRSSBytes)), brss(b1), brss(b1), "", "", "")
+	restoreCell := func(r Restore) string {
+		if r.Error != "" {
+			return "failed"
+		}
+		if r.Seconds <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", r.Seconds)
+	}
+	matchCell := func(r Restore) string {
+		switch {
+		case r.SHA256 == "":
+			return "-"
+		case r.Match:
+			return "match"
+		default:
+			return "MISMATCH"
+		}
+	}
+	qs, qm := "-", "-"
+	qadv := "-"
+	if f := res.Floor; f != nil {
+		qs, qm = restoreCell(f.Restore), matchCell(f.Restore)
+		if r := ratio(c.Restore.Seconds, f.Restore.Seconds); r > 0 {
+			qadv = fmt.Sprintf("Coffer÷qemu %.2f×", r)
+		}
+	}
+	add("full restore: seconds", restoreCell(c.Restore), func(p *Peer) string { return restoreCell(p.Restore) },
+		func(p *Peer) string { return restoreCell(p.Restore) }, qs,
+		advPeer(res.Restic, rsec, c.Restore.Seconds), advPeer(res.Borg, rsec, c.Restore.Seconds))
+	add("full restore: MiB/s of disk", fmt.Sprintf("%.0f", c.Restore.MiBps), func(p *Peer) string { return fmt.Sprintf("%.0f", p.Restore.MiBps) },
+		func(p *Peer) string { return fmt.Sprintf("%.0f", p.Restore.MiBps) }, func() string {
+			if res.Floor == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f", res.Floor.Restore.MiBps)
+		}(), "", "")
+	add("full restore: sha256 vs image", matchCell(c.Restore), func(p *Peer) string { return matchCell(p.Restore) },
+		func(p *Peer) string { return matchCell(p.Restore) }, qm, "", "")
+	rows = append(rows, row{metric: "full restore vs floor", qemu: qadv})
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tCoffer\trestic\tborg\tqemu-img\trestic÷Coffer\tborg÷Coffer")
+	fmt.Fprintln(tw, "------\t------\t------\t----\t--------\t-------------\t-----------")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.metric, r.coffer, r.restic, r.borg, dash(r.qemu), dash(r.rr), dash(r.br))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	in, l := c.Instant, c.Latency
+	fmt.Fprintf(w, "\nCoffer instant restore: open %.1f ms, first read %.1f ms (from the call), random-block read %.1f ms, hydrated after %.2fs (%.0f MiB/s), sha256 %s\n",
+		in.OpenMs, in.FirstReadMs, in.RandomReadMs, in.HydratedSeconds, in.HydrationMiBps, matchWord(in.Match && in.ReadsMatch))
+	fmt.Fprintf(w, "Coffer writes every %.0f ms during a snapshot of %s dirty (%.2fs, %d blocks copied before write): %d writes, p50 %.3f ms, p99 %.3f ms, max %.3f ms; alone: p50 %.3f, p99 %.3f, max %.3f ms\n",
+		l.IntervalMs, sizeStr(l.DirtyBytes), l.SnapshotSeconds, l.CBWBlocks, l.Writes, l.P50Ms, l.P99Ms, l.MaxMs, l.BaselineP50Ms, l.BaselineP99Ms, l.BaselineMaxMs)
+	for _, x := range []struct {
+		n  string
+		in *Internals
+	}{{"full snapshot", c.Full.Internals}, {"1% snapshot", c.Incremental.Internals}, {"full restore", c.Restore.Internals}, {"instant restore until hydrated", in.Internals}} {
+		if i := x.in; i != nil {
+			fmt.Fprintf(w, "Coffer %s internals: CPU %.2fs (%.0f%% of %d cores); blob puts %d (%s, %.2fs summed), blob gets %d (%.2fs); index lookups %d for %d IDs (%.2fs), adds %d (%.2fs)\n",
+				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, i.BlobGetSeconds,
+				i.IndexLookups, i.IndexLookupIDs, i.IndexLookupSeconds, i.IndexAdds, i.IndexAddSeconds)
+		}
+	}
+	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
+		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))
+	for _, p := range []struct {
+		n string
+		p *Peer
+	}{{"restic", res.Restic}, {"borg", res.Borg}} {
+		if p.p != nil {
+			fmt.Fprintf(w, "%s: %s; %s", p.n, p.p.Version, p.p.Settings)
+			if p.p.Error != "" {
+				fmt.Fprintf(w, "; ERROR: %s", p.p.Error)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if res.Floor != nil {
+		fmt.Fprintf(w, "floor: %s, convert -f raw -O raw (sparse-aware)\n", res.Floor.Version)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+
+	fmt.Fprintln(w, "\nTargets (issue 3; information only):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\twant\tmeasured\tresult")
+	fmt.Fprintln(tw, "------\t----\t--------\t------")
+	for _, t := range res.Targets {
+		v := "-"
+		if t.Status != "n/a" {
+			if t.Unit == "ms" {
+				v = fmt.Sprintf("%.2f ms", t.Value)
+			} else {
+				v = fmt.Sprintf("%.2f×", t.Value)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.What, t.Want, v, t.Status)
+	}
+	fmt.Fprintf(tw, "every restore reproduced the image\t\t\t%s\n", map[bool]string{true: "yes", false: "NO"}[res.AllRestoresMatch])
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func matchWord(ok bool) string {
+	if ok {
+		return "match"
+	}
+	return "MISMATCH"
+}
+
+// sizeStr formats a byte count with a binary unit.
+func sizeStr(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// ParseSize parses a size such as 512MiB, 4GiB, 4G, 1T or 65536. Every
+// suffix (K, M, G, T, with or without "iB" or "B") is binary: 1 GB = 1 GiB.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	l := strings.ToLower(t)
+	shift := 0
+	for _, u := range []struct {
+		suf   string
+		shift int
+	}{{"kib", 10}, {"mib", 20}, {"gib", 30}, {"tib", 40}, {"kb", 10}, {"mb", 20}, {"gb", 30}, {"tb", 40},
+		{"k", 10}, {"m", 20}, {"g", 30}, {"t", 40}, {"b", 0}} {
+		if strings.HasSuffix(l, u.suf) {
+			l, shift = strings.TrimSpace(strings.TrimSuffix(l, u.suf)), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(l, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid size %q: want a number with an optional unit such as 512MiB or 4GiB", s)
+	}
+	n := v * float64(int64(1)<<shift)
+	if n > 1<<50 {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
+	return int64(n), nil
+}

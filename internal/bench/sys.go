@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// nextData returns the next data extent [data, hole) at or after off in f,
+// or (size, size) when only a hole remains.
+func nextData(f *os.File, off, size int64) (data, hole int64, err error) {
+	data, err = unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return size, size, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("seek data at %d: %w", off, err)
+	}
+	hole, err = unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+	if err != nil {
+		return 0, 0, fmt.Errorf("seek hole at %d: %w", data, err)
+	}
+	return min(data, size), min(hole, size), nil
+}
+
+// diskUsage is the space the files under path occupy on disk (st_blocks),
+// like du.
+func diskUsage(path string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of %s: %w", path, err)
+	}
+	return total, nil
+}
+
+// diskUsageOf sums diskUsage over paths; missing paths count zero.
+func diskUsageOf(paths ...string) (int64, error) {
+	var total int64
+	for _, p := range paths {
+		n, err := diskUsage(p)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// peakRSS is this process's peak resident set size in bytes.
+func peakRSS() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // KiB on Linux
+}
+
+const dropCachesPath = "/proc/sys/vm/drop_caches"
+
+// canDropCaches reports whether dropCaches can work (root, writable file).
+func canDropCaches() error {
+	f, err := os.OpenFile(dropCachesPath, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("cannot drop caches: %w", err)
+	}
+	return f.Close()
+}
+
+// dropCaches writes dirty pages back and drops the page, dentry and inode
+// caches, so the next timed run starts cold.
+func dropCaches() error {
+	unix.Sync()
+	if err := os.WriteFile(dropCachesPath, []byte("3\n"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	return nil
+}
+
+// loadAverage returns the first three fields of /proc/loadavg ("" if
+// unavailable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

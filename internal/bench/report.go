@@ -192,7 +192,7 @@ func WriteTable(w io.Writer, res Result) error {
 		advPeer(res.Restic, sec2, c.Incremental.Seconds), advPeer(res.Borg, sec2, c.Incremental.Seconds))
 	add("1% change backup: repository growth MiB", mibs(c.Incremental.StoredBytes), bstored(b2), bstored(b2), "",
 		advPeer(res.Restic, st2, float64(c.Incremental.StoredBytes)), advPeer(res.Borg, st2, float64(c.Incremental.StoredBytes)))
-	add("backup peak RSS MiB (full / peers' 1st)", fmt.Sprintf("%.0f (process)", mib(res.PeakRSSBytes)), brss(b1), brss(b1), "", "", "")
+	add("peak RSS MiB (Coffer: whole run; peers: 1st backup)", fmt.Sprintf("%.0f", mib(res.PeakRSSBytes)), brss(b1), brss(b1), "", "", "")
 	restoreCell := func(r Restore) string {
 		if r.Error != "" {
 			return "failed"

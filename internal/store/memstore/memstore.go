@@ -1,7 +1,10 @@
-// Package memstore is an in-memory store.Store for tests: transactions are
-// serialized by one lock, reads see the transaction's own writes, and a
-// committed Update is visible to every later transaction. It passes the
-// storetest conformance suite; "reopening" returns the same data.
+// Package memstore is an in-memory store.Store for tests: read-write
+// transactions are serialized, reads see the transaction's own writes, and
+// a committed Update is visible to every later read. Reads do not wait for
+// a running Update (as with SQLite's WAL), so a View inside an Update's
+// function does not deadlock; each read sees the latest committed state.
+// It passes the storetest conformance suite; "reopening" returns the same
+// data.
 package memstore
 
 import (
@@ -18,7 +21,8 @@ type objKey struct{ kind, key string }
 
 // Store is an in-memory store.Store.
 type Store struct {
-	mu    sync.Mutex
+	wmu   sync.Mutex // serializes Updates
+	mu    sync.Mutex // guards objs and index
 	objs  map[objKey]store.Object
 	index uint64
 }
@@ -33,15 +37,20 @@ func (s *Store) Close() error { return nil }
 
 // Update runs fn in a read-write transaction.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := &tx{s: s, index: s.index + 1, writes: map[objKey]*store.Object{}, writable: true}
+	idx := s.index
+	s.mu.Unlock()
+	t := &tx{s: s, index: idx + 1, writes: map[objKey]*store.Object{}, writable: true}
 	if err := fn(t); err != nil {
 		return err
 	}
 	if len(t.writes) == 0 {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for k, o := range t.writes {
 		if o == nil {
 			delete(s.objs, k)
@@ -56,8 +65,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 // View runs fn in a read-only transaction.
 func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fn(&tx{s: s, index: s.index})
+	idx := s.index
+	s.mu.Unlock()
+	return fn(&tx{s: s, index: idx})
 }
 
 type tx struct {
@@ -76,6 +86,8 @@ func (t *tx) lookup(k objKey) (store.Object, bool) {
 		}
 		return *o, true
 	}
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
 	o, ok := t.s.objs[k]
 	return o, ok
 }
@@ -152,7 +164,13 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	for k := range t.writes {
 		consider(k)
 	}
+	t.s.mu.Lock()
+	committed := make([]objKey, 0, len(t.s.objs))
 	for k := range t.s.objs {
+		committed = append(committed, k)
+	}
+	t.s.mu.Unlock()
+	for _, k := range committed {
 		consider(k)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -38,6 +38,10 @@ type fakeDisks struct {
 	running    map[string]int
 	maxRunning int
 	clk        clock.Clock
+	// saved* keep what a test removed, to put it back.
+	saved     *fakeDisk
+	savedSnap *fakeSnap
+	savedKey  string
 }
 
 type fakeDisk struct {

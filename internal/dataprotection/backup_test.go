@@ -59,10 +59,10 @@ func TestBackupRules(t *testing.T) {
 	e.clk.Set(t0.Add(24 * time.Hour).Truncate(24 * time.Hour))
 
 	fails := []struct {
-		name  string
+		name   string
 		break_ func()
-		fix   func()
-		code  string
+		fix    func()
+		code   string
 	}{
 		{"Disk Backup Reader revoked", func() { e.unassign(s.principal, rbac.RoleDiskBackupReader) },
 			func() { e.assign(s.principal, rbac.RoleDiskBackupReader, s.disk.String()) }, dataprotection.CodeDiskOrMSIPermissions},

@@ -32,6 +32,8 @@ type fakeDisks struct {
 	snaps map[string]*fakeSnap
 	// block, when set, is called inside CreateSnapshot (restart tests).
 	block func(ctx context.Context) error
+	// after, when set, is called once the snapshot is committed.
+	after func(ctx context.Context) error
 	// fail, when set, makes CreateSnapshot fail with it.
 	fail error
 	// running counts snapshots in progress per disk, to catch overlaps.
@@ -139,7 +141,13 @@ func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, s
 		Incremental: true, TimeCreated: f.clk.Now(), DiskSKU: d.info.SKU}
 	f.mu.Lock()
 	f.snaps[snap.Key()] = &fakeSnap{info: info, data: data}
+	after := f.after
 	f.mu.Unlock()
+	if after != nil {
+		if err := after(ctx); err != nil {
+			return dataprotection.SnapshotInfo{}, err
+		}
+	}
 	return info, nil
 }
 

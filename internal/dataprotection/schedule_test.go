@@ -238,7 +238,7 @@ func TestPlanBackup(t *testing.T) {
 	}{
 		{at(3, 0), at(5, 0), time.Time{}, at(6, 0)},
 		{at(3, 0), at(6, 0), at(6, 0), at(10, 0)},
-		{at(3, 0), at(15, 0), at(14, 0), at(18, 0)}, // missed slots: only the latest runs
+		{at(3, 0), at(15, 0), at(14, 0), at(18, 0)},  // missed slots: only the latest runs
 		{at(6, 0), at(6, 0), time.Time{}, at(10, 0)}, // fired already
 	}
 	for i, c := range cases {

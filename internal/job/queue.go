@@ -410,14 +410,19 @@ func (q *Queue) Canceled(ctx context.Context, id string) (bool, error) {
 	return c, err
 }
 
+// ErrInterrupted is the cause given for tasks that were interrupted by a
+// stop as many times as their delivery limit allows.
+var ErrInterrupted = errors.New("the task was interrupted by a server stop too many times")
+
 // Recover is called once at start, before workers run: tasks leased by a
 // process that is gone are released so that they are delivered again at
-// once (the attempt they used still counts towards the delivery limit).
-// Coffer runs one scheduler and one worker pool per metadata store; a
-// multi-node deployment would let the leases expire instead.
-func (q *Queue) Recover(ctx context.Context) (int, error) {
-	n := 0
-	err := q.Store.Update(ctx, func(tx store.Tx) error {
+// once (the attempt they used counts towards the delivery limit). Tasks
+// that have used up their deliveries are removed and returned as dead, so
+// that their jobs can be failed. Coffer runs one scheduler and one worker
+// pool per metadata store; a multi-node deployment would let the leases
+// expire instead.
+func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err error) {
+	err = q.Store.Update(ctx, func(tx store.Tx) error {
 		ts, err := q.list(ctx, tx)
 		if err != nil {
 			return err
@@ -426,21 +431,29 @@ func (q *Queue) Recover(ctx context.Context) (int, error) {
 			if t.State != StateLeased {
 				continue
 			}
+			if t.Attempts >= t.MaxAttempts || t.Canceled {
+				if err := q.AckTx(ctx, tx, t); err != nil {
+					return err
+				}
+				t.LastError = ErrInterrupted.Error()
+				dead = append(dead, t)
+				continue
+			}
 			t.State = StatePending
 			t.LeaseOwner, t.LeaseExpiry = "", time.Time{}
 			t.NotBefore = q.Clock.Now().UTC()
 			if err := putTask(ctx, tx, t, store.PutOptions{}); err != nil {
 				return err
 			}
-			n++
+			released++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("recover tasks: %w", err)
+		return 0, nil, fmt.Errorf("recover tasks: %w", err)
 	}
 	q.wake()
-	return n, nil
+	return released, dead, nil
 }
 
 // ForgetDone drops the de-duplication markers of tasks finished before

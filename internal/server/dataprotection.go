@@ -44,7 +44,7 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Dead = svc.FailTask
 	sched := dataprotection.NewScheduler(svc, clk, s.log)
 	s.API.RegisterDataProtection(svc)
-	if _, err := q.Recover(ctx); err != nil {
+	if err := pool.Recover(ctx); err != nil {
 		return err
 	}
 	if err := svc.RecoverJobs(ctx); err != nil {

@@ -152,6 +152,20 @@ func (p *Pool) Start(ctx context.Context) {
 	}
 }
 
+// Recover releases the tasks a stopped process had leased (see
+// job.Queue.Recover) and hands the ones past their delivery limit to Dead.
+// Call it once at start, before Start.
+func (p *Pool) Recover(ctx context.Context) error {
+	_, dead, err := p.Queue.Recover(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range dead {
+		p.dead(ctx, t, job.ErrInterrupted)
+	}
+	return nil
+}
+
 // Wait blocks until the workers have stopped.
 func (p *Pool) Wait() { p.wg.Wait() }
 

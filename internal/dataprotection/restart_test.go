@@ -1,0 +1,135 @@
+package dataprotection_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"coffer/internal/clock"
+	"coffer/internal/job"
+	"coffer/internal/store"
+	"coffer/internal/store/sqlite"
+)
+
+// TestRestartDuringBackup stops the process in the middle of a backup job
+// (on SQLite, as the server runs) at two moments: while the snapshot is
+// being taken, and after the snapshot committed but before the recovery
+// point was written. No recovery point is listed while the job runs; after
+// the restart the job is resumed and completes with exactly one recovery
+// point and one snapshot. A job interrupted more often than its delivery
+// limit, and a validation job left InProgress, are failed cleanly.
+func TestRestartDuringBackup(t *testing.T) {
+	for _, moment := range []string{"during snapshot", "after snapshot"} {
+		t.Run(moment, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "meta.db")
+			open := func() store.Store {
+				st, err := sqlite.Open(context.Background(), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			}
+			st := open()
+			e := newEnvOn(t, st, clock.NewFake(t0), nil)
+			s := e.standard(true)
+			e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+
+			started := make(chan struct{})
+			hang := func(ctx context.Context) error {
+				close(started)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			if moment == "during snapshot" {
+				e.disks.block = hang
+			} else {
+				e.disks.after = hang
+			}
+			jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := e.pool.RunOnce(ctx)
+				done <- err
+			}()
+			<-started
+			if j := e.job(jobID); j.Properties.Status != "InProgress" {
+				t.Fatalf("job while running: %s", j.Properties.Status)
+			}
+			if rps := e.rps(s.bi); len(rps) != 0 {
+				t.Fatalf("%d recovery points listed while the backup runs", len(rps))
+			}
+			cancel() // the process dies
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted worker: %v", err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			// A new process on the same store and disks.
+			disks := e.disks
+			disks.block, disks.after = nil, nil
+			e2 := newEnvOn(t, open(), e.clk, disks)
+			defer e2.st.Close()
+			if err := e2.pool.Recover(e2.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := e2.svc.RecoverJobs(e2.ctx); err != nil {
+				t.Fatal(err)
+			}
+			e2.drain()
+			j := e2.job(jobID)
+			if j.Properties.Status != "Completed" {
+				t.Fatalf("job after restart: %+v", j.Properties)
+			}
+			if rps := e2.rps(s.bi); len(rps) != 1 || disks.snapshotCount() != 1 {
+				t.Fatalf("%d recovery points, %d snapshots after restart", len(rps), disks.snapshotCount())
+			}
+		})
+	}
+
+	t.Run("delivery limit and orphans", func(t *testing.T) {
+		e := newEnv(t, t0)
+		s := e.standard(true)
+		e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+		jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Three deliveries, each cut short by a stop.
+		for i := 0; i < 3; i++ {
+			if _, ok, err := e.queue.Lease(e.ctx, "dead-process"); err != nil || !ok {
+				t.Fatalf("lease %d: %v %v", i, ok, err)
+			}
+			if err := e.pool.Recover(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A validation job a stopped process left InProgress.
+		vid := s.vault.String()
+		e.update(func(tx store.Tx) error {
+			return job.Put(e.ctx, tx, job.Record{ID: "11111111-2222-3333-4444-555555555555", VaultID: vid, Operation: job.OpValidateForBackup,
+				OperationCategory: job.CategoryValidation, Status: job.InProgress, StartTime: t0}, store.PutOptions{})
+		})
+		if err := e.svc.RecoverJobs(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.drain()
+		if j := e.job(jobID); j.Properties.Status != "Failed" || j.Properties.ErrorDetails[0].Code != "InternalError" {
+			t.Fatalf("job past its delivery limit: %+v", j.Properties)
+		}
+		if j := e.job(vid + "/backupJobs/11111111-2222-3333-4444-555555555555"); j.Properties.Status != "Failed" || j.Properties.ErrorDetails[0].Code != "JobInterrupted" {
+			t.Fatalf("orphan validation job: %+v", j.Properties)
+		}
+		if ts, _ := e.queue.Tasks(e.ctx); len(ts) != 0 {
+			t.Fatalf("%d tasks left", len(ts))
+		}
+		_ = time.Second
+	})
+}

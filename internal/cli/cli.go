@@ -98,6 +98,7 @@ func root() *command {
 		diskCommand(),
 		snapshotCommand(),
 		adminCommand(),
+		vaultCommand(), policyCommand(), protectCommand(), instanceCommand(), backupCommand(), rpCommand(), restoreCommand(), jobCommand(),
 		versionCommand(),
 		benchCommand(),
 	}}

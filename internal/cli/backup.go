@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+
+	"coffer/internal/client"
+)
+
+func backupCommand() *command {
+	var f dpFlags
+	var tag, rule string
+	var noWait bool
+	return &command{name: "backup", short: "On-demand backups", sub: []*command{
+		{name: "now", short: "Back up a protected disk now and follow the job",
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "backup instance name")
+				fs.StringVar(&tag, "rule", "Default", "retention rule (tag) that decides how long the point is kept")
+				fs.StringVar(&rule, "backup-rule", "", "the policy's backup rule (default: the policy's only one)")
+				fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				if rule == "" {
+					bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
+					if err != nil {
+						return err
+					}
+					if rule, err = backupRuleOf(ctx, c, f.group, f.vault, lastSegment(bi.Properties.PolicyInfo.PolicyID)); err != nil {
+						return err
+					}
+				}
+				id, err := c.BackupNow(ctx, f.group, f.vault, f.name, rule, tag)
+				if err != nil {
+					return err
+				}
+				return followJob(ctx, e, c, f.group, f.vault, id, noWait)
+			}},
+	}}
+}
+
+// backupRuleOf returns the name of a policy's backup rule.
+func backupRuleOf(ctx context.Context, c *client.Client, rg, vault, policy string) (string, error) {
+	p, err := c.GetPolicy(ctx, rg, vault, policy)
+	if err != nil {
+		return "", err
+	}
+	var props struct {
+		PolicyRules []struct {
+			Name       string `json:"name"`
+			ObjectType string `json:"objectType"`
+		} `json:"policyRules"`
+	}
+	if err := json.Unmarshal(p.Properties, &props); err != nil {
+		return "", fmt.Errorf("decode policy: %w", err)
+	}
+	for _, r := range props.PolicyRules {
+		if r.ObjectType == "AzureBackupRule" {
+			return r.Name, nil
+		}
+	}
+	return "", fmt.Errorf("the policy %s has no backup rule", policy)
+}

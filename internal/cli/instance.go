@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"flag"
+
+	"coffer/internal/client"
+)
+
+var instanceCols = []column[client.Instance]{
+	col("Name", func(b client.Instance) string { return b.Name }),
+	col("Disk", func(b client.Instance) string { return b.Properties.FriendlyName }),
+	col("State", func(b client.Instance) string { return b.Properties.CurrentProtectionState }),
+	col("Error", func(b client.Instance) string {
+		if s := b.Properties.ProtectionStatus; s != nil && s.ErrorDetails != nil {
+			return s.ErrorDetails.Code
+		}
+		return ""
+	}),
+	col("Policy", func(b client.Instance) string { return lastSegment(b.Properties.PolicyInfo.PolicyID) }),
+}
+
+func lastSegment(id string) string {
+	for i := len(id) - 1; i >= 0; i-- {
+		if id[i] == '/' {
+			return id[i+1:]
+		}
+	}
+	return id
+}
+
+func instanceCommand() *command {
+	var f dpFlags
+	var noWait bool
+	one := func(name, short string, run func(ctx context.Context, e *Env, c *client.Client) error) *command {
+		return &command{name: name, short: short,
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "backup instance name")
+				if name == "delete" {
+					fs.BoolVar(&noWait, "no-wait", false, "return without waiting for the deletion")
+				}
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				return run(ctx, e, c)
+			}}
+	}
+	action := func(name, action, short string) *command {
+		return one(name, short, func(ctx context.Context, e *Env, c *client.Client) error {
+			if err := c.InstanceAction(ctx, f.group, f.vault, f.name, action); err != nil {
+				return err
+			}
+			bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
+			if err != nil {
+				return err
+			}
+			return printOne(e, bi, instanceCols...)
+		})
+	}
+	return &command{name: "instance", short: "Manage backup instances (protected disks)", sub: []*command{
+		one("show", "Show a backup instance", func(ctx context.Context, e *Env, c *client.Client) error {
+			bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
+			if err != nil {
+				return err
+			}
+			return printOne(e, bi, instanceCols...)
+		}),
+		{name: "list", short: "List a vault's backup instances",
+			flags: func(fs *flag.FlagSet) { f.bind(fs, "") },
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				bis, err := c.ListInstances(ctx, f.group, f.vault)
+				if err != nil {
+					return err
+				}
+				return printList(e, bis, instanceCols...)
+			}},
+		action("stop", "stopProtection", "Stop protection and keep every recovery point forever"),
+		action("suspend", "suspendBackups", "Suspend backups; recovery points expire per policy except the latest"),
+		action("resume", "resumeProtection", "Resume protection of a stopped or suspended instance"),
+		one("delete", "Delete a backup instance with its recovery points and snapshots", func(ctx context.Context, e *Env, c *client.Client) error {
+			return c.DeleteInstance(ctx, f.group, f.vault, f.name, !noWait)
+		}),
+	}}
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"coffer/internal/client"
+)
+
+var jobCols = []column[client.Job]{
+	col("Name", func(j client.Job) string { return j.Name }),
+	col("Operation", func(j client.Job) string { return j.Properties.Operation }),
+	col("Status", func(j client.Job) string { return j.Properties.Status }),
+	col("Instance", func(j client.Job) string { return j.Properties.BackupInstanceName }),
+	col("StartTime", func(j client.Job) string { return j.Properties.StartTime }),
+	col("Duration", func(j client.Job) string { return j.Properties.Duration }),
+	col("Error", func(j client.Job) string {
+		if len(j.Properties.ErrorDetails) > 0 {
+			return j.Properties.ErrorDetails[0].Code
+		}
+		return ""
+	}),
+}
+
+var clientRestoreRequest = client.RestoreRequest
+
+func progressOf(j client.Job) string {
+	if j.Properties.ExtendedInfo != nil {
+		if p := j.Properties.ExtendedInfo.AdditionalDetails["Progress"]; p != "" {
+			return p
+		}
+	}
+	if j.Properties.Status == "Completed" {
+		return "100%"
+	}
+	return "0%"
+}
+
+// followJob prints a job's progress until it ends (a bar on a terminal,
+// lines otherwise), then the job; a failed job is an error.
+func followJob(ctx context.Context, e *Env, c *client.Client, rg, vault, id string, noWait bool) error {
+	if noWait {
+		fmt.Fprintln(e.Stdout, id)
+		return nil
+	}
+	last := ""
+	for {
+		j, err := c.GetJob(ctx, rg, vault, id)
+		if err != nil {
+			return err
+		}
+		pct := progressOf(j)
+		line := fmt.Sprintf("%s %s: %s %s", j.Properties.Operation, j.Name, j.Properties.Status, pct)
+		if e.Terminal {
+			n := 0
+			fmt.Sscanf(pct, "%d%%", &n)
+			bar := strings.Repeat("#", n/5) + strings.Repeat(".", 20-n/5)
+			fmt.Fprintf(e.Stderr, "\r[%s] %4s %s", bar, pct, j.Properties.Status)
+		} else if line != last {
+			fmt.Fprintln(e.Stderr, line)
+		}
+		last = line
+		if j.Properties.Status != "InProgress" {
+			if e.Terminal {
+				fmt.Fprintln(e.Stderr)
+			}
+			if err := printOne(e, j, jobCols...); err != nil {
+				return err
+			}
+			if j.Properties.Status != "Completed" {
+				msg := "the job " + j.Properties.Status
+				if len(j.Properties.ErrorDetails) > 0 {
+					return &client.Error{Code: j.Properties.ErrorDetails[0].Code, Message: j.Properties.ErrorDetails[0].Message}
+				}
+				return fmt.Errorf("%s", msg)
+			}
+			return nil
+		}
+		t := time.NewTimer(c.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func jobCommand() *command {
+	var f dpFlags
+	var id, status, operation string
+	show := func(name, short string, follow bool) *command {
+		return &command{name: name, short: short,
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "")
+				fs.StringVar(&id, "id", "", "job name or ID")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault, "id", id); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				if follow {
+					return followJob(ctx, e, c, f.group, f.vault, id, false)
+				}
+				j, err := c.GetJob(ctx, f.group, f.vault, id)
+				if err != nil {
+					return err
+				}
+				return printOne(e, j, jobCols...)
+			}}
+	}
+	return &command{name: "job", short: "Backup, restore, retention and validation jobs", sub: []*command{
+		{name: "list", short: "List a vault's jobs, newest first",
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "")
+				fs.StringVar(&status, "status", "", "InProgress, Completed, Failed or Cancelled")
+				fs.StringVar(&operation, "operation", "", "Backup, OnDemandBackup, ScheduledBackup, Restore, Retention, …")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				var clauses []string
+				if status != "" {
+					clauses = append(clauses, "status eq '"+status+"'")
+				}
+				if operation != "" {
+					clauses = append(clauses, "operation eq '"+operation+"'")
+				}
+				js, err := c.ListJobs(ctx, f.group, f.vault, strings.Join(clauses, " and "))
+				if err != nil {
+					return err
+				}
+				return printList(e, js, jobCols...)
+			}},
+		show("show", "Show a job", false),
+		show("watch", "Follow a job until it ends", true),
+	}}
+}

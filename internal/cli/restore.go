@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+)
+
+func restoreCommand() *command {
+	var f dpFlags
+	var instance, rp, targetGroup, targetSub, name, location string
+	var noWait bool
+	return &command{name: "restore", short: "Restore a recovery point to a new disk (validated first)",
+		flags: func(fs *flag.FlagSet) {
+			f.bind(fs, "")
+			fs.StringVar(&instance, "instance", "", "backup instance name")
+			fs.StringVar(&rp, "rp", "", "recovery point name")
+			fs.StringVar(&targetGroup, "target-group", "", "resource group of the new disk")
+			fs.StringVar(&targetSub, "target-subscription", "", "subscription of the new disk (default: the current one)")
+			fs.StringVar(&name, "name", "", "name of the new disk")
+			fs.StringVar(&location, "location", "", "region (default: the vault's)")
+			fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
+		},
+		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+			if err := required("resource-group", f.group, "vault-name", f.vault, "instance", instance, "rp", rp,
+				"target-group", targetGroup, "name", name); err != nil {
+				return err
+			}
+			c, err := e.Client()
+			if err != nil {
+				return err
+			}
+			if targetSub == "" {
+				targetSub = c.Subscription
+			}
+			if location == "" {
+				v, err := c.GetVault(ctx, f.group, f.vault)
+				if err != nil {
+					return err
+				}
+				location = v.Location
+			}
+			target := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/disks/%s", targetSub, targetGroup, name)
+			req := clientRestoreRequest(rp, target, location)
+			if err := c.ValidateRestore(ctx, f.group, f.vault, instance, req); err != nil {
+				return err
+			}
+			id, err := c.Restore(ctx, f.group, f.vault, instance, req)
+			if err != nil {
+				return err
+			}
+			return followJob(ctx, e, c, f.group, f.vault, id, noWait)
+		}}
+}

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"strings"
+
+	"coffer/internal/client"
+)
+
+var rpCols = []column[client.RecoveryPoint]{
+	col("Name", func(r client.RecoveryPoint) string { return r.Name }),
+	col("Time", func(r client.RecoveryPoint) string { return r.Properties.RecoveryPointTime }),
+	col("Tag", func(r client.RecoveryPoint) string { return r.Properties.RetentionTagName }),
+	col("Expiry", func(r client.RecoveryPoint) string { return r.Properties.ExpiryTime }),
+	col("Policy", func(r client.RecoveryPoint) string { return r.Properties.PolicyName }),
+}
+
+func rpCommand() *command {
+	var f dpFlags
+	var instance, start, end string
+	return &command{name: "rp", short: "Recovery points", sub: []*command{
+		{name: "list", short: "List a backup instance's recovery points",
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "")
+				fs.StringVar(&instance, "instance", "", "backup instance name")
+				fs.StringVar(&start, "start", "", "only points at or after this time (RFC 3339)")
+				fs.StringVar(&end, "end", "", "only points at or before this time (RFC 3339)")
+			},
+			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+				if err := required("resource-group", f.group, "vault-name", f.vault, "instance", instance); err != nil {
+					return err
+				}
+				c, err := e.Client()
+				if err != nil {
+					return err
+				}
+				var clauses []string
+				if start != "" {
+					clauses = append(clauses, "startDate eq '"+start+"'")
+				}
+				if end != "" {
+					clauses = append(clauses, "endDate eq '"+end+"'")
+				}
+				rps, err := c.ListRecoveryPoints(ctx, f.group, f.vault, instance, strings.Join(clauses, " and "))
+				if err != nil {
+					return err
+				}
+				return printList(e, rps, rpCols...)
+			}},
+	}}
+}

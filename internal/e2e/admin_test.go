@@ -56,11 +56,16 @@ func TestAdminVerifyGCRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Flip one byte near the start of a pack: inside the first chunk's data.
+	// Flip one byte near the start of the largest pack (the disk's data
+	// blocks): inside its first chunk.
 	var pack string
+	var largest int64
 	filepath.WalkDir(filepath.Join(ce.DataDir, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.Contains(p, "pack") && pack == "" {
-			pack = p
+		if err != nil || d.IsDir() || !strings.Contains(p, "pack") {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.Size() > largest {
+			pack, largest = p, info.Size()
 		}
 		return nil
 	})

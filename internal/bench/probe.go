@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -135,4 +137,13 @@ func (x probedIndex) Add(ctx context.Context, entries []chunkstore.Entry) error 
 	x.p.since(t0, &x.p.addNs)
 	x.p.adds.Add(1)
 	return err
+}
+
+// ForEachID forwards to the index when it can list IDs (the chunk store
+// builds its known-ID filter with it).
+func (x probedIndex) ForEachID(ctx context.Context, fn func(chunk.ID)) error {
+	if l, ok := x.Index.(chunkstore.IDLister); ok {
+		return l.ForEachID(ctx, fn)
+	}
+	return fmt.Errorf("index cannot list IDs: %w", errors.ErrUnsupported)
 }

@@ -37,6 +37,23 @@ func (m *MemIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]Ent
 	return out, nil
 }
 
+// ForEachID implements IDLister.
+func (m *MemIndex) ForEachID(ctx context.Context, fn func(chunk.ID)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	ids := make([]chunk.ID, 0, len(m.entries))
+	for id := range m.entries {
+		ids = append(ids, id)
+	}
+	m.mu.RUnlock()
+	for _, id := range ids {
+		fn(id)
+	}
+	return nil
+}
+
 // Add implements Index.
 func (m *MemIndex) Add(ctx context.Context, entries []Entry) error {
 	if err := ctx.Err(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -46,6 +47,9 @@ type Options struct {
 	// MaxUnwritten bounds the sealed packs held in memory while they are
 	// written; a Put that would seal one more waits. Default 2.
 	MaxUnwritten int
+	// NoFilter disables the in-memory known-ID filter, so that Put asks
+	// the index about every chunk (docs/design.md, "Known-ID filter").
+	NoFilter bool
 }
 
 // DefaultPackSize is the default target pack size.
@@ -64,6 +68,9 @@ type Store struct {
 	dec          *zstd.Decoder
 
 	gcMu sync.Mutex // one GC or RebuildIndex at a time
+
+	filter      *idFilter  // nil with Options.NoFilter
+	filterBuild sync.Mutex // one build of the filter at a time
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when a sealed pack's write ends
@@ -126,6 +133,9 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 		dec:          dec,
 		pending:      make(map[chunk.ID]pendingLoc),
 	}
+	if !opts.NoFilter {
+		s.filter = &idFilter{chain: []*bloom{newBloom(filterMinIDs)}}
+	}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -151,12 +161,16 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	if s.isPending(id) {
 		return id, nil
 	}
-	found, err := s.index.Lookup(ctx, []chunk.ID{id})
-	if err != nil {
-		return id, fmt.Errorf("put chunk %s: look up index: %w", id.Short(), err)
-	}
-	if e, ok := found[id]; ok && e.DeletedAt == 0 {
-		return id, nil
+	// The filter answers "certainly not indexed" for new chunks without a
+	// query; anything else is looked up.
+	if s.mayBeIndexed(ctx, id) {
+		found, err := s.index.Lookup(ctx, []chunk.ID{id})
+		if err != nil {
+			return id, fmt.Errorf("put chunk %s: look up index: %w", id.Short(), err)
+		}
+		if e, ok := found[id]; ok && e.DeletedAt == 0 {
+			return id, nil
+		}
 	}
 	stored, comp := s.compress(data)
 
@@ -278,7 +292,7 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 		for i, e := range p.entries {
 			entries[i] = Entry{ID: e.ID, Pack: name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression}
 		}
-		if err = s.index.Add(ctx, entries); err != nil {
+		if err = s.indexAdd(ctx, entries); err != nil {
 			err = fmt.Errorf("index pack %s: %w", name, err)
 		}
 	} else {
@@ -375,6 +389,7 @@ func (s *Store) Has(ctx context.Context, ids []chunk.ID) ([]bool, error) {
 		}
 	}
 	s.mu.Unlock()
+	ask = slices.DeleteFunc(ask, func(id chunk.ID) bool { return !s.mayBeIndexed(ctx, id) })
 	if len(ask) == 0 {
 		return out, nil
 	}

@@ -314,7 +314,7 @@ func (s *Store) RebuildIndex(ctx context.Context) error {
 		for i, e := range tr.Entries {
 			entries[i] = Entry{ID: e.ID, Pack: in.Name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression}
 		}
-		if err := s.index.Add(ctx, entries); err != nil {
+		if err := s.indexAdd(ctx, entries); err != nil {
 			return fmt.Errorf("index pack %s: %w", in.Name, err)
 		}
 		return nil

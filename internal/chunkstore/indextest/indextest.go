@@ -18,6 +18,36 @@ func Run(t *testing.T, newIndex func(t *testing.T) chunkstore.Index) {
 	t.Run("Conditional", func(t *testing.T) { testConditional(t, newIndex(t)) })
 	t.Run("PacksAndStats", func(t *testing.T) { testPacksAndStats(t, newIndex(t)) })
 	t.Run("LargeBatch", func(t *testing.T) { testLargeBatch(t, newIndex(t)) })
+	t.Run("ForEachID", func(t *testing.T) { testForEachID(t, newIndex(t)) })
+}
+
+// testForEachID checks chunkstore.IDLister, for indexes that implement it:
+// every indexed ID (live or condemned) exactly once.
+func testForEachID(t *testing.T, idx chunkstore.Index) {
+	l, ok := idx.(chunkstore.IDLister)
+	if !ok {
+		t.Skip("index does not implement chunkstore.IDLister")
+	}
+	ctx := context.Background()
+	es := []chunkstore.Entry{entry(1, "packs/a"), entry(2, "packs/a"), entry(3, "packs/b")}
+	es[2].DeletedAt = 9
+	if err := idx.Add(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := idx.Delete(ctx, "packs/a", []chunk.ID{id(2)}); err != nil {
+		t.Fatal(err)
+	}
+	var got []chunk.ID
+	if err := l.ForEachID(ctx, func(x chunk.ID) { got = append(got, x) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []chunk.ID{id(1), id(3)}
+	cmp := func(a, b chunk.ID) int { return slices.Compare(a[:], b[:]) }
+	slices.SortFunc(got, cmp)
+	slices.SortFunc(want, cmp)
+	if !slices.Equal(got, want) {
+		t.Errorf("ForEachID = %v, want %v", got, want)
+	}
 }
 
 func id(n int) chunk.ID { return chunk.Hash([]byte(fmt.Sprint(n))) }

@@ -77,6 +77,7 @@ type Store struct {
 	open    *pack
 	sealed  []*pack
 	pending map[chunk.ID]pendingLoc
+	free    [][]byte // buffers of written packs, for reuse
 }
 
 // pack is an open or sealed pack that is not yet committed.
@@ -210,10 +211,10 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 	}
 	if s.open == nil {
-		s.open = &pack{buf: packHeader()}
+		s.open = s.newPackLocked()
 	}
 	p := s.open
-	p.grow(len(stored), s.packSize)
+	p.grow(len(stored), s.packSize) // only for chunks larger than the slack
 	p.entries = append(p.entries, trailerEntry{
 		ID:          id,
 		Offset:      int64(len(p.buf)),
@@ -239,6 +240,23 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	return id, nil
 }
 
+// packCap is the capacity of a pack buffer: the target size plus slack for
+// the last chunk and the trailer.
+func (s *Store) packCap() int { return s.packSize + packSlack(s.packSize) }
+
+// newPackLocked returns an empty open pack whose buffer has its final
+// capacity, reusing the buffer of a written pack when there is one (so
+// that a pack is neither grown, copied nor zeroed). s.mu is held.
+func (s *Store) newPackLocked() *pack {
+	var buf []byte
+	if n := len(s.free); n > 0 {
+		buf, s.free = s.free[n-1][:0], s.free[:n-1]
+	} else {
+		buf = make([]byte, 0, s.packCap())
+	}
+	return &pack{buf: append(buf, packHeader()...)}
+}
+
 // packSlack is room reserved beyond the target size of a pack for the last
 // chunk and the trailer, so that neither copies the pack.
 func packSlack(packSize int) int { return max(packSize/64, 64<<10) }
@@ -249,17 +267,15 @@ func (p *pack) fits(n, packSize int) bool {
 	return len(p.buf)+n <= max(cap(p.buf), packSize+packSlack(packSize))
 }
 
-// grow makes room for n more bytes, doubling up to the pack's final
-// capacity (target size plus slack).
+// grow makes room for n more bytes. Pack buffers are allocated at their
+// final capacity, so this only reallocates for a chunk larger than the
+// slack, which then gets a pack of its own.
 func (p *pack) grow(n, packSize int) {
 	need := len(p.buf) + n
 	if need <= cap(p.buf) {
 		return
 	}
-	limit := packSize + packSlack(packSize)
-	c := min(max(2*cap(p.buf), need, 1<<20), limit)
-	c = max(c, need)
-	b := make([]byte, len(p.buf), c)
+	b := make([]byte, len(p.buf), max(need+packSlack(packSize), packSize+packSlack(packSize)))
 	copy(b, p.buf)
 	p.buf = b
 }
@@ -317,6 +333,9 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 			s.sealed = append(s.sealed[:i], s.sealed[i+1:]...)
 			break
 		}
+	}
+	if cap(p.buf) == s.packCap() && len(s.free) <= s.maxUnwritten {
+		s.free = append(s.free, p.buf[:0]) // nobody reads it any more
 	}
 	p.buf = nil
 	s.cond.Broadcast()

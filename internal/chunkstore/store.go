@@ -181,11 +181,17 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 			s.mu.Unlock()
 			return id, nil
 		}
-		if len(s.sealed) < s.maxUnwritten {
+		if s.open == nil || len(s.open.entries) == 0 ||
+			(len(s.open.buf) < s.packSize && s.open.fits(len(stored), s.packSize)) {
 			break
 		}
-		// Too many sealed packs in memory: wait for their writes, or retry
-		// one whose write failed.
+		// The open pack is full or the chunk does not fit its buffer: seal
+		// it, unless MaxUnwritten sealed packs already wait to be written;
+		// then retry one whose write failed, or wait.
+		if len(s.sealed) < s.maxUnwritten {
+			s.sealLocked(ctx)
+			continue
+		}
 		if q := s.claimFailed(); q != nil {
 			s.mu.Unlock()
 			if err := s.writePack(ctx, q); err != nil {
@@ -195,20 +201,6 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 			continue
 		}
 		s.cond.Wait()
-	}
-	if s.open != nil && !s.open.fits(len(stored), s.packSize) {
-		// Seal the open pack first: growing it past its final size would
-		// copy it.
-		if q := s.open; len(q.entries) > 0 {
-			s.open = nil
-			q.writing = true
-			s.sealed = append(s.sealed, q)
-			s.mu.Unlock()
-			if err := s.writePack(ctx, q); err != nil {
-				return id, fmt.Errorf("put chunk %s: %w", id.Short(), err)
-			}
-			return s.Put(ctx, data)
-		}
 	}
 	if s.open == nil {
 		s.open = s.newPackLocked()
@@ -224,20 +216,35 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	})
 	p.buf = append(p.buf, stored...)
 	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
-	if len(p.buf) < s.packSize {
-		s.mu.Unlock()
-		return id, nil
+	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
+		s.sealLocked(ctx)
 	}
-	// The pack is full: seal it and write it from this goroutine. It joins
-	// s.sealed at once, so that a concurrent Flush waits for it.
+	// A pack whose background write failed is retried at once, so that
+	// the failure reaches the caller (this chunk stays pending either way).
+	q := s.claimFailed()
+	s.mu.Unlock()
+	if q != nil {
+		if err := s.writePack(ctx, q); err != nil {
+			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
+		}
+	}
+	return id, nil
+}
+
+// sealLocked seals the open pack and starts writing it in the background.
+// It joins s.sealed at once, so that Flush waits for it and Puts count it
+// against MaxUnwritten. The write outlives a cancellation of ctx (the chunks
+// are already accepted); its error stays with the pack, and the next Put or
+// Flush retries it and returns the error if it fails again. s.mu is held.
+func (s *Store) sealLocked(ctx context.Context) {
+	p := s.open
 	s.open = nil
 	p.writing = true
 	s.sealed = append(s.sealed, p)
-	s.mu.Unlock()
-	if err := s.writePack(ctx, p); err != nil {
-		return id, fmt.Errorf("put chunk %s: %w", id.Short(), err)
-	}
-	return id, nil
+	wctx := context.WithoutCancel(ctx)
+	go func() {
+		_ = s.writePack(wctx, p) // recorded in p.err
+	}()
 }
 
 // packCap is the capacity of a pack buffer: the target size plus slack for

@@ -98,6 +98,34 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known 
 	return nil
 }
 
+// hydrateWith writes block b from data, its chunk in the source snapshot,
+// unless the block is hydrated already (a write or hydrate-on-read got
+// there first). It takes b's stripe; buf is one block of scratch.
+func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte) error {
+	l := v.stripe(b)
+	l.Lock()
+	defer l.Unlock()
+	v.mu.Lock()
+	h := v.hyd
+	done := v.hydratedLocked(b)
+	v.mu.Unlock()
+	if done {
+		return nil
+	}
+	out, err := blockData(id, data, buf, v.blockLen(b, h.src.Size))
+	if err != nil {
+		return fmt.Errorf("hydrate block %d: %w", b, err)
+	}
+	if _, err := v.f.WriteAt(out, b*v.bs); err != nil {
+		return fmt.Errorf("hydrate block %d: %w", b, err)
+	}
+	v.markHydrated(b)
+	if hk := v.e.hooks.hydrated; hk != nil {
+		hk(v.id, b)
+	}
+	return nil
+}
+
 // HydrationStatus is the progress of a restored volume's hydration.
 type HydrationStatus struct {
 	Hydrating  bool  // false once every block is in the volume file
@@ -180,35 +208,39 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)
 		type job struct {
-			b  int64
-			id chunk.ID
+			blocks []int64
+			ids    []chunk.ID
 		}
-		jobs := make(chan job, e.opts.Workers*4)
+		jobs := make(chan job, e.opts.Workers)
 		g.Go(func() error {
 			defer close(jobs)
-			for p := p0; p < p1; p++ {
-				entries, err := e.loadPage(gctx, h.src, p)
-				if err != nil {
-					return err
-				}
-				for i, id := range entries {
-					b := p*EntriesPerPage + int64(i)
-					if id.IsZero() {
+			return e.loadPages(gctx, h.src, p0, p1, false, func(p int64, entries []chunk.ID) error {
+				var j job
+				lo := p * EntriesPerPage
+				hi := lo + int64(pageLen(h.srcNB, p))
+				for b := lo; b < hi; b++ {
+					if entries == nil || entries[b-lo].IsZero() {
 						v.markHydrated(b) // holes are already holes in the file
 						continue
 					}
-					if v.isHydrated(b) {
-						continue
-					}
-					select {
-					case jobs <- job{b, id}:
-					case <-gctx.Done():
-						return gctx.Err()
+					if !v.isHydrated(b) {
+						j.blocks = append(j.blocks, b)
+						j.ids = append(j.ids, entries[b-lo])
 					}
 				}
-			}
-			return nil
+				if len(j.ids) == 0 {
+					return nil
+				}
+				select {
+				case jobs <- j:
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			})
 		})
+		// Each worker hydrates the missing blocks of one page at a time,
+		// with one batched read; each block is merged under its stripe.
 		for range e.opts.Workers {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
@@ -216,12 +248,14 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					if hk := e.hooks.hydrator; hk != nil {
 						hk(gctx, v.id)
 					}
-					l := v.stripe(j.b)
-					l.Lock()
-					err := v.hydrateLocked(gctx, j.b, j.id, true, buf)
-					l.Unlock()
+					if err := gctx.Err(); err != nil {
+						return err // stopped: no more writes, no checkpoint
+					}
+					err := e.getMany(gctx, j.ids, func(i int, data []byte) error {
+						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf)
+					})
 					if err != nil {
-						return err
+						return fmt.Errorf("hydrate: %w", err)
 					}
 				}
 				return nil
@@ -326,44 +360,50 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
 	g, gctx := errgroup.WithContext(ctx)
 	type job struct {
-		b  int64
-		id chunk.ID
+		p       int64
+		entries []chunk.ID
 	}
-	jobs := make(chan job, e.opts.Workers*4)
+	jobs := make(chan job, e.opts.Workers)
 	g.Go(func() error {
 		defer close(jobs)
-		for p := range int64(len(rec.Pages)) {
-			if rec.Pages[p].IsZero() {
-				continue
+		return e.loadPages(gctx, rec, 0, int64(len(rec.Pages)), true, func(p int64, entries []chunk.ID) error {
+			select {
+			case jobs <- job{p, entries}:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
 			}
-			entries, err := e.loadPage(gctx, rec, p)
-			if err != nil {
-				return err
-			}
-			for i, id := range entries {
-				if id.IsZero() {
-					continue
-				}
-				select {
-				case jobs <- job{p*EntriesPerPage + int64(i), id}:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-		}
-		return nil
+		})
 	})
-	// io.WriterAt allows parallel WriteAt calls on non-overlapping ranges.
+	// Each worker restores whole pages: one batched read of the page's
+	// chunks, then one WriteAt per block. io.WriterAt allows parallel
+	// WriteAt calls on non-overlapping ranges.
 	for range e.opts.Workers {
 		g.Go(func() error {
 			buf := make([]byte, rec.BlockSize)
+			var ids []chunk.ID
+			var blocks []int64
 			for j := range jobs {
-				if err := e.readChunkInto(gctx, j.id, buf); err != nil {
-					return fmt.Errorf("block %d: %w", j.b, err)
+				ids, blocks = ids[:0], blocks[:0]
+				for i, id := range j.entries {
+					if !id.IsZero() {
+						ids = append(ids, id)
+						blocks = append(blocks, j.p*EntriesPerPage+int64(i))
+					}
 				}
-				n := min(rec.BlockSize, rec.Size-j.b*rec.BlockSize)
-				if _, err := w.WriteAt(buf[:n], j.b*rec.BlockSize); err != nil {
-					return fmt.Errorf("write block %d: %w", j.b, err)
+				err := e.getMany(gctx, ids, func(i int, data []byte) error {
+					b := blocks[i]
+					out, err := blockData(ids[i], data, buf, min(rec.BlockSize, rec.Size-b*rec.BlockSize))
+					if err != nil {
+						return fmt.Errorf("block %d: %w", b, err)
+					}
+					if _, err := w.WriteAt(out, b*rec.BlockSize); err != nil {
+						return fmt.Errorf("write block %d: %w", b, err)
+					}
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("page %d: %w", j.p, err)
 				}
 			}
 			return nil

@@ -48,6 +48,7 @@ func (e *PermanentError) Permanent() bool { return true }
 // Store is a directory-backed blob store.
 type Store struct {
 	dir string
+	fds fdCache // open files for GetRange
 }
 
 var _ blobstore.Store = (*Store)(nil)
@@ -178,6 +179,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) (err error) {
 		return err
 	}
 	ok = true
+	s.forget(name)
 	return syncDir(dir)
 }
 
@@ -233,20 +235,16 @@ func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
-	f, err := s.openFile(name)
+	cf, err := s.acquire(name)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", name, err)
-	}
-	if off+n > fi.Size() {
-		return nil, fmt.Errorf("get %s [%d,+%d]: object is %d bytes: %w", name, off, n, fi.Size(), io.ErrUnexpectedEOF)
+	defer s.release(cf)
+	if off+n > cf.size {
+		return nil, fmt.Errorf("get %s [%d,+%d]: object is %d bytes: %w", name, off, n, cf.size, io.ErrUnexpectedEOF)
 	}
 	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
+	if _, err := cf.f.ReadAt(b, off); err != nil {
 		return nil, fmt.Errorf("get %s [%d,+%d]: %w", name, off, n, err)
 	}
 	return b, nil
@@ -341,6 +339,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := os.Remove(p); err != nil {
 		return notFound("delete", name, err)
 	}
+	s.forget(name)
 	if err := syncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("delete %s: %w", name, classify(err))
 	}

@@ -1,0 +1,108 @@
+package blockdev
+
+import (
+	"context"
+	"fmt"
+
+	"coffer/internal/chunk"
+)
+
+// BatchGetter is implemented by chunk stores that read many chunks with one
+// index lookup and few ranged reads (chunkstore.Store). GetMany calls fn
+// for every index of ids, in any order, from the calling goroutine; data is
+// verified against its ID and valid only until fn returns. Without it the
+// engine reads chunk by chunk with Get.
+type BatchGetter interface {
+	GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error
+}
+
+// getMany reads ids through the chunk store's batched path if it has one.
+func (e *Engine) getMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error {
+	if bg, ok := e.chunks.(BatchGetter); ok {
+		var fnErr error // fn's own errors are returned as they are
+		err := bg.GetMany(ctx, ids, func(i int, data []byte) error {
+			fnErr = fn(i, data)
+			return fnErr
+		})
+		switch {
+		case err == nil:
+			return nil
+		case fnErr != nil:
+			return fnErr
+		case ctx.Err() != nil:
+			return fmt.Errorf("read %d chunks: %w", len(ids), err)
+		}
+		return fmt.Errorf("read %d chunks: %w: %w", len(ids), ErrCorrupt, err)
+	}
+	for i, id := range ids {
+		data, err := e.chunks.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read chunk %s: %w: %w", id.Short(), ErrCorrupt, err)
+		}
+		if err := fn(i, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pageBatch is how many index pages are fetched with one getMany.
+const pageBatch = 64
+
+// loadPages calls fn(p, entries) for the pages [p0, p1) of r in order,
+// fetching them pageBatch at a time (pages written together sit together
+// in a pack). Pages with the zero ID are all holes: fn gets nil for them, or
+// they are skipped with skipHoles. entries is fn's to keep.
+func (e *Engine) loadPages(ctx context.Context, r *record, p0, p1 int64, skipHoles bool, fn func(p int64, entries []chunk.ID) error) error {
+	nb := r.nblocks()
+	for b0 := p0; b0 < p1; b0 += pageBatch {
+		b1 := min(b0+pageBatch, p1)
+		var ids []chunk.ID
+		var which []int64
+		for p := b0; p < b1; p++ {
+			if !r.Pages[p].IsZero() {
+				ids = append(ids, r.Pages[p])
+				which = append(which, p)
+			}
+		}
+		pages := make([][]chunk.ID, b1-b0)
+		err := e.getMany(ctx, ids, func(i int, data []byte) error {
+			p := which[i]
+			entries, err := decodePage(data)
+			if err != nil {
+				return fmt.Errorf("index page %d (%s): %w", p, ids[i].Short(), err)
+			}
+			if n := pageLen(nb, p); len(entries) != n {
+				return fmt.Errorf("index page %d (%s) has %d entries, want %d: %w", p, ids[i].Short(), len(entries), n, ErrFormat)
+			}
+			pages[p-b0] = entries
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read index pages %d-%d: %w", b0, b1-1, err)
+		}
+		for p := b0; p < b1; p++ {
+			if pages[p-b0] == nil && skipHoles {
+				continue
+			}
+			if err := fn(p, pages[p-b0]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blockData returns the n bytes to write for a block whose chunk is data:
+// data itself, or data zero-padded to n in buf.
+func blockData(id chunk.ID, data, buf []byte, n int64) ([]byte, error) {
+	if int64(len(data)) > int64(len(buf)) {
+		return nil, fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
+	}
+	if int64(len(data)) >= n {
+		return data[:n], nil
+	}
+	copy(buf, data)
+	clear(buf[len(data):n])
+	return buf[:n], nil
+}

@@ -1,0 +1,163 @@
+package chunkstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/chunk"
+)
+
+// Batched reads (docs/design.md, "Batched reads").
+const (
+	// readGap is the largest gap between two chunks of one pack that a
+	// batched read spans (reading the gap is cheaper than another call).
+	readGap = 64 << 10
+	// maxRead bounds one ranged read of a batch (and the memory it holds).
+	maxRead = 8 << 20
+)
+
+// GetMany reads the chunks ids (duplicates allowed) with one index lookup
+// for the whole batch and one ranged read per run of nearby chunks in a
+// pack, and calls fn(i, data) for every index i of ids, with data checked
+// against ids[i]. Calls come from the calling goroutine, in pack order, not
+// in the order of ids; data is valid only until fn returns. The first error
+// (a missing or corrupt chunk, or fn's) ends the call.
+func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error {
+	at := make(map[chunk.ID][]int, len(ids))
+	for i, id := range ids {
+		at[id] = append(at[id], i)
+	}
+	deliver := func(id chunk.ID, data []byte) error {
+		for _, i := range at[id] {
+			if err := fn(i, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var scratch []byte // decompression buffer, reused: fn does not keep data
+
+	// Chunks in packs not written yet are served from memory.
+	type memChunk struct {
+		e      trailerEntry
+		stored []byte
+	}
+	var inMem []memChunk
+	ask := make([]chunk.ID, 0, len(at))
+	s.mu.Lock()
+	for id := range at {
+		if l, ok := s.pending[id]; ok {
+			e := l.p.entries[l.i]
+			inMem = append(inMem, memChunk{e, append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)})
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, m := range inMem {
+		data, err := s.decodeInto(m.e, m.stored, "(unwritten pack)", &scratch)
+		if err != nil {
+			return err
+		}
+		if err := deliver(m.e.ID, data); err != nil {
+			return err
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	found, err := s.index.Lookup(ctx, ask)
+	if err != nil {
+		return fmt.Errorf("get %d chunks: look up index: %w", len(ask), err)
+	}
+	// Chunks the index does not know (stored again concurrently, or
+	// missing) take the single-chunk path, which reports them properly.
+	var single []chunk.ID
+	byPack := make(map[string][]Entry)
+	for _, id := range ask {
+		if e, ok := found[id]; ok {
+			byPack[e.Pack] = append(byPack[e.Pack], e)
+		} else {
+			single = append(single, id)
+		}
+	}
+	packs := make([]string, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	slices.Sort(packs)
+	for _, p := range packs {
+		es := byPack[p]
+		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
+		for len(es) > 0 {
+			// One run: chunks close enough to read together.
+			n, end := 1, es[0].Offset+int64(es[0].Length)
+			for n < len(es) {
+				e := es[n]
+				if e.Offset-end > readGap || e.Offset+int64(e.Length)-es[0].Offset > maxRead {
+					break
+				}
+				end = max(end, e.Offset+int64(e.Length))
+				n++
+			}
+			run := es[:n]
+			es = es[n:]
+			start := run[0].Offset
+			buf, err := s.blobs.GetRange(ctx, p, start, end-start)
+			if errors.Is(err, blobstore.ErrNotFound) {
+				// Moved by a concurrent GC: Get looks each up again.
+				for _, e := range run {
+					single = append(single, e.ID)
+				}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("get %d chunks from pack %s: %w", len(run), p, err)
+			}
+			for _, e := range run {
+				stored := buf[e.Offset-start : e.Offset-start+int64(e.Length)]
+				data, err := s.decodeInto(e.trailer(), stored, p, &scratch)
+				if err != nil {
+					return err
+				}
+				if err := deliver(e.ID, data); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, id := range single {
+		data, err := s.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := deliver(id, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeInto is decode with a reusable decompression buffer: the result
+// is valid until the next call with the same buffer.
+func (s *Store) decodeInto(e trailerEntry, stored []byte, packName string, scratch *[]byte) ([]byte, error) {
+	if e.Compression != CompressionZstd {
+		return s.decode(e, stored, packName)
+	}
+	data, err := s.dec.DecodeAll(stored, (*scratch)[:0])
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
+	}
+	*scratch = data
+	if len(data) != int(e.RawLength) {
+		return nil, fmt.Errorf("chunk %s in pack %s: %d bytes, index says %d: %w", e.ID, packName, len(data), e.RawLength, ErrCorrupt)
+	}
+	if chunk.Hash(data) != e.ID {
+		return nil, fmt.Errorf("chunk %s in pack %s: contents do not match the ID: %w", e.ID, packName, ErrCorrupt)
+	}
+	return data, nil
+}

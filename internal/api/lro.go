@@ -103,7 +103,13 @@ func (s *Server) operationResult(r *Request, rec operation.Record) *Response {
 		if e == nil {
 			e = resource.Errorf(resource.KindInternal, "OperationFailed", "The operation failed.")
 		}
-		return &Response{Status: statusOf(e.Kind), Body: ErrorBody{Error: e}}
+		status := statusOf(e.Kind)
+		if status >= 500 || status == http.StatusTooManyRequests {
+			// Azure SDK pollers retry 5xx and 429 as transient; a finished
+			// operation's failure must end the poll, so it is a 409.
+			status = http.StatusConflict
+		}
+		return &Response{Status: status, Body: ErrorBody{Error: e}}
 	}
 	resp := &Response{Status: http.StatusAccepted}
 	resp.SetHeader("Location", r.BaseURL+r.HTTP.URL.RequestURI())

@@ -55,6 +55,9 @@ type Record struct {
 	CreatedBy  string          `json:"createdBy"`
 	ReadAction string          `json:"readAction"`
 	Error      *resource.Error `json:"error,omitempty"`
+	// ErrorKind keeps Error's Kind (which its JSON form leaves out) so a
+	// failure read back from the store answers with the right status.
+	ErrorKind resource.Kind `json:"errorKind,omitempty"`
 	// Properties go into the status body (e.g. OperationJobExtendedInfo).
 	Properties json.RawMessage `json:"properties,omitempty"`
 	// Result is the body of the operation-result (Location) URL once the
@@ -156,6 +159,7 @@ func (m *Manager) finish(rec *Record, result any, err error) {
 		if errors.Is(err, context.Canceled) {
 			rec.Status = Canceled
 		}
+		rec.ErrorKind = rec.Error.Kind
 		return
 	}
 	rec.Status = Succeeded
@@ -207,6 +211,9 @@ func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, fmt.Errorf("operation %s: %w", id, ErrNotFound)
+	}
+	if rec.Error != nil {
+		rec.Error.Kind = rec.ErrorKind
 	}
 	if err != nil {
 		return rec, fmt.Errorf("operation %s: %w", id, err)

@@ -59,7 +59,7 @@ func TestRunAndRecover(t *testing.T) {
 		t.Fatalf("ok: %+v", r)
 	}
 	r, _ = m.Get(ctx, bad.ID)
-	if r.Status != Failed || r.Error == nil || r.Error.Code != "Nope" {
+	if r.Status != Failed || r.Error == nil || r.Error.Code != "Nope" || r.Error.Kind != resource.KindConflict {
 		t.Fatalf("bad: %+v", r)
 	}
 	// Shut down with two operations running: they stay InProgress on disk.

@@ -12,6 +12,7 @@ import (
 	"coffer/internal/job"
 	"coffer/internal/operation"
 	"coffer/internal/resource"
+	"coffer/internal/tenant"
 	"coffer/internal/worker"
 )
 
@@ -44,6 +45,8 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Dead = svc.FailTask
 	sched := dataprotection.NewScheduler(svc, clk, s.log)
 	s.API.RegisterDataProtection(svc)
+	// Vaults are checked (and refuse) before Compute deletes any disk.
+	s.Tenant.Cleaners = append([]tenant.Cleaner{svc.Cleaner}, s.Tenant.Cleaners...)
 	if err := pool.Recover(ctx); err != nil {
 		return err
 	}

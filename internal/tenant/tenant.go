@@ -311,6 +311,8 @@ func (s *Service) DeleteGroupContents(ctx context.Context, id resource.ID) error
 	scope := id.GroupScope()
 	for _, c := range s.Cleaners {
 		if err := c(ctx, scope); err != nil {
+			// The group stays, usable again; what was deleted stays deleted.
+			s.setGroupState(ctx, scope, "Succeeded")
 			return fmt.Errorf("delete group %s: %w", scope, err)
 		}
 	}
@@ -353,4 +355,17 @@ func CheckTags(tags map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// setGroupState sets a group's provisioningState, best effort.
+func (s *Service) setGroupState(ctx context.Context, id resource.ID, state string) {
+	s.Store.Update(ctx, func(tx store.Tx) error {
+		g, err := s.GetGroup(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		g.ProvisioningState = state
+		o := store.Object{Kind: KindGroup, Key: id.GroupScope().Key(), Data: encode(g)}
+		return tx.Put(ctx, &o, store.PutOptions{})
+	})
 }

@@ -67,7 +67,11 @@ func printKV(e *Env, m map[string]any) error {
 	type kv struct{ k, v string }
 	rows := make([]kv, 0, len(keys))
 	for _, k := range keys {
-		rows = append(rows, kv{k, fmt.Sprint(m[k])})
+		v := fmt.Sprint(m[k])
+		if f, ok := m[k].(float64); ok && f == float64(int64(f)) {
+			v = fmt.Sprint(int64(f)) // JSON numbers decode as float64; counts are integers
+		}
+		rows = append(rows, kv{k, v})
 	}
 	return printList(e, rows, col("Property", func(r kv) string { return r.k }), col("Value", func(r kv) string { return r.v }))
 }

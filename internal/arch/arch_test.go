@@ -74,7 +74,14 @@ func TestPackageDocs(t *testing.T) {
 // concrete store (DESIGN.md, "Packages").
 var domain = []string{"internal/rbac", "internal/schedule", "internal/dataprotection", "internal/chunkstore",
 	"internal/blockdev", "internal/chunk", "internal/compute", "internal/job", "internal/tenant", "internal/identity",
-	"internal/authorization", "internal/operation", "internal/resource", "internal/clock", "internal/blobstore"}
+	"internal/authorization", "internal/operation", "internal/resource", "internal/clock", "internal/blobstore",
+	"internal/worker"}
+
+// stricter lists what particular domain packages must not import on top.
+var stricter = map[string][]string{
+	// RBAC is data plus a pure function: no store, no clock, no I/O.
+	"internal/rbac": {"coffer/internal/store", "coffer/internal/clock", "os"},
+}
 
 func TestDomainImports(t *testing.T) {
 	pkgs := loadPackages(t)
@@ -84,8 +91,14 @@ func TestDomainImports(t *testing.T) {
 			continue
 		}
 		for ip, files := range p.imports {
-			if ip == "net/http" || strings.HasPrefix(ip, "coffer/internal/store/") || ip == "coffer/internal/api" || ip == "coffer/internal/server" {
+			if ip == "net/http" || ip == "database/sql" || strings.HasPrefix(ip, "coffer/internal/store/") ||
+				ip == "coffer/internal/api" || ip == "coffer/internal/server" {
 				t.Errorf("domain package %s imports %s (%v)", d, ip, files)
+			}
+			for _, bad := range stricter[d] {
+				if ip == bad {
+					t.Errorf("package %s must not import %s (%v)", d, ip, files)
+				}
 			}
 		}
 	}

@@ -288,8 +288,17 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	jobs := make(chan job, e.opts.Workers*4)
 	g.Go(func() error {
 		defer close(jobs)
+		// The parent pages to rebuild are fetched in batches (one index
+		// lookup and few reads per pageBatch pages) ahead of their blocks.
+		var olds map[int64][]chunk.ID
 		for p := int64(0); p < np; p++ {
 			lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
+			if parent != nil && p%pageBatch == 0 && p < int64(len(parent.Pages)) {
+				var err error
+				if olds, err = v.parentPages(gctx, s, parent, p, min(p+pageBatch, int64(len(parent.Pages))), nb); err != nil {
+					return fmt.Errorf("load parent page: %w", err)
+				}
+			}
 			grown := parent != nil && p < int64(len(parent.Pages)) && pageLen(parentNB, p) != pageLen(nb, p)
 			if !s.pendingAny(v, lo, hi) && !grown {
 				if parent != nil && p < int64(len(parent.Pages)) {
@@ -298,15 +307,9 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 				continue
 			}
 			pg := &page{p: p}
+			pg.entries = make([]chunk.ID, hi-lo)
 			if parent != nil && p < int64(len(parent.Pages)) {
-				old, err := e.loadPage(gctx, parent, p)
-				if err != nil {
-					return fmt.Errorf("load parent page: %w", err)
-				}
-				pg.entries = make([]chunk.ID, hi-lo)
-				copy(pg.entries, old)
-			} else {
-				pg.entries = make([]chunk.ID, hi-lo)
+				copy(pg.entries, olds[p])
 			}
 			var blocks []int64
 			for b := lo; b < hi; b++ {
@@ -370,6 +373,47 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	}
 	st.BytesRead = st.BlocksRead * v.bs
 	return st, err
+}
+
+// parentPages loads the pages of parent in [p0, p1) that the snapshot
+// rebuilds (they hold a taken block, or their entry count changed), with
+// batched reads. Hole pages and pages not rebuilt are absent from the map.
+func (v *Volume) parentPages(ctx context.Context, s *snapState, parent *record, p0, p1, nb int64) (map[int64][]chunk.ID, error) {
+	parentNB := parent.nblocks()
+	var want []int64
+	for p := p0; p < p1; p++ {
+		lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
+		if parent.Pages[p].IsZero() {
+			continue
+		}
+		if s.pendingAny(v, lo, hi) || pageLen(parentNB, p) != pageLen(nb, p) {
+			want = append(want, p)
+		}
+	}
+	out := make(map[int64][]chunk.ID, len(want))
+	if len(want) == 0 {
+		return out, nil
+	}
+	ids := make([]chunk.ID, len(want))
+	for i, p := range want {
+		ids[i] = parent.Pages[p]
+	}
+	err := v.e.getMany(ctx, ids, func(i int, data []byte) error {
+		p := want[i]
+		entries, err := decodePage(data)
+		if err != nil {
+			return fmt.Errorf("index page %d (%s): %w", p, ids[i].Short(), err)
+		}
+		if n := pageLen(parentNB, p); len(entries) != n {
+			return fmt.Errorf("index page %d (%s) has %d entries, want %d: %w", p, ids[i].Short(), len(entries), n, ErrFormat)
+		}
+		out[p] = entries
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // pendingAny reports whether any block in [lo,hi) was taken by s.

@@ -91,6 +91,15 @@ func TestRunSmall(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err == nil && (res.Floor == nil || !res.Floor.Restore.Match) {
 		t.Errorf("qemu-img floor: %+v", res.Floor)
 	}
+	if f := res.Floor; f != nil && f.Restore.Error == "" {
+		// qemu-img does not fsync; the floor is also reported with an fsync.
+		if f.SyncedSeconds < f.Restore.Seconds || f.SyncedSeconds != f.Restore.Seconds+f.FsyncSeconds {
+			t.Errorf("floor with fsync: %+v", f)
+		}
+		if _, ok := res.Ratios["restoreVsFloorWithFsync"]; !ok {
+			t.Error("no ratio restoreVsFloorWithFsync")
+		}
+	}
 	// Restored copies are removed; the repositories stay for the caller.
 	if _, err := os.Stat(filepath.Join(dir, "restore-coffer.img")); !os.IsNotExist(err) {
 		t.Errorf("restored copy left behind: %v", err)

@@ -57,6 +57,10 @@ func (res *Result) evaluate() {
 	}
 	if f := res.Floor; f != nil && f.Restore.Error == "" {
 		set("restoreVsFloor", ratio(c.Restore.Seconds, f.Restore.Seconds))
+		if f.SyncedSeconds > 0 {
+			// Like for like: RestoreToFile fsyncs, qemu-img does not.
+			set("restoreVsFloorWithFsync", ratio(c.Restore.Seconds, f.SyncedSeconds))
+		}
 	}
 
 	atLeast := func(id, what, ratioKey string, want float64) Target {
@@ -218,6 +222,9 @@ func WriteTable(w io.Writer, res Result) error {
 		qs, qm = restoreCell(f.Restore), matchCell(f.Restore)
 		if r := ratio(c.Restore.Seconds, f.Restore.Seconds); r > 0 {
 			qadv = fmt.Sprintf("Coffer÷qemu %.2f×", r)
+		}
+		if r := ratio(c.Restore.Seconds, f.SyncedSeconds); f.SyncedSeconds > 0 && r > 0 {
+			qadv += fmt.Sprintf(" (÷ qemu+fsync %.2fs: %.2f×)", f.SyncedSeconds, r)
 		}
 	}
 	add("full restore: seconds", restoreCell(c.Restore), func(p *Peer) string { return restoreCell(p.Restore) },

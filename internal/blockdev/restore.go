@@ -101,7 +101,7 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known 
 // hydrateWith writes block b from data, its chunk in the source snapshot,
 // unless the block is hydrated already (a write or hydrate-on-read got
 // there first). It takes b's stripe; buf is one block of scratch.
-func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte) error {
+func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeback) error {
 	l := v.stripe(b)
 	l.Lock()
 	defer l.Unlock()
@@ -119,6 +119,7 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte) error {
 	if _, err := v.f.WriteAt(out, b*v.bs); err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
+	wb.wrote(len(out))
 	v.markHydrated(b)
 	if hk := v.e.hooks.hydrated; hk != nil {
 		hk(v.id, b)
@@ -204,6 +205,8 @@ const hydrateCheckpointPages = 64
 func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	e := v.e
 	np := int64(len(h.src.Pages))
+	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
+	defer wb.stop()
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)
@@ -252,7 +255,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						return err // stopped: no more writes, no checkpoint
 					}
 					err := e.getMany(gctx, j.ids, func(i int, data []byte) error {
-						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf)
+						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
 					if err != nil {
 						return fmt.Errorf("hydrate: %w", err)
@@ -342,7 +345,9 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 	}
 	err = f.Truncate(si.Size)
 	if err == nil {
-		err = e.restoreRecord(ctx, rec, f)
+		wb := startWriteback(f, true) // a restored file need not stay cached
+		err = e.restoreRecord(ctx, rec, writebackFile{f, wb})
+		wb.stop()
 	}
 	if err == nil {
 		err = f.Sync()

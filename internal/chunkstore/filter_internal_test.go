@@ -52,3 +52,24 @@ func TestFilterNotReadySaysYes(t *testing.T) {
 		t.Fatal("a filter that is not built answered no")
 	}
 }
+
+func TestSampleEntropy(t *testing.T) {
+	zeros := make([]byte, 64<<10)
+	random := make([]byte, 64<<10)
+	for i := range random {
+		random[i] = byte(chunk.Hash([]byte{byte(i), byte(i >> 8)})[0])
+	}
+	text := make([]byte, 64<<10)
+	for i := range text {
+		text[i] = "the quick brown fox jumps over the lazy dog "[i%44]
+	}
+	if h := sampleEntropy(zeros); h > 0.01 {
+		t.Errorf("zeros: %.2f bits/byte", h)
+	}
+	if h := sampleEntropy(random); h < 7.9 {
+		t.Errorf("random: %.2f bits/byte", h)
+	}
+	if h := sampleEntropy(text); h >= lowEntropy {
+		t.Errorf("text: %.2f bits/byte", h)
+	}
+}

@@ -173,7 +173,8 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 			return id, nil
 		}
 	}
-	stored, comp := s.compress(data)
+	stored, comp, cbuf := s.compress(data)
+	defer release(cbuf) // stored is copied into the open pack below
 
 	s.mu.Lock()
 	for {

@@ -478,3 +478,42 @@ func flipByte(t *testing.T, path string, off int64) {
 
 var _ = filepath.Join
 var _ = clock.NewFake
+
+// TestCompressionEntropyShortcut: chunks whose samples have low byte
+// entropy skip the trial compression but must still pay to be stored
+// compressed; repeated high-entropy data is still found compressible only
+// if its sample is, and random data is stored raw.
+func TestCompressionEntropyShortcut(t *testing.T) {
+	ctx := context.Background()
+	idx := chunkstore.NewMemIndex()
+	s := newStore(t, mem.New(), idx, chunkstore.Options{})
+	// Low entropy everywhere: compressed.
+	text := textData(9, 64<<10)
+	// Low-entropy samples but an incompressible body: the full attempt
+	// must not pay, so it is stored raw.
+	tricky := randomData(10, 64<<10)
+	copy(tricky[:2<<10], make([]byte, 2<<10))
+	mid := len(tricky)/2 - 1<<10
+	copy(tricky[mid:mid+2<<10], make([]byte, 2<<10))
+	copy(tricky[len(tricky)-2<<10:], make([]byte, 2<<10))
+	random := randomData(11, 64<<10)
+	ids := []chunk.ID{mustPut(t, s, text), mustPut(t, s, tricky), mustPut(t, s, random)}
+	mustFlush(t, s)
+	found, err := idx.Lookup(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tricky (6 KiB of zeros in 64 KiB of random) may or may not pay;
+	// what matters is that a compressed form always pays.
+	for i, e := range []chunkstore.Entry{found[ids[0]], found[ids[1]], found[ids[2]]} {
+		if e.Compression == chunkstore.CompressionZstd && int(e.Length) > int(e.RawLength)-int(e.RawLength)/32 {
+			t.Errorf("chunk %d stored compressed without paying: %d of %d", i, e.Length, e.RawLength)
+		}
+	}
+	if found[ids[0]].Compression != chunkstore.CompressionZstd || found[ids[2]].Compression != chunkstore.CompressionNone {
+		t.Errorf("text %v, random %v", found[ids[0]].Compression, found[ids[2]].Compression)
+	}
+	for i, d := range [][]byte{text, tricky, random} {
+		checkGet(t, s, ids[i], d)
+	}
+}

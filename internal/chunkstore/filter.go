@@ -141,17 +141,39 @@ func (s *Store) indexAdd(ctx context.Context, entries []Entry) error {
 	return s.index.Add(ctx, entries)
 }
 
-// mayBeIndexed reports whether id may be in the index, building the filter
-// on first use. A failure to build it is not an error: Put then asks the
-// index, as it would without a filter, and a later call tries again.
+// mayBeIndexed reports whether id may be in the index. The first call
+// starts building the filter in the background; until it is built (or if
+// building fails, until a later call builds it) every answer is "maybe",
+// so Put asks the index as it would without a filter: a large index is
+// never scanned in a Put's path.
 func (s *Store) mayBeIndexed(ctx context.Context, id chunk.ID) bool {
 	if s.filter == nil {
 		return true
 	}
 	if !s.filter.isReady() {
-		s.buildFilter(ctx)
+		if s.filterBuild.TryLock() {
+			go func() {
+				defer s.filterBuild.Unlock()
+				s.buildFilterLocked(context.WithoutCancel(ctx))
+			}()
+		}
+		return true
 	}
 	return s.filter.mayHave(id)
+}
+
+// BuildFilter builds the known-ID filter from the index now, waiting for a
+// build already running, and returns why it failed. Put and Has start the
+// build in the background on their own; this is for callers that want the
+// filter ready (tests, or a server at start-up).
+func (s *Store) BuildFilter(ctx context.Context) error {
+	if s.filter == nil {
+		return nil
+	}
+	s.filterBuild.Lock()
+	defer s.filterBuild.Unlock()
+	s.buildFilterLocked(ctx)
+	return s.FilterStats().Err
 }
 
 func (f *idFilter) isReady() bool {
@@ -169,13 +191,11 @@ func (f *idFilter) reserve(n int64) {
 	}
 }
 
-// buildFilter fills the (already installed, already recording) filter from
-// the index and marks it ready. IDs added concurrently are recorded by
+// buildFilterLocked fills the (already installed, already recording) filter
+// from the index and marks it ready. IDs added concurrently are recorded by
 // indexAdd before they reach the index, and everything committed before the
-// scan is seen by it. One build runs at a time; others wait for it.
-func (s *Store) buildFilter(ctx context.Context) {
-	s.filterBuild.Lock()
-	defer s.filterBuild.Unlock()
+// scan is seen by it. s.filterBuild is held: one build at a time.
+func (s *Store) buildFilterLocked(ctx context.Context) {
 	if s.filter.isReady() {
 		return
 	}

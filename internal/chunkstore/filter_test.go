@@ -3,6 +3,7 @@ package chunkstore_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"coffer/internal/blobstore/mem"
@@ -57,6 +58,9 @@ func TestFilterSkipsLookups(t *testing.T) {
 			mustFlush(t, s2)
 			if n := countPacks(t, blobs); n != packs {
 				t.Fatalf("re-putting indexed chunks wrote %d packs", n-packs)
+			}
+			if err := s2.BuildFilter(context.Background()); err != nil {
+				t.Fatal(err)
 			}
 			if st := s2.FilterStats(); !st.Ready || st.IDs < int64(len(old)) || st.Bytes == 0 {
 				t.Fatalf("filter stats %+v", st)
@@ -140,11 +144,11 @@ func TestFilterAfterRebuildIndex(t *testing.T) {
 	packs := countPacks(t, blobs)
 
 	s2 := newStore(t, blobs, chunkstore.NewMemIndex(), chunkstore.Options{PackSize: 32 << 10})
+	if err := s2.BuildFilter(ctx); err != nil || !s2.FilterStats().Ready {
+		t.Fatalf("BuildFilter: %v", err)
+	}
 	if h, err := s2.Has(ctx, []chunk.ID{chunk.Hash(datas[0])}); err != nil || h[0] {
 		t.Fatalf("Has before rebuild = %v, %v", h, err)
-	}
-	if !s2.FilterStats().Ready {
-		t.Fatal("filter not built by Has")
 	}
 	if err := s2.RebuildIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -198,7 +202,69 @@ func TestFilterBuildFailure(t *testing.T) {
 	if n := countPacks(t, blobs); n != packs {
 		t.Fatalf("wrote %d packs", n-packs)
 	}
+	if err := s2.BuildFilter(context.Background()); !errors.Is(err, errIndexDown) {
+		t.Fatalf("BuildFilter: %v", err)
+	}
 	if st := s2.FilterStats(); st.Ready || !errors.Is(st.Err, errIndexDown) {
 		t.Fatalf("filter stats %+v", st)
+	}
+	mustPut(t, s2, d) // still deduplicated through the index
+	mustFlush(t, s2)
+	if n := countPacks(t, blobs); n != packs {
+		t.Fatalf("wrote %d packs", n-packs)
+	}
+}
+
+// slowListIndex blocks ForEachID until released and counts lookups.
+type slowListIndex struct {
+	*chunkstore.MemIndex
+	release chan struct{}
+	lookups *atomic.Int64
+}
+
+func (x slowListIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]chunkstore.Entry, error) {
+	x.lookups.Add(1)
+	return x.MemIndex.Lookup(ctx, ids)
+}
+
+func (x slowListIndex) ForEachID(ctx context.Context, fn func(chunk.ID)) error {
+	<-x.release
+	return x.MemIndex.ForEachID(ctx, fn)
+}
+
+// TestFilterBuildInBackground: Put never waits for the filter to be built
+// from a large index; it asks the index meanwhile, and deduplicates.
+func TestFilterBuildInBackground(t *testing.T) {
+	ctx := context.Background()
+	blobs := mem.New()
+	mi := chunkstore.NewMemIndex()
+	s1 := newStore(t, blobs, mi, chunkstore.Options{})
+	old := randomData(1, 4<<10)
+	mustPut(t, s1, old)
+	mustFlush(t, s1)
+	packs := countPacks(t, blobs)
+
+	x := slowListIndex{MemIndex: mi, release: make(chan struct{}), lookups: new(atomic.Int64)}
+	s2 := newStore(t, blobs, x, chunkstore.Options{})
+	mustPut(t, s2, old) // the build is blocked: the index is asked
+	for i := range 5 {
+		mustPut(t, s2, randomData(uint64(10+i), 4<<10))
+	}
+	if n := x.lookups.Load(); n != 6 {
+		t.Errorf("%d lookups while the filter is being built, want 6", n)
+	}
+	if s2.FilterStats().Ready {
+		t.Fatal("filter ready while its build is blocked")
+	}
+	close(x.release)
+	if err := s2.BuildFilter(ctx); err != nil { // waits for the running build
+		t.Fatal(err)
+	}
+	if !s2.FilterStats().Ready {
+		t.Fatal("filter not ready")
+	}
+	mustFlush(t, s2)
+	if n := countPacks(t, blobs); n != packs+1 {
+		t.Fatalf("wrote %d packs, want 1", n-packs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/blobstore/faulty"
@@ -44,13 +45,21 @@ func TestBackgroundPackWrite(t *testing.T) {
 	// Three 6 KiB chunks fill a 16 KiB pack, which is sealed and handed to
 	// a writer that blocks; Put returns anyway. (Were Put to write the pack
 	// itself, this test would hang.)
+	// Each pack's writer must be seen blocked before the next pack fills:
+	// polling len(g.started) instead let a third pack pass the bound of two
+	// while the writers had not yet been scheduled, and Put then waited
+	// behind the closed gate for ever.
 	i := 0
-	for ; len(g.started) == 0; i++ {
-		put(i)
-	}
-	// A second pack fills and is sealed too: two writes in flight.
-	for ; len(g.started) < 2; i++ {
-		put(i)
+	for range 2 { // the second pack makes two writes in flight
+		for range 3 {
+			put(i)
+			i++
+		}
+		select {
+		case <-g.started:
+		case <-time.After(30 * time.Second):
+			t.Fatal("a full pack was not handed to a writer")
+		}
 	}
 	for id, d := range datas {
 		checkGet(t, s, id, d) // readable from the packs being written

@@ -51,6 +51,7 @@ func (s *Store) acquire(name string) (*cachedFile, error) {
 	path := s.Path(name)
 	fi, err := os.Stat(path)
 	if err != nil {
+		s.forget(name) // deleted behind our back: release its descriptor
 		return nil, notFound("get", name, err)
 	}
 	if fi.IsDir() {

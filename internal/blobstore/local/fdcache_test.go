@@ -63,6 +63,9 @@ func TestFDCacheDeletedAndReplaced(t *testing.T) {
 	if _, err := s.GetRange(ctx, "packs/aa/2", 0, 1); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Fatalf("GetRange of a pack removed by another process: %v", err)
 	}
+	if got := s.openCount(); got != 2 {
+		t.Fatalf("%d files open after two packs were deleted, want 2", got)
+	}
 	// Replaced by this Store.
 	if err := s.Put(ctx, "packs/aa/3", []byte("abcdefghij")); err != nil {
 		t.Fatal(err)

@@ -196,6 +196,16 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		if q := s.claimFailed(); q != nil {
 			s.mu.Unlock()
 			if err := s.writePack(ctx, q); err != nil {
+				// The backend keeps failing: keep this chunk pending anyway
+				// (past the open pack's target size), so that a Put that
+				// returns an error always leaves its chunk readable and
+				// committed by a later successful Flush, whichever path
+				// reported the error.
+				s.mu.Lock()
+				if _, ok := s.pending[id]; !ok {
+					s.appendLocked(id, data, stored, comp)
+				}
+				s.mu.Unlock()
 				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
 			}
 			s.mu.Lock()
@@ -203,6 +213,25 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 		s.cond.Wait()
 	}
+	p := s.appendLocked(id, data, stored, comp)
+	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
+		s.sealLocked(ctx)
+	}
+	// A pack whose background write failed is retried at once, so that
+	// the failure reaches the caller (this chunk stays pending either way).
+	q := s.claimFailed()
+	s.mu.Unlock()
+	if q != nil {
+		if err := s.writePack(ctx, q); err != nil {
+			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
+		}
+	}
+	return id, nil
+}
+
+// appendLocked appends a chunk to the open pack (opening one if needed)
+// and records it as pending. s.mu is held.
+func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {
 	if s.open == nil {
 		s.open = s.newPackLocked()
 	}
@@ -217,19 +246,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	})
 	p.buf = append(p.buf, stored...)
 	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
-	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
-		s.sealLocked(ctx)
-	}
-	// A pack whose background write failed is retried at once, so that
-	// the failure reaches the caller (this chunk stays pending either way).
-	q := s.claimFailed()
-	s.mu.Unlock()
-	if q != nil {
-		if err := s.writePack(ctx, q); err != nil {
-			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
-		}
-	}
-	return id, nil
+	return p
 }
 
 // sealLocked seals the open pack and starts writing it in the background.

@@ -585,3 +585,34 @@ func stamp(sd *tenant.SystemData, p identity.Principal, now time.Time, create bo
 	}
 	sd.LastModifiedBy, sd.LastModifiedByType, sd.LastModifiedAt = name, typ, now
 }
+
+// checkPut runs the checks a disk PUT and a snapshot PUT share, in Azure's
+// order: the caller may write the resource, its name, location and tags
+// are valid, the SKU (Standard_LRS when absent) is one of skus, and a
+// createOption is given. It returns the canonical location and SKU.
+func (s *Service) checkPut(ctx context.Context, p identity.Principal, action string, id resource.ID, typ string, skus []string,
+	location, skuIn string, tags map[string]string, cd CreationData) (loc, sku string, err error) {
+	if err := s.authorize(ctx, p, action, id.String()); err != nil {
+		return "", "", err
+	}
+	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+		return "", "", err
+	}
+	loc, err = s.Tenant.CheckLocation(location, "LocationNotAvailableForResourceType", "resource type 'Microsoft.Compute/"+typ+"'")
+	if err != nil {
+		return "", "", err
+	}
+	if err := tenant.CheckTags(tags); err != nil {
+		return "", "", err
+	}
+	sku = "Standard_LRS"
+	if skuIn != "" {
+		if sku, err = checkSKU(skuIn, skus, "sku.name"); err != nil {
+			return "", "", err
+		}
+	}
+	if cd.CreateOption == "" {
+		return "", "", invalidParameter("creationData.createOption", "Required parameter 'createOption' is missing (null).")
+	}
+	return loc, sku, nil
+}

@@ -121,27 +121,9 @@ func (s *Service) CreateDiskFromSnapshot(ctx context.Context, p identity.Princip
 // finish function that takes the copy. created is false when the PUT
 // updated an existing disk.
 func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (d Disk, created bool, finish Finish, err error) {
-	if err := s.authorize(ctx, p, ActionDiskWrite, id.String()); err != nil {
-		return d, false, nil, err
-	}
-	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
-		return d, false, nil, err
-	}
-	loc, err := s.Tenant.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type 'Microsoft.Compute/disks'")
+	loc, sku, err := s.checkPut(ctx, p, ActionDiskWrite, id, TypeDisks, DiskSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
 	if err != nil {
 		return d, false, nil, err
-	}
-	if err := tenant.CheckTags(in.Tags); err != nil {
-		return d, false, nil, err
-	}
-	sku := "Standard_LRS"
-	if in.SKU != "" {
-		if sku, err = checkSKU(in.SKU, DiskSKUs, "sku.name"); err != nil {
-			return d, false, nil, err
-		}
-	}
-	if in.CreationData.CreateOption == "" {
-		return d, false, nil, invalidParameter("creationData.createOption", "Required parameter 'createOption' is missing (null).")
 	}
 	option, ok := canonicalOption(in.CreationData.CreateOption)
 	if !ok {

@@ -48,27 +48,9 @@ func (s *Service) SnapshotDisk(ctx context.Context, p identity.Principal, id, di
 // Creating; finish takes the snapshot. A PUT to an existing snapshot
 // updates its tags (finish is nil, created false).
 func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (sn Snapshot, created bool, finish SnapshotFinish, err error) {
-	if err := s.authorize(ctx, p, ActionSnapshotWrite, id.String()); err != nil {
-		return sn, false, nil, err
-	}
-	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
-		return sn, false, nil, err
-	}
-	loc, err := s.Tenant.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type 'Microsoft.Compute/snapshots'")
+	loc, sku, err := s.checkPut(ctx, p, ActionSnapshotWrite, id, TypeSnapshots, SnapshotSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
 	if err != nil {
 		return sn, false, nil, err
-	}
-	if err := tenant.CheckTags(in.Tags); err != nil {
-		return sn, false, nil, err
-	}
-	sku := "Standard_LRS"
-	if in.SKU != "" {
-		if sku, err = checkSKU(in.SKU, SnapshotSKUs, "sku.name"); err != nil {
-			return sn, false, nil, err
-		}
-	}
-	if in.CreationData.CreateOption == "" {
-		return sn, false, nil, invalidParameter("creationData.createOption", "Required parameter 'createOption' is missing (null).")
 	}
 	if !strings.EqualFold(in.CreationData.CreateOption, OptionCopy) {
 		return sn, false, nil, invalidParameter("creationData.createOption",

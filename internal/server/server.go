@@ -419,7 +419,7 @@ func (s *Server) Listen() string { return s.cfg.Listen }
 
 // DescribeStart is the one-line startup message.
 func (s *Server) DescribeStart(addr string) string {
-	msg := fmt.Sprintf("Coffer is serving the API and portal at %s (admin credentials: %s)",
+	msg := fmt.Sprintf("Coffer is serving the API at %s (admin credentials: %s)",
 		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
 	if a := s.NBDAddr(); a != "" {
 		msg += fmt.Sprintf("; NBD on %s", a)

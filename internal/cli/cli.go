@@ -263,3 +263,19 @@ func (t tagsFlag) Set(s string) error {
 	}
 	return nil
 }
+
+// confirm asks "prompt (y/N)" on a terminal unless yes was given, and
+// returns an error unless the answer is yes. Without a terminal it does not
+// ask: scripts pass --yes or accept the action.
+func confirm(e *Env, yes bool, prompt string) error {
+	if yes || !e.Terminal {
+		return nil
+	}
+	fmt.Fprintf(e.Stderr, "%s (y/N): ", prompt)
+	var answer string
+	fmt.Fscanln(e.Stdin, &answer)
+	if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
+		return fmt.Errorf("not confirmed; nothing was changed")
+	}
+	return nil
+}

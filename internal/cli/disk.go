@@ -172,13 +172,8 @@ func diskCommand() *command {
 				if err := need(); err != nil {
 					return err
 				}
-				if !yes && e.Terminal {
-					fmt.Fprintf(e.Stderr, "Delete disk %q? (y/N): ", name)
-					var answer string
-					fmt.Fscanln(e.Stdin, &answer)
-					if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
-						return fmt.Errorf("not deleted")
-					}
+				if err := confirm(e, yes, fmt.Sprintf("Delete disk %q?", name)); err != nil {
+					return err
 				}
 				c, err := e.Client()
 				if err != nil {

@@ -155,13 +155,8 @@ func groupCommand() *command {
 				if err := required("name", name); err != nil {
 					return err
 				}
-				if !yes && e.Terminal {
-					fmt.Fprintf(e.Stderr, "Delete resource group %q and everything in it? (y/N): ", name)
-					var answer string
-					fmt.Fscanln(e.Stdin, &answer)
-					if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
-						return fmt.Errorf("not deleted")
-					}
+				if err := confirm(e, yes, fmt.Sprintf("Delete resource group %q and everything in it?", name)); err != nil {
+					return err
 				}
 				c, err := e.Client()
 				if err != nil {

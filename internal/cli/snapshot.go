@@ -96,13 +96,8 @@ func snapshotCommand() *command {
 				if err := need(); err != nil {
 					return err
 				}
-				if !yes && e.Terminal {
-					fmt.Fprintf(e.Stderr, "Delete snapshot %q? (y/N): ", name)
-					var answer string
-					fmt.Fscanln(e.Stdin, &answer)
-					if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
-						return fmt.Errorf("not deleted")
-					}
+				if err := confirm(e, yes, fmt.Sprintf("Delete snapshot %q?", name)); err != nil {
+					return err
 				}
 				c, err := e.Client()
 				if err != nil {

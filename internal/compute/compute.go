@@ -398,48 +398,54 @@ func putJSON(ctx context.Context, tx store.Tx, kind, key string, v any) (uint64,
 }
 
 func (s *Service) getDisk(ctx context.Context, tx store.Tx, id resource.ID) (Disk, error) {
-	var d Disk
-	idx, err := getJSON(ctx, tx, KindDisk, id.Key(), &d)
-	if errors.Is(err, store.ErrNotFound) {
-		return d, notFound(id)
-	}
-	if err != nil {
-		return d, err
-	}
-	d.ETag = idx
-	return d, nil
+	return getRecord[Disk](ctx, tx, KindDisk, id)
 }
 
 func (s *Service) putDisk(ctx context.Context, tx store.Tx, d *Disk) error {
-	id, err := resource.Parse(d.ID)
-	if err != nil {
-		return fmt.Errorf("store disk %s: %w", d.ID, err)
-	}
-	idx, err := putJSON(ctx, tx, KindDisk, id.Key(), d)
-	d.ETag = idx
-	return err
+	return putRecord(ctx, tx, KindDisk, d.ID, d)
 }
 
 func (s *Service) getSnapshot(ctx context.Context, tx store.Tx, id resource.ID) (Snapshot, error) {
-	var sn Snapshot
-	idx, err := getJSON(ctx, tx, KindSnapshot, id.Key(), &sn)
-	if errors.Is(err, store.ErrNotFound) {
-		return sn, notFound(id)
-	}
-	if err != nil {
-		return sn, err
-	}
-	sn.ETag = idx
-	return sn, nil
+	return getRecord[Snapshot](ctx, tx, KindSnapshot, id)
 }
 
 func (s *Service) putSnapshot(ctx context.Context, tx store.Tx, sn *Snapshot) error {
-	id, err := resource.Parse(sn.ID)
-	if err != nil {
-		return fmt.Errorf("store snapshot %s: %w", sn.ID, err)
+	return putRecord(ctx, tx, KindSnapshot, sn.ID, sn)
+}
+
+// etagged is a stored record that carries its store index as its ETag.
+type etagged interface{ setETag(uint64) }
+
+func (d *Disk) setETag(i uint64)      { d.ETag = i }
+func (sn *Snapshot) setETag(i uint64) { sn.ETag = i }
+
+// getRecord reads the record of kind at id, with its ETag; a missing one is
+// the ARM 404 for id.
+func getRecord[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, tx store.Tx, kind string, id resource.ID) (T, error) {
+	var v T
+	idx, err := getJSON(ctx, tx, kind, id.Key(), &v)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, notFound(id)
 	}
-	idx, err := putJSON(ctx, tx, KindSnapshot, id.Key(), sn)
-	sn.ETag = idx
+	if err != nil {
+		return v, err
+	}
+	P(&v).setETag(idx)
+	return v, nil
+}
+
+// putRecord stores v under the canonical key of its resource ID and sets
+// its ETag to the new index.
+func putRecord(ctx context.Context, tx store.Tx, kind, rawID string, v etagged) error {
+	id, err := resource.Parse(rawID)
+	if err != nil {
+		return fmt.Errorf("store %s %s: %w", kind, rawID, err)
+	}
+	idx, err := putJSON(ctx, tx, kind, id.Key(), v)
+	v.setETag(idx)
 	return err
 }
 

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -353,7 +354,11 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	for i, s := range steps {
 		r.logf("[%d/%d] %s", i+1, len(steps), s.name)
-		if err := s.fn(ctx); err != nil {
+		// Label the step's goroutines (and those they start) so that a CPU
+		// profile of the run can be cut by step: pprof -tagfocus step=….
+		var err error
+		pprof.Do(ctx, pprof.Labels("step", s.name), func(ctx context.Context) { err = s.fn(ctx) })
+		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -448,7 +453,10 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	}
 	m := r.probe.start()
 	t0 := r.clk.Now()
-	si, err := r.eng.Snapshot(ctx, r.vol.ID(), id)
+	var si blockdev.SnapshotInfo
+	pprof.Do(ctx, pprof.Labels("snapshot", id), func(ctx context.Context) {
+		si, err = r.eng.Snapshot(ctx, r.vol.ID(), id)
+	})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 // wall time). It is how a missed target is explained.
 type Internals struct {
 	CPUSeconds         float64 `json:"cpuSeconds"`     // user+system of the process
+	SystemSeconds      float64 `json:"systemSeconds"`  // the system (kernel) part of CPUSeconds
 	CPUUtilization     float64 `json:"cpuUtilization"` // CPU seconds ÷ (wall seconds × cores)
 	BlobPuts           int64   `json:"blobPuts"`
 	BlobPutSeconds     float64 `json:"blobPutSeconds"`
@@ -48,6 +49,7 @@ func (p *probe) since(t0 time.Time, into *atomic.Int64) { into.Add(int64(p.clk.N
 type mark struct {
 	p    *probe
 	cpu  float64
+	sys  float64
 	wall time.Time
 	vals [11]int64
 }
@@ -57,16 +59,18 @@ func (p *probe) values() [11]int64 {
 		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), 0}
 }
 
-func cpuSeconds() float64 {
+// cpuSeconds returns the process's user+system and system CPU time.
+func cpuSeconds() (total, system float64) {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, float64(ru.Stime.Nano()) / 1e9
 }
 
 func (p *probe) start() mark {
-	return mark{p: p, cpu: cpuSeconds(), wall: p.clk.Now(), vals: p.values()}
+	cpu, sys := cpuSeconds()
+	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values()}
 }
 
 // stop returns what happened since start; cores is for the utilization.
@@ -74,9 +78,10 @@ func (m mark) stop(cores int) Internals {
 	v := m.p.values()
 	d := func(i int) int64 { return v[i] - m.vals[i] }
 	s := func(i int) float64 { return float64(d(i)) / 1e9 }
+	cpu, sys := cpuSeconds()
 	in := Internals{
-		CPUSeconds: cpuSeconds() - m.cpu,
-		BlobPuts:   d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
+		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
+		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
 	}
 	if wall := m.p.clk.Now().Sub(m.wall).Seconds(); wall > 0 && cores > 0 {

@@ -69,14 +69,14 @@ func (s *Store) compress(data []byte) ([]byte, Compression, *[]byte) {
 		sample := append((*buf)[:0], data[:sampleWindow]...)
 		sample = append(sample, data[mid:mid+sampleWindow]...)
 		sample = append(sample, data[len(data)-sampleWindow:]...)
-		c := s.enc.EncodeAll(sample, sample[len(sample):len(sample)])
+		c := s.codec.encode(sample[len(sample):], sample)
 		*buf = sample[:0]
 		if len(c) >= len(sample)-len(sample)/minSavingDiv {
 			bufPool.Put(buf)
 			return data, CompressionNone, nil
 		}
 	}
-	c := s.enc.EncodeAll(data, (*buf)[:0])
+	c := s.codec.encode(*buf, data)
 	*buf = c[:0]
 	if len(c) >= len(data)-len(data)/minSavingDiv {
 		bufPool.Put(buf)

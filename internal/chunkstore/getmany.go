@@ -148,7 +148,7 @@ func (s *Store) decodeInto(e trailerEntry, stored []byte, packName string, scrat
 	if e.Compression != CompressionZstd {
 		return s.decode(e, stored, packName)
 	}
-	data, err := s.dec.DecodeAll(stored, (*scratch)[:0])
+	data, err := s.codec.decode(*scratch, stored, int(e.RawLength))
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
 	}

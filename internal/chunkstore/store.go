@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
-
-	"github.com/klauspost/compress/zstd"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
@@ -64,8 +61,7 @@ type Store struct {
 	packSize     int
 	maxUnwritten int
 	level        Level
-	enc          *zstd.Encoder
-	dec          *zstd.Decoder
+	codec        *codec
 
 	gcMu sync.Mutex // one GC or RebuildIndex at a time
 
@@ -105,21 +101,7 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 	if opts.MaxUnwritten <= 0 {
 		opts.MaxUnwritten = 2
 	}
-	lvl := zstd.SpeedFastest
-	if opts.Level == LevelDefault {
-		lvl = zstd.SpeedDefault
-	}
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(lvl),
-		zstd.WithEncoderConcurrency(2*runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(false), // chunks are checked against their ID
-		zstd.WithZeroFrames(true))
-	if err != nil {
-		return nil, fmt.Errorf("new chunk store: %w", err)
-	}
-	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxChunkSize))
+	cd, err := newCodec(opts.Level)
 	if err != nil {
 		return nil, fmt.Errorf("new chunk store: %w", err)
 	}
@@ -130,8 +112,7 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 		packSize:     opts.PackSize,
 		maxUnwritten: opts.MaxUnwritten,
 		level:        opts.Level,
-		enc:          enc,
-		dec:          dec,
+		codec:        cd,
 		pending:      make(map[chunk.ID]pendingLoc),
 	}
 	if !opts.NoFilter {
@@ -497,7 +478,7 @@ func (s *Store) decode(e trailerEntry, stored []byte, packName string) ([]byte, 
 		data = stored
 	case CompressionZstd:
 		var err error
-		data, err = s.dec.DecodeAll(stored, make([]byte, 0, e.RawLength))
+		data, err = s.codec.decode(nil, stored, int(e.RawLength))
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
 		}

@@ -34,6 +34,17 @@ type cachedFile struct {
 	refs     int
 	gone     bool // evicted or replaced: close when refs reach 0
 	elem     *list.Element
+
+	directOnce sync.Once
+	direct     *os.File // the same file opened for direct I/O; nil if unavailable
+}
+
+// close closes cf's descriptors.
+func (cf *cachedFile) close() {
+	cf.f.Close()
+	if cf.direct != nil {
+		cf.direct.Close()
+	}
 }
 
 // fileID returns the device and inode of a stat result.
@@ -110,7 +121,7 @@ func (s *Store) release(cf *cachedFile) {
 	closeIt := cf.gone && cf.refs == 0
 	c.mu.Unlock()
 	if closeIt {
-		cf.f.Close()
+		cf.close()
 	}
 }
 
@@ -136,7 +147,7 @@ func (c *fdCache) dropLocked(cf *cachedFile) {
 	}
 	cf.gone = true
 	if cf.refs == 0 {
-		cf.f.Close()
+		cf.close()
 	}
 }
 

@@ -163,7 +163,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := writeData(f, data); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -243,8 +243,8 @@ func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte
 	if off+n > cf.size {
 		return nil, fmt.Errorf("get %s [%d,+%d]: object is %d bytes: %w", name, off, n, cf.size, io.ErrUnexpectedEOF)
 	}
-	b := make([]byte, n)
-	if _, err := cf.f.ReadAt(b, off); err != nil {
+	b, err := s.readRange(cf, off, n)
+	if err != nil {
 		return nil, fmt.Errorf("get %s [%d,+%d]: %w", name, off, n, err)
 	}
 	return b, nil

@@ -105,6 +105,19 @@ func (b probedBlobs) Put(ctx context.Context, name string, data []byte) error {
 	return err
 }
 
+// ReadRange forwards to the store's blobstore.RangeReader, if it has one.
+func (b probedBlobs) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
+	rr, ok := b.Store.(blobstore.RangeReader)
+	if !ok {
+		return b.GetRange(ctx, name, off, n)
+	}
+	t0 := b.p.clk.Now()
+	data, err := rr.ReadRange(ctx, name, off, n, buf)
+	b.p.since(t0, &b.p.getNs)
+	b.p.gets.Add(1)
+	return data, err
+}
+
 func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
 	t0 := b.p.clk.Now()
 	data, err := b.Store.Get(ctx, name)

@@ -40,3 +40,16 @@ type Store interface {
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 	Delete(ctx context.Context, name string) error
 }
+
+// RangeReader is implemented by stores that can read a range into memory
+// the caller provides, so that bulk readers (restore, verify) reuse their
+// buffers instead of allocating one per read.
+//
+// ReadRange returns the same n bytes as GetRange(name, off, n), in buf's
+// memory when buf is large enough for the store's way of reading (the
+// result then aliases buf and is valid until buf is reused), else in new
+// memory. A buffer from directio.Buffer of n+2*directio.Align bytes is
+// always large enough for the local store's direct reads.
+type RangeReader interface {
+	ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error)
+}

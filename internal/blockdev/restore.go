@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/chunk"
+	"coffer/internal/directio"
 )
 
 // hydration is the state of a restored volume still being filled from its
@@ -333,7 +334,10 @@ func (e *Engine) RestoreTo(ctx context.Context, snapshotID string, w io.WriterAt
 }
 
 // RestoreToFile restores a snapshot into a new sparse file at path (which
-// must not exist) and syncs it.
+// must not exist) and syncs it. Data goes to the file with direct I/O in
+// runs of up to a page's worth of blocks where the file system allows it
+// (see restoreFile), so a restore neither copies the disk through the page
+// cache nor leaves it there.
 func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) error {
 	si, rec, err := e.loadSnapshot(ctx, snapshotID)
 	if err != nil {
@@ -345,9 +349,17 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 	}
 	err = f.Truncate(si.Size)
 	if err == nil {
-		wb := startWriteback(f, true) // a restored file need not stay cached
-		err = e.restoreRecord(ctx, rec, writebackFile{f, wb})
-		wb.stop()
+		rf := restoreFile{f: f, wb: startWriteback(f, true)} // need not stay cached
+		if d, derr := directio.Open(path, os.O_WRONLY); derr == nil {
+			rf.direct = d
+		}
+		err = e.restoreRecord(ctx, rec, rf)
+		rf.wb.stop()
+		if rf.direct != nil {
+			if cerr := rf.direct.Close(); err == nil {
+				err = cerr
+			}
+		}
 	}
 	if err == nil {
 		err = f.Sync()
@@ -362,13 +374,43 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 	return nil
 }
 
+// restoreFile is the io.WriterAt of RestoreToFile: the aligned part of a
+// write goes through direct, when the file system gave one, and the rest
+// (the end of a partial last block) through the page cache with early
+// writeback.
+type restoreFile struct {
+	f, direct *os.File
+	wb        *writeback
+}
+
+func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
+	done := 0
+	if a := len(p) &^ (directio.Align - 1); r.direct != nil && a > 0 && directio.Aligned(p[:a], off) {
+		n, err := r.direct.WriteAt(p[:a], off)
+		if err != nil && (n > 0 || !directio.Refused(err)) {
+			return n, err
+		}
+		done = n
+	}
+	n, err := r.f.WriteAt(p[done:], off+int64(done))
+	r.wb.wrote(n)
+	return done + n, err
+}
+
+// restoreWorkersPerCore is how many restore workers run per engine worker:
+// a worker alternates between reading packs, which waits on the disk, and
+// decompressing, which needs a core, so more workers than cores keep both
+// busy.
+const restoreWorkersPerCore = 2
+
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
 	g, gctx := errgroup.WithContext(ctx)
 	type job struct {
 		p       int64
 		entries []chunk.ID
 	}
-	jobs := make(chan job, e.opts.Workers)
+	workers := restoreWorkersPerCore * e.opts.Workers
+	jobs := make(chan job, workers)
 	g.Go(func() error {
 		defer close(jobs)
 		return e.loadPages(gctx, rec, 0, int64(len(rec.Pages)), true, func(p int64, entries []chunk.ID) error {
@@ -381,34 +423,56 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 		})
 	})
 	// Each worker restores whole pages: one batched read of the page's
-	// chunks, then one WriteAt per block. io.WriterAt allows parallel
-	// WriteAt calls on non-overlapping ranges.
-	for range e.opts.Workers {
+	// chunks into a page-sized buffer, then one WriteAt per run of
+	// consecutive data blocks (holes end runs). io.WriterAt allows parallel
+	// WriteAt calls on non-overlapping ranges. The buffer is aligned for
+	// direct I/O (restoreFile).
+	bs := rec.BlockSize
+	for range workers {
 		g.Go(func() error {
-			buf := make([]byte, rec.BlockSize)
+			page := directio.Buffer(int(EntriesPerPage * bs))
+			var filled [EntriesPerPage]bool
 			var ids []chunk.ID
-			var blocks []int64
+			var slots []int64
 			for j := range jobs {
-				ids, blocks = ids[:0], blocks[:0]
+				ids, slots = ids[:0], slots[:0]
+				filled = [EntriesPerPage]bool{}
+				first := j.p * EntriesPerPage // first block of the page
 				for i, id := range j.entries {
 					if !id.IsZero() {
 						ids = append(ids, id)
-						blocks = append(blocks, j.p*EntriesPerPage+int64(i))
+						slots = append(slots, int64(i))
 					}
 				}
 				err := e.getMany(gctx, ids, func(i int, data []byte) error {
-					b := blocks[i]
-					out, err := blockData(ids[i], data, buf, min(rec.BlockSize, rec.Size-b*rec.BlockSize))
-					if err != nil {
-						return fmt.Errorf("block %d: %w", b, err)
+					s := slots[i]
+					n := min(bs, rec.Size-(first+s)*bs)
+					dst := page[s*bs : s*bs+n]
+					if int64(len(data)) > n {
+						return fmt.Errorf("block %d: chunk %s is %d bytes, larger than the block: %w", first+s, ids[i].Short(), len(data), ErrCorrupt)
 					}
-					if _, err := w.WriteAt(out, b*rec.BlockSize); err != nil {
-						return fmt.Errorf("write block %d: %w", b, err)
-					}
+					clear(dst[copy(dst, data):])
+					filled[s] = true
 					return nil
 				})
 				if err != nil {
 					return fmt.Errorf("page %d: %w", j.p, err)
+				}
+				for s := 0; s < len(j.entries); {
+					if !filled[s] {
+						s++
+						continue
+					}
+					end := s
+					for end < len(j.entries) && filled[end] {
+						end++
+					}
+					off := (first + int64(s)) * bs
+					n := min(int64(end-s)*bs, rec.Size-off)
+					if _, err := w.WriteAt(page[int64(s)*bs:int64(s)*bs+n], off); err != nil {
+						return fmt.Errorf("write blocks %d-%d: %w", first+int64(s), first+int64(end)-1, err)
+					}
+					s = end
 				}
 			}
 			return nil

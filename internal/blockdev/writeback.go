@@ -63,15 +63,3 @@ func (w *writeback) stop() {
 	close(w.kick)
 	w.wg.Wait()
 }
-
-// writebackFile is an io.WriterAt over a file that requests early writeback.
-type writebackFile struct {
-	*os.File
-	wb *writeback
-}
-
-func (f writebackFile) WriteAt(p []byte, off int64) (int, error) {
-	n, err := f.File.WriteAt(p, off)
-	f.wb.wrote(n)
-	return n, err
-}

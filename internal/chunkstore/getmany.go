@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
+	"coffer/internal/directio"
 )
 
 // Batched reads (docs/design.md, "Batched reads").
@@ -19,6 +21,22 @@ const (
 	// maxRead bounds one ranged read of a batch (and the memory it holds).
 	maxRead = 8 << 20
 )
+
+// readBufs recycles the buffers of batched reads: maxRead plus the slack
+// of an aligned direct read (blobstore.RangeReader).
+var readBufs = sync.Pool{New: func() any {
+	b := directio.Buffer(maxRead + 2*directio.Align)
+	return &b
+}}
+
+// readRange reads n bytes at off of pack p, into buf's memory when the
+// blob store can.
+func (s *Store) readRange(ctx context.Context, p string, off, n int64, buf []byte) ([]byte, error) {
+	if rr, ok := s.blobs.(blobstore.RangeReader); ok {
+		return rr.ReadRange(ctx, p, off, n, buf)
+	}
+	return s.blobs.GetRange(ctx, p, off, n)
+}
 
 // GetMany reads the chunks ids (duplicates allowed) with one index lookup
 // for the whole batch and one ranged read per run of nearby chunks in a
@@ -90,6 +108,8 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 		packs = append(packs, p)
 	}
 	slices.Sort(packs)
+	rbuf := readBufs.Get().(*[]byte)
+	defer readBufs.Put(rbuf)
 	for _, p := range packs {
 		es := byPack[p]
 		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
@@ -107,7 +127,7 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 			run := es[:n]
 			es = es[n:]
 			start := run[0].Offset
-			buf, err := s.blobs.GetRange(ctx, p, start, end-start)
+			buf, err := s.readRange(ctx, p, start, end-start, *rbuf)
 			if errors.Is(err, blobstore.ErrNotFound) {
 				// Moved by a concurrent GC: Get looks each up again.
 				for _, e := range run {

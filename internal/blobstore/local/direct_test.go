@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"coffer/internal/blobstore/local"
+	"coffer/internal/directio"
 )
 
 // TestLargeObjectsRoundTrip writes objects around the direct-I/O size and
@@ -63,6 +64,21 @@ func TestLargeObjectsRoundTrip(t *testing.T) {
 					}
 					if !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
 						t.Fatalf("%s: %s: range %v differs", fsName, name, r)
+					}
+				}
+				// ReadRange into a caller's buffer: aligned and large enough
+				// (the result lives in it), unaligned, or too small.
+				aligned := directio.Buffer(size + 2*directio.Align)
+				for _, buf := range [][]byte{aligned, make([]byte, size+1), make([]byte, 10)} {
+					for _, r := range [][2]int{{0, size}, {4097, size - 4097}, {size - 1, 1}} {
+						got, err := s.ReadRange(ctx, name, int64(r[0]), int64(r[1]), buf)
+						if err != nil || !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+							t.Fatalf("%s: %s: read range %v into a %d-byte buffer: %v", fsName, name, r, len(buf), err)
+						}
+						at := uintptr(unsafe.Pointer(&got[0])) - uintptr(unsafe.Pointer(&buf[0]))
+						if len(buf) == len(aligned) && at >= uintptr(len(buf)) {
+							t.Fatalf("%s: %s: read range %v did not use the large aligned buffer", fsName, name, r)
+						}
 					}
 				}
 				if _, err := s.GetRange(ctx, name, int64(size-(256<<10)), 256<<10+1); err == nil {

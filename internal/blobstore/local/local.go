@@ -51,7 +51,10 @@ type Store struct {
 	fds fdCache // open files for GetRange
 }
 
-var _ blobstore.Store = (*Store)(nil)
+var (
+	_ blobstore.Store       = (*Store)(nil)
+	_ blobstore.RangeReader = (*Store)(nil)
+)
 
 // Open returns a Store rooted at dir, creating the directory if needed.
 func Open(dir string) (*Store, error) {
@@ -226,6 +229,13 @@ func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
 
 // GetRange reads exactly n bytes at off.
 func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	return s.ReadRange(ctx, name, off, n, nil)
+}
+
+// ReadRange is GetRange into buf's memory when it is large enough
+// (blobstore.RangeReader). Reads of at least directReadMin bytes into a
+// buffer from directio.Buffer bypass the page cache.
+func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
 	if err := validName(name); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
@@ -243,7 +253,7 @@ func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte
 	if off+n > cf.size {
 		return nil, fmt.Errorf("get %s [%d,+%d]: object is %d bytes: %w", name, off, n, cf.size, io.ErrUnexpectedEOF)
 	}
-	b, err := s.readRange(cf, off, n)
+	b, err := s.readRange(cf, off, n, buf)
 	if err != nil {
 		return nil, fmt.Errorf("get %s [%d,+%d]: %w", name, off, n, err)
 	}

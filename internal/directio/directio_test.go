@@ -27,7 +27,7 @@ func TestBufferAligned(t *testing.T) {
 		want bool
 	}{
 		{b, 0, true}, {b, directio.Align, true}, {b, 1, false},
-		{b[1:directio.Align+1], 0, false}, {b[:directio.Align-1], 0, false}, {b[directio.Align:], 0, true},
+		{b[1 : directio.Align+1], 0, false}, {b[:directio.Align-1], 0, false}, {b[directio.Align:], 0, true},
 	} {
 		if got := directio.Aligned(tc.p, tc.off); got != tc.want {
 			t.Errorf("Aligned(len %d, off %d) = %v, want %v", len(tc.p), tc.off, got, tc.want)

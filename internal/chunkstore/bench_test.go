@@ -70,37 +70,58 @@ func BenchmarkHash(b *testing.B) {
 	})
 }
 
+// BenchmarkZstd compares the pure-Go encoder (klauspost/compress) with
+// this build's codec (libzstd through cgo, or the same pure-Go encoder
+// without cgo: chunkstore.ZstdImpl says which) on 64 KiB blocks.
 func BenchmarkZstd(b *testing.B) {
 	sets := map[string][][]byte{"binaries": binaryBlocks(b), "random": randomBlocks(32)}
-	levels := map[string]zstd.EncoderLevel{"fastest": zstd.SpeedFastest, "default": zstd.SpeedDefault}
-	for lname, lvl := range levels {
+	type impl struct {
+		enc func(dst, src []byte) []byte
+		dec func(dst, src []byte, n int) ([]byte, error)
+	}
+	impls := map[string]impl{}
+	for lname, lvl := range map[string]zstd.EncoderLevel{"fastest": zstd.SpeedFastest, "default": zstd.SpeedDefault} {
 		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
 		dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		impls["go-"+lname] = impl{
+			enc: func(dst, src []byte) []byte { return enc.EncodeAll(src, dst[:0]) },
+			dec: func(dst, src []byte, _ int) ([]byte, error) { return dec.DecodeAll(src, dst[:0]) },
+		}
+	}
+	for lname, lvl := range map[string]chunkstore.Level{"fastest": chunkstore.LevelFastest, "default": chunkstore.LevelDefault} {
+		c, err := chunkstore.NewCodec(lvl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		impls["codec-"+lname] = impl{enc: c.Encode, dec: c.Decode}
+	}
+	b.Logf("this build's codec: %s", chunkstore.ZstdImpl)
+	for iname, im := range impls {
 		for sname, blocks := range sets {
 			var in, out int64
 			comp := make([][]byte, len(blocks))
 			for i, blk := range blocks {
-				comp[i] = enc.EncodeAll(blk, nil)
+				comp[i] = im.enc(nil, blk)
 				in += int64(len(blk))
 				out += int64(len(comp[i]))
 			}
-			b.Run(lname+"/"+sname+"/compress", func(b *testing.B) {
+			b.Run(iname+"/"+sname+"/compress", func(b *testing.B) {
 				b.SetBytes(benchBlock)
-				buf := make([]byte, 0, benchBlock+1024)
+				buf := make([]byte, 0, 2*benchBlock)
 				i := 0
 				for b.Loop() {
-					buf = enc.EncodeAll(blocks[i%len(blocks)], buf[:0])
+					buf = im.enc(buf[:0], blocks[i%len(blocks)])
 					i++
 				}
 				b.ReportMetric(float64(in)/float64(out), "ratio")
 			})
-			b.Run(lname+"/"+sname+"/decompress", func(b *testing.B) {
+			b.Run(iname+"/"+sname+"/decompress", func(b *testing.B) {
 				b.SetBytes(benchBlock)
 				buf := make([]byte, 0, benchBlock)
 				i := 0
 				for b.Loop() {
 					var err error
-					buf, err = dec.DecodeAll(comp[i%len(comp)], buf[:0])
+					buf, err = im.dec(buf[:0], comp[i%len(comp)], benchBlock)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -1,0 +1,16 @@
+package chunkstore
+
+// Codec exposes this build's zstd codec to the benchmarks.
+type Codec = codec
+
+// NewCodec returns this build's codec at level l.
+func NewCodec(l Level) (*Codec, error) { return newCodec(l) }
+
+// Encode compresses src into dst's storage.
+func (c *Codec) Encode(dst, src []byte) []byte { return c.encode(dst, src) }
+
+// Decode decompresses src, of rawLen bytes, into dst's storage.
+func (c *Codec) Decode(dst, src []byte, rawLen int) ([]byte, error) { return c.decode(dst, src, rawLen) }
+
+// ZstdImpl names this build's zstd implementation.
+const ZstdImpl = zstdImpl

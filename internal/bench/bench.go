@@ -33,6 +33,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"coffer/internal/blobstore/local"
 	"coffer/internal/blockdev"
 	"coffer/internal/chunkstore"
@@ -64,9 +66,9 @@ type Options struct {
 	// Peers runs restic and borg (when on PATH) on the same image. qemu-img
 	// (the plain-copy floor) runs whenever it is on PATH.
 	Peers bool
-	// DropCaches syncs and drops the page cache before each timed run
-	// (needs a writable /proc/sys/vm/drop_caches); otherwise every run is
-	// warm.
+	// DropCaches drops the page cache before each timed run (needs a
+	// writable /proc/sys/vm/drop_caches); otherwise every run is warm.
+	// Every timed run starts after a sync either way.
 	DropCaches bool
 	// Keep leaves the restored copies in Dir.
 	Keep bool
@@ -320,10 +322,15 @@ func (r *runner) logf(format string, args ...any) {
 	}
 }
 
+// beforeTimed prepares a timed step: it syncs every file system, so that
+// no step pays for the writeback of an earlier one (a peer's repository
+// written just before Coffer's restore, say), and drops the page cache
+// when asked to.
 func (r *runner) beforeTimed() error {
 	if r.opts.DropCaches {
 		return dropCaches()
 	}
+	unix.Sync()
 	return nil
 }
 

@@ -10,7 +10,9 @@ func NewCodec(l Level) (*Codec, error) { return newCodec(l) }
 func (c *Codec) Encode(dst, src []byte) []byte { return c.encode(dst, src) }
 
 // Decode decompresses src, of rawLen bytes, into dst's storage.
-func (c *Codec) Decode(dst, src []byte, rawLen int) ([]byte, error) { return c.decode(dst, src, rawLen) }
+func (c *Codec) Decode(dst, src []byte, rawLen int) ([]byte, error) {
+	return c.decode(dst, src, rawLen)
+}
 
 // ZstdImpl names this build's zstd implementation.
 const ZstdImpl = zstdImpl

@@ -384,17 +384,9 @@ type restoreFile struct {
 }
 
 func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
-	done := 0
-	if a := len(p) &^ (directio.Align - 1); r.direct != nil && a > 0 && directio.Aligned(p[:a], off) {
-		n, err := r.direct.WriteAt(p[:a], off)
-		if err != nil && (n > 0 || !directio.Refused(err)) {
-			return n, err
-		}
-		done = n
-	}
-	n, err := r.f.WriteAt(p[done:], off+int64(done))
-	r.wb.wrote(n)
-	return done + n, err
+	direct, buffered, err := directio.WriteAt(r.direct, r.f, p, off)
+	r.wb.wrote(buffered)
+	return direct + buffered, err
 }
 
 // restoreWorkersPerCore is how many restore workers run per engine worker:

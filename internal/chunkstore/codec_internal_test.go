@@ -47,7 +47,10 @@ func TestCodecInterchangeable(t *testing.T) {
 		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 		dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 		for name, in := range codecInputs() {
-			frame := c.encode(nil, in)
+			frame, err := c.encode(nil, in)
+			if err != nil {
+				t.Fatal(err)
+			}
 			got, err := dec.DecodeAll(frame, nil)
 			if err != nil || !bytes.Equal(got, in) {
 				t.Fatalf("level %d %s: pure-Go decoder on this codec's frame: err %v, equal %v", l, name, err, bytes.Equal(got, in))
@@ -76,7 +79,10 @@ func TestCodecRejectsBadFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := codecInputs()["text"]
-	frame := c.encode(nil, in)
+	frame, err := c.encode(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		frame  []byte
 		rawLen int

@@ -69,14 +69,18 @@ func (s *Store) compress(data []byte) ([]byte, Compression, *[]byte) {
 		sample := append((*buf)[:0], data[:sampleWindow]...)
 		sample = append(sample, data[mid:mid+sampleWindow]...)
 		sample = append(sample, data[len(data)-sampleWindow:]...)
-		c := s.codec.encode(sample[len(sample):], sample)
+		c, err := s.codec.encode(sample[len(sample):], sample)
 		*buf = sample[:0]
-		if len(c) >= len(sample)-len(sample)/minSavingDiv {
+		if err != nil || len(c) >= len(sample)-len(sample)/minSavingDiv {
 			bufPool.Put(buf)
 			return data, CompressionNone, nil
 		}
 	}
-	c := s.codec.encode(*buf, data)
+	c, err := s.codec.encode(*buf, data)
+	if err != nil { // stored raw: always correct
+		bufPool.Put(buf)
+		return data, CompressionNone, nil
+	}
 	*buf = c[:0]
 	if len(c) >= len(data)-len(data)/minSavingDiv {
 		bufPool.Put(buf)

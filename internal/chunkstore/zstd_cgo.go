@@ -34,21 +34,16 @@ func newCodec(l Level) (*codec, error) {
 	return c, nil
 }
 
-// encode appends nothing: it returns src compressed into dst's storage
-// (reallocated when smaller than the bound).
-func (c *codec) encode(dst, src []byte) []byte {
+// encode returns src compressed into dst's storage (reallocated when
+// smaller than the bound).
+func (c *codec) encode(dst, src []byte) ([]byte, error) {
 	if cap(dst) < dzstd.CompressBound(len(src)) {
 		dst = make([]byte, 0, dzstd.CompressBound(len(src)))
 	}
 	x := c.ctxs.Get().(dzstd.Ctx)
 	out, err := x.CompressLevel(dst[:0], src, c.level)
 	c.ctxs.Put(x)
-	if err != nil {
-		// Only a bug can fail here (the output bound is met); storing the
-		// chunk raw is always correct.
-		return src
-	}
-	return out
+	return out, err
 }
 
 // decode decompresses src, which must hold exactly rawLen bytes, into

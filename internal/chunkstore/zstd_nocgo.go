@@ -43,8 +43,8 @@ func newCodec(l Level) (*codec, error) {
 }
 
 // encode returns src compressed into dst's storage.
-func (c *codec) encode(dst, src []byte) []byte {
-	return c.enc.EncodeAll(src, dst[:0])
+func (c *codec) encode(dst, src []byte) ([]byte, error) {
+	return c.enc.EncodeAll(src, dst[:0]), nil
 }
 
 // decode decompresses src, which must hold exactly rawLen bytes, into

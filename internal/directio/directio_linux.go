@@ -19,37 +19,6 @@ func Open(path string, flag int) (*os.File, error) {
 	return f, err
 }
 
-// SetDirect switches direct I/O on or off for the open file f. A file
-// system that refuses is errors.ErrUnsupported.
-func SetDirect(f *os.File, on bool) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("direct I/O on %s: %w", f.Name(), errors.ErrUnsupported)
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) {
-		var flags int
-		if flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0); ferr != nil {
-			return
-		}
-		if on {
-			flags |= unix.O_DIRECT
-		} else {
-			flags &^= unix.O_DIRECT
-		}
-		_, ferr = unix.FcntlInt(fd, unix.F_SETFL, flags)
-	}); err != nil {
-		ferr = err
-	}
-	if errors.Is(ferr, unix.EINVAL) {
-		return fmt.Errorf("direct I/O on %s: %w", f.Name(), errors.ErrUnsupported)
-	}
-	if ferr != nil {
-		return fmt.Errorf("direct I/O on %s: %w", f.Name(), ferr)
-	}
-	return nil
-}
-
 // Refused reports whether err from a direct transfer means that the file
 // system does not take direct I/O on this file after all (some accept the
 // flag and refuse the transfer), so that the caller should retry it

@@ -10,10 +10,10 @@ import (
 )
 
 // Large transfers bypass the page cache (O_DIRECT). Objects of at least
-// directMin bytes whose memory starts on a directAlign boundary are written
-// that way: the aligned prefix goes from the caller's buffer straight to
-// the device, then the tail (under directAlign bytes) is written through
-// the page cache, and the file is synced as always. Ranged reads of at
+// directMin bytes whose memory starts on a directio.Align boundary are
+// written that way: the aligned prefix goes from the caller's buffer
+// straight to the device, then the tail (under directio.Align bytes) is
+// written through the page cache, and the file is synced as always. Ranged reads of at
 // least directReadMin bytes are read that way into a new aligned buffer.
 // Packs are written once and read back rarely and in bulk (restore,
 // verify), so caching them helps little, while copying them into and out
@@ -27,21 +27,19 @@ const (
 	directReadMin = 256 << 10
 )
 
-// writeData writes data to the new, empty file f from offset 0.
+// writeData writes data to the new, empty file f from offset 0, through a
+// second, direct descriptor of the same file when data is large enough.
 func writeData(f *os.File, data []byte) error {
-	n := len(data) &^ (directio.Align - 1)
-	done := 0
-	if len(data) >= directMin && directio.Aligned(data[:n], 0) && directio.SetDirect(f, true) == nil {
-		var err error
-		done, err = f.WriteAt(data[:n], 0)
-		if serr := directio.SetDirect(f, false); err == nil && serr != nil {
-			return serr
-		}
-		if err != nil && !(done == 0 && directio.Refused(err)) {
+	if len(data) >= directMin {
+		if d, err := directio.Open(f.Name(), os.O_WRONLY); err == nil {
+			_, _, err := directio.WriteAt(d, f, data, 0)
+			if cerr := d.Close(); err == nil {
+				err = cerr
+			}
 			return err
 		}
 	}
-	_, err := f.WriteAt(data[done:], int64(done))
+	_, err := f.WriteAt(data, 0)
 	return err
 }
 

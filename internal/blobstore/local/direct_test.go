@@ -16,8 +16,9 @@ import (
 
 // TestLargeObjectsRoundTrip writes objects around the direct-I/O size and
 // alignment boundaries, from aligned and unaligned buffers, on the test's
-// file system and on tmpfs (which refuses O_DIRECT), and reads every one
-// back byte for byte: whichever way Put writes, the object is the data.
+// file system and on tmpfs (which refuses O_DIRECT on older kernels), and
+// reads every one back byte for byte: whichever way Put writes, the object
+// is the data.
 func TestLargeObjectsRoundTrip(t *testing.T) {
 	dirs := map[string]string{"tempdir": t.TempDir()}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {

@@ -22,12 +22,30 @@ const (
 	maxRead = 8 << 20
 )
 
-// readBufs recycles the buffers of batched reads: maxRead plus the slack
-// of an aligned direct read (blobstore.RangeReader).
-var readBufs = sync.Pool{New: func() any {
-	b := directio.Buffer(maxRead + 2*directio.Align)
-	return &b
-}}
+// readBufs recycles the buffers of batched reads in size classes of
+// minRead << i bytes (up to maxRead), each with the slack of an aligned
+// direct read (blobstore.RangeReader). Most runs are far shorter than
+// maxRead, so a class per size keeps a run from holding (and touching) a
+// maxRead buffer.
+var readBufs [readClasses]sync.Pool
+
+const (
+	minRead     = 1 << 20
+	readClasses = 4 // minRead << (readClasses-1) == maxRead
+)
+
+// readBuf returns a pooled buffer for a run of n bytes and its class.
+func readBuf(n int64) (*[]byte, int) {
+	c := 0
+	for c < readClasses-1 && n > minRead<<c {
+		c++
+	}
+	if b, ok := readBufs[c].Get().(*[]byte); ok {
+		return b, c
+	}
+	b := directio.Buffer(minRead<<c + 2*directio.Align)
+	return &b, c
+}
 
 // readRange reads n bytes at off of pack p, into buf's memory when the
 // blob store can.
@@ -108,8 +126,6 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 		packs = append(packs, p)
 	}
 	slices.Sort(packs)
-	rbuf := readBufs.Get().(*[]byte)
-	defer readBufs.Put(rbuf)
 	for _, p := range packs {
 		es := byPack[p]
 		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
@@ -127,25 +143,20 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 			run := es[:n]
 			es = es[n:]
 			start := run[0].Offset
-			buf, err := s.readRange(ctx, p, start, end-start, *rbuf)
-			if errors.Is(err, blobstore.ErrNotFound) {
-				// Moved by a concurrent GC: Get looks each up again.
-				for _, e := range run {
-					single = append(single, e.ID)
-				}
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("get %d chunks from pack %s: %w", len(run), p, err)
-			}
-			for _, e := range run {
-				stored := buf[e.Offset-start : e.Offset-start+int64(e.Length)]
+			moved, err := s.readRun(ctx, p, run, start, end, func(e Entry, stored []byte) error {
 				data, err := s.decodeInto(e.trailer(), stored, p, &scratch)
 				if err != nil {
 					return err
 				}
-				if err := deliver(e.ID, data); err != nil {
-					return err
+				return deliver(e.ID, data)
+			})
+			if err != nil {
+				return err
+			}
+			if moved {
+				// Moved by a concurrent GC: Get looks each up again.
+				for _, e := range run {
+					single = append(single, e.ID)
 				}
 			}
 		}
@@ -160,6 +171,28 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 		}
 	}
 	return nil
+}
+
+// readRun reads the chunks run, which lie in [start, end) of pack p, with
+// one ranged read into a pooled buffer and calls fn with each one's stored
+// bytes (valid until fn returns). moved reports a pack that is gone (a
+// concurrent GC rewrote it); fn is not called then.
+func (s *Store) readRun(ctx context.Context, p string, run []Entry, start, end int64, fn func(e Entry, stored []byte) error) (moved bool, err error) {
+	rbuf, class := readBuf(end - start)
+	defer readBufs[class].Put(rbuf)
+	buf, err := s.readRange(ctx, p, start, end-start, *rbuf)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get %d chunks from pack %s: %w", len(run), p, err)
+	}
+	for _, e := range run {
+		if err := fn(e, buf[e.Offset-start:e.Offset-start+int64(e.Length)]); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // decodeInto is decode with a reusable decompression buffer: the result

@@ -26,3 +26,29 @@ func Open(path string, flag int) (*os.File, error) {
 func Refused(err error) bool {
 	return errors.Is(err, unix.EINVAL) || errors.Is(err, errors.ErrUnsupported)
 }
+
+// Map returns n zeroed bytes of memory outside the Go heap, aligned for
+// direct transfers (an anonymous private mapping). Unmap returns it to the
+// system; the garbage collector neither moves, counts nor frees it. Use it
+// for large buffers that live as long as one operation, so that they do not
+// raise the heap's growth target (which lets garbage pile up to their size)
+// and leave no resident memory behind.
+func Map(n int) ([]byte, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("map %d bytes: %w", n, unix.EINVAL)
+	}
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("map %d bytes: %w", n, err)
+	}
+	return b, nil
+}
+
+// Unmap releases memory from Map. b (and every slice of it) must not be
+// used afterwards: an access faults.
+func Unmap(b []byte) error {
+	if err := unix.Munmap(b); err != nil {
+		return fmt.Errorf("unmap %d bytes: %w", len(b), err)
+	}
+	return nil
+}

@@ -15,3 +15,15 @@ func Open(path string, flag int) (*os.File, error) {
 
 // Refused reports whether err means the file system refused direct I/O.
 func Refused(err error) bool { return errors.Is(err, errors.ErrUnsupported) }
+
+// Map returns n zeroed, aligned bytes; on this platform they are ordinary
+// Go memory (Buffer), which Unmap leaves to the garbage collector.
+func Map(n int) ([]byte, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("map %d bytes: invalid size", n)
+	}
+	return Buffer(n), nil
+}
+
+// Unmap releases memory from Map (here: nothing to do).
+func Unmap(b []byte) error { return nil }

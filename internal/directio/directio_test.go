@@ -35,6 +35,60 @@ func TestBufferAligned(t *testing.T) {
 	}
 }
 
+// TestMap checks memory from Map: the size asked, zeroed, aligned,
+// writable, usable for a direct transfer, and released by Unmap; a size
+// that is not positive is an error.
+func TestMap(t *testing.T) {
+	for _, n := range []int{0, -1} {
+		if _, err := directio.Map(n); err == nil {
+			t.Errorf("Map(%d): no error", n)
+		}
+	}
+	const n = 3*directio.Align + 100
+	b, err := directio.Map(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != n || !directio.Aligned(b[:0], 0) {
+		t.Fatalf("Map(%d): len %d, aligned %v", n, len(b), directio.Aligned(b[:0], 0))
+	}
+	if !bytes.Equal(b, make([]byte, n)) {
+		t.Fatal("Map: memory is not zeroed")
+	}
+	for i := range b {
+		b[i] = byte(i * 13)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 3*directio.Align), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	buffered, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buffered.Close()
+	direct, err := directio.Open(path, os.O_RDWR)
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatal(err)
+	}
+	if direct != nil {
+		defer direct.Close()
+	}
+	if _, _, err := directio.WriteAt(direct, buffered, b, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatal("file differs from the mapped buffer written")
+	}
+	if err := directio.Unmap(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWriteReadDirect writes and reads a file directly where the file
 // system allows it, and checks that refusal is errors.ErrUnsupported.
 func TestWriteReadDirect(t *testing.T) {

@@ -79,10 +79,10 @@ func TestRunSmall(t *testing.T) {
 			t.Errorf("%s is on PATH but did not run", peer.name)
 			continue
 		}
-		if peer.p.Error != "" || !peer.p.Restore.Match || peer.p.Backup.Seconds <= 0 || peer.p.Backup2.Seconds <= 0 {
+		if peer.p.Error != "" || !peer.p.Restore.Match || peer.p.Backup.Seconds <= 0 || peer.p.Backup2.Seconds <= 0 || peer.p.Restore.FsyncSeconds <= 0 {
 			t.Errorf("%s: %+v", peer.name, *peer.p)
 		}
-		for _, k := range []string{"fullSnapshotSpeedupVs", "incrementalSnapshotSpeedupVs", "restoreSpeedupVs", "fullStoredVs"} {
+		for _, k := range []string{"fullSnapshotSpeedupVs", "incrementalSnapshotSpeedupVs", "restoreSpeedupVs", "restoreWithFsyncSpeedupVs", "fullStoredVs"} {
 			if _, ok := res.Ratios[k+strings.ToUpper(peer.name[:1])+peer.name[1:]]; !ok {
 				t.Errorf("no ratio %s for %s", k, peer.name)
 			}

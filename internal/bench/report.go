@@ -53,6 +53,10 @@ func (res *Result) evaluate() {
 		}
 		if p.Restore.Error == "" && p.Restore.Seconds > 0 {
 			set("restoreSpeedupVs"+pp.name, ratio(p.Restore.Seconds, c.Restore.Seconds))
+			if p.Restore.FsyncSeconds > 0 {
+				// Like for like: RestoreToFile fsyncs, the peers do not.
+				set("restoreWithFsyncSpeedupVs"+pp.name, ratio(p.Restore.Seconds+p.Restore.FsyncSeconds, c.Restore.Seconds))
+			}
 		}
 	}
 	if f := res.Floor; f != nil && f.Restore.Error == "" {
@@ -239,6 +243,21 @@ func WriteTable(w io.Writer, res Result) error {
 		}(), "", "")
 	add("full restore: sha256 vs image", matchCell(c.Restore), func(p *Peer) string { return matchCell(p.Restore) },
 		func(p *Peer) string { return matchCell(p.Restore) }, qm, "", "")
+	fsynced := func(p *Peer) string {
+		if p.Restore.Error != "" || p.Restore.FsyncSeconds <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", p.Restore.Seconds+p.Restore.FsyncSeconds)
+	}
+	rsecSynced := func(p *Peer) float64 { return p.Restore.Seconds + p.Restore.FsyncSeconds }
+	qsynced := "-"
+	if f := res.Floor; f != nil && f.SyncedSeconds > 0 {
+		qsynced = fmt.Sprintf("%.2f", f.SyncedSeconds)
+	}
+	// Coffer's restore returns once the image is durable: its seconds are
+	// already "+ fsync".
+	add("full restore + fsync of the image: seconds", restoreCell(c.Restore), fsynced, fsynced, qsynced,
+		advPeer(res.Restic, rsecSynced, c.Restore.Seconds), advPeer(res.Borg, rsecSynced, c.Restore.Seconds))
 	rows = append(rows, row{metric: "full restore vs floor", qemu: qadv})
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -491,3 +491,36 @@ func TestExtents(t *testing.T) {
 		t.Errorf("snapshot ID reuse: %v, want ErrExists", err)
 	}
 }
+
+// TestRestoreLargeBlocks restores with the largest block size, where a
+// restore worker's buffer holds a span of a page rather than a whole page
+// (restoreBufBytes), with holes and a partial last block.
+func TestRestoreLargeBlocks(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 20
+	env := newTestEnv(t, Options{BlockSize: bs})
+	size := int64(11*bs + 512*7) // a partial last block
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if span := restoreBufBytes / bs; span >= 11 {
+		t.Fatalf("a span of %d blocks covers the volume: the test needs more blocks", span)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	model := make([]byte, size)
+	for _, b := range []int64{0, 1, 3, 4, 5, 8, 11} { // 2, 6, 7, 9, 10 stay holes
+		n := min(int64(bs), size-b*bs)
+		p := make([]byte, n)
+		fillRandom(rng, p)
+		p[0] = 1 // not a zero block
+		if _, err := v.WriteAt(p, b*bs); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[b*bs:], p)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s1", model)
+}

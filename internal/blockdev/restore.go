@@ -398,54 +398,63 @@ func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 // with 4 workers and 2.1-2.3 s with 8, with no gain beyond.
 const restoreIODepth = 6
 
-// restoreRecord writes the data blocks of rec to w. Each worker restores
-// whole pages: one batched read of the page's chunks into a page buffer,
-// then one WriteAt per run of consecutive data blocks (holes end runs);
-// io.WriterAt allows parallel WriteAt calls on non-overlapping ranges. The
-// page buffers are aligned for direct I/O (restoreFile) and live outside
-// the Go heap for the duration of the call (directio.Map).
+// restoreBufBytes bounds a restore worker's buffer: a worker restores a
+// page (EntriesPerPage blocks, 16 MiB at 64 KiB blocks) at a time, or a
+// span of the page of at most this many bytes at larger block sizes.
+const restoreBufBytes = 16 << 20
+
+// restoreRecord writes the data blocks of rec to w. Each worker restores a
+// span of a page at a time (restoreBufBytes): one batched read of the
+// span's chunks into the worker's buffer, then one WriteAt per run of
+// consecutive data blocks (holes end runs); io.WriterAt allows parallel
+// WriteAt calls on non-overlapping ranges. The buffers are aligned for
+// direct I/O (restoreFile) and live outside the Go heap for the duration
+// of the call (directio.Map).
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
 	workers := e.opts.Workers + restoreIODepth
 	bs := rec.BlockSize
-	pages := make([][]byte, 0, workers)
+	span := int(max(1, min(EntriesPerPage, restoreBufBytes/bs))) // blocks per job
+	bufs := make([][]byte, 0, workers)
 	defer func() {
-		for _, p := range pages {
-			_ = directio.Unmap(p) // fails only for memory not from Map
+		for _, b := range bufs {
+			_ = directio.Unmap(b) // fails only for memory not from Map
 		}
 	}()
 	for range workers {
-		p, err := directio.Map(int(EntriesPerPage * bs))
+		b, err := directio.Map(int(int64(span) * bs))
 		if err != nil {
 			return fmt.Errorf("restore buffers: %w", err)
 		}
-		pages = append(pages, p)
+		bufs = append(bufs, b)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	type job struct {
-		p       int64
-		entries []chunk.ID
+		first   int64      // first block
+		entries []chunk.ID // of blocks first, first+1, ...
 	}
 	jobs := make(chan job, workers)
 	g.Go(func() error {
 		defer close(jobs)
 		return e.loadPages(gctx, rec, 0, int64(len(rec.Pages)), true, func(p int64, entries []chunk.ID) error {
-			select {
-			case jobs <- job{p, entries}:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
+			for i := 0; i < len(entries); i += span {
+				select {
+				case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))]}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
+			return nil
 		})
 	})
-	for _, page := range pages {
+	for _, buf := range bufs {
 		g.Go(func() error {
-			var filled [EntriesPerPage]bool
+			filled := make([]bool, span)
 			var ids []chunk.ID
 			var slots []int64
 			for j := range jobs {
 				ids, slots = ids[:0], slots[:0]
-				filled = [EntriesPerPage]bool{}
-				first := j.p * EntriesPerPage // first block of the page
+				clear(filled)
+				first := j.first
 				for i, id := range j.entries {
 					if !id.IsZero() {
 						ids = append(ids, id)
@@ -455,7 +464,7 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 				err := e.getMany(gctx, ids, func(i int, data []byte) error {
 					s := slots[i]
 					n := min(bs, rec.Size-(first+s)*bs)
-					dst := page[s*bs : s*bs+n]
+					dst := buf[s*bs : s*bs+n]
 					if int64(len(data)) > n {
 						return fmt.Errorf("block %d: chunk %s is %d bytes, larger than the block: %w", first+s, ids[i].Short(), len(data), ErrCorrupt)
 					}
@@ -464,7 +473,7 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					return nil
 				})
 				if err != nil {
-					return fmt.Errorf("page %d: %w", j.p, err)
+					return fmt.Errorf("blocks %d-%d: %w", first, first+int64(len(j.entries))-1, err)
 				}
 				for s := 0; s < len(j.entries); {
 					if !filled[s] {
@@ -477,7 +486,7 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					}
 					off := (first + int64(s)) * bs
 					n := min(int64(end-s)*bs, rec.Size-off)
-					if _, err := w.WriteAt(page[int64(s)*bs:int64(s)*bs+n], off); err != nil {
+					if _, err := w.WriteAt(buf[int64(s)*bs:int64(s)*bs+n], off); err != nil {
 						return fmt.Errorf("write blocks %d-%d: %w", first+int64(s), first+int64(end)-1, err)
 					}
 					s = end

@@ -70,6 +70,12 @@ type Options struct {
 	// writable /proc/sys/vm/drop_caches); otherwise every run is warm.
 	// Every timed run starts after a sync either way.
 	DropCaches bool
+	// Settle is a pause after that sync (or drop) before each timed run:
+	// the disk finishes what the sync started, and memory left idle may be
+	// reclaimed, as between a backup and a restore made hours apart
+	// (kernels with proactive reclaim, such as DAMON's, drop idle cached
+	// pages within seconds). Zero: no pause.
+	Settle time.Duration
 	// Keep leaves the restored copies in Dir.
 	Keep bool
 	// Progress receives one line per step (nil: none).
@@ -303,6 +309,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if opts.DropCaches {
 		r.res.CacheState = "dropped (sync; echo 3 > /proc/sys/vm/drop_caches before each timed run)"
 	}
+	if opts.Settle > 0 {
+		r.res.CacheState += fmt.Sprintf("; then a pause of %s before each timed run", opts.Settle)
+	}
 	start := r.clk.Now()
 	err = r.run(ctx)
 	if cerr := r.closeStack(); err == nil {
@@ -329,14 +338,27 @@ func (r *runner) logf(format string, args ...any) {
 
 // beforeTimed prepares a timed step: it syncs every file system, so that
 // no step pays for the writeback of an earlier one (a peer's repository
-// written just before Coffer's restore, say), and drops the page cache
-// when asked to.
-func (r *runner) beforeTimed() error {
+// written just before Coffer's restore, say), drops the page cache when
+// asked to, and waits Settle.
+func (r *runner) beforeTimed(ctx context.Context) error {
 	if r.opts.DropCaches {
-		return dropCaches()
+		if err := dropCaches(); err != nil {
+			return err
+		}
+	} else {
+		unix.Sync()
 	}
-	unix.Sync()
-	return nil
+	if r.opts.Settle <= 0 {
+		return nil
+	}
+	t := r.clk.NewTimer(r.opts.Settle)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // since returns the seconds elapsed since t0.
@@ -460,7 +482,7 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	if err != nil {
 		return err
 	}
-	if err := r.beforeTimed(); err != nil {
+	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	m := r.probe.start()
@@ -674,7 +696,7 @@ func (r *runner) restores(ctx context.Context) error {
 	// Coffer.
 	out := &r.res.Coffer.Restore
 	path := filepath.Join(r.dir, "restore-coffer.img")
-	if err := r.beforeTimed(); err != nil {
+	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	m := r.probe.start()
@@ -853,7 +875,7 @@ func (r *runner) instant(ctx context.Context) error {
 	}
 	out.FirstReadOffset, out.RandomReadOffset = first, random
 	buf := make([]byte, blockSize)
-	if err := r.beforeTimed(); err != nil {
+	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	m := r.probe.start()
@@ -930,7 +952,7 @@ func (r *runner) latency(ctx context.Context) error {
 	out.BaselineWrites = len(base)
 	out.BaselineP50Ms, out.BaselineP99Ms, out.BaselineMaxMs = percentiles(base)
 
-	if err := r.beforeTimed(); err != nil {
+	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	type snapResult struct {

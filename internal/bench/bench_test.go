@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"coffer/internal/clock"
 )
 
 // TestRunSmall runs the whole pipeline on a 64 MiB disk. restic, borg and
@@ -211,5 +214,40 @@ func TestPercentiles(t *testing.T) {
 	p50, p99, mx := percentiles(d)
 	if p50 != 100 || p99 != 198 || mx != 200 {
 		t.Errorf("p50 %v p99 %v max %v, want 100 198 200", p50, p99, mx)
+	}
+}
+
+// TestBeforeTimedSettles checks that a timed step waits Settle on the
+// bench's clock after the sync, and that cancelling ends the wait.
+func TestBeforeTimedSettles(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	r := &runner{opts: Options{Settle: 5 * time.Second}, clk: clk}
+	done := make(chan error, 1)
+	go func() { done <- r.beforeTimed(context.Background()) }()
+	for clk.Pending() == 0 {
+		time.Sleep(time.Millisecond) // until the step waits on the clock
+	}
+	clk.Advance(4 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("returned after 4s of a 5s settle: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	clk.Advance(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- r.beforeTimed(ctx) }()
+	for clk.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled settle: got %v, want context.Canceled", err)
+	}
+	if n := clk.Pending(); n != 0 {
+		t.Fatalf("%d timers left pending", n)
 	}
 }

@@ -60,7 +60,7 @@ func (t *tool) timed(ctx context.Context, dir string, args ...string) (float64, 
 	var errb bytes.Buffer
 	cmd.Stdout = logf
 	cmd.Stderr = &teeWriter{logf, &errb}
-	if err := t.r.beforeTimed(); err != nil {
+	if err := t.r.beforeTimed(ctx); err != nil {
 		return 0, 0, err
 	}
 	t0 := t.r.clk.Now()

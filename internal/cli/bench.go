@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"coffer/internal/bench"
 )
@@ -22,6 +23,7 @@ func benchCommand() *command {
 		jsonOut, noPeers, keep, dropCaches, quiet bool
 		seed                                      uint64
 		workers                                   int
+		settle                                    time.Duration
 	)
 	return &command{name: "bench",
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
@@ -32,6 +34,7 @@ func benchCommand() *command {
 			fs.BoolVar(&noPeers, "no-peers", false, "do not run restic and borg (qemu-img still runs when on PATH)")
 			fs.BoolVar(&keep, "keep", false, "keep the working directory (image, repositories, restored copies)")
 			fs.BoolVar(&dropCaches, "drop-caches", false, "drop the page cache before each timed run (root); default: everything warm")
+			fs.DurationVar(&settle, "settle", 0, "after the sync before each timed run, pause this long (5s, 1m): a quiet disk, and idle cached memory reclaimed as it would be between a backup and a later restore; default: no pause")
 			fs.Uint64Var(&seed, "seed", 1, "seed of the image and of every random choice")
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
@@ -47,6 +50,9 @@ func benchCommand() *command {
 			}
 			if size < bench.MinSize {
 				return usagef("--size must be at least %d MiB", bench.MinSize>>20)
+			}
+			if settle < 0 {
+				return usagef("--settle must not be negative")
 			}
 			asJSON := jsonOut
 			fs.Visit(func(f *flag.Flag) { // an explicit -o json also means JSON
@@ -89,7 +95,7 @@ func benchCommand() *command {
 				defer pprof.StopCPUProfile()
 			}
 			opts := bench.Options{Size: size, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
-				Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
+				Settle: settle, Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
 			if !quiet {
 				opts.Progress = e.Stderr
 			}

@@ -12,26 +12,7 @@ import (
 // grants; it is registered as a tenant.Cleaner so that deleting a resource
 // group deletes what it holds. It is safe to run again after a crash.
 func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
-	var disks []Disk
-	var snaps []Snapshot
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		if snaps, err = s.listSnapshots(ctx, tx, scope.Key()+"/"); err != nil {
-			return err
-		}
-		objs, err := tx.List(ctx, store.Query{Kind: KindDisk, Prefix: scope.Key() + "/"})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			var d Disk
-			if _, err := getJSON(ctx, tx, KindDisk, o.Key, &d); err != nil {
-				return err
-			}
-			disks = append(disks, d)
-		}
-		return nil
-	})
+	disks, snaps, err := s.readRecords(ctx, scope.Key()+"/")
 	if err != nil {
 		return fmt.Errorf("delete compute resources in %s: %w", scope, err)
 	}
@@ -52,26 +33,7 @@ func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
 // are completed or failed, and copies still hydrating are watched again so
 // that their temporary snapshots go once they finish.
 func (s *Service) Recover(ctx context.Context) error {
-	var disks []Disk
-	var snaps []Snapshot
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		if snaps, err = s.listSnapshots(ctx, tx, ""); err != nil {
-			return err
-		}
-		objs, err := tx.List(ctx, store.Query{Kind: KindDisk})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			var d Disk
-			if _, err := getJSON(ctx, tx, KindDisk, o.Key, &d); err != nil {
-				return err
-			}
-			disks = append(disks, d)
-		}
-		return nil
-	})
+	disks, snaps, err := s.readRecords(ctx, "")
 	if err != nil {
 		return fmt.Errorf("recover compute resources: %w", err)
 	}
@@ -125,6 +87,20 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// readRecords reads, in one view, every disk and snapshot whose key starts
+// with prefix.
+func (s *Service) readRecords(ctx context.Context, prefix string) (disks []Disk, snaps []Snapshot, err error) {
+	err = s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if snaps, err = s.listSnapshots(ctx, tx, prefix); err != nil {
+			return err
+		}
+		disks, err = listRecords[Disk](ctx, tx, KindDisk, prefix)
+		return err
+	})
+	return disks, snaps, err
 }
 
 // Close stops the background watchers of disk copies.

@@ -476,36 +476,22 @@ func checkSKU(name string, allowed []string, target string) (string, error) {
 // ListDisks lists the disks under scope (a subscription or a group), in ID
 // order. Callers authorize the list at scope.
 func (s *Service) ListDisks(ctx context.Context, scope resource.ID) ([]Disk, error) {
-	var out []Disk
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if scope.ResourceGroup != "" {
-			if _, err := s.Tenant.GetGroup(ctx, tx, scope); err != nil {
-				return err
-			}
-		} else if _, err := s.Tenant.GetSubscription(ctx, tx, scope.Subscription); err != nil {
-			return err
-		}
-		objs, err := tx.List(ctx, store.Query{Kind: KindDisk, Prefix: scope.Key() + "/"})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			var d Disk
-			if err := json.Unmarshal(o.Data, &d); err != nil {
-				return fmt.Errorf("decode disk %s: %w", o.Key, err)
-			}
-			d.ETag = o.ModifyIndex
-			out = append(out, d)
-		}
-		return nil
-	})
-	return out, err
+	return listScope[Disk](ctx, s, KindDisk, scope)
 }
 
 // ListSnapshots lists the snapshots under scope (a subscription or a
 // group), in ID order. Callers authorize the list at scope.
 func (s *Service) ListSnapshots(ctx context.Context, scope resource.ID) ([]Snapshot, error) {
-	var out []Snapshot
+	return listScope[Snapshot](ctx, s, KindSnapshot, scope)
+}
+
+// listScope lists the records of kind under scope (a subscription or a
+// group) after checking that scope exists.
+func listScope[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, s *Service, kind string, scope resource.ID) ([]T, error) {
+	var out []T
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		if scope.ResourceGroup != "" {
 			if _, err := s.Tenant.GetGroup(ctx, tx, scope); err != nil {
@@ -515,61 +501,72 @@ func (s *Service) ListSnapshots(ctx context.Context, scope resource.ID) ([]Snaps
 			return err
 		}
 		var err error
-		out, err = s.listSnapshots(ctx, tx, scope.Key()+"/")
+		out, err = listRecords[T, P](ctx, tx, kind, scope.Key()+"/")
 		return err
 	})
 	return out, err
 }
 
 func (s *Service) listSnapshots(ctx context.Context, tx store.Tx, prefix string) ([]Snapshot, error) {
-	objs, err := tx.List(ctx, store.Query{Kind: KindSnapshot, Prefix: prefix})
+	return listRecords[Snapshot](ctx, tx, KindSnapshot, prefix)
+}
+
+// listRecords reads the records of kind whose keys start with prefix, in
+// key order, each with its ETag.
+func listRecords[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, tx store.Tx, kind, prefix string) ([]T, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kind, Prefix: prefix})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Snapshot, 0, len(objs))
+	out := make([]T, 0, len(objs))
 	for _, o := range objs {
-		var sn Snapshot
-		if err := json.Unmarshal(o.Data, &sn); err != nil {
-			return nil, fmt.Errorf("decode snapshot %s: %w", o.Key, err)
+		var v T
+		if err := json.Unmarshal(o.Data, &v); err != nil {
+			return nil, fmt.Errorf("decode %s %s: %w", kind, o.Key, err)
 		}
-		sn.ETag = o.ModifyIndex
-		out = append(out, sn)
+		P(&v).setETag(o.ModifyIndex)
+		out = append(out, v)
 	}
 	return out, nil
 }
 
 // GetDisk returns a disk after checking p may read it.
 func (s *Service) GetDisk(ctx context.Context, p identity.Principal, id resource.ID) (Disk, error) {
-	if err := s.authorize(ctx, p, ActionDiskRead, id.String()); err != nil {
-		return Disk{}, err
-	}
-	var d Disk
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if err := s.checkGroupExists(ctx, tx, id); err != nil {
-			return err
-		}
-		var err error
-		d, err = s.getDisk(ctx, tx, id)
-		return err
-	})
-	return d, err
+	return recordTx[Disk](ctx, s, s.Store.View, p, ActionDiskRead, KindDisk, id, nil)
 }
 
 // GetSnapshot returns a snapshot after checking p may read it.
 func (s *Service) GetSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (Snapshot, error) {
-	if err := s.authorize(ctx, p, ActionSnapshotRead, id.String()); err != nil {
-		return Snapshot{}, err
+	return recordTx[Snapshot](ctx, s, s.Store.View, p, ActionSnapshotRead, KindSnapshot, id, nil)
+}
+
+// recordTx authorizes action on id for p; then, in a transaction that run
+// opens (s.Store.View or s.Store.Update), it checks that the resource
+// group of id exists, reads the record of kind at id and, unless fn is
+// nil, hands it to fn. It returns the record as fn left it.
+func recordTx[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, s *Service, run func(context.Context, func(store.Tx) error) error,
+	p identity.Principal, action, kind string, id resource.ID, fn func(tx store.Tx, v P) error) (T, error) {
+	var v T
+	if err := s.authorize(ctx, p, action, id.String()); err != nil {
+		return v, err
 	}
-	var sn Snapshot
-	err := s.Store.View(ctx, func(tx store.Tx) error {
+	err := run(ctx, func(tx store.Tx) error {
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
 			return err
 		}
 		var err error
-		sn, err = s.getSnapshot(ctx, tx, id)
-		return err
+		if v, err = getRecord[T, P](ctx, tx, kind, id); err != nil || fn == nil {
+			return err
+		}
+		return fn(tx, &v)
 	})
-	return sn, err
+	return v, err
 }
 
 func (s *Service) checkGroupExists(ctx context.Context, tx store.Tx, id resource.ID) error {

@@ -435,40 +435,18 @@ func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Princ
 // UpdateDisk applies a PATCH: tags, SKU and growing diskSizeGB (shrinking
 // is refused with Azure's error). It checks Microsoft.Compute/disks/write.
 func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resource.ID, upd DiskUpdate) (Disk, error) {
-	if err := s.authorize(ctx, p, ActionDiskWrite, id.String()); err != nil {
-		return Disk{}, err
-	}
-	var d Disk
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := s.checkGroupExists(ctx, tx, id); err != nil {
-			return err
-		}
-		old, err := s.getDisk(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		d, err = s.applyUpdate(ctx, tx, p, old, upd)
+	return recordTx(ctx, s, s.Store.Update, p, ActionDiskWrite, KindDisk, id, func(tx store.Tx, d *Disk) error {
+		var err error
+		*d, err = s.applyUpdate(ctx, tx, p, *d, upd)
 		return err
 	})
-	return d, err
 }
 
 // DeleteDisk deletes a disk and its volume (its snapshots stay). A disk with
 // an active access grant is refused (OperationNotAllowed), as Azure refuses
 // an attached or exported disk. It reports whether the disk existed.
 func (s *Service) DeleteDisk(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	if err := s.authorize(ctx, p, ActionDiskDelete, id.String()); err != nil {
-		return false, err
-	}
-	var d Disk
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := s.checkGroupExists(ctx, tx, id); err != nil {
-			return err
-		}
-		var err error
-		if d, err = s.getDisk(ctx, tx, id); err != nil {
-			return err
-		}
+	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(_ store.Tx, d *Disk) error {
 		if st := d.State(s.now()); st == DiskActiveSAS || st == DiskActiveUpload {
 			return notAllowed("Disk '%s' cannot be deleted while it is in state '%s': it is exported through an access grant. End the access (endGetAccess) first.", d.Name, st)
 		}

@@ -182,25 +182,14 @@ func (s *Service) applySnapshotUpdate(ctx context.Context, tx store.Tx, p identi
 
 // UpdateSnapshot applies a PATCH (tags). It checks snapshots/write.
 func (s *Service) UpdateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, tags map[string]string) (Snapshot, error) {
-	if err := s.authorize(ctx, p, ActionSnapshotWrite, id.String()); err != nil {
-		return Snapshot{}, err
-	}
-	var sn Snapshot
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := s.checkGroupExists(ctx, tx, id); err != nil {
-			return err
-		}
-		old, err := s.getSnapshot(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+	return recordTx(ctx, s, s.Store.Update, p, ActionSnapshotWrite, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
 		if tags == nil {
-			tags = old.Tags
+			tags = sn.Tags
 		}
-		sn, err = s.applySnapshotUpdate(ctx, tx, p, old, tags)
+		var err error
+		*sn, err = s.applySnapshotUpdate(ctx, tx, p, *sn, tags)
 		return err
 	})
-	return sn, err
 }
 
 // takeSnapshot runs the block-engine snapshot and records its outcome.
@@ -257,18 +246,7 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 // restored from it are unaffected. A snapshot with an active access grant
 // or still being created is refused. It reports whether it existed.
 func (s *Service) DeleteSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	if err := s.authorize(ctx, p, ActionSnapshotDelete, id.String()); err != nil {
-		return false, err
-	}
-	var sn Snapshot
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := s.checkGroupExists(ctx, tx, id); err != nil {
-			return err
-		}
-		var err error
-		if sn, err = s.getSnapshot(ctx, tx, id); err != nil {
-			return err
-		}
+	sn, err := recordTx(ctx, s, s.Store.Update, p, ActionSnapshotDelete, KindSnapshot, id, func(_ store.Tx, sn *Snapshot) error {
 		if sn.ProvisioningState == StateCreating {
 			return notAllowed("Snapshot '%s' is being created and cannot be deleted until it completes.", sn.Name)
 		}

@@ -66,6 +66,9 @@ func diskCommand() *command {
 		fs.StringVar(&access, "access", "read", "access: read or write")
 		fs.Int64Var(&duration, "duration-in-seconds", 3600, "how long the access lasts")
 	}
+	grant := func(ctx context.Context, c *client.Client) (client.AccessURI, error) {
+		return c.GrantAccess(ctx, client.Disks, rg, name, accessLevel(access), time.Duration(duration)*time.Second)
+	}
 	return &command{name: "disk", short: "Manage managed disks (Microsoft.Compute/disks)", sub: []*command{
 		{name: "create", short: "Create a disk: empty (--size-gb), from a disk or snapshot (--source), or for upload (--upload-size-bytes)",
 			flags: func(fs *flag.FlagSet) {
@@ -78,17 +81,10 @@ func diskCommand() *command {
 				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
 				fs.BoolVar(&noWait, "no-wait", false, "return at once")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Disk, error) {
 				loc, err := resolveLocation(ctx, c, rg, location)
 				if err != nil {
-					return err
+					return client.Disk{}, err
 				}
 				spec := client.DiskSpec{Location: loc, SKU: sku, SizeGB: sizeGB, UploadSizeBytes: uploadBytes}
 				if len(tags) > 0 {
@@ -104,120 +100,52 @@ func diskCommand() *command {
 					}
 					spec.Source = resolveID(c, typ, rg, source)
 				}
-				d, err := c.CreateDisk(ctx, rg, name, spec, !noWait)
-				if err != nil {
-					return err
-				}
-				return printOne(e, d, diskCols...)
-			}},
-		{name: "show", short: "Show a disk", flags: common, run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			if err := need(); err != nil {
-				return err
-			}
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			d, err := c.GetDisk(ctx, rg, name)
-			if err != nil {
-				return err
-			}
-			return printOne(e, d, diskCols...)
-		}},
+				return c.CreateDisk(ctx, rg, name, spec, !noWait)
+			}, diskCols)},
+		{name: "show", short: "Show a disk", flags: common,
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Disk, error) {
+				return c.GetDisk(ctx, rg, name)
+			}, diskCols)},
 		{name: "list", short: "List disks (of a group, or of the subscription)",
 			flags: func(fs *flag.FlagSet) {
 				stringFlag(fs, &rg, "resource-group", "g", "", "resource group (default: all)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				ds, err := c.ListDisks(ctx, rg)
-				if err != nil {
-					return err
-				}
-				return printList(e, ds, diskCols...)
-			}},
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Disk, error) {
+				return c.ListDisks(ctx, rg)
+			}, diskCols)},
 		{name: "update", short: "Grow a disk (--size-gb) or set its tags",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				fs.Int64Var(&sizeGB, "size-gb", 0, "new size in GiB (larger than the current one)")
 				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Disk, error) {
 				var t map[string]string
 				if len(tags) > 0 {
 					t = tags
 				}
-				d, err := c.UpdateDisk(ctx, rg, name, sizeGB, t)
-				if err != nil {
-					return err
-				}
-				return printOne(e, d, diskCols...)
-			}},
+				return c.UpdateDisk(ctx, rg, name, sizeGB, t)
+			}, diskCols)},
 		{name: "delete", short: "Delete a disk",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if err := confirm(e, yes, fmt.Sprintf("Delete disk %q?", name)); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runConfirmedDelete("disk", &name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteDisk(ctx, rg, name)
-			}},
+			})},
 		{name: "grant-access", short: "Grant read or write access: print the SAS URL and the NBD URL", flags: accessFlags,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				a, err := c.GrantAccess(ctx, client.Disks, rg, name, accessLevel(access), time.Duration(duration)*time.Second)
-				if err != nil {
-					return err
-				}
-				return printOne(e, a, col("AccessSAS", func(a client.AccessURI) string { return a.AccessSAS }),
-					col("NBDURL", func(a client.AccessURI) string { return a.NBDURL }))
-			}},
+			run: runShow(need, grant, []column[client.AccessURI]{
+				col("AccessSAS", func(a client.AccessURI) string { return a.AccessSAS }),
+				col("NBDURL", func(a client.AccessURI) string { return a.NBDURL }),
+			})},
 		{name: "revoke-access", short: "End every access grant of a disk", flags: common,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runDo(need, func(ctx context.Context, c *client.Client) error {
 				return c.RevokeAccess(ctx, client.Disks, rg, name)
-			}},
+			})},
 		{name: "nbd-url", short: "Grant access and print an NBD URL that qemu-img, nbdcopy and nbdinfo accept", flags: accessFlags,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				a, err := c.GrantAccess(ctx, client.Disks, rg, name, accessLevel(access), time.Duration(duration)*time.Second)
+			run: runWithClient(need, func(ctx context.Context, e *Env, c *client.Client) error {
+				a, err := grant(ctx, c)
 				if err != nil {
 					return err
 				}
@@ -226,40 +154,20 @@ func diskCommand() *command {
 				}
 				fmt.Fprintln(e.Stdout, a.NBDURL)
 				return nil
-			}},
+			})},
 		{name: "upload", short: "Upload a raw image into a disk (created for upload if it does not exist)", usage: "FILE",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				stringFlag(fs, &location, "location", "l", "", "location of a new disk (default: the group's)")
 				fs.StringVar(&sku, "sku", "", "SKU of a new disk")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if fs.NArg() != 1 {
-					return usagef("upload takes one FILE")
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				return uploadDisk(ctx, e, c, rg, name, location, sku, fs.Arg(0))
-			}},
+			run: runFile("upload", need, func(ctx context.Context, e *Env, c *client.Client, path string) error {
+				return uploadDisk(ctx, e, c, rg, name, location, sku, path)
+			})},
 		{name: "download", short: "Download a disk into a raw image file (sparse)", usage: "FILE", flags: common,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if fs.NArg() != 1 {
-					return usagef("download takes one FILE")
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				return downloadData(ctx, e, c, client.Disks, rg, name, fs.Arg(0))
-			}},
+			run: runFile("download", need, func(ctx context.Context, e *Env, c *client.Client, path string) error {
+				return downloadData(ctx, e, c, client.Disks, rg, name, path)
+			})},
 	}}
 }
 

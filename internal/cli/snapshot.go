@@ -40,84 +40,36 @@ func snapshotCommand() *command {
 				fs.BoolVar(&full, "full", false, "a full snapshot (incremental: false)")
 				fs.BoolVar(&noWait, "no-wait", false, "return at once")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", rg, "name", name, "source", source); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				loc, err := resolveLocation(ctx, c, rg, location)
-				if err != nil {
-					return err
-				}
-				s, err := c.CreateSnapshot(ctx, rg, name, client.SnapshotSpec{Location: loc, Source: resolveID(c, client.Disks, rg, source), Incremental: !full}, !noWait)
-				if err != nil {
-					return err
-				}
-				return printOne(e, s, snapshotCols...)
-			}},
-		{name: "show", short: "Show a snapshot", flags: common, run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			if err := need(); err != nil {
-				return err
-			}
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			s, err := c.GetSnapshot(ctx, rg, name)
-			if err != nil {
-				return err
-			}
-			return printOne(e, s, snapshotCols...)
-		}},
+			run: runShow(func() error { return required("resource-group", rg, "name", name, "source", source) },
+				func(ctx context.Context, c *client.Client) (client.Snapshot, error) {
+					loc, err := resolveLocation(ctx, c, rg, location)
+					if err != nil {
+						return client.Snapshot{}, err
+					}
+					return c.CreateSnapshot(ctx, rg, name, client.SnapshotSpec{Location: loc, Source: resolveID(c, client.Disks, rg, source), Incremental: !full}, !noWait)
+				}, snapshotCols)},
+		{name: "show", short: "Show a snapshot", flags: common,
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Snapshot, error) {
+				return c.GetSnapshot(ctx, rg, name)
+			}, snapshotCols)},
 		{name: "list", short: "List snapshots (of a group, or of the subscription)",
 			flags: func(fs *flag.FlagSet) {
 				stringFlag(fs, &rg, "resource-group", "g", "", "resource group (default: all)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				ss, err := c.ListSnapshots(ctx, rg)
-				if err != nil {
-					return err
-				}
-				return printList(e, ss, snapshotCols...)
-			}},
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Snapshot, error) {
+				return c.ListSnapshots(ctx, rg)
+			}, snapshotCols)},
 		{name: "delete", short: "Delete a snapshot",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if err := confirm(e, yes, fmt.Sprintf("Delete snapshot %q?", name)); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runConfirmedDelete("snapshot", &name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteSnapshot(ctx, rg, name)
-			}},
+			})},
 		{name: "download", short: "Download a snapshot into a raw image file (sparse)", usage: "FILE", flags: common,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if fs.NArg() != 1 {
-					return usagef("download takes one FILE")
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				return downloadData(ctx, e, c, client.Snapshots, rg, name, fs.Arg(0))
-			}},
+			run: runFile("download", need, func(ctx context.Context, e *Env, c *client.Client, path string) error {
+				return downloadData(ctx, e, c, client.Snapshots, rg, name, path)
+			})},
 	}}
 }

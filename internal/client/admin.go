@@ -10,11 +10,7 @@ import (
 // Admin runs a Coffer.Admin operation ("verify", "gc", "rebuildIndex"),
 // waits for it and decodes its result into out.
 func (c *Client) Admin(ctx context.Context, op string, out any) error {
-	r, err := c.Do(ctx, http.MethodPost, "/providers/Coffer.Admin/"+op, IdentityVersion, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	body, err := c.Wait(ctx, r, nil)
+	body, err := c.doWait(ctx, http.MethodPost, "/providers/Coffer.Admin/"+op, IdentityVersion, nil)
 	if err != nil {
 		return err
 	}

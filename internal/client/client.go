@@ -231,6 +231,17 @@ func decodeError(r *Response) error {
 	return e
 }
 
+// doWait sends a request with no answer to decode and follows the
+// long-running operation it starts to its end (see Wait), returning the
+// final result body.
+func (c *Client) doWait(ctx context.Context, method, path, apiVersion string, body any) ([]byte, error) {
+	resp, err := c.Do(ctx, method, path, apiVersion, nil, body, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.Wait(ctx, resp, nil)
+}
+
 // OperationStatus is an operation-status answer.
 type OperationStatus struct {
 	ID         string          `json:"id"`

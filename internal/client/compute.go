@@ -107,10 +107,16 @@ func (c *Client) CreateDisk(ctx context.Context, rg, name string, spec DiskSpec,
 	}
 	body := Disk{Location: spec.Location, Tags: spec.Tags, Properties: DiskProperties{DiskSizeGB: spec.SizeGB,
 		CreationData: CreationData{CreateOption: opt, SourceResourceID: spec.Source, UploadSizeBytes: spec.UploadSizeBytes}}}
-	if spec.SKU != "" {
-		body.SKU = &SKU{Name: spec.SKU}
-	}
+	body.SKU = skuOf(spec.SKU)
 	return c.putCompute(ctx, Disks, rg, name, body, wait)
+}
+
+// skuOf is the SKU named name, or nil (the server's default) for "".
+func skuOf(name string) *SKU {
+	if name == "" {
+		return nil
+	}
+	return &SKU{Name: name}
 }
 
 func (c *Client) putCompute(ctx context.Context, typ, rg, name string, body any, wait bool) (Disk, error) {
@@ -153,11 +159,7 @@ func (c *Client) listCompute(ctx context.Context, typ, rg string) ([]Disk, error
 	if err != nil {
 		return nil, err
 	}
-	items, err := c.List(ctx, p, ComputeVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Disk](items)
+	return listAs[Disk](ctx, c, p, ComputeVersion, nil)
 }
 
 func (c *Client) deleteCompute(ctx context.Context, typ, rg, name string) error {
@@ -165,11 +167,7 @@ func (c *Client) deleteCompute(ctx context.Context, typ, rg, name string) error 
 	if err != nil {
 		return err
 	}
-	resp, err := c.Do(ctx, http.MethodDelete, p, ComputeVersion, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	_, err = c.Wait(ctx, resp, nil)
+	_, err = c.doWait(ctx, http.MethodDelete, p, ComputeVersion, nil)
 	return err
 }
 
@@ -221,9 +219,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, rg, name string, spec Snaps
 	inc := spec.Incremental
 	body := Disk{Location: spec.Location, Tags: spec.Tags, Properties: DiskProperties{Incremental: &inc,
 		CreationData: CreationData{CreateOption: "Copy", SourceResourceID: spec.Source}}}
-	if spec.SKU != "" {
-		body.SKU = &SKU{Name: spec.SKU}
-	}
+	body.SKU = skuOf(spec.SKU)
 	return c.putCompute(ctx, Snapshots, rg, name, body, wait)
 }
 
@@ -257,12 +253,8 @@ func (c *Client) GrantAccess(ctx context.Context, typ, rg, name, access string, 
 		return AccessURI{}, err
 	}
 	secs := int64(d / time.Second)
-	resp, err := c.Do(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion, nil,
-		map[string]any{"access": access, "durationInSeconds": secs}, nil)
-	if err != nil {
-		return AccessURI{}, err
-	}
-	body, err := c.Wait(ctx, resp, nil)
+	body, err := c.doWait(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion,
+		map[string]any{"access": access, "durationInSeconds": secs})
 	if err != nil {
 		return AccessURI{}, err
 	}
@@ -279,11 +271,7 @@ func (c *Client) RevokeAccess(ctx context.Context, typ, rg, name string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.Do(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	_, err = c.Wait(ctx, resp, nil)
+	_, err = c.doWait(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, nil)
 	return err
 }
 

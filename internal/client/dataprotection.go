@@ -133,10 +133,49 @@ func (c *Client) dpPath(rg, vault string, rest ...string) (string, error) {
 	return p, nil
 }
 
-// jobResult waits for an action's operation and returns its job ID.
-func (c *Client) jobResult(ctx context.Context, resp *Response, wait bool) (string, error) {
-	if !wait {
-		return "", nil
+// dpDo sends a request with DataProtectionVersion to the vault path that
+// dpPath builds from rg, vault and rest, and decodes a JSON answer into
+// out (if non-nil).
+func (c *Client) dpDo(ctx context.Context, method string, body, out any, rg, vault string, rest ...string) (*Response, error) {
+	p, err := c.dpPath(rg, vault, rest...)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(ctx, method, p, DataProtectionVersion, nil, body, out)
+}
+
+// dpWait is dpDo without an answer to decode, followed by a wait for the
+// end of the long-running operation the request starts.
+func (c *Client) dpWait(ctx context.Context, method string, body any, rg, vault string, rest ...string) error {
+	resp, err := c.dpDo(ctx, method, body, nil, rg, vault, rest...)
+	if err != nil {
+		return err
+	}
+	_, err = c.Wait(ctx, resp, nil)
+	return err
+}
+
+// dpList lists the vault path that dpPath builds from rg, vault and rest,
+// under an optional $filter.
+func dpList[T any](ctx context.Context, c *Client, filter, rg, vault string, rest ...string) ([]T, error) {
+	p, err := c.dpPath(rg, vault, rest...)
+	if err != nil {
+		return nil, err
+	}
+	var q url.Values
+	if filter != "" {
+		q = url.Values{"$filter": {filter}}
+	}
+	return listAs[T](ctx, c, p, DataProtectionVersion, q)
+}
+
+// dpJob posts an action with body to the vault path that dpPath builds
+// from rg, vault and rest, waits for its operation and returns the ID of
+// the job it started.
+func (c *Client) dpJob(ctx context.Context, req any, rg, vault string, rest ...string) (string, error) {
+	resp, err := c.dpDo(ctx, http.MethodPost, req, nil, rg, vault, rest...)
+	if err != nil {
+		return "", err
 	}
 	body, err := c.Wait(ctx, resp, nil)
 	if err != nil {
@@ -153,20 +192,12 @@ func (c *Client) jobResult(ctx context.Context, resp *Response, wait bool) (stri
 
 // CreateVault creates a backup vault with a system-assigned identity.
 func (c *Client) CreateVault(ctx context.Context, rg, name, location, redundancy string) (Vault, error) {
-	p, err := c.dpPath(rg, name)
-	if err != nil {
-		return Vault{}, err
-	}
 	if redundancy == "" {
 		redundancy = "LocallyRedundant"
 	}
 	body := map[string]any{"location": location, "identity": map[string]any{"type": "SystemAssigned"},
 		"properties": map[string]any{"storageSettings": []any{map[string]any{"datastoreType": "VaultStore", "type": redundancy}}}}
-	resp, err := c.Do(ctx, http.MethodPut, p, DataProtectionVersion, nil, body, nil)
-	if err != nil {
-		return Vault{}, err
-	}
-	if _, err := c.Wait(ctx, resp, nil); err != nil {
+	if err := c.dpWait(ctx, http.MethodPut, body, rg, name); err != nil {
 		return Vault{}, err
 	}
 	return c.GetVault(ctx, rg, name)
@@ -174,49 +205,26 @@ func (c *Client) CreateVault(ctx context.Context, rg, name, location, redundancy
 
 // GetVault returns a vault.
 func (c *Client) GetVault(ctx context.Context, rg, name string) (Vault, error) {
-	p, err := c.dpPath(rg, name)
-	if err != nil {
-		return Vault{}, err
-	}
 	var v Vault
-	_, err = c.Do(ctx, http.MethodGet, p, DataProtectionVersion, nil, nil, &v)
+	_, err := c.dpDo(ctx, http.MethodGet, nil, &v, rg, name)
 	return v, err
 }
 
 // ListVaults lists the vaults of a group, or of the subscription when rg is empty.
 func (c *Client) ListVaults(ctx context.Context, rg string) ([]Vault, error) {
-	p := ""
-	if rg == "" {
-		sub, err := c.sub()
-		if err != nil {
-			return nil, err
-		}
-		p = "/subscriptions/" + sub + "/providers/Microsoft.DataProtection/backupVaults"
-	} else {
-		var err error
-		if p, err = c.dpPath(rg, ""); err != nil {
-			return nil, err
-		}
+	if rg != "" {
+		return dpList[Vault](ctx, c, "", rg, "")
 	}
-	items, err := c.List(ctx, p, DataProtectionVersion, nil)
+	sub, err := c.sub()
 	if err != nil {
 		return nil, err
 	}
-	return Decode[Vault](items)
+	return listAs[Vault](ctx, c, "/subscriptions/"+sub+"/providers/Microsoft.DataProtection/backupVaults", DataProtectionVersion, nil)
 }
 
 // DeleteVault deletes a vault.
 func (c *Client) DeleteVault(ctx context.Context, rg, name string) error {
-	p, err := c.dpPath(rg, name)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(ctx, http.MethodDelete, p, DataProtectionVersion, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	_, err = c.Wait(ctx, resp, nil)
-	return err
+	return c.dpWait(ctx, http.MethodDelete, nil, rg, name)
 }
 
 // DefaultPolicyTemplate is Azure's default disk backup policy template
@@ -233,46 +241,26 @@ func BuildDiskPolicy(o DiskPolicyOptions) (any, error) { return dataprotection.B
 // PutPolicy creates or replaces a backup policy (props is the policy's
 // properties object).
 func (c *Client) PutPolicy(ctx context.Context, rg, vault, name string, props any) (Policy, error) {
-	p, err := c.dpPath(rg, vault, "backupPolicies", url.PathEscape(name))
-	if err != nil {
-		return Policy{}, err
-	}
 	var out Policy
-	_, err = c.Do(ctx, http.MethodPut, p, DataProtectionVersion, nil, map[string]any{"properties": props}, &out)
+	_, err := c.dpDo(ctx, http.MethodPut, map[string]any{"properties": props}, &out, rg, vault, "backupPolicies", url.PathEscape(name))
 	return out, err
 }
 
 // GetPolicy returns a policy.
 func (c *Client) GetPolicy(ctx context.Context, rg, vault, name string) (Policy, error) {
-	p, err := c.dpPath(rg, vault, "backupPolicies", url.PathEscape(name))
-	if err != nil {
-		return Policy{}, err
-	}
 	var out Policy
-	_, err = c.Do(ctx, http.MethodGet, p, DataProtectionVersion, nil, nil, &out)
+	_, err := c.dpDo(ctx, http.MethodGet, nil, &out, rg, vault, "backupPolicies", url.PathEscape(name))
 	return out, err
 }
 
 // ListPolicies lists a vault's policies.
 func (c *Client) ListPolicies(ctx context.Context, rg, vault string) ([]Policy, error) {
-	p, err := c.dpPath(rg, vault, "backupPolicies")
-	if err != nil {
-		return nil, err
-	}
-	items, err := c.List(ctx, p, DataProtectionVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Policy](items)
+	return dpList[Policy](ctx, c, "", rg, vault, "backupPolicies")
 }
 
 // DeletePolicy deletes a policy.
 func (c *Client) DeletePolicy(ctx context.Context, rg, vault, name string) error {
-	p, err := c.dpPath(rg, vault, "backupPolicies", url.PathEscape(name))
-	if err != nil {
-		return err
-	}
-	_, err = c.Do(ctx, http.MethodDelete, p, DataProtectionVersion, nil, nil, nil)
+	_, err := c.dpDo(ctx, http.MethodDelete, nil, nil, rg, vault, "backupPolicies", url.PathEscape(name))
 	return err
 }
 
@@ -289,29 +277,13 @@ func InstanceBody(diskID, location, policyID, snapshotGroupID string) map[string
 // ValidateForBackup validates a backup instance (its properties) and
 // returns the validation job's ID.
 func (c *Client) ValidateForBackup(ctx context.Context, rg, vault string, props any) (string, error) {
-	p, err := c.dpPath(rg, vault, "validateForBackup")
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.Do(ctx, http.MethodPost, p, DataProtectionVersion, nil, map[string]any{"backupInstance": props}, nil)
-	if err != nil {
-		return "", err
-	}
-	return c.jobResult(ctx, resp, true)
+	return c.dpJob(ctx, map[string]any{"backupInstance": props}, rg, vault, "validateForBackup")
 }
 
 // PutInstance creates or updates a backup instance and waits until
 // protection is configured.
 func (c *Client) PutInstance(ctx context.Context, rg, vault, name string, props any) (Instance, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name))
-	if err != nil {
-		return Instance{}, err
-	}
-	resp, err := c.Do(ctx, http.MethodPut, p, DataProtectionVersion, nil, map[string]any{"properties": props}, nil)
-	if err != nil {
-		return Instance{}, err
-	}
-	if _, err := c.Wait(ctx, resp, nil); err != nil {
+	if err := c.dpWait(ctx, http.MethodPut, map[string]any{"properties": props}, rg, vault, "backupInstances", url.PathEscape(name)); err != nil {
 		return Instance{}, err
 	}
 	return c.GetInstance(ctx, rg, vault, name)
@@ -319,87 +291,41 @@ func (c *Client) PutInstance(ctx context.Context, rg, vault, name string, props 
 
 // GetInstance returns a backup instance.
 func (c *Client) GetInstance(ctx context.Context, rg, vault, name string) (Instance, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name))
-	if err != nil {
-		return Instance{}, err
-	}
 	var out Instance
-	_, err = c.Do(ctx, http.MethodGet, p, DataProtectionVersion, nil, nil, &out)
+	_, err := c.dpDo(ctx, http.MethodGet, nil, &out, rg, vault, "backupInstances", url.PathEscape(name))
 	return out, err
 }
 
 // ListInstances lists a vault's backup instances.
 func (c *Client) ListInstances(ctx context.Context, rg, vault string) ([]Instance, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances")
-	if err != nil {
-		return nil, err
-	}
-	items, err := c.List(ctx, p, DataProtectionVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Instance](items)
+	return dpList[Instance](ctx, c, "", rg, vault, "backupInstances")
 }
 
 // DeleteInstance deletes a backup instance (with its recovery points).
 func (c *Client) DeleteInstance(ctx context.Context, rg, vault, name string, wait bool) error {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name))
-	if err != nil {
-		return err
+	if wait {
+		return c.dpWait(ctx, http.MethodDelete, nil, rg, vault, "backupInstances", url.PathEscape(name))
 	}
-	resp, err := c.Do(ctx, http.MethodDelete, p, DataProtectionVersion, nil, nil, nil)
-	if err != nil || !wait {
-		return err
-	}
-	_, err = c.Wait(ctx, resp, nil)
+	_, err := c.dpDo(ctx, http.MethodDelete, nil, nil, rg, vault, "backupInstances", url.PathEscape(name))
 	return err
 }
 
 // InstanceAction posts stopProtection, suspendBackups, resumeProtection or
 // resumeBackups.
 func (c *Client) InstanceAction(ctx context.Context, rg, vault, name, action string) error {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name), action)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(ctx, http.MethodPost, p, DataProtectionVersion, nil, map[string]any{}, nil)
-	if err != nil {
-		return err
-	}
-	_, err = c.Wait(ctx, resp, nil)
-	return err
+	return c.dpWait(ctx, http.MethodPost, map[string]any{}, rg, vault, "backupInstances", url.PathEscape(name), action)
 }
 
 // BackupNow triggers an on-demand backup and returns its job's ID.
 func (c *Client) BackupNow(ctx context.Context, rg, vault, name, rule, tag string) (string, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name), "backup")
-	if err != nil {
-		return "", err
-	}
 	body := map[string]any{"backupRuleOptions": map[string]any{"ruleName": rule, "triggerOption": map[string]any{"retentionTagOverride": tag}}}
-	resp, err := c.Do(ctx, http.MethodPost, p, DataProtectionVersion, nil, body, nil)
-	if err != nil {
-		return "", err
-	}
-	return c.jobResult(ctx, resp, true)
+	return c.dpJob(ctx, body, rg, vault, "backupInstances", url.PathEscape(name), "backup")
 }
 
 // ListRecoveryPoints lists a backup instance's recovery points ($filter
 // optional).
 func (c *Client) ListRecoveryPoints(ctx context.Context, rg, vault, name, filter string) ([]RecoveryPoint, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name), "recoveryPoints")
-	if err != nil {
-		return nil, err
-	}
-	var q url.Values
-	if filter != "" {
-		q = url.Values{"$filter": {filter}}
-	}
-	items, err := c.List(ctx, p, DataProtectionVersion, q)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[RecoveryPoint](items)
+	return dpList[RecoveryPoint](ctx, c, filter, rg, vault, "backupInstances", url.PathEscape(name), "recoveryPoints")
 }
 
 // RestoreRequest is the body of a disk restore: recovery point to a new disk.
@@ -414,57 +340,25 @@ func RestoreRequest(rpID, targetDiskID, location string) map[string]any {
 
 // ValidateRestore validates a restore request.
 func (c *Client) ValidateRestore(ctx context.Context, rg, vault, name string, req any) error {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name), "validateRestore")
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(ctx, http.MethodPost, p, DataProtectionVersion, nil, map[string]any{"restoreRequestObject": req}, nil)
-	if err != nil {
-		return err
-	}
-	_, err = c.jobResult(ctx, resp, true)
+	_, err := c.dpJob(ctx, map[string]any{"restoreRequestObject": req}, rg, vault, "backupInstances", url.PathEscape(name), "validateRestore")
 	return err
 }
 
 // Restore triggers a restore and returns its job's ID.
 func (c *Client) Restore(ctx context.Context, rg, vault, name string, req any) (string, error) {
-	p, err := c.dpPath(rg, vault, "backupInstances", url.PathEscape(name), "restore")
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.Do(ctx, http.MethodPost, p, DataProtectionVersion, nil, req, nil)
-	if err != nil {
-		return "", err
-	}
-	return c.jobResult(ctx, resp, true)
+	return c.dpJob(ctx, req, rg, vault, "backupInstances", url.PathEscape(name), "restore")
 }
 
 // GetJob returns a job by name or ARM ID.
 func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) {
 	id = id[strings.LastIndex(id, "/")+1:]
-	p, err := c.dpPath(rg, vault, "backupJobs", url.PathEscape(id))
-	if err != nil {
-		return Job{}, err
-	}
 	var out Job
-	_, err = c.Do(ctx, http.MethodGet, p, DataProtectionVersion, nil, nil, &out)
+	_, err := c.dpDo(ctx, http.MethodGet, nil, &out, rg, vault, "backupJobs", url.PathEscape(id))
 	return out, err
 }
 
 // ListJobs lists a vault's jobs, newest first ($filter optional: status,
 // operation and startTime clauses).
 func (c *Client) ListJobs(ctx context.Context, rg, vault, filter string) ([]Job, error) {
-	p, err := c.dpPath(rg, vault, "backupJobs")
-	if err != nil {
-		return nil, err
-	}
-	var q url.Values
-	if filter != "" {
-		q = url.Values{"$filter": {filter}}
-	}
-	items, err := c.List(ctx, p, DataProtectionVersion, q)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Job](items)
+	return dpList[Job](ctx, c, filter, rg, vault, "backupJobs")
 }

@@ -48,6 +48,16 @@ func Decode[T any](items []json.RawMessage) ([]T, error) {
 	return out, nil
 }
 
+// listAs lists path (following nextLink pages, see List) and decodes the
+// items as T.
+func listAs[T any](ctx context.Context, c *Client, path, apiVersion string, query url.Values) ([]T, error) {
+	items, err := c.List(ctx, path, apiVersion, query)
+	if err != nil {
+		return nil, err
+	}
+	return Decode[T](items)
+}
+
 // Subscription is a subscription.
 type Subscription struct {
 	ID             string `json:"id"`
@@ -59,11 +69,7 @@ type Subscription struct {
 
 // ListSubscriptions lists the subscriptions the caller can read.
 func (c *Client) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
-	items, err := c.List(ctx, "/subscriptions", ResourcesVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Subscription](items)
+	return listAs[Subscription](ctx, c, "/subscriptions", ResourcesVersion, nil)
 }
 
 // GetSubscription reads one subscription.
@@ -151,11 +157,7 @@ func (c *Client) ListGroups(ctx context.Context) ([]Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := c.List(ctx, "/subscriptions/"+s+"/resourcegroups", ResourcesVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Group](items)
+	return listAs[Group](ctx, c, "/subscriptions/"+s+"/resourcegroups", ResourcesVersion, nil)
 }
 
 // DeleteGroup deletes a group and everything in it; with wait it follows
@@ -205,11 +207,7 @@ func (c *Client) CreateServicePrincipal(ctx context.Context, displayName string)
 
 // ListPrincipals lists every principal.
 func (c *Client) ListPrincipals(ctx context.Context) ([]Principal, error) {
-	items, err := c.List(ctx, "/providers/Coffer.Identity/principals", IdentityVersion, nil)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[Principal](items)
+	return listAs[Principal](ctx, c, "/providers/Coffer.Identity/principals", IdentityVersion, nil)
 }
 
 // DeletePrincipal deletes a principal and its role assignments.
@@ -284,11 +282,7 @@ func (c *Client) ListRoleDefinitions(ctx context.Context, scope, roleName string
 	if roleName != "" {
 		q.Set("$filter", fmt.Sprintf("roleName eq '%s'", strings.ReplaceAll(roleName, "'", "''")))
 	}
-	items, err := c.List(ctx, strings.TrimSuffix(scope, "/")+"/providers/Microsoft.Authorization/roleDefinitions", AuthorizationVersion, q)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[RoleDefinition](items)
+	return listAs[RoleDefinition](ctx, c, strings.TrimSuffix(scope, "/")+"/providers/Microsoft.Authorization/roleDefinitions", AuthorizationVersion, q)
 }
 
 // RoleAssignment is a role assignment.
@@ -323,11 +317,7 @@ func (c *Client) ListRoleAssignments(ctx context.Context, scope, filter string) 
 	if filter != "" {
 		q.Set("$filter", filter)
 	}
-	items, err := c.List(ctx, strings.TrimSuffix(scope, "/")+"/providers/Microsoft.Authorization/roleAssignments", AuthorizationVersion, q)
-	if err != nil {
-		return nil, err
-	}
-	return Decode[RoleAssignment](items)
+	return listAs[RoleAssignment](ctx, c, strings.TrimSuffix(scope, "/")+"/providers/Microsoft.Authorization/roleAssignments", AuthorizationVersion, q)
 }
 
 // DeleteRoleAssignment deletes an assignment by its full ID.

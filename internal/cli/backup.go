@@ -21,14 +21,7 @@ func backupCommand() *command {
 				fs.StringVar(&rule, "backup-rule", "", "the policy's backup rule (default: the policy's only one)")
 				fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runWithClient(f.needName, func(ctx context.Context, e *Env, c *client.Client) error {
 				if rule == "" {
 					bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
 					if err != nil {
@@ -43,7 +36,7 @@ func backupCommand() *command {
 					return err
 				}
 				return followJob(ctx, e, c, f.group, f.vault, id, noWait)
-			}},
+			})},
 	}}
 }
 

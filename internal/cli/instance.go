@@ -40,53 +40,30 @@ func instanceCommand() *command {
 					fs.BoolVar(&noWait, "no-wait", false, "return without waiting for the deletion")
 				}
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				return run(ctx, e, c)
-			}}
+			run: runWithClient(f.needName, run)}
+	}
+	show := func(ctx context.Context, e *Env, c *client.Client) error {
+		bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
+		if err != nil {
+			return err
+		}
+		return printOne(e, bi, instanceCols...)
 	}
 	action := func(name, action, short string) *command {
 		return one(name, short, func(ctx context.Context, e *Env, c *client.Client) error {
 			if err := c.InstanceAction(ctx, f.group, f.vault, f.name, action); err != nil {
 				return err
 			}
-			bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
-			if err != nil {
-				return err
-			}
-			return printOne(e, bi, instanceCols...)
+			return show(ctx, e, c)
 		})
 	}
 	return &command{name: "instance", short: "Manage backup instances (protected disks)", sub: []*command{
-		one("show", "Show a backup instance", func(ctx context.Context, e *Env, c *client.Client) error {
-			bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
-			if err != nil {
-				return err
-			}
-			return printOne(e, bi, instanceCols...)
-		}),
+		one("show", "Show a backup instance", show),
 		{name: "list", short: "List a vault's backup instances",
 			flags: func(fs *flag.FlagSet) { f.bind(fs, "") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				bis, err := c.ListInstances(ctx, f.group, f.vault)
-				if err != nil {
-					return err
-				}
-				return printList(e, bis, instanceCols...)
-			}},
+			run: runList(f.needVault, func(ctx context.Context, c *client.Client) ([]client.Instance, error) {
+				return c.ListInstances(ctx, f.group, f.vault)
+			}, instanceCols)},
 		action("stop", "stopProtection", "Stop protection and keep every recovery point forever"),
 		action("suspend", "suspendBackups", "Suspend backups; recovery points expire per policy except the latest"),
 		action("resume", "resumeProtection", "Resume protection of a stopped or suspended instance"),

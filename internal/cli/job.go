@@ -98,23 +98,17 @@ func jobCommand() *command {
 				f.bind(fs, "")
 				fs.StringVar(&id, "id", "", "job name or ID")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "id", id); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				if follow {
-					return followJob(ctx, e, c, f.group, f.vault, id, false)
-				}
-				j, err := c.GetJob(ctx, f.group, f.vault, id)
-				if err != nil {
-					return err
-				}
-				return printOne(e, j, jobCols...)
-			}}
+			run: runWithClient(func() error { return required("resource-group", f.group, "vault-name", f.vault, "id", id) },
+				func(ctx context.Context, e *Env, c *client.Client) error {
+					if follow {
+						return followJob(ctx, e, c, f.group, f.vault, id, false)
+					}
+					j, err := c.GetJob(ctx, f.group, f.vault, id)
+					if err != nil {
+						return err
+					}
+					return printOne(e, j, jobCols...)
+				})}
 	}
 	return &command{name: "job", short: "Backup, restore, retention and validation jobs", sub: []*command{
 		{name: "list", short: "List a vault's jobs, newest first",
@@ -123,14 +117,7 @@ func jobCommand() *command {
 				fs.StringVar(&status, "status", "", "InProgress, Completed, Failed or Cancelled")
 				fs.StringVar(&operation, "operation", "", "Backup, OnDemandBackup, ScheduledBackup, Restore, Retention, …")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runList(f.needVault, func(ctx context.Context, c *client.Client) ([]client.Job, error) {
 				var clauses []string
 				if status != "" {
 					clauses = append(clauses, "status eq '"+status+"'")
@@ -138,12 +125,8 @@ func jobCommand() *command {
 				if operation != "" {
 					clauses = append(clauses, "operation eq '"+operation+"'")
 				}
-				js, err := c.ListJobs(ctx, f.group, f.vault, strings.Join(clauses, " and "))
-				if err != nil {
-					return err
-				}
-				return printList(e, js, jobCols...)
-			}},
+				return c.ListJobs(ctx, f.group, f.vault, strings.Join(clauses, " and "))
+			}, jobCols)},
 		show("show", "Show a job", false),
 		show("watch", "Follow a job until it ends", true),
 	}}

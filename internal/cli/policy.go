@@ -64,7 +64,7 @@ func policyCommand() *command {
 				fs.StringVar(&weekly, "weekly-retention", "", "retention of the first backup of each week (Weekly tag)")
 			},
 			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
+				if err := f.needName(); err != nil {
 					return err
 				}
 				var props any
@@ -108,47 +108,18 @@ func policyCommand() *command {
 			}},
 		{name: "show", short: "Show a policy",
 			flags: func(fs *flag.FlagSet) { f.bind(fs, "policy name") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				p, err := c.GetPolicy(ctx, f.group, f.vault, f.name)
-				if err != nil {
-					return err
-				}
-				return printOne(e, p, policyCols...)
-			}},
+			run: runShow(f.needName, func(ctx context.Context, c *client.Client) (client.Policy, error) {
+				return c.GetPolicy(ctx, f.group, f.vault, f.name)
+			}, policyCols)},
 		{name: "list", short: "List a vault's policies",
 			flags: func(fs *flag.FlagSet) { f.bind(fs, "") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				ps, err := c.ListPolicies(ctx, f.group, f.vault)
-				if err != nil {
-					return err
-				}
-				return printList(e, ps, policyCols...)
-			}},
+			run: runList(f.needVault, func(ctx context.Context, c *client.Client) ([]client.Policy, error) {
+				return c.ListPolicies(ctx, f.group, f.vault)
+			}, policyCols)},
 		{name: "delete", short: "Delete a policy (refused while an instance uses it)",
 			flags: func(fs *flag.FlagSet) { f.bind(fs, "policy name") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runDo(f.needName, func(ctx context.Context, c *client.Client) error {
 				return c.DeletePolicy(ctx, f.group, f.vault, f.name)
-			}},
+			})},
 	}}
 }

@@ -27,26 +27,16 @@ func rpCommand() *command {
 				fs.StringVar(&start, "start", "", "only points at or after this time (RFC 3339)")
 				fs.StringVar(&end, "end", "", "only points at or before this time (RFC 3339)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "vault-name", f.vault, "instance", instance); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				var clauses []string
-				if start != "" {
-					clauses = append(clauses, "startDate eq '"+start+"'")
-				}
-				if end != "" {
-					clauses = append(clauses, "endDate eq '"+end+"'")
-				}
-				rps, err := c.ListRecoveryPoints(ctx, f.group, f.vault, instance, strings.Join(clauses, " and "))
-				if err != nil {
-					return err
-				}
-				return printList(e, rps, rpCols...)
-			}},
+			run: runList(func() error { return required("resource-group", f.group, "vault-name", f.vault, "instance", instance) },
+				func(ctx context.Context, c *client.Client) ([]client.RecoveryPoint, error) {
+					var clauses []string
+					if start != "" {
+						clauses = append(clauses, "startDate eq '"+start+"'")
+					}
+					if end != "" {
+						clauses = append(clauses, "endDate eq '"+end+"'")
+					}
+					return c.ListRecoveryPoints(ctx, f.group, f.vault, instance, strings.Join(clauses, " and "))
+				}, rpCols)},
 	}}
 }

@@ -27,77 +27,46 @@ func (f *dpFlags) bind(fs *flag.FlagSet, nameUsage string) {
 	}
 }
 
+// needVault checks that the vault's group and name were given.
+func (f *dpFlags) needVault() error {
+	return required("resource-group", f.group, "vault-name", f.vault)
+}
+
+// needName checks that the vault's group and name and --name were given.
+func (f *dpFlags) needName() error {
+	return required("resource-group", f.group, "vault-name", f.vault, "name", f.name)
+}
+
 func vaultCommand() *command {
 	var f dpFlags
 	var location, redundancy string
+	nameFlags := func(fs *flag.FlagSet) {
+		stringFlag(fs, &f.group, "resource-group", "g", "", "resource group")
+		stringFlag(fs, &f.name, "name", "n", "", "vault name")
+	}
+	need := func() error { return required("resource-group", f.group, "name", f.name) }
 	return &command{name: "vault", short: "Manage backup vaults", sub: []*command{
 		{name: "create", short: "Create a backup vault with a system-assigned identity",
 			flags: func(fs *flag.FlagSet) {
-				stringFlag(fs, &f.group, "resource-group", "g", "", "resource group")
-				stringFlag(fs, &f.name, "name", "n", "", "vault name")
+				nameFlags(fs)
 				stringFlag(fs, &location, "location", "l", "local", "region")
 				fs.StringVar(&redundancy, "storage-redundancy", "LocallyRedundant", "LocallyRedundant, GeoRedundant or ZoneRedundant (kept; it does not apply to disk backups)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				v, err := c.CreateVault(ctx, f.group, f.name, location, redundancy)
-				if err != nil {
-					return err
-				}
-				return printOne(e, v, vaultCols...)
-			}},
-		{name: "show", short: "Show a backup vault",
-			flags: func(fs *flag.FlagSet) {
-				stringFlag(fs, &f.group, "resource-group", "g", "", "resource group")
-				stringFlag(fs, &f.name, "name", "n", "", "vault name")
-			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				v, err := c.GetVault(ctx, f.group, f.name)
-				if err != nil {
-					return err
-				}
-				return printOne(e, v, vaultCols...)
-			}},
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Vault, error) {
+				return c.CreateVault(ctx, f.group, f.name, location, redundancy)
+			}, vaultCols)},
+		{name: "show", short: "Show a backup vault", flags: nameFlags,
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Vault, error) {
+				return c.GetVault(ctx, f.group, f.name)
+			}, vaultCols)},
 		{name: "list", short: "List backup vaults (of a group, or of the subscription)",
 			flags: func(fs *flag.FlagSet) { stringFlag(fs, &f.group, "resource-group", "g", "", "resource group") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				vs, err := c.ListVaults(ctx, f.group)
-				if err != nil {
-					return err
-				}
-				return printList(e, vs, vaultCols...)
-			}},
-		{name: "delete", short: "Delete a backup vault (refused while it holds backup instances)",
-			flags: func(fs *flag.FlagSet) {
-				stringFlag(fs, &f.group, "resource-group", "g", "", "resource group")
-				stringFlag(fs, &f.name, "name", "n", "", "vault name")
-			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("resource-group", f.group, "name", f.name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Vault, error) {
+				return c.ListVaults(ctx, f.group)
+			}, vaultCols)},
+		{name: "delete", short: "Delete a backup vault (refused while it holds backup instances)", flags: nameFlags,
+			run: runDo(need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteVault(ctx, f.group, f.name)
-			}},
+			})},
 	}}
 }

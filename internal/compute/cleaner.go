@@ -48,17 +48,12 @@ func (s *Service) Recover(ctx context.Context) error {
 			continue
 		}
 		si, serr := s.Engine.StatSnapshot(ctx, sn.UniqueID)
-		err = s.Store.Update(ctx, func(tx store.Tx) error {
-			cur, err := s.getSnapshot(ctx, tx, id)
-			if err != nil {
-				return err
-			}
+		_, err = markRecord(ctx, s, KindSnapshot, id, func(cur *Snapshot) {
 			if serr == nil {
 				cur.ProvisioningState, cur.DiskSizeBytes, cur.DiskSizeGB = StateSucceeded, si.Size, sizeGB(si.Size)
 			} else {
 				cur.ProvisioningState, cur.FailedError = StateFailed, interrupted
 			}
-			return s.putSnapshot(ctx, tx, &cur)
 		})
 		if err != nil && !resource.IsCode(err, "ResourceNotFound") {
 			return fmt.Errorf("recover snapshot %s: %w", sn.ID, err)

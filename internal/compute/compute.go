@@ -449,6 +449,55 @@ func putRecord(ctx context.Context, tx store.Tx, kind, rawID string, v etagged) 
 	return err
 }
 
+// updateRecord reads the record of kind at id in tx, lets fn change it and
+// stores it; an error from fn leaves the record as it was.
+func updateRecord[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, tx store.Tx, kind string, id resource.ID, fn func(P) error) (T, error) {
+	v, err := getRecord[T, P](ctx, tx, kind, id)
+	if err != nil {
+		return v, err
+	}
+	if err := fn(&v); err != nil {
+		return v, err
+	}
+	return v, putRecord(ctx, tx, kind, id.String(), P(&v))
+}
+
+// markRecord is updateRecord in a transaction of its own, for fn that
+// cannot fail.
+func markRecord[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, s *Service, kind string, id resource.ID, fn func(P)) (T, error) {
+	var v T
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		v, err = updateRecord[T, P](ctx, tx, kind, id, func(x P) error { fn(x); return nil })
+		return err
+	})
+	return v, err
+}
+
+// deleteRecord deletes the record of kind stored for rawID (noun names it
+// in errors) and the pointers of its grants.
+func (s *Service) deleteRecord(ctx context.Context, kind, noun, rawID string, grants []Grant) error {
+	id, err := resource.Parse(rawID)
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", noun, rawID, err)
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := deleteGrantPointers(ctx, tx, grants); err != nil {
+			return err
+		}
+		if err := tx.Delete(ctx, kind, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete %s %s: %w", noun, rawID, err)
+		}
+		return nil
+	})
+}
+
 // checkGroup returns the group's error if the group of id does not exist.
 func (s *Service) checkGroup(ctx context.Context, tx store.Tx, id resource.ID) error {
 	g, err := s.Tenant.GetGroup(ctx, tx, id)

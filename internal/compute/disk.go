@@ -282,16 +282,7 @@ func (s *Service) failDisk(ctx context.Context, id resource.ID, cause error) (Di
 
 // markDisk applies fn to the stored disk.
 func (s *Service) markDisk(ctx context.Context, id resource.ID, fn func(*Disk)) (Disk, error) {
-	var d Disk
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		var err error
-		if d, err = s.getDisk(ctx, tx, id); err != nil {
-			return err
-		}
-		fn(&d)
-		return s.putDisk(ctx, tx, &d)
-	})
-	return d, err
+	return markRecord(ctx, s, KindDisk, id, fn)
 }
 
 func skuTier(sku string) string {
@@ -327,10 +318,8 @@ func defaultOptions(o Options, sku string) Options {
 // updateFromPut applies a PUT to an existing disk: tags, SKU, options and a
 // larger diskSizeGB may change; the location and creation data may not.
 func (s *Service) updateFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Disk, loc, sku, option string, in DiskInput) (Disk, error) {
-	if old.Location != loc {
-		return old, resource.Errorf(resource.KindConflict, "InvalidResourceLocation",
-			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
-			old.Name, old.Location, resourceGroupOf(old.ID), loc)
+	if err := checkSameLocation(old.Name, old.ID, old.Location, loc); err != nil {
+		return old, err
 	}
 	if option != old.CreationData.CreateOption {
 		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.createOption' is not allowed.").WithTarget("creationData.createOption")
@@ -343,6 +332,17 @@ func (s *Service) updateFromPut(ctx context.Context, tx store.Tx, p identity.Pri
 		upd.Tags = map[string]string{}
 	}
 	return s.applyUpdate(ctx, tx, p, old, upd)
+}
+
+// checkSameLocation refuses, as ARM does, a PUT that would move the
+// existing resource name (ID id, in location have) to location want.
+func checkSameLocation(name, id, have, want string) error {
+	if have == want {
+		return nil
+	}
+	return resource.Errorf(resource.KindConflict, "InvalidResourceLocation",
+		"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
+		name, have, resourceGroupOf(id), want)
 }
 
 func resourceGroupOf(id string) string {
@@ -399,37 +399,28 @@ func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Princ
 	if upd.Options != nil {
 		o := *upd.Options
 		keep := d.Options
-		if o.OSType != "" {
-			keep.OSType = o.OSType
-		}
-		if o.HyperVGeneration != "" {
-			keep.HyperVGeneration = o.HyperVGeneration
-		}
-		if o.NetworkAccessPolicy != "" {
-			keep.NetworkAccessPolicy = o.NetworkAccessPolicy
-		}
-		if o.PublicNetworkAccess != "" {
-			keep.PublicNetworkAccess = o.PublicNetworkAccess
-		}
-		if o.DataAccessAuthMode != "" {
-			keep.DataAccessAuthMode = o.DataAccessAuthMode
-		}
-		if o.Tier != "" {
-			keep.Tier = o.Tier
-		}
-		if o.DiskIOPSReadWrite != 0 {
-			keep.DiskIOPSReadWrite = o.DiskIOPSReadWrite
-		}
-		if o.DiskMBpsReadWrite != 0 {
-			keep.DiskMBpsReadWrite = o.DiskMBpsReadWrite
-		}
-		if o.BurstingEnabled != nil {
-			keep.BurstingEnabled = o.BurstingEnabled
-		}
+		setIfSet(&keep.OSType, o.OSType)
+		setIfSet(&keep.HyperVGeneration, o.HyperVGeneration)
+		setIfSet(&keep.NetworkAccessPolicy, o.NetworkAccessPolicy)
+		setIfSet(&keep.PublicNetworkAccess, o.PublicNetworkAccess)
+		setIfSet(&keep.DataAccessAuthMode, o.DataAccessAuthMode)
+		setIfSet(&keep.Tier, o.Tier)
+		setIfSet(&keep.DiskIOPSReadWrite, o.DiskIOPSReadWrite)
+		setIfSet(&keep.DiskMBpsReadWrite, o.DiskMBpsReadWrite)
+		setIfSet(&keep.BurstingEnabled, o.BurstingEnabled)
 		d.Options = keep
 	}
 	stamp(&d.SystemData, p, now, false)
 	return d, s.putDisk(ctx, tx, &d)
+}
+
+// setIfSet sets *dst to v unless v is its type's zero value (a property a
+// PATCH or PUT leaves out).
+func setIfSet[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
 }
 
 // UpdateDisk applies a PATCH: tags, SKU and growing diskSizeGB (shrinking
@@ -475,19 +466,7 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 			return fmt.Errorf("delete disk %s: %w", d.ID, err)
 		}
 	}
-	id, err := resource.Parse(d.ID)
-	if err != nil {
-		return fmt.Errorf("delete disk %s: %w", d.ID, err)
-	}
-	return s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := deleteGrantPointers(ctx, tx, d.Grants); err != nil {
-			return err
-		}
-		if err := tx.Delete(ctx, KindDisk, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("delete disk %s: %w", d.ID, err)
-		}
-		return nil
-	})
+	return s.deleteRecord(ctx, KindDisk, "disk", d.ID, d.Grants)
 }
 
 // watchCopy deletes the temporary snapshot of a disk copy once the copy has

@@ -151,42 +151,38 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 			return err
 		}
 		var expired []Grant
+		var err error
 		if typ == TypeDisks {
-			d, err := s.getDisk(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			if d.ProvisioningState != StateSucceeded {
-				return notAllowed("Disk '%s' is in provisioning state '%s'; access can be granted once it has succeeded.", d.Name, d.ProvisioningState)
-			}
-			if d.Uploading && access == AccessRead {
-				return notAllowed("Disk '%s' is in state '%s'. Only Write access can be granted until the upload ends (endGetAccess).", d.Name, d.State(now))
-			}
-			d.Grants, expired = pruneGrants(d.Grants, now, d.Uploading)
-			d.Grants = append(d.Grants, g)
-			uid, loc = d.UniqueID, d.Location
-			if err := s.putDisk(ctx, tx, &d); err != nil {
-				return err
-			}
+			_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error {
+				if d.ProvisioningState != StateSucceeded {
+					return notAllowed("Disk '%s' is in provisioning state '%s'; access can be granted once it has succeeded.", d.Name, d.ProvisioningState)
+				}
+				if d.Uploading && access == AccessRead {
+					return notAllowed("Disk '%s' is in state '%s'. Only Write access can be granted until the upload ends (endGetAccess).", d.Name, d.State(now))
+				}
+				d.Grants, expired = pruneGrants(d.Grants, now, d.Uploading)
+				d.Grants = append(d.Grants, g)
+				uid, loc = d.UniqueID, d.Location
+				return nil
+			})
 		} else {
-			sn, err := s.getSnapshot(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			if sn.ProvisioningState != StateSucceeded {
-				return notAllowed("Snapshot '%s' is in provisioning state '%s'; access can be granted once it has succeeded.", sn.Name, sn.ProvisioningState)
-			}
-			sn.Grants, expired = pruneGrants(sn.Grants, now, false)
-			sn.Grants = append(sn.Grants, g)
-			uid, loc = sn.UniqueID, sn.Location
-			if err := s.putSnapshot(ctx, tx, &sn); err != nil {
-				return err
-			}
+			_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error {
+				if sn.ProvisioningState != StateSucceeded {
+					return notAllowed("Snapshot '%s' is in provisioning state '%s'; access can be granted once it has succeeded.", sn.Name, sn.ProvisioningState)
+				}
+				sn.Grants, expired = pruneGrants(sn.Grants, now, false)
+				sn.Grants = append(sn.Grants, g)
+				uid, loc = sn.UniqueID, sn.Location
+				return nil
+			})
+		}
+		if err != nil {
+			return err
 		}
 		if err := deleteGrantPointers(ctx, tx, expired); err != nil {
 			return err
 		}
-		_, err := putJSON(ctx, tx, kindGrant, grantKey(g.ID),
+		_, err = putJSON(ctx, tx, kindGrant, grantKey(g.ID),
 			grantPointer{ID: g.ID, ResourceID: id.String(), Type: typ, UniqueID: uid, Access: access, Expires: g.Expires})
 		return err
 	})
@@ -253,32 +249,27 @@ func (s *Service) RevokeAccess(ctx context.Context, p identity.Principal, id res
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
 			return err
 		}
+		var err error
 		if typ == TypeDisks {
-			d, err := s.getDisk(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			revoked = d.Grants
-			for _, g := range d.Grants {
-				if g.Access == AccessWrite {
-					d.Uploading = false
+			_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error {
+				revoked = d.Grants
+				for _, g := range d.Grants {
+					if g.Access == AccessWrite {
+						d.Uploading = false
+					}
 				}
-			}
-			d.Grants = nil
-			volume = d.UniqueID
-			if err := s.putDisk(ctx, tx, &d); err != nil {
-				return err
-			}
+				d.Grants = nil
+				volume = d.UniqueID
+				return nil
+			})
 		} else {
-			sn, err := s.getSnapshot(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			revoked = sn.Grants
-			sn.Grants = nil
-			if err := s.putSnapshot(ctx, tx, &sn); err != nil {
-				return err
-			}
+			_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error {
+				revoked, sn.Grants = sn.Grants, nil
+				return nil
+			})
+		}
+		if err != nil {
+			return err
 		}
 		return deleteGrantPointers(ctx, tx, revoked)
 	})

@@ -153,10 +153,8 @@ func (s *Service) countIncremental(ctx context.Context, tx store.Tx, family stri
 }
 
 func (s *Service) updateSnapshotFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Snapshot, loc string, src resource.ID, in SnapshotInput) (Snapshot, error) {
-	if old.Location != loc {
-		return old, resource.Errorf(resource.KindConflict, "InvalidResourceLocation",
-			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
-			old.Name, old.Location, resourceGroupOf(old.ID), loc)
+	if err := checkSameLocation(old.Name, old.ID, old.Location, loc); err != nil {
+		return old, err
 	}
 	oldSrc, _ := resource.Parse(old.CreationData.SourceResourceID)
 	if !oldSrc.Equal(src) {
@@ -201,38 +199,20 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 			s.logger().Error("snapshot failed", "snapshot", id.String(), "err", err)
 			e = resource.Errorf(resource.KindInternal, "InternalExecutionError", "Taking the snapshot failed: %v", err)
 		}
-		var sn Snapshot
-		uerr := s.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
-			var err error
-			if sn, err = s.getSnapshot(ctx, tx, id); err != nil {
-				return err
-			}
-			sn.ProvisioningState, sn.FailedError = StateFailed, e
-			return s.putSnapshot(ctx, tx, &sn)
+		sn, uerr := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
+			x.ProvisioningState, x.FailedError = StateFailed, e
 		})
 		if uerr != nil && !resource.IsCode(uerr, "ResourceNotFound") {
 			s.logger().Error("record failed snapshot", "snapshot", id.String(), "err", uerr)
 		}
 		return sn, e
 	}
-	var sn Snapshot
-	gone := false
-	err = s.Store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		var err error
-		sn, err = s.getSnapshot(ctx, tx, id)
-		if resource.IsCode(err, "ResourceNotFound") {
-			gone = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		sn.ProvisioningState = StateSucceeded
-		sn.DiskSizeBytes, sn.DiskSizeGB = si.Size, sizeGB(si.Size)
-		sn.ChangedBytes = si.Stats.BlocksStored * si.BlockSize
-		return s.putSnapshot(ctx, tx, &sn)
+	sn, err := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
+		x.ProvisioningState = StateSucceeded
+		x.DiskSizeBytes, x.DiskSizeGB = si.Size, sizeGB(si.Size)
+		x.ChangedBytes = si.Stats.BlocksStored * si.BlockSize
 	})
-	if gone {
+	if resource.IsCode(err, "ResourceNotFound") {
 		// Deleted while it was being taken (a group deletion): drop the data.
 		if derr := s.Engine.DeleteSnapshot(context.WithoutCancel(ctx), snapID); derr != nil && !errors.Is(derr, blockdev.ErrNotFound) {
 			s.logger().Warn("delete orphan snapshot", "snapshot", snapID, "err", derr)
@@ -269,17 +249,5 @@ func (s *Service) destroySnapshot(ctx context.Context, sn Snapshot) error {
 	if err := s.Engine.DeleteSnapshot(ctx, sn.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
 		return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
 	}
-	id, err := resource.Parse(sn.ID)
-	if err != nil {
-		return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
-	}
-	return s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := deleteGrantPointers(ctx, tx, sn.Grants); err != nil {
-			return err
-		}
-		if err := tx.Delete(ctx, KindSnapshot, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
-		}
-		return nil
-	})
+	return s.deleteRecord(ctx, KindSnapshot, "snapshot", sn.ID, sn.Grants)
 }

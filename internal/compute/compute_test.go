@@ -68,6 +68,17 @@ func newFixture(t testing.TB) *fixture {
 	return f
 }
 
+// emptyDisk creates an empty 1 GiB disk rg/name as the fixture's admin.
+func (f *fixture) emptyDisk(t testing.TB, rg, name string) resource.ID {
+	t.Helper()
+	id := compute.DiskID(f.sub, rg, name)
+	if _, err := f.svc.CreateDisk(context.Background(), f.admin, id, compute.DiskInput{Location: "local", DiskSizeGB: 1,
+		CreationData: compute.CreationData{CreateOption: "Empty"}}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func code(err error) string {
 	if e := resource.AsError(err); e != nil {
 		return e.Code
@@ -78,11 +89,7 @@ func code(err error) string {
 func TestIncrementalSnapshotLimit(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	disk := compute.DiskID(f.sub, "rg", "d")
-	if _, err := f.svc.CreateDisk(ctx, f.admin, disk, compute.DiskInput{Location: "local", DiskSizeGB: 1,
-		CreationData: compute.CreationData{CreateOption: "Empty"}}); err != nil {
-		t.Fatal(err)
-	}
+	disk := f.emptyDisk(t, "rg", "d")
 	for i := range compute.MaxIncrementalSnapshots {
 		id := compute.SnapshotID(f.sub, "other", "s"+string(rune('a'+i%26))+itoa(i))
 		if _, err := f.svc.SnapshotDisk(ctx, f.admin, id, disk, "local", true, nil); err != nil {
@@ -135,11 +142,7 @@ func TestCrossSubscriptionIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := compute.DiskID(f.sub, "rg", "d")
-	if _, err := f.svc.CreateDisk(ctx, f.admin, disk, compute.DiskInput{Location: "local", DiskSizeGB: 1,
-		CreationData: compute.CreationData{CreateOption: "Empty"}}); err != nil {
-		t.Fatal(err)
-	}
+	disk := f.emptyDisk(t, "rg", "d")
 	_, err = f.svc.SnapshotDisk(ctx, f.admin, compute.SnapshotID(other, "rg", "s"), disk, "local", true, nil)
 	if e := resource.AsError(err); e == nil || e.Kind != resource.KindBadRequest || e.Code != "BadRequest" {
 		t.Fatalf("cross-subscription incremental: %v", err)
@@ -153,11 +156,7 @@ func TestCrossSubscriptionIncremental(t *testing.T) {
 func TestGrantExpiryAndRevocation(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	disk := compute.DiskID(f.sub, "rg", "d")
-	if _, err := f.svc.CreateDisk(ctx, f.admin, disk, compute.DiskInput{Location: "local", DiskSizeGB: 1,
-		CreationData: compute.CreationData{CreateOption: "Empty"}}); err != nil {
-		t.Fatal(err)
-	}
+	disk := f.emptyDisk(t, "rg", "d")
 	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.AccessWrite, time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -2,18 +2,15 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"sort"
+
+	"coffer/internal/client"
 )
 
 func adminCommand() *command {
-	runOp := func(op, done string) func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-		return func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
+	runOp := func(op, done string) runFunc {
+		return runWithClient(nil, func(ctx context.Context, e *Env, c *client.Client) error {
 			fmt.Fprintf(e.Stderr, "%s…\n", done)
 			var out map[string]any
 			if err := c.Admin(ctx, op, &out); err != nil {
@@ -26,7 +23,7 @@ func adminCommand() *command {
 				return fmt.Errorf("verify found problems: %v corrupt pack(s); affected snapshots: %v", len(asSlice(out["corruptPacks"])), out["affectedSnapshots"])
 			}
 			return nil
-		}
+		})
 	}
 	return &command{name: "admin", short: "Storage maintenance (tenant administrators)", sub: []*command{
 		{name: "verify", short: "Re-read every pack and check every chunk; name damaged packs, chunks and the snapshots they affect",
@@ -35,17 +32,14 @@ func adminCommand() *command {
 			run: runOp("gc", "Collecting garbage")},
 		{name: "rebuild-index", short: "Rebuild the chunk index from the packs alone",
 			run: runOp("rebuildIndex", "Rebuilding the chunk index from pack trailers")},
-		{name: "stats", short: "Show the chunk store's size", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			out, err := c.AdminStats(ctx)
-			if err != nil {
-				return err
-			}
-			return printKV(e, out)
-		}},
+		{name: "stats", short: "Show the chunk store's size",
+			run: runWithClient(nil, func(ctx context.Context, e *Env, c *client.Client) error {
+				out, err := c.AdminStats(ctx)
+				if err != nil {
+					return err
+				}
+				return printKV(e, out)
+			})},
 	}}
 }
 

@@ -21,47 +21,25 @@ func principalCommand() *command {
 	return &command{name: "principal", short: "Manage principals (service principals, users, managed identities)", sub: []*command{
 		{name: "create", short: "Create a service principal; prints its client secret once",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&display, "display-name", "", "display name") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("display-name", display); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				p, err := c.CreateServicePrincipal(ctx, display)
-				if err != nil {
-					return err
-				}
-				if e.output != "json" {
-					fmt.Fprintln(e.Stderr, "The client secret is shown only now; store it safely.")
-				}
-				return printOne(e, p, append(cols, col("ClientSecret", func(p client.Principal) string { return p.ClientSecret }),
-					col("TenantId", func(p client.Principal) string { return p.TenantID }))...)
-			}},
-		{name: "list", short: "List principals", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			ps, err := c.ListPrincipals(ctx)
-			if err != nil {
-				return err
-			}
-			return printList(e, ps, cols...)
-		}},
+			run: runWithClient(func() error { return required("display-name", display) },
+				func(ctx context.Context, e *Env, c *client.Client) error {
+					p, err := c.CreateServicePrincipal(ctx, display)
+					if err != nil {
+						return err
+					}
+					if e.output != "json" {
+						fmt.Fprintln(e.Stderr, "The client secret is shown only now; store it safely.")
+					}
+					return printOne(e, p, append(cols, col("ClientSecret", func(p client.Principal) string { return p.ClientSecret }),
+						col("TenantId", func(p client.Principal) string { return p.TenantID }))...)
+				})},
+		{name: "list", short: "List principals",
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Principal, error) { return c.ListPrincipals(ctx) }, cols)},
 		{name: "delete", short: "Delete a principal and its role assignments",
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "principal ID") },
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("id", id); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
+			run: runDo(func() error { return required("id", id) }, func(ctx context.Context, c *client.Client) error {
 				return c.DeletePrincipal(ctx, id)
-			}},
+			})},
 	}}
 }
 
@@ -95,25 +73,28 @@ func roleCommand() *command {
 		}
 		return "/subscriptions/" + c.Subscription, nil
 	}
+	// scoped is runWithClient for commands that act at the scope the
+	// flags name.
+	scoped := func(need func() error, fn func(ctx context.Context, e *Env, c *client.Client, scope string) error) runFunc {
+		return runWithClient(need, func(ctx context.Context, e *Env, c *client.Client) error {
+			sc, err := resolveScope(c)
+			if err != nil {
+				return err
+			}
+			return fn(ctx, e, c, sc)
+		})
+	}
 	return &command{name: "role", short: "Role definitions and assignments", sub: []*command{
 		{name: "definition", short: "Role definitions", sub: []*command{
 			{name: "list", short: "List role definitions",
 				flags: func(fs *flag.FlagSet) { fs.StringVar(&name, "name", "", "only the role with this name") },
-				run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-					c, err := e.Client()
-					if err != nil {
-						return err
-					}
-					sc, err := resolveScope(c)
-					if err != nil {
-						return err
-					}
+				run: scoped(nil, func(ctx context.Context, e *Env, c *client.Client, sc string) error {
 					ds, err := c.ListRoleDefinitions(ctx, sc, name)
 					if err != nil {
 						return err
 					}
 					return printList(e, ds, defCols...)
-				}},
+				})},
 		}},
 		{name: "assignment", short: "Role assignments", sub: []*command{
 			{name: "create", short: "Assign a role to a principal at a scope",
@@ -122,42 +103,24 @@ func roleCommand() *command {
 					fs.StringVar(&role, "role", "", "role name (e.g. Reader) or role definition GUID")
 					scopeFlags(fs)
 				},
-				run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-					if err := required("assignee", assignee, "role", role); err != nil {
-						return err
-					}
-					c, err := e.Client()
-					if err != nil {
-						return err
-					}
-					sc, err := resolveScope(c)
-					if err != nil {
-						return err
-					}
-					roleID, err := resolveRole(ctx, c, sc, role)
-					if err != nil {
-						return err
-					}
-					a, err := c.CreateRoleAssignment(ctx, sc, identity.NewGUID(), roleID, assignee, "")
-					if err != nil {
-						return err
-					}
-					return printOne(e, a, asgCols...)
-				}},
+				run: scoped(func() error { return required("assignee", assignee, "role", role) },
+					func(ctx context.Context, e *Env, c *client.Client, sc string) error {
+						roleID, err := resolveRole(ctx, c, sc, role)
+						if err != nil {
+							return err
+						}
+						a, err := c.CreateRoleAssignment(ctx, sc, identity.NewGUID(), roleID, assignee, "")
+						if err != nil {
+							return err
+						}
+						return printOne(e, a, asgCols...)
+					})},
 			{name: "list", short: "List role assignments at, above and below a scope",
 				flags: func(fs *flag.FlagSet) {
 					fs.StringVar(&assignee, "assignee", "", "only this principal's assignments")
 					scopeFlags(fs)
 				},
-				run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-					c, err := e.Client()
-					if err != nil {
-						return err
-					}
-					sc, err := resolveScope(c)
-					if err != nil {
-						return err
-					}
+				run: scoped(nil, func(ctx context.Context, e *Env, c *client.Client, sc string) error {
 					filter := ""
 					if assignee != "" {
 						filter = fmt.Sprintf("principalId eq '%s'", assignee)
@@ -167,7 +130,7 @@ func roleCommand() *command {
 						return err
 					}
 					return printList(e, as, asgCols...)
-				}},
+				})},
 			{name: "delete", short: "Delete role assignments by ID, or by assignee/role/scope",
 				flags: func(fs *flag.FlagSet) {
 					fs.StringVar(&ids, "ids", "", "space-separated role assignment IDs")
@@ -175,11 +138,7 @@ func roleCommand() *command {
 					fs.StringVar(&role, "role", "", "role name or GUID")
 					scopeFlags(fs)
 				},
-				run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-					c, err := e.Client()
-					if err != nil {
-						return err
-					}
+				run: runWithClient(nil, func(ctx context.Context, e *Env, c *client.Client) error {
 					targets := strings.Fields(ids)
 					if len(targets) == 0 {
 						if err := required("assignee", assignee); err != nil {
@@ -219,7 +178,7 @@ func roleCommand() *command {
 						fmt.Fprintf(e.Stderr, "Deleted %s\n", id)
 					}
 					return nil
-				}},
+				})},
 		}},
 	}}
 }

@@ -24,49 +24,25 @@ func subscriptionCommand() *command {
 				fs.StringVar(&display, "display-name", "", "display name (default: the alias)")
 				fs.StringVar(&subID, "subscription-id", "", "subscription ID to use (default: a new GUID)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("name", alias); err != nil {
-					return err
+			run: runShow(func() error { return required("name", alias) },
+				func(ctx context.Context, c *client.Client) (client.Subscription, error) {
+					a, err := c.CreateSubscription(ctx, alias, display, subID)
+					if err != nil {
+						return client.Subscription{}, err
+					}
+					return c.GetSubscription(ctx, a.Properties.SubscriptionID)
+				}, subCols)},
+		{name: "list", short: "List subscriptions",
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Subscription, error) {
+				return c.ListSubscriptions(ctx)
+			}, subCols)},
+		{name: "show", short: "Show the current (or --subscription) subscription",
+			run: runShow(nil, func(ctx context.Context, c *client.Client) (client.Subscription, error) {
+				if c.Subscription == "" {
+					return client.Subscription{}, usagef("no subscription: pass --subscription")
 				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				a, err := c.CreateSubscription(ctx, alias, display, subID)
-				if err != nil {
-					return err
-				}
-				s, err := c.GetSubscription(ctx, a.Properties.SubscriptionID)
-				if err != nil {
-					return err
-				}
-				return printOne(e, s, subCols...)
-			}},
-		{name: "list", short: "List subscriptions", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			subs, err := c.ListSubscriptions(ctx)
-			if err != nil {
-				return err
-			}
-			return printList(e, subs, subCols...)
-		}},
-		{name: "show", short: "Show the current (or --subscription) subscription", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			if c.Subscription == "" {
-				return usagef("no subscription: pass --subscription")
-			}
-			s, err := c.GetSubscription(ctx, c.Subscription)
-			if err != nil {
-				return err
-			}
-			return printOne(e, s, subCols...)
-		}},
+				return c.GetSubscription(ctx, c.Subscription)
+			}, subCols)},
 	}}
 }
 
@@ -94,6 +70,7 @@ func groupCommand() *command {
 		col("Tags", func(g client.Group) string { return tagString(g.Tags) }),
 	}
 	nameFlag := func(fs *flag.FlagSet) { stringFlag(fs, &name, "name", "n", "", "resource group name") }
+	need := func() error { return required("name", name) }
 	return &command{name: "group", short: "Manage resource groups", sub: []*command{
 		{name: "create", short: "Create or update a resource group",
 			flags: func(fs *flag.FlagSet) {
@@ -101,78 +78,39 @@ func groupCommand() *command {
 				stringFlag(fs, &location, "location", "l", "", "location (one of the server's regions)")
 				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("name", name, "location", location); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				var t map[string]string
-				if len(tags) > 0 {
-					t = tags
-				}
-				g, err := c.CreateGroup(ctx, name, location, t)
-				if err != nil {
-					return err
-				}
-				return printOne(e, g, cols...)
-			}},
+			run: runShow(func() error { return required("name", name, "location", location) },
+				func(ctx context.Context, c *client.Client) (client.Group, error) {
+					var t map[string]string
+					if len(tags) > 0 {
+						t = tags
+					}
+					return c.CreateGroup(ctx, name, location, t)
+				}, cols)},
 		{name: "show", short: "Show a resource group", flags: nameFlag,
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("name", name); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				g, err := c.GetGroup(ctx, name)
-				if err != nil {
-					return err
-				}
-				return printOne(e, g, cols...)
-			}},
-		{name: "list", short: "List resource groups", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
-			gs, err := c.ListGroups(ctx)
-			if err != nil {
-				return err
-			}
-			return printList(e, gs, cols...)
-		}},
+			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Group, error) {
+				return c.GetGroup(ctx, name)
+			}, cols)},
+		{name: "list", short: "List resource groups",
+			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Group, error) { return c.ListGroups(ctx) }, cols)},
 		{name: "delete", short: "Delete a resource group and everything in it",
 			flags: func(fs *flag.FlagSet) {
 				nameFlag(fs)
 				fs.BoolVar(&noWait, "no-wait", false, "return at once without waiting for the deletion")
 				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
-			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-				if err := required("name", name); err != nil {
-					return err
-				}
-				if err := confirm(e, yes, fmt.Sprintf("Delete resource group %q and everything in it?", name)); err != nil {
-					return err
-				}
-				c, err := e.Client()
-				if err != nil {
-					return err
-				}
-				r, err := c.DeleteGroup(ctx, name, !noWait)
-				if err != nil {
-					return err
-				}
-				if noWait {
-					fmt.Fprintf(e.Stdout, "%s\n", r.Header.Get("Location"))
+			run: runConfirmed(need, &yes, func() string { return fmt.Sprintf("Delete resource group %q and everything in it?", name) },
+				func(ctx context.Context, e *Env, c *client.Client) error {
+					r, err := c.DeleteGroup(ctx, name, !noWait)
+					if err != nil {
+						return err
+					}
+					if noWait {
+						fmt.Fprintf(e.Stdout, "%s\n", r.Header.Get("Location"))
+						return nil
+					}
+					fmt.Fprintf(e.Stderr, "Deleted resource group %s.\n", name)
 					return nil
-				}
-				fmt.Fprintf(e.Stderr, "Deleted resource group %s.\n", name)
-				return nil
-			}},
+				})},
 	}}
 }
 

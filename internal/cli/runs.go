@@ -61,19 +61,26 @@ func runDo(need func() error, do func(ctx context.Context, c *client.Client) err
 	})
 }
 
-// runConfirmedDelete returns the run function of a delete command with
-// --yes: after need it asks "Delete <kind> <name>?" (see confirm), then
-// calls del with the API client. name and yes are read when it runs.
-func runConfirmedDelete(kind string, name *string, yes *bool, need func() error, del func(ctx context.Context, c *client.Client) error) runFunc {
+// runConfirmed returns the run function of a command with --yes: after
+// need it asks prompt() (see confirm), then calls fn with the API client.
+// prompt and yes are read when it runs, after the flags are parsed.
+func runConfirmed(need func() error, yes *bool, prompt func() string, fn func(ctx context.Context, e *Env, c *client.Client) error) runFunc {
 	return func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 		if err := need(); err != nil {
 			return err
 		}
-		if err := confirm(e, *yes, fmt.Sprintf("Delete %s %q?", kind, *name)); err != nil {
+		if err := confirm(e, *yes, prompt()); err != nil {
 			return err
 		}
-		return runDo(nil, del)(ctx, e, fs)
+		return runWithClient(nil, fn)(ctx, e, fs)
 	}
+}
+
+// runConfirmedDelete is runConfirmed for a delete command that asks
+// "Delete <kind> <name>?" and prints nothing on success.
+func runConfirmedDelete(kind string, name *string, yes *bool, need func() error, del func(ctx context.Context, c *client.Client) error) runFunc {
+	return runConfirmed(need, yes, func() string { return fmt.Sprintf("Delete %s %q?", kind, *name) },
+		func(ctx context.Context, e *Env, c *client.Client) error { return del(ctx, c) })
 }
 
 // runFile returns the run function of a command that takes one FILE

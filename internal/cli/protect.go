@@ -88,14 +88,9 @@ func protectCommand() *command {
 			fs.StringVar(&level, "permissions-scope", "Resource", "where --grant-missing-roles assigns: Resource, ResourceGroup or Subscription")
 			fs.BoolVar(&template, "print-role-template", false, "print the `coffer role assignment create` commands for the missing roles and stop")
 		},
-		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			if err := required("resource-group", f.group, "vault-name", f.vault, "policy", policy, "snapshot-group", snapGroup); err != nil {
-				return err
-			}
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
+		run: runWithClient(func() error {
+			return required("resource-group", f.group, "vault-name", f.vault, "policy", policy, "snapshot-group", snapGroup)
+		}, func(ctx context.Context, e *Env, c *client.Client) error {
 			if diskID == "" {
 				if diskGroup == "" || diskName == "" {
 					return usagef("give --disk-id, or --disk-group and --disk-name")
@@ -164,5 +159,5 @@ func protectCommand() *command {
 				return err
 			}
 			return printOne(e, bi, instanceCols...)
-		}}
+		})}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+
+	"coffer/internal/client"
 )
 
 func restoreCommand() *command {
@@ -21,15 +23,10 @@ func restoreCommand() *command {
 			fs.StringVar(&location, "location", "", "region (default: the vault's)")
 			fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
 		},
-		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
-			if err := required("resource-group", f.group, "vault-name", f.vault, "instance", instance, "rp", rp,
-				"target-group", targetGroup, "name", name); err != nil {
-				return err
-			}
-			c, err := e.Client()
-			if err != nil {
-				return err
-			}
+		run: runWithClient(func() error {
+			return required("resource-group", f.group, "vault-name", f.vault, "instance", instance, "rp", rp,
+				"target-group", targetGroup, "name", name)
+		}, func(ctx context.Context, e *Env, c *client.Client) error {
 			if targetSub == "" {
 				targetSub = c.Subscription
 			}
@@ -50,5 +47,5 @@ func restoreCommand() *command {
 				return err
 			}
 			return followJob(ctx, e, c, f.group, f.vault, id, noWait)
-		}}
+		})}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -521,6 +522,91 @@ func TestRestoreLargeBlocks(t *testing.T) {
 	}
 	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
 		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s1", model)
+}
+
+// failingWriter fails its failAt-th WriteAt (1-based) with errStop, or
+// cancels the restore's context there instead; it records a WriteAt that
+// comes after the restore returned, which would touch released buffers.
+type failingWriter struct {
+	writes   atomic.Int64
+	failAt   int64
+	cancel   context.CancelFunc
+	returned atomic.Bool
+	late     atomic.Int64
+}
+
+var errStop = errors.New("stop here")
+
+func (w *failingWriter) WriteAt(p []byte, off int64) (int, error) {
+	if w.returned.Load() {
+		w.late.Add(1)
+	}
+	if w.writes.Add(1) == w.failAt {
+		if w.cancel != nil {
+			w.cancel()
+			return 0, context.Canceled
+		}
+		return 0, errStop
+	}
+	time.Sleep(time.Millisecond) // let the other workers get going
+	return len(p), nil
+}
+
+// TestRestoreStopsCleanly stops full restores part way, by a write error
+// and by cancellation: RestoreTo returns that error only after every
+// worker has stopped writing (its buffers are released on return), and a
+// later restore of the same snapshot is still exact.
+func TestRestoreStopsCleanly(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2}) // 2+restoreIODepth restore workers
+	const size = 48 << 20 // 48 pages of 256 blocks: more pages than workers
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	model := make([]byte, size)
+	for off := int64(0); off < size; off += 96 << 10 { // data in every page
+		p := make([]byte, 8<<10)
+		fillRandom(rng, p)
+		p[0] = 1
+		if _, err := v.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		cancel bool
+		want   error
+	}{{"write error", false, errStop}, {"cancelled", true, context.Canceled}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			w := &failingWriter{failAt: 5}
+			if tc.cancel {
+				w.cancel = cancel
+			}
+			err := env.e.RestoreTo(rctx, "s1", w)
+			w.returned.Store(true)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("RestoreTo: got %v, want %v", err, tc.want)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := w.late.Load(); n > 0 {
+				t.Fatalf("%d writes after RestoreTo returned", n)
+			}
+			// 512 data runs in all; a stopped restore leaves at most
+			// one write in flight per worker (8 here).
+			if n := w.writes.Load(); n > w.failAt+8 {
+				t.Fatalf("%d writes: the restore did not stop", n)
+			}
+		})
 	}
 	checkSnapshot(t, env, "s1", model)
 }

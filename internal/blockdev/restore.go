@@ -484,6 +484,9 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					for end < len(j.entries) && filled[end] {
 						end++
 					}
+					if err := gctx.Err(); err != nil {
+						return err // cancelled, or another worker failed
+					}
 					off := (first + int64(s)) * bs
 					n := min(int64(end-s)*bs, rec.Size-off)
 					if _, err := w.WriteAt(buf[int64(s)*bs:int64(s)*bs+n], off); err != nil {

@@ -560,8 +560,10 @@ func (w *failingWriter) WriteAt(p []byte, off int64) (int, error) {
 // later restore of the same snapshot is still exact.
 func TestRestoreStopsCleanly(t *testing.T) {
 	ctx := context.Background()
-	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2}) // 2+restoreIODepth restore workers
-	const size = 48 << 20 // 48 pages of 256 blocks: more pages than workers
+	// 2+restoreIODepth restore workers; 48 pages of 256 blocks, more
+	// pages than workers.
+	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
+	const size = 48 << 20
 	v, err := env.e.CreateVolume(ctx, "vol", size)
 	if err != nil {
 		t.Fatal(err)

@@ -71,11 +71,8 @@ func (v *Volume) markHydrated(b int64) {
 // is not hydrated yet. id is its entry if known (known=true). The caller
 // holds b's stripe.
 func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known bool, buf []byte) error {
-	v.mu.Lock()
-	h := v.hyd
-	done := v.hydratedLocked(b)
-	v.mu.Unlock()
-	if done {
+	h := v.unhydrated(b)
+	if h == nil {
 		return nil
 	}
 	if !known {
@@ -92,11 +89,27 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known 
 			return fmt.Errorf("hydrate block %d: %w", b, err)
 		}
 	}
+	v.blockHydrated(b)
+	return nil
+}
+
+// unhydrated returns the volume's hydration if block b is not hydrated
+// yet, and nil if its file contents are authoritative.
+func (v *Volume) unhydrated(b int64) *hydration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hydratedLocked(b) {
+		return nil
+	}
+	return v.hyd
+}
+
+// blockHydrated records that block b's contents are in the file.
+func (v *Volume) blockHydrated(b int64) {
 	v.markHydrated(b)
 	if hk := v.e.hooks.hydrated; hk != nil {
 		hk(v.id, b)
 	}
-	return nil
 }
 
 // hydrateWith writes block b from data, its chunk in the source snapshot,
@@ -106,11 +119,8 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 	l := v.stripe(b)
 	l.Lock()
 	defer l.Unlock()
-	v.mu.Lock()
-	h := v.hyd
-	done := v.hydratedLocked(b)
-	v.mu.Unlock()
-	if done {
+	h := v.unhydrated(b)
+	if h == nil {
 		return nil
 	}
 	out, err := blockData(id, data, buf, v.blockLen(b, h.src.Size))
@@ -121,10 +131,7 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
 	wb.wrote(len(out))
-	v.markHydrated(b)
-	if hk := v.e.hooks.hydrated; hk != nil {
-		hk(v.id, b)
-	}
+	v.blockHydrated(b)
 	return nil
 }
 

@@ -68,12 +68,9 @@ func (e *Engine) loadPages(ctx context.Context, r *record, p0, p1 int64, skipHol
 		pages := make([][]chunk.ID, b1-b0)
 		err := e.getMany(ctx, ids, func(i int, data []byte) error {
 			p := which[i]
-			entries, err := decodePage(data)
+			entries, err := decodePageOf(data, ids[i], p, pageLen(nb, p))
 			if err != nil {
-				return fmt.Errorf("index page %d (%s): %w", p, ids[i].Short(), err)
-			}
-			if n := pageLen(nb, p); len(entries) != n {
-				return fmt.Errorf("index page %d (%s) has %d entries, want %d: %w", p, ids[i].Short(), len(entries), n, ErrFormat)
+				return err
 			}
 			pages[p-b0] = entries
 			return nil

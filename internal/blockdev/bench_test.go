@@ -15,19 +15,35 @@ import (
 // synthSnapshot stores a snapshot whose block table is entries, without a
 // volume, and returns its ID.
 func synthSnapshot(tb testing.TB, e *Engine, id string, entries []chunk.ID) {
-	ctx := context.Background()
 	nb := int64(len(entries))
-	rec := &record{Size: nb * e.bs, BlockSize: e.bs, Volume: "synth", Pages: make([]chunk.ID, pagesFor(nb))}
-	for p := range rec.Pages {
-		lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, len(entries))
-		pid, err := e.chunks.Put(ctx, encodePage(entries[lo:hi]))
+	pages := make([][]chunk.ID, pagesFor(nb))
+	for p := range pages {
+		pages[p] = entries[p*EntriesPerPage : min((p+1)*EntriesPerPage, len(entries))]
+	}
+	storeSnapshot(tb, e, id, nb*e.bs, pages)
+}
+
+// storeSnapshot stores a snapshot of size bytes, without a volume, whose
+// index pages hold pages as they are (a test may make them inconsistent
+// with size).
+func storeSnapshot(tb testing.TB, e *Engine, id string, size int64, pages [][]chunk.ID) {
+	ctx := context.Background()
+	rec := &record{Size: size, BlockSize: e.bs, Volume: "synth", Pages: make([]chunk.ID, len(pages))}
+	for p, entries := range pages {
+		pid, err := e.chunks.Put(ctx, encodePage(entries))
 		if err != nil {
 			tb.Fatal(err)
 		}
 		rec.Pages[p] = pid
 	}
-	rid, _ := e.chunks.Put(ctx, encodeRecord(rec))
-	b, _ := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}})
+	rid, err := e.chunks.Put(ctx, encodeRecord(rec))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := e.blobs.Put(ctx, snapshotBlob(id), b); err != nil {
 		tb.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -611,4 +612,41 @@ func TestRestoreStopsCleanly(t *testing.T) {
 		})
 	}
 	checkSnapshot(t, env, "s1", model)
+}
+
+// TestShortIndexPageIsFormatError stores a snapshot whose second index
+// page has fewer entries than the record's size needs: a full restore and
+// a read through the snapshot reader both fail with ErrFormat, naming the
+// page, instead of restoring wrong data.
+func TestShortIndexPageIsFormatError(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10})
+	e := env.e
+	data := bytes.Repeat([]byte{7}, int(e.bs))
+	did, err := e.chunks.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := make([]chunk.ID, EntriesPerPage)
+	for i := range full {
+		full[i] = did
+	}
+	const nb = EntriesPerPage + 44
+	storeSnapshot(t, e, "bad", nb*e.bs, [][]chunk.ID{full, full[:10]}) // page 1 should have 44
+
+	err = e.RestoreTo(ctx, "bad", &writerAtBuf{b: make([]byte, nb*e.bs)})
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "index page 1") {
+		t.Fatalf("RestoreTo: got %v, want ErrFormat for index page 1", err)
+	}
+	r, err := e.OpenSnapshot(ctx, "bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, e.bs)
+	if _, err := r.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data) {
+		t.Fatalf("read of block 0 (page 0 is sound): %v", err)
+	}
+	if _, err := r.ReadAt(buf, (EntriesPerPage+1)*e.bs); !errors.Is(err, ErrFormat) {
+		t.Fatalf("read of a block of page 1: got %v, want ErrFormat", err)
+	}
 }

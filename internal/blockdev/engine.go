@@ -377,6 +377,12 @@ func (e *Engine) loadPage(ctx context.Context, r *record, p int64) ([]chunk.ID, 
 	if err != nil {
 		return nil, fmt.Errorf("read index page %d (%s): %w: %w", p, id.Short(), ErrCorrupt, err)
 	}
+	return decodePageOf(b, id, p, n)
+}
+
+// decodePageOf decodes b, the stored index page p (chunk id), which must
+// hold exactly n entries.
+func decodePageOf(b []byte, id chunk.ID, p int64, n int) ([]chunk.ID, error) {
 	entries, err := decodePage(b)
 	if err != nil {
 		return nil, fmt.Errorf("index page %d (%s): %w", p, id.Short(), err)

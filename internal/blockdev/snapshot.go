@@ -403,12 +403,9 @@ func (v *Volume) parentPages(ctx context.Context, s *snapState, parent *record, 
 	}
 	err := v.e.getMany(ctx, ids, func(i int, data []byte) error {
 		p := want[i]
-		entries, err := decodePage(data)
+		entries, err := decodePageOf(data, ids[i], p, pageLen(parentNB, p))
 		if err != nil {
-			return fmt.Errorf("index page %d (%s): %w", p, ids[i].Short(), err)
-		}
-		if n := pageLen(parentNB, p); len(entries) != n {
-			return fmt.Errorf("index page %d (%s) has %d entries, want %d: %w", p, ids[i].Short(), len(entries), n, ErrFormat)
+			return err
 		}
 		out[p] = entries
 		return nil

@@ -7,12 +7,13 @@
 // block engine (local blob store, SQLite chunk index, chunk store, 64 KiB
 // blocks, all cores) and measures, with wall-clock differences of a
 // clock.Clock: the full snapshot; a second snapshot after 1% of the disk was
-// rewritten in scattered 64 KiB writes; a full restore into a file; the time
+// rewritten in scattered 64 KiB writes; a full restore into a file, first
+// with the repository read from the disk, then with it cached; the time
 // to first read of an instant restore and until its hydration ends; the
 // latency of steady 64 KiB writes while a snapshot runs; and the bytes the
 // repository grew by at each backup. When restic, borg and qemu-img are on
 // PATH it runs them on the same image file in the same run (two backups
-// around the same change, then a restore; qemu-img convert is the
+// around the same change, then the same two restores; qemu-img convert is the
 // plain-copy floor). Every restore is checked against the image's SHA-256.
 //
 // The Result marshals to one JSON object; WriteTable prints it side by
@@ -180,15 +181,19 @@ type Restore struct {
 
 // Coffer holds Coffer's figures.
 type Coffer struct {
-	Full        Backup       `json:"fullSnapshot"`
-	Incremental Backup       `json:"incrementalSnapshot"`
-	RepoBytes   int64        `json:"repositoryBytes"` // du of blobs + index after both backups
-	VolumeBytes int64        `json:"volumeBytes"`     // du of the live volume's data file
-	Chunks      int64        `json:"chunks"`
-	Packs       int64        `json:"packs"`
-	Restore     Restore      `json:"restore"`
-	Instant     Instant      `json:"instantRestore"`
-	Latency     WriteLatency `json:"writeLatencyDuringSnapshot"`
+	Full        Backup `json:"fullSnapshot"`
+	Incremental Backup `json:"incrementalSnapshot"`
+	RepoBytes   int64  `json:"repositoryBytes"` // du of blobs + index after both backups
+	VolumeBytes int64  `json:"volumeBytes"`     // du of the live volume's data file
+	Chunks      int64  `json:"chunks"`
+	Packs       int64  `json:"packs"`
+	// Restore read the repository from the disk; RestoreCached ran right
+	// after it, with the repository in the page cache (for Coffer's
+	// direct-I/O packs, only the index).
+	Restore       Restore      `json:"restore"`
+	RestoreCached Restore      `json:"restoreRepositoryCached"`
+	Instant       Instant      `json:"instantRestore"`
+	Latency       WriteLatency `json:"writeLatencyDuringSnapshot"`
 }
 
 // Instant is the instant restore (RestoreVolume) of the second snapshot.
@@ -226,12 +231,15 @@ type WriteLatency struct {
 
 // Peer holds a peer tool's figures.
 type Peer struct {
-	Version  string  `json:"version"`
-	Settings string  `json:"settings"`
-	Backup   Backup  `json:"backup"`
-	Backup2  Backup  `json:"secondBackup"`
-	Restore  Restore `json:"restore"`
-	Error    string  `json:"error,omitempty"`
+	Version  string `json:"version"`
+	Settings string `json:"settings"`
+	Backup   Backup `json:"backup"`
+	Backup2  Backup `json:"secondBackup"`
+	// Restore read the repository from the disk; RestoreCached ran right
+	// after it, with the repository in the page cache.
+	Restore       Restore `json:"restore"`
+	RestoreCached Restore `json:"restoreRepositoryCached"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // Floor is the plain-copy floor: qemu-img convert -O raw of the image.
@@ -303,9 +311,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	r := &runner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), peerR: map[string]*Peer{},
 		probe: &probe{clk: opts.Clock}}
-	r.res = &Result{Version: 1, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
+	r.res = &Result{Version: 2, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
 		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}}
-	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache)"
+	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache, except that each tool's first full restore reads its repository from the disk)"
 	if opts.DropCaches {
 		r.res.CacheState = "dropped (sync; echo 3 > /proc/sys/vm/drop_caches before each timed run)"
 	}
@@ -692,26 +700,39 @@ func (r *runner) checkRestored(ctx context.Context, path, remove string, out *Re
 	return nil
 }
 
+// restores times a full restore of the second backup by each tool, twice:
+// first with the tool's repository read from the disk (after a sync, its
+// files are evicted from the page cache, as for a restore made long after
+// the backup), then at once again with the repository in the page cache
+// (what the first restore read stays there). Coffer's packs bypass the
+// page cache (docs/design.md, "Direct I/O"), so only the first run
+// compares like with like; the targets judge it. Each peer's restored
+// image is also fsynced, timed apart: RestoreToFile returns once the image
+// is durable, the peers do not. qemu-img convert of the image, as it is in
+// the page cache, is the plain-copy floor.
 func (r *runner) restores(ctx context.Context) error {
 	// Coffer.
-	out := &r.res.Coffer.Restore
-	path := filepath.Join(r.dir, "restore-coffer.img")
-	if err := r.beforeTimed(ctx); err != nil {
+	coffer := func(out *Restore, state string) error {
+		path := filepath.Join(r.dir, "restore-coffer.img")
+		m := r.probe.start()
+		t0 := r.clk.Now()
+		if err := r.eng.RestoreToFile(ctx, "s2", path); err != nil {
+			return err
+		}
+		out.Seconds = r.since(t0)
+		in := m.stop(r.res.Cores)
+		out.Internals = &in
+		out.MiBps = r.mibps(out.Seconds)
+		if err := r.checkRestored(ctx, path, path, out); err != nil {
+			return err
+		}
+		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v", state, out.Seconds, out.MiBps, out.Match)
+		return nil
+	}
+	repo := []string{r.blobsDir, r.dbPath, r.dbPath + "-wal", r.dbPath + "-shm"}
+	if err := r.coldThenCached(ctx, repo, &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
 		return err
 	}
-	m := r.probe.start()
-	t0 := r.clk.Now()
-	if err := r.eng.RestoreToFile(ctx, "s2", path); err != nil {
-		return err
-	}
-	out.Seconds = r.since(t0)
-	in := m.stop(r.res.Cores)
-	out.Internals = &in
-	out.MiBps = r.mibps(out.Seconds)
-	if err := r.checkRestored(ctx, path, path, out); err != nil {
-		return err
-	}
-	r.logf("coffer restore: %.2fs (%.0f MiB/s), sha256 match %v", out.Seconds, out.MiBps, out.Match)
 
 	// Peers.
 	for _, p := range r.peers {
@@ -719,29 +740,35 @@ func (r *runner) restores(ctx context.Context) error {
 		if pr.Error != "" {
 			continue
 		}
-		target := filepath.Join(r.dir, "restore-"+p.name())
-		if err := os.MkdirAll(target, 0o700); err != nil {
-			return err
-		}
-		secs, restored, err := p.restore(ctx, target)
-		if err != nil {
-			if ctx.Err() != nil {
+		restore := func(out *Restore, state string) error {
+			target := filepath.Join(r.dir, "restore-"+p.name())
+			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
-			pr.Restore.Error, pr.Error = err.Error(), err.Error()
-			r.logf("%s restore failed: %v", p.name(), err)
-			continue
+			secs, restored, err := p.restore(ctx, target)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				out.Error, pr.Error = err.Error(), err.Error()
+				r.logf("%s restore, %s, failed: %v", p.name(), state, err)
+				return nil
+			}
+			out.Seconds, out.MiBps = secs, r.mibps(secs)
+			t0 := r.clk.Now()
+			if err := fsyncFile(restored); err != nil {
+				return err
+			}
+			out.FsyncSeconds = r.since(t0)
+			if err := r.checkRestored(ctx, restored, target, out); err != nil {
+				out.Error = err.Error()
+			}
+			r.logf("%s restore, %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", p.name(), state, secs, out.MiBps, out.FsyncSeconds, out.Match)
+			return nil
 		}
-		pr.Restore.Seconds, pr.Restore.MiBps = secs, r.mibps(secs)
-		t0 := r.clk.Now()
-		if err := fsyncFile(restored); err != nil {
+		if err := r.coldThenCached(ctx, p.repoFiles(), &pr.Restore, &pr.RestoreCached, restore); err != nil {
 			return err
 		}
-		pr.Restore.FsyncSeconds = r.since(t0)
-		if err := r.checkRestored(ctx, restored, target, &pr.Restore); err != nil {
-			pr.Restore.Error = err.Error()
-		}
-		r.logf("%s restore: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", p.name(), secs, pr.Restore.MiBps, pr.Restore.FsyncSeconds, pr.Restore.Match)
 	}
 
 	// The plain-copy floor.
@@ -755,6 +782,9 @@ func (r *runner) restores(ctx context.Context) error {
 	if v, err := q.output(ctx, "--version"); err == nil {
 		fl.Version, _, _ = cutLine(v)
 	}
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
 	qpath := filepath.Join(r.dir, "restore-qemu.img")
 	secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
 	if err != nil {
@@ -767,7 +797,7 @@ func (r *runner) restores(ctx context.Context) error {
 	fl.Restore.Seconds, fl.Restore.MiBps = secs, r.mibps(secs)
 	// qemu-img leaves its output in the page cache; RestoreToFile fsyncs.
 	// Time the fsync right away, so the floor can be compared both ways.
-	t0 = r.clk.Now()
+	t0 := r.clk.Now()
 	if err := fsyncFile(qpath); err != nil {
 		return err
 	}
@@ -778,6 +808,25 @@ func (r *runner) restores(ctx context.Context) error {
 	}
 	r.logf("qemu-img convert (floor): %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", secs, fl.Restore.MiBps, fl.FsyncSeconds, fl.Restore.Match)
 	return nil
+}
+
+// coldThenCached runs restore twice: into cold after beforeTimed and the
+// eviction of repo (the files the restore reads) from the page cache, then
+// into cached right away, after only a sync, so the repository is as the
+// first run left it in memory. A failed first run (cold.Error) skips the
+// second.
+func (r *runner) coldThenCached(ctx context.Context, repo []string, cold, cached *Restore, restore func(out *Restore, state string) error) error {
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
+	if err := evictCached(repo...); err != nil {
+		return err
+	}
+	if err := restore(cold, "repository from disk"); err != nil || cold.Error != "" {
+		return err
+	}
+	unix.Sync()
+	return restore(cached, "repository cached")
 }
 
 // fsyncFile flushes a file's data and metadata to stable storage.

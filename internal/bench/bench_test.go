@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"coffer/internal/clock"
 )
@@ -41,7 +45,7 @@ func TestRunSmall(t *testing.T) {
 		"sizeBytes", "image.sha256", "image.sha256AfterChange",
 		"coffer.fullSnapshot.seconds", "coffer.fullSnapshot.mibPerSecond", "coffer.fullSnapshot.storedBytes",
 		"coffer.incrementalSnapshot.seconds", "coffer.incrementalSnapshot.storedBytes",
-		"coffer.restore.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydratedSeconds",
+		"coffer.restore.seconds", "coffer.restoreRepositoryCached.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydratedSeconds",
 		"coffer.writeLatencyDuringSnapshot.p99Ms", "coffer.repositoryBytes", "peakRSSBytes",
 	} {
 		v, ok := lookup(m, path)
@@ -56,8 +60,8 @@ func TestRunSmall(t *testing.T) {
 	if !res.AllRestoresMatch {
 		t.Errorf("a restore did not reproduce the image: %s", b)
 	}
-	if !res.Coffer.Restore.Match || !res.Coffer.Instant.Match || !res.Coffer.Instant.ReadsMatch {
-		t.Errorf("coffer restores: %+v %+v", res.Coffer.Restore, res.Coffer.Instant)
+	if !res.Coffer.Restore.Match || !res.Coffer.RestoreCached.Match || !res.Coffer.Instant.Match || !res.Coffer.Instant.ReadsMatch {
+		t.Errorf("coffer restores: %+v %+v %+v", res.Coffer.Restore, res.Coffer.RestoreCached, res.Coffer.Instant)
 	}
 	if got, want := res.Image.ZeroBytes+res.Image.CompressibleBytes+res.Image.RandomBytes, res.SizeBytes; got != want {
 		t.Errorf("image kinds add up to %d, want %d", got, want)
@@ -82,10 +86,12 @@ func TestRunSmall(t *testing.T) {
 			t.Errorf("%s is on PATH but did not run", peer.name)
 			continue
 		}
-		if peer.p.Error != "" || !peer.p.Restore.Match || peer.p.Backup.Seconds <= 0 || peer.p.Backup2.Seconds <= 0 || peer.p.Restore.FsyncSeconds <= 0 {
+		if peer.p.Error != "" || !peer.p.Restore.Match || peer.p.Backup.Seconds <= 0 || peer.p.Backup2.Seconds <= 0 || peer.p.Restore.FsyncSeconds <= 0 ||
+			!peer.p.RestoreCached.Match || peer.p.RestoreCached.FsyncSeconds <= 0 {
 			t.Errorf("%s: %+v", peer.name, *peer.p)
 		}
-		for _, k := range []string{"fullSnapshotSpeedupVs", "incrementalSnapshotSpeedupVs", "restoreSpeedupVs", "restoreWithFsyncSpeedupVs", "fullStoredVs"} {
+		for _, k := range []string{"fullSnapshotSpeedupVs", "incrementalSnapshotSpeedupVs", "restoreSpeedupVs", "restoreWithFsyncSpeedupVs",
+			"restoreCachedSpeedupVs", "restoreCachedWithFsyncSpeedupVs", "fullStoredVs"} {
 			if _, ok := res.Ratios[k+strings.ToUpper(peer.name[:1])+peer.name[1:]]; !ok {
 				t.Errorf("no ratio %s for %s", k, peer.name)
 			}
@@ -111,7 +117,7 @@ func TestRunSmall(t *testing.T) {
 	if err := WriteTable(&table, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"full backup: seconds", "Targets", "p99 write latency"} {
+	for _, want := range []string{"full backup: seconds", "full restore, repository from disk: seconds", "full restore, repository in page cache: seconds", "Targets", "p99 write latency"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, table.String())
 		}
@@ -249,5 +255,66 @@ func TestBeforeTimedSettles(t *testing.T) {
 	}
 	if n := clk.Pending(); n != 0 {
 		t.Fatalf("%d timers left pending", n)
+	}
+}
+
+// TestEvictCached checks that evictCached leaves none of a file's pages in
+// the page cache (mincore of a mapping, which does not fault pages in), and
+// that it skips missing paths.
+func TestEvictCached(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		t.Skipf("%s is in memory: its pages are the file, nothing to evict", dir)
+	}
+	const size = 4 << 20
+	path := filepath.Join(dir, "sub", "f")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil { // only clean pages can be dropped
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(f, make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	resident := func() int {
+		vec := make([]byte, size/os.Getpagesize())
+		// x/sys/unix has no wrapper for mincore(2).
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatal(e)
+		}
+		n := 0
+		for _, v := range vec {
+			n += int(v & 1)
+		}
+		return n
+	}
+	if resident() == 0 {
+		t.Skip("a file just read has no page in the page cache here: nothing to evict")
+	}
+	if err := evictCached(filepath.Join(dir, "missing"), dir); err != nil {
+		t.Fatal(err)
+	}
+	if n := resident(); n != 0 {
+		t.Fatalf("%d pages still cached after evictCached", n)
 	}
 }

@@ -135,7 +135,11 @@ type peer interface {
 	// restore restores the latest backup under target and returns the
 	// restored image's path.
 	restore(ctx context.Context, target string) (float64, string, error)
+	// repoDir is the repository, whose growth is the bytes stored.
 	repoDir() string
+	// repoFiles are what a restore reads: the repository and the tool's
+	// local cache.
+	repoFiles() []string
 }
 
 // restic drives restic with its defaults (repository format and
@@ -143,21 +147,22 @@ type peer interface {
 type restic struct {
 	t     *tool
 	repo  string
+	cache string
 	image string
 }
 
 func (r *runner) newRestic() *restic {
-	repo := filepath.Join(r.dir, "restic-repo")
-	t := r.lookTool("restic", "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD=coffer-bench",
-		"RESTIC_CACHE_DIR="+filepath.Join(r.dir, "restic-cache"))
+	repo, cache := filepath.Join(r.dir, "restic-repo"), filepath.Join(r.dir, "restic-cache")
+	t := r.lookTool("restic", "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD=coffer-bench", "RESTIC_CACHE_DIR="+cache)
 	if t == nil {
 		return nil
 	}
-	return &restic{t: t, repo: repo, image: r.image}
+	return &restic{t: t, repo: repo, cache: cache, image: r.image}
 }
 
-func (p *restic) name() string    { return "restic" }
-func (p *restic) repoDir() string { return p.repo }
+func (p *restic) name() string        { return "restic" }
+func (p *restic) repoDir() string     { return p.repo }
+func (p *restic) repoFiles() []string { return []string{p.repo, p.cache} }
 
 func (p *restic) setup(ctx context.Context, out *Peer) error {
 	v, err := p.t.output(ctx, "version")
@@ -200,22 +205,24 @@ func (p *restic) restore(ctx context.Context, target string) (float64, string, e
 type borg struct {
 	t     *tool
 	repo  string
+	home  string // BORG_BASE_DIR: its cache and security directories
 	image string
 	last  string
 }
 
 func (r *runner) newBorg() *borg {
-	repo := filepath.Join(r.dir, "borg-repo")
-	t := r.lookTool("borg", "BORG_BASE_DIR="+filepath.Join(r.dir, "borg-home"),
+	repo, home := filepath.Join(r.dir, "borg-repo"), filepath.Join(r.dir, "borg-home")
+	t := r.lookTool("borg", "BORG_BASE_DIR="+home,
 		"BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes")
 	if t == nil {
 		return nil
 	}
-	return &borg{t: t, repo: repo, image: r.image}
+	return &borg{t: t, repo: repo, home: home, image: r.image}
 }
 
-func (p *borg) name() string    { return "borg" }
-func (p *borg) repoDir() string { return p.repo }
+func (p *borg) name() string        { return "borg" }
+func (p *borg) repoDir() string     { return p.repo }
+func (p *borg) repoFiles() []string { return []string{p.repo, p.home} }
 
 func (p *borg) setup(ctx context.Context, out *Peer) error {
 	v, err := p.t.output(ctx, "--version")

@@ -29,22 +29,27 @@ func nextData(f *os.File, off, size int64) (data, hole int64, err error) {
 	return min(data, size), min(hole, size), nil
 }
 
+// walkExisting calls fn for root and everything under it, skipping what
+// does not exist (root included) or vanishes during the walk.
+func walkExisting(root string, fn func(p string, d fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			err = fn(p, d)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+}
+
 // diskUsage is the space the files under path occupy on disk (st_blocks),
 // like du.
 func diskUsage(path string) (int64, error) {
 	var total int64
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
+	err := walkExisting(path, func(p string, d fs.DirEntry) error {
 		fi, err := d.Info()
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
 			return err
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -69,6 +74,34 @@ func diskUsageOf(paths ...string) (int64, error) {
 		total += n
 	}
 	return total, nil
+}
+
+// evictCached drops the page-cache pages of every regular file under paths
+// (POSIX_FADV_DONTNEED), so that the next read of them goes to the disk.
+// Only clean pages are dropped: call it after a sync. Missing paths are
+// skipped. Unlike dropCaches it needs no privilege and leaves every other
+// file's pages alone.
+func evictCached(paths ...string) error {
+	for _, root := range paths {
+		err := walkExisting(root, func(p string, d fs.DirEntry) error {
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+				return fmt.Errorf("fadvise %s: %w", p, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("evict %s from the page cache: %w", root, err)
+		}
+	}
+	return nil
 }
 
 // peakRSS is this process's peak resident set size in bytes.

@@ -712,8 +712,8 @@ func (r *runner) checkRestored(ctx context.Context, path, remove string, out *Re
 // the page cache, is the plain-copy floor.
 func (r *runner) restores(ctx context.Context) error {
 	// Coffer.
-	coffer := func(out *Restore, state string) error {
-		path := filepath.Join(r.dir, "restore-coffer.img")
+	coffer := func(out *Restore, state, suffix string) error {
+		path := filepath.Join(r.dir, "restore-coffer"+suffix+".img")
 		m := r.probe.start()
 		t0 := r.clk.Now()
 		if err := r.eng.RestoreToFile(ctx, "s2", path); err != nil {
@@ -740,8 +740,8 @@ func (r *runner) restores(ctx context.Context) error {
 		if pr.Error != "" {
 			continue
 		}
-		restore := func(out *Restore, state string) error {
-			target := filepath.Join(r.dir, "restore-"+p.name())
+		restore := func(out *Restore, state, suffix string) error {
+			target := filepath.Join(r.dir, "restore-"+p.name()+suffix)
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
@@ -814,19 +814,20 @@ func (r *runner) restores(ctx context.Context) error {
 // eviction of repo (the files the restore reads) from the page cache, then
 // into cached right away, after only a sync, so the repository is as the
 // first run left it in memory. A failed first run (cold.Error) skips the
-// second.
-func (r *runner) coldThenCached(ctx context.Context, repo []string, cold, cached *Restore, restore func(out *Restore, state string) error) error {
+// second. The runs name their output with suffix "" and "-cached" (both
+// stay with Keep).
+func (r *runner) coldThenCached(ctx context.Context, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
 	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	if err := evictCached(repo...); err != nil {
 		return err
 	}
-	if err := restore(cold, "repository from disk"); err != nil || cold.Error != "" {
+	if err := restore(cold, "repository from disk", ""); err != nil || cold.Error != "" {
 		return err
 	}
 	unix.Sync()
-	return restore(cached, "repository cached")
+	return restore(cached, "repository cached", "-cached")
 }
 
 // fsyncFile flushes a file's data and metadata to stable storage.

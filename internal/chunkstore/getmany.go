@@ -76,6 +76,13 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 		return nil
 	}
 	var scratch []byte // decompression buffer, reused: fn does not keep data
+	decode := func(e trailerEntry, stored []byte, packName string) ([]byte, error) {
+		data, err := s.decodeInto(e, stored, packName, scratch)
+		if err == nil && e.Compression == CompressionZstd {
+			scratch = data // grown, or as it was
+		}
+		return data, err
+	}
 
 	// Chunks in packs not written yet are served from memory.
 	type memChunk struct {
@@ -95,7 +102,7 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 	}
 	s.mu.Unlock()
 	for _, m := range inMem {
-		data, err := s.decodeInto(m.e, m.stored, "(unwritten pack)", &scratch)
+		data, err := decode(m.e, m.stored, "(unwritten pack)")
 		if err != nil {
 			return err
 		}
@@ -144,7 +151,7 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 			es = es[n:]
 			start := run[0].Offset
 			moved, err := s.readRun(ctx, p, run, start, end, func(e Entry, stored []byte) error {
-				data, err := s.decodeInto(e.trailer(), stored, p, &scratch)
+				data, err := decode(e.trailer(), stored, p)
 				if err != nil {
 					return err
 				}
@@ -193,24 +200,4 @@ func (s *Store) readRun(ctx context.Context, p string, run []Entry, start, end i
 		}
 	}
 	return false, nil
-}
-
-// decodeInto is decode with a reusable decompression buffer: the result
-// is valid until the next call with the same buffer.
-func (s *Store) decodeInto(e trailerEntry, stored []byte, packName string, scratch *[]byte) ([]byte, error) {
-	if e.Compression != CompressionZstd {
-		return s.decode(e, stored, packName)
-	}
-	data, err := s.codec.decode(*scratch, stored, int(e.RawLength))
-	if err != nil {
-		return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
-	}
-	*scratch = data
-	if len(data) != int(e.RawLength) {
-		return nil, fmt.Errorf("chunk %s in pack %s: %d bytes, index says %d: %w", e.ID, packName, len(data), e.RawLength, ErrCorrupt)
-	}
-	if chunk.Hash(data) != e.ID {
-		return nil, fmt.Errorf("chunk %s in pack %s: contents do not match the ID: %w", e.ID, packName, ErrCorrupt)
-	}
-	return data, nil
 }

@@ -472,13 +472,20 @@ func (e Entry) trailer() trailerEntry {
 
 // decode decompresses stored bytes and checks them against the chunk ID.
 func (s *Store) decode(e trailerEntry, stored []byte, packName string) ([]byte, error) {
+	return s.decodeInto(e, stored, packName, nil)
+}
+
+// decodeInto is decode that decompresses into buf's storage (a new buffer
+// when its capacity is too small); the result is valid until buf is used
+// again.
+func (s *Store) decodeInto(e trailerEntry, stored []byte, packName string, buf []byte) ([]byte, error) {
 	var data []byte
 	switch e.Compression {
 	case CompressionNone:
 		data = stored
 	case CompressionZstd:
 		var err error
-		data, err = s.codec.decode(nil, stored, int(e.RawLength))
+		data, err = s.codec.decode(buf, stored, int(e.RawLength))
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s in pack %s: decompress: %w: %v", e.ID, packName, ErrCorrupt, err)
 		}

@@ -88,8 +88,8 @@ type Options struct {
 	Corpus []string
 	// Workers is the engine's parallelism (default GOMAXPROCS).
 	Workers int
-	// WriteInterval is the pace of the writer during the latency test
-	// (default 1 ms).
+	// WriteInterval is the pace of the writer during the latency test and
+	// of the reader during hydration (default 1 ms).
 	WriteInterval time.Duration
 }
 
@@ -208,6 +208,14 @@ type Instant struct {
 	HydrationMiBps   float64 `json:"hydrationMiBPerSecond"`
 	SHA256           string  `json:"sha256"`
 	Match            bool    `json:"match"`
+	// Reads of random blocks every WriteInterval while the volume
+	// hydrates (after the two reads above), each checked against the
+	// image; a read that differed also clears ReadsMatch.
+	HydrationReads     int     `json:"hydrationReads"`
+	HydrationReadsBad  int     `json:"hydrationReadsDiffering"`
+	HydrationReadP50Ms float64 `json:"hydrationReadP50Ms"`
+	HydrationReadP99Ms float64 `json:"hydrationReadP99Ms"`
+	HydrationReadMaxMs float64 `json:"hydrationReadMaxMs"`
 	// From the RestoreVolume call until hydration ended.
 	Internals *Internals `json:"internals,omitempty"`
 }
@@ -954,10 +962,30 @@ func (r *runner) instant(ctx context.Context) error {
 	t2 := r.clk.Now()
 	out.ReadsMatch = match && bytes.Equal(buf, randomData)
 	out.OpenMs, out.FirstReadMs, out.RandomReadMs = ms(tOpen.Sub(t0)), ms(tFirst.Sub(t0)), ms(t2.Sub(t1))
-	if err := v.WaitHydrated(ctx); err != nil {
-		return err
+	// A reader of the volume while it hydrates: the restored disk in use.
+	type readsResult struct {
+		lat []time.Duration
+		bad int
+		err error
 	}
+	stop, reads := make(chan struct{}), make(chan readsResult, 1)
+	go func() {
+		lat, bad, err := r.hydrationReads(ctx, v, stop)
+		reads <- readsResult{lat, bad, err}
+	}()
+	herr := v.WaitHydrated(ctx)
 	out.HydratedSeconds = r.since(t0)
+	close(stop)
+	rr := <-reads
+	if herr != nil {
+		return herr
+	}
+	if rr.err != nil {
+		return fmt.Errorf("reads during hydration: %w", rr.err)
+	}
+	out.HydrationReads, out.HydrationReadsBad = len(rr.lat), rr.bad
+	out.HydrationReadP50Ms, out.HydrationReadP99Ms, out.HydrationReadMaxMs = percentiles(rr.lat)
+	out.ReadsMatch = out.ReadsMatch && rr.bad == 0
 	in := m.stop(r.res.Cores)
 	out.Internals = &in
 	out.HydrationMiBps = r.mibps(out.HydratedSeconds)
@@ -966,8 +994,8 @@ func (r *runner) instant(ctx context.Context) error {
 		return fmt.Errorf("hash restored volume: %w", err)
 	}
 	out.SHA256, out.Match = sum, sum == r.res.Image.SHA256After
-	r.logf("instant restore: open %.1f ms, first read %.1f ms (from the call), random read %.1f ms, hydrated in %.2fs, sha256 match %v",
-		out.OpenMs, out.FirstReadMs, out.RandomReadMs, out.HydratedSeconds, out.Match)
+	r.logf("instant restore: open %.1f ms, first read %.1f ms (from the call), random read %.1f ms, hydrated in %.2fs, sha256 match %v; %d reads during hydration (p50 %.3f ms, p99 %.3f ms, max %.3f ms), %d differed from the image",
+		out.OpenMs, out.FirstReadMs, out.RandomReadMs, out.HydratedSeconds, out.Match, out.HydrationReads, out.HydrationReadP50Ms, out.HydrationReadP99Ms, out.HydrationReadMaxMs, out.HydrationReadsBad)
 	return nil
 }
 
@@ -1041,10 +1069,28 @@ func (r *runner) latency(ctx context.Context) error {
 func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8, stop chan struct{}, count *int) ([]time.Duration, error) {
 	nb := r.opts.Size / blockSize
 	buf := make([]byte, blockSize)
+	n := 0
+	if count != nil {
+		n = *count
+	}
+	return r.paced(ctx, stop, n, func() (time.Duration, error) {
+		data.Read(buf)
+		off := rng.Int64N(nb) * blockSize
+		t0 := r.clk.Now()
+		_, err := r.vol.WriteAt(buf, off)
+		return r.clk.Now().Sub(t0), err
+	})
+}
+
+// paced calls op every WriteInterval (late calls do not burst to catch
+// up) until stop closes, ctx ends (its error is returned) or, with count
+// above zero, count calls were made, and returns the latencies op
+// measured.
+func (r *runner) paced(ctx context.Context, stop <-chan struct{}, count int, op func() (time.Duration, error)) ([]time.Duration, error) {
 	var lat []time.Duration
 	next := r.clk.Now()
 	for {
-		if count != nil && len(lat) >= *count {
+		if count > 0 && len(lat) >= count {
 			return lat, nil
 		}
 		select {
@@ -1054,14 +1100,12 @@ func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8,
 			return lat, ctx.Err()
 		default:
 		}
-		data.Read(buf)
-		off := rng.Int64N(nb) * blockSize
-		t0 := r.clk.Now()
-		if _, err := r.vol.WriteAt(buf, off); err != nil {
+		d, err := op()
+		if err != nil {
 			return lat, err
 		}
+		lat = append(lat, d)
 		now := r.clk.Now()
-		lat = append(lat, now.Sub(t0))
 		next = next.Add(r.opts.WriteInterval)
 		if d := next.Sub(now); d > 0 {
 			t := r.clk.NewTimer(d)
@@ -1078,6 +1122,37 @@ func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8,
 			next = now // behind schedule: do not burst to catch up
 		}
 	}
+}
+
+// hydrationReads reads random blocks of v, paced, until stop closes, and
+// checks each against the image after the change (untimed). It returns
+// the latencies of the reads and how many differed from the image.
+func (r *runner) hydrationReads(ctx context.Context, v *blockdev.Volume, stop <-chan struct{}) ([]time.Duration, int, error) {
+	img, err := os.Open(r.image)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer img.Close()
+	rng := rand.New(rand.NewPCG(r.opts.Seed, 9))
+	nb := r.opts.Size / blockSize
+	got, want := make([]byte, blockSize), make([]byte, blockSize)
+	bad := 0
+	lat, err := r.paced(ctx, stop, 0, func() (time.Duration, error) {
+		off := rng.Int64N(nb) * blockSize
+		t0 := r.clk.Now()
+		if _, err := v.ReadAt(got, off); err != nil {
+			return 0, fmt.Errorf("read volume at %d: %w", off, err)
+		}
+		d := r.clk.Now().Sub(t0)
+		if _, err := img.ReadAt(want, off); err != nil {
+			return 0, fmt.Errorf("read image at %d: %w", off, err)
+		}
+		if !bytes.Equal(got, want) {
+			bad++
+		}
+		return d, nil
+	})
+	return lat, bad, err
 }
 
 // percentiles returns p50, p99 and max in milliseconds.

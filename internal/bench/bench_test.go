@@ -45,7 +45,7 @@ func TestRunSmall(t *testing.T) {
 		"sizeBytes", "image.sha256", "image.sha256AfterChange",
 		"coffer.fullSnapshot.seconds", "coffer.fullSnapshot.mibPerSecond", "coffer.fullSnapshot.storedBytes",
 		"coffer.incrementalSnapshot.seconds", "coffer.incrementalSnapshot.storedBytes",
-		"coffer.restore.seconds", "coffer.restoreRepositoryCached.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydratedSeconds",
+		"coffer.restore.seconds", "coffer.restoreRepositoryCached.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydrationReads", "coffer.instantRestore.hydratedSeconds",
 		"coffer.writeLatencyDuringSnapshot.p99Ms", "coffer.repositoryBytes", "peakRSSBytes",
 	} {
 		v, ok := lookup(m, path)
@@ -68,6 +68,9 @@ func TestRunSmall(t *testing.T) {
 	}
 	if res.Coffer.Incremental.BlocksRead != int64(res.Image.ChangedBlocks) {
 		t.Errorf("incremental snapshot read %d blocks, want the %d changed", res.Coffer.Incremental.BlocksRead, res.Image.ChangedBlocks)
+	}
+	if in := res.Coffer.Instant; in.HydrationReadsBad != 0 {
+		t.Errorf("reads during hydration: %d of %d differed from the image", in.HydrationReadsBad, in.HydrationReads)
 	}
 	if res.Coffer.Latency.Writes == 0 {
 		t.Error("no writes during the snapshot")

@@ -337,6 +337,7 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 		n, eof = size-off, io.EOF
 	}
 	if hyd != nil {
+		hyd.touch(v.e.opts.Clock.Now())
 		// Hydrate-on-read every block of the range not yet hydrated.
 		var buf []byte
 		for b := off / v.bs; b*v.bs < off+n; b++ {
@@ -489,6 +490,9 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	v.dirty.set(b)
 	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
+	if hyd != nil {
+		hyd.touch(v.e.opts.Clock.Now())
+	}
 
 	full := bOff == 0 && l == blen
 	if needCopy || (needHyd && !full) {

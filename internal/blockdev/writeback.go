@@ -9,8 +9,13 @@ import (
 )
 
 // writebackEvery is how many bytes a bulk writer (restore, hydration)
-// writes between two early-writeback requests.
-const writebackEvery = 64 << 20
+// writes between two early-writeback requests. Each request queues all it
+// finds dirty at once, and a read that arrives behind it waits for all of
+// it: on the development VM, reads of a hydrating volume took p99 11-12 ms
+// and at most 37-39 ms with 64 MiB between requests, p99 5.4-5.7 ms and at
+// most 12-14 ms with 8 MiB, and hydration alone was no slower (2.4-2.6 s
+// for the 4 GiB bench image either way).
+const writebackEvery = 8 << 20
 
 // writeback starts the kernel's writeback of a file's dirty pages early,
 // from a goroutine of its own, while a bulk write goes on, so that the

@@ -88,6 +88,7 @@ type testHooks struct {
 	blockStored func(volume string, n int64) // after each snapshot block
 	hydrated    func(volume string, block int64)
 	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies
+	prefetch    func(volume string, lo, hi int64)        // a snapshot reads blocks [lo, hi) ahead
 }
 
 type engineMeta struct {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -29,11 +27,9 @@ type hydration struct {
 	finished chan struct{}
 	err      error
 
-	// foreground is when (engine clock, UnixNano) the volume was last read
-	// or written by its user while hydrating; yield holds the one
-	// hydration job allowed at a time while that is recent (yieldTo).
-	foreground atomic.Int64
-	yield      chan struct{}
+	// yield holds the one hydration job allowed at a time while the
+	// volume's user is active (yieldTo).
+	yield chan struct{}
 }
 
 func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset) *hydration {
@@ -46,25 +42,11 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset) *hydrati
 		ndone: done.count(), finished: make(chan struct{}), yield: make(chan struct{}, 1)}
 }
 
-// hydrateYieldWindow is how long after a foreground read or write of a
-// hydrating volume the hydrator yields to its user: it runs one job at a
-// time instead of all its workers, so that the user's requests do not
-// queue on the disk behind a full depth of bulk reads and writes.
-// Measured on the development VM (4 GiB bench image, a reader of random
-// 64 KiB blocks every 1 ms): without yielding, 314-332 reads ran during
-// hydration at p90 19-23 ms, p99 46-50 ms, and hydration took 2.6 s; with
-// it, 3000-3400 reads at p90 0.5-1.4 ms, p99 11-16 ms (5.4-5.7 ms with
-// writebackEvery at 8 MiB), and hydration 4.3-5.4 s.
-const hydrateYieldWindow = 100 * time.Millisecond
-
-// touch records foreground I/O at now.
-func (h *hydration) touch(now time.Time) { h.foreground.Store(now.UnixNano()) }
-
-// yieldTo waits, while foreground I/O was seen within hydrateYieldWindow of
-// now, until no other hydration job runs, and returns the function that
-// ends the job; otherwise it returns at once.
-func (h *hydration) yieldTo(ctx context.Context, now time.Time) (done func(), err error) {
-	if now.UnixNano()-h.foreground.Load() >= int64(hydrateYieldWindow) {
+// yieldTo, while the volume's user is active (recent), waits until no
+// other hydration job runs and returns the function that ends the job;
+// otherwise it returns at once (foregroundWindow).
+func (h *hydration) yieldTo(ctx context.Context, recent bool) (done func(), err error) {
+	if !recent {
 		return func() {}, nil
 	}
 	select {
@@ -293,7 +275,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
-					done, err := h.yieldTo(gctx, e.opts.Clock.Now())
+					done, err := h.yieldTo(gctx, v.fg.recent(e.opts.Clock.Now()))
 					if err != nil {
 						return err
 					}

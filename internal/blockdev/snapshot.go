@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"sync/atomic"
 
@@ -104,6 +105,40 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 		return nil
 	default:
 		return v.readBlockRaw(ctx, b, buf)
+	}
+}
+
+// prefetch asks the kernel to start reading the taken blocks of page p
+// from the volume file into the page cache (POSIX_FADV_WILLNEED), a page
+// ahead of the workers, whose own 64 KiB reads of an uncached file get a
+// fraction of the disk's speed; cached blocks cost nothing. It gives way
+// to the volume's user (foregroundWindow): read-ahead requests queued on
+// the disk delayed the user's writes, which may first read the old block
+// (copy before write). Measured on the development VM, 4 GiB bench image
+// dropped from the page cache: full snapshot 4.2-4.4 s -> 3.8-3.9 s; with
+// the read-ahead running under a writer every 1 ms, p99 write latency went
+// from 1.4-2.0 to 8-17 ms, hence the giving way. It is only a hint: errors
+// are ignored.
+func (v *Volume) prefetch(s *snapState, p, nb int64) {
+	if v.fg.recent(v.e.opts.Clock.Now()) {
+		return
+	}
+	lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
+	fd := int(v.f.Fd())
+	for b := lo; b < hi; {
+		if !s.taken.has(b) {
+			b++
+			continue
+		}
+		end := b + 1
+		for end < hi && s.taken.has(end) {
+			end++
+		}
+		if hk := v.e.hooks.prefetch; hk != nil {
+			hk(v.id, b, end)
+		}
+		_ = unix.Fadvise(fd, b*v.bs, (end-b)*v.bs, unix.FADV_WILLNEED)
+		b = end
 	}
 }
 
@@ -292,6 +327,12 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 		// lookup and few reads per pageBatch pages) ahead of their blocks.
 		var olds map[int64][]chunk.ID
 		for p := int64(0); p < np; p++ {
+			if p == 0 {
+				v.prefetch(s, 0, nb)
+			}
+			if p+1 < np {
+				v.prefetch(s, p+1, nb)
+			}
 			lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
 			if parent != nil && p%pageBatch == 0 && p < int64(len(parent.Pages)) {
 				var err error

@@ -48,6 +48,7 @@ type Volume struct {
 	hydDirty       bool // hydrated set changed since the last persist
 	closed         bool
 	hydWG          sync.WaitGroup
+	fg             foreground // the user's reads and writes, for background work to give way
 }
 
 // Extent is a byte range of a volume or snapshot and whether it is a hole
@@ -336,8 +337,8 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 	if off+n > size {
 		n, eof = size-off, io.EOF
 	}
+	v.fg.touch(v.e.opts.Clock.Now())
 	if hyd != nil {
-		hyd.touch(v.e.opts.Clock.Now())
 		// Hydrate-on-read every block of the range not yet hydrated.
 		var buf []byte
 		for b := off / v.bs; b*v.bs < off+n; b++ {
@@ -490,9 +491,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	v.dirty.set(b)
 	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
-	if hyd != nil {
-		hyd.touch(v.e.opts.Clock.Now())
-	}
+	v.fg.touch(v.e.opts.Clock.Now())
 
 	full := bOff == 0 && l == blen
 	if needCopy || (needHyd && !full) {

@@ -10,36 +10,48 @@ import (
 	"time"
 )
 
-// TestHydrationYield checks yieldTo: without recent foreground I/O every
-// job starts at once; within hydrateYieldWindow of it, one job runs at a
-// time (a second waits for the first to end, or for its context); after
-// the window, jobs start at once again.
+// TestForeground checks the tracker of a volume's user: nothing seen is
+// not recent; a touch is recent until foregroundWindow has passed.
+func TestForeground(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	var f foreground
+	if f.recent(t0) {
+		t.Fatal("recent before any touch")
+	}
+	f.touch(t0)
+	if !f.recent(t0) || !f.recent(t0.Add(foregroundWindow-time.Nanosecond)) {
+		t.Fatal("not recent within the window")
+	}
+	if f.recent(t0.Add(foregroundWindow)) {
+		t.Fatal("still recent after the window")
+	}
+}
+
+// TestHydrationYield checks yieldTo: while the user is not active every
+// job starts at once; while it is, one job runs at a time (a second waits
+// for the first to end, or for its context).
 func TestHydrationYield(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	h := &hydration{yield: make(chan struct{}, 1)}
 
-	// No foreground I/O yet: both start, neither waits.
-	d1, err := h.yieldTo(ctx, t0)
+	d1, err := h.yieldTo(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := h.yieldTo(ctx, t0)
+	d2, err := h.yieldTo(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d1()
 	d2()
 
-	h.touch(t0)
-	now := t0.Add(hydrateYieldWindow - time.Millisecond)
-	first, err := h.yieldTo(ctx, now)
+	first, err := h.yieldTo(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan func(), 1)
 	go func() {
-		d, err := h.yieldTo(ctx, now)
+		d, err := h.yieldTo(ctx, true)
 		if err != nil {
 			t.Error(err)
 		}
@@ -47,7 +59,7 @@ func TestHydrationYield(t *testing.T) {
 	}()
 	select {
 	case <-started:
-		t.Fatal("a second job started while foreground I/O was recent and another job ran")
+		t.Fatal("a second job started while the user was active and another job ran")
 	case <-time.After(50 * time.Millisecond): // it waits (a broken gate lets it through at once)
 	}
 	first()
@@ -59,17 +71,77 @@ func TestHydrationYield(t *testing.T) {
 	// While it runs, a waiting job gives up with its context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := h.yieldTo(cctx, now); !errors.Is(err, context.Canceled) {
+	if _, err := h.yieldTo(cctx, true); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v, want context.Canceled", err)
 	}
 
-	// The window has passed: jobs start at once even while another runs.
-	d3, err := h.yieldTo(ctx, t0.Add(hydrateYieldWindow))
+	// The user is gone: jobs start at once even while another runs.
+	d3, err := h.yieldTo(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d3()
 	second()
+}
+
+// TestPrefetchGivesWay checks that a snapshot reads ahead exactly the runs
+// of blocks it takes when the volume's user is idle, and not at all while
+// the user is active; the snapshot is the same either way.
+func TestPrefetchGivesWay(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10})
+	const size = 4 << 20 // 4 index pages
+	v, err := env.e.CreateVolume(ctx, "v", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	applyWrites(t, v, genWrites(41, 300, size, 16<<10), model)
+
+	var ranges [][2]int64
+	env.e.hooks.prefetch = func(vol string, lo, hi int64) { ranges = append(ranges, [2]int64{lo, hi}) }
+
+	// The writes above are recent on the test's clock: no read-ahead.
+	if _, err := env.e.Snapshot(ctx, "v", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 0 {
+		t.Fatalf("read ahead %v while the user was active", ranges)
+	}
+
+	// Idle: the runs of written blocks are read ahead, each once.
+	applyWrites(t, v, genWrites(42, 40, size, 16<<10), model)
+	want := dirtyRuns(v)
+	env.clk.Advance(foregroundWindow)
+	if _, err := env.e.Snapshot(ctx, "v", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ranges, want) {
+		t.Fatalf("read ahead %v, want the dirty runs %v", ranges, want)
+	}
+	checkSnapshot(t, env, "s2", model)
+}
+
+// dirtyRuns returns v's dirty blocks as runs [lo, hi) that do not cross an
+// index page.
+func dirtyRuns(v *Volume) [][2]int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var runs [][2]int64
+	nb := (v.size + v.bs - 1) / v.bs
+	for b := int64(0); b < nb; {
+		if !v.dirty.has(b) {
+			b++
+			continue
+		}
+		end := b + 1
+		for end < nb && v.dirty.has(end) && end%EntriesPerPage != 0 {
+			end++
+		}
+		runs = append(runs, [2]int64{b, end})
+		b = end
+	}
+	return runs
 }
 
 // TestHydrationUnderForegroundReads restores a volume while a reader reads

@@ -119,9 +119,9 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 // starts would only be seen after read-ahead was queued, it starts only
 // after the snapshot has run for foregroundWindow (from). Measured on the
 // development VM, 4 GiB bench image dropped from the page cache: full
-// snapshot 4.2-4.4 s -> 3.8-3.9 s; read-ahead that did not give way raised
-// p99 write latency during a snapshot from 1.4-2.0 to 8-17 ms. It is only
-// a hint: errors are ignored.
+// snapshot median 4.3 s -> 3.6 s (docs/volumes.md, "Read-ahead");
+// read-ahead that did not give way raised p99 write latency during a
+// snapshot from 1.4-2.0 to 8-17 ms. It is only a hint: errors are ignored.
 func (v *Volume) prefetch(s *snapState, p, nb int64, from time.Time) {
 	if now := v.e.opts.Clock.Now(); now.Before(from) || v.fg.recent(now) {
 		return

@@ -1023,7 +1023,7 @@ func (r *runner) latency(ctx context.Context) error {
 	// Baseline: the same writer for 500 writes without a snapshot.
 	stop := make(chan struct{})
 	count := 500
-	base, err := r.writer(ctx, rng, data, stop, &count)
+	base, err := r.writer(ctx, rng, data, stop, count)
 	if err != nil {
 		return err
 	}
@@ -1047,7 +1047,7 @@ func (r *runner) latency(ctx context.Context) error {
 		close(stop)
 		done <- res
 	}()
-	lat, werr := r.writer(ctx, rng, data, stop, nil)
+	lat, werr := r.writer(ctx, rng, data, stop, 0)
 	sr := <-done
 	if sr.err != nil {
 		return sr.err
@@ -1065,15 +1065,12 @@ func (r *runner) latency(ctx context.Context) error {
 }
 
 // writer issues one random 64 KiB WriteAt per interval until stop closes
-// (or *count writes are done) and returns the latencies.
-func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8, stop chan struct{}, count *int) ([]time.Duration, error) {
+// (or, with count above zero, count writes are done) and returns the
+// latencies.
+func (r *runner) writer(ctx context.Context, rng *rand.Rand, data *rand.ChaCha8, stop chan struct{}, count int) ([]time.Duration, error) {
 	nb := r.opts.Size / blockSize
 	buf := make([]byte, blockSize)
-	n := 0
-	if count != nil {
-		n = *count
-	}
-	return r.paced(ctx, stop, n, func() (time.Duration, error) {
+	return r.paced(ctx, stop, count, func() (time.Duration, error) {
 		data.Read(buf)
 		off := rng.Int64N(nb) * blockSize
 		t0 := r.clk.Now()

@@ -453,6 +453,7 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 	if err != nil {
 		return err
 	}
+	v.fg.touch(v.e.opts.Clock.Now())
 	var scratch []byte
 	for pos := int64(0); pos < n; {
 		b := (off + pos) / v.bs
@@ -491,7 +492,6 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	v.dirty.set(b)
 	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
-	v.fg.touch(v.e.opts.Clock.Now())
 
 	full := bOff == 0 && l == blen
 	if needCopy || (needHyd && !full) {

@@ -193,4 +193,10 @@ func TestServeCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(errb2.String(), "refusing to serve plain HTTP") {
 		t.Fatalf("non-loopback without TLS: %d %s", code, errb2.String())
 	}
+	// So is NBD without TLS on a non-loopback address, without --insecure-nbd.
+	errb2.Reset()
+	code = cli.Main(context.Background(), []string{"serve", "--data", t.TempDir(), "--nbd-listen", "0.0.0.0:0"}, &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &errb2})
+	if code == 0 || !strings.Contains(errb2.String(), "refusing to serve NBD without TLS") {
+		t.Fatalf("NBD on a non-loopback address without TLS: %d %s", code, errb2.String())
+	}
 }

@@ -46,6 +46,11 @@ type Config struct {
 	InsecureHTTP bool
 	Logger       *slog.Logger
 	Clock        clock.Clock
+
+	// InsecureNBD serves NBD to clients that do not upgrade to TLS: under
+	// --tls (which otherwise requires TLS on NBD too) and on a non-loopback
+	// address without --tls (otherwise refused).
+	InsecureNBD bool
 }
 
 // Defaults of the external contract.
@@ -154,22 +159,37 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// checkListen refuses plain HTTP on a non-loopback address unless allowed.
+// checkListen refuses to carry tokens in clear text off the machine: plain
+// HTTP on a non-loopback address unless allowed, and NBD without TLS on a
+// non-loopback address unless allowed. (Under --tls, NBD requires TLS
+// unless InsecureNBD; see startNBD.)
 func checkListen(cfg Config) error {
-	host, _, err := net.SplitHostPort(cfg.Listen)
+	loopback := func(flag, addr string) (bool, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return false, fmt.Errorf("%s %q: %w", flag, addr, err)
+		}
+		if host == "localhost" {
+			return true, nil
+		}
+		ip := net.ParseIP(host)
+		return ip != nil && ip.IsLoopback(), nil
+	}
+	lo, err := loopback("--listen", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+		return err
 	}
-	if cfg.TLS || cfg.InsecureHTTP {
-		return nil
+	if !lo && !cfg.TLS && !cfg.InsecureHTTP {
+		return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
 	}
-	if host == "localhost" {
-		return nil
+	lo, err = loopback("--nbd-listen", cfg.NBDListen)
+	if err != nil {
+		return err
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
+	if !lo && !cfg.TLS && !cfg.InsecureNBD {
+		return fmt.Errorf("refusing to serve NBD without TLS on non-loopback address %s: grant tokens and disk data would travel in clear text; use --tls, or --insecure-nbd to do it anyway", cfg.NBDListen)
 	}
-	return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
+	return nil
 }
 
 func (s *Server) build(ctx context.Context) error {
@@ -423,6 +443,9 @@ func (s *Server) DescribeStart(addr string) string {
 		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
 	if a := s.NBDAddr(); a != "" {
 		msg += fmt.Sprintf("; NBD on %s", a)
+		if s.nbd != nil && s.nbd.RequireTLS {
+			msg += " (TLS required)"
+		}
 	}
 	return msg
 }

@@ -143,8 +143,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkListen(cfg); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	if err := prepareDataDir(cfg.DataDir, cfg.Logger); err != nil {
+		return nil, err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
 	if err != nil {

@@ -51,6 +51,9 @@ type Config struct {
 	// --tls (which otherwise requires TLS on NBD too) and on a non-loopback
 	// address without --tls (otherwise refused).
 	InsecureNBD bool
+	// MaxAPITokenLifetime caps API tokens, admin.json's included (zero:
+	// identity.DefaultMaxAPITokenLifetime).
+	MaxAPITokenLifetime time.Duration
 }
 
 // Defaults of the external contract.
@@ -209,7 +212,8 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer"}
+	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer",
+		Audiences: s.audiences(), MaxAPITokenLifetime: cfg.MaxAPITokenLifetime}
 	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock}
 	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
 	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
@@ -220,6 +224,9 @@ func (s *Server) build(ctx context.Context) error {
 	} else {
 		s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
 		if err := s.refreshAdminFile(); err != nil {
+			return err
+		}
+		if err := s.renewAdminToken(ctx); err != nil {
 			return err
 		}
 	}
@@ -313,7 +320,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	tok, _, err := s.IDs.IssueAPIToken(ctx, admin.ID, 10*365*24*time.Hour, "admin.json")
+	tok, _, err := s.IDs.IssueAPIToken(ctx, admin.ID, 0, adminTokenDescription)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -402,6 +409,10 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 		ln = tls.NewListener(ln, s.tlsConfig)
 	}
 	ln = lenientListener{ln}
+	actx, stopAdmin := context.WithCancel(ctx)
+	adminDone := make(chan struct{})
+	go func() { defer close(adminDone); s.keepAdminToken(actx) }()
+	defer func() { stopAdmin(); <-adminDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	if ready != nil {

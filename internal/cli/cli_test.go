@@ -27,13 +27,21 @@ func coffer(t *testing.T, args ...string) run {
 	return run{code, out.String(), errb.String()}
 }
 
-func TestCLIFlow(t *testing.T) {
+// startServer starts a server and points the CLI at it with the admin's
+// token (through the environment, with no profile and no data dir).
+func startServer(t *testing.T) *e2e.Env {
+	t.Helper()
 	env := e2e.Start(t, e2e.Options{})
 	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
 	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
 	t.Setenv("COFFER_TOKEN", env.Admin.Token)
 	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	return env
+}
+
+func TestCLIFlow(t *testing.T) {
+	env := startServer(t)
 
 	r := coffer(t, "group", "create", "-n", "cli-rg", "-l", "local", "--tags", "team=storage")
 	if r.code != 0 || !strings.Contains(r.stdout, `"name": "cli-rg"`) {
@@ -206,13 +214,7 @@ func TestServeCommand(t *testing.T) {
 // listing never shows a token, a non-admin cannot list another's tokens,
 // and a revoked token stops working.
 func TestCLITokens(t *testing.T) {
-	env := e2e.Start(t, e2e.Options{})
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
-	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
-	a := env.Admin
+	a := startServer(t).Admin
 
 	r := coffer(t, "token", "create", "--days", "7")
 	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "fresh credentials") {

@@ -24,16 +24,7 @@ func TestComputeNBDTLS(t *testing.T) {
 	nbdcopy := testenv.NeedProgram(t, "nbdcopy")
 	ce := startCompute(t, Options{TLS: true})
 	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	os.Mkdir(certs, 0o755)
-	if err := os.WriteFile(filepath.Join(certs, "ca-cert.pem"), ce.Server.CAPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ce.createDisk(t, "secure", client.DiskSpec{SizeGB: 1})
-	g := ce.grant(t, client.Disks, "secure", "Write")
-	if !strings.HasPrefix(g.NBDURL, "nbds://") {
-		t.Fatalf("TLS server gave NBD URL %q, want nbds://", g.NBDURL)
-	}
+	certs, g := ce.tlsGrant(t, "Write")
 	url := g.NBDURL + "?tls-certificates=" + certs
 	if out, err := exec.Command(nbdinfo, "--size", url).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "1073741824" {
 		t.Fatalf("nbdinfo over TLS: %v %s", err, out)
@@ -75,18 +66,7 @@ func TestComputeNBDRequiresTLS(t *testing.T) {
 	qemuImg := testenv.NeedProgram(t, "qemu-img")
 	for _, insecure := range []bool{false, true} {
 		ce := startCompute(t, Options{TLS: true, InsecureNBD: insecure})
-		certs := filepath.Join(t.TempDir(), "certs")
-		if err := os.Mkdir(certs, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(certs, "ca-cert.pem"), ce.Server.CAPEM(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ce.createDisk(t, "secure", client.DiskSpec{SizeGB: 1})
-		g := ce.grant(t, client.Disks, "secure", "Read")
-		if !strings.HasPrefix(g.NBDURL, "nbds://") {
-			t.Fatalf("TLS server gave NBD URL %q, want nbds://", g.NBDURL)
-		}
+		certs, g := ce.tlsGrant(t, "Read")
 		u, err := url.Parse(g.NBDURL)
 		if err != nil {
 			t.Fatal(err)
@@ -118,4 +98,25 @@ func TestComputeNBDRequiresTLS(t *testing.T) {
 			t.Errorf("qemu-img in clear was refused without naming TLS:\n%s", out)
 		}
 	}
+}
+
+// tlsGrant creates the 1 GiB disk "secure" on a --tls server, grants
+// access to it, checks the NBD URL is nbds:// and returns the grant and a
+// directory holding the server's CA as ca-cert.pem, where libnbd's
+// tls-certificates and qemu's tls-creds-x509 look for it.
+func (ce *computeEnv) tlsGrant(t *testing.T, access string) (string, client.AccessURI) {
+	t.Helper()
+	certs := filepath.Join(t.TempDir(), "certs")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(certs, "ca-cert.pem"), ce.Server.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ce.createDisk(t, "secure", client.DiskSpec{SizeGB: 1})
+	g := ce.grant(t, client.Disks, "secure", access)
+	if !strings.HasPrefix(g.NBDURL, "nbds://") {
+		t.Fatalf("TLS server gave NBD URL %q, want nbds://", g.NBDURL)
+	}
+	return certs, g
 }

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -215,5 +216,39 @@ func TestAPITokenRules(t *testing.T) {
 	}
 	if left, _ := s.ListAPITokens(ctx, p.ID); len(left) != 0 {
 		t.Fatalf("tokens of a deleted principal: %+v", left)
+	}
+}
+
+// TestHeaderChecked: the signature algorithm is EdDSA with this key's kid
+// and nothing the verifier does not understand; another header over the
+// same claims and signature is refused.
+func TestHeaderChecked(t *testing.T) {
+	ctx := context.Background()
+	s, fc := newService(t)
+	p, _, err := s.Create(ctx, CreateOptions{Kind: ServicePrincipal, DisplayName: "sp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Signer.Sign(validClaims(s, p, fc.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.SplitN(tok, ".", 3)
+	for _, h := range []string{
+		`{"alg":"none","typ":"JWT","kid":"` + s.Signer.KeyID() + `"}`,
+		`{"alg":"HS256","typ":"JWT","kid":"` + s.Signer.KeyID() + `"}`,
+		`{"alg":"EdDSA","typ":"JWT","kid":"other"}`,
+		`{"alg":"EdDSA","typ":"JWT"}`,
+		`{"alg":"EdDSA","typ":"JWT","kid":"` + s.Signer.KeyID() + `","crit":["exp"]}`,
+	} {
+		forged := b64.EncodeToString([]byte(h)) + "." + parts[1] + "." + parts[2]
+		_, _, err := s.Authenticate(ctx, forged)
+		if !errors.Is(err, ErrMalformedToken) && !errors.Is(err, ErrBadSignature) {
+			t.Errorf("header %s: %v, want refused", h, err)
+		}
+	}
+	noSig := parts[0] + "." + parts[1] + "."
+	if _, _, err := s.Authenticate(ctx, noSig); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("no signature: %v", err)
 	}
 }

@@ -332,7 +332,7 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 func (s *Server) authenticate(ctx context.Context, req *Request, w http.ResponseWriter) error {
 	challenge := func(code, desc string) error {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri="%s/%s", error="invalid_token", error_description="%s"`,
-			req.BaseURL, s.TenantID, desc))
+			req.BaseURL, s.TenantID, strings.ReplaceAll(desc, `"`, `'`)))
 		return resource.Errorf(resource.KindUnauthorized, code, "%s", desc)
 	}
 	auth := req.HTTP.Header.Get("Authorization")
@@ -354,6 +354,12 @@ func (s *Server) authenticate(ctx context.Context, req *Request, w http.Response
 	case errors.Is(err, identity.ErrUnknownSubject):
 		return challenge("InvalidAuthenticationToken", "The access token's principal no longer exists.")
 	case errors.Is(err, identity.ErrMalformedToken), errors.Is(err, identity.ErrBadSignature):
+		return challenge("InvalidAuthenticationToken", "The access token is invalid.")
+	case errors.Is(err, identity.ErrInvalidClaim):
+		var ce *identity.ClaimError
+		if errors.As(err, &ce) {
+			return challenge("InvalidAuthenticationToken", fmt.Sprintf("The access token is invalid: its '%s' claim %s.", ce.Claim, ce.Reason))
+		}
 		return challenge("InvalidAuthenticationToken", "The access token is invalid.")
 	default:
 		return fmt.Errorf("authenticate: %w", err)

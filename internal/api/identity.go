@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,6 +37,9 @@ func (h *coreHandlers) identityRoutes() []Route {
 		{Method: "POST", Pattern: "/providers/Coffer.Identity/servicePrincipals", Type: "Coffer.Identity/servicePrincipals", Versions: iv, Handle: h.createServicePrincipal},
 		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/principals/{id}", Type: "Coffer.Identity/principals", Versions: iv, Handle: h.deletePrincipal},
 		{Method: "POST", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.createToken},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.listTokens},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals/{id}/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.listPrincipalTokens},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.getToken},
 		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.revokeToken},
 	}
 }
@@ -106,6 +110,16 @@ func (h *coreHandlers) token(ctx context.Context, r *Request) (*Response, error)
 		audience = form.Get("resource")
 	}
 	tok, ttl, err := h.c.Identity.ClientCredentials(ctx, id, secret, audience)
+	if errors.Is(err, identity.ErrUnknownAudience) {
+		want := ""
+		if len(h.c.Identity.Audiences) > 0 {
+			want = " Request '" + strings.TrimRight(h.c.Identity.Audiences[0], "/") + "/.default'."
+		}
+		if audience == "" {
+			return JSON(http.StatusBadRequest, oauthError{"invalid_request", "The request must name the resource in 'scope' (or 'resource')." + want}), nil
+		}
+		return JSON(http.StatusBadRequest, oauthError{"invalid_resource", "The resource '" + audience + "' is not served by this server." + want}), nil
+	}
 	if errors.Is(err, identity.ErrInvalidClient) {
 		return JSON(http.StatusUnauthorized, oauthError{"invalid_client", "Invalid client ID or client secret."}), nil
 	}
@@ -242,7 +256,31 @@ func (h *coreHandlers) deletePrincipal(ctx context.Context, r *Request) (*Respon
 	return &Response{Status: http.StatusOK}, nil
 }
 
-// createToken issues a long-lived API token to the caller (coffer login).
+// tokenJSON is the Coffer.Identity wire shape of an API token; the token
+// itself appears only in the answer that creates it.
+type tokenJSON struct {
+	ID          string `json:"id"`
+	Token       string `json:"token,omitempty"`
+	PrincipalID string `json:"principalId"`
+	Description string `json:"description"`
+	CreatedAt   string `json:"createdAt"`
+	ExpiresOn   string `json:"expiresOn"`
+	Revoked     bool   `json:"revoked"`
+	RevokedAt   string `json:"revokedAt,omitempty"`
+}
+
+func toTokenJSON(t identity.APIToken) tokenJSON {
+	out := tokenJSON{ID: t.ID, PrincipalID: t.PrincipalID, Description: t.Description, CreatedAt: FormatTime(t.CreatedAt),
+		ExpiresOn: FormatTime(t.ExpiresAt), Revoked: t.Revoked}
+	if t.Revoked {
+		out.RevokedAt = FormatTime(t.RevokedAt)
+	}
+	return out
+}
+
+// createToken issues a long-lived API token to the caller (coffer login,
+// coffer token create). Only a request made with an access token from the
+// client-credentials grant may (identity.MintAPIToken).
 func (h *coreHandlers) createToken(ctx context.Context, r *Request) (*Response, error) {
 	var in struct {
 		ExpiresInDays int    `json:"expiresInDays"`
@@ -253,30 +291,127 @@ func (h *coreHandlers) createToken(ctx context.Context, r *Request) (*Response, 
 			return nil, err
 		}
 	}
-	if in.ExpiresInDays == 0 {
-		in.ExpiresInDays = 90
+	maxLife := h.c.Identity.MaxAPITokenLife()
+	if in.ExpiresInDays < 0 {
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidExpiry", "expiresInDays must be positive (or omitted for this server's maximum, %s).", formatLifetime(maxLife)).WithTarget("expiresInDays")
 	}
-	if in.ExpiresInDays < 1 || in.ExpiresInDays > 3650 {
-		return nil, resource.Errorf(resource.KindBadRequest, "InvalidExpiry", "expiresInDays must be between 1 and 3650.").WithTarget("expiresInDays")
+	if len(in.Description) > 256 || strings.ContainsRune(in.Description, 0) {
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidDescription", "description must be at most 256 characters, without NUL.").WithTarget("description")
 	}
 	ttl := time.Duration(in.ExpiresInDays) * 24 * time.Hour
-	tok, id, err := h.c.Identity.IssueAPIToken(ctx, r.Principal.ID, ttl, in.Description)
+	tok, rec, err := h.c.Identity.MintAPIToken(ctx, r.Claims, ttl, in.Description)
+	switch {
+	case errors.Is(err, identity.ErrLifetimeExceeded):
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidExpiry",
+			"expiresInDays %d is longer than this server's maximum API-token lifetime of %s (serve --max-api-token-lifetime).",
+			in.ExpiresInDays, formatLifetime(maxLife)).WithTarget("expiresInDays")
+	case errors.Is(err, identity.ErrFreshCredentialsRequired):
+		return nil, resource.Errorf(resource.KindForbidden, "FreshCredentialsRequired",
+			"An API token can only be created with an access token from the client-credentials grant (the client ID and secret, as `coffer login` and `coffer token create -u -p` use); an API token cannot create another.")
+	case err != nil:
+		return nil, err
+	}
+	out := toTokenJSON(rec)
+	out.Token = tok
+	return JSON(http.StatusCreated, out), nil
+}
+
+// formatLifetime says a lifetime in days when it is whole days.
+func formatLifetime(d time.Duration) string {
+	switch {
+	case d == 24*time.Hour:
+		return "1 day"
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func (h *coreHandlers) tokenPage(r *Request, ts []identity.APIToken) (*Response, error) {
+	items := make([]any, 0, len(ts))
+	keys := make([]string, 0, len(ts))
+	for _, t := range ts {
+		items = append(items, toTokenJSON(t))
+		keys = append(keys, t.CreatedAt.UTC().Format("20060102T150405.000000000")+"/"+t.ID)
+	}
+	return h.s.Paginate(r, items, keys)
+}
+
+// listTokens lists the caller's API tokens, or with ?all=true (tenant
+// administrator) every principal's.
+func (h *coreHandlers) listTokens(ctx context.Context, r *Request) (*Response, error) {
+	owner := r.Principal.ID
+	switch all := r.Query("all"); all {
+	case "", "false":
+	case "true":
+		if err := tenantAdminOnly(r, "Coffer.Identity/tokens/read"); err != nil {
+			return nil, err
+		}
+		owner = ""
+	default:
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidQueryParameterValue", "The value '%s' of 'all' is invalid: use true or false.", all)
+	}
+	ts, err := h.c.Identity.ListAPITokens(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
-	return JSON(http.StatusCreated, map[string]any{"id": id, "token": tok,
-		"expiresOn": FormatTime(h.s.Clock.Now().Add(ttl)), "principalId": r.Principal.ID}), nil
+	return h.tokenPage(r, ts)
 }
 
-func (h *coreHandlers) revokeToken(ctx context.Context, r *Request) (*Response, error) {
-	if !r.Principal.TenantAdmin && !strings.EqualFold(r.Claims.TokenID, r.Var("id")) {
-		return nil, tenantAdminOnly(r, "Coffer.Identity/tokens/delete")
+// listPrincipalTokens lists one principal's API tokens: the principal
+// itself or a tenant administrator.
+func (h *coreHandlers) listPrincipalTokens(ctx context.Context, r *Request) (*Response, error) {
+	id := r.Var("id")
+	if !strings.EqualFold(id, r.Principal.ID) {
+		if err := tenantAdminOnly(r, "Coffer.Identity/tokens/read"); err != nil {
+			return nil, err
+		}
+		if _, err := h.c.Identity.Get(ctx, id); errors.Is(err, identity.ErrNotFound) {
+			return nil, identity.NotFound(id)
+		} else if err != nil {
+			return nil, err
+		}
 	}
-	err := h.c.Identity.RevokeToken(ctx, r.Var("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, resource.Errorf(resource.KindNotFound, "TokenNotFound", "The token '%s' was not found.", r.Var("id"))
+	ts, err := h.c.Identity.ListAPITokens(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return h.tokenPage(r, ts)
+}
+
+// ownToken returns an API token's record if the caller owns it or is a
+// tenant administrator (else 403, naming action).
+func (h *coreHandlers) ownToken(ctx context.Context, r *Request, action string) (identity.APIToken, error) {
+	t, err := h.c.Identity.GetAPIToken(ctx, r.Var("id"))
+	if errors.Is(err, identity.ErrTokenNotFound) {
+		return t, resource.Errorf(resource.KindNotFound, "TokenNotFound", "The token '%s' was not found.", r.Var("id"))
 	}
 	if err != nil {
+		return t, err
+	}
+	if !strings.EqualFold(t.PrincipalID, r.Principal.ID) {
+		if err := tenantAdminOnly(r, action); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+func (h *coreHandlers) getToken(ctx context.Context, r *Request) (*Response, error) {
+	t, err := h.ownToken(ctx, r, "Coffer.Identity/tokens/read")
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, toTokenJSON(t)), nil
+}
+
+// revokeToken revokes an API token: its owner's or, for a tenant
+// administrator, anyone's.
+func (h *coreHandlers) revokeToken(ctx context.Context, r *Request) (*Response, error) {
+	if _, err := h.ownToken(ctx, r, "Coffer.Identity/tokens/delete"); err != nil {
+		return nil, err
+	}
+	if err := h.c.Identity.RevokeToken(ctx, r.Var("id")); err != nil {
 		return nil, err
 	}
 	return &Response{Status: http.StatusOK}, nil

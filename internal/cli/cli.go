@@ -94,6 +94,7 @@ func root() *command {
 		subscriptionCommand(),
 		groupCommand(),
 		principalCommand(),
+		tokenCommand(),
 		roleCommand(),
 		diskCommand(),
 		snapshotCommand(),

@@ -27,13 +27,21 @@ func coffer(t *testing.T, args ...string) run {
 	return run{code, out.String(), errb.String()}
 }
 
-func TestCLIFlow(t *testing.T) {
+// startServer starts a server and points the CLI at it with the admin's
+// token (through the environment, with no profile and no data dir).
+func startServer(t *testing.T) *e2e.Env {
+	t.Helper()
 	env := e2e.Start(t, e2e.Options{})
 	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
 	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
 	t.Setenv("COFFER_TOKEN", env.Admin.Token)
 	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	return env
+}
+
+func TestCLIFlow(t *testing.T) {
+	env := startServer(t)
 
 	r := coffer(t, "group", "create", "-n", "cli-rg", "-l", "local", "--tags", "team=storage")
 	if r.code != 0 || !strings.Contains(r.stdout, `"name": "cli-rg"`) {
@@ -192,5 +200,82 @@ func TestServeCommand(t *testing.T) {
 	code := cli.Main(context.Background(), []string{"serve", "--data", t.TempDir(), "--listen", "0.0.0.0:0"}, &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &errb2})
 	if code == 0 || !strings.Contains(errb2.String(), "refusing to serve plain HTTP") {
 		t.Fatalf("non-loopback without TLS: %d %s", code, errb2.String())
+	}
+	// So is NBD without TLS on a non-loopback address, without --insecure-nbd.
+	errb2.Reset()
+	code = cli.Main(context.Background(), []string{"serve", "--data", t.TempDir(), "--nbd-listen", "0.0.0.0:0"}, &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &errb2})
+	if code == 0 || !strings.Contains(errb2.String(), "refusing to serve NBD without TLS") {
+		t.Fatalf("NBD on a non-loopback address without TLS: %d %s", code, errb2.String())
+	}
+}
+
+// TestCLITokens drives `coffer token create|list|revoke`: creating needs
+// the client's credentials and respects the server's maximum lifetime, a
+// listing never shows a token, a non-admin cannot list another's tokens,
+// and a revoked token stops working.
+func TestCLITokens(t *testing.T) {
+	a := startServer(t).Admin
+
+	r := coffer(t, "token", "create", "--days", "7")
+	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "fresh credentials") {
+		t.Fatalf("create without credentials: %+v", r)
+	}
+	r = coffer(t, "token", "create", "-u", a.ClientID, "-p", a.ClientSecret, "--tenant", a.TenantID, "--days", "365")
+	if r.code != cli.ExitError || !strings.Contains(r.stderr, "(InvalidExpiry)") || !strings.Contains(r.stderr, "maximum API-token lifetime of 90 days") {
+		t.Fatalf("create above the maximum: %+v", r)
+	}
+	r = coffer(t, "token", "create", "-u", a.ClientID, "-p", a.ClientSecret, "--tenant", a.TenantID, "--days", "7", "--description", "ci", "-o", "json")
+	var tok struct{ ID, Token, ExpiresOn, Description string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tok) != nil || tok.Token == "" || tok.Description != "ci" {
+		t.Fatalf("create: %+v", r)
+	}
+	if exp, err := time.Parse(time.RFC3339, tok.ExpiresOn); err != nil || time.Until(exp) > 7*24*time.Hour || time.Until(exp) < 6*24*time.Hour {
+		t.Fatalf("7-day token expires %s", tok.ExpiresOn)
+	}
+
+	r = coffer(t, "token", "list", "-o", "tsv")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, tok.ID+"\t"+a.PrincipalID+"\tci\t") ||
+		!strings.Contains(r.stdout, "\tadmin.json\t") || strings.Contains(r.stdout, tok.Token) {
+		t.Fatalf("token list: %+v", r)
+	}
+
+	// A non-admin sees only its own.
+	r = coffer(t, "principal", "create", "--display-name", "ci-bot", "-o", "json")
+	var sp struct{ PrincipalID, ClientID, ClientSecret string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sp) != nil {
+		t.Fatalf("principal create: %+v", r)
+	}
+	r = coffer(t, "token", "create", "-u", sp.ClientID, "-p", sp.ClientSecret, "--tenant", a.TenantID, "-o", "json")
+	var spTok struct{ ID, Token string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &spTok) != nil {
+		t.Fatalf("sp token create: %+v", r)
+	}
+	t.Setenv("COFFER_TOKEN", spTok.Token)
+	for _, args := range [][]string{{"--principal", a.PrincipalID}, {"--all"}} {
+		if r = coffer(t, append([]string{"token", "list"}, args...)...); r.code != cli.ExitAuth || !strings.Contains(r.stderr, "(AuthorizationFailed)") {
+			t.Fatalf("non-admin token list %v: %+v", args, r)
+		}
+	}
+	if r = coffer(t, "token", "revoke", "--id", tok.ID); r.code != cli.ExitAuth {
+		t.Fatalf("non-admin revoking the admin's token: %+v", r)
+	}
+	r = coffer(t, "token", "list", "-o", "tsv")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 1 || !strings.HasPrefix(r.stdout, spTok.ID+"\t"+sp.PrincipalID) {
+		t.Fatalf("sp's own list: %+v", r)
+	}
+
+	// The admin revokes the 7-day token; it stops working.
+	t.Setenv("COFFER_TOKEN", a.Token)
+	if r = coffer(t, "token", "revoke", "--id", tok.ID); r.code != 0 {
+		t.Fatalf("revoke: %+v", r)
+	}
+	t.Setenv("COFFER_TOKEN", tok.Token)
+	if r = coffer(t, "group", "list"); r.code != cli.ExitAuth || !strings.Contains(r.stderr, "revoked") {
+		t.Fatalf("revoked token: %+v", r)
+	}
+	t.Setenv("COFFER_TOKEN", a.Token)
+	if r = coffer(t, "token", "list", "--all", "-o", "tsv"); r.code != 0 || !strings.Contains(r.stdout, tok.ID+"\t"+a.PrincipalID+"\tci\t") ||
+		!strings.Contains(r.stdout, "\ttrue\n") || !strings.Contains(r.stdout, spTok.ID) {
+		t.Fatalf("admin list --all: %+v", r)
 	}
 }

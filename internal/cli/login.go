@@ -20,7 +20,7 @@ func loginCommand() *command {
 			stringFlag(fs, &tenant, "tenant", "t", "", "tenant ID")
 			fs.StringVar(&token, "token", "", "use this API token instead of a client secret")
 			fs.StringVar(&caFile, "ca-file", "", "PEM file of the server's CA (for --tls servers)")
-			fs.IntVar(&days, "days", 90, "lifetime of the API token the profile keeps")
+			fs.IntVar(&days, "days", 0, "lifetime in days of the API token the profile keeps (default: the server's maximum)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if err := required("endpoint", endpoint); err != nil {
@@ -45,12 +45,7 @@ func loginCommand() *command {
 				if tenant == "" {
 					return usagef("--tenant is required with --client-id")
 				}
-				access, err := c.ClientCredentials(ctx, tenant, clientID, secret)
-				if err != nil {
-					return err
-				}
-				c.Token = access
-				t, err := c.CreateToken(ctx, days, "coffer login")
+				t, err := mintAPIToken(ctx, c, tenant, clientID, secret, days, "coffer login")
 				if err != nil {
 					return err
 				}

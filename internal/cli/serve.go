@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"coffer/internal/server"
 )
@@ -16,7 +18,8 @@ import (
 func serveCommand() *command {
 	var (
 		data, listen, nbdListen, regions, logLevel string
-		useTLS, insecure                           bool
+		useTLS, insecure, insecureNBD              bool
+		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -30,6 +33,8 @@ func serveCommand() *command {
 			fs.StringVar(&regions, "regions", server.DefaultRegion, "comma-separated regions this server serves")
 			fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a certificate generated once into the data dir")
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
+			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
+			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
@@ -47,7 +52,8 @@ func serveCommand() *command {
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
-				TLS: useTLS, InsecureHTTP: insecure, Logger: logger})
+				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
+				Logger: logger})
 			if err != nil {
 				return err
 			}
@@ -58,4 +64,33 @@ func serveCommand() *command {
 			}
 			return err
 		}}
+}
+
+// lifetimeFlag is a duration flag that also takes whole days ("90d").
+type lifetimeFlag time.Duration
+
+func (f *lifetimeFlag) String() string {
+	d := time.Duration(*f)
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (f *lifetimeFlag) Set(s string) error {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 100*365 {
+			return fmt.Errorf("%q: want a positive number of days, as in 90d, or a duration such as 12h", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			return fmt.Errorf("%q: want a positive duration such as 90d or 12h", s)
+		}
+	}
+	*f = lifetimeFlag(d)
+	return nil
 }

@@ -216,19 +216,54 @@ func (c *Client) DeletePrincipal(ctx context.Context, id string) error {
 	return err
 }
 
-// APIToken is a long-lived token.
+// APIToken is a long-lived API token's record. Token is set only in the
+// answer of CreateToken: the server never shows it again.
 type APIToken struct {
-	ID        string `json:"id"`
-	Token     string `json:"token"`
-	ExpiresOn string `json:"expiresOn"`
+	ID          string `json:"id"`
+	Token       string `json:"token,omitempty"`
+	PrincipalID string `json:"principalId"`
+	Description string `json:"description"`
+	CreatedAt   string `json:"createdAt"`
+	ExpiresOn   string `json:"expiresOn"`
+	Revoked     bool   `json:"revoked"`
+	RevokedAt   string `json:"revokedAt,omitempty"`
 }
 
-// CreateToken issues a long-lived API token for the caller.
+// CreateToken issues a long-lived API token for the caller, valid for days
+// (0: the server's maximum). The server requires that the client
+// authenticates with an access token from ClientCredentials: an API token
+// cannot create another.
 func (c *Client) CreateToken(ctx context.Context, days int, description string) (APIToken, error) {
+	body := map[string]any{"description": description}
+	if days != 0 {
+		body["expiresInDays"] = days
+	}
 	var t APIToken
-	_, err := c.Do(ctx, http.MethodPost, "/providers/Coffer.Identity/tokens", IdentityVersion, nil,
-		map[string]any{"expiresInDays": days, "description": description}, &t)
+	_, err := c.Do(ctx, http.MethodPost, "/providers/Coffer.Identity/tokens", IdentityVersion, nil, body, &t)
 	return t, err
+}
+
+// ListTokens lists the caller's API tokens.
+func (c *Client) ListTokens(ctx context.Context) ([]APIToken, error) {
+	return listAs[APIToken](ctx, c, "/providers/Coffer.Identity/tokens", IdentityVersion, nil)
+}
+
+// ListAllTokens lists every principal's API tokens (tenant administrators).
+func (c *Client) ListAllTokens(ctx context.Context) ([]APIToken, error) {
+	return listAs[APIToken](ctx, c, "/providers/Coffer.Identity/tokens", IdentityVersion, url.Values{"all": {"true"}})
+}
+
+// ListPrincipalTokens lists a principal's API tokens (the principal itself
+// or a tenant administrator).
+func (c *Client) ListPrincipalTokens(ctx context.Context, principalID string) ([]APIToken, error) {
+	return listAs[APIToken](ctx, c, "/providers/Coffer.Identity/principals/"+url.PathEscape(principalID)+"/tokens", IdentityVersion, nil)
+}
+
+// RevokeToken revokes an API token by ID: one of the caller's, or anyone's
+// for a tenant administrator.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/providers/Coffer.Identity/tokens/"+url.PathEscape(id), IdentityVersion, nil, nil, nil)
+	return err
 }
 
 // ClientCredentials exchanges a client ID and secret for an access token

@@ -37,6 +37,9 @@ type Options struct {
 	DataDir string // reuse a data dir (restart tests); empty: a temp dir
 	TLS     bool
 	Regions []string
+	// InsecureNBD serves NBD without requiring TLS on a TLS server
+	// (serve --insecure-nbd).
+	InsecureNBD bool
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -55,7 +58,8 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger})
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
+		InsecureNBD: o.InsecureNBD})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

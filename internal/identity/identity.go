@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,12 +61,15 @@ type secret struct {
 	ExpiresAt time.Time `json:"expiresAt,omitempty"`
 }
 
-type apiToken struct {
-	ID          string    `json:"id"`
+// APIToken is the record of a long-lived API token: what is listed and
+// revoked. The token itself is never stored.
+type APIToken struct {
+	ID          string    `json:"id"` // the token's jti
 	PrincipalID string    `json:"principalId"`
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt"`
 	Revoked     bool      `json:"revoked"`
+	RevokedAt   time.Time `json:"revokedAt,omitzero"`
 	Description string    `json:"description,omitempty"`
 }
 
@@ -75,14 +80,27 @@ const (
 
 	// AccessTokenLifetime is how long an OAuth2 access token is valid.
 	AccessTokenLifetime = time.Hour
+	// DefaultMaxAPITokenLifetime is the longest an API token lives when
+	// Service.MaxAPITokenLifetime is not set.
+	DefaultMaxAPITokenLifetime = 90 * 24 * time.Hour
 )
 
 // Errors, matched with errors.Is.
 var (
-	ErrNotFound          = errors.New("principal not found")
-	ErrInvalidClient     = errors.New("invalid client credentials")
-	ErrInvalidPrincipal  = errors.New("invalid principal")
-	errSecretHashInvalid = errors.New("stored secret hash invalid")
+	ErrNotFound         = errors.New("principal not found")
+	ErrInvalidClient    = errors.New("invalid client credentials")
+	ErrInvalidPrincipal = errors.New("invalid principal")
+	// ErrUnknownAudience refuses a token request for a resource that is
+	// not this server.
+	ErrUnknownAudience = errors.New("not an audience of this server")
+	// ErrTokenNotFound: no API token has that ID.
+	ErrTokenNotFound = errors.New("API token not found")
+	// ErrLifetimeExceeded refuses an API token longer than the maximum.
+	ErrLifetimeExceeded = errors.New("API token lifetime exceeds the maximum")
+	// ErrFreshCredentialsRequired refuses to mint an API token with
+	// anything but an access token from the client-credentials grant.
+	ErrFreshCredentialsRequired = errors.New("creating an API token needs an access token from the client's credentials")
+	errSecretHashInvalid        = errors.New("stored secret hash invalid")
 )
 
 // Service manages principals and tokens.
@@ -91,8 +109,39 @@ type Service struct {
 	Signer   *Signer
 	Clock    clock.Clock
 	TenantID string
-	// Issuer is stamped into tokens as "iss".
+	// Issuer is stamped into tokens as "iss" and required of every token.
 	Issuer string
+	// Audiences are the resource URIs clients may request access tokens
+	// for, and the only ones (besides the server's own APIAudience and
+	// InternalAudience) a presented token may carry: the server's endpoint
+	// URLs. They are compared ignoring case and trailing slashes.
+	Audiences []string
+	// MaxAPITokenLifetime caps API tokens (zero: the default). It applies
+	// at authentication too, so lowering it shortens existing tokens.
+	MaxAPITokenLifetime time.Duration
+}
+
+// MaxAPITokenLife returns the longest an API token may live.
+func (s *Service) MaxAPITokenLife() time.Duration {
+	if s.MaxAPITokenLifetime > 0 {
+		return s.MaxAPITokenLifetime
+	}
+	return DefaultMaxAPITokenLifetime
+}
+
+// IsAudience reports whether aud names this server's API (one of
+// Audiences, ignoring case and trailing slashes).
+func (s *Service) IsAudience(aud string) bool {
+	a := strings.TrimRight(aud, "/")
+	if a == "" {
+		return false
+	}
+	for _, x := range s.Audiences {
+		if strings.EqualFold(a, strings.TrimRight(x, "/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewGUID returns a random RFC 4122 version-4 UUID string.
@@ -274,6 +323,16 @@ func (s *Service) DeleteTx(ctx context.Context, tx store.Tx, id string) error {
 				return err
 			}
 		}
+		// Its API tokens stop working with it; their records go too.
+		toks, err := listTokens(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if err := tx.Delete(ctx, kindToken, tokenKey(t.ID)); err != nil {
+				return err
+			}
+		}
 		return tx.Delete(ctx, kindPrincipal, principalKey(id))
 	}
 	var err error
@@ -306,8 +365,12 @@ func (s *Service) CreateManagedIdentityTx(ctx context.Context, tx store.Tx, reso
 }
 
 // ClientCredentials checks a client ID and secret (OAuth2
-// client_credentials) and issues an access token for audience.
+// client_credentials) and issues an access token for audience, which must
+// be one of the server's Audiences (ErrUnknownAudience).
 func (s *Service) ClientCredentials(ctx context.Context, clientID, clientSecret, audience string) (string, time.Duration, error) {
+	if !s.IsAudience(audience) {
+		return "", 0, fmt.Errorf("token for %q: %w", audience, ErrUnknownAudience)
+	}
 	var p Principal
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		var pid string
@@ -339,14 +402,15 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, clientSecret,
 	if !ok {
 		return "", 0, fmt.Errorf("client %s: %w", clientID, ErrInvalidClient)
 	}
-	tok, err := s.issue(p, audience, "access", NewGUID(), now, AccessTokenLifetime)
+	tok, err := s.issue(p, audience, TokenAccess, NewGUID(), now, AccessTokenLifetime)
 	return tok, AccessTokenLifetime, err
 }
 
 // IssueAccessToken issues a short-lived token to a principal without a
-// secret: workers use it to act as a vault's managed identity.
+// secret, for the server's own use (InternalAudience): workers act as a
+// vault's managed identity with it.
 func (s *Service) IssueAccessToken(p Principal) (string, error) {
-	return s.issue(p, "", "access", NewGUID(), s.Clock.Now(), AccessTokenLifetime)
+	return s.issue(p, InternalAudience, TokenAccess, NewGUID(), s.Clock.Now(), AccessTokenLifetime)
 }
 
 func (s *Service) issue(p Principal, audience, kind, jti string, now time.Time, ttl time.Duration) (string, error) {
@@ -356,56 +420,195 @@ func (s *Service) issue(p Principal, audience, kind, jti string, now time.Time, 
 	return s.Signer.Sign(c)
 }
 
-// IssueAPIToken issues a long-lived, revocable token to a principal.
-func (s *Service) IssueAPIToken(ctx context.Context, principalID string, ttl time.Duration, description string) (string, string, error) {
+// IssueAPIToken issues a long-lived, revocable token to a principal for
+// ttl (zero: the maximum; more than MaxAPITokenLife: ErrLifetimeExceeded).
+// It returns the token, shown only now, and its record. It trusts its
+// caller: requests from clients go through MintAPIToken.
+func (s *Service) IssueAPIToken(ctx context.Context, principalID string, ttl time.Duration, description string) (string, APIToken, error) {
+	if ttl == 0 {
+		ttl = s.MaxAPITokenLife()
+	}
+	if ttl < 0 || ttl > s.MaxAPITokenLife() {
+		return "", APIToken{}, fmt.Errorf("issue API token for %v (maximum %v): %w", ttl, s.MaxAPITokenLife(), ErrLifetimeExceeded)
+	}
 	p, err := s.Get(ctx, principalID)
 	if err != nil {
-		return "", "", err
+		return "", APIToken{}, err
 	}
 	now := s.Clock.Now()
-	t := apiToken{ID: NewGUID(), PrincipalID: p.ID, CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), Description: description}
-	if err := s.Store.Update(ctx, func(tx store.Tx) error {
-		return putJSON(ctx, tx, kindToken, "/tokens/"+t.ID, t, store.PutOptions{CreateOnly: true})
-	}); err != nil {
-		return "", "", fmt.Errorf("issue API token: %w", err)
+	t := APIToken{ID: NewGUID(), PrincipalID: p.ID, CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), Description: description}
+	tok, err := s.issue(p, APIAudience, TokenAPI, t.ID, now, ttl)
+	if err != nil {
+		return "", APIToken{}, err
 	}
-	tok, err := s.issue(p, "", "api", t.ID, now, ttl)
-	return tok, t.ID, err
+	if err := s.Store.Update(ctx, func(tx store.Tx) error {
+		return putJSON(ctx, tx, kindToken, tokenKey(t.ID), t, store.PutOptions{CreateOnly: true})
+	}); err != nil {
+		return "", APIToken{}, fmt.Errorf("issue API token: %w", err)
+	}
+	return tok, t, nil
+}
+
+// MintAPIToken issues an API token to the caller, whose request
+// authenticated with the claims c. Only an access token from the
+// client-credentials grant may mint one (ErrFreshCredentialsRequired): the
+// principal presented its secret within the last AccessTokenLifetime. An
+// API token cannot mint another, so a stolen API token cannot outlive its
+// own expiry or revocation, and neither can a worker's token.
+func (s *Service) MintAPIToken(ctx context.Context, c Claims, ttl time.Duration, description string) (string, APIToken, error) {
+	if c.Kind != TokenAccess || !s.IsAudience(c.Audience) {
+		return "", APIToken{}, fmt.Errorf("mint API token for %s: %w", c.ObjectID, ErrFreshCredentialsRequired)
+	}
+	return s.IssueAPIToken(ctx, c.ObjectID, ttl, description)
+}
+
+func tokenKey(id string) string { return "/tokens/" + strings.ToLower(id) }
+
+// effective returns t with ExpiresAt no later than the maximum lifetime
+// allows (a token issued before the maximum was lowered ends early).
+func (s *Service) effective(t APIToken) APIToken {
+	if end := t.CreatedAt.Add(s.MaxAPITokenLife()); end.Before(t.ExpiresAt) {
+		t.ExpiresAt = end
+	}
+	return t
+}
+
+func listTokens(ctx context.Context, tx store.Tx, principalID string) ([]APIToken, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kindToken})
+	if err != nil {
+		return nil, err
+	}
+	var out []APIToken
+	for _, o := range objs {
+		var t APIToken
+		if err := json.Unmarshal(o.Data, &t); err != nil {
+			return nil, fmt.Errorf("decode API token %s: %w", o.Key, err)
+		}
+		if principalID == "" || strings.EqualFold(t.PrincipalID, principalID) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// ListAPITokens returns the records of a principal's API tokens (every
+// principal's when principalID is empty), oldest first, revoked and
+// expired ones included, with ExpiresAt capped by the maximum lifetime.
+func (s *Service) ListAPITokens(ctx context.Context, principalID string) ([]APIToken, error) {
+	var out []APIToken
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = listTokens(ctx, tx, principalID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	for i := range out {
+		out[i] = s.effective(out[i])
+	}
+	slices.SortFunc(out, func(a, b APIToken) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// GetAPIToken returns the record of an API token.
+func (s *Service) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
+	var t APIToken
+	err := s.Store.View(ctx, func(tx store.Tx) error { return getJSON(ctx, tx, kindToken, tokenKey(id), &t) })
+	if errors.Is(err, store.ErrNotFound) {
+		return t, fmt.Errorf("get API token %s: %w", id, ErrTokenNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("get API token %s: %w", id, err)
+	}
+	return s.effective(t), nil
 }
 
 // RevokeToken revokes a long-lived API token by its ID (the jti claim).
+// Revoking a revoked token changes nothing.
 func (s *Service) RevokeToken(ctx context.Context, tokenID string) error {
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		var t apiToken
-		if err := getJSON(ctx, tx, kindToken, "/tokens/"+strings.ToLower(tokenID), &t); err != nil {
+		var t APIToken
+		if err := getJSON(ctx, tx, kindToken, tokenKey(tokenID), &t); err != nil {
 			return err
 		}
-		t.Revoked = true
-		return putJSON(ctx, tx, kindToken, "/tokens/"+strings.ToLower(tokenID), t, store.PutOptions{})
+		if t.Revoked {
+			return nil
+		}
+		t.Revoked, t.RevokedAt = true, s.Clock.Now().UTC()
+		return putJSON(ctx, tx, kindToken, tokenKey(tokenID), t, store.PutOptions{})
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("revoke token %s: %w", tokenID, ErrTokenNotFound)
+	}
 	if err != nil {
 		return fmt.Errorf("revoke token %s: %w", tokenID, err)
 	}
 	return nil
 }
 
-// Authenticate verifies a bearer token and returns its principal.
+// checkClaims checks the claims that bind a token to this server and its
+// kind: issuer, tenant, subject, kind and audience, and for API tokens the
+// maximum lifetime.
+func (s *Service) checkClaims(c Claims, now time.Time) error {
+	switch {
+	case c.Issuer != s.Issuer:
+		return claimErr("iss", "%q is not this server's issuer", c.Issuer)
+	case !strings.EqualFold(c.TenantID, s.TenantID):
+		return claimErr("tid", "%q is not this server's tenant", c.TenantID)
+	case c.ObjectID == "":
+		return claimErr("oid", "is missing")
+	}
+	switch c.Kind {
+	case TokenAccess:
+		if !s.IsAudience(c.Audience) && c.Audience != InternalAudience {
+			return claimErr("aud", "%q is not an audience of this server (accepted: %s)", c.Audience, strings.Join(s.Audiences, ", "))
+		}
+		if c.Expires-c.IssuedAt > int64(AccessTokenLifetime/time.Second) {
+			return claimErr("exp", "is more than %v after iat", AccessTokenLifetime)
+		}
+	case TokenAPI:
+		if c.Audience != APIAudience {
+			return claimErr("aud", "%q is not the audience of API tokens", c.Audience)
+		}
+		if c.TokenID == "" {
+			return claimErr("jti", "is missing")
+		}
+		if now.Unix() >= c.IssuedAt+int64(s.MaxAPITokenLife()/time.Second) {
+			return ErrExpiredToken // older than the maximum lifetime allows
+		}
+	default:
+		return claimErr("coffer_kind", "%q is not a kind of token this server issues", c.Kind)
+	}
+	return nil
+}
+
+// Authenticate verifies a bearer token and returns its principal: the
+// signature and every claim (see Signer.Verify and checkClaims), an API
+// token's record (not revoked, issued to the same principal), and that
+// the principal still exists.
 func (s *Service) Authenticate(ctx context.Context, token string) (Principal, Claims, error) {
-	c, err := s.Signer.Verify(token, s.Clock.Now())
+	now := s.Clock.Now()
+	c, err := s.Signer.Verify(token, now)
 	if err != nil {
+		return Principal{}, c, err
+	}
+	if err := s.checkClaims(c, now); err != nil {
 		return Principal{}, c, err
 	}
 	var p Principal
 	err = s.Store.View(ctx, func(tx store.Tx) error {
-		if c.Kind == "api" {
-			var t apiToken
-			if err := getJSON(ctx, tx, kindToken, "/tokens/"+strings.ToLower(c.TokenID), &t); err != nil {
+		if c.Kind == TokenAPI {
+			var t APIToken
+			if err := getJSON(ctx, tx, kindToken, tokenKey(c.TokenID), &t); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
 					return ErrRevokedToken
 				}
 				return err
 			}
-			if t.Revoked {
+			if t.Revoked || !strings.EqualFold(t.PrincipalID, c.ObjectID) {
 				return ErrRevokedToken
 			}
 		}

@@ -20,8 +20,11 @@ func newService(t *testing.T) (*Service, *clock.Fake) {
 	}
 	t.Cleanup(func() { st.Close() })
 	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	return &Service{Store: st, Signer: NewSigner(), Clock: fc, TenantID: NewGUID(), Issuer: "test"}, fc
+	return &Service{Store: st, Signer: NewSigner(), Clock: fc, TenantID: NewGUID(), Issuer: "test",
+		Audiences: []string{"https://coffer.test:7480"}}, fc
 }
+
+const aud = "https://coffer.test:7480/" // as the Azure CLI asks for it
 
 func TestTokenLifecycle(t *testing.T) {
 	ctx := context.Background()
@@ -33,18 +36,18 @@ func TestTokenLifecycle(t *testing.T) {
 	if !IsGUID(p.ID) || !IsGUID(p.ClientID) || secret == "" || len(p.Secrets) != 0 {
 		t.Fatalf("created %+v (secrets must not be returned)", p)
 	}
-	if _, _, err := s.ClientCredentials(ctx, p.ClientID, secret+"x", "aud"); !errors.Is(err, ErrInvalidClient) {
+	if _, _, err := s.ClientCredentials(ctx, p.ClientID, secret+"x", aud); !errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("wrong secret: %v", err)
 	}
-	if _, _, err := s.ClientCredentials(ctx, NewGUID(), secret, "aud"); !errors.Is(err, ErrInvalidClient) {
+	if _, _, err := s.ClientCredentials(ctx, NewGUID(), secret, aud); !errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("unknown client: %v", err)
 	}
-	tok, ttl, err := s.ClientCredentials(ctx, p.ClientID, secret, "aud")
+	tok, ttl, err := s.ClientCredentials(ctx, p.ClientID, secret, aud)
 	if err != nil || ttl != AccessTokenLifetime {
 		t.Fatal(err)
 	}
 	got, c, err := s.Authenticate(ctx, tok)
-	if err != nil || got.ID != p.ID || c.TenantID != s.TenantID || c.Audience != "aud" {
+	if err != nil || got.ID != p.ID || c.TenantID != s.TenantID || c.Audience != aud {
 		t.Fatalf("authenticate: %+v %+v %v", got, c, err)
 	}
 	// Tampering with the payload breaks the signature.
@@ -54,7 +57,7 @@ func TestTokenLifecycle(t *testing.T) {
 		t.Fatalf("forged token: %v", err)
 	}
 	// A token from another key is refused.
-	other := &Service{Store: s.Store, Signer: NewSigner(), Clock: fc, TenantID: s.TenantID}
+	other := &Service{Store: s.Store, Signer: NewSigner(), Clock: fc, TenantID: s.TenantID, Issuer: s.Issuer}
 	otok, _ := other.IssueAccessToken(p)
 	if _, _, err := s.Authenticate(ctx, otok); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("foreign token: %v", err)
@@ -65,14 +68,14 @@ func TestTokenLifecycle(t *testing.T) {
 		t.Fatalf("expired token: %v", err)
 	}
 	// API tokens: valid until revoked.
-	api, id, err := s.IssueAPIToken(ctx, p.ID, 24*time.Hour, "t")
+	api, rec, err := s.IssueAPIToken(ctx, p.ID, 24*time.Hour, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Authenticate(ctx, api); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeToken(ctx, id); err != nil {
+	if err := s.RevokeToken(ctx, rec.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Authenticate(ctx, api); !errors.Is(err, ErrRevokedToken) {
@@ -102,7 +105,7 @@ func TestSignerPersists(t *testing.T) {
 		t.Fatalf("reloaded key differs: %v", err)
 	}
 	now := time.Unix(1_800_000_000, 0)
-	tok, _ := a.Sign(Claims{Subject: "x", Expires: now.Add(time.Minute).Unix()})
+	tok, _ := a.Sign(Claims{Subject: "x", IssuedAt: now.Unix(), Expires: now.Add(time.Minute).Unix()})
 	if _, err := b.Verify(tok, now); err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,30 @@ type Claims struct {
 	NotBefore int64  `json:"nbf"`
 	Expires   int64  `json:"exp"`
 	TokenID   string `json:"jti"`
-	// Kind is "access" for short-lived OAuth2 tokens and "api" for
-	// long-lived, revocable API tokens.
+	// Kind is TokenAccess or TokenAPI.
 	Kind string `json:"coffer_kind"`
 }
+
+// The kinds of token (the coffer_kind claim).
+const (
+	// TokenAccess is a short-lived access token: from the OAuth2
+	// client-credentials grant (audience: one of the server's endpoint
+	// URLs), or issued to a worker (audience InternalAudience).
+	TokenAccess = "access"
+	// TokenAPI is a long-lived API token (audience APIAudience), recorded
+	// in the store so that it can be listed and revoked.
+	TokenAPI = "api"
+)
+
+// The audiences of the tokens the server issues to itself rather than
+// for a resource URL a client names.
+const (
+	InternalAudience = "urn:coffer:internal"
+	APIAudience      = "urn:coffer:api"
+)
+
+// clockSkew is the tolerance for iat and nbf in the future.
+const clockSkew = 5 * time.Minute
 
 // Token errors, matched with errors.Is.
 var (
@@ -37,7 +57,25 @@ var (
 	ErrExpiredToken   = errors.New("token has expired")
 	ErrRevokedToken   = errors.New("token has been revoked")
 	ErrUnknownSubject = errors.New("token's principal does not exist")
+	// ErrInvalidClaim is matched by every *ClaimError.
+	ErrInvalidClaim = errors.New("token claim is invalid")
 )
+
+// ClaimError says which claim of a correctly signed token is refused and
+// why. errors.Is(err, ErrInvalidClaim) matches it.
+type ClaimError struct {
+	Claim  string // the JSON name, e.g. "aud"
+	Reason string // e.g. "is missing"
+}
+
+func (e *ClaimError) Error() string { return "token claim " + e.Claim + " " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalidClaim) true.
+func (e *ClaimError) Is(target error) bool { return target == ErrInvalidClaim }
+
+func claimErr(claim, format string, args ...any) error {
+	return &ClaimError{Claim: claim, Reason: fmt.Sprintf(format, args...)}
+}
 
 // Signer signs and verifies tokens with one Ed25519 key.
 type Signer struct {
@@ -102,8 +140,13 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	return unsigned + "." + b64.EncodeToString(sig), nil
 }
 
-// Verify checks the signature and the time window of a token at now and
-// returns its claims. It does not check revocation or the principal.
+// Verify checks a token's header (alg EdDSA, this key's kid, no crit), its
+// signature and its time claims at now: exp is required and in the future
+// (ErrExpiredToken once passed), iat is required, not in the future and
+// before exp, and nbf, when present, not in the future (both with five
+// minutes of clock skew). It returns the claims; it does not check issuer,
+// tenant, audience, kind, revocation or the principal (Service.Authenticate
+// does).
 func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	var c Claims
 	parts := strings.Split(tok, ".")
@@ -116,9 +159,16 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return c, ErrMalformedToken
 	}
-	var h struct{ Alg string }
-	if json.Unmarshal(hb, &h) != nil || h.Alg != "EdDSA" {
+	var h struct {
+		Alg  string          `json:"alg"`
+		Kid  string          `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
+	}
+	if json.Unmarshal(hb, &h) != nil || h.Alg != "EdDSA" || h.Crit != nil {
 		return c, ErrMalformedToken
+	}
+	if h.Kid != s.kid {
+		return c, ErrBadSignature // signed with another key, or claims to be
 	}
 	if !ed25519.Verify(s.pub, []byte(parts[0]+"."+parts[1]), sig) {
 		return c, ErrBadSignature
@@ -126,12 +176,20 @@ func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
 	if err := json.Unmarshal(pb, &c); err != nil {
 		return c, ErrMalformedToken
 	}
-	t := now.Unix()
-	if c.Expires != 0 && t >= c.Expires {
+	t, skew := now.Unix(), int64(clockSkew/time.Second)
+	switch {
+	case c.Expires == 0:
+		return c, claimErr("exp", "is missing: every token must expire")
+	case t >= c.Expires:
 		return c, ErrExpiredToken
-	}
-	if c.NotBefore != 0 && t+300 < c.NotBefore { // 5 minutes of clock skew
-		return c, ErrMalformedToken
+	case c.IssuedAt == 0:
+		return c, claimErr("iat", "is missing")
+	case c.IssuedAt > t+skew:
+		return c, claimErr("iat", "is in the future")
+	case c.Expires <= c.IssuedAt:
+		return c, claimErr("exp", "is not after iat")
+	case c.NotBefore != 0 && c.NotBefore > t+skew:
+		return c, claimErr("nbf", "is in the future: the token is not valid yet")
 	}
 	return c, nil
 }

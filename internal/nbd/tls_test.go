@@ -128,6 +128,31 @@ func TestTLSWithGoClient(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Reply != nbdtest.RepErrTLSReqd {
 		t.Fatalf("GO without TLS: %v, want NBD_REP_ERR_TLS_REQD", err)
 	}
+	// Every other option before STARTTLS, too (INFO, LIST, …); ABORT ends.
+	{
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := nbdtest.NewClient(nc)
+		if err := c.Greet(); err != nil {
+			t.Fatal(err)
+		}
+		info := append([]byte{0, 0, 0, 3}, "tok"...)
+		info = append(info, 0, 0)
+		for _, o := range []struct {
+			opt  uint32
+			data []byte
+		}{{nbdtest.OptInfo, info}, {nbdtest.OptList, nil}, {nbdtest.OptStructuredReply, nil}} {
+			if _, err := c.Option(o.opt, o.data); !errors.As(err, &oe) || oe.Reply != nbdtest.RepErrTLSReqd {
+				t.Errorf("option %d without TLS: %v, want NBD_REP_ERR_TLS_REQD", o.opt, err)
+			}
+		}
+		if _, err := c.Option(nbdtest.OptAbort, nil); err != nil {
+			t.Errorf("abort without TLS: %v", err)
+		}
+		c.Close()
+	}
 	// Legacy EXPORT_NAME without TLS: the server must hang up.
 	c, err := nbdtest.Dial(ctx, addr, "tok", nbdtest.Options{LegacyExportName: true})
 	if err == nil {

@@ -105,7 +105,10 @@ func (s *Server) startNBD(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s (NBD): %w", s.cfg.NBDListen, err)
 	}
-	s.nbd = &nbd.Server{Resolver: s.resolveExport, TLSConfig: s.tlsConfig, Logger: s.log, Clock: s.cfg.Clock}
+	// Under --tls, NBD requires TLS (FORCEDTLS): export names are grant
+	// tokens and must not cross the network in clear, nor must the data.
+	s.nbd = &nbd.Server{Resolver: s.resolveExport, TLSConfig: s.tlsConfig, Logger: s.log, Clock: s.cfg.Clock,
+		RequireTLS: s.tlsConfig != nil && !s.cfg.InsecureNBD}
 	s.nbdAddr.Store(ln.Addr().String())
 	s.nbdDone = make(chan struct{})
 	go func() {

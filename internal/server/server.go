@@ -46,6 +46,14 @@ type Config struct {
 	InsecureHTTP bool
 	Logger       *slog.Logger
 	Clock        clock.Clock
+
+	// InsecureNBD serves NBD to clients that do not upgrade to TLS: under
+	// --tls (which otherwise requires TLS on NBD too) and on a non-loopback
+	// address without --tls (otherwise refused).
+	InsecureNBD bool
+	// MaxAPITokenLifetime caps API tokens, admin.json's included (zero:
+	// identity.DefaultMaxAPITokenLifetime).
+	MaxAPITokenLifetime time.Duration
 }
 
 // Defaults of the external contract.
@@ -138,8 +146,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkListen(cfg); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	if err := prepareDataDir(cfg.DataDir, cfg.Logger); err != nil {
+		return nil, err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
 	if err != nil {
@@ -154,22 +162,37 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// checkListen refuses plain HTTP on a non-loopback address unless allowed.
+// checkListen refuses to carry tokens in clear text off the machine: plain
+// HTTP on a non-loopback address unless allowed, and NBD without TLS on a
+// non-loopback address unless allowed. (Under --tls, NBD requires TLS
+// unless InsecureNBD; see startNBD.)
 func checkListen(cfg Config) error {
-	host, _, err := net.SplitHostPort(cfg.Listen)
+	loopback := func(flag, addr string) (bool, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return false, fmt.Errorf("%s %q: %w", flag, addr, err)
+		}
+		if host == "localhost" {
+			return true, nil
+		}
+		ip := net.ParseIP(host)
+		return ip != nil && ip.IsLoopback(), nil
+	}
+	lo, err := loopback("--listen", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+		return err
 	}
-	if cfg.TLS || cfg.InsecureHTTP {
-		return nil
+	if !lo && !cfg.TLS && !cfg.InsecureHTTP {
+		return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
 	}
-	if host == "localhost" {
-		return nil
+	lo, err = loopback("--nbd-listen", cfg.NBDListen)
+	if err != nil {
+		return err
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
+	if !lo && !cfg.TLS && !cfg.InsecureNBD {
+		return fmt.Errorf("refusing to serve NBD without TLS on non-loopback address %s: grant tokens and disk data would travel in clear text; use --tls, or --insecure-nbd to do it anyway", cfg.NBDListen)
 	}
-	return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
+	return nil
 }
 
 func (s *Server) build(ctx context.Context) error {
@@ -189,7 +212,8 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer"}
+	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer",
+		Audiences: s.audiences(), MaxAPITokenLifetime: cfg.MaxAPITokenLifetime}
 	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock}
 	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
 	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
@@ -200,6 +224,9 @@ func (s *Server) build(ctx context.Context) error {
 	} else {
 		s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
 		if err := s.refreshAdminFile(); err != nil {
+			return err
+		}
+		if err := s.renewAdminToken(ctx); err != nil {
 			return err
 		}
 	}
@@ -293,7 +320,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	tok, _, err := s.IDs.IssueAPIToken(ctx, admin.ID, 10*365*24*time.Hour, "admin.json")
+	tok, _, err := s.IDs.IssueAPIToken(ctx, admin.ID, 0, adminTokenDescription)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -382,6 +409,10 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 		ln = tls.NewListener(ln, s.tlsConfig)
 	}
 	ln = lenientListener{ln}
+	actx, stopAdmin := context.WithCancel(ctx)
+	adminDone := make(chan struct{})
+	go func() { defer close(adminDone); s.keepAdminToken(actx) }()
+	defer func() { stopAdmin(); <-adminDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	if ready != nil {
@@ -423,6 +454,9 @@ func (s *Server) DescribeStart(addr string) string {
 		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
 	if a := s.NBDAddr(); a != "" {
 		msg += fmt.Sprintf("; NBD on %s", a)
+		if s.nbd != nil && s.nbd.RequireTLS {
+			msg += " (TLS required)"
+		}
 	}
 	return msg
 }

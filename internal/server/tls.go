@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"coffer/internal/identity"
@@ -51,6 +52,28 @@ func loadOrCreateTLS(dataDir string, now time.Time, hosts []string) (*tls.Config
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, ca, nil
 }
 
+// serverNames are the names and addresses the server answers to: the
+// loopback ones, the machine's host name and the given hosts (unspecified
+// addresses aside). They go into the TLS certificate, and the server's
+// endpoint URL under each is an audience of its tokens.
+func serverNames(hosts []string) (dns []string, ips []net.IP) {
+	dns = []string{"localhost"}
+	ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if hn, err := os.Hostname(); err == nil && hn != "" {
+		dns = append(dns, hn)
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			if !ip.IsUnspecified() && !slices.ContainsFunc(ips, ip.Equal) {
+				ips = append(ips, ip)
+			}
+		} else if h != "" && !slices.Contains(dns, h) {
+			dns = append(dns, h)
+		}
+	}
+	return dns, ips
+}
+
 func generateTLS(f TLSFiles, now time.Time, hosts []string) error {
 	if err := os.MkdirAll(filepath.Dir(f.CA), 0o700); err != nil {
 		return err
@@ -72,22 +95,10 @@ func generateTLS(f TLSFiles, now time.Time, hosts []string) error {
 	if err != nil {
 		return err
 	}
+	dns, ips := serverNames(hosts)
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "coffer", Organization: []string{"Coffer"}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
-	if hn, err := os.Hostname(); err == nil && hn != "" {
-		tmpl.DNSNames = append(tmpl.DNSNames, hn)
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			if !ip.IsUnspecified() {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			}
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: dns, IPAddresses: ips}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
 		return err
@@ -96,11 +107,11 @@ func generateTLS(f TLSFiles, now time.Time, hosts []string) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.WriteFileAtomic(f.CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+	if err := identity.WriteFileAtomic(f.CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
 		return err
 	}
 	if err := identity.WriteFileAtomic(f.Key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return identity.WriteFileAtomic(f.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return identity.WriteFileAtomic(f.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }

@@ -4,7 +4,8 @@
 // An object named "a/b/c" is the file DIR/a/b/c. Writes are durable: the data
 // goes to a temporary file in the destination directory, which is synced,
 // closed, made read-only and renamed over the final name, and then the
-// directory itself is synced. Temporary files start with ".tmp-" and are never
+// directory itself is synced. Files are owner-only (0400) and directories
+// 0700, whatever the umask: the objects are users' data. Temporary files start with ".tmp-" and are never
 // listed. Errors the caller cannot fix by retrying (ENOSPC, EPERM, EACCES,
 // EROFS, EDQUOT) are marked permanent: they satisfy
 // interface{ Permanent() bool } through errors.As.
@@ -58,7 +59,7 @@ var (
 
 // Open returns a Store rooted at dir, creating the directory if needed.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open blob dir %s: %w", dir, classify(err))
 	}
 	abs, err := filepath.Abs(dir)
@@ -130,7 +131,7 @@ func (s *Store) mkdirs(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return syncDir(parent)
@@ -175,7 +176,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o444); err != nil {
+	if err := os.Chmod(tmp, 0o400); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {

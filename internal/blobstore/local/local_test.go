@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"coffer/internal/blobstore"
@@ -26,7 +27,10 @@ func TestConformance(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blobstore.Store { return open(t) })
 }
 
-func TestFilesAreReadOnlyAndNoTempLeft(t *testing.T) {
+// TestFilesAreOwnerOnlyReadOnlyAndNoTempLeft: objects are read-only and,
+// like the directories that hold them, owner-only whatever the umask.
+func TestFilesAreOwnerOnlyReadOnlyAndNoTempLeft(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0o022))
 	s := open(t)
 	ctx := context.Background()
 	if err := s.Put(ctx, "packs/ab/x", []byte("data")); err != nil {
@@ -36,8 +40,17 @@ func TestFilesAreReadOnlyAndNoTempLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm()&0o222 != 0 {
-		t.Errorf("mode %v, want read-only", fi.Mode())
+	if fi.Mode().Perm() != 0o400 {
+		t.Errorf("object mode %v, want -r-------- (read-only, owner-only)", fi.Mode())
+	}
+	for _, d := range []string{"", "packs", "packs/ab"} {
+		fi, err := os.Stat(s.Path(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("directory %q mode %v, want drwx------", d, fi.Mode())
+		}
 	}
 	ents, err := os.ReadDir(filepath.Dir(s.Path("packs/ab/x")))
 	if err != nil {

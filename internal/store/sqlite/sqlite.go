@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 
@@ -36,7 +37,17 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path and migrates it.
+// The file is created owner-only (0600); SQLite gives its -wal and -shm
+// files the database file's mode.
 func Open(ctx context.Context, path string) (*Store, error) {
+	// SQLite would create the file 0644; create it first, owner-only.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	dsn := func(lock string) string {
 		q := url.Values{}
 		q.Add("_pragma", "journal_mode(WAL)")

@@ -570,7 +570,10 @@ func (s *Service) checkClaims(c Claims, now time.Time) error {
 			return claimErr("exp", "is more than %v after iat", AccessTokenLifetime)
 		}
 	case TokenAPI:
-		if c.Audience != APIAudience {
+		// API tokens issued before tokens carried an audience have none;
+		// they are still checked against their store record and the
+		// lifetime cap, so an upgrade does not log their holders out.
+		if c.Audience != APIAudience && c.Audience != "" {
 			return claimErr("aud", "%q is not the audience of API tokens", c.Audience)
 		}
 		if c.TokenID == "" {

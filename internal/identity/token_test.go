@@ -210,6 +210,34 @@ func TestAPITokenRules(t *testing.T) {
 		t.Fatalf("listed expiry %v, want the lowered maximum after creation", got.ExpiresAt)
 	}
 
+	// An API token issued before tokens carried an audience (releases up
+	// to 0d543b6) still works while its record lives and the cap allows;
+	// an API token without a record does not.
+	legacyTok, legacy, err := s.IssueAPIToken(ctx, p.ID, 0, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lc, err := s.Authenticate(ctx, legacyTok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.Audience = ""
+	unaud, _ := s.Signer.Sign(lc)
+	if _, _, err := s.Authenticate(ctx, unaud); err != nil {
+		t.Fatalf("an API token without an audience, with its record: %v", err)
+	}
+	lc.TokenID = NewGUID()
+	orphan, _ := s.Signer.Sign(lc)
+	if _, _, err := s.Authenticate(ctx, orphan); !errors.Is(err, ErrRevokedToken) {
+		t.Fatalf("an API token without an audience or a record: %v", err)
+	}
+	if err := s.RevokeToken(ctx, legacy.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Authenticate(ctx, unaud); !errors.Is(err, ErrRevokedToken) {
+		t.Fatalf("a revoked API token without an audience: %v", err)
+	}
+
 	// Deleting the principal deletes its token records.
 	if err := s.Delete(ctx, p.ID); err != nil {
 		t.Fatal(err)

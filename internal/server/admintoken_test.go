@@ -25,8 +25,8 @@ func openFake(t *testing.T, dir string, fc *clock.Fake, maxLife time.Duration, l
 
 // TestAdminTokenRenewed: admin.json's API token obeys the maximum lifetime
 // and is renewed before it runs out (at half its life), when it is
-// refused at start (revoked, or issued without the claims now required),
-// and the new token is written to admin.json.
+// refused at start (revoked), and the new token is written to admin.json;
+// a token of an older version keeps working under the same rules.
 func TestAdminTokenRenewed(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -81,9 +81,10 @@ func TestAdminTokenRenewed(t *testing.T) {
 		t.Errorf("renewal not logged:\n%s", log.String())
 	}
 
-	// A token of an older version (no audience, ten years): refused,
-	// revoked and replaced at start.
-	tok, rec, err := s.IDs.IssueAPIToken(ctx, s.Admin.PrincipalID, 0, "old")
+	// A token of an older version (no audience, ten years): it still
+	// works while its record lives, capped by the maximum lifetime, and
+	// is renewed like any other once past half of that.
+	tok, _, err := s.IDs.IssueAPIToken(ctx, s.Admin.PrincipalID, 0, "old")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestAdminTokenRenewed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.IDs.Authenticate(ctx, legacy); !errors.Is(err, identity.ErrInvalidClaim) {
+	if _, _, err := s.IDs.Authenticate(ctx, legacy); err != nil {
 		t.Fatalf("legacy token: %v", err)
 	}
 	s.Admin.Token = legacy
@@ -102,11 +103,21 @@ func TestAdminTokenRenewed(t *testing.T) {
 	}
 	s.Close()
 	s = openFake(t, dir, fc, maxLife, &log)
+	if s.Admin.Token != legacy {
+		t.Fatal("a working legacy admin token was replaced at start")
+	}
+	s.Close()
+	fc.Advance(6 * 24 * time.Hour)
+	s = openFake(t, dir, fc, maxLife, &log)
 	defer s.Close()
 	if s.Admin.Token == legacy {
-		t.Fatal("a legacy admin token was kept")
+		t.Fatal("a legacy admin token past half the maximum lifetime was kept")
 	}
-	if got, err := s.IDs.GetAPIToken(ctx, rec.ID); err != nil || !got.Revoked {
-		t.Fatalf("the legacy token's record: %+v %v", got, err)
+	if _, _, err := s.IDs.Authenticate(ctx, s.Admin.Token); err != nil {
+		t.Fatalf("the admin token that replaced the legacy one: %v", err)
+	}
+	fc.Advance(5 * 24 * time.Hour)
+	if _, _, err := s.IDs.Authenticate(ctx, legacy); !errors.Is(err, identity.ErrExpiredToken) {
+		t.Fatalf("a legacy token older than the maximum lifetime: %v", err)
 	}
 }

@@ -108,22 +108,31 @@ func testReplace(t *testing.T, s blobstore.Store) {
 }
 
 func testNotFound(t *testing.T, s blobstore.Store) {
-	ctx := context.Background()
 	mustPut(t, s, "present/x", []byte("x"))
 	for _, name := range []string{"missing", "present/y", "present"} {
-		if _, err := s.Get(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
-			t.Errorf("Get(%s) error = %v, want ErrNotFound", name, err)
-		}
-		if _, err := s.GetRange(ctx, name, 0, 1); !errors.Is(err, blobstore.ErrNotFound) {
-			t.Errorf("GetRange(%s) error = %v, want ErrNotFound", name, err)
-		}
-		if _, err := s.Stat(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
-			t.Errorf("Stat(%s) error = %v, want ErrNotFound", name, err)
-		}
-		if err := s.Delete(ctx, name); !errors.Is(err, blobstore.ErrNotFound) {
-			t.Errorf("Delete(%s) error = %v, want ErrNotFound", name, err)
+		wantErrors(t, s, name, blobstore.ErrNotFound)
+	}
+}
+
+// wantErrors checks that Get, GetRange, ReadRange, Stat and Delete of name
+// fail with want.
+func wantErrors(t *testing.T, s blobstore.Store, name string, want error) {
+	t.Helper()
+	ctx := context.Background()
+	check := func(op string, err error) {
+		if !errors.Is(err, want) {
+			t.Errorf("%s(%q) error = %v, want %v", op, name, err, want)
 		}
 	}
+	_, err := s.Get(ctx, name)
+	check("Get", err)
+	_, err = s.GetRange(ctx, name, 0, 1)
+	check("GetRange", err)
+	_, err = blobstore.ReadRange(ctx, s, name, 0, 1, make([]byte, 10))
+	check("ReadRange", err)
+	_, err = s.Stat(ctx, name)
+	check("Stat", err)
+	check("Delete", s.Delete(ctx, name))
 }
 
 func testRange(t *testing.T, s blobstore.Store) {
@@ -375,9 +384,6 @@ func testReadRange(t *testing.T, s blobstore.Store) {
 			}
 		}
 	}
-	if _, err := blobstore.ReadRange(ctx, s, "rr-missing", 0, 1, make([]byte, 10)); !errors.Is(err, blobstore.ErrNotFound) {
-		t.Errorf("ReadRange of a missing object: %v, want ErrNotFound", err)
-	}
 	if _, err := blobstore.ReadRange(ctx, s, "rr", int64(len(data))-1, 2, make([]byte, 10)); err == nil || errors.Is(err, blobstore.ErrNotFound) {
 		t.Errorf("ReadRange past the end: %v, want an error other than ErrNotFound", err)
 	}
@@ -491,18 +497,7 @@ func testInvalidNames(t *testing.T, s blobstore.Store) {
 		if err := s.Put(ctx, name, []byte("x")); !errors.Is(err, blobstore.ErrInvalidName) {
 			t.Errorf("Put(%q) = %v, want ErrInvalidName", name, err)
 		}
-		if _, err := s.Get(ctx, name); !errors.Is(err, blobstore.ErrInvalidName) {
-			t.Errorf("Get(%q) = %v, want ErrInvalidName", name, err)
-		}
-		if _, err := s.GetRange(ctx, name, 0, 1); !errors.Is(err, blobstore.ErrInvalidName) {
-			t.Errorf("GetRange(%q) = %v, want ErrInvalidName", name, err)
-		}
-		if _, err := s.Stat(ctx, name); !errors.Is(err, blobstore.ErrInvalidName) {
-			t.Errorf("Stat(%q) = %v, want ErrInvalidName", name, err)
-		}
-		if err := s.Delete(ctx, name); !errors.Is(err, blobstore.ErrInvalidName) {
-			t.Errorf("Delete(%q) = %v, want ErrInvalidName", name, err)
-		}
+		wantErrors(t, s, name, blobstore.ErrInvalidName)
 	}
 	if got := list(t, s, ""); len(got) != 0 {
 		t.Errorf("invalid names stored objects: %v", got)

@@ -99,9 +99,13 @@ func (f final) Error() string { return f.err.Error() }
 // wait returns the wait before retry number attempt (1-based): a random
 // duration between half and all of min(Max, Base·2^(attempt-1)).
 func (s *Store) wait(attempt int) time.Duration {
-	bound := s.max
-	if attempt <= 30 && s.base<<(attempt-1) < bound {
-		bound = s.base << (attempt - 1)
+	bound := min(s.base, s.max)
+	for i := 1; i < attempt && bound < s.max; i++ {
+		if bound > s.max/2 {
+			bound = s.max
+			break
+		}
+		bound *= 2
 	}
 	return bound/2 + rand.N(bound/2+1)
 }

@@ -22,4 +22,11 @@ func TestWaitBounds(t *testing.T) {
 			t.Errorf("attempt %d: waits in [%v, %v] hardly vary (no jitter)", attempt, lo, hi)
 		}
 	}
+	// Bounds near the largest duration do not overflow.
+	s = New(nil, Options{Base: time.Duration(1) << 61, Max: time.Duration(1<<63 - 1)})
+	for attempt := 1; attempt <= 70; attempt++ {
+		if d := s.wait(attempt); d <= 0 {
+			t.Fatalf("attempt %d: wait %v", attempt, d)
+		}
+	}
 }

@@ -40,8 +40,8 @@ type Options struct {
 	// up to Max, and each wait is drawn between half the bound and the
 	// bound. Defaults DefaultBase and DefaultMax.
 	Base, Max time.Duration
-	// Budget is how long after its first attempt a call may still start
-	// another; default DefaultBudget. Long enough to outlast a storm of
+	// Budget is how long after its first failure a call may still start
+	// another attempt; default DefaultBudget. Long enough to outlast a storm of
 	// 503 SlowDown while blobstore/limit lowers the concurrency.
 	Budget time.Duration
 }
@@ -113,7 +113,7 @@ func (s *Store) wait(attempt int) time.Duration {
 // do calls f until it succeeds, fails for good, or the budget or the
 // context ends.
 func (s *Store) do(ctx context.Context, op metrics.Op, f func() error) error {
-	start := s.clk.Now()
+	var start time.Time // of the first failure: successes do not read the clock
 	for attempt := 1; ; attempt++ {
 		err := f()
 		var fin final
@@ -122,6 +122,9 @@ func (s *Store) do(ctx context.Context, op metrics.Op, f func() error) error {
 		}
 		if err == nil || !blobstore.Retryable(err) || ctx.Err() != nil {
 			return err
+		}
+		if attempt == 1 {
+			start = s.clk.Now()
 		}
 		d := s.wait(attempt)
 		if elapsed := s.clk.Now().Sub(start); elapsed+d > s.limit {

@@ -30,6 +30,7 @@ package s3
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -144,9 +145,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		bucket:    opts.Bucket,
 		prefix:    strings.TrimPrefix(opts.Prefix, "/"),
-		threshold: cmpOr(opts.MultipartThreshold, DefaultMultipartThreshold),
+		threshold: cmp.Or(opts.MultipartThreshold, DefaultMultipartThreshold),
 		partSize:  opts.PartSize,
-		parts:     cmpOr(opts.PartConcurrency, DefaultPartConcurrency),
+		parts:     cmp.Or(opts.PartConcurrency, DefaultPartConcurrency),
 		pageSize:  opts.ListPageSize,
 	}
 	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
@@ -172,25 +173,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // newClient builds the SDK client from opts and the AWS environment.
 func newClient(ctx context.Context, opts Options) (*s3.Client, error) {
-	attempts := cmpOr(opts.MaxAttempts, DefaultMaxAttempts)
-	backoff := cmpOr(opts.MaxBackoff, DefaultMaxBackoff)
-	conns := cmpOr(opts.Connections, DefaultConnections)
+	attempts := cmp.Or(opts.MaxAttempts, DefaultMaxAttempts)
+	backoff := cmp.Or(opts.MaxBackoff, DefaultMaxBackoff)
+	conns := cmp.Or(opts.Connections, DefaultConnections)
 	httpClient := awshttp.NewBuildableClient().
 		WithTransportOptions(func(tr *http.Transport) {
 			tr.MaxIdleConns = conns
 			tr.MaxIdleConnsPerHost = conns
 		}).
-		WithReadTimeout(cmpOr(opts.StallTimeout, DefaultStallTimeout))
+		WithReadTimeout(cmp.Or(opts.StallTimeout, DefaultStallTimeout))
 	load := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),

@@ -1,7 +1,9 @@
 // Package blobstore defines the storage contract under Coffer's chunk store:
 // immutable named objects that are written whole, read whole or by range,
 // listed by prefix and deleted. Implementations live in sub-packages (local,
-// mem, and later s3); every one runs the suite in blobstore/blobtest.
+// mem, s3); every one runs the suite in blobstore/blobtest. Decorators that
+// every backend is wrapped in (retry, limit, metrics) live beside them, and
+// blobstore/location opens a decorated store from a path or URL.
 package blobstore
 
 import (
@@ -21,7 +23,8 @@ type Info struct {
 
 // Store is the blob storage contract.
 //
-//   - Names are slash-separated paths of [A-Za-z0-9._-] segments.
+//   - Names are slash-separated paths of [A-Za-z0-9._-] segments (CheckName);
+//     other names are refused with ErrInvalidName.
 //   - Put is atomic and durable: when it returns nil the whole object is
 //     stored and survives a crash; a failed or interrupted Put leaves either
 //     the old state or nothing, never a partial object under the name.
@@ -31,6 +34,10 @@ type Info struct {
 //     error if the object is shorter.
 //   - List calls fn for every object whose name starts with prefix, in
 //     lexical order; an error from fn stops the listing and is returned.
+//   - Delete of a missing name returns ErrNotFound.
+//   - Errors that another attempt may cure wrap ErrTransient or ErrThrottled
+//     (Retryable); errors that none will cure may say so with
+//     interface{ Permanent() bool }.
 //   - All methods are safe for concurrent use.
 type Store interface {
 	Put(ctx context.Context, name string, data []byte) error

@@ -29,9 +29,9 @@ import (
 // tmpPrefix starts the names of temporary files; Put rejects such names.
 const tmpPrefix = ".tmp-"
 
-// ErrInvalidName is returned for names that break the naming rules of the
-// blobstore contract.
-var ErrInvalidName = errors.New("invalid blob name")
+// ErrInvalidName is blobstore.ErrInvalidName, kept for callers of this
+// package.
+var ErrInvalidName = blobstore.ErrInvalidName
 
 // PermanentError marks a failure that retrying will not fix.
 type PermanentError struct {
@@ -77,21 +77,15 @@ func (s *Store) Path(name string) string {
 	return filepath.Join(s.dir, filepath.FromSlash(name))
 }
 
-// validName checks a name against the contract: slash-separated segments of
-// [A-Za-z0-9._-], no empty, "." or ".." segments, no temporary-file prefix.
+// validName checks a name against the contract (blobstore.CheckName) and
+// refuses segments with the temporary-file prefix.
 func validName(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidName)
+	if err := blobstore.CheckName(name); err != nil {
+		return err
 	}
-	for _, seg := range strings.Split(name, "/") {
-		if seg == "" || seg == "." || seg == ".." || strings.HasPrefix(seg, tmpPrefix) {
+	for seg := range strings.SplitSeq(name, "/") {
+		if strings.HasPrefix(seg, tmpPrefix) {
 			return fmt.Errorf("%w: %q", ErrInvalidName, name)
-		}
-		for _, c := range seg {
-			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-			if !ok {
-				return fmt.Errorf("%w: %q", ErrInvalidName, name)
-			}
 		}
 	}
 	return nil

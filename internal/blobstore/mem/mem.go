@@ -1,5 +1,6 @@
 // Package mem implements blobstore.Store in memory, for tests. Objects are
-// copied on Put and on Get, so callers may reuse their buffers.
+// copied on Put and on Get, so callers may reuse their buffers. Names are
+// checked as every store checks them (blobstore.CheckName).
 package mem
 
 import (
@@ -26,17 +27,22 @@ func New() *Store { return &Store{objs: make(map[string][]byte)} }
 
 // Put stores a copy of data under name.
 func (s *Store) Put(ctx context.Context, name string, data []byte) error {
-	if err := ctx.Err(); err != nil {
+	if err := check(ctx, name); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
-	}
-	if name == "" {
-		return fmt.Errorf("put: empty name")
 	}
 	b := append([]byte{}, data...)
 	s.mu.Lock()
 	s.objs[name] = b
 	s.mu.Unlock()
 	return nil
+}
+
+// check returns the context's error or the name's.
+func check(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return blobstore.CheckName(name)
 }
 
 func (s *Store) get(name string) ([]byte, bool) {
@@ -48,7 +54,7 @@ func (s *Store) get(name string) ([]byte, bool) {
 
 // Get returns a copy of the object.
 func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
+	if err := check(ctx, name); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 	b, ok := s.get(name)
@@ -60,7 +66,7 @@ func (s *Store) Get(ctx context.Context, name string) ([]byte, error) {
 
 // GetRange returns a copy of n bytes at off.
 func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
+	if err := check(ctx, name); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 	if off < 0 || n < 0 {
@@ -78,6 +84,9 @@ func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte
 
 // Stat returns the object's size.
 func (s *Store) Stat(ctx context.Context, name string) (blobstore.Info, error) {
+	if err := check(ctx, name); err != nil {
+		return blobstore.Info{}, fmt.Errorf("stat %s: %w", name, err)
+	}
 	b, ok := s.get(name)
 	if !ok {
 		return blobstore.Info{}, fmt.Errorf("stat %s: %w", name, blobstore.ErrNotFound)
@@ -88,6 +97,9 @@ func (s *Store) Stat(ctx context.Context, name string) (blobstore.Info, error) {
 // List calls fn for objects with the prefix in lexical order. It works on a
 // snapshot of the names, so fn may call other methods.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
 	s.mu.RLock()
 	var infos []blobstore.Info
 	for name, b := range s.objs {
@@ -110,6 +122,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(blobstore.Info)
 
 // Delete removes the object.
 func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := check(ctx, name); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.objs[name]; !ok {

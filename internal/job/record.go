@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/capacity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
@@ -68,8 +69,14 @@ type UserFacingError struct {
 // keeps its code; anything else is an internal error).
 func FromError(err error) UserFacingError {
 	if e := resource.AsError(err); e != nil {
-		return UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target,
+		u := UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target,
 			IsUserError: e.Kind != resource.KindInternal, IsRetryable: e.Kind == resource.KindInternal}
+		if e.Kind == resource.KindInsufficientStorage {
+			// The operator frees space; the same request then succeeds.
+			u.IsUserError, u.IsRetryable = false, true
+			u.RecommendedAction = []string{capacity.RecommendedAction}
+		}
+		return u
 	}
 	return UserFacingError{Code: "InternalError", Message: "The job failed: " + err.Error(), IsRetryable: true}
 }

@@ -22,6 +22,7 @@ const (
 	KindTooLarge                       // 413
 	KindTooManyRequests                // 429
 	KindUnavailable                    // 503
+	KindInsufficientStorage            // 507: the node's data filesystem is full
 )
 
 // Error is an error in Azure Resource Manager's shape:

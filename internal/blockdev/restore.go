@@ -346,7 +346,7 @@ func (e *Engine) RestoreVolume(ctx context.Context, snapshotID, newVolumeID stri
 	vr := volumeRecord{ID: newVolumeID, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: si.Record}
 	v, err := e.createVolumeLocked(ctx, newVolumeID, si.Size, vr, nil)
 	if err != nil {
-		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, err)
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, e.noSpace(err, newVolumeID))
 	}
 	return v, nil
 }

@@ -77,7 +77,7 @@ func (e *Engine) CreateVolume(ctx context.Context, id string, size int64) (*Volu
 	}
 	v, err := e.createVolumeLocked(ctx, id, size, volumeRecord{ID: id}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("create volume %s: %w", id, err)
+		return nil, fmt.Errorf("create volume %s: %w", id, e.noSpace(err, id))
 	}
 	return v, nil
 }
@@ -102,8 +102,9 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Truncate(size); err == nil {
-		err = f.Sync()
+	err = e.truncate(f, size)
+	if err == nil {
+		err = e.sync(f)
 	}
 	if err != nil {
 		f.Close()
@@ -383,7 +384,7 @@ func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
 // yet hydrated first fetches the block from the chunk store).
 func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if err := v.modify(ctx, off, int64(len(p)), p, false); err != nil {
-		return 0, fmt.Errorf("write volume %s: %w", v.id, err)
+		return 0, fmt.Errorf("write volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return len(p), nil
 }
@@ -392,7 +393,7 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 // blocks (they are then not allocated) and writing zeros for partial ones.
 func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
 	if err := v.zero(ctx, off, n); err != nil {
-		return fmt.Errorf("write zeroes to volume %s: %w", v.id, err)
+		return fmt.Errorf("write zeroes to volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return nil
 }
@@ -401,7 +402,7 @@ func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
 // zeros afterwards (it is WriteZeroes).
 func (v *Volume) Trim(ctx context.Context, off, n int64) error {
 	if err := v.zero(ctx, off, n); err != nil {
-		return fmt.Errorf("trim volume %s: %w", v.id, err)
+		return fmt.Errorf("trim volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return nil
 }
@@ -576,11 +577,15 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 	case size == cur:
 		return nil
 	}
-	if err := v.f.Truncate(size); err != nil {
-		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	if err := v.e.truncate(v.f, size); err != nil {
+		return fmt.Errorf("resize volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
-	if err := v.f.Sync(); err != nil {
-		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	if err := v.e.sync(v.f); err != nil {
+		// Leave the volume as it was.
+		if terr := v.f.Truncate(cur); terr != nil {
+			err = errors.Join(err, fmt.Errorf("restore size %d: %w", cur, terr))
+		}
+		return fmt.Errorf("resize volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	nb := (size + v.bs - 1) / v.bs
 	v.mu.Lock()
@@ -590,6 +595,36 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 	if v.hyd != nil {
 		v.hyd.done.grow(nb)
 	}
+	v.mu.Unlock()
+	return nil
+}
+
+// UndoResize takes a volume back to size, the size it had before a Resize
+// whose effect must not stay (the record of the larger size could not be
+// stored). Nothing may have written to the added space: the volume is not
+// exported meanwhile.
+func (v *Volume) UndoResize(ctx context.Context, size int64) error {
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
+	v.mu.Lock()
+	cur, closed := v.size, v.closed
+	v.mu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("undo resize of volume %s: %w", v.id, ErrClosed)
+	case size > cur || size <= 0 || size%512 != 0:
+		return fmt.Errorf("undo resize of volume %s from %d to %d: %w", v.id, cur, size, ErrInvalid)
+	case size == cur:
+		return nil
+	}
+	if err := v.f.Truncate(size); err != nil {
+		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	}
+	if err := v.f.Sync(); err != nil {
+		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	}
+	v.mu.Lock()
+	v.size = size
 	v.mu.Unlock()
 	return nil
 }
@@ -604,11 +639,11 @@ func (v *Volume) Flush(ctx context.Context) error {
 		return fmt.Errorf("flush volume %s: %w", v.id, ErrClosed)
 	}
 	if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
-		return fmt.Errorf("flush volume %s: %w", v.id, err)
+		return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	if hydDirty {
 		if err := v.persistState(false); err != nil {
-			return fmt.Errorf("flush volume %s: %w", v.id, err)
+			return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
 		}
 	}
 	return nil

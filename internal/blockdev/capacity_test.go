@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"coffer/internal/capacity"
+	"coffer/internal/clock"
 	"coffer/internal/testenv"
 )
 
@@ -148,5 +153,108 @@ func TestVolumeLargerThanFilesystemLimit(t *testing.T) {
 	}
 	if _, err := v.WriteAt(data, limit-8192); err != nil {
 		t.Fatalf("write at the end of a volume of the filesystem's largest size: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds (goroutines of the engine reach a
+// state), failing the test after a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Defect 5: a restored volume whose hydration finds the filesystem full
+// stalls visibly (Hydration().Stalled, the no-space error, a change
+// notification) instead of failing reads: reads are served from the
+// snapshot meanwhile. When space is back it resumes by itself at the next
+// retry and ends with the snapshot's exact contents.
+func TestHydrationStallsOnFullFilesystemAndResumes(t *testing.T) {
+	mnt := testenv.SmallFilesystem(t, "tmpfs", 16<<20)
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	chunks, blobs := newMemChunks(), newMemBlobs()
+	e, err := Open(context.Background(), mnt, chunks, blobs, Options{BlockSize: 4096, Clock: clk, HydrationRetry: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	const size = 4 << 20
+	src, err := e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(1, 2)), want)
+	if _, err := src.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Snapshot(ctx, "src", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DeleteVolume(ctx, "src"); err != nil {
+		t.Fatal(err)
+	}
+
+	hold := make(chan struct{})
+	e.hooks.hydrator = func(ctx context.Context, _ string) {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	v, err := e.RestoreVolume(ctx, "s1", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := v.HydrationChanged()
+	filler := testenv.Fill(t, mnt)
+	close(hold)
+	<-changed
+	st := v.Hydration()
+	if !st.Hydrating || !st.Stalled || !errors.Is(st.Err, capacity.ErrNoSpace) {
+		t.Fatalf("hydration on a full filesystem: %+v, want stalled with capacity.ErrNoSpace", st)
+	}
+	if !strings.Contains(st.Err.Error(), "disk volume r") {
+		t.Errorf("stall error %q does not name the volume", st.Err)
+	}
+	got := make([]byte, size)
+	if _, err := v.ReadAt(got, 0); err != nil {
+		t.Fatalf("read of a volume whose hydration is stalled: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read while stalled differs from the snapshot at byte %d", firstDiff(got, want))
+	}
+	if _, err := v.ReadAt(got[:1000], 4096*7+100); err != nil || !bytes.Equal(got[:1000], want[4096*7+100:4096*7+1100]) {
+		t.Fatalf("unaligned read while stalled: %v", err)
+	}
+
+	changed = v.HydrationChanged()
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hydrator's retry timer", func() bool { return clk.Pending() > 0 })
+	clk.Advance(time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := v.WaitHydrated(wctx); err != nil {
+		t.Fatalf("hydration after space returned: %v", err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("no change notification when hydration resumed")
+	}
+	if st := v.Hydration(); st.Hydrating || st.Stalled || st.Err != nil {
+		t.Fatalf("after resuming: %+v", st)
+	}
+	clear(got)
+	if _, err := v.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("hydrated volume: %v, equal %v", err, bytes.Equal(got, want))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/blobstore"
+	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 )
 
@@ -339,6 +340,9 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 		n, eof = size-off, io.EOF
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
+	// served lists the blocks copied into p straight from the source
+	// snapshot: blocks not yet hydrated that there was no space to keep.
+	var served []int64
 	if hyd != nil {
 		// Hydrate-on-read every block of the range not yet hydrated.
 		var buf []byte
@@ -352,16 +356,49 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			l := v.stripe(b)
 			l.Lock()
 			err := v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+			if errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
+				// The filesystem is full: read the block from the
+				// snapshot without keeping it.
+				if err = v.readBlockRaw(ctx, b, buf); err == nil {
+					lo := max(off, b*v.bs)
+					hi := min(off+n, (b+1)*v.bs)
+					copy(p[lo-off:hi-off], buf[lo-b*v.bs:])
+					served = append(served, b)
+				}
+			}
 			l.Unlock()
 			if err != nil {
 				return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 			}
 		}
 	}
-	if err := v.pread(p[:n], off); err != nil {
+	if err := v.preadExcept(p[:n], off, served); err != nil {
 		return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 	}
 	return int(n), eof
+}
+
+// preadExcept fills p from the data file at off, except the parts of p
+// that belong to the blocks listed in skip (in increasing order).
+func (v *Volume) preadExcept(p []byte, off int64, skip []int64) error {
+	end := off + int64(len(p))
+	for pos := off; pos < end; {
+		stop := end
+		if len(skip) > 0 {
+			stop = max(pos, skip[0]*v.bs)
+		}
+		if stop > pos {
+			if err := v.pread(p[pos-off:stop-off], pos); err != nil {
+				return err
+			}
+		}
+		if len(skip) == 0 {
+			break
+		}
+		pos = min(end, (skip[0]+1)*v.bs)
+		skip = skip[1:]
+	}
+	return nil
 }
 
 // pread fills p from the data file, zero-filling past its end.

@@ -604,3 +604,21 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 	}
 	return g.Wait()
 }
+
+// StalledHydrations counts the open volumes whose hydration waits for
+// space on the data filesystem.
+func (e *Engine) StalledHydrations() int {
+	e.mu.Lock()
+	vols := make([]*Volume, 0, len(e.vols))
+	for _, v := range e.vols {
+		vols = append(vols, v)
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, v := range vols {
+		if v.Hydration().Stalled {
+			n++
+		}
+	}
+	return n
+}

@@ -92,21 +92,20 @@ func (m *Monitor) Status() Status {
 	if m == nil {
 		return Status{}
 	}
-	st := Status{ReserveBytes: m.reserve, FreeBytes: -1}
+	st := Status{ReserveBytes: m.reserve}
+	measured := false
 	for _, p := range m.paths {
 		free, total, err := m.statfs(p)
 		if err != nil {
 			st.Err = err
 			continue
 		}
-		if st.FreeBytes < 0 || free < st.FreeBytes {
+		if !measured || free < st.FreeBytes {
 			st.FreeBytes, st.TotalBytes = free, total
 		}
+		measured = true
 	}
-	if st.FreeBytes < 0 {
-		st.FreeBytes = 0
-	}
-	st.Low = st.Err == nil && (st.FreeBytes < m.reserve || st.FreeBytes == 0)
+	st.Low = measured && (st.FreeBytes < m.reserve || st.FreeBytes == 0)
 	m.mu.Lock()
 	st.LastNoSpace, st.LastNoSpaceError, st.NoSpaceFailures = m.last, m.lastErr, m.failures
 	m.mu.Unlock()

@@ -17,6 +17,7 @@ func serveCommand() *command {
 	var (
 		data, listen, nbdListen, regions, logLevel string
 		useTLS, insecure                           bool
+		minFreeMiB                                 int64
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -31,6 +32,7 @@ func serveCommand() *command {
 			fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a certificate generated once into the data dir")
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
+			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			var lvl slog.Level
@@ -46,8 +48,15 @@ func serveCommand() *command {
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if minFreeMiB < 0 {
+				return usagef("--min-free-mib %d: want 0 or more", minFreeMiB)
+			}
+			minFree := minFreeMiB << 20
+			if minFree == 0 {
+				minFree = -1 // no reserve
+			}
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
-				TLS: useTLS, InsecureHTTP: insecure, Logger: logger})
+				TLS: useTLS, InsecureHTTP: insecure, Logger: logger, MinFree: minFree})
 			if err != nil {
 				return err
 			}

@@ -24,11 +24,12 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open chunk directory: %w", err)
 	}
+	blobs.Space = s.space
 	chunks, err := chunkstore.New(blobs, s.store.ChunkIndex(), chunkstore.Options{Clock: cfg.Clock})
 	if err != nil {
 		return fmt.Errorf("open chunk store: %w", err)
 	}
-	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock})
+	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock, Space: s.space})
 	if err != nil {
 		return fmt.Errorf("open block engine: %w", err)
 	}

@@ -105,15 +105,15 @@ func SmallFilesystem(t testing.TB, kind string, size int64) string {
 	return mnt
 }
 
-// Fill writes a file in dir until its filesystem is full and returns the
-// file's path; removing the file gives the space back.
+// Fill writes a new file in dir until its filesystem is full and returns
+// the file's path; removing (or truncating) the file gives space back.
 func Fill(t testing.TB, dir string) string {
 	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(dir, "filler-*")
 	if err != nil {
 		t.Fatal(err)
 	}
+	path := f.Name()
 	defer f.Close()
 	buf := make([]byte, 1<<20)
 	for i := range buf {

@@ -353,6 +353,12 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						done()
 						return err // stopped: no more writes, no checkpoint
 					}
+					// Bulk writes leave the free-space reserve to
+					// bookkeeping: below it, hydration stalls.
+					if err := e.opts.Space.CheckFor(int64(len(j.ids)) * v.bs); err != nil {
+						done()
+						return err
+					}
 					err = e.getMany(gctx, j.ids, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})

@@ -355,10 +355,17 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			}
 			l := v.stripe(b)
 			l.Lock()
-			err := v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
-			if errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
-				// The filesystem is full: read the block from the
-				// snapshot without keeping it.
+			v.mu.Lock()
+			stalled := v.hyd != nil && v.hyd.stalled
+			v.mu.Unlock()
+			var err error
+			if !stalled {
+				err = v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+			}
+			if stalled || errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
+				// The filesystem is full (or hydration waits for
+				// space): read the block from the snapshot without
+				// keeping it.
 				if err = v.readBlockRaw(ctx, b, buf); err == nil {
 					lo := max(off, b*v.bs)
 					hi := min(off+n, (b+1)*v.bs)

@@ -115,12 +115,16 @@ func (m *Monitor) Status() Status {
 // Check returns a no-space error (errors.Is ErrNoSpace) when free space is
 // below the reserve, and nil otherwise or when it cannot be measured.
 // Callers check before work that stores new data.
-func (m *Monitor) Check() error {
+func (m *Monitor) Check() error { return m.CheckFor(0) }
+
+// CheckFor is Check for work that is about to write n more bytes: it
+// refuses when they would take free space below the reserve.
+func (m *Monitor) CheckFor(n int64) error {
 	if m == nil {
 		return nil
 	}
 	st := m.Status()
-	if !st.Low {
+	if !st.Low && (n == 0 || st.Err != nil || st.FreeBytes-n >= m.reserve) {
 		return nil
 	}
 	return m.Note(Refused(m.dir, st.FreeBytes, m.reserve))

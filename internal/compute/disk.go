@@ -291,9 +291,7 @@ func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSna
 			return fmt.Errorf("provision disk %s: %w", d.ID, sizeError(err, "diskSizeGB"))
 		}
 	}
-	if d.TempSnapshot != "" {
-		s.watchCopy(d.ID, d.UniqueID, d.TempSnapshot)
-	}
+	s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot)
 	return nil
 }
 
@@ -522,9 +520,12 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 	return s.deleteRecord(ctx, KindDisk, "disk", d.ID, d.Grants)
 }
 
-// watchCopy deletes the temporary snapshot of a disk copy once the copy has
-// hydrated.
-func (s *Service) watchCopy(diskID, volumeID, temp string) {
+// watchHydration follows the hydration of a disk made from a snapshot or
+// a disk. While it is stalled for lack of space the disk record carries the
+// error (HydrationError) and HydrationObserver hears of it; both are
+// cleared when it moves again. Once it has ended, the temporary snapshot
+// of a copy (temp, if not empty) is deleted.
+func (s *Service) watchHydration(diskID, volumeID, temp string) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -547,15 +548,39 @@ func (s *Service) watchCopy(diskID, volumeID, temp string) {
 			case <-ctx.Done():
 			}
 		}()
+		id, err := resource.Parse(diskID)
+		if err != nil {
+			return
+		}
 		vol, err := s.Engine.OpenVolume(ctx, volumeID)
 		if err != nil {
 			return // deleted meanwhile
 		}
-		if err := vol.WaitHydrated(ctx); err != nil {
-			return // stopped or failed; Recover watches again after a restart
+		var shown *resource.Error // the stall the record shows
+		for {
+			changed := vol.HydrationChanged()
+			st := vol.Hydration()
+			var stall *resource.Error
+			if st.Stalled {
+				if stall = resource.AsError(st.Err); stall == nil {
+					stall = resource.Errorf(resource.KindInsufficientStorage, "InsufficientStorage", "%v", st.Err)
+				}
+			}
+			if (stall == nil) != (shown == nil) {
+				if s.recordHydration(ctx, id, stall) {
+					shown = stall
+				}
+			}
+			if !st.Hydrating || (st.Err != nil && !st.Stalled) {
+				break // ended, or failed for good (Recover watches again after a restart)
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
 		}
-		id, err := resource.Parse(diskID)
-		if err != nil {
+		if err := vol.WaitHydrated(ctx); err != nil || temp == "" {
 			return
 		}
 		if err := s.Engine.DeleteSnapshot(ctx, temp); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
@@ -566,6 +591,24 @@ func (s *Service) watchCopy(diskID, volumeID, temp string) {
 			s.logger().Warn("record hydrated copy", "disk", diskID, "err", err)
 		}
 	}()
+}
+
+// recordHydration shows (stall non-nil) or clears the hydration stall on
+// the disk record and tells HydrationObserver; false means the record
+// could not be written (the watcher tries again at the next change).
+func (s *Service) recordHydration(ctx context.Context, id resource.ID, stall *resource.Error) bool {
+	if stall != nil {
+		s.logger().Warn("disk hydration stalled: no space on the data filesystem; it resumes by itself", "disk", id.String())
+	}
+	_, err := s.markDisk(ctx, id, func(d *Disk) { d.HydrationError = stall })
+	if err != nil && !resource.IsCode(err, "ResourceNotFound") {
+		s.logger().Warn("record disk hydration", "disk", id.String(), "err", err)
+		return false
+	}
+	if s.HydrationObserver != nil {
+		s.HydrationObserver(ctx, id.String(), stall)
+	}
+	return true
 }
 
 // Hydration reports the background hydration of a disk created from a

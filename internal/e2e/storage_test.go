@@ -221,7 +221,72 @@ func TestDiskFull(t *testing.T) {
 	if j := e.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
 		t.Fatalf("backup after freeing space: %+v", j)
 	}
-	jobID, err := e.restore("rg-vault", "vault1", "data1-bi",
+	hash2 := e.hash(t, "rg-disks", "data1")
+	rps = e.recoveryPoints(t, "rg-vault", "vault1", "data1-bi", nil)
+	if len(rps) != 2 {
+		t.Fatalf("%d recovery points after the second backup", len(rps))
+	}
+	rp2 := *rps[0].Name
+	if rp2 == rp1 {
+		rp2 = *rps[1].Name
+	}
+
+	// A restore whose hydration runs out of space: the disk is there and
+	// reads right, the disk and the job say why it is not complete, and it
+	// completes by itself once space is back.
+	filler3 := testenv.Fill(t, mnt)
+	if fi, err = os.Stat(filler3); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler3, max(0, fi.Size()-16<<20)); err != nil {
+		t.Fatal(err)
+	}
+	r2 := "/subscriptions/" + e.sub + "/resourceGroups/rg-restore/providers/Microsoft.Compute/disks/r2"
+	jobID, err := e.restore("rg-vault", "vault1", "data1-bi", e.restoreRequest(rp2, r2, loc))
+	if err != nil {
+		t.Fatalf("restore with 16 MiB free: %v", err)
+	}
+	var rj armdataprotection.AzureBackupJob
+	for i := 0; ; i++ {
+		rj = e.waitJob(t, "rg-vault", "vault1", jobID)
+		if *rj.Status != "Completed" || i > 600 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the stall shows once the hydrator hits the full filesystem
+	}
+	if *rj.Status != "CompletedWithWarnings" || len(rj.ErrorDetails) == 0 || *rj.ErrorDetails[0].Code != "InsufficientStorage" || len(rj.ErrorDetails[0].RecommendedAction) == 0 {
+		t.Fatalf("restore whose hydration ran out of space: %s %+v", *rj.Status, rj.ErrorDetails)
+	}
+	_, body, _ := raw(t, e.Env, "GET", r2+"?api-version=2023-04-02", "", nil, nil)
+	if he, _ := body["properties"].(map[string]any)["hydrationError"].(map[string]any); he == nil || he["code"] != "InsufficientStorage" {
+		t.Fatalf("restored disk whose hydration is stalled: %v", body)
+	}
+	if h := health(t, e.Env); h["status"] != "degraded" || h["storage"].(map[string]any)["stalledHydrations"].(float64) != 1 {
+		t.Fatalf("healthz with a stalled hydration: %v", h)
+	}
+	if got := e.hash(t, "rg-restore", "r2"); got != hash2 {
+		t.Fatalf("restored disk read while its hydration is stalled: hash %s, want %s", got, hash2)
+	}
+	if err := os.Remove(filler3); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ { // the hydrator retries every 10 s
+		if rj = e.waitJob(t, "rg-vault", "vault1", jobID); *rj.Status == "Completed" {
+			break
+		}
+		if i > 600 {
+			t.Fatalf("restore job after freeing space: %s %+v", *rj.Status, rj.ErrorDetails)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, body, _ = raw(t, e.Env, "GET", r2+"?api-version=2023-04-02", "", nil, nil)
+	if he := body["properties"].(map[string]any)["hydrationError"]; he != nil {
+		t.Fatalf("restored disk after its hydration resumed: %v", body)
+	}
+	if got := e.hash(t, "rg-restore", "r2"); got != hash2 {
+		t.Fatalf("restored disk after hydration: hash %s, want %s", got, hash2)
+	}
+	jobID, err = e.restore("rg-vault", "vault1", "data1-bi",
 		e.restoreRequest(rp1, "/subscriptions/"+e.sub+"/resourceGroups/rg-restore/providers/Microsoft.Compute/disks/r1", loc))
 	if err != nil {
 		t.Fatalf("restore after freeing space: %v", err)

@@ -34,10 +34,16 @@ const (
 	Completed  Status = "Completed"
 	Failed     Status = "Failed"
 	Cancelled  Status = "Cancelled"
+	// CompletedWithWarnings is a restore whose disk exists but cannot
+	// hydrate for now (no space); it goes back to Completed when the
+	// hydration moves again. Its errorDetails say why.
+	CompletedWithWarnings Status = "CompletedWithWarnings"
 )
 
 // IsTerminal reports whether s is final.
-func (s Status) IsTerminal() bool { return s == Completed || s == Failed || s == Cancelled }
+func (s Status) IsTerminal() bool {
+	return s == Completed || s == Failed || s == Cancelled || s == CompletedWithWarnings
+}
 
 // Operations (operation / operationCategory) of disk backup jobs.
 const (

@@ -26,6 +26,7 @@ import (
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
 	"coffer/internal/compute"
+	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
 	"coffer/internal/nbd"
 	"coffer/internal/operation"
@@ -115,7 +116,8 @@ type Server struct {
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
 
-	dp *dataProtection // Microsoft.DataProtection runtime
+	dp       *dataProtection                        // Microsoft.DataProtection runtime
+	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on

@@ -39,6 +39,8 @@ type Options struct {
 	Regions []string
 	// MinFree is server.Config.MinFree (the free-space reserve).
 	MinFree int64
+	// HydrationRetry is server.Config.HydrationRetry.
+	HydrationRetry time.Duration
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -57,7 +59,7 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger, MinFree: o.MinFree})
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -83,8 +83,9 @@ func want507(t *testing.T, what string, err error) {
 func TestDiskFull(t *testing.T) {
 	nbdcopy := testenv.NeedProgram(t, "nbdcopy")
 	mnt := testenv.SmallFilesystem(t, "ext4", 192<<20)
+	start := time.Now()
 	const reserve = 8 << 20
-	e := startDP(t, Options{DataDir: filepath.Join(mnt, "data"), MinFree: reserve})
+	e := startDP(t, Options{DataDir: filepath.Join(mnt, "data"), MinFree: reserve, HydrationRetry: time.Second})
 	const loc = "local"
 	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
 		e.group(t, g, loc)
@@ -142,6 +143,7 @@ func TestDiskFull(t *testing.T) {
 
 	// Fill the filesystem, then give back 16 MiB: above the reserve, so
 	// the backup starts, but less than the pack it has to write.
+	t.Logf("%v: set up, first backup done", time.Since(start))
 	filler := testenv.Fill(t, mnt)
 	fi, err := os.Stat(filler)
 	if err != nil {
@@ -218,6 +220,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil || bytesHash(back) != bytesHash(imgData) {
 		t.Fatalf("NBD write after freeing space reads back differently: %v", err)
 	}
+	t.Logf("%v: full-filesystem checks done", time.Since(start))
 	if j := e.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
 		t.Fatalf("backup after freeing space: %+v", j)
 	}
@@ -267,10 +270,11 @@ func TestDiskFull(t *testing.T) {
 	if got := e.hash(t, "rg-restore", "r2"); got != hash2 {
 		t.Fatalf("restored disk read while its hydration is stalled: hash %s, want %s", got, hash2)
 	}
+	t.Logf("%v: restore stalled as expected", time.Since(start))
 	if err := os.Remove(filler3); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; ; i++ { // the hydrator retries every 10 s
+	for i := 0; ; i++ { // the hydrator retries every second
 		if rj = e.waitJob(t, "rg-vault", "vault1", jobID); *rj.Status == "Completed" {
 			break
 		}

@@ -52,6 +52,9 @@ type Config struct {
 	// filesystem: below it, requests that store new data are refused with
 	// 507 InsufficientStorage (0: DefaultMinFree; negative: no reserve).
 	MinFree int64
+	// HydrationRetry is how often a hydration stalled for lack of space
+	// tries again (0: the block engine's default, 10 s).
+	HydrationRetry time.Duration
 }
 
 // Defaults of the external contract.

@@ -11,6 +11,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +116,18 @@ func Fill(t testing.TB, dir string) string {
 	}
 	path := f.Name()
 	defer f.Close()
+	// Allocate the bulk at once (no data written), then write the rest.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err == nil {
+		if n := int64(st.Bfree)*st.Bsize - 4<<20; n > 0 {
+			if err := syscall.Fallocate(int(f.Fd()), 0, 0, n); err != nil && !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fallocate %s: %v", path, err)
+			}
+		}
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 1<<20)
 	for i := range buf {
 		buf[i] = byte(i*7 + 1) // not zero: no filesystem may store it sparsely

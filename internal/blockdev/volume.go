@@ -604,42 +604,13 @@ func (v *Volume) readBlockRaw(ctx context.Context, b int64, buf []byte) error {
 }
 
 // Resize grows the volume to size bytes (a multiple of 512); shrinking is
-// refused with ErrShrink. New space reads as zeros.
+// refused with ErrShrink. New space reads as zeros. A size past the
+// filesystem's largest file is refused (ErrTooLarge) and any failure
+// leaves the volume as it was.
 func (v *Volume) Resize(ctx context.Context, size int64) error {
-	v.persistMu.Lock()
-	defer v.persistMu.Unlock()
-	v.mu.Lock()
-	cur, closed := v.size, v.closed
-	v.mu.Unlock()
-	switch {
-	case closed:
-		return fmt.Errorf("resize volume %s: %w", v.id, ErrClosed)
-	case size < cur:
-		return fmt.Errorf("resize volume %s from %d to %d: %w", v.id, cur, size, ErrShrink)
-	case size%512 != 0 || size > maxVolumeSize:
-		return fmt.Errorf("resize volume %s to %d: %w", v.id, size, ErrInvalid)
-	case size == cur:
-		return nil
+	if err := v.setSize(size, false); err != nil {
+		return fmt.Errorf("resize volume %s: %w", v.id, err)
 	}
-	if err := v.e.truncate(v.f, size); err != nil {
-		return fmt.Errorf("resize volume %s: %w", v.id, v.e.noSpace(err, v.id))
-	}
-	if err := v.e.sync(v.f); err != nil {
-		// Leave the volume as it was.
-		if terr := v.f.Truncate(cur); terr != nil {
-			err = errors.Join(err, fmt.Errorf("restore size %d: %w", cur, terr))
-		}
-		return fmt.Errorf("resize volume %s: %w", v.id, v.e.noSpace(err, v.id))
-	}
-	nb := (size + v.bs - 1) / v.bs
-	v.mu.Lock()
-	v.size = size
-	v.dirty.grow(nb)
-	v.persistedDirty.grow(nb)
-	if v.hyd != nil {
-		v.hyd.done.grow(nb)
-	}
-	v.mu.Unlock()
 	return nil
 }
 
@@ -648,6 +619,15 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 // stored). Nothing may have written to the added space: the volume is not
 // exported meanwhile.
 func (v *Volume) UndoResize(ctx context.Context, size int64) error {
+	if err := v.setSize(size, true); err != nil {
+		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+// setSize changes the size of the data file to size: larger, or, to undo a
+// resize, smaller.
+func (v *Volume) setSize(size int64, undo bool) error {
 	v.persistMu.Lock()
 	defer v.persistMu.Unlock()
 	v.mu.Lock()
@@ -655,20 +635,32 @@ func (v *Volume) UndoResize(ctx context.Context, size int64) error {
 	v.mu.Unlock()
 	switch {
 	case closed:
-		return fmt.Errorf("undo resize of volume %s: %w", v.id, ErrClosed)
-	case size > cur || size <= 0 || size%512 != 0:
-		return fmt.Errorf("undo resize of volume %s from %d to %d: %w", v.id, cur, size, ErrInvalid)
+		return ErrClosed
+	case size < cur && !undo:
+		return fmt.Errorf("from %d to %d: %w", cur, size, ErrShrink)
+	case size > cur && undo, size <= 0, size%512 != 0, size > maxVolumeSize:
+		return fmt.Errorf("from %d to %d: %w", cur, size, ErrInvalid)
 	case size == cur:
 		return nil
 	}
-	if err := v.f.Truncate(size); err != nil {
-		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	if err := v.e.truncate(v.f, size); err != nil {
+		return v.e.noSpace(err, v.id)
 	}
-	if err := v.f.Sync(); err != nil {
-		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	if err := v.e.sync(v.f); err != nil {
+		// Leave the volume as it was.
+		if terr := v.f.Truncate(cur); terr != nil {
+			err = errors.Join(err, fmt.Errorf("restore size %d: %w", cur, terr))
+		}
+		return v.e.noSpace(err, v.id)
 	}
+	nb := (size + v.bs - 1) / v.bs
 	v.mu.Lock()
 	v.size = size
+	v.dirty.grow(nb) // (an undo keeps the bitmaps' length: the bits past size are clear)
+	v.persistedDirty.grow(nb)
+	if v.hyd != nil {
+		v.hyd.done.grow(nb)
+	}
 	v.mu.Unlock()
 	return nil
 }

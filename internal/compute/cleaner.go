@@ -81,7 +81,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		if d.TempSnapshot != "" || d.HydrationError != nil || d.CreationData.SourceResourceID != "" {
 			// Made from a snapshot or a disk: follow (and so resume) its
 			// hydration, if it has not ended.
-			s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot)
+			s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, d.HydrationError)
 		}
 	}
 	return nil

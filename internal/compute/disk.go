@@ -291,7 +291,7 @@ func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSna
 			return fmt.Errorf("provision disk %s: %w", d.ID, sizeError(err, "diskSizeGB"))
 		}
 	}
-	s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot)
+	s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, nil)
 	return nil
 }
 
@@ -523,9 +523,10 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 // watchHydration follows the hydration of a disk made from a snapshot or
 // a disk. While it is stalled for lack of space the disk record carries the
 // error (HydrationError) and HydrationObserver hears of it; both are
-// cleared when it moves again. Once it has ended, the temporary snapshot
-// of a copy (temp, if not empty) is deleted.
-func (s *Service) watchHydration(diskID, volumeID, temp string) {
+// cleared when it moves again. shown is the stall the record shows now.
+// Once hydration has ended, the temporary snapshot of a copy (temp, if not
+// empty) is deleted.
+func (s *Service) watchHydration(diskID, volumeID, temp string, shown *resource.Error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -556,7 +557,6 @@ func (s *Service) watchHydration(diskID, volumeID, temp string) {
 		if err != nil {
 			return // deleted meanwhile
 		}
-		var shown *resource.Error // the stall the record shows
 		for {
 			changed := vol.HydrationChanged()
 			st := vol.Hydration()

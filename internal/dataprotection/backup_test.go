@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"coffer/internal/dataprotection"
 	"coffer/internal/capacity"
+	"coffer/internal/dataprotection"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 )

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"coffer/internal/blockdev"
+	"coffer/internal/capacity"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -563,7 +564,7 @@ func (s *Service) watchHydration(diskID, volumeID, temp string, shown *resource.
 			var stall *resource.Error
 			if st.Stalled {
 				if stall = resource.AsError(st.Err); stall == nil {
-					stall = resource.Errorf(resource.KindInsufficientStorage, "InsufficientStorage", "%v", st.Err)
+					stall = resource.Errorf(resource.KindInsufficientStorage, capacity.Code, "%v", st.Err)
 				}
 			}
 			if (stall == nil) != (shown == nil) {

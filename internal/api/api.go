@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/capacity"
 	"coffer/internal/clock"
 	"coffer/internal/identity"
 	"coffer/internal/operation"
@@ -52,7 +53,11 @@ type Route struct {
 	// else, so a malformed name is a 400 rather than a 403 or 404.
 	Validate func(r *Request) error
 	// Raw routes get the request body unread (page uploads stream it).
-	Raw    bool
+	Raw bool
+	// Stores marks a POST that stores new data (a backup, a restore): like
+	// every PUT and PATCH it is refused with 507 InsufficientStorage while
+	// the data filesystem's free space is below the reserve (Server.Space).
+	Stores bool
 	Handle func(ctx context.Context, r *Request) (*Response, error)
 
 	pat pattern
@@ -157,6 +162,9 @@ type Server struct {
 
 	// Operations serves operation-status and -result polls.
 	Operations *operation.Manager
+	// Space, when set, refuses requests that store new data while free
+	// space is below its reserve (see Route.Stores).
+	Space *capacity.Monitor
 
 	routes  []*Route
 	metrics *metrics
@@ -302,6 +310,11 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 			}
 		}
 	}
+	if !rt.Anonymous && (rt.Method == http.MethodPut || rt.Method == http.MethodPatch || rt.Stores) {
+		if err := s.Space.Check(); err != nil {
+			return nil, err
+		}
+	}
 	if !rt.Raw {
 		limit := s.MaxBody
 		if rt.MaxBody > 0 {
@@ -414,6 +427,8 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err erro
 		e = errInternal()
 	} else if e.Kind == resource.KindInternal {
 		s.logger().Error("request failed", "id", RequestID(ctx), "code", e.Code, "err", err)
+	} else if e.Kind == resource.KindInsufficientStorage {
+		s.logger().Warn("request failed: no space on the data filesystem", "id", RequestID(ctx), "err", err)
 	} else {
 		s.logger().Debug("request refused", "id", RequestID(ctx), "code", e.Code, "message", e.Message)
 	}

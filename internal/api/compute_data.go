@@ -19,6 +19,7 @@ import (
 	"coffer/internal/clock"
 	"coffer/internal/compute"
 	"coffer/internal/identity"
+	"coffer/internal/resource"
 )
 
 // DataPrefix is the path under which the SAS URLs of access grants live:
@@ -97,7 +98,10 @@ func (d *ComputeData) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (d *ComputeData) writeError(w http.ResponseWriter, r *http.Request, reqID string, err error) {
 	var se *storageError
-	if !errors.As(err, &se) {
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindInsufficientStorage {
+		d.logger().Warn("data request failed: no space on the data filesystem", "id", reqID, "method", r.Method, "path", r.URL.Path, "err", err)
+		se = serr(http.StatusInsufficientStorage, e.Code, "%s", e.Message)
+	} else if !errors.As(err, &se) {
 		d.logger().Error("data request failed", "id", reqID, "method", r.Method, "path", r.URL.Path, "err", err)
 		se = serr(http.StatusInternalServerError, "InternalError", "Server encountered an internal error. Please try again after some time.")
 	} else {

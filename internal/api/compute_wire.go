@@ -53,6 +53,9 @@ type diskPropsWire struct {
 	IncrementalSnapshotFamilyID string `json:"incrementalSnapshotFamilyId,omitempty"`
 	SnapshotAccessState         string `json:"snapshotAccessState,omitempty"`
 	CompletionPercent           *int   `json:"completionPercent,omitempty"`
+	// HydrationError (Coffer's) is set while a restored or copied disk
+	// cannot hydrate for lack of space; it resumes by itself.
+	HydrationError *resource.Error `json:"hydrationError,omitempty"`
 }
 
 func (p *diskPropsWire) options() compute.Options {
@@ -128,7 +131,8 @@ func optionsJSON(p *diskPropsWire, o compute.Options) {
 func diskJSON(d compute.Disk, now time.Time) diskWire {
 	size := d.DiskSizeGB
 	p := &diskPropsWire{CreationData: creationJSON(d.CreationData), DiskSizeGB: &size, DiskSizeBytes: d.DiskSizeBytes,
-		UniqueID: d.UniqueID, TimeCreated: FormatTime(d.TimeCreated), ProvisioningState: d.ProvisioningState, DiskState: d.State(now)}
+		UniqueID: d.UniqueID, TimeCreated: FormatTime(d.TimeCreated), ProvisioningState: d.ProvisioningState, DiskState: d.State(now),
+		HydrationError: d.HydrationError}
 	optionsJSON(p, d.Options)
 	sku := &skuWire{Name: d.SKU.Name, Tier: d.SKU.Tier}
 	return diskWire{ID: d.ID, Name: d.Name, Type: "Microsoft.Compute/disks", Location: d.Location, Tags: d.Tags, SKU: sku, Zones: d.Zones, Properties: p}

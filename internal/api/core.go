@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"coffer/internal/authorization"
+	"coffer/internal/capacity"
 	"coffer/internal/identity"
 	"coffer/internal/operation"
 	"coffer/internal/rbac"
@@ -24,6 +26,13 @@ type Core struct {
 	Identity *identity.Service
 	// Ready reports whether the server is ready (for /healthz).
 	Ready func(ctx context.Context) error
+	// Space measures the data filesystem (for /healthz and /metrics).
+	Space *capacity.Monitor
+	// DataDir names the data directory in /healthz.
+	DataDir string
+	// StalledHydrations counts restored disks whose hydration waits for
+	// space (for /healthz and /metrics).
+	StalledHydrations func() int
 }
 
 // RegisterCore adds the routes every Coffer server has: health, metrics,
@@ -32,6 +41,7 @@ type Core struct {
 func (s *Server) RegisterCore(c Core) {
 	h := &coreHandlers{s: s, c: c}
 	AddOperationVersions(ResourcesVersions, AuthorizationVersions, SubscriptionAliasVersions, IdentityVersions)
+	s.AddMetrics(h.writeStorageMetrics)
 	s.Handle(
 		Route{Method: "GET", Pattern: "/healthz", Anonymous: true, Handle: h.health},
 		Route{Method: "GET", Pattern: "/metrics", Anonymous: true, Handle: h.metrics},
@@ -47,13 +57,99 @@ type coreHandlers struct {
 	c Core
 }
 
+// healthWire is the body of GET /healthz.
+type healthWire struct {
+	// Status is "ok", "degraded" (serving, but the data filesystem is
+	// below its free-space reserve or a hydration waits for space) or
+	// "unavailable" (503: the metadata store cannot be read).
+	Status  string         `json:"status"`
+	Error   string         `json:"error,omitempty"`
+	Reasons []string       `json:"reasons,omitempty"`
+	Storage *storageHealth `json:"storage,omitempty"`
+}
+
+type storageHealth struct {
+	DataDir           string        `json:"dataDir"`
+	FreeBytes         int64         `json:"freeBytes"`
+	TotalBytes        int64         `json:"totalBytes"`
+	ReserveBytes      int64         `json:"reserveBytes"`
+	StalledHydrations int           `json:"stalledHydrations"`
+	NoSpaceFailures   uint64        `json:"noSpaceFailures"`
+	LastNoSpace       *noSpaceEvent `json:"lastNoSpaceError,omitempty"`
+	MeasureError      string        `json:"measureError,omitempty"`
+}
+
+type noSpaceEvent struct {
+	Time    string `json:"time"`
+	Message string `json:"message"`
+}
+
+// storageStatus measures the data filesystem and says why it degrades the
+// server's health, if it does.
+func (h *coreHandlers) storageStatus() (*storageHealth, []string) {
+	if h.c.Space == nil {
+		return nil, nil
+	}
+	st := h.c.Space.Status()
+	out := &storageHealth{DataDir: h.c.DataDir, FreeBytes: st.FreeBytes, TotalBytes: st.TotalBytes, ReserveBytes: st.ReserveBytes,
+		NoSpaceFailures: st.NoSpaceFailures}
+	if st.Err != nil {
+		out.MeasureError = st.Err.Error()
+	}
+	if !st.LastNoSpace.IsZero() {
+		out.LastNoSpace = &noSpaceEvent{Time: FormatTime(st.LastNoSpace), Message: st.LastNoSpaceError}
+	}
+	var reasons []string
+	if st.Low {
+		reasons = append(reasons, fmt.Sprintf("the data filesystem of %s has %s free, below the reserve of %s: requests that store new data are refused (507 InsufficientStorage)",
+			h.c.DataDir, capacity.Bytes(st.FreeBytes), capacity.Bytes(st.ReserveBytes)))
+	}
+	if h.c.StalledHydrations != nil {
+		out.StalledHydrations = h.c.StalledHydrations()
+		if n := out.StalledHydrations; n > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d restored disk(s) cannot hydrate for lack of space; they resume by themselves when space is back", n))
+		}
+	}
+	return out, reasons
+}
+
 func (h *coreHandlers) health(ctx context.Context, r *Request) (*Response, error) {
 	if h.c.Ready != nil {
 		if err := h.c.Ready(ctx); err != nil {
-			return JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()}), nil
+			return JSON(http.StatusServiceUnavailable, healthWire{Status: "unavailable", Error: err.Error()}), nil
 		}
 	}
-	return JSON(http.StatusOK, map[string]string{"status": "ok"}), nil
+	out := healthWire{Status: "ok"}
+	out.Storage, out.Reasons = h.storageStatus()
+	if len(out.Reasons) > 0 {
+		out.Status = "degraded"
+	}
+	return JSON(http.StatusOK, out), nil
+}
+
+// writeStorageMetrics writes the data filesystem's gauges.
+func (h *coreHandlers) writeStorageMetrics(w io.Writer) {
+	st, reasons := h.storageStatus()
+	if st == nil {
+		return
+	}
+	degraded := 0
+	if len(reasons) > 0 {
+		degraded = 1
+	}
+	for _, m := range []struct {
+		name, typ, help string
+		v               any
+	}{
+		{"coffer_data_free_bytes", "gauge", "Free bytes on the data filesystem (the fullest one holding the data directory).", st.FreeBytes},
+		{"coffer_data_size_bytes", "gauge", "Size in bytes of the data filesystem.", st.TotalBytes},
+		{"coffer_data_reserve_bytes", "gauge", "Free space below which requests that store new data are refused.", st.ReserveBytes},
+		{"coffer_storage_degraded", "gauge", "1 while free space is below the reserve or a hydration waits for space.", degraded},
+		{"coffer_hydrations_stalled", "gauge", "Restored disks whose hydration waits for space.", st.StalledHydrations},
+		{"coffer_nospace_failures_total", "counter", "Writes that failed or were refused for lack of space.", st.NoSpaceFailures},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+	}
 }
 
 func (h *coreHandlers) metrics(ctx context.Context, r *Request) (*Response, error) {

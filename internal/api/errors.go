@@ -29,6 +29,8 @@ func statusOf(k resource.Kind) int {
 		return http.StatusTooManyRequests
 	case resource.KindUnavailable:
 		return http.StatusServiceUnavailable
+	case resource.KindInsufficientStorage:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }

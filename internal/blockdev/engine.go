@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"coffer/internal/blobstore"
+	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 	"coffer/internal/clock"
 )
@@ -62,8 +63,14 @@ type Options struct {
 	// blocks per volume; past it old contents spill to an unlinked side
 	// file in the volume directory (default 64 MiB).
 	CBWMemory int64
-	// Clock stamps snapshots (default clock.Real).
+	// Clock stamps snapshots and times hydration retries (default
+	// clock.Real).
 	Clock clock.Clock
+	// Space, when set, is told of every no-space failure.
+	Space *capacity.Monitor
+	// HydrationRetry is how long a hydration stalled for lack of space
+	// waits before it tries again (default 10 s).
+	HydrationRetry time.Duration
 }
 
 // Engine owns a directory of live volumes and the snapshots of those
@@ -78,6 +85,11 @@ type Engine struct {
 	mu   sync.Mutex
 	vols map[string]*Volume
 
+	// What the filesystem holds in one file: fits is the largest size
+	// tried that fitted, limit (once known) the largest size that fits.
+	limitMu     sync.Mutex
+	fits, limit int64
+
 	// hooks for tests; nil in production.
 	hooks testHooks
 }
@@ -89,6 +101,8 @@ type testHooks struct {
 	hydrated    func(volume string, block int64)
 	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies
 	prefetch    func(volume string, lo, hi int64)        // a snapshot reads blocks [lo, hi) ahead
+	truncate    func(size int64) error                   // before a volume's data file is resized
+	sync        func() error                             // before a volume's data file is synced after a resize
 }
 
 type engineMeta struct {
@@ -114,6 +128,9 @@ func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store,
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
+	}
+	if opts.HydrationRetry <= 0 {
+		opts.HydrationRetry = 10 * time.Second
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "volumes"), 0o700); err != nil {
 		return nil, fmt.Errorf("open block engine: %w", err)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 	"coffer/internal/directio"
 )
@@ -25,7 +26,12 @@ type hydration struct {
 	ndone    int64
 	cancel   context.CancelFunc
 	finished chan struct{}
-	err      error
+	err      error // why the hydrator stopped, or why it is stalled
+	// stalled is set while the hydrator waits for space to come back
+	// (err is then the no-space error); changed is closed and replaced
+	// when stalled changes and when hydration ends.
+	stalled bool
+	changed chan struct{}
 
 	// yield holds the one hydration job allowed at a time while the
 	// volume's user is active (yieldTo).
@@ -39,7 +45,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset) *hydrati
 	}
 	done.grow(nb)
 	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done,
-		ndone: done.count(), finished: make(chan struct{}), yield: make(chan struct{}, 1)}
+		ndone: done.count(), finished: make(chan struct{}), yield: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
 // yieldTo, while the volume's user is active (recent), waits until no
@@ -82,8 +88,19 @@ func (v *Volume) markHydrated(b int64) {
 		h.done.set(b)
 		h.ndone++
 		v.hydDirty = true
+		if h.stalled { // space came back: hydration moves again
+			h.setStalledLocked(nil)
+		}
 	}
 	v.mu.Unlock()
+}
+
+// setStalledLocked records that hydration is stalled for err (nil: no
+// longer) and tells those who wait for a change; Volume.mu is held.
+func (h *hydration) setStalledLocked(err error) {
+	h.stalled, h.err = err != nil, err
+	close(h.changed)
+	h.changed = make(chan struct{})
 }
 
 // hydrateLocked copies block b from the source snapshot into the file if it
@@ -159,7 +176,11 @@ type HydrationStatus struct {
 	Hydrating  bool  // false once every block is in the volume file
 	DoneBytes  int64 // bytes of the source already in the file (holes count)
 	TotalBytes int64
-	Err        error // why the hydrator stopped, if it failed
+	// Stalled is set while hydration waits for space on the data
+	// filesystem; it resumes by itself (Err is then the no-space error,
+	// capacity.ErrNoSpace). Reads are served from the snapshot meanwhile.
+	Stalled bool
+	Err     error // why the hydrator stopped or is stalled
 }
 
 // Hydration reports hydration progress.
@@ -170,7 +191,23 @@ func (v *Volume) Hydration() HydrationStatus {
 	if h == nil {
 		return HydrationStatus{DoneBytes: v.size, TotalBytes: v.size}
 	}
-	return HydrationStatus{Hydrating: true, DoneBytes: min(h.ndone*v.bs, h.src.Size), TotalBytes: h.src.Size, Err: h.err}
+	return HydrationStatus{Hydrating: true, DoneBytes: min(h.ndone*v.bs, h.src.Size), TotalBytes: h.src.Size,
+		Stalled: h.stalled, Err: h.err}
+}
+
+// closedChan is a channel that is always closed.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// HydrationChanged returns a channel that is closed when the hydration
+// status changes: it stalls for lack of space, resumes, or ends. It is
+// closed already for a volume that is not hydrating.
+func (v *Volume) HydrationChanged() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hyd == nil {
+		return closedChan
+	}
+	return v.hyd.changed
 }
 
 // WaitHydrated blocks until hydration completes (nil), fails, or ctx ends.
@@ -212,15 +249,45 @@ func (v *Volume) startHydrator() {
 		defer v.hydWG.Done()
 		defer close(h.finished)
 		defer cancel()
-		err := v.hydrate(ctx, h)
-		if err != nil {
+		for {
+			err := v.hydrate(ctx, h)
 			v.mu.Lock()
-			if !errors.Is(err, context.Canceled) {
+			switch {
+			case err == nil || errors.Is(err, context.Canceled):
+			case errors.Is(err, capacity.ErrNoSpace):
+				// The filesystem is full: say so, and try again later
+				// (reads are served from the snapshot meanwhile).
+				if h.stalled {
+					h.err = err
+				} else {
+					h.setStalledLocked(err)
+				}
+				v.mu.Unlock()
+				if !v.waitRetry(ctx) {
+					return
+				}
+				continue
+			default:
 				h.err = err
 			}
+			close(h.changed)
 			v.mu.Unlock()
+			return
 		}
 	}()
+}
+
+// waitRetry waits the engine's HydrationRetry; false means the hydrator
+// was stopped meanwhile.
+func (v *Volume) waitRetry(ctx context.Context) bool {
+	t := v.e.opts.Clock.NewTimer(v.e.opts.HydrationRetry)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // hydrateCheckpointPages is how many index pages the hydrator fills between
@@ -286,6 +353,12 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						done()
 						return err // stopped: no more writes, no checkpoint
 					}
+					// Bulk writes leave the free-space reserve to
+					// bookkeeping: below it, hydration stalls.
+					if err := e.opts.Space.CheckFor(int64(len(j.ids)) * v.bs); err != nil {
+						done()
+						return err
+					}
 					err = e.getMany(gctx, j.ids, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
@@ -298,13 +371,13 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return err
+			return e.noSpace(err, v.id)
 		}
 		if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
-			return fmt.Errorf("hydrate: sync: %w", err)
+			return fmt.Errorf("hydrate: sync: %w", e.noSpace(err, v.id))
 		}
 		if err := v.persistState(false); err != nil {
-			return fmt.Errorf("hydrate: checkpoint: %w", err)
+			return fmt.Errorf("hydrate: checkpoint: %w", e.noSpace(err, v.id))
 		}
 	}
 	// Every block is in the file: end hydration durably, then drop the
@@ -313,7 +386,10 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	v.hyd = nil
 	v.mu.Unlock()
 	if err := v.persistState(false); err != nil {
-		return fmt.Errorf("hydrate: finish: %w", err)
+		v.mu.Lock()
+		v.hyd = h // not ended durably: still hydrating
+		v.mu.Unlock()
+		return fmt.Errorf("hydrate: finish: %w", e.noSpace(err, v.id))
 	}
 	v.mu.Lock()
 	base, baseSnap := v.base, v.baseSnap
@@ -346,7 +422,7 @@ func (e *Engine) RestoreVolume(ctx context.Context, snapshotID, newVolumeID stri
 	vr := volumeRecord{ID: newVolumeID, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: si.Record}
 	v, err := e.createVolumeLocked(ctx, newVolumeID, si.Size, vr, nil)
 	if err != nil {
-		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, err)
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, e.noSpace(err, newVolumeID))
 	}
 	return v, nil
 }
@@ -533,4 +609,22 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 		})
 	}
 	return g.Wait()
+}
+
+// StalledHydrations counts the open volumes whose hydration waits for
+// space on the data filesystem.
+func (e *Engine) StalledHydrations() int {
+	e.mu.Lock()
+	vols := make([]*Volume, 0, len(e.vols))
+	for _, v := range e.vols {
+		vols = append(vols, v)
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, v := range vols {
+		if v.Hydration().Stalled {
+			n++
+		}
+	}
+	return n
 }

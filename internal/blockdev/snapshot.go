@@ -188,7 +188,7 @@ func (e *Engine) Snapshot(ctx context.Context, volumeID, snapshotID string) (Sna
 	}
 	si, err := v.snapshot(ctx, snapshotID)
 	if err != nil {
-		return si, fmt.Errorf("snapshot %s of volume %s: %w", snapshotID, volumeID, err)
+		return si, fmt.Errorf("snapshot %s of volume %s: %w", snapshotID, volumeID, e.noSpace(err, volumeID))
 	}
 	return si, nil
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/blobstore"
+	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 )
 
@@ -77,7 +78,7 @@ func (e *Engine) CreateVolume(ctx context.Context, id string, size int64) (*Volu
 	}
 	v, err := e.createVolumeLocked(ctx, id, size, volumeRecord{ID: id}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("create volume %s: %w", id, err)
+		return nil, fmt.Errorf("create volume %s: %w", id, e.noSpace(err, id))
 	}
 	return v, nil
 }
@@ -102,8 +103,9 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Truncate(size); err == nil {
-		err = f.Sync()
+	err = e.truncate(f, size)
+	if err == nil {
+		err = e.sync(f)
 	}
 	if err != nil {
 		f.Close()
@@ -338,6 +340,9 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 		n, eof = size-off, io.EOF
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
+	// served lists the blocks copied into p straight from the source
+	// snapshot: blocks not yet hydrated that there was no space to keep.
+	var served []int64
 	if hyd != nil {
 		// Hydrate-on-read every block of the range not yet hydrated.
 		var buf []byte
@@ -350,17 +355,57 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			}
 			l := v.stripe(b)
 			l.Lock()
-			err := v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+			v.mu.Lock()
+			stalled := v.hyd != nil && v.hyd.stalled
+			v.mu.Unlock()
+			var err error
+			if !stalled {
+				err = v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+			}
+			if stalled || errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
+				// The filesystem is full (or hydration waits for
+				// space): read the block from the snapshot without
+				// keeping it.
+				if err = v.readBlockRaw(ctx, b, buf); err == nil {
+					lo := max(off, b*v.bs)
+					hi := min(off+n, (b+1)*v.bs)
+					copy(p[lo-off:hi-off], buf[lo-b*v.bs:])
+					served = append(served, b)
+				}
+			}
 			l.Unlock()
 			if err != nil {
 				return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 			}
 		}
 	}
-	if err := v.pread(p[:n], off); err != nil {
+	if err := v.preadExcept(p[:n], off, served); err != nil {
 		return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 	}
 	return int(n), eof
+}
+
+// preadExcept fills p from the data file at off, except the parts of p
+// that belong to the blocks listed in skip (in increasing order).
+func (v *Volume) preadExcept(p []byte, off int64, skip []int64) error {
+	end := off + int64(len(p))
+	for pos := off; pos < end; {
+		stop := end
+		if len(skip) > 0 {
+			stop = max(pos, skip[0]*v.bs)
+		}
+		if stop > pos {
+			if err := v.pread(p[pos-off:stop-off], pos); err != nil {
+				return err
+			}
+		}
+		if len(skip) == 0 {
+			break
+		}
+		pos = min(end, (skip[0]+1)*v.bs)
+		skip = skip[1:]
+	}
+	return nil
 }
 
 // pread fills p from the data file, zero-filling past its end.
@@ -383,7 +428,7 @@ func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
 // yet hydrated first fetches the block from the chunk store).
 func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if err := v.modify(ctx, off, int64(len(p)), p, false); err != nil {
-		return 0, fmt.Errorf("write volume %s: %w", v.id, err)
+		return 0, fmt.Errorf("write volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return len(p), nil
 }
@@ -392,7 +437,7 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 // blocks (they are then not allocated) and writing zeros for partial ones.
 func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
 	if err := v.zero(ctx, off, n); err != nil {
-		return fmt.Errorf("write zeroes to volume %s: %w", v.id, err)
+		return fmt.Errorf("write zeroes to volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return nil
 }
@@ -401,7 +446,7 @@ func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
 // zeros afterwards (it is WriteZeroes).
 func (v *Volume) Trim(ctx context.Context, off, n int64) error {
 	if err := v.zero(ctx, off, n); err != nil {
-		return fmt.Errorf("trim volume %s: %w", v.id, err)
+		return fmt.Errorf("trim volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return nil
 }
@@ -559,8 +604,30 @@ func (v *Volume) readBlockRaw(ctx context.Context, b int64, buf []byte) error {
 }
 
 // Resize grows the volume to size bytes (a multiple of 512); shrinking is
-// refused with ErrShrink. New space reads as zeros.
+// refused with ErrShrink. New space reads as zeros. A size past the
+// filesystem's largest file is refused (ErrTooLarge) and any failure
+// leaves the volume as it was.
 func (v *Volume) Resize(ctx context.Context, size int64) error {
+	if err := v.setSize(size, false); err != nil {
+		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+// UndoResize takes a volume back to size, the size it had before a Resize
+// whose effect must not stay (the record of the larger size could not be
+// stored). Nothing may have written to the added space: the volume is not
+// exported meanwhile.
+func (v *Volume) UndoResize(ctx context.Context, size int64) error {
+	if err := v.setSize(size, true); err != nil {
+		return fmt.Errorf("undo resize of volume %s: %w", v.id, err)
+	}
+	return nil
+}
+
+// setSize changes the size of the data file to size: larger, or, to undo a
+// resize, smaller.
+func (v *Volume) setSize(size int64, undo bool) error {
 	v.persistMu.Lock()
 	defer v.persistMu.Unlock()
 	v.mu.Lock()
@@ -568,24 +635,28 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 	v.mu.Unlock()
 	switch {
 	case closed:
-		return fmt.Errorf("resize volume %s: %w", v.id, ErrClosed)
-	case size < cur:
-		return fmt.Errorf("resize volume %s from %d to %d: %w", v.id, cur, size, ErrShrink)
-	case size%512 != 0 || size > maxVolumeSize:
-		return fmt.Errorf("resize volume %s to %d: %w", v.id, size, ErrInvalid)
+		return ErrClosed
+	case size < cur && !undo:
+		return fmt.Errorf("from %d to %d: %w", cur, size, ErrShrink)
+	case size > cur && undo, size <= 0, size%512 != 0, size > maxVolumeSize:
+		return fmt.Errorf("from %d to %d: %w", cur, size, ErrInvalid)
 	case size == cur:
 		return nil
 	}
-	if err := v.f.Truncate(size); err != nil {
-		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	if err := v.e.truncate(v.f, size); err != nil {
+		return v.e.noSpace(err, v.id)
 	}
-	if err := v.f.Sync(); err != nil {
-		return fmt.Errorf("resize volume %s: %w", v.id, err)
+	if err := v.e.sync(v.f); err != nil {
+		// Leave the volume as it was.
+		if terr := v.f.Truncate(cur); terr != nil {
+			err = errors.Join(err, fmt.Errorf("restore size %d: %w", cur, terr))
+		}
+		return v.e.noSpace(err, v.id)
 	}
 	nb := (size + v.bs - 1) / v.bs
 	v.mu.Lock()
 	v.size = size
-	v.dirty.grow(nb)
+	v.dirty.grow(nb) // (an undo keeps the bitmaps' length: the bits past size are clear)
 	v.persistedDirty.grow(nb)
 	if v.hyd != nil {
 		v.hyd.done.grow(nb)
@@ -604,11 +675,11 @@ func (v *Volume) Flush(ctx context.Context) error {
 		return fmt.Errorf("flush volume %s: %w", v.id, ErrClosed)
 	}
 	if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
-		return fmt.Errorf("flush volume %s: %w", v.id, err)
+		return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	if hydDirty {
 		if err := v.persistState(false); err != nil {
-			return fmt.Errorf("flush volume %s: %w", v.id, err)
+			return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
 		}
 	}
 	return nil

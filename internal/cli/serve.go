@@ -20,6 +20,7 @@ func serveCommand() *command {
 		data, listen, nbdListen, regions, logLevel string
 		useTLS, insecure, insecureNBD              bool
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
+		minFreeMiB                                 int64
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func serveCommand() *command {
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
 			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
+			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			var lvl slog.Level
@@ -51,9 +53,16 @@ func serveCommand() *command {
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if minFreeMiB < 0 {
+				return usagef("--min-free-mib %d: want 0 or more", minFreeMiB)
+			}
+			minFree := minFreeMiB << 20
+			if minFree == 0 {
+				minFree = -1 // no reserve
+			}
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
-				Logger: logger})
+				Logger: logger, MinFree: minFree})
 			if err != nil {
 				return err
 			}

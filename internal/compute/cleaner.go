@@ -30,8 +30,9 @@ func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
 }
 
 // Recover is called once at start: creations a stopped server left behind
-// are completed or failed, and copies still hydrating are watched again so
-// that their temporary snapshots go once they finish.
+// are completed or failed, and disks made from a snapshot or a disk are
+// watched again, so that hydration resumes, a stall for lack of space
+// shows, and the temporary snapshots of copies go once they finish.
 func (s *Service) Recover(ctx context.Context) error {
 	disks, snaps, err := s.readRecords(ctx, "")
 	if err != nil {
@@ -77,8 +78,10 @@ func (s *Service) Recover(ctx context.Context) error {
 				continue
 			}
 		}
-		if d.TempSnapshot != "" {
-			s.watchCopy(d.ID, d.UniqueID, d.TempSnapshot)
+		if d.TempSnapshot != "" || d.HydrationError != nil || d.CreationData.SourceResourceID != "" {
+			// Made from a snapshot or a disk: follow (and so resume) its
+			// hydration, if it has not ended.
+			s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, d.HydrationError)
 		}
 	}
 	return nil

@@ -112,6 +112,10 @@ type Service struct {
 	// GrantKey signs access-grant tokens (at least 32 random bytes, kept
 	// across restarts so that grants survive them).
 	GrantKey []byte
+	// HydrationObserver, when set, hears when the hydration of disk
+	// diskID stalls for lack of space (stall is the error) and when it
+	// moves again or ends (stall nil).
+	HydrationObserver func(ctx context.Context, diskID string, stall *resource.Error)
 
 	mu      sync.Mutex
 	grants  map[string]*liveGrant // grant ID → state, a cache of the records
@@ -204,6 +208,9 @@ type Disk struct {
 	TempSnapshot string `json:"tempSnapshot,omitempty"`
 	// FailedError is why provisioning failed.
 	FailedError *resource.Error `json:"failedError,omitempty"`
+	// HydrationError is set while the disk's hydration (from its source
+	// snapshot) is stalled for lack of space; it resumes by itself.
+	HydrationError *resource.Error `json:"hydrationError,omitempty"`
 	// ETag is the store index of the record.
 	ETag uint64 `json:"-"`
 }

@@ -224,3 +224,54 @@ func FuzzOpenAccess(f *testing.F) {
 		}
 	})
 }
+
+// failingCommit is a store whose read-write transactions all fail at
+// commit, after their function ran (a full disk, a lost connection).
+type failingCommit struct{ store.Store }
+
+var errCommit = errors.New("commit failed")
+
+func (s failingCommit) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return errCommit // roll back what fn wrote
+	})
+	return err
+}
+
+// A resize whose record cannot be stored leaves the disk exactly as it
+// was: the record (rolled back) and the volume (grown, then undone).
+func TestResizeUndoneWhenRecordFails(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := f.emptyDisk(t, "rg", "d")
+	d, err := f.svc.GetDisk(ctx, f.admin, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := f.svc.Store
+	f.svc.Store = failingCommit{good}
+	if _, err := f.svc.UpdateDisk(ctx, f.admin, id, compute.DiskUpdate{DiskSizeGB: 2}); !errors.Is(err, errCommit) {
+		t.Fatalf("resize with a failing commit: %v", err)
+	}
+	f.svc.Store = good
+	after, err := f.svc.GetDisk(ctx, f.admin, id)
+	if err != nil || after.DiskSizeGB != 1 || after.DiskSizeBytes != compute.GiB {
+		t.Fatalf("record after the failed resize: %+v, %v", after, err)
+	}
+	vol, err := f.svc.Engine.OpenVolume(ctx, d.UniqueID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vol.Size() != compute.GiB {
+		t.Fatalf("volume after the failed resize: %d bytes, want %d", vol.Size(), compute.GiB)
+	}
+	if _, err := f.svc.UpdateDisk(ctx, f.admin, id, compute.DiskUpdate{DiskSizeGB: 2}); err != nil {
+		t.Fatalf("resize afterwards: %v", err)
+	}
+	if vol.Size() != 2*compute.GiB {
+		t.Fatalf("volume after the resize: %d bytes", vol.Size())
+	}
+}

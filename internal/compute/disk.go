@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"coffer/internal/blockdev"
+	"coffer/internal/capacity"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -96,6 +97,25 @@ func checkSizeGB(gb int64) error {
 	return nil
 }
 
+// checkFits refuses a disk size (bytes, from the parameter target) that
+// this node cannot hold: larger than the largest file of the filesystem
+// that holds the disks' volumes.
+func (s *Service) checkFits(bytes int64, target string) error {
+	return sizeError(s.Engine.CheckSize(bytes), target)
+}
+
+// sizeError turns a size the block engine refused (blockdev.ErrTooLarge)
+// into Azure's 400 for the parameter target; other errors pass unchanged.
+func sizeError(err error, target string) error {
+	var sl *blockdev.SizeLimitError
+	if !errors.As(err, &sl) {
+		return err
+	}
+	return invalidParameter(target,
+		"The disk size of %d bytes (%d GiB) is larger than this Coffer node can hold: its data filesystem stores at most %d bytes (%d GiB) in one file, and a disk is one file. Choose a size of at most %d GiB, or keep the data directory on a filesystem with larger files (ext4 with 4 KiB blocks holds 16 TiB; XFS more).",
+		sl.Size, sizeGB(sl.Size), sl.Limit, sl.Limit/GiB, sl.Limit/GiB)
+}
+
 // CreateDisk creates (or, if it exists, updates) a disk and waits for it to
 // be provisioned. It checks Microsoft.Compute/disks/write on id and read on
 // a copy's source.
@@ -134,6 +154,14 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 		if err := checkSizeGB(in.DiskSizeGB); err != nil {
 			return d, false, nil, err
 		}
+		if err := s.checkFits(in.DiskSizeGB*GiB, "diskSizeGB"); err != nil {
+			return d, false, nil, err
+		}
+	}
+	if u := in.CreationData.UploadSizeBytes; option == OptionUpload && u >= MinUploadBytes && u <= MaxUploadBytes && u%512 == 0 {
+		if err := s.checkFits(u, "creationData.uploadSizeBytes"); err != nil {
+			return d, false, nil, err
+		}
 	}
 	var src *source
 	if option == OptionCopy || option == OptionRestore {
@@ -144,13 +172,14 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	now := s.now()
 	var srcDisk Disk
 	var srcSnap Snapshot
+	var undo func()
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := s.checkGroup(ctx, tx, id); err != nil {
 			return err
 		}
 		old, gerr := s.getDisk(ctx, tx, id)
 		if gerr == nil {
-			d, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
+			d, undo, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
 			return err
 		}
 		if !resource.IsCode(gerr, "ResourceNotFound") {
@@ -221,6 +250,9 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 		d.DiskSizeBytes, d.DiskSizeGB = bytes, sizeGB(bytes)
 		return s.putDisk(ctx, tx, &d)
 	})
+	if err != nil && undo != nil {
+		undo()
+	}
 	if err != nil || !created {
 		return d, created, nil, err
 	}
@@ -253,16 +285,14 @@ func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSna
 		vol, err = s.Engine.RestoreVolume(ctx, d.TempSnapshot, d.UniqueID)
 	}
 	if err != nil {
-		return fmt.Errorf("provision disk %s: %w", d.ID, err)
+		return fmt.Errorf("provision disk %s: %w", d.ID, sizeError(err, "diskSizeGB"))
 	}
 	if vol.Size() < d.DiskSizeBytes {
 		if err := vol.Resize(ctx, d.DiskSizeBytes); err != nil {
-			return fmt.Errorf("provision disk %s: %w", d.ID, err)
+			return fmt.Errorf("provision disk %s: %w", d.ID, sizeError(err, "diskSizeGB"))
 		}
 	}
-	if d.TempSnapshot != "" {
-		s.watchCopy(d.ID, d.UniqueID, d.TempSnapshot)
-	}
+	s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, nil)
 	return nil
 }
 
@@ -317,15 +347,15 @@ func defaultOptions(o Options, sku string) Options {
 
 // updateFromPut applies a PUT to an existing disk: tags, SKU, options and a
 // larger diskSizeGB may change; the location and creation data may not.
-func (s *Service) updateFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Disk, loc, sku, option string, in DiskInput) (Disk, error) {
+func (s *Service) updateFromPut(ctx context.Context, tx store.Tx, p identity.Principal, old Disk, loc, sku, option string, in DiskInput) (Disk, func(), error) {
 	if err := checkSameLocation(old.Name, old.ID, old.Location, loc); err != nil {
-		return old, err
+		return old, nil, err
 	}
 	if option != old.CreationData.CreateOption {
-		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.createOption' is not allowed.").WithTarget("creationData.createOption")
+		return old, nil, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.createOption' is not allowed.").WithTarget("creationData.createOption")
 	}
 	if src := in.CreationData.SourceResourceID; src != "" && !strings.EqualFold(strings.TrimPrefix(src, "/"), strings.TrimPrefix(old.CreationData.SourceResourceID, "/")) {
-		return old, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.sourceResourceId' is not allowed.").WithTarget("creationData.sourceResourceId")
+		return old, nil, resource.Errorf(resource.KindConflict, "PropertyChangeNotAllowed", "Changing property 'creationData.sourceResourceId' is not allowed.").WithTarget("creationData.sourceResourceId")
 	}
 	upd := DiskUpdate{Tags: in.Tags, SKU: sku, DiskSizeGB: in.DiskSizeGB, Options: &in.Options}
 	if upd.Tags == nil {
@@ -353,35 +383,52 @@ func resourceGroupOf(id string) string {
 	return rid.ResourceGroup
 }
 
-// applyUpdate changes a disk record (and grows its volume) inside tx.
-func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Principal, d Disk, upd DiskUpdate) (Disk, error) {
+// applyUpdate changes a disk record (and grows its volume) inside tx. When
+// it grew the volume it returns undo, which the caller runs if tx does not
+// commit, so that a failed update leaves the disk exactly as it was.
+func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Principal, d Disk, upd DiskUpdate) (_ Disk, undo func(), err error) {
 	now := s.now()
 	if upd.Tags != nil {
 		if err := tenant.CheckTags(upd.Tags); err != nil {
-			return d, err
+			return d, nil, err
 		}
 	}
+	defer func() {
+		if err != nil && undo != nil {
+			undo()
+			undo = nil
+		}
+	}()
 	if upd.DiskSizeGB != 0 {
 		if err := checkSizeGB(upd.DiskSizeGB); err != nil {
-			return d, err
+			return d, nil, err
 		}
 		want := upd.DiskSizeGB * GiB
 		if want < d.DiskSizeBytes {
-			return d, shrinkError(d.DiskSizeBytes, want)
+			return d, nil, shrinkError(d.DiskSizeBytes, want)
 		}
 		if want > d.DiskSizeBytes {
 			if d.ProvisioningState != StateSucceeded {
-				return d, notAllowed("The disk '%s' is in provisioning state '%s' and cannot be resized now.", d.Name, d.ProvisioningState)
+				return d, nil, notAllowed("The disk '%s' is in provisioning state '%s' and cannot be resized now.", d.Name, d.ProvisioningState)
 			}
 			if st := d.State(now); st != DiskUnattached {
-				return d, notAllowed("The disk '%s' is in state '%s' and cannot be resized. Resizing is allowed only in state 'Unattached'; revoke access (endGetAccess) first.", d.Name, st)
+				return d, nil, notAllowed("The disk '%s' is in state '%s' and cannot be resized. Resizing is allowed only in state 'Unattached'; revoke access (endGetAccess) first.", d.Name, st)
+			}
+			if err := s.checkFits(want, "diskSizeGB"); err != nil {
+				return d, nil, err
 			}
 			vol, err := s.Engine.OpenVolume(ctx, d.UniqueID)
 			if err != nil {
-				return d, fmt.Errorf("resize disk %s: %w", d.ID, err)
+				return d, nil, fmt.Errorf("resize disk %s: %w", d.ID, err)
 			}
 			if err := vol.Resize(ctx, want); err != nil {
-				return d, fmt.Errorf("resize disk %s: %w", d.ID, err)
+				return d, nil, fmt.Errorf("resize disk %s: %w", d.ID, sizeError(err, "diskSizeGB"))
+			}
+			was, id := d.DiskSizeBytes, d.ID
+			undo = func() {
+				if err := vol.UndoResize(context.WithoutCancel(ctx), was); err != nil {
+					s.logger().Error("undo the resize of a disk whose update failed", "disk", id, "size", was, "err", err)
+				}
 			}
 			d.DiskSizeBytes, d.DiskSizeGB = want, upd.DiskSizeGB
 		}
@@ -392,7 +439,7 @@ func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Princ
 	if upd.SKU != "" {
 		sku, err := checkSKU(upd.SKU, DiskSKUs, "sku.name")
 		if err != nil {
-			return d, err
+			return d, undo, err
 		}
 		d.SKU = SKU{Name: sku, Tier: skuTier(sku)}
 	}
@@ -411,7 +458,7 @@ func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Princ
 		d.Options = keep
 	}
 	stamp(&d.SystemData, p, now, false)
-	return d, s.putDisk(ctx, tx, &d)
+	return d, undo, s.putDisk(ctx, tx, &d)
 }
 
 // setIfSet sets *dst to v unless v is its type's zero value (a property a
@@ -426,11 +473,16 @@ func setIfSet[T comparable](dst *T, v T) {
 // UpdateDisk applies a PATCH: tags, SKU and growing diskSizeGB (shrinking
 // is refused with Azure's error). It checks Microsoft.Compute/disks/write.
 func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resource.ID, upd DiskUpdate) (Disk, error) {
-	return recordTx(ctx, s, s.Store.Update, p, ActionDiskWrite, KindDisk, id, func(tx store.Tx, d *Disk) error {
+	var undo func()
+	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskWrite, KindDisk, id, func(tx store.Tx, d *Disk) error {
 		var err error
-		*d, err = s.applyUpdate(ctx, tx, p, *d, upd)
+		*d, undo, err = s.applyUpdate(ctx, tx, p, *d, upd)
 		return err
 	})
+	if err != nil && undo != nil {
+		undo() // the volume grew but the record did not commit
+	}
+	return d, err
 }
 
 // DeleteDisk deletes a disk and its volume (its snapshots stay). A disk with
@@ -469,9 +521,13 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 	return s.deleteRecord(ctx, KindDisk, "disk", d.ID, d.Grants)
 }
 
-// watchCopy deletes the temporary snapshot of a disk copy once the copy has
-// hydrated.
-func (s *Service) watchCopy(diskID, volumeID, temp string) {
+// watchHydration follows the hydration of a disk made from a snapshot or
+// a disk. While it is stalled for lack of space the disk record carries the
+// error (HydrationError) and HydrationObserver hears of it; both are
+// cleared when it moves again. shown is the stall the record shows now.
+// Once hydration has ended, the temporary snapshot of a copy (temp, if not
+// empty) is deleted.
+func (s *Service) watchHydration(diskID, volumeID, temp string, shown *resource.Error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -494,15 +550,38 @@ func (s *Service) watchCopy(diskID, volumeID, temp string) {
 			case <-ctx.Done():
 			}
 		}()
+		id, err := resource.Parse(diskID)
+		if err != nil {
+			return
+		}
 		vol, err := s.Engine.OpenVolume(ctx, volumeID)
 		if err != nil {
 			return // deleted meanwhile
 		}
-		if err := vol.WaitHydrated(ctx); err != nil {
-			return // stopped or failed; Recover watches again after a restart
+		for {
+			changed := vol.HydrationChanged()
+			st := vol.Hydration()
+			var stall *resource.Error
+			if st.Stalled {
+				if stall = resource.AsError(st.Err); stall == nil {
+					stall = resource.Errorf(resource.KindInsufficientStorage, capacity.Code, "%v", st.Err)
+				}
+			}
+			if (stall == nil) != (shown == nil) {
+				if s.recordHydration(ctx, id, stall) {
+					shown = stall
+				}
+			}
+			if !st.Hydrating || (st.Err != nil && !st.Stalled) {
+				break // ended, or failed for good (Recover watches again after a restart)
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
 		}
-		id, err := resource.Parse(diskID)
-		if err != nil {
+		if err := vol.WaitHydrated(ctx); err != nil || temp == "" {
 			return
 		}
 		if err := s.Engine.DeleteSnapshot(ctx, temp); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
@@ -513,6 +592,24 @@ func (s *Service) watchCopy(diskID, volumeID, temp string) {
 			s.logger().Warn("record hydrated copy", "disk", diskID, "err", err)
 		}
 	}()
+}
+
+// recordHydration shows (stall non-nil) or clears the hydration stall on
+// the disk record and tells HydrationObserver; false means the record
+// could not be written (the watcher tries again at the next change).
+func (s *Service) recordHydration(ctx context.Context, id resource.ID, stall *resource.Error) bool {
+	if stall != nil {
+		s.logger().Warn("disk hydration stalled: no space on the data filesystem; it resumes by itself", "disk", id.String())
+	}
+	_, err := s.markDisk(ctx, id, func(d *Disk) { d.HydrationError = stall })
+	if err != nil && !resource.IsCode(err, "ResourceNotFound") {
+		s.logger().Warn("record disk hydration", "disk", id.String(), "err", err)
+		return false
+	}
+	if s.HydrationObserver != nil {
+		s.HydrationObserver(ctx, id.String(), stall)
+	}
+	return true
 }
 
 // Hydration reports the background hydration of a disk created from a

@@ -313,6 +313,12 @@ func (s *Service) ExecBackup(ctx context.Context, t job.Task) error {
 	}
 	a := actor{s: s, as: p}
 	diskID, snapRG := run.inst.diskID(), run.inst.snapshotRG()
+	if err := s.Space.Check(); err != nil {
+		// Below the free-space reserve: fail clearly now rather than
+		// fill the reserve with packs (a scheduled backup has no API
+		// request to refuse).
+		return s.failBackup(ctx, run, err)
+	}
 	s.progress(ctx, run, 10, 1, string(job.InProgress))
 
 	disk, err := a.getDisk(ctx, diskID)

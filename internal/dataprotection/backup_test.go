@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"coffer/internal/capacity"
 	"coffer/internal/dataprotection"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
@@ -245,4 +246,47 @@ func TestRestoreRules(t *testing.T) {
 		t.Fatalf("11th restore of the day: %v", err)
 	}
 	_ = resource.ID{}
+}
+
+// A backup that would start while the data filesystem is below its free-
+// space reserve (a scheduled one has no API request to refuse) fails its
+// job with InsufficientStorage and a recommended action, shows in the
+// instance's protection status, and commits nothing; the next backup,
+// once space is back, succeeds.
+func TestBackupBelowFreeSpaceReserve(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	free := int64(1 << 20)
+	e.svc.Space = capacity.NewMonitor(e.clk, 64<<20, "/data")
+	e.svc.Space.SetStatfs(func(string) (int64, int64, error) { return free, 1 << 30, nil })
+
+	j1, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	j := e.job(j1)
+	if j.Properties.Status != "Failed" || len(j.Properties.ErrorDetails) != 1 || j.Properties.ErrorDetails[0].Code != capacity.Code ||
+		!j.Properties.ErrorDetails[0].IsRetryable || len(j.Properties.ErrorDetails[0].RecommendedAction) == 0 {
+		t.Fatalf("backup below the reserve: %+v", j.Properties)
+	}
+	if n := len(e.rps(s.bi)); n != 0 || e.disks.snapshotCount() != 0 {
+		t.Fatalf("a backup refused for space left %d recovery points, %d snapshots", n, e.disks.snapshotCount())
+	}
+	inst, _ := e.svc.GetInstance(e.ctx, s.bi)
+	if ps := inst.Properties.ProtectionStatus; ps == nil || ps.ErrorDetails == nil || ps.ErrorDetails.Code != capacity.Code {
+		t.Fatalf("protection status after a backup refused for space: %+v", ps)
+	}
+
+	free = 1 << 30
+	e.clk.Advance(time.Minute)
+	j2, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	if j := e.job(j2); j.Properties.Status != "Completed" || len(e.rps(s.bi)) != 1 {
+		t.Fatalf("backup once space is back: %+v", j.Properties)
+	}
 }

@@ -376,3 +376,45 @@ func (s *Service) JobStatus(ctx context.Context, jobResourceID string) (job.Reco
 	})
 	return r, err
 }
+
+// RestoredDiskHydration is told (compute.Service.HydrationObserver) when
+// the hydration of a disk stalls for lack of space (stall is the error) or
+// moves again (stall nil). The latest restore job whose destination is
+// that disk (and that has not failed) shows it: CompletedWithWarnings with
+// the error and the recommended action while stalled, Completed after.
+func (s *Service) RestoredDiskHydration(ctx context.Context, diskID string, stall *resource.Error) {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		objs, err := tx.List(ctx, store.Query{Kind: job.Kind})
+		if err != nil {
+			return err
+		}
+		var latest *job.Record
+		for _, o := range objs {
+			var r job.Record
+			if err := json.Unmarshal(o.Data, &r); err != nil {
+				return fmt.Errorf("decode job %s: %w", o.Key, err)
+			}
+			if r.Operation != job.OpRestore || !strings.EqualFold(r.Destination, diskID) || r.Status == job.Failed || r.Status == job.Cancelled {
+				continue
+			}
+			if latest == nil || r.StartTime.After(latest.StartTime) {
+				latest = &r
+			}
+		}
+		if latest == nil {
+			return nil
+		}
+		if stall != nil {
+			u := job.FromError(stall)
+			latest.Status, latest.ErrorDetails = job.CompletedWithWarnings, []job.UserFacingError{u}
+		} else if latest.Status == job.CompletedWithWarnings {
+			latest.Status, latest.ErrorDetails, latest.Progress = job.Completed, nil, 100
+		} else {
+			return nil
+		}
+		return job.Put(ctx, tx, *latest, store.PutOptions{})
+	})
+	if err != nil {
+		s.logger().Warn("record the hydration of a restored disk on its restore job", "disk", diskID, "err", err)
+	}
+}

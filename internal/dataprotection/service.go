@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"coffer/internal/capacity"
 	"coffer/internal/clock"
 	"coffer/internal/identity"
 	"coffer/internal/job"
@@ -54,6 +55,9 @@ type Service struct {
 	TenantID string
 	// Refresh, when set, is told that schedules may have changed.
 	Refresh func()
+	// Space, when set, fails a backup that would start while the data
+	// filesystem's free space is below its reserve.
+	Space *capacity.Monitor
 }
 
 func (s *Service) logger() *slog.Logger {

@@ -40,6 +40,10 @@ type Options struct {
 	// InsecureNBD serves NBD without requiring TLS on a TLS server
 	// (serve --insecure-nbd).
 	InsecureNBD bool
+	// MinFree is server.Config.MinFree (the free-space reserve).
+	MinFree int64
+	// HydrationRetry is server.Config.HydrationRetry.
+	HydrationRetry time.Duration
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -59,7 +63,7 @@ func Start(t testing.TB, o Options) *Env {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
-		InsecureNBD: o.InsecureNBD})
+		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/capacity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
@@ -33,10 +34,16 @@ const (
 	Completed  Status = "Completed"
 	Failed     Status = "Failed"
 	Cancelled  Status = "Cancelled"
+	// CompletedWithWarnings is a restore whose disk exists but cannot
+	// hydrate for now (no space); it goes back to Completed when the
+	// hydration moves again. Its errorDetails say why.
+	CompletedWithWarnings Status = "CompletedWithWarnings"
 )
 
 // IsTerminal reports whether s is final.
-func (s Status) IsTerminal() bool { return s == Completed || s == Failed || s == Cancelled }
+func (s Status) IsTerminal() bool {
+	return s == Completed || s == Failed || s == Cancelled || s == CompletedWithWarnings
+}
 
 // Operations (operation / operationCategory) of disk backup jobs.
 const (
@@ -68,8 +75,14 @@ type UserFacingError struct {
 // keeps its code; anything else is an internal error).
 func FromError(err error) UserFacingError {
 	if e := resource.AsError(err); e != nil {
-		return UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target,
+		u := UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target,
 			IsUserError: e.Kind != resource.KindInternal, IsRetryable: e.Kind == resource.KindInternal}
+		if e.Kind == resource.KindInsufficientStorage {
+			// The operator frees space; the same request then succeeds.
+			u.IsUserError, u.IsRetryable = false, true
+			u.RecommendedAction = []string{capacity.RecommendedAction}
+		}
+		return u
 	}
 	return UserFacingError{Code: "InternalError", Message: "The job failed: " + err.Error(), IsRetryable: true}
 }

@@ -11,17 +11,18 @@ type Kind int
 
 // The kinds of error, with the HTTP status the API answers for each.
 const (
-	KindInternal           Kind = iota // 500
-	KindBadRequest                     // 400
-	KindUnauthorized                   // 401
-	KindForbidden                      // 403
-	KindNotFound                       // 404
-	KindMethodNotAllowed               // 405
-	KindConflict                       // 409
-	KindPreconditionFailed             // 412
-	KindTooLarge                       // 413
-	KindTooManyRequests                // 429
-	KindUnavailable                    // 503
+	KindInternal            Kind = iota // 500
+	KindBadRequest                      // 400
+	KindUnauthorized                    // 401
+	KindForbidden                       // 403
+	KindNotFound                        // 404
+	KindMethodNotAllowed                // 405
+	KindConflict                        // 409
+	KindPreconditionFailed              // 412
+	KindTooLarge                        // 413
+	KindTooManyRequests                 // 429
+	KindUnavailable                     // 503
+	KindInsufficientStorage             // 507: the node's data filesystem is full
 )
 
 // Error is an error in Azure Resource Manager's shape:

@@ -36,7 +36,8 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	clk := s.cfg.Clock
 	q := job.NewQueue(s.store, clk)
 	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
-		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID}
+		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
+	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)
 	pool.Handle(dataprotection.TaskBackup, svc.ExecBackup)
 	pool.Handle(dataprotection.TaskRestore, svc.ExecRestore)

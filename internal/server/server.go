@@ -22,9 +22,11 @@ import (
 	"coffer/internal/api"
 	"coffer/internal/authorization"
 	"coffer/internal/blockdev"
+	"coffer/internal/capacity"
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
 	"coffer/internal/compute"
+	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
 	"coffer/internal/nbd"
 	"coffer/internal/operation"
@@ -54,6 +56,13 @@ type Config struct {
 	// MaxAPITokenLifetime caps API tokens, admin.json's included (zero:
 	// identity.DefaultMaxAPITokenLifetime).
 	MaxAPITokenLifetime time.Duration
+	// MinFree is the free space (bytes) kept in reserve on the data
+	// filesystem: below it, requests that store new data are refused with
+	// 507 InsufficientStorage (0: DefaultMinFree; negative: no reserve).
+	MinFree int64
+	// HydrationRetry is how often a hydration stalled for lack of space
+	// tries again (0: the block engine's default, 10 s).
+	HydrationRetry time.Duration
 }
 
 // Defaults of the external contract.
@@ -62,6 +71,7 @@ const (
 	DefaultNBDListen = "127.0.0.1:10809"
 	DefaultDataDir   = "coffer-data"
 	DefaultRegion    = "local"
+	DefaultMinFree   = 64 << 20
 )
 
 // AdminFile is the name of the admin credentials file in the data dir.
@@ -95,6 +105,7 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	store  *sqlite.Store
+	space  *capacity.Monitor
 	API    *api.Server
 	Ops    *operation.Manager
 	IDs    *identity.Service
@@ -116,7 +127,8 @@ type Server struct {
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
 
-	dp *dataProtection // Microsoft.DataProtection runtime
+	dp       *dataProtection                        // Microsoft.DataProtection runtime
+	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on
@@ -149,11 +161,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := prepareDataDir(cfg.DataDir, cfg.Logger); err != nil {
 		return nil, err
 	}
+	if cfg.MinFree == 0 {
+		cfg.MinFree = DefaultMinFree
+	}
+	space := capacity.NewMonitor(cfg.Clock, cfg.MinFree, cfg.DataDir, filepath.Join(cfg.DataDir, "chunks"), filepath.Join(cfg.DataDir, "volumes"))
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, store: st}
+	st.Space = space
+	s := &Server{cfg: cfg, log: cfg.Logger, store: st, space: space}
 	if err := s.build(ctx); err != nil {
 		s.closeStorage()
 		st.Close()
@@ -233,8 +250,17 @@ func (s *Server) build(ctx context.Context) error {
 	s.API = api.NewServer(s.IDs, s.Authz, cfg.Clock, s.log)
 	s.API.Operations = s.Ops
 	s.API.TLS = cfg.TLS
+	s.API.Space = s.space
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
-		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) }})
+		Ready:   func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
+		Space:   s.space,
+		DataDir: cfg.DataDir,
+		StalledHydrations: func() int {
+			if s.Engine == nil {
+				return 0
+			}
+			return s.Engine.StalledHydrations()
+		}})
 	if err := s.openStorage(ctx); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"coffer/internal/blockdev"
 	"coffer/internal/chunkstore"
 	"coffer/internal/compute"
+	"coffer/internal/resource"
 )
 
 // openStorage opens the byte side of the server: the local blob store under
@@ -24,11 +25,12 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open chunk directory: %w", err)
 	}
+	blobs.Space = s.space
 	chunks, err := chunkstore.New(blobs, s.store.ChunkIndex(), chunkstore.Options{Clock: cfg.Clock})
 	if err != nil {
 		return fmt.Errorf("open chunk store: %w", err)
 	}
-	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock})
+	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock, Space: s.space, HydrationRetry: cfg.HydrationRetry})
 	if err != nil {
 		return fmt.Errorf("open block engine: %w", err)
 	}
@@ -39,7 +41,14 @@ func (s *Server) openStorage(ctx context.Context) error {
 	}
 	s.Chunks, s.Engine = chunks, engine
 	s.Compute = &compute.Service{Store: s.store, Tenant: s.Tenant, Engine: engine, Authz: s.Authz, Clock: cfg.Clock,
-		Logger: s.log, GrantKey: key}
+		Logger: s.log, GrantKey: key,
+		// A restore job shows when its disk cannot hydrate for lack of
+		// space (the service exists once openDataProtection has run).
+		HydrationObserver: func(ctx context.Context, diskID string, stall *resource.Error) {
+			if dp := s.restores.Load(); dp != nil {
+				dp.RestoredDiskHydration(ctx, diskID, stall)
+			}
+		}}
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
 	if err := s.Compute.Recover(ctx); err != nil {
 		engine.Close()

@@ -9,9 +9,14 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -47,4 +52,97 @@ func NeedProgram(t testing.TB, name string) string {
 		Missing(t, name, name+" is not on PATH")
 	}
 	return p
+}
+
+// SmallFilesystem mounts a new filesystem of size bytes on a temporary
+// directory for the test and returns the directory; it is unmounted when
+// the test ends. kind is "tmpfs" (a sized tmpfs) or "ext4" (an ext4 image
+// on a loop device, made with mkfs.ext4 -m 0 so that root has no reserved
+// blocks either). It needs root and mount(8); without them the test skips,
+// or fails under COFFER_TEST_REQUIRE (the name is "mount").
+func SmallFilesystem(t testing.TB, kind string, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "mount", "mounting a small "+kind+" filesystem needs root")
+	}
+	NeedProgram(t, "mount")
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var cmd *exec.Cmd
+	switch kind {
+	case "tmpfs":
+		cmd = exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", mnt)
+	case "ext4":
+		NeedProgram(t, "mkfs.ext4")
+		img := filepath.Join(dir, "fs.img")
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, size); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v: %s", err, out)
+		}
+		cmd = exec.Command("mount", "-o", "loop", img, mnt)
+	default:
+		t.Fatalf("SmallFilesystem: unknown kind %q", kind)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		Missing(t, "mount", fmt.Sprintf("cannot mount a %s filesystem: %v: %s", kind, err, strings.TrimSpace(string(out))))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			// Something still holds it open: detach it lazily rather than
+			// leave a mount behind.
+			if out2, err2 := exec.Command("umount", "-l", mnt).CombinedOutput(); err2 != nil {
+				t.Errorf("umount %s: %v: %s; %s", mnt, err, out, out2)
+			}
+		}
+	})
+	return mnt
+}
+
+// Fill writes a new file in dir until its filesystem is full and returns
+// the file's path; removing (or truncating) the file gives space back.
+func Fill(t testing.TB, dir string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "filler-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := f.Name()
+	defer f.Close()
+	// Allocate the bulk at once (no data written), then write the rest.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err == nil {
+		if n := int64(st.Bfree)*st.Bsize - 4<<20; n > 0 {
+			if err := syscall.Fallocate(int(f.Fd()), 0, 0, n); err != nil && !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fallocate %s: %v", path, err)
+			}
+		}
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1) // not zero: no filesystem may store it sparsely
+	}
+	for n := len(buf); n > 0; {
+		if _, err := f.Write(buf[:n]); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				n /= 2 // fill the last partial megabyte too
+				continue
+			}
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatal(err)
+	}
+	return path
 }

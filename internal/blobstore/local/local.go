@@ -8,7 +8,8 @@
 // 0700, whatever the umask: the objects are users' data. Temporary files start with ".tmp-" and are never
 // listed. Errors the caller cannot fix by retrying (ENOSPC, EPERM, EACCES,
 // EROFS, EDQUOT) are marked permanent: they satisfy
-// interface{ Permanent() bool } through errors.As.
+// interface{ Permanent() bool } through errors.As. A write that fails for
+// lack of space (ENOSPC, EDQUOT) is also capacity.ErrNoSpace.
 package local
 
 import (
@@ -24,6 +25,7 @@ import (
 	"syscall"
 
 	"coffer/internal/blobstore"
+	"coffer/internal/capacity"
 )
 
 // tmpPrefix starts the names of temporary files; Put rejects such names.
@@ -50,6 +52,8 @@ func (e *PermanentError) Permanent() bool { return true }
 type Store struct {
 	dir string
 	fds fdCache // open files for GetRange
+	// Space, when set, is told of every no-space failure.
+	Space *capacity.Monitor
 }
 
 var (
@@ -141,7 +145,7 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("put %s: %w", name, classify(err))
+			err = fmt.Errorf("put %s: %w", name, classify(s.Space.Note(capacity.Classify(err, "the chunk store", s.dir))))
 		}
 	}()
 	final := s.Path(name)

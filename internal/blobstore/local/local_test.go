@@ -12,6 +12,9 @@ import (
 	"coffer/internal/blobstore"
 	"coffer/internal/blobstore/blobtest"
 	"coffer/internal/blobstore/local"
+	"coffer/internal/capacity"
+	"coffer/internal/resource"
+	"coffer/internal/testenv"
 )
 
 func open(t *testing.T) *local.Store {
@@ -104,5 +107,48 @@ func TestPermanentErrors(t *testing.T) {
 	var p interface{ Permanent() bool }
 	if !errors.As(err, &p) || !p.Permanent() {
 		t.Fatalf("Put in read-only dir: %v, want a permanent error", err)
+	}
+}
+
+// A Put that finds the filesystem full fails with the one no-space error
+// (capacity.ErrNoSpace, an HTTP 507 naming the chunk store), stays a
+// permanent error, leaves no temporary file, and Put works again once
+// space is back.
+func TestPutOnFullFilesystem(t *testing.T) {
+	mnt := testenv.SmallFilesystem(t, "tmpfs", 4<<20)
+	s, err := local.Open(filepath.Join(mnt, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "packs/a", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	filler := testenv.Fill(t, mnt)
+	err = s.Put(ctx, "packs/b", make([]byte, 1<<20))
+	if !errors.Is(err, capacity.ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("put on a full filesystem: %v, want capacity.ErrNoSpace wrapping ENOSPC", err)
+	}
+	var perm interface{ Permanent() bool }
+	if !errors.As(err, &perm) || !perm.Permanent() {
+		t.Errorf("no-space error %v is not permanent", err)
+	}
+	if e := resource.AsError(err); e == nil || e.Kind != resource.KindInsufficientStorage || !strings.Contains(e.Message, s.Dir()) {
+		t.Errorf("error %v: want an InsufficientStorage error naming %s", err, s.Dir())
+	}
+	ents, _ := os.ReadDir(filepath.Dir(s.Path("packs/b")))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "packs/b", make([]byte, 1<<20)); err != nil {
+		t.Fatalf("put after space returned: %v", err)
+	}
+	if b, err := s.Get(ctx, "packs/a"); err != nil || string(b) != "before" {
+		t.Fatalf("object written before the filesystem filled: %q, %v", b, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 // migration 0002. Writes go through the store's serialized write
 // connection, one transaction per batch; lookups use the read pool.
 type ChunkIndex struct {
+	s *Store
 	w *sql.DB
 	r *sql.DB
 }
@@ -22,7 +23,7 @@ type ChunkIndex struct {
 var _ chunkstore.Index = (*ChunkIndex)(nil)
 
 // ChunkIndex returns the chunk index kept in s.
-func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{w: s.DB(), r: s.ReadDB()} }
+func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{s: s, w: s.DB(), r: s.ReadDB()} }
 
 // lookupBatch is the number of IDs per IN list.
 const lookupBatch = 500
@@ -83,6 +84,10 @@ func (x *ChunkIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]c
 
 // update runs fn in one write transaction.
 func (x *ChunkIndex) update(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	return x.s.classify(x.updateTx(ctx, what, fn))
+}
+
+func (x *ChunkIndex) updateTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := x.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, err)
@@ -231,7 +236,7 @@ func (x *ChunkIndex) Delete(ctx context.Context, pack string, ids []chunk.ID) er
 	_, err := x.w.ExecContext(ctx, `DELETE FROM chunk_packs WHERE name = ?
 		AND NOT EXISTS (SELECT 1 FROM chunk_index WHERE pack_id = chunk_packs.id)`, pack)
 	if err != nil {
-		return fmt.Errorf("delete pack row %s: %w", pack, err)
+		return x.s.classify(fmt.Errorf("delete pack row %s: %w", pack, err))
 	}
 	return nil
 }

@@ -20,9 +20,11 @@ import (
 	"sort"
 	"strings"
 
+	"coffer/internal/capacity"
 	"coffer/internal/store"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
@@ -30,8 +32,11 @@ var migrations embed.FS
 
 // Store is a SQLite-backed store.Store.
 type Store struct {
-	w *sql.DB // one connection, IMMEDIATE transactions
-	r *sql.DB // readers
+	w    *sql.DB // one connection, IMMEDIATE transactions
+	r    *sql.DB // readers
+	path string
+	// Space, when set, is told of every no-space failure.
+	Space *capacity.Monitor
 }
 
 var _ store.Store = (*Store)(nil)
@@ -68,7 +73,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, path: path}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -129,8 +134,23 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// classify turns SQLite's "database or disk is full" (SQLITE_FULL, which
+// SQLite also reports when the filesystem says ENOSPC) into the one
+// no-space error (capacity.ErrNoSpace, HTTP 507); other errors pass.
+func (s *Store) classify(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		err = capacity.Wrap(err, "the metadata database", s.path)
+	}
+	return s.Space.Note(capacity.Classify(err, "the metadata database", s.path))
+}
+
 // Update runs fn in a read-write transaction.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.classify(s.update(ctx, fn))
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin update: %w", err)
@@ -157,6 +177,10 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.classify(s.view(ctx, fn))
+}
+
+func (s *Store) view(ctx context.Context, fn func(tx store.Tx) error) error {
 	sqlTx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("begin view: %w", err)

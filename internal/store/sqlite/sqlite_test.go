@@ -1,12 +1,18 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
+	"coffer/internal/capacity"
+	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/store/sqlite"
 	"coffer/internal/store/storetest"
@@ -50,5 +56,48 @@ func TestOpenOwnerOnly(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v, want -rw-------", filepath.Base(path+suffix), fi.Mode())
 		}
+	}
+}
+
+// A full database is the one no-space error: SQLite's SQLITE_FULL (here
+// from max_page_count, as it comes from a full filesystem) is classified
+// as capacity.ErrNoSpace, an HTTP 507 naming the database, and the store
+// works again once there is room.
+func TestFullDatabaseIsNoSpace(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var pages int64
+	if err := s.DB().QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages+2)); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	var full error
+	for i := 0; i < 100 && full == nil; i++ {
+		full = s.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Object{Kind: "k", Key: fmt.Sprintf("/o%d", i), Data: big}, store.PutOptions{})
+		})
+	}
+	if !errors.Is(full, capacity.ErrNoSpace) {
+		t.Fatalf("writes to a full database: got %v, want capacity.ErrNoSpace", full)
+	}
+	e := resource.AsError(full)
+	if e == nil || e.Kind != resource.KindInsufficientStorage || e.Code != capacity.Code || !strings.Contains(e.Message, path) {
+		t.Fatalf("error %#v: want kind InsufficientStorage, code %s, a message naming %s", e, capacity.Code, path)
+	}
+	if _, err := s.DB().ExecContext(ctx, `PRAGMA max_page_count = 1000000`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.Put(ctx, &store.Object{Kind: "k", Key: "/after", Data: big}, store.PutOptions{})
+	}); err != nil {
+		t.Fatalf("write after space returned: %v", err)
 	}
 }

@@ -28,8 +28,6 @@ type Core struct {
 	Ready func(ctx context.Context) error
 	// Space measures the data filesystem (for /healthz and /metrics).
 	Space *capacity.Monitor
-	// DataDir names the data directory in /healthz.
-	DataDir string
 	// StalledHydrations counts restored disks whose hydration waits for
 	// space (for /healthz and /metrics).
 	StalledHydrations func() int
@@ -69,19 +67,22 @@ type healthWire struct {
 }
 
 type storageHealth struct {
-	DataDir           string        `json:"dataDir"`
 	FreeBytes         int64         `json:"freeBytes"`
 	TotalBytes        int64         `json:"totalBytes"`
 	ReserveBytes      int64         `json:"reserveBytes"`
 	StalledHydrations int           `json:"stalledHydrations"`
 	NoSpaceFailures   uint64        `json:"noSpaceFailures"`
 	LastNoSpace       *noSpaceEvent `json:"lastNoSpaceError,omitempty"`
-	MeasureError      string        `json:"measureError,omitempty"`
+	// MeasureFailed says the free space could not be measured (the
+	// error, which names the data dir, is logged).
+	MeasureFailed bool `json:"measureFailed,omitempty"`
 }
 
+// noSpaceEvent says when the last write failed for lack of space. The
+// error itself names paths on the node, so it goes to the log and not to
+// this anonymous endpoint.
 type noSpaceEvent struct {
-	Time    string `json:"time"`
-	Message string `json:"message"`
+	Time string `json:"time"`
 }
 
 // storageStatus measures the data filesystem and says why it degrades the
@@ -91,18 +92,18 @@ func (h *coreHandlers) storageStatus() (*storageHealth, []string) {
 		return nil, nil
 	}
 	st := h.c.Space.Status()
-	out := &storageHealth{DataDir: h.c.DataDir, FreeBytes: st.FreeBytes, TotalBytes: st.TotalBytes, ReserveBytes: st.ReserveBytes,
+	out := &storageHealth{FreeBytes: st.FreeBytes, TotalBytes: st.TotalBytes, ReserveBytes: st.ReserveBytes,
 		NoSpaceFailures: st.NoSpaceFailures}
 	if st.Err != nil {
-		out.MeasureError = st.Err.Error()
+		out.MeasureFailed = true
 	}
 	if !st.LastNoSpace.IsZero() {
-		out.LastNoSpace = &noSpaceEvent{Time: FormatTime(st.LastNoSpace), Message: st.LastNoSpaceError}
+		out.LastNoSpace = &noSpaceEvent{Time: FormatTime(st.LastNoSpace)}
 	}
 	var reasons []string
 	if st.Low {
-		reasons = append(reasons, fmt.Sprintf("the data filesystem of %s has %s free, below the reserve of %s: requests that store new data are refused (507 InsufficientStorage)",
-			h.c.DataDir, capacity.Bytes(st.FreeBytes), capacity.Bytes(st.ReserveBytes)))
+		reasons = append(reasons, fmt.Sprintf("the data filesystem has %s free, below the reserve of %s: requests that store new data are refused (507 InsufficientStorage)",
+			capacity.Bytes(st.FreeBytes), capacity.Bytes(st.ReserveBytes)))
 	}
 	if h.c.StalledHydrations != nil {
 		out.StalledHydrations = h.c.StalledHydrations()

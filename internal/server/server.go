@@ -254,7 +254,6 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready:   func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
 		Space:   s.space,
-		DataDir: cfg.DataDir,
 		StalledHydrations: func() int {
 			if s.Engine == nil {
 				return 0

@@ -322,17 +322,53 @@ func authorizationFailed(p identity.Principal, action, scope string) *resource.E
 		client, p.ID, action, scope)
 }
 
-// authorize checks action at scope for p.
-func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+// linkedAuthorizationFailed is ARM's 403 for a request p may make on its
+// own scope but whose linked resource (the source of a copy) it may not
+// use, in Azure's words.
+func linkedAuthorizationFailed(p identity.Principal, action, scope, linkedAction, linkedScope string) *resource.Error {
+	client := p.ClientID
+	if client == "" {
+		client = p.ID
+	}
+	return resource.Errorf(resource.KindForbidden, "LinkedAuthorizationFailed",
+		"The client '%s' with object id '%s' has permission to perform action '%s' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope(s) '%s' or the linked scope(s) are invalid.",
+		client, p.ID, action, scope, linkedAction, linkedScope)
+}
+
+// allowed reports whether p may perform action at scope.
+func (s *Service) allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
 	if s.Authz == nil {
-		return nil
+		return true, nil
 	}
 	ok, err := s.Authz.Allowed(ctx, p, action, scope)
 	if err != nil {
-		return fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+		return false, fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+	}
+	return ok, nil
+}
+
+// authorize checks action at scope for p.
+func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+	ok, err := s.allowed(ctx, p, action, scope)
+	if err != nil {
+		return err
 	}
 	if !ok {
 		return authorizationFailed(p, action, scope)
+	}
+	return nil
+}
+
+// authorizeLinked checks, after p was allowed action at scope, that p may
+// also perform linkedAction on linkedScope, the resource the request reads
+// from: Azure's linked access check.
+func (s *Service) authorizeLinked(ctx context.Context, p identity.Principal, action, scope, linkedAction, linkedScope string) error {
+	ok, err := s.allowed(ctx, p, linkedAction, linkedScope)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return linkedAuthorizationFailed(p, action, scope, linkedAction, linkedScope)
 	}
 	return nil
 }

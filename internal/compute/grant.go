@@ -120,10 +120,22 @@ func (s *Service) parseToken(tok string) (string, time.Time, error) {
 	return id, exp, nil
 }
 
+// grantActions are the RBAC actions a grant of access to a resource of
+// type typ needs, at the resource: beginGetAccess, and for Write the right
+// to write the disk.
+func grantActions(typ string, access Access) []string {
+	acts := []string{action(typ, actionKindGrant)}
+	if access == AccessWrite {
+		acts = append(acts, action(typ, "write"))
+	}
+	return acts
+}
+
 // GrantAccess is beginGetAccess: it grants Read or Write access to a disk
 // or snapshot for duration and returns the grant's secret token (used in
 // the SAS URL and as the NBD export name). It checks
-// Microsoft.Compute/{disks|snapshots}/beginGetAccess/action.
+// Microsoft.Compute/{disks|snapshots}/beginGetAccess/action and, for
+// Write, Microsoft.Compute/disks/write.
 //
 // Write is allowed on a disk that awaits an upload (ReadyToUpload,
 // ActiveUpload) and, as a Coffer extension, on any provisioned disk; never
@@ -142,6 +154,14 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 	}
 	if typ == TypeSnapshots && access == AccessWrite {
 		return GrantResult{}, invalidParameter("access", "Write access cannot be granted on a snapshot; snapshots are read-only.")
+	}
+	// A grant confers at most what its creator may do: writing through
+	// it takes the right to write the disk (Disk Backup Reader and Disk
+	// Snapshot Contributor hold beginGetAccess, not disks/write).
+	for _, act := range grantActions(typ, access)[1:] {
+		if err := s.authorize(ctx, p, act, id.String()); err != nil {
+			return GrantResult{}, err
+		}
 	}
 	now := s.now()
 	g := Grant{ID: identity.NewGUID(), Access: access, Created: now, Expires: now.Add(duration).Truncate(time.Second), CreatedBy: p.ID}

@@ -159,6 +159,7 @@ type Server struct {
 	Operations *operation.Manager
 
 	routes  []*Route
+	results map[string]ResultFunc
 	metrics *metrics
 }
 

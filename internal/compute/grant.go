@@ -62,6 +62,51 @@ type GrantResult struct {
 	UniqueID string
 	// Location is the resource's location.
 	Location string
+	// ResourceID is the disk's or snapshot's ARM ID.
+	ResourceID string
+}
+
+// GrantRef names a grant with everything its token is derived from, and
+// nothing secret: a beginGetAccess result stores it instead of the access
+// URLs, and Token derives the token again when the result is read.
+type GrantRef struct {
+	ID         string    `json:"grantId"`
+	ResourceID string    `json:"resourceId"`
+	Type       string    `json:"type"`
+	UniqueID   string    `json:"uniqueId"`
+	Access     Access    `json:"access"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires"`
+}
+
+// Ref returns the reference of the grant.
+func (r GrantResult) Ref() GrantRef {
+	return GrantRef{ID: r.Grant.ID, ResourceID: r.ResourceID, Type: r.Type, UniqueID: r.UniqueID,
+		Access: r.Grant.Access, Created: r.Grant.Created, Expires: r.Grant.Expires}
+}
+
+// Token derives the secret token of the grant ref names. It does not check
+// that the grant is still live: the token of an ended grant opens nothing.
+func (s *Service) Token(ref GrantRef) (string, error) {
+	return s.newToken(Grant{ID: ref.ID, Access: ref.Access, Expires: ref.Expires}, ref.Type)
+}
+
+// ParseToken checks a token's signature and returns the ID and expiry of
+// the grant it names (wrapping ErrUnknownGrant when it is not a token this
+// server signed).
+func (s *Service) ParseToken(tok string) (id string, expires time.Time, err error) {
+	return s.parseToken(tok)
+}
+
+// AuthorizeGrant checks that p holds every action creating the grant ref
+// names takes, so that p may be handed its token.
+func (s *Service) AuthorizeGrant(ctx context.Context, p identity.Principal, ref GrantRef) error {
+	for _, act := range grantActions(ref.Type, ref.Access) {
+		if err := s.authorize(ctx, p, act, ref.ResourceID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ParseAccess parses the access of a grant (case-insensitive Read or Write).
@@ -213,7 +258,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 	if err != nil {
 		return GrantResult{}, err
 	}
-	return GrantResult{Grant: g, Token: tok, Type: typ, UniqueID: uid, Location: loc}, nil
+	return GrantResult{Grant: g, Token: tok, Type: typ, UniqueID: uid, Location: loc, ResourceID: id.String()}, nil
 }
 
 // pruneGrants drops expired grants; an upload disk keeps its expired write

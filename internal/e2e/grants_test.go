@@ -2,8 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +223,167 @@ func TestCopySourceNeedsGetAccess(t *testing.T) {
 	if _, err := c.CreateDisk(ctx, "mine", "restored", client.DiskSpec{Location: "local", Source: ce.snapshotID("s")}, true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tokenOf returns the grant token of an access URL (its sig parameter).
+func tokenOf(t *testing.T, sas string) string {
+	t.Helper()
+	u, err := url.Parse(sas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := u.Query().Get("sig")
+	if tok == "" {
+		t.Fatalf("no token in %s", sas)
+	}
+	return tok
+}
+
+// storeHolds reports where the metadata store of dataDir holds s: in the
+// raw bytes of the database and its write-ahead log, or in any value of any
+// column of any table.
+func storeHolds(t *testing.T, dataDir, s string) []string {
+	t.Helper()
+	var where []string
+	for _, f := range []string{"metadata.db", "metadata.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(dataDir, f))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(s)) {
+			where = append(where, f)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "metadata.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	if len(tables) == 0 {
+		t.Fatal("no tables in metadata.db")
+	}
+	for _, tab := range tables {
+		rows, err := db.Query(`SELECT * FROM "` + tab + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				var b []byte
+				switch v := v.(type) {
+				case []byte:
+					b = v
+				case string:
+					b = []byte(v)
+				}
+				if bytes.Contains(b, []byte(s)) {
+					where = append(where, tab+"."+cols[i])
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return where
+}
+
+// TestNoGrantTokenInStore is point 3 of the grants part of issue 11: after
+// beginGetAccess (Write on a disk, Read on a snapshot) no row of
+// metadata.db holds the grant token; the result read back still carries
+// access URLs that work.
+func TestNoGrantTokenInStore(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	w := ce.grant(t, client.Disks, "d", "Write")
+	ce.fill(t, w.AccessSAS, 0, 4096, 0x17)
+	ce.snapshot(t, "s", "d")
+	r := ce.grant(t, client.Snapshots, "s", "Read")
+	for _, g := range []client.AccessURI{w, r} {
+		tok := tokenOf(t, g.AccessSAS)
+		if _, name := nbdAddrAndName(t, g.NBDURL); name != tok {
+			t.Fatalf("NBD URL %s and SAS URL carry different tokens", g.NBDURL)
+		}
+		if where := storeHolds(t, ce.DataDir, tok); len(where) > 0 {
+			t.Errorf("metadata store holds a live grant token in %v", where)
+		}
+		ce.expectBytes(t, g.AccessSAS, 0, 4096, 0x17)
+	}
+	// The result read again derives the same URLs.
+	resp, err := ce.c.Do(ctx, http.MethodPost, ce.diskID("d")+"/beginGetAccess", client.ComputeVersion, nil,
+		map[string]any{"access": "Read", "durationInSeconds": 600}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := ce.c.Wait(ctx, resp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ce.c.Do(ctx, http.MethodGet, resp.Header.Get("Location"), "", nil, nil, nil)
+	if err != nil || !bytes.Equal(again.Body, first) {
+		t.Fatalf("result read again: %v\n%s\nwant\n%s", err, again.Body, first)
+	}
+}
+
+// TestAccessResultReadBack: the result of a beginGetAccess holds the grant's
+// token; a principal other than its creator may read it only if it could
+// create the same grant itself (Disk Backup Reader cannot read an Owner's
+// Write grant; Contributor can; nobody without beginGetAccess can).
+func TestAccessResultReadBack(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	disk := ce.diskID("d")
+	resp, err := ce.c.Do(ctx, http.MethodPost, disk+"/beginGetAccess", client.ComputeVersion, nil,
+		map[string]any{"access": "Write", "durationInSeconds": 600}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		t.Fatalf("beginGetAccess answered %d without a Location", resp.StatusCode)
+	}
+	_, reader := ce.principal(t, "backup-reader", rbac.RoleDiskBackupReader, disk)
+	_, err = reader.Do(ctx, http.MethodGet, loc, "", nil, nil, nil)
+	wantDenied(t, err, "AuthorizationFailed", "Microsoft.Compute/disks/write", disk)
+	_, nobody := ce.principal(t, "reader", rbac.RoleReader, ce.groupID("rg"))
+	_, err = nobody.Do(ctx, http.MethodGet, loc, "", nil, nil, nil)
+	wantDenied(t, err, "AuthorizationFailed", "Microsoft.Compute/disks/beginGetAccess/action", disk)
+	_, contrib := ce.principal(t, "contributor", rbac.RoleContributor, ce.groupID("rg"))
+	got, err := contrib.Do(ctx, http.MethodGet, loc, "", nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Contributor cannot read the result: %v", err)
+	}
+	var a client.AccessURI
+	if err := json.Unmarshal(got.Body, &a); err != nil || !strings.Contains(a.AccessSAS, "sp=rw") {
+		t.Fatalf("result: %v %s", err, got.Body)
+	}
+	ce.fill(t, a.AccessSAS, 0, 4096, 0x33)
 }

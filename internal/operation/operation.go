@@ -221,6 +221,38 @@ func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
 	return rec, nil
 }
 
+// Rewrite passes every stored operation to fn and stores, in one
+// transaction, those fn reports it changed: for data migrations at start.
+func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error {
+	err := m.Store.Update(ctx, func(tx store.Tx) error {
+		objs, err := tx.List(ctx, store.Query{Kind: kind})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			var rec Record
+			if err := json.Unmarshal(o.Data, &rec); err != nil {
+				return fmt.Errorf("decode operation %s: %w", o.Key, err)
+			}
+			if !fn(&rec) {
+				continue
+			}
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return fmt.Errorf("encode operation %s: %w", rec.ID, err)
+			}
+			if err := tx.Put(ctx, &store.Object{Kind: kind, Key: o.Key, Data: b}, store.PutOptions{}); err != nil {
+				return fmt.Errorf("store operation %s: %w", rec.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rewrite operations: %w", err)
+	}
+	return nil
+}
+
 // Resumer restarts an interrupted operation of its kind. It returns false
 // if it cannot, and the operation is then failed.
 type Resumer func(ctx context.Context, rec Record) (Func, bool)

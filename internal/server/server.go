@@ -212,6 +212,9 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.NBDAddr, NBDTLS: cfg.TLS})
+	if err := api.ScrubAccessResults(ctx, s.Ops, s.Compute); err != nil {
+		return err
+	}
 	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
 	if err := s.openDataProtection(ctx); err != nil {
 		return err

@@ -297,6 +297,9 @@ type grantAccessData struct {
 	DurationInSeconds        *int64 `json:"durationInSeconds"`
 	FileFormat               string `json:"fileFormat,omitempty"`
 	GetSecureVMGuestStateSAS bool   `json:"getSecureVMGuestStateSAS,omitempty"`
+	// OutlivesCreator is a Coffer extension: the grant stays usable when
+	// its creator loses its roles or is deleted.
+	OutlivesCreator bool `json:"outlivesCreator,omitempty"`
 }
 
 // AccessURI is Azure's AccessUri, plus Coffer's NBD URL for the same grant.
@@ -333,7 +336,8 @@ func (h *computeHandlers) beginGetAccess(ctx context.Context, r *Request) (*Resp
 	if in.FileFormat != "" && !strings.EqualFold(in.FileFormat, "VHD") && !strings.EqualFold(in.FileFormat, "VHDX") {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value '%s' of parameter 'fileFormat' is not valid. Allowed values are 'VHD' and 'VHDX'.", in.FileFormat).WithTarget("fileFormat")
 	}
-	g, err := h.c.Service.GrantAccess(ctx, r.Principal, id, acc, time.Duration(*in.DurationInSeconds)*time.Second)
+	g, err := h.c.Service.GrantAccess(ctx, r.Principal, id, compute.GrantInput{Access: acc,
+		Duration: time.Duration(*in.DurationInSeconds) * time.Second, OutlivesCreator: in.OutlivesCreator})
 	if err != nil {
 		return nil, err
 	}

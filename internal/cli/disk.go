@@ -54,7 +54,7 @@ func resolveID(c *client.Client, typ, rg, nameOrID string) string {
 func diskCommand() *command {
 	var rg, name, location, sku, source, access string
 	var sizeGB, uploadBytes, duration int64
-	var yes, noWait bool
+	var yes, noWait, outlives bool
 	tags := tagsFlag{}
 	common := func(fs *flag.FlagSet) {
 		stringFlag(fs, &rg, "resource-group", "g", "", "resource group")
@@ -65,9 +65,11 @@ func diskCommand() *command {
 		common(fs)
 		fs.StringVar(&access, "access", "read", "access: read or write")
 		fs.Int64Var(&duration, "duration-in-seconds", 3600, "how long the access lasts")
+		fs.BoolVar(&outlives, "outlives-creator", false, "keep the grant usable if you lose your roles or your principal is deleted")
 	}
 	grant := func(ctx context.Context, c *client.Client) (client.AccessURI, error) {
-		return c.GrantAccess(ctx, client.Disks, rg, name, accessLevel(access), time.Duration(duration)*time.Second)
+		return c.Grant(ctx, client.Disks, rg, name, client.AccessSpec{Access: accessLevel(access),
+			Duration: time.Duration(duration) * time.Second, OutlivesCreator: outlives})
 	}
 	return &command{name: "disk", short: "Manage managed disks (Microsoft.Compute/disks)", sub: []*command{
 		{name: "create", short: "Create a disk: empty (--size-gb), from a disk or snapshot (--source), or for upload (--upload-size-bytes)",

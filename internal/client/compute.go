@@ -245,16 +245,32 @@ type AccessURI struct {
 	ExpiresOn string `json:"expiresOn,omitempty"`
 }
 
+// AccessSpec describes an access grant to ask for.
+type AccessSpec struct {
+	Access   string // Read or Write
+	Duration time.Duration
+	// OutlivesCreator (a Coffer extension) keeps the grant usable when the
+	// principal asking for it loses its roles or is deleted.
+	OutlivesCreator bool
+}
+
 // GrantAccess grants Read or Write access to a disk or snapshot (typ Disks
 // or Snapshots) for d and returns the SAS and NBD URLs.
 func (c *Client) GrantAccess(ctx context.Context, typ, rg, name, access string, d time.Duration) (AccessURI, error) {
+	return c.Grant(ctx, typ, rg, name, AccessSpec{Access: access, Duration: d})
+}
+
+// Grant is GrantAccess with every option of the request.
+func (c *Client) Grant(ctx context.Context, typ, rg, name string, spec AccessSpec) (AccessURI, error) {
 	p, err := c.computePath(typ, rg, name)
 	if err != nil {
 		return AccessURI{}, err
 	}
-	secs := int64(d / time.Second)
-	body, err := c.doWait(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion,
-		map[string]any{"access": access, "durationInSeconds": secs})
+	req := map[string]any{"access": spec.Access, "durationInSeconds": int64(spec.Duration / time.Second)}
+	if spec.OutlivesCreator {
+		req["outlivesCreator"] = true
+	}
+	body, err := c.doWait(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion, req)
 	if err != nil {
 		return AccessURI{}, err
 	}

@@ -100,6 +100,15 @@ type Authorizer interface {
 	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
 }
 
+// decisionKeeper is an Authorizer whose decisions can be kept: it tells the
+// store index a decision was made at, and whether a decision made at an
+// index still holds without reading the store (authorization.Service). The
+// data path uses it to re-check a grant's creator on every request cheaply.
+type decisionKeeper interface {
+	AllowedAt(ctx context.Context, p identity.Principal, action, scope string) (bool, uint64, error)
+	Unchanged(index uint64) bool
+}
+
 // Service is the Microsoft.Compute provider. Set the fields, then call
 // Recover once before use.
 type Service struct {
@@ -177,6 +186,9 @@ type Grant struct {
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
 	CreatedBy string    `json:"createdBy"`
+	// OutlivesCreator grants stand alone: they are not checked against
+	// their creator's rights when used, and survive its deletion.
+	OutlivesCreator bool `json:"outlivesCreator,omitempty"`
 }
 
 // Disk is a managed disk record.
@@ -293,6 +305,9 @@ var (
 	ErrUnknownGrant = errors.New("unknown access grant")
 	// ErrReadOnly is wrapped when a read grant is used to write.
 	ErrReadOnly = errors.New("access grant is read-only")
+	// ErrCreatorDenied is wrapped (with ErrAccessDenied) when a grant is
+	// used whose creator no longer holds the rights the use needs.
+	ErrCreatorDenied = errors.New("the principal that created the access grant no longer holds the rights it needs")
 )
 
 func invalidParameter(target, format string, args ...any) *resource.Error {

@@ -1,23 +1,18 @@
 package compute
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"coffer/internal/blockdev"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -41,18 +36,13 @@ type grantPointer struct {
 	UniqueID   string    `json:"uniqueId"`
 	Access     Access    `json:"access"`
 	Expires    time.Time `json:"expires"`
+	// CreatedBy and OutlivesCreator are the grant's (empty in pointers
+	// written by earlier releases; the resource's record has them).
+	CreatedBy       string `json:"createdBy,omitempty"`
+	OutlivesCreator bool   `json:"outlivesCreator,omitempty"`
 }
 
 func grantKey(id string) string { return "/compute/grants/" + strings.ToLower(id) }
-
-// liveGrant is the in-memory state of a grant in use.
-type liveGrant struct {
-	grantPointer
-	revoked atomic.Bool
-
-	mu   sync.Mutex
-	snap *blockdev.SnapshotReader // opened once per grant
-}
 
 // GrantResult is what GrantAccess returns.
 type GrantResult struct {
@@ -176,17 +166,28 @@ func grantActions(typ string, access Access) []string {
 	return acts
 }
 
+// GrantInput is the body of a beginGetAccess.
+type GrantInput struct {
+	Access   Access
+	Duration time.Duration
+	// OutlivesCreator (a Coffer extension) makes a grant that stands alone:
+	// by default a grant is usable only while its creator holds the rights
+	// creating it took, and ends when its creator is deleted.
+	OutlivesCreator bool
+}
+
 // GrantAccess is beginGetAccess: it grants Read or Write access to a disk
-// or snapshot for duration and returns the grant's secret token (used in
-// the SAS URL and as the NBD export name). It checks
+// or snapshot for a while and returns the grant's secret token (used in the
+// SAS URL and as the NBD export name). It checks
 // Microsoft.Compute/{disks|snapshots}/beginGetAccess/action and, for
 // Write, Microsoft.Compute/disks/write.
 //
 // Write is allowed on a disk that awaits an upload (ReadyToUpload,
 // ActiveUpload) and, as a Coffer extension, on any provisioned disk; never
 // on a snapshot. A disk awaiting an upload gets only Write grants.
-func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id resource.ID, access Access, duration time.Duration) (GrantResult, error) {
+func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id resource.ID, in GrantInput) (GrantResult, error) {
 	typ := id.Types[len(id.Types)-1]
+	access, duration := in.Access, in.Duration
 	if err := s.authorize(ctx, p, action(typ, actionKindGrant), id.String()); err != nil {
 		return GrantResult{}, err
 	}
@@ -209,7 +210,8 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 		}
 	}
 	now := s.now()
-	g := Grant{ID: identity.NewGUID(), Access: access, Created: now, Expires: now.Add(duration).Truncate(time.Second), CreatedBy: p.ID}
+	g := Grant{ID: identity.NewGUID(), Access: access, Created: now, Expires: now.Add(duration).Truncate(time.Second), CreatedBy: p.ID,
+		OutlivesCreator: in.OutlivesCreator}
 	var uid, loc string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
@@ -247,8 +249,8 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 		if err := deleteGrantPointers(ctx, tx, expired); err != nil {
 			return err
 		}
-		_, err = putJSON(ctx, tx, kindGrant, grantKey(g.ID),
-			grantPointer{ID: g.ID, ResourceID: id.String(), Type: typ, UniqueID: uid, Access: access, Expires: g.Expires})
+		_, err = putJSON(ctx, tx, kindGrant, grantKey(g.ID), grantPointer{ID: g.ID, ResourceID: id.String(), Type: typ, UniqueID: uid,
+			Access: access, Expires: g.Expires, CreatedBy: g.CreatedBy, OutlivesCreator: g.OutlivesCreator})
 		return err
 	})
 	if err != nil {
@@ -354,242 +356,59 @@ func (s *Service) RevokeAccess(ctx context.Context, p identity.Principal, id res
 	return nil
 }
 
-// DataAccess is an open use of a grant: the device behind it and the right
-// to use it, checked again by Check on every request.
-type DataAccess struct {
-	s *Service
-	g *liveGrant
-	// Type is TypeDisks or TypeSnapshots; UniqueID the resource's uniqueId.
-	Type     string
-	UniqueID string
-	// ResourceID is the disk's or snapshot's ARM ID.
-	ResourceID string
-	Access     Access
-	Expires    time.Time
-	// Volume is the disk's volume (nil for a snapshot).
-	Volume *blockdev.Volume
-	// Snapshot is the snapshot's reader (nil for a disk).
-	Snapshot *blockdev.SnapshotReader
-}
-
-// Writable reports whether the grant allows writes.
-func (a *DataAccess) Writable() bool { return a.Access == AccessWrite && a.Volume != nil }
-
-// Size is the device size in bytes.
-func (a *DataAccess) Size() int64 {
-	if a.Volume != nil {
-		return a.Volume.Size()
-	}
-	return a.Snapshot.Size()
-}
-
-// Check returns an error wrapping ErrAccessDenied (and fs.ErrPermission, so
-// that the NBD server answers EPERM) once the grant has expired or been
-// revoked.
-func (a *DataAccess) Check() error {
-	if a.g.revoked.Load() {
-		return fmt.Errorf("access grant %s was revoked: %w: %w", a.g.ID, ErrAccessDenied, fs.ErrPermission)
-	}
-	if !a.s.now().Before(a.Expires) {
-		return fmt.Errorf("access grant %s expired at %s: %w: %w", a.g.ID, a.Expires.Format(time.RFC3339), ErrAccessDenied, fs.ErrPermission)
-	}
-	return nil
-}
-
-// CheckWrite is Check plus the write permission.
-func (a *DataAccess) CheckWrite() error {
-	if err := a.Check(); err != nil {
-		return err
-	}
-	if !a.Writable() {
-		return fmt.Errorf("access grant %s: %w: %w", a.g.ID, ErrReadOnly, fs.ErrPermission)
-	}
-	return nil
-}
-
-// ReadAt reads from the device after checking the grant.
-func (a *DataAccess) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if err := a.Check(); err != nil {
-		return 0, err
-	}
-	if a.Volume != nil {
-		return a.Volume.ReadAtContext(ctx, p, off)
-	}
-	return a.Snapshot.ReadAtContext(ctx, p, off)
-}
-
-// Extents reports data and holes of [off, off+n).
-func (a *DataAccess) Extents(ctx context.Context, off, n int64) ([]blockdev.Extent, error) {
-	if err := a.Check(); err != nil {
-		return nil, err
-	}
-	if a.Volume != nil {
-		return a.Volume.Extents(ctx, off, n)
-	}
-	return a.Snapshot.Extents(ctx, off, n)
-}
-
-// Diff returns the 512-byte pages of this snapshot that differ from the
-// snapshot behind prev, merged into ranges: data (Hole false) or ranges that
-// now read as zeros (Hole true). Both must be snapshot grants. The block
-// engine's diff finds the changed blocks by comparing manifests; within
-// them, pages are compared byte for byte, so a 512-byte write is reported as
-// one page, as Azure reports it.
-func (a *DataAccess) Diff(ctx context.Context, prev *DataAccess) ([]blockdev.Extent, error) {
-	if err := a.Check(); err != nil {
-		return nil, err
-	}
-	if err := prev.Check(); err != nil {
-		return nil, err
-	}
-	if a.Snapshot == nil || prev.Snapshot == nil {
-		return nil, fmt.Errorf("diff: %w", ErrNotSnapshot)
-	}
-	changed, err := a.s.Engine.Diff(ctx, prev.UniqueID, a.UniqueID)
+// EndGrantsOf ends, in tx, the access grants principalID created, except
+// those made to outlive it; the transaction that deletes the principal
+// calls it (authorization.Service.PrincipalDeleted). Connections already
+// open on those grants are refused on their next request, as the grants'
+// creator then holds no rights (see DataAccess.Check).
+func (s *Service) EndGrantsOf(ctx context.Context, tx store.Tx, principalID string) error {
+	objs, err := tx.List(ctx, store.Query{Kind: kindGrant})
 	if err != nil {
-		return nil, fmt.Errorf("diff %s: %w", a.ResourceID, err)
+		return fmt.Errorf("end the access grants of %s: %w", principalID, err)
 	}
-	size, psize := a.Size(), prev.Size()
-	const page, chunk = 512, 1 << 20
-	bufA, bufB := make([]byte, chunk), make([]byte, chunk)
-	var out []blockdev.Extent
-	add := func(off int64, hole bool) {
-		if k := len(out); k > 0 && out[k-1].Hole == hole && out[k-1].Offset+out[k-1].Length == off {
-			out[k-1].Length += page
-			return
+	// The resources holding grants the principal may have created.
+	resources := map[string]string{} // resource ID → type
+	for _, o := range objs {
+		var ptr grantPointer
+		if err := json.Unmarshal(o.Data, &ptr); err != nil {
+			return fmt.Errorf("decode access grant %s: %w", o.Key, err)
 		}
-		out = append(out, blockdev.Extent{Offset: off, Length: page, Hole: hole})
+		if ptr.OutlivesCreator || (ptr.CreatedBy != "" && !strings.EqualFold(ptr.CreatedBy, principalID)) {
+			continue
+		}
+		resources[ptr.ResourceID] = ptr.Type
 	}
-	for _, c := range changed {
-		end := min(c.Offset+c.Length, size)
-		for pos := c.Offset; pos < end; pos += chunk {
-			n := min(int64(chunk), end-pos)
-			ba, bb := bufA[:n], bufB[:n]
-			if _, err := a.Snapshot.ReadAtContext(ctx, ba, pos); err != nil && !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("diff %s: %w", a.ResourceID, err)
-			}
-			clear(bb)
-			if pos < psize {
-				m := min(n, psize-pos)
-				if _, err := prev.Snapshot.ReadAtContext(ctx, bb[:m], pos); err != nil && !errors.Is(err, io.EOF) {
-					return nil, fmt.Errorf("diff %s: %w", prev.ResourceID, err)
+	for rid, typ := range resources {
+		id, err := resource.Parse(rid)
+		if err != nil {
+			return fmt.Errorf("end the access grants of %s: %w", principalID, err)
+		}
+		var ended []Grant
+		keep := func(gs []Grant) []Grant {
+			var out []Grant
+			for _, g := range gs {
+				if strings.EqualFold(g.CreatedBy, principalID) && !g.OutlivesCreator {
+					ended = append(ended, g)
+				} else {
+					out = append(out, g)
 				}
 			}
-			for o := int64(0); o < n; o += page {
-				pa, pb := ba[o:o+page], bb[o:o+page]
-				if !bytes.Equal(pa, pb) {
-					add(pos+o, isZero(pa))
-				}
-			}
+			return out
 		}
-	}
-	return out, nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
+		if typ == TypeDisks {
+			_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error { d.Grants = keep(d.Grants); return nil })
+		} else {
+			_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error { sn.Grants = keep(sn.Grants); return nil })
 		}
-	}
-	return true
-}
-
-// ErrNotSnapshot is wrapped when a snapshot was expected.
-var ErrNotSnapshot = errors.New("not a snapshot")
-
-// OpenAccess resolves a grant token (from a SAS URL or an NBD export name)
-// to the device it grants. Malformed or unknown tokens wrap
-// ErrUnknownGrant; expired or revoked ones ErrAccessDenied.
-func (s *Service) OpenAccess(ctx context.Context, token string) (*DataAccess, error) {
-	id, exp, err := s.parseToken(token)
-	if err != nil {
-		return nil, err
-	}
-	if !s.now().Before(exp) {
-		return nil, fmt.Errorf("access grant %s expired at %s: %w", id, exp.Format(time.RFC3339), ErrAccessDenied)
-	}
-	lg, err := s.lookupGrant(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	a := &DataAccess{s: s, g: lg, Type: lg.Type, UniqueID: lg.UniqueID, ResourceID: lg.ResourceID, Access: lg.Access, Expires: lg.Expires}
-	if err := a.Check(); err != nil {
-		return nil, err
-	}
-	if lg.Type == TypeDisks {
-		if a.Volume, err = s.Engine.OpenVolume(ctx, lg.UniqueID); err != nil {
-			return nil, fmt.Errorf("open disk %s: %w", lg.ResourceID, err)
+		if resource.IsCode(err, "ResourceNotFound") {
+			continue // a dangling pointer; lookupGrant refuses it
 		}
-		return a, nil
-	}
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	if lg.snap == nil {
-		if lg.snap, err = s.Engine.OpenSnapshot(ctx, lg.UniqueID); err != nil {
-			return nil, fmt.Errorf("open snapshot %s: %w", lg.ResourceID, err)
+		if err != nil {
+			return fmt.Errorf("end the access grants of %s: %w", principalID, err)
 		}
-	}
-	a.Snapshot = lg.snap
-	return a, nil
-}
-
-// lookupGrant finds a live grant in the cache or the store.
-func (s *Service) lookupGrant(ctx context.Context, id string) (*liveGrant, error) {
-	s.mu.Lock()
-	lg := s.grants[id]
-	s.mu.Unlock()
-	if lg != nil {
-		return lg, nil
-	}
-	var ptr grantPointer
-	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := getJSON(ctx, tx, kindGrant, grantKey(id), &ptr); err != nil {
+		if err := deleteGrantPointers(ctx, tx, ended); err != nil {
 			return err
 		}
-		rid, err := resource.Parse(ptr.ResourceID)
-		if err != nil {
-			return fmt.Errorf("grant %s: %w", id, err)
-		}
-		var grants []Grant
-		if ptr.Type == TypeDisks {
-			d, err := s.getDisk(ctx, tx, rid)
-			if err != nil {
-				return err
-			}
-			grants = d.Grants
-		} else {
-			sn, err := s.getSnapshot(ctx, tx, rid)
-			if err != nil {
-				return err
-			}
-			grants = sn.Grants
-		}
-		for _, g := range grants {
-			if g.ID == id {
-				return nil
-			}
-		}
-		return store.ErrNotFound
-	})
-	if errors.Is(err, store.ErrNotFound) || resource.IsCode(err, "ResourceNotFound") {
-		return nil, fmt.Errorf("access grant %s was revoked: %w", id, ErrAccessDenied)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("look up access grant %s: %w", id, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.grants == nil {
-		s.grants = map[string]*liveGrant{}
-	}
-	if cur := s.grants[id]; cur != nil {
-		return cur, nil
-	}
-	if s.revoked[id] {
-		return nil, fmt.Errorf("access grant %s was revoked: %w", id, ErrAccessDenied)
-	}
-	lg = &liveGrant{grantPointer: ptr}
-	s.grants[id] = lg
-	return lg, nil
+	return nil
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -386,4 +387,128 @@ func TestAccessResultReadBack(t *testing.T) {
 		t.Fatalf("result: %v %s", err, got.Body)
 	}
 	ce.fill(t, a.AccessSAS, 0, 4096, 0x33)
+}
+
+// nbdOpen opens an NBD connection on the export of an NBD URL.
+func nbdOpen(t *testing.T, nbdURL string) *nbdtest.Client {
+	t.Helper()
+	addr, name := nbdAddrAndName(t, nbdURL)
+	nc, err := nbdtest.Dial(context.Background(), addr, name, nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatalf("NBD connection to a live grant: %v", err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// wantEPERM checks an NBD request refused with EPERM.
+func wantEPERM(t *testing.T, what string, err error) {
+	t.Helper()
+	var ne *nbdtest.Error
+	if !errors.As(err, &ne) || ne.Errno != nbdtest.EPERM {
+		t.Fatalf("%s: %v, want EPERM", what, err)
+	}
+}
+
+// TestGrantDiesWithCreator is point 2 of the grants part of issue 11:
+// deleting a principal ends its grants at once (an NBD connection opened
+// before is refused on its next request, SAS requests and new connections
+// are refused, the disk no longer lists them), except a grant made with
+// outlivesCreator, which keeps working.
+func TestGrantDiesWithCreator(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	op, c := ce.principal(t, "operator", rbac.RoleContributor, ce.groupID("rg"))
+	w, err := c.GrantAccess(ctx, client.Disks, "rg", "d", "Write", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := c.Grant(ctx, client.Disks, "rg", "d", client.AccessSpec{Access: "Write", Duration: time.Hour, OutlivesCreator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := nbdOpen(t, w.NBDURL)
+	if _, err := nc.WriteAt(bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.c.DeletePrincipal(ctx, op.PrincipalID); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = nc.WriteAt(bytes.Repeat([]byte{2}, 4096), 0)
+	wantEPERM(t, "write on a connection opened before the creator was deleted", err)
+	_, err = nc.ReadAt(make([]byte, 4096), 0)
+	wantEPERM(t, "read on a connection opened before the creator was deleted", err)
+	wantCode(t, ce.c.PutPages(ctx, w.AccessSAS, 0, make([]byte, 4096)), http.StatusForbidden, "AuthenticationFailed")
+	_, err = ce.c.DataSize(ctx, w.AccessSAS)
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+	addr, name := nbdAddrAndName(t, w.NBDURL)
+	if c, err := nbdtest.Dial(ctx, addr, name, nbdtest.Options{}); err == nil {
+		c.Close()
+		t.Fatal("a new NBD connection to a dead grant was accepted")
+	}
+
+	// The grant made to outlive its creator still writes, over SAS and NBD.
+	ce.fill(t, kept.AccessSAS, 0, 4096, 3)
+	kc := nbdOpen(t, kept.NBDURL)
+	if _, err := kc.WriteAt(bytes.Repeat([]byte{4}, 4096), 4096); err != nil {
+		t.Fatalf("write through a grant that outlives its creator: %v", err)
+	}
+	ce.expectBytes(t, kept.AccessSAS, 0, 4096, 3)
+	ce.expectBytes(t, kept.AccessSAS, 4096, 4096, 4)
+	if err := ce.c.RevokeAccess(ctx, client.Disks, "rg", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ce.c.GetDisk(ctx, "rg", "d"); err != nil || d.Properties.DiskState != "Unattached" {
+		t.Fatalf("disk after endGetAccess: %v %s", err, d.Properties.DiskState)
+	}
+}
+
+// TestWriteGrantFollowsCreatorRoles: a Write grant writes only while its
+// creator may write the disk. Removing the creator's Contributor assignment
+// stops writes at once on an open NBD connection and over SAS (reads go on:
+// it keeps Disk Backup Reader), a new connection exports read-only (nbdinfo),
+// and assigning the role again lets the same grant write again.
+func TestWriteGrantFollowsCreatorRoles(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	op, c := ce.principal(t, "operator", rbac.RoleDiskBackupReader, ce.diskID("d"))
+	contrib, err := ce.c.CreateRoleAssignment(ctx, ce.groupID("rg"), identity.NewGUID(), rbac.RoleContributor, op.PrincipalID, "ServicePrincipal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.GrantAccess(ctx, client.Disks, "rg", "d", "Write", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := nbdOpen(t, w.NBDURL)
+	if _, err := nc.WriteAt(bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.c.DeleteRoleAssignment(ctx, contrib.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = nc.WriteAt(bytes.Repeat([]byte{2}, 4096), 0)
+	wantEPERM(t, "write after the creator lost disks/write", err)
+	_, err = nc.Do(nbdtest.CmdWriteZeroes, 0, 0, 4096, nil)
+	wantEPERM(t, "write zeroes after the creator lost disks/write", err)
+	wantCode(t, ce.c.PutPages(ctx, w.AccessSAS, 0, make([]byte, 4096)), http.StatusForbidden, "AuthenticationFailed")
+	wantCode(t, ce.c.ClearPages(ctx, w.AccessSAS, 0, 4096), http.StatusForbidden, "AuthenticationFailed")
+	ce.expectBytes(t, w.AccessSAS, 0, 4096, 1)
+	if _, err := nc.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Fatalf("read after the creator lost only disks/write: %v", err)
+	}
+	if nbdinfo := testenv.NeedProgram(t, "nbdinfo"); nbdinfo != "" {
+		fails(t, nbdinfo, "--can", "write", w.NBDURL)
+	}
+
+	if _, err := ce.c.CreateRoleAssignment(ctx, ce.groupID("rg"), identity.NewGUID(), rbac.RoleContributor, op.PrincipalID, "ServicePrincipal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.WriteAt(bytes.Repeat([]byte{5}, 4096), 0); err != nil {
+		t.Fatalf("write after the role came back: %v", err)
+	}
+	ce.expectBytes(t, w.AccessSAS, 0, 4096, 5)
 }

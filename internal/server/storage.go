@@ -41,6 +41,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 	s.Compute = &compute.Service{Store: s.store, Tenant: s.Tenant, Engine: engine, Authz: s.Authz, Clock: cfg.Clock,
 		Logger: s.log, GrantKey: key}
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
+	s.Authz.PrincipalDeleted = s.Compute.EndGrantsOf
 	if err := s.Compute.Recover(ctx); err != nil {
 		engine.Close()
 		return err

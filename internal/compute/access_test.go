@@ -1,0 +1,127 @@
+package compute_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"coffer/internal/compute"
+	"coffer/internal/identity"
+)
+
+// keeper is an authorizer that keeps decisions as authorization.Service
+// does: by store index, with Unchanged false after any change. It counts
+// the decisions it makes.
+type keeper struct {
+	mu      sync.Mutex
+	denied  map[string]bool // action → denied to everyone
+	index   uint64
+	changed uint64
+	calls   int
+}
+
+func (k *keeper) Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
+	ok, _, err := k.AllowedAt(ctx, p, action, scope)
+	return ok, err
+}
+
+func (k *keeper) AllowedAt(_ context.Context, _ identity.Principal, action, _ string) (bool, uint64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	return !k.denied[action], k.index, nil
+}
+
+func (k *keeper) Unchanged(index uint64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return index >= k.changed
+}
+
+// set denies (or allows again) action, as a committed role change.
+func (k *keeper) set(action string, deny bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.denied[action] = deny
+	k.index++
+	k.changed = k.index
+}
+
+func (k *keeper) decisions() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.calls
+}
+
+// TestCreatorRightsKept: every use of a grant checks its creator's rights,
+// but the decision is kept while no role assignment changes, so a stream of
+// requests makes no new decision; a change is seen on the next request,
+// for reads and for writes separately; a grant made to outlive its creator
+// is not checked.
+func TestCreatorRightsKept(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	k := &keeper{denied: map[string]bool{}, index: 1}
+	f.svc.Authz = k
+	disk := f.emptyDisk(t, "rg", "d")
+	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.svc.OpenAccess(ctx, g.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CheckWrite(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := k.decisions()
+	buf := make([]byte, 4096)
+	for range 100 {
+		if _, err := a.ReadAt(ctx, buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CheckWrite(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := k.decisions() - before; n != 0 {
+		t.Fatalf("200 uses with unchanged roles made %d decisions, want 0", n)
+	}
+
+	k.set(compute.ActionDiskWrite, true)
+	if err := a.CheckWrite(ctx); !errors.Is(err, compute.ErrCreatorDenied) || !errors.Is(err, compute.ErrAccessDenied) {
+		t.Fatalf("write after the creator lost disks/write: %v", err)
+	}
+	if _, err := a.ReadAt(ctx, buf, 0); err != nil {
+		t.Fatalf("read after the creator lost only disks/write: %v", err)
+	}
+	k.set(compute.ActionDiskGrant, true)
+	if _, err := a.ReadAt(ctx, buf, 0); !errors.Is(err, compute.ErrCreatorDenied) {
+		t.Fatalf("read after the creator lost beginGetAccess: %v", err)
+	}
+	if _, err := f.svc.OpenAccess(ctx, g.Token); !errors.Is(err, compute.ErrCreatorDenied) {
+		t.Fatalf("open after the creator lost beginGetAccess: %v", err)
+	}
+	k.set(compute.ActionDiskGrant, false)
+	k.set(compute.ActionDiskWrite, false)
+	if err := a.CheckWrite(ctx); err != nil {
+		t.Fatalf("write after the roles came back: %v", err)
+	}
+
+	standalone, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour, OutlivesCreator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.set(compute.ActionDiskGrant, true)
+	k.set(compute.ActionDiskWrite, true)
+	sa, err := f.svc.OpenAccess(ctx, standalone.Token)
+	if err != nil {
+		t.Fatalf("open a grant that outlives its creator: %v", err)
+	}
+	if err := sa.CheckWrite(ctx); err != nil {
+		t.Fatalf("write through a grant that outlives its creator: %v", err)
+	}
+}

@@ -419,9 +419,13 @@ func TestGrantDiesWithCreator(t *testing.T) {
 	ce := startCompute(t, Options{})
 	ctx := ce.ctx
 	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	ce.createDisk(t, "d2", client.DiskSpec{SizeGB: 1})
 	op, c := ce.principal(t, "operator", rbac.RoleContributor, ce.groupID("rg"))
 	w, err := c.GrantAccess(ctx, client.Disks, "rg", "d", "Write", time.Hour)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GrantAccess(ctx, client.Disks, "rg", "d2", "Read", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	kept, err := c.Grant(ctx, client.Disks, "rg", "d", client.AccessSpec{Access: "Write", Duration: time.Hour, OutlivesCreator: true})
@@ -447,6 +451,9 @@ func TestGrantDiesWithCreator(t *testing.T) {
 	if c, err := nbdtest.Dial(ctx, addr, name, nbdtest.Options{}); err == nil {
 		c.Close()
 		t.Fatal("a new NBD connection to a dead grant was accepted")
+	}
+	if d, err := ce.c.GetDisk(ctx, "rg", "d2"); err != nil || d.Properties.DiskState != "Unattached" {
+		t.Fatalf("a disk whose only grant was the deleted principal's: %v %s", err, d.Properties.DiskState)
 	}
 
 	// The grant made to outlive its creator still writes, over SAS and NBD.

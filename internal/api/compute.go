@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -310,6 +311,15 @@ type AccessURI struct {
 	NBDURL string `json:"nbdUrl,omitempty"`
 	// Expires is a Coffer extension: when the grant ends.
 	Expires string `json:"expiresOn,omitempty"`
+	// GrantID is a Coffer extension: the grant's ID, which endGetAccess
+	// takes to end this grant alone.
+	GrantID string `json:"grantId,omitempty"`
+}
+
+// endAccessData is the optional body of endGetAccess, a Coffer extension:
+// {"grantId": ID} ends that grant alone.
+type endAccessData struct {
+	GrantID *string `json:"grantId"`
 }
 
 func typeOf(r *Request) string {
@@ -373,13 +383,26 @@ func (h *computeHandlers) accessResult(ctx context.Context, r *Request, rec oper
 	if err != nil {
 		return nil, fmt.Errorf("operation %s: %w", rec.ID, err)
 	}
-	return JSON(http.StatusOK, AccessURI{AccessSAS: h.sasURL(r, ref, tok), NBDURL: h.nbdURL(r, tok), Expires: FormatTime(ref.Expires)}), nil
+	return JSON(http.StatusOK, AccessURI{AccessSAS: h.sasURL(r, ref, tok), NBDURL: h.nbdURL(r, tok), Expires: FormatTime(ref.Expires),
+		GrantID: ref.ID}), nil
 }
 
 func (h *computeHandlers) endGetAccess(ctx context.Context, r *Request) (*Response, error) {
 	typ := typeOf(r)
 	id := h.id(r, typ)
-	if err := h.c.Service.RevokeAccess(ctx, r.Principal, id); err != nil {
+	var in endAccessData
+	if len(bytes.TrimSpace(r.Body)) > 0 {
+		if err := r.Decode(&in); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if in.GrantID != nil {
+		err = h.c.Service.RevokeGrant(ctx, r.Principal, id, *in.GrantID)
+	} else {
+		err = h.c.Service.RevokeAccess(ctx, r.Principal, id)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Response{Status: http.StatusOK}, nil

@@ -243,6 +243,8 @@ type AccessURI struct {
 	AccessSAS string `json:"accessSAS"`
 	NBDURL    string `json:"nbdUrl,omitempty"`
 	ExpiresOn string `json:"expiresOn,omitempty"`
+	// GrantID names the grant for RevokeGrant.
+	GrantID string `json:"grantId,omitempty"`
 }
 
 // AccessSpec describes an access grant to ask for.
@@ -283,11 +285,21 @@ func (c *Client) Grant(ctx context.Context, typ, rg, name string, spec AccessSpe
 
 // RevokeAccess ends every access grant of a disk or snapshot.
 func (c *Client) RevokeAccess(ctx context.Context, typ, rg, name string) error {
+	return c.endAccess(ctx, typ, rg, name, nil)
+}
+
+// RevokeGrant ends one access grant of a disk or snapshot (the GrantID of
+// its AccessURI) and leaves the others alone.
+func (c *Client) RevokeGrant(ctx context.Context, typ, rg, name, grantID string) error {
+	return c.endAccess(ctx, typ, rg, name, map[string]string{"grantId": grantID})
+}
+
+func (c *Client) endAccess(ctx context.Context, typ, rg, name string, body any) error {
 	p, err := c.computePath(typ, rg, name)
 	if err != nil {
 		return err
 	}
-	_, err = c.doWait(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, nil)
+	_, err = c.doWait(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, body)
 	return err
 }
 

@@ -309,7 +309,7 @@ func (s *Service) lookupGrant(ctx context.Context, id string) (*liveGrant, error
 		}
 		return store.ErrNotFound
 	})
-	if errors.Is(err, store.ErrNotFound) || resource.IsCode(err, "ResourceNotFound") {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errNotFound) {
 		return nil, fmt.Errorf("access grant %s was revoked: %w", id, ErrAccessDenied)
 	}
 	if err != nil {

@@ -314,11 +314,17 @@ func invalidParameter(target, format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindBadRequest, "InvalidParameter", format, args...).WithTarget(target)
 }
 
+// errNotFound is wrapped by the 404 of a missing disk or snapshot, for
+// errors.Is.
+var errNotFound = errors.New("no such disk or snapshot")
+
 func notFound(id resource.ID) *resource.Error {
 	typ := "Microsoft.Compute/" + id.Types[len(id.Types)-1]
-	return resource.Errorf(resource.KindNotFound, "ResourceNotFound",
+	e := resource.Errorf(resource.KindNotFound, "ResourceNotFound",
 		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
 		typ, id.Name(), id.ResourceGroup)
+	e.Err = errNotFound
+	return e
 }
 
 func notAllowed(format string, args ...any) *resource.Error {

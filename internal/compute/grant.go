@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -306,45 +307,52 @@ func (s *Service) forgetGrants(gs []Grant) {
 // snapshot. A disk whose upload was in progress becomes Unattached. It
 // checks Microsoft.Compute/{disks|snapshots}/endGetAccess/action.
 func (s *Service) RevokeAccess(ctx context.Context, p identity.Principal, id resource.ID) error {
+	return s.endGrants(ctx, p, id, func(gs []Grant) ([]Grant, error) { return gs, nil })
+}
+
+// RevokeGrant ends one grant of the disk or snapshot (a Coffer extension of
+// endGetAccess), leaving the others alone. Ending a Write grant of a disk
+// awaiting an upload ends the upload unless another unexpired Write grant
+// remains. It checks what endGetAccess checks; a grant the resource does
+// not hold is a 404 GrantNotFound.
+func (s *Service) RevokeGrant(ctx context.Context, p identity.Principal, id resource.ID, grantID string) error {
+	if !identity.IsGUID(grantID) {
+		return invalidParameter("grantId", "The value '%s' of parameter 'grantId' is not a valid access grant ID (a GUID).", grantID)
+	}
+	return s.endGrants(ctx, p, id, func(gs []Grant) ([]Grant, error) {
+		for _, g := range gs {
+			if strings.EqualFold(g.ID, grantID) {
+				return []Grant{g}, nil
+			}
+		}
+		return nil, resource.Errorf(resource.KindNotFound, "GrantNotFound",
+			"The access grant '%s' was not found on '%s': it has ended or belongs to another resource.", grantID, id)
+	})
+}
+
+// endGrants ends the grants pick chooses among those of the resource id,
+// after checking endGetAccess for p, and flushes a disk's volume so that
+// what was written through them is durable.
+func (s *Service) endGrants(ctx context.Context, p identity.Principal, id resource.ID, pick func([]Grant) ([]Grant, error)) error {
 	typ := id.Types[len(id.Types)-1]
 	if err := s.authorize(ctx, p, action(typ, actionKindRevoke), id.String()); err != nil {
 		return err
 	}
-	var revoked []Grant
+	var ended []Grant
 	var volume string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
 			return err
 		}
 		var err error
-		if typ == TypeDisks {
-			_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error {
-				revoked = d.Grants
-				for _, g := range d.Grants {
-					if g.Access == AccessWrite {
-						d.Uploading = false
-					}
-				}
-				d.Grants = nil
-				volume = d.UniqueID
-				return nil
-			})
-		} else {
-			_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error {
-				revoked, sn.Grants = sn.Grants, nil
-				return nil
-			})
-		}
-		if err != nil {
-			return err
-		}
-		return deleteGrantPointers(ctx, tx, revoked)
+		ended, volume, err = s.endGrantsTx(ctx, tx, id, pick)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	s.forgetGrants(revoked)
-	if volume != "" && len(revoked) > 0 {
+	s.forgetGrants(ended)
+	if volume != "" && len(ended) > 0 {
 		vol, err := s.Engine.OpenVolume(ctx, volume)
 		if err == nil {
 			err = vol.Flush(ctx)
@@ -354,6 +362,56 @@ func (s *Service) RevokeAccess(ctx context.Context, p identity.Principal, id res
 		}
 	}
 	return nil
+}
+
+// endGrantsTx removes from the record of id, in tx, the grants pick
+// chooses, and their pointers. When a disk awaiting an upload is left with
+// no unexpired Write grant after a Write grant ended, the upload ends (with
+// the expired Write grants it kept for that). It returns the grants ended
+// and, for a disk, its volume.
+func (s *Service) endGrantsTx(ctx context.Context, tx store.Tx, id resource.ID, pick func([]Grant) ([]Grant, error)) (ended []Grant, volume string, err error) {
+	now := s.now()
+	remove := func(gs []Grant) ([]Grant, error) {
+		var err error
+		if ended, err = pick(gs); err != nil {
+			return gs, err
+		}
+		var keep []Grant
+		for _, g := range gs {
+			if !slices.ContainsFunc(ended, func(e Grant) bool { return e.ID == g.ID }) {
+				keep = append(keep, g)
+			}
+		}
+		return keep, nil
+	}
+	if id.Types[len(id.Types)-1] == TypeDisks {
+		_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error {
+			var err error
+			if d.Grants, err = remove(d.Grants); err != nil {
+				return err
+			}
+			volume = d.UniqueID
+			wrote := slices.ContainsFunc(ended, func(g Grant) bool { return g.Access == AccessWrite })
+			writing := slices.ContainsFunc(d.Grants, func(g Grant) bool { return g.Access == AccessWrite && now.Before(g.Expires) })
+			if d.Uploading && wrote && !writing {
+				d.Uploading = false
+				var expired []Grant
+				d.Grants, expired = pruneGrants(d.Grants, now, false)
+				ended = append(ended, expired...)
+			}
+			return nil
+		})
+	} else {
+		_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error {
+			var err error
+			sn.Grants, err = remove(sn.Grants)
+			return err
+		})
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return ended, volume, deleteGrantPointers(ctx, tx, ended)
 }
 
 // EndGrantsOf ends, in tx, the access grants principalID created, except
@@ -367,7 +425,7 @@ func (s *Service) EndGrantsOf(ctx context.Context, tx store.Tx, principalID stri
 		return fmt.Errorf("end the access grants of %s: %w", principalID, err)
 	}
 	// The resources holding grants the principal may have created.
-	resources := map[string]string{} // resource ID → type
+	resources := map[string]bool{}
 	for _, o := range objs {
 		var ptr grantPointer
 		if err := json.Unmarshal(o.Data, &ptr); err != nil {
@@ -376,38 +434,27 @@ func (s *Service) EndGrantsOf(ctx context.Context, tx store.Tx, principalID stri
 		if ptr.OutlivesCreator || (ptr.CreatedBy != "" && !strings.EqualFold(ptr.CreatedBy, principalID)) {
 			continue
 		}
-		resources[ptr.ResourceID] = ptr.Type
+		resources[ptr.ResourceID] = true
 	}
-	for rid, typ := range resources {
+	for rid := range resources {
 		id, err := resource.Parse(rid)
 		if err != nil {
 			return fmt.Errorf("end the access grants of %s: %w", principalID, err)
 		}
-		var ended []Grant
-		keep := func(gs []Grant) []Grant {
-			var out []Grant
+		_, _, err = s.endGrantsTx(ctx, tx, id, func(gs []Grant) ([]Grant, error) {
+			var theirs []Grant
 			for _, g := range gs {
 				if strings.EqualFold(g.CreatedBy, principalID) && !g.OutlivesCreator {
-					ended = append(ended, g)
-				} else {
-					out = append(out, g)
+					theirs = append(theirs, g)
 				}
 			}
-			return out
-		}
-		if typ == TypeDisks {
-			_, err = updateRecord(ctx, tx, KindDisk, id, func(d *Disk) error { d.Grants = keep(d.Grants); return nil })
-		} else {
-			_, err = updateRecord(ctx, tx, KindSnapshot, id, func(sn *Snapshot) error { sn.Grants = keep(sn.Grants); return nil })
-		}
-		if resource.IsCode(err, "ResourceNotFound") {
+			return theirs, nil
+		})
+		if errors.Is(err, errNotFound) {
 			continue // a dangling pointer; lookupGrant refuses it
 		}
 		if err != nil {
 			return fmt.Errorf("end the access grants of %s: %w", principalID, err)
-		}
-		if err := deleteGrantPointers(ctx, tx, ended); err != nil {
-			return err
 		}
 	}
 	return nil

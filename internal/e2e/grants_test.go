@@ -3,9 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"coffer/internal/cli"
 	"coffer/internal/client"
 	"coffer/internal/identity"
 	"coffer/internal/nbd/nbdtest"
@@ -518,4 +522,250 @@ func TestWriteGrantFollowsCreatorRoles(t *testing.T) {
 		t.Fatalf("write after the role came back: %v", err)
 	}
 	ce.expectBytes(t, w.AccessSAS, 0, 4096, 5)
+}
+
+// cli sets the environment for the coffer CLI to reach ce as its admin and
+// returns a runner of coffer commands (in-process) that fails the test on a
+// non-zero exit and returns stdout and stderr.
+func (ce *computeEnv) cli(t *testing.T) func(args ...string) (string, string) {
+	t.Helper()
+	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "none.json"))
+	t.Setenv("COFFER_ENDPOINT", ce.Endpoint)
+	t.Setenv("COFFER_TOKEN", ce.Admin.Token)
+	t.Setenv("COFFER_SUBSCRIPTION", ce.Admin.SubscriptionID)
+	return func(args ...string) (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := cli.Main(context.Background(), args, &cli.Env{Stdout: &out, Stderr: &errb}); code != 0 {
+			t.Fatalf("coffer %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+		return out.String(), errb.String()
+	}
+}
+
+// image writes a file made of the given parts in order: n bytes of b, or a
+// hole of n bytes when hole is set; it returns its path and SHA-256.
+type part struct {
+	n    int64
+	b    byte
+	hole bool
+}
+
+func writeImage(t *testing.T, dir, name string, parts ...part) (string, string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	var off int64
+	for _, pt := range parts {
+		b := bytes.Repeat([]byte{pt.b}, int(min(pt.n, 1<<20)))
+		if pt.hole {
+			clear(b)
+		}
+		for pos := off; pos < off+pt.n; pos += int64(len(b)) {
+			piece := b[:min(int64(len(b)), off+pt.n-pos)]
+			if !pt.hole {
+				if _, err := f.WriteAt(piece, pos); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.Write(piece)
+		}
+		off += pt.n
+	}
+	if err := f.Truncate(off); err != nil {
+		t.Fatal(err)
+	}
+	return p, hex.EncodeToString(h.Sum(nil))
+}
+
+// summary is the last line of a transfer's output.
+func summary(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestUploadOverExistingDisk is defect 2 of issue 11: uploading onto a disk
+// that holds data leaves none of it behind. 8 MiB of 0xFF, then 8 MiB of
+// zero bytes, then a mixed image (data, zero bytes, holes) are uploaded over
+// one another; each time the disk downloads as the image, by SHA-256, and
+// the summary says truthfully what was written and what zeroed.
+func TestUploadOverExistingDisk(t *testing.T) {
+	ce := startCompute(t, Options{})
+	coffer := ce.cli(t)
+	dir := t.TempDir()
+	const mb = 1 << 20
+	ff, ffSum := writeImage(t, dir, "ff.img", part{n: 8 * mb, b: 0xff})
+	zeros, zerosSum := writeImage(t, dir, "zeros.img", part{n: 8 * mb, b: 0})
+	mixed, mixedSum := writeImage(t, dir, "mixed.img",
+		part{n: mb, b: 0x21}, part{n: 2 * mb, b: 0}, part{n: 512 << 10, b: 0x22}, part{n: 2 * mb, hole: true},
+		part{n: 64 << 10, b: 0}, part{n: 64 << 10, b: 0x23}, part{n: 2*mb - 128<<10, hole: true}, part{n: 512 << 10, b: 0x24})
+	back := filepath.Join(dir, "back.img")
+	check := func(want string) {
+		t.Helper()
+		coffer("disk", "download", "-g", "rg", "-n", "d", back)
+		if got := fileHash(t, back); got != want {
+			t.Fatalf("the disk downloads as %s, want the image's %s", got, want)
+		}
+	}
+
+	_, out := coffer("disk", "upload", "-g", "rg", "-n", "d", ff)
+	if s := summary(out); !strings.HasPrefix(s, "Uploaded 8.0 MiB of data in ") {
+		t.Fatalf("first upload: %q", s)
+	}
+	check(ffSum)
+	_, out = coffer("disk", "upload", "-g", "rg", "-n", "d", zeros)
+	if s := summary(out); !strings.HasPrefix(s, "Uploaded 0.0 MiB of data and zeroed 8.0 MiB in ") {
+		t.Fatalf("zeros over 0xFF: %q", s)
+	}
+	check(zerosSum)
+	coffer("disk", "upload", "-g", "rg", "-n", "d", ff)
+	check(ffSum)
+	_, out = coffer("disk", "upload", "-g", "rg", "-n", "d", mixed)
+	// Data: 1 MiB + 512 KiB + 64 KiB + 512 KiB; the rest held 0xFF.
+	if s := summary(out); !strings.HasPrefix(s, "Uploaded 2.1 MiB of data and zeroed 5.9 MiB in ") {
+		t.Fatalf("mixed over 0xFF: %q", s)
+	}
+	check(mixedSum)
+	if d, err := ce.c.GetDisk(ce.ctx, "rg", "d"); err != nil || d.Properties.DiskState != "Unattached" {
+		t.Fatalf("disk after the uploads: %v %s", err, d.Properties.DiskState)
+	}
+}
+
+// TestUploadSmallerImage: an image smaller than the disk it is uploaded to
+// leaves the disk reading as the image followed by zeros (the tail is
+// cleared, not refused), and the command says so.
+func TestUploadSmallerImage(t *testing.T) {
+	ce := startCompute(t, Options{})
+	coffer := ce.cli(t)
+	dir := t.TempDir()
+	const mb = 1 << 20
+	const size = 64 * mb
+	ce.createDisk(t, "big", client.DiskSpec{UploadSizeBytes: size})
+	w := ce.grant(t, client.Disks, "big", "Write")
+	ce.fill(t, w.AccessSAS, 0, 16*mb, 0xee)
+	ce.fill(t, w.AccessSAS, size-4*mb, 4*mb, 0xee)
+	if err := ce.c.RevokeGrant(ce.ctx, client.Disks, "rg", "big", w.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := writeImage(t, dir, "small.img", part{n: 4*mb + 1000, b: 0x11})
+	_, want := writeImage(t, dir, "want.img", part{n: 4*mb + 1000, b: 0x11}, part{n: size - 4*mb - 1000, hole: true})
+	_, out := coffer("disk", "upload", "-g", "rg", "-n", "big", img)
+	if !strings.Contains(out, "smaller than disk big") {
+		t.Fatalf("no word about the tail: %q", out)
+	}
+	if s := summary(out); !strings.HasPrefix(s, "Uploaded 4.0 MiB of data and zeroed 16.0 MiB in ") {
+		t.Fatalf("summary: %q", s)
+	}
+	back := filepath.Join(dir, "back.img")
+	coffer("disk", "download", "-g", "rg", "-n", "big", back)
+	if got := fileHash(t, back); got != want {
+		t.Fatalf("the disk downloads as %s, want the image and zeros, %s", got, want)
+	}
+	// An image larger than the disk is refused before anything is written.
+	large := filepath.Join(dir, "large.img")
+	if err := os.WriteFile(large, nil, 0o600); err != nil || os.Truncate(large, size+512) != nil {
+		t.Fatal("cannot make a sparse image")
+	}
+	var errb bytes.Buffer
+	if code := cli.Main(ce.ctx, []string{"disk", "upload", "-g", "rg", "-n", "big", large}, &cli.Env{Stdout: io.Discard, Stderr: &errb}); code == 0 ||
+		!strings.Contains(errb.String(), "more than disk big") {
+		t.Fatalf("larger image: exit %d: %s", code, errb.String())
+	}
+}
+
+// TestTransfersKeepOtherGrants is the rest of defect 2: upload and download
+// end their own grant only. An NBD URL handed out before still works after
+// them (nbdinfo, qemu-io), and once it is ended the disk is Unattached, so
+// the transfers' grants are gone. An upload to a disk awaiting one
+// (ReadyToUpload) still ends the upload.
+func TestTransfersKeepOtherGrants(t *testing.T) {
+	nbdinfo := testenv.NeedProgram(t, "nbdinfo")
+	qemuIO := testenv.NeedProgram(t, "qemu-io")
+	ce := startCompute(t, Options{})
+	coffer := ce.cli(t)
+	dir := t.TempDir()
+	img, sum := writeImage(t, dir, "img", part{n: 1 << 20, b: 0x61}, part{n: 1 << 20, hole: true}, part{n: 1 << 20, b: 0x62})
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	before := ce.grant(t, client.Disks, "d", "Read")
+
+	coffer("disk", "upload", "-g", "rg", "-n", "d", img)
+	run(t, nbdinfo, "--size", before.NBDURL)
+	run(t, qemuIO, "-r", "-f", "raw", "-c", "read -P 0x61 0 1M", before.NBDURL)
+	back := filepath.Join(dir, "back.img")
+	coffer("disk", "download", "-g", "rg", "-n", "d", back)
+	run(t, qemuIO, "-r", "-f", "raw", "-c", "read -P 0x62 2M 1M", before.NBDURL)
+	if d, err := ce.c.GetDisk(ce.ctx, "rg", "d"); err != nil || d.Properties.DiskState != "ActiveSAS" {
+		t.Fatalf("disk after the transfers: %v %s", err, d.Properties.DiskState)
+	}
+	if err := ce.c.RevokeGrant(ce.ctx, client.Disks, "rg", "d", before.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ce.c.GetDisk(ce.ctx, "rg", "d"); err != nil || d.Properties.DiskState != "Unattached" {
+		t.Fatalf("the transfers left a grant behind: %v %s", err, d.Properties.DiskState)
+	}
+	fails(t, nbdinfo, "--size", before.NBDURL)
+
+	ce.createDisk(t, "up", client.DiskSpec{UploadSizeBytes: 3 << 20})
+	coffer("disk", "upload", "-g", "rg", "-n", "up", img)
+	if d, err := ce.c.GetDisk(ce.ctx, "rg", "up"); err != nil || d.Properties.DiskState != "Unattached" {
+		t.Fatalf("upload disk after the upload: %v %s", err, d.Properties.DiskState)
+	}
+	coffer("disk", "download", "-g", "rg", "-n", "up", back)
+	if got := fileHash(t, back); got != sum {
+		t.Fatalf("upload disk downloads as %s, want %s", got, sum)
+	}
+}
+
+// TestRevokeOneGrant: endGetAccess with {"grantId"} ends that grant alone,
+// is authorized as endGetAccess, refuses a malformed ID and a grant of
+// another disk (404, leaving it working), and ends an upload only with its
+// last unexpired Write grant.
+func TestRevokeOneGrant(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "a", client.DiskSpec{SizeGB: 1})
+	ce.createDisk(t, "b", client.DiskSpec{SizeGB: 1})
+	a1, a2 := ce.grant(t, client.Disks, "a", "Read"), ce.grant(t, client.Disks, "a", "Write")
+	b1 := ce.grant(t, client.Disks, "b", "Read")
+
+	_, reader := ce.principal(t, "backup-reader", rbac.RoleDiskBackupReader, ce.diskID("a"))
+	wantDenied(t, reader.RevokeGrant(ctx, client.Disks, "rg", "a", a1.GrantID), "AuthorizationFailed",
+		"Microsoft.Compute/disks/endGetAccess/action", ce.diskID("a"))
+	e := client.AsError(ce.c.RevokeGrant(ctx, client.Disks, "rg", "a", "not-a-guid"))
+	if e == nil || e.StatusCode != http.StatusBadRequest || e.Code != "InvalidParameter" || e.Target != "grantId" {
+		t.Fatalf("malformed grant ID: %v", e)
+	}
+	wantCode(t, ce.c.RevokeGrant(ctx, client.Disks, "rg", "a", b1.GrantID), http.StatusNotFound, "GrantNotFound")
+	if _, err := ce.c.DataSize(ctx, b1.AccessSAS); err != nil {
+		t.Fatalf("a grant of another disk was touched: %v", err)
+	}
+
+	if err := ce.c.RevokeGrant(ctx, client.Disks, "rg", "a", a1.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ce.c.DataSize(ctx, a1.AccessSAS)
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+	ce.fill(t, a2.AccessSAS, 0, 4096, 9)
+	wantCode(t, ce.c.RevokeGrant(ctx, client.Disks, "rg", "a", a1.GrantID), http.StatusNotFound, "GrantNotFound")
+
+	ce.createDisk(t, "up", client.DiskSpec{UploadSizeBytes: 1 << 20})
+	u1, u2 := ce.grant(t, client.Disks, "up", "Write"), ce.grant(t, client.Disks, "up", "Write")
+	if err := ce.c.RevokeGrant(ctx, client.Disks, "rg", "up", u1.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := ce.c.GetDisk(ctx, "rg", "up"); d.Properties.DiskState != "ActiveUpload" {
+		t.Fatalf("upload disk with a Write grant left: %s", d.Properties.DiskState)
+	}
+	ce.fill(t, u2.AccessSAS, 0, 4096, 7)
+	if err := ce.c.RevokeGrant(ctx, client.Disks, "rg", "up", u2.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := ce.c.GetDisk(ctx, "rg", "up"); d.Properties.DiskState != "Unattached" {
+		t.Fatalf("upload disk after its last Write grant ended: %s", d.Properties.DiskState)
+	}
 }

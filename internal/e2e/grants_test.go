@@ -9,11 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -768,4 +771,150 @@ func TestRevokeOneGrant(t *testing.T) {
 	if d, _ := ce.c.GetDisk(ctx, "rg", "up"); d.Properties.DiskState != "Unattached" {
 		t.Fatalf("upload disk after its last Write grant ended: %s", d.Properties.DiskState)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestNoTokenLeaks: grant tokens appear neither in the server's debug log
+// (through grants, data requests, refusals, revocations and NBD sessions,
+// accepted and refused) nor in an NBD export listing (nbdinfo --list, and
+// NBD_OPT_LIST from the in-repo client, which is refused by policy).
+func TestNoTokenLeaks(t *testing.T) {
+	var log syncBuffer
+	ce := startCompute(t, Options{Log: &log})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	w := ce.grant(t, client.Disks, "d", "Write")
+	r := ce.grant(t, client.Disks, "d", "Read")
+	ce.fill(t, w.AccessSAS, 0, 1<<20, 0x44)
+	ce.expectBytes(t, r.AccessSAS, 0, 4096, 0x44)
+	wantCode(t, ce.c.PutPages(ctx, r.AccessSAS, 0, make([]byte, 512)), http.StatusForbidden, "AuthorizationPermissionMismatch")
+	nc := nbdOpen(t, w.NBDURL)
+	if _, err := nc.WriteAt(bytes.Repeat([]byte{0x45}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	addr, name := nbdAddrAndName(t, r.NBDURL)
+	forged := []byte(name)
+	forged[len(forged)-3] ^= 1
+	if c, err := nbdtest.Dial(ctx, addr, string(forged), nbdtest.Options{}); err == nil {
+		c.Close()
+		t.Fatal("a forged export name was accepted")
+	}
+	lc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := nbdtest.NewClient(lc)
+	if err := raw.Greet(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Option(nbdtest.OptList, nil)
+	var oe *nbdtest.OptionError
+	if !errors.As(err, &oe) || oe.Reply != nbdtest.RepErrPolicy {
+		t.Fatalf("NBD_OPT_LIST: %v, want NBD_REP_ERR_POLICY", err)
+	}
+	lc.Close()
+	if nbdinfo := testenv.NeedProgram(t, "nbdinfo"); nbdinfo != "" {
+		out, _ := exec.Command(nbdinfo, "--list", "nbd://"+addr).CombinedOutput()
+		for _, g := range []client.AccessURI{w, r} {
+			if strings.Contains(string(out), tokenOf(t, g.AccessSAS)) {
+				t.Fatalf("nbdinfo --list shows a grant token:\n%s", out)
+			}
+		}
+	}
+	if err := ce.c.RevokeGrant(ctx, client.Disks, "rg", "d", r.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ce.c.DataSize(ctx, r.AccessSAS)
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+	if c, err := nbdtest.Dial(ctx, addr, name, nbdtest.Options{}); err == nil {
+		c.Close()
+		t.Fatal("a revoked export name was accepted")
+	}
+	nc.Close()
+	ce.Stop()
+
+	text := log.String()
+	if !strings.Contains(text, "level=DEBUG") {
+		t.Fatalf("the server's debug log was not captured:\n%s", text)
+	}
+	for _, tok := range []string{tokenOf(t, w.AccessSAS), tokenOf(t, r.AccessSAS), string(forged)} {
+		if strings.Contains(text, tok) {
+			t.Errorf("the server's log holds a grant token:\n%s", text)
+		}
+	}
+}
+
+// TestGrantsAcrossSubscriptions: a principal that owns another subscription
+// reaches nothing of this one's grants: not the beginGetAccess result (403
+// on its path, 404 under its own subscription), not the grant itself by ID
+// (404 on its own disk, the grant untouched), not the bytes through a SAS
+// URL naming its own disk, and not a copy of the disk.
+func TestGrantsAcrossSubscriptions(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	alias, err := ce.c.CreateSubscription(ctx, "team-b", "Team B", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subB := alias.Properties.SubscriptionID
+	ce.createDisk(t, "da", client.DiskSpec{SizeGB: 1})
+	_, cb := ce.principal(t, "owner-b", rbac.RoleOwner, "/subscriptions/"+subB)
+	cb.Subscription = subB
+	if _, err := cb.CreateGroup(ctx, "rg", "local", nil); err != nil {
+		t.Fatal(err)
+	}
+	db, err := cb.CreateDisk(ctx, "rg", "db", client.DiskSpec{Location: "local", SizeGB: 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := ce.c.Do(ctx, http.MethodPost, ce.diskID("da")+"/beginGetAccess", client.ComputeVersion, nil,
+		map[string]any{"access": "Write", "durationInSeconds": 600}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	a, err := ce.c.Wait(ctx, resp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g client.AccessURI
+	if err := json.Unmarshal(a, &g); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cb.Do(ctx, http.MethodGet, loc, "", nil, nil, nil)
+	wantDenied(t, err, "AuthorizationFailed", "Microsoft.Compute/disks/beginGetAccess/action", ce.diskID("da"))
+	_, err = cb.Do(ctx, http.MethodGet, strings.Replace(loc, ce.Admin.SubscriptionID, subB, 1), "", nil, nil, nil)
+	wantCode(t, err, http.StatusNotFound, "OperationNotFound")
+
+	wantCode(t, cb.RevokeGrant(ctx, client.Disks, "rg", "db", g.GrantID), http.StatusNotFound, "GrantNotFound")
+	ce.fill(t, g.AccessSAS, 0, 4096, 0x66)
+
+	u, err := url.Parse(g.AccessSAS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/_data/disks/" + db.Properties.UniqueID // this grant's token, the other subscription's disk
+	_, err = ce.c.DataSize(ctx, u.String())
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+
+	_, err = cb.CreateDisk(ctx, "rg", "copy", client.DiskSpec{Location: "local", Source: ce.diskID("da")}, true)
+	wantDenied(t, err, "LinkedAuthorizationFailed", "Microsoft.Compute/disks/beginGetAccess/action", ce.diskID("da"))
 }

@@ -918,3 +918,41 @@ func TestGrantsAcrossSubscriptions(t *testing.T) {
 	_, err = cb.CreateDisk(ctx, "rg", "copy", client.DiskSpec{Location: "local", Source: ce.diskID("da")}, true)
 	wantDenied(t, err, "LinkedAuthorizationFailed", "Microsoft.Compute/disks/beginGetAccess/action", ce.diskID("da"))
 }
+
+// TestDiffNeedsTwoLiveSnapshotGrants: a page-list diff reads two snapshots,
+// so both URLs must be live snapshot grants: a revoked earlier grant, or
+// one whose creator was deleted, is refused (403), a disk grant is a 400.
+func TestDiffNeedsTwoLiveSnapshotGrants(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ctx := ce.ctx
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	ce.snapshot(t, "s1", "d")
+	w := ce.grant(t, client.Disks, "d", "Write")
+	ce.fill(t, w.AccessSAS, 0, 1<<20, 0x71)
+	ce.snapshot(t, "s2", "d")
+	g2 := ce.grant(t, client.Snapshots, "s2", "Read")
+	op, c := ce.principal(t, "operator", rbac.RoleDiskSnapshotContributor, ce.groupID("rg"))
+	g1, err := c.GrantAccess(ctx, client.Snapshots, "rg", "s1", "Read", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff, _, err := ce.c.PageRanges(ctx, g2.AccessSAS, g1.AccessSAS); err != nil || len(diff) == 0 {
+		t.Fatalf("diff of two live grants: %v %v", diff, err)
+	}
+	_, _, err = ce.c.PageRanges(ctx, g2.AccessSAS, w.AccessSAS)
+	wantCode(t, err, http.StatusBadRequest, "InvalidHeaderValue")
+	if err := ce.c.DeletePrincipal(ctx, op.PrincipalID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ce.c.PageRanges(ctx, g2.AccessSAS, g1.AccessSAS)
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+	g1, err = ce.c.GrantAccess(ctx, client.Snapshots, "rg", "s1", "Read", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ce.c.RevokeGrant(ctx, client.Snapshots, "rg", "s1", g1.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ce.c.PageRanges(ctx, g2.AccessSAS, g1.AccessSAS)
+	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")
+}

@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/compute"
 	"coffer/internal/identity"
+	"coffer/internal/rbac"
+	"coffer/internal/store"
 )
 
 // keeper is an authorizer that keeps decisions as authorization.Service
@@ -123,5 +126,52 @@ func TestCreatorRightsKept(t *testing.T) {
 	}
 	if err := sa.CheckWrite(ctx); err != nil {
 		t.Fatalf("write through a grant that outlives its creator: %v", err)
+	}
+}
+
+// allowedOnly hides the decision keeping of an authorizer, so that every
+// use of a grant decides again (one store read).
+type allowedOnly struct{ compute.Authorizer }
+
+// BenchmarkGrantCheck is the cost of the per-request check of a Write
+// grant (expiry, revocation, its creator's rights) with the real
+// authorization service over SQLite: kept decisions against deciding on
+// every request.
+func BenchmarkGrantCheck(b *testing.B) {
+	for _, kept := range []bool{true, false} {
+		name := "kept"
+		if !kept {
+			name = "decided-each-time"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b)
+			ctx := context.Background()
+			authz := &authorization.Service{Store: f.svc.Store, Clock: f.clk}
+			err := f.svc.Store.Update(ctx, func(tx store.Tx) error {
+				_, err := authz.Assign(ctx, tx, f.admin.ID, "User", rbac.RoleOwner, "/subscriptions/"+f.sub, f.admin.ID)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.svc.Authz = authz
+			if !kept {
+				f.svc.Authz = allowedOnly{authz}
+			}
+			disk := f.emptyDisk(b, "rg", "d")
+			g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			a, err := f.svc.OpenAccess(ctx, g.Token)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := a.CheckWrite(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

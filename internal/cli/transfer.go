@@ -19,7 +19,7 @@ import (
 // Transfer tuning.
 const (
 	pieceSize   = 4 << 20  // the page-blob write limit
-	clearPiece  = 1 << 30  // the most one clear request covers, for progress
+	clearPiece  = 64 << 20 // the most one clear request covers, for progress and parallelism
 	zeroUnit    = 64 << 10 // the unit in which an image's data is checked for zeros
 	transferers = 4
 )
@@ -253,9 +253,14 @@ func uploadDisk(ctx context.Context, e *Env, c *client.Client, rg, name, locatio
 	}
 	var jobs []uploadJob
 	pos := int64(0)
+	zeros := func(off, end int64) {
+		for _, p := range pieces([][2]int64{{off, end}}, clearPiece) {
+			jobs = append(jobs, uploadJob{off: p[0], end: p[1], zero: true})
+		}
+	}
 	for _, r := range dataRanges(f, imgSize) {
 		if r[0] > pos {
-			jobs = append(jobs, uploadJob{off: pos, end: r[0], zero: true})
+			zeros(pos, r[0])
 		}
 		for _, p := range pieces([][2]int64{r}, pieceSize) {
 			jobs = append(jobs, uploadJob{off: p[0], end: p[1]})
@@ -263,7 +268,7 @@ func uploadDisk(ctx context.Context, e *Env, c *client.Client, rg, name, locatio
 		pos = r[1]
 	}
 	if pos = roundUp512(pos); pos < end {
-		jobs = append(jobs, uploadJob{off: pos, end: end, zero: true})
+		zeros(pos, end)
 	}
 
 	var written, zeroed atomic.Int64
@@ -271,7 +276,7 @@ func uploadDisk(ctx context.Context, e *Env, c *client.Client, rg, name, locatio
 		if fresh {
 			return nil
 		}
-		for _, r := range pieces(within(held, off, end), clearPiece) {
+		for _, r := range within(held, off, end) {
 			if err := c.ClearPages(ctx, a.AccessSAS, r[0], r[1]-r[0]); err != nil {
 				return err
 			}

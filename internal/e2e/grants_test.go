@@ -138,10 +138,36 @@ func TestWriteGrantNeedsDiskWrite(t *testing.T) {
 			t.Fatalf("NBD %s through a Read grant: %v, want EPERM", cmd.name, err)
 		}
 	}
+	// Every other verb on the SAS URL is refused too.
+	for _, v := range []struct {
+		method, comp string
+		status       int
+	}{{"PUT", "", 403}, {"PUT", "properties", 400}, {"PUT", "metadata", 400}, {"DELETE", "", 405}, {"POST", "", 405}, {"PATCH", "", 405}} {
+		u, _ := url.Parse(r.AccessSAS)
+		if v.comp != "" {
+			q := u.Query()
+			q.Set("comp", v.comp)
+			u.RawQuery = q.Encode()
+		}
+		req, _ := http.NewRequestWithContext(ctx, v.method, u.String(), bytes.NewReader(make([]byte, 512)))
+		req.Header.Set("x-ms-version", "2021-12-02")
+		resp, err := ce.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != v.status {
+			t.Fatalf("%s ?comp=%s through a Read grant: %d, want %d", v.method, v.comp, resp.StatusCode, v.status)
+		}
+	}
 	if qemuIO := testenv.NeedProgram(t, "qemu-io"); qemuIO != "" {
 		for _, c := range []string{"write -P 0x99 0 4k", "write -z 0 64k", "discard 0 64k"} {
 			fails(t, qemuIO, "-f", "raw", "-c", c, r.NBDURL)
 		}
+	}
+	if nbdcopy := testenv.NeedProgram(t, "nbdcopy"); nbdcopy != "" {
+		img, _ := writeImage(t, t.TempDir(), "img", part{n: 1 << 20, b: 0x99})
+		fails(t, nbdcopy, img, r.NBDURL)
 	}
 	ce.expectBytes(t, r.AccessSAS, 0, 1<<20, 0x42)
 }

@@ -11,6 +11,7 @@ import (
 	"coffer/internal/compute"
 	"coffer/internal/identity"
 	"coffer/internal/rbac"
+	"coffer/internal/resource"
 	"coffer/internal/store"
 )
 
@@ -58,6 +59,22 @@ func (k *keeper) decisions() int {
 	return k.calls
 }
 
+// openWrite grants the fixture's admin an hour's Write access to disk and
+// opens it.
+func (f *fixture) openWrite(t testing.TB, disk resource.ID) (compute.GrantResult, *compute.DataAccess) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.svc.OpenAccess(ctx, g.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, a
+}
+
 // TestCreatorRightsKept: every use of a grant checks its creator's rights,
 // but the decision is kept while no role assignment changes, so a stream of
 // requests makes no new decision; a change is seen on the next request,
@@ -69,14 +86,7 @@ func TestCreatorRightsKept(t *testing.T) {
 	k := &keeper{denied: map[string]bool{}, index: 1}
 	f.svc.Authz = k
 	disk := f.emptyDisk(t, "rg", "d")
-	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := f.svc.OpenAccess(ctx, g.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, a := f.openWrite(t, disk)
 	if err := a.CheckWrite(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -158,15 +168,7 @@ func BenchmarkGrantCheck(b *testing.B) {
 			if !kept {
 				f.svc.Authz = allowedOnly{authz}
 			}
-			disk := f.emptyDisk(b, "rg", "d")
-			g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Hour})
-			if err != nil {
-				b.Fatal(err)
-			}
-			a, err := f.svc.OpenAccess(ctx, g.Token)
-			if err != nil {
-				b.Fatal(err)
-			}
+			_, a := f.openWrite(b, f.emptyDisk(b, "rg", "d"))
 			for b.Loop() {
 				if err := a.CheckWrite(ctx); err != nil {
 					b.Fatal(err)

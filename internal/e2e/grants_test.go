@@ -160,12 +160,12 @@ func TestWriteGrantNeedsDiskWrite(t *testing.T) {
 			t.Fatalf("%s ?comp=%s through a Read grant: %d, want %d", v.method, v.comp, resp.StatusCode, v.status)
 		}
 	}
-	if qemuIO := testenv.NeedProgram(t, "qemu-io"); qemuIO != "" {
+	if qemuIO, ok := testenv.HaveProgram(t, "qemu-io"); ok {
 		for _, c := range []string{"write -P 0x99 0 4k", "write -z 0 64k", "discard 0 64k"} {
 			fails(t, qemuIO, "-f", "raw", "-c", c, r.NBDURL)
 		}
 	}
-	if nbdcopy := testenv.NeedProgram(t, "nbdcopy"); nbdcopy != "" {
+	if nbdcopy, ok := testenv.HaveProgram(t, "nbdcopy"); ok {
 		img, _ := writeImage(t, t.TempDir(), "img", part{n: 1 << 20, b: 0x99})
 		fails(t, nbdcopy, img, r.NBDURL)
 	}
@@ -540,7 +540,7 @@ func TestWriteGrantFollowsCreatorRoles(t *testing.T) {
 	if _, err := nc.ReadAt(make([]byte, 4096), 0); err != nil {
 		t.Fatalf("read after the creator lost only disks/write: %v", err)
 	}
-	if nbdinfo := testenv.NeedProgram(t, "nbdinfo"); nbdinfo != "" {
+	if nbdinfo, ok := testenv.HaveProgram(t, "nbdinfo"); ok {
 		fails(t, nbdinfo, "--can", "write", w.NBDURL)
 	}
 
@@ -856,7 +856,7 @@ func TestNoTokenLeaks(t *testing.T) {
 		t.Fatalf("NBD_OPT_LIST: %v, want NBD_REP_ERR_POLICY", err)
 	}
 	lc.Close()
-	if nbdinfo := testenv.NeedProgram(t, "nbdinfo"); nbdinfo != "" {
+	if nbdinfo, ok := testenv.HaveProgram(t, "nbdinfo"); ok {
 		out, _ := exec.Command(nbdinfo, "--list", "nbd://"+addr).CombinedOutput()
 		for _, g := range []client.AccessURI{w, r} {
 			if strings.Contains(string(out), tokenOf(t, g.AccessSAS)) {

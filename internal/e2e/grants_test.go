@@ -541,6 +541,7 @@ func TestWriteGrantFollowsCreatorRoles(t *testing.T) {
 		t.Fatalf("read after the creator lost only disks/write: %v", err)
 	}
 	if nbdinfo, ok := testenv.HaveProgram(t, "nbdinfo"); ok {
+		run(t, nbdinfo, "--size", w.NBDURL) // the export opens, read-only
 		fails(t, nbdinfo, "--can", "write", w.NBDURL)
 	}
 

@@ -167,6 +167,7 @@ type Server struct {
 	Space *capacity.Monitor
 
 	routes  []*Route
+	results map[string]ResultFunc
 	metrics *metrics
 }
 

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -39,8 +42,12 @@ func (s *Server) RegisterCompute(c Compute) {
 	h := &computeHandlers{s: s, c: c}
 	for _, typ := range []string{compute.TypeDisks, compute.TypeSnapshots} {
 		s.Handle(h.routes(typ)...)
+		s.HandleResult(accessKind(typ), h.accessResult)
 	}
 }
+
+// accessKind is the operation kind of beginGetAccess on a resource type.
+func accessKind(typ string) string { return typ + "/beginGetAccess" }
 
 type computeHandlers struct {
 	s *Server
@@ -291,6 +298,9 @@ type grantAccessData struct {
 	DurationInSeconds        *int64 `json:"durationInSeconds"`
 	FileFormat               string `json:"fileFormat,omitempty"`
 	GetSecureVMGuestStateSAS bool   `json:"getSecureVMGuestStateSAS,omitempty"`
+	// OutlivesCreator is a Coffer extension: the grant stays usable when
+	// its creator loses its roles or is deleted.
+	OutlivesCreator bool `json:"outlivesCreator,omitempty"`
 }
 
 // AccessURI is Azure's AccessUri, plus Coffer's NBD URL for the same grant.
@@ -301,6 +311,15 @@ type AccessURI struct {
 	NBDURL string `json:"nbdUrl,omitempty"`
 	// Expires is a Coffer extension: when the grant ends.
 	Expires string `json:"expiresOn,omitempty"`
+	// GrantID is a Coffer extension: the grant's ID, which endGetAccess
+	// takes to end this grant alone.
+	GrantID string `json:"grantId,omitempty"`
+}
+
+// endAccessData is the optional body of endGetAccess, a Coffer extension:
+// {"grantId": ID} ends that grant alone.
+type endAccessData struct {
+	GrantID *string `json:"grantId"`
 }
 
 func typeOf(r *Request) string {
@@ -327,14 +346,15 @@ func (h *computeHandlers) beginGetAccess(ctx context.Context, r *Request) (*Resp
 	if in.FileFormat != "" && !strings.EqualFold(in.FileFormat, "VHD") && !strings.EqualFold(in.FileFormat, "VHDX") {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value '%s' of parameter 'fileFormat' is not valid. Allowed values are 'VHD' and 'VHDX'.", in.FileFormat).WithTarget("fileFormat")
 	}
-	g, err := h.c.Service.GrantAccess(ctx, r.Principal, id, acc, time.Duration(*in.DurationInSeconds)*time.Second)
+	g, err := h.c.Service.GrantAccess(ctx, r.Principal, id, compute.GrantInput{Access: acc,
+		Duration: time.Duration(*in.DurationInSeconds) * time.Second, OutlivesCreator: in.OutlivesCreator})
 	if err != nil {
 		return nil, err
 	}
-	body := AccessURI{AccessSAS: h.sasURL(r, g), NBDURL: h.nbdURL(r, g.Token), Expires: FormatTime(g.Grant.Expires)}
-	// Only principals that may create grants may read the answer again.
-	op, err := h.s.Operations.Complete(ctx, operation.Record{ResourceID: id.String(), Kind: typ + "/beginGetAccess", Location: g.Location,
-		CreatedBy: r.Principal.ID, ReadAction: "Microsoft.Compute/" + typ + "/beginGetAccess/action"}, body, nil)
+	// The result keeps the grant's reference, not its token: the access
+	// URLs are derived again when the result is read (accessResult).
+	op, err := h.s.Operations.Complete(ctx, operation.Record{ResourceID: id.String(), Kind: accessKind(typ), Location: g.Location,
+		CreatedBy: r.Principal.ID, ReadAction: "Microsoft.Compute/" + typ + "/beginGetAccess/action"}, g.Ref(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -345,29 +365,105 @@ func (h *computeHandlers) beginGetAccess(ctx context.Context, r *Request) (*Resp
 	return resp, nil
 }
 
+// accessResult answers the result of a beginGetAccess: the access URLs,
+// with the grant's token derived again from the stored reference. Besides
+// its creator, only a principal that could create the same grant (for a
+// Write grant, one that may write the disk) may read it.
+func (h *computeHandlers) accessResult(ctx context.Context, r *Request, rec operation.Record) (*Response, error) {
+	var ref compute.GrantRef
+	if err := json.Unmarshal(rec.Result, &ref); err != nil || ref.ID == "" {
+		return nil, fmt.Errorf("operation %s: the stored access grant is unreadable: %v", rec.ID, err)
+	}
+	if rec.CreatedBy != r.Principal.ID {
+		if err := h.c.Service.AuthorizeGrant(ctx, r.Principal, ref); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := h.c.Service.Token(ref)
+	if err != nil {
+		return nil, fmt.Errorf("operation %s: %w", rec.ID, err)
+	}
+	return JSON(http.StatusOK, AccessURI{AccessSAS: h.sasURL(r, ref, tok), NBDURL: h.nbdURL(r, tok), Expires: FormatTime(ref.Expires),
+		GrantID: ref.ID}), nil
+}
+
 func (h *computeHandlers) endGetAccess(ctx context.Context, r *Request) (*Response, error) {
 	typ := typeOf(r)
 	id := h.id(r, typ)
-	if err := h.c.Service.RevokeAccess(ctx, r.Principal, id); err != nil {
+	var in endAccessData
+	if len(bytes.TrimSpace(r.Body)) > 0 {
+		if err := r.Decode(&in); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if in.GrantID != nil {
+		err = h.c.Service.RevokeGrant(ctx, r.Principal, id, *in.GrantID)
+	} else {
+		err = h.c.Service.RevokeAccess(ctx, r.Principal, id)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Response{Status: http.StatusOK}, nil
 }
 
 // sasURL is the data-plane URL of a grant, shaped like a blob SAS URL.
-func (h *computeHandlers) sasURL(r *Request, g compute.GrantResult) string {
+func (h *computeHandlers) sasURL(r *Request, g compute.GrantRef, token string) string {
 	sp := "r"
-	if g.Grant.Access == compute.AccessWrite {
+	if g.Access == compute.AccessWrite {
 		sp = "rw"
 	}
 	q := url.Values{}
 	q.Set("sv", dataVersion)
 	q.Set("sr", "b")
 	q.Set("sp", sp)
-	q.Set("st", g.Grant.Created.UTC().Format(time.RFC3339))
-	q.Set("se", g.Grant.Expires.UTC().Format(time.RFC3339))
-	q.Set("sig", g.Token)
+	q.Set("st", g.Created.UTC().Format(time.RFC3339))
+	q.Set("se", g.Expires.UTC().Format(time.RFC3339))
+	q.Set("sig", token)
 	return r.BaseURL + DataPrefix + g.Type + "/" + g.UniqueID + "?" + q.Encode()
+}
+
+// ScrubAccessResults rewrites the beginGetAccess results that earlier
+// releases stored with their access URLs (and so the grant's token) into
+// grant references, so that no live token stays in the metadata store. A
+// result it cannot read is dropped (the grant itself is unaffected).
+func ScrubAccessResults(ctx context.Context, ops *operation.Manager, svc *compute.Service) error {
+	return ops.Rewrite(ctx, func(rec *operation.Record) bool {
+		if rec.Kind != accessKind(compute.TypeDisks) && rec.Kind != accessKind(compute.TypeSnapshots) || len(rec.Result) == 0 {
+			return false
+		}
+		var old AccessURI
+		if err := json.Unmarshal(rec.Result, &old); err != nil || old.AccessSAS == "" {
+			return false // already a reference
+		}
+		rec.Result = nil
+		if ref, ok := parseAccessSAS(svc, rec.ResourceID, old.AccessSAS); ok {
+			rec.Result, _ = json.Marshal(ref)
+		}
+		return true
+	})
+}
+
+// parseAccessSAS recovers the reference of the grant behind an access URL
+// that sasURL made.
+func parseAccessSAS(svc *compute.Service, resourceID, sas string) (compute.GrantRef, bool) {
+	u, err := url.Parse(sas)
+	if err != nil {
+		return compute.GrantRef{}, false
+	}
+	typ, uid, ok := strings.Cut(strings.TrimPrefix(u.Path, DataPrefix), "/")
+	q := u.Query()
+	id, exp, err := svc.ParseToken(q.Get("sig"))
+	created, cerr := time.Parse(time.RFC3339, q.Get("st"))
+	if !ok || err != nil || cerr != nil {
+		return compute.GrantRef{}, false
+	}
+	access := compute.AccessRead
+	if q.Get("sp") == "rw" {
+		access = compute.AccessWrite
+	}
+	return compute.GrantRef{ID: id, ResourceID: resourceID, Type: typ, UniqueID: uid, Access: access, Created: created.UTC(), Expires: exp}, true
 }
 
 // nbdURL is the grant as an NBD URL, or "" when NBD is off.

@@ -146,10 +146,8 @@ func (d *ComputeData) open(ctx context.Context, u *url.URL) (*compute.DataAccess
 	switch {
 	case errors.Is(err, compute.ErrUnknownGrant):
 		return nil, authFailed("Signature did not match. The access token is not a valid Coffer access grant.")
-	case errors.Is(err, compute.ErrAccessDenied):
-		return nil, authFailed("The access grant has expired or was revoked (endGetAccess).")
 	case err != nil:
-		return nil, err
+		return nil, dataError(err)
 	}
 	if a.Type != typ || !strings.EqualFold(a.UniqueID, uid) {
 		return nil, authFailed("The access grant is for another resource.")
@@ -295,6 +293,8 @@ func dataError(err error) error {
 	switch {
 	case errors.Is(err, compute.ErrReadOnly):
 		return serr(http.StatusForbidden, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.")
+	case errors.Is(err, compute.ErrCreatorDenied):
+		return authFailed("The principal that created the access grant was deleted or no longer holds the roles the grant needs.")
 	case errors.Is(err, compute.ErrAccessDenied):
 		return authFailed("The access grant has expired or was revoked (endGetAccess).")
 	case errors.Is(err, blockdev.ErrOutOfRange):
@@ -308,7 +308,7 @@ func invalidPageRange() *storageError {
 }
 
 func (d *ComputeData) putPage(ctx context.Context, w http.ResponseWriter, r *http.Request, a *compute.DataAccess) error {
-	if err := a.CheckWrite(); err != nil {
+	if err := a.CheckWrite(ctx); err != nil {
 		return dataError(err)
 	}
 	mode := strings.ToLower(r.Header.Get("x-ms-page-write"))
@@ -357,7 +357,7 @@ func (d *ComputeData) putPage(ctx context.Context, w http.ResponseWriter, r *htt
 			}
 			w.Header().Set("Content-MD5", want)
 		}
-		if err := a.CheckWrite(); err != nil { // the grant may have ended while the body arrived
+		if err := a.CheckWrite(ctx); err != nil { // the grant may have ended while the body arrived
 			return dataError(err)
 		}
 		if _, err := a.Volume.WriteAtContext(ctx, buf, start); err != nil {

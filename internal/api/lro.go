@@ -71,7 +71,7 @@ func (s *Server) operationRoutes(versions []string) []Route {
 		body := OperationStatus{ID: r.Path, Name: rec.ID, Status: string(rec.Status),
 			StartTime: FormatTime(rec.StartTime), EndTime: FormatTime(rec.EndTime), Error: rec.Error, Properties: rec.Properties}
 		if strings.EqualFold(r.Query("monitor"), "true") {
-			return s.operationResult(r, rec), nil
+			return s.operationResult(ctx, r, rec)
 		}
 		return JSON(http.StatusOK, body), nil
 	}
@@ -80,7 +80,7 @@ func (s *Server) operationRoutes(versions []string) []Route {
 		if err != nil {
 			return nil, err
 		}
-		return s.operationResult(r, rec), nil
+		return s.operationResult(ctx, r, rec)
 	}
 	return []Route{
 		{Method: "GET", Pattern: "{scope...}/operationStatus/{op}", Type: "operationStatus", Versions: versions, Handle: status},
@@ -89,15 +89,32 @@ func (s *Server) operationRoutes(versions []string) []Route {
 	}
 }
 
+// ResultFunc answers the result of a succeeded operation of one kind whose
+// stored Result is not the answer itself (it names a secret to derive
+// again, say). It authorizes what the answer reveals beyond the operation's
+// ReadAction.
+type ResultFunc func(ctx context.Context, r *Request, rec operation.Record) (*Response, error)
+
+// HandleResult makes fn answer the results of operations of kind.
+func (s *Server) HandleResult(kind string, fn ResultFunc) {
+	if s.results == nil {
+		s.results = map[string]ResultFunc{}
+	}
+	s.results[kind] = fn
+}
+
 // operationResult answers a Location poll: 202 while running, the result
 // (200, or 204 without one) on success, the error on failure.
-func (s *Server) operationResult(r *Request, rec operation.Record) *Response {
+func (s *Server) operationResult(ctx context.Context, r *Request, rec operation.Record) (*Response, error) {
 	switch rec.Status {
 	case operation.Succeeded:
-		if len(rec.Result) == 0 {
-			return &Response{Status: http.StatusNoContent}
+		if fn := s.results[rec.Kind]; fn != nil {
+			return fn(ctx, r, rec)
 		}
-		return &Response{Status: http.StatusOK, Body: []byte(rec.Result)}
+		if len(rec.Result) == 0 {
+			return &Response{Status: http.StatusNoContent}, nil
+		}
+		return &Response{Status: http.StatusOK, Body: []byte(rec.Result)}, nil
 	case operation.Failed, operation.Canceled:
 		e := rec.Error
 		if e == nil {
@@ -109,12 +126,12 @@ func (s *Server) operationResult(r *Request, rec operation.Record) *Response {
 			// operation's failure must end the poll, so it is a 409.
 			status = http.StatusConflict
 		}
-		return &Response{Status: status, Body: ErrorBody{Error: e}}
+		return &Response{Status: status, Body: ErrorBody{Error: e}}, nil
 	}
 	resp := &Response{Status: http.StatusAccepted}
 	resp.SetHeader("Location", r.BaseURL+r.HTTP.URL.RequestURI())
 	resp.SetHeader("Retry-After", fmt.Sprint(RetryAfter))
-	return resp
+	return resp, nil
 }
 
 func (s *Server) readOperation(ctx context.Context, r *Request) (operation.Record, error) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -29,8 +30,8 @@ func TestOperationResultStatus(t *testing.T) {
 		{operation.Record{Status: operation.Canceled}, http.StatusConflict},
 	}
 	for _, tt := range tests {
-		resp := s.operationResult(req, tt.rec)
-		if resp.Status != tt.want {
+		resp, err := s.operationResult(context.Background(), req, tt.rec)
+		if err != nil || resp.Status != tt.want {
 			t.Errorf("%s %v: status %d, want %d", tt.rec.Status, tt.rec.Error, resp.Status, tt.want)
 		}
 		if tt.want == http.StatusAccepted && resp.Header.Get("Location") == "" {

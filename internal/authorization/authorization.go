@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"coffer/internal/clock"
 	"coffer/internal/identity"
@@ -30,10 +31,27 @@ const Kind = "Microsoft.Authorization/roleAssignments"
 type Service struct {
 	Store store.Store
 	Clock clock.Clock
+	// PrincipalDeleted, if set, runs in the transaction of DeletePrincipal,
+	// so that what a deleted principal leaves behind (its access grants)
+	// goes with its assignments.
+	PrincipalDeleted func(ctx context.Context, tx store.Tx, principalID string) error
 
 	mu          sync.Mutex
 	cachedIndex uint64
 	cached      *rbac.Policy
+	// changedAt is the highest store index at which an assignment was
+	// written through this Service (see Unchanged).
+	changedAt atomic.Uint64
+}
+
+// changed records a write of assignments in tx.
+func (s *Service) changed(tx store.Tx) {
+	for {
+		cur := s.changedAt.Load()
+		if tx.Index() <= cur || s.changedAt.CompareAndSwap(cur, tx.Index()) {
+			return
+		}
+	}
 }
 
 // key is the store key of an assignment: its lower-cased resource ID, so
@@ -42,10 +60,18 @@ func key(a rbac.Assignment) string { return strings.ToLower(a.ID()) }
 
 // Policy returns the current policy (all assignments, built-in roles).
 func (s *Service) Policy(ctx context.Context) (*rbac.Policy, error) {
+	p, _, err := s.policy(ctx)
+	return p, err
+}
+
+// policy returns the current policy and the store index it was read at.
+func (s *Service) policy(ctx context.Context) (*rbac.Policy, uint64, error) {
 	var p *rbac.Policy
+	var idx uint64
 	err := s.Store.View(ctx, func(tx store.Tx) error {
+		idx = tx.Index()
 		s.mu.Lock()
-		if s.cached != nil && s.cachedIndex == tx.Index() {
+		if s.cached != nil && s.cachedIndex == idx {
 			p = s.cached
 			s.mu.Unlock()
 			return nil
@@ -57,23 +83,41 @@ func (s *Service) Policy(ctx context.Context) (*rbac.Policy, error) {
 		}
 		p = rbac.NewPolicy(as, rbac.BuiltInRoles()...)
 		s.mu.Lock()
-		s.cached, s.cachedIndex = p, tx.Index()
+		s.cached, s.cachedIndex = p, idx
 		s.mu.Unlock()
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load role assignments: %w", err)
+		return nil, 0, fmt.Errorf("load role assignments: %w", err)
 	}
-	return p, nil
+	return p, idx, nil
 }
 
 // Allowed reports whether p may perform action at scope.
 func (s *Service) Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
-	pol, err := s.Policy(ctx)
+	ok, _, err := s.AllowedAt(ctx, p, action, scope)
+	return ok, err
+}
+
+// AllowedAt is Allowed, plus the store index of the assignments the
+// decision was made on, for callers that keep decisions (see Unchanged).
+func (s *Service) AllowedAt(ctx context.Context, p identity.Principal, action, scope string) (bool, uint64, error) {
+	pol, idx, err := s.policy(ctx)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return pol.Allowed(p.ID, action, scope), nil
+	return pol.Allowed(p.ID, action, scope), idx, nil
+}
+
+// Unchanged reports, without reading the store, whether a decision made on
+// the assignments at index still holds: no assignment has been written
+// through s (Put, Delete, DeletePrincipal) at a later index. A write that
+// has not committed yet counts as made, so a decision taken meanwhile (on
+// the old assignments) is not trusted. Assignments removed with a whole
+// scope (a deleted group or subscription) bypass s; the resources under
+// that scope are deleted with them.
+func (s *Service) Unchanged(index uint64) bool {
+	return index >= s.changedAt.Load()
 }
 
 func (s *Service) list(ctx context.Context, tx store.Tx) ([]rbac.Assignment, error) {
@@ -174,6 +218,7 @@ func (s *Service) Put(ctx context.Context, tx store.Tx, a rbac.Assignment, ids *
 	if err := tx.Put(ctx, &store.Object{Kind: Kind, Key: key(a), Data: b}, store.PutOptions{}); err != nil {
 		return a, false, fmt.Errorf("put role assignment %s: %w", a.Name, err)
 	}
+	s.changed(tx)
 	return a, created, nil
 }
 
@@ -186,22 +231,29 @@ func (s *Service) Delete(ctx context.Context, tx store.Tx, scope, name string) (
 	if err := tx.Delete(ctx, Kind, key(a)); err != nil {
 		return a, fmt.Errorf("delete role assignment %s: %w", name, err)
 	}
+	s.changed(tx)
 	return a, nil
 }
 
 // DeletePrincipal removes every assignment of a principal (when the
 // principal is deleted, as Azure leaves "Identity not found" assignments;
-// Coffer removes them).
+// Coffer removes them) and runs PrincipalDeleted.
 func (s *Service) DeletePrincipal(ctx context.Context, tx store.Tx, principalID string) error {
 	as, err := s.list(ctx, tx)
 	if err != nil {
 		return err
 	}
+	s.changed(tx)
 	for _, a := range as {
 		if strings.EqualFold(a.PrincipalID, principalID) {
 			if err := tx.Delete(ctx, Kind, key(a)); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("delete role assignment %s: %w", a.Name, err)
 			}
+		}
+	}
+	if s.PrincipalDeleted != nil {
+		if err := s.PrincipalDeleted(ctx, tx, principalID); err != nil {
+			return fmt.Errorf("delete principal %s: %w", principalID, err)
 		}
 	}
 	return nil

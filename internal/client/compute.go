@@ -243,18 +243,36 @@ type AccessURI struct {
 	AccessSAS string `json:"accessSAS"`
 	NBDURL    string `json:"nbdUrl,omitempty"`
 	ExpiresOn string `json:"expiresOn,omitempty"`
+	// GrantID names the grant for RevokeGrant.
+	GrantID string `json:"grantId,omitempty"`
+}
+
+// AccessSpec describes an access grant to ask for.
+type AccessSpec struct {
+	Access   string // Read or Write
+	Duration time.Duration
+	// OutlivesCreator (a Coffer extension) keeps the grant usable when the
+	// principal asking for it loses its roles or is deleted.
+	OutlivesCreator bool
 }
 
 // GrantAccess grants Read or Write access to a disk or snapshot (typ Disks
 // or Snapshots) for d and returns the SAS and NBD URLs.
 func (c *Client) GrantAccess(ctx context.Context, typ, rg, name, access string, d time.Duration) (AccessURI, error) {
+	return c.Grant(ctx, typ, rg, name, AccessSpec{Access: access, Duration: d})
+}
+
+// Grant is GrantAccess with every option of the request.
+func (c *Client) Grant(ctx context.Context, typ, rg, name string, spec AccessSpec) (AccessURI, error) {
 	p, err := c.computePath(typ, rg, name)
 	if err != nil {
 		return AccessURI{}, err
 	}
-	secs := int64(d / time.Second)
-	body, err := c.doWait(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion,
-		map[string]any{"access": access, "durationInSeconds": secs})
+	req := map[string]any{"access": spec.Access, "durationInSeconds": int64(spec.Duration / time.Second)}
+	if spec.OutlivesCreator {
+		req["outlivesCreator"] = true
+	}
+	body, err := c.doWait(ctx, http.MethodPost, p+"/beginGetAccess", ComputeVersion, req)
 	if err != nil {
 		return AccessURI{}, err
 	}
@@ -267,11 +285,21 @@ func (c *Client) GrantAccess(ctx context.Context, typ, rg, name, access string, 
 
 // RevokeAccess ends every access grant of a disk or snapshot.
 func (c *Client) RevokeAccess(ctx context.Context, typ, rg, name string) error {
+	return c.endAccess(ctx, typ, rg, name, nil)
+}
+
+// RevokeGrant ends one access grant of a disk or snapshot (the GrantID of
+// its AccessURI) and leaves the others alone.
+func (c *Client) RevokeGrant(ctx context.Context, typ, rg, name, grantID string) error {
+	return c.endAccess(ctx, typ, rg, name, map[string]string{"grantId": grantID})
+}
+
+func (c *Client) endAccess(ctx context.Context, typ, rg, name string, body any) error {
 	p, err := c.computePath(typ, rg, name)
 	if err != nil {
 		return err
 	}
-	_, err = c.doWait(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, nil)
+	_, err = c.doWait(ctx, http.MethodPost, p+"/endGetAccess", ComputeVersion, body)
 	return err
 }
 

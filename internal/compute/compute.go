@@ -100,6 +100,15 @@ type Authorizer interface {
 	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
 }
 
+// decisionKeeper is an Authorizer whose decisions can be kept: it tells the
+// store index a decision was made at, and whether a decision made at an
+// index still holds without reading the store (authorization.Service). The
+// data path uses it to re-check a grant's creator on every request cheaply.
+type decisionKeeper interface {
+	AllowedAt(ctx context.Context, p identity.Principal, action, scope string) (bool, uint64, error)
+	Unchanged(index uint64) bool
+}
+
 // Service is the Microsoft.Compute provider. Set the fields, then call
 // Recover once before use.
 type Service struct {
@@ -181,6 +190,9 @@ type Grant struct {
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
 	CreatedBy string    `json:"createdBy"`
+	// OutlivesCreator grants stand alone: they are not checked against
+	// their creator's rights when used, and survive its deletion.
+	OutlivesCreator bool `json:"outlivesCreator,omitempty"`
 }
 
 // Disk is a managed disk record.
@@ -300,17 +312,26 @@ var (
 	ErrUnknownGrant = errors.New("unknown access grant")
 	// ErrReadOnly is wrapped when a read grant is used to write.
 	ErrReadOnly = errors.New("access grant is read-only")
+	// ErrCreatorDenied is wrapped (with ErrAccessDenied) when a grant is
+	// used whose creator no longer holds the rights the use needs.
+	ErrCreatorDenied = errors.New("the principal that created the access grant no longer holds the rights it needs")
 )
 
 func invalidParameter(target, format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindBadRequest, "InvalidParameter", format, args...).WithTarget(target)
 }
 
+// errNotFound is wrapped by the 404 of a missing disk or snapshot, for
+// errors.Is.
+var errNotFound = errors.New("no such disk or snapshot")
+
 func notFound(id resource.ID) *resource.Error {
 	typ := "Microsoft.Compute/" + id.Types[len(id.Types)-1]
-	return resource.Errorf(resource.KindNotFound, "ResourceNotFound",
+	e := resource.Errorf(resource.KindNotFound, "ResourceNotFound",
 		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
 		typ, id.Name(), id.ResourceGroup)
+	e.Err = errNotFound
+	return e
 }
 
 func notAllowed(format string, args ...any) *resource.Error {
@@ -329,17 +350,53 @@ func authorizationFailed(p identity.Principal, action, scope string) *resource.E
 		client, p.ID, action, scope)
 }
 
-// authorize checks action at scope for p.
-func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+// linkedAuthorizationFailed is ARM's 403 for a request p may make on its
+// own scope but whose linked resource (the source of a copy) it may not
+// use, in Azure's words.
+func linkedAuthorizationFailed(p identity.Principal, action, scope, linkedAction, linkedScope string) *resource.Error {
+	client := p.ClientID
+	if client == "" {
+		client = p.ID
+	}
+	return resource.Errorf(resource.KindForbidden, "LinkedAuthorizationFailed",
+		"The client '%s' with object id '%s' has permission to perform action '%s' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope(s) '%s' or the linked scope(s) are invalid.",
+		client, p.ID, action, scope, linkedAction, linkedScope)
+}
+
+// allowed reports whether p may perform action at scope.
+func (s *Service) allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
 	if s.Authz == nil {
-		return nil
+		return true, nil
 	}
 	ok, err := s.Authz.Allowed(ctx, p, action, scope)
 	if err != nil {
-		return fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+		return false, fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+	}
+	return ok, nil
+}
+
+// authorize checks action at scope for p.
+func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
+	ok, err := s.allowed(ctx, p, action, scope)
+	if err != nil {
+		return err
 	}
 	if !ok {
 		return authorizationFailed(p, action, scope)
+	}
+	return nil
+}
+
+// authorizeLinked checks, after p was allowed action at scope, that p may
+// also perform linkedAction on linkedScope, the resource the request reads
+// from: Azure's linked access check.
+func (s *Service) authorizeLinked(ctx context.Context, p identity.Principal, action, scope, linkedAction, linkedScope string) error {
+	ok, err := s.allowed(ctx, p, linkedAction, linkedScope)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return linkedAuthorizationFailed(p, action, scope, linkedAction, linkedScope)
 	}
 	return nil
 }

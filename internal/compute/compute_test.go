@@ -157,7 +157,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	disk := f.emptyDisk(t, "rg", "d")
-	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.AccessWrite, time.Minute)
+	g, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessWrite, Duration: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +168,11 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if _, err := f.svc.DeleteDisk(ctx, f.admin, disk); code(err) != "OperationNotAllowed" {
 		t.Fatalf("delete exported disk: %v", err)
 	}
-	if err := a.CheckWrite(); err != nil {
+	if err := a.CheckWrite(ctx); err != nil {
 		t.Fatal(err)
 	}
 	f.clk.Advance(time.Minute)
-	if err := a.Check(); !errors.Is(err, compute.ErrAccessDenied) {
+	if err := a.Check(ctx); !errors.Is(err, compute.ErrAccessDenied) {
 		t.Fatalf("expired grant on an open access: %v", err)
 	}
 	if _, err := f.svc.OpenAccess(ctx, g.Token); !errors.Is(err, compute.ErrAccessDenied) {
@@ -183,7 +183,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 		t.Fatalf("state after expiry: %v %v", d.State(f.clk.Now()), err)
 	}
 	// Revocation reaches an access opened before it.
-	g2, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.AccessRead, time.Hour)
+	g2, err := f.svc.GrantAccess(ctx, f.admin, disk, compute.GrantInput{Access: compute.AccessRead, Duration: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +191,13 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if err != nil || a2.Writable() {
 		t.Fatalf("open read grant: %v", err)
 	}
-	if err := a2.CheckWrite(); !errors.Is(err, compute.ErrReadOnly) {
+	if err := a2.CheckWrite(ctx); !errors.Is(err, compute.ErrReadOnly) {
 		t.Fatalf("write through a read grant: %v", err)
 	}
 	if err := f.svc.RevokeAccess(ctx, f.admin, disk); err != nil {
 		t.Fatal(err)
 	}
-	if err := a2.Check(); !errors.Is(err, compute.ErrAccessDenied) {
+	if err := a2.Check(ctx); !errors.Is(err, compute.ErrAccessDenied) {
 		t.Fatalf("revoked grant on an open access: %v", err)
 	}
 	if _, err := f.svc.OpenAccess(ctx, g2.Token); !errors.Is(err, compute.ErrAccessDenied) {

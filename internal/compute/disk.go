@@ -60,29 +60,33 @@ type source struct {
 	snapshot bool
 }
 
-func (s *Service) resolveSource(ctx context.Context, p identity.Principal, option, src string) (*source, error) {
+// resolveSource parses the source of a copy or restore of disk id and
+// makes Azure's linked access check: reading the bytes of the source takes
+// beginGetAccess on it (which Disk Snapshot Contributor and Disk Backup
+// Reader hold), not mere read access to its properties.
+func (s *Service) resolveSource(ctx context.Context, p identity.Principal, id resource.ID, option, src string) (*source, error) {
 	if src == "" {
 		return nil, invalidParameter("creationData.sourceResourceId", "Required parameter 'sourceResourceId' is missing (null).")
 	}
-	if id, err := ParseID(TypeSnapshots, src); err == nil {
-		if err := s.authorize(ctx, p, ActionSnapshotRead, id.String()); err != nil {
+	if sid, err := ParseID(TypeSnapshots, src); err == nil {
+		if err := s.authorizeLinked(ctx, p, ActionDiskWrite, id.String(), ActionSnapshotGrant, sid.String()); err != nil {
 			return nil, err
 		}
-		return &source{id: id, snapshot: true}, nil
+		return &source{id: sid, snapshot: true}, nil
 	}
 	if option == OptionRestore {
 		return nil, invalidParameter("creationData.sourceResourceId",
 			"The source '%s' of a disk with createOption 'Restore' must be a snapshot.", src)
 	}
-	id, err := ParseID(TypeDisks, src)
+	sid, err := ParseID(TypeDisks, src)
 	if err != nil {
 		return nil, invalidParameter("creationData.sourceResourceId",
 			"The value '%s' of parameter 'sourceResourceId' is not a valid disk or snapshot resource ID.", src)
 	}
-	if err := s.authorize(ctx, p, ActionDiskRead, id.String()); err != nil {
+	if err := s.authorizeLinked(ctx, p, ActionDiskWrite, id.String(), ActionDiskGrant, sid.String()); err != nil {
 		return nil, err
 	}
-	return &source{id: id}, nil
+	return &source{id: sid}, nil
 }
 
 func shrinkError(cur, want int64) error {
@@ -117,8 +121,8 @@ func sizeError(err error, target string) error {
 }
 
 // CreateDisk creates (or, if it exists, updates) a disk and waits for it to
-// be provisioned. It checks Microsoft.Compute/disks/write on id and read on
-// a copy's source.
+// be provisioned. It checks Microsoft.Compute/disks/write on id and
+// beginGetAccess on a copy's source.
 func (s *Service) CreateDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (Disk, error) {
 	d, _, finish, err := s.StartDisk(ctx, p, id, in)
 	if err != nil || finish == nil {
@@ -165,7 +169,7 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	}
 	var src *source
 	if option == OptionCopy || option == OptionRestore {
-		if src, err = s.resolveSource(ctx, p, option, in.CreationData.SourceResourceID); err != nil {
+		if src, err = s.resolveSource(ctx, p, id, option, in.CreationData.SourceResourceID); err != nil {
 			return d, false, nil, err
 		}
 	}

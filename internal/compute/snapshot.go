@@ -27,8 +27,8 @@ type SnapshotInput struct {
 type SnapshotFinish func(ctx context.Context) (Snapshot, error)
 
 // CreateSnapshot takes a snapshot of a disk and waits for it. It checks
-// Microsoft.Compute/snapshots/write on id and Microsoft.Compute/disks/read
-// on the source disk.
+// Microsoft.Compute/snapshots/write on id and
+// Microsoft.Compute/disks/beginGetAccess/action on the source disk.
 func (s *Service) CreateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (Snapshot, error) {
 	sn, _, finish, err := s.StartSnapshot(ctx, p, id, in)
 	if err != nil || finish == nil {
@@ -65,7 +65,10 @@ func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id re
 		return sn, false, nil, invalidParameter("creationData.sourceResourceId",
 			"The value '%s' of parameter 'sourceResourceId' is not a disk resource ID; Coffer takes snapshots of disks.", srcText)
 	}
-	if err := s.authorize(ctx, p, ActionDiskRead, src.String()); err != nil {
+	// Azure's linked access check: a snapshot reads the disk's bytes, which
+	// takes beginGetAccess on it (Disk Snapshot Contributor has it, and not
+	// disks/read).
+	if err := s.authorizeLinked(ctx, p, ActionSnapshotWrite, id.String(), ActionDiskGrant, src.String()); err != nil {
 		return sn, false, nil, err
 	}
 	now := s.now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,6 +45,9 @@ type Options struct {
 	MinFree int64
 	// HydrationRetry is server.Config.HydrationRetry.
 	HydrationRetry time.Duration
+	// Log, if set, receives the server's log at debug level (instead of
+	// stderr).
+	Log io.Writer
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -60,7 +64,11 @@ func Start(t testing.TB, o Options) *Env {
 	if os.Getenv("COFFER_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var logTo io.Writer = os.Stderr
+	if o.Log != nil {
+		logTo, level = o.Log, slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry})

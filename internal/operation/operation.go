@@ -221,6 +221,51 @@ func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
 	return rec, nil
 }
 
+// records decodes every stored operation.
+func records(ctx context.Context, tx store.Tx) ([]Record, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kind})
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]Record, 0, len(objs))
+	for _, o := range objs {
+		var rec Record
+		if err := json.Unmarshal(o.Data, &rec); err != nil {
+			return nil, fmt.Errorf("decode operation %s: %w", o.Key, err)
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// Rewrite passes every stored operation to fn and stores, in one
+// transaction, those fn reports it changed: for data migrations at start.
+func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error {
+	err := m.Store.Update(ctx, func(tx store.Tx) error {
+		recs, err := records(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if !fn(&rec) {
+				continue
+			}
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return fmt.Errorf("encode operation %s: %w", rec.ID, err)
+			}
+			if err := tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{}); err != nil {
+				return fmt.Errorf("store operation %s: %w", rec.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rewrite operations: %w", err)
+	}
+	return nil
+}
+
 // Resumer restarts an interrupted operation of its kind. It returns false
 // if it cannot, and the operation is then failed.
 type Resumer func(ctx context.Context, rec Record) (Func, bool)
@@ -231,20 +276,13 @@ type Resumer func(ctx context.Context, rec Record) (Func, bool)
 func (m *Manager) Recover(ctx context.Context, resumers map[string]Resumer) error {
 	var pending []Record
 	err := m.Store.View(ctx, func(tx store.Tx) error {
-		objs, err := tx.List(ctx, store.Query{Kind: kind})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			var rec Record
-			if err := json.Unmarshal(o.Data, &rec); err != nil {
-				return fmt.Errorf("decode operation %s: %w", o.Key, err)
-			}
+		recs, err := records(ctx, tx)
+		for _, rec := range recs {
 			if !rec.Status.IsTerminal() {
 				pending = append(pending, rec)
 			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("recover operations: %w", err)

@@ -22,7 +22,9 @@ func (s *Server) resolveExport(ctx context.Context, name string) (*nbd.Export, e
 		return nil, err
 	}
 	if a.Volume != nil {
-		return &nbd.Export{Backend: &volumeExport{a: a}, ReadOnly: !a.Writable()}, nil
+		// Read-only also when the grant's creator may no longer write.
+		ro := !a.Writable() || errors.Is(a.CheckWrite(ctx), compute.ErrCreatorDenied)
+		return &nbd.Export{Backend: &volumeExport{a: a}, ReadOnly: ro}, nil
 	}
 	return &nbd.Export{Backend: &snapshotExport{a: a}, ReadOnly: true}, nil
 }
@@ -52,28 +54,28 @@ func (e *volumeExport) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (e *volumeExport) WriteAt(p []byte, off int64) (int, error) {
-	if err := e.a.CheckWrite(); err != nil {
+	if err := e.a.CheckWrite(context.Background()); err != nil {
 		return 0, err
 	}
 	return e.a.Volume.WriteAtContext(context.Background(), p, off)
 }
 
 func (e *volumeExport) Flush() error {
-	if err := e.a.Check(); err != nil {
+	if err := e.a.Check(context.Background()); err != nil {
 		return err
 	}
 	return e.a.Volume.Flush(context.Background())
 }
 
 func (e *volumeExport) Trim(off, n int64) error {
-	if err := e.a.CheckWrite(); err != nil {
+	if err := e.a.CheckWrite(context.Background()); err != nil {
 		return err
 	}
 	return e.a.Volume.Trim(context.Background(), off, n)
 }
 
 func (e *volumeExport) WriteZeroes(off, n int64) error {
-	if err := e.a.CheckWrite(); err != nil {
+	if err := e.a.CheckWrite(context.Background()); err != nil {
 		return err
 	}
 	return e.a.Volume.WriteZeroes(context.Background(), off, n)

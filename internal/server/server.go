@@ -252,8 +252,8 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.TLS = cfg.TLS
 	s.API.Space = s.space
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
-		Ready:   func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
-		Space:   s.space,
+		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
+		Space: s.space,
 		StalledHydrations: func() int {
 			if s.Engine == nil {
 				return 0
@@ -264,6 +264,9 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.NBDAddr, NBDTLS: cfg.TLS})
+	if err := api.ScrubAccessResults(ctx, s.Ops, s.Compute); err != nil {
+		return err
+	}
 	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
 	if err := s.openDataProtection(ctx); err != nil {
 		return err

@@ -50,6 +50,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 			}
 		}}
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
+	s.Authz.PrincipalDeleted = s.Compute.EndGrantsOf
 	if err := s.Compute.Recover(ctx); err != nil {
 		engine.Close()
 		return err

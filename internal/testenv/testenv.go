@@ -146,3 +146,20 @@ func Fill(t testing.TB, dir string) string {
 	}
 	return path
 }
+
+// HaveProgram is NeedProgram for one part of a test: it returns the path of
+// the program and true, or, when the program is not on PATH, fails the test
+// if the program is required and otherwise logs that the part is left out
+// and returns false, so that the rest of the test still runs.
+func HaveProgram(t testing.TB, name string) (string, bool) {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p, true
+	}
+	if Required(name) {
+		t.Fatalf("%s is required (COFFER_TEST_REQUIRE=%s) but is not on PATH", name, os.Getenv("COFFER_TEST_REQUIRE"))
+	}
+	t.Logf("leaving out what needs %s: it is not on PATH", name)
+	return "", false
+}

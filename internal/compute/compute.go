@@ -299,13 +299,6 @@ func invalidParameter(target, format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindBadRequest, "InvalidParameter", format, args...).WithTarget(target)
 }
 
-func notFound(id resource.ID) *resource.Error {
-	typ := "Microsoft.Compute/" + id.Types[len(id.Types)-1]
-	return resource.Errorf(resource.KindNotFound, "ResourceNotFound",
-		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
-		typ, id.Name(), id.ResourceGroup)
-}
-
 func notAllowed(format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindConflict, "OperationNotAllowed", format, args...)
 }
@@ -428,7 +421,7 @@ func getRecord[T any, P interface {
 	var v T
 	idx, err := getJSON(ctx, tx, kind, id.Key(), &v)
 	if errors.Is(err, store.ErrNotFound) {
-		return v, notFound(id)
+		return v, resource.NotFound(id)
 	}
 	if err != nil {
 		return v, err

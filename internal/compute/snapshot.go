@@ -217,7 +217,7 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 		if derr := s.Engine.DeleteSnapshot(context.WithoutCancel(ctx), snapID); derr != nil && !errors.Is(derr, blockdev.ErrNotFound) {
 			s.logger().Warn("delete orphan snapshot", "snapshot", snapID, "err", derr)
 		}
-		return sn, notFound(id)
+		return sn, resource.NotFound(id)
 	}
 	return sn, err
 }

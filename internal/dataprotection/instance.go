@@ -56,7 +56,7 @@ func (s *Service) getInstance(ctx context.Context, tx store.Tx, id resource.ID) 
 		if _, verr := s.vaultOf(ctx, tx, id); verr != nil {
 			return r, verr
 		}
-		return r, notFound(InstanceType, id.Names[0]+"/"+id.Name())
+		return r, resource.NotFound(id)
 	}
 	return r, err
 }

@@ -43,7 +43,7 @@ func (s *Service) getVault(ctx context.Context, tx store.Tx, id resource.ID) (Va
 		if _, gerr := s.Groups.GetGroup(ctx, tx, id.GroupScope()); gerr != nil {
 			return v, gerr
 		}
-		return v, notFound(VaultResourceType, id.Name())
+		return v, resource.NotFound(id)
 	}
 	return v, err
 }

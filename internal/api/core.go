@@ -226,6 +226,9 @@ func (h *coreHandlers) putAlias(ctx context.Context, r *Request) (*Response, err
 	if in.Properties == nil {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidRequestContent", "The request content must contain 'properties'.")
 	}
+	if err := resource.CheckLine("properties.displayName", in.Properties.DisplayName); err != nil {
+		return nil, err
+	}
 	if in.Properties.Workload != "" && !strings.EqualFold(in.Properties.Workload, "Production") && !strings.EqualFold(in.Properties.Workload, "DevTest") {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidWorkload", "The workload '%s' is invalid. Allowed values are 'Production' and 'DevTest'.", in.Properties.Workload)
 	}

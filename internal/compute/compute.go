@@ -647,7 +647,7 @@ func (s *Service) checkPut(ctx context.Context, p identity.Principal, action str
 	if err != nil {
 		return "", "", err
 	}
-	if err := tenant.CheckTags(tags); err != nil {
+	if err := resource.CheckTags(tags); err != nil {
 		return "", "", err
 	}
 	sku = "Standard_LRS"

@@ -10,7 +10,6 @@ import (
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
-	"coffer/internal/tenant"
 )
 
 // SnapshotInput is the body of a snapshot PUT.
@@ -170,7 +169,7 @@ func (s *Service) applySnapshotUpdate(ctx context.Context, tx store.Tx, p identi
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	if err := tenant.CheckTags(tags); err != nil {
+	if err := resource.CheckTags(tags); err != nil {
 		return sn, err
 	}
 	sn.Tags = tags

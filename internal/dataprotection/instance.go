@@ -315,6 +315,12 @@ func (s *Service) PutInstance(ctx context.Context, c Caller, id resource.ID, bod
 	if err != nil {
 		return in, false, err
 	}
+	if err := resource.CheckTags(in.Tags); err != nil {
+		return in, false, err
+	}
+	if err := resource.CheckLine("properties.friendlyName", in.Properties.FriendlyName); err != nil {
+		return in, false, err
+	}
 	var out InstanceResource
 	created := false
 	err = s.Store.Update(ctx, func(tx store.Tx) error {

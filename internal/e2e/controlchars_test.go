@@ -45,6 +45,9 @@ func TestControlCharactersRefused(t *testing.T) {
 	tests := []struct {
 		name, method, path, body, code string
 	}{
+		{"group name with an escape", "PUT", grp + "a%1b%5B31m" + rgv, `{"location":"local"}`, "InvalidResourceGroup"},
+		{"disk name with NUL", "PUT", rg + "Microsoft.Compute/disks/d%00x" + cv,
+			`{"location":"local","properties":{"creationData":{"createOption":"Empty"},"diskSizeGB":1}}`, "InvalidResourceName"},
 		{"group create, NUL in a tag name", "PUT", grp + "g2" + rgv, `{"location":"local","tags":` + nulName + `}`, "InvalidTagNameCharacters"},
 		{"group update, escape in a tag name", "PATCH", grp + "rg" + rgv, `{"tags":` + escName + `}`, "InvalidTagNameCharacters"},
 		{"group replace, NUL in a tag value", "PUT", grp + "rg" + rgv, `{"location":"local","tags":` + nulValue + `}`, "InvalidTagValueCharacters"},

@@ -101,7 +101,9 @@ func (h *dpHandlers) routes() []Route {
 	}
 	for i := range routes {
 		routes[i].Versions = v
-		routes[i].Validate = validate
+		if strings.Contains(routes[i].Pattern, "{rg}") {
+			routes[i].Validate = validate
+		}
 		routes[i].Type = dpType(routes[i].Pattern)
 	}
 	return routes

@@ -487,49 +487,8 @@ func (h *dpHandlers) getRecoveryPoint(ctx context.Context, r *Request) (*Respons
 
 // --- jobs ---
 
-// parseJobFilter reads Coffer's job filter: $filter with status,
-// operation and startTime clauses ("status eq 'Failed' and operation eq
-// 'Backup' and startTime ge '2026-01-01T00:00:00Z'").
-func parseJobFilter(s string) (job.Filter, error) {
-	var f job.Filter
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return f, nil
-	}
-	bad := resource.Errorf(resource.KindBadRequest, "InvalidFilter",
-		"The $filter '%s' is invalid: use status eq '<InProgress|Completed|Failed|Cancelled>', operation eq '<Backup|OnDemandBackup|ScheduledBackup|Restore|Retention|…>', startTime ge|le '<date-time>', joined by 'and'.", s)
-	for _, clause := range strings.Split(s, " and ") {
-		parts := strings.Fields(clause)
-		if len(parts) < 3 {
-			return f, bad
-		}
-		name, op, val := strings.ToLower(parts[0]), strings.ToLower(parts[1]), strings.Trim(strings.Join(parts[2:], " "), "'\"")
-		switch {
-		case name == "status" && op == "eq":
-			f.Status = job.Status(val)
-		case name == "operation" && op == "eq":
-			f.Operation = val
-		case name == "starttime" && (op == "ge" || op == "gt"):
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return f, bad
-			}
-			f.From = t
-		case name == "starttime" && (op == "le" || op == "lt"):
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return f, bad
-			}
-			f.To = t
-		default:
-			return f, bad
-		}
-	}
-	return f, nil
-}
-
 func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error) {
-	f, err := parseJobFilter(r.Query("$filter"))
+	f, err := job.ParseFilter(r.Query("$filter"))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"coffer/internal/dataprotection"
+	"coffer/internal/odata"
 )
 
 // DataProtectionVersion is the api-version the client sends to
@@ -357,8 +358,22 @@ func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) 
 	return out, err
 }
 
-// ListJobs lists a vault's jobs, newest first ($filter optional: status,
-// operation and startTime clauses).
+// JobsFilter is the $filter that selects the jobs with the given status
+// and operation (either may be empty: any), each value quoted.
+func JobsFilter(status, operation string) string {
+	var clauses []string
+	if status != "" {
+		clauses = append(clauses, "status eq "+odata.Quote(status))
+	}
+	if operation != "" {
+		clauses = append(clauses, "operation eq "+odata.Quote(operation))
+	}
+	return strings.Join(clauses, " and ")
+}
+
+// ListJobs lists a vault's jobs, newest first, under an optional $filter
+// (see docs/api.md: status, operation, startTime and endTime with and, or,
+// not and parentheses; JobsFilter builds the simple ones).
 func (c *Client) ListJobs(ctx context.Context, rg, vault, filter string) ([]Job, error) {
 	return dpList[Job](ctx, c, filter, rg, vault, "backupJobs")
 }

@@ -231,4 +231,3 @@ func parseFilter(s string) ([]filterTerm, error) {
 	}
 	return terms, nil
 }
-

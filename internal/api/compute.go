@@ -384,11 +384,12 @@ func (h *computeHandlers) nbdURL(r *Request, token string) string {
 		return ""
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if reqHost, _, err := net.SplitHostPort(r.HTTP.Host); err == nil {
-			host = reqHost
-		} else {
-			host = r.HTTP.Host
+		// Listening on every address: name the host of the public endpoint.
+		u, err := url.Parse(r.BaseURL)
+		if err != nil || u.Hostname() == "" {
+			return ""
 		}
+		host = u.Hostname()
 	}
 	scheme := "nbd"
 	if h.c.NBDTLS {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -38,6 +39,27 @@ func TestRoutesValidateOnlyWhatTheirPathHolds(t *testing.T) {
 		}
 		if err := rt.Validate(&Request{Vars: vars}); err != nil {
 			t.Errorf("%s %s: valid names refused: %v", rt.Method, rt.Pattern, err)
+		}
+	}
+}
+
+// TestNBDURLHost: when NBD listens on every address, NBD URLs name the
+// host of the public endpoint, never the request's Host header.
+func TestNBDURLHost(t *testing.T) {
+	hr := httptest.NewRequest("POST", "/x", nil)
+	hr.Host = "evil.example:666"
+	r := &Request{HTTP: hr, BaseURL: "https://backup.example.test:8443"}
+	for addr, want := range map[string]string{
+		"0.0.0.0:10809":     "nbds://backup.example.test:10809/tok",
+		"[::]:10809":        "nbds://backup.example.test:10809/tok",
+		":10809":            "nbds://backup.example.test:10809/tok",
+		"10.0.0.7:10809":    "nbds://10.0.0.7:10809/tok",
+		"[fd00::7]:10809":   "nbds://[fd00::7]:10809/tok",
+		"nbd.example:10809": "nbds://nbd.example:10809/tok",
+	} {
+		h := &computeHandlers{c: Compute{NBDAddress: func() string { return addr }, NBDTLS: true}}
+		if got := h.nbdURL(r, "tok"); got != want {
+			t.Errorf("NBD on %s: %q, want %q", addr, got, want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 func serveCommand() *command {
 	var (
 		data, listen, nbdListen, regions, logLevel string
+		publicEndpoint                             string
 		useTLS, insecure                           bool
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
@@ -30,6 +31,7 @@ func serveCommand() *command {
 			fs.StringVar(&regions, "regions", server.DefaultRegion, "comma-separated regions this server serves")
 			fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a certificate generated once into the data dir")
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
+			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
@@ -47,7 +49,7 @@ func serveCommand() *command {
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
-				TLS: useTLS, InsecureHTTP: insecure, Logger: logger})
+				TLS: useTLS, InsecureHTTP: insecure, PublicEndpoint: publicEndpoint, Logger: logger})
 			if err != nil {
 				return err
 			}

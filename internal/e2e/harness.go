@@ -25,7 +25,8 @@ import (
 type Env struct {
 	T        testing.TB
 	Server   *server.Server
-	Endpoint string
+	Endpoint string // the server's public endpoint
+	Listen   string // the address it listens on (host:port)
 	Admin    server.Admin
 	DataDir  string
 	HTTP     *http.Client
@@ -37,6 +38,9 @@ type Options struct {
 	DataDir string // reuse a data dir (restart tests); empty: a temp dir
 	TLS     bool
 	Regions []string
+	// PublicEndpoint is serve --public-endpoint: Endpoint names it, while
+	// the server listens on Listen.
+	PublicEndpoint string
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -55,14 +59,15 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger})
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions,
+		PublicEndpoint: o.PublicEndpoint, Logger: logger})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListener(ctx, ln, nil) }()
-	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Admin: srv.Admin, DataDir: o.DataDir}
+	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Listen: ln.Addr().String(), Admin: srv.Admin, DataDir: o.DataDir}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.TLS {
 		pool := x509.NewCertPool()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,12 @@ type Config struct {
 	NBDListen string // host:port for NBD
 	Regions   []string
 	TLS       bool
+	// PublicEndpoint is the URL clients reach the API at
+	// (scheme://host[:port]) when it differs from what Listen and TLS say:
+	// behind a proxy or NAT. Every absolute URL the server hands out
+	// (operation polls, SAS and NBD URLs, OpenID and cloud metadata) is
+	// built from it, never from a request's Host header.
+	PublicEndpoint string
 	// InsecureHTTP allows plain HTTP on a non-loopback address.
 	InsecureHTTP bool
 	Logger       *slog.Logger
@@ -138,6 +145,13 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkListen(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.PublicEndpoint != "" {
+		ep, err := parsePublicEndpoint(cfg.PublicEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PublicEndpoint = ep
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
@@ -172,6 +186,17 @@ func checkListen(cfg Config) error {
 	return fmt.Errorf("refusing to serve plain HTTP on non-loopback address %s: tokens would travel in clear text; use --tls, or --insecure-http to do it anyway", cfg.Listen)
 }
 
+// parsePublicEndpoint checks a --public-endpoint and returns it as
+// scheme://host[:port].
+func parsePublicEndpoint(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("--public-endpoint %q: want an absolute http:// or https:// URL with a host and no path, such as https://backup.example.com:7480", s)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
 func (s *Server) build(ctx context.Context) error {
 	cfg := s.cfg
 	signer, err := identity.LoadOrCreateSigner(filepath.Join(cfg.DataDir, "signing.key"))
@@ -180,7 +205,11 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	if cfg.TLS {
 		host, _, _ := net.SplitHostPort(cfg.Listen)
-		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), []string{host})
+		hosts := []string{host}
+		if u, err := url.Parse(cfg.PublicEndpoint); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts)
 		if err != nil {
 			return err
 		}
@@ -205,7 +234,7 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.API = api.NewServer(s.IDs, s.Authz, cfg.Clock, s.log)
 	s.API.Operations = s.Ops
-	s.API.TLS = cfg.TLS
+	s.API.Endpoint = s.Endpoint()
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) }})
 	if err := s.openStorage(ctx); err != nil {
@@ -254,8 +283,15 @@ func (s *Server) tenantRecord(ctx context.Context) (*tenantRecord, error) {
 	return rec, nil
 }
 
-// Endpoint is the URL clients use to reach the API.
+// Endpoint is the URL clients use to reach the API (scheme://host:port):
+// --public-endpoint when given, else derived from --listen and --tls (an
+// unspecified listen address is named 127.0.0.1). It is the one source of
+// every absolute URL the server hands out and of the audience its tokens
+// are for.
 func (s *Server) Endpoint() string {
+	if s.cfg.PublicEndpoint != "" {
+		return s.cfg.PublicEndpoint
+	}
 	scheme := "http"
 	if s.cfg.TLS {
 		scheme = "https"

@@ -148,8 +148,8 @@ func (h *computeHandlers) patchDisk(ctx context.Context, r *Request) (*Response,
 	if p := in.Properties; p != nil {
 		if p.DiskSizeGB != nil {
 			upd.DiskSizeGB = *p.DiskSizeGB
-			if upd.DiskSizeGB == 0 {
-				return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value 0 of parameter 'diskSizeGB' is out of range.").WithTarget("diskSizeGB")
+			if err := compute.CheckDiskSizeGB(upd.DiskSizeGB); err != nil {
+				return nil, err
 			}
 		}
 		o := p.options()

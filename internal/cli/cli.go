@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"coffer/internal/client"
@@ -247,6 +248,39 @@ func required(pairs ...string) error {
 		}
 	}
 	return nil
+}
+
+// intFlag is an integer flag that remembers whether it was given, so that
+// "--size-gb 0" reaches the server (which refuses it) instead of reading
+// as "no --size-gb".
+type intFlag struct {
+	v   int64
+	set bool
+}
+
+func (f *intFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return strconv.FormatInt(f.v, 10)
+}
+
+func (f *intFlag) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	f.v, f.set = v, true
+	return nil
+}
+
+// ptr returns the value, or nil when the flag was not given.
+func (f *intFlag) ptr() *int64 {
+	if !f.set {
+		return nil
+	}
+	v := f.v
+	return &v
 }
 
 // tagsFlag collects repeated key=value pairs.

@@ -45,6 +45,9 @@ type Env struct {
 	// Terminal reports whether Stdout is a terminal (table output and
 	// progress bars by default).
 	Terminal bool
+	// Interactive reports whether Stdin is a terminal: only then do
+	// destructive commands ask for confirmation; otherwise they need --yes.
+	Interactive bool
 
 	output       string
 	subscription string
@@ -298,12 +301,16 @@ func (t tagsFlag) Set(s string) error {
 	return nil
 }
 
-// confirm asks "prompt (y/N)" on a terminal unless yes was given, and
-// returns an error unless the answer is yes. Without a terminal it does not
-// ask: scripts pass --yes or accept the action.
+// confirm asks "prompt (y/N)" unless yes was given, and returns an error
+// unless the answer is yes. It asks only when standard input is a
+// terminal; otherwise (a script, a pipe) the command is refused with a
+// usage error saying to pass --yes, and nothing is changed.
 func confirm(e *Env, yes bool, prompt string) error {
-	if yes || !e.Terminal {
+	if yes {
 		return nil
+	}
+	if !e.Interactive {
+		return usagef("%s Not confirmed: standard input is not a terminal, so nothing was asked and nothing was changed; pass --yes to confirm.", prompt)
 	}
 	fmt.Fprintf(e.Stderr, "%s (y/N): ", prompt)
 	var answer string

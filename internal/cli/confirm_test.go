@@ -19,7 +19,7 @@ func TestConfirm(t *testing.T) {
 		{interactive: true, input: "\n", ok: false},
 		{interactive: true, input: "", ok: false},
 		{interactive: true, yes: true, input: "n\n", ok: true}, // --yes does not ask
-		{interactive: false, input: "y\n", ok: false},           // a script is not asked: it needs --yes
+		{interactive: false, input: "y\n", ok: false},          // a script is not asked: it needs --yes
 		{interactive: false, input: "", ok: false},
 		{interactive: false, yes: true, input: "", ok: true},
 	}

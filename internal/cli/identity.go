@@ -129,7 +129,7 @@ func roleCommand() *command {
 				run: scoped(nil, func(ctx context.Context, e *Env, c *client.Client, sc string) error {
 					filter := ""
 					if assignee != "" {
-						filter = fmt.Sprintf("principalId eq '%s'", assignee)
+						filter = client.EqFilter("principalId", assignee)
 					}
 					as, err := c.ListRoleAssignments(ctx, sc, filter)
 					if err != nil {
@@ -154,7 +154,7 @@ func roleCommand() *command {
 						if err != nil {
 							return err
 						}
-						as, err := c.ListRoleAssignments(ctx, sc, fmt.Sprintf("principalId eq '%s'", assignee))
+						as, err := c.ListRoleAssignments(ctx, sc, client.EqFilter("principalId", assignee))
 						if err != nil {
 							return err
 						}

@@ -358,15 +358,18 @@ func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) 
 	return out, err
 }
 
+// EqFilter is the $filter clause "name eq 'value'", the value quoted.
+func EqFilter(name, value string) string { return name + " eq " + odata.Quote(value) }
+
 // JobsFilter is the $filter that selects the jobs with the given status
 // and operation (either may be empty: any), each value quoted.
 func JobsFilter(status, operation string) string {
 	var clauses []string
 	if status != "" {
-		clauses = append(clauses, "status eq "+odata.Quote(status))
+		clauses = append(clauses, EqFilter("status", status))
 	}
 	if operation != "" {
-		clauses = append(clauses, "operation eq "+odata.Quote(operation))
+		clauses = append(clauses, EqFilter("operation", operation))
 	}
 	return strings.Join(clauses, " and ")
 }

@@ -52,7 +52,10 @@ type Route struct {
 	// else, so a malformed name is a 400 rather than a 403 or 404.
 	Validate func(r *Request) error
 	// Raw routes get the request body unread (page uploads stream it).
-	Raw    bool
+	Raw bool
+	// Filter says the handler reads $filter; every other route refuses
+	// one (400 InvalidFilter) rather than answer as if it were not there.
+	Filter bool
 	Handle func(ctx context.Context, r *Request) (*Response, error)
 
 	pat pattern
@@ -284,6 +287,9 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 			return nil, errInvalidAPIVersion(v, rt.Type, strings.Join(rt.Versions, ", "))
 		}
 		req.APIVersion = v
+	}
+	if f, ok := req.HTTP.URL.Query()["$filter"]; ok && !rt.Filter {
+		return nil, resource.InvalidFilter(strings.Join(f, " "), "this operation takes no $filter")
 	}
 	if rt.Validate != nil {
 		if err := rt.Validate(req); err != nil {

@@ -93,10 +93,10 @@ func (h *dpHandlers) routes() []Route {
 		{Method: "POST", Pattern: dpBI + "/resumeProtection", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeProtection)},
 		{Method: "POST", Pattern: dpBI + "/resumeBackups", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeBackups)},
 		{Method: "POST", Pattern: dpBI + "/sync", Action: a + "backupInstances/write", Scope: biScope, Handle: h.syncInstance},
-		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.listRecoveryPoints},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.getRecoveryPoint},
 
-		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Handle: h.listJobs},
+		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Filter: true, Handle: h.listJobs},
 		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: a + "read", Scope: vaultScope, Handle: h.getJob},
 	}
 	for i := range routes {

@@ -84,7 +84,7 @@ type RPFilter struct{ Start, End time.Time }
 func ParseRPFilter(f string) (RPFilter, error) {
 	var out RPFilter
 	bad := func(format string, args ...any) error {
-		return userError("InvalidFilter", "The $filter '%s' is invalid: %s.", resource.Printable(f), resource.Printable(fmt.Sprintf(format, args...)))
+		return resource.InvalidFilter(f, fmt.Sprintf(format, args...))
 	}
 	e, err := odata.Parse(f)
 	var terms []odata.Expr

@@ -39,8 +39,7 @@ func ParseFilter(s string) (Filter, error) {
 		}
 	}
 	if err != nil {
-		return Filter{}, resource.Errorf(resource.KindBadRequest, "InvalidFilter", "The $filter '%s' is invalid: %s.",
-			resource.Printable(s), resource.Printable(odata.Reason(err)))
+		return Filter{}, resource.InvalidFilter(s, odata.Reason(err))
 	}
 	return Filter{}, nil
 }

@@ -78,6 +78,12 @@ func IsCode(err error, code string) bool {
 	return e != nil && e.Code == code
 }
 
+// InvalidFilter is the 400 for a $filter a list cannot evaluate: it names
+// the filter and says why (both escaped, as they echo user input).
+func InvalidFilter(filter, reason string) *Error {
+	return Errorf(KindBadRequest, "InvalidFilter", "The $filter '%s' is invalid: %s.", Printable(filter), Printable(reason))
+}
+
 // CodeResourceNotFound is ARM's code for a resource that does not exist.
 const CodeResourceNotFound = "ResourceNotFound"
 

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,14 +32,10 @@ func TestDestructiveCommandsNeedConfirmation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "none.json"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	cliAgainst(t, env)
 	coffer := func(interactive bool, stdin string, args ...string) (int, string) {
-		var out, errb bytes.Buffer
-		code := cli.Main(ctx, args, &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Interactive: interactive})
-		return code, errb.String()
+		code, _, stderr := runCLI(stdin, interactive, args...)
+		return code, stderr
 	}
 	exists := map[string]func() error{
 		"group":     func() error { _, err := c.GetGroup(ctx, "rg-other"); return err },

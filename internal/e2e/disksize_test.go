@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"coffer/internal/cli"
 	"coffer/internal/client"
 )
 
@@ -45,17 +42,14 @@ func TestDiskSizeZero(t *testing.T) {
 		}
 	}
 
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "none.json"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	cliAgainst(t, env)
 	coffer := func(want int, args ...string) string {
 		t.Helper()
-		var out, errb bytes.Buffer
-		if code := cli.Main(ctx, args, &cli.Env{Stdout: &out, Stderr: &errb}); code != want {
-			t.Fatalf("coffer %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out.String(), errb.String())
+		code, stdout, stderr := runCLI("", false, args...)
+		if code != want {
+			t.Fatalf("coffer %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, stdout, stderr)
 		}
-		return errb.String()
+		return stderr
 	}
 	if msg := coffer(1, "disk", "create", "-g", "rg", "-n", "d0", "--size-gb", "0"); !strings.Contains(msg, outOfRange("0")) ||
 		!strings.Contains(msg, "Target: diskSizeGB") {

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -37,32 +35,17 @@ func checkURLs(t *testing.T, env *Env, want string) {
 	const evil = "evil.example:666"
 	sub := env.Admin.SubscriptionID
 	env.Server.API.PageSize = 1
-	do := func(method, path, token string, body string) (*http.Response, map[string]any) {
+	do := func(method, path, token string, body string) (int, map[string]any, http.Header) {
 		t.Helper()
-		req, err := http.NewRequest(method, "http://"+env.Listen+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = evil
-		req.Header.Set("X-Forwarded-Host", evil)
-		if token != "-" {
-			req.Header.Set("Authorization", "Bearer "+env.Admin.Token)
-		}
+		var b []byte
 		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
+			b = []byte(body)
 		}
-		resp, err := env.HTTP.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		status, out, hdr := raw(t, env, method, path, token, b, map[string]string{"Host": evil, "X-Forwarded-Host": evil})
+		if status >= 500 {
+			t.Fatalf("%s %s: %d %v", method, path, status, out)
 		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		var out map[string]any
-		json.Unmarshal(data, &out)
-		if resp.StatusCode >= 500 {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
-		}
-		return resp, out
+		return status, out, hdr
 	}
 	check := func(what, u string) {
 		t.Helper()
@@ -72,26 +55,26 @@ func checkURLs(t *testing.T, env *Env, want string) {
 	}
 	rg := "/subscriptions/" + sub + "/resourcegroups/"
 	for _, g := range []string{"rg1", "rg2"} {
-		if resp, _ := do("PUT", rg+g+"?api-version=2021-04-01", "", `{"location":"local"}`); resp.StatusCode != 201 {
-			t.Fatalf("create %s: %d", g, resp.StatusCode)
+		if status, _, _ := do("PUT", rg+g+"?api-version=2021-04-01", "", `{"location":"local"}`); status != 201 {
+			t.Fatalf("create %s: %d", g, status)
 		}
 	}
-	_, page := do("GET", "/subscriptions/"+sub+"/resourcegroups?api-version=2021-04-01", "", "")
+	_, page, _ := do("GET", "/subscriptions/"+sub+"/resourcegroups?api-version=2021-04-01", "", "")
 	next, _ := page["nextLink"].(string)
 	check("nextLink", next)
 
-	resp, _ := do("PUT", "/subscriptions/"+sub+"/resourceGroups/rg1/providers/Microsoft.DataProtection/backupVaults/v1?api-version=2024-04-01", "",
+	_, _, hdr := do("PUT", "/subscriptions/"+sub+"/resourceGroups/rg1/providers/Microsoft.DataProtection/backupVaults/v1?api-version=2024-04-01", "",
 		`{"location":"local","identity":{"type":"SystemAssigned"},"properties":{"storageSettings":[{"datastoreType":"VaultStore","type":"LocallyRedundant"}]}}`)
-	check("vault Azure-AsyncOperation", resp.Header.Get("Azure-AsyncOperation"))
-	check("vault Location", resp.Header.Get("Location"))
+	check("vault Azure-AsyncOperation", hdr.Get("Azure-AsyncOperation"))
+	check("vault Location", hdr.Get("Location"))
 
 	disk := "/subscriptions/" + sub + "/resourceGroups/rg1/providers/Microsoft.Compute/disks/d1"
-	resp, _ = do("PUT", disk+"?api-version=2024-03-02", "", `{"location":"local","properties":{"creationData":{"createOption":"Empty"},"diskSizeGB":1}}`)
-	if resp.StatusCode == http.StatusAccepted {
-		check("disk Azure-AsyncOperation", resp.Header.Get("Azure-AsyncOperation"))
+	status, _, hdr := do("PUT", disk+"?api-version=2024-03-02", "", `{"location":"local","properties":{"creationData":{"createOption":"Empty"},"diskSizeGB":1}}`)
+	if status == http.StatusAccepted {
+		check("disk Azure-AsyncOperation", hdr.Get("Azure-AsyncOperation"))
 	}
 	for i := 0; ; i++ {
-		_, d := do("GET", disk+"?api-version=2024-03-02", "", "")
+		_, d, _ := do("GET", disk+"?api-version=2024-03-02", "", "")
 		if p, _ := d["properties"].(map[string]any); p["provisioningState"] == "Succeeded" {
 			break
 		}
@@ -100,28 +83,28 @@ func checkURLs(t *testing.T, env *Env, want string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	resp, _ = do("POST", disk+"/beginGetAccess?api-version=2024-03-02", "", `{"access":"Read","durationInSeconds":600}`)
-	loc := resp.Header.Get("Location")
+	_, _, hdr = do("POST", disk+"/beginGetAccess?api-version=2024-03-02", "", `{"access":"Read","durationInSeconds":600}`)
+	loc := hdr.Get("Location")
 	check("beginGetAccess Location", loc)
 	lu, err := url.Parse(loc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, grant := do("GET", lu.RequestURI(), "", "")
+	_, grant, _ := do("GET", lu.RequestURI(), "", "")
 	sas, _ := grant["accessSAS"].(string)
 	check("accessSAS", sas)
 
-	resp, _ = do("DELETE", rg+"rg2?api-version=2021-04-01", "", "")
-	check("group delete Location", resp.Header.Get("Location"))
+	_, _, hdr = do("DELETE", rg+"rg2?api-version=2021-04-01", "", "")
+	check("group delete Location", hdr.Get("Location"))
 
 	for _, tenant := range []string{env.Admin.TenantID, "adfs"} {
-		_, oidc := do("GET", "/"+tenant+"/v2.0/.well-known/openid-configuration", "-", "")
+		_, oidc, _ := do("GET", "/"+tenant+"/v2.0/.well-known/openid-configuration", "-", "")
 		for _, k := range []string{"issuer", "token_endpoint", "authorization_endpoint", "jwks_uri"} {
 			v, _ := oidc[k].(string)
 			check("openid-configuration "+k+" ("+tenant+")", v)
 		}
 	}
-	_, meta := do("GET", "/metadata/endpoints?api-version=2015-01-01", "-", "")
+	_, meta, _ := do("GET", "/metadata/endpoints?api-version=2015-01-01", "-", "")
 	auth, _ := meta["authentication"].(map[string]any)
 	login, _ := auth["loginEndpoint"].(string)
 	check("metadata loginEndpoint", login)
@@ -133,8 +116,8 @@ func checkURLs(t *testing.T, env *Env, want string) {
 		v, _ := meta[k].(string)
 		check("metadata "+k, v)
 	}
-	resp, _ = do("GET", rg+"rg1?api-version=2021-04-01", "-", "")
-	challenge := resp.Header.Get("WWW-Authenticate")
+	_, _, hdr = do("GET", rg+"rg1?api-version=2021-04-01", "-", "")
+	challenge := hdr.Get("WWW-Authenticate")
 	if !strings.Contains(challenge, `authorization_uri="`+want+"/") {
 		t.Errorf("WWW-Authenticate %q does not name %s", challenge, want)
 	}

@@ -26,7 +26,7 @@ type Env struct {
 	T        testing.TB
 	Server   *server.Server
 	Endpoint string // the server's public endpoint
-	Listen   string // the address it listens on (host:port)
+	Listen   string // the URL it listens at (http[s]://127.0.0.1:port)
 	Admin    server.Admin
 	DataDir  string
 	HTTP     *http.Client
@@ -67,7 +67,11 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListener(ctx, ln, nil) }()
-	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Listen: ln.Addr().String(), Admin: srv.Admin, DataDir: o.DataDir}
+	scheme := "http"
+	if o.TLS {
+		scheme = "https"
+	}
+	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Listen: scheme + "://" + ln.Addr().String(), Admin: srv.Admin, DataDir: o.DataDir}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.TLS {
 		pool := x509.NewCertPool()

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"coffer/internal/cli"
 	"coffer/internal/client"
 	"coffer/internal/identity"
 	"coffer/internal/rbac"
@@ -146,15 +143,8 @@ func TestJobsFilter(t *testing.T) {
 	}
 
 	// The CLI quotes what it is given: a status cannot widen the filter.
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "none.json"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
-	coffer := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := cli.Main(ctx, args, &cli.Env{Stdout: &out, Stderr: &errb})
-		return code, out.String(), errb.String()
-	}
+	cliAgainst(t, env)
+	coffer := func(args ...string) (int, string, string) { return runCLI("", false, args...) }
 	if code, out, errs := coffer("job", "list", "-g", "rg-vault", "-v", "v1", "--status", "Failed", "-o", "tsv"); code != 0 ||
 		strings.Count(out, "\n") != 1 || !strings.Contains(out, "\tValidateForBackup\tFailed\t") {
 		t.Fatalf("job list --status Failed: %d %q %s", code, out, errs)

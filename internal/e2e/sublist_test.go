@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"coffer/internal/cli"
 	"coffer/internal/client"
 )
 
@@ -62,18 +58,14 @@ func TestVaultsListedBySubscription(t *testing.T) {
 		t.Fatalf("rg-b: %v", inB)
 	}
 
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
-	if _, err := client.SaveProfile(client.Config{Endpoint: e.Endpoint, Token: e.Admin.Token, Subscription: e.Admin.SubscriptionID,
-		CACertificate: e.Admin.CACertificate}); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	if code := cli.Main(context.Background(), []string{"vault", "list", "-o", "json"}, &cli.Env{Stdout: &out, Stderr: &errb}); code != 0 {
-		t.Fatalf("coffer vault list: exit %d: %s", code, errb.String())
+	cliAgainst(t, e.Env)
+	code, out, errs := runCLI("", false, "vault", "list", "-o", "json")
+	if code != 0 {
+		t.Fatalf("coffer vault list: exit %d: %s", code, errs)
 	}
 	var vs []client.Vault
-	if err := json.Unmarshal(out.Bytes(), &vs); err != nil {
-		t.Fatalf("coffer vault list: %v: %s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
+		t.Fatalf("coffer vault list: %v: %s", err, out)
 	}
 	got = got[:0]
 	for _, v := range vs {

@@ -12,12 +12,64 @@ import (
 
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
+	"coffer/internal/identity"
 	"coffer/internal/job"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/tenant"
 )
+
+// openWithDisk opens a server on a new data dir (not listening) with
+// groups groups and a 1 GiB empty disk d1 in the first, and returns it,
+// its data dir, the admin principal and the disk's ID.
+func openWithDisk(t *testing.T, groups ...string) (*Server, string, identity.Principal, resource.ID) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, err := Open(ctx, Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	admin, err := srv.IDs.Get(ctx, srv.Admin.PrincipalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if err := srv.store.Update(ctx, func(tx store.Tx) error {
+			_, _, err := srv.Tenant.PutGroup(ctx, tx, resource.GroupID(srv.Admin.SubscriptionID, g), tenant.PutGroupInput{Location: DefaultRegion}, "test", "User")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	diskID := resource.GroupID(srv.Admin.SubscriptionID, groups[0]).Child("Microsoft.Compute/disks", "d1")
+	if _, err := srv.Compute.CreateDisk(ctx, admin, diskID, compute.DiskInput{Location: DefaultRegion, DiskSizeGB: 1,
+		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, dir, admin, diskID
+}
+
+// breakPacks replaces the chunk store's pack directory of dir by a file:
+// every pack write fails from then on, while everything else still reads;
+// the returned function puts the directory back.
+func breakPacks(t *testing.T, dir string) (repair func()) {
+	t.Helper()
+	packs := filepath.Join(dir, "chunks", "packs")
+	if err := os.RemoveAll(packs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(packs, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(packs); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // TestBackupSnapshotFailureLeavesNothing: when the block engine fails to
 // take a backup's snapshot (here the pack directory is replaced by a file,
@@ -27,38 +79,11 @@ import (
 // clean.
 func TestBackupSnapshotFailureLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv, err := Open(ctx, Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	admin, err := srv.IDs.Get(ctx, srv.Admin.PrincipalID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rg := resource.GroupID(srv.Admin.SubscriptionID, "rg")
-	if err := srv.store.Update(ctx, func(tx store.Tx) error {
-		_, _, err := srv.Tenant.PutGroup(ctx, tx, rg, tenant.PutGroupInput{Location: DefaultRegion}, "test", "User")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	diskID := rg.Child("Microsoft.Compute/disks", "d1")
-	if _, err := srv.Compute.CreateDisk(ctx, admin, diskID, compute.DiskInput{Location: DefaultRegion, DiskSizeGB: 1,
-		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}}); err != nil {
-		t.Fatal(err)
-	}
-	packs := filepath.Join(dir, "chunks", "packs")
-	if err := os.RemoveAll(packs); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(packs, []byte("not a directory"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	srv, dir, admin, diskID := openWithDisk(t, "rg")
+	rg := diskID.GroupScope()
+	breakPacks(t, dir)
 	snapID := rg.Child("Microsoft.Compute/snapshots", "AzureBackup_d1_0123456789abcdef0123")
-	_, err = (computeDisks{c: srv.Compute}).CreateSnapshot(ctx, admin, snapID, diskID)
-	if err == nil {
+	if _, err := (computeDisks{c: srv.Compute}).CreateSnapshot(ctx, admin, snapID, diskID); err == nil {
 		t.Fatal("the snapshot succeeded with no pack directory")
 	}
 	snaps, err := srv.Compute.ListSnapshots(ctx, rg)
@@ -77,32 +102,10 @@ func TestBackupSnapshotFailureLeavesNothing(t *testing.T) {
 // point; once the directory is back, the next backup succeeds.
 func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv, err := Open(ctx, Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv, dir, _, diskID := openWithDisk(t, "rg-disks", "rg-snaps", "rg-vault")
 	srv.dp.queue.Backoff = func(int) time.Duration { return 0 } // retry at once
 	svc := srv.dp.svc
-	admin, err := srv.IDs.Get(ctx, srv.Admin.PrincipalID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sub := srv.Admin.SubscriptionID
-	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault"} {
-		if err := srv.store.Update(ctx, func(tx store.Tx) error {
-			_, _, err := srv.Tenant.PutGroup(ctx, tx, resource.GroupID(sub, g), tenant.PutGroupInput{Location: DefaultRegion}, "test", "User")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	diskID := resource.GroupID(sub, "rg-disks").Child("Microsoft.Compute/disks", "d1")
-	if _, err := srv.Compute.CreateDisk(ctx, admin, diskID, compute.DiskInput{Location: DefaultRegion, DiskSizeGB: 1,
-		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}}); err != nil {
-		t.Fatal(err)
-	}
 	caller := dataprotection.Caller{Name: "test"}
 	vaultID := dataprotection.VaultID(sub, "rg-vault", "v1")
 	v, _, err := svc.PutVault(ctx, caller, vaultID, []byte(`{"location":"local","identity":{"type":"SystemAssigned"},`+
@@ -158,13 +161,7 @@ func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	packs := filepath.Join(dir, "chunks", "packs")
-	if err := os.RemoveAll(packs); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(packs, []byte("not a directory"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	repair := breakPacks(t, dir)
 	if j := backup(); j.Properties.Status != string(job.Failed) {
 		t.Fatalf("backup with a broken pack directory: %+v", j.Properties)
 	}
@@ -179,9 +176,7 @@ func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 		t.Fatalf("recovery points after the failure: %d %v", len(rps), err)
 	}
 
-	if err := os.Remove(packs); err != nil {
-		t.Fatal(err)
-	}
+	repair()
 	if j := backup(); j.Properties.Status != string(job.Completed) {
 		t.Fatalf("backup once the pack directory is back: %+v", j.Properties)
 	}

@@ -151,6 +151,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		cfg.PublicEndpoint = ep
+	} else if host, _, _ := net.SplitHostPort(cfg.Listen); host == "" || net.ParseIP(host).IsUnspecified() {
+		cfg.Logger.Warn("listening on every address without --public-endpoint: the URLs the server hands out (operation polls, SAS and NBD URLs, OpenID) name 127.0.0.1; set --public-endpoint to the URL remote clients use",
+			"listen", cfg.Listen)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)

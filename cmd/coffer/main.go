@@ -10,7 +10,11 @@ import (
 )
 
 func main() {
-	fi, err := os.Stdout.Stat()
-	term := err == nil && fi.Mode()&os.ModeCharDevice != 0
-	os.Exit(cli.Main(context.Background(), os.Args[1:], &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Terminal: term}))
+	os.Exit(cli.Main(context.Background(), os.Args[1:], &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin,
+		Terminal: isTerminal(os.Stdout), Interactive: isTerminal(os.Stdin)}))
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

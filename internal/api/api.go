@@ -58,6 +58,9 @@ type Route struct {
 	// every PUT and PATCH it is refused with 507 InsufficientStorage while
 	// the data filesystem's free space is below the reserve (Server.Space).
 	Stores bool
+	// Filter says the handler reads $filter; every other route refuses
+	// one (400 InvalidFilter) rather than answer as if it were not there.
+	Filter bool
 	Handle func(ctx context.Context, r *Request) (*Response, error)
 
 	pat pattern
@@ -73,7 +76,8 @@ type Request struct {
 	APIVersion string
 	Body       []byte
 	RequestID  string
-	// BaseURL is scheme://host of the server as the client reached it.
+	// BaseURL is the server's public endpoint (Server.Endpoint), the base
+	// of every absolute URL in the answer.
 	BaseURL string
 	// Path is the request path without a trailing slash.
 	Path string
@@ -156,9 +160,10 @@ type Server struct {
 	TenantID string
 	// PageSize is the number of items per list page.
 	PageSize int
-	// TLS says the server is reached over https (the listener terminates
-	// TLS below the HTTP server, so requests do not carry it).
-	TLS bool
+	// Endpoint is the public URL of the API (scheme://host[:port], as
+	// server.Server.Endpoint says): every absolute URL in an answer is
+	// built from it, never from the request's Host header.
+	Endpoint string
 
 	// Operations serves operation-status and -result polls.
 	Operations *operation.Manager
@@ -269,7 +274,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		s.writeError(ctx, rec, errNotFoundRoute(hr.URL.Path))
 		return
 	}
-	req := &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.baseURL(hr), Path: path}
+	req := &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.Endpoint, Path: path}
 	resp, err := s.serve(ctx, rt, req, rec)
 	if err != nil {
 		s.writeError(ctx, rec, err)
@@ -291,6 +296,9 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 			return nil, errInvalidAPIVersion(v, rt.Type, strings.Join(rt.Versions, ", "))
 		}
 		req.APIVersion = v
+	}
+	if f, ok := req.HTTP.URL.Query()["$filter"]; ok && !rt.Filter {
+		return nil, resource.InvalidFilter(strings.Join(f, " "), "this operation takes no $filter")
 	}
 	if rt.Validate != nil {
 		if err := rt.Validate(req); err != nil {
@@ -477,14 +485,6 @@ func (s *Server) writeResponse(w http.ResponseWriter, resp *Response) {
 		w.WriteHeader(status)
 		w.Write(data)
 	}
-}
-
-func (s *Server) baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil || s.TLS {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // URL returns an absolute URL on this server for path with the query.

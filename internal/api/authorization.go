@@ -16,11 +16,11 @@ func (h *coreHandlers) authorizationRoutes() []Route {
 	const ns = "{scope...}/providers/Microsoft.Authorization/"
 	return []Route{
 		{Method: "GET", Pattern: ns + "roleDefinitions", Type: "Microsoft.Authorization/roleDefinitions", Versions: v,
-			Action: "Microsoft.Authorization/roleDefinitions/read", Scope: scope, Handle: h.listRoleDefinitions},
+			Action: "Microsoft.Authorization/roleDefinitions/read", Scope: scope, Filter: true, Handle: h.listRoleDefinitions},
 		{Method: "GET", Pattern: ns + "roleDefinitions/{id}", Type: "Microsoft.Authorization/roleDefinitions", Versions: v,
 			Action: "Microsoft.Authorization/roleDefinitions/read", Scope: scope, Handle: h.getRoleDefinition},
 		{Method: "GET", Pattern: ns + "roleAssignments", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
-			Action: "Microsoft.Authorization/roleAssignments/read", Scope: scope, Handle: h.listAssignments},
+			Action: "Microsoft.Authorization/roleAssignments/read", Scope: scope, Filter: true, Handle: h.listAssignments},
 		{Method: "GET", Pattern: ns + "roleAssignments/{name}", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
 			Action: "Microsoft.Authorization/roleAssignments/read", Scope: scope, Handle: h.getAssignment},
 		{Method: "PUT", Pattern: ns + "roleAssignments/{name}", Type: "Microsoft.Authorization/roleAssignments", Versions: v,

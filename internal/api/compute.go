@@ -155,8 +155,8 @@ func (h *computeHandlers) patchDisk(ctx context.Context, r *Request) (*Response,
 	if p := in.Properties; p != nil {
 		if p.DiskSizeGB != nil {
 			upd.DiskSizeGB = *p.DiskSizeGB
-			if upd.DiskSizeGB == 0 {
-				return nil, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value 0 of parameter 'diskSizeGB' is out of range.").WithTarget("diskSizeGB")
+			if err := compute.CheckDiskSizeGB(upd.DiskSizeGB); err != nil {
+				return nil, err
 			}
 		}
 		o := p.options()
@@ -480,11 +480,12 @@ func (h *computeHandlers) nbdURL(r *Request, token string) string {
 		return ""
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if reqHost, _, err := net.SplitHostPort(r.HTTP.Host); err == nil {
-			host = reqHost
-		} else {
-			host = r.HTTP.Host
+		// Listening on every address: name the host of the public endpoint.
+		u, err := url.Parse(r.BaseURL)
+		if err != nil || u.Hostname() == "" {
+			return ""
 		}
+		host = u.Hostname()
 	}
 	scheme := "nbd"
 	if h.c.NBDTLS {

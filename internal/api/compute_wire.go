@@ -107,8 +107,8 @@ func (w diskWire) input() (compute.DiskInput, error) {
 	}
 	if w.Properties.DiskSizeGB != nil {
 		in.DiskSizeGB = *w.Properties.DiskSizeGB
-		if in.DiskSizeGB == 0 {
-			return in, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The value 0 of parameter 'diskSizeGB' is out of range.").WithTarget("diskSizeGB")
+		if err := compute.CheckDiskSizeGB(in.DiskSizeGB); err != nil {
+			return in, err
 		}
 	}
 	return in, nil

@@ -197,7 +197,7 @@ func (h *coreHandlers) resourceRoutes() []Route {
 		{Method: "GET", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
 			Versions: SubscriptionAliasVersions, Handle: h.getAlias},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: subScope, Handle: h.listGroups},
+			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: subScope, Filter: true, Handle: h.listGroups},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
 			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: grpScope, Handle: h.getGroup},
 		{Method: "HEAD", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
@@ -322,6 +322,9 @@ func (h *coreHandlers) putAlias(ctx context.Context, r *Request) (*Response, err
 	}
 	if in.Properties == nil {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidRequestContent", "The request content must contain 'properties'.")
+	}
+	if err := resource.CheckLine("properties.displayName", in.Properties.DisplayName); err != nil {
+		return nil, err
 	}
 	if in.Properties.Workload != "" && !strings.EqualFold(in.Properties.Workload, "Production") && !strings.EqualFold(in.Properties.Workload, "DevTest") {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidWorkload", "The workload '%s' is invalid. Allowed values are 'Production' and 'DevTest'.", in.Properties.Workload)
@@ -485,8 +488,12 @@ func (h *coreHandlers) patchGroup(ctx context.Context, r *Request) (*Response, e
 }
 
 func (h *coreHandlers) listGroups(ctx context.Context, r *Request) (*Response, error) {
+	f, err := tenant.ParseGroupFilter(r.Query("$filter"))
+	if err != nil {
+		return nil, err
+	}
 	var gs []tenant.Group
-	err := h.c.Store.View(ctx, func(tx store.Tx) error {
+	err = h.c.Store.View(ctx, func(tx store.Tx) error {
 		var err error
 		gs, err = h.c.Tenant.ListGroups(ctx, tx, r.Var("sub"), "", 0)
 		return err
@@ -497,6 +504,9 @@ func (h *coreHandlers) listGroups(ctx context.Context, r *Request) (*Response, e
 	items := make([]any, 0, len(gs))
 	keys := make([]string, 0, len(gs))
 	for _, g := range gs {
+		if !f.Match(g) {
+			continue
+		}
 		items = append(items, groupJSON(g))
 		keys = append(keys, strings.ToLower(g.Name))
 	}

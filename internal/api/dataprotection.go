@@ -93,15 +93,17 @@ func (h *dpHandlers) routes() []Route {
 		{Method: "POST", Pattern: dpBI + "/resumeProtection", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeProtection)},
 		{Method: "POST", Pattern: dpBI + "/resumeBackups", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeBackups)},
 		{Method: "POST", Pattern: dpBI + "/sync", Action: a + "backupInstances/write", Scope: biScope, Handle: h.syncInstance},
-		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.listRecoveryPoints},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.getRecoveryPoint},
 
-		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Handle: h.listJobs},
+		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Filter: true, Handle: h.listJobs},
 		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: a + "read", Scope: vaultScope, Handle: h.getJob},
 	}
 	for i := range routes {
 		routes[i].Versions = v
-		routes[i].Validate = validate
+		if strings.Contains(routes[i].Pattern, "{rg}") {
+			routes[i].Validate = validate
+		}
 		routes[i].Type = dpType(routes[i].Pattern)
 	}
 	return routes
@@ -485,49 +487,8 @@ func (h *dpHandlers) getRecoveryPoint(ctx context.Context, r *Request) (*Respons
 
 // --- jobs ---
 
-// parseJobFilter reads Coffer's job filter: $filter with status,
-// operation and startTime clauses ("status eq 'Failed' and operation eq
-// 'Backup' and startTime ge '2026-01-01T00:00:00Z'").
-func parseJobFilter(s string) (job.Filter, error) {
-	var f job.Filter
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return f, nil
-	}
-	bad := resource.Errorf(resource.KindBadRequest, "InvalidFilter",
-		"The $filter '%s' is invalid: use status eq '<InProgress|Completed|Failed|Cancelled>', operation eq '<Backup|OnDemandBackup|ScheduledBackup|Restore|Retention|…>', startTime ge|le '<date-time>', joined by 'and'.", s)
-	for _, clause := range strings.Split(s, " and ") {
-		parts := strings.Fields(clause)
-		if len(parts) < 3 {
-			return f, bad
-		}
-		name, op, val := strings.ToLower(parts[0]), strings.ToLower(parts[1]), strings.Trim(strings.Join(parts[2:], " "), "'\"")
-		switch {
-		case name == "status" && op == "eq":
-			f.Status = job.Status(val)
-		case name == "operation" && op == "eq":
-			f.Operation = val
-		case name == "starttime" && (op == "ge" || op == "gt"):
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return f, bad
-			}
-			f.From = t
-		case name == "starttime" && (op == "le" || op == "lt"):
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return f, bad
-			}
-			f.To = t
-		default:
-			return f, bad
-		}
-	}
-	return f, nil
-}
-
 func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error) {
-	f, err := parseJobFilter(r.Query("$filter"))
+	f, err := job.ParseFilter(r.Query("$filter"))
 	if err != nil {
 		return nil, err
 	}

@@ -58,7 +58,9 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 			Tags map[string]string `json:"tags"`
 		}
 		if err := DecodeJSON(body, &tags); err == nil {
-			_ = tenant.CheckTags(tags.Tags)
+			if err := resource.CheckTags(tags.Tags); err != nil && resource.AsError(err) == nil {
+				t.Fatalf("tags: non-ARM error %v", err)
+			}
 		}
 		if _, err := rbac.DecodeAssignmentRequest(body, "/subscriptions/s", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", nil); err != nil {
 			if rbac.ErrorFor(err) == nil {

@@ -47,11 +47,11 @@ var (
 			"The api-version '%s' is invalid for resource type '%s'. The supported api-versions are '%s'.", v, typ, supported)
 	}
 	errNotFoundRoute = func(path string) *resource.Error {
-		return resource.Errorf(resource.KindNotFound, "NotFound", "No HTTP resource was found that matches the request URI '%s'.", path)
+		return resource.Errorf(resource.KindNotFound, "NotFound", "No HTTP resource was found that matches the request URI '%s'.", resource.Printable(path))
 	}
 	errMethodNotAllowed = func(method, path string) *resource.Error {
 		return resource.Errorf(resource.KindMethodNotAllowed, "MethodNotAllowed",
-			"The requested resource does not support http method '%s' at '%s'.", method, path)
+			"The requested resource does not support http method '%s' at '%s'.", resource.Printable(method), resource.Printable(path))
 	}
 	errTooLarge = func(limit int64) *resource.Error {
 		return resource.Errorf(resource.KindTooLarge, "RequestEntityTooLarge",

@@ -216,6 +216,9 @@ func (h *coreHandlers) createServicePrincipal(ctx context.Context, r *Request) (
 	if in.DisplayName == "" || len(in.DisplayName) > 120 {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidDisplayName", "displayName is required and must be at most 120 characters.").WithTarget("displayName")
 	}
+	if err := resource.CheckLine("displayName", in.DisplayName); err != nil {
+		return nil, err
+	}
 	p, secret, err := h.c.Identity.Create(ctx, identity.CreateOptions{Kind: identity.ServicePrincipal, DisplayName: in.DisplayName, WithSecret: true})
 	if err != nil {
 		return nil, err

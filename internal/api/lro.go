@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,9 +209,9 @@ type Page struct {
 func (s *Server) Paginate(r *Request, items []any, keys []string) (*Response, error) {
 	size := s.PageSize
 	if top := r.Query("$top"); top != "" {
-		var n int
-		if _, err := fmt.Sscan(top, &n); err != nil || n < 1 {
-			return nil, resource.Errorf(resource.KindBadRequest, "InvalidTopParameter", "The value '%s' of $top is invalid: it must be a positive integer.", top)
+		n, err := strconv.Atoi(top)
+		if err != nil || n < 1 {
+			return nil, resource.Errorf(resource.KindBadRequest, "InvalidTopParameter", "The value '%s' of $top is invalid: it must be a positive integer.", resource.Printable(top))
 		}
 		if n < size {
 			size = n

@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"coffer/internal/client"
@@ -44,6 +45,9 @@ type Env struct {
 	// Terminal reports whether Stdout is a terminal (table output and
 	// progress bars by default).
 	Terminal bool
+	// Interactive reports whether Stdin is a terminal: only then do
+	// destructive commands ask for confirmation; otherwise they need --yes.
+	Interactive bool
 
 	output       string
 	subscription string
@@ -250,6 +254,39 @@ func required(pairs ...string) error {
 	return nil
 }
 
+// intFlag is an integer flag that remembers whether it was given, so that
+// "--size-gb 0" reaches the server (which refuses it) instead of reading
+// as "no --size-gb".
+type intFlag struct {
+	v   int64
+	set bool
+}
+
+func (f *intFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return strconv.FormatInt(f.v, 10)
+}
+
+func (f *intFlag) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	f.v, f.set = v, true
+	return nil
+}
+
+// ptr returns the value, or nil when the flag was not given.
+func (f *intFlag) ptr() *int64 {
+	if !f.set {
+		return nil
+	}
+	v := f.v
+	return &v
+}
+
 // tagsFlag collects repeated key=value pairs.
 type tagsFlag map[string]string
 
@@ -265,12 +302,16 @@ func (t tagsFlag) Set(s string) error {
 	return nil
 }
 
-// confirm asks "prompt (y/N)" on a terminal unless yes was given, and
-// returns an error unless the answer is yes. Without a terminal it does not
-// ask: scripts pass --yes or accept the action.
+// confirm asks "prompt (y/N)" unless yes was given, and returns an error
+// unless the answer is yes. It asks only when standard input is a
+// terminal; otherwise (a script, a pipe) the command is refused with a
+// usage error saying to pass --yes, and nothing is changed.
 func confirm(e *Env, yes bool, prompt string) error {
-	if yes || !e.Terminal {
+	if yes {
 		return nil
+	}
+	if !e.Interactive {
+		return usagef("%s Not confirmed: standard input is not a terminal, so nothing was asked and nothing was changed; pass --yes to confirm.", prompt)
 	}
 	fmt.Fprintf(e.Stderr, "%s (y/N): ", prompt)
 	var answer string

@@ -47,7 +47,8 @@ func resolveID(c *client.Client, typ, rg, nameOrID string) string {
 
 func diskCommand() *command {
 	var rg, name, location, sku, source, access, grantID string
-	var sizeGB, uploadBytes, duration int64
+	var uploadBytes, duration int64
+	var sizeGB intFlag
 	var yes, noWait, outlives bool
 	tags := tagsFlag{}
 	common := func(fs *flag.FlagSet) {
@@ -70,7 +71,7 @@ func diskCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				stringFlag(fs, &location, "location", "l", "", "location (default: the group's)")
-				fs.Int64Var(&sizeGB, "size-gb", 0, "size in GiB")
+				fs.Var(&sizeGB, "size-gb", "size in GiB")
 				fs.StringVar(&sku, "sku", "", "SKU: Standard_LRS, StandardSSD_LRS, Premium_LRS, PremiumV2_LRS, UltraSSD_LRS")
 				fs.StringVar(&source, "source", "", "source disk or snapshot (name in the group, or resource ID)")
 				fs.Int64Var(&uploadBytes, "upload-size-bytes", 0, "create an empty disk awaiting an upload of this many bytes (a multiple of 512)")
@@ -82,7 +83,7 @@ func diskCommand() *command {
 				if err != nil {
 					return client.Disk{}, err
 				}
-				spec := client.DiskSpec{Location: loc, SKU: sku, SizeGB: sizeGB, UploadSizeBytes: uploadBytes}
+				spec := client.DiskSpec{Location: loc, SKU: sku, SizeGB: sizeGB.v, SizeGiven: sizeGB.set, UploadSizeBytes: uploadBytes}
 				if len(tags) > 0 {
 					spec.Tags = tags
 				}
@@ -112,15 +113,23 @@ func diskCommand() *command {
 		{name: "update", short: "Grow a disk (--size-gb) or set its tags",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
-				fs.Int64Var(&sizeGB, "size-gb", 0, "new size in GiB (larger than the current one)")
+				fs.Var(&sizeGB, "size-gb", "new size in GiB (larger than the current one)")
 				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
 			},
-			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Disk, error) {
+			run: runShow(func() error {
+				if err := need(); err != nil {
+					return err
+				}
+				if !sizeGB.set && len(tags) == 0 {
+					return usagef("nothing to update: give --size-gb, --tags or both")
+				}
+				return nil
+			}, func(ctx context.Context, c *client.Client) (client.Disk, error) {
 				var t map[string]string
 				if len(tags) > 0 {
 					t = tags
 				}
-				return c.UpdateDisk(ctx, rg, name, sizeGB, t)
+				return c.UpdateDisk(ctx, rg, name, sizeGB.ptr(), t)
 			}, diskCols)},
 		{name: "delete", short: "Delete a disk",
 			flags: func(fs *flag.FlagSet) {

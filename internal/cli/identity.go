@@ -12,6 +12,7 @@ import (
 
 func principalCommand() *command {
 	var display, id string
+	var yes bool
 	cols := []column[client.Principal]{
 		col("PrincipalId", func(p client.Principal) string { return p.PrincipalID }),
 		col("Kind", func(p client.Principal) string { return p.Kind }),
@@ -36,10 +37,15 @@ func principalCommand() *command {
 		{name: "list", short: "List principals",
 			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Principal, error) { return c.ListPrincipals(ctx) }, cols)},
 		{name: "delete", short: "Delete a principal and its role assignments",
-			flags: func(fs *flag.FlagSet) { fs.StringVar(&id, "id", "", "principal ID") },
-			run: runDo(func() error { return required("id", id) }, func(ctx context.Context, c *client.Client) error {
-				return c.DeletePrincipal(ctx, id)
-			})},
+			flags: func(fs *flag.FlagSet) {
+				fs.StringVar(&id, "id", "", "principal ID")
+				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+			},
+			run: runConfirmed(func() error { return required("id", id) }, &yes,
+				func() string {
+					return fmt.Sprintf("Delete principal %s, its credentials and its role assignments?", id)
+				},
+				func(ctx context.Context, e *Env, c *client.Client) error { return c.DeletePrincipal(ctx, id) })},
 	}}
 }
 
@@ -123,7 +129,7 @@ func roleCommand() *command {
 				run: scoped(nil, func(ctx context.Context, e *Env, c *client.Client, sc string) error {
 					filter := ""
 					if assignee != "" {
-						filter = fmt.Sprintf("principalId eq '%s'", assignee)
+						filter = client.EqFilter("principalId", assignee)
 					}
 					as, err := c.ListRoleAssignments(ctx, sc, filter)
 					if err != nil {
@@ -148,7 +154,7 @@ func roleCommand() *command {
 						if err != nil {
 							return err
 						}
-						as, err := c.ListRoleAssignments(ctx, sc, fmt.Sprintf("principalId eq '%s'", assignee))
+						as, err := c.ListRoleAssignments(ctx, sc, client.EqFilter("principalId", assignee))
 						if err != nil {
 							return err
 						}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 
 	"coffer/internal/client"
 )
@@ -31,16 +32,11 @@ func lastSegment(id string) string {
 
 func instanceCommand() *command {
 	var f dpFlags
-	var noWait bool
+	var noWait, yes bool
 	one := func(name, short string, run func(ctx context.Context, e *Env, c *client.Client) error) *command {
 		return &command{name: name, short: short,
-			flags: func(fs *flag.FlagSet) {
-				f.bind(fs, "backup instance name")
-				if name == "delete" {
-					fs.BoolVar(&noWait, "no-wait", false, "return without waiting for the deletion")
-				}
-			},
-			run: runWithClient(f.needName, run)}
+			flags: func(fs *flag.FlagSet) { f.bind(fs, "backup instance name") },
+			run:   runWithClient(f.needName, run)}
 	}
 	show := func(ctx context.Context, e *Env, c *client.Client) error {
 		bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
@@ -67,8 +63,16 @@ func instanceCommand() *command {
 		action("stop", "stopProtection", "Stop protection and keep every recovery point forever"),
 		action("suspend", "suspendBackups", "Suspend backups; recovery points expire per policy except the latest"),
 		action("resume", "resumeProtection", "Resume protection of a stopped or suspended instance"),
-		one("delete", "Delete a backup instance with its recovery points and snapshots", func(ctx context.Context, e *Env, c *client.Client) error {
-			return c.DeleteInstance(ctx, f.group, f.vault, f.name, !noWait)
-		}),
+		{name: "delete", short: "Delete a backup instance with its recovery points and snapshots",
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "backup instance name")
+				fs.BoolVar(&noWait, "no-wait", false, "return without waiting for the deletion")
+				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+			},
+			run: runConfirmed(f.needName, &yes, func() string {
+				return fmt.Sprintf("Delete backup instance %q with all its recovery points and snapshots?", f.name)
+			}, func(ctx context.Context, e *Env, c *client.Client) error {
+				return c.DeleteInstance(ctx, f.group, f.vault, f.name, !noWait)
+			})},
 	}}
 }

@@ -118,14 +118,7 @@ func jobCommand() *command {
 				fs.StringVar(&operation, "operation", "", "Backup, OnDemandBackup, ScheduledBackup, Restore, Retention, …")
 			},
 			run: runList(f.needVault, func(ctx context.Context, c *client.Client) ([]client.Job, error) {
-				var clauses []string
-				if status != "" {
-					clauses = append(clauses, "status eq '"+status+"'")
-				}
-				if operation != "" {
-					clauses = append(clauses, "operation eq '"+operation+"'")
-				}
-				return c.ListJobs(ctx, f.group, f.vault, strings.Join(clauses, " and "))
+				return c.ListJobs(ctx, f.group, f.vault, client.JobsFilter(status, operation))
 			}, jobCols)},
 		show("show", "Show a job", false),
 		show("watch", "Follow a job until it ends", true),

@@ -47,6 +47,7 @@ func policyCommand() *command {
 	var f dpFlags
 	var file, at, tz, retention, daily, weekly string
 	var hourly int
+	var yes bool
 	return &command{name: "policy", short: "Manage backup policies", sub: []*command{
 		{name: "template", short: "Print Azure's default disk backup policy template",
 			run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
@@ -117,8 +118,11 @@ func policyCommand() *command {
 				return c.ListPolicies(ctx, f.group, f.vault)
 			}, policyCols)},
 		{name: "delete", short: "Delete a policy (refused while an instance uses it)",
-			flags: func(fs *flag.FlagSet) { f.bind(fs, "policy name") },
-			run: runDo(f.needName, func(ctx context.Context, c *client.Client) error {
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "policy name")
+				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+			},
+			run: runConfirmedDelete("backup policy", &f.name, &yes, f.needName, func(ctx context.Context, c *client.Client) error {
 				return c.DeletePolicy(ctx, f.group, f.vault, f.name)
 			})},
 	}}

@@ -53,7 +53,7 @@ func widen(scope, level string) string {
 func missingRoles(ctx context.Context, c *client.Client, principal string, needs []neededRole) ([]neededRole, error) {
 	var out []neededRole
 	for _, n := range needs {
-		as, err := c.ListRoleAssignments(ctx, n.Scope, fmt.Sprintf("principalId eq '%s'", principal))
+		as, err := c.ListRoleAssignments(ctx, n.Scope, client.EqFilter("principalId", principal))
 		if err != nil {
 			return nil, err
 		}

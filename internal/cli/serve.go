@@ -21,6 +21,7 @@ func serveCommand() *command {
 		useTLS, insecure, insecureNBD              bool
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 		minFreeMiB                                 int64
+		publicEndpoint                             string
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func serveCommand() *command {
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
 			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
+			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
 		},
@@ -62,7 +64,7 @@ func serveCommand() *command {
 			}
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
-				Logger: logger, MinFree: minFree})
+				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree})
 			if err != nil {
 				return err
 			}

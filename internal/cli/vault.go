@@ -40,6 +40,7 @@ func (f *dpFlags) needName() error {
 func vaultCommand() *command {
 	var f dpFlags
 	var location, redundancy string
+	var yes bool
 	nameFlags := func(fs *flag.FlagSet) {
 		stringFlag(fs, &f.group, "resource-group", "g", "", "resource group")
 		stringFlag(fs, &f.name, "name", "n", "", "vault name")
@@ -64,8 +65,12 @@ func vaultCommand() *command {
 			run: runList(nil, func(ctx context.Context, c *client.Client) ([]client.Vault, error) {
 				return c.ListVaults(ctx, f.group)
 			}, vaultCols)},
-		{name: "delete", short: "Delete a backup vault (refused while it holds backup instances)", flags: nameFlags,
-			run: runDo(need, func(ctx context.Context, c *client.Client) error {
+		{name: "delete", short: "Delete a backup vault (refused while it holds backup instances)",
+			flags: func(fs *flag.FlagSet) {
+				nameFlags(fs)
+				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+			},
+			run: runConfirmedDelete("backup vault", &f.name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteVault(ctx, f.group, f.name)
 			})},
 	}}

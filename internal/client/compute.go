@@ -85,7 +85,12 @@ func (c *Client) computePath(typ, rg, name string) (string, error) {
 type DiskSpec struct {
 	Location string
 	SKU      string
-	SizeGB   int64
+	// SizeGB is the size in GiB. 0 leaves diskSizeGB out of the request (a
+	// copy keeps its source's size; an empty disk needs one) unless
+	// SizeGiven says the caller gave 0, which the server then refuses as
+	// out of range.
+	SizeGB    int64
+	SizeGiven bool
 	// CreateOption is Empty (default), Copy, Restore or Upload.
 	CreateOption    string
 	Source          string // resource ID of the source disk or snapshot
@@ -105,10 +110,24 @@ func (c *Client) CreateDisk(ctx context.Context, rg, name string, spec DiskSpec,
 			opt = "Upload"
 		}
 	}
-	body := Disk{Location: spec.Location, Tags: spec.Tags, Properties: DiskProperties{DiskSizeGB: spec.SizeGB,
-		CreationData: CreationData{CreateOption: opt, SourceResourceID: spec.Source, UploadSizeBytes: spec.UploadSizeBytes}}}
-	body.SKU = skuOf(spec.SKU)
+	body := diskRequest{Location: spec.Location, Tags: spec.Tags, SKU: skuOf(spec.SKU)}
+	body.Properties.CreationData = CreationData{CreateOption: opt, SourceResourceID: spec.Source, UploadSizeBytes: spec.UploadSizeBytes}
+	if spec.SizeGB != 0 || spec.SizeGiven {
+		body.Properties.DiskSizeGB = &spec.SizeGB
+	}
 	return c.putCompute(ctx, Disks, rg, name, body, wait)
+}
+
+// diskRequest is the body of a disk PUT: diskSizeGB is sent when given,
+// even as 0.
+type diskRequest struct {
+	Location   string            `json:"location"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	SKU        *SKU              `json:"sku,omitempty"`
+	Properties struct {
+		CreationData CreationData `json:"creationData"`
+		DiskSizeGB   *int64       `json:"diskSizeGB,omitempty"`
+	} `json:"properties"`
 }
 
 // skuOf is the SKU named name, or nil (the server's default) for "".
@@ -181,9 +200,9 @@ func (c *Client) ListDisks(ctx context.Context, rg string) ([]Disk, error) {
 	return c.listCompute(ctx, Disks, rg)
 }
 
-// UpdateDisk patches a disk: a new size (0: unchanged) and tags (nil:
-// unchanged).
-func (c *Client) UpdateDisk(ctx context.Context, rg, name string, sizeGB int64, tags map[string]string) (Disk, error) {
+// UpdateDisk patches a disk: a new size (nil: unchanged; any value given,
+// 0 too, is sent for the server to check) and tags (nil: unchanged).
+func (c *Client) UpdateDisk(ctx context.Context, rg, name string, sizeGB *int64, tags map[string]string) (Disk, error) {
 	p, err := c.computePath(Disks, rg, name)
 	if err != nil {
 		return Disk{}, err
@@ -192,8 +211,8 @@ func (c *Client) UpdateDisk(ctx context.Context, rg, name string, sizeGB int64, 
 	if tags != nil {
 		body["tags"] = tags
 	}
-	if sizeGB != 0 {
-		body["properties"] = map[string]any{"diskSizeGB": sizeGB}
+	if sizeGB != nil {
+		body["properties"] = map[string]any{"diskSizeGB": *sizeGB}
 	}
 	var d Disk
 	_, err = c.Do(ctx, http.MethodPatch, p, ComputeVersion, nil, body, &d)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"coffer/internal/dataprotection"
+	"coffer/internal/odata"
 )
 
 // DataProtectionVersion is the api-version the client sends to
@@ -357,8 +358,25 @@ func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) 
 	return out, err
 }
 
-// ListJobs lists a vault's jobs, newest first ($filter optional: status,
-// operation and startTime clauses).
+// EqFilter is the $filter clause "name eq 'value'", the value quoted.
+func EqFilter(name, value string) string { return name + " eq " + odata.Quote(value) }
+
+// JobsFilter is the $filter that selects the jobs with the given status
+// and operation (either may be empty: any), each value quoted.
+func JobsFilter(status, operation string) string {
+	var clauses []string
+	if status != "" {
+		clauses = append(clauses, EqFilter("status", status))
+	}
+	if operation != "" {
+		clauses = append(clauses, EqFilter("operation", operation))
+	}
+	return strings.Join(clauses, " and ")
+}
+
+// ListJobs lists a vault's jobs, newest first, under an optional $filter
+// (see docs/api.md: status, operation, startTime and endTime with and, or,
+// not and parentheses; JobsFilter builds the simple ones).
 func (c *Client) ListJobs(ctx context.Context, rg, vault, filter string) ([]Job, error) {
 	return dpList[Job](ctx, c, filter, rg, vault, "backupJobs")
 }

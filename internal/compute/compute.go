@@ -492,7 +492,7 @@ func getRecord[T any, P interface {
 	var v T
 	idx, err := getJSON(ctx, tx, kind, id.Key(), &v)
 	if errors.Is(err, store.ErrNotFound) {
-		return v, notFound(id)
+		return v, resource.NotFound(id)
 	}
 	if err != nil {
 		return v, err
@@ -718,7 +718,7 @@ func (s *Service) checkPut(ctx context.Context, p identity.Principal, action str
 	if err != nil {
 		return "", "", err
 	}
-	if err := tenant.CheckTags(tags); err != nil {
+	if err := resource.CheckTags(tags); err != nil {
 		return "", "", err
 	}
 	sku = "Standard_LRS"

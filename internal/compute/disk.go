@@ -11,7 +11,6 @@ import (
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
-	"coffer/internal/tenant"
 )
 
 // DiskInput is the body of a disk PUT.
@@ -393,7 +392,7 @@ func resourceGroupOf(id string) string {
 func (s *Service) applyUpdate(ctx context.Context, tx store.Tx, p identity.Principal, d Disk, upd DiskUpdate) (_ Disk, undo func(), err error) {
 	now := s.now()
 	if upd.Tags != nil {
-		if err := tenant.CheckTags(upd.Tags); err != nil {
+		if err := resource.CheckTags(upd.Tags); err != nil {
 			return d, nil, err
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
-	"coffer/internal/tenant"
 )
 
 // SnapshotInput is the body of a snapshot PUT.
@@ -173,7 +172,7 @@ func (s *Service) applySnapshotUpdate(ctx context.Context, tx store.Tx, p identi
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	if err := tenant.CheckTags(tags); err != nil {
+	if err := resource.CheckTags(tags); err != nil {
 		return sn, err
 	}
 	sn.Tags = tags
@@ -220,7 +219,7 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 		if derr := s.Engine.DeleteSnapshot(context.WithoutCancel(ctx), snapID); derr != nil && !errors.Is(derr, blockdev.ErrNotFound) {
 			s.logger().Warn("delete orphan snapshot", "snapshot", snapID, "err", derr)
 		}
-		return sn, notFound(id)
+		return sn, resource.NotFound(id)
 	}
 	return sn, err
 }

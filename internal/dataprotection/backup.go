@@ -226,8 +226,10 @@ func withDetail(m map[string]string, k, v string) map[string]string {
 }
 
 // failBackup ends a backup job with a user error and records it in the
-// instance's protection status.
+// instance's protection status. The snapshot the job made, if any, goes
+// first (see dropSnapshot).
 func (s *Service) failBackup(ctx context.Context, run jobRun, cause error) error {
+	s.dropSnapshot(ctx, run)
 	now := s.Clock.Now().UTC()
 	return s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, cause, nil); err != nil {
@@ -249,6 +251,41 @@ func (s *Service) failBackup(ctx context.Context, run jobRun, cause error) error
 		p.ProtectionErrorDetails = &u
 		return s.putInstance(ctx, tx, r)
 	})
+}
+
+// dropSnapshot deletes, as the vault's identity, the snapshot resource a
+// failing backup job made, whatever its state, so that the job fails
+// without leaving a snapshot behind in the snapshot resource group. No
+// recovery point refers to it: the job's point is written only with its
+// success, and then the job does not fail. It runs before the job is
+// marked failed, so that a crash in between leaves a job to retry rather
+// than an orphan. What cannot be deleted (the identity lost its role on
+// the group) is logged and left.
+func (s *Service) dropSnapshot(ctx context.Context, run jobRun) {
+	p, ok := principalOf(run.vault)
+	if !ok || run.inst.DiskID == "" {
+		return
+	}
+	var committed bool
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Get(ctx, kindRecoveryPoint, rpKey(run.inst.Resource.ID, rpName(run.p.JobID)))
+		committed = err == nil
+		return nil
+	}); err != nil || committed {
+		return
+	}
+	snap := run.inst.snapshotRG().Child("Microsoft.Compute/snapshots", snapshotName(run.inst.diskID().Name(), run.p.JobID))
+	err := actor{s: s, as: p}.deleteSnapshot(context.WithoutCancel(ctx), snap)
+	var denied *DeniedError
+	switch {
+	case err == nil, isNotFound(err):
+	case errors.As(err, &denied):
+		// Usually the reason the backup failed: the identity lost its
+		// role, and then it made no snapshot either.
+		s.logger().Info("failed backup: may not delete its snapshot", "job", run.p.JobID, "snapshot", snap.String(), "err", err)
+	default:
+		s.logger().Error("failed backup: delete its snapshot", "job", run.p.JobID, "snapshot", snap.String(), "err", err)
+	}
 }
 
 // diskError maps a failed Compute call on the disk to Azure's code; nil
@@ -452,6 +489,11 @@ func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	e := resource.AsError(cause)
 	if e == nil {
 		e = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	}
+	if t.Type == TaskBackup {
+		if run, err := s.loadRun(ctx, t); err == nil {
+			s.dropSnapshot(ctx, run)
+		}
 	}
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, e, nil); err != nil {

@@ -1,6 +1,7 @@
 package dataprotection_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -289,4 +290,65 @@ func TestBackupBelowFreeSpaceReserve(t *testing.T) {
 	if j := e.job(j2); j.Properties.Status != "Completed" || len(e.rps(s.bi)) != 1 {
 		t.Fatalf("backup once space is back: %+v", j.Properties)
 	}
+}
+
+// TestFailedBackupLeavesNoSnapshot: a backup job that fails takes its
+// snapshot resource with it, whether it failed at once on a user error
+// after the snapshot was made or after its last retry of an internal error
+// that left a Failed snapshot each time.
+func TestFailedBackupLeavesNoSnapshot(t *testing.T) {
+	t.Run("user error after the snapshot", func(t *testing.T) {
+		e := newEnv(t, t0)
+		s := e.standard(true)
+		e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+		e.disks.after = func(context.Context) error {
+			return resource.Errorf(resource.KindBadRequest, "UserErrorInjected", "injected failure after the snapshot")
+		}
+		id, err := e.backupNow(s.bi, "BackupHourly", "Default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.drain()
+		if j := e.job(id); j.Properties.Status != "Failed" || len(j.Properties.ErrorDetails) == 0 ||
+			j.Properties.ErrorDetails[0].Code != "UserErrorInjected" {
+			t.Fatalf("job: %+v", j.Properties)
+		}
+		if n := e.disks.snapshotCount(); n != 0 || len(e.rps(s.bi)) != 0 {
+			t.Fatalf("%d snapshots and %d recovery points after a failed backup", n, len(e.rps(s.bi)))
+		}
+	})
+	t.Run("internal error, retried until dead", func(t *testing.T) {
+		e := newEnv(t, t0)
+		s := e.standard(true)
+		e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+		e.disks.fail, e.disks.failLeaves = errors.New("injected engine failure"), true
+		id, err := e.backupNow(s.bi, "BackupHourly", "Default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5 && e.job(id).Properties.Status == "InProgress"; i++ {
+			e.drain()
+			if n := e.disks.snapshotCount(); n != 1 && e.job(id).Properties.Status == "InProgress" {
+				t.Fatalf("%d snapshots while retrying", n)
+			}
+			e.clk.Advance(time.Minute)
+		}
+		if j := e.job(id); j.Properties.Status != "Failed" {
+			t.Fatalf("job after its retries: %+v", j.Properties)
+		}
+		if n := e.disks.snapshotCount(); n != 0 {
+			t.Fatalf("%d snapshots left after the job failed", n)
+		}
+		// The next backup starts clean and succeeds.
+		e.disks.fail = nil
+		e.clk.Advance(time.Minute)
+		id, err = e.backupNow(s.bi, "BackupHourly", "Default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.drain()
+		if j := e.job(id); j.Properties.Status != "Completed" || e.disks.snapshotCount() != 1 || len(e.rps(s.bi)) != 1 {
+			t.Fatalf("next backup: %+v, %d snapshots", j.Properties, e.disks.snapshotCount())
+		}
+	})
 }

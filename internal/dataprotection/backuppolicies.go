@@ -22,7 +22,7 @@ func (s *Service) getPolicy(ctx context.Context, tx store.Tx, id resource.ID) (B
 		if _, verr := s.vaultOf(ctx, tx, id); verr != nil {
 			return p, verr
 		}
-		return p, notFound(PolicyResourceType, id.Names[0]+"/"+id.Name())
+		return p, resource.NotFound(id)
 	}
 	return p, err
 }

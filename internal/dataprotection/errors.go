@@ -63,11 +63,6 @@ func withUserFacing(e *resource.Error, recommended ...string) *resource.Error {
 	return e
 }
 
-func notFound(typ, name string) *resource.Error {
-	return resource.Errorf(resource.KindNotFound, "ResourceNotFound",
-		"The Resource '%s/%s' was not found.", typ, name)
-}
-
 func parentNotFound(vaultName string) *resource.Error {
 	return resource.Errorf(resource.KindNotFound, "ParentResourceNotFound",
 		"Can not perform requested operation on nested resource. Parent resource '%s' not found.", vaultName)

@@ -34,8 +34,11 @@ type fakeDisks struct {
 	block func(ctx context.Context) error
 	// after, when set, is called once the snapshot is committed.
 	after func(ctx context.Context) error
-	// fail, when set, makes CreateSnapshot fail with it.
-	fail error
+	// fail, when set, makes CreateSnapshot fail with it; with failLeaves
+	// the failed snapshot stays as a resource that is not readable (as
+	// Compute keeps a Failed snapshot).
+	fail       error
+	failLeaves bool
 	// running counts snapshots in progress per disk, to catch overlaps.
 	running    map[string]int
 	maxRunning int
@@ -52,8 +55,9 @@ type fakeDisk struct {
 }
 
 type fakeSnap struct {
-	info dataprotection.SnapshotInfo
-	data []byte
+	info   dataprotection.SnapshotInfo
+	data   []byte
+	failed bool
 }
 
 func newFakeDisks(clk clock.Clock) *fakeDisks {
@@ -104,7 +108,7 @@ func (f *fakeDisks) GetSnapshot(ctx context.Context, id resource.ID) (dataprotec
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.snaps[id.Key()]
-	if !ok {
+	if !ok || s.failed {
 		return dataprotection.SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", id, dataprotection.ErrNotFound)
 	}
 	return s.info, nil
@@ -120,6 +124,9 @@ func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, s
 		data = append([]byte(nil), d.data...)
 	}
 	block, fail := f.block, f.fail
+	if fail != nil && f.failLeaves && ok {
+		f.snaps[snap.Key()] = &fakeSnap{info: dataprotection.SnapshotInfo{ID: snap.String()}, failed: true}
+	}
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()

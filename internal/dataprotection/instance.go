@@ -56,7 +56,7 @@ func (s *Service) getInstance(ctx context.Context, tx store.Tx, id resource.ID) 
 		if _, verr := s.vaultOf(ctx, tx, id); verr != nil {
 			return r, verr
 		}
-		return r, notFound(InstanceType, id.Names[0]+"/"+id.Name())
+		return r, resource.NotFound(id)
 	}
 	return r, err
 }
@@ -313,6 +313,12 @@ func (s *Service) PutInstance(ctx context.Context, c Caller, id resource.ID, bod
 	}
 	in, err := decodeInstance(body)
 	if err != nil {
+		return in, false, err
+	}
+	if err := resource.CheckTags(in.Tags); err != nil {
+		return in, false, err
+	}
+	if err := resource.CheckLine("properties.friendlyName", in.Properties.FriendlyName); err != nil {
 		return in, false, err
 	}
 	var out InstanceResource

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"coffer/internal/odata"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
@@ -74,66 +74,59 @@ func listRPs(ctx context.Context, tx store.Tx, instanceID string) ([]rpRecord, e
 // RPFilter selects recovery points by time (the $filter of the list).
 type RPFilter struct{ Start, End time.Time }
 
-// ParseRPFilter parses a recovery point $filter such as
+// ParseRPFilter parses a recovery point $filter: Azure's
 // "startDate eq '2021-08-01T00:00:00Z' and endDate eq '2021-08-31T00:00:00Z'"
-// (Azure's form; gt/ge/lt/le are accepted too).
+// (points at or after the start, at or before the end), where startDate
+// also takes ge and gt and endDate le and lt, each at most once, joined by
+// "and". Anything else — "or", "not", another property, an operator that
+// would turn a bound around — is a 400 InvalidFilter saying what, never a
+// silently different list.
 func ParseRPFilter(f string) (RPFilter, error) {
 	var out RPFilter
-	f = strings.TrimSpace(f)
-	if f == "" {
-		return out, nil
+	bad := func(format string, args ...any) error {
+		return resource.InvalidFilter(f, fmt.Sprintf(format, args...))
 	}
-	if u, err := url.QueryUnescape(f); err == nil {
-		f = u
+	e, err := odata.Parse(f)
+	var terms []odata.Expr
+	if err == nil {
+		terms, err = odata.Conjuncts(e)
 	}
-	for _, clause := range splitAnd(f) {
-		parts := strings.Fields(clause)
-		if len(parts) < 3 {
-			return out, badFilter(f)
+	if err != nil {
+		return out, bad("%s", odata.Reason(err))
+	}
+	for _, term := range terms {
+		c, ok := term.(*odata.Compare)
+		if !ok {
+			return out, bad("%s is not supported: compare startDate and endDate", term)
 		}
-		name, op, val := parts[0], strings.ToLower(parts[1]), strings.Trim(strings.Join(parts[2:], " "), "'\"")
-		if op != "eq" && op != "ge" && op != "gt" && op != "le" && op != "lt" {
-			return out, badFilter(f)
-		}
-		t, err := parseFilterTime(val)
-		if err != nil {
-			return out, badFilter(f)
-		}
-		switch strings.ToLower(name) {
-		case "startdate":
-			out.Start = t
-		case "enddate":
-			out.End = t
+		var bound *time.Time
+		var shift time.Duration // gt and lt exclude the instant itself
+		switch name := strings.ToLower(c.Name); {
+		case name == "startdate" && (c.Op == odata.Eq || c.Op == odata.Ge):
+			bound = &out.Start
+		case name == "startdate" && c.Op == odata.Gt:
+			bound, shift = &out.Start, time.Nanosecond
+		case name == "enddate" && (c.Op == odata.Eq || c.Op == odata.Le):
+			bound = &out.End
+		case name == "enddate" && c.Op == odata.Lt:
+			bound, shift = &out.End, -time.Nanosecond
+		case name == "startdate":
+			return out, bad("startDate takes eq, ge or gt (points at or after it), not %s", c.Op)
+		case name == "enddate":
+			return out, bad("endDate takes eq, le or lt (points at or before it), not %s", c.Op)
 		default:
-			return out, badFilter(f)
+			return out, bad("unknown property '%s': a recovery point filter compares startDate and endDate", c.Name)
 		}
+		if !bound.IsZero() {
+			return out, bad("%s is given twice", c.Name)
+		}
+		t, err := c.Value.Time()
+		if err != nil {
+			return out, bad("%s", odata.Reason(err))
+		}
+		*bound = t.Add(shift)
 	}
 	return out, nil
-}
-
-func splitAnd(f string) []string {
-	var out []string
-	for _, p := range strings.Split(f, " and ") {
-		for _, q := range strings.Split(p, " AND ") {
-			if strings.TrimSpace(q) != "" {
-				out = append(out, strings.TrimSpace(q))
-			}
-		}
-	}
-	return out
-}
-
-func parseFilterTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05 PM", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, errors.New("bad time")
-}
-
-func badFilter(f string) error {
-	return userError("InvalidFilter", "The $filter '%s' is invalid: use startDate eq '<date-time>' and/or endDate eq '<date-time>'.", f)
 }
 
 // Match reports whether t is within the filter.

@@ -332,7 +332,7 @@ func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (j
 		}
 		r, err := job.Get(ctx, tx, vaultID.String(), id)
 		if errors.Is(err, job.ErrNotFound) {
-			return notFound(job.ResourceType, vaultID.Name()+"/"+id)
+			return resource.NotFound(vaultID.Child("backupJobs", id))
 		}
 		if err != nil {
 			return err

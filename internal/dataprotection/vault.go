@@ -43,7 +43,7 @@ func (s *Service) getVault(ctx context.Context, tx store.Tx, id resource.ID) (Va
 		if _, gerr := s.Groups.GetGroup(ctx, tx, id.GroupScope()); gerr != nil {
 			return v, gerr
 		}
-		return v, notFound(VaultResourceType, id.Name())
+		return v, resource.NotFound(id)
 	}
 	return v, err
 }
@@ -139,6 +139,9 @@ func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body [
 	if err != nil {
 		return in, false, err
 	}
+	if err := resource.CheckTags(in.Tags); err != nil {
+		return in, false, err
+	}
 	loc, err := s.Groups.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type '"+VaultResourceType+"'")
 	if err != nil {
 		return in, false, err
@@ -204,6 +207,9 @@ func (s *Service) PatchVault(ctx context.Context, c Caller, id resource.ID, body
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		return VaultResource{}, userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
+	}
+	if err := resource.CheckTags(in.Tags); err != nil {
+		return VaultResource{}, err
 	}
 	var out VaultResource
 	err := s.Store.Update(ctx, func(tx store.Tx) error {

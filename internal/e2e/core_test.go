@@ -16,12 +16,17 @@ import (
 	"coffer/internal/store"
 )
 
-// raw sends a request with the admin token unless token is "-" (none).
+// raw sends a request with the admin token unless token is "-" (none), to
+// the address the server listens on (whatever its public endpoint); a
+// "Host" entry of hdr sets the request's Host.
 func raw(t *testing.T, env *Env, method, path, token string, body []byte, hdr map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, env.Endpoint+path, bytes.NewReader(body))
+	req, err := http.NewRequest(method, env.Listen+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h, ok := hdr["Host"]; ok {
+		req.Host = h
 	}
 	if token == "" {
 		token = env.Admin.Token

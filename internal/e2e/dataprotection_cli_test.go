@@ -104,8 +104,8 @@ func TestDataProtectionCLI(t *testing.T) {
 		t.Fatalf("stop: %s", out)
 	}
 	run(0, "instance", "resume", "-g", "rg-vault", "-v", "v1", "-n", "data1-bi")
-	run(1, "policy", "delete", "-g", "rg-vault", "-v", "v1", "-n", "p4h")
-	run(1, "vault", "delete", "-g", "rg-vault", "-n", "v1")
-	run(0, "instance", "delete", "-g", "rg-vault", "-v", "v1", "-n", "data1-bi")
-	run(0, "vault", "delete", "-g", "rg-vault", "-n", "v1")
+	run(1, "policy", "delete", "-g", "rg-vault", "-v", "v1", "-n", "p4h", "--yes")
+	run(1, "vault", "delete", "-g", "rg-vault", "-n", "v1", "--yes")
+	run(0, "instance", "delete", "-g", "rg-vault", "-v", "v1", "-n", "data1-bi", "--yes")
+	run(0, "vault", "delete", "-g", "rg-vault", "-n", "v1", "-y")
 }

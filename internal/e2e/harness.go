@@ -26,7 +26,8 @@ import (
 type Env struct {
 	T        testing.TB
 	Server   *server.Server
-	Endpoint string
+	Endpoint string // the server's public endpoint
+	Listen   string // the URL it listens at (http[s]://127.0.0.1:port)
 	Admin    server.Admin
 	DataDir  string
 	HTTP     *http.Client
@@ -48,6 +49,9 @@ type Options struct {
 	// Log, if set, receives the server's log at debug level (instead of
 	// stderr).
 	Log io.Writer
+	// PublicEndpoint is serve --public-endpoint: Endpoint names it, while
+	// the server listens on Listen.
+	PublicEndpoint string
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -71,14 +75,18 @@ func Start(t testing.TB, o Options) *Env {
 	logger := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
-		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry})
+		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListener(ctx, ln, nil) }()
-	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Admin: srv.Admin, DataDir: o.DataDir}
+	scheme := "http"
+	if o.TLS {
+		scheme = "https"
+	}
+	e := &Env{T: t, Server: srv, Endpoint: srv.Endpoint(), Listen: scheme + "://" + ln.Addr().String(), Admin: srv.Admin, DataDir: o.DataDir}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.TLS {
 		pool := x509.NewCertPool()

@@ -346,7 +346,8 @@ func TestDiskLargerThanFilesystem(t *testing.T) {
 	if err := c.RevokeAccess(ce.ctx, client.Disks, "rg", "small"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.UpdateDisk(ce.ctx, "rg", "small", compute.MaxDiskSizeGB, nil)
+	maxGB := int64(compute.MaxDiskSizeGB)
+	_, err = c.UpdateDisk(ce.ctx, "rg", "small", &maxGB, nil)
 	if !errors.As(err, &cerr) || cerr.StatusCode != http.StatusBadRequest || !strings.Contains(cerr.Message, "at most") {
 		t.Fatalf("grow across the filesystem's limit: %v, want 400 naming the limit", err)
 	}

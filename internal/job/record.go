@@ -210,6 +210,8 @@ type Filter struct {
 	From, To  time.Time
 	// BackupInstanceID restricts to one backup instance.
 	BackupInstanceID string
+
+	where predicate // a parsed $filter (ParseFilter)
 }
 
 // Match reports whether r passes the filter.
@@ -239,7 +241,7 @@ func (f Filter) Match(r Record) bool {
 	if f.BackupInstanceID != "" && !strings.EqualFold(f.BackupInstanceID, r.BackupInstanceID) {
 		return false
 	}
-	return true
+	return f.where == nil || f.where(r)
 }
 
 // ListPrefix returns the jobs whose keys start with prefix (a vault's

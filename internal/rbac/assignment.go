@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"coffer/internal/resource"
 )
 
 // Principal types accepted in a role assignment's principalType.
@@ -85,6 +87,12 @@ func ValidateAssignment(a Assignment, roles RoleLookup) (Assignment, error) {
 		return Assignment{}, fmt.Errorf("%w: %q: the principal ID must be a GUID", ErrInvalidPrincipalID, a.PrincipalID)
 	}
 	if a.PrincipalType, err = NormalizePrincipalType(a.PrincipalType); err != nil {
+		return Assignment{}, err
+	}
+	if err := resource.CheckText("properties.description", a.Description); err != nil {
+		return Assignment{}, err
+	}
+	if err := resource.CheckText("properties.condition", a.Condition); err != nil {
 		return Assignment{}, err
 	}
 	guid, err := ParseRoleDefinitionID(a.RoleDefinitionID)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"coffer/internal/odata"
 )
 
 // AssignmentFilter is a parsed role assignment list $filter. The zero value
@@ -60,10 +62,10 @@ func (f AssignmentFilter) String() string {
 		parts = append(parts, "atScope()")
 	}
 	if f.PrincipalID != "" {
-		parts = append(parts, "principalId eq "+quoteOData(f.PrincipalID))
+		parts = append(parts, "principalId eq "+odata.Quote(f.PrincipalID))
 	}
 	if f.AssignedTo != "" {
-		parts = append(parts, "assignedTo("+quoteOData(f.AssignedTo)+")")
+		parts = append(parts, "assignedTo("+odata.Quote(f.AssignedTo)+")")
 	}
 	return strings.Join(parts, " and ")
 }
@@ -132,10 +134,10 @@ func ParseRoleDefinitionFilter(s string) (RoleDefinitionFilter, error) {
 func (f RoleDefinitionFilter) String() string {
 	var parts []string
 	if f.RoleName != "" {
-		parts = append(parts, "roleName eq "+quoteOData(f.RoleName))
+		parts = append(parts, "roleName eq "+odata.Quote(f.RoleName))
 	}
 	if f.Type != "" {
-		parts = append(parts, "type eq "+quoteOData(f.Type))
+		parts = append(parts, "type eq "+odata.Quote(f.Type))
 	}
 	return strings.Join(parts, " and ")
 }
@@ -196,142 +198,36 @@ type filterTerm struct {
 	arg  *string
 }
 
-// parseFilter parses term ("and" term)* where term is ident "(" [string] ")"
-// or ident "eq" value; value is an OData string literal (quoted with ', a quote doubled
-// inside) or a bare token.
+// parseFilter parses a conjunction of terms, each name() or name('arg') or
+// name eq value (see package odata for the syntax); anything else — or,
+// not, other operators, several arguments — is ErrInvalidFilter.
 func parseFilter(s string) ([]filterTerm, error) {
-	lx := filterLexer{src: s}
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
+	e, err := odata.Parse(s)
+	var exprs []odata.Expr
+	if err == nil {
+		exprs, err = odata.Conjuncts(e)
 	}
-	var terms []filterTerm
-	for {
-		name, ok := lx.ident()
-		if !ok {
-			return nil, fmt.Errorf("%w: %q: expected a name at offset %d", ErrInvalidFilter, s, lx.pos)
-		}
-		t := filterTerm{name: name}
-		switch {
-		case lx.punct('('):
-			t.call = true
-			if !lx.punct(')') {
-				v, err := lx.literal()
-				if err != nil {
-					return nil, fmt.Errorf("%w: %q: %v", ErrInvalidFilter, s, err)
-				}
-				t.arg = &v
-				if !lx.punct(')') {
-					return nil, fmt.Errorf("%w: %q: expected ')' at offset %d", ErrInvalidFilter, s, lx.pos)
-				}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %s", ErrInvalidFilter, s, odata.Reason(err))
+	}
+	terms := make([]filterTerm, 0, len(exprs))
+	for _, x := range exprs {
+		switch x := x.(type) {
+		case *odata.Call:
+			t := filterTerm{name: x.Name, call: true}
+			switch {
+			case len(x.Args) == 1 && x.Args[0].Quoted:
+				t.arg = &x.Args[0].Text
+			case len(x.Args) > 0:
+				return nil, fmt.Errorf("%w: %q: %s takes no argument or one quoted string", ErrInvalidFilter, s, x.Name)
 			}
-		case lx.keyword("eq"):
-			v, err := lx.value()
-			if err != nil {
-				return nil, fmt.Errorf("%w: %q: %v", ErrInvalidFilter, s, err)
+			terms = append(terms, t)
+		case *odata.Compare:
+			if x.Op != odata.Eq {
+				return nil, fmt.Errorf("%w: %q: %s takes eq, not %s", ErrInvalidFilter, s, x.Name, x.Op)
 			}
-			t.arg = &v
-		default:
-			return nil, fmt.Errorf("%w: %q: expected '(' or 'eq' after %s", ErrInvalidFilter, s, name)
-		}
-		terms = append(terms, t)
-		if lx.end() {
-			return terms, nil
-		}
-		if !lx.keyword("and") {
-			return nil, fmt.Errorf("%w: %q: expected 'and' at offset %d", ErrInvalidFilter, s, lx.pos)
+			terms = append(terms, filterTerm{name: x.Name, arg: &x.Value.Text})
 		}
 	}
-}
-
-type filterLexer struct {
-	src string
-	pos int
-}
-
-func (l *filterLexer) skipSpace() {
-	for l.pos < len(l.src) && (l.src[l.pos] == ' ' || l.src[l.pos] == '\t') {
-		l.pos++
-	}
-}
-
-func (l *filterLexer) end() bool {
-	l.skipSpace()
-	return l.pos == len(l.src)
-}
-
-func isIdentByte(c byte) bool {
-	return isASCIIAlnum(c) || c == '_' || c == '-' || c == '.'
-}
-
-func (l *filterLexer) ident() (string, bool) {
-	l.skipSpace()
-	start := l.pos
-	for l.pos < len(l.src) && isIdentByte(l.src[l.pos]) {
-		l.pos++
-	}
-	return l.src[start:l.pos], l.pos > start
-}
-
-func (l *filterLexer) punct(c byte) bool {
-	l.skipSpace()
-	if l.pos < len(l.src) && l.src[l.pos] == c {
-		l.pos++
-		return true
-	}
-	return false
-}
-
-// keyword consumes kw (case-insensitive) when it is a whole word.
-func (l *filterLexer) keyword(kw string) bool {
-	l.skipSpace()
-	end := l.pos + len(kw)
-	if end > len(l.src) || !strings.EqualFold(l.src[l.pos:end], kw) {
-		return false
-	}
-	if end < len(l.src) && isIdentByte(l.src[end]) {
-		return false
-	}
-	l.pos = end
-	return true
-}
-
-// literal reads a quoted OData string.
-func (l *filterLexer) literal() (string, error) {
-	l.skipSpace()
-	if l.pos >= len(l.src) || l.src[l.pos] != '\'' {
-		return "", fmt.Errorf("expected a quoted string at offset %d", l.pos)
-	}
-	var b strings.Builder
-	for i := l.pos + 1; i < len(l.src); i++ {
-		if l.src[i] != '\'' {
-			b.WriteByte(l.src[i])
-			continue
-		}
-		if i+1 < len(l.src) && l.src[i+1] == '\'' {
-			b.WriteByte('\'')
-			i++
-			continue
-		}
-		l.pos = i + 1
-		return b.String(), nil
-	}
-	return "", fmt.Errorf("unterminated string at offset %d", l.pos)
-}
-
-// value reads a quoted string or a bare token (some clients omit quotes
-// around GUIDs).
-func (l *filterLexer) value() (string, error) {
-	l.skipSpace()
-	if l.pos < len(l.src) && l.src[l.pos] == '\'' {
-		return l.literal()
-	}
-	v, ok := l.ident()
-	if !ok {
-		return "", fmt.Errorf("expected a value at offset %d", l.pos)
-	}
-	return v, nil
-}
-
-func quoteOData(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	return terms, nil
 }

@@ -3,6 +3,7 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind classifies an Error; the API layer maps each Kind to one HTTP status.
@@ -76,4 +77,32 @@ func AsError(err error) *Error {
 func IsCode(err error, code string) bool {
 	e := AsError(err)
 	return e != nil && e.Code == code
+}
+
+// InvalidFilter is the 400 for a $filter a list cannot evaluate: it names
+// the filter and says why (both escaped, as they echo user input).
+func InvalidFilter(filter, reason string) *Error {
+	return Errorf(KindBadRequest, "InvalidFilter", "The $filter '%s' is invalid: %s.", Printable(filter), Printable(reason))
+}
+
+// CodeResourceNotFound is ARM's code for a resource that does not exist.
+const CodeResourceNotFound = "ResourceNotFound"
+
+// NotFound is ARM's 404 for the resource id, in ARM's words: the provider
+// namespace followed by every type/name pair in order, then the group ("The
+// Resource 'Microsoft.DataProtection/backupVaults/v1/backupInstances/x' under
+// resource group 'rg' was not found."). Every provider raises it through
+// this one function.
+func NotFound(id ID) *Error {
+	var path strings.Builder
+	path.WriteString(id.Provider)
+	for i := range id.Types {
+		path.WriteString("/" + id.Types[i] + "/" + id.Names[i])
+	}
+	where := ""
+	if id.ResourceGroup != "" {
+		where = fmt.Sprintf(" under resource group '%s'", id.ResourceGroup)
+	}
+	return Errorf(KindNotFound, CodeResourceNotFound,
+		"The Resource '%s'%s was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", path.String(), where)
 }

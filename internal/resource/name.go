@@ -80,7 +80,7 @@ func (r NameRule) Check(code, name string) error {
 		bad = !r.End(last)
 	}
 	if bad {
-		return Errorf(KindBadRequest, code, "The %s name '%s' is invalid. It must be %s.", r.Type, name, r.Describe)
+		return Errorf(KindBadRequest, code, "The %s name '%s' is invalid. It must be %s.", r.Type, Printable(name), r.Describe)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -179,6 +180,13 @@ func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal,
 	}
 	x, err := d.c.SnapshotDisk(ctx, as, snap, disk, src.Location, true, map[string]string{"CreatedBy": "AzureBackup"})
 	if err != nil {
+		// A snapshot that failed is not left listed as a Failed resource
+		// for the backup's retries or its failure to explain.
+		if _, ok, ferr := d.findSnapshot(ctx, snap); ferr == nil && !ok {
+			if _, derr := d.c.DeleteSnapshot(context.WithoutCancel(ctx), as, snap); derr != nil {
+				err = errors.Join(err, fmt.Errorf("delete the failed snapshot %s: %w", snap, derr))
+			}
+		}
 		return dataprotection.SnapshotInfo{}, denied(err, dataprotection.ActionSnapshotWrite, snap.String())
 	}
 	info := snapshotInfo(x)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,12 @@ type Config struct {
 	NBDListen string // host:port for NBD
 	Regions   []string
 	TLS       bool
+	// PublicEndpoint is the URL clients reach the API at
+	// (scheme://host[:port]) when it differs from what Listen and TLS say:
+	// behind a proxy or NAT. Every absolute URL the server hands out
+	// (operation polls, SAS and NBD URLs, OpenID and cloud metadata) is
+	// built from it, never from a request's Host header.
+	PublicEndpoint string
 	// InsecureHTTP allows plain HTTP on a non-loopback address.
 	InsecureHTTP bool
 	Logger       *slog.Logger
@@ -158,6 +165,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkListen(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.PublicEndpoint != "" {
+		ep, err := parsePublicEndpoint(cfg.PublicEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PublicEndpoint = ep
+	} else if host, _, _ := net.SplitHostPort(cfg.Listen); host == "" || net.ParseIP(host).IsUnspecified() {
+		cfg.Logger.Warn("listening on every address without --public-endpoint: the URLs the server hands out (operation polls, SAS and NBD URLs, OpenID) name 127.0.0.1; set --public-endpoint to the URL remote clients use",
+			"listen", cfg.Listen)
+	}
 	if err := prepareDataDir(cfg.DataDir, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -212,6 +229,17 @@ func checkListen(cfg Config) error {
 	return nil
 }
 
+// parsePublicEndpoint checks a --public-endpoint and returns it as
+// scheme://host[:port].
+func parsePublicEndpoint(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("--public-endpoint %q: want an absolute http:// or https:// URL with a host and no path, such as https://backup.example.com:7480", s)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
 func (s *Server) build(ctx context.Context) error {
 	cfg := s.cfg
 	signer, err := identity.LoadOrCreateSigner(filepath.Join(cfg.DataDir, "signing.key"))
@@ -220,7 +248,11 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	if cfg.TLS {
 		host, _, _ := net.SplitHostPort(cfg.Listen)
-		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), []string{host})
+		hosts := []string{host}
+		if u, err := url.Parse(cfg.PublicEndpoint); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts)
 		if err != nil {
 			return err
 		}
@@ -249,7 +281,7 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.API = api.NewServer(s.IDs, s.Authz, cfg.Clock, s.log)
 	s.API.Operations = s.Ops
-	s.API.TLS = cfg.TLS
+	s.API.Endpoint = s.Endpoint()
 	s.API.Space = s.space
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
@@ -309,8 +341,15 @@ func (s *Server) tenantRecord(ctx context.Context) (*tenantRecord, error) {
 	return rec, nil
 }
 
-// Endpoint is the URL clients use to reach the API.
+// Endpoint is the URL clients use to reach the API (scheme://host:port):
+// --public-endpoint when given, else derived from --listen and --tls (an
+// unspecified listen address is named 127.0.0.1). It is the one source of
+// every absolute URL the server hands out and of the audience its tokens
+// are for.
 func (s *Server) Endpoint() string {
+	if s.cfg.PublicEndpoint != "" {
+		return s.cfg.PublicEndpoint
+	}
 	scheme := "http"
 	if s.cfg.TLS {
 		scheme = "https"

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -207,7 +206,7 @@ func (s *Service) PutGroup(ctx context.Context, tx store.Tx, id resource.ID, in 
 	if err := resource.GroupNameRule.Check("InvalidResourceGroup", id.ResourceGroup); err != nil {
 		return Group{}, false, err
 	}
-	if err := CheckTags(in.Tags); err != nil {
+	if err := resource.CheckTags(in.Tags); err != nil {
 		return Group{}, false, err
 	}
 	loc, err := s.CheckLocation(in.Location, "LocationNotAvailableForResourceGroup", "resource group")
@@ -255,7 +254,7 @@ func (s *Service) PatchGroup(ctx context.Context, tx store.Tx, id resource.ID, t
 	if err != nil {
 		return g, err
 	}
-	if err := CheckTags(tags); err != nil {
+	if err := resource.CheckTags(tags); err != nil {
 		return g, err
 	}
 	if tags != nil {
@@ -332,29 +331,6 @@ func (s *Service) DeleteGroupContents(ctx context.Context, id resource.ID) error
 		}
 		return err
 	})
-}
-
-// CheckTags applies ARM's tag limits: at most 50 tags, names up to 512
-// characters (no < > % & \ ? /), values up to 256.
-func CheckTags(tags map[string]string) error {
-	if len(tags) > 50 {
-		return resource.Errorf(resource.KindBadRequest, "InvalidTagCount", "The number of tags (%d) exceeds the maximum of 50.", len(tags))
-	}
-	names := make([]string, 0, len(tags))
-	for k := range tags {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if k == "" || len(k) > 512 || strings.ContainsAny(k, "<>%&\\?/") {
-			return resource.Errorf(resource.KindBadRequest, "InvalidTagNameCharacters",
-				"The tag name '%s' is invalid: it must be 1-512 characters and must not contain '<', '>', '%%', '&', '\\', '?' or '/'.", k)
-		}
-		if len(tags[k]) > 256 {
-			return resource.Errorf(resource.KindBadRequest, "InvalidTagValueLength", "The value of tag '%s' exceeds 256 characters.", k)
-		}
-	}
-	return nil
 }
 
 // setGroupState sets a group's provisioningState, best effort.

@@ -298,8 +298,11 @@ func (h *coreHandlers) createToken(ctx context.Context, r *Request) (*Response, 
 	if in.ExpiresInDays < 0 {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidExpiry", "expiresInDays must be positive (or omitted for this server's maximum, %s).", formatLifetime(maxLife)).WithTarget("expiresInDays")
 	}
-	if len(in.Description) > 256 || strings.ContainsRune(in.Description, 0) {
-		return nil, resource.Errorf(resource.KindBadRequest, "InvalidDescription", "description must be at most 256 characters, without NUL.").WithTarget("description")
+	if len(in.Description) > 256 {
+		return nil, resource.Errorf(resource.KindBadRequest, "InvalidDescription", "description must be at most 256 characters.").WithTarget("description")
+	}
+	if err := resource.CheckLine("description", in.Description); err != nil {
+		return nil, err
 	}
 	ttl := time.Duration(in.ExpiresInDays) * 24 * time.Hour
 	tok, rec, err := h.c.Identity.MintAPIToken(ctx, r.Claims, ttl, in.Description)

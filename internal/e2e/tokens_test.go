@@ -113,6 +113,10 @@ func TestAPITokens(t *testing.T) {
 			t.Errorf("%s days: %d %v, want 400 InvalidExpiry naming the maximum", days, code, out)
 		}
 	}
+	// A description with a terminal escape in it is refused.
+	if code, out := mint(access, `{"description":"\u001b]0;pwned\u0007"}`); code != http.StatusBadRequest || errCode(out) != "InvalidParameter" {
+		t.Errorf("a description with control characters: %d %v, want 400 InvalidParameter", code, out)
+	}
 	code, created := mint(access, `{"description":"ci"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("create: %d %v", code, created)

@@ -21,7 +21,8 @@ func serveCommand() *command {
 		useTLS, insecure, insecureNBD              bool
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 		minFreeMiB                                 int64
-		publicEndpoint                             string
+		publicEndpoint, blob, s3Endpoint           string
+		s3PathStyle                                bool
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -37,6 +38,9 @@ func serveCommand() *command {
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
 			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
+			fs.StringVar(&blob, "blob", "", "where packs are stored: a directory (default DATA/chunks), file:///DIR, or s3://BUCKET[/PREFIX]")
+			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for an s3:// --blob (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")
+			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
 			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
@@ -64,7 +68,8 @@ func serveCommand() *command {
 			}
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
-				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree})
+				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
+				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle})
 			if err != nil {
 				return err
 			}

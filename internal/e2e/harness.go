@@ -49,6 +49,10 @@ type Options struct {
 	// Log, if set, receives the server's log at debug level (instead of
 	// stderr).
 	Log io.Writer
+	// Blob, S3Endpoint and S3PathStyle are serve --blob, --s3-endpoint and
+	// --s3-path-style.
+	Blob, S3Endpoint string
+	S3PathStyle      bool
 	// PublicEndpoint is serve --public-endpoint: Endpoint names it, while
 	// the server listens on Listen.
 	PublicEndpoint string
@@ -75,7 +79,8 @@ func Start(t testing.TB, o Options) *Env {
 	logger := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
-		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint})
+		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
+		Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -70,6 +70,14 @@ type Config struct {
 	// HydrationRetry is how often a hydration stalled for lack of space
 	// tries again (0: the block engine's default, 10 s).
 	HydrationRetry time.Duration
+	// Blob is where the chunk store keeps its packs: a directory (default
+	// DATA/chunks), file:///DIR, or s3://BUCKET[/PREFIX]
+	// (blobstore/location).
+	Blob string
+	// S3Endpoint and S3PathStyle configure an s3:// Blob; unset, the
+	// standard AWS environment decides (AWS_ENDPOINT_URL_S3, …).
+	S3Endpoint  string
+	S3PathStyle bool
 }
 
 // Defaults of the external contract.

@@ -9,23 +9,34 @@ import (
 	"path/filepath"
 
 	"coffer/internal/blobstore/local"
+	"coffer/internal/blobstore/location"
+	"coffer/internal/blobstore/s3"
 	"coffer/internal/blockdev"
 	"coffer/internal/chunkstore"
 	"coffer/internal/compute"
 	"coffer/internal/resource"
 )
 
-// openStorage opens the byte side of the server: the local blob store under
-// DATA/chunks, the chunk store over it with its index in the metadata
+// openStorage opens the byte side of the server: the blob store (DATA/chunks
+// or the configured --blob location, in its retry, limit and metrics
+// decorators), the chunk store over it with its index in the metadata
 // database, the block engine under DATA/volumes and the compute provider on
 // top.
 func (s *Server) openStorage(ctx context.Context) error {
 	cfg := s.cfg
-	blobs, err := local.Open(filepath.Join(cfg.DataDir, "chunks"))
-	if err != nil {
-		return fmt.Errorf("open chunk directory: %w", err)
+	loc := cfg.Blob
+	if loc == "" {
+		loc = filepath.Join(cfg.DataDir, "chunks")
 	}
-	blobs.Space = s.space
+	blobs, err := location.Open(ctx, loc, location.Options{Clock: cfg.Clock,
+		S3: s3.Options{Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle}})
+	if err != nil {
+		return fmt.Errorf("open the blob store: %w", err)
+	}
+	if l, ok := blobs.Backend.(*local.Store); ok {
+		l.Space = s.space // its no-space errors count in the monitor
+	}
+	s.API.AddMetrics(blobs.WriteMetrics)
 	chunks, err := chunkstore.New(blobs, s.store.ChunkIndex(), chunkstore.Options{Clock: cfg.Clock})
 	if err != nil {
 		return fmt.Errorf("open chunk store: %w", err)

@@ -51,9 +51,9 @@ type blockDevice struct {
 	Dev   string // the loop device
 	Mnt   string // where Mount mounts it
 
-	fuseDir string
-	nbdfuse *exec.Cmd
-	exited  chan struct{}
+	fuseDir  string
+	nbdfuse  *exec.Cmd
+	exited   chan struct{}
 	log      bytes.Buffer
 	mounted  bool
 	detached bool

@@ -3,9 +3,10 @@
 //
 // The database runs in WAL mode with foreign keys on and a busy timeout.
 // Writes go through a single connection that begins transactions
-// IMMEDIATE, so writers queue instead of failing; reads use a separate pool
-// and see a consistent snapshot. Schema migrations are embedded and applied
-// in order when the store opens.
+// IMMEDIATE; writers queue in arrival order, and those that queue together
+// commit together, each in its own savepoint, with one fsync (writer.go).
+// Reads use a separate pool and see a consistent snapshot. Schema
+// migrations are embedded and applied in order when the store opens.
 package sqlite
 
 import (
@@ -29,8 +30,9 @@ var migrations embed.FS
 
 // Store is a SQLite-backed store.Store.
 type Store struct {
-	w *sql.DB // one connection, IMMEDIATE transactions
-	r *sql.DB // readers
+	w  *sql.DB // one connection, IMMEDIATE transactions
+	r  *sql.DB // readers
+	wr *writer // runs every write on w
 }
 
 var _ store.Store = (*Store)(nil)
@@ -62,19 +64,24 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.wr = newWriter(w)
 	return s, nil
 }
 
-// DB returns the write handle, for packages that keep their own tables in
-// the same database (the chunk index, the job queue). Statements on it are
-// serialized with every Update.
+// DB returns the write handle. Statements on it are serialized with every
+// Update but take no part in group commit: the store's own tables (the
+// chunk index) write through the writer instead.
 func (s *Store) DB() *sql.DB { return s.w }
 
 // ReadDB returns the read pool.
 func (s *Store) ReadDB() *sql.DB { return s.r }
 
-// Close closes the database.
+// Close runs the writes already queued, then closes the database; later
+// writes fail.
 func (s *Store) Close() error {
+	if s.wr != nil {
+		s.wr.close()
+	}
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -118,30 +125,16 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Update runs fn in a read-write transaction.
+// Update runs fn in a read-write transaction: a savepoint of the group
+// commit it joins (writer.go), which is durable when Update returns nil.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin update: %w", err)
-	}
-	defer sqlTx.Rollback()
-	var idx uint64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'index'`).Scan(&idx); err != nil {
-		return fmt.Errorf("read index: %w", err)
-	}
-	t := &tx{tx: sqlTx, index: idx + 1, writable: true}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if t.wrote {
-		if _, err := sqlTx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE name = 'index'`, t.index); err != nil {
-			return fmt.Errorf("write index: %w", err)
+	return s.wr.do(ctx, func(ctx context.Context, b *batch) (bool, error) {
+		t := &tx{tx: b.tx, index: b.index + 1, writable: true, grouped: true}
+		if err := fn(t); err != nil {
+			return false, err
 		}
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+		return t.wrote, nil
+	})
 }
 
 // View runs fn in a read-only transaction.
@@ -163,13 +156,34 @@ type tx struct {
 	index    uint64
 	writable bool
 	wrote    bool
+	// grouped: a write in a group commit, whose statements must not be
+	// interrupted by the caller's cancellation (see stmtCtx).
+	grouped bool
 }
 
 func (t *tx) Index() uint64 { return t.index }
 
+// stmtCtx is the context of a statement on behalf of a caller's ctx. In a
+// group commit, SQLite would roll back the whole group's transaction if a
+// cancellation interrupted an INSERT, UPDATE or DELETE; a cancelled caller
+// fails before its next statement instead.
+func (t *tx) stmtCtx(ctx context.Context) (context.Context, error) {
+	if !t.grouped {
+		return ctx, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 func (t *tx) Get(ctx context.Context, kind, key string) (store.Object, error) {
 	o := store.Object{Kind: kind, Key: key}
-	err := t.tx.QueryRowContext(ctx,
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return o, fmt.Errorf("get %s %s: %w", kind, key, err)
+	}
+	err = t.tx.QueryRowContext(sctx,
 		`SELECT data, create_index, modify_index FROM objects WHERE kind = ? AND key = ?`, kind, key).
 		Scan(&o.Data, &o.CreateIndex, &o.ModifyIndex)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -205,7 +219,11 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	if o.Data == nil {
 		o.Data = []byte{}
 	}
-	_, err = t.tx.ExecContext(ctx, `INSERT INTO objects (kind, key, data, create_index, modify_index) VALUES (?, ?, ?, ?, ?)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
+	}
+	_, err = t.tx.ExecContext(sctx, `INSERT INTO objects (kind, key, data, create_index, modify_index) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, modify_index = excluded.modify_index`,
 		o.Kind, o.Key, o.Data, o.CreateIndex, o.ModifyIndex)
 	if err != nil {
@@ -219,7 +237,11 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	if !t.writable {
 		return fmt.Errorf("delete %s %s: read-only transaction", kind, key)
 	}
-	res, err := t.tx.ExecContext(ctx, `DELETE FROM objects WHERE kind = ? AND key = ?`, kind, key)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", kind, key, err)
+	}
+	res, err := t.tx.ExecContext(sctx, `DELETE FROM objects WHERE kind = ? AND key = ?`, kind, key)
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, key, err)
 	}
@@ -261,7 +283,11 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	if q.Limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, stmt, args...)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err)
+	}
+	rows, err := t.tx.QueryContext(sctx, stmt, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err)
 	}

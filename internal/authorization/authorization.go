@@ -4,8 +4,10 @@
 // perform an action at a scope by evaluating rbac's pure policy over the
 // stored assignments.
 //
-// The policy is cached and rebuilt only when the metadata store's index
-// moves, so the per-request check costs one small read transaction.
+// The policy is cached and rebuilt only when a role assignment has been
+// put or deleted since (the store's KindIndex of assignments moves), so the
+// per-request check costs one small read transaction, however many other
+// writes the store takes.
 package authorization
 
 import (
@@ -31,9 +33,9 @@ type Service struct {
 	Store store.Store
 	Clock clock.Clock
 
-	mu          sync.Mutex
-	cachedIndex uint64
-	cached      *rbac.Policy
+	mu          sync.Mutex   // held while the policy is rebuilt: one rebuild at a time
+	cachedIndex uint64       // the assignments' KindIndex the cached policy was built at
+	cached      *rbac.Policy // nil: none yet
 }
 
 // key is the store key of an assignment: its lower-cased resource ID, so
@@ -41,24 +43,30 @@ type Service struct {
 func key(a rbac.Assignment) string { return strings.ToLower(a.ID()) }
 
 // Policy returns the current policy (all assignments, built-in roles).
+// It is rebuilt when an assignment was put or deleted after the cached one
+// was built; every other write leaves it be. Concurrent callers that find
+// it stale wait for one rebuild.
 func (s *Service) Policy(ctx context.Context) (*rbac.Policy, error) {
 	var p *rbac.Policy
 	err := s.Store.View(ctx, func(tx store.Tx) error {
+		idx, err := tx.KindIndex(ctx, Kind)
+		if err != nil {
+			return err
+		}
 		s.mu.Lock()
-		if s.cached != nil && s.cachedIndex == tx.Index() {
+		defer s.mu.Unlock()
+		// A policy built at a later index is at least as current as
+		// this snapshot.
+		if s.cached != nil && s.cachedIndex >= idx {
 			p = s.cached
-			s.mu.Unlock()
 			return nil
 		}
-		s.mu.Unlock()
 		as, err := s.list(ctx, tx)
 		if err != nil {
 			return err
 		}
 		p = rbac.NewPolicy(as, rbac.BuiltInRoles()...)
-		s.mu.Lock()
-		s.cached, s.cachedIndex = p, tx.Index()
-		s.mu.Unlock()
+		s.cached, s.cachedIndex = p, idx
 		return nil
 	})
 	if err != nil {

@@ -133,6 +133,12 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 		if err := fn(t); err != nil {
 			return false, err
 		}
+		for kind := range t.kinds {
+			if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), `INSERT INTO kind_index (kind, modify_index) VALUES (?, ?)
+				ON CONFLICT (kind) DO UPDATE SET modify_index = excluded.modify_index`, kind, t.index); err != nil {
+				return false, fmt.Errorf("write index of %s: %w", kind, err)
+			}
+		}
 		return t.wrote, nil
 	})
 }
@@ -159,6 +165,35 @@ type tx struct {
 	// grouped: a write in a group commit, whose statements must not be
 	// interrupted by the caller's cancellation (see stmtCtx).
 	grouped bool
+	kinds   map[string]bool // kinds written
+}
+
+// touched records a write of kind.
+func (t *tx) touched(kind string) {
+	t.wrote = true
+	if t.kinds == nil {
+		t.kinds = map[string]bool{}
+	}
+	t.kinds[kind] = true
+}
+
+func (t *tx) KindIndex(ctx context.Context, kind string) (uint64, error) {
+	if t.kinds[kind] {
+		return t.index, nil
+	}
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("index of %s: %w", kind, err)
+	}
+	var idx uint64
+	err = t.tx.QueryRowContext(sctx, `SELECT modify_index FROM kind_index WHERE kind = ?`, kind).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("index of %s: %w", kind, err)
+	}
+	return idx, nil
 }
 
 func (t *tx) Index() uint64 { return t.index }
@@ -229,7 +264,7 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	if err != nil {
 		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
 	}
-	t.wrote = true
+	t.touched(o.Kind)
 	return nil
 }
 
@@ -248,7 +283,7 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("delete %s %s: %w", kind, key, store.ErrNotFound)
 	}
-	t.wrote = true
+	t.touched(kind)
 	return nil
 }
 

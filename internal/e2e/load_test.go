@@ -23,7 +23,9 @@ import (
 	"time"
 
 	"coffer/internal/client"
+	"coffer/internal/identity"
 	"coffer/internal/nbd/nbdtest"
+	"coffer/internal/rbac"
 )
 
 var (
@@ -161,47 +163,47 @@ func newLoadTest(t *testing.T, env *Env, n int) *loadTest {
 	lt := &loadTest{t: t, env: env, http: &http.Client{Transport: tr, Timeout: time.Minute}, sub: env.Admin.SubscriptionID}
 	lt.kinds = []loadKind{
 		{"GET group", 15, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.groupPath(lc), client.ResourcesVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.groupPath(lc), client.ResourcesVersion, nil, http.StatusOK)
 		}},
 		{"PUT group", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
 			seq := lc.next()
-			err := lt.send(ctx, "PUT", lt.groupPath(lc), client.ResourcesVersion, map[string]any{"location": "local", "tags": seqTags(seq)}, http.StatusOK)
+			err := lt.send(ctx, lc, "PUT", lt.groupPath(lc), client.ResourcesVersion, map[string]any{"location": "local", "tags": seqTags(seq)}, http.StatusOK)
 			lc.acked(&lc.groupSeq, seq, err)
 			return err
 		}},
 		{"PATCH group", 5, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
 			seq := lc.next()
-			err := lt.send(ctx, "PATCH", lt.groupPath(lc), client.ResourcesVersion, map[string]any{"tags": seqTags(seq)}, http.StatusOK)
+			err := lt.send(ctx, lc, "PATCH", lt.groupPath(lc), client.ResourcesVersion, map[string]any{"tags": seqTags(seq)}, http.StatusOK)
 			lc.acked(&lc.groupSeq, seq, err)
 			return err
 		}},
 		{"GET disk", 15, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.diskPath(lc), client.ComputeVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.diskPath(lc), client.ComputeVersion, nil, http.StatusOK)
 		}},
 		{"PATCH disk", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
 			seq := lc.next()
-			err := lt.send(ctx, "PATCH", lt.diskPath(lc), client.ComputeVersion, map[string]any{"tags": seqTags(seq)}, http.StatusOK)
+			err := lt.send(ctx, lc, "PATCH", lt.diskPath(lc), client.ComputeVersion, map[string]any{"tags": seqTags(seq)}, http.StatusOK)
 			lc.acked(&lc.diskSeq, seq, err)
 			return err
 		}},
 		{"PUT disk", 5, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
 			seq := lc.next()
-			err := lt.send(ctx, "PUT", lt.diskPath(lc), client.ComputeVersion, map[string]any{"location": "local", "tags": seqTags(seq),
+			err := lt.send(ctx, lc, "PUT", lt.diskPath(lc), client.ComputeVersion, map[string]any{"location": "local", "tags": seqTags(seq),
 				"properties": map[string]any{"creationData": map[string]any{"createOption": "Empty"}, "diskSizeGB": 1}}, http.StatusOK)
 			lc.acked(&lc.diskSeq, seq, err)
 			return err
 		}},
 		{"GET vault", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.vaultPath(), client.DataProtectionVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.vaultPath(), client.DataProtectionVersion, nil, http.StatusOK)
 		}},
 		{"GET policy", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.vaultPath()+"/backupPolicies/hourly", client.DataProtectionVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.vaultPath()+"/backupPolicies/hourly", client.DataProtectionVersion, nil, http.StatusOK)
 		}},
 		{"LIST jobs", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.vaultPath()+"/backupJobs", client.DataProtectionVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.vaultPath()+"/backupJobs", client.DataProtectionVersion, nil, http.StatusOK)
 		}},
 		{"LIST recovery points", 10, func(ctx context.Context, lt *loadTest, lc *apiLoadClient) error {
-			return lt.send(ctx, "GET", lt.vaultPath()+"/backupInstances/"+lt.instance+"/recoveryPoints", client.DataProtectionVersion, nil, http.StatusOK)
+			return lt.send(ctx, lc, "GET", lt.vaultPath()+"/backupInstances/"+lt.instance+"/recoveryPoints", client.DataProtectionVersion, nil, http.StatusOK)
 		}},
 	}
 	for k, kd := range lt.kinds {
@@ -216,7 +218,10 @@ func newLoadTest(t *testing.T, env *Env, n int) *loadTest {
 	return lt
 }
 
-// setup creates each client's resource group and disk.
+// setup creates each client's resource group and disk, and a service
+// principal for it with Contributor on its group and Reader on the vault's
+// group: the clients are 200 principals, and the authorization policy
+// holds their 400 role assignments.
 func (lt *loadTest) setup(ctx context.Context, c *client.Client) {
 	t := lt.t
 	var wg sync.WaitGroup
@@ -233,6 +238,26 @@ func (lt *loadTest) setup(ctx context.Context, c *client.Client) {
 				return
 			}
 			if _, err := c.CreateDisk(ctx, lc.group(), "d", client.DiskSpec{Location: "local", SizeGB: 1}, true); err != nil {
+				errs <- err
+				return
+			}
+			sp, err := c.CreateServicePrincipal(ctx, lc.group())
+			if err != nil {
+				errs <- err
+				return
+			}
+			sub := "/subscriptions/" + lt.sub
+			for _, a := range []struct{ role, scope string }{
+				{rbac.RoleContributor, sub + "/resourceGroups/" + lc.group()},
+				{rbac.RoleReader, sub + "/resourceGroups/load-vault"},
+			} {
+				if _, err := c.CreateRoleAssignment(ctx, a.scope, identity.NewGUID(), sub+"/providers/Microsoft.Authorization/roleDefinitions/"+a.role,
+					sp.PrincipalID, "ServicePrincipal"); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if lc.token, err = c.ClientCredentials(ctx, lt.env.Admin.TenantID, sp.ClientID, sp.ClientSecret); err != nil {
 				errs <- err
 			}
 		}()
@@ -260,7 +285,7 @@ func seqTags(seq int) map[string]string { return map[string]string{"seq": strcon
 
 // send sends one request and reads the whole answer; a status other than
 // want is an error carrying the answer.
-func (lt *loadTest) send(ctx context.Context, method, path, apiVersion string, body any, want int) error {
+func (lt *loadTest) send(ctx context.Context, lc *apiLoadClient, method, path, apiVersion string, body any, want int) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -273,7 +298,7 @@ func (lt *loadTest) send(ctx context.Context, method, path, apiVersion string, b
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+lt.env.Admin.Token)
+	req.Header.Set("Authorization", "Bearer "+lc.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -326,9 +351,10 @@ func (lt *loadTest) checkVisible(ctx context.Context, c *client.Client) {
 // apiLoadClient is one API client: it owns a resource group and a disk in
 // it, and sends one request after another.
 type apiLoadClient struct {
-	id  int
-	rng *rand.Rand
-	seq int
+	id    int
+	token string // its principal's
+	rng   *rand.Rand
+	seq   int
 	// groupSeq and diskSeq are the last acknowledged writes.
 	groupSeq, diskSeq int
 	lat               [][]time.Duration // per kind

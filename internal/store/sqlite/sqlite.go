@@ -30,9 +30,10 @@ var migrations embed.FS
 
 // Store is a SQLite-backed store.Store.
 type Store struct {
-	w  *sql.DB // one connection, IMMEDIATE transactions
-	r  *sql.DB // readers
-	wr *writer // runs every write on w
+	w      *sql.DB // one connection, IMMEDIATE transactions
+	r      *sql.DB // readers
+	wq, rq *queries
+	wr     *writer // runs every write on w
 }
 
 var _ store.Store = (*Store)(nil)
@@ -64,7 +65,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.wr = newWriter(w)
+	if s.wq, err = prepareQueries(ctx, w, true); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.rq, err = prepareQueries(ctx, r, false); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.wr = newWriter(w, s.wq)
 	return s, nil
 }
 
@@ -82,7 +91,13 @@ func (s *Store) Close() error {
 	if s.wr != nil {
 		s.wr.close()
 	}
-	return errors.Join(s.w.Close(), s.r.Close())
+	var errs []error
+	for _, q := range []*queries{s.wq, s.rq} {
+		if q != nil {
+			errs = append(errs, q.close())
+		}
+	}
+	return errors.Join(append(errs, s.w.Close(), s.r.Close())...)
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -129,13 +144,13 @@ func (s *Store) migrate(ctx context.Context) error {
 // commit it joins (writer.go), which is durable when Update returns nil.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	return s.wr.do(ctx, func(ctx context.Context, b *batch) (bool, error) {
-		t := &tx{tx: b.tx, index: b.index + 1, writable: true, grouped: true}
+		t := &tx{tx: b.tx, q: s.wq, index: b.index + 1, writable: true, grouped: true}
 		if err := fn(t); err != nil {
 			return false, err
 		}
 		for kind := range t.kinds {
-			if _, err := b.tx.ExecContext(context.WithoutCancel(ctx), `INSERT INTO kind_index (kind, modify_index) VALUES (?, ?)
-				ON CONFLICT (kind) DO UPDATE SET modify_index = excluded.modify_index`, kind, t.index); err != nil {
+			sctx := context.WithoutCancel(ctx)
+			if _, err := b.tx.StmtContext(sctx, s.wq.putKindIndex).ExecContext(sctx, kind, t.index); err != nil {
 				return false, fmt.Errorf("write index of %s: %w", kind, err)
 			}
 		}
@@ -151,14 +166,15 @@ func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
 	}
 	defer sqlTx.Rollback()
 	var idx uint64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'index'`).Scan(&idx); err != nil {
+	if err := sqlTx.StmtContext(ctx, s.rq.getIndex).QueryRowContext(ctx).Scan(&idx); err != nil {
 		return fmt.Errorf("read index: %w", err)
 	}
-	return fn(&tx{tx: sqlTx, index: idx})
+	return fn(&tx{tx: sqlTx, q: s.rq, index: idx})
 }
 
 type tx struct {
 	tx       *sql.Tx
+	q        *queries // prepared on tx's handle
 	index    uint64
 	writable bool
 	wrote    bool
@@ -186,7 +202,7 @@ func (t *tx) KindIndex(ctx context.Context, kind string) (uint64, error) {
 		return 0, fmt.Errorf("index of %s: %w", kind, err)
 	}
 	var idx uint64
-	err = t.tx.QueryRowContext(sctx, `SELECT modify_index FROM kind_index WHERE kind = ?`, kind).Scan(&idx)
+	err = t.tx.StmtContext(sctx, t.q.getKindIndex).QueryRowContext(sctx, kind).Scan(&idx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -218,9 +234,7 @@ func (t *tx) Get(ctx context.Context, kind, key string) (store.Object, error) {
 	if err != nil {
 		return o, fmt.Errorf("get %s %s: %w", kind, key, err)
 	}
-	err = t.tx.QueryRowContext(sctx,
-		`SELECT data, create_index, modify_index FROM objects WHERE kind = ? AND key = ?`, kind, key).
-		Scan(&o.Data, &o.CreateIndex, &o.ModifyIndex)
+	err = t.tx.StmtContext(sctx, t.q.getObject).QueryRowContext(sctx, kind, key).Scan(&o.Data, &o.CreateIndex, &o.ModifyIndex)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("get %s %s: %w", kind, key, store.ErrNotFound)
 	}
@@ -258,9 +272,7 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	if err != nil {
 		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
 	}
-	_, err = t.tx.ExecContext(sctx, `INSERT INTO objects (kind, key, data, create_index, modify_index) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, modify_index = excluded.modify_index`,
-		o.Kind, o.Key, o.Data, o.CreateIndex, o.ModifyIndex)
+	_, err = t.tx.StmtContext(sctx, t.q.putObject).ExecContext(sctx, o.Kind, o.Key, o.Data, o.CreateIndex, o.ModifyIndex)
 	if err != nil {
 		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
 	}
@@ -276,7 +288,7 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, key, err)
 	}
-	res, err := t.tx.ExecContext(sctx, `DELETE FROM objects WHERE kind = ? AND key = ?`, kind, key)
+	res, err := t.tx.StmtContext(sctx, t.q.deleteObject).ExecContext(sctx, kind, key)
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, key, err)
 	}

@@ -38,6 +38,7 @@ import (
 // COMMIT: the schema has none, and must keep it so.)
 type writer struct {
 	db       *sql.DB // one connection
+	q        *queries
 	maxBatch int
 
 	mu     sync.Mutex
@@ -72,6 +73,7 @@ type writeOp struct {
 // batch is a group of writes in one transaction.
 type batch struct {
 	tx    *sql.Tx
+	q     *queries
 	index uint64 // the store index after the writes run so far
 	moved bool   // some write advanced the index
 	step  chan stepResult
@@ -84,8 +86,8 @@ type stepResult struct {
 	broken   error // the transaction is gone
 }
 
-func newWriter(db *sql.DB) *writer {
-	w := &writer{db: db, maxBatch: maxBatch, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newWriter(db *sql.DB, q *queries) *writer {
+	w := &writer{db: db, q: q, maxBatch: maxBatch, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.loop()
 	return w
 }
@@ -200,8 +202,8 @@ func (w *writer) runBatch(ops []*writeOp) {
 		refuseAll(fmt.Errorf("begin update: %w", err))
 		return
 	}
-	b := &batch{tx: tx, step: make(chan stepResult)}
-	if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'index'`).Scan(&b.index); err != nil {
+	b := &batch{tx: tx, q: w.q, step: make(chan stepResult)}
+	if err := tx.StmtContext(ctx, w.q.getIndex).QueryRowContext(ctx).Scan(&b.index); err != nil {
 		tx.Rollback()
 		refuseAll(fmt.Errorf("read index: %w", err))
 		return
@@ -240,7 +242,7 @@ func (w *writer) runBatch(ops []*writeOp) {
 
 func (b *batch) commit(ctx context.Context) error {
 	if b.moved {
-		if _, err := b.tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE name = 'index'`, b.index); err != nil {
+		if _, err := b.tx.StmtContext(ctx, b.q.putIndex).ExecContext(ctx, b.index); err != nil {
 			b.tx.Rollback()
 			return fmt.Errorf("write index: %w", err)
 		}
@@ -262,23 +264,27 @@ func (b *batch) run(op *writeOp, fn writeFunc) {
 		r.err = fmt.Errorf("begin update: %w", err)
 		return
 	}
-	if _, err := b.tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+	exec := func(s *sql.Stmt) error {
+		_, err := b.tx.StmtContext(ctx, s).ExecContext(ctx)
+		return err
+	}
+	if err := exec(b.q.savepoint); err != nil {
 		r.err, r.broken = fmt.Errorf("begin update: %w", err), err
 		return
 	}
 	defer func() {
 		if r.err == nil {
-			if _, err := b.tx.ExecContext(ctx, `RELEASE w`); err != nil {
+			if err := exec(b.q.release); err != nil {
 				r.err, r.advanced, r.broken = fmt.Errorf("commit: %w", err), false, err
 			}
 			return
 		}
 		r.advanced = false
-		if _, err := b.tx.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+		if err := exec(b.q.rollbackTo); err != nil {
 			r.broken = err
 			return
 		}
-		if _, err := b.tx.ExecContext(ctx, `RELEASE w`); err != nil {
+		if err := exec(b.q.release); err != nil {
 			r.broken = err
 		}
 	}()

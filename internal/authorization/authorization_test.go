@@ -2,6 +2,7 @@ package authorization_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"coffer/internal/clock"
 	"coffer/internal/identity"
 	"coffer/internal/rbac"
+	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/store/sqlite"
 )
@@ -23,6 +25,7 @@ import (
 type countingStore struct {
 	store.Store
 	lists, views atomic.Int64
+	listed       atomic.Int64 // assignments read by lists in Updates
 	gate         func()
 }
 
@@ -34,6 +37,23 @@ type countingTx struct {
 func (c *countingStore) View(ctx context.Context, fn func(tx store.Tx) error) error {
 	c.views.Add(1)
 	return c.Store.View(ctx, func(tx store.Tx) error { return fn(countingTx{tx, c}) })
+}
+
+func (c *countingStore) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	return c.Store.Update(ctx, func(tx store.Tx) error { return fn(countingUpdateTx{tx, c}) })
+}
+
+type countingUpdateTx struct {
+	store.Tx
+	s *countingStore
+}
+
+func (c countingUpdateTx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+	objs, err := c.Tx.List(ctx, q)
+	if q.Kind == authorization.Kind {
+		c.s.listed.Add(int64(len(objs)))
+	}
+	return objs, err
 }
 
 func (c countingTx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
@@ -158,5 +178,46 @@ func TestPolicyRebuiltOnce(t *testing.T) {
 	wg.Wait()
 	if n := cs.lists.Load(); n != 1 {
 		t.Fatalf("%d concurrent checks built the policy %d times", callers, n)
+	}
+}
+
+// TestAssignmentDuplicateCheckReadsItsScope: creating an assignment reads
+// the assignments at its scope, not all of them, inside the write
+// transaction (the writer is held meanwhile, and with it every write
+// queued behind); a duplicate at the same scope, however spelled, is
+// still refused.
+func TestAssignmentDuplicateCheckReadsItsScope(t *testing.T) {
+	s, cs := newService(t)
+	ctx := context.Background()
+	if err := cs.Update(ctx, func(tx store.Tx) error {
+		for i := range 100 {
+			p := fmt.Sprintf("00000000-0000-4000-8000-%012d", 100+i)
+			if _, err := s.Assign(ctx, tx, p, "User", rbac.RoleReader, fmt.Sprintf("%s/resourceGroups/rg-%d", sub, i), alice); err != nil {
+				return err
+			}
+		}
+		_, err := s.Assign(ctx, tx, alice, "User", rbac.RoleReader, group, alice)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(principal, scope string) error {
+		return cs.Update(ctx, func(tx store.Tx) error {
+			_, _, err := s.Put(ctx, tx, rbac.Assignment{Name: identity.NewGUID(), Scope: scope, RoleDefinitionID: rbac.RoleReader,
+				PrincipalID: principal, PrincipalType: "User"}, nil, alice)
+			return err
+		})
+	}
+	cs.listed.Store(0)
+	if err := put(bob, group); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.listed.Load(); n > 1 {
+		t.Errorf("creating an assignment read %d assignments; at its scope there is 1", n)
+	}
+	for _, scope := range []string{group, strings.ToUpper(group), sub + "/resourcegroups/RG"} {
+		if err := put(alice, scope); !resource.IsCode(err, "RoleAssignmentExists") {
+			t.Errorf("duplicate at %s: %v, want RoleAssignmentExists", scope, err)
+		}
 	}
 }

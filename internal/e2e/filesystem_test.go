@@ -39,11 +39,7 @@ func TestFilesystemOnDisk(t *testing.T) {
 	env := Start(t, Options{Clock: clk})
 	ctx := context.Background()
 	c := env.Client("")
-	for _, g := range []string{"rg-fs", "rg-snaps", "rg-vault", "rg-restore"} {
-		if _, err := c.CreateGroup(ctx, g, "local", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createGroups(t, ctx, c, "rg-fs", "rg-snaps", "rg-vault", "rg-restore")
 	disk, err := c.CreateDisk(ctx, "rg-fs", "fs", client.DiskSpec{Location: "local", SizeGB: 1}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -401,12 +397,7 @@ func (w *fileWriter) check(t *testing.T, root string, durable map[string]int) in
 
 func randomBytes(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
-	for i := 0; i < n; i += 8 {
-		v := rng.Uint64()
-		for k := 0; k < 8 && i+k < n; k++ {
-			b[i+k] = byte(v >> (8 * k))
-		}
-	}
+	fillRandom(b, rng)
 	return b
 }
 

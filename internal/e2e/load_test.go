@@ -55,11 +55,7 @@ func TestLoad(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client("")
 	lt := newLoadTest(t, env, *loadClients)
-	for _, g := range []string{"load-disks", "load-snaps", "load-vault", "load-restore"} {
-		if _, err := c.CreateGroup(ctx, g, "local", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createGroups(t, ctx, c, "load-disks", "load-snaps", "load-vault", "load-restore")
 	nbdDisk, err := c.CreateDisk(ctx, "load-disks", "nbd", client.DiskSpec{Location: "local", SizeGB: 1}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +100,7 @@ func TestLoad(t *testing.T) {
 	var backups loadBackups
 	go func() {
 		defer wg.Done()
-		backups.run(runCtx, c, bi)
+		backups.run(runCtx, c, bi, nbdDisk.ID, "load-snaps")
 	}()
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -123,13 +119,13 @@ func TestLoad(t *testing.T) {
 		t.Error(e)
 	}
 	if rep.Errors > 0 {
-		t.Errorf("%d of %d requests failed", rep.Errors, rep.Requests)
+		t.Errorf("%d of %d requests failed", rep.Errors, rep.APIRequests+rep.NBDRequests)
 	}
 	if health.bad.Load() > 0 || health.ok.Load() == 0 {
 		t.Errorf("/healthz: %d ok, %d not ok (%s)", health.ok.Load(), health.bad.Load(), health.firstBad())
 	}
 	if backups.completed.Load() == 0 || backups.failed.Load() > 0 {
-		t.Errorf("backups during the run: %d completed, %d failed (%v)", backups.completed.Load(), backups.failed.Load(), backups.err())
+		t.Errorf("snapshots during the run: %d completed, %d failed (%v)", backups.completed.Load(), backups.failed.Load(), backups.err())
 	}
 	lt.checkVisible(ctx, c)
 	checkNBDModels(t, ctx, nbdAddr, nbdExport, nbds)
@@ -399,7 +395,8 @@ type nbdLoadClient struct {
 	reads     []time.Duration
 	writes    []time.Duration
 	flushes   int
-	errs      int
+	readErrs  int // failed reads and reads of other data than written
+	writeErrs int // failed writes and flushes
 	firstErr  error
 }
 
@@ -411,17 +408,15 @@ func nbdBlock(b []byte, seed uint64, blk int64) {
 		clear(b)
 		return
 	}
-	r := rand.New(rand.NewPCG(seed, uint64(blk)))
-	for i := 0; i < len(b); i += 8 {
-		v := r.Uint64()
-		for k := 0; k < 8; k++ {
-			b[i+k] = byte(v >> (8 * k))
-		}
-	}
+	fillRandom(b, rand.New(rand.NewPCG(seed, uint64(blk))))
 }
 
-func (nc *nbdLoadClient) fail(err error) {
-	nc.errs++
+func (nc *nbdLoadClient) fail(read bool, err error) {
+	if read {
+		nc.readErrs++
+	} else {
+		nc.writeErrs++
+	}
 	if nc.firstErr == nil {
 		nc.firstErr = err
 	}
@@ -430,7 +425,7 @@ func (nc *nbdLoadClient) fail(err error) {
 func (nc *nbdLoadClient) run(ctx context.Context, addr, export string) {
 	cl, err := nbdtest.Dial(ctx, addr, export, nbdtest.Options{})
 	if err != nil {
-		nc.fail(err)
+		nc.fail(false, fmt.Errorf("nbd connect: %w", err))
 		return
 	}
 	defer cl.Close()
@@ -449,7 +444,7 @@ func (nc *nbdLoadClient) run(ctx context.Context, addr, export string) {
 			}
 			t0 = time.Now()
 			if _, err := cl.WriteAt(p, first*nbdLoadBlock); err != nil {
-				nc.fail(fmt.Errorf("nbd write of %d blocks at block %d: %w", n, first, err))
+				nc.fail(false, fmt.Errorf("nbd write of %d blocks at block %d: %w", n, first, err))
 				return
 			}
 			nc.writes = append(nc.writes, time.Since(t0))
@@ -458,20 +453,20 @@ func (nc *nbdLoadClient) run(ctx context.Context, addr, export string) {
 			}
 		} else {
 			if _, err := cl.ReadAt(p, first*nbdLoadBlock); err != nil {
-				nc.fail(fmt.Errorf("nbd read of %d blocks at block %d: %w", n, first, err))
+				nc.fail(true, fmt.Errorf("nbd read of %d blocks at block %d: %w", n, first, err))
 				return
 			}
 			nc.reads = append(nc.reads, time.Since(t0))
 			for j := range n {
 				nbdBlock(want, nc.model[first+j], first+j)
 				if !bytes.Equal(p[j*nbdLoadBlock:(j+1)*nbdLoadBlock], want) {
-					nc.fail(fmt.Errorf("nbd read of block %d returned other data than was written", first+j))
+					nc.fail(true, fmt.Errorf("nbd read of block %d returned other data than was written", first+j))
 				}
 			}
 		}
 		if i%64 == 63 {
 			if _, err := cl.Do(nbdtest.CmdFlush, 0, 0, 0, nil); err != nil {
-				nc.fail(fmt.Errorf("nbd flush: %w", err))
+				nc.fail(false, fmt.Errorf("nbd flush: %w", err))
 				return
 			}
 			nc.flushes++
@@ -551,22 +546,41 @@ func (h *loadHealth) firstBad() string {
 	return h.first
 }
 
-// loadBackups backs the NBD disk up on demand, one backup after another.
+// loadBackups snapshots the NBD disk, one snapshot after another: first
+// on-demand backups of its backup instance, as many as a day allows
+// (adhocBackupsPerDay), then incremental snapshots through
+// Microsoft.Compute, which take the same path through the block engine
+// and the chunk store.
 type loadBackups struct {
 	completed, failed atomic.Int64
+	backups           int // of completed: on-demand backups
 	mu                sync.Mutex
 	durations         []time.Duration
 	first             error
 }
 
-func (b *loadBackups) run(ctx context.Context, c *client.Client, p protection) {
-	for ctx.Err() == nil {
+// adhocBackupsPerDay is Azure's (and Coffer's) cap on on-demand backups of
+// one backup instance per day.
+const adhocBackupsPerDay = 10
+
+func (b *loadBackups) run(ctx context.Context, c *client.Client, p protection, diskID, snapGroup string) {
+	for i := 0; ctx.Err() == nil; i++ {
 		t0 := time.Now()
-		// The backup is waited for beyond the end of the run: a backup
-		// cut short would say nothing.
-		jobID, err := c.BackupNow(context.WithoutCancel(ctx), p.rg, p.vault, p.name, "BackupIntervals", "Default")
-		if err == nil {
-			err = waitJobStatus(context.WithoutCancel(ctx), c, p, jobID)
+		// A snapshot is waited for beyond the end of the run: one cut
+		// short would say nothing.
+		wctx := context.WithoutCancel(ctx)
+		var err error
+		if i < adhocBackupsPerDay {
+			var jobID string
+			if jobID, err = c.BackupNow(wctx, p.rg, p.vault, p.name, "BackupIntervals", "Default"); err == nil {
+				err = waitJobStatus(wctx, c, p, jobID)
+			}
+		} else {
+			var sn client.Snapshot
+			sn, err = c.CreateSnapshot(wctx, snapGroup, fmt.Sprintf("load-%d", i), client.SnapshotSpec{Location: "local", Source: diskID, Incremental: true}, true)
+			if err == nil && sn.Properties.ProvisioningState != "Succeeded" {
+				err = fmt.Errorf("snapshot %s: provisioning state %s", sn.Name, sn.Properties.ProvisioningState)
+			}
 		}
 		b.mu.Lock()
 		if err != nil {
@@ -576,6 +590,9 @@ func (b *loadBackups) run(ctx context.Context, c *client.Client, p protection) {
 			}
 		} else {
 			b.completed.Add(1)
+			if i < adhocBackupsPerDay {
+				b.backups++
+			}
 			b.durations = append(b.durations, time.Since(t0))
 		}
 		b.mu.Unlock()
@@ -650,18 +667,23 @@ func startProfiles(t *testing.T, dir string) func() {
 
 // loadReport is TestLoad's figures.
 type loadReport struct {
-	Clients     int          `json:"clients"`
-	NBDClients  int          `json:"nbdClients"`
-	Seconds     float64      `json:"seconds"`
-	Requests    int          `json:"requests"`
-	Errors      int          `json:"errors"`
-	PerSecond   float64      `json:"requestsPerSecond"`
-	Kinds       []kindReport `json:"kinds"`
-	Backups     int64        `json:"backups"`
-	BackupP50   float64      `json:"backupP50Seconds"`
-	HealthPolls int64        `json:"healthPolls"`
-	GoVersion   string       `json:"goVersion"`
-	firstErrors []string
+	Clients      int          `json:"clients"`
+	NBDClients   int          `json:"nbdClients"`
+	Seconds      float64      `json:"seconds"`
+	APIRequests  int          `json:"apiRequests"`
+	APIPerSecond float64      `json:"apiRequestsPerSecond"`
+	NBDRequests  int          `json:"nbdRequests"`
+	Errors       int          `json:"errors"` // API and NBD
+	ErrorRate    float64      `json:"errorRate"`
+	Kinds        []kindReport `json:"kinds"`
+	// Snapshots completed during the run, OnDemandBackups of them
+	// through the backup instance, the rest through Microsoft.Compute.
+	Snapshots       int64   `json:"snapshots"`
+	OnDemandBackups int     `json:"onDemandBackups"`
+	SnapshotP50     float64 `json:"snapshotP50Seconds"`
+	HealthPolls     int64   `json:"healthPolls"`
+	GoVersion       string  `json:"goVersion"`
+	firstErrors     []string
 }
 
 type kindReport struct {
@@ -688,7 +710,7 @@ func kindOf(name string, lat []time.Duration, errs int, secs float64) kindReport
 func (lt *loadTest) report(elapsed time.Duration, nbds []*nbdLoadClient, h *loadHealth, b *loadBackups) loadReport {
 	secs := elapsed.Seconds()
 	rep := loadReport{Clients: len(lt.clients), NBDClients: len(nbds), Seconds: secs, HealthPolls: h.ok.Load() + h.bad.Load(),
-		Backups: b.completed.Load(), GoVersion: runtime.Version()}
+		Snapshots: b.completed.Load(), GoVersion: runtime.Version()}
 	var all, writes []time.Duration
 	allErrs, writeErrs := 0, 0
 	for k, kd := range lt.kinds {
@@ -706,25 +728,30 @@ func (lt *loadTest) report(elapsed time.Duration, nbds []*nbdLoadClient, h *load
 	}
 	rep.Kinds = append(rep.Kinds, kindOf("all writes (PUT, PATCH)", writes, writeErrs, secs), kindOf("all API requests", all, allErrs, secs))
 	var reads, nwrites []time.Duration
-	nerrs := 0
+	rerrs, werrs := 0, 0
 	for _, nc := range nbds {
-		reads, nwrites, nerrs = append(reads, nc.reads...), append(nwrites, nc.writes...), nerrs+nc.errs
+		reads, nwrites = append(reads, nc.reads...), append(nwrites, nc.writes...)
+		rerrs, werrs = rerrs+nc.readErrs, werrs+nc.writeErrs
 		if nc.firstErr != nil {
 			rep.firstErrors = append(rep.firstErrors, nc.firstErr.Error())
 		}
 	}
-	rep.Kinds = append(rep.Kinds, kindOf("NBD read (4-64 KiB)", reads, 0, secs), kindOf("NBD write (4-64 KiB)", nwrites, nerrs, secs))
+	rep.Kinds = append(rep.Kinds, kindOf("NBD read (4-64 KiB)", reads, rerrs, secs), kindOf("NBD write (4-64 KiB)", nwrites, werrs, secs))
 	for _, lc := range lt.clients {
 		if lc.firstErr != nil && len(rep.firstErrors) < 5 {
 			rep.firstErrors = append(rep.firstErrors, lc.firstErr.Error())
 		}
 	}
-	rep.Requests, rep.Errors = len(all)+len(reads)+len(nwrites), allErrs+nerrs
-	rep.PerSecond = float64(len(all)) / secs
+	rep.APIRequests, rep.NBDRequests, rep.Errors = len(all), len(reads)+len(nwrites), allErrs+rerrs+werrs
+	rep.APIPerSecond = float64(len(all)) / secs
+	if n := rep.APIRequests + rep.NBDRequests; n > 0 {
+		rep.ErrorRate = float64(rep.Errors) / float64(n)
+	}
 	b.mu.Lock()
+	rep.OnDemandBackups = b.backups
 	if d := b.durations; len(d) > 0 {
 		slices.Sort(d)
-		rep.BackupP50 = d[len(d)/2].Seconds()
+		rep.SnapshotP50 = d[len(d)/2].Seconds()
 	}
 	b.mu.Unlock()
 	return rep
@@ -732,8 +759,10 @@ func (lt *loadTest) report(elapsed time.Duration, nbds []*nbdLoadClient, h *load
 
 func (r loadReport) log(t *testing.T) {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%d API clients and %d NBD clients for %.1f s: %d API requests (%.0f/s), %d errors; %d backups (p50 %.2f s); %d /healthz polls\n",
-		r.Clients, r.NBDClients, r.Seconds, r.Requests, r.PerSecond, r.Errors, r.Backups, r.BackupP50, r.HealthPolls)
+	fmt.Fprintf(&sb, "%d API clients and %d NBD clients for %.1f s: %d API requests (%.0f/s) and %d NBD requests, %d errors (rate %g); "+
+		"%d snapshots (%d on-demand backups), p50 %.2f s; %d /healthz polls\n",
+		r.Clients, r.NBDClients, r.Seconds, r.APIRequests, r.APIPerSecond, r.NBDRequests, r.Errors, r.ErrorRate,
+		r.Snapshots, r.OnDemandBackups, r.SnapshotP50, r.HealthPolls)
 	fmt.Fprintf(&sb, "%-26s %8s %8s %7s %9s %9s %9s\n", "kind", "count", "per s", "errors", "p50 ms", "p99 ms", "max ms")
 	for _, k := range r.Kinds {
 		fmt.Fprintf(&sb, "%-26s %8d %8.1f %7d %9.1f %9.1f %9.1f\n", k.Kind, k.Count, k.PerSecond, k.Errors, k.P50ms, k.P99ms, k.Maxms)

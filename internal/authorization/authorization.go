@@ -4,8 +4,10 @@
 // perform an action at a scope by evaluating rbac's pure policy over the
 // stored assignments.
 //
-// The policy is cached and rebuilt only when the metadata store's index
-// moves, so the per-request check costs one small read transaction.
+// The policy is cached and rebuilt only when a role assignment has been
+// put or deleted since (the store's KindIndex of assignments moves), so the
+// per-request check costs one small read transaction, however many other
+// writes the store takes.
 package authorization
 
 import (
@@ -36,9 +38,9 @@ type Service struct {
 	// goes with its assignments.
 	PrincipalDeleted func(ctx context.Context, tx store.Tx, principalID string) error
 
-	mu          sync.Mutex
-	cachedIndex uint64
-	cached      *rbac.Policy
+	mu          sync.Mutex   // held while the policy is rebuilt: one rebuild at a time
+	cachedIndex uint64       // the assignments' KindIndex the cached policy was built at
+	cached      *rbac.Policy // nil: none yet
 	// changedAt is the highest store index at which an assignment was
 	// written through this Service (see Unchanged).
 	changedAt atomic.Uint64
@@ -59,6 +61,9 @@ func (s *Service) changed(tx store.Tx) {
 func key(a rbac.Assignment) string { return strings.ToLower(a.ID()) }
 
 // Policy returns the current policy (all assignments, built-in roles).
+// It is rebuilt when an assignment was put or deleted after the cached one
+// was built; every other write leaves it be. Concurrent callers that find
+// it stale wait for one rebuild.
 func (s *Service) Policy(ctx context.Context) (*rbac.Policy, error) {
 	p, _, err := s.policy(ctx)
 	return p, err
@@ -69,22 +74,25 @@ func (s *Service) policy(ctx context.Context) (*rbac.Policy, uint64, error) {
 	var p *rbac.Policy
 	var idx uint64
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		idx = tx.Index()
+		var err error
+		if idx, err = tx.KindIndex(ctx, Kind); err != nil {
+			return err
+		}
 		s.mu.Lock()
-		if s.cached != nil && s.cachedIndex == idx {
+		defer s.mu.Unlock()
+		// A policy built at a later index is at least as current as
+		// this snapshot.
+		if s.cached != nil && s.cachedIndex >= idx {
+			idx = s.cachedIndex
 			p = s.cached
-			s.mu.Unlock()
 			return nil
 		}
-		s.mu.Unlock()
-		as, err := s.list(ctx, tx)
+		as, err := s.list(ctx, tx, "")
 		if err != nil {
 			return err
 		}
 		p = rbac.NewPolicy(as, rbac.BuiltInRoles()...)
-		s.mu.Lock()
 		s.cached, s.cachedIndex = p, idx
-		s.mu.Unlock()
 		return nil
 	})
 	if err != nil {
@@ -120,8 +128,10 @@ func (s *Service) Unchanged(index uint64) bool {
 	return index >= s.changedAt.Load()
 }
 
-func (s *Service) list(ctx context.Context, tx store.Tx) ([]rbac.Assignment, error) {
-	objs, err := tx.List(ctx, store.Query{Kind: Kind})
+// list returns the assignments whose keys start with prefix (all, if
+// empty).
+func (s *Service) list(ctx context.Context, tx store.Tx, prefix string) ([]rbac.Assignment, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: Kind, Prefix: prefix})
 	if err != nil {
 		return nil, err
 	}
@@ -136,9 +146,15 @@ func (s *Service) list(ctx context.Context, tx store.Tx) ([]rbac.Assignment, err
 	return out, nil
 }
 
+// atScope is the key prefix of the assignments at scope itself (a valid,
+// normalised scope).
+func atScope(scope string) string {
+	return strings.ToLower(rbac.AssignmentResourceID(rbac.ScopeKey(scope), ""))
+}
+
 // List returns every assignment.
 func (s *Service) List(ctx context.Context, tx store.Tx) ([]rbac.Assignment, error) {
-	return s.list(ctx, tx)
+	return s.list(ctx, tx, "")
 }
 
 // Get returns the assignment with the given scope and name, or a 404
@@ -189,7 +205,10 @@ func (s *Service) Put(ctx context.Context, tx store.Tx, a rbac.Assignment, ids *
 			a.PrincipalType = p.Kind.PrincipalType()
 		}
 	}
-	existing, err := s.list(ctx, tx)
+	// A duplicate is at the same scope: reading only those keeps the
+	// check inside the write transaction short (with 400 assignments,
+	// reading them all held the store's writer for 20-180 ms).
+	existing, err := s.list(ctx, tx, atScope(a.Scope))
 	if err != nil {
 		return a, false, err
 	}
@@ -239,7 +258,7 @@ func (s *Service) Delete(ctx context.Context, tx store.Tx, scope, name string) (
 // principal is deleted, as Azure leaves "Identity not found" assignments;
 // Coffer removes them) and runs PrincipalDeleted.
 func (s *Service) DeletePrincipal(ctx context.Context, tx store.Tx, principalID string) error {
-	as, err := s.list(ctx, tx)
+	as, err := s.list(ctx, tx, "")
 	if err != nil {
 		return err
 	}

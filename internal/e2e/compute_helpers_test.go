@@ -135,12 +135,7 @@ func sparseImage(t *testing.T, dir, name string, size int64, seed uint64, exts [
 	for _, e := range exts {
 		for pos := e.Off; pos < e.Off+e.Len; {
 			n := min(int64(len(buf)), e.Off+e.Len-pos)
-			for i := int64(0); i < n; i += 8 {
-				v := rng.Uint64()
-				for k := int64(0); k < 8 && i+k < n; k++ {
-					buf[i+k] = byte(v >> (8 * k))
-				}
-			}
+			fillRandom(buf[:n], rng)
 			if _, err := f.WriteAt(buf[:n], pos); err != nil {
 				t.Fatal(err)
 			}
@@ -148,4 +143,24 @@ func sparseImage(t *testing.T, dir, name string, size int64, seed uint64, exts [
 		}
 	}
 	return p
+}
+
+// fillRandom fills b with bytes from rng.
+func fillRandom(b []byte, rng *rand.Rand) {
+	for i := 0; i < len(b); i += 8 {
+		v := rng.Uint64()
+		for k := 0; k < 8 && i+k < len(b); k++ {
+			b[i+k] = byte(v >> (8 * k))
+		}
+	}
+}
+
+// createGroups creates resource groups in the "local" region.
+func createGroups(t testing.TB, ctx context.Context, c *client.Client, names ...string) {
+	t.Helper()
+	for _, g := range names {
+		if _, err := c.CreateGroup(ctx, g, "local", nil); err != nil {
+			t.Fatalf("create group %s: %v", g, err)
+		}
+	}
 }

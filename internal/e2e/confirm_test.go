@@ -17,7 +17,7 @@ import (
 func TestDestructiveCommandsNeedConfirmation(t *testing.T) {
 	env := Start(t, Options{})
 	ctx := context.Background()
-	p := protectDisk(t, env)
+	p := protectForJobs(t, env)
 	c := p.c
 	if _, err := c.CreateGroup(ctx, "rg-other", "local", nil); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"coffer/internal/client"
+	"coffer/internal/clock"
 	"coffer/internal/server"
 )
 
@@ -56,6 +57,9 @@ type Options struct {
 	// PublicEndpoint is serve --public-endpoint: Endpoint names it, while
 	// the server listens on Listen.
 	PublicEndpoint string
+	// Clock is the server's clock (nil: the wall clock). A test that
+	// advances a clock.Fake makes scheduled backups fire without waiting.
+	Clock clock.Clock
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -80,7 +84,7 @@ func Start(t testing.TB, o Options) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
-		Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle})
+		Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

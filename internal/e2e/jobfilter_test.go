@@ -22,7 +22,7 @@ type protectedDisk struct {
 	diskID    string
 }
 
-func protectDisk(t *testing.T, env *Env) protectedDisk {
+func protectForJobs(t *testing.T, env *Env) protectedDisk {
 	t.Helper()
 	ctx := context.Background()
 	c := env.Client("")
@@ -95,7 +95,7 @@ func (p protectedDisk) backupNow(t *testing.T) client.Job {
 // InvalidFilter naming what is wrong, never a list.
 func TestJobsFilter(t *testing.T) {
 	env := Start(t, Options{})
-	p := protectDisk(t, env)
+	p := protectForJobs(t, env)
 	p.backupNow(t)
 	ctx := context.Background()
 	list := func(filter string) ([]string, error) {

@@ -65,6 +65,11 @@ type Tx interface {
 	// Index returns the index this transaction stamps on its writes (read-
 	// write transactions) or the latest committed index (read-only ones).
 	Index() uint64
+	// KindIndex returns the index of the last transaction that put or
+	// deleted an object of kind (this one's, if it did; 0: none since the
+	// store began counting). Index moves with every write; a cache of one
+	// kind's objects keys on KindIndex to see changes to that kind alone.
+	KindIndex(ctx context.Context, kind string) (uint64, error)
 }
 
 // Store runs transactions. Update commits when fn returns nil and rolls back

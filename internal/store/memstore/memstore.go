@@ -22,15 +22,16 @@ type objKey struct{ kind, key string }
 // Store is an in-memory store.Store.
 type Store struct {
 	wmu   sync.Mutex // serializes Updates
-	mu    sync.Mutex // guards objs and index
+	mu    sync.Mutex // guards objs, index and kinds
 	objs  map[objKey]store.Object
 	index uint64
+	kinds map[string]uint64 // KindIndex
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns an empty store.
-func New() *Store { return &Store{objs: map[objKey]store.Object{}} }
+func New() *Store { return &Store{objs: map[objKey]store.Object{}, kinds: map[string]uint64{}} }
 
 // Close does nothing (the data stays for a "reopen").
 func (s *Store) Close() error { return nil }
@@ -57,6 +58,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 		} else {
 			s.objs[k] = *o
 		}
+		s.kinds[k.kind] = t.index
 	}
 	s.index = t.index
 	return nil
@@ -78,6 +80,17 @@ type tx struct {
 }
 
 func (t *tx) Index() uint64 { return t.index }
+
+func (t *tx) KindIndex(ctx context.Context, kind string) (uint64, error) {
+	for k := range t.writes {
+		if k.kind == kind {
+			return t.index, nil
+		}
+	}
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return t.s.kinds[kind], nil
+}
 
 func (t *tx) lookup(k objKey) (store.Object, bool) {
 	if o, ok := t.writes[k]; ok {

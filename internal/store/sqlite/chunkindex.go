@@ -12,18 +12,19 @@ import (
 )
 
 // ChunkIndex is the chunk store's index (chunkstore.Index) in the tables of
-// migration 0002. Writes go through the store's serialized write
-// connection, one transaction per batch; lookups use the read pool.
+// migration 0002. Writes go through the store's writer, each batch of
+// entries one write (committed with the Updates queued beside it); lookups
+// use the read pool.
 type ChunkIndex struct {
 	s *Store
-	w *sql.DB
+	w *writer
 	r *sql.DB
 }
 
 var _ chunkstore.Index = (*ChunkIndex)(nil)
 
 // ChunkIndex returns the chunk index kept in s.
-func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{s: s, w: s.DB(), r: s.ReadDB()} }
+func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{s: s, w: s.wr, r: s.ReadDB()} }
 
 // lookupBatch is the number of IDs per IN list.
 const lookupBatch = 500
@@ -82,22 +83,14 @@ func (x *ChunkIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]c
 	return out, nil
 }
 
-// update runs fn in one write transaction.
-func (x *ChunkIndex) update(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return x.s.classify(x.updateTx(ctx, what, fn))
-}
-
-func (x *ChunkIndex) updateTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	tx, err := x.w.BeginTx(ctx, nil)
+// update runs fn as one write. Its statements take the context fn is
+// given, which no cancellation interrupts (see writer).
+func (x *ChunkIndex) update(ctx context.Context, what string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	err := x.s.classify(x.w.do(ctx, func(ctx context.Context, b *batch) (bool, error) {
+		return false, fn(context.WithoutCancel(ctx), b.tx)
+	}))
 	if err != nil {
-		return fmt.Errorf("%s: begin: %w", what, err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%s: commit: %w", what, err)
 	}
 	return nil
 }
@@ -140,7 +133,7 @@ func (x *ChunkIndex) Add(ctx context.Context, entries []chunkstore.Entry) error 
 	if len(entries) == 0 {
 		return nil
 	}
-	return x.update(ctx, fmt.Sprintf("add %d chunks", len(entries)), func(tx *sql.Tx) error {
+	return x.update(ctx, fmt.Sprintf("add %d chunks", len(entries)), func(ctx context.Context, tx *sql.Tx) error {
 		return upsert(ctx, tx, entries)
 	})
 }
@@ -172,7 +165,7 @@ func (x *ChunkIndex) Move(ctx context.Context, from string, entries []chunkstore
 	if len(entries) == 0 {
 		return nil
 	}
-	return x.update(ctx, fmt.Sprintf("move %d chunks from %s", len(entries), from), func(tx *sql.Tx) error {
+	return x.update(ctx, fmt.Sprintf("move %d chunks from %s", len(entries), from), func(ctx context.Context, tx *sql.Tx) error {
 		fromID, ok, err := existingPack(ctx, tx, from)
 		if err != nil || !ok {
 			return err
@@ -198,12 +191,12 @@ func (x *ChunkIndex) Move(ctx context.Context, from string, entries []chunkstore
 }
 
 // inPack runs a statement with "pack_id = ? AND id IN (...)" for batches of
-// ids, args first.
-func (x *ChunkIndex) inPack(ctx context.Context, what, pack string, ids []chunk.ID, stmt string, args ...any) error {
-	if len(ids) == 0 {
+// ids, args first; then, if set, after (with the pack's name).
+func (x *ChunkIndex) inPack(ctx context.Context, what, pack string, ids []chunk.ID, after string, stmt string, args ...any) error {
+	if len(ids) == 0 && after == "" {
 		return nil
 	}
-	return x.update(ctx, fmt.Sprintf("%s %d chunks in %s", what, len(ids), pack), func(tx *sql.Tx) error {
+	return x.update(ctx, fmt.Sprintf("%s %d chunks in %s", what, len(ids), pack), func(ctx context.Context, tx *sql.Tx) error {
 		pid, ok, err := existingPack(ctx, tx, pack)
 		if err != nil || !ok {
 			return err
@@ -218,27 +211,25 @@ func (x *ChunkIndex) inPack(ctx context.Context, what, pack string, ids []chunk.
 				return err
 			}
 		}
+		if after != "" {
+			if _, err := tx.ExecContext(ctx, after, pack); err != nil {
+				return fmt.Errorf("pack row %s: %w", pack, err)
+			}
+		}
 		return nil
 	})
 }
 
 // SetDeleted implements chunkstore.Index.
 func (x *ChunkIndex) SetDeleted(ctx context.Context, pack string, ids []chunk.ID, at int64) error {
-	return x.inPack(ctx, "mark deleted", pack, ids, `UPDATE chunk_index SET deleted_at = ?`, at)
+	return x.inPack(ctx, "mark deleted", pack, ids, "", `UPDATE chunk_index SET deleted_at = ?`, at)
 }
 
 // Delete implements chunkstore.Index. A pack left without entries loses its
-// row too.
+// row too, in the same write.
 func (x *ChunkIndex) Delete(ctx context.Context, pack string, ids []chunk.ID) error {
-	if err := x.inPack(ctx, "delete", pack, ids, `DELETE FROM chunk_index`); err != nil {
-		return err
-	}
-	_, err := x.w.ExecContext(ctx, `DELETE FROM chunk_packs WHERE name = ?
-		AND NOT EXISTS (SELECT 1 FROM chunk_index WHERE pack_id = chunk_packs.id)`, pack)
-	if err != nil {
-		return x.s.classify(fmt.Errorf("delete pack row %s: %w", pack, err))
-	}
-	return nil
+	return x.inPack(ctx, "delete", pack, ids, `DELETE FROM chunk_packs WHERE name = ?
+		AND NOT EXISTS (SELECT 1 FROM chunk_index WHERE pack_id = chunk_packs.id)`, `DELETE FROM chunk_index`)
 }
 
 // Packs implements chunkstore.Index.
@@ -298,7 +289,7 @@ func (x *ChunkIndex) Stats(ctx context.Context) (chunkstore.IndexStats, error) {
 
 // Clear implements chunkstore.Index.
 func (x *ChunkIndex) Clear(ctx context.Context) error {
-	return x.update(ctx, "clear chunk index", func(tx *sql.Tx) error {
+	return x.update(ctx, "clear chunk index", func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM chunk_index`); err != nil {
 			return err
 		}

@@ -3,9 +3,10 @@
 //
 // The database runs in WAL mode with foreign keys on and a busy timeout.
 // Writes go through a single connection that begins transactions
-// IMMEDIATE, so writers queue instead of failing; reads use a separate pool
-// and see a consistent snapshot. Schema migrations are embedded and applied
-// in order when the store opens.
+// IMMEDIATE; writers queue in arrival order, and those that queue together
+// commit together, each in its own savepoint, with one fsync (writer.go).
+// Reads use a separate pool and see a consistent snapshot. Schema
+// migrations are embedded and applied in order when the store opens.
 package sqlite
 
 import (
@@ -32,9 +33,11 @@ var migrations embed.FS
 
 // Store is a SQLite-backed store.Store.
 type Store struct {
-	w    *sql.DB // one connection, IMMEDIATE transactions
-	r    *sql.DB // readers
-	path string
+	w      *sql.DB // one connection, IMMEDIATE transactions
+	r      *sql.DB // readers
+	wq, rq *queries
+	wr     *writer // runs every write on w
+	path   string
 	// Space, when set, is told of every no-space failure.
 	Space *capacity.Monitor
 }
@@ -78,20 +81,39 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.wq, err = prepareQueries(ctx, w, true); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.rq, err = prepareQueries(ctx, r, false); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.wr = newWriter(w, s.wq)
 	return s, nil
 }
 
-// DB returns the write handle, for packages that keep their own tables in
-// the same database (the chunk index, the job queue). Statements on it are
-// serialized with every Update.
+// DB returns the write handle. Statements on it are serialized with every
+// Update but take no part in group commit: the store's own tables (the
+// chunk index) write through the writer instead.
 func (s *Store) DB() *sql.DB { return s.w }
 
 // ReadDB returns the read pool.
 func (s *Store) ReadDB() *sql.DB { return s.r }
 
-// Close closes the database.
+// Close runs the writes already queued, then closes the database; later
+// writes fail.
 func (s *Store) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close())
+	if s.wr != nil {
+		s.wr.close()
+	}
+	var errs []error
+	for _, q := range []*queries{s.wq, s.rq} {
+		if q != nil {
+			errs = append(errs, q.close())
+		}
+	}
+	return errors.Join(append(errs, s.w.Close(), s.r.Close())...)
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -145,34 +167,22 @@ func (s *Store) classify(err error) error {
 	return s.Space.Note(capacity.Classify(err, "the metadata database", s.path))
 }
 
-// Update runs fn in a read-write transaction.
+// Update runs fn in a read-write transaction: a savepoint of the group
+// commit it joins (writer.go), which is durable when Update returns nil.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.classify(s.update(ctx, fn))
-}
-
-func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error) error {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin update: %w", err)
-	}
-	defer sqlTx.Rollback()
-	var idx uint64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'index'`).Scan(&idx); err != nil {
-		return fmt.Errorf("read index: %w", err)
-	}
-	t := &tx{tx: sqlTx, index: idx + 1, writable: true}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if t.wrote {
-		if _, err := sqlTx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE name = 'index'`, t.index); err != nil {
-			return fmt.Errorf("write index: %w", err)
+	return s.classify(s.wr.do(ctx, func(ctx context.Context, b *batch) (bool, error) {
+		t := &tx{tx: b.tx, q: s.wq, index: b.index + 1, writable: true, grouped: true}
+		if err := fn(t); err != nil {
+			return false, err
 		}
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+		for kind := range t.kinds {
+			sctx := context.WithoutCancel(ctx)
+			if _, err := b.tx.StmtContext(sctx, s.wq.putKindIndex).ExecContext(sctx, kind, t.index); err != nil {
+				return false, fmt.Errorf("write index of %s: %w", kind, err)
+			}
+		}
+		return t.wrote, nil
+	}))
 }
 
 // View runs fn in a read-only transaction.
@@ -187,26 +197,75 @@ func (s *Store) view(ctx context.Context, fn func(tx store.Tx) error) error {
 	}
 	defer sqlTx.Rollback()
 	var idx uint64
-	if err := sqlTx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'index'`).Scan(&idx); err != nil {
+	if err := sqlTx.StmtContext(ctx, s.rq.getIndex).QueryRowContext(ctx).Scan(&idx); err != nil {
 		return fmt.Errorf("read index: %w", err)
 	}
-	return fn(&tx{tx: sqlTx, index: idx})
+	return fn(&tx{tx: sqlTx, q: s.rq, index: idx})
 }
 
 type tx struct {
 	tx       *sql.Tx
+	q        *queries // prepared on tx's handle
 	index    uint64
 	writable bool
 	wrote    bool
+	// grouped: a write in a group commit, whose statements must not be
+	// interrupted by the caller's cancellation (see stmtCtx).
+	grouped bool
+	kinds   map[string]bool // kinds written
+}
+
+// touched records a write of kind.
+func (t *tx) touched(kind string) {
+	t.wrote = true
+	if t.kinds == nil {
+		t.kinds = map[string]bool{}
+	}
+	t.kinds[kind] = true
+}
+
+func (t *tx) KindIndex(ctx context.Context, kind string) (uint64, error) {
+	if t.kinds[kind] {
+		return t.index, nil
+	}
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("index of %s: %w", kind, err)
+	}
+	var idx uint64
+	err = t.tx.StmtContext(sctx, t.q.getKindIndex).QueryRowContext(sctx, kind).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("index of %s: %w", kind, err)
+	}
+	return idx, nil
 }
 
 func (t *tx) Index() uint64 { return t.index }
 
+// stmtCtx is the context of a statement on behalf of a caller's ctx. In a
+// group commit, SQLite would roll back the whole group's transaction if a
+// cancellation interrupted an INSERT, UPDATE or DELETE; a cancelled caller
+// fails before its next statement instead.
+func (t *tx) stmtCtx(ctx context.Context) (context.Context, error) {
+	if !t.grouped {
+		return ctx, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 func (t *tx) Get(ctx context.Context, kind, key string) (store.Object, error) {
 	o := store.Object{Kind: kind, Key: key}
-	err := t.tx.QueryRowContext(ctx,
-		`SELECT data, create_index, modify_index FROM objects WHERE kind = ? AND key = ?`, kind, key).
-		Scan(&o.Data, &o.CreateIndex, &o.ModifyIndex)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return o, fmt.Errorf("get %s %s: %w", kind, key, err)
+	}
+	err = t.tx.StmtContext(sctx, t.q.getObject).QueryRowContext(sctx, kind, key).Scan(&o.Data, &o.CreateIndex, &o.ModifyIndex)
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("get %s %s: %w", kind, key, store.ErrNotFound)
 	}
@@ -240,13 +299,15 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	if o.Data == nil {
 		o.Data = []byte{}
 	}
-	_, err = t.tx.ExecContext(ctx, `INSERT INTO objects (kind, key, data, create_index, modify_index) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, modify_index = excluded.modify_index`,
-		o.Kind, o.Key, o.Data, o.CreateIndex, o.ModifyIndex)
+	sctx, err := t.stmtCtx(ctx)
 	if err != nil {
 		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
 	}
-	t.wrote = true
+	_, err = t.tx.StmtContext(sctx, t.q.putObject).ExecContext(sctx, o.Kind, o.Key, o.Data, o.CreateIndex, o.ModifyIndex)
+	if err != nil {
+		return fmt.Errorf("put %s %s: %w", o.Kind, o.Key, err)
+	}
+	t.touched(o.Kind)
 	return nil
 }
 
@@ -254,14 +315,18 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	if !t.writable {
 		return fmt.Errorf("delete %s %s: read-only transaction", kind, key)
 	}
-	res, err := t.tx.ExecContext(ctx, `DELETE FROM objects WHERE kind = ? AND key = ?`, kind, key)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", kind, key, err)
+	}
+	res, err := t.tx.StmtContext(sctx, t.q.deleteObject).ExecContext(sctx, kind, key)
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", kind, key, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("delete %s %s: %w", kind, key, store.ErrNotFound)
 	}
-	t.wrote = true
+	t.touched(kind)
 	return nil
 }
 
@@ -296,7 +361,11 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	if q.Limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, stmt, args...)
+	sctx, err := t.stmtCtx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err)
+	}
+	rows, err := t.tx.QueryContext(sctx, stmt, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err)
 	}

@@ -178,6 +178,76 @@ func Run(t *testing.T, newStore Factory) {
 		})
 	})
 
+	t.Run("KindIndex", func(t *testing.T) {
+		s, reopen := newStore(t)
+		kindIndex := func(s store.Store, kind string) uint64 {
+			t.Helper()
+			var idx uint64
+			if err := s.View(ctx, func(tx store.Tx) error {
+				var err error
+				idx, err = tx.KindIndex(ctx, kind)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return idx
+		}
+		if got := kindIndex(s, "a"); got != 0 {
+			t.Fatalf("KindIndex of a kind never written = %d, want 0", got)
+		}
+		a, _ := put(t, s, "a", "/1", "x", store.PutOptions{})
+		if got := kindIndex(s, "a"); got != a.ModifyIndex {
+			t.Fatalf("KindIndex after a put = %d, want %d", got, a.ModifyIndex)
+		}
+		b, _ := put(t, s, "b", "/1", "x", store.PutOptions{})
+		if got := kindIndex(s, "a"); got != a.ModifyIndex {
+			t.Errorf("a write of another kind moved KindIndex to %d, want %d", got, a.ModifyIndex)
+		}
+		if got := kindIndex(s, "b"); got != b.ModifyIndex {
+			t.Errorf("KindIndex of b = %d, want %d", got, b.ModifyIndex)
+		}
+		var del uint64
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.Delete(ctx, "a", "/1"); err != nil {
+				return err
+			}
+			del = tx.Index()
+			if got, err := tx.KindIndex(ctx, "a"); err != nil || got != del {
+				return fmt.Errorf("KindIndex inside the deleting transaction = %d %v, want %d", got, err, del)
+			}
+			if got, err := tx.KindIndex(ctx, "b"); err != nil || got != b.ModifyIndex {
+				return fmt.Errorf("KindIndex of an untouched kind inside a transaction = %d %v, want %d", got, err, b.ModifyIndex)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := kindIndex(s, "a"); got != del {
+			t.Errorf("KindIndex after a delete = %d, want %d", got, del)
+		}
+		boom := errors.New("boom")
+		err = s.Update(ctx, func(tx store.Tx) error {
+			o := store.Object{Kind: "a", Key: "/2"}
+			if err := tx.Put(ctx, &o, store.PutOptions{}); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if got := kindIndex(s, "a"); got != del {
+			t.Errorf("a rolled-back write moved KindIndex to %d, want %d", got, del)
+		}
+		s.Close()
+		s2 := reopen()
+		defer s2.Close()
+		if got := kindIndex(s2, "a"); got != del {
+			t.Errorf("KindIndex after reopen = %d, want %d", got, del)
+		}
+	})
+
 	t.Run("Reopen", func(t *testing.T) {
 		s, reopen := newStore(t)
 		a, _ := put(t, s, "k", "/a", "persist", store.PutOptions{})

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"net/http"
 	"testing"
 
+	"coffer/internal/compute"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/tenant"
@@ -42,18 +44,32 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
-// FuzzDecodeRequestBodies feeds arbitrary bytes to the request-body
-// decoders: they must never panic and must fail only with ARM errors.
+// FuzzDecodeRequestBodies feeds arbitrary bytes to DecodeJSON into every
+// typed input a handler decodes, and to the conversions that follow: they
+// must never panic, and must fail only with ARM client errors.
 func FuzzDecodeRequestBodies(f *testing.F) {
 	for _, s := range []string{`{"location":"local","tags":{"a":"b"}}`, `{"properties":{"roleDefinitionId":"x","principalId":"y"}}`,
-		`{"properties":{"displayName":"d","workload":"Production"}}`, `null`, `{"tags":null}`, "\x00", `{"a":` + "\"\\ud800\"}"} {
+		`{"properties":{"displayName":"d","workload":"Production"}}`, `null`, `{"tags":null}`, "\x00", `{"a":` + "\"\\ud800\"}",
+		`{"location":"local","sku":{"name":"Premium_LRS"},"properties":{"creationData":{"createOption":"Empty"},"diskSizeGB":4}}`,
+		`{"location":"local","properties":{"creationData":{"createOption":"Copy","sourceResourceId":"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"},"incremental":true}}`,
+		`{"location":"local","properties":{"creationData":{"createOption":"Upload","uploadSizeBytes":1049088},"diskSizeGB":0}}`,
+		`{"access":"Write","durationInSeconds":3600,"fileFormat":"VHDX"}`, `{"access":"read","durationInSeconds":-1}`,
+		`{"properties":{"diskSizeGB":-5,"burstingEnabled":"yes"}}`} {
 		f.Add([]byte(s))
+	}
+	armError := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if err == nil {
+			return
+		}
+		e := resource.AsError(err)
+		if e == nil || statusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
+			t.Fatalf("%s: %v is not an ARM 400", what, err)
+		}
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var g tenant.PutGroupInput
-		if err := DecodeJSON(body, &g); err != nil && resource.AsError(err) == nil {
-			t.Fatalf("group body: non-ARM error %v", err)
-		}
+		armError(t, "group body", DecodeJSON(body, &g))
 		var tags struct {
 			Tags map[string]string `json:"tags"`
 		}
@@ -64,6 +80,27 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 			if rbac.ErrorFor(err) == nil {
 				t.Fatalf("assignment body: unmapped error %v", err)
 			}
+		}
+		var d diskWire
+		if err := DecodeJSON(body, &d); err != nil {
+			armError(t, "disk body", err)
+		} else {
+			_, err := d.input()
+			armError(t, "disk input", err)
+		}
+		var sn snapshotWire
+		if err := DecodeJSON(body, &sn); err != nil {
+			armError(t, "snapshot body", err)
+		} else {
+			_, err := sn.input()
+			armError(t, "snapshot input", err)
+		}
+		var g2 grantAccessData
+		if err := DecodeJSON(body, &g2); err != nil {
+			armError(t, "grant body", err)
+		} else {
+			_, err := compute.ParseAccess(g2.Access)
+			armError(t, "grant access", err)
 		}
 	})
 }

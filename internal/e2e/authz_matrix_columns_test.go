@@ -62,7 +62,7 @@ func route(ph mxPhase, key, variant string, build func(m *matrix, p *mxPrincipal
 	if variant != "" {
 		name += " [" + variant + "]"
 	}
-	return mxColumn{name: name, route: key, phase: ph, run: func(ctx context.Context, m *matrix, p *mxPrincipal) mxResult {
+	return mxColumn{name: name, route: key, phase: ph, request: build, run: func(ctx context.Context, m *matrix, p *mxPrincipal) mxResult {
 		return m.call(ctx, name, p, build(m, p))
 	}}
 }

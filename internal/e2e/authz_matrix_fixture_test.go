@@ -51,7 +51,6 @@ type mxPrincipal struct {
 
 // matrix holds the server, the shared fixtures and the rows.
 type matrix struct {
-	t     *testing.T
 	env   *Env
 	admin *client.Client
 	http  *http.Client
@@ -151,16 +150,8 @@ func pattern(p *mxPrincipal, n int) []byte {
 }
 
 // newMatrix starts a server and builds the fixtures and the rows.
-func newMatrix(ctx context.Context, t *testing.T) *matrix {
-	env := Start(t, Options{})
-	tr := env.HTTP.Transport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 32
-	m := &matrix{t: t, env: env, admin: env.Client(""), http: &http.Client{Transport: tr, Timeout: time.Minute},
-		sub: env.Admin.SubscriptionID, tenant: env.Admin.TenantID, rg: "mx", otherRG: "mx-other", declared: map[string][]mxNeed{}}
-	m.admin.HTTP = m.http
-	if err := m.buildShared(ctx); err != nil {
-		t.Fatalf("matrix fixtures: %v", err)
-	}
+func newMatrix(ctx context.Context, t testing.TB) *matrix {
+	m := newFixtures(ctx, t)
 	m.rows = m.newRows()
 	var errs []error
 	var mu sync.Mutex
@@ -176,6 +167,20 @@ func newMatrix(ctx context.Context, t *testing.T) *matrix {
 	}
 	if err := m.fillRegions(ctx); err != nil {
 		t.Fatalf("matrix regions: %v", err)
+	}
+	return m
+}
+
+// newFixtures starts a server with the shared fixtures and no rows.
+func newFixtures(ctx context.Context, t testing.TB) *matrix {
+	env := Start(t, Options{})
+	tr := env.HTTP.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	m := &matrix{env: env, admin: env.Client(""), http: &http.Client{Transport: tr, Timeout: time.Minute},
+		sub: env.Admin.SubscriptionID, tenant: env.Admin.TenantID, rg: "mx", otherRG: "mx-other", declared: map[string][]mxNeed{}}
+	m.admin.HTTP = m.http
+	if err := m.buildShared(ctx); err != nil {
+		t.Fatalf("matrix fixtures: %v", err)
 	}
 	return m
 }

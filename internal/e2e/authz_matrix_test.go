@@ -98,6 +98,9 @@ type mxColumn struct {
 	route string // route-table key ("METHOD pattern") it covers; "" for data paths
 	phase mxPhase
 	run   func(ctx context.Context, m *matrix, p *mxPrincipal) mxResult
+	// request builds the column's request (route columns only); the
+	// API fuzz target seeds its corpus with them.
+	request func(m *matrix, p *mxPrincipal) mxRequest
 }
 
 // mxResult is the outcome of one cell.

@@ -62,3 +62,19 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// TestParseRangeMalformed: a range whose ends are not plain digits is a
+// 400 (found by FuzzParseRange: "bytes=0--2" was read as "bytes=0-", so a
+// malformed header read the whole blob instead of being refused).
+func TestParseRangeMalformed(t *testing.T) {
+	for _, s := range []string{"bytes=0--2", "bytes=5--1", "bytes=+1-2", "bytes=1-+2", "bytes=-5", "bytes=0- 1", "bytes=0x1-2"} {
+		if start, end, err := parseRange(s); err == nil {
+			t.Errorf("parseRange(%q) = %d-%d, want an error", s, start, end)
+		}
+	}
+	for s, want := range map[string][2]int64{"bytes=0-511": {0, 511}, "bytes=512-": {512, -1}, " bytes=7-7 ": {7, 7}} {
+		if start, end, err := parseRange(s); err != nil || start != want[0] || end != want[1] {
+			t.Errorf("parseRange(%q) = %d-%d, %v, want %d-%d", s, start, end, err, want[0], want[1])
+		}
+	}
+}

@@ -31,3 +31,13 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// TestParseIDInvalidIsZero: a refused ID returns the zero ID, not the
+// bytes decoded before the bad character (found by FuzzParseID).
+func TestParseIDInvalidIsZero(t *testing.T) {
+	for _, s := range []string{strings.Repeat("1", 62) + "xx", strings.Repeat("ab", 20) + "g" + strings.Repeat("0", 23)} {
+		if id, err := ParseID(s); err == nil || !id.IsZero() {
+			t.Errorf("ParseID(%q) = %v, %v; want the zero ID and an error", s, id, err)
+		}
+	}
+}

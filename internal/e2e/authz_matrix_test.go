@@ -442,11 +442,15 @@ func forEachParallel[T any](items []T, n int, fn func(T)) {
 
 // --- the report ---
 
+// report logs the summary and fails the test with one line per column and
+// problem, naming the rows that show it.
 func (m *matrix) report(t *testing.T, cells []mxCell, total time.Duration) {
 	sort.SliceStable(cells, func(i, j int) bool { return cells[i].row.index < cells[j].row.index })
 	var allowed, denied, bad int
 	cols := map[string]bool{}
-	var mismatches []string
+	type mismatch struct{ col, problem string }
+	var order []mismatch
+	rows := map[mismatch][]string{}
 	for _, c := range cells {
 		cols[c.col] = true
 		if c.got {
@@ -456,13 +460,17 @@ func (m *matrix) report(t *testing.T, cells []mxCell, total time.Duration) {
 		}
 		if c.problem != "" {
 			bad++
-			mismatches = append(mismatches, fmt.Sprintf("%-34s × %s: %s", c.row.label, c.col, c.problem))
+			k := mismatch{c.col, c.problem}
+			if rows[k] == nil {
+				order = append(order, k)
+			}
+			rows[k] = append(rows[k], c.row.label)
 		}
 	}
 	t.Logf("authorization matrix: %d rows × %d columns = %d cells (%d allowed, %d refused), %d mismatches, %.1fs",
 		len(m.rows), len(cols), len(cells), allowed, denied, bad, total.Seconds())
-	for _, s := range mismatches {
-		t.Error(s)
+	for _, k := range order {
+		t.Errorf("%s: %s — %s", k.col, k.problem, strings.Join(rows[k], "; "))
 	}
 	if *matrixOut != "" {
 		var b strings.Builder

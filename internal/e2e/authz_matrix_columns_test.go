@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"coffer/internal/client"
 	"coffer/internal/dataprotection"
@@ -363,6 +364,10 @@ func (m *matrix) computeOp(kind, op string) string {
 	return "/subscriptions/" + m.sub + "/providers/Microsoft.Compute/locations/local/" + kind + "/" + op
 }
 
+// Creating a disk or snapshot from another one needs, besides writing the
+// new resource, Azure's linked access check on the source: its
+// beginGetAccess action (which is why Disk Snapshot Contributor holds
+// disks/beginGetAccess), refused with 403 LinkedAuthorizationFailed.
 func computeColumns() []mxColumn {
 	d := func(m *matrix) string { return m.diskID(mxDisk) }
 	s := func(m *matrix) string { return m.snapID(mxSnap) }
@@ -387,15 +392,28 @@ func computeColumns() []mxColumn {
 		route(phaseOwn, "PUT "+pDisk, "new, Copy of snapshot s", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := m.diskID(own("c", p))
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: copyBody(m), ok: []int{http.StatusOK, http.StatusAccepted},
-				access: needs(need(aDiskWrite, path), need(aSnapRead, s(m))),
+				access: needs(need(aDiskWrite, path), need(aSnapGrant, s(m))),
 				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
 					return m.wantExists(ctx, path, vComp, allowed)
+				}}
+		}),
+		route(phaseShared, "PUT "+pDisk, "new in the row's own group, Copy of disk d", func(m *matrix, p *mxPrincipal) mxRequest {
+			path := m.ownGroupDisk(p)
+			body := map[string]any{"location": "local",
+				"properties": map[string]any{"creationData": map[string]any{"createOption": "Copy", "sourceResourceId": d(m)}}}
+			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: body, ok: []int{http.StatusOK, http.StatusAccepted},
+				access: needs(need(aDiskWrite, path), need(aDiskGrant, d(m))),
+				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
+					if allowed {
+						return m.waitProvisioned(ctx, path)
+					}
+					return m.wantExists(ctx, path, vComp, false)
 				}}
 		}),
 		route(phaseOwn, "PUT "+pDisk, "new in another subscription, Copy of snapshot s", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := otherGroup(m) + "/providers/Microsoft.Compute/disks/" + own("x", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: copyBody(m), ok: []int{http.StatusOK, http.StatusAccepted},
-				access: needs(need(aDiskWrite, path), need(aSnapRead, s(m))),
+				access: needs(need(aDiskWrite, path), need(aSnapGrant, s(m))),
 				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
 					return m.wantExists(ctx, path, vComp, allowed)
 				}}
@@ -429,12 +447,12 @@ func computeColumns() []mxColumn {
 
 		route(phaseShared, "PUT "+pSnap, "update s", func(m *matrix, p *mxPrincipal) mxRequest {
 			return mxRequest{method: http.MethodPut, path: s(m), version: vComp, body: snapBody(m, d(m), true), ok: []int{http.StatusOK},
-				access: needs(need(aSnapWrite, s(m)), need(aDiskRead, d(m)))}
+				access: needs(need(aSnapWrite, s(m)), need(aDiskGrant, d(m)))}
 		}),
 		route(phaseOwn, "PUT "+pSnap, "new in another subscription, of disk d", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := otherGroup(m) + "/providers/Microsoft.Compute/snapshots/" + own("y", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: snapBody(m, d(m), false), ok: []int{http.StatusOK, http.StatusAccepted},
-				access: needs(need(aSnapWrite, path), need(aDiskRead, d(m))),
+				access: needs(need(aSnapWrite, path), need(aDiskGrant, d(m))),
 				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
 					return m.wantExists(ctx, path, vComp, allowed)
 				}}
@@ -482,10 +500,8 @@ func grantColumn(pattern, access string, acc func(m *matrix) mxAccess, slot func
 				if !allowed {
 					return nil
 				}
-				c := *m.admin
-				c.Token = p.token
 				var g client.AccessURI
-				if _, err := c.Do(ctx, http.MethodGet, h.Get("Location"), "", nil, nil, &g); err != nil {
+				if _, err := m.as(p).Do(ctx, http.MethodGet, h.Get("Location"), "", nil, nil, &g); err != nil {
 					return fmt.Errorf("grant result: %w", err)
 				}
 				if g.AccessSAS == "" || g.NBDURL == "" {
@@ -727,10 +743,10 @@ const (
 // grants and reports whether it was accepted; every column then checks
 // the bytes (what an accepted write wrote, or that a refused one changed
 // nothing).
-func dataColumn(name string, acc func(m *matrix) mxAccess, op func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error)) mxColumn {
+func dataColumn(name string, acc func(m *matrix, p *mxPrincipal) mxAccess, op func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error)) mxColumn {
 	name = "data: " + name
 	return mxColumn{name: name, phase: phaseShared, run: func(ctx context.Context, m *matrix, p *mxPrincipal) mxResult {
-		a := acc(m)
+		a := acc(m, p)
 		m.declare(name, a)
 		res := mxResult{want: p.expect(a)}
 		got, err := op(ctx, m, p)
@@ -765,10 +781,16 @@ func writeGrantOf(p *mxPrincipal) *client.AccessURI {
 
 func dataColumns() []mxColumn {
 	d := func(m *matrix) string { return m.diskID(mxDisk) }
-	readD := func(m *matrix) mxAccess { return needs(need(aDiskGrant, d(m))) }
-	writeD := func(m *matrix) mxAccess { return needs(need(aDiskGrant, d(m)), need(aDiskWrite, d(m))) }
-	readS := func(m *matrix) mxAccess { return needs(need(aSnapGrant, m.snapID(mxSnap))) }
-	never := func(*matrix) mxAccess { return nobody }
+	readD := func(m *matrix, _ *mxPrincipal) mxAccess { return needs(need(aDiskGrant, d(m))) }
+	writeD := func(m *matrix, _ *mxPrincipal) mxAccess { return needs(need(aDiskGrant, d(m)), need(aDiskWrite, d(m))) }
+	readS := func(m *matrix, _ *mxPrincipal) mxAccess { return needs(need(aSnapGrant, m.snapID(mxSnap))) }
+	never := func(*matrix, *mxPrincipal) mxAccess { return nobody }
+	// Reading d through a copy the row made in its own group needs what
+	// the copy needs and a grant on the copy.
+	readCopy := func(m *matrix, p *mxPrincipal) mxAccess {
+		c := m.ownGroupDisk(p)
+		return needs(need(aDiskWrite, c), need(aDiskGrant, d(m)), need(aDiskGrant, c))
+	}
 	zeros := make([]byte, subRange)
 	return []mxColumn{
 		dataColumn("SAS read (disk)", readD, func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error) {
@@ -814,6 +836,13 @@ func dataColumns() []mxColumn {
 		dataColumn("NBD read (snapshot)", readS, func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error) {
 			return m.nbdRead(ctx, p.snapGrant, region(p)+offRead, pattern(p, subRange))
 		}),
+		dataColumn("SAS read of disk d through a copy in the row's own group", readCopy, func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error) {
+			g, err := m.as(p).GrantAccess(ctx, client.Disks, own("g", p), own("c", p), "Read", time.Hour)
+			if err != nil {
+				return false, nil
+			}
+			return m.sasRead(ctx, &g, region(p)+offRead, pattern(p, subRange))
+		}),
 		dataColumn("SAS page write (snapshot)", never, func(ctx context.Context, m *matrix, p *mxPrincipal) (bool, error) {
 			off := region(p) + offSASWrite
 			return m.snapWrite(ctx, p, off, func(g *client.AccessURI) error {
@@ -835,6 +864,13 @@ func invert(b []byte) []byte {
 		out[i] = ^c
 	}
 	return out
+}
+
+// as returns a client that calls the API as row p.
+func (m *matrix) as(p *mxPrincipal) *client.Client {
+	c := *m.admin
+	c.Token = p.token
+	return &c
 }
 
 // sasRead reads through a grant's SAS URL (none: refused) and checks the

@@ -17,26 +17,42 @@ import (
 	"coffer/internal/rbac"
 )
 
-// Scope levels at which a row holds its role.
+// Scope levels at which a row holds a role. Each names scopes of the
+// fixtures and of the row's own resources (see scopesAt).
 const (
-	levelResource     = "resource"
-	levelGroup        = "resource group"
-	levelSubscription = "subscription"
+	levelResource          = "resource"
+	levelGroup             = "resource group"
+	levelSubscription      = "subscription"
+	levelOwnGroup          = "own group"
+	levelOtherSubscription = "another subscription"
 )
+
+// mxRole is a role a row holds at a level.
+type mxRole struct {
+	role  rbac.RoleDefinition
+	level string
+}
+
+// mxGrant is one role assignment of a row.
+type mxGrant struct {
+	role  rbac.RoleDefinition
+	scope string
+}
 
 // mxPrincipal is one row of the matrix: a service principal holding one
 // built-in role at one scope level (on every resource of the fixtures
 // that level names), or an edge case (no role, roles in another
-// subscription, no token).
+// subscription, read access to the fixtures with write access to a group
+// of its own, no token).
 type mxPrincipal struct {
 	index    int
 	label    string
-	role     *rbac.RoleDefinition // nil: no role
+	roles    []mxRole
 	id       string
 	clientID string
 	secret   string
-	token    string   // "" for the row without a token
-	scopes   []string // scopes of its role assignments
+	token    string    // "" for the row without a token
+	grants   []mxGrant // its role assignments
 
 	// Set by earlier cells of the row, used by later ones.
 	readGrant, writeGrant, snapGrant *client.AccessURI
@@ -191,13 +207,19 @@ func (m *matrix) newRows() []*mxPrincipal {
 	var rows []*mxPrincipal
 	for _, r := range rbac.BuiltInRoles() {
 		for _, lvl := range []string{levelResource, levelGroup, levelSubscription} {
-			role := r
-			rows = append(rows, &mxPrincipal{label: r.RoleName + " @ " + lvl, role: &role})
+			rows = append(rows, &mxPrincipal{label: r.RoleName + " @ " + lvl, roles: []mxRole{{r, lvl}}})
 		}
 	}
-	owner, _ := rbac.BuiltInRoleByID(rbac.RoleOwner)
+	builtin := func(id string) rbac.RoleDefinition {
+		r, _ := rbac.BuiltInRoleByID(id)
+		return r
+	}
 	rows = append(rows, &mxPrincipal{label: "no role"},
-		&mxPrincipal{label: "Owner of another subscription", role: &owner},
+		&mxPrincipal{label: "Owner of another subscription", roles: []mxRole{{builtin(rbac.RoleOwner), levelOtherSubscription}}},
+		// Copying a disk it may only read into a group it owns must not
+		// give it the disk's data.
+		&mxPrincipal{label: "Reader @ resource group + Contributor @ own group",
+			roles: []mxRole{{builtin(rbac.RoleReader), levelGroup}, {builtin(rbac.RoleContributor), levelOwnGroup}}},
 		&mxPrincipal{label: "no token"})
 	for i, p := range rows {
 		p.index = i
@@ -381,25 +403,42 @@ func (m *matrix) buildRow(ctx context.Context, p *mxPrincipal) error {
 		return err
 	}
 
-	switch {
-	case p.role == nil:
-	case p.label == "Owner of another subscription":
-		p.scopes = []string{"/subscriptions/" + m.sub2}
-	case strings.HasSuffix(p.label, levelResource):
-		p.scopes = []string{m.diskID(mxDisk), m.snapID(mxSnap), m.vaultID(mxVault),
-			m.diskID(own("de", p)), m.diskID(own("dd", p)), m.diskID(own("c", p)),
-			m.snapID(own("se", p)), m.snapID(own("sd", p)), m.vaultID(own("vd", p))}
-	case strings.HasSuffix(p.label, levelGroup):
-		p.scopes = []string{m.groupID(m.rg), m.groupID(own("g", p))}
-	case strings.HasSuffix(p.label, levelSubscription):
-		p.scopes = []string{"/subscriptions/" + m.sub}
-	}
-	for _, s := range p.scopes {
-		if err := m.assign(ctx, s, p.role.ID, p.id); err != nil {
-			return err
+	for _, r := range p.roles {
+		for _, s := range m.scopesAt(r.level, p) {
+			if err := m.assign(ctx, s, r.role.ID, p.id); err != nil {
+				return err
+			}
+			p.grants = append(p.grants, mxGrant{r.role, s})
 		}
 	}
 	return nil
+}
+
+// scopesAt lists the scopes a role at level is assigned at for row p: at
+// resource level every fixture and own resource the columns act on
+// (children, such as a vault's policies and instances, inherit), at group
+// level the fixtures' group and p's own group.
+func (m *matrix) scopesAt(level string, p *mxPrincipal) []string {
+	switch level {
+	case levelResource:
+		return []string{m.diskID(mxDisk), m.snapID(mxSnap), m.vaultID(mxVault),
+			m.diskID(own("de", p)), m.diskID(own("dd", p)), m.diskID(own("c", p)), m.ownGroupDisk(p),
+			m.snapID(own("se", p)), m.snapID(own("sd", p)), m.vaultID(own("vd", p))}
+	case levelGroup:
+		return []string{m.groupID(m.rg), m.groupID(own("g", p))}
+	case levelSubscription:
+		return []string{"/subscriptions/" + m.sub}
+	case levelOwnGroup:
+		return []string{m.groupID(own("g", p))}
+	case levelOtherSubscription:
+		return []string{"/subscriptions/" + m.sub2}
+	}
+	panic("unknown level " + level)
+}
+
+// ownGroupDisk is the disk that row p copies disk d into, in its own group.
+func (m *matrix) ownGroupDisk(p *mxPrincipal) string {
+	return m.groupID(own("g", p)) + "/providers/Microsoft.Compute/disks/" + own("c", p)
 }
 
 // rowAssignment is the name of the fixture assignment of row p's sink at
@@ -475,6 +514,30 @@ func (m *matrix) wantExists(ctx context.Context, path, version string, want bool
 		return fmt.Errorf("%s exists = %v after the request, want %v", path, ok, want)
 	}
 	return nil
+}
+
+// waitProvisioned waits until the disk at path has left provisioning
+// state Creating, and fails unless it Succeeded.
+func (m *matrix) waitProvisioned(ctx context.Context, path string) error {
+	for i := 0; ; i++ {
+		var d client.Disk
+		if _, err := m.admin.Do(ctx, http.MethodGet, path, client.ComputeVersion, nil, nil, &d); err != nil {
+			return err
+		}
+		switch st := d.Properties.ProvisioningState; st {
+		case "Succeeded":
+			return nil
+		case "Creating", "Updating":
+		default:
+			return fmt.Errorf("%s is %s", path, st)
+		}
+		if i == 500 {
+			return fmt.Errorf("%s is still being created", path)
+		}
+		if err := sleepCtx(ctx, 20); err != nil {
+			return err
+		}
+	}
 }
 
 // grantWorks reports whether a SAS URL still answers.

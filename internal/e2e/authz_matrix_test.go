@@ -147,8 +147,8 @@ var (
 	nobody      = mxAccess{kind: needImpossible}
 )
 
-// expect is the oracle: whether p may do what a needs, from p's role's
-// actions minus notActions and the scopes p holds it at.
+// expect is the oracle: whether p may do what a needs, from its roles'
+// actions minus notActions and the scopes it holds them at.
 func (p *mxPrincipal) expect(a mxAccess) bool {
 	switch a.kind {
 	case needNothing:
@@ -158,7 +158,7 @@ func (p *mxPrincipal) expect(a mxAccess) bool {
 	case needTenantAdmin, needImpossible:
 		return false
 	}
-	if p.role == nil || p.token == "" {
+	if p.token == "" {
 		return false
 	}
 	for _, n := range a.needs {
@@ -170,10 +170,9 @@ func (p *mxPrincipal) expect(a mxAccess) bool {
 }
 
 func (p *mxPrincipal) holds(n mxNeed) bool {
-	if !p.role.Grants(n.action) {
-		return false
-	}
-	return slices.ContainsFunc(p.scopes, func(s string) bool { return rbac.ScopeContains(s, n.scope) })
+	return slices.ContainsFunc(p.grants, func(g mxGrant) bool {
+		return rbac.ScopeContains(g.scope, n.scope) && g.role.Grants(n.action)
+	})
 }
 
 // checkOracle pins a few decisions the oracle must make, so that a broken
@@ -316,7 +315,7 @@ func (m *matrix) call(ctx context.Context, col string, p *mxPrincipal, r mxReque
 		if tok == "" {
 			wantStatus, wantCode = http.StatusUnauthorized, "AuthenticationFailed"
 		}
-		if code := errorCode(hdr, body); status != wantStatus || (code != wantCode) {
+		if code := errorCode(hdr, body); status != wantStatus || (code != wantCode && code != "LinkedAuthorizationFailed") {
 			res.problem = fmt.Sprintf("refused with %d %s, want %d %s", status, code, wantStatus, wantCode)
 		}
 	}

@@ -29,7 +29,8 @@ func FuzzAPIRequest(f *testing.F) {
 	if err := m.fillRegions(ctx); err != nil {
 		f.Fatal(err)
 	}
-	row := &mxPrincipal{index: 99, label: "fuzz", token: m.admin.Token}
+	row := &mxPrincipal{index: 99, label: "fuzz", token: m.admin.Token, clientID: m.env.Admin.ClientID,
+		secret: m.env.Admin.ClientSecret, sink: m.sharedSink}
 	for _, c := range matrixColumns() {
 		if c.request == nil {
 			continue

@@ -57,19 +57,9 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 		`{"properties":{"diskSizeGB":-5,"burstingEnabled":"yes"}}`} {
 		f.Add([]byte(s))
 	}
-	armError := func(t *testing.T, what string, err error) {
-		t.Helper()
-		if err == nil {
-			return
-		}
-		e := resource.AsError(err)
-		if e == nil || statusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
-			t.Fatalf("%s: %v is not an ARM 400", what, err)
-		}
-	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var g tenant.PutGroupInput
-		armError(t, "group body", DecodeJSON(body, &g))
+		wantARM400(t, "group body", DecodeJSON(body, &g))
 		var tags struct {
 			Tags map[string]string `json:"tags"`
 		}
@@ -81,28 +71,33 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 				t.Fatalf("assignment body: unmapped error %v", err)
 			}
 		}
-		var d diskWire
-		if err := DecodeJSON(body, &d); err != nil {
-			armError(t, "disk body", err)
-		} else {
-			_, err := d.input()
-			armError(t, "disk input", err)
-		}
-		var sn snapshotWire
-		if err := DecodeJSON(body, &sn); err != nil {
-			armError(t, "snapshot body", err)
-		} else {
-			_, err := sn.input()
-			armError(t, "snapshot input", err)
-		}
-		var g2 grantAccessData
-		if err := DecodeJSON(body, &g2); err != nil {
-			armError(t, "grant body", err)
-		} else {
-			_, err := compute.ParseAccess(g2.Access)
-			armError(t, "grant access", err)
-		}
+		decodeInput(t, "disk", body, func(d diskWire) error { _, err := d.input(); return err })
+		decodeInput(t, "snapshot", body, func(sn snapshotWire) error { _, err := sn.input(); return err })
+		decodeInput(t, "grant", body, func(g grantAccessData) error { _, err := compute.ParseAccess(g.Access); return err })
 	})
+}
+
+// decodeInput decodes body into a T with DecodeJSON, then converts it to
+// the domain's input; each step may fail only with an ARM 400.
+func decodeInput[T any](t *testing.T, what string, body []byte, convert func(T) error) {
+	t.Helper()
+	var v T
+	if err := DecodeJSON(body, &v); err != nil {
+		wantARM400(t, what+" body", err)
+		return
+	}
+	wantARM400(t, what+" input", convert(v))
+}
+
+func wantARM400(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	e := resource.AsError(err)
+	if e == nil || statusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
+		t.Fatalf("%s: %v is not an ARM 400", what, err)
+	}
 }
 
 func TestRouterCaseInsensitive(t *testing.T) {

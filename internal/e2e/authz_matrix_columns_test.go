@@ -165,9 +165,7 @@ func identityColumns() []mxColumn {
 		route(phaseShared, "DELETE "+pIdent+"principals/{id}", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := pIdent + "principals/" + p.sink
 			return mxRequest{method: http.MethodDelete, path: path, version: vID, access: tenantAdmin,
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vID, !allowed)
-				}}
+				effect: m.removed(path, vID)}
 		}),
 		route(phaseShared, "POST "+pIdent+"tokens", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			return mxRequest{method: http.MethodPost, path: pIdent + "tokens", version: vID, access: anyone, ok: []int{http.StatusCreated},
@@ -245,10 +243,8 @@ func resourceColumns() []mxColumn {
 		route(phaseShared, "PUT /providers/Microsoft.Subscription/aliases/{alias}", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := "/providers/Microsoft.Subscription/aliases/" + own("mx-alias", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vAlias, access: tenantAdmin,
-				body: map[string]any{"properties": map[string]string{"displayName": "x", "workload": "Production"}},
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vAlias, allowed)
-				}}
+				body:   map[string]any{"properties": map[string]string{"displayName": "x", "workload": "Production"}},
+				effect: m.created(path, vAlias)}
 		}),
 		get("GET /providers/Microsoft.Subscription/aliases/{alias}", "", vAlias, fixed("/providers/Microsoft.Subscription/aliases/mx-other"),
 			func(m *matrix) mxAccess { return needs(need(aSubRead, "/subscriptions/"+m.sub2)) }),
@@ -275,9 +271,27 @@ func resourceColumns() []mxColumn {
 	}
 }
 
+// effectFunc checks what a request did; see mxRequest.effect.
+type effectFunc = func(ctx context.Context, allowed bool, h http.Header, body []byte) error
+
+// created is the effect of a create: path exists exactly when allowed.
+func (m *matrix) created(path, version string) effectFunc {
+	return func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
+		return m.wantExists(ctx, path, version, allowed)
+	}
+}
+
+// removed is the effect of a synchronous delete: path is gone exactly
+// when allowed.
+func (m *matrix) removed(path, version string) effectFunc {
+	return func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
+		return m.wantExists(ctx, path, version, !allowed)
+	}
+}
+
 // deleted is the effect of a delete: gone when allowed (waiting for an
 // asynchronous delete), still there when refused.
-func (m *matrix) deleted(path, version string) func(context.Context, bool, http.Header, []byte) error {
+func (m *matrix) deleted(path, version string) effectFunc {
 	return func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
 		if !allowed {
 			return m.wantExists(ctx, path, version, true)
@@ -321,17 +335,13 @@ func authorizationColumns() []mxColumn {
 				access: needs(need(rbac.ActionRoleAssignmentsWrite, scope(m))),
 				body: map[string]any{"properties": map[string]string{"roleDefinitionId": rbac.RoleDiskBackupReader,
 					"principalId": p.sink, "principalType": "ServicePrincipal"}},
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vAuthz, allowed)
-				}}
+				effect: m.created(path, vAuthz)}
 		}),
 		route(phaseOwn, "DELETE "+pAuthz+"roleAssignments/{name}", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := at("roleAssignments/"+m.rowAssignment(p))(m, p)
 			return mxRequest{method: http.MethodDelete, path: path, version: vAuthz, ok: []int{http.StatusOK},
 				access: needs(need(rbac.ActionRoleAssignmentsDelete, scope(m))),
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vAuthz, !allowed)
-				}}
+				effect: m.removed(path, vAuthz)}
 		}),
 		// Operation polls. The result of a grant holds its SAS URL, so
 		// reading another principal's grant needs what making that grant
@@ -393,9 +403,7 @@ func computeColumns() []mxColumn {
 			path := m.diskID(own("c", p))
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: copyBody(m), ok: []int{http.StatusOK, http.StatusAccepted},
 				access: needs(need(aDiskWrite, path), need(aSnapGrant, s(m))),
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vComp, allowed)
-				}}
+				effect: m.created(path, vComp)}
 		}),
 		route(phaseShared, "PUT "+pDisk, "new in the row's own group, Copy of disk d", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := m.ownGroupDisk(p)
@@ -414,9 +422,7 @@ func computeColumns() []mxColumn {
 			path := otherGroup(m) + "/providers/Microsoft.Compute/disks/" + own("x", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: copyBody(m), ok: []int{http.StatusOK, http.StatusAccepted},
 				access: needs(need(aDiskWrite, path), need(aSnapGrant, s(m))),
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vComp, allowed)
-				}}
+				effect: m.created(path, vComp)}
 		}),
 		get("GET "+pDisk, "", vComp, func(m *matrix, _ *mxPrincipal) string { return d(m) },
 			func(m *matrix) mxAccess { return needs(need(aDiskRead, d(m))) }),
@@ -453,9 +459,7 @@ func computeColumns() []mxColumn {
 			path := otherGroup(m) + "/providers/Microsoft.Compute/snapshots/" + own("y", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vComp, body: snapBody(m, d(m), false), ok: []int{http.StatusOK, http.StatusAccepted},
 				access: needs(need(aSnapWrite, path), need(aDiskGrant, d(m))),
-				effect: func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
-					return m.wantExists(ctx, path, vComp, allowed)
-				}}
+				effect: m.created(path, vComp)}
 		}),
 		get("GET "+pSnap, "", vComp, func(m *matrix, _ *mxPrincipal) string { return s(m) },
 			func(m *matrix) mxAccess { return needs(need(aSnapRead, s(m))) }),
@@ -516,7 +520,7 @@ func grantColumn(pattern, access string, acc func(m *matrix) mxAccess, slot func
 }
 
 // revoked is the effect of endGetAccess on the admin's grant sas.
-func (m *matrix) revoked(sas string) func(context.Context, bool, http.Header, []byte) error {
+func (m *matrix) revoked(sas string) effectFunc {
 	return func(ctx context.Context, allowed bool, _ http.Header, _ []byte) error {
 		works, err := m.grantWorks(ctx, sas)
 		if err != nil {

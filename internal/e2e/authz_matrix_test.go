@@ -271,7 +271,7 @@ type mxRequest struct {
 	prepare func(ctx context.Context) error
 	// effect checks, after the request, that what it did (allowed) or
 	// did not do (refused) shows.
-	effect func(ctx context.Context, allowed bool, h http.Header, body []byte) error
+	effect effectFunc
 }
 
 // call runs r as p and judges the cell.

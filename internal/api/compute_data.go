@@ -203,14 +203,15 @@ func (d *ComputeData) properties(w http.ResponseWriter, a *compute.DataAccess) e
 	return nil
 }
 
-// parseRange parses "bytes=a-b" or "bytes=a-" (end -1).
+// parseRange parses "bytes=a-b" or "bytes=a-" (end -1), a and b decimal
+// digits.
 func parseRange(s string) (start, end int64, err error) {
 	spec, ok := strings.CutPrefix(strings.TrimSpace(s), "bytes=")
 	if !ok {
 		return 0, 0, serr(http.StatusBadRequest, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: range '%s'.", s)
 	}
 	a, b, ok := strings.Cut(spec, "-")
-	if !ok || strings.Contains(b, ",") {
+	if !ok || !isDigits(a) || (b != "" && !isDigits(b)) {
 		return 0, 0, serr(http.StatusBadRequest, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: range '%s'.", s)
 	}
 	start, err1 := strconv.ParseInt(a, 10, 64)
@@ -223,6 +224,19 @@ func parseRange(s string) (start, end int64, err error) {
 		return 0, 0, serr(http.StatusBadRequest, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: range '%s'.", s)
 	}
 	return start, end, nil
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func rangeHeader(r *http.Request) string {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"net/http"
 	"testing"
 
+	"coffer/internal/compute"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/tenant"
@@ -42,18 +44,25 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
-// FuzzDecodeRequestBodies feeds arbitrary bytes to the request-body
-// decoders: they must never panic and must fail only with ARM errors.
+// FuzzDecodeRequestBodies feeds arbitrary bytes to DecodeJSON into every
+// typed input a handler decodes, and to the conversions that follow: they
+// must never panic, and must fail only with ARM client errors.
 func FuzzDecodeRequestBodies(f *testing.F) {
 	for _, s := range []string{`{"location":"local","tags":{"a":"b"}}`, `{"properties":{"roleDefinitionId":"x","principalId":"y"}}`,
-		`{"properties":{"displayName":"d","workload":"Production"}}`, `null`, `{"tags":null}`, "\x00", `{"a":` + "\"\\ud800\"}"} {
+		`{"properties":{"displayName":"d","workload":"Production"}}`, `null`, `{"tags":null}`, "\x00", `{"a":` + "\"\\ud800\"}",
+		`{"location":"local","sku":{"name":"Premium_LRS"},"properties":{"creationData":{"createOption":"Empty"},"diskSizeGB":4}}`,
+		`{"location":"local","properties":{"creationData":{"createOption":"Copy","sourceResourceId":"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"},"incremental":true}}`,
+		`{"location":"local","properties":{"creationData":{"createOption":"Upload","uploadSizeBytes":1049088},"diskSizeGB":0}}`,
+		`{"access":"Write","durationInSeconds":3600,"fileFormat":"VHDX"}`, `{"access":"read","durationInSeconds":-1}`,
+		`{"properties":{"diskSizeGB":-5,"burstingEnabled":"yes"}}`,
+		// Lower-casing changes this ID's length in bytes; cutting the
+		// lower-case copy's index out of the original panicked.
+		`{"properties":{"roleDefinitionId":"ȺȺȺ/providers/Microsoft.Authorization/roleDefinitions/","principalId":"05c5a614-a7d6-4502-b150-c2fb455033ff"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var g tenant.PutGroupInput
-		if err := DecodeJSON(body, &g); err != nil && resource.AsError(err) == nil {
-			t.Fatalf("group body: non-ARM error %v", err)
-		}
+		wantARM400(t, "group body", DecodeJSON(body, &g))
 		var tags struct {
 			Tags map[string]string `json:"tags"`
 		}
@@ -67,7 +76,33 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 				t.Fatalf("assignment body: unmapped error %v", err)
 			}
 		}
+		decodeInput(t, "disk", body, func(d diskWire) error { _, err := d.input(); return err })
+		decodeInput(t, "snapshot", body, func(sn snapshotWire) error { _, err := sn.input(); return err })
+		decodeInput(t, "grant", body, func(g grantAccessData) error { _, err := compute.ParseAccess(g.Access); return err })
 	})
+}
+
+// decodeInput decodes body into a T with DecodeJSON, then converts it to
+// the domain's input; each step may fail only with an ARM 400.
+func decodeInput[T any](t *testing.T, what string, body []byte, convert func(T) error) {
+	t.Helper()
+	var v T
+	if err := DecodeJSON(body, &v); err != nil {
+		wantARM400(t, what+" body", err)
+		return
+	}
+	wantARM400(t, what+" input", convert(v))
+}
+
+func wantARM400(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	e := resource.AsError(err)
+	if e == nil || statusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
+		t.Fatalf("%s: %v is not an ARM 400", what, err)
+	}
 }
 
 func TestRouterCaseInsensitive(t *testing.T) {

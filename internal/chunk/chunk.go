@@ -36,7 +36,7 @@ func ParseID(s string) (ID, error) {
 		return id, fmt.Errorf("parse chunk ID %q: %w", s, ErrInvalidID)
 	}
 	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, fmt.Errorf("parse chunk ID %q: %w", s, ErrInvalidID)
+		return ID{}, fmt.Errorf("parse chunk ID %q: %w", s, ErrInvalidID)
 	}
 	return id, nil
 }

@@ -168,6 +168,17 @@ func FuzzConnection(f *testing.F) {
 	f.Add(clientHello(option(optExportName, []byte("ro")), write))
 	f.Add(clientHello(option(optInfo, encodeInfo("rw")), option(optList, nil), option(99, []byte("x")), option(optAbort, nil)))
 	f.Add([]byte("garbage garbage garbage garbage"))
+	// Every command and flag, oversized and truncated requests, options
+	// out of order.
+	f.Add(clientHello(sr, meta, goRW,
+		encodeRequest(request{typ: cmdWriteZeroes, flags: cmdFlagFUA | cmdFlagNoHole, offset: 512, length: 1024}),
+		encodeRequest(request{typ: cmdFlush}), encodeRequest(request{typ: cmdRead, flags: cmdFlagDF, length: 2048}),
+		encodeRequest(request{typ: cmdBlockStatus, flags: cmdFlagReqOne, offset: 4096, length: 4096}),
+		encodeRequest(request{typ: cmdTrim, flags: cmdFlagFUA, offset: 8000, length: 192}), encodeRequest(request{typ: cmdDisc})))
+	f.Add(clientHello(option(optListMetaContext, encodeMeta("rw", "base:")), option(optStartTLS, nil), goRW,
+		encodeRequest(request{typ: cmdRead, length: 1 << 20}), encodeRequest(request{typ: cmdRead, offset: 8190, length: 4})))
+	f.Add(clientHello(goRW, encodeRequest(request{typ: cmdWrite, offset: 16, length: 16}), []byte("shrt")))
+	f.Add(clientHello(goRO, encodeRequest(request{typ: cmdWriteZeroes, length: 8192}), encodeRequest(request{typ: 99, length: 1})))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ro := &memBackend{data: bytes.Repeat([]byte{0x5a}, 8192)}
 		rw := &memBackend{data: make([]byte, 8192)}

@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -112,4 +113,46 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzResourceIDs: role definition and role assignment IDs either parse to
+// a lower-case GUID (and a normalised scope) that round-trips, or are
+// refused with the package's sentinel errors.
+func FuzzResourceIDs(f *testing.F) {
+	for _, s := range []string{RoleReader, "/providers/Microsoft.Authorization/roleDefinitions/" + RoleOwner,
+		"/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + strings.ToUpper(RoleReader),
+		"subscriptions/s/resourceGroups/g/providers/Microsoft.Authorization/roleDefinitions/" + RoleReader,
+		"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff",
+		"/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff", "/providers/Microsoft.Authorization/roleDefinitions/",
+		"roleDefinitions", "/subscriptions//providers/Microsoft.Authorization/roleAssignments/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if guid, err := ParseRoleDefinitionID(s); err != nil {
+			if !errors.Is(err, ErrInvalidRoleDefinitionID) {
+				t.Fatalf("ParseRoleDefinitionID(%q): %v", s, err)
+			}
+		} else {
+			if !IsGUID(guid) || guid != strings.ToLower(guid) {
+				t.Fatalf("ParseRoleDefinitionID(%q) = %q", s, guid)
+			}
+			if again, err := ParseRoleDefinitionID(RoleDefinitionResourceID("s", guid)); err != nil || again != guid || !SameRoleDefinition(s, guid) {
+				t.Fatalf("ParseRoleDefinitionID(%q) = %q, which does not round-trip: %q, %v", s, guid, again, err)
+			}
+		}
+		scope, name, err := ParseAssignmentResourceID(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidScope) && !errors.Is(err, ErrUnsupportedScope) && !errors.Is(err, ErrInvalidAssignmentName) {
+				t.Fatalf("ParseAssignmentResourceID(%q): %v", s, err)
+			}
+			return
+		}
+		if ValidateAssignmentName(name) != nil || ValidateScope(scope) != nil {
+			t.Fatalf("ParseAssignmentResourceID(%q) = %q, %q", s, scope, name)
+		}
+		s2, n2, err := ParseAssignmentResourceID(AssignmentResourceID(scope, name))
+		if err != nil || s2 != scope || n2 != name {
+			t.Fatalf("ParseAssignmentResourceID(%q) = %q, %q, which does not round-trip: %q, %q, %v", s, scope, name, s2, n2, err)
+		}
+	})
 }

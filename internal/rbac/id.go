@@ -50,7 +50,7 @@ func ParseRoleDefinitionID(s string) (string, error) {
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
-	i := strings.LastIndex(strings.ToLower(p), strings.ToLower(roleDefinitionsPath))
+	i := lastIndexFold(p, roleDefinitionsPath)
 	if i < 0 {
 		return "", fmt.Errorf("%w: %q", ErrInvalidRoleDefinitionID, s)
 	}
@@ -102,7 +102,7 @@ func ParseAssignmentResourceID(id string) (scope, name string, err error) {
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
-	i := strings.LastIndex(strings.ToLower(p), strings.ToLower(roleAssignmentsPath))
+	i := lastIndexFold(p, roleAssignmentsPath)
 	if i < 0 {
 		return "", "", fmt.Errorf("%w: %q is not a role assignment ID", ErrInvalidScope, id)
 	}
@@ -119,4 +119,28 @@ func ParseAssignmentResourceID(id string) (scope, name string, err error) {
 		return "", "", fmt.Errorf("parse role assignment ID %q: %w", id, err)
 	}
 	return scope, name, nil
+}
+
+// lastIndexFold is strings.LastIndex ignoring ASCII case. It compares byte
+// for byte, so the index is valid in s (lower-casing s first would change
+// the length of some non-ASCII characters and shift it).
+func lastIndexFold(s, sub string) int {
+	for i := len(s) - len(sub); i >= 0; i-- {
+		if equalFoldASCII(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if !foldEq(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

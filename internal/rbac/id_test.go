@@ -71,3 +71,22 @@ func TestResourceIDs(t *testing.T) {
 		t.Errorf("not an assignment ID: error = %v, want ErrInvalidScope", err)
 	}
 }
+
+// TestParseIDsNonASCII: characters whose lower case has another length in
+// bytes do not shift where the IDs are cut (found by FuzzResourceIDs:
+// ParseAssignmentResourceID panicked with slice bounds out of range, and
+// so did ParseRoleDefinitionID).
+func TestParseIDsNonASCII(t *testing.T) {
+	for _, s := range []string{"\x80/providers/MiCrosoft.AuthoriZAtion/roleAssignments/", "ȺȺȺ/providers/Microsoft.Authorization/roleAssignments/",
+		"/subscriptions/ȺȺ/providers/Microsoft.Authorization/roleAssignments/05c5a614-a7d6-4502-b150-c2fb455033ff"} {
+		if scope, name, err := ParseAssignmentResourceID(s); err == nil {
+			t.Errorf("ParseAssignmentResourceID(%q) = %q, %q", s, scope, name)
+		}
+	}
+	for _, s := range []string{"\x80/providers/Microsoft.Authorization/roleDefinitions/", "ȺȺȺ/providers/Microsoft.Authorization/roleDefinitions/",
+		"/subscriptions/İ/providers/Microsoft.Authorization/roleDefinitions/" + RoleReader} {
+		if guid, err := ParseRoleDefinitionID(s); err == nil {
+			t.Errorf("ParseRoleDefinitionID(%q) = %q", s, guid)
+		}
+	}
+}

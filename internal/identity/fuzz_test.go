@@ -20,7 +20,8 @@ import (
 func FuzzAuthenticate(f *testing.F) {
 	ctx := context.Background()
 	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	s := &Service{Store: memstore.New(), Signer: NewSigner(), Clock: fc, TenantID: NewGUID(), Issuer: "coffer"}
+	s := &Service{Store: memstore.New(), Signer: NewSigner(), Clock: fc, TenantID: NewGUID(), Issuer: "coffer",
+		Audiences: []string{"https://coffer"}}
 	p, secret, err := s.Create(ctx, CreateOptions{Kind: ServicePrincipal, DisplayName: "sp", WithSecret: true})
 	if err != nil {
 		f.Fatal(err)
@@ -49,7 +50,7 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if err := s.RevokeToken(ctx, revokedID); err != nil {
+	if err := s.RevokeToken(ctx, revokedID.ID); err != nil {
 		f.Fatal(err)
 	}
 	add(revoked)
@@ -82,7 +83,7 @@ func FuzzAuthenticate(f *testing.F) {
 		if verr != nil {
 			t.Fatalf("Authenticate accepted %q, which Verify refuses: %v", tok, verr)
 		}
-		if c.TokenID == revokedID {
+		if c.TokenID == revokedID.ID {
 			t.Fatalf("Authenticate accepted the revoked API token %q", tok)
 		}
 		if got.ID != c.ObjectID || got.ID != p.ID {

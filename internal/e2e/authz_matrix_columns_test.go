@@ -182,6 +182,30 @@ func identityColumns() []mxColumn {
 					return nil
 				}}
 		}),
+		// Token records: one's own, or anyone's for the tenant admin; an
+		// answer never holds a token.
+		get("GET "+pIdent+"tokens", "own", vID, fixed(pIdent+"tokens"), func(*matrix) mxAccess { return anyone }),
+		get("GET "+pIdent+"tokens", "everyone's", vID, fixed(pIdent+"tokens?all=true"), func(*matrix) mxAccess { return tenantAdmin }),
+		get("GET "+pIdent+"principals/{id}/tokens", "own", vID,
+			func(m *matrix, p *mxPrincipal) string { return pIdent + "principals/" + p.id + "/tokens" }, func(*matrix) mxAccess { return anyone }),
+		get("GET "+pIdent+"principals/{id}/tokens", "another principal's", vID,
+			func(m *matrix, p *mxPrincipal) string {
+				return pIdent + "principals/" + m.env.Admin.PrincipalID + "/tokens"
+			},
+			func(*matrix) mxAccess { return tenantAdmin }),
+		route(phaseOwn, "GET "+pIdent+"tokens/{id}", "own", func(m *matrix, p *mxPrincipal) mxRequest {
+			id := p.apiTokenID
+			access := anyone
+			if id == "" { // the row could not make one: ask for a token of nobody's
+				id, access = identity.NewGUID(), nobody
+			}
+			return mxRequest{method: http.MethodGet, path: pIdent + "tokens/" + id, version: vID, access: access, ok: []int{http.StatusOK},
+				effect: noTokenIn(&p.apiToken)}
+		}),
+		route(phaseShared, "GET "+pIdent+"tokens/{id}", "the admin's", func(m *matrix, p *mxPrincipal) mxRequest {
+			return mxRequest{method: http.MethodGet, path: pIdent + "tokens/" + m.adminTokenID, version: vID, access: tenantAdmin, ok: []int{http.StatusOK},
+				effect: noTokenIn(&m.adminAPI)}
+		}),
 		// A principal revokes its own API token, authenticating with it.
 		route(phaseOwn, "DELETE "+pIdent+"tokens/{id}", "own, with it", func(m *matrix, p *mxPrincipal) mxRequest {
 			id := p.apiTokenID
@@ -208,6 +232,16 @@ func identityColumns() []mxColumn {
 					return nil
 				}}
 		}),
+	}
+}
+
+// noTokenIn checks that an answer does not hold the token *tok.
+func noTokenIn(tok *string) func(context.Context, bool, http.Header, []byte) error {
+	return func(_ context.Context, _ bool, _ http.Header, body []byte) error {
+		if *tok != "" && bytes.Contains(body, []byte(*tok)) {
+			return fmt.Errorf("the answer holds the API token itself")
+		}
+		return nil
 	}
 }
 

@@ -323,7 +323,15 @@ func (m *matrix) buildShared(ctx context.Context) error {
 	if _, err := a.CreateRoleAssignment(ctx, m.diskID(mxDisk), m.fixtureAssignment, rbac.RoleReader, sink.PrincipalID, "ServicePrincipal"); err != nil {
 		return err
 	}
-	tok, err := a.CreateToken(ctx, 1, "matrix: a token rows must not revoke")
+	// An API token takes fresh credentials (an access token from the
+	// client-credentials grant).
+	access, err := a.ClientCredentials(ctx, m.tenant, m.env.Admin.ClientID, m.env.Admin.ClientSecret)
+	if err != nil {
+		return err
+	}
+	fresh := m.env.Client(access)
+	fresh.HTTP = m.http
+	tok, err := fresh.CreateToken(ctx, 1, "matrix: a token rows must not revoke")
 	if err != nil {
 		return err
 	}

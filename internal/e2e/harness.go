@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"coffer/internal/client"
+	"coffer/internal/clock"
 	"coffer/internal/server"
 )
 
@@ -37,6 +38,7 @@ type Options struct {
 	DataDir string // reuse a data dir (restart tests); empty: a temp dir
 	TLS     bool
 	Regions []string
+	Clock   clock.Clock // nil: the wall clock
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -55,7 +57,7 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger})
+	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger, Clock: o.Clock})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"coffer/internal/store"
@@ -22,4 +23,29 @@ func TestConformance(t *testing.T) {
 		}
 		return open(), open
 	})
+}
+
+// TestMigrationsApplied: a new database has every embedded migration
+// applied, in order, and opening it again applies nothing twice.
+func TestMigrationsApplied(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	want := sqlite.Migrations()
+	if len(want) == 0 {
+		t.Fatal("no embedded migrations")
+	}
+	for range 2 {
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Applied(ctx)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("applied %v, want %v", got, want)
+		}
+	}
 }

@@ -9,9 +9,32 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"coffer/internal/clock"
 	"coffer/internal/server"
 )
+
+// ClockOffsetEnv names the environment variable that runs `coffer serve`
+// as if the wall clock were that much later (a Go duration such as "5h30m",
+// never negative). The crash tests set it to let hours pass across
+// restarts, so that schedules, retention and garbage collection's safety
+// margin come due; production servers never set it.
+const ClockOffsetEnv = "COFFER_CLOCK_OFFSET"
+
+// clockFromEnv returns the server's clock: the wall clock, shifted by
+// $COFFER_CLOCK_OFFSET when it is set.
+func clockFromEnv() (clock.Clock, error) {
+	v := os.Getenv(ClockOffsetEnv)
+	if v == "" {
+		return clock.Real{}, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return nil, usagef("%s=%q: want a duration that is not negative, such as 5h30m", ClockOffsetEnv, v)
+	}
+	return clock.Shifted{D: d}, nil
+}
 
 func serveCommand() *command {
 	var (
@@ -44,10 +67,17 @@ func serveCommand() *command {
 					rs = append(rs, r)
 				}
 			}
+			clk, err := clockFromEnv()
+			if err != nil {
+				return err
+			}
+			if s, ok := clk.(clock.Shifted); ok {
+				logger.Warn("the server's clock is shifted (COFFER_CLOCK_OFFSET); this is for tests only", "offset", s.D)
+			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
-				TLS: useTLS, InsecureHTTP: insecure, Logger: logger})
+				TLS: useTLS, InsecureHTTP: insecure, Logger: logger, Clock: clk})
 			if err != nil {
 				return err
 			}

@@ -112,6 +112,12 @@ type RecoveryPoint struct {
 		RetentionTagName  string `json:"retentionTagName"`
 		ExpiryTime        string `json:"expiryTime"`
 		PolicyName        string `json:"policyName"`
+		// DataStores name where the point is kept: for a disk, the ID of
+		// its snapshot in the operational store.
+		DataStores []struct {
+			ID   string `json:"id"`
+			Type string `json:"type"`
+		} `json:"recoveryPointDataStoresDetails"`
 	} `json:"properties"`
 }
 

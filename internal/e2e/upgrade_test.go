@@ -209,7 +209,7 @@ func testUpgrade(t *testing.T, manifest string) {
 	}
 	ep, _ := url.Parse(e.Endpoint)
 	sas.Scheme, sas.Host = ep.Scheme, ep.Host
-	if sum, err := sasSHA256(ctx, admin, sas.String()); err != nil {
+	if sum, err := SASSHA256(ctx, admin, sas.String()); err != nil {
 		t.Errorf("reading through the grant made before the upgrade: %v", err)
 	} else if want := fx.Disks[fx.Grant.Disk].SHA256; sum != want {
 		t.Errorf("the grant on %s reads sha256 %s, want %s", fx.Grant.Disk, sum, want)
@@ -218,14 +218,14 @@ func testUpgrade(t *testing.T, manifest string) {
 	// The disks read as recorded, and each recovery point restores
 	// byte-identical to what the disk held when it was taken.
 	for _, d := range disks {
-		if sum, err := diskSHA256(ctx, admin, client.Disks, rg, d); err != nil {
+		if sum, err := DiskSHA256(ctx, admin, client.Disks, rg, d); err != nil {
 			t.Error(err)
 		} else if sum != fx.Disks[d].SHA256 {
 			t.Errorf("disk %s: sha256 %s, want %s", d, sum, fx.Disks[d].SHA256)
 		}
 	}
 	for i, rp := range fx.RecoveryPoints {
-		sum, err := restoreAndHash(ctx, admin, rg, vault, fx.Instance, rp.Name, rg, fmt.Sprintf("upgrade-rp%d", i), "local")
+		sum, err := RestoreAndHash(ctx, admin, rg, vault, fx.Instance, rp.Name, rg, fmt.Sprintf("upgrade-rp%d", i), "local")
 		if err != nil {
 			t.Errorf("recovery point %s: %v", rp.Name, err)
 		} else if sum != rp.SHA256 {
@@ -246,8 +246,8 @@ func testUpgrade(t *testing.T, manifest string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j, err := waitJob(ctx, admin, rg, vault, id); err != nil || jobError(j) != nil {
-		t.Errorf("backup after the upgrade: %v %v", err, jobError(j))
+	if j, err := WaitJob(ctx, admin, rg, vault, id); err != nil || JobError(j) != nil {
+		t.Errorf("backup after the upgrade: %v %v", err, JobError(j))
 	}
 	var v struct {
 		OK       bool            `json:"ok"`

@@ -14,19 +14,19 @@ import (
 	"coffer/internal/job"
 )
 
-// This file holds helpers that drive a server through internal/client only
-// (no SDK), for tests that talk to a server in another process or from
-// another release: the upgrade test and the crash matrix.
+// The checks below drive a server through internal/client only (no SDK),
+// so they serve tests whose server runs in another process or was written
+// by another release: the upgrade test and the crash matrix.
 
-// diskID is the ARM ID of a disk.
-func diskID(sub, rg, name string) string {
+// DiskID is the ARM ID of a disk.
+func DiskID(sub, rg, name string) string {
 	return "/subscriptions/" + sub + "/resourceGroups/" + rg + "/providers/Microsoft.Compute/disks/" + name
 }
 
-// sasSHA256 returns the SHA-256 of every byte behind a SAS URL (what
+// SASSHA256 returns the SHA-256 of every byte behind a SAS URL (what
 // sha256sum prints for a raw image of the disk): the allocated ranges are
 // read, the holes hashed as zeros.
-func sasSHA256(ctx context.Context, c *client.Client, sas string) (string, error) {
+func SASSHA256(ctx context.Context, c *client.Client, sas string) (string, error) {
 	ranges, size, err := c.PageRanges(ctx, sas, "")
 	if err != nil {
 		return "", fmt.Errorf("page ranges: %w", err)
@@ -64,14 +64,14 @@ func (zeroReader) Read(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// diskSHA256 grants read access to a disk (or snapshot: typ), hashes it
-// with sasSHA256 and ends the disk's grants.
-func diskSHA256(ctx context.Context, c *client.Client, typ, rg, name string) (string, error) {
+// DiskSHA256 grants read access to a disk (or snapshot: typ), hashes it
+// with SASSHA256 and ends the disk's grants.
+func DiskSHA256(ctx context.Context, c *client.Client, typ, rg, name string) (string, error) {
 	a, err := c.GrantAccess(ctx, typ, rg, name, "Read", time.Hour)
 	if err != nil {
 		return "", fmt.Errorf("grant read on %s/%s: %w", rg, name, err)
 	}
-	sum, err := sasSHA256(ctx, c, a.AccessSAS)
+	sum, err := SASSHA256(ctx, c, a.AccessSAS)
 	if err != nil {
 		return "", fmt.Errorf("hash %s/%s: %w", rg, name, err)
 	}
@@ -81,8 +81,8 @@ func diskSHA256(ctx context.Context, c *client.Client, typ, rg, name string) (st
 	return sum, nil
 }
 
-// waitJob polls a vault's job until it leaves InProgress (or ctx ends).
-func waitJob(ctx context.Context, c *client.Client, rg, vault, id string) (client.Job, error) {
+// WaitJob polls a vault's job until it leaves InProgress (or ctx ends).
+func WaitJob(ctx context.Context, c *client.Client, rg, vault, id string) (client.Job, error) {
 	for {
 		j, err := c.GetJob(ctx, rg, vault, id)
 		if err != nil {
@@ -99,8 +99,8 @@ func waitJob(ctx context.Context, c *client.Client, rg, vault, id string) (clien
 	}
 }
 
-// jobError is the failure of a job that ended other than Completed.
-func jobError(j client.Job) error {
+// JobError is the failure of a job that ended other than Completed.
+func JobError(j client.Job) error {
 	if j.Properties.Status == string(job.Completed) {
 		return nil
 	}
@@ -111,19 +111,19 @@ func jobError(j client.Job) error {
 	return fmt.Errorf("%s job %s ended %s: %s", j.Properties.Operation, j.Name, j.Properties.Status, strings.Join(msgs, "; "))
 }
 
-// restoreAndHash restores a recovery point of a vault's instance to a new
+// RestoreAndHash restores a recovery point of a vault's instance to a new
 // disk in targetRG, waits for the job and returns the new disk's SHA-256.
-func restoreAndHash(ctx context.Context, c *client.Client, rg, vault, instance, rp, targetRG, disk, location string) (string, error) {
-	id, err := c.Restore(ctx, rg, vault, instance, client.RestoreRequest(rp, diskID(c.Subscription, targetRG, disk), location))
+func RestoreAndHash(ctx context.Context, c *client.Client, rg, vault, instance, rp, targetRG, disk, location string) (string, error) {
+	id, err := c.Restore(ctx, rg, vault, instance, client.RestoreRequest(rp, DiskID(c.Subscription, targetRG, disk), location))
 	if err != nil {
 		return "", fmt.Errorf("restore %s to %s: %w", rp, disk, err)
 	}
-	j, err := waitJob(ctx, c, rg, vault, id)
+	j, err := WaitJob(ctx, c, rg, vault, id)
 	if err != nil {
 		return "", err
 	}
-	if err := jobError(j); err != nil {
+	if err := JobError(j); err != nil {
 		return "", err
 	}
-	return diskSHA256(ctx, c, client.Disks, targetRG, disk)
+	return DiskSHA256(ctx, c, client.Disks, targetRG, disk)
 }

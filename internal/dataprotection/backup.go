@@ -435,8 +435,9 @@ func decideRetention(pol BackupPolicy, override string, user bool, at time.Time,
 }
 
 // FailTask is the worker pool's dead-letter hook: a task that will not be
-// retried fails its job cleanly (and a failed deletion makes the instance
-// usable again).
+// retried fails its job cleanly (a failed backup takes the snapshot it may
+// have made with it, and a failed deletion makes the instance usable
+// again).
 func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
@@ -459,6 +460,47 @@ func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	if err != nil {
 		s.logger().Error("fail dead task's job", "task", t.ID, "err", err)
 	}
+	if t.Type == TaskBackup {
+		if err := s.dropBackupSnapshot(ctx, p); err != nil {
+			s.logger().Error("delete the snapshot of a failed backup", "task", t.ID, "err", err)
+		}
+	}
+}
+
+// dropBackupSnapshot deletes, as the vault's identity, the snapshot that a
+// backup which will not be retried may have committed, unless its recovery
+// point exists (the backup completed after all): no snapshot resource is
+// left that no recovery point lists.
+func (s *Service) dropBackupSnapshot(ctx context.Context, p taskPayload) error {
+	var inst instanceRecord
+	var v VaultResource
+	committed := false
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(p.InstanceID), &inst); err != nil {
+			return err
+		}
+		if err := getJSON(ctx, tx, kindVault, strings.ToLower(p.VaultID), &v); err != nil {
+			return err
+		}
+		_, err := tx.Get(ctx, kindRecoveryPoint, rpKey(inst.Resource.ID, rpName(p.JobID)))
+		committed = err == nil
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the instance or vault is gone, and its snapshots with it
+	}
+	if err != nil || committed {
+		return err
+	}
+	as, ok := principalOf(v)
+	if !ok {
+		return nil
+	}
+	snap := inst.snapshotRG().Child("Microsoft.Compute/snapshots", snapshotName(inst.diskID().Name(), p.JobID))
+	if err := (actor{s: s, as: as}).deleteSnapshot(ctx, snap); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete snapshot %s: %w", snap, err)
+	}
+	return nil
 }
 
 // RecoverJobs is called once at start, after the queue's Recover: a job

@@ -133,3 +133,56 @@ func TestRestartDuringBackup(t *testing.T) {
 		_ = time.Second
 	})
 }
+
+// TestDeadBackupLeavesNoSnapshot: a backup whose snapshot committed but
+// whose deliveries were then used up by server stops fails, and takes its
+// snapshot with it: no snapshot resource is left that no recovery point
+// lists.
+func TestDeadBackupLeavesNoSnapshot(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	started := make(chan struct{})
+	e.disks.after = func(ctx context.Context) error { // the snapshot is committed; then the process dies
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.RunOnce(ctx)
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted worker: %v", err)
+	}
+	e.disks.after = nil
+	if err := e.pool.Recover(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // two more deliveries, each cut short by a stop
+		if _, ok, err := e.queue.Lease(e.ctx, "dead-process"); err != nil || !ok {
+			t.Fatalf("lease %d: %v %v", i, ok, err)
+		}
+		if err := e.pool.Recover(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.RecoverJobs(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	if j := e.job(jobID); j.Properties.Status != "Failed" {
+		t.Fatalf("job past its delivery limit: %+v", j.Properties)
+	}
+	if n, m := len(e.rps(s.bi)), e.disks.snapshotCount(); n != 0 || m != 0 {
+		t.Fatalf("%d recovery points and %d snapshots after the backup failed, want none", n, m)
+	}
+}

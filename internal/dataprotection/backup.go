@@ -503,6 +503,41 @@ func (s *Service) dropBackupSnapshot(ctx context.Context, p taskPayload) error {
 	return nil
 }
 
+// Recover is called once at start, after the worker pool's Recover: it
+// fails the jobs that cannot be resumed (RecoverJobs) and configures the
+// backup instances a stop left Provisioning.
+func (s *Service) Recover(ctx context.Context) error {
+	if err := s.RecoverJobs(ctx); err != nil {
+		return err
+	}
+	return s.recoverInstances(ctx)
+}
+
+// recoverInstances configures the instances whose PUT was stored but whose
+// configuration did not finish: the process stopped before the operation
+// that configures them ended (which the operation's resumer also retries)
+// or before it was even recorded (which nothing else would).
+func (s *Service) recoverInstances(ctx context.Context) error {
+	var insts []instanceRecord
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		insts, err = listJSON[instanceRecord](ctx, tx, kindInstance, "")
+		return err
+	}); err != nil {
+		return fmt.Errorf("recover backup instances: %w", err)
+	}
+	for _, r := range insts {
+		if r.Deleting || r.Resource.Properties.ProvisioningState != "Provisioning" {
+			continue
+		}
+		_, err := s.ConfigureInstance(ctx, r.id())
+		if err != nil && resource.AsError(err) == nil { // a user error is recorded in the instance
+			return fmt.Errorf("recover backup instance %s: %w", r.Resource.ID, err)
+		}
+	}
+	return nil
+}
+
 // RecoverJobs is called once at start, after the queue's Recover: a job
 // left InProgress without a task to finish it (a validation or a job whose
 // task was lost) is failed cleanly, so that no job stays InProgress

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/dataprotection"
 	"coffer/internal/job"
 	"coffer/internal/store"
 	"coffer/internal/store/sqlite"
@@ -184,5 +185,42 @@ func TestDeadBackupLeavesNoSnapshot(t *testing.T) {
 	}
 	if n, m := len(e.rps(s.bi)), e.disks.snapshotCount(); n != 0 || m != 0 {
 		t.Fatalf("%d recovery points and %d snapshots after the backup failed, want none", n, m)
+	}
+}
+
+// TestRestartAfterInstancePut: the process stops after a backup instance's
+// PUT stored it (ConfiguringProtection, Provisioning) and before the
+// operation that configures it was recorded. After the restart the
+// instance is configured all the same, not left Provisioning forever.
+func TestRestartAfterInstancePut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st, clock.NewFake(t0), nil)
+	s := e.standard(true)
+	if _, _, err := e.svc.PutInstance(e.ctx, dataprotection.Caller{Name: "test"}, s.bi,
+		mustJSON(map[string]any{"properties": biJSON(s.disk, "local", s.policy, s.snapRG.String())})); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil { // the process dies
+		t.Fatal(err)
+	}
+	st2, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	e2 := newEnvOn(t, st2, e.clk, e.disks)
+	if err := e2.svc.Recover(e2.ctx); err != nil {
+		t.Fatal(err)
+	}
+	bi, err := e2.svc.GetInstance(e2.ctx, s.bi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := bi.Properties; p.ProvisioningState != "Succeeded" || p.CurrentProtectionState != dataprotection.StateConfigured {
+		t.Fatalf("instance after the restart: %s, %s; want Succeeded, %s", p.ProvisioningState, p.CurrentProtectionState, dataprotection.StateConfigured)
 	}
 }

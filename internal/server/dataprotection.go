@@ -30,8 +30,8 @@ type dataProtection struct {
 }
 
 // openDataProtection builds Microsoft.DataProtection on the Compute
-// service, registers its routes, recovers the jobs a stopped process left
-// behind and starts the workers and the scheduler.
+// service, registers its routes, recovers the jobs and instances a stopped
+// process left behind and starts the workers and the scheduler.
 func (s *Server) openDataProtection(ctx context.Context) error {
 	clk := s.cfg.Clock
 	q := job.NewQueue(s.store, clk)
@@ -50,7 +50,7 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	if err := pool.Recover(ctx); err != nil {
 		return err
 	}
-	if err := svc.RecoverJobs(ctx); err != nil {
+	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

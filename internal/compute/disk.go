@@ -144,16 +144,24 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	now := s.now()
 	var srcDisk Disk
 	var srcSnap Snapshot
+	var stale string // the volume of a failed disk this PUT replaces
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		stale = ""
 		if err := s.checkGroup(ctx, tx, id); err != nil {
 			return err
 		}
 		old, gerr := s.getDisk(ctx, tx, id)
-		if gerr == nil {
+		switch {
+		case gerr == nil && old.ProvisioningState == StateFailed:
+			// A disk whose provisioning failed (an error, or a stop that
+			// interrupted it, as Recover records) holds nothing: a PUT
+			// provisions it anew, as ARM retries a failed resource. An
+			// interrupted restore that is delivered again relies on it.
+			stale = old.UniqueID
+		case gerr == nil:
 			d, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
 			return err
-		}
-		if !resource.IsCode(gerr, "ResourceNotFound") {
+		case !resource.IsCode(gerr, "ResourceNotFound"):
 			return gerr
 		}
 		created = true
@@ -223,6 +231,11 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	})
 	if err != nil || !created {
 		return d, created, nil, err
+	}
+	if stale != "" {
+		if err := s.Engine.DeleteVolume(ctx, stale); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+			s.logger().Warn("delete the volume of a failed disk", "disk", id.String(), "volume", stale, "err", err)
+		}
 	}
 	provision := func(ctx context.Context) (Disk, error) {
 		if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {

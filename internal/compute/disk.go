@@ -448,13 +448,17 @@ func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resou
 
 // DeleteDisk deletes a disk and its volume (its snapshots stay). A disk with
 // an active access grant is refused (OperationNotAllowed), as Azure refuses
-// an attached or exported disk. It reports whether the disk existed.
+// an attached or exported disk. The record is Deleting while the volume
+// goes, so that a stop in between leaves a deletion that Recover finishes,
+// never a Succeeded disk without its data. It reports whether the disk
+// existed.
 func (s *Service) DeleteDisk(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(_ store.Tx, d *Disk) error {
+	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(tx store.Tx, d *Disk) error {
 		if st := d.State(s.now()); st == DiskActiveSAS || st == DiskActiveUpload {
 			return notAllowed("Disk '%s' cannot be deleted while it is in state '%s': it is exported through an access grant. End the access (endGetAccess) first.", d.Name, st)
 		}
-		return nil
+		d.ProvisioningState = StateDeleting
+		return s.putDisk(ctx, tx, d)
 	})
 	if resource.IsCode(err, "ResourceNotFound") {
 		return false, nil

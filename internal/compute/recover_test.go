@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"coffer/internal/compute"
@@ -80,5 +81,79 @@ func TestPutOnDiskLeftFailedByStop(t *testing.T) {
 	got := make([]byte, len(data))
 	if _, err := rv.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the disk does not read as its snapshot (%v)", err)
+	}
+}
+
+// dyingStore is a store whose updates fail once dead is set, as if the
+// process had stopped: nothing more is written.
+type dyingStore struct {
+	store.Store
+	updates int
+	dieAt   int // the update that does not happen (1-based); 0: never
+}
+
+var errStopped = errors.New("the process stopped")
+
+func (d *dyingStore) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	d.updates++
+	if d.dieAt > 0 && d.updates >= d.dieAt {
+		return errStopped
+	}
+	return d.Store.Update(ctx, fn)
+}
+
+// TestDeleteInterruptedByStop: a stop after a disk's or a snapshot's data
+// was deleted and before its record was leaves it Deleting, and the next
+// start finishes the deletion: never a Succeeded disk or snapshot whose
+// data is gone.
+func TestDeleteInterruptedByStop(t *testing.T) {
+	for _, kind := range []string{"disk", "snapshot"} {
+		t.Run(kind, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			disk := f.emptyDisk(t, "rg", "d")
+			snap := compute.SnapshotID(f.sub, "rg", "s")
+			if _, err := f.svc.SnapshotDisk(ctx, f.admin, snap, disk, "local", true, nil); err != nil {
+				t.Fatal(err)
+			}
+			dying := &dyingStore{Store: f.st}
+			f.svc.Store = dying
+			for dying.dieAt = 1; ; dying.dieAt++ {
+				dying.updates = 0
+				var err error
+				if kind == "disk" {
+					_, err = f.svc.DeleteDisk(ctx, f.admin, disk)
+				} else {
+					_, err = f.svc.DeleteSnapshot(ctx, f.admin, snap)
+				}
+				if !errors.Is(err, errStopped) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					break // every update happened: the deletion is done
+				}
+				// The next start, on what the stop left.
+				f.svc.Store = f.st
+				if err := f.svc.Recover(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if kind == "disk" {
+					d, err := f.svc.GetDisk(ctx, f.admin, disk)
+					if err == nil {
+						if _, verr := f.svc.Engine.OpenVolume(ctx, d.UniqueID); verr != nil {
+							t.Fatalf("stopped at update %d: disk %s is listed (%s) but its volume is gone: %v", dying.dieAt, d.Name, d.ProvisioningState, verr)
+						}
+					}
+				} else {
+					sn, err := f.svc.GetSnapshot(ctx, f.admin, snap)
+					if err == nil {
+						if _, serr := f.svc.Engine.StatSnapshot(ctx, sn.UniqueID); serr != nil {
+							t.Fatalf("stopped at update %d: snapshot %s is listed (%s) but its data is gone: %v", dying.dieAt, sn.Name, sn.ProvisioningState, serr)
+						}
+					}
+				}
+				f.svc.Store = dying
+			}
+		})
 	}
 }

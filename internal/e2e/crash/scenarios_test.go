@@ -274,7 +274,7 @@ func (w *world) uploadNBD(ctx context.Context, rng *rand.Rand) error {
 	return w.endAccess(ctx, d)
 }
 
-// adminResult runs a Coffer.Admin operation and decodes its result.
+// admin runs a Coffer.Admin operation and decodes its result.
 func (w *world) admin(ctx context.Context, op string, out any) error {
 	w.mark()
 	body, err := w.lro(ctx, "admin "+op, http.MethodPost, "/providers/Coffer.Admin/"+op, client.IdentityVersion, nil)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -374,7 +373,7 @@ func tolerated(err error) bool {
 	return e != nil && (e.Code == dataprotection.CodeAdhocLimit || e.Code == dataprotection.CodeRestoreLimit)
 }
 
-// readDisk reads a whole disk (or snapshot) through a read grant.
+// readAll reads a whole disk (or snapshot) through a read grant.
 func (w *world) readAll(ctx context.Context, typ, rg, name string) ([]byte, error) {
 	a, err := w.c.GrantAccess(ctx, typ, rg, name, "Read", time.Hour)
 	if err != nil {
@@ -465,5 +464,3 @@ func quote(err error) string {
 	}
 	return s
 }
-
-func escape(s string) string { return url.PathEscape(s) }

@@ -355,7 +355,7 @@ func (w *world) checkRestores(ctx context.Context, jobs []client.Job) error {
 		d, ok := present[strings.ToLower(r.target)]
 		delete(present, strings.ToLower(r.target))
 		switch {
-		case !ok && completed[strings.ToLower(r.target)]:
+		case !ok && completed[strings.ToLower(r.target)] && !r.deleting:
 			findings = append(findings, fmt.Errorf("restore to %s completed but the disk does not exist", r.target))
 		case !ok:
 			w.drop(r.target)

@@ -186,18 +186,18 @@ func (w *world) checkRestored(ctx context.Context, target string, r *rp) error {
 	r.restored = true
 	w.mu.Unlock()
 	w.count("restores read back", 1)
+	w.mu.Lock()
+	for i := range w.restores {
+		if w.restores[i].target == target {
+			w.restores[i].deleting = true
+		}
+	}
+	w.mu.Unlock()
 	if _, err := w.lro(ctx, "delete disk "+target, http.MethodDelete,
 		w.groupID(rgRestores)+"/providers/Microsoft.Compute/disks/"+target, client.ComputeVersion, nil); err != nil {
 		return fmt.Errorf("delete restored disk %s: %w", target, err)
 	}
-	w.mu.Lock()
-	for i := range w.restores {
-		if w.restores[i].target == target {
-			w.restores = append(w.restores[:i], w.restores[i+1:]...)
-			break
-		}
-	}
-	w.mu.Unlock()
+	w.drop(target)
 	return nil
 }
 

@@ -79,9 +79,10 @@ type rp struct {
 	overdue                  bool // listed past its expiry at a check
 }
 
-// restore is a restore job the test started.
+// restore is a restore the test started.
 type restore struct {
-	job, instance, rp, target, sha string
+	instance, rp, target, sha string
+	deleting                  bool // its disk, read back, is being deleted
 }
 
 // opURL is a long-running operation the test started.

@@ -390,7 +390,7 @@ func (w *world) drop(target string) {
 }
 
 // readBackPoints reads the snapshot of every point not yet read back, and
-// restores one point (one never restored first) to a new disk.
+// restores two points (those never restored first) to new disks.
 func (w *world) readBackPoints(ctx context.Context, rng *rand.Rand) error {
 	var findings []error
 	for _, r := range w.rpList() {
@@ -410,8 +410,10 @@ func (w *world) readBackPoints(ctx context.Context, rng *rand.Rand) error {
 		r.checked = true
 		w.count("recovery points read back", 1)
 	}
-	if err := w.restoreOne(ctx, rng); err != nil {
-		findings = append(findings, err)
+	for range 2 {
+		if err := w.restoreOne(ctx, rng); err != nil {
+			findings = append(findings, err)
+		}
 	}
 	return errors.Join(findings...)
 }

@@ -34,6 +34,8 @@ type fakeDisks struct {
 	block func(ctx context.Context) error
 	// after, when set, is called once the snapshot is committed.
 	after func(ctx context.Context) error
+	// afterDelete, when set, is called once a snapshot is deleted.
+	afterDelete func(ctx context.Context) error
 	// fail, when set, makes CreateSnapshot fail with it.
 	fail error
 	// running counts snapshots in progress per disk, to catch overlaps.
@@ -153,12 +155,24 @@ func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, s
 
 func (f *fakeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if _, ok := f.snaps[snap.Key()]; !ok {
+		f.mu.Unlock()
 		return dataprotection.ErrNotFound
 	}
 	delete(f.snaps, snap.Key())
+	after := f.afterDelete
+	f.mu.Unlock()
+	if after != nil {
+		return after(ctx)
+	}
 	return nil
+}
+
+func (f *fakeDisks) hasSnapshot(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.snaps[resource.MustParse(id).Key()]
+	return ok
 }
 
 func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {

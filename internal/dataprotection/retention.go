@@ -109,8 +109,10 @@ func (s *Service) enqueueRetention(ctx context.Context, tx store.Tx, v VaultReso
 }
 
 // deletePoints deletes recovery points and their snapshots as the vault's
-// identity; each point's record goes once its snapshot is gone. It returns
-// how many it deleted and the first error.
+// identity. Each point is marked Deleting (no longer listed) before its
+// snapshot goes, and its record goes once the snapshot is gone, so a stop
+// in between never leaves a listed point without its snapshot; the next
+// run finishes it. It returns how many it deleted and the first error.
 func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) (int, error) {
 	p, ok := principalOf(run.vault)
 	if !ok {
@@ -134,7 +136,17 @@ func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) 
 		if rgMissing {
 			return n, errSnapshotRGPermissions(snap.GroupScope().String())
 		}
+		if err := s.markDeleting(ctx, rp, true); err != nil {
+			return n, err
+		}
 		if err := a.deleteSnapshot(ctx, snap); err != nil && !isNotFound(err) {
+			if ctx.Err() != nil {
+				return n, err // stopping: the task is delivered again and finishes it
+			}
+			// The snapshot is still there: list the point again.
+			if merr := s.markDeleting(ctx, rp, false); merr != nil {
+				s.logger().Warn("list again a recovery point whose deletion failed", "recoveryPoint", rp.Name, "err", merr)
+			}
 			if e := diskError(err, run.inst.DiskID, snap.GroupScope().String()); e != nil {
 				return n, e
 			}
@@ -152,6 +164,22 @@ func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) 
 		n++
 	}
 	return n, nil
+}
+
+// markDeleting sets or clears a recovery point's Deleting mark.
+func (s *Service) markDeleting(ctx context.Context, rp rpRecord, deleting bool) error {
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		var cur rpRecord
+		err := getJSON(ctx, tx, kindRecoveryPoint, rp.key(), &cur)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || cur.Deleting == deleting {
+			return err
+		}
+		cur.Deleting = deleting
+		return putJSON(ctx, tx, kindRecoveryPoint, cur.key(), cur)
+	})
 }
 
 // ExecRetention deletes an instance's expired recovery points and their

@@ -437,19 +437,30 @@ func decideRetention(pol BackupPolicy, override string, user bool, at time.Time,
 // FailTask is the worker pool's dead-letter hook: a task that will not be
 // retried fails its job cleanly (a failed backup takes the snapshot it may
 // have made with it, and a failed deletion makes the instance usable
-// again).
+// again) — except a restore whose disk was made, which completes.
 func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		s.logger().Error("dead task with bad payload", "task", t.ID, "err", err)
 		return
 	}
-	e := resource.AsError(cause)
-	if e == nil {
-		e = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	var jerr error = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	if e := resource.AsError(cause); e != nil {
+		jerr = e
+	}
+	var fill func(r *job.Record)
+	if t.Type == TaskRestore {
+		target := parseOrZero(p.TargetDiskID)
+		if d, err := s.Disks.GetDisk(ctx, target); err == nil {
+			// The disk was made; only the job's end was lost.
+			jerr, fill = nil, func(r *job.Record) {
+				r.BytesTransferred = d.SizeBytes
+				r.Destination = target.String()
+			}
+		}
 	}
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, e, nil); err != nil {
+		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, jerr, fill); err != nil {
 			return err
 		}
 		if t.Type == TaskDeleteInstance {

@@ -36,6 +36,9 @@ type fakeDisks struct {
 	after func(ctx context.Context) error
 	// afterDelete, when set, is called once a snapshot is deleted.
 	afterDelete func(ctx context.Context) error
+	// afterRestore, when set, is called once a disk is made from a
+	// snapshot.
+	afterRestore func(ctx context.Context) error
 	// fail, when set, makes CreateSnapshot fail with it.
 	fail error
 	// running counts snapshots in progress per disk, to catch overlaps.
@@ -184,6 +187,11 @@ func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Prin
 	}
 	info := dataprotection.DiskInfo{ID: disk.String(), Name: disk.Name(), Location: location, SKU: sku, SizeBytes: int64(len(s.data))}
 	f.disks[disk.Key()] = &fakeDisk{info: info, data: append([]byte(nil), s.data...)}
+	if after := f.afterRestore; after != nil {
+		f.mu.Unlock()
+		defer f.mu.Lock()
+		return info, after(ctx)
+	}
 	return info, nil
 }
 

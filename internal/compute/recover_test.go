@@ -84,8 +84,8 @@ func TestPutOnDiskLeftFailedByStop(t *testing.T) {
 	}
 }
 
-// dyingStore is a store whose updates fail once dead is set, as if the
-// process had stopped: nothing more is written.
+// dyingStore is a store whose updates fail from the dieAt-th on, as if
+// the process had stopped there: nothing more is written.
 type dyingStore struct {
 	store.Store
 	updates int

@@ -494,8 +494,11 @@ func (s *Service) dropBackupSnapshot(ctx context.Context, p taskPayload) error {
 			return err
 		}
 		_, err := tx.Get(ctx, kindRecoveryPoint, rpKey(inst.Resource.ID, rpName(p.JobID)))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
 		committed = err == nil
-		return nil
+		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // the instance or vault is gone, and its snapshots with it

@@ -8,8 +8,8 @@ import (
 
 	"coffer/internal/client"
 	"coffer/internal/clock"
-	"coffer/internal/identity"
 	"coffer/internal/dataprotection"
+	"coffer/internal/identity"
 	"coffer/internal/job"
 	"coffer/internal/rbac"
 	"coffer/internal/store/sqlite"

@@ -16,9 +16,10 @@ import (
 // check compares a restarted server with the world, after it has had the
 // time to recover: every operation ends, no job stays InProgress, the
 // disks hold what was acknowledged, every listed recovery point reads back
-// (its snapshot, and one restore) as the disk was when it was taken, no
-// snapshot is orphaned, instances are as acknowledged, and verify is
-// clean. It returns every finding.
+// (its snapshot, and restores of some) as the disk was when it was taken,
+// no snapshot is orphaned, instances are as acknowledged, and verify is
+// clean. It returns every finding; an error that stops the check is the
+// last.
 func (w *world) check(ctx context.Context, p *process, rng *rand.Rand) error {
 	var findings []error
 	add := func(err error) {
@@ -26,28 +27,29 @@ func (w *world) check(ctx context.Context, p *process, rng *rand.Rand) error {
 			findings = append(findings, err)
 		}
 	}
+	stop := func(err error) error { return errors.Join(append(findings, err)...) }
 	add(w.checkOperations(ctx))
 	jobs, err := w.quiesce(ctx)
 	if err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	add(w.checkFailedJobs(jobs))
 	for _, n := range w.diskNames() {
 		d := w.disks[n]
 		if d.granted {
 			if err := w.endAccess(ctx, d); err != nil {
-				return errors.Join(append(findings, err)...)
+				return stop(err)
 			}
 		}
 		got, err := w.readAll(ctx, client.Disks, rgDisks, d.name)
 		if err != nil {
-			return errors.Join(append(findings, err)...)
+			return stop(err)
 		}
 		add(resolve(d, got))
 	}
 	ds, err := w.c.ListDisks(ctx, rgDisks)
 	if err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	for _, d := range ds {
 		if d.Properties.ProvisioningState != "Succeeded" {
@@ -55,7 +57,7 @@ func (w *world) check(ctx context.Context, p *process, rng *rand.Rand) error {
 		}
 	}
 	if err := w.checkInstances(ctx); err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	// Now and then a whole GC run, so that what kills during GC left
 	// behind is collected (the clock jumps let its safety margin pass)
@@ -64,18 +66,18 @@ func (w *world) check(ctx context.Context, p *process, rng *rand.Rand) error {
 		add(w.gc(ctx, rng))
 	}
 	if err := w.checkPoints(ctx, p); err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	if err := w.checkRestores(ctx, jobs); err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	if err := w.readBackPoints(ctx, rng); err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	add(w.verify(ctx, rng))
 	ps, err := w.c.ListPolicies(ctx, rgDisks, vaultName)
 	if err != nil {
-		return errors.Join(append(findings, err)...)
+		return stop(err)
 	}
 	names := map[string]bool{}
 	for _, p := range ps {

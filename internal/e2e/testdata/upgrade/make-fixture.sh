@@ -7,7 +7,7 @@
 #
 # Run it once per release, from a clean checkout of the release commit:
 #   internal/e2e/testdata/upgrade/make-fixture.sh
-# NAME defaults to <commit date>-<short commit>. Needs go, curl, jq,
+# NAME defaults to <commit date>-<short commit>. Needs go, curl, jq, python3,
 # qemu-io (qemu-utils) and sha256sum.
 set -euo pipefail
 

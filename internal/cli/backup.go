@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
-	"fmt"
 
 	"coffer/internal/client"
 )
@@ -46,19 +44,5 @@ func backupRuleOf(ctx context.Context, c *client.Client, rg, vault, policy strin
 	if err != nil {
 		return "", err
 	}
-	var props struct {
-		PolicyRules []struct {
-			Name       string `json:"name"`
-			ObjectType string `json:"objectType"`
-		} `json:"policyRules"`
-	}
-	if err := json.Unmarshal(p.Properties, &props); err != nil {
-		return "", fmt.Errorf("decode policy: %w", err)
-	}
-	for _, r := range props.PolicyRules {
-		if r.ObjectType == "AzureBackupRule" {
-			return r.Name, nil
-		}
-	}
-	return "", fmt.Errorf("the policy %s has no backup rule", policy)
+	return p.BackupRule()
 }

@@ -279,3 +279,21 @@ func TestCLITokens(t *testing.T) {
 		t.Fatalf("admin list --all: %+v", r)
 	}
 }
+
+// TestServeClockOffset: a COFFER_CLOCK_OFFSET that is not a duration, or is
+// negative, is a usage error and nothing is created.
+func TestServeClockOffset(t *testing.T) {
+	for _, v := range []string{"yesterday", "-1h"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv(cli.ClockOffsetEnv, v)
+			dir := filepath.Join(t.TempDir(), "data")
+			r := coffer(t, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0")
+			if r.code != cli.ExitUsage || !strings.Contains(r.stderr, cli.ClockOffsetEnv) {
+				t.Fatalf("exit %d, stderr %q; want %d naming %s", r.code, r.stderr, cli.ExitUsage, cli.ClockOffsetEnv)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the data dir was created (%v)", err)
+			}
+		})
+	}
+}

@@ -12,8 +12,30 @@ import (
 	"syscall"
 	"time"
 
+	"coffer/internal/clock"
 	"coffer/internal/server"
 )
+
+// ClockOffsetEnv names the environment variable that runs `coffer serve`
+// as if the wall clock were that much later (a Go duration such as "5h30m",
+// never negative). The crash tests set it to let hours pass across
+// restarts, so that schedules, retention and garbage collection's safety
+// margin come due; production servers never set it.
+const ClockOffsetEnv = "COFFER_CLOCK_OFFSET"
+
+// clockFromEnv returns the server's clock: the wall clock, shifted by
+// $COFFER_CLOCK_OFFSET when it is set.
+func clockFromEnv() (clock.Clock, error) {
+	v := os.Getenv(ClockOffsetEnv)
+	if v == "" {
+		return clock.Real{}, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return nil, usagef("%s=%q: want a duration that is not negative, such as 5h30m", ClockOffsetEnv, v)
+	}
+	return clock.Shifted{D: d}, nil
+}
 
 func serveCommand() *command {
 	var (
@@ -57,6 +79,13 @@ func serveCommand() *command {
 					rs = append(rs, r)
 				}
 			}
+			clk, err := clockFromEnv()
+			if err != nil {
+				return err
+			}
+			if s, ok := clk.(clock.Shifted); ok {
+				logger.Warn("the server's clock is shifted (COFFER_CLOCK_OFFSET); this is for tests only", "offset", s.D)
+			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if minFreeMiB < 0 {
@@ -69,7 +98,7 @@ func serveCommand() *command {
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
-				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle})
+				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk})
 			if err != nil {
 				return err
 			}

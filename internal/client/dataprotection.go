@@ -50,6 +50,26 @@ type Policy struct {
 	Properties json.RawMessage `json:"properties"`
 }
 
+// BackupRule returns the name of the policy's backup rule (a disk policy
+// has one).
+func (p Policy) BackupRule() (string, error) {
+	var props struct {
+		PolicyRules []struct {
+			Name       string `json:"name"`
+			ObjectType string `json:"objectType"`
+		} `json:"policyRules"`
+	}
+	if err := json.Unmarshal(p.Properties, &props); err != nil {
+		return "", fmt.Errorf("decode policy %s: %w", p.Name, err)
+	}
+	for _, r := range props.PolicyRules {
+		if r.ObjectType == "AzureBackupRule" {
+			return r.Name, nil
+		}
+	}
+	return "", fmt.Errorf("the policy %s has no backup rule", p.Name)
+}
+
 // UserFacingError is Azure Backup's error detail.
 type UserFacingError struct {
 	Code    string `json:"code"`
@@ -93,6 +113,12 @@ type RecoveryPoint struct {
 		RetentionTagName  string `json:"retentionTagName"`
 		ExpiryTime        string `json:"expiryTime"`
 		PolicyName        string `json:"policyName"`
+		// DataStores name where the point is kept: for a disk, the ID of
+		// its snapshot in the operational store.
+		DataStores []struct {
+			ID   string `json:"id"`
+			Type string `json:"type"`
+		} `json:"recoveryPointDataStoresDetails"`
 	} `json:"properties"`
 }
 

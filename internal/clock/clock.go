@@ -38,6 +38,17 @@ func (Real) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)}
 
 type realTimer struct{ t *time.Timer }
 
+// Shifted is the wall clock moved by D: Now is Real's time plus D, and
+// timers run in real time. Tests use it to run a server as if at another
+// moment (the day an upgrade fixture was made) while time still passes.
+type Shifted struct{ D time.Duration }
+
+// Now returns time.Now() plus D.
+func (s Shifted) Now() time.Time { return time.Now().Add(s.D) }
+
+// NewTimer wraps time.NewTimer.
+func (Shifted) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
 func (r realTimer) C() <-chan time.Time { return r.t.C }
 func (r realTimer) Stop() bool          { return r.t.Stop() }
 

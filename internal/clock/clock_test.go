@@ -46,3 +46,15 @@ func TestFakeTimers(t *testing.T) {
 		t.Fatal("a zero timer fires at once")
 	}
 }
+
+func TestShifted(t *testing.T) {
+	d := -400 * 24 * time.Hour
+	before := time.Now()
+	got := Shifted{D: d}.Now()
+	after := time.Now()
+	if got.Before(before.Add(d)) || got.After(after.Add(d)) {
+		t.Fatalf("Shifted{%v}.Now() = %v, want between %v and %v", d, got, before.Add(d), after.Add(d))
+	}
+	tm := Shifted{D: d}.NewTimer(0)
+	<-tm.C()
+}

@@ -30,9 +30,10 @@ func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
 }
 
 // Recover is called once at start: creations a stopped server left behind
-// are completed or failed, and disks made from a snapshot or a disk are
-// watched again, so that hydration resumes, a stall for lack of space
-// shows, and the temporary snapshots of copies go once they finish.
+// are completed or failed, deletions it left Deleting are finished, and
+// disks made from a snapshot or a disk are watched again, so that
+// hydration resumes, a stall for lack of space shows, and the temporary
+// snapshots of copies go once they finish.
 func (s *Service) Recover(ctx context.Context) error {
 	disks, snaps, err := s.readRecords(ctx, "")
 	if err != nil {
@@ -41,6 +42,12 @@ func (s *Service) Recover(ctx context.Context) error {
 	interrupted := resource.Errorf(resource.KindInternal, "OperationInterrupted",
 		"The operation was interrupted because the server restarted. Delete the resource and create it again.")
 	for _, sn := range snaps {
+		if sn.ProvisioningState == StateDeleting {
+			if err := s.destroySnapshot(ctx, sn); err != nil {
+				return fmt.Errorf("recover snapshot %s: %w", sn.ID, err)
+			}
+			continue
+		}
 		if sn.ProvisioningState != StateCreating {
 			continue
 		}
@@ -63,6 +70,12 @@ func (s *Service) Recover(ctx context.Context) error {
 	for _, d := range disks {
 		id, err := resource.Parse(d.ID)
 		if err != nil {
+			continue
+		}
+		if d.ProvisioningState == StateDeleting {
+			if err := s.destroyDisk(ctx, d); err != nil {
+				return fmt.Errorf("recover disk %s: %w", d.ID, err)
+			}
 			continue
 		}
 		if d.ProvisioningState == StateUpdating {

@@ -22,6 +22,7 @@ import (
 
 type fixture struct {
 	svc   *compute.Service
+	st    store.Store
 	clk   *clock.Fake
 	sub   string
 	admin identity.Principal
@@ -50,7 +51,7 @@ func newFixture(t testing.TB) *fixture {
 	svc := &compute.Service{Store: st, Tenant: ten, Engine: eng, Clock: clk, GrantKey: bytes.Repeat([]byte{1}, 32)}
 	ten.Cleaners = append(ten.Cleaners, svc.Cleaner)
 	t.Cleanup(svc.Close)
-	f := &fixture{svc: svc, clk: clk, sub: identity.NewGUID(), admin: identity.Principal{ID: identity.NewGUID(), Kind: identity.User}}
+	f := &fixture{svc: svc, st: st, clk: clk, sub: identity.NewGUID(), admin: identity.Principal{ID: identity.NewGUID(), Kind: identity.User}}
 	err = st.Update(ctx, func(tx store.Tx) error {
 		if _, err := ten.CreateSubscription(ctx, tx, f.sub, "s", f.admin.ID); err != nil {
 			return err

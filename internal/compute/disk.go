@@ -176,16 +176,24 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	var srcDisk Disk
 	var srcSnap Snapshot
 	var undo func()
+	var stale string // the volume of a failed disk this PUT replaces
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		stale = ""
 		if err := s.checkGroup(ctx, tx, id); err != nil {
 			return err
 		}
 		old, gerr := s.getDisk(ctx, tx, id)
-		if gerr == nil {
+		switch {
+		case gerr == nil && old.ProvisioningState == StateFailed:
+			// A disk whose provisioning failed (an error, or a stop that
+			// interrupted it, as Recover records) holds nothing: a PUT
+			// provisions it anew, as ARM retries a failed resource. An
+			// interrupted restore that is delivered again relies on it.
+			stale = old.UniqueID
+		case gerr == nil:
 			d, undo, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
 			return err
-		}
-		if !resource.IsCode(gerr, "ResourceNotFound") {
+		case !resource.IsCode(gerr, "ResourceNotFound"):
 			return gerr
 		}
 		created = true
@@ -258,6 +266,11 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	}
 	if err != nil || !created {
 		return d, created, nil, err
+	}
+	if stale != "" {
+		if err := s.Engine.DeleteVolume(ctx, stale); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+			s.logger().Warn("delete the volume of a failed disk", "disk", id.String(), "volume", stale, "err", err)
+		}
 	}
 	provision := func(ctx context.Context) (Disk, error) {
 		if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {
@@ -490,13 +503,17 @@ func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resou
 
 // DeleteDisk deletes a disk and its volume (its snapshots stay). A disk with
 // an active access grant is refused (OperationNotAllowed), as Azure refuses
-// an attached or exported disk. It reports whether the disk existed.
+// an attached or exported disk. The record is Deleting while the volume
+// goes, so that a stop in between leaves a deletion that Recover finishes,
+// never a Succeeded disk without its data. It reports whether the disk
+// existed.
 func (s *Service) DeleteDisk(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(_ store.Tx, d *Disk) error {
+	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(tx store.Tx, d *Disk) error {
 		if st := d.State(s.now()); st == DiskActiveSAS || st == DiskActiveUpload {
 			return notAllowed("Disk '%s' cannot be deleted while it is in state '%s': it is exported through an access grant. End the access (endGetAccess) first.", d.Name, st)
 		}
-		return nil
+		d.ProvisioningState = StateDeleting
+		return s.putDisk(ctx, tx, d)
 	})
 	if resource.IsCode(err, "ResourceNotFound") {
 		return false, nil

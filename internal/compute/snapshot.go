@@ -226,16 +226,19 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 
 // DeleteSnapshot deletes a snapshot and its block-engine snapshot. Disks
 // restored from it are unaffected. A snapshot with an active access grant
-// or still being created is refused. It reports whether it existed.
+// or still being created is refused. As with a disk, the record is
+// Deleting while the data goes (Recover finishes a deletion a stop
+// interrupted). It reports whether it existed.
 func (s *Service) DeleteSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	sn, err := recordTx(ctx, s, s.Store.Update, p, ActionSnapshotDelete, KindSnapshot, id, func(_ store.Tx, sn *Snapshot) error {
+	sn, err := recordTx(ctx, s, s.Store.Update, p, ActionSnapshotDelete, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
 		if sn.ProvisioningState == StateCreating {
 			return notAllowed("Snapshot '%s' is being created and cannot be deleted until it completes.", sn.Name)
 		}
 		if sn.State(s.now()) == DiskActiveSAS {
 			return notAllowed("Snapshot '%s' cannot be deleted while it is in state 'ActiveSAS': it is exported through an access grant. End the access (endGetAccess) first.", sn.Name)
 		}
-		return nil
+		sn.ProvisioningState = StateDeleting
+		return s.putSnapshot(ctx, tx, sn)
 	})
 	if resource.IsCode(err, "ResourceNotFound") {
 		return false, nil

@@ -478,17 +478,29 @@ func decideRetention(pol BackupPolicy, override string, user bool, at time.Time,
 }
 
 // FailTask is the worker pool's dead-letter hook: a task that will not be
-// retried fails its job cleanly (and a failed deletion makes the instance
-// usable again).
+// retried fails its job cleanly (a failed backup takes the snapshot it may
+// have made with it, and a failed deletion makes the instance usable
+// again) — except a restore whose disk was made, which completes.
 func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		s.logger().Error("dead task with bad payload", "task", t.ID, "err", err)
 		return
 	}
-	e := resource.AsError(cause)
-	if e == nil {
-		e = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	var jerr error = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)
+	if e := resource.AsError(cause); e != nil {
+		jerr = e
+	}
+	var fill func(r *job.Record)
+	if t.Type == TaskRestore {
+		target := parseOrZero(p.TargetDiskID)
+		if d, err := s.Disks.GetDisk(ctx, target); err == nil {
+			// The disk was made; only the job's end was lost.
+			jerr, fill = nil, func(r *job.Record) {
+				r.BytesTransferred = d.SizeBytes
+				r.Destination = target.String()
+			}
+		}
 	}
 	if t.Type == TaskBackup {
 		if run, err := s.loadRun(ctx, t); err == nil {
@@ -496,7 +508,7 @@ func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 		}
 	}
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, e, nil); err != nil {
+		if err := finishJob(ctx, tx, s.Clock.Now(), p.VaultID, p.JobID, jerr, fill); err != nil {
 			return err
 		}
 		if t.Type == TaskDeleteInstance {
@@ -507,6 +519,85 @@ func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	if err != nil {
 		s.logger().Error("fail dead task's job", "task", t.ID, "err", err)
 	}
+	if t.Type == TaskBackup {
+		if err := s.dropBackupSnapshot(ctx, p); err != nil {
+			s.logger().Error("delete the snapshot of a failed backup", "task", t.ID, "err", err)
+		}
+	}
+}
+
+// dropBackupSnapshot deletes, as the vault's identity, the snapshot that a
+// backup which will not be retried may have committed, unless its recovery
+// point exists (the backup completed after all): no snapshot resource is
+// left that no recovery point lists.
+func (s *Service) dropBackupSnapshot(ctx context.Context, p taskPayload) error {
+	var inst instanceRecord
+	var v VaultResource
+	committed := false
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(p.InstanceID), &inst); err != nil {
+			return err
+		}
+		if err := getJSON(ctx, tx, kindVault, strings.ToLower(p.VaultID), &v); err != nil {
+			return err
+		}
+		_, err := tx.Get(ctx, kindRecoveryPoint, rpKey(inst.Resource.ID, rpName(p.JobID)))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		committed = err == nil
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the instance or vault is gone, and its snapshots with it
+	}
+	if err != nil || committed {
+		return err
+	}
+	as, ok := principalOf(v)
+	if !ok {
+		return nil
+	}
+	snap := inst.snapshotRG().Child("Microsoft.Compute/snapshots", snapshotName(inst.diskID().Name(), p.JobID))
+	if err := (actor{s: s, as: as}).deleteSnapshot(ctx, snap); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete snapshot %s: %w", snap, err)
+	}
+	return nil
+}
+
+// Recover is called once at start, after the worker pool's Recover: it
+// fails the jobs that cannot be resumed (RecoverJobs) and configures the
+// backup instances a stop left Provisioning.
+func (s *Service) Recover(ctx context.Context) error {
+	if err := s.RecoverJobs(ctx); err != nil {
+		return err
+	}
+	return s.recoverInstances(ctx)
+}
+
+// recoverInstances configures the instances whose PUT was stored but whose
+// configuration did not finish: the process stopped before the operation
+// that configures them ended (which the operation's resumer also retries)
+// or before it was even recorded (which nothing else would).
+func (s *Service) recoverInstances(ctx context.Context) error {
+	var insts []instanceRecord
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		insts, err = listJSON[instanceRecord](ctx, tx, kindInstance, "")
+		return err
+	}); err != nil {
+		return fmt.Errorf("recover backup instances: %w", err)
+	}
+	for _, r := range insts {
+		if r.Deleting || r.Resource.Properties.ProvisioningState != "Provisioning" {
+			continue
+		}
+		_, err := s.ConfigureInstance(ctx, r.id())
+		if err != nil && resource.AsError(err) == nil { // a user error is recorded in the instance
+			return fmt.Errorf("recover backup instance %s: %w", r.Resource.ID, err)
+		}
+	}
+	return nil
 }
 
 // RecoverJobs is called once at start, after the queue's Recover: a job

@@ -34,6 +34,11 @@ type fakeDisks struct {
 	block func(ctx context.Context) error
 	// after, when set, is called once the snapshot is committed.
 	after func(ctx context.Context) error
+	// afterDelete, when set, is called once a snapshot is deleted.
+	afterDelete func(ctx context.Context) error
+	// afterRestore, when set, is called once a disk is made from a
+	// snapshot.
+	afterRestore func(ctx context.Context) error
 	// fail, when set, makes CreateSnapshot fail with it; with failLeaves
 	// the failed snapshot stays as a resource that is not readable (as
 	// Compute keeps a Failed snapshot).
@@ -160,12 +165,24 @@ func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, s
 
 func (f *fakeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if _, ok := f.snaps[snap.Key()]; !ok {
+		f.mu.Unlock()
 		return dataprotection.ErrNotFound
 	}
 	delete(f.snaps, snap.Key())
+	after := f.afterDelete
+	f.mu.Unlock()
+	if after != nil {
+		return after(ctx)
+	}
 	return nil
+}
+
+func (f *fakeDisks) hasSnapshot(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.snaps[resource.MustParse(id).Key()]
+	return ok
 }
 
 func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {
@@ -177,6 +194,11 @@ func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Prin
 	}
 	info := dataprotection.DiskInfo{ID: disk.String(), Name: disk.Name(), Location: location, SKU: sku, SizeBytes: int64(len(s.data))}
 	f.disks[disk.Key()] = &fakeDisk{info: info, data: append([]byte(nil), s.data...)}
+	if after := f.afterRestore; after != nil {
+		f.mu.Unlock()
+		defer f.mu.Lock()
+		return info, after(ctx)
+	}
 	return info, nil
 }
 

@@ -30,6 +30,10 @@ type rpRecord struct {
 	Location   string    `json:"location"`
 	JobID      string    `json:"jobId"`
 	Scheduled  bool      `json:"scheduled"`
+	// Deleting: its deletion has begun (its snapshot may be gone); it is
+	// no longer listed or restorable, and the deletion that marked it, or
+	// the next, removes it.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 func rpKey(instanceID, name string) string {
@@ -144,7 +148,7 @@ func (s *Service) ListRecoveryPoints(ctx context.Context, instanceID resource.ID
 		}
 		rps, err := listRPs(ctx, tx, r.Resource.ID)
 		for _, rp := range rps {
-			if f.Match(rp.Time) {
+			if !rp.Deleting && f.Match(rp.Time) {
 				out = append(out, rp.toResource())
 			}
 		}
@@ -156,7 +160,7 @@ func (s *Service) ListRecoveryPoints(ctx context.Context, instanceID resource.ID
 func (s *Service) getRP(ctx context.Context, tx store.Tx, instanceID resource.ID, name string) (rpRecord, error) {
 	var rp rpRecord
 	err := getJSON(ctx, tx, kindRecoveryPoint, rpKey(instanceID.String(), name), &rp)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && rp.Deleting) {
 		return rp, resource.Errorf(resource.KindNotFound, CodeRecoveryPointNotFound, "The recovery point '%s' of backup instance '%s' was not found.", name, instanceID.Name())
 	}
 	return rp, err

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/dataprotection"
 	"coffer/internal/job"
+	"coffer/internal/rbac"
 	"coffer/internal/store"
 	"coffer/internal/store/sqlite"
 )
@@ -132,4 +134,155 @@ func TestRestartDuringBackup(t *testing.T) {
 		}
 		_ = time.Second
 	})
+}
+
+// TestDeadBackupLeavesNoSnapshot: a backup whose snapshot committed but
+// whose deliveries were then used up by server stops fails, and takes its
+// snapshot with it: no snapshot resource is left that no recovery point
+// lists.
+func TestDeadBackupLeavesNoSnapshot(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	started := make(chan struct{})
+	e.disks.after = func(ctx context.Context) error { // the snapshot is committed; then the process dies
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.RunOnce(ctx)
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted worker: %v", err)
+	}
+	e.disks.after = nil
+	if err := e.pool.Recover(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // two more deliveries, each cut short by a stop
+		if _, ok, err := e.queue.Lease(e.ctx, "dead-process"); err != nil || !ok {
+			t.Fatalf("lease %d: %v %v", i, ok, err)
+		}
+		if err := e.pool.Recover(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.RecoverJobs(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	if j := e.job(jobID); j.Properties.Status != "Failed" {
+		t.Fatalf("job past its delivery limit: %+v", j.Properties)
+	}
+	if n, m := len(e.rps(s.bi)), e.disks.snapshotCount(); n != 0 || m != 0 {
+		t.Fatalf("%d recovery points and %d snapshots after the backup failed, want none", n, m)
+	}
+}
+
+// TestRestartAfterInstancePut: the process stops after a backup instance's
+// PUT stored it (ConfiguringProtection, Provisioning) and before the
+// operation that configures it was recorded. After the restart the
+// instance is configured all the same, not left Provisioning forever.
+func TestRestartAfterInstancePut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st, clock.NewFake(t0), nil)
+	s := e.standard(true)
+	if _, _, err := e.svc.PutInstance(e.ctx, dataprotection.Caller{Name: "test"}, s.bi,
+		mustJSON(map[string]any{"properties": biJSON(s.disk, "local", s.policy, s.snapRG.String())})); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil { // the process dies
+		t.Fatal(err)
+	}
+	st2, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	e2 := newEnvOn(t, st2, e.clk, e.disks)
+	if err := e2.svc.Recover(e2.ctx); err != nil {
+		t.Fatal(err)
+	}
+	bi, err := e2.svc.GetInstance(e2.ctx, s.bi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := bi.Properties; p.ProvisioningState != "Succeeded" || p.CurrentProtectionState != dataprotection.StateConfigured {
+		t.Fatalf("instance after the restart: %s, %s; want Succeeded, %s", p.ProvisioningState, p.CurrentProtectionState, dataprotection.StateConfigured)
+	}
+}
+
+// TestDeadRestoreWithItsDisk: a restore whose disk was made, but whose
+// deliveries were then used up by server stops before the job recorded
+// it, completes: its job does not say Failed while the restored disk is
+// there.
+func TestDeadRestoreWithItsDisk(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	if _, err := e.backupNow(s.bi, "BackupHourly", "Default"); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	rp := e.rps(s.bi)[0].Name
+	target := e.group(subA, "rg-restore", "local")
+	e.assign(s.principal, rbac.RoleDiskRestoreOperator, target.String())
+	disk := diskID(subA, "rg-restore", "restored")
+	jobID, err := e.svc.Restore(e.ctx, s.bi, mustJSON(map[string]any{"objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+		"recoveryPointId": rp, "sourceDataStoreType": "OperationalStore", "restoreTargetInfo": map[string]any{"objectType": "RestoreTargetInfo",
+			"recoveryOption": "FailIfExists", "restoreLocation": "local", "datasourceInfo": map[string]any{"objectType": "Datasource",
+				"resourceID": disk.String(), "datasourceType": "Microsoft.Compute/disks", "resourceLocation": "local"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := make(chan struct{})
+	e.disks.afterRestore = func(ctx context.Context) error { // the disk is made; then the process dies
+		close(made)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.RunOnce(ctx)
+		done <- err
+	}()
+	<-made
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted worker: %v", err)
+	}
+	e.disks.afterRestore = nil
+	if err := e.pool.Recover(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // two more deliveries, each cut short by a stop
+		if _, ok, err := e.queue.Lease(e.ctx, "dead-process"); err != nil || !ok {
+			t.Fatalf("lease %d: %v %v", i, ok, err)
+		}
+		if err := e.pool.Recover(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.drain()
+	if e.disks.hash(disk) == "missing" {
+		t.Fatal("the restored disk is gone")
+	}
+	if j := e.job(jobID); j.Properties.Status != "Completed" {
+		t.Fatalf("restore job whose disk was made: %s %+v, want Completed", j.Properties.Status, j.Properties.ErrorDetails)
+	}
 }

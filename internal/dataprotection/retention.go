@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,35 +53,66 @@ func nextExpiry(inst instanceRecord, rps []rpRecord, now time.Time) time.Time {
 	return next
 }
 
+// retentionRetry is how long after a retention run that ended with its
+// points still there (it failed, or server stops interrupted it past its
+// delivery limit) the next run starts.
+const retentionRetry = time.Hour
+
+// retentionJobID is the ID of run n of the retention that deletes an
+// instance's expired points from first on: derived from them, so that
+// re-planning is idempotent.
+func retentionJobID(instanceID, first string, n int) string {
+	if n == 0 {
+		return derivedGUID(strings.ToLower(instanceID), "retention", first)
+	}
+	return derivedGUID(strings.ToLower(instanceID), "retention", first, strconv.Itoa(n))
+}
+
 // enqueueRetention queues a retention job for an instance with expired
-// points (one per instance and first expiry, so that re-planning is
-// idempotent).
-func (s *Service) enqueueRetention(ctx context.Context, tx store.Tx, v VaultResource, r instanceRecord, expired []rpRecord) error {
+// points, unless one is queued or running, or the last run for the same
+// first point ended less than retentionRetry ago; it then returns when the
+// next run is due.
+func (s *Service) enqueueRetention(ctx context.Context, tx store.Tx, v VaultResource, r instanceRecord, expired []rpRecord, now time.Time) (retry time.Time, err error) {
 	busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskRetention)
 	if err != nil || busy {
-		return err
+		return time.Time{}, err
 	}
-	id := derivedGUID(strings.ToLower(r.Resource.ID), "retention", expired[0].Name)
-	if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
-		return nil
+	var id string
+	for n := 0; ; n++ {
+		id = retentionJobID(r.Resource.ID, expired[0].Name, n)
+		prev, err := job.Get(ctx, tx, v.ID, id)
+		if errors.Is(err, job.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !prev.Status.IsTerminal() {
+			return time.Time{}, nil
+		}
+		if at := prev.EndTime.Add(retentionRetry); now.Before(at) {
+			return at, nil
+		}
 	}
 	rec := s.newJobID(v, job.OpRetention, job.CategoryRetention, false, id)
 	s.fillInstance(&rec, r)
 	rec.SubTasks = []job.SubTask{{TaskID: 1, TaskName: "Delete expired recovery points", TaskStatus: "NotStarted"}}
 	if err := job.Put(ctx, tx, rec, store.PutOptions{CreateOnly: true}); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	payload, _ := json.Marshal(taskPayload{InstanceID: r.Resource.ID, VaultID: v.ID, JobID: id})
 	err = s.Queue.EnqueueTx(ctx, tx, job.Task{ID: id, Type: TaskRetention, Target: strings.ToLower(r.DiskID), Payload: payload})
 	if errors.Is(err, job.ErrDuplicate) {
-		return nil
+		return time.Time{}, nil
 	}
-	return err
+	return time.Time{}, err
 }
 
 // deletePoints deletes recovery points and their snapshots as the vault's
-// identity; each point's record goes once its snapshot is gone. It returns
-// how many it deleted and the first error.
+// identity. Each point is marked Deleting (no longer listed) before its
+// snapshot goes, and its record goes once the snapshot is gone, so a stop
+// in between never leaves a listed point without its snapshot; the next
+// run finishes it. It returns how many it deleted and the first error.
 func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) (int, error) {
 	p, ok := principalOf(run.vault)
 	if !ok {
@@ -104,7 +136,17 @@ func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) 
 		if rgMissing {
 			return n, errSnapshotRGPermissions(snap.GroupScope().String())
 		}
+		if err := s.markDeleting(ctx, rp, true); err != nil {
+			return n, err
+		}
 		if err := a.deleteSnapshot(ctx, snap); err != nil && !isNotFound(err) {
+			if ctx.Err() != nil {
+				return n, err // stopping: the task is delivered again and finishes it
+			}
+			// The snapshot is still there: list the point again.
+			if merr := s.markDeleting(ctx, rp, false); merr != nil {
+				s.logger().Warn("list again a recovery point whose deletion failed", "recoveryPoint", rp.Name, "err", merr)
+			}
 			if e := diskError(err, run.inst.DiskID, snap.GroupScope().String()); e != nil {
 				return n, e
 			}
@@ -122,6 +164,22 @@ func (s *Service) deletePoints(ctx context.Context, run jobRun, rps []rpRecord) 
 		n++
 	}
 	return n, nil
+}
+
+// markDeleting sets or clears a recovery point's Deleting mark.
+func (s *Service) markDeleting(ctx context.Context, rp rpRecord, deleting bool) error {
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		var cur rpRecord
+		err := getJSON(ctx, tx, kindRecoveryPoint, rp.key(), &cur)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || cur.Deleting == deleting {
+			return err
+		}
+		cur.Deleting = deleting
+		return putJSON(ctx, tx, kindRecoveryPoint, cur.key(), cur)
+	})
 }
 
 // ExecRetention deletes an instance's expired recovery points and their

@@ -125,9 +125,11 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 				return err
 			}
 			if expired := expiredPoints(r, rps, now); len(expired) > 0 {
-				if err := s.enqueueRetention(ctx, tx, v, r, expired); err != nil {
+				retry, err := s.enqueueRetention(ctx, tx, v, r, expired, now)
+				if err != nil {
 					return err
 				}
+				soonest(retry)
 				fired.Retention = append(fired.Retention, r.Resource.ID)
 			}
 			soonest(nextExpiry(r, rps, now))

@@ -31,8 +31,9 @@ type dataProtection struct {
 }
 
 // openDataProtection builds Microsoft.DataProtection on the Compute
-// service, registers its routes, recovers the jobs a stopped process left
-// behind and starts the workers and the scheduler.
+// service, registers its routes, recovers the jobs and instances a stopped
+// process left behind, queues what came due meanwhile and starts the
+// workers and the scheduler.
 func (s *Server) openDataProtection(ctx context.Context) error {
 	clk := s.cfg.Clock
 	q := job.NewQueue(s.store, clk)
@@ -52,8 +53,14 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	if err := pool.Recover(ctx); err != nil {
 		return err
 	}
-	if err := svc.RecoverJobs(ctx); err != nil {
+	if err := svc.Recover(ctx); err != nil {
 		return err
+	}
+	// Queue what came due while the server was down (the latest missed
+	// backup slots, retention of expired points) before it serves, so
+	// that a client looking right after a start sees those jobs.
+	if _, _, err := sched.Tick(ctx); err != nil {
+		return fmt.Errorf("plan the backups and retention due: %w", err)
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	dp := &dataProtection{svc: svc, queue: q, pool: pool, sched: sched, cancel: cancel}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,5 +100,30 @@ func TestFullDatabaseIsNoSpace(t *testing.T) {
 		return tx.Put(ctx, &store.Object{Kind: "k", Key: "/after", Data: big}, store.PutOptions{})
 	}); err != nil {
 		t.Fatalf("write after space returned: %v", err)
+	}
+}
+
+// TestMigrationsApplied: a new database has every embedded migration
+// applied, in order, and opening it again applies nothing twice.
+func TestMigrationsApplied(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	want := sqlite.Migrations()
+	if len(want) == 0 {
+		t.Fatal("no embedded migrations")
+	}
+	for range 2 {
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Applied(ctx)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("applied %v, want %v", got, want)
+		}
 	}
 }

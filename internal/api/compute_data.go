@@ -378,6 +378,12 @@ func (d *ComputeData) putPage(ctx context.Context, w http.ResponseWriter, r *htt
 			return dataError(err)
 		}
 	}
+	// A page write is durable once answered, as Azure's Put Page is: the
+	// data (or the clear) reaches stable storage before the 201. SAS has
+	// no flush of its own to leave this to (NBD clients flush themselves).
+	if err := a.Volume.Flush(ctx); err != nil {
+		return dataError(err)
+	}
 	h := w.Header()
 	d.commonHeaders(h, a)
 	h.Set("x-ms-request-server-encrypted", "true")

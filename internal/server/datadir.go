@@ -67,6 +67,14 @@ func prepareDataDir(dir string, log *slog.Logger) error {
 	if len(changed) == 0 {
 		return nil
 	}
+	if len(changed) == 1 && changed[0].path == dir {
+		if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
+			// A new, empty data dir made with the umask's mode (mkdir
+			// DIR; coffer serve --data DIR): nothing was exposed.
+			log.Debug("made the new data dir owner-only", "dir", dir, "from", fmt.Sprintf("%04o", changed[0].from))
+			return nil
+		}
+	}
 	const shown = 10
 	var examples []string
 	for _, c := range changed[:min(len(changed), shown)] {

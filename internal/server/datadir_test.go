@@ -170,3 +170,28 @@ func BenchmarkPrepareDataDir(b *testing.B) {
 		}
 	}
 }
+
+// TestNewEmptyDataDirQuiet: a new, empty data dir made with the umask's
+// mode (mkdir DIR; coffer serve --data DIR) is made owner-only without a
+// warning, since nothing in it was ever exposed.
+func TestNewEmptyDataDirQuiet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	s, err := openTest(t, dir, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if loose := looseEntries(t, dir); len(loose) != 0 {
+		t.Fatalf("loose entries: %v", loose)
+	}
+	if strings.Contains(log.String(), "tightened") {
+		t.Fatalf("a new empty data dir was reported as tightened:\n%s", log.String())
+	}
+}

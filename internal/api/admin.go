@@ -26,9 +26,6 @@ func (s *Server) RegisterAdmin(m Maintenance) {
 	v := IdentityVersions
 	long := func(kind string, fn func(context.Context) (any, error)) func(context.Context, *Request) (*Response, error) {
 		return func(ctx context.Context, r *Request) (*Response, error) {
-			if err := tenantAdminOnly(r, "Coffer.Admin/"+kind+"/action"); err != nil {
-				return nil, err
-			}
 			op, err := s.Operations.Start(ctx, operation.Record{ResourceID: "/providers/Coffer.Admin", Kind: "admin/" + kind,
 				CreatedBy: r.Principal.ID}, fn)
 			if err != nil {
@@ -42,14 +39,15 @@ func (s *Server) RegisterAdmin(m Maintenance) {
 		}
 	}
 	s.Handle(
-		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/verify", Type: "Coffer.Admin", Versions: v, Handle: long("verify", m.Verify)},
-		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/gc", Type: "Coffer.Admin", Versions: v, Handle: long("gc", m.GC)},
-		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/rebuildIndex", Type: "Coffer.Admin", Versions: v, Handle: long("rebuildIndex", m.RebuildIndex)},
+		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/verify", Type: "Coffer.Admin", Versions: v,
+			TenantAction: "Coffer.Admin/verify/action", Handle: long("verify", m.Verify)},
+		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/gc", Type: "Coffer.Admin", Versions: v,
+			TenantAction: "Coffer.Admin/gc/action", Handle: long("gc", m.GC)},
+		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/rebuildIndex", Type: "Coffer.Admin", Versions: v,
+			TenantAction: "Coffer.Admin/rebuildIndex/action", Handle: long("rebuildIndex", m.RebuildIndex)},
 		Route{Method: "GET", Pattern: "/providers/Coffer.Admin/stats", Type: "Coffer.Admin", Versions: v,
+			TenantAction: "Coffer.Admin/stats/read",
 			Handle: func(ctx context.Context, r *Request) (*Response, error) {
-				if err := tenantAdminOnly(r, "Coffer.Admin/stats/read"); err != nil {
-					return nil, err
-				}
 				res, err := m.Stats(ctx)
 				if err != nil {
 					return nil, err

@@ -15,17 +15,18 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/capacity"
 	"coffer/internal/clock"
 	"coffer/internal/identity"
 	"coffer/internal/operation"
-	"coffer/internal/rbac"
 	"coffer/internal/resource"
 )
 
-// Authorizer decides whether a principal may perform an action at a scope.
+// Authorizer is the decision point (authorization.Service): whether a
+// principal may perform an action at a scope, and if not what it lacks.
 type Authorizer interface {
-	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
+	Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error)
 }
 
 // Route is one entry of the route table.
@@ -40,13 +41,27 @@ type Route struct {
 	// Versions are the accepted api-versions; nil means the route does not
 	// take one (OAuth, health, metrics).
 	Versions []string
+	// Who may call the route: every route declares exactly one of
+	// Anonymous, Action, TenantAction and Checks (Handle panics
+	// otherwise), so that no route can leave its caller unauthorized.
+	//
 	// Anonymous routes need no token.
 	Anonymous bool
-	// Action is the RBAC action checked at Scope(r) before Handle; empty
-	// with a non-anonymous route means "authenticated, handler checks".
+	// Action is the RBAC action checked at Scope(r), through the decision
+	// point, before the body is read and the handler runs.
 	Action string
 	// Scope returns the scope to authorize at; nil means the request path.
 	Scope func(r *Request) string
+	// TenantAction is a tenant-level action (only tenant administrators
+	// hold it) checked at "/" before the handler runs, unless Self says
+	// the caller acts on itself.
+	TenantAction string
+	Self         func(r *Request) bool
+	// Checks says, for a route whose rule depends on what the request
+	// reads (the caller's own tokens, an operation's creator, the
+	// subscriptions a principal may see), which rule the domain operation
+	// or the handler applies through the decision point.
+	Checks string
 	// MaxBody overrides the server's request body limit.
 	MaxBody int64
 	// Validate checks the path (names by Azure's rules) before anything
@@ -182,13 +197,39 @@ func NewServer(id *identity.Service, authz Authorizer, clk clock.Clock, logger *
 		TenantID: id.TenantID, PageSize: 100, metrics: newMetrics()}
 }
 
-// Handle adds routes.
+// Handle adds routes. It panics on a route that does not declare who may
+// call it (see Route.Anonymous).
 func (s *Server) Handle(routes ...Route) {
 	for i := range routes {
 		r := routes[i]
+		if err := r.checkAccess(); err != nil {
+			panic(err)
+		}
 		r.pat = parsePattern(r.Pattern)
 		s.routes = append(s.routes, &r)
 	}
+}
+
+// checkAccess reports a route that declares none, or more than one, of the
+// ways of authorizing its caller.
+func (r *Route) checkAccess() error {
+	n := 0
+	for _, set := range []bool{r.Anonymous, r.Action != "", r.TenantAction != "", r.Checks != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return fmt.Errorf("api: route %s %s declares %d of Anonymous, Action, TenantAction and Checks; it must declare exactly one", r.Method, r.Pattern, n)
+	case r.Self != nil && r.TenantAction == "":
+		return fmt.Errorf("api: route %s %s has Self without a TenantAction", r.Method, r.Pattern)
+	case r.TenantAction != "" && !authorization.IsTenantAction(r.TenantAction):
+		return fmt.Errorf("api: route %s %s: %s is not a tenant-level action", r.Method, r.Pattern, r.TenantAction)
+	case r.Action != "" && authorization.IsTenantAction(r.Action):
+		return fmt.Errorf("api: route %s %s: %s is a tenant-level action: declare it as TenantAction", r.Method, r.Pattern, r.Action)
+	}
+	return nil
 }
 
 // lookup finds the best route for a path: among matching patterns the one
@@ -309,12 +350,17 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 		if err := s.authenticate(ctx, req, w); err != nil {
 			return nil, err
 		}
-		if rt.Action != "" {
+		switch {
+		case rt.Action != "":
 			scope := req.Path
 			if rt.Scope != nil {
 				scope = rt.Scope(req)
 			}
 			if err := s.Authorize(ctx, req, rt.Action, scope); err != nil {
+				return nil, err
+			}
+		case rt.TenantAction != "" && (rt.Self == nil || !rt.Self(req)):
+			if err := s.Authorize(ctx, req, rt.TenantAction, authorization.TenantScope); err != nil {
 				return nil, err
 			}
 		}
@@ -390,31 +436,23 @@ func (s *Server) authenticate(ctx context.Context, req *Request, w http.Response
 	return nil
 }
 
-// Authorize returns nil if the request's principal may perform action at
-// scope, else 403 AuthorizationFailed in Azure's words.
+// Authorize asks the decision point whether the request's principal may
+// perform action at scope: nil if it may, else Azure's 403
+// AuthorizationFailed (a 400 InvalidScope for a scope that is not one).
+// The route table calls it for every route's declared action; handlers
+// call it for the rules Route.Checks describes.
 func (s *Server) Authorize(ctx context.Context, req *Request, action, scope string) error {
-	if err := rbac.ValidateScope(scope); err != nil {
-		return resource.Errorf(resource.KindBadRequest, "InvalidScope", "The scope '%s' is not valid: %v", scope, err)
+	d, err := s.Authorizer.Decide(ctx, req.Principal, action, scope)
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindBadRequest {
+		return e
 	}
-	ok, err := s.Authorizer.Allowed(ctx, req.Principal, action, scope)
 	if err != nil {
 		return fmt.Errorf("authorize %s at %s: %w", action, scope, err)
 	}
-	if !ok {
-		return AuthorizationFailed(req.Principal, action, scope)
+	if !d.Allowed {
+		return authorization.Forbidden(req.Principal, d)
 	}
 	return nil
-}
-
-// AuthorizationFailed is ARM's 403 for a denied action.
-func AuthorizationFailed(p identity.Principal, action, scope string) *resource.Error {
-	client := p.ClientID
-	if client == "" {
-		client = p.ID
-	}
-	return resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
-		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-		client, p.ID, action, scope)
 }
 
 func (s *Server) logger() *slog.Logger {

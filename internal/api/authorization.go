@@ -1,13 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
+	"coffer/internal/authorization"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
-	"coffer/internal/store"
 )
 
 func (h *coreHandlers) authorizationRoutes() []Route {
@@ -30,33 +33,6 @@ func (h *coreHandlers) authorizationRoutes() []Route {
 	}
 }
 
-// checkScope validates a scope path and that its subscription and group
-// exist (ARM answers 404 for assignments under missing containers).
-func (h *coreHandlers) checkScope(ctx context.Context, tx store.Tx, scope string) (string, error) {
-	norm, err := rbac.NormalizeScope(scope)
-	if err != nil {
-		return "", rbac.ErrorFor(err)
-	}
-	if norm == "/" {
-		return norm, nil
-	}
-	id, err := resource.Parse(norm)
-	if err != nil {
-		return "", resource.Errorf(resource.KindBadRequest, "InvalidScope", "The scope '%s' is not valid.", scope)
-	}
-	if id.Subscription != "" {
-		if _, err := h.c.Tenant.GetSubscription(ctx, tx, id.Subscription); err != nil {
-			return "", err
-		}
-	}
-	if id.ResourceGroup != "" {
-		if _, err := h.c.Tenant.GetGroup(ctx, tx, id); err != nil {
-			return "", err
-		}
-	}
-	return norm, nil
-}
-
 func subscriptionOf(scope string) string {
 	id, err := resource.Parse(scope)
 	if err != nil {
@@ -70,16 +46,14 @@ func (h *coreHandlers) listRoleDefinitions(ctx context.Context, r *Request) (*Re
 	if err != nil {
 		return nil, rbac.ErrorFor(err)
 	}
-	pol, err := h.c.Authz.Policy(ctx)
+	ds, err := h.c.Authz.RoleDefinitions(ctx, r.Var("scope"), f)
 	if err != nil {
 		return nil, err
 	}
 	sub := subscriptionOf(r.Var("scope"))
 	var items []any
-	var keys []string
-	for _, d := range rbac.ListRoleDefinitions(pol, r.Var("scope"), f) {
+	for _, d := range ds {
 		items = append(items, rbac.NewRoleDefinitionResource(d, sub))
-		keys = append(keys, d.ID)
 	}
 	return JSON(http.StatusOK, Page{Value: nonNilItems(items)}), nil
 }
@@ -92,13 +66,9 @@ func nonNilItems(items []any) []any {
 }
 
 func (h *coreHandlers) getRoleDefinition(ctx context.Context, r *Request) (*Response, error) {
-	pol, err := h.c.Authz.Policy(ctx)
+	d, err := h.c.Authz.RoleDefinition(ctx, r.Var("id"))
 	if err != nil {
 		return nil, err
-	}
-	d, ok := pol.Role(r.Var("id"))
-	if !ok {
-		return nil, resource.Errorf(resource.KindNotFound, "RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", r.Var("id"))
 	}
 	return JSON(http.StatusOK, rbac.NewRoleDefinitionResource(d, subscriptionOf(r.Var("scope")))), nil
 }
@@ -108,23 +78,14 @@ func (h *coreHandlers) listAssignments(ctx context.Context, r *Request) (*Respon
 	if err != nil {
 		return nil, rbac.ErrorFor(err)
 	}
-	var as []rbac.Assignment
-	var scope string
-	err = h.c.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		if scope, err = h.checkScope(ctx, tx, r.Var("scope")); err != nil {
-			return err
-		}
-		as, err = h.c.Authz.List(ctx, tx)
-		return err
-	})
+	scope, as, err := h.c.Authz.ListAssignments(ctx, r.Var("scope"), f)
 	if err != nil {
 		return nil, err
 	}
 	sub := subscriptionOf(scope)
 	var items []any
 	var keys []string
-	for _, a := range rbac.FilterAssignments(as, scope, f) {
+	for _, a := range as {
 		items = append(items, rbac.NewAssignmentResource(a, sub))
 		keys = append(keys, strings.ToLower(a.ID()))
 	}
@@ -132,39 +93,46 @@ func (h *coreHandlers) listAssignments(ctx context.Context, r *Request) (*Respon
 }
 
 func (h *coreHandlers) getAssignment(ctx context.Context, r *Request) (*Response, error) {
-	var a rbac.Assignment
-	err := h.c.Store.View(ctx, func(tx store.Tx) error {
-		scope, err := h.checkScope(ctx, tx, r.Var("scope"))
-		if err != nil {
-			return err
-		}
-		a, err = h.c.Authz.Get(ctx, tx, scope, r.Var("name"))
-		return err
-	})
+	a, err := h.c.Authz.GetAssignment(ctx, r.Var("scope"), r.Var("name"))
 	if err != nil {
 		return nil, err
 	}
 	return JSON(http.StatusOK, rbac.NewAssignmentResource(a, subscriptionOf(a.Scope))), nil
 }
 
+// decodeAssignment decodes a role assignment PUT body, with the errors
+// ARM gives a body that is not JSON (InvalidRequestContent) or lacks its
+// properties.
+func decodeAssignment(body []byte) (authorization.AssignmentInput, error) {
+	var req struct {
+		Properties *rbac.AssignmentProperties `json:"properties"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
+		if e := resource.AsError(DecodeJSON(body, &map[string]any{})); e != nil {
+			return authorization.AssignmentInput{}, e
+		}
+		return authorization.AssignmentInput{}, rbac.ErrorFor(fmt.Errorf("%w: %v", rbac.ErrInvalidBody, err))
+	}
+	if req.Properties == nil {
+		return authorization.AssignmentInput{}, rbac.ErrorFor(fmt.Errorf("%w: missing properties", rbac.ErrInvalidBody))
+	}
+	p := req.Properties
+	return authorization.AssignmentInput{RoleDefinitionID: p.RoleDefinitionID, PrincipalID: p.PrincipalID, PrincipalType: p.PrincipalType,
+		Description: p.Description, Condition: p.Condition, ConditionVersion: p.ConditionVersion,
+		DelegatedManagedIdentityResourceID: p.DelegatedManagedIdentityResourceID}, nil
+}
+
 func (h *coreHandlers) putAssignment(ctx context.Context, r *Request) (*Response, error) {
-	var a rbac.Assignment
-	var created bool
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		scope, err := h.checkScope(ctx, tx, r.Var("scope"))
-		if err != nil {
-			return err
-		}
-		in, err := rbac.DecodeAssignmentRequest(r.Body, scope, r.Var("name"), nil)
-		if err != nil {
-			if e := resource.AsError(DecodeJSON(r.Body, &map[string]any{})); e != nil {
-				return e
-			}
-			return rbac.ErrorFor(err)
-		}
-		a, created, err = h.c.Authz.Put(ctx, tx, in, h.c.Identity, r.Principal.ID)
-		return err
-	})
+	// The scope is reported before the body, as ARM does; PutAssignment
+	// checks it again in its transaction.
+	if _, err := h.c.Authz.CheckScope(ctx, r.Var("scope")); err != nil {
+		return nil, err
+	}
+	in, err := decodeAssignment(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	a, created, err := h.c.Authz.PutAssignment(ctx, r.Var("scope"), r.Var("name"), in, r.Principal.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -176,20 +144,12 @@ func (h *coreHandlers) putAssignment(ctx context.Context, r *Request) (*Response
 }
 
 func (h *coreHandlers) deleteAssignment(ctx context.Context, r *Request) (*Response, error) {
-	var a rbac.Assignment
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		scope, err := h.checkScope(ctx, tx, r.Var("scope"))
-		if err != nil {
-			return err
-		}
-		a, err = h.c.Authz.Delete(ctx, tx, scope, r.Var("name"))
-		return err
-	})
-	if resource.IsCode(err, "RoleAssignmentNotFound") {
-		return &Response{Status: http.StatusNoContent}, nil
-	}
+	a, existed, err := h.c.Authz.DeleteAssignment(ctx, r.Var("scope"), r.Var("name"))
 	if err != nil {
 		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil
 	}
 	return JSON(http.StatusOK, rbac.NewAssignmentResource(a, subscriptionOf(a.Scope))), nil
 }

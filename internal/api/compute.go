@@ -69,7 +69,11 @@ func (h *computeHandlers) routes(typ string) []Route {
 	}
 	grpScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") + "/resourceGroups/" + r.Var("rg") }
 	subScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") }
+	// An item's actions are decided at its resource ID (the path of
+	// beginGetAccess and endGetAccess goes on past it).
+	itemScope := func(r *Request) string { return h.id(r, typ).String() }
 	read := "Microsoft.Compute/" + typ + "/read"
+	act := func(kind string) string { return "Microsoft.Compute/" + typ + "/" + kind }
 	isDisk := typ == compute.TypeDisks
 	pick := func(disk, snap func(context.Context, *Request) (*Response, error)) func(context.Context, *Request) (*Response, error) {
 		if isDisk {
@@ -78,12 +82,18 @@ func (h *computeHandlers) routes(typ string) []Route {
 		return snap
 	}
 	return []Route{
-		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.putDisk, h.putSnapshot)},
-		{Method: "GET", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.getDisk, h.getSnapshot)},
-		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.patchDisk, h.patchSnapshot)},
-		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Handle: pick(h.deleteDisk, h.deleteSnapshot)},
-		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Handle: h.beginGetAccess},
-		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Handle: h.endGetAccess},
+		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("write"), Scope: itemScope,
+			Handle: pick(h.putDisk, h.putSnapshot)},
+		{Method: "GET", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: read, Scope: itemScope,
+			Handle: pick(h.getDisk, h.getSnapshot)},
+		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("write"), Scope: itemScope,
+			Handle: pick(h.patchDisk, h.patchSnapshot)},
+		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("delete"), Scope: itemScope,
+			Handle: pick(h.deleteDisk, h.deleteSnapshot)},
+		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Action: act("beginGetAccess/action"),
+			Scope: itemScope, Handle: h.beginGetAccess},
+		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Action: act("endGetAccess/action"),
+			Scope: itemScope, Handle: h.endGetAccess},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
 			Validate: validate, Action: read, Scope: grpScope, Handle: pick(h.listDisks, h.listSnapshots)},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
@@ -112,7 +122,7 @@ func (h *computeHandlers) putDisk(ctx context.Context, r *Request) (*Response, e
 		return nil, err
 	}
 	id := h.id(r, compute.TypeDisks)
-	if cur, gerr := h.c.Service.GetDisk(ctx, r.Principal, id); gerr == nil {
+	if cur, gerr := h.c.Service.GetDisk(ctx, id); gerr == nil {
 		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
 			return nil, err
 		}
@@ -136,7 +146,7 @@ func (h *computeHandlers) putDisk(ctx context.Context, r *Request) (*Response, e
 }
 
 func (h *computeHandlers) getDisk(ctx context.Context, r *Request) (*Response, error) {
-	d, err := h.c.Service.GetDisk(ctx, r.Principal, h.id(r, compute.TypeDisks))
+	d, err := h.c.Service.GetDisk(ctx, h.id(r, compute.TypeDisks))
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +173,7 @@ func (h *computeHandlers) patchDisk(ctx context.Context, r *Request) (*Response,
 		upd.Options = &o
 	}
 	id := h.id(r, compute.TypeDisks)
-	if cur, err := h.c.Service.GetDisk(ctx, r.Principal, id); err == nil {
+	if cur, err := h.c.Service.GetDisk(ctx, id); err == nil {
 		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
 			return nil, err
 		}
@@ -176,7 +186,7 @@ func (h *computeHandlers) patchDisk(ctx context.Context, r *Request) (*Response,
 }
 
 func (h *computeHandlers) deleteDisk(ctx context.Context, r *Request) (*Response, error) {
-	existed, err := h.c.Service.DeleteDisk(ctx, r.Principal, h.id(r, compute.TypeDisks))
+	existed, err := h.c.Service.DeleteDisk(ctx, h.id(r, compute.TypeDisks))
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +227,7 @@ func (h *computeHandlers) putSnapshot(ctx context.Context, r *Request) (*Respons
 		return nil, err
 	}
 	id := h.id(r, compute.TypeSnapshots)
-	if cur, gerr := h.c.Service.GetSnapshot(ctx, r.Principal, id); gerr == nil {
+	if cur, gerr := h.c.Service.GetSnapshot(ctx, id); gerr == nil {
 		if err := CheckPreconditions(r, true, cur.ETag); err != nil {
 			return nil, err
 		}
@@ -241,7 +251,7 @@ func (h *computeHandlers) putSnapshot(ctx context.Context, r *Request) (*Respons
 }
 
 func (h *computeHandlers) getSnapshot(ctx context.Context, r *Request) (*Response, error) {
-	sn, err := h.c.Service.GetSnapshot(ctx, r.Principal, h.id(r, compute.TypeSnapshots))
+	sn, err := h.c.Service.GetSnapshot(ctx, h.id(r, compute.TypeSnapshots))
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +271,7 @@ func (h *computeHandlers) patchSnapshot(ctx context.Context, r *Request) (*Respo
 }
 
 func (h *computeHandlers) deleteSnapshot(ctx context.Context, r *Request) (*Response, error) {
-	existed, err := h.c.Service.DeleteSnapshot(ctx, r.Principal, h.id(r, compute.TypeSnapshots))
+	existed, err := h.c.Service.DeleteSnapshot(ctx, h.id(r, compute.TypeSnapshots))
 	if err != nil {
 		return nil, err
 	}
@@ -398,9 +408,9 @@ func (h *computeHandlers) endGetAccess(ctx context.Context, r *Request) (*Respon
 	}
 	var err error
 	if in.GrantID != nil {
-		err = h.c.Service.RevokeGrant(ctx, r.Principal, id, *in.GrantID)
+		err = h.c.Service.RevokeGrant(ctx, id, *in.GrantID)
 	} else {
-		err = h.c.Service.RevokeAccess(ctx, r.Principal, id)
+		err = h.c.Service.RevokeAccess(ctx, id)
 	}
 	if err != nil {
 		return nil, err

@@ -12,15 +12,12 @@ import (
 	"coffer/internal/capacity"
 	"coffer/internal/identity"
 	"coffer/internal/operation"
-	"coffer/internal/rbac"
 	"coffer/internal/resource"
-	"coffer/internal/store"
 	"coffer/internal/tenant"
 )
 
 // Core holds the services behind the core routes.
 type Core struct {
-	Store    store.Store
 	Tenant   *tenant.Service
 	Authz    *authorization.Service
 	Identity *identity.Service
@@ -187,15 +184,18 @@ func (h *coreHandlers) resourceRoutes() []Route {
 	grpScope := func(r *Request) string { return "/subscriptions/" + r.Var("sub") + "/resourceGroups/" + r.Var("rg") }
 	validGroup := func(r *Request) error { return resource.GroupNameRule.Check("InvalidResourceGroup", r.Var("rg")) }
 	routes := []Route{
-		{Method: "GET", Pattern: "/subscriptions", Type: "subscriptions", Versions: v, Handle: h.listSubscriptions},
+		{Method: "GET", Pattern: "/subscriptions", Type: "subscriptions", Versions: v,
+			Checks: "any principal: the subscriptions it may see (" + tenant.ActionSubscriptionRead + "; all for a tenant administrator)",
+			Handle: h.listSubscriptions},
 		{Method: "GET", Pattern: "/subscriptions/{sub}", Type: "subscriptions", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/read", Scope: subScope, Handle: h.getSubscription},
+			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.getSubscription},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/locations", Type: "locations", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/read", Scope: subScope, Handle: h.listLocations},
+			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.listLocations},
 		{Method: "PUT", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
-			Versions: SubscriptionAliasVersions, Handle: h.putAlias},
+			Versions: SubscriptionAliasVersions, TenantAction: "Microsoft.Subscription/aliases/write", Handle: h.putAlias},
 		{Method: "GET", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
-			Versions: SubscriptionAliasVersions, Handle: h.getAlias},
+			Versions: SubscriptionAliasVersions,
+			Checks:   "a tenant administrator, or " + tenant.ActionSubscriptionRead + " on the alias's subscription", Handle: h.getAlias},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups", Type: "resourceGroups", Versions: v,
 			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: subScope, Filter: true, Handle: h.listGroups},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
@@ -236,37 +236,21 @@ func subscriptionJSON(sub tenant.Subscription) subscriptionBody {
 }
 
 func (h *coreHandlers) listSubscriptions(ctx context.Context, r *Request) (*Response, error) {
-	var subs []tenant.Subscription
-	if err := h.c.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		subs, err = h.c.Tenant.ListSubscriptions(ctx, tx)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	pol, err := h.c.Authz.Policy(ctx)
+	subs, err := h.c.Tenant.VisibleSubscriptions(ctx, r.Principal)
 	if err != nil {
 		return nil, err
 	}
 	var items []any
 	var keys []string
 	for _, sub := range subs {
-		scope := "/subscriptions/" + sub.ID
-		if r.Principal.TenantAdmin || pol.Allowed(r.Principal.ID, "Microsoft.Resources/subscriptions/read", scope) {
-			items = append(items, subscriptionJSON(sub))
-			keys = append(keys, sub.ID)
-		}
+		items = append(items, subscriptionJSON(sub))
+		keys = append(keys, sub.ID)
 	}
 	return h.s.Paginate(r, items, keys)
 }
 
 func (h *coreHandlers) getSubscription(ctx context.Context, r *Request) (*Response, error) {
-	var sub tenant.Subscription
-	err := h.c.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		sub, err = h.c.Tenant.GetSubscription(ctx, tx, r.Var("sub"))
-		return err
-	})
+	sub, err := h.c.Tenant.Subscription(ctx, r.Var("sub"))
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +258,7 @@ func (h *coreHandlers) getSubscription(ctx context.Context, r *Request) (*Respon
 }
 
 func (h *coreHandlers) listLocations(ctx context.Context, r *Request) (*Response, error) {
-	if _, err := h.getSubscription(ctx, r); err != nil {
+	if _, err := h.c.Tenant.Subscription(ctx, r.Var("sub")); err != nil {
 		return nil, err
 	}
 	var items []any
@@ -285,6 +269,8 @@ func (h *coreHandlers) listLocations(ctx context.Context, r *Request) (*Response
 	return JSON(http.StatusOK, map[string]any{"value": items}), nil
 }
 
+// aliasBody is the ARM shape of a Microsoft.Subscription alias, in a PUT
+// body and an answer.
 type aliasBody struct {
 	ID         string `json:"id"`
 	Name       string `json:"name"`
@@ -298,15 +284,21 @@ type aliasBody struct {
 	} `json:"properties"`
 }
 
-// putAlias creates a subscription (Microsoft.Subscription aliases). Only a
-// tenant administrator may; the creator becomes Owner of the new
-// subscription, as in Azure.
+func aliasJSON(a tenant.Alias) aliasBody {
+	out := aliasBody{ID: "/providers/Microsoft.Subscription/aliases/" + a.Name, Name: a.Name, Type: tenant.KindAlias}
+	out.Properties.SubscriptionID = a.SubscriptionID
+	out.Properties.DisplayName = a.DisplayName
+	out.Properties.Workload = a.Workload
+	out.Properties.BillingScope = a.BillingScope
+	out.Properties.ProvisioningState = a.ProvisioningState
+	return out
+}
+
+// putAlias creates a subscription (Microsoft.Subscription aliases); the
+// route lets tenant administrators only.
 func (h *coreHandlers) putAlias(ctx context.Context, r *Request) (*Response, error) {
-	if !r.Principal.TenantAdmin {
-		return nil, AuthorizationFailed(r.Principal, "Microsoft.Subscription/aliases/write", "/")
-	}
 	alias := r.Var("alias")
-	if err := resource.ChildNameRule.Check("InvalidAliasName", alias); err != nil {
+	if err := tenant.CheckAliasName(alias); err != nil {
 		return nil, err
 	}
 	var in struct {
@@ -323,68 +315,25 @@ func (h *coreHandlers) putAlias(ctx context.Context, r *Request) (*Response, err
 	if in.Properties == nil {
 		return nil, resource.Errorf(resource.KindBadRequest, "InvalidRequestContent", "The request content must contain 'properties'.")
 	}
-	if err := resource.CheckLine("properties.displayName", in.Properties.DisplayName); err != nil {
-		return nil, err
-	}
-	if in.Properties.Workload != "" && !strings.EqualFold(in.Properties.Workload, "Production") && !strings.EqualFold(in.Properties.Workload, "DevTest") {
-		return nil, resource.Errorf(resource.KindBadRequest, "InvalidWorkload", "The workload '%s' is invalid. Allowed values are 'Production' and 'DevTest'.", in.Properties.Workload)
-	}
-	var out aliasBody
-	status := http.StatusOK
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		akey := "/providers/microsoft.subscription/aliases/" + strings.ToLower(alias)
-		if o, err := tx.Get(ctx, tenant.KindAlias, akey); err == nil {
-			return decodeStored(o.Data, &out)
-		}
-		subID := in.Properties.SubscriptionID
-		if subID == "" {
-			subID = identity.NewGUID()
-		} else if !identity.IsGUID(subID) {
-			return resource.Errorf(resource.KindBadRequest, "InvalidSubscriptionId", "The subscription ID '%s' must be a GUID.", subID)
-		}
-		name := in.Properties.DisplayName
-		if name == "" {
-			name = alias
-		}
-		if _, err := h.c.Tenant.CreateSubscription(ctx, tx, subID, name, r.Principal.ID); err != nil {
-			return err
-		}
-		if _, err := h.c.Authz.Assign(ctx, tx, r.Principal.ID, r.Principal.Kind.PrincipalType(), rbac.RoleOwner, "/subscriptions/"+strings.ToLower(subID), r.Principal.ID); err != nil {
-			return err
-		}
-		out = aliasBody{ID: "/providers/Microsoft.Subscription/aliases/" + alias, Name: alias, Type: "Microsoft.Subscription/aliases"}
-		out.Properties.SubscriptionID = strings.ToLower(subID)
-		out.Properties.DisplayName = name
-		out.Properties.Workload = in.Properties.Workload
-		out.Properties.BillingScope = in.Properties.BillingScope
-		out.Properties.ProvisioningState = "Succeeded"
-		status = http.StatusCreated
-		return putStored(ctx, tx, tenant.KindAlias, akey, out)
-	})
+	p := in.Properties
+	a, created, err := h.c.Tenant.PutAlias(ctx, r.Principal, alias, tenant.AliasInput{DisplayName: p.DisplayName, Workload: p.Workload,
+		BillingScope: p.BillingScope, SubscriptionID: p.SubscriptionID})
 	if err != nil {
 		return nil, err
 	}
-	return JSON(status, out), nil
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return JSON(status, aliasJSON(a)), nil
 }
 
 func (h *coreHandlers) getAlias(ctx context.Context, r *Request) (*Response, error) {
-	var out aliasBody
-	err := h.c.Store.View(ctx, func(tx store.Tx) error {
-		o, err := tx.Get(ctx, tenant.KindAlias, "/providers/microsoft.subscription/aliases/"+strings.ToLower(r.Var("alias")))
-		if err != nil {
-			return resource.Errorf(resource.KindNotFound, "ResourceNotFound", "The subscription alias '%s' was not found.", r.Var("alias"))
-		}
-		return decodeStored(o.Data, &out)
-	})
+	a, err := h.c.Tenant.GetAlias(ctx, r.Principal, r.Var("alias"))
 	if err != nil {
 		return nil, err
 	}
-	if !r.Principal.TenantAdmin {
-		if err := h.s.Authorize(ctx, r, "Microsoft.Resources/subscriptions/read", "/subscriptions/"+out.Properties.SubscriptionID); err != nil {
-			return nil, err
-		}
-	}
-	return JSON(http.StatusOK, out), nil
+	return JSON(http.StatusOK, aliasJSON(a)), nil
 }
 
 type groupBody struct {
@@ -408,13 +357,14 @@ func (h *coreHandlers) groupID(r *Request) resource.ID {
 	return resource.GroupID(r.Var("sub"), r.Var("rg"))
 }
 
+// preconditions is the request's If-Match and If-None-Match as a check of
+// the domain's writes.
+func preconditions(r *Request) tenant.Precondition {
+	return func(exists bool, etag uint64) error { return CheckPreconditions(r, exists, etag) }
+}
+
 func (h *coreHandlers) getGroup(ctx context.Context, r *Request) (*Response, error) {
-	var g tenant.Group
-	err := h.c.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		g, err = h.c.Tenant.GetGroup(ctx, tx, h.groupID(r))
-		return err
-	})
+	g, err := h.c.Tenant.Group(ctx, h.groupID(r))
 	if err != nil {
 		return nil, err
 	}
@@ -431,26 +381,20 @@ func (h *coreHandlers) headGroup(ctx context.Context, r *Request) (*Response, er
 	return &Response{Status: http.StatusNoContent}, nil
 }
 
+// groupWire is the body of a group PUT.
+type groupWire struct {
+	Location  string            `json:"location"`
+	Tags      map[string]string `json:"tags"`
+	ManagedBy string            `json:"managedBy"`
+}
+
 func (h *coreHandlers) putGroup(ctx context.Context, r *Request) (*Response, error) {
-	var in tenant.PutGroupInput
+	var in groupWire
 	if err := r.Decode(&in); err != nil {
 		return nil, err
 	}
-	var g tenant.Group
-	var created bool
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		old, gerr := h.c.Tenant.GetGroup(ctx, tx, h.groupID(r))
-		if err := CheckPreconditions(r, gerr == nil, old.ETag); err != nil {
-			return err
-		}
-		if gerr == nil && old.ProvisioningState == "Deleting" {
-			return resource.Errorf(resource.KindConflict, "ResourceGroupBeingDeleted",
-				"The resource group '%s' is in deprovisioning state and cannot perform this operation.", r.Var("rg"))
-		}
-		var err error
-		g, created, err = h.c.Tenant.PutGroup(ctx, tx, h.groupID(r), in, principalName(r.Principal), principalType(r.Principal))
-		return err
-	})
+	g, created, err := h.c.Tenant.CreateOrUpdateGroup(ctx, h.groupID(r), tenant.PutGroupInput{Location: in.Location, Tags: in.Tags, ManagedBy: in.ManagedBy},
+		principalName(r.Principal), principalType(r.Principal), preconditions(r))
 	if err != nil {
 		return nil, err
 	}
@@ -468,19 +412,7 @@ func (h *coreHandlers) patchGroup(ctx context.Context, r *Request) (*Response, e
 	if err := r.Decode(&in); err != nil {
 		return nil, err
 	}
-	var g tenant.Group
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		old, gerr := h.c.Tenant.GetGroup(ctx, tx, h.groupID(r))
-		if gerr != nil {
-			return gerr
-		}
-		if err := CheckPreconditions(r, true, old.ETag); err != nil {
-			return err
-		}
-		var err error
-		g, err = h.c.Tenant.PatchGroup(ctx, tx, h.groupID(r), in.Tags, principalName(r.Principal), principalType(r.Principal))
-		return err
-	})
+	g, err := h.c.Tenant.UpdateGroupTags(ctx, h.groupID(r), in.Tags, principalName(r.Principal), principalType(r.Principal), preconditions(r))
 	if err != nil {
 		return nil, err
 	}
@@ -492,21 +424,13 @@ func (h *coreHandlers) listGroups(ctx context.Context, r *Request) (*Response, e
 	if err != nil {
 		return nil, err
 	}
-	var gs []tenant.Group
-	err = h.c.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		gs, err = h.c.Tenant.ListGroups(ctx, tx, r.Var("sub"), "", 0)
-		return err
-	})
+	gs, err := h.c.Tenant.Groups(ctx, r.Var("sub"), f)
 	if err != nil {
 		return nil, err
 	}
 	items := make([]any, 0, len(gs))
 	keys := make([]string, 0, len(gs))
 	for _, g := range gs {
-		if !f.Match(g) {
-			continue
-		}
 		items = append(items, groupJSON(g))
 		keys = append(keys, strings.ToLower(g.Name))
 	}
@@ -517,23 +441,12 @@ func (h *coreHandlers) listGroups(ctx context.Context, r *Request) (*Response, e
 // operation: 202 with a Location to poll, as ARM does.
 func (h *coreHandlers) deleteGroup(ctx context.Context, r *Request) (*Response, error) {
 	id := h.groupID(r)
-	var g tenant.Group
-	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
-		old, err := h.c.Tenant.GetGroup(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if err := CheckPreconditions(r, true, old.ETag); err != nil {
-			return err
-		}
-		g, err = h.c.Tenant.MarkGroupDeleting(ctx, tx, id)
-		return err
-	})
+	g, existed, err := h.c.Tenant.StartDeleteGroup(ctx, id, preconditions(r))
 	if err != nil {
-		if e := resource.AsError(err); e != nil && e.Code == "ResourceGroupNotFound" {
-			return &Response{Status: http.StatusNoContent}, nil // ARM: deleting a missing group is 204
-		}
 		return nil, err
+	}
+	if !existed {
+		return &Response{Status: http.StatusNoContent}, nil // ARM: deleting a missing group is 204
 	}
 	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: g.ID, Kind: "resourceGroups/delete",
 		CreatedBy: r.Principal.ID, ReadAction: "Microsoft.Resources/subscriptions/resourceGroups/read"},

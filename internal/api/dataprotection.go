@@ -182,7 +182,11 @@ func (h *dpHandlers) started(ctx context.Context, r *Request, status int, body a
 // --- vaults ---
 
 func (h *dpHandlers) putVault(ctx context.Context, r *Request) (*Response, error) {
-	v, created, err := h.svc.PutVault(ctx, caller(r), h.vaultID(r), r.Body)
+	in, err := decodeVault(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	v, created, err := h.svc.PutVault(ctx, caller(r), h.vaultID(r), in)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +206,11 @@ func (h *dpHandlers) getVault(ctx context.Context, r *Request) (*Response, error
 }
 
 func (h *dpHandlers) patchVault(ctx context.Context, r *Request) (*Response, error) {
-	v, err := h.svc.PatchVault(ctx, caller(r), h.vaultID(r), r.Body)
+	in, err := decodeVaultPatch(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.svc.PatchVault(ctx, caller(r), h.vaultID(r), in)
 	if err != nil {
 		return nil, err
 	}
@@ -253,11 +261,13 @@ func (h *dpHandlers) checkName(ctx context.Context, r *Request) (*Response, erro
 	if err := r.Decode(&in); err != nil {
 		return nil, err
 	}
+	a, err := h.svc.CheckVaultName(ctx, resource.GroupID(r.Var("sub"), r.Var("rg")), in.Name)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]any{"nameAvailable": true}
-	if err := resource.VaultNameRule.Check("InvalidResourceName", in.Name); err != nil {
-		out = map[string]any{"nameAvailable": false, "reason": "Invalid", "message": resource.AsError(err).Message}
-	} else if _, err := h.svc.GetVault(ctx, dataprotection.VaultID(r.Var("sub"), r.Var("rg"), in.Name)); err == nil {
-		out = map[string]any{"nameAvailable": false, "reason": "AlreadyExists", "message": fmt.Sprintf("The backup vault name '%s' is already in use.", in.Name)}
+	if !a.Available {
+		out = map[string]any{"nameAvailable": false, "reason": a.Reason, "message": a.Message}
 	}
 	return JSON(http.StatusOK, out), nil
 }
@@ -269,7 +279,14 @@ func (h *dpHandlers) policyID(r *Request) resource.ID {
 }
 
 func (h *dpHandlers) putPolicy(ctx context.Context, r *Request) (*Response, error) {
-	p, _, err := h.svc.PutPolicy(ctx, h.policyID(r), r.Body)
+	if err := dataprotection.CheckChildName(r.Var("policy")); err != nil {
+		return nil, err
+	}
+	pol, err := decodePolicy(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := h.svc.PutPolicy(ctx, h.policyID(r), pol)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +329,11 @@ func (h *dpHandlers) listPolicies(ctx context.Context, r *Request) (*Response, e
 // --- backup instances ---
 
 func (h *dpHandlers) validateForBackup(ctx context.Context, r *Request) (*Response, error) {
-	jobID, verr := h.svc.ValidateForBackup(ctx, h.vaultID(r), r.Body)
+	in, err := decodeValidateForBackup(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	jobID, verr := h.svc.ValidateForBackup(ctx, h.vaultID(r), in)
 	if verr != nil && !dataprotection.IsPermissionError(verr) {
 		return nil, verr
 	}
@@ -321,7 +342,14 @@ func (h *dpHandlers) validateForBackup(ctx context.Context, r *Request) (*Respon
 
 func (h *dpHandlers) putInstance(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	bi, created, err := h.svc.PutInstance(ctx, caller(r), id, r.Body)
+	if err := dataprotection.CheckChildName(id.Name()); err != nil {
+		return nil, err
+	}
+	in, err := decodeInstance(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	bi, created, err := h.svc.PutInstance(ctx, caller(r), id, in)
 	if err != nil {
 		return nil, err
 	}
@@ -359,12 +387,6 @@ func (h *dpHandlers) listInstances(ctx context.Context, r *Request) (*Response, 
 
 func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	if _, err := h.svc.GetInstance(ctx, id); err != nil {
-		if resource.IsCode(err, "ResourceNotFound") {
-			return &Response{Status: http.StatusNoContent}, nil
-		}
-		return nil, err
-	}
 	jobID, err := h.svc.StartDeleteInstance(ctx, id)
 	if err != nil {
 		return nil, err
@@ -373,40 +395,17 @@ func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response,
 		return &Response{Status: http.StatusNoContent}, nil
 	}
 	return h.started(ctx, r, http.StatusAccepted, nil, id.String(), "backupInstances/delete", func(ctx context.Context) (any, error) {
-		return nil, h.waitJob(ctx, jobID)
+		return nil, h.svc.WaitJob(ctx, jobID)
 	})
-}
-
-// waitJob waits until a job ends; a failed job's error is returned.
-func (h *dpHandlers) waitJob(ctx context.Context, jobID string) error {
-	for {
-		rec, err := h.svc.JobStatus(ctx, jobID)
-		if err != nil {
-			return err
-		}
-		switch rec.Status {
-		case job.Completed:
-			return nil
-		case job.Failed, job.Cancelled:
-			if len(rec.ErrorDetails) > 0 {
-				e := rec.ErrorDetails[0]
-				return resource.Errorf(resource.KindBadRequest, e.Code, "%s", e.Message)
-			}
-			return resource.Errorf(resource.KindInternal, "JobFailed", "The job %s ended with status %s.", jobID, rec.Status)
-		}
-		t := h.s.Clock.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C():
-		}
-	}
 }
 
 func (h *dpHandlers) adhocBackup(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	jobID, err := h.svc.AdhocBackup(ctx, id, r.Body)
+	in, err := decodeBackupRequest(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	jobID, err := h.svc.AdhocBackup(ctx, id, in)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +422,11 @@ func asyncUserError(err error) bool {
 
 func (h *dpHandlers) validateRestore(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	jobID, verr := h.svc.ValidateRestore(ctx, id, r.Body)
+	in, verr := decodeValidateRestore(r.Body)
+	jobID := ""
+	if verr == nil {
+		jobID, verr = h.svc.ValidateRestore(ctx, id, in)
+	}
 	if verr != nil && !asyncUserError(verr) {
 		return nil, verr
 	}
@@ -432,7 +435,11 @@ func (h *dpHandlers) validateRestore(ctx context.Context, r *Request) (*Response
 
 func (h *dpHandlers) restore(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	jobID, err := h.svc.Restore(ctx, id, r.Body)
+	in, err := decodeRestore(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	jobID, err := h.svc.Restore(ctx, id, in)
 	if err != nil && !asyncUserError(err) {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"coffer/internal/compute"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
-	"coffer/internal/tenant"
 )
 
 func TestDecodeJSON(t *testing.T) {
@@ -26,7 +25,7 @@ func TestDecodeJSON(t *testing.T) {
 		{`{} {}`, false, ""},
 	}
 	for _, tt := range tests {
-		var in tenant.PutGroupInput
+		var in groupWire
 		err := DecodeJSON([]byte(tt.body), &in)
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err = %v, want ok=%v", tt.body, err, tt.ok)
@@ -55,13 +54,24 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 		`{"location":"local","properties":{"creationData":{"createOption":"Upload","uploadSizeBytes":1049088},"diskSizeGB":0}}`,
 		`{"access":"Write","durationInSeconds":3600,"fileFormat":"VHDX"}`, `{"access":"read","durationInSeconds":-1}`,
 		`{"properties":{"diskSizeGB":-5,"burstingEnabled":"yes"}}`,
+		// DataProtection: vault, instance, restore, validation and backup bodies.
+		`{"location":"local","identity":{"type":"SystemAssigned"},"properties":{"storageSettings":[{"datastoreType":"VaultStore","type":"LocallyRedundant"}]}}`,
+		`{"location":"local","properties":{"storageSettings":[{"datastoreType":"x","type":"GeoRedundant"},{}]}}`,
+		`{"properties":{"objectType":"BackupInstance","dataSourceInfo":{"resourceID":"/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"},` +
+			`"policyInfo":{"policyId":"p","policyParameters":{"dataStoreParametersList":[{"objectType":"AzureOperationalStoreParameters","resourceGroupId":"/subscriptions/s/resourceGroups/snaps"}]}}}}`,
+		`{"objectType":"AzureBackupRecoveryPointBasedRestoreRequest","recoveryPointId":"rp","sourceDataStoreType":"OperationalStore",` +
+			`"restoreTargetInfo":{"objectType":"RestoreTargetInfo","recoveryOption":"FailIfExists","datasourceInfo":{"resourceID":"x"}}}`,
+		`{"backupInstance":null}`, `{"restoreRequestObject":{"restoreTargetInfo":{}}}`, `[]`, `{"properties":[]}`,
+		`{"backupRuleOptions":{"ruleName":"BackupHourly","triggerOption":{"retentionTagOverride":"Default"}}}`,
+		`{"properties":{"policyRules":[null,{"objectType":"AzureBackupRule","trigger":{"objectType":"x"}},{"objectType":"azureretentionrule","lifecycles":[{}]}]}}`,
+		`{"identity":{"type":"None"},"properties":{"featureSettings":null}}`,
 		// Lower-casing changes this ID's length in bytes; cutting the
 		// lower-case copy's index out of the original panicked.
 		`{"properties":{"roleDefinitionId":"ȺȺȺ/providers/Microsoft.Authorization/roleDefinitions/","principalId":"05c5a614-a7d6-4502-b150-c2fb455033ff"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var g tenant.PutGroupInput
+		var g groupWire
 		wantARM400(t, "group body", DecodeJSON(body, &g))
 		var tags struct {
 			Tags map[string]string `json:"tags"`
@@ -75,6 +85,11 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 			if rbac.ErrorFor(err) == nil {
 				t.Fatalf("assignment body: unmapped error %v", err)
 			}
+		}
+		_, err := decodeAssignment(body)
+		wantARM400(t, "assignment body", err)
+		for what, decode := range dataProtectionDecoders {
+			wantARM400(t, what, decode(body))
 		}
 		decodeInput(t, "disk", body, func(d diskWire) error { _, err := d.input(); return err })
 		decodeInput(t, "snapshot", body, func(sn snapshotWire) error { _, err := sn.input(); return err })
@@ -107,9 +122,9 @@ func wantARM400(t *testing.T, what string, err error) {
 
 func TestRouterCaseInsensitive(t *testing.T) {
 	s := &Server{}
-	s.Handle(Route{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}"},
-		Route{Method: "GET", Pattern: "{scope...}/providers/Microsoft.Authorization/roleAssignments/{name}"},
-		Route{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Authorization/roleAssignments/special"})
+	s.Handle(Route{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}", Anonymous: true},
+		Route{Method: "GET", Pattern: "{scope...}/providers/Microsoft.Authorization/roleAssignments/{name}", Anonymous: true},
+		Route{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Authorization/roleAssignments/special", Anonymous: true})
 	rt, vars, _ := s.lookup("GET", splitPath("/SUBSCRIPTIONS/Abc/resourcegroups/MyRG"))
 	if rt == nil || vars["sub"] != "Abc" || vars["rg"] != "MyRG" {
 		t.Fatalf("case-insensitive match failed: %v %v", rt, vars)

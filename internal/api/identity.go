@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
-	"coffer/internal/store"
 )
 
 func (h *coreHandlers) identityRoutes() []Route {
@@ -31,16 +31,26 @@ func (h *coreHandlers) identityRoutes() []Route {
 		{Method: "GET", Pattern: "/{tenant}/discovery/v2.0/keys", Anonymous: true, Handle: h.jwks},
 		{Method: "GET", Pattern: "/metadata/endpoints", Anonymous: true, Handle: h.cloudEndpoints},
 		// Coffer.Identity: principals and API tokens.
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/self", Type: "Coffer.Identity/self", Versions: iv, Handle: h.self},
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals", Type: "Coffer.Identity/principals", Versions: iv, Handle: h.listPrincipals},
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals/{id}", Type: "Coffer.Identity/principals", Versions: iv, Handle: h.getPrincipal},
-		{Method: "POST", Pattern: "/providers/Coffer.Identity/servicePrincipals", Type: "Coffer.Identity/servicePrincipals", Versions: iv, Handle: h.createServicePrincipal},
-		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/principals/{id}", Type: "Coffer.Identity/principals", Versions: iv, Handle: h.deletePrincipal},
-		{Method: "POST", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.createToken},
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.listTokens},
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals/{id}/tokens", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.listPrincipalTokens},
-		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.getToken},
-		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv, Handle: h.revokeToken},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/self", Type: "Coffer.Identity/self", Versions: iv,
+			Checks: "any principal: its own record", Handle: h.self},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals", Type: "Coffer.Identity/principals", Versions: iv,
+			TenantAction: actionPrincipalsRead, Handle: h.listPrincipals},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals/{id}", Type: "Coffer.Identity/principals", Versions: iv,
+			TenantAction: actionPrincipalsRead, Self: isSelf, Handle: h.getPrincipal},
+		{Method: "POST", Pattern: "/providers/Coffer.Identity/servicePrincipals", Type: "Coffer.Identity/servicePrincipals", Versions: iv,
+			TenantAction: "Coffer.Identity/servicePrincipals/write", Handle: h.createServicePrincipal},
+		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/principals/{id}", Type: "Coffer.Identity/principals", Versions: iv,
+			TenantAction: "Coffer.Identity/principals/delete", Handle: h.deletePrincipal},
+		{Method: "POST", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv,
+			Checks: "any principal, for itself, with an access token from its client credentials", Handle: h.createToken},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens", Type: "Coffer.Identity/tokens", Versions: iv,
+			Checks: "the caller's own tokens; with ?all=true " + actionTokensRead + " (tenant administrators)", Handle: h.listTokens},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/principals/{id}/tokens", Type: "Coffer.Identity/tokens", Versions: iv,
+			TenantAction: actionTokensRead, Self: isSelf, Handle: h.listPrincipalTokens},
+		{Method: "GET", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv,
+			Checks: "the token's owner, or " + actionTokensRead + " (tenant administrators)", Handle: h.getToken},
+		{Method: "DELETE", Pattern: "/providers/Coffer.Identity/tokens/{id}", Type: "Coffer.Identity/tokens", Versions: iv,
+			Checks: "the token's owner, or " + actionTokensDelete + " (tenant administrators)", Handle: h.revokeToken},
 	}
 }
 
@@ -159,21 +169,21 @@ func toPrincipalJSON(p identity.Principal) principalJSON {
 		TenantAdmin: p.TenantAdmin, CreatedAt: FormatTime(p.CreatedAt)}
 }
 
-func tenantAdminOnly(r *Request, action string) error {
-	if !r.Principal.TenantAdmin {
-		return AuthorizationFailed(r.Principal, action, "/")
-	}
-	return nil
-}
+// Tenant-level actions of Coffer.Identity (authorization.IsTenantAction).
+const (
+	actionPrincipalsRead = "Coffer.Identity/principals/read"
+	actionTokensRead     = "Coffer.Identity/tokens/read"
+	actionTokensDelete   = "Coffer.Identity/tokens/delete"
+)
+
+// isSelf reports whether the {id} of the path is the caller.
+func isSelf(r *Request) bool { return strings.EqualFold(r.Var("id"), r.Principal.ID) }
 
 func (h *coreHandlers) self(ctx context.Context, r *Request) (*Response, error) {
 	return JSON(http.StatusOK, toPrincipalJSON(r.Principal)), nil
 }
 
 func (h *coreHandlers) listPrincipals(ctx context.Context, r *Request) (*Response, error) {
-	if err := tenantAdminOnly(r, "Coffer.Identity/principals/read"); err != nil {
-		return nil, err
-	}
 	ps, err := h.c.Identity.List(ctx)
 	if err != nil {
 		return nil, err
@@ -188,11 +198,6 @@ func (h *coreHandlers) listPrincipals(ctx context.Context, r *Request) (*Respons
 }
 
 func (h *coreHandlers) getPrincipal(ctx context.Context, r *Request) (*Response, error) {
-	if !strings.EqualFold(r.Var("id"), r.Principal.ID) {
-		if err := tenantAdminOnly(r, "Coffer.Identity/principals/read"); err != nil {
-			return nil, err
-		}
-	}
 	p, err := h.c.Identity.Get(ctx, r.Var("id"))
 	if errors.Is(err, identity.ErrNotFound) {
 		return nil, identity.NotFound(r.Var("id"))
@@ -204,9 +209,6 @@ func (h *coreHandlers) getPrincipal(ctx context.Context, r *Request) (*Response,
 }
 
 func (h *coreHandlers) createServicePrincipal(ctx context.Context, r *Request) (*Response, error) {
-	if err := tenantAdminOnly(r, "Coffer.Identity/servicePrincipals/write"); err != nil {
-		return nil, err
-	}
 	var in struct {
 		DisplayName string `json:"displayName"`
 	}
@@ -229,32 +231,12 @@ func (h *coreHandlers) createServicePrincipal(ctx context.Context, r *Request) (
 }
 
 func (h *coreHandlers) deletePrincipal(ctx context.Context, r *Request) (*Response, error) {
-	if err := tenantAdminOnly(r, "Coffer.Identity/principals/delete"); err != nil {
+	existed, err := h.c.Authz.RemovePrincipal(ctx, r.Principal, r.Var("id"))
+	if err != nil {
 		return nil, err
 	}
-	id := r.Var("id")
-	if strings.EqualFold(id, r.Principal.ID) {
-		return nil, resource.Errorf(resource.KindConflict, "CannotDeleteSelf", "A principal cannot delete itself.")
-	}
-	p, err := h.c.Identity.Get(ctx, id)
-	if errors.Is(err, identity.ErrNotFound) {
+	if !existed {
 		return &Response{Status: http.StatusNoContent}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if p.Kind == identity.ManagedIdentity {
-		return nil, resource.Errorf(resource.KindConflict, "ManagedIdentityInUse",
-			"Principal '%s' is the managed identity of '%s'; it is deleted with that resource.", id, p.ResourceID)
-	}
-	err = h.c.Store.Update(ctx, func(tx store.Tx) error {
-		if err := h.c.Authz.DeletePrincipal(ctx, tx, id); err != nil {
-			return err
-		}
-		return h.c.Identity.DeleteTx(ctx, tx, id)
-	})
-	if err != nil {
-		return nil, err
 	}
 	return &Response{Status: http.StatusOK}, nil
 }
@@ -350,7 +332,7 @@ func (h *coreHandlers) listTokens(ctx context.Context, r *Request) (*Response, e
 	switch all := r.Query("all"); all {
 	case "", "false":
 	case "true":
-		if err := tenantAdminOnly(r, "Coffer.Identity/tokens/read"); err != nil {
+		if err := h.s.Authorize(ctx, r, actionTokensRead, authorization.TenantScope); err != nil {
 			return nil, err
 		}
 		owner = ""
@@ -368,10 +350,7 @@ func (h *coreHandlers) listTokens(ctx context.Context, r *Request) (*Response, e
 // itself or a tenant administrator.
 func (h *coreHandlers) listPrincipalTokens(ctx context.Context, r *Request) (*Response, error) {
 	id := r.Var("id")
-	if !strings.EqualFold(id, r.Principal.ID) {
-		if err := tenantAdminOnly(r, "Coffer.Identity/tokens/read"); err != nil {
-			return nil, err
-		}
+	if !isSelf(r) {
 		if _, err := h.c.Identity.Get(ctx, id); errors.Is(err, identity.ErrNotFound) {
 			return nil, identity.NotFound(id)
 		} else if err != nil {
@@ -396,7 +375,7 @@ func (h *coreHandlers) ownToken(ctx context.Context, r *Request, action string) 
 		return t, err
 	}
 	if !strings.EqualFold(t.PrincipalID, r.Principal.ID) {
-		if err := tenantAdminOnly(r, action); err != nil {
+		if err := h.s.Authorize(ctx, r, action, authorization.TenantScope); err != nil {
 			return t, err
 		}
 	}
@@ -404,7 +383,7 @@ func (h *coreHandlers) ownToken(ctx context.Context, r *Request, action string) 
 }
 
 func (h *coreHandlers) getToken(ctx context.Context, r *Request) (*Response, error) {
-	t, err := h.ownToken(ctx, r, "Coffer.Identity/tokens/read")
+	t, err := h.ownToken(ctx, r, actionTokensRead)
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +393,7 @@ func (h *coreHandlers) getToken(ctx context.Context, r *Request) (*Response, err
 // revokeToken revokes an API token: its owner's or, for a tenant
 // administrator, anyone's.
 func (h *coreHandlers) revokeToken(ctx context.Context, r *Request) (*Response, error) {
-	if _, err := h.ownToken(ctx, r, "Coffer.Identity/tokens/delete"); err != nil {
+	if _, err := h.ownToken(ctx, r, actionTokensDelete); err != nil {
 		return nil, err
 	}
 	if err := h.c.Identity.RevokeToken(ctx, r.Var("id")); err != nil {

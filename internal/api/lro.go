@@ -83,10 +83,11 @@ func (s *Server) operationRoutes(versions []string) []Route {
 		}
 		return s.operationResult(ctx, r, rec)
 	}
+	const rule = "the operation's creator, or the operation's read action at its resource"
 	return []Route{
-		{Method: "GET", Pattern: "{scope...}/operationStatus/{op}", Type: "operationStatus", Versions: versions, Handle: status},
-		{Method: "GET", Pattern: "{scope...}/operations/{op}", Type: "operations", Versions: versions, Handle: status},
-		{Method: "GET", Pattern: "{scope...}/operationResults/{op}", Type: "operationResults", Versions: versions, Handle: result},
+		{Method: "GET", Pattern: "{scope...}/operationStatus/{op}", Type: "operationStatus", Versions: versions, Checks: rule, Handle: status},
+		{Method: "GET", Pattern: "{scope...}/operations/{op}", Type: "operations", Versions: versions, Checks: rule, Handle: status},
+		{Method: "GET", Pattern: "{scope...}/operationResults/{op}", Type: "operationResults", Versions: versions, Checks: rule, Handle: result},
 	}
 }
 

@@ -1,8 +1,18 @@
-// Package authorization is the Microsoft.Authorization provider: it stores
-// role assignments at subscription, resource-group and resource scopes,
-// serves the built-in role definitions, and answers whether a principal may
-// perform an action at a scope by evaluating rbac's pure policy over the
-// stored assignments.
+// Package authorization owns who may do what: it is the Microsoft.Authorization
+// provider (role assignments at tenant, subscription, resource-group and
+// resource scopes, the built-in role definitions, and the rules of putting,
+// listing and deleting assignments), and it is Coffer's one decision point.
+//
+// Every caller is authorized here, once per operation: the API's route
+// table before a handler runs, the portal before it renders a button or
+// runs a form, and the workers that act as a backup vault's managed
+// identity before each Compute call. Decide answers "may this principal
+// perform this action at this scope, and if not, which action at which
+// scope is missing"; Require turns a refusal into Azure's 403; Visible
+// filters a list to what a principal may see. Tenant-level actions
+// (Coffer.Identity, Coffer.Admin, Microsoft.Subscription) are held by
+// tenant administrators only; every other action is decided by rbac's pure
+// policy over the stored assignments.
 //
 // The policy is cached and rebuilt only when a role assignment has been
 // put or deleted since (the store's KindIndex of assignments moves), so the
@@ -33,6 +43,12 @@ const Kind = "Microsoft.Authorization/roleAssignments"
 type Service struct {
 	Store store.Store
 	Clock clock.Clock
+	// Containers, when set, checks that the subscription and group of an
+	// assignment's scope exist.
+	Containers Containers
+	// Identities is the directory: an assignment's principal must exist in
+	// it, and RemovePrincipal deletes from it.
+	Identities *identity.Service
 	// PrincipalDeleted, if set, runs in the transaction of DeletePrincipal,
 	// so that what a deleted principal leaves behind (its access grants)
 	// goes with its assignments.
@@ -101,7 +117,8 @@ func (s *Service) policy(ctx context.Context) (*rbac.Policy, uint64, error) {
 	return p, idx, nil
 }
 
-// Allowed reports whether p may perform action at scope.
+// Allowed reports whether p may perform action at scope: Decide's answer
+// as a boolean, for callers that need no reason.
 func (s *Service) Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
 	ok, _, err := s.AllowedAt(ctx, p, action, scope)
 	return ok, err
@@ -114,7 +131,7 @@ func (s *Service) AllowedAt(ctx context.Context, p identity.Principal, action, s
 	if err != nil {
 		return false, 0, err
 	}
-	return pol.Allowed(p.ID, action, scope), idx, nil
+	return decide(pol, p, action, scope).Allowed, idx, nil
 }
 
 // Unchanged reports, without reading the store, whether a decision made on
@@ -163,7 +180,9 @@ func (s *Service) Get(ctx context.Context, tx store.Tx, scope, name string) (rba
 	var a rbac.Assignment
 	o, err := tx.Get(ctx, Kind, strings.ToLower(rbac.AssignmentResourceID(scope, name)))
 	if errors.Is(err, store.ErrNotFound) {
-		return a, NotFound(name)
+		e := NotFound(name)
+		e.Err = errAssignmentNotFound
+		return a, e
 	}
 	if err != nil {
 		return a, err
@@ -174,21 +193,25 @@ func (s *Service) Get(ctx context.Context, tx store.Tx, scope, name string) (rba
 	return a, nil
 }
 
+// errAssignmentNotFound is wrapped by Get's 404, for errors.Is.
+var errAssignmentNotFound = errors.New("role assignment not found")
+
 // NotFound is the 404 for a missing assignment.
 func NotFound(name string) *resource.Error {
 	return resource.Errorf(resource.KindNotFound, "RoleAssignmentNotFound", "The role assignment '%s' is not found.", name)
 }
 
-// Put creates or updates an assignment after validating it (GUID name,
-// scope, known role assignable there, principal exists) and refusing a
-// duplicate grant under another name (409 RoleAssignmentExists). It reports
-// whether it created the assignment.
-func (s *Service) Put(ctx context.Context, tx store.Tx, a rbac.Assignment, ids *identity.Service, by string) (rbac.Assignment, bool, error) {
+// put creates or updates an assignment after validating it (GUID name,
+// scope, known role assignable there, and with checkPrincipal that its
+// principal exists in s.Identities) and refusing a duplicate grant under
+// another name (409 RoleAssignmentExists). It reports whether it created
+// the assignment.
+func (s *Service) put(ctx context.Context, tx store.Tx, a rbac.Assignment, checkPrincipal bool, by string) (rbac.Assignment, bool, error) {
 	a, err := rbac.ValidateAssignment(a, nil)
 	if err != nil {
 		return a, false, rbac.ErrorFor(err)
 	}
-	if ids != nil {
+	if ids := s.Identities; checkPrincipal && ids != nil {
 		var p identity.Principal
 		o, err := tx.Get(ctx, "identity.principal", "/principals/"+strings.ToLower(a.PrincipalID))
 		if errors.Is(err, store.ErrNotFound) {
@@ -218,7 +241,7 @@ func (s *Service) Put(ctx context.Context, tx store.Tx, a rbac.Assignment, ids *
 	now := s.Clock.Now().UTC()
 	old, err := s.Get(ctx, tx, a.Scope, a.Name)
 	created := err != nil
-	if err != nil && !resource.IsCode(err, "RoleAssignmentNotFound") {
+	if err != nil && !errors.Is(err, errAssignmentNotFound) {
 		return a, false, err
 	}
 	if !created {
@@ -282,6 +305,6 @@ func (s *Service) DeletePrincipal(ctx context.Context, tx store.Tx, principalID 
 // to principal at scope with a new random name.
 func (s *Service) Assign(ctx context.Context, tx store.Tx, principalID, principalType, roleGUID, scope, by string) (rbac.Assignment, error) {
 	a := rbac.Assignment{Name: identity.NewGUID(), Scope: scope, RoleDefinitionID: roleGUID, PrincipalID: principalID, PrincipalType: principalType}
-	a, _, err := s.Put(ctx, tx, a, nil, by)
+	a, _, err := s.put(ctx, tx, a, false, by)
 	return a, err
 }

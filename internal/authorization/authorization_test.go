@@ -202,11 +202,9 @@ func TestAssignmentDuplicateCheckReadsItsScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	put := func(principal, scope string) error {
-		return cs.Update(ctx, func(tx store.Tx) error {
-			_, _, err := s.Put(ctx, tx, rbac.Assignment{Name: identity.NewGUID(), Scope: scope, RoleDefinitionID: rbac.RoleReader,
-				PrincipalID: principal, PrincipalType: "User"}, nil, alice)
-			return err
-		})
+		_, _, err := s.PutAssignment(ctx, scope, identity.NewGUID(), authorization.AssignmentInput{RoleDefinitionID: rbac.RoleReader,
+			PrincipalID: principal, PrincipalType: "User"}, alice)
+		return err
 	}
 	cs.listed.Store(0)
 	if err := put(bob, group); err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/blockdev"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
@@ -59,7 +60,9 @@ func (s *Service) creatorRights(ctx context.Context, lg *liveGrant) (*rightsChec
 		if keeps {
 			ok, idx, err = keeper.AllowedAt(ctx, p, act, lg.ResourceID)
 		} else {
-			ok, err = s.Authz.Allowed(ctx, p, act, lg.ResourceID)
+			var d authorization.Decision
+			d, err = s.Authz.Decide(ctx, p, act, lg.ResourceID)
+			ok = d.Allowed
 		}
 		if err != nil {
 			return nil, fmt.Errorf("check the creator of access grant %s: %w", lg.ID, err)
@@ -309,7 +312,7 @@ func (s *Service) lookupGrant(ctx context.Context, id string) (*liveGrant, error
 		}
 		return store.ErrNotFound
 	})
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errNotFound) {
+	if errors.Is(err, store.ErrNotFound) || resource.IsNotFound(err) {
 		return nil, fmt.Errorf("access grant %s was revoked: %w", id, ErrAccessDenied)
 	}
 	if err != nil {

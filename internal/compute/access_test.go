@@ -26,9 +26,12 @@ type keeper struct {
 	calls   int
 }
 
-func (k *keeper) Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
+func (k *keeper) Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error) {
 	ok, _, err := k.AllowedAt(ctx, p, action, scope)
-	return ok, err
+	if ok {
+		return authorization.Decision{Allowed: true}, err
+	}
+	return authorization.Decision{MissingAction: action, Scope: scope}, err
 }
 
 func (k *keeper) AllowedAt(_ context.Context, _ identity.Principal, action, _ string) (bool, uint64, error) {

@@ -63,7 +63,7 @@ func (s *Service) Recover(ctx context.Context) error {
 				cur.ProvisioningState, cur.FailedError = StateFailed, interrupted
 			}
 		})
-		if err != nil && !resource.IsCode(err, "ResourceNotFound") {
+		if err != nil && !resource.IsNotFound(err) {
 			return fmt.Errorf("recover snapshot %s: %w", sn.ID, err)
 		}
 	}

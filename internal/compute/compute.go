@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/blockdev"
 	"coffer/internal/clock"
 	"coffer/internal/identity"
@@ -94,10 +95,16 @@ const (
 	actionKindRevoke = "endGetAccess/action"
 )
 
-// Authorizer decides whether a principal may perform an action at a scope
-// (authorization.Service satisfies it).
+// Authorizer is the decision point (authorization.Service). Compute asks it
+// only what an operation alone can know it needs: the source a copy or a
+// restore reads (Azure's linked access check), the right to write that a
+// Write grant confers, who may be handed an existing grant, and on the data
+// path whether a grant's creator still holds the rights the grant took.
+// The caller's own action on the resource (disks/write for a PUT, say) is
+// decided once by whoever calls the service: the API's route table, the
+// portal, or the backup worker acting as a vault's identity.
 type Authorizer interface {
-	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
+	Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error)
 }
 
 // decisionKeeper is an Authorizer whose decisions can be kept: it tells the
@@ -321,90 +328,48 @@ func invalidParameter(target, format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindBadRequest, "InvalidParameter", format, args...).WithTarget(target)
 }
 
-// errNotFound is wrapped by the 404 of a missing disk or snapshot, for
-// errors.Is.
-var errNotFound = errors.New("no such disk or snapshot")
-
-func notFound(id resource.ID) *resource.Error {
-	typ := "Microsoft.Compute/" + id.Types[len(id.Types)-1]
-	e := resource.Errorf(resource.KindNotFound, "ResourceNotFound",
-		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
-		typ, id.Name(), id.ResourceGroup)
-	e.Err = errNotFound
-	return e
-}
-
 func notAllowed(format string, args ...any) *resource.Error {
 	return resource.Errorf(resource.KindConflict, "OperationNotAllowed", format, args...)
 }
 
-// authorizationFailed is ARM's 403 in Azure's words (the same text the API
-// layer uses).
-func authorizationFailed(p identity.Principal, action, scope string) *resource.Error {
-	client := p.ClientID
-	if client == "" {
-		client = p.ID
-	}
-	return resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
-		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-		client, p.ID, action, scope)
-}
-
-// linkedAuthorizationFailed is ARM's 403 for a request p may make on its
-// own scope but whose linked resource (the source of a copy) it may not
-// use, in Azure's words.
-func linkedAuthorizationFailed(p identity.Principal, action, scope, linkedAction, linkedScope string) *resource.Error {
-	client := p.ClientID
-	if client == "" {
-		client = p.ID
-	}
-	return resource.Errorf(resource.KindForbidden, "LinkedAuthorizationFailed",
-		"The client '%s' with object id '%s' has permission to perform action '%s' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope(s) '%s' or the linked scope(s) are invalid.",
-		client, p.ID, action, scope, linkedAction, linkedScope)
-}
-
-// allowed reports whether p may perform action at scope.
-func (s *Service) allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error) {
+// decide asks the decision point about p's need; without an Authorizer
+// (tests) everything is allowed.
+func (s *Service) decide(ctx context.Context, p identity.Principal, need authorization.Need) (authorization.Decision, error) {
 	if s.Authz == nil {
-		return true, nil
+		return authorization.Decision{Allowed: true}, nil
 	}
-	ok, err := s.Authz.Allowed(ctx, p, action, scope)
+	d, err := s.Authz.Decide(ctx, p, need.Action, need.Scope)
 	if err != nil {
-		return false, fmt.Errorf("authorize %s at %s: %w", action, scope, err)
+		return d, fmt.Errorf("authorize %s at %s: %w", need.Action, need.Scope, err)
 	}
-	return ok, nil
+	return d, nil
 }
 
-// authorize checks action at scope for p.
-func (s *Service) authorize(ctx context.Context, p identity.Principal, action, scope string) error {
-	ok, err := s.allowed(ctx, p, action, scope)
+// require checks a need only the operation knows, for p: nil, or Azure's
+// 403 AuthorizationFailed.
+func (s *Service) require(ctx context.Context, p identity.Principal, need authorization.Need) error {
+	d, err := s.decide(ctx, p, need)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return authorizationFailed(p, action, scope)
+	if !d.Allowed {
+		return authorization.Forbidden(p, d)
 	}
 	return nil
 }
 
-// authorizeLinked checks, after p was allowed action at scope, that p may
-// also perform linkedAction on linkedScope, the resource the request reads
-// from: Azure's linked access check.
-func (s *Service) authorizeLinked(ctx context.Context, p identity.Principal, action, scope, linkedAction, linkedScope string) error {
-	ok, err := s.allowed(ctx, p, linkedAction, linkedScope)
+// requireLinked checks, for a request p may make (own), that p may also
+// use the resource it reads from (linked): Azure's linked access check,
+// refused with 403 LinkedAuthorizationFailed.
+func (s *Service) requireLinked(ctx context.Context, p identity.Principal, own, linked authorization.Need) error {
+	d, err := s.decide(ctx, p, linked)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return linkedAuthorizationFailed(p, action, scope, linkedAction, linkedScope)
+	if !d.Allowed {
+		return authorization.LinkedForbidden(p, own, d)
 	}
 	return nil
-}
-
-// Authorize checks an action on a Compute resource for p, as the API does
-// before reads; exported for callers that read records through other paths.
-func (s *Service) Authorize(ctx context.Context, p identity.Principal, action, scope string) error {
-	return s.authorize(ctx, p, action, scope)
 }
 
 // action builds the RBAC action of kind on a resource type.
@@ -646,29 +611,26 @@ func listRecords[T any, P interface {
 	return out, nil
 }
 
-// GetDisk returns a disk after checking p may read it.
-func (s *Service) GetDisk(ctx context.Context, p identity.Principal, id resource.ID) (Disk, error) {
-	return recordTx[Disk](ctx, s, s.Store.View, p, ActionDiskRead, KindDisk, id, nil)
+// GetDisk returns a disk (the caller authorized reading it).
+func (s *Service) GetDisk(ctx context.Context, id resource.ID) (Disk, error) {
+	return recordTx[Disk](ctx, s, s.Store.View, KindDisk, id, nil)
 }
 
-// GetSnapshot returns a snapshot after checking p may read it.
-func (s *Service) GetSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (Snapshot, error) {
-	return recordTx[Snapshot](ctx, s, s.Store.View, p, ActionSnapshotRead, KindSnapshot, id, nil)
+// GetSnapshot returns a snapshot (the caller authorized reading it).
+func (s *Service) GetSnapshot(ctx context.Context, id resource.ID) (Snapshot, error) {
+	return recordTx[Snapshot](ctx, s, s.Store.View, KindSnapshot, id, nil)
 }
 
-// recordTx authorizes action on id for p; then, in a transaction that run
-// opens (s.Store.View or s.Store.Update), it checks that the resource
-// group of id exists, reads the record of kind at id and, unless fn is
-// nil, hands it to fn. It returns the record as fn left it.
+// recordTx, in a transaction that run opens (s.Store.View or
+// s.Store.Update), checks that the resource group of id exists, reads the
+// record of kind at id and, unless fn is nil, hands it to fn. It returns
+// the record as fn left it.
 func recordTx[T any, P interface {
 	*T
 	etagged
 }](ctx context.Context, s *Service, run func(context.Context, func(store.Tx) error) error,
-	p identity.Principal, action, kind string, id resource.ID, fn func(tx store.Tx, v P) error) (T, error) {
+	kind string, id resource.ID, fn func(tx store.Tx, v P) error) (T, error) {
 	var v T
-	if err := s.authorize(ctx, p, action, id.String()); err != nil {
-		return v, err
-	}
 	err := run(ctx, func(tx store.Tx) error {
 		if err := s.checkGroupExists(ctx, tx, id); err != nil {
 			return err
@@ -703,14 +665,10 @@ func stamp(sd *tenant.SystemData, p identity.Principal, now time.Time, create bo
 }
 
 // checkPut runs the checks a disk PUT and a snapshot PUT share, in Azure's
-// order: the caller may write the resource, its name, location and tags
-// are valid, the SKU (Standard_LRS when absent) is one of skus, and a
-// createOption is given. It returns the canonical location and SKU.
-func (s *Service) checkPut(ctx context.Context, p identity.Principal, action string, id resource.ID, typ string, skus []string,
-	location, skuIn string, tags map[string]string, cd CreationData) (loc, sku string, err error) {
-	if err := s.authorize(ctx, p, action, id.String()); err != nil {
-		return "", "", err
-	}
+// order: the resource's name, location and tags are valid, the SKU
+// (Standard_LRS when absent) is one of skus, and a createOption is given.
+// It returns the canonical location and SKU.
+func (s *Service) checkPut(id resource.ID, typ string, skus []string, location, skuIn string, tags map[string]string, cd CreationData) (loc, sku string, err error) {
 	if err := resource.DiskNameRule.Check("InvalidResourceName", id.Name()); err != nil {
 		return "", "", err
 	}

@@ -166,7 +166,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if err != nil || !a.Writable() {
 		t.Fatalf("open: %v", err)
 	}
-	if _, err := f.svc.DeleteDisk(ctx, f.admin, disk); code(err) != "OperationNotAllowed" {
+	if _, err := f.svc.DeleteDisk(ctx, disk); code(err) != "OperationNotAllowed" {
 		t.Fatalf("delete exported disk: %v", err)
 	}
 	if err := a.CheckWrite(ctx); err != nil {
@@ -179,7 +179,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if _, err := f.svc.OpenAccess(ctx, g.Token); !errors.Is(err, compute.ErrAccessDenied) {
 		t.Fatalf("open expired: %v", err)
 	}
-	d, err := f.svc.GetDisk(ctx, f.admin, disk)
+	d, err := f.svc.GetDisk(ctx, disk)
 	if err != nil || d.State(f.clk.Now()) != compute.DiskUnattached {
 		t.Fatalf("state after expiry: %v %v", d.State(f.clk.Now()), err)
 	}
@@ -195,7 +195,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if err := a2.CheckWrite(ctx); !errors.Is(err, compute.ErrReadOnly) {
 		t.Fatalf("write through a read grant: %v", err)
 	}
-	if err := f.svc.RevokeAccess(ctx, f.admin, disk); err != nil {
+	if err := f.svc.RevokeAccess(ctx, disk); err != nil {
 		t.Fatal(err)
 	}
 	if err := a2.Check(ctx); !errors.Is(err, compute.ErrAccessDenied) {
@@ -207,7 +207,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	if _, err := f.svc.OpenAccess(ctx, "garbage"); !errors.Is(err, compute.ErrUnknownGrant) {
 		t.Fatalf("open garbage: %v", err)
 	}
-	if ok, err := f.svc.DeleteDisk(ctx, f.admin, disk); err != nil || !ok {
+	if ok, err := f.svc.DeleteDisk(ctx, disk); err != nil || !ok {
 		t.Fatalf("delete: %v %v", ok, err)
 	}
 }
@@ -234,7 +234,7 @@ func TestResizeUndoneWhenRecordFails(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	id := f.emptyDisk(t, "rg", "d")
-	d, err := f.svc.GetDisk(ctx, f.admin, id)
+	d, err := f.svc.GetDisk(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestResizeUndoneWhenRecordFails(t *testing.T) {
 		t.Fatalf("resize with a failing commit: %v", err)
 	}
 	f.svc.Store = good
-	after, err := f.svc.GetDisk(ctx, f.admin, id)
+	after, err := f.svc.GetDisk(ctx, id)
 	if err != nil || after.DiskSizeGB != 1 || after.DiskSizeBytes != compute.GiB {
 		t.Fatalf("record after the failed resize: %+v, %v", after, err)
 	}

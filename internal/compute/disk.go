@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"coffer/internal/authorization"
 	"coffer/internal/blockdev"
 	"coffer/internal/capacity"
 	"coffer/internal/identity"
@@ -67,8 +68,9 @@ func (s *Service) resolveSource(ctx context.Context, p identity.Principal, id re
 	if src == "" {
 		return nil, invalidParameter("creationData.sourceResourceId", "Required parameter 'sourceResourceId' is missing (null).")
 	}
+	own := authorization.Need{Action: ActionDiskWrite, Scope: id.String()}
 	if sid, err := ParseID(TypeSnapshots, src); err == nil {
-		if err := s.authorizeLinked(ctx, p, ActionDiskWrite, id.String(), ActionSnapshotGrant, sid.String()); err != nil {
+		if err := s.requireLinked(ctx, p, own, authorization.Need{Action: ActionSnapshotGrant, Scope: sid.String()}); err != nil {
 			return nil, err
 		}
 		return &source{id: sid, snapshot: true}, nil
@@ -82,7 +84,7 @@ func (s *Service) resolveSource(ctx context.Context, p identity.Principal, id re
 		return nil, invalidParameter("creationData.sourceResourceId",
 			"The value '%s' of parameter 'sourceResourceId' is not a valid disk or snapshot resource ID.", src)
 	}
-	if err := s.authorizeLinked(ctx, p, ActionDiskWrite, id.String(), ActionDiskGrant, sid.String()); err != nil {
+	if err := s.requireLinked(ctx, p, own, authorization.Need{Action: ActionDiskGrant, Scope: sid.String()}); err != nil {
 		return nil, err
 	}
 	return &source{id: sid}, nil
@@ -120,8 +122,8 @@ func sizeError(err error, target string) error {
 }
 
 // CreateDisk creates (or, if it exists, updates) a disk and waits for it to
-// be provisioned. It checks Microsoft.Compute/disks/write on id and
-// beginGetAccess on a copy's source.
+// be provisioned. The caller has authorized Microsoft.Compute/disks/write
+// on id for p; it checks beginGetAccess on a copy's source.
 func (s *Service) CreateDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (Disk, error) {
 	d, _, finish, err := s.StartDisk(ctx, p, id, in)
 	if err != nil || finish == nil {
@@ -144,7 +146,7 @@ func (s *Service) CreateDiskFromSnapshot(ctx context.Context, p identity.Princip
 // finish function that takes the copy. created is false when the PUT
 // updated an existing disk.
 func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resource.ID, in DiskInput) (d Disk, created bool, finish Finish, err error) {
-	loc, sku, err := s.checkPut(ctx, p, ActionDiskWrite, id, TypeDisks, DiskSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
+	loc, sku, err := s.checkPut(id, TypeDisks, DiskSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
 	if err != nil {
 		return d, false, nil, err
 	}
@@ -193,7 +195,7 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 		case gerr == nil:
 			d, undo, err = s.updateFromPut(ctx, tx, p, old, loc, sku, option, in)
 			return err
-		case !resource.IsCode(gerr, "ResourceNotFound"):
+		case !resource.IsNotFound(gerr):
 			return gerr
 		}
 		created = true
@@ -486,11 +488,11 @@ func setIfSet[T comparable](dst *T, v T) {
 	}
 }
 
-// UpdateDisk applies a PATCH: tags, SKU and growing diskSizeGB (shrinking
-// is refused with Azure's error). It checks Microsoft.Compute/disks/write.
+// UpdateDisk applies a PATCH by p: tags, SKU and growing diskSizeGB
+// (shrinking is refused with Azure's error).
 func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resource.ID, upd DiskUpdate) (Disk, error) {
 	var undo func()
-	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskWrite, KindDisk, id, func(tx store.Tx, d *Disk) error {
+	d, err := recordTx(ctx, s, s.Store.Update, KindDisk, id, func(tx store.Tx, d *Disk) error {
 		var err error
 		*d, undo, err = s.applyUpdate(ctx, tx, p, *d, upd)
 		return err
@@ -507,15 +509,15 @@ func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resou
 // goes, so that a stop in between leaves a deletion that Recover finishes,
 // never a Succeeded disk without its data. It reports whether the disk
 // existed.
-func (s *Service) DeleteDisk(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	d, err := recordTx(ctx, s, s.Store.Update, p, ActionDiskDelete, KindDisk, id, func(tx store.Tx, d *Disk) error {
+func (s *Service) DeleteDisk(ctx context.Context, id resource.ID) (bool, error) {
+	d, err := recordTx(ctx, s, s.Store.Update, KindDisk, id, func(tx store.Tx, d *Disk) error {
 		if st := d.State(s.now()); st == DiskActiveSAS || st == DiskActiveUpload {
 			return notAllowed("Disk '%s' cannot be deleted while it is in state '%s': it is exported through an access grant. End the access (endGetAccess) first.", d.Name, st)
 		}
 		d.ProvisioningState = StateDeleting
 		return s.putDisk(ctx, tx, d)
 	})
-	if resource.IsCode(err, "ResourceNotFound") {
+	if resource.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -608,7 +610,7 @@ func (s *Service) watchHydration(diskID, volumeID, temp string, shown *resource.
 			s.logger().Warn("delete temporary copy snapshot", "disk", diskID, "snapshot", temp, "err", err)
 			return
 		}
-		if _, err := s.markDisk(ctx, id, func(d *Disk) { d.TempSnapshot = "" }); err != nil && !resource.IsCode(err, "ResourceNotFound") {
+		if _, err := s.markDisk(ctx, id, func(d *Disk) { d.TempSnapshot = "" }); err != nil && !resource.IsNotFound(err) {
 			s.logger().Warn("record hydrated copy", "disk", diskID, "err", err)
 		}
 	}()
@@ -622,7 +624,7 @@ func (s *Service) recordHydration(ctx context.Context, id resource.ID, stall *re
 		s.logger().Warn("disk hydration stalled: no space on the data filesystem; it resumes by itself", "disk", id.String())
 	}
 	_, err := s.markDisk(ctx, id, func(d *Disk) { d.HydrationError = stall })
-	if err != nil && !resource.IsCode(err, "ResourceNotFound") {
+	if err != nil && !resource.IsNotFound(err) {
 		s.logger().Warn("record disk hydration", "disk", id.String(), "err", err)
 		return false
 	}

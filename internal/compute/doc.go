@@ -21,9 +21,16 @@
 // every NBD request) checks it again, so expiry and endGetAccess take effect
 // at once.
 //
-// Every mutating method takes the acting principal and checks Azure's RBAC
-// actions itself, including the linked checks on a source resource, so that
-// the API handlers and in-process callers (a backup vault's managed
-// identity) go through the same authorization path. The package never
-// imports net/http or a concrete store.
+// Operations take typed inputs (DiskInput, SnapshotInput, GrantInput) and
+// the acting principal, which they record as the creator of what they make.
+// The caller's own action on the resource (Microsoft.Compute/disks/write
+// for a PUT, beginGetAccess/action for a grant) is decided once, before the
+// operation runs, by whoever calls it through the decision point (package
+// authorization): the API's route table, the portal, or the backup worker
+// acting as a vault's managed identity. What only the operation can know
+// it needs it asks the same decision point itself: beginGetAccess on the
+// source of a copy or restore (Azure's linked access check, 403
+// LinkedAuthorizationFailed), disks/write for a Write grant, and on the
+// data path whether a grant's creator still holds the rights it took. The
+// package never imports net/http or a concrete store.
 package compute

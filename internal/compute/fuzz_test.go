@@ -46,7 +46,7 @@ func FuzzOpenAccess(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if err := fx.svc.RevokeAccess(ctx, fx.admin, gone); err != nil {
+	if err := fx.svc.RevokeAccess(ctx, gone); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(revoked.Token)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -89,11 +90,12 @@ func (s *Service) ParseToken(tok string) (id string, expires time.Time, err erro
 	return s.parseToken(tok)
 }
 
-// AuthorizeGrant checks that p holds every action creating the grant ref
-// names takes, so that p may be handed its token.
+// AuthorizeGrant checks, through the decision point, that p holds every
+// action creating the grant ref names takes, so that p may be handed its
+// token.
 func (s *Service) AuthorizeGrant(ctx context.Context, p identity.Principal, ref GrantRef) error {
 	for _, act := range grantActions(ref.Type, ref.Access) {
-		if err := s.authorize(ctx, p, act, ref.ResourceID); err != nil {
+		if err := s.require(ctx, p, authorization.Need{Action: act, Scope: ref.ResourceID}); err != nil {
 			return err
 		}
 	}
@@ -179,9 +181,9 @@ type GrantInput struct {
 
 // GrantAccess is beginGetAccess: it grants Read or Write access to a disk
 // or snapshot for a while and returns the grant's secret token (used in the
-// SAS URL and as the NBD export name). It checks
-// Microsoft.Compute/{disks|snapshots}/beginGetAccess/action and, for
-// Write, Microsoft.Compute/disks/write.
+// SAS URL and as the NBD export name). The caller has authorized
+// Microsoft.Compute/{disks|snapshots}/beginGetAccess/action for p; for
+// Write it checks Microsoft.Compute/disks/write.
 //
 // Write is allowed on a disk that awaits an upload (ReadyToUpload,
 // ActiveUpload) and, as a Coffer extension, on any provisioned disk; never
@@ -189,9 +191,6 @@ type GrantInput struct {
 func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id resource.ID, in GrantInput) (GrantResult, error) {
 	typ := id.Types[len(id.Types)-1]
 	access, duration := in.Access, in.Duration
-	if err := s.authorize(ctx, p, action(typ, actionKindGrant), id.String()); err != nil {
-		return GrantResult{}, err
-	}
 	if _, err := ParseAccess(string(access)); err != nil {
 		return GrantResult{}, err
 	}
@@ -206,7 +205,7 @@ func (s *Service) GrantAccess(ctx context.Context, p identity.Principal, id reso
 	// it takes the right to write the disk (Disk Backup Reader and Disk
 	// Snapshot Contributor hold beginGetAccess, not disks/write).
 	for _, act := range grantActions(typ, access)[1:] {
-		if err := s.authorize(ctx, p, act, id.String()); err != nil {
+		if err := s.require(ctx, p, authorization.Need{Action: act, Scope: id.String()}); err != nil {
 			return GrantResult{}, err
 		}
 	}
@@ -304,22 +303,22 @@ func (s *Service) forgetGrants(gs []Grant) {
 }
 
 // RevokeAccess is endGetAccess: it revokes every grant of the disk or
-// snapshot. A disk whose upload was in progress becomes Unattached. It
-// checks Microsoft.Compute/{disks|snapshots}/endGetAccess/action.
-func (s *Service) RevokeAccess(ctx context.Context, p identity.Principal, id resource.ID) error {
-	return s.endGrants(ctx, p, id, func(gs []Grant) ([]Grant, error) { return gs, nil })
+// snapshot. A disk whose upload was in progress becomes Unattached. The
+// caller has authorized Microsoft.Compute/{disks|snapshots}/endGetAccess/action.
+func (s *Service) RevokeAccess(ctx context.Context, id resource.ID) error {
+	return s.endGrants(ctx, id, func(gs []Grant) ([]Grant, error) { return gs, nil })
 }
 
 // RevokeGrant ends one grant of the disk or snapshot (a Coffer extension of
 // endGetAccess), leaving the others alone. Ending a Write grant of a disk
 // awaiting an upload ends the upload unless another unexpired Write grant
-// remains. It checks what endGetAccess checks; a grant the resource does
-// not hold is a 404 GrantNotFound.
-func (s *Service) RevokeGrant(ctx context.Context, p identity.Principal, id resource.ID, grantID string) error {
+// remains. The caller has authorized what endGetAccess needs; a grant the
+// resource does not hold is a 404 GrantNotFound.
+func (s *Service) RevokeGrant(ctx context.Context, id resource.ID, grantID string) error {
 	if !identity.IsGUID(grantID) {
 		return invalidParameter("grantId", "The value '%s' of parameter 'grantId' is not a valid access grant ID (a GUID).", grantID)
 	}
-	return s.endGrants(ctx, p, id, func(gs []Grant) ([]Grant, error) {
+	return s.endGrants(ctx, id, func(gs []Grant) ([]Grant, error) {
 		for _, g := range gs {
 			if strings.EqualFold(g.ID, grantID) {
 				return []Grant{g}, nil
@@ -331,13 +330,9 @@ func (s *Service) RevokeGrant(ctx context.Context, p identity.Principal, id reso
 }
 
 // endGrants ends the grants pick chooses among those of the resource id,
-// after checking endGetAccess for p, and flushes a disk's volume so that
-// what was written through them is durable.
-func (s *Service) endGrants(ctx context.Context, p identity.Principal, id resource.ID, pick func([]Grant) ([]Grant, error)) error {
-	typ := id.Types[len(id.Types)-1]
-	if err := s.authorize(ctx, p, action(typ, actionKindRevoke), id.String()); err != nil {
-		return err
-	}
+// and flushes a disk's volume so that what was written through them is
+// durable.
+func (s *Service) endGrants(ctx context.Context, id resource.ID, pick func([]Grant) ([]Grant, error)) error {
 	var ended []Grant
 	var volume string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
@@ -450,7 +445,7 @@ func (s *Service) EndGrantsOf(ctx context.Context, tx store.Tx, principalID stri
 			}
 			return theirs, nil
 		})
-		if errors.Is(err, errNotFound) {
+		if resource.IsNotFound(err) {
 			continue // a dangling pointer; lookupGrant refuses it
 		}
 		if err != nil {

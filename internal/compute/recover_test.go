@@ -21,7 +21,7 @@ func TestPutOnDiskLeftFailedByStop(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	src := f.emptyDisk(t, "rg", "src")
-	sd, err := f.svc.GetDisk(ctx, f.admin, src)
+	sd, err := f.svc.GetDisk(ctx, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestPutOnDiskLeftFailedByStop(t *testing.T) {
 	if err := f.svc.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := f.svc.GetDisk(ctx, f.admin, target); err != nil || d.ProvisioningState != compute.StateFailed {
+	if d, err := f.svc.GetDisk(ctx, target); err != nil || d.ProvisioningState != compute.StateFailed {
 		t.Fatalf("after Recover: %s, %v; want %s", d.ProvisioningState, err, compute.StateFailed)
 	}
 
@@ -122,9 +122,9 @@ func TestDeleteInterruptedByStop(t *testing.T) {
 				dying.updates = 0
 				var err error
 				if kind == "disk" {
-					_, err = f.svc.DeleteDisk(ctx, f.admin, disk)
+					_, err = f.svc.DeleteDisk(ctx, disk)
 				} else {
-					_, err = f.svc.DeleteSnapshot(ctx, f.admin, snap)
+					_, err = f.svc.DeleteSnapshot(ctx, snap)
 				}
 				if !errors.Is(err, errStopped) {
 					if err != nil {
@@ -138,14 +138,14 @@ func TestDeleteInterruptedByStop(t *testing.T) {
 					t.Fatal(err)
 				}
 				if kind == "disk" {
-					d, err := f.svc.GetDisk(ctx, f.admin, disk)
+					d, err := f.svc.GetDisk(ctx, disk)
 					if err == nil {
 						if _, verr := f.svc.Engine.OpenVolume(ctx, d.UniqueID); verr != nil {
 							t.Fatalf("stopped at update %d: disk %s is listed (%s) but its volume is gone: %v", dying.dieAt, d.Name, d.ProvisioningState, verr)
 						}
 					}
 				} else {
-					sn, err := f.svc.GetSnapshot(ctx, f.admin, snap)
+					sn, err := f.svc.GetSnapshot(ctx, snap)
 					if err == nil {
 						if _, serr := f.svc.Engine.StatSnapshot(ctx, sn.UniqueID); serr != nil {
 							t.Fatalf("stopped at update %d: snapshot %s is listed (%s) but its data is gone: %v", dying.dieAt, sn.Name, sn.ProvisioningState, serr)

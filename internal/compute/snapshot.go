@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"coffer/internal/authorization"
 	"coffer/internal/blockdev"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
@@ -25,8 +26,8 @@ type SnapshotInput struct {
 // SnapshotFinish completes a snapshot started by StartSnapshot.
 type SnapshotFinish func(ctx context.Context) (Snapshot, error)
 
-// CreateSnapshot takes a snapshot of a disk and waits for it. It checks
-// Microsoft.Compute/snapshots/write on id and
+// CreateSnapshot takes a snapshot of a disk and waits for it. The caller
+// has authorized Microsoft.Compute/snapshots/write on id for p; it checks
 // Microsoft.Compute/disks/beginGetAccess/action on the source disk.
 func (s *Service) CreateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (Snapshot, error) {
 	sn, _, finish, err := s.StartSnapshot(ctx, p, id, in)
@@ -47,7 +48,7 @@ func (s *Service) SnapshotDisk(ctx context.Context, p identity.Principal, id, di
 // Creating; finish takes the snapshot. A PUT to an existing snapshot
 // updates its tags (finish is nil, created false).
 func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id resource.ID, in SnapshotInput) (sn Snapshot, created bool, finish SnapshotFinish, err error) {
-	loc, sku, err := s.checkPut(ctx, p, ActionSnapshotWrite, id, TypeSnapshots, SnapshotSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
+	loc, sku, err := s.checkPut(id, TypeSnapshots, SnapshotSKUs, in.Location, in.SKU, in.Tags, in.CreationData)
 	if err != nil {
 		return sn, false, nil, err
 	}
@@ -67,7 +68,8 @@ func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id re
 	// Azure's linked access check: a snapshot reads the disk's bytes, which
 	// takes beginGetAccess on it (Disk Snapshot Contributor has it, and not
 	// disks/read).
-	if err := s.authorizeLinked(ctx, p, ActionSnapshotWrite, id.String(), ActionDiskGrant, src.String()); err != nil {
+	if err := s.requireLinked(ctx, p, authorization.Need{Action: ActionSnapshotWrite, Scope: id.String()},
+		authorization.Need{Action: ActionDiskGrant, Scope: src.String()}); err != nil {
 		return sn, false, nil, err
 	}
 	now := s.now()
@@ -81,7 +83,7 @@ func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id re
 			sn, err = s.updateSnapshotFromPut(ctx, tx, p, old, loc, src, in)
 			return err
 		}
-		if !resource.IsCode(gerr, "ResourceNotFound") {
+		if !resource.IsNotFound(gerr) {
 			return gerr
 		}
 		created = true
@@ -180,9 +182,9 @@ func (s *Service) applySnapshotUpdate(ctx context.Context, tx store.Tx, p identi
 	return sn, s.putSnapshot(ctx, tx, &sn)
 }
 
-// UpdateSnapshot applies a PATCH (tags). It checks snapshots/write.
+// UpdateSnapshot applies a PATCH (tags) by p.
 func (s *Service) UpdateSnapshot(ctx context.Context, p identity.Principal, id resource.ID, tags map[string]string) (Snapshot, error) {
-	return recordTx(ctx, s, s.Store.Update, p, ActionSnapshotWrite, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
+	return recordTx(ctx, s, s.Store.Update, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
 		if tags == nil {
 			tags = sn.Tags
 		}
@@ -204,7 +206,7 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 		sn, uerr := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
 			x.ProvisioningState, x.FailedError = StateFailed, e
 		})
-		if uerr != nil && !resource.IsCode(uerr, "ResourceNotFound") {
+		if uerr != nil && !resource.IsNotFound(uerr) {
 			s.logger().Error("record failed snapshot", "snapshot", id.String(), "err", uerr)
 		}
 		return sn, e
@@ -214,7 +216,7 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 		x.DiskSizeBytes, x.DiskSizeGB = si.Size, sizeGB(si.Size)
 		x.ChangedBytes = si.Stats.BlocksStored * si.BlockSize
 	})
-	if resource.IsCode(err, "ResourceNotFound") {
+	if resource.IsNotFound(err) {
 		// Deleted while it was being taken (a group deletion): drop the data.
 		if derr := s.Engine.DeleteSnapshot(context.WithoutCancel(ctx), snapID); derr != nil && !errors.Is(derr, blockdev.ErrNotFound) {
 			s.logger().Warn("delete orphan snapshot", "snapshot", snapID, "err", derr)
@@ -229,8 +231,8 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 // or still being created is refused. As with a disk, the record is
 // Deleting while the data goes (Recover finishes a deletion a stop
 // interrupted). It reports whether it existed.
-func (s *Service) DeleteSnapshot(ctx context.Context, p identity.Principal, id resource.ID) (bool, error) {
-	sn, err := recordTx(ctx, s, s.Store.Update, p, ActionSnapshotDelete, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
+func (s *Service) DeleteSnapshot(ctx context.Context, id resource.ID) (bool, error) {
+	sn, err := recordTx(ctx, s, s.Store.Update, KindSnapshot, id, func(tx store.Tx, sn *Snapshot) error {
 		if sn.ProvisioningState == StateCreating {
 			return notAllowed("Snapshot '%s' is being created and cannot be deleted until it completes.", sn.Name)
 		}
@@ -240,7 +242,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, p identity.Principal, id r
 		sn.ProvisioningState = StateDeleting
 		return s.putSnapshot(ctx, tx, sn)
 	})
-	if resource.IsCode(err, "ResourceNotFound") {
+	if resource.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {

@@ -19,28 +19,21 @@ const (
 	MaxRestoresPerDay     = 10
 )
 
-// AdhocBackup triggers an on-demand backup of a backup instance with the
-// body {"backupRuleOptions": {"ruleName", "triggerOption":
-// {"retentionTagOverride"}}}. It returns the job's resource ID.
-func (s *Service) AdhocBackup(ctx context.Context, id resource.ID, body []byte) (string, error) {
-	var in struct {
-		BackupRuleOptions *struct {
-			RuleName      string `json:"ruleName"`
-			TriggerOption *struct {
-				RetentionTagOverride string `json:"retentionTagOverride"`
-			} `json:"triggerOption"`
-		} `json:"backupRuleOptions"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
-	if in.BackupRuleOptions == nil || in.BackupRuleOptions.RuleName == "" {
+// BackupRequest is an on-demand backup: the policy's backup rule to run it
+// as, and the retention rule (tag) that decides how long its recovery
+// point is kept.
+type BackupRequest struct {
+	RuleName     string
+	RetentionTag string
+}
+
+// AdhocBackup triggers an on-demand backup of a backup instance. It
+// returns the job's resource ID.
+func (s *Service) AdhocBackup(ctx context.Context, id resource.ID, in BackupRequest) (string, error) {
+	if in.RuleName == "" {
 		return "", userError(CodeInvalidBackupRule, "backupRuleOptions.ruleName is required: the name of the policy's backup rule.").WithTarget("backupRuleOptions.ruleName")
 	}
-	tag := ""
-	if in.BackupRuleOptions.TriggerOption != nil {
-		tag = in.BackupRuleOptions.TriggerOption.RetentionTagOverride
-	}
+	tag := in.RetentionTag
 	if tag == "" {
 		return "", userError(CodeInvalidRetentionTag, "backupRuleOptions.triggerOption.retentionTagOverride is required: the retention rule (for example Default) that decides how long the recovery point is kept.").WithTarget("backupRuleOptions.triggerOption.retentionTagOverride")
 	}
@@ -62,12 +55,12 @@ func (s *Service) AdhocBackup(ctx context.Context, id resource.ID, body []byte) 
 			return err
 		}
 		br, _ := pol.Properties.BackupRule()
-		if br == nil || !strings.EqualFold(br.Name, in.BackupRuleOptions.RuleName) {
+		if br == nil || !strings.EqualFold(br.Name, in.RuleName) {
 			name := ""
 			if br != nil {
 				name = br.Name
 			}
-			return userError(CodeInvalidBackupRule, "The policy %s has no backup rule named %q; its backup rule is %q.", pol.Name, in.BackupRuleOptions.RuleName, name).WithTarget("backupRuleOptions.ruleName")
+			return userError(CodeInvalidBackupRule, "The policy %s has no backup rule named %q; its backup rule is %q.", pol.Name, in.RuleName, name).WithTarget("backupRuleOptions.ruleName")
 		}
 		var tagName string
 		for _, rr := range pol.Properties.RetentionRules() {
@@ -276,10 +269,10 @@ func (s *Service) dropSnapshot(ctx context.Context, run jobRun) {
 	}
 	snap := run.inst.snapshotRG().Child("Microsoft.Compute/snapshots", snapshotName(run.inst.diskID().Name(), run.p.JobID))
 	err := actor{s: s, as: p}.deleteSnapshot(context.WithoutCancel(ctx), snap)
-	var denied *DeniedError
+	_, denied := deniedAction(err)
 	switch {
 	case err == nil, isNotFound(err):
-	case errors.As(err, &denied):
+	case denied:
 		// Usually the reason the backup failed: the identity lost its
 		// role, and then it made no snapshot either.
 		s.logger().Info("failed backup: may not delete its snapshot", "job", run.p.JobID, "snapshot", snap.String(), "err", err)
@@ -291,13 +284,13 @@ func (s *Service) dropSnapshot(ctx context.Context, run jobRun) {
 // diskError maps a failed Compute call on the disk to Azure's code; nil
 // means a transient error that should be retried.
 func diskError(err error, diskID, snapRG string) *resource.Error {
-	var d *DeniedError
-	switch {
-	case errors.As(err, &d):
-		if strings.Contains(strings.ToLower(d.Action), "snapshots/") {
+	if action, denied := deniedAction(err); denied {
+		if strings.Contains(strings.ToLower(action), "snapshots/") {
 			return errSnapshotRGPermissions(snapRG)
 		}
 		return errDiskPermissions(diskID)
+	}
+	switch {
 	case isNotFound(err):
 		return errDiskNotFound(diskID)
 	}

@@ -145,37 +145,36 @@ func TestRestoreRules(t *testing.T) {
 	e.group(subB, "rg-restore-b", "local")
 	tgt := func(name string) string { return diskID(subA, "rg-restore", name).String() }
 
-	req := func(rp, disk, loc string) map[string]any {
-		return map[string]any{"objectType": "AzureBackupRecoveryPointBasedRestoreRequest", "recoveryPointId": rp,
-			"sourceDataStoreType": "OperationalStore", "restoreTargetInfo": map[string]any{"objectType": "RestoreTargetInfo",
-				"recoveryOption": "FailIfExists", "restoreLocation": loc, "datasourceInfo": map[string]any{"objectType": "Datasource",
-					"resourceID": disk, "datasourceType": "Microsoft.Compute/disks", "resourceLocation": loc}}}
+	req := func(rp, disk, loc string) dataprotection.RestoreRequest {
+		return dataprotection.RestoreRequest{ObjectType: "AzureBackupRecoveryPointBasedRestoreRequest", RecoveryPointID: rp,
+			SourceDataStoreType: "OperationalStore", Target: &dataprotection.RestoreTarget{ObjectType: "RestoreTargetInfo",
+				RecoveryOption: "FailIfExists", RestoreLocation: loc, DiskID: disk, DiskLocation: loc}}
 	}
 	cases := []struct {
 		name  string
-		body  map[string]any
+		body  dataprotection.RestoreRequest
 		setup func()
 		undo  func()
 		code  string
 	}{
-		{name: "item-level target", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() map[string]any {
+		{name: "item-level target", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() dataprotection.RestoreRequest {
 			b := req(rp, tgt("x"), "local")
-			b["restoreTargetInfo"].(map[string]any)["objectType"] = "ItemLevelRestoreTargetInfo"
+			b.Target.ObjectType = "ItemLevelRestoreTargetInfo"
 			return b
 		}()},
-		{name: "time-based request", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() map[string]any {
+		{name: "time-based request", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() dataprotection.RestoreRequest {
 			b := req(rp, tgt("x"), "local")
-			b["objectType"] = "AzureBackupRecoveryTimeBasedRestoreRequest"
+			b.ObjectType = "AzureBackupRecoveryTimeBasedRestoreRequest"
 			return b
 		}()},
-		{name: "vault store", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() map[string]any {
+		{name: "vault store", code: dataprotection.CodeUnsupportedRestoreRequest, body: func() dataprotection.RestoreRequest {
 			b := req(rp, tgt("x"), "local")
-			b["sourceDataStoreType"] = "VaultStore"
+			b.SourceDataStoreType = "VaultStore"
 			return b
 		}()},
-		{name: "recovery option", code: dataprotection.CodeInvalidInput, body: func() map[string]any {
+		{name: "recovery option", code: dataprotection.CodeInvalidInput, body: func() dataprotection.RestoreRequest {
 			b := req(rp, tgt("x"), "local")
-			b["restoreTargetInfo"].(map[string]any)["recoveryOption"] = "OverwriteIfExists"
+			b.Target.RecoveryOption = "OverwriteIfExists"
 			return b
 		}()},
 		{name: "original location", code: dataprotection.CodeOriginalLocationRestore, body: req(rp, s.disk.String(), "local")},
@@ -208,11 +207,11 @@ func TestRestoreRules(t *testing.T) {
 		if c.setup != nil {
 			c.setup()
 		}
-		_, err := e.svc.ValidateRestore(e.ctx, s.bi, mustJSON(map[string]any{"restoreRequestObject": c.body}))
+		_, err := e.svc.ValidateRestore(e.ctx, s.bi, c.body)
 		if got := code(err); got != c.code {
 			t.Errorf("%s: validate: code %q, want %q (%v)", c.name, got, c.code, err)
 		}
-		if _, err := e.svc.Restore(e.ctx, s.bi, mustJSON(c.body)); c.code != "" && code(err) != c.code {
+		if _, err := e.svc.Restore(e.ctx, s.bi, c.body); c.code != "" && code(err) != c.code {
 			t.Errorf("%s: restore: code %q, want %q (%v)", c.name, code(err), c.code, err)
 		}
 		if c.undo != nil {
@@ -226,7 +225,7 @@ func TestRestoreRules(t *testing.T) {
 	}
 	// Cross-subscription restore with the role there.
 	e.assign(s.principal, rbac.RoleDiskRestoreOperator, "/subscriptions/"+subB)
-	id, err := e.svc.Restore(e.ctx, s.bi, mustJSON(req(rp, diskID(subB, "rg-restore-b", "x").String(), "local")))
+	id, err := e.svc.Restore(e.ctx, s.bi, req(rp, diskID(subB, "rg-restore-b", "x").String(), "local"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,12 +237,12 @@ func TestRestoreRules(t *testing.T) {
 		t.Fatalf("cross-subscription restore hash %s, want %s", got, hash1)
 	}
 	for i := 2; i < dataprotection.MaxRestoresPerDay; i++ {
-		if _, err := e.svc.Restore(e.ctx, s.bi, mustJSON(req(rp, tgt(fmt.Sprintf("r%d", i)), "local"))); err != nil {
+		if _, err := e.svc.Restore(e.ctx, s.bi, req(rp, tgt(fmt.Sprintf("r%d", i)), "local")); err != nil {
 			t.Fatalf("restore %d: %v", i, err)
 		}
 		e.drain()
 	}
-	if _, err := e.svc.Restore(e.ctx, s.bi, mustJSON(req(rp, tgt("r11"), "local"))); code(err) != dataprotection.CodeRestoreLimit {
+	if _, err := e.svc.Restore(e.ctx, s.bi, req(rp, tgt("r11"), "local")); code(err) != dataprotection.CodeRestoreLimit {
 		t.Fatalf("11th restore of the day: %v", err)
 	}
 	_ = resource.ID{}

@@ -27,30 +27,32 @@ func (s *Service) getPolicy(ctx context.Context, tx store.Tx, id resource.ID) (B
 	return p, err
 }
 
+// CheckChildName checks the name of a policy or backup instance by Azure's
+// rule for child resource names.
+func CheckChildName(name string) error {
+	return resource.ChildNameRule.Check("InvalidResourceName", name)
+}
+
 // PutPolicy creates or replaces a backup policy (synchronously, as Azure
 // does). It validates the policy with ValidatePolicy.
-func (s *Service) PutPolicy(ctx context.Context, id resource.ID, body []byte) (BaseBackupPolicyResource, bool, error) {
-	if err := resource.ChildNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+func (s *Service) PutPolicy(ctx context.Context, id resource.ID, pol BackupPolicy) (BaseBackupPolicyResource, bool, error) {
+	if err := CheckChildName(id.Name()); err != nil {
 		return BaseBackupPolicyResource{}, false, err
 	}
-	in, err := DecodePolicyResource(body)
-	if err != nil {
-		return in, false, err
+	if err := ValidatePolicy(pol); err != nil {
+		return BaseBackupPolicyResource{}, false, err
 	}
-	if err := ValidatePolicy(in.Properties); err != nil {
-		return in, false, err
-	}
-	in.Properties.Normalize()
-	out := BaseBackupPolicyResource{ID: id.String(), Name: id.Name(), Type: PolicyResourceType, Properties: in.Properties}
+	pol.Normalize()
+	out := BaseBackupPolicyResource{ID: id.String(), Name: id.Name(), Type: PolicyResourceType, Properties: pol}
 	created := false
-	err = s.Store.Update(ctx, func(tx store.Tx) error {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		if _, err := s.vaultOf(ctx, tx, id); err != nil {
 			return err
 		}
 		_, err := s.getPolicy(ctx, tx, id)
 		switch {
 		case err == nil:
-		case resource.IsCode(err, "ResourceNotFound"):
+		case resource.IsNotFound(err):
 			created = true
 			n, err := tx.List(ctx, store.Query{Kind: kindPolicy, Prefix: id.Parent().Key() + "/backuppolicies/"})
 			if err != nil {
@@ -98,7 +100,7 @@ func (s *Service) DeletePolicy(ctx context.Context, id resource.ID) (bool, error
 	existed := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		_, err := s.getPolicy(ctx, tx, id)
-		if resource.IsCode(err, "ResourceNotFound") {
+		if resource.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
 )
@@ -40,10 +41,14 @@ type SnapshotInfo struct {
 var ErrNotFound = errors.New("not found")
 
 // Disks is what Microsoft.DataProtection needs from Microsoft.Compute.
-// Implementations do not authorize: the vault identity's permissions are
-// checked by this package (see actor) through the normal authorization
-// path before every call. as is the principal the work is done for
-// (recorded as the creator of what it makes).
+// The reads are the resources themselves (validation looks at them as they
+// are). For the writes, as is the vault's identity the work is done for:
+// its own action on the resource was decided by this package (see actor),
+// once; the implementation checks only what the action reads from, as
+// Compute does for any caller (beginGetAccess on the disk a snapshot is
+// taken of, and on the snapshot a disk is restored from: Azure's linked
+// access check), through the same decision point. A refusal wraps an
+// *authorization.DeniedError that names the action missing.
 type Disks interface {
 	GetDisk(ctx context.Context, diskID resource.ID) (DiskInfo, error)
 	GetSnapshot(ctx context.Context, snapshotID resource.ID) (SnapshotInfo, error)
@@ -70,31 +75,29 @@ const (
 	ActionGroupRead              = "Microsoft.Resources/subscriptions/resourceGroups/read"
 )
 
-// DeniedError says the vault identity may not perform Action at Scope.
-// Disks implementations return it for an authorization failure.
-type DeniedError struct {
-	Action, Scope string
+// deniedAction returns the action a refusal of the decision point says is
+// missing, and whether err is such a refusal.
+func deniedAction(err error) (string, bool) {
+	d, ok := authorization.Denial(err)
+	return d.MissingAction, ok
 }
 
-func (e *DeniedError) Error() string {
-	return fmt.Sprintf("the vault identity may not perform %s at %s", e.Action, e.Scope)
-}
-
-// actor does Compute work as a vault's managed identity, checking each
-// action with the Authorizer first, exactly as a request by that identity
-// would be checked.
+// actor does Compute work as a vault's managed identity. It decides each
+// call's own action through the decision point exactly once, as the route
+// table decides a request's, before calling Disks (which checks only what
+// the call reads from).
 type actor struct {
 	s  *Service
 	as identity.Principal
 }
 
 func (a actor) allow(ctx context.Context, action string, scope resource.ID) error {
-	ok, err := a.s.Authz.Allowed(ctx, a.as, action, scope.String())
+	d, err := a.s.Authz.Decide(ctx, a.as, action, scope.String())
 	if err != nil {
 		return fmt.Errorf("authorize %s: %w", action, err)
 	}
-	if !ok {
-		return &DeniedError{Action: action, Scope: scope.String()}
+	if !d.Allowed {
+		return authorization.Forbidden(a.as, d)
 	}
 	return nil
 }
@@ -113,10 +116,9 @@ func (a actor) getSnapshot(ctx context.Context, id resource.ID) (SnapshotInfo, e
 	return a.s.Disks.GetSnapshot(ctx, id)
 }
 
+// createSnapshot takes the snapshot: snapshots/write here, beginGetAccess
+// on the disk by Disks (linked).
 func (a actor) createSnapshot(ctx context.Context, snap, disk resource.ID) (SnapshotInfo, error) {
-	if err := a.allow(ctx, ActionDiskBeginGetAccess, disk); err != nil {
-		return SnapshotInfo{}, err
-	}
 	if err := a.allow(ctx, ActionSnapshotWrite, snap); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -130,10 +132,9 @@ func (a actor) deleteSnapshot(ctx context.Context, snap resource.ID) error {
 	return a.s.Disks.DeleteSnapshot(ctx, a.as, snap)
 }
 
+// restoreDisk makes the new disk: disks/write here, beginGetAccess on the
+// snapshot by Disks (linked).
 func (a actor) restoreDisk(ctx context.Context, disk, snap resource.ID, location, sku string) (DiskInfo, error) {
-	if err := a.allow(ctx, ActionSnapshotBeginGetAccess, snap); err != nil {
-		return DiskInfo{}, err
-	}
 	if err := a.allow(ctx, ActionDiskWrite, disk); err != nil {
 		return DiskInfo{}, err
 	}

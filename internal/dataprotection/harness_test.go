@@ -26,7 +26,10 @@ import (
 )
 
 // fakeDisks is an in-memory Compute: disks and snapshots with their bytes.
+// Like Compute, it makes Azure's linked access check of what a write reads
+// from (the disk of a snapshot, the snapshot of a restore) through authz.
 type fakeDisks struct {
+	authz *authorization.Service
 	mu    sync.Mutex
 	disks map[string]*fakeDisk
 	snaps map[string]*fakeSnap
@@ -119,7 +122,19 @@ func (f *fakeDisks) GetSnapshot(ctx context.Context, id resource.ID) (dataprotec
 	return s.info, nil
 }
 
+// linked makes Compute's linked access check.
+func (f *fakeDisks) linked(ctx context.Context, as identity.Principal, own, linked authorization.Need) error {
+	if f.authz == nil {
+		return nil
+	}
+	return f.authz.RequireLinked(ctx, as, own, linked)
+}
+
 func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, snap, disk resource.ID) (dataprotection.SnapshotInfo, error) {
+	if err := f.linked(ctx, as, authorization.Need{Action: dataprotection.ActionSnapshotWrite, Scope: snap.String()},
+		authorization.Need{Action: dataprotection.ActionDiskBeginGetAccess, Scope: disk.String()}); err != nil {
+		return dataprotection.SnapshotInfo{}, err
+	}
 	f.mu.Lock()
 	f.running[disk.Key()]++
 	f.maxRunning = max(f.maxRunning, f.running[disk.Key()])
@@ -186,6 +201,10 @@ func (f *fakeDisks) hasSnapshot(id string) bool {
 }
 
 func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {
+	if err := f.linked(ctx, as, authorization.Need{Action: dataprotection.ActionDiskWrite, Scope: disk.String()},
+		authorization.Need{Action: dataprotection.ActionSnapshotBeginGetAccess, Scope: snap.String()}); err != nil {
+		return dataprotection.DiskInfo{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.snaps[snap.Key()]
@@ -250,6 +269,7 @@ func newEnvOn(t *testing.T, st store.Store, clk *clock.Fake, disks *fakeDisks) *
 	}
 	e.tenant = &tenant.Service{Store: st, Clock: clk, TenantID: "tenant-1", Regions: []string{"local", "east"}}
 	e.authz = &authorization.Service{Store: st, Clock: clk}
+	e.disks.authz = e.authz
 	e.queue = job.NewQueue(st, clk)
 	e.queue.Backoff = func(int) time.Duration { return time.Second }
 	e.svc = &dataprotection.Service{Store: st, Clock: clk, Queue: e.queue, Authz: e.authz, Identities: fakeIdentities{},
@@ -298,12 +318,11 @@ func diskID(sub, rg, name string) resource.ID {
 func (e *env) vault(sub, rg, name, location string, withIdentity bool) (resource.ID, string) {
 	e.t.Helper()
 	id := dataprotection.VaultID(sub, rg, name)
-	idt := `"identity": {"type": "SystemAssigned"},`
-	if !withIdentity {
-		idt = ""
+	in := dataprotection.VaultInput{Location: location, StorageSettings: []dataprotection.StorageSetting{{DatastoreType: "VaultStore", Type: "LocallyRedundant"}}}
+	if withIdentity {
+		in.IdentityType = dataprotection.IdentitySystemAssigned
 	}
-	v, _, err := e.svc.PutVault(e.ctx, dataprotection.Caller{Name: "test"}, id,
-		[]byte(`{"location": "`+location+`", `+idt+` "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]}}`))
+	v, _, err := e.svc.PutVault(e.ctx, dataprotection.Caller{Name: "test"}, id, in)
 	if err != nil {
 		e.t.Fatalf("put vault: %v", err)
 	}
@@ -316,8 +335,11 @@ func (e *env) vault(sub, rg, name, location string, withIdentity bool) (resource
 func (e *env) policy(vault resource.ID, name string, props any) resource.ID {
 	e.t.Helper()
 	id := vault.Child("backupPolicies", name)
-	b, _ := json.Marshal(map[string]any{"properties": props})
-	if _, _, err := e.svc.PutPolicy(e.ctx, id, b); err != nil {
+	var r dataprotection.BaseBackupPolicyResource
+	if err := json.Unmarshal(mustJSON(map[string]any{"properties": props}), &r); err != nil {
+		e.t.Fatalf("decode policy: %v", err)
+	}
+	if _, _, err := e.svc.PutPolicy(e.ctx, id, r.Properties); err != nil {
 		e.t.Fatalf("put policy: %v", err)
 	}
 	return id
@@ -363,6 +385,16 @@ func biJSON(disk resource.ID, location string, policy resource.ID, snapRG string
 	return props
 }
 
+// instance is the backup instance whose properties props holds in ARM's
+// shape (the domain model decodes it as the API does).
+func instance(props map[string]any) dataprotection.Instance {
+	var in dataprotection.Instance
+	if err := json.Unmarshal(mustJSON(props), &in); err != nil {
+		panic(err)
+	}
+	return in
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -380,7 +412,7 @@ func (e *env) protect(bi resource.ID, props map[string]any) {
 }
 
 func (e *env) tryProtect(bi resource.ID, props map[string]any) error {
-	if _, _, err := e.svc.PutInstance(e.ctx, dataprotection.Caller{Name: "test"}, bi, mustJSON(map[string]any{"properties": props})); err != nil {
+	if _, _, err := e.svc.PutInstance(e.ctx, dataprotection.Caller{Name: "test"}, bi, dataprotection.InstanceInput{Properties: instance(props)}); err != nil {
 		return err
 	}
 	_, err := e.svc.ConfigureInstance(e.ctx, bi)
@@ -405,8 +437,7 @@ func (e *env) job(jobID string) job.Resource {
 }
 
 func (e *env) backupNow(bi resource.ID, rule, tag string) (string, error) {
-	return e.svc.AdhocBackup(e.ctx, bi, mustJSON(map[string]any{"backupRuleOptions": map[string]any{"ruleName": rule,
-		"triggerOption": map[string]any{"retentionTagOverride": tag}}}))
+	return e.svc.AdhocBackup(e.ctx, bi, dataprotection.BackupRequest{RuleName: rule, RetentionTag: tag})
 }
 
 func (e *env) rps(bi resource.ID) []dataprotection.RecoveryPointResource {

@@ -75,9 +75,13 @@ type checked struct {
 	missing []rbac.Requirement
 }
 
+// ErrMissingPermissions is wrapped by the validation failure for role
+// assignments the vault's identity lacks (UserErrorMissingRequiredPermissions).
+var ErrMissingPermissions = errors.New("the vault's identity lacks required role assignments")
+
 // IsPermissionError reports whether err is a validation failure for
 // missing role assignments (reported asynchronously, as Azure does).
-func IsPermissionError(err error) bool { return resource.IsCode(err, CodeMissingRequiredPermissions) }
+func IsPermissionError(err error) bool { return errors.Is(err, ErrMissingPermissions) }
 
 func snapshotRGParam(in Instance) string {
 	if in.PolicyInfo.PolicyParameters == nil {
@@ -215,6 +219,7 @@ func (s *Service) checkForBackup(ctx context.Context, tx store.Tx, vaultID resou
 func (s *Service) missingRolesError(principalID string, missing []rbac.Requirement, diskID resource.ID) *resource.Error {
 	e := withUserFacing(userError(CodeMissingRequiredPermissions, "Appropriate permissions to perform the operation is missing."),
 		"Assign the missing roles to the Backup vault's managed identity and retry; see the details.")
+	e.Err = ErrMissingPermissions
 	for _, m := range missing {
 		var d *resource.Error
 		if strings.EqualFold(m.Scope, diskID.String()) {
@@ -229,31 +234,14 @@ func (s *Service) missingRolesError(principalID string, missing []rbac.Requireme
 	return e
 }
 
-func decodeInstance(body []byte) (InstanceResource, error) {
-	var in InstanceResource
-	if err := json.Unmarshal(body, &in); err != nil {
-		return in, userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
-	return in, nil
-}
-
-// ValidateForBackup runs the backup checks for a backup instance body
-// ({"backupInstance": {...}}) and records a validation job. It returns the
-// job's ID and the validation error.
-func (s *Service) ValidateForBackup(ctx context.Context, vaultID resource.ID, body []byte) (string, error) {
-	var in struct {
-		BackupInstance *Instance `json:"backupInstance"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
-	if in.BackupInstance == nil {
-		return "", userError(CodeInvalidInput, "backupInstance is required.").WithTarget("backupInstance")
-	}
+// ValidateForBackup runs the backup checks for a backup instance's
+// properties (validateForBackup) and records a validation job. It returns
+// the job's ID and the validation error.
+func (s *Service) ValidateForBackup(ctx context.Context, vaultID resource.ID, in Instance) (string, error) {
 	var verr error
 	jobID := ""
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		c, err := s.checkForBackup(ctx, tx, vaultID, *in.BackupInstance, resource.ID{})
+		c, err := s.checkForBackup(ctx, tx, vaultID, in, resource.ID{})
 		if e := resource.AsError(err); err != nil && e == nil {
 			return err
 		}
@@ -262,7 +250,7 @@ func (s *Service) ValidateForBackup(ctx context.Context, vaultID resource.ID, bo
 			return nil
 		}
 		rec := s.newJob(c.vault, job.OpValidateForBackup, job.CategoryValidation, true)
-		s.fillDatasource(&rec, in.BackupInstance.DataSourceInfo)
+		s.fillDatasource(&rec, in.DataSourceInfo)
 		rec.PolicyID, rec.PolicyName = c.policy.ID, c.policy.Name
 		rec.Finish(s.Clock.Now(), verr)
 		jobID = rec.ResourceID()
@@ -302,33 +290,36 @@ func (s *Service) fillInstance(rec *job.Record, r instanceRecord) {
 	rec.PolicyName = pid.Name()
 }
 
+// InstanceInput is what a backup instance PUT says: its tags and its
+// properties (the disk, the policy and the snapshot resource group).
+type InstanceInput struct {
+	Tags       map[string]string
+	Properties Instance
+}
+
 // PutInstance creates or updates a backup instance. Checks that fail for
 // other reasons than missing roles fail the request at once (400); the
 // instance is then stored as ConfiguringProtection and ConfigureInstance
 // finishes the configuration (the API runs it as the long-running
 // operation). It reports whether the instance is new.
-func (s *Service) PutInstance(ctx context.Context, c Caller, id resource.ID, body []byte) (InstanceResource, bool, error) {
-	if err := resource.ChildNameRule.Check("InvalidResourceName", id.Name()); err != nil {
+func (s *Service) PutInstance(ctx context.Context, c Caller, id resource.ID, in InstanceInput) (InstanceResource, bool, error) {
+	if err := CheckChildName(id.Name()); err != nil {
 		return InstanceResource{}, false, err
 	}
-	in, err := decodeInstance(body)
-	if err != nil {
-		return in, false, err
-	}
 	if err := resource.CheckTags(in.Tags); err != nil {
-		return in, false, err
+		return InstanceResource{}, false, err
 	}
 	if err := resource.CheckLine("properties.friendlyName", in.Properties.FriendlyName); err != nil {
-		return in, false, err
+		return InstanceResource{}, false, err
 	}
 	var out InstanceResource
 	created := false
-	err = s.Store.Update(ctx, func(tx store.Tx) error {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		vaultID := id.Parent()
 		old, gerr := s.getInstance(ctx, tx, id)
 		switch {
 		case gerr == nil:
-		case resource.IsCode(gerr, "ResourceNotFound"):
+		case resource.IsNotFound(gerr):
 			created = true
 		default:
 			return gerr
@@ -553,7 +544,7 @@ func (s *Service) StartDeleteInstance(ctx context.Context, id resource.ID) (stri
 	jobID := ""
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		r, err := s.getInstance(ctx, tx, id)
-		if resource.IsCode(err, "ResourceNotFound") {
+		if resource.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {

@@ -234,7 +234,7 @@ func (p *BackupPolicy) UnmarshalJSON(b []byte) error {
 	for i, raw := range wire.PolicyRules {
 		rule, err := decodeRule(raw)
 		if err != nil {
-			return &ruleDecodeError{index: i, err: err}
+			return &RuleDecodeError{Index: i, Err: err}
 		}
 		out.PolicyRules = append(out.PolicyRules, rule)
 	}
@@ -242,15 +242,16 @@ func (p *BackupPolicy) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ruleDecodeError is a policy rule that does not decode.
-type ruleDecodeError struct {
-	index int
-	err   error
+// RuleDecodeError is a policy rule that does not decode: the JSON error of
+// policyRules[Index].
+type RuleDecodeError struct {
+	Index int
+	Err   error
 }
 
-func (e *ruleDecodeError) Error() string { return fmt.Sprintf("policyRules[%d]: %v", e.index, e.err) }
+func (e *RuleDecodeError) Error() string { return fmt.Sprintf("policyRules[%d]: %v", e.Index, e.Err) }
 
-func (e *ruleDecodeError) Unwrap() error { return e.err }
+func (e *RuleDecodeError) Unwrap() error { return e.Err }
 
 // canonicalNonEmpty is canonical but keeps an empty value empty, so that a
 // missing discriminator can be reported.
@@ -350,43 +351,6 @@ func (t *ScheduleBasedTriggerContext) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// DecodePolicyResource decodes the body of a policy PUT. Property names and
-// objectType discriminators match case-insensitively; the result carries
-// Azure's casing. A malformed body is a *resource.Error with ARM's code
-// InvalidRequestContent.
-func DecodePolicyResource(body []byte) (BaseBackupPolicyResource, error) {
-	var r BaseBackupPolicyResource
-	if err := json.Unmarshal(body, &r); err != nil {
-		return BaseBackupPolicyResource{}, &resource.Error{
-			Kind:    resource.KindBadRequest,
-			Code:    CodeInvalidRequestContent,
-			Message: "The request content was invalid and could not be deserialized: " + jsonErrorText(err),
-			Err:     err,
-		}
-	}
-	return r, nil
-}
-
-// jsonErrorText describes a decoding error without Go type names.
-func jsonErrorText(err error) string {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	var re *ruleDecodeError
-	switch {
-	case errors.As(err, &te):
-		path := te.Field
-		if errors.As(err, &re) {
-			path = strings.TrimSuffix(fmt.Sprintf("properties.policyRules[%d].%s", re.index, path), ".")
-		} else if path == "" {
-			path = "(root)"
-		}
-		return fmt.Sprintf("a JSON %s is not valid at %s", te.Value, path)
-	case errors.As(err, &se):
-		return fmt.Sprintf("%v (offset %d)", se, se.Offset)
-	}
-	return err.Error()
-}
-
 // BackupRule returns the policy's first AzureBackupRule and its index, or
 // nil and -1.
 func (p *BackupPolicy) BackupRule() (*AzureBackupRule, int) {
@@ -438,9 +402,6 @@ func (p *BackupPolicy) Normalize() {
 // codes below (all HTTP 400, marked "Coffer") where a specific code helps
 // the caller; every message says what is wrong and what is allowed.
 const (
-	// CodeInvalidRequestContent is ARM's code for a body that is not valid
-	// JSON for the resource (Azure).
-	CodeInvalidRequestContent = "InvalidRequestContent"
 	// CodeInvalidInput is Azure's code for an invalid policy (Azure).
 	CodeInvalidInput = "BMSUserErrorInvalidInput"
 	// CodeInvalidRepeatingTimeInterval: a repeatingTimeIntervals entry is

@@ -161,10 +161,15 @@ func (s *Service) getRP(ctx context.Context, tx store.Tx, instanceID resource.ID
 	var rp rpRecord
 	err := getJSON(ctx, tx, kindRecoveryPoint, rpKey(instanceID.String(), name), &rp)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && rp.Deleting) {
-		return rp, resource.Errorf(resource.KindNotFound, CodeRecoveryPointNotFound, "The recovery point '%s' of backup instance '%s' was not found.", name, instanceID.Name())
+		e := resource.Errorf(resource.KindNotFound, CodeRecoveryPointNotFound, "The recovery point '%s' of backup instance '%s' was not found.", name, instanceID.Name())
+		e.Err = errRecoveryPointNotFound
+		return rp, e
 	}
 	return rp, err
 }
+
+// errRecoveryPointNotFound is wrapped by getRP's 404.
+var errRecoveryPointNotFound = errors.New("recovery point not found")
 
 // GetRecoveryPoint returns one recovery point.
 func (s *Service) GetRecoveryPoint(ctx context.Context, instanceID resource.ID, name string) (RecoveryPointResource, error) {

@@ -202,7 +202,7 @@ func TestRestartAfterInstancePut(t *testing.T) {
 	e := newEnvOn(t, st, clock.NewFake(t0), nil)
 	s := e.standard(true)
 	if _, _, err := e.svc.PutInstance(e.ctx, dataprotection.Caller{Name: "test"}, s.bi,
-		mustJSON(map[string]any{"properties": biJSON(s.disk, "local", s.policy, s.snapRG.String())})); err != nil {
+		dataprotection.InstanceInput{Properties: instance(biJSON(s.disk, "local", s.policy, s.snapRG.String()))}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil { // the process dies
@@ -242,10 +242,9 @@ func TestDeadRestoreWithItsDisk(t *testing.T) {
 	target := e.group(subA, "rg-restore", "local")
 	e.assign(s.principal, rbac.RoleDiskRestoreOperator, target.String())
 	disk := diskID(subA, "rg-restore", "restored")
-	jobID, err := e.svc.Restore(e.ctx, s.bi, mustJSON(map[string]any{"objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-		"recoveryPointId": rp, "sourceDataStoreType": "OperationalStore", "restoreTargetInfo": map[string]any{"objectType": "RestoreTargetInfo",
-			"recoveryOption": "FailIfExists", "restoreLocation": "local", "datasourceInfo": map[string]any{"objectType": "Datasource",
-				"resourceID": disk.String(), "datasourceType": "Microsoft.Compute/disks", "resourceLocation": "local"}}}))
+	jobID, err := e.svc.Restore(e.ctx, s.bi, dataprotection.RestoreRequest{ObjectType: "AzureBackupRecoveryPointBasedRestoreRequest",
+		RecoveryPointID: rp, SourceDataStoreType: "OperationalStore", Target: &dataprotection.RestoreTarget{ObjectType: "RestoreTargetInfo",
+			RecoveryOption: "FailIfExists", RestoreLocation: "local", DiskID: disk.String(), DiskLocation: "local"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,27 +8,39 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/authorization"
 	"coffer/internal/job"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
 
-// RestoreRequest is AzureBackupRecoveryPointBasedRestoreRequest.
+// RestoreRequest is a restore of a recovery point to a new disk (Azure's
+// AzureBackupRecoveryPointBasedRestoreRequest).
 type RestoreRequest struct {
-	ObjectType          string         `json:"objectType"`
-	RecoveryPointID     string         `json:"recoveryPointId"`
-	SourceDataStoreType string         `json:"sourceDataStoreType"`
-	SourceResourceID    string         `json:"sourceResourceId,omitempty"`
-	RestoreTargetInfo   *RestoreTarget `json:"restoreTargetInfo"`
+	// ObjectType is the kind of request as asked; disks support only
+	// AzureBackupRecoveryPointBasedRestoreRequest (empty means it).
+	ObjectType      string
+	RecoveryPointID string
+	// SourceDataStoreType is OperationalStore (or empty).
+	SourceDataStoreType string
+	// Target is where to restore to; nil when the request names none.
+	Target *RestoreTarget
 }
 
-// RestoreTarget is RestoreTargetInfo.
+// RestoreTarget is a restore's target (Azure's RestoreTargetInfo).
 type RestoreTarget struct {
-	ObjectType      string      `json:"objectType"`
-	RecoveryOption  string      `json:"recoveryOption"`
-	RestoreLocation string      `json:"restoreLocation,omitempty"`
-	DatasourceInfo  *Datasource `json:"datasourceInfo"`
+	// ObjectType is the kind of target as asked; disks support only
+	// RestoreTargetInfo (empty means it).
+	ObjectType     string
+	RecoveryOption string // FailIfExists
+	// RestoreLocation, or else DiskLocation, must be the recovery point's
+	// region when given.
+	RestoreLocation string
+	// DiskID is the ARM ID of the new disk; DiskLocation its region as
+	// asked.
+	DiskID       string
+	DiskLocation string
 }
 
 // restorePlan is what restore validation found.
@@ -63,7 +75,7 @@ func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID,
 	if req.RecoveryPointID == "" {
 		return pl, userError(CodeInvalidInput, "recoveryPointId is required.").WithTarget("recoveryPointId")
 	}
-	t := req.RestoreTargetInfo
+	t := req.Target
 	if t == nil {
 		return pl, userError(CodeInvalidInput, "restoreTargetInfo is required.").WithTarget("restoreTargetInfo")
 	}
@@ -73,12 +85,12 @@ func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID,
 	if !strings.EqualFold(t.RecoveryOption, RecoveryOptionFailIfExists) {
 		return pl, userError(CodeInvalidInput, "recoveryOption %q is not supported; only %q is.", t.RecoveryOption, RecoveryOptionFailIfExists).WithTarget("restoreTargetInfo.recoveryOption")
 	}
-	if t.DatasourceInfo == nil || t.DatasourceInfo.ResourceID == "" {
+	if t.DiskID == "" {
 		return pl, userError(CodeInvalidInput, "restoreTargetInfo.datasourceInfo.resourceID is required: the ARM ID of the new disk.").WithTarget("restoreTargetInfo.datasourceInfo.resourceID")
 	}
-	target, err := resource.Parse(t.DatasourceInfo.ResourceID)
+	target, err := resource.Parse(t.DiskID)
 	if err != nil || !target.IsType(DatasourceTypeDisk) || target.ResourceGroup == "" {
-		return pl, userError(CodeInvalidInput, "restoreTargetInfo.datasourceInfo.resourceID %q is not the ID of a disk.", t.DatasourceInfo.ResourceID).WithTarget("restoreTargetInfo.datasourceInfo.resourceID")
+		return pl, userError(CodeInvalidInput, "restoreTargetInfo.datasourceInfo.resourceID %q is not the ID of a disk.", t.DiskID).WithTarget("restoreTargetInfo.datasourceInfo.resourceID")
 	}
 	if err := resource.DiskNameRule.Check("InvalidResourceName", target.Name()); err != nil {
 		return pl, err
@@ -101,7 +113,7 @@ func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID,
 	pl.rp = rp
 	loc := t.RestoreLocation
 	if loc == "" {
-		loc = t.DatasourceInfo.ResourceLocation
+		loc = t.DiskLocation
 	}
 	if loc != "" && !strings.EqualFold(strings.ReplaceAll(loc, " ", ""), strings.ReplaceAll(rp.Location, " ", "")) {
 		return pl, withUserFacing(userError(CodeRestoreLocationMismatch,
@@ -144,11 +156,11 @@ func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID,
 	snap := parseOrZero(rp.SnapshotID)
 	pl.snap = snap
 	for _, action := range []string{ActionSnapshotRead, ActionSnapshotBeginGetAccess} {
-		ok, err := s.Authz.Allowed(ctx, p, action, snap.String())
+		d, err := s.Authz.Decide(ctx, p, action, snap.String())
 		if err != nil {
 			return pl, err
 		}
-		if !ok {
+		if !d.Allowed {
 			return pl, errSnapshotRGPermissions(snap.GroupScope().String())
 		}
 	}
@@ -174,22 +186,13 @@ func (s *Service) restoreJob(pl restorePlan, op, category string) job.Record {
 	return rec
 }
 
-// ValidateRestore checks a restore ({"restoreRequestObject": {...}}) and
-// records a validation job; it returns the job ID and the validation error.
-func (s *Service) ValidateRestore(ctx context.Context, id resource.ID, body []byte) (string, error) {
-	var in struct {
-		RestoreRequestObject *RestoreRequest `json:"restoreRequestObject"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
-	if in.RestoreRequestObject == nil {
-		return "", userError(CodeInvalidInput, "restoreRequestObject is required.").WithTarget("restoreRequestObject")
-	}
+// ValidateRestore checks a restore and records a validation job; it
+// returns the job ID and the validation error.
+func (s *Service) ValidateRestore(ctx context.Context, id resource.ID, req RestoreRequest) (string, error) {
 	var jobID string
 	var verr error
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		pl, err := s.checkRestore(ctx, tx, id, *in.RestoreRequestObject)
+		pl, err := s.checkRestore(ctx, tx, id, req)
 		if err != nil && resource.AsError(err) == nil {
 			return err
 		}
@@ -210,11 +213,7 @@ func (s *Service) ValidateRestore(ctx context.Context, id resource.ID, body []by
 
 // Restore validates a restore request and queues the restore job; it
 // returns the job's resource ID.
-func (s *Service) Restore(ctx context.Context, id resource.ID, body []byte) (string, error) {
-	var req RestoreRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return "", userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
+func (s *Service) Restore(ctx context.Context, id resource.ID, req RestoreRequest) (string, error) {
 	var jobID string
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		pl, err := s.checkRestore(ctx, tx, id, req)
@@ -279,7 +278,7 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 		rp, err = s.getRP(ctx, tx, parseOrZero(run.p.InstanceID), run.p.RecoveryPoint)
 		return err
 	}); err != nil {
-		if resource.IsCode(err, CodeRecoveryPointNotFound) {
+		if errors.Is(err, errRecoveryPointNotFound) {
 			return fail(withUserFacing(userError(CodeSnapshotMetadataNotFound, "The disk snapshot metadata for this Restore point has been deleted.")))
 		}
 		return err
@@ -300,13 +299,13 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	}
 	d, err := actor{s: s, as: p}.restoreDisk(ctx, target, snap, run.p.Location, rp.DiskSKU)
 	if err != nil {
-		var den *DeniedError
+		den, denied := authorization.Denial(err)
 		switch {
-		case errors.As(err, &den) && strings.Contains(strings.ToLower(den.Action), "snapshots/"):
+		case denied && strings.Contains(strings.ToLower(den.MissingAction), "snapshots/"):
 			return fail(errSnapshotRGPermissions(snap.GroupScope().String()))
-		case errors.As(err, &den):
+		case denied:
 			return fail(withUserFacing(userError(CodeNotEnoughPermissionOnTargetRG,
-				"Azure Backup Service requires additional permissions on the Target Resource Group to do this operation (%s on %s).", den.Action, den.Scope)))
+				"Azure Backup Service requires additional permissions on the Target Resource Group to do this operation (%s on %s).", den.MissingAction, den.Scope)))
 		case isNotFound(err):
 			return fail(withUserFacing(userError(CodeDiskSnapshotNotFound, "The disk snapshot for this Restore point has been deleted: %s.", snap)))
 		}
@@ -359,6 +358,36 @@ func (s *Service) ListJobs(ctx context.Context, vaultID resource.ID, f job.Filte
 		return err
 	})
 	return out, err
+}
+
+// WaitJob waits until the job (its resource ID) ends: nil when it
+// completed, its first error (a 400, as Azure reports a job's user error)
+// when it failed or was cancelled. Long-running operations that end with a
+// job (deleting a backup instance) wait with it.
+func (s *Service) WaitJob(ctx context.Context, jobID string) error {
+	for {
+		rec, err := s.JobStatus(ctx, jobID)
+		if err != nil {
+			return err
+		}
+		switch rec.Status {
+		case job.Completed:
+			return nil
+		case job.Failed, job.Cancelled:
+			if len(rec.ErrorDetails) > 0 {
+				e := rec.ErrorDetails[0]
+				return resource.Errorf(resource.KindBadRequest, e.Code, "%s", e.Message)
+			}
+			return resource.Errorf(resource.KindInternal, "JobFailed", "The job %s ended with status %s.", jobID, rec.Status)
+		}
+		t := s.Clock.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
 }
 
 // JobStatus returns a job's status (for operations that wait for a job).

@@ -219,8 +219,7 @@ func (s *Service) ExecRetention(ctx context.Context, t job.Task) error {
 }
 
 func isUserError(err error) bool {
-	var d *DeniedError
-	if errors.As(err, &d) {
+	if _, denied := deniedAction(err); denied {
 		return true
 	}
 	e := asResourceError(err)

@@ -121,7 +121,8 @@ func TestConfigureProtectionRules(t *testing.T) {
 			return biJSON(d, "local", e.policy(s.vault, "P12", p), s.snapRG.String())
 		}},
 		{name: "vault without identity", code: dataprotection.CodeVaultIdentityMissing, setup: func(e *env, s *standard) map[string]any {
-			v, err := e.svc.PatchVault(e.ctx, dataprotection.Caller{}, s.vault, []byte(`{"identity": {"type": "None"}}`))
+			none := dataprotection.IdentityNone
+			v, err := e.svc.PatchVault(e.ctx, dataprotection.Caller{}, s.vault, dataprotection.VaultPatch{IdentityType: &none})
 			if err != nil || v.Identity.PrincipalID != "" {
 				t.Fatalf("disable identity: %v %+v", err, v.Identity)
 			}
@@ -142,7 +143,7 @@ func TestConfigureProtectionRules(t *testing.T) {
 					body = b
 				}
 			}
-			_, err := e.svc.ValidateForBackup(e.ctx, s.vault, mustJSON(map[string]any{"backupInstance": body}))
+			_, err := e.svc.ValidateForBackup(e.ctx, s.vault, instance(body))
 			if got := code(err); got != c.code {
 				t.Fatalf("validateForBackup: code %q, want %q (%v)", got, c.code, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"coffer/internal/authorization"
 	"coffer/internal/capacity"
 	"coffer/internal/clock"
 	"coffer/internal/identity"
@@ -21,9 +22,12 @@ import (
 	"coffer/internal/tenant"
 )
 
-// Authorizer answers RBAC questions (authorization.Service implements it).
+// Authorizer is the decision point and the role assignments
+// (authorization.Service implements it): the vault identity's actions are
+// decided by it, validation reads which roles the identity holds, and a
+// vault's deletion removes its identity's assignments.
 type Authorizer interface {
-	Allowed(ctx context.Context, p identity.Principal, action, scope string) (bool, error)
+	Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error)
 	Policy(ctx context.Context) (*rbac.Policy, error)
 	DeletePrincipal(ctx context.Context, tx store.Tx, principalID string) error
 }

@@ -52,18 +52,37 @@ func (s *Service) getVault(ctx context.Context, tx store.Tx, id resource.ID) (Va
 func (s *Service) vaultOf(ctx context.Context, tx store.Tx, child resource.ID) (VaultResource, error) {
 	vid := VaultID(child.Subscription, child.ResourceGroup, child.Names[0])
 	v, err := s.getVault(ctx, tx, vid)
-	if resource.IsCode(err, "ResourceNotFound") {
+	if resource.IsNotFound(err) {
 		return v, parentNotFound(vid.Name())
 	}
 	return v, err
 }
 
-func decodeVault(body []byte) (VaultResource, error) {
-	var in VaultResource
-	if err := json.Unmarshal(body, &in); err != nil {
-		return in, userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
-	return in, nil
+// VaultInput is what a vault PUT says.
+type VaultInput struct {
+	Location string
+	Tags     map[string]string
+	// IdentityType is the type of the vault's identity as asked:
+	// SystemAssigned, None, or empty (none).
+	IdentityType    string
+	StorageSettings []StorageSetting
+	// The settings Coffer keeps as sent and reports back without acting
+	// on them.
+	FeatureSettings                 json.RawMessage
+	MonitoringSettings              json.RawMessage
+	SecuritySettings                json.RawMessage
+	ReplicatedRegions               []string
+	IsVaultProtectedByResourceGuard bool
+}
+
+// VaultPatch is what a vault PATCH says; nil fields are left as they are.
+type VaultPatch struct {
+	Tags map[string]string
+	// IdentityType, when set, changes the vault's identity (empty: None).
+	IdentityType       *string
+	FeatureSettings    json.RawMessage
+	MonitoringSettings json.RawMessage
+	SecuritySettings   json.RawMessage
 }
 
 func (s *Service) checkStorage(settings []StorageSetting) ([]StorageSetting, error) {
@@ -85,14 +104,14 @@ func (s *Service) checkStorage(settings []StorageSetting) ([]StorageSetting, err
 	return out, nil
 }
 
-func checkIdentityType(idt *IdentityDetails) (string, error) {
-	if idt == nil || idt.Type == "" {
+func checkIdentityType(typ string) (string, error) {
+	if typ == "" {
 		return IdentityNone, nil
 	}
-	if t, ok := oneOf(idt.Type, []string{IdentitySystemAssigned, IdentityNone}); ok {
+	if t, ok := oneOf(typ, []string{IdentitySystemAssigned, IdentityNone}); ok {
 		return t, nil
 	}
-	return "", userError(CodeInvalidInput, "identity type %q is not supported; use %q (the vault's system-assigned managed identity, which disk backup needs) or %q.", idt.Type, IdentitySystemAssigned, IdentityNone).WithTarget("identity.type")
+	return "", userError(CodeInvalidInput, "identity type %q is not supported; use %q (the vault's system-assigned managed identity, which disk backup needs) or %q.", typ, IdentitySystemAssigned, IdentityNone).WithTarget("identity.type")
 }
 
 // setIdentity creates or deletes the vault's managed identity to match typ.
@@ -131,28 +150,24 @@ func (s *Service) dropIdentity(ctx context.Context, tx store.Tx, principalID str
 }
 
 // PutVault creates or replaces a vault. It reports whether it created it.
-func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body []byte) (VaultResource, bool, error) {
+func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, in VaultInput) (VaultResource, bool, error) {
 	if err := resource.VaultNameRule.Check("InvalidResourceName", id.Name()); err != nil {
 		return VaultResource{}, false, err
 	}
-	in, err := decodeVault(body)
-	if err != nil {
-		return in, false, err
-	}
 	if err := resource.CheckTags(in.Tags); err != nil {
-		return in, false, err
+		return VaultResource{}, false, err
 	}
 	loc, err := s.Groups.CheckLocation(in.Location, "LocationNotAvailableForResourceType", "resource type '"+VaultResourceType+"'")
 	if err != nil {
-		return in, false, err
+		return VaultResource{}, false, err
 	}
-	storage, err := s.checkStorage(in.Properties.StorageSettings)
+	storage, err := s.checkStorage(in.StorageSettings)
 	if err != nil {
-		return in, false, err
+		return VaultResource{}, false, err
 	}
-	idType, err := checkIdentityType(in.Identity)
+	idType, err := checkIdentityType(in.IdentityType)
 	if err != nil {
-		return in, false, err
+		return VaultResource{}, false, err
 	}
 	var out VaultResource
 	created := false
@@ -168,7 +183,7 @@ func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body [
 					"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
 					id.Name(), old.Location, id.ResourceGroup, loc)
 			}
-		case resource.IsCode(err, "ResourceNotFound"):
+		case resource.IsNotFound(err):
 			created = true
 			old = VaultResource{ID: id.String(), Name: id.Name()}
 		default:
@@ -178,7 +193,9 @@ func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body [
 		v.Type = VaultResourceType
 		v.Location = loc
 		v.Tags = in.Tags
-		v.Properties = in.Properties
+		v.Properties = VaultProperties{FeatureSettings: in.FeatureSettings, MonitoringSettings: in.MonitoringSettings,
+			SecuritySettings: in.SecuritySettings, ReplicatedRegions: in.ReplicatedRegions,
+			IsVaultProtectedByResourceGuard: in.IsVaultProtectedByResourceGuard}
 		v.Properties.StorageSettings = storage
 		v.Properties.ProvisioningState = "Succeeded"
 		v.Properties.SecureScore = "Adequate"
@@ -195,19 +212,7 @@ func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body [
 
 // PatchVault updates tags, identity and the settings PATCH allows
 // (storageSettings cannot be patched).
-func (s *Service) PatchVault(ctx context.Context, c Caller, id resource.ID, body []byte) (VaultResource, error) {
-	var in struct {
-		Tags       map[string]string `json:"tags"`
-		Identity   *IdentityDetails  `json:"identity"`
-		Properties *struct {
-			FeatureSettings    json.RawMessage `json:"featureSettings"`
-			MonitoringSettings json.RawMessage `json:"monitoringSettings"`
-			SecuritySettings   json.RawMessage `json:"securitySettings"`
-		} `json:"properties"`
-	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return VaultResource{}, userError("InvalidRequestContent", "The request content was invalid and could not be deserialized: %v", err)
-	}
+func (s *Service) PatchVault(ctx context.Context, c Caller, id resource.ID, in VaultPatch) (VaultResource, error) {
 	if err := resource.CheckTags(in.Tags); err != nil {
 		return VaultResource{}, err
 	}
@@ -220,8 +225,8 @@ func (s *Service) PatchVault(ctx context.Context, c Caller, id resource.ID, body
 		if in.Tags != nil {
 			v.Tags = in.Tags
 		}
-		if in.Identity != nil {
-			t, err := checkIdentityType(in.Identity)
+		if in.IdentityType != nil {
+			t, err := checkIdentityType(*in.IdentityType)
 			if err != nil {
 				return err
 			}
@@ -229,16 +234,14 @@ func (s *Service) PatchVault(ctx context.Context, c Caller, id resource.ID, body
 				return err
 			}
 		}
-		if p := in.Properties; p != nil {
-			if p.FeatureSettings != nil {
-				v.Properties.FeatureSettings = p.FeatureSettings
-			}
-			if p.MonitoringSettings != nil {
-				v.Properties.MonitoringSettings = p.MonitoringSettings
-			}
-			if p.SecuritySettings != nil {
-				v.Properties.SecuritySettings = p.SecuritySettings
-			}
+		if in.FeatureSettings != nil {
+			v.Properties.FeatureSettings = in.FeatureSettings
+		}
+		if in.MonitoringSettings != nil {
+			v.Properties.MonitoringSettings = in.MonitoringSettings
+		}
+		if in.SecuritySettings != nil {
+			v.Properties.SecuritySettings = in.SecuritySettings
 		}
 		v.SystemData = s.stamp(v.SystemData, c)
 		out = v
@@ -256,6 +259,25 @@ func (s *Service) GetVault(ctx context.Context, id resource.ID) (VaultResource, 
 		return err
 	})
 	return v, err
+}
+
+// NameAvailability is the answer of CheckVaultName.
+type NameAvailability struct {
+	Available bool
+	Reason    string // Invalid or AlreadyExists
+	Message   string
+}
+
+// CheckVaultName says whether a vault named name can be created in the
+// resource group.
+func (s *Service) CheckVaultName(ctx context.Context, group resource.ID, name string) (NameAvailability, error) {
+	if err := resource.VaultNameRule.Check("InvalidResourceName", name); err != nil {
+		return NameAvailability{Reason: "Invalid", Message: resource.AsError(err).Message}, nil
+	}
+	if _, err := s.GetVault(ctx, VaultID(group.Subscription, group.ResourceGroup, name)); err == nil {
+		return NameAvailability{Reason: "AlreadyExists", Message: fmt.Sprintf("The backup vault name '%s' is already in use.", name)}, nil
+	}
+	return NameAvailability{Available: true}, nil
 }
 
 // ListVaults lists the vaults of a subscription or group (scope).
@@ -283,7 +305,7 @@ func (s *Service) DeleteVault(ctx context.Context, id resource.ID) (bool, error)
 	existed := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		v, err := s.getVault(ctx, tx, id)
-		if resource.IsCode(err, "ResourceNotFound") {
+		if resource.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {

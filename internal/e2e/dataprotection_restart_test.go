@@ -48,7 +48,7 @@ func TestDataProtectionServerRestart(t *testing.T) {
 	svc := &dataprotection.Service{Store: st, Clock: clk, Queue: q, Groups: &tenant.Service{Store: st, Clock: clk, Regions: []string{"local"}}}
 	vaultID := dataprotection.VaultID(e.sub, "rg-vault", "vault1")
 	jobID, err := svc.AdhocBackup(ctx, dataprotection.InstanceID(vaultID, "bi"),
-		[]byte(`{"backupRuleOptions": {"ruleName": "BackupHourly", "triggerOption": {"retentionTagOverride": "Default"}}}`))
+		dataprotection.BackupRequest{RuleName: "BackupHourly", RetentionTag: "Default"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,11 +88,18 @@ func InvalidFilter(filter, reason string) *Error {
 // CodeResourceNotFound is ARM's code for a resource that does not exist.
 const CodeResourceNotFound = "ResourceNotFound"
 
+// ErrNotFound is wrapped by NotFound's 404, so that the domain tells a
+// missing resource with errors.Is (IsNotFound) rather than by its ARM code.
+var ErrNotFound = errors.New("resource not found")
+
+// IsNotFound reports whether err is (or wraps) NotFound's 404.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
 // NotFound is ARM's 404 for the resource id, in ARM's words: the provider
 // namespace followed by every type/name pair in order, then the group ("The
 // Resource 'Microsoft.DataProtection/backupVaults/v1/backupInstances/x' under
 // resource group 'rg' was not found."). Every provider raises it through
-// this one function.
+// this one function; it wraps ErrNotFound (IsNotFound).
 func NotFound(id ID) *Error {
 	var path strings.Builder
 	path.WriteString(id.Provider)
@@ -103,6 +110,8 @@ func NotFound(id ID) *Error {
 	if id.ResourceGroup != "" {
 		where = fmt.Sprintf(" under resource group '%s'", id.ResourceGroup)
 	}
-	return Errorf(KindNotFound, CodeResourceNotFound,
+	e := Errorf(KindNotFound, CodeResourceNotFound,
 		"The Resource '%s'%s was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", path.String(), where)
+	e.Err = ErrNotFound
+	return e
 }

@@ -1,6 +1,9 @@
 package resource
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestNotFound(t *testing.T) {
 	const tail = " was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
@@ -20,6 +23,9 @@ func TestNotFound(t *testing.T) {
 		e := NotFound(MustParse(tc.id))
 		if e.Kind != KindNotFound || e.Code != CodeResourceNotFound || e.Message != tc.want {
 			t.Errorf("NotFound(%s) = %v %s %q\nwant %q", tc.id, e.Kind, e.Code, e.Message, tc.want)
+		}
+		if !IsNotFound(fmt.Errorf("read: %w", e)) {
+			t.Errorf("IsNotFound(NotFound(%s)) is false", tc.id)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -108,14 +107,13 @@ func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 	sub := srv.Admin.SubscriptionID
 	caller := dataprotection.Caller{Name: "test"}
 	vaultID := dataprotection.VaultID(sub, "rg-vault", "v1")
-	v, _, err := svc.PutVault(ctx, caller, vaultID, []byte(`{"location":"local","identity":{"type":"SystemAssigned"},`+
-		`"properties":{"storageSettings":[{"datastoreType":"VaultStore","type":"LocallyRedundant"}]}}`))
+	v, _, err := svc.PutVault(ctx, caller, vaultID, dataprotection.VaultInput{Location: "local", IdentityType: dataprotection.IdentitySystemAssigned,
+		StorageSettings: []dataprotection.StorageSetting{{DatastoreType: "VaultStore", Type: "LocallyRedundant"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy, _ := json.Marshal(map[string]any{"properties": dataprotection.DefaultPolicyTemplate()})
 	policyID := vaultID.Child("backupPolicies", "p")
-	if _, _, err := svc.PutPolicy(ctx, policyID, policy); err != nil {
+	if _, _, err := svc.PutPolicy(ctx, policyID, dataprotection.DefaultPolicyTemplate().BackupPolicy); err != nil {
 		t.Fatal(err)
 	}
 	snapRG := resource.GroupID(sub, "rg-snaps")
@@ -129,12 +127,13 @@ func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	bi := dataprotection.InstanceID(vaultID, "d1-bi")
-	body, _ := json.Marshal(map[string]any{"properties": map[string]any{"objectType": "BackupInstance",
-		"dataSourceInfo": map[string]any{"objectType": "Datasource", "datasourceType": "Microsoft.Compute/disks", "resourceID": diskID.String(),
-			"resourceLocation": DefaultRegion, "resourceName": "d1", "resourceType": "Microsoft.Compute/disks"},
-		"policyInfo": map[string]any{"policyId": policyID.String(), "policyParameters": map[string]any{"dataStoreParametersList": []any{
-			map[string]any{"objectType": "AzureOperationalStoreParameters", "dataStoreType": "OperationalStore", "resourceGroupId": snapRG.String()}}}}}})
-	if _, _, err := svc.PutInstance(ctx, caller, bi, body); err != nil {
+	in := dataprotection.InstanceInput{Properties: dataprotection.Instance{ObjectType: "BackupInstance",
+		DataSourceInfo: dataprotection.Datasource{ObjectType: "Datasource", DatasourceType: "Microsoft.Compute/disks", ResourceID: diskID.String(),
+			ResourceLocation: DefaultRegion, ResourceName: "d1", ResourceType: "Microsoft.Compute/disks"},
+		PolicyInfo: dataprotection.PolicyInfo{PolicyID: policyID.String(), PolicyParameters: &dataprotection.PolicyParameters{
+			DataStoreParametersList: []dataprotection.DataStoreParameters{{ObjectType: "AzureOperationalStoreParameters",
+				DataStoreType: "OperationalStore", ResourceGroupID: snapRG.String()}}}}}}
+	if _, _, err := svc.PutInstance(ctx, caller, bi, in); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.ConfigureInstance(ctx, bi); err != nil {
@@ -142,7 +141,7 @@ func TestFailedBackupJobLeavesNoSnapshot(t *testing.T) {
 	}
 	backup := func() job.Resource {
 		t.Helper()
-		id, err := svc.AdhocBackup(ctx, bi, []byte(`{"backupRuleOptions":{"ruleName":"BackupHourly","triggerOption":{"retentionTagOverride":"Default"}}}`))
+		id, err := svc.AdhocBackup(ctx, bi, dataprotection.BackupRequest{RuleName: "BackupHourly", RetentionTag: "Default"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"coffer/internal/compute"
@@ -98,25 +97,41 @@ func (s *Server) closeDataProtection() {
 }
 
 // computeDisks adapts the Compute service to dataprotection.Disks. Reads
-// of disks and snapshots are the service's own (validation looks at the
-// resources themselves); the writes run as the vault identity, which
-// Compute authorizes again.
+// get the one record they name (validation looks at the resources
+// themselves). The writes run as the vault identity, whose own action the
+// dataprotection worker decided once; Compute checks only the linked
+// resource each reads from (and says which action a refusal lacks).
 type computeDisks struct{ c *compute.Service }
 
-func (d computeDisks) findDisk(ctx context.Context, id resource.ID) (compute.Disk, error) {
-	ds, err := d.c.ListDisks(ctx, id.GroupScope())
+// notFound makes Compute's 404 (a missing disk, snapshot or group)
+// dataprotection's ErrNotFound, keeping it for the message.
+func notFound(err error) error {
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+		return errors.Join(dataprotection.ErrNotFound, err)
+	}
+	return err
+}
+
+// disk returns a disk that exists: one whose provisioning failed holds
+// nothing and counts as missing.
+func (d computeDisks) disk(ctx context.Context, id resource.ID) (compute.Disk, error) {
+	x, err := d.c.GetDisk(ctx, id)
 	if err != nil {
-		if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
-			return compute.Disk{}, dataprotection.ErrNotFound
-		}
-		return compute.Disk{}, err
+		return compute.Disk{}, notFound(err)
 	}
-	for _, x := range ds {
-		if strings.EqualFold(x.Name, id.Name()) && x.ProvisioningState != compute.StateFailed {
-			return x, nil
-		}
+	if x.ProvisioningState == compute.StateFailed {
+		return compute.Disk{}, fmt.Errorf("disk %s failed to provision: %w", id, dataprotection.ErrNotFound)
 	}
-	return compute.Disk{}, dataprotection.ErrNotFound
+	return x, nil
+}
+
+// snapshot returns a snapshot and whether it is committed.
+func (d computeDisks) snapshot(ctx context.Context, id resource.ID) (compute.Snapshot, bool, error) {
+	x, err := d.c.GetSnapshot(ctx, id)
+	if err != nil {
+		return compute.Snapshot{}, false, notFound(err)
+	}
+	return x, x.ProvisioningState == compute.StateSucceeded, nil
 }
 
 func diskInfo(x compute.Disk) dataprotection.DiskInfo {
@@ -128,24 +143,8 @@ func snapshotInfo(x compute.Snapshot) dataprotection.SnapshotInfo {
 		SizeBytes: x.ChangedBytes, Incremental: x.Incremental, TimeCreated: x.TimeCreated}
 }
 
-func (d computeDisks) findSnapshot(ctx context.Context, id resource.ID) (compute.Snapshot, bool, error) {
-	ss, err := d.c.ListSnapshots(ctx, id.GroupScope())
-	if err != nil {
-		if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
-			return compute.Snapshot{}, false, dataprotection.ErrNotFound
-		}
-		return compute.Snapshot{}, false, err
-	}
-	for _, x := range ss {
-		if strings.EqualFold(x.Name, id.Name()) {
-			return x, x.ProvisioningState == compute.StateSucceeded, nil
-		}
-	}
-	return compute.Snapshot{}, false, dataprotection.ErrNotFound
-}
-
 func (d computeDisks) GetDisk(ctx context.Context, id resource.ID) (dataprotection.DiskInfo, error) {
-	x, err := d.findDisk(ctx, id)
+	x, err := d.disk(ctx, id)
 	if err != nil {
 		return dataprotection.DiskInfo{}, err
 	}
@@ -153,7 +152,7 @@ func (d computeDisks) GetDisk(ctx context.Context, id resource.ID) (dataprotecti
 }
 
 func (d computeDisks) GetSnapshot(ctx context.Context, id resource.ID) (dataprotection.SnapshotInfo, error) {
-	x, ok, err := d.findSnapshot(ctx, id)
+	x, ok, err := d.snapshot(ctx, id)
 	if err != nil {
 		return dataprotection.SnapshotInfo{}, err
 	}
@@ -163,25 +162,14 @@ func (d computeDisks) GetSnapshot(ctx context.Context, id resource.ID) (dataprot
 	return snapshotInfo(x), nil
 }
 
-// denied turns Compute's AuthorizationFailed into dataprotection's denial.
-func denied(err error, action, scope string) error {
-	if e := resource.AsError(err); e != nil && e.Kind == resource.KindForbidden {
-		return &dataprotection.DeniedError{Action: action, Scope: scope}
-	}
-	if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
-		return errors.Join(dataprotection.ErrNotFound, err)
-	}
-	return err
-}
-
 func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, snap, disk resource.ID) (dataprotection.SnapshotInfo, error) {
 	// A snapshot left half-made by an interrupted backup is replaced.
-	if _, ok, err := d.findSnapshot(ctx, snap); err == nil && !ok {
-		if _, err := d.c.DeleteSnapshot(ctx, as, snap); err != nil {
-			return dataprotection.SnapshotInfo{}, denied(err, dataprotection.ActionSnapshotDelete, snap.String())
+	if _, ok, err := d.snapshot(ctx, snap); err == nil && !ok {
+		if _, err := d.c.DeleteSnapshot(ctx, snap); err != nil {
+			return dataprotection.SnapshotInfo{}, notFound(err)
 		}
 	}
-	src, err := d.findDisk(ctx, disk)
+	src, err := d.disk(ctx, disk)
 	if err != nil {
 		return dataprotection.SnapshotInfo{}, err
 	}
@@ -189,12 +177,12 @@ func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal,
 	if err != nil {
 		// A snapshot that failed is not left listed as a Failed resource
 		// for the backup's retries or its failure to explain.
-		if _, ok, ferr := d.findSnapshot(ctx, snap); ferr == nil && !ok {
-			if _, derr := d.c.DeleteSnapshot(context.WithoutCancel(ctx), as, snap); derr != nil {
+		if _, ok, ferr := d.snapshot(ctx, snap); ferr == nil && !ok {
+			if _, derr := d.c.DeleteSnapshot(context.WithoutCancel(ctx), snap); derr != nil {
 				err = errors.Join(err, fmt.Errorf("delete the failed snapshot %s: %w", snap, derr))
 			}
 		}
-		return dataprotection.SnapshotInfo{}, denied(err, dataprotection.ActionSnapshotWrite, snap.String())
+		return dataprotection.SnapshotInfo{}, notFound(err)
 	}
 	info := snapshotInfo(x)
 	info.DiskSKU = src.SKU.Name
@@ -202,14 +190,14 @@ func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal,
 }
 
 func (d computeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
-	_, err := d.c.DeleteSnapshot(ctx, as, snap)
-	return denied(err, dataprotection.ActionSnapshotDelete, snap.String())
+	_, err := d.c.DeleteSnapshot(ctx, snap)
+	return notFound(err)
 }
 
 func (d computeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {
 	x, err := d.c.CreateDiskFromSnapshot(ctx, as, disk, snap, location, sku, 0, nil)
 	if err != nil {
-		return dataprotection.DiskInfo{}, denied(err, dataprotection.ActionDiskWrite, disk.String())
+		return dataprotection.DiskInfo{}, notFound(err)
 	}
 	return diskInfo(x), nil
 }

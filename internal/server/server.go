@@ -271,8 +271,9 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.IDs = &identity.Service{Store: s.store, Signer: signer, Clock: cfg.Clock, Issuer: "coffer",
 		Audiences: s.audiences(), MaxAPITokenLifetime: cfg.MaxAPITokenLifetime}
-	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock}
 	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
+	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock, Containers: s.Tenant, Identities: s.IDs}
+	s.Tenant.Authz = s.Authz
 	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
 	if rec == nil {
 		if err := s.bootstrap(ctx); err != nil {
@@ -291,7 +292,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.Operations = s.Ops
 	s.API.Endpoint = s.Endpoint()
 	s.API.Space = s.space
-	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
+	s.API.RegisterCore(api.Core{Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
 		Space: s.space,
 		StalledHydrations: func() int {

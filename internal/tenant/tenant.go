@@ -1,7 +1,13 @@
 // Package tenant owns the containers every resource lives in: the tenant,
-// its subscriptions (created by a tenant administrator through
-// Microsoft.Subscription aliases) and their resource groups
-// (Microsoft.Resources), and the regions the server serves.
+// its subscriptions and their Microsoft.Subscription aliases (a tenant
+// administrator creates a subscription under an alias and becomes its
+// Owner), which subscriptions a principal may see, the resource groups
+// (Microsoft.Resources) with their preconditions and deletion, and the
+// regions the server serves.
+//
+// Its operations take typed inputs and the caller's principal; HTTP and
+// ARM's wire shapes stay in package api. Decisions on who may see what go
+// through the decision point (package authorization).
 //
 // Deleting a resource group deletes what it holds: each resource provider
 // registers a Cleaner that removes its resources (and their data) under a
@@ -72,6 +78,10 @@ type Service struct {
 	// Regions are the locations the server serves, canonical form.
 	Regions  []string
 	Cleaners []Cleaner
+	// Authz decides who may see a subscription and assigns a new
+	// subscription's Owner (needed by VisibleSubscriptions, GetAlias and
+	// PutAlias).
+	Authz Authorizer
 }
 
 // CanonicalLocation folds a location the way ARM does ("West US" → "westus").
@@ -100,9 +110,12 @@ func SubscriptionNotFound(sub string) *resource.Error {
 	return resource.Errorf(resource.KindNotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", sub)
 }
 
-// GroupNotFound is the ARM error for a missing group.
+// GroupNotFound is the ARM error for a missing group (IsGroupNotFound
+// matches it).
 func GroupNotFound(rg string) *resource.Error {
-	return resource.Errorf(resource.KindNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", rg)
+	e := resource.Errorf(resource.KindNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", rg)
+	e.Err = errGroupNotFound
+	return e
 }
 
 func decode(o store.Object, v any) error {
@@ -193,11 +206,11 @@ func (s *Service) GroupExists(ctx context.Context, tx store.Tx, id resource.ID) 
 	return false, err
 }
 
-// PutGroupInput is the body of a group PUT.
+// PutGroupInput is what a group PUT says.
 type PutGroupInput struct {
-	Location  string            `json:"location"`
-	Tags      map[string]string `json:"tags"`
-	ManagedBy string            `json:"managedBy"`
+	Location  string
+	Tags      map[string]string
+	ManagedBy string
 }
 
 // PutGroup creates or updates a group. The location of an existing group
@@ -231,7 +244,7 @@ func (s *Service) PutGroup(ctx context.Context, tx store.Tx, id resource.ID, in 
 		if in.ManagedBy != "" {
 			g.ManagedBy = in.ManagedBy
 		}
-	case resource.IsCode(err, "ResourceGroupNotFound"):
+	case IsGroupNotFound(err):
 		created = true
 		g = Group{ID: resource.GroupID(id.Subscription, id.ResourceGroup).String(), Name: id.ResourceGroup, Location: loc,
 			Tags: in.Tags, ManagedBy: in.ManagedBy, ProvisioningState: "Succeeded",

@@ -19,17 +19,17 @@ func (h *coreHandlers) authorizationRoutes() []Route {
 	const ns = "{scope...}/providers/Microsoft.Authorization/"
 	return []Route{
 		{Method: "GET", Pattern: ns + "roleDefinitions", Type: "Microsoft.Authorization/roleDefinitions", Versions: v,
-			Action: "Microsoft.Authorization/roleDefinitions/read", Scope: scope, Filter: true, Handle: h.listRoleDefinitions},
+			Action: rbac.ActionRoleDefinitionsRead, Scope: scope, Filter: true, Handle: h.listRoleDefinitions},
 		{Method: "GET", Pattern: ns + "roleDefinitions/{id}", Type: "Microsoft.Authorization/roleDefinitions", Versions: v,
-			Action: "Microsoft.Authorization/roleDefinitions/read", Scope: scope, Handle: h.getRoleDefinition},
+			Action: rbac.ActionRoleDefinitionsRead, Scope: scope, Handle: h.getRoleDefinition},
 		{Method: "GET", Pattern: ns + "roleAssignments", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
-			Action: "Microsoft.Authorization/roleAssignments/read", Scope: scope, Filter: true, Handle: h.listAssignments},
+			Action: rbac.ActionRoleAssignmentsRead, Scope: scope, Filter: true, Handle: h.listAssignments},
 		{Method: "GET", Pattern: ns + "roleAssignments/{name}", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
-			Action: "Microsoft.Authorization/roleAssignments/read", Scope: scope, Handle: h.getAssignment},
+			Action: rbac.ActionRoleAssignmentsRead, Scope: scope, Handle: h.getAssignment},
 		{Method: "PUT", Pattern: ns + "roleAssignments/{name}", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
-			Action: "Microsoft.Authorization/roleAssignments/write", Scope: scope, Handle: h.putAssignment},
+			Action: rbac.ActionRoleAssignmentsWrite, Scope: scope, Handle: h.putAssignment},
 		{Method: "DELETE", Pattern: ns + "roleAssignments/{name}", Type: "Microsoft.Authorization/roleAssignments", Versions: v,
-			Action: "Microsoft.Authorization/roleAssignments/delete", Scope: scope, Handle: h.deleteAssignment},
+			Action: rbac.ActionRoleAssignmentsDelete, Scope: scope, Handle: h.deleteAssignment},
 	}
 }
 

@@ -72,9 +72,11 @@ func (h *computeHandlers) routes(typ string) []Route {
 	// An item's actions are decided at its resource ID (the path of
 	// beginGetAccess and endGetAccess goes on past it).
 	itemScope := func(r *Request) string { return h.id(r, typ).String() }
-	read := "Microsoft.Compute/" + typ + "/read"
-	act := func(kind string) string { return "Microsoft.Compute/" + typ + "/" + kind }
 	isDisk := typ == compute.TypeDisks
+	read, write, del, grant, revoke := compute.ActionDiskRead, compute.ActionDiskWrite, compute.ActionDiskDelete, compute.ActionDiskGrant, compute.ActionDiskRevoke
+	if !isDisk {
+		read, write, del, grant, revoke = compute.ActionSnapshotRead, compute.ActionSnapshotWrite, compute.ActionSnapshotDelete, compute.ActionSnapshotGrant, compute.ActionSnapshotRevoke
+	}
 	pick := func(disk, snap func(context.Context, *Request) (*Response, error)) func(context.Context, *Request) (*Response, error) {
 		if isDisk {
 			return disk
@@ -82,17 +84,17 @@ func (h *computeHandlers) routes(typ string) []Route {
 		return snap
 	}
 	return []Route{
-		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("write"), Scope: itemScope,
+		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: write, Scope: itemScope,
 			Handle: pick(h.putDisk, h.putSnapshot)},
 		{Method: "GET", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: read, Scope: itemScope,
 			Handle: pick(h.getDisk, h.getSnapshot)},
-		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("write"), Scope: itemScope,
+		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: write, Scope: itemScope,
 			Handle: pick(h.patchDisk, h.patchSnapshot)},
-		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: act("delete"), Scope: itemScope,
+		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: del, Scope: itemScope,
 			Handle: pick(h.deleteDisk, h.deleteSnapshot)},
-		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Action: act("beginGetAccess/action"),
+		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Action: grant,
 			Scope: itemScope, Handle: h.beginGetAccess},
-		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Action: act("endGetAccess/action"),
+		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Action: revoke,
 			Scope: itemScope, Handle: h.endGetAccess},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
 			Validate: validate, Action: read, Scope: grpScope, Handle: pick(h.listDisks, h.listSnapshots)},

@@ -192,22 +192,22 @@ func (h *coreHandlers) resourceRoutes() []Route {
 		{Method: "GET", Pattern: "/subscriptions/{sub}/locations", Type: "locations", Versions: v,
 			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.listLocations},
 		{Method: "PUT", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
-			Versions: SubscriptionAliasVersions, TenantAction: "Microsoft.Subscription/aliases/write", Handle: h.putAlias},
+			Versions: SubscriptionAliasVersions, TenantAction: tenant.ActionAliasWrite, Handle: h.putAlias},
 		{Method: "GET", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
 			Versions: SubscriptionAliasVersions,
 			Checks:   "a tenant administrator, or " + tenant.ActionSubscriptionRead + " on the alias's subscription", Handle: h.getAlias},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: subScope, Filter: true, Handle: h.listGroups},
+			Action: tenant.ActionGroupRead, Scope: subScope, Filter: true, Handle: h.listGroups},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: grpScope, Handle: h.getGroup},
+			Action: tenant.ActionGroupRead, Scope: grpScope, Handle: h.getGroup},
 		{Method: "HEAD", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/read", Scope: grpScope, Handle: h.headGroup},
+			Action: tenant.ActionGroupRead, Scope: grpScope, Handle: h.headGroup},
 		{Method: "PUT", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/write", Scope: grpScope, Handle: h.putGroup},
+			Action: tenant.ActionGroupWrite, Scope: grpScope, Handle: h.putGroup},
 		{Method: "PATCH", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/write", Scope: grpScope, Handle: h.patchGroup},
+			Action: tenant.ActionGroupWrite, Scope: grpScope, Handle: h.patchGroup},
 		{Method: "DELETE", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
-			Action: "Microsoft.Resources/subscriptions/resourceGroups/delete", Scope: grpScope, Handle: h.deleteGroup},
+			Action: tenant.ActionGroupDelete, Scope: grpScope, Handle: h.deleteGroup},
 	}
 	for i := range routes {
 		if strings.Contains(routes[i].Pattern, "{rg}") {
@@ -449,7 +449,7 @@ func (h *coreHandlers) deleteGroup(ctx context.Context, r *Request) (*Response, 
 		return &Response{Status: http.StatusNoContent}, nil // ARM: deleting a missing group is 204
 	}
 	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: g.ID, Kind: "resourceGroups/delete",
-		CreatedBy: r.Principal.ID, ReadAction: "Microsoft.Resources/subscriptions/resourceGroups/read"},
+		CreatedBy: r.Principal.ID, ReadAction: tenant.ActionGroupRead},
 		func(ctx context.Context) (any, error) { return nil, h.c.Tenant.DeleteGroupContents(ctx, id) })
 	if err != nil {
 		return nil, err

@@ -65,39 +65,46 @@ func (h *dpHandlers) routes() []Route {
 		}
 		return nil
 	}
-	const a = "Microsoft.DataProtection/backupVaults/"
+	const (
+		vaults   = "/subscriptions/{sub}/providers/Microsoft.DataProtection/backupVaults"
+		policies = dpVault + "/backupPolicies"
+		bis      = dpVault + "/backupInstances"
+	)
+	protection := func(c dataprotection.ProtectionChange) Route {
+		return Route{Method: "POST", Pattern: dpBI + "/" + string(c), Action: c.Action(), Scope: biScope, Handle: h.protection(c)}
+	}
 	routes := []Route{
-		{Method: "PUT", Pattern: dpVault, Action: a + "write", Handle: h.putVault},
-		{Method: "GET", Pattern: dpVault, Action: a + "read", Handle: h.getVault},
-		{Method: "PATCH", Pattern: dpVault, Action: a + "write", Handle: h.patchVault},
-		{Method: "DELETE", Pattern: dpVault, Action: a + "delete", Handle: h.deleteVault},
-		{Method: "GET", Pattern: dpGroup + "/backupVaults", Action: a + "read", Scope: groupScope, Handle: h.listVaults},
-		{Method: "GET", Pattern: "/subscriptions/{sub}/providers/Microsoft.DataProtection/backupVaults", Action: a + "read", Scope: subScope, Handle: h.listVaults},
-		{Method: "POST", Pattern: dpGroup + "/locations/{location}/checkNameAvailability", Action: "Microsoft.DataProtection/locations/checkNameAvailability/action", Scope: groupScope, Handle: h.checkName},
+		{Method: "PUT", Pattern: dpVault, Action: dataprotection.ActionVaultWrite, Handle: h.putVault},
+		{Method: "GET", Pattern: dpVault, Action: dataprotection.ActionVaultRead, Handle: h.getVault},
+		{Method: "PATCH", Pattern: dpVault, Action: dataprotection.ActionVaultWrite, Handle: h.patchVault},
+		{Method: "DELETE", Pattern: dpVault, Action: dataprotection.ActionVaultDelete, Handle: h.deleteVault},
+		{Method: "GET", Pattern: dpGroup + "/backupVaults", Action: dataprotection.ActionVaultRead, Scope: groupScope, Handle: h.listVaults},
+		{Method: "GET", Pattern: vaults, Action: dataprotection.ActionVaultRead, Scope: subScope, Handle: h.listVaults},
+		{Method: "POST", Pattern: dpGroup + "/locations/{location}/checkNameAvailability", Action: dataprotection.ActionCheckName, Scope: groupScope, Handle: h.checkName},
 
-		{Method: "PUT", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/write", Handle: h.putPolicy},
-		{Method: "GET", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/read", Handle: h.getPolicy},
-		{Method: "DELETE", Pattern: dpVault + "/backupPolicies/{policy}", Action: a + "backupPolicies/delete", Handle: h.deletePolicy},
-		{Method: "GET", Pattern: dpVault + "/backupPolicies", Action: a + "backupPolicies/read", Scope: vaultScope, Handle: h.listPolicies},
+		{Method: "PUT", Pattern: policies + "/{policy}", Action: dataprotection.ActionPolicyWrite, Handle: h.putPolicy},
+		{Method: "GET", Pattern: policies + "/{policy}", Action: dataprotection.ActionPolicyRead, Handle: h.getPolicy},
+		{Method: "DELETE", Pattern: policies + "/{policy}", Action: dataprotection.ActionPolicyDelete, Handle: h.deletePolicy},
+		{Method: "GET", Pattern: policies, Action: dataprotection.ActionPolicyRead, Scope: vaultScope, Handle: h.listPolicies},
 
-		{Method: "POST", Pattern: dpVault + "/validateForBackup", Action: a + "validateForBackup/action", Scope: vaultScope, Handle: h.validateForBackup},
-		{Method: "PUT", Pattern: dpBI, Action: a + "backupInstances/write", Handle: h.putInstance},
-		{Method: "GET", Pattern: dpBI, Action: a + "backupInstances/read", Handle: h.getInstance},
-		{Method: "DELETE", Pattern: dpBI, Action: a + "backupInstances/delete", Handle: h.deleteInstance},
-		{Method: "GET", Pattern: dpVault + "/backupInstances", Action: a + "backupInstances/read", Scope: vaultScope, Handle: h.listInstances},
-		{Method: "POST", Pattern: dpBI + "/backup", Action: a + "backupInstances/backup/action", Scope: biScope, Stores: true, Handle: h.adhocBackup},
-		{Method: "POST", Pattern: dpBI + "/validateRestore", Action: a + "backupInstances/validateRestore/action", Scope: biScope, Handle: h.validateRestore},
-		{Method: "POST", Pattern: dpBI + "/restore", Action: a + "backupInstances/restore/action", Scope: biScope, Stores: true, Handle: h.restore},
-		{Method: "POST", Pattern: dpBI + "/stopProtection", Action: a + "backupInstances/write", Scope: biScope, Handle: h.protection(dataprotection.ActionStop)},
-		{Method: "POST", Pattern: dpBI + "/suspendBackups", Action: a + "backupInstances/SuspendBackups/action", Scope: biScope, Handle: h.protection(dataprotection.ActionSuspend)},
-		{Method: "POST", Pattern: dpBI + "/resumeProtection", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeProtection)},
-		{Method: "POST", Pattern: dpBI + "/resumeBackups", Action: a + "backupInstances/resumeProtection/action", Scope: biScope, Handle: h.protection(dataprotection.ActionResumeBackups)},
-		{Method: "POST", Pattern: dpBI + "/sync", Action: a + "backupInstances/write", Scope: biScope, Handle: h.syncInstance},
-		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
-		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: a + "backupInstances/recoveryPoints/read", Scope: biScope, Handle: h.getRecoveryPoint},
+		{Method: "POST", Pattern: dpVault + "/validateForBackup", Action: dataprotection.ActionValidateForBackup, Scope: vaultScope, Handle: h.validateForBackup},
+		{Method: "PUT", Pattern: dpBI, Action: dataprotection.ActionInstanceWrite, Handle: h.putInstance},
+		{Method: "GET", Pattern: dpBI, Action: dataprotection.ActionInstanceRead, Handle: h.getInstance},
+		{Method: "DELETE", Pattern: dpBI, Action: dataprotection.ActionInstanceDelete, Handle: h.deleteInstance},
+		{Method: "GET", Pattern: bis, Action: dataprotection.ActionInstanceRead, Scope: vaultScope, Handle: h.listInstances},
+		{Method: "POST", Pattern: dpBI + "/backup", Action: dataprotection.ActionInstanceBackup, Scope: biScope, Stores: true, Handle: h.adhocBackup},
+		{Method: "POST", Pattern: dpBI + "/validateRestore", Action: dataprotection.ActionInstanceValidateRestore, Scope: biScope, Handle: h.validateRestore},
+		{Method: "POST", Pattern: dpBI + "/restore", Action: dataprotection.ActionInstanceRestore, Scope: biScope, Stores: true, Handle: h.restore},
+		protection(dataprotection.StopProtection),
+		protection(dataprotection.SuspendBackups),
+		protection(dataprotection.ResumeProtection),
+		protection(dataprotection.ResumeBackups),
+		{Method: "POST", Pattern: dpBI + "/sync", Action: dataprotection.ActionInstanceWrite, Scope: biScope, Handle: h.syncInstance},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
+		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Handle: h.getRecoveryPoint},
 
-		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: a + "read", Scope: vaultScope, Filter: true, Handle: h.listJobs},
-		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: a + "read", Scope: vaultScope, Handle: h.getJob},
+		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: dataprotection.ActionJobRead, Scope: vaultScope, Filter: true, Handle: h.listJobs},
+		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.getJob},
 	}
 	for i := range routes {
 		routes[i].Versions = v
@@ -146,7 +153,7 @@ func (h *dpHandlers) vaultLocation(ctx context.Context, r *Request) string {
 	return v.Location
 }
 
-const dpReadAction = "Microsoft.DataProtection/backupVaults/operationStatus/read"
+const dpReadAction = dataprotection.ActionOperationStatusRead
 
 // completed records an operation that finished synchronously and answers
 // 202 with its polling headers. info, when non-empty, is the job ID put in
@@ -446,13 +453,13 @@ func (h *dpHandlers) restore(ctx context.Context, r *Request) (*Response, error)
 	return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), "restore", jobID, nil, err)
 }
 
-func (h *dpHandlers) protection(action string) func(ctx context.Context, r *Request) (*Response, error) {
+func (h *dpHandlers) protection(c dataprotection.ProtectionChange) func(ctx context.Context, r *Request) (*Response, error) {
 	return func(ctx context.Context, r *Request) (*Response, error) {
 		id := h.biID(r)
-		if _, err := h.svc.SetProtection(ctx, id, action); err != nil {
+		if _, err := h.svc.SetProtection(ctx, id, c); err != nil {
 			return nil, err
 		}
-		return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), action, "", nil, nil)
+		return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), string(c), "", nil, nil)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestDecodeDataProtectionShape(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"properties": {"policyRules": [{"objectType": "AzureBackupRule", "name": 5}]}}`: "a JSON number is not valid at properties.policyRules[0].name",
-		`{"properties": {"storageSettings": [{"type": 7}]}}`:                                  "a JSON number is not valid at properties.storageSettings.type",
+		`{"properties": {"storageSettings": [{"type": 7}]}}`:                              "a JSON number is not valid at properties.storageSettings.type",
 		`{"location": true}`: "a JSON bool is not valid at location",
 	} {
 		_, perr := decodePolicy([]byte(body))

@@ -17,6 +17,8 @@ type RouteInfo struct {
 	// Checks names the rule a route applies once it has read what the
 	// rule depends on.
 	Checks string
+	// Versions are the api-versions the route accepts (nil: none needed).
+	Versions []string
 }
 
 // Routes returns the route table in registration order.
@@ -24,7 +26,7 @@ func (s *Server) Routes() []RouteInfo {
 	out := make([]RouteInfo, len(s.routes))
 	for i, rt := range s.routes {
 		out[i] = RouteInfo{Method: rt.Method, Pattern: rt.Pattern, Action: rt.Action, Anonymous: rt.Anonymous,
-			TenantAction: rt.TenantAction, SelfAllowed: rt.Self != nil, Checks: rt.Checks}
+			TenantAction: rt.TenantAction, SelfAllowed: rt.Self != nil, Checks: rt.Checks, Versions: rt.Versions}
 	}
 	return out
 }

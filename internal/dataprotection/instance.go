@@ -476,14 +476,6 @@ func (s *Service) ListInstances(ctx context.Context, vaultID resource.ID) ([]Ins
 	return out, err
 }
 
-// Protection actions.
-const (
-	ActionStop             = "stopProtection"
-	ActionSuspend          = "suspendBackups"
-	ActionResumeProtection = "resumeProtection"
-	ActionResumeBackups    = "resumeBackups"
-)
-
 // SetProtection stops, suspends or resumes protection:
 //
 //   - stopProtection: no more backups; every recovery point is kept forever
@@ -495,7 +487,7 @@ const (
 //     slot of the current policy; points already past their expiry are
 //     deleted by the next retention run, and new points follow the current
 //     policy.
-func (s *Service) SetProtection(ctx context.Context, id resource.ID, action string) (InstanceResource, error) {
+func (s *Service) SetProtection(ctx context.Context, id resource.ID, action ProtectionChange) (InstanceResource, error) {
 	var out InstanceResource
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		r, err := s.getInstance(ctx, tx, id)
@@ -509,14 +501,14 @@ func (s *Service) SetProtection(ctx context.Context, id resource.ID, action stri
 		p := &r.Resource.Properties
 		now := s.Clock.Now().UTC()
 		switch action {
-		case ActionStop:
+		case StopProtection:
 			p.CurrentProtectionState = StateStopped
-		case ActionSuspend:
+		case SuspendBackups:
 			if st == StateStopped {
 				return withUserFacing(userError(CodeInvalidState, "The backup instance %s is stopped; resume protection before suspending backups.", id.Name()))
 			}
 			p.CurrentProtectionState = StateSuspended
-		case ActionResumeProtection, ActionResumeBackups:
+		case ResumeProtection, ResumeBackups:
 			if st == StateStopped || st == StateSuspended {
 				p.CurrentProtectionState = StateConfigured
 				r.ConfiguredAt = now

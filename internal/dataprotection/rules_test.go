@@ -208,10 +208,10 @@ func TestInstanceLifecycleRules(t *testing.T) {
 	if _, err := e.svc.DeleteVault(e.ctx, s.vault); code(err) != dataprotection.CodeVaultNotEmpty {
 		t.Fatalf("delete vault with instances: %v", err)
 	}
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.ActionStop); err != nil {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.StopProtection); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.ActionSuspend); code(err) != dataprotection.CodeInvalidState {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups); code(err) != dataprotection.CodeInvalidState {
 		t.Fatalf("suspend a stopped instance: %v", err)
 	}
 	if _, err := e.backupNow(s.bi, "BackupIntervals", "Default"); code(err) != dataprotection.CodeInvalidState {

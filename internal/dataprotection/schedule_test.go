@@ -168,7 +168,7 @@ func TestScheduleDailyStopSuspend(t *testing.T) {
 	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
 	tl := newTimeline(e, s.bi, "Pacific Standard Time")
 	tl.note("protected with Nightly (P1D at 23:30, Default 5d, Weekly 3w)")
-	step := func(days int, action string) {
+	step := func(days int, action dataprotection.ProtectionChange) {
 		tl.run(start.Add(time.Duration(days) * 24 * time.Hour))
 		if _, err := e.svc.SetProtection(e.ctx, s.bi, action); err != nil {
 			t.Fatal(err)
@@ -176,10 +176,10 @@ func TestScheduleDailyStopSuspend(t *testing.T) {
 		tl.note("%s", action)
 		tl.diff()
 	}
-	step(10, dataprotection.ActionStop)
-	step(20, dataprotection.ActionResumeProtection)
-	step(24, dataprotection.ActionSuspend)
-	step(36, dataprotection.ActionResumeBackups)
+	step(10, dataprotection.StopProtection)
+	step(20, dataprotection.ResumeProtection)
+	step(24, dataprotection.SuspendBackups)
+	step(36, dataprotection.ResumeBackups)
 	tl.run(start.Add(40 * 24 * time.Hour))
 	golden(t, "daily_stop_suspend", tl.b.String())
 }

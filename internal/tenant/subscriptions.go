@@ -22,8 +22,17 @@ type Authorizer interface {
 	Assign(ctx context.Context, tx store.Tx, principalID, principalType, roleGUID, scope, by string) (rbac.Assignment, error)
 }
 
-// ActionSubscriptionRead is the action that shows a subscription.
-const ActionSubscriptionRead = "Microsoft.Resources/subscriptions/read"
+// The RBAC actions on the tenant's containers.
+const (
+	// ActionSubscriptionRead shows a subscription.
+	ActionSubscriptionRead = "Microsoft.Resources/subscriptions/read"
+	ActionGroupRead        = "Microsoft.Resources/subscriptions/resourceGroups/read"
+	ActionGroupWrite       = "Microsoft.Resources/subscriptions/resourceGroups/write"
+	ActionGroupDelete      = "Microsoft.Resources/subscriptions/resourceGroups/delete"
+	// ActionAliasWrite creates a subscription (a tenant-level action:
+	// tenant administrators only).
+	ActionAliasWrite = "Microsoft.Subscription/aliases/write"
+)
 
 // Subscription returns a subscription or SubscriptionNotFound.
 func (s *Service) Subscription(ctx context.Context, id string) (Subscription, error) {

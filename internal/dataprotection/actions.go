@@ -1,0 +1,55 @@
+package dataprotection
+
+// The RBAC actions a caller needs for each operation of
+// Microsoft.DataProtection (Azure's action strings). The API's route table
+// decides them before an operation runs; the portal decides the same ones
+// to offer or disable what a principal may or may not do.
+const (
+	ActionVaultRead               = "Microsoft.DataProtection/backupVaults/read"
+	ActionVaultWrite              = "Microsoft.DataProtection/backupVaults/write"
+	ActionVaultDelete             = "Microsoft.DataProtection/backupVaults/delete"
+	ActionCheckName               = "Microsoft.DataProtection/locations/checkNameAvailability/action"
+	ActionPolicyRead              = "Microsoft.DataProtection/backupVaults/backupPolicies/read"
+	ActionPolicyWrite             = "Microsoft.DataProtection/backupVaults/backupPolicies/write"
+	ActionPolicyDelete            = "Microsoft.DataProtection/backupVaults/backupPolicies/delete"
+	ActionValidateForBackup       = "Microsoft.DataProtection/backupVaults/validateForBackup/action"
+	ActionInstanceRead            = "Microsoft.DataProtection/backupVaults/backupInstances/read"
+	ActionInstanceWrite           = "Microsoft.DataProtection/backupVaults/backupInstances/write"
+	ActionInstanceDelete          = "Microsoft.DataProtection/backupVaults/backupInstances/delete"
+	ActionInstanceBackup          = "Microsoft.DataProtection/backupVaults/backupInstances/backup/action"
+	ActionInstanceValidateRestore = "Microsoft.DataProtection/backupVaults/backupInstances/validateRestore/action"
+	ActionInstanceRestore         = "Microsoft.DataProtection/backupVaults/backupInstances/restore/action"
+	ActionInstanceSuspend         = "Microsoft.DataProtection/backupVaults/backupInstances/SuspendBackups/action"
+	ActionInstanceResume          = "Microsoft.DataProtection/backupVaults/backupInstances/resumeProtection/action"
+	ActionRecoveryPointRead       = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints/read"
+	// ActionJobRead reads a vault's jobs (Azure checks the vault's read).
+	ActionJobRead = ActionVaultRead
+	// ActionOperationStatusRead reads the status of another principal's
+	// operation on a vault or backup instance.
+	ActionOperationStatusRead = "Microsoft.DataProtection/backupVaults/operationStatus/read"
+)
+
+// ProtectionChange stops, suspends or resumes a backup instance's
+// protection (SetProtection).
+type ProtectionChange string
+
+// Protection changes, named as their API actions.
+const (
+	StopProtection   ProtectionChange = "stopProtection"
+	SuspendBackups   ProtectionChange = "suspendBackups"
+	ResumeProtection ProtectionChange = "resumeProtection"
+	ResumeBackups    ProtectionChange = "resumeBackups"
+)
+
+// Action is the RBAC action a protection change needs: stopping writes the
+// backup instance; suspending and resuming have actions of their own
+// (resumeBackups takes resumeProtection's, as in Azure).
+func (c ProtectionChange) Action() string {
+	switch c {
+	case SuspendBackups:
+		return ActionInstanceSuspend
+	case ResumeProtection, ResumeBackups:
+		return ActionInstanceResume
+	}
+	return ActionInstanceWrite
+}

@@ -81,13 +81,15 @@ func FuzzDecodeRequestBodies(f *testing.F) {
 				t.Fatalf("tags: non-ARM error %v", err)
 			}
 		}
-		if _, err := rbac.DecodeAssignmentRequest(body, "/subscriptions/s", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", nil); err != nil {
-			if rbac.ErrorFor(err) == nil {
-				t.Fatalf("assignment body: unmapped error %v", err)
+		in, err := decodeAssignment(body)
+		wantARM400(t, "assignment body", err)
+		if err == nil {
+			_, err := rbac.ValidateAssignment(rbac.Assignment{Name: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", Scope: "/subscriptions/s",
+				RoleDefinitionID: in.RoleDefinitionID, PrincipalID: in.PrincipalID, PrincipalType: in.PrincipalType}, nil)
+			if err != nil && rbac.ErrorFor(err) == nil {
+				t.Fatalf("assignment: unmapped error %v", err)
 			}
 		}
-		_, err := decodeAssignment(body)
-		wantARM400(t, "assignment body", err)
 		for what, decode := range dataProtectionDecoders {
 			wantARM400(t, what, decode(body))
 		}

@@ -104,6 +104,82 @@ func TestDomainImports(t *testing.T) {
 	}
 }
 
+// services are the domain packages whose services the API and the portal
+// call with typed inputs: their exported functions and methods take no
+// request bodies ([]byte, json.RawMessage, io.Reader) and no HTTP types.
+var services = []string{"internal/dataprotection", "internal/compute", "internal/tenant", "internal/authorization", "internal/rbac"}
+
+// TestServicesTakeTypedInputs: no exported function or method of a domain
+// service takes a raw body; the API decodes ARM bodies into typed inputs.
+func TestServicesTakeTypedInputs(t *testing.T) {
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	raw := func(e ast.Expr) string {
+		switch x := e.(type) {
+		case *ast.ArrayType:
+			if id, ok := x.Elt.(*ast.Ident); ok && x.Len == nil && id.Name == "byte" {
+				return "[]byte"
+			}
+		case *ast.SelectorExpr:
+			if pkg, ok := x.X.(*ast.Ident); ok {
+				switch name := pkg.Name + "." + x.Sel.Name; name {
+				case "json.RawMessage", "io.Reader", "http.Request", "http.ResponseWriter":
+					return name
+				}
+			}
+		case *ast.StarExpr:
+			if sel, ok := x.X.(*ast.SelectorExpr); ok {
+				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "http" {
+					return "*http." + sel.Sel.Name
+				}
+			}
+		}
+		return ""
+	}
+	for _, dir := range services {
+		files, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(dir), "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range files {
+			if strings.HasSuffix(path, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, path, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range f.Decls {
+				fn, ok := d.(*ast.FuncDecl)
+				if !ok || !fn.Name.IsExported() || !serviceLevel(fn) {
+					continue
+				}
+				for _, p := range fn.Type.Params.List {
+					if what := raw(p.Type); what != "" {
+						t.Errorf("%s: %s takes a %s: domain services take typed inputs (package api decodes request bodies)",
+							fset.Position(fn.Pos()), fn.Name.Name, what)
+					}
+				}
+			}
+		}
+	}
+}
+
+// serviceLevel reports whether fn is what a handler calls: a package-level
+// function or a method of the package's Service (not a model's JSON codec
+// or a data path's I/O method, which take bytes by contract).
+func serviceLevel(fn *ast.FuncDecl) bool {
+	if fn.Recv == nil {
+		return true
+	}
+	t := fn.Recv.List[0].Type
+	if st, ok := t.(*ast.StarExpr); ok {
+		t = st.X
+	}
+	id, ok := t.(*ast.Ident)
+	return ok && id.Name == "Service"
+}
+
 func TestCLIUsesClientOnly(t *testing.T) {
 	p := loadPackages(t)[filepath.FromSlash("internal/cli")]
 	if p == nil {

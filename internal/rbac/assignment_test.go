@@ -185,35 +185,3 @@ func TestWireShapes(t *testing.T) {
 	}
 }
 
-func TestDecodeAssignmentRequest(t *testing.T) {
-	const name = "05c5a614-a7d6-4502-b150-c2fb455033ff"
-	body := `{"properties":{"roleDefinitionId":"/subscriptions/` + sub + `/providers/Microsoft.Authorization/roleDefinitions/` + RoleDiskBackupReader + `",
-		"principalId":"` + alice + `","principalType":"ServicePrincipal","description":"vault MSI","scope":"/ignored"}}`
-	a, err := DecodeAssignmentRequest([]byte(body), diskID[1:], name, nil)
-	if err != nil {
-		t.Fatalf("DecodeAssignmentRequest: %v", err)
-	}
-	if a.Name != name || a.Scope != diskID || a.RoleDefinitionID != RoleDiskBackupReader || a.PrincipalID != alice ||
-		a.PrincipalType != PrincipalServicePrincipal || a.Description != "vault MSI" {
-		t.Errorf("decoded %+v", a)
-	}
-	// Property names are matched case-insensitively, like ARM.
-	if _, err := DecodeAssignmentRequest([]byte(`{"Properties":{"RoleDefinitionID":"`+RoleReader+`","PrincipalId":"`+alice+`"}}`), subScope, name, nil); err != nil {
-		t.Errorf("mixed-case body: %v", err)
-	}
-	bad := []struct {
-		body string
-		want error
-	}{
-		{`{`, ErrInvalidBody},
-		{`{}`, ErrInvalidBody},
-		{`{"properties":{"principalId":"` + alice + `"}}`, ErrInvalidRoleDefinitionID},
-		{`{"properties":{"roleDefinitionId":"` + RoleReader + `"}}`, ErrInvalidPrincipalID},
-		{`{"properties":{"roleDefinitionId":"` + unknown + `","principalId":"` + alice + `"}}`, ErrUnknownRole},
-	}
-	for _, tc := range bad {
-		if _, err := DecodeAssignmentRequest([]byte(tc.body), subScope, name, nil); !errors.Is(err, tc.want) {
-			t.Errorf("DecodeAssignmentRequest(%s) error = %v, want %v", tc.body, err, tc.want)
-		}
-	}
-}

@@ -1,7 +1,6 @@
 package rbac
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -129,42 +128,6 @@ func MarshalAssignment(a Assignment, subscriptionID string) ([]byte, error) {
 		return nil, fmt.Errorf("marshal role assignment %s: %w", a.Name, err)
 	}
 	return b, nil
-}
-
-// DecodeAssignmentRequest decodes a role assignment PUT body
-// ({"properties":{"roleDefinitionId","principalId","principalType",…}}) for
-// the assignment named name at scope, and validates it with
-// ValidateAssignment (roles may be nil for built-ins only). Read-only
-// properties in the body are ignored; timestamps are left to the caller.
-func DecodeAssignmentRequest(body []byte, scope, name string, roles RoleLookup) (Assignment, error) {
-	var req struct {
-		Properties *AssignmentProperties `json:"properties"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		return Assignment{}, fmt.Errorf("%w: %v", ErrInvalidBody, err)
-	}
-	if req.Properties == nil {
-		return Assignment{}, fmt.Errorf("%w: missing properties", ErrInvalidBody)
-	}
-	p := req.Properties
-	if p.RoleDefinitionID == "" {
-		return Assignment{}, fmt.Errorf("%w: missing properties.roleDefinitionId", ErrInvalidRoleDefinitionID)
-	}
-	if p.PrincipalID == "" {
-		return Assignment{}, fmt.Errorf("%w: missing properties.principalId", ErrInvalidPrincipalID)
-	}
-	return ValidateAssignment(Assignment{
-		Name:                               name,
-		Scope:                              scope,
-		RoleDefinitionID:                   p.RoleDefinitionID,
-		PrincipalID:                        p.PrincipalID,
-		PrincipalType:                      p.PrincipalType,
-		Description:                        p.Description,
-		Condition:                          p.Condition,
-		ConditionVersion:                   p.ConditionVersion,
-		DelegatedManagedIdentityResourceID: p.DelegatedManagedIdentityResourceID,
-	}, roles)
 }
 
 func nonNil(s []string) []string {

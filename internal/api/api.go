@@ -42,6 +42,11 @@ type Route struct {
 	Versions []string
 	// Anonymous routes need no token.
 	Anonymous bool
+	// OptionalAuth, on an anonymous route, authenticates a request that
+	// sends a token (a bad one is refused) and leaves one without a token
+	// anonymous: /metrics adds per-resource series for an authenticated
+	// scrape.
+	OptionalAuth bool
 	// Action is the RBAC action checked at Scope(r) before Handle; empty
 	// with a non-anonymous route means "authenticated, handler checks".
 	Action string
@@ -302,6 +307,11 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 	}
 	if rt.Validate != nil {
 		if err := rt.Validate(req); err != nil {
+			return nil, err
+		}
+	}
+	if rt.Anonymous && rt.OptionalAuth && req.HTTP.Header.Get("Authorization") != "" {
+		if err := s.authenticate(ctx, req, w); err != nil {
 			return nil, err
 		}
 	}

@@ -319,6 +319,7 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 		if err := s.authenticate(ctx, req, w); err != nil {
 			return nil, err
 		}
+		ctx = identity.WithPrincipal(ctx, req.Principal)
 		if rt.Action != "" {
 			scope := req.Path
 			if rt.Scope != nil {

@@ -21,7 +21,7 @@ import (
 func sample() monitor.Notification {
 	t0 := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 	return monitor.Notification{ID: "d-1", Event: monitor.Fired, Time: t0.Add(time.Minute), Alert: monitor.Alert{
-		ID: "/subscriptions/s/resourceGroups/g/providers/Microsoft.DataProtection/backupVaults/v/providers/Microsoft.AlertsManagement/alerts/a1",
+		ID:   "/subscriptions/s/resourceGroups/g/providers/Microsoft.DataProtection/backupVaults/v/providers/Microsoft.AlertsManagement/alerts/a1",
 		Name: "a1", Rule: monitor.RuleBackupFailure, Severity: monitor.Sev1, State: monitor.StateNew, Condition: monitor.Fired,
 		VaultID: "/subscriptions/s/resourceGroups/g/providers/Microsoft.DataProtection/backupVaults/v", InstanceName: "data-bi",
 		ErrorCode: "UserErrorManagedDiskNotFound", ErrorMessage: "The disk\r\nBcc: evil@example.com is gone.", Occurrences: 1,

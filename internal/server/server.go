@@ -78,6 +78,13 @@ type Config struct {
 	// standard AWS environment decides (AWS_ENDPOINT_URL_S3, …).
 	S3Endpoint  string
 	S3PathStyle bool
+	// RPOGrace is how long after a backup was due its recovery point may
+	// come before the recovery point objective counts as missed (0:
+	// monitor.DefaultRPOGrace; negative: no such alerts).
+	RPOGrace time.Duration
+	// MonitorInterval is how often alerts are evaluated (0:
+	// monitor.DefaultInterval).
+	MonitorInterval time.Duration
 }
 
 // Defaults of the external contract.
@@ -143,6 +150,7 @@ type Server struct {
 	nbdDone chan struct{}
 
 	dp       *dataProtection                        // Microsoft.DataProtection runtime
+	mon      *monitorRuntime                        // alerts, notifications, job events
 	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
@@ -511,6 +519,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 
 // Close stops background work and closes the stores.
 func (s *Server) Close() error {
+	s.closeMonitor()
 	s.closeDataProtection()
 	s.Ops.Shutdown()
 	serr := s.closeStorage()

@@ -36,7 +36,7 @@ func (s *Server) openMonitor(ctx context.Context, q *job.Queue, pool *worker.Poo
 		return err
 	}
 	mon := &monitor.Service{Store: s.store, Clock: cfg.Clock, Logger: s.log, Queue: q, Sealer: sealer,
-		Senders: map[string]monitor.Sender{monitor.KindWebhook: &notify.Webhook{Clock: cfg.Clock}, monitor.KindEmail: &notify.Mailer{}},
+		Senders:  map[string]monitor.Sender{monitor.KindWebhook: &notify.Webhook{Clock: cfg.Clock}, monitor.KindEmail: &notify.Mailer{}},
 		RPOGrace: cfg.RPOGrace, Interval: cfg.MonitorInterval}
 	pool.Handle(monitor.TaskNotify, mon.ExecNotify)
 	dead := pool.Dead

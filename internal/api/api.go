@@ -265,11 +265,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		routeName = rt.Method + " " + rt.Pattern
 	}
 	rec := &statusRecorder{ResponseWriter: w}
+	var req *Request
 	defer func() {
 		d := s.Clock.Now().Sub(start)
 		s.metrics.observe(routeName, rec.status(), d)
+		principal := ""
+		if req != nil {
+			principal = req.Principal.ID
+		}
 		s.logger().Debug("request", "id", reqID, "method", hr.Method, "path", hr.URL.Path, "route", routeName,
-			"status", rec.status(), "duration", d)
+			"status", rec.status(), "duration", d, "principal", principal, "remote", hr.RemoteAddr)
 	}()
 	if rt == nil {
 		if other {
@@ -279,9 +284,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		s.writeError(ctx, rec, errNotFoundRoute(hr.URL.Path))
 		return
 	}
-	req := &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.Endpoint, Path: path}
+	req = &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.Endpoint, Path: path}
 	resp, err := s.serve(ctx, rt, req, rec)
 	if err != nil {
+		s.auditRefusal(ctx, hr, req, reqID, err)
 		s.writeError(ctx, rec, err)
 		return
 	}
@@ -423,9 +429,9 @@ func AuthorizationFailed(p identity.Principal, action, scope string) *resource.E
 	if client == "" {
 		client = p.ID
 	}
-	return resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
+	return denial(resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
 		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-		client, p.ID, action, scope)
+		client, p.ID, action, scope), p.ID, action, scope)
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"coffer/internal/audit"
 	"context"
 	"encoding/json"
 	"errors"
@@ -345,9 +346,11 @@ func authorizationFailed(p identity.Principal, action, scope string) *resource.E
 	if client == "" {
 		client = p.ID
 	}
-	return resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
+	e := resource.Errorf(resource.KindForbidden, "AuthorizationFailed",
 		"The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid. If access was recently granted, please refresh your credentials.",
 		client, p.ID, action, scope)
+	e.Err = &audit.Denial{Principal: p.ID, Action: action, Scope: scope}
+	return e
 }
 
 // linkedAuthorizationFailed is ARM's 403 for a request p may make on its
@@ -358,9 +361,11 @@ func linkedAuthorizationFailed(p identity.Principal, action, scope, linkedAction
 	if client == "" {
 		client = p.ID
 	}
-	return resource.Errorf(resource.KindForbidden, "LinkedAuthorizationFailed",
+	e := resource.Errorf(resource.KindForbidden, "LinkedAuthorizationFailed",
 		"The client '%s' with object id '%s' has permission to perform action '%s' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope(s) '%s' or the linked scope(s) are invalid.",
 		client, p.ID, action, scope, linkedAction, linkedScope)
+	e.Err = &audit.Denial{Principal: p.ID, Action: linkedAction, Scope: linkedScope}
+	return e
 }
 
 // allowed reports whether p may perform action at scope.

@@ -151,6 +151,9 @@ type Server struct {
 
 	dp       *dataProtection                        // Microsoft.DataProtection runtime
 	mon      *monitorRuntime                        // alerts, notifications, job events
+
+	nbdMetrics *nbd.Metrics
+	repo       repoStats // the repository's figures, cached between scrapes
 	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
@@ -319,7 +322,8 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openDataProtection(ctx); err != nil {
 		return err
 	}
-	s.API.RegisterAdmin(&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs})
+	s.API.RegisterAdmin(recordedMaintenance{&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs}, s})
+	s.registerMetrics()
 	resumers := map[string]operation.Resumer{
 		"resourceGroups/delete": s.resumeGroupDelete,
 	}

@@ -345,7 +345,7 @@ func TestAlertsAndNotifications(t *testing.T) {
 // (valid across the fake clock's hours, unlike an access token).
 type botPrincipal struct {
 	id, clientID, secret, token string
-	c                                *client.Client
+	c                           *client.Client
 }
 
 func newPrincipal(t *testing.T, env *Env, name string) botPrincipal {

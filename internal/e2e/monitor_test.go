@@ -213,6 +213,9 @@ func TestAlertsAndNotifications(t *testing.T) {
 	if v, ok := ex.Get("coffer_repository_stored_bytes"); !ok || v <= 0 {
 		t.Errorf("coffer_repository_stored_bytes = %v", v)
 	}
+	if v, ok := ex.Get("coffer_repository_added_bytes_total"); !ok || v <= 0 {
+		t.Errorf("coffer_repository_added_bytes_total = %v", v)
+	}
 	ex = scrape(t, env, env.Admin.Token)
 	if age, ok := ex.Get("coffer_backup_instance_last_recovery_point_age_seconds", inst...); !ok || age != 0 {
 		t.Fatalf("age of the fresh recovery point = %v %v", age, ok)

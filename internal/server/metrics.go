@@ -67,6 +67,11 @@ func (s *Server) writeRepositoryMetrics(w io.Writer) {
 	prom.Family(w, "coffer_repository_pending_bytes", prom.Gauge, "Bytes of chunks written but not yet committed in a pack.", float64(st.PendingBytes))
 	prom.Family(w, "coffer_snapshots", prom.Gauge, "Snapshots (Microsoft.Compute) whose data is in the repository.", float64(snaps))
 	prom.Family(w, "coffer_snapshot_changed_bytes", prom.Gauge, "Bytes all snapshots stored as changed blocks, before deduplication and compression.", float64(changed))
+	added := s.Chunks.Counters()
+	prom.Family(w, "coffer_repository_added_packs_total", prom.Counter, "Packs of new chunks written to the repository since the server started.", float64(added.Packs))
+	prom.Family(w, "coffer_repository_added_chunks_total", prom.Counter, "New (not deduplicated) chunks added to the repository since the server started.", float64(added.Chunks))
+	prom.Family(w, "coffer_repository_added_raw_bytes_total", prom.Counter, "Bytes of the new chunks added to the repository since the server started, before compression.", float64(added.RawBytes))
+	prom.Family(w, "coffer_repository_added_bytes_total", prom.Counter, "Bytes the new chunks added to the repository since the server started take in packs (after deduplication and compression).", float64(added.StoredBytes))
 	dedup, comp := 1.0, 1.0
 	if st.RawBytes > 0 && changed > 0 {
 		dedup = float64(changed) / float64(st.RawBytes)

@@ -149,12 +149,12 @@ type Server struct {
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
 
-	dp       *dataProtection                        // Microsoft.DataProtection runtime
-	mon      *monitorRuntime                        // alerts, notifications, job events
+	dp  *dataProtection // Microsoft.DataProtection runtime
+	mon *monitorRuntime // alerts, notifications, job events
 
 	nbdMetrics *nbd.Metrics
-	repo       repoStats // the repository's figures, cached between scrapes
-	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
+	repo       repoStats                              // the repository's figures, cached between scrapes
+	restores   atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on

@@ -196,13 +196,13 @@ func TestAlertsAndNotifications(t *testing.T) {
 
 	// Metrics: an anonymous scrape names no resource; the admin's has the
 	// instance; a principal without a role on the vault gets none.
-	inst := []string{"resource_group", "rg-vault", "vault", "vault", "instance", bi.name}
+	inst := []string{"resource_group", "rg-vault", "vault", "vault", "backup_instance", bi.name}
 	ex := scrape(t, env, "")
 	if pts := ex.All("coffer_backup_instance_last_recovery_point_age_seconds"); len(pts) != 0 {
 		t.Fatalf("an anonymous scrape got instance series: %+v", pts)
 	}
 	for _, name := range []string{"coffer_jobs_ended_total", "coffer_repository_stored_bytes", "coffer_repository_deduplication_ratio",
-		"coffer_nbd_connections", "coffer_hydrating_disks", "coffer_backup_instances_rpo_missed", "coffer_data_free_bytes"} {
+		"coffer_nbd_open_connections", "coffer_hydrating_disks", "coffer_backup_instances_rpo_missed", "coffer_data_free_bytes"} {
 		if _, ok := ex.Types[name]; !ok {
 			t.Errorf("metric %s is missing", name)
 		}

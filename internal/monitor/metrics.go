@@ -120,7 +120,8 @@ func (s *Service) WriteMetrics(ctx context.Context, w io.Writer) {
 // lets through (the scrape's principal may read it): the age of its latest
 // recovery point (since protection began when it has none), its time, the
 // policy's interval, whether the objective is missed, and its recovery
-// points. Labels: subscription, resource_group, vault, instance.
+// points. Labels: subscription, resource_group, vault, backup_instance
+// (not "instance": Prometheus gives that label to every scraped target).
 func (s *Service) WriteInstanceMetrics(ctx context.Context, w io.Writer, allowed func(action, scope string) bool) {
 	prots, err := s.protection(ctx)
 	if err != nil {
@@ -148,7 +149,7 @@ func (s *Service) WriteInstanceMetrics(ctx context.Context, w io.Writer, allowed
 		if err != nil || len(id.Names) < 2 {
 			continue
 		}
-		r := row{labels: []string{"subscription", id.Subscription, "resource_group", id.ResourceGroup, "vault", id.Names[0], "instance", id.Names[1]},
+		r := row{labels: []string{"subscription", id.Subscription, "resource_group", id.ResourceGroup, "vault", id.Names[0], "backup_instance", id.Names[1]},
 			every: p.Interval.Seconds(), points: float64(p.RecoveryPoints)}
 		if p.Protecting {
 			r.prot = 1

@@ -89,7 +89,7 @@ func (m *Metrics) WriteMetrics(w io.Writer) {
 	if m == nil {
 		return
 	}
-	prom.Family(w, "coffer_nbd_connections", prom.Gauge, "NBD connections open now.", float64(m.open.Load()))
+	prom.Family(w, "coffer_nbd_open_connections", prom.Gauge, "NBD connections open now.", float64(m.open.Load()))
 	prom.Family(w, "coffer_nbd_connections_total", prom.Counter, "NBD connections accepted.", float64(m.accepted.Load()))
 	prom.Family(w, "coffer_nbd_exports_refused_total", prom.Counter, "NBD handshakes refused for their export name (an unknown, expired or revoked access grant).", float64(m.refused.Load()))
 	prom.Header(w, "coffer_nbd_requests_total", prom.Counter, "NBD requests answered, by command.")

@@ -80,19 +80,7 @@ func countEvents(as []notify.CommonAlert, rule, condition string) int {
 // scrape reads /metrics (with token, when given) and parses it strictly.
 func scrape(t *testing.T, env *Env, token string) *prom.Exposition {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, env.Endpoint+"/metrics", nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := env.HTTP.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, b)
-	}
+	b := scrapeText(t, env, token)
 	ex, err := prom.Parse(strings.NewReader(string(b)))
 	if err != nil {
 		t.Fatalf("GET /metrics is not valid exposition format: %v\n%s", err, b)

@@ -22,7 +22,8 @@ import (
 
 // TestMetricsAndAlertingRules runs what every metric family counts — an
 // NBD read and a refused export name, a SAS write, a backup, a verify and a
-// garbage collection — and checks the figures of a real scrape; that every
+// garbage collection — and checks the figures of a real scrape (and that a
+// scrape with a forged token is refused); that every
 // metric docs/alerts.rules.yml and docs/operations.md name is one the
 // server exposes; and, with promtool, that the scrape passes `promtool
 // check metrics`, the rules `promtool check rules`, and the rules' unit
@@ -117,6 +118,20 @@ func TestMetricsAndAlertingRules(t *testing.T) {
 		if !ok || !w.ok(v) {
 			t.Errorf("%s%v = %v (present: %v), want %s", w.name, w.labels, v, ok, w.want)
 		}
+	}
+
+	// A scrape that sends a token must send a good one: a forged one is
+	// refused, not served as anonymous.
+	req, _ := http.NewRequest(http.MethodGet, env.Endpoint+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.Zm9yZ2Vk")
+	resp, err := env.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(b, []byte("coffer_")) {
+		t.Errorf("a scrape with a forged token: %d %s", resp.StatusCode, b)
 	}
 
 	// Every metric the example rules and the operations guide name exists.

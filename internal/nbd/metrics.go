@@ -104,8 +104,8 @@ func (m *Metrics) WriteMetrics(w io.Writer) {
 			prom.Sample(w, "coffer_nbd_request_errors_total", float64(v), "cmd", n)
 		}
 	}
-	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients read.", float64(m.read.Load()))
-	prom.Family(w, "coffer_nbd_written_bytes_total", prom.Counter, "Bytes NBD clients wrote.", float64(m.written.Load()))
+	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients asked to read (the length of every read request answered, a failed one included).", float64(m.read.Load()))
+	prom.Family(w, "coffer_nbd_written_bytes_total", prom.Counter, "Bytes NBD clients sent to write (the length of every write request answered, a failed one included).", float64(m.written.Load()))
 	prom.Header(w, "coffer_nbd_request_duration_seconds", prom.Histogram, "NBD request latency, from its header read to its reply, by command.")
 	for i, n := range cmdNames {
 		if h := m.latency[i]; h.Count() > 0 {

@@ -45,7 +45,8 @@ func (l *lockedBuffer) String() string {
 // debug level — logins with a client secret (and a wrong one), an API
 // token and a bad one, a SAS grant written and read, an NBD URL read and a
 // revoked one refused, a backup, a restore, notification targets with a
-// webhook secret and an SMTP password — and checks that the log holds none
+// webhook secret and an SMTP password, a failing webhook whose URL carries a
+// token — and checks that the log holds none
 // of the secrets and tokens used, nor the server's key files in any common
 // encoding, while it does hold the lines operators need: the principal of
 // every request, each refusal, and each job's start and end.
@@ -169,6 +170,18 @@ func TestLogsHoldNoSecret(t *testing.T) {
 			t.Fatalf("test %s: %+v %v", n, r, err)
 		}
 	}
+	// A receiver that puts its token in the URL's path and query (as many
+	// do), and fails: the failure is reported without them.
+	const pathToken, queryToken = "T0KEN-in-the-path-4242", "t0ken-in-the-query-4343"
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	defer failing.Close()
+	if _, err := admin.PutNotificationTarget(ctx, "failing", client.NotificationTargetSpec{Kind: "Webhook",
+		URL: failing.URL + "/hooks/" + pathToken + "?code=" + queryToken}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := admin.TestNotificationTarget(ctx, "failing"); err != nil || r.Status != "Failed" || strings.Contains(r.Error, pathToken) {
+		t.Fatalf("test of a failing target: %+v %v", r, err)
+	}
 	if err := env.Server.Monitor().Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +196,8 @@ func TestLogsHoldNoSecret(t *testing.T) {
 		"admin client secret": env.Admin.ClientSecret, "admin API token": env.Admin.Token,
 		"bot client secret": bot.secret, "bot API token": bot.token, "bot access token": access,
 		"forged token": bad, "SAS grant token": sasToken, "NBD grant token": nbdToken, "restore SAS token": sigOf(t, rg.AccessSAS),
-		"webhook secret": hookSecret, "SMTP password": smtp.Password,
+		"webhook secret": hookSecret, "SMTP password": smtp.Password, "webhook URL's path token": pathToken,
+		"webhook URL's query token": queryToken,
 	}
 	// An SMTP client sends its password base64-encoded (AUTH PLAIN).
 	secrets["SMTP AUTH PLAIN"] = base64.StdEncoding.EncodeToString([]byte("\x00" + smtp.User + "\x00" + smtp.Password))

@@ -45,11 +45,11 @@ func (l *lockedBuffer) String() string {
 // debug level — logins with a client secret (and a wrong one), an API
 // token and a bad one, a SAS grant written and read, an NBD URL read and a
 // revoked one refused, a backup, a restore, notification targets with a
-// webhook secret and an SMTP password, a failing webhook whose URL carries a
-// token — and checks that the log holds none
-// of the secrets and tokens used, nor the server's key files in any common
-// encoding, while it does hold the lines operators need: the principal of
-// every request, each refusal, and each job's start and end.
+// webhook secret and an SMTP password, a failing webhook whose URL carries
+// tokens — and checks that the log holds none of the secrets and tokens
+// used, nor the server's key files in any common encoding, while it does
+// hold the lines operators need: the principal of every request, each
+// refusal, and each job's start and end.
 func TestLogsHoldNoSecret(t *testing.T) {
 	ctx := context.Background()
 	logs := &lockedBuffer{}

@@ -47,6 +47,11 @@ type Route struct {
 	//
 	// Anonymous routes need no token.
 	Anonymous bool
+	// OptionalAuth, on an anonymous route, authenticates a request that
+	// sends a token (a bad one is refused) and leaves one without a token
+	// anonymous: /metrics adds per-resource series for an authenticated
+	// scrape.
+	OptionalAuth bool
 	// Action is the RBAC action checked at Scope(r), through the decision
 	// point, before the body is read and the handler runs.
 	Action string
@@ -301,11 +306,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		routeName = rt.Method + " " + rt.Pattern
 	}
 	rec := &statusRecorder{ResponseWriter: w}
+	var req *Request
 	defer func() {
 		d := s.Clock.Now().Sub(start)
 		s.metrics.observe(routeName, rec.status(), d)
+		principal := ""
+		if req != nil {
+			principal = req.Principal.ID
+		}
 		s.logger().Debug("request", "id", reqID, "method", hr.Method, "path", hr.URL.Path, "route", routeName,
-			"status", rec.status(), "duration", d)
+			"status", rec.status(), "duration", d, "principal", principal, "remote", hr.RemoteAddr)
 	}()
 	if rt == nil {
 		if other {
@@ -315,9 +325,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		s.writeError(ctx, rec, errNotFoundRoute(hr.URL.Path))
 		return
 	}
-	req := &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.Endpoint, Path: path}
+	req = &Request{HTTP: hr, Vars: vars, RequestID: reqID, BaseURL: s.Endpoint, Path: path}
 	resp, err := s.serve(ctx, rt, req, rec)
 	if err != nil {
+		s.auditRefusal(ctx, hr, req, reqID, err)
 		s.writeError(ctx, rec, err)
 		return
 	}
@@ -346,10 +357,16 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 			return nil, err
 		}
 	}
+	if rt.Anonymous && rt.OptionalAuth && req.HTTP.Header.Get("Authorization") != "" {
+		if err := s.authenticate(ctx, req, w); err != nil {
+			return nil, err
+		}
+	}
 	if !rt.Anonymous {
 		if err := s.authenticate(ctx, req, w); err != nil {
 			return nil, err
 		}
+		ctx = identity.WithPrincipal(ctx, req.Principal)
 		switch {
 		case rt.Action != "":
 			scope := req.Path

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"coffer/internal/audit"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -91,9 +92,37 @@ func (d *ComputeData) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("x-ms-client-request-id", cid)
 	}
 	h.Set("Date", d.Clock.Now().UTC().Format(http.TimeFormat))
-	if err := d.serve(r.Context(), w, r); err != nil {
+	var a *compute.DataAccess
+	err := d.serve(r.Context(), w, r, &a)
+	d.logger().Debug("data request", "id", reqID, "method", r.Method, "path", r.URL.Path, "principal", a.Creator(),
+		"grant", a.GrantID(), "remote", r.RemoteAddr, "err", err)
+	if err != nil {
+		d.auditRefusal(r, reqID, a, err)
 		d.writeError(w, r, reqID, err)
 	}
+}
+
+// auditRefusal logs a request refused for its grant (401 or 403
+// AuthenticationFailed, 403 AuthorizationPermissionMismatch).
+func (d *ComputeData) auditRefusal(r *http.Request, reqID string, a *compute.DataAccess, err error) {
+	var se *storageError
+	if !errors.As(err, &se) || (se.status != http.StatusUnauthorized && se.status != http.StatusForbidden) {
+		return
+	}
+	ref := audit.Refusal{Surface: audit.SurfaceData, RequestID: reqID, Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.Path,
+		Principal: a.Creator(), Code: se.code, Reason: se.msg}
+	if se.detail != "" {
+		ref.Reason = se.detail
+	}
+	if a == nil || se.code == "AuthenticationFailed" || se.status == http.StatusUnauthorized {
+		audit.AuthenticationFailed(r.Context(), d.logger(), ref)
+		return
+	}
+	ref.Action, ref.Scope = "read", a.ResourceID
+	if r.Method == http.MethodPut {
+		ref.Action = "write"
+	}
+	audit.Denied(r.Context(), d.logger(), ref)
 }
 
 func (d *ComputeData) writeError(w http.ResponseWriter, r *http.Request, reqID string, err error) {
@@ -155,11 +184,12 @@ func (d *ComputeData) open(ctx context.Context, u *url.URL) (*compute.DataAccess
 	return a, nil
 }
 
-func (d *ComputeData) serve(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+func (d *ComputeData) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, opened **compute.DataAccess) error {
 	a, err := d.open(ctx, r.URL)
 	if err != nil {
 		return err
 	}
+	*opened = a
 	comp := r.URL.Query().Get("comp")
 	switch {
 	case r.Method == http.MethodHead && comp == "":

@@ -39,7 +39,7 @@ func (s *Server) RegisterCore(c Core) {
 	s.AddMetrics(h.writeStorageMetrics)
 	s.Handle(
 		Route{Method: "GET", Pattern: "/healthz", Anonymous: true, Handle: h.health},
-		Route{Method: "GET", Pattern: "/metrics", Anonymous: true, Handle: h.metrics},
+		Route{Method: "GET", Pattern: "/metrics", Anonymous: true, OptionalAuth: true, Handle: h.metrics},
 	)
 	s.Handle(h.identityRoutes()...)
 	s.Handle(h.resourceRoutes()...)
@@ -153,6 +153,12 @@ func (h *coreHandlers) writeStorageMetrics(w io.Writer) {
 func (h *coreHandlers) metrics(ctx context.Context, r *Request) (*Response, error) {
 	var b strings.Builder
 	h.s.WriteMetrics(&b)
+	if r.Principal.ID != "" {
+		h.s.writeScopedMetrics(ctx, &b, func(action, scope string) bool {
+			d, err := h.s.Authorizer.Decide(ctx, r.Principal, action, scope)
+			return err == nil && d.Allowed
+		})
+	}
 	resp := &Response{Status: http.StatusOK, Body: []byte(b.String())}
 	resp.SetHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	return resp, nil

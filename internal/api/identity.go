@@ -1,6 +1,7 @@
 package api
 
 import (
+	"coffer/internal/audit"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -131,6 +132,8 @@ func (h *coreHandlers) token(ctx context.Context, r *Request) (*Response, error)
 		return JSON(http.StatusBadRequest, oauthError{"invalid_resource", "The resource '" + audience + "' is not served by this server." + want}), nil
 	}
 	if errors.Is(err, identity.ErrInvalidClient) {
+		audit.AuthenticationFailed(ctx, h.s.logger(), audit.Refusal{Surface: audit.SurfaceOAuth, RequestID: r.RequestID,
+			Remote: r.HTTP.RemoteAddr, Path: r.HTTP.URL.Path, ClientID: resource.Printable(id), Code: "invalid_client"})
 		return JSON(http.StatusUnauthorized, oauthError{"invalid_client", "Invalid client ID or client secret."}), nil
 	}
 	if err != nil {

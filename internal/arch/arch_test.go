@@ -75,7 +75,7 @@ func TestPackageDocs(t *testing.T) {
 var domain = []string{"internal/rbac", "internal/schedule", "internal/dataprotection", "internal/chunkstore",
 	"internal/blockdev", "internal/chunk", "internal/compute", "internal/job", "internal/tenant", "internal/identity",
 	"internal/authorization", "internal/operation", "internal/resource", "internal/clock", "internal/blobstore",
-	"internal/worker", "internal/odata"}
+	"internal/worker", "internal/odata", "internal/monitor", "internal/audit", "internal/prom"}
 
 // stricter lists what particular domain packages must not import on top.
 var stricter = map[string][]string{

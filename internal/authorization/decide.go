@@ -44,10 +44,10 @@ const TenantScope = "/"
 
 // tenantProviders are the namespaces of tenant-level actions: managing
 // principals and API tokens (Coffer.Identity), the storage engine's
-// maintenance (Coffer.Admin) and creating subscriptions
-// (Microsoft.Subscription). No role grants them: only tenant
+// maintenance (Coffer.Admin), notification targets (Coffer.Monitor) and
+// creating subscriptions (Microsoft.Subscription). No role grants them: only tenant
 // administrators hold them, at any scope.
-var tenantProviders = []string{"Coffer.Identity/", "Coffer.Admin/", "Microsoft.Subscription/"}
+var tenantProviders = []string{"Coffer.Identity/", "Coffer.Admin/", "Coffer.Monitor/", "Microsoft.Subscription/"}
 
 // IsTenantAction reports whether action is a tenant-level action, which
 // only tenant administrators hold.

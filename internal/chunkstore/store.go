@@ -74,6 +74,8 @@ type Store struct {
 	sealed  []*pack
 	pending map[chunk.ID]pendingLoc
 	free    [][]byte // buffers of written packs, for reuse
+
+	added addedCounters // what Put committed (counters.go)
 }
 
 // pack is an open or sealed pack that is not yet committed.
@@ -329,6 +331,7 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 		return err
 	}
 	p.done, p.err = true, nil
+	s.added.count(p.entries)
 	for _, e := range p.entries {
 		if l, ok := s.pending[e.ID]; ok && l.p == p {
 			delete(s.pending, e.ID)

@@ -104,6 +104,7 @@ func root() *command {
 		snapshotCommand(),
 		adminCommand(),
 		vaultCommand(), policyCommand(), protectCommand(), instanceCommand(), backupCommand(), rpCommand(), restoreCommand(), jobCommand(),
+		alertCommand(), notifyCommand(),
 		versionCommand(),
 		benchCommand(),
 	}}

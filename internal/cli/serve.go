@@ -45,6 +45,7 @@ func serveCommand() *command {
 		minFreeMiB                                 int64
 		publicEndpoint, blob, s3Endpoint           string
 		s3PathStyle                                bool
+		rpoGrace                                   = time.Hour
 	)
 	return &command{name: "serve", short: "Run the Coffer server",
 		flags: func(fs *flag.FlagSet) {
@@ -65,6 +66,7 @@ func serveCommand() *command {
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
 			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
+			fs.DurationVar(&rpoGrace, "rpo-grace", time.Hour, "how long after a scheduled backup was due its recovery point may come before a missed-RPO alert fires (0: no such alerts)")
 			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
@@ -91,6 +93,12 @@ func serveCommand() *command {
 			if minFreeMiB < 0 {
 				return usagef("--min-free-mib %d: want 0 or more", minFreeMiB)
 			}
+			if rpoGrace < 0 {
+				return usagef("--rpo-grace %s: want 0 (no alerts) or more", rpoGrace)
+			}
+			if rpoGrace == 0 {
+				rpoGrace = -1 // no missed-RPO alerts
+			}
 			minFree := minFreeMiB << 20
 			if minFree == 0 {
 				minFree = -1 // no reserve
@@ -98,7 +106,7 @@ func serveCommand() *command {
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
-				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk})
+				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace})
 			if err != nil {
 				return err
 			}

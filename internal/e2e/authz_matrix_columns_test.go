@@ -92,6 +92,7 @@ func matrixColumns() []mxColumn {
 	cols = append(cols, computeColumns()...)
 	cols = append(cols, dataProtectionColumns()...)
 	cols = append(cols, adminColumns()...)
+	cols = append(cols, monitorColumns()...)
 	cols = append(cols, dataColumns()...)
 	return cols
 }

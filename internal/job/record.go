@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"coffer/internal/capacity"
+	"coffer/internal/identity"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
@@ -113,6 +114,9 @@ type Record struct {
 	EndTime           time.Time `json:"endTime,omitzero"`
 	IsUserTriggered   bool      `json:"isUserTriggered"`
 	ActivityID        string    `json:"activityId"`
+	// InitiatedBy is the principal whose request created the job (empty
+	// for the scheduler's): Put stamps it from the request's context.
+	InitiatedBy string `json:"initiatedBy,omitempty"`
 
 	DataSourceID       string `json:"dataSourceId"`
 	DataSourceName     string `json:"dataSourceName"`
@@ -162,8 +166,12 @@ func (r *Record) Finish(now time.Time, err error) {
 	}
 }
 
-// Put writes a job record.
+// Put writes a job record. A new record (CreateOnly) made while serving a
+// request records the request's principal in InitiatedBy.
 func Put(ctx context.Context, tx store.Tx, r Record, opts store.PutOptions) error {
+	if p, ok := identity.PrincipalFrom(ctx); ok && opts.CreateOnly && r.InitiatedBy == "" {
+		r.InitiatedBy = p.ID
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode job %s: %w", r.ID, err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"coffer/internal/audit"
 )
 
 // conn is one client connection, from accept to close.
@@ -78,6 +80,8 @@ func (c *conn) setDeadline(t time.Time) bool {
 
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
+	c.srv.Metrics.connOpened()
+	defer c.srv.Metrics.connClosed()
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
 	defer stop()
 	defer func() {
@@ -260,7 +264,8 @@ func (c *conn) resolve(ctx context.Context, name string) (*Export, uint32, error
 	}
 	if err != nil {
 		if errors.Is(err, ErrUnknownExport) {
-			c.log.Info("nbd export refused: unknown name")
+			c.srv.Metrics.exportRefused()
+			audit.AuthenticationFailed(ctx, c.log, audit.Refusal{Surface: audit.SurfaceNBD, Reason: "unknown, expired or revoked export name (access grant)"})
 			return nil, repErrUnknown, err
 		}
 		c.log.Warn("nbd export refused", "err", err)

@@ -116,6 +116,8 @@ type Server struct {
 	MaxBufferedBytes int64
 	// HandshakeTimeout bounds the whole option negotiation (default 30 s).
 	HandshakeTimeout time.Duration
+	// Metrics, when set, counts connections and requests.
+	Metrics *Metrics
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

@@ -82,6 +82,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			}
 		}
 		c.inflight.Add(1)
+		start := c.srv.clock().Now()
 		go func() {
 			defer func() {
 				if r := recover(); r != nil {
@@ -93,6 +94,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 				c.inflight.Done()
 			}()
 			c.handle(req, payload)
+			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 		}()
 	}
 }
@@ -288,6 +290,7 @@ func (c *conn) blockStatus(req request) {
 // replyErr sends an error reply in the negotiated style. A structured
 // reply carries msg; READ errors must be structured once negotiated.
 func (c *conn) replyErr(req request, errno uint32, msg string) {
+	c.srv.Metrics.requestFailed(req)
 	c.log.Debug("nbd request refused", "cmd", req.typ, "flags", req.flags, "offset", req.offset, "length", req.length, "errno", errno, "why", msg)
 	if !c.structured {
 		c.replySimple(req.handle, errno, nil)

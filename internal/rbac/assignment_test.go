@@ -184,4 +184,3 @@ func TestWireShapes(t *testing.T) {
 		}
 	}
 }
-

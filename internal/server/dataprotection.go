@@ -45,6 +45,9 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)
 	pool.Handle(dataprotection.TaskDeleteInstance, svc.ExecDeleteInstance)
 	pool.Dead = svc.FailTask
+	if err := s.openMonitor(ctx, q, pool); err != nil {
+		return err
+	}
 	sched := dataprotection.NewScheduler(svc, clk, s.log)
 	s.API.RegisterDataProtection(svc)
 	// Vaults are checked (and refuse) before Compute deletes any disk.

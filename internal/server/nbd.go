@@ -110,7 +110,7 @@ func (s *Server) startNBD(ctx context.Context) error {
 	// Under --tls, NBD requires TLS (FORCEDTLS): export names are grant
 	// tokens and must not cross the network in clear, nor must the data.
 	s.nbd = &nbd.Server{Resolver: s.resolveExport, TLSConfig: s.tlsConfig, Logger: s.log, Clock: s.cfg.Clock,
-		RequireTLS: s.tlsConfig != nil && !s.cfg.InsecureNBD}
+		RequireTLS: s.tlsConfig != nil && !s.cfg.InsecureNBD, Metrics: s.nbdMetrics}
 	s.nbdAddr.Store(ln.Addr().String())
 	s.nbdDone = make(chan struct{})
 	go func() {

@@ -78,6 +78,13 @@ type Config struct {
 	// standard AWS environment decides (AWS_ENDPOINT_URL_S3, …).
 	S3Endpoint  string
 	S3PathStyle bool
+	// RPOGrace is how long after a backup was due its recovery point may
+	// come before the recovery point objective counts as missed (0:
+	// monitor.DefaultRPOGrace; negative: no such alerts).
+	RPOGrace time.Duration
+	// MonitorInterval is how often alerts are evaluated (0:
+	// monitor.DefaultInterval).
+	MonitorInterval time.Duration
 }
 
 // Defaults of the external contract.
@@ -142,8 +149,12 @@ type Server struct {
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
 
-	dp       *dataProtection                        // Microsoft.DataProtection runtime
-	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
+	dp  *dataProtection // Microsoft.DataProtection runtime
+	mon *monitorRuntime // alerts, notifications, job events
+
+	nbdMetrics *nbd.Metrics
+	repo       repoStats                              // the repository's figures, cached between scrapes
+	restores   atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
 
 // Open prepares a server on cfg.DataDir: opens the store, bootstraps on
@@ -312,7 +323,8 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openDataProtection(ctx); err != nil {
 		return err
 	}
-	s.API.RegisterAdmin(&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs})
+	s.API.RegisterAdmin(recordedMaintenance{&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs}, s})
+	s.registerMetrics()
 	resumers := map[string]operation.Resumer{
 		"resourceGroups/delete": s.resumeGroupDelete,
 	}
@@ -512,6 +524,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 
 // Close stops background work and closes the stores.
 func (s *Server) Close() error {
+	s.closeMonitor()
 	s.closeDataProtection()
 	s.Ops.Shutdown()
 	serr := s.closeStorage()

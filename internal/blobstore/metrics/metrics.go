@@ -1,7 +1,7 @@
 // Package metrics is a blobstore.Store decorator that counts the calls of
 // the store it wraps — operations, failures by error class, bytes moved —
 // and their latency, and writes them in the Prometheus text exposition
-// format, the way internal/api writes its own (no client library). It
+// format through package prom, as every subsystem does. It
 // also holds the operation names and the small writers that the other
 // decorators (retry, limit) use for their metrics.
 package metrics
@@ -17,6 +17,7 @@ import (
 
 	"coffer/internal/blobstore"
 	"coffer/internal/clock"
+	"coffer/internal/prom"
 )
 
 // Op is a blob store operation, as metrics label it.
@@ -69,27 +70,6 @@ func Classify(err error) Class {
 	return ClassOther
 }
 
-// buckets are the upper bounds, in seconds, of the latency histogram.
-var buckets = [...]float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
-
-// histogram is a Prometheus histogram; counts are per bucket, not
-// cumulative.
-type histogram struct {
-	counts [len(buckets) + 1]uint64 // the last is +Inf
-	sum    float64
-	n      uint64
-}
-
-func (h *histogram) observe(s float64) {
-	i := 0
-	for i < len(buckets) && s > buckets[i] {
-		i++
-	}
-	h.counts[i]++
-	h.sum += s
-	h.n++
-}
-
 // Store measures the calls of the store it wraps.
 type Store struct {
 	inner blobstore.Store
@@ -98,7 +78,7 @@ type Store struct {
 	mu      sync.Mutex
 	calls   [NumOps]uint64
 	errs    [NumOps][numClasses]uint64
-	latency [NumOps]histogram
+	latency [NumOps]*prom.Hist
 
 	read, written atomic.Uint64
 }
@@ -113,7 +93,11 @@ func New(inner blobstore.Store, clk clock.Clock) *Store {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	return &Store{inner: inner, clk: clk}
+	s := &Store{inner: inner, clk: clk}
+	for op := range NumOps {
+		s.latency[op] = prom.NewHist(prom.LatencyBuckets)
+	}
+	return s
 }
 
 // Calls returns how many calls of op have been made.
@@ -136,10 +120,10 @@ func (s *Store) Bytes() (read, written uint64) { return s.read.Load(), s.written
 
 func (s *Store) done(op Op, start time.Time, err error) {
 	d := s.clk.Now().Sub(start).Seconds()
+	s.latency[op].Observe(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[op]++
-	s.latency[op].observe(d)
 	if err != nil {
 		s.errs[op][Classify(err)]++
 	}
@@ -231,25 +215,14 @@ func (s *Store) WriteMetrics(w io.Writer) {
 	const lat = "coffer_blob_operation_duration_seconds"
 	Header(w, lat, "histogram", "Blob store call latency by operation, retries included.")
 	for op := range NumOps {
-		h := &s.latency[op]
-		if h.n == 0 {
-			continue
+		if h := s.latency[op]; h.Count() > 0 {
+			h.Write(w, lat, "op", op.String())
 		}
-		var cum uint64
-		for i, b := range buckets {
-			cum += h.counts[i]
-			fmt.Fprintf(w, "%s_bucket{op=%q,le=\"%g\"} %d\n", lat, op, b, cum)
-		}
-		fmt.Fprintf(w, "%s_bucket{op=%q,le=\"+Inf\"} %d\n", lat, op, h.n)
-		fmt.Fprintf(w, "%s_sum{op=%q} %g\n", lat, op, h.sum)
-		fmt.Fprintf(w, "%s_count{op=%q} %d\n", lat, op, h.n)
 	}
 }
 
 // Header writes the HELP and TYPE lines of a metric family.
-func Header(w io.Writer, name, typ, help string) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-}
+func Header(w io.Writer, name, typ, help string) { prom.Header(w, name, typ, help) }
 
 // WritePerOp writes a metric family with one sample per operation.
 func WritePerOp(w io.Writer, name, typ, help string, value func(Op) uint64) {

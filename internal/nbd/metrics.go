@@ -1,0 +1,115 @@
+package nbd
+
+import (
+	"io"
+	"sync/atomic"
+	"time"
+
+	"coffer/internal/prom"
+)
+
+// Metrics counts what a Server does: connections, refused handshakes,
+// requests by command with their latency, failed requests, bytes read and
+// written. A nil *Metrics counts nothing. Counting is lock-free, so the
+// data path pays a few atomic adds per request.
+type Metrics struct {
+	open, accepted, refused atomic.Int64
+	requests, failed        [numCmds]atomic.Uint64
+	read, written           atomic.Uint64
+	latency                 [numCmds]*prom.Hist
+}
+
+// numCmds bounds the command numbers counted (BLOCK_STATUS is 7); others
+// count as "other".
+const numCmds = 9
+
+var cmdNames = [numCmds]string{"read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status", "other"}
+
+// NewMetrics returns empty metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{}
+	for i := range m.latency {
+		m.latency[i] = prom.NewHist(prom.LatencyBuckets)
+	}
+	return m
+}
+
+func cmdIndex(typ uint16) int {
+	if int(typ) < numCmds-1 {
+		return int(typ)
+	}
+	return numCmds - 1
+}
+
+func (m *Metrics) connOpened() {
+	if m != nil {
+		m.open.Add(1)
+		m.accepted.Add(1)
+	}
+}
+
+func (m *Metrics) connClosed() {
+	if m != nil {
+		m.open.Add(-1)
+	}
+}
+
+func (m *Metrics) exportRefused() {
+	if m != nil {
+		m.refused.Add(1)
+	}
+}
+
+// request counts a request that was answered, with its latency from the
+// moment its header was read.
+func (m *Metrics) request(req request, d time.Duration) {
+	if m == nil {
+		return
+	}
+	i := cmdIndex(req.typ)
+	m.requests[i].Add(1)
+	m.latency[i].ObserveDuration(d)
+	switch req.typ {
+	case cmdRead:
+		m.read.Add(uint64(req.length))
+	case cmdWrite:
+		m.written.Add(uint64(req.length))
+	}
+}
+
+// requestFailed counts a request answered with an error.
+func (m *Metrics) requestFailed(req request) {
+	if m != nil {
+		m.failed[cmdIndex(req.typ)].Add(1)
+	}
+}
+
+// WriteMetrics writes the metrics in Prometheus text format.
+func (m *Metrics) WriteMetrics(w io.Writer) {
+	if m == nil {
+		return
+	}
+	prom.Family(w, "coffer_nbd_open_connections", prom.Gauge, "NBD connections open now.", float64(m.open.Load()))
+	prom.Family(w, "coffer_nbd_connections_total", prom.Counter, "NBD connections accepted.", float64(m.accepted.Load()))
+	prom.Family(w, "coffer_nbd_exports_refused_total", prom.Counter, "NBD handshakes refused for their export name (an unknown, expired or revoked access grant).", float64(m.refused.Load()))
+	prom.Header(w, "coffer_nbd_requests_total", prom.Counter, "NBD requests answered, by command.")
+	for i, n := range cmdNames {
+		if v := m.requests[i].Load(); v > 0 {
+			prom.Sample(w, "coffer_nbd_requests_total", float64(v), "cmd", n)
+		}
+	}
+	prom.Header(w, "coffer_nbd_request_errors_total", prom.Counter, "NBD requests answered with an error, by command.")
+	for i, n := range cmdNames {
+		if v := m.failed[i].Load(); v > 0 {
+			prom.Sample(w, "coffer_nbd_request_errors_total", float64(v), "cmd", n)
+		}
+	}
+	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients asked to read (the length of every read request answered, a failed one included).", float64(m.read.Load()))
+	prom.Family(w, "coffer_nbd_written_bytes_total", prom.Counter, "Bytes NBD clients sent to write (the length of every write request answered, a failed one included).", float64(m.written.Load()))
+	prom.Header(w, "coffer_nbd_request_duration_seconds", prom.Histogram, "NBD request latency, from its header read to its reply, by command.")
+	for i, n := range cmdNames {
+		if h := m.latency[i]; h.Count() > 0 {
+			h.Write(w, "coffer_nbd_request_duration_seconds", "cmd", n)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Package pgtest gives tests a real PostgreSQL: a throwaway cluster that
 // Start makes with initdb in a temporary directory and runs with pg_ctl on
 // a free loopback port (as the postgres user when the tests run as root,
-// since initdb refuses root), or the server named by COFFER_TEST_POSTGRES
+// since initdb refuses root; the server dies with the test process), or the server named by COFFER_TEST_POSTGRES
 // (a URL whose user may create databases). Each NewDatabase is a new,
 // empty database. Tests that call Start skip when PostgreSQL's server
 // programs are missing, or fail under COFFER_TEST_REQUIRE
@@ -9,6 +9,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,7 +23,9 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -58,8 +61,9 @@ func Start(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	// initdb refuses to run as root: the cluster belongs to postgres.
-	var asUser []string
+	// initdb and postgres refuse to run as root: the cluster belongs to
+	// postgres.
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -70,41 +74,68 @@ func Start(t testing.TB) *Cluster {
 		if err := os.Chown(dir, uid, gid); err != nil {
 			t.Fatal(err)
 		}
-		asUser = []string{"runuser", "-u", "postgres", "--"}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	command := func(args ...string) *exec.Cmd {
-		a := append(append([]string(nil), asUser...), args...)
-		return exec.Command(a[0], a[1:]...)
-	}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := command(args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", filepath.Base(args[0]), err, out)
-		}
+	command := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		// The server dies with the test process, even a killed one.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+		cmd.Dir = dir
+		return cmd
 	}
 	data := filepath.Join(dir, "data")
-	run(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "coffer", "-E", "UTF8", "--locale", "C", "--no-sync")
+	if out, err := command("initdb", "-D", data, "-A", "trust", "-U", "coffer", "-E", "UTF8", "--locale", "C", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
 	for try := 0; ; try++ {
 		port := freePort(t)
 		// Durability is not under test here: no fsync, for speed.
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir)
-		pgctl := filepath.Join(bin, "pg_ctl")
-		cmd := command(pgctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start")
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			t.Cleanup(func() {
-				if out, err := command(pgctl, "-D", data, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
-					t.Errorf("stop PostgreSQL: %v\n%s", err, out)
-				}
-			})
-			return &Cluster{base: &url.URL{Scheme: "postgres", User: url.User("coffer"),
-				Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: "/postgres", RawQuery: "sslmode=disable"}}
+		cmd := command("postgres", "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start PostgreSQL: %v", err)
 		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		c := &Cluster{base: &url.URL{Scheme: "postgres", User: url.User("coffer"),
+			Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: "/postgres", RawQuery: "sslmode=disable"}}
+		if c.waitReady(exited) {
+			t.Cleanup(func() {
+				cmd.Process.Signal(syscall.SIGQUIT) // immediate shutdown
+				<-exited
+			})
+			return c
+		}
+		cmd.Process.Kill()
+		<-exited
 		if try == 2 {
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Fatalf("start PostgreSQL: %v\n%s\n%s", err, out, log)
+			t.Fatalf("PostgreSQL did not start on port %d:\n%s", port, out.String())
 		}
 	}
+}
+
+// waitReady waits until the server accepts connections, or its process
+// exits, or a minute passes.
+func (c *Cluster) waitReady(exited <-chan error) bool {
+	for range 600 {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, c.base.String())
+		if err == nil {
+			conn.Close(ctx)
+			cancel()
+			return true
+		}
+		cancel()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 // serverBin finds the directory of initdb and pg_ctl: on PATH, or the

@@ -324,12 +324,6 @@ func Tx(t store.Tx) (pgx.Tx, bool) {
 	return x.tx, true
 }
 
-// Writable reports whether t is an Update's transaction.
-func writable(t store.Tx) bool {
-	x, ok := t.(*tx)
-	return ok && x.writable
-}
-
 // fail records err as the transaction's failure if it is the first, and
 // returns it.
 func (t *tx) fail(err error) error {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"coffer/internal/job"
-	"coffer/internal/store"
 	"coffer/internal/job/jobtest"
+	"coffer/internal/store"
 	"coffer/internal/store/memstore"
 	"coffer/internal/store/storetest"
 )

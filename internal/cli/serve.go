@@ -43,7 +43,7 @@ func serveCommand() *command {
 		useTLS, insecure, insecureNBD              bool
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 		minFreeMiB                                 int64
-		publicEndpoint, blob, s3Endpoint           string
+		publicEndpoint, blob, s3Endpoint, db       string
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
 	)
@@ -61,6 +61,7 @@ func serveCommand() *command {
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
 			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
+			fs.StringVar(&db, "db", os.Getenv("COFFER_DB"), "where the metadata is kept: a SQLite file (default DATA/metadata.db), sqlite:///PATH, or postgres://USER@HOST:PORT/DATABASE?sslmode=… (or $COFFER_DB; keep the password in $PGPASSWORD or ~/.pgpass)")
 			fs.StringVar(&blob, "blob", "", "where packs are stored: a directory (default DATA/chunks), file:///DIR, or s3://BUCKET[/PREFIX]")
 			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for an s3:// --blob (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
@@ -106,7 +107,7 @@ func serveCommand() *command {
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
-				Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace})
+				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace})
 			if err != nil {
 				return err
 			}

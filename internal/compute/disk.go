@@ -180,7 +180,13 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	var undo func()
 	var stale string // the volume of a failed disk this PUT replaces
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
-		stale = ""
+		// The store may re-run this function (its contract): each run
+		// starts afresh, the last one's growth of the volume undone.
+		stale, created = "", false
+		if undo != nil {
+			undo()
+			undo = nil
+		}
 		if err := s.checkGroup(ctx, tx, id); err != nil {
 			return err
 		}
@@ -493,6 +499,10 @@ func setIfSet[T comparable](dst *T, v T) {
 func (s *Service) UpdateDisk(ctx context.Context, p identity.Principal, id resource.ID, upd DiskUpdate) (Disk, error) {
 	var undo func()
 	d, err := recordTx(ctx, s, s.Store.Update, KindDisk, id, func(tx store.Tx, d *Disk) error {
+		if undo != nil { // a re-run (store contract) starts from the volume as it was
+			undo()
+			undo = nil
+		}
 		var err error
 		*d, undo, err = s.applyUpdate(ctx, tx, p, *d, upd)
 		return err

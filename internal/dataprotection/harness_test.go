@@ -21,6 +21,7 @@ import (
 	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/store/memstore"
+	"coffer/internal/store/storetest"
 	"coffer/internal/tenant"
 	"coffer/internal/worker"
 )
@@ -256,7 +257,10 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newEnv(t *testing.T, start time.Time) *env {
 	t.Helper()
-	return newEnvOn(t, memstore.New(), clock.NewFake(start), nil)
+	// Every Update runs its function twice, as PostgreSQL may (the store
+	// contract): each test here also checks that the service's Update
+	// functions are safe to re-run.
+	return newEnvOn(t, storetest.Rerun(memstore.New()), clock.NewFake(start), nil)
 }
 
 // newEnvOn builds the service on st (a "restart" passes the same store and

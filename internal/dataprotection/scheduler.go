@@ -91,7 +91,7 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 	now := sc.Clock.Now().UTC()
 	var fired Fired
 	var next time.Time
-	soonest := func(t time.Time) {
+	wake := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
@@ -105,7 +105,18 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 		return next, fired, err
 	}
 	for _, inst := range insts {
+		// What this instance's Update did: the Update may re-run its
+		// function (store contract), so each run starts these afresh and
+		// only the committed run's are added to fired and next.
+		var did struct {
+			retention bool      // retention queued
+			skipped   time.Time // the due slot skipped (a backup was running)
+			backup    string    // the job ID of the backup queued
+			due       []time.Time
+		}
+		soonest := func(t time.Time) { did.due = append(did.due, t) }
 		err := s.Store.Update(ctx, func(tx store.Tx) error {
+			did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
 			var r instanceRecord
 			if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
@@ -130,7 +141,7 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 					return err
 				}
 				soonest(retry)
-				fired.Retention = append(fired.Retention, r.Resource.ID)
+				did.retention = true
 			}
 			soonest(nextExpiry(r, rps, now))
 			if !r.protecting() {
@@ -162,8 +173,7 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 				return err
 			}
 			if busy {
-				fired.Skipped = append(fired.Skipped, r.Resource.ID)
-				sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", r.Resource.ID, "due", slot.Due)
+				did.skipped = slot.Due
 				return nil
 			}
 			br, _ := pol.Properties.BackupRule()
@@ -178,11 +188,25 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 			if err != nil {
 				return err
 			}
-			fired.Backups = append(fired.Backups, rec.ID)
+			did.backup = rec.ID
 			return nil
 		})
+		for _, t := range did.due {
+			wake(t)
+		}
 		if err != nil {
 			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", err)
+			continue
+		}
+		if did.retention {
+			fired.Retention = append(fired.Retention, inst.Resource.ID)
+		}
+		if !did.skipped.IsZero() {
+			fired.Skipped = append(fired.Skipped, inst.Resource.ID)
+			sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", inst.Resource.ID, "due", did.skipped)
+		}
+		if did.backup != "" {
+			fired.Backups = append(fired.Backups, did.backup)
 		}
 	}
 	if len(fired.Backups)+len(fired.Retention) > 0 {

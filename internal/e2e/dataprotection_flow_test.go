@@ -22,8 +22,13 @@ var runtimePollOptions = runtime.PollUntilDoneOptions{Frequency: 100 * time.Mill
 // write to the disk, back up again, list the recovery points, validate a
 // restore whose target name exists (refused), and restore both points to
 // new disks, each byte-identical (by hash) to the source at its point.
-func TestDataProtectionHowTo(t *testing.T) {
-	e := startDP(t, Options{})
+func TestDataProtectionHowTo(t *testing.T) { dataProtectionHowTo(t, Options{}) }
+
+// dataProtectionHowTo runs TestDataProtectionHowTo's flow on a server
+// started with o (TestDataProtectionOnPostgres runs it with --db
+// postgres://…).
+func dataProtectionHowTo(t *testing.T, o Options) *dpEnv {
+	e := startDP(t, o)
 	const loc = "local"
 	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
 		e.group(t, g, loc)
@@ -220,4 +225,5 @@ func TestDataProtectionHowTo(t *testing.T) {
 	if _, err := vp.PollUntilDone(e.ctx, &runtimePollOptions); err != nil {
 		t.Fatalf("delete vault: %v", err)
 	}
+	return e
 }

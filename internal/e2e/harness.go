@@ -50,6 +50,9 @@ type Options struct {
 	// Log, if set, receives the server's log at debug level (instead of
 	// stderr).
 	Log io.Writer
+	// DB is serve --db: where the metadata is kept (empty: the data dir's
+	// SQLite file; postgres://… for PostgreSQL, see store/postgres/pgtest).
+	DB string
 	// Blob, S3Endpoint and S3PathStyle are serve --blob, --s3-endpoint and
 	// --s3-path-style.
 	Blob, S3Endpoint string
@@ -84,7 +87,7 @@ func Start(t testing.TB, o Options) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
-		Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock})
+		DB: o.DB, Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

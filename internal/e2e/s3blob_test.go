@@ -12,6 +12,7 @@ import (
 
 	"coffer/internal/blobstore/s3/s3test"
 	"coffer/internal/rbac"
+	"coffer/internal/store/postgres/pgtest"
 )
 
 // TestBackupAndRestoreOnS3: `serve --blob s3://BUCKET/PREFIX` keeps the
@@ -20,13 +21,27 @@ import (
 // disk is backed up and restored through the official SDK; the restored
 // disk equals the source at its recovery point by hash, the bucket holds
 // the packs under the prefix, and the data dir holds none.
-func TestBackupAndRestoreOnS3(t *testing.T) {
+func TestBackupAndRestoreOnS3(t *testing.T) { backupAndRestoreOnS3(t, Options{}) }
+
+// TestBackupAndRestoreOnPostgresAndS3 is TestBackupAndRestoreOnS3 with the
+// metadata in PostgreSQL (`--db postgres://…`): the scale-out pair, with
+// nothing of either in the data dir.
+func TestBackupAndRestoreOnPostgresAndS3(t *testing.T) {
+	db := pgtest.Start(t).NewDatabase(t)
+	e := backupAndRestoreOnS3(t, Options{DB: db})
+	checkOnPostgres(t, e.Env, db)
+}
+
+// backupAndRestoreOnS3 runs TestBackupAndRestoreOnS3's flow on a server
+// started with o and an s3:// --blob on a new versitygw bucket.
+func backupAndRestoreOnS3(t *testing.T, o Options) *dpEnv {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
 	t.Setenv("AWS_REGION", s3test.Region)
-	e := startDP(t, Options{Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true})
+	o.Blob, o.S3Endpoint, o.S3PathStyle = "s3://"+bucket+"/coffer", srv.Endpoint, true
+	e := startDP(t, o)
 	const loc = "local"
 	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
 		e.group(t, g, loc)
@@ -87,4 +102,5 @@ func TestBackupAndRestoreOnS3(t *testing.T) {
 	if ents, err := os.ReadDir(filepath.Join(e.DataDir, "chunks")); err == nil && len(ents) > 0 {
 		t.Fatalf("the data dir's chunks directory holds %d entries with --blob s3://", len(ents))
 	}
+	return e
 }

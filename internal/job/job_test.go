@@ -2,114 +2,38 @@ package job_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
-	"coffer/internal/clock"
 	"coffer/internal/job"
+	"coffer/internal/job/jobtest"
 	"coffer/internal/store"
 	"coffer/internal/store/memstore"
+	"coffer/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// TestQueue runs the queue's conformance suite on memstore with the
+// Objects backend, and again with every Update run twice (storetest.Rerun),
+// as PostgreSQL may.
 func TestQueue(t *testing.T) {
-	ctx := context.Background()
-	clk := clock.NewFake(t0)
-	q := job.NewQueue(memstore.New(), clk)
-	q.Backoff = func(a int) time.Duration { return time.Duration(a) * time.Minute }
-
-	for _, tk := range []job.Task{{ID: "a", Type: "x", Target: "disk1"}, {ID: "b", Type: "x", Target: "disk1"}, {ID: "c", Type: "x", Target: "disk2"}} {
-		if err := q.Enqueue(ctx, tk); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(time.Second)
-	}
-	if err := q.Enqueue(ctx, job.Task{ID: "a", Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
-		t.Fatalf("duplicate: %v", err)
-	}
-	lease := func(want string) job.Task {
-		t.Helper()
-		tk, ok, err := q.Lease(ctx, "w")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := ""
-		if ok {
-			got = tk.ID
-		}
-		if got != want {
-			t.Fatalf("leased %q, want %q", got, want)
-		}
-		return tk
-	}
-	a := lease("a")
-	c := lease("c") // b waits: disk1 is busy
-	lease("")
-	if err := q.Ack(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Enqueue(ctx, job.Task{ID: "a", Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
-		t.Fatalf("re-enqueue of a done task: %v", err)
-	}
-	b := lease("b")
-	// Nack: retried after the backoff, up to the delivery limit.
-	for i := 1; i <= 3; i++ {
-		dead, err := q.Nack(ctx, b, errors.New("boom"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dead != (i == 3) {
-			t.Fatalf("nack %d: dead %v", i, dead)
-		}
-		if dead {
-			break
-		}
-		lease("")
-		clk.Advance(time.Duration(i) * time.Minute)
-		b = lease("b")
-	}
-	// A lease expires and the task is delivered again; the old owner's ack
-	// fails.
-	clk.Advance(q.LeaseDuration)
-	c2 := lease("c")
-	if err := q.Ack(ctx, c); !errors.Is(err, job.ErrLeaseLost) {
-		t.Fatalf("ack after the lease moved: %v", err)
-	}
-	// Cancel: a leased task is marked and dropped at its next nack.
-	if removed, err := q.Cancel(ctx, "c"); err != nil || removed {
-		t.Fatalf("cancel leased: %v %v", removed, err)
-	}
-	if dead, err := q.Nack(ctx, c2, nil); err != nil || !dead {
-		t.Fatalf("nack of a cancelled task: %v %v", dead, err)
-	}
-	if err := q.Enqueue(ctx, job.Task{ID: "d", Type: "x", Target: "disk1"}); err != nil {
-		t.Fatal(err)
-	}
-	if removed, err := q.Cancel(ctx, "d"); err != nil || !removed {
-		t.Fatalf("cancel pending: %v %v", removed, err)
-	}
-	if ts, _ := q.Tasks(ctx); len(ts) != 0 {
-		t.Fatalf("tasks left: %+v", ts)
-	}
-	// Recover releases leases of a dead process.
-	if err := q.Enqueue(ctx, job.Task{ID: "e", Type: "x", Target: "disk1", MaxAttempts: 2}); err != nil {
-		t.Fatal(err)
-	}
-	lease("e")
-	if n, dead, err := q.Recover(ctx); err != nil || n != 1 || len(dead) != 0 {
-		t.Fatalf("recover: %d %v %v", n, dead, err)
-	}
-	lease("e")
-	if n, dead, err := q.Recover(ctx); err != nil || n != 0 || len(dead) != 1 {
-		t.Fatalf("recover past the limit: %d %v %v", n, dead, err)
+	for name, wrap := range map[string]func(store.Store) store.Store{
+		"once":  func(s store.Store) store.Store { return s },
+		"rerun": storetest.Rerun,
+	} {
+		t.Run(name, func(t *testing.T) {
+			jobtest.Run(t, func(t *testing.T) func() jobtest.Node {
+				st := wrap(memstore.New())
+				return func() jobtest.Node { return jobtest.Node{Store: st, Backend: job.Objects{Store: st}} }
+			})
+		})
 	}
 }
 
 func TestRecords(t *testing.T) {
 	ctx := context.Background()
-	st := memstore.New()
+	st := storetest.Rerun(memstore.New())
 	vault := "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DataProtection/backupVaults/v"
 	recs := []job.Record{
 		{ID: "1", VaultID: vault, Operation: job.OpBackup, Status: job.Completed, StartTime: t0, EndTime: t0.Add(time.Minute), IsUserTriggered: true},

@@ -5,19 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	"coffer/internal/clock"
 	"coffer/internal/store"
-)
-
-// Store kinds of the queue.
-const (
-	kindTask = "job.task"
-	kindDone = "job.done"
 )
 
 // Task states.
@@ -35,7 +28,11 @@ type Task struct {
 	Target  string          `json:"target,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
 
-	State       string    `json:"state"`
+	State string `json:"state"`
+	// Attempts counts the task's leases: it is the lease's epoch, which
+	// every ack, nack and renewal checks along with the owner, so that a
+	// worker whose lease expired (a pause, a lost node) cannot act on a
+	// task that another worker now holds.
 	Attempts    int       `json:"attempts"`
 	MaxAttempts int       `json:"maxAttempts"`
 	NotBefore   time.Time `json:"notBefore"`
@@ -56,10 +53,14 @@ var (
 	ErrNoTask = errors.New("task not found")
 )
 
-// Queue is the durable task queue. Create it with NewQueue.
+// Queue is the durable task queue: the rules of leases, acks, retries and
+// cancellation, over a Backend that keeps the tasks. Create it with
+// NewQueue.
 type Queue struct {
 	Store store.Store
-	Clock clock.Clock
+	// Backend keeps the tasks; NewQueue sets Objects on Store.
+	Backend Backend
+	Clock   clock.Clock
 	// LeaseDuration is how long a lease lasts unless extended.
 	LeaseDuration time.Duration
 	// DefaultMaxAttempts is the delivery limit of tasks that set none.
@@ -71,17 +72,15 @@ type Queue struct {
 	notify chan struct{}
 }
 
-// NewQueue returns a queue with a 5-minute lease, 3 deliveries and
-// exponential backoff from 10 seconds.
+// NewQueue returns a queue whose tasks are objects of st (Objects), with a
+// 5-minute lease, 3 deliveries and exponential backoff from 10 seconds.
 func NewQueue(st store.Store, clk clock.Clock) *Queue {
-	return &Queue{Store: st, Clock: clk, LeaseDuration: 5 * time.Minute, DefaultMaxAttempts: 3,
+	return &Queue{Store: st, Backend: Objects{Store: st}, Clock: clk, LeaseDuration: 5 * time.Minute, DefaultMaxAttempts: 3,
 		Backoff: func(attempt int) time.Duration {
 			d := 10 * time.Second << min(attempt-1, 8)
 			return d
 		}, notify: make(chan struct{}, 1)}
 }
-
-func taskKey(id string) string { return "/jobqueue/" + strings.ToLower(id) }
 
 // Notify returns a channel that receives a value when tasks are added or
 // released; workers wait on it between leases.
@@ -107,29 +106,6 @@ func (q *Queue) wake() {
 	}
 }
 
-func putTask(ctx context.Context, tx store.Tx, t Task, opts store.PutOptions) error {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encode task %s: %w", t.ID, err)
-	}
-	return tx.Put(ctx, &store.Object{Kind: kindTask, Key: taskKey(t.ID), Data: b}, opts)
-}
-
-func getTask(ctx context.Context, tx store.Tx, id string) (Task, error) {
-	var t Task
-	o, err := tx.Get(ctx, kindTask, taskKey(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return t, fmt.Errorf("task %s: %w", id, ErrNoTask)
-	}
-	if err != nil {
-		return t, err
-	}
-	if err := json.Unmarshal(o.Data, &t); err != nil {
-		return t, fmt.Errorf("decode task %s: %w", id, err)
-	}
-	return t, nil
-}
-
 // EnqueueTx adds t in the caller's transaction (so that a job record and
 // its task are written together). A task whose ID is queued or was
 // completed is not added again: the error wraps ErrDuplicate. Call Wake
@@ -137,11 +113,6 @@ func getTask(ctx context.Context, tx store.Tx, id string) (Task, error) {
 func (q *Queue) EnqueueTx(ctx context.Context, tx store.Tx, t Task) error {
 	if t.ID == "" || t.Type == "" {
 		return fmt.Errorf("enqueue: task needs an ID and a type")
-	}
-	if _, err := tx.Get(ctx, kindDone, taskKey(t.ID)); err == nil {
-		return fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
 	now := q.Clock.Now().UTC()
 	t.State = StatePending
@@ -153,11 +124,7 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx store.Tx, t Task) error {
 	if t.MaxAttempts <= 0 {
 		t.MaxAttempts = q.DefaultMaxAttempts
 	}
-	err := putTask(ctx, tx, t, store.PutOptions{CreateOnly: true})
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
-	}
-	if err != nil {
+	if err := q.Backend.Insert(ctx, tx, t); err != nil {
 		return fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
 	return nil
@@ -175,34 +142,12 @@ func (q *Queue) Enqueue(ctx context.Context, t Task) error {
 // Wake tells waiting workers that tasks may be ready.
 func (q *Queue) Wake() { q.wake() }
 
-func (q *Queue) list(ctx context.Context, tx store.Tx) ([]Task, error) {
-	objs, err := tx.List(ctx, store.Query{Kind: kindTask, Prefix: "/jobqueue/"})
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
-	}
-	out := make([]Task, 0, len(objs))
-	for _, o := range objs {
-		var t Task
-		if err := json.Unmarshal(o.Data, &t); err != nil {
-			return nil, fmt.Errorf("decode task %s: %w", o.Key, err)
-		}
-		out = append(out, t)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, nil
-}
-
 // Tasks returns the queued tasks (pending and leased), oldest first.
 func (q *Queue) Tasks(ctx context.Context) ([]Task, error) {
 	var out []Task
 	err := q.Store.View(ctx, func(tx store.Tx) error {
 		var err error
-		out, err = q.list(ctx, tx)
+		out, err = q.Backend.List(ctx, tx, "")
 		return err
 	})
 	return out, err
@@ -211,67 +156,44 @@ func (q *Queue) Tasks(ctx context.Context) ([]Task, error) {
 // ActiveTx reports whether a task of one of the given types (all types when
 // none are given) for target is queued or running.
 func (q *Queue) ActiveTx(ctx context.Context, tx store.Tx, target string, types ...string) (bool, error) {
-	ts, err := q.list(ctx, tx)
+	if target == "" {
+		return false, nil
+	}
+	ts, err := q.Backend.List(ctx, tx, target)
 	if err != nil {
 		return false, err
 	}
 	for _, t := range ts {
-		if t.Target != "" && strings.EqualFold(t.Target, target) && (len(types) == 0 || contains(types, t.Type)) {
+		if len(types) == 0 || slices.Contains(types, t.Type) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// Lease takes the oldest ready task for owner: pending with NotBefore
-// reached, or leased with an expired lease, and whose Target has no other
-// live lease. It reports false when no task is ready.
+// Lease takes the oldest ready task for owner (see Ready) whose Target has
+// no other live lease, and leases it for LeaseDuration. It reports false
+// when no task is ready. Concurrent Leases, from any number of processes
+// sharing the store, never hand out one lease twice.
 func (q *Queue) Lease(ctx context.Context, owner string) (Task, bool, error) {
-	var got Task
-	found := false
-	err := q.Store.Update(ctx, func(tx store.Tx) error {
-		now := q.Clock.Now().UTC()
-		ts, err := q.list(ctx, tx)
-		if err != nil {
-			return err
-		}
-		busy := map[string]bool{}
-		for _, t := range ts {
-			if t.State == StateLeased && now.Before(t.LeaseExpiry) && t.Target != "" {
-				busy[strings.ToLower(t.Target)] = true
-			}
-		}
-		for _, t := range ts {
-			ready := (t.State == StatePending && !now.Before(t.NotBefore)) ||
-				(t.State == StateLeased && !now.Before(t.LeaseExpiry))
-			if !ready || (t.Target != "" && busy[strings.ToLower(t.Target)]) {
-				continue
-			}
-			t.State = StateLeased
-			t.LeaseOwner = owner
-			t.LeaseExpiry = now.Add(q.LeaseDuration)
-			t.Attempts++
-			if err := putTask(ctx, tx, t, store.PutOptions{}); err != nil {
-				return err
-			}
-			got, found = t, true
-			return nil
-		}
-		return nil
-	})
+	t, ok, err := q.Backend.Claim(ctx, owner, q.Clock.Now().UTC(), q.LeaseDuration)
 	if err != nil {
 		return Task{}, false, fmt.Errorf("lease: %w", err)
 	}
-	return got, found, nil
+	return t, ok, nil
+}
+
+// Ready reports whether t may be leased at now (its target aside): a
+// pending task whose NotBefore has come, or a leased one whose lease has
+// expired.
+func Ready(t Task, now time.Time) bool {
+	return (t.State == StatePending && !now.Before(t.NotBefore)) ||
+		(t.State == StateLeased && !now.Before(t.LeaseExpiry))
+}
+
+// Live reports whether t holds a lease that has not expired at now.
+func Live(t Task, now time.Time) bool {
+	return t.State == StateLeased && now.Before(t.LeaseExpiry)
 }
 
 // NextReady returns when the earliest not-yet-ready task becomes ready
@@ -306,20 +228,17 @@ func owned(cur, t Task) error {
 // result and the ack commit together) and remembers its ID for
 // de-duplication.
 func (q *Queue) AckTx(ctx context.Context, tx store.Tx, t Task) error {
-	cur, err := getTask(ctx, tx, t.ID)
+	cur, err := q.Backend.Get(ctx, tx, t.ID)
 	if err != nil {
 		return err
 	}
 	if err := owned(cur, t); err != nil {
 		return err
 	}
-	if err := tx.Delete(ctx, kindTask, taskKey(t.ID)); err != nil {
+	if err := q.Backend.Finish(ctx, tx, t.ID, q.Clock.Now().UTC()); err != nil {
 		return fmt.Errorf("ack %s: %w", t.ID, err)
 	}
-	b, _ := json.Marshal(struct {
-		DoneAt time.Time `json:"doneAt"`
-	}{q.Clock.Now().UTC()})
-	return tx.Put(ctx, &store.Object{Kind: kindDone, Key: taskKey(t.ID), Data: b}, store.PutOptions{})
+	return nil
 }
 
 // Ack removes a finished task.
@@ -334,7 +253,8 @@ func (q *Queue) Ack(ctx context.Context, t Task) error {
 // it is removed and Nack reports dead = true.
 func (q *Queue) Nack(ctx context.Context, t Task, cause error) (dead bool, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
-		cur, err := getTask(ctx, tx, t.ID)
+		dead = false // a re-run decides afresh
+		cur, err := q.Backend.Get(ctx, tx, t.ID)
 		if err != nil {
 			return err
 		}
@@ -351,7 +271,7 @@ func (q *Queue) Nack(ctx context.Context, t Task, cause error) (dead bool, err e
 			cur.LastError = cause.Error()
 		}
 		cur.NotBefore = q.Clock.Now().UTC().Add(q.Backoff(cur.Attempts))
-		return putTask(ctx, tx, cur, store.PutOptions{})
+		return q.Backend.Replace(ctx, tx, cur)
 	})
 	q.wake()
 	return dead, err
@@ -359,8 +279,9 @@ func (q *Queue) Nack(ctx context.Context, t Task, cause error) (dead bool, err e
 
 // Extend renews a lease (long tasks call it as they make progress).
 func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
+	var out Task
 	err := q.Store.Update(ctx, func(tx store.Tx) error {
-		cur, err := getTask(ctx, tx, t.ID)
+		cur, err := q.Backend.Get(ctx, tx, t.ID)
 		if err != nil {
 			return err
 		}
@@ -368,10 +289,16 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 			return err
 		}
 		cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration)
-		t = cur
-		return putTask(ctx, tx, cur, store.PutOptions{})
+		if err := q.Backend.Replace(ctx, tx, cur); err != nil {
+			return err
+		}
+		out = cur
+		return nil
 	})
-	return t, err
+	if err != nil {
+		return t, err
+	}
+	return out, nil
 }
 
 // Cancel cancels a task: a pending task is removed at once (reported by
@@ -379,19 +306,17 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 // drops it and Canceled reports true to it.
 func (q *Queue) Cancel(ctx context.Context, id string) (removed bool, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
-		cur, err := getTask(ctx, tx, id)
+		removed = false // a re-run decides afresh
+		cur, err := q.Backend.Get(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		if cur.State == StatePending {
 			removed = true
-			if err := tx.Delete(ctx, kindTask, taskKey(id)); err != nil {
-				return err
-			}
-			return tx.Put(ctx, &store.Object{Kind: kindDone, Key: taskKey(id), Data: []byte(`{}`)}, store.PutOptions{})
+			return q.Backend.Finish(ctx, tx, id, q.Clock.Now().UTC())
 		}
 		cur.Canceled = true
-		return putTask(ctx, tx, cur, store.PutOptions{})
+		return q.Backend.Replace(ctx, tx, cur)
 	})
 	return removed, err
 }
@@ -400,7 +325,7 @@ func (q *Queue) Cancel(ctx context.Context, id string) (removed bool, err error)
 func (q *Queue) Canceled(ctx context.Context, id string) (bool, error) {
 	var c bool
 	err := q.Store.View(ctx, func(tx store.Tx) error {
-		cur, err := getTask(ctx, tx, id)
+		cur, err := q.Backend.Get(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -423,7 +348,8 @@ var ErrInterrupted = errors.New("the task was interrupted by a server stop too m
 // expire instead.
 func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
-		ts, err := q.list(ctx, tx)
+		released, dead = 0, nil // a re-run counts afresh
+		ts, err := q.Backend.List(ctx, tx, "")
 		if err != nil {
 			return err
 		}
@@ -442,7 +368,7 @@ func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err err
 			t.State = StatePending
 			t.LeaseOwner, t.LeaseExpiry = "", time.Time{}
 			t.NotBefore = q.Clock.Now().UTC()
-			if err := putTask(ctx, tx, t, store.PutOptions{}); err != nil {
+			if err := q.Backend.Replace(ctx, tx, t); err != nil {
 				return err
 			}
 			released++
@@ -459,22 +385,5 @@ func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err err
 // ForgetDone drops the de-duplication markers of tasks finished before
 // cutoff.
 func (q *Queue) ForgetDone(ctx context.Context, cutoff time.Time) error {
-	return q.Store.Update(ctx, func(tx store.Tx) error {
-		objs, err := tx.List(ctx, store.Query{Kind: kindDone, Prefix: "/jobqueue/"})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			var d struct {
-				DoneAt time.Time `json:"doneAt"`
-			}
-			_ = json.Unmarshal(o.Data, &d)
-			if d.DoneAt.Before(cutoff) {
-				if err := tx.Delete(ctx, kindDone, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	return q.Store.Update(ctx, func(tx store.Tx) error { return q.Backend.ForgetDone(ctx, tx, cutoff) })
 }

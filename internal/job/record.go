@@ -288,6 +288,7 @@ func Cleanup(ctx context.Context, st store.Store, now time.Time) (int, error) {
 	n := 0
 	cutoff := now.Add(-RetentionPeriod)
 	err := st.Update(ctx, func(tx store.Tx) error {
+		n = 0 // a re-run counts afresh
 		objs, err := tx.List(ctx, store.Query{Kind: Kind})
 		if err != nil {
 			return err

@@ -36,6 +36,7 @@ type dataProtection struct {
 func (s *Server) openDataProtection(ctx context.Context) error {
 	clk := s.cfg.Clock
 	q := job.NewQueue(s.store, clk)
+	q.Backend = s.meta.Tasks // the tasks live where the metadata does
 	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
 	s.restores.Store(svc)

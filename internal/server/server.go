@@ -1,5 +1,5 @@
 // Package server wires Coffer together and runs it: it opens the metadata
-// store, bootstraps the tenant on first start, builds the services and the
+// store (SQLite or PostgreSQL, from --db), bootstraps the tenant on first start, builds the services and the
 // HTTP route table, serves HTTP (optionally TLS), and shuts everything down
 // gracefully. It is the only package that picks concrete implementations.
 package server
@@ -34,7 +34,7 @@ import (
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/store"
-	"coffer/internal/store/sqlite"
+	"coffer/internal/store/location"
 	"coffer/internal/tenant"
 )
 
@@ -85,6 +85,10 @@ type Config struct {
 	// MonitorInterval is how often alerts are evaluated (0:
 	// monitor.DefaultInterval).
 	MonitorInterval time.Duration
+	// DB is where the metadata lives: a SQLite file (default
+	// DATA/metadata.db), sqlite:///PATH, or postgres://… (store/location):
+	// the store, the chunk store's index and the job queue, all in it.
+	DB string
 }
 
 // Defaults of the external contract.
@@ -126,7 +130,8 @@ const kindTenant = "coffer.tenant"
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	store  *sqlite.Store
+	meta   *location.Metadata // the store, chunk index and job queue backend
+	store  store.Store
 	space  *capacity.Monitor
 	API    *api.Server
 	Ops    *operation.Manager
@@ -201,15 +206,14 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.MinFree = DefaultMinFree
 	}
 	space := capacity.NewMonitor(cfg.Clock, cfg.MinFree, cfg.DataDir, filepath.Join(cfg.DataDir, "chunks"), filepath.Join(cfg.DataDir, "volumes"))
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
+	meta, err := location.Open(ctx, cfg.DB, location.Options{DefaultPath: filepath.Join(cfg.DataDir, "metadata.db"), Space: space})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the metadata store: %w", err)
 	}
-	st.Space = space
-	s := &Server{cfg: cfg, log: cfg.Logger, store: st, space: space}
+	s := &Server{cfg: cfg, log: cfg.Logger, meta: meta, store: meta.Store, space: space}
 	if err := s.build(ctx); err != nil {
 		s.closeStorage()
-		st.Close()
+		meta.Close()
 		return nil, err
 	}
 	return s, nil
@@ -303,6 +307,9 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.Operations = s.Ops
 	s.API.Endpoint = s.Endpoint()
 	s.API.Space = s.space
+	if s.meta.WriteMetrics != nil {
+		s.API.AddMetrics(s.meta.WriteMetrics)
+	}
 	s.API.RegisterCore(api.Core{Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
 		Space: s.space,
@@ -528,7 +535,7 @@ func (s *Server) Close() error {
 	s.closeDataProtection()
 	s.Ops.Shutdown()
 	serr := s.closeStorage()
-	return errors.Join(serr, s.store.Close())
+	return errors.Join(serr, s.meta.Close())
 }
 
 // Store returns the metadata store (tests).

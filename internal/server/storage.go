@@ -37,7 +37,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 		l.Space = s.space // its no-space errors count in the monitor
 	}
 	s.API.AddMetrics(blobs.WriteMetrics)
-	chunks, err := chunkstore.New(blobs, s.store.ChunkIndex(), chunkstore.Options{Clock: cfg.Clock})
+	chunks, err := chunkstore.New(blobs, s.meta.Index, chunkstore.Options{Clock: cfg.Clock})
 	if err != nil {
 		return fmt.Errorf("open chunk store: %w", err)
 	}

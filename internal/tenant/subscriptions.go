@@ -164,6 +164,7 @@ func (s *Service) PutAlias(ctx context.Context, by identity.Principal, name stri
 	var out aliasRecord
 	created := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		created = false // a re-run (store contract) decides afresh
 		if o, err := tx.Get(ctx, KindAlias, aliasKey(name)); err == nil {
 			return decode(o, &out)
 		} else if !errors.Is(err, store.ErrNotFound) {

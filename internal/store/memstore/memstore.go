@@ -1,10 +1,10 @@
 // Package memstore is an in-memory store.Store for tests: read-write
 // transactions are serialized, reads see the transaction's own writes, and
-// a committed Update is visible to every later read. Reads do not wait for
-// a running Update (as with SQLite's WAL), so a View inside an Update's
-// function does not deadlock; each read sees the latest committed state.
-// It passes the storetest conformance suite; "reopening" returns the same
-// data.
+// a committed Update is visible to every later read. Each transaction
+// reads the snapshot committed when it began (each commit makes a new
+// one), and reads do not wait for a running Update (as with SQLite's WAL),
+// so a View inside an Update's function does not deadlock. It passes the
+// storetest conformance suite; "reopening" returns the same data.
 package memstore
 
 import (
@@ -19,61 +19,78 @@ import (
 
 type objKey struct{ kind, key string }
 
-// Store is an in-memory store.Store.
-type Store struct {
-	wmu   sync.Mutex // serializes Updates
-	mu    sync.Mutex // guards objs, index and kinds
+// state is one committed state; it is never changed once committed.
+type state struct {
 	objs  map[objKey]store.Object
 	index uint64
 	kinds map[string]uint64 // KindIndex
 }
 
+// Store is an in-memory store.Store.
+type Store struct {
+	wmu sync.Mutex // serializes Updates
+	mu  sync.Mutex // guards cur
+	cur *state
+}
+
 var _ store.Store = (*Store)(nil)
 
 // New returns an empty store.
-func New() *Store { return &Store{objs: map[objKey]store.Object{}, kinds: map[string]uint64{}} }
+func New() *Store {
+	return &Store{cur: &state{objs: map[objKey]store.Object{}, kinds: map[string]uint64{}}}
+}
 
 // Close does nothing (the data stays for a "reopen").
 func (s *Store) Close() error { return nil }
+
+func (s *Store) snapshot() *state {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
 
 // Update runs fn in a read-write transaction.
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.mu.Lock()
-	idx := s.index
-	s.mu.Unlock()
-	t := &tx{s: s, index: idx + 1, writes: map[objKey]*store.Object{}, writable: true}
+	base := s.snapshot()
+	t := &tx{base: base, index: base.index + 1, writes: map[objKey]*store.Object{}, writable: true}
 	if err := fn(t); err != nil {
 		return err
 	}
 	if len(t.writes) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	next := &state{objs: make(map[objKey]store.Object, len(base.objs)+len(t.writes)),
+		kinds: make(map[string]uint64, len(base.kinds)+1), index: t.index}
+	for k, o := range base.objs {
+		next.objs[k] = o
+	}
+	for k, i := range base.kinds {
+		next.kinds[k] = i
+	}
 	for k, o := range t.writes {
 		if o == nil {
-			delete(s.objs, k)
+			delete(next.objs, k)
 		} else {
-			s.objs[k] = *o
+			next.objs[k] = *o
 		}
-		s.kinds[k.kind] = t.index
+		next.kinds[k.kind] = t.index
 	}
-	s.index = t.index
+	s.mu.Lock()
+	s.cur = next
+	s.mu.Unlock()
 	return nil
 }
 
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction on the latest committed state.
 func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
-	s.mu.Lock()
-	idx := s.index
-	s.mu.Unlock()
-	return fn(&tx{s: s, index: idx})
+	base := s.snapshot()
+	return fn(&tx{base: base, index: base.index})
 }
 
 type tx struct {
-	s        *Store
+	base     *state
 	index    uint64
 	writes   map[objKey]*store.Object // nil value: deleted
 	writable bool
@@ -87,9 +104,7 @@ func (t *tx) KindIndex(ctx context.Context, kind string) (uint64, error) {
 			return t.index, nil
 		}
 	}
-	t.s.mu.Lock()
-	defer t.s.mu.Unlock()
-	return t.s.kinds[kind], nil
+	return t.base.kinds[kind], nil
 }
 
 func (t *tx) lookup(k objKey) (store.Object, bool) {
@@ -99,9 +114,7 @@ func (t *tx) lookup(k objKey) (store.Object, bool) {
 		}
 		return *o, true
 	}
-	t.s.mu.Lock()
-	defer t.s.mu.Unlock()
-	o, ok := t.s.objs[k]
+	o, ok := t.base.objs[k]
 	return o, ok
 }
 
@@ -124,20 +137,8 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	}
 	k := objKey{o.Kind, o.Key}
 	cur, exists := t.lookup(k)
-	if opts.CreateOnly && exists {
-		return fmt.Errorf("put %s %s: exists: %w", o.Kind, o.Key, store.ErrConflict)
-	}
-	if opts.MatchIndex != 0 && (!exists || cur.ModifyIndex != opts.MatchIndex) {
-		return fmt.Errorf("put %s %s: index mismatch: %w", o.Kind, o.Key, store.ErrConflict)
-	}
-	o.ModifyIndex = t.index
-	if exists {
-		o.CreateIndex = cur.CreateIndex
-	} else {
-		o.CreateIndex = t.index
-	}
-	if o.Data == nil {
-		o.Data = []byte{}
+	if err := store.CheckPut(o, cur, exists, opts, t.index); err != nil {
+		return err
 	}
 	c := clone(*o)
 	t.writes[k] = &c
@@ -177,12 +178,10 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	for k := range t.writes {
 		consider(k)
 	}
-	t.s.mu.Lock()
-	committed := make([]objKey, 0, len(t.s.objs))
-	for k := range t.s.objs {
+	committed := make([]objKey, 0, len(t.base.objs))
+	for k := range t.base.objs {
 		committed = append(committed, k)
 	}
-	t.s.mu.Unlock()
 	for _, k := range committed {
 		consider(k)
 	}

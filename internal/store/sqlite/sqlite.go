@@ -312,20 +312,8 @@ func (t *tx) Put(ctx context.Context, o *store.Object, opts store.PutOptions) er
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if opts.CreateOnly && exists {
-		return fmt.Errorf("put %s %s: exists: %w", o.Kind, o.Key, store.ErrConflict)
-	}
-	if opts.MatchIndex != 0 && (!exists || cur.ModifyIndex != opts.MatchIndex) {
-		return fmt.Errorf("put %s %s: index mismatch: %w", o.Kind, o.Key, store.ErrConflict)
-	}
-	o.ModifyIndex = t.index
-	if exists {
-		o.CreateIndex = cur.CreateIndex
-	} else {
-		o.CreateIndex = t.index
-	}
-	if o.Data == nil {
-		o.Data = []byte{}
+	if err := store.CheckPut(o, cur, exists, opts, t.index); err != nil {
+		return err
 	}
 	sctx, err := t.stmtCtx(ctx)
 	if err != nil {

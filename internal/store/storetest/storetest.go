@@ -1,5 +1,10 @@
 // Package storetest is the conformance suite that every store.Store
-// implementation runs.
+// implementation runs: each point of the contract in store's package doc
+// (transactions, conditions and ETags, indexes per kind, paging, isolation
+// under concurrent writers, re-runs, a View inside an Update). It also
+// holds Rerun, a decorator that makes any store run every Update's function
+// twice, for testing callers against PostgreSQL's re-runs on SQLite or
+// memstore.
 package storetest
 
 import (
@@ -16,8 +21,22 @@ import (
 // underlying data (after the first store has been closed).
 type Factory func(t *testing.T) (s store.Store, reopen func() store.Store)
 
+// Options describe the store under test.
+type Options struct {
+	// Concurrent: Updates run at the same time (PostgreSQL), so the suite
+	// interleaves them to provoke lost updates and write skew. Stores that
+	// run Updates one at a time (SQLite, memstore) rule those out by
+	// construction: an interleaving would wait forever.
+	Concurrent bool
+}
+
 // Run runs the conformance suite.
-func Run(t *testing.T, newStore Factory) {
+func Run(t *testing.T, newStore Factory, opts ...Options) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	runContract(t, newStore, o)
 	ctx := context.Background()
 	put := func(t *testing.T, s store.Store, kind, key, data string, opts store.PutOptions) (store.Object, error) {
 		t.Helper()

@@ -1,0 +1,220 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"coffer/internal/store"
+)
+
+// Backend keeps a queue's tasks: the seam between the queue's rules
+// (Queue: what a lease, an ack, a nack, a cancel mean; fencing by owner
+// and epoch) and where the tasks live. Objects keeps them as objects of any
+// store.Store (SQLite, memstore: one node); store/postgres keeps them in a
+// table of their own and claims with FOR UPDATE SKIP LOCKED, so that many
+// workers on many nodes claim at once without waiting on each other.
+//
+// The methods that take a store.Tx run in that transaction, of the store
+// the backend belongs to, so that a task is enqueued with its job record
+// and acked with its result, atomically. Claim runs its own transaction.
+// The queue's job/jobtest suite checks every backend.
+type Backend interface {
+	// Insert adds a new task, in tx. It fails with ErrDuplicate when a
+	// task with its ID (case-insensitively) is queued or was finished and
+	// not yet forgotten.
+	Insert(ctx context.Context, tx store.Tx, t Task) error
+	// Get returns the queued task with id, or ErrNoTask.
+	Get(ctx context.Context, tx store.Tx, id string) (Task, error)
+	// Replace writes t over the queued task with its ID (ErrNoTask if
+	// there is none).
+	Replace(ctx context.Context, tx store.Tx, t Task) error
+	// Finish removes the queued task with id and remembers id as finished
+	// at at (ErrNoTask if there is none).
+	Finish(ctx context.Context, tx store.Tx, id string, at time.Time) error
+	// List returns the queued tasks, oldest first (CreatedAt, then ID);
+	// with a target, only those whose Target equals it case-insensitively.
+	List(ctx context.Context, tx store.Tx, target string) ([]Task, error)
+	// Claim leases to owner, in a transaction of its own, the oldest task
+	// that is Ready at now and whose Target (if any) has no Live lease
+	// other than its own: it sets State to StateLeased, LeaseOwner to
+	// owner, LeaseExpiry to now+lease and adds one to Attempts (the
+	// epoch). It reports false when no task can be claimed. Concurrent
+	// Claims never claim one task twice, nor two tasks of one target.
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (Task, bool, error)
+	// ForgetDone forgets the tasks finished before cutoff, in tx.
+	ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time) error
+}
+
+// Objects is the Backend that keeps tasks as objects of a store.Store:
+// a task is an object of kind job.task, a finished task's ID one of kind
+// job.done. Claim reads every queued task in one Update, which is right for
+// one node's queue of at most a few thousand tasks.
+type Objects struct{ Store store.Store }
+
+var _ Backend = Objects{}
+
+// Store kinds of Objects.
+const (
+	kindTask = "job.task"
+	kindDone = "job.done"
+)
+
+func taskKey(id string) string { return "/jobqueue/" + strings.ToLower(id) }
+
+func putTask(ctx context.Context, tx store.Tx, t Task, opts store.PutOptions) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", t.ID, err)
+	}
+	return tx.Put(ctx, &store.Object{Kind: kindTask, Key: taskKey(t.ID), Data: b}, opts)
+}
+
+// Insert implements Backend.
+func (b Objects) Insert(ctx context.Context, tx store.Tx, t Task) error {
+	if _, err := tx.Get(ctx, kindDone, taskKey(t.ID)); err == nil {
+		return ErrDuplicate
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	err := putTask(ctx, tx, t, store.PutOptions{CreateOnly: true})
+	if errors.Is(err, store.ErrConflict) {
+		return ErrDuplicate
+	}
+	return err
+}
+
+// Get implements Backend.
+func (b Objects) Get(ctx context.Context, tx store.Tx, id string) (Task, error) {
+	var t Task
+	o, err := tx.Get(ctx, kindTask, taskKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return t, fmt.Errorf("task %s: %w", id, ErrNoTask)
+	}
+	if err != nil {
+		return t, err
+	}
+	if err := json.Unmarshal(o.Data, &t); err != nil {
+		return t, fmt.Errorf("decode task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// Replace implements Backend.
+func (b Objects) Replace(ctx context.Context, tx store.Tx, t Task) error {
+	if _, err := b.Get(ctx, tx, t.ID); err != nil {
+		return err
+	}
+	return putTask(ctx, tx, t, store.PutOptions{})
+}
+
+// Finish implements Backend.
+func (b Objects) Finish(ctx context.Context, tx store.Tx, id string, at time.Time) error {
+	err := tx.Delete(ctx, kindTask, taskKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("task %s: %w", id, ErrNoTask)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := json.Marshal(doneRecord{DoneAt: at.UTC()})
+	if err != nil {
+		return err
+	}
+	return tx.Put(ctx, &store.Object{Kind: kindDone, Key: taskKey(id), Data: d}, store.PutOptions{})
+}
+
+// doneRecord is the data of a job.done object.
+type doneRecord struct {
+	DoneAt time.Time `json:"doneAt"`
+}
+
+// List implements Backend.
+func (b Objects) List(ctx context.Context, tx store.Tx, target string) ([]Task, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kindTask, Prefix: "/jobqueue/"})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	out := make([]Task, 0, len(objs))
+	for _, o := range objs {
+		var t Task
+		if err := json.Unmarshal(o.Data, &t); err != nil {
+			return nil, fmt.Errorf("decode task %s: %w", o.Key, err)
+		}
+		if target == "" || (t.Target != "" && strings.EqualFold(t.Target, target)) {
+			out = append(out, t)
+		}
+	}
+	sortTasks(out)
+	return out, nil
+}
+
+// sortTasks orders tasks oldest first (CreatedAt, then ID).
+func sortTasks(ts []Task) {
+	sort.SliceStable(ts, func(i, j int) bool {
+		if !ts[i].CreatedAt.Equal(ts[j].CreatedAt) {
+			return ts[i].CreatedAt.Before(ts[j].CreatedAt)
+		}
+		return ts[i].ID < ts[j].ID
+	})
+}
+
+// Claim implements Backend, in one Update of the store.
+func (b Objects) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (Task, bool, error) {
+	var got Task
+	var found bool
+	err := b.Store.Update(ctx, func(tx store.Tx) error {
+		found = false // a re-run decides afresh
+		ts, err := b.List(ctx, tx, "")
+		if err != nil {
+			return err
+		}
+		busy := map[string]bool{}
+		for _, t := range ts {
+			if Live(t, now) && t.Target != "" {
+				busy[strings.ToLower(t.Target)] = true
+			}
+		}
+		for _, t := range ts {
+			if !Ready(t, now) || (t.Target != "" && busy[strings.ToLower(t.Target)]) {
+				continue
+			}
+			t.State = StateLeased
+			t.LeaseOwner = owner
+			t.LeaseExpiry = now.Add(lease)
+			t.Attempts++
+			if err := putTask(ctx, tx, t, store.PutOptions{}); err != nil {
+				return err
+			}
+			got, found = t, true
+			return nil
+		}
+		return nil
+	})
+	if err != nil {
+		return Task{}, false, err
+	}
+	return got, found, nil
+}
+
+// ForgetDone implements Backend.
+func (b Objects) ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time) error {
+	objs, err := tx.List(ctx, store.Query{Kind: kindDone, Prefix: "/jobqueue/"})
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		var d doneRecord
+		_ = json.Unmarshal(o.Data, &d) // an unreadable marker is forgotten
+		if d.DoneAt.Before(cutoff) {
+			if err := tx.Delete(ctx, kindDone, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,378 @@
+// Package jobtest is the conformance suite of job queue backends
+// (job.Backend): the queue's whole lifecycle over a backend (enqueue and
+// de-duplication, ordering, per-target serialization, ack, nack with
+// backoff and a delivery limit, cancel, recovery, forgetting), leases that
+// expire and fence the worker that lost them, and many workers on several
+// "nodes" (store handles) claiming at once, each task once. Time is a fake
+// clock throughout.
+package jobtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"coffer/internal/clock"
+	"coffer/internal/job"
+	"coffer/internal/store"
+)
+
+// Node is one handle on the backend's data: a store and the queue backend
+// that goes with it.
+type Node struct {
+	Store   store.Store
+	Backend job.Backend
+}
+
+// Factory sets up empty data for one test and returns a function that
+// opens a handle on it (a node); every call is a new handle on the same
+// data, as a second Coffer process would have.
+type Factory func(t *testing.T) (open func() Node)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// queue returns a queue over n with clk, a one-minute-per-attempt backoff
+// and a 5-minute lease.
+func queue(n Node, clk clock.Clock) *job.Queue {
+	q := job.NewQueue(n.Store, clk)
+	q.Backend = n.Backend
+	q.Backoff = func(a int) time.Duration { return time.Duration(a) * time.Minute }
+	return q
+}
+
+// Run runs the suite.
+func Run(t *testing.T, newNodes Factory) {
+	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, newNodes(t)()) })
+	t.Run("LeaseExpiryAndFencing", func(t *testing.T) { testFencing(t, newNodes(t)) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, newNodes(t)) })
+	t.Run("EnqueueWithRecord", func(t *testing.T) { testEnqueueWithRecord(t, newNodes(t)()) })
+}
+
+func testLifecycle(t *testing.T, n Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	q := queue(n, clk)
+	for _, tk := range []job.Task{{ID: "a", Type: "x", Target: "disk1"}, {ID: "b", Type: "x", Target: "DISK1"}, {ID: "c", Type: "y", Target: "disk2"}} {
+		if err := q.Enqueue(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	if err := q.Enqueue(ctx, job.Task{ID: "A", Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
+		t.Fatalf("duplicate (another case): %v", err)
+	}
+	active := func(target string, types ...string) bool {
+		t.Helper()
+		var busy bool
+		if err := n.Store.View(ctx, func(tx store.Tx) error {
+			var err error
+			busy, err = q.ActiveTx(ctx, tx, target, types...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return busy
+	}
+	if !active("Disk1") || !active("disk2", "y") || active("disk2", "x") || active("disk3") || active("") {
+		t.Fatal("ActiveTx: wrong answers")
+	}
+	lease := func(want string) job.Task {
+		t.Helper()
+		tk, ok, err := q.Lease(ctx, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if ok {
+			got = tk.ID
+		}
+		if got != want {
+			t.Fatalf("leased %q, want %q", got, want)
+		}
+		return tk
+	}
+	a := lease("a")
+	if a.State != job.StateLeased || a.LeaseOwner != "w" || a.Attempts != 1 || !a.LeaseExpiry.Equal(clk.Now().Add(q.LeaseDuration)) ||
+		a.Type != "x" || a.Target != "disk1" || a.MaxAttempts != q.DefaultMaxAttempts || !a.CreatedAt.Equal(t0) {
+		t.Fatalf("leased task: %+v", a)
+	}
+	c := lease("c") // b waits: disk1 is busy
+	lease("")
+	if next, err := q.NextReady(ctx); err != nil || !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("NextReady = %v %v, want b's NotBefore %v", next, err, t0.Add(time.Second))
+	}
+	if err := q.Ack(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(ctx, a); !errors.Is(err, job.ErrNoTask) {
+		t.Fatalf("second ack: %v", err)
+	}
+	if err := q.Enqueue(ctx, job.Task{ID: "a", Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
+		t.Fatalf("re-enqueue of a done task: %v", err)
+	}
+	b := lease("b")
+	// Nack: retried after the backoff, up to the delivery limit.
+	for i := 1; i <= 3; i++ {
+		dead, err := q.Nack(ctx, b, errors.New("boom"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dead != (i == 3) {
+			t.Fatalf("nack %d: dead %v", i, dead)
+		}
+		if dead {
+			break
+		}
+		lease("")
+		clk.Advance(time.Duration(i) * time.Minute)
+		b = lease("b")
+		if b.LastError != "boom" || b.Attempts != i+1 {
+			t.Fatalf("retried task: %+v", b)
+		}
+	}
+	// Cancel: a leased task is marked and dropped at its next nack.
+	if removed, err := q.Cancel(ctx, "c"); err != nil || removed {
+		t.Fatalf("cancel leased: %v %v", removed, err)
+	}
+	if canceled, err := q.Canceled(ctx, "c"); err != nil || !canceled {
+		t.Fatalf("Canceled: %v %v", canceled, err)
+	}
+	if dead, err := q.Nack(ctx, c, nil); err != nil || !dead {
+		t.Fatalf("nack of a cancelled task: %v %v", dead, err)
+	}
+	if err := q.Enqueue(ctx, job.Task{ID: "d", Type: "x", Target: "disk1", Payload: []byte(`{"p":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := q.Tasks(ctx); err != nil || len(ts) != 1 || string(ts[0].Payload) != `{"p":1}` {
+		t.Fatalf("tasks: %+v %v", ts, err)
+	}
+	if removed, err := q.Cancel(ctx, "d"); err != nil || !removed {
+		t.Fatalf("cancel pending: %v %v", removed, err)
+	}
+	if err := q.Enqueue(ctx, job.Task{ID: "d", Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
+		t.Fatalf("re-enqueue of a cancelled task: %v", err)
+	}
+	if ts, _ := q.Tasks(ctx); len(ts) != 0 {
+		t.Fatalf("tasks left: %+v", ts)
+	}
+	// Recover releases leases of a dead process.
+	if err := q.Enqueue(ctx, job.Task{ID: "e", Type: "x", Target: "disk1", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	lease("e")
+	if n, dead, err := q.Recover(ctx); err != nil || n != 1 || len(dead) != 0 {
+		t.Fatalf("recover: %d %v %v", n, dead, err)
+	}
+	lease("e")
+	if n, dead, err := q.Recover(ctx); err != nil || n != 0 || len(dead) != 1 || dead[0].ID != "e" {
+		t.Fatalf("recover past the limit: %d %v %v", n, dead, err)
+	}
+	// Finished IDs are forgotten after the cutoff, and may come again.
+	clk.Advance(time.Hour)
+	if err := q.ForgetDone(ctx, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(ctx, job.Task{ID: "a", Type: "x"}); err != nil {
+		t.Fatalf("enqueue of a forgotten ID: %v", err)
+	}
+}
+
+// testFencing: a lease that expires makes the task claimable again, by a
+// worker of another node; the first worker, back from its pause, can no
+// longer ack, nack or renew it, nor commit its result with AckTx; an
+// extended lease is not claimable.
+func testFencing(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	n1, n2 := open(), open()
+	q1, q2 := queue(n1, clk), queue(n2, clk)
+	if err := q1.Enqueue(ctx, job.Task{ID: "t", Type: "x", Target: "disk"}); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := q1.Lease(ctx, "node1")
+	if err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	// Renewed before expiry: nobody else gets it.
+	clk.Advance(q1.LeaseDuration * 3 / 4)
+	if a, err = q1.Extend(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(q1.LeaseDuration * 3 / 4)
+	if _, ok, err := q2.Lease(ctx, "node2"); err != nil || ok {
+		t.Fatalf("a renewed lease was claimed: %v %v", ok, err)
+	}
+	// Node 1 pauses past its lease; node 2 takes the task over.
+	clk.Advance(q1.LeaseDuration)
+	b, ok, err := q2.Lease(ctx, "node2")
+	if err != nil || !ok || b.Attempts != a.Attempts+1 || b.LeaseOwner != "node2" {
+		t.Fatalf("claim after expiry: %+v %v %v", b, ok, err)
+	}
+	if _, err := q1.Extend(ctx, a); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("renewal by the old owner: %v", err)
+	}
+	if _, err := q1.Nack(ctx, a, errors.New("late")); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("nack by the old owner: %v", err)
+	}
+	// The old owner's result and ack commit together, or not at all.
+	err = n1.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(ctx, &store.Object{Kind: "result", Key: "/t", Data: []byte("node1")}, store.PutOptions{}); err != nil {
+			return err
+		}
+		return q1.AckTx(ctx, tx, a)
+	})
+	if !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("ack by the old owner: %v", err)
+	}
+	// The same owner name with an older epoch is fenced off too.
+	stale := b
+	stale.Attempts--
+	if err := q2.Ack(ctx, stale); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("ack with an old epoch: %v", err)
+	}
+	err = n2.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(ctx, &store.Object{Kind: "result", Key: "/t", Data: []byte("node2")}, store.PutOptions{}); err != nil {
+			return err
+		}
+		return q2.AckTx(ctx, tx, b)
+	})
+	if err != nil {
+		t.Fatalf("ack by the new owner: %v", err)
+	}
+	n1.Store.View(ctx, func(tx store.Tx) error {
+		o, err := tx.Get(ctx, "result", "/t")
+		if err != nil || string(o.Data) != "node2" {
+			t.Fatalf("result %q %v, want node2's alone", o.Data, err)
+		}
+		return nil
+	})
+}
+
+// testConcurrentClaims: workers on three nodes claim at once; every task
+// runs exactly once, and no two tasks of one target ever hold live leases
+// together.
+func testConcurrentClaims(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	const tasks, targets, nodes, perNode = 60, 10, 3, 4
+	qs := make([]*job.Queue, nodes)
+	for i := range qs {
+		qs[i] = queue(open(), clk)
+	}
+	for i := range tasks {
+		if err := qs[0].Enqueue(ctx, job.Task{ID: fmt.Sprintf("t%02d", i), Type: "x", Target: fmt.Sprintf("disk%d", i%targets)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		ran     = map[string]int{}
+		running = map[string]string{} // target → task holding it
+		errs    []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for n := range nodes {
+		for w := range perNode {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				owner := fmt.Sprintf("node%d/w%d", n, w)
+				for idle := 0; idle < 50; {
+					tk, ok, err := qs[n].Lease(ctx, owner)
+					if err != nil {
+						fail(err)
+						return
+					}
+					if !ok {
+						mu.Lock()
+						done := len(ran) == tasks
+						mu.Unlock()
+						if done {
+							return
+						}
+						idle++
+						continue
+					}
+					idle = 0
+					target := strings.ToLower(tk.Target)
+					mu.Lock()
+					if other, busy := running[target]; busy {
+						errs = append(errs, fmt.Errorf("%s leased %s while %s holds %s", owner, tk.ID, other, target))
+					}
+					running[target] = tk.ID
+					ran[tk.ID]++
+					mu.Unlock()
+					// The work: others claim meanwhile.
+					if _, err := qs[n].Tasks(ctx); err != nil {
+						fail(err)
+					}
+					runtime.Gosched()
+					mu.Lock()
+					delete(running, target)
+					mu.Unlock()
+					if err := qs[n].Ack(ctx, tk); err != nil {
+						fail(fmt.Errorf("%s: ack %s: %w", owner, tk.ID, err))
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	if len(ran) != tasks {
+		t.Fatalf("%d tasks ran, want %d", len(ran), tasks)
+	}
+	for id, k := range ran {
+		if k != 1 {
+			t.Errorf("task %s ran %d times", id, k)
+		}
+	}
+	if ts, err := qs[1].Tasks(ctx); err != nil || len(ts) != 0 {
+		t.Fatalf("left: %v %v", ts, err)
+	}
+}
+
+// testEnqueueWithRecord: a task enqueued in a transaction that fails is
+// not queued; one enqueued with a record in a committed one is.
+func testEnqueueWithRecord(t *testing.T, n Node) {
+	ctx := context.Background()
+	q := queue(n, clock.NewFake(t0))
+	boom := errors.New("boom")
+	err := n.Store.Update(ctx, func(tx store.Tx) error {
+		if err := q.EnqueueTx(ctx, tx, job.Task{ID: "x", Type: "x"}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if ts, _ := q.Tasks(ctx); len(ts) != 0 {
+		t.Fatalf("a rolled-back enqueue left %v", ts)
+	}
+	err = n.Store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(ctx, &store.Object{Kind: "record", Key: "/x"}, store.PutOptions{}); err != nil {
+			return err
+		}
+		return q.EnqueueTx(ctx, tx, job.Task{ID: "x", Type: "x"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts, _ := q.Tasks(ctx); len(ts) != 1 {
+		t.Fatalf("tasks %v, want x", ts)
+	}
+}

@@ -33,6 +33,9 @@ type Internals struct {
 	IndexLookupSeconds float64 `json:"indexLookupSeconds"`
 	IndexAdds          int64   `json:"indexAdds"`
 	IndexAddSeconds    float64 `json:"indexAddSeconds"`
+	// PeakRSSBytes is the process's peak resident set size during the
+	// step.
+	PeakRSSBytes int64 `json:"peakRSSBytes"`
 }
 
 // probe counts calls into the blob store and the chunk index.
@@ -41,6 +44,8 @@ type probe struct {
 	puts, putNs, putBytes, gets, getNs atomic.Int64
 	lookups, lookupIDs, lookupNs       atomic.Int64
 	adds, addNs                        atomic.Int64
+	trace                              readTrace // ranged reads, while on
+	rss                                rssMeter
 }
 
 func (p *probe) since(t0 time.Time, into *atomic.Int64) { into.Add(int64(p.clk.Now().Sub(t0))) }
@@ -69,6 +74,7 @@ func cpuSeconds() (total, system float64) {
 }
 
 func (p *probe) start() mark {
+	p.rss.start()
 	cpu, sys := cpuSeconds()
 	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values()}
 }
@@ -83,6 +89,7 @@ func (m mark) stop(cores int) Internals {
 		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
 		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
+		PeakRSSBytes: m.p.rss.peak(),
 	}
 	if wall := m.p.clk.Now().Sub(m.wall).Seconds(); wall > 0 && cores > 0 {
 		in.CPUUtilization = in.CPUSeconds / (wall * float64(cores))
@@ -111,6 +118,7 @@ func (b probedBlobs) ReadRange(ctx context.Context, name string, off, n int64, b
 	if !ok {
 		return b.GetRange(ctx, name, off, n)
 	}
+	b.p.trace.record(name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := rr.ReadRange(ctx, name, off, n, buf)
 	b.p.since(t0, &b.p.getNs)
@@ -123,10 +131,12 @@ func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
 	data, err := b.Store.Get(ctx, name)
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
+	b.p.trace.record(name, 0, int64(len(data)))
 	return data, err
 }
 
 func (b probedBlobs) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	b.p.trace.record(name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := b.Store.GetRange(ctx, name, off, n)
 	b.p.since(t0, &b.p.getNs)

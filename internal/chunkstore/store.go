@@ -210,6 +210,18 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	return id, nil
 }
 
+// Encode does to data the work Put does for a chunk that is not stored
+// yet, hashing it and compressing it as it would be stored, and stores
+// nothing. It returns the chunk's ID and the length of its stored record.
+// The benchmark measures the compute limit of a snapshot with it.
+func (s *Store) Encode(data []byte) (chunk.ID, int) {
+	id := chunk.Hash(data)
+	stored, _, buf := s.compress(data)
+	n := len(stored)
+	release(buf)
+	return id, n
+}
+
 // appendLocked appends a chunk to the open pack (opening one if needed)
 // and records it as pending. s.mu is held.
 func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {

@@ -222,6 +222,17 @@ func TestCompressionDecisions(t *testing.T) {
 	if e := found[ids[0]]; e.Length > 1024 {
 		t.Errorf("64 KiB of zeros stored in %d bytes", e.Length)
 	}
+	// Encode does Put's work for each and stores nothing.
+	for i, data := range [][]byte{zeros, random, text, mixed, small} {
+		id, n := s.Encode(data)
+		if e := found[ids[i]]; id != ids[i] || n != int(e.Length) {
+			t.Errorf("chunk %d: Encode gives %s, %d bytes; Put stored %s in %d bytes", i, id.Short(), n, ids[i].Short(), e.Length)
+		}
+	}
+	textID, _ := s.Encode(textData(9, 4096))
+	if _, err := s.Get(ctx, textID); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("Encode stored a chunk: %v", err)
+	}
 
 	// LevelNone stores everything raw.
 	idx2 := chunkstore.NewMemIndex()

@@ -49,9 +49,10 @@ type ioBufs struct {
 	once   sync.Once
 	tokens chan struct{} // one per job that holds a buffer
 
-	mu    sync.Mutex
-	users int
-	free  []*ioBuf
+	mu     sync.Mutex
+	users  int
+	free   []*ioBuf
+	mapped int // buffers in existence
 }
 
 // openIOBufs registers a user of the engine's job buffers (a restore or a
@@ -70,6 +71,7 @@ func (e *Engine) openIOBufs() (release func()) {
 			for _, b := range p.free {
 				_ = directio.Unmap(b.mem) // fails only for memory not from Map
 			}
+			p.mapped -= len(p.free)
 			p.free = nil
 		}
 	}
@@ -99,6 +101,9 @@ func (e *Engine) getIOBuf(ctx context.Context) (*ioBuf, error) {
 		<-p.tokens
 		return nil, fmt.Errorf("restore buffer: %w", err)
 	}
+	p.mu.Lock()
+	p.mapped++
+	p.mu.Unlock()
 	return &ioBuf{mem: mem, span: mem[:span:span], read: mem[span:]}, nil
 }
 

@@ -312,6 +312,9 @@ func TestConcurrentPut(t *testing.T) {
 }
 
 // TestFlushDurability reopens a new Store over the same directory and index.
+// TestFlushDurability: chunks Put before a Flush are readable by another
+// Store over the same directory, packs were sealed on the way, and the
+// Flush leaves the Store holding no pack buffers.
 func TestFlushDurability(t *testing.T) {
 	dir := t.TempDir()
 	blobs, err := local.Open(dir)
@@ -327,7 +330,14 @@ func TestFlushDurability(t *testing.T) {
 		datas = append(datas, d)
 		ids = append(ids, mustPut(t, s, d))
 	}
+	if n := s.PackBuffers(); n < 2 {
+		t.Errorf("%d pack buffers before the Flush, want the open one and one kept for reuse", n)
+	}
 	mustFlush(t, s)
+	// An idle Store holds no pack memory.
+	if n := s.PackBuffers(); n != 0 {
+		t.Errorf("%d pack buffers held after Flush", n)
+	}
 	blobs2, err := local.Open(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -329,7 +329,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 	r := &runner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), peerR: map[string]*Peer{},
-		probe: &probe{clk: opts.Clock}}
+		probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
 	r.res = &Result{Version: 2, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
 		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}}
 	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache, except that each tool's first full restore reads its repository from the disk)"
@@ -563,8 +563,8 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	out.BlocksRead, out.BlocksStored, out.BlocksZero = st.BlocksRead, st.BlocksStored, st.BlocksZero
 	out.PagesWritten, out.PagesReused = st.PagesWritten, st.PagesReused
 	r.res.Coffer.RepoBytes = repo1
-	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB)",
-		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes))
+	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB); CPU %.0f%% of %d cores; %s",
+		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes), 100*in.CPUUtilization, r.res.Cores, in.Machine)
 	return nil
 }
 
@@ -799,7 +799,7 @@ func (r *runner) restores(ctx context.Context) error {
 		if err := r.checkRestored(ctx, path, path, out); err != nil {
 			return err
 		}
-		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v", state, out.Seconds, out.MiBps, out.Match)
+		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v; CPU %.0f%% of %d cores; %s", state, out.Seconds, out.MiBps, out.Match, 100*in.CPUUtilization, r.res.Cores, in.Machine)
 		return nil
 	}
 	if err := r.coldThenCached(ctx, r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {

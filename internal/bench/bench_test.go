@@ -459,3 +459,51 @@ func TestRSSMeter(t *testing.T) {
 		t.Errorf("overall peak %d MiB", p>>20)
 	}
 }
+
+// TestMachine reads the machine's counters around a spin of this process
+// and a synced direct write of 8 MiB into the test's directory: the CPU
+// share is within (0, 1], and the disk that holds the directory (when
+// there is one: not on tmpfs) shows the bytes written and some busy time.
+func TestMachine(t *testing.T) {
+	dir := t.TempDir()
+	disk := blockDevice(dir)
+	a := readMachine(disk)
+	t0 := time.Now()
+	for time.Since(t0) < 50*time.Millisecond { // busy: some CPU to see
+	}
+	path := filepath.Join(dir, "w")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := directio.Open(path, os.O_WRONLY)
+	if errors.Is(err, errors.ErrUnsupported) {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := directio.Buffer(8 << 20)
+	buf[0] = 1
+	if _, err := f.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	m := machineSince(a, readMachine(disk), time.Since(t0).Seconds(), disk)
+	if !a.ok {
+		t.Skip("no /proc/stat")
+	}
+	if m.CPUBusy <= 0 || m.CPUBusy > 1 {
+		t.Errorf("CPU busy %.3f, want within (0, 1]", m.CPUBusy)
+	}
+	if disk == "" {
+		t.Logf("%s is on no block device: disk figures not checked", dir)
+		return
+	}
+	if m.Disk != disk || m.DiskWriteBytes < 8<<20 || m.DiskBusy <= 0 {
+		t.Errorf("disk %s: %+v; want at least 8 MiB written and some busy time", disk, m)
+	}
+	t.Log(m)
+}

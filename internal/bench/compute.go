@@ -27,6 +27,7 @@ type ComputeLimit struct {
 	Workers     int     `json:"workers"`
 	Blocks      int64   `json:"blocks"`      // non-zero blocks
 	StoredBytes int64   `json:"storedBytes"` // what they would take in packs
+	Machine     Machine `json:"machine"`     // over the whole measurement
 }
 
 // computeBatch is how many blocks a worker reads (untimed) before it
@@ -56,6 +57,7 @@ func (r *runner) computeLimit(ctx context.Context) error {
 	workers := runtime.GOMAXPROCS(0)
 	out := &ComputeLimit{Workers: workers}
 	var next, wallNs, cpuNs, blocks, stored atomic.Int64
+	m0, t0 := readMachine(r.probe.disk), r.clk.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
@@ -99,12 +101,13 @@ func (r *runner) computeLimit(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("compute limit: %w", err)
 	}
+	out.Machine = machineSince(m0, readMachine(r.probe.disk), r.since(t0), r.probe.disk)
 	out.Seconds = time.Duration(wallNs.Load()).Seconds() / float64(workers)
 	out.CPUSeconds = time.Duration(cpuNs.Load()).Seconds()
 	out.Blocks, out.StoredBytes = blocks.Load(), stored.Load()
 	r.res.Coffer.FullComputeLimit = out
-	r.logf("compute limit of a full snapshot: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d blocks into %.1f MiB",
-		out.Seconds, workers, out.CPUSeconds, out.Blocks, mib(out.StoredBytes))
+	r.logf("compute limit of a full snapshot: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d blocks into %.1f MiB; %s",
+		out.Seconds, workers, out.CPUSeconds, out.Blocks, mib(out.StoredBytes), out.Machine)
 	return nil
 }
 

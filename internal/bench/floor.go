@@ -104,6 +104,7 @@ type IOFloor struct {
 	Writes     int     `json:"writes"`
 	WriteBytes int64   `json:"writeBytes"`
 	Depth      int     `json:"depth"` // I/O requests in flight
+	Machine    Machine `json:"machine"`
 }
 
 // floorWriteMax bounds the floor's writes: a restore writes each run of
@@ -121,13 +122,15 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 	if err := evictCached(r.repoFiles()...); err != nil {
 		return err
 	}
+	m0 := readMachine(r.probe.disk)
 	fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, floorDepth)
 	if err != nil {
 		return err
 	}
+	fl.Machine = machineSince(m0, readMachine(r.probe.disk), fl.Seconds, r.probe.disk)
 	r.res.Coffer.RestoreIOFloor = &fl
-	r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight)",
-		fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth)
+	r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight); %s",
+		fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.Machine)
 	return nil
 }
 

@@ -95,8 +95,8 @@ func (r *runner) many(ctx context.Context) (err error) {
 	if b.StoredBytes, err = diskUsageOf(st.repoFiles()...); err != nil {
 		return err
 	}
-	r.logf("%d disks of %s backed up at once: %.2fs (%.0f MiB/s of disk together), repository %.1f MiB",
-		manyDisks, sizeStr(out.DiskBytes), b.Seconds, b.MiBps, mib(b.StoredBytes))
+	r.logf("%d disks of %s backed up at once: %.2fs (%.0f MiB/s of disk together), repository %.1f MiB; CPU %.0f%% of %d cores; %s",
+		manyDisks, sizeStr(out.DiskBytes), b.Seconds, b.MiBps, mib(b.StoredBytes), 100*bin.CPUUtilization, r.res.Cores, bin.Machine)
 
 	// Restores, manyRestores at a time, repository read from the disk.
 	for _, v := range vols {
@@ -134,7 +134,8 @@ func (r *runner) many(ctx context.Context) (err error) {
 	if err := r.checkSlices(ctx, paths, out.DiskBytes, rs); err != nil {
 		return err
 	}
-	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v", manyDisks, manyRestores, rs.Seconds, rs.MiBps, rs.Match)
+	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %s",
+		manyDisks, manyRestores, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.Machine)
 	return nil
 }
 

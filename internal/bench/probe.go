@@ -36,6 +36,8 @@ type Internals struct {
 	// PeakRSSBytes is the process's peak resident set size during the
 	// step.
 	PeakRSSBytes int64 `json:"peakRSSBytes"`
+	// Machine is what every process did meanwhile.
+	Machine Machine `json:"machine"`
 }
 
 // probe counts calls into the blob store and the chunk index.
@@ -46,6 +48,7 @@ type probe struct {
 	adds, addNs                        atomic.Int64
 	trace                              readTrace // ranged reads, while on
 	rss                                rssMeter
+	disk                               string // the bench directory's, in /proc/diskstats
 }
 
 func (p *probe) since(t0 time.Time, into *atomic.Int64) { into.Add(int64(p.clk.Now().Sub(t0))) }
@@ -57,6 +60,7 @@ type mark struct {
 	sys  float64
 	wall time.Time
 	vals [11]int64
+	mach machineCounters
 }
 
 func (p *probe) values() [11]int64 {
@@ -76,7 +80,7 @@ func cpuSeconds() (total, system float64) {
 func (p *probe) start() mark {
 	p.rss.start()
 	cpu, sys := cpuSeconds()
-	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values()}
+	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values(), mach: readMachine(p.disk)}
 }
 
 // stop returns what happened since start; cores is for the utilization.
@@ -91,9 +95,11 @@ func (m mark) stop(cores int) Internals {
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
 		PeakRSSBytes: m.p.rss.peak(),
 	}
-	if wall := m.p.clk.Now().Sub(m.wall).Seconds(); wall > 0 && cores > 0 {
+	wall := m.p.clk.Now().Sub(m.wall).Seconds()
+	if wall > 0 && cores > 0 {
 		in.CPUUtilization = in.CPUSeconds / (wall * float64(cores))
 	}
+	in.Machine = machineSince(m.mach, readMachine(m.p.disk), wall, m.p.disk)
 	return in
 }
 

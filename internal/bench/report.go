@@ -347,18 +347,18 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	for _, x := range steps {
 		if i := x.in; i != nil {
-			fmt.Fprintf(w, "Coffer %s internals: CPU %.2fs (%.0f%% of %d cores); blob puts %d (%s, %.2fs summed), blob gets %d (%.2fs); index lookups %d for %d IDs (%.2fs), adds %d (%.2fs); peak RSS %s\n",
+			fmt.Fprintf(w, "Coffer %s internals: CPU %.2fs (%.0f%% of %d cores); blob puts %d (%s, %.2fs summed), blob gets %d (%.2fs); index lookups %d for %d IDs (%.2fs), adds %d (%.2fs); peak RSS %s; %s\n",
 				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, i.BlobGetSeconds,
-				i.IndexLookups, i.IndexLookupIDs, i.IndexLookupSeconds, i.IndexAdds, i.IndexAddSeconds, sizeStr(i.PeakRSSBytes))
+				i.IndexLookups, i.IndexLookupIDs, i.IndexLookupSeconds, i.IndexAdds, i.IndexAddSeconds, sizeStr(i.PeakRSSBytes), i.Machine)
 		}
 	}
 	if l := c.FullComputeLimit; l != nil {
-		fmt.Fprintf(w, "Coffer full snapshot's compute limit: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d non-zero blocks into %s\n",
-			l.Seconds, l.Workers, l.CPUSeconds, l.Blocks, sizeStr(l.StoredBytes))
+		fmt.Fprintf(w, "Coffer full snapshot's compute limit: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d non-zero blocks into %s; %s\n",
+			l.Seconds, l.Workers, l.CPUSeconds, l.Blocks, sizeStr(l.StoredBytes), l.Machine)
 	}
 	if f := c.RestoreIOFloor; f != nil {
-		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync\n",
-			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth)
+		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; %s\n",
+			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.Machine)
 	}
 	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
 		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))

@@ -507,3 +507,26 @@ func TestMachine(t *testing.T) {
 	}
 	t.Log(m)
 }
+
+// TestRSSTarget: the peak RSS target is judged for the default run and for
+// a 64 GiB disk holding 8 GiB of data (1.3 times as much), and only there.
+func TestRSSTarget(t *testing.T) {
+	for _, tc := range []struct {
+		size, zeros, peak int64
+		status            string
+		want              string
+	}{
+		{DefaultSize, DefaultSize / 2, 250 << 20, "PASS", "≤ 256 MiB"},
+		{DefaultSize, DefaultSize / 2, 300 << 20, "MISS", "≤ 256 MiB"},
+		{64 << 30, 56 << 30, 300 << 20, "PASS", "≤ 332 MiB"},
+		{64 << 30, 56 << 30, 340 << 20, "MISS", "≤ 332 MiB"},
+		{64 << 30, 32 << 30, 100 << 20, "n/a", "-"},
+		{DefaultSize, DefaultSize / 4, 100 << 20, "n/a", "-"},
+	} {
+		res := &Result{SizeBytes: tc.size, PeakRSSBytes: tc.peak}
+		res.Image.ZeroBytes = tc.zeros
+		if got := rssTarget(res); got.Status != tc.status || got.Want != tc.want {
+			t.Errorf("%d MiB disk, %d MiB zeros, peak %d MiB: %s %s, want %s %s", tc.size>>20, tc.zeros>>20, tc.peak>>20, got.Want, got.Status, tc.want, tc.status)
+		}
+	}
+}

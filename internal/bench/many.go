@@ -124,13 +124,23 @@ func (r *runner) many(ctx context.Context) (err error) {
 		g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
 	}
 	err = g.Wait()
-	rs := &out.Restore
-	rs.Seconds = r.since(t0)
+	secs := r.since(t0)
 	rin := m.stop(r.res.Cores)
-	rs.Internals, rs.MiBps = &rin, r.mibps(rs.Seconds)
 	if err != nil {
+		// No figures from a failed step; what was restored goes unless
+		// Keep.
+		for _, p := range paths {
+			if r.opts.Keep {
+				break
+			}
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
 		return err
 	}
+	rs := &out.Restore
+	rs.Seconds, rs.Internals, rs.MiBps = secs, &rin, r.mibps(secs)
 	if err := r.checkSlices(ctx, paths, out.DiskBytes, rs); err != nil {
 		return err
 	}

@@ -104,6 +104,9 @@ type IOFloor struct {
 	Writes     int     `json:"writes"`
 	WriteBytes int64   `json:"writeBytes"`
 	Depth      int     `json:"depth"` // I/O requests in flight
+	// CPUSeconds is this process's CPU time meanwhile (the kernel's work
+	// for the I/O, mostly), and Machine what every process did.
+	CPUSeconds float64 `json:"cpuSeconds"`
 	Machine    Machine `json:"machine"`
 }
 
@@ -122,15 +125,16 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 	if err := evictCached(r.repoFiles()...); err != nil {
 		return err
 	}
-	m0 := readMachine(r.probe.disk)
+	m0, cpu0 := readMachine(r.probe.disk), processCPU()
 	fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, floorDepth)
 	if err != nil {
 		return err
 	}
+	fl.CPUSeconds = processCPU() - cpu0
 	fl.Machine = machineSince(m0, readMachine(r.probe.disk), fl.Seconds, r.probe.disk)
 	r.res.Coffer.RestoreIOFloor = &fl
-	r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight); %s",
-		fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.Machine)
+	r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
+		fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
 	return nil
 }
 

@@ -68,6 +68,12 @@ func (p *probe) values() [11]int64 {
 		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), 0}
 }
 
+// processCPU returns the process's user+system CPU time in seconds.
+func processCPU() float64 {
+	total, _ := cpuSeconds()
+	return total
+}
+
 // cpuSeconds returns the process's user+system and system CPU time.
 func cpuSeconds() (total, system float64) {
 	var ru unix.Rusage

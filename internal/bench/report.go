@@ -377,8 +377,8 @@ func WriteTable(w io.Writer, res Result) error {
 			l.Seconds, l.Workers, l.CPUSeconds, l.Blocks, sizeStr(l.StoredBytes), l.Machine)
 	}
 	if f := c.RestoreIOFloor; f != nil {
-		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; %s\n",
-			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.Machine)
+		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s\n",
+			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine)
 	}
 	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
 		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))

@@ -58,6 +58,10 @@ type Options struct {
 	// Size of the disk image in bytes, rounded down to a multiple of 1 MiB
 	// (default DefaultSize, at least MinSize).
 	Size int64
+	// Data is how many bytes of the image hold data, rounded down to a
+	// multiple of 1 MiB; the rest are holes (default: half of Size). Two
+	// thirds of the data are system files, one third random.
+	Data int64
 	// Dir is an existing, preferably empty directory on the file system
 	// to measure; Run works inside it and deletes only the restored copies
 	// (unless Keep). The caller removes Dir.
@@ -194,6 +198,12 @@ type Coffer struct {
 	RestoreCached Restore      `json:"restoreRepositoryCached"`
 	Instant       Instant      `json:"instantRestore"`
 	Latency       WriteLatency `json:"writeLatencyDuringSnapshot"`
+	// FullComputeLimit is what the full snapshot's hashing and
+	// compression alone take on all cores.
+	FullComputeLimit *ComputeLimit `json:"fullSnapshotComputeLimit,omitempty"`
+	// RestoreIOFloor is the reads and writes of Restore replayed alone.
+	RestoreIOFloor *IOFloor   `json:"restoreIOFloor,omitempty"`
+	Many           *ManyDisks `json:"manyDisks,omitempty"`
 }
 
 // Instant is the instant restore (RestoreVolume) of the second snapshot.
@@ -271,11 +281,8 @@ type runner struct {
 	res   *Result
 	info  imageInfo
 
-	blobsDir, dbPath string
-	db               *sqlite.Store
-	cs               *chunkstore.Store
-	eng              *blockdev.Engine
-	vol              *blockdev.Volume
+	stack // Coffer's, in DIR/coffer
+	vol   *blockdev.Volume
 
 	peers []peer
 	peerR map[string]*Peer
@@ -293,6 +300,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if opts.Size < MinSize {
 		return Result{}, fmt.Errorf("bench: size must be at least %d MiB", MinSize>>20)
 	}
+	if opts.Data != 0 && (opts.Data < 1<<20 || opts.Data > opts.Size) {
+		return Result{}, errors.New("bench: the data must be at least 1 MiB and fit the disk")
+	}
+	opts.Data = opts.Data &^ (1<<20 - 1)
 	if opts.Dir == "" {
 		return Result{}, errors.New("bench: no directory")
 	}
@@ -318,7 +329,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 	r := &runner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), peerR: map[string]*Peer{},
-		probe: &probe{clk: opts.Clock}}
+		probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
 	r.res = &Result{Version: 2, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
 		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}}
 	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache, except that each tool's first full restore reads its repository from the disk)"
@@ -335,7 +346,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	r.res.TotalSeconds = r.clk.Now().Sub(start).Seconds()
 	r.res.LoadEnd = loadAverage()
-	r.res.PeakRSSBytes = peakRSS()
+	r.res.PeakRSSBytes = r.probe.rss.overallPeak()
 	r.res.evaluate()
 	if err != nil {
 		return *r.res, fmt.Errorf("bench: %w", err)
@@ -394,6 +405,7 @@ func (r *runner) run(ctx context.Context) error {
 	}{
 		{"build image", r.buildImage},
 		{"coffer full snapshot", r.cofferFull},
+		{"compute limit of a full snapshot", r.computeLimit},
 		{"peers' first backups", r.peersBackup(1)},
 		{"rewrite 1% of the disk", r.change},
 		{"coffer 1%-change snapshot", r.cofferIncremental},
@@ -401,6 +413,7 @@ func (r *runner) run(ctx context.Context) error {
 		{"full restores", r.restores},
 		{"instant restore", r.instant},
 		{"write latency during a snapshot", r.latency},
+		{fmt.Sprintf("%d disks at once", manyDisks), r.many},
 	}
 	for i, s := range steps {
 		r.logf("[%d/%d] %s", i+1, len(steps), s.name)
@@ -417,7 +430,7 @@ func (r *runner) run(ctx context.Context) error {
 
 func (r *runner) buildImage(ctx context.Context) error {
 	t0 := r.clk.Now()
-	info, err := buildImage(ctx, r.image, r.opts.Size, r.opts.Seed, r.opts.Corpus)
+	info, err := buildImage(ctx, r.image, r.opts.Size, r.opts.Data, r.opts.Seed, r.opts.Corpus)
 	if err != nil {
 		return err
 	}
@@ -437,26 +450,55 @@ func (r *runner) buildImage(ctx context.Context) error {
 	return nil
 }
 
-// openStack opens a fresh Coffer stack in DIR/coffer.
-func (r *runner) openStack(ctx context.Context) error {
-	base := filepath.Join(r.dir, "coffer")
-	r.blobsDir = filepath.Join(base, "blobs")
-	r.dbPath = filepath.Join(base, "index.db")
-	lb, err := local.Open(r.blobsDir)
+// stack is one Coffer stack: a local blob store, a SQLite chunk index,
+// a chunk store and a block engine, all in one directory, with the blob
+// store and the index reporting to the run's probe.
+type stack struct {
+	blobsDir, dbPath string
+	blobs            *local.Store // unprobed
+	db               *sqlite.Store
+	cs               *chunkstore.Store
+	eng              *blockdev.Engine
+}
+
+// openStack opens a fresh Coffer stack in base.
+func (r *runner) openStack(ctx context.Context, base string) (stack, error) {
+	st := stack{blobsDir: filepath.Join(base, "blobs"), dbPath: filepath.Join(base, "index.db")}
+	var err error
+	if st.blobs, err = local.Open(st.blobsDir); err != nil {
+		return st, err
+	}
+	if st.db, err = sqlite.Open(ctx, st.dbPath); err != nil {
+		return st, err
+	}
+	blobs := probedBlobs{st.blobs, r.probe}
+	index := probedIndex{st.db.ChunkIndex(), r.probe}
+	if st.cs, err = chunkstore.New(blobs, index, chunkstore.Options{Clock: r.clk}); err == nil {
+		st.eng, err = blockdev.Open(ctx, filepath.Join(base, "engine"), st.cs, blobs,
+			blockdev.Options{BlockSize: blockSize, Workers: r.opts.Workers, Clock: r.clk})
+	}
 	if err != nil {
-		return err
+		return st, errors.Join(err, st.close())
 	}
-	if r.db, err = sqlite.Open(ctx, r.dbPath); err != nil {
-		return err
+	return st, nil
+}
+
+// close closes the engine and the index; volumes are the caller's.
+func (st stack) close() error {
+	var errs []error
+	if st.eng != nil {
+		errs = append(errs, st.eng.Close())
 	}
-	blobs := probedBlobs{lb, r.probe}
-	index := probedIndex{r.db.ChunkIndex(), r.probe}
-	if r.cs, err = chunkstore.New(blobs, index, chunkstore.Options{Clock: r.clk}); err != nil {
-		return err
+	if st.db != nil {
+		errs = append(errs, st.db.Close())
 	}
-	r.eng, err = blockdev.Open(ctx, filepath.Join(base, "engine"), r.cs, blobs,
-		blockdev.Options{BlockSize: blockSize, Workers: r.opts.Workers, Clock: r.clk})
-	return err
+	return errors.Join(errs...)
+}
+
+// repoFiles are the files a restore reads: the blob directory and the
+// SQLite index.
+func (st stack) repoFiles() []string {
+	return []string{st.blobsDir, st.dbPath, st.dbPath + "-wal", st.dbPath + "-shm"}
 }
 
 func (r *runner) closeStack() error {
@@ -464,19 +506,13 @@ func (r *runner) closeStack() error {
 	if r.vol != nil {
 		errs = append(errs, r.vol.Close())
 	}
-	if r.eng != nil {
-		errs = append(errs, r.eng.Close())
-	}
-	if r.db != nil {
-		errs = append(errs, r.db.Close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, r.stack.close())...)
 }
 
 // repoBytes is the space Coffer's repository takes: packs and catalogue in
 // the blob directory, and the SQLite chunk index.
 func (r *runner) repoBytes() (int64, error) {
-	return diskUsageOf(r.blobsDir, r.dbPath, r.dbPath+"-wal", r.dbPath+"-shm")
+	return diskUsageOf(r.repoFiles()...)
 }
 
 func (r *runner) chunkBytes(ctx context.Context) (int64, error) {
@@ -527,45 +563,19 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	out.BlocksRead, out.BlocksStored, out.BlocksZero = st.BlocksRead, st.BlocksStored, st.BlocksZero
 	out.PagesWritten, out.PagesReused = st.PagesWritten, st.PagesReused
 	r.res.Coffer.RepoBytes = repo1
-	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB)",
-		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes))
+	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB); CPU %.0f%% of %d cores; %s",
+		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes), 100*in.CPUUtilization, r.res.Cores, in.Machine)
 	return nil
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 func (r *runner) cofferFull(ctx context.Context) error {
-	if err := r.openStack(ctx); err != nil {
+	var err error
+	if r.stack, err = r.openStack(ctx, filepath.Join(r.dir, "coffer")); err != nil {
 		return err
 	}
-	vol, err := r.eng.CreateVolume(ctx, "disk", r.opts.Size)
-	if err != nil {
-		return err
-	}
-	r.vol = vol
-	// Load the image into the volume (untimed: this is "the disk").
-	f, err := os.Open(r.image)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for _, s := range r.info.segs {
-		if s.kind == kindZero {
-			continue
-		}
-		for off := s.off; off < s.off+s.n; {
-			n := min(int64(len(buf)), s.off+s.n-off)
-			if _, err := f.ReadAt(buf[:n], off); err != nil {
-				return fmt.Errorf("read image: %w", err)
-			}
-			if _, err := vol.WriteAt(buf[:n], off); err != nil {
-				return fmt.Errorf("load volume: %w", err)
-			}
-			off += n
-		}
-	}
-	if err := vol.Flush(ctx); err != nil {
+	if r.vol, err = r.loadVolume(ctx, r.eng, "disk", 0, r.opts.Size); err != nil {
 		return err
 	}
 	if err := r.snapshot(ctx, "s1", &r.res.Coffer.Full); err != nil {
@@ -573,6 +583,45 @@ func (r *runner) cofferFull(ctx context.Context) error {
 	}
 	r.res.Coffer.VolumeBytes, err = diskUsage(filepath.Join(r.dir, "coffer", "engine", "volumes", "disk", "data"))
 	return err
+}
+
+// loadVolume creates volume id in eng from the bytes [off, off+size) of the
+// image, writing its data extents (untimed: this is "the disk").
+func (r *runner) loadVolume(ctx context.Context, eng *blockdev.Engine, id string, off, size int64) (*blockdev.Volume, error) {
+	vol, err := eng.CreateVolume(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(r.image)
+	if err != nil {
+		return nil, errors.Join(err, vol.Close())
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	err = func() error {
+		for p := off; p < off+size; {
+			data, hole, err := nextData(f, p, off+size)
+			if err != nil {
+				return fmt.Errorf("read image: %w", err)
+			}
+			for q := data; q < hole; {
+				n := min(int64(len(buf)), hole-q)
+				if _, err := f.ReadAt(buf[:n], q); err != nil {
+					return fmt.Errorf("read image: %w", err)
+				}
+				if _, err := vol.WriteAt(buf[:n], q-off); err != nil {
+					return fmt.Errorf("load volume %s: %w", id, err)
+				}
+				q += n
+			}
+			p = hole
+		}
+		return vol.Flush(ctx)
+	}()
+	if err != nil {
+		return nil, errors.Join(err, vol.Close())
+	}
+	return vol, nil
 }
 
 // peersBackup returns the step that runs backup n of each peer.
@@ -719,26 +768,44 @@ func (r *runner) checkRestored(ctx context.Context, path, remove string, out *Re
 // is durable, the peers do not. qemu-img convert of the image, as it is in
 // the page cache, is the plain-copy floor.
 func (r *runner) restores(ctx context.Context) error {
-	// Coffer.
+	// Coffer. The first restore's reads and writes are recorded for the
+	// I/O floor.
+	var reads []rangeRead
+	var writes []extent
 	coffer := func(out *Restore, state, suffix string) error {
 		path := filepath.Join(r.dir, "restore-coffer"+suffix+".img")
+		first := suffix == ""
+		if first {
+			r.probe.trace.start()
+		}
 		m := r.probe.start()
 		t0 := r.clk.Now()
-		if err := r.eng.RestoreToFile(ctx, "s2", path); err != nil {
+		err := r.eng.RestoreToFile(ctx, "s2", path)
+		out.Seconds = r.since(t0)
+		if first {
+			reads = r.probe.trace.stop()
+		}
+		if err != nil {
 			return err
 		}
-		out.Seconds = r.since(t0)
 		in := m.stop(r.res.Cores)
 		out.Internals = &in
 		out.MiBps = r.mibps(out.Seconds)
+		if first {
+			if writes, err = dataRuns(path, floorWriteMax); err != nil {
+				return err
+			}
+		}
 		if err := r.checkRestored(ctx, path, path, out); err != nil {
 			return err
 		}
-		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v", state, out.Seconds, out.MiBps, out.Match)
+		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v; CPU %.0f%% of %d cores; %s", state, out.Seconds, out.MiBps, out.Match, 100*in.CPUUtilization, r.res.Cores, in.Machine)
 		return nil
 	}
-	repo := []string{r.blobsDir, r.dbPath, r.dbPath + "-wal", r.dbPath + "-shm"}
-	if err := r.coldThenCached(ctx, repo, &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
+	if err := r.coldThenCached(ctx, r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
+		return err
+	}
+	if err := r.ioFloor(ctx, reads, writes); err != nil {
 		return err
 	}
 

@@ -2,15 +2,19 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -18,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/clock"
+	"coffer/internal/directio"
 )
 
 // TestRunSmall runs the whole pipeline on a 64 MiB disk. restic, borg and
@@ -47,6 +52,11 @@ func TestRunSmall(t *testing.T) {
 		"coffer.incrementalSnapshot.seconds", "coffer.incrementalSnapshot.storedBytes",
 		"coffer.restore.seconds", "coffer.restoreRepositoryCached.seconds", "coffer.instantRestore.firstReadMs", "coffer.instantRestore.hydrationReads", "coffer.instantRestore.hydratedSeconds",
 		"coffer.writeLatencyDuringSnapshot.p99Ms", "coffer.repositoryBytes", "peakRSSBytes",
+		"coffer.fullSnapshot.internals.peakRSSBytes", "coffer.restore.internals.peakRSSBytes",
+		"coffer.fullSnapshotComputeLimit.seconds", "coffer.fullSnapshotComputeLimit.cpuSeconds",
+		"coffer.restoreIOFloor.seconds", "coffer.restoreIOFloor.readBytes", "coffer.restoreIOFloor.writeBytes",
+		"coffer.manyDisks.backup.seconds", "coffer.manyDisks.restore.seconds",
+		"ratios.fullSnapshotVsComputeLimit", "ratios.restoreVsIOFloor", "ratios.manyDisksBackupVsOne", "ratios.manyDisksRestoreThroughputVsOne",
 	} {
 		v, ok := lookup(m, path)
 		if !ok {
@@ -75,8 +85,23 @@ func TestRunSmall(t *testing.T) {
 	if res.Coffer.Latency.Writes == 0 {
 		t.Error("no writes during the snapshot")
 	}
-	if len(res.Targets) != 8 {
-		t.Errorf("%d targets, want 8", len(res.Targets))
+	if len(res.Targets) != 13 {
+		t.Errorf("%d targets, want 13", len(res.Targets))
+	}
+	// The compute limit covers the blocks the full snapshot stored; the
+	// I/O floor replays the restore's reads and writes: the packs it read
+	// and the data it wrote.
+	if l := res.Coffer.FullComputeLimit; l.Blocks != res.Coffer.Full.BlocksStored || l.CPUSeconds <= 0 {
+		t.Errorf("compute limit %+v, full snapshot stored %d blocks", l, res.Coffer.Full.BlocksStored)
+	}
+	// s2's data blocks: s1's, and the changed blocks that were holes.
+	minData, maxData := res.Coffer.Full.BlocksStored*blockSize, (res.Coffer.Full.BlocksStored+int64(res.Image.ChangedBlocks))*blockSize
+	if f, in := res.Coffer.RestoreIOFloor, res.Coffer.Restore.Internals; int64(f.Reads) != in.BlobGets || f.ReadBytes <= 0 ||
+		f.WriteBytes%blockSize != 0 || f.WriteBytes < minData || f.WriteBytes > maxData {
+		t.Errorf("I/O floor %+v; the restore made %d reads and wrote %d-%d bytes", f, in.BlobGets, minData, maxData)
+	}
+	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {
+		t.Errorf("many disks: %+v", m)
 	}
 	for _, peer := range []struct {
 		name string
@@ -147,7 +172,7 @@ func TestImageReproducible(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	build := func(name string, seed uint64) imageInfo {
-		info, err := buildImage(ctx, filepath.Join(dir, name), 16<<20, seed, DefaultCorpus)
+		info, err := buildImage(ctx, filepath.Join(dir, name), 16<<20, 0, seed, DefaultCorpus)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,5 +344,189 @@ func TestEvictCached(t *testing.T) {
 	}
 	if n := resident(); n != 0 {
 		t.Fatalf("%d pages still cached after evictCached", n)
+	}
+}
+
+// TestDataRuns checks that the floor's writes are the data extents of a
+// sparse file, cut at multiples of the cut size.
+func TestDataRuns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const mb = 1 << 20
+	if err := f.Truncate(16 * mb); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{7}, 3*mb)
+	for _, off := range []int64{1 * mb, 7 * mb} { // [1,4) and [7,10) MiB
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if d, _, err := nextData(f, 0, 16*mb); err != nil || d != 1*mb {
+		t.Skipf("this file system does not report holes (first data at %d, %v)", d, err)
+	}
+	got, err := dataRuns(path, 2*mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []extent{{1 * mb, 1 * mb}, {2 * mb, 2 * mb}, {7 * mb, 1 * mb}, {8 * mb, 2 * mb}}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs %v, want %v", got, want)
+	}
+}
+
+// rangeLog is a blobstore.RangeReader that records the ranges read.
+type rangeLog struct {
+	mu    sync.Mutex
+	reads []rangeRead
+}
+
+func (l *rangeLog) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reads = append(l.reads, rangeRead{name, off, n})
+	return buf[:n], nil
+}
+
+// TestReplayIO checks that the floor makes every read it is given once and
+// writes every run, into a file it removes.
+func TestReplayIO(t *testing.T) {
+	dir := t.TempDir()
+	var reads []rangeRead
+	for i := range 50 {
+		reads = append(reads, rangeRead{fmt.Sprintf("packs/%d", i%7), int64(i) * 4096, int64(1+i%5) * 65536})
+	}
+	writes := []extent{{0, 1 << 20}, {2 << 20, 4096}, {3 << 20, 3 << 20}, {7<<20 - 65536, 65536}}
+	var log rangeLog
+	out := filepath.Join(dir, "out")
+	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(a, b rangeRead) int { return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.off, b.off)) }
+	slices.SortFunc(log.reads, key)
+	slices.SortFunc(reads, key)
+	if !slices.Equal(log.reads, reads) {
+		t.Errorf("reads made %v, want %v", log.reads, reads)
+	}
+	var rb int64
+	for _, r := range reads {
+		rb += r.n
+	}
+	if res.Reads != len(reads) || res.ReadBytes != rb || res.Writes != len(writes) || res.WriteBytes != 4<<20+4096+65536 || res.Depth != 3 || res.Seconds <= 0 {
+		t.Errorf("result %+v", res)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the floor's output is left: %v", err)
+	}
+}
+
+// TestRSSMeter checks that a window's peak counts memory touched in it and
+// not the peak of an earlier window, while the overall peak keeps both.
+func TestRSSMeter(t *testing.T) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5\n"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS here: %v", err)
+	}
+	var m rssMeter
+	m.start()
+	base := m.peak()
+	const n = 64 << 20
+	b, err := directio.Map(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i += 4096 {
+		b[i] = 1
+	}
+	if p := m.peak(); p < base+n*3/4 {
+		t.Errorf("peak %d MiB after touching %d MiB over %d MiB", p>>20, n>>20, base>>20)
+	}
+	if err := directio.Unmap(b); err != nil {
+		t.Fatal(err)
+	}
+	m.start()
+	if p := m.peak(); p > base+n/4 {
+		t.Errorf("a new window's peak is %d MiB, the memory before it was %d MiB", p>>20, base>>20)
+	}
+	if p := m.overallPeak(); p < base+n*3/4 {
+		t.Errorf("overall peak %d MiB", p>>20)
+	}
+}
+
+// TestMachine reads the machine's counters around a spin of this process
+// and a synced direct write of 8 MiB into the test's directory: the CPU
+// share is within (0, 1], and the disk that holds the directory (when
+// there is one: not on tmpfs) shows the bytes written and some busy time.
+func TestMachine(t *testing.T) {
+	dir := t.TempDir()
+	disk := blockDevice(dir)
+	a := readMachine(disk)
+	t0 := time.Now()
+	for time.Since(t0) < 50*time.Millisecond { // busy: some CPU to see
+	}
+	path := filepath.Join(dir, "w")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := directio.Open(path, os.O_WRONLY)
+	if errors.Is(err, errors.ErrUnsupported) {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := directio.Buffer(8 << 20)
+	buf[0] = 1
+	if _, err := f.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	m := machineSince(a, readMachine(disk), time.Since(t0).Seconds(), disk)
+	if !a.ok {
+		t.Skip("no /proc/stat")
+	}
+	if m.CPUBusy <= 0 || m.CPUBusy > 1 {
+		t.Errorf("CPU busy %.3f, want within (0, 1]", m.CPUBusy)
+	}
+	if disk == "" {
+		t.Logf("%s is on no block device: disk figures not checked", dir)
+		return
+	}
+	if m.Disk != disk || m.DiskWriteBytes < 8<<20 || m.DiskBusy <= 0 {
+		t.Errorf("disk %s: %+v; want at least 8 MiB written and some busy time", disk, m)
+	}
+	t.Log(m)
+}
+
+// TestRSSTarget: the peak RSS target is judged for the default run and for
+// a 64 GiB disk holding 8 GiB of data (1.3 times as much), and only there.
+func TestRSSTarget(t *testing.T) {
+	for _, tc := range []struct {
+		size, zeros, peak int64
+		status            string
+		want              string
+	}{
+		{DefaultSize, DefaultSize / 2, 250 << 20, "PASS", "≤ 256 MiB"},
+		{DefaultSize, DefaultSize / 2, 300 << 20, "MISS", "≤ 256 MiB"},
+		{64 << 30, 56 << 30, 300 << 20, "PASS", "≤ 332 MiB"},
+		{64 << 30, 56 << 30, 340 << 20, "MISS", "≤ 332 MiB"},
+		{64 << 30, 32 << 30, 100 << 20, "n/a", "-"},
+		{DefaultSize, DefaultSize / 4, 100 << 20, "n/a", "-"},
+	} {
+		res := &Result{SizeBytes: tc.size, PeakRSSBytes: tc.peak}
+		res.Image.ZeroBytes = tc.zeros
+		if got := rssTarget(res); got.Status != tc.status || got.Want != tc.want {
+			t.Errorf("%d MiB disk, %d MiB zeros, peak %d MiB: %s %s, want %s %s", tc.size>>20, tc.zeros>>20, tc.peak>>20, got.Want, got.Status, tc.want, tc.status)
+		}
 	}
 }

@@ -31,13 +31,19 @@ type segment struct {
 }
 
 // planSegments cuts size bytes into 1–8 MiB segments (multiples of
-// align): half zeros, a third corpus data, the rest random, in a seeded
-// order. The kind of each segment is drawn with weights equal to what is
-// left of each kind's budget, so the kinds interleave across the disk.
-func planSegments(size, align int64, rng *rand.Rand) []segment {
+// align): data bytes of data (0: half of size), two thirds of them corpus
+// data and the rest random, and zeros, in a seeded order. The kind of each
+// segment is drawn with weights equal to what is left of each kind's
+// budget, so the kinds interleave across the disk.
+func planSegments(size, data, align int64, rng *rand.Rand) []segment {
 	budget := [3]int64{}
-	budget[kindZero] = size / 2 / align * align
-	budget[kindCorpus] = size / 3 / align * align
+	if data == 0 {
+		budget[kindZero] = size / 2 / align * align
+		budget[kindCorpus] = size / 3 / align * align
+	} else {
+		budget[kindZero] = (size - data) / align * align
+		budget[kindCorpus] = data * 2 / 3 / align * align
+	}
 	budget[kindRandom] = size - budget[kindZero] - budget[kindCorpus]
 	var segs []segment
 	var off int64
@@ -199,12 +205,13 @@ func seedKey(seed uint64, purpose uint64) [32]byte {
 	return k
 }
 
-// buildImage writes the mixed image of size bytes to path as a sparse file
-// (zero segments are holes) and returns its layout and SHA-256. The same
-// seed and the same corpus give the same bytes.
-func buildImage(ctx context.Context, path string, size int64, seed uint64, roots []string) (imageInfo, error) {
+// buildImage writes the mixed image of size bytes, data of them data (0:
+// half), to path as a sparse file (zero segments are holes) and returns
+// its layout and SHA-256. The same seed and the same corpus give the same
+// bytes.
+func buildImage(ctx context.Context, path string, size, data int64, seed uint64, roots []string) (imageInfo, error) {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	segs := planSegments(size, blockSize, rng)
+	segs := planSegments(size, data, blockSize, rng)
 	random := rand.NewChaCha8(seedKey(seed, 2))
 	cp := newCorpus(roots, seed)
 	defer cp.close()
@@ -266,7 +273,7 @@ func hashFile(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	h := sha256.New()
-	if err := hashExtents(ctx, f, fi.Size(), h); err != nil {
+	if err := hashExtents(ctx, f, 0, fi.Size(), h); err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
@@ -290,9 +297,9 @@ func hashReaderAt(ctx context.Context, r io.ReaderAt, size int64) (string, error
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashExtents feeds size bytes of f into h, reading only the data extents
-// (SEEK_DATA/SEEK_HOLE) and hashing holes as zeros.
-func hashExtents(ctx context.Context, f *os.File, size int64, h hash.Hash) error {
+// hashExtents feeds the bytes [off, end) of f into h, reading only the
+// data extents (SEEK_DATA/SEEK_HOLE) and hashing holes as zeros.
+func hashExtents(ctx context.Context, f *os.File, off, end int64, h hash.Hash) error {
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, 1<<20)
 	feedZeros := func(n int64) {
@@ -302,12 +309,11 @@ func hashExtents(ctx context.Context, f *os.File, size int64, h hash.Hash) error
 			n -= k
 		}
 	}
-	off := int64(0)
-	for off < size {
+	for off < end {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, hole, err := nextData(f, off, size)
+		data, hole, err := nextData(f, off, end)
 		if err != nil {
 			return err
 		}

@@ -88,15 +88,8 @@ func pollHWM(clk clock.Clock, pid int, stop <-chan struct{}) int64 {
 	var peak int64
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	for {
-		if b, err := os.ReadFile(path); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-					var kb int64
-					if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
-						peak = max(peak, kb*1024)
-					}
-				}
-			}
+		if v, ok := statusHWM(path); ok {
+			peak = max(peak, v)
 		}
 		t := clk.NewTimer(20 * time.Millisecond)
 		select {

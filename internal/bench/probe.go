@@ -33,6 +33,11 @@ type Internals struct {
 	IndexLookupSeconds float64 `json:"indexLookupSeconds"`
 	IndexAdds          int64   `json:"indexAdds"`
 	IndexAddSeconds    float64 `json:"indexAddSeconds"`
+	// PeakRSSBytes is the process's peak resident set size during the
+	// step.
+	PeakRSSBytes int64 `json:"peakRSSBytes"`
+	// Machine is what every process did meanwhile.
+	Machine Machine `json:"machine"`
 }
 
 // probe counts calls into the blob store and the chunk index.
@@ -41,6 +46,9 @@ type probe struct {
 	puts, putNs, putBytes, gets, getNs atomic.Int64
 	lookups, lookupIDs, lookupNs       atomic.Int64
 	adds, addNs                        atomic.Int64
+	trace                              readTrace // ranged reads, while on
+	rss                                rssMeter
+	disk                               string // the bench directory's, in /proc/diskstats
 }
 
 func (p *probe) since(t0 time.Time, into *atomic.Int64) { into.Add(int64(p.clk.Now().Sub(t0))) }
@@ -52,11 +60,18 @@ type mark struct {
 	sys  float64
 	wall time.Time
 	vals [11]int64
+	mach machineCounters
 }
 
 func (p *probe) values() [11]int64 {
 	return [11]int64{p.puts.Load(), p.putNs.Load(), p.putBytes.Load(), p.gets.Load(), p.getNs.Load(),
 		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), 0}
+}
+
+// processCPU returns the process's user+system CPU time in seconds.
+func processCPU() float64 {
+	total, _ := cpuSeconds()
+	return total
 }
 
 // cpuSeconds returns the process's user+system and system CPU time.
@@ -69,8 +84,9 @@ func cpuSeconds() (total, system float64) {
 }
 
 func (p *probe) start() mark {
+	p.rss.start()
 	cpu, sys := cpuSeconds()
-	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values()}
+	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values(), mach: readMachine(p.disk)}
 }
 
 // stop returns what happened since start; cores is for the utilization.
@@ -83,10 +99,13 @@ func (m mark) stop(cores int) Internals {
 		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
 		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
+		PeakRSSBytes: m.p.rss.peak(),
 	}
-	if wall := m.p.clk.Now().Sub(m.wall).Seconds(); wall > 0 && cores > 0 {
+	wall := m.p.clk.Now().Sub(m.wall).Seconds()
+	if wall > 0 && cores > 0 {
 		in.CPUUtilization = in.CPUSeconds / (wall * float64(cores))
 	}
+	in.Machine = machineSince(m.mach, readMachine(m.p.disk), wall, m.p.disk)
 	return in
 }
 
@@ -111,6 +130,7 @@ func (b probedBlobs) ReadRange(ctx context.Context, name string, off, n int64, b
 	if !ok {
 		return b.GetRange(ctx, name, off, n)
 	}
+	b.p.trace.record(name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := rr.ReadRange(ctx, name, off, n, buf)
 	b.p.since(t0, &b.p.getNs)
@@ -123,10 +143,12 @@ func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
 	data, err := b.Store.Get(ctx, name)
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
+	b.p.trace.record(name, 0, int64(len(data)))
 	return data, err
 }
 
 func (b probedBlobs) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	b.p.trace.record(name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := b.Store.GetRange(ctx, name, off, n)
 	b.p.since(t0, &b.p.getNs)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -104,13 +105,70 @@ func evictCached(paths ...string) error {
 	return nil
 }
 
-// peakRSS is this process's peak resident set size in bytes.
-func peakRSS() int64 {
+// rssMeter measures this process's peak resident set size over windows
+// (each timed step) and over the whole run. A window starts by resetting
+// the kernel's high-water mark (VmHWM, by writing 5 to
+// /proc/self/clear_refs), so the meter keeps the overall peak itself:
+// every reading, and the mark before each reset, is folded into it.
+type rssMeter struct {
+	mu      sync.Mutex
+	overall int64
+}
+
+// statusHWM returns the VmHWM line of a /proc/PID/status file in bytes.
+func statusHWM(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return kb << 10, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// hwm returns this process's VmHWM in bytes, or its peak from getrusage
+// where /proc is not readable.
+func hwm() int64 {
+	if v, ok := statusHWM("/proc/self/status"); ok {
+		return v
+	}
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	return ru.Maxrss * 1024 // KiB on Linux
+	return ru.Maxrss << 10 // KiB on Linux
+}
+
+// start begins a window; where the mark cannot be reset, the window's
+// peak is the peak so far.
+func (m *rssMeter) start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.overall = max(m.overall, hwm())
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5\n"), 0)
+}
+
+// peak returns the peak of the current window.
+func (m *rssMeter) peak() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := hwm()
+	m.overall = max(m.overall, v)
+	return v
+}
+
+// overallPeak returns the peak of the whole run.
+func (m *rssMeter) overallPeak() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.overall = max(m.overall, hwm())
+	return m.overall
 }
 
 const dropCachesPath = "/proc/sys/vm/drop_caches"

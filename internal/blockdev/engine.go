@@ -90,6 +90,8 @@ type Engine struct {
 	limitMu     sync.Mutex
 	fits, limit int64
 
+	iobufs ioBufs // restore and hydration job buffers (iobufs.go)
+
 	// hooks for tests; nil in production.
 	hooks testHooks
 }

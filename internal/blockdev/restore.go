@@ -301,6 +301,8 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	np := int64(len(h.src.Pages))
 	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
 	defer wb.stop()
+	release := e.openIOBufs()
+	defer release()
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)
@@ -337,7 +339,8 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			})
 		})
 		// Each worker hydrates the missing blocks of one page at a time,
-		// with one batched read; each block is merged under its stripe.
+		// with one batched read into one of the engine's job buffers
+		// (ioBufs); each block is merged under its stripe.
 		for range e.opts.Workers + restoreIODepth {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
@@ -359,9 +362,15 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						done()
 						return err
 					}
-					err = e.getMany(gctx, j.ids, func(i int, data []byte) error {
+					ib, err := e.getIOBuf(gctx)
+					if err != nil {
+						done()
+						return err
+					}
+					err = e.getManyInto(gctx, j.ids, ib.read, nil, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
+					e.putIOBuf(ib)
 					done()
 					if err != nil {
 						return fmt.Errorf("hydrate: %w", err)
@@ -497,46 +506,18 @@ func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 	return direct + buffered, err
 }
 
-// restoreIODepth is how many restore and hydration workers run beyond one
-// per engine worker. A worker alternates between reading packs and writing
-// blocks, which wait on the disk, and decompressing, which needs a core;
-// the extra workers keep the disk's queue full while the cores decompress.
-// It is a property of the storage more than of the cores: measured on the
-// development VM (2 cores, virtio disk), a 4 GiB full restore took
-// 2.4-2.7 s with 4 workers and 2.1-2.3 s with 8, with no gain beyond, and
-// hydration of the same image 3.0-3.5 s with 2 workers and 2.5 s with 8
-// (the first read of the restored volume took 2.5-3.8 ms either way).
-const restoreIODepth = 6
-
-// restoreBufBytes bounds a restore worker's buffer: a worker restores a
-// page (EntriesPerPage blocks, 16 MiB at 64 KiB blocks) at a time, or a
-// span of the page of at most this many bytes at larger block sizes.
-const restoreBufBytes = 16 << 20
-
-// restoreRecord writes the data blocks of rec to w. Each worker restores a
-// span of a page at a time (restoreBufBytes): one batched read of the
-// span's chunks into the worker's buffer, then one WriteAt per run of
-// consecutive data blocks (holes end runs); io.WriterAt allows parallel
-// WriteAt calls on non-overlapping ranges. The buffers are aligned for
-// direct I/O (restoreFile) and live outside the Go heap for the duration
-// of the call (directio.Map).
+// restoreRecord writes the data blocks of rec to w. Each job restores a
+// span of a page (restoreBufBytes): one batched read of the span's chunks,
+// decompressed into the job's buffer where the blocks go, then one WriteAt
+// per run of consecutive data blocks (holes end runs); io.WriterAt allows
+// parallel WriteAt calls on non-overlapping ranges. Jobs hold the engine's
+// shared buffers (ioBufs), aligned for direct I/O (restoreFile).
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
+	release := e.openIOBufs()
+	defer release()
 	workers := e.opts.Workers + restoreIODepth
 	bs := rec.BlockSize
 	span := int(max(1, min(EntriesPerPage, restoreBufBytes/bs))) // blocks per job
-	bufs := make([][]byte, 0, workers)
-	defer func() {
-		for _, b := range bufs {
-			_ = directio.Unmap(b) // fails only for memory not from Map
-		}
-	}()
-	for range workers {
-		b, err := directio.Map(int(int64(span) * bs))
-		if err != nil {
-			return fmt.Errorf("restore buffers: %w", err)
-		}
-		bufs = append(bufs, b)
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	type job struct {
 		first   int64      // first block
@@ -556,7 +537,7 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 			return nil
 		})
 	})
-	for _, buf := range bufs {
+	for range workers {
 		g.Go(func() error {
 			filled := make([]bool, span)
 			var ids []chunk.ID
@@ -571,44 +552,75 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 						slots = append(slots, int64(i))
 					}
 				}
-				err := e.getMany(gctx, ids, func(i int, data []byte) error {
-					s := slots[i]
-					n := min(bs, rec.Size-(first+s)*bs)
-					dst := buf[s*bs : s*bs+n]
-					if int64(len(data)) > n {
-						return fmt.Errorf("block %d: chunk %s is %d bytes, larger than the block: %w", first+s, ids[i].Short(), len(data), ErrCorrupt)
-					}
-					clear(dst[copy(dst, data):])
-					filled[s] = true
-					return nil
-				})
-				if err != nil {
-					return fmt.Errorf("blocks %d-%d: %w", first, first+int64(len(j.entries))-1, err)
+				if len(ids) == 0 {
+					continue
 				}
-				for s := 0; s < len(j.entries); {
-					if !filled[s] {
-						s++
-						continue
-					}
-					end := s
-					for end < len(j.entries) && filled[end] {
-						end++
-					}
-					if err := gctx.Err(); err != nil {
-						return err // cancelled, or another worker failed
-					}
-					off := (first + int64(s)) * bs
-					n := min(int64(end-s)*bs, rec.Size-off)
-					if _, err := w.WriteAt(buf[int64(s)*bs:int64(s)*bs+n], off); err != nil {
-						return fmt.Errorf("write blocks %d-%d: %w", first+int64(s), first+int64(end)-1, err)
-					}
-					s = end
+				ib, err := e.getIOBuf(gctx)
+				if err != nil {
+					return err
+				}
+				err = e.restoreSpan(gctx, rec, w, ib.span, ib.read, first, len(j.entries), ids, slots, filled)
+				e.putIOBuf(ib)
+				if err != nil {
+					return err
 				}
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// restoreSpan restores the blocks first+slots[i] (i < len(ids)) of a span
+// of n blocks of rec, whose chunks are ids, to w: it reads them into buf
+// (n blocks) with the read buffer rbuf and writes each run of consecutive
+// blocks with one WriteAt. filled has n entries, all false.
+func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, buf, rbuf []byte, first int64, n int, ids []chunk.ID, slots []int64, filled []bool) error {
+	bs := rec.BlockSize
+	if int64(n)*bs > int64(len(buf)) {
+		return fmt.Errorf("blocks %d-%d: %d-byte blocks do not fit a %d-byte restore buffer: %w", first, first+int64(n)-1, bs, len(buf), ErrInvalid)
+	}
+	// block returns the bytes of slot s in buf: a block, or what of the
+	// partial last block the snapshot holds.
+	block := func(s int64) []byte {
+		return buf[s*bs : s*bs+min(bs, rec.Size-(first+s)*bs)]
+	}
+	err := e.getManyInto(ctx, ids, rbuf, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
+		s := slots[i]
+		dst := block(s)
+		if len(data) > len(dst) {
+			return fmt.Errorf("block %d: chunk %s is %d bytes, larger than the block: %w", first+s, ids[i].Short(), len(data), ErrCorrupt)
+		}
+		if len(data) == 0 || &data[0] != &dst[0] { // else decompressed in place
+			copy(dst, data)
+		}
+		clear(dst[len(data):])
+		filled[s] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("blocks %d-%d: %w", first, first+int64(n)-1, err)
+	}
+	for s := 0; s < n; {
+		if !filled[s] {
+			s++
+			continue
+		}
+		end := s
+		for end < n && filled[end] {
+			end++
+		}
+		if err := ctx.Err(); err != nil {
+			return err // cancelled, or another worker failed
+		}
+		off := (first + int64(s)) * bs
+		m := min(int64(end-s)*bs, rec.Size-off)
+		if _, err := w.WriteAt(buf[int64(s)*bs:int64(s)*bs+m], off); err != nil {
+			return fmt.Errorf("write blocks %d-%d: %w", first+int64(s), first+int64(end)-1, err)
+		}
+		s = end
+	}
+	return nil
 }
 
 // StalledHydrations counts the open volumes whose hydration waits for

@@ -22,3 +22,15 @@ func (c *Codec) Decode(dst, src []byte, rawLen int) ([]byte, error) {
 
 // ZstdImpl names this build's zstd implementation.
 const ZstdImpl = zstdImpl
+
+// PackBuffers counts the pack buffers the Store holds: open, sealed and
+// kept for reuse.
+func (s *Store) PackBuffers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.free) + len(s.sealed)
+	if s.open != nil {
+		n++
+	}
+	return n
+}

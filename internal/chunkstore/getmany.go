@@ -61,8 +61,36 @@ func (s *Store) readRange(ctx context.Context, p string, off, n int64, buf []byt
 // pack, and calls fn(i, data) for every index i of ids, with data checked
 // against ids[i]. Calls come from the calling goroutine, in pack order, not
 // in the order of ids; data is valid only until fn returns. The first error
-// (a missing or corrupt chunk, or fn's) ends the call.
+// (a missing or corrupt chunk, or fn's) ends the call. Its ranged reads
+// use pooled buffers; GetManyInto takes the caller's.
 func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error {
+	return s.GetManyInto(ctx, ids, nil, nil, fn)
+}
+
+// MinReadBuf is the smallest read buffer GetManyInto takes.
+const MinReadBuf = 256<<10 + 2*directio.Align
+
+// GetManyInto is GetMany with the caller's memory, for callers that bound
+// what a batch holds (a restore) or that want chunks decompressed where
+// they go:
+//
+//   - rbuf, when not nil, is the memory of every ranged read of the batch
+//     instead of pooled buffers: at least MinReadBuf bytes, aligned for
+//     direct I/O (directio.Map or directio.Buffer). A read is then at most
+//     len(rbuf) - 2*directio.Align bytes; a chunk larger than that is
+//     read on its own into a pooled buffer.
+//   - dst, when not nil, gives memory for chunk i (the first index of a
+//     duplicated ID): a compressed chunk whose raw length fits it is
+//     decompressed there, and fn(i, data) then gets data in dst(i)'s
+//     memory. Stored-raw chunks are passed from the read buffer as ever.
+func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, dst func(i int) []byte, fn func(i int, data []byte) error) error {
+	if rbuf != nil && (len(rbuf) < MinReadBuf || !directio.Aligned(rbuf[:0], 0)) {
+		return fmt.Errorf("get %d chunks: read buffer of %d bytes: not aligned or under %d bytes", len(ids), len(rbuf), MinReadBuf)
+	}
+	runMax := int64(maxRead)
+	if rbuf != nil {
+		runMax = int64(len(rbuf) - 2*directio.Align)
+	}
 	at := make(map[chunk.ID][]int, len(ids))
 	for i, id := range ids {
 		at[id] = append(at[id], i)
@@ -77,6 +105,11 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 	}
 	var scratch []byte // decompression buffer, reused: fn does not keep data
 	decode := func(e trailerEntry, stored []byte, packName string) ([]byte, error) {
+		if dst != nil && e.Compression == CompressionZstd {
+			if d := dst(at[e.ID][0]); int64(len(d)) >= int64(e.RawLength) {
+				return s.decodeInto(e, stored, packName, d[:0:e.RawLength])
+			}
+		}
 		data, err := s.decodeInto(e, stored, packName, scratch)
 		if err == nil && e.Compression == CompressionZstd {
 			scratch = data // grown, or as it was
@@ -141,7 +174,7 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 			n, end := 1, es[0].Offset+int64(es[0].Length)
 			for n < len(es) {
 				e := es[n]
-				if e.Offset-end > readGap || e.Offset+int64(e.Length)-es[0].Offset > maxRead {
+				if e.Offset-end > readGap || e.Offset+int64(e.Length)-es[0].Offset > runMax {
 					break
 				}
 				end = max(end, e.Offset+int64(e.Length))
@@ -150,7 +183,7 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 			run := es[:n]
 			es = es[n:]
 			start := run[0].Offset
-			moved, err := s.readRun(ctx, p, run, start, end, func(e Entry, stored []byte) error {
+			moved, err := s.readRun(ctx, p, run, start, end, rbuf, func(e Entry, stored []byte) error {
 				data, err := decode(e.trailer(), stored, p)
 				if err != nil {
 					return err
@@ -181,13 +214,17 @@ func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data
 }
 
 // readRun reads the chunks run, which lie in [start, end) of pack p, with
-// one ranged read into a pooled buffer and calls fn with each one's stored
-// bytes (valid until fn returns). moved reports a pack that is gone (a
-// concurrent GC rewrote it); fn is not called then.
-func (s *Store) readRun(ctx context.Context, p string, run []Entry, start, end int64, fn func(e Entry, stored []byte) error) (moved bool, err error) {
-	rbuf, class := readBuf(end - start)
-	defer readBufs[class].Put(rbuf)
-	buf, err := s.readRange(ctx, p, start, end-start, *rbuf)
+// one ranged read into into (when the run and its alignment slack fit it)
+// or else a pooled buffer, and calls fn with each one's stored bytes (valid
+// until fn returns). moved reports a pack that is gone (a concurrent GC
+// rewrote it); fn is not called then.
+func (s *Store) readRun(ctx context.Context, p string, run []Entry, start, end int64, into []byte, fn func(e Entry, stored []byte) error) (moved bool, err error) {
+	if end-start+2*directio.Align > int64(len(into)) {
+		rbuf, class := readBuf(end - start)
+		defer readBufs[class].Put(rbuf)
+		into = *rbuf
+	}
+	buf, err := s.readRange(ctx, p, start, end-start, into)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return true, nil
 	}

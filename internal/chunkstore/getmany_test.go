@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/blobstore/local"
@@ -14,6 +15,7 @@ import (
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
+	"coffer/internal/directio"
 )
 
 // countingBlobs counts ranged reads.
@@ -177,6 +179,111 @@ func TestGetManyAfterGCMove(t *testing.T) {
 	for i, id := range ids {
 		if !bytes.Equal(got[i], datas[id]) {
 			t.Fatalf("chunk %s: wrong data after GC", id.Short())
+		}
+	}
+}
+
+// rangeCounter counts ranged reads through the local blob store's direct
+// path (blobstore.RangeReader) and records whether each read landed in
+// the caller's buffer.
+type rangeCounter struct {
+	*local.Store
+	reads, inBuf int
+	buf          []byte
+}
+
+func (c *rangeCounter) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
+	c.reads++
+	data, err := c.Store.ReadRange(ctx, name, off, n, buf)
+	if err == nil && len(data) > 0 && within(data, c.buf) {
+		c.inBuf++
+	}
+	return data, err
+}
+
+// within reports whether b lies in the memory of buf.
+func within(b, buf []byte) bool {
+	p, lo := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	return p >= lo && p+uintptr(len(b)) <= lo+uintptr(len(buf))
+}
+
+// TestGetManyInto reads one batch with the caller's read buffer and
+// destinations: every chunk is delivered once and exactly, ranged reads go
+// into the caller's buffer and are no longer than it allows (so a batch
+// holds no other memory), compressed chunks are decompressed in their
+// destinations, raw ones and a destination too small are served as
+// before, duplicates get the first one's data, and a buffer that is too
+// small or unaligned is refused.
+func TestGetManyInto(t *testing.T) {
+	ctx := context.Background()
+	lb, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbuf := directio.Buffer(chunkstore.MinReadBuf)
+	rc := &rangeCounter{Store: lb, buf: rbuf}
+	s := newStore(t, rc, chunkstore.NewMemIndex(), chunkstore.Options{})
+	// 64 KiB chunks, two thirds compressible: about 2 MiB of records in
+	// one pack, so runs must be cut to fit 256 KiB reads.
+	var ids []chunk.ID
+	datas := map[chunk.ID][]byte{}
+	for i := range 48 {
+		d := randomData(uint64(i), 64<<10)
+		if i%3 != 0 {
+			d = textData(uint64(i), 64<<10)
+		}
+		id := mustPut(t, s, d)
+		datas[id] = d
+		ids = append(ids, id)
+	}
+	mustFlush(t, s)
+	ids = append(ids, ids[4], ids[3]) // duplicates, compressed and raw
+	const small = 7                   // its destination is too small
+	dsts := make([][]byte, len(ids))
+	for i := range dsts {
+		n := 64 << 10
+		if i == small {
+			n = 100
+		}
+		dsts[i] = make([]byte, n)
+	}
+	var inPlace, copied int
+	got := make([]bool, len(ids))
+	err = s.GetManyInto(ctx, ids, rbuf, func(i int) []byte { return dsts[i] }, func(i int, data []byte) error {
+		if got[i] {
+			t.Errorf("index %d delivered twice", i)
+		}
+		got[i] = true
+		if !bytes.Equal(data, datas[ids[i]]) {
+			t.Errorf("index %d: wrong data", i)
+		}
+		if &data[0] == &dsts[i][0] {
+			inPlace++
+		} else {
+			copied++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range got {
+		if !ok {
+			t.Errorf("index %d not delivered", i)
+		}
+	}
+	// 32 compressed chunks, one of them with a small destination, and a
+	// duplicate of a compressed one served from its first's memory.
+	if inPlace != 31 || copied != len(ids)-31 {
+		t.Errorf("%d chunks decompressed in place, %d not; want 31 and %d", inPlace, copied, len(ids)-31)
+	}
+	if rc.reads < 2 || rc.inBuf != rc.reads {
+		t.Errorf("%d ranged reads, %d of them into the caller's buffer", rc.reads, rc.inBuf)
+	}
+
+	for _, bad := range [][]byte{directio.Buffer(chunkstore.MinReadBuf - 1), directio.Buffer(chunkstore.MinReadBuf + 1)[1:]} {
+		if err := s.GetManyInto(ctx, ids, bad, nil, func(int, []byte) error { return nil }); err == nil {
+			t.Errorf("a read buffer of %d bytes, aligned %v, was taken", len(bad), directio.Aligned(bad[:0], 0))
 		}
 	}
 }

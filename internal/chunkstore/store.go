@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
 	"coffer/internal/clock"
+	"coffer/internal/directio"
 )
 
 var (
@@ -73,14 +75,15 @@ type Store struct {
 	open    *pack
 	sealed  []*pack
 	pending map[chunk.ID]pendingLoc
-	free    [][]byte // buffers of written packs, for reuse
+	free    []*packMem // buffers of written packs, for reuse until Flush
 
 	added addedCounters // what Put committed (counters.go)
 }
 
 // pack is an open or sealed pack that is not yet committed.
 type pack struct {
-	buf     []byte // header and records; the trailer is added when written
+	buf     []byte   // header and records; the trailer is added when written
+	mem     *packMem // buf's memory, unless grow moved buf to the heap
 	entries []trailerEntry
 	writing bool
 	done    bool
@@ -212,6 +215,18 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	return id, nil
 }
 
+// Encode does to data the work Put does for a chunk that is not stored
+// yet, hashing it and compressing it as it would be stored, and stores
+// nothing. It returns the chunk's ID and the length of its stored record.
+// The benchmark measures the compute limit of a snapshot with it.
+func (s *Store) Encode(data []byte) (chunk.ID, int) {
+	id := chunk.Hash(data)
+	stored, _, buf := s.compress(data)
+	n := len(stored)
+	release(buf)
+	return id, n
+}
+
 // appendLocked appends a chunk to the open pack (opening one if needed)
 // and records it as pending. s.mu is held.
 func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {
@@ -256,13 +271,44 @@ func (s *Store) packCap() int { return s.packSize + packSlack(s.packSize) }
 // capacity, reusing the buffer of a written pack when there is one (so
 // that a pack is neither grown, copied nor zeroed). s.mu is held.
 func (s *Store) newPackLocked() *pack {
-	var buf []byte
+	var m *packMem
 	if n := len(s.free); n > 0 {
-		buf, s.free = s.free[n-1][:0], s.free[:n-1]
+		m, s.free = s.free[n-1], s.free[:n-1]
 	} else {
-		buf = make([]byte, 0, s.packCap())
+		m = newPackMem(s.packCap())
 	}
-	return &pack{buf: append(buf, packHeader()...)}
+	return &pack{buf: append(m.b[:0], packHeader()...), mem: m}
+}
+
+// packMem is the memory of a pack buffer: outside the Go heap where the
+// system allows (directio.Map), so that the few packs a Store holds at a
+// time neither count towards the garbage collector's growth target (which
+// would let twice their size of garbage pile up in the heap) nor stay
+// resident while the Store is idle (Flush gives them back). A packMem
+// that becomes unreachable without free is unmapped by a cleanup.
+type packMem struct {
+	b       []byte
+	cleanup runtime.Cleanup
+	mapped  bool
+}
+
+func newPackMem(n int) *packMem {
+	b, err := directio.Map(n)
+	if err != nil {
+		return &packMem{b: make([]byte, n)}
+	}
+	m := &packMem{b: b, mapped: true}
+	m.cleanup = runtime.AddCleanup(m, func(b []byte) { _ = directio.Unmap(b) }, b)
+	return m
+}
+
+// free releases the memory; nothing may use it afterwards.
+func (m *packMem) free() {
+	if m.mapped {
+		m.cleanup.Stop()
+		_ = directio.Unmap(m.b) // fails only for memory not from Map
+	}
+	m.b = nil
 }
 
 // packSlack is room reserved beyond the target size of a pack for the last
@@ -278,6 +324,8 @@ func (p *pack) fits(n, packSize int) bool {
 // grow makes room for n more bytes. Pack buffers are allocated at their
 // final capacity, so this only reallocates for a chunk larger than the
 // slack, which then gets a pack of its own.
+// Readers copy from p.buf under s.mu, which is held, so the old buffer
+// is released at once.
 func (p *pack) grow(n, packSize int) {
 	need := len(p.buf) + n
 	if need <= cap(p.buf) {
@@ -286,6 +334,10 @@ func (p *pack) grow(n, packSize int) {
 	b := make([]byte, len(p.buf), max(need+packSlack(packSize), packSize+packSlack(packSize)))
 	copy(b, p.buf)
 	p.buf = b
+	if p.mem != nil {
+		p.mem.free()
+		p.mem = nil
+	}
 }
 
 // claimFailed returns a sealed pack whose write failed and that nobody is
@@ -343,10 +395,15 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 			break
 		}
 	}
-	if cap(p.buf) == s.packCap() && len(s.free) <= s.maxUnwritten {
-		s.free = append(s.free, p.buf[:0]) // nobody reads it any more
+	// Nobody reads the buffer any more.
+	if m := p.mem; m != nil {
+		if len(s.free) <= s.maxUnwritten {
+			s.free = append(s.free, m)
+		} else {
+			m.free()
+		}
 	}
-	p.buf = nil
+	p.buf, p.mem = nil, nil
 	s.cond.Broadcast()
 	return nil
 }
@@ -394,6 +451,13 @@ func (s *Store) Flush(ctx context.Context) error {
 		if !p.done {
 			err = errors.Join(err, p.err)
 		}
+	}
+	// An idle Store holds no pack buffers: a snapshot ends with a Flush.
+	if s.open == nil && len(s.sealed) == 0 {
+		for _, m := range s.free {
+			m.free()
+		}
+		s.free = nil
 	}
 	s.mu.Unlock()
 	if err != nil {

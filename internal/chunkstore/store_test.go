@@ -222,6 +222,17 @@ func TestCompressionDecisions(t *testing.T) {
 	if e := found[ids[0]]; e.Length > 1024 {
 		t.Errorf("64 KiB of zeros stored in %d bytes", e.Length)
 	}
+	// Encode does Put's work for each and stores nothing.
+	for i, data := range [][]byte{zeros, random, text, mixed, small} {
+		id, n := s.Encode(data)
+		if e := found[ids[i]]; id != ids[i] || n != int(e.Length) {
+			t.Errorf("chunk %d: Encode gives %s, %d bytes; Put stored %s in %d bytes", i, id.Short(), n, ids[i].Short(), e.Length)
+		}
+	}
+	textID, _ := s.Encode(textData(9, 4096))
+	if _, err := s.Get(ctx, textID); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("Encode stored a chunk: %v", err)
+	}
 
 	// LevelNone stores everything raw.
 	idx2 := chunkstore.NewMemIndex()
@@ -301,6 +312,9 @@ func TestConcurrentPut(t *testing.T) {
 }
 
 // TestFlushDurability reopens a new Store over the same directory and index.
+// TestFlushDurability: chunks Put before a Flush are readable by another
+// Store over the same directory, packs were sealed on the way, and the
+// Flush leaves the Store holding no pack buffers.
 func TestFlushDurability(t *testing.T) {
 	dir := t.TempDir()
 	blobs, err := local.Open(dir)
@@ -316,7 +330,14 @@ func TestFlushDurability(t *testing.T) {
 		datas = append(datas, d)
 		ids = append(ids, mustPut(t, s, d))
 	}
+	if n := s.PackBuffers(); n < 2 {
+		t.Errorf("%d pack buffers before the Flush, want the open one and one kept for reuse", n)
+	}
 	mustFlush(t, s)
+	// An idle Store holds no pack memory.
+	if n := s.PackBuffers(); n != 0 {
+		t.Errorf("%d pack buffers held after Flush", n)
+	}
 	blobs2, err := local.Open(dir)
 	if err != nil {
 		t.Fatal(err)

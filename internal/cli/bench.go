@@ -19,7 +19,7 @@ import (
 // directory; it does not talk to a server.
 func benchCommand() *command {
 	var (
-		sizeArg, dir, cpuprofile                  string
+		sizeArg, dataArg, dir, cpuprofile         string
 		jsonOut, noPeers, keep, dropCaches, quiet bool
 		seed                                      uint64
 		workers                                   int
@@ -29,6 +29,7 @@ func benchCommand() *command {
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")
+			fs.StringVar(&dataArg, "data", "", "how much of the image holds data, the rest being holes (8GiB, …; default: half)")
 			fs.StringVar(&dir, "dir", "", "directory to work in; a temporary directory is made inside it (default $TMPDIR, else the current directory)")
 			fs.BoolVar(&jsonOut, "json", false, "print every figure as one JSON object instead of the table")
 			fs.BoolVar(&noPeers, "no-peers", false, "do not run restic and borg (qemu-img still runs when on PATH)")
@@ -50,6 +51,15 @@ func benchCommand() *command {
 			}
 			if size < bench.MinSize {
 				return usagef("--size must be at least %d MiB", bench.MinSize>>20)
+			}
+			var data int64
+			if dataArg != "" {
+				if data, err = bench.ParseSize(dataArg); err != nil {
+					return usagef("--data: %v", err)
+				}
+				if data < 1<<20 || data > size {
+					return usagef("--data must be at least 1 MiB and at most --size")
+				}
 			}
 			if settle < 0 {
 				return usagef("--settle must not be negative")
@@ -94,7 +104,7 @@ func benchCommand() *command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			opts := bench.Options{Size: size, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
+			opts := bench.Options{Size: size, Data: data, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
 				Settle: settle, Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
 			if !quiet {
 				opts.Progress = e.Stderr

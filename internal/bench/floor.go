@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"coffer/internal/blobstore"
+	"coffer/internal/clock"
+	"coffer/internal/directio"
+)
+
+// The I/O floor of a restore: the reads and writes one full restore made,
+// replayed with no computation between them (docs/design.md, "Whole-system
+// benchmark"). The reads are the restore's own ranged reads of packs,
+// recorded as it ran and made again through the same blob store (so the
+// same direct reads of the same files); the writes are the runs of data
+// blocks the restore wrote, found in its output file, written again with
+// the same direct writes into a new sparse file that is then synced, as
+// RestoreToFile does. What the floor leaves out is exactly what Coffer
+// adds to the I/O: index lookups, decompression, hashing, copies, and the
+// order in which a restore can issue its I/O.
+
+// rangeRead is one ranged read of a blob.
+type rangeRead struct {
+	name   string
+	off, n int64
+}
+
+// readTrace records ranged reads while it is on; it is safe for
+// concurrent use.
+type readTrace struct {
+	mu    sync.Mutex
+	on    bool
+	reads []rangeRead
+}
+
+func (t *readTrace) start() {
+	t.mu.Lock()
+	t.on, t.reads = true, nil
+	t.mu.Unlock()
+}
+
+// stop ends recording and returns what was recorded.
+func (t *readTrace) stop() []rangeRead {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.on = false
+	return t.reads
+}
+
+func (t *readTrace) record(name string, off, n int64) {
+	t.mu.Lock()
+	if t.on {
+		t.reads = append(t.reads, rangeRead{name, off, n})
+	}
+	t.mu.Unlock()
+}
+
+// extent is a byte range of a file.
+type extent struct{ off, n int64 }
+
+// dataRuns returns the data extents of the file at path (SEEK_DATA and
+// SEEK_HOLE), cut at every multiple of cut: the writes of a restore that
+// writes each run of data blocks of a cut-sized span with one call.
+func dataRuns(path string, cut int64) ([]extent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	var runs []extent
+	for off := int64(0); off < size; {
+		data, hole, err := nextData(f, off, size)
+		if err != nil {
+			return nil, err
+		}
+		for s := data; s < hole; {
+			e := min(hole, (s/cut+1)*cut)
+			runs = append(runs, extent{s, e - s})
+			s = e
+		}
+		off = hole
+	}
+	return runs, nil
+}
+
+// IOFloor is the restore's I/O replayed alone.
+type IOFloor struct {
+	Seconds    float64 `json:"seconds"`
+	Reads      int     `json:"reads"`
+	ReadBytes  int64   `json:"readBytes"`
+	Writes     int     `json:"writes"`
+	WriteBytes int64   `json:"writeBytes"`
+	Depth      int     `json:"depth"` // I/O requests in flight
+	// CPUSeconds is this process's CPU time meanwhile (the kernel's work
+	// for the I/O, mostly), and Machine what every process did.
+	CPUSeconds float64 `json:"cpuSeconds"`
+	Machine    Machine `json:"machine"`
+}
+
+// floorWriteMax bounds the floor's writes: a restore writes each run of
+// data blocks of an index page (16 MiB at the bench's block size) with
+// one call.
+const floorWriteMax = 16 << 20
+
+// ioFloor replays the reads and writes of the restore that was just timed
+// alone, as far as possible under the same conditions: after a sync, with
+// the repository's files evicted from the page cache.
+func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent) error {
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
+	if err := evictCached(r.repoFiles()...); err != nil {
+		return err
+	}
+	m0, cpu0 := readMachine(r.probe.disk), processCPU()
+	fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, floorDepth)
+	if err != nil {
+		return err
+	}
+	fl.CPUSeconds = processCPU() - cpu0
+	fl.Machine = machineSince(m0, readMachine(r.probe.disk), fl.Seconds, r.probe.disk)
+	r.res.Coffer.RestoreIOFloor = &fl
+	r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
+		fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
+	return nil
+}
+
+// floorDepth is how many requests the floor keeps in flight. Measured on
+// the development VM, replaying the 4 GiB bench image's restore: see
+// docs/design.md, "Whole-system benchmark".
+const floorDepth = 8
+
+// replayIO makes the reads (through rr, as the restore made them) and the
+// writes (direct, of arbitrary non-zero bytes, into a new sparse file at
+// out of size bytes, synced at the end) with depth requests in flight, in
+// an order that keeps reads and writes in the proportion a restore has
+// them, and returns how long that took. out is removed afterwards.
+func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int) (IOFloor, error) {
+	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+	var maxRead, maxWrite int64
+	for _, r := range reads {
+		res.ReadBytes += r.n
+		maxRead = max(maxRead, r.n)
+	}
+	for _, w := range writes {
+		res.WriteBytes += w.n
+		maxWrite = max(maxWrite, w.n)
+	}
+	// One source of write data for every writer (nothing writes into it),
+	// and a read buffer per worker, outside the Go heap.
+	src, err := directio.Map(int(max(maxWrite, directio.Align)))
+	if err != nil {
+		return res, err
+	}
+	defer directio.Unmap(src)
+	fill := rand.NewChaCha8([32]byte{1})
+	fill.Read(src)
+	bufs := make([][]byte, depth)
+	defer func() {
+		for _, b := range bufs {
+			if b != nil {
+				_ = directio.Unmap(b)
+			}
+		}
+	}()
+	for i := range bufs {
+		if bufs[i], err = directio.Map(int(maxRead + 2*directio.Align)); err != nil {
+			return res, err
+		}
+	}
+	// The order: the next op is a read while the share of read bytes done
+	// is below the share of written bytes done.
+	type op struct {
+		read *rangeRead
+		w    extent
+	}
+	ops := make(chan op, depth)
+	t0 := clk.Now()
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(out)
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return res, err
+	}
+	d, err := directio.Open(out, os.O_WRONLY)
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return res, err
+	}
+	if d != nil {
+		defer d.Close()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(ops)
+		var ri, wi int
+		var rdone, wdone int64
+		for ri < len(reads) || wi < len(writes) {
+			var o op
+			if wi == len(writes) || (ri < len(reads) && rdone*res.WriteBytes <= wdone*res.ReadBytes) {
+				o.read = &reads[ri]
+				rdone += reads[ri].n
+				ri++
+			} else {
+				o.w = writes[wi]
+				wdone += writes[wi].n
+				wi++
+			}
+			select {
+			case ops <- o:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for _, buf := range bufs {
+		g.Go(func() error {
+			for o := range ops {
+				if o.read != nil {
+					if _, err := rr.ReadRange(gctx, o.read.name, o.read.off, o.read.n, buf); err != nil {
+						return err
+					}
+					continue
+				}
+				if _, _, err := directio.WriteAt(d, f, src[:o.w.n], o.w.off); err != nil {
+					return fmt.Errorf("write %d bytes at %d: %w", o.w.n, o.w.off, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, fmt.Errorf("I/O floor: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return res, fmt.Errorf("I/O floor: %w", err)
+	}
+	res.Seconds = clk.Now().Sub(t0).Seconds()
+	return res, nil
+}

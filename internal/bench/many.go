@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"coffer/internal/blockdev"
+)
+
+// Many disks at once: the image cut into manyDisks disks, in a fresh
+// repository of their own, all backed up at the same moment (the top of
+// the hour, when every policy's backup falls due), then all restored,
+// manyRestores at a time. The same data as one disk, so the times compare
+// with the one disk's full snapshot and restore.
+const (
+	manyDisks    = 8
+	manyRestores = 4
+)
+
+// ManyDisks holds the figures of many disks at once.
+type ManyDisks struct {
+	Disks     int   `json:"disks"`
+	DiskBytes int64 `json:"diskBytes"` // each
+	// Backup: every disk's full snapshot started at once; Seconds until
+	// the last one was committed.
+	Backup Backup `json:"backup"`
+	// Restore: every disk restored into a file, AtOnce at a time;
+	// Seconds until the last one was durable, MiBps of all the disks
+	// together. SHA256 is of the restored disks' SHA-256 sums, Match
+	// that each disk equals its part of the image.
+	AtOnce  int     `json:"restoresAtOnce"`
+	Restore Restore `json:"restore"`
+}
+
+// many runs the many-disk step in a fresh stack in DIR/coffer-many,
+// removed at the end unless Keep.
+func (r *runner) many(ctx context.Context) (err error) {
+	out := &ManyDisks{Disks: manyDisks, DiskBytes: r.opts.Size / manyDisks, AtOnce: manyRestores}
+	r.res.Coffer.Many = out
+	base := filepath.Join(r.dir, "coffer-many")
+	st, err := r.openStack(ctx, base)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, st.close())
+		if !r.opts.Keep {
+			err = errors.Join(err, os.RemoveAll(base))
+		}
+	}()
+	names := make([]string, manyDisks)
+	vols := make([]*blockdev.Volume, manyDisks)
+	defer func() {
+		for _, v := range vols {
+			if v != nil {
+				err = errors.Join(err, v.Close())
+			}
+		}
+	}()
+	for i := range names {
+		names[i] = fmt.Sprintf("disk%d", i)
+		if vols[i], err = r.loadVolume(ctx, st.eng, names[i], int64(i)*out.DiskBytes, out.DiskBytes); err != nil {
+			return err
+		}
+	}
+
+	// Backups, all at once.
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for i, name := range names {
+		g.Go(func() error {
+			_, err := st.eng.Snapshot(gctx, name, fmt.Sprintf("s%d", i))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	b := &out.Backup
+	b.Seconds = r.since(t0)
+	bin := m.stop(r.res.Cores)
+	b.Internals, b.MiBps = &bin, r.mibps(b.Seconds)
+	if b.StoredBytes, err = diskUsageOf(st.repoFiles()...); err != nil {
+		return err
+	}
+	r.logf("%d disks of %s backed up at once: %.2fs (%.0f MiB/s of disk together), repository %.1f MiB; CPU %.0f%% of %d cores; %s",
+		manyDisks, sizeStr(out.DiskBytes), b.Seconds, b.MiBps, mib(b.StoredBytes), 100*bin.CPUUtilization, r.res.Cores, bin.Machine)
+
+	// Restores, manyRestores at a time, repository read from the disk.
+	for _, v := range vols {
+		err = errors.Join(err, v.Close())
+	}
+	vols = nil
+	if err != nil {
+		return err
+	}
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
+	if err := evictCached(st.repoFiles()...); err != nil {
+		return err
+	}
+	paths := make([]string, manyDisks)
+	for i := range paths {
+		paths[i] = filepath.Join(r.dir, fmt.Sprintf("restore-many-%d.img", i))
+	}
+	m = r.probe.start()
+	t0 = r.clk.Now()
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(manyRestores)
+	for i, p := range paths {
+		g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
+	}
+	err = g.Wait()
+	secs := r.since(t0)
+	rin := m.stop(r.res.Cores)
+	if err != nil {
+		// No figures from a failed step; what was restored goes unless
+		// Keep.
+		for _, p := range paths {
+			if r.opts.Keep {
+				break
+			}
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return err
+	}
+	rs := &out.Restore
+	rs.Seconds, rs.Internals, rs.MiBps = secs, &rin, r.mibps(secs)
+	if err := r.checkSlices(ctx, paths, out.DiskBytes, rs); err != nil {
+		return err
+	}
+	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %s",
+		manyDisks, manyRestores, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.Machine)
+	return nil
+}
+
+// checkSlices compares each restored file paths[i] with the bytes
+// [i·n, (i+1)·n) of the image and removes it unless Keep.
+func (r *runner) checkSlices(ctx context.Context, paths []string, n int64, out *Restore) error {
+	img, err := os.Open(r.image)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	sums := sha256.New()
+	out.Match = true
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	got := make([]string, len(paths))
+	for i, p := range paths {
+		g.Go(func() error {
+			want := sha256.New()
+			if err := hashExtents(gctx, img, int64(i)*n, int64(i+1)*n, want); err != nil {
+				return fmt.Errorf("hash image part %d: %w", i, err)
+			}
+			sum, err := hashFile(gctx, p)
+			if err != nil {
+				return err
+			}
+			got[i] = sum
+			if sum != hex.EncodeToString(want.Sum(nil)) {
+				mu.Lock()
+				out.Match = false
+				mu.Unlock()
+			}
+			if !r.opts.Keep {
+				return os.Remove(p)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, s := range got {
+		sums.Write([]byte(s))
+	}
+	out.SHA256 = hex.EncodeToString(sums.Sum(nil))
+	return nil
+}

@@ -58,11 +58,13 @@ func newChart(title string, values []chartValue, format func(float64) string, em
 	slot := plotW / float64(len(values))
 	w := math.Max(1, math.Min(slot*0.7, 28))
 	every := int(math.Ceil(float64(len(values)) / 7))
+	last := ""
 	for i, v := range values {
 		h := plotH * v.Value / top
 		x := c.Left + slot*float64(i) + (slot-w)/2
 		c.Bars = append(c.Bars, chartBar{X: round1(x), Y: round1(c.Bottom - h), W: round1(w), H: round1(h), Class: v.Class, Title: v.Title})
-		if v.Label != "" && i%every == 0 {
+		if v.Label != "" && v.Label != last && i%every == 0 {
+			last = v.Label
 			c.XLabels = append(c.XLabels, chartTick{X: round1(x + w/2), Y: c.Bottom + 16, Label: v.Label})
 		}
 	}
@@ -88,8 +90,10 @@ func formatSeconds(v float64) string {
 		return fmt.Sprintf("%.1f h", v/3600)
 	case v >= 60:
 		return fmt.Sprintf("%.0f min", v/60)
+	case v >= 10 || v == 0:
+		return fmt.Sprintf("%.0f s", v)
 	}
-	return fmt.Sprintf("%.0f s", v)
+	return fmt.Sprintf("%.2g s", v)
 }
 
 func formatChartBytes(v float64) string { return formatBytes(int64(v)) }

@@ -258,3 +258,15 @@ func (b *browser) trySignIn(clientID, secret string) *page {
 func (p *page) text(sel string) string {
 	return strings.Join(strings.Fields(p.Find(sel).Text()), " ")
 }
+
+// diskBytes downloads a disk through the CLI and returns its bytes.
+func (s *site) diskBytes(rg, name string) []byte {
+	s.t.Helper()
+	out := filepath.Join(s.t.TempDir(), name+".raw")
+	s.coffer("disk", "download", "-g", rg, "-n", name, out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return b
+}

@@ -113,9 +113,15 @@ func funcs(a *assets) template.FuncMap {
 		"jsonView":    jsonView,
 		"pageURL":     PageURL,
 		"statusLabel": statusLabel,
-		"bytes":       formatBytes,
-		"time":        formatTime,
-		"duration":    formatDuration,
+		"plural": func(n int, one, many string) string {
+			if n == 1 {
+				return one
+			}
+			return many
+		},
+		"bytes":    formatBytes,
+		"time":     formatTime,
+		"duration": formatDuration,
 		"idName": func(id string) string {
 			x, err := resource.Parse(id)
 			if err != nil {

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -25,30 +24,15 @@ type StorageUsage struct {
 
 // instances returns the backup instances the principal may read.
 func (rq *Request) instances() ([]instanceRow, error) {
-	vs, err := rq.vaults()
+	bis, err := inVaults(rq, dataprotection.ActionInstanceRead, rq.p.cfg.DataProtection.ListInstances)
 	if err != nil {
 		return nil, err
 	}
-	vs, err = authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, dataprotection.ActionInstanceRead, vs,
-		func(v dataprotection.VaultResource) string { return v.ID })
-	if err != nil {
-		return nil, err
+	rows := make([]instanceRow, len(bis))
+	for i, b := range bis {
+		rows[i] = instanceRow{InstanceResource: b, URL: PageURL(b.ID)}
 	}
-	var out []instanceRow
-	for _, v := range vs {
-		id, err := parseID(v.ID)
-		if err != nil {
-			return nil, err
-		}
-		bis, err := rq.p.cfg.DataProtection.ListInstances(rq.Context(), id)
-		if err != nil {
-			return nil, err
-		}
-		for _, b := range bis {
-			out = append(out, instanceRow{InstanceResource: b, URL: PageURL(b.ID)})
-		}
-	}
-	return out, nil
+	return rows, nil
 }
 
 // protectionBucket is the overview's word for an instance's state.
@@ -244,9 +228,4 @@ func storageSummary(ctx context.Context, usage func(context.Context) (StorageUsa
 		}
 	}
 	return c, nil
-}
-
-// sortDisks orders disks by group then name.
-func sortDisks(ds []compute.Disk) {
-	sort.Slice(ds, func(i, j int) bool { return strings.ToLower(ds[i].ID) < strings.ToLower(ds[j].ID) })
 }

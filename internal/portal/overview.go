@@ -97,22 +97,12 @@ func (p *Portal) overview(rq *Request) error {
 	}
 	var page overviewPage
 	counts := map[string]int{}
-	protected := map[string]bool{}
 	for _, b := range bis {
 		counts[protectionBucket(b.InstanceResource)]++
-		protected[strings.ToLower(b.Properties.DataSourceInfo.ResourceID)] = true
 	}
-	configure := rq.createControl(dataprotection.ActionInstanceWrite)
-	for _, d := range disks {
-		if protected[strings.ToLower(d.ID)] {
-			continue
-		}
-		page.ProtectableTotal++
-		if len(page.Protectable) < 8 {
-			page.Protectable = append(page.Protectable, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID),
-				ConfigURL: "/protect?disk=" + url.QueryEscape(d.ID), Configure: configure})
-		}
-	}
+	unprotected := rq.unprotected(disks, bis)
+	page.ProtectableTotal = len(unprotected)
+	page.Protectable = unprotected[:min(len(unprotected), 8)]
 	counts["Not protected"] = page.ProtectableTotal
 	for _, c := range []struct{ label, class, url string }{
 		{"Protected", "ok", "/instances?status=Protected"},
@@ -147,6 +137,38 @@ func (p *Portal) overview(rq *Request) error {
 		}
 	}
 	return rq.Render("overview", page)
+}
+
+// unprotected is the disks no backup instance protects, each with its
+// Configure protection command.
+func (rq *Request) unprotected(disks []compute.Disk, bis []instanceRow) []diskRow {
+	protected := map[string]bool{}
+	for _, b := range bis {
+		protected[strings.ToLower(b.Properties.DataSourceInfo.ResourceID)] = true
+	}
+	configure := rq.createControl(dataprotection.ActionInstanceWrite)
+	var out []diskRow
+	for _, d := range disks {
+		if !protected[strings.ToLower(d.ID)] {
+			out = append(out, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID),
+				ConfigURL: "/protect?disk=" + url.QueryEscape(d.ID), Configure: configure})
+		}
+	}
+	return out
+}
+
+// protectable lists the disks without protection (Business Continuity
+// Center's Protectable resources).
+func (p *Portal) protectable(rq *Request) error {
+	bis, err := rq.instances()
+	if err != nil {
+		return err
+	}
+	disks, err := rq.disks()
+	if err != nil {
+		return err
+	}
+	return rq.Render("protectable", rq.unprotected(disks, bis))
 }
 
 // jobCharts draws the bytes backed up per day over the last two weeks and

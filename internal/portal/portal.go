@@ -150,6 +150,7 @@ func (p *Portal) routes() {
 	p.public("POST /signin", p.signin)
 	p.public("POST /signout", p.signout)
 	p.page("GET /{$}", p.overview)
+	p.page("GET /protectable", p.protectable)
 	p.vaultRoutes()
 	p.jobRoutes()
 	p.diskRoutes()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"coffer/internal/e2e"
 	"coffer/internal/rbac"
 )
 
@@ -278,4 +279,24 @@ func TestReaderCannotChangeDisks(t *testing.T) {
 	if _, err := s.admin.GetDisk(context.Background(), "rg1", "d2"); err == nil {
 		t.Fatal("the refused create made disk d2")
 	}
+}
+
+// TestSessionCookieUnderTLS: under --tls the session cookie is Secure and
+// carries the __Host- prefix (browsers then refuse it over plain HTTP or
+// for another path or domain).
+func TestSessionCookieUnderTLS(t *testing.T) {
+	env := e2e.Start(t, e2e.Options{TLS: true})
+	s := &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
+	b := s.browser()
+	b.c.Transport = env.HTTP.Transport
+	p := b.getOK("/signin")
+	var c *http.Cookie
+	for _, k := range p.resp.Cookies() {
+		c = k
+	}
+	if c == nil || c.Name != "__Host-coffer_session" || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("session cookie under TLS: %+v", c)
+	}
+	b.signIn(env.Admin.ClientID, env.Admin.ClientSecret)
+	b.getOK("/vaults")
 }

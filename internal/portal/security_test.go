@@ -7,9 +7,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
+	"coffer/internal/clock"
 	"coffer/internal/e2e"
 	"coffer/internal/rbac"
 )
@@ -299,4 +301,38 @@ func TestSessionCookieUnderTLS(t *testing.T) {
 	}
 	b.signIn(env.Admin.ClientID, env.Admin.ClientSecret)
 	b.getOK("/vaults")
+}
+
+// TestSessionExpiry: a session ends after 30 minutes without a request,
+// and 12 hours after sign-in however busy.
+func TestSessionExpiry(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	env := e2e.Start(t, e2e.Options{Clock: clk})
+	s := &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
+	signedOut := func(b *browser) bool {
+		p := b.get("/vaults")
+		return p.resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(p.resp.Header.Get("Location"), "/signin")
+	}
+
+	idle := s.signedIn()
+	clk.Advance(29 * time.Minute)
+	if signedOut(idle) {
+		t.Fatal("signed out after 29 idle minutes")
+	}
+	clk.Advance(30 * time.Minute)
+	if !signedOut(idle) {
+		t.Fatal("still signed in after 30 idle minutes")
+	}
+
+	busy := s.signedIn()
+	for i := 0; i < 24; i++ { // a request every 29 minutes for 11 h 36 min
+		clk.Advance(29 * time.Minute)
+		if signedOut(busy) {
+			t.Fatalf("signed out after %d busy half-hours", i+1)
+		}
+	}
+	clk.Advance(25 * time.Minute)
+	if !signedOut(busy) {
+		t.Fatal("still signed in 12 hours after sign-in")
+	}
 }

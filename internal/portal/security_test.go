@@ -205,6 +205,10 @@ func TestReaderSeesDisabledCreate(t *testing.T) {
 	sub := "/subscriptions/" + s.sub()
 	b := s.signedInAs("reader", rbac.RoleReader, sub)
 
+	// The storage figures are for tenant administrators.
+	if got := b.getOK("/").text("#storage"); !strings.Contains(got, "Coffer.Admin/stats/read, which only tenant administrators hold") {
+		t.Fatalf("a Reader's storage card: %q", got)
+	}
 	list := b.getOK("/vaults")
 	if list.Find(`a.btn[href="/vaults/new"]`).Length() != 0 {
 		t.Fatal("a Reader gets a live Create vault link")

@@ -250,7 +250,7 @@ func (h *monitorHandlers) changeState(ctx context.Context, r *Request) (*Respons
 	if comment == "" {
 		comment = in.Comments
 	}
-	a, err := h.m.ChangeState(ctx, scope, r.Var("alert"), st, comment, principalName(r.Principal))
+	a, err := h.m.ChangeState(ctx, scope, r.Var("alert"), st, comment, r.Principal.Name())
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +324,7 @@ func (h *monitorHandlers) putTarget(ctx context.Context, r *Request) (*Response,
 	}
 	t, generated, created, err := h.m.PutTarget(ctx, monitor.TargetInput{Name: r.Var("name"), Kind: p.Kind, URL: p.URL,
 		SMTPServer: p.SMTPServer, From: p.From, To: p.To, Username: p.Username, CACertificate: p.CACertificate,
-		Secret: secret}, principalName(r.Principal))
+		Secret: secret}, r.Principal.Name())
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +360,7 @@ func (h *monitorHandlers) listTargets(ctx context.Context, r *Request) (*Respons
 }
 
 func (h *monitorHandlers) deleteTarget(ctx context.Context, r *Request) (*Response, error) {
-	existed, err := h.m.DeleteTarget(ctx, r.Var("name"), principalName(r.Principal))
+	existed, err := h.m.DeleteTarget(ctx, r.Var("name"), r.Principal.Name())
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +371,7 @@ func (h *monitorHandlers) deleteTarget(ctx context.Context, r *Request) (*Respon
 }
 
 func (h *monitorHandlers) testTarget(ctx context.Context, r *Request) (*Response, error) {
-	err := h.m.TestTarget(ctx, r.Var("name"), principalName(r.Principal))
+	err := h.m.TestTarget(ctx, r.Var("name"), r.Principal.Name())
 	if resource.AsError(err) != nil {
 		return nil, err // the target does not exist
 	}

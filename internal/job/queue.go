@@ -307,18 +307,32 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 func (q *Queue) Cancel(ctx context.Context, id string) (removed bool, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
 		removed = false // a re-run decides afresh
+		removed, err = q.CancelPendingTx(ctx, tx, id)
+		if err != nil || removed {
+			return err
+		}
 		cur, err := q.Backend.Get(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		if cur.State == StatePending {
-			removed = true
-			return q.Backend.Finish(ctx, tx, id, q.Clock.Now().UTC())
 		}
 		cur.Canceled = true
 		return q.Backend.Replace(ctx, tx, cur)
 	})
 	return removed, err
+}
+
+// CancelPendingTx removes a task that no worker has leased, in the
+// caller's transaction, and reports whether it did; a leased task is left
+// as it is. A task that is not queued is ErrNoTask.
+func (q *Queue) CancelPendingTx(ctx context.Context, tx store.Tx, id string) (bool, error) {
+	cur, err := q.Backend.Get(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	if cur.State != StatePending {
+		return false, nil
+	}
+	return true, q.Backend.Finish(ctx, tx, id, q.Clock.Now().UTC())
 }
 
 // Canceled reports whether the task was cancelled while leased.

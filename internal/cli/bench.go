@@ -25,7 +25,7 @@ func benchCommand() *command {
 		workers                                   int
 		settle                                    time.Duration
 	)
-	return &command{name: "bench",
+	return &command{name: "bench", globals: outputOnly,
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")

@@ -46,7 +46,7 @@ func serveCommand() *command {
 		publicEndpoint, blob, s3Endpoint           string
 		s3PathStyle                                bool
 	)
-	return &command{name: "serve", short: "Run the Coffer server",
+	return &command{name: "serve", short: "Run the Coffer server", globals: noGlobals,
 		flags: func(fs *flag.FlagSet) {
 			def := os.Getenv("COFFER_DATA")
 			if def == "" {
@@ -59,7 +59,7 @@ func serveCommand() *command {
 			fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a certificate generated once into the data dir")
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
-			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
+			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included: a `duration` such as 90d or 12h")
 			fs.StringVar(&blob, "blob", "", "where packs are stored: a directory (default DATA/chunks), file:///DIR, or s3://BUCKET[/PREFIX]")
 			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for an s3:// --blob (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")

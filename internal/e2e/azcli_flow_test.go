@@ -226,7 +226,9 @@ func TestAzureCLIDataProtection(t *testing.T) {
 	}
 	az.rest("put", vault+"?api-version="+azDPVersion, map[string]any{"location": "local", "identity": map[string]any{"type": "SystemAssigned"},
 		"properties": map[string]any{"storageSettings": []any{map[string]any{"datastoreType": "VaultStore", "type": "LocallyRedundant"}}}}, &v)
-	var got struct{ Properties struct{ ProvisioningState string } }
+	var got struct {
+		Properties struct{ ProvisioningState string }
+	}
 	az.rest("get", vault+"?api-version="+azDPVersion, nil, &got)
 	if !identity.IsGUID(v.Identity.PrincipalID) || got.Properties.ProvisioningState != "Succeeded" {
 		t.Fatalf("vault: %+v %+v", v, got)
@@ -287,15 +289,33 @@ func TestAzureCLIDataProtection(t *testing.T) {
 		}
 		return a.ID
 	}
-	assign(disk.ID, rbac.RoleDiskBackupReader)
+	diskAssignment := assign(disk.ID, rbac.RoleDiskBackupReader)
 	snapAssignment := assign(snapRG, rbac.RoleDiskSnapshotContributor)
-	var atScope list
-	az.rest("get", snapRG+"/providers/Microsoft.Authorization/roleAssignments?api-version="+azAuthVersion+"&$filter=atScope()", nil, &atScope)
-	if !hasID(atScope.Value, snapAssignment) {
-		t.Fatalf("atScope() at the snapshot group: %+v", atScope)
+	assignments := func(scope, filter string) []struct{ ID, Name string } {
+		url := scope + "/providers/Microsoft.Authorization/roleAssignments?api-version=" + azAuthVersion
+		if filter != "" {
+			url += "&$filter=" + filter
+		}
+		var l list
+		az.rest("get", url, nil, &l)
+		return l.Value
+	}
+	if l := assignments(snapRG, "atScope()"); !hasID(l, snapAssignment) {
+		t.Fatalf("atScope() at the snapshot group: %+v", l)
+	}
+	// The disk's assignment is below its group: listed there without a
+	// filter, left out by atScope().
+	diskRG := sub + "/resourceGroups/rg-disks"
+	if l := assignments(diskRG, ""); !hasID(l, diskAssignment) {
+		t.Fatalf("assignments at and below the disk group: %+v", l)
+	}
+	if l := assignments(diskRG, "atScope()"); hasID(l, diskAssignment) {
+		t.Fatalf("atScope() at the disk group lists the disk's assignment below it: %+v", l)
 	}
 	var mine struct {
-		Value []struct{ Properties struct{ PrincipalID, Scope string } }
+		Value []struct {
+			Properties struct{ PrincipalID, Scope string }
+		}
 	}
 	az.rest("get", sub+"/providers/Microsoft.Authorization/roleAssignments?api-version="+azAuthVersion+"&$filter="+
 		fmt.Sprintf("principalId eq '%s'", msi), nil, &mine)
@@ -374,10 +394,8 @@ func TestAzureCLIDataProtection(t *testing.T) {
 	// The Azure Backup docs advise revoking Disk Restore Operator after a
 	// restore: az role assignment delete --ids does it.
 	az.run("role", "assignment", "delete", "--ids", restoreAssignment)
-	var left list
-	az.rest("get", sub+"/resourceGroups/rg-restore/providers/Microsoft.Authorization/roleAssignments?api-version="+azAuthVersion+"&$filter=atScope()", nil, &left)
-	if hasID(left.Value, restoreAssignment) {
-		t.Fatalf("the role assignment is still there after az role assignment delete: %+v", left)
+	if l := assignments(sub+"/resourceGroups/rg-restore", "atScope()"); hasID(l, restoreAssignment) {
+		t.Fatalf("the role assignment is still there after az role assignment delete: %+v", l)
 	}
 }
 

@@ -141,24 +141,18 @@ type tourOutput struct {
 // tourLines returns the command lines of the ```sh blocks of the README
 // section titled title, in order, with continued lines joined.
 func tourLines(readme, title string) ([]string, error) {
-	_, sec, ok := strings.Cut(readme, "\n## "+title+"\n")
-	if !ok {
-		return nil, fmt.Errorf("README.md has no section %q", title)
-	}
-	if i := strings.Index(sec, "\n## "); i >= 0 {
-		sec = sec[:i]
+	sec, err := readmeSection(readme, title)
+	if err != nil {
+		return nil, err
 	}
 	var lines []string
-	in := false
-	cont := ""
-	for _, l := range strings.Split(sec, "\n") {
-		switch {
-		case !in && strings.TrimSpace(l) == "```sh":
-			in = true
-		case in && strings.TrimSpace(l) == "```":
-			in = false
-		case in && strings.TrimSpace(l) != "":
+	for _, block := range fencedBlocks(sec, "sh") {
+		cont := ""
+		for _, l := range strings.Split(block, "\n") {
 			l = strings.TrimSpace(l)
+			if l == "" {
+				continue
+			}
 			if c, ok := strings.CutSuffix(l, `\`); ok {
 				cont += c
 				continue
@@ -171,6 +165,38 @@ func tourLines(readme, title string) ([]string, error) {
 		return nil, fmt.Errorf("the section %q has no ```sh block", title)
 	}
 	return lines, nil
+}
+
+// readmeSection returns the README section titled title ("## title"), up
+// to the next section.
+func readmeSection(readme, title string) (string, error) {
+	_, sec, ok := strings.Cut(readme, "\n## "+title+"\n")
+	if !ok {
+		return "", fmt.Errorf("README.md has no section %q", title)
+	}
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	return sec, nil
+}
+
+// fencedBlocks returns the contents of text's ```lang blocks, in order.
+func fencedBlocks(text, lang string) []string {
+	var blocks []string
+	var cur []string
+	in := false
+	for _, l := range strings.Split(text, "\n") {
+		switch {
+		case !in && strings.TrimSpace(l) == "```"+lang:
+			in, cur = true, nil
+		case in && strings.TrimSpace(l) == "```":
+			in = false
+			blocks = append(blocks, strings.Join(cur, "\n")+"\n")
+		case in:
+			cur = append(cur, l)
+		}
+	}
+	return blocks
 }
 
 var placeholder = regexp.MustCompile(`<([A-Za-z][A-Za-z ]*)>`)

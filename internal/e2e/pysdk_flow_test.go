@@ -37,3 +37,39 @@ func TestPythonSDKDataProtection(t *testing.T) {
 		t.Fatalf("restored disk hash %s, want %s (the source at its recovery point)", restored, src)
 	}
 }
+
+// TestReadmePython runs the README's Python set-up (the section "The
+// Python SDK") as written, with the server's address and the admin's
+// credentials put in, and lists the subscription's vaults with the client
+// it builds.
+func TestReadmePython(t *testing.T) {
+	needPythonAzure(t, "azure.identity", "azure.mgmt.dataprotection")
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := readmeSection(string(b), "The Python SDK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := fencedBlocks(sec, "python")
+	if len(blocks) != 1 {
+		t.Fatalf("the README's Python section has %d python blocks, want 1", len(blocks))
+	}
+	const addr = `"https://127.0.0.1:7480"`
+	if !strings.Contains(blocks[0], addr) {
+		t.Fatalf("the README's Python set-up no longer has %s:\n%s", addr, blocks[0])
+	}
+	e := startDP(t, Options{})
+	e.group(t, "rg-py", "local")
+	e.vault(t, "rg-py", "vault-py", "local")
+	script := `import os
+tenant_id, client_id, client_secret = os.environ["TENANT"], os.environ["CLIENT_ID"], os.environ["SECRET"]
+subscription_id = os.environ["SUBSCRIPTION"]
+` + strings.Replace(blocks[0], addr, `os.environ["ENDPOINT"]`, 1) + `
+print(",".join(v.name for v in dp.backup_vaults.get_in_subscription()))
+`
+	if got := strings.TrimSpace(runPython(t, e.Env, script)); got != "vault-py" {
+		t.Fatalf("the README's client lists %q, want vault-py", got)
+	}
+}

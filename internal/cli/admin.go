@@ -50,7 +50,7 @@ func asSlice(v any) []any {
 
 // printKV prints a flat JSON object as JSON, or as "key  value" lines.
 func printKV(e *Env, m map[string]any) error {
-	if e.output == "json" {
+	if e.output == outJSON {
 		return printJSON(e, m)
 	}
 	keys := make([]string, 0, len(m))
@@ -58,14 +58,18 @@ func printKV(e *Env, m map[string]any) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	type kv struct{ k, v string }
-	rows := make([]kv, 0, len(keys))
+	rows := make([][2]string, 0, len(keys))
 	for _, k := range keys {
 		v := fmt.Sprint(m[k])
 		if f, ok := m[k].(float64); ok && f == float64(int64(f)) {
 			v = fmt.Sprint(int64(f)) // JSON numbers decode as float64; counts are integers
 		}
-		rows = append(rows, kv{k, v})
+		rows = append(rows, [2]string{k, v})
 	}
-	return printList(e, rows, col("Property", func(r kv) string { return r.k }), col("Value", func(r kv) string { return r.v }))
+	return printRows(e, rows)
+}
+
+// printRows prints (property, value) rows as a table or tsv.
+func printRows(e *Env, rows [][2]string) error {
+	return printList(e, rows, col("Property", func(r [2]string) string { return r[0] }), col("Value", func(r [2]string) string { return r[1] }))
 }

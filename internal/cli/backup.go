@@ -14,12 +14,13 @@ func backupCommand() *command {
 	return &command{name: "backup", short: "On-demand backups", sub: []*command{
 		{name: "now", short: "Back up a protected disk now and follow the job",
 			flags: func(fs *flag.FlagSet) {
-				f.bind(fs, "backup instance name")
-				fs.StringVar(&tag, "rule", "Default", "retention rule (tag) that decides how long the point is kept")
+				f.bindInstance(fs, "backup instance name")
+				fs.StringVar(&tag, "retention-tag", "Default", "the policy's retention rule, by tag (Default, Daily, Weekly), that decides how long the point is kept")
+				alias(fs, "rule", "retention-tag")
 				fs.StringVar(&rule, "backup-rule", "", "the policy's backup rule (default: the policy's only one)")
 				fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
 			},
-			run: runWithClient(f.needName, func(ctx context.Context, e *Env, c *client.Client) error {
+			run: runWithClient(f.needInstance, func(ctx context.Context, e *Env, c *client.Client) error {
 				if rule == "" {
 					bi, err := c.GetInstance(ctx, f.group, f.vault, f.name)
 					if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -25,7 +26,7 @@ func benchCommand() *command {
 		workers                                   int
 		settle                                    time.Duration
 	)
-	return &command{name: "bench",
+	return &command{name: "bench", globals: outputOnly,
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")
@@ -35,7 +36,7 @@ func benchCommand() *command {
 			fs.BoolVar(&noPeers, "no-peers", false, "do not run restic and borg (qemu-img still runs when on PATH)")
 			fs.BoolVar(&keep, "keep", false, "keep the working directory (image, repositories, restored copies)")
 			fs.BoolVar(&dropCaches, "drop-caches", false, "drop the page cache before each timed run (root); default: everything warm")
-			fs.DurationVar(&settle, "settle", 0, "after the sync before each timed run, pause this long (5s, 1m): a quiet disk, and idle cached memory reclaimed as it would be between a backup and a later restore; default: no pause")
+			fs.DurationVar(&settle, "settle", 0, "pause this long (5s, 1m) after the sync before each timed run, so that the disk is quiet and idle cache may be reclaimed, as between a backup and a later restore")
 			fs.Uint64Var(&seed, "seed", 1, "seed of the image and of every random choice")
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
@@ -64,10 +65,11 @@ func benchCommand() *command {
 			if settle < 0 {
 				return usagef("--settle must not be negative")
 			}
-			asJSON := jsonOut
+			asJSON, none := jsonOut, false
 			fs.Visit(func(f *flag.Flag) { // an explicit -o json also means JSON
-				if (f.Name == "output" || f.Name == "o") && f.Value.String() == "json" {
-					asJSON = true
+				if f.Name == "output" || f.Name == "o" {
+					asJSON = asJSON || f.Value.String() == outJSON
+					none = f.Value.String() == outNone
 				}
 			})
 			base := dir
@@ -77,6 +79,28 @@ func benchCommand() *command {
 				if base = os.Getenv("TMPDIR"); base == "" {
 					base = "."
 				}
+			}
+			est := estimateBench(size, !noPeers, keep)
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(base, &st); err != nil {
+				return fmt.Errorf("bench: %s: %w", base, err)
+			}
+			free := int64(st.Bavail) * int64(st.Bsize)
+			if free < est.disk {
+				return fmt.Errorf("bench: a %s disk needs up to %s in %s, which has %s free: give a smaller --size, or --dir on a larger file system",
+					sizeText(size), sizeText(est.disk), base, sizeText(free))
+			}
+			if !quiet {
+				left := "removed at the end"
+				if keep {
+					left = "kept at the end (--keep)"
+				}
+				wait := durationText(est.seconds)
+				if settle > 0 {
+					wait += ", plus the --settle pauses"
+				}
+				fmt.Fprintf(e.Stderr, "coffer bench: %s.\nIt takes %s here, and uses up to %s in %s (%s free), %s. Ctrl-C stops it.\n",
+					est.what, wait, sizeText(est.disk), base, sizeText(free), left)
 			}
 			work, err := os.MkdirTemp(base, "coffer-bench-")
 			if err != nil {
@@ -113,6 +137,9 @@ func benchCommand() *command {
 			if runErr != nil && res.Version == 0 {
 				return runErr
 			}
+			if none {
+				return runErr
+			}
 			if asJSON {
 				enc := json.NewEncoder(e.Stdout)
 				enc.SetIndent("", "  ")
@@ -125,4 +152,52 @@ func benchCommand() *command {
 			return runErr
 		},
 	}
+}
+
+// benchEstimate is what `coffer bench` tells before it starts.
+type benchEstimate struct {
+	what    string // the steps, in words
+	seconds float64
+	disk    int64 // most bytes in the working directory at once
+}
+
+// estimateBench estimates a run's duration and its peak disk use from
+// runs measured on a 2-core machine (docs/operations.md, "coffer bench"):
+// with restic and borg, 1 GiB took 88 s and peaked at 3.2× the disk size
+// in the working directory (restored copies are removed as the run goes);
+// Coffer and qemu-img alone take about a third of the time. --keep keeps
+// every restored copy: about 9× the disk size.
+func estimateBench(size int64, peers, keep bool) benchEstimate {
+	gib := float64(size) / (1 << 30)
+	e := benchEstimate{what: fmt.Sprintf("a %s generated disk image, backed up, changed by 1%%, backed up again and restored by Coffer", sizeText(size)),
+		seconds: 15 + 30*gib, disk: 4 * size}
+	if peers {
+		e.what += ", restic and borg (when installed)"
+		e.seconds = 30 + 90*gib
+	}
+	e.what += ", then an instant restore and a write-latency test"
+	if keep {
+		e.disk = 9 * size
+	}
+	return e
+}
+
+// sizeText formats bytes in binary units with one decimal.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// durationText rounds seconds for an estimate: "under a minute", "about 7
+// minutes".
+func durationText(s float64) string {
+	if s < 60 {
+		return "under a minute"
+	}
+	return fmt.Sprintf("about %.0f minutes", math.Ceil(s/60))
 }

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -65,7 +64,7 @@ func (e *Env) Client() (*client.Client, error) {
 		return nil, err
 	}
 	if e.subscription != "" {
-		cfg.Subscription = e.subscription
+		cfg.Subscription, cfg.From.Subscription = e.subscription, client.Source{Kind: client.SourceFlag, Name: "--subscription"}
 	}
 	c, err := client.New(cfg)
 	if err != nil {
@@ -79,11 +78,30 @@ func (e *Env) Client() (*client.Client, error) {
 type command struct {
 	name  string
 	short string
-	usage string // argument synopsis after the flags
+	usage string // argument synopsis ("FILE"); without one, arguments are refused
 	sub   []*command
 	flags func(fs *flag.FlagSet)
 	run   func(ctx context.Context, e *Env, fs *flag.FlagSet) error
+	// globals says which global flags the command takes.
+	globals globals
 }
+
+// globals are the sets of global flags a command may take.
+type globals int
+
+const (
+	allGlobals globals = iota // --output and --subscription: every client command
+	outputOnly                // --output: commands that print but reach no server
+	noGlobals                 // neither: serve, version
+)
+
+// Output formats (-o).
+const (
+	outTable = "table"
+	outJSON  = "json"
+	outTSV   = "tsv"
+	outNone  = "none"
+)
 
 type usageError struct{ msg string }
 
@@ -94,7 +112,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 func root() *command {
 	return &command{name: "coffer", short: "Self-hosted disk backup with the Azure Backup API", sub: []*command{
 		serveCommand(),
-		loginCommand(),
+		loginCommand(), logoutCommand(), accountCommand(),
 		subscriptionCommand(),
 		groupCommand(),
 		principalCommand(),
@@ -114,7 +132,7 @@ func root() *command {
 var Version = "dev"
 
 func versionCommand() *command {
-	return &command{name: "version", short: "Print the version", run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+	return &command{name: "version", short: "Print the version", globals: noGlobals, run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 		fmt.Fprintln(e.Stdout, "coffer", Version)
 		return nil
 	}}
@@ -146,31 +164,40 @@ func Main(ctx context.Context, args []string, e *Env) int {
 	}
 	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&e.output, "output", "", "output format: table, json or tsv")
-	fs.StringVar(&e.output, "o", "", "output format (short for --output)")
-	fs.StringVar(&e.subscription, "subscription", "", "subscription ID (default: from login or admin.json)")
+	if cmd.globals != noGlobals {
+		stringFlag(fs, &e.output, "output", "o", "", "output format: table, json, tsv or none (default: table on a terminal, else json)")
+	}
+	if cmd.globals == allGlobals {
+		fs.StringVar(&e.subscription, "subscription", "", "subscription ID (default: the one coffer account show names)")
+	}
+	global := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { global[f.Name] = true })
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printCommandHelp(e.Stdout, cmd, path, fs)
+			printCommandHelp(e.Stdout, cmd, path, fs, global)
 			return ExitOK
 		}
-		fmt.Fprintf(e.Stderr, "ERROR: %v\n", err)
-		printCommandHelp(e.Stderr, cmd, path, fs)
+		fmt.Fprintf(e.Stderr, "ERROR: %v\n\n", err)
+		printCommandHelp(e.Stderr, cmd, path, fs, global)
+		return ExitUsage
+	}
+	if cmd.usage == "" && fs.NArg() > 0 {
+		fmt.Fprintf(e.Stderr, "ERROR: unexpected argument %q (flags go before arguments; see --help)\n", fs.Arg(0))
 		return ExitUsage
 	}
 	switch e.output {
-	case "", "table", "json", "tsv":
+	case "", outTable, outJSON, outTSV, outNone:
 	default:
-		fmt.Fprintf(e.Stderr, "ERROR: --output must be table, json or tsv, not %q\n", e.output)
+		fmt.Fprintf(e.Stderr, "ERROR: --output must be table, json, tsv or none, not %q\n", e.output)
 		return ExitUsage
 	}
 	if e.output == "" {
-		e.output = "json"
+		e.output = outJSON
 		if e.Terminal {
-			e.output = "table"
+			e.output = outTable
 		}
 	}
 	err := cmd.run(ctx, e, fs)
@@ -193,6 +220,9 @@ func report(e *Env, err error) int {
 		}
 		switch ce.StatusCode {
 		case 401, 403:
+			if e.client != nil {
+				fmt.Fprintf(e.Stderr, "This command ran with the credentials of %s; `coffer account show` says whose.\n", e.client.From.Token)
+			}
 			return ExitAuth
 		case 404:
 			return ExitNotFound
@@ -212,36 +242,11 @@ func findSub(c *command, name string) *command {
 	return nil
 }
 
-func printHelp(w io.Writer, c *command, path []string) {
-	fmt.Fprintf(w, "%s — %s\n\nUsage: %s <command> [flags]\n\nCommands:\n", strings.Join(path, " "), c.short, strings.Join(path, " "))
-	subs := append([]*command(nil), c.sub...)
-	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
-	for _, s := range subs {
-		fmt.Fprintf(w, "  %-14s %s\n", s.name, s.short)
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags.\n", strings.Join(path, " "))
-}
-
-func printCommandHelp(w io.Writer, c *command, path []string, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "%s — %s\n\nUsage: %s [flags] %s\n\nFlags:\n", strings.Join(path, " "), c.short, strings.Join(path, " "), c.usage)
-	fs.VisitAll(func(f *flag.Flag) {
-		dash := "--"
-		if len(f.Name) == 1 {
-			dash = "-"
-		}
-		def := ""
-		if f.DefValue != "" && f.DefValue != "false" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(w, "  %s%-20s %s%s\n", dash, f.Name, f.Usage, def)
-	})
-}
-
 // stringFlag binds a long and an optional short name to one string.
 func stringFlag(fs *flag.FlagSet, p *string, long, short, def, usage string) {
 	fs.StringVar(p, long, def, usage)
 	if short != "" {
-		fs.StringVar(p, short, def, "short for --"+long)
+		shortFlag(fs, short, long)
 	}
 }
 

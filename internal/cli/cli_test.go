@@ -86,8 +86,12 @@ func TestCLIFlow(t *testing.T) {
 		t.Fatalf("duplicate assign: %+v", r)
 	}
 	r = coffer(t, "role", "assignment", "list", "-g", "cli-rg", "--assignee", sp.PrincipalID, "-o", "tsv")
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, "acdd72a7-3385-48ef-bd42-f606fba81ae7") {
-		t.Fatalf("assignment list: %+v", r)
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, "\t"+sp.PrincipalID+"\tReader\t") {
+		t.Fatalf("assignment list (roles by name): %+v", r)
+	}
+	r = coffer(t, "role", "assignment", "list", "-g", "cli-rg", "--assignee", sp.PrincipalID, "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"roleDefinitionId": "/subscriptions/`+env.Admin.SubscriptionID+`/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"`) {
+		t.Fatalf("assignment list JSON (the server's answer): %+v", r)
 	}
 	r = coffer(t, "role", "definition", "list", "--name", "Disk Backup Reader", "-o", "tsv")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "Disk Backup Reader\t3e5e47e6-65f7-47ef-90b5-e5dd4d455f24\tBuiltInRole") {

@@ -71,11 +71,11 @@ func diskCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
 				stringFlag(fs, &location, "location", "l", "", "location (default: the group's)")
-				fs.Var(&sizeGB, "size-gb", "size in GiB")
+				fs.Var(&sizeGB, "size-gb", "size in `GiB`")
 				fs.StringVar(&sku, "sku", "", "SKU: Standard_LRS, StandardSSD_LRS, Premium_LRS, PremiumV2_LRS, UltraSSD_LRS")
 				fs.StringVar(&source, "source", "", "source disk or snapshot (name in the group, or resource ID)")
 				fs.Int64Var(&uploadBytes, "upload-size-bytes", 0, "create an empty disk awaiting an upload of this many bytes (a multiple of 512)")
-				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
+				fs.Var(tags, "tags", "space-separated `key=value` tags (repeatable)")
 				fs.BoolVar(&noWait, "no-wait", false, "return at once")
 			},
 			run: runShow(need, func(ctx context.Context, c *client.Client) (client.Disk, error) {
@@ -113,8 +113,8 @@ func diskCommand() *command {
 		{name: "update", short: "Grow a disk (--size-gb) or set its tags",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
-				fs.Var(&sizeGB, "size-gb", "new size in GiB (larger than the current one)")
-				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
+				fs.Var(&sizeGB, "size-gb", "new size in `GiB` (larger than the current one)")
+				fs.Var(tags, "tags", "space-separated `key=value` tags (repeatable)")
 			},
 			run: runShow(func() error {
 				if err := need(); err != nil {
@@ -134,7 +134,7 @@ func diskCommand() *command {
 		{name: "delete", short: "Delete a disk",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmedDelete("disk", &name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteDisk(ctx, rg, name)
@@ -165,8 +165,7 @@ func diskCommand() *command {
 				if a.NBDURL == "" {
 					return errors.New("the server does not serve NBD")
 				}
-				fmt.Fprintln(e.Stdout, a.NBDURL)
-				return nil
+				return printValue(e, a.NBDURL)
 			})},
 		{name: "upload", short: "Upload a raw image into a disk (created for upload if it does not exist)", usage: "FILE",
 			flags: func(fs *flag.FlagSet) {

@@ -24,11 +24,14 @@ func principalCommand() *command {
 			flags: func(fs *flag.FlagSet) { fs.StringVar(&display, "display-name", "", "display name") },
 			run: runWithClient(func() error { return required("display-name", display) },
 				func(ctx context.Context, e *Env, c *client.Client) error {
+					if err := showsSecret(e, "client secret"); err != nil {
+						return err
+					}
 					p, err := c.CreateServicePrincipal(ctx, display)
 					if err != nil {
 						return err
 					}
-					if e.output != "json" {
+					if e.output != outJSON {
 						fmt.Fprintln(e.Stderr, "The client secret is shown only now; store it safely.")
 					}
 					return printOne(e, p, append(cols, col("ClientSecret", func(p client.Principal) string { return p.ClientSecret }),
@@ -39,7 +42,7 @@ func principalCommand() *command {
 		{name: "delete", short: "Delete a principal and its role assignments",
 			flags: func(fs *flag.FlagSet) {
 				fs.StringVar(&id, "id", "", "principal ID")
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmed(func() error { return required("id", id) }, &yes,
 				func() string {
@@ -56,11 +59,30 @@ func roleCommand() *command {
 		col("Name", func(d client.RoleDefinition) string { return d.Name }),
 		col("Type", func(d client.RoleDefinition) string { return d.Properties.Type }),
 	}
-	asgCols := []column[client.RoleAssignment]{
-		col("Name", func(a client.RoleAssignment) string { return a.Name }),
-		col("Principal", func(a client.RoleAssignment) string { return a.Properties.PrincipalID }),
-		col("Role", func(a client.RoleAssignment) string { return roleGUID(a.Properties.RoleDefinitionID) }),
-		col("Scope", func(a client.RoleAssignment) string { return a.Properties.Scope }),
+	// printAssignments prints role assignments, with their roles by name
+	// in tables (JSON keeps the server's answer). A caller who may not read
+	// the role definitions at sc sees role IDs, and a note why.
+	printAssignments := func(ctx context.Context, e *Env, c *client.Client, sc string, as []client.RoleAssignment) error {
+		names := map[string]string{}
+		if len(as) > 0 && (e.output == outTable || e.output == outTSV) {
+			ds, err := c.ListRoleDefinitions(ctx, sc, "")
+			if err != nil {
+				fmt.Fprintf(e.Stderr, "Roles are shown by ID: the role definitions could not be read: %v\n", err)
+			}
+			for _, d := range ds {
+				names[strings.ToLower(d.Name)] = d.Properties.RoleName
+			}
+		}
+		return printList(e, as,
+			col("Name", func(a client.RoleAssignment) string { return a.Name }),
+			col("Principal", func(a client.RoleAssignment) string { return a.Properties.PrincipalID }),
+			col("Role", func(a client.RoleAssignment) string {
+				if n := names[strings.ToLower(roleGUID(a.Properties.RoleDefinitionID))]; n != "" {
+					return n
+				}
+				return roleGUID(a.Properties.RoleDefinitionID)
+			}),
+			col("Scope", func(a client.RoleAssignment) string { return a.Properties.Scope }))
 	}
 	scopeFlags := func(fs *flag.FlagSet) {
 		fs.StringVar(&scope, "scope", "", "scope: /subscriptions/…[/resourceGroups/…[/providers/…]]")
@@ -119,7 +141,10 @@ func roleCommand() *command {
 						if err != nil {
 							return err
 						}
-						return printOne(e, a, asgCols...)
+						if e.output == outJSON {
+							return printJSON(e, a)
+						}
+						return printAssignments(ctx, e, c, sc, []client.RoleAssignment{a})
 					})},
 			{name: "list", short: "List role assignments at, above and below a scope",
 				flags: func(fs *flag.FlagSet) {
@@ -135,7 +160,7 @@ func roleCommand() *command {
 					if err != nil {
 						return err
 					}
-					return printList(e, as, asgCols...)
+					return printAssignments(ctx, e, c, sc, as)
 				})},
 			{name: "delete", short: "Delete role assignments by ID, or by assignee/role/scope",
 				flags: func(fs *flag.FlagSet) {

@@ -67,7 +67,7 @@ func instanceCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				f.bind(fs, "backup instance name")
 				fs.BoolVar(&noWait, "no-wait", false, "return without waiting for the deletion")
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmed(f.needName, &yes, func() string {
 				return fmt.Sprintf("Delete backup instance %q with all its recovery points and snapshots?", f.name)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"time"
 
 	"coffer/internal/client"
 )
@@ -40,53 +39,44 @@ func progressOf(j client.Job) string {
 }
 
 // followJob prints a job's progress until it ends (a bar on a terminal,
-// lines otherwise), then the job; a failed job is an error.
+// lines otherwise), then the job; a job that does not complete is an
+// error. It polls at the client's Poller pace, so it returns soon after
+// the job ends.
 func followJob(ctx context.Context, e *Env, c *client.Client, rg, vault, id string, noWait bool) error {
 	if noWait {
-		fmt.Fprintln(e.Stdout, id)
-		return nil
+		return printValue(e, id)
 	}
 	last := ""
-	for {
-		j, err := c.GetJob(ctx, rg, vault, id)
-		if err != nil {
-			return err
-		}
+	j, err := c.WaitJob(ctx, rg, vault, id, func(j client.Job) {
 		pct := progressOf(j)
-		line := fmt.Sprintf("%s %s: %s %s", j.Properties.Operation, j.Name, j.Properties.Status, pct)
 		if e.Terminal {
 			n := 0
 			fmt.Sscanf(pct, "%d%%", &n)
 			bar := strings.Repeat("#", n/5) + strings.Repeat(".", 20-n/5)
 			fmt.Fprintf(e.Stderr, "\r[%s] %4s %s", bar, pct, j.Properties.Status)
-		} else if line != last {
+			return
+		}
+		if line := fmt.Sprintf("%s %s: %s %s", j.Properties.Operation, j.Name, j.Properties.Status, pct); line != last {
 			fmt.Fprintln(e.Stderr, line)
+			last = line
 		}
-		last = line
-		if j.Properties.Status != "InProgress" {
-			if e.Terminal {
-				fmt.Fprintln(e.Stderr)
-			}
-			if err := printOne(e, j, jobCols...); err != nil {
-				return err
-			}
-			if j.Properties.Status != "Completed" {
-				msg := "the job " + j.Properties.Status
-				if len(j.Properties.ErrorDetails) > 0 {
-					return &client.Error{Code: j.Properties.ErrorDetails[0].Code, Message: j.Properties.ErrorDetails[0].Message}
-				}
-				return fmt.Errorf("%s", msg)
-			}
-			return nil
-		}
-		t := time.NewTimer(c.PollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	})
+	if e.Terminal {
+		fmt.Fprintln(e.Stderr) // end the bar's line
 	}
+	if err != nil {
+		return err
+	}
+	if err := printOne(e, j, jobCols...); err != nil {
+		return err
+	}
+	if j.Properties.Status != "Completed" {
+		if len(j.Properties.ErrorDetails) > 0 {
+			return &client.Error{Code: j.Properties.ErrorDetails[0].Code, Message: j.Properties.ErrorDetails[0].Message}
+		}
+		return fmt.Errorf("the job %s", j.Properties.Status)
+	}
+	return nil
 }
 
 func jobCommand() *command {

@@ -120,7 +120,7 @@ func policyCommand() *command {
 		{name: "delete", short: "Delete a policy (refused while an instance uses it)",
 			flags: func(fs *flag.FlagSet) {
 				f.bind(fs, "policy name")
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmedDelete("backup policy", &f.name, &yes, f.needName, func(ctx context.Context, c *client.Client) error {
 				return c.DeletePolicy(ctx, f.group, f.vault, f.name)

@@ -78,7 +78,7 @@ func protectCommand() *command {
 	var grant, template bool
 	return &command{name: "protect", short: "Protect a disk: validate, show or grant the missing roles, create the backup instance",
 		flags: func(fs *flag.FlagSet) {
-			f.bind(fs, "backup instance name (default: <disk>-<disk>-<guid>, as the Azure CLI names it)")
+			f.bindInstance(fs, "name of the new backup instance (default: <disk>-<disk>-<guid>, as the Azure CLI names it)")
 			fs.StringVar(&diskID, "disk-id", "", "ARM ID of the disk")
 			fs.StringVar(&diskGroup, "disk-group", "", "resource group of the disk (with --disk-name)")
 			fs.StringVar(&diskName, "disk-name", "", "disk name (with --disk-group)")
@@ -86,7 +86,7 @@ func protectCommand() *command {
 			fs.StringVar(&policy, "policy", "", "backup policy name")
 			fs.BoolVar(&grant, "grant-missing-roles", false, "assign the missing roles to the vault's identity")
 			fs.StringVar(&level, "permissions-scope", "Resource", "where --grant-missing-roles assigns: Resource, ResourceGroup or Subscription")
-			fs.BoolVar(&template, "print-role-template", false, "print the `coffer role assignment create` commands for the missing roles and stop")
+			fs.BoolVar(&template, "print-role-template", false, "print the coffer role assignment create commands for the missing roles and stop")
 		},
 		run: runWithClient(func() error {
 			return required("resource-group", f.group, "vault-name", f.vault, "policy", policy, "snapshot-group", snapGroup)
@@ -131,7 +131,9 @@ func protectCommand() *command {
 				switch {
 				case template:
 					for _, m := range missing {
-						fmt.Fprintf(e.Stdout, "coffer role assignment create --assignee %s --role %q --scope %s\n", v.PrincipalID(), m.Role, m.AssignAt)
+						if err := printValue(e, fmt.Sprintf("coffer role assignment create --assignee %s --role %q --scope %s", v.PrincipalID(), m.Role, m.AssignAt)); err != nil {
+							return err
+						}
 					}
 					return nil
 				case grant:
@@ -144,7 +146,7 @@ func protectCommand() *command {
 					}
 				default:
 					fmt.Fprintf(e.Stderr, "The vault identity %s is missing these role assignments:\n", v.PrincipalID())
-					printList(&Env{Stdout: e.Stderr, output: "table"}, missing,
+					printList(&Env{Stdout: e.Stderr, output: outTable}, missing,
 						col("Role", func(m neededRole) string { return m.Role }),
 						col("Scope", func(m neededRole) string { return m.Scope }))
 					return fmt.Errorf("missing role assignments: run again with --grant-missing-roles (and --permissions-scope), or --print-role-template for someone who may assign roles")

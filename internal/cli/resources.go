@@ -76,7 +76,7 @@ func groupCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				nameFlag(fs)
 				stringFlag(fs, &location, "location", "l", "", "location (one of the server's regions)")
-				fs.Var(tags, "tags", "space-separated key=value tags (repeatable)")
+				fs.Var(tags, "tags", "space-separated `key=value` tags (repeatable)")
 			},
 			run: runShow(func() error { return required("name", name, "location", location) },
 				func(ctx context.Context, c *client.Client) (client.Group, error) {
@@ -96,7 +96,7 @@ func groupCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				nameFlag(fs)
 				fs.BoolVar(&noWait, "no-wait", false, "return at once without waiting for the deletion")
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmed(need, &yes, func() string { return fmt.Sprintf("Delete resource group %q and everything in it?", name) },
 				func(ctx context.Context, e *Env, c *client.Client) error {
@@ -105,8 +105,7 @@ func groupCommand() *command {
 						return err
 					}
 					if noWait {
-						fmt.Fprintf(e.Stdout, "%s\n", r.Header.Get("Location"))
-						return nil
+						return printValue(e, r.Header.Get("Location"))
 					}
 					fmt.Fprintf(e.Stderr, "Deleted resource group %s.\n", name)
 					return nil
@@ -114,7 +113,7 @@ func groupCommand() *command {
 	}}
 }
 
-func stringFlagBool(fs *flag.FlagSet, p *bool, long, short, usage string) {
+func boolFlag(fs *flag.FlagSet, p *bool, long, short, usage string) {
 	fs.BoolVar(p, long, false, usage)
-	fs.BoolVar(p, short, false, "short for --"+long)
+	shortFlag(fs, short, long)
 }

@@ -19,13 +19,14 @@ func restoreCommand() *command {
 			fs.StringVar(&rp, "rp", "", "recovery point name")
 			fs.StringVar(&targetGroup, "target-group", "", "resource group of the new disk")
 			fs.StringVar(&targetSub, "target-subscription", "", "subscription of the new disk (default: the current one)")
-			fs.StringVar(&name, "name", "", "name of the new disk")
+			fs.StringVar(&name, "target-disk", "", "name of the new disk")
+			alias(fs, "name", "target-disk") // its name before --target-disk
 			fs.StringVar(&location, "location", "", "region (default: the vault's)")
 			fs.BoolVar(&noWait, "no-wait", false, "print the job ID and return")
 		},
 		run: runWithClient(func() error {
 			return required("resource-group", f.group, "vault-name", f.vault, "instance", instance, "rp", rp,
-				"target-group", targetGroup, "name", name)
+				"target-group", targetGroup, "target-disk", name)
 		}, func(ctx context.Context, e *Env, c *client.Client) error {
 			if targetSub == "" {
 				targetSub = c.Subscription

@@ -18,16 +18,15 @@ var rpCols = []column[client.RecoveryPoint]{
 
 func rpCommand() *command {
 	var f dpFlags
-	var instance, start, end string
+	var start, end string
 	return &command{name: "rp", short: "Recovery points", sub: []*command{
 		{name: "list", short: "List a backup instance's recovery points",
 			flags: func(fs *flag.FlagSet) {
-				f.bind(fs, "")
-				fs.StringVar(&instance, "instance", "", "backup instance name")
+				f.bindInstance(fs, "backup instance name")
 				fs.StringVar(&start, "start", "", "only points at or after this time (RFC 3339)")
 				fs.StringVar(&end, "end", "", "only points at or before this time (RFC 3339)")
 			},
-			run: runList(func() error { return required("resource-group", f.group, "vault-name", f.vault, "instance", instance) },
+			run: runList(f.needInstance,
 				func(ctx context.Context, c *client.Client) ([]client.RecoveryPoint, error) {
 					var clauses []string
 					if start != "" {
@@ -36,7 +35,7 @@ func rpCommand() *command {
 					if end != "" {
 						clauses = append(clauses, "endDate eq '"+end+"'")
 					}
-					return c.ListRecoveryPoints(ctx, f.group, f.vault, instance, strings.Join(clauses, " and "))
+					return c.ListRecoveryPoints(ctx, f.group, f.vault, f.name, strings.Join(clauses, " and "))
 				}, rpCols)},
 	}}
 }

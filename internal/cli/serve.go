@@ -47,7 +47,7 @@ func serveCommand() *command {
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
 	)
-	return &command{name: "serve", short: "Run the Coffer server",
+	return &command{name: "serve", short: "Run the Coffer server", globals: noGlobals,
 		flags: func(fs *flag.FlagSet) {
 			def := os.Getenv("COFFER_DATA")
 			if def == "" {
@@ -60,7 +60,7 @@ func serveCommand() *command {
 			fs.BoolVar(&useTLS, "tls", false, "serve HTTPS with a certificate generated once into the data dir")
 			fs.BoolVar(&insecure, "insecure-http", false, "allow plain HTTP on a non-loopback address")
 			fs.BoolVar(&insecureNBD, "insecure-nbd", false, "serve NBD to clients that do not use TLS (under --tls, or on a non-loopback address)")
-			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included (e.g. 90d, 12h)")
+			fs.Var(&maxTokenLife, "max-api-token-lifetime", "longest lifetime of an API token, admin.json's included: a `duration` such as 90d or 12h")
 			fs.StringVar(&db, "db", os.Getenv("COFFER_DB"), "where the metadata is kept: a SQLite file (default DATA/metadata.db), sqlite:///PATH, or postgres://USER@HOST:PORT/DATABASE?sslmode=… (or $COFFER_DB; keep the password in $PGPASSWORD or ~/.pgpass)")
 			fs.StringVar(&blob, "blob", "", "where packs are stored: a directory (default DATA/chunks), file:///DIR, or s3://BUCKET[/PREFIX]")
 			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for an s3:// --blob (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")

@@ -62,7 +62,7 @@ func snapshotCommand() *command {
 		{name: "delete", short: "Delete a snapshot",
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmedDelete("snapshot", &name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteSnapshot(ctx, rg, name)

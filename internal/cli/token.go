@@ -59,11 +59,14 @@ func tokenCommand() *command {
 				}
 				return nil
 			}, func(ctx context.Context, e *Env, c *client.Client) error {
+				if err := showsSecret(e, "token"); err != nil {
+					return err
+				}
 				t, err := mintAPIToken(ctx, c, tenant, clientID, secret, days, description)
 				if err != nil {
 					return err
 				}
-				if e.output != "json" {
+				if e.output != outJSON {
 					fmt.Fprintln(e.Stderr, "The token is shown only now; store it safely. Revoke it with `coffer token revoke --id "+t.ID+"`.")
 				}
 				return printOne(e, t, append(cols, col("Token", func(t client.APIToken) string { return t.Token }))...)

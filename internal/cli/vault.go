@@ -14,7 +14,11 @@ var vaultCols = []column[client.Vault]{
 	col("ProvisioningState", func(v client.Vault) string { return v.Properties.ProvisioningState }),
 }
 
-// dpFlags are the flags every backup command shares.
+// dpFlags are the flags every backup command shares. Across the CLI,
+// -n/--name names the resource that the command's noun is about (the
+// policy of `policy show`, the instance of `instance stop`), and
+// --instance names a backup instance wherever another command refers to
+// one (`protect`, `backup now`, `rp list`, `restore`).
 type dpFlags struct {
 	group, vault, name string
 }
@@ -25,6 +29,22 @@ func (f *dpFlags) bind(fs *flag.FlagSet, nameUsage string) {
 	if nameUsage != "" {
 		stringFlag(fs, &f.name, "name", "n", "", nameUsage)
 	}
+}
+
+// bindInstance is bind for a command that refers to a backup instance:
+// --instance, with -n and --name kept as hidden aliases (protect and
+// backup now took them before).
+func (f *dpFlags) bindInstance(fs *flag.FlagSet, usage string) {
+	f.bind(fs, "")
+	fs.StringVar(&f.name, "instance", "", usage)
+	alias(fs, "name", "instance")
+	alias(fs, "n", "instance")
+}
+
+// needInstance checks that the vault's group and name and --instance were
+// given.
+func (f *dpFlags) needInstance() error {
+	return required("resource-group", f.group, "vault-name", f.vault, "instance", f.name)
 }
 
 // needVault checks that the vault's group and name were given.
@@ -68,7 +88,7 @@ func vaultCommand() *command {
 		{name: "delete", short: "Delete a backup vault (refused while it holds backup instances)",
 			flags: func(fs *flag.FlagSet) {
 				nameFlags(fs)
-				stringFlagBool(fs, &yes, "yes", "y", "do not ask for confirmation")
+				boolFlag(fs, &yes, "yes", "y", "do not ask for confirmation")
 			},
 			run: runConfirmedDelete("backup vault", &f.name, &yes, need, func(ctx context.Context, c *client.Client) error {
 				return c.DeleteVault(ctx, f.group, f.name)

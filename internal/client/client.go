@@ -19,98 +19,29 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"coffer/internal/clock"
 )
-
-// Config says where and how to reach the server.
-type Config struct {
-	Endpoint     string `json:"endpoint"`
-	Token        string `json:"token"`
-	Subscription string `json:"subscriptionId"`
-	TenantID     string `json:"tenantId,omitempty"`
-	// CACertificate is the PEM of a CA to trust for https endpoints.
-	CACertificate string `json:"caCertificate,omitempty"`
-	// Source says where the configuration came from (for messages).
-	Source string `json:"-"`
-}
-
-// ErrNoConfig is returned by LoadConfig when nothing says where the server is.
-var ErrNoConfig = errors.New("no Coffer endpoint configured: run `coffer login`, set COFFER_ENDPOINT and COFFER_TOKEN, or run from the directory holding coffer-data")
-
-// ProfilePath is where `coffer login` writes its profile.
-func ProfilePath() string {
-	if p := os.Getenv("COFFER_CONFIG"); p != "" {
-		return p
-	}
-	dir, err := os.UserConfigDir()
-	if err != nil {
-		dir = "."
-	}
-	return filepath.Join(dir, "coffer", "profile.json")
-}
-
-// LoadConfig finds the configuration (see the package doc).
-func LoadConfig() (Config, error) {
-	var c Config
-	readJSON := func(path, source string) bool {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return false
-		}
-		var f Config
-		if json.Unmarshal(b, &f) != nil || f.Endpoint == "" {
-			return false
-		}
-		c, c.Source = f, source
-		return true
-	}
-	if !readJSON(ProfilePath(), ProfilePath()) {
-		data := os.Getenv("COFFER_DATA")
-		if data == "" {
-			data = "coffer-data"
-		}
-		readJSON(filepath.Join(data, "admin.json"), filepath.Join(data, "admin.json"))
-	}
-	if v := os.Getenv("COFFER_ENDPOINT"); v != "" {
-		c.Endpoint, c.Source = v, "environment"
-	}
-	if v := os.Getenv("COFFER_TOKEN"); v != "" {
-		c.Token = v
-	}
-	if v := os.Getenv("COFFER_SUBSCRIPTION"); v != "" {
-		c.Subscription = v
-	}
-	if c.Endpoint == "" {
-		return c, ErrNoConfig
-	}
-	return c, nil
-}
-
-// SaveProfile writes c as the login profile (mode 0600).
-func SaveProfile(c Config) (string, error) {
-	p := ProfilePath()
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return p, fmt.Errorf("save profile: %w", err)
-	}
-	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(p, append(b, '\n'), 0o600); err != nil {
-		return p, fmt.Errorf("save profile: %w", err)
-	}
-	return p, nil
-}
 
 // Client calls the API.
 type Client struct {
 	Config
 	HTTP *http.Client
-	// PollInterval caps the wait between LRO polls (the server's
-	// Retry-After is honoured up to it).
+	// PollInterval caps the wait between polls of a long-running operation
+	// or a job. The first poll comes FirstPoll after the start and each
+	// wait doubles the last, up to PollInterval or the server's
+	// Retry-After, whichever is shorter.
 	PollInterval time.Duration
+	// Clock times the waits between polls (nil: the wall clock).
+	Clock clock.Clock
 }
+
+// FirstPoll is the wait before the first poll of an operation or a job:
+// short, so that a command returns as soon as fast work ends.
+const FirstPoll = 20 * time.Millisecond
 
 // New returns a client for c.
 func New(c Config) (*Client, error) {
@@ -122,7 +53,7 @@ func New(c Config) (*Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &Client{Config: c, HTTP: &http.Client{Transport: tr, Timeout: 10 * time.Minute}, PollInterval: 2 * time.Second}, nil
+	return &Client{Config: c, HTTP: &http.Client{Transport: tr, Timeout: 10 * time.Minute}, PollInterval: DefaultPollInterval}, nil
 }
 
 // Error is an error answer from the server, in ARM's shape.
@@ -258,12 +189,14 @@ type Progress func(status OperationStatus)
 
 // Wait follows a long-running operation started by resp to its end and
 // returns the final result body (the Location URL's answer, or nil). It
-// uses Azure-AsyncOperation when present, else Location.
+// uses Azure-AsyncOperation when present, else Location, and polls as
+// Poller does.
 func (c *Client) Wait(ctx context.Context, resp *Response, progress Progress) ([]byte, error) {
 	async, loc := resp.Header.Get("Azure-AsyncOperation"), resp.Header.Get("Location")
 	if async == "" && loc == "" {
 		return resp.Body, nil
 	}
+	p := c.Poller()
 	if async != "" {
 		for {
 			var st OperationStatus
@@ -291,7 +224,7 @@ func (c *Client) Wait(ctx context.Context, resp *Response, progress Progress) ([
 				}
 				return nil, &Error{Code: "OperationFailed", Message: "the operation " + st.Status}
 			}
-			if err := c.sleep(ctx, r.Header); err != nil {
+			if err := p.Wait(ctx, r.Header); err != nil {
 				return nil, err
 			}
 		}
@@ -307,26 +240,54 @@ func (c *Client) Wait(ctx context.Context, resp *Response, progress Progress) ([
 		if l := r.Header.Get("Location"); l != "" {
 			loc = l
 		}
-		if err := c.sleep(ctx, r.Header); err != nil {
+		if err := p.Wait(ctx, r.Header); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func (c *Client) sleep(ctx context.Context, h http.Header) error {
-	d := c.PollInterval
-	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && time.Duration(s)*time.Second < d {
+// Poller paces the polls of one operation or job: FirstPoll before the
+// first, then each wait twice the last, capped by the client's
+// PollInterval and by the Retry-After of the last answer (a Retry-After of
+// 0 does not cap: it would make the poll a busy loop). Work that ends
+// fast is thus seen to end soon after it does, and long work is polled at
+// the cap.
+type Poller struct {
+	clk  clock.Clock
+	max  time.Duration
+	next time.Duration
+}
+
+// Poller returns a new Poller for one operation or job.
+func (c *Client) Poller() *Poller {
+	clk := c.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	max := c.PollInterval
+	if max <= 0 {
+		max = DefaultPollInterval
+	}
+	return &Poller{clk: clk, max: max, next: min(FirstPoll, max)}
+}
+
+// DefaultPollInterval is the PollInterval of New's clients.
+const DefaultPollInterval = 2 * time.Second
+
+// Wait waits before the next poll; h is the last answer's header (nil:
+// none). It returns ctx's error if ctx ends first.
+func (p *Poller) Wait(ctx context.Context, h http.Header) error {
+	d := p.next
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 && time.Duration(s)*time.Second < d {
 		d = time.Duration(s) * time.Second
 	}
-	if d <= 0 {
-		d = 100 * time.Millisecond
-	}
-	t := time.NewTimer(d)
+	p.next = min(2*p.next, p.max)
+	t := p.clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }

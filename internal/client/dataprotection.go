@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"coffer/internal/dataprotection"
+	"coffer/internal/job"
 	"coffer/internal/odata"
 )
 
@@ -382,6 +383,31 @@ func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) 
 	var out Job
 	_, err := c.dpDo(ctx, http.MethodGet, nil, &out, rg, vault, "backupJobs", url.PathEscape(id))
 	return out, err
+}
+
+// JobEnded reports whether a job's status is final.
+func JobEnded(j Job) bool { return job.Status(j.Properties.Status).IsTerminal() }
+
+// WaitJob polls a job (by name or ARM ID) until it ends, at a Poller's
+// pace, and returns it as it ended, whether Completed or not. progress, if
+// not nil, is told each answer.
+func (c *Client) WaitJob(ctx context.Context, rg, vault, id string, progress func(Job)) (Job, error) {
+	p := c.Poller()
+	for {
+		j, err := c.GetJob(ctx, rg, vault, id)
+		if err != nil {
+			return j, err
+		}
+		if progress != nil {
+			progress(j)
+		}
+		if JobEnded(j) {
+			return j, nil
+		}
+		if err := p.Wait(ctx, nil); err != nil {
+			return j, err
+		}
+	}
 }
 
 // EqFilter is the $filter clause "name eq 'value'", the value quoted.

@@ -40,7 +40,7 @@ func runPython(t *testing.T, env *Env, script string) string {
 	if err := os.WriteFile(ca, env.Server.CAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "-c", script)
 	cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+ca, "ENDPOINT="+env.Endpoint, "TENANT="+env.Admin.TenantID,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -343,10 +344,17 @@ var ErrInterrupted = errors.New("the task was interrupted by a server stop too m
 // process that is gone are released so that they are delivered again at
 // once (the attempt they used counts towards the delivery limit). Tasks
 // that have used up their deliveries are removed and returned as dead, so
-// that their jobs can be failed. Coffer runs one scheduler and one worker
-// pool per metadata store; a multi-node deployment would let the leases
-// expire instead.
+// that their jobs can be failed. Recover releases every leased task: it is
+// for one node's queue; on several nodes each releases only its own
+// earlier runs' tasks (RecoverOwned), and other nodes' tasks come back when
+// their leases expire.
 func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err error) {
+	return q.RecoverOwned(ctx, "")
+}
+
+// RecoverOwned is Recover for the tasks whose LeaseOwner begins with
+// prefix (a node's name and a separator: its earlier runs' leases).
+func (q *Queue) RecoverOwned(ctx context.Context, prefix string) (released int, dead []Task, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
 		released, dead = 0, nil // a re-run counts afresh
 		ts, err := q.Backend.List(ctx, tx, "")
@@ -354,7 +362,7 @@ func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err err
 			return err
 		}
 		for _, t := range ts {
-			if t.State != StateLeased {
+			if t.State != StateLeased || !strings.HasPrefix(t.LeaseOwner, prefix) {
 				continue
 			}
 			if t.Attempts >= t.MaxAttempts || t.Canceled {

@@ -51,6 +51,52 @@ func Run(t *testing.T, newNodes Factory) {
 	t.Run("LeaseExpiryAndFencing", func(t *testing.T) { testFencing(t, newNodes(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, newNodes(t)) })
 	t.Run("EnqueueWithRecord", func(t *testing.T) { testEnqueueWithRecord(t, newNodes(t)()) })
+	t.Run("RecoverOwned", func(t *testing.T) { testRecoverOwned(t, newNodes(t)) })
+}
+
+// testRecoverOwned: a node that restarts releases the tasks its earlier
+// run leased (RecoverOwned with its name) and leaves another live node's
+// leases alone: that node still acks its task.
+func testRecoverOwned(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	n1, n2 := open(), open()
+	q1, q2 := queue(n1, clk), queue(n2, clk)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := q1.Enqueue(ctx, job.Task{ID: id, Type: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _, err := q1.Lease(ctx, "node-a/run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := q2.Lease(ctx, "node-b/run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// node-a restarts: its run1 task comes back at once, node-b's does not.
+	released, dead, err := q1.RecoverOwned(ctx, "node-a/")
+	if err != nil || released != 1 || len(dead) != 0 {
+		t.Fatalf("recover node-a: %d released, %d dead, %v; want 1, 0", released, len(dead), err)
+	}
+	var got []string
+	for {
+		x, ok, err := q1.Lease(ctx, "node-a/run2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, x.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprintf("[%s c]", a.ID) {
+		t.Fatalf("node-a's second run leased %v, want [%s c]", got, a.ID)
+	}
+	if err := q2.Ack(ctx, b); err != nil {
+		t.Fatalf("node-b's ack after node-a recovered: %v", err)
+	}
 }
 
 func testLifecycle(t *testing.T, n Node) {

@@ -40,6 +40,7 @@ func TestOnStores(t *testing.T) {
 		{"LeaseContenders", testLeaseContenders},
 		{"AcquireConcurrently", testAcquireConcurrently},
 		{"Registry", testRegistry},
+		{"Secret", testSecret},
 	}
 	t.Run("memstore", func(t *testing.T) {
 		for _, tt := range tests {
@@ -480,5 +481,39 @@ func testRegistry(t *testing.T, open func() store.Store) {
 	}
 	if _, err := r.Register(ctx, cluster.Node{Name: "x"}); err == nil {
 		t.Fatal("registered a node without an incarnation")
+	}
+}
+
+// testSecret: nodes starting at once each offer a secret; one is stored
+// and every node gets that one; later nodes read it without creating.
+func testSecret(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 5
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		st := open()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = cluster.Secret(ctx, st, "grant-key", func() ([]byte, error) { return []byte(fmt.Sprint("key of node ", i)), nil })
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if string(got[i]) != string(got[0]) {
+			t.Fatalf("node %d got %q, node 0 %q: want one secret", i, got[i], got[0])
+		}
+	}
+	b, err := cluster.Secret(ctx, open(), "GRANT-KEY", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
+	if err != nil || string(b) != string(got[0]) {
+		t.Fatalf("a later node: %q %v", b, err)
+	}
+	if _, err := cluster.Secret(ctx, open(), "other", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
+		t.Fatal("a failed create was not reported")
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"coffer/internal/capacity"
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
+	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
@@ -82,6 +83,9 @@ type Config struct {
 	// DATA/metadata.db), sqlite:///PATH, or postgres://… (store/location):
 	// the store, the chunk store's index and the job queue, all in it.
 	DB string
+	// NodeName names this server among the nodes sharing DB (default:
+	// the host name); see internal/cluster.
+	NodeName string
 }
 
 // Defaults of the external contract.
@@ -147,6 +151,7 @@ type Server struct {
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
 
+	member   *member                                // this node among the nodes sharing the store
 	dp       *dataProtection                        // Microsoft.DataProtection runtime
 	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
 }
@@ -254,7 +259,10 @@ func parsePublicEndpoint(s string) (string, error) {
 
 func (s *Server) build(ctx context.Context) error {
 	cfg := s.cfg
-	signer, err := identity.LoadOrCreateSigner(filepath.Join(cfg.DataDir, "signing.key"))
+	if err := s.openMember(); err != nil {
+		return err
+	}
+	signer, err := s.signer(ctx)
 	if err != nil {
 		return err
 	}
@@ -264,7 +272,9 @@ func (s *Server) build(ctx context.Context) error {
 		if u, err := url.Parse(cfg.PublicEndpoint); err == nil && u.Hostname() != "" {
 			hosts = append(hosts, u.Hostname())
 		}
-		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts)
+		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts, func() ([]byte, error) {
+			return cluster.Secret(ctx, s.store, secretCA, func() ([]byte, error) { return generateCA(cfg.Clock.Now()) })
+		})
 		if err != nil {
 			return err
 		}
@@ -279,10 +289,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
 	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
 	if rec == nil {
-		if err := s.bootstrap(ctx); err != nil {
+		if rec, err = s.bootstrapOnce(ctx); err != nil {
 			return err
 		}
-	} else {
+	}
+	if rec != nil {
 		s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
 		if err := s.refreshAdminFile(); err != nil {
 			return err
@@ -492,6 +503,13 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	adminDone := make(chan struct{})
 	go func() { defer close(adminDone); s.keepAdminToken(actx) }()
 	defer func() { stopAdmin(); <-adminDone }()
+	beats, err := s.register(actx, ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		s.stopNBD(context.WithoutCancel(ctx))
+		return err
+	}
+	defer func() { stopAdmin(); beats() }()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	if ready != nil {
@@ -505,7 +523,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := s.http.Shutdown(sctx)
+	err = s.http.Shutdown(sctx)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -527,10 +545,15 @@ func (s *Server) Store() store.Store { return s.store }
 // Listen is the configured listen address.
 func (s *Server) Listen() string { return s.cfg.Listen }
 
+// endpointAt is Endpoint with --listen replaced by addr, the address the
+// listener got (a port chosen by the system for :0).
+func (s *Server) endpointAt(addr string) string {
+	return strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1)
+}
+
 // DescribeStart is the one-line startup message.
 func (s *Server) DescribeStart(addr string) string {
-	msg := fmt.Sprintf("Coffer is serving the API at %s (admin credentials: %s)",
-		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
+	msg := fmt.Sprintf("Coffer is serving the API at %s (admin credentials: %s)", s.endpointAt(addr), s.adminPath())
 	if a := s.NBDAddr(); a != "" {
 		msg += fmt.Sprintf("; NBD on %s", a)
 		if s.nbd != nil && s.nbd.RequireTLS {

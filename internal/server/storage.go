@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"coffer/internal/blobstore/local"
@@ -45,7 +43,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open block engine: %w", err)
 	}
-	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "grant.key"))
+	key, err := s.sharedSecret(ctx, secretGrantKey, filepath.Join(cfg.DataDir, "grant.key"), newGrantKey)
 	if err != nil {
 		engine.Close()
 		return err
@@ -81,25 +79,11 @@ func (s *Server) closeStorage() error {
 	return nil
 }
 
-// loadOrCreateKey reads a 32-byte secret key file, creating it (mode 0600)
-// on first start.
-func loadOrCreateKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		if len(b) < 32 {
-			return nil, fmt.Errorf("key file %s is too short", path)
-		}
-		return b, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read key %s: %w", path, err)
-	}
-	b = make([]byte, 32)
+// newGrantKey makes a new key for access-grant tokens.
+func newGrantKey() ([]byte, error) {
+	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("create key %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("create key %s: %w", path, err)
+		return nil, err
 	}
 	return b, nil
 }

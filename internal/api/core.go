@@ -332,6 +332,7 @@ func (h *coreHandlers) putAlias(ctx context.Context, r *Request) (*Response, err
 	var out aliasBody
 	status := http.StatusOK
 	err := h.c.Store.Update(ctx, func(tx store.Tx) error {
+		status = http.StatusOK // a re-run (store contract) decides afresh
 		akey := "/providers/microsoft.subscription/aliases/" + strings.ToLower(alias)
 		if o, err := tx.Get(ctx, tenant.KindAlias, akey); err == nil {
 			return decodeStored(o.Data, &out)

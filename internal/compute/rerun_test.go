@@ -78,3 +78,33 @@ func TestPutDiskRerunFindsDiskCreatedMeanwhile(t *testing.T) {
 		t.Fatalf("the disk's volume: %v", err)
 	}
 }
+
+// A snapshot PUT whose second run finds the snapshot another PUT took
+// meanwhile updates it, and takes no second snapshot.
+func TestPutSnapshotRerunFindsSnapshotCreatedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	disk := f.emptyDisk(t, "rg", "d")
+	id := compute.SnapshotID(f.sub, "rg", "s")
+	in := compute.SnapshotInput{Location: "local", Incremental: true,
+		CreationData: compute.CreationData{CreateOption: compute.OptionCopy, SourceResourceID: disk.String()}}
+	good, armed := f.svc.Store, true
+	f.svc.Store = storetest.RerunWith(good, func(ctx context.Context) {
+		if armed {
+			armed = false
+			if _, err := f.svc.CreateSnapshot(ctx, f.admin, id, in); err != nil {
+				t.Errorf("snapshot between the runs: %v", err)
+			}
+		}
+	})
+	in.Tags = map[string]string{"k": "v"}
+	sn, created, finish, err := f.svc.StartSnapshot(ctx, f.admin, id, in)
+	if err != nil || created || finish != nil {
+		t.Fatalf("PUT of a snapshot taken meanwhile: created %v, %v", created, err)
+	}
+	f.svc.Store = good
+	got, err := f.svc.GetSnapshot(ctx, f.admin, id)
+	if err != nil || got.ProvisioningState != compute.StateSucceeded || got.UniqueID != sn.UniqueID || got.Tags["k"] != "v" {
+		t.Fatalf("snapshot after the PUT: %+v, %v", got, err)
+	}
+}

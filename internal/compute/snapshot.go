@@ -73,6 +73,7 @@ func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id re
 	now := s.now()
 	var disk Disk
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		created = false // a re-run (store contract) decides afresh
 		if err := s.checkGroup(ctx, tx, id); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ func (s *Service) PutPolicy(ctx context.Context, id resource.ID, body []byte) (B
 	out := BaseBackupPolicyResource{ID: id.String(), Name: id.Name(), Type: PolicyResourceType, Properties: in.Properties}
 	created := false
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		created = false // a re-run (store contract) decides afresh
 		if _, err := s.vaultOf(ctx, tx, id); err != nil {
 			return err
 		}
@@ -97,6 +98,7 @@ func (s *Service) ListPolicies(ctx context.Context, vaultID resource.ID) ([]Base
 func (s *Service) DeletePolicy(ctx context.Context, id resource.ID) (bool, error) {
 	existed := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		existed = false // a re-run (store contract) decides afresh
 		_, err := s.getPolicy(ctx, tx, id)
 		if resource.IsCode(err, "ResourceNotFound") {
 			return nil

@@ -324,6 +324,7 @@ func (s *Service) PutInstance(ctx context.Context, c Caller, id resource.ID, bod
 	var out InstanceResource
 	created := false
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		created = false // a re-run (store contract) decides afresh
 		vaultID := id.Parent()
 		old, gerr := s.getInstance(ctx, tx, id)
 		switch {

@@ -157,6 +157,7 @@ func (s *Service) PutVault(ctx context.Context, c Caller, id resource.ID, body [
 	var out VaultResource
 	created := false
 	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		created = false // a re-run (store contract) decides afresh
 		if _, err := s.Groups.GetGroup(ctx, tx, id.GroupScope()); err != nil {
 			return err
 		}
@@ -282,6 +283,7 @@ func (s *Service) ListVaults(ctx context.Context, scope resource.ID) ([]VaultRes
 func (s *Service) DeleteVault(ctx context.Context, id resource.ID) (bool, error) {
 	existed := false
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		existed = false // a re-run (store contract) decides afresh
 		v, err := s.getVault(ctx, tx, id)
 		if resource.IsCode(err, "ResourceNotFound") {
 			return nil

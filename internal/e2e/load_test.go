@@ -26,6 +26,7 @@ import (
 	"coffer/internal/identity"
 	"coffer/internal/nbd/nbdtest"
 	"coffer/internal/rbac"
+	"coffer/internal/store/postgres/pgtest"
 )
 
 var (
@@ -34,6 +35,7 @@ var (
 	loadNBD      = flag.Int("load.nbd", 8, "concurrent NBD clients of TestLoad")
 	loadOut      = flag.String("load.out", "", "write TestLoad's figures as JSON to this file")
 	loadProfile  = flag.String("load.profile", "", "write CPU, mutex and block profiles of TestLoad's run into this directory")
+	loadDB       = flag.String("load.db", "", "serve --db of TestLoad's server: empty for SQLite, postgres for a throwaway PostgreSQL cluster (or $COFFER_TEST_POSTGRES's), or a postgres:// URL")
 )
 
 // TestLoad runs -load.clients API clients (each sends its next request as
@@ -51,7 +53,11 @@ func TestLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test skipped in -short mode")
 	}
-	env := Start(t, Options{})
+	db := *loadDB
+	if db == "postgres" {
+		db = pgtest.Start(t).NewDatabase(t)
+	}
+	env := Start(t, Options{DB: db})
 	ctx := context.Background()
 	c := env.Client("")
 	lt := newLoadTest(t, env, *loadClients)

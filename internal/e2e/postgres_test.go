@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +32,7 @@ func TestDataProtectionOnPostgres(t *testing.T) {
 
 // checkOnPostgres checks that the server e, started with --db db, keeps
 // its metadata in PostgreSQL: its store is the PostgreSQL one, the data
-// dir holds no SQLite file, and the database holds what every metadata
+// dir holds no SQLite file, /metrics counts its retries, and the database holds what every metadata
 // function wrote (kind_index keeps a row for each kind ever written, even
 // once its objects are deleted): resources, role assignments, operations,
 // job records and recovery points in objects, finished tasks in the job
@@ -45,6 +46,9 @@ func checkOnPostgres(t *testing.T, e *Env, db string) {
 		if _, err := os.Stat(filepath.Join(e.DataDir, f)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the data dir holds %s with --db postgres://… (%v)", f, err)
 		}
+	}
+	if m := metricsText(t, e); !strings.Contains(m, "\ncoffer_metadata_transaction_retries_total ") {
+		t.Errorf("/metrics lacks the PostgreSQL store's retries")
 	}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, db)

@@ -306,6 +306,9 @@ func (s *Server) build(ctx context.Context) error {
 	s.API.Operations = s.Ops
 	s.API.Endpoint = s.Endpoint()
 	s.API.Space = s.space
+	if s.meta.WriteMetrics != nil {
+		s.API.AddMetrics(s.meta.WriteMetrics)
+	}
 	s.API.RegisterCore(api.Core{Store: s.store, Tenant: s.Tenant, Authz: s.Authz, Identity: s.IDs,
 		Ready: func(ctx context.Context) error { return s.store.View(ctx, func(store.Tx) error { return nil }) },
 		Space: s.space,

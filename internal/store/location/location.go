@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 
@@ -31,6 +32,9 @@ type Metadata struct {
 	Tasks job.Backend
 	// Kind is "sqlite" or "postgres".
 	Kind string
+	// WriteMetrics, if set, writes the store's metrics in Prometheus
+	// text format (PostgreSQL's transaction retries).
+	WriteMetrics func(w io.Writer)
 }
 
 // Close closes the database.
@@ -60,7 +64,7 @@ func Open(ctx context.Context, loc string, opts Options) (*Metadata, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Metadata{Store: st, Index: st.ChunkIndex(), Tasks: st.Queue(), Kind: kind}, nil
+		return &Metadata{Store: st, Index: st.ChunkIndex(), Tasks: st.Queue(), Kind: kind, WriteMetrics: st.WriteMetrics}, nil
 	default:
 		st, err := sqlite.Open(ctx, target)
 		if err != nil {

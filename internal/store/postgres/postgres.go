@@ -29,11 +29,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -55,6 +57,9 @@ type Store struct {
 	// MaxAttempts bounds the runs of one Update (and of one chunk index
 	// or queue write) that serialization failures cause.
 	MaxAttempts int
+
+	retries   atomic.Uint64 // transactions run again (WriteMetrics)
+	exhausted atomic.Uint64 // transactions that failed after MaxAttempts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -202,12 +207,24 @@ func (s *Store) retry(ctx context.Context, attempt func(n int) error) error {
 			return err
 		}
 		if n >= s.MaxAttempts {
+			s.exhausted.Add(1)
 			return fmt.Errorf("%w (%d attempts): %w", ErrTooManyConflicts, n, err)
 		}
+		s.retries.Add(1)
 		if berr := backoff(ctx, n+1); berr != nil {
 			return fmt.Errorf("retry after %w: %w", err, berr)
 		}
 	}
+}
+
+// WriteMetrics writes the store's counters in Prometheus text format:
+// how many transactions ran again after a serialization failure or a
+// deadlock, and how many failed for good after MaxAttempts runs.
+func (s *Store) WriteMetrics(w io.Writer) {
+	fmt.Fprintf(w, "# HELP coffer_metadata_transaction_retries_total Metadata transactions run again after a serialization failure or deadlock.\n"+
+		"# TYPE coffer_metadata_transaction_retries_total counter\ncoffer_metadata_transaction_retries_total %d\n", s.retries.Load())
+	fmt.Fprintf(w, "# HELP coffer_metadata_transaction_conflicts_exhausted_total Metadata transactions that still conflicted after their last attempt.\n"+
+		"# TYPE coffer_metadata_transaction_conflicts_exhausted_total counter\ncoffer_metadata_transaction_conflicts_exhausted_total %d\n", s.exhausted.Load())
 }
 
 // Update runs fn in a SERIALIZABLE transaction, re-running it on

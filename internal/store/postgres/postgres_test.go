@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,13 @@ func TestUpdateRetries(t *testing.T) {
 		}
 	}
 
+	// Each run again is counted, for /metrics.
+	var m strings.Builder
+	s.WriteMetrics(&m)
+	if !strings.Contains(m.String(), "\ncoffer_metadata_transaction_retries_total 4\n") {
+		t.Fatalf("metrics after 4 retries:\n%s", m.String())
+	}
+
 	// A function that swallows the failure of one of its statements (a
 	// Put that lost to a concurrent writer) is run again all the same:
 	// the store knows that its transaction is lost.
@@ -129,6 +137,11 @@ func TestUpdateRetries(t *testing.T) {
 	})
 	if !errors.Is(err, postgres.ErrTooManyConflicts) || runs != 4 {
 		t.Fatalf("always conflicting: %v after %d runs, want ErrTooManyConflicts after 4", err, runs)
+	}
+	m.Reset()
+	s.WriteMetrics(&m)
+	if !strings.Contains(m.String(), "\ncoffer_metadata_transaction_conflicts_exhausted_total 1\n") {
+		t.Fatalf("metrics after a transaction that kept conflicting:\n%s", m.String())
 	}
 
 	// The caller's context ends the retries.

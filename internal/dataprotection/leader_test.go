@@ -13,6 +13,7 @@ import (
 	"coffer/internal/job"
 	"coffer/internal/resource"
 	"coffer/internal/store"
+	"coffer/internal/worker"
 )
 
 // reachable is one node's handle on the shared store, which the test can
@@ -277,5 +278,34 @@ func TestSchedulerWatchesOtherNodes(t *testing.T) {
 	}
 	if len(tasks) != 1 || tasks[0].Type != dataprotection.TaskBackup {
 		t.Fatalf("queued at 01:00: %+v, want the scheduled backup", tasks)
+	}
+}
+
+// TestBackupsRunOnTheDiskHome: a backup of a disk whose home is node-a is
+// queued for node-a: node-b's workers do not take it, node-a's run it.
+func TestBackupsRunOnTheDiskHome(t *testing.T) {
+	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	s := e.standard(true)
+	e.svc.Home = cluster.Home
+	e.update(func(tx store.Tx) error { return cluster.SetHome(e.ctx, tx, s.disk.String(), "node-a") })
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := e.queue.Tasks(e.ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].Node != "node-a" {
+		t.Fatalf("queued %+v %v, want one backup for node-a", tasks, err)
+	}
+	b := worker.NewPool(e.queue, e.clk, quiet, 1)
+	b.Node, b.Owner = "node-b", "node-b/1"
+	b.Handle(dataprotection.TaskBackup, e.svc.ExecBackup)
+	if ran, err := b.RunOnce(e.ctx); err != nil || ran {
+		t.Fatalf("node-b ran node-a's backup: %v %v", ran, err)
+	}
+	e.pool.Node, e.pool.Owner = "node-a", "node-a/1"
+	e.drain()
+	if j := e.job(jobID); j.Properties.Status != string(job.Completed) {
+		t.Fatalf("backup on node-a: %s", j.Properties.Status)
 	}
 }

@@ -28,6 +28,10 @@ type Task struct {
 	// time. Empty means no serialization.
 	Target  string          `json:"target,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Node, when set, is the only node whose workers may lease the task
+	// (the home node of the disk it works on): owners named Node/…
+	// (see OwnerNode). Empty: any node.
+	Node string `json:"node,omitempty"`
 
 	State string `json:"state"`
 	// Attempts counts the task's leases: it is the lease's epoch, which
@@ -190,6 +194,18 @@ func (q *Queue) Lease(ctx context.Context, owner string) (Task, bool, error) {
 func Ready(t Task, now time.Time) bool {
 	return (t.State == StatePending && !now.Before(t.NotBefore)) ||
 		(t.State == StateLeased && !now.Before(t.LeaseExpiry))
+}
+
+// OwnerNode is the node part of a lease owner named NODE/PROCESS (the
+// whole owner when it has no slash).
+func OwnerNode(owner string) string {
+	node, _, _ := strings.Cut(owner, "/")
+	return node
+}
+
+// Claimable reports whether owner may lease t, by its Node.
+func Claimable(t Task, owner string) bool {
+	return t.Node == "" || strings.EqualFold(t.Node, OwnerNode(owner))
 }
 
 // Live reports whether t holds a lease that has not expired at now.

@@ -46,6 +46,16 @@ type member struct {
 	incarnation string
 	registry    *cluster.Registry
 	leases      *cluster.Leases
+	// shared: the metadata store is one that several nodes can share
+	// (PostgreSQL), so disks record their home node and their backups
+	// run there. On SQLite there is one node and no home is recorded (a
+	// renamed host keeps its disks).
+	shared bool
+}
+
+// setHome records that diskID lives on this node (compute.Service.Home).
+func (m *member) setHome(ctx context.Context, tx store.Tx, diskID string) error {
+	return cluster.SetHome(ctx, tx, diskID, m.name)
 }
 
 func (s *Server) openMember() error {
@@ -55,7 +65,8 @@ func (s *Server) openMember() error {
 	}
 	s.member = &member{name: name, incarnation: identity.NewGUID(),
 		registry: &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
-		leases:   &cluster.Leases{Store: s.store, Clock: s.cfg.Clock}}
+		leases:   &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
+		shared:   s.meta.Kind == "postgres"}
 	return nil
 }
 

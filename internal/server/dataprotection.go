@@ -46,6 +46,9 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	q.Backend = s.meta.Tasks // the tasks live where the metadata does
 	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
+	if s.member.shared {
+		svc.Home = cluster.Home
+	}
 	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)
 	pool.Node, pool.Owner = s.member.name, s.member.owner()

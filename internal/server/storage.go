@@ -58,6 +58,9 @@ func (s *Server) openStorage(ctx context.Context) error {
 				dp.RestoredDiskHydration(ctx, diskID, stall)
 			}
 		}}
+	if s.member.shared {
+		s.Compute.Home = s.member.setHome
+	}
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
 	s.Authz.PrincipalDeleted = s.Compute.EndGrantsOf
 	if err := s.Compute.Recover(ctx); err != nil {

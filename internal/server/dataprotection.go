@@ -51,7 +51,14 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	}
 	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)
-	pool.Node, pool.Owner = s.member.name, s.member.owner()
+	// Leases name this node and process. On a store several nodes share,
+	// a start releases only this node's earlier tasks (others' come back
+	// when their leases expire); on SQLite, every task is this node's,
+	// whatever name an earlier version or run gave its leases.
+	pool.Owner = s.member.owner()
+	if s.member.shared {
+		pool.Node = s.member.name
+	}
 	pool.Handle(dataprotection.TaskBackup, svc.ExecBackup)
 	pool.Handle(dataprotection.TaskRestore, svc.ExecRestore)
 	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)

@@ -128,6 +128,10 @@ type Service struct {
 	// GrantKey signs access-grant tokens (at least 32 random bytes, kept
 	// across restarts so that grants survive them).
 	GrantKey []byte
+	// Home, when set, is called in the transaction that records a new
+	// disk, to record that its volume lives on this node (several nodes
+	// share the store: cluster.SetHome).
+	Home func(ctx context.Context, tx store.Tx, diskID string) error
 	// HydrationObserver, when set, hears when the hydration of disk
 	// diskID stalls for lack of space (stall is the error) and when it
 	// moves again or ends (stall nil).

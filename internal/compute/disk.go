@@ -267,6 +267,11 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 			}
 		}
 		d.DiskSizeBytes, d.DiskSizeGB = bytes, sizeGB(bytes)
+		if s.Home != nil {
+			if err := s.Home(ctx, tx, d.ID); err != nil {
+				return err
+			}
+		}
 		return s.putDisk(ctx, tx, &d)
 	})
 	if err != nil && undo != nil {

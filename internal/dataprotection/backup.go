@@ -116,7 +116,14 @@ func (s *Service) enqueueBackup(ctx context.Context, tx store.Tx, v VaultResourc
 		return rec, err
 	}
 	payload, _ := json.Marshal(taskPayload{InstanceID: r.Resource.ID, VaultID: v.ID, JobID: jobID, Rule: rule, Tag: tag, Due: due})
-	err := s.Queue.EnqueueTx(ctx, tx, job.Task{ID: jobID, Type: TaskBackup, Target: strings.ToLower(r.DiskID), Payload: payload})
+	var home string
+	if s.Home != nil {
+		var err error
+		if home, err = s.Home(ctx, tx, r.DiskID); err != nil {
+			return job.Record{}, err
+		}
+	}
+	err := s.Queue.EnqueueTx(ctx, tx, job.Task{ID: jobID, Type: TaskBackup, Target: strings.ToLower(r.DiskID), Payload: payload, Node: home})
 	return rec, err
 }
 

@@ -51,6 +51,19 @@ type Scheduler struct {
 	Logger  *slog.Logger
 	// MaxSleep bounds a sleep (a safety net; Refresh wakes it on changes).
 	MaxSleep time.Duration
+	// Fence, when set, is called in every transaction in which Tick
+	// writes (a due backup or a retention run queued), with that
+	// transaction, and an error from it rolls the write back and ends the
+	// Tick. On several nodes the scheduler runs only on the holder of the
+	// scheduler lease, with Fence checking that holding
+	// (cluster.Fence): a scheduler whose lease was taken over while it was
+	// paused queues nothing. Set it before Tick or Run, not while they run.
+	Fence func(ctx context.Context, tx store.Tx) error
+	// Watch, when positive, makes Run look this often for changes made
+	// through other nodes, whose Refresh does not reach this one: it ticks
+	// when a backup instance, a policy or a recovery point was written
+	// since its last look (their kinds' indexes moved).
+	Watch time.Duration
 
 	refresh     chan struct{}
 	lastCleanup time.Time
@@ -117,6 +130,11 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 		soonest := func(t time.Time) { did.due = append(did.due, t) }
 		err := s.Store.Update(ctx, func(tx store.Tx) error {
 			did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
+			if sc.Fence != nil {
+				if err := sc.Fence(ctx, tx); err != nil {
+					return fenceError{err}
+				}
+			}
 			var r instanceRecord
 			if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
@@ -194,6 +212,9 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 		for _, t := range did.due {
 			wake(t)
 		}
+		if fe := (fenceError{}); errors.As(err, &fe) {
+			return next, fired, fe.err
+		}
 		if err != nil {
 			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", err)
 			continue
@@ -224,28 +245,65 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 	return next, fired, nil
 }
 
+// fenceError carries the error of the scheduler's Fence out of an Update.
+type fenceError struct{ err error }
+
+func (e fenceError) Error() string { return e.err.Error() }
+func (e fenceError) Unwrap() error { return e.err }
+
 // Run ticks until ctx is cancelled.
 func (sc *Scheduler) Run(ctx context.Context) {
+	seen, _ := sc.changes(ctx)
 	for ctx.Err() == nil {
 		next, _, err := sc.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
 			sc.Logger.Error("scheduler", "err", err)
 		}
-		wait := sc.MaxSleep
-		if !next.IsZero() {
-			if d := next.Sub(sc.Clock.Now()); d < wait {
-				wait = d
+		for ctx.Err() == nil {
+			wait := sc.MaxSleep
+			if !next.IsZero() {
+				wait = min(wait, next.Sub(sc.Clock.Now()))
+			}
+			watching := sc.Watch > 0 && sc.Watch < wait
+			if watching {
+				wait = sc.Watch
+			}
+			tm := sc.Clock.NewTimer(max(wait, time.Millisecond))
+			woke := false
+			select {
+			case <-ctx.Done():
+			case <-sc.refresh:
+				woke = true
+			case <-tm.C():
+				woke = !watching
+			}
+			tm.Stop()
+			if watching && !woke && ctx.Err() == nil {
+				now, err := sc.changes(ctx)
+				woke = err != nil || now != seen
+				seen = now
+			}
+			if woke {
+				break
 			}
 		}
-		if wait <= 0 {
-			wait = time.Millisecond
-		}
-		tm := sc.Clock.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-sc.refresh:
-		case <-tm.C():
-		}
-		tm.Stop()
 	}
+}
+
+// changes sums the indexes of the kinds whose writes change what Tick
+// plans (see Watch).
+func (sc *Scheduler) changes(ctx context.Context) (uint64, error) {
+	var sum uint64
+	err := sc.Service.Store.View(ctx, func(tx store.Tx) error {
+		sum = 0
+		for _, k := range []string{kindInstance, kindPolicy, kindRecoveryPoint} {
+			i, err := tx.KindIndex(ctx, k)
+			if err != nil {
+				return err
+			}
+			sum += i
+		}
+		return nil
+	})
+	return sum, err
 }

@@ -62,6 +62,9 @@ type Service struct {
 	// Space, when set, fails a backup that would start while the data
 	// filesystem's free space is below its reserve.
 	Space *capacity.Monitor
+	// Home, when set, names (read in tx) the node that holds a disk's
+	// volume, where its backups must run ("": any node).
+	Home func(ctx context.Context, tx store.Tx, diskID string) (string, error)
 }
 
 func (s *Service) logger() *slog.Logger {

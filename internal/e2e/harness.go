@@ -64,6 +64,9 @@ type Options struct {
 	// Clock is the server's clock (nil: the wall clock). A test that
 	// advances a clock.Fake makes scheduled backups fire without waiting.
 	Clock clock.Clock
+	// NodeName is serve --node-name: several servers started on one DB
+	// (PostgreSQL) and one Blob are the nodes of one installation.
+	NodeName string
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -88,7 +91,8 @@ func Start(t testing.TB, o Options) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
-		DB: o.DB, Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock})
+		DB: o.DB, Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock,
+		NodeName: o.NodeName})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

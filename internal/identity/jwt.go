@@ -89,22 +89,37 @@ type Signer struct {
 func LoadOrCreateSigner(path string) (*Signer, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
-		if gerr != nil {
-			return nil, fmt.Errorf("generate signing key: %w", gerr)
+		if b, err = NewSignerKey(); err != nil {
+			return nil, err
 		}
-		enc := []byte(base64.StdEncoding.EncodeToString(priv.Seed()) + "\n")
-		if err := writeFileAtomic(path, enc, 0o600); err != nil {
+		if err := writeFileAtomic(path, b, 0o600); err != nil {
 			return nil, fmt.Errorf("write signing key: %w", err)
 		}
-		return newSigner(priv), nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read signing key %s: %w", path, err)
 	}
+	sg, err := ParseSigner(b)
 	if err != nil {
 		return nil, fmt.Errorf("read signing key %s: %w", path, err)
 	}
-	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	return sg, nil
+}
+
+// NewSignerKey returns a new signing key in the form ParseSigner reads
+// (a base64 Ed25519 seed and a newline, as in DATA/signing.key).
+func NewSignerKey() ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	return []byte(base64.StdEncoding.EncodeToString(priv.Seed()) + "\n"), nil
+}
+
+// ParseSigner returns the signer of a key NewSignerKey made.
+func ParseSigner(key []byte) (*Signer, error) {
+	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(key)))
 	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("read signing key %s: not a base64 Ed25519 seed", path)
+		return nil, errors.New("not a base64 Ed25519 seed")
 	}
 	return newSigner(ed25519.NewKeyFromSeed(seed)), nil
 }

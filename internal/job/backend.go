@@ -40,8 +40,9 @@ type Backend interface {
 	// with a target, only those whose Target equals it case-insensitively.
 	List(ctx context.Context, tx store.Tx, target string) ([]Task, error)
 	// Claim leases to owner, in a transaction of its own, the oldest task
-	// that is Ready at now and whose Target (if any) has no Live lease
-	// other than its own: it sets State to StateLeased, LeaseOwner to
+	// that is Ready at now, Claimable by owner (its Node, if any, is the
+	// owner's), and whose Target (if any) has no Live lease other than its
+	// own: it sets State to StateLeased, LeaseOwner to
 	// owner, LeaseExpiry to now+lease and adds one to Attempts (the
 	// epoch). It reports false when no task can be claimed. Concurrent
 	// Claims never claim one task twice, nor two tasks of one target.
@@ -180,7 +181,7 @@ func (b Objects) Claim(ctx context.Context, owner string, now time.Time, lease t
 			}
 		}
 		for _, t := range ts {
-			if !Ready(t, now) || (t.Target != "" && busy[strings.ToLower(t.Target)]) {
+			if !Ready(t, now) || !Claimable(t, owner) || (t.Target != "" && busy[strings.ToLower(t.Target)]) {
 				continue
 			}
 			t.State = StateLeased

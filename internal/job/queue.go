@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ type Task struct {
 	// time. Empty means no serialization.
 	Target  string          `json:"target,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Node, when set, is the only node whose workers may lease the task
+	// (the home node of the disk it works on): owners named Node/…
+	// (see OwnerNode). Empty: any node.
+	Node string `json:"node,omitempty"`
 
 	State string `json:"state"`
 	// Attempts counts the task's leases: it is the lease's epoch, which
@@ -189,6 +194,18 @@ func (q *Queue) Lease(ctx context.Context, owner string) (Task, bool, error) {
 func Ready(t Task, now time.Time) bool {
 	return (t.State == StatePending && !now.Before(t.NotBefore)) ||
 		(t.State == StateLeased && !now.Before(t.LeaseExpiry))
+}
+
+// OwnerNode is the node part of a lease owner named NODE/PROCESS (the
+// whole owner when it has no slash).
+func OwnerNode(owner string) string {
+	node, _, _ := strings.Cut(owner, "/")
+	return node
+}
+
+// Claimable reports whether owner may lease t, by its Node.
+func Claimable(t Task, owner string) bool {
+	return t.Node == "" || strings.EqualFold(t.Node, OwnerNode(owner))
 }
 
 // Live reports whether t holds a lease that has not expired at now.
@@ -357,10 +374,17 @@ var ErrInterrupted = errors.New("the task was interrupted by a server stop too m
 // process that is gone are released so that they are delivered again at
 // once (the attempt they used counts towards the delivery limit). Tasks
 // that have used up their deliveries are removed and returned as dead, so
-// that their jobs can be failed. Coffer runs one scheduler and one worker
-// pool per metadata store; a multi-node deployment would let the leases
-// expire instead.
+// that their jobs can be failed. Recover releases every leased task: it is
+// for one node's queue; on several nodes each releases only its own
+// earlier runs' tasks (RecoverOwned), and other nodes' tasks come back when
+// their leases expire.
 func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err error) {
+	return q.RecoverOwned(ctx, "")
+}
+
+// RecoverOwned is Recover for the tasks whose LeaseOwner begins with
+// prefix (a node's name and a separator: its earlier runs' leases).
+func (q *Queue) RecoverOwned(ctx context.Context, prefix string) (released int, dead []Task, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
 		released, dead = 0, nil // a re-run counts afresh
 		ts, err := q.Backend.List(ctx, tx, "")
@@ -368,7 +392,7 @@ func (q *Queue) Recover(ctx context.Context) (released int, dead []Task, err err
 			return err
 		}
 		for _, t := range ts {
-			if t.State != StateLeased {
+			if t.State != StateLeased || !strings.HasPrefix(t.LeaseOwner, prefix) {
 				continue
 			}
 			if t.Attempts >= t.MaxAttempts || t.Canceled {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
+	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
@@ -15,6 +17,10 @@ import (
 	"coffer/internal/tenant"
 	"coffer/internal/worker"
 )
+
+// schedulerWatch is how often the scheduler looks for changes made
+// through other nodes.
+const schedulerWatch = 5 * time.Second
 
 // dataProtection is Microsoft.DataProtection's runtime: the service, its
 // job queue, the worker pool and the scheduler, which run in the
@@ -39,8 +45,19 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	q.Backend = s.meta.Tasks // the tasks live where the metadata does
 	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
+	if s.member.shared {
+		svc.Home = cluster.Home
+	}
 	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)
+	// Leases name this node and process. On a store several nodes share,
+	// a start releases only this node's earlier tasks (others' come back
+	// when their leases expire); on SQLite, every task is this node's,
+	// whatever name an earlier version or run gave its leases.
+	pool.Owner = s.member.owner()
+	if s.member.shared {
+		pool.Node = s.member.name
+	}
 	pool.Handle(dataprotection.TaskBackup, svc.ExecBackup)
 	pool.Handle(dataprotection.TaskRestore, svc.ExecRestore)
 	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)
@@ -59,11 +76,21 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	if err := svc.Recover(ctx); err != nil {
 		return err
 	}
+	// The scheduler runs on the node that holds the scheduler lease, its
+	// writes fenced by that holding, and watches for changes made through
+	// other nodes.
+	sched.Watch = schedulerWatch
+	elector := &cluster.Elector{Leases: s.member.leases, Name: SchedulerLease, Holder: s.member.name, Logger: s.log}
 	// Queue what came due while the server was down (the latest missed
 	// backup slots, retention of expired points) before it serves, so
 	// that a client looking right after a start sees those jobs.
-	if _, _, err := sched.Tick(ctx); err != nil {
-		return fmt.Errorf("plan the backups and retention due: %w", err)
+	if l, ok, err := elector.Step(ctx); err != nil {
+		return fmt.Errorf("take the scheduler lease: %w", err)
+	} else if ok {
+		sched.Fence = fence(l)
+		if _, _, err := sched.Tick(ctx); err != nil {
+			return fmt.Errorf("plan the backups and retention due: %w", err)
+		}
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	dp := &dataProtection{svc: svc, queue: q, pool: pool, sched: sched, cancel: cancel}
@@ -71,7 +98,10 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	dp.wg.Add(1)
 	go func() {
 		defer dp.wg.Done()
-		sched.Run(bg)
+		elector.Run(bg, func(ctx context.Context, l cluster.Lease) {
+			sched.Fence = fence(l)
+			sched.Run(ctx)
+		})
 	}()
 	s.dp = dp
 	return nil

@@ -24,7 +24,9 @@ type monitorRuntime struct {
 // the pool starts: it registers the delivery handler, registers the alert
 // and notification target routes and the metrics, and starts the
 // evaluation loop. The secrets of notification targets are sealed with
-// DATA/notify.key (owner-only, made on first start).
+// DATA/notify.key (owner-only, made on first start), kept out of the
+// metadata store so that a copy of the database does not reveal them;
+// nodes sharing a store need the same file.
 func (s *Server) openMonitor(ctx context.Context, q *job.Queue, pool *worker.Pool) error {
 	cfg := s.cfg
 	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "notify.key"))

@@ -26,6 +26,7 @@ import (
 	"coffer/internal/capacity"
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
+	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
@@ -90,6 +91,9 @@ type Config struct {
 	// DATA/metadata.db), sqlite:///PATH, or postgres://… (store/location):
 	// the store, the chunk store's index and the job queue, all in it.
 	DB string
+	// NodeName names this server among the nodes sharing DB (default:
+	// the host name); see internal/cluster.
+	NodeName string
 }
 
 // Defaults of the external contract.
@@ -158,8 +162,9 @@ type Server struct {
 	// Portal is the web portal served at / alongside the API.
 	Portal *portal.Portal
 
-	dp  *dataProtection // Microsoft.DataProtection runtime
-	mon *monitorRuntime // alerts, notifications, job events
+	member *member         // this node among the nodes sharing the store
+	dp     *dataProtection // Microsoft.DataProtection runtime
+	mon    *monitorRuntime // alerts, notifications, job events
 
 	nbdMetrics *nbd.Metrics
 	repo       repoStats                              // the repository's figures, cached between scrapes
@@ -269,7 +274,10 @@ func parsePublicEndpoint(s string) (string, error) {
 
 func (s *Server) build(ctx context.Context) error {
 	cfg := s.cfg
-	signer, err := identity.LoadOrCreateSigner(filepath.Join(cfg.DataDir, "signing.key"))
+	if err := s.openMember(); err != nil {
+		return err
+	}
+	signer, err := s.signer(ctx)
 	if err != nil {
 		return err
 	}
@@ -279,7 +287,9 @@ func (s *Server) build(ctx context.Context) error {
 		if u, err := url.Parse(cfg.PublicEndpoint); err == nil && u.Hostname() != "" {
 			hosts = append(hosts, u.Hostname())
 		}
-		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts)
+		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts, func() ([]byte, error) {
+			return cluster.Secret(ctx, s.store, secretCA, func() ([]byte, error) { return generateCA(cfg.Clock.Now()) })
+		})
 		if err != nil {
 			return err
 		}
@@ -295,10 +305,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.Tenant.Authz = s.Authz
 	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
 	if rec == nil {
-		if err := s.bootstrap(ctx); err != nil {
+		if rec, err = s.bootstrapOnce(ctx); err != nil {
 			return err
 		}
-	} else {
+	}
+	if rec != nil {
 		s.IDs.TenantID, s.Tenant.TenantID = rec.TenantID, rec.TenantID
 		if err := s.refreshAdminFile(); err != nil {
 			return err
@@ -515,6 +526,13 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	adminDone := make(chan struct{})
 	go func() { defer close(adminDone); s.keepAdminToken(actx) }()
 	defer func() { stopAdmin(); <-adminDone }()
+	beats, err := s.register(actx, ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		s.stopNBD(context.WithoutCancel(ctx))
+		return err
+	}
+	defer func() { stopAdmin(); beats() }()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	if ready != nil {
@@ -528,7 +546,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := s.http.Shutdown(sctx)
+	err = s.http.Shutdown(sctx)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -551,9 +569,15 @@ func (s *Server) Store() store.Store { return s.store }
 // Listen is the configured listen address.
 func (s *Server) Listen() string { return s.cfg.Listen }
 
+// endpointAt is Endpoint with --listen replaced by addr, the address the
+// listener got (a port chosen by the system for :0).
+func (s *Server) endpointAt(addr string) string {
+	return strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1)
+}
+
 // DescribeStart is the one-line startup message.
 func (s *Server) DescribeStart(addr string) string {
-	ep := strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1)
+	ep := s.endpointAt(addr)
 	msg := fmt.Sprintf("Coffer is serving the API at %s and the portal at %s/ (admin credentials: %s)",
 		ep, ep, s.adminPath())
 	if a := s.NBDAddr(); a != "" {

@@ -45,7 +45,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open block engine: %w", err)
 	}
-	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "grant.key"))
+	key, err := s.sharedSecret(ctx, secretGrantKey, filepath.Join(cfg.DataDir, "grant.key"), newRandomKey)
 	if err != nil {
 		engine.Close()
 		return err
@@ -60,6 +60,9 @@ func (s *Server) openStorage(ctx context.Context) error {
 				dp.RestoredDiskHydration(ctx, diskID, stall)
 			}
 		}}
+	if s.member.shared {
+		s.Compute.Home = s.member.setHome
+	}
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
 	s.Authz.PrincipalDeleted = s.Compute.EndGrantsOf
 	if err := s.Compute.Recover(ctx); err != nil {
@@ -81,6 +84,16 @@ func (s *Server) closeStorage() error {
 	return nil
 }
 
+// newRandomKey makes a new 32-byte key (access-grant tokens, the seal of
+// notification targets' secrets).
+func newRandomKey() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // loadOrCreateKey reads a 32-byte secret key file, creating it (mode 0600)
 // on first start.
 func loadOrCreateKey(path string) ([]byte, error) {
@@ -94,8 +107,8 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read key %s: %w", path, err)
 	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	b, err = newRandomKey()
+	if err != nil {
 		return nil, fmt.Errorf("create key %s: %w", path, err)
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {

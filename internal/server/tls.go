@@ -31,13 +31,21 @@ func tlsFiles(dataDir string) TLSFiles {
 	return TLSFiles{CA: filepath.Join(d, "ca.pem"), Cert: filepath.Join(d, "server.pem"), Key: filepath.Join(d, "server-key.pem")}
 }
 
-// loadOrCreateTLS returns the server's TLS config, generating the CA and
-// the certificate on first use. hosts are added to the certificate's
-// subject alternative names (loopback names are always there).
-func loadOrCreateTLS(dataDir string, now time.Time, hosts []string) (*tls.Config, []byte, error) {
+// loadOrCreateTLS returns the server's TLS config and the PEM of the CA
+// clients must trust. The node's certificate and key are files in the
+// data dir, made on first use and signed by ca (called then: it returns
+// the certificate authority every node shares, a certificate and a key in
+// PEM). hosts are added to the certificate's subject alternative names
+// (loopback names are always there). A data dir whose certificate was made
+// by an earlier version, under a CA of its own, keeps it.
+func loadOrCreateTLS(dataDir string, now time.Time, hosts []string, ca func() ([]byte, error)) (*tls.Config, []byte, error) {
 	f := tlsFiles(dataDir)
 	if _, err := os.Stat(f.Cert); errors.Is(err, os.ErrNotExist) {
-		if err := generateTLS(f, now, hosts); err != nil {
+		pair, err := ca()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := issueTLS(f, pair, now, hosts); err != nil {
 			return nil, nil, fmt.Errorf("generate TLS certificate: %w", err)
 		}
 	}
@@ -45,11 +53,11 @@ func loadOrCreateTLS(dataDir string, now time.Time, hosts []string) (*tls.Config
 	if err != nil {
 		return nil, nil, fmt.Errorf("load TLS certificate: %w", err)
 	}
-	ca, err := os.ReadFile(f.CA)
+	caPEM, err := os.ReadFile(f.CA)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read CA certificate: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, ca, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, caPEM, nil
 }
 
 // serverNames are the names and addresses the server answers to: the
@@ -74,23 +82,61 @@ func serverNames(hosts []string) (dns []string, ips []net.IP) {
 	return dns, ips
 }
 
-func generateTLS(f TLSFiles, now time.Time, hosts []string) error {
-	if err := os.MkdirAll(filepath.Dir(f.CA), 0o700); err != nil {
-		return err
-	}
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n
+}
+
+// generateCA makes a certificate authority: its certificate and its key,
+// one PEM after the other.
+func generateCA(now time.Time) ([]byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	serial := func() *big.Int { n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120)); return n }
 	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "Coffer local CA", Organization: []string{"Coffer"}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, err
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...), nil
+}
+
+// parseCA reads what generateCA made.
+func parseCA(pair []byte) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
+	certBlock, rest := pem.Decode(pair)
+	keyBlock, _ := pem.Decode(rest)
+	if certBlock == nil || keyBlock == nil || certBlock.Type != "CERTIFICATE" {
+		return nil, nil, nil, errors.New("the certificate authority is not a certificate and a key in PEM")
+	}
+	cert, err := x509.ParseCertificate(certBlock.Bytes)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("the certificate authority: %w", err)
+	}
+	key, err := x509.ParseECPrivateKey(keyBlock.Bytes)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("the certificate authority's key: %w", err)
+	}
+	return cert, key, pem.EncodeToMemory(certBlock), nil
+}
+
+// issueTLS writes a server certificate for hosts signed by the CA pair
+// (generateCA), its key, and the CA's certificate, into f.
+func issueTLS(f TLSFiles, pair []byte, now time.Time, hosts []string) error {
+	caCert, caKey, caPEM, err := parseCA(pair)
+	if err != nil {
 		return err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	if err := os.MkdirAll(filepath.Dir(f.CA), 0o700); err != nil {
+		return err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -107,7 +153,7 @@ func generateTLS(f TLSFiles, now time.Time, hosts []string) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.WriteFileAtomic(f.CA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	if err := identity.WriteFileAtomic(f.CA, caPEM, 0o600); err != nil {
 		return err
 	}
 	if err := identity.WriteFileAtomic(f.Key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,11 @@ type Pool struct {
 	Workers int
 	// Owner names this pool in leases; NewPool sets a random one.
 	Owner string
+	// Node, when set, is the name of the node the pool runs on (one of
+	// several sharing the queue): Owner must then begin with Node and a
+	// slash, and Recover releases only the tasks leased by this node's
+	// earlier runs; other nodes' tasks come back when their leases expire.
+	Node string
 	// Dead is called for tasks that exhausted their deliveries or have no
 	// handler.
 	Dead DeadHandler
@@ -156,7 +162,14 @@ func (p *Pool) Start(ctx context.Context) {
 // job.Queue.Recover) and hands the ones past their delivery limit to Dead.
 // Call it once at start, before Start.
 func (p *Pool) Recover(ctx context.Context) error {
-	_, dead, err := p.Queue.Recover(ctx)
+	prefix := ""
+	if p.Node != "" {
+		prefix = p.Node + "/"
+		if !strings.HasPrefix(p.Owner, prefix) {
+			return fmt.Errorf("recover tasks: the pool's owner %q is not of node %s", p.Owner, p.Node)
+		}
+	}
+	_, dead, err := p.Queue.RecoverOwned(ctx, prefix)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,94 @@ func Run(t *testing.T, newNodes Factory) {
 	t.Run("LeaseExpiryAndFencing", func(t *testing.T) { testFencing(t, newNodes(t)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { testConcurrentClaims(t, newNodes(t)) })
 	t.Run("EnqueueWithRecord", func(t *testing.T) { testEnqueueWithRecord(t, newNodes(t)()) })
+	t.Run("RecoverOwned", func(t *testing.T) { testRecoverOwned(t, newNodes(t)) })
+	t.Run("NodeAffinity", func(t *testing.T) { testNodeAffinity(t, newNodes(t)) })
+}
+
+// testNodeAffinity: a task with a Node is claimed only by that node's
+// owners (named Node/…, case-insensitively), even when it is the oldest;
+// tasks without one by any node; the Node survives a nack.
+func testNodeAffinity(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	n1, n2 := open(), open()
+	q1, q2 := queue(n1, clk), queue(n2, clk)
+	if err := q1.Enqueue(ctx, job.Task{ID: "homed", Type: "x", Target: "disk1", Node: "Node-A"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if err := q1.Enqueue(ctx, job.Task{ID: "any", Type: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	b, ok, err := q2.Lease(ctx, "node-b/1")
+	if err != nil || !ok || b.ID != "any" {
+		t.Fatalf("node-b leased %+v %v %v, want the task of any node", b, ok, err)
+	}
+	if _, ok, err := q2.Lease(ctx, "node-b/1"); err != nil || ok {
+		t.Fatalf("node-b leased node-a's task: %v %v", ok, err)
+	}
+	if err := q2.Ack(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := q1.Lease(ctx, "node-a/1")
+	if err != nil || !ok || a.ID != "homed" || a.Node != "Node-A" {
+		t.Fatalf("node-a leased %+v %v %v, want its task", a, ok, err)
+	}
+	if _, err := q1.Nack(ctx, a, errors.New("again")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	if _, ok, err := q2.Lease(ctx, "node-b/1"); err != nil || ok {
+		t.Fatalf("node-b leased node-a's task after a nack: %v %v", ok, err)
+	}
+	if a, ok, err = q1.Lease(ctx, "node-a/2"); err != nil || !ok || a.ID != "homed" || a.Node != "Node-A" {
+		t.Fatalf("node-a's next run leased %+v %v %v", a, ok, err)
+	}
+}
+
+// testRecoverOwned: a node that restarts releases the tasks its earlier
+// run leased (RecoverOwned with its name) and leaves another live node's
+// leases alone: that node still acks its task.
+func testRecoverOwned(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	n1, n2 := open(), open()
+	q1, q2 := queue(n1, clk), queue(n2, clk)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := q1.Enqueue(ctx, job.Task{ID: id, Type: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _, err := q1.Lease(ctx, "node-a/run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := q2.Lease(ctx, "node-b/run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// node-a restarts: its run1 task comes back at once, node-b's does not.
+	released, dead, err := q1.RecoverOwned(ctx, "node-a/")
+	if err != nil || released != 1 || len(dead) != 0 {
+		t.Fatalf("recover node-a: %d released, %d dead, %v; want 1, 0", released, len(dead), err)
+	}
+	var got []string
+	for {
+		x, ok, err := q1.Lease(ctx, "node-a/run2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, x.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprintf("[%s c]", a.ID) {
+		t.Fatalf("node-a's second run leased %v, want [%s c]", got, a.ID)
+	}
+	if err := q2.Ack(ctx, b); err != nil {
+		t.Fatalf("node-b's ack after node-a recovered: %v", err)
+	}
 }
 
 func testLifecycle(t *testing.T, n Node) {

@@ -33,7 +33,7 @@ func (s *Store) Queue() *Queue { return &Queue{s: s} }
 const claimBatch = 16
 
 const taskColumns = `id, type, target_name, payload, state, attempts, max_attempts, not_before, created_at,
-	lease_owner, lease_expiry, last_error, canceled`
+	lease_owner, lease_expiry, last_error, canceled, node`
 
 func scanTask(row pgx.CollectableRow) (job.Task, error) {
 	var (
@@ -41,7 +41,7 @@ func scanTask(row pgx.CollectableRow) (job.Task, error) {
 		notBefore, created, expiry int64
 	)
 	err := row.Scan(&t.ID, &t.Type, &t.Target, &t.Payload, &t.State, &t.Attempts, &t.MaxAttempts, &notBefore, &created,
-		&t.LeaseOwner, &expiry, &t.LastError, &t.Canceled)
+		&t.LeaseOwner, &expiry, &t.LastError, &t.Canceled, &t.Node)
 	t.NotBefore, t.CreatedAt = fromNanos(notBefore), fromNanos(created)
 	if expiry != 0 {
 		t.LeaseExpiry = fromNanos(expiry)
@@ -83,10 +83,10 @@ func (q *Queue) Insert(ctx context.Context, st store.Tx, t job.Task) error {
 		return job.ErrDuplicate
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO job_tasks (key, id, type, target, target_name, payload, state, attempts, max_attempts,
-			not_before, created_at, lease_owner, lease_expiry, last_error, canceled)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (key) DO NOTHING`,
+			not_before, created_at, lease_owner, lease_expiry, last_error, canceled, node)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (key) DO NOTHING`,
 		key, t.ID, t.Type, strings.ToLower(t.Target), t.Target, []byte(t.Payload), t.State, t.Attempts, t.MaxAttempts,
-		nanos(t.NotBefore), nanos(t.CreatedAt), t.LeaseOwner, nanos(t.LeaseExpiry), t.LastError, t.Canceled)
+		nanos(t.NotBefore), nanos(t.CreatedAt), t.LeaseOwner, nanos(t.LeaseExpiry), t.LastError, t.Canceled, t.Node)
 	if err != nil {
 		return note(st, err)
 	}
@@ -123,10 +123,11 @@ func (q *Queue) Replace(ctx context.Context, st store.Tx, t job.Task) error {
 		return err
 	}
 	tag, err := tx.Exec(ctx, `UPDATE job_tasks SET type = $2, target = $3, target_name = $4, payload = $5, state = $6,
-			attempts = $7, max_attempts = $8, not_before = $9, lease_owner = $10, lease_expiry = $11, last_error = $12, canceled = $13
+			attempts = $7, max_attempts = $8, not_before = $9, lease_owner = $10, lease_expiry = $11, last_error = $12, canceled = $13,
+			node = $14
 		WHERE key = $1`,
 		strings.ToLower(t.ID), t.Type, strings.ToLower(t.Target), t.Target, []byte(t.Payload), t.State,
-		t.Attempts, t.MaxAttempts, nanos(t.NotBefore), t.LeaseOwner, nanos(t.LeaseExpiry), t.LastError, t.Canceled)
+		t.Attempts, t.MaxAttempts, nanos(t.NotBefore), t.LeaseOwner, nanos(t.LeaseExpiry), t.LastError, t.Canceled, t.Node)
 	if err != nil {
 		return note(st, err)
 	}
@@ -217,11 +218,12 @@ func claim(ctx context.Context, tx pgx.Tx, owner string, now, expiry int64) (job
 	// another claimer holds are skipped, not waited for.
 	rows, err := tx.Query(ctx, `SELECT key, target FROM job_tasks t
 		WHERE ((state = 'Pending' AND not_before <= $1) OR (state = 'Leased' AND lease_expiry <= $1))
+		  AND (node = '' OR lower(node) = $3)
 		  AND (target = '' OR NOT EXISTS (SELECT 1 FROM job_tasks b
 			WHERE b.target = t.target AND b.state = 'Leased' AND b.lease_expiry > $1 AND b.key <> t.key))
 		ORDER BY created_at, id
 		LIMIT $2
-		FOR UPDATE SKIP LOCKED`, now, claimBatch)
+		FOR UPDATE SKIP LOCKED`, now, claimBatch, strings.ToLower(job.OwnerNode(owner)))
 	if err != nil {
 		return job.Task{}, false, err
 	}

@@ -1,0 +1,519 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"coffer/internal/clock"
+	"coffer/internal/cluster"
+	"coffer/internal/store"
+	"coffer/internal/store/memstore"
+	"coffer/internal/store/postgres"
+	"coffer/internal/store/postgres/pgtest"
+	"coffer/internal/store/sqlite"
+	"coffer/internal/store/storetest"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// storeTest is a test of the package on one metadata store; open returns
+// a handle on the store, a new one each time where the store has handles
+// (PostgreSQL), as each node opens its own.
+type storeTest func(t *testing.T, open func() store.Store)
+
+// TestOnStores runs each storeTest on each metadata store, on a new, empty
+// one: memstore (its Updates run twice, as PostgreSQL re-runs them),
+// SQLite and PostgreSQL (one throwaway server for all).
+func TestOnStores(t *testing.T) {
+	tests := []struct {
+		name string
+		test storeTest
+	}{
+		{"Lease", testLease},
+		{"LeaseContenders", testLeaseContenders},
+		{"AcquireConcurrently", testAcquireConcurrently},
+		{"Registry", testRegistry},
+		{"Secret", testSecret},
+	}
+	t.Run("memstore", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := storetest.Rerun(memstore.New())
+				tt.test(t, func() store.Store { return s })
+			})
+		}
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "metadata.db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				tt.test(t, func() store.Store { return s })
+			})
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		c := pgtest.Start(t)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				url := c.NewDatabase(t)
+				tt.test(t, func() store.Store {
+					s, err := postgres.Open(context.Background(), url)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { s.Close() })
+					return s
+				})
+			})
+		}
+	})
+}
+
+// fencedWrite appends epoch to a log object in a transaction fenced by l.
+func fencedWrite(ctx context.Context, st store.Store, l cluster.Lease) error {
+	return st.Update(ctx, func(tx store.Tx) error {
+		if err := cluster.Fence(ctx, tx, l); err != nil {
+			return err
+		}
+		var log []uint64
+		o, err := tx.Get(ctx, "test.log", "/log")
+		if err == nil {
+			if err := json.Unmarshal(o.Data, &log); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		log = append(log, l.Epoch)
+		b, _ := json.Marshal(log)
+		return tx.Put(ctx, &store.Object{Kind: "test.log", Key: "/log", Data: b}, store.PutOptions{})
+	})
+}
+
+func readLog(t *testing.T, st store.Store) []uint64 {
+	t.Helper()
+	var log []uint64
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		o, err := tx.Get(context.Background(), "test.log", "/log")
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(o.Data, &log)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
+// testLease: one holder at a time; a holding that is not renewed expires
+// and another takes it under a larger epoch; the old holder can neither
+// renew nor write (Fence), matched with errors.Is; a release lets another
+// in at once; a holder taking its own lease again fences its previous
+// incarnation.
+func testLease(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	st := open()
+	a := &cluster.Leases{Store: st, Clock: clk, TTL: 10 * time.Second}
+	b := &cluster.Leases{Store: open(), Clock: clk, TTL: 10 * time.Second}
+
+	la, ok, err := a.Acquire(ctx, "scheduler", "node-a")
+	if err != nil || !ok || la.Epoch != 1 || !la.Expiry.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("first acquire: %+v %v %v", la, ok, err)
+	}
+	if cur, ok, err := b.Acquire(ctx, "scheduler", "node-b"); err != nil || ok || cur.Holder != "node-a" {
+		t.Fatalf("acquire of a held lease: %+v %v %v, want refused, naming node-a", cur, ok, err)
+	}
+	clk.Advance(6 * time.Second)
+	if la, err = a.Renew(ctx, la); err != nil || !la.Expiry.Equal(t0.Add(16*time.Second)) || la.Epoch != 1 {
+		t.Fatalf("renew: %+v %v", la, err)
+	}
+	if err := fencedWrite(ctx, st, la); err != nil {
+		t.Fatalf("the holder's fenced write: %v", err)
+	}
+	clk.Advance(9 * time.Second) // 15 s: still held
+	if _, ok, _ := b.Acquire(ctx, "scheduler", "node-b"); ok {
+		t.Fatal("node-b took a lease renewed until 16 s at 15 s")
+	}
+	// node-a pauses: no renewal; the holding expires at 16 s.
+	clk.Advance(time.Second)
+	lb, ok, err := b.Acquire(ctx, "scheduler", "node-b")
+	if err != nil || !ok || lb.Epoch != 2 {
+		t.Fatalf("acquire after expiry: %+v %v %v", lb, ok, err)
+	}
+	if _, err := a.Renew(ctx, la); !errors.Is(err, cluster.ErrLeaseLost) {
+		t.Fatalf("the paused holder renewed: %v, want ErrLeaseLost", err)
+	}
+	if err := fencedWrite(ctx, st, la); !errors.Is(err, cluster.ErrLeaseLost) {
+		t.Fatalf("the paused holder's fenced write: %v, want ErrLeaseLost", err)
+	}
+	if err := fencedWrite(ctx, st, lb); err != nil {
+		t.Fatalf("the new holder's fenced write: %v", err)
+	}
+	if got := readLog(t, st); fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("committed writes of epochs %v, want [1 2]", got)
+	}
+	// An expired holding without a successor cannot be renewed either.
+	clk.Advance(11 * time.Second)
+	if _, err := b.Renew(ctx, lb); !errors.Is(err, cluster.ErrLeaseLost) {
+		t.Fatalf("renewal of an expired holding: %v, want ErrLeaseLost", err)
+	}
+	lb, ok, err = b.Acquire(ctx, "scheduler", "node-b")
+	if err != nil || !ok || lb.Epoch != 3 {
+		t.Fatalf("acquire again: %+v %v %v", lb, ok, err)
+	}
+	// A release lets another holder in at once; a stale release fails.
+	if err := b.Release(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	la, ok, err = a.Acquire(ctx, "scheduler", "node-a")
+	if err != nil || !ok || la.Epoch != 4 {
+		t.Fatalf("acquire after release: %+v %v %v", la, ok, err)
+	}
+	if err := b.Release(ctx, lb); !errors.Is(err, cluster.ErrLeaseLost) {
+		t.Fatalf("stale release: %v, want ErrLeaseLost", err)
+	}
+	// A restarted node-a (same holder name) takes over at once and
+	// fences its previous incarnation.
+	la2, ok, err := a.Acquire(ctx, "scheduler", "node-a")
+	if err != nil || !ok || la2.Epoch != 5 {
+		t.Fatalf("re-acquire by the same holder: %+v %v %v", la2, ok, err)
+	}
+	if err := fencedWrite(ctx, st, la); !errors.Is(err, cluster.ErrLeaseLost) {
+		t.Fatalf("the previous incarnation's write: %v, want ErrLeaseLost", err)
+	}
+	// Other lease names are independent.
+	if l, ok, err := b.Acquire(ctx, "other", "node-b"); err != nil || !ok || l.Epoch != 1 {
+		t.Fatalf("another lease: %+v %v %v", l, ok, err)
+	}
+	if got, err := a.Get(ctx, "scheduler"); err != nil || got.Holder != "node-a" || got.Epoch != 5 {
+		t.Fatalf("Get: %+v %v", got, err)
+	}
+}
+
+// testLeaseContenders: five electors on a fake clock step in random order,
+// some pausing for random stretches (no renewal, then a write with the
+// holding they remember); at every instant at most one believes it holds
+// the lease, epochs only grow, and every committed write was made under
+// the epoch current when it committed: the log of committed epochs never
+// goes down, and no paused holder's write lands after a takeover.
+func testLeaseContenders(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	const n = 5
+	rng := rand.New(rand.NewPCG(1, 2))
+	var els [n]*cluster.Elector
+	var stores [n]store.Store
+	for i := range els {
+		stores[i] = open()
+		els[i] = &cluster.Elector{Leases: &cluster.Leases{Store: stores[i], Clock: clk, TTL: 9 * time.Second},
+			Name: "scheduler", Holder: fmt.Sprintf("node-%d", i)}
+	}
+	var paused [n]int
+	var lastEpoch uint64
+	takeovers, fencedOut := 0, 0
+	for round := 0; round < 120; round++ {
+		for _, i := range rng.Perm(n) {
+			if paused[i] > 0 {
+				paused[i]--
+				continue
+			}
+			if rng.IntN(12) == 0 {
+				paused[i] = 1 + rng.IntN(8)
+				continue
+			}
+			// A holder back from a pause first writes with the
+			// holding it remembers, then steps.
+			if l, _ := els[i].Held(); l.Epoch != 0 {
+				err := fencedWrite(ctx, stores[i], l)
+				if err != nil && !errors.Is(err, cluster.ErrLeaseLost) {
+					t.Fatal(err)
+				}
+				if err != nil {
+					fencedOut++
+				}
+			}
+			l, ok, err := els[i].Step(ctx)
+			if err != nil && !errors.Is(err, cluster.ErrLeaseLost) {
+				t.Fatal(err)
+			}
+			if ok {
+				if l.Epoch < lastEpoch {
+					t.Fatalf("round %d: epoch %d after %d", round, l.Epoch, lastEpoch)
+				}
+				if l.Epoch > lastEpoch {
+					takeovers++
+				}
+				lastEpoch = l.Epoch
+			}
+		}
+		holders := 0
+		for i := range els {
+			if _, ok := els[i].Held(); ok {
+				holders++
+			}
+		}
+		if holders > 1 {
+			t.Fatalf("round %d: %d electors hold the lease", round, holders)
+		}
+		clk.Advance(time.Duration(1+rng.IntN(4)) * time.Second)
+	}
+	log := readLog(t, stores[0])
+	for i := 1; i < len(log); i++ {
+		if log[i] < log[i-1] {
+			t.Fatalf("a write of epoch %d committed after one of epoch %d: %v", log[i], log[i-1], log)
+		}
+	}
+	if takeovers < 5 || fencedOut == 0 {
+		t.Fatalf("the run exercised %d takeovers and %d fenced writes: too few to show anything", takeovers, fencedOut)
+	}
+	t.Logf("%d takeovers, %d fenced writes refused, %d committed", takeovers, fencedOut, len(log))
+}
+
+// testAcquireConcurrently: contenders on their own store handles acquire
+// one free lease at the same instant; exactly one gets it.
+func testAcquireConcurrently(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	const n = 6
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var won []cluster.Lease
+	errs := make(chan error, n)
+	for i := range n {
+		ls := &cluster.Leases{Store: open(), Clock: clk}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, ok, err := ls.Acquire(ctx, "scheduler", fmt.Sprintf("node-%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if ok {
+				mu.Lock()
+				won = append(won, l)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(won) != 1 || won[0].Epoch != 1 {
+		t.Fatalf("holdings taken: %+v, want one of epoch 1", won)
+	}
+}
+
+// waitFor polls cond (goroutines on a fake clock make progress between
+// polls); it fails the test after a generous bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 2000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// cutOff is a store handle that a test can cut off from the database (a
+// network partition): its transactions then fail.
+type cutOff struct {
+	store.Store
+	mu  sync.Mutex
+	cut bool
+}
+
+var errCut = errors.New("cut off from the database")
+
+func (c *cutOff) set(cut bool) { c.mu.Lock(); c.cut = cut; c.mu.Unlock() }
+
+func (c *cutOff) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	c.mu.Lock()
+	cut := c.cut
+	c.mu.Unlock()
+	if cut {
+		return errCut
+	}
+	return c.Store.Update(ctx, fn)
+}
+
+// TestElectorRun: two electors Run; the function runs on one at a time.
+// When the holder is cut off from the database its renewals fail, its
+// function is stopped when its holding expires, and the other takes over
+// after that (not before); when a holder stops gracefully it releases and
+// the other takes over at its next step.
+func TestElectorRun(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	st := memstore.New()
+	var mu sync.Mutex
+	running := map[string]uint64{}
+	fn := func(name string) func(context.Context, cluster.Lease) {
+		return func(ctx context.Context, l cluster.Lease) {
+			mu.Lock()
+			running[name] = l.Epoch
+			mu.Unlock()
+			<-ctx.Done()
+			mu.Lock()
+			delete(running, name)
+			mu.Unlock()
+		}
+	}
+	snapshot := func() map[string]uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]uint64{}
+		for k, v := range running {
+			out[k] = v
+		}
+		return out
+	}
+	start := func(holder string, st store.Store) (stop func()) {
+		rctx, cancel := context.WithCancel(ctx)
+		e := &cluster.Elector{Leases: &cluster.Leases{Store: st, Clock: clk, TTL: 9 * time.Second}, Name: "scheduler", Holder: holder}
+		done := make(chan struct{})
+		go func() { defer close(done); e.Run(rctx, fn(holder)) }()
+		return func() { cancel(); <-done }
+	}
+	a := &cutOff{Store: st}
+	stopA := start("node-a", a)
+	waitFor(t, "node-a to run", func() bool { return snapshot()["node-a"] == 1 && clk.Pending() == 1 })
+	stopB := start("node-b", st)
+	waitFor(t, "node-b to wait", func() bool { return clk.Pending() == 2 })
+	for range 4 { // renewals keep node-a holding
+		clk.Advance(3 * time.Second)
+		waitFor(t, "both to sleep", func() bool { return clk.Pending() == 2 })
+		if got := snapshot(); len(got) != 1 || got["node-a"] != 1 {
+			t.Fatalf("running: %v, want node-a alone", got)
+		}
+	}
+	// node-a is cut off just after renewing (until 12+9 = 21 s).
+	a.set(true)
+	for range 2 { // 15 s, 18 s: node-a still holds, node-b waits
+		clk.Advance(3 * time.Second)
+		waitFor(t, "both to sleep", func() bool { return clk.Pending() == 2 })
+		if got := snapshot(); len(got) != 1 || got["node-a"] != 1 {
+			t.Fatalf("at %s running: %v, want node-a alone", clk.Now().Sub(t0), got)
+		}
+	}
+	clk.Advance(3 * time.Second) // 21 s: node-a's holding expires
+	waitFor(t, "node-a's function to stop and node-b to take over", func() bool {
+		got := snapshot()
+		return len(got) == 1 && got["node-b"] == 2
+	})
+	// node-a reconnects: it does not take the lease back.
+	a.set(false)
+	clk.Advance(3 * time.Second)
+	waitFor(t, "both to sleep", func() bool { return clk.Pending() == 2 })
+	if got := snapshot(); len(got) != 1 || got["node-b"] != 2 {
+		t.Fatalf("after node-a reconnected: %v, want node-b alone", got)
+	}
+	// node-b stops gracefully: it releases, node-a takes over at once.
+	stopB()
+	waitFor(t, "node-b to stop", func() bool { return len(snapshot()) == 0 && clk.Pending() == 1 })
+	clk.Advance(3 * time.Second)
+	waitFor(t, "node-a to take over", func() bool { return snapshot()["node-a"] == 3 })
+	stopA()
+}
+
+// testRegistry: nodes register and beat; a node is live while its
+// heartbeat is younger than the timeout; a second process registering under
+// a name makes the first one's heartbeats fail with ErrNodeReplaced.
+func testRegistry(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	r := &cluster.Registry{Store: open(), Clock: clk, Timeout: 10 * time.Second}
+	a, err := r.Register(ctx, cluster.Node{Name: "Node-A", API: "https://a:7480", NBD: "a:10809", Incarnation: "1"})
+	if err != nil || !a.Started.Equal(t0) || !a.Heartbeat.Equal(t0) {
+		t.Fatalf("register: %+v %v", a, err)
+	}
+	r2 := &cluster.Registry{Store: open(), Clock: clk, Timeout: 10 * time.Second}
+	if _, err := r2.Register(ctx, cluster.Node{Name: "node-b", API: "https://b:7480", Incarnation: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(6 * time.Second)
+	if a, err = r.Beat(ctx, a, 1<<30); err != nil || !a.Heartbeat.Equal(t0.Add(6*time.Second)) || a.UsedBytes != 1<<30 {
+		t.Fatalf("beat: %+v %v", a, err)
+	}
+	clk.Advance(5 * time.Second) // 11 s: node-b's heartbeat is 11 s old
+	nodes, err := r2.Nodes(ctx)
+	if err != nil || len(nodes) != 2 || nodes[0].Name != "Node-A" || nodes[1].Name != "node-b" {
+		t.Fatalf("nodes: %+v %v", nodes, err)
+	}
+	if !r.Live(nodes[0], clk.Now()) || r.Live(nodes[1], clk.Now()) {
+		t.Fatalf("live: node-a %v, node-b %v; want true, false", r.Live(nodes[0], clk.Now()), r.Live(nodes[1], clk.Now()))
+	}
+	if n, err := r2.Get(ctx, "node-a"); err != nil || n.API != "https://a:7480" || n.NBD != "a:10809" {
+		t.Fatalf("get (names compare case-insensitively): %+v %v", n, err)
+	}
+	if _, err := r.Get(ctx, "node-c"); !errors.Is(err, cluster.ErrUnknownNode) {
+		t.Fatalf("get unknown: %v, want ErrUnknownNode", err)
+	}
+	// Another process registers as Node-A: the first one's beats fail.
+	if _, err := r2.Register(ctx, cluster.Node{Name: "node-a", API: "https://a2:7480", Incarnation: "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Beat(ctx, a, 0); !errors.Is(err, cluster.ErrNodeReplaced) {
+		t.Fatalf("beat of a replaced incarnation: %v, want ErrNodeReplaced", err)
+	}
+	if n, _ := r.Get(ctx, "node-a"); n.Incarnation != "3" || n.API != "https://a2:7480" {
+		t.Fatalf("the replaced incarnation's beat changed the record: %+v", n)
+	}
+	if _, err := r.Register(ctx, cluster.Node{Name: "x"}); err == nil {
+		t.Fatal("registered a node without an incarnation")
+	}
+}
+
+// testSecret: nodes starting at once each offer a secret; one is stored
+// and every node gets that one; later nodes read it without creating.
+func testSecret(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 5
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		st := open()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = cluster.Secret(ctx, st, "grant-key", func() ([]byte, error) { return []byte(fmt.Sprint("key of node ", i)), nil })
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if string(got[i]) != string(got[0]) {
+			t.Fatalf("node %d got %q, node 0 %q: want one secret", i, got[i], got[0])
+		}
+	}
+	b, err := cluster.Secret(ctx, open(), "GRANT-KEY", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
+	if err != nil || string(b) != string(got[0]) {
+		t.Fatalf("a later node: %q %v", b, err)
+	}
+	if _, err := cluster.Secret(ctx, open(), "other", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
+		t.Fatal("a failed create was not reported")
+	}
+}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"coffer/internal/blobstore/s3/s3test"
+	"coffer/internal/clock"
+	"coffer/internal/cluster"
+	"coffer/internal/rbac"
+	"coffer/internal/store"
+	"coffer/internal/store/postgres/pgtest"
+)
+
+// joinDP starts another node of a's installation (same DB and Blob as o
+// says) and returns SDK clients on it, authenticated with the admin's
+// client credentials at the new node's own token endpoint.
+func joinDP(t *testing.T, a *dpEnv, o Options) *dpEnv {
+	t.Helper()
+	o.TLS = true
+	env := Start(t, o)
+	env.Admin = a.Admin // the installation's admin (admin.json is on the first node)
+	env.Admin.Endpoint = env.Endpoint
+	e := &dpEnv{Env: env, ctx: context.Background(), sub: a.sub, c: env.Client("")}
+	e.cred = env.Credential(a.Admin.ClientID, a.Admin.ClientSecret)
+	e.clients(t, e.sub)
+	return e
+}
+
+// TestTwoNodes: two nodes share one PostgreSQL database and one versitygw
+// bucket. Through node A (the official Azure SDK) a disk is protected and
+// backed up: the disk is homed on A and its backup runs there, never on
+// B. A stops; through B the recovery point is restored (its data is in the
+// shared stores) and the restored disk, homed on B, equals the source at
+// the recovery point by hash. B took over the scheduler lease.
+func TestTwoNodes(t *testing.T) {
+	db := pgtest.Start(t).NewDatabase(t)
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", s3test.Region)
+	o := Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true}
+	oa, ob := o, o
+	oa.NodeName, ob.NodeName = "node-a", "node-b"
+	a := startDP(t, oa)
+	b := joinDP(t, a, ob)
+
+	const loc = "local"
+	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
+		a.group(t, g, loc)
+	}
+	src := a.disk(t, "rg-disks", "data1", loc, "StandardSSD_LRS")
+	a.write(t, "rg-disks", "data1", 0x5A, 0, 24<<20)
+	want := a.hash(t, "rg-disks", "data1")
+	v := a.vault(t, "rg-vault", "vault1", loc)
+	pol := a.policy(t, "rg-vault", "vault1", "DiskPolicy", defaultPolicy())
+	snapRG := "/subscriptions/" + a.sub + "/resourceGroups/rg-snaps"
+	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskBackupReader, *src.ID)
+	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskSnapshotContributor, snapRG)
+	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskRestoreOperator, "/subscriptions/"+a.sub+"/resourceGroups/rg-restore")
+	if _, err := a.protect("rg-vault", "vault1", "data1-bi", biBody(*src.ID, loc, *pol.ID, snapRG)); err != nil {
+		t.Fatalf("protect: %v", err)
+	}
+	if j := a.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
+		t.Fatalf("backup: %+v", j)
+	}
+	home := func(e *dpEnv, diskID string) string {
+		t.Helper()
+		var h string
+		if err := e.Server.Store().View(context.Background(), func(tx store.Tx) error {
+			var err error
+			h, err = cluster.Home(context.Background(), tx, diskID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := home(b, *src.ID); h != "node-a" {
+		t.Fatalf("the source disk's home: %q, want node-a", h)
+	}
+	// Node A stops; node B restores the recovery point.
+	a.Stop()
+	rps := b.recoveryPoints(t, "rg-vault", "vault1", "data1-bi", nil)
+	if len(rps) != 1 {
+		t.Fatalf("%d recovery points", len(rps))
+	}
+	target := "/subscriptions/" + b.sub + "/resourceGroups/rg-restore/providers/Microsoft.Compute/disks/restored"
+	jid, err := b.restore("rg-vault", "vault1", "data1-bi", b.restoreRequest(*rps[0].Name, target, loc))
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if j := b.waitJob(t, "rg-vault", "vault1", jid); *j.Status != "Completed" {
+		t.Fatalf("restore job: %+v", j)
+	}
+	if got := b.hash(t, "rg-restore", "restored"); got != want {
+		t.Fatalf("restored on node-b: hash %s, want %s", got, want)
+	}
+	if h := home(b, target); h != "node-b" {
+		t.Fatalf("the restored disk's home: %q, want node-b", h)
+	}
+	// node-a released the scheduler lease as it stopped; node-b takes it
+	// at its next step (every 5 s).
+	ls := &cluster.Leases{Store: b.Server.Store(), Clock: clock.Real{}}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		l, err := ls.Get(context.Background(), "scheduler")
+		if err == nil && l.Holder == "node-b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduler lease after node-a stopped: %+v %v, want node-b's", l, err)
+		}
+	}
+	reg := &cluster.Registry{Store: b.Server.Store(), Clock: clock.Real{}}
+	nodes, err := reg.Nodes(context.Background())
+	if err != nil || len(nodes) != 2 || nodes[0].Name != "node-a" || nodes[1].Name != "node-b" {
+		t.Fatalf("registered nodes: %+v %v", nodes, err)
+	}
+}

@@ -1,0 +1,194 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"coffer/internal/cluster"
+	"coffer/internal/identity"
+	"coffer/internal/store"
+)
+
+// SchedulerLease is the name of the lease whose holder runs the
+// DataProtection scheduler.
+const SchedulerLease = "scheduler"
+
+// validNodeName: a DNS label's characters, 1 to 63 of them.
+var validNodeName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+
+// nodeName returns --node-name, or the host name when it is empty.
+func nodeName(name string) (string, error) {
+	if name == "" {
+		hn, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("--node-name is not set and the host name is unknown: %w", err)
+		}
+		name = hn
+	}
+	if !validNodeName.MatchString(name) {
+		return "", fmt.Errorf("--node-name %q: want 1 to 63 letters, digits, dots, dashes or underscores, starting and ending with a letter or digit", name)
+	}
+	return name, nil
+}
+
+// member is this server's place among the nodes that share its metadata
+// store: its name, the random incarnation of this process, the registry
+// it beats in and the leases it contends for.
+type member struct {
+	name        string
+	incarnation string
+	registry    *cluster.Registry
+	leases      *cluster.Leases
+	// shared: the metadata store is one that several nodes can share
+	// (PostgreSQL), so disks record their home node and their backups
+	// run there. On SQLite there is one node and no home is recorded (a
+	// renamed host keeps its disks).
+	shared bool
+}
+
+// setHome records that diskID lives on this node (compute.Service.Home).
+func (m *member) setHome(ctx context.Context, tx store.Tx, diskID string) error {
+	return cluster.SetHome(ctx, tx, diskID, m.name)
+}
+
+func (s *Server) openMember() error {
+	name, err := nodeName(s.cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	s.member = &member{name: name, incarnation: identity.NewGUID(),
+		registry: &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
+		leases:   &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
+		shared:   s.meta.Kind == "postgres"}
+	return nil
+}
+
+// NodeName is the name this server registers under (--node-name).
+func (s *Server) NodeName() string { return s.member.name }
+
+// owner names a lease holder of this process (a worker pool's) in the
+// job queue: the node's name, a slash and the incarnation.
+func (m *member) owner() string { return m.name + "/" + m.incarnation }
+
+// fence returns the Fence of a holding of a lease.
+func fence(l cluster.Lease) func(ctx context.Context, tx store.Tx) error {
+	return func(ctx context.Context, tx store.Tx) error { return cluster.Fence(ctx, tx, l) }
+}
+
+// register records this node in the registry with the addresses it
+// serves at (the API listener's is addr), and beats for it until ctx
+// ends; the returned function waits for the beats to stop.
+func (s *Server) register(ctx context.Context, addr string) (wait func(), err error) {
+	m := s.member
+	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.endpointAt(addr), NBD: s.NBDAddr(), Incarnation: m.incarnation})
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.registry.Run(ctx, n, 0, s.usedBytes, s.log)
+	}()
+	return wg.Wait, nil
+}
+
+// usedBytes is the space used on the data filesystem (placement).
+func (s *Server) usedBytes() int64 {
+	st := s.space.Status()
+	return st.TotalBytes - st.FreeBytes
+}
+
+// Names of the secrets every node shares (cluster.Secret).
+const (
+	secretSigningKey = "token-signing-key"
+	secretGrantKey   = "grant-key"
+	secretCA         = "tls-ca"
+)
+
+// sharedSecret returns the secret every node uses under name: the one in
+// the metadata store, or, when there is none yet, the one in file (a data
+// dir of a version that kept it there: its tokens and grants stay valid)
+// or a new one from gen, which is then stored for every node. A file that
+// differs from the stored secret is not used, and said so.
+func (s *Server) sharedSecret(ctx context.Context, name, file string, gen func() ([]byte, error)) ([]byte, error) {
+	local, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	b, err := cluster.Secret(ctx, s.store, name, func() ([]byte, error) {
+		if local != nil {
+			return local, nil
+		}
+		return gen()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if local != nil && !bytes.Equal(local, b) {
+		s.log.Warn("a key file in the data dir differs from the key the nodes share in the metadata store, which is used; tokens or grants made with the file's key are refused", "file", file, "secret", name)
+	}
+	return b, nil
+}
+
+// signer is the token signer every node shares.
+func (s *Server) signer(ctx context.Context) (*identity.Signer, error) {
+	b, err := s.sharedSecret(ctx, secretSigningKey, filepath.Join(s.cfg.DataDir, "signing.key"), identity.NewSignerKey)
+	if err != nil {
+		return nil, err
+	}
+	sg, err := identity.ParseSigner(b)
+	if err != nil {
+		return nil, fmt.Errorf("the shared token-signing key: %w", err)
+	}
+	return sg, nil
+}
+
+// bootstrapLease is held by the node that bootstraps the tenant.
+const bootstrapLease = "bootstrap"
+
+// bootstrapRetry is how often a node waiting for another's bootstrap
+// looks again.
+const bootstrapRetry = 250 * time.Millisecond
+
+// bootstrapOnce bootstraps the tenant on the first start of the first
+// node: nodes starting at once on an empty store take turns under the
+// bootstrap lease, and the first to hold it with no tenant stored
+// bootstraps; the others read the tenant it made, which bootstrapOnce
+// returns (nil: this node bootstrapped).
+func (s *Server) bootstrapOnce(ctx context.Context) (*tenantRecord, error) {
+	m := s.member
+	for {
+		l, ok, err := m.leases.Acquire(ctx, bootstrapLease, m.owner())
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		if ok {
+			rec, err := s.tenantRecord(ctx)
+			if err == nil && rec == nil {
+				err = s.bootstrap(ctx)
+			}
+			if rerr := m.leases.Release(context.WithoutCancel(ctx), l); rerr != nil {
+				s.log.Warn("release the bootstrap lease", "err", rerr)
+			}
+			return rec, err
+		}
+		tm := s.cfg.Clock.NewTimer(bootstrapRetry)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return nil, fmt.Errorf("bootstrap: waiting for %s to bootstrap: %w", l.Holder, ctx.Err())
+		case <-tm.C():
+		}
+		if rec, err := s.tenantRecord(ctx); err != nil || rec != nil {
+			return rec, err
+		}
+	}
+}

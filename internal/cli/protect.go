@@ -8,6 +8,7 @@ import (
 
 	"coffer/internal/client"
 	"coffer/internal/identity"
+	"coffer/internal/rbac"
 )
 
 // The roles a vault identity needs (Azure's built-in GUIDs).
@@ -34,16 +35,15 @@ type neededRole struct {
 
 // widen returns the scope at which to assign for --permissions-scope.
 func widen(scope, level string) string {
-	parts := strings.Split(strings.Trim(scope, "/"), "/")
+	sc, err := rbac.ParseScope(scope)
+	if err != nil {
+		return scope
+	}
 	switch strings.ToLower(level) {
 	case "subscription":
-		if len(parts) >= 2 {
-			return "/" + strings.Join(parts[:2], "/")
-		}
+		return sc.Ancestor(rbac.LevelSubscription)
 	case "resourcegroup", "group":
-		if len(parts) >= 4 {
-			return "/" + strings.Join(parts[:4], "/")
-		}
+		return sc.Ancestor(rbac.LevelResourceGroup)
 	}
 	return scope
 }

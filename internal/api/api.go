@@ -481,7 +481,7 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err erro
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("x-ms-error-code", e.Code)
-	w.WriteHeader(statusOf(e.Kind))
+	w.WriteHeader(StatusOf(e.Kind))
 	json.NewEncoder(w).Encode(ErrorBody{Error: e})
 }
 

@@ -159,23 +159,6 @@ func (h *coreHandlers) metrics(ctx context.Context, r *Request) (*Response, erro
 }
 
 // principalType is how systemData names the kind of a principal.
-func principalType(p identity.Principal) string {
-	switch p.Kind {
-	case identity.User:
-		return "User"
-	case identity.ManagedIdentity:
-		return "ManagedIdentity"
-	}
-	return "Application"
-}
-
-func principalName(p identity.Principal) string {
-	if p.DisplayName != "" {
-		return p.DisplayName
-	}
-	return p.ID
-}
-
 // --- subscriptions and groups ---
 
 func (h *coreHandlers) resourceRoutes() []Route {
@@ -394,7 +377,7 @@ func (h *coreHandlers) putGroup(ctx context.Context, r *Request) (*Response, err
 		return nil, err
 	}
 	g, created, err := h.c.Tenant.CreateOrUpdateGroup(ctx, h.groupID(r), tenant.PutGroupInput{Location: in.Location, Tags: in.Tags, ManagedBy: in.ManagedBy},
-		principalName(r.Principal), principalType(r.Principal), preconditions(r))
+		r.Principal.Name(), r.Principal.TypeName(), preconditions(r))
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +395,7 @@ func (h *coreHandlers) patchGroup(ctx context.Context, r *Request) (*Response, e
 	if err := r.Decode(&in); err != nil {
 		return nil, err
 	}
-	g, err := h.c.Tenant.UpdateGroupTags(ctx, h.groupID(r), in.Tags, principalName(r.Principal), principalType(r.Principal), preconditions(r))
+	g, err := h.c.Tenant.UpdateGroupTags(ctx, h.groupID(r), in.Tags, r.Principal.Name(), r.Principal.TypeName(), preconditions(r))
 	if err != nil {
 		return nil, err
 	}

@@ -141,7 +141,7 @@ func (h *dpHandlers) biID(r *Request) resource.ID {
 }
 
 func caller(r *Request) dataprotection.Caller {
-	return dataprotection.Caller{Name: principalName(r.Principal), Type: principalType(r.Principal)}
+	return dataprotection.Caller{Name: r.Principal.Name(), Type: r.Principal.TypeName()}
 }
 
 // vaultLocation returns the location of the vault, for the operation URLs.

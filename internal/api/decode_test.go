@@ -117,7 +117,7 @@ func wantARM400(t *testing.T, what string, err error) {
 		return
 	}
 	e := resource.AsError(err)
-	if e == nil || statusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
+	if e == nil || StatusOf(e.Kind) != http.StatusBadRequest || e.Code == "" || e.Message == "" {
 		t.Fatalf("%s: %v is not an ARM 400", what, err)
 	}
 }

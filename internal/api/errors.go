@@ -6,8 +6,9 @@ import (
 	"coffer/internal/resource"
 )
 
-// statusOf maps an error kind to its HTTP status.
-func statusOf(k resource.Kind) int {
+// StatusOf maps an error kind to its HTTP status (the API and the portal
+// answer a domain error with the same status).
+func StatusOf(k resource.Kind) int {
 	switch k {
 	case resource.KindBadRequest:
 		return http.StatusBadRequest

@@ -122,7 +122,7 @@ func (s *Server) operationResult(ctx context.Context, r *Request, rec operation.
 		if e == nil {
 			e = resource.Errorf(resource.KindInternal, "OperationFailed", "The operation failed.")
 		}
-		status := statusOf(e.Kind)
+		status := StatusOf(e.Kind)
 		if status >= 500 || status == http.StatusTooManyRequests {
 			// Azure SDK pollers retry 5xx and 429 as transient; a finished
 			// operation's failure must end the poll, so it is a 409.

@@ -53,6 +53,27 @@ type Principal struct {
 	Secrets     []secret  `json:"secrets,omitempty"`
 }
 
+// Name is how resources' systemData and the portal name the principal:
+// its display name, else its object ID.
+func (p Principal) Name() string {
+	if p.DisplayName != "" {
+		return p.DisplayName
+	}
+	return p.ID
+}
+
+// TypeName is the principal's type as ARM names it (systemData's
+// createdByType): User, ManagedIdentity or Application.
+func (p Principal) TypeName() string {
+	switch p.Kind {
+	case User:
+		return "User"
+	case ManagedIdentity:
+		return "ManagedIdentity"
+	}
+	return "Application"
+}
+
 type secret struct {
 	ID        string    `json:"id"`
 	Salt      string    `json:"salt"`
@@ -371,6 +392,18 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, clientSecret,
 	if !s.IsAudience(audience) {
 		return "", 0, fmt.Errorf("token for %q: %w", audience, ErrUnknownAudience)
 	}
+	p, err := s.CheckClientSecret(ctx, clientID, clientSecret)
+	if err != nil {
+		return "", 0, err
+	}
+	tok, err := s.issue(p, audience, TokenAccess, NewGUID(), s.Clock.Now(), AccessTokenLifetime)
+	return tok, AccessTokenLifetime, err
+}
+
+// CheckClientSecret returns the principal whose client ID and unexpired
+// secret these are (ErrInvalidClient otherwise): the check behind the
+// OAuth2 client_credentials grant and the portal's sign-in.
+func (s *Service) CheckClientSecret(ctx context.Context, clientID, clientSecret string) (Principal, error) {
 	var p Principal
 	err := s.Store.View(ctx, func(tx store.Tx) error {
 		var pid string
@@ -380,17 +413,17 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, clientSecret,
 		return getJSON(ctx, tx, kindPrincipal, principalKey(pid), &p)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return "", 0, fmt.Errorf("client %s: %w", clientID, ErrInvalidClient)
+		return Principal{}, fmt.Errorf("client %s: %w", clientID, ErrInvalidClient)
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("client credentials: %w", err)
+		return Principal{}, fmt.Errorf("client credentials: %w", err)
 	}
 	now := s.Clock.Now()
 	ok := false
 	for _, sec := range p.Secrets {
 		salt, err := hex.DecodeString(sec.Salt)
 		if err != nil {
-			return "", 0, fmt.Errorf("client %s: %w", clientID, errSecretHashInvalid)
+			return Principal{}, fmt.Errorf("client %s: %w", clientID, errSecretHashInvalid)
 		}
 		if !sec.ExpiresAt.IsZero() && now.After(sec.ExpiresAt) {
 			continue
@@ -400,10 +433,9 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, clientSecret,
 		}
 	}
 	if !ok {
-		return "", 0, fmt.Errorf("client %s: %w", clientID, ErrInvalidClient)
+		return Principal{}, fmt.Errorf("client %s: %w", clientID, ErrInvalidClient)
 	}
-	tok, err := s.issue(p, audience, TokenAccess, NewGUID(), now, AccessTokenLifetime)
-	return tok, AccessTokenLifetime, err
+	return p, nil
 }
 
 // IssueAccessToken issues a short-lived token to a principal without a

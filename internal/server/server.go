@@ -31,6 +31,7 @@ import (
 	"coffer/internal/identity"
 	"coffer/internal/nbd"
 	"coffer/internal/operation"
+	"coffer/internal/portal"
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -141,6 +142,9 @@ type Server struct {
 	nbd     *nbd.Server
 	nbdAddr atomic.Value // string
 	nbdDone chan struct{}
+
+	// Portal is the web portal served at / alongside the API.
+	Portal *portal.Portal
 
 	dp       *dataProtection                        // Microsoft.DataProtection runtime
 	restores atomic.Pointer[dataprotection.Service] // for Compute's hydration observer
@@ -310,6 +314,9 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
 	if err := s.openDataProtection(ctx); err != nil {
+		return err
+	}
+	if err := s.openPortal(); err != nil {
 		return err
 	}
 	s.API.RegisterAdmin(&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs})
@@ -526,8 +533,9 @@ func (s *Server) Listen() string { return s.cfg.Listen }
 
 // DescribeStart is the one-line startup message.
 func (s *Server) DescribeStart(addr string) string {
-	msg := fmt.Sprintf("Coffer is serving the API at %s (admin credentials: %s)",
-		strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1), s.adminPath())
+	ep := strings.Replace(s.Endpoint(), s.cfg.Listen, addr, 1)
+	msg := fmt.Sprintf("Coffer is serving the API at %s and the portal at %s/ (admin credentials: %s)",
+		ep, ep, s.adminPath())
 	if a := s.NBDAddr(); a != "" {
 		msg += fmt.Sprintf("; NBD on %s", a)
 		if s.nbd != nil && s.nbd.RequireTLS {

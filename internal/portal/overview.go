@@ -1,0 +1,5 @@
+package portal
+
+func (p *Portal) overview(rq *Request) error {
+	return rq.Render("overview", nil)
+}

@@ -1,0 +1,228 @@
+package portal_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"coffer/internal/rbac"
+)
+
+func TestSignInAndOut(t *testing.T) {
+	s := newSite(t)
+	b := s.browser()
+
+	// Signed out, a page sends the browser to the sign-in page.
+	p := b.get("/vaults")
+	if p.resp.StatusCode != http.StatusSeeOther || p.resp.Header.Get("Location") != "/signin?next=%2Fvaults" {
+		t.Fatalf("signed-out GET /vaults: %d %q, want 303 to /signin?next=%%2Fvaults", p.resp.StatusCode, p.resp.Header.Get("Location"))
+	}
+
+	// A wrong secret is refused with the form shown again.
+	p = b.trySignIn(s.env.Admin.ClientID, "wrong")
+	if p.resp.StatusCode != http.StatusUnauthorized || !strings.Contains(p.text(".error"), "not valid") {
+		t.Fatalf("wrong secret: %d %q", p.resp.StatusCode, p.text(".error"))
+	}
+
+	// The admin credentials sign in; the session cookie is HttpOnly and
+	// SameSite, and the session ID changes at sign-in.
+	before := cookie(b, s, "coffer_session")
+	form := b.getOK("/signin?next=/jobs")
+	p = b.submit(form, `form[action="/signin"]`, map[string]string{"client_id": s.env.Admin.ClientID, "client_secret": s.env.Admin.ClientSecret})
+	if p.resp.StatusCode != http.StatusSeeOther || p.resp.Header.Get("Location") != "/jobs" {
+		t.Fatalf("sign-in: %d to %q, want 303 to /jobs", p.resp.StatusCode, p.resp.Header.Get("Location"))
+	}
+	var set *http.Cookie
+	for _, c := range p.resp.Cookies() {
+		if c.Name == "coffer_session" && c.Value != "" {
+			set = c
+		}
+	}
+	if set == nil || !set.HttpOnly || set.SameSite != http.SameSiteLaxMode || set.Path != "/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Lax, Path=/", set)
+	}
+	if set.Value == before {
+		t.Fatal("the session ID did not change at sign-in")
+	}
+	home := b.getOK("/")
+	if got := home.text("header .user"); !strings.Contains(got, "coffer-admin") {
+		t.Fatalf("signed in as %q, want coffer-admin", got)
+	}
+
+	// Sign-out ends the session: the old cookie no longer signs in.
+	out := b.submit(home, `form[action="/signout"]`, nil)
+	if out.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", out.resp.StatusCode)
+	}
+	if p := b.get("/"); p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after sign-out GET /: %d, want 303 to sign-in", p.resp.StatusCode)
+	}
+	replay := s.browser()
+	u, _ := url.Parse(s.base)
+	replay.c.Jar.SetCookies(u, []*http.Cookie{{Name: "coffer_session", Value: set.Value}})
+	if p := replay.get("/"); p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the signed-out session's cookie still works: %d", p.resp.StatusCode)
+	}
+
+	// next cannot send the browser off the site.
+	form = b.getOK("/signin?next=//evil.example/")
+	p = b.submit(form, `form[action="/signin"]`, map[string]string{"client_id": s.env.Admin.ClientID, "client_secret": s.env.Admin.ClientSecret})
+	if loc := p.resp.Header.Get("Location"); loc != "/" {
+		t.Fatalf("sign-in with next=//evil.example/ redirects to %q, want /", loc)
+	}
+}
+
+func cookie(b *browser, s *site, name string) string {
+	u, _ := url.Parse(s.base)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func TestSignInRateLimited(t *testing.T) {
+	s := newSite(t)
+	b := s.browser()
+	for i := 0; i < 5; i++ {
+		if p := b.trySignIn(s.env.Admin.ClientID, "wrong"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: status %d, want 401", i+1, p.resp.StatusCode)
+		}
+	}
+	// Now even the right secret is refused until the window passes.
+	p := b.trySignIn(s.env.Admin.ClientID, s.env.Admin.ClientSecret)
+	if p.resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(p.text(".error"), "Too many failed sign-ins") {
+		t.Fatalf("after 5 failures: %d %q, want 429", p.resp.StatusCode, p.text(".error"))
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	s := newSite(t)
+	b := s.signedIn()
+	for _, path := range []string{"/", "/vaults", "/jobs", "/signin", "/vaults/" + s.sub() + "/nogroup/novault"} {
+		p := b.get(path)
+		h := p.resp.Header
+		csp := h.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("%s: CSP allows inline script: %q", path, csp)
+		}
+		if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") == "" {
+			t.Errorf("%s: headers %v", path, h)
+		}
+		if p.resp.StatusCode == http.StatusOK && h.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", path, h.Get("Cache-Control"))
+		}
+		// No inline script or style anywhere: every <script> has a src.
+		p.Find("script").Each(func(_ int, sc *goquery.Selection) {
+			if _, ok := sc.Attr("src"); !ok || strings.TrimSpace(sc.Text()) != "" {
+				t.Errorf("%s: inline script %q", path, sc.Text())
+			}
+		})
+		if p.Find("[style], style").Length() > 0 {
+			t.Errorf("%s: inline style", path)
+		}
+	}
+	// Assets have content-hash names and are cached for ever.
+	home := b.getOK("/")
+	css, _ := home.Find(`link[rel="stylesheet"]`).Attr("href")
+	if !regexp.MustCompile(`^/assets/portal\.[0-9a-f]{12}\.css$`).MatchString(css) {
+		t.Fatalf("stylesheet URL %q has no content hash", css)
+	}
+	resp, err := b.c.Get(s.base + css)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") {
+		t.Fatalf("GET %s: %d %v", css, resp.StatusCode, resp.Header)
+	}
+}
+
+// TestEveryPostNeedsCSRF walks every state-changing route of the portal and
+// posts to it without a token, with a wrong one and with another
+// session's: each is refused with 403 before its handler runs.
+func TestEveryPostNeedsCSRF(t *testing.T) {
+	s := newSite(t)
+	s.group("rg1")
+	b := s.signedIn()
+	other := s.signedIn()
+	otherToken := other.getOK("/vaults/new").csrf()
+	wild := regexp.MustCompile(`\{[^}]+\}`)
+	n := 0
+	for _, r := range s.env.Server.Portal.Routes() {
+		method, path, _ := strings.Cut(r, " ")
+		if method == http.MethodGet || method == http.MethodHead {
+			continue
+		}
+		path = wild.ReplaceAllString(strings.TrimSuffix(path, "{$}"), "x")
+		n++
+		form := url.Values{"name": {"v-csrf"}, "group": {s.sub() + "/rg1"}, "location": {"local"}}
+		for _, tok := range []string{"", "forged", otherToken} {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			if tok != "" {
+				f.Set("csrf", tok)
+			}
+			p := b.post(path, f)
+			if p.resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s %s with token %q: status %d, want 403", method, path, tok, p.resp.StatusCode)
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("walked %d state-changing routes, want at least 3", n)
+	}
+	// Nothing was created.
+	vs, err := s.admin.ListVaults(context.Background(), "")
+	if err != nil || len(vs) != 0 {
+		t.Fatalf("vaults after refused posts: %v %v", vs, err)
+	}
+}
+
+// TestReaderSeesDisabledCreate: a Reader sees the create commands disabled
+// with the missing action and scope, and a forced request is refused as the
+// API refuses it.
+func TestReaderSeesDisabledCreate(t *testing.T) {
+	s := newSite(t)
+	s.group("rg1")
+	sub := "/subscriptions/" + s.sub()
+	b := s.signedInAs("reader", rbac.RoleReader, sub)
+
+	list := b.getOK("/vaults")
+	if list.Find(`a.btn[href="/vaults/new"]`).Length() != 0 {
+		t.Fatal("a Reader gets a live Create vault link")
+	}
+	if got := list.text("p.denied"); !strings.Contains(got, "Microsoft.DataProtection/backupVaults/write") || !strings.Contains(got, sub) {
+		t.Fatalf("reason shown %q: want the missing action and scope", got)
+	}
+	form := b.getOK("/vaults/new")
+	btn := form.Find(`#vault-form button[type="submit"]`)
+	if _, disabled := btn.Attr("disabled"); !disabled {
+		t.Fatal("a Reader's Create button is not disabled")
+	}
+	if title, _ := btn.Attr("title"); !strings.Contains(title, "backupVaults/write") {
+		t.Fatalf("disabled button's reason %q", title)
+	}
+	// Forced, with a valid CSRF token: 403 with the API's message.
+	p := b.post("/vaults", url.Values{"csrf": {form.csrf()}, "name": {"forced"}, "group": {s.sub() + "/rg1"}, "location": {"local"}})
+	if p.resp.StatusCode != http.StatusForbidden || !strings.Contains(p.text("main"), "does not have authorization to perform action 'Microsoft.DataProtection/backupVaults/write'") {
+		t.Fatalf("forced create: %d %q", p.resp.StatusCode, p.text("main"))
+	}
+	if vs, err := s.admin.ListVaults(context.Background(), ""); err != nil || len(vs) != 0 {
+		t.Fatalf("vaults after the forced create: %v %v", vs, err)
+	}
+}

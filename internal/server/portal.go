@@ -1,0 +1,36 @@
+package server
+
+import (
+	"net/http"
+
+	"coffer/internal/portal"
+)
+
+// openPortal builds the web portal on the services the API uses and puts
+// it in front of the API: a request the portal owns (its pages, assets and
+// sign-in) goes to it, everything else to the API.
+func (s *Server) openPortal() error {
+	p, err := portal.New(portal.Config{Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
+		Compute: s.Compute, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.NBDAddr,
+		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS})
+	if err != nil {
+		return err
+	}
+	s.Portal = p
+	s.handler = portalSplit{portal: p, next: s.handler}
+	return nil
+}
+
+// portalSplit sends the portal's requests to it and the rest on.
+type portalSplit struct {
+	portal *portal.Portal
+	next   http.Handler
+}
+
+func (p portalSplit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.portal.Owns(r) {
+		p.portal.ServeHTTP(w, r)
+		return
+	}
+	p.next.ServeHTTP(w, r)
+}

@@ -120,7 +120,7 @@ func TestPolicyReader(t *testing.T) {
 
 	r := s.signedInAs("reader", rbac.RoleReader, "/subscriptions/"+s.sub())
 	list := r.getOK("/policies")
-	if list.Find(`#policies a[href="` + policyURL + `"]`).Length() != 1 {
+	if list.Find(`#policies a[href="`+policyURL+`"]`).Length() != 1 {
 		t.Fatalf("the Reader does not see the policy:\n%s", list.text("main"))
 	}
 	if list.Find(`a.btn[href="/policies/new"]`).Length() != 0 || !strings.Contains(list.text(".denied"), "backupPolicies/write") {

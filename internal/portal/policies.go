@@ -44,7 +44,12 @@ type policySummary struct {
 	Times     string // "02:00, 06:00, …" in the policy's time zone
 	TimeZone  string
 	Rules     []ruleSummary
-	Next      []string // the next backup times, in the policy's time zone
+	Next      []nextBackup // the next backup times, in the policy's time zone
+}
+
+// nextBackup is an upcoming backup time as the pages list it.
+type nextBackup struct {
+	Date, Time, Offset string
 }
 
 type ruleSummary struct {
@@ -70,7 +75,8 @@ func describePolicy(p dataprotection.BackupPolicy, now time.Time) policySummary 
 			s.TimeZone = sc.Location().String()
 		}
 		for _, t := range sc.Upcoming(now, nextBackups) {
-			s.Next = append(s.Next, t.In(sc.Location()).Format("Mon 2 Jan 2006 15:04 (UTC-07:00)"))
+			t = t.In(sc.Location())
+			s.Next = append(s.Next, nextBackup{Date: t.Format("Mon 2 Jan 2006"), Time: t.Format("15:04"), Offset: t.Format("UTC-07:00")})
 		}
 	}
 	for _, rr := range p.RetentionRules() {
@@ -499,7 +505,7 @@ func (f *policyForm) build() (dataprotection.BackupPolicy, bool) {
 		if e := resource.AsError(err); e != nil {
 			msg = e.Message
 		}
-		f.fieldError(optionFields[oe.Option], strings.TrimPrefix(msg, "build disk policy: "))
+		f.fieldError(optionFields[oe.Option], sentence(strings.TrimPrefix(msg, "build disk policy: ")))
 	default:
 		f.General = err.Error()
 	}
@@ -546,6 +552,7 @@ func (f *policyForm) prepare(rq *Request, writable, all []dataprotection.VaultRe
 	f.CanAdd = nil
 	for _, w := range wizardRules[1:] {
 		if !slices.ContainsFunc(f.Rules, func(r retentionRule) bool { return r.Tag == w.Tag }) {
+			w.Criterion = ruleCriterion(w.Tag)
 			f.CanAdd = append(f.CanAdd, w)
 		}
 	}
@@ -723,4 +730,13 @@ func (p *Portal) policyCreate(rq *Request) error {
 		return err
 	}
 	return rq.Redirect(PageURL(out.ID), "Backup policy "+out.Name+" created.")
+}
+
+// sentence starts a domain message with a capital letter, as the page
+// shows it on its own.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:]
 }

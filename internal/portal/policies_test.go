@@ -58,7 +58,7 @@ func TestPolicyWizard(t *testing.T) {
 	if p.resp.StatusCode != http.StatusBadRequest || p.Find("#tab-schedule.on").Length() != 1 {
 		t.Fatalf("a retention over the cap reached Review: %d", p.resp.StatusCode)
 	}
-	const capMsg = "retention P76D exceeds the maximum of 75 days (P75D) for backups every 4 hours (450 backups)"
+	const capMsg = "Retention P76D exceeds the maximum of 75 days (P75D) for backups every 4 hours (450 backups)"
 	if got := p.text("#rule-default .field-error"); !strings.Contains(got, capMsg) {
 		t.Fatalf("the error at the Default rule is %q, want %q", got, capMsg)
 	}

@@ -46,7 +46,7 @@ func (s *Server) RegisterAdmin(m Maintenance) {
 		Route{Method: "POST", Pattern: "/providers/Coffer.Admin/rebuildIndex", Type: "Coffer.Admin", Versions: v,
 			TenantAction: "Coffer.Admin/rebuildIndex/action", Handle: long("rebuildIndex", m.RebuildIndex)},
 		Route{Method: "GET", Pattern: "/providers/Coffer.Admin/stats", Type: "Coffer.Admin", Versions: v,
-			TenantAction: "Coffer.Admin/stats/read",
+			TenantAction: ActionAdminStatsRead,
 			Handle: func(ctx context.Context, r *Request) (*Response, error) {
 				res, err := m.Stats(ctx)
 				if err != nil {
@@ -56,3 +56,7 @@ func (s *Server) RegisterAdmin(m Maintenance) {
 			}},
 	)
 }
+
+// ActionAdminStatsRead reads the storage engine's statistics (a
+// tenant-level action; the portal's storage figures need it too).
+const ActionAdminStatsRead = "Coffer.Admin/stats/read"

@@ -422,6 +422,12 @@ func (h *computeHandlers) endGetAccess(ctx context.Context, r *Request) (*Respon
 
 // sasURL is the data-plane URL of a grant, shaped like a blob SAS URL.
 func (h *computeHandlers) sasURL(r *Request, g compute.GrantRef, token string) string {
+	return SASURL(r.BaseURL, g, token)
+}
+
+// SASURL is the data-plane URL of a grant at the endpoint base, shaped like
+// a blob SAS URL (the API's accessSAS; the portal shows the same).
+func SASURL(base string, g compute.GrantRef, token string) string {
 	sp := "r"
 	if g.Access == compute.AccessWrite {
 		sp = "rw"
@@ -433,7 +439,7 @@ func (h *computeHandlers) sasURL(r *Request, g compute.GrantRef, token string) s
 	q.Set("st", g.Created.UTC().Format(time.RFC3339))
 	q.Set("se", g.Expires.UTC().Format(time.RFC3339))
 	q.Set("sig", token)
-	return r.BaseURL + DataPrefix + g.Type + "/" + g.UniqueID + "?" + q.Encode()
+	return base + DataPrefix + g.Type + "/" + g.UniqueID + "?" + q.Encode()
 }
 
 // ScrubAccessResults rewrites the beginGetAccess results that earlier
@@ -483,7 +489,14 @@ func (h *computeHandlers) nbdURL(r *Request, token string) string {
 	if h.c.NBDAddress == nil {
 		return ""
 	}
-	addr := h.c.NBDAddress()
+	return NBDURL(r.BaseURL, h.c.NBDAddress(), h.c.NBDTLS, token)
+}
+
+// NBDURL is a grant's token as an NBD URL (nbd://host:port/<token>,
+// nbds:// with TLS) for the NBD listener at addr, or "" when NBD is off
+// (addr ""). A listener on every address is named by the host of the
+// public endpoint base.
+func NBDURL(base, addr string, tls bool, token string) string {
 	if addr == "" {
 		return ""
 	}
@@ -492,15 +505,14 @@ func (h *computeHandlers) nbdURL(r *Request, token string) string {
 		return ""
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		// Listening on every address: name the host of the public endpoint.
-		u, err := url.Parse(r.BaseURL)
+		u, err := url.Parse(base)
 		if err != nil || u.Hostname() == "" {
 			return ""
 		}
 		host = u.Hostname()
 	}
 	scheme := "nbd"
-	if h.c.NBDTLS {
+	if tls {
 		scheme = "nbds"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port) + "/" + token

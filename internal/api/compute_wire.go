@@ -184,3 +184,10 @@ func snapshotJSON(sn compute.Snapshot, now time.Time) snapshotWire {
 	return snapshotWire{ID: sn.ID, Name: sn.Name, Type: "Microsoft.Compute/snapshots", Location: sn.Location, Tags: sn.Tags,
 		SKU: &skuWire{Name: sn.SKU.Name, Tier: sn.SKU.Tier}, Properties: p}
 }
+
+// DiskBody is a disk's ARM body as the API returns it (the portal's JSON
+// view shows the same).
+func DiskBody(d compute.Disk, now time.Time) any { return diskJSON(d, now) }
+
+// SnapshotBody is a snapshot's ARM body as the API returns it.
+func SnapshotBody(sn compute.Snapshot, now time.Time) any { return snapshotJSON(sn, now) }

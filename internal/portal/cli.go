@@ -21,12 +21,19 @@ type cliWord struct {
 	bool  bool
 }
 
-// Command starts a CLI equivalent: coffer followed by words.
+// Command starts a CLI equivalent: coffer followed by the command's words.
 func Command(words ...string) *CLI {
 	c := &CLI{}
 	for _, w := range words {
 		c.words = append(c.words, cliWord{value: w})
 	}
+	return c
+}
+
+// Arg adds a positional word (after the flags: the CLI's flag parsing
+// stops at the first one).
+func (c *CLI) Arg(word string) *CLI {
+	c.words = append(c.words, cliWord{value: word})
 	return c
 }
 

@@ -1,7 +1,51 @@
 package portal
 
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"coffer/internal/api"
+	"coffer/internal/compute"
+	"coffer/internal/resource"
+)
+
 func (p *Portal) diskRoutes() {
 	p.page("GET /disks", p.diskList)
+	p.page("GET /disks/new", p.diskNew)
+	p.page("POST /disks", p.diskCreate)
+	p.page("GET /disks/upload", p.diskUploadForm)
+	p.page("POST /disks/upload", p.diskUploadStart)
+	p.page("GET /disks/{sub}/{rg}/{name}", p.diskShow)
+	p.page("POST /disks/{sub}/{rg}/{name}/grant", p.diskGrant)
+	p.page("POST /disks/{sub}/{rg}/{name}/revoke", p.diskRevoke)
+	p.page("GET /snapshots/{sub}/{rg}/{name}", p.snapshotShow)
+}
+
+type snapshotRow struct {
+	compute.Snapshot
+	URL, Group, SourceName, SourceURL string
+}
+
+func newSnapshotRow(sn compute.Snapshot) snapshotRow {
+	r := snapshotRow{Snapshot: sn, URL: PageURL(sn.ID), Group: groupOf(sn.ID)}
+	if src := sn.CreationData.SourceResourceID; src != "" {
+		if id, err := resource.Parse(src); err == nil {
+			r.SourceName = id.Name()
+		}
+		r.SourceURL = PageURL(src)
+	}
+	return r
+}
+
+type diskListPage struct {
+	Disks     []diskRow
+	Snapshots []snapshotRow
+	Create    Control
+	Tab       string
 }
 
 func (p *Portal) diskList(rq *Request) error {
@@ -9,5 +53,315 @@ func (p *Portal) diskList(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	return rq.Render("disks", ds)
+	sns, err := rq.snapshots()
+	if err != nil {
+		return err
+	}
+	now := p.cfg.Clock.Now()
+	page := diskListPage{Create: rq.createControl(compute.ActionDiskWrite), Tab: rq.R.URL.Query().Get("tab")}
+	sortDisks(ds)
+	for _, d := range ds {
+		page.Disks = append(page.Disks, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID), Protection: d.State(now)})
+	}
+	for _, sn := range sns {
+		page.Snapshots = append(page.Snapshots, newSnapshotRow(sn))
+	}
+	return rq.Render("disks", page)
+}
+
+// diskForm is the create-a-disk form (empty, or for an upload).
+type diskForm struct {
+	Name, Group, Location string
+	SizeGB                string
+	Upload                bool
+	Groups                []groupChoice
+	Regions               []string
+	Error                 string
+	Create                Control
+	CLI                   *CLI
+}
+
+func (rq *Request) diskForm(f diskForm) (diskForm, error) {
+	gs, err := rq.groups(compute.ActionDiskWrite)
+	if err != nil {
+		return f, err
+	}
+	f.Groups, f.Regions = gs, rq.p.cfg.Tenant.Regions
+	f.Create = Allow
+	if len(gs) == 0 {
+		f.Create = rq.Can(compute.ActionDiskWrite, rq.firstScope())
+	}
+	if f.Group == "" && len(gs) > 0 {
+		f.Group = gs[0].Value
+	}
+	if f.Location == "" && len(f.Regions) > 0 {
+		f.Location = f.Regions[0]
+	}
+	_, rg, _ := strings.Cut(f.Group, "/")
+	if f.Upload {
+		f.CLI = Command("disk", "upload").Field("resource-group", "group", rg).Field("name", "name", f.Name).
+			Field("location", "location", f.Location).Arg("IMAGE_FILE")
+	} else {
+		if f.SizeGB == "" {
+			f.SizeGB = "32"
+		}
+		f.CLI = Command("disk", "create").Field("resource-group", "group", rg).Field("name", "name", f.Name).
+			Field("size-gb", "size", f.SizeGB).Field("location", "location", f.Location)
+	}
+	return f, nil
+}
+
+func (rq *Request) diskFormError(view string, f diskForm, msg string) error {
+	f, err := rq.diskForm(f)
+	if err != nil {
+		return err
+	}
+	f.Error = msg
+	rq.Status(http.StatusBadRequest)
+	return rq.Render(view, f)
+}
+
+func (p *Portal) diskNew(rq *Request) error {
+	f, err := rq.diskForm(diskForm{Group: rq.R.URL.Query().Get("group")})
+	if err != nil {
+		return err
+	}
+	return rq.Render("disk-new", f)
+}
+
+// formDiskID reads the disk a create form names (its group as sub/name)
+// and checks the principal may write it.
+func (rq *Request) formDiskID(f diskForm) (resource.ID, bool) {
+	sub, rg, ok := strings.Cut(f.Group, "/")
+	if !ok || sub == "" || rg == "" {
+		return resource.ID{}, false
+	}
+	return compute.DiskID(sub, rg, f.Name), true
+}
+
+// userError is the message of a domain error the user can correct (a
+// 4xx other than a refusal), or "".
+func userError(err error) string {
+	if e := resource.AsError(err); e != nil && e.Kind != resource.KindInternal && e.Kind != resource.KindForbidden &&
+		e.Kind != resource.KindUnauthorized {
+		return e.Message
+	}
+	return ""
+}
+
+func (p *Portal) diskCreate(rq *Request) error {
+	f := diskForm{Name: strings.TrimSpace(rq.R.PostFormValue("name")), Group: rq.R.PostFormValue("group"),
+		Location: rq.R.PostFormValue("location"), SizeGB: strings.TrimSpace(rq.R.PostFormValue("size"))}
+	id, ok := rq.formDiskID(f)
+	if !ok {
+		return rq.diskFormError("disk-new", f, "Choose a resource group.")
+	}
+	if err := rq.Require(Need(compute.ActionDiskWrite, id.String())); err != nil {
+		return err
+	}
+	size, err := strconv.ParseInt(f.SizeGB, 10, 64)
+	if err != nil || size <= 0 {
+		return rq.diskFormError("disk-new", f, "The size must be a whole number of GiB, at least 1.")
+	}
+	d, err := p.cfg.Compute.CreateDisk(rq.Context(), rq.Principal, id, compute.DiskInput{Location: f.Location,
+		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}, DiskSizeGB: size})
+	if msg := userError(err); msg != "" {
+		return rq.diskFormError("disk-new", f, msg)
+	}
+	if err != nil {
+		return err
+	}
+	return rq.Redirect(PageURL(d.ID), "Disk "+d.Name+" created.")
+}
+
+func (p *Portal) diskUploadForm(rq *Request) error {
+	f, err := rq.diskForm(diskForm{Upload: true, Group: rq.R.URL.Query().Get("group")})
+	if err != nil {
+		return err
+	}
+	return rq.Render("disk-upload", f)
+}
+
+// uploadStart is what the upload page's script gets back: where to PUT the
+// image's pages and where to post when done.
+type uploadStart struct {
+	Data   string `json:"data"` // the write grant's data-plane URL, relative to this server
+	Finish string `json:"finish"`
+	Disk   string `json:"disk"`
+}
+
+// diskUploadStart creates a disk for an upload of the image's size and
+// grants write access to it, as `coffer disk upload` does; the page's
+// script then writes the image through the grant (with progress) and
+// posts to Finish, which ends the grant and so the upload.
+func (p *Portal) diskUploadStart(rq *Request) error {
+	f := diskForm{Upload: true, Name: strings.TrimSpace(rq.R.PostFormValue("name")), Group: rq.R.PostFormValue("group"),
+		Location: rq.R.PostFormValue("location")}
+	id, ok := rq.formDiskID(f)
+	if !ok {
+		return rq.diskFormError("disk-upload", f, "Choose a resource group.")
+	}
+	if err := rq.Require(Need(compute.ActionDiskWrite, id.String()), Need(compute.ActionDiskGrant, id.String())); err != nil {
+		return err
+	}
+	n, err := strconv.ParseInt(rq.R.PostFormValue("bytes"), 10, 64)
+	if err != nil || n <= 0 {
+		return rq.diskFormError("disk-upload", f, "Choose an image file (uploading needs JavaScript; without it, use the CLI command below).")
+	}
+	n = (n + 511) / 512 * 512
+	ctx := rq.Context()
+	d, err := p.cfg.Compute.CreateDisk(ctx, rq.Principal, id, compute.DiskInput{Location: f.Location,
+		CreationData: compute.CreationData{CreateOption: compute.OptionUpload, UploadSizeBytes: n}})
+	if msg := userError(err); msg != "" {
+		return rq.diskFormError("disk-upload", f, msg)
+	}
+	if err != nil {
+		return err
+	}
+	g, err := p.cfg.Compute.GrantAccess(ctx, rq.Principal, id, compute.GrantInput{Access: compute.AccessWrite, Duration: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	sas := api.SASURL("", g.Ref(), g.Token)
+	rq.W.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(rq.W).Encode(uploadStart{Data: sas, Finish: PageURL(d.ID) + "/revoke", Disk: PageURL(d.ID)})
+}
+
+type grantRow struct {
+	compute.Grant
+	Revoke post
+}
+
+type diskPage struct {
+	Disk      compute.Disk
+	Group     string
+	State     string
+	Grants    []grantRow
+	Snapshots []snapshotRow
+	GrantForm Control
+	RevokeAll Control
+	NBD       bool
+	JSON      string
+	GrantCLI  *CLI
+	NBDCLI    *CLI
+	Access    *accessShown
+}
+
+// accessShown is a grant's URLs, shown once on the page that made it.
+type accessShown struct {
+	SAS, NBD string
+	Expires  time.Time
+	Access   compute.Access
+}
+
+func diskIDOf(r *http.Request) resource.ID {
+	return compute.DiskID(r.PathValue("sub"), r.PathValue("rg"), r.PathValue("name"))
+}
+
+func (p *Portal) diskShow(rq *Request) error {
+	id := diskIDOf(rq.R)
+	if err := rq.Require(Need(compute.ActionDiskRead, id.String())); err != nil {
+		return err
+	}
+	return p.renderDisk(rq, id, nil)
+}
+
+func (p *Portal) renderDisk(rq *Request, id resource.ID, shown *accessShown) error {
+	ctx := rq.Context()
+	d, err := p.cfg.Compute.GetDisk(ctx, id)
+	if err != nil {
+		return err
+	}
+	now := p.cfg.Clock.Now()
+	page := diskPage{Disk: d, Group: id.ResourceGroup, State: d.State(now), Access: shown,
+		GrantForm: rq.Can(compute.ActionDiskGrant, id.String()), RevokeAll: rq.Can(compute.ActionDiskRevoke, id.String()),
+		NBD:      p.cfg.NBDAddress() != "",
+		GrantCLI: Command("disk", "grant-access").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name).Field("access", "access", "read").Field("duration-in-seconds", "duration", "3600"),
+		NBDCLI:   Command("disk", "nbd-url").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name)}
+	revoke := PageURL(d.ID) + "/revoke"
+	for _, g := range d.ActiveGrants(now) {
+		b := postButton("Revoke", revoke, page.RevokeAll, rq.Session.CSRF)
+		b.Fields = map[string]string{"grant": g.ID}
+		page.Grants = append(page.Grants, grantRow{Grant: g, Revoke: b})
+	}
+	sns, err := rq.snapshots()
+	if err != nil {
+		return err
+	}
+	for _, sn := range sns {
+		if strings.EqualFold(sn.CreationData.SourceResourceID, d.ID) {
+			page.Snapshots = append(page.Snapshots, newSnapshotRow(sn))
+		}
+	}
+	sort.Slice(page.Snapshots, func(i, j int) bool { return page.Snapshots[i].TimeCreated.After(page.Snapshots[j].TimeCreated) })
+	if page.JSON, err = jsonView(api.DiskBody(d, now)); err != nil {
+		return err
+	}
+	return rq.Render("disk", page)
+}
+
+// diskGrant grants read or write access to a disk and shows its URLs
+// (the data-plane SAS URL and the NBD URL) on the page, once.
+func (p *Portal) diskGrant(rq *Request) error {
+	id := diskIDOf(rq.R)
+	if err := rq.Require(Need(compute.ActionDiskGrant, id.String())); err != nil {
+		return err
+	}
+	acc, err := compute.ParseAccess(rq.R.PostFormValue("access"))
+	if err != nil {
+		return err
+	}
+	secs, err := strconv.ParseInt(rq.R.PostFormValue("duration"), 10, 64)
+	if err != nil || secs <= 0 {
+		return resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The duration must be a whole number of seconds, at least 1.")
+	}
+	g, err := p.cfg.Compute.GrantAccess(rq.Context(), rq.Principal, id, compute.GrantInput{Access: acc, Duration: time.Duration(secs) * time.Second})
+	if err != nil {
+		return err
+	}
+	shown := &accessShown{SAS: api.SASURL(p.cfg.Endpoint, g.Ref(), g.Token),
+		NBD: api.NBDURL(p.cfg.Endpoint, p.cfg.NBDAddress(), p.cfg.NBDTLS, g.Token), Expires: g.Grant.Expires, Access: acc}
+	return p.renderDisk(rq, id, shown)
+}
+
+// diskRevoke ends one grant (form field grant) or all of a disk's grants;
+// ending the write grant of a disk created for upload finishes the upload.
+func (p *Portal) diskRevoke(rq *Request) error {
+	id := diskIDOf(rq.R)
+	if err := rq.Require(Need(compute.ActionDiskRevoke, id.String())); err != nil {
+		return err
+	}
+	var err error
+	if g := rq.R.PostFormValue("grant"); g != "" {
+		err = p.cfg.Compute.RevokeGrant(rq.Context(), id, g)
+	} else {
+		err = p.cfg.Compute.RevokeAccess(rq.Context(), id)
+	}
+	if err != nil {
+		return err
+	}
+	return rq.Redirect(PageURL(id.String()), "Access revoked.")
+}
+
+type snapshotPage struct {
+	Snapshot snapshotRow
+	JSON     string
+	State    string
+}
+
+func (p *Portal) snapshotShow(rq *Request) error {
+	id := compute.SnapshotID(rq.R.PathValue("sub"), rq.R.PathValue("rg"), rq.R.PathValue("name"))
+	if err := rq.Require(Need(compute.ActionSnapshotRead, id.String())); err != nil {
+		return err
+	}
+	sn, err := p.cfg.Compute.GetSnapshot(rq.Context(), id)
+	if err != nil {
+		return err
+	}
+	now := p.cfg.Clock.Now()
+	page := snapshotPage{Snapshot: newSnapshotRow(sn), State: sn.State(now)}
+	if page.JSON, err = jsonView(api.SnapshotBody(sn, now)); err != nil {
+		return err
+	}
+	return rq.Render("snapshot", page)
 }

@@ -6,16 +6,21 @@ package portal_test
 // CSRF token they carry, and principals with a chosen role.
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
 
+	"coffer/internal/cli"
 	"coffer/internal/client"
 	"coffer/internal/e2e"
 	"coffer/internal/identity"
@@ -29,10 +34,56 @@ type site struct {
 	admin *client.Client
 }
 
-func newSite(t testing.TB) *site {
+func newSite(t *testing.T) *site {
 	t.Helper()
 	env := e2e.Start(t, e2e.Options{})
+	// The coffer CLI (run in process by coffer) talks to this server as
+	// the admin.
+	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
+	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
+	t.Setenv("COFFER_TOKEN", env.Admin.Token)
+	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
 	return &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
+}
+
+// coffer runs the coffer CLI in process against the site as the admin and
+// fails the test unless it succeeds; it returns its standard output.
+func (s *site) coffer(args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.tryCoffer(args...)
+	if code != 0 {
+		s.t.Fatalf("coffer %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func (s *site) tryCoffer(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	code = cli.Main(context.Background(), args, &cli.Env{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader("")})
+	return out.String(), errb.String(), code
+}
+
+// protectedDisk makes group rg (and rg-snapshots) with a disk, a vault, an hourly policy and
+// the disk protected by it (the vault's identity granted its roles), and
+// runs one backup of the 1 MiB of random data written to the disk: the
+// fixture of the pages that show protection and jobs.
+func (s *site) protectedDisk(rg, disk, vault string) {
+	s.t.Helper()
+	s.coffer("group", "create", "-n", rg, "-l", "local")
+	s.coffer("group", "create", "-n", rg+"-snapshots", "-l", "local")
+	img := filepath.Join(s.t.TempDir(), disk+".img")
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.coffer("disk", "upload", "-g", rg, "-n", disk, img)
+	s.coffer("vault", "create", "-g", rg, "-n", vault)
+	s.coffer("policy", "create", "-g", rg, "-v", vault, "-n", "hourly", "--hourly", "4", "--retention", "7d")
+	s.coffer("protect", "-g", rg, "-v", vault, "-n", disk+"-bi", "--disk-group", rg, "--disk-name", disk,
+		"--snapshot-group", rg+"-snapshots", "--policy", "hourly", "--grant-missing-roles")
+	s.coffer("backup", "now", "-g", rg, "-v", vault, "-n", disk+"-bi")
 }
 
 // sub is the bootstrap subscription.
@@ -206,4 +257,16 @@ func (b *browser) trySignIn(clientID, secret string) *page {
 // text is the whitespace-normalized text of sel.
 func (p *page) text(sel string) string {
 	return strings.Join(strings.Fields(p.Find(sel).Text()), " ")
+}
+
+// diskBytes downloads a disk through the CLI and returns its bytes.
+func (s *site) diskBytes(rg, name string) []byte {
+	s.t.Helper()
+	out := filepath.Join(s.t.TempDir(), name+".raw")
+	s.coffer("disk", "download", "-g", rg, "-n", name, out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return b
 }

@@ -88,6 +88,9 @@ type Config struct {
 	// serving NBD); NBDTLS says it requires TLS.
 	NBDAddress func() string
 	NBDTLS     bool
+	// Storage reports the storage engine's usage for the overview (nil:
+	// not shown).
+	Storage func(ctx context.Context) (StorageUsage, error)
 	// Secure marks the session cookie Secure (the server serves TLS).
 	Secure bool
 	// SessionIdle and SessionMax bound a session's life: it ends after

@@ -109,9 +109,16 @@ func funcs(a *assets) template.FuncMap {
 		"linkTo": func(label, href string, c Control) button {
 			return button{Label: label, Control: c, Href: href}
 		},
-		"post":     postButton,
-		"jsonView": jsonView,
-		"pageURL":  PageURL,
+		"post":        postButton,
+		"jsonView":    jsonView,
+		"pageURL":     PageURL,
+		"statusLabel": statusLabel,
+		"plural": func(n int, one, many string) string {
+			if n == 1 {
+				return one
+			}
+			return many
+		},
 		"bytes":    formatBytes,
 		"time":     formatTime,
 		"duration": formatDuration,
@@ -168,6 +175,20 @@ func jsonView(v any) (string, error) {
 		return "", fmt.Errorf("portal: JSON view: %w", err)
 	}
 	return string(b), nil
+}
+
+// statusLabel spells a status word (InProgress, CompletedWithWarnings,
+// ProtectionConfigured …) as words.
+func statusLabel(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func formatBytes(n int64) string {

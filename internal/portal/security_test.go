@@ -226,3 +226,56 @@ func TestReaderSeesDisabledCreate(t *testing.T) {
 		t.Fatalf("vaults after the forced create: %v %v", vs, err)
 	}
 }
+
+// TestReaderCannotChangeDisks: a Reader sees the disk's grant and revoke
+// buttons disabled with the reason, and forced requests are refused as the
+// API refuses them, leaving the grants as they were.
+func TestReaderCannotChangeDisks(t *testing.T) {
+	s := newSite(t)
+	s.coffer("group", "create", "-n", "rg1", "-l", "local")
+	s.coffer("disk", "create", "-g", "rg1", "-n", "d1", "--size-gb", "1")
+	s.coffer("disk", "grant-access", "-g", "rg1", "-n", "d1")
+	sub := "/subscriptions/" + s.sub()
+	b := s.signedInAs("reader", rbac.RoleReader, sub)
+	disk := b.getOK("/disks/" + s.sub() + "/rg1/d1")
+	grant := disk.Find(`#grant-form button[type="submit"]`)
+	if _, ok := grant.Attr("disabled"); !ok {
+		t.Fatal("a Reader's Grant access button is enabled")
+	}
+	if got := disk.text("#grant-form small.denied"); !strings.Contains(got, "Microsoft.Compute/disks/beginGetAccess/action") {
+		t.Fatalf("grant reason %q", got)
+	}
+	revoke := disk.Find(`#grants form button`)
+	if revoke.Length() != 1 {
+		t.Fatalf("%d revoke buttons, want 1", revoke.Length())
+	}
+	if _, ok := revoke.Attr("disabled"); !ok {
+		t.Fatal("a Reader's Revoke button is enabled")
+	}
+	if title, _ := revoke.Attr("title"); !strings.Contains(title, "endGetAccess") {
+		t.Fatalf("revoke reason %q", title)
+	}
+	// A disabled one-button form carries no CSRF token; force both with
+	// the page's token.
+	tok := disk.csrf()
+	for path, form := range map[string]url.Values{
+		"/disks/" + s.sub() + "/rg1/d1/grant":  {"csrf": {tok}, "access": {"write"}, "duration": {"60"}},
+		"/disks/" + s.sub() + "/rg1/d1/revoke": {"csrf": {tok}},
+		"/disks":                               {"csrf": {tok}, "name": {"d2"}, "group": {s.sub() + "/rg1"}, "size": {"1"}, "location": {"local"}},
+	} {
+		p := b.post(path, form)
+		if p.resp.StatusCode != http.StatusForbidden || !strings.Contains(p.text("main"), "AuthorizationFailed") {
+			t.Errorf("forced POST %s: %d %q", path, p.resp.StatusCode, p.text("main"))
+		}
+	}
+	d, err := s.admin.GetDisk(context.Background(), "rg1", "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Properties.DiskState != "ActiveSAS" {
+		t.Fatalf("disk state after the refused revoke: %s, want ActiveSAS", d.Properties.DiskState)
+	}
+	if _, err := s.admin.GetDisk(context.Background(), "rg1", "d2"); err == nil {
+		t.Fatal("the refused create made disk d2")
+	}
+}

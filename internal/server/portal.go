@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 
 	"coffer/internal/portal"
@@ -12,7 +13,7 @@ import (
 func (s *Server) openPortal() error {
 	p, err := portal.New(portal.Config{Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
 		Compute: s.Compute, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.NBDAddr,
-		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS})
+		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage})
 	if err != nil {
 		return err
 	}
@@ -33,4 +34,15 @@ func (p portalSplit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.next.ServeHTTP(w, r)
+}
+
+// storageUsage is the portal's storage figures: the chunk store's size and
+// the data filesystem's free space.
+func (s *Server) storageUsage(ctx context.Context) (portal.StorageUsage, error) {
+	st, err := s.Chunks.Stats(ctx)
+	if err != nil {
+		return portal.StorageUsage{}, err
+	}
+	sp := s.space.Status()
+	return portal.StorageUsage{StoredBytes: st.StoredBytes, RawBytes: st.RawBytes, FreeBytes: sp.FreeBytes, TotalBytes: sp.TotalBytes}, nil
 }

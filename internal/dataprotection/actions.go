@@ -24,6 +24,9 @@ const (
 	ActionRecoveryPointRead       = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints/read"
 	// ActionJobRead reads a vault's jobs (Azure checks the vault's read).
 	ActionJobRead = ActionVaultRead
+	// ActionJobCancel cancels a backup job (CancelJob): what starting the
+	// backup needs, on its backup instance.
+	ActionJobCancel = ActionInstanceBackup
 	// ActionOperationStatusRead reads the status of another principal's
 	// operation on a vault or backup instance.
 	ActionOperationStatusRead = "Microsoft.DataProtection/backupVaults/operationStatus/read"

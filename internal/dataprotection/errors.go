@@ -37,6 +37,7 @@ const (
 	CodePolicyInUse               = "UserErrorBackupPolicyInUse"                        // Coffer (409)
 	CodeVaultNotEmpty             = "UserErrorBackupVaultHasBackupInstances"            // Coffer (409)
 	CodeAdhocLimit                = "UserErrorMaxAdhocBackupsPerDayReached"             // Coffer
+	CodeJobNotCancellable         = "UserErrorJobNotCancellable"                        // Coffer (409)
 	CodeRestoreLimit              = "UserErrorMaxRestoresPerDayReached"                 // Coffer
 	CodeInvalidState              = "UserErrorOperationNotAllowedInCurrentState"        // Coffer
 	CodeInvalidBackupRule         = "UserErrorInvalidBackupRuleName"                    // Coffer

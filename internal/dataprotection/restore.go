@@ -345,6 +345,57 @@ func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (j
 	return out, err
 }
 
+// CancelJob cancels a backup job that waits for a worker: its task leaves
+// the queue and the job ends Cancelled, naming who cancelled it, in one
+// transaction. A job that runs already, has ended or is not a backup is
+// refused (409 UserErrorJobNotCancellable). The caller needs what starting
+// the backup needs (ActionInstanceBackup on its backup instance).
+func (s *Service) CancelJob(ctx context.Context, vaultID resource.ID, id string, by Caller) (job.Resource, error) {
+	var out job.Resource
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		if _, err := s.getVault(ctx, tx, vaultID); err != nil {
+			return err
+		}
+		r, err := job.Get(ctx, tx, vaultID.String(), id)
+		if errors.Is(err, job.ErrNotFound) {
+			return resource.NotFound(vaultID.Child("backupJobs", id))
+		}
+		if err != nil {
+			return err
+		}
+		notCancellable := func(why string) error {
+			return resource.Errorf(resource.KindConflict, CodeJobNotCancellable, "The job %s cannot be cancelled: %s.", id, why)
+		}
+		if !r.Cancellable() {
+			return notCancellable("only a backup in progress can be cancelled")
+		}
+		removed, err := s.Queue.CancelPendingTx(ctx, tx, r.ID)
+		if errors.Is(err, job.ErrNoTask) {
+			return notCancellable("it is ending")
+		}
+		if err != nil {
+			return err
+		}
+		if !removed {
+			return notCancellable("it is already taking its snapshot")
+		}
+		r, err = job.Update(ctx, tx, vaultID.String(), id, func(r *job.Record) {
+			r.EndTime = s.Clock.Now().UTC()
+			r.Status = job.Cancelled
+			r.Details = withDetail(r.Details, "CancelReason", "Cancelled by "+by.Name+".")
+			for i := range r.SubTasks {
+				r.SubTasks[i].TaskStatus = string(job.Cancelled)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		out = r.ToResource(s.Clock.Now())
+		return nil
+	})
+	return out, err
+}
+
 // ListJobs lists a vault's jobs, newest first.
 func (s *Service) ListJobs(ctx context.Context, vaultID resource.ID, f job.Filter) ([]job.Resource, error) {
 	var out []job.Resource

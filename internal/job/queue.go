@@ -379,21 +379,35 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 // drops it and Canceled reports true to it.
 func (q *Queue) Cancel(ctx context.Context, id string) (removed bool, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
+		removed, err = q.CancelPendingTx(ctx, tx, id)
+		if err != nil || removed {
+			return err
+		}
 		cur, err := getTask(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		if cur.State == StatePending {
-			removed = true
-			if err := tx.Delete(ctx, kindTask, taskKey(id)); err != nil {
-				return err
-			}
-			return tx.Put(ctx, &store.Object{Kind: kindDone, Key: taskKey(id), Data: []byte(`{}`)}, store.PutOptions{})
 		}
 		cur.Canceled = true
 		return putTask(ctx, tx, cur, store.PutOptions{})
 	})
 	return removed, err
+}
+
+// CancelPendingTx removes a task that no worker has leased, in the
+// caller's transaction, and reports whether it did; a leased task is left
+// as it is. A task that is not queued is ErrNoTask.
+func (q *Queue) CancelPendingTx(ctx context.Context, tx store.Tx, id string) (bool, error) {
+	cur, err := getTask(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	if cur.State != StatePending {
+		return false, nil
+	}
+	if err := tx.Delete(ctx, kindTask, taskKey(id)); err != nil {
+		return false, err
+	}
+	return true, tx.Put(ctx, &store.Object{Kind: kindDone, Key: taskKey(id), Data: []byte(`{}`)}, store.PutOptions{})
 }
 
 // Canceled reports whether the task was cancelled while leased.

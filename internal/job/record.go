@@ -135,6 +135,11 @@ type Record struct {
 	Destination      string            `json:"recoveryDestination,omitempty"`
 }
 
+// Cancellable reports whether the job is of a kind that can be cancelled
+// while it runs: a backup in progress (whether it can be cancelled now
+// depends on its task, see dataprotection's CancelJob).
+func (r Record) Cancellable() bool { return r.Status == InProgress && r.Operation == OpBackup }
+
 // ResourceID is the job's ARM ID.
 func (r Record) ResourceID() string {
 	return r.VaultID + "/backupJobs/" + r.ID
@@ -405,7 +410,7 @@ func (r Record) ToResource(now time.Time) Resource {
 		ei.AdditionalDetails["Progress"] = fmt.Sprintf("%d%%", r.Progress)
 	}
 	actions := []string{""}
-	if r.Status == InProgress && r.Operation == OpBackup {
+	if r.Cancellable() {
 		actions = []string{"Cancellable"}
 	}
 	return Resource{

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 func (p *Portal) jobRoutes() {
 	p.page("GET /jobs", p.jobList)
 	p.page("GET /jobs/{sub}/{rg}/{vault}/{id}", p.jobShow)
+	p.page("POST /jobs/{sub}/{rg}/{vault}/{id}/cancel", p.jobCancel)
 }
 
 // jobRow is a job as the lists show it.
@@ -34,7 +36,8 @@ func parseJobTime(s string) time.Time {
 	return t
 }
 
-func newJobRow(j job.Resource) jobRow {
+// newJobRow is j as a row; the duration of a running job is up to now.
+func newJobRow(j job.Resource, now time.Time) jobRow {
 	w := j.Properties
 	r := jobRow{Name: j.Name, URL: PageURL(j.ID), Operation: w.Operation, Status: w.Status,
 		Instance: w.BackupInstanceFriendlyName, InstanceURL: PageURL(w.BackupInstanceID), Datasource: w.DataSourceName,
@@ -46,7 +49,7 @@ func newJobRow(j job.Resource) jobRow {
 	if !r.Start.IsZero() {
 		end := r.End
 		if end.IsZero() {
-			end = time.Now()
+			end = now
 		}
 		r.Duration = end.Sub(r.Start)
 	}
@@ -161,7 +164,7 @@ func (rq *Request) visibleJobs(f job.Filter) ([]jobRow, error) {
 			return nil, err
 		}
 		for _, j := range js {
-			rows = append(rows, newJobRow(j))
+			rows = append(rows, newJobRow(j, rq.p.cfg.Clock.Now()))
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Start.After(rows[j].Start) })
@@ -222,6 +225,7 @@ func (p *Portal) jobList(rq *Request) error {
 }
 
 type jobPage struct {
+	Cancel   *post // set for a job of a kind that can be cancelled
 	Job      job.Resource
 	Row      jobRow
 	Vault    string
@@ -240,14 +244,42 @@ func (p *Portal) jobShow(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	page := jobPage{Job: j, Row: newJobRow(j), Vault: vid.Name(), VaultURL: PageURL(vid.String()),
+	page := jobPage{Job: j, Row: newJobRow(j, p.cfg.Clock.Now()), Vault: vid.Name(), VaultURL: PageURL(vid.String()),
 		Running: j.Properties.Status == string(job.InProgress),
 		CLI:     Command("job", "show").Flag("resource-group", vid.ResourceGroup).Flag("vault-name", vid.Name()).Flag("id", j.Name)}
 	if page.JSON, err = jsonView(j); err != nil {
 		return err
 	}
+	if slices.Contains(j.Properties.SupportedActions, "Cancellable") {
+		c := postButton("Cancel job", PageURL(j.ID)+"/cancel", rq.Can(dataprotection.ActionJobCancel, j.Properties.BackupInstanceID), rq.Session.CSRF)
+		page.Cancel = &c
+	}
 	if page.Running {
 		rq.Refresh(3)
 	}
 	return rq.Render("job", page)
+}
+
+// jobCancel cancels a backup job that waits for a worker.
+func (p *Portal) jobCancel(rq *Request) error {
+	vid := dataprotection.VaultID(rq.R.PathValue("sub"), rq.R.PathValue("rg"), rq.R.PathValue("vault"))
+	if err := rq.Require(Need(dataprotection.ActionJobRead, vid.String())); err != nil {
+		return err
+	}
+	ctx := rq.Context()
+	j, err := p.cfg.DataProtection.GetJob(ctx, vid, rq.R.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	scope := j.Properties.BackupInstanceID
+	if scope == "" {
+		scope = vid.String()
+	}
+	if err := rq.Require(Need(dataprotection.ActionJobCancel, scope)); err != nil {
+		return err
+	}
+	if _, err := p.cfg.DataProtection.CancelJob(ctx, vid, j.Name, rq.Caller()); err != nil {
+		return err
+	}
+	return rq.Redirect(PageURL(j.ID), "Job cancelled.")
 }

@@ -31,7 +31,7 @@ func TestPagesRender(t *testing.T) {
 	if got := home.text("#jobs24 li:first-child"); got != "Completed 2" {
 		t.Errorf("jobs of the last 24 hours: %q", got)
 	}
-	if home.Find("svg.chart rect.bar").Length() == 0 {
+	if home.Find("svg.chart rect").Length() == 0 {
 		t.Errorf("no chart bars on the overview")
 	}
 	if got := home.text("#storage"); !strings.Contains(got, "estimated full") {

@@ -187,7 +187,7 @@ func (p *Portal) vaultShow(rq *Request) error {
 		if i == 10 {
 			break
 		}
-		page.Jobs = append(page.Jobs, newJobRow(j))
+		page.Jobs = append(page.Jobs, newJobRow(j, p.cfg.Clock.Now()))
 	}
 	if page.JSON, err = jsonView(v); err != nil {
 		return err

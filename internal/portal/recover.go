@@ -339,7 +339,7 @@ func (p *Portal) recoverStatus(rq *Request) error {
 	if w.Operation != job.OpRestore {
 		return resource.Errorf(resource.KindNotFound, "JobNotFound", "The job %s is not a restore.", j.Name)
 	}
-	page := recoverStatusPage{Job: j, Row: newJobRow(j), JobURL: PageURL(j.ID), Running: w.Status == string(job.InProgress),
+	page := recoverStatusPage{Job: j, Row: newJobRow(j, p.cfg.Clock.Now()), JobURL: PageURL(j.ID), Running: w.Status == string(job.InProgress),
 		Succeeded: w.Status == string(job.Completed), Failed: w.Status == string(job.Failed)}
 	if ei := w.ExtendedInfo; ei != nil && ei.RecoveryDestination != "" {
 		page.Disk, page.DiskURL = nameOfID(ei.RecoveryDestination), PageURL(ei.RecoveryDestination)

@@ -65,8 +65,8 @@ func TestBrowserBackupNowAndRecover(t *testing.T) {
 	tb.run(chromedp.Click(`#revoke button[type="submit"]`, chromedp.ByQuery), chromedp.WaitVisible(`#no-restore-role`, chromedp.ByQuery))
 
 	tb.open("/disks")
-	tb.run(chromedp.WaitVisible(`main table`, chromedp.ByQuery))
-	if got := tb.text(`main table`); !strings.Contains(got, "restored1") {
+	tb.run(chromedp.WaitVisible(`#disks-table`, chromedp.ByQuery))
+	if got := tb.text(`#disks-table`); !strings.Contains(got, "restored1") {
 		t.Fatalf("the restored disk is not listed: %q", got)
 	}
 	got, err := e2e.DiskSHA256(ctx, s.admin, client.Disks, "rg-restore", "restored1")

@@ -41,7 +41,7 @@ type recoverForm struct {
 	Instances     []recoverItem
 	Item          *recoverItem
 	Points        []rpRow
-	Subscriptions []string
+	Subscriptions []subscriptionChoice
 	Groups        []groupChoice
 	Validated     bool
 	Valid         bool
@@ -54,6 +54,8 @@ type recoverForm struct {
 	Error         string
 	CLI           *CLI
 }
+
+type subscriptionChoice struct{ ID, Name string }
 
 type recoverItem struct {
 	ID, Name, Disk, Vault, VaultGroup, State string
@@ -253,7 +255,7 @@ func (p *Portal) renderRecover(rq *Request, f recoverForm, v *validation, status
 		return err
 	}
 	for _, s := range subs {
-		f.Subscriptions = append(f.Subscriptions, s.ID)
+		f.Subscriptions = append(f.Subscriptions, subscriptionChoice{ID: s.ID, Name: s.DisplayName})
 	}
 	if f.Subscription == "" && len(subs) > 0 {
 		f.Subscription = subs[0].ID

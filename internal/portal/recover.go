@@ -51,6 +51,7 @@ type recoverForm struct {
 	Grant         Control
 	Grants        []string // the role assignment commands
 	Restore       Control
+	Validate      Control
 	Error         string
 	CLI           *CLI
 }
@@ -248,6 +249,7 @@ func (p *Portal) renderRecover(rq *Request, f recoverForm, v *validation, status
 		if f.DiskName == "" {
 			f.DiskName = f.Item.Disk + "-restored-" + p.cfg.Clock.Now().UTC().Format("20060102-1504")
 		}
+		f.Validate = rq.Can(dataprotection.ActionInstanceValidateRestore, id.String())
 		f.Restore = rq.CanAll(Need(dataprotection.ActionInstanceValidateRestore, id.String()), Need(dataprotection.ActionInstanceRestore, id.String()))
 	}
 	subs, err := rq.subscriptions()
@@ -268,6 +270,9 @@ func (p *Portal) renderRecover(rq *Request, f recoverForm, v *validation, status
 		if strings.EqualFold(g.Sub, f.Subscription) {
 			f.Groups = append(f.Groups, g)
 		}
+	}
+	if f.Group == "" && len(f.Groups) > 0 {
+		f.Group = f.Groups[0].Name
 	}
 	if v != nil {
 		f.Validated = true

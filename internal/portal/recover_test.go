@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -100,5 +101,45 @@ func TestRecover(t *testing.T) {
 		if strings.HasSuffix(a.Properties.RoleDefinitionID, rbac.RoleDiskRestoreOperator) {
 			t.Fatalf("Disk Restore Operator is still assigned: %+v", a)
 		}
+	}
+}
+
+// TestRecoverReader: a Reader is offered neither Validate's grant nor
+// Restore, and forced restore, grant and revoke requests are refused as
+// the API refuses them.
+func TestRecoverReader(t *testing.T) {
+	s := newSite(t)
+	ctx := context.Background()
+	instanceURL, _ := protected(t, s, "data1")
+	s.group("rg-restore")
+	backupNow(t, s, s.signedIn(), instanceURL)
+	r := s.signedInAs("reader", rbac.RoleReader, "/subscriptions/"+s.sub())
+	page := r.getOK("/recover")
+	if page.Find("#restore, #validate").Length() != 0 || !strings.Contains(page.text("#recover-form .denied"), "validateRestore/action") {
+		t.Fatalf("Restore is offered to a Reader:\n%s", page.text("main"))
+	}
+	instance, _ := page.Find("#instance option[selected]").Attr("value")
+	rp, _ := page.Find(`#points input[name="rp"][checked]`).Attr("value")
+	form := func(op string) url.Values {
+		return url.Values{"csrf": {page.csrf()}, "instance": {instance}, "rp": {rp}, "target-subscription": {s.sub()},
+			"target-group": {"rg-restore"}, "name": {"forced"}, "op": {op}}
+	}
+	for _, op := range []string{"validate", "grant", "restore"} {
+		if p := r.post("/recover", form(op)); p.resp.StatusCode != http.StatusForbidden {
+			t.Errorf("forced %s: %d", op, p.resp.StatusCode)
+		}
+	}
+	revoke := r.post("/recover/revoke", url.Values{"csrf": {page.csrf()}, "scope": {"/subscriptions/" + s.sub() + "/resourceGroups/rg-restore"},
+		"assignment": {"00000000-0000-0000-0000-000000000001"}})
+	if revoke.resp.StatusCode != http.StatusForbidden {
+		t.Errorf("forced revoke: %d", revoke.resp.StatusCode)
+	}
+	if _, err := s.admin.GetDisk(ctx, "rg-restore", "forced"); err == nil {
+		t.Fatal("a Reader restored a disk")
+	}
+	// Configure protection is refused too.
+	p := r.getOK("/protect")
+	if p.Find("#configure").Length() != 0 || !strings.Contains(p.text("main .denied"), "backupInstances/write") {
+		t.Fatalf("Configure protection is offered to a Reader:\n%s", p.text("main"))
 	}
 }

@@ -391,8 +391,11 @@ func (p *Portal) renderProtect(rq *Request, f protectForm, res map[string]readin
 				f.Policies = append(f.Policies, protectPolicy{ID: pol.ID, Name: pol.Name, Summary: describePolicy(pol.Properties, now)})
 			}
 		}
-		if f.Policy == "" && len(f.Policies) > 0 {
-			f.Policy = f.Policies[0].ID
+		if !slices.ContainsFunc(f.Policies, func(x protectPolicy) bool { return strings.EqualFold(x.ID, f.Policy) }) {
+			f.Policy = ""
+			if len(f.Policies) > 0 {
+				f.Policy = f.Policies[0].ID
+			}
 		}
 		protected, err := p.protectedDisks(rq)
 		if err != nil {

@@ -39,8 +39,8 @@ type chartValue struct {
 }
 
 // newChart lays out values as bars, scaling the y axis to a round maximum
-// and labelling it with format.
-func newChart(title string, values []chartValue, format func(float64) string, empty string) chart {
+// (round in powers of 1024 when binary) and labelling it with format.
+func newChart(title string, values []chartValue, binary bool, format func(float64) string, empty string) chart {
 	c := chart{Title: title, Width: 560, Height: 200, Left: 64, Bottom: 172, Right: 552, Top: 12, Empty: empty}
 	maxV := 0.0
 	for _, v := range values {
@@ -49,7 +49,13 @@ func newChart(title string, values []chartValue, format func(float64) string, em
 	if len(values) == 0 || maxV == 0 {
 		return c
 	}
-	top := niceCeil(maxV)
+	unit := 1.0
+	if binary {
+		for unit*1024 <= maxV {
+			unit *= 1024
+		}
+	}
+	top := niceCeil(maxV/unit) * unit
 	plotH, plotW := c.Bottom-c.Top, c.Right-c.Left
 	for i := 0; i <= 4; i++ {
 		v := top * float64(i) / 4

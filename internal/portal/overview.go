@@ -191,7 +191,7 @@ func jobCharts(jobs []jobRow, now time.Time) (sizes, durations chart) {
 	if !any {
 		perDay = nil
 	}
-	sizes = newChart("Bytes backed up per day", perDay, formatChartBytes, "No completed backups in the last two weeks.")
+	sizes = newChart("Bytes backed up per day", perDay, true, formatChartBytes, "No completed backups in the last two weeks.")
 
 	// The latest 40 jobs, oldest first.
 	latest := jobs
@@ -204,7 +204,7 @@ func jobCharts(jobs []jobRow, now time.Time) (sizes, durations chart) {
 		vals = append(vals, chartValue{Label: j.Start.UTC().Format("Jan 2"), Value: j.Duration.Seconds(),
 			Class: strings.ToLower(j.Status), Title: j.Operation + " " + j.Status + ", " + formatDuration(j.Duration) + " (" + formatTime(j.Start) + ")"})
 	}
-	durations = newChart("Job durations", vals, formatSeconds, "No jobs in the last 30 days.")
+	durations = newChart("Job durations", vals, false, formatSeconds, "No jobs in the last 30 days.")
 	return sizes, durations
 }
 

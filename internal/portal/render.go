@@ -109,6 +109,9 @@ func funcs(a *assets) template.FuncMap {
 		"linkTo": func(label, href string, c Control) button {
 			return button{Label: label, Control: c, Href: href}
 		},
+		"primaryLink": func(label, href string, c Control) button {
+			return button{Label: label, Control: c, Href: href, Class: "primary"}
+		},
 		"post":        postButton,
 		"jsonView":    jsonView,
 		"pageURL":     PageURL,

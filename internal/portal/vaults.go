@@ -132,17 +132,18 @@ func (rq *Request) vaultFormError(f vaultForm, msg string) error {
 }
 
 type vaultPage struct {
-	Vault      dataprotection.VaultResource
-	Group      string
-	Security   securityLevel
-	Instances  []instanceRow
-	Policies   []dataprotection.BaseBackupPolicyResource
-	Jobs       []jobRow
-	JSON       string
-	NewPolicy  Control
-	Protect    Control
-	PolicyURL  string
-	ProtectURL string
+	Vault        dataprotection.VaultResource
+	Subscription string
+	Group        string
+	Security     securityLevel
+	Instances    []instanceRow
+	Policies     []dataprotection.BaseBackupPolicyResource
+	Jobs         []jobRow
+	JSON         string
+	NewPolicy    Control
+	Protect      Control
+	PolicyURL    string
+	ProtectURL   string
 }
 
 type instanceRow struct {
@@ -161,7 +162,7 @@ func (p *Portal) vaultShow(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	page := vaultPage{Vault: v, Group: id.ResourceGroup, Security: vaultSecurity(v),
+	page := vaultPage{Vault: v, Subscription: id.Subscription, Group: id.ResourceGroup, Security: vaultSecurity(v),
 		NewPolicy: rq.Can(dataprotection.ActionPolicyWrite, id.String()),
 		Protect:   rq.Can(dataprotection.ActionInstanceWrite, id.String()),
 		PolicyURL: "/policies/new?vault=" + url.QueryEscape(id.String()), ProtectURL: "/protect?vault=" + url.QueryEscape(id.String())}

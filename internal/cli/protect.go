@@ -8,7 +8,6 @@ import (
 
 	"coffer/internal/client"
 	"coffer/internal/identity"
-	"coffer/internal/rbac"
 )
 
 // The roles a vault identity needs (Azure's built-in GUIDs).
@@ -31,21 +30,6 @@ type neededRole struct {
 	Scope  string `json:"scope"`
 	// AssignAt is where --grant-missing-roles assigns it.
 	AssignAt string `json:"assignAt"`
-}
-
-// widen returns the scope at which to assign for --permissions-scope.
-func widen(scope, level string) string {
-	sc, err := rbac.ParseScope(scope)
-	if err != nil {
-		return scope
-	}
-	switch strings.ToLower(level) {
-	case "subscription":
-		return sc.Ancestor(rbac.LevelSubscription)
-	case "resourcegroup", "group":
-		return sc.Ancestor(rbac.LevelResourceGroup)
-	}
-	return scope
 }
 
 // missingRoles returns the required roles the principal has at no scope at
@@ -125,7 +109,7 @@ func protectCommand() *command {
 				return err
 			}
 			for i := range missing {
-				missing[i].AssignAt = widen(missing[i].Scope, level)
+				missing[i].AssignAt = client.PermissionsScope(missing[i].Scope, level)
 			}
 			if len(missing) > 0 {
 				switch {

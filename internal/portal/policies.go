@@ -523,7 +523,7 @@ func unitName(letter string) string {
 
 // checkBasics checks the Basics tab: a name Azure accepts and a vault the
 // principal may create policies in.
-func (f *policyForm) checkBasics(rq *Request, writable []dataprotection.VaultResource) {
+func (f *policyForm) checkBasics(writable []dataprotection.VaultResource) {
 	if f.Name == "" {
 		f.fieldError("name", "Give the policy a name.")
 	} else if err := dataprotection.CheckChildName(f.Name); err != nil {
@@ -646,7 +646,7 @@ func (p *Portal) policyWizard(rq *Request) error {
 		if err != nil {
 			return err
 		}
-		f.checkBasics(rq, writable)
+		f.checkBasics(writable)
 		if len(f.Errors) > 0 {
 			f.Tab, status = tabBasics, http.StatusBadRequest
 		}
@@ -705,7 +705,7 @@ func (p *Portal) policyCreate(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	if f.checkBasics(rq, writable); len(f.Errors) > 0 {
+	if f.checkBasics(writable); len(f.Errors) > 0 {
 		f.Tab = tabBasics
 		return p.renderWizard(rq, f, http.StatusBadRequest)
 	}

@@ -79,7 +79,7 @@ type protectDisk struct {
 	Fix                       bool
 }
 
-func readProtectForm(r *http.Request, values url.Values) protectForm {
+func readProtectForm(values url.Values) protectForm {
 	f := protectForm{Vault: values.Get("vault"), Policy: values.Get("policy"), SnapshotGroup: values.Get("snapshot-group"),
 		Level: values.Get("level")}
 	for _, d := range values["disk"] {
@@ -93,7 +93,7 @@ func readProtectForm(r *http.Request, values url.Values) protectForm {
 }
 
 func (p *Portal) protectPage(rq *Request) error {
-	f := readProtectForm(rq.R, rq.R.URL.Query())
+	f := readProtectForm(rq.R.URL.Query())
 	return p.renderProtect(rq, f, nil, http.StatusOK)
 }
 
@@ -105,7 +105,7 @@ func (p *Portal) protectPost(rq *Request) error {
 	if err := rq.R.ParseForm(); err != nil {
 		return resource.Errorf(resource.KindBadRequest, "InvalidForm", "The form could not be read: %v.", err)
 	}
-	f := readProtectForm(rq.R, rq.R.PostForm)
+	f := readProtectForm(rq.R.PostForm)
 	switch rq.R.PostFormValue("op") {
 	case "validate":
 		res, err := p.protectValidate(rq, &f)
@@ -207,7 +207,7 @@ func (p *Portal) protectValidate(rq *Request, f *protectForm) (map[string]readin
 	return out, nil
 }
 
-// protectMissing validates and collects the missing roles of the rows
+// protectGrants validates and collects the missing roles of the rows
 // selected for fixing, widened to the chosen level.
 func (p *Portal) protectGrants(rq *Request, f *protectForm) ([]roleGrant, map[string]readiness, error) {
 	res, err := p.protectValidate(rq, f)

@@ -65,8 +65,8 @@ func grantsFor(principalID string, missing []rbac.Requirement, level rbac.Level)
 	return out
 }
 
-// needs are what making the grants needs of the signed-in principal:
-// roleAssignments/write at each scope.
+// grantNeeds are what making the grants needs of the signed-in
+// principal: roleAssignments/write at each scope.
 func grantNeeds(gs []roleGrant) []authorization.Need {
 	out := make([]authorization.Need, len(gs))
 	for i, g := range gs {

@@ -113,13 +113,13 @@ func (f *recoverForm) request() (resource.ID, dataprotection.RestoreRequest, str
 			RecoveryOption: dataprotection.RecoveryOptionFailIfExists, DiskID: target.String()}}, ""
 }
 
-// validation is the outcome of validating a restore.
-type validation struct {
+// restoreValidation is the outcome of validating a restore.
+type restoreValidation struct {
 	err     error
 	missing *dataprotection.MissingRolesError
 }
 
-func (p *Portal) validateRestore(rq *Request, f *recoverForm) (*validation, error) {
+func (p *Portal) validateRestore(rq *Request, f *recoverForm) (*restoreValidation, error) {
 	id, req, msg := f.request()
 	if msg != "" {
 		f.Error = msg
@@ -132,7 +132,7 @@ func (p *Portal) validateRestore(rq *Request, f *recoverForm) (*validation, erro
 	if verr != nil && resource.AsError(verr) == nil {
 		return nil, verr
 	}
-	v := &validation{err: verr}
+	v := &restoreValidation{err: verr}
 	v.missing, _ = dataprotection.MissingRoles(verr)
 	return v, nil
 }
@@ -183,7 +183,7 @@ func (p *Portal) recoverRestore(rq *Request, f recoverForm) error {
 	}
 	jobID, err := p.cfg.DataProtection.Restore(rq.Context(), id, req)
 	if e := resource.AsError(err); e != nil && e.Kind == resource.KindBadRequest {
-		v := &validation{err: err}
+		v := &restoreValidation{err: err}
 		v.missing, _ = dataprotection.MissingRoles(err)
 		return p.renderRecover(rq, f, v, http.StatusBadRequest)
 	}
@@ -195,7 +195,7 @@ func (p *Portal) recoverRestore(rq *Request, f recoverForm) error {
 		url.PathEscape(jid.Names[0])+"/"+url.PathEscape(jid.Name()), "Restore of "+f.DiskName+" started.")
 }
 
-func (p *Portal) renderRecover(rq *Request, f recoverForm, v *validation, status int) error {
+func (p *Portal) renderRecover(rq *Request, f recoverForm, v *restoreValidation, status int) error {
 	ctx := rq.Context()
 	vs, err := rq.vaultsFor(dataprotection.ActionInstanceRead)
 	if err != nil {

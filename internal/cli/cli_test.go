@@ -32,11 +32,7 @@ func coffer(t *testing.T, args ...string) run {
 func startServer(t *testing.T) *e2e.Env {
 	t.Helper()
 	env := e2e.Start(t, e2e.Options{})
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
-	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	env.UseCLI(t)
 	return env
 }
 

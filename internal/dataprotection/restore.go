@@ -324,17 +324,23 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	})
 }
 
+// getJob reads a job of a vault: the vault's 404, or the job's.
+func (s *Service) getJob(ctx context.Context, tx store.Tx, vaultID resource.ID, id string) (job.Record, error) {
+	if _, err := s.getVault(ctx, tx, vaultID); err != nil {
+		return job.Record{}, err
+	}
+	r, err := job.Get(ctx, tx, vaultID.String(), id)
+	if errors.Is(err, job.ErrNotFound) {
+		return r, resource.NotFound(vaultID.Child("backupJobs", id))
+	}
+	return r, err
+}
+
 // GetJob returns a job of a vault.
 func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (job.Resource, error) {
 	var out job.Resource
 	err := s.Store.View(ctx, func(tx store.Tx) error {
-		if _, err := s.getVault(ctx, tx, vaultID); err != nil {
-			return err
-		}
-		r, err := job.Get(ctx, tx, vaultID.String(), id)
-		if errors.Is(err, job.ErrNotFound) {
-			return resource.NotFound(vaultID.Child("backupJobs", id))
-		}
+		r, err := s.getJob(ctx, tx, vaultID, id)
 		if err != nil {
 			return err
 		}
@@ -353,13 +359,7 @@ func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (j
 func (s *Service) CancelJob(ctx context.Context, vaultID resource.ID, id string, by Caller) (job.Resource, error) {
 	var out job.Resource
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		if _, err := s.getVault(ctx, tx, vaultID); err != nil {
-			return err
-		}
-		r, err := job.Get(ctx, tx, vaultID.String(), id)
-		if errors.Is(err, job.ErrNotFound) {
-			return resource.NotFound(vaultID.Child("backupJobs", id))
-		}
+		r, err := s.getJob(ctx, tx, vaultID, id)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -119,6 +120,17 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(e.stop)
 	return e
+}
+
+// UseCLI points the coffer CLI, run in process (cli.Main), at this server
+// as the admin for the rest of the test: through the environment, with no
+// profile and no data dir.
+func (e *Env) UseCLI(t testing.TB) {
+	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
+	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("COFFER_ENDPOINT", e.Endpoint)
+	t.Setenv("COFFER_TOKEN", e.Admin.Token)
+	t.Setenv("COFFER_SUBSCRIPTION", e.Admin.SubscriptionID)
 }
 
 // Stop stops the server (idempotent).

@@ -59,7 +59,7 @@ func (p *Portal) diskList(rq *Request) error {
 	}
 	now := p.cfg.Clock.Now()
 	page := diskListPage{Create: rq.createControl(compute.ActionDiskWrite), Tab: rq.R.URL.Query().Get("tab")}
-	sortDisks(ds)
+	sort.Slice(ds, func(i, j int) bool { return strings.ToLower(ds[i].ID) < strings.ToLower(ds[j].ID) })
 	for _, d := range ds {
 		page.Disks = append(page.Disks, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID), Protection: d.State(now)})
 	}
@@ -71,72 +71,55 @@ func (p *Portal) diskList(rq *Request) error {
 
 // diskForm is the create-a-disk form (empty, or for an upload).
 type diskForm struct {
-	Name, Group, Location string
-	SizeGB                string
-	Upload                bool
-	Groups                []groupChoice
-	Regions               []string
-	Error                 string
-	Create                Control
-	CLI                   *CLI
+	placeForm
+	Name, SizeGB string
+	Upload       bool
+	CLI          *CLI
 }
 
 func (rq *Request) diskForm(f diskForm) (diskForm, error) {
-	gs, err := rq.groups(compute.ActionDiskWrite)
-	if err != nil {
+	if err := rq.place(&f.placeForm, compute.ActionDiskWrite); err != nil {
 		return f, err
 	}
-	f.Groups, f.Regions = gs, rq.p.cfg.Tenant.Regions
-	f.Create = Allow
-	if len(gs) == 0 {
-		f.Create = rq.Can(compute.ActionDiskWrite, rq.firstScope())
-	}
-	if f.Group == "" && len(gs) > 0 {
-		f.Group = gs[0].Value
-	}
-	if f.Location == "" && len(f.Regions) > 0 {
-		f.Location = f.Regions[0]
-	}
-	_, rg, _ := strings.Cut(f.Group, "/")
+	rg := f.groupName()
 	if f.Upload {
 		f.CLI = Command("disk", "upload").Field("resource-group", "group", rg).Field("name", "name", f.Name).
 			Field("location", "location", f.Location).Arg("IMAGE_FILE")
-	} else {
-		if f.SizeGB == "" {
-			f.SizeGB = "32"
-		}
-		f.CLI = Command("disk", "create").Field("resource-group", "group", rg).Field("name", "name", f.Name).
-			Field("size-gb", "size", f.SizeGB).Field("location", "location", f.Location)
+		return f, nil
 	}
+	if f.SizeGB == "" {
+		f.SizeGB = "32"
+	}
+	f.CLI = Command("disk", "create").Field("resource-group", "group", rg).Field("name", "name", f.Name).
+		Field("size-gb", "size", f.SizeGB).Field("location", "location", f.Location)
 	return f, nil
 }
 
-func (rq *Request) diskFormError(view string, f diskForm, msg string) error {
-	f, err := rq.diskForm(f)
-	if err != nil {
-		return err
+// postedDisk reads a disk create form: the form, the disk it names, and a
+// refusal that re-renders view with a message.
+func (rq *Request) postedDisk(view string, upload bool) (diskForm, resource.ID, func(string) error, bool) {
+	f := diskForm{Upload: upload, Name: strings.TrimSpace(rq.R.PostFormValue("name")), SizeGB: strings.TrimSpace(rq.R.PostFormValue("size")),
+		placeForm: placeForm{Group: rq.R.PostFormValue("group"), Location: rq.R.PostFormValue("location")}}
+	refuse := func(msg string) error {
+		f, err := rq.diskForm(f)
+		if err != nil {
+			return err
+		}
+		return rq.formError(view, &f.placeForm, f, msg)
 	}
-	f.Error = msg
-	rq.Status(http.StatusBadRequest)
-	return rq.Render(view, f)
+	sub, rg, ok := f.groupID()
+	if !ok {
+		return f, resource.ID{}, refuse, false
+	}
+	return f, compute.DiskID(sub, rg, f.Name), refuse, true
 }
 
 func (p *Portal) diskNew(rq *Request) error {
-	f, err := rq.diskForm(diskForm{Group: rq.R.URL.Query().Get("group")})
+	f, err := rq.diskForm(diskForm{placeForm: placeForm{Group: rq.R.URL.Query().Get("group")}})
 	if err != nil {
 		return err
 	}
 	return rq.Render("disk-new", f)
-}
-
-// formDiskID reads the disk a create form names (its group as sub/name)
-// and checks the principal may write it.
-func (rq *Request) formDiskID(f diskForm) (resource.ID, bool) {
-	sub, rg, ok := strings.Cut(f.Group, "/")
-	if !ok || sub == "" || rg == "" {
-		return resource.ID{}, false
-	}
-	return compute.DiskID(sub, rg, f.Name), true
 }
 
 // userError is the message of a domain error the user can correct (a
@@ -150,23 +133,21 @@ func userError(err error) string {
 }
 
 func (p *Portal) diskCreate(rq *Request) error {
-	f := diskForm{Name: strings.TrimSpace(rq.R.PostFormValue("name")), Group: rq.R.PostFormValue("group"),
-		Location: rq.R.PostFormValue("location"), SizeGB: strings.TrimSpace(rq.R.PostFormValue("size"))}
-	id, ok := rq.formDiskID(f)
+	f, id, refuse, ok := rq.postedDisk("disk-new", false)
 	if !ok {
-		return rq.diskFormError("disk-new", f, "Choose a resource group.")
+		return refuse("Choose a resource group.")
 	}
 	if err := rq.Require(Need(compute.ActionDiskWrite, id.String())); err != nil {
 		return err
 	}
 	size, err := strconv.ParseInt(f.SizeGB, 10, 64)
 	if err != nil || size <= 0 {
-		return rq.diskFormError("disk-new", f, "The size must be a whole number of GiB, at least 1.")
+		return refuse("The size must be a whole number of GiB, at least 1.")
 	}
 	d, err := p.cfg.Compute.CreateDisk(rq.Context(), rq.Principal, id, compute.DiskInput{Location: f.Location,
 		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}, DiskSizeGB: size})
 	if msg := userError(err); msg != "" {
-		return rq.diskFormError("disk-new", f, msg)
+		return refuse(msg)
 	}
 	if err != nil {
 		return err
@@ -175,7 +156,7 @@ func (p *Portal) diskCreate(rq *Request) error {
 }
 
 func (p *Portal) diskUploadForm(rq *Request) error {
-	f, err := rq.diskForm(diskForm{Upload: true, Group: rq.R.URL.Query().Get("group")})
+	f, err := rq.diskForm(diskForm{Upload: true, placeForm: placeForm{Group: rq.R.URL.Query().Get("group")}})
 	if err != nil {
 		return err
 	}
@@ -195,25 +176,23 @@ type uploadStart struct {
 // script then writes the image through the grant (with progress) and
 // posts to Finish, which ends the grant and so the upload.
 func (p *Portal) diskUploadStart(rq *Request) error {
-	f := diskForm{Upload: true, Name: strings.TrimSpace(rq.R.PostFormValue("name")), Group: rq.R.PostFormValue("group"),
-		Location: rq.R.PostFormValue("location")}
-	id, ok := rq.formDiskID(f)
+	f, id, refuse, ok := rq.postedDisk("disk-upload", true)
 	if !ok {
-		return rq.diskFormError("disk-upload", f, "Choose a resource group.")
+		return refuse("Choose a resource group.")
 	}
 	if err := rq.Require(Need(compute.ActionDiskWrite, id.String()), Need(compute.ActionDiskGrant, id.String())); err != nil {
 		return err
 	}
 	n, err := strconv.ParseInt(rq.R.PostFormValue("bytes"), 10, 64)
 	if err != nil || n <= 0 {
-		return rq.diskFormError("disk-upload", f, "Choose an image file (uploading needs JavaScript; without it, use the CLI command below).")
+		return refuse("Choose an image file (uploading needs JavaScript; without it, use the CLI command below).")
 	}
 	n = (n + 511) / 512 * 512
 	ctx := rq.Context()
 	d, err := p.cfg.Compute.CreateDisk(ctx, rq.Principal, id, compute.DiskInput{Location: f.Location,
 		CreationData: compute.CreationData{CreateOption: compute.OptionUpload, UploadSizeBytes: n}})
 	if msg := userError(err); msg != "" {
-		return rq.diskFormError("disk-upload", f, msg)
+		return refuse(msg)
 	}
 	if err != nil {
 		return err

@@ -37,13 +37,7 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	env := e2e.Start(t, e2e.Options{})
-	// The coffer CLI (run in process by coffer) talks to this server as
-	// the admin.
-	t.Setenv("COFFER_CONFIG", filepath.Join(t.TempDir(), "profile.json"))
-	t.Setenv("COFFER_DATA", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("COFFER_ENDPOINT", env.Endpoint)
-	t.Setenv("COFFER_TOKEN", env.Admin.Token)
-	t.Setenv("COFFER_SUBSCRIPTION", env.Admin.SubscriptionID)
+	env.UseCLI(t) // for coffer, which runs the CLI as the admin
 	return &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
 }
 

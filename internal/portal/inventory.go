@@ -1,6 +1,9 @@
 package portal
 
 import (
+	"context"
+	"strings"
+
 	"coffer/internal/authorization"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
@@ -11,58 +14,65 @@ import (
 // The lists every page draws from: what the signed-in principal may read
 // across the subscriptions it sees, each item decided at its own scope.
 
-// vaults returns the vaults the principal may read.
-func (rq *Request) vaults() ([]dataprotection.VaultResource, error) {
+// inSubscriptions lists with list in every subscription the principal
+// sees and keeps the items it may perform action on (at their IDs).
+func inSubscriptions[T any](rq *Request, action string, list func(context.Context, resource.ID) ([]T, error), id func(T) string) ([]T, error) {
 	subs, err := rq.subscriptions()
 	if err != nil {
 		return nil, err
 	}
-	var all []dataprotection.VaultResource
+	var all []T
 	for _, s := range subs {
-		vs, err := rq.p.cfg.DataProtection.ListVaults(rq.Context(), resource.SubscriptionID(s.ID))
+		items, err := list(rq.Context(), resource.SubscriptionID(s.ID))
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, vs...)
+		all = append(all, items...)
 	}
-	return authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, dataprotection.ActionVaultRead, all,
+	return authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, action, all, id)
+}
+
+// inVaults lists with list in every vault on which the principal may
+// perform action (the children's read action, decided at the vault).
+func inVaults[T any](rq *Request, action string, list func(context.Context, resource.ID) ([]T, error)) ([]T, error) {
+	vs, err := rq.vaults()
+	if err != nil {
+		return nil, err
+	}
+	vs, err = authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, action, vs,
+		func(v dataprotection.VaultResource) string { return v.ID })
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, v := range vs {
+		id, err := resource.Parse(v.ID)
+		if err != nil {
+			return nil, err
+		}
+		items, err := list(rq.Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+	}
+	return out, nil
+}
+
+// vaults returns the vaults the principal may read.
+func (rq *Request) vaults() ([]dataprotection.VaultResource, error) {
+	return inSubscriptions(rq, dataprotection.ActionVaultRead, rq.p.cfg.DataProtection.ListVaults,
 		func(v dataprotection.VaultResource) string { return v.ID })
 }
 
 // disks returns the disks the principal may read.
 func (rq *Request) disks() ([]compute.Disk, error) {
-	subs, err := rq.subscriptions()
-	if err != nil {
-		return nil, err
-	}
-	var all []compute.Disk
-	for _, s := range subs {
-		ds, err := rq.p.cfg.Compute.ListDisks(rq.Context(), resource.SubscriptionID(s.ID))
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, ds...)
-	}
-	return authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, compute.ActionDiskRead, all,
-		func(d compute.Disk) string { return d.ID })
+	return inSubscriptions(rq, compute.ActionDiskRead, rq.p.cfg.Compute.ListDisks, func(d compute.Disk) string { return d.ID })
 }
 
 // snapshots returns the snapshots the principal may read.
 func (rq *Request) snapshots() ([]compute.Snapshot, error) {
-	subs, err := rq.subscriptions()
-	if err != nil {
-		return nil, err
-	}
-	var all []compute.Snapshot
-	for _, s := range subs {
-		ss, err := rq.p.cfg.Compute.ListSnapshots(rq.Context(), resource.SubscriptionID(s.ID))
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, ss...)
-	}
-	return authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, compute.ActionSnapshotRead, all,
-		func(s compute.Snapshot) string { return s.ID })
+	return inSubscriptions(rq, compute.ActionSnapshotRead, rq.p.cfg.Compute.ListSnapshots, func(s compute.Snapshot) string { return s.ID })
 }
 
 // groupChoice is a resource group a form offers.
@@ -74,28 +84,18 @@ type groupChoice struct {
 // groups returns the resource groups in which the principal may perform
 // action (at the group's scope): the groups a create form offers.
 func (rq *Request) groups(action string) ([]groupChoice, error) {
-	subs, err := rq.subscriptions()
+	list := func(ctx context.Context, sub resource.ID) ([]tenant.Group, error) {
+		return rq.p.cfg.Tenant.Groups(ctx, sub.Subscription, tenant.GroupFilter{})
+	}
+	gs, err := inSubscriptions(rq, action, list, func(g tenant.Group) string { return g.ID })
 	if err != nil {
 		return nil, err
 	}
-	var all []tenant.Group
-	for _, s := range subs {
-		gs, err := rq.p.cfg.Tenant.Groups(rq.Context(), s.ID, tenant.GroupFilter{})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, gs...)
-	}
-	ok, err := authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, action, all,
-		func(g tenant.Group) string { return g.ID })
-	if err != nil {
-		return nil, err
-	}
-	out := make([]groupChoice, 0, len(ok))
-	for _, g := range ok {
+	out := make([]groupChoice, 0, len(gs))
+	for _, g := range gs {
 		id, err := resource.Parse(g.ID)
 		if err != nil {
-			continue
+			return nil, err
 		}
 		out = append(out, groupChoice{Sub: id.Subscription, Name: g.Name, Location: g.Location, Value: id.Subscription + "/" + g.Name})
 	}
@@ -110,4 +110,47 @@ func (rq *Request) firstScope() string {
 		return "/subscriptions"
 	}
 	return resource.SubscriptionID(subs[0].ID).String()
+}
+
+// placeForm is the part every create form shares: where the new resource
+// goes (a resource group the principal may create it in, a region) and
+// whether it may create one at all.
+type placeForm struct {
+	Group, Location string
+	Groups          []groupChoice
+	Regions         []string
+	Create          Control
+	Error           string
+}
+
+// place fills f for a resource whose creation needs action.
+func (rq *Request) place(f *placeForm, action string) error {
+	gs, err := rq.groups(action)
+	if err != nil {
+		return err
+	}
+	f.Groups, f.Regions = gs, rq.p.cfg.Tenant.Regions
+	f.Create = Allow
+	if len(gs) == 0 {
+		f.Create = rq.Can(action, rq.firstScope())
+	}
+	if f.Group == "" && len(gs) > 0 {
+		f.Group = gs[0].Value
+	}
+	if f.Location == "" && len(f.Regions) > 0 {
+		f.Location = f.Regions[0]
+	}
+	return nil
+}
+
+// groupName is the name of the form's group ("" when none was chosen).
+func (f placeForm) groupName() string {
+	_, rg, _ := strings.Cut(f.Group, "/")
+	return rg
+}
+
+// groupID is the form's group (sub/name), and whether one was chosen.
+func (f placeForm) groupID() (sub, rg string, ok bool) {
+	sub, rg, _ = strings.Cut(f.Group, "/")
+	return sub, rg, sub != "" && rg != ""
 }

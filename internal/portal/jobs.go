@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"net/url"
 	"slices"
 	"sort"
@@ -8,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"coffer/internal/authorization"
 	"coffer/internal/dataprotection"
 	"coffer/internal/job"
+	"coffer/internal/resource"
 )
 
 func (p *Portal) jobRoutes() {
@@ -144,28 +145,16 @@ func rangeStart(rng string, now time.Time) time.Time {
 // visibleJobs returns the jobs of every vault whose jobs the principal may
 // read that pass f, newest first.
 func (rq *Request) visibleJobs(f job.Filter) ([]jobRow, error) {
-	vs, err := rq.vaults()
+	js, err := inVaults(rq, dataprotection.ActionJobRead, func(ctx context.Context, vault resource.ID) ([]job.Resource, error) {
+		return rq.p.cfg.DataProtection.ListJobs(ctx, vault, f)
+	})
 	if err != nil {
 		return nil, err
 	}
-	vs, err = authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, dataprotection.ActionJobRead, vs,
-		func(v dataprotection.VaultResource) string { return v.ID })
-	if err != nil {
-		return nil, err
-	}
-	var rows []jobRow
-	for _, v := range vs {
-		id, err := parseID(v.ID)
-		if err != nil {
-			return nil, err
-		}
-		js, err := rq.p.cfg.DataProtection.ListJobs(rq.Context(), id, f)
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range js {
-			rows = append(rows, newJobRow(j, rq.p.cfg.Clock.Now()))
-		}
+	now := rq.p.cfg.Clock.Now()
+	rows := make([]jobRow, len(js))
+	for i, j := range js {
+		rows[i] = newJobRow(j, now)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Start.After(rows[j].Start) })
 	return rows, nil

@@ -56,6 +56,3 @@ func PageURL(id string) string {
 	}
 	return ""
 }
-
-// parseID parses an ARM ID the domain handed out.
-func parseID(id string) (resource.ID, error) { return resource.Parse(id) }

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -25,30 +24,15 @@ type StorageUsage struct {
 
 // instances returns the backup instances the principal may read.
 func (rq *Request) instances() ([]instanceRow, error) {
-	vs, err := rq.vaults()
+	bis, err := inVaults(rq, dataprotection.ActionInstanceRead, rq.p.cfg.DataProtection.ListInstances)
 	if err != nil {
 		return nil, err
 	}
-	vs, err = authorization.Visible(rq.Context(), rq.p.cfg.Authz, rq.Principal, dataprotection.ActionInstanceRead, vs,
-		func(v dataprotection.VaultResource) string { return v.ID })
-	if err != nil {
-		return nil, err
+	rows := make([]instanceRow, len(bis))
+	for i, b := range bis {
+		rows[i] = instanceRow{InstanceResource: b, URL: PageURL(b.ID)}
 	}
-	var out []instanceRow
-	for _, v := range vs {
-		id, err := parseID(v.ID)
-		if err != nil {
-			return nil, err
-		}
-		bis, err := rq.p.cfg.DataProtection.ListInstances(rq.Context(), id)
-		if err != nil {
-			return nil, err
-		}
-		for _, b := range bis {
-			out = append(out, instanceRow{InstanceResource: b, URL: PageURL(b.ID)})
-		}
-	}
-	return out, nil
+	return rows, nil
 }
 
 // protectionBucket is the overview's word for an instance's state.
@@ -113,22 +97,12 @@ func (p *Portal) overview(rq *Request) error {
 	}
 	var page overviewPage
 	counts := map[string]int{}
-	protected := map[string]bool{}
 	for _, b := range bis {
 		counts[protectionBucket(b.InstanceResource)]++
-		protected[strings.ToLower(b.Properties.DataSourceInfo.ResourceID)] = true
 	}
-	configure := rq.createControl(dataprotection.ActionInstanceWrite)
-	for _, d := range disks {
-		if protected[strings.ToLower(d.ID)] {
-			continue
-		}
-		page.ProtectableTotal++
-		if len(page.Protectable) < 8 {
-			page.Protectable = append(page.Protectable, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID),
-				ConfigURL: "/protect?disk=" + url.QueryEscape(d.ID), Configure: configure})
-		}
-	}
+	unprotected := rq.unprotected(disks, bis)
+	page.ProtectableTotal = len(unprotected)
+	page.Protectable = unprotected[:min(len(unprotected), 8)]
 	counts["Not protected"] = page.ProtectableTotal
 	for _, c := range []struct{ label, class, url string }{
 		{"Protected", "ok", "/instances?status=Protected"},
@@ -163,6 +137,38 @@ func (p *Portal) overview(rq *Request) error {
 		}
 	}
 	return rq.Render("overview", page)
+}
+
+// unprotected is the disks no backup instance protects, each with its
+// Configure protection command.
+func (rq *Request) unprotected(disks []compute.Disk, bis []instanceRow) []diskRow {
+	protected := map[string]bool{}
+	for _, b := range bis {
+		protected[strings.ToLower(b.Properties.DataSourceInfo.ResourceID)] = true
+	}
+	configure := rq.createControl(dataprotection.ActionInstanceWrite)
+	var out []diskRow
+	for _, d := range disks {
+		if !protected[strings.ToLower(d.ID)] {
+			out = append(out, diskRow{Disk: d, URL: PageURL(d.ID), Group: groupOf(d.ID),
+				ConfigURL: "/protect?disk=" + url.QueryEscape(d.ID), Configure: configure})
+		}
+	}
+	return out
+}
+
+// protectable lists the disks without protection (Business Continuity
+// Center's Protectable resources).
+func (p *Portal) protectable(rq *Request) error {
+	bis, err := rq.instances()
+	if err != nil {
+		return err
+	}
+	disks, err := rq.disks()
+	if err != nil {
+		return err
+	}
+	return rq.Render("protectable", rq.unprotected(disks, bis))
 }
 
 // jobCharts draws the bytes backed up per day over the last two weeks and
@@ -244,9 +250,4 @@ func storageSummary(ctx context.Context, usage func(context.Context) (StorageUsa
 		}
 	}
 	return c, nil
-}
-
-// sortDisks orders disks by group then name.
-func sortDisks(ds []compute.Disk) {
-	sort.Slice(ds, func(i, j int) bool { return strings.ToLower(ds[i].ID) < strings.ToLower(ds[j].ID) })
 }

@@ -38,6 +38,10 @@ func TestPagesRender(t *testing.T) {
 		t.Errorf("storage card: %q", got)
 	}
 
+	if got := b.getOK("/protectable").text("#protectable-table tbody"); !strings.Contains(got, "loose") || strings.Contains(got, "disk1") {
+		t.Errorf("protectable resources page: %q", got)
+	}
+
 	vaults := b.getOK("/vaults")
 	href, ok := vaults.Find(`#vaults a`).First().Attr("href")
 	if !ok {

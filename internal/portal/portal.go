@@ -150,6 +150,7 @@ func (p *Portal) routes() {
 	p.public("POST /signin", p.signin)
 	p.public("POST /signout", p.signout)
 	p.page("GET /{$}", p.overview)
+	p.page("GET /protectable", p.protectable)
 	p.vaultRoutes()
 	p.jobRoutes()
 	p.diskRoutes()
@@ -236,9 +237,10 @@ func (rq *Request) Caller() dataprotection.Caller {
 
 type handlerFunc func(*Request) error
 
-// page registers a signed-in page: without a live session a GET is
-// redirected to the sign-in page and anything else refused.
-func (p *Portal) page(pattern string, h handlerFunc) {
+// handle registers pattern: every answer is not to be cached, a
+// state-changing request must carry its session's CSRF token, and then
+// serve runs with the request's live session (nil if none).
+func (p *Portal) handle(pattern string, serve func(http.ResponseWriter, *http.Request, *Session)) {
 	p.patterns = append(p.patterns, pattern)
 	p.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -246,14 +248,27 @@ func (p *Portal) page(pattern string, h handlerFunc) {
 		if !p.checkCSRF(w, r, s) {
 			return
 		}
+		serve(w, r, s)
+	})
+}
+
+// page registers a signed-in page: without a live session a GET is
+// redirected to the sign-in page and anything else refused.
+func (p *Portal) page(pattern string, h handlerFunc) {
+	p.handle(pattern, func(w http.ResponseWriter, r *http.Request, s *Session) {
 		var pr identity.Principal
 		var err error
 		if s != nil && s.PrincipalID != "" {
 			pr, err = p.cfg.Identity.Get(r.Context(), s.PrincipalID)
-			if err != nil {
-				// The principal was deleted: its sessions end.
+			switch {
+			case errors.Is(err, identity.ErrNotFound):
+				// The principal was deleted: its session ends.
 				p.sessions.end(w, r, p.cfg.Secure)
 				s = nil
+			case err != nil:
+				p.log.Error("portal: read the signed-in principal", "principal", s.PrincipalID, "err", err)
+				http.Error(w, "The server could not read your principal; try again.", http.StatusInternalServerError)
+				return
 			}
 		}
 		if s == nil || s.PrincipalID == "" {
@@ -271,13 +286,7 @@ func (p *Portal) page(pattern string, h handlerFunc) {
 // public registers a page that needs no sign-in (but, for a POST, the
 // CSRF token of the anonymous session the sign-in page started).
 func (p *Portal) public(pattern string, h handlerFunc) {
-	p.patterns = append(p.patterns, pattern)
-	p.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		s := p.sessions.get(r)
-		if !p.checkCSRF(w, r, s) {
-			return
-		}
+	p.handle(pattern, func(w http.ResponseWriter, r *http.Request, s *Session) {
 		p.serve(w, r, s, identity.Principal{}, h)
 	})
 }

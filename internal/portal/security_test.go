@@ -7,9 +7,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
+	"coffer/internal/clock"
+	"coffer/internal/e2e"
 	"coffer/internal/rbac"
 )
 
@@ -202,6 +205,10 @@ func TestReaderSeesDisabledCreate(t *testing.T) {
 	sub := "/subscriptions/" + s.sub()
 	b := s.signedInAs("reader", rbac.RoleReader, sub)
 
+	// The storage figures are for tenant administrators.
+	if got := b.getOK("/").text("#storage"); !strings.Contains(got, "Coffer.Admin/stats/read, which only tenant administrators hold") {
+		t.Fatalf("a Reader's storage card: %q", got)
+	}
 	list := b.getOK("/vaults")
 	if list.Find(`a.btn[href="/vaults/new"]`).Length() != 0 {
 		t.Fatal("a Reader gets a live Create vault link")
@@ -277,5 +284,59 @@ func TestReaderCannotChangeDisks(t *testing.T) {
 	}
 	if _, err := s.admin.GetDisk(context.Background(), "rg1", "d2"); err == nil {
 		t.Fatal("the refused create made disk d2")
+	}
+}
+
+// TestSessionCookieUnderTLS: under --tls the session cookie is Secure and
+// carries the __Host- prefix (browsers then refuse it over plain HTTP or
+// for another path or domain).
+func TestSessionCookieUnderTLS(t *testing.T) {
+	env := e2e.Start(t, e2e.Options{TLS: true})
+	s := &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
+	b := s.browser()
+	b.c.Transport = env.HTTP.Transport
+	p := b.getOK("/signin")
+	var c *http.Cookie
+	for _, k := range p.resp.Cookies() {
+		c = k
+	}
+	if c == nil || c.Name != "__Host-coffer_session" || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("session cookie under TLS: %+v", c)
+	}
+	b.signIn(env.Admin.ClientID, env.Admin.ClientSecret)
+	b.getOK("/vaults")
+}
+
+// TestSessionExpiry: a session ends after 30 minutes without a request,
+// and 12 hours after sign-in however busy.
+func TestSessionExpiry(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	env := e2e.Start(t, e2e.Options{Clock: clk})
+	s := &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
+	signedOut := func(b *browser) bool {
+		p := b.get("/vaults")
+		return p.resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(p.resp.Header.Get("Location"), "/signin")
+	}
+
+	idle := s.signedIn()
+	clk.Advance(29 * time.Minute)
+	if signedOut(idle) {
+		t.Fatal("signed out after 29 idle minutes")
+	}
+	clk.Advance(30 * time.Minute)
+	if !signedOut(idle) {
+		t.Fatal("still signed in after 30 idle minutes")
+	}
+
+	busy := s.signedIn()
+	for i := 0; i < 24; i++ { // a request every 29 minutes for 11 h 36 min
+		clk.Advance(29 * time.Minute)
+		if signedOut(busy) {
+			t.Fatalf("signed out after %d busy half-hours", i+1)
+		}
+	}
+	clk.Advance(25 * time.Minute)
+	if !signedOut(busy) {
+		t.Fatal("still signed in 12 hours after sign-in")
 	}
 }

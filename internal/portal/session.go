@@ -128,17 +128,6 @@ func (ss *sessions) end(w http.ResponseWriter, r *http.Request, secure bool) {
 		Secure: secure, SameSite: http.SameSiteLaxMode})
 }
 
-// endPrincipal ends every session of a principal.
-func (ss *sessions) endPrincipal(id string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for k, s := range ss.m {
-		if s.PrincipalID == id {
-			delete(ss.m, k)
-		}
-	}
-}
-
 func sessionKey(r *http.Request) ([32]byte, bool) {
 	for _, name := range []string{cookieName(true), cookieName(false)} {
 		if c, err := r.Cookie(name); err == nil && c.Value != "" {

@@ -57,38 +57,22 @@ func (rq *Request) createControl(action string) Control {
 }
 
 type vaultForm struct {
-	Name, Group, Location string
-	Groups                []groupChoice
-	Regions               []string
-	Error                 string
-	Create                Control
-	CLI                   *CLI
+	placeForm
+	Name string
+	CLI  *CLI
 }
 
 func (rq *Request) vaultForm(f vaultForm) (vaultForm, error) {
-	gs, err := rq.groups(dataprotection.ActionVaultWrite)
-	if err != nil {
+	if err := rq.place(&f.placeForm, dataprotection.ActionVaultWrite); err != nil {
 		return f, err
 	}
-	f.Groups, f.Regions = gs, rq.p.cfg.Tenant.Regions
-	f.Create = Allow
-	if len(gs) == 0 {
-		f.Create = rq.Can(dataprotection.ActionVaultWrite, rq.firstScope())
-	}
-	if f.Group == "" && len(gs) > 0 {
-		f.Group = gs[0].Value
-	}
-	if f.Location == "" && len(f.Regions) > 0 {
-		f.Location = f.Regions[0]
-	}
-	_, rg, _ := strings.Cut(f.Group, "/")
-	f.CLI = Command("vault", "create").Field("resource-group", "group", rg).Field("name", "name", f.Name).
+	f.CLI = Command("vault", "create").Field("resource-group", "group", f.groupName()).Field("name", "name", f.Name).
 		Field("location", "location", f.Location)
 	return f, nil
 }
 
 func (p *Portal) vaultNew(rq *Request) error {
-	f, err := rq.vaultForm(vaultForm{Group: rq.R.URL.Query().Get("group")})
+	f, err := rq.vaultForm(vaultForm{placeForm: placeForm{Group: rq.R.URL.Query().Get("group")}})
 	if err != nil {
 		return err
 	}
@@ -98,11 +82,18 @@ func (p *Portal) vaultNew(rq *Request) error {
 // vaultCreate creates a vault with a system-assigned identity, as `coffer
 // vault create` does.
 func (p *Portal) vaultCreate(rq *Request) error {
-	f := vaultForm{Name: strings.TrimSpace(rq.R.PostFormValue("name")), Group: rq.R.PostFormValue("group"),
-		Location: rq.R.PostFormValue("location")}
-	sub, rg, ok := strings.Cut(f.Group, "/")
-	if !ok || sub == "" || rg == "" {
-		return rq.vaultFormError(f, "Choose a resource group.")
+	f := vaultForm{Name: strings.TrimSpace(rq.R.PostFormValue("name")),
+		placeForm: placeForm{Group: rq.R.PostFormValue("group"), Location: rq.R.PostFormValue("location")}}
+	refuse := func(msg string) error {
+		f, err := rq.vaultForm(f)
+		if err != nil {
+			return err
+		}
+		return rq.formError("vault-new", &f.placeForm, f, msg)
+	}
+	sub, rg, ok := f.groupID()
+	if !ok {
+		return refuse("Choose a resource group.")
 	}
 	id := dataprotection.VaultID(sub, rg, f.Name)
 	if err := rq.Require(Need(dataprotection.ActionVaultWrite, id.String())); err != nil {
@@ -111,8 +102,8 @@ func (p *Portal) vaultCreate(rq *Request) error {
 	in := dataprotection.VaultInput{Location: f.Location, IdentityType: "SystemAssigned",
 		StorageSettings: []dataprotection.StorageSetting{{DatastoreType: "VaultStore", Type: "LocallyRedundant"}}}
 	v, _, err := p.cfg.DataProtection.PutVault(rq.Context(), rq.Caller(), id, in)
-	if e := resource.AsError(err); e != nil && e.Kind != resource.KindInternal && e.Kind != resource.KindForbidden {
-		return rq.vaultFormError(f, e.Message)
+	if msg := userError(err); msg != "" {
+		return refuse(msg)
 	}
 	if err != nil {
 		return err
@@ -120,15 +111,12 @@ func (p *Portal) vaultCreate(rq *Request) error {
 	return rq.Redirect(PageURL(v.ID), "Backup vault "+v.Name+" created.")
 }
 
-// vaultFormError re-renders the form with the reason its input was refused.
-func (rq *Request) vaultFormError(f vaultForm, msg string) error {
-	f, err := rq.vaultForm(f)
-	if err != nil {
-		return err
-	}
+// formError re-renders a form (page, whose place part is f) with the
+// reason its input was refused.
+func (rq *Request) formError(view string, f *placeForm, page any, msg string) error {
 	f.Error = msg
 	rq.Status(http.StatusBadRequest)
-	return rq.Render("vault-new", f)
+	return rq.Render(view, page)
 }
 
 type vaultPage struct {

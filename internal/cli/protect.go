@@ -32,22 +32,6 @@ type neededRole struct {
 	AssignAt string `json:"assignAt"`
 }
 
-// widen returns the scope at which to assign for --permissions-scope.
-func widen(scope, level string) string {
-	parts := strings.Split(strings.Trim(scope, "/"), "/")
-	switch strings.ToLower(level) {
-	case "subscription":
-		if len(parts) >= 2 {
-			return "/" + strings.Join(parts[:2], "/")
-		}
-	case "resourcegroup", "group":
-		if len(parts) >= 4 {
-			return "/" + strings.Join(parts[:4], "/")
-		}
-	}
-	return scope
-}
-
 // missingRoles returns the required roles the principal has at no scope at
 // or above the required one (inherited assignments count).
 func missingRoles(ctx context.Context, c *client.Client, principal string, needs []neededRole) ([]neededRole, error) {
@@ -125,7 +109,7 @@ func protectCommand() *command {
 				return err
 			}
 			for i := range missing {
-				missing[i].AssignAt = widen(missing[i].Scope, level)
+				missing[i].AssignAt = client.PermissionsScope(missing[i].Scope, level)
 			}
 			if len(missing) > 0 {
 				switch {

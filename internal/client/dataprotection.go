@@ -11,6 +11,7 @@ import (
 	"coffer/internal/dataprotection"
 	"coffer/internal/job"
 	"coffer/internal/odata"
+	"coffer/internal/rbac"
 )
 
 // DataProtectionVersion is the api-version the client sends to
@@ -290,6 +291,24 @@ func (c *Client) ListPolicies(ctx context.Context, rg, vault string) ([]Policy, 
 func (c *Client) DeletePolicy(ctx context.Context, rg, vault, name string) error {
 	_, err := c.dpDo(ctx, http.MethodDelete, nil, nil, rg, vault, "backupPolicies", url.PathEscape(name))
 	return err
+}
+
+// PermissionsScope returns where `--permissions-scope level` assigns a
+// role required at scope: scope itself (Resource), its resource group
+// (ResourceGroup) or its subscription (Subscription); levels match
+// case-insensitively. A scope that does not parse stays as it is.
+func PermissionsScope(scope, level string) string {
+	sc, err := rbac.ParseScope(scope)
+	if err != nil {
+		return scope
+	}
+	switch strings.ToLower(level) {
+	case "subscription":
+		return sc.Ancestor(rbac.LevelSubscription)
+	case "resourcegroup", "group":
+		return sc.Ancestor(rbac.LevelResourceGroup)
+	}
+	return scope
 }
 
 // InstanceBody is the properties of a disk backup instance.

@@ -83,6 +83,32 @@ var ErrMissingPermissions = errors.New("the vault's identity lacks required role
 // missing role assignments (reported asynchronously, as Azure does).
 func IsPermissionError(err error) bool { return errors.Is(err, ErrMissingPermissions) }
 
+// MissingRolesError is the cause a validation failure for missing role
+// assignments wraps (backup's UserErrorMissingRequiredPermissions and
+// restore's UserErrorNotEnoughPermissionOnTargetRG): the vault identity
+// that lacks them and each role at the scope it is needed, so that a caller
+// can offer to assign exactly those (errors.As, or MissingRoles). It
+// matches ErrMissingPermissions.
+type MissingRolesError struct {
+	PrincipalID string
+	Missing     []rbac.Requirement
+}
+
+func (e *MissingRolesError) Error() string { return ErrMissingPermissions.Error() }
+
+// Is makes a MissingRolesError match ErrMissingPermissions.
+func (e *MissingRolesError) Is(target error) bool { return target == ErrMissingPermissions }
+
+// MissingRoles returns the roles a validation failure says the vault's
+// identity lacks, and whether err is such a failure.
+func MissingRoles(err error) (*MissingRolesError, bool) {
+	var m *MissingRolesError
+	if errors.As(err, &m) {
+		return m, true
+	}
+	return nil, false
+}
+
 func snapshotRGParam(in Instance) string {
 	if in.PolicyInfo.PolicyParameters == nil {
 		return ""
@@ -219,7 +245,7 @@ func (s *Service) checkForBackup(ctx context.Context, tx store.Tx, vaultID resou
 func (s *Service) missingRolesError(principalID string, missing []rbac.Requirement, diskID resource.ID) *resource.Error {
 	e := withUserFacing(userError(CodeMissingRequiredPermissions, "Appropriate permissions to perform the operation is missing."),
 		"Assign the missing roles to the Backup vault's managed identity and retry; see the details.")
-	e.Err = ErrMissingPermissions
+	e.Err = &MissingRolesError{PrincipalID: principalID, Missing: missing}
 	for _, m := range missing {
 		var d *resource.Error
 		if strings.EqualFold(m.Scope, diskID.String()) {

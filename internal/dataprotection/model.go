@@ -158,6 +158,13 @@ type RecoveryPointResource struct {
 	Name       string             `json:"name"`
 	Type       string             `json:"type"`
 	Properties RecoveryPointProps `json:"properties"`
+
+	// Time, Expiry and SizeBytes (of the point's snapshot) are what the
+	// wire carries as strings (and the size inside the data store's
+	// metaData), typed for the portal; they are not encoded.
+	Time      time.Time `json:"-"`
+	Expiry    time.Time `json:"-"`
+	SizeBytes int64     `json:"-"`
 }
 
 // RecoveryPointProps is AzureBackupDiscreteRecoveryPoint.

@@ -795,9 +795,28 @@ func validateRetention(v *validation, s string, every time.Duration, target stri
 		v.add(CodeInvalidRetentionDuration, target, "retention duration %s must be positive.", d)
 		return
 	}
-	if err := schedule.CheckRetention(d, every); err != nil {
-		v.add(CodeRetentionDurationExceeded, target, "%s.", err)
+	if e := checkRetentionCap(d, every); e != nil {
+		v.errs = append(v.errs, e.WithTarget(target))
 	}
+}
+
+// checkRetentionCap is the 1-year/450-backup check of a retention rule
+// that keeps a backup every every, as ValidatePolicy reports it.
+func checkRetentionCap(d schedule.Duration, every time.Duration) *resource.Error {
+	if err := schedule.CheckRetention(d, every); err != nil {
+		return resource.Errorf(resource.KindBadRequest, CodeRetentionDurationExceeded, "%s.", err)
+	}
+	return nil
+}
+
+// MaxRuleRetention returns the longest retention the retention rule named
+// rule may have in a policy with backups every every (24 hours: daily),
+// and whether the limit is the 450-backup count (true) or the year: the
+// Default rule keeps every backup, so 450 of them bind it below a year
+// for hourly schedules; Daily and Weekly keep one a day or a week, so
+// only the year binds them.
+func MaxRuleRetention(rule string, every time.Duration) (time.Duration, bool) {
+	return schedule.MaxRetention(tagEvery(rule, every))
 }
 
 // ValidatePolicyForDiskSKU checks that p is valid (ValidatePolicy) and can

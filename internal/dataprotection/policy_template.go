@@ -106,14 +106,44 @@ type DiskPolicyOptions struct {
 	Retention, DailyRetention, WeeklyRetention string
 }
 
+// PolicyOption names one of the choices of DiskPolicyOptions.
+type PolicyOption string
+
+// The options of DiskPolicyOptions, as a PolicyOptionError names them.
+const (
+	OptionHours           PolicyOption = "hours"
+	OptionTime            PolicyOption = "time"
+	OptionTimeZone        PolicyOption = "timeZone"
+	OptionRetention       PolicyOption = "retention"
+	OptionDailyRetention  PolicyOption = "dailyRetention"
+	OptionWeeklyRetention PolicyOption = "weeklyRetention"
+)
+
+// PolicyOptionError is a choice BuildDiskPolicy refuses: which option and
+// why, so that a form can show the message next to its field. A retention
+// over the 1-year/450-backup cap wraps the *resource.Error ValidatePolicy
+// would report (UserErrorRetentionDurationExceeded).
+type PolicyOptionError struct {
+	Option PolicyOption
+	Err    error
+}
+
+func (e *PolicyOptionError) Error() string { return e.Err.Error() }
+
+func (e *PolicyOptionError) Unwrap() error { return e.Err }
+
+func optionError(o PolicyOption, format string, args ...any) *PolicyOptionError {
+	return &PolicyOptionError{Option: o, Err: fmt.Errorf("build disk policy: "+format, args...)}
+}
+
 var clockRE = regexp.MustCompile(`^([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?$`)
 
 // BuildDiskPolicy builds a disk backup policy shaped as Azure's clients
 // build one (rule "BackupIntervals"; tags Default 99, Daily 25, Weekly 20;
 // retention rules Default, Daily, Weekly with empty copy settings) and
-// validates it with ValidatePolicy. Option errors are plain errors; a policy
-// Azure would refuse (a retention over the cap) is ValidatePolicy's
-// *resource.Error.
+// validates it with ValidatePolicy. Every refused option is a
+// *PolicyOptionError naming it; a retention over the cap wraps
+// ValidatePolicy's *resource.Error.
 func BuildDiskPolicy(opts DiskPolicyOptions) (BackupPolicy, error) {
 	period := "P1D"
 	switch opts.Hours {
@@ -121,13 +151,13 @@ func BuildDiskPolicy(opts DiskPolicyOptions) (BackupPolicy, error) {
 	case 1, 2, 4, 6, 8, 12:
 		period = "PT" + strconv.Itoa(opts.Hours) + "H"
 	default:
-		return BackupPolicy{}, fmt.Errorf("build disk policy: backups every %d hours are not supported (allowed: 1, 2, 4, 6, 8 or 12 hours, or daily)", opts.Hours)
+		return BackupPolicy{}, optionError(OptionHours, "backups every %d hours are not supported (allowed: 1, 2, 4, 6, 8 or 12 hours, or daily)", opts.Hours)
 	}
 	h, m, s := 0, 0, 0
 	if opts.Time != "" {
 		sub := clockRE.FindStringSubmatch(opts.Time)
 		if sub == nil {
-			return BackupPolicy{}, fmt.Errorf("build disk policy: time %q is not a time of day such as 02:00 or 14:30", opts.Time)
+			return BackupPolicy{}, optionError(OptionTime, "time %q is not a time of day such as 02:00 or 14:30", opts.Time)
 		}
 		h, _ = strconv.Atoi(sub[1])
 		m, _ = strconv.Atoi(sub[2])
@@ -141,7 +171,7 @@ func BuildDiskPolicy(opts DiskPolicyOptions) (BackupPolicy, error) {
 	}
 	loc, err := schedule.LoadLocation(tz)
 	if err != nil {
-		return BackupPolicy{}, fmt.Errorf("build disk policy: %w", err)
+		return BackupPolicy{}, optionError(OptionTimeZone, "%w", err)
 	}
 	y, mo, d := 2020, time.January, 1
 	if !opts.Date.IsZero() {
@@ -155,10 +185,17 @@ func BuildDiskPolicy(opts DiskPolicyOptions) (BackupPolicy, error) {
 
 	tags := []TaggingCriteria{defaultTag()}
 	retention := []PolicyRule{}
-	add := func(name, value string, priority int64, criterion string) error {
+	every := 24 * time.Hour
+	if opts.Hours > 0 {
+		every = time.Duration(opts.Hours) * time.Hour
+	}
+	add := func(opt PolicyOption, name, value string, priority int64, criterion string) error {
 		dur, err := schedule.ParseRetention(value)
 		if err != nil {
-			return fmt.Errorf("build disk policy: %s retention: %w", name, err)
+			return optionError(opt, "%s retention: %w", name, err)
+		}
+		if e := checkRetentionCap(dur, tagEvery(name, every)); e != nil {
+			return &PolicyOptionError{Option: opt, Err: e}
 		}
 		if criterion != "" {
 			tags = append(tags, TaggingCriteria{
@@ -183,18 +220,18 @@ func BuildDiskPolicy(opts DiskPolicyOptions) (BackupPolicy, error) {
 		return nil
 	}
 	if opts.Retention == "" {
-		return BackupPolicy{}, fmt.Errorf("build disk policy: the default retention is required (for example 7d)")
+		return BackupPolicy{}, optionError(OptionRetention, "the default retention is required (for example 7d)")
 	}
-	if err := add(TagDefault, opts.Retention, defaultTaggingPriority, ""); err != nil {
+	if err := add(OptionRetention, TagDefault, opts.Retention, defaultTaggingPriority, ""); err != nil {
 		return BackupPolicy{}, err
 	}
 	if opts.DailyRetention != "" {
-		if err := add(TagDaily, opts.DailyRetention, dailyTaggingPriority, AbsoluteFirstOfDay); err != nil {
+		if err := add(OptionDailyRetention, TagDaily, opts.DailyRetention, dailyTaggingPriority, AbsoluteFirstOfDay); err != nil {
 			return BackupPolicy{}, err
 		}
 	}
 	if opts.WeeklyRetention != "" {
-		if err := add(TagWeekly, opts.WeeklyRetention, weeklyTaggingPriority, AbsoluteFirstOfWeek); err != nil {
+		if err := add(OptionWeeklyRetention, TagWeekly, opts.WeeklyRetention, weeklyTaggingPriority, AbsoluteFirstOfWeek); err != nil {
 			return BackupPolicy{}, err
 		}
 	}

@@ -47,6 +47,7 @@ func (r rpRecord) toResource() RecoveryPointResource {
 		ID:   r.InstanceID + "/recoveryPoints/" + r.Name,
 		Name: r.Name,
 		Type: RecoveryPointType,
+		Time: r.Time, Expiry: r.Expiry, SizeBytes: r.SizeBytes,
 		Properties: RecoveryPointProps{
 			ObjectType: ObjectTypeDiscreteRP, RecoveryPointID: r.Name, RecoveryPointTime: formatTime(r.Time),
 			RecoveryPointType: "Incremental", FriendlyName: r.JobID, PolicyName: r.PolicyName,

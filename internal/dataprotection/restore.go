@@ -141,10 +141,12 @@ func (s *Service) checkRestore(ctx context.Context, tx store.Tx, id resource.ID,
 		return pl, err
 	}
 	if missing := pol.MissingRoles(p.ID, rbac.RestoreRequirements(targetRG.String())); len(missing) > 0 {
-		return pl, withUserFacing(userError(CodeNotEnoughPermissionOnTargetRG,
+		e := withUserFacing(userError(CodeNotEnoughPermissionOnTargetRG,
 			"Azure Backup Service requires additional permissions on the Target Resource Group to do this operation: the vault's identity %s needs the role %s on %s.",
 			p.ID, missing[0].RoleName(), targetRG),
 			fmt.Sprintf("Assign the Disk Restore Operator role to the Backup vault's managed identity on %s; revoke it after the restore.", targetRG))
+		e.Err = &MissingRolesError{PrincipalID: p.ID, Missing: missing}
+		return pl, e
 	}
 	if _, err := s.Disks.GetDisk(ctx, target); err == nil {
 		return pl, withUserFacing(userError(CodeSameNameDiskExists,

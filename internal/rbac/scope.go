@@ -281,6 +281,20 @@ func (sc Scope) Contains(inner Scope) bool {
 	return true
 }
 
+// Ancestor returns the scope at level that contains sc (the tenant root,
+// its subscription or its resource group), in sc's casing; sc itself when
+// level is not above sc's own, or when sc is not in a resource group and
+// level is LevelResourceGroup. Assigning a role at an ancestor grants it
+// on everything below: "Add missing roles" at resource group or
+// subscription scope.
+func (sc Scope) Ancestor(level Level) string {
+	switch {
+	case level >= sc.Level, level == LevelResourceGroup && sc.ResourceGroup == "":
+		return sc.Path
+	}
+	return joinScope(sc.segments[:2*int(level)])
+}
+
 // SubscriptionScope returns "/subscriptions/{id}".
 func SubscriptionScope(subscriptionID string) string {
 	return "/subscriptions/" + subscriptionID

@@ -116,3 +116,14 @@ func (s *Schedule) Times(from, to time.Time) []time.Time {
 	}
 	return out
 }
+
+// Upcoming returns the next n instants strictly after after at which
+// backups are due, in order: what a policy page shows as "next backups".
+func (s *Schedule) Upcoming(after time.Time, n int) []time.Time {
+	out := make([]time.Time, 0, max(n, 0))
+	for t := after; len(out) < n; {
+		t = s.Next(t)
+		out = append(out, t)
+	}
+	return out
+}

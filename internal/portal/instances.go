@@ -390,7 +390,8 @@ func (p *Portal) renderInstance(rq *Request, id resource.ID, actionErr string) e
 	cmd := func(words ...string) *CLI {
 		return Command(words...).Flag("resource-group", vault.ResourceGroup).Flag("vault-name", vault.Name()).Flag("name", id.Name())
 	}
-	page.BackupCLI = cmd("backup", "now").Field("rule", "rule", page.Rules[0])
+	page.BackupCLI = Command("backup", "now").Flag("resource-group", vault.ResourceGroup).Flag("vault-name", vault.Name()).
+		Flag("instance", id.Name()).Field("retention-tag", "rule", page.Rules[0])
 	page.StopCLI = cmd("instance", "stop")
 	page.DeleteCLI = cmd("instance", "delete").Bool("yes", true)
 	if page.JSON, err = jsonView(b); err != nil {

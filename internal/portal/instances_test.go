@@ -108,7 +108,7 @@ func TestInstances(t *testing.T) {
 	if page.text("#latest-rp") != "None yet" || page.Find("#rule option").Length() != 1 {
 		t.Fatalf("instance page before a backup:\n%s", page.text("main"))
 	}
-	if cli := page.text("#backup-form [data-cli]"); cli != "coffer backup now --resource-group rg-vault --vault-name v1 --name data1-bi --rule Default" {
+	if cli := page.text("#backup-form [data-cli]"); cli != "coffer backup now --resource-group rg-vault --vault-name v1 --instance data1-bi --retention-tag Default" {
 		t.Fatalf("Backup now CLI %q", cli)
 	}
 	backupNow(t, s, b, instanceURL)

@@ -294,7 +294,7 @@ func (p *Portal) renderRecover(rq *Request, f recoverForm, v *restoreValidation,
 		vid := resource.MustParse(f.Item.ID).Parent()
 		f.CLI = Command("restore").Flag("resource-group", vid.ResourceGroup).Flag("vault-name", vid.Name()).
 			Flag("instance", resource.MustParse(f.Item.ID).Name()).Flag("rp", f.Point).Flag("target-subscription", f.Subscription).
-			Flag("target-group", f.Group).Field("name", "name", f.DiskName)
+			Flag("target-group", f.Group).Field("target-disk", "name", f.DiskName)
 	}
 	rq.Status(status)
 	return rq.Render("recover", f)

@@ -52,7 +52,7 @@ func TestRecover(t *testing.T) {
 		t.Fatalf("after Grant permissions:\n%s", p.text("main"))
 	}
 	if cli := p.text("#recover-form [data-cli]"); !strings.HasPrefix(cli, "coffer restore --resource-group rg-vault --vault-name v1 --instance data1-bi --rp ") ||
-		!strings.HasSuffix(cli, " --target-group rg-restore --name restored1") {
+		!strings.HasSuffix(cli, " --target-group rg-restore --target-disk restored1") {
 		t.Fatalf("CLI equivalent %q", cli)
 	}
 	p = b.submit(p, "#recover-form", map[string]string{"op": "restore"})

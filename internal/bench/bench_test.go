@@ -145,7 +145,7 @@ func TestRunSmall(t *testing.T) {
 	if err := WriteTable(&table, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"full backup: seconds", "full restore, repository from disk: seconds", "full restore, repository in page cache: seconds", "Targets", "p99 write latency"} {
+	for _, want := range []string{"full backup: seconds", "full restore, repository from disk: seconds", "full restore, repository in page cache: seconds", "Performance targets", "where the time went", "p99 write latency"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, table.String())
 		}

@@ -27,6 +27,7 @@ func benchCommand() *command {
 	)
 	return &command{name: "bench",
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
+		sub:   []*command{benchNBDCommand()},
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")
 			fs.StringVar(&dir, "dir", "", "directory to work in; a temporary directory is made inside it (default $TMPDIR, else the current directory)")

@@ -45,6 +45,10 @@ type FioFigures struct {
 	LatP99Us  float64 `json:"latencyP99Us"`
 	Requests  int64   `json:"requests"`
 	Errors    int     `json:"errors,omitempty"`
+	// ServerCPUUs is the CPU time the serving process used per request
+	// (user and system, from /proc; the Coffer figure includes the bench
+	// in the same process, idle meanwhile).
+	ServerCPUUs float64 `json:"serverCpuUsPerRequest,omitempty"`
 }
 
 func (j fioJob) args(out string) []string {

@@ -135,6 +135,7 @@ type NBDRow struct {
 	NbdkitMedian FioFigures   `json:"nbdkitMedian"`
 	Ratio        float64      `json:"ratio"`        // IOPS
 	LatencyRatio float64      `json:"latencyRatio"` // mean latency, Coffer ÷ nbdkit
+	CPURatio     float64      `json:"cpuRatio"`     // server CPU time per request, Coffer ÷ nbdkit
 }
 
 // NBDScaling is how a workload's median IOPS grew from 1 to 4
@@ -539,12 +540,13 @@ func (k *nbdkit) stop() {
 type server struct {
 	name string // "coffer" or "nbdkit"
 	uri  string
+	pid  int // the process serving it, for its CPU time
 }
 
 // servers returns both servers in the order of repetition i: interleaved,
 // each first on every other repetition.
 func (r *nbdRunner) servers(i int) []server {
-	s := []server{{"coffer", r.cofferURI("disk")}, {"nbdkit", r.kit.uri}}
+	s := []server{{"coffer", r.cofferURI("disk"), os.Getpid()}, {"nbdkit", r.kit.uri, r.kit.cmd.Process.Pid}}
 	if i%2 == 1 {
 		s[0], s[1] = s[1], s[0]
 	}
@@ -681,23 +683,37 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					unix.Sync()
 					j := fioJob{URI: s.uri, RW: w.RW, BS: w.BS, IODepth: w.IODepth, Conns: conns, Size: r.opts.Size,
 						Runtime: r.opts.Runtime, Ramp: r.opts.Ramp, Seed: r.opts.Seed + 1}
+					cpu0, err := processCPU(s.pid)
+					if err != nil {
+						return err
+					}
 					f, err := runFio(ctx, r.fio, r.fioOut(fmt.Sprintf("%s-%dc-%s.json", w.Name, conns, s.name)), j)
 					if err != nil {
 						return err
+					}
+					cpu1, err := processCPU(s.pid)
+					if err != nil {
+						return err
+					}
+					// fio's figures leave out its ramp; the CPU time
+					// includes it, so the requests are estimated over both.
+					if reqs := f.IOPS * (r.opts.Runtime + r.opts.Ramp).Seconds(); reqs > 0 {
+						f.ServerCPUUs = float64((cpu1 - cpu0).Microseconds()) / reqs
 					}
 					if s.name == "coffer" {
 						row.Coffer = append(row.Coffer, f)
 					} else {
 						row.Nbdkit = append(row.Nbdkit, f)
 					}
-					r.logf("%s ×%d %s: %.0f IOPS, %.1f MiB/s, latency mean %.1f µs, p99 %.1f µs",
-						w.Name, conns, s.name, f.IOPS, f.MiBps, f.LatMeanUs, f.LatP99Us)
+					r.logf("%s ×%d %s: %.0f IOPS, %.1f MiB/s, latency mean %.1f µs, p99 %.1f µs, server CPU %.1f µs per request",
+						w.Name, conns, s.name, f.IOPS, f.MiBps, f.LatMeanUs, f.LatP99Us, f.ServerCPUUs)
 				}
 			}
 			row.CofferMedian, row.NbdkitMedian = medianFigures(row.Coffer), medianFigures(row.Nbdkit)
 			row.Ratio = ratio(row.CofferMedian.IOPS, row.NbdkitMedian.IOPS)
 			row.LatencyRatio = ratio(row.CofferMedian.LatMeanUs, row.NbdkitMedian.LatMeanUs)
-			r.logf("%s ×%d: Coffer ÷ nbdkit %.2f× IOPS, %.2f× mean latency", w.Name, conns, row.Ratio, row.LatencyRatio)
+			row.CPURatio = ratio(row.CofferMedian.ServerCPUUs, row.NbdkitMedian.ServerCPUUs)
+			r.logf("%s ×%d: Coffer ÷ nbdkit %.2f× IOPS, %.2f× mean latency, %.2f× server CPU per request", w.Name, conns, row.Ratio, row.LatencyRatio, row.CPURatio)
 			r.res.Matrix = append(r.res.Matrix, row)
 		}
 	}
@@ -779,11 +795,12 @@ func medianFigures(runs []FioFigures) FioFigures {
 		return median(v)
 	}
 	return FioFigures{
-		IOPS:      pick(func(f FioFigures) float64 { return f.IOPS }),
-		MiBps:     pick(func(f FioFigures) float64 { return f.MiBps }),
-		LatMeanUs: pick(func(f FioFigures) float64 { return f.LatMeanUs }),
-		LatP50Us:  pick(func(f FioFigures) float64 { return f.LatP50Us }),
-		LatP99Us:  pick(func(f FioFigures) float64 { return f.LatP99Us }),
-		Requests:  int64(pick(func(f FioFigures) float64 { return float64(f.Requests) })),
+		IOPS:        pick(func(f FioFigures) float64 { return f.IOPS }),
+		MiBps:       pick(func(f FioFigures) float64 { return f.MiBps }),
+		LatMeanUs:   pick(func(f FioFigures) float64 { return f.LatMeanUs }),
+		LatP50Us:    pick(func(f FioFigures) float64 { return f.LatP50Us }),
+		LatP99Us:    pick(func(f FioFigures) float64 { return f.LatP99Us }),
+		Requests:    int64(pick(func(f FioFigures) float64 { return float64(f.Requests) })),
+		ServerCPUUs: pick(func(f FioFigures) float64 { return f.ServerCPUUs }),
 	}
 }

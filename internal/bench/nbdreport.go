@@ -69,7 +69,7 @@ func WriteNBDTable(w io.Writer, res NBDResult) error {
 		fmt.Fprintln(tw)
 	}
 	if len(res.Matrix) > 0 {
-		fmt.Fprintln(tw, "fio nbd engine\tconns\tCoffer IOPS (runs)\tnbdkit IOPS (runs)\tIOPS ratio\tCoffer MiB/s\tnbdkit MiB/s\tmean lat µs Coffer / nbdkit\tratio\tp99 µs Coffer / nbdkit")
+		fmt.Fprintln(tw, "fio nbd engine\tconns\tCoffer IOPS (runs)\tnbdkit IOPS (runs)\tIOPS ratio\tCoffer MiB/s\tnbdkit MiB/s\tmean lat µs Coffer / nbdkit\tratio\tp99 µs Coffer / nbdkit\tCPU µs/req Coffer / nbdkit\tratio")
 		for _, row := range res.Matrix {
 			iops := func(r []FioFigures) string {
 				v := make([]float64, len(r))
@@ -79,9 +79,9 @@ func WriteNBDTable(w io.Writer, res NBDResult) error {
 				return floats(v, "%.0f")
 			}
 			c, k := row.CofferMedian, row.NbdkitMedian
-			fmt.Fprintf(tw, "%s\t%d\t%.0f (%s)\t%.0f (%s)\t%.2f×\t%.0f\t%.0f\t%.1f / %.1f\t%.2f×\t%.0f / %.0f\n",
+			fmt.Fprintf(tw, "%s\t%d\t%.0f (%s)\t%.0f (%s)\t%.2f×\t%.0f\t%.0f\t%.1f / %.1f\t%.2f×\t%.0f / %.0f\t%.1f / %.1f\t%.2f×\n",
 				row.Workload, row.Conns, c.IOPS, iops(row.Coffer), k.IOPS, iops(row.Nbdkit), row.Ratio, c.MiBps, k.MiBps,
-				c.LatMeanUs, k.LatMeanUs, row.LatencyRatio, c.LatP99Us, k.LatP99Us)
+				c.LatMeanUs, k.LatMeanUs, row.LatencyRatio, c.LatP99Us, k.LatP99Us, c.ServerCPUUs, k.ServerCPUUs, row.CPURatio)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -1,0 +1,244 @@
+//go:build linux
+
+package nbd_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+
+	"coffer/internal/nbd"
+	"coffer/internal/nbd/nbdtest"
+	"coffer/internal/testenv"
+)
+
+// TestReadSendsZeroPagesAsHoles: a structured READ sends the aligned 4 KiB
+// pages that read as zeroes as OFFSET_HOLE chunks (merged when adjacent)
+// and the rest as OFFSET_DATA chunks, so a sparse read carries no zero
+// bytes; with DF the reply is one chunk.
+func TestReadSendsZeroPagesAsHoles(t *testing.T) {
+	fx := newProtoFixture(t, nil)
+	c := fx.dial(t, "rw", nbdtest.Options{Structured: true})
+	const at = 2 << 20
+	// data page, two zero pages (written: allocated, yet zeroes), data
+	// page, zero page.
+	img := make([]byte, 5*4096)
+	copy(img[0:4096], bytes.Repeat([]byte{1}, 4096))
+	copy(img[3*4096:4*4096], bytes.Repeat([]byte{2}, 4096))
+	img[3*4096+4095] = 3
+	if _, err := c.WriteAt(img, at); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		flags      uint16
+		off, n     int
+		holes      [][2]uint64
+		dataChunks int
+	}{
+		{"aligned", 0, 0, len(img), [][2]uint64{{4096, 8192}, {16384, 4096}}, 2},
+		// The part before the first page boundary is data even if zero.
+		{"unaligned start", 0, 4096 + 100, len(img) - 4096 - 100, [][2]uint64{{4096 - 100, 4096}, {3*4096 - 100, 4096}}, 2},
+		// A zero tail shorter than a page is sent as data.
+		{"partial zero page at the end", 0, 0, 4*4096 + 1000, [][2]uint64{{4096, 8192}}, 2},
+		{"DF: one chunk", nbdtest.CmdFlagDF, 0, len(img), nil, 1},
+		{"all zeroes with DF: one hole", nbdtest.CmdFlagDF, 4096, 8192, [][2]uint64{{0, 8192}}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(at+tc.off), uint32(tc.n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
+				t.Fatal("data differs")
+			}
+			if !slices.Equal(r.HoleSpans, tc.holes) || r.DataChunks != tc.dataChunks {
+				t.Errorf("holes %v and %d data chunks, want holes %v and %d data chunks", r.HoleSpans, r.DataChunks, tc.holes, tc.dataChunks)
+			}
+		})
+	}
+	c.Disconnect()
+}
+
+// plainBackend is a writable backend without WriteZeroes.
+type plainBackend struct{ f *nbdtest.File }
+
+func (b plainBackend) Size() int64                              { return b.f.Size() }
+func (b plainBackend) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
+func (b plainBackend) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
+
+// TestFastZero: WRITE_ZEROES with FAST_ZERO is advertised when the backend
+// zeroes by deallocating; it succeeds when a hole may be punched and fails
+// at once with ENOTSUP, changing nothing, when NO_HOLE asks for written
+// zeroes. A backend that can only write zero buffers does not advertise it
+// and the flag is refused.
+func TestFastZero(t *testing.T) {
+	fx := newProtoFixture(t, nil)
+	c := fx.dial(t, "rw", nbdtest.Options{Structured: true})
+	if c.Flags&nbdtest.FlagSendFastZero == 0 {
+		t.Fatalf("transmission flags %#x lack SEND_FAST_ZERO", c.Flags)
+	}
+	const at = 1 << 20 // seeded with data
+	if _, err := c.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero, at, 8192, nil); err != nil {
+		t.Fatalf("fast zero: %v", err)
+	}
+	r, err := c.Do(nbdtest.CmdBlockStatus, 0, at, 8192, nil)
+	if err != nil || len(r.Extents) != 1 || r.Extents[0] != (nbdtest.Extent{Length: 8192, Flags: 3}) {
+		t.Fatalf("after fast zero: extents %v, %v; want one hole", r.Extents, err)
+	}
+	before := hashBackend(t, fx.rw)
+	_, err = c.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero|nbdtest.CmdFlagNoHole, at+8192, 8192, nil)
+	wantErrno(t, "fast zero with NO_HOLE", err, nbdtest.ENOTSUP)
+	if hashBackend(t, fx.rw) != before {
+		t.Error("a refused fast zero changed the export")
+	}
+	c.Disconnect()
+
+	ex := &exports{}
+	ex.add("plain", plainBackend{fileBackend(t, 1<<20)}, false)
+	addr, _ := startServer(t, ex, nil)
+	pc, err := nbdtest.Dial(t.Context(), addr, "plain", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if pc.Flags&nbdtest.FlagSendFastZero != 0 {
+		t.Errorf("transmission flags %#x: SEND_FAST_ZERO without a Zeroer", pc.Flags)
+	}
+	if _, err := pc.Do(nbdtest.CmdWriteZeroes, 0, 0, 4096, nil); err != nil {
+		t.Errorf("write zeroes by writing: %v", err)
+	}
+	_, err = pc.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero, 0, 4096, nil)
+	wantErrno(t, "fast zero not negotiated", err, nbdtest.EINVAL)
+}
+
+// durableBackend models a disk with a volatile cache: writes land in the
+// cache, Flush makes everything written so far durable.
+type durableBackend struct {
+	mu             sync.Mutex
+	cache, durable []byte
+	flushes        int
+}
+
+func (b *durableBackend) Size() int64 { return int64(len(b.cache)) }
+
+func (b *durableBackend) ReadAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return copy(p, b.cache[off:]), nil
+}
+
+func (b *durableBackend) WriteAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return copy(b.cache[off:], p), nil
+}
+
+func (b *durableBackend) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	copy(b.durable, b.cache)
+	b.flushes++
+	return nil
+}
+
+// TestFlushCoversEveryConnection: with multi-conn advertised, a FLUSH on
+// one connection makes durable the writes every connection had completed
+// before it (NBD_FLAG_CAN_MULTI_CONN's promise), here writes pipelined on
+// three other connections.
+func TestFlushCoversEveryConnection(t *testing.T) {
+	const size = 1 << 20
+	b := &durableBackend{cache: make([]byte, size), durable: make([]byte, size)}
+	ex := &exports{}
+	ex.add("disk", b, false)
+	addr, _ := startServer(t, ex, nil)
+	dial := func() *nbdtest.Client {
+		c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if c.Flags&nbdtest.FlagCanMultiConn == 0 {
+			t.Fatalf("transmission flags %#x lack CAN_MULTI_CONN", c.Flags)
+		}
+		return c
+	}
+	flusher := dial()
+	want := make([]byte, size)
+	var wg sync.WaitGroup
+	for w := range 3 {
+		c := dial()
+		wg.Go(func() {
+			// 64 writes in flight at once, then every reply.
+			const n = 64
+			for i := range n {
+				p := bytes.Repeat([]byte{byte(1 + w*n + i)}, 4096)
+				if err := c.SendRequest(nbdtest.CmdWrite, 0, uint64((w*n+i)*4096), 4096, p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			for range n {
+				var h [16]byte // simple replies, in any order
+				if _, err := io.ReadFull(c.Conn, h[:]); err != nil || binary.BigEndian.Uint32(h[4:8]) != 0 {
+					t.Errorf("write reply %x: %v", h, err)
+					return
+				}
+			}
+		})
+		for i := range 64 {
+			copy(want[(w*64+i)*4096:], bytes.Repeat([]byte{byte(1 + w*64 + i)}, 4096))
+		}
+	}
+	wg.Wait()
+	if _, err := flusher.Do(nbdtest.CmdFlush, 0, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.flushes != 1 {
+		t.Errorf("%d backend flushes, want 1", b.flushes)
+	}
+	if !bytes.Equal(b.durable, want) {
+		t.Fatal("a write completed on another connection was not durable after the FLUSH")
+	}
+}
+
+// TestNbdinfoSeesDataPathFeatures: nbdinfo reads what fast clients look
+// for: multi-conn, fast zero, zeroing, trim, flush, FUA, block status and
+// structured replies, and the block-size constraints.
+func TestNbdinfoSeesDataPathFeatures(t *testing.T) {
+	testenv.NeedProgram(t, "nbdinfo")
+	fx := newProtoFixture(t, func(s *nbd.Server) { s.MaxRequest = 32 << 20 })
+	var info struct {
+		Exports []map[string]any `json:"exports"`
+	}
+	out := run(t, "nbdinfo", "--json", nbdURI(fx.addr, "rw"))
+	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info.Exports) != 1 {
+		t.Fatalf("nbdinfo --json: %v\n%s", err, out)
+	}
+	e := info.Exports[0]
+	for _, k := range []string{"can_multi_conn", "can_fast_zero", "can_zero", "can_trim", "can_flush", "can_fua"} {
+		if e[k] != true {
+			t.Errorf("%s = %v, want true", k, e[k])
+		}
+	}
+	for k, v := range map[string]float64{"block_size_minimum": 1, "block_size_preferred": 4096, "block_size_maximum": 32 << 20} {
+		if e[k] != v {
+			t.Errorf("%s = %v, want %v", k, e[k], v)
+		}
+	}
+	contexts := fmt.Sprint(e["contexts"])
+	if !bytes.Contains([]byte(contexts), []byte("base:allocation")) {
+		t.Errorf("contexts %s lack base:allocation", contexts)
+	}
+	if out := run(t, "nbdinfo", "--json", nbdURI(fx.addr, "ro")); !bytes.Contains([]byte(out), []byte(`"can_fast_zero": false`)) {
+		t.Errorf("read-only export: nbdinfo --json\n%s\nwant can_fast_zero false", out)
+	}
+}

@@ -463,6 +463,22 @@ func (b *volumeBackend) WriteAt(p []byte, off int64) (int, error) {
 	return b.v.WriteAt(p, off)
 }
 
+func (b *volumeBackend) TryReadAt(p []byte, off int64) (int, bool, error) {
+	n, ok, err := b.v.TryReadAt(p, off)
+	if ok {
+		b.seen()
+	}
+	return n, ok, err
+}
+
+func (b *volumeBackend) TryWriteAt(p []byte, off int64) (bool, error) {
+	ok, err := b.v.TryWriteAt(p, off)
+	if ok {
+		b.seen()
+	}
+	return ok, err
+}
+
 func (b *volumeBackend) Flush() error { return b.v.Flush(context.Background()) }
 
 func (b *volumeBackend) Trim(off, n int64) error { return b.v.Trim(context.Background(), off, n) }

@@ -435,6 +435,66 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 	return len(p), nil
 }
 
+// errWouldWait is what TryWriteAt's write of a block meets when it would
+// have to wait.
+var errWouldWait = errors.New("would wait")
+
+// TryWriteAt writes p at off if it can do so at once: p lies within one
+// block, no other write of that block's stripe is under way, and the block
+// needs neither copy-before-write for a running snapshot nor hydration.
+// Otherwise it writes nothing and reports !ok (use WriteAt). A failed
+// write is reported with ok and its error. The data goes into the page
+// cache like WriteAt's, where it may briefly wait for writeback.
+func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
+	n := int64(len(p))
+	if n == 0 || off < 0 || (off+n-1)/v.bs != off/v.bs {
+		return false, nil
+	}
+	b := off / v.bs
+	lk := v.stripe(b)
+	if !lk.TryLock() {
+		return false, nil
+	}
+	var scratch *[]byte // not needed: nowait leaves the blocks that would
+	err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
+	lk.Unlock()
+	if errors.Is(err, errWouldWait) {
+		return false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	if err != nil {
+		return true, fmt.Errorf("write volume %s: %w", v.id, v.e.noSpace(err, v.id))
+	}
+	return true, nil
+}
+
+// TryReadAt reads len(p) bytes at off if it can do so at once: the range
+// lies within the volume, none of it waits for hydration, and all of it is
+// in the page cache (preadv2 with RWF_NOWAIT). Otherwise it reports !ok,
+// and p holds nothing defined (use ReadAt).
+func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
+	v.mu.Lock()
+	closed, size, hyd := v.closed, v.size, v.hyd
+	v.mu.Unlock()
+	if closed || hyd != nil || off < 0 || off > size || int64(len(p)) > size-off {
+		return 0, false, nil
+	}
+	rc, err := v.f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	var rerr error
+	// Control keeps the descriptor open for the call.
+	if cerr := rc.Control(func(fd uintptr) {
+		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
+	}); cerr != nil || rerr != nil || n != len(p) {
+		// EAGAIN: some page is not cached; any error is ReadAt's to report.
+		return 0, false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return n, true, nil
+}
+
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
 // blocks (they are then not allocated) and writing zeros for partial ones.
 func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
@@ -609,7 +669,7 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 		}
 		lk := v.stripe(b)
 		lk.Lock()
-		err := v.modifyBlock(ctx, b, bOff, l, piece, zero, &scratch, check)
+		err := v.modifyBlock(ctx, b, bOff, l, piece, zero, &scratch, check, false)
 		lk.Unlock()
 		if err != nil {
 			return err
@@ -621,8 +681,10 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
 // scratch is a one-block buffer taken from the pool when first needed;
-// check, if set, is the whole range to validate first.
-func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch **[]byte, check *[2]int64) error {
+// check, if set, is the whole range to validate first. With nowait, a
+// block that needs copy-before-write or hydration is left alone
+// (errWouldWait).
+func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch **[]byte, check *[2]int64, nowait bool) error {
 	v.mu.Lock()
 	if check != nil {
 		if err := v.checkRange(check[0], check[1]); err != nil {
@@ -637,6 +699,10 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
+	if nowait && (needCopy || needHyd) {
+		v.mu.Unlock()
+		return errWouldWait
+	}
 	v.dirty.set(b)
 	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()

@@ -37,6 +37,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.br = bufio.NewReaderSize(c.rw, 64<<10)
 	defer c.inflight.Wait()
 
+	inl, _ := exp.Backend.(Inliner)
 	maxReq := uint32(c.srv.maxRequest())
 	var hdr [requestSize]byte
 	for {
@@ -89,6 +90,9 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 				c.release(hold)
 				return
 			}
+		}
+		if inl != nil && c.tryInline(inl, req, payload, hold) {
+			continue
 		}
 		c.inflight.Add(1)
 		go func() {
@@ -166,8 +170,45 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 	if err == nil && req.flags&cmdFlagFUA != 0 && req.typ != cmdFlush {
 		err = flush(b)
 	}
+	c.replyDone(req, err, hold)
+}
+
+// tryInline serves a READ, or a WRITE without FUA, on the connection's
+// reader goroutine when the backend can do it without waiting, which
+// saves the hand-off to a request goroutine (and the wake-up of another
+// thread) per request. It reports whether it did and replied; if not,
+// nothing was done and payload is still the caller's.
+func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
+	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) {
+		return false
+	}
+	if errno, _ := c.check(req); errno != 0 {
+		return false // refused on the usual path
+	}
+	off := int64(req.offset)
+	if req.typ == cmdWrite {
+		ok, err := inl.TryWriteAt(payload, off)
+		if ok {
+			putBuf(payload)
+			c.replyDone(req, err, hold)
+		}
+		return ok
+	}
+	buf := getBuf(int(req.length))
+	n, ok, err := inl.TryReadAt(buf, off)
+	if !ok {
+		putBuf(buf)
+		return false
+	}
+	c.replyRead(req, buf, n, err, hold)
+	return true
+}
+
+// replyDone queues the reply to a request without data: success, or the
+// backend's error.
+func (c *conn) replyDone(req request, err error, hold *holding) {
 	if err != nil {
-		c.log.Warn("nbd backend error", "cmd", req.typ, "offset", off, "length", n, "err", err)
+		c.log.Warn("nbd backend error", "cmd", req.typ, "offset", req.offset, "length", req.length, "err", err)
 		c.replyErr(req, errnoFor(err), "backend error", hold)
 		return
 	}
@@ -235,6 +276,12 @@ func (c *conn) check(req request) (uint32, string) {
 func (c *conn) read(req request, hold *holding) {
 	buf := getBuf(int(req.length))
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
+	c.replyRead(req, buf, n, err, hold)
+}
+
+// replyRead queues the reply to a READ whose n bytes (or error) the
+// backend returned into buf, a pooled buffer the reply takes over.
+func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holding) {
 	if errors.Is(err, io.EOF) && n == len(buf) {
 		err = nil
 	}

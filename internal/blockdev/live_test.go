@@ -3,6 +3,7 @@ package blockdev
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -190,5 +191,145 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Errorf("a 4 KiB write allocates %.1f times, want 0", allocs)
+	}
+}
+
+// TestTryWriteAt: a write within one block that needs nothing else is
+// done at once and counts as a change; one that spans blocks, finds its
+// stripe busy, or hits a block a running snapshot still needs is refused
+// and changes nothing, so the snapshot stays the volume at its swap.
+func TestTryWriteAt(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(5, 6)), model)
+	if _, err := v.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s0"); err != nil {
+		t.Fatal(err)
+	}
+	p := bytes.Repeat([]byte{0xEE}, 1024)
+	if ok, err := v.TryWriteAt(p, bs-512); ok || err != nil {
+		t.Errorf("write across two blocks: ok=%v err=%v, want refused", ok, err)
+	}
+	v.stripe(3).Lock()
+	ok, err := v.TryWriteAt(p, 3*bs)
+	v.stripe(3).Unlock()
+	if ok || err != nil {
+		t.Errorf("write to a block whose stripe is held: ok=%v err=%v, want refused", ok, err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) || v.DirtyBlocks() != 0 {
+		t.Fatalf("refused writes changed the volume (differs at %d) or marked %d blocks dirty", firstDiff(got, model), v.DirtyBlocks())
+	}
+	if ok, err := v.TryWriteAt(p, 5*bs+100); !ok || err != nil {
+		t.Fatalf("plain write: ok=%v err=%v", ok, err)
+	}
+	copy(model[5*bs+100:], p)
+	if v.DirtyBlocks() != 1 {
+		t.Errorf("dirty blocks %d after one write, want 1", v.DirtyBlocks())
+	}
+	if ok, err := v.TryWriteAt(p[:100], size); !ok || !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
+	}
+
+	// During a snapshot: blocks it has not read yet are refused, then
+	// written the usual way (copy-before-write).
+	atSwap := slices.Clone(model)
+	var refused, done bool
+	env.e.hooks.afterSwap = func(string) {
+		ok, err := v.TryWriteAt(p, 5*bs) // dirty since s0: the snapshot reads it
+		refused = !ok && err == nil
+		if _, err := v.WriteAt(p, 5*bs); err != nil {
+			t.Error(err)
+		}
+		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
+		done = ok && err == nil
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	env.e.hooks.afterSwap = nil
+	copy(model[5*bs:], p)
+	copy(model[9*bs:], p)
+	if !refused || !done {
+		t.Errorf("during the snapshot: pending block refused=%v, clean block written=%v; want both", refused, done)
+	}
+	checkSnapshot(t, env, "s1", atSwap)
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("volume differs at %d", firstDiff(got, model))
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s2", model)
+}
+
+// TestTryWhileHydrating: a restored volume that is still hydrating serves
+// no read or write at once; the usual paths fetch what they need.
+func TestTryWhileHydrating(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(7, 8)), model)
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 8192)
+	if n, ok, err := src.TryReadAt(got, 3*bs); !ok || err != nil || n != len(got) || !bytes.Equal(got, model[3*bs:5*bs]) {
+		t.Fatalf("read of cached data: n=%d ok=%v err=%v", n, ok, err)
+	}
+	if _, ok, _ := src.TryReadAt(got, size-100); ok {
+		t.Error("read past the end done at once")
+	}
+	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 3*bs); ok {
+		t.Error("read of a hydrating volume done at once")
+	}
+	p := bytes.Repeat([]byte{0x5A}, bs)
+	if ok, _ := v.TryWriteAt(p, 7*bs); ok {
+		t.Error("write to a block not hydrated yet done at once")
+	}
+	if _, err := v.WriteAt(p[:100], 7*bs); err != nil {
+		t.Fatal(err)
+	}
+	copy(model[7*bs:], p[:100])
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 0); ok {
+		t.Error("read of a closed volume done at once")
+	}
+	if ok, err := v.TryWriteAt(p, 0); !ok || !errors.Is(err, ErrClosed) {
+		t.Errorf("write to a closed volume: ok=%v err=%v, want ErrClosed", ok, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"sync"
 	"testing"
@@ -240,5 +241,136 @@ func TestNbdinfoSeesDataPathFeatures(t *testing.T) {
 	}
 	if out := run(t, "nbdinfo", "--json", nbdURI(fx.addr, "ro")); !bytes.Contains([]byte(out), []byte(`"can_fast_zero": false`)) {
 		t.Errorf("read-only export: nbdinfo --json\n%s\nwant can_fast_zero false", out)
+	}
+}
+
+// inlineFile is a file backend that is also an Inliner: mode says what its
+// Try methods do. It counts which path served each request.
+type inlineFile struct {
+	*nbdtest.File
+	mu                    sync.Mutex
+	mode                  string // "ok", "refuse" or "fail"
+	tryReads, tryWrites   int
+	slowReads, slowWrites int
+}
+
+func (f *inlineFile) try(write bool) (ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch f.mode {
+	case "refuse":
+		return false, nil
+	case "fail":
+		err = fs.ErrPermission
+	}
+	if write {
+		f.tryWrites++
+	} else {
+		f.tryReads++
+	}
+	return true, err
+}
+
+func (f *inlineFile) TryReadAt(p []byte, off int64) (int, bool, error) {
+	ok, err := f.try(false)
+	if !ok || err != nil {
+		return 0, ok, err
+	}
+	n, err := f.File.ReadAt(p, off)
+	return n, true, err
+}
+
+func (f *inlineFile) TryWriteAt(p []byte, off int64) (bool, error) {
+	ok, err := f.try(true)
+	if !ok || err != nil {
+		return ok, err
+	}
+	_, err = f.File.WriteAt(p, off)
+	return true, err
+}
+
+func (f *inlineFile) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	f.slowReads++
+	f.mu.Unlock()
+	return f.File.ReadAt(p, off)
+}
+
+func (f *inlineFile) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	f.slowWrites++
+	f.mu.Unlock()
+	return f.File.WriteAt(p, off)
+}
+
+// TestInlineRequests: with an Inliner backend, READ and WRITE are served
+// by its Try methods when they accept, with their errors answered as
+// usual; when they refuse (or for a FUA write) the request takes the usual
+// path; the data is right either way.
+func TestInlineRequests(t *testing.T) {
+	f := &inlineFile{File: fileBackend(t, 1<<20), mode: "ok"}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	addr, _ := startServer(t, ex, nil)
+	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	counts := func() [4]int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return [4]int{f.tryReads, f.tryWrites, f.slowReads, f.slowWrites}
+	}
+	p := bytes.Repeat([]byte("inline!!"), 512)
+	if _, err := c.WriteAt(p, 4096); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(p))
+	if _, err := c.ReadAt(got, 4096); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("inline read back: %v", err)
+	}
+	if n := counts(); n != [4]int{1, 1, 0, 0} {
+		t.Errorf("accepting Try methods: [try reads, try writes, reads, writes] = %v, want [1 1 0 0]", n)
+	}
+	// FUA needs a flush after the write: never inline.
+	if _, err := c.Do(nbdtest.CmdWrite, nbdtest.CmdFlagFUA, 0, 4096, p[:4096]); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n[3] != 1 {
+		t.Errorf("FUA write: %v, want it served by WriteAt", n)
+	}
+
+	f.mu.Lock()
+	f.mode = "refuse"
+	f.mu.Unlock()
+	q := bytes.Repeat([]byte("usual..."), 512)
+	if _, err := c.WriteAt(q, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
+		t.Fatalf("read back on the usual path: %v", err)
+	}
+	if n := counts(); n != [4]int{1, 1, 1, 2} {
+		t.Errorf("refusing Try methods: %v, want [1 1 1 2]", n)
+	}
+
+	f.mu.Lock()
+	f.mode = "fail"
+	f.mu.Unlock()
+	before := hashBackend(t, f.File)
+	_, err = c.WriteAt(p, 0)
+	wantErrno(t, "failed inline write", err, nbdtest.EPERM)
+	_, err = c.ReadAt(got, 0)
+	wantErrno(t, "failed inline read", err, nbdtest.EPERM)
+	if hashBackend(t, f.File) != before {
+		t.Error("a failed inline write changed the export")
+	}
+	// The connection still works after errors.
+	f.mu.Lock()
+	f.mode = "ok"
+	f.mu.Unlock()
+	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
+		t.Fatalf("read after errors: %v", err)
 	}
 }

@@ -441,12 +441,8 @@ func (b *volumeBackend) firstRequest(ctx context.Context) (time.Time, error) {
 		if ns := b.first.Load(); ns != 0 {
 			return time.Unix(0, ns), nil
 		}
-		t := b.clk.NewTimer(time.Millisecond)
-		select {
-		case <-t.C():
-		case <-ctx.Done():
-			t.Stop()
-			return time.Time{}, ctx.Err()
+		if err := pause(ctx, b.clk, time.Millisecond); err != nil {
+			return time.Time{}, err
 		}
 	}
 }

@@ -217,18 +217,8 @@ func (r *nbdRunner) during(ctx context.Context, w NBDWorkload, v *blockdev.Volum
 	if err != nil {
 		return out, err
 	}
-	wait := func(d time.Duration) error {
-		t := r.clk.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C():
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	if idleFirst {
-		if err := wait(settleWindow + idleWindow); err != nil {
+		if err := pause(ctx, r.clk, settleWindow+idleWindow); err != nil {
 			return out, err
 		}
 	}
@@ -240,7 +230,7 @@ func (r *nbdRunner) during(ctx context.Context, w NBDWorkload, v *blockdev.Volum
 	}
 	out.Detail = fmt.Sprintf(detail, t1.Sub(t0).Seconds())
 	if !idleFirst {
-		if err := wait(settleWindow + idleWindow); err != nil {
+		if err := pause(ctx, r.clk, settleWindow+idleWindow); err != nil {
 			return out, err
 		}
 	}

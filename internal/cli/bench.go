@@ -2,12 +2,10 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
-	"fmt"
+	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -61,40 +59,18 @@ func benchCommand() *command {
 					asJSON = true
 				}
 			})
-			base := dir
-			if base == "" {
-				// $TMPDIR if set; else the current directory rather than
-				// /tmp, which may be a RAM file system.
-				if base = os.Getenv("TMPDIR"); base == "" {
-					base = "."
-				}
-			}
-			work, err := os.MkdirTemp(base, "coffer-bench-")
+			work, done, err := benchWorkDir(e, dir, "bench", keep)
 			if err != nil {
-				return fmt.Errorf("bench: %w", err)
+				return err
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			defer func() {
-				if keep {
-					fmt.Fprintf(e.Stderr, "bench: kept %s\n", work)
-					return
-				}
-				if err := os.RemoveAll(work); err != nil {
-					fmt.Fprintf(e.Stderr, "bench: cleaning up %s: %v\n", work, err)
-				}
-			}()
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return fmt.Errorf("bench: --cpuprofile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("bench: --cpuprofile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
+			defer done()
+			stopProfile, err := startCPUProfile(cpuprofile, "bench")
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			opts := bench.Options{Size: size, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
 				Settle: settle, Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
 			if !quiet {
@@ -104,13 +80,7 @@ func benchCommand() *command {
 			if runErr != nil && res.Version == 0 {
 				return runErr
 			}
-			if asJSON {
-				enc := json.NewEncoder(e.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-			} else if err := bench.WriteTable(e.Stdout, res); err != nil {
+			if err := printBench(e, asJSON, res, func(w io.Writer) error { return bench.WriteTable(w, res) }); err != nil {
 				return err
 			}
 			return runErr

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -83,39 +83,19 @@ func benchNBDCommand() *command {
 					asJSON = true
 				}
 			})
-			base := dir
-			if base == "" {
-				if base = os.Getenv("TMPDIR"); base == "" {
-					base = "."
-				}
-			}
-			work, err := os.MkdirTemp(base, "coffer-bench-nbd-")
+			work, done, err := benchWorkDir(e, dir, "bench nbd", keep)
 			if err != nil {
-				return fmt.Errorf("bench nbd: %w", err)
+				return err
 			}
 			opts.Dir = work
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			defer func() {
-				if keep {
-					fmt.Fprintf(e.Stderr, "bench nbd: kept %s\n", work)
-					return
-				}
-				if err := os.RemoveAll(work); err != nil {
-					fmt.Fprintf(e.Stderr, "bench nbd: cleaning up %s: %v\n", work, err)
-				}
-			}()
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return fmt.Errorf("bench nbd: --cpuprofile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("bench nbd: --cpuprofile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
+			defer done()
+			stopProfile, err := startCPUProfile(cpuprofile, "bench nbd")
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			if mutexprofile != "" {
 				runtime.SetMutexProfileFraction(5)
 				defer writeProfile(e, "mutex", mutexprofile)
@@ -131,13 +111,7 @@ func benchNBDCommand() *command {
 			if runErr != nil && res.Version == 0 {
 				return runErr
 			}
-			if asJSON {
-				enc := json.NewEncoder(e.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-			} else if err := bench.WriteNBDTable(e.Stdout, res); err != nil {
+			if err := printBench(e, asJSON, res, func(w io.Writer) error { return bench.WriteNBDTable(w, res) }); err != nil {
 				return err
 			}
 			return runErr

@@ -17,7 +17,10 @@
 // OFFSET_HOLE chunks unless the client sets DF), WRITE (with FUA), FLUSH,
 // TRIM, WRITE_ZEROES (with NO_HOLE, and FAST_ZERO when the backend is a
 // Zeroer), BLOCK_STATUS and DISC. Requests on one connection run
-// concurrently, bounded in number and in buffered bytes. Each reply is
+// concurrently, bounded in number and in buffered bytes: each on a
+// goroutine of its own, except a READ or WRITE that an Inliner backend can
+// complete at once, which the connection's reader serves itself. Each
+// reply is
 // written whole: replies that complete while another is being written are
 // queued and leave together in one writev, so several connections and
 // pipelined requests may share one export (NBD_FLAG_CAN_MULTI_CONN: the
@@ -28,7 +31,7 @@
 // to the classic 32-bit request header.
 //
 // A Backend is the exported device; optional capabilities (Writer, Flusher,
-// Trimmer, Zeroer, BlockStatuser) are discovered by type assertion and
+// Trimmer, Zeroer, BlockStatuser, Inliner) are discovered by type assertion and
 // decide which transmission flags are advertised. Package nbdtest holds a
 // sparse-file Backend and a small protocol client for tests.
 package nbd

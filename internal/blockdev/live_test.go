@@ -272,7 +272,8 @@ func TestTryWriteAt(t *testing.T) {
 }
 
 // TestTryWhileHydrating: a restored volume that is still hydrating serves
-// no read or write at once; the usual paths fetch what they need.
+// no read or write of a block not hydrated yet at once (the usual paths
+// fetch what they need); a hydrated block is read at once.
 func TestTryWhileHydrating(t *testing.T) {
 	ctx := context.Background()
 	const bs = 4 << 10
@@ -316,6 +317,12 @@ func TestTryWhileHydrating(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(model[7*bs:], p[:100])
+	if n, ok, err := v.TryReadAt(got[:bs], 7*bs); !ok || err != nil || n != bs || !bytes.Equal(got[:bs], model[7*bs:8*bs]) {
+		t.Errorf("read of a block hydrated by a write: n=%d ok=%v err=%v", n, ok, err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 7*bs); ok {
+		t.Error("read of a hydrated and an unhydrated block done at once")
+	}
 	close(release)
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)

@@ -469,14 +469,18 @@ func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
 }
 
 // TryReadAt reads len(p) bytes at off if it can do so at once: the range
-// lies within the volume, none of it waits for hydration, and all of it is
+// lies within the volume, all its blocks are hydrated, and all of it is
 // in the page cache (preadv2 with RWF_NOWAIT). Otherwise it reports !ok,
 // and p holds nothing defined (use ReadAt).
 func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
+	end := off + int64(len(p))
 	v.mu.Lock()
-	closed, size, hyd := v.closed, v.size, v.hyd
+	ready := !v.closed && off >= 0 && off <= v.size && int64(len(p)) <= v.size-off
+	for b := off / v.bs; ready && v.hyd != nil && b*v.bs < end; b++ {
+		ready = v.hydratedLocked(b)
+	}
 	v.mu.Unlock()
-	if closed || hyd != nil || off < 0 || off > size || int64(len(p)) > size-off {
+	if !ready {
 		return 0, false, nil
 	}
 	rc, err := v.f.SyscallConn()

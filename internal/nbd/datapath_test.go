@@ -333,6 +333,15 @@ func TestInlineRequests(t *testing.T) {
 	if n := counts(); n != [4]int{1, 1, 0, 0} {
 		t.Errorf("accepting Try methods: [try reads, try writes, reads, writes] = %v, want [1 1 0 0]", n)
 	}
+	// A large read is not served inline: its copy would hold up the
+	// connection's other requests.
+	big := make([]byte, 1<<20)
+	if _, err := c.ReadAt(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != [4]int{1, 1, 1, 0} {
+		t.Errorf("1 MiB read: %v, want it served by ReadAt", n)
+	}
 	// FUA needs a flush after the write: never inline.
 	if _, err := c.Do(nbdtest.CmdWrite, nbdtest.CmdFlagFUA, 0, 4096, p[:4096]); err != nil {
 		t.Fatal(err)
@@ -351,8 +360,8 @@ func TestInlineRequests(t *testing.T) {
 	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
 		t.Fatalf("read back on the usual path: %v", err)
 	}
-	if n := counts(); n != [4]int{1, 1, 1, 2} {
-		t.Errorf("refusing Try methods: %v, want [1 1 1 2]", n)
+	if n := counts(); n != [4]int{1, 1, 2, 2} {
+		t.Errorf("refusing Try methods: %v, want [1 1 2 2]", n)
 	}
 
 	f.mu.Lock()

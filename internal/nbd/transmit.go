@@ -28,6 +28,11 @@ const maxExtents = 1 << 16
 // bytes.
 const holeGrain = 4 << 10
 
+// maxInline is the largest READ or WRITE served on the reader goroutine:
+// copying (and scanning for zero pages) a larger one there would keep the
+// connection's other requests from running alongside it.
+const maxInline = 64 << 10
+
 // zeroes is a shared all-zero buffer; it is only ever read.
 var zeroes = make([]byte, 1<<20)
 
@@ -179,7 +184,7 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 // thread) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
 func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
-	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) {
+	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.length > maxInline {
 		return false
 	}
 	if errno, _ := c.check(req); errno != 0 {

@@ -378,7 +378,12 @@ func (r *runner) beforeTimed(ctx context.Context) error {
 	if r.opts.Settle <= 0 {
 		return nil
 	}
-	t := r.clk.NewTimer(r.opts.Settle)
+	return pause(ctx, r.clk, r.opts.Settle)
+}
+
+// pause waits d on clk, or until ctx ends.
+func pause(ctx context.Context, clk clock.Clock, d time.Duration) error {
+	t := clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C():

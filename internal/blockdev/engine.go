@@ -85,6 +85,11 @@ type Engine struct {
 	mu   sync.Mutex
 	vols map[string]*Volume
 
+	// blocks holds one-block scratch buffers (*[]byte of bs bytes) for
+	// the live I/O path: copy-before-write, partial writes to blocks not
+	// hydrated yet, hydrate-on-read.
+	blocks sync.Pool
+
 	// What the filesystem holds in one file: fits is the largest size
 	// tried that fitted, limit (once known) the largest size that fits.
 	limitMu     sync.Mutex
@@ -105,6 +110,7 @@ type testHooks struct {
 	prefetch    func(volume string, lo, hi int64)        // a snapshot reads blocks [lo, hi) ahead
 	truncate    func(size int64) error                   // before a volume's data file is resized
 	sync        func() error                             // before a volume's data file is synced after a resize
+	punch       func(volume string, off, n int64)        // before a hole is punched in a volume's data file
 }
 
 type engineMeta struct {
@@ -170,7 +176,9 @@ func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store,
 		return nil, fmt.Errorf("open block engine: %w", err)
 	}
 	opts.BlockSize = meta.BlockSize
-	return &Engine{dir: dir, chunks: chunks, blobs: blobs, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}, nil
+	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
+	e.blocks.New = func() any { b := make([]byte, e.bs); return &b }
+	return e, nil
 }
 
 // BlockSize returns the engine's block size in bytes.
@@ -475,6 +483,10 @@ func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) err
 	clear(buf[n:])
 	return nil
 }
+
+// getBlock returns a one-block scratch buffer; putBlock gives it back.
+func (e *Engine) getBlock() *[]byte  { return e.blocks.Get().(*[]byte) }
+func (e *Engine) putBlock(b *[]byte) { e.blocks.Put(b) }
 
 // writeFileAtomic writes a small file durably: temp file, fsync, rename,
 // fsync the directory.

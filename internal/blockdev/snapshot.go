@@ -1,7 +1,6 @@
 package blockdev
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,9 +26,9 @@ import (
 // same stripe and clears its pending bit.
 type snapState struct {
 	size     int64
-	taken    *bitset // the dirty set swapped out; merged back on failure
-	pending  *bitset // taken and not read by the snapshot yet
-	mem      map[int64][]byte
+	taken    *bitset           // the dirty set swapped out; merged back on failure
+	pending  *bitset           // taken and not read by the snapshot yet
+	mem      map[int64]*[]byte // from Engine.getBlock
 	memBytes int64
 	spill    map[int64]int64 // block → offset in side
 	side     *os.File
@@ -51,8 +50,12 @@ func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
 	s.cbw.Add(1)
 	v.mu.Lock()
 	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
-		s.mem[b] = bytes.Clone(data[:v.bs])
 		s.memBytes += v.bs
+		v.mu.Unlock()
+		kept := v.e.getBlock()
+		copy(*kept, data[:v.bs])
+		v.mu.Lock()
+		s.mem[b] = kept
 		v.mu.Unlock()
 		return nil
 	}
@@ -97,7 +100,8 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 	v.mu.Unlock()
 	switch {
 	case inMem:
-		copy(buf, data)
+		copy(buf, *data)
+		v.e.putBlock(data)
 		return nil
 	case spilled:
 		if _, err := side.ReadAt(buf[:v.bs], off); err != nil {
@@ -215,7 +219,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	taken := v.dirty
 	nb := (v.size + v.bs - 1) / v.bs
 	v.dirty = newBitset(nb)
-	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64][]byte{}, spill: map[int64]int64{}}
+	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}}
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()

@@ -351,7 +351,9 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 				continue
 			}
 			if buf == nil {
-				buf = make([]byte, v.bs)
+				bp := v.e.getBlock()
+				defer v.e.putBlock(bp)
+				buf = *bp
 			}
 			l := v.stripe(b)
 			l.Lock()
@@ -433,6 +435,70 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 	return len(p), nil
 }
 
+// errWouldWait is what TryWriteAt's write of a block meets when it would
+// have to wait.
+var errWouldWait = errors.New("would wait")
+
+// TryWriteAt writes p at off if it can do so at once: p lies within one
+// block, no other write of that block's stripe is under way, and the block
+// needs neither copy-before-write for a running snapshot nor hydration.
+// Otherwise it writes nothing and reports !ok (use WriteAt). A failed
+// write is reported with ok and its error. The data goes into the page
+// cache like WriteAt's, where it may briefly wait for writeback.
+func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
+	n := int64(len(p))
+	if n == 0 || off < 0 || (off+n-1)/v.bs != off/v.bs {
+		return false, nil
+	}
+	b := off / v.bs
+	lk := v.stripe(b)
+	if !lk.TryLock() {
+		return false, nil
+	}
+	var scratch *[]byte // not needed: nowait leaves the blocks that would
+	err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
+	lk.Unlock()
+	if errors.Is(err, errWouldWait) {
+		return false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	if err != nil {
+		return true, fmt.Errorf("write volume %s: %w", v.id, v.e.noSpace(err, v.id))
+	}
+	return true, nil
+}
+
+// TryReadAt reads len(p) bytes at off if it can do so at once: the range
+// lies within the volume, all its blocks are hydrated, and all of it is
+// in the page cache (preadv2 with RWF_NOWAIT). Otherwise it reports !ok,
+// and p holds nothing defined (use ReadAt).
+func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
+	end := off + int64(len(p))
+	v.mu.Lock()
+	ready := !v.closed && off >= 0 && off <= v.size && int64(len(p)) <= v.size-off
+	for b := off / v.bs; ready && v.hyd != nil && b*v.bs < end; b++ {
+		ready = v.hydratedLocked(b)
+	}
+	v.mu.Unlock()
+	if !ready {
+		return 0, false, nil
+	}
+	rc, err := v.f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	var rerr error
+	// Control keeps the descriptor open for the call.
+	if cerr := rc.Control(func(fd uintptr) {
+		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
+	}); cerr != nil || rerr != nil || n != len(p) {
+		// EAGAIN: some page is not cached; any error is ReadAt's to report.
+		return 0, false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return n, true, nil
+}
+
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
 // blocks (they are then not allocated) and writing zeros for partial ones.
 func (v *Volume) WriteZeroes(ctx context.Context, off, n int64) error {
@@ -462,6 +528,7 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 		v.mu.Unlock()
 		return err
 	}
+	size := v.size
 	lo, hi := off/v.bs, (off+n+v.bs-1)/v.bs
 	for b := lo; b < hi; b++ {
 		v.dirty.set(b)
@@ -473,7 +540,93 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 			return err
 		}
 	}
-	return v.modify(ctx, off, n, nil, true)
+	// Whole blocks are punched a run at a time; the partial blocks at
+	// either end are written with zeroes.
+	end := off + n
+	first := (off + v.bs - 1) / v.bs // first whole block
+	last := end / v.bs               // blocks before last are whole...
+	if end == size {
+		last = hi // ...and so is a short final block that ends the volume
+	}
+	if first >= last {
+		return v.modify(ctx, off, n, nil, true)
+	}
+	if off < first*v.bs {
+		if err := v.modify(ctx, off, first*v.bs-off, nil, true); err != nil {
+			return err
+		}
+	}
+	for b := first; b < last; b += stripeCount {
+		if err := v.punchBlocks(ctx, b, min(b+stripeCount, last)); err != nil {
+			return err
+		}
+	}
+	if tail := last * v.bs; tail < end {
+		return v.modify(ctx, tail, end-tail, nil, true)
+	}
+	return nil
+}
+
+// punchBlocks deallocates the whole blocks [b0, b1) (at most stripeCount
+// of them, so each holds its own stripe) with one punch, under all their
+// stripes, after copy-before-write of those a running snapshot still
+// needs. Their dirty bits are set and persisted already (zero).
+func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
+	// Lock the stripes in stripe order: no other path holds two.
+	var held [stripeCount]bool
+	for b := b0; b < b1; b++ {
+		held[b%stripeCount] = true
+	}
+	for i := range held {
+		if held[i] {
+			v.stripes[i].Lock()
+		}
+	}
+	defer func() {
+		for i := range held {
+			if held[i] {
+				v.stripes[i].Unlock()
+			}
+		}
+	}()
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return ErrClosed
+	}
+	s := v.snap
+	var copies, hydrate []int64
+	for b := b0; b < b1; b++ {
+		if s != nil && s.pending.has(b) && !s.holds(b) {
+			copies = append(copies, b)
+		}
+		if v.hyd != nil && !v.hydratedLocked(b) {
+			hydrate = append(hydrate, b)
+		}
+		v.dirty.set(b)
+	}
+	end := min(b1*v.bs, v.size)
+	v.mu.Unlock()
+	if len(copies) > 0 {
+		bp := v.e.getBlock()
+		defer v.e.putBlock(bp)
+		for _, b := range copies {
+			// Copy-before-write: keep the contents the snapshot must see.
+			if err := v.readBlockRaw(ctx, b, *bp); err != nil {
+				return err
+			}
+			if err := v.cbwKeep(s, b, *bp); err != nil {
+				return err
+			}
+		}
+	}
+	if err := v.punch(b0*v.bs, end-b0*v.bs); err != nil {
+		return err
+	}
+	for _, b := range hydrate {
+		v.markHydrated(b) // a hole needs nothing from the source
+	}
+	return nil
 }
 
 // checkRange validates [off, off+n) against the size; v.mu is held.
@@ -490,16 +643,22 @@ func (v *Volume) checkRange(off, n int64) error {
 // modify writes p (or zeros, if zero) to [off, off+n), block by block, each
 // under its stripe lock, doing copy-before-write for blocks a running
 // snapshot has not read yet and hydrating not-yet-hydrated blocks that are
-// partially written.
+// partially written. The range is checked with the first block's
+// bookkeeping, before anything is written.
 func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) error {
-	v.mu.Lock()
-	err := v.checkRange(off, n)
-	v.mu.Unlock()
-	if err != nil {
+	v.fg.touch(v.e.opts.Clock.Now())
+	if n == 0 {
+		v.mu.Lock()
+		err := v.checkRange(off, n)
+		v.mu.Unlock()
 		return err
 	}
-	v.fg.touch(v.e.opts.Clock.Now())
-	var scratch []byte
+	var scratch *[]byte // one block, from the engine's pool when needed
+	defer func() {
+		if scratch != nil {
+			v.e.putBlock(scratch)
+		}
+	}()
 	for pos := int64(0); pos < n; {
 		b := (off + pos) / v.bs
 		bOff := (off + pos) % v.bs
@@ -508,12 +667,13 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 		if !zero {
 			piece = p[pos : pos+l]
 		}
-		if scratch == nil {
-			scratch = make([]byte, v.bs)
+		var check *[2]int64
+		if pos == 0 {
+			check = &[2]int64{off, n}
 		}
 		lk := v.stripe(b)
 		lk.Lock()
-		err := v.modifyBlock(ctx, b, bOff, l, piece, zero, scratch)
+		err := v.modifyBlock(ctx, b, bOff, l, piece, zero, &scratch, check, false)
 		lk.Unlock()
 		if err != nil {
 			return err
@@ -524,9 +684,18 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 }
 
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
-func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch []byte) error {
+// scratch is a one-block buffer taken from the pool when first needed;
+// check, if set, is the whole range to validate first. With nowait, a
+// block that needs copy-before-write or hydration is left alone
+// (errWouldWait).
+func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch **[]byte, check *[2]int64, nowait bool) error {
 	v.mu.Lock()
-	if v.closed {
+	if check != nil {
+		if err := v.checkRange(check[0], check[1]); err != nil {
+			v.mu.Unlock()
+			return err
+		}
+	} else if v.closed {
 		v.mu.Unlock()
 		return ErrClosed
 	}
@@ -534,19 +703,30 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
+	if nowait && (needCopy || needHyd) {
+		v.mu.Unlock()
+		return errWouldWait
+	}
 	v.dirty.set(b)
 	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
 
 	full := bOff == 0 && l == blen
+	var buf []byte
+	if needCopy || (needHyd && !full) || (zero && !full) {
+		if *scratch == nil {
+			*scratch = v.e.getBlock()
+		}
+		buf = **scratch
+	}
 	if needCopy || (needHyd && !full) {
-		if err := v.readBlockRaw(ctx, b, scratch); err != nil {
+		if err := v.readBlockRaw(ctx, b, buf); err != nil {
 			return err
 		}
 	}
 	if needCopy {
 		// Copy-before-write: keep the contents the snapshot must see.
-		if err := v.cbwKeep(s, b, scratch); err != nil {
+		if err := v.cbwKeep(s, b, buf); err != nil {
 			return err
 		}
 	}
@@ -554,18 +734,19 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	var err error
 	switch {
 	case needHyd && !full:
-		// scratch holds the source block: merge the change and write
-		// the whole block, hydrating it.
+		// buf holds the source block: merge the change and write the
+		// whole block, hydrating it.
 		if zero {
-			clear(scratch[bOff : bOff+l])
+			clear(buf[bOff : bOff+l])
 		} else {
-			copy(scratch[bOff:], piece)
+			copy(buf[bOff:], piece)
 		}
-		_, err = v.f.WriteAt(scratch[:blen], pos)
+		_, err = v.f.WriteAt(buf[:blen], pos)
 	case zero && full:
-		err = punchHole(v.f, pos, blen)
+		err = v.punch(pos, blen)
 	case zero:
-		_, err = v.f.WriteAt(make([]byte, l), pos+bOff)
+		clear(buf[:l])
+		_, err = v.f.WriteAt(buf[:l], pos+bOff)
 	default:
 		_, err = v.f.WriteAt(piece, pos+bOff)
 	}
@@ -578,8 +759,12 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	return nil
 }
 
-func punchHole(f *os.File, off, n int64) error {
-	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+// punch deallocates [off, off+n) of the data file; it then reads as zeros.
+func (v *Volume) punch(off, n int64) error {
+	if hk := v.e.hooks.punch; hk != nil {
+		hk(v.id, off, n)
+	}
+	if err := unix.Fallocate(int(v.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
 		return fmt.Errorf("punch hole: %w", err)
 	}
 	return nil

@@ -2,13 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,6 +27,7 @@ func benchCommand() *command {
 	)
 	return &command{name: "bench", globals: outputOnly,
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
+		sub:   []*command{benchNBDCommand()},
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")
 			fs.StringVar(&dataArg, "data", "", "how much of the image holds data, the rest being holes (8GiB, …; default: half)")
@@ -102,32 +102,18 @@ func benchCommand() *command {
 				fmt.Fprintf(e.Stderr, "coffer bench: %s.\nIt takes %s here, and uses up to %s in %s (%s free), %s. Ctrl-C stops it.\n",
 					est.what, wait, sizeText(est.disk), base, sizeText(free), left)
 			}
-			work, err := os.MkdirTemp(base, "coffer-bench-")
+			work, done, err := benchWorkDir(e, base, "bench", keep)
 			if err != nil {
-				return fmt.Errorf("bench: %w", err)
+				return err
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			defer func() {
-				if keep {
-					fmt.Fprintf(e.Stderr, "bench: kept %s\n", work)
-					return
-				}
-				if err := os.RemoveAll(work); err != nil {
-					fmt.Fprintf(e.Stderr, "bench: cleaning up %s: %v\n", work, err)
-				}
-			}()
-			if cpuprofile != "" {
-				f, err := os.Create(cpuprofile)
-				if err != nil {
-					return fmt.Errorf("bench: --cpuprofile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("bench: --cpuprofile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
+			defer done()
+			stopProfile, err := startCPUProfile(cpuprofile, "bench")
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			opts := bench.Options{Size: size, Data: data, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
 				Settle: settle, Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
 			if !quiet {
@@ -140,13 +126,7 @@ func benchCommand() *command {
 			if none {
 				return runErr
 			}
-			if asJSON {
-				enc := json.NewEncoder(e.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-			} else if err := bench.WriteTable(e.Stdout, res); err != nil {
+			if err := printBench(e, asJSON, res, func(w io.Writer) error { return bench.WriteTable(w, res) }); err != nil {
 				return err
 			}
 			return runErr

@@ -41,10 +41,18 @@ type conn struct {
 	exp      *Export
 	size     int64
 	flags    uint16
-	wmu      sync.Mutex // serialises replies
 	inflight sync.WaitGroup
 	slots    chan struct{}
 	budget   *semaphore.Weighted
+
+	// Replies waiting to be written, and whether a request goroutine is
+	// writing them (see send).
+	wmu     sync.Mutex
+	queue   []*outReply
+	spare   []*outReply
+	writing bool
+	broken  bool        // a write failed: the connection is closed
+	iov     net.Buffers // the writer's scratch; only the writer uses it
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -283,6 +291,11 @@ func (c *conn) exportFlags(exp *Export) uint16 {
 		f |= flagSendWriteZeroes
 		if _, ok := exp.Backend.(Trimmer); ok {
 			f |= flagSendTrim
+		}
+		if _, ok := exp.Backend.(Zeroer); ok {
+			// Zeroing through a Zeroer deallocates, which beats
+			// writing zeroes; NO_HOLE zeroing fails fast instead.
+			f |= flagSendFastZero
 		}
 	}
 	if c.structured {

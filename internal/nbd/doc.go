@@ -13,17 +13,25 @@
 // NBD_OPT_STARTTLS (optionally required), NBD_OPT_STRUCTURED_REPLY and
 // NBD_OPT_SET_META_CONTEXT / NBD_OPT_LIST_META_CONTEXT for the
 // "base:allocation" context. In transmission: READ (simple or structured
-// replies, all-zero reads sent as holes), WRITE (with FUA), FLUSH, TRIM,
-// WRITE_ZEROES (with NO_HOLE), BLOCK_STATUS and DISC. Requests on one
-// connection run concurrently, bounded in number and in buffered bytes;
-// replies are written whole under a mutex, so several connections and
-// pipelined requests may share one export (NBD_FLAG_CAN_MULTI_CONN).
+// replies; in a structured reply aligned 4 KiB pages of zeroes are sent as
+// OFFSET_HOLE chunks unless the client sets DF), WRITE (with FUA), FLUSH,
+// TRIM, WRITE_ZEROES (with NO_HOLE, and FAST_ZERO when the backend is a
+// Zeroer), BLOCK_STATUS and DISC. Requests on one connection run
+// concurrently, bounded in number and in buffered bytes: each on a
+// goroutine of its own, except a READ or WRITE that an Inliner backend can
+// complete at once, which the connection's reader serves itself. Each
+// reply is
+// written whole: replies that complete while another is being written are
+// queued and leave together in one writev, so several connections and
+// pipelined requests may share one export (NBD_FLAG_CAN_MULTI_CONN: the
+// backend is shared, so a FLUSH on one connection covers the writes
+// completed on all of them).
 //
 // Extended headers (64-bit lengths) are not implemented; clients fall back
 // to the classic 32-bit request header.
 //
 // A Backend is the exported device; optional capabilities (Writer, Flusher,
-// Trimmer, Zeroer, BlockStatuser) are discovered by type assertion and
+// Trimmer, Zeroer, BlockStatuser, Inliner) are discovered by type assertion and
 // decide which transmission flags are advertised. Package nbdtest holds a
 // sparse-file Backend and a small protocol client for tests.
 package nbd

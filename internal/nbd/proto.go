@@ -30,6 +30,7 @@ const (
 	flagSendWriteZeroes uint16 = 1 << 6
 	flagSendDF          uint16 = 1 << 7
 	flagCanMultiConn    uint16 = 1 << 8
+	flagSendFastZero    uint16 = 1 << 11
 
 	// Options.
 	optExportName      uint32 = 1
@@ -67,10 +68,11 @@ const (
 	cmdWriteZeroes uint16 = 6
 	cmdBlockStatus uint16 = 7
 
-	cmdFlagFUA    uint16 = 1 << 0
-	cmdFlagNoHole uint16 = 1 << 1
-	cmdFlagDF     uint16 = 1 << 2
-	cmdFlagReqOne uint16 = 1 << 3
+	cmdFlagFUA      uint16 = 1 << 0
+	cmdFlagNoHole   uint16 = 1 << 1
+	cmdFlagDF       uint16 = 1 << 2
+	cmdFlagReqOne   uint16 = 1 << 3
+	cmdFlagFastZero uint16 = 1 << 4
 
 	// Structured reply chunk types and flags.
 	replyFlagDone        uint16 = 1 << 0
@@ -90,6 +92,7 @@ const (
 	errnoInval    uint32 = 22
 	errnoNoSpc    uint32 = 28
 	errnoOverflow uint32 = 75
+	errnoNotSup   uint32 = 95
 	errnoShutdown uint32 = 108
 
 	requestSize   = 28

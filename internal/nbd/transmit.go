@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sync/semaphore"
@@ -20,6 +21,17 @@ import (
 // maxExtents bounds the descriptors in one BLOCK_STATUS reply; the client
 // asks again for the rest.
 const maxExtents = 1 << 16
+
+// holeGrain is the granularity at which a structured READ reply sends
+// all-zero parts of the data as OFFSET_HOLE chunks: aligned runs of whole
+// 4 KiB pages (of the export) that read as zeroes cost the client no
+// bytes.
+const holeGrain = 4 << 10
+
+// maxInline is the largest READ or WRITE served on the reader goroutine:
+// copying (and scanning for zero pages) a larger one there would keep the
+// connection's other requests from running alongside it.
+const maxInline = 64 << 10
 
 // zeroes is a shared all-zero buffer; it is only ever read.
 var zeroes = make([]byte, 1<<20)
@@ -30,6 +42,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.br = bufio.NewReaderSize(c.rw, 64<<10)
 	defer c.inflight.Wait()
 
+	inl, _ := exp.Backend.(Inliner)
 	maxReq := uint32(c.srv.maxRequest())
 	var hdr [requestSize]byte
 	for {
@@ -57,7 +70,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 						return
 					}
 				}
-				c.replyErr(req, errnoOverflow, fmt.Sprintf("request length %d exceeds maximum %d", req.length, maxReq))
+				c.replyErr(req, errnoOverflow, fmt.Sprintf("request length %d exceeds maximum %d", req.length, maxReq), nil)
 				continue
 			}
 			weight = int64(req.length)
@@ -71,43 +84,63 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			<-c.slots
 			return
 		}
+		// From here the request holds a slot and weight bytes of the
+		// budget until its reply is written (or dropped).
+		hold := &holding{weight: weight}
 		var payload []byte
 		if req.typ == cmdWrite {
 			payload = getBuf(int(req.length))
 			if _, err := io.ReadFull(c.br, payload); err != nil {
 				putBuf(payload)
-				c.budget.Release(weight)
-				<-c.slots
+				c.release(hold)
 				return
 			}
 		}
-		c.inflight.Add(1)
 		start := c.srv.clock().Now()
+		if inl != nil && c.tryInline(inl, req, payload, hold) {
+			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
+			continue
+		}
+		c.inflight.Add(1)
 		go func() {
 			defer func() {
 				if r := recover(); r != nil {
 					c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
 					c.nc.Close()
+					c.release(hold) // no reply will carry it
 				}
-				c.budget.Release(weight)
-				<-c.slots
 				c.inflight.Done()
 			}()
-			c.handle(req, payload)
+			c.handle(req, payload, hold)
 			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 		}()
 	}
 }
 
-// handle executes one request and sends its reply. payload is the WRITE
-// data (owned by handle).
-func (c *conn) handle(req request, payload []byte) {
+// holding is what a request holds until its reply is written: a slot and
+// some of the connection's byte budget. It is released once.
+type holding struct {
+	weight int64
+	done   atomic.Bool
+}
+
+func (c *conn) release(h *holding) {
+	if h == nil || !h.done.CompareAndSwap(false, true) {
+		return
+	}
+	c.budget.Release(h.weight)
+	<-c.slots
+}
+
+// handle executes one request and queues its reply. payload is the WRITE
+// data (owned by handle); hold is released with the reply.
+func (c *conn) handle(req request, payload []byte, hold *holding) {
 	if payload != nil {
 		defer putBuf(payload)
 	}
 	errno, msg := c.check(req)
 	if errno != 0 {
-		c.replyErr(req, errno, msg)
+		c.replyErr(req, errno, msg, hold)
 		return
 	}
 	b := c.exp.Backend
@@ -115,10 +148,10 @@ func (c *conn) handle(req request, payload []byte) {
 	var err error
 	switch req.typ {
 	case cmdRead:
-		c.read(req)
+		c.read(req, hold)
 		return
 	case cmdBlockStatus:
-		c.blockStatus(req)
+		c.blockStatus(req, hold)
 		return
 	case cmdWrite:
 		_, err = b.(Writer).WriteAt(payload, off)
@@ -130,21 +163,66 @@ func (c *conn) handle(req request, payload []byte) {
 		}
 	case cmdWriteZeroes:
 		z, ok := b.(Zeroer)
-		if ok && req.flags&cmdFlagNoHole == 0 {
+		switch {
+		case ok && req.flags&cmdFlagNoHole == 0:
 			err = z.WriteZeroes(off, n)
-		} else {
+		case req.flags&cmdFlagFastZero != 0:
+			// Writing zero buffers is no faster than the client's own
+			// write: fail at once, changing nothing.
+			c.replyErr(req, errnoNotSup, "zeroing without a hole is not faster than writing", hold)
+			return
+		default:
 			err = writeZeroBuffers(b.(Writer), off, n)
 		}
 	}
 	if err == nil && req.flags&cmdFlagFUA != 0 && req.typ != cmdFlush {
 		err = flush(b)
 	}
+	c.replyDone(req, err, hold)
+}
+
+// tryInline serves a READ, or a WRITE without FUA, on the connection's
+// reader goroutine when the backend can do it without waiting, which
+// saves the hand-off to a request goroutine (and the wake-up of another
+// thread) per request. It reports whether it did and replied; if not,
+// nothing was done and payload is still the caller's.
+func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
+	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.length > maxInline {
+		return false
+	}
+	if errno, _ := c.check(req); errno != 0 {
+		return false // refused on the usual path
+	}
+	off := int64(req.offset)
+	if req.typ == cmdWrite {
+		ok, err := inl.TryWriteAt(payload, off)
+		if ok {
+			putBuf(payload)
+			c.replyDone(req, err, hold)
+		}
+		return ok
+	}
+	buf := getBuf(int(req.length))
+	n, ok, err := inl.TryReadAt(buf, off)
+	if !ok {
+		putBuf(buf)
+		return false
+	}
+	c.replyRead(req, buf, n, err, hold)
+	return true
+}
+
+// replyDone queues the reply to a request without data: success, or the
+// backend's error.
+func (c *conn) replyDone(req request, err error, hold *holding) {
 	if err != nil {
-		c.log.Warn("nbd backend error", "cmd", req.typ, "offset", off, "length", n, "err", err)
-		c.replyErr(req, errnoFor(err), "backend error")
+		c.log.Warn("nbd backend error", "cmd", req.typ, "offset", req.offset, "length", req.length, "err", err)
+		c.replyErr(req, errnoFor(err), "backend error", hold)
 		return
 	}
-	c.replySimple(req.handle, 0, nil)
+	r := c.newReply(hold, 16)
+	putSimpleHeader(r.hdr, req.handle, 0)
+	c.send(r)
 }
 
 // check validates a request against the negotiated flags and the export;
@@ -172,6 +250,9 @@ func (c *conn) check(req request) (uint32, string) {
 	case cmdWriteZeroes:
 		write, inBounds = true, errnoNoSpc
 		allowed |= cmdFlagNoHole
+		if c.flags&flagSendFastZero != 0 {
+			allowed |= cmdFlagFastZero
+		}
 	case cmdBlockStatus:
 		allowed |= cmdFlagReqOne
 		if !c.structured || !c.metaBase {
@@ -200,10 +281,15 @@ func (c *conn) check(req request) (uint32, string) {
 	return 0, ""
 }
 
-func (c *conn) read(req request) {
+func (c *conn) read(req request, hold *holding) {
 	buf := getBuf(int(req.length))
-	defer putBuf(buf)
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
+	c.replyRead(req, buf, n, err, hold)
+}
+
+// replyRead queues the reply to a READ whose n bytes (or error) the
+// backend returned into buf, a pooled buffer the reply takes over.
+func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holding) {
 	if errors.Is(err, io.EOF) && n == len(buf) {
 		err = nil
 	}
@@ -211,30 +297,110 @@ func (c *conn) read(req request) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		putBuf(buf)
 		c.log.Warn("nbd backend read error", "offset", req.offset, "length", req.length, "err", err)
-		c.replyErr(req, errnoFor(err), "read failed")
+		c.replyErr(req, errnoFor(err), "read failed", hold)
 		return
 	}
 	if !c.structured {
-		c.replySimple(req.handle, 0, buf)
+		r := c.newReply(hold, 16)
+		putSimpleHeader(r.hdr, req.handle, 0)
+		r.iov = append(r.iov, r.hdr, buf)
+		r.data = buf
+		c.send(r)
 		return
 	}
-	switch {
-	case len(buf) == 0:
-		c.replyChunk(req.handle, replyFlagDone, replyTypeNone, nil, nil)
-	case allZero(buf):
-		var p [12]byte
-		binary.BigEndian.PutUint64(p[0:8], req.offset)
-		binary.BigEndian.PutUint32(p[8:12], req.length)
-		c.replyChunk(req.handle, replyFlagDone, replyTypeOffsetHole, p[:], nil)
-	default:
-		var p [8]byte
-		binary.BigEndian.PutUint64(p[0:8], req.offset)
-		c.replyChunk(req.handle, replyFlagDone, replyTypeOffsetData, p[:], buf)
+	if len(buf) == 0 {
+		putBuf(buf)
+		r := c.newReply(hold, 20)
+		putChunkHeader(r.hdr, req.handle, replyFlagDone, replyTypeNone, 0)
+		c.send(r)
+		return
 	}
+	// Content chunks: runs of data and, unless the client asked for one
+	// chunk (DF), runs of whole zero pages as holes. With DF an all-zero
+	// read is still one hole.
+	var runs []span
+	if req.flags&cmdFlagDF != 0 || allZero(buf) {
+		runs = []span{{0, len(buf), allZero(buf)}}
+	} else {
+		runs = zeroRuns(buf, req.offset)
+	}
+	r := c.newReply(hold, chunkHeadersLen(runs))
+	r.data = buf
+	h := r.hdr
+	for i, s := range runs {
+		flags := uint16(0)
+		if i == len(runs)-1 {
+			flags = replyFlagDone
+		}
+		off := req.offset + uint64(s.off)
+		if s.zero {
+			putChunkHeader(h, req.handle, flags, replyTypeOffsetHole, 12)
+			binary.BigEndian.PutUint64(h[20:28], off)
+			binary.BigEndian.PutUint32(h[28:32], uint32(s.n))
+			r.iov = append(r.iov, h[:32])
+			h = h[32:]
+			continue
+		}
+		putChunkHeader(h, req.handle, flags, replyTypeOffsetData, uint32(8+s.n))
+		binary.BigEndian.PutUint64(h[20:28], off)
+		r.iov = append(r.iov, h[:28], buf[s.off:s.off+s.n])
+		h = h[28:]
+	}
+	c.send(r)
 }
 
-func (c *conn) blockStatus(req request) {
+// span is a run of a READ buffer: data, or zeroes sent as a hole.
+type span struct {
+	off, n int
+	zero   bool
+}
+
+// zeroRuns cuts buf, read at export offset off, into runs of data and
+// runs of whole holeGrain-aligned pages of zeroes, merged.
+func zeroRuns(buf []byte, off uint64) []span {
+	var runs []span
+	add := func(n int, zero bool) {
+		if k := len(runs) - 1; k >= 0 && runs[k].zero == zero {
+			runs[k].n += n
+			return
+		}
+		start := 0
+		if k := len(runs) - 1; k >= 0 {
+			start = runs[k].off + runs[k].n
+		}
+		runs = append(runs, span{start, n, zero})
+	}
+	pos := 0
+	if head := int((holeGrain - off%holeGrain) % holeGrain); head > 0 {
+		// The part before the first page boundary is sent as data.
+		pos = min(head, len(buf))
+		add(pos, false)
+	}
+	for pos < len(buf) {
+		end := min(pos+holeGrain, len(buf))
+		whole := end-pos == holeGrain
+		add(end-pos, whole && allZero(buf[pos:end]))
+		pos = end
+	}
+	return runs
+}
+
+// chunkHeadersLen is the header bytes the chunks of runs take.
+func chunkHeadersLen(runs []span) int {
+	n := 0
+	for _, s := range runs {
+		if s.zero {
+			n += 32
+		} else {
+			n += 28
+		}
+	}
+	return n
+}
+
+func (c *conn) blockStatus(req request, hold *holding) {
 	off, end := int64(req.offset), int64(req.offset)+int64(req.length)
 	type desc struct{ n, flags uint32 }
 	var ds []desc
@@ -242,7 +408,7 @@ func (c *conn) blockStatus(req request) {
 		exts, err := bs.BlockStatus(off, end-off)
 		if err != nil {
 			c.log.Warn("nbd backend block status error", "offset", off, "length", req.length, "err", err)
-			c.replyErr(req, errnoFor(err), "block status failed")
+			c.replyErr(req, errnoFor(err), "block status failed", hold)
 			return
 		}
 		pos := off
@@ -278,69 +444,164 @@ func (c *conn) blockStatus(req request) {
 	if req.flags&cmdFlagReqOne != 0 {
 		ds = ds[:1]
 	}
-	p := make([]byte, 4+8*len(ds))
+	plen := 4 + 8*len(ds)
+	r := c.newReply(hold, 20+plen)
+	putChunkHeader(r.hdr, req.handle, replyFlagDone, replyTypeBlockStatus, uint32(plen))
+	p := r.hdr[20:]
 	binary.BigEndian.PutUint32(p[0:4], metaContextID)
 	for i, d := range ds {
 		binary.BigEndian.PutUint32(p[4+8*i:], d.n)
 		binary.BigEndian.PutUint32(p[8+8*i:], d.flags)
 	}
-	c.replyChunk(req.handle, replyFlagDone, replyTypeBlockStatus, p, nil)
+	c.send(r)
 }
 
-// replyErr sends an error reply in the negotiated style. A structured
+// replyErr queues an error reply in the negotiated style. A structured
 // reply carries msg; READ errors must be structured once negotiated.
-func (c *conn) replyErr(req request, errno uint32, msg string) {
+func (c *conn) replyErr(req request, errno uint32, msg string, hold *holding) {
 	c.srv.Metrics.requestFailed(req)
 	c.log.Debug("nbd request refused", "cmd", req.typ, "flags", req.flags, "offset", req.offset, "length", req.length, "errno", errno, "why", msg)
 	if !c.structured {
-		c.replySimple(req.handle, errno, nil)
+		r := c.newReply(hold, 16)
+		putSimpleHeader(r.hdr, req.handle, errno)
+		c.send(r)
 		return
 	}
 	if len(msg) > 4096 {
 		msg = msg[:4096]
 	}
-	p := make([]byte, 6+len(msg))
+	r := c.newReply(hold, 20+6+len(msg))
+	putChunkHeader(r.hdr, req.handle, replyFlagDone, replyTypeError, uint32(6+len(msg)))
+	p := r.hdr[20:]
 	binary.BigEndian.PutUint32(p[0:4], errno)
 	binary.BigEndian.PutUint16(p[4:6], uint16(len(msg)))
 	copy(p[6:], msg)
-	c.replyChunk(req.handle, replyFlagDone, replyTypeError, p, nil)
+	c.send(r)
 }
 
-func (c *conn) replySimple(handle uint64, errno uint32, data []byte) {
-	var h [16]byte
+func putSimpleHeader(h []byte, handle uint64, errno uint32) {
 	binary.BigEndian.PutUint32(h[0:4], magicSimpleReply)
 	binary.BigEndian.PutUint32(h[4:8], errno)
 	binary.BigEndian.PutUint64(h[8:16], handle)
-	c.send(h[:], data)
 }
 
-func (c *conn) replyChunk(handle uint64, flags, typ uint16, head, data []byte) {
-	h := make([]byte, 20+len(head))
+func putChunkHeader(h []byte, handle uint64, flags, typ uint16, length uint32) {
 	binary.BigEndian.PutUint32(h[0:4], magicStructReply)
 	binary.BigEndian.PutUint16(h[4:6], flags)
 	binary.BigEndian.PutUint16(h[6:8], typ)
 	binary.BigEndian.PutUint64(h[8:16], handle)
-	binary.BigEndian.PutUint32(h[16:20], uint32(len(head)+len(data)))
-	copy(h[20:], head)
-	c.send(h, data)
+	binary.BigEndian.PutUint32(h[16:20], length)
 }
 
-// send writes one whole reply; a failed write closes the connection, since
+// outReply is one reply waiting to be written: iov are its bytes in order
+// (header bytes live in hdr), data the pooled READ buffer they may point
+// into, hold what its request holds until the reply is written.
+type outReply struct {
+	iov  [][]byte
+	hdr  []byte
+	data []byte
+	hold *holding
+}
+
+var replyPool = sync.Pool{New: func() any { return &outReply{iov: make([][]byte, 0, 8)} }}
+
+// newReply returns a reply with hdr of n bytes (from the buffer pool) and,
+// unless the caller appends its own iov, hdr as its only buffer.
+func (c *conn) newReply(hold *holding, n int) *outReply {
+	r := replyPool.Get().(*outReply)
+	r.hdr = getBuf(n)
+	r.hold = hold
+	return r
+}
+
+// send queues r and writes it. Replies are written by whichever request
+// goroutine finds no write in progress: it writes every reply queued
+// meanwhile with one writev, and more until the queue is empty, so that
+// under load replies leave in batches (one system call for many) and a
+// lone reply still leaves at once. A failed write closes the connection:
 // the client can no longer parse the stream.
-func (c *conn) send(head, data []byte) {
+func (c *conn) send(r *outReply) {
+	if len(r.iov) == 0 {
+		r.iov = append(r.iov, r.hdr)
+	}
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	var err error
-	if len(data) == 0 {
-		_, err = c.rw.Write(head)
-	} else {
-		bufs := net.Buffers{head, data}
-		_, err = bufs.WriteTo(c.rw)
+	c.queue = append(c.queue, r)
+	if c.writing {
+		c.wmu.Unlock()
+		return
 	}
-	if err != nil {
-		c.log.Debug("nbd reply write failed, closing", "err", err)
-		c.nc.Close()
+	c.writing = true
+	for len(c.queue) > 0 {
+		batch := c.queue
+		c.queue = c.spare[:0]
+		failed := c.broken
+		c.wmu.Unlock()
+
+		var err error
+		if !failed {
+			err = c.writeBatch(batch)
+		}
+		for i, r := range batch {
+			c.release(r.hold)
+			putBuf(r.hdr)
+			if r.data != nil {
+				putBuf(r.data)
+			}
+			clear(r.iov)
+			*r = outReply{iov: r.iov[:0]}
+			replyPool.Put(r)
+			batch[i] = nil
+		}
+
+		c.wmu.Lock()
+		c.spare = batch[:0]
+		if err != nil && !c.broken {
+			c.broken = true
+			c.log.Debug("nbd reply write failed, closing", "err", err)
+			c.nc.Close()
+		}
 	}
+	c.writing = false
+	c.wmu.Unlock()
+}
+
+// writeBatch writes the replies of batch, in order: with one writev on a
+// plain TCP connection; gathered into one buffer per 256 KiB on others
+// (TLS, where each Write is a record).
+func (c *conn) writeBatch(batch []*outReply) error {
+	c.iov = c.iov[:0]
+	for _, r := range batch {
+		c.iov = append(c.iov, r.iov...)
+	}
+	defer clear(c.iov)
+	if _, ok := c.rw.(*net.TCPConn); ok {
+		bufs := c.iov // WriteTo consumes its receiver
+		_, err := bufs.WriteTo(c.rw)
+		return err
+	}
+	const gather = 256 << 10
+	buf := getBuf(gather)[:0]
+	defer putBuf(buf[:gather])
+	for _, b := range c.iov {
+		if len(buf)+len(b) > gather && len(buf) > 0 {
+			if _, err := c.rw.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		if len(b) > gather {
+			if _, err := c.rw.Write(b); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = append(buf, b...)
+	}
+	if len(buf) > 0 {
+		_, err := c.rw.Write(buf)
+		return err
+	}
+	return nil
 }
 
 func flush(b Backend) error {
@@ -388,8 +649,8 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// Buffers come from power-of-two size classes, 4 KiB up to 2 GiB.
-const minBufShift = 12
+// Buffers come from power-of-two size classes, 64 bytes up to 2 GiB.
+const minBufShift = 6
 
 var bufPools [32]sync.Pool
 

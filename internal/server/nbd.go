@@ -60,6 +60,20 @@ func (e *volumeExport) WriteAt(p []byte, off int64) (int, error) {
 	return e.a.Volume.WriteAtContext(context.Background(), p, off)
 }
 
+func (e *volumeExport) TryReadAt(p []byte, off int64) (int, bool, error) {
+	if err := e.a.Check(context.Background()); err != nil {
+		return 0, true, err
+	}
+	return e.a.Volume.TryReadAt(p, off)
+}
+
+func (e *volumeExport) TryWriteAt(p []byte, off int64) (bool, error) {
+	if err := e.a.CheckWrite(context.Background()); err != nil {
+		return true, err
+	}
+	return e.a.Volume.TryWriteAt(p, off)
+}
+
 func (e *volumeExport) Flush() error {
 	if err := e.a.Check(context.Background()); err != nil {
 		return err

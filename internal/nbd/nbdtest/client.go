@@ -47,19 +47,23 @@ const (
 	CmdWriteZeroes = 6
 	CmdBlockStatus = 7
 
-	CmdFlagFUA    = 1 << 0
-	CmdFlagNoHole = 1 << 1
-	CmdFlagReqOne = 1 << 3
+	CmdFlagFUA      = 1 << 0
+	CmdFlagNoHole   = 1 << 1
+	CmdFlagDF       = 1 << 2
+	CmdFlagReqOne   = 1 << 3
+	CmdFlagFastZero = 1 << 4
 
 	FlagReadOnly     = 1 << 1
 	FlagSendTrim     = 1 << 5
 	FlagCanMultiConn = 1 << 8
+	FlagSendFastZero = 1 << 11
 
 	EPERM     = 1
 	EIO       = 5
 	EINVAL    = 22
 	ENOSPC    = 28
 	EOVERFLOW = 75
+	ENOTSUP   = 95
 )
 
 // OptionError is a refused option (an NBD_REP_ERR_* reply).
@@ -301,6 +305,10 @@ type Reply struct {
 	Data    []byte   // READ data, holes filled with zeroes
 	Extents []Extent // BLOCK_STATUS descriptors
 	Holes   int      // OFFSET_HOLE chunks seen
+	// HoleSpans are the OFFSET_HOLE chunks' ranges, relative to the
+	// request's offset; DataChunks counts the OFFSET_DATA chunks.
+	HoleSpans  [][2]uint64
+	DataChunks int
 }
 
 // ReadReply reads the reply to the last request; dataLen is the READ
@@ -367,8 +375,14 @@ func (c *Client) ReadReply(off uint64, dataLen uint32) (Reply, error) {
 				return r, errors.New("data chunk outside the request")
 			}
 			copy(r.Data[o:], p[8:])
+			r.DataChunks++
 		case typ == 2 && n == 12: // OFFSET_HOLE
+			o, hl := binary.BigEndian.Uint64(p[0:8])-off, uint64(binary.BigEndian.Uint32(p[8:12]))
+			if o+hl > uint64(dataLen) {
+				return r, errors.New("hole chunk outside the request")
+			}
 			r.Holes++
+			r.HoleSpans = append(r.HoleSpans, [2]uint64{o, hl})
 		case typ == 5 && n >= 12: // BLOCK_STATUS
 			for i := 4; i+8 <= len(p); i += 8 {
 				r.Extents = append(r.Extents, Extent{binary.BigEndian.Uint32(p[i:]), binary.BigEndian.Uint32(p[i+4:])})

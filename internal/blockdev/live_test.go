@@ -1,0 +1,342 @@
+package blockdev
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// TestWriteZeroesPunchesRuns zeroes a range with a partial first block,
+// hundreds of whole blocks and a short last block that ends the volume:
+// the partial block is written with zeros, the whole blocks are punched a
+// run (of at most one block per stripe) at a time, every block is dirty
+// and persisted as dirty before the punch, and a snapshot running
+// meanwhile still sees the old contents.
+func TestWriteZeroesPunchesRuns(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 2<<20 + 512 // 513 blocks, the last one 512 bytes
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(1, 2)), model)
+	if _, err := v.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s0"); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.DirtyBlocks(); n != 0 {
+		t.Fatalf("dirty blocks after a snapshot: %d", n)
+	}
+
+	type punch struct{ off, n int64 }
+	var mu sync.Mutex
+	var punches []punch
+	var persistedAtPunch []bool
+	env.e.hooks.punch = func(_ string, off, n int64) {
+		// What the state file says when the hole is made.
+		sb, err := os.ReadFile(filepath.Join(env.e.volDir("vol"), "state"))
+		st, derr := decodeState(sb)
+		mu.Lock()
+		defer mu.Unlock()
+		punches = append(punches, punch{off, n})
+		covered := err == nil && derr == nil && st.Dirty.covers(off/bs, (off+n+bs-1)/bs)
+		persistedAtPunch = append(persistedAtPunch, covered)
+	}
+	const from = 1000
+	if err := v.WriteZeroes(ctx, from, size-from); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[from:])
+	want := []punch{{bs, 256 * bs}, {257 * bs, size - 257*bs}}
+	if !slices.Equal(punches, want) {
+		t.Errorf("punches %v, want %v", punches, want)
+	}
+	for i, ok := range persistedAtPunch {
+		if !ok {
+			t.Errorf("punch %d: the state file did not hold the blocks as dirty", i)
+		}
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after write zeroes: differs at %d", firstDiff(got, model))
+	}
+	exts, err := v.Extents(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The short last block shares a filesystem block with nothing else
+	// past the end, so it may stay allocated (and read as zeros).
+	if len(exts) < 2 || exts[0] != (Extent{0, bs, false}) || exts[1].Offset != bs || !exts[1].Hole || exts[1].Length < size-bs-512 {
+		t.Errorf("extents %v, want data [0, %d) then a hole to the end or to the last 512 bytes", exts, bs)
+	}
+	if n := v.DirtyBlocks(); n != 513 {
+		t.Errorf("dirty blocks %d, want 513", n)
+	}
+
+	// Zeroing whole blocks that a running snapshot still needs copies them
+	// first: the snapshot is the volume at the swap.
+	if _, err := v.WriteAt(bytes.Repeat([]byte{0xCD}, 64*bs), 10*bs); err != nil {
+		t.Fatal(err)
+	}
+	copy(model[10*bs:], bytes.Repeat([]byte{0xCD}, 64*bs))
+	atSwap := slices.Clone(model)
+	punches = nil
+	env.e.hooks.afterSwap = func(string) {
+		if err := v.WriteZeroes(ctx, 8*bs, 70*bs); err != nil {
+			t.Error(err)
+		}
+	}
+	si, err := env.e.Snapshot(ctx, "vol", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.e.hooks.afterSwap = nil
+	clear(model[8*bs : 78*bs])
+	if len(punches) != 1 {
+		t.Errorf("%d punches for 70 whole blocks, want 1", len(punches))
+	}
+	checkSnapshot(t, env, "s1", atSwap)
+	if si.Stats.CBWBlocks == 0 {
+		t.Error("no block was copied before the punch")
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after zeroing during a snapshot: differs at %d", firstDiff(got, model))
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s2", model)
+}
+
+// TestWriteZeroesWhileHydrating zeroes whole blocks of a restored volume
+// that are not hydrated yet: they need nothing from the snapshot (no chunk
+// is read), read as zeros at once and stay zeros when hydration ends.
+func TestWriteZeroesWhileHydrating(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 4 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(3, 4)), model)
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	release, held := make(chan struct{}), make(chan struct{}, 64)
+	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+		held <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Once a hydration job waits, the hydrator has read all four index
+	// pages and reads nothing more until released.
+	<-held
+	gets := env.chunks.gets.Load()
+	if err := v.WriteZeroes(ctx, 100*bs, 300*bs); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.chunks.gets.Load() - gets; n != 0 {
+		t.Errorf("zeroing whole unhydrated blocks read %d chunks, want 0", n)
+	}
+	clear(model[100*bs : 400*bs])
+	got := make([]byte, 300*bs)
+	if _, err := v.ReadAt(got, 100*bs); err != nil || !bytes.Equal(got, model[100*bs:400*bs]) {
+		t.Fatalf("zeroed range before hydration: %v", err)
+	}
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
+	}
+}
+
+// TestWriteAllocatesNothing: a write within one block, with no snapshot
+// running and nothing to hydrate, takes no scratch buffer (a 64 KiB
+// allocation per 4 KiB write made the small-write path slow).
+func TestWriteAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 64 << 10})
+	v, err := env.e.CreateVolume(ctx, "vol", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bytes.Repeat([]byte{1}, 4096)
+	var off int64
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := v.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		off = (off + 4096) % (1 << 20)
+	})
+	if allocs > 0 {
+		t.Errorf("a 4 KiB write allocates %.1f times, want 0", allocs)
+	}
+}
+
+// TestTryWriteAt: a write within one block that needs nothing else is
+// done at once and counts as a change; one that spans blocks, finds its
+// stripe busy, or hits a block a running snapshot still needs is refused
+// and changes nothing, so the snapshot stays the volume at its swap.
+func TestTryWriteAt(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(5, 6)), model)
+	if _, err := v.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s0"); err != nil {
+		t.Fatal(err)
+	}
+	p := bytes.Repeat([]byte{0xEE}, 1024)
+	if ok, err := v.TryWriteAt(p, bs-512); ok || err != nil {
+		t.Errorf("write across two blocks: ok=%v err=%v, want refused", ok, err)
+	}
+	v.stripe(3).Lock()
+	ok, err := v.TryWriteAt(p, 3*bs)
+	v.stripe(3).Unlock()
+	if ok || err != nil {
+		t.Errorf("write to a block whose stripe is held: ok=%v err=%v, want refused", ok, err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) || v.DirtyBlocks() != 0 {
+		t.Fatalf("refused writes changed the volume (differs at %d) or marked %d blocks dirty", firstDiff(got, model), v.DirtyBlocks())
+	}
+	if ok, err := v.TryWriteAt(p, 5*bs+100); !ok || err != nil {
+		t.Fatalf("plain write: ok=%v err=%v", ok, err)
+	}
+	copy(model[5*bs+100:], p)
+	if v.DirtyBlocks() != 1 {
+		t.Errorf("dirty blocks %d after one write, want 1", v.DirtyBlocks())
+	}
+	if ok, err := v.TryWriteAt(p[:100], size); !ok || !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
+	}
+
+	// During a snapshot: blocks it has not read yet are refused, then
+	// written the usual way (copy-before-write).
+	atSwap := slices.Clone(model)
+	var refused, done bool
+	env.e.hooks.afterSwap = func(string) {
+		ok, err := v.TryWriteAt(p, 5*bs) // dirty since s0: the snapshot reads it
+		refused = !ok && err == nil
+		if _, err := v.WriteAt(p, 5*bs); err != nil {
+			t.Error(err)
+		}
+		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
+		done = ok && err == nil
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	env.e.hooks.afterSwap = nil
+	copy(model[5*bs:], p)
+	copy(model[9*bs:], p)
+	if !refused || !done {
+		t.Errorf("during the snapshot: pending block refused=%v, clean block written=%v; want both", refused, done)
+	}
+	checkSnapshot(t, env, "s1", atSwap)
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("volume differs at %d", firstDiff(got, model))
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s2", model)
+}
+
+// TestTryWhileHydrating: a restored volume that is still hydrating serves
+// no read or write of a block not hydrated yet at once (the usual paths
+// fetch what they need); a hydrated block is read at once.
+func TestTryWhileHydrating(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(7, 8)), model)
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 8192)
+	if n, ok, err := src.TryReadAt(got, 3*bs); !ok || err != nil || n != len(got) || !bytes.Equal(got, model[3*bs:5*bs]) {
+		t.Fatalf("read of cached data: n=%d ok=%v err=%v", n, ok, err)
+	}
+	if _, ok, _ := src.TryReadAt(got, size-100); ok {
+		t.Error("read past the end done at once")
+	}
+	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 3*bs); ok {
+		t.Error("read of a hydrating volume done at once")
+	}
+	p := bytes.Repeat([]byte{0x5A}, bs)
+	if ok, _ := v.TryWriteAt(p, 7*bs); ok {
+		t.Error("write to a block not hydrated yet done at once")
+	}
+	if _, err := v.WriteAt(p[:100], 7*bs); err != nil {
+		t.Fatal(err)
+	}
+	copy(model[7*bs:], p[:100])
+	if n, ok, err := v.TryReadAt(got[:bs], 7*bs); !ok || err != nil || n != bs || !bytes.Equal(got[:bs], model[7*bs:8*bs]) {
+		t.Errorf("read of a block hydrated by a write: n=%d ok=%v err=%v", n, ok, err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 7*bs); ok {
+		t.Error("read of a hydrated and an unhydrated block done at once")
+	}
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := image(t, v); !bytes.Equal(got, model) {
+		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := v.TryReadAt(got, 0); ok {
+		t.Error("read of a closed volume done at once")
+	}
+	if ok, err := v.TryWriteAt(p, 0); !ok || !errors.Is(err, ErrClosed) {
+		t.Errorf("write to a closed volume: ok=%v err=%v, want ErrClosed", ok, err)
+	}
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+)
+
+// benchWorkDir makes the working directory of a bench run inside dir
+// (default $TMPDIR, else the current directory rather than /tmp, which may
+// be a RAM file system). done removes it, or with keep says where it is;
+// name ("bench", "bench nbd") prefixes its messages.
+func benchWorkDir(e *Env, dir, name string, keep bool) (work string, done func(), err error) {
+	if dir == "" {
+		if dir = os.Getenv("TMPDIR"); dir == "" {
+			dir = "."
+		}
+	}
+	work, err = os.MkdirTemp(dir, "coffer-"+strings.ReplaceAll(name, " ", "-")+"-")
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return work, func() {
+		if keep {
+			fmt.Fprintf(e.Stderr, "%s: kept %s\n", name, work)
+			return
+		}
+		if err := os.RemoveAll(work); err != nil {
+			fmt.Fprintf(e.Stderr, "%s: cleaning up %s: %v\n", name, work, err)
+		}
+	}, nil
+}
+
+// startCPUProfile writes a CPU profile to path ("": none) until stop.
+func startCPUProfile(path, name string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: --cpuprofile: %w", name, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: --cpuprofile: %w", name, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// printBench prints a bench result as indented JSON, or with table.
+func printBench(e *Env, asJSON bool, res any, table func(io.Writer) error) error {
+	if !asJSON {
+		return table(e.Stdout)
+	}
+	enc := json.NewEncoder(e.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
+}

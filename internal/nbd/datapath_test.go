@@ -1,0 +1,385 @@
+//go:build linux
+
+package nbd_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"sync"
+	"testing"
+
+	"coffer/internal/nbd"
+	"coffer/internal/nbd/nbdtest"
+	"coffer/internal/testenv"
+)
+
+// TestReadSendsZeroPagesAsHoles: a structured READ sends the aligned 4 KiB
+// pages that read as zeroes as OFFSET_HOLE chunks (merged when adjacent)
+// and the rest as OFFSET_DATA chunks, so a sparse read carries no zero
+// bytes; with DF the reply is one chunk.
+func TestReadSendsZeroPagesAsHoles(t *testing.T) {
+	fx := newProtoFixture(t, nil)
+	c := fx.dial(t, "rw", nbdtest.Options{Structured: true})
+	const at = 2 << 20
+	// data page, two zero pages (written: allocated, yet zeroes), data
+	// page, zero page.
+	img := make([]byte, 5*4096)
+	copy(img[0:4096], bytes.Repeat([]byte{1}, 4096))
+	copy(img[3*4096:4*4096], bytes.Repeat([]byte{2}, 4096))
+	img[3*4096+4095] = 3
+	if _, err := c.WriteAt(img, at); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		flags      uint16
+		off, n     int
+		holes      [][2]uint64
+		dataChunks int
+	}{
+		{"aligned", 0, 0, len(img), [][2]uint64{{4096, 8192}, {16384, 4096}}, 2},
+		// The part before the first page boundary is data even if zero.
+		{"unaligned start", 0, 4096 + 100, len(img) - 4096 - 100, [][2]uint64{{4096 - 100, 4096}, {3*4096 - 100, 4096}}, 2},
+		// A zero tail shorter than a page is sent as data.
+		{"partial zero page at the end", 0, 0, 4*4096 + 1000, [][2]uint64{{4096, 8192}}, 2},
+		{"DF: one chunk", nbdtest.CmdFlagDF, 0, len(img), nil, 1},
+		{"all zeroes with DF: one hole", nbdtest.CmdFlagDF, 4096, 8192, [][2]uint64{{0, 8192}}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(at+tc.off), uint32(tc.n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
+				t.Fatal("data differs")
+			}
+			if !slices.Equal(r.HoleSpans, tc.holes) || r.DataChunks != tc.dataChunks {
+				t.Errorf("holes %v and %d data chunks, want holes %v and %d data chunks", r.HoleSpans, r.DataChunks, tc.holes, tc.dataChunks)
+			}
+		})
+	}
+	c.Disconnect()
+}
+
+// plainBackend is a writable backend without WriteZeroes.
+type plainBackend struct{ f *nbdtest.File }
+
+func (b plainBackend) Size() int64                              { return b.f.Size() }
+func (b plainBackend) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
+func (b plainBackend) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
+
+// TestFastZero: WRITE_ZEROES with FAST_ZERO is advertised when the backend
+// zeroes by deallocating; it succeeds when a hole may be punched and fails
+// at once with ENOTSUP, changing nothing, when NO_HOLE asks for written
+// zeroes. A backend that can only write zero buffers does not advertise it
+// and the flag is refused.
+func TestFastZero(t *testing.T) {
+	fx := newProtoFixture(t, nil)
+	c := fx.dial(t, "rw", nbdtest.Options{Structured: true})
+	if c.Flags&nbdtest.FlagSendFastZero == 0 {
+		t.Fatalf("transmission flags %#x lack SEND_FAST_ZERO", c.Flags)
+	}
+	const at = 1 << 20 // seeded with data
+	if _, err := c.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero, at, 8192, nil); err != nil {
+		t.Fatalf("fast zero: %v", err)
+	}
+	r, err := c.Do(nbdtest.CmdBlockStatus, 0, at, 8192, nil)
+	if err != nil || len(r.Extents) != 1 || r.Extents[0] != (nbdtest.Extent{Length: 8192, Flags: 3}) {
+		t.Fatalf("after fast zero: extents %v, %v; want one hole", r.Extents, err)
+	}
+	before := hashBackend(t, fx.rw)
+	_, err = c.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero|nbdtest.CmdFlagNoHole, at+8192, 8192, nil)
+	wantErrno(t, "fast zero with NO_HOLE", err, nbdtest.ENOTSUP)
+	if hashBackend(t, fx.rw) != before {
+		t.Error("a refused fast zero changed the export")
+	}
+	c.Disconnect()
+
+	ex := &exports{}
+	ex.add("plain", plainBackend{fileBackend(t, 1<<20)}, false)
+	addr, _ := startServer(t, ex, nil)
+	pc, err := nbdtest.Dial(t.Context(), addr, "plain", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if pc.Flags&nbdtest.FlagSendFastZero != 0 {
+		t.Errorf("transmission flags %#x: SEND_FAST_ZERO without a Zeroer", pc.Flags)
+	}
+	if _, err := pc.Do(nbdtest.CmdWriteZeroes, 0, 0, 4096, nil); err != nil {
+		t.Errorf("write zeroes by writing: %v", err)
+	}
+	_, err = pc.Do(nbdtest.CmdWriteZeroes, nbdtest.CmdFlagFastZero, 0, 4096, nil)
+	wantErrno(t, "fast zero not negotiated", err, nbdtest.EINVAL)
+}
+
+// durableBackend models a disk with a volatile cache: writes land in the
+// cache, Flush makes everything written so far durable.
+type durableBackend struct {
+	mu             sync.Mutex
+	cache, durable []byte
+	flushes        int
+}
+
+func (b *durableBackend) Size() int64 { return int64(len(b.cache)) }
+
+func (b *durableBackend) ReadAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return copy(p, b.cache[off:]), nil
+}
+
+func (b *durableBackend) WriteAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return copy(b.cache[off:], p), nil
+}
+
+func (b *durableBackend) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	copy(b.durable, b.cache)
+	b.flushes++
+	return nil
+}
+
+// TestFlushCoversEveryConnection: with multi-conn advertised, a FLUSH on
+// one connection makes durable the writes every connection had completed
+// before it (NBD_FLAG_CAN_MULTI_CONN's promise), here writes pipelined on
+// three other connections.
+func TestFlushCoversEveryConnection(t *testing.T) {
+	const size = 1 << 20
+	b := &durableBackend{cache: make([]byte, size), durable: make([]byte, size)}
+	ex := &exports{}
+	ex.add("disk", b, false)
+	addr, _ := startServer(t, ex, nil)
+	dial := func() *nbdtest.Client {
+		c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if c.Flags&nbdtest.FlagCanMultiConn == 0 {
+			t.Fatalf("transmission flags %#x lack CAN_MULTI_CONN", c.Flags)
+		}
+		return c
+	}
+	flusher := dial()
+	want := make([]byte, size)
+	var wg sync.WaitGroup
+	for w := range 3 {
+		c := dial()
+		wg.Go(func() {
+			// 64 writes in flight at once, then every reply.
+			const n = 64
+			for i := range n {
+				p := bytes.Repeat([]byte{byte(1 + w*n + i)}, 4096)
+				if err := c.SendRequest(nbdtest.CmdWrite, 0, uint64((w*n+i)*4096), 4096, p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			for range n {
+				var h [16]byte // simple replies, in any order
+				if _, err := io.ReadFull(c.Conn, h[:]); err != nil || binary.BigEndian.Uint32(h[4:8]) != 0 {
+					t.Errorf("write reply %x: %v", h, err)
+					return
+				}
+			}
+		})
+		for i := range 64 {
+			copy(want[(w*64+i)*4096:], bytes.Repeat([]byte{byte(1 + w*64 + i)}, 4096))
+		}
+	}
+	wg.Wait()
+	if _, err := flusher.Do(nbdtest.CmdFlush, 0, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.flushes != 1 {
+		t.Errorf("%d backend flushes, want 1", b.flushes)
+	}
+	if !bytes.Equal(b.durable, want) {
+		t.Fatal("a write completed on another connection was not durable after the FLUSH")
+	}
+}
+
+// TestNbdinfoSeesDataPathFeatures: nbdinfo reads what fast clients look
+// for: multi-conn, fast zero, zeroing, trim, flush, FUA, block status and
+// structured replies, and the block-size constraints.
+func TestNbdinfoSeesDataPathFeatures(t *testing.T) {
+	testenv.NeedProgram(t, "nbdinfo")
+	fx := newProtoFixture(t, func(s *nbd.Server) { s.MaxRequest = 32 << 20 })
+	var info struct {
+		Exports []map[string]any `json:"exports"`
+	}
+	out := run(t, "nbdinfo", "--json", nbdURI(fx.addr, "rw"))
+	if err := json.Unmarshal([]byte(out), &info); err != nil || len(info.Exports) != 1 {
+		t.Fatalf("nbdinfo --json: %v\n%s", err, out)
+	}
+	e := info.Exports[0]
+	for _, k := range []string{"can_multi_conn", "can_fast_zero", "can_zero", "can_trim", "can_flush", "can_fua"} {
+		if e[k] != true {
+			t.Errorf("%s = %v, want true", k, e[k])
+		}
+	}
+	for k, v := range map[string]float64{"block_size_minimum": 1, "block_size_preferred": 4096, "block_size_maximum": 32 << 20} {
+		if e[k] != v {
+			t.Errorf("%s = %v, want %v", k, e[k], v)
+		}
+	}
+	contexts := fmt.Sprint(e["contexts"])
+	if !bytes.Contains([]byte(contexts), []byte("base:allocation")) {
+		t.Errorf("contexts %s lack base:allocation", contexts)
+	}
+	if out := run(t, "nbdinfo", "--json", nbdURI(fx.addr, "ro")); !bytes.Contains([]byte(out), []byte(`"can_fast_zero": false`)) {
+		t.Errorf("read-only export: nbdinfo --json\n%s\nwant can_fast_zero false", out)
+	}
+}
+
+// inlineFile is a file backend that is also an Inliner: mode says what its
+// Try methods do. It counts which path served each request.
+type inlineFile struct {
+	*nbdtest.File
+	mu                    sync.Mutex
+	mode                  string // "ok", "refuse" or "fail"
+	tryReads, tryWrites   int
+	slowReads, slowWrites int
+}
+
+func (f *inlineFile) try(write bool) (ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch f.mode {
+	case "refuse":
+		return false, nil
+	case "fail":
+		err = fs.ErrPermission
+	}
+	if write {
+		f.tryWrites++
+	} else {
+		f.tryReads++
+	}
+	return true, err
+}
+
+func (f *inlineFile) TryReadAt(p []byte, off int64) (int, bool, error) {
+	ok, err := f.try(false)
+	if !ok || err != nil {
+		return 0, ok, err
+	}
+	n, err := f.File.ReadAt(p, off)
+	return n, true, err
+}
+
+func (f *inlineFile) TryWriteAt(p []byte, off int64) (bool, error) {
+	ok, err := f.try(true)
+	if !ok || err != nil {
+		return ok, err
+	}
+	_, err = f.File.WriteAt(p, off)
+	return true, err
+}
+
+func (f *inlineFile) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	f.slowReads++
+	f.mu.Unlock()
+	return f.File.ReadAt(p, off)
+}
+
+func (f *inlineFile) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	f.slowWrites++
+	f.mu.Unlock()
+	return f.File.WriteAt(p, off)
+}
+
+// TestInlineRequests: with an Inliner backend, READ and WRITE are served
+// by its Try methods when they accept, with their errors answered as
+// usual; when they refuse (or for a FUA write) the request takes the usual
+// path; the data is right either way.
+func TestInlineRequests(t *testing.T) {
+	f := &inlineFile{File: fileBackend(t, 1<<20), mode: "ok"}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	addr, _ := startServer(t, ex, nil)
+	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	counts := func() [4]int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return [4]int{f.tryReads, f.tryWrites, f.slowReads, f.slowWrites}
+	}
+	p := bytes.Repeat([]byte("inline!!"), 512)
+	if _, err := c.WriteAt(p, 4096); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(p))
+	if _, err := c.ReadAt(got, 4096); err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("inline read back: %v", err)
+	}
+	if n := counts(); n != [4]int{1, 1, 0, 0} {
+		t.Errorf("accepting Try methods: [try reads, try writes, reads, writes] = %v, want [1 1 0 0]", n)
+	}
+	// A large read is not served inline: its copy would hold up the
+	// connection's other requests.
+	big := make([]byte, 1<<20)
+	if _, err := c.ReadAt(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != [4]int{1, 1, 1, 0} {
+		t.Errorf("1 MiB read: %v, want it served by ReadAt", n)
+	}
+	// FUA needs a flush after the write: never inline.
+	if _, err := c.Do(nbdtest.CmdWrite, nbdtest.CmdFlagFUA, 0, 4096, p[:4096]); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n[3] != 1 {
+		t.Errorf("FUA write: %v, want it served by WriteAt", n)
+	}
+
+	f.mu.Lock()
+	f.mode = "refuse"
+	f.mu.Unlock()
+	q := bytes.Repeat([]byte("usual..."), 512)
+	if _, err := c.WriteAt(q, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
+		t.Fatalf("read back on the usual path: %v", err)
+	}
+	if n := counts(); n != [4]int{1, 1, 2, 2} {
+		t.Errorf("refusing Try methods: %v, want [1 1 2 2]", n)
+	}
+
+	f.mu.Lock()
+	f.mode = "fail"
+	f.mu.Unlock()
+	before := hashBackend(t, f.File)
+	_, err = c.WriteAt(p, 0)
+	wantErrno(t, "failed inline write", err, nbdtest.EPERM)
+	_, err = c.ReadAt(got, 0)
+	wantErrno(t, "failed inline read", err, nbdtest.EPERM)
+	if hashBackend(t, f.File) != before {
+		t.Error("a failed inline write changed the export")
+	}
+	// The connection still works after errors.
+	f.mu.Lock()
+	f.mode = "ok"
+	f.mu.Unlock()
+	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
+		t.Fatalf("read after errors: %v", err)
+	}
+}

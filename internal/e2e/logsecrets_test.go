@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"coffer/internal/client"
+	"coffer/internal/cluster"
 	"coffer/internal/nbd/nbdtest"
 	"coffer/internal/notify/notifytest"
 	"coffer/internal/rbac"
@@ -54,6 +56,26 @@ func TestLogsHoldNoSecret(t *testing.T) {
 	ctx := context.Background()
 	logs := &lockedBuffer{}
 	env := Start(t, Options{Log: logs})
+	// The grant and token-signing keys are secrets every node shares, kept
+	// in the metadata store; notify.key is a file of the data dir.
+	keys := map[string][]byte{}
+	for f, name := range map[string]string{"grant key": "grant-key", "signing key": "token-signing-key"} {
+		b, err := cluster.Secret(ctx, env.Server.Store(), name, func() ([]byte, error) {
+			return nil, fmt.Errorf("no shared secret %s", name)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[f] = b
+	}
+	if seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(keys["signing key"]))); err == nil {
+		keys["signing key seed"] = seed // stored as a base64 Ed25519 seed
+	}
+	nk, err := os.ReadFile(filepath.Join(env.DataDir, "notify.key")) // raw random bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys["notify.key"] = nk
 	admin := env.Client("")
 	// The monitor writes the job lines from the store; its first
 	// evaluation (on a new data dir) must come before the first job.
@@ -212,21 +234,6 @@ func TestLogsHoldNoSecret(t *testing.T) {
 		if parts := strings.Split(s, "."); len(parts) == 3 && strings.Contains(log, parts[2]) {
 			t.Errorf("the log holds the signature of the %s", what)
 		}
-	}
-	keys := map[string][]byte{}
-	for _, f := range []string{"grant.key", "notify.key"} { // raw random bytes
-		b, err := os.ReadFile(filepath.Join(env.DataDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[f] = b
-	}
-	b, err := os.ReadFile(filepath.Join(env.DataDir, "signing.key")) // a base64 Ed25519 seed
-	if err != nil {
-		t.Fatal(err)
-	}
-	if keys["signing.key"], err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b))); err != nil {
-		t.Fatalf("signing.key: %v", err)
 	}
 	for f, key := range keys {
 		for enc, form := range keyForms(key) {

@@ -132,21 +132,7 @@ func TestWriteZeroesWhileHydrating(t *testing.T) {
 	if _, err := src.WriteAt(model, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
-		t.Fatal(err)
-	}
-	release, held := make(chan struct{}), make(chan struct{}, 64)
-	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
-		held <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-	}
-	v, err := env.e.RestoreVolume(ctx, "s", "dst")
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, held, release := restoreHeld(t, env, "src")
 	// Once a hydration job waits, the hydrator has read all four index
 	// pages and reads nothing more until released.
 	<-held
@@ -292,20 +278,7 @@ func TestTryWhileHydrating(t *testing.T) {
 	if _, ok, _ := src.TryReadAt(got, size-100); ok {
 		t.Error("read past the end done at once")
 	}
-	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-	}
-	v, err := env.e.RestoreVolume(ctx, "s", "dst")
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _, release := restoreHeld(t, env, "src")
 	if _, ok, _ := v.TryReadAt(got, 3*bs); ok {
 		t.Error("read of a hydrating volume done at once")
 	}
@@ -339,4 +312,31 @@ func TestTryWhileHydrating(t *testing.T) {
 	if ok, err := v.TryWriteAt(p, 0); !ok || !errors.Is(err, ErrClosed) {
 		t.Errorf("write to a closed volume: ok=%v err=%v, want ErrClosed", ok, err)
 	}
+}
+
+// restoreHeld snapshots volume src as "s" and restores it as "dst" with
+// its hydration held: each hydration job reports on held and then waits
+// until the caller closes release (or its context ends).
+func restoreHeld(t *testing.T, env *testEnv, src string) (v *Volume, held <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.e.Snapshot(ctx, src, "s"); err != nil {
+		t.Fatal(err)
+	}
+	release, h := make(chan struct{}), make(chan struct{}, 64)
+	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+		select {
+		case h <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, h, release
 }

@@ -21,6 +21,7 @@ import (
 	"coffer/internal/client"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
+	"coffer/internal/rbac"
 )
 
 // dpEnv is a server with the Azure SDK clients of the disk backup flow.
@@ -345,4 +346,32 @@ func (e *dpEnv) recoveryPoints(t *testing.T, rg, vault, bi string, opts *armdata
 		out = append(out, page.Value...)
 	}
 	return out
+}
+
+// protectedDisk sets up the how-to's starting point: groups rg-disks,
+// rg-snaps, rg-vault and rg-restore; a disk rg-disks/data1 with size bytes
+// of fill; vault1 with DiskPolicy; the vault identity's three roles; the
+// disk protected as data1-bi and backed up once. It returns the disk and
+// the hash of its contents at the backup.
+func (e *dpEnv) protectedDisk(t *testing.T, loc string, fill byte, size int64) (armcompute.Disk, string) {
+	t.Helper()
+	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
+		e.group(t, g, loc)
+	}
+	src := e.disk(t, "rg-disks", "data1", loc, "StandardSSD_LRS")
+	e.write(t, "rg-disks", "data1", fill, 0, size)
+	want := e.hash(t, "rg-disks", "data1")
+	v := e.vault(t, "rg-vault", "vault1", loc)
+	pol := e.policy(t, "rg-vault", "vault1", "DiskPolicy", defaultPolicy())
+	snapRG := "/subscriptions/" + e.sub + "/resourceGroups/rg-snaps"
+	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskBackupReader, *src.ID)
+	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskSnapshotContributor, snapRG)
+	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskRestoreOperator, "/subscriptions/"+e.sub+"/resourceGroups/rg-restore")
+	if _, err := e.protect("rg-vault", "vault1", "data1-bi", biBody(*src.ID, loc, *pol.ID, snapRG)); err != nil {
+		t.Fatalf("protect: %v", err)
+	}
+	if j := e.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
+		t.Fatalf("backup: %+v", j)
+	}
+	return src, want
 }

@@ -8,7 +8,6 @@ import (
 	"coffer/internal/blobstore/s3/s3test"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
-	"coffer/internal/rbac"
 	"coffer/internal/store"
 	"coffer/internal/store/postgres/pgtest"
 )
@@ -48,24 +47,7 @@ func TestTwoNodes(t *testing.T) {
 	b := joinDP(t, a, ob)
 
 	const loc = "local"
-	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
-		a.group(t, g, loc)
-	}
-	src := a.disk(t, "rg-disks", "data1", loc, "StandardSSD_LRS")
-	a.write(t, "rg-disks", "data1", 0x5A, 0, 24<<20)
-	want := a.hash(t, "rg-disks", "data1")
-	v := a.vault(t, "rg-vault", "vault1", loc)
-	pol := a.policy(t, "rg-vault", "vault1", "DiskPolicy", defaultPolicy())
-	snapRG := "/subscriptions/" + a.sub + "/resourceGroups/rg-snaps"
-	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskBackupReader, *src.ID)
-	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskSnapshotContributor, snapRG)
-	a.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskRestoreOperator, "/subscriptions/"+a.sub+"/resourceGroups/rg-restore")
-	if _, err := a.protect("rg-vault", "vault1", "data1-bi", biBody(*src.ID, loc, *pol.ID, snapRG)); err != nil {
-		t.Fatalf("protect: %v", err)
-	}
-	if j := a.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
-		t.Fatalf("backup: %+v", j)
-	}
+	src, want := a.protectedDisk(t, loc, 0x5A, 24<<20)
 	home := func(e *dpEnv, diskID string) string {
 		t.Helper()
 		var h string

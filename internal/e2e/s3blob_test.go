@@ -11,7 +11,6 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"coffer/internal/blobstore/s3/s3test"
-	"coffer/internal/rbac"
 	"coffer/internal/store/postgres/pgtest"
 )
 
@@ -43,25 +42,7 @@ func backupAndRestoreOnS3(t *testing.T, o Options) *dpEnv {
 	o.Blob, o.S3Endpoint, o.S3PathStyle = "s3://"+bucket+"/coffer", srv.Endpoint, true
 	e := startDP(t, o)
 	const loc = "local"
-	for _, g := range []string{"rg-disks", "rg-snaps", "rg-vault", "rg-restore"} {
-		e.group(t, g, loc)
-	}
-	src := e.disk(t, "rg-disks", "data1", loc, "StandardSSD_LRS")
-	e.write(t, "rg-disks", "data1", 0xC3, 0, 40<<20)
-	want := e.hash(t, "rg-disks", "data1")
-
-	v := e.vault(t, "rg-vault", "vault1", loc)
-	pol := e.policy(t, "rg-vault", "vault1", "DiskPolicy", defaultPolicy())
-	snapRG := "/subscriptions/" + e.sub + "/resourceGroups/rg-snaps"
-	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskBackupReader, *src.ID)
-	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskSnapshotContributor, snapRG)
-	e.grantRole(t, *v.Identity.PrincipalID, rbac.RoleDiskRestoreOperator, "/subscriptions/"+e.sub+"/resourceGroups/rg-restore")
-	if _, err := e.protect("rg-vault", "vault1", "data1-bi", biBody(*src.ID, loc, *pol.ID, snapRG)); err != nil {
-		t.Fatalf("protect: %v", err)
-	}
-	if j := e.backupNow(t, "rg-vault", "vault1", "data1-bi", "BackupHourly", "Default"); *j.Status != "Completed" {
-		t.Fatalf("backup: %+v", j)
-	}
+	_, want := e.protectedDisk(t, loc, 0xC3, 40<<20)
 	// The disk changes after the backup; the restore must show the
 	// recovery point's instant, read back from the bucket.
 	e.write(t, "rg-disks", "data1", 0xD4, 8<<20)

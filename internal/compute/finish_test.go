@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"coffer/internal/compute"
+	"coffer/internal/resource"
 )
 
 // TestFinishRunsAgain: the durable operations that create a snapshot and
@@ -17,19 +18,9 @@ import (
 func TestFinishRunsAgain(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	src := f.emptyDisk(t, "rg", "src")
-	sd, err := f.svc.GetDisk(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol, err := f.svc.Engine.OpenVolume(ctx, sd.UniqueID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := bytes.Repeat([]byte("copied "), 30000)
-	if _, err := vol.WriteAt(data, 4<<20); err != nil {
-		t.Fatal(err)
-	}
+	sd := f.writtenDisk(t, "rg", "src", data, 4<<20)
+	src := resource.MustParse(sd.ID)
 
 	// A snapshot whose block-engine snapshot an interrupted run took.
 	snap := compute.SnapshotID(f.sub, "rg", "snap")

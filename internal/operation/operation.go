@@ -307,14 +307,19 @@ func (m *Manager) finish(rec *Record, result any, err error) {
 		rec.ErrorKind = rec.Error.Kind
 		return
 	}
-	rec.Status = Succeeded
-	if result != nil {
-		if raw, ok := result.(json.RawMessage); ok {
-			rec.Result = raw
-		} else if b, merr := json.Marshal(result); merr == nil {
-			rec.Result = b
+	if result == nil {
+		rec.Status = Succeeded
+		return
+	}
+	raw, ok := result.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(result); err != nil {
+			m.finish(rec, nil, fmt.Errorf("encode the result: %w", err))
+			return
 		}
 	}
+	rec.Status, rec.Result = Succeeded, raw
 }
 
 func (m *Manager) logger() *slog.Logger {

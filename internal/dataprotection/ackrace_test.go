@@ -2,6 +2,7 @@ package dataprotection_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -96,5 +97,37 @@ func TestRecoverJobsSparesOtherNodesJobs(t *testing.T) {
 	e.drain()
 	if j := e.job(queued); j.Properties.Status != string(job.Completed) {
 		t.Fatalf("the other node's backup: %s", j.Properties.Status)
+	}
+}
+
+// TestPausedBackupWorkerEndsNothing: a worker pauses in the middle of a
+// backup, past its lease; another worker takes the task over and
+// completes the backup; the paused one, going on, ends nothing — its end
+// of the job fails with job.ErrLeaseLost — and the backup has one
+// recovery point.
+func TestPausedBackupWorkerEndsNothing(t *testing.T) {
+	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused, ok, err := e.queue.Lease(e.ctx, "node-a/1")
+	if err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	e.disks.after = func(ctx context.Context) error {
+		e.disks.after = nil
+		// node-a pauses with its snapshot taken; node-b takes over.
+		e.clk.Advance(e.queue.LeaseDuration)
+		e.drain()
+		return nil
+	}
+	if err := e.svc.ExecBackup(e.ctx, paused); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("the paused worker's backup: %v, want job.ErrLeaseLost", err)
+	}
+	if j := e.job(jobID); j.Properties.Status != string(job.Completed) || len(e.rps(s.bi)) != 1 {
+		t.Fatalf("after both: job %s, %d recovery points", j.Properties.Status, len(e.rps(s.bi)))
 	}
 }

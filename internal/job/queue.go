@@ -258,6 +258,18 @@ func (q *Queue) AckTx(ctx context.Context, tx store.Tx, t Task) error {
 	return nil
 }
 
+// CompleteTx acks t in the caller's transaction as the end of the work
+// written there too (a job's or an operation's outcome). Unlike AckTx, a
+// task that is gone is ErrLeaseLost as well: tasks are never queued twice,
+// so another worker took the task over and finished it.
+func (q *Queue) CompleteTx(ctx context.Context, tx store.Tx, t Task) error {
+	err := q.AckTx(ctx, tx, t)
+	if errors.Is(err, ErrNoTask) {
+		return fmt.Errorf("task %s was finished by another worker: %w", t.ID, ErrLeaseLost)
+	}
+	return err
+}
+
 // Ack removes a finished task.
 func (q *Queue) Ack(ctx context.Context, t Task) error {
 	err := q.Store.Update(ctx, func(tx store.Tx) error { return q.AckTx(ctx, tx, t) })

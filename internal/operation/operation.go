@@ -247,15 +247,11 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 	}
 	m.finish(&rec, result, herr)
 	err = m.Store.Update(ctx, func(tx store.Tx) error {
-		if err := m.Queue.AckTx(ctx, tx, t); err != nil {
+		if err := m.Queue.CompleteTx(ctx, tx, t); err != nil {
 			return err
 		}
 		return putTx(ctx, tx, rec)
 	})
-	if errors.Is(err, job.ErrNoTask) {
-		// Tasks are never queued twice: another worker finished it.
-		return fmt.Errorf("complete operation %s: another worker finished its task: %w", rec.ID, job.ErrLeaseLost)
-	}
 	if err != nil {
 		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
 	}

@@ -44,7 +44,36 @@ func (s *Server) RegisterCompute(c Compute) {
 		s.Handle(h.routes(typ)...)
 		s.HandleResult(accessKind(typ), h.accessResult)
 	}
+	// The copy of a disk and the taking of a snapshot run as durable
+	// operations on the home node of the disk they read; FinishDisk and
+	// FinishSnapshot are idempotent (see their docs).
+	s.Operations.Register(opDiskCreate, finishing(compute.TypeDisks, func(ctx context.Context, id resource.ID) error {
+		_, err := c.Service.FinishDisk(ctx, id)
+		return err
+	}))
+	s.Operations.Register(opSnapshotCreate, finishing(compute.TypeSnapshots, func(ctx context.Context, id resource.ID) error {
+		_, err := c.Service.FinishSnapshot(ctx, id)
+		return err
+	}))
 }
+
+// finishing is the handler of an operation that finishes the creation of
+// the resource of type typ it acts on.
+func finishing(typ string, finish func(ctx context.Context, id resource.ID) error) operation.Handler {
+	return func(ctx context.Context, rec operation.Record) (any, error) {
+		id, err := compute.ParseID(typ, rec.ResourceID)
+		if err != nil {
+			return nil, err
+		}
+		return nil, finish(ctx, id)
+	}
+}
+
+// The kinds of Compute's durable operations.
+const (
+	opDiskCreate     = "disks/create"
+	opSnapshotCreate = "snapshots/create"
+)
 
 // accessKind is the operation kind of beginGetAccess on a resource type.
 func accessKind(typ string) string { return typ + "/beginGetAccess" }
@@ -138,9 +167,8 @@ func (h *computeHandlers) putDisk(ctx context.Context, r *Request) (*Response, e
 	if finish == nil {
 		return JSON(http.StatusOK, diskJSON(d, h.now())).SetHeader("ETag", ETag(d.ETag)), nil
 	}
-	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: d.ID, Kind: "disks/create", Location: d.Location,
-		CreatedBy: r.Principal.ID, ReadAction: compute.ActionDiskRead},
-		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: d.ID, Kind: opDiskCreate, Location: d.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionDiskRead, Disk: d.ID}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +271,8 @@ func (h *computeHandlers) putSnapshot(ctx context.Context, r *Request) (*Respons
 	if finish == nil {
 		return JSON(http.StatusOK, snapshotJSON(sn, h.now())).SetHeader("ETag", ETag(sn.ETag)), nil
 	}
-	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: sn.ID, Kind: "snapshots/create", Location: sn.Location,
-		CreatedBy: r.Principal.ID, ReadAction: compute.ActionSnapshotRead},
-		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: sn.ID, Kind: opSnapshotCreate, Location: sn.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionSnapshotRead, Disk: sn.CreationData.SourceResourceID}, nil)
 	if err != nil {
 		return nil, err
 	}

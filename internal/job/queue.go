@@ -258,6 +258,18 @@ func (q *Queue) AckTx(ctx context.Context, tx store.Tx, t Task) error {
 	return nil
 }
 
+// CompleteTx acks t in the caller's transaction as the end of the work
+// written there too (a job's or an operation's outcome). Unlike AckTx, a
+// task that is gone is ErrLeaseLost as well: tasks are never queued twice,
+// so another worker took the task over and finished it.
+func (q *Queue) CompleteTx(ctx context.Context, tx store.Tx, t Task) error {
+	err := q.AckTx(ctx, tx, t)
+	if errors.Is(err, ErrNoTask) {
+		return fmt.Errorf("task %s was finished by another worker: %w", t.ID, ErrLeaseLost)
+	}
+	return err
+}
+
 // Ack removes a finished task.
 func (q *Queue) Ack(ctx context.Context, t Task) error {
 	err := q.Store.Update(ctx, func(tx store.Tx) error { return q.AckTx(ctx, tx, t) })
@@ -294,8 +306,42 @@ func (q *Queue) Nack(ctx context.Context, t Task, cause error) (dead bool, err e
 	return dead, err
 }
 
+// Later is the error a task's handler returns when its work waits on
+// something else (another task's job): the worker releases the task to be
+// delivered again After from now (Defer), which does not count as a failed
+// delivery.
+type Later struct{ After time.Duration }
+
+func (l *Later) Error() string { return fmt.Sprintf("the task waits; run it again in %s", l.After) }
+
+// Defer releases a leased task to be delivered again after d. The
+// delivery it used does not count towards its limit (MaxAttempts grows
+// with Attempts, which stays the lease's epoch: a later lease is still a
+// newer one). Like Ack, it is refused with ErrLeaseLost when t's lease
+// has passed to another worker.
+func (q *Queue) Defer(ctx context.Context, t Task, d time.Duration) error {
+	_, err := q.leased(ctx, t, func(cur *Task) {
+		cur.State = StatePending
+		cur.LeaseOwner, cur.LeaseExpiry = "", time.Time{}
+		cur.NotBefore = q.Clock.Now().UTC().Add(d)
+		cur.MaxAttempts++
+	})
+	if err != nil {
+		return fmt.Errorf("defer %s: %w", t.ID, err)
+	}
+	q.wake()
+	return nil
+}
+
 // Extend renews a lease (long tasks call it as they make progress).
 func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
+	return q.leased(ctx, t, func(cur *Task) { cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration) })
+}
+
+// leased applies fn to the stored state of t and writes it, in one
+// transaction, if t's lease is still its worker's (ErrLeaseLost
+// otherwise); it returns the state written.
+func (q *Queue) leased(ctx context.Context, t Task, fn func(cur *Task)) (Task, error) {
 	var out Task
 	err := q.Store.Update(ctx, func(tx store.Tx) error {
 		cur, err := q.Backend.Get(ctx, tx, t.ID)
@@ -305,7 +351,7 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 		if err := owned(cur, t); err != nil {
 			return err
 		}
-		cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration)
+		fn(&cur)
 		if err := q.Backend.Replace(ctx, tx, cur); err != nil {
 			return err
 		}

@@ -131,7 +131,7 @@ type Service struct {
 	// Home, when set, is called in the transaction that records a new
 	// disk, to record that its volume lives on this node (several nodes
 	// share the store: cluster.SetHome).
-	Home func(ctx context.Context, tx store.Tx, diskID string) error
+	Home func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
 	// HydrationObserver, when set, hears when the hydration of disk
 	// diskID stalls for lack of space (stall is the error) and when it
 	// moves again or ends (stall nil).

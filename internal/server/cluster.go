@@ -51,11 +51,14 @@ type member struct {
 	// run there. On SQLite there is one node and no home is recorded (a
 	// renamed host keeps its disks).
 	shared bool
+	// placement picks the node that creates a new disk or a restored one
+	// (--placement).
+	placement cluster.Placement
 }
 
 // setHome records that diskID lives on this node (compute.Service.Home).
-func (m *member) setHome(ctx context.Context, tx store.Tx, diskID string) error {
-	return cluster.SetHome(ctx, tx, diskID, m.name)
+func (m *member) setHome(ctx context.Context, tx store.Tx, diskID, uniqueID string) error {
+	return cluster.SetHome(ctx, tx, diskID, uniqueID, m.name)
 }
 
 func (s *Server) openMember() error {
@@ -63,11 +66,22 @@ func (s *Server) openMember() error {
 	if err != nil {
 		return err
 	}
+	placement, err := cluster.ParsePlacement(s.cfg.Placement)
+	if err != nil {
+		return err
+	}
 	s.member = &member{name: name, incarnation: identity.NewGUID(),
-		registry: &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
-		leases:   &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
-		shared:   s.meta.Kind == "postgres"}
+		registry:  &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
+		leases:    &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
+		shared:    s.meta.Kind == "postgres",
+		placement: placement}
 	return nil
+}
+
+// place names the node that creates a restored disk
+// (dataprotection.Service.Place).
+func (m *member) place(ctx context.Context) (string, error) {
+	return m.registry.Place(ctx, m.placement, m.name)
 }
 
 // NodeName is the name this server registers under (--node-name).

@@ -47,6 +47,7 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
 	if s.member.shared {
 		svc.Home = cluster.Home
+		svc.Place = s.member.place
 	}
 	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)

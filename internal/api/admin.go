@@ -24,10 +24,13 @@ type Maintenance interface {
 // at once. Only tenant administrators may call them.
 func (s *Server) RegisterAdmin(m Maintenance) {
 	v := IdentityVersions
+	// Each runs as a durable operation on any node; verifying, collecting
+	// and rebuilding again from the start is harmless.
 	long := func(kind string, fn func(context.Context) (any, error)) func(context.Context, *Request) (*Response, error) {
+		s.Operations.Register("admin/"+kind, func(ctx context.Context, _ operation.Record) (any, error) { return fn(ctx) })
 		return func(ctx context.Context, r *Request) (*Response, error) {
 			op, err := s.Operations.Start(ctx, operation.Record{ResourceID: "/providers/Coffer.Admin", Kind: "admin/" + kind,
-				CreatedBy: r.Principal.ID}, fn)
+				CreatedBy: r.Principal.ID}, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -45,7 +45,32 @@ func (s *Server) RegisterCompute(c Compute) {
 		s.Handle(h.routes(typ)...)
 		s.HandleResult(accessKind(typ), h.accessResult)
 	}
+	// The copy of a disk and the taking of a snapshot run as durable
+	// operations on the home node of the disk they read; FinishDisk and
+	// FinishSnapshot are idempotent (see their docs).
+	s.Operations.Register(opDiskCreate, func(ctx context.Context, rec operation.Record) (any, error) {
+		id, err := compute.ParseID(compute.TypeDisks, rec.ResourceID)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.Service.FinishDisk(ctx, id)
+		return nil, err
+	})
+	s.Operations.Register(opSnapshotCreate, func(ctx context.Context, rec operation.Record) (any, error) {
+		id, err := compute.ParseID(compute.TypeSnapshots, rec.ResourceID)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.Service.FinishSnapshot(ctx, id)
+		return nil, err
+	})
 }
+
+// The kinds of Compute's durable operations.
+const (
+	opDiskCreate     = "disks/create"
+	opSnapshotCreate = "snapshots/create"
+)
 
 // accessKind is the operation kind of beginGetAccess on a resource type.
 func accessKind(typ string) string { return typ + "/beginGetAccess" }
@@ -146,9 +171,8 @@ func (h *computeHandlers) putDisk(ctx context.Context, r *Request) (*Response, e
 	if finish == nil {
 		return JSON(http.StatusOK, diskJSON(d, h.now())).SetHeader("ETag", ETag(d.ETag)), nil
 	}
-	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: d.ID, Kind: "disks/create", Location: d.Location,
-		CreatedBy: r.Principal.ID, ReadAction: compute.ActionDiskRead},
-		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: d.ID, Kind: opDiskCreate, Location: d.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionDiskRead, Disk: d.ID}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -251,9 +275,8 @@ func (h *computeHandlers) putSnapshot(ctx context.Context, r *Request) (*Respons
 	if finish == nil {
 		return JSON(http.StatusOK, snapshotJSON(sn, h.now())).SetHeader("ETag", ETag(sn.ETag)), nil
 	}
-	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: sn.ID, Kind: "snapshots/create", Location: sn.Location,
-		CreatedBy: r.Principal.ID, ReadAction: compute.ActionSnapshotRead},
-		func(ctx context.Context) (any, error) { _, err := finish(ctx); return nil, err })
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: sn.ID, Kind: opSnapshotCreate, Location: sn.Location,
+		CreatedBy: r.Principal.ID, ReadAction: compute.ActionSnapshotRead, Disk: sn.CreationData.SourceResourceID}, nil)
 	if err != nil {
 		return nil, err
 	}

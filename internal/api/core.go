@@ -45,6 +45,7 @@ func (s *Server) RegisterCore(c Core) {
 	s.Handle(h.resourceRoutes()...)
 	s.Handle(h.authorizationRoutes()...)
 	s.Handle(s.operationRoutes(OperationVersions)...)
+	s.Operations.Register(opGroupDelete, h.deleteGroupContents)
 }
 
 type coreHandlers struct {
@@ -426,6 +427,19 @@ func (h *coreHandlers) listGroups(ctx context.Context, r *Request) (*Response, e
 	return h.s.Paginate(r, items, keys)
 }
 
+// opGroupDelete is the kind of a resource group's deletion.
+const opGroupDelete = "resourceGroups/delete"
+
+// deleteGroupContents runs the operation of a resource group's deletion:
+// DeleteGroupContents deletes what is left, so it may run again.
+func (h *coreHandlers) deleteGroupContents(ctx context.Context, rec operation.Record) (any, error) {
+	id, err := resource.Parse(rec.ResourceID)
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.c.Tenant.DeleteGroupContents(ctx, id)
+}
+
 // deleteGroup deletes a group and everything in it as a long-running
 // operation: 202 with a Location to poll, as ARM does.
 func (h *coreHandlers) deleteGroup(ctx context.Context, r *Request) (*Response, error) {
@@ -437,9 +451,8 @@ func (h *coreHandlers) deleteGroup(ctx context.Context, r *Request) (*Response, 
 	if !existed {
 		return &Response{Status: http.StatusNoContent}, nil // ARM: deleting a missing group is 204
 	}
-	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: g.ID, Kind: "resourceGroups/delete",
-		CreatedBy: r.Principal.ID, ReadAction: tenant.ActionGroupRead},
-		func(ctx context.Context) (any, error) { return nil, h.c.Tenant.DeleteGroupContents(ctx, id) })
+	op, err := h.s.Operations.Start(ctx, operation.Record{ResourceID: g.ID, Kind: opGroupDelete,
+		CreatedBy: r.Principal.ID, ReadAction: tenant.ActionGroupRead}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,51 @@ const dpNS = "Microsoft.DataProtection"
 func (s *Server) RegisterDataProtection(svc *dataprotection.Service) {
 	h := &dpHandlers{s: s, svc: svc}
 	s.Handle(h.routes()...)
+	s.Operations.Register(opInstancePut, h.configureInstance)
+	s.Operations.Register(opInstanceDelete, h.instanceDeleted)
+}
+
+// The kinds of Microsoft.DataProtection's durable operations.
+const (
+	opInstancePut    = "dataprotection/backupInstances/put"
+	opInstanceDelete = "dataprotection/backupInstances/delete"
+)
+
+// configureInstance runs the operation of a backup instance PUT: it
+// configures the instance (idempotent: ConfigureInstance ends as soon as the
+// instance is configured, as it does after a restart).
+func (h *dpHandlers) configureInstance(ctx context.Context, rec operation.Record) (any, error) {
+	id, err := resource.Parse(rec.ResourceID)
+	if err != nil {
+		return nil, err
+	}
+	_, err = h.svc.ConfigureInstance(ctx, id)
+	return nil, err
+}
+
+// deleteInput is the input of a backup instance deletion's operation.
+type deleteInput struct {
+	JobID string `json:"jobId"`
+}
+
+// jobPoll is how long the operation of an instance's deletion waits before
+// it looks at its job again.
+const jobPoll = time.Second
+
+// instanceDeleted runs the operation of a backup instance DELETE: it ends
+// with the job that deletes the instance (its own task), looking at the job
+// without holding a worker meanwhile (job.Later). It only reads, so it may
+// run any number of times.
+func (h *dpHandlers) instanceDeleted(ctx context.Context, rec operation.Record) (any, error) {
+	var in deleteInput
+	if err := json.Unmarshal(rec.Input, &in); err != nil {
+		return nil, fmt.Errorf("decode operation %s: %w", rec.ID, err)
+	}
+	ended, err := h.svc.JobOutcome(ctx, in.JobID)
+	if err == nil && !ended {
+		return nil, &job.Later{After: jobPoll}
+	}
+	return nil, err
 }
 
 type dpHandlers struct {
@@ -175,11 +220,11 @@ func (h *dpHandlers) completed(ctx context.Context, r *Request, status int, body
 	return r.Async(status, body, dpNS, r.Var("sub"), rec.Location, op), nil
 }
 
-// started starts an operation running fn.
-func (h *dpHandlers) started(ctx context.Context, r *Request, status int, body any, resourceID, kind string, fn operation.Func) (*Response, error) {
-	rec := operation.Record{ResourceID: resourceID, Kind: "dataprotection/" + kind, Location: h.vaultLocation(ctx, r),
+// started starts a durable operation of kind with input in.
+func (h *dpHandlers) started(ctx context.Context, r *Request, status int, body any, resourceID, kind string, in any) (*Response, error) {
+	rec := operation.Record{ResourceID: resourceID, Kind: kind, Location: h.vaultLocation(ctx, r),
 		CreatedBy: r.Principal.ID, ReadAction: dpReadAction}
-	op, err := h.s.Operations.Start(ctx, rec, fn)
+	op, err := h.s.Operations.Start(ctx, rec, in)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +409,7 @@ func (h *dpHandlers) putInstance(ctx context.Context, r *Request) (*Response, er
 	if created {
 		status = http.StatusCreated
 	}
-	return h.started(ctx, r, status, bi, id.String(), "backupInstances/put", func(ctx context.Context) (any, error) {
-		_, err := h.svc.ConfigureInstance(ctx, id)
-		return nil, err
-	})
+	return h.started(ctx, r, status, bi, id.String(), opInstancePut, nil)
 }
 
 func (h *dpHandlers) getInstance(ctx context.Context, r *Request) (*Response, error) {
@@ -401,9 +443,7 @@ func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response,
 	if jobID == "" {
 		return &Response{Status: http.StatusNoContent}, nil
 	}
-	return h.started(ctx, r, http.StatusAccepted, nil, id.String(), "backupInstances/delete", func(ctx context.Context) (any, error) {
-		return nil, h.svc.WaitJob(ctx, jobID)
-	})
+	return h.started(ctx, r, http.StatusAccepted, nil, id.String(), opInstanceDelete, deleteInput{JobID: jobID})
 }
 
 func (h *dpHandlers) adhocBackup(ctx context.Context, r *Request) (*Response, error) {

@@ -3,6 +3,7 @@ package compute
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -30,7 +31,8 @@ func (s *Service) Cleaner(ctx context.Context, scope resource.ID) error {
 }
 
 // Recover is called once at start: creations a stopped server left behind
-// are completed or failed, deletions it left Deleting are finished, and
+// are completed or failed (except those a durable operation finishes:
+// Finishing), deletions it left Deleting are finished, and
 // disks made from a snapshot or a disk are watched again, so that
 // hydration resumes, a stall for lack of space shows, and the temporary
 // snapshots of copies go once they finish.
@@ -38,6 +40,12 @@ func (s *Service) Recover(ctx context.Context) error {
 	disks, snaps, err := s.readRecords(ctx, "")
 	if err != nil {
 		return fmt.Errorf("recover compute resources: %w", err)
+	}
+	finishing := map[string]bool{}
+	if s.Finishing != nil {
+		if finishing, err = s.Finishing(ctx); err != nil {
+			return fmt.Errorf("recover compute resources: %w", err)
+		}
 	}
 	interrupted := resource.Errorf(resource.KindInternal, "OperationInterrupted",
 		"The operation was interrupted because the server restarted. Delete the resource and create it again.")
@@ -48,7 +56,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 			continue
 		}
-		if sn.ProvisioningState != StateCreating {
+		if sn.ProvisioningState != StateCreating || finishing[strings.ToLower(sn.ID)] {
 			continue
 		}
 		id, err := resource.Parse(sn.ID)
@@ -77,6 +85,9 @@ func (s *Service) Recover(ctx context.Context) error {
 				return fmt.Errorf("recover disk %s: %w", d.ID, err)
 			}
 			continue
+		}
+		if d.ProvisioningState == StateUpdating && finishing[strings.ToLower(d.ID)] {
+			continue // its operation's FinishDisk ends it, and watches it
 		}
 		if d.ProvisioningState == StateUpdating {
 			if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {

@@ -132,6 +132,10 @@ type Service struct {
 	// disk, to record that its volume lives on this node (several nodes
 	// share the store: cluster.SetHome).
 	Home func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
+	// Finishing, when set, returns the resources (IDs, lower-cased) whose
+	// creation a durable operation will finish (FinishDisk,
+	// FinishSnapshot): Recover leaves those to it.
+	Finishing func(ctx context.Context) (map[string]bool, error)
 	// HydrationObserver, when set, hears when the hydration of disk
 	// diskID stalls for lack of space (stall is the error) and when it
 	// moves again or ends (stall nil).

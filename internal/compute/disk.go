@@ -285,17 +285,52 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 			s.logger().Warn("delete the volume of a failed disk", "disk", id.String(), "volume", stale, "err", err)
 		}
 	}
-	provision := func(ctx context.Context) (Disk, error) {
-		if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {
-			return s.failDisk(ctx, id, err)
+	if src != nil && !src.snapshot {
+		return d, true, func(ctx context.Context) (Disk, error) { return s.FinishDisk(ctx, id) }, nil
+	}
+	if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {
+		d, err = s.failDisk(ctx, id, err)
+		return d, true, nil, err
+	}
+	d, err = s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+	return d, true, nil, err
+}
+
+// FinishDisk completes, from the disk's record, the creation StartDisk
+// left to do (a copy of a disk: a temporary snapshot of the source, and
+// the new volume restored from it); it is what StartDisk's finish and the
+// disks/create operation run, on the disk's home node. It is idempotent:
+// a disk no longer Updating is answered as it is (a Failed one with its
+// error); a volume already made ends the creation; a temporary snapshot a
+// previous run took is used again.
+func (s *Service) FinishDisk(ctx context.Context, id resource.ID) (Disk, error) {
+	d, err := s.GetDisk(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	switch d.ProvisioningState {
+	case StateUpdating:
+	case StateFailed:
+		if d.FailedError != nil {
+			return d, d.FailedError
 		}
+		return d, resource.Errorf(resource.KindInternal, "InternalExecutionError", "Provisioning the disk '%s' failed.", d.Name)
+	default:
+		return d, nil
+	}
+	if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {
+		s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, nil)
 		return s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
 	}
-	if src != nil && !src.snapshot {
-		return d, true, provision, nil
+	src, err := resource.Parse(d.CreationData.SourceResourceID)
+	if err != nil || d.TempSnapshot == "" {
+		return s.failDisk(ctx, id, fmt.Errorf("disk %s: no source disk to copy is recorded", id))
 	}
-	d, err = provision(ctx)
-	return d, true, nil, err
+	srcDisk := Disk{ID: src.String(), UniqueID: d.CreationData.SourceUniqueID}
+	if err := s.provisionDisk(ctx, d, &source{id: src}, Snapshot{}, srcDisk); err != nil {
+		return s.failDisk(ctx, id, err)
+	}
+	return s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
 }
 
 // provisionDisk makes the volume of a new disk.
@@ -308,8 +343,11 @@ func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSna
 	case src.snapshot:
 		vol, err = s.Engine.RestoreVolume(ctx, srcSnap.UniqueID, d.UniqueID)
 	default:
-		if _, err = s.Engine.Snapshot(ctx, srcDisk.UniqueID, d.TempSnapshot); err != nil {
-			return fmt.Errorf("copy disk %s: %w", srcDisk.ID, err)
+		// A run interrupted after the temporary snapshot took it already.
+		if _, err = s.Engine.StatSnapshot(ctx, d.TempSnapshot); err != nil {
+			if _, err = s.Engine.Snapshot(ctx, srcDisk.UniqueID, d.TempSnapshot); err != nil {
+				return fmt.Errorf("copy disk %s: %w", srcDisk.ID, err)
+			}
 		}
 		vol, err = s.Engine.RestoreVolume(ctx, d.TempSnapshot, d.UniqueID)
 	}

@@ -130,10 +130,35 @@ func (s *Service) StartSnapshot(ctx context.Context, p identity.Principal, id re
 	if err != nil || !created {
 		return sn, created, nil, err
 	}
-	finish = func(ctx context.Context) (Snapshot, error) {
-		return s.takeSnapshot(ctx, id, disk.UniqueID, sn.UniqueID)
-	}
+	finish = func(ctx context.Context) (Snapshot, error) { return s.FinishSnapshot(ctx, id) }
 	return sn, true, finish, nil
+}
+
+// FinishSnapshot takes, from the snapshot's record, the snapshot
+// StartSnapshot recorded as Creating; it is what StartSnapshot's finish and
+// the snapshots/create operation run, on the source disk's home node. It is
+// idempotent: a snapshot no longer Creating is answered as it is (a Failed
+// one with its error), and one whose block-engine snapshot a previous run
+// committed is recorded as taken, not taken again.
+func (s *Service) FinishSnapshot(ctx context.Context, id resource.ID) (Snapshot, error) {
+	sn, err := s.GetSnapshot(ctx, id)
+	if err != nil {
+		return sn, err
+	}
+	switch sn.ProvisioningState {
+	case StateCreating:
+	case StateFailed:
+		if sn.FailedError != nil {
+			return sn, sn.FailedError
+		}
+		return sn, resource.Errorf(resource.KindInternal, "InternalExecutionError", "Taking the snapshot '%s' failed.", sn.Name)
+	default:
+		return sn, nil
+	}
+	if si, err := s.Engine.StatSnapshot(ctx, sn.UniqueID); err == nil {
+		return s.tookSnapshot(ctx, id, sn.UniqueID, si)
+	}
+	return s.takeSnapshot(ctx, id, sn.CreationData.SourceUniqueID, sn.UniqueID)
 }
 
 func snapshotTier(sku string) string {
@@ -212,6 +237,12 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 		}
 		return sn, e
 	}
+	return s.tookSnapshot(ctx, id, snapID, si)
+}
+
+// tookSnapshot records that the block-engine snapshot snapID of id is
+// committed.
+func (s *Service) tookSnapshot(ctx context.Context, id resource.ID, snapID string, si blockdev.SnapshotInfo) (Snapshot, error) {
 	sn, err := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
 		x.ProvisioningState = StateSucceeded
 		x.DiskSizeBytes, x.DiskSizeGB = si.Size, sizeGB(si.Size)

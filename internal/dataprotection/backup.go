@@ -140,6 +140,7 @@ func rpName(jobID string) string { return strings.ReplaceAll(jobID, "-", "") }
 
 // jobRun is the context of a task's execution.
 type jobRun struct {
+	task  job.Task // the delivery running the job, acked with its end
 	p     taskPayload
 	inst  instanceRecord
 	vault VaultResource
@@ -147,7 +148,7 @@ type jobRun struct {
 }
 
 func (s *Service) loadRun(ctx context.Context, t job.Task) (jobRun, error) {
-	var run jobRun
+	run := jobRun{task: t}
 	if err := json.Unmarshal(t.Payload, &run.p); err != nil {
 		return run, fmt.Errorf("decode task %s: %w", t.ID, err)
 	}
@@ -202,7 +203,19 @@ func finishJob(ctx context.Context, tx store.Tx, now time.Time, vaultID, jobID s
 	return uerr
 }
 
-// cancelJob ends a job as Cancelled.
+// endJob ends run's job with err (nil: Completed) in tx, and acks run's
+// task in tx too: the job shows ended only once its task is gone, so that
+// a backup requested the moment the previous one shows Completed is not
+// refused as one already running; and a worker whose lease passed to
+// another (it paused) ends nothing: the ack fails with job.ErrLeaseLost.
+func (s *Service) endJob(ctx context.Context, tx store.Tx, run jobRun, now time.Time, err error, fn func(r *job.Record)) error {
+	if err := finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, err, fn); err != nil {
+		return err
+	}
+	return s.Queue.AckTx(ctx, tx, run.task)
+}
+
+// cancelJob ends a job as Cancelled (and acks its task, as endJob).
 func (s *Service) cancelJob(ctx context.Context, run jobRun, why string) error {
 	return s.Store.Update(ctx, func(tx store.Tx) error {
 		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
@@ -213,7 +226,10 @@ func (s *Service) cancelJob(ctx context.Context, run jobRun, why string) error {
 			r.Status = job.Cancelled
 			r.Details = withDetail(r.Details, "CancelReason", why)
 		})
-		return err
+		if err != nil && !errors.Is(err, job.ErrNotFound) {
+			return err
+		}
+		return s.Queue.AckTx(ctx, tx, run.task)
 	})
 }
 
@@ -232,7 +248,7 @@ func (s *Service) failBackup(ctx context.Context, run jobRun, cause error) error
 	s.dropSnapshot(ctx, run)
 	now := s.Clock.Now().UTC()
 	return s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, cause, nil); err != nil {
+		if err := s.endJob(ctx, tx, run, now, cause, nil); err != nil {
 			return err
 		}
 		var r instanceRecord
@@ -341,7 +357,7 @@ func (s *Service) ExecBackup(ctx context.Context, t job.Task) error {
 	}
 	if exists { // committed by a previous delivery
 		return s.Store.Update(ctx, func(tx store.Tx) error {
-			return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, nil)
+			return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 		})
 	}
 	p, ok := principalOf(run.vault)
@@ -404,7 +420,7 @@ func (s *Service) commitRecoveryPoint(ctx context.Context, run jobRun, name stri
 			return err
 		}
 		if _, err := tx.Get(ctx, kindRecoveryPoint, rpKey(r.Resource.ID, name)); err == nil {
-			return finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, nil, nil)
+			return s.endJob(ctx, tx, run, now, nil, nil)
 		}
 		pol, err := s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
 		if err != nil {
@@ -436,7 +452,7 @@ func (s *Service) commitRecoveryPoint(ctx context.Context, run jobRun, name stri
 		if err := s.putInstance(ctx, tx, r); err != nil {
 			return err
 		}
-		return finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, nil, func(j *job.Record) {
+		return s.endJob(ctx, tx, run, now, nil, func(j *job.Record) {
 			j.BytesTransferred = snap.SizeBytes
 			j.TargetRP = &job.RecoveryPointRef{ID: name, Time: now}
 			j.Details = withDetail(j.Details, "RetentionTag", tag)
@@ -600,24 +616,27 @@ func (s *Service) recoverInstances(ctx context.Context) error {
 	return nil
 }
 
-// RecoverJobs is called once at start, after the queue's Recover: a job
-// left InProgress without a task to finish it (a validation or a job whose
-// task was lost) is failed cleanly, so that no job stays InProgress
-// forever. Jobs with a task are resumed by the workers.
+// RecoverJobs is called at start, after the queue's Recover: a job left
+// InProgress without a task to finish it (one an earlier version left
+// behind, whose task was lost) is failed cleanly, so that no job stays
+// InProgress forever. Jobs with a task are resumed by the workers. It reads
+// the jobs and the tasks in one transaction: a job is created with its
+// task and ended with its task's ack (endJob), so on any node at any time
+// a job it fails truly has no task — never one another node is running.
 func (s *Service) RecoverJobs(ctx context.Context) error {
-	tasks, err := s.Queue.Tasks(ctx)
-	if err != nil {
-		return err
-	}
-	pending := map[string]bool{}
-	for _, t := range tasks {
-		var p taskPayload
-		if json.Unmarshal(t.Payload, &p) == nil {
-			pending[strings.ToLower(p.JobID)] = true
-		}
-	}
 	now := s.Clock.Now()
 	return s.Store.Update(ctx, func(tx store.Tx) error {
+		tasks, err := s.Queue.Backend.List(ctx, tx, "")
+		if err != nil {
+			return err
+		}
+		pending := map[string]bool{}
+		for _, t := range tasks {
+			var p taskPayload
+			if json.Unmarshal(t.Payload, &p) == nil {
+				pending[strings.ToLower(p.JobID)] = true
+			}
+		}
 		recs, err := job.ListPrefix(ctx, tx, "", job.Filter{Status: job.InProgress})
 		if err != nil {
 			return err

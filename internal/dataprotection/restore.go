@@ -277,7 +277,7 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	}
 	fail := func(e error) error {
 		return s.Store.Update(ctx, func(tx store.Tx) error {
-			return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, e, nil)
+			return s.endJob(ctx, tx, run, s.Clock.Now(), e, nil)
 		})
 	}
 	var rp rpRecord
@@ -301,7 +301,7 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	if t.Attempts > 1 {
 		if _, err := s.Disks.GetDisk(ctx, target); err == nil { // made by the interrupted delivery
 			return s.Store.Update(ctx, func(tx store.Tx) error {
-				return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, nil)
+				return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 			})
 		}
 	}
@@ -323,7 +323,7 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 		return err
 	}
 	return s.Store.Update(ctx, func(tx store.Tx) error {
-		return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, func(r *job.Record) {
+		return s.endJob(ctx, tx, run, s.Clock.Now(), nil, func(r *job.Record) {
 			r.BytesTransferred = d.SizeBytes
 			r.Destination = target.String()
 		})
@@ -419,34 +419,26 @@ func (s *Service) ListJobs(ctx context.Context, vaultID resource.ID, f job.Filte
 	return out, err
 }
 
-// WaitJob waits until the job (its resource ID) ends: nil when it
-// completed, its first error (a 400, as Azure reports a job's user error)
-// when it failed or was cancelled. Long-running operations that end with a
-// job (deleting a backup instance) wait with it.
-func (s *Service) WaitJob(ctx context.Context, jobID string) error {
-	for {
-		rec, err := s.JobStatus(ctx, jobID)
-		if err != nil {
-			return err
-		}
-		switch rec.Status {
-		case job.Completed:
-			return nil
-		case job.Failed, job.Cancelled:
-			if len(rec.ErrorDetails) > 0 {
-				e := rec.ErrorDetails[0]
-				return resource.Errorf(resource.KindBadRequest, e.Code, "%s", e.Message)
-			}
-			return resource.Errorf(resource.KindInternal, "JobFailed", "The job %s ended with status %s.", jobID, rec.Status)
-		}
-		t := s.Clock.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C():
-		}
+// JobOutcome reports whether the job (its resource ID) has ended, and how:
+// nil when it completed, its first error (a 400, as Azure reports a job's
+// user error) when it failed or was cancelled. Long-running operations that
+// end with a job (deleting a backup instance) look at it.
+func (s *Service) JobOutcome(ctx context.Context, jobID string) (ended bool, err error) {
+	rec, err := s.JobStatus(ctx, jobID)
+	if err != nil {
+		return false, err
 	}
+	switch rec.Status {
+	case job.Completed:
+		return true, nil
+	case job.Failed, job.Cancelled:
+		if len(rec.ErrorDetails) > 0 {
+			e := rec.ErrorDetails[0]
+			return true, resource.Errorf(resource.KindBadRequest, e.Code, "%s", e.Message)
+		}
+		return true, resource.Errorf(resource.KindInternal, "JobFailed", "The job %s ended with status %s.", jobID, rec.Status)
+	}
+	return false, nil
 }
 
 // JobStatus returns a job's status (for operations that wait for a job).

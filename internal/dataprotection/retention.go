@@ -212,7 +212,7 @@ func (s *Service) ExecRetention(ctx context.Context, t job.Task) error {
 		return derr
 	}
 	return s.Store.Update(ctx, func(tx store.Tx) error {
-		return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, derr, func(r *job.Record) {
+		return s.endJob(ctx, tx, run, s.Clock.Now(), derr, func(r *job.Record) {
 			r.Details = withDetail(r.Details, "DeletedRecoveryPoints", itoa(n))
 		})
 	})
@@ -237,7 +237,7 @@ func (s *Service) ExecDeleteInstance(ctx context.Context, t job.Task) error {
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return s.Store.Update(ctx, func(tx store.Tx) error {
-			return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, nil, nil)
+			return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 		})
 	}
 	if err != nil {
@@ -266,7 +266,7 @@ func (s *Service) ExecDeleteInstance(ctx context.Context, t job.Task) error {
 		} else if err := tx.Delete(ctx, kindInstance, strings.ToLower(run.inst.Resource.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return finishJob(ctx, tx, s.Clock.Now(), run.p.VaultID, run.p.JobID, derr, func(r *job.Record) {
+		return s.endJob(ctx, tx, run, s.Clock.Now(), derr, func(r *job.Record) {
 			r.Details = withDetail(r.Details, "DeletedRecoveryPoints", itoa(n))
 		})
 	})

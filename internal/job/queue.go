@@ -294,6 +294,41 @@ func (q *Queue) Nack(ctx context.Context, t Task, cause error) (dead bool, err e
 	return dead, err
 }
 
+// Later is the error a task's handler returns when its work waits on
+// something else (another task's job): the worker releases the task to be
+// delivered again After from now (Defer), which does not count as a failed
+// delivery.
+type Later struct{ After time.Duration }
+
+func (l *Later) Error() string { return fmt.Sprintf("the task waits; run it again in %s", l.After) }
+
+// Defer releases a leased task to be delivered again after d. The
+// delivery it used does not count towards its limit (MaxAttempts grows
+// with Attempts, which stays the lease's epoch: a later lease is still a
+// newer one). Like Ack, it is refused with ErrLeaseLost when t's lease
+// has passed to another worker.
+func (q *Queue) Defer(ctx context.Context, t Task, d time.Duration) error {
+	err := q.Store.Update(ctx, func(tx store.Tx) error {
+		cur, err := q.Backend.Get(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if err := owned(cur, t); err != nil {
+			return err
+		}
+		cur.State = StatePending
+		cur.LeaseOwner, cur.LeaseExpiry = "", time.Time{}
+		cur.NotBefore = q.Clock.Now().UTC().Add(d)
+		cur.MaxAttempts++
+		return q.Backend.Replace(ctx, tx, cur)
+	})
+	if err != nil {
+		return fmt.Errorf("defer %s: %w", t.ID, err)
+	}
+	q.wake()
+	return nil
+}
+
 // Extend renews a lease (long tasks call it as they make progress).
 func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 	var out Task

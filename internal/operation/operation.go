@@ -1,12 +1,15 @@
 // Package operation owns Azure Resource Manager's asynchronous operations:
 // the durable record of each long-running request (status, times, error,
 // result) that the operation-status and operation-result endpoints serve,
-// and the runner that executes the work behind it.
+// and the running of the work behind it as tasks of the job queue.
 //
-// A record is written InProgress before the work starts and updated once
-// when it ends, so a client polling after a restart never sees an operation
-// that is InProgress forever: Recover marks the ones a stopped server left
-// behind as Failed (or hands them back to their owner to resume).
+// Start writes the record InProgress and enqueues a task naming it in one
+// transaction; a worker on any node that shares the store leases the task
+// and runs the Handler registered for the operation's kind from the stored
+// record; the result is written and the task acked in one transaction,
+// fenced by the task's lease. A node that dies mid-way stops renewing its
+// lease, and another node runs the handler again (handlers are idempotent).
+// No operation lives only in a process's memory.
 package operation
 
 import (
@@ -21,6 +24,7 @@ import (
 
 	"coffer/internal/clock"
 	"coffer/internal/identity"
+	"coffer/internal/job"
 	"coffer/internal/resource"
 	"coffer/internal/store"
 )
@@ -45,7 +49,7 @@ func (s Status) IsTerminal() bool { return s == Succeeded || s == Failed || s ==
 type Record struct {
 	ID         string    `json:"id"`
 	ResourceID string    `json:"resourceId"` // the resource the operation acts on
-	Kind       string    `json:"kind"`       // e.g. "resourceGroups/delete", for Resume
+	Kind       string    `json:"kind"`       // e.g. "resourceGroups/delete": which Handler runs it
 	Location   string    `json:"location,omitempty"`
 	Status     Status    `json:"status"`
 	StartTime  time.Time `json:"startTime"`
@@ -63,9 +67,25 @@ type Record struct {
 	// Result is the body of the operation-result (Location) URL once the
 	// operation has succeeded; nil means 204/empty.
 	Result json.RawMessage `json:"result,omitempty"`
-	// Input is what Resume needs to restart the work after a restart.
+	// Input is the handler's typed input, as JSON (Start's in).
 	Input json.RawMessage `json:"input,omitempty"`
+	// Disk, when set, is the disk whose home node must run the operation
+	// (its volume lives there): the task is bound to that node.
+	Disk string `json:"disk,omitempty"`
 }
+
+// TaskType is the type of the job-queue tasks that run operations.
+const TaskType = "operation"
+
+// taskPayload is the payload of an operation's task.
+type taskPayload struct {
+	Operation string `json:"operation"`
+}
+
+// taskID is the ID of the task that runs operation id: one task per
+// operation, which the queue's de-duplication keeps from being queued
+// twice.
+func taskID(id string) string { return "op-" + strings.ToLower(id) }
 
 const kind = "operation"
 
@@ -74,40 +94,111 @@ func key(id string) string { return "/operations/" + strings.ToLower(id) }
 // ErrNotFound is returned for an unknown operation ID.
 var ErrNotFound = errors.New("operation not found")
 
-// Func is the work of an operation. Its result is stored as the operation's
-// Result; an error fails the operation (an *resource.Error keeps its code).
-type Func func(ctx context.Context) (result any, err error)
+// Handler runs the work of an operation of one kind from its stored
+// record (rec.Input holds its input; rec.ResourceID what it acts on). Its
+// result is stored as the operation's Result; an error fails the operation
+// (a *resource.Error keeps its code and status), except a *job.Later,
+// which runs it again later, and the cancellation of ctx (the node stops
+// or lost the task), which leaves it to the task's next delivery.
+//
+// A handler may run more than once for one operation — again after a node
+// died mid-way, or twice at once for a moment when a paused node comes
+// back — so it must be idempotent: each handler's doc says how it is.
+type Handler func(ctx context.Context, rec Record) (result any, err error)
 
-// Manager runs operations and stores their records.
+// Errors of the manager, matched with errors.Is.
+var (
+	// ErrNoHandler: Start was given a kind no Handler is registered for.
+	ErrNoHandler = errors.New("no handler for the operation's kind")
+)
+
+// Manager starts operations, runs them as job-queue tasks and stores their
+// records.
 type Manager struct {
 	Store  store.Store
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Queue runs the operations: Start enqueues a task of type TaskType,
+	// which a worker pool hands to Run. Its Backend must keep its tasks
+	// in Store (Start writes the record and the task in one transaction).
+	Queue *job.Queue
+	// Home, when set, names (read in tx) the node that holds a disk; an
+	// operation whose Record.Disk is set runs there. Nil: any node.
+	Home func(ctx context.Context, tx store.Tx, diskID string) (string, error)
 
-	mu      sync.Mutex
-	wg      sync.WaitGroup
-	cancels map[string]context.CancelFunc
-	closed  bool
+	mu       sync.Mutex
+	handlers map[string]Handler
 }
 
-// Start records rec as InProgress and runs fn in the background. The work
-// is detached from ctx's cancellation (a client hanging up does not stop it)
-// but Shutdown cancels it. rec.ID may be preset; otherwise a GUID is used.
-func (m *Manager) Start(ctx context.Context, rec Record, fn Func) (Record, error) {
+// Register makes h run the operations of kind. Register every kind before
+// the workers start: a task whose kind has no handler fails its operation.
+func (m *Manager) Register(kind string, h Handler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.handlers == nil {
+		m.handlers = map[string]Handler{}
+	}
+	m.handlers[strings.ToLower(kind)] = h
+}
+
+func (m *Manager) handler(kind string) Handler {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.handlers[strings.ToLower(kind)]
+}
+
+// Start records rec as InProgress with in (JSON-encoded, nil for none) as
+// its Input, and enqueues the task that runs it, in one transaction: the
+// operation exists only with its task. rec.ID may be preset; otherwise a
+// GUID is used. The work runs on whichever node's worker leases the task
+// (rec.Disk's home node when set), detached from the request.
+func (m *Manager) Start(ctx context.Context, rec Record, in any) (Record, error) {
+	if m.handler(rec.Kind) == nil {
+		return rec, fmt.Errorf("start operation of kind %q: %w", rec.Kind, ErrNoHandler)
+	}
 	if rec.ID == "" {
 		rec.ID = identity.NewGUID()
 	}
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return rec, fmt.Errorf("encode the input of operation %s: %w", rec.ID, err)
+		}
+		rec.Input = b
+	}
 	rec.Status = InProgress
 	rec.StartTime = m.Clock.Now().UTC()
-	if err := m.put(ctx, rec); err != nil {
-		return rec, err
+	err := m.Store.Update(ctx, func(tx store.Tx) error {
+		if err := putTx(ctx, tx, rec); err != nil {
+			return err
+		}
+		return m.enqueueTx(ctx, tx, rec)
+	})
+	if err != nil {
+		return rec, fmt.Errorf("start operation %s: %w", rec.ID, err)
 	}
-	m.run(ctx, rec, fn)
+	m.Queue.Wake()
 	return rec, nil
 }
 
+// enqueueTx queues the task that runs rec, bound to rec.Disk's home.
+func (m *Manager) enqueueTx(ctx context.Context, tx store.Tx, rec Record) error {
+	node := ""
+	if rec.Disk != "" && m.Home != nil {
+		var err error
+		if node, err = m.Home(ctx, tx, rec.Disk); err != nil {
+			return err
+		}
+	}
+	payload, err := json.Marshal(taskPayload{Operation: rec.ID})
+	if err != nil {
+		return err
+	}
+	return m.Queue.EnqueueTx(ctx, tx, job.Task{ID: taskID(rec.ID), Type: TaskType, Payload: payload, Node: node})
+}
+
 // Complete records an operation that finished synchronously, so that
-// clients that poll it anyway get a terminal answer.
+// clients that poll it anyway get a terminal answer. It has no task.
 func (m *Manager) Complete(ctx context.Context, rec Record, result any, err error) (Record, error) {
 	if rec.ID == "" {
 		rec.ID = identity.NewGUID()
@@ -117,33 +208,87 @@ func (m *Manager) Complete(ctx context.Context, rec Record, result any, err erro
 	return rec, m.put(ctx, rec)
 }
 
-func (m *Manager) run(ctx context.Context, rec Record, fn Func) {
-	m.mu.Lock()
-	if m.cancels == nil {
-		m.cancels = map[string]context.CancelFunc{}
+// Run is the worker pool's handler of TaskType tasks: it runs the
+// operation's Handler and then, in one transaction, acks the task and
+// writes the outcome. The ack is fenced by the task's lease: a worker
+// whose lease passed to another (it paused, and the other ran the
+// operation) writes nothing, and Run's error wraps job.ErrLeaseLost.
+func (m *Manager) Run(ctx context.Context, t job.Task) error {
+	var p taskPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		return fmt.Errorf("decode task %s: %w", t.ID, err)
 	}
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancels[rec.ID] = cancel
-	m.wg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.wg.Done()
-		defer func() {
-			m.mu.Lock()
-			delete(m.cancels, rec.ID)
-			m.mu.Unlock()
-			cancel()
-		}()
-		result, err := fn(wctx)
-		if wctx.Err() != nil && err != nil && m.isClosed() {
-			// Shutting down: leave the record InProgress for Recover.
-			return
+	rec, err := m.Get(ctx, p.Operation)
+	if errors.Is(err, ErrNotFound) {
+		m.logger().Warn("task of a missing operation", "task", t.ID, "operation", p.Operation)
+		return nil // nothing to run; the pool acks the task
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Status.IsTerminal() {
+		return nil
+	}
+	var result any
+	var herr error
+	if h := m.handler(rec.Kind); h != nil {
+		result, herr = h(ctx, rec)
+	} else {
+		herr = resource.Errorf(resource.KindInternal, "OperationNotSupported",
+			"The operation of kind '%s' cannot run on this server (another version of Coffer started it). Retry the request.", rec.Kind)
+	}
+	if herr != nil && ctx.Err() != nil {
+		// The node is stopping, or another worker has the task: the
+		// next delivery runs the operation again.
+		return fmt.Errorf("operation %s: %w", rec.ID, context.Cause(ctx))
+	}
+	if _, ok := errors.AsType[*job.Later](herr); ok {
+		return herr
+	}
+	m.finish(&rec, result, herr)
+	err = m.Store.Update(ctx, func(tx store.Tx) error {
+		if err := m.Queue.AckTx(ctx, tx, t); err != nil {
+			return err
 		}
-		m.finish(&rec, result, err)
-		if perr := m.put(context.WithoutCancel(ctx), rec); perr != nil {
-			m.logger().Error("store operation result", "operation", rec.ID, "err", perr)
+		return putTx(ctx, tx, rec)
+	})
+	if errors.Is(err, job.ErrNoTask) {
+		// Tasks are never queued twice: another worker finished it.
+		return fmt.Errorf("complete operation %s: another worker finished its task: %w", rec.ID, job.ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
+	}
+	m.Queue.Wake()
+	return nil
+}
+
+// Interrupted is the error of an operation whose task will not run again.
+func Interrupted() *resource.Error {
+	return resource.Errorf(resource.KindInternal, "OperationInterrupted",
+		"The operation was interrupted because the server restarted. Retry the request.")
+}
+
+// FailTask is the worker pool's dead-letter hook for TaskType tasks (the
+// task is gone, past its delivery limit): the operation fails with
+// OperationInterrupted unless it has ended.
+func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
+	var p taskPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		m.logger().Error("dead operation task with a bad payload", "task", t.ID, "err", err)
+		return
+	}
+	err := m.Store.Update(ctx, func(tx store.Tx) error {
+		rec, err := getTx(ctx, tx, p.Operation)
+		if err != nil || rec.Status.IsTerminal() {
+			return err
 		}
-	}()
+		m.finish(&rec, nil, Interrupted())
+		return putTx(ctx, tx, rec)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		m.logger().Error("fail the operation of a dead task", "task", t.ID, "err", err)
+	}
 }
 
 func (m *Manager) finish(rec *Record, result any, err error) {
@@ -172,12 +317,6 @@ func (m *Manager) finish(rec *Record, result any, err error) {
 	}
 }
 
-func (m *Manager) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closed
-}
-
 func (m *Manager) logger() *slog.Logger {
 	if m.Logger != nil {
 		return m.Logger
@@ -186,39 +325,50 @@ func (m *Manager) logger() *slog.Logger {
 }
 
 func (m *Manager) put(ctx context.Context, rec Record) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode operation %s: %w", rec.ID, err)
-	}
-	err = m.Store.Update(ctx, func(tx store.Tx) error {
-		return tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{})
-	})
+	err := m.Store.Update(ctx, func(tx store.Tx) error { return putTx(ctx, tx, rec) })
 	if err != nil {
 		return fmt.Errorf("store operation %s: %w", rec.ID, err)
 	}
 	return nil
 }
 
-// Get returns an operation record.
-func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
+func putTx(ctx context.Context, tx store.Tx, rec Record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode operation %s: %w", rec.ID, err)
+	}
+	return tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{})
+}
+
+// getTx reads an operation record in tx.
+func getTx(ctx context.Context, tx store.Tx, id string) (Record, error) {
 	var rec Record
-	err := m.Store.View(ctx, func(tx store.Tx) error {
-		o, err := tx.Get(ctx, kind, key(id))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(o.Data, &rec)
-	})
+	o, err := tx.Get(ctx, kind, key(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, fmt.Errorf("operation %s: %w", id, ErrNotFound)
-	}
-	if rec.Error != nil {
-		rec.Error.Kind = rec.ErrorKind
 	}
 	if err != nil {
 		return rec, fmt.Errorf("operation %s: %w", id, err)
 	}
+	if err := json.Unmarshal(o.Data, &rec); err != nil {
+		return rec, fmt.Errorf("decode operation %s: %w", id, err)
+	}
+	if rec.Error != nil {
+		rec.Error.Kind = rec.ErrorKind
+	}
 	return rec, nil
+}
+
+// Get returns an operation record, read from the store: any node serves
+// any operation's status.
+func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
+	var rec Record
+	err := m.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		rec, err = getTx(ctx, tx, id)
+		return err
+	})
+	return rec, err
 }
 
 // records decodes every stored operation.
@@ -266,55 +416,77 @@ func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error 
 	return nil
 }
 
-// Resumer restarts an interrupted operation of its kind. It returns false
-// if it cannot, and the operation is then failed.
-type Resumer func(ctx context.Context, rec Record) (Func, bool)
+// Recover is called at start: an operation left InProgress without a task
+// to run it — one that a version of Coffer which ran operations in its
+// memory left behind — gets a task now if a Handler runs its kind, and is
+// failed with OperationInterrupted otherwise. It reads the operations and
+// the tasks in one transaction, so that it never touches an operation
+// that a node is running: those have their task.
+func (m *Manager) Recover(ctx context.Context) error {
+	enqueued := 0
+	err := m.Store.Update(ctx, func(tx store.Tx) error {
+		enqueued = 0 // a re-run counts afresh
+		recs, err := records(ctx, tx)
+		if err != nil {
+			return err
+		}
+		tasks, err := m.Queue.Backend.List(ctx, tx, "")
+		if err != nil {
+			return err
+		}
+		queued := map[string]bool{}
+		for _, t := range tasks {
+			if t.Type == TaskType {
+				queued[strings.ToLower(t.ID)] = true
+			}
+		}
+		for _, rec := range recs {
+			if rec.Status.IsTerminal() || queued[taskID(rec.ID)] {
+				continue
+			}
+			if m.handler(rec.Kind) != nil {
+				err := m.enqueueTx(ctx, tx, rec)
+				if err == nil {
+					m.logger().Info("resuming operation", "operation", rec.ID, "kind", rec.Kind)
+					enqueued++
+					continue
+				}
+				if !errors.Is(err, job.ErrDuplicate) {
+					return err
+				}
+				// Its task ran and ended without a trace: it is failed.
+			}
+			m.finish(&rec, nil, Interrupted())
+			if err := putTx(ctx, tx, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover operations: %w", err)
+	}
+	if enqueued > 0 {
+		m.Queue.Wake()
+	}
+	return nil
+}
 
-// Recover is called once at start: every operation a previous process left
-// InProgress is resumed by the Resumer registered for its kind, or marked
-// Failed with code OperationInterrupted.
-func (m *Manager) Recover(ctx context.Context, resumers map[string]Resumer) error {
-	var pending []Record
+// Running returns the resources (their IDs, lower-cased) that an
+// operation still in progress acts on.
+func (m *Manager) Running(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
 	err := m.Store.View(ctx, func(tx store.Tx) error {
 		recs, err := records(ctx, tx)
 		for _, rec := range recs {
 			if !rec.Status.IsTerminal() {
-				pending = append(pending, rec)
+				out[strings.ToLower(rec.ResourceID)] = true
 			}
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("recover operations: %w", err)
+		return nil, fmt.Errorf("list running operations: %w", err)
 	}
-	for _, rec := range pending {
-		if r := resumers[rec.Kind]; r != nil {
-			if fn, ok := r(ctx, rec); ok {
-				m.logger().Info("resuming operation", "operation", rec.ID, "kind", rec.Kind)
-				m.run(ctx, rec, fn)
-				continue
-			}
-		}
-		m.finish(&rec, nil, resource.Errorf(resource.KindInternal, "OperationInterrupted",
-			"The operation was interrupted because the server restarted. Retry the request."))
-		if err := m.put(ctx, rec); err != nil {
-			return fmt.Errorf("recover operations: %w", err)
-		}
-	}
-	return nil
-}
-
-// Wait blocks until every running operation has ended.
-func (m *Manager) Wait() { m.wg.Wait() }
-
-// Shutdown cancels running operations and waits for them. Operations
-// stopped this way stay InProgress in the store, for Recover.
-func (m *Manager) Shutdown() {
-	m.mu.Lock()
-	m.closed = true
-	for _, c := range m.cancels {
-		c()
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
+	return out, nil
 }

@@ -1,98 +1,420 @@
-package operation
+package operation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/job"
+	"coffer/internal/operation"
 	"coffer/internal/resource"
+	"coffer/internal/store"
+	"coffer/internal/store/postgres"
+	"coffer/internal/store/postgres/pgtest"
 	"coffer/internal/store/sqlite"
+	"coffer/internal/worker"
 )
 
-func TestRunAndRecover(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "m.db")
-	st, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	m := &Manager{Store: st, Clock: fc}
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-	ok, _ := m.Start(ctx, Record{ResourceID: "/subscriptions/s", Kind: "k"}, func(ctx context.Context) (any, error) {
-		return map[string]string{"jobId": "j"}, nil
-	})
-	bad, _ := m.Start(ctx, Record{ResourceID: "/subscriptions/s", Kind: "k"}, func(ctx context.Context) (any, error) {
-		return nil, resource.Errorf(resource.KindConflict, "Nope", "no")
-	})
-	release := make(chan struct{})
-	stuck, _ := m.Start(ctx, Record{ResourceID: "/subscriptions/s", Kind: "resumable"}, func(ctx context.Context) (any, error) {
-		select {
-		case <-release:
-			return nil, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
+// node is one Coffer node's view of the operations: its own store handle
+// (on PostgreSQL; SQLite's nodes share the one handle a file allows),
+// queue, manager and worker pool, on a clock all nodes share.
+type node struct {
+	name string
+	st   store.Store
+	q    *job.Queue
+	m    *operation.Manager
+	pool *worker.Pool
+}
+
+// backend opens a handle on shared data: a new node.
+type backend func(t *testing.T) (store.Store, job.Backend)
+
+// eachBackend runs test on SQLite and on PostgreSQL (when its server
+// programs are here).
+func eachBackend(t *testing.T, test func(t *testing.T, open backend)) {
+	t.Run("sqlite", func(t *testing.T) {
+		st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
+		if err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(func() { st.Close() })
+		test(t, func(t *testing.T) (store.Store, job.Backend) { return st, job.Objects{Store: st} })
 	})
-	lost, _ := m.Start(ctx, Record{ResourceID: "/subscriptions/s", Kind: "other"}, func(ctx context.Context) (any, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	})
-	// Wait for the first two to finish.
-	for _, id := range []string{ok.ID, bad.ID} {
-		for {
-			r, err := m.Get(ctx, id)
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.Start(t).NewDatabase(t)
+		test(t, func(t *testing.T) (store.Store, job.Backend) {
+			st, err := postgres.Open(context.Background(), url)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Status.IsTerminal() {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	r, _ := m.Get(ctx, ok.ID)
-	if r.Status != Succeeded || string(r.Result) != `{"jobId":"j"}` {
-		t.Fatalf("ok: %+v", r)
-	}
-	r, _ = m.Get(ctx, bad.ID)
-	if r.Status != Failed || r.Error == nil || r.Error.Code != "Nope" || r.Error.Kind != resource.KindConflict {
-		t.Fatalf("bad: %+v", r)
-	}
-	// Shut down with two operations running: they stay InProgress on disk.
-	m.Shutdown()
-	st.Close()
+			t.Cleanup(func() { st.Close() })
+			return st, st.Queue()
+		})
+	})
+}
 
-	st2, err := sqlite.Open(ctx, path)
+func newNode(t *testing.T, open backend, name string, clk clock.Clock) *node {
+	st, b := open(t)
+	q := job.NewQueue(st, clk)
+	q.Backend = b
+	m := &operation.Manager{Store: st, Clock: clk, Queue: q}
+	pool := worker.NewPool(q, clk, nil, 1)
+	pool.Owner, pool.Node = name+"/1", name
+	pool.Handle(operation.TaskType, m.Run)
+	pool.Dead = m.FailTask
+	return &node{name: name, st: st, q: q, m: m, pool: pool}
+}
+
+func rec(kind string) operation.Record {
+	return operation.Record{ResourceID: "/subscriptions/s/resourceGroups/rg", Kind: kind, CreatedBy: "p"}
+}
+
+func get(t *testing.T, n *node, id string) operation.Record {
+	t.Helper()
+	r, err := n.m.Get(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st2.Close()
-	m2 := &Manager{Store: st2, Clock: fc}
-	resumed := make(chan string, 1)
-	err = m2.Recover(ctx, map[string]Resumer{"resumable": func(ctx context.Context, rec Record) (Func, bool) {
-		return func(ctx context.Context) (any, error) { resumed <- rec.ID; return "done", nil }, true
-	}})
-	if err != nil {
-		t.Fatal(err)
+	return r
+}
+
+// TestStartIsAtomic: Start writes the record and the task that runs it in
+// one transaction: both exist after it, and when the task cannot be queued
+// no record is left InProgress without one.
+func TestStartIsAtomic(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+		if _, err := a.m.Start(ctx, rec("unknown"), nil); !errors.Is(err, operation.ErrNoHandler) {
+			t.Fatalf("start of a kind without a handler: %v", err)
+		}
+		op, err := a.m.Start(ctx, rec("k"), map[string]string{"x": "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.InProgress || string(r.Input) != `{"x":"y"}` {
+			t.Fatalf("record: %+v", r)
+		}
+		tasks, err := a.q.Tasks(ctx)
+		if err != nil || len(tasks) != 1 || tasks[0].Type != operation.TaskType {
+			t.Fatalf("tasks: %+v %v", tasks, err)
+		}
+
+		// A task ID the queue remembers as done makes the enqueue fail:
+		// the record must not be written either.
+		const id = "0b3a0c54-7b5e-4d0f-9a43-3f8e0e3b2f01"
+		if err := a.q.Enqueue(ctx, job.Task{ID: "op-" + id, Type: "other"}); err != nil {
+			t.Fatal(err)
+		}
+		tk, ok, err := a.q.Lease(ctx, "a/1")
+		for ok && tk.ID != "op-"+id && err == nil {
+			tk, ok, err = a.q.Lease(ctx, "a/1")
+		}
+		if err != nil || !ok {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
+		if err := a.q.Ack(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		r := rec("k")
+		r.ID = id
+		if _, err := a.m.Start(ctx, r, nil); !errors.Is(err, job.ErrDuplicate) {
+			t.Fatalf("start whose task cannot be queued: %v, want job.ErrDuplicate", err)
+		}
+		if _, err := a.m.Get(ctx, id); !errors.Is(err, operation.ErrNotFound) {
+			t.Fatalf("a record was written without its task: %v", err)
+		}
+	})
+}
+
+// TestAnotherNodeFinishes: node a leases an operation's task and dies (it
+// never runs it, never renews the lease); once the lease expires node b
+// runs the handler and the operation ends exactly once, with b's result;
+// a, which did not run it, serves its status from the store; and a
+// handler's resource.Error fails the operation with its code.
+func TestAnotherNodeFinishes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		var runs atomic.Int32
+		for _, n := range []*node{a, b} {
+			n.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+				runs.Add(1)
+				var in struct{ Fail bool }
+				if err := json.Unmarshal(rec.Input, &in); err != nil {
+					return nil, err
+				}
+				if in.Fail {
+					return nil, resource.Errorf(resource.KindConflict, "Nope", "no")
+				}
+				return map[string]string{"by": n.name}, nil
+			})
+		}
+		op, err := a.m.Start(ctx, rec("k"), map[string]bool{"Fail": false})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := a.q.Lease(ctx, a.pool.Owner); err != nil || !ok {
+			t.Fatalf("a's lease: %v %v", ok, err)
+		}
+		// a dies here. Before the lease expires b finds nothing to do.
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, b, op.ID); r.Status != operation.InProgress || runs.Load() != 0 {
+			t.Fatalf("b ran a live lease's operation: %+v", r)
+		}
+		clk.Advance(a.q.LeaseDuration)
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := get(t, a, op.ID)
+		if r.Status != operation.Succeeded || string(r.Result) != `{"by":"b"}` || runs.Load() != 1 {
+			t.Fatalf("after b: %+v (runs %d)", r, runs.Load())
+		}
+		clk.Advance(time.Hour)
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Fatalf("the operation ran %d times", n)
+		}
+		if tasks, err := a.q.Tasks(ctx); err != nil || len(tasks) != 0 {
+			t.Fatalf("tasks left: %+v %v", tasks, err)
+		}
+
+		bad, err := b.m.Start(ctx, rec("k"), map[string]bool{"Fail": true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r = get(t, b, bad.ID)
+		if r.Status != operation.Failed || r.Error == nil || r.Error.Code != "Nope" || r.Error.Kind != resource.KindConflict {
+			t.Fatalf("failed operation: %+v", r)
+		}
+	})
+}
+
+// TestPausedOwnerCannotComplete: node a runs an operation and pauses past
+// its lease; node b takes the task and completes it; when a resumes, its
+// completion is refused (job.ErrLeaseLost) and b's outcome stays.
+func TestPausedOwnerCannotComplete(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		started, resume := make(chan struct{}), make(chan struct{})
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			close(started)
+			<-resume
+			return "a", nil
+		})
+		b.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return "b", nil })
+		op, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, ok, err := a.q.Lease(ctx, a.pool.Owner)
+		if err != nil || !ok {
+			t.Fatalf("a's lease: %v %v", ok, err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.m.Run(ctx, tk) }() // a runs it without renewing: a pause
+		<-started
+		clk.Advance(a.q.LeaseDuration)
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		close(resume)
+		if err := <-done; !errors.Is(err, job.ErrLeaseLost) {
+			t.Fatalf("the paused owner's completion: %v, want job.ErrLeaseLost", err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.Succeeded || string(r.Result) != `"b"` {
+			t.Fatalf("record: %+v, want b's result", r)
+		}
+	})
+}
+
+// TestLeaseRenewedWhileRunning: a pool renews the lease of the task its
+// handler runs, so that a long operation stays its node's: another node
+// finds nothing to take however long it runs.
+func TestLeaseRenewedWhileRunning(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		started, finish := make(chan struct{}), make(chan struct{})
+		var runs atomic.Int32
+		for _, n := range []*node{a, b} {
+			n.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+				if runs.Add(1) == 1 {
+					close(started)
+				}
+				<-finish
+				return n.name, nil
+			})
+		}
+		op, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := a.pool.RunOnce(ctx); done <- err }()
+		<-started
+		for range 6 { // two lease durations, a third at a time
+			waitTimers(t, clk)
+			clk.Advance(a.q.LeaseDuration / 3)
+			waitRenewed(t, a, clk.Now())
+			if err := b.pool.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(finish)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, b, op.ID); r.Status != operation.Succeeded || string(r.Result) != `"a"` || runs.Load() != 1 {
+			t.Fatalf("record: %+v (runs %d), want a's result from one run", r, runs.Load())
+		}
+	})
+}
+
+// waitTimers waits until a goroutine sleeps on clk (the renewer).
+func waitTimers(t *testing.T, clk *clock.Fake) {
+	t.Helper()
+	for i := 0; clk.Pending() == 0; i++ {
+		if i > 10000 {
+			t.Fatal("no timer is waiting")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if id := <-resumed; id != stuck.ID {
-		t.Fatalf("resumed %s, want %s", id, stuck.ID)
+}
+
+// waitRenewed waits until a's task holds a lease past now.
+func waitRenewed(t *testing.T, a *node, now time.Time) {
+	t.Helper()
+	for i := 0; ; i++ {
+		tasks, err := a.q.Tasks(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tasks) == 1 && tasks[0].LeaseExpiry.After(now.Add(a.q.LeaseDuration/2)) {
+			return
+		}
+		if i > 10000 {
+			t.Fatalf("the lease was not renewed: %+v", tasks)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	m2.Wait()
-	r, _ = m2.Get(ctx, stuck.ID)
-	if r.Status != Succeeded {
-		t.Fatalf("resumed op: %+v", r)
-	}
-	r, _ = m2.Get(ctx, lost.ID)
-	if r.Status != Failed || r.Error == nil || r.Error.Code != "OperationInterrupted" {
-		t.Fatalf("interrupted op: %+v", r)
-	}
-	if _, err := m2.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown op: %v", err)
-	}
-	close(release)
+}
+
+// TestLater: a handler that waits on something else (job.Later) releases
+// its task without using a delivery, and runs again when it is due.
+func TestLater(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		var runs atomic.Int32
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			if runs.Add(1) <= 5 {
+				return nil, &job.Later{After: time.Second}
+			}
+			return "done", nil
+		})
+		op, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 { // more deferrals than the task's delivery limit
+			if err := a.pool.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(time.Second)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.Succeeded || runs.Load() != 6 {
+			t.Fatalf("record: %+v (runs %d)", r, runs.Load())
+		}
+	})
+}
+
+// TestRecover: at start an operation left InProgress without a task (by a
+// version that ran operations in memory) gets one if its kind has a
+// handler, and fails with OperationInterrupted if not; an operation with
+// its task is left to it; a dead task fails its operation.
+func TestRecover(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return "resumed", nil })
+		running, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		legacy := func(id, kind string) {
+			r := rec(kind)
+			r.ID, r.Status, r.StartTime = id, operation.InProgress, t0
+			b, _ := json.Marshal(r)
+			if err := a.st.Update(ctx, func(tx store.Tx) error {
+				return tx.Put(ctx, &store.Object{Kind: "operation", Key: "/operations/" + id, Data: b}, store.PutOptions{})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		legacy("resumable", "k")
+		legacy("lost", "gone")
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, "lost"); r.Status != operation.Failed || r.Error == nil || r.Error.Code != "OperationInterrupted" {
+			t.Fatalf("an operation no handler runs: %+v", r)
+		}
+		if tasks, err := a.q.Tasks(ctx); err != nil || len(tasks) != 2 {
+			t.Fatalf("tasks: %+v %v, want the running one's and the resumed one's", tasks, err)
+		}
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{running.ID, "resumable"} {
+			if r := get(t, a, id); r.Status != operation.Succeeded || string(r.Result) != `"resumed"` {
+				t.Fatalf("%s: %+v", id, r)
+			}
+		}
+
+		// A task interrupted past its delivery limit fails its operation.
+		dead, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < a.q.DefaultMaxAttempts; i++ {
+			if _, ok, err := a.q.Lease(ctx, a.pool.Owner); err != nil || !ok {
+				t.Fatalf("lease: %v %v", ok, err)
+			}
+			if err := a.pool.Recover(ctx); err != nil { // a restart
+				t.Fatal(err)
+			}
+		}
+		if r := get(t, a, dead.ID); r.Status != operation.Failed || r.Error == nil || r.Error.Code != "OperationInterrupted" {
+			t.Fatalf("operation of a dead task: %+v", r)
+		}
+		if _, err := a.m.Get(ctx, "nope"); !errors.Is(err, operation.ErrNotFound) {
+			t.Fatalf("unknown operation: %v", err)
+		}
+	})
 }

@@ -41,8 +41,7 @@ type dataProtection struct {
 // workers and the scheduler.
 func (s *Server) openDataProtection(ctx context.Context) error {
 	clk := s.cfg.Clock
-	q := job.NewQueue(s.store, clk)
-	q.Backend = s.meta.Tasks // the tasks live where the metadata does
+	q := s.Ops.Queue
 	svc := &dataprotection.Service{Store: s.store, Clock: clk, Queue: q, Authz: s.Authz, Identities: s.IDs,
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
 	if s.member.shared {
@@ -63,7 +62,14 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Handle(dataprotection.TaskRestore, svc.ExecRestore)
 	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)
 	pool.Handle(dataprotection.TaskDeleteInstance, svc.ExecDeleteInstance)
-	pool.Dead = svc.FailTask
+	pool.Handle(operation.TaskType, s.Ops.Run)
+	pool.Dead = func(ctx context.Context, t job.Task, cause error) {
+		if t.Type == operation.TaskType {
+			s.Ops.FailTask(ctx, t, cause)
+			return
+		}
+		svc.FailTask(ctx, t, cause)
+	}
 	if err := s.openMonitor(ctx, q, pool); err != nil {
 		return err
 	}
@@ -95,6 +101,8 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	dp := &dataProtection{svc: svc, queue: q, pool: pool, sched: sched, cancel: cancel}
+	// Every operation kind has its handler by now (Open registers the
+	// routes that start them first): the workers may run.
 	pool.Start(bg)
 	dp.wg.Add(1)
 	go func() {
@@ -106,20 +114,6 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	}()
 	s.dp = dp
 	return nil
-}
-
-// dataProtectionResumers are the operation kinds resumed after a restart.
-func (s *Server) dataProtectionResumers(m map[string]operation.Resumer) {
-	m["dataprotection/backupInstances/put"] = func(ctx context.Context, rec operation.Record) (operation.Func, bool) {
-		id, err := resource.Parse(rec.ResourceID)
-		if err != nil || s.dp == nil {
-			return nil, false
-		}
-		return func(ctx context.Context) (any, error) {
-			_, err := s.dp.svc.ConfigureInstance(ctx, id)
-			return nil, err
-		}, true
-	}
 }
 
 func (s *Server) closeDataProtection() {

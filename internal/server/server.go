@@ -30,11 +30,11 @@ import (
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
+	"coffer/internal/job"
 	"coffer/internal/nbd"
 	"coffer/internal/operation"
 	"coffer/internal/portal"
 	"coffer/internal/rbac"
-	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/store/location"
 	"coffer/internal/tenant"
@@ -307,7 +307,14 @@ func (s *Server) build(ctx context.Context) error {
 	s.Tenant = &tenant.Service{Store: s.store, Clock: cfg.Clock, Regions: cfg.Regions}
 	s.Authz = &authorization.Service{Store: s.store, Clock: cfg.Clock, Containers: s.Tenant, Identities: s.IDs}
 	s.Tenant.Authz = s.Authz
-	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log}
+	// One job queue runs everything asynchronous: DataProtection's jobs
+	// and every long-running operation, on any node that shares the store.
+	queue := job.NewQueue(s.store, cfg.Clock)
+	queue.Backend = s.meta.Tasks // the tasks live where the metadata does
+	s.Ops = &operation.Manager{Store: s.store, Clock: cfg.Clock, Logger: s.log, Queue: queue}
+	if s.member.shared {
+		s.Ops.Home = cluster.Home
+	}
 	if rec == nil {
 		if rec, err = s.bootstrapOnce(ctx); err != nil {
 			return err
@@ -354,30 +361,19 @@ func (s *Server) build(ctx context.Context) error {
 		s.IDs.PeerAudience = peers.has
 	}
 	s.handler = dataPlaneSplit{api: s.API, data: data}
+	// Admin's operation kinds are registered before the workers start.
+	s.API.RegisterAdmin(recordedMaintenance{&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs}, s})
 	if err := s.openDataProtection(ctx); err != nil {
 		return err
 	}
 	if err := s.openPortal(); err != nil {
 		return err
 	}
-	s.API.RegisterAdmin(recordedMaintenance{&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs}, s})
 	s.registerMetrics()
-	resumers := map[string]operation.Resumer{
-		"resourceGroups/delete": s.resumeGroupDelete,
-	}
-	s.dataProtectionResumers(resumers)
-	if err := s.Ops.Recover(ctx, resumers); err != nil {
+	if err := s.Ops.Recover(ctx); err != nil {
 		return err
 	}
 	return nil
-}
-
-func (s *Server) resumeGroupDelete(ctx context.Context, rec operation.Record) (operation.Func, bool) {
-	id, err := resource.Parse(rec.ResourceID)
-	if err != nil {
-		return nil, false
-	}
-	return func(ctx context.Context) (any, error) { return nil, s.Tenant.DeleteGroupContents(ctx, id) }, true
 }
 
 func (s *Server) tenantRecord(ctx context.Context) (*tenantRecord, error) {
@@ -570,7 +566,6 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener, ready func(
 func (s *Server) Close() error {
 	s.closeMonitor()
 	s.closeDataProtection()
-	s.Ops.Shutdown()
 	serr := s.closeStorage()
 	return errors.Join(serr, s.meta.Close())
 }

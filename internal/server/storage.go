@@ -63,6 +63,8 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if s.member.shared {
 		s.Compute.Home = s.member.setHome
 	}
+	// Disks and snapshots that an operation creates are its to finish.
+	s.Compute.Finishing = s.Ops.Running
 	s.Tenant.Cleaners = append(s.Tenant.Cleaners, s.Compute.Cleaner)
 	s.Authz.PrincipalDeleted = s.Compute.EndGrantsOf
 	if err := s.Compute.Recover(ctx); err != nil {

@@ -102,7 +102,7 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		p.dead(ctx, t, fmt.Errorf("%w %q", ErrNoHandler, t.Type))
 		return true, nil
 	}
-	herr := h(ctx, t)
+	herr := p.run(ctx, h, t)
 	if herr == nil {
 		err := p.Queue.Ack(ctx, t)
 		if errors.Is(err, job.ErrNoTask) { // the handler acked it in its own transaction
@@ -114,6 +114,19 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		// Shutting down: leave the lease; Recover hands the task out again.
 		return true, ctx.Err()
 	}
+	if errors.Is(herr, job.ErrLeaseLost) {
+		// Another worker holds the task now (this one paused past its
+		// lease): its outcome is the other's to record.
+		p.Logger.Warn("task lease lost; its new holder finishes it", "task", t.ID, "type", t.Type, "attempt", t.Attempts)
+		return true, nil
+	}
+	if later, ok := errors.AsType[*job.Later](herr); ok {
+		err := p.Queue.Defer(ctx, t, later.After)
+		if errors.Is(err, job.ErrLeaseLost) {
+			err = nil
+		}
+		return true, err
+	}
 	dead, err := p.Queue.Nack(ctx, t, herr)
 	if err != nil {
 		return true, err
@@ -124,6 +137,64 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		p.Logger.Warn("task failed; will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempts, "err", herr)
 	}
 	return true, nil
+}
+
+// run runs h on t, renewing t's lease every third of the lease's duration
+// while it runs, so that a long task stays its worker's while the worker
+// lives and passes to another worker only when renewals stop (the node
+// died or paused). When a renewal finds the lease lost, h's context is
+// cancelled: its work is another worker's now.
+func (p *Pool) run(ctx context.Context, h Handler, t job.Task) error {
+	hctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		p.renew(hctx, t, done, cancel)
+	}()
+	err := h(hctx, t)
+	close(done)
+	<-renewed
+	if cause := context.Cause(hctx); err != nil && errors.Is(cause, job.ErrLeaseLost) && ctx.Err() == nil {
+		return cause
+	}
+	return err
+}
+
+// renew extends t's lease until done is closed; it cancels the handler
+// with ErrLeaseLost when the lease has passed to another worker.
+func (p *Pool) renew(ctx context.Context, t job.Task, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	every := p.Queue.LeaseDuration / 3
+	if every <= 0 {
+		return
+	}
+	for {
+		tm := p.Clock.NewTimer(every)
+		select {
+		case <-done:
+			tm.Stop()
+			return
+		case <-ctx.Done():
+			tm.Stop()
+			return
+		case <-tm.C():
+		}
+		cur, err := p.Queue.Extend(ctx, t)
+		switch {
+		case err == nil:
+			t = cur
+		case errors.Is(err, job.ErrLeaseLost):
+			cancel(fmt.Errorf("task %s: %w", t.ID, job.ErrLeaseLost))
+			return
+		case errors.Is(err, job.ErrNoTask):
+			return // the handler acked it in its own transaction
+		default:
+			if ctx.Err() == nil {
+				p.Logger.Warn("renew task lease", "task", t.ID, "err", err)
+			}
+		}
+	}
 }
 
 func (p *Pool) dead(ctx context.Context, t job.Task, cause error) {

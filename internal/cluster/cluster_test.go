@@ -574,6 +574,23 @@ func testPlaceAndReach(t *testing.T, open func() store.Store) {
 		!strings.Contains(e.Message, "'node-b'") || !strings.Contains(e.Message, lastB.Format(time.RFC3339)) || !strings.Contains(e.Message, "The disk 'd1'") {
 		t.Fatalf("reach a dead node: %v, want 503 NodeUnavailable naming node-b, the disk and %s", err, lastB.Format(time.RFC3339))
 	}
+	// node-c stops cleanly: at once it is no longer live, and says so;
+	// registering again makes it live.
+	if err := reg.Leave(ctx, nodes["node-c"]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-a" {
+		t.Fatalf("least-used with node-b dead and node-c stopped: %q %v, want node-a", got, err)
+	}
+	if _, err := reg.Reach(ctx, "node-c", "The disk 'd2'"); !errors.Is(err, cluster.ErrNodeUnavailable) || !strings.Contains(err.Error(), "it stopped at") {
+		t.Fatalf("reach a stopped node: %v, want NodeUnavailable saying it stopped", err)
+	}
+	if _, err := reg.Register(ctx, cluster.Node{Name: "node-c", API: "https://node-c", Incarnation: "node-c-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Reach(ctx, "node-c", "The disk 'd2'"); err != nil {
+		t.Fatalf("reach node-c registered again: %v", err)
+	}
 	if _, err := reg.Reach(ctx, "node-x", "The disk 'd1'"); !errors.Is(err, cluster.ErrUnknownNode) {
 		t.Fatalf("reach an unknown node: %v, want ErrUnknownNode", err)
 	}

@@ -50,6 +50,9 @@ type Node struct {
 	Heartbeat   time.Time `json:"heartbeat"`
 	// UsedBytes is the space the node's volumes use (placement).
 	UsedBytes int64 `json:"usedBytes"`
+	// Stopped is when the node stopped cleanly (Leave); zero while it
+	// runs, or when it died without stopping.
+	Stopped time.Time `json:"stopped,omitzero"`
 }
 
 // Registry keeps the nodes of a metadata store.
@@ -68,9 +71,10 @@ func (r *Registry) timeout() time.Duration {
 	return DefaultNodeTimeout
 }
 
-// Live reports whether n's heartbeat is younger than the timeout at now.
+// Live reports whether n runs at now: it has not stopped and its
+// heartbeat is younger than the timeout.
 func (r *Registry) Live(n Node, now time.Time) bool {
-	return n.Heartbeat.After(now.Add(-r.timeout()))
+	return n.Stopped.IsZero() && n.Heartbeat.After(now.Add(-r.timeout()))
 }
 
 func putNode(ctx context.Context, tx store.Tx, n Node) error {
@@ -139,6 +143,26 @@ func (r *Registry) Beat(ctx context.Context, n Node, usedBytes int64) (Node, err
 		return n, fmt.Errorf("heartbeat: %w", err)
 	}
 	return out, nil
+}
+
+// Leave records that the node registered as n stopped cleanly: it is no
+// longer live (nothing is placed on it, its disks say it is unavailable)
+// until it registers again. It does nothing when another incarnation has
+// registered under n's name since.
+func (r *Registry) Leave(ctx context.Context, n Node) error {
+	err := r.Store.Update(ctx, func(tx store.Tx) error {
+		cur, err := getNode(ctx, tx, n.Name)
+		if err != nil || cur.Incarnation != n.Incarnation {
+			return err
+		}
+		now := r.Clock.Now().UTC()
+		cur.Heartbeat, cur.Stopped = now, now
+		return putNode(ctx, tx, cur)
+	})
+	if err != nil {
+		return fmt.Errorf("record that node %s stopped: %w", n.Name, err)
+	}
+	return nil
 }
 
 // Get returns the node registered under name, or ErrUnknownNode.

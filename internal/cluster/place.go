@@ -24,9 +24,13 @@ var ErrNodeUnavailable = errors.New("node unavailable")
 // live at now: 503 NodeUnavailable naming the node and when it last beat,
 // matched with errors.Is(err, ErrNodeUnavailable).
 func Unavailable(what string, n Node, now time.Time) error {
+	seen := "it was last seen"
+	if !n.Stopped.IsZero() {
+		seen = "it stopped"
+	}
 	return &resource.Error{Kind: resource.KindUnavailable, Code: CodeNodeUnavailable,
-		Message: fmt.Sprintf("%s is held by node '%s', which is unavailable: it was last seen at %s (%s ago). Retry when the node is back.",
-			what, n.Name, n.Heartbeat.UTC().Format(time.RFC3339), now.Sub(n.Heartbeat).Truncate(time.Second)),
+		Message: fmt.Sprintf("%s is held by node '%s', which is unavailable: %s at %s (%s ago). Retry when the node is back.",
+			what, n.Name, seen, n.Heartbeat.UTC().Format(time.RFC3339), now.Sub(n.Heartbeat).Truncate(time.Second)),
 		Err: fmt.Errorf("node %s: %w", n.Name, ErrNodeUnavailable)}
 }
 

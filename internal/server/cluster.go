@@ -98,8 +98,9 @@ func fence(l cluster.Lease) func(ctx context.Context, tx store.Tx) error {
 
 // register records this node in the registry with the addresses it
 // serves at (the API listener's is addr), and beats for it until ctx
-// ends; the returned function waits for the beats to stop.
-func (s *Server) register(ctx context.Context, addr string) (wait func(), err error) {
+// ends; the returned function waits for the beats to stop and records
+// that the node stopped (so that nothing is placed on it meanwhile).
+func (s *Server) register(ctx context.Context, addr string) (leave func(), err error) {
 	m := s.member
 	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.endpointAt(addr), NBD: s.NBDAddr(), Incarnation: m.incarnation})
 	if err != nil {
@@ -111,7 +112,14 @@ func (s *Server) register(ctx context.Context, addr string) (wait func(), err er
 		defer wg.Done()
 		m.registry.Run(ctx, n, 0, s.usedBytes, s.log)
 	}()
-	return wg.Wait, nil
+	return func() {
+		wg.Wait()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := m.registry.Leave(lctx, n); err != nil {
+			s.log.Warn("leave the node registry", "err", err)
+		}
+	}, nil
 }
 
 // usedBytes is the space used on the data filesystem (placement).

@@ -83,7 +83,9 @@ func startFleet(t *testing.T, n int, placement string) *fleet {
 	if err := json.Unmarshal(b, &f.admin); err != nil {
 		t.Fatal(err)
 	}
-	f.startAll(ctx, 0, 1)
+	if err := f.startAll(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
 	meta, err := storelocation.Open(ctx, db, storelocation.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +97,7 @@ func startFleet(t *testing.T, n int, placement string) *fleet {
 
 // startAll starts the nodes from the from-th on, at once, with a clock
 // offset.
-func (f *fleet) startAll(ctx context.Context, offset time.Duration, from int) {
-	f.t.Helper()
+func (f *fleet) startAll(ctx context.Context, offset time.Duration, from int) error {
 	f.offset = offset
 	var wg sync.WaitGroup
 	errs := make([]error, len(f.nodes))
@@ -105,9 +106,7 @@ func (f *fleet) startAll(ctx context.Context, offset time.Duration, from int) {
 		go func() { defer wg.Done(); errs[i] = f.nodes[i].start(ctx, offset) }()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		f.t.Fatal(err)
-	}
+	return errors.Join(errs...)
 }
 
 // client is an API client of node i with the admin's API token (which
@@ -146,7 +145,12 @@ func (f *fleet) scheduler() (cluster.Lease, error) {
 	return ls.Get(context.Background(), server.SchedulerLease)
 }
 
-const fleetVault = "vault"
+// fleetVault and fleetRule: the vault and the backup rule of the policy
+// setupFleet makes.
+const (
+	fleetVault = "vault"
+	fleetRule  = "BackupIntervals"
+)
 
 // fleetDisk is a disk of the fleet tests: its contents as written, and
 // the node that holds it.
@@ -238,7 +242,7 @@ func backupAll(ctx context.Context, t *testing.T, f *fleet, disks []*fleetDisk) 
 		go func() {
 			defer wg.Done()
 			c := f.client(i % len(f.nodes))
-			id, err := c.BackupNow(ctx, rgDisks, fleetVault, d.instance, "BackupHourly", "Default")
+			id, err := c.BackupNow(ctx, rgDisks, fleetVault, d.instance, fleetRule, "Default")
 			if err == nil {
 				var j client.Job
 				if j, err = e2e.WaitJob(ctx, c, rgDisks, fleetVault, id); err == nil {
@@ -276,7 +280,7 @@ func fillDisk(ctx context.Context, c *client.Client, d *fleetDisk) error {
 	return nil
 }
 
-// backupJobs lists the vault's backup jobs not in seen, by instance.
+// backupJobs lists the vault's backup jobs not in seen, by disk name.
 func backupJobs(ctx context.Context, c *client.Client, seen map[string]bool) (map[string][]client.Job, error) {
 	jobs, err := c.ListJobs(ctx, rgDisks, fleetVault, "")
 	if err != nil {
@@ -287,7 +291,7 @@ func backupJobs(ctx context.Context, c *client.Client, seen map[string]bool) (ma
 		if seen[j.ID] || j.Properties.Operation != string(job.OpBackup) {
 			continue
 		}
-		out[j.Properties.BackupInstanceName] = append(out[j.Properties.BackupInstanceName], j)
+		out[j.Properties.DataSourceName] = append(out[j.Properties.DataSourceName], j)
 	}
 	return out, nil
 }
@@ -330,13 +334,13 @@ func checkPoints(ctx context.Context, c *client.Client, d *fleetDisk) (int, erro
 	return len(rps), nil
 }
 
-// TestKillNode: three nodes; fifteen small disks, five homed on each node,
+// TestKillNode: three nodes; eighteen small disks, six homed on each node,
 // each protected by a daily policy and backed up once on demand. Every
 // node stops; they start again with their clocks past the policy's time,
 // so that the scheduler (on the node that holds its lease: node-1, which
 // starts first) queues one backup per instance, each bound to its disk's
-// home node. As soon as the first of those completes, node-1 is killed
-// with SIGKILL.
+// home node. As soon as the first of node-1's has ended (its four workers
+// take its six in two waves), node-1 is killed with SIGKILL.
 //
 // Then: the scheduler lease moves to a survivor under a larger epoch; the
 // backups of the disks homed on node-2 and node-3 each complete exactly
@@ -358,7 +362,7 @@ func TestKillNode(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 3))
 	f := startFleet(t, 3, "local")
 	at := time.Now().Add(2 * time.Hour).Truncate(time.Minute)
-	disks := setupFleet(ctx, t, f, 15, at, rng)
+	disks := setupFleet(ctx, t, f, 18, at, rng)
 	for i, d := range disks {
 		if want := fmt.Sprintf("node-%d", i%3+1); d.home != want {
 			t.Fatalf("disk %s made through %s is homed on %q", d.name, want, d.home)
@@ -378,25 +382,33 @@ func TestKillNode(t *testing.T) {
 		}
 	}
 	offset := time.Until(at) + 5*time.Minute
+	f.offset = offset
 	if err := f.nodes[0].start(ctx, offset); err != nil {
 		t.Fatal(err)
 	}
-	f.startAll(ctx, offset, 1)
+	others := make(chan error, 1)
+	go func() { others <- f.startAll(ctx, offset, 1) }()
 	l0, err := f.scheduler()
 	if err != nil || l0.Holder != "node-1" {
 		t.Fatalf("scheduler lease after the start: %+v %v, want node-1's (it started first)", l0, err)
 	}
-	// Kill node-1 as soon as the first due backup has completed.
-	var doneAtKill int
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		jobs, err := backupJobs(ctx, c2, before)
+	// Kill node-1 mid-way: as soon as one of its due backups has ended
+	// while others still run (its four workers take six in two waves).
+	var doneAtKill, runningAtKill int
+	c1 := f.client(0)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		jobs, err := backupJobs(ctx, c1, before)
 		if err != nil {
 			t.Fatal(err)
 		}
-		doneAtKill = 0
-		for _, js := range jobs {
-			for _, j := range js {
-				if j.Properties.Status != string(job.InProgress) {
+		doneAtKill, runningAtKill = 0, 0
+		for _, d := range disks {
+			for _, j := range jobs[d.name] {
+				switch {
+				case d.home != "node-1":
+				case j.Properties.Status == string(job.InProgress):
+					runningAtKill++
+				default:
 					doneAtKill++
 				}
 			}
@@ -405,12 +417,15 @@ func TestKillNode(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no due backup ended within 2 minutes (%d queued)", len(jobs))
+			t.Fatalf("no due backup of node-1 ended within 2 minutes (%d queued)", len(jobs))
 		}
 	}
 	f.nodes[0].kill()
 	killedAt := time.Now()
-	t.Logf("node-1 killed with %d of the due backups ended", doneAtKill)
+	if err := <-others; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node-1 killed with %d of its due backups ended and %d queued or running", doneAtKill, runningAtKill)
 
 	// The scheduler lease moves to a survivor.
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
@@ -434,7 +449,7 @@ func TestKillNode(t *testing.T) {
 		pending, bad := 0, []string{}
 		waiting = 0
 		for _, d := range disks {
-			js := jobs[d.instance]
+			js := jobs[d.name]
 			if len(js) != 1 {
 				bad = append(bad, fmt.Sprintf("%s has %d scheduled backup jobs", d.instance, len(js)))
 				continue
@@ -484,7 +499,7 @@ func TestKillNode(t *testing.T) {
 	// survivors, node-1's disks' included; every listed point is whole.
 	for i, d := range disks {
 		if i%3 != 0 && i != 1 {
-			continue // node-1's five, and one of node-2's
+			continue // node-1's six, and one of node-2's
 		}
 		c := []*client.Client{c2, c3}[i%2]
 		rps, err := c.ListRecoveryPoints(ctx, rgDisks, fleetVault, d.instance, "")
@@ -527,7 +542,7 @@ func TestKillNode(t *testing.T) {
 		}
 		pending := 0
 		for _, d := range disks {
-			js := jobs[d.instance]
+			js := jobs[d.name]
 			if len(js) != 1 {
 				t.Fatalf("%s has %d scheduled backup jobs after node-1's return, want 1", d.instance, len(js))
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ type Placement string
 // The placements.
 const (
 	// PlaceLeastUsed: the live node whose volumes use the least space (by
-	// the registry's heartbeats), ties broken by name.
+	// the registry's heartbeats), one of equals at random.
 	PlaceLeastUsed Placement = "least-used"
 	// PlaceLocal: the node that took the request.
 	PlaceLocal Placement = "local"
@@ -73,9 +74,10 @@ func ParsePlacement(s string) (Placement, error) {
 }
 
 // Place names the node that creates a new volume under p, asked on node
-// self. Under PlaceLeastUsed it is the live node with the least used bytes
-// (self when no node is live by the registry, as on a node that has not
-// beaten yet).
+// self. Under PlaceLeastUsed it is the live node whose volumes use the
+// least space by their last heartbeats, one of equals at random (so that
+// disks made together on an empty cluster spread out); self when no node
+// is live by the registry, as on a node that has not beaten yet.
 func (r *Registry) Place(ctx context.Context, p Placement, self string) (string, error) {
 	if p == PlaceLocal {
 		return self, nil
@@ -85,18 +87,19 @@ func (r *Registry) Place(ctx context.Context, p Placement, self string) (string,
 		return "", fmt.Errorf("place a volume: %w", err)
 	}
 	now := r.Clock.Now()
-	best := ""
+	var least []string
 	var used int64
-	for _, n := range nodes { // by name: the first of equals wins
-		if !r.Live(n, now) {
-			continue
-		}
-		if best == "" || n.UsedBytes < used {
-			best, used = n.Name, n.UsedBytes
+	for _, n := range nodes {
+		switch {
+		case !r.Live(n, now):
+		case len(least) == 0 || n.UsedBytes < used:
+			least, used = []string{n.Name}, n.UsedBytes
+		case n.UsedBytes == used:
+			least = append(least, n.Name)
 		}
 	}
-	if best == "" {
+	if len(least) == 0 {
 		return self, nil
 	}
-	return best, nil
+	return least[rand.IntN(len(least))], nil
 }

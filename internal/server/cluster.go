@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
+	"syscall"
 	"time"
 
 	"coffer/internal/cluster"
@@ -122,10 +124,27 @@ func (s *Server) register(ctx context.Context, addr string) (leave func(), err e
 	}, nil
 }
 
-// usedBytes is the space used on the data filesystem (placement).
+// usedBytes is the space this node's volumes take on its disk, their
+// allocated blocks (least-used placement compares it between nodes;
+// the data filesystem's own usage counts whatever else it holds).
 func (s *Server) usedBytes() int64 {
-	st := s.space.Status()
-	return st.TotalBytes - st.FreeBytes
+	var n int64
+	_ = filepath.WalkDir(filepath.Join(s.cfg.DataDir, "volumes"), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // gone meanwhile, or not a file: not counted
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
 }
 
 // Names of the secrets every node shares (cluster.Secret).

@@ -572,3 +572,167 @@ func TestKillNode(t *testing.T) {
 		t.Fatal("a node exited by itself")
 	}
 }
+
+// fleetWork is the work a rolling restart test started: job IDs and, for
+// restores, the disk each writes and the contents it must read.
+type fleetWork struct {
+	mu       sync.Mutex
+	backups  map[string]string // job ID → disk name
+	restores map[string]restoreWant
+}
+
+type restoreWant struct{ target, sha string }
+
+// submit starts, through c, an on-demand backup of each of disks and a
+// restore of its first recovery point to a new disk named after round.
+func (w *fleetWork) submit(ctx context.Context, c *client.Client, disks []*fleetDisk, round int) error {
+	for _, d := range disks {
+		id, err := c.BackupNow(ctx, rgDisks, fleetVault, d.instance, fleetRule, "Default")
+		if err != nil {
+			return fmt.Errorf("back up %s in round %d: %w", d.instance, round, err)
+		}
+		rps, err := c.ListRecoveryPoints(ctx, rgDisks, fleetVault, d.instance, "")
+		if err != nil || len(rps) == 0 {
+			return fmt.Errorf("recovery points of %s: %d, %v", d.instance, len(rps), err)
+		}
+		first := rps[0]
+		for _, r := range rps {
+			if r.Properties.RecoveryPointTime < first.Properties.RecoveryPointTime {
+				first = r
+			}
+		}
+		target := fmt.Sprintf("rr%d-%s", round, d.name)
+		rid, err := c.Restore(ctx, rgDisks, fleetVault, d.instance, client.RestoreRequest(first.Name, e2e.DiskID(c.Subscription, rgRestores, target), location))
+		if err != nil {
+			return fmt.Errorf("restore %s in round %d: %w", d.instance, round, err)
+		}
+		w.mu.Lock()
+		w.backups[id] = d.name
+		w.restores[rid] = restoreWant{target: target, sha: sha(d.content)}
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+// TestRollingRestart: three nodes placing new disks on the least used
+// (the default), nine protected disks backed up once. Backups and restores
+// run while every node in turn is stopped with SIGTERM and started again;
+// each round of work goes through a node that is up. Then nothing is lost
+// and nothing is stuck: every job started ends Completed, every vault job
+// has ended, each instance lists one recovery point per backup, every one
+// whole, and every restored disk reads the bytes of the point it came
+// from.
+func TestRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the rolling restart runs three servers for about a minute")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(13, 4))
+	f := startFleet(t, 3, "least-used")
+	disks := setupFleet(ctx, t, f, 9, time.Now().Add(12*time.Hour), rng)
+	homes := map[string]int{}
+	for _, d := range disks {
+		homes[d.home]++
+	}
+	t.Logf("homes by least-used placement: %v", homes)
+	backupAll(ctx, t, f, disks)
+
+	w := &fleetWork{backups: map[string]string{}, restores: map[string]restoreWant{}}
+	for i, p := range f.nodes {
+		// A round of work through the next node, then node i restarts
+		// while it runs.
+		up := f.client((i + 1) % len(f.nodes))
+		var round []*fleetDisk
+		for j, d := range disks {
+			if j%len(f.nodes) == i {
+				round = append(round, d)
+			}
+		}
+		if err := w.submit(ctx, up, round, i); err != nil {
+			t.Fatal(err)
+		}
+		if jobs, err := up.ListJobs(ctx, rgDisks, fleetVault, ""); err == nil {
+			running := 0
+			for _, j := range jobs {
+				if j.Properties.Status == string(job.InProgress) {
+					running++
+				}
+			}
+			t.Logf("node-%d stops with %d jobs in progress", i+1, running)
+		}
+		if err := p.stop(); err != nil {
+			t.Fatalf("stop node-%d: %v", i+1, err)
+		}
+		if err := p.start(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c := f.client(0)
+	var jobs []client.Job
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		if jobs, err = c.ListJobs(ctx, rgDisks, fleetVault, ""); err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for _, j := range jobs {
+			if j.Properties.Status == string(job.InProgress) {
+				running++
+			}
+		}
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs still in progress 5 minutes after the last restart", running)
+		}
+	}
+	byID := map[string]client.Job{}
+	for _, j := range jobs {
+		byID[j.ID] = j
+	}
+	backups := map[string]int{}
+	for id, disk := range w.backups {
+		j, ok := byID[id]
+		if !ok {
+			t.Fatalf("backup job %s of %s is not listed", id, disk)
+		}
+		if err := e2e.JobError(j); err != nil {
+			t.Fatal(err)
+		}
+		backups[disk]++
+	}
+	for id, want := range w.restores {
+		j, ok := byID[id]
+		if !ok {
+			t.Fatalf("restore job %s to %s is not listed", id, want.target)
+		}
+		if err := e2e.JobError(j); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e2e.DiskSHA256(ctx, c, client.Disks, rgRestores, want.target)
+		if err != nil {
+			t.Fatalf("read restored %s: %v", want.target, err)
+		}
+		if got != want.sha {
+			t.Fatalf("%v: %s reads sha256 %s, want %s", errCorrupt, want.target, got, want.sha)
+		}
+	}
+	for _, d := range disks {
+		n, err := checkPoints(ctx, c, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 1 + backups[d.name]; n != want {
+			t.Fatalf("%s lists %d recovery points, want %d", d.instance, n, want)
+		}
+	}
+	t.Logf("%d backups and %d restores ran across three restarts", len(w.backups), len(w.restores))
+	for _, p := range f.nodes {
+		if err := p.alive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -39,10 +39,13 @@ type Node struct {
 	// compare case-insensitively.
 	Name string `json:"name"`
 	// API is the URL other nodes forward API requests to
-	// (scheme://host:port); NBD is the host:port its NBD server listens
+	// (scheme://host:port of its listener); Endpoint is the URL clients
+	// use for it (its --public-endpoint, which several nodes behind one
+	// load balancer share); NBD is the host:port its NBD server listens
 	// on, as clients reach it.
-	API string `json:"api"`
-	NBD string `json:"nbd,omitempty"`
+	API      string `json:"api"`
+	Endpoint string `json:"endpoint,omitempty"`
+	NBD      string `json:"nbd,omitempty"`
 	// Incarnation is random per process: it tells a restarted node from
 	// its previous run, and two processes given one name apart.
 	Incarnation string    `json:"incarnation"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -104,7 +105,8 @@ func fence(l cluster.Lease) func(ctx context.Context, tx store.Tx) error {
 // that the node stopped (so that nothing is placed on it meanwhile).
 func (s *Server) register(ctx context.Context, addr string) (leave func(), err error) {
 	m := s.member
-	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.endpointAt(addr), NBD: s.NBDAddr(), Incarnation: m.incarnation})
+	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.nodeAPI(addr), Endpoint: s.endpointAt(addr), NBD: s.NBDAddr(),
+		Incarnation: m.incarnation})
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +124,29 @@ func (s *Server) register(ctx context.Context, addr string) (leave func(), err e
 			s.log.Warn("leave the node registry", "err", err)
 		}
 	}, nil
+}
+
+// nodeAPI is the URL other nodes reach this node's API at: its
+// listener's address (addr), not the public endpoint, which may be a load
+// balancer in front of every node. A listener on every address is named
+// by the host name (its certificate names it too).
+func (s *Server) nodeAPI(addr string) string {
+	scheme := "http"
+	if s.cfg.TLS {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return scheme + "://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if hn, err := os.Hostname(); err == nil && hn != "" {
+			host = hn
+		} else {
+			host = "localhost"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // usedBytes is the space this node's volumes take on its disk, their

@@ -119,8 +119,8 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // proxy sends hr to node n as the caller sent it (its Authorization
 // header and SAS query included, nothing added but ForwardedHeader) and
 // copies the answer back. Operation URLs in the answer's headers that name
-// n's endpoint are rewritten to this node's, so that the caller keeps
-// talking to the endpoint it chose.
+// n's endpoint or address are rewritten to this node's endpoint, so that
+// the caller keeps talking to the endpoint it chose.
 func (f *forwarder) proxy(ctx context.Context, w http.ResponseWriter, hr *http.Request, body []byte, n cluster.Node, what string) error {
 	target, err := url.Parse(n.API)
 	if err != nil || target.Host == "" {
@@ -155,8 +155,10 @@ func (f *forwarder) proxy(ctx context.Context, w http.ResponseWriter, hr *http.R
 		h.Del(hh)
 	}
 	for _, k := range []string{"Location", "Azure-AsyncOperation"} {
-		if u := h.Get(k); u != "" && strings.HasPrefix(u, n.API+"/") {
-			h.Set(k, f.s.Endpoint()+strings.TrimPrefix(u, n.API))
+		for _, base := range []string{n.Endpoint, n.API} {
+			if u := h.Get(k); base != "" && strings.HasPrefix(u, base+"/") {
+				h.Set(k, f.s.Endpoint()+strings.TrimPrefix(u, base))
+			}
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
@@ -245,7 +247,11 @@ func (p *peerAudiences) has(aud string) bool {
 	p.read = now
 	p.urls = make(map[string]bool, len(nodes))
 	for _, n := range nodes {
-		p.urls[strings.ToLower(strings.TrimRight(n.API, "/"))] = true
+		for _, u := range []string{n.API, n.Endpoint} {
+			if u != "" {
+				p.urls[strings.ToLower(strings.TrimRight(u, "/"))] = true
+			}
+		}
 	}
 	return p.urls[a]
 }

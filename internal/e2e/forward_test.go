@@ -134,6 +134,17 @@ func TestForwardToHome(t *testing.T) {
 	if _, err := b.c.ReadRange(b.ctx, sasA, 0, 4096); err != nil {
 		t.Fatalf("read through the SAS URL on node-b: %v", err)
 	}
+	// A SAS token that does not verify is refused where it arrives, not
+	// forwarded.
+	u, _ := url.Parse(sasA)
+	q := u.Query()
+	sig := []byte(q.Get("sig"))
+	sig[len(sig)/2] ^= 1
+	q.Set("sig", string(sig))
+	u.RawQuery = q.Encode()
+	if _, err := b.c.ReadRange(b.ctx, u.String(), 0, 4096); err == nil || !strings.Contains(err.Error(), "AuthenticationFailed") {
+		t.Fatalf("a read through node-b with a tampered SAS token: %v, want 403 AuthenticationFailed", err)
+	}
 	b.endAccess(t, "rg", "d1")
 	p, err := b.snaps.BeginCreateOrUpdate(b.ctx, "rg", "s1", armcompute.Snapshot{Location: d.Location,
 		Properties: &armcompute.SnapshotProperties{CreationData: &armcompute.CreationData{

@@ -48,22 +48,26 @@ func (s *Server) RegisterCompute(c Compute) {
 	// The copy of a disk and the taking of a snapshot run as durable
 	// operations on the home node of the disk they read; FinishDisk and
 	// FinishSnapshot are idempotent (see their docs).
-	s.Operations.Register(opDiskCreate, func(ctx context.Context, rec operation.Record) (any, error) {
-		id, err := compute.ParseID(compute.TypeDisks, rec.ResourceID)
+	s.Operations.Register(opDiskCreate, finishing(compute.TypeDisks, func(ctx context.Context, id resource.ID) error {
+		_, err := c.Service.FinishDisk(ctx, id)
+		return err
+	}))
+	s.Operations.Register(opSnapshotCreate, finishing(compute.TypeSnapshots, func(ctx context.Context, id resource.ID) error {
+		_, err := c.Service.FinishSnapshot(ctx, id)
+		return err
+	}))
+}
+
+// finishing is the handler of an operation that finishes the creation of
+// the resource of type typ it acts on.
+func finishing(typ string, finish func(ctx context.Context, id resource.ID) error) operation.Handler {
+	return func(ctx context.Context, rec operation.Record) (any, error) {
+		id, err := compute.ParseID(typ, rec.ResourceID)
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.Service.FinishDisk(ctx, id)
-		return nil, err
-	})
-	s.Operations.Register(opSnapshotCreate, func(ctx context.Context, rec operation.Record) (any, error) {
-		id, err := compute.ParseID(compute.TypeSnapshots, rec.ResourceID)
-		if err != nil {
-			return nil, err
-		}
-		_, err = c.Service.FinishSnapshot(ctx, id)
-		return nil, err
-	})
+		return nil, finish(ctx, id)
+	}
 }
 
 // The kinds of Compute's durable operations.

@@ -70,6 +70,25 @@ func newFixture(t testing.TB) *fixture {
 }
 
 // emptyDisk creates an empty 1 GiB disk rg/name as the fixture's admin.
+// writtenDisk makes an empty disk and writes data into its volume at off;
+// it returns the disk's record.
+func (f *fixture) writtenDisk(t testing.TB, rg, name string, data []byte, off int64) compute.Disk {
+	t.Helper()
+	ctx := context.Background()
+	d, err := f.svc.GetDisk(ctx, f.emptyDisk(t, rg, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol, err := f.svc.Engine.OpenVolume(ctx, d.UniqueID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vol.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func (f *fixture) emptyDisk(t testing.TB, rg, name string) resource.ID {
 	t.Helper()
 	id := compute.DiskID(f.sub, rg, name)

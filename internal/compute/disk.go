@@ -296,6 +296,22 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 	return d, true, nil, err
 }
 
+// settled reports whether a resource whose creation is to be finished has
+// ended already (its state is no longer pending), with the error of a
+// Failed one (what failed names its work).
+func settled(state, pending string, failed *resource.Error, what string) (bool, error) {
+	switch state {
+	case pending:
+		return false, nil
+	case StateFailed:
+		if failed != nil {
+			return true, failed
+		}
+		return true, resource.Errorf(resource.KindInternal, "InternalExecutionError", "%s failed.", what)
+	}
+	return true, nil
+}
+
 // FinishDisk completes, from the disk's record, the creation StartDisk
 // left to do (a copy of a disk: a temporary snapshot of the source, and
 // the new volume restored from it); it is what StartDisk's finish and the
@@ -308,15 +324,8 @@ func (s *Service) FinishDisk(ctx context.Context, id resource.ID) (Disk, error) 
 	if err != nil {
 		return d, err
 	}
-	switch d.ProvisioningState {
-	case StateUpdating:
-	case StateFailed:
-		if d.FailedError != nil {
-			return d, d.FailedError
-		}
-		return d, resource.Errorf(resource.KindInternal, "InternalExecutionError", "Provisioning the disk '%s' failed.", d.Name)
-	default:
-		return d, nil
+	if ended, err := settled(d.ProvisioningState, StateUpdating, d.FailedError, "Provisioning the disk '"+d.Name+"'"); ended {
+		return d, err
 	}
 	if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {
 		s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, nil)

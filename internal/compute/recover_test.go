@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"coffer/internal/compute"
+	"coffer/internal/resource"
 	"coffer/internal/store"
 )
 
@@ -20,19 +21,8 @@ import (
 func TestPutOnDiskLeftFailedByStop(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	src := f.emptyDisk(t, "rg", "src")
-	sd, err := f.svc.GetDisk(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol, err := f.svc.Engine.OpenVolume(ctx, sd.UniqueID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := bytes.Repeat([]byte("restored "), 20000)
-	if _, err := vol.WriteAt(data, 1<<20); err != nil {
-		t.Fatal(err)
-	}
+	src := resource.MustParse(f.writtenDisk(t, "rg", "src", data, 1<<20).ID)
 	snap := compute.SnapshotID(f.sub, "rg", "snap")
 	if _, err := f.svc.SnapshotDisk(ctx, f.admin, snap, src, "local", true, nil); err != nil {
 		t.Fatal(err)

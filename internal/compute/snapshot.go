@@ -145,15 +145,8 @@ func (s *Service) FinishSnapshot(ctx context.Context, id resource.ID) (Snapshot,
 	if err != nil {
 		return sn, err
 	}
-	switch sn.ProvisioningState {
-	case StateCreating:
-	case StateFailed:
-		if sn.FailedError != nil {
-			return sn, sn.FailedError
-		}
-		return sn, resource.Errorf(resource.KindInternal, "InternalExecutionError", "Taking the snapshot '%s' failed.", sn.Name)
-	default:
-		return sn, nil
+	if ended, err := settled(sn.ProvisioningState, StateCreating, sn.FailedError, "Taking the snapshot '"+sn.Name+"'"); ended {
+		return sn, err
 	}
 	if si, err := s.Engine.StatSnapshot(ctx, sn.UniqueID); err == nil {
 		return s.tookSnapshot(ctx, id, sn.UniqueID, si)

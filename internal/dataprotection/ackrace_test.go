@@ -2,11 +2,14 @@ package dataprotection_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"coffer/internal/dataprotection"
 	"coffer/internal/job"
+	"coffer/internal/store"
 )
 
 // TestBackupRightAfterCompleted: an on-demand backup requested the moment
@@ -45,5 +48,86 @@ func TestBackupRightAfterCompleted(t *testing.T) {
 	}
 	if j := e.job(second); j.Properties.Status != string(job.Completed) {
 		t.Fatalf("the second backup's job: %s", j.Properties.Status)
+	}
+}
+
+// onNext is a store that runs fn once, right after its first View or
+// right before its first Update: where another node's write can fall
+// between the reads of a recovery.
+type onNext struct {
+	store.Store
+	once sync.Once
+	fn   func()
+}
+
+func (o *onNext) View(ctx context.Context, fn func(tx store.Tx) error) error {
+	err := o.Store.View(ctx, fn)
+	o.once.Do(o.fn)
+	return err
+}
+
+func (o *onNext) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	o.once.Do(o.fn)
+	return o.Store.Update(ctx, fn)
+}
+
+// TestRecoverJobsSparesOtherNodesJobs: a node that starts while another
+// node queues a backup does not fail that backup's job as one without a
+// task: RecoverJobs reads the jobs and the tasks in one transaction. (When
+// it read the tasks first and the jobs in a later transaction, a backup
+// queued in between was failed with JobInterrupted.)
+func TestRecoverJobsSparesOtherNodesJobs(t *testing.T) {
+	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	var queued string
+	var qerr error
+	st := &onNext{Store: e.st, fn: func() { queued, qerr = e.backupNow(s.bi, "BackupHourly", "Default") }}
+	starting := *e.svc
+	starting.Store, starting.Queue = st, job.NewQueue(st, e.clk)
+	if err := starting.RecoverJobs(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if qerr != nil {
+		t.Fatal(qerr)
+	}
+	if j := e.job(queued); j.Properties.Status != string(job.InProgress) {
+		t.Fatalf("the other node's backup after this node's recovery: %s", j.Properties.Status)
+	}
+	e.drain()
+	if j := e.job(queued); j.Properties.Status != string(job.Completed) {
+		t.Fatalf("the other node's backup: %s", j.Properties.Status)
+	}
+}
+
+// TestPausedBackupWorkerEndsNothing: a worker pauses in the middle of a
+// backup, past its lease; another worker takes the task over and
+// completes the backup; the paused one, going on, ends nothing — its end
+// of the job fails with job.ErrLeaseLost — and the backup has one
+// recovery point.
+func TestPausedBackupWorkerEndsNothing(t *testing.T) {
+	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused, ok, err := e.queue.Lease(e.ctx, "node-a/1")
+	if err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	e.disks.after = func(ctx context.Context) error {
+		e.disks.after = nil
+		// node-a pauses with its snapshot taken; node-b takes over.
+		e.clk.Advance(e.queue.LeaseDuration)
+		e.drain()
+		return nil
+	}
+	if err := e.svc.ExecBackup(e.ctx, paused); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("the paused worker's backup: %v, want job.ErrLeaseLost", err)
+	}
+	if j := e.job(jobID); j.Properties.Status != string(job.Completed) || len(e.rps(s.bi)) != 1 {
+		t.Fatalf("after both: job %s, %d recovery points", j.Properties.Status, len(e.rps(s.bi)))
 	}
 }

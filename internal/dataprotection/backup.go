@@ -207,12 +207,13 @@ func finishJob(ctx context.Context, tx store.Tx, now time.Time, vaultID, jobID s
 // task in tx too: the job shows ended only once its task is gone, so that
 // a backup requested the moment the previous one shows Completed is not
 // refused as one already running; and a worker whose lease passed to
-// another (it paused) ends nothing: the ack fails with job.ErrLeaseLost.
+// another (it paused) ends nothing: the ack fails with job.ErrLeaseLost
+// (job.Queue.CompleteTx).
 func (s *Service) endJob(ctx context.Context, tx store.Tx, run jobRun, now time.Time, err error, fn func(r *job.Record)) error {
 	if err := finishJob(ctx, tx, now, run.p.VaultID, run.p.JobID, err, fn); err != nil {
 		return err
 	}
-	return s.Queue.AckTx(ctx, tx, run.task)
+	return s.Queue.CompleteTx(ctx, tx, run.task)
 }
 
 // cancelJob ends a job as Cancelled (and acks its task, as endJob).
@@ -229,7 +230,7 @@ func (s *Service) cancelJob(ctx context.Context, run jobRun, why string) error {
 		if err != nil && !errors.Is(err, job.ErrNotFound) {
 			return err
 		}
-		return s.Queue.AckTx(ctx, tx, run.task)
+		return s.Queue.CompleteTx(ctx, tx, run.task)
 	})
 }
 

@@ -258,6 +258,18 @@ func (q *Queue) AckTx(ctx context.Context, tx store.Tx, t Task) error {
 	return nil
 }
 
+// CompleteTx acks t in the caller's transaction as the end of the work
+// written there too (a job's or an operation's outcome). Unlike AckTx, a
+// task that is gone is ErrLeaseLost as well: tasks are never queued twice,
+// so another worker took the task over and finished it.
+func (q *Queue) CompleteTx(ctx context.Context, tx store.Tx, t Task) error {
+	err := q.AckTx(ctx, tx, t)
+	if errors.Is(err, ErrNoTask) {
+		return fmt.Errorf("task %s was finished by another worker: %w", t.ID, ErrLeaseLost)
+	}
+	return err
+}
+
 // Ack removes a finished task.
 func (q *Queue) Ack(ctx context.Context, t Task) error {
 	err := q.Store.Update(ctx, func(tx store.Tx) error { return q.AckTx(ctx, tx, t) })
@@ -308,19 +320,11 @@ func (l *Later) Error() string { return fmt.Sprintf("the task waits; run it agai
 // newer one). Like Ack, it is refused with ErrLeaseLost when t's lease
 // has passed to another worker.
 func (q *Queue) Defer(ctx context.Context, t Task, d time.Duration) error {
-	err := q.Store.Update(ctx, func(tx store.Tx) error {
-		cur, err := q.Backend.Get(ctx, tx, t.ID)
-		if err != nil {
-			return err
-		}
-		if err := owned(cur, t); err != nil {
-			return err
-		}
+	_, err := q.leased(ctx, t, func(cur *Task) {
 		cur.State = StatePending
 		cur.LeaseOwner, cur.LeaseExpiry = "", time.Time{}
 		cur.NotBefore = q.Clock.Now().UTC().Add(d)
 		cur.MaxAttempts++
-		return q.Backend.Replace(ctx, tx, cur)
 	})
 	if err != nil {
 		return fmt.Errorf("defer %s: %w", t.ID, err)
@@ -331,6 +335,13 @@ func (q *Queue) Defer(ctx context.Context, t Task, d time.Duration) error {
 
 // Extend renews a lease (long tasks call it as they make progress).
 func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
+	return q.leased(ctx, t, func(cur *Task) { cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration) })
+}
+
+// leased applies fn to the stored state of t and writes it, in one
+// transaction, if t's lease is still its worker's (ErrLeaseLost
+// otherwise); it returns the state written.
+func (q *Queue) leased(ctx context.Context, t Task, fn func(cur *Task)) (Task, error) {
 	var out Task
 	err := q.Store.Update(ctx, func(tx store.Tx) error {
 		cur, err := q.Backend.Get(ctx, tx, t.ID)
@@ -340,7 +351,7 @@ func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 		if err := owned(cur, t); err != nil {
 			return err
 		}
-		cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration)
+		fn(&cur)
 		if err := q.Backend.Replace(ctx, tx, cur); err != nil {
 			return err
 		}

@@ -247,15 +247,11 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 	}
 	m.finish(&rec, result, herr)
 	err = m.Store.Update(ctx, func(tx store.Tx) error {
-		if err := m.Queue.AckTx(ctx, tx, t); err != nil {
+		if err := m.Queue.CompleteTx(ctx, tx, t); err != nil {
 			return err
 		}
 		return putTx(ctx, tx, rec)
 	})
-	if errors.Is(err, job.ErrNoTask) {
-		// Tasks are never queued twice: another worker finished it.
-		return fmt.Errorf("complete operation %s: another worker finished its task: %w", rec.ID, job.ErrLeaseLost)
-	}
 	if err != nil {
 		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
 	}
@@ -307,14 +303,19 @@ func (m *Manager) finish(rec *Record, result any, err error) {
 		rec.ErrorKind = rec.Error.Kind
 		return
 	}
-	rec.Status = Succeeded
-	if result != nil {
-		if raw, ok := result.(json.RawMessage); ok {
-			rec.Result = raw
-		} else if b, merr := json.Marshal(result); merr == nil {
-			rec.Result = b
+	if result == nil {
+		rec.Status = Succeeded
+		return
+	}
+	raw, ok := result.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(result); err != nil {
+			m.finish(rec, nil, fmt.Errorf("encode the result: %w", err))
+			return
 		}
 	}
+	rec.Status, rec.Result = Succeeded, raw
 }
 
 func (m *Manager) logger() *slog.Logger {

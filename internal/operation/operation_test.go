@@ -34,7 +34,7 @@ type node struct {
 }
 
 // backend opens a handle on shared data: a new node.
-type backend func(t *testing.T) (store.Store, job.Backend)
+type backend func(t testing.TB) (store.Store, job.Backend)
 
 // eachBackend runs test on SQLite and on PostgreSQL (when its server
 // programs are here).
@@ -45,11 +45,11 @@ func eachBackend(t *testing.T, test func(t *testing.T, open backend)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		test(t, func(t *testing.T) (store.Store, job.Backend) { return st, job.Objects{Store: st} })
+		test(t, func(t testing.TB) (store.Store, job.Backend) { return st, job.Objects{Store: st} })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		url := pgtest.Start(t).NewDatabase(t)
-		test(t, func(t *testing.T) (store.Store, job.Backend) {
+		test(t, func(t testing.TB) (store.Store, job.Backend) {
 			st, err := postgres.Open(context.Background(), url)
 			if err != nil {
 				t.Fatal(err)
@@ -60,7 +60,7 @@ func eachBackend(t *testing.T, test func(t *testing.T, open backend)) {
 	})
 }
 
-func newNode(t *testing.T, open backend, name string, clk clock.Clock) *node {
+func newNode(t testing.TB, open backend, name string, clk clock.Clock) *node {
 	st, b := open(t)
 	q := job.NewQueue(st, clk)
 	q.Backend = b

@@ -22,9 +22,10 @@ import (
 // through other nodes.
 const schedulerWatch = 5 * time.Second
 
-// dataProtection is Microsoft.DataProtection's runtime: the service, its
-// job queue, the worker pool and the scheduler, which run in the
-// background from Open until Close.
+// dataProtection is Microsoft.DataProtection's runtime: the service, the
+// job queue (which the long-running operations share), the worker pool
+// that runs both, and the scheduler, which run in the background from Open
+// until Close.
 type dataProtection struct {
 	svc   *dataprotection.Service
 	queue *job.Queue

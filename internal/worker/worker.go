@@ -1,9 +1,11 @@
-// Package worker executes the jobs of the job queue: a pool of workers
+// Package worker executes the tasks of the job queue: a pool of workers
 // leases tasks, runs the handler registered for each task type (backup,
-// restore, retention, deletion of a backup instance's data), and acks or
-// nacks them. A task whose handler keeps failing is retried with backoff up
-// to its delivery limit and then handed to the Dead hook, which fails its
-// job record cleanly, so that no job stays InProgress forever.
+// restore, retention, deletion of a backup instance's data, ARM
+// long-running operations, notifications), renews each lease while its
+// handler runs, and acks, nacks or defers (job.Later) them. A task whose
+// handler keeps failing is retried with backoff up to its delivery limit
+// and then handed to the Dead hook, which fails its job record cleanly, so
+// that no job stays InProgress forever.
 //
 // At start, Recover releases the tasks a dead process had leased, so that
 // they are delivered again (the handlers are idempotent: a backup reuses

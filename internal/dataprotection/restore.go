@@ -299,7 +299,9 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	target := parseOrZero(run.p.TargetDiskID)
 	snap := parseOrZero(rp.SnapshotID)
 	if t.Attempts > 1 {
-		if _, err := s.Disks.GetDisk(ctx, target); err == nil { // made by the interrupted delivery
+		// Made by the interrupted delivery; one whose making failed (its
+		// node stopped meanwhile) is made again below.
+		if d, err := s.Disks.GetDisk(ctx, target); err == nil && !d.Failed {
 			return s.Store.Update(ctx, func(tx store.Tx) error {
 				return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 			})

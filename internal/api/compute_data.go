@@ -169,12 +169,12 @@ func (d *ComputeData) forward(ctx context.Context, w http.ResponseWriter, r *htt
 	if d.Forwarder == nil || !ok || typ != compute.TypeDisks || uid == "" || strings.Contains(uid, "/") {
 		return false, nil
 	}
-	if _, _, err := d.Service.ParseToken(r.URL.Query().Get("sig")); err != nil {
+	if _, exp, err := d.Service.ParseToken(r.URL.Query().Get("sig")); err != nil || !exp.After(d.Clock.Now()) {
 		return false, nil
 	}
 	done, err := d.Forwarder.Forward(ctx, w, r, nil, Volume{UniqueID: uid})
-	if e := resource.AsError(err); e != nil && e.Kind == resource.KindUnavailable {
-		return false, &storageError{status: http.StatusServiceUnavailable, code: e.Code, msg: e.Message}
+	if e := resource.AsError(err); e != nil {
+		return false, &storageError{status: StatusOf(e.Kind), code: e.Code, msg: e.Message}
 	}
 	return done, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
+	"coffer/internal/client"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
 	"coffer/internal/rbac"
@@ -242,5 +243,64 @@ func TestForwardedHeaderAloneIsNoIdentity(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a request with only %s: %d, want 401", server.ForwardedHeader, resp.StatusCode)
+	}
+}
+
+// BenchmarkForwardedSAS reads 4 MiB ranges of a disk homed on node-a
+// through its SAS URL on node-a itself (the reference) and on node-b,
+// which forwards each request to node-a: the ratio of the two is the cost
+// of forwarding. Report it as forwarded/direct of the same run.
+func BenchmarkForwardedSAS(b *testing.B) {
+	db := pgtest.Start(b).NewDatabase(b)
+	o := Options{DB: db, Blob: b.TempDir(), Placement: "local", TLS: true}
+	oa, ob := o, o
+	oa.NodeName, ob.NodeName = "node-a", "node-b"
+	a := Start(b, oa)
+	nb := Start(b, ob)
+	nb.Admin = a.Admin // the installation's admin (admin.json is on the first node)
+	nb.Admin.Endpoint = nb.Endpoint
+	ctx := context.Background()
+	ca := a.Client("")
+	if _, err := ca.CreateGroup(ctx, "rg", "local", nil); err != nil {
+		b.Fatal(err)
+	}
+	const size = 64 << 20
+	if _, err := ca.CreateDisk(ctx, "rg", "d1", client.DiskSpec{Location: "local", UploadSizeBytes: size}, true); err != nil {
+		b.Fatal(err)
+	}
+	w, err := ca.GrantAccess(ctx, "disks", "rg", "d1", "Write", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if err := ca.PutPages(ctx, w.AccessSAS, off, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := ca.RevokeAccess(ctx, "disks", "rg", "d1"); err != nil {
+		b.Fatal(err)
+	}
+	for _, env := range []struct {
+		name string
+		e    *Env
+	}{{"direct", a}, {"forwarded", nb}} {
+		b.Run(env.name, func(b *testing.B) {
+			c := env.e.Client("")
+			acc, err := c.GrantAccess(ctx, "disks", "rg", "d1", "Read", time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(buf)))
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := c.ReadRange(ctx, acc.AccessSAS, int64(i%(size/len(buf)))*int64(len(buf)), int64(len(buf))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

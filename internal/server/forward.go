@@ -162,22 +162,17 @@ func (f *forwarder) proxy(ctx context.Context, w http.ResponseWriter, hr *http.R
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(flushWriter{w}, resp.Body); err != nil && ctx.Err() == nil {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	if _, err := io.CopyBuffer(w, resp.Body, *buf); err != nil && ctx.Err() == nil {
 		f.s.log.Warn("copy a forwarded answer", "node", n.Name, "path", hr.URL.Path, "err", err)
 	}
 	return nil
 }
 
-// flushWriter flushes after each write, so a forwarded download streams.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
-}
+// copyBufs are the buffers forwarded answers are copied through: large
+// enough that a 4 MiB page read crosses in a few writes.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // nbdAddrFor is the address of the NBD server that serves resourceID: a
 // disk's home node's, this node's for anything else (snapshots are read

@@ -81,6 +81,11 @@ type Route struct {
 	// Filter says the handler reads $filter; every other route refuses
 	// one (400 InvalidFilter) rather than answer as if it were not there.
 	Filter bool
+	// Volume, when set, names the live disk whose volume the request acts
+	// on (false: none): with several nodes, the request is served by the
+	// node that holds it (Server.Forwarder), after this node has
+	// authenticated and authorized it and read its body.
+	Volume func(r *Request) (Volume, bool)
 	Handle func(ctx context.Context, r *Request) (*Response, error)
 
 	pat pattern
@@ -190,6 +195,9 @@ type Server struct {
 	// Space, when set, refuses requests that store new data while free
 	// space is below its reserve (see Route.Stores).
 	Space *capacity.Monitor
+	// Forwarder, when set, serves the requests of routes that act on a
+	// live volume on the node that holds it (Route.Volume).
+	Forwarder Forwarder
 
 	routes  []*Route
 	results map[string]ResultFunc
@@ -382,11 +390,6 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 			}
 		}
 	}
-	if !rt.Anonymous && (rt.Method == http.MethodPut || rt.Method == http.MethodPatch || rt.Stores) {
-		if err := s.Space.Check(); err != nil {
-			return nil, err
-		}
-	}
 	if !rt.Raw {
 		limit := s.MaxBody
 		if rt.MaxBody > 0 {
@@ -408,6 +411,16 @@ func (s *Server) serve(ctx context.Context, rt *Route, req *Request, w http.Resp
 		if ct := req.HTTP.Header.Get("Content-Type"); len(req.Body) > 0 && ct != "" && !strings.Contains(strings.ToLower(ct), "json") && !rt.Raw {
 			return nil, resource.Errorf(resource.KindBadRequest, "UnsupportedMediaType",
 				"The content media type '%s' is not supported. Only 'application/json' is supported.", ct)
+		}
+	}
+	// A request for a volume another node holds is served there, with
+	// that node's free space.
+	if done, err := s.forward(ctx, rt, req, w); done || err != nil {
+		return nil, err
+	}
+	if !rt.Anonymous && (rt.Method == http.MethodPut || rt.Method == http.MethodPatch || rt.Stores) {
+		if err := s.Space.Check(); err != nil {
+			return nil, err
 		}
 	}
 	return rt.Handle(ctx, req)

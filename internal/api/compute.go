@@ -29,9 +29,10 @@ func init() { AddOperationVersions(ComputeVersions) }
 // Compute holds what the Microsoft.Compute routes need.
 type Compute struct {
 	Service *compute.Service
-	// NBDAddress returns the NBD server's host:port ("" when NBD is off);
-	// NBDTLS says whether it offers TLS (nbds:// URLs).
-	NBDAddress func() string
+	// NBDAddress returns the host:port of the NBD server that serves the
+	// disk or snapshot resourceID: a disk's home node's ("" when NBD is
+	// off); NBDTLS says whether it offers TLS (nbds:// URLs).
+	NBDAddress func(ctx context.Context, resourceID string) string
 	NBDTLS     bool
 }
 
@@ -112,19 +113,26 @@ func (h *computeHandlers) routes(typ string) []Route {
 		}
 		return snap
 	}
+	// What acts on a disk's volume is served by the node that holds it;
+	// of a snapshot's routes, only a PUT from a disk reads a volume.
+	volume, itemVolume := snapshotVolume, func(*Request) (Volume, bool) { return Volume{}, false }
+	if isDisk {
+		volume = diskVolume(func(r *Request) resource.ID { return h.id(r, typ) })
+		itemVolume = volume
+	}
 	return []Route{
 		{Method: "PUT", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: write, Scope: itemScope,
-			Handle: pick(h.putDisk, h.putSnapshot)},
+			Volume: volume, Handle: pick(h.putDisk, h.putSnapshot)},
 		{Method: "GET", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: read, Scope: itemScope,
 			Handle: pick(h.getDisk, h.getSnapshot)},
 		{Method: "PATCH", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: write, Scope: itemScope,
-			Handle: pick(h.patchDisk, h.patchSnapshot)},
+			Volume: itemVolume, Handle: pick(h.patchDisk, h.patchSnapshot)},
 		{Method: "DELETE", Pattern: item, Type: rt, Versions: v, Validate: validate, Action: del, Scope: itemScope,
-			Handle: pick(h.deleteDisk, h.deleteSnapshot)},
+			Volume: itemVolume, Handle: pick(h.deleteDisk, h.deleteSnapshot)},
 		{Method: "POST", Pattern: item + "/beginGetAccess", Type: rt, Versions: v, Validate: validate, Action: grant,
-			Scope: itemScope, Handle: h.beginGetAccess},
+			Scope: itemScope, Volume: itemVolume, Handle: h.beginGetAccess},
 		{Method: "POST", Pattern: item + "/endGetAccess", Type: rt, Versions: v, Validate: validate, Action: revoke,
-			Scope: itemScope, Handle: h.endGetAccess},
+			Scope: itemScope, Volume: itemVolume, Handle: h.endGetAccess},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
 			Validate: validate, Action: read, Scope: grpScope, Handle: pick(h.listDisks, h.listSnapshots)},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/providers/Microsoft.Compute/" + typ, Type: rt, Versions: v,
@@ -422,7 +430,7 @@ func (h *computeHandlers) accessResult(ctx context.Context, r *Request, rec oper
 	if err != nil {
 		return nil, fmt.Errorf("operation %s: %w", rec.ID, err)
 	}
-	return JSON(http.StatusOK, AccessURI{AccessSAS: h.sasURL(r, ref, tok), NBDURL: h.nbdURL(r, tok), Expires: FormatTime(ref.Expires),
+	return JSON(http.StatusOK, AccessURI{AccessSAS: h.sasURL(r, ref, tok), NBDURL: h.nbdURL(ctx, r, ref.ResourceID, tok), Expires: FormatTime(ref.Expires),
 		GrantID: ref.ID}), nil
 }
 
@@ -511,12 +519,13 @@ func parseAccessSAS(svc *compute.Service, resourceID, sas string) (compute.Grant
 	return compute.GrantRef{ID: id, ResourceID: resourceID, Type: typ, UniqueID: uid, Access: access, Created: created.UTC(), Expires: exp}, true
 }
 
-// nbdURL is the grant as an NBD URL, or "" when NBD is off.
-func (h *computeHandlers) nbdURL(r *Request, token string) string {
+// nbdURL is the grant of resourceID as an NBD URL on the NBD server that
+// serves it, or "" when NBD is off.
+func (h *computeHandlers) nbdURL(ctx context.Context, r *Request, resourceID, token string) string {
 	if h.c.NBDAddress == nil {
 		return ""
 	}
-	return NBDURL(r.BaseURL, h.c.NBDAddress(), h.c.NBDTLS, token)
+	return NBDURL(r.BaseURL, h.c.NBDAddress(ctx, resourceID), h.c.NBDTLS, token)
 }
 
 // NBDURL is a grant's token as an NBD URL (nbd://host:port/<token>,

@@ -53,6 +53,9 @@ type ComputeData struct {
 	Service *compute.Service
 	Clock   clock.Clock
 	Logger  *slog.Logger
+	// Forwarder, when set, serves a disk's data on the node that holds
+	// its volume, once its SAS token has shown a valid signature here.
+	Forwarder Forwarder
 }
 
 type storageError struct {
@@ -158,6 +161,24 @@ func authFailed(detail string) *storageError {
 	return e
 }
 
+// forward serves a disk's data on the node that holds its volume. Only a
+// token whose signature and expiry check out here is forwarded (the home
+// node checks the grant itself again); anything else is answered here.
+func (d *ComputeData) forward(ctx context.Context, w http.ResponseWriter, r *http.Request) (bool, error) {
+	typ, uid, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, DataPrefix), "/")
+	if d.Forwarder == nil || !ok || typ != compute.TypeDisks || uid == "" || strings.Contains(uid, "/") {
+		return false, nil
+	}
+	if _, exp, err := d.Service.ParseToken(r.URL.Query().Get("sig")); err != nil || !exp.After(d.Clock.Now()) {
+		return false, nil
+	}
+	done, err := d.Forwarder.Forward(ctx, w, r, nil, Volume{UniqueID: uid})
+	if e := resource.AsError(err); e != nil {
+		return false, &storageError{status: StatusOf(e.Kind), code: e.Code, msg: e.Message}
+	}
+	return done, err
+}
+
 // open resolves the request's SAS token and checks it names the resource
 // in the path.
 func (d *ComputeData) open(ctx context.Context, u *url.URL) (*compute.DataAccess, error) {
@@ -185,6 +206,9 @@ func (d *ComputeData) open(ctx context.Context, u *url.URL) (*compute.DataAccess
 }
 
 func (d *ComputeData) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, opened **compute.DataAccess) error {
+	if done, err := d.forward(ctx, w, r); done || err != nil {
+		return err
+	}
 	a, err := d.open(ctx, r.URL)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -57,8 +58,8 @@ func TestNBDURLHost(t *testing.T) {
 		"[fd00::7]:10809":   "nbds://[fd00::7]:10809/tok",
 		"nbd.example:10809": "nbds://nbd.example:10809/tok",
 	} {
-		h := &computeHandlers{c: Compute{NBDAddress: func() string { return addr }, NBDTLS: true}}
-		if got := h.nbdURL(r, "tok"); got != want {
+		h := &computeHandlers{c: Compute{NBDAddress: func(context.Context, string) string { return addr }, NBDTLS: true}}
+		if got := h.nbdURL(context.Background(), r, "", "tok"); got != want {
 			t.Errorf("NBD on %s: %q, want %q", addr, got, want)
 		}
 	}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
+	"coffer/internal/resource"
 	"coffer/internal/store"
 	"coffer/internal/store/memstore"
 	"coffer/internal/store/postgres"
@@ -41,6 +43,7 @@ func TestOnStores(t *testing.T) {
 		{"AcquireConcurrently", testAcquireConcurrently},
 		{"Registry", testRegistry},
 		{"Secret", testSecret},
+		{"PlaceAndReach", testPlaceAndReach},
 	}
 	t.Run("memstore", func(t *testing.T) {
 		for _, tt := range tests {
@@ -515,5 +518,115 @@ func testSecret(t *testing.T, open func() store.Store) {
 	}
 	if _, err := cluster.Secret(ctx, open(), "other", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
 		t.Fatal("a failed create was not reported")
+	}
+}
+
+// testPlaceAndReach: least-used placement picks the live node with the
+// least used bytes (one of equals at random), never a node whose heartbeat is older
+// than the timeout; local placement picks the asking node; Reach answers
+// a dead node with 503 NodeUnavailable naming it and when it was last
+// seen; homes are found by disk ID and by volume.
+func testPlaceAndReach(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	st := open()
+	reg := &cluster.Registry{Store: st, Clock: clk, Timeout: 15 * time.Second}
+	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-a" {
+		t.Fatalf("placement with no node registered: %q %v, want the asking node", got, err)
+	}
+	nodes := map[string]cluster.Node{}
+	for _, name := range []string{"node-a", "node-b", "node-c"} {
+		n, err := reg.Register(ctx, cluster.Node{Name: name, API: "https://" + name, Incarnation: name + "-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[name] = n
+	}
+	beat := func(name string, used int64) {
+		t.Helper()
+		if _, err := reg.Beat(ctx, nodes[name], used); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat("node-a", 300)
+	beat("node-b", 100)
+	beat("node-c", 100)
+	// node-b and node-c use 100 bytes each: either is chosen, both in
+	// time.
+	chosen := map[string]bool{}
+	for range 64 {
+		got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a")
+		if err != nil || (got != "node-b" && got != "node-c") {
+			t.Fatalf("least-used: %q %v, want node-b or node-c (100 bytes each)", got, err)
+		}
+		chosen[got] = true
+	}
+	if len(chosen) != 2 {
+		t.Fatalf("least-used chose only %v of two equally used nodes in 64 placements", chosen)
+	}
+	if got, err := reg.Place(ctx, cluster.PlaceLocal, "node-a"); err != nil || got != "node-a" {
+		t.Fatalf("local: %q %v, want node-a", got, err)
+	}
+	// node-b stops beating; 16 s on it is dead, the others beat on.
+	lastB := clk.Now().UTC()
+	clk.Advance(16 * time.Second)
+	beat("node-a", 300)
+	beat("node-c", 200)
+	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-c" {
+		t.Fatalf("least-used with node-b dead: %q %v, want node-c", got, err)
+	}
+	if n, err := reg.Reach(ctx, "node-c", "The disk 'd1'"); err != nil || n.Name != "node-c" {
+		t.Fatalf("reach a live node: %+v %v", n, err)
+	}
+	_, err := reg.Reach(ctx, "node-b", "The disk 'd1'")
+	e := resource.AsError(err)
+	if !errors.Is(err, cluster.ErrNodeUnavailable) || e == nil || e.Kind != resource.KindUnavailable || e.Code != cluster.CodeNodeUnavailable ||
+		!strings.Contains(e.Message, "'node-b'") || !strings.Contains(e.Message, lastB.Format(time.RFC3339)) || !strings.Contains(e.Message, "The disk 'd1'") {
+		t.Fatalf("reach a dead node: %v, want 503 NodeUnavailable naming node-b, the disk and %s", err, lastB.Format(time.RFC3339))
+	}
+	// node-c stops cleanly: at once it is no longer live, and says so;
+	// registering again makes it live.
+	if err := reg.Leave(ctx, nodes["node-c"]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-a" {
+		t.Fatalf("least-used with node-b dead and node-c stopped: %q %v, want node-a", got, err)
+	}
+	if _, err := reg.Reach(ctx, "node-c", "The disk 'd2'"); !errors.Is(err, cluster.ErrNodeUnavailable) || !strings.Contains(err.Error(), "it stopped at") {
+		t.Fatalf("reach a stopped node: %v, want NodeUnavailable saying it stopped", err)
+	}
+	if _, err := reg.Register(ctx, cluster.Node{Name: "node-c", API: "https://node-c", Incarnation: "node-c-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Reach(ctx, "node-c", "The disk 'd2'"); err != nil {
+		t.Fatalf("reach node-c registered again: %v", err)
+	}
+	if _, err := reg.Reach(ctx, "node-x", "The disk 'd1'"); !errors.Is(err, cluster.ErrUnknownNode) {
+		t.Fatalf("reach an unknown node: %v, want ErrUnknownNode", err)
+	}
+	if _, err := cluster.ParsePlacement("nearest"); err == nil {
+		t.Fatal("ParsePlacement took an unknown placement")
+	}
+	// Homes by disk and by volume, case-insensitively.
+	const disk = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"
+	if err := st.Update(ctx, func(tx store.Tx) error { return cluster.SetHome(ctx, tx, disk, "VOL-1", "node-c") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.View(ctx, func(tx store.Tx) error {
+		h1, err := cluster.Home(ctx, tx, strings.ToUpper(disk))
+		if err != nil {
+			return err
+		}
+		h2, err := cluster.VolumeHome(ctx, tx, "vol-1")
+		if err != nil {
+			return err
+		}
+		h3, err := cluster.VolumeHome(ctx, tx, "vol-2")
+		if h1 != "node-c" || h2 != "node-c" || h3 != "" {
+			t.Errorf("homes: by disk %q, by volume %q, of an unknown volume %q; want node-c, node-c, \"\"", h1, h2, h3)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,10 +39,13 @@ type Node struct {
 	// compare case-insensitively.
 	Name string `json:"name"`
 	// API is the URL other nodes forward API requests to
-	// (scheme://host:port); NBD is the host:port its NBD server listens
+	// (scheme://host:port of its listener); Endpoint is the URL clients
+	// use for it (its --public-endpoint, which several nodes behind one
+	// load balancer share); NBD is the host:port its NBD server listens
 	// on, as clients reach it.
-	API string `json:"api"`
-	NBD string `json:"nbd,omitempty"`
+	API      string `json:"api"`
+	Endpoint string `json:"endpoint,omitempty"`
+	NBD      string `json:"nbd,omitempty"`
 	// Incarnation is random per process: it tells a restarted node from
 	// its previous run, and two processes given one name apart.
 	Incarnation string    `json:"incarnation"`
@@ -50,6 +53,9 @@ type Node struct {
 	Heartbeat   time.Time `json:"heartbeat"`
 	// UsedBytes is the space the node's volumes use (placement).
 	UsedBytes int64 `json:"usedBytes"`
+	// Stopped is when the node stopped cleanly (Leave); zero while it
+	// runs, or when it died without stopping.
+	Stopped time.Time `json:"stopped,omitzero"`
 }
 
 // Registry keeps the nodes of a metadata store.
@@ -68,9 +74,10 @@ func (r *Registry) timeout() time.Duration {
 	return DefaultNodeTimeout
 }
 
-// Live reports whether n's heartbeat is younger than the timeout at now.
+// Live reports whether n runs at now: it has not stopped and its
+// heartbeat is younger than the timeout.
 func (r *Registry) Live(n Node, now time.Time) bool {
-	return n.Heartbeat.After(now.Add(-r.timeout()))
+	return n.Stopped.IsZero() && n.Heartbeat.After(now.Add(-r.timeout()))
 }
 
 func putNode(ctx context.Context, tx store.Tx, n Node) error {
@@ -139,6 +146,26 @@ func (r *Registry) Beat(ctx context.Context, n Node, usedBytes int64) (Node, err
 		return n, fmt.Errorf("heartbeat: %w", err)
 	}
 	return out, nil
+}
+
+// Leave records that the node registered as n stopped cleanly: it is no
+// longer live (nothing is placed on it, its disks say it is unavailable)
+// until it registers again. It does nothing when another incarnation has
+// registered under n's name since.
+func (r *Registry) Leave(ctx context.Context, n Node) error {
+	err := r.Store.Update(ctx, func(tx store.Tx) error {
+		cur, err := getNode(ctx, tx, n.Name)
+		if err != nil || cur.Incarnation != n.Incarnation {
+			return err
+		}
+		now := r.Clock.Now().UTC()
+		cur.Heartbeat, cur.Stopped = now, now
+		return putNode(ctx, tx, cur)
+	})
+	if err != nil {
+		return fmt.Errorf("record that node %s stopped: %w", n.Name, err)
+	}
+	return nil
 }
 
 // Get returns the node registered under name, or ErrUnknownNode.

@@ -131,7 +131,7 @@ type Service struct {
 	// Home, when set, is called in the transaction that records a new
 	// disk, to record that its volume lives on this node (several nodes
 	// share the store: cluster.SetHome).
-	Home func(ctx context.Context, tx store.Tx, diskID string) error
+	Home func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
 	// Finishing, when set, returns the resources (IDs, lower-cased) whose
 	// creation a durable operation will finish (FinishDisk,
 	// FinishSnapshot): Recover leaves those to it.

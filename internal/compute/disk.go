@@ -268,7 +268,7 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 		}
 		d.DiskSizeBytes, d.DiskSizeGB = bytes, sizeGB(bytes)
 		if s.Home != nil {
-			if err := s.Home(ctx, tx, d.ID); err != nil {
+			if err := s.Home(ctx, tx, d.ID, d.UniqueID); err != nil {
 				return err
 			}
 		}

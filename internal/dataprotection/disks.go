@@ -22,6 +22,10 @@ type DiskInfo struct {
 	// example Azure Disk Encryption); Azure answers
 	// UserErrorDiskBackupDiskTypeNotSupported.
 	Unsupported string
+	// Failed: the disk's creation failed (provisioningState Failed, as
+	// when its node stopped while it was made); creating it again
+	// replaces it.
+	Failed bool
 }
 
 // SnapshotInfo is what backup needs to know about a snapshot.

@@ -287,7 +287,9 @@ func TestBackupsRunOnTheDiskHome(t *testing.T) {
 	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
 	s := e.standard(true)
 	e.svc.Home = cluster.Home
-	e.update(func(tx store.Tx) error { return cluster.SetHome(e.ctx, tx, s.disk.String(), "node-a") })
+	e.update(func(tx store.Tx) error {
+		return cluster.SetHome(e.ctx, tx, s.disk.String(), "vol-"+s.disk.Name(), "node-a")
+	})
 	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
 	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
 	if err != nil {

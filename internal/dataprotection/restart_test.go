@@ -285,3 +285,67 @@ func TestDeadRestoreWithItsDisk(t *testing.T) {
 		t.Fatalf("restore job whose disk was made: %s %+v, want Completed", j.Properties.Status, j.Properties.ErrorDetails)
 	}
 }
+
+// TestRestoreRunsAgainOverItsFailedDisk: a restore whose first delivery
+// made the disk but was stopped while filling it, leaving the disk Failed
+// (compute marks a disk whose making was cut short so), makes the disk
+// again on its next delivery: the job does not say Completed over a
+// Failed, empty disk. (Before, any disk at the target ended the job
+// Completed: the rolling-restart test read "provisioning state Failed"
+// from a restored disk whose job had completed.)
+func TestRestoreRunsAgainOverItsFailedDisk(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	if _, err := e.backupNow(s.bi, "BackupHourly", "Default"); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	want := e.disks.hash(s.disk)
+	rp := e.rps(s.bi)[0].Name
+	target := e.group(subA, "rg-restore", "local")
+	e.assign(s.principal, rbac.RoleDiskRestoreOperator, target.String())
+	disk := diskID(subA, "rg-restore", "restored")
+	jobID, err := e.svc.Restore(e.ctx, s.bi, dataprotection.RestoreRequest{ObjectType: "AzureBackupRecoveryPointBasedRestoreRequest",
+		RecoveryPointID: rp, SourceDataStoreType: "OperationalStore", Target: &dataprotection.RestoreTarget{ObjectType: "RestoreTargetInfo",
+			RecoveryOption: "FailIfExists", RestoreLocation: "local", DiskID: disk.String(), DiskLocation: "local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := make(chan struct{})
+	e.disks.afterRestore = func(ctx context.Context) error { // the disk is made, its filling cut short: Failed
+		e.disks.mu.Lock()
+		d := e.disks.disks[disk.Key()]
+		d.info.Failed = true
+		clear(d.data)
+		e.disks.mu.Unlock()
+		close(made)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.RunOnce(ctx)
+		done <- err
+	}()
+	<-made
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted worker: %v", err)
+	}
+	e.disks.afterRestore = nil
+	if err := e.pool.Recover(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	if j := e.job(jobID); j.Properties.Status != "Completed" {
+		t.Fatalf("restore job: %s %+v, want Completed", j.Properties.Status, j.Properties.ErrorDetails)
+	}
+	if d, err := e.disks.GetDisk(e.ctx, disk); err != nil || d.Failed {
+		t.Fatalf("the restored disk after its job completed: %+v %v, want it made again (not Failed)", d, err)
+	}
+	if got := e.disks.hash(disk); got != want {
+		t.Fatalf("the restored disk reads %s, want the recovery point's %s", got, want)
+	}
+}

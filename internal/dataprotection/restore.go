@@ -216,7 +216,13 @@ func (s *Service) ValidateRestore(ctx context.Context, id resource.ID, req Resto
 // Restore validates a restore request and queues the restore job; it
 // returns the job's resource ID.
 func (s *Service) Restore(ctx context.Context, id resource.ID, req RestoreRequest) (string, error) {
-	var jobID string
+	var jobID, node string
+	if s.Place != nil {
+		var err error
+		if node, err = s.Place(ctx); err != nil {
+			return "", err
+		}
+	}
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		pl, err := s.checkRestore(ctx, tx, id, req)
 		if err != nil {
@@ -245,7 +251,7 @@ func (s *Service) Restore(ctx context.Context, id resource.ID, req RestoreReques
 		jobID = rec.ResourceID()
 		payload, _ := json.Marshal(taskPayload{InstanceID: pl.inst.Resource.ID, VaultID: pl.vault.ID, JobID: rec.ID,
 			RecoveryPoint: pl.rp.Name, TargetDiskID: pl.target.String(), Location: pl.rp.Location})
-		return s.Queue.EnqueueTx(ctx, tx, job.Task{ID: rec.ID, Type: TaskRestore, Target: strings.ToLower(pl.target.String()), Payload: payload})
+		return s.Queue.EnqueueTx(ctx, tx, job.Task{ID: rec.ID, Type: TaskRestore, Target: strings.ToLower(pl.target.String()), Payload: payload, Node: node})
 	})
 	if err == nil {
 		s.Queue.Wake()
@@ -293,7 +299,9 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 	target := parseOrZero(run.p.TargetDiskID)
 	snap := parseOrZero(rp.SnapshotID)
 	if t.Attempts > 1 {
-		if _, err := s.Disks.GetDisk(ctx, target); err == nil { // made by the interrupted delivery
+		// Made by the interrupted delivery; one whose making failed (its
+		// node stopped meanwhile) is made again below.
+		if d, err := s.Disks.GetDisk(ctx, target); err == nil && !d.Failed {
 			return s.Store.Update(ctx, func(tx store.Tx) error {
 				return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 			})

@@ -65,6 +65,9 @@ type Service struct {
 	// Home, when set, names (read in tx) the node that holds a disk's
 	// volume, where its backups must run ("": any node).
 	Home func(ctx context.Context, tx store.Tx, diskID string) (string, error)
+	// Place, when set, names the node that creates a restored disk (its
+	// restore task runs there: the node's --placement); unset, any node.
+	Place func(ctx context.Context) (string, error)
 }
 
 func (s *Service) logger() *slog.Logger {

@@ -69,7 +69,7 @@ func (a *azCLI) json(v any, args ...string) {
 
 func (a *azCLI) login(clientID, secret string) {
 	a.t.Helper()
-	a.run("login", "--service-principal", "-u", clientID, "-p", secret, "--tenant", "adfs", "-o", "none")
+	a.run("login", "--service-principal", "-u", clientID, "-p="+secret, "--tenant", "adfs", "-o", "none") // -p=: a secret may start with a dash
 }
 
 // TestAzureCLI registers Coffer as a custom cloud in the Azure CLI (the way

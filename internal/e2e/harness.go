@@ -67,6 +67,8 @@ type Options struct {
 	// NodeName is serve --node-name: several servers started on one DB
 	// (PostgreSQL) and one Blob are the nodes of one installation.
 	NodeName string
+	// Placement is serve --placement (least-used or local).
+	Placement string
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -92,7 +94,7 @@ func Start(t testing.TB, o Options) *Env {
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
 		DB: o.DB, Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock,
-		NodeName: o.NodeName})
+		NodeName: o.NodeName, Placement: o.Placement})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

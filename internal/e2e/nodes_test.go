@@ -40,7 +40,10 @@ func TestTwoNodes(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
 	t.Setenv("AWS_REGION", s3test.Region)
-	o := Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true}
+	// Each node places new disks on itself (--placement local), so that
+	// the disk made through A lives on A and the one restored through B
+	// on B.
+	o := Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: "local"}
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"
 	a := startDP(t, oa)

@@ -137,6 +137,12 @@ type Service struct {
 	// InternalAudience) a presented token may carry: the server's endpoint
 	// URLs. They are compared ignoring case and trailing slashes.
 	Audiences []string
+	// PeerAudience, when set, reports whether aud is the endpoint of
+	// another node sharing this server's metadata store: an access token
+	// a client got for that node is accepted here too (a request that
+	// node forwards keeps the caller's own token). It is never asked when
+	// issuing tokens.
+	PeerAudience func(aud string) bool
 	// MaxAPITokenLifetime caps API tokens (zero: the default). It applies
 	// at authentication too, so lowering it shortens existing tokens.
 	MaxAPITokenLifetime time.Duration
@@ -595,7 +601,7 @@ func (s *Service) checkClaims(c Claims, now time.Time) error {
 	}
 	switch c.Kind {
 	case TokenAccess:
-		if !s.IsAudience(c.Audience) && c.Audience != InternalAudience {
+		if !s.IsAudience(c.Audience) && c.Audience != InternalAudience && (s.PeerAudience == nil || !s.PeerAudience(c.Audience)) {
 			return claimErr("aud", "%q is not an audience of this server (accepted: %s)", c.Audience, strings.Join(s.Audiences, ", "))
 		}
 		if c.Expires-c.IssuedAt > int64(AccessTokenLifetime/time.Second) {

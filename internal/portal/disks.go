@@ -254,7 +254,7 @@ func (p *Portal) renderDisk(rq *Request, id resource.ID, shown *accessShown) err
 	now := p.cfg.Clock.Now()
 	page := diskPage{Disk: d, Group: id.ResourceGroup, State: d.State(now), Access: shown,
 		GrantForm: rq.Can(compute.ActionDiskGrant, id.String()), RevokeAll: rq.Can(compute.ActionDiskRevoke, id.String()),
-		NBD:      p.cfg.NBDAddress() != "",
+		NBD:      p.cfg.NBDAddress(ctx, "") != "",
 		GrantCLI: Command("disk", "grant-access").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name).Field("access", "access", "read").Field("duration-in-seconds", "duration", "3600"),
 		NBDCLI:   Command("disk", "nbd-url").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name)}
 	revoke := PageURL(d.ID) + "/revoke"
@@ -299,7 +299,7 @@ func (p *Portal) diskGrant(rq *Request) error {
 		return err
 	}
 	shown := &accessShown{SAS: api.SASURL(p.cfg.Endpoint, g.Ref(), g.Token),
-		NBD: api.NBDURL(p.cfg.Endpoint, p.cfg.NBDAddress(), p.cfg.NBDTLS, g.Token), Expires: g.Grant.Expires, Access: acc}
+		NBD: api.NBDURL(p.cfg.Endpoint, p.cfg.NBDAddress(rq.Context(), id.String()), p.cfg.NBDTLS, g.Token), Expires: g.Grant.Expires, Access: acc}
 	return p.renderDisk(rq, id, shown)
 }
 

@@ -84,9 +84,10 @@ type Config struct {
 	// Endpoint is the server's public endpoint (shown in CLI equivalents
 	// and used for NBD and upload URLs).
 	Endpoint string
-	// NBDAddress returns the NBD listener's address ("" when not
-	// serving NBD); NBDTLS says it requires TLS.
-	NBDAddress func() string
+	// NBDAddress returns the address of the NBD listener that serves the
+	// disk or snapshot resourceID ("" when not serving NBD; resourceID ""
+	// asks for this node's); NBDTLS says it requires TLS.
+	NBDAddress func(ctx context.Context, resourceID string) string
 	NBDTLS     bool
 	// Storage reports the storage engine's usage for the overview (nil:
 	// not shown).
@@ -120,7 +121,7 @@ func New(cfg Config) (*Portal, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NBDAddress == nil {
-		cfg.NBDAddress = func() string { return "" }
+		cfg.NBDAddress = func(context.Context, string) string { return "" }
 	}
 	if cfg.SessionIdle == 0 {
 		cfg.SessionIdle = DefaultSessionIdle

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
+	"syscall"
 	"time"
 
 	"coffer/internal/cluster"
@@ -51,11 +54,14 @@ type member struct {
 	// run there. On SQLite there is one node and no home is recorded (a
 	// renamed host keeps its disks).
 	shared bool
+	// placement picks the node that creates a new disk or a restored one
+	// (--placement).
+	placement cluster.Placement
 }
 
 // setHome records that diskID lives on this node (compute.Service.Home).
-func (m *member) setHome(ctx context.Context, tx store.Tx, diskID string) error {
-	return cluster.SetHome(ctx, tx, diskID, m.name)
+func (m *member) setHome(ctx context.Context, tx store.Tx, diskID, uniqueID string) error {
+	return cluster.SetHome(ctx, tx, diskID, uniqueID, m.name)
 }
 
 func (s *Server) openMember() error {
@@ -63,11 +69,22 @@ func (s *Server) openMember() error {
 	if err != nil {
 		return err
 	}
+	placement, err := cluster.ParsePlacement(s.cfg.Placement)
+	if err != nil {
+		return err
+	}
 	s.member = &member{name: name, incarnation: identity.NewGUID(),
-		registry: &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
-		leases:   &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
-		shared:   s.meta.Kind == "postgres"}
+		registry:  &cluster.Registry{Store: s.store, Clock: s.cfg.Clock},
+		leases:    &cluster.Leases{Store: s.store, Clock: s.cfg.Clock},
+		shared:    s.meta.Kind == "postgres",
+		placement: placement}
 	return nil
+}
+
+// place names the node that creates a restored disk
+// (dataprotection.Service.Place).
+func (m *member) place(ctx context.Context) (string, error) {
+	return m.registry.Place(ctx, m.placement, m.name)
 }
 
 // NodeName is the name this server registers under (--node-name).
@@ -84,10 +101,12 @@ func fence(l cluster.Lease) func(ctx context.Context, tx store.Tx) error {
 
 // register records this node in the registry with the addresses it
 // serves at (the API listener's is addr), and beats for it until ctx
-// ends; the returned function waits for the beats to stop.
-func (s *Server) register(ctx context.Context, addr string) (wait func(), err error) {
+// ends; the returned function waits for the beats to stop and records
+// that the node stopped (so that nothing is placed on it meanwhile).
+func (s *Server) register(ctx context.Context, addr string) (leave func(), err error) {
 	m := s.member
-	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.endpointAt(addr), NBD: s.NBDAddr(), Incarnation: m.incarnation})
+	n, err := m.registry.Register(ctx, cluster.Node{Name: m.name, API: s.nodeAPI(addr), Endpoint: s.endpointAt(addr), NBD: s.NBDAddr(),
+		Incarnation: m.incarnation})
 	if err != nil {
 		return nil, err
 	}
@@ -97,13 +116,60 @@ func (s *Server) register(ctx context.Context, addr string) (wait func(), err er
 		defer wg.Done()
 		m.registry.Run(ctx, n, 0, s.usedBytes, s.log)
 	}()
-	return wg.Wait, nil
+	return func() {
+		wg.Wait()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := m.registry.Leave(lctx, n); err != nil {
+			s.log.Warn("leave the node registry", "err", err)
+		}
+	}, nil
 }
 
-// usedBytes is the space used on the data filesystem (placement).
+// nodeAPI is the URL other nodes reach this node's API at: its
+// listener's address (addr), not the public endpoint, which may be a load
+// balancer in front of every node. A listener on every address is named
+// by the host name (its certificate names it too).
+func (s *Server) nodeAPI(addr string) string {
+	scheme := "http"
+	if s.cfg.TLS {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return scheme + "://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if hn, err := os.Hostname(); err == nil && hn != "" {
+			host = hn
+		} else {
+			host = "localhost"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// usedBytes is the space this node's volumes take on its disk, their
+// allocated blocks (least-used placement compares it between nodes;
+// the data filesystem's own usage counts whatever else it holds).
 func (s *Server) usedBytes() int64 {
-	st := s.space.Status()
-	return st.TotalBytes - st.FreeBytes
+	var n int64
+	_ = filepath.WalkDir(filepath.Join(s.cfg.DataDir, "volumes"), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // gone meanwhile, or not a file: not counted
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
 }
 
 // Names of the secrets every node shares (cluster.Secret).

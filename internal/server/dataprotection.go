@@ -47,6 +47,7 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 		Groups: s.Tenant, Disks: computeDisks{c: s.Compute}, Logger: s.log, TenantID: s.IDs.TenantID, Space: s.space}
 	if s.member.shared {
 		svc.Home = cluster.Home
+		svc.Place = s.member.place
 	}
 	s.restores.Store(svc)
 	pool := worker.NewPool(q, clk, s.log, 4)
@@ -164,7 +165,8 @@ func (d computeDisks) snapshot(ctx context.Context, id resource.ID) (compute.Sna
 }
 
 func diskInfo(x compute.Disk) dataprotection.DiskInfo {
-	return dataprotection.DiskInfo{ID: x.ID, Name: x.Name, Location: x.Location, SKU: x.SKU.Name, SizeBytes: x.DiskSizeBytes}
+	return dataprotection.DiskInfo{ID: x.ID, Name: x.Name, Location: x.Location, SKU: x.SKU.Name, SizeBytes: x.DiskSizeBytes,
+		Failed: x.ProvisioningState == compute.StateFailed}
 }
 
 func snapshotInfo(x compute.Snapshot) dataprotection.SnapshotInfo {

@@ -94,6 +94,10 @@ type Config struct {
 	// NodeName names this server among the nodes sharing DB (default:
 	// the host name); see internal/cluster.
 	NodeName string
+	// Placement says which node creates a new disk or a restored one
+	// when several nodes share DB: "least-used" (the default) or "local"
+	// (cluster.ParsePlacement).
+	Placement string
 }
 
 // Defaults of the external contract.
@@ -344,11 +348,19 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openStorage(ctx); err != nil {
 		return err
 	}
-	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.NBDAddr, NBDTLS: cfg.TLS})
+	s.API.RegisterCompute(api.Compute{Service: s.Compute, NBDAddress: s.nbdAddrFor, NBDTLS: cfg.TLS})
 	if err := api.ScrubAccessResults(ctx, s.Ops, s.Compute); err != nil {
 		return err
 	}
-	s.handler = dataPlaneSplit{api: s.API, data: &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}}
+	data := &api.ComputeData{Service: s.Compute, Clock: cfg.Clock, Logger: s.log}
+	if s.member.shared {
+		// A disk's data path is served by its home node (forward.go).
+		fw := newForwarder(s, s.member.placement)
+		s.API.Forwarder, data.Forwarder = fw, fw
+		peers := &peerAudiences{registry: s.member.registry}
+		s.IDs.PeerAudience = peers.has
+	}
+	s.handler = dataPlaneSplit{api: s.API, data: data}
 	// Admin's operation kinds are registered before the workers start.
 	s.API.RegisterAdmin(recordedMaintenance{&maintenance{chunks: s.Chunks, engine: s.Engine, snapshotNames: s.snapshotResourceIDs}, s})
 	if err := s.openDataProtection(ctx); err != nil {

@@ -66,6 +66,10 @@ type process struct {
 	http    string
 	nbd     string
 
+	// args are more `coffer serve` flags (the nodes of a cluster: --db,
+	// --blob, --node-name, …).
+	args []string
+
 	offset time.Duration // the running process's clock offset
 	cmd    *exec.Cmd
 	exited chan error
@@ -102,7 +106,7 @@ func (p *process) start(ctx context.Context, offset time.Duration) error {
 	}
 	p.starts++
 	fmt.Fprintf(logf, "\n=== start %d, clock offset %v\n", p.starts, offset)
-	cmd := exec.Command(p.bin, "serve", "--data", p.dir, "--listen", p.http, "--nbd-listen", p.nbd, "--log-level", "warn")
+	cmd := exec.Command(p.bin, append([]string{"serve", "--data", p.dir, "--listen", p.http, "--nbd-listen", p.nbd, "--log-level", "warn"}, p.args...)...)
 	cmd.Env = append(os.Environ(), cli.ClockOffsetEnv+"="+offset.String())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

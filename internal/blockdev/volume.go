@@ -572,23 +572,7 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 // stripes, after copy-before-write of those a running snapshot still
 // needs. Their dirty bits are set and persisted already (zero).
 func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
-	// Lock the stripes in stripe order: no other path holds two.
-	var held [stripeCount]bool
-	for b := b0; b < b1; b++ {
-		held[b%stripeCount] = true
-	}
-	for i := range held {
-		if held[i] {
-			v.stripes[i].Lock()
-		}
-	}
-	defer func() {
-		for i := range held {
-			if held[i] {
-				v.stripes[i].Unlock()
-			}
-		}
-	}()
+	defer v.lockStripes(b0, b1)()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
@@ -629,6 +613,33 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	return nil
 }
 
+// lockStripes locks the stripes of blocks [b0, b1) (at most stripeCount
+// blocks) and returns their unlock. The stripes are taken in stripe order,
+// the one order of every path that holds more than one, so two such paths
+// cannot deadlock.
+func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
+	lo, hi := int(b0%stripeCount), int((b1-1)%stripeCount)
+	wraps := b1-b0 == stripeCount || hi < lo // [lo, end) and [0, hi]
+	held := func(i int) bool {
+		if wraps {
+			return i >= lo || i <= hi
+		}
+		return i >= lo && i <= hi
+	}
+	for i := range v.stripes {
+		if held(i) {
+			v.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for i := range v.stripes {
+			if held(i) {
+				v.stripes[i].Unlock()
+			}
+		}
+	}
+}
+
 // checkRange validates [off, off+n) against the size; v.mu is held.
 func (v *Volume) checkRange(off, n int64) error {
 	if v.closed {
@@ -659,6 +670,11 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 			v.e.putBlock(scratch)
 		}
 	}()
+	if !zero && off%v.bs+n > v.bs && (n+v.bs-1)/v.bs <= stripeCount {
+		if done, err := v.writeSpan(ctx, off, p, &scratch); done {
+			return err
+		}
+	}
 	for pos := int64(0); pos < n; {
 		b := (off + pos) / v.bs
 		bOff := (off + pos) % v.bs
@@ -681,6 +697,62 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 		pos += l
 	}
 	return nil
+}
+
+// writeSpan writes p, which spans several blocks, at off with one pwrite
+// under the stripes of all its blocks, after copy-before-write of the
+// blocks a running snapshot still needs. It reports !done, having changed
+// nothing, when a block that p covers only in part is not hydrated yet:
+// that block must be merged with its source (modify's block-by-block
+// path). A write of many blocks costs the kernel less as one call
+// (page-cache folios up to the write's size) and takes each lock once.
+func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte) (done bool, err error) {
+	n := int64(len(p))
+	b0, b1 := off/v.bs, (off+n+v.bs-1)/v.bs
+	defer v.lockStripes(b0, b1)()
+	v.mu.Lock()
+	if err := v.checkRange(off, n); err != nil {
+		v.mu.Unlock()
+		return true, err
+	}
+	s, hyd := v.snap, v.hyd
+	var copies []int64
+	for b := b0; b < b1; b++ {
+		if hyd != nil && !v.hydratedLocked(b) && (b*v.bs < off || b*v.bs+v.blockLen(b, v.size) > off+n) {
+			v.mu.Unlock()
+			return false, nil // a partial block to hydrate first
+		}
+		if s != nil && s.pending.has(b) && !s.holds(b) {
+			copies = append(copies, b)
+		}
+	}
+	for b := b0; b < b1; b++ {
+		v.dirty.set(b)
+	}
+	v.mu.Unlock()
+	if len(copies) > 0 {
+		if *scratch == nil {
+			*scratch = v.e.getBlock()
+		}
+		for _, b := range copies {
+			// Copy-before-write: keep the contents the snapshot must see.
+			if err := v.readBlockRaw(ctx, b, **scratch); err != nil {
+				return true, err
+			}
+			if err := v.cbwKeep(s, b, **scratch); err != nil {
+				return true, err
+			}
+		}
+	}
+	if err := v.writeFile(p, off); err != nil {
+		return true, err
+	}
+	if hyd != nil {
+		for b := b0; b < b1; b++ {
+			v.markHydrated(b) // written whole (or to the volume's end)
+		}
+	}
+	return true, nil
 }
 
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
@@ -741,14 +813,14 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		} else {
 			copy(buf[bOff:], piece)
 		}
-		_, err = v.f.WriteAt(buf[:blen], pos)
+		err = v.writeFile(buf[:blen], pos)
 	case zero && full:
 		err = v.punch(pos, blen)
 	case zero:
 		clear(buf[:l])
-		_, err = v.f.WriteAt(buf[:l], pos+bOff)
+		err = v.writeFile(buf[:l], pos+bOff)
 	default:
-		_, err = v.f.WriteAt(piece, pos+bOff)
+		err = v.writeFile(piece, pos+bOff)
 	}
 	if err != nil {
 		return err
@@ -757,6 +829,16 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		v.markHydrated(b)
 	}
 	return nil
+}
+
+// writeFile writes p at off of the data file: the one place a write's
+// data (or a partial block of zeroes) goes into it.
+func (v *Volume) writeFile(p []byte, off int64) error {
+	if hk := v.e.hooks.write; hk != nil {
+		hk(v.id, off, int64(len(p)))
+	}
+	_, err := v.f.WriteAt(p, off)
+	return err
 }
 
 // punch deallocates [off, off+n) of the data file; it then reads as zeros.

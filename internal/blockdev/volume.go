@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -120,7 +121,7 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 			f.Close()
 			return nil, err
 		}
-		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated)
+		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated, nil)
 	}
 	if err := v.persistState(false); err != nil {
 		f.Close()
@@ -227,7 +228,7 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 			f.Close()
 			return nil, err
 		}
-		v.hyd = newHydration(e, st.HydrateFrom, src, st.Hydrated)
+		v.hyd = newHydration(e, st.HydrateFrom, src, st.Hydrated, st.Written)
 	}
 	// Remove the clean marker (and record the recovered dirty set) before
 	// any write is accepted.
@@ -702,9 +703,9 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 // writeSpan writes p, which spans several blocks, at off with one pwrite
 // under the stripes of all its blocks, after copy-before-write of the
 // blocks a running snapshot still needs. It reports !done, having changed
-// nothing, when a block that p covers only in part is not hydrated yet:
-// that block must be merged with its source (modify's block-by-block
-// path). A write of many blocks costs the kernel less as one call
+// nothing, when a block that p covers only in part is not hydrated yet
+// and p covers no whole units of it (unitsOf): that block must be merged
+// with its source (modify's block-by-block path). A write of many blocks costs the kernel less as one call
 // (page-cache folios up to the write's size) and takes each lock once.
 func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte) (done bool, err error) {
 	n := int64(len(p))
@@ -717,10 +718,16 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 	}
 	s, hyd := v.snap, v.hyd
 	var copies []int64
+	var edges [2]uint64 // units written of b0 and b1-1, if partial and not hydrated
 	for b := b0; b < b1; b++ {
-		if hyd != nil && !v.hydratedLocked(b) && (b*v.bs < off || b*v.bs+v.blockLen(b, v.size) > off+n) {
-			v.mu.Unlock()
-			return false, nil // a partial block to hydrate first
+		bOff, blen := max(off-b*v.bs, 0), v.blockLen(b, v.size)
+		if l := min(off+n-b*v.bs, blen) - bOff; hyd != nil && l < blen && !v.hydratedLocked(b) {
+			units, whole := v.unitsOf(bOff, l, blen)
+			if !whole {
+				v.mu.Unlock()
+				return false, nil // a partial block to merge with its source
+			}
+			edges[min(b-b0, 1)] = units
 		}
 		if s != nil && s.pending.has(b) && !s.holds(b) {
 			copies = append(copies, b)
@@ -749,7 +756,14 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 	}
 	if hyd != nil {
 		for b := b0; b < b1; b++ {
-			v.markHydrated(b) // written whole (or to the volume's end)
+			switch {
+			case b == b0 && edges[0] != 0:
+				v.wroteUnits(b, edges[0], v.blockLen(b, v.Size()))
+			case b == b1-1 && edges[1] != 0:
+				v.wroteUnits(b, edges[1], v.blockLen(b, v.Size()))
+			default:
+				v.markHydrated(b) // written whole (or to the volume's end)
+			}
 		}
 	}
 	return true, nil
@@ -775,23 +789,33 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
-	if nowait && (needCopy || needHyd) {
+	blen := v.blockLen(b, v.size)
+	full := bOff == 0 && l == blen
+	// A partial write of a block not hydrated yet is merged with the
+	// block's source (fetched) unless it is made of whole units, which
+	// the file keeps as they are (wroteUnits).
+	var units uint64
+	merge := false
+	if needHyd && !full {
+		var whole bool
+		units, whole = v.unitsOf(bOff, l, blen)
+		merge = !whole
+	}
+	if nowait && (needCopy || merge) {
 		v.mu.Unlock()
 		return errWouldWait
 	}
 	v.dirty.set(b)
-	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
 
-	full := bOff == 0 && l == blen
 	var buf []byte
-	if needCopy || (needHyd && !full) || (zero && !full) {
+	if needCopy || merge || (zero && !full) {
 		if *scratch == nil {
 			*scratch = v.e.getBlock()
 		}
 		buf = **scratch
 	}
-	if needCopy || (needHyd && !full) {
+	if needCopy || merge {
 		if err := v.readBlockRaw(ctx, b, buf); err != nil {
 			return err
 		}
@@ -805,7 +829,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	pos := b * v.bs
 	var err error
 	switch {
-	case needHyd && !full:
+	case merge:
 		// buf holds the source block: merge the change and write the
 		// whole block, hydrating it.
 		if zero {
@@ -825,8 +849,11 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	if err != nil {
 		return err
 	}
-	if needHyd {
+	switch {
+	case needHyd && (full || merge):
 		v.markHydrated(b)
+	case needHyd:
+		v.wroteUnits(b, units, blen)
 	}
 	return nil
 }
@@ -865,7 +892,10 @@ func (v *Volume) readBlockRaw(ctx context.Context, b int64, buf []byte) error {
 		if err != nil {
 			return err
 		}
-		return v.e.readChunkInto(ctx, id, buf)
+		if err := v.e.readChunkInto(ctx, id, buf); err != nil {
+			return err
+		}
+		return v.readWrittenUnits(buf, b)
 	}
 	return v.pread(buf, b*v.bs)
 }
@@ -1026,6 +1056,7 @@ func (v *Volume) persistStateLocked(clean bool) error {
 		st.Hydrating = true
 		st.HydrateFrom = v.hyd.srcID
 		st.Hydrated = v.hyd.done.clone()
+		st.Written = maps.Clone(v.hyd.written)
 	}
 	v.hydDirty = false
 	v.mu.Unlock()

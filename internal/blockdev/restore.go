@@ -38,9 +38,9 @@ type hydration struct {
 	stalled bool
 	changed chan struct{}
 
-	// yield holds the one hydration job allowed at a time while the
-	// volume's user is active (yieldTo).
-	yield chan struct{}
+	// yield lets one hydration job run at a time while the volume's user
+	// is active.
+	yield yieldGate
 }
 
 func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written map[int64]uint64) *hydration {
@@ -53,7 +53,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written 
 		written = map[int64]uint64{}
 	}
 	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done, written: written,
-		ndone: done.count(), finished: make(chan struct{}), yield: make(chan struct{}, 1), changed: make(chan struct{})}
+		ndone: done.count(), finished: make(chan struct{}), yield: newYieldGate(), changed: make(chan struct{})}
 }
 
 // writeUnits is how many units a block is cut into for writes to blocks not
@@ -164,21 +164,6 @@ func (v *Volume) readWrittenUnits(buf []byte, b int64) error {
 	return v.unitRuns(mask, true, v.blockLen(b, v.Size()), func(lo, hi int64) error {
 		return v.pread(buf[lo:hi], b*v.bs+lo)
 	})
-}
-
-// yieldTo, while the volume's user is active (recent), waits until no
-// other hydration job runs and returns the function that ends the job;
-// otherwise it returns at once (foregroundWindow).
-func (h *hydration) yieldTo(ctx context.Context, recent bool) (done func(), err error) {
-	if !recent {
-		return func() {}, nil
-	}
-	select {
-	case h.yield <- struct{}{}:
-		return func() { <-h.yield }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 func (h *hydration) stop() {
@@ -464,7 +449,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
-					done, err := h.yieldTo(gctx, v.fg.recent(e.opts.Clock.Now()))
+					done, err := h.yield.enter(gctx, v.fg.recent(e.opts.Clock.Now()))
 					if err != nil {
 						return err
 					}

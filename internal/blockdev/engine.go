@@ -111,6 +111,7 @@ type testHooks struct {
 	truncate    func(size int64) error                   // before a volume's data file is resized
 	sync        func() error                             // before a volume's data file is synced after a resize
 	punch       func(volume string, off, n int64)        // before a hole is punched in a volume's data file
+	write       func(volume string, off, n int64)        // before a write's data goes to a volume's data file
 }
 
 type engineMeta struct {

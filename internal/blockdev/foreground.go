@@ -1,6 +1,7 @@
 package blockdev
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 )
@@ -8,8 +9,9 @@ import (
 // foregroundWindow is how long after a read or write by a volume's user
 // the engine's background work on that volume gives way to the user:
 // bulk requests queued on the disk would delay the user's requests behind
-// them. The hydrator then runs one job at a time instead of one per worker
-// (hydration.yieldTo), and a snapshot stops reading ahead (prefetch).
+// them. The hydrator then runs one job at a time instead of one per worker,
+// a snapshot stores one block at a time instead of one per worker (both
+// through a yieldGate), and a snapshot stops reading ahead (prefetch).
 // Measured on the development VM (4 GiB bench image, a reader of random
 // 64 KiB blocks every 1 ms): without the hydrator giving way, 314-332
 // reads ran during hydration at p90 19-23 ms, p99 46-50 ms, and hydration
@@ -31,4 +33,26 @@ func (f *foreground) touch(now time.Time) { f.at.Store(now.UnixNano()) }
 func (f *foreground) recent(now time.Time) bool {
 	at := f.at.Load()
 	return at != 0 && now.UnixNano()-at < int64(foregroundWindow)
+}
+
+// yieldGate lets one job of some background work run at a time while the
+// volume's user is active, and any number otherwise: with every worker
+// hashing, compressing or copying, the user's requests wait for a core.
+type yieldGate chan struct{}
+
+func newYieldGate() yieldGate { return make(yieldGate, 1) }
+
+// enter, while the volume's user is active (recent), waits until no other
+// job of the gate runs and returns the function that ends the job;
+// otherwise it returns at once.
+func (g yieldGate) enter(ctx context.Context, recent bool) (done func(), err error) {
+	if !recent {
+		return func() {}, nil
+	}
+	select {
+	case g <- struct{}{}:
+		return func() { <-g }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -57,6 +57,8 @@ func FuzzDecodeState(f *testing.F) {
 	d.set(99)
 	f.Add(encodeState(&volState{Clean: true, BlockSize: 4096, NBlocks: 100, Dirty: d}))
 	f.Add(encodeState(&volState{Hydrating: true, BlockSize: 4096, NBlocks: 100, Dirty: d, Hydrated: d, HydrateFrom: chunk.Hash(nil)}))
+	f.Add(encodeState(&volState{Hydrating: true, BlockSize: 4096, NBlocks: 100, Dirty: d, Hydrated: d, HydrateFrom: chunk.Hash(nil),
+		Written: map[int64]uint64{5: 0xf0, 98: 1 << 63}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeState(b)
 		if err != nil {

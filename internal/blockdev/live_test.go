@@ -283,13 +283,26 @@ func TestTryWhileHydrating(t *testing.T) {
 		t.Error("read of a hydrating volume done at once")
 	}
 	p := bytes.Repeat([]byte{0x5A}, bs)
-	if ok, _ := v.TryWriteAt(p, 7*bs); ok {
-		t.Error("write to a block not hydrated yet done at once")
+	if ok, _ := v.TryWriteAt(p[:100], 7*bs); ok {
+		t.Error("write of part of a unit of a block not hydrated yet done at once")
 	}
 	if _, err := v.WriteAt(p[:100], 7*bs); err != nil {
 		t.Fatal(err)
 	}
 	copy(model[7*bs:], p[:100])
+	// Whole units of a block not hydrated yet are written at once, with
+	// nothing fetched; the rest of the block comes from the snapshot.
+	gets := env.chunks.gets.Load()
+	if ok, err := v.TryWriteAt(p[:1024], 9*bs+512); !ok || err != nil {
+		t.Errorf("write of whole units of a block not hydrated yet: ok=%v err=%v, want done at once", ok, err)
+	}
+	copy(model[9*bs+512:], p[:1024])
+	if n := env.chunks.gets.Load() - gets; n != 0 {
+		t.Errorf("the write of whole units read %d chunks, want 0", n)
+	}
+	if _, ok, _ := v.TryReadAt(got[:bs], 9*bs); ok {
+		t.Error("read of a block written in part and not hydrated done at once")
+	}
 	if n, ok, err := v.TryReadAt(got[:bs], 7*bs); !ok || err != nil || n != bs || !bytes.Equal(got[:bs], model[7*bs:8*bs]) {
 		t.Errorf("read of a block hydrated by a write: n=%d ok=%v err=%v", n, ok, err)
 	}

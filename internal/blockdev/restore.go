@@ -18,12 +18,17 @@ import (
 // hydration is the state of a restored volume still being filled from its
 // source snapshot. done is guarded by Volume.mu.
 type hydration struct {
-	srcID    chunk.ID
-	src      *record
-	srcNB    int64
-	cache    *pageCache
-	done     *bitset // blocks whose file contents are authoritative
-	ndone    int64
+	srcID chunk.ID
+	src   *record
+	srcNB int64
+	cache *pageCache
+	done  *bitset // blocks whose file contents are authoritative
+	ndone int64
+	// written holds, for blocks not hydrated yet that writes covered in
+	// part, the units (writeUnits per block) the file holds authoritative
+	// contents of; hydrating such a block fills in the other units only.
+	// A block leaves it when it is hydrated.
+	written  map[int64]uint64
 	cancel   context.CancelFunc
 	finished chan struct{}
 	err      error // why the hydrator stopped, or why it is stalled
@@ -33,34 +38,132 @@ type hydration struct {
 	stalled bool
 	changed chan struct{}
 
-	// yield holds the one hydration job allowed at a time while the
-	// volume's user is active (yieldTo).
-	yield chan struct{}
+	// yield lets one hydration job run at a time while the volume's user
+	// is active.
+	yield yieldGate
 }
 
-func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset) *hydration {
+func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written map[int64]uint64) *hydration {
 	nb := src.nblocks()
 	if done == nil {
 		done = newBitset(nb)
 	}
 	done.grow(nb)
-	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done,
-		ndone: done.count(), finished: make(chan struct{}), yield: make(chan struct{}, 1), changed: make(chan struct{})}
+	if written == nil {
+		written = map[int64]uint64{}
+	}
+	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done, written: written,
+		ndone: done.count(), finished: make(chan struct{}), yield: newYieldGate(), changed: make(chan struct{})}
 }
 
-// yieldTo, while the volume's user is active (recent), waits until no
-// other hydration job runs and returns the function that ends the job;
-// otherwise it returns at once (foregroundWindow).
-func (h *hydration) yieldTo(ctx context.Context, recent bool) (done func(), err error) {
-	if !recent {
-		return func() {}, nil
+// writeUnits is how many units a block is cut into for writes to blocks not
+// hydrated yet: a write made of whole units (1 KiB of a 64 KiB block) goes
+// into the file at once and its units are recorded (hydration.written),
+// where any other partial write must first fetch the block from the source
+// snapshot and merge. The units fit one uint64 mask.
+const writeUnits = 64
+
+// unitRange is the mask of units [lo, hi).
+func unitRange(lo, hi int64) uint64 {
+	if hi-lo >= 64 {
+		return ^uint64(0)
 	}
-	select {
-	case h.yield <- struct{}{}:
-		return func() { <-h.yield }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return (1<<uint(hi-lo) - 1) << uint(lo)
+}
+
+// unitsOf returns the units that [bOff, bOff+l) of a block of blen bytes
+// covers, and whether it is made of whole units (it may end at the end of
+// a short last block).
+func (v *Volume) unitsOf(bOff, l, blen int64) (uint64, bool) {
+	u := v.bs / writeUnits
+	if bOff%u != 0 || (l%u != 0 && bOff+l != blen) {
+		return 0, false
 	}
+	return unitRange(bOff/u, (bOff+l+u-1)/u), true
+}
+
+// wroteUnits records that the units of block b in mask were written into
+// the file; a block whose every unit has been written is hydrated. The
+// caller holds b's stripe.
+func (v *Volume) wroteUnits(b int64, mask uint64, blen int64) {
+	v.mu.Lock()
+	h := v.hyd
+	if h == nil || b >= h.srcNB || h.done.has(b) {
+		v.mu.Unlock()
+		return
+	}
+	u := v.bs / writeUnits
+	mask |= h.written[b]
+	full := mask == unitRange(0, (blen+u-1)/u)
+	if !full {
+		h.written[b] = mask
+		v.hydDirty = true
+	}
+	v.mu.Unlock()
+	if full {
+		v.blockHydrated(b)
+	}
+}
+
+// writtenUnits returns the units of block b written into the file while
+// it is not hydrated.
+func (v *Volume) writtenUnits(b int64) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hyd == nil {
+		return 0
+	}
+	return v.hyd.written[b]
+}
+
+// unitRuns calls fn with each run [lo, hi) of bytes of a block of blen
+// bytes whose units are in mask (set) or not in it (!set).
+func (v *Volume) unitRuns(mask uint64, set bool, blen int64, fn func(lo, hi int64) error) error {
+	if !set {
+		mask = ^mask
+	}
+	u := v.bs / writeUnits
+	for i := int64(0); i < writeUnits && i*u < blen; {
+		if mask&(1<<uint(i)) == 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < writeUnits && mask&(1<<uint(j)) != 0 {
+			j++
+		}
+		if err := fn(i*u, min(j*u, blen)); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// fillUnwritten writes src, block b's contents in the source snapshot,
+// into the file except for the units written meanwhile.
+func (v *Volume) fillUnwritten(src []byte, b int64) error {
+	mask := v.writtenUnits(b)
+	if mask == 0 {
+		_, err := v.f.WriteAt(src, b*v.bs)
+		return err
+	}
+	return v.unitRuns(mask, false, int64(len(src)), func(lo, hi int64) error {
+		_, err := v.f.WriteAt(src[lo:hi], b*v.bs+lo)
+		return err
+	})
+}
+
+// readWrittenUnits overlays buf, block b's contents in the source
+// snapshot, with the units written into the file meanwhile.
+func (v *Volume) readWrittenUnits(buf []byte, b int64) error {
+	mask := v.writtenUnits(b)
+	if mask == 0 {
+		return nil
+	}
+	return v.unitRuns(mask, true, v.blockLen(b, v.Size()), func(lo, hi int64) error {
+		return v.pread(buf[lo:hi], b*v.bs+lo)
+	})
 }
 
 func (h *hydration) stop() {
@@ -87,6 +190,7 @@ func (v *Volume) markHydrated(b int64) {
 	if h := v.hyd; h != nil && b < h.srcNB && !h.done.has(b) {
 		h.done.set(b)
 		h.ndone++
+		delete(h.written, b)
 		v.hydDirty = true
 		if h.stalled { // space came back: hydration moves again
 			h.setStalledLocked(nil)
@@ -121,7 +225,7 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known 
 		if err := v.e.readChunkInto(ctx, id, buf); err != nil {
 			return fmt.Errorf("hydrate block %d: %w", b, err)
 		}
-		if _, err := v.f.WriteAt(buf[:v.blockLen(b, h.src.Size)], b*v.bs); err != nil {
+		if err := v.fillUnwritten(buf[:v.blockLen(b, h.src.Size)], b); err != nil {
 			return fmt.Errorf("hydrate block %d: %w", b, err)
 		}
 	}
@@ -163,7 +267,7 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 	if err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
-	if _, err := v.f.WriteAt(out, b*v.bs); err != nil {
+	if err := v.fillUnwritten(out, b); err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
 	wb.wrote(len(out))
@@ -345,7 +449,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
-					done, err := h.yieldTo(gctx, v.fg.recent(e.opts.Clock.Now()))
+					done, err := h.yield.enter(gctx, v.fg.recent(e.opts.Clock.Now()))
 					if err != nil {
 						return err
 					}

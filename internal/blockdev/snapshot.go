@@ -383,11 +383,19 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	// One worker more than cores: a worker waiting on a read, on the chunk
 	// store's lock or on its queue of packs being written then leaves no
 	// core idle (measured: 4 GiB full snapshot 3.4-3.5 s -> 3.2-3.4 s).
+	// While the volume's user is active, one worker at a time reads and
+	// stores a block (yieldGate).
+	yield := newYieldGate()
 	for range e.opts.Workers + 1 {
 		g.Go(func() error {
 			buf := make([]byte, v.bs)
 			for j := range jobs {
+				done, err := yield.enter(gctx, v.fg.recent(e.opts.Clock.Now()))
+				if err != nil {
+					return err
+				}
 				if err := v.snapRead(gctx, s, j.b, buf); err != nil {
+					done()
 					return fmt.Errorf("read block %d: %w", j.b, err)
 				}
 				data := buf[:v.blockLen(j.b, s.size)]
@@ -396,8 +404,9 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 				if isZero(data) {
 					blocksZero.Add(1)
 				} else {
-					var err error
-					if id, err = e.chunks.Put(gctx, data); err != nil {
+					id, err = e.chunks.Put(gctx, data)
+					if err != nil {
+						done()
 						return fmt.Errorf("store block %d: %w", j.b, err)
 					}
 					blocksStored.Add(1)
@@ -406,6 +415,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 				if h := e.hooks.blockStored; h != nil {
 					h(v.id, blocksRead.Load())
 				}
+				done()
 				if j.pg.remaining.Add(-1) == 0 {
 					if err := finish(gctx, j.pg); err != nil {
 						return err

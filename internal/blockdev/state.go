@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"maps"
+	"slices"
 
 	"coffer/internal/chunk"
 )
@@ -11,9 +13,10 @@ import (
 // volState is the local state file of a volume (docs/volumes.md, "Volume
 // state file"):
 //
-//	"CBVS" | version u8 | flags u8 (1 clean, 2 hydrating) | 2 reserved
+//	"CBVS" | version u8 | flags u8 (1 clean, 2 hydrating, 4 written units) | 2 reserved
 //	| block size u32 | reserved u32 | nblocks u64 | hydrate-from record ID [32]
 //	| dirty bitmap ceil(nblocks/8) | hydrated bitmap ceil(nblocks/8) if hydrating
+//	| count u32, then count × (block u64, units u64) if flag 4
 //	| CRC-32C of everything before, u32 LE
 type volState struct {
 	Clean       bool
@@ -23,12 +26,16 @@ type volState struct {
 	HydrateFrom chunk.ID
 	Dirty       *bitset
 	Hydrated    *bitset
+	// Written are the units written into the file of blocks not hydrated
+	// yet (hydration.written); only while hydrating.
+	Written map[int64]uint64
 }
 
 const (
 	stateMagic     = "CBVS"
 	flagClean      = 1
 	flagHydrating  = 2
+	flagWritten    = 4
 	stateHeaderLen = 56
 )
 
@@ -43,6 +50,9 @@ func encodeState(s *volState) []byte {
 	}
 	if s.Hydrating {
 		flags |= flagHydrating
+		if len(s.Written) > 0 {
+			flags |= flagWritten
+		}
 	}
 	out = append(out, formatVersion, flags, 0, 0)
 	out = binary.LittleEndian.AppendUint32(out, uint32(s.BlockSize))
@@ -58,6 +68,13 @@ func encodeState(s *volState) []byte {
 		h.grow(s.NBlocks)
 		h.n = s.NBlocks
 		out = append(out, h.bytes()...)
+		if len(s.Written) > 0 {
+			out = binary.LittleEndian.AppendUint32(out, uint32(len(s.Written)))
+			for _, b := range slices.Sorted(maps.Keys(s.Written)) {
+				out = binary.LittleEndian.AppendUint64(out, uint64(b))
+				out = binary.LittleEndian.AppendUint64(out, s.Written[b])
+			}
+		}
 	}
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
 }
@@ -91,12 +108,39 @@ func decodeState(b []byte) (*volState, error) {
 	if s.Hydrating {
 		want += bm
 	}
-	if int64(len(body)) != want {
+	written := b[5]&flagWritten != 0
+	if written && !s.Hydrating {
+		return fail("written units without hydration")
+	}
+	var units []byte
+	if written {
+		if int64(len(body)) < want+4 {
+			return fail("length does not match block count")
+		}
+		n := int64(binary.LittleEndian.Uint32(body[want:]))
+		if n == 0 || n > s.NBlocks || int64(len(body)) != want+4+16*n {
+			return fail("written units do not match their count")
+		}
+		units = body[want+4:]
+	} else if int64(len(body)) != want {
 		return fail("length does not match block count")
 	}
 	s.Dirty = bitsetFromBytes(s.NBlocks, body[stateHeaderLen:stateHeaderLen+bm])
 	if s.Hydrating {
-		s.Hydrated = bitsetFromBytes(s.NBlocks, body[stateHeaderLen+bm:])
+		s.Hydrated = bitsetFromBytes(s.NBlocks, body[stateHeaderLen+bm:stateHeaderLen+2*bm])
+	}
+	if written {
+		s.Written = make(map[int64]uint64, len(units)/16)
+		for ; len(units) > 0; units = units[16:] {
+			blk, mask := binary.LittleEndian.Uint64(units), binary.LittleEndian.Uint64(units[8:])
+			if blk >= uint64(s.NBlocks) || mask == 0 || s.Hydrated.has(int64(blk)) {
+				return fail("written units of a block out of range or hydrated")
+			}
+			if _, dup := s.Written[int64(blk)]; dup {
+				return fail("written units of a block twice")
+			}
+			s.Written[int64(blk)] = mask
+		}
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -120,7 +121,7 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 			f.Close()
 			return nil, err
 		}
-		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated)
+		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated, nil)
 	}
 	if err := v.persistState(false); err != nil {
 		f.Close()
@@ -227,7 +228,7 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 			f.Close()
 			return nil, err
 		}
-		v.hyd = newHydration(e, st.HydrateFrom, src, st.Hydrated)
+		v.hyd = newHydration(e, st.HydrateFrom, src, st.Hydrated, st.Written)
 	}
 	// Remove the clean marker (and record the recovered dirty set) before
 	// any write is accepted.
@@ -572,23 +573,7 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 // stripes, after copy-before-write of those a running snapshot still
 // needs. Their dirty bits are set and persisted already (zero).
 func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
-	// Lock the stripes in stripe order: no other path holds two.
-	var held [stripeCount]bool
-	for b := b0; b < b1; b++ {
-		held[b%stripeCount] = true
-	}
-	for i := range held {
-		if held[i] {
-			v.stripes[i].Lock()
-		}
-	}
-	defer func() {
-		for i := range held {
-			if held[i] {
-				v.stripes[i].Unlock()
-			}
-		}
-	}()
+	defer v.lockStripes(b0, b1)()
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
@@ -629,6 +614,33 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	return nil
 }
 
+// lockStripes locks the stripes of blocks [b0, b1) (at most stripeCount
+// blocks) and returns their unlock. The stripes are taken in stripe order,
+// the one order of every path that holds more than one, so two such paths
+// cannot deadlock.
+func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
+	lo, hi := int(b0%stripeCount), int((b1-1)%stripeCount)
+	wraps := b1-b0 == stripeCount || hi < lo // [lo, end) and [0, hi]
+	held := func(i int) bool {
+		if wraps {
+			return i >= lo || i <= hi
+		}
+		return i >= lo && i <= hi
+	}
+	for i := range v.stripes {
+		if held(i) {
+			v.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for i := range v.stripes {
+			if held(i) {
+				v.stripes[i].Unlock()
+			}
+		}
+	}
+}
+
 // checkRange validates [off, off+n) against the size; v.mu is held.
 func (v *Volume) checkRange(off, n int64) error {
 	if v.closed {
@@ -659,6 +671,11 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 			v.e.putBlock(scratch)
 		}
 	}()
+	if !zero && off%v.bs+n > v.bs && (n+v.bs-1)/v.bs <= stripeCount {
+		if done, err := v.writeSpan(ctx, off, p, &scratch); done {
+			return err
+		}
+	}
 	for pos := int64(0); pos < n; {
 		b := (off + pos) / v.bs
 		bOff := (off + pos) % v.bs
@@ -683,6 +700,75 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 	return nil
 }
 
+// writeSpan writes p, which spans several blocks, at off with one pwrite
+// under the stripes of all its blocks, after copy-before-write of the
+// blocks a running snapshot still needs. It reports !done, having changed
+// nothing, when a block that p covers only in part is not hydrated yet
+// and p covers no whole units of it (unitsOf): that block must be merged
+// with its source (modify's block-by-block path). A write of many blocks costs the kernel less as one call
+// (page-cache folios up to the write's size) and takes each lock once.
+func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte) (done bool, err error) {
+	n := int64(len(p))
+	b0, b1 := off/v.bs, (off+n+v.bs-1)/v.bs
+	defer v.lockStripes(b0, b1)()
+	v.mu.Lock()
+	if err := v.checkRange(off, n); err != nil {
+		v.mu.Unlock()
+		return true, err
+	}
+	s, hyd := v.snap, v.hyd
+	var copies []int64
+	var edges [2]uint64 // units written of b0 and b1-1, if partial and not hydrated
+	for b := b0; b < b1; b++ {
+		bOff, blen := max(off-b*v.bs, 0), v.blockLen(b, v.size)
+		if l := min(off+n-b*v.bs, blen) - bOff; hyd != nil && l < blen && !v.hydratedLocked(b) {
+			units, whole := v.unitsOf(bOff, l, blen)
+			if !whole {
+				v.mu.Unlock()
+				return false, nil // a partial block to merge with its source
+			}
+			edges[min(b-b0, 1)] = units
+		}
+		if s != nil && s.pending.has(b) && !s.holds(b) {
+			copies = append(copies, b)
+		}
+	}
+	for b := b0; b < b1; b++ {
+		v.dirty.set(b)
+	}
+	v.mu.Unlock()
+	if len(copies) > 0 {
+		if *scratch == nil {
+			*scratch = v.e.getBlock()
+		}
+		for _, b := range copies {
+			// Copy-before-write: keep the contents the snapshot must see.
+			if err := v.readBlockRaw(ctx, b, **scratch); err != nil {
+				return true, err
+			}
+			if err := v.cbwKeep(s, b, **scratch); err != nil {
+				return true, err
+			}
+		}
+	}
+	if err := v.writeFile(p, off); err != nil {
+		return true, err
+	}
+	if hyd != nil {
+		for b := b0; b < b1; b++ {
+			switch {
+			case b == b0 && edges[0] != 0:
+				v.wroteUnits(b, edges[0], v.blockLen(b, v.Size()))
+			case b == b1-1 && edges[1] != 0:
+				v.wroteUnits(b, edges[1], v.blockLen(b, v.Size()))
+			default:
+				v.markHydrated(b) // written whole (or to the volume's end)
+			}
+		}
+	}
+	return true, nil
+}
+
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
 // scratch is a one-block buffer taken from the pool when first needed;
 // check, if set, is the whole range to validate first. With nowait, a
@@ -703,23 +789,33 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
-	if nowait && (needCopy || needHyd) {
+	blen := v.blockLen(b, v.size)
+	full := bOff == 0 && l == blen
+	// A partial write of a block not hydrated yet is merged with the
+	// block's source (fetched) unless it is made of whole units, which
+	// the file keeps as they are (wroteUnits).
+	var units uint64
+	merge := false
+	if needHyd && !full {
+		var whole bool
+		units, whole = v.unitsOf(bOff, l, blen)
+		merge = !whole
+	}
+	if nowait && (needCopy || merge) {
 		v.mu.Unlock()
 		return errWouldWait
 	}
 	v.dirty.set(b)
-	blen := v.blockLen(b, v.size)
 	v.mu.Unlock()
 
-	full := bOff == 0 && l == blen
 	var buf []byte
-	if needCopy || (needHyd && !full) || (zero && !full) {
+	if needCopy || merge || (zero && !full) {
 		if *scratch == nil {
 			*scratch = v.e.getBlock()
 		}
 		buf = **scratch
 	}
-	if needCopy || (needHyd && !full) {
+	if needCopy || merge {
 		if err := v.readBlockRaw(ctx, b, buf); err != nil {
 			return err
 		}
@@ -733,7 +829,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	pos := b * v.bs
 	var err error
 	switch {
-	case needHyd && !full:
+	case merge:
 		// buf holds the source block: merge the change and write the
 		// whole block, hydrating it.
 		if zero {
@@ -741,22 +837,35 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		} else {
 			copy(buf[bOff:], piece)
 		}
-		_, err = v.f.WriteAt(buf[:blen], pos)
+		err = v.writeFile(buf[:blen], pos)
 	case zero && full:
 		err = v.punch(pos, blen)
 	case zero:
 		clear(buf[:l])
-		_, err = v.f.WriteAt(buf[:l], pos+bOff)
+		err = v.writeFile(buf[:l], pos+bOff)
 	default:
-		_, err = v.f.WriteAt(piece, pos+bOff)
+		err = v.writeFile(piece, pos+bOff)
 	}
 	if err != nil {
 		return err
 	}
-	if needHyd {
+	switch {
+	case needHyd && (full || merge):
 		v.markHydrated(b)
+	case needHyd:
+		v.wroteUnits(b, units, blen)
 	}
 	return nil
+}
+
+// writeFile writes p at off of the data file: the one place a write's
+// data (or a partial block of zeroes) goes into it.
+func (v *Volume) writeFile(p []byte, off int64) error {
+	if hk := v.e.hooks.write; hk != nil {
+		hk(v.id, off, int64(len(p)))
+	}
+	_, err := v.f.WriteAt(p, off)
+	return err
 }
 
 // punch deallocates [off, off+n) of the data file; it then reads as zeros.
@@ -783,7 +892,10 @@ func (v *Volume) readBlockRaw(ctx context.Context, b int64, buf []byte) error {
 		if err != nil {
 			return err
 		}
-		return v.e.readChunkInto(ctx, id, buf)
+		if err := v.e.readChunkInto(ctx, id, buf); err != nil {
+			return err
+		}
+		return v.readWrittenUnits(buf, b)
 	}
 	return v.pread(buf, b*v.bs)
 }
@@ -944,6 +1056,7 @@ func (v *Volume) persistStateLocked(clean bool) error {
 		st.Hydrating = true
 		st.HydrateFrom = v.hyd.srcID
 		st.Hydrated = v.hyd.done.clone()
+		st.Written = maps.Clone(v.hyd.written)
 	}
 	v.hydDirty = false
 	v.mu.Unlock()

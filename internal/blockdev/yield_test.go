@@ -28,31 +28,31 @@ func TestForeground(t *testing.T) {
 	}
 }
 
-// TestHydrationYield checks yieldTo: while the user is not active every
-// job starts at once; while it is, one job runs at a time (a second waits
-// for the first to end, or for its context).
-func TestHydrationYield(t *testing.T) {
+// TestYieldGate: while the user is not active every job starts at once;
+// while it is, one job runs at a time (a second waits for the first to
+// end, or for its context).
+func TestYieldGate(t *testing.T) {
 	ctx := context.Background()
-	h := &hydration{yield: make(chan struct{}, 1)}
+	h := &hydration{yield: newYieldGate()}
 
-	d1, err := h.yieldTo(ctx, false)
+	d1, err := h.yield.enter(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := h.yieldTo(ctx, false)
+	d2, err := h.yield.enter(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d1()
 	d2()
 
-	first, err := h.yieldTo(ctx, true)
+	first, err := h.yield.enter(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan func(), 1)
 	go func() {
-		d, err := h.yieldTo(ctx, true)
+		d, err := h.yield.enter(ctx, true)
 		if err != nil {
 			t.Error(err)
 		}
@@ -72,12 +72,12 @@ func TestHydrationYield(t *testing.T) {
 	// While it runs, a waiting job gives up with its context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := h.yieldTo(cctx, true); !errors.Is(err, context.Canceled) {
+	if _, err := h.yield.enter(cctx, true); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v, want context.Canceled", err)
 	}
 
 	// The user is gone: jobs start at once even while another runs.
-	d3, err := h.yieldTo(ctx, false)
+	d3, err := h.yield.enter(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,5 +238,61 @@ func TestHydrationUnderForegroundReads(t *testing.T) {
 	}
 	if got := image(t, v); !bytes.Equal(got, snap) {
 		t.Fatalf("hydrated volume differs from the snapshot at %d", firstDiff(got, snap))
+	}
+}
+
+// TestSnapshotYieldsToUser: while the volume's user is active, a
+// snapshot's workers store one block at a time (they all hashed and
+// compressed at once, leaving the user's requests no core); idle, they
+// work in parallel.
+func TestSnapshotYieldsToUser(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 4})
+	const size = 8 << 12 // 8 blocks
+	v, err := env.e.CreateVolume(ctx, "v", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// maxAtOnce runs a snapshot and returns the most workers seen storing
+	// a block at the same time. Each waits (a bounded wait, not a
+	// measurement) for another to join it.
+	maxAtOnce := func(name string, idle bool) int64 {
+		t.Helper()
+		p := make([]byte, size)
+		fillRandom(rand.New(rand.NewPCG(uint64(len(name)), 1)), p)
+		p[0] = 1
+		if _, err := v.WriteAt(p, 0); err != nil {
+			t.Fatal(err)
+		}
+		if idle { // the test's clock stands still otherwise
+			env.clk.Advance(foregroundWindow)
+		}
+		var in, most atomic.Int64
+		joined := make(chan struct{}, 64)
+		env.e.hooks.blockStored = func(string, int64) {
+			n := in.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			if n > 1 {
+				joined <- struct{}{}
+			} else {
+				select {
+				case <-joined:
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			in.Add(-1)
+		}
+		defer func() { env.e.hooks.blockStored = nil }()
+		if _, err := env.e.Snapshot(ctx, "v", name); err != nil {
+			t.Fatal(err)
+		}
+		return most.Load()
+	}
+	if n := maxAtOnce("active", false); n != 1 {
+		t.Errorf("%d workers stored blocks at once while the user was active, want 1", n)
+	}
+	if n := maxAtOnce("idle", true); n < 2 {
+		t.Errorf("%d worker(s) stored blocks at once while the user was idle, want several", n)
 	}
 }

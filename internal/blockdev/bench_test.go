@@ -2,7 +2,6 @@ package blockdev
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -40,11 +39,7 @@ func storeSnapshot(tb testing.TB, e *Engine, id string, size int64, pages [][]ch
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, err := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := e.blobs.Put(ctx, snapshotBlob(id), b); err != nil {
+	if err := e.commitSnapshot(ctx, SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}); err != nil {
 		tb.Fatal(err)
 	}
 }

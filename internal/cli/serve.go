@@ -44,7 +44,7 @@ func serveCommand() *command {
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 		minFreeMiB                                 int64
 		publicEndpoint, blob, s3Endpoint, db       string
-		nodeName                                   string
+		nodeName, masterKey                        string
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
 	)
@@ -67,6 +67,7 @@ func serveCommand() *command {
 			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL for an s3:// --blob (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
 			fs.StringVar(&nodeName, "node-name", os.Getenv("COFFER_NODE_NAME"), "this node's name among the nodes sharing --db (or $COFFER_NODE_NAME; default: the host name)")
+			fs.StringVar(&masterKey, "master-key", os.Getenv("COFFER_MASTER_KEY"), "file of the key sealing the secrets the nodes share in --db (or $COFFER_MASTER_KEY; default DATA/master.key, created on the first node's first start: give every other node a copy, mode 0600)")
 			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 			fs.DurationVar(&rpoGrace, "rpo-grace", time.Hour, "how long after a scheduled backup was due its recovery point may come before a missed-RPO alert fires (0: no such alerts)")
@@ -109,7 +110,8 @@ func serveCommand() *command {
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
-				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace, NodeName: nodeName})
+				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace, NodeName: nodeName,
+				MasterKey: masterKey})
 			if err != nil {
 				return err
 			}

@@ -54,6 +54,10 @@ type CycleOptions struct {
 	S3   s3.Options
 	// Rounds is how often each cycle runs (default 3).
 	Rounds int
+	// ServerPID, when set, is a process whose CPU time each timed step
+	// also reports (the S3 server on this machine), to tell which side of
+	// a slower store saturates.
+	ServerPID int
 	// Dir, Seed, Workers, Corpus, Progress and Clock are as in Options.
 	Dir      string
 	Seed     uint64
@@ -79,6 +83,17 @@ type CycleRun struct {
 	BlobPuts, BlobGets, BlobRangeGets, BlobLists uint64
 	BlobReadBytes, BlobWrittenBytes              uint64
 	LoadBefore, LoadAfter                        string
+	// Where the CPU went in the full snapshot and the restore: this
+	// process's seconds, the ServerPID's, and the machine's busy share
+	// (of all cores, every process).
+	Full, Restore StepCPU
+}
+
+// StepCPU is the CPU a timed step used.
+type StepCPU struct {
+	SelfSeconds   float64 `json:"selfCPUSeconds"`
+	ServerSeconds float64 `json:"serverCPUSeconds,omitempty"`
+	MachineBusy   float64 `json:"machineBusy"`
 }
 
 // CycleResult is RunBlob's or RunSweep's result.
@@ -196,16 +211,28 @@ func (c *cycler) cycle(ctx context.Context, target, loc string, round int) (run 
 
 	run = CycleRun{Target: target, SizeBytes: c.size, DataBytes: c.data, Round: round, LoadBefore: loadAverage()}
 	calls0 := blobCalls(blobs.Store)
+	var cpu StepCPU
 	timed := func(fn func() error) (float64, int64, error) {
 		c.sync()
 		c.rss.start()
+		self0, _ := cpuSeconds()
+		srv0 := procCPU(c.o.ServerPID)
+		m0 := readMachine("")
 		t0 := clk.Now()
 		err := fn()
-		return clk.Now().Sub(t0).Seconds(), c.rss.peak(), err
+		secs := clk.Now().Sub(t0).Seconds()
+		self1, _ := cpuSeconds()
+		m1 := readMachine("")
+		cpu = StepCPU{SelfSeconds: self1 - self0, ServerSeconds: procCPU(c.o.ServerPID) - srv0}
+		if d := m1.cpuAll - m0.cpuAll; d > 0 {
+			cpu.MachineBusy = float64(m1.cpuBusy-m0.cpuBusy) / float64(d)
+		}
+		return secs, c.rss.peak(), err
 	}
 	if run.FullSeconds, run.FullPeakRSS, err = timed(func() error { _, err := eng.Snapshot(ctx, "disk", "full"); return err }); err != nil {
 		return run, err
 	}
+	run.Full = cpu
 	undo, err := c.change(vol, round)
 	if err != nil {
 		return run, err
@@ -222,6 +249,7 @@ func (c *cycler) cycle(ctx context.Context, target, loc string, round int) (run 
 	if run.RestoreSeconds, run.RestorePeakRSS, err = timed(func() error { return eng.RestoreToFile(ctx, "inc", out) }); err != nil {
 		return run, err
 	}
+	run.Restore = cpu
 	got, err := hashFile(ctx, out)
 	if err != nil {
 		return run, err
@@ -231,8 +259,9 @@ func (c *cycler) cycle(ctx context.Context, target, loc string, round int) (run 
 	run.BlobPuts, run.BlobGets, run.BlobRangeGets, run.BlobLists = calls[0]-calls0[0], calls[1]-calls0[1], calls[2]-calls0[2], calls[3]-calls0[3]
 	run.BlobReadBytes, run.BlobWrittenBytes = calls[4]-calls0[4], calls[5]-calls0[5]
 	run.LoadAfter = loadAverage()
-	c.logf("%s round %d, %d MiB disk: full %.2fs (peak RSS %.0f MiB), 1%% %.2fs, restore %.2fs (peak RSS %.0f MiB), match %v; blob puts %d, gets %d, ranged gets %d, lists %d; load %s → %s",
-		target, round, c.size>>20, run.FullSeconds, mib(run.FullPeakRSS), run.IncSeconds, run.RestoreSeconds, mib(run.RestorePeakRSS), run.RestoreMatch,
+	c.logf("%s round %d, %d MiB disk: full %.2fs (peak RSS %.0f MiB; CPU self %.2fs, server %.2fs, machine %.0f%% busy), 1%% %.2fs, restore %.2fs (peak RSS %.0f MiB; CPU self %.2fs, server %.2fs, machine %.0f%% busy), match %v; blob puts %d, gets %d, ranged gets %d, lists %d; load %s → %s",
+		target, round, c.size>>20, run.FullSeconds, mib(run.FullPeakRSS), run.Full.SelfSeconds, run.Full.ServerSeconds, 100*run.Full.MachineBusy,
+		run.IncSeconds, run.RestoreSeconds, mib(run.RestorePeakRSS), run.Restore.SelfSeconds, run.Restore.ServerSeconds, 100*run.Restore.MachineBusy, run.RestoreMatch,
 		run.BlobPuts, run.BlobGets, run.BlobRangeGets, run.BlobLists, run.LoadBefore, run.LoadAfter)
 	if !run.RestoreMatch {
 		return run, fmt.Errorf("%s: the restore differs from the image", target)
@@ -245,6 +274,29 @@ func (c *cycler) cycle(ctx context.Context, target, loc string, round int) (run 
 func blobCalls(m *metrics.Store) [6]uint64 {
 	r, w := m.Bytes()
 	return [6]uint64{m.Calls(metrics.OpPut), m.Calls(metrics.OpGet), m.Calls(metrics.OpGetRange), m.Calls(metrics.OpList), r, w}
+}
+
+// procCPU returns the user+system CPU seconds of process pid (0 if pid is
+// 0 or unreadable).
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis: state is field 3,
+	// utime 14 and stime 15, in clock ticks (100 per second on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	var ut, st float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) / 100
 }
 
 // sync flushes every file system before a timed step, so that no step

@@ -20,6 +20,7 @@ func benchBlobCommand() *command {
 	var c cycleFlags
 	var blob, s3Endpoint string
 	var s3PathStyle bool
+	var serverPID int
 	return &command{name: "blob",
 		short: "Benchmark full snapshot, 1% snapshot and restore on a local directory and on --blob s3://…, interleaved, as ratios",
 		flags: func(fs *flag.FlagSet) {
@@ -28,6 +29,7 @@ func benchBlobCommand() *command {
 			fs.StringVar(&blob, "blob", "", "the blob store to compare with the local directory: s3://BUCKET[/PREFIX] (each run works under a new prefix below it)")
 			fs.StringVar(&s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)")
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
+			fs.IntVar(&serverPID, "server-pid", 0, "process ID of the S3 server when it runs on this machine: its CPU time is reported with each step")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if blob == "" {
@@ -37,7 +39,7 @@ func benchBlobCommand() *command {
 			if err != nil {
 				return err
 			}
-			opts.Blob, opts.S3 = blob, s3.Options{Endpoint: s3Endpoint, PathStyle: s3PathStyle}
+			opts.Blob, opts.S3, opts.ServerPID = blob, s3.Options{Endpoint: s3Endpoint, PathStyle: s3PathStyle}, serverPID
 			return c.run(ctx, e, fs, "bench blob", opts, bench.RunBlob)
 		},
 	}

@@ -18,6 +18,7 @@ import (
 	"coffer/internal/store"
 	"coffer/internal/store/postgres"
 	"coffer/internal/store/postgres/pgtest"
+	"coffer/internal/store/memstore"
 	"coffer/internal/store/sqlite"
 )
 
@@ -179,7 +180,7 @@ func benchTopOfHour(b *testing.B, st store.Store, backend job.Backend) {
 
 // cloneInstances copies the stored record of backup instance bi n times,
 // each protecting a disk of its own, in batches of one transaction each.
-func cloneInstances(b *testing.B, st store.Store, bi resource.ID, n int) {
+func cloneInstances(b testing.TB, st store.Store, bi resource.ID, n int) {
 	ctx := context.Background()
 	var proto store.Object
 	err := st.View(ctx, func(tx store.Tx) error {
@@ -221,5 +222,54 @@ func cloneInstances(b *testing.B, st store.Store, bi resource.ID, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestQuietTickWritesNothing: a Tick at which nothing is due plans every
+// instance in one read-only transaction and opens no write transaction
+// (it opened one per instance before); at the top of the hour each due
+// instance gets one.
+func TestQuietTickWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
+	cs := &countingStore{Store: memstore.New()}
+	e := newEnvOn(t, cs, clock.NewFake(start), nil)
+	s := e.standard(true)
+	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := e.policy(s.vault, "Hourly", p)
+	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
+	const n = 20
+	cloneInstances(t, cs, s.bi, n-1)
+
+	// The first Tick also cleans up old jobs (daily), which writes.
+	if _, _, err := e.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Set(start.Add(20 * time.Minute))
+	u0 := cs.updates.Load()
+	next, fired, err := e.sched.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := cs.updates.Load() - u0; u != 0 || len(fired.Backups) != 0 {
+		t.Fatalf("a tick with nothing due made %d write transactions and queued %d backups, want none", u, len(fired.Backups))
+	}
+	if want := start.Truncate(time.Hour).Add(time.Hour); !next.Equal(want) {
+		t.Fatalf("next wake %s, want the top of the hour %s", next, want)
+	}
+
+	e.clk.Set(next)
+	u0 = cs.updates.Load()
+	if _, fired, err = e.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(fired.Backups) != n {
+		t.Fatalf("top of the hour: %d backups queued, want %d", len(fired.Backups), n)
+	}
+	if u := cs.updates.Load() - u0; u != n {
+		t.Fatalf("top of the hour: %d write transactions for %d due instances", u, n)
 	}
 }

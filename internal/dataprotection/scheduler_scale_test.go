@@ -16,9 +16,9 @@ import (
 	"coffer/internal/job"
 	"coffer/internal/resource"
 	"coffer/internal/store"
+	"coffer/internal/store/memstore"
 	"coffer/internal/store/postgres"
 	"coffer/internal/store/postgres/pgtest"
-	"coffer/internal/store/memstore"
 	"coffer/internal/store/sqlite"
 )
 

@@ -48,10 +48,11 @@ type CycleOptions struct {
 	DataShare float64
 	// Blob is the location measured against the local directory by
 	// RunBlob (s3://BUCKET[/PREFIX]); each cycle works under a new prefix
-	// below it. S3 configures it as serve's --s3-* flags do (unset: the
-	// AWS environment).
-	Blob string
-	S3   s3.Options
+	// below it. S3Endpoint and S3PathStyle configure it as serve's flags
+	// do (unset: the AWS environment).
+	Blob        string
+	S3Endpoint  string
+	S3PathStyle bool
 	// Rounds is how often each cycle runs (default 3).
 	Rounds int
 	// ServerPID, when set, is a process whose CPU time each timed step
@@ -183,7 +184,7 @@ func (c *cycler) cycle(ctx context.Context, target, loc string, round int) (run 
 		loc = strings.TrimSuffix(loc, "/") + fmt.Sprintf("/cycle-%d-%d", os.Getpid(), c.n)
 	}
 	clk := c.o.Clock
-	blobs, err := location.Open(ctx, loc, location.Options{Clock: clk, S3: c.o.S3})
+	blobs, err := location.Open(ctx, loc, location.Options{Clock: clk, S3: s3.Options{Endpoint: c.o.S3Endpoint, PathStyle: c.o.S3PathStyle}})
 	if err != nil {
 		return run, err
 	}

@@ -9,6 +9,7 @@ import (
 	"coffer/internal/blobstore/mem"
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
+	"coffer/internal/store/memstore"
 )
 
 // synthSnapshot stores a snapshot whose block table is entries, without a
@@ -120,7 +121,7 @@ func benchSnapshot(b *testing.B, bs int64) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e, err := Open(ctx, b.TempDir(), cs, blobs, Options{BlockSize: bs})
+		e, err := Open(ctx, b.TempDir(), cs, blobs, Options{BlockSize: bs, Catalogue: memstore.New()})
 		if err != nil {
 			b.Fatal(err)
 		}

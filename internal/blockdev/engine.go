@@ -19,7 +19,6 @@ import (
 	"coffer/internal/chunk"
 	"coffer/internal/clock"
 	"coffer/internal/store"
-	"coffer/internal/store/memstore"
 )
 
 // Chunks is what the engine needs from the chunk store (chunkstore.Store
@@ -74,10 +73,10 @@ type Options struct {
 	// waits before it tries again (default 10 s).
 	HydrationRetry time.Duration
 	// Catalogue is the metadata store that indexes the snapshot catalogue
-	// and the volume records (see catalogue.go; the server passes its
-	// metadata store, shared by every node). Nil keeps the index in
-	// memory, rebuilt from a listing of the blob store at every Open: for
-	// tools and tests over a repository no server is using.
+	// and the volume records (see catalogue.go): the server passes its
+	// metadata store, shared by every node; tools and tests may pass an
+	// in-memory store (memstore), which the first Open builds from a
+	// listing of the blob store. Required.
 	Catalogue store.Store
 }
 
@@ -137,6 +136,9 @@ func checkBlockSize(bs int64) error {
 // Open opens (creating if needed) the engine directory dir. Volumes are
 // opened lazily by OpenVolume.
 func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store, opts Options) (*Engine, error) {
+	if opts.Catalogue == nil {
+		return nil, fmt.Errorf("open block engine: no catalogue index (Options.Catalogue): %w", ErrInvalid)
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -185,11 +187,7 @@ func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store,
 		return nil, fmt.Errorf("open block engine: %w", err)
 	}
 	opts.BlockSize = meta.BlockSize
-	index := opts.Catalogue
-	if index == nil {
-		index = memstore.New()
-	}
-	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, index: index, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
+	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, index: opts.Catalogue, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
 	e.blocks.New = func() any { b := make([]byte, e.bs); return &b }
 	if err := e.openCatalogue(ctx); err != nil {
 		return nil, fmt.Errorf("open block engine: %w", err)

@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"coffer/internal/bench"
-	"coffer/internal/blobstore/s3"
 )
 
 // benchBlobCommand is `coffer bench blob`: full snapshot, 1% snapshot and
@@ -39,7 +38,7 @@ func benchBlobCommand() *command {
 			if err != nil {
 				return err
 			}
-			opts.Blob, opts.S3, opts.ServerPID = blob, s3.Options{Endpoint: s3Endpoint, PathStyle: s3PathStyle}, serverPID
+			opts.Blob, opts.S3Endpoint, opts.S3PathStyle, opts.ServerPID = blob, s3Endpoint, s3PathStyle, serverPID
 			return c.run(ctx, e, fs, "bench blob", opts, bench.RunBlob)
 		},
 	}

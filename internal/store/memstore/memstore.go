@@ -1,6 +1,4 @@
-// Package memstore is an in-memory store.Store, for tests and for indexes
-// that are rebuilt at every open (the block engine's catalogue index when
-// it has no metadata store: blockdev.Options.Catalogue): read-write
+// Package memstore is an in-memory store.Store for tests: read-write
 // transactions are serialized, reads see the transaction's own writes, and
 // a committed Update is visible to every later read. Each transaction
 // reads the snapshot committed when it began (each commit makes a new

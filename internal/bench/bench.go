@@ -480,7 +480,7 @@ func (r *runner) openStack(ctx context.Context, base string) (stack, error) {
 	index := probedIndex{st.db.ChunkIndex(), r.probe}
 	if st.cs, err = chunkstore.New(blobs, index, chunkstore.Options{Clock: r.clk}); err == nil {
 		st.eng, err = blockdev.Open(ctx, filepath.Join(base, "engine"), st.cs, blobs,
-			blockdev.Options{BlockSize: blockSize, Workers: r.opts.Workers, Clock: r.clk})
+			blockdev.Options{BlockSize: blockSize, Workers: r.opts.Workers, Clock: r.clk, Catalogue: st.db})
 	}
 	if err != nil {
 		return st, errors.Join(err, st.close())

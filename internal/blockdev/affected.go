@@ -2,11 +2,9 @@ package blockdev
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 
-	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
 )
 
@@ -32,26 +30,19 @@ func (e *Engine) SnapshotsReferencing(ctx context.Context, ids []chunk.ID) (map[
 			out[id] = append(s, snap)
 		}
 	}
-	err := e.blobs.List(ctx, "snapshots/", func(info blobstore.Info) error {
-		b, err := e.blobs.Get(ctx, info.Name)
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		snap := info.Name[len("snapshots/"):]
-		si, err := decodeCatalogue(snap, b)
-		if err != nil {
-			return err
-		}
+	snaps, _, err := e.catalogue(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("find snapshots referencing chunks: %w", err)
+	}
+	for _, si := range snaps {
+		snap := si.ID
 		if want[si.Record] {
 			add(si.Record, snap)
 		}
 		rec, err := e.loadRecord(ctx, si.Record)
 		if err != nil {
 			add(si.Record, snap)
-			return nil
+			continue
 		}
 		for p, pid := range rec.Pages {
 			if pid.IsZero() {
@@ -77,10 +68,6 @@ func (e *Engine) SnapshotsReferencing(ctx context.Context, ids []chunk.ID) (map[
 				add(c, snap)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("find snapshots referencing chunks: %w", err)
 	}
 	for id := range out {
 		s := out[id]

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"coffer/internal/chunk"
+	"coffer/internal/store/memstore"
 )
 
 func TestRoundTripSequential(t *testing.T) {
@@ -87,7 +88,7 @@ func TestRoundTripSequential(t *testing.T) {
 	if err := env.e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e2, err := Open(ctx, env.dir, env.chunks, env.blobs, Options{})
+	e2, err := Open(ctx, env.dir, env.chunks, env.blobs, Options{Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestRoundTripSequential(t *testing.T) {
 	if n := v2.DirtyBlocks(); n != 0 {
 		t.Fatalf("clean reopen after snapshot: %d dirty blocks, want 0", n)
 	}
-	if _, err := Open(ctx, env.dir, env.chunks, env.blobs, Options{BlockSize: 64 << 10}); !errors.Is(err, ErrBlockSize) {
+	if _, err := Open(ctx, env.dir, env.chunks, env.blobs, Options{BlockSize: 64 << 10, Catalogue: memstore.New()}); !errors.Is(err, ErrBlockSize) {
 		t.Fatalf("reopen with other block size: %v, want ErrBlockSize", err)
 	}
 }

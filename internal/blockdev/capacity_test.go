@@ -14,6 +14,7 @@ import (
 
 	"coffer/internal/capacity"
 	"coffer/internal/clock"
+	"coffer/internal/store/memstore"
 	"coffer/internal/testenv"
 )
 
@@ -95,7 +96,7 @@ func TestResizeSyncFailureKeepsSize(t *testing.T) {
 func TestVolumeLargerThanFilesystemLimit(t *testing.T) {
 	mnt := testenv.SmallFilesystem(t, "ext4", 32<<20)
 	env := &testEnv{chunks: newMemChunks(), blobs: newMemBlobs(), dir: mnt}
-	e, err := Open(context.Background(), mnt, env.chunks, env.blobs, Options{BlockSize: 4096})
+	e, err := Open(context.Background(), mnt, env.chunks, env.blobs, Options{BlockSize: 4096, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestHydrationStallsOnFullFilesystemAndResumes(t *testing.T) {
 	mnt := testenv.SmallFilesystem(t, "tmpfs", 16<<20)
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	chunks, blobs := newMemChunks(), newMemBlobs()
-	e, err := Open(context.Background(), mnt, chunks, blobs, Options{BlockSize: 4096, Clock: clk, HydrationRetry: time.Minute})
+	e, err := Open(context.Background(), mnt, chunks, blobs, Options{BlockSize: 4096, Clock: clk, HydrationRetry: time.Minute, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,9 @@
 //
 // The engine depends only on two small contracts: Chunks (a content-addressed
 // chunk store; chunkstore.Store satisfies it) for block data and manifests,
-// and blobstore.Store for the small snapshot catalogue and volume records
-// (names under snapshots/ and volumes/). On-disk formats and the protocols'
-// invariants are written down in docs/volumes.md.
+// blobstore.Store for the durable copy of the small snapshot catalogue and
+// volume records (names under snapshots/ and volumes/), and store.Store
+// (the metadata store) for the index of that catalogue that every read
+// uses (catalogue.go). On-disk formats and the protocols' invariants are
+// written down in docs/volumes.md and docs/design.md.
 package blockdev

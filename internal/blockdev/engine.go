@@ -18,6 +18,7 @@ import (
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 	"coffer/internal/clock"
+	"coffer/internal/store"
 )
 
 // Chunks is what the engine needs from the chunk store (chunkstore.Store
@@ -71,6 +72,12 @@ type Options struct {
 	// HydrationRetry is how long a hydration stalled for lack of space
 	// waits before it tries again (default 10 s).
 	HydrationRetry time.Duration
+	// Catalogue is the metadata store that indexes the snapshot catalogue
+	// and the volume records (see catalogue.go): the server passes its
+	// metadata store, shared by every node; tools and tests may pass an
+	// in-memory store (memstore), which the first Open builds from a
+	// listing of the blob store. Required.
+	Catalogue store.Store
 }
 
 // Engine owns a directory of live volumes and the snapshots of those
@@ -79,6 +86,7 @@ type Engine struct {
 	dir    string
 	chunks Chunks
 	blobs  blobstore.Store
+	index  store.Store // the catalogue index (Options.Catalogue)
 	bs     int64
 	opts   Options
 
@@ -129,6 +137,9 @@ func checkBlockSize(bs int64) error {
 // Open opens (creating if needed) the engine directory dir. Volumes are
 // opened lazily by OpenVolume.
 func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store, opts Options) (*Engine, error) {
+	if opts.Catalogue == nil {
+		return nil, fmt.Errorf("open block engine: no catalogue index (Options.Catalogue): %w", ErrInvalid)
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -177,8 +188,11 @@ func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store,
 		return nil, fmt.Errorf("open block engine: %w", err)
 	}
 	opts.BlockSize = meta.BlockSize
-	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
+	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, index: opts.Catalogue, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
 	e.blocks.New = func() any { b := make([]byte, e.bs); return &b }
+	if err := e.openCatalogue(ctx); err != nil {
+		return nil, fmt.Errorf("open block engine: %w", err)
+	}
 	return e, nil
 }
 
@@ -272,38 +286,58 @@ type volumeRecord struct {
 func snapshotBlob(id string) string { return "snapshots/" + id }
 func volumeBlob(id string) string   { return "volumes/" + id }
 
+// putVolumeRecord writes a volume record: its blob, then its row.
 func (e *Engine) putVolumeRecord(ctx context.Context, vr volumeRecord) error {
 	vr.Version = 1
 	b, _ := json.Marshal(vr)
 	if err := e.blobs.Put(ctx, volumeBlob(vr.ID), b); err != nil {
 		return fmt.Errorf("write volume record %s: %w", vr.ID, err)
 	}
+	if err := e.putRow(ctx, KindVolume, vr.ID, b, store.PutOptions{}); err != nil {
+		return fmt.Errorf("index volume record %s: %w", vr.ID, err)
+	}
+	return nil
+}
+
+// deleteVolumeRecord removes a volume record: its row, then its blob.
+func (e *Engine) deleteVolumeRecord(ctx context.Context, id string) error {
+	if err := e.deleteRow(ctx, KindVolume, id); err != nil {
+		return fmt.Errorf("delete volume record %s: %w", id, err)
+	}
+	if err := e.blobs.Delete(ctx, volumeBlob(id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		return fmt.Errorf("delete volume record %s: %w", id, err)
+	}
 	return nil
 }
 
 func (e *Engine) getVolumeRecord(ctx context.Context, id string) (volumeRecord, error) {
-	var vr volumeRecord
-	b, err := e.blobs.Get(ctx, volumeBlob(id))
+	b, err := e.getRow(ctx, KindVolume, id)
 	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return vr, fmt.Errorf("volume record %s: %w", id, ErrNotFound)
+		if errors.Is(err, ErrNotFound) {
+			return volumeRecord{}, fmt.Errorf("volume record %s: %w", id, ErrNotFound)
 		}
-		return vr, fmt.Errorf("read volume record %s: %w", id, err)
+		return volumeRecord{}, fmt.Errorf("read volume record %s: %w", id, err)
 	}
-	if err := json.Unmarshal(b, &vr); err != nil || vr.Version != 1 {
+	return decodeVolumeRecord(id, b)
+}
+
+func decodeVolumeRecord(id string, b []byte) (volumeRecord, error) {
+	var vr volumeRecord
+	if err := json.Unmarshal(b, &vr); err != nil || vr.Version != 1 || vr.ID != id {
 		return vr, fmt.Errorf("read volume record %s: bad encoding: %w", id, ErrFormat)
 	}
 	return vr, nil
 }
 
-// StatSnapshot returns the catalogue entry of a snapshot.
+// StatSnapshot returns the catalogue entry of a committed snapshot (one
+// read of the index).
 func (e *Engine) StatSnapshot(ctx context.Context, id string) (SnapshotInfo, error) {
 	if err := validID(id); err != nil {
 		return SnapshotInfo{}, err
 	}
-	b, err := e.blobs.Get(ctx, snapshotBlob(id))
+	b, err := e.getRow(ctx, KindSnapshot, id)
 	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
+		if errors.Is(err, ErrNotFound) {
 			return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
 		}
 		return SnapshotInfo{}, fmt.Errorf("read snapshot %s: %w", id, err)
@@ -320,29 +354,17 @@ func decodeCatalogue(id string, b []byte) (SnapshotInfo, error) {
 }
 
 // ListSnapshots lists the committed snapshots of a volume ("" for all
-// volumes), oldest first.
+// volumes), oldest first, from one read of the index.
 func (e *Engine) ListSnapshots(ctx context.Context, volume string) ([]SnapshotInfo, error) {
-	var out []SnapshotInfo
-	err := e.blobs.List(ctx, "snapshots/", func(info blobstore.Info) error {
-		id := info.Name[len("snapshots/"):]
-		b, err := e.blobs.Get(ctx, info.Name)
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil // deleted meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		si, err := decodeCatalogue(id, b)
-		if err != nil {
-			return err
-		}
+	all, _, err := e.catalogue(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	out := all[:0]
+	for _, si := range all {
 		if volume == "" || si.Volume == volume {
 			out = append(out, si)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -353,14 +375,18 @@ func (e *Engine) ListSnapshots(ctx context.Context, volume string) ([]SnapshotIn
 	return out, nil
 }
 
-// DeleteSnapshot removes a snapshot from the catalogue. Every other snapshot
-// stays intact (each is a full logical map; pages are shared by ID). Chunks
-// no longer referenced are reclaimed by the chunk store's GC, which asks
-// MarkLive what is live. The last snapshot of a live volume stays pinned as
-// the volume's base (see MarkLive) until its next snapshot.
+// DeleteSnapshot removes a snapshot from the catalogue (its row, then its
+// blob). Every other snapshot stays intact (each is a full logical map;
+// pages are shared by ID). Chunks no longer referenced are reclaimed by the
+// chunk store's GC, which asks MarkLive what is live. The last snapshot of
+// a live volume stays pinned as the volume's base (see MarkLive) until its
+// next snapshot.
 func (e *Engine) DeleteSnapshot(ctx context.Context, id string) error {
 	if _, err := e.StatSnapshot(ctx, id); err != nil {
 		return fmt.Errorf("delete snapshot: %w", err)
+	}
+	if err := e.deleteRow(ctx, KindSnapshot, id); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
 	if err := e.blobs.Delete(ctx, snapshotBlob(id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
 		return fmt.Errorf("delete snapshot %s: %w", id, err)

@@ -2,11 +2,8 @@ package blockdev
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 
-	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
 )
 
@@ -19,53 +16,32 @@ import (
 //   - every hydrating volume's source manifest.
 //
 // Chunks are marked once per page visited; a page shared by many snapshots
-// is walked once. Contract with the GC: MarkLive lists the catalogue once,
+// is walked once. Contract with the GC: MarkLive reads the catalogue index
+// once (no blob listing),
 // so a snapshot committed after that listing is not seen. Its new chunks
 // were Put during the GC run and its reused pages belong to its volume's
 // base, which is marked; the chunk store's safety margin must therefore
 // keep every chunk Put (or deduplicated by a Put) since the GC run began.
 func (e *Engine) MarkLive(ctx context.Context, mark func(chunk.ID)) error {
 	m := &marker{e: e, mark: mark, pages: map[chunk.ID]struct{}{}, records: map[chunk.ID]struct{}{}}
-	// Volume records first: a snapshot committed during the run moves its
-	// volume's base only after its catalogue entry exists.
-	err := e.blobs.List(ctx, "volumes/", func(info blobstore.Info) error {
-		b, err := e.blobs.Get(ctx, info.Name)
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var vr volumeRecord
-		if err := json.Unmarshal(b, &vr); err != nil || vr.Version != 1 {
-			return fmt.Errorf("volume record %s: %w", info.Name, ErrFormat)
-		}
-		for _, id := range []chunk.ID{vr.Base, vr.HydrateFrom} {
-			if err := m.record(ctx, id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	// One view of the index: a snapshot committed during the run moves its
+	// volume's base only after its row exists, so a view that sees the new
+	// base sees the snapshot too.
+	snaps, vols, err := e.catalogue(ctx, true)
 	if err != nil {
 		return fmt.Errorf("mark live chunks: %w", err)
 	}
-	err = e.blobs.List(ctx, "snapshots/", func(info blobstore.Info) error {
-		b, err := e.blobs.Get(ctx, info.Name)
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil
+	for _, vr := range vols {
+		for _, id := range []chunk.ID{vr.Base, vr.HydrateFrom} {
+			if err := m.record(ctx, id); err != nil {
+				return fmt.Errorf("mark live chunks: volume %s: %w", vr.ID, err)
+			}
 		}
-		if err != nil {
-			return err
+	}
+	for _, si := range snaps {
+		if err := m.record(ctx, si.Record); err != nil {
+			return fmt.Errorf("mark live chunks: snapshot %s: %w", si.ID, err)
 		}
-		si, err := decodeCatalogue(info.Name[len("snapshots/"):], b)
-		if err != nil {
-			return err
-		}
-		return m.record(ctx, si.Record)
-	})
-	if err != nil {
-		return fmt.Errorf("mark live chunks: %w", err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
 	"coffer/internal/clock"
+	"coffer/internal/store/memstore"
 )
 
 // memChunks is an in-memory Chunks for tests, with counters.
@@ -247,6 +248,9 @@ func newTestEnv(t testing.TB, opts Options) *testEnv {
 		clk: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	if opts.Clock == nil {
 		opts.Clock = env.clk
+	}
+	if opts.Catalogue == nil {
+		opts.Catalogue = memstore.New()
 	}
 	e, err := Open(context.Background(), env.dir, env.chunks, env.blobs, opts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/store/memstore"
 )
 
 // TestHydrationsListsHydratingVolumes: Hydrations (what the hydration
@@ -15,7 +16,7 @@ import (
 func TestHydrationsListsHydratingVolumes(t *testing.T) {
 	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	e, err := Open(ctx, t.TempDir(), newMemChunks(), newMemBlobs(), Options{BlockSize: 4096, Clock: clk})
+	e, err := Open(ctx, t.TempDir(), newMemChunks(), newMemBlobs(), Options{BlockSize: 4096, Clock: clk, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"coffer/internal/blobstore/local"
 	"coffer/internal/chunkstore"
+	"coffer/internal/store/memstore"
 )
 
 // mappedIOBufs returns how many job buffers the engine has mapped and
@@ -55,7 +56,7 @@ func TestRestoresShareBuffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(ctx, t.TempDir(), cs, blobs, Options{BlockSize: 4 << 10, Workers: 2})
+	e, err := Open(ctx, t.TempDir(), cs, blobs, Options{BlockSize: 4 << 10, Workers: 2, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

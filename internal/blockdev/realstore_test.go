@@ -10,6 +10,7 @@ import (
 	"coffer/internal/blobstore/mem"
 	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
+	"coffer/internal/store/memstore"
 )
 
 // TestWithChunkstore runs the engine over the real chunk store and blob
@@ -24,7 +25,7 @@ func TestWithChunkstore(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e, err := Open(ctx, dir, cs, blobs, Options{BlockSize: 4 << 10, Clock: clk})
+	e, err := Open(ctx, dir, cs, blobs, Options{BlockSize: 4 << 10, Clock: clk, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"coffer/internal/chunk"
+	"coffer/internal/store/memstore"
 )
 
 type write struct {
@@ -141,7 +142,7 @@ func TestCrashDuringSnapshot(t *testing.T) {
 
 	ctx := context.Background()
 	env := &testEnv{dir: filepath.Join(dir, "engine")}
-	e, err := Open(ctx, env.dir, newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{})
+	e, err := Open(ctx, env.dir, newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestCrashDuringSnapshot(t *testing.T) {
 
 func crashChild(t *testing.T, dir string, size int64) {
 	ctx := context.Background()
-	e, err := Open(ctx, filepath.Join(dir, "engine"), newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{BlockSize: 4 << 10})
+	e, err := Open(ctx, filepath.Join(dir, "engine"), newDirChunks(filepath.Join(dir, "chunks")), newDirBlobs(filepath.Join(dir, "blobs")), Options{BlockSize: 4 << 10, Catalogue: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

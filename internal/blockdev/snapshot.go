@@ -2,7 +2,6 @@ package blockdev
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
-	"coffer/internal/blobstore"
 	"coffer/internal/chunk"
 )
 
@@ -171,8 +169,8 @@ func isZero(b []byte) bool {
 //
 // Commit order: every block and page chunk is Put, Chunks.Flush, the record
 // chunk is Put and flushed, then the catalogue entry snapshots/<id> is
-// written (the commit point), then volumes/<volume> moves its base to the
-// new record. If Snapshot fails, the blocks it took are merged back into the
+// written, then its row in the catalogue index (the commit point), then
+// volumes/<volume> moves its base to the new record. If Snapshot fails, the blocks it took are merged back into the
 // dirty set.
 func (e *Engine) Snapshot(ctx context.Context, volumeID, snapshotID string) (SnapshotInfo, error) {
 	if snapshotID == "" {
@@ -201,9 +199,9 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	e := v.e
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
-	if _, err := e.blobs.Stat(ctx, snapshotBlob(snapID)); err == nil {
+	if _, err := e.getRow(ctx, KindSnapshot, snapID); err == nil {
 		return SnapshotInfo{}, ErrExists
-	} else if !errors.Is(err, blobstore.ErrNotFound) {
+	} else if !errors.Is(err, ErrNotFound) {
 		return SnapshotInfo{}, err
 	}
 
@@ -265,9 +263,8 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 		return SnapshotInfo{}, fmt.Errorf("flush snapshot record: %w", err)
 	}
 	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}
-	ce, _ := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: si})
-	if err := e.blobs.Put(ctx, snapshotBlob(snapID), ce); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("commit catalogue entry: %w", err)
+	if err := e.commitSnapshot(ctx, si); err != nil {
+		return SnapshotInfo{}, err
 	}
 	si.Stats = stats
 	// The snapshot is committed. The volume's base moves only once the

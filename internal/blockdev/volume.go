@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"coffer/internal/blobstore"
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 )
@@ -284,7 +283,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("delete volume %s: %w", id, err)
 	}
-	if err := e.blobs.Delete(ctx, volumeBlob(id)); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+	if err := e.deleteVolumeRecord(ctx, id); err != nil {
 		return fmt.Errorf("delete volume %s: %w", id, err)
 	}
 	return nil

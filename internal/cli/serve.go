@@ -44,7 +44,7 @@ func serveCommand() *command {
 		maxTokenLife                               = lifetimeFlag(90 * 24 * time.Hour)
 		minFreeMiB                                 int64
 		publicEndpoint, blob, s3Endpoint, db       string
-		nodeName, placement                        string
+		nodeName, placement, masterKey             string
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
 	)
@@ -68,6 +68,7 @@ func serveCommand() *command {
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
 			fs.StringVar(&nodeName, "node-name", os.Getenv("COFFER_NODE_NAME"), "this node's name among the nodes sharing --db (or $COFFER_NODE_NAME; default: the host name)")
 			fs.StringVar(&placement, "placement", "least-used", "which node creates a new or restored disk when several nodes share --db: least-used (the live node whose volumes use the least space) or local (the node that took the request)")
+			fs.StringVar(&masterKey, "master-key", os.Getenv("COFFER_MASTER_KEY"), "file of the key sealing the secrets the nodes share in --db (or $COFFER_MASTER_KEY; default DATA/master.key, created on the first node's first start: give every other node a copy, mode 0600)")
 			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 			fs.DurationVar(&rpoGrace, "rpo-grace", time.Hour, "how long after a scheduled backup was due its recovery point may come before a missed-RPO alert fires (0: no such alerts)")
@@ -110,7 +111,8 @@ func serveCommand() *command {
 			srv, err := server.Open(ctx, server.Config{DataDir: data, Listen: listen, NBDListen: nbdListen, Regions: rs,
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
-				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace, NodeName: nodeName, Placement: placement})
+				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace, NodeName: nodeName, Placement: placement,
+				MasterKey: masterKey})
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,14 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,6 +47,8 @@ func TestOnStores(t *testing.T) {
 		{"Registry", testRegistry},
 		{"Secret", testSecret},
 		{"PlaceAndReach", testPlaceAndReach},
+		{"SecretSealed", testSecretSealed},
+		{"SecretUpgrade", testSecretUpgrade},
 	}
 	t.Run("memstore", func(t *testing.T) {
 		for _, tt := range tests {
@@ -491,6 +496,10 @@ func testRegistry(t *testing.T, open func() store.Store) {
 // and every node gets that one; later nodes read it without creating.
 func testSecret(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
+	mk, err := cluster.OpenMasterKey(ctx, open(), filepath.Join(t.TempDir(), "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	const n = 5
 	got := make([][]byte, n)
 	errs := make([]error, n)
@@ -500,7 +509,7 @@ func testSecret(t *testing.T, open func() store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], errs[i] = cluster.Secret(ctx, st, "grant-key", func() ([]byte, error) { return []byte(fmt.Sprint("key of node ", i)), nil })
+			got[i], errs[i] = cluster.Secret(ctx, st, mk, "grant-key", func() ([]byte, error) { return []byte(fmt.Sprint("key of node ", i)), nil })
 		}()
 	}
 	wg.Wait()
@@ -512,11 +521,11 @@ func testSecret(t *testing.T, open func() store.Store) {
 			t.Fatalf("node %d got %q, node 0 %q: want one secret", i, got[i], got[0])
 		}
 	}
-	b, err := cluster.Secret(ctx, open(), "GRANT-KEY", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
+	b, err := cluster.Secret(ctx, open(), mk, "GRANT-KEY", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
 	if err != nil || string(b) != string(got[0]) {
 		t.Fatalf("a later node: %q %v", b, err)
 	}
-	if _, err := cluster.Secret(ctx, open(), "other", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
+	if _, err := cluster.Secret(ctx, open(), mk, "other", func() ([]byte, error) { return nil, errors.New("no entropy") }); err == nil {
 		t.Fatal("a failed create was not reported")
 	}
 }
@@ -628,5 +637,130 @@ func testPlaceAndReach(t *testing.T, open func() store.Store) {
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// secretRow returns the stored row of the shared secret name.
+func secretRow(t *testing.T, st store.Store, name string) []byte {
+	t.Helper()
+	var b []byte
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		o, err := tx.Get(context.Background(), "cluster.secret", "/cluster/secrets/"+name)
+		b = o.Data
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testSecretSealed: the stored row is not the secret; a node with another
+// master key, or none, is refused with an error naming its key file; a
+// malformed key file is refused.
+func testSecretSealed(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "master.key")
+	mk, err := cluster.OpenMasterKey(ctx, open(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("master key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	secret := []byte("the token-signing key, 32 bytes!")
+	got, err := cluster.Secret(ctx, open(), mk, "token-signing-key", func() ([]byte, error) { return secret, nil })
+	if err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("Secret: %q, %v", got, err)
+	}
+	row := secretRow(t, open(), "token-signing-key")
+	if bytes.Contains(row, secret) || bytes.Contains(row, []byte(base64.StdEncoding.EncodeToString(secret))) {
+		t.Fatalf("the stored row holds the secret: %q", row)
+	}
+
+	// The same file on another node opens it.
+	mk2, err := cluster.OpenMasterKey(ctx, open(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cluster.Secret(ctx, open(), mk2, "token-signing-key", nil); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("Secret with the same master key file: %q, %v", got, err)
+	}
+
+	// A node without the file: not created, refused, the file named.
+	missing := filepath.Join(dir, "node2", "master.key")
+	_, err = cluster.OpenMasterKey(ctx, open(), missing)
+	if !errors.Is(err, cluster.ErrMasterKey) || !strings.Contains(err.Error(), "cannot unseal") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("OpenMasterKey without the file over sealed secrets: %v", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a master key was created over sealed secrets: %v", err)
+	}
+
+	// A node with another key: refused, the file named, nothing changed.
+	other := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(other, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := cluster.OpenMasterKey(ctx, open(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cluster.Secret(ctx, open(), wrong, "token-signing-key", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
+	if !errors.Is(err, cluster.ErrMasterKey) || !strings.Contains(err.Error(), "cannot unseal secret token-signing-key with master key "+other) {
+		t.Fatalf("Secret with the wrong master key: %v", err)
+	}
+	if !bytes.Equal(secretRow(t, open(), "token-signing-key"), row) {
+		t.Fatal("a refused unseal changed the row")
+	}
+
+	// A row moved under another name does not open.
+	st := open()
+	if err := st.Update(ctx, func(tx store.Tx) error {
+		return tx.Put(ctx, &store.Object{Kind: "cluster.secret", Key: "/cluster/secrets/grant-key", Data: row}, store.PutOptions{})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Secret(ctx, open(), mk, "grant-key", nil); !errors.Is(err, cluster.ErrMasterKey) {
+		t.Fatalf("a sealed row moved to another name: %v, want ErrMasterKey", err)
+	}
+
+	// Malformed key files.
+	for _, text := range []string{"", "not base64!", base64.StdEncoding.EncodeToString([]byte("short"))} {
+		bad := filepath.Join(dir, "bad.key")
+		if err := os.WriteFile(bad, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cluster.OpenMasterKey(ctx, open(), bad); !errors.Is(err, cluster.ErrMasterKey) || !strings.Contains(err.Error(), bad) {
+			t.Fatalf("master key file %q: %v", text, err)
+		}
+	}
+}
+
+// testSecretUpgrade: a secret an earlier version stored in clear is kept
+// (tokens it signed stay valid) and sealed in place when first read; a
+// master key is created over a store holding only clear secrets.
+func testSecretUpgrade(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	clear := []byte("a grant key stored in clear, 32b")
+	if err := open().Update(ctx, func(tx store.Tx) error {
+		return tx.Put(ctx, &store.Object{Kind: "cluster.secret", Key: "/cluster/secrets/grant-key", Data: clear}, store.PutOptions{})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mk, err := cluster.OpenMasterKey(ctx, open(), filepath.Join(t.TempDir(), "master.key"))
+	if err != nil {
+		t.Fatalf("OpenMasterKey over clear secrets: %v", err)
+	}
+	got, err := cluster.Secret(ctx, open(), mk, "grant-key", func() ([]byte, error) { t.Fatal("created a secret that exists"); return nil, nil })
+	if err != nil || !bytes.Equal(got, clear) {
+		t.Fatalf("upgraded secret: %q, %v; want the clear one", got, err)
+	}
+	if row := secretRow(t, open(), "grant-key"); bytes.Contains(row, clear) {
+		t.Fatalf("the clear row was not sealed: %q", row)
+	}
+	if got, err := cluster.Secret(ctx, open(), mk, "grant-key", nil); err != nil || !bytes.Equal(got, clear) {
+		t.Fatalf("sealed secret read again: %q, %v", got, err)
 	}
 }

@@ -42,7 +42,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := blockdev.Open(ctx, t.TempDir(), chunks, blobs, blockdev.Options{Clock: clk})
+	eng, err := blockdev.Open(ctx, t.TempDir(), chunks, blobs, blockdev.Options{Clock: clk, Catalogue: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,7 @@ func (fakeIdentities) DeleteTx(ctx context.Context, tx store.Tx, id string) erro
 
 // env is a dataprotection service on an in-memory store and a fake clock.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     store.Store
 	clk    *clock.Fake
@@ -265,7 +265,7 @@ func newEnv(t *testing.T, start time.Time) *env {
 
 // newEnvOn builds the service on st (a "restart" passes the same store and
 // fake disks).
-func newEnvOn(t *testing.T, st store.Store, clk *clock.Fake, disks *fakeDisks) *env {
+func newEnvOn(t testing.TB, st store.Store, clk *clock.Fake, disks *fakeDisks) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), st: st, clk: clk, disks: disks}
 	if e.disks == nil {

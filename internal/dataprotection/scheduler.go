@@ -109,114 +109,46 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 			next = t
 		}
 	}
+	// Plan every instance in one read-only transaction; only those with
+	// something to do now (a slot due, points expired, or a plan that
+	// failed and is tried again to be logged) get an Update of their own.
+	// At the top of the hour that is every instance of an hourly policy;
+	// at any other wake it is a few, and the others cost no write.
 	var insts []instanceRecord
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
-		var err error
-		insts, err = listJSON[instanceRecord](ctx, tx, kindInstance, "")
-		return err
+		insts = insts[:0]
+		all, err := listJSON[instanceRecord](ctx, tx, kindInstance, "")
+		if err != nil {
+			return err
+		}
+		pols := map[string]policyPlan{}
+		for _, r := range all {
+			d, err := s.dueFor(ctx, tx, r, now, pols)
+			if err == nil && !d.work() {
+				wake(d.nextExpiry)
+				wake(d.slot.Next)
+				continue
+			}
+			insts = append(insts, r)
+		}
+		return nil
 	}); err != nil {
 		return next, fired, err
 	}
+	// One Update per instance, one after the other: on PostgreSQL,
+	// Updates run side by side conflict on the kinds they all write (the
+	// instance, the job record) and re-run, which measured slower than
+	// running them in turn (BenchmarkSchedulerTopOfHour).
 	for _, inst := range insts {
-		// What this instance's Update did: the Update may re-run its
-		// function (store contract), so each run starts these afresh and
-		// only the committed run's are added to fired and next.
-		var did struct {
-			retention bool      // retention queued
-			skipped   time.Time // the due slot skipped (a backup was running)
-			backup    string    // the job ID of the backup queued
-			due       []time.Time
-		}
-		soonest := func(t time.Time) { did.due = append(did.due, t) }
-		err := s.Store.Update(ctx, func(tx store.Tx) error {
-			did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
-			if sc.Fence != nil {
-				if err := sc.Fence(ctx, tx); err != nil {
-					return fenceError{err}
-				}
-			}
-			var r instanceRecord
-			if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return nil
-				}
-				return err
-			}
-			var v VaultResource
-			if err := getJSON(ctx, tx, kindVault, strings.ToLower(r.VaultID), &v); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return nil
-				}
-				return err
-			}
-			rps, err := listRPs(ctx, tx, r.Resource.ID)
-			if err != nil {
-				return err
-			}
-			if expired := expiredPoints(r, rps, now); len(expired) > 0 {
-				retry, err := s.enqueueRetention(ctx, tx, v, r, expired, now)
-				if err != nil {
-					return err
-				}
-				soonest(retry)
-				did.retention = true
-			}
-			soonest(nextExpiry(r, rps, now))
-			if !r.protecting() {
-				return nil
-			}
-			pol, err := s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
-			if err != nil {
-				return err
-			}
-			sched, err := pol.Properties.Schedule()
-			if err != nil {
-				return err
-			}
-			last := r.LastScheduled
-			if last.IsZero() || last.Before(r.ConfiguredAt) {
-				last = r.ConfiguredAt
-			}
-			slot := PlanBackup(sched, last, now)
-			soonest(slot.Next)
-			if slot.Due.IsZero() {
-				return nil
-			}
-			r.LastScheduled = slot.Due
-			if err := s.putInstance(ctx, tx, r); err != nil {
-				return err
-			}
-			busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
-			if err != nil {
-				return err
-			}
-			if busy {
-				did.skipped = slot.Due
-				return nil
-			}
-			br, _ := pol.Properties.BackupRule()
-			id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
-			if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
-				return nil // fired before
-			}
-			rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
-			if errors.Is(err, job.ErrDuplicate) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			did.backup = rec.ID
-			return nil
-		})
+		did := sc.fire(ctx, inst, now)
 		for _, t := range did.due {
 			wake(t)
 		}
-		if fe := (fenceError{}); errors.As(err, &fe) {
+		if fe := (fenceError{}); errors.As(did.err, &fe) {
 			return next, fired, fe.err
 		}
-		if err != nil {
-			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", err)
+		if did.err != nil {
+			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", did.err)
 			continue
 		}
 		if did.retention {
@@ -243,6 +175,147 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 		}
 	}
 	return next, fired, nil
+}
+
+// due is what an instance needs at an instant, as read in one transaction.
+type due struct {
+	expired    []rpRecord // recovery points past their expiry
+	nextExpiry time.Time  // when the next one expires (zero: none)
+	slot       Slot       // the schedule's (zero unless protecting)
+	pol        BaseBackupPolicyResource
+}
+
+// work reports whether the instance has something to do now.
+func (d due) work() bool { return len(d.expired) > 0 || !d.slot.Due.IsZero() }
+
+// policyPlan is a policy and its parsed schedule, read once per Tick.
+type policyPlan struct {
+	pol   BaseBackupPolicyResource
+	sched *schedule.Schedule
+	err   error
+}
+
+// dueFor reads, through tx, what instance r needs at now: its expired
+// recovery points and the schedule slot due. pols, when not nil, caches
+// the policies read (a Tick's plan reads each policy once).
+func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now time.Time, pols map[string]policyPlan) (due, error) {
+	var d due
+	rps, err := listRPs(ctx, tx, r.Resource.ID)
+	if err != nil {
+		return d, err
+	}
+	d.expired = expiredPoints(r, rps, now)
+	d.nextExpiry = nextExpiry(r, rps, now)
+	if !r.protecting() {
+		return d, nil
+	}
+	key := strings.ToLower(r.Resource.Properties.PolicyInfo.PolicyID)
+	pp, ok := pols[key]
+	if !ok {
+		pp.pol, pp.err = s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
+		if pp.err == nil {
+			pp.sched, pp.err = pp.pol.Properties.Schedule()
+		}
+		if pols != nil {
+			pols[key] = pp
+		}
+	}
+	if pp.err != nil {
+		return d, pp.err
+	}
+	last := r.LastScheduled
+	if last.IsZero() || last.Before(r.ConfiguredAt) {
+		last = r.ConfiguredAt
+	}
+	d.slot, d.pol = PlanBackup(pp.sched, last, now), pp.pol
+	return d, nil
+}
+
+// fireOutcome is what one instance's Update did. The Update may re-run its
+// function (store contract), so each run starts it afresh and only the
+// committed run's counts.
+type fireOutcome struct {
+	retention bool      // retention queued
+	skipped   time.Time // the due slot skipped (a backup was running)
+	backup    string    // the job ID of the backup queued
+	due       []time.Time
+	err       error
+}
+
+// fire queues what instance inst needs at now, in one Update: retention
+// of its expired points, and the backup of its due slot unless one of its
+// disk is queued or running.
+func (sc *Scheduler) fire(ctx context.Context, inst instanceRecord, now time.Time) (did fireOutcome) {
+	s := sc.Service
+	soonest := func(t time.Time) { did.due = append(did.due, t) }
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
+		if sc.Fence != nil {
+			if err := sc.Fence(ctx, tx); err != nil {
+				return fenceError{err}
+			}
+		}
+		var r instanceRecord
+		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		var v VaultResource
+		if err := getJSON(ctx, tx, kindVault, strings.ToLower(r.VaultID), &v); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		d, err := s.dueFor(ctx, tx, r, now, nil)
+		if err != nil {
+			return err
+		}
+		if len(d.expired) > 0 {
+			retry, err := s.enqueueRetention(ctx, tx, v, r, d.expired, now)
+			if err != nil {
+				return err
+			}
+			soonest(retry)
+			did.retention = true
+		}
+		soonest(d.nextExpiry)
+		slot, pol := d.slot, d.pol
+		soonest(slot.Next)
+		if slot.Due.IsZero() {
+			return nil
+		}
+		r.LastScheduled = slot.Due
+		if err := s.putInstance(ctx, tx, r); err != nil {
+			return err
+		}
+		busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
+		if err != nil {
+			return err
+		}
+		if busy {
+			did.skipped = slot.Due
+			return nil
+		}
+		br, _ := pol.Properties.BackupRule()
+		id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
+		if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
+			return nil // fired before
+		}
+		rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
+		if errors.Is(err, job.ErrDuplicate) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		did.backup = rec.ID
+		return nil
+	})
+	did.err = err
+	return did
 }
 
 // fenceError carries the error of the scheduler's Fence out of an Update.

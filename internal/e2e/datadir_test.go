@@ -79,8 +79,9 @@ func TestDataDirOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The flow must have created every kind of file, or the check proves
-	// less than it says. (The signing and grant keys are in metadata.db.)
-	for _, k := range []string{".", "metadata.db", "metadata.db-wal", "admin.json", "tls", "chunks", "volumes"} {
+	// less than it says. (The signing and grant keys are in metadata.db,
+	// sealed under master.key.)
+	for _, k := range []string{".", "metadata.db", "metadata.db-wal", "admin.json", "master.key", "tls", "chunks", "volumes"} {
 		if !kinds[k] {
 			var have []string
 			for k := range kinds {

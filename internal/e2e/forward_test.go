@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -256,6 +257,7 @@ func BenchmarkForwardedSAS(b *testing.B) {
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"
 	a := Start(b, oa)
+	ob.MasterKey = filepath.Join(a.DataDir, server.MasterKeyFile) // the installation's
 	nb := Start(b, ob)
 	nb.Admin = a.Admin // the installation's admin (admin.json is on the first node)
 	nb.Admin.Endpoint = nb.Endpoint

@@ -69,6 +69,9 @@ type Options struct {
 	NodeName string
 	// Placement is serve --placement (least-used or local).
 	Placement string
+	// MasterKey is serve --master-key (empty: DATA/master.key). A node
+	// joining another's DB needs the first node's file.
+	MasterKey string
 }
 
 // Start runs a server on 127.0.0.1:0 until the test ends (or Stop).
@@ -94,7 +97,7 @@ func Start(t testing.TB, o Options) *Env {
 	srv, err := server.Open(ctx, server.Config{DataDir: o.DataDir, Listen: ln.Addr().String(), NBDListen: "127.0.0.1:0", TLS: o.TLS, Regions: o.Regions, Logger: logger,
 		InsecureNBD: o.InsecureNBD, MinFree: o.MinFree, HydrationRetry: o.HydrationRetry, PublicEndpoint: o.PublicEndpoint,
 		DB: o.DB, Blob: o.Blob, S3Endpoint: o.S3Endpoint, S3PathStyle: o.S3PathStyle, Clock: o.Clock,
-		NodeName: o.NodeName, Placement: o.Placement})
+		NodeName: o.NodeName, Placement: o.Placement, MasterKey: o.MasterKey})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"coffer/internal/client"
-	"coffer/internal/cluster"
 	"coffer/internal/nbd/nbdtest"
 	"coffer/internal/notify/notifytest"
 	"coffer/internal/rbac"
@@ -60,9 +58,7 @@ func TestLogsHoldNoSecret(t *testing.T) {
 	// in the metadata store; notify.key is a file of the data dir.
 	keys := map[string][]byte{}
 	for f, name := range map[string]string{"grant key": "grant-key", "signing key": "token-signing-key"} {
-		b, err := cluster.Secret(ctx, env.Server.Store(), name, func() ([]byte, error) {
-			return nil, fmt.Errorf("no shared secret %s", name)
-		})
+		b, err := env.Server.SharedSecret(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +72,14 @@ func TestLogsHoldNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys["notify.key"] = nk
+	mk, err := os.ReadFile(filepath.Join(env.DataDir, "master.key")) // base64 text
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys["master.key"] = bytes.TrimSpace(mk)
+	if raw, err := base64.StdEncoding.DecodeString(string(keys["master.key"])); err == nil {
+		keys["master key bytes"] = raw
+	}
 	admin := env.Client("")
 	// The monitor writes the job lines from the store; its first
 	// evaluation (on a new data dir) must come before the first job.

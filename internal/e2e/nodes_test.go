@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"coffer/internal/blobstore/s3/s3test"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
+	"coffer/internal/server"
 	"coffer/internal/store"
 	"coffer/internal/store/postgres/pgtest"
 )
@@ -18,6 +20,9 @@ import (
 func joinDP(t *testing.T, a *dpEnv, o Options) *dpEnv {
 	t.Helper()
 	o.TLS = true
+	if o.MasterKey == "" {
+		o.MasterKey = filepath.Join(a.DataDir, server.MasterKeyFile) // the installation's
+	}
 	env := Start(t, o)
 	env.Admin = a.Admin // the installation's admin (admin.json is on the first node)
 	env.Admin.Endpoint = env.Endpoint

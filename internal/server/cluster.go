@@ -189,7 +189,7 @@ func (s *Server) sharedSecret(ctx context.Context, name, file string, gen func()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", file, err)
 	}
-	b, err := cluster.Secret(ctx, s.store, name, func() ([]byte, error) {
+	b, err := cluster.Secret(ctx, s.store, s.masterKey, name, func() ([]byte, error) {
 		if local != nil {
 			return local, nil
 		}

@@ -14,14 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"coffer/internal/cluster"
 	"coffer/internal/identity"
 	"coffer/internal/store"
 	"coffer/internal/store/postgres/pgtest"
 )
 
 // TestNodesShareSecrets: three nodes start at once on one empty
-// PostgreSQL database, each with its own data dir. The tenant is
+// PostgreSQL database, each with its own data dir and given the same
+// master key file (which the first creates). The tenant is
 // bootstrapped exactly once (one tenant, one admin principal, one
 // admin.json); every node has the same token-signing key, grant key and
 // certificate authority, so a token issued by one is accepted by the
@@ -34,13 +34,14 @@ func TestNodesShareSecrets(t *testing.T) {
 	errs := make([]error, n)
 	dirs := make([]string, n)
 	var wg sync.WaitGroup
+	masterKey := filepath.Join(t.TempDir(), "master.key")
 	for i := range n {
 		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprint("node", i))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			srvs[i], errs[i] = Open(ctx, Config{DataDir: dirs[i], Listen: "127.0.0.1:0", NBDListen: "127.0.0.1:0", DB: db,
-				TLS: true, PublicEndpoint: "https://coffer.example.test", NodeName: fmt.Sprint("node-", i),
+				TLS: true, PublicEndpoint: "https://coffer.example.test", NodeName: fmt.Sprint("node-", i), MasterKey: masterKey,
 				Logger: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))})
 		}()
 	}
@@ -160,7 +161,7 @@ func TestSecretsFromDataDir(t *testing.T) {
 		t.Fatal("the data dir's keys were not used")
 	}
 	for name, want := range map[string][]byte{secretSigningKey: key, secretGrantKey: grant} {
-		got, err := cluster.Secret(ctx, s.Store(), name, func() ([]byte, error) { return nil, errors.New("not stored") })
+		got, err := s.SharedSecret(ctx, name)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("shared %s: %v, want the data dir's", name, err)
 		}

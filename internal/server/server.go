@@ -98,6 +98,11 @@ type Config struct {
 	// when several nodes share DB: "least-used" (the default) or "local"
 	// (cluster.ParsePlacement).
 	Placement string
+	// MasterKey is the file of the key that seals the secrets the nodes
+	// share in DB (default DATA/master.key, created on the first start of
+	// the first node; every other node needs a copy). See
+	// cluster.MasterKey.
+	MasterKey string
 }
 
 // Defaults of the external contract.
@@ -111,6 +116,10 @@ const (
 
 // AdminFile is the name of the admin credentials file in the data dir.
 const AdminFile = "admin.json"
+
+// MasterKeyFile is the name of the master key file in the data dir (the
+// default of Config.MasterKey).
+const MasterKeyFile = "master.key"
 
 // Admin is the content of admin.json.
 type Admin struct {
@@ -166,9 +175,10 @@ type Server struct {
 	// Portal is the web portal served at / alongside the API.
 	Portal *portal.Portal
 
-	member *member         // this node among the nodes sharing the store
-	dp     *dataProtection // Microsoft.DataProtection runtime
-	mon    *monitorRuntime // alerts, notifications, job events
+	masterKey *cluster.MasterKey // seals the secrets the nodes share
+	member    *member            // this node among the nodes sharing the store
+	dp        *dataProtection    // Microsoft.DataProtection runtime
+	mon       *monitorRuntime    // alerts, notifications, job events
 
 	nbdMetrics *nbd.Metrics
 	repo       repoStats                              // the repository's figures, cached between scrapes
@@ -217,6 +227,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.MinFree == 0 {
 		cfg.MinFree = DefaultMinFree
+	}
+	if cfg.MasterKey == "" {
+		cfg.MasterKey = filepath.Join(cfg.DataDir, MasterKeyFile)
 	}
 	space := capacity.NewMonitor(cfg.Clock, cfg.MinFree, cfg.DataDir, filepath.Join(cfg.DataDir, "chunks"), filepath.Join(cfg.DataDir, "volumes"))
 	meta, err := location.Open(ctx, cfg.DB, location.Options{DefaultPath: filepath.Join(cfg.DataDir, "metadata.db"), Space: space})
@@ -281,6 +294,11 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openMember(); err != nil {
 		return err
 	}
+	mk, err := cluster.OpenMasterKey(ctx, s.store, cfg.MasterKey)
+	if err != nil {
+		return err
+	}
+	s.masterKey = mk
 	signer, err := s.signer(ctx)
 	if err != nil {
 		return err
@@ -292,7 +310,7 @@ func (s *Server) build(ctx context.Context) error {
 			hosts = append(hosts, u.Hostname())
 		}
 		s.tlsConfig, s.caPEM, err = loadOrCreateTLS(cfg.DataDir, cfg.Clock.Now(), hosts, func() ([]byte, error) {
-			return cluster.Secret(ctx, s.store, secretCA, func() ([]byte, error) { return generateCA(cfg.Clock.Now()) })
+			return cluster.Secret(ctx, s.store, s.masterKey, secretCA, func() ([]byte, error) { return generateCA(cfg.Clock.Now()) })
 		})
 		if err != nil {
 			return err
@@ -572,6 +590,14 @@ func (s *Server) Close() error {
 
 // Store returns the metadata store (tests).
 func (s *Server) Store() store.Store { return s.store }
+
+// SharedSecret returns the secret the nodes share under name
+// ("token-signing-key", "grant-key", "tls-ca"), unsealed (tests).
+func (s *Server) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+	return cluster.Secret(ctx, s.store, s.masterKey, name, func() ([]byte, error) {
+		return nil, fmt.Errorf("no shared secret %s", name)
+	})
+}
 
 // Listen is the configured listen address.
 func (s *Server) Listen() string { return s.cfg.Listen }

@@ -41,7 +41,8 @@ func (s *Server) openStorage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open chunk store: %w", err)
 	}
-	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock, Space: s.space, HydrationRetry: cfg.HydrationRetry})
+	engine, err := blockdev.Open(ctx, filepath.Join(cfg.DataDir, "volumes"), chunks, blobs, blockdev.Options{Clock: cfg.Clock, Space: s.space, HydrationRetry: cfg.HydrationRetry,
+		Catalogue: s.store})
 	if err != nil {
 		return fmt.Errorf("open block engine: %w", err)
 	}

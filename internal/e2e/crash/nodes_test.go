@@ -60,6 +60,9 @@ func startFleet(t *testing.T, n int, placement string) *fleet {
 		name := fmt.Sprintf("node-%d", i+1)
 		p.args = []string{"--db", db, "--blob", "s3://" + bucket + "/coffer", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
 			"--node-name", name, "--placement", placement}
+		if i > 0 { // the installation's master key, which node-1 creates
+			p.args = append(p.args, "--master-key", filepath.Join(f.nodes[0].dir, server.MasterKeyFile))
+		}
 		f.nodes = append(f.nodes, p)
 	}
 	t.Cleanup(func() {

@@ -332,13 +332,26 @@ type tx struct {
 }
 
 // Tx returns the pgx transaction behind a store.Tx of this package (for
-// the queue's and other tables of the same database), or false.
+// the queue's and other tables of the same database), or false. A
+// decorator of a store.Tx (one that counts calls, say) is looked through
+// when it has an UnwrapTx method returning the store.Tx it decorates.
 func Tx(t store.Tx) (pgx.Tx, bool) {
-	x, ok := t.(*tx)
+	x, ok := unwrapTx(t).(*tx)
 	if !ok {
 		return nil, false
 	}
 	return x.tx, true
+}
+
+// unwrapTx returns the innermost store.Tx of a chain of decorators.
+func unwrapTx(t store.Tx) store.Tx {
+	for {
+		u, ok := t.(interface{ UnwrapTx() store.Tx })
+		if !ok {
+			return t
+		}
+		t = u.UnwrapTx()
+	}
 }
 
 // fail records err as the transaction's failure if it is the first, and
@@ -353,7 +366,7 @@ func (t *tx) fail(err error) error {
 // note records a statement's error (see fail) on a store.Tx of this
 // package; other code on the same transaction (the queue) calls it.
 func note(st store.Tx, err error) error {
-	if x, ok := st.(*tx); ok {
+	if x, ok := unwrapTx(st).(*tx); ok {
 		return x.fail(err)
 	}
 	return err

@@ -50,6 +50,10 @@ type Pool struct {
 	Dead DeadHandler
 	// Idle is the longest a worker sleeps without a notification.
 	Idle time.Duration
+	// Watch is how often a running task's record is read to see whether
+	// it was cancelled (from any node: see job.Queue.Cancel); its lease is
+	// renewed at a third of the queue's lease duration by the same loop.
+	Watch time.Duration
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -65,7 +69,7 @@ func NewPool(q *job.Queue, clk clock.Clock, logger *slog.Logger, n int) *Pool {
 		logger = slog.Default()
 	}
 	return &Pool{Queue: q, Clock: clk, Logger: logger, Workers: n, Owner: "worker-" + identity.NewGUID(),
-		Idle: 5 * time.Second, handlers: map[string]Handler{}}
+		Idle: 5 * time.Second, Watch: time.Second, handlers: map[string]Handler{}}
 }
 
 // Handle registers the handler of a task type.
@@ -102,7 +106,12 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		p.dead(ctx, t, fmt.Errorf("%w %q", ErrNoHandler, t.Type))
 		return true, nil
 	}
-	herr := h(ctx, t)
+	hctx, stop := p.watch(ctx, t)
+	herr := h(hctx, t)
+	stop()
+	if herr != nil && errors.Is(context.Cause(hctx), job.ErrCanceled) && !errors.Is(herr, job.ErrCanceled) {
+		herr = fmt.Errorf("%w: %w", job.ErrCanceled, herr)
+	}
 	if herr == nil {
 		err := p.Queue.Ack(ctx, t)
 		if errors.Is(err, job.ErrNoTask) { // the handler acked it in its own transaction
@@ -124,6 +133,72 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		p.Logger.Warn("task failed; will retry", "task", t.ID, "type", t.Type, "attempt", t.Attempts, "err", herr)
 	}
 	return true, nil
+}
+
+// watch runs beside a task's handler until stop is called: every Watch it
+// reads the task, and cancels the handler's context with cause
+// job.ErrCanceled once the task was cancelled, or job.ErrLeaseLost once
+// another worker holds it; it renews the lease when a third of it has
+// passed, so that a long backup keeps its task.
+func (p *Pool) watch(ctx context.Context, t job.Task) (hctx context.Context, stop func()) {
+	hctx, cancel := context.WithCancelCause(ctx)
+	every := p.Watch
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		renewed := p.Clock.Now()
+		for {
+			tm := p.Clock.NewTimer(every)
+			select {
+			case <-done:
+				tm.Stop()
+				return
+			case <-hctx.Done():
+				tm.Stop()
+				return
+			case <-tm.C():
+			}
+			var err error
+			if p.Clock.Now().Sub(renewed) >= p.Queue.LeaseDuration/3 {
+				var cur job.Task
+				if cur, err = p.Queue.Extend(hctx, t); err == nil {
+					renewed = p.Clock.Now()
+					if cur.Canceled {
+						err = job.ErrCanceled
+					}
+				}
+			} else {
+				var canceled bool
+				if canceled, err = p.Queue.Canceled(hctx, t.ID); err == nil && canceled {
+					err = job.ErrCanceled
+				}
+			}
+			switch {
+			case errors.Is(err, job.ErrCanceled):
+				p.Logger.Info("task cancelled while running", "task", t.ID, "type", t.Type)
+				cancel(job.ErrCanceled)
+				return
+			case errors.Is(err, job.ErrNoTask):
+				return // the handler acked it in its own transaction
+			case errors.Is(err, job.ErrLeaseLost):
+				p.Logger.Warn("task lease lost while running", "task", t.ID, "type", t.Type, "err", err)
+				cancel(job.ErrLeaseLost)
+				return
+			case err != nil && hctx.Err() == nil:
+				p.Logger.Warn("watch a running task", "task", t.ID, "err", err)
+			}
+		}
+	}()
+	return hctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
 }
 
 func (p *Pool) dead(ctx context.Context, t job.Task, cause error) {

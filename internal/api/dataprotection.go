@@ -105,6 +105,7 @@ func (h *dpHandlers) routes() []Route {
 
 		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: dataprotection.ActionJobRead, Scope: vaultScope, Filter: true, Handle: h.listJobs},
 		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.getJob},
+		{Method: "POST", Pattern: dpVault + "/backupJobs/{job}/cancel", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.cancelJob},
 	}
 	for i := range routes {
 		routes[i].Versions = v
@@ -518,6 +519,28 @@ func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error
 		keys = append(keys, fmt.Sprintf("%020d_%s", math.MaxInt64-st.UnixNano(), j.Name))
 	}
 	return h.s.Paginate(r, items, keys)
+}
+
+// cancelJob is Coffer's extension POST V/backupJobs/{job}/cancel (Azure's
+// jobs API has none): past the route's read of the vault, the caller needs
+// what starting the job needs on its backup instance (CancelAction at
+// CancelScope). It answers 200 with the job: Cancelled at once when it
+// waited for a worker, still InProgress with its CancelReason while its
+// worker stops.
+func (h *dpHandlers) cancelJob(ctx context.Context, r *Request) (*Response, error) {
+	vid := h.vaultID(r)
+	j, err := h.svc.GetJob(ctx, vid, r.Var("job"))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.s.Authorize(ctx, r, dataprotection.CancelAction(j.Properties.Operation), dataprotection.CancelScope(vid.String(), j)); err != nil {
+		return nil, err
+	}
+	out, err := h.svc.CancelJob(ctx, vid, j.Name, caller(r))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, out), nil
 }
 
 func (h *dpHandlers) getJob(ctx context.Context, r *Request) (*Response, error) {

@@ -61,6 +61,10 @@ type Disks interface {
 	// CreateDiskFromSnapshot creates the disk diskID from snapshotID; the
 	// disk is readable when it returns.
 	CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, diskID, snapshotID resource.ID, location, sku string) (DiskInfo, error)
+	// DeleteDisk deletes a disk that a restore made, when the restore is
+	// cancelled: the service cleans up its own work, as it deletes a
+	// failed snapshot, with no principal's request behind it.
+	DeleteDisk(ctx context.Context, diskID resource.ID) error
 }
 
 // The Microsoft.Compute actions the vault identity performs.

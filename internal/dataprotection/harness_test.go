@@ -222,6 +222,16 @@ func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Prin
 	return info, nil
 }
 
+func (f *fakeDisks) DeleteDisk(ctx context.Context, disk resource.ID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.disks[disk.Key()]; !ok {
+		return dataprotection.ErrNotFound
+	}
+	delete(f.disks, disk.Key())
+	return nil
+}
+
 // fakeIdentities creates managed identities as bare principals.
 type fakeIdentities struct{}
 

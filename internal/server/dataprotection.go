@@ -228,6 +228,13 @@ func (d computeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal,
 	return notFound(err)
 }
 
+func (d computeDisks) DeleteDisk(ctx context.Context, disk resource.ID) error {
+	if _, err := d.c.DeleteDisk(ctx, disk); err != nil {
+		return notFound(err)
+	}
+	return nil
+}
+
 func (d computeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {
 	x, err := d.c.CreateDiskFromSnapshot(ctx, as, disk, snap, location, sku, 0, nil)
 	if err != nil {

@@ -690,6 +690,12 @@ func dataProtectionColumns() []mxColumn {
 		get("GET "+pVault+"/backupJobs", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs" }, on("read", v)),
 		get("GET "+pVault+"/backupJobs/{job}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs/" + m.jobName },
 			on("read", v)),
+		// Coffer's cancel: an ended job, so an allowed cell is a 409 and
+		// changes nothing (cancelling running jobs: TestCancelRunningBackup).
+		route(phaseShared, "POST "+pVault+"/backupJobs/{job}/cancel", "an ended job", func(m *matrix, p *mxPrincipal) mxRequest {
+			return mxRequest{method: http.MethodPost, path: v(m) + "/backupJobs/" + m.jobName + "/cancel", version: vDP, ok: []int{http.StatusConflict},
+				access: needs(need(aVault+"read", v(m)), need(aVault+"backupInstances/backup/action", bi(m)))}
+		}),
 	}
 	return cols
 }

@@ -395,7 +395,7 @@ func (h *dpHandlers) listInstances(ctx context.Context, r *Request) (*Response, 
 
 func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	jobID, err := h.svc.StartDeleteInstance(ctx, id)
+	jobID, err := h.svc.StartDeleteInstance(ctx, id, dataprotection.ChangeNote{By: caller(r).Name})
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +457,7 @@ func (h *dpHandlers) restore(ctx context.Context, r *Request) (*Response, error)
 func (h *dpHandlers) protection(c dataprotection.ProtectionChange) func(ctx context.Context, r *Request) (*Response, error) {
 	return func(ctx context.Context, r *Request) (*Response, error) {
 		id := h.biID(r)
-		if _, err := h.svc.SetProtection(ctx, id, c); err != nil {
+		if _, err := h.svc.SetProtection(ctx, id, c, dataprotection.ChangeNote{By: caller(r).Name}); err != nil {
 			return nil, err
 		}
 		return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), string(c), "", nil, nil)

@@ -97,6 +97,10 @@ type InstanceResource struct {
 	Tags       map[string]string `json:"tags,omitempty"`
 	Properties Instance          `json:"properties"`
 	SystemData *SystemData       `json:"systemData,omitempty"`
+
+	// LastChange is the latest change of its protection with its reason
+	// (Coffer's; not on the wire, which is Azure's).
+	LastChange *ChangeNote `json:"-"`
 }
 
 // Instance is BackupInstance. Property names match case-insensitively on

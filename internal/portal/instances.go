@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -259,6 +260,20 @@ type biPage struct {
 	JSON                          string
 	BackupCLI, DeleteCLI, StopCLI *CLI
 	ActionError                   string
+	Change                        *changeNote
+}
+
+// changeNote is the instance's last protection change as the page says it.
+type changeNote struct {
+	dataprotection.ChangeNote
+	Label string
+}
+
+// changeLabels name the protection changes.
+var changeLabels = map[string]string{
+	string(dataprotection.StopProtection): "Protection stopped", string(dataprotection.SuspendBackups): "Backups suspended",
+	string(dataprotection.ResumeProtection): "Protection resumed", string(dataprotection.ResumeBackups): "Backups resumed",
+	dataprotection.ChangeDelete: "Deletion requested",
 }
 
 type rpRow struct {
@@ -306,6 +321,9 @@ func (p *Portal) renderInstance(rq *Request, id resource.ID, actionErr string) e
 		RecoverURL: "/recover?instance=" + url.QueryEscape(b.ID)}
 	if page.Name == "" {
 		page.Name = b.Name
+	}
+	if c := b.LastChange; c != nil {
+		page.Change = &changeNote{ChangeNote: *c, Label: cmp.Or(changeLabels[c.Change], c.Change)}
 	}
 	if page.Error == nil && pr.ProtectionStatus != nil {
 		page.Error = pr.ProtectionStatus.ErrorDetails
@@ -439,8 +457,8 @@ func (p *Portal) instanceBackup(rq *Request) error {
 }
 
 // instanceProtection stops, suspends or resumes protection. Stopping and
-// suspending need a reason, which the server's log records with who gave
-// it.
+// suspending need a reason, which the instance keeps with who gave it
+// (ChangeNote) and the instance page shows.
 func (p *Portal) instanceProtection(rq *Request) error {
 	id := instanceIDOf(rq)
 	change := dataprotection.ProtectionChange(rq.R.PostFormValue("change"))
@@ -456,7 +474,8 @@ func (p *Portal) instanceProtection(rq *Request) error {
 	if change != dataprotection.ResumeProtection && reason == "" {
 		return p.renderInstance(rq, id, "Give a reason for stopping or suspending protection.")
 	}
-	b, err := p.cfg.DataProtection.SetProtection(rq.Context(), id, change)
+	note := dataprotection.ChangeNote{Reason: reason, Comments: strings.TrimSpace(rq.R.PostFormValue("comments")), By: rq.Caller().Name}
+	b, err := p.cfg.DataProtection.SetProtection(rq.Context(), id, change, note)
 	if e := resource.AsError(err); e != nil && e.Kind == resource.KindBadRequest {
 		return p.renderInstance(rq, id, e.Message)
 	}
@@ -464,7 +483,7 @@ func (p *Portal) instanceProtection(rq *Request) error {
 		return err
 	}
 	p.log.Info("portal: protection changed", "instance", id.String(), "change", string(change), "by", rq.Principal.ID,
-		"reason", reason, "comments", strings.TrimSpace(rq.R.PostFormValue("comments")))
+		"reason", reason, "comments", note.Comments)
 	return rq.Redirect(PageURL(id.String()), fmt.Sprintf("%s: %s.", b.Properties.FriendlyName, stateLabel(b.Properties.CurrentProtectionState)))
 }
 
@@ -482,12 +501,13 @@ func (p *Portal) instanceDelete(rq *Request) error {
 	case reason == "":
 		return p.renderInstance(rq, id, "Give a reason for deleting the backup instance.")
 	}
-	jobID, err := p.cfg.DataProtection.StartDeleteInstance(rq.Context(), id)
+	note := dataprotection.ChangeNote{Reason: reason, Comments: strings.TrimSpace(rq.R.PostFormValue("comments")), By: rq.Caller().Name}
+	jobID, err := p.cfg.DataProtection.StartDeleteInstance(rq.Context(), id, note)
 	if err != nil {
 		return err
 	}
 	p.log.Info("portal: backup instance deleted", "instance", id.String(), "by", rq.Principal.ID, "reason", reason,
-		"comments", strings.TrimSpace(rq.R.PostFormValue("comments")), "job", jobID)
+		"comments", note.Comments, "job", jobID)
 	target := "/instances"
 	if jobID != "" {
 		target = PageURL(jobID)

@@ -102,6 +102,7 @@ func (h *dpHandlers) routes() []Route {
 		{Method: "POST", Pattern: dpBI + "/sync", Action: dataprotection.ActionInstanceWrite, Scope: biScope, Handle: h.syncInstance},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Handle: h.getRecoveryPoint},
+		{Method: "POST", Pattern: dpBI + "/recoveryPoints/{rp}/verify", Action: dataprotection.ActionRecoveryPointVerify, Scope: biScope, Handle: h.verifyRecoveryPoint},
 
 		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: dataprotection.ActionJobRead, Scope: vaultScope, Filter: true, Handle: h.listJobs},
 		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.getJob},
@@ -519,6 +520,17 @@ func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error
 		keys = append(keys, fmt.Sprintf("%020d_%s", math.MaxInt64-st.UnixNano(), j.Name))
 	}
 	return h.s.Paginate(r, items, keys)
+}
+
+// verifyRecoveryPoint is Coffer's extension POST BI/recoveryPoints/{rp}/verify:
+// it reads back every chunk of the point and answers 200 with the point,
+// its properties.cofferVerification saying the outcome.
+func (h *dpHandlers) verifyRecoveryPoint(ctx context.Context, r *Request) (*Response, error) {
+	rp, err := h.svc.VerifyRecoveryPoint(ctx, h.biID(r), r.Var("rp"))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, rp), nil
 }
 
 // cancelJob is Coffer's extension POST V/backupJobs/{job}/cancel (Azure's

@@ -24,6 +24,11 @@ const (
 	ActionInstanceSuspend         = "Microsoft.DataProtection/backupVaults/backupInstances/SuspendBackups/action"
 	ActionInstanceResume          = "Microsoft.DataProtection/backupVaults/backupInstances/resumeProtection/action"
 	ActionRecoveryPointRead       = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints/read"
+	// ActionRecoveryPointVerify verifies a recovery point
+	// (VerifyRecoveryPoint, Coffer's): a deeper validation of a restore
+	// from it, so it takes validateRestore on the backup instance (Backup
+	// Operator and Backup Contributor hold it; Backup Reader does not).
+	ActionRecoveryPointVerify = ActionInstanceValidateRestore
 	// ActionJobRead reads a vault's jobs (Azure checks the vault's read).
 	ActionJobRead = ActionVaultRead
 	// ActionOperationStatusRead reads the status of another principal's

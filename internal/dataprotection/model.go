@@ -185,6 +185,17 @@ type RecoveryPointProps struct {
 	RecoveryPointState             string              `json:"recoveryPointState"`
 	ExpiryTime                     string              `json:"expiryTime,omitempty"`
 	RecoveryPointDataStoresDetails []RPDataStoreDetail `json:"recoveryPointDataStoresDetails"`
+	// CofferVerification is Coffer's extension (Azure has no verify of a
+	// recovery point): its last verification, or state NotVerified.
+	CofferVerification *RPVerification `json:"cofferVerification,omitempty"`
+}
+
+// RPVerification is a recovery point's last verification (Coffer's).
+type RPVerification struct {
+	State            string `json:"state"` // NotVerified, Verified, VerifyFailed
+	LastVerifiedTime string `json:"lastVerifiedTime,omitempty"`
+	Message          string `json:"message,omitempty"`
+	Source           string `json:"source,omitempty"` // RecoveryPointVerify, RepositoryVerify
 }
 
 // RPDataStoreDetail is RecoveryPointDataStoreDetails.

@@ -687,6 +687,10 @@ func dataProtectionColumns() []mxColumn {
 			on("backupInstances/recoveryPoints/read", bi)),
 		get("GET "+pBI+"/recoveryPoints/{rp}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return bi(m) + "/recoveryPoints/" + m.rpName },
 			on("backupInstances/recoveryPoints/read", bi)),
+		route(phaseShared, "POST "+pBI+"/recoveryPoints/{rp}/verify", "", func(m *matrix, p *mxPrincipal) mxRequest {
+			return mxRequest{method: http.MethodPost, path: bi(m) + "/recoveryPoints/" + m.rpName + "/verify", version: vDP, ok: []int{http.StatusOK},
+				access: needs(need(aVault+"backupInstances/validateRestore/action", bi(m)))}
+		}),
 		get("GET "+pVault+"/backupJobs", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs" }, on("read", v)),
 		get("GET "+pVault+"/backupJobs/{job}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs/" + m.jobName },
 			on("read", v)),

@@ -29,6 +29,7 @@ func (p *Portal) instanceRoutes() {
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/backup", p.instanceBackup)
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/protection", p.instanceProtection)
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/delete", p.instanceDelete)
+	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/verify", p.instanceVerify)
 }
 
 // protectionStates are the protection states the status filter offers, in
@@ -261,6 +262,7 @@ type biPage struct {
 	BackupCLI, DeleteCLI, StopCLI *CLI
 	ActionError                   string
 	Change                        *changeNote
+	PointsJSON                    string // the listed points' ARM bodies
 }
 
 // changeNote is the instance's last protection change as the page says it.
@@ -277,10 +279,19 @@ var changeLabels = map[string]string{
 }
 
 type rpRow struct {
-	Name, Tag, Type, State, Verify, RestoreURL string
-	Time, Expiry                               time.Time
-	Size                                       int64
+	Name, Tag, Type, State, RestoreURL string
+	Time, Expiry                       time.Time
+	Size                               int64
+	// Verify is the verify state as the page says it ("Verified",
+	// "Verify failed", "Not verified"), VerifyState Coffer's value,
+	// VerifyNote what the last verification found, and when.
+	Verify, VerifyState, VerifyNote string
+	VerifyButton                    post
 }
+
+// verifyLabels name the verify states.
+var verifyLabels = map[string]string{dataprotection.VerifyVerified: "Verified", dataprotection.VerifyFailed: "Verify failed",
+	dataprotection.VerifyNotVerified: "Not verified"}
 
 // deleteReasons are Azure's reasons for stopping or deleting protection.
 var deleteReasons = []string{"Decommissioned", "Moved to another vault", "Recreated under another name", "Testing", "Others"}
@@ -346,22 +357,37 @@ func (p *Portal) renderInstance(rq *Request, id resource.ID, actionErr string) e
 	page.CanReadPoints = rq.Can(dataprotection.ActionRecoveryPointRead, id.String())
 	page.Recover = rq.CanAll(Need(dataprotection.ActionInstanceValidateRestore, id.String()), Need(dataprotection.ActionInstanceRestore, id.String()))
 	if page.CanReadPoints.Allowed {
+		verify := rq.Can(dataprotection.ActionRecoveryPointVerify, id.String())
 		all, err := dp.ListRecoveryPoints(ctx, id, dataprotection.RPFilter{})
 		if err != nil {
 			return err
 		}
+		shown := []dataprotection.RecoveryPointResource{}
 		for i := len(all) - 1; i >= 0; i-- {
 			rp := all[i]
 			row := rpRow{Name: rp.Name, Tag: rp.Properties.RetentionTagName, Type: rp.Properties.RecoveryPointType,
-				State: rp.Properties.RecoveryPointState, Verify: "Not verified", Time: rp.Time, Expiry: rp.Expiry, Size: rp.SizeBytes,
-				RestoreURL: page.RecoverURL + "&rp=" + url.QueryEscape(rp.Name)}
+				State: rp.Properties.RecoveryPointState, Time: rp.Time, Expiry: rp.Expiry, Size: rp.SizeBytes,
+				RestoreURL: page.RecoverURL + "&rp=" + url.QueryEscape(rp.Name), VerifyState: dataprotection.VerifyNotVerified}
+			if v := rp.Properties.CofferVerification; v != nil {
+				row.VerifyState, row.VerifyNote = v.State, v.Message
+				if t, err := time.Parse(time.RFC3339Nano, v.LastVerifiedTime); err == nil {
+					row.VerifyNote = t.UTC().Format("2006-01-02 15:04 UTC") + ": " + v.Message
+				}
+			}
+			row.Verify = cmp.Or(verifyLabels[row.VerifyState], row.VerifyState)
+			row.VerifyButton = postButton("Verify", PageURL(id.String())+"/verify", verify, rq.Session.CSRF)
+			row.VerifyButton.Fields = map[string]string{"rp": rp.Name}
 			if page.Latest == nil {
 				latest := row
 				page.Latest = &latest
 			}
 			if !rp.Time.Before(from) && !rp.Time.After(to) {
 				page.Points = append(page.Points, row)
+				shown = append(shown, rp)
 			}
+		}
+		if page.PointsJSON, err = jsonView(map[string]any{"value": shown}); err != nil {
+			return err
 		}
 	}
 
@@ -513,4 +539,24 @@ func (p *Portal) instanceDelete(rq *Request) error {
 		target = PageURL(jobID)
 	}
 	return rq.Redirect(target, "Deleting backup instance "+id.Name()+" with its recovery points.")
+}
+
+// instanceVerify verifies a recovery point of the instance (reads back
+// every chunk of it) and shows the outcome on the instance's page.
+func (p *Portal) instanceVerify(rq *Request) error {
+	id := instanceIDOf(rq)
+	if err := rq.Require(Need(dataprotection.ActionRecoveryPointVerify, id.String())); err != nil {
+		return err
+	}
+	name := rq.R.PostFormValue("rp")
+	rp, err := p.cfg.DataProtection.VerifyRecoveryPoint(rq.Context(), id, name)
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+		return p.renderInstance(rq, id, e.Message)
+	}
+	if err != nil {
+		return err
+	}
+	v := rp.Properties.CofferVerification
+	msg := fmt.Sprintf("Recovery point of %s: %s. %s", rp.Time.UTC().Format("2006-01-02 15:04 UTC"), verifyLabels[v.State], v.Message)
+	return rq.Redirect(PageURL(id.String())+"#recovery-points", msg)
 }

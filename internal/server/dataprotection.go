@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"coffer/internal/cluster"
+	"coffer/internal/blockdev"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
@@ -233,6 +234,22 @@ func (d computeDisks) DeleteDisk(ctx context.Context, disk resource.ID) error {
 		return notFound(err)
 	}
 	return nil
+}
+
+func (d computeDisks) VerifySnapshot(ctx context.Context, snap resource.ID) (dataprotection.SnapshotCheck, error) {
+	res, err := d.c.VerifySnapshot(ctx, snap)
+	if err != nil && !errors.Is(err, blockdev.ErrCorrupt) {
+		return dataprotection.SnapshotCheck{}, notFound(err)
+	}
+	check := dataprotection.SnapshotCheck{Chunks: res.Chunks}
+	for _, p := range res.Problems {
+		where := "index"
+		if p.Block >= 0 {
+			where = fmt.Sprintf("block %d", p.Block)
+		}
+		check.Problems = append(check.Problems, fmt.Sprintf("chunk %s (%s): %v", p.ID.Short(), where, p.Err))
+	}
+	return check, nil
 }
 
 func (d computeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"coffer/internal/cluster"
 	"coffer/internal/blockdev"
+	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"

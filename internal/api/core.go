@@ -174,7 +174,7 @@ func (h *coreHandlers) resourceRoutes() []Route {
 	validGroup := func(r *Request) error { return resource.GroupNameRule.Check("InvalidResourceGroup", r.Var("rg")) }
 	routes := []Route{
 		{Method: "GET", Pattern: "/subscriptions", Type: "subscriptions", Versions: v,
-			Checks: "any principal: the subscriptions it may see (" + tenant.ActionSubscriptionRead + "; all for a tenant administrator)",
+			Checks: "any principal: the subscriptions it may see (" + tenant.ActionSubscriptionRead + ", or any role assignment inside; all for a tenant administrator)",
 			Handle: h.listSubscriptions},
 		{Method: "GET", Pattern: "/subscriptions/{sub}", Type: "subscriptions", Versions: v,
 			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.getSubscription},

@@ -257,7 +257,9 @@ func resourceColumns() []mxColumn {
 	grp := func(m *matrix, _ *mxPrincipal) string { return m.groupID(m.rg) }
 	return []mxColumn{
 		route(phaseShared, "GET /subscriptions", "", func(m *matrix, p *mxPrincipal) mxRequest {
-			return mxRequest{method: http.MethodGet, path: "/subscriptions", version: vRes, access: needs(need(aSubRead, sub(m))),
+			// Listed as Azure lists it: read on it, or any role inside.
+			return mxRequest{method: http.MethodGet, path: "/subscriptions", version: vRes,
+				access: mxAccess{kind: needWithin, needs: []mxNeed{need(aSubRead, sub(m))}},
 				observe: func(_ int, body []byte) bool {
 					var page struct{ Value []client.Subscription }
 					if decodeInto(body, &page) != nil {

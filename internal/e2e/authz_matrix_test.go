@@ -126,6 +126,7 @@ const (
 	needToken                         // any authenticated principal
 	needTenantAdmin                   // tenant administrators only (no row is one)
 	needImpossible                    // refused to everyone (e.g. writing a snapshot)
+	needWithin                        // the one need, or any role assignment at or below its scope
 )
 
 // mxNeed is an action at a scope.
@@ -160,6 +161,9 @@ func (p *mxPrincipal) expect(a mxAccess) bool {
 	}
 	if p.token == "" {
 		return false
+	}
+	if a.kind == needWithin && slices.ContainsFunc(p.grants, func(g mxGrant) bool { return rbac.ScopeContains(a.needs[0].scope, g.scope) }) {
+		return true
 	}
 	for _, n := range a.needs {
 		if !p.holds(n) {

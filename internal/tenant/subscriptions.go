@@ -19,6 +19,7 @@ import (
 type Authorizer interface {
 	Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error)
 	DecideEach(ctx context.Context, p identity.Principal, action string, scopes []string) ([]authorization.Decision, error)
+	HoldsWithin(ctx context.Context, p identity.Principal, scopes []string) ([]bool, error)
 	Assign(ctx context.Context, tx store.Tx, principalID, principalType, roleGUID, scope, by string) (rbac.Assignment, error)
 }
 
@@ -47,7 +48,10 @@ func (s *Service) Subscription(ctx context.Context, id string) (Subscription, er
 
 // VisibleSubscriptions returns the subscriptions p may see: every one for a
 // tenant administrator (which creates them), else those p may read
-// (Microsoft.Resources/subscriptions/read at the subscription).
+// (Microsoft.Resources/subscriptions/read at the subscription) and, as
+// Azure lists them, those where p holds a role assignment on something
+// inside (a resource group, a resource): what p may do there is decided
+// item by item.
 func (s *Service) VisibleSubscriptions(ctx context.Context, p identity.Principal) ([]Subscription, error) {
 	var subs []Subscription
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
@@ -68,9 +72,13 @@ func (s *Service) VisibleSubscriptions(ctx context.Context, p identity.Principal
 	if err != nil {
 		return nil, err
 	}
+	within, err := s.Authz.HoldsWithin(ctx, p, scopes)
+	if err != nil {
+		return nil, err
+	}
 	var out []Subscription
 	for i, d := range ds {
-		if d.Allowed {
+		if d.Allowed || within[i] {
 			out = append(out, subs[i])
 		}
 	}

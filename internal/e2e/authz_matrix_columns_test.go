@@ -259,7 +259,7 @@ func resourceColumns() []mxColumn {
 		route(phaseShared, "GET /subscriptions", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			// Listed as Azure lists it: read on it, or any role inside.
 			return mxRequest{method: http.MethodGet, path: "/subscriptions", version: vRes,
-				access: mxAccess{kind: needWithin, needs: []mxNeed{need(aSubRead, sub(m))}},
+				access: within(need(aSubRead, sub(m))),
 				observe: func(_ int, body []byte) bool {
 					var page struct{ Value []client.Subscription }
 					if decodeInto(body, &page) != nil {
@@ -274,9 +274,9 @@ func resourceColumns() []mxColumn {
 				}}
 		}),
 		get("GET /subscriptions/{sub}", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) },
-			func(m *matrix) mxAccess { return needs(need(aSubRead, sub(m))) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, sub(m))) }),
 		get("GET /subscriptions/{sub}/locations", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) + "/locations" },
-			func(m *matrix) mxAccess { return needs(need(aSubRead, sub(m))) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, sub(m))) }),
 		route(phaseShared, "PUT /providers/Microsoft.Subscription/aliases/{alias}", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := "/providers/Microsoft.Subscription/aliases/" + own("mx-alias", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vAlias, access: tenantAdmin,
@@ -284,7 +284,7 @@ func resourceColumns() []mxColumn {
 				effect: m.created(path, vAlias)}
 		}),
 		get("GET /providers/Microsoft.Subscription/aliases/{alias}", "", vAlias, fixed("/providers/Microsoft.Subscription/aliases/mx-other"),
-			func(m *matrix) mxAccess { return needs(need(aSubRead, "/subscriptions/"+m.sub2)) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, "/subscriptions/"+m.sub2)) }),
 		get("GET /subscriptions/{sub}/resourcegroups", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) + "/resourcegroups" },
 			func(m *matrix) mxAccess { return needs(need(aGroupRead, sub(m))) }),
 		get("GET "+pGroup, "", vRes, grp, func(m *matrix) mxAccess { return needs(need(aGroupRead, m.groupID(m.rg))) }),

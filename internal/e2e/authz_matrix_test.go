@@ -141,6 +141,10 @@ func needs(ns ...mxNeed) mxAccess { return mxAccess{kind: needRoles, needs: ns} 
 
 func need(action, scope string) mxNeed { return mxNeed{action, scope} }
 
+// within is what seeing a subscription takes: n (its read), or any role
+// assignment at or below n's scope.
+func within(n mxNeed) mxAccess { return mxAccess{kind: needWithin, needs: []mxNeed{n}} }
+
 var (
 	anonymous   = mxAccess{kind: needNothing}
 	anyone      = mxAccess{kind: needToken}

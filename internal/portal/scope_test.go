@@ -38,4 +38,8 @@ func TestGroupScopedPrincipal(t *testing.T) {
 	if err != nil || len(subs) != 1 || subs[0].SubscriptionID != s.sub() {
 		t.Fatalf("GET /subscriptions for a Reader of rg-a: %+v %v", subs, err)
 	}
+	// … and reads it, as the list says it may.
+	if got, err := s.env.Client(tok).GetSubscription(t.Context(), s.sub()); err != nil || got.SubscriptionID != s.sub() {
+		t.Fatalf("GET /subscriptions/{sub} for a Reader of rg-a: %+v %v", got, err)
+	}
 }

@@ -85,17 +85,35 @@ func (s *Service) VisibleSubscriptions(ctx context.Context, p identity.Principal
 	return out, nil
 }
 
+// VisibleSubscription returns subscription id if p may see it (the rule
+// of VisibleSubscriptions): else the 403 for the read it lacks, before
+// whether it exists (SubscriptionNotFound) is told.
+func (s *Service) VisibleSubscription(ctx context.Context, p identity.Principal, id string) (Subscription, error) {
+	if err := s.requireVisible(ctx, p, id); err != nil {
+		return Subscription{}, err
+	}
+	return s.Subscription(ctx, id)
+}
+
 // requireVisible is VisibleSubscriptions' rule for one subscription, as an
 // error: nil when p may see it, else the 403 for the read it lacks.
 func (s *Service) requireVisible(ctx context.Context, p identity.Principal, sub string) error {
 	if p.TenantAdmin {
 		return nil
 	}
-	d, err := s.Authz.Decide(ctx, p, ActionSubscriptionRead, resource.SubscriptionID(sub).String())
+	scope := resource.SubscriptionID(sub).String()
+	d, err := s.Authz.Decide(ctx, p, ActionSubscriptionRead, scope)
 	if err != nil {
 		return err
 	}
-	if !d.Allowed {
+	if d.Allowed {
+		return nil
+	}
+	within, err := s.Authz.HoldsWithin(ctx, p, []string{scope})
+	if err != nil {
+		return err
+	}
+	if !within[0] {
 		return authorization.Forbidden(p, d)
 	}
 	return nil

@@ -175,17 +175,17 @@ func (h *coreHandlers) resourceRoutes() []Route {
 	validGroup := func(r *Request) error { return resource.GroupNameRule.Check("InvalidResourceGroup", r.Var("rg")) }
 	routes := []Route{
 		{Method: "GET", Pattern: "/subscriptions", Type: "subscriptions", Versions: v,
-			Checks: "any principal: the subscriptions it may see (" + tenant.ActionSubscriptionRead + "; all for a tenant administrator)",
+			Checks: "any principal: the subscriptions it may see (" + tenant.ActionSubscriptionRead + ", or any role assignment inside; all for a tenant administrator)",
 			Handle: h.listSubscriptions},
 		{Method: "GET", Pattern: "/subscriptions/{sub}", Type: "subscriptions", Versions: v,
-			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.getSubscription},
+			Checks: seesSubscription, Handle: h.getSubscription},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/locations", Type: "locations", Versions: v,
-			Action: tenant.ActionSubscriptionRead, Scope: subScope, Handle: h.listLocations},
+			Checks: seesSubscription, Handle: h.listLocations},
 		{Method: "PUT", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
 			Versions: SubscriptionAliasVersions, TenantAction: tenant.ActionAliasWrite, Handle: h.putAlias},
 		{Method: "GET", Pattern: "/providers/Microsoft.Subscription/aliases/{alias}", Type: "Microsoft.Subscription/aliases",
 			Versions: SubscriptionAliasVersions,
-			Checks:   "a tenant administrator, or " + tenant.ActionSubscriptionRead + " on the alias's subscription", Handle: h.getAlias},
+			Checks:   "a principal that sees the alias's subscription (" + seesSubscription + ")", Handle: h.getAlias},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups", Type: "resourceGroups", Versions: v,
 			Action: tenant.ActionGroupRead, Scope: subScope, Filter: true, Handle: h.listGroups},
 		{Method: "GET", Pattern: "/subscriptions/{sub}/resourcegroups/{rg}", Type: "resourceGroups", Versions: v,
@@ -239,8 +239,13 @@ func (h *coreHandlers) listSubscriptions(ctx context.Context, r *Request) (*Resp
 	return h.s.Paginate(r, items, keys)
 }
 
+// seesSubscription is the rule of the routes that read a subscription:
+// tenant.VisibleSubscription's, the same as the list's.
+const seesSubscription = "any principal that sees the subscription: " + tenant.ActionSubscriptionRead +
+	" on it, or any role assignment inside; a tenant administrator sees all"
+
 func (h *coreHandlers) getSubscription(ctx context.Context, r *Request) (*Response, error) {
-	sub, err := h.c.Tenant.Subscription(ctx, r.Var("sub"))
+	sub, err := h.c.Tenant.VisibleSubscription(ctx, r.Principal, r.Var("sub"))
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +253,7 @@ func (h *coreHandlers) getSubscription(ctx context.Context, r *Request) (*Respon
 }
 
 func (h *coreHandlers) listLocations(ctx context.Context, r *Request) (*Response, error) {
-	if _, err := h.c.Tenant.Subscription(ctx, r.Var("sub")); err != nil {
+	if _, err := h.c.Tenant.VisibleSubscription(ctx, r.Principal, r.Var("sub")); err != nil {
 		return nil, err
 	}
 	var items []any

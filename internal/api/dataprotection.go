@@ -147,9 +147,11 @@ func (h *dpHandlers) routes() []Route {
 		{Method: "POST", Pattern: dpBI + "/sync", Action: dataprotection.ActionInstanceWrite, Scope: biScope, Handle: h.syncInstance},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Filter: true, Handle: h.listRecoveryPoints},
 		{Method: "GET", Pattern: dpBI + "/recoveryPoints/{rp}", Action: dataprotection.ActionRecoveryPointRead, Scope: biScope, Handle: h.getRecoveryPoint},
+		{Method: "POST", Pattern: dpBI + "/recoveryPoints/{rp}/verify", Action: dataprotection.ActionRecoveryPointVerify, Scope: biScope, Handle: h.verifyRecoveryPoint},
 
 		{Method: "GET", Pattern: dpVault + "/backupJobs", Action: dataprotection.ActionJobRead, Scope: vaultScope, Filter: true, Handle: h.listJobs},
 		{Method: "GET", Pattern: dpVault + "/backupJobs/{job}", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.getJob},
+		{Method: "POST", Pattern: dpVault + "/backupJobs/{job}/cancel", Action: dataprotection.ActionJobRead, Scope: vaultScope, Handle: h.cancelJob},
 	}
 	for i := range routes {
 		routes[i].Versions = v
@@ -436,7 +438,7 @@ func (h *dpHandlers) listInstances(ctx context.Context, r *Request) (*Response, 
 
 func (h *dpHandlers) deleteInstance(ctx context.Context, r *Request) (*Response, error) {
 	id := h.biID(r)
-	jobID, err := h.svc.StartDeleteInstance(ctx, id)
+	jobID, err := h.svc.StartDeleteInstance(ctx, id, dataprotection.ChangeNote{By: caller(r).Name})
 	if err != nil {
 		return nil, err
 	}
@@ -496,7 +498,7 @@ func (h *dpHandlers) restore(ctx context.Context, r *Request) (*Response, error)
 func (h *dpHandlers) protection(c dataprotection.ProtectionChange) func(ctx context.Context, r *Request) (*Response, error) {
 	return func(ctx context.Context, r *Request) (*Response, error) {
 		id := h.biID(r)
-		if _, err := h.svc.SetProtection(ctx, id, c); err != nil {
+		if _, err := h.svc.SetProtection(ctx, id, c, dataprotection.ChangeNote{By: caller(r).Name}); err != nil {
 			return nil, err
 		}
 		return h.completed(ctx, r, http.StatusAccepted, nil, id.String(), string(c), "", nil, nil)
@@ -558,6 +560,39 @@ func (h *dpHandlers) listJobs(ctx context.Context, r *Request) (*Response, error
 		keys = append(keys, fmt.Sprintf("%020d_%s", math.MaxInt64-st.UnixNano(), j.Name))
 	}
 	return h.s.Paginate(r, items, keys)
+}
+
+// verifyRecoveryPoint is Coffer's extension POST BI/recoveryPoints/{rp}/verify:
+// it reads back every chunk of the point and answers 200 with the point,
+// its properties.cofferVerification saying the outcome.
+func (h *dpHandlers) verifyRecoveryPoint(ctx context.Context, r *Request) (*Response, error) {
+	rp, err := h.svc.VerifyRecoveryPoint(ctx, h.biID(r), r.Var("rp"))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, rp), nil
+}
+
+// cancelJob is Coffer's extension POST V/backupJobs/{job}/cancel (Azure's
+// jobs API has none): past the route's read of the vault, the caller needs
+// what starting the job needs on its backup instance (CancelAction at
+// CancelScope). It answers 200 with the job: Cancelled at once when it
+// waited for a worker, still InProgress with its CancelReason while its
+// worker stops.
+func (h *dpHandlers) cancelJob(ctx context.Context, r *Request) (*Response, error) {
+	vid := h.vaultID(r)
+	j, err := h.svc.GetJob(ctx, vid, r.Var("job"))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.s.Authorize(ctx, r, dataprotection.CancelAction(j.Properties.Operation), dataprotection.CancelScope(vid.String(), j)); err != nil {
+		return nil, err
+	}
+	out, err := h.svc.CancelJob(ctx, vid, j.Name, caller(r))
+	if err != nil {
+		return nil, err
+	}
+	return JSON(http.StatusOK, out), nil
 }
 
 func (h *dpHandlers) getJob(ctx context.Context, r *Request) (*Response, error) {

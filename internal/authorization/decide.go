@@ -130,6 +130,20 @@ func (s *Service) DecideEach(ctx context.Context, p identity.Principal, action s
 	return out, nil
 }
 
+// HoldsWithin reports, for each scope, whether p holds a role assignment
+// at it or below it (rbac.Policy.HoldsWithin).
+func (s *Service) HoldsWithin(ctx context.Context, p identity.Principal, scopes []string) ([]bool, error) {
+	pol, err := s.Policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(scopes))
+	for i, sc := range scopes {
+		out[i] = pol.HoldsWithin(p.ID, sc)
+	}
+	return out, nil
+}
+
 // Visible returns the items p may perform action on, each at the scope
 // scope(item) returns, in order: what a list shows a principal whose roles
 // cover only some of it.

@@ -112,5 +112,18 @@ func jobCommand() *command {
 			}, jobCols)},
 		show("show", "Show a job", false),
 		show("watch", "Follow a job until it ends", true),
+		{name: "cancel", short: "Cancel a backup or restore in progress (it stops and removes what it made)",
+			flags: func(fs *flag.FlagSet) {
+				f.bind(fs, "")
+				fs.StringVar(&id, "id", "", "job name or ID")
+			},
+			run: runWithClient(func() error { return required("resource-group", f.group, "vault-name", f.vault, "id", id) },
+				func(ctx context.Context, e *Env, c *client.Client) error {
+					j, err := c.CancelJob(ctx, f.group, f.vault, id)
+					if err != nil {
+						return err
+					}
+					return printOne(e, j, jobCols...)
+				})},
 	}}
 }

@@ -404,6 +404,16 @@ func (c *Client) GetJob(ctx context.Context, rg, vault, id string) (Job, error) 
 	return out, err
 }
 
+// CancelJob asks for a backup or restore job to be cancelled (Coffer's
+// extension POST …/backupJobs/{id}/cancel) and returns the job as the
+// request left it: Cancelled, or InProgress while its worker stops.
+func (c *Client) CancelJob(ctx context.Context, rg, vault, id string) (Job, error) {
+	id = id[strings.LastIndex(id, "/")+1:]
+	var out Job
+	_, err := c.dpDo(ctx, http.MethodPost, nil, &out, rg, vault, "backupJobs", url.PathEscape(id), "cancel")
+	return out, err
+}
+
 // JobEnded reports whether a job's status is final.
 func JobEnded(j Job) bool { return job.Status(j.Properties.Status).IsTerminal() }
 

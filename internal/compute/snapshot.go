@@ -283,3 +283,18 @@ func (s *Service) destroySnapshot(ctx context.Context, sn Snapshot) error {
 	}
 	return s.deleteRecord(ctx, KindSnapshot, "snapshot", sn.ID, sn.Grants)
 }
+
+// VerifySnapshot reads back every chunk the snapshot id references and
+// checks it against its content ID (blockdev's VerifySnapshot). The
+// result lists damaged chunks; its error wraps blockdev.ErrCorrupt then.
+// A snapshot that is not Succeeded is a not-found error.
+func (s *Service) VerifySnapshot(ctx context.Context, id resource.ID) (blockdev.VerifyResult, error) {
+	sn, err := s.GetSnapshot(ctx, id)
+	if err != nil {
+		return blockdev.VerifyResult{}, err
+	}
+	if sn.ProvisioningState != StateSucceeded {
+		return blockdev.VerifyResult{}, resource.NotFound(id)
+	}
+	return s.Engine.VerifySnapshot(ctx, sn.UniqueID)
+}

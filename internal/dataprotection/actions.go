@@ -1,5 +1,7 @@
 package dataprotection
 
+import "coffer/internal/job"
+
 // The RBAC actions a caller needs for each operation of
 // Microsoft.DataProtection (Azure's action strings). The API's route table
 // decides them before an operation runs; the portal decides the same ones
@@ -22,11 +24,13 @@ const (
 	ActionInstanceSuspend         = "Microsoft.DataProtection/backupVaults/backupInstances/SuspendBackups/action"
 	ActionInstanceResume          = "Microsoft.DataProtection/backupVaults/backupInstances/resumeProtection/action"
 	ActionRecoveryPointRead       = "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints/read"
+	// ActionRecoveryPointVerify verifies a recovery point
+	// (VerifyRecoveryPoint, Coffer's): a deeper validation of a restore
+	// from it, so it takes validateRestore on the backup instance (Backup
+	// Operator and Backup Contributor hold it; Backup Reader does not).
+	ActionRecoveryPointVerify = ActionInstanceValidateRestore
 	// ActionJobRead reads a vault's jobs (Azure checks the vault's read).
 	ActionJobRead = ActionVaultRead
-	// ActionJobCancel cancels a backup job (CancelJob): what starting the
-	// backup needs, on its backup instance.
-	ActionJobCancel = ActionInstanceBackup
 	// ActionOperationStatusRead reads the status of another principal's
 	// operation on a vault or backup instance.
 	ActionOperationStatusRead = "Microsoft.DataProtection/backupVaults/operationStatus/read"
@@ -55,4 +59,24 @@ func (c ProtectionChange) Action() string {
 		return ActionInstanceResume
 	}
 	return ActionInstanceWrite
+}
+
+// CancelAction is the RBAC action that cancelling a job of operation (a
+// job's operation: Backup or Restore) needs on the job's backup instance:
+// what starting it needs. Other operations cannot be cancelled; their
+// action is the backup's, which no cancel then uses.
+func CancelAction(operation string) string {
+	if operation == job.OpRestore {
+		return ActionInstanceRestore
+	}
+	return ActionInstanceBackup
+}
+
+// CancelScope is where CancelAction is checked for job j of the vault
+// vaultID: its backup instance, or the vault for a job that names none.
+func CancelScope(vaultID string, j job.Resource) string {
+	if j.Properties.BackupInstanceID != "" {
+		return j.Properties.BackupInstanceID
+	}
+	return vaultID
 }

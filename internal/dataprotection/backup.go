@@ -1,6 +1,7 @@
 package dataprotection
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -216,22 +217,55 @@ func (s *Service) endJob(ctx context.Context, tx store.Tx, run jobRun, now time.
 	return s.Queue.CompleteTx(ctx, tx, run.task)
 }
 
-// cancelJob ends a job as Cancelled (and acks its task, as endJob).
+// cancelJob ends a job as Cancelled (and acks its task, as endJob); why,
+// when not empty, replaces the reason its cancel request gave. It writes
+// even when ctx, the task's, was cancelled.
 func (s *Service) cancelJob(ctx context.Context, run jobRun, why string) error {
+	ctx = context.WithoutCancel(ctx)
 	return s.Store.Update(ctx, func(tx store.Tx) error {
 		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
 			if r.Status.IsTerminal() {
 				return
 			}
-			r.EndTime = s.Clock.Now().UTC()
-			r.Status = job.Cancelled
-			r.Details = withDetail(r.Details, "CancelReason", why)
+			endCancelled(r, s.Clock.Now())
+			if why != "" || r.Details[job.DetailCancelReason] == "" {
+				r.Details = withDetail(r.Details, job.DetailCancelReason, cmp.Or(why, "Cancelled."))
+			}
 		})
 		if err != nil && !errors.Is(err, job.ErrNotFound) {
 			return err
 		}
 		return s.Queue.CompleteTx(ctx, tx, run.task)
 	})
+}
+
+// cancelRequested returns job.ErrCanceled when the run's job was asked to
+// cancel (CancelJob): the transaction that would complete it checks, so
+// that a cancel which was accepted always ends the job Cancelled.
+func cancelRequested(ctx context.Context, tx store.Tx, run jobRun) error {
+	r, err := job.Get(ctx, tx, run.p.VaultID, run.p.JobID)
+	if err != nil {
+		return err
+	}
+	if !r.Status.IsTerminal() && r.Details[job.DetailCancelReason] != "" {
+		return job.ErrCanceled
+	}
+	return nil
+}
+
+// cancelAsked reports whether the job of p was asked to cancel.
+func (s *Service) cancelAsked(ctx context.Context, p taskPayload) bool {
+	err := s.Store.View(ctx, func(tx store.Tx) error { return cancelRequested(ctx, tx, jobRun{p: p}) })
+	return errors.Is(err, job.ErrCanceled)
+}
+
+// cancelBackup ends a backup whose job was cancelled while it ran: the
+// snapshot it may have made goes, as for a failure, and the job ends
+// Cancelled; the instance's protection status is left as it was.
+func (s *Service) cancelBackup(ctx context.Context, run jobRun) error {
+	ctx = context.WithoutCancel(ctx)
+	s.dropSnapshot(ctx, run)
+	return s.cancelJob(ctx, run, "")
 }
 
 func withDetail(m map[string]string, k, v string) map[string]string {
@@ -330,7 +364,24 @@ func diskError(err error, diskID, snapRG string) *resource.Error {
 // recovery point with its retention tag and expiry, and completes the job.
 // A user error (roles lost, disk gone) fails the job and shows in the
 // instance's protection status; other errors are retried.
+//
+// A backup whose job is cancelled while it runs (its context's cause is
+// job.ErrCanceled, or its commit finds the cancel request) ends as a
+// failure would, with no snapshot and no recovery point, and its job ends
+// Cancelled.
 func (s *Service) ExecBackup(ctx context.Context, t job.Task) error {
+	err := s.execBackup(ctx, t)
+	if !canceled(ctx) && !errors.Is(err, job.ErrCanceled) {
+		return err
+	}
+	run, lerr := s.loadRun(context.WithoutCancel(ctx), t)
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	return s.cancelBackup(ctx, run)
+}
+
+func (s *Service) execBackup(ctx context.Context, t job.Task) error {
 	run, err := s.loadRun(ctx, t)
 	if errors.Is(err, job.ErrNotFound) {
 		return nil // the vault and its jobs are gone
@@ -423,6 +474,9 @@ func (s *Service) commitRecoveryPoint(ctx context.Context, run jobRun, name stri
 		if _, err := tx.Get(ctx, kindRecoveryPoint, rpKey(r.Resource.ID, name)); err == nil {
 			return s.endJob(ctx, tx, run, now, nil, nil)
 		}
+		if err := cancelRequested(ctx, tx, run); err != nil {
+			return err
+		}
 		pol, err := s.getPolicy(ctx, tx, parseOrZero(r.Resource.Properties.PolicyInfo.PolicyID))
 		if err != nil {
 			return err
@@ -502,6 +556,12 @@ func (s *Service) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		s.logger().Error("dead task with bad payload", "task", t.ID, "err", err)
+		return
+	}
+	if (t.Type == TaskBackup || t.Type == TaskRestore) && (errors.Is(cause, job.ErrCanceled) || s.cancelAsked(ctx, p)) {
+		if err := s.cancelTask(ctx, t); err != nil {
+			s.logger().Error("end a cancelled task's job", "task", t.ID, "err", err)
+		}
 		return
 	}
 	var jerr error = resource.Errorf(resource.KindInternal, "InternalError", "The job failed after %d attempts: %v", t.Attempts, cause)

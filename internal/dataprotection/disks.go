@@ -65,6 +65,21 @@ type Disks interface {
 	// CreateDiskFromSnapshot creates the disk diskID from snapshotID; the
 	// disk is readable when it returns.
 	CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, diskID, snapshotID resource.ID, location, sku string) (DiskInfo, error)
+	// DeleteDisk deletes a disk that a restore made, when the restore is
+	// cancelled: the service cleans up its own work, as it deletes a
+	// failed snapshot, with no principal's request behind it.
+	DeleteDisk(ctx context.Context, diskID resource.ID) error
+	// VerifySnapshot reads back every chunk snapshotID references and
+	// checks it against its content ID; damaged chunks are in the
+	// result's Problems, an error means the check could not run
+	// (ErrNotFound: no such snapshot).
+	VerifySnapshot(ctx context.Context, snapshotID resource.ID) (SnapshotCheck, error)
+}
+
+// SnapshotCheck is the outcome of VerifySnapshot.
+type SnapshotCheck struct {
+	Chunks   int64    // distinct chunks read back
+	Problems []string // one line per damaged chunk
 }
 
 // The Microsoft.Compute actions the vault identity performs.

@@ -222,6 +222,31 @@ func (f *fakeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Prin
 	return info, nil
 }
 
+func (f *fakeDisks) DeleteDisk(ctx context.Context, disk resource.ID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.disks[disk.Key()]; !ok {
+		return dataprotection.ErrNotFound
+	}
+	delete(f.disks, disk.Key())
+	return nil
+}
+
+// VerifySnapshot finds a snapshot's bytes intact unless its disk's
+// snapshot was marked failed.
+func (f *fakeDisks) VerifySnapshot(ctx context.Context, snap resource.ID) (dataprotection.SnapshotCheck, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sn, ok := f.snaps[snap.Key()]
+	if !ok {
+		return dataprotection.SnapshotCheck{}, dataprotection.ErrNotFound
+	}
+	if sn.failed {
+		return dataprotection.SnapshotCheck{Chunks: 1, Problems: []string{"chunk 0: corrupt"}}, nil
+	}
+	return dataprotection.SnapshotCheck{Chunks: int64(len(sn.data)/65536 + 1)}, nil
+}
+
 // fakeIdentities creates managed identities as bare principals.
 type fakeIdentities struct{}
 

@@ -28,6 +28,39 @@ type instanceRecord struct {
 	// LastScheduled is the last schedule slot fired (or skipped).
 	LastScheduled time.Time `json:"lastScheduled,omitzero"`
 	Deleting      bool      `json:"deleting,omitempty"`
+	// LastChange is the latest stop, suspend, resume or deletion of its
+	// protection, with the reason given.
+	LastChange *ChangeNote `json:"lastChange,omitempty"`
+}
+
+// ChangeNote says who changed a backup instance's protection (stop,
+// suspend, resume, delete), when and why. Azure's API carries no reason;
+// the portal asks for one, and the API records the change with none.
+type ChangeNote struct {
+	Change   string    `json:"change"` // a ProtectionChange, or "delete"
+	Reason   string    `json:"reason,omitempty"`
+	Comments string    `json:"comments,omitempty"`
+	By       string    `json:"by,omitempty"` // the caller's name
+	Time     time.Time `json:"time"`
+}
+
+// ChangeDelete is the ChangeNote.Change of a deletion.
+const ChangeDelete = "delete"
+
+// The job details (extendedInfo.additionalDetails) of a deletion's job
+// that carry its ChangeNote.
+const (
+	DetailReason      = "Reason"
+	DetailComments    = "Comments"
+	DetailRequestedBy = "RequestedBy"
+)
+
+// withInstance returns r's resource with what the record keeps beside the
+// wire shape (LastChange).
+func (r instanceRecord) withInstance() InstanceResource {
+	out := r.Resource
+	out.LastChange = r.LastChange
+	return out
 }
 
 func (r instanceRecord) state() string { return r.Resource.Properties.CurrentProtectionState }
@@ -484,7 +517,7 @@ func (s *Service) GetInstance(ctx context.Context, id resource.ID) (InstanceReso
 		r, err = s.getInstance(ctx, tx, id)
 		return err
 	})
-	return r.Resource, err
+	return r.withInstance(), err
 }
 
 // ListInstances lists a vault's backup instances.
@@ -496,7 +529,7 @@ func (s *Service) ListInstances(ctx context.Context, vaultID resource.ID) ([]Ins
 		}
 		rs, err := listJSON[instanceRecord](ctx, tx, kindInstance, vaultID.Key()+"/backupinstances/")
 		for _, r := range rs {
-			out = append(out, r.Resource)
+			out = append(out, r.withInstance())
 		}
 		return err
 	})
@@ -514,7 +547,7 @@ func (s *Service) ListInstances(ctx context.Context, vaultID resource.ID) ([]Ins
 //     slot of the current policy; points already past their expiry are
 //     deleted by the next retention run, and new points follow the current
 //     policy.
-func (s *Service) SetProtection(ctx context.Context, id resource.ID, action ProtectionChange) (InstanceResource, error) {
+func (s *Service) SetProtection(ctx context.Context, id resource.ID, action ProtectionChange, note ChangeNote) (InstanceResource, error) {
 	var out InstanceResource
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		r, err := s.getInstance(ctx, tx, id)
@@ -546,7 +579,9 @@ func (s *Service) SetProtection(ctx context.Context, id resource.ID, action Prot
 		}
 		p.ProtectionStatus = &ProtectionStatus{Status: protectionStatusOf(p.CurrentProtectionState)}
 		p.ProtectionErrorDetails = nil
-		out = r.Resource
+		note.Change, note.Time = string(action), now
+		r.LastChange = &note
+		out = r.withInstance()
 		return s.putInstance(ctx, tx, r)
 	})
 	if err == nil {
@@ -559,7 +594,7 @@ func (s *Service) SetProtection(ctx context.Context, id resource.ID, action Prot
 // backups), cancels its queued backups and queues the job that deletes its
 // recovery points, their snapshots and then the instance. It returns the
 // job's ID ("" if the instance did not exist).
-func (s *Service) StartDeleteInstance(ctx context.Context, id resource.ID) (string, error) {
+func (s *Service) StartDeleteInstance(ctx context.Context, id resource.ID, note ChangeNote) (string, error) {
 	jobID := ""
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		r, err := s.getInstance(ctx, tx, id)
@@ -575,11 +610,18 @@ func (s *Service) StartDeleteInstance(ctx context.Context, id resource.ID) (stri
 		}
 		r.Deleting = true
 		r.Resource.Properties.ProvisioningState = "Deleting"
+		note.Change, note.Time = ChangeDelete, s.Clock.Now().UTC()
+		r.LastChange = &note
 		if err := s.putInstance(ctx, tx, r); err != nil {
 			return err
 		}
 		rec := s.newJobID(v, job.OpDeleteProtection, job.CategoryManagement, true, derivedGUID(r.Resource.ID, "delete", r.Resource.SystemData.LastModifiedAt.String()))
 		s.fillInstance(&rec, r)
+		for k, v := range map[string]string{DetailReason: note.Reason, DetailComments: note.Comments, DetailRequestedBy: note.By} {
+			if v != "" {
+				rec.Details = withDetail(rec.Details, k, v)
+			}
+		}
 		rec.SubTasks = []job.SubTask{{TaskID: 1, TaskName: "Delete recovery points", TaskStatus: string(job.InProgress)}}
 		if old, err := job.Get(ctx, tx, v.ID, rec.ID); err == nil && !old.Status.IsTerminal() {
 			jobID = old.ResourceID()

@@ -97,6 +97,10 @@ type InstanceResource struct {
 	Tags       map[string]string `json:"tags,omitempty"`
 	Properties Instance          `json:"properties"`
 	SystemData *SystemData       `json:"systemData,omitempty"`
+
+	// LastChange is the latest change of its protection with its reason
+	// (Coffer's; not on the wire, which is Azure's).
+	LastChange *ChangeNote `json:"-"`
 }
 
 // Instance is BackupInstance. Property names match case-insensitively on
@@ -181,6 +185,17 @@ type RecoveryPointProps struct {
 	RecoveryPointState             string              `json:"recoveryPointState"`
 	ExpiryTime                     string              `json:"expiryTime,omitempty"`
 	RecoveryPointDataStoresDetails []RPDataStoreDetail `json:"recoveryPointDataStoresDetails"`
+	// CofferVerification is Coffer's extension (Azure has no verify of a
+	// recovery point): its last verification, or state NotVerified.
+	CofferVerification *RPVerification `json:"cofferVerification,omitempty"`
+}
+
+// RPVerification is a recovery point's last verification (Coffer's).
+type RPVerification struct {
+	State            string `json:"state"` // NotVerified, Verified, VerifyFailed
+	LastVerifiedTime string `json:"lastVerifiedTime,omitempty"`
+	Message          string `json:"message,omitempty"`
+	Source           string `json:"source,omitempty"` // RecoveryPointVerify, RepositoryVerify
 }
 
 // RPDataStoreDetail is RecoveryPointDataStoreDetails.

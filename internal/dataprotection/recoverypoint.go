@@ -34,6 +34,41 @@ type rpRecord struct {
 	// no longer listed or restorable, and the deletion that marked it, or
 	// the next, removes it.
 	Deleting bool `json:"deleting,omitempty"`
+	// Verify is its last verification; nil: never verified.
+	Verify *verifyRecord `json:"verify,omitempty"`
+}
+
+// verifyRecord is the outcome of a recovery point's last verification.
+type verifyRecord struct {
+	State   string    `json:"state"` // VerifyVerified or VerifyFailed
+	Time    time.Time `json:"time"`
+	Message string    `json:"message,omitempty"`
+	Source  string    `json:"source"` // VerifySource*
+}
+
+// Verify states of a recovery point (RPVerification.State).
+const (
+	VerifyNotVerified = "NotVerified"
+	VerifyVerified    = "Verified"
+	VerifyFailed      = "VerifyFailed"
+)
+
+// What set a recovery point's verify state (RPVerification.Source).
+const (
+	// VerifySourcePoint: VerifyRecoveryPoint read back every chunk of
+	// the point's snapshot.
+	VerifySourcePoint = "RecoveryPointVerify"
+	// VerifySourceRepository: a repository verify (Coffer.Admin/verify)
+	// re-read every pack and checked every chunk.
+	VerifySourceRepository = "RepositoryVerify"
+)
+
+// wire is the record as the Coffer extension property.
+func (v *verifyRecord) wire() *RPVerification {
+	if v == nil {
+		return &RPVerification{State: VerifyNotVerified}
+	}
+	return &RPVerification{State: v.State, LastVerifiedTime: formatTime(v.Time), Message: v.Message, Source: v.Source}
 }
 
 func rpKey(instanceID, name string) string {
@@ -58,6 +93,7 @@ func (r rpRecord) toResource() RecoveryPointResource {
 				MetaData: fmt.Sprintf(`{"snapshotId":%q,"diskSku":%q,"sizeInBytes":%d}`, r.SnapshotID, r.DiskSKU, r.SizeBytes),
 				State:    "COMMITTED", Visible: true,
 			}},
+			CofferVerification: r.Verify.wire(),
 		},
 	}
 }
@@ -184,4 +220,85 @@ func (s *Service) GetRecoveryPoint(ctx context.Context, instanceID resource.ID, 
 		return err
 	})
 	return out, err
+}
+
+// VerifyRecoveryPoint verifies one recovery point: it reads back every
+// chunk its snapshot references (index pages and data, through the chunk
+// store, which checks each against its content ID) and records the
+// outcome on the point: Verified, or VerifyFailed with what was wrong (a
+// damaged chunk, the snapshot gone). An error means the check could not
+// run, and nothing is recorded. It runs in the request, for as long as
+// reading the point's data takes. The caller needs
+// ActionInstanceValidateRestore on the instance (see docs/api.md).
+func (s *Service) VerifyRecoveryPoint(ctx context.Context, instanceID resource.ID, name string) (RecoveryPointResource, error) {
+	var rp rpRecord
+	if err := s.Store.View(ctx, func(tx store.Tx) error {
+		if _, err := s.getInstance(ctx, tx, instanceID); err != nil {
+			return err
+		}
+		var err error
+		rp, err = s.getRP(ctx, tx, instanceID, name)
+		return err
+	}); err != nil {
+		return RecoveryPointResource{}, err
+	}
+	v := verifyRecord{Source: VerifySourcePoint}
+	check, err := s.Disks.VerifySnapshot(ctx, parseOrZero(rp.SnapshotID))
+	switch {
+	case isNotFound(err):
+		v.State, v.Message = VerifyFailed, fmt.Sprintf("The recovery point's snapshot %s no longer exists.", rp.SnapshotID)
+	case err != nil:
+		return RecoveryPointResource{}, fmt.Errorf("verify recovery point %s: %w", name, err)
+	case len(check.Problems) > 0:
+		v.State = VerifyFailed
+		v.Message = fmt.Sprintf("%d of %d chunks could not be read back or did not match their content IDs: %s", len(check.Problems), check.Chunks,
+			strings.Join(check.Problems[:min(3, len(check.Problems))], "; "))
+	default:
+		v.State, v.Message = VerifyVerified, fmt.Sprintf("Every chunk of the recovery point (%d) was read back and matched its content ID.", check.Chunks)
+	}
+	v.Time = s.Clock.Now().UTC()
+	var out RecoveryPointResource
+	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		cur, err := s.getRP(ctx, tx, instanceID, name)
+		if err != nil {
+			return err
+		}
+		cur.Verify = &v
+		out = cur.toResource()
+		return putJSON(ctx, tx, kindRecoveryPoint, cur.key(), cur)
+	})
+	return out, err
+}
+
+// RecordRepositoryVerify records a repository verify that ended at at on
+// every recovery point: those whose snapshot references a damaged chunk
+// (failed maps their snapshots' resource IDs, in any case, to what was
+// wrong) are VerifyFailed, the others Verified. A verify that could not
+// run records nothing (do not call this).
+func (s *Service) RecordRepositoryVerify(ctx context.Context, at time.Time, failed map[string]string) error {
+	lower := make(map[string]string, len(failed))
+	for id, why := range failed {
+		lower[strings.ToLower(id)] = why
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		rps, err := listJSON[rpRecord](ctx, tx, kindRecoveryPoint, "")
+		if err != nil {
+			return err
+		}
+		for _, rp := range rps {
+			if rp.Deleting {
+				continue
+			}
+			v := &verifyRecord{State: VerifyVerified, Time: at.UTC(), Source: VerifySourceRepository,
+				Message: "A repository verify re-read every pack and found every chunk intact."}
+			if why, ok := lower[strings.ToLower(rp.SnapshotID)]; ok {
+				v.State, v.Message = VerifyFailed, "A repository verify found a damaged chunk this recovery point needs: "+why
+			}
+			rp.Verify = v
+			if err := putJSON(ctx, tx, kindRecoveryPoint, rp.key(), rp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

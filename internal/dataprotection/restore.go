@@ -260,8 +260,46 @@ func (s *Service) Restore(ctx context.Context, id resource.ID, req RestoreReques
 }
 
 // ExecRestore creates the new disk from the recovery point's snapshot as
-// the vault's identity.
+// the vault's identity. A restore whose job is cancelled while it runs
+// deletes the disk it made and ends Cancelled (see cancelTask).
 func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
+	err := s.execRestore(ctx, t)
+	if !canceled(ctx) && !errors.Is(err, job.ErrCanceled) {
+		return err
+	}
+	if cerr := s.cancelTask(ctx, t); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	return nil
+}
+
+// cancelTask ends the job of a backup or restore task that was cancelled
+// while it ran, cleaning up as a failure does: a backup's snapshot, a
+// restore's new disk. A job that completed first is left as it is.
+func (s *Service) cancelTask(ctx context.Context, t job.Task) error {
+	ctx = context.WithoutCancel(ctx)
+	run, err := s.loadRun(ctx, t)
+	if errors.Is(err, job.ErrNotFound) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if run.rec.Status.IsTerminal() {
+		return nil
+	}
+	if t.Type == TaskBackup {
+		return s.cancelBackup(ctx, run)
+	}
+	if target := parseOrZero(run.p.TargetDiskID); target.Name() != "" {
+		if err := s.Disks.DeleteDisk(ctx, target); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete the disk of a cancelled restore: %w", err)
+		}
+	}
+	return s.cancelJob(ctx, run, "")
+}
+
+func (s *Service) execRestore(ctx context.Context, t job.Task) error {
 	run, err := s.loadRun(ctx, t)
 	if errors.Is(err, job.ErrNotFound) {
 		return nil
@@ -303,6 +341,9 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 		// node stopped meanwhile) is made again below.
 		if d, err := s.Disks.GetDisk(ctx, target); err == nil && !d.Failed {
 			return s.Store.Update(ctx, func(tx store.Tx) error {
+				if err := cancelRequested(ctx, tx, run); err != nil {
+					return err
+				}
 				return s.endJob(ctx, tx, run, s.Clock.Now(), nil, nil)
 			})
 		}
@@ -325,6 +366,9 @@ func (s *Service) ExecRestore(ctx context.Context, t job.Task) error {
 		return err
 	}
 	return s.Store.Update(ctx, func(tx store.Tx) error {
+		if err := cancelRequested(ctx, tx, run); err != nil {
+			return err
+		}
 		return s.endJob(ctx, tx, run, s.Clock.Now(), nil, func(r *job.Record) {
 			r.BytesTransferred = d.SizeBytes
 			r.Destination = target.String()
@@ -359,11 +403,16 @@ func (s *Service) GetJob(ctx context.Context, vaultID resource.ID, id string) (j
 	return out, err
 }
 
-// CancelJob cancels a backup job that waits for a worker: its task leaves
-// the queue and the job ends Cancelled, naming who cancelled it, in one
-// transaction. A job that runs already, has ended or is not a backup is
-// refused (409 UserErrorJobNotCancellable). The caller needs what starting
-// the backup needs (ActionInstanceBackup on its backup instance).
+// CancelJob cancels a backup or a restore in progress, naming who
+// cancelled it. A job waiting for a worker leaves the queue and ends
+// Cancelled at once, in one transaction. A running one is marked, in the
+// store, with its task: the worker running it, on whichever node, sees the
+// mark (worker.Pool watches its tasks), stops, cleans up as a failure
+// would (no recovery point, no restored disk is left) and ends the job
+// Cancelled; until then the job stays InProgress with its CancelReason. A
+// job that has ended, is being cancelled or is of another kind is refused
+// (409 UserErrorJobNotCancellable). The caller needs CancelAction of the
+// job's operation on its backup instance.
 func (s *Service) CancelJob(ctx context.Context, vaultID resource.ID, id string, by Caller) (job.Resource, error) {
 	var out job.Resource
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
@@ -374,25 +423,23 @@ func (s *Service) CancelJob(ctx context.Context, vaultID resource.ID, id string,
 		notCancellable := func(why string) error {
 			return resource.Errorf(resource.KindConflict, CodeJobNotCancellable, "The job %s cannot be cancelled: %s.", id, why)
 		}
-		if !r.Cancellable() {
-			return notCancellable("only a backup in progress can be cancelled")
+		if r.Status == job.InProgress && r.Details[job.DetailCancelReason] != "" {
+			return notCancellable("it is being cancelled")
 		}
-		removed, err := s.Queue.CancelPendingTx(ctx, tx, r.ID)
+		if !r.Cancellable() {
+			return notCancellable("only a backup or a restore in progress can be cancelled")
+		}
+		removed, err := s.Queue.CancelTx(ctx, tx, r.ID)
 		if errors.Is(err, job.ErrNoTask) {
 			return notCancellable("it is ending")
 		}
 		if err != nil {
 			return err
 		}
-		if !removed {
-			return notCancellable("it is already taking its snapshot")
-		}
 		r, err = job.Update(ctx, tx, vaultID.String(), id, func(r *job.Record) {
-			r.EndTime = s.Clock.Now().UTC()
-			r.Status = job.Cancelled
-			r.Details = withDetail(r.Details, "CancelReason", "Cancelled by "+by.Name+".")
-			for i := range r.SubTasks {
-				r.SubTasks[i].TaskStatus = string(job.Cancelled)
+			r.Details = withDetail(r.Details, job.DetailCancelReason, "Cancelled by "+by.Name+".")
+			if removed {
+				endCancelled(r, s.Clock.Now())
 			}
 		})
 		if err != nil {
@@ -402,6 +449,23 @@ func (s *Service) CancelJob(ctx context.Context, vaultID resource.ID, id string,
 		return nil
 	})
 	return out, err
+}
+
+// endCancelled ends a job as Cancelled.
+func endCancelled(r *job.Record, now time.Time) {
+	r.EndTime = now.UTC()
+	r.Status = job.Cancelled
+	for i := range r.SubTasks {
+		if r.SubTasks[i].TaskStatus != string(job.Completed) {
+			r.SubTasks[i].TaskStatus = string(job.Cancelled)
+		}
+	}
+}
+
+// canceled reports whether ctx, a task's, was cancelled because its job
+// was (see CancelJob).
+func canceled(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), job.ErrCanceled)
 }
 
 // ListJobs lists a vault's jobs, newest first.

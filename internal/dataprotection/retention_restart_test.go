@@ -33,7 +33,7 @@ func TestRetentionAfterDeadRetentionJob(t *testing.T) {
 		t.Fatalf("%d recovery points, want 2", n)
 	}
 	// Suspended: no scheduled backups; every point but the latest expires.
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups); err != nil {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups, dataprotection.ChangeNote{}); err != nil {
 		t.Fatal(err)
 	}
 	e.clk.Advance(5 * time.Hour)
@@ -108,7 +108,7 @@ func TestRetentionInterruptedAfterSnapshotDelete(t *testing.T) {
 		e.drain()
 		e.clk.Advance(time.Minute)
 	}
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups); err != nil {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups, dataprotection.ChangeNote{}); err != nil {
 		t.Fatal(err)
 	}
 	e.clk.Advance(5 * time.Hour)

@@ -208,16 +208,16 @@ func TestInstanceLifecycleRules(t *testing.T) {
 	if _, err := e.svc.DeleteVault(e.ctx, s.vault); code(err) != dataprotection.CodeVaultNotEmpty {
 		t.Fatalf("delete vault with instances: %v", err)
 	}
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.StopProtection); err != nil {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.StopProtection, dataprotection.ChangeNote{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups); code(err) != dataprotection.CodeInvalidState {
+	if _, err := e.svc.SetProtection(e.ctx, s.bi, dataprotection.SuspendBackups, dataprotection.ChangeNote{}); code(err) != dataprotection.CodeInvalidState {
 		t.Fatalf("suspend a stopped instance: %v", err)
 	}
 	if _, err := e.backupNow(s.bi, "BackupIntervals", "Default"); code(err) != dataprotection.CodeInvalidState {
 		t.Fatalf("backup of a stopped instance: %v", err)
 	}
-	jobID, err := e.svc.StartDeleteInstance(e.ctx, s.bi)
+	jobID, err := e.svc.StartDeleteInstance(e.ctx, s.bi, dataprotection.ChangeNote{})
 	if err != nil {
 		t.Fatal(err)
 	}

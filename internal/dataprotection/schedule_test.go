@@ -170,7 +170,7 @@ func TestScheduleDailyStopSuspend(t *testing.T) {
 	tl.note("protected with Nightly (P1D at 23:30, Default 5d, Weekly 3w)")
 	step := func(days int, action dataprotection.ProtectionChange) {
 		tl.run(start.Add(time.Duration(days) * 24 * time.Hour))
-		if _, err := e.svc.SetProtection(e.ctx, s.bi, action); err != nil {
+		if _, err := e.svc.SetProtection(e.ctx, s.bi, action, dataprotection.ChangeNote{}); err != nil {
 			t.Fatal(err)
 		}
 		tl.note("%s", action)

@@ -257,7 +257,9 @@ func resourceColumns() []mxColumn {
 	grp := func(m *matrix, _ *mxPrincipal) string { return m.groupID(m.rg) }
 	return []mxColumn{
 		route(phaseShared, "GET /subscriptions", "", func(m *matrix, p *mxPrincipal) mxRequest {
-			return mxRequest{method: http.MethodGet, path: "/subscriptions", version: vRes, access: needs(need(aSubRead, sub(m))),
+			// Listed as Azure lists it: read on it, or any role inside.
+			return mxRequest{method: http.MethodGet, path: "/subscriptions", version: vRes,
+				access: within(need(aSubRead, sub(m))),
 				observe: func(_ int, body []byte) bool {
 					var page struct{ Value []client.Subscription }
 					if decodeInto(body, &page) != nil {
@@ -272,9 +274,9 @@ func resourceColumns() []mxColumn {
 				}}
 		}),
 		get("GET /subscriptions/{sub}", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) },
-			func(m *matrix) mxAccess { return needs(need(aSubRead, sub(m))) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, sub(m))) }),
 		get("GET /subscriptions/{sub}/locations", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) + "/locations" },
-			func(m *matrix) mxAccess { return needs(need(aSubRead, sub(m))) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, sub(m))) }),
 		route(phaseShared, "PUT /providers/Microsoft.Subscription/aliases/{alias}", "", func(m *matrix, p *mxPrincipal) mxRequest {
 			path := "/providers/Microsoft.Subscription/aliases/" + own("mx-alias", p)
 			return mxRequest{method: http.MethodPut, path: path, version: vAlias, access: tenantAdmin,
@@ -282,7 +284,7 @@ func resourceColumns() []mxColumn {
 				effect: m.created(path, vAlias)}
 		}),
 		get("GET /providers/Microsoft.Subscription/aliases/{alias}", "", vAlias, fixed("/providers/Microsoft.Subscription/aliases/mx-other"),
-			func(m *matrix) mxAccess { return needs(need(aSubRead, "/subscriptions/"+m.sub2)) }),
+			func(m *matrix) mxAccess { return within(need(aSubRead, "/subscriptions/"+m.sub2)) }),
 		get("GET /subscriptions/{sub}/resourcegroups", "", vRes, func(m *matrix, _ *mxPrincipal) string { return sub(m) + "/resourcegroups" },
 			func(m *matrix) mxAccess { return needs(need(aGroupRead, sub(m))) }),
 		get("GET "+pGroup, "", vRes, grp, func(m *matrix) mxAccess { return needs(need(aGroupRead, m.groupID(m.rg))) }),
@@ -687,9 +689,19 @@ func dataProtectionColumns() []mxColumn {
 			on("backupInstances/recoveryPoints/read", bi)),
 		get("GET "+pBI+"/recoveryPoints/{rp}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return bi(m) + "/recoveryPoints/" + m.rpName },
 			on("backupInstances/recoveryPoints/read", bi)),
+		route(phaseShared, "POST "+pBI+"/recoveryPoints/{rp}/verify", "", func(m *matrix, p *mxPrincipal) mxRequest {
+			return mxRequest{method: http.MethodPost, path: bi(m) + "/recoveryPoints/" + m.rpName + "/verify", version: vDP, ok: []int{http.StatusOK},
+				access: needs(need(aVault+"backupInstances/validateRestore/action", bi(m)))}
+		}),
 		get("GET "+pVault+"/backupJobs", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs" }, on("read", v)),
 		get("GET "+pVault+"/backupJobs/{job}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return v(m) + "/backupJobs/" + m.jobName },
 			on("read", v)),
+		// Coffer's cancel: an ended job, so an allowed cell is a 409 and
+		// changes nothing (cancelling running jobs: TestCancelRunningBackup).
+		route(phaseShared, "POST "+pVault+"/backupJobs/{job}/cancel", "an ended job", func(m *matrix, p *mxPrincipal) mxRequest {
+			return mxRequest{method: http.MethodPost, path: v(m) + "/backupJobs/" + m.jobName + "/cancel", version: vDP, ok: []int{http.StatusConflict},
+				access: needs(need(aVault+"read", v(m)), need(aVault+"backupInstances/backup/action", bi(m)))}
+		}),
 	}
 	return cols
 }

@@ -126,6 +126,7 @@ const (
 	needToken                         // any authenticated principal
 	needTenantAdmin                   // tenant administrators only (no row is one)
 	needImpossible                    // refused to everyone (e.g. writing a snapshot)
+	needWithin                        // the one need, or any role assignment at or below its scope
 )
 
 // mxNeed is an action at a scope.
@@ -139,6 +140,10 @@ type mxAccess struct {
 func needs(ns ...mxNeed) mxAccess { return mxAccess{kind: needRoles, needs: ns} }
 
 func need(action, scope string) mxNeed { return mxNeed{action, scope} }
+
+// within is what seeing a subscription takes: n (its read), or any role
+// assignment at or below n's scope.
+func within(n mxNeed) mxAccess { return mxAccess{kind: needWithin, needs: []mxNeed{n}} }
 
 var (
 	anonymous   = mxAccess{kind: needNothing}
@@ -160,6 +165,9 @@ func (p *mxPrincipal) expect(a mxAccess) bool {
 	}
 	if p.token == "" {
 		return false
+	}
+	if a.kind == needWithin && slices.ContainsFunc(p.grants, func(g mxGrant) bool { return rbac.ScopeContains(a.needs[0].scope, g.scope) }) {
+		return true
 	}
 	for _, n := range a.needs {
 		if !p.holds(n) {

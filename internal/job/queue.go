@@ -56,6 +56,10 @@ var (
 	ErrLeaseLost = errors.New("task lease lost")
 	// ErrNoTask: the task does not exist (any more).
 	ErrNoTask = errors.New("task not found")
+	// ErrCanceled is the cause of a running task's context once the task
+	// was cancelled (context.Cause): its handler cleans up as for a
+	// failure and ends its job Cancelled.
+	ErrCanceled = errors.New("task cancelled")
 )
 
 // Queue is the durable task queue: the rules of leases, acks, retries and
@@ -365,23 +369,31 @@ func (q *Queue) leased(ctx context.Context, t Task, fn func(cur *Task)) (Task, e
 }
 
 // Cancel cancels a task: a pending task is removed at once (reported by
-// removed = true); a leased one is marked so that the worker's next Nack
-// drops it and Canceled reports true to it.
+// removed = true); a leased one is marked so that the worker running it
+// sees Canceled (the worker pool watches for it and cancels the task's
+// context with ErrCanceled) and its next Nack drops it.
 func (q *Queue) Cancel(ctx context.Context, id string) (removed bool, err error) {
 	err = q.Store.Update(ctx, func(tx store.Tx) error {
 		removed = false // a re-run decides afresh
-		removed, err = q.CancelPendingTx(ctx, tx, id)
-		if err != nil || removed {
-			return err
-		}
-		cur, err := q.Backend.Get(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		cur.Canceled = true
-		return q.Backend.Replace(ctx, tx, cur)
+		removed, err = q.CancelTx(ctx, tx, id)
+		return err
 	})
 	return removed, err
+}
+
+// CancelTx is Cancel in the caller's transaction (so that a job record
+// and its task change together).
+func (q *Queue) CancelTx(ctx context.Context, tx store.Tx, id string) (removed bool, err error) {
+	removed, err = q.CancelPendingTx(ctx, tx, id)
+	if err != nil || removed {
+		return removed, err
+	}
+	cur, err := q.Backend.Get(ctx, tx, id)
+	if err != nil {
+		return false, err
+	}
+	cur.Canceled = true
+	return false, q.Backend.Replace(ctx, tx, cur)
 }
 
 // CancelPendingTx removes a task that no worker has leased, in the

@@ -139,10 +139,17 @@ type Record struct {
 	Destination      string            `json:"recoveryDestination,omitempty"`
 }
 
-// Cancellable reports whether the job is of a kind that can be cancelled
-// while it runs: a backup in progress (whether it can be cancelled now
-// depends on its task, see dataprotection's CancelJob).
-func (r Record) Cancellable() bool { return r.Status == InProgress && r.Operation == OpBackup }
+// DetailCancelReason is the Details key (extendedInfo.additionalDetails)
+// that says who cancelled a job; set by the cancel request, it stays while
+// a running job's worker stops.
+const DetailCancelReason = "CancelReason"
+
+// Cancellable reports whether the job can be cancelled: a backup or a
+// restore in progress that no one has asked to cancel yet (see
+// dataprotection's CancelJob).
+func (r Record) Cancellable() bool {
+	return r.Status == InProgress && (r.Operation == OpBackup || r.Operation == OpRestore) && r.Details[DetailCancelReason] == ""
+}
 
 // ResourceID is the job's ARM ID.
 func (r Record) ResourceID() string {

@@ -181,7 +181,8 @@ func (tb *tab) text(sel string) string {
 }
 
 // screenshot saves the viewport (1280×800) as name.png under the test's
-// temp dir and, when COFFER_PORTAL_SCREENSHOTS names a directory, there.
+// temp dir and, when COFFER_PORTAL_SCREENSHOTS names a directory, there,
+// with the page at a phone's width (390×844) as name-narrow.png beside it.
 func (tb *tab) screenshot(name string) string {
 	tb.t.Helper()
 	var png []byte
@@ -195,6 +196,11 @@ func (tb *tab) screenshot(name string) string {
 			tb.t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+			tb.t.Fatal(err)
+		}
+		var narrow []byte
+		tb.run(chromedp.EmulateViewport(390, 844), chromedp.CaptureScreenshot(&narrow), chromedp.EmulateViewport(1280, 800))
+		if err := os.WriteFile(filepath.Join(dir, name+"-narrow.png"), narrow, 0o644); err != nil {
 			tb.t.Fatal(err)
 		}
 	}

@@ -34,9 +34,12 @@ type site struct {
 	admin *client.Client
 }
 
-func newSite(t *testing.T) *site {
+func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, e2e.Options{}) }
+
+// newSiteWith is newSite on a server started with o.
+func newSiteWith(t *testing.T, o e2e.Options) *site {
 	t.Helper()
-	env := e2e.Start(t, e2e.Options{})
+	env := e2e.Start(t, o)
 	env.UseCLI(t) // for coffer, which runs the CLI as the admin
 	return &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
 }

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,6 +29,7 @@ func (p *Portal) instanceRoutes() {
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/backup", p.instanceBackup)
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/protection", p.instanceProtection)
 	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/delete", p.instanceDelete)
+	p.page("POST /instances/{sub}/{rg}/{vault}/{name}/verify", p.instanceVerify)
 }
 
 // protectionStates are the protection states the status filter offers, in
@@ -259,13 +261,37 @@ type biPage struct {
 	JSON                          string
 	BackupCLI, DeleteCLI, StopCLI *CLI
 	ActionError                   string
+	Change                        *changeNote
+	PointsJSON                    string // the listed points' ARM bodies
+}
+
+// changeNote is the instance's last protection change as the page says it.
+type changeNote struct {
+	dataprotection.ChangeNote
+	Label string
+}
+
+// changeLabels name the protection changes.
+var changeLabels = map[string]string{
+	string(dataprotection.StopProtection): "Protection stopped", string(dataprotection.SuspendBackups): "Backups suspended",
+	string(dataprotection.ResumeProtection): "Protection resumed", string(dataprotection.ResumeBackups): "Backups resumed",
+	dataprotection.ChangeDelete: "Deletion requested",
 }
 
 type rpRow struct {
-	Name, Tag, Type, State, Verify, RestoreURL string
-	Time, Expiry                               time.Time
-	Size                                       int64
+	Name, Tag, Type, State, RestoreURL string
+	Time, Expiry                       time.Time
+	Size                               int64
+	// Verify is the verify state as the page says it ("Verified",
+	// "Verify failed", "Not verified"), VerifyState Coffer's value,
+	// VerifyNote what the last verification found, and when.
+	Verify, VerifyState, VerifyNote string
+	VerifyButton                    post
 }
+
+// verifyLabels name the verify states.
+var verifyLabels = map[string]string{dataprotection.VerifyVerified: "Verified", dataprotection.VerifyFailed: "Verify failed",
+	dataprotection.VerifyNotVerified: "Not verified"}
 
 // deleteReasons are Azure's reasons for stopping or deleting protection.
 var deleteReasons = []string{"Decommissioned", "Moved to another vault", "Recreated under another name", "Testing", "Others"}
@@ -307,6 +333,9 @@ func (p *Portal) renderInstance(rq *Request, id resource.ID, actionErr string) e
 	if page.Name == "" {
 		page.Name = b.Name
 	}
+	if c := b.LastChange; c != nil {
+		page.Change = &changeNote{ChangeNote: *c, Label: cmp.Or(changeLabels[c.Change], c.Change)}
+	}
 	if page.Error == nil && pr.ProtectionStatus != nil {
 		page.Error = pr.ProtectionStatus.ErrorDetails
 	}
@@ -328,22 +357,37 @@ func (p *Portal) renderInstance(rq *Request, id resource.ID, actionErr string) e
 	page.CanReadPoints = rq.Can(dataprotection.ActionRecoveryPointRead, id.String())
 	page.Recover = rq.CanAll(Need(dataprotection.ActionInstanceValidateRestore, id.String()), Need(dataprotection.ActionInstanceRestore, id.String()))
 	if page.CanReadPoints.Allowed {
+		verify := rq.Can(dataprotection.ActionRecoveryPointVerify, id.String())
 		all, err := dp.ListRecoveryPoints(ctx, id, dataprotection.RPFilter{})
 		if err != nil {
 			return err
 		}
+		shown := []dataprotection.RecoveryPointResource{}
 		for i := len(all) - 1; i >= 0; i-- {
 			rp := all[i]
 			row := rpRow{Name: rp.Name, Tag: rp.Properties.RetentionTagName, Type: rp.Properties.RecoveryPointType,
-				State: rp.Properties.RecoveryPointState, Verify: "Not verified", Time: rp.Time, Expiry: rp.Expiry, Size: rp.SizeBytes,
-				RestoreURL: page.RecoverURL + "&rp=" + url.QueryEscape(rp.Name)}
+				State: rp.Properties.RecoveryPointState, Time: rp.Time, Expiry: rp.Expiry, Size: rp.SizeBytes,
+				RestoreURL: page.RecoverURL + "&rp=" + url.QueryEscape(rp.Name), VerifyState: dataprotection.VerifyNotVerified}
+			if v := rp.Properties.CofferVerification; v != nil {
+				row.VerifyState, row.VerifyNote = v.State, v.Message
+				if t, err := time.Parse(time.RFC3339Nano, v.LastVerifiedTime); err == nil {
+					row.VerifyNote = t.UTC().Format("2006-01-02 15:04 UTC") + ": " + v.Message
+				}
+			}
+			row.Verify = cmp.Or(verifyLabels[row.VerifyState], row.VerifyState)
+			row.VerifyButton = postButton("Verify", PageURL(id.String())+"/verify", verify, rq.Session.CSRF)
+			row.VerifyButton.Fields = map[string]string{"rp": rp.Name}
 			if page.Latest == nil {
 				latest := row
 				page.Latest = &latest
 			}
 			if !rp.Time.Before(from) && !rp.Time.After(to) {
 				page.Points = append(page.Points, row)
+				shown = append(shown, rp)
 			}
+		}
+		if page.PointsJSON, err = jsonView(map[string]any{"value": shown}); err != nil {
+			return err
 		}
 	}
 
@@ -439,8 +483,8 @@ func (p *Portal) instanceBackup(rq *Request) error {
 }
 
 // instanceProtection stops, suspends or resumes protection. Stopping and
-// suspending need a reason, which the server's log records with who gave
-// it.
+// suspending need a reason, which the instance keeps with who gave it
+// (ChangeNote) and the instance page shows.
 func (p *Portal) instanceProtection(rq *Request) error {
 	id := instanceIDOf(rq)
 	change := dataprotection.ProtectionChange(rq.R.PostFormValue("change"))
@@ -456,7 +500,8 @@ func (p *Portal) instanceProtection(rq *Request) error {
 	if change != dataprotection.ResumeProtection && reason == "" {
 		return p.renderInstance(rq, id, "Give a reason for stopping or suspending protection.")
 	}
-	b, err := p.cfg.DataProtection.SetProtection(rq.Context(), id, change)
+	note := dataprotection.ChangeNote{Reason: reason, Comments: strings.TrimSpace(rq.R.PostFormValue("comments")), By: rq.Caller().Name}
+	b, err := p.cfg.DataProtection.SetProtection(rq.Context(), id, change, note)
 	if e := resource.AsError(err); e != nil && e.Kind == resource.KindBadRequest {
 		return p.renderInstance(rq, id, e.Message)
 	}
@@ -464,7 +509,7 @@ func (p *Portal) instanceProtection(rq *Request) error {
 		return err
 	}
 	p.log.Info("portal: protection changed", "instance", id.String(), "change", string(change), "by", rq.Principal.ID,
-		"reason", reason, "comments", strings.TrimSpace(rq.R.PostFormValue("comments")))
+		"reason", reason, "comments", note.Comments)
 	return rq.Redirect(PageURL(id.String()), fmt.Sprintf("%s: %s.", b.Properties.FriendlyName, stateLabel(b.Properties.CurrentProtectionState)))
 }
 
@@ -482,15 +527,36 @@ func (p *Portal) instanceDelete(rq *Request) error {
 	case reason == "":
 		return p.renderInstance(rq, id, "Give a reason for deleting the backup instance.")
 	}
-	jobID, err := p.cfg.DataProtection.StartDeleteInstance(rq.Context(), id)
+	note := dataprotection.ChangeNote{Reason: reason, Comments: strings.TrimSpace(rq.R.PostFormValue("comments")), By: rq.Caller().Name}
+	jobID, err := p.cfg.DataProtection.StartDeleteInstance(rq.Context(), id, note)
 	if err != nil {
 		return err
 	}
 	p.log.Info("portal: backup instance deleted", "instance", id.String(), "by", rq.Principal.ID, "reason", reason,
-		"comments", strings.TrimSpace(rq.R.PostFormValue("comments")), "job", jobID)
+		"comments", note.Comments, "job", jobID)
 	target := "/instances"
 	if jobID != "" {
 		target = PageURL(jobID)
 	}
 	return rq.Redirect(target, "Deleting backup instance "+id.Name()+" with its recovery points.")
+}
+
+// instanceVerify verifies a recovery point of the instance (reads back
+// every chunk of it) and shows the outcome on the instance's page.
+func (p *Portal) instanceVerify(rq *Request) error {
+	id := instanceIDOf(rq)
+	if err := rq.Require(Need(dataprotection.ActionRecoveryPointVerify, id.String())); err != nil {
+		return err
+	}
+	name := rq.R.PostFormValue("rp")
+	rp, err := p.cfg.DataProtection.VerifyRecoveryPoint(rq.Context(), id, name)
+	if e := resource.AsError(err); e != nil && e.Kind == resource.KindNotFound {
+		return p.renderInstance(rq, id, e.Message)
+	}
+	if err != nil {
+		return err
+	}
+	v := rp.Properties.CofferVerification
+	msg := fmt.Sprintf("Recovery point of %s: %s. %s", rp.Time.UTC().Format("2006-01-02 15:04 UTC"), verifyLabels[v.State], v.Message)
+	return rq.Redirect(PageURL(id.String())+"#recovery-points", msg)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"coffer/internal/client"
 	"coffer/internal/e2e"
 	"coffer/internal/identity"
@@ -123,13 +125,18 @@ func TestInstances(t *testing.T) {
 	if stop.resp.StatusCode != http.StatusBadRequest || !strings.Contains(stop.text("#action-error"), "reason") {
 		t.Fatalf("stop without a reason: %d", stop.resp.StatusCode)
 	}
-	stop = b.submit(page, "#stop-form", map[string]string{"change": "stopProtection", "reason": "Testing"})
+	stop = b.submit(page, "#stop-form", map[string]string{"change": "stopProtection", "reason": "Testing", "comments": "lab rebuild"})
 	if stop.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("stop: %d\n%s", stop.resp.StatusCode, stop.text("main"))
 	}
 	page = b.getOK(instanceURL)
 	if page.text("#protection-state") != "Protection stopped" || page.Find("#resume-form").Length() != 1 {
 		t.Fatalf("after stop: %q", page.text("#protection-state"))
+	}
+	// The reason is kept with the instance and shown, with who gave it.
+	if c := page.text("#last-change"); !strings.Contains(c, "Protection stopped by") || !strings.Contains(c, "Reason: Testing") ||
+		!strings.Contains(c, "lab rebuild") {
+		t.Fatalf("last protection change: %q", c)
 	}
 	b.submit(page, "#resume-form", nil)
 	if page = b.getOK(instanceURL); page.text("#protection-state") != "Protected" {
@@ -144,9 +151,18 @@ func TestInstances(t *testing.T) {
 	if _, err := s.admin.GetInstance(ctx, "rg-vault", "v1", "data1-bi"); err != nil {
 		t.Fatalf("the instance was deleted without its name typed: %v", err)
 	}
-	del = b.submit(page, "#delete-form", map[string]string{"confirm": "data1-bi", "reason": "Testing"})
+	del = b.submit(page, "#delete-form", map[string]string{"confirm": "data1-bi", "reason": "Decommissioned", "comments": "disk retired"})
 	if del.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("delete: %d\n%s", del.resp.StatusCode, del.text("main"))
+	}
+	// The deletion's job keeps its reason and who asked.
+	jobPage := b.getOK(del.resp.Header.Get("Location"))
+	var notes []string
+	jobPage.Find("dd.job-note").Each(func(_ int, dd *goquery.Selection) {
+		notes = append(notes, strings.TrimSpace(dd.Prev().Text())+": "+strings.TrimSpace(dd.Text()))
+	})
+	if got, want := strings.Join(notes, "; "), "Requested by: coffer-admin; Reason: Decommissioned; Comments: disk retired"; got != want {
+		t.Fatalf("deletion job's details: %q, want %q", got, want)
 	}
 }
 

@@ -214,6 +214,7 @@ func (p *Portal) jobList(rq *Request) error {
 }
 
 type jobPage struct {
+	Notes    []jobNote
 	Cancel   *post // set for a job of a kind that can be cancelled
 	Job      job.Resource
 	Row      jobRow
@@ -239,8 +240,9 @@ func (p *Portal) jobShow(rq *Request) error {
 	if page.JSON, err = jsonView(j); err != nil {
 		return err
 	}
+	page.Notes = jobNotes(j)
 	if slices.Contains(j.Properties.SupportedActions, "Cancellable") {
-		c := postButton("Cancel job", PageURL(j.ID)+"/cancel", rq.Can(dataprotection.ActionJobCancel, j.Properties.BackupInstanceID), rq.Session.CSRF)
+		c := postButton("Cancel job", PageURL(j.ID)+"/cancel", rq.Can(dataprotection.CancelAction(j.Properties.Operation), dataprotection.CancelScope(vid.String(), j)), rq.Session.CSRF)
 		page.Cancel = &c
 	}
 	if page.Running {
@@ -249,7 +251,7 @@ func (p *Portal) jobShow(rq *Request) error {
 	return rq.Render("job", page)
 }
 
-// jobCancel cancels a backup job that waits for a worker.
+// jobCancel cancels a backup or a restore in progress (CancelJob).
 func (p *Portal) jobCancel(rq *Request) error {
 	vid := dataprotection.VaultID(rq.R.PathValue("sub"), rq.R.PathValue("rg"), rq.R.PathValue("vault"))
 	if err := rq.Require(Need(dataprotection.ActionJobRead, vid.String())); err != nil {
@@ -260,15 +262,42 @@ func (p *Portal) jobCancel(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	scope := j.Properties.BackupInstanceID
-	if scope == "" {
-		scope = vid.String()
-	}
-	if err := rq.Require(Need(dataprotection.ActionJobCancel, scope)); err != nil {
+	if err := rq.Require(Need(dataprotection.CancelAction(j.Properties.Operation), dataprotection.CancelScope(vid.String(), j))); err != nil {
 		return err
 	}
-	if _, err := p.cfg.DataProtection.CancelJob(ctx, vid, j.Name, rq.Caller()); err != nil {
+	out, err := p.cfg.DataProtection.CancelJob(ctx, vid, j.Name, rq.Caller())
+	if err != nil {
 		return err
 	}
-	return rq.Redirect(PageURL(j.ID), "Job cancelled.")
+	if out.Properties.Status == string(job.Cancelled) {
+		return rq.Redirect(PageURL(j.ID), "Job cancelled.")
+	}
+	return rq.Redirect(PageURL(j.ID), "Cancelling: the job stops and cleans up what it made.")
+}
+
+// jobNote is one of the job's details a person gave or caused: who asked
+// for a deletion and why, who cancelled it.
+type jobNote struct{ Label, Value string }
+
+// jobNoteKeys are the job details (extendedInfo.additionalDetails) the job
+// page shows, with their labels, in this order.
+var jobNoteKeys = []jobNote{
+	{"Requested by", dataprotection.DetailRequestedBy},
+	{"Reason", dataprotection.DetailReason},
+	{"Comments", dataprotection.DetailComments},
+	{"Cancellation", job.DetailCancelReason},
+}
+
+func jobNotes(j job.Resource) []jobNote {
+	ei := j.Properties.ExtendedInfo
+	if ei == nil {
+		return nil
+	}
+	var out []jobNote
+	for _, k := range jobNoteKeys {
+		if v := ei.AdditionalDetails[k.Value]; v != "" {
+			out = append(out, jobNote{Label: k.Label, Value: v})
+		}
+	}
+	return out
 }

@@ -130,6 +130,29 @@ func (p *Policy) decide(principalID, action, scope string, data, firstOnly bool)
 	return dec
 }
 
+// HoldsWithin reports whether principalID holds a role assignment (of a
+// known role) at scope or at a scope below it: what makes a subscription
+// show in its list although it may not read the subscription itself.
+func (p *Policy) HoldsWithin(principalID, scope string) bool {
+	if p == nil || principalID == "" {
+		return false
+	}
+	outer, err := ParseScope(scope)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(p.Assignments, func(a Assignment) bool {
+		if !strings.EqualFold(a.PrincipalID, principalID) {
+			return false
+		}
+		if _, ok := p.Role(a.RoleDefinitionID); !ok {
+			return false
+		}
+		at, err := ParseScope(a.Scope)
+		return err == nil && outer.Contains(at)
+	})
+}
+
 // CanAssign reports whether principalID may create role assignments at scope
 // (Microsoft.Authorization/roleAssignments/write).
 func (p *Policy) CanAssign(principalID, scope string) bool {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"coffer/internal/blockdev"
 	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/dataprotection"
@@ -223,6 +224,29 @@ func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal,
 func (d computeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
 	_, err := d.c.DeleteSnapshot(ctx, snap)
 	return notFound(err)
+}
+
+func (d computeDisks) DeleteDisk(ctx context.Context, disk resource.ID) error {
+	if _, err := d.c.DeleteDisk(ctx, disk); err != nil {
+		return notFound(err)
+	}
+	return nil
+}
+
+func (d computeDisks) VerifySnapshot(ctx context.Context, snap resource.ID) (dataprotection.SnapshotCheck, error) {
+	res, err := d.c.VerifySnapshot(ctx, snap)
+	if err != nil && !errors.Is(err, blockdev.ErrCorrupt) {
+		return dataprotection.SnapshotCheck{}, notFound(err)
+	}
+	check := dataprotection.SnapshotCheck{Chunks: res.Chunks}
+	for _, p := range res.Problems {
+		where := "index"
+		if p.Block >= 0 {
+			where = fmt.Sprintf("block %d", p.Block)
+		}
+		check.Problems = append(check.Problems, fmt.Sprintf("chunk %s (%s): %v", p.ID.Short(), where, p.Err))
+	}
+	return check, nil
 }
 
 func (d computeDisks) CreateDiskFromSnapshot(ctx context.Context, as identity.Principal, disk, snap resource.ID, location, sku string) (dataprotection.DiskInfo, error) {

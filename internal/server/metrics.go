@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -131,6 +132,9 @@ func (m recordedMaintenance) Verify(ctx context.Context) (any, error) {
 	if v, ok := res.(VerifyResult); ok {
 		run.OK = run.OK && v.OK
 		run.Packs, run.Chunks, run.Bytes, run.CorruptPacks, run.Problems = v.Packs, v.Chunks, v.Bytes, len(v.CorruptPacks), len(v.Problems)
+		if err == nil {
+			m.s.recordPointsVerified(ctx, v)
+		}
 	}
 	m.s.recordRun(ctx, "verify", run, err)
 	return res, err
@@ -201,5 +205,25 @@ func (s *Server) writeMaintenanceMetrics(w io.Writer) {
 		prom.Family(w, "coffer_gc_last_run_duration_seconds", prom.Gauge, "How long the last garbage collection took.", run.Duration.Seconds())
 		prom.Family(w, "coffer_gc_last_run_deleted_chunks", prom.Gauge, "Chunks the last garbage collection deleted.", float64(run.DeletedChunks))
 		prom.Family(w, "coffer_gc_last_run_reclaimed_bytes", prom.Gauge, "Bytes the last garbage collection gave back to the blob store.", float64(run.BytesReclaimed))
+	}
+}
+
+// recordPointsVerified records a repository verify's outcome on every
+// recovery point (dataprotection's RecordRepositoryVerify): those whose
+// snapshot references a damaged chunk failed it.
+func (s *Server) recordPointsVerified(ctx context.Context, v VerifyResult) {
+	if s.dp == nil {
+		return
+	}
+	failed := map[string]string{}
+	for _, p := range v.Problems {
+		for _, sn := range p.Snapshots {
+			if _, ok := failed[sn]; !ok {
+				failed[sn] = fmt.Sprintf("chunk %s in pack %s: %s", p.Chunk, p.Pack, p.Error)
+			}
+		}
+	}
+	if err := s.dp.svc.RecordRepositoryVerify(ctx, s.cfg.Clock.Now(), failed); err != nil {
+		s.log.Error("record the verify on the recovery points", "err", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 type Authorizer interface {
 	Decide(ctx context.Context, p identity.Principal, action, scope string) (authorization.Decision, error)
 	DecideEach(ctx context.Context, p identity.Principal, action string, scopes []string) ([]authorization.Decision, error)
+	HoldsWithin(ctx context.Context, p identity.Principal, scopes []string) ([]bool, error)
 	Assign(ctx context.Context, tx store.Tx, principalID, principalType, roleGUID, scope, by string) (rbac.Assignment, error)
 }
 
@@ -47,7 +48,10 @@ func (s *Service) Subscription(ctx context.Context, id string) (Subscription, er
 
 // VisibleSubscriptions returns the subscriptions p may see: every one for a
 // tenant administrator (which creates them), else those p may read
-// (Microsoft.Resources/subscriptions/read at the subscription).
+// (Microsoft.Resources/subscriptions/read at the subscription) and, as
+// Azure lists them, those where p holds a role assignment on something
+// inside (a resource group, a resource): what p may do there is decided
+// item by item.
 func (s *Service) VisibleSubscriptions(ctx context.Context, p identity.Principal) ([]Subscription, error) {
 	var subs []Subscription
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
@@ -68,13 +72,27 @@ func (s *Service) VisibleSubscriptions(ctx context.Context, p identity.Principal
 	if err != nil {
 		return nil, err
 	}
+	within, err := s.Authz.HoldsWithin(ctx, p, scopes)
+	if err != nil {
+		return nil, err
+	}
 	var out []Subscription
 	for i, d := range ds {
-		if d.Allowed {
+		if d.Allowed || within[i] {
 			out = append(out, subs[i])
 		}
 	}
 	return out, nil
+}
+
+// VisibleSubscription returns subscription id if p may see it (the rule
+// of VisibleSubscriptions): else the 403 for the read it lacks, before
+// whether it exists (SubscriptionNotFound) is told.
+func (s *Service) VisibleSubscription(ctx context.Context, p identity.Principal, id string) (Subscription, error) {
+	if err := s.requireVisible(ctx, p, id); err != nil {
+		return Subscription{}, err
+	}
+	return s.Subscription(ctx, id)
 }
 
 // requireVisible is VisibleSubscriptions' rule for one subscription, as an
@@ -83,11 +101,19 @@ func (s *Service) requireVisible(ctx context.Context, p identity.Principal, sub 
 	if p.TenantAdmin {
 		return nil
 	}
-	d, err := s.Authz.Decide(ctx, p, ActionSubscriptionRead, resource.SubscriptionID(sub).String())
+	scope := resource.SubscriptionID(sub).String()
+	d, err := s.Authz.Decide(ctx, p, ActionSubscriptionRead, scope)
 	if err != nil {
 		return err
 	}
-	if !d.Allowed {
+	if d.Allowed {
+		return nil
+	}
+	within, err := s.Authz.HoldsWithin(ctx, p, []string{scope})
+	if err != nil {
+		return err
+	}
+	if !within[0] {
 		return authorization.Forbidden(p, d)
 	}
 	return nil

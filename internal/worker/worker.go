@@ -52,6 +52,10 @@ type Pool struct {
 	Dead DeadHandler
 	// Idle is the longest a worker sleeps without a notification.
 	Idle time.Duration
+	// Watch is how often a running task's record is read to see whether
+	// it was cancelled (from any node: see job.Queue.Cancel); its lease is
+	// renewed at a third of the queue's lease duration by the same loop.
+	Watch time.Duration
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -67,7 +71,7 @@ func NewPool(q *job.Queue, clk clock.Clock, logger *slog.Logger, n int) *Pool {
 		logger = slog.Default()
 	}
 	return &Pool{Queue: q, Clock: clk, Logger: logger, Workers: n, Owner: "worker-" + identity.NewGUID(),
-		Idle: 5 * time.Second, handlers: map[string]Handler{}}
+		Idle: 5 * time.Second, Watch: time.Second, handlers: map[string]Handler{}}
 }
 
 // Handle registers the handler of a task type.
@@ -141,61 +145,89 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// run runs h on t, renewing t's lease every third of the lease's duration
-// while it runs, so that a long task stays its worker's while the worker
-// lives and passes to another worker only when renewals stop (the node
-// died or paused). When a renewal finds the lease lost, h's context is
-// cancelled: its work is another worker's now.
+// run runs h on t under a watch (see watch): a handler whose task was
+// cancelled ends with an error that matches job.ErrCanceled, and one whose
+// lease passed to another worker (the node paused past its lease) ends
+// with job.ErrLeaseLost: its work is another worker's now.
 func (p *Pool) run(ctx context.Context, h Handler, t job.Task) error {
-	hctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		p.renew(hctx, t, done, cancel)
-	}()
+	hctx, stop := p.watch(ctx, t)
 	err := h(hctx, t)
-	close(done)
-	<-renewed
-	if cause := context.Cause(hctx); err != nil && errors.Is(cause, job.ErrLeaseLost) && ctx.Err() == nil {
-		return cause
+	stop()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	switch cause := context.Cause(hctx); {
+	case errors.Is(cause, job.ErrCanceled) && !errors.Is(err, job.ErrCanceled):
+		return fmt.Errorf("%w: %w", job.ErrCanceled, err)
+	case errors.Is(cause, job.ErrLeaseLost):
+		return fmt.Errorf("task %s: %w", t.ID, cause)
 	}
 	return err
 }
 
-// renew extends t's lease until done is closed; it cancels the handler
-// with ErrLeaseLost when the lease has passed to another worker.
-func (p *Pool) renew(ctx context.Context, t job.Task, done <-chan struct{}, cancel context.CancelCauseFunc) {
-	every := p.Queue.LeaseDuration / 3
+// watch runs beside a task's handler until stop is called: every Watch it
+// reads the task, and cancels the handler's context with cause
+// job.ErrCanceled once the task was cancelled, or job.ErrLeaseLost once
+// another worker holds it; it renews the lease when a third of it has
+// passed, so that a long backup keeps its task.
+func (p *Pool) watch(ctx context.Context, t job.Task) (hctx context.Context, stop func()) {
+	hctx, cancel := context.WithCancelCause(ctx)
+	every := p.Watch
 	if every <= 0 {
-		return
+		every = time.Second
 	}
-	for {
-		tm := p.Clock.NewTimer(every)
-		select {
-		case <-done:
-			tm.Stop()
-			return
-		case <-ctx.Done():
-			tm.Stop()
-			return
-		case <-tm.C():
-		}
-		cur, err := p.Queue.Extend(ctx, t)
-		switch {
-		case err == nil:
-			t = cur
-		case errors.Is(err, job.ErrLeaseLost):
-			cancel(fmt.Errorf("task %s: %w", t.ID, job.ErrLeaseLost))
-			return
-		case errors.Is(err, job.ErrNoTask):
-			return // the handler acked it in its own transaction
-		default:
-			if ctx.Err() == nil {
-				p.Logger.Warn("renew task lease", "task", t.ID, "err", err)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		renewed := p.Clock.Now()
+		for {
+			tm := p.Clock.NewTimer(every)
+			select {
+			case <-done:
+				tm.Stop()
+				return
+			case <-hctx.Done():
+				tm.Stop()
+				return
+			case <-tm.C():
+			}
+			var err error
+			if p.Clock.Now().Sub(renewed) >= p.Queue.LeaseDuration/3 {
+				var cur job.Task
+				if cur, err = p.Queue.Extend(hctx, t); err == nil {
+					renewed = p.Clock.Now()
+					if cur.Canceled {
+						err = job.ErrCanceled
+					}
+				}
+			} else {
+				var canceled bool
+				if canceled, err = p.Queue.Canceled(hctx, t.ID); err == nil && canceled {
+					err = job.ErrCanceled
+				}
+			}
+			switch {
+			case errors.Is(err, job.ErrCanceled):
+				p.Logger.Info("task cancelled while running", "task", t.ID, "type", t.Type)
+				cancel(job.ErrCanceled)
+				return
+			case errors.Is(err, job.ErrNoTask):
+				return // the handler acked it in its own transaction
+			case errors.Is(err, job.ErrLeaseLost):
+				p.Logger.Warn("task lease lost while running", "task", t.ID, "type", t.Type, "err", err)
+				cancel(job.ErrLeaseLost)
+				return
+			case err != nil && hctx.Err() == nil:
+				p.Logger.Warn("watch a running task", "task", t.ID, "err", err)
 			}
 		}
+	}()
+	return hctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
 	}
 }
 

@@ -128,7 +128,17 @@ type Manager struct {
 
 	mu       sync.Mutex
 	handlers map[string]Handler
+	failers  map[string]Failer
 }
+
+// Failer ends, in tx, what an operation of one kind leaves pending when
+// it fails for good (e.g. the disk it creates, still Updating): it runs in
+// the transaction that writes the Failed (or Canceled) record, whichever
+// node writes it and however — the handler's error, a task out of
+// deliveries, Recover — so that the resource never outlives its operation
+// in a pending state. rec.Error says why. It must leave a resource that
+// has ended as it is.
+type Failer func(ctx context.Context, tx store.Tx, rec Record) error
 
 // Register makes h run the operations of kind. Register every kind before
 // the workers start: a task whose kind has no handler fails its operation.
@@ -139,6 +149,37 @@ func (m *Manager) Register(kind string, h Handler) {
 		m.handlers = map[string]Handler{}
 	}
 	m.handlers[strings.ToLower(kind)] = h
+}
+
+// OnFail makes f end what the failed operations of kind leave pending.
+func (m *Manager) OnFail(kind string, f Failer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failers == nil {
+		m.failers = map[string]Failer{}
+	}
+	m.failers[strings.ToLower(kind)] = f
+}
+
+// endTx writes rec, which has ended, in tx, with what its kind's Failer
+// ends when it failed.
+func (m *Manager) endTx(ctx context.Context, tx store.Tx, rec Record) error {
+	if err := putTx(ctx, tx, rec); err != nil {
+		return err
+	}
+	if rec.Status == Succeeded {
+		return nil
+	}
+	m.mu.Lock()
+	f := m.failers[strings.ToLower(rec.Kind)]
+	m.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f(ctx, tx, rec); err != nil {
+		return fmt.Errorf("fail what operation %s leaves: %w", rec.ID, err)
+	}
+	return nil
 }
 
 func (m *Manager) handler(kind string) Handler {
@@ -250,7 +291,7 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 		if err := m.Queue.CompleteTx(ctx, tx, t); err != nil {
 			return err
 		}
-		return putTx(ctx, tx, rec)
+		return m.endTx(ctx, tx, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
@@ -267,7 +308,8 @@ func Interrupted() *resource.Error {
 
 // FailTask is the worker pool's dead-letter hook for TaskType tasks (the
 // task is gone, past its delivery limit): the operation fails with
-// OperationInterrupted unless it has ended.
+// OperationInterrupted unless it has ended, and its kind's Failer ends
+// what it left pending, in the same transaction.
 func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
@@ -280,7 +322,7 @@ func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 			return err
 		}
 		m.finish(&rec, nil, Interrupted())
-		return putTx(ctx, tx, rec)
+		return m.endTx(ctx, tx, rec)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		m.logger().Error("fail the operation of a dead task", "task", t.ID, "err", err)
@@ -458,7 +500,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				// Its task ran and ended without a trace: it is failed.
 			}
 			m.finish(&rec, nil, Interrupted())
-			if err := putTx(ctx, tx, rec); err != nil {
+			if err := m.endTx(ctx, tx, rec); err != nil {
 				return err
 			}
 		}

@@ -418,3 +418,97 @@ func TestRecover(t *testing.T) {
 		}
 	})
 }
+
+// TestFailerEndsThePending: an operation that fails for good — its task
+// out of deliveries, or its handler's error — runs its kind's Failer in
+// the transaction that writes the failure, whatever node writes it; a
+// Failer that cannot end the pending resource leaves the operation
+// InProgress too (one transaction), and an operation that succeeds does
+// not call it.
+func TestFailerEndsThePending(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		const resKind = "test.resource"
+		state := func(id string) string {
+			var s string
+			if err := a.st.View(ctx, func(tx store.Tx) error {
+				o, err := tx.Get(ctx, resKind, "/"+id)
+				s = string(o.Data)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		var refuse atomic.Bool
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			if string(rec.Input) == `"fail"` {
+				return nil, errors.New("the store is down")
+			}
+			return nil, nil
+		})
+		a.m.OnFail("k", func(ctx context.Context, tx store.Tx, rec operation.Record) error {
+			if refuse.Load() {
+				return errors.New("refused")
+			}
+			return tx.Put(ctx, &store.Object{Kind: resKind, Key: "/" + rec.ID, Data: []byte("Failed: " + rec.Error.Code)}, store.PutOptions{})
+		})
+		start := func(in string) operation.Record {
+			op, err := a.m.Start(ctx, rec("k"), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.st.Update(ctx, func(tx store.Tx) error {
+				return tx.Put(ctx, &store.Object{Kind: resKind, Key: "/" + op.ID, Data: []byte("Creating")}, store.PutOptions{})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return op
+		}
+
+		// A task whose node died on every delivery.
+		dead := start("ok")
+		interrupt := func() {
+			for i := 0; i < a.q.DefaultMaxAttempts; i++ {
+				if _, ok, err := a.q.Lease(ctx, a.pool.Owner); err != nil || !ok {
+					t.Fatalf("lease: %v %v", ok, err)
+				}
+				if err := a.pool.Recover(ctx); err != nil { // a restart
+					t.Fatal(err)
+				}
+			}
+		}
+		interrupt()
+		if r := get(t, a, dead.ID); r.Status != operation.Failed || state(dead.ID) != "Failed: OperationInterrupted" {
+			t.Fatalf("dead task: operation %+v, resource %q", r, state(dead.ID))
+		}
+
+		// A handler's error.
+		failed := start("fail")
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, failed.ID); r.Status != operation.Failed || state(failed.ID) != "Failed: InternalServerError" {
+			t.Fatalf("failed handler: operation %+v, resource %q", r, state(failed.ID))
+		}
+
+		// Success leaves the resource to the handler.
+		ok := start("ok")
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, ok.ID); r.Status != operation.Succeeded || state(ok.ID) != "Creating" {
+			t.Fatalf("success: operation %+v, resource %q", r, state(ok.ID))
+		}
+
+		// A Failer that fails rolls the operation's failure back with it.
+		refuse.Store(true)
+		stuck := start("ok")
+		interrupt()
+		if r := get(t, a, stuck.ID); r.Status != operation.InProgress || state(stuck.ID) != "Creating" {
+			t.Fatalf("refused Failer: operation %+v, resource %q", r, state(stuck.ID))
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -509,6 +510,57 @@ func TestFailerEndsThePending(t *testing.T) {
 		interrupt()
 		if r := get(t, a, stuck.ID); r.Status != operation.InProgress || state(stuck.ID) != "Creating" {
 			t.Fatalf("refused Failer: operation %+v, resource %q", r, state(stuck.ID))
+		}
+	})
+}
+
+// TestLeaseLostMidRun: node b takes the task of an operation that node a
+// is running (a paused past its lease: b's clock is ahead); a's next
+// renewal finds the lease lost and cancels the handler with
+// job.ErrLeaseLost as its cause; the result a's handler returns after that
+// is not written, and b's run ends the operation.
+func TestLeaseLostMidRun(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clock.NewFake(t0.Add(time.Hour)))
+		started, cause := make(chan struct{}), make(chan error, 1)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			close(started)
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return "a", nil // a handler that finishes its work regardless
+		})
+		b.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return "b", nil })
+		op, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := a.pool.RunOnce(ctx); done <- err }()
+		<-started
+		for clk.Pending() == 0 { // a's renewer sleeps on the clock
+			runtime.Gosched()
+		}
+		tk, ok, err := b.q.Lease(ctx, b.pool.Owner)
+		if err != nil || !ok {
+			t.Fatalf("b's lease: %v %v", ok, err)
+		}
+		clk.Advance(a.q.LeaseDuration / 3)
+		if c := <-cause; !errors.Is(c, job.ErrLeaseLost) {
+			t.Fatalf("the handler's context ended with %v, want job.ErrLeaseLost", c)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("a's run: %v", err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.InProgress {
+			t.Fatalf("a's result after the loss was written: %+v", r)
+		}
+		if err := b.m.Run(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.Succeeded || string(r.Result) != `"b"` {
+			t.Fatalf("record: %+v, want b's result", r)
 		}
 	})
 }

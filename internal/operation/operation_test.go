@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -295,6 +296,22 @@ func TestLeaseRenewedWhileRunning(t *testing.T) {
 	})
 }
 
+// opTasks returns the queued tasks of operations (not the pruning task's).
+func opTasks(t *testing.T, n *node) []job.Task {
+	t.Helper()
+	tasks, err := n.q.Tasks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []job.Task
+	for _, tk := range tasks {
+		if strings.HasPrefix(tk.ID, "op-") {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
 // waitTimers waits until a goroutine sleeps on clk (the renewer).
 func waitTimers(t *testing.T, clk *clock.Fake) {
 	t.Helper()
@@ -386,8 +403,8 @@ func TestRecover(t *testing.T) {
 		if r := get(t, a, "lost"); r.Status != operation.Failed || r.Error == nil || r.Error.Code != "OperationInterrupted" {
 			t.Fatalf("an operation no handler runs: %+v", r)
 		}
-		if tasks, err := a.q.Tasks(ctx); err != nil || len(tasks) != 2 {
-			t.Fatalf("tasks: %+v %v, want the running one's and the resumed one's", tasks, err)
+		if tasks := opTasks(t, a); len(tasks) != 2 {
+			t.Fatalf("tasks: %+v, want the running one's and the resumed one's", tasks)
 		}
 		if err := a.pool.Drain(ctx); err != nil {
 			t.Fatal(err)
@@ -561,6 +578,168 @@ func TestLeaseLostMidRun(t *testing.T) {
 		}
 		if r := get(t, a, op.ID); r.Status != operation.Succeeded || string(r.Result) != `"b"` {
 			t.Fatalf("record: %+v, want b's result", r)
+		}
+	})
+}
+
+// TestPrune: the pruning task, which Recover queues once however many
+// nodes start, deletes on one node at a time the records of operations
+// that ended more than the retention ago (DefaultRetention on the
+// injected clock), keeps newer ones and those in progress however old,
+// and runs again every PruneEvery; a run whose lease passed to another
+// worker deletes nothing.
+func TestPrune(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		for _, n := range []*node{a, b} {
+			n.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+			n.m.Register("slow", func(ctx context.Context, rec operation.Record) (any, error) {
+				return nil, &job.Later{After: 30 * 24 * time.Hour}
+			})
+		}
+		old, err := a.m.Complete(ctx, rec("k"), "old", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running, err := a.m.Start(ctx, rec("slow"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * 24 * time.Hour)
+		newer, err := a.m.Complete(ctx, rec("k"), "newer", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []*node{a, b} {
+			if err := n.m.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		prune := pruneTasks(t, a)
+		if len(prune) != 1 || !job.Ready(prune[0], clk.Now()) {
+			t.Fatalf("pruning tasks: %+v, want one, due", prune)
+		}
+		kept := func(want map[string]bool) {
+			t.Helper()
+			for id, w := range want {
+				_, err := a.m.Get(ctx, id)
+				if got := err == nil; got != w || (err != nil && !errors.Is(err, operation.ErrNotFound)) {
+					t.Fatalf("operation %s kept: %v (%v), want %v", id, got, err, w)
+				}
+			}
+		}
+		clk.Advance(operation.DefaultRetention - 2*24*time.Hour) // old ended exactly the retention ago
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		kept(map[string]bool{old.ID: true, running.ID: true, newer.ID: true})
+
+		// A run whose lease passed to another worker deletes nothing.
+		clk.Advance(operation.DefaultPruneEvery)
+		tk, ok, err := a.q.Lease(ctx, a.pool.Owner)
+		if err != nil || !ok || tk.ID != prune[0].ID {
+			t.Fatalf("a's lease of the pruning: %+v %v %v", tk, ok, err)
+		}
+		clk.Advance(a.q.LeaseDuration)
+		other, ok, err := b.q.Lease(ctx, b.pool.Owner)
+		if err != nil || !ok || other.ID != prune[0].ID {
+			t.Fatalf("b's lease of the pruning: %+v %v %v", other, ok, err)
+		}
+		if err := a.m.Run(ctx, tk); !errors.Is(err, job.ErrLeaseLost) {
+			t.Fatalf("a's pruning after its lease passed: %v, want job.ErrLeaseLost", err)
+		}
+		kept(map[string]bool{old.ID: true})
+		if err := b.m.Run(ctx, other); err == nil {
+			t.Fatal("a pruning run did not defer its task")
+		} else if later, ok := errors.AsType[*job.Later](err); !ok || later.After != operation.DefaultPruneEvery {
+			t.Fatalf("pruning run: %v, want a deferral of DefaultPruneEvery", err)
+		}
+		kept(map[string]bool{old.ID: false, running.ID: true, newer.ID: true})
+		running2 := get(t, a, running.ID)
+		if running2.Status != operation.InProgress {
+			t.Fatalf("the operation in progress: %+v", running2)
+		}
+	})
+}
+
+// pruneTasks returns the queued pruning tasks.
+func pruneTasks(t *testing.T, n *node) []job.Task {
+	t.Helper()
+	tasks, err := n.q.Tasks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []job.Task
+	for _, tk := range tasks {
+		if !strings.HasPrefix(tk.ID, "op-") {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+// TestInProgressIndex: Running and Recover read the operations in
+// progress from their index, which holds exactly those (a record leaves
+// it when it ends); on a store an earlier version wrote, without the
+// index, they read every record and Recover builds it.
+func TestInProgressIndex(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+		indexed := func() map[string]bool {
+			t.Helper()
+			out := map[string]bool{}
+			if err := a.st.View(ctx, func(tx store.Tx) error {
+				objs, err := tx.List(ctx, store.Query{Kind: "operation.inprogress"})
+				for _, o := range objs {
+					out[strings.TrimPrefix(o.Key, "/operations/")] = true
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		// An operation an earlier version left InProgress, unindexed.
+		legacy := rec("k")
+		legacy.ID, legacy.Status, legacy.StartTime, legacy.ResourceID = "legacy", operation.InProgress, t0, "/subscriptions/s/resourceGroups/Legacy"
+		data, _ := json.Marshal(legacy)
+		if err := a.st.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Object{Kind: "operation", Key: "/operations/legacy", Data: data}, store.PutOptions{})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r := rec("k")
+		r.ResourceID = "/subscriptions/s/resourceGroups/New"
+		op, err := a.m.Start(ctx, r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := a.m.Running(ctx)
+		if err != nil || len(run) != 2 || !run["/subscriptions/s/resourcegroups/legacy"] || !run["/subscriptions/s/resourcegroups/new"] {
+			t.Fatalf("running before the index is built: %v %v", run, err)
+		}
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := indexed(); len(got) != 2 || !got["legacy"] || !got[op.ID] {
+			t.Fatalf("index: %v, want both operations in progress", got)
+		}
+		if run, err := a.m.Running(ctx); err != nil || len(run) != 2 {
+			t.Fatalf("running from the index: %v %v", run, err)
+		}
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := indexed(); len(got) != 0 {
+			t.Fatalf("index after the operations ended: %v", got)
+		}
+		if run, err := a.m.Running(ctx); err != nil || len(run) != 0 {
+			t.Fatalf("running after the operations ended: %v %v", run, err)
 		}
 	})
 }

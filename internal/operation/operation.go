@@ -601,6 +601,9 @@ func inProgress(ctx context.Context, tx store.Tx) (recs []Record, built bool, er
 	}
 	for _, o := range idx {
 		rec, err := getTx(ctx, tx, strings.TrimPrefix(o.Key, key("")))
+		if errors.Is(err, ErrNotFound) {
+			continue // an entry whose record is gone names nothing in progress
+		}
 		if err != nil {
 			return nil, true, err
 		}

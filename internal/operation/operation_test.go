@@ -738,8 +738,17 @@ func TestInProgressIndex(t *testing.T) {
 		if got := indexed(); len(got) != 0 {
 			t.Fatalf("index after the operations ended: %v", got)
 		}
+		// An entry whose record is gone names nothing, and stops no start.
+		if err := a.st.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Object{Kind: "operation.inprogress", Key: "/operations/gone", Data: []byte("{}")}, store.PutOptions{})
+		}); err != nil {
+			t.Fatal(err)
+		}
 		if run, err := a.m.Running(ctx); err != nil || len(run) != 0 {
 			t.Fatalf("running after the operations ended: %v %v", run, err)
+		}
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatalf("recover with an entry whose record is gone: %v", err)
 		}
 	})
 }

@@ -98,10 +98,10 @@ const pruneTaskID = "operation-prune"
 func taskID(id string) string { return "op-" + strings.ToLower(id) }
 
 // The stored objects: kind holds the records; kindInProgress indexes, by
-// the same key, the records InProgress, so that
-// Recover and Running read only those, not every operation kept; the
-// indexBuilt object says that the index covers every record (a store
-// written by an earlier version has none until Recover builds it).
+// the same key, the records InProgress, so that Recover and Running read
+// only those, not every operation kept; the object kindIndex/indexBuiltKey
+// says that the index covers every record (a store written by an earlier
+// version has none until Recover builds it).
 const (
 	kind           = "operation"
 	kindInProgress = "operation.inprogress"

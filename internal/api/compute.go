@@ -14,6 +14,7 @@ import (
 	"coffer/internal/compute"
 	"coffer/internal/operation"
 	"coffer/internal/resource"
+	"coffer/internal/store"
 )
 
 // ComputeVersions: Microsoft.Compute disks and snapshots (the versions the
@@ -56,6 +57,26 @@ func (s *Server) RegisterCompute(c Compute) {
 		_, err := c.Service.FinishSnapshot(ctx, id)
 		return err
 	}))
+	// An operation that fails for good (its task out of deliveries) fails
+	// the resource with it, in the same transaction.
+	s.Operations.OnFail(opDiskCreate, failCreation(c.Service, compute.TypeDisks))
+	s.Operations.OnFail(opSnapshotCreate, failCreation(c.Service, compute.TypeSnapshots))
+}
+
+// failCreation is the Failer of an operation that creates a resource of
+// type typ.
+func failCreation(svc *compute.Service, typ string) operation.Failer {
+	return func(ctx context.Context, tx store.Tx, rec operation.Record) error {
+		id, err := compute.ParseID(typ, rec.ResourceID)
+		if err != nil {
+			return nil // not a resource this kind creates: nothing pending
+		}
+		e := rec.Error
+		if e == nil {
+			e = operation.Interrupted()
+		}
+		return svc.FailCreationTx(ctx, tx, typ, id, e)
+	}
 }
 
 // finishing is the handler of an operation that finishes the creation of

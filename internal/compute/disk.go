@@ -312,6 +312,52 @@ func settled(state, pending string, failed *resource.Error, what string) (bool, 
 	return true, nil
 }
 
+// FailCreationTx ends, in tx, the creation of the disk or snapshot id
+// (typ is TypeDisks or TypeSnapshots) whose operation failed for good —
+// its task ran out of deliveries, or its handler could not record the
+// failure itself: a disk still Updating or a snapshot still Creating
+// becomes Failed with e, so that every node shows why at once. One that
+// has ended, or is gone, is left as it is.
+func (s *Service) FailCreationTx(ctx context.Context, tx store.Tx, typ string, id resource.ID, e *resource.Error) error {
+	var err error
+	switch typ {
+	case TypeDisks:
+		err = failPending(ctx, tx, KindDisk, id, func(x *Disk) bool {
+			if x.ProvisioningState != StateUpdating {
+				return false
+			}
+			x.ProvisioningState, x.FailedError = StateFailed, e
+			return true
+		})
+	case TypeSnapshots:
+		err = failPending(ctx, tx, KindSnapshot, id, func(x *Snapshot) bool {
+			if x.ProvisioningState != StateCreating {
+				return false
+			}
+			x.ProvisioningState, x.FailedError = StateFailed, e
+			return true
+		})
+	default:
+		err = fmt.Errorf("unknown resource type %q", typ)
+	}
+	if err != nil && !resource.IsNotFound(err) {
+		return fmt.Errorf("fail the creation of %s: %w", id, err)
+	}
+	return nil
+}
+
+// failPending stores the record of kind at id, in tx, if fail changed it.
+func failPending[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, tx store.Tx, kind string, id resource.ID, fail func(P) bool) error {
+	v, err := getRecord[T, P](ctx, tx, kind, id)
+	if err != nil || !fail(&v) {
+		return err
+	}
+	return putRecord(ctx, tx, kind, id.String(), P(&v))
+}
+
 // FinishDisk completes, from the disk's record, the creation StartDisk
 // left to do (a copy of a disk: a temporary snapshot of the source, and
 // the new volume restored from it); it is what StartDisk's finish and the

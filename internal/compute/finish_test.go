@@ -7,6 +7,7 @@ import (
 
 	"coffer/internal/compute"
 	"coffer/internal/resource"
+	"coffer/internal/store"
 )
 
 // TestFinishRunsAgain: the durable operations that create a snapshot and
@@ -64,4 +65,48 @@ func TestFinishRunsAgain(t *testing.T) {
 	if _, err := cv.ReadAt(got, 4<<20); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the copy does not read as its source (%v)", err)
 	}
+}
+
+// TestFailCreation: a disk still Updating and a snapshot still Creating
+// whose operation failed for good become Failed with its error, in the
+// caller's transaction; a resource that has ended is left as it is (not
+// even rewritten), and one that is gone is no error.
+func TestFailCreation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.writtenDisk(t, "rg", "src", []byte("data"), 0)
+	src := resource.MustParse(sd.ID)
+	snap := compute.SnapshotID(f.sub, "rg", "snap")
+	if _, _, _, err := f.svc.StartSnapshot(ctx, f.admin, snap, compute.SnapshotInput{Location: "local", Incremental: true,
+		CreationData: compute.CreationData{CreateOption: compute.OptionCopy, SourceResourceID: src.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	cp := compute.DiskID(f.sub, "rg", "copy")
+	if _, _, _, err := f.svc.StartDisk(ctx, f.admin, cp, compute.DiskInput{Location: "local",
+		CreationData: compute.CreationData{CreateOption: compute.OptionCopy, SourceResourceID: src.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	why := resource.Errorf(resource.KindInternal, "OperationInterrupted", "interrupted")
+	fail := func(typ string, id resource.ID) {
+		t.Helper()
+		if err := f.st.Update(ctx, func(tx store.Tx) error { return f.svc.FailCreationTx(ctx, tx, typ, id, why) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail(compute.TypeSnapshots, snap)
+	fail(compute.TypeDisks, cp)
+	sn, err := f.svc.GetSnapshot(ctx, snap)
+	if err != nil || sn.ProvisioningState != compute.StateFailed || sn.FailedError == nil || sn.FailedError.Code != "OperationInterrupted" {
+		t.Fatalf("snapshot: %+v %v", sn, err)
+	}
+	d, err := f.svc.GetDisk(ctx, cp)
+	if err != nil || d.ProvisioningState != compute.StateFailed || d.FailedError == nil || d.FailedError.Code != "OperationInterrupted" {
+		t.Fatalf("disk: %+v %v", d, err)
+	}
+
+	fail(compute.TypeDisks, src)
+	if got, err := f.svc.GetDisk(ctx, src); err != nil || got.ProvisioningState != compute.StateSucceeded || got.ETag != sd.ETag {
+		t.Fatalf("a disk that had ended: %+v %v (etag %d before)", got, err, sd.ETag)
+	}
+	fail(compute.TypeDisks, compute.DiskID(f.sub, "rg", "gone"))
 }

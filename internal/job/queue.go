@@ -337,6 +337,20 @@ func (q *Queue) Defer(ctx context.Context, t Task, d time.Duration) error {
 	return nil
 }
 
+// HeldTx checks, in the caller's transaction, that t's lease is still its
+// worker's (ErrLeaseLost otherwise): work written in tx commits only while
+// the lease holds, as with CompleteTx, but the task stays leased.
+func (q *Queue) HeldTx(ctx context.Context, tx store.Tx, t Task) error {
+	cur, err := q.Backend.Get(ctx, tx, t.ID)
+	if errors.Is(err, ErrNoTask) {
+		return fmt.Errorf("task %s was finished by another worker: %w", t.ID, ErrLeaseLost)
+	}
+	if err != nil {
+		return err
+	}
+	return owned(cur, t)
+}
+
 // Extend renews a lease (long tasks call it as they make progress).
 func (q *Queue) Extend(ctx context.Context, t Task) (Task, error) {
 	return q.leased(ctx, t, func(cur *Task) { cur.LeaseExpiry = q.Clock.Now().UTC().Add(q.LeaseDuration) })

@@ -9,7 +9,10 @@
 // record; the result is written and the task acked in one transaction,
 // fenced by the task's lease. A node that dies mid-way stops renewing its
 // lease, and another node runs the handler again (handlers are idempotent).
-// No operation lives only in a process's memory.
+// No operation lives only in a process's memory. An operation that fails
+// for good ends what it leaves pending (its kind's Failer) in the same
+// transaction. Records are kept DefaultRetention after they end; the
+// pruning task deletes older ones on one node at a time.
 package operation
 
 import (
@@ -77,19 +80,45 @@ type Record struct {
 // TaskType is the type of the job-queue tasks that run operations.
 const TaskType = "operation"
 
-// taskPayload is the payload of an operation's task.
+// taskPayload is the payload of an operation's task, or of the pruning
+// task.
 type taskPayload struct {
-	Operation string `json:"operation"`
+	Operation string `json:"operation,omitempty"`
+	Prune     bool   `json:"prune,omitempty"`
 }
+
+// pruneTaskID is the ID of the one task that prunes old operations: the
+// queue leases it to one worker of one node at a time, and its handler
+// defers it to its next run.
+const pruneTaskID = "operation-prune"
 
 // taskID is the ID of the task that runs operation id: one task per
 // operation, which the queue's de-duplication keeps from being queued
 // twice.
 func taskID(id string) string { return "op-" + strings.ToLower(id) }
 
-const kind = "operation"
+// The stored objects: kind holds the records; kindInProgress indexes, by
+// the same key, the records InProgress, so that Recover and Running read
+// only those, not every operation kept; the object kindIndex/indexBuiltKey
+// says that the index covers every record (a store written by an earlier
+// version has none until Recover builds it).
+const (
+	kind           = "operation"
+	kindInProgress = "operation.inprogress"
+	kindIndex      = "operation.index"
+	indexBuiltKey  = "/inprogress"
+)
 
 func key(id string) string { return "/operations/" + strings.ToLower(id) }
+
+// DefaultRetention is how long an ended operation's record is kept when
+// Manager.Retention is zero: Azure keeps an operation's status for a
+// limited time, after which its URLs answer 404.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultPruneEvery is how often the pruning runs when Manager.PruneEvery
+// is zero.
+const DefaultPruneEvery = time.Hour
 
 // ErrNotFound is returned for an unknown operation ID.
 var ErrNotFound = errors.New("operation not found")
@@ -125,10 +154,26 @@ type Manager struct {
 	// Home, when set, names (read in tx) the node that holds a disk; an
 	// operation whose Record.Disk is set runs there. Nil: any node.
 	Home func(ctx context.Context, tx store.Tx, diskID string) (string, error)
+	// Retention is how long an ended operation's record is kept
+	// (DefaultRetention when zero): the pruning task, which Recover
+	// queues and one node at a time runs every PruneEvery
+	// (DefaultPruneEvery when zero), deletes older ones.
+	Retention  time.Duration
+	PruneEvery time.Duration
 
 	mu       sync.Mutex
 	handlers map[string]Handler
+	failers  map[string]Failer
 }
+
+// Failer ends, in tx, what an operation of one kind leaves pending when
+// it fails for good (e.g. the disk it creates, still Updating): it runs in
+// the transaction that writes the Failed (or Canceled) record, whichever
+// node writes it and however — the handler's error, a task out of
+// deliveries, Recover — so that the resource never outlives its operation
+// in a pending state. rec.Error says why. It must leave a resource that
+// has ended as it is.
+type Failer func(ctx context.Context, tx store.Tx, rec Record) error
 
 // Register makes h run the operations of kind. Register every kind before
 // the workers start: a task whose kind has no handler fails its operation.
@@ -139,6 +184,37 @@ func (m *Manager) Register(kind string, h Handler) {
 		m.handlers = map[string]Handler{}
 	}
 	m.handlers[strings.ToLower(kind)] = h
+}
+
+// OnFail makes f end what the failed operations of kind leave pending.
+func (m *Manager) OnFail(kind string, f Failer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failers == nil {
+		m.failers = map[string]Failer{}
+	}
+	m.failers[strings.ToLower(kind)] = f
+}
+
+// endTx writes rec, which has ended, in tx, with what its kind's Failer
+// ends when it failed.
+func (m *Manager) endTx(ctx context.Context, tx store.Tx, rec Record) error {
+	if err := putTx(ctx, tx, rec); err != nil {
+		return err
+	}
+	if rec.Status == Succeeded {
+		return nil
+	}
+	m.mu.Lock()
+	f := m.failers[strings.ToLower(rec.Kind)]
+	m.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f(ctx, tx, rec); err != nil {
+		return fmt.Errorf("fail what operation %s leaves: %w", rec.ID, err)
+	}
+	return nil
 }
 
 func (m *Manager) handler(kind string) Handler {
@@ -218,6 +294,9 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return fmt.Errorf("decode task %s: %w", t.ID, err)
 	}
+	if p.Prune {
+		return m.runPrune(ctx, t)
+	}
 	rec, err := m.Get(ctx, p.Operation)
 	if errors.Is(err, ErrNotFound) {
 		m.logger().Warn("task of a missing operation", "task", t.ID, "operation", p.Operation)
@@ -250,7 +329,7 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 		if err := m.Queue.CompleteTx(ctx, tx, t); err != nil {
 			return err
 		}
-		return putTx(ctx, tx, rec)
+		return m.endTx(ctx, tx, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
@@ -267,11 +346,16 @@ func Interrupted() *resource.Error {
 
 // FailTask is the worker pool's dead-letter hook for TaskType tasks (the
 // task is gone, past its delivery limit): the operation fails with
-// OperationInterrupted unless it has ended.
+// OperationInterrupted unless it has ended, and its kind's Failer ends
+// what it left pending, in the same transaction.
 func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		m.logger().Error("dead operation task with a bad payload", "task", t.ID, "err", err)
+		return
+	}
+	if p.Prune {
+		m.logger().Error("the pruning of operations stopped; the next start queues it again", "err", cause)
 		return
 	}
 	err := m.Store.Update(ctx, func(tx store.Tx) error {
@@ -280,7 +364,7 @@ func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 			return err
 		}
 		m.finish(&rec, nil, Interrupted())
-		return putTx(ctx, tx, rec)
+		return m.endTx(ctx, tx, rec)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		m.logger().Error("fail the operation of a dead task", "task", t.ID, "err", err)
@@ -333,12 +417,27 @@ func (m *Manager) put(ctx context.Context, rec Record) error {
 	return nil
 }
 
+// putTx stores rec and keeps the index of the InProgress records.
 func putTx(ctx context.Context, tx store.Tx, rec Record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode operation %s: %w", rec.ID, err)
 	}
-	return tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{})
+	if err := tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{}); err != nil {
+		return fmt.Errorf("store operation %s: %w", rec.ID, err)
+	}
+	if rec.Status.IsTerminal() {
+		err = tx.Delete(ctx, kindInProgress, key(rec.ID))
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+	} else {
+		err = tx.Put(ctx, &store.Object{Kind: kindInProgress, Key: key(rec.ID), Data: []byte("{}")}, store.PutOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("index operation %s: %w", rec.ID, err)
+	}
+	return nil
 }
 
 // getTx reads an operation record in tx.
@@ -401,12 +500,8 @@ func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error 
 			if !fn(&rec) {
 				continue
 			}
-			b, err := json.Marshal(rec)
-			if err != nil {
-				return fmt.Errorf("encode operation %s: %w", rec.ID, err)
-			}
-			if err := tx.Put(ctx, &store.Object{Kind: kind, Key: key(rec.ID), Data: b}, store.PutOptions{}); err != nil {
-				return fmt.Errorf("store operation %s: %w", rec.ID, err)
+			if err := putTx(ctx, tx, rec); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -420,16 +515,23 @@ func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error 
 // Recover is called at start: an operation left InProgress without a task
 // to run it — one that a version of Coffer which ran operations in its
 // memory left behind — gets a task now if a Handler runs its kind, and is
-// failed with OperationInterrupted otherwise. It reads the operations and
-// the tasks in one transaction, so that it never touches an operation
-// that a node is running: those have their task.
+// failed with OperationInterrupted otherwise. It reads the operations in
+// progress and the tasks in one transaction, so that it never touches an
+// operation that a node is running: those have their task. It builds the
+// index of the operations in progress on a store an earlier version
+// wrote, and queues the pruning task if it is not queued.
 func (m *Manager) Recover(ctx context.Context) error {
 	enqueued := 0
 	err := m.Store.Update(ctx, func(tx store.Tx) error {
 		enqueued = 0 // a re-run counts afresh
-		recs, err := records(ctx, tx)
+		recs, built, err := inProgress(ctx, tx)
 		if err != nil {
 			return err
+		}
+		if !built {
+			if err := buildIndex(ctx, tx, recs); err != nil {
+				return err
+			}
 		}
 		tasks, err := m.Queue.Backend.List(ctx, tx, "")
 		if err != nil {
@@ -441,8 +543,14 @@ func (m *Manager) Recover(ctx context.Context) error {
 				queued[strings.ToLower(t.ID)] = true
 			}
 		}
+		if !queued[pruneTaskID] {
+			if err := m.enqueuePruneTx(ctx, tx); err != nil {
+				return err
+			}
+			enqueued++
+		}
 		for _, rec := range recs {
-			if rec.Status.IsTerminal() || queued[taskID(rec.ID)] {
+			if queued[taskID(rec.ID)] {
 				continue
 			}
 			if m.handler(rec.Kind) != nil {
@@ -458,7 +566,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				// Its task ran and ended without a trace: it is failed.
 			}
 			m.finish(&rec, nil, Interrupted())
-			if err := putTx(ctx, tx, rec); err != nil {
+			if err := m.endTx(ctx, tx, rec); err != nil {
 				return err
 			}
 		}
@@ -473,16 +581,172 @@ func (m *Manager) Recover(ctx context.Context) error {
 	return nil
 }
 
+// inProgress reads the operations in progress: from their index once it
+// is built (built reports it), from every record before.
+func inProgress(ctx context.Context, tx store.Tx) (recs []Record, built bool, err error) {
+	if _, err := tx.Get(ctx, kindIndex, indexBuiltKey); errors.Is(err, store.ErrNotFound) {
+		all, err := records(ctx, tx)
+		for _, rec := range all {
+			if !rec.Status.IsTerminal() {
+				recs = append(recs, rec)
+			}
+		}
+		return recs, false, err
+	} else if err != nil {
+		return nil, false, fmt.Errorf("read the index of operations: %w", err)
+	}
+	idx, err := tx.List(ctx, store.Query{Kind: kindInProgress})
+	if err != nil {
+		return nil, true, fmt.Errorf("list operations in progress: %w", err)
+	}
+	for _, o := range idx {
+		rec, err := getTx(ctx, tx, strings.TrimPrefix(o.Key, key("")))
+		if errors.Is(err, ErrNotFound) {
+			continue // an entry whose record is gone names nothing in progress
+		}
+		if err != nil {
+			return nil, true, err
+		}
+		if !rec.Status.IsTerminal() {
+			recs = append(recs, rec)
+		}
+	}
+	return recs, true, nil
+}
+
+// buildIndex indexes recs, every operation in progress, in tx, and marks
+// the index built.
+func buildIndex(ctx context.Context, tx store.Tx, recs []Record) error {
+	for _, rec := range recs {
+		if err := putTx(ctx, tx, rec); err != nil {
+			return err
+		}
+	}
+	if err := tx.Put(ctx, &store.Object{Kind: kindIndex, Key: indexBuiltKey, Data: []byte("{}")}, store.PutOptions{}); err != nil {
+		return fmt.Errorf("index operations: %w", err)
+	}
+	return nil
+}
+
+// pruneDeliveries is the pruning task's delivery limit: deferrals do not
+// use deliveries, so this many runs interrupted in a row end it (until the
+// next start queues it again).
+const pruneDeliveries = 100
+
+// enqueuePruneTx queues the pruning task, due at once. Each run defers it
+// to the next.
+func (m *Manager) enqueuePruneTx(ctx context.Context, tx store.Tx) error {
+	payload, err := json.Marshal(taskPayload{Prune: true})
+	if err != nil {
+		return err
+	}
+	err = m.Queue.EnqueueTx(ctx, tx, job.Task{ID: pruneTaskID, Type: TaskType, Payload: payload, MaxAttempts: pruneDeliveries})
+	if errors.Is(err, job.ErrDuplicate) {
+		// It died (a node without this version's handler acked it);
+		// the queue remembers its ID until the done markers go.
+		m.logger().Warn("the pruning of operations cannot be queued", "err", err)
+		return nil
+	}
+	return err
+}
+
+// runPrune is the pruning task's run: it prunes, fenced by the task's
+// lease, and defers the task to its next run. A failed run is logged and
+// tried again at the next.
+func (m *Manager) runPrune(ctx context.Context, t job.Task) error {
+	n, err := m.prune(ctx, func(ctx context.Context, tx store.Tx) error { return m.Queue.HeldTx(ctx, tx, t) })
+	if ctx.Err() != nil {
+		return fmt.Errorf("prune operations: %w", context.Cause(ctx))
+	}
+	if errors.Is(err, job.ErrLeaseLost) {
+		return err
+	}
+	if err != nil {
+		m.logger().Error("prune operations", "err", err)
+	} else if n > 0 {
+		m.logger().Info("pruned operations", "deleted", n)
+	}
+	every := m.PruneEvery
+	if every <= 0 {
+		every = DefaultPruneEvery
+	}
+	return &job.Later{After: every}
+}
+
+// prunePage is how many records one pruning transaction reads.
+const prunePage = 500
+
+// Prune deletes the records of the operations that ended more than
+// Retention ago, a page of records per transaction, and reports how many
+// it deleted. The pruning task runs it on one node at a time; running it
+// elsewhere too is harmless.
+func (m *Manager) Prune(ctx context.Context) (int, error) {
+	return m.prune(ctx, nil)
+}
+
+// prune is Prune with fence, when set, called in each transaction that
+// deletes.
+func (m *Manager) prune(ctx context.Context, fence func(ctx context.Context, tx store.Tx) error) (int, error) {
+	keep := m.Retention
+	if keep <= 0 {
+		keep = DefaultRetention
+	}
+	cutoff := m.Clock.Now().UTC().Add(-keep)
+	deleted, after := 0, ""
+	for {
+		var n, read int
+		err := m.Store.Update(ctx, func(tx store.Tx) error {
+			n, read = 0, 0 // a re-run counts afresh
+			if fence != nil {
+				if err := fence(ctx, tx); err != nil {
+					return err
+				}
+			}
+			objs, err := tx.List(ctx, store.Query{Kind: kind, After: after, Limit: prunePage})
+			if err != nil {
+				return err
+			}
+			read = len(objs)
+			for _, o := range objs {
+				var rec Record
+				if err := json.Unmarshal(o.Data, &rec); err != nil {
+					return fmt.Errorf("decode operation %s: %w", o.Key, err)
+				}
+				ended := rec.EndTime
+				if ended.IsZero() {
+					ended = rec.StartTime
+				}
+				if !rec.Status.IsTerminal() || !ended.Before(cutoff) {
+					continue
+				}
+				if err := tx.Delete(ctx, kind, o.Key); err != nil {
+					return fmt.Errorf("delete operation %s: %w", rec.ID, err)
+				}
+				n++
+			}
+			if read > 0 {
+				after = objs[read-1].Key
+			}
+			return nil
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("prune operations: %w", err)
+		}
+		deleted += n
+		if read < prunePage {
+			return deleted, nil
+		}
+	}
+}
+
 // Running returns the resources (their IDs, lower-cased) that an
 // operation still in progress acts on.
 func (m *Manager) Running(ctx context.Context) (map[string]bool, error) {
 	out := map[string]bool{}
 	err := m.Store.View(ctx, func(tx store.Tx) error {
-		recs, err := records(ctx, tx)
+		recs, _, err := inProgress(ctx, tx)
 		for _, rec := range recs {
-			if !rec.Status.IsTerminal() {
-				out[strings.ToLower(rec.ResourceID)] = true
-			}
+			out[strings.ToLower(rec.ResourceID)] = true
 		}
 		return err
 	})

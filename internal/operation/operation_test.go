@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,6 +296,22 @@ func TestLeaseRenewedWhileRunning(t *testing.T) {
 	})
 }
 
+// opTasks returns the queued tasks of operations (not the pruning task's).
+func opTasks(t *testing.T, n *node) []job.Task {
+	t.Helper()
+	tasks, err := n.q.Tasks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []job.Task
+	for _, tk := range tasks {
+		if strings.HasPrefix(tk.ID, "op-") {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
 // waitTimers waits until a goroutine sleeps on clk (the renewer).
 func waitTimers(t *testing.T, clk *clock.Fake) {
 	t.Helper()
@@ -385,8 +403,8 @@ func TestRecover(t *testing.T) {
 		if r := get(t, a, "lost"); r.Status != operation.Failed || r.Error == nil || r.Error.Code != "OperationInterrupted" {
 			t.Fatalf("an operation no handler runs: %+v", r)
 		}
-		if tasks, err := a.q.Tasks(ctx); err != nil || len(tasks) != 2 {
-			t.Fatalf("tasks: %+v %v, want the running one's and the resumed one's", tasks, err)
+		if tasks := opTasks(t, a); len(tasks) != 2 {
+			t.Fatalf("tasks: %+v, want the running one's and the resumed one's", tasks)
 		}
 		if err := a.pool.Drain(ctx); err != nil {
 			t.Fatal(err)
@@ -415,6 +433,322 @@ func TestRecover(t *testing.T) {
 		}
 		if _, err := a.m.Get(ctx, "nope"); !errors.Is(err, operation.ErrNotFound) {
 			t.Fatalf("unknown operation: %v", err)
+		}
+	})
+}
+
+// TestFailerEndsThePending: an operation that fails for good — its task
+// out of deliveries, or its handler's error — runs its kind's Failer in
+// the transaction that writes the failure, whatever node writes it; a
+// Failer that cannot end the pending resource leaves the operation
+// InProgress too (one transaction), and an operation that succeeds does
+// not call it.
+func TestFailerEndsThePending(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		const resKind = "test.resource"
+		state := func(id string) string {
+			var s string
+			if err := a.st.View(ctx, func(tx store.Tx) error {
+				o, err := tx.Get(ctx, resKind, "/"+id)
+				s = string(o.Data)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		var refuse atomic.Bool
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			if string(rec.Input) == `"fail"` {
+				return nil, errors.New("the store is down")
+			}
+			return nil, nil
+		})
+		a.m.OnFail("k", func(ctx context.Context, tx store.Tx, rec operation.Record) error {
+			if refuse.Load() {
+				return errors.New("refused")
+			}
+			return tx.Put(ctx, &store.Object{Kind: resKind, Key: "/" + rec.ID, Data: []byte("Failed: " + rec.Error.Code)}, store.PutOptions{})
+		})
+		start := func(in string) operation.Record {
+			op, err := a.m.Start(ctx, rec("k"), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.st.Update(ctx, func(tx store.Tx) error {
+				return tx.Put(ctx, &store.Object{Kind: resKind, Key: "/" + op.ID, Data: []byte("Creating")}, store.PutOptions{})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return op
+		}
+
+		// A task whose node died on every delivery.
+		dead := start("ok")
+		interrupt := func() {
+			for i := 0; i < a.q.DefaultMaxAttempts; i++ {
+				if _, ok, err := a.q.Lease(ctx, a.pool.Owner); err != nil || !ok {
+					t.Fatalf("lease: %v %v", ok, err)
+				}
+				if err := a.pool.Recover(ctx); err != nil { // a restart
+					t.Fatal(err)
+				}
+			}
+		}
+		interrupt()
+		if r := get(t, a, dead.ID); r.Status != operation.Failed || state(dead.ID) != "Failed: OperationInterrupted" {
+			t.Fatalf("dead task: operation %+v, resource %q", r, state(dead.ID))
+		}
+
+		// A handler's error.
+		failed := start("fail")
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, failed.ID); r.Status != operation.Failed || state(failed.ID) != "Failed: InternalServerError" {
+			t.Fatalf("failed handler: operation %+v, resource %q", r, state(failed.ID))
+		}
+
+		// Success leaves the resource to the handler.
+		ok := start("ok")
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, ok.ID); r.Status != operation.Succeeded || state(ok.ID) != "Creating" {
+			t.Fatalf("success: operation %+v, resource %q", r, state(ok.ID))
+		}
+
+		// A Failer that fails rolls the operation's failure back with it.
+		refuse.Store(true)
+		stuck := start("ok")
+		interrupt()
+		if r := get(t, a, stuck.ID); r.Status != operation.InProgress || state(stuck.ID) != "Creating" {
+			t.Fatalf("refused Failer: operation %+v, resource %q", r, state(stuck.ID))
+		}
+	})
+}
+
+// TestLeaseLostMidRun: node b takes the task of an operation that node a
+// is running (a paused past its lease: b's clock is ahead); a's next
+// renewal finds the lease lost and cancels the handler with
+// job.ErrLeaseLost as its cause; the result a's handler returns after that
+// is not written, and b's run ends the operation.
+func TestLeaseLostMidRun(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clock.NewFake(t0.Add(time.Hour)))
+		started, cause := make(chan struct{}), make(chan error, 1)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) {
+			close(started)
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return "a", nil // a handler that finishes its work regardless
+		})
+		b.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return "b", nil })
+		op, err := a.m.Start(ctx, rec("k"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := a.pool.RunOnce(ctx); done <- err }()
+		<-started
+		for clk.Pending() == 0 { // a's renewer sleeps on the clock
+			runtime.Gosched()
+		}
+		tk, ok, err := b.q.Lease(ctx, b.pool.Owner)
+		if err != nil || !ok {
+			t.Fatalf("b's lease: %v %v", ok, err)
+		}
+		clk.Advance(a.q.LeaseDuration / 3)
+		if c := <-cause; !errors.Is(c, job.ErrLeaseLost) {
+			t.Fatalf("the handler's context ended with %v, want job.ErrLeaseLost", c)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("a's run: %v", err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.InProgress {
+			t.Fatalf("a's result after the loss was written: %+v", r)
+		}
+		if err := b.m.Run(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, op.ID); r.Status != operation.Succeeded || string(r.Result) != `"b"` {
+			t.Fatalf("record: %+v, want b's result", r)
+		}
+	})
+}
+
+// TestPrune: the pruning task, which Recover queues once however many
+// nodes start, deletes on one node at a time the records of operations
+// that ended more than the retention ago (DefaultRetention on the
+// injected clock), keeps newer ones and those in progress however old,
+// and runs again every PruneEvery; a run whose lease passed to another
+// worker deletes nothing.
+func TestPrune(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		for _, n := range []*node{a, b} {
+			n.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+			n.m.Register("slow", func(ctx context.Context, rec operation.Record) (any, error) {
+				return nil, &job.Later{After: 30 * 24 * time.Hour}
+			})
+		}
+		old, err := a.m.Complete(ctx, rec("k"), "old", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running, err := a.m.Start(ctx, rec("slow"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * 24 * time.Hour)
+		newer, err := a.m.Complete(ctx, rec("k"), "newer", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []*node{a, b} {
+			if err := n.m.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		prune := pruneTasks(t, a)
+		if len(prune) != 1 || !job.Ready(prune[0], clk.Now()) {
+			t.Fatalf("pruning tasks: %+v, want one, due", prune)
+		}
+		kept := func(want map[string]bool) {
+			t.Helper()
+			for id, w := range want {
+				_, err := a.m.Get(ctx, id)
+				if got := err == nil; got != w || (err != nil && !errors.Is(err, operation.ErrNotFound)) {
+					t.Fatalf("operation %s kept: %v (%v), want %v", id, got, err, w)
+				}
+			}
+		}
+		clk.Advance(operation.DefaultRetention - 2*24*time.Hour) // old ended exactly the retention ago
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		kept(map[string]bool{old.ID: true, running.ID: true, newer.ID: true})
+
+		// A run whose lease passed to another worker deletes nothing.
+		clk.Advance(operation.DefaultPruneEvery)
+		tk, ok, err := a.q.Lease(ctx, a.pool.Owner)
+		if err != nil || !ok || tk.ID != prune[0].ID {
+			t.Fatalf("a's lease of the pruning: %+v %v %v", tk, ok, err)
+		}
+		clk.Advance(a.q.LeaseDuration)
+		other, ok, err := b.q.Lease(ctx, b.pool.Owner)
+		if err != nil || !ok || other.ID != prune[0].ID {
+			t.Fatalf("b's lease of the pruning: %+v %v %v", other, ok, err)
+		}
+		if err := a.m.Run(ctx, tk); !errors.Is(err, job.ErrLeaseLost) {
+			t.Fatalf("a's pruning after its lease passed: %v, want job.ErrLeaseLost", err)
+		}
+		kept(map[string]bool{old.ID: true})
+		if err := b.m.Run(ctx, other); err == nil {
+			t.Fatal("a pruning run did not defer its task")
+		} else if later, ok := errors.AsType[*job.Later](err); !ok || later.After != operation.DefaultPruneEvery {
+			t.Fatalf("pruning run: %v, want a deferral of DefaultPruneEvery", err)
+		}
+		kept(map[string]bool{old.ID: false, running.ID: true, newer.ID: true})
+		running2 := get(t, a, running.ID)
+		if running2.Status != operation.InProgress {
+			t.Fatalf("the operation in progress: %+v", running2)
+		}
+	})
+}
+
+// pruneTasks returns the queued pruning tasks.
+func pruneTasks(t *testing.T, n *node) []job.Task {
+	t.Helper()
+	tasks, err := n.q.Tasks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []job.Task
+	for _, tk := range tasks {
+		if !strings.HasPrefix(tk.ID, "op-") {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+// TestInProgressIndex: Running and Recover read the operations in
+// progress from their index, which holds exactly those (a record leaves
+// it when it ends); on a store an earlier version wrote, without the
+// index, they read every record and Recover builds it.
+func TestInProgressIndex(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a := newNode(t, open, "a", clk)
+		a.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+		indexed := func() map[string]bool {
+			t.Helper()
+			out := map[string]bool{}
+			if err := a.st.View(ctx, func(tx store.Tx) error {
+				objs, err := tx.List(ctx, store.Query{Kind: "operation.inprogress"})
+				for _, o := range objs {
+					out[strings.TrimPrefix(o.Key, "/operations/")] = true
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		// An operation an earlier version left InProgress, unindexed.
+		legacy := rec("k")
+		legacy.ID, legacy.Status, legacy.StartTime, legacy.ResourceID = "legacy", operation.InProgress, t0, "/subscriptions/s/resourceGroups/Legacy"
+		data, _ := json.Marshal(legacy)
+		if err := a.st.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Object{Kind: "operation", Key: "/operations/legacy", Data: data}, store.PutOptions{})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r := rec("k")
+		r.ResourceID = "/subscriptions/s/resourceGroups/New"
+		op, err := a.m.Start(ctx, r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run, err := a.m.Running(ctx)
+		if err != nil || len(run) != 2 || !run["/subscriptions/s/resourcegroups/legacy"] || !run["/subscriptions/s/resourcegroups/new"] {
+			t.Fatalf("running before the index is built: %v %v", run, err)
+		}
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := indexed(); len(got) != 2 || !got["legacy"] || !got[op.ID] {
+			t.Fatalf("index: %v, want both operations in progress", got)
+		}
+		if run, err := a.m.Running(ctx); err != nil || len(run) != 2 {
+			t.Fatalf("running from the index: %v %v", run, err)
+		}
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := indexed(); len(got) != 0 {
+			t.Fatalf("index after the operations ended: %v", got)
+		}
+		// An entry whose record is gone names nothing, and stops no start.
+		if err := a.st.Update(ctx, func(tx store.Tx) error {
+			return tx.Put(ctx, &store.Object{Kind: "operation.inprogress", Key: "/operations/gone", Data: []byte("{}")}, store.PutOptions{})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if run, err := a.m.Running(ctx); err != nil || len(run) != 0 {
+			t.Fatalf("running after the operations ended: %v %v", run, err)
+		}
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatalf("recover with an entry whose record is gone: %v", err)
 		}
 	})
 }

@@ -53,6 +53,102 @@ func Run(t *testing.T, newNodes Factory) {
 	t.Run("EnqueueWithRecord", func(t *testing.T) { testEnqueueWithRecord(t, newNodes(t)()) })
 	t.Run("RecoverOwned", func(t *testing.T) { testRecoverOwned(t, newNodes(t)) })
 	t.Run("NodeAffinity", func(t *testing.T) { testNodeAffinity(t, newNodes(t)) })
+	t.Run("Defer", func(t *testing.T) { testDefer(t, newNodes(t)) })
+}
+
+// testDefer: Defer releases a leased task to be delivered again after its
+// delay, not before, and without using a delivery (a task deferred more
+// often than its limit still gets all its deliveries); each later lease is
+// a newer epoch; a worker whose lease passed to another node can neither
+// defer the task nor commit work fenced by HeldTx, which holds for the
+// current holder and keeps the task leased.
+func testDefer(t *testing.T, open func() Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	n1, n2 := open(), open()
+	q1, q2 := queue(n1, clk), queue(n2, clk)
+	if err := q1.Enqueue(ctx, job.Task{ID: "t", Type: "x", Target: "disk", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var last job.Task
+	for i := 1; i <= 3; i++ { // more deferrals than deliveries
+		a, ok, err := q1.Lease(ctx, "node1/1")
+		if err != nil || !ok || a.Attempts <= last.Attempts {
+			t.Fatalf("lease %d: %+v %v %v (the one before: epoch %d)", i, a, ok, err, last.Attempts)
+		}
+		if err := q1.Defer(ctx, a, 10*time.Minute); err != nil {
+			t.Fatalf("defer %d: %v", i, err)
+		}
+		last = a
+		tasks, err := q2.Tasks(ctx)
+		if err != nil || len(tasks) != 1 || tasks[0].State != job.StatePending || tasks[0].LeaseOwner != "" ||
+			!tasks[0].NotBefore.Equal(clk.Now().UTC().Add(10*time.Minute)) {
+			t.Fatalf("after defer %d: %+v %v", i, tasks, err)
+		}
+		if _, err := q1.Extend(ctx, a); !errors.Is(err, job.ErrLeaseLost) {
+			t.Fatalf("a deferred task's lease was renewed: %v", err)
+		}
+		clk.Advance(10*time.Minute - time.Second)
+		if _, ok, err := q2.Lease(ctx, "node2/1"); err != nil || ok {
+			t.Fatalf("a task deferred %d times was delivered before its time: %v %v", i, ok, err)
+		}
+		clk.Advance(time.Second)
+	}
+	// Its two deliveries are all left: the first fails and is retried.
+	a, ok, err := q1.Lease(ctx, "node1/1")
+	if err != nil || !ok {
+		t.Fatalf("lease after the deferrals: %v %v", ok, err)
+	}
+	if dead, err := q1.Nack(ctx, a, errors.New("failed")); err != nil || dead {
+		t.Fatalf("the first failed delivery after deferrals: dead %v, %v", dead, err)
+	}
+	clk.Advance(time.Hour)
+
+	// Node 1 leases it and pauses past its lease; node 2 takes it over.
+	a, ok, err = q1.Lease(ctx, "node1/1")
+	if err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	held := func(q *job.Queue, n Node, tk job.Task, what string) error {
+		return n.Store.Update(ctx, func(tx store.Tx) error {
+			if err := q.HeldTx(ctx, tx, tk); err != nil {
+				return err
+			}
+			return tx.Put(ctx, &store.Object{Kind: "result", Key: "/t", Data: []byte(what)}, store.PutOptions{})
+		})
+	}
+	if err := held(q1, n1, a, "node1"); err != nil {
+		t.Fatalf("work fenced by the holder's lease: %v", err)
+	}
+	clk.Advance(q1.LeaseDuration)
+	b, ok, err := q2.Lease(ctx, "node2/1")
+	if err != nil || !ok || b.Attempts != a.Attempts+1 {
+		t.Fatalf("claim after expiry: %+v %v %v", b, ok, err)
+	}
+	if err := q1.Defer(ctx, a, time.Minute); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("defer by the old owner: %v, want job.ErrLeaseLost", err)
+	}
+	if err := held(q1, n1, a, "node1 late"); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("work fenced by the old owner's lease: %v, want job.ErrLeaseLost", err)
+	}
+	tasks, err := q1.Tasks(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].LeaseOwner != "node2/1" || tasks[0].State != job.StateLeased {
+		t.Fatalf("after the old owner's defer: %+v %v, want node2's lease", tasks, err)
+	}
+	n1.Store.View(ctx, func(tx store.Tx) error {
+		o, err := tx.Get(ctx, "result", "/t")
+		if err != nil || string(o.Data) != "node1" {
+			t.Fatalf("result %q %v, want what node1 wrote while it held the lease", o.Data, err)
+		}
+		return nil
+	})
+	// The last delivery is node 2's: its failure ends the task.
+	if dead, err := q2.Nack(ctx, b, errors.New("failed")); err != nil || !dead {
+		t.Fatalf("the last delivery's failure: dead %v, %v", dead, err)
+	}
+	if err := held(q2, n2, b, "node2"); !errors.Is(err, job.ErrLeaseLost) {
+		t.Fatalf("work fenced by a finished task's lease: %v, want job.ErrLeaseLost", err)
+	}
 }
 
 // testNodeAffinity: a task with a Node is claimed only by that node's

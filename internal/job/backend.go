@@ -250,6 +250,30 @@ func (b Objects) List(ctx context.Context, tx store.Tx, target string) ([]Task, 
 	return ts, nil
 }
 
+// targetIDs returns the task IDs of the entries under prefix. It reads
+// the keys after prefix in pages, as a range: a prefix Query would be a
+// LIKE on SQLite, which no index serves, so it would read every entry.
+func targetIDs(ctx context.Context, tx store.Tx, prefix string) ([]string, error) {
+	const page = 32
+	var ids []string
+	for after := prefix; ; {
+		objs, err := tx.List(ctx, store.Query{Kind: kindTarget, After: after, Limit: page})
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if !strings.HasPrefix(o.Key, prefix) {
+				return ids, nil
+			}
+			ids = append(ids, strings.TrimPrefix(o.Key, prefix))
+		}
+		if len(objs) < page {
+			return ids, nil
+		}
+		after = objs[len(objs)-1].Key
+	}
+}
+
 // scanTasks reads every queued task.
 func scanTasks(ctx context.Context, tx store.Tx) ([]Task, error) {
 	objs, err := tx.List(ctx, store.Query{Kind: kindTask, Prefix: "/jobqueue/"})
@@ -278,12 +302,12 @@ func targetTasks(ctx context.Context, tx store.Tx, target string) ([]Task, error
 	var ts []Task
 	if indexed {
 		prefix := targetPrefix(target)
-		objs, err := tx.List(ctx, store.Query{Kind: kindTarget, Prefix: prefix})
+		ids, err := targetIDs(ctx, tx, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("list tasks of %s: %w", target, err)
 		}
-		for _, o := range objs {
-			t, err := Objects{}.Get(ctx, tx, strings.TrimPrefix(o.Key, prefix))
+		for _, id := range ids {
+			t, err := Objects{}.Get(ctx, tx, id)
 			if err != nil {
 				return nil, fmt.Errorf("indexed task of %s: %w", target, err)
 			}

@@ -219,3 +219,28 @@ func TestObjectsTargetIndexUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestObjectsListTargetPages: a target's entries are read in pages; 70
+// tasks of one disk, between those of disks whose keys sort around it,
+// come back all and only.
+func TestObjectsListTargetPages(t *testing.T) {
+	ctx := context.Background()
+	st := openSQLite(t)
+	b := Objects{Store: st}
+	if err := st.Update(ctx, func(tx store.Tx) error {
+		for i := range 70 {
+			for _, d := range []int{1, 2, 10} {
+				if err := b.Insert(ctx, tx, newTask(fmt.Sprintf("d%d-%02d", d, i), diskTarget(d), time.Duration(i)*time.Second)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids, read := listTarget(t, st, diskTarget(1))
+	if len(ids) != 70 || read != 70 || ids[0] != "d1-00" || ids[69] != "d1-69" {
+		t.Errorf("List(disk 1): %d tasks (%v … ), %d read, want d1-00 … d1-69", len(ids), ids[:min(3, len(ids))], read)
+	}
+}

@@ -1082,7 +1082,7 @@ func (v *Volume) persistStateLocked(clean, sync bool) error {
 	hydDirty := v.hydDirty
 	v.hydDirty = false
 	v.mu.Unlock()
-	err := error(nil)
+	var err error
 	if clean || sync || hydDirty {
 		if err = v.syncData(); err != nil {
 			err = fmt.Errorf("sync data: %w", err)

@@ -120,6 +120,7 @@ type testHooks struct {
 	sync        func() error                             // before a volume's data file is synced after a resize
 	punch       func(volume string, off, n int64)        // before a hole is punched in a volume's data file
 	write       func(volume string, off, n int64)        // before a write's data goes to a volume's data file
+	dataSynced  func(volume string)                      // after a volume's data file is synced (syncData)
 }
 
 type engineMeta struct {

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
@@ -486,10 +485,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		if err := g.Wait(); err != nil {
 			return e.noSpace(err, v.id)
 		}
-		if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
-			return fmt.Errorf("hydrate: sync: %w", e.noSpace(err, v.id))
-		}
-		if err := v.persistState(false); err != nil {
+		if err := v.persistState(false, true); err != nil {
 			return fmt.Errorf("hydrate: checkpoint: %w", e.noSpace(err, v.id))
 		}
 	}
@@ -498,7 +494,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	v.mu.Lock()
 	v.hyd = nil
 	v.mu.Unlock()
-	if err := v.persistState(false); err != nil {
+	if err := v.persistState(false, true); err != nil {
 		v.mu.Lock()
 		v.hyd = h // not ended durably: still hydrating
 		v.mu.Unlock()

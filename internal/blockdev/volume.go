@@ -122,7 +122,7 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 		}
 		v.hyd = newHydration(e, vr.HydrateFrom, src, hydrated, nil)
 	}
-	if err := v.persistState(false); err != nil {
+	if err := v.persistState(false, false); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 	}
 	// Remove the clean marker (and record the recovered dirty set) before
 	// any write is accepted.
-	if err := v.persistState(false); err != nil {
+	if err := v.persistState(false, false); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -536,7 +536,7 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 	covered := v.persistedDirty.covers(lo, hi)
 	v.mu.Unlock()
 	if !covered {
-		if err := v.persistStateLocked(false); err != nil {
+		if err := v.persistStateLocked(false, false); err != nil {
 			return err
 		}
 	}
@@ -970,13 +970,14 @@ func (v *Volume) Flush(ctx context.Context) error {
 	if closed {
 		return fmt.Errorf("flush volume %s: %w", v.id, ErrClosed)
 	}
-	if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
-		return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
-	}
+	var err error
 	if hydDirty {
-		if err := v.persistState(false); err != nil {
-			return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
-		}
+		err = v.persistState(false, true)
+	} else {
+		err = v.syncData()
+	}
+	if err != nil {
+		return fmt.Errorf("flush volume %s: %w", v.id, v.e.noSpace(err, v.id))
 	}
 	return nil
 }
@@ -1032,18 +1033,38 @@ func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
 	return out, nil
 }
 
-// persistState writes the state file (see state.go).
-func (v *Volume) persistState(clean bool) error {
+// syncData makes the writes completed so far to the data file durable.
+func (v *Volume) syncData() error {
+	if err := unix.Fdatasync(int(v.f.Fd())); err != nil {
+		return err
+	}
+	if hk := v.e.hooks.dataSynced; hk != nil {
+		hk(v.id)
+	}
+	return nil
+}
+
+// persistState writes the state file (see state.go); with sync, the data
+// file is synced first in any case.
+func (v *Volume) persistState(clean, sync bool) error {
 	v.persistMu.Lock()
 	defer v.persistMu.Unlock()
-	return v.persistStateLocked(clean)
+	return v.persistStateLocked(clean, sync)
 }
 
 // persistStateLocked writes the state file; v.persistMu is held. The dirty
 // bitmap written is the union of the current dirty set and the blocks a
 // running snapshot has taken, so it stays a superset of the changes since
 // the volume's base until the next snapshot commits.
-func (v *Volume) persistStateLocked(clean bool) error {
+//
+// What the state file says of the data file — blocks filled in, units
+// written while hydrating, a clean shutdown — must be true of it after a
+// power loss, so when the state carries such news (clean, or hydDirty) or
+// the caller asks for it (sync), the data file is synced after the state
+// is taken and before it is written: everything it records was written
+// before the sync. A save that carries only dirty bits (a trim's
+// write-ahead) needs no sync: they only widen the next snapshot.
+func (v *Volume) persistStateLocked(clean, sync bool) error {
 	v.mu.Lock()
 	nb := (v.size + v.bs - 1) / v.bs
 	d := v.dirty.clone()
@@ -1057,12 +1078,24 @@ func (v *Volume) persistStateLocked(clean bool) error {
 		st.Hydrated = v.hyd.done.clone()
 		st.Written = maps.Clone(v.hyd.written)
 	}
+	hydDirty := v.hydDirty
 	v.hydDirty = false
 	v.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(v.dir, "state"), encodeState(st)); err != nil {
-		v.mu.Lock()
-		v.hydDirty = v.hyd != nil
-		v.mu.Unlock()
+	var err error
+	if clean || sync || hydDirty {
+		if err = v.syncData(); err != nil {
+			err = fmt.Errorf("sync data: %w", err)
+		}
+	}
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(v.dir, "state"), encodeState(st))
+	}
+	if err != nil {
+		if hydDirty {
+			v.mu.Lock()
+			v.hydDirty = true
+			v.mu.Unlock()
+		}
 		return fmt.Errorf("persist volume state: %w", err)
 	}
 	v.mu.Lock()
@@ -1097,10 +1130,7 @@ func (v *Volume) Close() error {
 		delete(v.e.vols, v.id)
 	}
 	v.e.mu.Unlock()
-	err := unix.Fdatasync(int(v.f.Fd()))
-	if err == nil {
-		err = v.persistState(true)
-	}
+	err := v.persistState(true, true)
 	if cerr := v.f.Close(); err == nil {
 		err = cerr
 	}

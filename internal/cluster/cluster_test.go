@@ -532,7 +532,7 @@ func testSecret(t *testing.T, open func() store.Store) {
 
 // testPlaceAndReach: least-used placement picks the live node with the
 // least used bytes (one of equals at random), never a node whose heartbeat is older
-// than the timeout; local placement picks the asking node; Reach answers
+// than the timeout, nor one silent for half of it while others beat; local placement picks the asking node; Reach answers
 // a dead node with 503 NodeUnavailable naming it and when it was last
 // seen; homes are found by disk ID and by volume.
 func testPlaceAndReach(t *testing.T, open func() store.Store) {
@@ -576,9 +576,28 @@ func testPlaceAndReach(t *testing.T, open func() store.Store) {
 	if got, err := reg.Place(ctx, cluster.PlaceLocal, "node-a"); err != nil || got != "node-a" {
 		t.Fatalf("local: %q %v, want node-a", got, err)
 	}
-	// node-b stops beating; 16 s on it is dead, the others beat on.
+	// node-b stops beating. 8 s on it is still live (a request for its
+	// disks still goes to it) but placement passes over it: it may have
+	// just died, and a new disk should not wait on it.
 	lastB := clk.Now().UTC()
-	clk.Advance(16 * time.Second)
+	clk.Advance(8 * time.Second)
+	// No node has beaten for 8 s: the live ones are chosen from all the
+	// same.
+	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || (got != "node-b" && got != "node-c") {
+		t.Fatalf("least-used with every node silent for 8 s: %q %v, want node-b or node-c", got, err)
+	}
+	beat("node-a", 300)
+	beat("node-c", 200)
+	for range 16 {
+		if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-c" {
+			t.Fatalf("least-used with node-b silent for 8 s: %q %v, want node-c", got, err)
+		}
+	}
+	if n, err := reg.Reach(ctx, "node-b", "The disk 'd1'"); err != nil || n.Name != "node-b" {
+		t.Fatalf("reach node-b silent for 8 s: %+v %v, want it still live", n, err)
+	}
+	clk.Advance(8 * time.Second)
+	// 16 s on node-b is dead, the others beat on.
 	beat("node-a", 300)
 	beat("node-c", 200)
 	if got, err := reg.Place(ctx, cluster.PlaceLeastUsed, "node-a"); err != nil || got != "node-c" {

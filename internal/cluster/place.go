@@ -77,7 +77,11 @@ func ParsePlacement(s string) (Placement, error) {
 // self. Under PlaceLeastUsed it is the live node whose volumes use the
 // least space by their last heartbeats, one of equals at random (so that
 // disks made together on an empty cluster spread out); self when no node
-// is live by the registry, as on a node that has not beaten yet.
+// is live by the registry, as on a node that has not beaten yet. Nodes
+// whose last heartbeat is older than half the timeout are passed over
+// while any other live node has beaten since: such a node may have just
+// died, and placement is the one choice that can avoid it (it stays live
+// for everything else until the timeout).
 func (r *Registry) Place(ctx context.Context, p Placement, self string) (string, error) {
 	if p == PlaceLocal {
 		return self, nil
@@ -87,19 +91,35 @@ func (r *Registry) Place(ctx context.Context, p Placement, self string) (string,
 		return "", fmt.Errorf("place a volume: %w", err)
 	}
 	now := r.Clock.Now()
-	var least []string
-	var used int64
+	fresh := now.Add(-r.timeout() / 2)
+	var least, leastFresh []string
+	var used, usedFresh int64
 	for _, n := range nodes {
-		switch {
-		case !r.Live(n, now):
-		case len(least) == 0 || n.UsedBytes < used:
-			least, used = []string{n.Name}, n.UsedBytes
-		case n.UsedBytes == used:
-			least = append(least, n.Name)
+		if !r.Live(n, now) {
+			continue
 		}
+		least, used = appendLeast(least, used, n)
+		if n.Heartbeat.After(fresh) {
+			leastFresh, usedFresh = appendLeast(leastFresh, usedFresh, n)
+		}
+	}
+	if len(leastFresh) > 0 {
+		least = leastFresh
 	}
 	if len(least) == 0 {
 		return self, nil
 	}
 	return least[rand.IntN(len(least))], nil
+}
+
+// appendLeast adds n to least, the names of the nodes that use the least
+// space (used bytes) so far, and returns them and that space.
+func appendLeast(least []string, used int64, n Node) ([]string, int64) {
+	switch {
+	case len(least) == 0 || n.UsedBytes < used:
+		return []string{n.Name}, n.UsedBytes
+	case n.UsedBytes == used:
+		return append(least, n.Name), used
+	}
+	return least, used
 }

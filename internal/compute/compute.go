@@ -132,6 +132,13 @@ type Service struct {
 	// disk, to record that its volume lives on this node (several nodes
 	// share the store: cluster.SetHome).
 	Home func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
+	// DeleteVolumeElsewhere, when set, is called in the transaction that
+	// deletes a disk's record when this node may not hold its volume (a
+	// resource group's deletion runs on any node): when another node
+	// holds the volume uniqueID it queues the volume's deletion there
+	// (DeleteVolumeTask, on that node) and reports true; false: the
+	// volume is this node's to delete.
+	DeleteVolumeElsewhere func(ctx context.Context, tx store.Tx, uniqueID string) (bool, error)
 	// Finishing, when set, returns the resources (IDs, lower-cased) whose
 	// creation a durable operation will finish (FinishDisk,
 	// FinishSnapshot): Recover leaves those to it.
@@ -520,19 +527,24 @@ func markRecord[T any, P interface {
 // deleteRecord deletes the record of kind stored for rawID (noun names it
 // in errors) and the pointers of its grants.
 func (s *Service) deleteRecord(ctx context.Context, kind, noun, rawID string, grants []Grant) error {
+	return s.Store.Update(ctx, func(tx store.Tx) error {
+		return deleteRecordTx(ctx, tx, kind, noun, rawID, grants)
+	})
+}
+
+// deleteRecordTx is deleteRecord in tx.
+func deleteRecordTx(ctx context.Context, tx store.Tx, kind, noun, rawID string, grants []Grant) error {
 	id, err := resource.Parse(rawID)
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", noun, rawID, err)
 	}
-	return s.Store.Update(ctx, func(tx store.Tx) error {
-		if err := deleteGrantPointers(ctx, tx, grants); err != nil {
-			return err
-		}
-		if err := tx.Delete(ctx, kind, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("delete %s %s: %w", noun, rawID, err)
-		}
-		return nil
-	})
+	if err := deleteGrantPointers(ctx, tx, grants); err != nil {
+		return err
+	}
+	if err := tx.Delete(ctx, kind, id.Key()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("delete %s %s: %w", noun, rawID, err)
+	}
+	return nil
 }
 
 // checkGroup returns the group's error if the group of id does not exist.

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -640,6 +641,9 @@ func (s *Service) DeleteDisk(ctx context.Context, id resource.ID) (bool, error) 
 // destroyDisk removes a disk's data, grants and record.
 func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 	s.forgetGrants(d.Grants)
+	if done, err := s.destroyDiskElsewhere(ctx, d); done || err != nil {
+		return err
+	}
 	if err := s.Engine.DeleteVolume(ctx, d.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
 		return fmt.Errorf("delete disk %s: %w", d.ID, err)
 	}
@@ -649,6 +653,52 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 		}
 	}
 	return s.deleteRecord(ctx, KindDisk, "disk", d.ID, d.Grants)
+}
+
+// errHeldHere rolls back destroyDiskElsewhere's transaction when this node
+// holds the volume.
+var errHeldHere = errors.New("the volume is held by this node")
+
+// destroyDiskElsewhere deletes d's record and queues the deletion of its
+// volume on the node that holds it, in one transaction, when that node is
+// another (DeleteVolumeElsewhere); it reports whether it did.
+func (s *Service) destroyDiskElsewhere(ctx context.Context, d Disk) (bool, error) {
+	if s.DeleteVolumeElsewhere == nil || d.UniqueID == "" {
+		return false, nil
+	}
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		queued, err := s.DeleteVolumeElsewhere(ctx, tx, d.UniqueID)
+		if err != nil || !queued {
+			return cmp.Or(err, errHeldHere)
+		}
+		return deleteRecordTx(ctx, tx, KindDisk, "disk", d.ID, d.Grants)
+	})
+	if errors.Is(err, errHeldHere) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete disk %s: %w", d.ID, err)
+	}
+	if d.TempSnapshot != "" {
+		if err := s.Engine.DeleteSnapshot(ctx, d.TempSnapshot); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+			return true, fmt.Errorf("delete disk %s: %w", d.ID, err)
+		}
+	}
+	return true, nil
+}
+
+// DeleteVolumeTask is the job-queue task type that deletes a volume on
+// the node that holds it (its payload is the volume's unique ID), queued
+// by DeleteVolumeElsewhere.
+const DeleteVolumeTask = "compute.deleteVolume"
+
+// DeleteVolume deletes the volume uniqueID of a disk whose record is gone
+// (DeleteVolumeTask's handler); a volume already gone is no error.
+func (s *Service) DeleteVolume(ctx context.Context, uniqueID string) error {
+	if err := s.Engine.DeleteVolume(ctx, uniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+		return fmt.Errorf("delete volume %s: %w", uniqueID, err)
+	}
+	return nil
 }
 
 // watchHydration follows the hydration of a disk made from a snapshot or

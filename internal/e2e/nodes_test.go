@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"path/filepath"
+	"errors"
 	"testing"
 	"time"
 
 	"coffer/internal/blobstore/s3/s3test"
+	"coffer/internal/blockdev"
+	"coffer/internal/client"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
 	"coffer/internal/server"
@@ -107,5 +110,64 @@ func TestTwoNodes(t *testing.T) {
 	nodes, err := reg.Nodes(context.Background())
 	if err != nil || len(nodes) != 2 || nodes[0].Name != "node-a" || nodes[1].Name != "node-b" {
 		t.Fatalf("registered nodes: %+v %v", nodes, err)
+	}
+}
+
+// TestGroupDeleteAcrossNodes: a resource group whose disks live on two
+// nodes is deleted through one of them; the volume of the disk homed on
+// the other node goes too (its deletion is queued to that node), rather
+// than being left on its disk with no record.
+func TestGroupDeleteAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.Start(t).NewDatabase(t)
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", s3test.Region)
+	o := Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: "local", TLS: true}
+	oa, ob := o, o
+	oa.NodeName, ob.NodeName = "node-a", "node-b"
+	a := Start(t, oa)
+	b := Start(t, ob)
+	b.Admin = a.Admin
+	b.Admin.Endpoint = b.Endpoint
+	tok, err := b.Client(a.Admin.Token).ClientCredentials(ctx, a.Admin.TenantID, a.Admin.ClientID, a.Admin.ClientSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := a.Client(""), b.Client(tok)
+
+	const rg = "rg-spread"
+	if _, err := ca.CreateGroup(ctx, rg, "local", nil); err != nil {
+		t.Fatal(err)
+	}
+	// With --placement local each disk lives on the node it was made
+	// through.
+	volume := map[*Env]string{}
+	for env, c := range map[*Env]*client.Client{a: ca, b: cb} {
+		name := "on-" + env.Server.NodeName()
+		d, err := c.CreateDisk(ctx, rg, name, client.DiskSpec{Location: "local", SizeGB: 1}, true)
+		if err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		volume[env] = d.Properties.UniqueID
+		if _, err := env.Server.Compute.Engine.OpenVolume(ctx, volume[env]); err != nil {
+			t.Fatalf("the volume of %s on its node: %v", name, err)
+		}
+	}
+	if _, err := cb.DeleteGroup(ctx, rg, true); err != nil {
+		t.Fatalf("delete the group through node-b: %v", err)
+	}
+	for env, id := range volume {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, err := env.Server.Compute.Engine.OpenVolume(ctx, id)
+			if errors.Is(err, blockdev.ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the volume %s on %s after its group was deleted through node-b: %v, want it gone", id, env.Server.NodeName(), err)
+			}
+		}
 	}
 }

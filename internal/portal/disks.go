@@ -286,6 +286,9 @@ func (p *Portal) diskGrant(rq *Request) error {
 	if err := rq.Require(Need(compute.ActionDiskGrant, id.String())); err != nil {
 		return err
 	}
+	if err := p.onHome(rq, id); err != nil {
+		return err
+	}
 	acc, err := compute.ParseAccess(rq.R.PostFormValue("access"))
 	if err != nil {
 		return err
@@ -303,11 +306,25 @@ func (p *Portal) diskGrant(rq *Request) error {
 	return p.renderDisk(rq, id, shown)
 }
 
+// onHome refuses an action on the disk id's grants or volume when another
+// node holds the disk (Config.DiskElsewhere): acting here would leave that
+// node's view of the disk behind (a revoked grant still cached there, a
+// flush of a volume this node does not have).
+func (p *Portal) onHome(rq *Request, id resource.ID) error {
+	if p.cfg.DiskElsewhere == nil {
+		return nil
+	}
+	return p.cfg.DiskElsewhere(rq.Context(), id.String())
+}
+
 // diskRevoke ends one grant (form field grant) or all of a disk's grants;
 // ending the write grant of a disk created for upload finishes the upload.
 func (p *Portal) diskRevoke(rq *Request) error {
 	id := diskIDOf(rq.R)
 	if err := rq.Require(Need(compute.ActionDiskRevoke, id.String())); err != nil {
+		return err
+	}
+	if err := p.onHome(rq, id); err != nil {
 		return err
 	}
 	var err error

@@ -94,6 +94,12 @@ type Config struct {
 	Storage func(ctx context.Context) (StorageUsage, error)
 	// Secure marks the session cookie Secure (the server serves TLS).
 	Secure bool
+	// DiskElsewhere, when set, returns the error that refuses an action
+	// on the disk diskID's volume and grants because another node holds
+	// the disk (nil: this node does). Sessions live on the node that
+	// signed them in, so the portal cannot forward such an action as the
+	// API does.
+	DiskElsewhere func(ctx context.Context, diskID string) error
 	// SessionIdle and SessionMax bound a session's life: it ends after
 	// SessionIdle without a request and SessionMax after sign-in (zero:
 	// DefaultSessionIdle, DefaultSessionMax).

@@ -10,12 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"coffer/internal/cluster"
+	"coffer/internal/compute"
 	"coffer/internal/identity"
+	"coffer/internal/job"
 	"coffer/internal/store"
 )
 
@@ -62,6 +65,24 @@ type member struct {
 // setHome records that diskID lives on this node (compute.Service.Home).
 func (m *member) setHome(ctx context.Context, tx store.Tx, diskID, uniqueID string) error {
 	return cluster.SetHome(ctx, tx, diskID, uniqueID, m.name)
+}
+
+// deleteVolumeElsewhere queues, in tx, the deletion of the volume uniqueID
+// on the node that holds it when that is another node, and reports whether
+// it did (compute.Service.DeleteVolumeElsewhere): a resource group deleted
+// through one node must not leave the volumes of its disks on the others.
+// The task waits for its node if the node is down.
+func (s *Server) deleteVolumeElsewhere(ctx context.Context, tx store.Tx, uniqueID string) (bool, error) {
+	home, err := cluster.VolumeHome(ctx, tx, uniqueID)
+	if err != nil || home == "" || strings.EqualFold(home, s.member.name) {
+		return false, err
+	}
+	err = s.Ops.Queue.EnqueueTx(ctx, tx, job.Task{ID: "delete-volume-" + strings.ToLower(uniqueID), Type: compute.DeleteVolumeTask,
+		Target: strings.ToLower(uniqueID), Payload: []byte(uniqueID), Node: home})
+	if err != nil && !errors.Is(err, job.ErrDuplicate) {
+		return false, fmt.Errorf("queue the deletion of volume %s on node %s: %w", uniqueID, home, err)
+	}
+	return true, nil
 }
 
 func (s *Server) openMember() error {

@@ -65,6 +65,9 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Handle(dataprotection.TaskRetention, svc.ExecRetention)
 	pool.Handle(dataprotection.TaskDeleteInstance, svc.ExecDeleteInstance)
 	pool.Handle(operation.TaskType, s.Ops.Run)
+	pool.Handle(compute.DeleteVolumeTask, func(ctx context.Context, t job.Task) error {
+		return s.Compute.DeleteVolume(ctx, string(t.Payload))
+	})
 	pool.Dead = func(ctx context.Context, t job.Task, cause error) {
 		if t.Type == operation.TaskType {
 			s.Ops.FailTask(ctx, t, cause)

@@ -178,18 +178,51 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // disk's home node's, this node's for anything else (snapshots are read
 // from the shared chunk store). A home listening on every address is
 // named by the host of its API address.
+// diskHome names the node that holds the disk diskID when that is another
+// node ("": this one, or no node recorded).
+func (s *Server) diskHome(ctx context.Context, diskID string) (string, error) {
+	if !s.member.shared {
+		return "", nil
+	}
+	var home string
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		home, err = cluster.Home(ctx, tx, diskID)
+		return err
+	})
+	if err != nil || strings.EqualFold(home, s.member.name) {
+		return "", err
+	}
+	return home, nil
+}
+
+// portalDiskElsewhere refuses a portal action on a disk that another node
+// holds (portal.Config.DiskElsewhere), naming that node and its address.
+func (s *Server) portalDiskElsewhere(ctx context.Context, diskID string) error {
+	home, err := s.diskHome(ctx, diskID)
+	if err != nil || home == "" {
+		return err
+	}
+	where := ""
+	if n, err := s.member.registry.Get(ctx, home); err == nil && n.API != "" {
+		where = " (" + n.API + ")"
+	}
+	name := diskID
+	if id, err := resource.Parse(diskID); err == nil {
+		name = id.Name()
+	}
+	return resource.Errorf(resource.KindConflict, "DiskOnAnotherNode",
+		"The disk '%s' is held by node '%s'; change its access in the portal of that node%s, or through the API of any node.", name, home, where)
+}
+
 func (s *Server) nbdAddrFor(ctx context.Context, resourceID string) string {
 	local := s.NBDAddr()
 	id, err := resource.Parse(resourceID)
 	if !s.member.shared || local == "" || err != nil || !id.IsType(compute.Provider+"/"+compute.TypeDisks) {
 		return local
 	}
-	var home string
-	if err := s.store.View(ctx, func(tx store.Tx) error {
-		var err error
-		home, err = cluster.Home(ctx, tx, id.String())
-		return err
-	}); err != nil || home == "" || strings.EqualFold(home, s.member.name) {
+	home, err := s.diskHome(ctx, id.String())
+	if err != nil || home == "" {
 		return local
 	}
 	n, err := s.member.registry.Get(ctx, home)

@@ -63,6 +63,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 		}}
 	if s.member.shared {
 		s.Compute.Home = s.member.setHome
+		s.Compute.DeleteVolumeElsewhere = s.deleteVolumeElsewhere
 	}
 	// Disks and snapshots that an operation creates are its to finish.
 	s.Compute.Finishing = s.Ops.Running

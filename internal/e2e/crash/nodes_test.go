@@ -196,9 +196,6 @@ func setupFleet(ctx context.Context, t *testing.T, f *fleet, n int, at time.Time
 		t.Fatalf("create policy: %v", err)
 	}
 	policyID := "/subscriptions/" + sub + "/resourceGroups/" + rgDisks + "/providers/Microsoft.DataProtection/backupVaults/" + fleetVault + "/backupPolicies/daily"
-	// One disk at a time: PostgreSQL deadlocks between concurrent disk
-	// creations, retried until they give up, made this setup fail now
-	// and then (a store matter, not what these tests are about).
 	disks := make([]*fleetDisk, n)
 	for i := range disks {
 		d := &fleetDisk{name: fmt.Sprintf("d%02d", i), content: make([]byte, diskSize)}
@@ -212,15 +209,30 @@ func setupFleet(ctx context.Context, t *testing.T, f *fleet, n int, at time.Time
 			copy(d.content[wr.off:], wr.data)
 		}
 		disks[i] = d
-		// Made through node i%n: with --placement local, its home.
-		nc := f.client(i % len(f.nodes))
-		if err := fillDisk(ctx, nc, d); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := nc.PutInstance(ctx, rgDisks, fleetVault, d.instance, client.InstanceBody(d.id, location, policyID,
-			"/subscriptions/"+sub+"/resourceGroups/"+rgSnaps)); err != nil {
-			t.Fatalf("protect %s: %v", d.name, err)
-		}
+	}
+	// All at once, through every node (concurrent creations once ran the
+	// PostgreSQL store out of retries on deadlocks).
+	var wg sync.WaitGroup
+	errs := make([]error, len(disks))
+	for i, d := range disks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Made through node i%n: with --placement local, its home.
+			nc := f.client(i % len(f.nodes))
+			if err := fillDisk(ctx, nc, d); err != nil {
+				errs[i] = err
+				return
+			}
+			if _, err := nc.PutInstance(ctx, rgDisks, fleetVault, d.instance, client.InstanceBody(d.id, location, policyID,
+				"/subscriptions/"+sub+"/resourceGroups/"+rgSnaps)); err != nil {
+				errs[i] = fmt.Errorf("protect %s: %w", d.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	for _, d := range disks {
 		d.home = f.home(d.id)

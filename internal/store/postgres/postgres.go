@@ -17,11 +17,18 @@
 // writers of one kind conflict there and the later one re-runs with a new,
 // larger index: per kind, indexes follow commit order (store.Tx.KindIndex),
 // and a View's Index is the largest of them. So that a busy kind costs each
-// writer at most one re-run rather than one per concurrent writer, a writer
-// takes an advisory lock per kind before writing those rows, and a re-run
-// takes the locks of the kinds its last attempt wrote before its
+// writer about one re-run rather than one per concurrent writer, a writer
+// holds an advisory lock per kind when it writes those rows, and a re-run
+// waits for the locks of the kinds its earlier runs wrote before its
 // transaction (and so its snapshot) begins: no writer of those kinds can
 // commit between its snapshot and its end.
+//
+// Deadlock freedom: the only waits for these locks happen before a
+// transaction begins, by a connection that holds nothing else, in one
+// order (by lock key). At its end a transaction only tries the locks of
+// the kinds it wrote (it holds row locks by then, which a lock's holder
+// may be waiting for); a lock that is taken ends the run, and the next run
+// waits for it before it begins.
 package postgres
 
 import (
@@ -59,6 +66,7 @@ type Store struct {
 	MaxAttempts int
 
 	retries   atomic.Uint64 // transactions run again (WriteMetrics)
+	deadlocks atomic.Uint64 // runs that PostgreSQL ended as deadlocked
 	exhausted atomic.Uint64 // transactions that failed after MaxAttempts
 }
 
@@ -172,11 +180,22 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Retryable reports whether err is a serialization failure or a deadlock:
-// the transaction was rolled back and running it again may succeed.
+// Retryable reports whether err is a serialization failure or a deadlock
+// (or an Update's run that found a kind it wrote locked): the transaction
+// was rolled back and running it again may succeed.
 func Retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.Is(err, errKindBusy) || errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// errKindBusy ends an Update's run that wrote a kind whose lock another
+// transaction holds.
+var errKindBusy = errors.New("a kind this transaction wrote is locked by a concurrent writer")
+
+// deadlocked reports whether err is PostgreSQL's deadlock_detected.
+func deadlocked(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
 }
 
 // ErrTooManyConflicts is wrapped when a transaction still conflicted after
@@ -206,6 +225,9 @@ func (s *Store) retry(ctx context.Context, attempt func(n int) error) error {
 		if err == nil || !Retryable(err) {
 			return err
 		}
+		if deadlocked(err) {
+			s.deadlocks.Add(1)
+		}
 		if n >= s.MaxAttempts {
 			s.exhausted.Add(1)
 			return fmt.Errorf("%w (%d attempts): %w", ErrTooManyConflicts, n, err)
@@ -219,10 +241,13 @@ func (s *Store) retry(ctx context.Context, attempt func(n int) error) error {
 
 // WriteMetrics writes the store's counters in Prometheus text format:
 // how many transactions ran again after a serialization failure or a
-// deadlock, and how many failed for good after MaxAttempts runs.
+// deadlock, how many of those runs were deadlocks, and how many failed for
+// good after MaxAttempts runs.
 func (s *Store) WriteMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP coffer_metadata_transaction_retries_total Metadata transactions run again after a serialization failure or deadlock.\n"+
 		"# TYPE coffer_metadata_transaction_retries_total counter\ncoffer_metadata_transaction_retries_total %d\n", s.retries.Load())
+	fmt.Fprintf(w, "# HELP coffer_metadata_transaction_deadlocks_total Metadata transaction runs that PostgreSQL ended as deadlocked.\n"+
+		"# TYPE coffer_metadata_transaction_deadlocks_total counter\ncoffer_metadata_transaction_deadlocks_total %d\n", s.deadlocks.Load())
 	fmt.Fprintf(w, "# HELP coffer_metadata_transaction_conflicts_exhausted_total Metadata transactions that still conflicted after their last attempt.\n"+
 		"# TYPE coffer_metadata_transaction_conflicts_exhausted_total counter\ncoffer_metadata_transaction_conflicts_exhausted_total %d\n", s.exhausted.Load())
 }
@@ -286,11 +311,19 @@ func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error, lock []s
 		return wrote, err
 	}
 	if len(wrote) > 0 {
-		// Writers of one kind queue here for the kind's rows (see the
-		// package doc); the rows then carry this transaction's index.
-		if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT `+kindLockKey+` AS h
-			FROM unnest($1::text[]) AS k ORDER BY h) AS l`, wrote); err != nil {
-			return wrote, fmt.Errorf("lock kinds: %w", err)
+		// The kinds' rows then carry this transaction's index. Their
+		// locks are only tried here, never waited for: this transaction
+		// holds row locks that the locks' holder may be waiting for, and
+		// a holder will commit a kind's row after this snapshot anyway,
+		// so this run is lost either way. The next run waits for them
+		// before it begins (see the package doc).
+		var got bool
+		if err := ptx.QueryRow(ctx, `SELECT bool_and(pg_try_advisory_xact_lock(h)) FROM (SELECT DISTINCT `+kindLockKey+` AS h
+			FROM unnest($1::text[]) AS k) AS l`, wrote).Scan(&got); err != nil {
+			return wrote, t.fail(fmt.Errorf("lock kinds: %w", err))
+		}
+		if !got {
+			return wrote, errKindBusy
 		}
 		if _, err := ptx.Exec(ctx, `INSERT INTO kind_index (kind, modify_index) SELECT unnest($1::text[]), $2
 			ON CONFLICT (kind) DO UPDATE SET modify_index = excluded.modify_index`, wrote, t.index); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"coffer/internal/store"
 	"coffer/internal/store/postgres"
@@ -196,4 +197,82 @@ func TestConcurrentWritersOfOneKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d Updates of one kind by %d writers at once took %d runs", writers*each, writers, runs.Load())
+}
+
+// TestConcurrentWritersOfOverlappingKinds: many Updates at once, each
+// writing its own objects of a varying set of overlapping kinds and some
+// one shared object (so that the writers alone could never deadlock on
+// rows), all commit and none is ended as
+// a deadlock: the store takes its kind locks in one global order. A re-run
+// used to hold the kinds its last run wrote as session locks and then wait
+// for the others it wrote, in whatever order that made: two such re-runs
+// deadlocked, and PostgreSQL took a second (deadlock_timeout) to say so.
+func TestConcurrentWritersOfOverlappingKinds(t *testing.T) {
+	// Before the fix the writers could wait for ever: end them.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := pgtest.Start(t)
+	url := c.NewDatabase(t)
+	nodes := []*postgres.Store{open(t, url), open(t, url), open(t, url)} // as three nodes
+	kinds := []string{"disk", "operation", "job", "grant", "snapshot"}
+	const writers, each = 12, 8
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				run := 0
+				err := nodes[w%len(nodes)].Update(ctx, func(tx store.Tx) error {
+					runs.Add(1)
+					run++
+					// Everyone reads the kinds' indexes and one shared
+					// object that some write: serialization failures.
+					for _, k := range kinds {
+						if _, err := tx.KindIndex(ctx, k); err != nil {
+							return err
+						}
+					}
+					if _, err := tx.Get(ctx, "group", "/shared"); err != nil && !errors.Is(err, store.ErrNotFound) {
+						return err
+					}
+					if w%3 == 0 {
+						if err := tx.Put(ctx, &store.Object{Kind: "group", Key: "/shared"}, store.PutOptions{}); err != nil {
+							return err
+						}
+					}
+					// A different set of kinds on each run and by each
+					// writer, written in a different order.
+					n := 1 + (w+i+run)%3
+					for j := range n {
+						k := kinds[(w*7+i*3+run*5+j*(w%2*2-1+len(kinds)))%len(kinds)]
+						o := store.Object{Kind: k, Key: fmt.Sprintf("/%d/%d/%d", w, i, j)}
+						if err := tx.Put(ctx, &o, store.PutOptions{}); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, s := range nodes {
+		var m strings.Builder
+		s.WriteMetrics(&m)
+		if !strings.Contains(m.String(), "\ncoffer_metadata_transaction_deadlocks_total 0\n") {
+			t.Errorf("Updates of overlapping kinds deadlocked:\n%s", m.String())
+		}
+	}
+	t.Logf("%d Updates of overlapping kinds by %d writers at once took %d runs", writers*each, writers, runs.Load())
 }

@@ -1,0 +1,81 @@
+package portal_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"coffer/internal/blobstore/s3/s3test"
+	"coffer/internal/client"
+	"coffer/internal/compute"
+	"coffer/internal/e2e"
+	"coffer/internal/portal"
+	"coffer/internal/store/postgres/pgtest"
+)
+
+// TestDiskActionsOnAnotherNode: two nodes share one database; a disk
+// lives on node-a. Through node-b's portal, revoking the disk's access or
+// granting new access is refused with a 409 that names node-a, and the
+// grant made through the API stays (a revoke done on node-b used to end it
+// in the record while node-a, which serves the disk's data, still held it,
+// and then fail to flush a volume node-b does not have).
+func TestDiskActionsOnAnotherNode(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.Start(t).NewDatabase(t)
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", s3test.Region)
+	o := e2e.Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: "local"}
+	oa, ob := o, o
+	oa.NodeName, ob.NodeName = "node-a", "node-b"
+	a := e2e.Start(t, oa)
+	b := e2e.Start(t, ob)
+	b.Admin = a.Admin // the installation's admin signs in on node-b's portal
+	b.Admin.Endpoint = b.Endpoint
+
+	ca := a.Client("")
+	const rg, name = "rg-far", "far"
+	if _, err := ca.CreateGroup(ctx, rg, "local", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.CreateDisk(ctx, rg, name, client.DiskSpec{Location: "local", SizeGB: 1}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.GrantAccess(ctx, client.Disks, rg, name, "Read", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	id := compute.DiskID(a.Admin.SubscriptionID, rg, name)
+	grants := func() int {
+		t.Helper()
+		d, err := a.Server.Compute.GetDisk(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(d.Grants)
+	}
+
+	s := &site{t: t, env: b, base: b.Listen}
+	br := s.signedIn()
+	pg := br.getOK(portal.PageURL(id.String()))
+	for _, action := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/revoke", url.Values{}},
+		{"/grant", url.Values{"access": {"Read"}, "duration": {"3600"}}},
+	} {
+		action.form.Set("csrf", pg.csrf())
+		got := br.post(portal.PageURL(id.String())+action.path, action.form)
+		if got.resp.StatusCode != http.StatusConflict || !strings.Contains(got.body, "node-a") {
+			t.Fatalf("%s through node-b's portal: %d, want 409 naming node-a\n%s", action.path, got.resp.StatusCode, got.text("main"))
+		}
+		if n := grants(); n != 1 {
+			t.Fatalf("after %s through node-b's portal the disk has %d grants, want the 1 made through the API", action.path, n)
+		}
+	}
+}

@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 

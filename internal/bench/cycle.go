@@ -316,28 +316,43 @@ func (c *cycler) change(vol *blockdev.Volume, round int) (undo func() error, err
 	if err != nil {
 		return nil, err
 	}
-	seen := map[int64][]byte{}
+	// The blocks' old contents wait in an undo file, not in memory: they
+	// are 1% of the disk, which the restore's peak RSS would count.
+	u, err := os.CreateTemp(c.dir, "undo-*")
+	if err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	seen := map[int64]bool{}
+	var order []int64 // block order[i]'s old contents are at i*blockSize in u
 	undo = func() error {
 		var errs []error
-		for b, old := range seen {
+		old := make([]byte, blockSize)
+		for i, b := range order {
+			if _, err := u.ReadAt(old, int64(i)*blockSize); err != nil {
+				errs = append(errs, fmt.Errorf("undo block %d: %w", b, err))
+				continue
+			}
 			if _, err := f.WriteAt(old, b*blockSize); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, f.Sync(), f.Close())
+		errs = append(errs, f.Sync(), f.Close(), u.Close(), os.Remove(u.Name()))
 		return errors.Join(errs...)
 	}
 	buf := make([]byte, blockSize)
-	for len(seen) < n {
+	for len(order) < n {
 		b := rng.Int64N(nb)
-		if seen[b] != nil {
+		if seen[b] {
 			continue
 		}
-		old := make([]byte, blockSize)
-		if _, err := f.ReadAt(old, b*blockSize); err != nil {
+		if _, err := f.ReadAt(buf, b*blockSize); err != nil {
 			return nil, errors.Join(err, undo())
 		}
-		seen[b] = old
+		if _, err := u.WriteAt(buf, int64(len(order))*blockSize); err != nil {
+			return nil, errors.Join(err, undo())
+		}
+		seen[b] = true
+		order = append(order, b)
 		data.Read(buf)
 		if _, err := vol.WriteAt(buf, b*blockSize); err != nil {
 			return nil, errors.Join(err, undo())

@@ -215,6 +215,7 @@ var metricNameRE = regexp.MustCompile(`\bcoffer_[a-z0-9_]*[a-z0-9]\b`)
 var postgresOnlyMetrics = map[string]bool{
 	"coffer_metadata_transaction_retries_total":             true,
 	"coffer_metadata_transaction_conflicts_exhausted_total": true,
+	"coffer_metadata_transaction_deadlocks_total":           true,
 }
 
 func metricNames(doc []byte) []string {

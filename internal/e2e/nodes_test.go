@@ -129,6 +129,7 @@ func TestGroupDeleteAcrossNodes(t *testing.T) {
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"
 	a := Start(t, oa)
+	ob.MasterKey = filepath.Join(a.DataDir, server.MasterKeyFile) // the installation's
 	b := Start(t, ob)
 	b.Admin = a.Admin
 	b.Admin.Endpoint = b.Endpoint

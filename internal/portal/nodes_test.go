@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"coffer/internal/compute"
 	"coffer/internal/e2e"
 	"coffer/internal/portal"
+	"coffer/internal/server"
 	"coffer/internal/store/postgres/pgtest"
 )
 
@@ -34,6 +36,7 @@ func TestDiskActionsOnAnotherNode(t *testing.T) {
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"
 	a := e2e.Start(t, oa)
+	ob.MasterKey = filepath.Join(a.DataDir, server.MasterKeyFile) // the installation's
 	b := e2e.Start(t, ob)
 	b.Admin = a.Admin // the installation's admin signs in on node-b's portal
 	b.Admin.Endpoint = b.Endpoint

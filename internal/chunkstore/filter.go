@@ -128,6 +128,34 @@ type IDLister interface {
 	ForEachID(ctx context.Context, fn func(chunk.ID)) error
 }
 
+// IDRows is the row set of a query selecting one column of chunk IDs, as
+// database/sql's *sql.Rows and pgx's Rows both are.
+type IDRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanIDs calls fn for the ID in each row of rows, for the ForEachID of a
+// SQL index: a row whose ID is not chunk.Size bytes is an error. The caller
+// closes rows.
+func ScanIDs(rows IDRows, fn func(chunk.ID)) error {
+	var id []byte
+	for rows.Next() {
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("list chunk IDs: %w", err)
+		}
+		if len(id) != chunk.Size {
+			return fmt.Errorf("list chunk IDs: row with a %d-byte ID", len(id))
+		}
+		fn(chunk.ID(id))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list chunk IDs: %w", err)
+	}
+	return nil
+}
+
 // indexAdd adds entries to the index, recording their IDs in the filter
 // first so that the filter stays a superset of the index.
 func (s *Store) indexAdd(ctx context.Context, entries []Entry) error {

@@ -308,18 +308,5 @@ func (x *ChunkIndex) ForEachID(ctx context.Context, fn func(chunk.ID)) error {
 		return fmt.Errorf("list chunk IDs: %w", err)
 	}
 	defer rows.Close()
-	var id []byte
-	for rows.Next() {
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("list chunk IDs: %w", err)
-		}
-		if len(id) != chunk.Size {
-			return fmt.Errorf("list chunk IDs: row with a %d-byte ID", len(id))
-		}
-		fn(chunk.ID(id))
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list chunk IDs: %w", err)
-	}
-	return nil
+	return chunkstore.ScanIDs(rows, fn)
 }

@@ -45,9 +45,7 @@ func TestTwoNodes(t *testing.T) {
 	db := pgtest.Start(t).NewDatabase(t)
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	// Each node places new disks on itself (--placement local), so that
 	// the disk made through A lives on A and the one restored through B
 	// on B.
@@ -122,9 +120,7 @@ func TestGroupDeleteAcrossNodes(t *testing.T) {
 	db := pgtest.Start(t).NewDatabase(t)
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	o := Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: "local", TLS: true}
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"

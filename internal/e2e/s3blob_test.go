@@ -36,9 +36,7 @@ func TestBackupAndRestoreOnPostgresAndS3(t *testing.T) {
 func backupAndRestoreOnS3(t *testing.T, o Options) *dpEnv {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	o.Blob, o.S3Endpoint, o.S3PathStyle = "s3://"+bucket+"/coffer", srv.Endpoint, true
 	e := startDP(t, o)
 	const loc = "local"

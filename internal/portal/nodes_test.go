@@ -29,9 +29,7 @@ func TestDiskActionsOnAnotherNode(t *testing.T) {
 	db := pgtest.Start(t).NewDatabase(t)
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	o := e2e.Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: "local"}
 	oa, ob := o, o
 	oa.NodeName, ob.NodeName = "node-a", "node-b"

@@ -246,9 +246,7 @@ func TestEnvironment(t *testing.T) {
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
 	ctx := context.Background()
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	for _, v := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
 		t.Run(v, func(t *testing.T) {
 			t.Setenv(v, srv.Endpoint)

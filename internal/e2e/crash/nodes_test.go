@@ -51,9 +51,7 @@ func startFleet(t *testing.T, n int, placement string) *fleet {
 	db := pgtest.Start(t).NewDatabase(t)
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", s3test.Region)
+	srv.SetEnv(t)
 	f := &fleet{t: t}
 	for i := range n {
 		p := newProcess(t, bin, t.TempDir())

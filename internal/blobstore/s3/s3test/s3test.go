@@ -120,6 +120,16 @@ func (s *Server) Client(endpoint string) *s3.Client {
 	})
 }
 
+// SetEnv sets the standard AWS environment (access key, secret, region)
+// for this server for the rest of the test, as `coffer serve --blob s3://`
+// reads it.
+func (s *Server) SetEnv(t testing.TB) {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+	t.Setenv("AWS_REGION", Region)
+}
+
 // NewBucket creates an empty bucket with a new name and returns the name.
 func (s *Server) NewBucket(t testing.TB) string {
 	t.Helper()

@@ -47,6 +47,7 @@ func serveCommand() *command {
 		nodeName, placement, masterKey             string
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
+		nodeGrace                                  = server.DefaultNodeGrace
 	)
 	return &command{name: "serve", short: "Run the Coffer server", globals: noGlobals,
 		flags: func(fs *flag.FlagSet) {
@@ -68,6 +69,7 @@ func serveCommand() *command {
 			fs.BoolVar(&s3PathStyle, "s3-path-style", false, "path-style S3 addressing (most S3-compatible servers need it)")
 			fs.StringVar(&nodeName, "node-name", os.Getenv("COFFER_NODE_NAME"), "this node's name among the nodes sharing --db (or $COFFER_NODE_NAME; default: the host name)")
 			fs.StringVar(&placement, "placement", "least-used", "which node creates a new or restored disk when several nodes share --db: least-used (the live node whose volumes use the least space) or local (the node that took the request)")
+			fs.DurationVar(&nodeGrace, "node-grace", server.DefaultNodeGrace, "when several nodes share --db: how long, past the node timeout, backups and operations that only a stopped node can run wait for it before another node fails them with NodeUnavailable")
 			fs.StringVar(&masterKey, "master-key", os.Getenv("COFFER_MASTER_KEY"), "file of the key sealing the secrets the nodes share in --db (or $COFFER_MASTER_KEY; default DATA/master.key, created on the first node's first start: give every other node a copy, mode 0600)")
 			fs.StringVar(&publicEndpoint, "public-endpoint", "", "URL clients reach the API at, behind a proxy or NAT (default: from --listen and --tls)")
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
@@ -101,6 +103,9 @@ func serveCommand() *command {
 			if rpoGrace < 0 {
 				return usagef("--rpo-grace %s: want 0 (no alerts) or more", rpoGrace)
 			}
+			if nodeGrace <= 0 {
+				return usagef("--node-grace %s: want more than 0", nodeGrace)
+			}
 			if rpoGrace == 0 {
 				rpoGrace = -1 // no missed-RPO alerts
 			}
@@ -112,7 +117,7 @@ func serveCommand() *command {
 				TLS: useTLS, InsecureHTTP: insecure, InsecureNBD: insecureNBD, MaxAPITokenLifetime: time.Duration(maxTokenLife),
 				PublicEndpoint: publicEndpoint, Logger: logger, MinFree: minFree,
 				DB: db, Blob: blob, S3Endpoint: s3Endpoint, S3PathStyle: s3PathStyle, Clock: clk, RPOGrace: rpoGrace, NodeName: nodeName, Placement: placement,
-				MasterKey: masterKey})
+				NodeGrace: nodeGrace, MasterKey: masterKey})
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -309,5 +310,59 @@ func TestBackupsRunOnTheDiskHome(t *testing.T) {
 	e.drain()
 	if j := e.job(jobID); j.Properties.Status != string(job.Completed) {
 		t.Fatalf("backup on node-a: %s", j.Properties.Status)
+	}
+}
+
+// TestBackupOfDeadHomeFails: a backup queued for node-a, whose heartbeat
+// stopped, is failed by node-b's sweep once node-a has been down for the
+// node timeout plus the grace (not before): the job ends Failed with
+// NodeUnavailable naming node-a and when it was last seen, and no task is
+// left in the queue.
+func TestBackupOfDeadHomeFails(t *testing.T) {
+	e := newEnv(t, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	s := e.standard(true)
+	e.svc.Home = cluster.Home
+	e.update(func(tx store.Tx) error {
+		return cluster.SetHome(e.ctx, tx, s.disk.String(), "vol-"+s.disk.Name(), "node-a")
+	})
+	reg := &cluster.Registry{Store: e.st, Clock: e.clk}
+	a, err := reg.Register(e.ctx, cluster.Node{Name: "node-a", Incarnation: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := e.clk.Now()
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	jobID, err := e.backupNow(s.bi, "BackupHourly", "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := worker.NewPool(e.queue, e.clk, quiet, 1)
+	b.Node, b.Owner = "node-b", "node-b/1"
+	b.Dead = e.svc.FailTask
+	gone := func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
+		return reg.GoneTx(ctx, tx, tk.Node, "The disk '"+s.disk.Name()+"'", e.clk.Now(), cluster.DefaultTaskGrace)
+	}
+	e.clk.Set(a.Heartbeat.Add(cluster.DefaultNodeTimeout + cluster.DefaultTaskGrace - time.Second))
+	if n, err := b.FailStranded(e.ctx, gone, nil); err != nil || n != 0 {
+		t.Fatalf("a sweep within the grace failed %d tasks: %v", n, err)
+	}
+	if j := e.job(jobID); j.Properties.Status != string(job.InProgress) {
+		t.Fatalf("the backup within the grace: %s", j.Properties.Status)
+	}
+	e.clk.Advance(2 * time.Second)
+	if n, err := b.FailStranded(e.ctx, gone, nil); err != nil || n != 1 {
+		t.Fatalf("the sweep past the grace failed %d tasks: %v", n, err)
+	}
+	j := e.job(jobID)
+	if j.Properties.Status != string(job.Failed) || len(j.Properties.ErrorDetails) != 1 {
+		t.Fatalf("the backup of a disk on a dead node: %s %+v", j.Properties.Status, j.Properties.ErrorDetails)
+	}
+	d := j.Properties.ErrorDetails[0]
+	when := seen.UTC().Format(time.RFC3339)
+	if d.Code != cluster.CodeNodeUnavailable || !strings.Contains(d.Message, "node 'node-a'") || !strings.Contains(d.Message, when) {
+		t.Fatalf("the job's error: %+v, want NodeUnavailable naming node-a and %s", d, when)
+	}
+	if tasks, err := e.queue.Tasks(e.ctx); err != nil || len(tasks) != 0 {
+		t.Fatalf("queued after the failure: %+v %v", tasks, err)
 	}
 }

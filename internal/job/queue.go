@@ -424,6 +424,26 @@ func (q *Queue) CancelPendingTx(ctx context.Context, tx store.Tx, id string) (bo
 	return true, q.Backend.Finish(ctx, tx, id, q.Clock.Now().UTC())
 }
 
+// AbandonTx removes, in tx, the queued task id, which cannot run because
+// node, the only node that may lease it (its Node), is gone: unless a
+// worker holds a live lease on it, or it is no longer bound to node. It
+// returns the task and whether it removed it; a task that is not queued
+// is ErrNoTask. Its ID is remembered as finished, as by Ack.
+func (q *Queue) AbandonTx(ctx context.Context, tx store.Tx, id, node string) (Task, bool, error) {
+	cur, err := q.Backend.Get(ctx, tx, id)
+	if err != nil {
+		return Task{}, false, err
+	}
+	now := q.Clock.Now().UTC()
+	if Live(cur, now) || !strings.EqualFold(cur.Node, node) {
+		return cur, false, nil
+	}
+	if err := q.Backend.Finish(ctx, tx, id, now); err != nil {
+		return cur, false, fmt.Errorf("abandon %s: %w", id, err)
+	}
+	return cur, true, nil
+}
+
 // Canceled reports whether the task was cancelled while leased.
 func (q *Queue) Canceled(ctx context.Context, id string) (bool, error) {
 	var c bool

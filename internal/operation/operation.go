@@ -345,9 +345,11 @@ func Interrupted() *resource.Error {
 }
 
 // FailTask is the worker pool's dead-letter hook for TaskType tasks (the
-// task is gone, past its delivery limit): the operation fails with
-// OperationInterrupted unless it has ended, and its kind's Failer ends
-// what it left pending, in the same transaction.
+// task is gone: past its delivery limit, or failed because the node it
+// must run on is gone): the operation fails, unless it has ended, with
+// cause when that is an ARM error (such as NodeUnavailable) and with
+// OperationInterrupted otherwise, and its kind's Failer ends what it left
+// pending, in the same transaction.
 func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 	var p taskPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
@@ -363,7 +365,11 @@ func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 		if err != nil || rec.Status.IsTerminal() {
 			return err
 		}
-		m.finish(&rec, nil, Interrupted())
+		var why error = Interrupted()
+		if e := resource.AsError(cause); e != nil {
+			why = e
+		}
+		m.finish(&rec, nil, why)
 		return m.endTx(ctx, tx, rec)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {

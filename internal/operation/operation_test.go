@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/cluster"
 	"coffer/internal/job"
 	"coffer/internal/operation"
 	"coffer/internal/resource"
@@ -749,6 +750,53 @@ func TestInProgressIndex(t *testing.T) {
 		}
 		if err := a.m.Recover(ctx); err != nil {
 			t.Fatalf("recover with an entry whose record is gone: %v", err)
+		}
+	})
+}
+
+// TestDeadHomeFailsOperation: an operation on a disk homed on node a,
+// which stopped beating, is failed by node b's sweep once a has been down
+// the node timeout plus the grace: Failed with NodeUnavailable naming a,
+// and its kind's Failer ends the resource it left pending.
+func TestDeadHomeFailsOperation(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		home := func(context.Context, store.Tx, string) (string, error) { return "a", nil }
+		failed := map[string]string{}
+		for _, n := range []*node{a, b} {
+			n.m.Home = home
+			n.m.Register("k", func(ctx context.Context, rec operation.Record) (any, error) { return nil, nil })
+			n.m.OnFail("k", func(ctx context.Context, tx store.Tx, rec operation.Record) error {
+				failed[rec.ID] = rec.Error.Code
+				return nil
+			})
+		}
+		reg := &cluster.Registry{Store: b.st, Clock: clk}
+		if _, err := reg.Register(ctx, cluster.Node{Name: "a", Incarnation: "a1"}); err != nil {
+			t.Fatal(err)
+		}
+		r := rec("k")
+		r.Disk = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"
+		op, err := a.m.Start(ctx, r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
+			return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), time.Minute)
+		}
+		clk.Advance(cluster.DefaultNodeTimeout + time.Minute + time.Second)
+		if n, err := b.pool.FailStranded(ctx, gone, nil); err != nil || n != 1 {
+			t.Fatalf("b's sweep failed %d tasks: %v", n, err)
+		}
+		got := get(t, b, op.ID)
+		if got.Status != operation.Failed || got.Error == nil || got.Error.Code != cluster.CodeNodeUnavailable ||
+			!strings.Contains(got.Error.Message, "node 'a'") || failed[op.ID] != cluster.CodeNodeUnavailable {
+			t.Fatalf("the operation of a dead home: %+v (error %+v), Failer saw %q", got, got.Error, failed[op.ID])
+		}
+		if ts := opTasks(t, b); len(ts) != 0 {
+			t.Fatalf("tasks left: %+v", ts)
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"coffer/internal/job"
 	"coffer/internal/operation"
 	"coffer/internal/resource"
+	"coffer/internal/store"
 	"coffer/internal/tenant"
 	"coffer/internal/worker"
 )
@@ -68,6 +69,9 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 	pool.Handle(compute.DeleteVolumeTask, func(ctx context.Context, t job.Task) error {
 		return s.Compute.DeleteVolume(ctx, string(t.Payload))
 	})
+	// A volume's deletion waits for the node that holds it, however long
+	// it is down; other work bound to a node fails after the grace.
+	pool.WaitForNode = map[string]bool{compute.DeleteVolumeTask: true}
 	pool.Dead = func(ctx context.Context, t job.Task, cause error) {
 		if t.Type == operation.TaskType {
 			s.Ops.FailTask(ctx, t, cause)
@@ -114,11 +118,59 @@ func (s *Server) openDataProtection(ctx context.Context) error {
 		defer dp.wg.Done()
 		elector.Run(bg, func(ctx context.Context, l cluster.Lease) {
 			sched.Fence = fence(l)
+			var wg sync.WaitGroup
+			if s.member.shared {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.failStranded(ctx, pool, fence(l))
+				}()
+			}
 			sched.Run(ctx)
+			wg.Wait()
 		})
 	}()
 	s.dp = dp
 	return nil
+}
+
+// strandedEvery is how often the scheduler's node looks for work bound to
+// a node that is gone (failStranded).
+const strandedEvery = cluster.DefaultNodeTimeout
+
+// failStranded fails, every strandedEvery until ctx ends, the queued work
+// bound to a node that has been down longer than the node timeout plus
+// Config.NodeGrace (worker.Pool.FailStranded), its writes fenced by the
+// scheduler lease this node holds: a backup of a disk on a dead node ends
+// Failed with NodeUnavailable, naming the node and when it was last seen,
+// instead of waiting in the queue for ever.
+func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func(ctx context.Context, tx store.Tx) error) {
+	reg := s.member.registry
+	gone := func(ctx context.Context, tx store.Tx, t job.Task) (error, error) {
+		return reg.GoneTx(ctx, tx, t.Node, strandedWhat(t), reg.Clock.Now(), s.cfg.NodeGrace)
+	}
+	for {
+		tm := s.cfg.Clock.NewTimer(strandedEvery)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return
+		case <-tm.C():
+		}
+		if _, err := pool.FailStranded(ctx, gone, fence); err != nil && ctx.Err() == nil {
+			s.log.Warn("fail the work of nodes that are gone", "err", err)
+		}
+	}
+}
+
+// strandedWhat names, for the error that fails it, what a task bound to a
+// gone node needs there: the disk it works on (its Target) when it names
+// one.
+func strandedWhat(t job.Task) string {
+	if id, err := resource.Parse(t.Target); err == nil && id.Name() != "" {
+		return fmt.Sprintf("The disk '%s'", id.Name())
+	}
+	return "The disk it works on"
 }
 
 func (s *Server) closeDataProtection() {

@@ -98,6 +98,11 @@ type Config struct {
 	// when several nodes share DB: "least-used" (the default) or "local"
 	// (cluster.ParsePlacement).
 	Placement string
+	// NodeGrace is how long, past the node timeout, the queued work bound
+	// to a node that stopped beating (backups and operations of the disks
+	// it holds, restores placed on it) waits for it before another node
+	// fails it with NodeUnavailable (0: DefaultNodeGrace).
+	NodeGrace time.Duration
 	// MasterKey is the file of the key that seals the secrets the nodes
 	// share in DB (default DATA/master.key, created on the first start of
 	// the first node; every other node needs a copy). See
@@ -112,6 +117,7 @@ const (
 	DefaultDataDir   = "coffer-data"
 	DefaultRegion    = "local"
 	DefaultMinFree   = 64 << 20
+	DefaultNodeGrace = cluster.DefaultTaskGrace
 )
 
 // AdminFile is the name of the admin credentials file in the data dir.

@@ -48,8 +48,13 @@ type Pool struct {
 	// earlier runs; other nodes' tasks come back when their leases expire.
 	Node string
 	// Dead is called for tasks that exhausted their deliveries or have no
-	// handler.
+	// handler, and for those FailStranded fails.
 	Dead DeadHandler
+	// WaitForNode names the task types whose tasks wait for their Node
+	// however long it is down (FailStranded leaves them): work that only
+	// that node can do and nobody waits on, such as deleting a volume it
+	// holds.
+	WaitForNode map[string]bool
 	// Idle is the longest a worker sleeps without a notification.
 	Idle time.Duration
 	// Watch is how often a running task's record is read to see whether

@@ -1,0 +1,93 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"coffer/internal/job"
+	"coffer/internal/store"
+)
+
+// NodeGone reports, reading in tx, whether the task t, bound to its Node,
+// can wait for that node no longer: a non-nil cause (which names the node
+// and when it was last seen) once the node has been down longer than the
+// grace allowed to it; nil while it runs or within the grace.
+type NodeGone func(ctx context.Context, tx store.Tx, t job.Task) (cause, err error)
+
+// FailStranded fails the queued tasks bound to a node (Task.Node) that
+// gone reports gone: each is removed from the queue, in a transaction that
+// reads the node and the task afresh and calls fence (when set: the lease
+// of the one node that sweeps), and handed to Dead with gone's cause, as a
+// task out of deliveries is. A task that a worker holds a live lease on is
+// left alone, and so is one whose node came back within the grace: it runs
+// there as usual. Tasks of the types in WaitForNode are never failed this
+// way. It reports how many tasks it failed.
+//
+// Several nodes may sweep at once: the removal happens once, and only the
+// node that removed a task fails it.
+func (p *Pool) FailStranded(ctx context.Context, gone NodeGone, fence func(ctx context.Context, tx store.Tx) error) (int, error) {
+	ts, err := p.Queue.Tasks(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("fail stranded tasks: %w", err)
+	}
+	now := p.Clock.Now()
+	// One read per node says which are gone; the others' tasks are not
+	// touched.
+	down := map[string]bool{}
+	failed := 0
+	for _, t := range ts {
+		if t.Node == "" || p.WaitForNode[t.Type] || job.Live(t, now) {
+			continue
+		}
+		node := strings.ToLower(t.Node)
+		isDown, seen := down[node]
+		if !seen {
+			err := p.Queue.Store.View(ctx, func(tx store.Tx) error {
+				cause, err := gone(ctx, tx, t)
+				isDown = cause != nil
+				return err
+			})
+			if err != nil {
+				return failed, fmt.Errorf("fail stranded tasks: node %s: %w", t.Node, err)
+			}
+			down[node] = isDown
+		}
+		if !isDown {
+			continue
+		}
+		var cause error
+		var removed job.Task
+		err := p.Queue.Store.Update(ctx, func(tx store.Tx) error {
+			cause = nil // a re-run decides afresh
+			if fence != nil {
+				if err := fence(ctx, tx); err != nil {
+					return err
+				}
+			}
+			c, err := gone(ctx, tx, t)
+			if err != nil || c == nil {
+				return err
+			}
+			cur, ok, err := p.Queue.AbandonTx(ctx, tx, t.ID, t.Node)
+			if err != nil || !ok {
+				return err
+			}
+			cause, removed = c, cur
+			return nil
+		})
+		if errors.Is(err, job.ErrNoTask) {
+			continue // it ended meanwhile
+		}
+		if err != nil {
+			return failed, fmt.Errorf("fail stranded task %s: %w", t.ID, err)
+		}
+		if cause == nil {
+			continue
+		}
+		p.dead(ctx, removed, cause)
+		failed++
+	}
+	return failed, nil
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/clock"
@@ -245,10 +246,30 @@ func owned(cur, t Task) error {
 	return nil
 }
 
+// ackNote is what NoteAcks puts in a running task's context.
+type ackNote struct {
+	id    string
+	asked atomic.Bool
+}
+
+type ackNoteKey struct{}
+
+// NoteAcks returns ctx with a note that AckTx (and so CompleteTx), called
+// under it for the task id, marks, and a function that reports whether it
+// was marked: the worker running the task tells, by it, the handler's own
+// ack from another's removal of the task.
+func NoteAcks(ctx context.Context, id string) (context.Context, func() bool) {
+	n := &ackNote{id: id}
+	return context.WithValue(ctx, ackNoteKey{}, n), n.asked.Load
+}
+
 // AckTx removes a finished task in the caller's transaction (so that the
 // result and the ack commit together) and remembers its ID for
 // de-duplication.
 func (q *Queue) AckTx(ctx context.Context, tx store.Tx, t Task) error {
+	if n, ok := ctx.Value(ackNoteKey{}).(*ackNote); ok && strings.EqualFold(n.id, t.ID) {
+		n.asked.Store(true)
+	}
 	cur, err := q.Backend.Get(ctx, tx, t.ID)
 	if err != nil {
 		return err
@@ -349,6 +370,31 @@ func (q *Queue) HeldTx(ctx context.Context, tx store.Tx, t Task) error {
 		return err
 	}
 	return owned(cur, t)
+}
+
+// Renew is a running task's watch (see worker.Pool): one read of the task
+// gives both its lease and its cancel mark. It fails with ErrLeaseLost
+// when t's lease has passed to another worker and with ErrNoTask when the
+// task has left the queue; otherwise it returns the task, whose Canceled
+// says whether a cancel (from any node) marked it, after extending the
+// lease (Extend, a write) when a third of LeaseDuration has passed since
+// its last extension.
+func (q *Queue) Renew(ctx context.Context, t Task) (Task, error) {
+	var cur Task
+	err := q.Store.View(ctx, func(tx store.Tx) error {
+		var err error
+		if cur, err = q.Backend.Get(ctx, tx, t.ID); err != nil {
+			return err
+		}
+		return owned(cur, t)
+	})
+	if err != nil {
+		return t, err
+	}
+	if cur.Canceled || cur.LeaseExpiry.Sub(q.Clock.Now()) > q.LeaseDuration*2/3 {
+		return cur, nil
+	}
+	return q.Extend(ctx, t)
 }
 
 // Extend renews a lease (long tasks call it as they make progress).

@@ -57,15 +57,21 @@ type Pool struct {
 	WaitForNode map[string]bool
 	// Idle is the longest a worker sleeps without a notification.
 	Idle time.Duration
-	// Watch is how often a running task's record is read to see whether
-	// it was cancelled (from any node: see job.Queue.Cancel); its lease is
-	// renewed at a third of the queue's lease duration by the same loop.
+	// Watch is how often a running task is read (job.Queue.Renew): one
+	// read says whether it was cancelled (from any node: see
+	// job.Queue.Cancel), so that a cancel is seen within Watch, and
+	// renews its lease once a third of the queue's lease duration has
+	// passed. NewPool sets DefaultWatch.
 	Watch time.Duration
 
 	mu       sync.Mutex
 	handlers map[string]Handler
 	wg       sync.WaitGroup
 }
+
+// DefaultWatch is a pool's Watch unless set otherwise: the longest a
+// running task's handler goes on after the task was cancelled.
+const DefaultWatch = 2 * time.Second
 
 // NewPool returns a pool of n workers over q.
 func NewPool(q *job.Queue, clk clock.Clock, logger *slog.Logger, n int) *Pool {
@@ -76,7 +82,7 @@ func NewPool(q *job.Queue, clk clock.Clock, logger *slog.Logger, n int) *Pool {
 		logger = slog.Default()
 	}
 	return &Pool{Queue: q, Clock: clk, Logger: logger, Workers: n, Owner: "worker-" + identity.NewGUID(),
-		Idle: 5 * time.Second, Watch: time.Second, handlers: map[string]Handler{}}
+		Idle: 5 * time.Second, Watch: DefaultWatch, handlers: map[string]Handler{}}
 }
 
 // Handle registers the handler of a task type.
@@ -125,10 +131,11 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 		// Shutting down: leave the lease; Recover hands the task out again.
 		return true, ctx.Err()
 	}
-	if errors.Is(herr, job.ErrLeaseLost) {
+	if errors.Is(herr, job.ErrLeaseLost) || errors.Is(herr, job.ErrNoTask) {
 		// Another worker holds the task now (this one paused past its
-		// lease): its outcome is the other's to record.
-		p.Logger.Warn("task lease lost; its new holder finishes it", "task", t.ID, "type", t.Type, "attempt", t.Attempts)
+		// lease), or it left the queue: its outcome is not this
+		// worker's to record.
+		p.Logger.Warn("task no longer this worker's; its outcome is left to others", "task", t.ID, "type", t.Type, "attempt", t.Attempts, "err", herr)
 		return true, nil
 	}
 	if later, ok := errors.AsType[*job.Later](herr); ok {
@@ -151,9 +158,11 @@ func (p *Pool) RunOnce(ctx context.Context) (bool, error) {
 }
 
 // run runs h on t under a watch (see watch): a handler whose task was
-// cancelled ends with an error that matches job.ErrCanceled, and one whose
+// cancelled ends with an error that matches job.ErrCanceled; one whose
 // lease passed to another worker (the node paused past its lease) ends
-// with job.ErrLeaseLost: its work is another worker's now.
+// with job.ErrLeaseLost, and one whose task left the queue while it ran
+// (another worker finished it, or it was removed) with job.ErrNoTask:
+// either way its work is no longer its own.
 func (p *Pool) run(ctx context.Context, h Handler, t job.Task) error {
 	hctx, stop := p.watch(ctx, t)
 	err := h(hctx, t)
@@ -164,29 +173,33 @@ func (p *Pool) run(ctx context.Context, h Handler, t job.Task) error {
 	switch cause := context.Cause(hctx); {
 	case errors.Is(cause, job.ErrCanceled) && !errors.Is(err, job.ErrCanceled):
 		return fmt.Errorf("%w: %w", job.ErrCanceled, err)
-	case errors.Is(cause, job.ErrLeaseLost):
-		return fmt.Errorf("task %s: %w", t.ID, cause)
+	case errors.Is(cause, job.ErrLeaseLost), errors.Is(cause, job.ErrNoTask):
+		return cause
 	}
 	return err
 }
 
-// watch runs beside a task's handler until stop is called: every Watch it
-// reads the task, and cancels the handler's context with cause
-// job.ErrCanceled once the task was cancelled, or job.ErrLeaseLost once
-// another worker holds it; it renews the lease when a third of it has
-// passed, so that a long backup keeps its task.
+// watch runs beside a task's handler until stop is called. Every Watch it
+// reads the task once (job.Queue.Renew), which renews its lease when a
+// third of it has passed, so that a long backup keeps its task, and says
+// whether the task was cancelled: a cancel is seen within Watch. It
+// cancels the handler's context with cause job.ErrCanceled once the task
+// was cancelled, job.ErrLeaseLost once another worker holds it, and an
+// error wrapping job.ErrNoTask once the task has left the queue other than
+// by the handler's own ack (another worker finished it, or it was
+// removed).
 func (p *Pool) watch(ctx context.Context, t job.Task) (hctx context.Context, stop func()) {
 	hctx, cancel := context.WithCancelCause(ctx)
+	hctx, acked := job.NoteAcks(hctx, t.ID)
 	every := p.Watch
 	if every <= 0 {
-		every = time.Second
+		every = DefaultWatch
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		renewed := p.Clock.Now()
 		for {
 			tm := p.Clock.NewTimer(every)
 			select {
@@ -198,28 +211,21 @@ func (p *Pool) watch(ctx context.Context, t job.Task) (hctx context.Context, sto
 				return
 			case <-tm.C():
 			}
-			var err error
-			if p.Clock.Now().Sub(renewed) >= p.Queue.LeaseDuration/3 {
-				var cur job.Task
-				if cur, err = p.Queue.Extend(hctx, t); err == nil {
-					renewed = p.Clock.Now()
-					if cur.Canceled {
-						err = job.ErrCanceled
-					}
-				}
-			} else {
-				var canceled bool
-				if canceled, err = p.Queue.Canceled(hctx, t.ID); err == nil && canceled {
-					err = job.ErrCanceled
-				}
+			cur, err := p.Queue.Renew(hctx, t)
+			if err == nil && cur.Canceled {
+				err = job.ErrCanceled
 			}
 			switch {
 			case errors.Is(err, job.ErrCanceled):
 				p.Logger.Info("task cancelled while running", "task", t.ID, "type", t.Type)
 				cancel(job.ErrCanceled)
 				return
-			case errors.Is(err, job.ErrNoTask):
+			case errors.Is(err, job.ErrNoTask) && acked():
 				return // the handler acked it in its own transaction
+			case errors.Is(err, job.ErrNoTask):
+				p.Logger.Warn("task left the queue while running; its handler stops", "task", t.ID, "type", t.Type)
+				cancel(fmt.Errorf("task %s left the queue while it ran (another worker finished it, or it was removed): %w", t.ID, job.ErrNoTask))
+				return
 			case errors.Is(err, job.ErrLeaseLost):
 				p.Logger.Warn("task lease lost while running", "task", t.ID, "type", t.Type, "err", err)
 				cancel(job.ErrLeaseLost)

@@ -11,8 +11,10 @@
 // lease, and another node runs the handler again (handlers are idempotent).
 // No operation lives only in a process's memory. An operation that fails
 // for good ends what it leaves pending (its kind's Failer) in the same
-// transaction. Records are kept DefaultRetention after they end; the
-// pruning task deletes older ones on one node at a time.
+// transaction (or, when that fails, ends without it). Records are kept
+// DefaultRetention after they end; the pruning task, which is always
+// queued (a start re-creates it if it is missing), deletes older ones on
+// one node at a time.
 package operation
 
 import (
@@ -172,7 +174,9 @@ type Manager struct {
 // node writes it and however — the handler's error, a task out of
 // deliveries, Recover — so that the resource never outlives its operation
 // in a pending state. rec.Error says why. It must leave a resource that
-// has ended as it is.
+// has ended as it is. When it fails, its writes are dropped and the
+// operation ends all the same (its error logged), so that no operation
+// stays InProgress because of its Failer.
 type Failer func(ctx context.Context, tx store.Tx, rec Record) error
 
 // Register makes h run the operations of kind. Register every kind before
@@ -197,12 +201,13 @@ func (m *Manager) OnFail(kind string, f Failer) {
 }
 
 // endTx writes rec, which has ended, in tx, with what its kind's Failer
-// ends when it failed.
-func (m *Manager) endTx(ctx context.Context, tx store.Tx, rec Record) error {
+// ends when it failed, unless noFailer. A Failer's error is a
+// *failerError.
+func (m *Manager) endTx(ctx context.Context, tx store.Tx, rec Record, noFailer bool) error {
 	if err := putTx(ctx, tx, rec); err != nil {
 		return err
 	}
-	if rec.Status == Succeeded {
+	if rec.Status == Succeeded || noFailer {
 		return nil
 	}
 	m.mu.Lock()
@@ -212,9 +217,43 @@ func (m *Manager) endTx(ctx context.Context, tx store.Tx, rec Record) error {
 		return nil
 	}
 	if err := f(ctx, tx, rec); err != nil {
-		return fmt.Errorf("fail what operation %s leaves: %w", rec.ID, err)
+		return &failerError{rec: rec, err: err}
 	}
 	return nil
+}
+
+// failerError is the error of a Failer, for the operation rec.
+type failerError struct {
+	rec Record
+	err error
+}
+
+func (e *failerError) Error() string {
+	return fmt.Sprintf("fail what operation %s leaves: %v", e.rec.ID, e.err)
+}
+
+func (e *failerError) Unwrap() error { return e.err }
+
+// updateEnding runs fn in an Update of the store; fn ends operations with
+// end (endTx in fn's transaction). When an operation's Failer fails, the
+// transaction runs again with that operation ending without its Failer,
+// whose error is logged: an operation that has failed never stays
+// InProgress because what it leaves pending could not be ended (that
+// stays as it is, for an operator to see in the log).
+func (m *Manager) updateEnding(ctx context.Context, fn func(tx store.Tx, end func(rec Record) error) error) error {
+	skip := map[string]bool{}
+	for {
+		err := m.Store.Update(ctx, func(tx store.Tx) error {
+			return fn(tx, func(rec Record) error { return m.endTx(ctx, tx, rec, skip[rec.ID]) })
+		})
+		fe, ok := errors.AsType[*failerError](err)
+		if !ok || skip[fe.rec.ID] {
+			return err
+		}
+		m.logger().Error("the operation failed, and ending what it leaves pending failed too: the operation ends regardless and that stays as it is",
+			"operation", fe.rec.ID, "kind", fe.rec.Kind, "resource", fe.rec.ResourceID, "err", fe.err)
+		skip[fe.rec.ID] = true
+	}
 }
 
 func (m *Manager) handler(kind string) Handler {
@@ -325,11 +364,11 @@ func (m *Manager) Run(ctx context.Context, t job.Task) error {
 		return herr
 	}
 	m.finish(&rec, result, herr)
-	err = m.Store.Update(ctx, func(tx store.Tx) error {
+	err = m.updateEnding(ctx, func(tx store.Tx, end func(Record) error) error {
 		if err := m.Queue.CompleteTx(ctx, tx, t); err != nil {
 			return err
 		}
-		return m.endTx(ctx, tx, rec)
+		return end(rec)
 	})
 	if err != nil {
 		return fmt.Errorf("complete operation %s: %w", rec.ID, err)
@@ -357,10 +396,21 @@ func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 		return
 	}
 	if p.Prune {
-		m.logger().Error("the pruning of operations stopped; the next start queues it again", "err", cause)
+		m.logger().Warn("the pruning task ended; queued again", "task", t.ID, "err", cause)
+		err := m.Store.Update(ctx, func(tx store.Tx) error {
+			tasks, err := m.Queue.Backend.List(ctx, tx, "")
+			if err != nil {
+				return err
+			}
+			_, err = m.ensurePruneTx(ctx, tx, tasks)
+			return err
+		})
+		if err != nil {
+			m.logger().Error("queue the pruning of operations again; the next start does", "err", err)
+		}
 		return
 	}
-	err := m.Store.Update(ctx, func(tx store.Tx) error {
+	err := m.updateEnding(ctx, func(tx store.Tx, end func(Record) error) error {
 		rec, err := getTx(ctx, tx, p.Operation)
 		if err != nil || rec.Status.IsTerminal() {
 			return err
@@ -370,7 +420,7 @@ func (m *Manager) FailTask(ctx context.Context, t job.Task, cause error) {
 			why = e
 		}
 		m.finish(&rec, nil, why)
-		return m.endTx(ctx, tx, rec)
+		return end(rec)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		m.logger().Error("fail the operation of a dead task", "task", t.ID, "err", err)
@@ -528,7 +578,7 @@ func (m *Manager) Rewrite(ctx context.Context, fn func(rec *Record) bool) error 
 // wrote, and queues the pruning task if it is not queued.
 func (m *Manager) Recover(ctx context.Context) error {
 	enqueued := 0
-	err := m.Store.Update(ctx, func(tx store.Tx) error {
+	err := m.updateEnding(ctx, func(tx store.Tx, end func(Record) error) error {
 		enqueued = 0 // a re-run counts afresh
 		recs, built, err := inProgress(ctx, tx)
 		if err != nil {
@@ -549,10 +599,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 				queued[strings.ToLower(t.ID)] = true
 			}
 		}
-		if !queued[pruneTaskID] {
-			if err := m.enqueuePruneTx(ctx, tx); err != nil {
-				return err
-			}
+		if ok, err := m.ensurePruneTx(ctx, tx, tasks); err != nil {
+			return err
+		} else if ok {
 			enqueued++
 		}
 		for _, rec := range recs {
@@ -572,7 +621,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				// Its task ran and ended without a trace: it is failed.
 			}
 			m.finish(&rec, nil, Interrupted())
-			if err := m.endTx(ctx, tx, rec); err != nil {
+			if err := end(rec); err != nil {
 				return err
 			}
 		}
@@ -634,26 +683,59 @@ func buildIndex(ctx context.Context, tx store.Tx, recs []Record) error {
 	return nil
 }
 
-// pruneDeliveries is the pruning task's delivery limit: deferrals do not
-// use deliveries, so this many runs interrupted in a row end it (until the
-// next start queues it again).
-const pruneDeliveries = 100
+// pruneDeliveries is the pruning task's delivery limit, which it never
+// reaches: a run that fails is deferred to the next, and one interrupted
+// (its node stopped or died) is delivered again after the queue's backoff,
+// however many times in a row; the task is never dropped. (Each deferral
+// adds one, and the PostgreSQL queue keeps it in 32 bits: 2^30 leaves
+// room for a hundred thousand years of hourly runs.)
+const pruneDeliveries = 1 << 30
 
-// enqueuePruneTx queues the pruning task, due at once. Each run defers it
-// to the next.
+// pruneIDs is how many IDs enqueuePruneTx tries: the queue refuses an ID
+// it finished recently (job.ErrDuplicate), so a pruning task that ended
+// (a node of a version without it acked it) is queued again under the
+// next one.
+const pruneIDs = 100
+
+// isPruneTask reports whether t is the pruning task, under any of its IDs.
+func isPruneTask(t job.Task) bool {
+	return t.Type == TaskType && strings.HasPrefix(strings.ToLower(t.ID), pruneTaskID)
+}
+
+// ensurePruneTx queues the pruning task in tx unless tasks, the queued
+// tasks as read in tx, hold it, and reports whether it queued it.
+func (m *Manager) ensurePruneTx(ctx context.Context, tx store.Tx, tasks []job.Task) (bool, error) {
+	for _, t := range tasks {
+		if isPruneTask(t) {
+			return false, nil
+		}
+	}
+	return true, m.enqueuePruneTx(ctx, tx)
+}
+
+// enqueuePruneTx queues the pruning task, due at once, under the first of
+// its IDs the queue accepts. Each run defers it to the next. The caller
+// has checked that none is queued, in tx: nodes that start at once queue
+// it once (their transactions conflict, and the one re-run finds it).
 func (m *Manager) enqueuePruneTx(ctx context.Context, tx store.Tx) error {
 	payload, err := json.Marshal(taskPayload{Prune: true})
 	if err != nil {
 		return err
 	}
-	err = m.Queue.EnqueueTx(ctx, tx, job.Task{ID: pruneTaskID, Type: TaskType, Payload: payload, MaxAttempts: pruneDeliveries})
-	if errors.Is(err, job.ErrDuplicate) {
-		// It died (a node without this version's handler acked it);
-		// the queue remembers its ID until the done markers go.
-		m.logger().Warn("the pruning of operations cannot be queued", "err", err)
-		return nil
+	for i := 1; i <= pruneIDs; i++ {
+		id := pruneTaskID
+		if i > 1 {
+			id = fmt.Sprintf("%s-%d", pruneTaskID, i)
+		}
+		err = m.Queue.EnqueueTx(ctx, tx, job.Task{ID: id, Type: TaskType, Payload: payload, MaxAttempts: pruneDeliveries})
+		if !errors.Is(err, job.ErrDuplicate) {
+			return err
+		}
 	}
-	return err
+	// Every ID ended recently: the next start, once the queue has
+	// forgotten them, queues it.
+	m.logger().Error("the pruning of operations cannot be queued: all its IDs ended recently", "err", err)
+	return nil
 }
 
 // runPrune is the pruning task's run: it prunes, fenced by the task's

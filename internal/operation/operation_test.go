@@ -522,12 +522,24 @@ func TestFailerEndsThePending(t *testing.T) {
 			t.Fatalf("success: operation %+v, resource %q", r, state(ok.ID))
 		}
 
-		// A Failer that fails rolls the operation's failure back with it.
+		// A Failer that fails does not keep the operation InProgress:
+		// it ends Failed all the same, whether its task died or its
+		// handler failed, and only the Failer's own writes are dropped.
 		refuse.Store(true)
 		stuck := start("ok")
 		interrupt()
-		if r := get(t, a, stuck.ID); r.Status != operation.InProgress || state(stuck.ID) != "Creating" {
-			t.Fatalf("refused Failer: operation %+v, resource %q", r, state(stuck.ID))
+		if r := get(t, a, stuck.ID); r.Status != operation.Failed || r.Error.Code != "OperationInterrupted" || state(stuck.ID) != "Creating" {
+			t.Fatalf("refused Failer of a dead task: operation %+v, resource %q", r, state(stuck.ID))
+		}
+		failing := start("fail")
+		if err := a.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, a, failing.ID); r.Status != operation.Failed || r.Error.Code != "InternalServerError" || state(failing.ID) != "Creating" {
+			t.Fatalf("refused Failer of a failed handler: operation %+v, resource %q", r, state(failing.ID))
+		}
+		if ts := opTasks(t, a); len(ts) != 0 {
+			t.Fatalf("tasks left: %+v", ts)
 		}
 	})
 }
@@ -797,6 +809,67 @@ func TestDeadHomeFailsOperation(t *testing.T) {
 		}
 		if ts := opTasks(t, b); len(ts) != 0 {
 			t.Fatalf("tasks left: %+v", ts)
+		}
+	})
+}
+
+// TestPruneTaskStaysQueued: the pruning task is never lost. Interrupted
+// on every delivery (its node dies mid-run, more times in a row than any
+// delivery limit), it is still queued; and when it has ended (a node of
+// a version without it acked it: its ID is remembered as done), two nodes
+// starting at once queue it again, once.
+func TestPruneTaskStaysQueued(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open backend) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		a, b := newNode(t, open, "a", clk), newNode(t, open, "b", clk)
+		if err := a.m.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 120 {
+			tk, ok, err := a.q.Lease(ctx, a.pool.Owner)
+			if err != nil || !ok || !strings.HasPrefix(tk.ID, "operation-prune") {
+				t.Fatalf("lease %d of the pruning task: %+v %v %v", i, tk, ok, err)
+			}
+			if err := a.pool.Recover(ctx); err != nil { // a restart
+				t.Fatal(err)
+			}
+			if err := a.m.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(a.q.Backoff(tk.Attempts))
+		}
+		if p := pruneTasks(t, a); len(p) != 1 {
+			t.Fatalf("pruning tasks after 120 interrupted runs: %+v, want one", p)
+		}
+
+		// It ends; both nodes start at once.
+		tk, ok, err := a.q.Lease(ctx, a.pool.Owner)
+		if err != nil || !ok {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
+		if err := a.q.Ack(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 2)
+		for _, n := range []*node{a, b} {
+			go func() { errs <- n.m.Recover(ctx) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := pruneTasks(t, a)
+		if len(p) != 1 || !job.Ready(p[0], clk.Now()) {
+			t.Fatalf("pruning tasks after two starts: %+v, want one, due", p)
+		}
+		// It runs, and defers itself to its next run.
+		if err := b.pool.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p := pruneTasks(t, b); len(p) != 1 || !p[0].NotBefore.Equal(clk.Now().Add(operation.DefaultPruneEvery)) {
+			t.Fatalf("pruning task after its run: %+v", p)
 		}
 	})
 }

@@ -471,17 +471,20 @@ func (q *Queue) CancelPendingTx(ctx context.Context, tx store.Tx, id string) (bo
 }
 
 // AbandonTx removes, in tx, the queued task id, which cannot run because
-// node, the only node that may lease it (its Node), is gone: unless a
-// worker holds a live lease on it, or it is no longer bound to node. It
-// returns the task and whether it removed it; a task that is not queued
-// is ErrNoTask. Its ID is remembered as finished, as by Ack.
+// node, the only node that may lease it (its Node), is gone: unless it is
+// no longer bound to node, or a worker of another node holds a live lease
+// on it. A lease of node's own is no obstacle: a worker of a gone node
+// that still runs commits nothing of the task (its completion finds the
+// task gone: ErrLeaseLost), and its watch stops it. It returns the task
+// and whether it removed it; a task that is not queued is ErrNoTask. Its
+// ID is remembered as finished, as by Ack.
 func (q *Queue) AbandonTx(ctx context.Context, tx store.Tx, id, node string) (Task, bool, error) {
 	cur, err := q.Backend.Get(ctx, tx, id)
 	if err != nil {
 		return Task{}, false, err
 	}
 	now := q.Clock.Now().UTC()
-	if Live(cur, now) || !strings.EqualFold(cur.Node, node) {
+	if !strings.EqualFold(cur.Node, node) || (Live(cur, now) && !strings.EqualFold(OwnerNode(cur.LeaseOwner), node)) {
 		return cur, false, nil
 	}
 	if err := q.Backend.Finish(ctx, tx, id, now); err != nil {

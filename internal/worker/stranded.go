@@ -20,10 +20,11 @@ type NodeGone func(ctx context.Context, tx store.Tx, t job.Task) (cause, err err
 // gone reports gone: each is removed from the queue, in a transaction that
 // reads the node and the task afresh and calls fence (when set: the lease
 // of the one node that sweeps), and handed to Dead with gone's cause, as a
-// task out of deliveries is. A task that a worker holds a live lease on is
-// left alone, and so is one whose node came back within the grace: it runs
-// there as usual. Tasks of the types in WaitForNode are never failed this
-// way. It reports how many tasks it failed.
+// task out of deliveries is (job.Queue.AbandonTx: a task the gone node
+// had leased goes too, fenced against that node's worker should it still
+// run). A task whose node came back within the grace is left alone: it
+// runs there as usual. Tasks of the types in WaitForNode are never failed
+// this way. It reports how many tasks it failed.
 //
 // Several nodes may sweep at once: the removal happens once, and only the
 // node that removed a task fails it.
@@ -32,13 +33,12 @@ func (p *Pool) FailStranded(ctx context.Context, gone NodeGone, fence func(ctx c
 	if err != nil {
 		return 0, fmt.Errorf("fail stranded tasks: %w", err)
 	}
-	now := p.Clock.Now()
 	// One read per node says which are gone; the others' tasks are not
 	// touched.
 	down := map[string]bool{}
 	failed := 0
 	for _, t := range ts {
-		if t.Node == "" || p.WaitForNode[t.Type] || job.Live(t, now) {
+		if t.Node == "" || p.WaitForNode[t.Type] {
 			continue
 		}
 		node := strings.ToLower(t.Node)

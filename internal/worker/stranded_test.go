@@ -56,9 +56,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // TestFailStranded: a task bound to node a (a backup of a disk a holds)
 // is failed by FailStranded on node b once a has not beaten for the node
 // timeout plus the grace, with a NodeUnavailable cause naming a and when
-// it was last seen; not before, not when a came back within the grace
-// (a then runs it), not while a's lease on it is live, and never for a
-// type that waits for its node. A second sweep, from another node, fails
+// it was last seen (a task a had leased too, its completion by a then
+// refused); not before, not when a came back within the grace (a then
+// runs it), and never for a type that waits for its node. A second sweep, from another node, fails
 // nothing again; a sweep whose fence refuses changes nothing. Time is a
 // fake clock.
 func TestFailStranded(t *testing.T) {
@@ -147,12 +147,15 @@ func TestFailStranded(t *testing.T) {
 			t.Fatalf("a runs its backup on its return: %v %v", ran, err)
 		}
 
-		// a leases a backup and dies: its lease (longer than the grace)
-		// is live past the deadline, so the task stays until it expires.
+		// a leases a backup and dies: at the deadline, its lease (a's
+		// own, longer than the grace) keeps the task no more than the
+		// queued one; a's completion of it, should a still run, commits
+		// nothing.
 		enqueue(job.Task{ID: "backup-2", Type: "backup", Node: "a"})
 		enqueue(job.Task{ID: "backup-3", Type: "backup", Node: "a"})
-		if tk, ok, err := pa.Queue.Lease(ctx, pa.Owner); err != nil || !ok || tk.ID != "backup-2" {
-			t.Fatalf("a's lease: %+v %v %v", tk, ok, err)
+		leased, ok, err := pa.Queue.Lease(ctx, pa.Owner)
+		if err != nil || !ok || leased.ID != "backup-2" {
+			t.Fatalf("a's lease: %+v %v %v", leased, ok, err)
 		}
 		enqueue(job.Task{ID: "volume", Type: "delete-volume", Node: "a"})
 		clk.Set(lastA.Add(deadline - time.Second))
@@ -167,24 +170,31 @@ func TestFailStranded(t *testing.T) {
 		if q := queued(); !q["backup-2"] || !q["backup-3"] || len(*deadB) != 0 {
 			t.Fatalf("after a refused sweep: queued %v, failed %v", q, *deadB)
 		}
-		sweep(pb, regb, nb, 1) // backup-3; backup-2's lease is live
-		if q := queued(); !q["backup-2"] || q["backup-3"] || !q["volume"] || !q["mine"] {
-			t.Fatalf("queued after the deadline: %v", q)
+		sweep(pb, regb, nb, 2)
+		if q := queued(); len(q) != 2 || !q["volume"] || !q["mine"] {
+			t.Fatalf("queued after the deadline: %v, want the volume's deletion and b's own backup", q)
 		}
-		cause := (*deadB)[0]
-		if !errors.Is(cause, cluster.ErrNodeUnavailable) {
-			t.Fatalf("cause %v, want cluster.ErrNodeUnavailable", cause)
+		for _, cause := range *deadB {
+			if !errors.Is(cause, cluster.ErrNodeUnavailable) {
+				t.Fatalf("cause %v, want cluster.ErrNodeUnavailable", cause)
+			}
+			seen := lastA.UTC().Format(time.RFC3339)
+			if msg := cause.Error(); !strings.Contains(msg, "The disk 'd1' is held by node 'a'") || !strings.Contains(msg, "last seen at "+seen) {
+				t.Fatalf("cause %q, want it to name the disk, node a and %s", msg, seen)
+			}
 		}
-		seen := lastA.UTC().Format(time.RFC3339)
-		if msg := cause.Error(); !strings.Contains(msg, "The disk 'd1' is held by node 'a'") || !strings.Contains(msg, "last seen at "+seen) {
-			t.Fatalf("cause %q, want it to name the disk, node a and %s", msg, seen)
+		if err := pa.Queue.Store.Update(ctx, func(tx store.Tx) error { return pa.Queue.CompleteTx(ctx, tx, leased) }); !errors.Is(err, job.ErrLeaseLost) {
+			t.Fatalf("a's completion of its failed task: %v, want job.ErrLeaseLost", err)
 		}
-		clk.Set(t0.Add(2 * time.Hour)) // past backup-2's lease
+
+		// Nodes c and b sweep in turn: the task is failed once.
+		enqueue(job.Task{ID: "backup-4", Type: "backup", Node: "a"})
+		clk.Advance(time.Minute)
 		beat(regb, nb)
 		sweep(pc, regc, nc, 1)
 		sweep(pb, regb, nb, 0)
-		if q := queued(); len(q) != 2 || !q["volume"] || !q["mine"] || len(*deadB) != 1 || len(*deadC) != 1 {
-			t.Fatalf("in the end: queued %v, failed by b %v, by c %v; want the volume's deletion and b's own backup", q, *deadB, *deadC)
+		if q := queued(); len(q) != 2 || len(*deadB) != 2 || len(*deadC) != 1 {
+			t.Fatalf("in the end: queued %v, failed by b %v, by c %v", q, *deadB, *deadC)
 		}
 	})
 }

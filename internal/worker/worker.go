@@ -173,7 +173,9 @@ func (p *Pool) run(ctx context.Context, h Handler, t job.Task) error {
 	switch cause := context.Cause(hctx); {
 	case errors.Is(cause, job.ErrCanceled) && !errors.Is(err, job.ErrCanceled):
 		return fmt.Errorf("%w: %w", job.ErrCanceled, err)
-	case errors.Is(cause, job.ErrLeaseLost), errors.Is(cause, job.ErrNoTask):
+	case errors.Is(cause, job.ErrLeaseLost):
+		return fmt.Errorf("task %s: %w", t.ID, cause)
+	case errors.Is(cause, job.ErrNoTask):
 		return cause
 	}
 	return err

@@ -43,9 +43,9 @@ type fleet struct {
 	offset time.Duration
 }
 
-// startFleet starts n nodes with --placement placement: node-1 first (it
-// bootstraps the tenant), then the others.
-func startFleet(t *testing.T, n int, placement string) *fleet {
+// startFleet starts n nodes with --placement placement and the flags
+// extra: node-1 first (it bootstraps the tenant), then the others.
+func startFleet(t *testing.T, n int, placement string, extra ...string) *fleet {
 	t.Helper()
 	bin := cofferBinary(t)
 	db := pgtest.Start(t).NewDatabase(t)
@@ -58,6 +58,7 @@ func startFleet(t *testing.T, n int, placement string) *fleet {
 		name := fmt.Sprintf("node-%d", i+1)
 		p.args = []string{"--db", db, "--blob", "s3://" + bucket + "/coffer", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
 			"--node-name", name, "--placement", placement}
+		p.args = append(p.args, extra...)
 		if i > 0 { // the installation's master key, which node-1 creates
 			p.args = append(p.args, "--master-key", filepath.Join(f.nodes[0].dir, server.MasterKeyFile))
 		}
@@ -367,7 +368,8 @@ func TestKillNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(13, 3))
-	f := startFleet(t, 3, "local")
+	// Work bound to a node fails 15 s + 20 s after its last heartbeat.
+	f := startFleet(t, 3, "local", "--node-grace", "20s")
 	at := time.Now().Add(2 * time.Hour).Truncate(time.Minute)
 	disks := setupFleet(ctx, t, f, 18, at, rng)
 	for i, d := range disks {
@@ -446,7 +448,7 @@ func TestKillNode(t *testing.T) {
 		}
 	}
 	// The backups of node-2's and node-3's disks complete, once each;
-	// node-1's wait (none fails).
+	// node-1's wait, or have failed already with NodeUnavailable (below).
 	var waiting int
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		jobs, err := backupJobs(ctx, c3, before)
@@ -464,6 +466,7 @@ func TestKillNode(t *testing.T) {
 			switch st := js[0].Properties.Status; {
 			case st == string(job.InProgress) && d.home == "node-1":
 				waiting++
+			case d.home == "node-1" && deadNodeJob(js[0]):
 			case st == string(job.InProgress):
 				pending++
 			case st != string(job.Completed):
@@ -537,47 +540,84 @@ func TestKillNode(t *testing.T) {
 		}
 	}
 
-	// Node-1 returns: its waiting backups complete, and each instance has
-	// exactly one scheduled backup and one more recovery point.
-	if err := f.nodes[0].start(ctx, offset); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+	// Node-1's backups that had not ended when it died do not wait for
+	// ever: past its grace (--node-grace 20s after the 15 s timeout) the
+	// scheduler's node fails each, with NodeUnavailable naming node-1.
+	failed := map[string]bool{}
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		jobs, err := backupJobs(ctx, c2, before)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pending := 0
 		for _, d := range disks {
-			js := jobs[d.name]
-			if len(js) != 1 {
-				t.Fatalf("%s has %d scheduled backup jobs after node-1's return, want 1", d.instance, len(js))
+			if d.home != "node-1" {
+				continue
 			}
-			if js[0].Properties.Status == string(job.InProgress) {
+			switch j := jobs[d.name][0]; {
+			case j.Properties.Status == string(job.InProgress):
 				pending++
-			} else if err := e2e.JobError(js[0]); err != nil {
-				t.Fatalf("%s: %v", d.instance, err)
+			case deadNodeJob(j):
+				failed[d.name] = true
+			case j.Properties.Status != string(job.Completed):
+				t.Fatalf("%s (on node-1): %v", d.instance, e2e.JobError(j))
 			}
 		}
 		if pending == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of node-1's backups still running 3 minutes after its return", pending)
+			t.Fatalf("%d of node-1's backups still wait for it %v after its kill", pending, time.Since(killedAt).Truncate(time.Second))
 		}
 	}
+	if len(failed) == 0 || len(failed) > 6-doneAtKill {
+		// (One may end between the look and the kill.)
+		t.Fatalf("%d of node-1's backups failed for its absence, want one or more of the %d not ended at its kill", len(failed), 6-doneAtKill)
+	}
+	t.Logf("node-1's %d unfinished backups failed with NodeUnavailable %v after its kill", len(failed), time.Since(killedAt).Truncate(time.Second))
+
+	// Node-1 returns: nothing of it runs again; each instance has
+	// exactly one scheduled backup, and one more recovery point unless
+	// that backup failed.
+	if err := f.nodes[0].start(ctx, offset); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := backupJobs(ctx, c2, before)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range disks {
+		js := jobs[d.name]
+		if len(js) != 1 {
+			t.Fatalf("%s has %d scheduled backup jobs after node-1's return, want 1", d.instance, len(js))
+		}
+		if failed[d.name] != deadNodeJob(js[0]) {
+			t.Fatalf("%s after node-1's return: %v", d.instance, e2e.JobError(js[0]))
+		}
+		if err := e2e.JobError(js[0]); err != nil && !failed[d.name] {
+			t.Fatalf("%s: %v", d.instance, err)
+		}
 		n, err := checkPoints(ctx, c2, d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != 2 {
-			t.Fatalf("%s lists %d recovery points, want 2 (on demand, scheduled)", d.instance, n)
+		if want := map[bool]int{false: 2, true: 1}[failed[d.name]]; n != want {
+			t.Fatalf("%s lists %d recovery points, want %d", d.instance, n, want)
 		}
 	}
 	if slices.ContainsFunc(f.nodes, func(p *process) bool { return p.alive() != nil }) {
 		t.Fatal("a node exited by itself")
 	}
+}
+
+// deadNodeJob reports whether j failed because node-1, its disk's home,
+// was gone: NodeUnavailable naming node-1 and when it was last seen.
+func deadNodeJob(j client.Job) bool {
+	if j.Properties.Status != string(job.Failed) || len(j.Properties.ErrorDetails) != 1 {
+		return false
+	}
+	e := j.Properties.ErrorDetails[0]
+	return e.Code == cluster.CodeNodeUnavailable && strings.Contains(e.Message, "node 'node-1'") && strings.Contains(e.Message, "last seen at")
 }
 
 // fleetWork is the work a rolling restart test started: job IDs and, for

@@ -79,6 +79,7 @@ func TestWatchReadsOncePerPeriod(t *testing.T) {
 	waiting(clk) // the last read is done
 	got := st.n.Load() - before
 	want := int64(span/(2*time.Second) + span/(p.Queue.LeaseDuration/3))
+	t.Logf("the watch of one running task: %d transactions in %s of its run", got, span)
 	if got > want {
 		t.Fatalf("the watch of a running task ran %d transactions in %s, want at most %d (one per 2s, and the extensions)", got, span, want)
 	}

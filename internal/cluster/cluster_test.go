@@ -783,3 +783,53 @@ func testSecretUpgrade(t *testing.T, open func() store.Store) {
 		t.Fatalf("sealed secret read again: %q, %v", got, err)
 	}
 }
+
+// TestGoneTx: work bound to a node is gone once neither the node's last
+// heartbeat nor the time the work began to wait is within the timeout
+// plus the grace: a node that beat again, or work queued (or watched)
+// since, waits a full grace more. The cause is NodeUnavailable naming the
+// node and when it was last seen; a node that never registered is gone
+// once the work has waited as long.
+func TestGoneTx(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	st := memstore.New()
+	reg := &cluster.Registry{Store: st, Clock: clk}
+	if _, err := reg.Register(ctx, cluster.Node{Name: "a", Incarnation: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	const grace = time.Minute
+	wait := cluster.DefaultNodeTimeout + grace
+	gone := func(name string, since time.Time) error {
+		t.Helper()
+		var cause error
+		if err := st.View(ctx, func(tx store.Tx) error {
+			var err error
+			cause, err = reg.GoneTx(ctx, tx, name, "The disk 'd1'", clk.Now(), since, grace)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return cause
+	}
+	clk.Set(t0.Add(wait - time.Second))
+	if c := gone("a", t0); c != nil {
+		t.Fatalf("within the grace: %v", c)
+	}
+	clk.Set(t0.Add(wait))
+	c := gone("a", t0)
+	if e := resource.AsError(c); !errors.Is(c, cluster.ErrNodeUnavailable) || e == nil || e.Code != cluster.CodeNodeUnavailable ||
+		e.Message != "The disk 'd1' is held by node 'a', which is unavailable: it was last seen at 2026-01-01T00:00:00Z (1m15s ago). Retry when the node is back." {
+		t.Fatalf("past the grace: %v", c)
+	}
+	if c := gone("a", t0.Add(time.Second)); c != nil {
+		t.Fatalf("work that began to wait a second after the last beat, a second before its grace ends: %v", c)
+	}
+	if c := gone("b", t0.Add(time.Second)); c != nil {
+		t.Fatalf("an unknown node within the grace: %v", c)
+	}
+	if c := gone("b", t0); !errors.Is(c, cluster.ErrNodeUnavailable) || !strings.Contains(c.Error(), "not registered") {
+		t.Fatalf("an unknown node past the grace: %v", c)
+	}
+}

@@ -18,19 +18,25 @@ import (
 const DefaultTaskGrace = 5 * time.Minute
 
 // GoneTx reads the node name in tx and reports, as a non-nil cause, that
-// the work bound to it cannot wait any longer at now: the node has not
-// beaten for longer than the registry's timeout plus grace (zero:
-// DefaultTaskGrace). The cause is Unavailable for what (such as "The disk
-// 'd1'"): 503 NodeUnavailable naming the node and when it was last seen,
-// the wording the API answers a request for the node with. A node that
-// never registered is gone at once. While the node is live, or within the
-// grace, the cause is nil.
-func (r *Registry) GoneTx(ctx context.Context, tx store.Tx, name, what string, now time.Time, grace time.Duration) (cause, err error) {
+// work bound to it cannot wait any longer at now: neither the node's last
+// heartbeat nor since (when the work began to wait, as far as the caller
+// saw: when it was queued, or when the caller began to watch) is within
+// the registry's timeout plus grace (zero: DefaultTaskGrace) before now.
+// The cause is Unavailable for what (such as "The disk 'd1'"): 503
+// NodeUnavailable naming the node and when it was last seen, the wording
+// the API answers a request for the node with. A node that never
+// registered is gone once since is that far back. While the node is live,
+// or within the grace, the cause is nil.
+func (r *Registry) GoneTx(ctx context.Context, tx store.Tx, name, what string, now, since time.Time, grace time.Duration) (cause, err error) {
 	if grace <= 0 {
 		grace = DefaultTaskGrace
 	}
+	wait := r.timeout() + grace
 	n, err := getNode(ctx, tx, name)
 	if errors.Is(err, ErrUnknownNode) {
+		if since.Add(wait).After(now) {
+			return nil, nil
+		}
 		return &resource.Error{Kind: resource.KindUnavailable, Code: CodeNodeUnavailable,
 			Message: fmt.Sprintf("%s is held by node '%s', which is not registered.", what, name),
 			Err:     fmt.Errorf("node %s: %w: %w", name, ErrNodeUnavailable, err)}, nil
@@ -38,7 +44,7 @@ func (r *Registry) GoneTx(ctx context.Context, tx store.Tx, name, what string, n
 	if err != nil {
 		return nil, err
 	}
-	if n.Heartbeat.Add(r.timeout() + grace).After(now) {
+	if n.Heartbeat.Add(wait).After(now) || since.Add(wait).After(now) {
 		return nil, nil
 	}
 	return Unavailable(what, n, now), nil

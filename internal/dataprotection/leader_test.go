@@ -340,7 +340,7 @@ func TestBackupOfDeadHomeFails(t *testing.T) {
 	b.Node, b.Owner = "node-b", "node-b/1"
 	b.Dead = e.svc.FailTask
 	gone := func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
-		return reg.GoneTx(ctx, tx, tk.Node, "The disk '"+s.disk.Name()+"'", e.clk.Now(), cluster.DefaultTaskGrace)
+		return reg.GoneTx(ctx, tx, tk.Node, "The disk '"+s.disk.Name()+"'", e.clk.Now(), tk.CreatedAt, cluster.DefaultTaskGrace)
 	}
 	e.clk.Set(a.Heartbeat.Add(cluster.DefaultNodeTimeout + cluster.DefaultTaskGrace - time.Second))
 	if n, err := b.FailStranded(e.ctx, gone, nil); err != nil || n != 0 {

@@ -796,7 +796,7 @@ func TestDeadHomeFailsOperation(t *testing.T) {
 			t.Fatal(err)
 		}
 		gone := func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
-			return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), time.Minute)
+			return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), tk.CreatedAt, time.Minute)
 		}
 		clk.Advance(cluster.DefaultNodeTimeout + time.Minute + time.Second)
 		if n, err := b.pool.FailStranded(ctx, gone, nil); err != nil || n != 1 {

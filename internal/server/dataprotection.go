@@ -146,8 +146,17 @@ const strandedEvery = cluster.DefaultNodeTimeout
 // instead of waiting in the queue for ever.
 func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func(ctx context.Context, tx store.Tx) error) {
 	reg := s.member.registry
+	// A task waits the grace from when it was queued or this node began
+	// to watch, whichever is later: after an outage of every node, the
+	// first to start fails nothing of the others for their old
+	// heartbeats before they have had the grace to come back.
+	watching := reg.Clock.Now()
 	gone := func(ctx context.Context, tx store.Tx, t job.Task) (error, error) {
-		return reg.GoneTx(ctx, tx, t.Node, strandedWhat(t), reg.Clock.Now(), s.cfg.NodeGrace)
+		since := t.CreatedAt
+		if watching.After(since) {
+			since = watching
+		}
+		return reg.GoneTx(ctx, tx, t.Node, strandedWhat(t), reg.Clock.Now(), since, s.cfg.NodeGrace)
 	}
 	for {
 		tm := s.cfg.Clock.NewTimer(strandedEvery)

@@ -13,7 +13,9 @@ import (
 // NodeGone reports, reading in tx, whether the task t, bound to its Node,
 // can wait for that node no longer: a non-nil cause (which names the node
 // and when it was last seen) once the node has been down longer than the
-// grace allowed to it; nil while it runs or within the grace.
+// grace allowed to it; nil while it runs or within the grace. A task
+// queued later (Task.CreatedAt) is never gone before an earlier one of the
+// same node.
 type NodeGone func(ctx context.Context, tx store.Tx, t job.Task) (cause, err error)
 
 // FailStranded fails the queued tasks bound to a node (Task.Node) that
@@ -33,8 +35,8 @@ func (p *Pool) FailStranded(ctx context.Context, gone NodeGone, fence func(ctx c
 	if err != nil {
 		return 0, fmt.Errorf("fail stranded tasks: %w", err)
 	}
-	// One read per node says which are gone; the others' tasks are not
-	// touched.
+	// One read per node, for its oldest task (Tasks lists the oldest
+	// first), says which may be gone; the others' tasks are not touched.
 	down := map[string]bool{}
 	failed := 0
 	for _, t := range ts {

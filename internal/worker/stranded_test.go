@@ -57,7 +57,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // is failed by FailStranded on node b once a has not beaten for the node
 // timeout plus the grace, with a NodeUnavailable cause naming a and when
 // it was last seen (a task a had leased too, its completion by a then
-// refused); not before, not when a came back within the grace (a then
+// refused); not before, nor before the grace has passed since the task
+// was queued, not when a came back within the grace (a then
 // runs it), and never for a type that waits for its node. A second sweep, from another node, fails
 // nothing again; a sweep whose fence refuses changes nothing. Time is a
 // fake clock.
@@ -95,7 +96,7 @@ func TestFailStranded(t *testing.T) {
 		pc, regc, nc, deadC := newNode("c")
 		gone := func(reg *cluster.Registry) worker.NodeGone {
 			return func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
-				return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), grace)
+				return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), tk.CreatedAt, grace)
 			}
 		}
 		beat := func(reg *cluster.Registry, n cluster.Node) {
@@ -150,7 +151,10 @@ func TestFailStranded(t *testing.T) {
 		// a leases a backup and dies: at the deadline, its lease (a's
 		// own, longer than the grace) keeps the task no more than the
 		// queued one; a's completion of it, should a still run, commits
-		// nothing.
+		// nothing. The deadline of tasks queued after a's last beat runs
+		// from their queueing.
+		clk.Advance(time.Second)
+		queuedAt := clk.Now()
 		enqueue(job.Task{ID: "backup-2", Type: "backup", Node: "a"})
 		enqueue(job.Task{ID: "backup-3", Type: "backup", Node: "a"})
 		leased, ok, err := pa.Queue.Lease(ctx, pa.Owner)
@@ -158,9 +162,9 @@ func TestFailStranded(t *testing.T) {
 			t.Fatalf("a's lease: %+v %v %v", leased, ok, err)
 		}
 		enqueue(job.Task{ID: "volume", Type: "delete-volume", Node: "a"})
-		clk.Set(lastA.Add(deadline - time.Second))
+		clk.Set(queuedAt.Add(deadline - time.Second))
 		sweep(pb, regb, nb, 0)
-		clk.Set(lastA.Add(deadline + time.Second))
+		clk.Set(queuedAt.Add(deadline + time.Second))
 		// A sweep whose fence refuses (b lost the scheduler lease)
 		// changes nothing.
 		lost := errors.New("fence refused")
@@ -189,7 +193,7 @@ func TestFailStranded(t *testing.T) {
 
 		// Nodes c and b sweep in turn: the task is failed once.
 		enqueue(job.Task{ID: "backup-4", Type: "backup", Node: "a"})
-		clk.Advance(time.Minute)
+		clk.Advance(deadline + time.Second)
 		beat(regb, nb)
 		sweep(pc, regc, nc, 1)
 		sweep(pb, regb, nb, 0)

@@ -18,6 +18,58 @@ import (
 	"coffer/internal/store/postgres/pgtest"
 )
 
+// twoNodes starts two nodes of one installation sharing a PostgreSQL
+// database and a versitygw bucket, with placement p, and returns their
+// sites (both with the installation's admin).
+func twoNodes(t *testing.T, placement string) (a, b *site) {
+	t.Helper()
+	db := pgtest.Start(t).NewDatabase(t)
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	srv.SetEnv(t)
+	o := e2e.Options{DB: db, Blob: "s3://" + bucket + "/coffer", S3Endpoint: srv.Endpoint, S3PathStyle: true, Placement: placement}
+	oa, ob := o, o
+	oa.NodeName, ob.NodeName = "node-a", "node-b"
+	ea := e2e.Start(t, oa)
+	ob.MasterKey = filepath.Join(ea.DataDir, server.MasterKeyFile) // the installation's
+	eb := e2e.Start(t, ob)
+	eb.Admin = ea.Admin // the installation's admin signs in on node-b's portal
+	eb.Admin.Endpoint = eb.Endpoint
+	a = &site{t: t, env: ea, base: ea.Listen, admin: ea.Client(ea.Admin.Token)}
+	b = &site{t: t, env: eb, base: eb.Listen, admin: eb.Client(eb.Admin.Token)}
+	return a, b
+}
+
+// on returns a browser with br's cookies that talks to s.
+func (br *browser) on(s *site) *browser {
+	return &browser{t: br.t, site: s, c: br.c}
+}
+
+// TestSessionAcrossNodes: a session started on node-a's portal is known
+// to node-b's (behind one load balancer, the next request may reach
+// either), with the same CSRF token; signing out through node-b ends it
+// on node-a too.
+func TestSessionAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t, "local")
+	onA := a.signedIn()
+	token := onA.getOK("/vaults").csrf()
+	onB := onA.on(b)
+	p := onB.get("/vaults")
+	if p.resp.StatusCode != http.StatusOK || p.csrf() != token {
+		t.Fatalf("node-b with node-a's cookie: %d (Location %q), CSRF %q want %q", p.resp.StatusCode, p.resp.Header.Get("Location"), p.csrf(), token)
+	}
+	// A copy of the cookie, as a thief or a stale tab would still send it.
+	stale := a.browser()
+	u, _ := url.Parse(a.base)
+	stale.c.Jar.SetCookies(u, onA.c.Jar.Cookies(u))
+	if out := onB.post("/signout", url.Values{"csrf": {token}}); out.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out through node-b: %d", out.resp.StatusCode)
+	}
+	if p := stale.get("/vaults"); p.resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(p.resp.Header.Get("Location"), "/signin") {
+		t.Fatalf("node-a after sign-out through node-b: %d %q, want a redirect to sign in", p.resp.StatusCode, p.resp.Header.Get("Location"))
+	}
+}
+
 // TestDiskActionsOnAnotherNode: two nodes share one database; a disk
 // lives on node-a. Through node-b's portal, revoking the disk's access or
 // granting new access is refused with a 409 that names node-a, and the

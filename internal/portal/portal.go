@@ -98,12 +98,11 @@ type Config struct {
 	Storage func(ctx context.Context) (StorageUsage, error)
 	// Secure marks the session cookie Secure (the server serves TLS).
 	Secure bool
-	// DiskElsewhere, when set, returns the error that refuses an action
-	// on the disk diskID's volume and grants because another node holds
-	// the disk (nil: this node does). Sessions live on the node that
-	// signed them in, so the portal cannot forward such an action as the
-	// API does.
-	DiskElsewhere func(ctx context.Context, diskID string) error
+	// Forwarder, when set (several nodes share the metadata store),
+	// serves an action on a disk's volume or grants (and the creation of
+	// a disk, placed as the API places one) on the node that holds it:
+	// the server's one forwarder, which the API uses too.
+	Forwarder api.Forwarder
 	// SessionIdle and SessionMax bound a session's life: it ends after
 	// SessionIdle without a request and SessionMax after sign-in (zero:
 	// DefaultSessionIdle, DefaultSessionMax).

@@ -13,7 +13,7 @@ import (
 func (s *Server) openPortal() error {
 	p, err := portal.New(portal.Config{Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
 		Compute: s.Compute, Store: s.store, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.nbdAddrFor,
-		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage, DiskElsewhere: s.portalDiskElsewhere})
+		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage, Forwarder: s.API.Forwarder})
 	if err != nil {
 		return err
 	}

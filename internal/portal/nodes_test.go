@@ -81,6 +81,41 @@ func TestSessionAcrossNodes(t *testing.T) {
 	if p := stale.get("/vaults"); p.resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(p.resp.Header.Get("Location"), "/signin") {
 		t.Fatalf("node-a after sign-out through node-b: %d %q, want a redirect to sign in", p.resp.StatusCode, p.resp.Header.Get("Location"))
 	}
+
+	// A principal deleted through node-b is signed out on node-a, and its
+	// session's row goes.
+	clientID, secret := a.principal("short-lived", rbac.RoleReader, "/subscriptions/"+a.env.Admin.SubscriptionID)
+	gone := a.browser()
+	gone.signIn(clientID, secret)
+	gone.getOK("/vaults")
+	ps, err := b.admin.ListPrincipals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid string
+	for _, p := range ps {
+		if p.ClientID == clientID {
+			pid = p.PrincipalID
+		}
+	}
+	if err := b.admin.DeletePrincipal(context.Background(), pid); err != nil {
+		t.Fatal(err)
+	}
+	if p := gone.get("/vaults"); p.resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(p.resp.Header.Get("Location"), "/signin") {
+		t.Fatalf("a deleted principal's session on node-a: %d %q, want a redirect to sign in", p.resp.StatusCode, p.resp.Header.Get("Location"))
+	}
+	err = a.env.Server.Store().View(context.Background(), func(tx store.Tx) error {
+		objs, err := tx.List(context.Background(), store.Query{Kind: "portal.session"})
+		for _, o := range objs {
+			if strings.Contains(string(o.Data), pid) {
+				t.Errorf("the deleted principal's session row %s is still stored", o.Key)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestDiskActionsForwarded: two nodes share one database; disks live on

@@ -1,8 +1,10 @@
 package portal_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -321,6 +323,28 @@ func TestPortalCreatePlaced(t *testing.T) {
 	}
 	if h := home("uploaded"); h != "node-b" {
 		t.Fatalf("a disk uploaded through node-a's portal is homed on %q, want node-b (least used)", h)
+	}
+	// The page's script writes the image through the grant's relative URL
+	// and posts to Finish, both to node-a, which forwards them to node-b.
+	var start struct{ Data, Finish string }
+	if err := json.Unmarshal([]byte(got.body), &start); err != nil {
+		t.Fatal(err)
+	}
+	image := make([]byte, 1<<20)
+	rand.Read(image)
+	if err := a.admin.PutPages(ctx, a.base+start.Data, 0, image); err != nil {
+		t.Fatalf("write the image through node-a: %v", err)
+	}
+	if p := br.post(start.Finish, url.Values{"csrf": {form.csrf()}}); p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("finish the upload through node-a's portal: %d\n%s", p.resp.StatusCode, p.text("main"))
+	}
+	acc, err := a.admin.GrantAccess(ctx, client.Disks, "rg-place", "uploaded", "Read", time.Hour)
+	if err != nil {
+		t.Fatalf("grant read on the uploaded disk (the upload did not finish?): %v", err)
+	}
+	back, err := a.admin.ReadRange(ctx, acc.AccessSAS, 0, int64(len(image)))
+	if err != nil || !bytes.Equal(back, image) {
+		t.Fatalf("the uploaded disk does not hold the image (%v)", err)
 	}
 }
 

@@ -207,3 +207,43 @@ func TestSessionSweep(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkSessionGet is what a page view pays for its session (a live
+// session within touchEvery of its last write: one read) against its
+// reference, a bare read of one row of the same store. Report the ratio:
+//
+//	go test ./internal/portal -run '^$' -bench SessionGet
+func BenchmarkSessionGet(b *testing.B) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "meta.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ss := newSessions(db, clock.NewFake(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)), time.Hour, 12*time.Hour)
+	w := httptest.NewRecorder()
+	s, err := ss.start(ctx, w, "principal-1", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(w.Result().Cookies()[0])
+	b.Run("session", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := ss.get(ctx, r); err != nil || got == nil {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run("reference-row-read", func(b *testing.B) {
+		for b.Loop() {
+			err := db.View(ctx, func(tx store.Tx) error {
+				_, err := tx.Get(ctx, kindSession, s.key)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -22,6 +23,8 @@ func (p *Portal) diskRoutes() {
 	p.page("GET /disks/{sub}/{rg}/{name}", p.diskShow)
 	p.page("POST /disks/{sub}/{rg}/{name}/grant", p.diskGrant)
 	p.page("POST /disks/{sub}/{rg}/{name}/revoke", p.diskRevoke)
+	p.page("POST /disks/{sub}/{rg}/{name}/resize", p.diskResize)
+	p.page("POST /disks/{sub}/{rg}/{name}/delete", p.diskDelete)
 	p.page("GET /snapshots/{sub}/{rg}/{name}", p.snapshotShow)
 }
 
@@ -144,6 +147,9 @@ func (p *Portal) diskCreate(rq *Request) error {
 	if err != nil || size <= 0 {
 		return refuse("The size must be a whole number of GiB, at least 1.")
 	}
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String(), New: true}); done || err != nil {
+		return err
+	}
 	d, err := p.cfg.Compute.CreateDisk(rq.Context(), rq.Principal, id, compute.DiskInput{Location: f.Location,
 		CreationData: compute.CreationData{CreateOption: compute.OptionEmpty}, DiskSizeGB: size})
 	if msg := userError(err); msg != "" {
@@ -188,6 +194,9 @@ func (p *Portal) diskUploadStart(rq *Request) error {
 		return refuse("Choose an image file (uploading needs JavaScript; without it, use the CLI command below).")
 	}
 	n = (n + 511) / 512 * 512
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String(), New: true}); done || err != nil {
+		return err
+	}
 	ctx := rq.Context()
 	d, err := p.cfg.Compute.CreateDisk(ctx, rq.Principal, id, compute.DiskInput{Location: f.Location,
 		CreationData: compute.CreationData{CreateOption: compute.OptionUpload, UploadSizeBytes: n}})
@@ -219,10 +228,14 @@ type diskPage struct {
 	Snapshots []snapshotRow
 	GrantForm Control
 	RevokeAll Control
+	Resize    Control
+	Delete    Control
 	NBD       bool
 	JSON      string
 	GrantCLI  *CLI
 	NBDCLI    *CLI
+	ResizeCLI *CLI
+	DeleteCLI *CLI
 	Access    *accessShown
 }
 
@@ -256,7 +269,11 @@ func (p *Portal) renderDisk(rq *Request, id resource.ID, shown *accessShown) err
 		GrantForm: rq.Can(compute.ActionDiskGrant, id.String()), RevokeAll: rq.Can(compute.ActionDiskRevoke, id.String()),
 		NBD:      p.cfg.NBDAddress(ctx, "") != "",
 		GrantCLI: Command("disk", "grant-access").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name).Field("access", "access", "read").Field("duration-in-seconds", "duration", "3600"),
-		NBDCLI:   Command("disk", "nbd-url").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name)}
+		NBDCLI:   Command("disk", "nbd-url").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name),
+		Resize:   rq.Can(compute.ActionDiskWrite, id.String()), Delete: rq.Can(compute.ActionDiskDelete, id.String()),
+		ResizeCLI: Command("disk", "update").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name).
+			Field("size-gb", "size", strconv.FormatInt(d.DiskSizeGB, 10)),
+		DeleteCLI: Command("disk", "delete").Flag("resource-group", id.ResourceGroup).Flag("name", d.Name).Bool("yes", true)}
 	revoke := PageURL(d.ID) + "/revoke"
 	for _, g := range d.ActiveGrants(now) {
 		b := postButton("Revoke", revoke, page.RevokeAll, rq.Session.CSRF)
@@ -286,7 +303,7 @@ func (p *Portal) diskGrant(rq *Request) error {
 	if err := rq.Require(Need(compute.ActionDiskGrant, id.String())); err != nil {
 		return err
 	}
-	if err := p.onHome(rq, id); err != nil {
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String()}); done || err != nil {
 		return err
 	}
 	acc, err := compute.ParseAccess(rq.R.PostFormValue("access"))
@@ -306,15 +323,27 @@ func (p *Portal) diskGrant(rq *Request) error {
 	return p.renderDisk(rq, id, shown)
 }
 
-// onHome refuses an action on the disk id's grants or volume when another
-// node holds the disk (Config.DiskElsewhere): acting here would leave that
-// node's view of the disk behind (a revoked grant still cached there, a
-// flush of a volume this node does not have).
-func (p *Portal) onHome(rq *Request, id resource.ID) error {
-	if p.cfg.DiskElsewhere == nil {
-		return nil
+// onHome serves the request on the node that holds the disk v names (or,
+// for a new disk, the node placement chooses, as for the API's PUT) when
+// that is another node, through the server's one forwarder, and reports
+// whether it did. Acting here instead would leave that node's view of the
+// disk behind (a revoked grant still cached there, a resize or a flush of
+// a volume this node does not have). The handler has authenticated,
+// checked the CSRF token and authorized the request first; the home node
+// does all three again from the session cookie and the form it gets, as
+// the API's home node does from the caller's token: the hop grants
+// nothing. A dead home is 503 NodeUnavailable, naming it.
+func (p *Portal) onHome(rq *Request, v api.Volume) (bool, error) {
+	if p.cfg.Forwarder == nil {
+		return false, nil
 	}
-	return p.cfg.DiskElsewhere(rq.Context(), id.String())
+	// checkCSRF parsed the form (or the script sent its token in a
+	// header and the body is unread): pass the form on as it was read.
+	if err := rq.R.ParseForm(); err != nil {
+		return false, resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The form does not parse: %v", err)
+	}
+	rq.R.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return p.cfg.Forwarder.Forward(rq.Context(), rq.W, rq.R, []byte(rq.R.PostForm.Encode()), v)
 }
 
 // diskRevoke ends one grant (form field grant) or all of a disk's grants;
@@ -324,7 +353,7 @@ func (p *Portal) diskRevoke(rq *Request) error {
 	if err := rq.Require(Need(compute.ActionDiskRevoke, id.String())); err != nil {
 		return err
 	}
-	if err := p.onHome(rq, id); err != nil {
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String()}); done || err != nil {
 		return err
 	}
 	var err error
@@ -337,6 +366,48 @@ func (p *Portal) diskRevoke(rq *Request) error {
 		return err
 	}
 	return rq.Redirect(PageURL(id.String()), "Access revoked.")
+}
+
+// diskResize grows a disk to the size (GiB) of form field size.
+func (p *Portal) diskResize(rq *Request) error {
+	id := diskIDOf(rq.R)
+	if err := rq.Require(Need(compute.ActionDiskWrite, id.String())); err != nil {
+		return err
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(rq.R.PostFormValue("size")), 10, 64)
+	if err != nil {
+		return resource.Errorf(resource.KindBadRequest, "InvalidParameter", "The size must be a whole number of GiB.")
+	}
+	if err := compute.CheckDiskSizeGB(size); err != nil {
+		return err
+	}
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String()}); done || err != nil {
+		return err
+	}
+	d, err := p.cfg.Compute.UpdateDisk(rq.Context(), rq.Principal, id, compute.DiskUpdate{DiskSizeGB: size})
+	if err != nil {
+		return err
+	}
+	return rq.Redirect(PageURL(d.ID), fmt.Sprintf("Disk %s resized to %d GiB.", d.Name, d.DiskSizeGB))
+}
+
+// diskDelete deletes a disk and its volume (its snapshots stay), once its
+// name was typed as confirmation.
+func (p *Portal) diskDelete(rq *Request) error {
+	id := diskIDOf(rq.R)
+	if err := rq.Require(Need(compute.ActionDiskDelete, id.String())); err != nil {
+		return err
+	}
+	if rq.R.PostFormValue("confirm") != id.Name() {
+		return resource.Errorf(resource.KindBadRequest, "InvalidParameter", "Type the disk's name, %s, to confirm its deletion.", id.Name())
+	}
+	if done, err := p.onHome(rq, api.Volume{DiskID: id.String()}); done || err != nil {
+		return err
+	}
+	if _, err := p.cfg.Compute.DeleteDisk(rq.Context(), id); err != nil {
+		return err
+	}
+	return rq.Redirect("/disks", "Disk "+id.Name()+" deleted.")
 }
 
 type snapshotPage struct {

@@ -84,6 +84,8 @@ func TestBrowserMainPages(t *testing.T) {
 		t.Fatalf("granted access shows %q", got)
 	}
 	tb.screenshot("disk")
+	tb.run(chromedp.ScrollIntoView(`#resize-form`, chromedp.ByQuery))
+	tb.screenshot("disk-size")
 
 	// Upload an image with progress.
 	img := filepath.Join(t.TempDir(), "image.raw")

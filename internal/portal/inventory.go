@@ -102,14 +102,22 @@ func (rq *Request) groups(action string) ([]groupChoice, error) {
 	return out, nil
 }
 
-// firstScope is the scope a "create" control is decided at when the
-// principal may create in no group: its first subscription.
-func (rq *Request) firstScope() string {
+// canAtFirstScope decides action at the first subscription the principal
+// sees: the reason a create command is refused when no group allows it.
+// A principal that sees no subscription is refused without a decision
+// (there is no scope to decide at).
+func (rq *Request) canAtFirstScope(action string) Control {
 	subs, err := rq.subscriptions()
-	if err != nil || len(subs) == 0 {
-		return "/subscriptions"
+	if err != nil {
+		if rq.decideEr == nil {
+			rq.decideEr = err
+		}
+		return Control{Reason: "could not be decided"}
 	}
-	return resource.SubscriptionID(subs[0].ID).String()
+	if len(subs) == 0 {
+		return Control{Reason: "You hold no role in any subscription."}
+	}
+	return rq.Can(action, resource.SubscriptionID(subs[0].ID).String())
 }
 
 // placeForm is the part every create form shares: where the new resource
@@ -132,7 +140,7 @@ func (rq *Request) place(f *placeForm, action string) error {
 	f.Groups, f.Regions = gs, rq.p.cfg.Tenant.Regions
 	f.Create = Allow
 	if len(gs) == 0 {
-		f.Create = rq.Can(action, rq.firstScope())
+		f.Create = rq.canAtFirstScope(action)
 	}
 	if f.Group == "" && len(gs) > 0 {
 		f.Group = gs[0].Value

@@ -191,7 +191,7 @@ func (rq *Request) vaultControl(action string, all, allowed []dataprotection.Vau
 	case len(all) > 0:
 		return rq.Can(action, all[0].ID)
 	}
-	return rq.Can(action, rq.firstScope())
+	return rq.canAtFirstScope(action)
 }
 
 func (p *Portal) policyList(rq *Request) error {

@@ -68,6 +68,7 @@ import (
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
 	"coffer/internal/resource"
+	"coffer/internal/store"
 	"coffer/internal/tenant"
 )
 
@@ -79,8 +80,11 @@ type Config struct {
 	Tenant         *tenant.Service
 	DataProtection *dataprotection.Service
 	Compute        *compute.Service
-	Clock          clock.Clock
-	Logger         *slog.Logger
+	// Store is the metadata store the API's services use; the portal keeps
+	// its sessions there, so that every node sharing it serves them.
+	Store  store.Store
+	Clock  clock.Clock
+	Logger *slog.Logger
 	// Endpoint is the server's public endpoint (shown in CLI equivalents
 	// and used for NBD and upload URLs).
 	Endpoint string
@@ -94,12 +98,11 @@ type Config struct {
 	Storage func(ctx context.Context) (StorageUsage, error)
 	// Secure marks the session cookie Secure (the server serves TLS).
 	Secure bool
-	// DiskElsewhere, when set, returns the error that refuses an action
-	// on the disk diskID's volume and grants because another node holds
-	// the disk (nil: this node does). Sessions live on the node that
-	// signed them in, so the portal cannot forward such an action as the
-	// API does.
-	DiskElsewhere func(ctx context.Context, diskID string) error
+	// Forwarder, when set (several nodes share the metadata store),
+	// serves an action on a disk's volume or grants (and the creation of
+	// a disk, placed as the API places one) on the node that holds it:
+	// the server's one forwarder, which the API uses too.
+	Forwarder api.Forwarder
 	// SessionIdle and SessionMax bound a session's life: it ends after
 	// SessionIdle without a request and SessionMax after sign-in (zero:
 	// DefaultSessionIdle, DefaultSessionMax).
@@ -120,6 +123,9 @@ type Portal struct {
 
 // New parses the templates, fingerprints the assets and builds the routes.
 func New(cfg Config) (*Portal, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("portal: no metadata store for sessions")
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -136,7 +142,7 @@ func New(cfg Config) (*Portal, error) {
 		cfg.SessionMax = DefaultSessionMax
 	}
 	p := &Portal{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		sessions: newSessions(cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
+		sessions: newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
 		limiter:  newSigninLimiter(cfg.Clock)}
 	var err error
 	if p.assets, err = loadAssets(); err != nil {
@@ -231,7 +237,10 @@ func (rq *Request) Refresh(seconds int) { rq.refresh = seconds }
 // Redirect answers a POST with 303 See Other to url, showing flash there.
 func (rq *Request) Redirect(url, flash string) error {
 	if flash != "" {
-		rq.Session.setFlash(flash)
+		// Stored: the page redirected to may be served by another node.
+		if err := rq.p.sessions.setFlash(rq.Context(), rq.Session, flash); err != nil {
+			return err
+		}
 	}
 	http.Redirect(rq.W, rq.R, url, http.StatusSeeOther)
 	return nil
@@ -251,7 +260,12 @@ func (p *Portal) handle(pattern string, serve func(http.ResponseWriter, *http.Re
 	p.patterns = append(p.patterns, pattern)
 	p.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		s := p.sessions.get(r)
+		s, err := p.sessions.get(r.Context(), r)
+		if err != nil {
+			p.log.Error("portal: read the session", "err", err)
+			http.Error(w, "The server could not read your session; try again.", http.StatusInternalServerError)
+			return
+		}
 		if !p.checkCSRF(w, r, s) {
 			return
 		}
@@ -270,7 +284,9 @@ func (p *Portal) page(pattern string, h handlerFunc) {
 			switch {
 			case errors.Is(err, identity.ErrNotFound):
 				// The principal was deleted: its session ends.
-				p.sessions.end(w, r, p.cfg.Secure)
+				if err := p.sessions.end(r.Context(), w, r, p.cfg.Secure); err != nil {
+					p.log.Error("portal: end the session of a deleted principal", "principal", s.PrincipalID, "err", err)
+				}
 				s = nil
 			case err != nil:
 				p.log.Error("portal: read the signed-in principal", "principal", s.PrincipalID, "err", err)

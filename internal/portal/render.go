@@ -80,7 +80,10 @@ func (rq *Request) Render(view string, data any) error {
 	ld.Nav, _, _ = strings.Cut(strings.TrimPrefix(rq.R.URL.Path, "/"), "/")
 	if rq.Session != nil {
 		ld.CSRF = rq.Session.CSRF
-		ld.Flash = rq.Session.takeFlash()
+		var err error
+		if ld.Flash, err = rq.p.sessions.takeFlash(rq.Context(), rq.Session); err != nil {
+			return err
+		}
 	}
 	if rq.Principal.ID != "" {
 		ld.User = &userView{Name: rq.Principal.Name(), ClientID: rq.Principal.ClientID, Type: rq.Principal.TypeName(),

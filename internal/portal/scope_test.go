@@ -43,3 +43,33 @@ func TestGroupScopedPrincipal(t *testing.T) {
 		t.Fatalf("GET /subscriptions/{sub} for a Reader of rg-a: %+v %v", got, err)
 	}
 }
+
+// TestPrincipalWithoutRoles: a principal that holds no role anywhere can
+// sign in and open every page without path parameters; it sees nothing,
+// and each create command is disabled saying why. (Pages with a create
+// command used to fail with 400 InvalidScope, deciding at "/subscriptions".)
+func TestPrincipalWithoutRoles(t *testing.T) {
+	s := newSite(t)
+	s.coffer("group", "create", "-n", "rg1", "-l", "local")
+	s.coffer("vault", "create", "-g", "rg1", "-n", "vault1")
+	b := s.signedInAs("nobody", "", "")
+	for _, r := range s.env.Server.Portal.Routes() {
+		path, ok := strings.CutPrefix(r, "GET ")
+		if !ok || path == "/signin" || strings.Contains(strings.ReplaceAll(path, "{$}", ""), "{") {
+			continue
+		}
+		path = strings.ReplaceAll(path, "{$}", "")
+		if path == "/assets/" {
+			continue
+		}
+		p := b.getOK(path)
+		if strings.Contains(p.text("main"), "vault1") {
+			t.Errorf("%s shows vault1 to a principal without roles", path)
+		}
+	}
+	for _, path := range []string{"/vaults", "/disks"} {
+		if got := b.getOK(path).text("main"); !strings.Contains(got, "no role in any subscription") {
+			t.Errorf("%s does not say why create is disabled:\n%s", path, got)
+		}
+	}
+}

@@ -268,6 +268,8 @@ func TestReaderCannotChangeDisks(t *testing.T) {
 	for path, form := range map[string]url.Values{
 		"/disks/" + s.sub() + "/rg1/d1/grant":  {"csrf": {tok}, "access": {"write"}, "duration": {"60"}},
 		"/disks/" + s.sub() + "/rg1/d1/revoke": {"csrf": {tok}},
+		"/disks/" + s.sub() + "/rg1/d1/resize": {"csrf": {tok}, "size": {"2"}},
+		"/disks/" + s.sub() + "/rg1/d1/delete": {"csrf": {tok}, "confirm": {"d1"}},
 		"/disks":                               {"csrf": {tok}, "name": {"d2"}, "group": {s.sub() + "/rg1"}, "size": {"1"}, "location": {"local"}},
 	} {
 		p := b.post(path, form)
@@ -279,8 +281,8 @@ func TestReaderCannotChangeDisks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Properties.DiskState != "ActiveSAS" {
-		t.Fatalf("disk state after the refused revoke: %s, want ActiveSAS", d.Properties.DiskState)
+	if d.Properties.DiskState != "ActiveSAS" || d.Properties.DiskSizeGB != 1 {
+		t.Fatalf("disk state after the refused revoke and resize: %s, %v GiB, want ActiveSAS, 1", d.Properties.DiskState, d.Properties.DiskSizeGB)
 	}
 	if _, err := s.admin.GetDisk(context.Background(), "rg1", "d2"); err == nil {
 		t.Fatal("the refused create made disk d2")

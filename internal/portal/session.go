@@ -1,15 +1,21 @@
 package portal
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"coffer/internal/clock"
+	"coffer/internal/store"
 )
 
 // Session lives, and expires, defaults.
@@ -32,9 +38,9 @@ func cookieName(secure bool) string {
 const csrfField = "csrf"
 
 // Session is a browser's session: anonymous (the sign-in page's, for its
-// CSRF token) or signed in. The store keys it by the hash of the random
-// ID its cookie carries, so that the store holds nothing a cookie can be
-// made from.
+// CSRF token) or signed in. It is kept in the metadata store (see
+// sessions), so every node sharing the store knows it and a restart keeps
+// it.
 type Session struct {
 	// PrincipalID is the signed-in principal ("" while anonymous).
 	PrincipalID string
@@ -42,24 +48,52 @@ type Session struct {
 	// session must carry.
 	CSRF string
 
-	key     [32]byte
-	created time.Time
-	seen    time.Time
-	flash   string
+	key   string // the row's key: the hash of the cookie's ID
+	rec   sessionRecord
+	flash string // shown once by the next page rendered
 }
 
-// sessions is the server-side session store (in memory: a restart signs
-// everyone out).
+// setFlash sets the message the page rendered by this request shows.
+func (s *Session) setFlash(msg string) { s.flash = msg }
+
+// kindSession is the metadata-store kind of portal sessions.
+const kindSession = "portal.session"
+
+// sessionRecord is a session's row. It never holds the cookie's value: the
+// row's key is the SHA-256 of the cookie's random ID, so that a copy of
+// the database signs no one in.
+type sessionRecord struct {
+	Principal string    `json:"principal,omitempty"`
+	CSRF      string    `json:"csrf"`
+	Created   time.Time `json:"created"`
+	Seen      time.Time `json:"seen"`
+	Flash     string    `json:"flash,omitempty"`
+}
+
+// Session bookkeeping: last-seen is written when it is older than
+// touchEvery (not on every page); at most once per sweepEvery, a sign-in
+// or a new anonymous session also deletes the expired rows among the
+// next sweepBatch rows of a cursor that walks the whole kind.
+const (
+	touchEvery = time.Minute
+	sweepEvery = time.Minute
+	sweepBatch = 100
+)
+
+// sessions is the portal's session store: rows of kindSession in the
+// metadata store, which every node sharing it reads.
 type sessions struct {
+	db             store.Store
 	clk            clock.Clock
 	idle, absolute time.Duration
 
-	mu sync.Mutex
-	m  map[[32]byte]*Session
+	mu         sync.Mutex
+	sweptAt    time.Time
+	sweptAfter string // the sweep's cursor: the last key it read
 }
 
-func newSessions(clk clock.Clock, idle, absolute time.Duration) *sessions {
-	return &sessions{clk: clk, idle: idle, absolute: absolute, m: map[[32]byte]*Session{}}
+func newSessions(db store.Store, clk clock.Clock, idle, absolute time.Duration) *sessions {
+	return &sessions{db: db, clk: clk, idle: idle, absolute: absolute}
 }
 
 func randomToken() string {
@@ -68,82 +102,205 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+const sessionPrefix = "/portal/sessions/"
+
+// sessionKeyOf is the row key of the session whose cookie carries id.
+func sessionKeyOf(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return sessionPrefix + hex.EncodeToString(h[:])
+}
+
 // start creates a session (signed in when principalID is set), sets its
 // cookie and returns it.
-func (ss *sessions) start(w http.ResponseWriter, principalID string, secure bool) *Session {
+func (ss *sessions) start(ctx context.Context, w http.ResponseWriter, principalID string, secure bool) (*Session, error) {
 	id := randomToken()
-	now := ss.clk.Now()
-	s := &Session{PrincipalID: principalID, CSRF: randomToken(), key: sha256.Sum256([]byte(id)), created: now, seen: now}
-	ss.mu.Lock()
-	ss.sweep(now)
-	ss.m[s.key] = s
-	ss.mu.Unlock()
+	now := ss.clk.Now().UTC()
+	s := &Session{PrincipalID: principalID, CSRF: randomToken(), key: sessionKeyOf(id),
+		rec: sessionRecord{Principal: principalID, Created: now, Seen: now}}
+	s.rec.CSRF = s.CSRF
+	b, err := json.Marshal(s.rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode session: %w", err)
+	}
+	err = ss.db.Update(ctx, func(tx store.Tx) error {
+		return tx.Put(ctx, &store.Object{Kind: kindSession, Key: s.key, Data: b}, store.PutOptions{CreateOnly: true})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start a portal session: %w", err)
+	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName(secure), Value: id, Path: "/", HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteLaxMode})
-	return s
+	ss.sweep(ctx, now)
+	return s, nil
 }
 
-// get returns the live session r's cookie names, or nil.
-func (ss *sessions) get(r *http.Request) *Session {
+// get returns the live session r's cookie names, or nil. An expired
+// session's row is deleted; a live one's last-seen time is written when it
+// is older than touchEvery.
+func (ss *sessions) get(ctx context.Context, r *http.Request) (*Session, error) {
 	key, ok := sessionKey(r)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	now := ss.clk.Now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.m[key]
-	if s == nil {
-		return nil
-	}
-	if ss.expired(s, now) {
-		delete(ss.m, key)
-		return nil
-	}
-	s.seen = now
-	return s
-}
-
-func (ss *sessions) expired(s *Session, now time.Time) bool {
-	return now.Sub(s.seen) >= ss.idle || now.Sub(s.created) >= ss.absolute
-}
-
-// sweep drops expired sessions (called with mu held).
-func (ss *sessions) sweep(now time.Time) {
-	for k, s := range ss.m {
-		if ss.expired(s, now) {
-			delete(ss.m, k)
+	now := ss.clk.Now().UTC()
+	var s *Session
+	read := func(tx store.Tx) error {
+		s = nil
+		o, err := tx.Get(ctx, kindSession, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
 		}
-	}
-}
-
-// end ends r's session, if any, and clears its cookie.
-func (ss *sessions) end(w http.ResponseWriter, r *http.Request, secure bool) {
-	if key, ok := sessionKey(r); ok {
-		ss.mu.Lock()
-		delete(ss.m, key)
-		ss.mu.Unlock()
-	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName(secure), Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		Secure: secure, SameSite: http.SameSiteLaxMode})
-}
-
-func sessionKey(r *http.Request) ([32]byte, bool) {
-	for _, name := range []string{cookieName(true), cookieName(false)} {
-		if c, err := r.Cookie(name); err == nil && c.Value != "" {
-			return sha256.Sum256([]byte(c.Value)), true
+		if err != nil {
+			return err
 		}
+		var rec sessionRecord
+		if err := json.Unmarshal(o.Data, &rec); err != nil {
+			return fmt.Errorf("decode portal session: %w", err)
+		}
+		s = &Session{PrincipalID: rec.Principal, CSRF: rec.CSRF, key: key, rec: rec, flash: rec.Flash}
+		return nil
 	}
-	return [32]byte{}, false
+	if err := ss.db.View(ctx, read); err != nil {
+		return nil, fmt.Errorf("read a portal session: %w", err)
+	}
+	switch {
+	case s == nil:
+		return nil, nil
+	case ss.expired(s.rec, now):
+		return nil, ss.delete(ctx, key)
+	case now.Sub(s.rec.Seen) < touchEvery:
+		return s, nil
+	}
+	err := ss.db.Update(ctx, func(tx store.Tx) error {
+		if err := read(tx); err != nil || s == nil {
+			return err
+		}
+		s.rec.Seen = now
+		return ss.put(ctx, tx, s)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("touch a portal session: %w", err)
+	}
+	return s, nil
 }
 
-func (s *Session) setFlash(msg string) { s.flash = msg }
+func (ss *sessions) put(ctx context.Context, tx store.Tx, s *Session) error {
+	b, err := json.Marshal(s.rec)
+	if err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	return tx.Put(ctx, &store.Object{Kind: kindSession, Key: s.key, Data: b}, store.PutOptions{})
+}
 
-// takeFlash returns the message to show once, and forgets it.
-func (s *Session) takeFlash() string {
+func (ss *sessions) expired(rec sessionRecord, now time.Time) bool {
+	return now.Sub(rec.Seen) >= ss.idle || now.Sub(rec.Created) >= ss.absolute
+}
+
+// setFlash stores msg ("" clears it) as the message s's next page shows.
+func (ss *sessions) setFlash(ctx context.Context, s *Session, msg string) error {
+	err := ss.db.Update(ctx, func(tx store.Tx) error {
+		o, err := tx.Get(ctx, kindSession, s.key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // signed out meanwhile: nothing to show
+		}
+		if err != nil {
+			return err
+		}
+		var rec sessionRecord
+		if err := json.Unmarshal(o.Data, &rec); err != nil {
+			return fmt.Errorf("decode portal session: %w", err)
+		}
+		rec.Flash = msg
+		s.rec = rec
+		return ss.put(ctx, tx, s)
+	})
+	if err != nil {
+		return fmt.Errorf("write a portal session's message: %w", err)
+	}
+	return nil
+}
+
+// takeFlash returns the message to show once, and forgets it (in the
+// store too when it came from there).
+func (ss *sessions) takeFlash(ctx context.Context, s *Session) (string, error) {
 	m := s.flash
 	s.flash = ""
-	return m
+	if s.rec.Flash == "" {
+		return m, nil
+	}
+	return m, ss.setFlash(ctx, s, "")
+}
+
+// sweep deletes expired sessions among the next sweepBatch rows, at most
+// once per sweepEvery: each sign-in pays for a bounded share of the
+// clean-up, and the cursor walks every row in turn. A failure is left to
+// the next sweep (the rows are expired whether or not they are deleted).
+func (ss *sessions) sweep(ctx context.Context, now time.Time) {
+	ss.mu.Lock()
+	if now.Sub(ss.sweptAt) < sweepEvery {
+		ss.mu.Unlock()
+		return
+	}
+	ss.sweptAt = now
+	after := ss.sweptAfter
+	ss.mu.Unlock()
+	last := ""
+	_ = ss.db.Update(ctx, func(tx store.Tx) error {
+		objs, err := tx.List(ctx, store.Query{Kind: kindSession, Prefix: sessionPrefix, After: after, Limit: sweepBatch})
+		if err != nil {
+			return err
+		}
+		last = ""
+		for _, o := range objs {
+			last = o.Key
+			var rec sessionRecord
+			if json.Unmarshal(o.Data, &rec) == nil && !ss.expired(rec, now) {
+				continue
+			}
+			if err := tx.Delete(ctx, kindSession, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if len(objs) < sweepBatch {
+			last = "" // the end: start again from the first row
+		}
+		return nil
+	})
+	ss.mu.Lock()
+	ss.sweptAfter = last
+	ss.mu.Unlock()
+}
+
+func (ss *sessions) delete(ctx context.Context, key string) error {
+	err := ss.db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Delete(ctx, kindSession, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("end a portal session: %w", err)
+	}
+	return nil
+}
+
+// end ends r's session, if any (deleting its row), and clears its cookie.
+func (ss *sessions) end(ctx context.Context, w http.ResponseWriter, r *http.Request, secure bool) error {
+	http.SetCookie(w, &http.Cookie{Name: cookieName(secure), Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: secure, SameSite: http.SameSiteLaxMode})
+	if key, ok := sessionKey(r); ok {
+		return ss.delete(ctx, key)
+	}
+	return nil
+}
+
+func sessionKey(r *http.Request) (string, bool) {
+	for _, name := range []string{cookieName(true), cookieName(false)} {
+		if c, err := r.Cookie(name); err == nil && c.Value != "" {
+			return sessionKeyOf(c.Value), true
+		}
+	}
+	return "", false
 }
 
 // stateChanging reports whether a method changes state (and so needs the

@@ -33,7 +33,10 @@ func (p *Portal) signinPage(rq *Request) error {
 		return nil
 	}
 	if s == nil {
-		rq.Session = p.sessions.start(rq.W, "", p.cfg.Secure)
+		var err error
+		if rq.Session, err = p.sessions.start(rq.Context(), rq.W, "", p.cfg.Secure); err != nil {
+			return err
+		}
 	}
 	return rq.Render("signin", signinPage{Next: localPath(rq.R.URL.Query().Get("next"))})
 }
@@ -64,8 +67,12 @@ func (p *Portal) signin(rq *Request) error {
 	}
 	// A new session: the anonymous one (and its ID, which another party
 	// could have planted) ends.
-	p.sessions.end(rq.W, rq.R, p.cfg.Secure)
-	p.sessions.start(rq.W, pr.ID, p.cfg.Secure)
+	if err := p.sessions.end(rq.Context(), rq.W, rq.R, p.cfg.Secure); err != nil {
+		return err
+	}
+	if _, err := p.sessions.start(rq.Context(), rq.W, pr.ID, p.cfg.Secure); err != nil {
+		return err
+	}
 	next := page.Next
 	if next == "" {
 		next = "/"
@@ -75,7 +82,9 @@ func (p *Portal) signin(rq *Request) error {
 }
 
 func (p *Portal) signout(rq *Request) error {
-	p.sessions.end(rq.W, rq.R, p.cfg.Secure)
+	if err := p.sessions.end(rq.Context(), rq.W, rq.R, p.cfg.Secure); err != nil {
+		return err
+	}
 	http.Redirect(rq.W, rq.R, "/signin", http.StatusSeeOther)
 	return nil
 }

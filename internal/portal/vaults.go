@@ -53,7 +53,7 @@ func (rq *Request) createControl(action string) Control {
 	if len(gs) > 0 {
 		return Allow
 	}
-	return rq.Can(action, rq.firstScope())
+	return rq.canAtFirstScope(action)
 }
 
 type vaultForm struct {

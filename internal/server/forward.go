@@ -174,10 +174,6 @@ func (f *forwarder) proxy(ctx context.Context, w http.ResponseWriter, hr *http.R
 // enough that a 4 MiB page read crosses in a few writes.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// nbdAddrFor is the address of the NBD server that serves resourceID: a
-// disk's home node's, this node's for anything else (snapshots are read
-// from the shared chunk store). A home listening on every address is
-// named by the host of its API address.
 // diskHome names the node that holds the disk diskID when that is another
 // node ("": this one, or no node recorded).
 func (s *Server) diskHome(ctx context.Context, diskID string) (string, error) {
@@ -196,25 +192,10 @@ func (s *Server) diskHome(ctx context.Context, diskID string) (string, error) {
 	return home, nil
 }
 
-// portalDiskElsewhere refuses a portal action on a disk that another node
-// holds (portal.Config.DiskElsewhere), naming that node and its address.
-func (s *Server) portalDiskElsewhere(ctx context.Context, diskID string) error {
-	home, err := s.diskHome(ctx, diskID)
-	if err != nil || home == "" {
-		return err
-	}
-	where := ""
-	if n, err := s.member.registry.Get(ctx, home); err == nil && n.API != "" {
-		where = " (" + n.API + ")"
-	}
-	name := diskID
-	if id, err := resource.Parse(diskID); err == nil {
-		name = id.Name()
-	}
-	return resource.Errorf(resource.KindConflict, "DiskOnAnotherNode",
-		"The disk '%s' is held by node '%s'; change its access in the portal of that node%s, or through the API of any node.", name, home, where)
-}
-
+// nbdAddrFor is the address of the NBD server that serves resourceID: a
+// disk's home node's, this node's for anything else (snapshots are read
+// from the shared chunk store). A home listening on every address is
+// named by the host of its API address.
 func (s *Server) nbdAddrFor(ctx context.Context, resourceID string) string {
 	local := s.NBDAddr()
 	id, err := resource.Parse(resourceID)

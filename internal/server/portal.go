@@ -12,8 +12,8 @@ import (
 // sign-in) goes to it, everything else to the API.
 func (s *Server) openPortal() error {
 	p, err := portal.New(portal.Config{Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
-		Compute: s.Compute, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.nbdAddrFor,
-		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage, DiskElsewhere: s.portalDiskElsewhere})
+		Compute: s.Compute, Store: s.store, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.nbdAddrFor,
+		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage, Forwarder: s.API.Forwarder})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,249 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"coffer/internal/clock"
+	"coffer/internal/store"
+	"coffer/internal/store/postgres"
+	"coffer/internal/store/postgres/pgtest"
+	"coffer/internal/store/sqlite"
+)
+
+// sessionStores runs test on the session store over SQLite and over
+// PostgreSQL (skipped where PostgreSQL is not installed).
+func sessionStores(t *testing.T, test func(t *testing.T, db store.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		test(t, db)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		db, err := postgres.Open(context.Background(), pgtest.Start(t).NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		test(t, db)
+	})
+}
+
+// startSession starts a session on ss and returns it with a request
+// carrying its cookie.
+func startSession(t *testing.T, ss *sessions, principal string) (*Session, *http.Request, string) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	s, err := ss.start(context.Background(), w, principal, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := w.Result().Cookies()
+	if len(cs) != 1 || cs[0].Value == "" || !cs[0].HttpOnly {
+		t.Fatalf("start set cookies %v, want one HttpOnly session cookie", cs)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(cs[0])
+	return s, r, cs[0].Value
+}
+
+func sessionRow(t *testing.T, db store.Store, s *Session) (store.Object, bool) {
+	t.Helper()
+	var o store.Object
+	var found bool
+	err := db.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		o, err = tx.Get(context.Background(), kindSession, s.key)
+		if found = err == nil; errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, found
+}
+
+// TestSessionStore: a session is a row of the metadata store that a second
+// node (another sessions on the same store) reads, keyed by the cookie ID's
+// hash and holding no cookie value; last-seen is written at most once per
+// touchEvery; idle and absolute expiry follow the injected clock and delete
+// the row; signing out deletes it; a flash set on one node is shown once on
+// the other.
+func TestSessionStore(t *testing.T) {
+	sessionStores(t, func(t *testing.T, db store.Store) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+		nodeA := newSessions(db, clk, 30*time.Minute, 2*time.Hour)
+		nodeB := newSessions(db, clk, 30*time.Minute, 2*time.Hour)
+
+		s, r, cookie := startSession(t, nodeA, "principal-1")
+		got, err := nodeB.get(ctx, r)
+		if err != nil || got == nil || got.PrincipalID != "principal-1" || got.CSRF != s.CSRF {
+			t.Fatalf("node B reads the session as %+v, %v; want principal-1 with node A's CSRF token", got, err)
+		}
+
+		// The store holds neither the cookie's value nor anything but its hash.
+		err = db.View(ctx, func(tx store.Tx) error {
+			objs, err := tx.List(ctx, store.Query{})
+			for _, o := range objs {
+				if strings.Contains(o.Key, cookie) || strings.Contains(string(o.Data), cookie) {
+					t.Errorf("row %s %s holds the cookie's value", o.Kind, o.Key)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Last-seen: not written within touchEvery, written after it.
+		row, _ := sessionRow(t, db, s)
+		clk.Advance(touchEvery / 2)
+		if got, err := nodeA.get(ctx, r); err != nil || got == nil {
+			t.Fatalf("get: %v, %v", got, err)
+		}
+		if again, _ := sessionRow(t, db, s); again.ModifyIndex != row.ModifyIndex {
+			t.Fatalf("a page view %v after the last write wrote the row (index %d → %d)", touchEvery/2, row.ModifyIndex, again.ModifyIndex)
+		}
+		clk.Advance(touchEvery)
+		if got, err := nodeA.get(ctx, r); err != nil || got == nil {
+			t.Fatalf("get: %v, %v", got, err)
+		}
+		if again, _ := sessionRow(t, db, s); again.ModifyIndex == row.ModifyIndex {
+			t.Fatal("last-seen was not written after touchEvery")
+		}
+
+		// Flash: set through node A, shown once by node B.
+		if err := nodeA.setFlash(ctx, s, "Disk d1 created."); err != nil {
+			t.Fatal(err)
+		}
+		gotB, _ := nodeB.get(ctx, r)
+		if m, err := nodeB.takeFlash(ctx, gotB); err != nil || m != "Disk d1 created." {
+			t.Fatalf("node B's flash: %q, %v", m, err)
+		}
+		gotA, _ := nodeA.get(ctx, r)
+		if m, err := nodeA.takeFlash(ctx, gotA); err != nil || m != "" {
+			t.Fatalf("the flash was shown twice: %q, %v", m, err)
+		}
+
+		// Idle expiry: alive just before, gone (and its row deleted) at it.
+		clk.Advance(30*time.Minute - time.Second)
+		if got, err := nodeB.get(ctx, r); err != nil || got == nil {
+			t.Fatalf("a session idle for just under 30 min ended: %v", err)
+		}
+		clk.Advance(30 * time.Minute)
+		if got, err := nodeB.get(ctx, r); err != nil || got != nil {
+			t.Fatalf("a session idle for 30 min is still live: %+v, %v", got, err)
+		}
+		if _, found := sessionRow(t, db, s); found {
+			t.Fatal("the expired session's row is still stored")
+		}
+
+		// Absolute expiry: a session in use every 20 min ends 2 h after it began.
+		s2, r2, _ := startSession(t, nodeA, "principal-1")
+		for i := 0; i < 5; i++ {
+			clk.Advance(20 * time.Minute)
+			if got, err := nodeA.get(ctx, r2); err != nil || got == nil {
+				t.Fatalf("session in use ended after %d min: %v", 20*(i+1), err)
+			}
+		}
+		clk.Advance(20 * time.Minute)
+		if got, err := nodeA.get(ctx, r2); err != nil || got != nil {
+			t.Fatalf("a session 2 h old is still live: %+v, %v", got, err)
+		}
+		if _, found := sessionRow(t, db, s2); found {
+			t.Fatal("the expired session's row is still stored")
+		}
+
+		// Sign-out deletes the row: the other node no longer knows it.
+		s3, r3, _ := startSession(t, nodeA, "principal-1")
+		if err := nodeA.end(ctx, httptest.NewRecorder(), r3, false); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := nodeB.get(ctx, r3); err != nil || got != nil {
+			t.Fatalf("node B still knows a signed-out session: %+v, %v", got, err)
+		}
+		if _, found := sessionRow(t, db, s3); found {
+			t.Fatal("the signed-out session's row is still stored")
+		}
+	})
+}
+
+// TestSessionSweep: expired rows nobody presents again are deleted by
+// later sign-ins, a bounded batch at a time, and live ones are kept.
+func TestSessionSweep(t *testing.T) {
+	sessionStores(t, func(t *testing.T, db store.Store) {
+		clk := clock.NewFake(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+		ss := newSessions(db, clk, 30*time.Minute, 2*time.Hour)
+		var old []*Session
+		for range sweepBatch + 20 {
+			s, _, _ := startSession(t, ss, "")
+			old = append(old, s)
+		}
+		clk.Advance(time.Hour)
+		live, _, _ := startSession(t, ss, "p") // sweeps the first batch
+		clk.Advance(sweepEvery)
+		startSession(t, ss, "p") // the rest
+		clk.Advance(sweepEvery)
+		startSession(t, ss, "p") // from the start again
+		for i, s := range old {
+			if _, found := sessionRow(t, db, s); found {
+				t.Fatalf("expired session %d of %d is still stored after the sweeps", i, len(old))
+			}
+		}
+		if _, found := sessionRow(t, db, live); !found {
+			t.Fatal("a sweep deleted a live session")
+		}
+	})
+}
+
+// BenchmarkSessionGet is what a page view pays for its session (a live
+// session within touchEvery of its last write: one read) against its
+// reference, a bare read of one row of the same store. Report the ratio:
+//
+//	go test ./internal/portal -run '^$' -bench SessionGet
+func BenchmarkSessionGet(b *testing.B) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "meta.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ss := newSessions(db, clock.NewFake(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)), time.Hour, 12*time.Hour)
+	w := httptest.NewRecorder()
+	s, err := ss.start(ctx, w, "principal-1", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(w.Result().Cookies()[0])
+	b.Run("session", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := ss.get(ctx, r); err != nil || got == nil {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run("reference-row-read", func(b *testing.B) {
+		for b.Loop() {
+			err := db.View(ctx, func(tx store.Tx) error {
+				_, err := tx.Get(ctx, kindSession, s.key)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -6,40 +6,47 @@ import (
 	"sync"
 )
 
-// Read-ahead of sequential ranged reads.
+// Read-ahead of dense ranged reads.
 //
-// A restore reads each pack's chunk runs in order, a run of a few MiB at
-// a time, from several jobs at once. Each ranged GET costs the client and
-// above all the server a fixed amount of CPU besides its bytes (versitygw
-// on loopback: about 1.7 ms of server CPU per GET against 0.4 ms per MiB,
-// BenchmarkReadRange), so reading a pack in 1 MiB GETs costs the server
-// five times what 8 MiB GETs do. A ranged read that starts where an
-// earlier read of the same object ended (within seqGap), and is smaller
-// than the window, fetches a whole window from there with one GET; reads
-// that fall inside a window, fetched or still arriving, are copied from
-// it. Reads that are not sequential (a chunk here and there) are single
-// GETs of their own bytes, as before, so random reads move no more bytes.
+// A restore reads each pack's chunk runs, a run of a few MiB at a time,
+// from several jobs at once, each job a stretch of the pack. Each ranged
+// GET costs the client and above all the server a fixed amount of CPU
+// besides its bytes (versitygw on loopback: about 1.7 ms of server CPU per
+// GET against 0.4 ms per MiB, BenchmarkReadRange), so reading a pack in
+// 1 MiB GETs costs the server several times what 8 MiB GETs do.
+//
+// An object is read in aligned blocks of the window's size: a read of at
+// least minAhead bytes within one block, made soon after another read of
+// the object that ended less than a window away, fetches the whole block
+// with one GET; reads that fall inside a block being fetched or fetched
+// are copied from it. Other reads are single GETs of their own bytes, as
+// before: small reads (a chunk here and there), the first read of an
+// object, reads that cross a block's edge, and reads of a block that was
+// fetched once and has been let go (so that no block is read twice).
 //
 // Packs are immutable objects with unique names (never overwritten), so
-// bytes read once stay right; a window lives only until readAheadWindows
+// bytes read once stay right; a block lives only until readAheadWindows
 // newer ones replace it.
 const (
 	// DefaultReadAhead is the window of Options.ReadAhead.
 	DefaultReadAhead = 8 << 20
-	// readAheadWindows is how many windows are kept (their memory,
-	// reused, is readAheadWindows × the window at most, plus the windows
-	// that readers still copy from).
+	// readAheadWindows is how many blocks are kept (their memory,
+	// reused, is readAheadWindows windows at most, plus the blocks that
+	// readers still copy from).
 	readAheadWindows = 4
-	// seqGap is how far from where an earlier read of an object ended a
-	// read may start and still count as sequential (chunkstore's batched
-	// reads span gaps of up to 64 KiB too).
-	seqGap = 64 << 10
+	// minAhead is the smallest read that fetches a block: chunkstore's
+	// batched reads of chunk runs, not single chunks.
+	minAhead = 256 << 10
 	// recentReads is how many read ends are remembered, across objects.
-	recentReads = 32
+	recentReads = 64
+	// recentBlocks is how many fetched blocks are remembered: a block
+	// let go lately is not fetched again (its last readers were slow),
+	// one let go long ago may be (the object is read again).
+	recentBlocks = 2 * readAheadWindows
 )
 
-// window is one read-ahead GET: bytes [off, off+len(buf)) of name once
-// done is closed (fewer than asked at the object's end), or err.
+// window is one block's GET: bytes [off, off+len(buf)) of name once done
+// is closed (fewer than asked at the object's end), or err.
 type window struct {
 	name string
 	off  int64
@@ -58,38 +65,47 @@ type readEnd struct {
 	end  int64
 }
 
-// readAhead serves sequential ranged reads from windows (see above).
+// readAhead serves dense ranged reads from blocks (see above).
 type readAhead struct {
 	size int64
 
-	mu   sync.Mutex
-	wins []*window // oldest first
-	ends [recentReads]readEnd
-	next int
-	free [][]byte // buffers of evicted windows, for reuse
+	mu          sync.Mutex
+	wins        []*window // oldest first
+	ends        [recentReads]readEnd
+	next        int
+	fetched     [recentBlocks]readEnd // blocks fetched: name and offset
+	nextFetched int
+	free        [][]byte // buffers of evicted windows, for reuse
 }
 
-// read serves the read of n bytes at off of name from a window, fetched
+// read serves the read of n bytes at off of name from a block, fetched
 // with fetch (a GET of up to size bytes at off into buf) if need be. ok
-// is false when the read is not sequential, or its window failed or ends
+// is false when the read is not for a block, or its block failed or ends
 // before it: the caller then reads it alone.
 func (ra *readAhead) read(ctx context.Context, name string, off, n int64, buf []byte,
 	fetch func(ctx context.Context, off, size int64, buf []byte) ([]byte, error)) (data []byte, ok bool, err error) {
+	bo := off - off%ra.size // the block's offset
 	ra.mu.Lock()
-	if w := ra.covering(name, off, n); w != nil {
+	if off+n > bo+ra.size { // across a block's edge
+		ra.noteEnd(name, off+n)
+		ra.mu.Unlock()
+		return nil, false, nil
+	}
+	if w := ra.block(name, bo); w != nil {
 		w.refs++
 		ra.mu.Unlock()
 		return ra.copyOut(ctx, w, off, n, buf)
 	}
-	seq := ra.sequential(name, off)
+	dense := n >= minAhead && ra.near(name, off) && !ra.wasFetched(name, bo)
 	ra.noteEnd(name, off+n)
-	if !seq {
+	if !dense {
 		ra.mu.Unlock()
 		return nil, false, nil
 	}
-	w := &window{name: name, off: off, want: ra.size, done: make(chan struct{}), refs: 1}
+	w := &window{name: name, off: bo, want: ra.size, done: make(chan struct{}), refs: 1}
 	ra.insert(w)
-	ra.noteEnd(name, off+ra.size)
+	ra.fetched[ra.nextFetched] = readEnd{name, bo}
+	ra.nextFetched = (ra.nextFetched + 1) % recentBlocks
 	var mem []byte
 	if k := len(ra.free); k > 0 {
 		mem, ra.free = ra.free[k-1], ra.free[:k-1]
@@ -99,7 +115,7 @@ func (ra *readAhead) read(ctx context.Context, name string, off, n int64, buf []
 	if mem == nil {
 		mem = make([]byte, ra.size)
 	}
-	w.buf, w.err = fetch(ctx, off, ra.size, mem)
+	w.buf, w.err = fetch(ctx, bo, ra.size, mem)
 	if w.err != nil {
 		ra.mu.Lock()
 		ra.remove(w)
@@ -129,23 +145,31 @@ func (ra *readAhead) copyOut(ctx context.Context, w *window, off, n int64, buf [
 	return b, true, nil
 }
 
-// covering returns the window of name that holds [off, off+n) (as far as
-// it was asked for), or nil.
-func (ra *readAhead) covering(name string, off, n int64) *window {
-	for i := len(ra.wins) - 1; i >= 0; i-- {
-		w := ra.wins[i]
-		if w.name == name && w.off <= off && off+n <= w.off+w.want {
+// block returns the block of name at offset bo, or nil.
+func (ra *readAhead) block(name string, bo int64) *window {
+	for _, w := range ra.wins {
+		if w.name == name && w.off == bo {
 			return w
 		}
 	}
 	return nil
 }
 
-// sequential reports whether a read of name at off starts near where an
-// earlier read of it ended.
-func (ra *readAhead) sequential(name string, off int64) bool {
+// near reports whether a recent read of name ended less than a window
+// away from off.
+func (ra *readAhead) near(name string, off int64) bool {
 	for _, e := range ra.ends {
-		if e.name == name && off >= e.end-seqGap && off <= e.end+seqGap {
+		if e.name == name && off > e.end-ra.size && off < e.end+ra.size {
+			return true
+		}
+	}
+	return false
+}
+
+// wasFetched reports whether the block of name at bo was fetched lately.
+func (ra *readAhead) wasFetched(name string, bo int64) bool {
+	for _, f := range ra.fetched {
+		if f.name == name && f.end == bo {
 			return true
 		}
 	}

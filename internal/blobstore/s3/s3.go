@@ -113,11 +113,12 @@ type Options struct {
 	// StallTimeout fails a request whose connection delivers no data for
 	// this long; default DefaultStallTimeout.
 	StallTimeout time.Duration
-	// ReadAhead is the window of sequential ranged reads (see
-	// readahead.go): a read smaller than it that follows an earlier read
-	// of the object fetches this many bytes with one GET, and the reads
-	// after it are served from them. Default DefaultReadAhead; negative:
-	// none, every ranged read is a GET of its own bytes.
+	// ReadAhead is the block size of dense ranged reads (see
+	// readahead.go): a read of a run of chunks near an earlier read of
+	// the object fetches its whole aligned block of this many bytes with
+	// one GET, and the reads of that block are served from it. Default
+	// DefaultReadAhead; negative: none, every ranged read is a GET of its
+	// own bytes.
 	ReadAhead int64
 }
 
@@ -131,6 +132,7 @@ type Store struct {
 	parts     int
 	pageSize  int32
 	ahead     *readAhead // nil: no read-ahead
+	gets      atomic.Int64 // ranged GETs sent (tests)
 }
 
 var (
@@ -421,6 +423,7 @@ func (s *Store) getRange(ctx context.Context, name string, off, n int64, buf []b
 		}
 		return []byte{}, nil
 	}
+	s.gets.Add(1)
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: &s.bucket,
 		Key:    s.key(name),

@@ -312,11 +312,11 @@ func gets(p *s3test.Proxy) int {
 	return n
 }
 
-// Sequential ranged reads of a pack, 1 MiB at a time from four readers at
-// once (a restore's jobs), are served by a few 8 MiB GETs (read-ahead)
-// with the right bytes, up to the object's end; reads here and there are
-// each a GET of their own bytes, no more; a read past the end still fails;
-// with ReadAhead < 0 every read is its own GET.
+// Ranged reads of a whole pack, 1 MiB at a time from four readers at once
+// (a restore's jobs), are served by a few GETs of 8 MiB blocks
+// (read-ahead) with the right bytes, up to the object's end; small reads
+// here and there are each a GET of their own bytes, no more; a read past
+// the end still fails; with ReadAhead < 0 every read is its own GET.
 func TestReadAhead(t *testing.T) {
 	isolate(t)
 	srv := s3test.Start(t)
@@ -362,12 +362,12 @@ func TestReadAhead(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	// 31 reads; at most the first, one window per 8 MiB and a few reads
-	// that came out of order are GETs of their own.
+	// 31 reads; the first, one per 8 MiB block and a few reads that
+	// came before their block was wanted are GETs of their own.
 	if n := gets(proxy) - g0; n > 12 {
-		t.Errorf("31 sequential 1 MiB reads made %d GETs, want a few 8 MiB ones", n)
+		t.Errorf("31 1 MiB reads of a pack made %d GETs, want a few 8 MiB ones", n)
 	} else {
-		t.Logf("31 sequential 1 MiB reads from 4 readers: %d GETs", n)
+		t.Logf("31 1 MiB reads of a pack from 4 readers: %d GETs", n)
 	}
 
 	// Reads far apart move only their bytes (a new store: no windows).
@@ -382,7 +382,7 @@ func TestReadAhead(t *testing.T) {
 		t.Errorf("4 scattered 4 KiB reads: %d GETs moved %d bytes, want 4 of 4096", n, moved)
 	}
 
-	// Past the end, after a sequential read near it.
+	// Past the end, after a read near it.
 	if _, err := st.GetRange(ctx, "pack", size-3000, 1000); err != nil {
 		t.Fatal(err)
 	}

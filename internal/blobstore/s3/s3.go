@@ -131,7 +131,7 @@ type Store struct {
 	partSize  int64
 	parts     int
 	pageSize  int32
-	ahead     *readAhead // nil: no read-ahead
+	ahead     *readAhead   // nil: no read-ahead
 	gets      atomic.Int64 // ranged GETs sent (tests)
 }
 

@@ -49,6 +49,7 @@ func TestOnStores(t *testing.T) {
 		{"PlaceAndReach", testPlaceAndReach},
 		{"SecretSealed", testSecretSealed},
 		{"SecretUpgrade", testSecretUpgrade},
+		{"Home", testHome},
 	}
 	t.Run("memstore", func(t *testing.T) {
 		for _, tt := range tests {
@@ -831,5 +832,55 @@ func TestGoneTx(t *testing.T) {
 	}
 	if c := gone("b", t0); !errors.Is(c, cluster.ErrNodeUnavailable) || !strings.Contains(c.Error(), "not registered") {
 		t.Fatalf("an unknown node past the grace: %v", c)
+	}
+}
+
+// testHome: SetHome records a disk's home by disk and by volume, and
+// DeleteHome, in the transaction that deletes the disk, leaves no row of
+// it behind (kind cluster.home) and keeps the other disks' homes; deleting
+// a home that is gone is no error.
+func testHome(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	disk := func(name string) string {
+		return "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/" + name
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		if err := cluster.SetHome(ctx, tx, disk("a"), "vol-a", "node-1"); err != nil {
+			return err
+		}
+		return cluster.SetHome(ctx, tx, disk("b"), "vol-b", "node-2")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Update(ctx, func(tx store.Tx) error { return cluster.DeleteHome(ctx, tx, disk("a"), "vol-a") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.View(ctx, func(tx store.Tx) error {
+		for _, c := range []struct {
+			got  func() (string, error)
+			want string
+		}{
+			{func() (string, error) { return cluster.Home(ctx, tx, disk("a")) }, ""},
+			{func() (string, error) { return cluster.VolumeHome(ctx, tx, "vol-a") }, ""},
+			{func() (string, error) { return cluster.Home(ctx, tx, disk("B")) }, "node-2"},
+			{func() (string, error) { return cluster.VolumeHome(ctx, tx, "vol-b") }, "node-2"},
+		} {
+			if got, err := c.got(); err != nil || got != c.want {
+				return fmt.Errorf("home %q %v, want %q", got, err, c.want)
+			}
+		}
+		rows, err := tx.List(ctx, store.Query{Kind: "cluster.home"})
+		if err != nil {
+			return err
+		}
+		if len(rows) != 2 {
+			return fmt.Errorf("%d home rows left, want disk b's 2", len(rows))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,6 +33,18 @@ func SetHome(ctx context.Context, tx store.Tx, diskID, uniqueID, node string) er
 	return nil
 }
 
+// DeleteHome deletes in tx what SetHome recorded for the disk diskID and
+// its volume uniqueID, in the transaction that deletes the disk's record,
+// so that no home outlives its disk; a home not recorded is no error.
+func DeleteHome(ctx context.Context, tx store.Tx, diskID, uniqueID string) error {
+	for _, key := range []string{homeKey(diskID), volumeHomeKey(uniqueID)} {
+		if err := tx.Delete(ctx, kindHome, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete the home of %s: %w", diskID, err)
+		}
+	}
+	return nil
+}
+
 // Home returns the node the disk diskID lives on, read in tx; "" when none
 // is recorded (a disk made before nodes recorded homes: it lives on the
 // one node there was).

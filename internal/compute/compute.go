@@ -132,6 +132,9 @@ type Service struct {
 	// disk, to record that its volume lives on this node (several nodes
 	// share the store: cluster.SetHome).
 	Home func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
+	// ForgetHome, when set, is called in the transaction that deletes a
+	// disk's record, to delete what Home recorded (cluster.DeleteHome).
+	ForgetHome func(ctx context.Context, tx store.Tx, diskID, uniqueID string) error
 	// DeleteVolumeElsewhere, when set, is called in the transaction that
 	// deletes a disk's record when this node may not hold its volume (a
 	// resource group's deletion runs on any node): when another node

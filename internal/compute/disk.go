@@ -652,7 +652,21 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 			return fmt.Errorf("delete disk %s: %w", d.ID, err)
 		}
 	}
-	return s.deleteRecord(ctx, KindDisk, "disk", d.ID, d.Grants)
+	return s.Store.Update(ctx, func(tx store.Tx) error { return s.deleteDiskTx(ctx, tx, d) })
+}
+
+// deleteDiskTx deletes d's record, the pointers of its grants and its
+// home (ForgetHome), in tx.
+func (s *Service) deleteDiskTx(ctx context.Context, tx store.Tx, d Disk) error {
+	if err := deleteRecordTx(ctx, tx, KindDisk, "disk", d.ID, d.Grants); err != nil {
+		return err
+	}
+	if s.ForgetHome != nil {
+		if err := s.ForgetHome(ctx, tx, d.ID, d.UniqueID); err != nil {
+			return fmt.Errorf("delete disk %s: %w", d.ID, err)
+		}
+	}
+	return nil
 }
 
 // errHeldHere rolls back destroyDiskElsewhere's transaction when this node
@@ -671,7 +685,7 @@ func (s *Service) destroyDiskElsewhere(ctx context.Context, d Disk) (bool, error
 		if err != nil || !queued {
 			return cmp.Or(err, errHeldHere)
 		}
-		return deleteRecordTx(ctx, tx, KindDisk, "disk", d.ID, d.Grants)
+		return s.deleteDiskTx(ctx, tx, d)
 	})
 	if errors.Is(err, errHeldHere) {
 		return false, nil

@@ -170,7 +170,7 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 		if _, err := job.Cleanup(ctx, s.Store, now); err != nil {
 			sc.Logger.Error("clean up jobs", "err", err)
 		}
-		if err := s.Queue.ForgetDone(ctx, now.Add(-job.RetentionPeriod)); err != nil {
+		if _, err := s.Queue.ForgetDone(ctx, now.Add(-job.DoneRetention)); err != nil {
 			sc.Logger.Error("clean up task markers", "err", err)
 		}
 	}

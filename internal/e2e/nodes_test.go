@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"coffer/internal/client"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
+	"coffer/internal/compute"
 	"coffer/internal/server"
 	"coffer/internal/store"
 	"coffer/internal/store/postgres/pgtest"
@@ -166,5 +168,27 @@ func TestGroupDeleteAcrossNodes(t *testing.T) {
 				t.Fatalf("the volume %s on %s after its group was deleted through node-b: %v, want it gone", id, env.Server.NodeName(), err)
 			}
 		}
+	}
+	// The disks' homes went with their records, the one deleted on its
+	// node (node-b's) and the one deleted elsewhere (node-a's).
+	err = a.Server.Store().View(ctx, func(tx store.Tx) error {
+		for env, id := range volume {
+			diskID := compute.DiskID(a.Admin.SubscriptionID, rg, "on-"+env.Server.NodeName()).String()
+			home, err := cluster.Home(ctx, tx, diskID)
+			if err != nil {
+				return err
+			}
+			vhome, err := cluster.VolumeHome(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if home != "" || vhome != "" {
+				return fmt.Errorf("the home of the deleted disk %s is still recorded: %q, volume %q", diskID, home, vhome)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -48,8 +48,12 @@ type Backend interface {
 	// epoch). It reports false when no task can be claimed. Concurrent
 	// Claims never claim one task twice, nor two tasks of one target.
 	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration) (Task, bool, error)
-	// ForgetDone forgets the tasks finished before cutoff, in tx.
-	ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time) error
+	// ForgetDone forgets, in tx, the IDs of tasks finished before cutoff
+	// among the next limit finished IDs at most, in the backend's order,
+	// from position from ("": the start). It returns how many it forgot
+	// and the position to go on from, "" when it has seen them all.
+	// Positions are the backend's own (Queue.ForgetDone passes them back).
+	ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time, from string, limit int) (next string, forgotten int, err error)
 }
 
 // Objects is the Backend that keeps tasks as objects of a store.Store:
@@ -376,20 +380,27 @@ func (b Objects) Claim(ctx context.Context, owner string, now time.Time, lease t
 	return got, found, nil
 }
 
-// ForgetDone implements Backend.
-func (b Objects) ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time) error {
-	objs, err := tx.List(ctx, store.Query{Kind: kindDone, Prefix: "/jobqueue/"})
+// ForgetDone implements Backend: positions are job.done keys, looked at
+// in key order.
+func (b Objects) ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time, from string, limit int) (string, int, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kindDone, Prefix: "/jobqueue/", After: from, Limit: limit})
 	if err != nil {
-		return err
+		return "", 0, fmt.Errorf("list finished tasks: %w", err)
 	}
+	n := 0
 	for _, o := range objs {
 		var d doneRecord
 		_ = json.Unmarshal(o.Data, &d) // an unreadable marker is forgotten
-		if d.DoneAt.Before(cutoff) {
-			if err := tx.Delete(ctx, kindDone, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+		if !d.DoneAt.Before(cutoff) {
+			continue
 		}
+		if err := tx.Delete(ctx, kindDone, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", n, fmt.Errorf("forget finished task %s: %w", o.Key, err)
+		}
+		n++
 	}
-	return nil
+	if len(objs) < limit {
+		return "", n, nil
+	}
+	return objs[len(objs)-1].Key, n, nil
 }

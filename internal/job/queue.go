@@ -77,6 +77,9 @@ type Queue struct {
 	DefaultMaxAttempts int
 	// Backoff is the delay before retry number attempt (1-based).
 	Backoff func(attempt int) time.Duration
+	// ForgetBatch bounds the finished IDs one transaction of ForgetDone
+	// looks at (0: DefaultForgetBatch).
+	ForgetBatch int
 
 	mu     sync.Mutex
 	notify chan struct{}
@@ -561,8 +564,56 @@ func (q *Queue) RecoverOwned(ctx context.Context, prefix string) (released int, 
 	return released, dead, nil
 }
 
+// DoneRetention is how long the queue remembers the ID of a finished task
+// (ForgetDone's cutoff is now - DoneRetention).
+//
+// The marker exists to make a late duplicate harmless: enqueuing a
+// finished task's ID again is ErrDuplicate, not a second run. Duplicates
+// come from enqueuers that derive IDs from what they do (a scheduler slot,
+// an alert's event, an operation resumed at a node's start, a volume to
+// delete) and run again: an Update's re-run, a scheduler tick repeated by
+// the node that takes the scheduler over, a node back from a pause. Each
+// comes within a redelivery window of the first enqueue: a lease
+// (LeaseDuration, minutes) and the backoffs of a task's deliveries (hours
+// at most); the scheduler also finds a slot's job record, kept
+// RetentionPeriod. A late ack needs no marker (an ack of a task that is
+// gone is ErrNoTask, or ErrLeaseLost from CompleteTx). DoneRetention is
+// weeks longer than any such window, so forgetting a marker after it
+// cannot let a duplicate through.
+const DoneRetention = RetentionPeriod
+
+// DefaultForgetBatch is how many finished IDs one transaction of
+// ForgetDone looks at, unless Queue.ForgetBatch says otherwise.
+const DefaultForgetBatch = 1000
+
 // ForgetDone drops the de-duplication markers of tasks finished before
-// cutoff.
-func (q *Queue) ForgetDone(ctx context.Context, cutoff time.Time) error {
-	return q.Store.Update(ctx, func(tx store.Tx) error { return q.Backend.ForgetDone(ctx, tx, cutoff) })
+// cutoff (see DoneRetention), in transactions that each look at
+// ForgetBatch markers at most, so that a backlog of markers never makes
+// one long transaction. It returns how many it dropped. It is idempotent;
+// one node runs it (the scheduler's daily maintenance).
+func (q *Queue) ForgetDone(ctx context.Context, cutoff time.Time) (int, error) {
+	limit := q.ForgetBatch
+	if limit <= 0 {
+		limit = DefaultForgetBatch
+	}
+	total, from := 0, ""
+	for {
+		var (
+			next string
+			n    int
+		)
+		err := q.Store.Update(ctx, func(tx store.Tx) error {
+			var err error
+			next, n, err = q.Backend.ForgetDone(ctx, tx, cutoff, from, limit)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("forget finished tasks: %w", err)
+		}
+		total += n
+		if next == "" {
+			return total, nil
+		}
+		from = next
+	}
 }

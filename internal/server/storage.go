@@ -13,6 +13,7 @@ import (
 	"coffer/internal/blobstore/s3"
 	"coffer/internal/blockdev"
 	"coffer/internal/chunkstore"
+	"coffer/internal/cluster"
 	"coffer/internal/compute"
 	"coffer/internal/resource"
 )
@@ -63,6 +64,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 		}}
 	if s.member.shared {
 		s.Compute.Home = s.member.setHome
+		s.Compute.ForgetHome = cluster.DeleteHome
 		s.Compute.DeleteVolumeElsewhere = s.deleteVolumeElsewhere
 	}
 	// Disks and snapshots that an operation creates are its to finish.

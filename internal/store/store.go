@@ -79,7 +79,10 @@
 // Listing and paging. List returns objects in (Key, Kind) order, optionally
 // of one Kind, under a Prefix (a literal prefix: no wildcards), with keys
 // greater than After and at most Limit of them: a caller pages by passing
-// the last key it got as the next After.
+// the last key it got as the next After. Keys compare as bytes (byte order
+// is code point order for UTF-8), whatever the database's locale or case
+// rules, and a prefix is a key range [Prefix, PrefixEnd(Prefix)) so that
+// the key index serves it.
 //
 // Errors. A missing object is ErrNotFound (wrapped), from Get and Delete.
 // Errors wrap their causes; callers match with errors.Is.
@@ -89,6 +92,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // ErrNotFound is returned (wrapped) when an object does not exist.
@@ -152,6 +156,37 @@ type Query struct {
 	Prefix string // key prefix, literal; empty: all keys
 	After  string // only keys greater than this (paging)
 	Limit  int    // 0: no limit
+}
+
+// PrefixEnd returns the end of the key range [p, end) of the strings that
+// start with p, in byte order, or false if it has no end (p is empty or
+// all U+10FFFF and 0xFF bytes). Every string with prefix p lies in the
+// range, and so does no other valid UTF-8 string. A trailing rune is
+// replaced by the next rune (past the surrogates) rather than by the next
+// byte sequence, so that the end of a valid UTF-8 prefix is valid UTF-8,
+// as PostgreSQL's text requires; a trailing byte that is not UTF-8 by the
+// next byte. Keys are valid UTF-8 (PostgreSQL stores nothing else).
+func PrefixEnd(p string) (string, bool) {
+	for p != "" {
+		r, n := utf8.DecodeLastRuneInString(p)
+		if r == utf8.RuneError && n == 1 {
+			if b := p[len(p)-1]; b != 0xff {
+				return p[:len(p)-1] + string([]byte{b + 1}), true
+			}
+			p = p[:len(p)-1]
+			continue
+		}
+		p = p[:len(p)-n]
+		switch r {
+		case utf8.MaxRune:
+			continue
+		case 0xD7FF: // the surrogates are not characters
+			return p + string(rune(0xE000)), true
+		default:
+			return p + string(r+1), true
+		}
+	}
+	return "", false
 }
 
 // Tx is a transaction. Reads see the transaction's own writes.

@@ -113,6 +113,13 @@ type Options struct {
 	// StallTimeout fails a request whose connection delivers no data for
 	// this long; default DefaultStallTimeout.
 	StallTimeout time.Duration
+	// ReadAhead is the block size of dense ranged reads (see
+	// readahead.go): a read of a run of chunks near an earlier read of
+	// the object fetches its whole aligned block of this many bytes with
+	// one GET, and the reads of that block are served from it. Default
+	// DefaultReadAhead; negative: none, every ranged read is a GET of its
+	// own bytes.
+	ReadAhead int64
 }
 
 // Store is a blob store on one bucket and key prefix.
@@ -124,6 +131,8 @@ type Store struct {
 	partSize  int64
 	parts     int
 	pageSize  int32
+	ahead     *readAhead   // nil: no read-ahead
+	gets      atomic.Int64 // ranged GETs sent (tests)
 }
 
 var (
@@ -149,6 +158,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		partSize:  opts.PartSize,
 		parts:     cmp.Or(opts.PartConcurrency, DefaultPartConcurrency),
 		pageSize:  opts.ListPageSize,
+	}
+	if opts.ReadAhead >= 0 {
+		s.ahead = &readAhead{size: cmp.Or(opts.ReadAhead, DefaultReadAhead)}
 	}
 	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
 		s.prefix += "/"
@@ -377,7 +389,8 @@ func (s *Store) GetRange(ctx context.Context, name string, off, n int64) ([]byte
 }
 
 // ReadRange is GetRange into buf's memory when buf holds n bytes
-// (blobstore.RangeReader): the response body is read straight into it.
+// (blobstore.RangeReader): the response body is read straight into it, or
+// the bytes are copied there from a read-ahead window (Options.ReadAhead).
 func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
 	if err := blobstore.CheckName(name); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
@@ -385,6 +398,21 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []
 	if off < 0 || n < 0 {
 		return nil, fmt.Errorf("get %s [%d,+%d]: negative range", name, off, n)
 	}
+	if s.ahead != nil && n > 0 && n < s.ahead.size {
+		fetch := func(ctx context.Context, off, size int64, buf []byte) ([]byte, error) {
+			return s.getRange(ctx, name, off, size, buf, true)
+		}
+		if b, ok, err := s.ahead.read(ctx, name, off, n, buf, fetch); ok {
+			return b, err
+		}
+	}
+	return s.getRange(ctx, name, off, n, buf, false)
+}
+
+// getRange reads n bytes at off of name with one ranged GET, into buf's
+// memory when it holds them; with upTo, fewer when the object ends
+// sooner (but at least one).
+func (s *Store) getRange(ctx context.Context, name string, off, n int64, buf []byte, upTo bool) ([]byte, error) {
 	if n == 0 { // HTTP cannot ask for no bytes: check the size instead
 		info, err := s.Stat(ctx, name)
 		if err != nil {
@@ -395,6 +423,7 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []
 		}
 		return []byte{}, nil
 	}
+	s.gets.Add(1)
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: &s.bucket,
 		Key:    s.key(name),
@@ -414,6 +443,9 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []
 	}
 	if ok && start != off {
 		return nil, fmt.Errorf("get %s [%d,+%d]: server answered bytes from %d", name, off, n, start)
+	}
+	if upTo && off < size {
+		n = min(n, size-off)
 	}
 	if off+n > size {
 		return nil, pastEnd(name, off, n, size)

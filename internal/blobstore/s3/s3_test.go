@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -295,5 +298,108 @@ func TestOpenErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Open error %v, want one saying %q", c.name, err, c.want)
 		}
+	}
+}
+
+// gets counts the proxy's GET requests.
+func gets(p *s3test.Proxy) int {
+	n := 0
+	for _, r := range p.Requests() {
+		if r.Method == http.MethodGet {
+			n++
+		}
+	}
+	return n
+}
+
+// Ranged reads of a whole pack, 1 MiB at a time from four readers at once
+// (a restore's jobs), are served by a few GETs of 8 MiB blocks
+// (read-ahead) with the right bytes, up to the object's end; small reads
+// here and there are each a GET of their own bytes, no more; a read past
+// the end still fails; with ReadAhead < 0 every read is its own GET.
+func TestReadAhead(t *testing.T) {
+	isolate(t)
+	srv := s3test.Start(t)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	bucket := srv.NewBucket(t)
+	st := open(t, srv, proxy.URL, s3.Options{Bucket: bucket})
+	ctx := context.Background()
+	const size = 30<<20 + 12345
+	data := randBytes(5, size)
+	if err := st.Put(ctx, "pack", data); err != nil {
+		t.Fatal(err)
+	}
+	const run = 1 << 20
+	runs := make(chan int64, size/run+1)
+	for off := int64(0); off < size; off += run {
+		runs <- off
+	}
+	close(runs)
+	g0 := gets(proxy)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, run)
+			for off := range runs {
+				n := min(run, size-off)
+				got, err := st.ReadRange(ctx, "pack", off, n, buf)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, data[off:off+n]) {
+					errs <- fmt.Errorf("wrong bytes at %d", off)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// 31 reads; the first, one per 8 MiB block and a few reads that
+	// came before their block was wanted are GETs of their own.
+	if n := gets(proxy) - g0; n > 12 {
+		t.Errorf("31 1 MiB reads of a pack made %d GETs, want a few 8 MiB ones", n)
+	} else {
+		t.Logf("31 1 MiB reads of a pack from 4 readers: %d GETs", n)
+	}
+
+	// Reads far apart move only their bytes (a new store: no windows).
+	st = open(t, srv, proxy.URL, s3.Options{Bucket: bucket})
+	before, g0 := proxy.BytesOut(), gets(proxy)
+	for _, off := range []int64{1 << 20, 9 << 20, 20 << 20, 3 << 20} {
+		if got, err := st.GetRange(ctx, "pack", off+7, 4096); err != nil || !bytes.Equal(got, data[off+7:off+7+4096]) {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	if moved, n := proxy.BytesOut()-before, gets(proxy)-g0; moved != 4*4096 || n != 4 {
+		t.Errorf("4 scattered 4 KiB reads: %d GETs moved %d bytes, want 4 of 4096", n, moved)
+	}
+
+	// Past the end, after a read near it.
+	if _, err := st.GetRange(ctx, "pack", size-3000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetRange(ctx, "pack", size-2000, 4000); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a read past the end: %v, want io.ErrUnexpectedEOF", err)
+	}
+
+	// Without read-ahead.
+	plain := open(t, srv, proxy.URL, s3.Options{Bucket: bucket, ReadAhead: -1})
+	g0 = gets(proxy)
+	buf := make([]byte, run)
+	for off := int64(0); off < 8*run; off += run {
+		if _, err := plain.ReadRange(ctx, "pack", off, run, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gets(proxy) - g0; n != 8 {
+		t.Errorf("8 reads without read-ahead made %d GETs", n)
 	}
 }

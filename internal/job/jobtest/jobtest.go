@@ -54,6 +54,84 @@ func Run(t *testing.T, newNodes Factory) {
 	t.Run("RecoverOwned", func(t *testing.T) { testRecoverOwned(t, newNodes(t)) })
 	t.Run("NodeAffinity", func(t *testing.T) { testNodeAffinity(t, newNodes(t)) })
 	t.Run("Defer", func(t *testing.T) { testDefer(t, newNodes(t)) })
+	t.Run("ForgetDoneInBatches", func(t *testing.T) { testForgetDone(t, newNodes(t)()) })
+}
+
+// batchBackend records the batches of ForgetDone.
+type batchBackend struct {
+	job.Backend
+	batches []int
+}
+
+func (b *batchBackend) ForgetDone(ctx context.Context, tx store.Tx, cutoff time.Time, from string, limit int) (string, int, error) {
+	next, n, err := b.Backend.ForgetDone(ctx, tx, cutoff, from, limit)
+	if err == nil {
+		b.batches = append(b.batches, n)
+	}
+	return next, n, err
+}
+
+// testForgetDone: ForgetDone forgets the IDs of the tasks finished before
+// its cutoff, every one of them, in transactions of ForgetBatch IDs at
+// most, and remembers those finished since (they are still duplicates).
+func testForgetDone(t *testing.T, n Node) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	q := queue(n, clk)
+	finish := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if err := q.Enqueue(ctx, job.Task{ID: id, Type: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			task, ok, err := q.Lease(ctx, "node1/1")
+			if err != nil || !ok {
+				t.Fatalf("lease %s: %v %v", id, ok, err)
+			}
+			if err := q.Ack(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var old, recent []string
+	for i := range 23 {
+		old = append(old, fmt.Sprintf("old-%02d", i))
+	}
+	for i := range 4 {
+		// Before and among the old ones in key order.
+		recent = append(recent, fmt.Sprintf("new-%02d", i), fmt.Sprintf("old-%02d-new", i))
+	}
+	finish(old...)
+	clk.Advance(2 * time.Hour)
+	finish(recent...)
+	b := &batchBackend{Backend: q.Backend}
+	q.Backend, q.ForgetBatch = b, 5
+	forgot, err := q.ForgetDone(ctx, clk.Now().Add(-time.Hour))
+	if err != nil || forgot != len(old) {
+		t.Fatalf("forgot %d %v, want %d", forgot, err, len(old))
+	}
+	if len(b.batches) < (len(old)+4)/5 {
+		t.Errorf("batches %v: fewer than the %d markers to forget need", b.batches, len(old))
+	}
+	for _, n := range b.batches {
+		if n > 5 {
+			t.Errorf("batches %v: one forgot more than ForgetBatch (5)", b.batches)
+		}
+	}
+	for _, id := range recent {
+		if err := q.Enqueue(ctx, job.Task{ID: id, Type: "x"}); !errors.Is(err, job.ErrDuplicate) {
+			t.Errorf("enqueue of %s, finished after the cutoff: %v, want ErrDuplicate", id, err)
+		}
+	}
+	for _, id := range old {
+		if err := q.Enqueue(ctx, job.Task{ID: id, Type: "x"}); err != nil {
+			t.Errorf("enqueue of %s, forgotten: %v", id, err)
+		}
+	}
+	// Nothing more to forget.
+	if forgot, err := q.ForgetDone(ctx, clk.Now().Add(-time.Hour)); err != nil || forgot != 0 {
+		t.Errorf("a second ForgetDone: %d %v, want none", forgot, err)
+	}
 }
 
 // testDefer: Defer releases a leased task to be delivered again after its
@@ -358,7 +436,7 @@ func testLifecycle(t *testing.T, n Node) {
 	}
 	// Finished IDs are forgotten after the cutoff, and may come again.
 	clk.Advance(time.Hour)
-	if err := q.ForgetDone(ctx, clk.Now()); err != nil {
+	if _, err := q.ForgetDone(ctx, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Enqueue(ctx, job.Task{ID: "a", Type: "x"}); err != nil {

@@ -44,7 +44,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -488,28 +487,8 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	return nil
 }
 
-// prefixEnd returns the least string greater than every string with prefix
-// p, in byte (code point) order, or false if there is none.
-func prefixEnd(p string) (string, bool) {
-	for p != "" {
-		r, n := utf8.DecodeLastRuneInString(p)
-		p = p[:len(p)-n]
-		if r == utf8.RuneError && n <= 1 {
-			continue // not UTF-8: PostgreSQL's text has none
-		}
-		switch {
-		case r == utf8.MaxRune:
-			continue
-		case r == 0xD7FF: // the surrogates are not characters
-			return p + string(rune(0xE000)), true
-		default:
-			return p + string(r+1), true
-		}
-	}
-	return "", false
-}
-
-func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+// listQuery returns List's statement and arguments for q.
+func listQuery(q store.Query) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -524,7 +503,7 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	if q.Prefix != "" {
 		// A key range, so that the index serves it whatever the plan.
 		where = append(where, "key >= "+arg(q.Prefix))
-		if end, ok := prefixEnd(q.Prefix); ok {
+		if end, ok := store.PrefixEnd(q.Prefix); ok {
 			where = append(where, "key < "+arg(end))
 		}
 	}
@@ -539,6 +518,11 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	if q.Limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
+	return stmt, args
+}
+
+func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+	stmt, args := listQuery(q)
 	rows, err := t.tx.Query(ctx, stmt, args...)
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err))

@@ -181,16 +181,37 @@ func (q *Queue) List(ctx context.Context, st store.Tx, target string) ([]job.Tas
 	return ts, nil
 }
 
-// ForgetDone implements job.Backend.
-func (q *Queue) ForgetDone(ctx context.Context, st store.Tx, cutoff time.Time) error {
+// ForgetDone implements job.Backend: it deletes the oldest finished IDs
+// before cutoff, limit at most, found through the done_at index; the
+// position it returns only says that there may be more (the next call
+// finds them through the index again), and from is not used.
+func (q *Queue) ForgetDone(ctx context.Context, st store.Tx, cutoff time.Time, from string, limit int) (string, int, error) {
 	tx, err := pgTx(st)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM job_done WHERE done_at < $1`, nanos(cutoff)); err != nil {
-		return note(st, err)
+	var last string
+	n := 0
+	rows, err := tx.Query(ctx, `DELETE FROM job_done WHERE key IN
+		(SELECT key FROM job_done WHERE done_at < $1 ORDER BY done_at, key LIMIT $2)
+		RETURNING key`, nanos(cutoff), limit)
+	if err != nil {
+		return "", 0, note(st, fmt.Errorf("forget finished tasks: %w", err))
 	}
-	return nil
+	for rows.Next() {
+		if err := rows.Scan(&last); err != nil {
+			rows.Close()
+			return "", 0, note(st, fmt.Errorf("forget finished tasks: %w", err))
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return "", 0, note(st, fmt.Errorf("forget finished tasks: %w", err))
+	}
+	if n < limit {
+		return "", n, nil
+	}
+	return last, n, nil
 }
 
 // Claim implements job.Backend (see Queue).

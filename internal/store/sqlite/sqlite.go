@@ -346,13 +346,8 @@ func (t *tx) Delete(ctx context.Context, kind, key string) error {
 	return nil
 }
 
-// escapeLike escapes the LIKE wildcards of a literal prefix.
-func escapeLike(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s)
-}
-
-func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+// listQuery returns List's statement and arguments for q.
+func listQuery(q store.Query) (string, []any) {
 	var (
 		where []string
 		args  []any
@@ -362,8 +357,14 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 		args = append(args, q.Kind)
 	}
 	if q.Prefix != "" {
-		where = append(where, `key LIKE ? ESCAPE '\'`)
-		args = append(args, escapeLike(q.Prefix)+"%")
+		// A key range in the column's BINARY collation, which the key
+		// indexes serve; LIKE would not use them and ignores ASCII case.
+		where = append(where, "key >= ?")
+		args = append(args, q.Prefix)
+		if end, ok := store.PrefixEnd(q.Prefix); ok {
+			where = append(where, "key < ?")
+			args = append(args, end)
+		}
 	}
 	if q.After != "" {
 		where = append(where, "key > ?")
@@ -377,6 +378,11 @@ func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
 	if q.Limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
+	return stmt, args
+}
+
+func (t *tx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
+	stmt, args := listQuery(q)
 	sctx, err := t.stmtCtx(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list %s %q: %w", q.Kind, q.Prefix, err)

@@ -207,6 +207,74 @@ func runContract(t *testing.T, newStore Factory, o Options) {
 		}
 	})
 
+	// Prefixes are literal byte strings: no LIKE wildcards (%, _, \\), no
+	// case folding, a prefix that is a whole key lists that key and the
+	// keys under it, and prefixes ending in the highest runes have a
+	// correct end; with and without a Kind (the two key indexes).
+	t.Run("PrefixLiteral", func(t *testing.T) {
+		s, _ := newStore(t)
+		defer s.Close()
+		all := []string{
+			"/a%b", "/a%b/1", "/axb/2", "/a_b/3", "/aXb/4", `/a\b/5`, `/a\\b/6`, "/A%B/7", "/ab",
+			"/é", "/é/8", "/éa", "/ê", "/\ud7ff/9", "/\ue000/10", "/\uffff/11",
+			"/\U0010ffff", "/\U0010ffff\U0010ffff/12", "/\U0010ffffa",
+		}
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for _, k := range all {
+				for _, kind := range []string{"k", "other"} {
+					if err := tx.Put(ctx, &store.Object{Kind: kind, Key: k}, store.PutOptions{}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			prefix string
+			want   []string
+		}{
+			{"/a%", []string{"/a%b", "/a%b/1"}},
+			{"/a%b", []string{"/a%b", "/a%b/1"}},
+			{"/a%b/", []string{"/a%b/1"}},
+			{"/a_", []string{"/a_b/3"}},
+			{`/a\`, []string{`/a\\b/6`, `/a\b/5`}},
+			{`/a\\`, []string{`/a\\b/6`}},
+			{"/A", []string{"/A%B/7"}},
+			{"/aX", []string{"/aXb/4"}},
+			{"/ab", []string{"/ab"}},
+			{"/é", []string{"/é", "/é/8", "/éa"}},
+			{"/\ud7ff", []string{"/\ud7ff/9"}},
+			{"/\uffff", []string{"/\uffff/11"}},
+			{"/\U0010ffff", []string{"/\U0010ffff", "/\U0010ffffa", "/\U0010ffff\U0010ffff/12"}},
+			{"/\U0010ffff\U0010ffff", []string{"/\U0010ffff\U0010ffff/12"}},
+			{"/b", nil},
+		} {
+			err := s.View(ctx, func(tx store.Tx) error {
+				l, err := tx.List(ctx, store.Query{Kind: "k", Prefix: c.prefix})
+				if err != nil {
+					return err
+				}
+				if fmt.Sprint(keys(l)) != fmt.Sprint(c.want) {
+					return fmt.Errorf("kind k: %q", keys(l))
+				}
+				l, err = tx.List(ctx, store.Query{Prefix: c.prefix})
+				if err != nil {
+					return err
+				}
+				if len(l) != 2*len(c.want) {
+					return fmt.Errorf("every kind: %q, want each of %q twice", keys(l), c.want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("prefix %q: %v", c.prefix, err)
+			}
+		}
+	})
+
 	// A View reads one snapshot: an Update that commits while it runs
 	// is invisible to it, and visible to the next View.
 	t.Run("ViewSnapshot", func(t *testing.T) {

@@ -35,6 +35,8 @@ type Server struct {
 	Endpoint string
 	// AccessKey and SecretKey are its root credentials, random per server.
 	AccessKey, SecretKey string
+	// PID is the server process's ID (its CPU time, for benchmarks).
+	PID int
 
 	mu      sync.Mutex
 	buckets int
@@ -62,6 +64,7 @@ func Start(t testing.TB) *Server {
 		go func() { exited <- cmd.Wait() }()
 		if waitListening(addr, exited) {
 			s.Endpoint = "http://" + addr
+			s.PID = cmd.Process.Pid
 			t.Cleanup(func() {
 				cmd.Process.Kill()
 				<-exited

@@ -475,8 +475,11 @@ func (s *Store) indexWrittenLocked(ctx context.Context) error {
 			entries = append(entries, Entry{ID: e.ID, Pack: p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
 		}
 	}
-	// Sorted, the inserts walk the index's B-tree in order.
+	// Sorted, the inserts walk the index's B-tree in order. A chunk is
+	// pending in one pack at most, so IDs do not repeat; should one, a
+	// single Add must not name it twice (PostgreSQL refuses that).
 	slices.SortFunc(entries, func(a, b Entry) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	entries = slices.CompactFunc(entries, func(a, b Entry) bool { return a.ID == b.ID })
 	if len(entries) > 0 {
 		if err := s.indexAdd(ctx, entries); err != nil {
 			return fmt.Errorf("index %d chunks of %d packs: %w", len(entries), len(packs)-len(lost), err)

@@ -102,6 +102,9 @@ func TestIndexAddsGathered(t *testing.T) {
 		t.Fatalf("Has = %v, %v; want all true", has, err)
 	}
 	mustPut(t, s, data[0])
+	if rep := mustVerify(t, s); len(rep.Unindexed) != 0 {
+		t.Fatalf("Verify lists the packs waiting for their entries as unindexed: %v", rep.Unindexed)
+	}
 	if st := stats(t, s); st.PendingChunks != int64(len(ids)) || st.Chunks != 0 {
 		t.Fatalf("stats before Flush: %+v, want %d pending and none indexed", st, len(ids))
 	}

@@ -34,3 +34,13 @@ func (s *Store) PackBuffers() int {
 	}
 	return n
 }
+
+// WaitWritten waits until no sealed pack waits to be written (packs
+// whose write failed would keep it waiting: tests without failures only).
+func (s *Store) WaitWritten() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.sealed) > 0 {
+		s.cond.Wait()
+	}
+}

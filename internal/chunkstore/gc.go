@@ -95,6 +95,10 @@ func (s *Store) GC(ctx context.Context, mark MarkFunc, opts GCOptions) (GCReport
 	g.live = live
 	g.rep.Marked = len(live)
 
+	// Packs this Store wrote and has yet to index are not orphans. Taken
+	// before the index's packs: a pack that leaves this set is in the
+	// index by then.
+	waiting := s.unindexedPacks()
 	packs, err := s.index.Packs(ctx)
 	if err != nil {
 		return g.rep, fmt.Errorf("gc: list indexed packs: %w", err)
@@ -114,7 +118,7 @@ func (s *Store) GC(ctx context.Context, mark MarkFunc, opts GCOptions) (GCReport
 	// superseded copy, an interrupted rewrite) go once they are old enough.
 	var orphans []blobstore.Info
 	err = s.blobs.List(ctx, packPrefix, func(in blobstore.Info) error {
-		if created, ok := packCreated(in.Name); ok && !indexed[in.Name] && !created.After(g.cutoff) {
+		if created, ok := packCreated(in.Name); ok && !indexed[in.Name] && !waiting[in.Name] && !created.After(g.cutoff) {
 			orphans = append(orphans, in)
 		}
 		return nil

@@ -122,15 +122,23 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 		e      trailerEntry
 		stored []byte
 	}
-	var inMem []memChunk
+	var (
+		inMem   []memChunk
+		written []Entry // in packs written but not indexed yet
+	)
 	ask := make([]chunk.ID, 0, len(at))
 	s.mu.Lock()
 	for id := range at {
-		if l, ok := s.pending[id]; ok {
+		l, ok := s.pending[id]
+		switch {
+		case !ok:
+			ask = append(ask, id)
+		case l.p.done:
+			e := l.p.entries[l.i]
+			written = append(written, Entry{ID: e.ID, Pack: l.p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
+		default:
 			e := l.p.entries[l.i]
 			inMem = append(inMem, memChunk{e, append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)})
-		} else {
-			ask = append(ask, id)
 		}
 	}
 	s.mu.Unlock()
@@ -143,17 +151,23 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 			return err
 		}
 	}
-	if len(ask) == 0 {
+	if len(ask) == 0 && len(written) == 0 {
 		return nil
 	}
-	found, err := s.index.Lookup(ctx, ask)
-	if err != nil {
-		return fmt.Errorf("get %d chunks: look up index: %w", len(ask), err)
+	found := map[chunk.ID]Entry{}
+	if len(ask) > 0 {
+		var err error
+		if found, err = s.index.Lookup(ctx, ask); err != nil {
+			return fmt.Errorf("get %d chunks: look up index: %w", len(ask), err)
+		}
 	}
 	// Chunks the index does not know (stored again concurrently, or
 	// missing) take the single-chunk path, which reports them properly.
 	var single []chunk.ID
 	byPack := make(map[string][]Entry)
+	for _, e := range written {
+		byPack[e.Pack] = append(byPack[e.Pack], e)
+	}
 	for _, id := range ask {
 		if e, ok := found[id]; ok {
 			byPack[e.Pack] = append(byPack[e.Pack], e)

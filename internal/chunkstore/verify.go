@@ -106,6 +106,7 @@ func compareStrings(a, b string) int {
 // failures that stop the check (index or backend errors, cancellation).
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
 	var rep Report
+	waiting := s.unindexedPacks() // written, about to be indexed: not unindexed
 	packs, err := s.index.Packs(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: list indexed packs: %w", err)
@@ -115,7 +116,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (Report, error) 
 		indexed[p] = true
 	}
 	err = s.blobs.List(ctx, packPrefix, func(in blobstore.Info) error {
-		if !indexed[in.Name] {
+		if !indexed[in.Name] && !waiting[in.Name] {
 			rep.Unindexed = append(rep.Unindexed, in.Name)
 		}
 		return nil

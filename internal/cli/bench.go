@@ -80,7 +80,7 @@ func benchCommand() *command {
 					base = "."
 				}
 			}
-			est := estimateBench(size, !noPeers, keep)
+			est := estimateBench(size, data, !noPeers, keep)
 			var st syscall.Statfs_t
 			if err := syscall.Statfs(base, &st); err != nil {
 				return fmt.Errorf("bench: %s: %w", base, err)
@@ -143,21 +143,27 @@ type benchEstimate struct {
 
 // estimateBench estimates a run's duration and its peak disk use from
 // runs measured on a 2-core machine (docs/operations.md, "coffer bench"):
-// with restic and borg, 1 GiB took 88 s and peaked at 3.2× the disk size
-// in the working directory (restored copies are removed as the run goes);
-// Coffer and qemu-img alone take about a third of the time. --keep keeps
-// every restored copy: about 9× the disk size.
-func estimateBench(size int64, peers, keep bool) benchEstimate {
-	gib := float64(size) / (1 << 30)
+// with restic and borg, a 1 GiB disk holding half of it as data took 88 s
+// and peaked at 3.2× the disk size in the working directory (restored
+// copies are removed as the run goes); Coffer and qemu-img alone take
+// about a third of the time. --keep keeps every restored copy: about 9×
+// the disk size. Both scale with the data, not the holes: data is the
+// --data bytes (0: half the disk).
+func estimateBench(size, data int64, peers, keep bool) benchEstimate {
+	if data <= 0 {
+		data = size / 2
+	}
+	gib := float64(2*data) / (1 << 30) // as a disk of the default half data
 	e := benchEstimate{what: fmt.Sprintf("a %s generated disk image, backed up, changed by 1%%, backed up again and restored by Coffer", sizeText(size)),
-		seconds: 15 + 30*gib, disk: 4 * size}
+		seconds: 15 + 30*gib, disk: 5 * data}
 	if peers {
 		e.what += ", restic and borg (when installed)"
 		e.seconds = 30 + 90*gib
+		e.disk = 8 * data
 	}
 	e.what += ", then an instant restore and a write-latency test"
 	if keep {
-		e.disk = 9 * size
+		e.disk = 18 * data
 	}
 	return e
 }

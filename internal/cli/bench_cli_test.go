@@ -27,7 +27,7 @@ func TestBenchWarnsFirst(t *testing.T) {
 	cancel()
 	code, stderr := bench(ctx, "--size", "8MiB")
 	if code != cli.ExitError || !strings.Contains(stderr, "coffer bench: a 8 MiB generated disk image") ||
-		!strings.Contains(stderr, "It takes under a minute here, and uses up to 32 MiB in "+dir) || !strings.Contains(stderr, "removed at the end") {
+		!strings.Contains(stderr, "It takes under a minute here, and uses up to 20 MiB in "+dir) || !strings.Contains(stderr, "removed at the end") {
 		t.Fatalf("bench stopped at once: exit %d\n%s", code, stderr)
 	}
 	// More than the free space: refused before anything is made.

@@ -138,23 +138,55 @@ func (x *ChunkIndex) Add(ctx context.Context, entries []chunkstore.Entry) error 
 	})
 }
 
+// upsertRows is the number of entries per INSERT statement of upsert.
+// One statement per row had SQLite copy every B-tree page a row touched
+// into the statement journal (a pwrite of each page, row after row: the
+// foreign key and the upsert make every statement journaled); one per
+// upsertRows rows copies each page once per statement. 7 parameters a row
+// stay well under SQLite's limit of 32766.
+const upsertRows = 512
+
+const upsertHead = `INSERT INTO chunk_index (id, pack_id, pos, length, raw_length, compression, deleted_at) VALUES `
+
+const upsertTail = ` ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, pos = excluded.pos, length = excluded.length,
+		raw_length = excluded.raw_length, compression = excluded.compression, deleted_at = excluded.deleted_at`
+
+func upsertQuery(rows int) string {
+	return upsertHead + strings.TrimSuffix(strings.Repeat("(?,?,?,?,?,?,?),", rows), ",") + upsertTail
+}
+
 func upsert(ctx context.Context, tx *sql.Tx, entries []chunkstore.Entry) error {
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO chunk_index (id, pack_id, pos, length, raw_length, compression, deleted_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, pos = excluded.pos, length = excluded.length,
-			raw_length = excluded.raw_length, compression = excluded.compression, deleted_at = excluded.deleted_at`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	packs := &packIDs{tx: tx, ids: make(map[string]int64)}
-	for _, e := range entries {
-		pid, err := packs.get(ctx, e.Pack)
-		if err != nil {
-			return err
+	var full *sql.Stmt // for batches of upsertRows, prepared once
+	defer func() {
+		if full != nil {
+			full.Close()
 		}
-		if _, err := stmt.ExecContext(ctx, e.ID[:], pid, e.Offset, e.Length, e.RawLength, int64(e.Compression), e.DeletedAt); err != nil {
-			return fmt.Errorf("chunk %s: %w", e.ID.Short(), err)
+	}()
+	args := make([]any, 0, 7*min(len(entries), upsertRows))
+	for start := 0; start < len(entries); start += upsertRows {
+		batch := entries[start:min(start+upsertRows, len(entries))]
+		args = args[:0]
+		for _, e := range batch {
+			pid, err := packs.get(ctx, e.Pack)
+			if err != nil {
+				return err
+			}
+			args = append(args, e.ID[:], pid, e.Offset, e.Length, e.RawLength, int64(e.Compression), e.DeletedAt)
+		}
+		var err error
+		if len(batch) == upsertRows {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, upsertQuery(upsertRows)); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, upsertQuery(len(batch)), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("chunks %s…%s: %w", batch[0].ID.Short(), batch[len(batch)-1].ID.Short(), err)
 		}
 	}
 	return nil

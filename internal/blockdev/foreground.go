@@ -50,12 +50,16 @@ const yieldRest = 2
 // volume's user is active, and any number otherwise (fg.recent). While the
 // user is active a job also starts only after the gate has rested
 // yieldRest times as long as the job before it ran, or once the user
-// goes away.
+// goes away, or when urgent says the work costs the user more the longer
+// it runs.
 type yieldGate struct {
-	clk  clock.Clock
-	fg   *foreground
-	slot chan struct{}
-	next time.Time // no job starts before this while the user is active; guarded by slot
+	clk clock.Clock
+	fg  *foreground
+	// urgent, if set, is asked before each rest (by one job at a time);
+	// true skips the rest.
+	urgent func() bool
+	slot   chan struct{}
+	next   time.Time // no job starts before this while the user is active; guarded by slot
 }
 
 func newYieldGate(clk clock.Clock, fg *foreground) *yieldGate {
@@ -87,8 +91,12 @@ func (g *yieldGate) enter(ctx context.Context) (done func(), err error) {
 }
 
 // rest waits until g.next, or until the user has gone away (checked at
-// least every foregroundWindow). The caller holds the slot.
+// least every foregroundWindow), unless the work is urgent. The caller
+// holds the slot.
 func (g *yieldGate) rest(ctx context.Context) error {
+	if g.urgent != nil && g.urgent() {
+		return nil
+	}
 	for {
 		now := g.clk.Now()
 		wait := min(g.next.Sub(now), foregroundWindow)

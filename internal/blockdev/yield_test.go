@@ -121,6 +121,24 @@ func TestYieldGate(t *testing.T) {
 	clk.Advance(foregroundWindow) // no touch since: the user is gone
 	(<-started)()
 
+	// Urgent work does not rest.
+	urgent := true
+	g.urgent = func() bool { return urgent }
+	fg.touch(clk.Now())
+	fifth, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Millisecond)
+	fg.touch(clk.Now())
+	fifth()
+	sixth, err := g.enter(ctx) // at once, though the rest would be 20 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	sixth()
+	g.urgent = nil
+
 	// The user is gone: jobs start at once even while another runs.
 	clk.Advance(foregroundWindow)
 	d3, err := g.enter(ctx)

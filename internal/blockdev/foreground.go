@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"coffer/internal/clock"
 )
 
 // foregroundWindow is how long after a read or write by a volume's user
@@ -35,24 +37,78 @@ func (f *foreground) recent(now time.Time) bool {
 	return at != 0 && now.UnixNano()-at < int64(foregroundWindow)
 }
 
+// yieldRest is how much longer than its last job a yieldGate rests
+// before the next job while the volume's user is active: background work
+// then takes at most a third of one core, and the user keeps the rest.
+// One job at a time was not enough on a 2-core machine: a snapshot hashing
+// and compressing without pause, or the hydrator decompressing and
+// writing, took one core of the two from the user, whose random I/O kept
+// 0.30-0.67× of its idle rate (docs/design.md, NBD data path).
+const yieldRest = 2
+
 // yieldGate lets one job of some background work run at a time while the
-// volume's user is active, and any number otherwise: with every worker
-// hashing, compressing or copying, the user's requests wait for a core.
-type yieldGate chan struct{}
+// volume's user is active, and any number otherwise (fg.recent). While the
+// user is active a job also starts only after the gate has rested
+// yieldRest times as long as the job before it ran, or once the user
+// goes away, or when urgent says the work costs the user more the longer
+// it runs.
+type yieldGate struct {
+	clk clock.Clock
+	fg  *foreground
+	// urgent, if set, is asked before each rest (by one job at a time);
+	// true skips the rest.
+	urgent func() bool
+	slot   chan struct{}
+	next   time.Time // no job starts before this while the user is active; guarded by slot
+}
 
-func newYieldGate() yieldGate { return make(yieldGate, 1) }
+func newYieldGate(clk clock.Clock, fg *foreground) *yieldGate {
+	return &yieldGate{clk: clk, fg: fg, slot: make(chan struct{}, 1)}
+}
 
-// enter, while the volume's user is active (recent), waits until no other
-// job of the gate runs and returns the function that ends the job;
-// otherwise it returns at once.
-func (g yieldGate) enter(ctx context.Context, recent bool) (done func(), err error) {
-	if !recent {
+// enter, while the volume's user is active, waits until no other job of
+// the gate runs and the gate has rested, and returns the function that
+// ends the job; otherwise it returns at once.
+func (g *yieldGate) enter(ctx context.Context) (done func(), err error) {
+	if !g.fg.recent(g.clk.Now()) {
 		return func() {}, nil
 	}
 	select {
-	case g <- struct{}{}:
-		return func() { <-g }, nil
+	case g.slot <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if err := g.rest(ctx); err != nil {
+		<-g.slot
+		return nil, err
+	}
+	start := g.clk.Now()
+	return func() {
+		end := g.clk.Now()
+		g.next = end.Add(yieldRest * end.Sub(start))
+		<-g.slot
+	}, nil
+}
+
+// rest waits until g.next, or until the user has gone away (checked at
+// least every foregroundWindow), unless the work is urgent. The caller
+// holds the slot.
+func (g *yieldGate) rest(ctx context.Context) error {
+	if g.urgent != nil && g.urgent() {
+		return nil
+	}
+	for {
+		now := g.clk.Now()
+		wait := min(g.next.Sub(now), foregroundWindow)
+		if wait <= 0 || !g.fg.recent(now) {
+			return nil
+		}
+		t := g.clk.NewTimer(wait)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
 	}
 }

@@ -36,10 +36,6 @@ type hydration struct {
 	// when stalled changes and when hydration ends.
 	stalled bool
 	changed chan struct{}
-
-	// yield lets one hydration job run at a time while the volume's user
-	// is active.
-	yield yieldGate
 }
 
 func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written map[int64]uint64) *hydration {
@@ -52,7 +48,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written 
 		written = map[int64]uint64{}
 	}
 	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done, written: written,
-		ndone: done.count(), finished: make(chan struct{}), yield: newYieldGate(), changed: make(chan struct{})}
+		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{})}
 }
 
 // writeUnits is how many units a block is cut into for writes to blocks not
@@ -406,6 +402,9 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	defer wb.stop()
 	release := e.openIOBufs()
 	defer release()
+	// While the volume's user is active, one job at a time, with rests
+	// between jobs.
+	yield := newYieldGate(e.opts.Clock, &v.fg)
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)
@@ -448,7 +447,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			g.Go(func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
-					done, err := h.yield.enter(gctx, v.fg.recent(e.opts.Clock.Now()))
+					done, err := yield.enter(gctx)
 					if err != nil {
 						return err
 					}

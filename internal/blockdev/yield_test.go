@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"coffer/internal/clock"
 )
 
 // TestForeground checks the tracker of a volume's user: nothing seen is
@@ -30,41 +32,52 @@ func TestForeground(t *testing.T) {
 
 // TestYieldGate: while the user is not active every job starts at once;
 // while it is, one job runs at a time (a second waits for the first to
-// end, or for its context).
+// end, or for its context), and the next starts only after a rest of
+// yieldRest times the last job's duration, or once the user went away.
 func TestYieldGate(t *testing.T) {
 	ctx := context.Background()
-	h := &hydration{yield: newYieldGate()}
+	clk := clock.NewFake(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+	var fg foreground
+	g := newYieldGate(clk, &fg)
 
-	d1, err := h.yield.enter(ctx, false)
+	d1, err := g.enter(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := h.yield.enter(ctx, false)
+	d2, err := g.enter(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d1()
 	d2()
 
-	first, err := h.yield.enter(ctx, true)
+	fg.touch(clk.Now())
+	first, err := g.enter(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan func(), 1)
-	go func() {
-		d, err := h.yield.enter(ctx, true)
-		if err != nil {
-			t.Error(err)
-		}
-		started <- d
-	}()
-	select {
-	case <-started:
-		t.Fatal("a second job started while the user was active and another job ran")
-	case <-time.After(50 * time.Millisecond): // it waits (a broken gate lets it through at once)
+	enter := func() {
+		go func() {
+			d, err := g.enter(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			started <- d
+		}()
 	}
+	waiting := func(what string) {
+		t.Helper()
+		select {
+		case <-started:
+			t.Fatalf("a job started %s", what)
+		case <-time.After(50 * time.Millisecond): // it waits (a broken gate lets it through at once)
+		}
+	}
+	enter()
+	waiting("while the user was active and another job ran")
 	first()
-	second := <-started // and starts when the first ends
+	second := <-started // and starts when the first ends: it took no time, so no rest
 	if second == nil {
 		t.Fatal("second job got no done function")
 	}
@@ -72,17 +85,72 @@ func TestYieldGate(t *testing.T) {
 	// While it runs, a waiting job gives up with its context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := h.yield.enter(cctx, true); !errors.Is(err, context.Canceled) {
+	if _, err := g.enter(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v, want context.Canceled", err)
 	}
 
+	// The second job takes 10 ms: the next waits 20 ms more.
+	clk.Advance(10 * time.Millisecond)
+	fg.touch(clk.Now())
+	second()
+	enter()
+	for clk.Pending() == 0 {
+		time.Sleep(time.Millisecond) // until it rests on the clock's timer
+	}
+	clk.Advance(19 * time.Millisecond)
+	fg.touch(clk.Now())
+	waiting("before its rest ended")
+	clk.Advance(time.Millisecond)
+	third := <-started
+	third()
+
+	// A rest ends early once the user has gone away: the last job took
+	// foregroundWindow, the rest would be twice that.
+	fg.touch(clk.Now())
+	fourth, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(foregroundWindow)
+	fg.touch(clk.Now())
+	fourth()
+	enter()
+	for clk.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Advance(foregroundWindow) // no touch since: the user is gone
+	(<-started)()
+
+	// Urgent work does not rest.
+	urgent := true
+	g.urgent = func() bool { return urgent }
+	fg.touch(clk.Now())
+	fifth, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Millisecond)
+	fg.touch(clk.Now())
+	fifth()
+	sixth, err := g.enter(ctx) // at once, though the rest would be 20 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	sixth()
+	g.urgent = nil
+
 	// The user is gone: jobs start at once even while another runs.
-	d3, err := h.yield.enter(ctx, false)
+	clk.Advance(foregroundWindow)
+	d3, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d4, err := g.enter(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d3()
-	second()
+	d4()
 }
 
 // TestPrefetchGivesWay checks that a snapshot reads ahead only runs of

@@ -4,6 +4,7 @@ package nbd_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"coffer/internal/nbd"
 	"coffer/internal/nbd/nbdtest"
@@ -383,3 +385,83 @@ func TestInlineRequests(t *testing.T) {
 		t.Fatalf("read after errors: %v", err)
 	}
 }
+
+// writeHeader encodes a WRITE request header (handle 1).
+func writeHeader(off uint64, length uint32) []byte {
+	h := make([]byte, 28)
+	binary.BigEndian.PutUint32(h[0:4], 0x25609513) // NBD_REQUEST_MAGIC
+	binary.BigEndian.PutUint16(h[6:8], nbdtest.CmdWrite)
+	binary.BigEndian.PutUint64(h[8:16], 1)
+	binary.BigEndian.PutUint64(h[16:24], off)
+	binary.BigEndian.PutUint32(h[24:28], length)
+	return h
+}
+
+// TestWritePayloadInPieces: a WRITE payload that arrives in pieces, with
+// pauses between them, is written whole (the server reads it straight from
+// the socket and sleeps until the rest is there, SO_RCVLOWAT); a request
+// that follows, a header alone, is still answered (the low-water mark is
+// back at one byte); and a connection drained while a payload is half
+// read stops waiting for the rest.
+func TestWritePayloadInPieces(t *testing.T) {
+	ex := &exports{}
+	f := fileBackend(t, 4<<20)
+	ex.add("rw", f, false)
+	addr, srv := startServer(t, ex, nil)
+	c, err := nbdtest.Dial(t.Context(), addr, "rw", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Conn.SetDeadline(time.Now().Add(20 * time.Second)) // a hang fails, not blocks
+
+	payload := make([]byte, 1<<20)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>12)
+	}
+	msg := append(writeHeader(1<<20, uint32(len(payload))), payload...)
+	// Pieces of odd sizes, each after a pause long enough for the server
+	// to find the socket empty.
+	for pos, k := 0, 1000; pos < len(msg); pos, k = pos+k, k*3 {
+		end := min(pos+k, len(msg))
+		if _, err := c.Conn.Write(msg[pos:end]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rep [16]byte
+	if _, err := io.ReadFull(c.Conn, rep[:]); err != nil {
+		t.Fatalf("reply to the write: %v", err)
+	}
+	if e := binary.BigEndian.Uint32(rep[4:8]); e != 0 {
+		t.Fatalf("write failed with errno %d", e)
+	}
+	got := make([]byte, len(payload))
+	if _, err := f.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("backend after the write: differs (%v)", err)
+	}
+	// A small request after it: the server must wake for its 28 bytes.
+	clear(got[:4096])
+	if _, err := c.ReadAt(got[:4096], 1<<20+8192); err != nil || !bytes.Equal(got[:4096], payload[8192:8192+4096]) {
+		t.Fatalf("read after the write: %v", err)
+	}
+
+	// Half a payload, then a graceful shutdown: the connection stops
+	// waiting for the rest and closes, and the export is left as it was.
+	half := writeHeader(0, 1<<20)
+	half = append(half, payload[:1<<19]...)
+	if _, err := c.Conn.Write(half); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a payload half read: %v", err)
+	}
+	waitClosed(t, c.Conn)
+	if _, err := f.ReadAt(got[:1<<19], 0); err != nil || !allZeroBytes(got[:1<<19]) {
+		t.Fatalf("a half-received write changed the export (%v)", err)
+	}
+}
+
+func allZeroBytes(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }

@@ -40,6 +40,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.slots = make(chan struct{}, c.srv.maxInFlight())
 	c.budget = semaphore.NewWeighted(c.srv.maxBuffered())
 	c.br = bufio.NewReaderSize(c.rw, 64<<10)
+	pr := newPayloadReader(c.rw)
 	defer c.inflight.Wait()
 
 	inl, _ := exp.Backend.(Inliner)
@@ -90,7 +91,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		var payload []byte
 		if req.typ == cmdWrite {
 			payload = getBuf(int(req.length))
-			if _, err := io.ReadFull(c.br, payload); err != nil {
+			if err := pr.read(c, payload); err != nil {
 				putBuf(payload)
 				c.release(hold)
 				return

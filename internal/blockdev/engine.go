@@ -45,6 +45,7 @@ var (
 	ErrBlockSize    = errors.New("block size mismatch")
 	ErrShrink       = errors.New("volume shrink refused")
 	ErrStillHydrate = errors.New("volume is still hydrating")
+	ErrDeleting     = errors.New("volume is being deleted")
 )
 
 // DefaultBlockSize is the block size of a new engine when Options.BlockSize
@@ -92,6 +93,9 @@ type Engine struct {
 
 	mu   sync.Mutex
 	vols map[string]*Volume
+	// deleting holds the volumes DeleteVolume is removing: none of them
+	// is opened, created or deleted again until it ends.
+	deleting map[string]bool
 
 	// blocks holds one-block scratch buffers (*[]byte of bs bytes) for
 	// the live I/O path: copy-before-write, partial writes to blocks not
@@ -121,6 +125,7 @@ type testHooks struct {
 	punch       func(volume string, off, n int64)        // before a hole is punched in a volume's data file
 	write       func(volume string, off, n int64)        // before a write's data goes to a volume's data file
 	dataSynced  func(volume string)                      // after a volume's data file is synced (syncData)
+	deleting    func(volume string)                      // after DeleteVolume closed the volume, before its files go
 }
 
 type engineMeta struct {
@@ -189,7 +194,7 @@ func Open(ctx context.Context, dir string, chunks Chunks, blobs blobstore.Store,
 		return nil, fmt.Errorf("open block engine: %w", err)
 	}
 	opts.BlockSize = meta.BlockSize
-	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, index: opts.Catalogue, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}}
+	e := &Engine{dir: dir, chunks: chunks, blobs: blobs, index: opts.Catalogue, bs: meta.BlockSize, opts: opts, vols: map[string]*Volume{}, deleting: map[string]bool{}}
 	e.blocks.New = func() any { b := make([]byte, e.bs); return &b }
 	if err := e.openCatalogue(ctx); err != nil {
 		return nil, fmt.Errorf("open block engine: %w", err)

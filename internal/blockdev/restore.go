@@ -524,8 +524,8 @@ func (e *Engine) RestoreVolume(ctx context.Context, snapshotID, newVolumeID stri
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.vols[newVolumeID]; ok {
-		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, ErrExists)
+	if err := e.unusedLocked(newVolumeID); err != nil {
+		return nil, fmt.Errorf("restore volume %s: %w", newVolumeID, err)
 	}
 	vr := volumeRecord{ID: newVolumeID, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: si.Record}
 	v, err := e.createVolumeLocked(ctx, newVolumeID, si.Size, vr, nil)

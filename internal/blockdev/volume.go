@@ -73,14 +73,26 @@ func (e *Engine) CreateVolume(ctx context.Context, id string, size int64) (*Volu
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.vols[id]; ok {
-		return nil, fmt.Errorf("create volume %s: %w", id, ErrExists)
+	if err := e.unusedLocked(id); err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", id, err)
 	}
 	v, err := e.createVolumeLocked(ctx, id, size, volumeRecord{ID: id}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", id, e.noSpace(err, id))
 	}
 	return v, nil
+}
+
+// unusedLocked refuses a new volume's ID that an open volume or a deletion
+// in progress holds; e.mu is held.
+func (e *Engine) unusedLocked(id string) error {
+	if _, ok := e.vols[id]; ok {
+		return ErrExists
+	}
+	if e.deleting[id] {
+		return fmt.Errorf("%w: %w", ErrExists, ErrDeleting)
+	}
+	return nil
 }
 
 // createVolumeLocked makes the directory, data file and state file of a new
@@ -151,6 +163,9 @@ func (e *Engine) OpenVolume(ctx context.Context, id string) (*Volume, error) {
 	defer e.mu.Unlock()
 	if v, ok := e.vols[id]; ok {
 		return v, nil
+	}
+	if e.deleting[id] {
+		return nil, fmt.Errorf("open volume %s: %w: %w", id, ErrNotFound, ErrDeleting)
 	}
 	v, err := e.openVolumeLocked(ctx, id)
 	if err != nil {
@@ -263,18 +278,34 @@ func allocatedBlocks(f *os.File, size, bs int64, s *bitset) error {
 }
 
 // DeleteVolume closes and deletes a volume and its volume record. Its
-// snapshots stay.
+// snapshots stay. Close waits for the snapshot and writes in progress; the
+// handles still held fail with ErrClosed. While the deletion runs the
+// volume is neither opened (ErrNotFound and ErrDeleting), created
+// (ErrExists and ErrDeleting) nor deleted again (ErrDeleting).
 func (e *Engine) DeleteVolume(ctx context.Context, id string) error {
 	if err := validID(id); err != nil {
 		return fmt.Errorf("delete volume: %w", err)
 	}
 	e.mu.Lock()
+	if e.deleting[id] {
+		e.mu.Unlock()
+		return fmt.Errorf("delete volume %s: %w", id, ErrDeleting)
+	}
+	e.deleting[id] = true
 	v := e.vols[id]
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.deleting, id)
+		e.mu.Unlock()
+	}()
 	if v != nil {
 		if err := v.Close(); err != nil {
 			return fmt.Errorf("delete volume %s: %w", id, err)
 		}
+	}
+	if h := e.hooks.deleting; h != nil {
+		h(id)
 	}
 	dir := e.volDir(id)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {

@@ -362,6 +362,9 @@ func TestBackupOfDeadHomeFails(t *testing.T) {
 	if d.Code != cluster.CodeNodeUnavailable || !strings.Contains(d.Message, "node 'node-a'") || !strings.Contains(d.Message, when) {
 		t.Fatalf("the job's error: %+v, want NodeUnavailable naming node-a and %s", d, when)
 	}
+	if !d.IsRetryable || d.IsUserError {
+		t.Fatalf("the job's error: isRetryable %v, isUserError %v; want a retryable error that is not the user's (node-a may come back)", d.IsRetryable, d.IsUserError)
+	}
 	if tasks, err := e.queue.Tasks(e.ctx); err != nil || len(tasks) != 0 {
 		t.Fatalf("queued after the failure: %+v %v", tasks, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"coffer/internal/client"
 )
@@ -45,7 +46,7 @@ func policySchedule(p client.Policy) string {
 
 func policyCommand() *command {
 	var f dpFlags
-	var file, at, tz, retention, daily, weekly string
+	var file, at, date, tz, retention, daily, weekly string
 	var hourly int
 	var yes bool
 	return &command{name: "policy", short: "Manage backup policies", sub: []*command{
@@ -59,6 +60,7 @@ func policyCommand() *command {
 				fs.StringVar(&file, "policy", "", "policy JSON file (the template's shape); - for stdin")
 				fs.IntVar(&hourly, "hourly", 0, "back up every N hours (1, 2, 4, 6, 8 or 12); 0: daily")
 				fs.StringVar(&at, "time", "", "start time of day, HH:MM (default 00:00)")
+				fs.StringVar(&date, "start-date", "", "first day of the schedule, YYYY-MM-DD: nothing is due before it (default 2020-01-01)")
 				fs.StringVar(&tz, "timezone", "UTC", "time zone (IANA or Windows name)")
 				fs.StringVar(&retention, "retention", "7d", "retention of the Default tag (e.g. 7d, 12w, 6m)")
 				fs.StringVar(&daily, "daily-retention", "", "retention of the first backup of each day (Daily tag)")
@@ -90,7 +92,14 @@ func policyCommand() *command {
 						props = json.RawMessage(b)
 					}
 				} else {
-					p, err := client.BuildDiskPolicy(client.DiskPolicyOptions{Hours: hourly, Time: at, TimeZone: tz,
+					var day time.Time
+					if date != "" {
+						var err error
+						if day, err = time.Parse(time.DateOnly, date); err != nil {
+							return usagef("--start-date %q is not a date like 2026-01-31", date)
+						}
+					}
+					p, err := client.BuildDiskPolicy(client.DiskPolicyOptions{Hours: hourly, Time: at, Date: day, TimeZone: tz,
 						Retention: retention, DailyRetention: daily, WeeklyRetention: weekly})
 					if err != nil {
 						return err

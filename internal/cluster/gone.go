@@ -28,13 +28,9 @@ const DefaultTaskGrace = 5 * time.Minute
 // registered is gone once since is that far back. While the node is live,
 // or within the grace, the cause is nil.
 func (r *Registry) GoneTx(ctx context.Context, tx store.Tx, name, what string, now, since time.Time, grace time.Duration) (cause, err error) {
-	if grace <= 0 {
-		grace = DefaultTaskGrace
-	}
-	wait := r.timeout() + grace
 	n, err := getNode(ctx, tx, name)
 	if errors.Is(err, ErrUnknownNode) {
-		if since.Add(wait).After(now) {
+		if !r.overdue(since, now, grace) {
 			return nil, nil
 		}
 		return &resource.Error{Kind: resource.KindUnavailable, Code: CodeNodeUnavailable,
@@ -44,8 +40,40 @@ func (r *Registry) GoneTx(ctx context.Context, tx store.Tx, name, what string, n
 	if err != nil {
 		return nil, err
 	}
-	if n.Heartbeat.Add(wait).After(now) || since.Add(wait).After(now) {
+	if !r.overdue(n.Heartbeat, now, grace) || !r.overdue(since, now, grace) {
 		return nil, nil
 	}
 	return Unavailable(what, n, now), nil
+}
+
+// AnyGone reports whether GoneTx could report some registered node's work
+// gone at now, for work waiting since since or later: whether a node's
+// last heartbeat is older than the timeout plus grace, and since too. It
+// reads only the node records, so that a sweep of the queue for stranded
+// work (worker.Pool.FailStranded) is needed only then, not in a healthy
+// cluster. Node records are never removed, so every node work is bound to
+// (a disk's home, set to a registered node) is among them.
+func (r *Registry) AnyGone(ctx context.Context, now, since time.Time, grace time.Duration) (bool, error) {
+	if !r.overdue(since, now, grace) {
+		return false, nil
+	}
+	nodes, err := r.Nodes(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range nodes {
+		if r.overdue(n.Heartbeat, now, grace) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// overdue reports whether at now the timeout plus grace (zero:
+// DefaultTaskGrace) has passed since t.
+func (r *Registry) overdue(t, now time.Time, grace time.Duration) bool {
+	if grace <= 0 {
+		grace = DefaultTaskGrace
+	}
+	return !t.Add(r.timeout() + grace).After(now)
 }

@@ -343,14 +343,14 @@ func TestBackupOfDeadHomeFails(t *testing.T) {
 		return reg.GoneTx(ctx, tx, tk.Node, "The disk '"+s.disk.Name()+"'", e.clk.Now(), tk.CreatedAt, cluster.DefaultTaskGrace)
 	}
 	e.clk.Set(a.Heartbeat.Add(cluster.DefaultNodeTimeout + cluster.DefaultTaskGrace - time.Second))
-	if n, err := b.FailStranded(e.ctx, gone, nil); err != nil || n != 0 {
+	if n, err := b.FailStranded(e.ctx, nil, gone, nil); err != nil || n != 0 {
 		t.Fatalf("a sweep within the grace failed %d tasks: %v", n, err)
 	}
 	if j := e.job(jobID); j.Properties.Status != string(job.InProgress) {
 		t.Fatalf("the backup within the grace: %s", j.Properties.Status)
 	}
 	e.clk.Advance(2 * time.Second)
-	if n, err := b.FailStranded(e.ctx, gone, nil); err != nil || n != 1 {
+	if n, err := b.FailStranded(e.ctx, nil, gone, nil); err != nil || n != 1 {
 		t.Fatalf("the sweep past the grace failed %d tasks: %v", n, err)
 	}
 	j := e.job(jobID)
@@ -361,6 +361,9 @@ func TestBackupOfDeadHomeFails(t *testing.T) {
 	when := seen.UTC().Format(time.RFC3339)
 	if d.Code != cluster.CodeNodeUnavailable || !strings.Contains(d.Message, "node 'node-a'") || !strings.Contains(d.Message, when) {
 		t.Fatalf("the job's error: %+v, want NodeUnavailable naming node-a and %s", d, when)
+	}
+	if !d.IsRetryable || d.IsUserError {
+		t.Fatalf("the job's error: isRetryable %v, isUserError %v; want a retryable error that is not the user's (node-a may come back)", d.IsRetryable, d.IsUserError)
 	}
 	if tasks, err := e.queue.Tasks(e.ctx); err != nil || len(tasks) != 0 {
 		t.Fatalf("queued after the failure: %+v %v", tasks, err)

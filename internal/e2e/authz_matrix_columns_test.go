@@ -614,7 +614,7 @@ func dataProtectionColumns() []mxColumn {
 			}),
 		route(phaseShared, "PUT "+pVault+"/backupPolicies/{policy}", "update p", func(m *matrix, p *mxPrincipal) mxRequest {
 			return mxRequest{method: http.MethodPut, path: m.policyID(mxPolicy), version: vDP, ok: []int{http.StatusOK},
-				body: map[string]any{"properties": client.DefaultPolicyTemplate()}, access: needs(need(aVault+"backupPolicies/write", m.policyID(mxPolicy)))}
+				body: map[string]any{"properties": defaultPolicy()}, access: needs(need(aVault+"backupPolicies/write", m.policyID(mxPolicy)))}
 		}),
 		get("GET "+pVault+"/backupPolicies/{policy}", "", vDP, func(m *matrix, _ *mxPrincipal) string { return m.policyID(mxPolicy) },
 			func(m *matrix) mxAccess { return needs(need(aVault+"backupPolicies/read", m.policyID(mxPolicy))) }),

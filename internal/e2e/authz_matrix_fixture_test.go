@@ -292,7 +292,7 @@ func (m *matrix) buildShared(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := a.PutPolicy(ctx, m.rg, mxVault, mxPolicy, client.DefaultPolicyTemplate()); err != nil {
+	if _, err := a.PutPolicy(ctx, m.rg, mxVault, mxPolicy, defaultPolicy()); err != nil {
 		return err
 	}
 	for i, d := range backupDisks() {
@@ -404,7 +404,7 @@ func (m *matrix) buildRow(ctx context.Context, p *mxPrincipal) error {
 	if _, err := a.Do(ctx, http.MethodPut, m.vaultID(own("vd", p)), client.DataProtectionVersion, nil, m.vaultBody, nil); err != nil {
 		return err
 	}
-	if _, err := a.PutPolicy(ctx, m.rg, mxVault, own("pol", p), client.DefaultPolicyTemplate()); err != nil {
+	if _, err := a.PutPolicy(ctx, m.rg, mxVault, own("pol", p), defaultPolicy()); err != nil {
 		return err
 	}
 	if _, err := a.CreateGroup(ctx, own("g", p), "local", nil); err != nil {

@@ -25,7 +25,7 @@ func TestDestructiveCommandsNeedConfirmation(t *testing.T) {
 	if _, err := c.CreateSnapshot(ctx, "rg-disks", "s1", client.SnapshotSpec{Location: "local", Source: p.diskID}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PutPolicy(ctx, "rg-vault", "v1", "spare", client.DefaultPolicyTemplate()); err != nil {
+	if _, err := c.PutPolicy(ctx, "rg-vault", "v1", "spare", defaultPolicy()); err != nil {
 		t.Fatal(err)
 	}
 	sp, err := c.CreateServicePrincipal(ctx, "ci")

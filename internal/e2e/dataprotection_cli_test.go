@@ -52,12 +52,17 @@ func TestDataProtectionCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &tpl); err != nil || tpl["name"] != "DiskPolicy" {
 		t.Fatalf("policy template: %v %s", err, out)
 	}
-	out, _ = run(0, "policy", "create", "-g", "rg-vault", "-v", "v1", "-n", "p4h", "--hourly", "4", "--time", "02:00",
+	// The schedule starts in 2099 so that no scheduled backup joins the
+	// on-demand one counted below, whatever the time of day.
+	out, _ = run(0, "policy", "create", "-g", "rg-vault", "-v", "v1", "-n", "p4h", "--hourly", "4", "--time", "02:00", "--start-date", "2099-01-01",
 		"--retention", "7d", "--daily-retention", "30d", "--weekly-retention", "12w", "-o", "tsv")
-	if !strings.Contains(out, "p4h\tR/2020-01-01T02:00:00+00:00/PT4H UTC") {
+	if !strings.Contains(out, "p4h\tR/2099-01-01T02:00:00+00:00/PT4H UTC") {
 		t.Fatalf("policy create: %q", out)
 	}
 	run(1, "policy", "create", "-g", "rg-vault", "-v", "v1", "-n", "bad", "--hourly", "12", "--retention", "300d")
+	if _, stderr := run(2, "policy", "create", "-g", "rg-vault", "-v", "v1", "-n", "bad", "--start-date", "2099-13-01"); !strings.Contains(stderr, "--start-date") {
+		t.Fatalf("policy create with a bad --start-date: %s", stderr)
+	}
 
 	protect := []string{"protect", "-g", "rg-vault", "-v", "v1", "--disk-group", "rg-disks", "--disk-name", "data1",
 		"--snapshot-group", "rg-snaps", "--policy", "p4h", "-n", "data1-bi"}

@@ -217,7 +217,25 @@ func (e *dpEnv) policy(t *testing.T, rg, vault, name string, props any) armdatap
 	return res.BaseBackupPolicyResource
 }
 
-func defaultPolicy() any { return dataprotection.DefaultPolicyTemplate() }
+// quietStart is the first slot of defaultPolicy's schedule: far enough
+// ahead that no scheduled backup runs while a test does.
+const quietStart = "2099-04-05T13:00:00+00:00"
+
+// defaultPolicy is Azure's default disk policy template (its rule
+// BackupHourly every 4 hours, Default tag kept 7 days) with the schedule
+// starting at quietStart. The template's own schedule (from 2020, every 4 h
+// at 13:00 UTC) would put a scheduled backup into any test that runs across
+// 13:00, 17:00, 21:00… on the real clock, and tests count recovery points
+// and jobs as though only their on-demand backups ran.
+func defaultPolicy() dataprotection.PolicyTemplate {
+	p := dataprotection.DefaultPolicyTemplate()
+	for _, r := range p.BackupPolicy.PolicyRules {
+		if br, ok := r.(*dataprotection.AzureBackupRule); ok && br.Trigger != nil {
+			br.Trigger.Schedule.RepeatingTimeIntervals = []string{"R/" + quietStart + "/PT4H"}
+		}
+	}
+	return p
+}
 
 func (e *dpEnv) roleDefinitionID(guid string) string {
 	return "/subscriptions/" + e.sub + "/providers/Microsoft.Authorization/roleDefinitions/" + guid

@@ -39,7 +39,7 @@ func protectForJobs(t *testing.T, env *Env) protectedDisk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := c.PutPolicy(ctx, "rg-vault", "v1", "DiskPolicy", client.DefaultPolicyTemplate())
+	pol, err := c.PutPolicy(ctx, "rg-vault", "v1", "DiskPolicy", defaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,13 +73,20 @@ type UserFacingError struct {
 }
 
 // FromError converts an error to a UserFacingError (a *resource.Error
-// keeps its code; anything else is an internal error).
+// keeps its code; anything else is an internal error). IsRetryable says
+// whether the same request may succeed later without the user changing
+// it: after an internal error, once the operator has freed space
+// (InsufficientStorage), or once the node that holds the disk is back
+// (Unavailable: NodeUnavailable). Those are not the user's errors; the
+// others (bad input, missing permissions, conflicts) are, and retrying
+// them unchanged does not help.
 func FromError(err error) UserFacingError {
 	if e := resource.AsError(err); e != nil {
-		u := UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target,
-			IsUserError: e.Kind != resource.KindInternal, IsRetryable: e.Kind == resource.KindInternal}
-		if e.Kind == resource.KindInsufficientStorage {
-			// The operator frees space; the same request then succeeds.
+		u := UserFacingError{Code: e.Code, Message: e.Message, Target: e.Target, IsUserError: true}
+		switch e.Kind {
+		case resource.KindInternal, resource.KindUnavailable:
+			u.IsUserError, u.IsRetryable = false, true
+		case resource.KindInsufficientStorage:
 			u.IsUserError, u.IsRetryable = false, true
 			u.RecommendedAction = []string{capacity.RecommendedAction}
 		}

@@ -799,7 +799,7 @@ func TestDeadHomeFailsOperation(t *testing.T) {
 			return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), tk.CreatedAt, time.Minute)
 		}
 		clk.Advance(cluster.DefaultNodeTimeout + time.Minute + time.Second)
-		if n, err := b.pool.FailStranded(ctx, gone, nil); err != nil || n != 1 {
+		if n, err := b.pool.FailStranded(ctx, nil, gone, nil); err != nil || n != 1 {
 			t.Fatalf("b's sweep failed %d tasks: %v", n, err)
 		}
 		got := get(t, b, op.ID)

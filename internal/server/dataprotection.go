@@ -151,6 +151,9 @@ func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func
 	// first to start fails nothing of the others for their old
 	// heartbeats before they have had the grace to come back.
 	watching := reg.Clock.Now()
+	anyGone := func(ctx context.Context) (bool, error) {
+		return reg.AnyGone(ctx, reg.Clock.Now(), watching, s.cfg.NodeGrace)
+	}
 	gone := func(ctx context.Context, tx store.Tx, t job.Task) (error, error) {
 		since := t.CreatedAt
 		if watching.After(since) {
@@ -166,7 +169,7 @@ func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func
 			return
 		case <-tm.C():
 		}
-		if _, err := pool.FailStranded(ctx, gone, fence); err != nil && ctx.Err() == nil {
+		if _, err := pool.FailStranded(ctx, anyGone, gone, fence); err != nil && ctx.Err() == nil {
 			s.log.Warn("fail the work of nodes that are gone", "err", err)
 		}
 	}

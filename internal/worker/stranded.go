@@ -28,9 +28,24 @@ type NodeGone func(ctx context.Context, tx store.Tx, t job.Task) (cause, err err
 // runs there as usual. Tasks of the types in WaitForNode are never failed
 // this way. It reports how many tasks it failed.
 //
+// anyGone, when set, is asked first, cheaply (without reading the queue),
+// whether gone could report any node gone now; when it reports false the
+// queue is not read at all, so that a healthy cluster's sweeps cost one
+// small read each.
+//
 // Several nodes may sweep at once: the removal happens once, and only the
 // node that removed a task fails it.
-func (p *Pool) FailStranded(ctx context.Context, gone NodeGone, fence func(ctx context.Context, tx store.Tx) error) (int, error) {
+func (p *Pool) FailStranded(ctx context.Context, anyGone func(ctx context.Context) (bool, error), gone NodeGone,
+	fence func(ctx context.Context, tx store.Tx) error) (int, error) {
+	if anyGone != nil {
+		some, err := anyGone(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("fail stranded tasks: %w", err)
+		}
+		if !some {
+			return 0, nil
+		}
+	}
 	ts, err := p.Queue.Tasks(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("fail stranded tasks: %w", err)

@@ -107,7 +107,7 @@ func TestFailStranded(t *testing.T) {
 		sweep := func(p *worker.Pool, reg *cluster.Registry, n cluster.Node, want int) {
 			t.Helper()
 			beat(reg, n) // the sweeper is live
-			got, err := p.FailStranded(ctx, gone(reg), nil)
+			got, err := p.FailStranded(ctx, nil, gone(reg), nil)
 			if err != nil || got != want {
 				t.Fatalf("%s's sweep at %s failed %d tasks (%v), want %d", p.Node, clk.Now().Sub(t0), got, err, want)
 			}
@@ -168,7 +168,7 @@ func TestFailStranded(t *testing.T) {
 		// A sweep whose fence refuses (b lost the scheduler lease)
 		// changes nothing.
 		lost := errors.New("fence refused")
-		if _, err := pb.FailStranded(ctx, gone(regb), func(context.Context, store.Tx) error { return lost }); !errors.Is(err, lost) {
+		if _, err := pb.FailStranded(ctx, nil, gone(regb), func(context.Context, store.Tx) error { return lost }); !errors.Is(err, lost) {
 			t.Fatalf("a sweep under a refusing fence: %v", err)
 		}
 		if q := queued(); !q["backup-2"] || !q["backup-3"] || len(*deadB) != 0 {
@@ -199,6 +199,92 @@ func TestFailStranded(t *testing.T) {
 		sweep(pb, regb, nb, 0)
 		if q := queued(); len(q) != 2 || len(*deadB) != 2 || len(*deadC) != 1 {
 			t.Fatalf("in the end: queued %v, failed by b %v, by c %v", q, *deadB, *deadC)
+		}
+	})
+}
+
+// listCounting counts the times the queue is listed.
+type listCounting struct {
+	job.Backend
+	lists int
+}
+
+func (b *listCounting) List(ctx context.Context, tx store.Tx, target string) ([]job.Task, error) {
+	b.lists++
+	return b.Backend.List(ctx, tx, target)
+}
+
+// TestFailStrandedReadsNoQueueWhileNodesLive: with the registry's AnyGone
+// as its first check, a sweep does not list the queue while every node
+// has beaten within the timeout plus the grace (a healthy cluster, or one
+// whose sweeper began to watch less than that ago); once a node has been
+// gone that long, the sweep reads the queue and fails its work.
+func TestFailStrandedReadsNoQueueWhileNodesLive(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func() handle) {
+		ctx := context.Background()
+		clk := clock.NewFake(t0)
+		const grace = time.Minute
+		deadline := cluster.DefaultNodeTimeout + grace
+		h := open()
+		reg := &cluster.Registry{Store: h.st, Clock: clk}
+		var nodes []cluster.Node
+		for _, name := range []string{"a", "b"} {
+			n, err := reg.Register(ctx, cluster.Node{Name: name, Incarnation: name + "-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes = append(nodes, n)
+		}
+		counting := &listCounting{Backend: h.b}
+		q := job.NewQueue(h.st, clk)
+		q.Backend = counting
+		p := worker.NewPool(q, clk, quiet, 1)
+		p.Node, p.Owner = "b", "b/1"
+		var dead []error
+		p.Dead = func(ctx context.Context, tk job.Task, cause error) { dead = append(dead, cause) }
+		p.Handle("backup", func(ctx context.Context, tk job.Task) error { return nil })
+		if err := q.Enqueue(ctx, job.Task{ID: "backup-1", Type: "backup", Node: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		watching := clk.Now()
+		anyGone := func(ctx context.Context) (bool, error) { return reg.AnyGone(ctx, clk.Now(), watching, grace) }
+		gone := func(ctx context.Context, tx store.Tx, tk job.Task) (error, error) {
+			return reg.GoneTx(ctx, tx, tk.Node, "The disk 'd1'", clk.Now(), watching, grace)
+		}
+		sweep := func(want, wantLists int) {
+			t.Helper()
+			counting.lists = 0
+			got, err := p.FailStranded(ctx, anyGone, gone, nil)
+			if err != nil || got != want || counting.lists != wantLists {
+				t.Fatalf("sweep at %s failed %d tasks (%v) and listed the queue %d times, want %d and %d",
+					clk.Now().Sub(t0), got, err, counting.lists, want, wantLists)
+			}
+		}
+		beat := func(n cluster.Node) {
+			if _, err := reg.Beat(ctx, n, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// A healthy cluster for a long while: every sweep reads the
+		// nodes only.
+		for range 10 {
+			clk.Advance(deadline / 3)
+			beat(nodes[0])
+			beat(nodes[1])
+			sweep(0, 0)
+		}
+		// a stops beating: within the grace nothing is read either.
+		lastA := clk.Now()
+		clk.Advance(deadline - time.Second)
+		beat(nodes[1])
+		sweep(0, 0)
+		// Past it, the sweep reads the queue and fails a's backup.
+		clk.Set(lastA.Add(deadline))
+		beat(nodes[1])
+		sweep(1, 1)
+		if len(dead) != 1 || !errors.Is(dead[0], cluster.ErrNodeUnavailable) {
+			t.Fatalf("failed with %v, want one cluster.ErrNodeUnavailable", dead)
 		}
 	})
 }

@@ -103,7 +103,7 @@ policy = dpc.backup_policies.create_or_update("rg-vault", "vault1", "DiskPolicy"
         dp.AzureBackupRule(name="BackupHourly", data_store=operational,
                            backup_parameters=dp.AzureBackupParams(backup_type="Incremental"),
                            trigger=dp.ScheduleBasedTriggerContext(
-                               schedule=dp.BackupSchedule(repeating_time_intervals=["R/2021-01-01T00:00:00+00:00/PT4H"]),
+                               schedule=dp.BackupSchedule(repeating_time_intervals=["R/2099-01-01T00:00:00+00:00/PT4H"]),
                                tagging_criteria=[dp.TaggingCriteria(is_default=True, tagging_priority=99,
                                                                     tag_info=dp.RetentionTag(tag_name="Default"))])),
         dp.AzureRetentionRule(name="Default", is_default=True, lifecycles=[dp.SourceLifeCycle(

@@ -60,12 +60,21 @@ func (br *browser) on(s *site) *browser {
 	return &browser{t: br.t, site: s, c: br.c}
 }
 
-// TestSessionAcrossNodes: a session started on node-a's portal is known
-// to node-b's (behind one load balancer, the next request may reach
-// either), with the same CSRF token; signing out through node-b ends it
-// on node-a too.
+// TestSessionAcrossNodes: a sign-in form node-a served signs in through
+// node-b (the nodes share its token's key); a session started on node-a's
+// portal is known to node-b's (behind one load balancer, the next request
+// may reach either), with the same CSRF token; signing out through node-b
+// ends it on node-a too.
 func TestSessionAcrossNodes(t *testing.T) {
 	a, b := twoNodes(t, "local", "local", nil)
+	crossed := a.browser()
+	form := crossed.getOK("/signin")
+	signin := crossed.on(b).submit(form, `form[action="/signin"]`,
+		map[string]string{"client_id": a.env.Admin.ClientID, "client_secret": a.env.Admin.ClientSecret})
+	if signin.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("node-a's sign-in form posted to node-b: %d, want 303", signin.resp.StatusCode)
+	}
+	crossed.on(b).getOK("/vaults")
 	onA := a.signedIn()
 	token := onA.getOK("/vaults").csrf()
 	onB := onA.on(b)

@@ -37,12 +37,12 @@ func cookieName(secure bool) string {
 // csrfField is the form field that carries the CSRF token.
 const csrfField = "csrf"
 
-// Session is a browser's session: anonymous (the sign-in page's, for its
-// CSRF token) or signed in. It is kept in the metadata store (see
-// sessions), so every node sharing the store knows it and a restart keeps
-// it.
+// Session is a signed-in browser's session, started at sign-in (the
+// sign-in page itself needs none: see signinTokens). It is kept in the
+// metadata store (see sessions), so every node sharing the store knows it
+// and a restart keeps it.
 type Session struct {
-	// PrincipalID is the signed-in principal ("" while anonymous).
+	// PrincipalID is the signed-in principal.
 	PrincipalID string
 	// CSRF is the synchronizer token every state-changing request of the
 	// session must carry.
@@ -72,8 +72,8 @@ type sessionRecord struct {
 
 // Session bookkeeping: last-seen is written when it is older than
 // touchEvery (not on every page); at most once per sweepEvery, a sign-in
-// or a new anonymous session also deletes the expired rows among the
-// next sweepBatch rows of a cursor that walks the whole kind.
+// also deletes the expired rows among the next sweepBatch rows of a
+// cursor that walks the whole kind.
 const (
 	touchEvery = time.Minute
 	sweepEvery = time.Minute
@@ -110,7 +110,7 @@ func sessionKeyOf(id string) string {
 	return sessionPrefix + hex.EncodeToString(h[:])
 }
 
-// start creates a session (signed in when principalID is set), sets its
+// start creates principalID's session, with a new random ID, sets its
 // cookie and returns it.
 func (ss *sessions) start(ctx context.Context, w http.ResponseWriter, principalID string, secure bool) (*Session, error) {
 	id := randomToken()
@@ -315,8 +315,10 @@ func stateChanging(method string) bool {
 
 // checkCSRF refuses (403) a state-changing request whose CSRF token (the
 // form field, or the X-CSRF-Token header of a script's request) is not
-// its session's. It reports whether the request may go on.
-func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session) bool {
+// its session's. A public page's request without a session (the sign-in
+// form's) may instead carry its anonymous sign-in token (signinTokens).
+// It reports whether the request may go on.
+func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session, public bool) bool {
 	if !stateChanging(r.Method) {
 		return true
 	}
@@ -326,9 +328,16 @@ func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session) b
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		tok = r.PostFormValue(csrfField)
 	}
-	if s == nil || tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) != 1 {
-		http.Error(w, "The form's security token is missing or stale: reload the page and try again.", http.StatusForbidden)
-		return false
+	ok := false
+	switch {
+	case tok == "":
+	case s != nil:
+		ok = subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) == 1
+	case public:
+		ok = p.signinTokens.check(r, tok)
 	}
-	return true
+	if !ok {
+		http.Error(w, "The form's security token is missing or stale: reload the page and try again.", http.StatusForbidden)
+	}
+	return ok
 }

@@ -33,10 +33,7 @@ func (p *Portal) signinPage(rq *Request) error {
 		return nil
 	}
 	if s == nil {
-		var err error
-		if rq.Session, err = p.sessions.start(rq.Context(), rq.W, "", p.cfg.Secure); err != nil {
-			return err
-		}
+		rq.signinCSRF = p.signinTokens.forForm(rq.W, rq.R, p.cfg.Secure)
 	}
 	return rq.Render("signin", signinPage{Next: localPath(rq.R.URL.Query().Get("next"))})
 }
@@ -48,6 +45,10 @@ func (p *Portal) signin(rq *Request) error {
 	clientID := strings.TrimSpace(rq.R.PostFormValue("client_id"))
 	secret := rq.R.PostFormValue("client_secret")
 	page := signinPage{ClientID: clientID, Next: localPath(rq.R.PostFormValue("next"))}
+	if rq.Session == nil {
+		// The form shown again carries the token just checked.
+		rq.signinCSRF = p.signinTokens.cookie(rq.R)
+	}
 	addr := remoteHost(rq.R)
 	if wait := p.limiter.blocked(addr, clientID); wait > 0 {
 		rq.Status(http.StatusTooManyRequests)
@@ -65,11 +66,13 @@ func (p *Portal) signin(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	// A new session: the anonymous one (and its ID, which another party
-	// could have planted) ends.
+	// A new session with a new ID: one the browser held (another
+	// principal's, or an ID another party planted) ends, and so does the
+	// sign-in form's token.
 	if err := p.sessions.end(rq.Context(), rq.W, rq.R, p.cfg.Secure); err != nil {
 		return err
 	}
+	p.signinTokens.clear(rq.W, p.cfg.Secure)
 	if _, err := p.sessions.start(rq.Context(), rq.W, pr.ID, p.cfg.Secure); err != nil {
 		return err
 	}

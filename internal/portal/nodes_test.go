@@ -375,3 +375,23 @@ func waitNode(t *testing.T, s *site, name string, ok func(cluster.Node) bool) {
 		}
 	}
 }
+
+// TestSigninLimitAcrossNodes: failed sign-ins are counted across the
+// nodes behind one load balancer: 3 through node-a and 2 through node-b
+// refuse the next, right, secret on either node (each node used to count
+// its own, so two nodes gave an attacker twice the attempts).
+func TestSigninLimitAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t, "local", "local", nil)
+	id := a.env.Admin.ClientID
+	for i, s := range []*site{a, a, a, b, b} {
+		if p := s.browser().trySignIn(id, "wrong"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: status %d, want 401", i+1, p.resp.StatusCode)
+		}
+	}
+	for _, s := range []*site{b, a} {
+		p := s.browser().trySignIn(id, a.env.Admin.ClientSecret)
+		if p.resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(p.text(".error"), "Too many failed sign-ins") {
+			t.Fatalf("%s after 5 failures over two nodes: %d %q, want 429", s.env.Endpoint, p.resp.StatusCode, p.text(".error"))
+		}
+	}
+}

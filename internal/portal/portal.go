@@ -156,7 +156,7 @@ func New(cfg Config) (*Portal, error) {
 	}
 	p := &Portal{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
 		sessions:     newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
-		limiter:      newSigninLimiter(cfg.Clock),
+		limiter:      newSigninLimiter(cfg.Store, cfg.Clock),
 		signinTokens: signinTokens{key: cfg.SigninKey, clk: cfg.Clock}}
 	var err error
 	if p.assets, err = loadAssets(); err != nil {

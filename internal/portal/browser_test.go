@@ -180,11 +180,46 @@ func (tb *tab) text(sel string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// splitCaptions is the script that returns the visible form labels whose
+// caption is split over several rows: a label is a flex column, so each of
+// its direct children before the control (text, <code>…) is a row of its
+// own unless one element wraps them.
+const splitCaptions = `(() => {
+  const split = [];
+  for (const l of document.querySelectorAll('label')) {
+    if (!l.getClientRects().length) continue;
+    const tops = new Set();
+    for (const n of l.childNodes) {
+      let r;
+      if (n.nodeType === Node.TEXT_NODE) {
+        if (!n.textContent.trim()) continue;
+        const rg = document.createRange();
+        rg.selectNodeContents(n);
+        r = rg.getBoundingClientRect();
+      } else if (n.nodeType === Node.ELEMENT_NODE && !n.matches('input, select, textarea, progress')) {
+        r = n.getBoundingClientRect();
+      } else {
+        continue;
+      }
+      tops.add(Math.round(r.top));
+    }
+    if (tops.size > 1) split.push(l.textContent.replace(/\s+/g, ' ').trim());
+  }
+  return split;
+})()`
+
 // screenshot saves the viewport (1280×800) as name.png under the test's
 // temp dir and, when COFFER_PORTAL_SCREENSHOTS names a directory, there,
 // with the page at a phone's width (390×844) as name-narrow.png beside it.
+// It fails the test when a form label's caption is split over several
+// rows (splitCaptions).
 func (tb *tab) screenshot(name string) string {
 	tb.t.Helper()
+	var split []string
+	tb.run(chromedp.Evaluate(splitCaptions, &split))
+	if len(split) > 0 {
+		tb.t.Errorf("%s: form labels whose caption is split over several rows: %q", name, split)
+	}
 	var png []byte
 	tb.run(chromedp.CaptureScreenshot(&png))
 	path := filepath.Join(tb.t.TempDir(), name+".png")

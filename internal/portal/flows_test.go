@@ -86,6 +86,8 @@ func TestBrowserMainPages(t *testing.T) {
 	tb.screenshot("disk")
 	tb.run(chromedp.ScrollIntoView(`#resize-form`, chromedp.ByQuery))
 	tb.screenshot("disk-size")
+	tb.run(chromedp.ScrollIntoView(`#delete-form`, chromedp.ByQuery))
+	tb.screenshot("disk-delete")
 
 	// Upload an image with progress.
 	img := filepath.Join(t.TempDir(), "image.raw")

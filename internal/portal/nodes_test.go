@@ -60,12 +60,21 @@ func (br *browser) on(s *site) *browser {
 	return &browser{t: br.t, site: s, c: br.c}
 }
 
-// TestSessionAcrossNodes: a session started on node-a's portal is known
-// to node-b's (behind one load balancer, the next request may reach
-// either), with the same CSRF token; signing out through node-b ends it
-// on node-a too.
+// TestSessionAcrossNodes: a sign-in form node-a served signs in through
+// node-b (the nodes share its token's key); a session started on node-a's
+// portal is known to node-b's (behind one load balancer, the next request
+// may reach either), with the same CSRF token; signing out through node-b
+// ends it on node-a too.
 func TestSessionAcrossNodes(t *testing.T) {
 	a, b := twoNodes(t, "local", "local", nil)
+	crossed := a.browser()
+	form := crossed.getOK("/signin")
+	signin := crossed.on(b).submit(form, `form[action="/signin"]`,
+		map[string]string{"client_id": a.env.Admin.ClientID, "client_secret": a.env.Admin.ClientSecret})
+	if signin.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("node-a's sign-in form posted to node-b: %d, want 303", signin.resp.StatusCode)
+	}
+	crossed.on(b).getOK("/vaults")
 	onA := a.signedIn()
 	token := onA.getOK("/vaults").csrf()
 	onB := onA.on(b)
@@ -363,6 +372,26 @@ func waitNode(t *testing.T, s *site, name string, ok func(cluster.Node) bool) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("node %s not in the state awaited after a minute (%+v, %v)", name, n, err)
+		}
+	}
+}
+
+// TestSigninLimitAcrossNodes: failed sign-ins are counted across the
+// nodes behind one load balancer: 3 through node-a and 2 through node-b
+// refuse the next, right, secret on either node (each node used to count
+// its own, so two nodes gave an attacker twice the attempts).
+func TestSigninLimitAcrossNodes(t *testing.T) {
+	a, b := twoNodes(t, "local", "local", nil)
+	id := a.env.Admin.ClientID
+	for i, s := range []*site{a, a, a, b, b} {
+		if p := s.browser().trySignIn(id, "wrong"); p.resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: status %d, want 401", i+1, p.resp.StatusCode)
+		}
+	}
+	for _, s := range []*site{b, a} {
+		p := s.browser().trySignIn(id, a.env.Admin.ClientSecret)
+		if p.resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(p.text(".error"), "Too many failed sign-ins") {
+			t.Fatalf("%s after 5 failures over two nodes: %d %q, want 429", s.env.Endpoint, p.resp.StatusCode, p.text(".error"))
 		}
 	}
 }

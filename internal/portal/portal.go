@@ -26,7 +26,9 @@
 // Forms. Every state-changing request is a POST of a form that carries the
 // session's CSRF token ({{template "csrf" $}} inside the form). The portal
 // refuses any POST, PUT, PATCH or DELETE whose token does not match its
-// session with 403 before the handler runs. A handler that succeeds
+// session with 403 before the handler runs. The sign-in form, which has no
+// session, carries a stateless token instead (signintoken.go): a visit to
+// the sign-in page writes nothing to the store. A handler that succeeds
 // redirects (rq.Redirect(url, flash)): post/redirect/get. A handler whose
 // input is refused re-renders its form with the error (rq.Status(400)).
 //
@@ -103,6 +105,12 @@ type Config struct {
 	// a disk, placed as the API places one) on the node that holds it:
 	// the server's one forwarder, which the API uses too.
 	Forwarder api.Forwarder
+	// SigninKey MACs the sign-in form's CSRF tokens (signinTokens): every
+	// node sharing Store must be given the same key (the server gives the
+	// secret the nodes share), so that a form served by one node may be
+	// posted to another. Nil: a random key of this process (one node, whose
+	// open sign-in forms do not outlive a restart).
+	SigninKey []byte
 	// SessionIdle and SessionMax bound a session's life: it ends after
 	// SessionIdle without a request and SessionMax after sign-in (zero:
 	// DefaultSessionIdle, DefaultSessionMax).
@@ -118,7 +126,9 @@ type Portal struct {
 	assets   *assets
 	sessions *sessions
 	limiter  *signinLimiter
-	patterns []string
+	// signinTokens protects the sign-in form without a session.
+	signinTokens signinTokens
+	patterns     []string
 }
 
 // New parses the templates, fingerprints the assets and builds the routes.
@@ -141,9 +151,13 @@ func New(cfg Config) (*Portal, error) {
 	if cfg.SessionMax == 0 {
 		cfg.SessionMax = DefaultSessionMax
 	}
+	if cfg.SigninKey == nil {
+		cfg.SigninKey = []byte(randomToken())
+	}
 	p := &Portal{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
-		sessions: newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
-		limiter:  newSigninLimiter(cfg.Clock)}
+		sessions:     newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
+		limiter:      newSigninLimiter(cfg.Store, cfg.Clock),
+		signinTokens: signinTokens{key: cfg.SigninKey, clk: cfg.Clock}}
 	var err error
 	if p.assets, err = loadAssets(); err != nil {
 		return nil, err
@@ -222,6 +236,9 @@ type Request struct {
 	status   int
 	refresh  int
 	decideEr error
+	// signinCSRF is the sign-in form's token, rendered as .CSRF when
+	// there is no session.
+	signinCSRF string
 }
 
 // Context is the request's context.
@@ -256,7 +273,7 @@ type handlerFunc func(*Request) error
 // handle registers pattern: every answer is not to be cached, a
 // state-changing request must carry its session's CSRF token, and then
 // serve runs with the request's live session (nil if none).
-func (p *Portal) handle(pattern string, serve func(http.ResponseWriter, *http.Request, *Session)) {
+func (p *Portal) handle(pattern string, public bool, serve func(http.ResponseWriter, *http.Request, *Session)) {
 	p.patterns = append(p.patterns, pattern)
 	p.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -266,7 +283,7 @@ func (p *Portal) handle(pattern string, serve func(http.ResponseWriter, *http.Re
 			http.Error(w, "The server could not read your session; try again.", http.StatusInternalServerError)
 			return
 		}
-		if !p.checkCSRF(w, r, s) {
+		if !p.checkCSRF(w, r, s, public) {
 			return
 		}
 		serve(w, r, s)
@@ -276,7 +293,7 @@ func (p *Portal) handle(pattern string, serve func(http.ResponseWriter, *http.Re
 // page registers a signed-in page: without a live session a GET is
 // redirected to the sign-in page and anything else refused.
 func (p *Portal) page(pattern string, h handlerFunc) {
-	p.handle(pattern, func(w http.ResponseWriter, r *http.Request, s *Session) {
+	p.handle(pattern, false, func(w http.ResponseWriter, r *http.Request, s *Session) {
 		var pr identity.Principal
 		var err error
 		if s != nil && s.PrincipalID != "" {
@@ -307,9 +324,9 @@ func (p *Portal) page(pattern string, h handlerFunc) {
 }
 
 // public registers a page that needs no sign-in (but, for a POST, the
-// CSRF token of the anonymous session the sign-in page started).
+// session's CSRF token or, without a session, the sign-in form's).
 func (p *Portal) public(pattern string, h handlerFunc) {
-	p.handle(pattern, func(w http.ResponseWriter, r *http.Request, s *Session) {
+	p.handle(pattern, true, func(w http.ResponseWriter, r *http.Request, s *Session) {
 		p.serve(w, r, s, identity.Principal{}, h)
 	})
 }

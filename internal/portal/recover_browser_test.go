@@ -46,6 +46,8 @@ func TestBrowserBackupNowAndRecover(t *testing.T) {
 	tb.open(instanceURL)
 	tb.run(chromedp.WaitVisible(`#points`, chromedp.ByQuery))
 	tb.screenshot("instance")
+	tb.run(chromedp.ScrollIntoView(`#delete-form`, chromedp.ByQuery))
+	tb.screenshot("instance-delete")
 	tb.run(
 		chromedp.Click(`#points a[href^="/recover?"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#recover-form #points`, chromedp.ByQuery),

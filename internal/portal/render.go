@@ -78,6 +78,7 @@ func (rq *Request) Render(view string, data any) error {
 	}
 	ld := layoutData{Page: data, Refresh: rq.refresh, Path: rq.R.URL.Path}
 	ld.Nav, _, _ = strings.Cut(strings.TrimPrefix(rq.R.URL.Path, "/"), "/")
+	ld.CSRF = rq.signinCSRF
 	if rq.Session != nil {
 		ld.CSRF = rq.Session.CSRF
 		var err error

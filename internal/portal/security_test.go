@@ -14,6 +14,7 @@ import (
 	"coffer/internal/clock"
 	"coffer/internal/e2e"
 	"coffer/internal/rbac"
+	"coffer/internal/store"
 )
 
 func TestSignInAndOut(t *testing.T) {
@@ -33,8 +34,11 @@ func TestSignInAndOut(t *testing.T) {
 	}
 
 	// The admin credentials sign in; the session cookie is HttpOnly and
-	// SameSite, and the session ID changes at sign-in.
-	before := cookie(b, s, "coffer_session")
+	// SameSite, and the session gets a new ID at sign-in: an ID planted
+	// before (session fixation) is not the one signed in.
+	const before = "planted-by-another-party"
+	u, _ := url.Parse(s.base)
+	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: "coffer_session", Value: before}})
 	form := b.getOK("/signin?next=/jobs")
 	p = b.submit(form, `form[action="/signin"]`, map[string]string{"client_id": s.env.Admin.ClientID, "client_secret": s.env.Admin.ClientSecret})
 	if p.resp.StatusCode != http.StatusSeeOther || p.resp.Header.Get("Location") != "/jobs" {
@@ -66,7 +70,6 @@ func TestSignInAndOut(t *testing.T) {
 		t.Fatalf("after sign-out GET /: %d, want 303 to sign-in", p.resp.StatusCode)
 	}
 	replay := s.browser()
-	u, _ := url.Parse(s.base)
 	replay.c.Jar.SetCookies(u, []*http.Cookie{{Name: "coffer_session", Value: set.Value}})
 	if p := replay.get("/"); p.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the signed-out session's cookie still works: %d", p.resp.StatusCode)
@@ -297,17 +300,133 @@ func TestSessionCookieUnderTLS(t *testing.T) {
 	s := &site{t: t, env: env, base: env.Listen, admin: env.Client(env.Admin.Token)}
 	b := s.browser()
 	b.c.Transport = env.HTTP.Transport
-	p := b.getOK("/signin")
-	var c *http.Cookie
-	for _, k := range p.resp.Cookies() {
-		c = k
+	only := func(p *page, name string) *http.Cookie {
+		t.Helper()
+		var c *http.Cookie
+		for _, k := range p.resp.Cookies() {
+			if k.Value != "" {
+				c = k
+			}
+		}
+		if c == nil || c.Name != name || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" {
+			t.Fatalf("cookie under TLS: %+v, want %s, Secure, HttpOnly, Path=/, no Domain", c, name)
+		}
+		return c
 	}
-	if c == nil || c.Name != "__Host-coffer_session" || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" {
-		t.Fatalf("session cookie under TLS: %+v", c)
+	form := b.getOK("/signin")
+	if c := only(form, "__Host-coffer_signin"); c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("sign-in form's cookie %+v: want SameSite=Strict", c)
 	}
-	b.signIn(env.Admin.ClientID, env.Admin.ClientSecret)
+	p := b.submit(form, `form[action="/signin"]`, map[string]string{"client_id": env.Admin.ClientID, "client_secret": env.Admin.ClientSecret})
+	if p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in under TLS: %d", p.resp.StatusCode)
+	}
+	only(p, "__Host-coffer_session")
 	b.getOK("/vaults")
 }
+
+// sessionRows counts the portal's session rows in s's metadata store.
+func sessionRows(t *testing.T, s *site) int {
+	t.Helper()
+	n := 0
+	err := s.env.Server.Store().View(context.Background(), func(tx store.Tx) error {
+		objs, err := tx.List(context.Background(), store.Query{Kind: "portal.session"})
+		n = len(objs)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSigninPageWritesNothing: visits to the sign-in page without a
+// cookie, however many, write no session row (each used to write one
+// that lived 30 minutes, so a flood of visits grew the table); the
+// session's row is written at sign-in.
+func TestSigninPageWritesNothing(t *testing.T) {
+	s := newSite(t)
+	for i := 0; i < 20; i++ {
+		s.browser().getOK("/signin")
+	}
+	if n := sessionRows(t, s); n != 0 {
+		t.Fatalf("%d session rows after 20 anonymous visits to /signin, want 0", n)
+	}
+	s.signedIn()
+	if n := sessionRows(t, s); n != 1 {
+		t.Fatalf("%d session rows after a sign-in, want 1", n)
+	}
+}
+
+// TestSigninCSRF: a sign-in POST is refused (403), signing no one in,
+// unless it carries the token of a sign-in form this installation served
+// in the last 30 minutes, equal to its cookie's: not without a token, not
+// without the cookie, not with a token altered or issued by another
+// installation, not after 30 minutes.
+func TestSigninCSRF(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	s := &site{t: t}
+	s.env = e2e.Start(t, e2e.Options{Clock: clk})
+	s.base, s.admin = s.env.Listen, s.env.Client(s.env.Admin.Token)
+	other := newSite(t)
+	creds := url.Values{"client_id": {s.env.Admin.ClientID}, "client_secret": {s.env.Admin.ClientSecret}}
+	u, _ := url.Parse(s.base)
+	refused := func(what string, b *browser, tok string) {
+		t.Helper()
+		f := url.Values{}
+		for k, v := range creds {
+			f[k] = v
+		}
+		if tok != "" {
+			f.Set("csrf", tok)
+		}
+		if p := b.post("/signin", f); p.resp.StatusCode != http.StatusForbidden {
+			t.Errorf("sign-in %s: status %d, want 403", what, p.resp.StatusCode)
+		}
+		if c := cookie(b, s, "coffer_session"); c != "" {
+			t.Errorf("sign-in %s set a session cookie", what)
+		}
+	}
+
+	b := s.browser()
+	tok := b.getOK("/signin").csrf()
+	if tok == "" || cookie(b, s, "coffer_signin") != tok {
+		t.Fatalf("the sign-in form's token %q is not its cookie's %q", tok, cookie(b, s, "coffer_signin"))
+	}
+	refused("without a token", b, "")
+	refused("with the token but not the cookie", s.browser(), tok)
+
+	altered := []byte(tok)
+	altered[len(altered)/2] ^= 1
+	forged := s.browser()
+	forged.c.Jar.SetCookies(u, []*http.Cookie{{Name: "coffer_signin", Value: string(altered)}})
+	refused("with an altered token in form and cookie", forged, string(altered))
+
+	elsewhere := other.browser()
+	foreign := elsewhere.getOK("/signin").csrf()
+	stranger := s.browser()
+	stranger.c.Jar.SetCookies(u, []*http.Cookie{{Name: "coffer_signin", Value: foreign}})
+	refused("with another installation's token", stranger, foreign)
+
+	clk.Advance(signinTokenTTL)
+	refused("after 30 minutes", b, tok)
+	if n := sessionRows(t, s); n != 0 {
+		t.Fatalf("%d session rows after refused sign-ins, want 0", n)
+	}
+
+	// A form served 29 minutes ago signs in.
+	late := s.browser()
+	form := late.getOK("/signin")
+	clk.Advance(signinTokenTTL - time.Minute)
+	p := late.submit(form, `form[action="/signin"]`, map[string]string{"client_id": s.env.Admin.ClientID, "client_secret": s.env.Admin.ClientSecret})
+	if p.resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in with a 29-minute-old form: %d, want 303", p.resp.StatusCode)
+	}
+	late.getOK("/vaults")
+}
+
+// signinTokenTTL is how long a sign-in form may be posted.
+const signinTokenTTL = 30 * time.Minute
 
 // TestSessionExpiry: a session ends after 30 minutes without a request,
 // and 12 hours after sign-in however busy.

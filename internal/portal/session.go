@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"coffer/internal/clock"
@@ -37,12 +36,12 @@ func cookieName(secure bool) string {
 // csrfField is the form field that carries the CSRF token.
 const csrfField = "csrf"
 
-// Session is a browser's session: anonymous (the sign-in page's, for its
-// CSRF token) or signed in. It is kept in the metadata store (see
-// sessions), so every node sharing the store knows it and a restart keeps
-// it.
+// Session is a signed-in browser's session, started at sign-in (the
+// sign-in page itself needs none: see signinTokens). It is kept in the
+// metadata store (see sessions), so every node sharing the store knows it
+// and a restart keeps it.
 type Session struct {
-	// PrincipalID is the signed-in principal ("" while anonymous).
+	// PrincipalID is the signed-in principal.
 	PrincipalID string
 	// CSRF is the synchronizer token every state-changing request of the
 	// session must carry.
@@ -70,15 +69,9 @@ type sessionRecord struct {
 	Flash     string    `json:"flash,omitempty"`
 }
 
-// Session bookkeeping: last-seen is written when it is older than
-// touchEvery (not on every page); at most once per sweepEvery, a sign-in
-// or a new anonymous session also deletes the expired rows among the
-// next sweepBatch rows of a cursor that walks the whole kind.
-const (
-	touchEvery = time.Minute
-	sweepEvery = time.Minute
-	sweepBatch = 100
-)
+// touchEvery: a session's last-seen time is written when it is older than
+// this (not on every page).
+const touchEvery = time.Minute
 
 // sessions is the portal's session store: rows of kindSession in the
 // metadata store, which every node sharing it reads.
@@ -86,14 +79,17 @@ type sessions struct {
 	db             store.Store
 	clk            clock.Clock
 	idle, absolute time.Duration
-
-	mu         sync.Mutex
-	sweptAt    time.Time
-	sweptAfter string // the sweep's cursor: the last key it read
+	// sweeper deletes expired sessions, a batch at each sign-in.
+	sweeper *sweeper
 }
 
 func newSessions(db store.Store, clk clock.Clock, idle, absolute time.Duration) *sessions {
-	return &sessions{db: db, clk: clk, idle: idle, absolute: absolute}
+	ss := &sessions{db: db, clk: clk, idle: idle, absolute: absolute}
+	ss.sweeper = &sweeper{db: db, kind: kindSession, prefix: sessionPrefix, expired: func(data []byte, now time.Time) bool {
+		var rec sessionRecord
+		return json.Unmarshal(data, &rec) != nil || ss.expired(rec, now)
+	}}
+	return ss
 }
 
 func randomToken() string {
@@ -110,7 +106,7 @@ func sessionKeyOf(id string) string {
 	return sessionPrefix + hex.EncodeToString(h[:])
 }
 
-// start creates a session (signed in when principalID is set), sets its
+// start creates principalID's session, with a new random ID, sets its
 // cookie and returns it.
 func (ss *sessions) start(ctx context.Context, w http.ResponseWriter, principalID string, secure bool) (*Session, error) {
 	id := randomToken()
@@ -130,7 +126,7 @@ func (ss *sessions) start(ctx context.Context, w http.ResponseWriter, principalI
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName(secure), Value: id, Path: "/", HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteLaxMode})
-	ss.sweep(ctx, now)
+	ss.sweeper.sweep(ctx, now)
 	return s, nil
 }
 
@@ -231,46 +227,6 @@ func (ss *sessions) takeFlash(ctx context.Context, s *Session) (string, error) {
 	return m, ss.setFlash(ctx, s, "")
 }
 
-// sweep deletes expired sessions among the next sweepBatch rows, at most
-// once per sweepEvery: each sign-in pays for a bounded share of the
-// clean-up, and the cursor walks every row in turn. A failure is left to
-// the next sweep (the rows are expired whether or not they are deleted).
-func (ss *sessions) sweep(ctx context.Context, now time.Time) {
-	ss.mu.Lock()
-	if now.Sub(ss.sweptAt) < sweepEvery {
-		ss.mu.Unlock()
-		return
-	}
-	ss.sweptAt = now
-	after := ss.sweptAfter
-	ss.mu.Unlock()
-	last := ""
-	_ = ss.db.Update(ctx, func(tx store.Tx) error {
-		objs, err := tx.List(ctx, store.Query{Kind: kindSession, Prefix: sessionPrefix, After: after, Limit: sweepBatch})
-		if err != nil {
-			return err
-		}
-		last = ""
-		for _, o := range objs {
-			last = o.Key
-			var rec sessionRecord
-			if json.Unmarshal(o.Data, &rec) == nil && !ss.expired(rec, now) {
-				continue
-			}
-			if err := tx.Delete(ctx, kindSession, o.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		}
-		if len(objs) < sweepBatch {
-			last = "" // the end: start again from the first row
-		}
-		return nil
-	})
-	ss.mu.Lock()
-	ss.sweptAfter = last
-	ss.mu.Unlock()
-}
-
 func (ss *sessions) delete(ctx context.Context, key string) error {
 	err := ss.db.Update(ctx, func(tx store.Tx) error {
 		if err := tx.Delete(ctx, kindSession, key); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -315,8 +271,10 @@ func stateChanging(method string) bool {
 
 // checkCSRF refuses (403) a state-changing request whose CSRF token (the
 // form field, or the X-CSRF-Token header of a script's request) is not
-// its session's. It reports whether the request may go on.
-func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session) bool {
+// its session's. A public page's request without a session (the sign-in
+// form's) may instead carry its anonymous sign-in token (signinTokens).
+// It reports whether the request may go on.
+func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session, public bool) bool {
 	if !stateChanging(r.Method) {
 		return true
 	}
@@ -326,9 +284,16 @@ func (p *Portal) checkCSRF(w http.ResponseWriter, r *http.Request, s *Session) b
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		tok = r.PostFormValue(csrfField)
 	}
-	if s == nil || tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) != 1 {
-		http.Error(w, "The form's security token is missing or stale: reload the page and try again.", http.StatusForbidden)
-		return false
+	ok := false
+	switch {
+	case tok == "":
+	case s != nil:
+		ok = subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) == 1
+	case public:
+		ok = p.signinTokens.check(r, tok)
 	}
-	return true
+	if !ok {
+		http.Error(w, "The form's security token is missing or stale: reload the page and try again.", http.StatusForbidden)
+	}
+	return ok
 }

@@ -2,10 +2,12 @@ package portal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -244,6 +246,102 @@ func BenchmarkSessionGet(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// TestSigninLimiterShared: two portals on one metadata store (two nodes)
+// count the same failed sign-ins: 3 failures through one and 2 through
+// the other refuse the client ID, and an address's 5 failures over
+// different client IDs refuse that address, on both, until the window
+// passes; a key's row is bounded, and expired rows are swept.
+func TestSigninLimiterShared(t *testing.T) {
+	sessionStores(t, func(t *testing.T, db store.Store) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		nodes := []*signinLimiter{newSigninLimiter(db, clk), newSigninLimiter(db, clk)}
+		blocked := func(l *signinLimiter, addr, client string) bool {
+			t.Helper()
+			wait, err := l.blocked(ctx, addr, client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return wait > 0
+		}
+		fail := func(l *signinLimiter, addr, client string) {
+			t.Helper()
+			if err := l.fail(ctx, addr, client); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range signinMaxFailures {
+			if blocked(nodes[0], "10.0.0.9", "victim") || blocked(nodes[1], "10.0.0.9", "victim") {
+				t.Fatalf("refused after %d failures, want %d", i, signinMaxFailures)
+			}
+			// Each from another address, alternately through either node.
+			fail(nodes[i%2], "10.0.1."+string(rune('0'+i)), "victim")
+			clk.Advance(time.Minute)
+		}
+		for n, l := range nodes {
+			if !blocked(l, "10.0.0.9", "victim") {
+				t.Fatalf("node %d lets the client ID sign in after %d failures through two nodes", n, signinMaxFailures)
+			}
+		}
+		if blocked(nodes[0], "10.0.0.9", "someone-else") {
+			t.Fatal("another client ID from a clean address is refused")
+		}
+		for i := range signinMaxFailures {
+			fail(nodes[i%2], "10.0.0.66", "guess-"+string(rune('a'+i)))
+		}
+		if !blocked(nodes[1], "10.0.0.66", "fresh") || !blocked(nodes[0], "10.0.0.66", "fresh") {
+			t.Fatal("an address with 5 failures over two nodes may still try")
+		}
+		for range 3 * signinMaxFailures {
+			fail(nodes[0], "10.0.0.66", "victim")
+		}
+		err := db.View(ctx, func(tx store.Tx) error {
+			for _, k := range limiterKeys("10.0.0.66", "victim") {
+				o, err := tx.Get(ctx, kindSigninFailures, k)
+				if err != nil {
+					return err
+				}
+				var rec failuresRecord
+				if err := json.Unmarshal(o.Data, &rec); err != nil {
+					return err
+				}
+				if len(rec.At) > signinMaxFailures {
+					t.Errorf("row %s holds %d failures, want at most %d", k, len(rec.At), signinMaxFailures)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		clk.Advance(signinWindow)
+		if blocked(nodes[0], "10.0.0.66", "victim") || blocked(nodes[1], "10.0.0.9", "victim") {
+			t.Fatal("still refused after the window passed")
+		}
+		// The next failure sweeps every expired row; only its own remain.
+		fail(nodes[1], "10.0.0.7", "late")
+		var keys []string
+		err = db.View(ctx, func(tx store.Tx) error {
+			objs, err := tx.List(ctx, store.Query{Kind: kindSigninFailures})
+			keys = nil
+			for _, o := range objs {
+				keys = append(keys, o.Key)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := limiterKeys("10.0.0.7", "late")
+		slices.Sort(keys)
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Fatalf("rows after the window and a sweep: %d %v, want only the last failure's %v", len(keys), keys, want)
 		}
 	})
 }

@@ -1,20 +1,27 @@
 package portal
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"coffer/internal/clock"
 	"coffer/internal/identity"
+	"coffer/internal/store"
 )
 
-// Failed sign-ins are limited per client ID and per remote address:
-// after signinMaxFailures within signinWindow, sign-in is refused until
-// the oldest of them leaves the window.
+// Failed sign-ins are limited per client ID and per remote address,
+// across every node sharing the metadata store (signinLimiter): after
+// signinMaxFailures within signinWindow, sign-in is refused until the
+// oldest of them leaves the window.
 const (
 	signinMaxFailures = 5
 	signinWindow      = 15 * time.Minute
@@ -33,10 +40,7 @@ func (p *Portal) signinPage(rq *Request) error {
 		return nil
 	}
 	if s == nil {
-		var err error
-		if rq.Session, err = p.sessions.start(rq.Context(), rq.W, "", p.cfg.Secure); err != nil {
-			return err
-		}
+		rq.signinCSRF = p.signinTokens.forForm(rq.W, rq.R, p.cfg.Secure)
 	}
 	return rq.Render("signin", signinPage{Next: localPath(rq.R.URL.Query().Get("next"))})
 }
@@ -48,15 +52,25 @@ func (p *Portal) signin(rq *Request) error {
 	clientID := strings.TrimSpace(rq.R.PostFormValue("client_id"))
 	secret := rq.R.PostFormValue("client_secret")
 	page := signinPage{ClientID: clientID, Next: localPath(rq.R.PostFormValue("next"))}
+	if rq.Session == nil {
+		// The form shown again carries the token just checked.
+		rq.signinCSRF = p.signinTokens.cookie(rq.R)
+	}
 	addr := remoteHost(rq.R)
-	if wait := p.limiter.blocked(addr, clientID); wait > 0 {
+	wait, err := p.limiter.blocked(rq.Context(), addr, clientID)
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
 		rq.Status(http.StatusTooManyRequests)
 		page.Error = "Too many failed sign-ins. Try again in " + wait.Round(time.Minute).String() + "."
 		return rq.Render("signin", page)
 	}
 	pr, err := p.cfg.Identity.CheckClientSecret(rq.Context(), clientID, secret)
 	if errors.Is(err, identity.ErrInvalidClient) || (err == nil && clientID == "") {
-		p.limiter.fail(addr, clientID)
+		if err := p.limiter.fail(rq.Context(), addr, clientID); err != nil {
+			return err
+		}
 		p.log.Info("portal sign-in refused", "clientId", clientID, "remote", addr)
 		rq.Status(http.StatusUnauthorized)
 		page.Error = "The client ID or secret is not valid."
@@ -65,11 +79,13 @@ func (p *Portal) signin(rq *Request) error {
 	if err != nil {
 		return err
 	}
-	// A new session: the anonymous one (and its ID, which another party
-	// could have planted) ends.
+	// A new session with a new ID: one the browser held (another
+	// principal's, or an ID another party planted) ends, and so does the
+	// sign-in form's token.
 	if err := p.sessions.end(rq.Context(), rq.W, rq.R, p.cfg.Secure); err != nil {
 		return err
 	}
+	p.signinTokens.clear(rq.W, p.cfg.Secure)
 	if _, err := p.sessions.start(rq.Context(), rq.W, pr.ID, p.cfg.Secure); err != nil {
 		return err
 	}
@@ -108,58 +124,122 @@ func remoteHost(r *http.Request) string {
 }
 
 // signinLimiter counts failed sign-ins per remote address and per client
-// ID over a sliding window.
+// ID over a sliding window, in the metadata store, so that every node
+// sharing it counts the same failures: N nodes behind one load balancer
+// give an attacker no more attempts than one. A key's row holds the times
+// of its last signinMaxFailures failures within the window (so it is
+// bounded), and expires with the newest of them; the sweeper deletes
+// expired rows, a batch at a failure.
 type signinLimiter struct {
-	clk clock.Clock
-	mu  sync.Mutex
-	m   map[string][]time.Time
+	db      store.Store
+	clk     clock.Clock
+	sweeper *sweeper
 }
 
-func newSigninLimiter(clk clock.Clock) *signinLimiter {
-	return &signinLimiter{clk: clk, m: map[string][]time.Time{}}
+// kindSigninFailures is the metadata-store kind of failed sign-in counts.
+const (
+	kindSigninFailures = "portal.signin-failures"
+	failuresPrefix     = "/portal/signin-failures/"
+)
+
+// failuresRecord is a key's row: the times of its last failures within
+// the window, oldest first, at most signinMaxFailures.
+type failuresRecord struct {
+	At []time.Time `json:"at"`
 }
 
+// live returns the failures still within the window at now.
+func (rec failuresRecord) live(now time.Time) []time.Time {
+	i := 0
+	for i < len(rec.At) && now.Sub(rec.At[i]) >= signinWindow {
+		i++
+	}
+	return rec.At[i:]
+}
+
+func newSigninLimiter(db store.Store, clk clock.Clock) *signinLimiter {
+	return &signinLimiter{db: db, clk: clk, sweeper: &sweeper{db: db, kind: kindSigninFailures, prefix: failuresPrefix,
+		expired: func(data []byte, now time.Time) bool {
+			var rec failuresRecord
+			return json.Unmarshal(data, &rec) != nil || len(rec.live(now)) == 0
+		}}}
+}
+
+// limiterKeys are the row keys counting the failures of addr and of
+// clientID (hashed: the rows name no address or client ID).
 func limiterKeys(addr, clientID string) []string {
-	return []string{"addr:" + addr, "client:" + strings.ToLower(clientID)}
+	keys := make([]string, 0, 2)
+	for _, k := range []string{"addr:" + addr, "client:" + strings.ToLower(clientID)} {
+		h := sha256.Sum256([]byte(k))
+		keys = append(keys, failuresPrefix+hex.EncodeToString(h[:]))
+	}
+	return keys
+}
+
+// read returns the row of key (empty when there is none).
+func (l *signinLimiter) read(ctx context.Context, tx store.Tx, key string) (failuresRecord, error) {
+	var rec failuresRecord
+	o, err := tx.Get(ctx, kindSigninFailures, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, nil
+	}
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(o.Data, &rec); err != nil {
+		return rec, fmt.Errorf("decode failed sign-ins %s: %w", key, err)
+	}
+	return rec, nil
 }
 
 // blocked returns how long sign-ins from addr or for clientID stay
 // refused (0: not refused).
-func (l *signinLimiter) blocked(addr, clientID string) time.Duration {
-	now := l.clk.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *signinLimiter) blocked(ctx context.Context, addr, clientID string) (time.Duration, error) {
+	now := l.clk.Now().UTC()
 	var wait time.Duration
-	for _, k := range limiterKeys(addr, clientID) {
-		fs := l.prune(k, now)
-		if len(fs) >= signinMaxFailures {
-			wait = max(wait, fs[len(fs)-signinMaxFailures].Add(signinWindow).Sub(now))
+	err := l.db.View(ctx, func(tx store.Tx) error {
+		wait = 0
+		for _, k := range limiterKeys(addr, clientID) {
+			rec, err := l.read(ctx, tx, k)
+			if err != nil {
+				return err
+			}
+			if fs := rec.live(now); len(fs) >= signinMaxFailures {
+				wait = max(wait, fs[len(fs)-signinMaxFailures].Add(signinWindow).Sub(now))
+			}
 		}
-	}
-	return wait
-}
-
-func (l *signinLimiter) fail(addr, clientID string) {
-	now := l.clk.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range limiterKeys(addr, clientID) {
-		l.m[k] = append(l.prune(k, now), now)
-	}
-}
-
-// prune drops failures older than the window (mu held).
-func (l *signinLimiter) prune(k string, now time.Time) []time.Time {
-	fs := l.m[k]
-	i := 0
-	for i < len(fs) && now.Sub(fs[i]) >= signinWindow {
-		i++
-	}
-	fs = fs[i:]
-	if len(fs) == 0 {
-		delete(l.m, k)
 		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read failed sign-ins: %w", err)
 	}
-	l.m[k] = fs
-	return fs
+	return wait, nil
+}
+
+// fail counts a failed sign-in from addr for clientID.
+func (l *signinLimiter) fail(ctx context.Context, addr, clientID string) error {
+	now := l.clk.Now().UTC()
+	err := l.db.Update(ctx, func(tx store.Tx) error {
+		for _, k := range limiterKeys(addr, clientID) {
+			rec, err := l.read(ctx, tx, k)
+			if err != nil {
+				return err
+			}
+			fs := append(slices.Clone(rec.live(now)), now)
+			rec.At = fs[max(0, len(fs)-signinMaxFailures):]
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return fmt.Errorf("encode failed sign-ins: %w", err)
+			}
+			if err := tx.Put(ctx, &store.Object{Kind: kindSigninFailures, Key: k, Data: b}, store.PutOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("count a failed sign-in: %w", err)
+	}
+	l.sweeper.sweep(ctx, now)
+	return nil
 }

@@ -198,6 +198,7 @@ const (
 	secretSigningKey = "token-signing-key"
 	secretGrantKey   = "grant-key"
 	secretCA         = "tls-ca"
+	secretSigninKey  = "portal-signin-key"
 )
 
 // sharedSecret returns the secret every node uses under name: the one in

@@ -4,14 +4,21 @@ import (
 	"context"
 	"net/http"
 
+	"coffer/internal/cluster"
 	"coffer/internal/portal"
 )
 
 // openPortal builds the web portal on the services the API uses and puts
 // it in front of the API: a request the portal owns (its pages, assets and
-// sign-in) goes to it, everything else to the API.
-func (s *Server) openPortal() error {
-	p, err := portal.New(portal.Config{Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
+// sign-in) goes to it, everything else to the API. Its sign-in forms'
+// key is a secret every node shares, so that a form one node served may
+// be posted to another.
+func (s *Server) openPortal(ctx context.Context) error {
+	key, err := cluster.Secret(ctx, s.store, s.masterKey, secretSigninKey, newRandomKey)
+	if err != nil {
+		return err
+	}
+	p, err := portal.New(portal.Config{SigninKey: key, Identity: s.IDs, Authz: s.Authz, Tenant: s.Tenant, DataProtection: s.dp.svc,
 		Compute: s.Compute, Store: s.store, Clock: s.cfg.Clock, Logger: s.log, Endpoint: s.Endpoint(), NBDAddress: s.nbdAddrFor,
 		NBDTLS: s.cfg.TLS, Secure: s.cfg.TLS, Storage: s.storageUsage, Forwarder: s.API.Forwarder})
 	if err != nil {

@@ -390,7 +390,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err := s.openDataProtection(ctx); err != nil {
 		return err
 	}
-	if err := s.openPortal(); err != nil {
+	if err := s.openPortal(ctx); err != nil {
 		return err
 	}
 	s.registerMetrics()

@@ -382,10 +382,13 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 	s.mu.Lock()
 	p.writing = false
 	if err != nil {
-		p.err = fmt.Errorf("write pack %s: %w", name, err)
+		// Returned from a local: once s.mu is released, a retry by
+		// another writer may set p.err again.
+		err = fmt.Errorf("write pack %s: %w", name, err)
+		p.err = err
 		s.cond.Broadcast()
 		s.mu.Unlock()
-		return p.err
+		return err
 	}
 	p.done, p.err = true, nil
 	p.name, p.written = name, now

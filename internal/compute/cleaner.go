@@ -47,6 +47,10 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover compute resources: %w", err)
 		}
 	}
+	elsewhere, err := s.volumesElsewhere(ctx, disks, snaps)
+	if err != nil {
+		return fmt.Errorf("recover compute resources: %w", err)
+	}
 	interrupted := resource.Errorf(resource.KindInternal, "OperationInterrupted",
 		"The operation was interrupted because the server restarted. Delete the resource and create it again.")
 	for _, sn := range snaps {
@@ -56,7 +60,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 			continue
 		}
-		if sn.ProvisioningState != StateCreating || finishing[strings.ToLower(sn.ID)] {
+		if sn.ProvisioningState != StateCreating || finishing[strings.ToLower(sn.ID)] || elsewhere[sn.CreationData.SourceUniqueID] {
 			continue
 		}
 		id, err := resource.Parse(sn.ID)
@@ -65,6 +69,9 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		si, serr := s.Engine.StatSnapshot(ctx, sn.UniqueID)
 		_, err = markRecord(ctx, s, KindSnapshot, id, func(cur *Snapshot) {
+			if cur.ProvisioningState != StateCreating || cur.UniqueID != sn.UniqueID {
+				return // ended since it was read
+			}
 			if serr == nil {
 				cur.ProvisioningState, cur.DiskSizeBytes, cur.DiskSizeGB = StateSucceeded, si.Size, sizeGB(si.Size)
 			} else {
@@ -86,19 +93,28 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 			continue
 		}
+		if elsewhere[d.UniqueID] {
+			continue // its node recovers it, and watches it
+		}
 		if d.ProvisioningState == StateUpdating && finishing[strings.ToLower(d.ID)] {
 			continue // its operation's FinishDisk ends it, and watches it
 		}
 		if d.ProvisioningState == StateUpdating {
-			if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {
-				_, err = s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
-				if err != nil {
-					return fmt.Errorf("recover disk %s: %w", d.ID, err)
+			_, verr := s.Engine.OpenVolume(ctx, d.UniqueID)
+			cur, err := s.markDisk(ctx, id, func(x *Disk) {
+				switch {
+				case x.ProvisioningState != StateUpdating || x.UniqueID != d.UniqueID:
+					// Ended (or made anew) since it was read.
+				case verr == nil:
+					x.ProvisioningState = StateSucceeded
+				default:
+					x.ProvisioningState, x.FailedError = StateFailed, interrupted
 				}
-			} else {
-				if _, err := s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState, x.FailedError = StateFailed, interrupted }); err != nil {
-					return fmt.Errorf("recover disk %s: %w", d.ID, err)
-				}
+			})
+			if err != nil && !resource.IsNotFound(err) {
+				return fmt.Errorf("recover disk %s: %w", d.ID, err)
+			}
+			if err != nil || cur.UniqueID != d.UniqueID || cur.ProvisioningState != StateSucceeded {
 				continue
 			}
 		}
@@ -109,6 +125,41 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// volumesElsewhere returns the volumes, among those of disks and of the
+// disks snaps were taken of, that another node holds (VolumeElsewhere).
+func (s *Service) volumesElsewhere(ctx context.Context, disks []Disk, snaps []Snapshot) (map[string]bool, error) {
+	away := map[string]bool{}
+	if s.VolumeElsewhere == nil {
+		return away, nil
+	}
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		ask := func(uniqueID string) error {
+			if _, seen := away[uniqueID]; seen || uniqueID == "" {
+				return nil
+			}
+			var err error
+			away[uniqueID], err = s.VolumeElsewhere(ctx, tx, uniqueID)
+			return err
+		}
+		for _, d := range disks {
+			if d.ProvisioningState == StateUpdating || d.TempSnapshot != "" || d.HydrationError != nil || d.CreationData.SourceResourceID != "" {
+				if err := ask(d.UniqueID); err != nil {
+					return err
+				}
+			}
+		}
+		for _, sn := range snaps {
+			if sn.ProvisioningState == StateCreating {
+				if err := ask(sn.CreationData.SourceUniqueID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return away, err
 }
 
 // readRecords reads, in one view, every disk and snapshot whose key starts

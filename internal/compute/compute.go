@@ -142,6 +142,11 @@ type Service struct {
 	// (DeleteVolumeTask, on that node) and reports true; false: the
 	// volume is this node's to delete.
 	DeleteVolumeElsewhere func(ctx context.Context, tx store.Tx, uniqueID string) (bool, error)
+	// VolumeElsewhere, when set, reports, read in tx, whether another node
+	// holds the volume uniqueID (cluster.VolumeHome): Recover leaves the
+	// creations of such disks, and of snapshots of them, to that node,
+	// which may be making them while this one starts.
+	VolumeElsewhere func(ctx context.Context, tx store.Tx, uniqueID string) (bool, error)
 	// Finishing, when set, returns the resources (IDs, lower-cased) whose
 	// creation a durable operation will finish (FinishDisk,
 	// FinishSnapshot): Recover leaves those to it.

@@ -26,6 +26,10 @@ type DiskInfo struct {
 	// when its node stopped while it was made); creating it again
 	// replaces it.
 	Failed bool
+	// Provisioning: the disk's creation has not ended (provisioningState
+	// Updating), as when the node making it stopped and has not started
+	// again; it is neither readable nor Failed yet.
+	Provisioning bool
 }
 
 // SnapshotInfo is what backup needs to know about a snapshot.

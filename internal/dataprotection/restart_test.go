@@ -349,3 +349,79 @@ func TestRestoreRunsAgainOverItsFailedDisk(t *testing.T) {
 		t.Fatalf("the restored disk reads %s, want the recovery point's %s", got, want)
 	}
 }
+
+// TestRestoreWaitsForItsDiskStillBeingMade: a restore whose first delivery
+// began the disk and whose node then stopped leaves the disk Updating
+// until that node starts again and ends it (Failed: its volume was not
+// made). The next delivery, on another node, must not complete the job
+// over that disk: it waits (the task is retried), and once the disk has
+// failed it makes it again, so that the job completes over a disk that
+// reads as the recovery point. (Before, any disk at the target that was
+// not Failed ended the job Completed, and the disk turned Failed after:
+// the rolling-restart test read "provisioning state Failed" from a
+// restored disk whose job had completed.)
+func TestRestoreWaitsForItsDiskStillBeingMade(t *testing.T) {
+	e := newEnv(t, t0)
+	s := e.standard(true)
+	e.protect(s.bi, biJSON(s.disk, "local", s.policy, s.snapRG.String()))
+	if _, err := e.backupNow(s.bi, "BackupHourly", "Default"); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	want := e.disks.hash(s.disk)
+	rp := e.rps(s.bi)[0].Name
+	target := e.group(subA, "rg-restore", "local")
+	e.assign(s.principal, rbac.RoleDiskRestoreOperator, target.String())
+	disk := diskID(subA, "rg-restore", "restored")
+	jobID, err := e.svc.Restore(e.ctx, s.bi, dataprotection.RestoreRequest{ObjectType: "AzureBackupRecoveryPointBasedRestoreRequest",
+		RecoveryPointID: rp, SourceDataStoreType: "OperationalStore", Target: &dataprotection.RestoreTarget{ObjectType: "RestoreTargetInfo",
+			RecoveryOption: "FailIfExists", RestoreLocation: "local", DiskID: disk.String(), DiskLocation: "local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setDisk := func(fn func(*fakeDisk)) {
+		e.disks.mu.Lock()
+		defer e.disks.mu.Unlock()
+		fn(e.disks.disks[disk.Key()])
+	}
+	made := make(chan struct{})
+	e.disks.afterRestore = func(ctx context.Context) error { // the record is written; the node stops before the volume is made
+		setDisk(func(d *fakeDisk) { d.info.Provisioning = true; clear(d.data) })
+		close(made)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.RunOnce(ctx)
+		done <- err
+	}()
+	<-made
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted worker: %v", err)
+	}
+	e.disks.afterRestore = nil
+	if err := e.pool.Recover(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.drain() // the next delivery, while the disk's node is still down
+	if j := e.job(jobID); j.Properties.Status == "Completed" {
+		t.Fatal("the restore job completed while its disk was still being made (and would then fail)")
+	}
+
+	// The disk's node starts again and ends the creation it left: Failed.
+	setDisk(func(d *fakeDisk) { d.info.Provisioning, d.info.Failed = false, true })
+	e.clk.Advance(time.Hour) // past the retry's backoff
+	e.drain()
+	if j := e.job(jobID); j.Properties.Status != "Completed" {
+		t.Fatalf("restore job: %s %+v, want Completed", j.Properties.Status, j.Properties.ErrorDetails)
+	}
+	if d, err := e.disks.GetDisk(e.ctx, disk); err != nil || d.Failed || d.Provisioning {
+		t.Fatalf("the restored disk after its job completed: %+v %v, want it made again", d, err)
+	}
+	if got := e.disks.hash(disk); got != want {
+		t.Fatalf("the restored disk reads %s, want the recovery point's %s", got, want)
+	}
+}

@@ -338,8 +338,13 @@ func (s *Service) execRestore(ctx context.Context, t job.Task) error {
 	snap := parseOrZero(rp.SnapshotID)
 	if t.Attempts > 1 {
 		// Made by the interrupted delivery; one whose making failed (its
-		// node stopped meanwhile) is made again below.
-		if d, err := s.Disks.GetDisk(ctx, target); err == nil && !d.Failed {
+		// node stopped meanwhile) is made again below, and one still being
+		// made waits for its node to end it.
+		d, err := s.Disks.GetDisk(ctx, target)
+		if err == nil && d.Provisioning {
+			return stillProvisioning(target)
+		}
+		if err == nil && !d.Failed {
 			return s.Store.Update(ctx, func(tx store.Tx) error {
 				if err := cancelRequested(ctx, tx, run); err != nil {
 					return err
@@ -365,6 +370,9 @@ func (s *Service) execRestore(ctx context.Context, t job.Task) error {
 		}
 		return err
 	}
+	if d.Provisioning {
+		return stillProvisioning(target)
+	}
 	return s.Store.Update(ctx, func(tx store.Tx) error {
 		if err := cancelRequested(ctx, tx, run); err != nil {
 			return err
@@ -374,6 +382,16 @@ func (s *Service) execRestore(ctx context.Context, t job.Task) error {
 			r.Destination = target.String()
 		})
 	})
+}
+
+// stillProvisioning is the error of a restore delivered again while its
+// disk, begun by an earlier delivery, is still being made (its node
+// stopped and has not yet recovered it): the task is retried, so that its
+// job ends only once the disk has — Completed over a disk that reads, or
+// the disk made again if its making failed — never Completed over a disk
+// that then fails.
+func stillProvisioning(disk resource.ID) error {
+	return fmt.Errorf("restore: the disk %s is still being made by an earlier delivery; retry once its creation has ended", disk)
 }
 
 // getJob reads a job of a vault: the vault's 404, or the job's.

@@ -67,14 +67,32 @@ func (m *member) setHome(ctx context.Context, tx store.Tx, diskID, uniqueID stri
 	return cluster.SetHome(ctx, tx, diskID, uniqueID, m.name)
 }
 
+// volumeHomeElsewhere returns, read in tx, the node that holds the volume
+// uniqueID when that is another node; "" when it is this one or none is
+// recorded.
+func (m *member) volumeHomeElsewhere(ctx context.Context, tx store.Tx, uniqueID string) (string, error) {
+	home, err := cluster.VolumeHome(ctx, tx, uniqueID)
+	if err != nil || strings.EqualFold(home, m.name) {
+		return "", err
+	}
+	return home, nil
+}
+
+// volumeElsewhere reports whether another node holds the volume uniqueID
+// (compute.Service.VolumeElsewhere).
+func (m *member) volumeElsewhere(ctx context.Context, tx store.Tx, uniqueID string) (bool, error) {
+	home, err := m.volumeHomeElsewhere(ctx, tx, uniqueID)
+	return home != "", err
+}
+
 // deleteVolumeElsewhere queues, in tx, the deletion of the volume uniqueID
 // on the node that holds it when that is another node, and reports whether
 // it did (compute.Service.DeleteVolumeElsewhere): a resource group deleted
 // through one node must not leave the volumes of its disks on the others.
 // The task waits for its node if the node is down.
 func (s *Server) deleteVolumeElsewhere(ctx context.Context, tx store.Tx, uniqueID string) (bool, error) {
-	home, err := cluster.VolumeHome(ctx, tx, uniqueID)
-	if err != nil || home == "" || strings.EqualFold(home, s.member.name) {
+	home, err := s.member.volumeHomeElsewhere(ctx, tx, uniqueID)
+	if err != nil || home == "" {
 		return false, err
 	}
 	err = s.Ops.Queue.EnqueueTx(ctx, tx, job.Task{ID: "delete-volume-" + strings.ToLower(uniqueID), Type: compute.DeleteVolumeTask,

@@ -234,7 +234,7 @@ func (d computeDisks) snapshot(ctx context.Context, id resource.ID) (compute.Sna
 
 func diskInfo(x compute.Disk) dataprotection.DiskInfo {
 	return dataprotection.DiskInfo{ID: x.ID, Name: x.Name, Location: x.Location, SKU: x.SKU.Name, SizeBytes: x.DiskSizeBytes,
-		Failed: x.ProvisioningState == compute.StateFailed}
+		Failed: x.ProvisioningState == compute.StateFailed, Provisioning: x.ProvisioningState == compute.StateUpdating}
 }
 
 func snapshotInfo(x compute.Snapshot) dataprotection.SnapshotInfo {

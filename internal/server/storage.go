@@ -66,6 +66,7 @@ func (s *Server) openStorage(ctx context.Context) error {
 		s.Compute.Home = s.member.setHome
 		s.Compute.ForgetHome = cluster.DeleteHome
 		s.Compute.DeleteVolumeElsewhere = s.deleteVolumeElsewhere
+		s.Compute.VolumeElsewhere = s.member.volumeElsewhere
 	}
 	// Disks and snapshots that an operation creates are its to finish.
 	s.Compute.Finishing = s.Ops.Running

@@ -29,29 +29,7 @@ func BenchmarkReadRange(b *testing.B) {
 	ctx := context.Background()
 	const pack = 32 << 20
 	data := randBytes(7, pack)
-	srv := s3test.Start(b)
-	type store struct {
-		name string
-		st   blobstore.Store
-		pid  int
-	}
-	loc, err := local.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	stores := []store{{"local", loc, 0}}
-	bucket := srv.NewBucket(b)
-	for _, o := range []struct {
-		name  string
-		ahead int64
-	}{{"s3", 0}, {"s3-no-read-ahead", -1}} {
-		st, err := s3.Open(ctx, s3.Options{Bucket: bucket, Endpoint: srv.Endpoint, PathStyle: true, ReadAhead: o.ahead,
-			Region: s3test.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
-		if err != nil {
-			b.Fatal(err)
-		}
-		stores = append(stores, store{o.name, st, srv.PID})
-	}
+	stores := benchStores(ctx, b)
 	for _, s := range stores {
 		// Packs read in turn: none is read again while read-ahead
 		// remembers its blocks (a restore reads a pack once).
@@ -95,29 +73,7 @@ func BenchmarkRestorePattern(b *testing.B) {
 	ctx := context.Background()
 	const pack, span, run, jobs = 32 << 20, 4 << 20, 2 << 20, 8
 	data := randBytes(8, pack)
-	srv := s3test.Start(b)
-	loc, err := local.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	type store struct {
-		name string
-		st   blobstore.Store
-		pid  int
-	}
-	stores := []store{{"local", loc, 0}}
-	bucket := srv.NewBucket(b)
-	for _, o := range []struct {
-		name  string
-		ahead int64
-	}{{"s3", 0}, {"s3-no-read-ahead", -1}} {
-		st, err := s3.Open(ctx, s3.Options{Bucket: bucket, Endpoint: srv.Endpoint, PathStyle: true, ReadAhead: o.ahead,
-			Region: s3test.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
-		if err != nil {
-			b.Fatal(err)
-		}
-		stores = append(stores, store{o.name, st, srv.PID})
-	}
+	stores := benchStores(ctx, b)
 	for _, s := range stores {
 		for _, p := range []string{"p0", "p1", "p2"} {
 			if err := s.st.Put(ctx, p, data); err != nil {
@@ -165,6 +121,40 @@ func BenchmarkRestorePattern(b *testing.B) {
 }
 
 // getsOf returns the ranged GETs an S3 store has sent (0 for others).
+// benchStore is one store a benchmark compares: its name, and the process
+// ID of its server when it has one (0: this process).
+type benchStore struct {
+	name string
+	st   blobstore.Store
+	pid  int
+}
+
+// benchStores returns the stores the read benchmarks compare: the local
+// directory (the reference of the run), and versitygw with and without
+// read-ahead.
+func benchStores(ctx context.Context, b *testing.B) []benchStore {
+	b.Helper()
+	srv := s3test.Start(b)
+	loc, err := local.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	stores := []benchStore{{"local", loc, 0}}
+	bucket := srv.NewBucket(b)
+	for _, o := range []struct {
+		name  string
+		ahead int64
+	}{{"s3", 0}, {"s3-no-read-ahead", -1}} {
+		st, err := s3.Open(ctx, s3.Options{Bucket: bucket, Endpoint: srv.Endpoint, PathStyle: true, ReadAhead: o.ahead,
+			Region: s3test.Region, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey})
+		if err != nil {
+			b.Fatal(err)
+		}
+		stores = append(stores, benchStore{o.name, st, srv.PID})
+	}
+	return stores
+}
+
 func getsOf(st blobstore.Store) int64 {
 	if s, ok := st.(*s3.Store); ok {
 		return s3.RangedGETs(s)

@@ -157,7 +157,7 @@ func New(cfg Config) (*Portal, error) {
 	p := &Portal{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
 		sessions:     newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
 		limiter:      newSigninLimiter(cfg.Store, cfg.Clock),
-		signinTokens: signinTokens{key: cfg.SigninKey, clk: cfg.Clock}}
+		signinTokens: signinTokens{key: cfg.SigninKey, clk: cfg.Clock, secure: cfg.Secure}}
 	var err error
 	if p.assets, err = loadAssets(); err != nil {
 		return nil, err

@@ -317,6 +317,24 @@ func TestSessionCookieUnderTLS(t *testing.T) {
 	if c := only(form, "__Host-coffer_signin"); c.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("sign-in form's cookie %+v: want SameSite=Strict", c)
 	}
+	// A valid token in a cookie without the __Host- prefix (one a sibling
+	// host could plant) does not count under TLS.
+	tok := form.csrf()
+	rq, err := http.NewRequest("POST", s.base+"/signin", strings.NewReader(url.Values{
+		"csrf": {tok}, "client_id": {env.Admin.ClientID}, "client_secret": {env.Admin.ClientSecret}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rq.AddCookie(&http.Cookie{Name: "coffer_signin", Value: tok})
+	resp, err := env.HTTP.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("sign-in under TLS with the token in an unprefixed cookie: %d, want 403", resp.StatusCode)
+	}
 	p := b.submit(form, `form[action="/signin"]`, map[string]string{"client_id": env.Admin.ClientID, "client_secret": env.Admin.ClientSecret})
 	if p.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in under TLS: %d", p.resp.StatusCode)

@@ -47,8 +47,9 @@ const (
 
 // signinTokens issues and checks the sign-in form's tokens.
 type signinTokens struct {
-	key []byte
-	clk clock.Clock
+	key    []byte
+	clk    clock.Clock
+	secure bool // the portal is served over TLS: the cookie is __Host-
 }
 
 func (st signinTokens) mac(body []byte) []byte {
@@ -84,11 +85,12 @@ func (st signinTokens) expiry(tok string) (time.Time, bool) {
 }
 
 // cookie returns the token r's anonymous cookie carries ("" if none).
+// Under TLS only the __Host- cookie counts: a cookie without the prefix
+// may have been set by a sibling host, which would let it plant a token
+// of its own choosing beside the form's (login CSRF).
 func (st signinTokens) cookie(r *http.Request) string {
-	for _, name := range []string{signinCookieName(true), signinCookieName(false)} {
-		if c, err := r.Cookie(name); err == nil && c.Value != "" {
-			return c.Value
-		}
+	if c, err := r.Cookie(signinCookieName(st.secure)); err == nil {
+		return c.Value
 	}
 	return ""
 }

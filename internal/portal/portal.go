@@ -158,6 +158,7 @@ func New(cfg Config) (*Portal, error) {
 		sessions:     newSessions(cfg.Store, cfg.Clock, cfg.SessionIdle, cfg.SessionMax),
 		limiter:      newSigninLimiter(cfg.Store, cfg.Clock),
 		signinTokens: signinTokens{key: cfg.SigninKey, clk: cfg.Clock, secure: cfg.Secure}}
+	p.sessions.secure = cfg.Secure
 	var err error
 	if p.assets, err = loadAssets(); err != nil {
 		return nil, err

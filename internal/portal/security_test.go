@@ -339,8 +339,25 @@ func TestSessionCookieUnderTLS(t *testing.T) {
 	if p.resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in under TLS: %d", p.resp.StatusCode)
 	}
-	only(p, "__Host-coffer_session")
+	sess := only(p, "__Host-coffer_session")
 	b.getOK("/vaults")
+	// The session's own ID in an unprefixed cookie (one a sibling host
+	// could plant: session fixation) names no session under TLS.
+	rq, err = http.NewRequest("GET", s.base+"/vaults", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rq.AddCookie(&http.Cookie{Name: "coffer_session", Value: sess.Value})
+	c := *env.HTTP
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = c.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+		t.Fatalf("a page under TLS with the session in an unprefixed cookie: %d to %q, want 303 to /signin", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }
 
 // sessionRows counts the portal's session rows in s's metadata store.

@@ -79,6 +79,10 @@ type sessions struct {
 	db             store.Store
 	clk            clock.Clock
 	idle, absolute time.Duration
+	// secure: the portal is served over TLS, and only the __Host- cookie
+	// names a session (an unprefixed one may have been planted by a
+	// sibling host: session fixation).
+	secure bool
 	// sweeper deletes expired sessions, a batch at each sign-in.
 	sweeper *sweeper
 }
@@ -134,7 +138,7 @@ func (ss *sessions) start(ctx context.Context, w http.ResponseWriter, principalI
 // session's row is deleted; a live one's last-seen time is written when it
 // is older than touchEvery.
 func (ss *sessions) get(ctx context.Context, r *http.Request) (*Session, error) {
-	key, ok := sessionKey(r)
+	key, ok := ss.sessionKey(r)
 	if !ok {
 		return nil, nil
 	}
@@ -244,17 +248,16 @@ func (ss *sessions) delete(ctx context.Context, key string) error {
 func (ss *sessions) end(ctx context.Context, w http.ResponseWriter, r *http.Request, secure bool) error {
 	http.SetCookie(w, &http.Cookie{Name: cookieName(secure), Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: secure, SameSite: http.SameSiteLaxMode})
-	if key, ok := sessionKey(r); ok {
+	if key, ok := ss.sessionKey(r); ok {
 		return ss.delete(ctx, key)
 	}
 	return nil
 }
 
-func sessionKey(r *http.Request) (string, bool) {
-	for _, name := range []string{cookieName(true), cookieName(false)} {
-		if c, err := r.Cookie(name); err == nil && c.Value != "" {
-			return sessionKeyOf(c.Value), true
-		}
+// sessionKey returns the key of the session r's cookie names, if any.
+func (ss *sessions) sessionKey(r *http.Request) (string, bool) {
+	if c, err := r.Cookie(cookieName(ss.secure)); err == nil && c.Value != "" {
+		return sessionKeyOf(c.Value), true
 	}
 	return "", false
 }

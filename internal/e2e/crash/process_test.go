@@ -140,6 +140,14 @@ func (p *process) start(ctx context.Context, offset time.Duration) error {
 	}
 }
 
+// freeze stops the process with SIGSTOP: from then on it commits nothing,
+// so what the store says about its work no longer moves.
+func (p *process) freeze() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *process) kill() {
 	if p.cmd == nil {

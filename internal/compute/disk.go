@@ -645,6 +645,12 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 		return err
 	}
 	if err := s.Engine.DeleteVolume(ctx, d.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+		if errors.Is(err, blockdev.ErrDeleting) {
+			// Another request is deleting it: that one ends the deletion.
+			e := notAllowed("Disk '%s' is being deleted by another request; that deletion goes on. Read the disk to see when it is gone.", d.Name)
+			e.Err = err
+			return e
+		}
 		return fmt.Errorf("delete disk %s: %w", d.ID, err)
 	}
 	if d.TempSnapshot != "" {

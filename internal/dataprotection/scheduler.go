@@ -3,6 +3,7 @@ package dataprotection
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ type Scheduler struct {
 	// (cluster.Fence): a scheduler whose lease was taken over while it was
 	// paused queues nothing. Set it before Tick or Run, not while they run.
 	Fence func(ctx context.Context, tx store.Tx) error
+	// FireBatch is how many due instances one write transaction of Tick
+	// fires (zero: DefaultFireBatch).
+	FireBatch int
 	// Watch, when positive, makes Run look this often for changes made
 	// through other nodes, whose Refresh does not reach this one: it ticks
 	// when a backup instance, a policy or a recovery point was written
@@ -135,31 +139,45 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 	}); err != nil {
 		return next, fired, err
 	}
-	// One Update per instance, one after the other: on PostgreSQL,
-	// Updates run side by side conflict on the kinds they all write (the
-	// instance, the job record) and re-run, which measured slower than
-	// running them in turn (BenchmarkSchedulerTopOfHour).
-	for _, inst := range insts {
-		did := sc.fire(ctx, inst, now)
-		for _, t := range did.due {
-			wake(t)
+	// One Update per batch of up to FireBatch instances, one batch after
+	// the other: a transaction's commit (an fsync on SQLite, a round trip
+	// and a serializable check on PostgreSQL) costs more than the
+	// instance's reads and writes in it. Batches run side by side would
+	// conflict on the kinds they all write (the instances, the job
+	// records) and re-run, which measured slower (BenchmarkSchedulerTopOfHour).
+	// A batch that fails is fired again one instance per Update, so that
+	// one instance's error fails only that instance.
+	for lo := 0; lo < len(insts); lo += sc.fireBatch() {
+		batch := insts[lo:min(lo+sc.fireBatch(), len(insts))]
+		dids, err := sc.fire(ctx, batch, now)
+		if err != nil && len(batch) > 1 && !errors.As(err, new(fenceError)) {
+			dids, err = sc.fireEach(ctx, batch, now)
 		}
-		if fe := (fenceError{}); errors.As(did.err, &fe) {
+		if fe := (fenceError{}); errors.As(err, &fe) {
 			return next, fired, fe.err
 		}
-		if did.err != nil {
-			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", did.err)
-			continue
+		if err != nil { // one instance's: nothing of its run committed
+			dids[0] = fireOutcome{due: dids[0].due, err: err}
 		}
-		if did.retention {
-			fired.Retention = append(fired.Retention, inst.Resource.ID)
-		}
-		if !did.skipped.IsZero() {
-			fired.Skipped = append(fired.Skipped, inst.Resource.ID)
-			sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", inst.Resource.ID, "due", did.skipped)
-		}
-		if did.backup != "" {
-			fired.Backups = append(fired.Backups, did.backup)
+		for i, did := range dids {
+			inst := batch[i]
+			for _, t := range did.due {
+				wake(t)
+			}
+			if did.err != nil {
+				sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", did.err)
+				continue
+			}
+			if did.retention {
+				fired.Retention = append(fired.Retention, inst.Resource.ID)
+			}
+			if !did.skipped.IsZero() {
+				fired.Skipped = append(fired.Skipped, inst.Resource.ID)
+				sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", inst.Resource.ID, "due", did.skipped)
+			}
+			if did.backup != "" {
+				fired.Backups = append(fired.Backups, did.backup)
+			}
 		}
 	}
 	if len(fired.Backups)+len(fired.Retention) > 0 {
@@ -231,9 +249,20 @@ func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now
 	return d, nil
 }
 
-// fireOutcome is what one instance's Update did. The Update may re-run its
-// function (store contract), so each run starts it afresh and only the
-// committed run's counts.
+// DefaultFireBatch is how many due instances one write transaction of a
+// Tick queues backups and retention for (Scheduler.FireBatch).
+const DefaultFireBatch = 250
+
+func (sc *Scheduler) fireBatch() int {
+	if sc.FireBatch > 0 {
+		return sc.FireBatch
+	}
+	return DefaultFireBatch
+}
+
+// fireOutcome is what one instance's part of an Update did. The Update
+// may re-run its function (store contract), so each run starts it afresh
+// and only the committed run's counts.
 type fireOutcome struct {
 	retention bool      // retention queued
 	skipped   time.Time // the due slot skipped (a backup was running)
@@ -242,80 +271,129 @@ type fireOutcome struct {
 	err       error
 }
 
-// fire queues what instance inst needs at now, in one Update: retention
-// of its expired points, and the backup of its due slot unless one of its
-// disk is queued or running.
-func (sc *Scheduler) fire(ctx context.Context, inst instanceRecord, now time.Time) (did fireOutcome) {
+// fire queues what each of insts needs at now, all in one Update fenced
+// once (Fence): retention of its expired points, and the backup of its due
+// slot unless one of its disk is queued or running. Each instance is read
+// afresh in the Update, so that a slot is queued once however often fire
+// runs (the backup's job ID derives from the instance and the slot, and
+// the instance records the slot fired). An error of any instance rolls
+// back the whole Update and is returned; the outcomes are those of the
+// run that committed, one per instance.
+func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, now time.Time) ([]fireOutcome, error) {
 	s := sc.Service
-	soonest := func(t time.Time) { did.due = append(did.due, t) }
+	dids := make([]fireOutcome, len(insts))
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
+		clear(dids)
 		if sc.Fence != nil {
 			if err := sc.Fence(ctx, tx); err != nil {
 				return fenceError{err}
 			}
 		}
-		var r instanceRecord
-		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
+		// What the instances share is read once per run.
+		vaults := map[string]*VaultResource{}
+		pols := map[string]policyPlan{}
+		for i, inst := range insts {
+			if err := sc.fireTx(ctx, tx, inst, now, vaults, pols, &dids[i]); err != nil {
+				return fmt.Errorf("instance %s: %w", inst.Resource.ID, err)
 			}
-			return err
 		}
-		var v VaultResource
-		if err := getJSON(ctx, tx, kindVault, strings.ToLower(r.VaultID), &v); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		d, err := s.dueFor(ctx, tx, r, now, nil)
-		if err != nil {
-			return err
-		}
-		if len(d.expired) > 0 {
-			retry, err := s.enqueueRetention(ctx, tx, v, r, d.expired, now)
-			if err != nil {
-				return err
-			}
-			soonest(retry)
-			did.retention = true
-		}
-		soonest(d.nextExpiry)
-		slot, pol := d.slot, d.pol
-		soonest(slot.Next)
-		if slot.Due.IsZero() {
-			return nil
-		}
-		r.LastScheduled = slot.Due
-		if err := s.putInstance(ctx, tx, r); err != nil {
-			return err
-		}
-		busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
-		if err != nil {
-			return err
-		}
-		if busy {
-			did.skipped = slot.Due
-			return nil
-		}
-		br, _ := pol.Properties.BackupRule()
-		id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
-		if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
-			return nil // fired before
-		}
-		rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
-		if errors.Is(err, job.ErrDuplicate) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		did.backup = rec.ID
 		return nil
 	})
-	did.err = err
-	return did
+	return dids, err
+}
+
+// fireEach fires each of insts in an Update of its own, so that the error
+// of one (in its outcome) fails only that one. Only a refusal of the Fence
+// is returned, and stops it.
+func (sc *Scheduler) fireEach(ctx context.Context, insts []instanceRecord, now time.Time) ([]fireOutcome, error) {
+	dids := make([]fireOutcome, len(insts))
+	for i := range insts {
+		did, err := sc.fire(ctx, insts[i:i+1], now)
+		if errors.As(err, new(fenceError)) {
+			return dids, err
+		}
+		dids[i] = did[0]
+		if err != nil { // nothing of its run committed
+			dids[i] = fireOutcome{due: did[0].due, err: err}
+		}
+	}
+	return dids, nil
+}
+
+// fireTx is fire's work for one instance in tx; vaults and pols cache the
+// vaults (nil: not found) and policies read in tx.
+func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecord, now time.Time,
+	vaults map[string]*VaultResource, pols map[string]policyPlan, did *fireOutcome) error {
+	s := sc.Service
+	soonest := func(t time.Time) { did.due = append(did.due, t) }
+	var r instanceRecord
+	if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	vkey := strings.ToLower(r.VaultID)
+	vp, seen := vaults[vkey]
+	if !seen {
+		var v VaultResource
+		err := getJSON(ctx, tx, kindVault, vkey, &v)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			vp = &v
+		}
+		vaults[vkey] = vp
+	}
+	if vp == nil {
+		return nil
+	}
+	v := *vp
+	d, err := s.dueFor(ctx, tx, r, now, pols)
+	if err != nil {
+		return err
+	}
+	if len(d.expired) > 0 {
+		retry, err := s.enqueueRetention(ctx, tx, v, r, d.expired, now)
+		if err != nil {
+			return err
+		}
+		soonest(retry)
+		did.retention = true
+	}
+	soonest(d.nextExpiry)
+	slot, pol := d.slot, d.pol
+	soonest(slot.Next)
+	if slot.Due.IsZero() {
+		return nil
+	}
+	r.LastScheduled = slot.Due
+	if err := s.putInstance(ctx, tx, r); err != nil {
+		return err
+	}
+	busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
+	if err != nil {
+		return err
+	}
+	if busy {
+		did.skipped = slot.Due
+		return nil
+	}
+	br, _ := pol.Properties.BackupRule()
+	id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
+	if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
+		return nil // fired before
+	}
+	rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
+	if errors.Is(err, job.ErrDuplicate) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	did.backup = rec.ID
+	return nil
 }
 
 // fenceError carries the error of the scheduler's Fence out of an Update.

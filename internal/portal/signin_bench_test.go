@@ -23,15 +23,17 @@ import (
 //
 //   - check-secret: identity.CheckClientSecret of a known client with a
 //     wrong secret (one read-only transaction, two reads), the reference;
+//
 //   - blocked: the limiter's look before each attempt (one read-only
 //     transaction, two reads), all an attempt costs once it is refused;
+//
 //   - failure: the look and the count of one failure (one serializable
 //     write transaction, two reads and two writes; a sweep of expired rows
 //     at most once a minute), each from another address for another
 //     client ID, as a spraying attacker's attempts are, so none is
 //     refused.
 //
-//	go test ./internal/portal -run '^$' -bench SigninFailure
+//     go test ./internal/portal -run '^$' -bench SigninFailure
 func BenchmarkSigninFailure(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) {
 		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "meta.db"))

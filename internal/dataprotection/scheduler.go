@@ -2,6 +2,7 @@ package dataprotection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,29 +114,47 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 			next = t
 		}
 	}
-	// Plan every instance in one read-only transaction; only those with
-	// something to do now (a slot due, points expired, or a plan that
-	// failed and is tried again to be logged) get an Update of their own.
-	// At the top of the hour that is every instance of an hourly policy;
-	// at any other wake it is a few, and the others cost no write.
+	// Plan every instance in one read-only transaction, a page of
+	// planPage instances and their recovery points at a time (two ranged
+	// reads); only those with something to do now (a slot due, points
+	// expired, or a plan that failed and is tried again to be logged) are
+	// fired. At the top of the hour that is every instance of an hourly
+	// policy; at any other wake it is a few, and the others cost no write.
 	var insts []instanceRecord
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
 		insts = insts[:0]
-		all, err := listJSON[instanceRecord](ctx, tx, kindInstance, "")
-		if err != nil {
-			return err
-		}
 		pols := map[string]policyPlan{}
-		for _, r := range all {
-			d, err := s.dueFor(ctx, tx, r, now, pols)
-			if err == nil && !d.work() {
-				wake(d.nextExpiry)
-				wake(d.slot.Next)
-				continue
+		for after := ""; ; {
+			objs, err := tx.List(ctx, store.Query{Kind: kindInstance, After: after, Limit: planPage})
+			if err != nil {
+				return fmt.Errorf("list %s: %w", kindInstance, err)
 			}
-			insts = append(insts, r)
+			page := make([]instanceRecord, len(objs))
+			ids := make([]string, len(objs))
+			for i, o := range objs {
+				if err := json.Unmarshal(o.Data, &page[i]); err != nil {
+					return fmt.Errorf("decode %s %s: %w", kindInstance, o.Key, err)
+				}
+				ids[i] = page[i].Resource.ID
+			}
+			rps, err := listRPsOf(ctx, tx, ids)
+			if err != nil {
+				return err
+			}
+			for _, r := range page {
+				d, err := s.dueFor(ctx, tx, r, rps[strings.ToLower(r.Resource.ID)], now, pols)
+				if err == nil && !d.work() {
+					wake(d.nextExpiry)
+					wake(d.slot.Next)
+					continue
+				}
+				insts = append(insts, r)
+			}
+			if len(objs) < planPage {
+				return nil
+			}
+			after = objs[len(objs)-1].Key
 		}
-		return nil
 	}); err != nil {
 		return next, fired, err
 	}
@@ -213,15 +232,15 @@ type policyPlan struct {
 	err   error
 }
 
-// dueFor reads, through tx, what instance r needs at now: its expired
-// recovery points and the schedule slot due. pols, when not nil, caches
-// the policies read (a Tick's plan reads each policy once).
-func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now time.Time, pols map[string]policyPlan) (due, error) {
+// planPage is how many instances one read of a Tick's plan lists.
+const planPage = 500
+
+// dueFor reads, through tx, what instance r, whose recovery points (read
+// in tx, oldest first) are rps, needs at now: its expired recovery points
+// and the schedule slot due. pols caches the policies read (a Tick's plan
+// reads each policy once).
+func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, rps []rpRecord, now time.Time, pols map[string]policyPlan) (due, error) {
 	var d due
-	rps, err := listRPs(ctx, tx, r.Resource.ID)
-	if err != nil {
-		return d, err
-	}
 	d.expired = expiredPoints(r, rps, now)
 	d.nextExpiry = nextExpiry(r, rps, now)
 	if !r.protecting() {
@@ -234,9 +253,7 @@ func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now
 		if pp.err == nil {
 			pp.sched, pp.err = pp.pol.Properties.Schedule()
 		}
-		if pols != nil {
-			pols[key] = pp
-		}
+		pols[key] = pp
 	}
 	if pp.err != nil {
 		return d, pp.err
@@ -350,7 +367,11 @@ func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecor
 		return nil
 	}
 	v := *vp
-	d, err := s.dueFor(ctx, tx, r, now, pols)
+	rps, err := listRPs(ctx, tx, r.Resource.ID)
+	if err != nil {
+		return err
+	}
+	d, err := s.dueFor(ctx, tx, r, rps, now, pols)
 	if err != nil {
 		return err
 	}

@@ -121,9 +121,15 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 	// fired. At the top of the hour that is every instance of an hourly
 	// policy; at any other wake it is a few, and the others cost no write.
 	var insts []instanceRecord
+	// Where each of insts is among all instances in key order, and the key
+	// of the instance before it: a batch of instances next to one another
+	// is read again with ranged reads (instanceSpan).
+	var pos []int
+	var prev []string
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
-		insts = insts[:0]
+		insts, pos, prev = insts[:0], pos[:0], prev[:0]
 		pols := map[string]policyPlan{}
+		n, last := 0, ""
 		for after := ""; ; {
 			objs, err := tx.List(ctx, store.Query{Kind: kindInstance, After: after, Limit: planPage})
 			if err != nil {
@@ -141,14 +147,17 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 			if err != nil {
 				return err
 			}
-			for _, r := range page {
+			for i, r := range page {
+				before := last
+				last = objs[i].Key
+				n++
 				d, err := s.dueFor(ctx, tx, r, rps[strings.ToLower(r.Resource.ID)], now, pols)
 				if err == nil && !d.work() {
 					wake(d.nextExpiry)
 					wake(d.slot.Next)
 					continue
 				}
-				insts = append(insts, r)
+				insts, pos, prev = append(insts, r), append(pos, n), append(prev, before)
 			}
 			if len(objs) < planPage {
 				return nil
@@ -167,8 +176,13 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 	// A batch that fails is fired again one instance per Update, so that
 	// one instance's error fails only that instance.
 	for lo := 0; lo < len(insts); lo += sc.fireBatch() {
-		batch := insts[lo:min(lo+sc.fireBatch(), len(insts))]
-		dids, err := sc.fire(ctx, batch, now)
+		hi := min(lo+sc.fireBatch(), len(insts))
+		batch := insts[lo:hi]
+		var span *instanceSpan
+		if pos[hi-1]-pos[lo] == hi-1-lo { // next to one another
+			span = &instanceSpan{after: prev[lo]}
+		}
+		dids, err := sc.fire(ctx, batch, span, now)
 		if err != nil && len(batch) > 1 && !errors.As(err, new(fenceError)) {
 			dids, err = sc.fireEach(ctx, batch, now)
 		}
@@ -296,7 +310,7 @@ type fireOutcome struct {
 // the instance records the slot fired). An error of any instance rolls
 // back the whole Update and is returned; the outcomes are those of the
 // run that committed, one per instance.
-func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, now time.Time) ([]fireOutcome, error) {
+func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, span *instanceSpan, now time.Time) ([]fireOutcome, error) {
 	s := sc.Service
 	dids := make([]fireOutcome, len(insts))
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
@@ -306,11 +320,17 @@ func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, now time.
 				return fenceError{err}
 			}
 		}
-		// What the instances share is read once per run.
-		vaults := map[string]*VaultResource{}
-		pols := map[string]policyPlan{}
+		// What the instances share is read once per run; instances next
+		// to one another, and their points, with ranged reads.
+		reads := fireReads{vaults: map[string]*VaultResource{}, pols: map[string]policyPlan{}}
+		if span != nil {
+			var err error
+			if reads.insts, reads.rps, err = span.read(ctx, tx, insts); err != nil {
+				return err
+			}
+		}
 		for i, inst := range insts {
-			if err := sc.fireTx(ctx, tx, inst, now, vaults, pols, &dids[i]); err != nil {
+			if err := sc.fireTx(ctx, tx, inst, now, reads, &dids[i]); err != nil {
 				return fmt.Errorf("instance %s: %w", inst.Resource.ID, err)
 			}
 		}
@@ -325,7 +345,7 @@ func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, now time.
 func (sc *Scheduler) fireEach(ctx context.Context, insts []instanceRecord, now time.Time) ([]fireOutcome, error) {
 	dids := make([]fireOutcome, len(insts))
 	for i := range insts {
-		did, err := sc.fire(ctx, insts[i:i+1], now)
+		did, err := sc.fire(ctx, insts[i:i+1], nil, now)
 		if errors.As(err, new(fenceError)) {
 			return dids, err
 		}
@@ -337,19 +357,60 @@ func (sc *Scheduler) fireEach(ctx context.Context, insts []instanceRecord, now t
 	return dids, nil
 }
 
-// fireTx is fire's work for one instance in tx; vaults and pols cache the
-// vaults (nil: not found) and policies read in tx.
-func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecord, now time.Time,
-	vaults map[string]*VaultResource, pols map[string]policyPlan, did *fireOutcome) error {
+// instanceSpan says that a batch of instances are next to one another
+// among all instances in key order, after the key after ("": the first).
+type instanceSpan struct{ after string }
+
+// read reads insts, which the span holds, with one ranged read, and their
+// recovery points with listRPsOf, all in tx, by lower-cased instance ID.
+// An instance the ranged read missed (one was made among them since)
+// is not in the first map.
+func (sp *instanceSpan) read(ctx context.Context, tx store.Tx, insts []instanceRecord) (map[string]instanceRecord, map[string][]rpRecord, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kindInstance, After: sp.after, Limit: len(insts)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", kindInstance, err)
+	}
+	byKey := make(map[string]instanceRecord, len(objs))
+	for _, o := range objs {
+		var r instanceRecord
+		if err := json.Unmarshal(o.Data, &r); err != nil {
+			return nil, nil, fmt.Errorf("decode %s %s: %w", kindInstance, o.Key, err)
+		}
+		byKey[o.Key] = r
+	}
+	ids := make([]string, len(insts))
+	for i, r := range insts {
+		ids[i] = r.Resource.ID
+	}
+	rps, err := listRPsOf(ctx, tx, ids)
+	return byKey, rps, err
+}
+
+// fireReads is what a fire's Update read for all its instances: the
+// vaults (nil: not found) and policies read so far, and, for a span of
+// instances, the instances and their points (nil maps: none).
+type fireReads struct {
+	vaults map[string]*VaultResource
+	pols   map[string]policyPlan
+	insts  map[string]instanceRecord
+	rps    map[string][]rpRecord
+}
+
+// fireTx is fire's work for one instance in tx.
+func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecord, now time.Time, reads fireReads, did *fireOutcome) error {
 	s := sc.Service
 	soonest := func(t time.Time) { did.due = append(did.due, t) }
-	var r instanceRecord
-	if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
+	key := strings.ToLower(inst.Resource.ID)
+	r, ok := reads.insts[key]
+	if !ok {
+		if err := getJSON(ctx, tx, kindInstance, key, &r); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
 		}
-		return err
 	}
+	vaults := reads.vaults
 	vkey := strings.ToLower(r.VaultID)
 	vp, seen := vaults[vkey]
 	if !seen {
@@ -367,11 +428,14 @@ func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecor
 		return nil
 	}
 	v := *vp
-	rps, err := listRPs(ctx, tx, r.Resource.ID)
-	if err != nil {
-		return err
+	rps, ok := reads.rps[key]
+	if !ok {
+		var err error
+		if rps, err = listRPs(ctx, tx, r.Resource.ID); err != nil {
+			return err
+		}
 	}
-	d, err := s.dueFor(ctx, tx, r, rps, now, pols)
+	d, err := s.dueFor(ctx, tx, r, rps, now, reads.pols)
 	if err != nil {
 		return err
 	}

@@ -329,3 +329,69 @@ func TestFireBatchIsolatesAnError(t *testing.T) {
 		t.Fatalf("the same slot again: %d backups queued (%v), want none", len(fired.Backups), err)
 	}
 }
+
+// firstUpdateHook runs hook (once, when set) before its next Update.
+type firstUpdateHook struct {
+	store.Store
+	hook func()
+}
+
+func (f *firstUpdateHook) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	if h := f.hook; h != nil {
+		f.hook = nil
+		h()
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+// TestFireSpanMissesNoInstance: an instance made between a Tick's plan and
+// its write transaction, among the due instances in key order, pushes the
+// last of them out of the batch's ranged read; that one is read alone and
+// queued like the others.
+func TestFireSpanMissesNoInstance(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
+	st := &firstUpdateHook{Store: memstore.New()}
+	e := newEnvOn(t, st, clock.NewFake(start), nil)
+	s := e.standard(true)
+	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := e.policy(s.vault, "Hourly", p)
+	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
+	const n = 6
+	cloneInstances(t, st, s.bi, n-1)
+	if _, _, err := e.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Set(start.Truncate(time.Hour).Add(time.Hour))
+	st.hook = func() {
+		// A copy of bi-00001, under a name between bi-00001 and bi-00002.
+		err := st.Store.Update(ctx, func(tx store.Tx) error {
+			src := s.bi.Parent().Child("backupInstances", "bi-00001")
+			objs, err := tx.List(ctx, store.Query{Prefix: src.Key()})
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				if o.Key == src.Key() {
+					o.Key += "a"
+					o.Data = []byte(strings.ReplaceAll(string(o.Data), "bi-00001", "bi-00001a"))
+					return tx.Put(ctx, &o, store.PutOptions{})
+				}
+			}
+			return fmt.Errorf("no record of %s", src)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	_, fired, err := e.sched.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fired.Backups) != n {
+		t.Fatalf("top of the hour: %d backups queued, want %d", len(fired.Backups), n)
+	}
+}

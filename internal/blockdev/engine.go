@@ -128,6 +128,17 @@ type testHooks struct {
 	deleting    func(volume string)                      // after DeleteVolume closed the volume, before its files go
 }
 
+// OnDeleting sets f (nil: none) as the function DeleteVolume calls once
+// it has closed a volume and before its files go, while the volume counts
+// as being deleted: for tests outside this package that need a deletion
+// held at that point (a second deletion of the volume racing it). It is
+// not for production use.
+func (e *Engine) OnDeleting(f func(volume string)) {
+	e.mu.Lock()
+	e.hooks.deleting = f
+	e.mu.Unlock()
+}
+
 type engineMeta struct {
 	Version   int   `json:"version"`
 	BlockSize int64 `json:"blockSize"`

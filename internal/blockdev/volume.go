@@ -293,6 +293,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string) error {
 	}
 	e.deleting[id] = true
 	v := e.vols[id]
+	hook := e.hooks.deleting
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -304,8 +305,8 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string) error {
 			return fmt.Errorf("delete volume %s: %w", id, err)
 		}
 	}
-	if h := e.hooks.deleting; h != nil {
-		h(id)
+	if hook != nil {
+		hook(id)
 	}
 	dir := e.volDir(id)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {

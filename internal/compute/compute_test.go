@@ -30,12 +30,18 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newFixtureOn(t, st)
+}
+
+// newFixtureOn is newFixture on the metadata store st.
+func newFixtureOn(t testing.TB, st store.Store) *fixture {
+	t.Helper()
+	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	blobs := mem.New()
 	chunks, err := chunkstore.New(blobs, chunkstore.NewMemIndex(), chunkstore.Options{Clock: clk})

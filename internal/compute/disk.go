@@ -290,10 +290,10 @@ func (s *Service) StartDisk(ctx context.Context, p identity.Principal, id resour
 		return d, true, func(ctx context.Context) (Disk, error) { return s.FinishDisk(ctx, id) }, nil
 	}
 	if err := s.provisionDisk(ctx, d, src, srcSnap, srcDisk); err != nil {
-		d, err = s.failDisk(ctx, id, err)
+		d, err = s.failDisk(ctx, id, d.UniqueID, err)
 		return d, true, nil, err
 	}
-	d, err = s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+	d, err = s.provisioned(ctx, id, d.UniqueID)
 	return d, true, nil, err
 }
 
@@ -352,11 +352,41 @@ func failPending[T any, P interface {
 	*T
 	etagged
 }](ctx context.Context, tx store.Tx, kind string, id resource.ID, fail func(P) bool) error {
+	_, err := changePending[T, P](ctx, tx, kind, id, fail)
+	return err
+}
+
+// changePending reads the record of kind at id in tx and stores it if
+// change changed it (it reports whether it did); it returns the record as
+// it then stands.
+func changePending[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, tx store.Tx, kind string, id resource.ID, change func(P) bool) (T, error) {
 	v, err := getRecord[T, P](ctx, tx, kind, id)
-	if err != nil || !fail(&v) {
-		return err
+	if err != nil || !change(&v) {
+		return v, err
 	}
-	return putRecord(ctx, tx, kind, id.String(), P(&v))
+	return v, putRecord(ctx, tx, kind, id.String(), P(&v))
+}
+
+// endCreation ends, in a transaction of its own, the creation of the disk
+// or snapshot of kind at id with end, which changes the record only while
+// that creation is still pending (it reports whether it did): a creation
+// that ended meanwhile — failed by the sweep of a gone node's work
+// (FailStranded) while this node was away, say, or deleted and made anew —
+// keeps its end, and is returned as it stands.
+func endCreation[T any, P interface {
+	*T
+	etagged
+}](ctx context.Context, s *Service, kind string, id resource.ID, end func(P) bool) (T, error) {
+	var v T
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		v, err = changePending[T, P](ctx, tx, kind, id, end)
+		return err
+	})
+	return v, err
 }
 
 // FinishDisk completes, from the disk's record, the creation StartDisk
@@ -376,17 +406,17 @@ func (s *Service) FinishDisk(ctx context.Context, id resource.ID) (Disk, error) 
 	}
 	if _, err := s.Engine.OpenVolume(ctx, d.UniqueID); err == nil {
 		s.watchHydration(d.ID, d.UniqueID, d.TempSnapshot, nil)
-		return s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+		return s.provisioned(ctx, id, d.UniqueID)
 	}
 	src, err := resource.Parse(d.CreationData.SourceResourceID)
 	if err != nil || d.TempSnapshot == "" {
-		return s.failDisk(ctx, id, fmt.Errorf("disk %s: no source disk to copy is recorded", id))
+		return s.failDisk(ctx, id, d.UniqueID, fmt.Errorf("disk %s: no source disk to copy is recorded", id))
 	}
 	srcDisk := Disk{ID: src.String(), UniqueID: d.CreationData.SourceUniqueID}
 	if err := s.provisionDisk(ctx, d, &source{id: src}, Snapshot{}, srcDisk); err != nil {
-		return s.failDisk(ctx, id, err)
+		return s.failDisk(ctx, id, d.UniqueID, err)
 	}
-	return s.markDisk(ctx, id, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+	return s.provisioned(ctx, id, d.UniqueID)
 }
 
 // provisionDisk makes the volume of a new disk.
@@ -419,18 +449,49 @@ func (s *Service) provisionDisk(ctx context.Context, d Disk, src *source, srcSna
 	return nil
 }
 
-// failDisk records a failed provisioning and returns its error.
-func (s *Service) failDisk(ctx context.Context, id resource.ID, cause error) (Disk, error) {
+// failDisk records a failed provisioning of the disk id whose unique ID
+// is uniqueID and returns its error; a disk that ended meanwhile keeps its
+// end (endCreation).
+func (s *Service) failDisk(ctx context.Context, id resource.ID, uniqueID string, cause error) (Disk, error) {
 	e := resource.AsError(cause)
 	if e == nil {
 		s.logger().Error("disk provisioning failed", "disk", id.String(), "err", cause)
 		e = resource.Errorf(resource.KindInternal, "InternalExecutionError", "Provisioning the disk failed: %v", cause)
 	}
-	d, err := s.markDisk(context.WithoutCancel(ctx), id, func(x *Disk) { x.ProvisioningState, x.FailedError = StateFailed, e })
-	if err != nil {
+	d, err := s.endDisk(context.WithoutCancel(ctx), id, uniqueID, func(x *Disk) { x.ProvisioningState, x.FailedError = StateFailed, e })
+	if err != nil && resource.AsError(err) == nil {
 		s.logger().Error("record failed disk", "disk", id.String(), "err", err)
 	}
+	if err != nil {
+		return d, err
+	}
 	return d, e
+}
+
+// provisioned records that the volume of the disk id whose unique ID is
+// uniqueID is made; a disk that ended meanwhile keeps its end
+// (endCreation).
+func (s *Service) provisioned(ctx context.Context, id resource.ID, uniqueID string) (Disk, error) {
+	return s.endDisk(ctx, id, uniqueID, func(x *Disk) { x.ProvisioningState = StateSucceeded })
+}
+
+// endDisk is endCreation for a disk.
+func (s *Service) endDisk(ctx context.Context, id resource.ID, uniqueID string, end func(*Disk)) (Disk, error) {
+	d, err := endCreation(ctx, s, KindDisk, id, func(x *Disk) bool {
+		if x.ProvisioningState != StateUpdating || x.UniqueID != uniqueID {
+			return false
+		}
+		end(x)
+		return true
+	})
+	if err != nil {
+		return d, err
+	}
+	if d.UniqueID != uniqueID {
+		return d, resource.NotFound(id) // the one being made was deleted (and made anew)
+	}
+	_, err = settled(d.ProvisioningState, StateUpdating, d.FailedError, "Provisioning the disk '"+d.Name+"'")
+	return d, err
 }
 
 // markDisk applies fn to the stored disk.
@@ -645,6 +706,12 @@ func (s *Service) destroyDisk(ctx context.Context, d Disk) error {
 		return err
 	}
 	if err := s.Engine.DeleteVolume(ctx, d.UniqueID); err != nil && !errors.Is(err, blockdev.ErrNotFound) {
+		if errors.Is(err, blockdev.ErrDeleting) {
+			// Another request is deleting it: that one ends the deletion.
+			e := notAllowed("Disk '%s' is being deleted by another request; that deletion goes on. Read the disk to see when it is gone.", d.Name)
+			e.Err = err
+			return e
+		}
 		return fmt.Errorf("delete disk %s: %w", d.ID, err)
 	}
 	if d.TempSnapshot != "" {

@@ -26,6 +26,26 @@ func asNode(svc *compute.Service, node string) {
 	}
 }
 
+// otherNode returns the compute service of another node, name, sharing
+// f's store, tenant and grant key, with volumes of its own.
+func (f *fixture) otherNode(t testing.TB, name string) *compute.Service {
+	t.Helper()
+	blobs := mem.New()
+	chunks, err := chunkstore.New(blobs, chunkstore.NewMemIndex(), chunkstore.Options{Clock: f.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := blockdev.Open(context.Background(), t.TempDir(), chunks, blobs, blockdev.Options{Clock: f.clk, Catalogue: f.st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	svc := &compute.Service{Store: f.st, Tenant: f.svc.Tenant, Engine: eng, Clock: f.clk, GrantKey: f.svc.GrantKey}
+	asNode(svc, name)
+	t.Cleanup(svc.Close)
+	return svc
+}
+
 // TestRecoverLeavesOtherNodesCreations: node B starting (Recover) while
 // node A, sharing the store, is making a disk and a snapshot — a restore's
 // disk, a backup's snapshot — leaves them to A: they end Succeeded when
@@ -54,20 +74,7 @@ func TestRecoverLeavesOtherNodesCreations(t *testing.T) {
 		t.Fatalf("start the snapshot: %s, %v", sn.ProvisioningState, err)
 	}
 
-	// Node B: the same store, its own volumes.
-	blobs := mem.New()
-	chunks, err := chunkstore.New(blobs, chunkstore.NewMemIndex(), chunkstore.Options{Clock: a.clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := blockdev.Open(ctx, t.TempDir(), chunks, blobs, blockdev.Options{Clock: a.clk, Catalogue: a.st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Close() })
-	b := &compute.Service{Store: a.st, Tenant: a.svc.Tenant, Engine: eng, Clock: a.clk, GrantKey: a.svc.GrantKey}
-	asNode(b, "b")
-	t.Cleanup(b.Close)
+	b := a.otherNode(t, "b")
 	if err := b.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}

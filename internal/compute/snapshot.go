@@ -222,21 +222,45 @@ func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snap
 			s.logger().Error("snapshot failed", "snapshot", id.String(), "err", err)
 			e = resource.Errorf(resource.KindInternal, "InternalExecutionError", "Taking the snapshot failed: %v", err)
 		}
-		sn, uerr := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
+		sn, uerr := s.endSnapshot(context.WithoutCancel(ctx), id, snapID, func(x *Snapshot) {
 			x.ProvisioningState, x.FailedError = StateFailed, e
 		})
-		if uerr != nil && !resource.IsNotFound(uerr) {
+		if uerr != nil && resource.AsError(uerr) == nil {
 			s.logger().Error("record failed snapshot", "snapshot", id.String(), "err", uerr)
+		}
+		if uerr != nil && !resource.IsNotFound(uerr) {
+			return sn, uerr
 		}
 		return sn, e
 	}
 	return s.tookSnapshot(ctx, id, snapID, si)
 }
 
+// endSnapshot is endCreation for the snapshot id whose unique ID is
+// snapID: a snapshot no longer Creating with that ID is answered as it
+// stands, with the error of a Failed one.
+func (s *Service) endSnapshot(ctx context.Context, id resource.ID, snapID string, end func(*Snapshot)) (Snapshot, error) {
+	sn, err := endCreation(ctx, s, KindSnapshot, id, func(x *Snapshot) bool {
+		if x.ProvisioningState != StateCreating || x.UniqueID != snapID {
+			return false
+		}
+		end(x)
+		return true
+	})
+	if err != nil {
+		return sn, err
+	}
+	if sn.UniqueID != snapID {
+		return sn, resource.NotFound(id) // the one being made was deleted (and made anew)
+	}
+	_, err = settled(sn.ProvisioningState, StateCreating, sn.FailedError, "Taking the snapshot '"+sn.Name+"'")
+	return sn, err
+}
+
 // tookSnapshot records that the block-engine snapshot snapID of id is
 // committed.
 func (s *Service) tookSnapshot(ctx context.Context, id resource.ID, snapID string, si blockdev.SnapshotInfo) (Snapshot, error) {
-	sn, err := markRecord(context.WithoutCancel(ctx), s, KindSnapshot, id, func(x *Snapshot) {
+	sn, err := s.endSnapshot(context.WithoutCancel(ctx), id, snapID, func(x *Snapshot) {
 		x.ProvisioningState = StateSucceeded
 		x.DiskSizeBytes, x.DiskSizeGB = si.Size, sizeGB(si.Size)
 		x.ChangedBytes = si.Stats.BlocksStored * si.BlockSize

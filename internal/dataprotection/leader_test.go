@@ -79,7 +79,9 @@ func (e *env) schedNode(name string) *schedNode {
 	db := &reachable{Store: e.st, left: -1}
 	svc := *e.svc
 	svc.Store = db
-	return &schedNode{name: name, db: db, sc: dataprotection.NewScheduler(&svc, e.clk, quiet),
+	sc := dataprotection.NewScheduler(&svc, e.clk, quiet)
+	sc.FireBatch = 5 // a Tick of 30 due instances writes in 6 transactions
+	return &schedNode{name: name, db: db, sc: sc,
 		el: &cluster.Elector{Leases: &cluster.Leases{Store: db, Clock: e.clk, TTL: 15 * time.Second}, Name: "scheduler", Holder: name}}
 }
 
@@ -160,18 +162,18 @@ func TestSchedulerOneAtATime(t *testing.T) {
 		t.Fatalf("node-a holds epoch %d, want 1", l.Epoch)
 	}
 	// 01:00:00: the slot is due; node-a renews (until 01:00:15) and dies
-	// after 12 of its Updates: the renewal and 11 instances.
-	a.db.set(false, 12)
+	// after 3 of its Updates: the renewal and two batches of 5 instances.
+	a.db.set(false, 3)
 	round()
-	if len(queued) != 11 {
-		t.Fatalf("node-a queued %d backups before it died, want 11", len(queued))
+	if len(queued) != 10 {
+		t.Fatalf("node-a queued %d backups before it died, want 10", len(queued))
 	}
 	// node-a's lease runs until 01:00:15: nobody ticks meanwhile.
 	for e.clk.Now().Before(start.Add(35 * time.Second)) {
 		round()
 	}
-	if len(queued) != 11 {
-		t.Fatalf("%d backups queued while node-a's lease ran, want 11", len(queued))
+	if len(queued) != 10 {
+		t.Fatalf("%d backups queued while node-a's lease ran, want 10", len(queued))
 	}
 	// 01:00:15: node-b takes the lease over, but before it ticks, node-a
 	// comes back from its pause and goes on with the Tick it was in, under

@@ -2,7 +2,9 @@ package dataprotection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -59,6 +61,9 @@ type Scheduler struct {
 	// (cluster.Fence): a scheduler whose lease was taken over while it was
 	// paused queues nothing. Set it before Tick or Run, not while they run.
 	Fence func(ctx context.Context, tx store.Tx) error
+	// FireBatch is how many due instances one write transaction of Tick
+	// fires (zero: DefaultFireBatch).
+	FireBatch int
 	// Watch, when positive, makes Run look this often for changes made
 	// through other nodes, whose Refresh does not reach this one: it ticks
 	// when a backup instance, a policy or a recovery point was written
@@ -109,57 +114,103 @@ func (sc *Scheduler) Tick(ctx context.Context) (time.Time, Fired, error) {
 			next = t
 		}
 	}
-	// Plan every instance in one read-only transaction; only those with
-	// something to do now (a slot due, points expired, or a plan that
-	// failed and is tried again to be logged) get an Update of their own.
-	// At the top of the hour that is every instance of an hourly policy;
-	// at any other wake it is a few, and the others cost no write.
+	// Plan every instance in one read-only transaction, a page of
+	// planPage instances and their recovery points at a time (two ranged
+	// reads); only those with something to do now (a slot due, points
+	// expired, or a plan that failed and is tried again to be logged) are
+	// fired. At the top of the hour that is every instance of an hourly
+	// policy; at any other wake it is a few, and the others cost no write.
 	var insts []instanceRecord
+	// Where each of insts is among all instances in key order, and the key
+	// of the instance before it: a batch of instances next to one another
+	// is read again with ranged reads (instanceSpan).
+	var pos []int
+	var prev []string
 	if err := s.Store.View(ctx, func(tx store.Tx) error {
-		insts = insts[:0]
-		all, err := listJSON[instanceRecord](ctx, tx, kindInstance, "")
-		if err != nil {
-			return err
-		}
+		insts, pos, prev = insts[:0], pos[:0], prev[:0]
 		pols := map[string]policyPlan{}
-		for _, r := range all {
-			d, err := s.dueFor(ctx, tx, r, now, pols)
-			if err == nil && !d.work() {
-				wake(d.nextExpiry)
-				wake(d.slot.Next)
-				continue
+		n, last := 0, ""
+		for after := ""; ; {
+			objs, err := tx.List(ctx, store.Query{Kind: kindInstance, After: after, Limit: planPage})
+			if err != nil {
+				return fmt.Errorf("list %s: %w", kindInstance, err)
 			}
-			insts = append(insts, r)
+			page := make([]instanceRecord, len(objs))
+			ids := make([]string, len(objs))
+			for i, o := range objs {
+				if err := json.Unmarshal(o.Data, &page[i]); err != nil {
+					return fmt.Errorf("decode %s %s: %w", kindInstance, o.Key, err)
+				}
+				ids[i] = page[i].Resource.ID
+			}
+			rps, err := listRPsOf(ctx, tx, ids)
+			if err != nil {
+				return err
+			}
+			for i, r := range page {
+				before := last
+				last = objs[i].Key
+				n++
+				d, err := s.dueFor(ctx, tx, r, rps[strings.ToLower(r.Resource.ID)], now, pols)
+				if err == nil && !d.work() {
+					wake(d.nextExpiry)
+					wake(d.slot.Next)
+					continue
+				}
+				insts, pos, prev = append(insts, r), append(pos, n), append(prev, before)
+			}
+			if len(objs) < planPage {
+				return nil
+			}
+			after = objs[len(objs)-1].Key
 		}
-		return nil
 	}); err != nil {
 		return next, fired, err
 	}
-	// One Update per instance, one after the other: on PostgreSQL,
-	// Updates run side by side conflict on the kinds they all write (the
-	// instance, the job record) and re-run, which measured slower than
-	// running them in turn (BenchmarkSchedulerTopOfHour).
-	for _, inst := range insts {
-		did := sc.fire(ctx, inst, now)
-		for _, t := range did.due {
-			wake(t)
+	// One Update per batch of up to FireBatch instances, one batch after
+	// the other: a transaction's commit (an fsync on SQLite, a round trip
+	// and a serializable check on PostgreSQL) costs more than the
+	// instance's reads and writes in it. Batches run side by side would
+	// conflict on the kinds they all write (the instances, the job
+	// records) and re-run, which measured slower (BenchmarkSchedulerTopOfHour).
+	// A batch that fails is fired again one instance per Update, so that
+	// one instance's error fails only that instance.
+	for lo := 0; lo < len(insts); lo += sc.fireBatch() {
+		hi := min(lo+sc.fireBatch(), len(insts))
+		batch := insts[lo:hi]
+		var span *instanceSpan
+		if pos[hi-1]-pos[lo] == hi-1-lo { // next to one another
+			span = &instanceSpan{after: prev[lo]}
 		}
-		if fe := (fenceError{}); errors.As(did.err, &fe) {
+		dids, err := sc.fire(ctx, batch, span, now)
+		if err != nil && len(batch) > 1 && !errors.As(err, new(fenceError)) {
+			dids, err = sc.fireEach(ctx, batch, now)
+		}
+		if fe := (fenceError{}); errors.As(err, &fe) {
 			return next, fired, fe.err
 		}
-		if did.err != nil {
-			sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", did.err)
-			continue
+		if err != nil { // one instance's: nothing of its run committed
+			dids[0] = fireOutcome{due: dids[0].due, err: err}
 		}
-		if did.retention {
-			fired.Retention = append(fired.Retention, inst.Resource.ID)
-		}
-		if !did.skipped.IsZero() {
-			fired.Skipped = append(fired.Skipped, inst.Resource.ID)
-			sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", inst.Resource.ID, "due", did.skipped)
-		}
-		if did.backup != "" {
-			fired.Backups = append(fired.Backups, did.backup)
+		for i, did := range dids {
+			inst := batch[i]
+			for _, t := range did.due {
+				wake(t)
+			}
+			if did.err != nil {
+				sc.Logger.Error("schedule instance", "instance", inst.Resource.ID, "err", did.err)
+				continue
+			}
+			if did.retention {
+				fired.Retention = append(fired.Retention, inst.Resource.ID)
+			}
+			if !did.skipped.IsZero() {
+				fired.Skipped = append(fired.Skipped, inst.Resource.ID)
+				sc.Logger.Info("scheduled backup skipped: a backup of the disk is running", "instance", inst.Resource.ID, "due", did.skipped)
+			}
+			if did.backup != "" {
+				fired.Backups = append(fired.Backups, did.backup)
+			}
 		}
 	}
 	if len(fired.Backups)+len(fired.Retention) > 0 {
@@ -195,15 +246,15 @@ type policyPlan struct {
 	err   error
 }
 
-// dueFor reads, through tx, what instance r needs at now: its expired
-// recovery points and the schedule slot due. pols, when not nil, caches
-// the policies read (a Tick's plan reads each policy once).
-func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now time.Time, pols map[string]policyPlan) (due, error) {
+// planPage is how many instances one read of a Tick's plan lists.
+const planPage = 500
+
+// dueFor reads, through tx, what instance r, whose recovery points (read
+// in tx, oldest first) are rps, needs at now: its expired recovery points
+// and the schedule slot due. pols caches the policies read (a Tick's plan
+// reads each policy once).
+func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, rps []rpRecord, now time.Time, pols map[string]policyPlan) (due, error) {
 	var d due
-	rps, err := listRPs(ctx, tx, r.Resource.ID)
-	if err != nil {
-		return d, err
-	}
 	d.expired = expiredPoints(r, rps, now)
 	d.nextExpiry = nextExpiry(r, rps, now)
 	if !r.protecting() {
@@ -216,9 +267,7 @@ func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now
 		if pp.err == nil {
 			pp.sched, pp.err = pp.pol.Properties.Schedule()
 		}
-		if pols != nil {
-			pols[key] = pp
-		}
+		pols[key] = pp
 	}
 	if pp.err != nil {
 		return d, pp.err
@@ -231,9 +280,20 @@ func (s *Service) dueFor(ctx context.Context, tx store.Tx, r instanceRecord, now
 	return d, nil
 }
 
-// fireOutcome is what one instance's Update did. The Update may re-run its
-// function (store contract), so each run starts it afresh and only the
-// committed run's counts.
+// DefaultFireBatch is how many due instances one write transaction of a
+// Tick queues backups and retention for (Scheduler.FireBatch).
+const DefaultFireBatch = 250
+
+func (sc *Scheduler) fireBatch() int {
+	if sc.FireBatch > 0 {
+		return sc.FireBatch
+	}
+	return DefaultFireBatch
+}
+
+// fireOutcome is what one instance's part of an Update did. The Update
+// may re-run its function (store contract), so each run starts it afresh
+// and only the committed run's counts.
 type fireOutcome struct {
 	retention bool      // retention queued
 	skipped   time.Time // the due slot skipped (a backup was running)
@@ -242,80 +302,183 @@ type fireOutcome struct {
 	err       error
 }
 
-// fire queues what instance inst needs at now, in one Update: retention
-// of its expired points, and the backup of its due slot unless one of its
-// disk is queued or running.
-func (sc *Scheduler) fire(ctx context.Context, inst instanceRecord, now time.Time) (did fireOutcome) {
+// fire queues what each of insts needs at now, all in one Update fenced
+// once (Fence): retention of its expired points, and the backup of its due
+// slot unless one of its disk is queued or running. Each instance is read
+// afresh in the Update, so that a slot is queued once however often fire
+// runs (the backup's job ID derives from the instance and the slot, and
+// the instance records the slot fired). An error of any instance rolls
+// back the whole Update and is returned; the outcomes are those of the
+// run that committed, one per instance.
+func (sc *Scheduler) fire(ctx context.Context, insts []instanceRecord, span *instanceSpan, now time.Time) ([]fireOutcome, error) {
 	s := sc.Service
-	soonest := func(t time.Time) { did.due = append(did.due, t) }
+	dids := make([]fireOutcome, len(insts))
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		did.retention, did.skipped, did.backup, did.due = false, time.Time{}, "", nil
+		clear(dids)
 		if sc.Fence != nil {
 			if err := sc.Fence(ctx, tx); err != nil {
 				return fenceError{err}
 			}
 		}
-		var r instanceRecord
-		if err := getJSON(ctx, tx, kindInstance, strings.ToLower(inst.Resource.ID), &r); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		var v VaultResource
-		if err := getJSON(ctx, tx, kindVault, strings.ToLower(r.VaultID), &v); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		d, err := s.dueFor(ctx, tx, r, now, nil)
-		if err != nil {
-			return err
-		}
-		if len(d.expired) > 0 {
-			retry, err := s.enqueueRetention(ctx, tx, v, r, d.expired, now)
-			if err != nil {
+		// What the instances share is read once per run; instances next
+		// to one another, and their points, with ranged reads.
+		reads := fireReads{vaults: map[string]*VaultResource{}, pols: map[string]policyPlan{}}
+		if span != nil {
+			var err error
+			if reads.insts, reads.rps, err = span.read(ctx, tx, insts); err != nil {
 				return err
 			}
-			soonest(retry)
-			did.retention = true
 		}
-		soonest(d.nextExpiry)
-		slot, pol := d.slot, d.pol
-		soonest(slot.Next)
-		if slot.Due.IsZero() {
-			return nil
+		for i, inst := range insts {
+			if err := sc.fireTx(ctx, tx, inst, now, reads, &dids[i]); err != nil {
+				return fmt.Errorf("instance %s: %w", inst.Resource.ID, err)
+			}
 		}
-		r.LastScheduled = slot.Due
-		if err := s.putInstance(ctx, tx, r); err != nil {
-			return err
-		}
-		busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
-		if err != nil {
-			return err
-		}
-		if busy {
-			did.skipped = slot.Due
-			return nil
-		}
-		br, _ := pol.Properties.BackupRule()
-		id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
-		if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
-			return nil // fired before
-		}
-		rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
-		if errors.Is(err, job.ErrDuplicate) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		did.backup = rec.ID
 		return nil
 	})
-	did.err = err
-	return did
+	return dids, err
+}
+
+// fireEach fires each of insts in an Update of its own, so that the error
+// of one (in its outcome) fails only that one. Only a refusal of the Fence
+// is returned, and stops it.
+func (sc *Scheduler) fireEach(ctx context.Context, insts []instanceRecord, now time.Time) ([]fireOutcome, error) {
+	dids := make([]fireOutcome, len(insts))
+	for i := range insts {
+		did, err := sc.fire(ctx, insts[i:i+1], nil, now)
+		if errors.As(err, new(fenceError)) {
+			return dids, err
+		}
+		dids[i] = did[0]
+		if err != nil { // nothing of its run committed
+			dids[i] = fireOutcome{due: did[0].due, err: err}
+		}
+	}
+	return dids, nil
+}
+
+// instanceSpan says that a batch of instances are next to one another
+// among all instances in key order, after the key after ("": the first).
+type instanceSpan struct{ after string }
+
+// read reads insts, which the span holds, with one ranged read, and their
+// recovery points with listRPsOf, all in tx, by lower-cased instance ID.
+// An instance the ranged read missed (one was made among them since)
+// is not in the first map.
+func (sp *instanceSpan) read(ctx context.Context, tx store.Tx, insts []instanceRecord) (map[string]instanceRecord, map[string][]rpRecord, error) {
+	objs, err := tx.List(ctx, store.Query{Kind: kindInstance, After: sp.after, Limit: len(insts)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", kindInstance, err)
+	}
+	byKey := make(map[string]instanceRecord, len(objs))
+	for _, o := range objs {
+		var r instanceRecord
+		if err := json.Unmarshal(o.Data, &r); err != nil {
+			return nil, nil, fmt.Errorf("decode %s %s: %w", kindInstance, o.Key, err)
+		}
+		byKey[o.Key] = r
+	}
+	ids := make([]string, len(insts))
+	for i, r := range insts {
+		ids[i] = r.Resource.ID
+	}
+	rps, err := listRPsOf(ctx, tx, ids)
+	return byKey, rps, err
+}
+
+// fireReads is what a fire's Update read for all its instances: the
+// vaults (nil: not found) and policies read so far, and, for a span of
+// instances, the instances and their points (nil maps: none).
+type fireReads struct {
+	vaults map[string]*VaultResource
+	pols   map[string]policyPlan
+	insts  map[string]instanceRecord
+	rps    map[string][]rpRecord
+}
+
+// fireTx is fire's work for one instance in tx.
+func (sc *Scheduler) fireTx(ctx context.Context, tx store.Tx, inst instanceRecord, now time.Time, reads fireReads, did *fireOutcome) error {
+	s := sc.Service
+	soonest := func(t time.Time) { did.due = append(did.due, t) }
+	key := strings.ToLower(inst.Resource.ID)
+	r, ok := reads.insts[key]
+	if !ok {
+		if err := getJSON(ctx, tx, kindInstance, key, &r); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+	}
+	vaults := reads.vaults
+	vkey := strings.ToLower(r.VaultID)
+	vp, seen := vaults[vkey]
+	if !seen {
+		var v VaultResource
+		err := getJSON(ctx, tx, kindVault, vkey, &v)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			vp = &v
+		}
+		vaults[vkey] = vp
+	}
+	if vp == nil {
+		return nil
+	}
+	v := *vp
+	rps, ok := reads.rps[key]
+	if !ok {
+		var err error
+		if rps, err = listRPs(ctx, tx, r.Resource.ID); err != nil {
+			return err
+		}
+	}
+	d, err := s.dueFor(ctx, tx, r, rps, now, reads.pols)
+	if err != nil {
+		return err
+	}
+	if len(d.expired) > 0 {
+		retry, err := s.enqueueRetention(ctx, tx, v, r, d.expired, now)
+		if err != nil {
+			return err
+		}
+		soonest(retry)
+		did.retention = true
+	}
+	soonest(d.nextExpiry)
+	slot, pol := d.slot, d.pol
+	soonest(slot.Next)
+	if slot.Due.IsZero() {
+		return nil
+	}
+	r.LastScheduled = slot.Due
+	if err := s.putInstance(ctx, tx, r); err != nil {
+		return err
+	}
+	busy, err := s.Queue.ActiveTx(ctx, tx, strings.ToLower(r.DiskID), TaskBackup)
+	if err != nil {
+		return err
+	}
+	if busy {
+		did.skipped = slot.Due
+		return nil
+	}
+	br, _ := pol.Properties.BackupRule()
+	id := derivedGUID(strings.ToLower(r.Resource.ID), slot.Due.UTC().Format(time.RFC3339))
+	if _, err := job.Get(ctx, tx, v.ID, id); err == nil {
+		return nil // fired before
+	}
+	rec, err := s.enqueueBackup(ctx, tx, v, r, id, false, br.Name, "", slot.Due)
+	if errors.Is(err, job.ErrDuplicate) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	did.backup = rec.ID
+	return nil
 }
 
 // fenceError carries the error of the scheduler's Fence out of an Update.

@@ -227,8 +227,9 @@ func cloneInstances(b testing.TB, st store.Store, bi resource.ID, n int) {
 
 // TestQuietTickWritesNothing: a Tick at which nothing is due plans every
 // instance in one read-only transaction and opens no write transaction
-// (it opened one per instance before); at the top of the hour each due
-// instance gets one.
+// (it opened one per instance before); at the top of the hour the due
+// instances are fired in write transactions of FireBatch instances each
+// (it was one per instance before).
 func TestQuietTickWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
@@ -243,6 +244,7 @@ func TestQuietTickWritesNothing(t *testing.T) {
 	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
 	const n = 20
 	cloneInstances(t, cs, s.bi, n-1)
+	e.sched.FireBatch = 8
 
 	// The first Tick also cleans up old jobs (daily), which writes.
 	if _, _, err := e.sched.Tick(ctx); err != nil {
@@ -269,7 +271,127 @@ func TestQuietTickWritesNothing(t *testing.T) {
 	if len(fired.Backups) != n {
 		t.Fatalf("top of the hour: %d backups queued, want %d", len(fired.Backups), n)
 	}
-	if u := cs.updates.Load() - u0; u != n {
-		t.Fatalf("top of the hour: %d write transactions for %d due instances", u, n)
+	if u, want := cs.updates.Load()-u0, int64((n+e.sched.FireBatch-1)/e.sched.FireBatch); u != want {
+		t.Fatalf("top of the hour: %d write transactions for %d due instances, want %d (batches of %d)", u, n, want, e.sched.FireBatch)
+	}
+}
+
+// TestFireBatchIsolatesAnError: at the top of the hour, one instance of
+// ten whose policy is gone fails its batch's write transaction; the batch
+// is fired again one instance per transaction, so the other nine are
+// queued and only that one is not. A second Tick of the same slot queues
+// nothing again (each slot once).
+func TestFireBatchIsolatesAnError(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
+	cs := &countingStore{Store: memstore.New()}
+	e := newEnvOn(t, cs, clock.NewFake(start), nil)
+	s := e.standard(true)
+	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := e.policy(s.vault, "Hourly", p)
+	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
+	const n = 10
+	cloneInstances(t, cs, s.bi, n-1)
+	e.sched.FireBatch = 4
+	broken := s.bi.Parent().Child("backupInstances", "bi-00005")
+	err = cs.Update(ctx, func(tx store.Tx) error {
+		objs, err := tx.List(ctx, store.Query{Prefix: broken.Key()})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if o.Key != broken.Key() {
+				continue
+			}
+			o.Data = []byte(strings.Replace(string(o.Data), "/backupPolicies/Hourly", "/backupPolicies/Gone", 1))
+			return tx.Put(ctx, &o, store.PutOptions{})
+		}
+		return fmt.Errorf("no record of %s", broken)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Set(start.Truncate(time.Hour).Add(time.Hour))
+	_, fired, err := e.sched.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fired.Backups) != n-1 {
+		t.Fatalf("top of the hour: %d backups queued, want %d", len(fired.Backups), n-1)
+	}
+	if _, fired, err = e.sched.Tick(ctx); err != nil || len(fired.Backups) != 0 {
+		t.Fatalf("the same slot again: %d backups queued (%v), want none", len(fired.Backups), err)
+	}
+}
+
+// firstUpdateHook runs hook (once, when set) before its next Update.
+type firstUpdateHook struct {
+	store.Store
+	hook func()
+}
+
+func (f *firstUpdateHook) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	if h := f.hook; h != nil {
+		f.hook = nil
+		h()
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+// TestFireSpanMissesNoInstance: an instance made between a Tick's plan and
+// its write transaction, among the due instances in key order, pushes the
+// last of them out of the batch's ranged read; that one is read alone and
+// queued like the others.
+func TestFireSpanMissesNoInstance(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
+	st := &firstUpdateHook{Store: memstore.New()}
+	e := newEnvOn(t, st, clock.NewFake(start), nil)
+	s := e.standard(true)
+	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := e.policy(s.vault, "Hourly", p)
+	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
+	const n = 6
+	cloneInstances(t, st, s.bi, n-1)
+	if _, _, err := e.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Set(start.Truncate(time.Hour).Add(time.Hour))
+	st.hook = func() {
+		// A copy of bi-00001, under a name between bi-00001 and bi-00002.
+		err := st.Store.Update(ctx, func(tx store.Tx) error {
+			src := s.bi.Parent().Child("backupInstances", "bi-00001")
+			objs, err := tx.List(ctx, store.Query{Prefix: src.Key()})
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				if o.Key == src.Key() {
+					o.Key += "a"
+					o.Data = []byte(strings.ReplaceAll(string(o.Data), "bi-00001", "bi-00001a"))
+					return tx.Put(ctx, &o, store.PutOptions{})
+				}
+			}
+			return fmt.Errorf("no record of %s", src)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	_, fired, err := e.sched.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fired.Backups) != n {
+		t.Fatalf("top of the hour: %d backups queued, want %d", len(fired.Backups), n)
 	}
 }

@@ -267,3 +267,30 @@ func storageCode(t *testing.T, err error) string {
 	}
 	return re.ErrorCode
 }
+
+// TestSecondDeleteConflicts deletes a disk through the API while another
+// DELETE of it is between closing its volume and removing its files (the
+// block engine's OnDeleting hook holds it there): the second answers 409
+// OperationNotAllowed in Azure's error shape, the first ends the deletion,
+// and the disk is gone. The second used to get 500: the block engine's
+// ErrDeleting reached the API unmapped.
+func TestSecondDeleteConflicts(t *testing.T) {
+	ce := startCompute(t, Options{})
+	ce.createDisk(t, "d", client.DiskSpec{SizeGB: 1})
+	var second error
+	ce.Server.Engine.OnDeleting(func(string) {
+		ce.Server.Engine.OnDeleting(nil)
+		second = ce.c.DeleteDisk(ce.ctx, "rg", "d")
+	})
+	t.Cleanup(func() { ce.Server.Engine.OnDeleting(nil) })
+	if err := ce.c.DeleteDisk(ce.ctx, "rg", "d"); err != nil {
+		t.Fatalf("the first DELETE: %v", err)
+	}
+	e := client.AsError(second)
+	if e == nil || e.StatusCode != http.StatusConflict || e.Code != "OperationNotAllowed" || e.Message == "" {
+		t.Fatalf("the DELETE during the first: %v (%+v), want 409 OperationNotAllowed", second, e)
+	}
+	if _, err := ce.c.GetDisk(ce.ctx, "rg", "d"); client.AsError(err) == nil || client.AsError(err).StatusCode != http.StatusNotFound {
+		t.Fatalf("the disk after both DELETEs: %v, want 404", err)
+	}
+}

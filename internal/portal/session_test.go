@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -342,6 +343,47 @@ func TestSigninLimiterShared(t *testing.T) {
 		slices.Sort(want)
 		if !slices.Equal(keys, want) {
 			t.Fatalf("rows after the window and a sweep: %d %v, want only the last failure's %v", len(keys), keys, want)
+		}
+	})
+}
+
+// TestSigninLimitIPv6Prefix: failed sign-ins from five addresses of one
+// IPv6 /64 (which one host may hold whole) refuse a sixth address of that
+// /64, for any client ID, as five failures from one IPv4 address do; an
+// address of another /64 may still try, and an IPv4-mapped address counts
+// as its IPv4 address. The old code counted each IPv6 address alone, so a
+// host could try without end, each failure a write to the store.
+func TestSigninLimitIPv6Prefix(t *testing.T) {
+	sessionStores(t, func(t *testing.T, db store.Store) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		l := newSigninLimiter(db, clk)
+		blocked := func(addr, client string) bool {
+			t.Helper()
+			wait, err := l.blocked(ctx, addr, client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return wait > 0
+		}
+		for i := range signinMaxFailures {
+			if err := l.fail(ctx, fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("guess-%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !blocked("2001:db8:1:2:ffff::9", "another") {
+			t.Error("a sixth address of the /64 may still try")
+		}
+		if blocked("2001:db8:1:3::1", "another") {
+			t.Error("an address of another /64 is refused")
+		}
+		for i := range signinMaxFailures {
+			if err := l.fail(ctx, "192.0.2.7", fmt.Sprintf("v4-%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !blocked("::ffff:192.0.2.7", "another") {
+			t.Error("the IPv4-mapped form of a refused IPv4 address may still try")
 		}
 	})
 }

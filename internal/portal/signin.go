@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -165,15 +166,37 @@ func newSigninLimiter(db store.Store, clk clock.Clock) *signinLimiter {
 		}}}
 }
 
-// limiterKeys are the row keys counting the failures of addr and of
-// clientID (hashed: the rows name no address or client ID).
+// limiterKeys are the row keys counting the failures of addr (its /64
+// for an IPv6 address: limiterSource) and of clientID (hashed: the rows
+// name no address or client ID).
 func limiterKeys(addr, clientID string) []string {
 	keys := make([]string, 0, 2)
-	for _, k := range []string{"addr:" + addr, "client:" + strings.ToLower(clientID)} {
+	for _, k := range []string{"addr:" + limiterSource(addr), "client:" + strings.ToLower(clientID)} {
 		h := sha256.Sum256([]byte(k))
 		keys = append(keys, failuresPrefix+hex.EncodeToString(h[:]))
 	}
 	return keys
+}
+
+// limiterSource is the source whose failures addr's count with: the
+// address itself for IPv4, its /64 for IPv6, since one host (or one
+// customer of an ISP) holds a whole /64 and could otherwise try from a
+// fresh address each time, never refused, each failure a write to the
+// store. What does not parse as an address counts as itself.
+func limiterSource(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
 }
 
 // read returns the row of key (empty when there is none).

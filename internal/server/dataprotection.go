@@ -140,10 +140,14 @@ const strandedEvery = cluster.DefaultNodeTimeout
 
 // failStranded fails, every strandedEvery until ctx ends, the queued work
 // bound to a node that has been down longer than the node timeout plus
-// Config.NodeGrace (worker.Pool.FailStranded), its writes fenced by the
-// scheduler lease this node holds: a backup of a disk on a dead node ends
-// Failed with NodeUnavailable, naming the node and when it was last seen,
-// instead of waiting in the queue for ever.
+// Config.NodeGrace (worker.Pool.FailStranded), and then the creations of
+// disks and snapshots that node left pending (compute.Service.
+// FailStranded), its writes fenced by the scheduler lease this node holds:
+// a backup of a disk on a dead node ends Failed with NodeUnavailable,
+// naming the node and when it was last seen, instead of waiting in the
+// queue for ever, and so does a disk it was making, or a snapshot it was
+// taking, instead of staying Updating or Creating. Neither reads more than
+// the node records while no node is gone.
 func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func(ctx context.Context, tx store.Tx) error) {
 	reg := s.member.registry
 	// A task waits the grace from when it was queued or this node began
@@ -161,6 +165,23 @@ func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func
 		}
 		return reg.GoneTx(ctx, tx, t.Node, strandedWhat(t), reg.Clock.Now(), since, s.cfg.NodeGrace)
 	}
+	volumeGone := func(ctx context.Context, tx store.Tx, uniqueID, what string, since time.Time) (*resource.Error, error) {
+		home, err := s.member.volumeHomeElsewhere(ctx, tx, uniqueID)
+		if err != nil || home == "" {
+			return nil, err
+		}
+		if watching.After(since) {
+			since = watching
+		}
+		cause, err := reg.GoneTx(ctx, tx, home, what, reg.Clock.Now(), since, s.cfg.NodeGrace)
+		if err != nil || cause == nil {
+			return nil, err
+		}
+		if e := resource.AsError(cause); e != nil {
+			return e, nil
+		}
+		return nil, fmt.Errorf("node %s is gone, with a cause that is not the API's error: %w", home, cause)
+	}
 	for {
 		tm := s.cfg.Clock.NewTimer(strandedEvery)
 		select {
@@ -169,8 +190,18 @@ func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func
 			return
 		case <-tm.C():
 		}
-		if _, err := pool.FailStranded(ctx, anyGone, gone, fence); err != nil && ctx.Err() == nil {
+		some, err := anyGone(ctx)
+		if err != nil || !some {
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("fail the work of nodes that are gone", "err", err)
+			}
+			continue
+		}
+		if _, err := pool.FailStranded(ctx, nil, gone, fence); err != nil && ctx.Err() == nil {
 			s.log.Warn("fail the work of nodes that are gone", "err", err)
+		}
+		if _, err := s.Compute.FailStranded(ctx, volumeGone, fence); err != nil && ctx.Err() == nil {
+			s.log.Warn("fail the creations of nodes that are gone", "err", err)
 		}
 	}
 }

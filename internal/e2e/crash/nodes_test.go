@@ -19,6 +19,7 @@ import (
 	"coffer/internal/client"
 	"coffer/internal/clock"
 	"coffer/internal/cluster"
+	"coffer/internal/compute"
 	"coffer/internal/e2e"
 	"coffer/internal/identity"
 	"coffer/internal/job"
@@ -382,6 +383,14 @@ func TestKillNode(t *testing.T) {
 	// through any node (each runs on its disk's home).
 	backupAll(ctx, t, f, disks)
 	before := jobIDs(ctx, t, c2)
+	// A disk node-1 will be making when it dies (below).
+	if _, err := f.client(0).CreateDisk(ctx, rgRestores, "pending", client.DiskSpec{Location: location, SizeGB: 1}, true); err != nil {
+		t.Fatal(err)
+	}
+	pendingID := e2e.DiskID(f.admin.SubscriptionID, rgRestores, "pending")
+	if h := f.home(pendingID); h != "node-1" {
+		t.Fatalf("the disk made through node-1 is homed on %q", h)
+	}
 
 	// Every node stops and starts again past the policy's time: the
 	// scheduler's first tick finds fifteen backups due.
@@ -444,6 +453,9 @@ func TestKillNode(t *testing.T) {
 	doneAtKill, runningAtKill := countNode1(atKill)
 	f.nodes[0].kill()
 	killedAt := time.Now()
+	// What node-1 leaves when it dies between writing a disk's record and
+	// recording its volume made (a PUT, a restore): the disk Updating.
+	f.setDiskState(pendingID, compute.StateUpdating)
 	if runningAtKill == 0 {
 		t.Fatalf("node-1 ended all %d of its due backups before it could be stopped: nothing is left to strand", doneAtKill)
 	}
@@ -587,6 +599,20 @@ func TestKillNode(t *testing.T) {
 		t.Fatalf("%d of node-1's backups failed for its absence, want one or more of the %d not ended at its kill", len(failed), runningAtKill)
 	}
 	t.Logf("node-1's %d unfinished backups failed with NodeUnavailable %v after its kill", len(failed), time.Since(killedAt).Truncate(time.Second))
+	// The disk it was making does not stay Updating either: past the
+	// grace it is Failed with NodeUnavailable naming node-1.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		d := f.disk(pendingID)
+		if d.ProvisioningState == compute.StateFailed {
+			if e := d.FailedError; e == nil || e.Code != cluster.CodeNodeUnavailable || !strings.Contains(e.Message, "node 'node-1'") {
+				t.Fatalf("the disk node-1 was making failed with %+v, want NodeUnavailable naming node-1", e)
+			}
+			break
+		}
+		if d.ProvisioningState != compute.StateUpdating || time.Now().After(deadline) {
+			t.Fatalf("the disk node-1 was making is %s %v after its kill, want %s", d.ProvisioningState, time.Since(killedAt).Truncate(time.Second), compute.StateFailed)
+		}
+	}
 
 	// Node-1 returns: nothing of it runs again; each instance has
 	// exactly one scheduled backup, and one more recovery point unless
@@ -617,8 +643,52 @@ func TestKillNode(t *testing.T) {
 			t.Fatalf("%s lists %d recovery points, want %d", d.instance, n, want)
 		}
 	}
+	// node-1's start (Recover) leaves the disk as the sweep ended it,
+	// although it holds the disk's volume.
+	if d := f.disk(pendingID); d.ProvisioningState != compute.StateFailed {
+		t.Fatalf("the disk node-1 was making, after node-1's return: %s, want %s", d.ProvisioningState, compute.StateFailed)
+	}
 	if slices.ContainsFunc(f.nodes, func(p *process) bool { return p.alive() != nil }) {
 		t.Fatal("a node exited by itself")
+	}
+}
+
+// disk reads a disk's record from the shared store.
+func (f *fleet) disk(diskID string) compute.Disk {
+	f.t.Helper()
+	var d compute.Disk
+	if err := f.store.View(context.Background(), func(tx store.Tx) error {
+		o, err := tx.Get(context.Background(), compute.KindDisk, resource.MustParse(diskID).Key())
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(o.Data, &d)
+	}); err != nil {
+		f.t.Fatal(err)
+	}
+	return d
+}
+
+// setDiskState sets a disk's provisioning state in the shared store.
+func (f *fleet) setDiskState(diskID, state string) {
+	f.t.Helper()
+	ctx := context.Background()
+	if err := f.store.Update(ctx, func(tx store.Tx) error {
+		o, err := tx.Get(ctx, compute.KindDisk, resource.MustParse(diskID).Key())
+		if err != nil {
+			return err
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(o.Data, &rec); err != nil {
+			return err
+		}
+		rec["provisioningState"] = state
+		if o.Data, err = json.Marshal(rec); err != nil {
+			return err
+		}
+		return tx.Put(ctx, &o, store.PutOptions{})
+	}); err != nil {
+		f.t.Fatal(err)
 	}
 }
 

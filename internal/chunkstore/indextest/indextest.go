@@ -209,6 +209,19 @@ func testLargeBatch(t *testing.T, idx chunkstore.Index) {
 	if m := lookup(t, idx, ids...); len(m) != n {
 		t.Fatalf("Lookup of %d ids found %d, want %d", len(ids), len(m), n)
 	}
+	// Lookups of every size across an index's batching (an IN list per
+	// batch, lists padded to a prepared size) find exactly what is there.
+	for _, size := range []int{1, 2, 3, 5, 63, 64, 65, 511, 512, 513, 1023, 1025} {
+		got := lookup(t, idx, ids[:size]...)
+		if want := (size + 1) / 2; len(got) != want {
+			t.Fatalf("Lookup of %d ids found %d, want %d", size, len(got), want)
+		}
+		for _, id := range ids[:size] {
+			if e, ok := got[id]; ok && e.ID != id {
+				t.Fatalf("Lookup of %d ids: entry %s under %s", size, e.ID.Short(), id.Short())
+			}
+		}
+	}
 	if err := idx.SetDeleted(ctx, "packs/p0", ids, 5); err != nil {
 		t.Fatal(err)
 	}

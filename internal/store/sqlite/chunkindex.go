@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"coffer/internal/chunk"
@@ -19,15 +20,13 @@ type ChunkIndex struct {
 	s *Store
 	w *writer
 	r *sql.DB
+	q *queries // the read pool's prepared lookups
 }
 
 var _ chunkstore.Index = (*ChunkIndex)(nil)
 
 // ChunkIndex returns the chunk index kept in s.
-func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{s: s, w: s.wr, r: s.ReadDB()} }
-
-// lookupBatch is the number of IDs per IN list.
-const lookupBatch = 500
+func (s *Store) ChunkIndex() *ChunkIndex { return &ChunkIndex{s: s, w: s.wr, r: s.ReadDB(), q: s.rq} }
 
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
@@ -58,11 +57,12 @@ func (x *ChunkIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]c
 	out := make(map[chunk.ID]chunkstore.Entry, len(ids))
 	for start := 0; start < len(ids); start += lookupBatch {
 		batch := ids[start:min(start+lookupBatch, len(ids))]
-		args := make([]any, len(batch))
-		for i := range batch {
-			args[i] = batch[i][:]
+		k := bits.Len(uint(len(batch) - 1)) // 1<<k ≥ len(batch)
+		args := make([]any, 1<<k)
+		for i := range args {
+			args[i] = batch[min(i, len(batch)-1)][:] // padded with the last ID
 		}
-		rows, err := x.r.QueryContext(ctx, selectEntry+` WHERE c.id IN (`+placeholders(len(batch))+`)`, args...)
+		rows, err := x.q.lookup[k].QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("look up %d chunks: %w", len(ids), err)
 		}

@@ -19,7 +19,19 @@ type queries struct {
 	getKindIndex, putKindIndex         *sql.Stmt
 	getIndex, putIndex                 *sql.Stmt
 	savepoint, release, rollbackTo     *sql.Stmt // a write's savepoint in a group (writer)
+	// lookup[k] selects the chunk index entries of 1<<k IDs (read pool
+	// only): a lookup pads its batch to the next power of two, so that
+	// every IN list has a statement prepared once instead of one SQLite
+	// compiles for each call.
+	lookup [lookupClasses]*sql.Stmt
 }
+
+// lookupClasses is the number of IN-list sizes with a prepared lookup: 1,
+// 2, 4 … lookupBatch.
+const lookupClasses = 10
+
+// lookupBatch is the largest number of IDs per IN list.
+const lookupBatch = 1 << (lookupClasses - 1)
 
 // prepareQueries prepares the statements on db; only the reads unless
 // write.
@@ -43,6 +55,15 @@ func prepareQueries(ctx context.Context, db *sql.DB, write bool) (*queries, erro
 		{&q.release, `RELEASE w`, true},
 		{&q.rollbackTo, `ROLLBACK TO w`, true},
 	}
+	if !write {
+		for k := range q.lookup {
+			list = append(list, struct {
+				s     **sql.Stmt
+				query string
+				write bool
+			}{&q.lookup[k], selectEntry + ` WHERE c.id IN (` + placeholders(1<<k) + `)`, false})
+		}
+	}
 	for _, l := range list {
 		if l.write && !write {
 			continue
@@ -59,8 +80,8 @@ func prepareQueries(ctx context.Context, db *sql.DB, write bool) (*queries, erro
 
 func (q *queries) close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{q.getObject, q.putObject, q.deleteObject, q.getKindIndex, q.putKindIndex, q.getIndex, q.putIndex,
-		q.savepoint, q.release, q.rollbackTo} {
+	for _, s := range append([]*sql.Stmt{q.getObject, q.putObject, q.deleteObject, q.getKindIndex, q.putKindIndex, q.getIndex, q.putIndex,
+		q.savepoint, q.release, q.rollbackTo}, q.lookup[:]...) {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -305,7 +305,7 @@ func (s *Server) Close() error {
 		ln.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		c.abort()
 	}
 	s.mu.Unlock()
 	s.connsWG.Wait()

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -39,11 +40,41 @@ var zeroes = make([]byte, 1<<20)
 func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.slots = make(chan struct{}, c.srv.maxInFlight())
 	c.budget = semaphore.NewWeighted(c.srv.maxBuffered())
+	if c.sock != nil {
+		c.br = bufio.NewReaderSize(c.sock, 64<<10)
+		c.transmitThreads(ctx)
+		return
+	}
 	c.br = bufio.NewReaderSize(c.rw, 64<<10)
 	pr := newPayloadReader(c.rw)
 	defer c.inflight.Wait()
 
 	inl, _ := exp.Backend.(Inliner)
+	for {
+		req, payload, hold, ok := c.next(ctx, &pr)
+		if !ok {
+			return
+		}
+		start := c.srv.clock().Now()
+		if inl != nil && c.tryInline(inl, req, payload, hold) {
+			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
+			continue
+		}
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			c.serveRequest(req, payload, hold, start)
+		}()
+	}
+}
+
+// next reads the next request and, for a WRITE, its payload (a pooled
+// buffer the request owns). The request holds a slot and its bytes of
+// the budget (hold) until its reply is written. Requests refused for
+// their size are answered here and skipped. It reports !ok when the
+// connection is to end: the client disconnected or broke the protocol,
+// the read failed, or ctx ended.
+func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payload []byte, hold *holding, ok bool) {
 	maxReq := uint32(c.srv.maxRequest())
 	var hdr [requestSize]byte
 	for {
@@ -51,16 +82,16 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.log.Debug("nbd connection read ended", "err", err)
 			}
-			return
+			return request{}, nil, nil, false
 		}
 		req, err := decodeRequest(hdr[:])
 		if err != nil {
 			// Without a valid header the stream cannot be resynchronised.
 			c.log.Info("nbd protocol violation, disconnecting", "err", err)
-			return
+			return request{}, nil, nil, false
 		}
 		if req.typ == cmdDisc {
-			return
+			return request{}, nil, nil, false
 		}
 		weight := int64(0)
 		if req.typ == cmdRead || req.typ == cmdWrite {
@@ -68,7 +99,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 				if req.typ == cmdWrite {
 					// Skip the payload without buffering it.
 					if _, err := io.CopyN(io.Discard, c.br, int64(req.length)); err != nil {
-						return
+						return request{}, nil, nil, false
 					}
 				}
 				c.replyErr(req, errnoOverflow, fmt.Sprintf("request length %d exceeds maximum %d", req.length, maxReq), nil)
@@ -79,43 +110,39 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
-			return
+			return request{}, nil, nil, false
 		}
 		if err := c.budget.Acquire(ctx, weight); err != nil {
 			<-c.slots
-			return
+			return request{}, nil, nil, false
 		}
-		// From here the request holds a slot and weight bytes of the
-		// budget until its reply is written (or dropped).
 		hold := &holding{weight: weight}
-		var payload []byte
 		if req.typ == cmdWrite {
 			payload = getBuf(int(req.length))
 			if err := pr.read(c, payload); err != nil {
+				c.log.Debug("nbd connection read ended", "err", err)
 				putBuf(payload)
 				c.release(hold)
-				return
+				return request{}, nil, nil, false
 			}
 		}
-		start := c.srv.clock().Now()
-		if inl != nil && c.tryInline(inl, req, payload, hold) {
-			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
-			continue
-		}
-		c.inflight.Add(1)
-		go func() {
-			defer func() {
-				if r := recover(); r != nil {
-					c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
-					c.nc.Close()
-					c.release(hold) // no reply will carry it
-				}
-				c.inflight.Done()
-			}()
-			c.handle(req, payload, hold)
-			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
-		}()
+		return req, payload, hold, true
 	}
+}
+
+// serveRequest runs one request read at start and replies to it. A
+// panic in the backend closes the connection (the client cannot tell
+// which request it lost) and releases what the request held.
+func (c *conn) serveRequest(req request, payload []byte, hold *holding, start time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
+			c.abort()
+			c.release(hold) // no reply will carry it
+		}
+	}()
+	c.handle(req, payload, hold)
+	c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 }
 
 // holding is what a request holds until its reply is written: a slot and
@@ -559,7 +586,7 @@ func (c *conn) send(r *outReply) {
 		if err != nil && !c.broken {
 			c.broken = true
 			c.log.Debug("nbd reply write failed, closing", "err", err)
-			c.nc.Close()
+			c.abort()
 		}
 	}
 	c.writing = false
@@ -575,6 +602,9 @@ func (c *conn) writeBatch(batch []*outReply) error {
 		c.iov = append(c.iov, r.iov...)
 	}
 	defer clear(c.iov)
+	if c.sock != nil {
+		return c.sock.writev(c.iov)
+	}
 	if _, ok := c.rw.(*net.TCPConn); ok {
 		bufs := c.iov // WriteTo consumes its receiver
 		_, err := bufs.WriteTo(c.rw)

@@ -29,7 +29,7 @@ const maxExtents = 1 << 16
 // bytes.
 const holeGrain = 4 << 10
 
-// maxInline is the largest READ or WRITE served on the reader goroutine:
+// maxInline is the largest READ or WRITE served by the connection's reader:
 // copying (and scanning for zero pages) a larger one there would keep the
 // connection's other requests from running alongside it.
 const maxInline = 64 << 10
@@ -210,9 +210,9 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 }
 
 // tryInline serves a READ, or a WRITE without FUA, on the connection's
-// reader goroutine when the backend can do it without waiting, which
-// saves the hand-off to a request goroutine (and the wake-up of another
-// thread) per request. It reports whether it did and replied; if not,
+// reader (goroutine or thread) when the backend can do it without
+// waiting, which saves the hand-off to another goroutine or thread (and
+// its wake-up) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
 func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
 	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.length > maxInline {

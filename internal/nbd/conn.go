@@ -25,7 +25,7 @@ type conn struct {
 	nc  net.Conn // the accepted connection, closed on every exit path
 	rw  net.Conn // nc, or the TLS connection over it after STARTTLS
 	// sock is the socket taken out of Go's network poller for
-	// transmission on a plain connection (see threads.go); nil on TLS
+	// transmission on a plain connection (see socket.go); nil on TLS
 	// and on connections that are not sockets. Set under dmu.
 	sock *sock
 	br   *bufio.Reader
@@ -158,7 +158,7 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	defer c.closeSock()
-	c.log.Debug("nbd transmission started", "size", c.size, "flags", c.flags, "tls", c.tls, "structured", c.structured, "threads", c.sock != nil)
+	c.log.Debug("nbd transmission started", "size", c.size, "flags", c.flags, "tls", c.tls, "structured", c.structured, "blocking", c.sock != nil)
 	c.transmit(ctx, exp)
 }
 

@@ -22,7 +22,7 @@ const maxLowat = 1 << 20
 // segment the client's send happened to be cut into (each wake-up a
 // failed read, a netpoller event and a goroutine switch; a 1 MiB payload
 // on loopback took several). The mark is back at 1 before anything else
-// is read. On a detached socket (threads.go) it reads the rest with one
+// is read. On a detached socket (socket.go) it reads the rest with one
 // blocking recv. On other connections (TLS) it reads through the
 // buffered reader.
 type payloadReader struct {

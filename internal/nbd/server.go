@@ -50,9 +50,8 @@ type Zeroer interface {
 
 // Inliner is an optional Backend capability for I/O that completes at
 // once: data in the page cache, no background work to wait for. The
-// server tries it on the connection's reader (the goroutine, or the
-// thread holding the read turn) before handing a READ or WRITE to a
-// goroutine or thread of its own. TryReadAt and TryWriteAt either do the
+// server tries it on the connection's reader (a thread or a goroutine)
+// before handing a READ or WRITE to a goroutine of its own. TryReadAt and TryWriteAt either do the
 // whole I/O and report ok (with its error, if it failed), or do nothing
 // and report !ok; they must not wait for the disk or for other requests.
 type Inliner interface {

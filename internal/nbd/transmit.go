@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math/bits"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,13 +41,17 @@ var zeroes = make([]byte, 1<<20)
 func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.slots = make(chan struct{}, c.srv.maxInFlight())
 	c.budget = semaphore.NewWeighted(c.srv.maxBuffered())
+	var pr payloadReader
 	if c.sock != nil {
+		// Blocking system calls on a thread of its own (socket.go).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		c.br = bufio.NewReaderSize(c.sock, 64<<10)
-		c.transmitThreads(ctx)
-		return
+		pr = payloadReader{sock: c.sock}
+	} else {
+		c.br = bufio.NewReaderSize(c.rw, 64<<10)
+		pr = newPayloadReader(c.rw)
 	}
-	c.br = bufio.NewReaderSize(c.rw, 64<<10)
-	pr := newPayloadReader(c.rw)
 	defer c.inflight.Wait()
 
 	inl, _ := exp.Backend.(Inliner)
@@ -210,9 +215,9 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 }
 
 // tryInline serves a READ, or a WRITE without FUA, on the connection's
-// reader (goroutine or thread) when the backend can do it without
-// waiting, which saves the hand-off to another goroutine or thread (and
-// its wake-up) per request. It reports whether it did and replied; if not,
+// reader (thread or goroutine) when the backend can do it without
+// waiting, which saves the hand-off to a request goroutine (and the
+// wake-up of another thread) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
 func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
 	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.length > maxInline {

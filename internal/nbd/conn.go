@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
 
 	"coffer/internal/audit"
 )
@@ -23,10 +24,14 @@ type conn struct {
 	srv *Server
 	nc  net.Conn // the accepted connection, closed on every exit path
 	rw  net.Conn // nc, or the TLS connection over it after STARTTLS
-	br  *bufio.Reader
-	log *slog.Logger
+	// sock is the socket taken out of Go's network poller for
+	// transmission on a plain connection (see socket.go); nil on TLS
+	// and on connections that are not sockets. Set under dmu.
+	sock *sock
+	br   *bufio.Reader
+	log  *slog.Logger
 
-	dmu      sync.Mutex // guards draining against deadline changes
+	dmu      sync.Mutex // guards draining against deadline changes and sock
 	draining bool
 
 	// Negotiated during the handshake.
@@ -73,6 +78,44 @@ func (c *conn) drain() {
 	c.draining = true
 	// A deadline in the past wakes a blocked Read; no wall clock needed.
 	c.nc.SetReadDeadline(time.Unix(1, 0))
+	if c.sock != nil {
+		// A thread blocked in recv wakes with end of file; replies
+		// still go out.
+		c.sock.shutdown(unix.SHUT_RD)
+	}
+}
+
+// abort closes the connection at once: blocked reads and writes fail.
+func (c *conn) abort() {
+	c.dmu.Lock()
+	if c.sock != nil {
+		c.sock.shutdown(unix.SHUT_RDWR)
+	}
+	c.dmu.Unlock()
+	c.nc.Close()
+}
+
+// detach takes a plain connection's socket out of Go's network poller
+// for transmission (see sock). It reports false when the connection is
+// draining and must end.
+func (c *conn) detach() bool {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if c.draining {
+		return false
+	}
+	if c.tls {
+		return true
+	}
+	s, err := detachSocket(c.nc)
+	if err != nil {
+		// Not a socket (net.Pipe in tests) or out of descriptors:
+		// serve it through the poller.
+		c.log.Debug("nbd connection stays on the network poller", "err", err)
+		return true
+	}
+	c.sock = s
+	return true
 }
 
 // setReadDeadline sets the deadline unless the connection is draining.
@@ -90,7 +133,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	c.srv.Metrics.connOpened()
 	defer c.srv.Metrics.connClosed()
-	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+	stop := context.AfterFunc(ctx, c.abort)
 	defer stop()
 	defer func() {
 		if r := recover(); r != nil {
@@ -111,10 +154,11 @@ func (c *conn) serve(ctx context.Context) {
 	if exp.Release != nil {
 		defer exp.Release()
 	}
-	if !c.setDeadline(time.Time{}) {
+	if !c.setDeadline(time.Time{}) || !c.detach() {
 		return
 	}
-	c.log.Debug("nbd transmission started", "size", c.size, "flags", c.flags, "tls", c.tls, "structured", c.structured)
+	defer c.closeSock()
+	c.log.Debug("nbd transmission started", "size", c.size, "flags", c.flags, "tls", c.tls, "structured", c.structured, "blocking", c.sock != nil)
 	c.transmit(ctx, exp)
 }
 

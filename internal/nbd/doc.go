@@ -18,14 +18,16 @@
 // TRIM, WRITE_ZEROES (with NO_HOLE, and FAST_ZERO when the backend is a
 // Zeroer), BLOCK_STATUS and DISC. Requests on one connection run
 // concurrently, bounded in number and in buffered bytes: each on a
-// goroutine of its own, except a READ or WRITE that an Inliner backend can
-// complete at once, which the connection's reader serves itself. Each
-// reply is
-// written whole: replies that complete while another is being written are
-// queued and leave together in one writev, so several connections and
-// pipelined requests may share one export (NBD_FLAG_CAN_MULTI_CONN: the
-// backend is shared, so a FLUSH on one connection covers the writes
-// completed on all of them).
+// goroutine of its own, except a READ or WRITE that an Inliner backend
+// can complete at once, which the connection's reader serves itself. The
+// reader of a plain (TCP or Unix) connection is an OS thread of its own
+// blocked in recv on the socket, taken out of Go's network poller
+// (socket.go); on TLS it is a goroutine. Each reply is written whole:
+// replies that complete while another is being written are queued and
+// leave together in one writev, so several connections and pipelined
+// requests may share one export (NBD_FLAG_CAN_MULTI_CONN: the backend is
+// shared, so a FLUSH on one connection covers the writes completed on all
+// of them).
 //
 // Extended headers (64-bit lengths) are not implemented; clients fall back
 // to the classic 32-bit request header.

@@ -22,9 +22,11 @@ const maxLowat = 1 << 20
 // segment the client's send happened to be cut into (each wake-up a
 // failed read, a netpoller event and a goroutine switch; a 1 MiB payload
 // on loopback took several). The mark is back at 1 before anything else
-// is read. On other connections (TLS) it reads through the buffered
-// reader.
+// is read. On a detached socket (socket.go) it reads the rest with one
+// blocking recv. On other connections (TLS) it reads through the
+// buffered reader.
 type payloadReader struct {
+	sock  *sock           // set: a blocking recv on this socket
 	raw   syscall.RawConn // nil: read through the buffered reader
 	lowat bool            // SO_RCVLOWAT is above 1 now
 }
@@ -51,6 +53,9 @@ func (pr *payloadReader) read(c *conn, p []byte) error {
 	}
 	if k == len(p) {
 		return nil
+	}
+	if pr.sock != nil {
+		return pr.sock.readFull(p[k:])
 	}
 	if pr.raw == nil {
 		_, err := io.ReadFull(c.br, p[k:])

@@ -50,11 +50,11 @@ type Zeroer interface {
 
 // Inliner is an optional Backend capability for I/O that completes at
 // once: data in the page cache, no background work to wait for. The
-// server tries it on the connection's reader goroutine before handing a
-// READ or WRITE to a goroutine of its own. TryReadAt and TryWriteAt either
-// do the whole I/O and report ok (with its error, if it failed), or do
-// nothing and report !ok; they must not wait for the disk or for other
-// requests.
+// server tries it on the connection's reader (a thread or a goroutine)
+// before handing a READ or WRITE to a goroutine of its own. TryReadAt and
+// TryWriteAt either do the whole I/O and report ok (with its error, if it
+// failed), or do nothing and report !ok; they must not wait for the disk
+// or for other requests.
 type Inliner interface {
 	TryReadAt(p []byte, off int64) (n int, ok bool, err error)
 	TryWriteAt(p []byte, off int64) (ok bool, err error)
@@ -305,7 +305,7 @@ func (s *Server) Close() error {
 		ln.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		c.abort()
 	}
 	s.mu.Unlock()
 	s.connsWG.Wait()

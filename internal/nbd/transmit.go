@@ -11,9 +11,11 @@ import (
 	"io/fs"
 	"math/bits"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -28,7 +30,7 @@ const maxExtents = 1 << 16
 // bytes.
 const holeGrain = 4 << 10
 
-// maxInline is the largest READ or WRITE served on the reader goroutine:
+// maxInline is the largest READ or WRITE served by the connection's reader:
 // copying (and scanning for zero pages) a larger one there would keep the
 // connection's other requests from running alongside it.
 const maxInline = 64 << 10
@@ -39,11 +41,45 @@ var zeroes = make([]byte, 1<<20)
 func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.slots = make(chan struct{}, c.srv.maxInFlight())
 	c.budget = semaphore.NewWeighted(c.srv.maxBuffered())
-	c.br = bufio.NewReaderSize(c.rw, 64<<10)
-	pr := newPayloadReader(c.rw)
+	var pr payloadReader
+	if c.sock != nil {
+		// Blocking system calls on a thread of its own (socket.go).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		c.br = bufio.NewReaderSize(c.sock, 64<<10)
+		pr = payloadReader{sock: c.sock}
+	} else {
+		c.br = bufio.NewReaderSize(c.rw, 64<<10)
+		pr = newPayloadReader(c.rw)
+	}
 	defer c.inflight.Wait()
 
 	inl, _ := exp.Backend.(Inliner)
+	for {
+		req, payload, hold, ok := c.next(ctx, &pr)
+		if !ok {
+			return
+		}
+		start := c.srv.clock().Now()
+		if inl != nil && c.tryInline(inl, req, payload, hold) {
+			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
+			continue
+		}
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			c.serveRequest(req, payload, hold, start)
+		}()
+	}
+}
+
+// next reads the next request and, for a WRITE, its payload (a pooled
+// buffer the request owns). The request holds a slot and its bytes of
+// the budget (hold) until its reply is written. Requests refused for
+// their size are answered here and skipped. It reports !ok when the
+// connection is to end: the client disconnected or broke the protocol,
+// the read failed, or ctx ended.
+func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payload []byte, hold *holding, ok bool) {
 	maxReq := uint32(c.srv.maxRequest())
 	var hdr [requestSize]byte
 	for {
@@ -51,16 +87,16 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.log.Debug("nbd connection read ended", "err", err)
 			}
-			return
+			return request{}, nil, nil, false
 		}
 		req, err := decodeRequest(hdr[:])
 		if err != nil {
 			// Without a valid header the stream cannot be resynchronised.
 			c.log.Info("nbd protocol violation, disconnecting", "err", err)
-			return
+			return request{}, nil, nil, false
 		}
 		if req.typ == cmdDisc {
-			return
+			return request{}, nil, nil, false
 		}
 		weight := int64(0)
 		if req.typ == cmdRead || req.typ == cmdWrite {
@@ -68,7 +104,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 				if req.typ == cmdWrite {
 					// Skip the payload without buffering it.
 					if _, err := io.CopyN(io.Discard, c.br, int64(req.length)); err != nil {
-						return
+						return request{}, nil, nil, false
 					}
 				}
 				c.replyErr(req, errnoOverflow, fmt.Sprintf("request length %d exceeds maximum %d", req.length, maxReq), nil)
@@ -79,43 +115,39 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
-			return
+			return request{}, nil, nil, false
 		}
 		if err := c.budget.Acquire(ctx, weight); err != nil {
 			<-c.slots
-			return
+			return request{}, nil, nil, false
 		}
-		// From here the request holds a slot and weight bytes of the
-		// budget until its reply is written (or dropped).
 		hold := &holding{weight: weight}
-		var payload []byte
 		if req.typ == cmdWrite {
 			payload = getBuf(int(req.length))
 			if err := pr.read(c, payload); err != nil {
+				c.log.Debug("nbd connection read ended", "err", err)
 				putBuf(payload)
 				c.release(hold)
-				return
+				return request{}, nil, nil, false
 			}
 		}
-		start := c.srv.clock().Now()
-		if inl != nil && c.tryInline(inl, req, payload, hold) {
-			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
-			continue
-		}
-		c.inflight.Add(1)
-		go func() {
-			defer func() {
-				if r := recover(); r != nil {
-					c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
-					c.nc.Close()
-					c.release(hold) // no reply will carry it
-				}
-				c.inflight.Done()
-			}()
-			c.handle(req, payload, hold)
-			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
-		}()
+		return req, payload, hold, true
 	}
+}
+
+// serveRequest runs one request read at start and replies to it. A
+// panic in the backend closes the connection (the client cannot tell
+// which request it lost) and releases what the request held.
+func (c *conn) serveRequest(req request, payload []byte, hold *holding, start time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
+			c.abort()
+			c.release(hold) // no reply will carry it
+		}
+	}()
+	c.handle(req, payload, hold)
+	c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 }
 
 // holding is what a request holds until its reply is written: a slot and
@@ -183,9 +215,9 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 }
 
 // tryInline serves a READ, or a WRITE without FUA, on the connection's
-// reader goroutine when the backend can do it without waiting, which
-// saves the hand-off to a request goroutine (and the wake-up of another
-// thread) per request. It reports whether it did and replied; if not,
+// reader (thread or goroutine) when the backend can do it without
+// waiting, which saves the hand-off to a request goroutine (and the
+// wake-up of another thread) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
 func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
 	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.length > maxInline {
@@ -559,7 +591,7 @@ func (c *conn) send(r *outReply) {
 		if err != nil && !c.broken {
 			c.broken = true
 			c.log.Debug("nbd reply write failed, closing", "err", err)
-			c.nc.Close()
+			c.abort()
 		}
 	}
 	c.writing = false
@@ -575,6 +607,9 @@ func (c *conn) writeBatch(batch []*outReply) error {
 		c.iov = append(c.iov, r.iov...)
 	}
 	defer clear(c.iov)
+	if c.sock != nil {
+		return c.sock.writev(c.iov)
+	}
 	if _, ok := c.rw.(*net.TCPConn); ok {
 		bufs := c.iov // WriteTo consumes its receiver
 		_, err := bufs.WriteTo(c.rw)

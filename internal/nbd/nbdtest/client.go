@@ -125,6 +125,13 @@ func Dial(ctx context.Context, addr, name string, o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial nbd server: %w", err)
 	}
+	return Negotiate(ctx, nc, name, o)
+}
+
+// Negotiate negotiates export name on nc, a connection to an NBD server
+// on which nothing has been exchanged yet (a Unix socket, say). It closes
+// nc if negotiation fails.
+func Negotiate(ctx context.Context, nc net.Conn, name string, o Options) (*Client, error) {
 	c := &Client{Conn: nc, raw: nc, br: bufio.NewReader(nc)}
 	if err := c.negotiate(ctx, name, o); err != nil {
 		nc.Close()

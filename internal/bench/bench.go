@@ -840,7 +840,9 @@ func (r *runner) cofferRestore(ctx context.Context, out *Restore, state, suffix 
 	}
 	m := r.probe.start()
 	t0 := r.clk.Now()
-	err = r.eng.RestoreToFile(ctx, "s2", path)
+	// Labelled so that a CPU profile can be cut to the restore: pprof
+	// -tagfocus restore=one.
+	pprof.Do(ctx, pprof.Labels("restore", "one"), func(ctx context.Context) { err = r.eng.RestoreToFile(ctx, "s2", path) })
 	out.Seconds = r.since(t0)
 	if trace {
 		reads = r.probe.trace.stop()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -126,12 +127,15 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	}
 	m := r.probe.start()
 	t0 := r.clk.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(out.AtOnce)
-	for i, p := range paths {
-		g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
-	}
-	err := g.Wait()
+	var err error
+	pprof.Do(ctx, pprof.Labels("restore", "many"), func(ctx context.Context) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(out.AtOnce)
+		for i, p := range paths {
+			g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
+		}
+		err = g.Wait()
+	})
 	secs := r.since(t0)
 	rin := m.stop(r.res.Cores)
 	if err != nil {

@@ -269,11 +269,7 @@ func TestGetManyInto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, ok := range got {
-		if !ok {
-			t.Errorf("index %d not delivered", i)
-		}
-	}
+	checkDelivered(t, got)
 	// 32 compressed chunks, one of them with a small destination, and a
 	// duplicate of a compressed one served from its first's memory.
 	if inPlace != 31 || copied != len(ids)-31 {
@@ -369,11 +365,7 @@ func TestGetManyIntoReadsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, ok := range got {
-		if !ok {
-			t.Errorf("index %d not delivered", i)
-		}
-	}
+	checkDelivered(t, got)
 	if n := ab.reads.Load(); n < 3 {
 		t.Fatalf("%d ranged reads, want several runs", n)
 	}
@@ -416,6 +408,16 @@ func (a *aheadBlobs) waitRead(t *testing.T, k int) {
 			}
 		case <-timeout:
 			t.Fatalf("ranged read %d did not start while the previous run was handled", k)
+		}
+	}
+}
+
+// checkDelivered fails the test for each index of a batch not delivered.
+func checkDelivered(t *testing.T, got []bool) {
+	t.Helper()
+	for i, ok := range got {
+		if !ok {
+			t.Errorf("index %d not delivered", i)
 		}
 	}
 }

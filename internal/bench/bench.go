@@ -778,8 +778,11 @@ func (r *runner) restores(ctx context.Context) error {
 	var reads []rangeRead
 	var writes []extent
 	coffer := func(out *Restore, state, suffix string) error {
-		var err error
-		reads, writes, err = r.cofferRestore(ctx, out, state, suffix, suffix == "")
+		first := suffix == ""
+		rs, ws, err := r.cofferRestore(ctx, out, state, suffix, first)
+		if first {
+			reads, writes = rs, ws
+		}
 		return err
 	}
 	if err := r.coldThenCached(ctx, r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {

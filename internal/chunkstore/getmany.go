@@ -78,7 +78,10 @@ const MinReadBuf = 256<<10 + 2*directio.Align
 //     instead of pooled buffers: at least MinReadBuf bytes, aligned for
 //     direct I/O (directio.Map or directio.Buffer). A read is then at most
 //     len(rbuf) - 2*directio.Align bytes; a chunk larger than that is
-//     read on its own into a pooled buffer.
+//     read on its own into a pooled buffer. When rbuf holds two halves of
+//     at least MinReadBuf each, reads are cut to fit a half, and the next
+//     run is read into one half while fn handles the chunks of the other
+//     (readRuns); no read is left in progress when GetManyInto returns.
 //   - dst, when not nil, gives memory for chunk i (the first index of a
 //     duplicated ID): a compressed chunk whose raw length fits it is
 //     decompressed there, and fn(i, data) then gets data in dst(i)'s

@@ -778,34 +778,12 @@ func (r *runner) restores(ctx context.Context) error {
 	var reads []rangeRead
 	var writes []extent
 	coffer := func(out *Restore, state, suffix string) error {
-		path := filepath.Join(r.dir, "restore-coffer"+suffix+".img")
 		first := suffix == ""
+		rs, ws, err := r.cofferRestore(ctx, out, state, suffix, first)
 		if first {
-			r.probe.trace.start()
+			reads, writes = rs, ws
 		}
-		m := r.probe.start()
-		t0 := r.clk.Now()
-		err := r.eng.RestoreToFile(ctx, "s2", path)
-		out.Seconds = r.since(t0)
-		if first {
-			reads = r.probe.trace.stop()
-		}
-		if err != nil {
-			return err
-		}
-		in := m.stop(r.res.Cores)
-		out.Internals = &in
-		out.MiBps = r.mibps(out.Seconds)
-		if first {
-			if writes, err = dataRuns(path, floorWriteMax); err != nil {
-				return err
-			}
-		}
-		if err := r.checkRestored(ctx, path, path, out); err != nil {
-			return err
-		}
-		r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v; CPU %.0f%% of %d cores; %s", state, out.Seconds, out.MiBps, out.Match, 100*in.CPUUtilization, r.res.Cores, in.Machine)
-		return nil
+		return err
 	}
 	if err := r.coldThenCached(ctx, r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
 		return err
@@ -851,7 +829,48 @@ func (r *runner) restores(ctx context.Context) error {
 		}
 	}
 
-	// The plain-copy floor.
+	return r.qemuCopy(ctx)
+}
+
+// cofferRestore times Coffer's full restore of the second snapshot into
+// DIR/restore-coffer<suffix>.img, checks it against the image and records
+// its figures in out. With trace it returns the ranged reads the restore
+// made and the runs of blocks it wrote, for the I/O floor.
+func (r *runner) cofferRestore(ctx context.Context, out *Restore, state, suffix string, trace bool) (reads []rangeRead, writes []extent, err error) {
+	path := filepath.Join(r.dir, "restore-coffer"+suffix+".img")
+	if trace {
+		r.probe.trace.start()
+	}
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	// Labelled so that a CPU profile can be cut to the restore: pprof
+	// -tagfocus restore=one.
+	pprof.Do(ctx, pprof.Labels("restore", "one"), func(ctx context.Context) { err = r.eng.RestoreToFile(ctx, "s2", path) })
+	out.Seconds = r.since(t0)
+	if trace {
+		reads = r.probe.trace.stop()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	in := m.stop(r.res.Cores)
+	out.Internals = &in
+	out.MiBps = r.mibps(out.Seconds)
+	if trace {
+		if writes, err = dataRuns(path, floorWriteMax); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := r.checkRestored(ctx, path, path, out); err != nil {
+		return nil, nil, err
+	}
+	r.logf("coffer restore, %s: %.2fs (%.0f MiB/s), sha256 match %v; CPU %.2fs, %.0f%% of %d cores; %s", state, out.Seconds, out.MiBps, out.Match, in.CPUSeconds, 100*in.CPUUtilization, r.res.Cores, in.Machine)
+	return reads, writes, nil
+}
+
+// qemuCopy times the plain-copy floor, qemu-img convert of the image and
+// an fsync of its output, when qemu-img is on PATH.
+func (r *runner) qemuCopy(ctx context.Context) error {
 	q := r.lookTool("qemu-img")
 	if q == nil {
 		r.res.Notes = append(r.res.Notes, "qemu-img is not on PATH: no plain-copy floor")

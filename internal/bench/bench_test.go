@@ -152,6 +152,47 @@ func TestRunSmall(t *testing.T) {
 	}
 }
 
+// TestRestoreRounds measures restores again on a kept run: every round
+// restores the image exactly, replays its I/O and restores the many
+// disks; a directory that is not a kept run is refused.
+func TestRestoreRounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole benchmark")
+	}
+	dir := t.TempDir()
+	if _, err := Run(context.Background(), Options{Size: 32 << 20, Dir: dir, Seed: 3, Keep: true}); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	res, err := RunRestores(context.Background(), RestoreOptions{Dir: dir, Rounds: 2, Progress: &progress})
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rounds) != 2 {
+		t.Fatalf("%d rounds, want 2", len(res.Rounds))
+	}
+	for i, rd := range res.Rounds {
+		if !rd.Restore.Match || rd.Restore.Seconds <= 0 || rd.IOFloor.Reads == 0 || int64(rd.IOFloor.Reads) != rd.Restore.Internals.BlobGets ||
+			rd.IOFloor.WriteBytes <= 0 {
+			t.Errorf("round %d: restore %+v, floor %+v", i+1, rd.Restore, rd.IOFloor)
+		}
+		if rd.Many == nil || !rd.Many.Restore.Match || rd.Many.Restore.Seconds <= 0 {
+			t.Errorf("round %d: many disks %+v", i+1, rd.Many)
+		}
+	}
+	var table bytes.Buffer
+	if err := WriteRestoreTable(&table, res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "round 2: restore") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if _, err := RunRestores(context.Background(), RestoreOptions{Dir: t.TempDir()}); err == nil {
+		t.Error("RunRestores accepted a directory that no run kept")
+	}
+}
+
 func lookup(m map[string]any, path string) (any, bool) {
 	var v any = m
 	for _, k := range strings.Split(path, ".") {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -106,24 +107,35 @@ func (r *runner) many(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	return r.manyRestore(ctx, st, out)
+}
+
+// manyRestore restores the disks of st's snapshots s0…s<Disks-1>
+// (DiskBytes each), AtOnce at a time, with the repository read from the
+// disk, checks each against its part of the image and records the
+// figures in out.Restore.
+func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) error {
 	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	if err := evictCached(st.repoFiles()...); err != nil {
 		return err
 	}
-	paths := make([]string, manyDisks)
+	paths := make([]string, out.Disks)
 	for i := range paths {
 		paths[i] = filepath.Join(r.dir, fmt.Sprintf("restore-many-%d.img", i))
 	}
-	m = r.probe.start()
-	t0 = r.clk.Now()
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(manyRestores)
-	for i, p := range paths {
-		g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
-	}
-	err = g.Wait()
+	m := r.probe.start()
+	t0 := r.clk.Now()
+	var err error
+	pprof.Do(ctx, pprof.Labels("restore", "many"), func(ctx context.Context) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(out.AtOnce)
+		for i, p := range paths {
+			g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
+		}
+		err = g.Wait()
+	})
 	secs := r.since(t0)
 	rin := m.stop(r.res.Cores)
 	if err != nil {
@@ -145,7 +157,7 @@ func (r *runner) many(ctx context.Context) (err error) {
 		return err
 	}
 	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %s",
-		manyDisks, manyRestores, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.Machine)
+		out.Disks, out.AtOnce, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.Machine)
 	return nil
 }
 

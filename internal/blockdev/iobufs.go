@@ -24,14 +24,17 @@ const (
 	// index page of at most this many bytes (a whole page at block sizes
 	// up to restoreBufBytes/EntriesPerPage), and at least one block.
 	restoreBufBytes = 8 << 20
-	// restoreReadBytes bounds one ranged read of packs by a job.
-	restoreReadBytes = 2 << 20
+	// restoreReadBytes is a job's read buffer: two halves, so that the
+	// job reads its next run of packs into one while it decompresses the
+	// other (chunkstore.Store.GetManyInto), each bounding one ranged read
+	// to 2 MiB.
+	restoreReadBytes = 4 << 20
 )
 
 // ioBuf is the memory of one restore or hydration job: span holds the
 // blocks it restores (restoreBufBytes, at least the largest block size),
-// read its ranged reads of packs (for GetManyInto). Both are aligned for
-// direct I/O.
+// read its ranged reads of packs (for GetManyInto, which reads into one
+// half while the job decodes the other). Both are aligned for direct I/O.
 type ioBuf struct {
 	mem, span, read []byte
 }

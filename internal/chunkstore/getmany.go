@@ -78,7 +78,10 @@ const MinReadBuf = 256<<10 + 2*directio.Align
 //     instead of pooled buffers: at least MinReadBuf bytes, aligned for
 //     direct I/O (directio.Map or directio.Buffer). A read is then at most
 //     len(rbuf) - 2*directio.Align bytes; a chunk larger than that is
-//     read on its own into a pooled buffer.
+//     read on its own into a pooled buffer. When rbuf holds two halves of
+//     at least MinReadBuf each, reads are cut to fit a half, and the next
+//     run is read into one half while fn handles the chunks of the other
+//     (readRuns); no read is left in progress when GetManyInto returns.
 //   - dst, when not nil, gives memory for chunk i (the first index of a
 //     duplicated ID): a compressed chunk whose raw length fits it is
 //     decompressed there, and fn(i, data) then gets data in dst(i)'s
@@ -89,7 +92,7 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 	}
 	runMax := int64(maxRead)
 	if rbuf != nil {
-		runMax = int64(len(rbuf) - 2*directio.Align)
+		runMax = int64(len(readHalves(rbuf)[0]) - 2*directio.Align)
 	}
 	at := make(map[chunk.ID][]int, len(ids))
 	for i, id := range ids {
@@ -180,11 +183,12 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 		packs = append(packs, p)
 	}
 	slices.Sort(packs)
+	// The runs: chunks of a pack close enough to read together.
+	var runs []readRun
 	for _, p := range packs {
 		es := byPack[p]
 		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
 		for len(es) > 0 {
-			// One run: chunks close enough to read together.
 			n, end := 1, es[0].Offset+int64(es[0].Length)
 			for n < len(es) {
 				e := es[n]
@@ -194,26 +198,31 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 				end = max(end, e.Offset+int64(e.Length))
 				n++
 			}
-			run := es[:n]
+			runs = append(runs, readRun{pack: p, es: es[:n], start: es[0].Offset, end: end})
 			es = es[n:]
-			start := run[0].Offset
-			moved, err := s.readRun(ctx, p, run, start, end, rbuf, func(e Entry, stored []byte) error {
-				data, err := decode(e.trailer(), stored, p)
-				if err != nil {
-					return err
-				}
-				return deliver(e.ID, data)
-			})
+		}
+	}
+	err := s.readRuns(ctx, runs, rbuf, func(r readRun, buf []byte) error {
+		if buf == nil {
+			// Moved by a concurrent GC: Get looks each up again.
+			for _, e := range r.es {
+				single = append(single, e.ID)
+			}
+			return nil
+		}
+		for _, e := range r.es {
+			data, err := decode(e.trailer(), buf[e.Offset-r.start:e.Offset-r.start+int64(e.Length)], r.pack)
 			if err != nil {
 				return err
 			}
-			if moved {
-				// Moved by a concurrent GC: Get looks each up again.
-				for _, e := range run {
-					single = append(single, e.ID)
-				}
+			if err := deliver(e.ID, data); err != nil {
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, id := range single {
 		data, err := s.Get(ctx, id)
@@ -227,28 +236,123 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 	return nil
 }
 
-// readRun reads the chunks run, which lie in [start, end) of pack p, with
-// one ranged read into into (when the run and its alignment slack fit it)
-// or else a pooled buffer, and calls fn with each one's stored bytes (valid
-// until fn returns). moved reports a pack that is gone (a concurrent GC
-// rewrote it); fn is not called then.
-func (s *Store) readRun(ctx context.Context, p string, run []Entry, start, end int64, into []byte, fn func(e Entry, stored []byte) error) (moved bool, err error) {
-	if end-start+2*directio.Align > int64(len(into)) {
-		rbuf, class := readBuf(end - start)
-		defer readBufs[class].Put(rbuf)
+// readRun is one ranged read of a batch: the chunks es, which lie in
+// [start, end) of pack.
+type readRun struct {
+	pack       string
+	es         []Entry
+	start, end int64
+}
+
+// readHalves cuts a read buffer in two aligned halves when each can hold
+// a read of at least MinReadBuf, for reading one run while the previous
+// one is decoded; else it returns the buffer whole.
+func readHalves(rbuf []byte) [][]byte {
+	half := len(rbuf) / 2 &^ (directio.Align - 1)
+	if half < MinReadBuf {
+		return [][]byte{rbuf}
+	}
+	return [][]byte{rbuf[:half:half], rbuf[half : 2*half : 2*half]}
+}
+
+// readRuns reads runs in order and calls fn with each one's bytes (valid
+// until fn returns; nil for a run whose pack is gone, which a concurrent
+// GC rewrote). Each run is read into a part of rbuf that holds it, or a
+// pooled buffer (rbuf nil, or a run larger than the part). When rbuf has
+// two halves (readHalves) and there are several runs, the next run is
+// read while fn handles the previous one, so that the disk has work while
+// the caller decompresses; every read has ended when readRuns returns.
+func (s *Store) readRuns(ctx context.Context, runs []readRun, rbuf []byte, fn func(r readRun, buf []byte) error) error {
+	halves := readHalves(rbuf)
+	if rbuf == nil || len(halves) == 1 || len(runs) == 1 {
+		for _, r := range runs {
+			buf, release, err := s.readRunInto(ctx, r, rbuf)
+			if err != nil {
+				return err
+			}
+			err = fn(r, buf)
+			release()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	type read struct {
+		buf, half []byte
+		release   func()
+		err       error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	free := make(chan []byte, len(halves))
+	for _, h := range halves {
+		free <- h
+	}
+	done := make(chan read, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the reader: one run ahead of fn
+		defer wg.Done()
+		defer close(done)
+		for _, r := range runs {
+			var h []byte
+			select {
+			case h = <-free:
+			case <-rctx.Done():
+				return
+			}
+			buf, release, err := s.readRunInto(rctx, r, h)
+			done <- read{buf, h, release, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for rd := range done { // the reader sends at most one more
+			if rd.release != nil {
+				rd.release()
+			}
+		}
+		wg.Wait()
+	}()
+	for _, r := range runs {
+		rd, ok := <-done
+		if !ok {
+			return ctx.Err()
+		}
+		if rd.err != nil {
+			return rd.err
+		}
+		err := fn(r, rd.buf)
+		rd.release()
+		if err != nil {
+			return err
+		}
+		free <- rd.half
+	}
+	return nil
+}
+
+// readRunInto reads run r with one ranged read into into when the run and
+// its alignment slack fit it, or else into a pooled buffer, and returns
+// the run's bytes and the function that gives the buffer back. A pack
+// that is gone (a concurrent GC rewrote it) reads as nil bytes.
+func (s *Store) readRunInto(ctx context.Context, r readRun, into []byte) (buf []byte, release func(), err error) {
+	release = func() {}
+	if r.end-r.start+2*directio.Align > int64(len(into)) {
+		rbuf, class := readBuf(r.end - r.start)
+		release = func() { readBufs[class].Put(rbuf) }
 		into = *rbuf
 	}
-	buf, err := s.readRange(ctx, p, start, end-start, into)
+	buf, err = s.readRange(ctx, r.pack, r.start, r.end-r.start, into)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		return true, nil
+		return nil, release, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("get %d chunks from pack %s: %w", len(run), p, err)
+		release()
+		return nil, func() {}, fmt.Errorf("get %d chunks from pack %s: %w", len(r.es), r.pack, err)
 	}
-	for _, e := range run {
-		if err := fn(e, buf[e.Offset-start:e.Offset-start+int64(e.Length)]); err != nil {
-			return false, err
-		}
-	}
-	return false, nil
+	return buf, release, nil
 }

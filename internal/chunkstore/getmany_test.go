@@ -6,7 +6,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"coffer/internal/blobstore"
@@ -267,11 +269,7 @@ func TestGetManyInto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, ok := range got {
-		if !ok {
-			t.Errorf("index %d not delivered", i)
-		}
-	}
+	checkDelivered(t, got)
 	// 32 compressed chunks, one of them with a small destination, and a
 	// duplicate of a compressed one served from its first's memory.
 	if inPlace != 31 || copied != len(ids)-31 {
@@ -284,6 +282,142 @@ func TestGetManyInto(t *testing.T) {
 	for _, bad := range [][]byte{directio.Buffer(chunkstore.MinReadBuf - 1), directio.Buffer(chunkstore.MinReadBuf + 1)[1:]} {
 		if err := s.GetManyInto(ctx, ids, bad, nil, func(int, []byte) error { return nil }); err == nil {
 			t.Errorf("a read buffer of %d bytes, aligned %v, was taken", len(bad), directio.Aligned(bad[:0], 0))
+		}
+	}
+}
+
+// aheadBlobs is a local blob store whose ranged reads report when they
+// start, count those in progress, and fail from the failAt-th on (0:
+// never).
+type aheadBlobs struct {
+	*local.Store
+	started       chan int // the number of each read as it starts
+	active, reads atomic.Int32
+	failAt        int32
+}
+
+var errInjected = errors.New("injected read failure")
+
+func (a *aheadBlobs) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
+	a.active.Add(1)
+	defer a.active.Add(-1)
+	k := a.reads.Add(1)
+	select {
+	case a.started <- int(k):
+	default:
+	}
+	if a.failAt != 0 && k >= a.failAt {
+		return nil, errInjected
+	}
+	return a.Store.ReadRange(ctx, name, off, n, buf)
+}
+
+// TestGetManyIntoReadsAhead: with a read buffer of two halves, the next
+// run is read while the caller handles the chunks of the previous one (so
+// the disk has work while the caller decompresses), every chunk is still
+// delivered exactly, and GetManyInto returns only once no read is left in
+// progress, whether it succeeds, fn fails, or a read fails.
+func TestGetManyIntoReadsAhead(t *testing.T) {
+	ctx := context.Background()
+	lb, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab := &aheadBlobs{Store: lb, started: make(chan int, 64)}
+	s := newStore(t, ab, chunkstore.NewMemIndex(), chunkstore.Options{})
+	var ids []chunk.ID
+	datas := map[chunk.ID][]byte{}
+	for i := range 64 { // about 4 MiB of random records: several runs
+		d := randomData(uint64(100+i), 64<<10)
+		id := mustPut(t, s, d)
+		datas[id] = d
+		ids = append(ids, id)
+	}
+	mustFlush(t, s)
+	rbuf := directio.Buffer(2 * chunkstore.MinReadBuf)
+
+	drain := func() {
+		for {
+			select {
+			case <-ab.started:
+			default:
+				return
+			}
+		}
+	}
+	// The second read starts while fn still holds the first run's first
+	// chunk: fn waits for it (a hang guard fails the test instead).
+	drain()
+	ab.reads.Store(0)
+	got := make([]bool, len(ids))
+	first := true
+	err = s.GetManyInto(ctx, ids, rbuf, nil, func(i int, data []byte) error {
+		if first {
+			first = false
+			ab.waitRead(t, 2)
+		}
+		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
+			t.Errorf("index %d: delivered twice or wrong", i)
+		}
+		got[i] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, got)
+	if n := ab.reads.Load(); n < 3 {
+		t.Fatalf("%d ranged reads, want several runs", n)
+	}
+	if n := ab.active.Load(); n != 0 {
+		t.Errorf("%d reads in progress after GetManyInto returned", n)
+	}
+
+	// fn fails on the first chunk, with the next read under way: its
+	// error comes back, and the read has ended.
+	errStop := errors.New("stop")
+	drain()
+	ab.reads.Store(0)
+	err = s.GetManyInto(ctx, ids, rbuf, nil, func(i int, data []byte) error {
+		ab.waitRead(t, 2)
+		return errStop
+	})
+	if !errors.Is(err, errStop) || ab.active.Load() != 0 {
+		t.Errorf("fn failed: GetManyInto returned %v with %d reads in progress", err, ab.active.Load())
+	}
+
+	// The third read fails: its error comes back, wrapped.
+	ab.reads.Store(0)
+	ab.failAt = 3
+	err = s.GetManyInto(ctx, ids, rbuf, nil, func(int, []byte) error { return nil })
+	if !errors.Is(err, errInjected) || ab.active.Load() != 0 {
+		t.Errorf("a read failed: GetManyInto returned %v with %d reads in progress", err, ab.active.Load())
+	}
+}
+
+// waitRead waits until the k-th ranged read of ab has started; it fails
+// the test if that does not happen while the caller waits (no read-ahead).
+func (a *aheadBlobs) waitRead(t *testing.T, k int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second) // a hang guard, not a measurement
+	for {
+		select {
+		case n := <-a.started:
+			if n >= k {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("ranged read %d did not start while the previous run was handled", k)
+		}
+	}
+}
+
+// checkDelivered fails the test for each index of a batch not delivered.
+func checkDelivered(t *testing.T, got []bool) {
+	t.Helper()
+	for i, ok := range got {
+		if !ok {
+			t.Errorf("index %d not delivered", i)
 		}
 	}
 }

@@ -27,7 +27,7 @@ func benchCommand() *command {
 	)
 	return &command{name: "bench", globals: outputOnly,
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
-		sub:   []*command{benchNBDCommand(), benchBlobCommand(), benchSweepCommand()},
+		sub:   []*command{benchNBDCommand(), benchBlobCommand(), benchSweepCommand(), benchRestoreCommand()},
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&sizeArg, "size", "4GiB", "size of the generated disk image (512MiB, 4GiB, …)")
 			fs.StringVar(&dataArg, "data", "", "how much of the image holds data, the rest being holes (8GiB, …; default: half)")

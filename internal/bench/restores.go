@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+
+	"coffer/internal/clock"
+)
+
+// Restore rounds (`coffer bench restore`): the full-restore figures of Run
+// measured again, several times, on the repositories a run kept (Keep), so
+// that a change to the restore can be measured against the code before it
+// on the same repository in alternate runs of the two binaries without
+// building the image and taking the snapshots again.
+
+// RestoreOptions configure RunRestores.
+type RestoreOptions struct {
+	// Dir is the working directory of a run made with Keep: its image
+	// (disk.img, as changed by the run), Coffer's repository (coffer/)
+	// and, when the run got that far, the many-disk repository
+	// (coffer-many/).
+	Dir string
+	// Rounds is how many times each restore runs (default 3).
+	Rounds int
+	// Workers is the engine's parallelism (default GOMAXPROCS).
+	Workers int
+	// Progress receives one line per step (nil: none).
+	Progress io.Writer
+	// Clock measures wall time (default clock.Real).
+	Clock clock.Clock
+}
+
+// RestoreRound is one round of RunRestores.
+type RestoreRound struct {
+	// Restore is Coffer's full restore of the second snapshot with its
+	// repository read from the disk, IOFloor its reads and writes replayed
+	// alone, Qemu the plain-copy floor (qemu-img convert + fsync, when on
+	// PATH) and Many the many-disk restore (when Dir has its repository).
+	Restore Restore    `json:"restore"`
+	IOFloor IOFloor    `json:"restoreIOFloor"`
+	Qemu    *Floor     `json:"qemuImgFloor,omitempty"`
+	Many    *ManyDisks `json:"manyDisks,omitempty"`
+	Load    string     `json:"loadAverage"` // at the round's end
+}
+
+// RestoreResult holds every round of RunRestores.
+type RestoreResult struct {
+	Dir          string         `json:"dir"`
+	SizeBytes    int64          `json:"sizeBytes"`
+	Cores        int            `json:"cores"`
+	Workers      int            `json:"workers"`
+	LoadStart    string         `json:"loadAverageStart"`
+	LoadEnd      string         `json:"loadAverageEnd"`
+	PeakRSSBytes int64          `json:"peakRSSBytes"`
+	Rounds       []RestoreRound `json:"rounds"`
+}
+
+// RunRestores measures the full restore of the run kept in opts.Dir
+// against its I/O floor, qemu-img convert + fsync and the many-disk
+// restore, opts.Rounds times. Every restore is checked against the image;
+// one that differs is an error.
+func RunRestores(ctx context.Context, opts RestoreOptions) (RestoreResult, error) {
+	if opts.Rounds <= 0 {
+		opts.Rounds = 3
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("bench restore: %w", err)
+	}
+	image := filepath.Join(dir, "disk.img")
+	fi, err := os.Stat(image)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("bench restore: %s is not a directory kept by coffer bench --keep: %w", dir, err)
+	}
+	r := &runner{opts: Options{Size: fi.Size(), Dir: dir, Workers: opts.Workers, Progress: opts.Progress, Clock: opts.Clock},
+		clk: opts.Clock, dir: dir, image: image, probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
+	r.res = &Result{SizeBytes: fi.Size(), Cores: runtime.NumCPU(), Workers: opts.Workers, Ratios: map[string]float64{}}
+	out := RestoreResult{Dir: dir, SizeBytes: fi.Size(), Cores: r.res.Cores, Workers: opts.Workers, LoadStart: loadAverage()}
+	pprof.Do(ctx, pprof.Labels("step", "restore rounds"), func(ctx context.Context) { err = r.restoreRounds(ctx, opts.Rounds, &out) })
+	out.LoadEnd = loadAverage()
+	out.PeakRSSBytes = r.probe.rss.overallPeak()
+	if err != nil {
+		return out, fmt.Errorf("bench restore: %w", err)
+	}
+	return out, nil
+}
+
+func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResult) (err error) {
+	// The kept run's restored copies: the rounds write them again.
+	left, err := filepath.Glob(filepath.Join(r.dir, "restore-*.img"))
+	if err != nil {
+		return err
+	}
+	for _, p := range left {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("remove the kept run's restored copy: %w", err)
+		}
+	}
+	r.logf("hashing the image")
+	if r.res.Image.SHA256After, err = hashFile(ctx, r.image); err != nil {
+		return err
+	}
+	if r.stack, err = r.openStack(ctx, filepath.Join(r.dir, "coffer")); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, r.stack.close()) }()
+	var many *stack
+	if _, serr := os.Stat(filepath.Join(r.dir, "coffer-many", "index.db")); serr == nil {
+		st, err := r.openStack(ctx, filepath.Join(r.dir, "coffer-many"))
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, st.close()) }()
+		many = &st
+	}
+	for i := range rounds {
+		var rd RestoreRound
+		if err := r.beforeTimed(ctx); err != nil {
+			return err
+		}
+		if err := evictCached(r.repoFiles()...); err != nil {
+			return err
+		}
+		reads, writes, err := r.cofferRestore(ctx, &rd.Restore, fmt.Sprintf("round %d, repository from disk", i+1), "", true)
+		if err != nil {
+			return err
+		}
+		if !rd.Restore.Match {
+			return errors.New("the restore did not reproduce the image")
+		}
+		if err := r.ioFloor(ctx, reads, writes); err != nil {
+			return err
+		}
+		rd.IOFloor = *r.res.Coffer.RestoreIOFloor
+		r.res.Floor = nil
+		if err := r.qemuCopy(ctx); err != nil {
+			return err
+		}
+		rd.Qemu = r.res.Floor
+		if many != nil {
+			rd.Many = &ManyDisks{Disks: manyDisks, DiskBytes: r.opts.Size / manyDisks, AtOnce: manyRestores}
+			if err := r.manyRestore(ctx, *many, rd.Many); err != nil {
+				return err
+			}
+			if !rd.Many.Restore.Match {
+				return errors.New("a restore of the many-disk step did not reproduce its part of the image")
+			}
+		}
+		rd.Load = loadAverage()
+		r.logf("round %d: %s", i+1, rd.summary())
+		out.Rounds = append(out.Rounds, rd)
+	}
+	return nil
+}
+
+// summary is the round's figures as ratios against their references.
+func (rd RestoreRound) summary() string {
+	rs := rd.Restore
+	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%) = %.2f×",
+		rs.Seconds, rs.Internals.CPUSeconds, 100*rs.Internals.Machine.DiskBusy, rd.IOFloor.Seconds, rd.IOFloor.CPUSeconds,
+		100*rd.IOFloor.Machine.DiskBusy, ratio(rs.Seconds, rd.IOFloor.Seconds))
+	if q := rd.Qemu; q != nil && q.SyncedSeconds > 0 {
+		s += fmt.Sprintf("; ÷ qemu-img + fsync %.2fs = %.2f×", q.SyncedSeconds, ratio(rs.Seconds, q.SyncedSeconds))
+	}
+	if m := rd.Many; m != nil {
+		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs), throughput ÷ one's = %.2f×", m.AtOnce, m.Restore.Seconds,
+			m.Restore.Internals.CPUSeconds, ratio(rs.Seconds, m.Restore.Seconds))
+	}
+	return s + "; load " + rd.Load
+}
+
+// WriteRestoreTable prints the rounds of RunRestores.
+func WriteRestoreTable(w io.Writer, res RestoreResult) error {
+	fmt.Fprintf(w, "coffer bench restore: %s, %.1f GiB disk, %d cores, %d workers; load %s at start, %s at end; peak RSS %.0f MiB\n\n",
+		res.Dir, float64(res.SizeBytes)/(1<<30), res.Cores, res.Workers, res.LoadStart, res.LoadEnd, mib(res.PeakRSSBytes))
+	for i, rd := range res.Rounds {
+		if _, err := fmt.Fprintf(w, "round %d: %s\n", i+1, rd.summary()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"coffer/internal/bench"
+)
+
+// benchRestoreCommand is `coffer bench restore`: the full-restore figures
+// of `coffer bench`, measured again in rounds on a run kept with --keep.
+func benchRestoreCommand() *command {
+	var (
+		from, cpuprofile string
+		jsonOut, quiet   bool
+		rounds, workers  int
+	)
+	return &command{name: "restore",
+		short: "Benchmark full restores again, in rounds, on the repositories of a run kept by coffer bench --keep: against their I/O floor, qemu-img and 4 at once",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&from, "from", "", "`DIR`: the working directory of a run of coffer bench --keep (required)")
+			fs.IntVar(&rounds, "rounds", 3, "rounds of restores")
+			fs.BoolVar(&jsonOut, "json", false, "print every figure as one JSON object instead of the table")
+			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
+			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
+		},
+		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
+			if fs.NArg() > 0 {
+				return usagef("unexpected argument %q", fs.Arg(0))
+			}
+			if from == "" {
+				return usagef("--from DIR is required: the working directory of a `coffer bench --keep` run")
+			}
+			if rounds < 1 {
+				return usagef("--rounds must be at least 1")
+			}
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			stopProfile, err := startCPUProfile(cpuprofile, "bench restore")
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
+			opts := bench.RestoreOptions{Dir: from, Rounds: rounds, Workers: workers}
+			if !quiet {
+				opts.Progress = e.Stderr
+			}
+			res, runErr := bench.RunRestores(ctx, opts)
+			if runErr != nil && len(res.Rounds) == 0 {
+				return runErr
+			}
+			if err := printBench(e, jsonOut, res, func(w io.Writer) error { return bench.WriteRestoreTable(w, res) }); err != nil {
+				return err
+			}
+			return runErr
+		},
+	}
+}

@@ -181,9 +181,12 @@ func TestWriteAllocatesNothing(t *testing.T) {
 }
 
 // TestTryWriteAt: a write within one block that needs nothing else is
-// done at once and counts as a change; one that spans blocks, finds its
-// stripe busy, or hits a block a running snapshot still needs is refused
-// and changes nothing, so the snapshot stays the volume at its swap.
+// done at once and counts as a change; one that spans blocks or finds its
+// stripe busy is refused and changes nothing. During a snapshot a partial
+// write to a block the snapshot still needs is done at once, keeping the
+// units it overwrites (the block is in the page cache), and a whole-block
+// write to such a block is refused; the snapshot stays the volume at its
+// swap either way.
 func TestTryWriteAt(t *testing.T) {
 	ctx := context.Background()
 	const bs = 4 << 10
@@ -225,27 +228,39 @@ func TestTryWriteAt(t *testing.T) {
 		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
 	}
 
-	// During a snapshot: blocks it has not read yet are refused, then
+	// During a snapshot: the partial write of a block it has not read yet
+	// is done at once, the whole-block write of another is refused, then
 	// written the usual way (copy-before-write).
+	if _, err := v.WriteAt(model[6*bs:7*bs], 6*bs); err != nil {
+		t.Fatal(err)
+	}
 	atSwap := slices.Clone(model)
-	var refused, done bool
+	whole := bytes.Repeat([]byte{0xDD}, bs)
+	var partial, refused, done bool
 	env.e.hooks.afterSwap = func(string) {
 		ok, err := v.TryWriteAt(p, 5*bs) // dirty since s0: the snapshot reads it
+		partial = ok && err == nil
+		ok, err = v.TryWriteAt(whole, 6*bs) // dirty too
 		refused = !ok && err == nil
-		if _, err := v.WriteAt(p, 5*bs); err != nil {
+		if _, err := v.WriteAt(whole, 6*bs); err != nil {
 			t.Error(err)
 		}
 		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
 		done = ok && err == nil
 	}
-	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+	si, err := env.e.Snapshot(ctx, "vol", "s1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	env.e.hooks.afterSwap = nil
 	copy(model[5*bs:], p)
+	copy(model[6*bs:], whole)
 	copy(model[9*bs:], p)
-	if !refused || !done {
-		t.Errorf("during the snapshot: pending block refused=%v, clean block written=%v; want both", refused, done)
+	if !partial || !refused || !done {
+		t.Errorf("during the snapshot: pending block's part written=%v, pending whole block refused=%v, clean block written=%v; want all", partial, refused, done)
+	}
+	if si.Stats.CBWBlocks != 2 {
+		t.Errorf("%d blocks copied before write, want 2", si.Stats.CBWBlocks)
 	}
 	checkSnapshot(t, env, "s1", atSwap)
 	if got := image(t, v); !bytes.Equal(got, model) {

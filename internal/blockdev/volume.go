@@ -514,20 +514,32 @@ func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
 	if !ready {
 		return 0, false, nil
 	}
-	rc, err := v.f.SyscallConn()
-	if err != nil {
+	if !v.preadNowait(p, off) {
 		return 0, false, nil
 	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return len(p), true, nil
+}
+
+// preadNowait fills p from the data file at off, within its size, if
+// every page of the range is in the page cache (preadv2 with RWF_NOWAIT,
+// which fails with EAGAIN instead of waiting for the disk). false means
+// it read nothing usable: some page was not cached, or any error (the
+// caller's waiting path reports it).
+func (v *Volume) preadNowait(p []byte, off int64) bool {
+	rc, err := v.f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
 	var rerr error
 	// Control keeps the descriptor open for the call.
 	if cerr := rc.Control(func(fd uintptr) {
 		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
 	}); cerr != nil || rerr != nil || n != len(p) {
-		// EAGAIN: some page is not cached; any error is ReadAt's to report.
-		return 0, false, nil
+		return false
 	}
-	v.fg.touch(v.e.opts.Clock.Now())
-	return n, true, nil
+	return true
 }
 
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
@@ -612,7 +624,7 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	s := v.snap
 	var copies, hydrate []int64
 	for b := b0; b < b1; b++ {
-		if s != nil && s.pending.has(b) && !s.holds(b) {
+		if s.needs(b, ^uint64(0)) {
 			copies = append(copies, b)
 		}
 		if v.hyd != nil && !v.hydratedLocked(b) {
@@ -627,10 +639,7 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 		defer v.e.putBlock(bp)
 		for _, b := range copies {
 			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.readBlockRaw(ctx, b, *bp); err != nil {
-				return err
-			}
-			if err := v.cbwKeep(s, b, *bp); err != nil {
+			if err := v.cbwWhole(ctx, s, b, *bp); err != nil {
 				return err
 			}
 		}
@@ -759,7 +768,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 			}
 			edges[min(b-b0, 1)] = units
 		}
-		if s != nil && s.pending.has(b) && !s.holds(b) {
+		if s.needs(b, ^uint64(0)) {
 			copies = append(copies, b)
 		}
 	}
@@ -773,10 +782,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 		}
 		for _, b := range copies {
 			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.readBlockRaw(ctx, b, **scratch); err != nil {
-				return true, err
-			}
-			if err := v.cbwKeep(s, b, **scratch); err != nil {
+			if err := v.cbwWhole(ctx, s, b, **scratch); err != nil {
 				return true, err
 			}
 		}
@@ -816,11 +822,12 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		return ErrClosed
 	}
 	s := v.snap
-	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
-	hyd := v.hyd
-	needHyd := hyd != nil && !v.hydratedLocked(b)
 	blen := v.blockLen(b, v.size)
 	full := bOff == 0 && l == blen
+	mask := v.unitsCovering(bOff, l, blen)
+	needCopy := s.needs(b, mask)
+	hyd := v.hyd
+	needHyd := hyd != nil && !v.hydratedLocked(b)
 	// A partial write of a block not hydrated yet is merged with the
 	// block's source (fetched) unless it is made of whole units, which
 	// the file keeps as they are (wroteUnits).
@@ -831,28 +838,38 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		units, whole = v.unitsOf(bOff, l, blen)
 		merge = !whole
 	}
-	if nowait && (needCopy || merge) {
+	if nowait && (merge || (needCopy && needHyd)) {
 		v.mu.Unlock()
 		return errWouldWait
 	}
 	v.dirty.set(b)
 	v.mu.Unlock()
 
-	var buf []byte
-	if needCopy || merge || (zero && !full) {
+	block := func() []byte {
 		if *scratch == nil {
 			*scratch = v.e.getBlock()
 		}
-		buf = **scratch
+		return **scratch
 	}
-	if needCopy || merge {
+	var buf []byte
+	if merge || (zero && !full) {
+		buf = block()
+	}
+	switch {
+	case merge:
 		if err := v.readBlockRaw(ctx, b, buf); err != nil {
 			return err
 		}
-	}
-	if needCopy {
+		if needCopy {
+			// Copy-before-write of the block just read (a block not
+			// hydrated yet has no part).
+			if err := v.cbwKeep(s, b, buf); err != nil {
+				return err
+			}
+		}
+	case needCopy:
 		// Copy-before-write: keep the contents the snapshot must see.
-		if err := v.cbwKeep(s, b, buf); err != nil {
+		if err := v.cbwSave(ctx, s, b, mask, block, nowait); err != nil {
 			return err
 		}
 	}

@@ -25,7 +25,7 @@ type snapState struct {
 	pending  *bitset           // taken and not read by the snapshot yet
 	mem      map[int64]*[]byte // whole blocks, from Engine.getBlock
 	parts    map[int64]*cbwPart
-	memBytes int64 // of mem and parts, bounded by Options.CBWMemory
+	memBytes int64           // of mem and parts, bounded by Options.CBWMemory
 	spill    map[int64]int64 // block → offset in side
 	side     *os.File
 	sideNext int64

@@ -65,7 +65,7 @@ func TestCopyBeforeWriteParts(t *testing.T) {
 			partBytes += len(p.data)
 		}
 		v.mu.Unlock()
-		write(bytes.Repeat([]byte{0xB1}, bs), 3*bs)      // whole block over a part
+		write(bytes.Repeat([]byte{0xB1}, bs), 3*bs)       // whole block over a part
 		write(bytes.Repeat([]byte{0xB2}, bs+2048), 10*bs) // one write over two blocks with parts
 		zero(20*bs, 2*bs)                                 // two whole blocks punched
 		write(bytes.Repeat([]byte{0xB3}, 10), 30*bs+5)    // another write to a part

@@ -30,6 +30,7 @@ type snapState struct {
 	side     *os.File
 	sideNext int64
 	cbw      atomic.Int64 // blocks copied before a write, whole or in part
+	wholes   atomic.Int64 // whole copies (cbwKeep), the costly ones
 }
 
 func newSnapState(size int64, taken *bitset) *snapState {
@@ -186,6 +187,7 @@ func (v *Volume) cbwWhole(ctx context.Context, s *snapState, b int64, buf []byte
 // caller holds b's stripe.
 func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
 	s.cbw.Add(1)
+	s.wholes.Add(1)
 	v.mu.Lock()
 	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
 		s.memBytes += v.bs

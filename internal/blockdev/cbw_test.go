@@ -5,7 +5,9 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestCopyBeforeWriteParts overwrites the blocks a snapshot has not read
@@ -134,5 +136,70 @@ func TestCopyBeforeWritePartsOverBudget(t *testing.T) {
 	checkSnapshot(t, env, "s1", atSwap)
 	if got := image(t, v); !bytes.Equal(got, model) {
 		t.Fatalf("volume differs at %d", firstDiff(got, model))
+	}
+}
+
+// TestSnapshotRestsUnlessWholeCopies: while the volume's user is active,
+// a snapshot rests between blocks when the user's writes only keep parts
+// of blocks for it (cheap for the user), and does not while they copy
+// whole blocks (each costing the user a block's read and copy).
+func TestSnapshotRestsUnlessWholeCopies(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	const nb = 16
+	const writes = 5 // the first blocks stored each see one write
+	env := newTestEnv(t, Options{BlockSize: bs, Workers: 1})
+	v, err := env.e.CreateVolume(ctx, "vol", nb*bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rests := func(name string, n int) int64 {
+		t.Helper()
+		p := make([]byte, nb*bs)
+		fillRandom(rand.New(rand.NewPCG(uint64(n), 16)), p)
+		if _, err := v.WriteAt(p, 0); err != nil {
+			t.Fatal(err)
+		}
+		var stored, rested atomic.Int64
+		env.e.hooks.blockStored = func(string, int64) {
+			env.clk.Advance(10 * time.Millisecond) // each block takes 10 ms
+			if k := stored.Add(1); k <= writes {
+				// To a block the snapshot reads last.
+				if _, err := v.WriteAt(make([]byte, n), (nb-k)*bs); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer func() { env.e.hooks.blockStored = nil }()
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if env.clk.Pending() == 0 {
+					time.Sleep(time.Millisecond) // until the snapshot rests on the clock's timer
+					continue
+				}
+				if stored.Load() <= writes {
+					rested.Add(1)
+				}
+				env.clk.Advance(20 * time.Millisecond)
+			}
+		}()
+		_, err := env.e.Snapshot(ctx, "vol", name)
+		close(done)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rested.Load()
+	}
+	if n := rests("parts", 100); n < writes-1 {
+		t.Errorf("the snapshot rested %d times while writes kept parts, want at least %d", n, writes-1)
+	}
+	if n := rests("whole", bs); n != 0 {
+		t.Errorf("the snapshot rested %d times while writes copied whole blocks, want 0", n)
 	}
 }

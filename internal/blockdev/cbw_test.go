@@ -64,7 +64,7 @@ func TestCopyBeforeWriteParts(t *testing.T) {
 		v.mu.Lock()
 		parts = len(v.snap.parts)
 		for _, p := range v.snap.parts {
-			partBytes += len(p.data)
+			partBytes += int(p.bytes)
 		}
 		v.mu.Unlock()
 		write(bytes.Repeat([]byte{0xB1}, bs), 3*bs)       // whole block over a part

@@ -36,6 +36,7 @@ type hydration struct {
 	// when stalled changes and when hydration ends.
 	stalled bool
 	changed chan struct{}
+	around  int64 // hydrateAroundBlocks (a benchmark compares others)
 }
 
 func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written map[int64]uint64) *hydration {
@@ -48,7 +49,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written 
 		written = map[int64]uint64{}
 	}
 	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done, written: written,
-		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{})}
+		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{}), around: hydrateAroundBlocks}
 }
 
 // writeUnits is how many units a block is cut into for writes to blocks not
@@ -267,8 +268,8 @@ func (v *Volume) hydrateAround(ctx context.Context, b int64) error {
 		v.mu.Unlock()
 		return nil
 	}
-	lo := b &^ (hydrateAroundBlocks - 1)
-	hi := min(lo+hydrateAroundBlocks, h.srcNB)
+	lo := b - b%h.around
+	hi := min(lo+h.around, h.srcNB)
 	var blocks []int64
 	for x := lo; x < hi; x++ {
 		if !v.hydratedLocked(x) {

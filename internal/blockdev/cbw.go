@@ -3,75 +3,33 @@ package blockdev
 import (
 	"context"
 	"fmt"
-	"math/bits"
 	"os"
 	"sync/atomic"
 )
 
 // snapState is the copy-before-write state of a running snapshot, guarded by
-// Volume.mu (the side file's contents and a part's bytes by the block's
-// stripe).
+// Volume.mu (the side file's contents by the block's stripe).
 //
-// Invariant: for every block in pending and every unit (writeUnits per
-// block) of it, either the volume file (or, for a block not hydrated yet,
-// the source snapshot) still holds the contents it had at the swap, or a
-// whole copy (mem, spill) or the block's part (parts) holds them. Writers
-// keep what they are about to overwrite before they write (under the
-// block's stripe); the snapshot reads a pending block under the same
-// stripe, overlays its part, and clears its pending bit.
+// Invariant: for every block in pending, either the volume file (or, for a
+// block not hydrated yet, the source snapshot) still holds the contents it
+// had at the swap, or mem/spill holds them. Writers copy before they write
+// (under the block's stripe); the snapshot reads a pending block under the
+// same stripe and clears its pending bit.
 type snapState struct {
 	size     int64
 	taken    *bitset           // the dirty set swapped out; merged back on failure
 	pending  *bitset           // taken and not read by the snapshot yet
-	mem      map[int64]*[]byte // whole blocks, from Engine.getBlock
-	parts    map[int64]*cbwPart
-	memBytes int64           // of mem and parts, bounded by Options.CBWMemory
+	mem      map[int64]*[]byte // from Engine.getBlock
+	memBytes int64
 	spill    map[int64]int64 // block → offset in side
 	side     *os.File
 	sideNext int64
-	cbw      atomic.Int64 // blocks copied before a write, whole or in part
-	wholes   atomic.Int64 // whole copies (cbwKeep), the costly ones
+	cbw      atomic.Int64 // blocks copied before a write
+	slow     atomic.Int64 // of them, those copied through a scratch block (cbwKeep)
 }
 
 func newSnapState(size int64, taken *bitset) *snapState {
-	return &snapState{size: size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{},
-		parts: map[int64]*cbwPart{}, spill: map[int64]int64{}}
-}
-
-// cbwPart holds the contents at the swap of some units of a pending block:
-// those the user's writes have overwritten since. Keeping only them costs a
-// 4 KiB write the 4 KiB it overwrites, where a whole copy cost it a block's
-// read and copy (64 KiB) and, past the memory budget, a block's write to
-// the side file; under random 4 KiB writes a snapshot of a 1 GiB disk had
-// 12,039-13,461 of its 16,384 blocks copied whole (docs/design.md, NBD
-// data path).
-//
-// Each write's units are a piece of their own: a block written many times
-// during a long snapshot gets its units in many small allocations, where
-// growing one slice copied them again at each growth (runtime.growslice
-// took 0.89 s of 2.9 s in the parts' code under random writes).
-type cbwPart struct {
-	mask   uint64            // units held
-	slot   [writeUnits]uint8 // unit → its place among the units of pieces, in order
-	pieces [][]byte          // the units, in the order they were kept
-	bytes  int64
-}
-
-// overlay copies the units p holds into buf, a whole block.
-func (p *cbwPart) overlay(buf []byte, unit int64) {
-	var unitAt [writeUnits]int8 // place → unit
-	for m := p.mask; m != 0; m &= m - 1 {
-		u := bits.TrailingZeros64(m)
-		unitAt[p.slot[u]] = int8(u)
-	}
-	place := 0
-	for _, pc := range p.pieces {
-		for off := int64(0); off < int64(len(pc)); off += unit {
-			u := int64(unitAt[place])
-			copy(buf[u*unit:(u+1)*unit], pc[off:off+unit])
-			place++
-		}
-	}
+	return &snapState{size: size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}}
 }
 
 func (s *snapState) holds(b int64) bool {
@@ -82,118 +40,70 @@ func (s *snapState) holds(b int64) bool {
 	return ok
 }
 
-// needs reports whether a write to the units mask of block b must first
-// keep their contents for s: b is pending and neither a whole copy nor its
-// part holds them. Volume.mu is held.
-func (s *snapState) needs(b int64, mask uint64) bool {
-	if s == nil || !s.pending.has(b) || s.holds(b) {
-		return false
-	}
-	p := s.parts[b]
-	return p == nil || p.mask&mask != mask
+// needs reports whether a write to block b must first keep its contents
+// for s: b is pending and not kept yet. Volume.mu is held.
+func (s *snapState) needs(b int64) bool {
+	return s != nil && s.pending.has(b) && !s.holds(b)
 }
 
-// dropPartLocked forgets block b's part; Volume.mu is held.
-func (s *snapState) dropPartLocked(b int64) {
-	if p := s.parts[b]; p != nil {
-		s.memBytes -= p.bytes
-		delete(s.parts, b)
-	}
-}
-
-// unitsCovering returns the units of a block of blen bytes that
-// [bOff, bOff+l) touches, rounded out to whole units.
-func (v *Volume) unitsCovering(bOff, l, blen int64) uint64 {
-	u := v.bs / writeUnits
-	return unitRange(bOff/u, min(bOff+l+u-1, blen+u-1)/u)
-}
-
-// cbwSave keeps, for snapshot s, the contents at the swap of the units in
-// mask of block b before a write changes them. Where the file holds the
-// block's contents (it is hydrated) and the memory budget allows, it reads
-// and keeps only the units not kept yet (a part); otherwise the whole
-// block (cbwKeep), read with buf (one block of scratch). With nowait it
-// keeps nothing and returns errWouldWait where it would read from the
-// disk or the chunk store, or copy a whole block. The caller holds b's
-// stripe.
-func (v *Volume) cbwSave(ctx context.Context, s *snapState, b int64, mask uint64, buf func() []byte, nowait bool) error {
-	unit := v.bs / writeUnits
+// cbwSave keeps, for snapshot s, the contents at the swap of block b
+// before a write changes it. A block whose file contents are
+// authoritative (hydrated) is read straight into memory while the budget
+// allows (cbwMem); otherwise it is read with buf (one block of scratch)
+// and kept in memory or in the side file (cbwWhole). With nowait it keeps
+// nothing and returns errWouldWait unless it can keep the block in memory
+// from the page cache. The caller holds b's stripe.
+func (v *Volume) cbwSave(ctx context.Context, s *snapState, b int64, buf func() []byte, nowait bool) error {
 	v.mu.Lock()
-	if !s.needs(b, mask) {
+	if !s.needs(b) {
 		v.mu.Unlock()
 		return nil
 	}
-	part := s.parts[b]
-	var have uint64
-	if part != nil {
-		have = part.mask
-	}
-	missing := mask &^ have
-	n := int64(bits.OnesCount64(missing)) * unit
-	inPart := v.hydratedLocked(b) && mask != unitRange(0, writeUnits) && s.memBytes+n <= v.e.opts.CBWMemory
-	if inPart {
-		s.memBytes += n // reserved
+	inMem := v.hydratedLocked(b) && s.memBytes+v.bs <= v.e.opts.CBWMemory
+	if inMem {
+		s.memBytes += v.bs // reserved
 	}
 	v.mu.Unlock()
-	if !inPart {
-		if nowait {
-			return errWouldWait
-		}
-		return v.cbwWhole(ctx, s, b, buf())
+	switch {
+	case inMem:
+		return v.cbwMem(s, b, nowait)
+	case nowait:
+		return errWouldWait
 	}
-	data := make([]byte, n)
-	var read int64
-	err := v.unitRuns(missing, true, v.bs, func(lo, hi int64) error {
-		p := data[read : read+hi-lo]
-		read += hi - lo
-		if nowait {
-			if !v.preadNowait(p, b*v.bs+lo) {
-				return errWouldWait
-			}
-			return nil
-		}
-		return v.pread(p, b*v.bs+lo)
-	})
+	return v.cbwWhole(ctx, s, b, buf())
+}
+
+// cbwMem keeps block b, hydrated, in memory reserved for it already, for
+// snapshot s, read straight from the file into the kept buffer. With nowait it keeps nothing
+// and returns errWouldWait unless the block is in the page cache. The
+// caller holds b's stripe.
+func (v *Volume) cbwMem(s *snapState, b int64, nowait bool) error {
+	kept := v.e.getBlock()
+	var err error
+	switch {
+	case !nowait:
+		err = v.pread(*kept, b*v.bs)
+	case !v.preadNowait(*kept, b*v.bs):
+		err = errWouldWait
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err != nil {
-		s.memBytes -= n
+		s.memBytes -= v.bs
+		v.e.putBlock(kept)
 		return err
 	}
-	if part == nil {
-		part = &cbwPart{}
-		s.parts[b] = part
-	}
-	next := uint8(part.bytes / unit)
-	for m := missing; m != 0; m &= m - 1 {
-		part.slot[bits.TrailingZeros64(m)] = next
-		next++
-	}
-	part.mask |= missing
-	part.pieces = append(part.pieces, data)
-	part.bytes += n
-	if have == 0 {
-		s.cbw.Add(1)
-	}
+	s.mem[b] = kept
+	s.cbw.Add(1)
 	return nil
 }
 
-// cbwWhole keeps the whole of block b as of the swap for snapshot s: its
-// current contents (buf is one block of scratch) with the units its part
-// holds laid over them. The caller holds b's stripe.
+// cbwWhole keeps block b as of the swap for snapshot s: its current
+// contents, from the file or, if it is not hydrated yet, from the source
+// snapshot (buf is one block of scratch). The caller holds b's stripe.
 func (v *Volume) cbwWhole(ctx context.Context, s *snapState, b int64, buf []byte) error {
 	if err := v.readBlockRaw(ctx, b, buf); err != nil {
 		return err
-	}
-	v.mu.Lock()
-	part := s.parts[b]
-	if part != nil {
-		part.overlay(buf, v.bs/writeUnits)
-		s.dropPartLocked(b)
-	}
-	v.mu.Unlock()
-	if part != nil {
-		s.cbw.Add(-1) // counted once, as its part
 	}
 	return v.cbwKeep(s, b, buf)
 }
@@ -202,7 +112,7 @@ func (v *Volume) cbwWhole(ctx context.Context, s *snapState, b int64, buf []byte
 // caller holds b's stripe.
 func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
 	s.cbw.Add(1)
-	s.wholes.Add(1)
+	s.slow.Add(1)
 	v.mu.Lock()
 	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
 		s.memBytes += v.bs
@@ -245,10 +155,8 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 	v.mu.Lock()
 	data, inMem := s.mem[b]
 	off, spilled := s.spill[b]
-	part := s.parts[b]
 	delete(s.mem, b)
 	delete(s.spill, b)
-	s.dropPartLocked(b)
 	if inMem {
 		s.memBytes -= v.bs
 	}
@@ -266,11 +174,5 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 		}
 		return nil
 	}
-	if err := v.readBlockRaw(ctx, b, buf); err != nil {
-		return err
-	}
-	if part != nil {
-		part.overlay(buf, v.bs/writeUnits)
-	}
-	return nil
+	return v.readBlockRaw(ctx, b, buf)
 }

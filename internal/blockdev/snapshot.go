@@ -284,17 +284,19 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	// core idle (measured: 4 GiB full snapshot 3.4-3.5 s -> 3.2-3.4 s).
 	// While the volume's user is active, one worker at a time reads and
 	// stores a block, with rests between blocks (yieldGate) unless the
-	// user's writes copy whole blocks for the snapshot: such a copy costs
-	// a write more than the snapshot's share of the CPU does, and a
-	// snapshot that rests has more blocks copied (measured with whole
-	// copies only: 13,424-14,794 copies of 16,384 blocks with rests
-	// against 7,034-8,525 without, and writes kept 0.38-0.45× of their
-	// idle rate against 0.45-0.72×). Keeping the units a write overwrites
-	// (cbwPart) costs it no more than the write, so those do not count.
+	// user's writes copy blocks for the snapshot the slow way (cbwKeep:
+	// to the side file once the memory budget is used, or from the
+	// hydration source): such a copy costs a write more than the
+	// snapshot's share of the CPU does, and a snapshot that rests has more
+	// blocks copied (measured with every copy the slow way: 13,424-14,794
+	// copies of 16,384 blocks with rests against 7,034-8,525 without, and
+	// writes kept 0.38-0.45× of their idle rate against 0.45-0.72×). A
+	// copy into memory from the page cache (cbwMem) is made on the
+	// connection's reader with the write and does not count.
 	yield := newYieldGate(e.opts.Clock, &v.fg)
-	var copied int64 // s.wholes at the last rest; read by one job at a time
+	var copied int64 // s.slow at the last rest; read by one job at a time
 	yield.urgent = func() bool {
-		n := s.wholes.Load()
+		n := s.slow.Load()
 		more := n != copied
 		copied = n
 		return more

@@ -630,7 +630,7 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	s := v.snap
 	var copies, hydrate []int64
 	for b := b0; b < b1; b++ {
-		if s.needs(b, ^uint64(0)) {
+		if s.needs(b) {
 			copies = append(copies, b)
 		}
 		if v.hyd != nil && !v.hydratedLocked(b) {
@@ -774,7 +774,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 			}
 			edges[min(b-b0, 1)] = units
 		}
-		if s.needs(b, ^uint64(0)) {
+		if s.needs(b) {
 			copies = append(copies, b)
 		}
 	}
@@ -830,8 +830,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 	s := v.snap
 	blen := v.blockLen(b, v.size)
 	full := bOff == 0 && l == blen
-	mask := v.unitsCovering(bOff, l, blen)
-	needCopy := s.needs(b, mask)
+	needCopy := s.needs(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
 	// A partial write of a block not hydrated yet is merged with the
@@ -875,7 +874,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		}
 	case needCopy:
 		// Copy-before-write: keep the contents the snapshot must see.
-		if err := v.cbwSave(ctx, s, b, mask, block, nowait); err != nil {
+		if err := v.cbwSave(ctx, s, b, block, nowait); err != nil {
 			return err
 		}
 	}

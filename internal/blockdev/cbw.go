@@ -73,10 +73,10 @@ func (v *Volume) cbwSave(ctx context.Context, s *snapState, b int64, buf func() 
 	return v.cbwWhole(ctx, s, b, buf())
 }
 
-// cbwMem keeps block b, hydrated, in memory reserved for it already, for
-// snapshot s, read straight from the file into the kept buffer. With nowait it keeps nothing
-// and returns errWouldWait unless the block is in the page cache. The
-// caller holds b's stripe.
+// cbwMem keeps block b, hydrated, for snapshot s in memory reserved for it
+// already, read straight from the file into the kept buffer. With nowait
+// it keeps nothing and returns errWouldWait unless the block is in the
+// page cache. The caller holds b's stripe.
 func (v *Volume) cbwMem(s *snapState, b int64, nowait bool) error {
 	kept := v.e.getBlock()
 	var err error

@@ -477,9 +477,11 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 var errWouldWait = errors.New("would wait")
 
 // TryWriteAt writes p at off if it can do so at once: p lies within one
-// block, no other write of that block's stripe is under way, and the block
-// needs neither copy-before-write for a running snapshot nor hydration.
-// Otherwise it writes nothing and reports !ok (use WriteAt). A failed
+// block, no other write of that block's stripe is under way, the block
+// needs no merge with its hydration source (a write of whole units needs
+// none), and, if a running snapshot still needs the block, it can be kept
+// in memory from the page cache. Otherwise it writes nothing and reports
+// !ok (use WriteAt). A failed
 // write is reported with ok and its error. The data goes into the page
 // cache like WriteAt's, where it may briefly wait for writeback.
 func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
@@ -814,8 +816,9 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
 // scratch is a one-block buffer taken from the pool when first needed;
 // check, if set, is the whole range to validate first. With nowait, a
-// block that needs copy-before-write or hydration is left alone
-// (errWouldWait).
+// block that must be merged with its hydration source, or whose
+// copy-before-write cannot be kept in memory from the page cache, is left
+// alone (errWouldWait).
 func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch **[]byte, check *[2]int64, nowait bool) error {
 	v.mu.Lock()
 	if check != nil {
@@ -828,11 +831,11 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		return ErrClosed
 	}
 	s := v.snap
-	blen := v.blockLen(b, v.size)
-	full := bOff == 0 && l == blen
 	needCopy := s.needs(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
+	blen := v.blockLen(b, v.size)
+	full := bOff == 0 && l == blen
 	// A partial write of a block not hydrated yet is merged with the
 	// block's source (fetched) unless it is made of whole units, which
 	// the file keeps as they are (wroteUnits).
@@ -866,8 +869,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 			return err
 		}
 		if needCopy {
-			// Copy-before-write of the block just read (a block not
-			// hydrated yet has no part).
+			// Copy-before-write of the block just read.
 			if err := v.cbwKeep(s, b, buf); err != nil {
 				return err
 			}

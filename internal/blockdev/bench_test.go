@@ -4,17 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
-	"coffer/internal/blobstore/local"
 	"coffer/internal/blobstore/mem"
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
 	"coffer/internal/store/memstore"
-	"coffer/internal/store/sqlite"
 )
 
 // synthSnapshot stores a snapshot whose block table is entries, without a
@@ -146,100 +141,4 @@ func benchSnapshot(b *testing.B, bs int64) {
 		i++
 		b.StartTimer()
 	}
-}
-
-// BenchmarkReadWhileHydrating reads random 4 KiB pieces of a volume just
-// restored from a snapshot of 64 MiB of random data (64 KiB blocks) while
-// its hydrator is held, over the real chunk store on local disk with the
-// SQLite chunk index, as `coffer serve` runs it: every read that finds
-// its block not hydrated yet hydrates it on the read path. Each
-// iteration reads as many pieces as the volume has blocks, on a fresh
-// restore; "block" hydrates only the block read (the code before
-// hydrateAroundBlocks), "run" the aligned run around it. ns/op is the
-// time of those reads and cpu-ns/op the process's CPU time meanwhile (the
-// figure that does not depend on what other tenants leave to the
-// process): the part of a busy user's time that hydrate-on-read takes;
-// compare the two in the same run.
-func BenchmarkReadWhileHydrating(b *testing.B) {
-	ctx := context.Background()
-	dir := b.TempDir()
-	blobs, err := local.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "index.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	cs, err := chunkstore.New(blobs, db.ChunkIndex(), chunkstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := Open(ctx, filepath.Join(dir, "engine"), cs, blobs, Options{Catalogue: db})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
-	const size = 64 << 20
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := make([]byte, size)
-	fillRandom(rand.New(rand.NewPCG(20, 21)), data)
-	if _, err := src.WriteAt(data, 0); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
-		b.Fatal(err)
-	}
-	e.hooks.hydrator = func(ctx context.Context, vol string) { <-ctx.Done() } // held: reads hydrate
-	for _, bc := range []struct {
-		name   string
-		around int64
-	}{{"block", 1}, {"run", hydrateAroundBlocks}} {
-		b.Run(bc.name, func(b *testing.B) {
-			buf := make([]byte, 4<<10)
-			rng := rand.New(rand.NewPCG(22, 23))
-			n := 0
-			var cpu time.Duration
-			defer func() { b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/op") }()
-			for b.Loop() {
-				b.StopTimer()
-				id := fmt.Sprintf("dst-%s-%d", bc.name, n)
-				n++
-				v, err := e.RestoreVolume(ctx, "s", id)
-				if err != nil {
-					b.Fatal(err)
-				}
-				v.mu.Lock()
-				v.hyd.around = bc.around
-				v.mu.Unlock()
-				b.StartTimer()
-				c0 := cpuTime(b)
-				for range size / e.bs {
-					off := rng.Int64N(size/int64(len(buf))) * int64(len(buf))
-					if _, err := v.ReadAt(buf, off); err != nil {
-						b.Fatal(err)
-					}
-				}
-				cpu += cpuTime(b) - c0
-				b.StopTimer()
-				if err := e.DeleteVolume(ctx, id); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-			}
-		})
-	}
-}
-
-// cpuTime returns the CPU time (user and system) the process has used.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

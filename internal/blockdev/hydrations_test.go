@@ -1,7 +1,6 @@
 package blockdev
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
 	"testing"
@@ -62,48 +61,5 @@ func TestHydrationsListsHydratingVolumes(t *testing.T) {
 	}
 	if hs := e.Hydrations(); len(hs) != 0 {
 		t.Fatalf("hydrations after hydration ended: %+v", hs)
-	}
-}
-
-// TestReadHydratesAround: a read of a block not hydrated yet fills in the
-// aligned run of hydrateAroundBlocks blocks around it, fetching the
-// chunks of its data blocks (a hole needs none) and nothing beyond it,
-// and every block reads as the snapshot.
-func TestReadHydratesAround(t *testing.T) {
-	ctx := context.Background()
-	const bs = 4 << 10
-	env := newTestEnv(t, Options{BlockSize: bs})
-	const size = 4 * hydrateAroundBlocks * bs
-	src, err := env.e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := make([]byte, size)
-	fillRandom(rand.New(rand.NewPCG(14, 15)), model)
-	hole := int64(hydrateAroundBlocks + 4) // in the run read below
-	clear(model[hole*bs : (hole+1)*bs])
-	if _, err := src.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	v, held, release := restoreHeld(t, env, "src")
-	defer close(release)
-	<-held
-	gets := env.chunks.gets.Load()
-	b := int64(hydrateAroundBlocks + 5)
-	got := make([]byte, 512)
-	if _, err := v.ReadAt(got, b*bs+100); err != nil || !bytes.Equal(got, model[b*bs+100:b*bs+612]) {
-		t.Fatalf("read: %v, differs at %d", err, firstDiff(got, model[b*bs+100:]))
-	}
-	if n := env.chunks.gets.Load() - gets; n != hydrateAroundBlocks {
-		t.Errorf("the read fetched %d chunks, want %d (its run's but the hole's, and their index page)", n, hydrateAroundBlocks)
-	}
-	for x := int64(0); x < size/bs; x++ {
-		in := x >= hydrateAroundBlocks && x < 2*hydrateAroundBlocks
-		if v.isHydrated(x) != in {
-			t.Errorf("block %d hydrated %v, want %v", x, v.isHydrated(x), in)
-		}
-	}
-	if img := image(t, v); !bytes.Equal(img, model) {
-		t.Fatalf("volume differs from the snapshot at %d", firstDiff(img, model))
 	}
 }

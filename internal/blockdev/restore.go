@@ -36,7 +36,6 @@ type hydration struct {
 	// when stalled changes and when hydration ends.
 	stalled bool
 	changed chan struct{}
-	around  int64 // hydrateAroundBlocks (a benchmark compares others)
 }
 
 func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written map[int64]uint64) *hydration {
@@ -49,7 +48,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written 
 		written = map[int64]uint64{}
 	}
 	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, 64), done: done, written: written,
-		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{}), around: hydrateAroundBlocks}
+		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{})}
 }
 
 // writeUnits is how many units a block is cut into for writes to blocks not
@@ -248,66 +247,9 @@ func (v *Volume) blockHydrated(b int64) {
 	}
 }
 
-// hydrateAroundBlocks is how many blocks a read of a block not hydrated
-// yet hydrates at once: the aligned run of that many blocks around it (in
-// its index page), fetched with one batched read. A fetch of one chunk
-// costs a chunk-index lookup and a ranged pack read of its own, which
-// took 63% of the time of hydrate-on-read under random 4 KiB reads
-// (docs/design.md, NBD data path); the run's neighbours then read from
-// the file.
-const hydrateAroundBlocks = 16
-
-// hydrateAround hydrates the blocks not hydrated yet of the aligned run of
-// hydrateAroundBlocks blocks around block b, b among them, unless
-// hydration is stalled. Each is merged under its own stripe: the caller
-// holds none.
-func (v *Volume) hydrateAround(ctx context.Context, b int64) error {
-	v.mu.Lock()
-	h := v.hyd
-	if h == nil || h.stalled || v.hydratedLocked(b) {
-		v.mu.Unlock()
-		return nil
-	}
-	lo := b - b%h.around
-	hi := min(lo+h.around, h.srcNB)
-	var blocks []int64
-	for x := lo; x < hi; x++ {
-		if !v.hydratedLocked(x) {
-			blocks = append(blocks, x)
-		}
-	}
-	v.mu.Unlock()
-	var ids []chunk.ID
-	var fetch []int64
-	for _, x := range blocks {
-		id, err := h.cache.entry(ctx, x)
-		if err != nil {
-			return err
-		}
-		if id.IsZero() {
-			v.markHydrated(x) // holes are already holes in the file
-			continue
-		}
-		ids = append(ids, id)
-		fetch = append(fetch, x)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := v.e.opts.Space.CheckFor(int64(len(ids)) * v.bs); err != nil {
-		return err
-	}
-	bp := v.e.getBlock()
-	defer v.e.putBlock(bp)
-	return v.e.getManyInto(ctx, ids, nil, nil, func(i int, data []byte) error {
-		return v.hydrateWith(fetch[i], ids[i], data, *bp, nil)
-	})
-}
-
 // hydrateWith writes block b from data, its chunk in the source snapshot,
 // unless the block is hydrated already (a write or hydrate-on-read got
-// there first). It takes b's stripe; buf is one block of scratch; wb, if
-// set, is told of the bytes written.
+// there first). It takes b's stripe; buf is one block of scratch.
 func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeback) error {
 	l := v.stripe(b)
 	l.Lock()
@@ -323,9 +265,7 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 	if err := v.fillUnwritten(out, b); err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
-	if wb != nil {
-		wb.wrote(len(out))
-	}
+	wb.wrote(len(out))
 	v.blockHydrated(b)
 	return nil
 }

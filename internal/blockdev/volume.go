@@ -381,12 +381,6 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			if v.isHydrated(b) {
 				continue
 			}
-			if err := v.hydrateAround(ctx, b); err != nil && !errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
-				return 0, fmt.Errorf("read volume %s: %w", v.id, err)
-			}
-			if v.isHydrated(b) {
-				continue
-			}
 			if buf == nil {
 				bp := v.e.getBlock()
 				defer v.e.putBlock(bp)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,103 @@ import (
 
 	"coffer/internal/chunk"
 )
+
+// snapState is the copy-before-write state of a running snapshot, guarded by
+// Volume.mu (the side file's contents by the block's stripe).
+//
+// Invariant: for every block in pending, either the volume file (or, for a
+// block not hydrated yet, the source snapshot) still holds the contents it
+// had at the swap, or mem/spill holds them. Writers copy before they write
+// (under the block's stripe); the snapshot reads a pending block under the
+// same stripe and clears its pending bit.
+type snapState struct {
+	size     int64
+	taken    *bitset           // the dirty set swapped out; merged back on failure
+	pending  *bitset           // taken and not read by the snapshot yet
+	mem      map[int64]*[]byte // from Engine.getBlock
+	memBytes int64
+	spill    map[int64]int64 // block → offset in side
+	side     *os.File
+	sideNext int64
+	cbw      atomic.Int64
+}
+
+func (s *snapState) holds(b int64) bool {
+	if _, ok := s.mem[b]; ok {
+		return true
+	}
+	_, ok := s.spill[b]
+	return ok
+}
+
+// cbwKeep stores the pre-write contents of block b for snapshot s. The
+// caller holds b's stripe.
+func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
+	s.cbw.Add(1)
+	v.mu.Lock()
+	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
+		s.memBytes += v.bs
+		v.mu.Unlock()
+		kept := v.e.getBlock()
+		copy(*kept, data[:v.bs])
+		v.mu.Lock()
+		s.mem[b] = kept
+		v.mu.Unlock()
+		return nil
+	}
+	if s.side == nil {
+		f, err := os.CreateTemp(v.dir, "cbw-*")
+		if err != nil {
+			v.mu.Unlock()
+			return fmt.Errorf("copy-before-write: %w", err)
+		}
+		_ = os.Remove(f.Name()) // unlinked: vanishes with the process
+		s.side = f
+	}
+	off := s.sideNext
+	s.sideNext += v.bs
+	side := s.side
+	v.mu.Unlock()
+	if _, err := side.WriteAt(data[:v.bs], off); err != nil {
+		return fmt.Errorf("copy-before-write to side file: %w", err)
+	}
+	v.mu.Lock()
+	s.spill[b] = off
+	v.mu.Unlock()
+	return nil
+}
+
+// snapRead reads pending block b as of the swap into buf and clears its
+// pending bit.
+func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte) error {
+	l := v.stripe(b)
+	l.Lock()
+	defer l.Unlock()
+	v.mu.Lock()
+	data, inMem := s.mem[b]
+	off, spilled := s.spill[b]
+	delete(s.mem, b)
+	delete(s.spill, b)
+	if inMem {
+		s.memBytes -= v.bs
+	}
+	s.pending.clear(b)
+	side := s.side
+	v.mu.Unlock()
+	switch {
+	case inMem:
+		copy(buf, *data)
+		v.e.putBlock(data)
+		return nil
+	case spilled:
+		if _, err := side.ReadAt(buf[:v.bs], off); err != nil {
+			return fmt.Errorf("read copy-before-write side file: %w", err)
+		}
+		return nil
+	default:
+		return v.readBlockRaw(ctx, b, buf)
+	}
+}
 
 // prefetch asks the kernel to start reading the taken blocks of page p
 // from the volume file into the page cache (POSIX_FADV_WILLNEED), a page
@@ -119,7 +217,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	taken := v.dirty
 	nb := (v.size + v.bs - 1) / v.bs
 	v.dirty = newBitset(nb)
-	s := newSnapState(v.size, taken)
+	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}}
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()
@@ -284,19 +382,15 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	// core idle (measured: 4 GiB full snapshot 3.4-3.5 s -> 3.2-3.4 s).
 	// While the volume's user is active, one worker at a time reads and
 	// stores a block, with rests between blocks (yieldGate) unless the
-	// user's writes copy blocks for the snapshot the slow way (cbwKeep:
-	// to the side file once the memory budget is used, or from the
-	// hydration source): such a copy costs a write more than the
-	// snapshot's share of the CPU does, and a snapshot that rests has more
-	// blocks copied (measured with every copy the slow way: 13,424-14,794
-	// copies of 16,384 blocks with rests against 7,034-8,525 without, and
-	// writes kept 0.38-0.45× of their idle rate against 0.45-0.72×). A
-	// copy into memory from the page cache (cbwMem) is made on the
-	// connection's reader with the write and does not count.
+	// user's writes copy blocks for the snapshot: each copy costs a write
+	// more than the snapshot's share of the CPU does, and a snapshot that
+	// rests has more blocks copied (measured: 13,424-14,794 copies of
+	// 16,384 blocks with rests against 7,034-8,525 without, and writes
+	// kept 0.38-0.45× of their idle rate against 0.45-0.72×).
 	yield := newYieldGate(e.opts.Clock, &v.fg)
-	var copied int64 // s.slow at the last rest; read by one job at a time
+	var copied int64 // s.cbw at the last rest; read by one job at a time
 	yield.urgent = func() bool {
-		n := s.slow.Load()
+		n := s.cbw.Load()
 		more := n != copied
 		copied = n
 		return more

@@ -471,11 +471,9 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 var errWouldWait = errors.New("would wait")
 
 // TryWriteAt writes p at off if it can do so at once: p lies within one
-// block, no other write of that block's stripe is under way, the block
-// needs no merge with its hydration source (a write of whole units needs
-// none), and, if a running snapshot still needs the block, it can be kept
-// in memory from the page cache. Otherwise it writes nothing and reports
-// !ok (use WriteAt). A failed
+// block, no other write of that block's stripe is under way, and the block
+// needs neither copy-before-write for a running snapshot nor hydration.
+// Otherwise it writes nothing and reports !ok (use WriteAt). A failed
 // write is reported with ok and its error. The data goes into the page
 // cache like WriteAt's, where it may briefly wait for writeback.
 func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
@@ -516,32 +514,20 @@ func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
 	if !ready {
 		return 0, false, nil
 	}
-	if !v.preadNowait(p, off) {
-		return 0, false, nil
-	}
-	v.fg.touch(v.e.opts.Clock.Now())
-	return len(p), true, nil
-}
-
-// preadNowait fills p from the data file at off, within its size, if
-// every page of the range is in the page cache (preadv2 with RWF_NOWAIT,
-// which fails with EAGAIN instead of waiting for the disk). false means
-// it read nothing usable: some page was not cached, or any error (the
-// caller's waiting path reports it).
-func (v *Volume) preadNowait(p []byte, off int64) bool {
 	rc, err := v.f.SyscallConn()
 	if err != nil {
-		return false
+		return 0, false, nil
 	}
-	var n int
 	var rerr error
 	// Control keeps the descriptor open for the call.
 	if cerr := rc.Control(func(fd uintptr) {
 		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
 	}); cerr != nil || rerr != nil || n != len(p) {
-		return false
+		// EAGAIN: some page is not cached; any error is ReadAt's to report.
+		return 0, false, nil
 	}
-	return true
+	v.fg.touch(v.e.opts.Clock.Now())
+	return n, true, nil
 }
 
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
@@ -626,7 +612,7 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	s := v.snap
 	var copies, hydrate []int64
 	for b := b0; b < b1; b++ {
-		if s.needs(b) {
+		if s != nil && s.pending.has(b) && !s.holds(b) {
 			copies = append(copies, b)
 		}
 		if v.hyd != nil && !v.hydratedLocked(b) {
@@ -641,7 +627,10 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 		defer v.e.putBlock(bp)
 		for _, b := range copies {
 			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.cbwWhole(ctx, s, b, *bp); err != nil {
+			if err := v.readBlockRaw(ctx, b, *bp); err != nil {
+				return err
+			}
+			if err := v.cbwKeep(s, b, *bp); err != nil {
 				return err
 			}
 		}
@@ -770,7 +759,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 			}
 			edges[min(b-b0, 1)] = units
 		}
-		if s.needs(b) {
+		if s != nil && s.pending.has(b) && !s.holds(b) {
 			copies = append(copies, b)
 		}
 	}
@@ -784,7 +773,10 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 		}
 		for _, b := range copies {
 			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.cbwWhole(ctx, s, b, **scratch); err != nil {
+			if err := v.readBlockRaw(ctx, b, **scratch); err != nil {
+				return true, err
+			}
+			if err := v.cbwKeep(s, b, **scratch); err != nil {
 				return true, err
 			}
 		}
@@ -810,9 +802,8 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 // modifyBlock changes [bOff, bOff+l) of block b. The stripe of b is held.
 // scratch is a one-block buffer taken from the pool when first needed;
 // check, if set, is the whole range to validate first. With nowait, a
-// block that must be merged with its hydration source, or whose
-// copy-before-write cannot be kept in memory from the page cache, is left
-// alone (errWouldWait).
+// block that needs copy-before-write or hydration is left alone
+// (errWouldWait).
 func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte, zero bool, scratch **[]byte, check *[2]int64, nowait bool) error {
 	v.mu.Lock()
 	if check != nil {
@@ -825,7 +816,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		return ErrClosed
 	}
 	s := v.snap
-	needCopy := s.needs(b)
+	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
 	blen := v.blockLen(b, v.size)
@@ -840,37 +831,28 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		units, whole = v.unitsOf(bOff, l, blen)
 		merge = !whole
 	}
-	if nowait && (merge || (needCopy && needHyd)) {
+	if nowait && (needCopy || merge) {
 		v.mu.Unlock()
 		return errWouldWait
 	}
 	v.dirty.set(b)
 	v.mu.Unlock()
 
-	block := func() []byte {
+	var buf []byte
+	if needCopy || merge || (zero && !full) {
 		if *scratch == nil {
 			*scratch = v.e.getBlock()
 		}
-		return **scratch
+		buf = **scratch
 	}
-	var buf []byte
-	if merge || (zero && !full) {
-		buf = block()
-	}
-	switch {
-	case merge:
+	if needCopy || merge {
 		if err := v.readBlockRaw(ctx, b, buf); err != nil {
 			return err
 		}
-		if needCopy {
-			// Copy-before-write of the block just read.
-			if err := v.cbwKeep(s, b, buf); err != nil {
-				return err
-			}
-		}
-	case needCopy:
+	}
+	if needCopy {
 		// Copy-before-write: keep the contents the snapshot must see.
-		if err := v.cbwSave(ctx, s, b, block, nowait); err != nil {
+		if err := v.cbwKeep(s, b, buf); err != nil {
 			return err
 		}
 	}

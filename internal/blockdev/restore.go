@@ -265,7 +265,7 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 	if err := v.fillUnwritten(out, b); err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
-	wb.wrote(len(out))
+	wb.wrote(b*v.bs, len(out), len(out))
 	v.blockHydrated(b)
 	return nil
 }
@@ -601,7 +601,7 @@ type restoreFile struct {
 
 func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 	direct, buffered, err := directio.WriteAt(r.direct, r.f, p, off)
-	r.wb.wrote(buffered)
+	r.wb.wrote(off, len(p), buffered)
 	return direct + buffered, err
 }
 

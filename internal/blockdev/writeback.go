@@ -28,32 +28,62 @@ type writeback struct {
 	written atomic.Int64
 	kick    chan struct{}
 	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	lo, hi int64 // the byte range written since the last request
 }
 
-// With drop, pages already written back are also dropped from the page
-// cache at each request (POSIX_FADV_DONTNEED drops only clean pages), so a
-// restore of a large file keeps a small page-cache footprint and reuses
-// the same memory instead of claiming gigabytes of fresh page cache.
+// Each request covers only the range written since the one before. With
+// drop, the pages of that range and of the one before it (written back
+// since) are also dropped from the page cache (POSIX_FADV_DONTNEED drops
+// only clean pages), so a restore of a large file keeps a small page-cache
+// footprint and reuses the same memory instead of claiming gigabytes of
+// fresh page cache, while the pages a user of a hydrating volume reads
+// elsewhere in the file stay cached (dropping the whole file at each
+// request cost hydration 0.86 CPU-s and the user its cached pages).
 func startWriteback(f *os.File, drop bool) *writeback {
-	w := &writeback{f: f, drop: drop, kick: make(chan struct{}, 1)}
+	w := &writeback{f: f, drop: drop, kick: make(chan struct{}, 1), lo: -1}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		fd := int(f.Fd())
+		prevLo, prevHi := int64(-1), int64(-1)
 		for range w.kick {
-			if drop {
-				_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+			w.mu.Lock()
+			lo, hi := w.lo, w.hi
+			w.lo, w.hi = -1, -1
+			w.mu.Unlock()
+			if lo < 0 {
+				continue
 			}
-			// SYNC_FILE_RANGE_WRITE starts writeback of the whole file
+			if drop {
+				if prevLo >= 0 {
+					_ = unix.Fadvise(fd, prevLo, prevHi-prevLo, unix.FADV_DONTNEED)
+				}
+				_ = unix.Fadvise(fd, lo, hi-lo, unix.FADV_DONTNEED)
+			}
+			// SYNC_FILE_RANGE_WRITE starts writeback of the range
 			// without waiting for it.
-			_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			_ = unix.SyncFileRange(fd, lo, hi-lo, unix.SYNC_FILE_RANGE_WRITE)
+			prevLo, prevHi = lo, hi
 		}
 	}()
 	return w
 }
 
-// wrote records n bytes written, requesting writeback every writebackEvery.
-func (w *writeback) wrote(n int) {
+// wrote records n bytes written through the page cache within the range
+// [off, off+size) of the file, requesting writeback every writebackEvery
+// bytes.
+func (w *writeback) wrote(off int64, size, n int) {
+	if n <= 0 {
+		return
+	}
+	w.mu.Lock()
+	if w.lo < 0 || off < w.lo {
+		w.lo = off
+	}
+	w.hi = max(w.hi, off+int64(size))
+	w.mu.Unlock()
 	after := w.written.Add(int64(n))
 	if after/writebackEvery != (after-int64(n))/writebackEvery {
 		select {

@@ -148,7 +148,8 @@ func (res *Result) evaluate() {
 		rss,
 	}
 
-	ok := c.Restore.Match && c.Instant.Match && c.Instant.ReadsMatch && (c.RestoreCached.SHA256 == "" || c.RestoreCached.Match) &&
+	// With the backup steps only, no restore ran to differ.
+	ok := res.BackupOnly || c.Restore.Match && c.Instant.Match && c.Instant.ReadsMatch && (c.RestoreCached.SHA256 == "" || c.RestoreCached.Match) &&
 		(c.Many == nil || c.Many.Restore.SHA256 == "" || c.Many.Restore.Match)
 	for _, pp := range peers {
 		if p := pp.p; p != nil {

@@ -95,10 +95,10 @@ func (s *Store) fillWaiters() int {
 	defer s.mu.Unlock()
 	n := 0
 	if s.open != nil {
-		n += s.open.fillWaiters
+		n += int(s.open.fillWaiters.Load())
 	}
 	for _, p := range s.sealed {
-		n += p.fillWaiters
+		n += int(p.fillWaiters.Load())
 	}
 	return n
 }

@@ -177,9 +177,11 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		return chunk.ID{}, fmt.Errorf("put chunk of %d bytes: %w", len(data), ErrTooLarge)
 	}
 	id := chunk.Hash(data)
+	if s.isPending(id) {
+		return id, nil
+	}
 	// The filter answers "certainly not indexed" for new chunks without a
-	// query (and for pending ones, which claimLocked finds before
-	// anything is compressed); anything else is looked up.
+	// query; anything else is looked up.
 	if s.mayBeIndexed(ctx, id) {
 		found, err := s.index.Lookup(ctx, []chunk.ID{id})
 		if err != nil {

@@ -50,56 +50,48 @@ func sampleEntropy(data []byte) float64 {
 	return math.Log2(n) - float64(sum)/n
 }
 
-// samplePool recycles the buffers of the sample windows.
-var samplePool = sync.Pool{New: func() any { return new([]byte) }}
+// bufPool recycles compression output buffers: the stored bytes are copied
+// into the open pack, so the buffer is free again when Put returns.
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// roomFor is the room a record of a chunk of n bytes may take while it is
-// encoded (encodeInto): the codec's bound, which is also at least n.
-func (s *Store) roomFor(n int) int {
-	if s.level == LevelNone || n < 64 {
-		return n
+// compress returns the bytes to store for data and how they are encoded.
+// Incompressible data (random, already compressed, encrypted) is detected by
+// compressing three small windows first, so it costs a fraction of a full
+// attempt; windows whose byte entropy is low skip that trial. A returned
+// buffer that is not data must be given back with release.
+func (s *Store) compress(data []byte) ([]byte, Compression, *[]byte) {
+	if s.level == LevelNone || len(data) < 64 {
+		return data, CompressionNone, nil
 	}
-	return compressBound(n)
+	buf := bufPool.Get().(*[]byte)
+	if len(data) >= sampleMin && sampleEntropy(data) >= lowEntropy {
+		mid := len(data)/2 - sampleWindow/2
+		sample := append((*buf)[:0], data[:sampleWindow]...)
+		sample = append(sample, data[mid:mid+sampleWindow]...)
+		sample = append(sample, data[len(data)-sampleWindow:]...)
+		c, err := s.codec.encode(sample[len(sample):], sample)
+		*buf = sample[:0]
+		if err != nil || len(c) >= len(sample)-len(sample)/minSavingDiv {
+			bufPool.Put(buf)
+			return data, CompressionNone, nil
+		}
+	}
+	c, err := s.codec.encode(*buf, data)
+	if err != nil { // stored raw: always correct
+		bufPool.Put(buf)
+		return data, CompressionNone, nil
+	}
+	*buf = c[:0]
+	if len(c) >= len(data)-len(data)/minSavingDiv {
+		bufPool.Put(buf)
+		return data, CompressionNone, nil
+	}
+	return c, CompressionZstd, buf
 }
 
-// encodeInto writes the bytes to store for data into dst, which holds
-// roomFor(len(data)) bytes, and returns their length and encoding.
-// Incompressible data (random, already compressed, encrypted) is
-// detected by compressing three small windows first, so it costs a
-// fraction of a full attempt; windows whose byte entropy is low skip that
-// trial. A chunk is stored compressed only if that saves 1/minSavingDiv
-// of it.
-func (s *Store) encodeInto(dst, data []byte) (int, Compression) {
-	if s.level == LevelNone || len(data) < 64 || !s.mayCompress(data) {
-		return copy(dst, data), CompressionNone
+// release gives a buffer returned by compress back.
+func release(buf *[]byte) {
+	if buf != nil {
+		bufPool.Put(buf)
 	}
-	c, err := s.codec.encode(dst[:0], data)
-	if err != nil || len(c) >= len(data)-len(data)/minSavingDiv {
-		return copy(dst, data), CompressionNone // raw: always correct
-	}
-	if &c[0] != &dst[0] { // the codec needed more than roomFor: never, but correct
-		copy(dst, c)
-	}
-	return len(c), CompressionZstd
-}
-
-// mayCompress reports whether data may be worth compressing whole: short
-// chunks and those whose sample windows have a low byte entropy are;
-// others are if their sample windows compress.
-func (s *Store) mayCompress(data []byte) bool {
-	if len(data) < sampleMin || sampleEntropy(data) < lowEntropy {
-		return true
-	}
-	buf := samplePool.Get().(*[]byte)
-	defer samplePool.Put(buf)
-	const n = 3 * sampleWindow
-	if cap(*buf) < n+compressBound(n) { // the sample, then its compressed form
-		*buf = make([]byte, 0, n+compressBound(n))
-	}
-	mid := len(data)/2 - sampleWindow/2
-	sample := append((*buf)[:0], data[:sampleWindow]...)
-	sample = append(sample, data[mid:mid+sampleWindow]...)
-	sample = append(sample, data[len(data)-sampleWindow:]...)
-	c, err := s.codec.encode(sample[n:], sample)
-	return err == nil && len(c) < n-n/minSavingDiv
 }

@@ -28,7 +28,11 @@ const ZstdImpl = zstdImpl
 func (s *Store) PackBuffers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.free) + len(s.sealed) + len(s.opens)
+	n := len(s.free) + len(s.sealed)
+	if s.open != nil {
+		n++
+	}
+	return n
 }
 
 // WaitWritten waits until no sealed pack waits to be written (packs

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/blobstore"
@@ -48,10 +49,6 @@ type Options struct {
 	// MaxUnwritten bounds the sealed packs held in memory while they are
 	// written; a Put that would seal one more waits. Default 2.
 	MaxUnwritten int
-	// MaxOpen is how many packs are open at a time, each filled by one
-	// Put at a time, which compresses its chunk straight into it: the
-	// number of Puts that compress at once. Default GOMAXPROCS.
-	MaxOpen int
 	// NoFilter disables the in-memory known-ID filter, so that Put asks
 	// the index about every chunk (docs/design.md, "Known-ID filter").
 	NoFilter bool
@@ -78,8 +75,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when a sealed pack's write ends
-	opens   []*pack    // open packs, at most cap(slots)
-	slots   chan struct{}
+	open    *pack
 	sealed  []*pack
 	pending map[chunk.ID]pendingLoc
 	free    []*packMem // buffers of written packs, for reuse until Flush
@@ -93,9 +89,9 @@ type Store struct {
 
 	added addedCounters // what Put committed (counters.go)
 
-	// beforeEncode, when set (tests), runs in Put once it has claimed an
-	// open pack, before it encodes its chunk into it.
-	beforeEncode func()
+	// beforeFill, when set (tests), runs in Put between reserving a
+	// record's room in the open pack and copying the record into it.
+	beforeFill func()
 }
 
 // pack is an open or sealed pack that is not yet committed. Once written
@@ -105,14 +101,15 @@ type pack struct {
 	buf     []byte   // header and records; the trailer is added when written
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
 	entries []trailerEntry
-	// claimed: open, and a Put encodes a chunk into buf's spare capacity
-	// (buf[len(buf):] belongs to it; nobody else writes or reads there).
-	// sealWhenFree: Flush asked that the claimer seal it when it is done.
-	claimed      bool
-	sealWhenFree bool
-	writing      bool
-	done         bool
-	err          error // of the last failed write
+	// filling counts the records reserved in buf and not yet copied in
+	// (Put copies outside s.mu), fillWaiters who wait for them (both
+	// changed only under s.mu, except that the copier decrements filling
+	// without it).
+	filling     atomic.Int32
+	fillWaiters atomic.Int32
+	writing     bool
+	done        bool
+	err         error // of the last failed write
 
 	name    string    // blob name, once written
 	written time.Time // when it was written
@@ -134,9 +131,6 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 	if opts.MaxUnwritten <= 0 {
 		opts.MaxUnwritten = 2
 	}
-	if opts.MaxOpen <= 0 {
-		opts.MaxOpen = runtime.GOMAXPROCS(0)
-	}
 	cd, err := newCodec(opts.Level)
 	if err != nil {
 		return nil, fmt.Errorf("new chunk store: %w", err)
@@ -150,7 +144,6 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 		level:        opts.Level,
 		codec:        cd,
 		pending:      make(map[chunk.ID]pendingLoc),
-		slots:        make(chan struct{}, opts.MaxOpen),
 	}
 	if !opts.NoFilter {
 		s.filter = &idFilter{chain: []*bloom{newBloom(filterMinIDs)}}
@@ -191,58 +184,63 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 			return id, nil
 		}
 	}
-	// Compression goes straight into an open pack that this Put claims
-	// (docs/design.md, "Write path and durability"): no copy, and s.mu is
-	// not held meanwhile. A slot is one open pack: waiting for one is
-	// waiting for a core.
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return id, fmt.Errorf("put chunk %s: %w", id.Short(), ctx.Err())
-	}
-	defer func() { <-s.slots }()
-	room := s.roomFor(len(data))
-	s.mu.Lock()
-	p, retryErr := s.claimLocked(ctx, id, room)
-	if p == nil { // stored meanwhile
-		s.mu.Unlock()
-		if retryErr != nil {
-			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), retryErr)
-		}
-		return id, nil
-	}
-	off := len(p.buf)
-	dst := p.buf[off : off+room : off+room]
-	s.mu.Unlock()
-	if s.beforeEncode != nil {
-		s.beforeEncode()
-	}
-	n, comp := s.encodeInto(dst, data)
+	stored, comp, cbuf := s.compress(data)
+	defer release(cbuf) // stored is copied into the open pack below
 
 	s.mu.Lock()
-	p.claimed = false
-	if _, ok := s.pending[id]; !ok { // else stored meanwhile: dst is left unused
-		p.entries = append(p.entries, trailerEntry{
-			ID:          id,
-			Offset:      int64(off),
-			Length:      uint32(n),
-			RawLength:   uint32(len(data)),
-			Compression: comp,
-		})
-		p.buf = p.buf[:off+n]
-		s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
+	for {
+		if _, ok := s.pending[id]; ok {
+			s.mu.Unlock()
+			return id, nil
+		}
+		if s.open == nil || len(s.open.entries) == 0 ||
+			(len(s.open.buf) < s.packSize && s.open.fits(len(stored), s.packSize)) {
+			break
+		}
+		// The open pack is full or the chunk does not fit its buffer: seal
+		// it, unless MaxUnwritten sealed packs already wait to be written;
+		// then retry one whose write failed, or wait.
+		if len(s.sealed) < s.maxUnwritten {
+			s.sealLocked(ctx)
+			continue
+		}
+		if q := s.claimFailed(); q != nil {
+			s.mu.Unlock()
+			if err := s.writePack(ctx, q); err != nil {
+				// The backend keeps failing: keep this chunk pending anyway
+				// (past the open pack's target size), so that a Put that
+				// returns an error always leaves its chunk readable and
+				// committed by a later successful Flush, whichever path
+				// reported the error.
+				s.mu.Lock()
+				if _, ok := s.pending[id]; !ok {
+					p, dst := s.reserveLocked(id, len(data), stored, comp)
+					copy(dst, stored)
+					p.filling.Add(-1) // s.mu is held: nobody waits
+				}
+				s.mu.Unlock()
+				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
+			}
+			s.mu.Lock()
+			continue
+		}
+		s.cond.Wait()
 	}
-	if p.sealWhenFree || (len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten) {
-		s.sealLocked(ctx, p)
-	}
-	if retryErr != nil {
-		s.mu.Unlock()
-		return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), retryErr)
+	p, dst := s.reserveLocked(id, len(data), stored, comp)
+	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
+		s.sealLocked(ctx)
 	}
 	// A pack whose background write failed is retried at once, so that
 	// the failure reaches the caller (this chunk stays pending either way).
 	q := s.claimFailed()
 	s.mu.Unlock()
+	// The record is copied outside the lock: other Puts reserve and copy
+	// theirs meanwhile (docs/design.md, "Write path and durability").
+	if s.beforeFill != nil {
+		s.beforeFill()
+	}
+	copy(dst, stored)
+	s.filled(p)
 	if q != nil {
 		if err := s.writePack(ctx, q); err != nil {
 			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -251,91 +249,73 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	return id, nil
 }
 
-// claimLocked claims an open pack with room bytes free for chunk id,
-// opening, sealing or waiting for packs as needed, and returns it; or nil
-// if id is pending meanwhile. The caller holds a slot, so fewer than
-// cap(s.slots) packs are claimed by others. When MaxUnwritten sealed packs
-// wait and one of them failed, it is retried; if that fails too, the
-// chunk goes past the target size of any open pack, so that a Put that
-// returns an error still leaves its chunk pending (committed by a later
-// successful Flush), and the error is returned with the pack. s.mu is
-// held.
-func (s *Store) claimLocked(ctx context.Context, id chunk.ID, room int) (*pack, error) {
-	var retryErr error
-	for {
-		if _, ok := s.pending[id]; ok {
-			return nil, retryErr
-		}
-		// A full pack that cannot be sealed yet (MaxUnwritten) makes this
-		// Put wait rather than open another: memory stays bounded by
-		// MaxOpen + MaxUnwritten packs.
-		var full *pack // free, but without room for the chunk
-		for _, p := range s.opens {
-			if p.claimed || p.sealWhenFree {
-				continue
-			}
-			if len(p.entries) == 0 || retryErr != nil || p.hasRoom(room, s.packSize) {
-				p.grow(room, s.packSize) // only for a chunk larger than the slack, or past the target
-				p.claimed = true
-				return p, retryErr
-			}
-			full = p
-		}
-		switch {
-		case full != nil && len(s.sealed) < s.maxUnwritten:
-			s.sealLocked(ctx, full)
-		case full != nil:
-			// MaxUnwritten sealed packs wait: retry one whose write
-			// failed, or wait for a write to end.
-			if q := s.claimFailed(); q != nil {
-				s.mu.Unlock()
-				err := s.writePack(ctx, q)
-				s.mu.Lock()
-				retryErr = err
-				continue
-			}
-			s.cond.Wait()
-		default:
-			// Every open pack is claimed by another Put: as this one
-			// holds a slot, fewer than MaxOpen are open.
-			s.opens = append(s.opens, s.newPackLocked())
-		}
-	}
-}
-
-// hasRoom reports whether the open pack is below the target size and has
-// room bytes of spare capacity.
-func (p *pack) hasRoom(room, packSize int) bool {
-	return len(p.buf) < packSize && len(p.buf)+room <= cap(p.buf)
-}
-
 // Encode does to data the work Put does for a chunk that is not stored
 // yet, hashing it and compressing it as it would be stored, and stores
 // nothing. It returns the chunk's ID and the length of its stored record.
 // The benchmark measures the compute limit of a snapshot with it.
 func (s *Store) Encode(data []byte) (chunk.ID, int) {
 	id := chunk.Hash(data)
-	buf := encodePool.Get().(*[]byte)
-	if cap(*buf) < s.roomFor(len(data)) {
-		*buf = make([]byte, s.roomFor(len(data)))
-	}
-	n, _ := s.encodeInto((*buf)[:s.roomFor(len(data))], data)
-	encodePool.Put(buf)
+	stored, _, buf := s.compress(data)
+	n := len(stored)
+	release(buf)
 	return id, n
 }
 
-// encodePool holds Encode's output buffers.
-var encodePool = sync.Pool{New: func() any { return new([]byte) }}
+// reserveLocked reserves room for a chunk's record of len(stored) bytes
+// at the end of the open pack (opening one if needed), records the chunk
+// as pending and returns the pack and the room, which the caller fills
+// with stored and then hands back with filled. Until then the pack
+// is neither written nor read (waitFilledLocked). s.mu is held.
+func (s *Store) reserveLocked(id chunk.ID, rawLen int, stored []byte, comp Compression) (*pack, []byte) {
+	if s.open == nil {
+		s.open = s.newPackLocked()
+	}
+	p := s.open
+	p.grow(len(stored), s.packSize) // only for chunks larger than the slack; nothing is being filled then
+	off := len(p.buf)
+	p.entries = append(p.entries, trailerEntry{
+		ID:          id,
+		Offset:      int64(off),
+		Length:      uint32(len(stored)),
+		RawLength:   uint32(rawLen),
+		Compression: comp,
+	})
+	p.buf = p.buf[:off+len(stored)]
+	p.filling.Add(1)
+	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
+	return p, p.buf[off : off+len(stored) : off+len(stored)]
+}
 
-// sealLocked seals the open pack p, which nobody claims, and starts
-// writing it in the background. It joins s.sealed at once, so that Flush
-// waits for it and Puts count it against MaxUnwritten. The write outlives
-// a cancellation of ctx (the chunks are already accepted); its error stays
-// with the pack, and the next Put or Flush retries it and returns the
-// error if it fails again. s.mu is held.
-func (s *Store) sealLocked(ctx context.Context, p *pack) {
-	s.opens = slices.DeleteFunc(s.opens, func(q *pack) bool { return q == p })
-	p.sealWhenFree = false
+// filled records that a room reserved in p is filled. Without waiters
+// it takes no lock: waitFilledLocked counts itself before it looks at
+// filling, and filled looks at the waiters after it counted down.
+func (s *Store) filled(p *pack) {
+	if p.filling.Add(-1) == 0 && p.fillWaiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// waitFilledLocked waits until every room reserved in p is filled, so
+// that its records can be read or written. s.mu is held (and released
+// while waiting).
+func (s *Store) waitFilledLocked(p *pack) {
+	p.fillWaiters.Add(1)
+	for p.filling.Load() > 0 {
+		s.cond.Wait()
+	}
+	p.fillWaiters.Add(-1)
+}
+
+// sealLocked seals the open pack and starts writing it in the background.
+// It joins s.sealed at once, so that Flush waits for it and Puts count it
+// against MaxUnwritten. The write outlives a cancellation of ctx (the chunks
+// are already accepted); its error stays with the pack, and the next Put or
+// Flush retries it and returns the error if it fails again. s.mu is held.
+func (s *Store) sealLocked(ctx context.Context) {
+	p := s.open
+	s.open = nil
 	p.writing = true
 	s.sealed = append(s.sealed, p)
 	wctx := context.WithoutCancel(ctx)
@@ -405,8 +385,9 @@ func (p *pack) fits(n, packSize int) bool {
 // grow makes room for n more bytes. Pack buffers are allocated at their
 // final capacity, so this only reallocates for a chunk larger than the
 // slack, which then gets a pack of its own.
-// Readers copy from p.buf under s.mu, which is held, and nobody claims
-// the pack, so the old buffer is released at once.
+// Readers copy from p.buf under s.mu, which is held, and no room of the
+// pack is being filled (it has no entries yet), so the old buffer is
+// released at once.
 func (p *pack) grow(n, packSize int) {
 	need := len(p.buf) + n
 	if need <= cap(p.buf) {
@@ -438,7 +419,11 @@ func (s *Store) claimFailed() *pack {
 // under a new name. Its entries reach the index later, with those of other
 // packs (indexWritten).
 func (s *Store) writePack(ctx context.Context, p *pack) error {
-	// p.entries and the records of p.buf no longer change once sealed.
+	// p.entries and the records of p.buf no longer change once sealed
+	// and filled.
+	s.mu.Lock()
+	s.waitFilledLocked(p)
+	s.mu.Unlock()
 	now := s.clock.Now()
 	name := newPackName(now)
 	// The trailer goes into the spare capacity of p.buf when it fits:
@@ -584,24 +569,15 @@ func (s *Store) unindexedPacks() map[string]bool {
 	return names
 }
 
-// Flush seals the open packs and writes every sealed pack; when it
-// returns nil every chunk Put before the call is committed.
+// Flush seals the open pack and writes every sealed pack; when it returns
+// nil every chunk Put before the call is committed.
 func (s *Store) Flush(ctx context.Context) error {
 	s.mu.Lock()
-	var targets []*pack
-	for _, p := range slices.Clone(s.opens) {
-		switch {
-		case len(p.entries) == 0:
-		case p.claimed:
-			// Its claimer seals it once its chunk is in (Put).
-			p.sealWhenFree = true
-			targets = append(targets, p)
-		default:
-			s.opens = slices.DeleteFunc(s.opens, func(q *pack) bool { return q == p })
-			s.sealed = append(s.sealed, p)
-		}
+	if s.open != nil && len(s.open.entries) > 0 {
+		s.sealed = append(s.sealed, s.open)
+		s.open = nil
 	}
-	targets = append(targets, s.sealed...)
+	targets := append([]*pack(nil), s.sealed...)
 	for {
 		var next *pack
 		busy := false
@@ -609,7 +585,7 @@ func (s *Store) Flush(ctx context.Context) error {
 			if p.done {
 				continue
 			}
-			if p.writing || p.claimed || p.sealWhenFree {
+			if p.writing {
 				busy = true
 				continue
 			}
@@ -646,7 +622,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		err, s.lost = errors.Join(err, s.lost), nil
 	}
 	// An idle Store holds no pack buffers: a snapshot ends with a Flush.
-	if len(s.opens) == 0 && len(s.sealed) == 0 {
+	if s.open == nil && len(s.sealed) == 0 {
 		for _, m := range s.free {
 			m.free()
 		}
@@ -694,6 +670,7 @@ func (s *Store) Has(ctx context.Context, ids []chunk.ID) ([]bool, error) {
 func (s *Store) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	s.mu.Lock()
 	if l, ok := s.pending[id]; ok {
+		s.waitFilledLocked(l.p) // may end with the pack written
 		e := l.p.entries[l.i]
 		if l.p.done { // written, not indexed yet
 			name := l.p.name

@@ -34,9 +34,6 @@ func newCodec(l Level) (*codec, error) {
 	return c, nil
 }
 
-// compressBound is the most a frame of n bytes can take.
-func compressBound(n int) int { return dzstd.CompressBound(n) }
-
 // encode returns src compressed into dst's storage (reallocated when
 // smaller than the bound).
 func (c *codec) encode(dst, src []byte) ([]byte, error) {

@@ -42,11 +42,6 @@ func newCodec(l Level) (*codec, error) {
 	return &codec{enc: enc, dec: dec}, nil
 }
 
-// compressBound is the most a frame of n bytes takes in practice: raw
-// blocks of at most 128 KiB with 3-byte headers, and the frame header.
-// encodeInto copes with a frame that would not fit.
-func compressBound(n int) int { return n + n>>10 + 64 }
-
 // encode returns src compressed into dst's storage.
 func (c *codec) encode(dst, src []byte) ([]byte, error) {
 	return c.enc.EncodeAll(src, dst[:0]), nil

@@ -95,6 +95,10 @@ type Options struct {
 	// WriteInterval is the pace of the writer during the latency test and
 	// of the reader during hydration (default 1 ms).
 	WriteInterval time.Duration
+	// BackupOnly runs only the backup steps: the full snapshot, its
+	// compute limit and the many disks' backups (no peers, no restores),
+	// to compare the backup path of two builds quickly.
+	BackupOnly bool
 }
 
 // Result holds every figure of a run. Seconds are wall-clock; MiB/s are of
@@ -128,8 +132,10 @@ type Result struct {
 	Targets []Target           `json:"targets"`
 	// AllRestoresMatch is true when every restore that ran produced the
 	// image's exact bytes.
-	AllRestoresMatch bool     `json:"allRestoresMatch"`
-	Notes            []string `json:"notes,omitempty"`
+	AllRestoresMatch bool `json:"allRestoresMatch"`
+	// BackupOnly: only the backup steps ran (Options.BackupOnly).
+	BackupOnly bool     `json:"backupOnly,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 // Image describes the generated disk image.
@@ -331,7 +337,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	r := &runner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), peerR: map[string]*Peer{},
 		probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
 	r.res = &Result{Version: 2, SizeBytes: opts.Size, BlockSize: blockSize, Seed: opts.Seed, Cores: runtime.NumCPU(),
-		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}}
+		Workers: opts.Workers, Dir: dir, LoadStart: loadAverage(), Ratios: map[string]float64{}, BackupOnly: opts.BackupOnly}
+	if opts.BackupOnly {
+		r.opts.Peers = false
+		r.res.Notes = append(r.res.Notes, "backup steps only (--backup-only): no peers, no restores")
+	}
 	r.res.CacheState = "warm (no cache drop; every run reads what the previous step left in the page cache, except that each tool's first full restore reads its repository from the disk)"
 	if opts.DropCaches {
 		r.res.CacheState = "dropped (sync; echo 3 > /proc/sys/vm/drop_caches before each timed run)"
@@ -419,6 +429,15 @@ func (r *runner) run(ctx context.Context) error {
 		{"instant restore", r.instant},
 		{"write latency during a snapshot", r.latency},
 		{fmt.Sprintf("%d disks at once", manyDisks), r.many},
+	}
+	if r.opts.BackupOnly {
+		steps = []struct {
+			name string
+			fn   func(context.Context) error
+		}{
+			steps[0], steps[1], steps[2],
+			{fmt.Sprintf("%d disks backed up at once", manyDisks), r.many},
+		}
 	}
 	for i, s := range steps {
 		r.logf("[%d/%d] %s", i+1, len(steps), s.name)

@@ -207,6 +207,29 @@ func lookup(m map[string]any, path string) (any, bool) {
 	return v, true
 }
 
+// TestBackupOnly runs the backup steps alone: the full snapshot, its
+// compute limit and the many disks' backups, and neither restores nor
+// peers.
+func TestBackupOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs part of the benchmark")
+	}
+	res, err := Run(context.Background(), Options{Size: 32 << 20, Dir: t.TempDir(), Seed: 7, Peers: true, BackupOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Coffer
+	if c.Full.Seconds <= 0 || c.FullComputeLimit == nil || c.Many == nil || c.Many.Backup.Seconds <= 0 {
+		t.Fatalf("backup steps missing: full %v, compute limit %v, many %+v", c.Full.Seconds, c.FullComputeLimit, c.Many)
+	}
+	if c.Restore.Seconds != 0 || c.Incremental.Seconds != 0 || c.Many.Restore.Seconds != 0 || res.Restic != nil || res.Borg != nil || res.Floor != nil {
+		t.Errorf("--backup-only ran more than the backups: %+v", res)
+	}
+	if _, ok := res.Ratios["fullSnapshotVsComputeLimit"]; !ok || !res.AllRestoresMatch || !res.BackupOnly {
+		t.Errorf("ratios %v, all restores match %v, backup only %v", res.Ratios, res.AllRestoresMatch, res.BackupOnly)
+	}
+}
+
 // TestImageReproducible checks that a seed determines the image, and that
 // the layout has the intended shares.
 func TestImageReproducible(t *testing.T) {

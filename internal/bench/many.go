@@ -104,7 +104,7 @@ func (r *runner) many(ctx context.Context) (err error) {
 		err = errors.Join(err, v.Close())
 	}
 	vols = nil
-	if err != nil {
+	if err != nil || r.opts.BackupOnly {
 		return err
 	}
 	return r.manyRestore(ctx, st, out)

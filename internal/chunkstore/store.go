@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/blobstore"
@@ -87,6 +88,10 @@ type Store struct {
 	indexMu sync.Mutex // one indexWritten at a time
 
 	added addedCounters // what Put committed (counters.go)
+
+	// beforeFill, when set (tests), runs in Put between reserving a
+	// record's room in the open pack and copying the record into it.
+	beforeFill func()
 }
 
 // pack is an open or sealed pack that is not yet committed. Once written
@@ -96,9 +101,15 @@ type pack struct {
 	buf     []byte   // header and records; the trailer is added when written
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
 	entries []trailerEntry
-	writing bool
-	done    bool
-	err     error // of the last failed write
+	// filling counts the records reserved in buf and not yet copied in
+	// (Put copies outside s.mu), fillWaiters who wait for them (both
+	// changed only under s.mu, except that the copier decrements filling
+	// without it).
+	filling     atomic.Int32
+	fillWaiters atomic.Int32
+	writing     bool
+	done        bool
+	err         error // of the last failed write
 
 	name    string    // blob name, once written
 	written time.Time // when it was written
@@ -203,7 +214,9 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 				// reported the error.
 				s.mu.Lock()
 				if _, ok := s.pending[id]; !ok {
-					s.appendLocked(id, data, stored, comp)
+					p, dst := s.reserveLocked(id, len(data), stored, comp)
+					copy(dst, stored)
+					p.filling.Add(-1) // s.mu is held: nobody waits
 				}
 				s.mu.Unlock()
 				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -213,7 +226,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 		s.cond.Wait()
 	}
-	p := s.appendLocked(id, data, stored, comp)
+	p, dst := s.reserveLocked(id, len(data), stored, comp)
 	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
 		s.sealLocked(ctx)
 	}
@@ -221,6 +234,13 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 	// the failure reaches the caller (this chunk stays pending either way).
 	q := s.claimFailed()
 	s.mu.Unlock()
+	// The record is copied outside the lock: other Puts reserve and copy
+	// theirs meanwhile (docs/design.md, "Write path and durability").
+	if s.beforeFill != nil {
+		s.beforeFill()
+	}
+	copy(dst, stored)
+	s.filled(p)
 	if q != nil {
 		if err := s.writePack(ctx, q); err != nil {
 			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -241,24 +261,51 @@ func (s *Store) Encode(data []byte) (chunk.ID, int) {
 	return id, n
 }
 
-// appendLocked appends a chunk to the open pack (opening one if needed)
-// and records it as pending. s.mu is held.
-func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {
+// reserveLocked reserves room for a chunk's record of len(stored) bytes
+// at the end of the open pack (opening one if needed), records the chunk
+// as pending and returns the pack and the room, which the caller fills
+// with stored and then hands back with filled. Until then the pack
+// is neither written nor read (waitFilledLocked). s.mu is held.
+func (s *Store) reserveLocked(id chunk.ID, rawLen int, stored []byte, comp Compression) (*pack, []byte) {
 	if s.open == nil {
 		s.open = s.newPackLocked()
 	}
 	p := s.open
-	p.grow(len(stored), s.packSize) // only for chunks larger than the slack
+	p.grow(len(stored), s.packSize) // only for chunks larger than the slack; nothing is being filled then
+	off := len(p.buf)
 	p.entries = append(p.entries, trailerEntry{
 		ID:          id,
-		Offset:      int64(len(p.buf)),
+		Offset:      int64(off),
 		Length:      uint32(len(stored)),
-		RawLength:   uint32(len(data)),
+		RawLength:   uint32(rawLen),
 		Compression: comp,
 	})
-	p.buf = append(p.buf, stored...)
+	p.buf = p.buf[:off+len(stored)]
+	p.filling.Add(1)
 	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
-	return p
+	return p, p.buf[off : off+len(stored) : off+len(stored)]
+}
+
+// filled records that a room reserved in p is filled. Without waiters
+// it takes no lock: waitFilledLocked counts itself before it looks at
+// filling, and filled looks at the waiters after it counted down.
+func (s *Store) filled(p *pack) {
+	if p.filling.Add(-1) == 0 && p.fillWaiters.Load() > 0 {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// waitFilledLocked waits until every room reserved in p is filled, so
+// that its records can be read or written. s.mu is held (and released
+// while waiting).
+func (s *Store) waitFilledLocked(p *pack) {
+	p.fillWaiters.Add(1)
+	for p.filling.Load() > 0 {
+		s.cond.Wait()
+	}
+	p.fillWaiters.Add(-1)
 }
 
 // sealLocked seals the open pack and starts writing it in the background.
@@ -338,8 +385,9 @@ func (p *pack) fits(n, packSize int) bool {
 // grow makes room for n more bytes. Pack buffers are allocated at their
 // final capacity, so this only reallocates for a chunk larger than the
 // slack, which then gets a pack of its own.
-// Readers copy from p.buf under s.mu, which is held, so the old buffer
-// is released at once.
+// Readers copy from p.buf under s.mu, which is held, and no room of the
+// pack is being filled (it has no entries yet), so the old buffer is
+// released at once.
 func (p *pack) grow(n, packSize int) {
 	need := len(p.buf) + n
 	if need <= cap(p.buf) {
@@ -371,7 +419,11 @@ func (s *Store) claimFailed() *pack {
 // under a new name. Its entries reach the index later, with those of other
 // packs (indexWritten).
 func (s *Store) writePack(ctx context.Context, p *pack) error {
-	// p.entries and the records of p.buf no longer change once sealed.
+	// p.entries and the records of p.buf no longer change once sealed
+	// and filled.
+	s.mu.Lock()
+	s.waitFilledLocked(p)
+	s.mu.Unlock()
 	now := s.clock.Now()
 	name := newPackName(now)
 	// The trailer goes into the spare capacity of p.buf when it fits:
@@ -618,6 +670,7 @@ func (s *Store) Has(ctx context.Context, ids []chunk.ID) ([]bool, error) {
 func (s *Store) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	s.mu.Lock()
 	if l, ok := s.pending[id]; ok {
+		s.waitFilledLocked(l.p) // may end with the pack written
 		e := l.p.entries[l.i]
 		if l.p.done { // written, not indexed yet
 			name := l.p.name

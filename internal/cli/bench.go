@@ -20,7 +20,9 @@ import (
 func benchCommand() *command {
 	var (
 		sizeArg, dataArg, dir, cpuprofile         string
+		blockprofile                              string
 		jsonOut, noPeers, keep, dropCaches, quiet bool
+		backupOnly                                bool
 		seed                                      uint64
 		workers                                   int
 		settle                                    time.Duration
@@ -41,6 +43,8 @@ func benchCommand() *command {
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
+			fs.StringVar(&blockprofile, "blockprofile", "", "write a profile of where goroutines waited (locks, channels) to `FILE` (diagnostics)")
+			fs.BoolVar(&backupOnly, "backup-only", false, "run only the full snapshot, its compute limit and the many disks' backups (no peers, no restores)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if fs.NArg() > 0 {
@@ -80,7 +84,11 @@ func benchCommand() *command {
 					base = "."
 				}
 			}
-			est := estimateBench(size, data, !noPeers, keep)
+			est := estimateBench(size, data, !noPeers && !backupOnly, keep)
+			if backupOnly {
+				est.what = fmt.Sprintf("a %s generated disk image, backed up by Coffer as one disk and as %d disks at once (--backup-only)", sizeText(size), 8)
+				est.seconds /= 4
+			}
 			var st syscall.Statfs_t
 			if err := syscall.Statfs(base, &st); err != nil {
 				return fmt.Errorf("bench: %s: %w", base, err)
@@ -114,8 +122,13 @@ func benchCommand() *command {
 				return err
 			}
 			defer stopProfile()
+			stopBlock, err := startBlockProfile(blockprofile, "bench")
+			if err != nil {
+				return err
+			}
+			defer stopBlock()
 			opts := bench.Options{Size: size, Data: data, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
-				Settle: settle, Keep: keep, Workers: workers} // Clock: bench defaults to the real clock
+				Settle: settle, Keep: keep, Workers: workers, BackupOnly: backupOnly} // Clock: bench defaults to the real clock
 			if !quiet {
 				opts.Progress = e.Stderr
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 )
@@ -49,6 +50,27 @@ func startCPUProfile(path, name string) (stop func(), err error) {
 	}
 	return func() {
 		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// startBlockProfile records where goroutines wait (channel operations,
+// locks, condition variables, each wait of 1 µs or more) and writes the
+// block profile to path ("": none) at stop.
+func startBlockProfile(path, name string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: --blockprofile: %w", name, err)
+	}
+	runtime.SetBlockProfileRate(1000) // ns
+	return func() {
+		runtime.SetBlockProfileRate(0)
+		if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: --blockprofile: %v\n", name, err)
+		}
 		f.Close()
 	}, nil
 }

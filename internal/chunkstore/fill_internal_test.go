@@ -95,10 +95,10 @@ func (s *Store) fillWaiters() int {
 	defer s.mu.Unlock()
 	n := 0
 	if s.open != nil {
-		n += int(s.open.fillWaiters.Load())
+		n += s.open.fillWaiters
 	}
 	for _, p := range s.sealed {
-		n += int(p.fillWaiters.Load())
+		n += p.fillWaiters
 	}
 	return n
 }

@@ -140,7 +140,7 @@ scan:
 		case l.p.done:
 			e := l.p.entries[l.i]
 			written = append(written, Entry{ID: e.ID, Pack: l.p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
-		case l.p.filling.Load() > 0:
+		case l.p.filling > 0:
 			// A Put is copying a record into the pack; once it has,
 			// the pack may also have been written: look again.
 			s.waitFilledLocked(l.p)

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"coffer/internal/blobstore"
@@ -102,11 +101,9 @@ type pack struct {
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
 	entries []trailerEntry
 	// filling counts the records reserved in buf and not yet copied in
-	// (Put copies outside s.mu), fillWaiters who wait for them (both
-	// changed only under s.mu, except that the copier decrements filling
-	// without it).
-	filling     atomic.Int32
-	fillWaiters atomic.Int32
+	// (Put copies outside s.mu); fillWaiters who wait for them.
+	filling     int
+	fillWaiters int
 	writing     bool
 	done        bool
 	err         error // of the last failed write
@@ -216,7 +213,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 				if _, ok := s.pending[id]; !ok {
 					p, dst := s.reserveLocked(id, len(data), stored, comp)
 					copy(dst, stored)
-					p.filling.Add(-1) // s.mu is held: nobody waits
+					s.filledLocked(p)
 				}
 				s.mu.Unlock()
 				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -240,7 +237,9 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		s.beforeFill()
 	}
 	copy(dst, stored)
-	s.filled(p)
+	s.mu.Lock()
+	s.filledLocked(p)
+	s.mu.Unlock()
 	if q != nil {
 		if err := s.writePack(ctx, q); err != nil {
 			return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -264,7 +263,7 @@ func (s *Store) Encode(data []byte) (chunk.ID, int) {
 // reserveLocked reserves room for a chunk's record of len(stored) bytes
 // at the end of the open pack (opening one if needed), records the chunk
 // as pending and returns the pack and the room, which the caller fills
-// with stored and then hands back with filled. Until then the pack
+// with stored and then hands back with filledLocked. Until then the pack
 // is neither written nor read (waitFilledLocked). s.mu is held.
 func (s *Store) reserveLocked(id chunk.ID, rawLen int, stored []byte, comp Compression) (*pack, []byte) {
 	if s.open == nil {
@@ -281,19 +280,16 @@ func (s *Store) reserveLocked(id chunk.ID, rawLen int, stored []byte, comp Compr
 		Compression: comp,
 	})
 	p.buf = p.buf[:off+len(stored)]
-	p.filling.Add(1)
+	p.filling++
 	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
 	return p, p.buf[off : off+len(stored) : off+len(stored)]
 }
 
-// filled records that a room reserved in p is filled. Without waiters
-// it takes no lock: waitFilledLocked counts itself before it looks at
-// filling, and filled looks at the waiters after it counted down.
-func (s *Store) filled(p *pack) {
-	if p.filling.Add(-1) == 0 && p.fillWaiters.Load() > 0 {
-		s.mu.Lock()
+// filledLocked records that a room reserved in p is filled. s.mu is held.
+func (s *Store) filledLocked(p *pack) {
+	p.filling--
+	if p.filling == 0 && p.fillWaiters > 0 {
 		s.cond.Broadcast()
-		s.mu.Unlock()
 	}
 }
 
@@ -301,11 +297,11 @@ func (s *Store) filled(p *pack) {
 // that its records can be read or written. s.mu is held (and released
 // while waiting).
 func (s *Store) waitFilledLocked(p *pack) {
-	p.fillWaiters.Add(1)
-	for p.filling.Load() > 0 {
+	for p.filling > 0 {
+		p.fillWaiters++
 		s.cond.Wait()
+		p.fillWaiters--
 	}
-	p.fillWaiters.Add(-1)
 }
 
 // sealLocked seals the open pack and starts writing it in the background.

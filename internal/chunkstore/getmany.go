@@ -131,7 +131,6 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 	)
 	ask := make([]chunk.ID, 0, len(at))
 	s.mu.Lock()
-scan:
 	for id := range at {
 		l, ok := s.pending[id]
 		switch {
@@ -140,12 +139,6 @@ scan:
 		case l.p.done:
 			e := l.p.entries[l.i]
 			written = append(written, Entry{ID: e.ID, Pack: l.p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
-		case l.p.filling > 0:
-			// A Put is copying a record into the pack; once it has,
-			// the pack may also have been written: look again.
-			s.waitFilledLocked(l.p)
-			inMem, written, ask = inMem[:0], written[:0], ask[:0]
-			goto scan
 		default:
 			e := l.p.entries[l.i]
 			inMem = append(inMem, memChunk{e, append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)})

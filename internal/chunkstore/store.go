@@ -87,10 +87,6 @@ type Store struct {
 	indexMu sync.Mutex // one indexWritten at a time
 
 	added addedCounters // what Put committed (counters.go)
-
-	// beforeFill, when set (tests), runs in Put between reserving a
-	// record's room in the open pack and copying the record into it.
-	beforeFill func()
 }
 
 // pack is an open or sealed pack that is not yet committed. Once written
@@ -100,13 +96,9 @@ type pack struct {
 	buf     []byte   // header and records; the trailer is added when written
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
 	entries []trailerEntry
-	// filling counts the records reserved in buf and not yet copied in
-	// (Put copies outside s.mu); fillWaiters who wait for them.
-	filling     int
-	fillWaiters int
-	writing     bool
-	done        bool
-	err         error // of the last failed write
+	writing bool
+	done    bool
+	err     error // of the last failed write
 
 	name    string    // blob name, once written
 	written time.Time // when it was written
@@ -211,9 +203,7 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 				// reported the error.
 				s.mu.Lock()
 				if _, ok := s.pending[id]; !ok {
-					p, dst := s.reserveLocked(id, len(data), stored, comp)
-					copy(dst, stored)
-					s.filledLocked(p)
+					s.appendLocked(id, data, stored, comp)
 				}
 				s.mu.Unlock()
 				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -223,22 +213,13 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 		s.cond.Wait()
 	}
-	p, dst := s.reserveLocked(id, len(data), stored, comp)
+	p := s.appendLocked(id, data, stored, comp)
 	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
 		s.sealLocked(ctx)
 	}
 	// A pack whose background write failed is retried at once, so that
 	// the failure reaches the caller (this chunk stays pending either way).
 	q := s.claimFailed()
-	s.mu.Unlock()
-	// The record is copied outside the lock: other Puts reserve and copy
-	// theirs meanwhile (docs/design.md, "Write path and durability").
-	if s.beforeFill != nil {
-		s.beforeFill()
-	}
-	copy(dst, stored)
-	s.mu.Lock()
-	s.filledLocked(p)
 	s.mu.Unlock()
 	if q != nil {
 		if err := s.writePack(ctx, q); err != nil {
@@ -260,48 +241,24 @@ func (s *Store) Encode(data []byte) (chunk.ID, int) {
 	return id, n
 }
 
-// reserveLocked reserves room for a chunk's record of len(stored) bytes
-// at the end of the open pack (opening one if needed), records the chunk
-// as pending and returns the pack and the room, which the caller fills
-// with stored and then hands back with filledLocked. Until then the pack
-// is neither written nor read (waitFilledLocked). s.mu is held.
-func (s *Store) reserveLocked(id chunk.ID, rawLen int, stored []byte, comp Compression) (*pack, []byte) {
+// appendLocked appends a chunk to the open pack (opening one if needed)
+// and records it as pending. s.mu is held.
+func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {
 	if s.open == nil {
 		s.open = s.newPackLocked()
 	}
 	p := s.open
-	p.grow(len(stored), s.packSize) // only for chunks larger than the slack; nothing is being filled then
-	off := len(p.buf)
+	p.grow(len(stored), s.packSize) // only for chunks larger than the slack
 	p.entries = append(p.entries, trailerEntry{
 		ID:          id,
-		Offset:      int64(off),
+		Offset:      int64(len(p.buf)),
 		Length:      uint32(len(stored)),
-		RawLength:   uint32(rawLen),
+		RawLength:   uint32(len(data)),
 		Compression: comp,
 	})
-	p.buf = p.buf[:off+len(stored)]
-	p.filling++
+	p.buf = append(p.buf, stored...)
 	s.pending[id] = pendingLoc{p: p, i: len(p.entries) - 1}
-	return p, p.buf[off : off+len(stored) : off+len(stored)]
-}
-
-// filledLocked records that a room reserved in p is filled. s.mu is held.
-func (s *Store) filledLocked(p *pack) {
-	p.filling--
-	if p.filling == 0 && p.fillWaiters > 0 {
-		s.cond.Broadcast()
-	}
-}
-
-// waitFilledLocked waits until every room reserved in p is filled, so
-// that its records can be read or written. s.mu is held (and released
-// while waiting).
-func (s *Store) waitFilledLocked(p *pack) {
-	for p.filling > 0 {
-		p.fillWaiters++
-		s.cond.Wait()
-		p.fillWaiters--
-	}
+	return p
 }
 
 // sealLocked seals the open pack and starts writing it in the background.
@@ -381,9 +338,8 @@ func (p *pack) fits(n, packSize int) bool {
 // grow makes room for n more bytes. Pack buffers are allocated at their
 // final capacity, so this only reallocates for a chunk larger than the
 // slack, which then gets a pack of its own.
-// Readers copy from p.buf under s.mu, which is held, and no room of the
-// pack is being filled (it has no entries yet), so the old buffer is
-// released at once.
+// Readers copy from p.buf under s.mu, which is held, so the old buffer
+// is released at once.
 func (p *pack) grow(n, packSize int) {
 	need := len(p.buf) + n
 	if need <= cap(p.buf) {
@@ -415,11 +371,7 @@ func (s *Store) claimFailed() *pack {
 // under a new name. Its entries reach the index later, with those of other
 // packs (indexWritten).
 func (s *Store) writePack(ctx context.Context, p *pack) error {
-	// p.entries and the records of p.buf no longer change once sealed
-	// and filled.
-	s.mu.Lock()
-	s.waitFilledLocked(p)
-	s.mu.Unlock()
+	// p.entries and the records of p.buf no longer change once sealed.
 	now := s.clock.Now()
 	name := newPackName(now)
 	// The trailer goes into the spare capacity of p.buf when it fits:
@@ -666,7 +618,6 @@ func (s *Store) Has(ctx context.Context, ids []chunk.ID) ([]bool, error) {
 func (s *Store) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	s.mu.Lock()
 	if l, ok := s.pending[id]; ok {
-		s.waitFilledLocked(l.p) // may end with the pack written
 		e := l.p.entries[l.i]
 		if l.p.done { // written, not indexed yet
 			name := l.p.name

@@ -225,6 +225,23 @@ func cloneInstances(b testing.TB, st store.Store, bi resource.ID, n int) {
 	}
 }
 
+// hourlyFleet is an env on st at start with n backup instances of the
+// standard disk under one hourly policy (the standard instance and n-1
+// copies, bi-00001 …).
+func hourlyFleet(t *testing.T, st store.Store, start time.Time, n int) (*env, standard) {
+	t.Helper()
+	e := newEnvOn(t, st, clock.NewFake(start), nil)
+	s := e.standard(true)
+	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := e.policy(s.vault, "Hourly", p)
+	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
+	cloneInstances(t, st, s.bi, n-1)
+	return e, s
+}
+
 // TestQuietTickWritesNothing: a Tick at which nothing is due plans every
 // instance in one read-only transaction and opens no write transaction
 // (it opened one per instance before); at the top of the hour the due
@@ -234,16 +251,8 @@ func TestQuietTickWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
 	cs := &countingStore{Store: memstore.New()}
-	e := newEnvOn(t, cs, clock.NewFake(start), nil)
-	s := e.standard(true)
-	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := e.policy(s.vault, "Hourly", p)
-	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
 	const n = 20
-	cloneInstances(t, cs, s.bi, n-1)
+	e, _ := hourlyFleet(t, cs, start, n)
 	e.sched.FireBatch = 8
 
 	// The first Tick also cleans up old jobs (daily), which writes.
@@ -285,19 +294,11 @@ func TestFireBatchIsolatesAnError(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
 	cs := &countingStore{Store: memstore.New()}
-	e := newEnvOn(t, cs, clock.NewFake(start), nil)
-	s := e.standard(true)
-	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := e.policy(s.vault, "Hourly", p)
-	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
 	const n = 10
-	cloneInstances(t, cs, s.bi, n-1)
+	e, s := hourlyFleet(t, cs, start, n)
 	e.sched.FireBatch = 4
 	broken := s.bi.Parent().Child("backupInstances", "bi-00005")
-	err = cs.Update(ctx, func(tx store.Tx) error {
+	err := cs.Update(ctx, func(tx store.Tx) error {
 		objs, err := tx.List(ctx, store.Query{Prefix: broken.Key()})
 		if err != nil {
 			return err
@@ -352,16 +353,8 @@ func TestFireSpanMissesNoInstance(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 6, 1, 9, 10, 0, 0, time.UTC)
 	st := &firstUpdateHook{Store: memstore.New()}
-	e := newEnvOn(t, st, clock.NewFake(start), nil)
-	s := e.standard(true)
-	p, err := dataprotection.BuildDiskPolicy(dataprotection.DiskPolicyOptions{Hours: 1, Time: "00:00", TimeZone: "UTC", Retention: "7d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := e.policy(s.vault, "Hourly", p)
-	e.protect(s.bi, biJSON(s.disk, "local", pol, s.snapRG.String()))
 	const n = 6
-	cloneInstances(t, st, s.bi, n-1)
+	e, s := hourlyFleet(t, st, start, n)
 	if _, _, err := e.sched.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}

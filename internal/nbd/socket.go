@@ -79,7 +79,7 @@ func (s *sock) Read(p []byte) (int, error) {
 	for {
 		n, err := unix.Read(s.fd, p)
 		switch {
-		case err == unix.EINTR:
+		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
 			return 0, fmt.Errorf("read socket: %w", err)
@@ -96,7 +96,7 @@ func (s *sock) readFull(p []byte) error {
 	for len(p) > 0 {
 		n, _, err := unix.Recvfrom(s.fd, p, unix.MSG_WAITALL)
 		switch {
-		case err == unix.EINTR:
+		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
 			return fmt.Errorf("read payload: %w", err)
@@ -114,7 +114,7 @@ func (s *sock) writev(bufs [][]byte) error {
 	const iovMax = 1024
 	for len(bufs) > 0 {
 		n, err := unix.Writev(s.fd, bufs[:min(len(bufs), iovMax)])
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {

@@ -175,7 +175,7 @@ func Main(ctx context.Context, args []string, e *Env) int {
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printCommandHelp(e.Stdout, cmd, path, fs, global)
 			return ExitOK
@@ -185,7 +185,7 @@ func Main(ctx context.Context, args []string, e *Env) int {
 		return ExitUsage
 	}
 	if cmd.usage == "" && fs.NArg() > 0 {
-		fmt.Fprintf(e.Stderr, "ERROR: unexpected argument %q (flags go before arguments; see --help)\n", fs.Arg(0))
+		fmt.Fprintf(e.Stderr, "ERROR: unexpected argument %q (this command takes none; see --help)\n", fs.Arg(0))
 		return ExitUsage
 	}
 	switch e.output {
@@ -202,6 +202,33 @@ func Main(ctx context.Context, args []string, e *Env) int {
 	}
 	err := cmd.run(ctx, e, fs)
 	return report(e, err)
+}
+
+// parseInterspersed parses args into fs with flags allowed before, between
+// and after the positional arguments (`coffer disk upload -g rg -n d
+// disk.img -o none`), which the flag package alone stops at. A lone "--"
+// ends the flags: everything after it is positional, even if it starts
+// with "-". Afterwards fs.Args() holds the positional arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	// Leave the positional arguments as fs.Args(): parsing "--" and them
+	// sets no flag.
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 func report(e *Env, err error) int {

@@ -653,7 +653,8 @@ func TestUploadOverExistingDisk(t *testing.T) {
 		t.Fatalf("zeros over 0xFF: %q", s)
 	}
 	check(zerosSum)
-	coffer("disk", "upload", "-g", "rg", "-n", "d", ff)
+	// Flags after the FILE argument are parsed too.
+	coffer("disk", "upload", ff, "-g", "rg", "-n", "d")
 	check(ffSum)
 	_, out = coffer("disk", "upload", "-g", "rg", "-n", "d", mixed)
 	// Data: 1 MiB + 512 KiB + 64 KiB + 512 KiB; the rest held 0xFF.

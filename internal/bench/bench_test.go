@@ -136,6 +136,13 @@ func TestRunSmall(t *testing.T) {
 		if _, ok := res.Ratios["restoreVsFloorWithFsync"]; !ok {
 			t.Error("no ratio restoreVsFloorWithFsync")
 		}
+		// And run again with the image in the page cache.
+		if q := f.Cached; !q.Match || q.Seconds <= 0 || q.FsyncSeconds <= 0 {
+			t.Errorf("qemu-img floor, image cached: %+v", q)
+		}
+		if _, ok := res.Ratios["restoreVsFloorSourceCachedWithFsync"]; !ok {
+			t.Error("no ratio restoreVsFloorSourceCachedWithFsync")
+		}
 	}
 	// Restored copies are removed; the repositories stay for the caller.
 	if _, err := os.Stat(filepath.Join(dir, "restore-coffer.img")); !os.IsNotExist(err) {

@@ -392,6 +392,13 @@ func (r *runner) beforeTimed(ctx context.Context) error {
 	} else {
 		unix.Sync()
 	}
+	return r.settle(ctx)
+}
+
+// settle waits Settle, if set, so that the disk is done with what the
+// last step left it (a deleted file's blocks being discarded, a host's
+// writeback) before the next timed step.
+func (r *runner) settle(ctx context.Context) error {
 	if r.opts.Settle <= 0 {
 		return nil
 	}
@@ -945,10 +952,10 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 
 // coldThenCached runs restore twice: into cold after beforeTimed and the
 // eviction of repo (the files the restore reads; what names them in the
-// states passed to restore) from the page cache, then into cached right
-// away, after only a sync, so the repository is as the first run left it
-// in memory. A failed first run (cold.Error) skips the
-// second. The runs name their output with suffix "" and "-cached" (both
+// states passed to restore) from the page cache, then into cached after
+// only a sync and the pause of Settle, so the repository is as the first
+// run left it in memory and the disk as settled as for the first run. A
+// failed first run (cold.Error) skips the second. The runs name their output with suffix "" and "-cached" (both
 // stay with Keep).
 func (r *runner) coldThenCached(ctx context.Context, what string, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
 	if err := r.beforeTimed(ctx); err != nil {
@@ -960,7 +967,12 @@ func (r *runner) coldThenCached(ctx context.Context, what string, repo []string,
 	if err := restore(cold, what+" from disk", ""); err != nil || cold.Error != "" {
 		return err
 	}
+	// The same settling as before the first run, without the eviction
+	// (or the cache drop) that would undo what it cached.
 	unix.Sync()
+	if err := r.settle(ctx); err != nil {
+		return err
+	}
 	return restore(cached, what+" cached", "-cached")
 }
 

@@ -100,6 +100,16 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes%blockSize != 0 || f.WriteBytes < minData || f.WriteBytes > maxData {
 		t.Errorf("I/O floor %+v; the restore made %d reads and wrote %d-%d bytes", f, in.BlobGets, minData, maxData)
 	}
+	// The floor is the fastest of its replays, one per depth.
+	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorDepths) {
+		t.Errorf("I/O floor replays %+v, want one at each of %v", f.Runs, floorDepths)
+	} else {
+		for i, run := range f.Runs {
+			if run.Depth != floorDepths[i] || run.Seconds <= 0 || run.Seconds < f.Seconds || run.Seconds == f.Seconds && run.Depth != f.Depth {
+				t.Errorf("I/O floor %.3fs at depth %d; replay %+v", f.Seconds, f.Depth, run)
+			}
+		}
+	}
 	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {
 		t.Errorf("many disks: %+v", m)
 	}
@@ -319,6 +329,46 @@ func TestPercentiles(t *testing.T) {
 	p50, p99, mx := percentiles(d)
 	if p50 != 100 || p99 != 198 || mx != 200 {
 		t.Errorf("p50 %v p99 %v max %v, want 100 198 200", p50, p99, mx)
+	}
+}
+
+// TestColdThenCachedSettles checks that the second run (repository
+// cached) waits Settle after the first, as the first waited after the
+// step before it: right after a restore the disk may still be busy with
+// what it left (the deletion of its output, a host's writeback).
+func TestColdThenCachedSettles(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	r := &runner{opts: Options{Settle: 5 * time.Second}, clk: clk}
+	var at []time.Duration
+	var states []string
+	done := make(chan error, 1)
+	go func() {
+		var cold, cached Restore
+		done <- r.coldThenCached(context.Background(), "image", nil, &cold, &cached, func(out *Restore, state, suffix string) error {
+			at, states = append(at, clk.Now().Sub(t0)), append(states, state+"|"+suffix)
+			return nil
+		})
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(at, want) {
+				t.Errorf("runs started at %v, want %v", at, want)
+			}
+			if want := []string{"image from disk|", "image cached|-cached"}; !slices.Equal(states, want) {
+				t.Errorf("runs %q, want %q", states, want)
+			}
+			return
+		default:
+		}
+		if clk.Pending() > 0 {
+			clk.Advance(time.Second)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -378,8 +378,8 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	for _, x := range steps {
 		if i := x.in; i != nil {
-			fmt.Fprintf(w, "Coffer %s, where the time went: CPU %.2fs (%.0f%% of %d cores); pack writes %d (%s, %.2fs summed), pack reads %d (%.2fs); chunk lookups %d for %d chunks (%.2fs), chunk records added %d (%.2fs); peak memory %s; %s\n",
-				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, i.BlobGetSeconds,
+			fmt.Fprintf(w, "Coffer %s, where the time went: CPU %.2fs (%.0f%% of %d cores); pack writes %d (%s, %.2fs summed), pack reads %d (%s, %.2fs); chunk lookups %d for %d chunks (%.2fs), chunk records added %d (%.2fs); peak memory %s; %s\n",
+				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, sizeStr(i.BlobGetBytes), i.BlobGetSeconds,
 				i.IndexLookups, i.IndexLookupIDs, i.IndexLookupSeconds, i.IndexAdds, i.IndexAddSeconds, sizeStr(i.PeakRSSBytes), i.Machine)
 		}
 	}
@@ -388,8 +388,8 @@ func WriteTable(w io.Writer, res Result) error {
 			l.Seconds, l.Workers, l.CPUSeconds, l.Blocks, sizeStr(l.StoredBytes), l.Machine)
 	}
 	if f := c.RestoreIOFloor; f != nil {
-		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s\n",
-			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine)
+		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s%s\n",
+			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine, f.runsString())
 	}
 	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
 		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))

@@ -171,9 +171,9 @@ func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResu
 // summary is the round's figures as ratios against their references.
 func (rd RestoreRound) summary() string {
 	rs := rd.Restore
-	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%) = %.2f×",
+	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%%s) = %.2f×",
 		rs.Seconds, rs.Internals.CPUSeconds, 100*rs.Internals.Machine.DiskBusy, rd.IOFloor.Seconds, rd.IOFloor.CPUSeconds,
-		100*rd.IOFloor.Machine.DiskBusy, ratio(rs.Seconds, rd.IOFloor.Seconds))
+		100*rd.IOFloor.Machine.DiskBusy, rd.IOFloor.runsString(), ratio(rs.Seconds, rd.IOFloor.Seconds))
 	if q := rd.Qemu; q != nil && q.SyncedSeconds > 0 {
 		s += fmt.Sprintf("; ÷ qemu-img + fsync, image from disk %.2fs = %.2f×", q.SyncedSeconds, ratio(rs.Seconds, q.SyncedSeconds))
 		if c := q.Cached; c.Seconds > 0 {
@@ -181,8 +181,9 @@ func (rd RestoreRound) summary() string {
 		}
 	}
 	if m := rd.Many; m != nil {
-		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs), throughput ÷ one's = %.2f×", m.AtOnce, m.Restore.Seconds,
-			m.Restore.Internals.CPUSeconds, ratio(rs.Seconds, m.Restore.Seconds))
+		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs, %d reads of %s against one's %d of %s, disk busy %.0f%%), throughput ÷ one's = %.2f×",
+			m.AtOnce, m.Restore.Seconds, m.Restore.Internals.CPUSeconds, m.Restore.Internals.BlobGets, sizeStr(m.Restore.Internals.BlobGetBytes),
+			rs.Internals.BlobGets, sizeStr(rs.Internals.BlobGetBytes), 100*m.Restore.Internals.Machine.DiskBusy, ratio(rs.Seconds, m.Restore.Seconds))
 	}
 	return s + "; load " + rd.Load
 }

@@ -527,7 +527,7 @@ func TestReplayIO(t *testing.T) {
 	writes := []extent{{0, 1 << 20}, {2 << 20, 4096}, {3 << 20, 3 << 20}, {7<<20 - 65536, 65536}}
 	var log rangeLog
 	out := filepath.Join(dir, "out")
-	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3)
+	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3, blockDevice(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

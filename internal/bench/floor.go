@@ -166,13 +166,10 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 		if err := evictCached(r.repoFiles()...); err != nil {
 			return err
 		}
-		m0, cpu0 := readMachine(r.probe.disk), processCPU()
-		fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, depth)
+		fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, depth, r.probe.disk)
 		if err != nil {
 			return err
 		}
-		fl.CPUSeconds = processCPU() - cpu0
-		fl.Machine = machineSince(m0, readMachine(r.probe.disk), fl.Seconds, r.probe.disk)
 		r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
 			fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
 		fl.Runs = append(best.Runs, IOFloorRun{Depth: depth, Seconds: fl.Seconds, CPUSeconds: fl.CPUSeconds, Machine: fl.Machine})
@@ -190,8 +187,11 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 // writes (direct, of arbitrary non-zero bytes, into a new sparse file at
 // out of size bytes, synced at the end) with depth requests in flight, in
 // an order that keeps reads and writes in the proportion a restore has
-// them, and returns how long that took. out is removed afterwards.
-func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int) (IOFloor, error) {
+// them, and returns how long that took, with the process's CPU time and
+// what the machine did (disk as for readMachine) meanwhile. out is
+// removed afterwards, outside those figures: deleting it can take as long
+// as discarding its blocks does.
+func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int, disk string) (IOFloor, error) {
 	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
 	var maxRead, maxWrite int64
 	for _, r := range reads {
@@ -231,6 +231,7 @@ func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, re
 		w    extent
 	}
 	ops := make(chan op, depth)
+	m0, cpu0 := readMachine(disk), processCPU()
 	t0 := clk.Now()
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -295,5 +296,7 @@ func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, re
 		return res, fmt.Errorf("I/O floor: %w", err)
 	}
 	res.Seconds = clk.Now().Sub(t0).Seconds()
+	res.CPUSeconds = processCPU() - cpu0
+	res.Machine = machineSince(m0, readMachine(disk), res.Seconds, disk)
 	return res, nil
 }

@@ -112,6 +112,10 @@ func TestRunSmall(t *testing.T) {
 	}
 	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {
 		t.Errorf("many disks: %+v", m)
+	} else if f := m.RestoreIOFloor; f == nil || int64(f.Reads) != m.Restore.Internals.BlobGets || f.WriteBytes%blockSize != 0 ||
+		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorDepths) {
+		// The same data as the one disk, restored as eight.
+		t.Errorf("many disks' I/O floor %+v; their restores made %d reads", f, m.Restore.Internals.BlobGets)
 	}
 	for _, peer := range []struct {
 		name string

@@ -158,17 +158,30 @@ var floorDepths = []int{8, 16}
 // conditions: each after beforeTimed, with the repository's files evicted
 // from the page cache.
 func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent) error {
+	fl, err := r.replayFloor(ctx, r.blobs, r.repoFiles(), reads, writes, r.opts.Size)
+	if err != nil {
+		return err
+	}
+	r.res.Coffer.RestoreIOFloor = &fl
+	return nil
+}
+
+// replayFloor replays reads (through rr, of the repository whose files
+// are repo) and writes (into a file of size bytes) at each of floorDepths,
+// each after beforeTimed and the eviction of repo from the page cache, and
+// returns the fastest replay with every replay in its Runs.
+func (r *runner) replayFloor(ctx context.Context, rr blobstore.RangeReader, repo []string, reads []rangeRead, writes []extent, size int64) (IOFloor, error) {
 	var best IOFloor
 	for _, depth := range floorDepths {
 		if err := r.beforeTimed(ctx); err != nil {
-			return err
+			return best, err
 		}
-		if err := evictCached(r.repoFiles()...); err != nil {
-			return err
+		if err := evictCached(repo...); err != nil {
+			return best, err
 		}
-		fl, err := replayIO(ctx, r.clk, r.blobs, reads, writes, filepath.Join(r.dir, "restore-floor.img"), r.opts.Size, depth, r.probe.disk)
+		fl, err := replayIO(ctx, r.clk, rr, reads, writes, filepath.Join(r.dir, "restore-floor.img"), size, depth, r.probe.disk)
 		if err != nil {
-			return err
+			return best, err
 		}
 		r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
 			fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
@@ -179,8 +192,7 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 			best.Runs = fl.Runs
 		}
 	}
-	r.res.Coffer.RestoreIOFloor = &best
-	return nil
+	return best, nil
 }
 
 // replayIO makes the reads (through rr, as the restore made them) and the

@@ -112,6 +112,13 @@ func (res *Result) evaluate() {
 	if m := c.Many; m != nil {
 		set("manyDisksBackupVsOne", ratio(m.Backup.Seconds, c.Full.Seconds))
 		set("manyDisksRestoreThroughputVsOne", ratio(m.Restore.MiBps, c.Restore.MiBps))
+		if f := m.RestoreIOFloor; f != nil {
+			set("manyDisksRestoreVsIOFloor", ratio(m.Restore.Seconds, f.Seconds))
+			if one := c.RestoreIOFloor; one != nil {
+				// What the many-disk repository's layout costs the disk.
+				set("manyDisksRestoreIOFloorVsOne", ratio(f.Seconds, one.Seconds))
+			}
+		}
 	}
 
 	atLeast := func(id, what, ratioKey string, want float64) Target {
@@ -348,6 +355,9 @@ func WriteTable(w io.Writer, res Result) error {
 		add(fmt.Sprintf("%d disks of %s backed up at once: seconds", m.Disks, sizeStr(m.DiskBytes)), secs(m.Backup.Seconds), none, none, "", "", "")
 		add(fmt.Sprintf("  restored %d at a time, repository from disk: seconds", m.AtOnce), restoreCell(m.Restore), none, none, "", "", "")
 		add("  MiB/s of disk, all restores together", fmt.Sprintf("%.0f", m.Restore.MiBps), none, none, "", "", "")
+		if f := m.RestoreIOFloor; f != nil {
+			add("  their I/O alone (reads and writes, no computation): seconds", secs(f.Seconds), none, none, "", "", "")
+		}
 		add("  sha256 vs image", matchCell(m.Restore), none, none, "", "", "")
 	}
 
@@ -387,9 +397,19 @@ func WriteTable(w io.Writer, res Result) error {
 		fmt.Fprintf(w, "Coffer full snapshot's compute limit: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d non-zero blocks into %s; %s\n",
 			l.Seconds, l.Workers, l.CPUSeconds, l.Blocks, sizeStr(l.StoredBytes), l.Machine)
 	}
-	if f := c.RestoreIOFloor; f != nil {
-		fmt.Fprintf(w, "Coffer full restore's I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s%s\n",
-			f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine, f.runsString())
+	type namedFloor struct {
+		n string
+		f *IOFloor
+	}
+	floors := []namedFloor{{"full restore's", c.RestoreIOFloor}}
+	if m := c.Many; m != nil {
+		floors = append(floors, namedFloor{fmt.Sprintf("%d disks' restores'", m.Disks), m.RestoreIOFloor})
+	}
+	for _, x := range floors {
+		if f := x.f; f != nil {
+			fmt.Fprintf(w, "Coffer %s I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s%s\n",
+				x.n, f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine, f.runsString())
+		}
 	}
 	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
 		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))

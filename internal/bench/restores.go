@@ -184,6 +184,9 @@ func (rd RestoreRound) summary() string {
 		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs, %d reads of %s against one's %d of %s, disk busy %.0f%%), throughput ÷ one's = %.2f×",
 			m.AtOnce, m.Restore.Seconds, m.Restore.Internals.CPUSeconds, m.Restore.Internals.BlobGets, sizeStr(m.Restore.Internals.BlobGetBytes),
 			rs.Internals.BlobGets, sizeStr(rs.Internals.BlobGetBytes), 100*m.Restore.Internals.Machine.DiskBusy, ratio(rs.Seconds, m.Restore.Seconds))
+		if f := m.RestoreIOFloor; f != nil {
+			s += fmt.Sprintf(", their I/O floor %.2fs (%.2f× one's; restores ÷ it = %.2f×)", f.Seconds, ratio(f.Seconds, rd.IOFloor.Seconds), ratio(m.Restore.Seconds, f.Seconds))
+		}
 	}
 	return s + "; load " + rd.Load
 }

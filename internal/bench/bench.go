@@ -396,8 +396,7 @@ func (r *runner) beforeTimed(ctx context.Context) error {
 }
 
 // settle waits Settle, if set, so that the disk is done with what the
-// last step left it (a deleted file's blocks being discarded, a host's
-// writeback) before the next timed step.
+// last step left it before the next timed step.
 func (r *runner) settle(ctx context.Context) error {
 	if r.opts.Settle <= 0 {
 		return nil
@@ -955,8 +954,8 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 // states passed to restore) from the page cache, then into cached after
 // only a sync and the pause of Settle, so the repository is as the first
 // run left it in memory and the disk as settled as for the first run. A
-// failed first run (cold.Error) skips the second. The runs name their output with suffix "" and "-cached" (both
-// stay with Keep).
+// failed first run (cold.Error) skips the second. The runs name their
+// output with suffix "" and "-cached" (both stay with Keep).
 func (r *runner) coldThenCached(ctx context.Context, what string, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
 	if err := r.beforeTimed(ctx); err != nil {
 		return err

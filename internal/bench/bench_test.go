@@ -338,8 +338,8 @@ func TestPercentiles(t *testing.T) {
 
 // TestColdThenCachedSettles checks that the second run (repository
 // cached) waits Settle after the first, as the first waited after the
-// step before it: right after a restore the disk may still be busy with
-// what it left (the deletion of its output, a host's writeback).
+// step before it, so that neither starts on a disk the other's writes
+// keep busy.
 func TestColdThenCachedSettles(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(t0)

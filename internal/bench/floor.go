@@ -158,7 +158,7 @@ var floorDepths = []int{8, 16}
 // conditions: each after beforeTimed, with the repository's files evicted
 // from the page cache.
 func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent) error {
-	fl, err := r.replayFloor(ctx, r.blobs, r.repoFiles(), reads, writes, r.opts.Size)
+	fl, err := r.replayFloor(ctx, "the restore", r.blobs, r.repoFiles(), reads, writes, r.opts.Size)
 	if err != nil {
 		return err
 	}
@@ -169,9 +169,11 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 // replayFloor replays reads (through rr, of the repository whose files
 // are repo) and writes (into a file of size bytes) at each of floorDepths,
 // each after beforeTimed and the eviction of repo from the page cache, and
-// returns the fastest replay with every replay in its Runs.
-func (r *runner) replayFloor(ctx context.Context, rr blobstore.RangeReader, repo []string, reads []rangeRead, writes []extent, size int64) (IOFloor, error) {
+// returns the fastest replay with every replay in its Runs. what names the
+// restores replayed in the progress lines.
+func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.RangeReader, repo []string, reads []rangeRead, writes []extent, size int64) (IOFloor, error) {
 	var best IOFloor
+	var runs []IOFloorRun
 	for _, depth := range floorDepths {
 		if err := r.beforeTimed(ctx); err != nil {
 			return best, err
@@ -183,15 +185,14 @@ func (r *runner) replayFloor(ctx context.Context, rr blobstore.RangeReader, repo
 		if err != nil {
 			return best, err
 		}
-		r.logf("I/O floor of the restore: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
-			fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
-		fl.Runs = append(best.Runs, IOFloorRun{Depth: depth, Seconds: fl.Seconds, CPUSeconds: fl.CPUSeconds, Machine: fl.Machine})
-		if best.Runs == nil || fl.Seconds < best.Seconds {
+		r.logf("I/O floor of %s: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
+			what, fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
+		runs = append(runs, IOFloorRun{Depth: depth, Seconds: fl.Seconds, CPUSeconds: fl.CPUSeconds, Machine: fl.Machine})
+		if len(runs) == 1 || fl.Seconds < best.Seconds {
 			best = fl
-		} else {
-			best.Runs = fl.Runs
 		}
 	}
+	best.Runs = runs
 	return best, nil
 }
 

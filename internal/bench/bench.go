@@ -266,16 +266,23 @@ type Peer struct {
 	Error         string  `json:"error,omitempty"`
 }
 
-// Floor is the plain-copy floor: qemu-img convert -O raw of the image.
+// Floor is the plain-copy floor: qemu-img convert -O raw of the image,
+// run twice like the restores (coldThenCached): first with the image
+// evicted from the page cache, so that it reads its source from the disk
+// as Coffer's restore reads its packs (the like-for-like run, which the
+// target judges), then at once again with the image in the page cache.
 type Floor struct {
 	Version string  `json:"version"`
-	Restore Restore `json:"copy"`
+	Restore Restore `json:"copy"` // the image read from the disk
 	// FsyncSeconds is the time to fsync qemu-img's output after convert
 	// returned: qemu-img does not sync, Coffer's RestoreToFile does, so
 	// Restore.Seconds + FsyncSeconds is the like-for-like floor.
 	FsyncSeconds float64 `json:"fsyncSeconds,omitempty"`
 	// SyncedSeconds is Restore.Seconds + FsyncSeconds.
 	SyncedSeconds float64 `json:"copyPlusFsyncSeconds,omitempty"`
+	// Cached is the second run, with the image in the page cache (its
+	// FsyncSeconds set as for the peers' restores).
+	Cached Restore `json:"copySourceCached"`
 }
 
 // runner is the state of one Run.
@@ -385,6 +392,12 @@ func (r *runner) beforeTimed(ctx context.Context) error {
 	} else {
 		unix.Sync()
 	}
+	return r.settle(ctx)
+}
+
+// settle waits Settle, if set, so that the disk is done with what the
+// last step left it before the next timed step.
+func (r *runner) settle(ctx context.Context) error {
 	if r.opts.Settle <= 0 {
 		return nil
 	}
@@ -804,7 +817,7 @@ func (r *runner) restores(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := r.coldThenCached(ctx, r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
+	if err := r.coldThenCached(ctx, "repository", r.repoFiles(), &r.res.Coffer.Restore, &r.res.Coffer.RestoreCached, coffer); err != nil {
 		return err
 	}
 	if err := r.ioFloor(ctx, reads, writes); err != nil {
@@ -843,7 +856,7 @@ func (r *runner) restores(ctx context.Context) error {
 			r.logf("%s restore, %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", p.name(), state, secs, out.MiBps, out.FsyncSeconds, out.Match)
 			return nil
 		}
-		if err := r.coldThenCached(ctx, p.repoFiles(), &pr.Restore, &pr.RestoreCached, restore); err != nil {
+		if err := r.coldThenCached(ctx, "repository", p.repoFiles(), &pr.Restore, &pr.RestoreCached, restore); err != nil {
 			return err
 		}
 	}
@@ -888,7 +901,8 @@ func (r *runner) cofferRestore(ctx context.Context, out *Restore, state, suffix 
 }
 
 // qemuCopy times the plain-copy floor, qemu-img convert of the image and
-// an fsync of its output, when qemu-img is on PATH.
+// an fsync of its output, when qemu-img is on PATH: once with the image
+// read from the disk, once with it in the page cache (Floor).
 func (r *runner) qemuCopy(ctx context.Context) error {
 	q := r.lookTool("qemu-img")
 	if q == nil {
@@ -900,52 +914,65 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 	if v, err := q.output(ctx, "--version"); err == nil {
 		fl.Version, _, _ = cutLine(v)
 	}
-	if err := r.beforeTimed(ctx); err != nil {
-		return err
-	}
-	qpath := filepath.Join(r.dir, "restore-qemu.img")
-	secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
-	if err != nil {
-		if ctx.Err() != nil {
+	convert := func(out *Restore, state, suffix string) error {
+		qpath := filepath.Join(r.dir, "restore-qemu"+suffix+".img")
+		secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			out.Error = err.Error()
+			return nil
+		}
+		out.Seconds, out.MiBps = secs, r.mibps(secs)
+		// qemu-img leaves its output in the page cache; RestoreToFile
+		// fsyncs. Time the fsync right away, so the floor can be
+		// compared both ways.
+		t0 := r.clk.Now()
+		if err := fsyncFile(qpath); err != nil {
 			return err
 		}
-		fl.Restore.Error = err.Error()
+		out.FsyncSeconds = r.since(t0)
+		if err := r.checkRestored(ctx, qpath, qpath, out); err != nil {
+			return err
+		}
+		r.logf("qemu-img convert (floor), %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", state, secs, out.MiBps, out.FsyncSeconds, out.Match)
 		return nil
 	}
-	fl.Restore.Seconds, fl.Restore.MiBps = secs, r.mibps(secs)
-	// qemu-img leaves its output in the page cache; RestoreToFile fsyncs.
-	// Time the fsync right away, so the floor can be compared both ways.
-	t0 := r.clk.Now()
-	if err := fsyncFile(qpath); err != nil {
+	if err := r.coldThenCached(ctx, "image", []string{r.image}, &fl.Restore, &fl.Cached, convert); err != nil {
 		return err
 	}
-	fl.FsyncSeconds = r.since(t0)
-	fl.SyncedSeconds = secs + fl.FsyncSeconds
-	if err := r.checkRestored(ctx, qpath, qpath, &fl.Restore); err != nil {
-		return err
+	if fl.Restore.Error == "" {
+		fl.FsyncSeconds = fl.Restore.FsyncSeconds
+		fl.SyncedSeconds = fl.Restore.Seconds + fl.FsyncSeconds
 	}
-	r.logf("qemu-img convert (floor): %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", secs, fl.Restore.MiBps, fl.FsyncSeconds, fl.Restore.Match)
 	return nil
 }
 
 // coldThenCached runs restore twice: into cold after beforeTimed and the
-// eviction of repo (the files the restore reads) from the page cache, then
-// into cached right away, after only a sync, so the repository is as the
-// first run left it in memory. A failed first run (cold.Error) skips the
-// second. The runs name their output with suffix "" and "-cached" (both
-// stay with Keep).
-func (r *runner) coldThenCached(ctx context.Context, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
+// eviction of repo (the files the restore reads; what names them in the
+// states passed to restore) from the page cache, then into cached after
+// only a sync and the pause of Settle, so the repository is as the first
+// run left it in memory and the disk as settled as for the first run. A
+// failed first run (cold.Error) skips the second. The runs name their
+// output with suffix "" and "-cached" (both stay with Keep).
+func (r *runner) coldThenCached(ctx context.Context, what string, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
 	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
 	if err := evictCached(repo...); err != nil {
 		return err
 	}
-	if err := restore(cold, "repository from disk", ""); err != nil || cold.Error != "" {
+	if err := restore(cold, what+" from disk", ""); err != nil || cold.Error != "" {
 		return err
 	}
+	// The same settling as before the first run, without the eviction
+	// (or the cache drop) that would undo what it cached.
 	unix.Sync()
-	return restore(cached, "repository cached", "-cached")
+	if err := r.settle(ctx); err != nil {
+		return err
+	}
+	return restore(cached, what+" cached", "-cached")
 }
 
 // fsyncFile flushes a file's data and metadata to stable storage.

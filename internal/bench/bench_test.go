@@ -100,8 +100,22 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes%blockSize != 0 || f.WriteBytes < minData || f.WriteBytes > maxData {
 		t.Errorf("I/O floor %+v; the restore made %d reads and wrote %d-%d bytes", f, in.BlobGets, minData, maxData)
 	}
+	// The floor is the fastest of its replays, one per depth.
+	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorDepths) {
+		t.Errorf("I/O floor replays %+v, want one at each of %v", f.Runs, floorDepths)
+	} else {
+		for i, run := range f.Runs {
+			if run.Depth != floorDepths[i] || run.Seconds <= 0 || run.Seconds < f.Seconds || run.Seconds == f.Seconds && run.Depth != f.Depth {
+				t.Errorf("I/O floor %.3fs at depth %d; replay %+v", f.Seconds, f.Depth, run)
+			}
+		}
+	}
 	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {
 		t.Errorf("many disks: %+v", m)
+	} else if f := m.RestoreIOFloor; f == nil || int64(f.Reads) != m.Restore.Internals.BlobGets || f.WriteBytes%blockSize != 0 ||
+		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorDepths) {
+		// The same data as the one disk, restored as eight.
+		t.Errorf("many disks' I/O floor %+v; their restores made %d reads", f, m.Restore.Internals.BlobGets)
 	}
 	for _, peer := range []struct {
 		name string
@@ -135,6 +149,13 @@ func TestRunSmall(t *testing.T) {
 		}
 		if _, ok := res.Ratios["restoreVsFloorWithFsync"]; !ok {
 			t.Error("no ratio restoreVsFloorWithFsync")
+		}
+		// And run again with the image in the page cache.
+		if q := f.Cached; !q.Match || q.Seconds <= 0 || q.FsyncSeconds <= 0 {
+			t.Errorf("qemu-img floor, image cached: %+v", q)
+		}
+		if _, ok := res.Ratios["restoreVsFloorSourceCachedWithFsync"]; !ok {
+			t.Error("no ratio restoreVsFloorSourceCachedWithFsync")
 		}
 	}
 	// Restored copies are removed; the repositories stay for the caller.
@@ -315,6 +336,46 @@ func TestPercentiles(t *testing.T) {
 	}
 }
 
+// TestColdThenCachedSettles checks that the second run (repository
+// cached) waits Settle after the first, as the first waited after the
+// step before it, so that neither starts on a disk the other's writes
+// keep busy.
+func TestColdThenCachedSettles(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	r := &runner{opts: Options{Settle: 5 * time.Second}, clk: clk}
+	var at []time.Duration
+	var states []string
+	done := make(chan error, 1)
+	go func() {
+		var cold, cached Restore
+		done <- r.coldThenCached(context.Background(), "image", nil, &cold, &cached, func(out *Restore, state, suffix string) error {
+			at, states = append(at, clk.Now().Sub(t0)), append(states, state+"|"+suffix)
+			return nil
+		})
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(at, want) {
+				t.Errorf("runs started at %v, want %v", at, want)
+			}
+			if want := []string{"image from disk|", "image cached|-cached"}; !slices.Equal(states, want) {
+				t.Errorf("runs %q, want %q", states, want)
+			}
+			return
+		default:
+		}
+		if clk.Pending() > 0 {
+			clk.Advance(time.Second)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestBeforeTimedSettles checks that a timed step waits Settle on the
 // bench's clock after the sync, and that cancelling ends the wait.
 func TestBeforeTimedSettles(t *testing.T) {
@@ -470,7 +531,7 @@ func TestReplayIO(t *testing.T) {
 	writes := []extent{{0, 1 << 20}, {2 << 20, 4096}, {3 << 20, 3 << 20}, {7<<20 - 65536, 65536}}
 	var log rangeLog
 	out := filepath.Join(dir, "out")
-	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3)
+	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3, blockDevice(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,13 +31,19 @@ type Machine struct {
 	DiskInFlight   float64 `json:"diskInFlight"`
 	DiskReadBytes  int64   `json:"diskReadBytes"`
 	DiskWriteBytes int64   `json:"diskWriteBytes"`
-	Disk           string  `json:"disk,omitempty"` // its name in /proc/diskstats
+	// DiskDiscardBytes is what the disk was told to discard meanwhile: a
+	// file system mounted with online discard trims a deleted file's
+	// blocks when its deletion commits, which the disk then works on
+	// beside the step's own I/O.
+	DiskDiscardBytes int64  `json:"diskDiscardBytes,omitempty"`
+	Disk             string `json:"disk,omitempty"` // its name in /proc/diskstats
 }
 
 // machineCounters are the raw counters a Machine is the difference of.
 type machineCounters struct {
 	cpuBusy, cpuAll                        int64 // jiffies
 	rdSectors, wrSectors, ioMs, weightedMs int64
+	discardSectors                         int64
 	ok                                     bool
 }
 
@@ -89,6 +95,9 @@ func readMachine(disk string) machineCounters {
 		}
 		p := func(i int) int64 { v, _ := strconv.ParseInt(fs[i], 10, 64); return v }
 		c.rdSectors, c.wrSectors, c.ioMs, c.weightedMs = p(5), p(9), p(12), p(13)
+		if len(fs) >= 18 { // discards since Linux 4.18
+			c.discardSectors = p(16)
+		}
 		break
 	}
 	return c
@@ -109,6 +118,7 @@ func machineSince(a, b machineCounters, wall float64, disk string) Machine {
 		m.DiskInFlight = float64(b.weightedMs-a.weightedMs) / 1000 / wall
 		m.DiskReadBytes = (b.rdSectors - a.rdSectors) * 512
 		m.DiskWriteBytes = (b.wrSectors - a.wrSectors) * 512
+		m.DiskDiscardBytes = (b.discardSectors - a.discardSectors) * 512
 	}
 	return m
 }
@@ -117,8 +127,12 @@ func machineSince(a, b machineCounters, wall float64, disk string) Machine {
 func (m Machine) String() string {
 	s := fmt.Sprintf("machine: all cores %.0f%% busy", 100*m.CPUBusy)
 	if m.Disk != "" {
-		s += fmt.Sprintf(", disk %s busy %.0f%% (%.1f in flight; %s read, %s written by every process)",
-			m.Disk, 100*m.DiskBusy, m.DiskInFlight, sizeStr(m.DiskReadBytes), sizeStr(m.DiskWriteBytes))
+		s += fmt.Sprintf(", disk %s busy %.0f%% (%.1f in flight; %s read, %s written", m.Disk, 100*m.DiskBusy, m.DiskInFlight,
+			sizeStr(m.DiskReadBytes), sizeStr(m.DiskWriteBytes))
+		if m.DiskDiscardBytes > 0 {
+			s += ", " + sizeStr(m.DiskDiscardBytes) + " discarded"
+		}
+		s += " by every process)"
 	}
 	return s
 }

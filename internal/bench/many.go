@@ -39,6 +39,12 @@ type ManyDisks struct {
 	// that each disk equals its part of the image.
 	AtOnce  int     `json:"restoresAtOnce"`
 	Restore Restore `json:"restore"`
+	// RestoreIOFloor is the reads and writes of Restore replayed alone
+	// (the disks' writes into one file, each disk at its offset in the
+	// image): against the one disk's floor, what the many-disk
+	// repository's layout costs the disk; against Restore, what the
+	// restores add to it.
+	RestoreIOFloor *IOFloor `json:"restoreIOFloor,omitempty"`
 }
 
 // many runs the many-disk step in a fresh stack in DIR/coffer-many,
@@ -125,6 +131,7 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	for i := range paths {
 		paths[i] = filepath.Join(r.dir, fmt.Sprintf("restore-many-%d.img", i))
 	}
+	r.probe.trace.start()
 	m := r.probe.start()
 	t0 := r.clk.Now()
 	var err error
@@ -138,6 +145,18 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	})
 	secs := r.since(t0)
 	rin := m.stop(r.res.Cores)
+	reads := r.probe.trace.stop()
+	var writes []extent
+	for i, p := range paths {
+		if err != nil {
+			break
+		}
+		var runs []extent
+		runs, err = dataRuns(p, floorWriteMax)
+		for _, w := range runs {
+			writes = append(writes, extent{int64(i)*out.DiskBytes + w.off, w.n})
+		}
+	}
 	if err != nil {
 		// No figures from a failed step; what was restored goes unless
 		// Keep.
@@ -156,8 +175,13 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	if err := r.checkSlices(ctx, paths, out.DiskBytes, rs); err != nil {
 		return err
 	}
-	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %s",
-		out.Disks, out.AtOnce, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.Machine)
+	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %d reads (%s); %s",
+		out.Disks, out.AtOnce, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.BlobGets, sizeStr(rin.BlobGetBytes), rin.Machine)
+	fl, err := r.replayFloor(ctx, fmt.Sprintf("the %d restores", out.Disks), probedBlobs{st.blobs, r.probe}, st.repoFiles(), reads, writes, int64(out.Disks)*out.DiskBytes)
+	if err != nil {
+		return err
+	}
+	out.RestoreIOFloor = &fl
 	return nil
 }
 

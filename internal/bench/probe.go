@@ -28,6 +28,7 @@ type Internals struct {
 	BlobPutBytes       int64   `json:"blobPutBytes"`
 	BlobGets           int64   `json:"blobGets"` // Get and GetRange
 	BlobGetSeconds     float64 `json:"blobGetSeconds"`
+	BlobGetBytes       int64   `json:"blobGetBytes"`
 	IndexLookups       int64   `json:"indexLookups"` // Lookup calls
 	IndexLookupIDs     int64   `json:"indexLookupIds"`
 	IndexLookupSeconds float64 `json:"indexLookupSeconds"`
@@ -44,6 +45,7 @@ type Internals struct {
 type probe struct {
 	clk                                clock.Clock
 	puts, putNs, putBytes, gets, getNs atomic.Int64
+	getBytes                           atomic.Int64
 	lookups, lookupIDs, lookupNs       atomic.Int64
 	adds, addNs                        atomic.Int64
 	trace                              readTrace // ranged reads, while on
@@ -65,7 +67,7 @@ type mark struct {
 
 func (p *probe) values() [11]int64 {
 	return [11]int64{p.puts.Load(), p.putNs.Load(), p.putBytes.Load(), p.gets.Load(), p.getNs.Load(),
-		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), 0}
+		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), p.getBytes.Load()}
 }
 
 // processCPU returns the process's user+system CPU time in seconds.
@@ -97,7 +99,7 @@ func (m mark) stop(cores int) Internals {
 	cpu, sys := cpuSeconds()
 	in := Internals{
 		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
-		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4),
+		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4), BlobGetBytes: d(10),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
 		PeakRSSBytes: m.p.rss.peak(),
 	}
@@ -135,6 +137,7 @@ func (b probedBlobs) ReadRange(ctx context.Context, name string, off, n int64, b
 	data, err := rr.ReadRange(ctx, name, off, n, buf)
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
+	b.p.getBytes.Add(int64(len(data)))
 	return data, err
 }
 
@@ -143,6 +146,7 @@ func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
 	data, err := b.Store.Get(ctx, name)
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
+	b.p.getBytes.Add(int64(len(data)))
 	b.p.trace.record(name, 0, int64(len(data)))
 	return data, err
 }
@@ -153,6 +157,7 @@ func (b probedBlobs) GetRange(ctx context.Context, name string, off, n int64) ([
 	data, err := b.Store.GetRange(ctx, name, off, n)
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
+	b.p.getBytes.Add(int64(len(data)))
 	return data, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"time"
 
 	"coffer/internal/clock"
 )
@@ -30,6 +31,8 @@ type RestoreOptions struct {
 	Rounds int
 	// Workers is the engine's parallelism (default GOMAXPROCS).
 	Workers int
+	// Settle is a pause after the sync before each timed run (Options).
+	Settle time.Duration
 	// Progress receives one line per step (nil: none).
 	Progress io.Writer
 	// Clock measures wall time (default clock.Real).
@@ -84,7 +87,7 @@ func RunRestores(ctx context.Context, opts RestoreOptions) (RestoreResult, error
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("bench restore: %s is not a directory kept by coffer bench --keep: %w", dir, err)
 	}
-	r := &runner{opts: Options{Size: fi.Size(), Dir: dir, Workers: opts.Workers, Progress: opts.Progress, Clock: opts.Clock},
+	r := &runner{opts: Options{Size: fi.Size(), Dir: dir, Workers: opts.Workers, Settle: opts.Settle, Progress: opts.Progress, Clock: opts.Clock},
 		clk: opts.Clock, dir: dir, image: image, probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
 	r.res = &Result{SizeBytes: fi.Size(), Cores: runtime.NumCPU(), Workers: opts.Workers, Ratios: map[string]float64{}}
 	out := RestoreResult{Dir: dir, SizeBytes: fi.Size(), Cores: r.res.Cores, Workers: opts.Workers, LoadStart: loadAverage()}
@@ -168,15 +171,22 @@ func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResu
 // summary is the round's figures as ratios against their references.
 func (rd RestoreRound) summary() string {
 	rs := rd.Restore
-	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%) = %.2f×",
+	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%%s) = %.2f×",
 		rs.Seconds, rs.Internals.CPUSeconds, 100*rs.Internals.Machine.DiskBusy, rd.IOFloor.Seconds, rd.IOFloor.CPUSeconds,
-		100*rd.IOFloor.Machine.DiskBusy, ratio(rs.Seconds, rd.IOFloor.Seconds))
+		100*rd.IOFloor.Machine.DiskBusy, rd.IOFloor.runsString(), ratio(rs.Seconds, rd.IOFloor.Seconds))
 	if q := rd.Qemu; q != nil && q.SyncedSeconds > 0 {
-		s += fmt.Sprintf("; ÷ qemu-img + fsync %.2fs = %.2f×", q.SyncedSeconds, ratio(rs.Seconds, q.SyncedSeconds))
+		s += fmt.Sprintf("; ÷ qemu-img + fsync, image from disk %.2fs = %.2f×", q.SyncedSeconds, ratio(rs.Seconds, q.SyncedSeconds))
+		if c := q.Cached; c.Seconds > 0 {
+			s += fmt.Sprintf(" (image cached %.2fs = %.2f×)", c.Seconds+c.FsyncSeconds, ratio(rs.Seconds, c.Seconds+c.FsyncSeconds))
+		}
 	}
 	if m := rd.Many; m != nil {
-		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs), throughput ÷ one's = %.2f×", m.AtOnce, m.Restore.Seconds,
-			m.Restore.Internals.CPUSeconds, ratio(rs.Seconds, m.Restore.Seconds))
+		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs, %d reads of %s against one's %d of %s, disk busy %.0f%%), throughput ÷ one's = %.2f×",
+			m.AtOnce, m.Restore.Seconds, m.Restore.Internals.CPUSeconds, m.Restore.Internals.BlobGets, sizeStr(m.Restore.Internals.BlobGetBytes),
+			rs.Internals.BlobGets, sizeStr(rs.Internals.BlobGetBytes), 100*m.Restore.Internals.Machine.DiskBusy, ratio(rs.Seconds, m.Restore.Seconds))
+		if f := m.RestoreIOFloor; f != nil {
+			s += fmt.Sprintf(", their I/O floor %.2fs (%.2f× one's; restores ÷ it = %.2f×)", f.Seconds, ratio(f.Seconds, rd.IOFloor.Seconds), ratio(m.Restore.Seconds, f.Seconds))
+		}
 	}
 	return s + "; load " + rd.Load
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"coffer/internal/bench"
 )
@@ -18,6 +19,7 @@ func benchRestoreCommand() *command {
 		from, cpuprofile string
 		jsonOut, quiet   bool
 		rounds, workers  int
+		settle           time.Duration
 	)
 	return &command{name: "restore",
 		short: "Benchmark full restores again, in rounds, on the repositories of a run kept by coffer bench --keep: against their I/O floor, qemu-img and 4 at once",
@@ -26,6 +28,7 @@ func benchRestoreCommand() *command {
 			fs.IntVar(&rounds, "rounds", 3, "rounds of restores")
 			fs.BoolVar(&jsonOut, "json", false, "print every figure as one JSON object instead of the table")
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+			fs.DurationVar(&settle, "settle", 0, "pause this long (5s, 1m) after the sync before each timed run, so that the writes of the previous one are off the disk")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
 		},
@@ -39,6 +42,9 @@ func benchRestoreCommand() *command {
 			if rounds < 1 {
 				return usagef("--rounds must be at least 1")
 			}
+			if settle < 0 {
+				return usagef("--settle must not be negative")
+			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			stopProfile, err := startCPUProfile(cpuprofile, "bench restore")
@@ -46,7 +52,7 @@ func benchRestoreCommand() *command {
 				return err
 			}
 			defer stopProfile()
-			opts := bench.RestoreOptions{Dir: from, Rounds: rounds, Workers: workers}
+			opts := bench.RestoreOptions{Dir: from, Rounds: rounds, Workers: workers, Settle: settle}
 			if !quiet {
 				opts.Progress = e.Stderr
 			}

@@ -166,6 +166,34 @@ func BenchmarkPutFlush(b *testing.B) {
 	}
 }
 
+// BenchmarkEncode does to the blocks of BenchmarkPutFlush (the same
+// sets, the same copies and changes) what the bench's compute limit does:
+// Encode, the hashing and compression of Put and nothing else. Their
+// ratio in the same run is what the rest of Put costs (lookups, the copy
+// into the pack, the pack writes); their profiles
+// (-cpuprofile) show whether the codecs cost more inside Put.
+func BenchmarkEncode(b *testing.B) {
+	sets := map[string][][]byte{"binaries": binaryBlocks(b), "random": randomBlocks(64)}
+	for name, blocks := range sets {
+		b.Run(name, func(b *testing.B) {
+			s := newStore(b, mem.New(), chunkstore.NewMemIndex(), chunkstore.Options{})
+			var n atomic.Int64
+			b.SetBytes(benchBlock)
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, benchBlock)
+				for pb.Next() {
+					i := n.Add(1)
+					copy(buf, blocks[int(i)%len(blocks)])
+					for j := range 8 {
+						buf[j] ^= byte(i >> (8 * j))
+					}
+					s.Encode(buf)
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkGetManyInto reads batches of 128 chunks (a restore job's span:
 // 8 MiB of 64 KiB blocks, binaries and random data) from packs on the
 // local blob store, which reads them with direct I/O, decompressing each

@@ -307,7 +307,7 @@ type packMem struct {
 }
 
 func newPackMem(n int) *packMem {
-	b, err := directio.Map(n)
+	b, err := directio.MapHuge(n)
 	if err != nil {
 		return &packMem{b: make([]byte, n)}
 	}

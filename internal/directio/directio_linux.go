@@ -44,6 +44,25 @@ func Map(n int) ([]byte, error) {
 	return b, nil
 }
 
+// MapHuge is Map for a buffer that is filled whole, front to back, such as
+// a pack being assembled: the mapping asks for transparent huge pages
+// (MADV_HUGEPAGE; systems whose huge pages are off ignore it), so that
+// filling it faults once per 2 MiB instead of once per 4 KiB page and a
+// direct transfer from it pins a few pages instead of thousands. Each
+// page fault costs a trap into the kernel, which on a virtual machine is
+// the larger part of touching fresh memory (docs/design.md, "Issue 14's
+// figures").
+func MapHuge(n int) ([]byte, error) {
+	b, err := Map(n)
+	if err != nil {
+		return nil, err
+	}
+	// Only a hint: a kernel built without transparent huge pages refuses
+	// it (EINVAL) and the mapping stays as Map made it.
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	return b, nil
+}
+
 // Unmap releases memory from Map. b (and every slice of it) must not be
 // used afterwards: an access faults.
 func Unmap(b []byte) error {

@@ -25,5 +25,8 @@ func Map(n int) ([]byte, error) {
 	return Buffer(n), nil
 }
 
+// MapHuge is Map (huge pages are asked for on Linux only).
+func MapHuge(n int) ([]byte, error) { return Map(n) }
+
 // Unmap releases memory from Map (here: nothing to do).
 func Unmap(b []byte) error { return nil }

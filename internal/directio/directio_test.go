@@ -35,25 +35,38 @@ func TestBufferAligned(t *testing.T) {
 	}
 }
 
-// TestMap checks memory from Map: the size asked, zeroed, aligned,
-// writable, usable for a direct transfer, and released by Unmap; a size
-// that is not positive is an error.
+// TestMap checks memory from Map and MapHuge: the size asked, zeroed,
+// aligned, writable, usable for a direct transfer, and released by Unmap;
+// a size that is not positive is an error. MapHuge's size spans huge
+// pages.
 func TestMap(t *testing.T) {
-	for _, n := range []int{0, -1} {
-		if _, err := directio.Map(n); err == nil {
-			t.Errorf("Map(%d): no error", n)
+	for _, c := range []struct {
+		name string
+		mapN func(int) ([]byte, error)
+		n    int
+	}{
+		{"Map", directio.Map, 3*directio.Align + 100},
+		{"MapHuge", directio.MapHuge, 5<<20 + 100},
+	} {
+		t.Run(c.name, func(t *testing.T) { testMap(t, c.mapN, c.n) })
+	}
+}
+
+func testMap(t *testing.T, mapN func(int) ([]byte, error), n int) {
+	for _, bad := range []int{0, -1} {
+		if _, err := mapN(bad); err == nil {
+			t.Errorf("size %d: no error", bad)
 		}
 	}
-	const n = 3*directio.Align + 100
-	b, err := directio.Map(n)
+	b, err := mapN(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(b) != n || !directio.Aligned(b[:0], 0) {
-		t.Fatalf("Map(%d): len %d, aligned %v", n, len(b), directio.Aligned(b[:0], 0))
+		t.Fatalf("size %d: len %d, aligned %v", n, len(b), directio.Aligned(b[:0], 0))
 	}
 	if !bytes.Equal(b, make([]byte, n)) {
-		t.Fatal("Map: memory is not zeroed")
+		t.Fatal("memory is not zeroed")
 	}
 	for i := range b {
 		b[i] = byte(i * 13)

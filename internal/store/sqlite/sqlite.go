@@ -56,16 +56,26 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	dsn := func(lock string) string {
+	dsn := func(lock string, pragmas ...string) string {
 		q := url.Values{}
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "synchronous(FULL)")
+		for _, p := range pragmas {
+			q.Add("_pragma", p)
+		}
 		q.Set("_txlock", lock)
 		return "file:" + path + "?" + q.Encode()
 	}
-	w, err := sql.Open("sqlite", dsn("immediate"))
+	// The writer keeps its statement journals in memory: a multi-row
+	// upsert of the chunk index (ChunkIndex.Add) is journaled because a
+	// later row could abort it, and with a temporary file each page the
+	// statement first touches cost a pwrite of 4 KiB (a fifth of an Add's
+	// CPU, docs/design.md "Issue 14's figures"). A statement journal
+	// holds at most the pages one statement changes (upsertRows rows);
+	// the transaction's durability is the WAL's, unchanged.
+	w, err := sql.Open("sqlite", dsn("immediate", "temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}

@@ -60,6 +60,26 @@ func TestOpenOwnerOnly(t *testing.T) {
 	}
 }
 
+// TestWriterJournalsInMemory: the write connection keeps statement
+// journals in memory (temp_store = MEMORY), which a chunk-index Add's
+// multi-row upserts need, instead of a pwrite to a temporary file per
+// page (docs/design.md, "Issue 14's figures").
+func TestWriterJournalsInMemory(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mode int
+	if err := s.DB().QueryRowContext(ctx, "PRAGMA temp_store").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != 2 { // 0 default (a file), 1 file, 2 memory
+		t.Fatalf("writer's temp_store = %d, want 2 (memory)", mode)
+	}
+}
+
 // A full database is the one no-space error: SQLite's SQLITE_FULL (here
 // from max_page_count, as it comes from a full filesystem) is classified
 // as capacity.ErrNoSpace, an HTTP 507 naming the database, and the store

@@ -44,7 +44,7 @@ type ioBuf struct {
 // at most Workers+restoreIODepth jobs hold one at a time, so that four
 // restores at once take the memory and the I/O depth of one and share the
 // disk's throughput instead of queueing four times as deep on it. The
-// buffers are mapped outside the Go heap (directio.Map) while the engine
+// buffers are mapped outside the Go heap (directio.MapHuge) while the engine
 // has a restore or hydration running, and unmapped when the last one ends,
 // so an idle engine holds none. The zero value is ready; the engine sizes
 // it on first use.
@@ -99,7 +99,11 @@ func (e *Engine) getIOBuf(ctx context.Context) (*ioBuf, error) {
 	}
 	p.mu.Unlock()
 	span := max(int64(restoreBufBytes), e.bs)
-	mem, err := directio.Map(int(span) + restoreReadBytes + 2*directio.Align)
+	// Huge pages where the kernel grants them: a restore touches every
+	// byte of each freshly mapped buffer, and on 4 KiB pages the faults
+	// cost about 3.5 ms of CPU per MiB on the development VM (perf14k,
+	// docs/design.md), a third of a CPU-second per restore.
+	mem, err := directio.MapHuge(int(span) + restoreReadBytes + 2*directio.Align)
 	if err != nil {
 		<-p.tokens
 		return nil, fmt.Errorf("restore buffer: %w", err)

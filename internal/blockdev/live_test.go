@@ -354,3 +354,70 @@ func restoreHeld(t *testing.T, env *testEnv, src string) (v *Volume, held <-chan
 	}
 	return v, h, release
 }
+
+// TestReadSparseAt: a sparse read fills the data of the range and
+// reports its holes (the data file's, as Extents reports them) without
+// touching them in p; while the volume hydrates a hole may be a block
+// still to fetch, so everything is read and no hole reported.
+func TestReadSparseAt(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	for _, r := range [][2]int{{3 * bs, 5 * bs}, {9*bs + 100, 2*bs + 7}, {size - bs, bs}} {
+		fillRandom(rand.New(rand.NewPCG(uint64(r[0]), 2)), model[r[0]:r[0]+r[1]])
+		if _, err := src.WriteAt(model[r[0]:r[0]+r[1]], int64(r[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sparseRead := func(v *Volume, off, n int64) ([]byte, []Extent) {
+		t.Helper()
+		p := bytes.Repeat([]byte{0xEE}, int(n))
+		var holes []Extent
+		got, err := v.ReadSparseAt(ctx, p, off, func(o, l int64) {
+			holes = append(holes, Extent{Offset: o, Length: l, Hole: true})
+			clear(p[o-off : o-off+l])
+		})
+		if err != nil || got != int(n) {
+			t.Fatalf("ReadSparseAt(%d, %d): %d, %v", off, n, got, err)
+		}
+		return p, holes
+	}
+	for _, r := range [][2]int64{{0, size}, {bs + 1, 20 * bs}, {4 * bs, 3 * bs}, {20 * bs, 30 * bs}} {
+		off, n := r[0], r[1]
+		p, holes := sparseRead(src, off, n)
+		if !bytes.Equal(p, model[off:off+n]) {
+			t.Errorf("read [%d, +%d): differs at %d (holes zeroed by the caller)", off, n, firstDiff(p, model[off:off+n]))
+		}
+		exts, err := src.Extents(ctx, off, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.DeleteFunc(exts, func(x Extent) bool { return !x.Hole })
+		if !slices.Equal(holes, want) {
+			t.Errorf("read [%d, +%d): holes %v, want %v", off, n, holes, want)
+		}
+	}
+	if _, holes := sparseRead(src, 20*bs, 30*bs); len(holes) != 1 {
+		t.Errorf("all-hole range: holes %v, want one", holes)
+	}
+
+	v, held, release := restoreHeld(t, env, "src")
+	<-held
+	p, holes := sparseRead(v, 0, size)
+	if len(holes) != 0 || !bytes.Equal(p, model) {
+		t.Errorf("hydrating: holes %v, data equal %v; want no holes and the snapshot's data", holes, bytes.Equal(p, model))
+	}
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.ReadSparseAt(ctx, p, 0, func(int64, int64) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("read of a closed volume: %v, want ErrClosed", err)
+	}
+}

@@ -354,6 +354,21 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext is ReadAt with a context, used when a read may have to fetch
 // not-yet-hydrated blocks from the chunk store.
 func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	return v.readAt(ctx, p, off, nil)
+}
+
+// ReadSparseAt is ReadAtContext for a reader that sends zeroes without
+// their bytes (an NBD structured reply's holes): the parts of the range
+// that are holes in the volume's data file are neither read nor written
+// in p but passed to hole (in increasing order); they read as zeroes. A
+// large read of a sparse volume then costs no copy of its zeroes and no
+// scan for them. While the volume hydrates it reads everything (a hole
+// there may be a block still to fetch).
+func (v *Volume) ReadSparseAt(ctx context.Context, p []byte, off int64, hole func(off, n int64)) (int, error) {
+	return v.readAt(ctx, p, off, hole)
+}
+
+func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off, n int64)) (int, error) {
 	v.mu.Lock()
 	closed, size, hyd := v.closed, v.size, v.hyd
 	v.mu.Unlock()
@@ -413,10 +428,35 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			}
 		}
 	}
+	if hole != nil && hyd == nil {
+		if err := v.preadData(p[:n], off, hole); err != nil {
+			return 0, fmt.Errorf("read volume %s: %w", v.id, err)
+		}
+		return int(n), eof
+	}
 	if err := v.preadExcept(p[:n], off, served); err != nil {
 		return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 	}
 	return int(n), eof
+}
+
+// preadData fills the parts of p, read at off, that are data in the data
+// file, and passes the others, holes, to hole.
+func (v *Volume) preadData(p []byte, off int64, hole func(off, n int64)) error {
+	exts, err := v.fileExtents(off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	for _, x := range exts {
+		if x.Hole {
+			hole(x.Offset, x.Length)
+			continue
+		}
+		if err := v.pread(p[x.Offset-off:x.Offset-off+x.Length], x.Offset); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // preadExcept fills p from the data file at off, except the parts of p
@@ -1028,6 +1068,18 @@ func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
 	if hyd {
 		return []Extent{{Offset: off, Length: n}}, nil
 	}
+	exts, err := v.fileExtents(off, n)
+	if err != nil {
+		return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
+	}
+	return exts, nil
+}
+
+// fileExtents reports the data and holes of [off, off+n) in the data
+// file (SEEK_DATA, SEEK_HOLE), adjacent ones merged. The seeks hold the
+// descriptor open (a concurrent Close cannot hand its number to another
+// file under them); the file position they move is used by nothing else.
+func (v *Volume) fileExtents(off, n int64) ([]Extent, error) {
 	var out []Extent
 	add := func(o, l int64, hole bool) {
 		if l <= 0 {
@@ -1039,28 +1091,43 @@ func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
 		}
 		out = append(out, Extent{Offset: o, Length: l, Hole: hole})
 	}
-	end := off + n
-	for pos := off; pos < end; {
-		d, err := unix.Seek(int(v.f.Fd()), pos, unix.SEEK_DATA)
-		if errors.Is(err, syscall.ENXIO) {
-			add(pos, end-pos, true)
-			break
+	rc, err := v.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		end := off + n
+		for pos := off; pos < end; {
+			d, err := unix.Seek(int(fd), pos, unix.SEEK_DATA)
+			if errors.Is(err, syscall.ENXIO) {
+				add(pos, end-pos, true)
+				return
+			}
+			if err != nil {
+				serr = fmt.Errorf("seek data: %w", err)
+				return
+			}
+			d = min(d, end)
+			add(pos, d-pos, true)
+			if d >= end {
+				return
+			}
+			h, err := unix.Seek(int(fd), d, unix.SEEK_HOLE)
+			if err != nil {
+				serr = fmt.Errorf("seek hole: %w", err)
+				return
+			}
+			h = min(h, end)
+			add(d, h-d, false)
+			pos = h
 		}
-		if err != nil {
-			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
-		}
-		d = min(d, end)
-		add(pos, d-pos, true)
-		if d >= end {
-			break
-		}
-		h, err := unix.Seek(int(v.f.Fd()), d, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
-		}
-		h = min(h, end)
-		add(d, h-d, false)
-		pos = h
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -465,3 +465,105 @@ func TestWritePayloadInPieces(t *testing.T) {
 }
 
 func allZeroBytes(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }
+
+// sparseFile is a file backend that is a SparseReader: its ReadSparse
+// reports the ranges of holes (relative to the export) that overlap the
+// read as holes and fills them in p with garbage, which the server must
+// never send.
+type sparseFile struct {
+	*nbdtest.File
+	holes [][2]int64 // [offset, length], in order
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *sparseFile) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	n, err := f.File.ReadAt(p, off)
+	end := off + int64(len(p))
+	for _, h := range f.holes {
+		lo, hi := max(h[0], off), min(h[0]+h[1], end)
+		if lo < hi {
+			for i := lo; i < hi; i++ {
+				p[i-off] = 0xEE
+			}
+			hole(lo, hi-lo)
+		}
+	}
+	return n, err
+}
+
+// TestSparseRead: a READ larger than the inline limit goes to a
+// SparseReader backend, whose holes go out as OFFSET_HOLE chunks as they
+// are (merged with the zero pages found in the data around them), never
+// as the bytes the backend left in the buffer there; a client without
+// structured replies, or with DF, gets zeroes there as data.
+func TestSparseRead(t *testing.T) {
+	const size = 4 << 20
+	f := &sparseFile{File: fileBackend(t, size)}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*7 + 1)
+	}
+	clear(img[1<<20 : 1<<20+8192]) // zero pages written as data, after a hole
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Holes: the backend says these read as zeroes (and the model agrees).
+	f.holes = [][2]int64{{1<<20 - 3*4096, 3 * 4096}, {2<<20 + 100, 50000}, {3 << 20, 1 << 20}}
+	for _, h := range f.holes {
+		clear(img[h[0] : h[0]+h[1]])
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20 })
+	cases := []struct {
+		name       string
+		structured bool
+		flags      uint16
+		off, n     int
+		holes      [][2]uint64
+		dataChunks int
+	}{
+		{"hole then zero pages merged", true, 0, 1<<20 - 4*4096, 8 * 4096, [][2]uint64{{4096, 5 * 4096}}, 2},
+		{"unaligned hole", true, 0, 2 << 20, 256 << 10, [][2]uint64{{100, 50000}}, 2},
+		{"all hole", true, 0, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
+		{"hole at the end", true, 0, 3<<20 - 128<<10, 256 << 10, [][2]uint64{{128 << 10, 128 << 10}}, 1},
+		{"DF", true, nbdtest.CmdFlagDF, 2 << 20, 256 << 10, nil, 1},
+		{"DF all hole", true, nbdtest.CmdFlagDF, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
+		{"simple replies", false, 0, 1<<20 - 4*4096, 1 << 20, nil, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: tc.structured})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			f.mu.Lock()
+			calls := f.calls
+			f.mu.Unlock()
+			r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
+				i := 0
+				for i < tc.n && r.Data[i] == img[tc.off+i] {
+					i++
+				}
+				t.Fatalf("data differs at %d: %#x, want %#x", i, r.Data[i], img[tc.off+i])
+			}
+			if tc.structured && (!slices.Equal(r.HoleSpans, tc.holes) || r.DataChunks != tc.dataChunks) {
+				t.Errorf("holes %v and %d data chunks, want holes %v and %d data chunks", r.HoleSpans, r.DataChunks, tc.holes, tc.dataChunks)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.calls != calls+1 {
+				t.Errorf("ReadSparse called %d times, want once", f.calls-calls)
+			}
+		})
+	}
+}

@@ -316,6 +316,14 @@ func (c *conn) check(req request) (uint32, string) {
 
 func (c *conn) read(req request, hold *holding) {
 	buf := getBuf(int(req.length))
+	if sr, ok := c.exp.Backend.(SparseReader); ok {
+		var holes []span
+		n, err := sr.ReadSparse(buf, int64(req.offset), func(off, n int64) {
+			holes = append(holes, span{int(off - int64(req.offset)), int(n), true})
+		})
+		c.replySparse(req, buf, n, holes, err, hold)
+		return
+	}
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
 	c.replyRead(req, buf, n, err, hold)
 }
@@ -323,6 +331,12 @@ func (c *conn) read(req request, hold *holding) {
 // replyRead queues the reply to a READ whose n bytes (or error) the
 // backend returned into buf, a pooled buffer the reply takes over.
 func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holding) {
+	c.replySparse(req, buf, n, nil, err, hold)
+}
+
+// replySparse is replyRead for a buffer whose holes (in order) the backend
+// left unfilled: they read as zeroes.
+func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err error, hold *holding) {
 	if errors.Is(err, io.EOF) && n == len(buf) {
 		err = nil
 	}
@@ -334,6 +348,13 @@ func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holdin
 		c.log.Warn("nbd backend read error", "offset", req.offset, "length", req.length, "err", err)
 		c.replyErr(req, errnoFor(err), "read failed", hold)
 		return
+	}
+	if !c.structured || req.flags&cmdFlagDF != 0 && len(holes) > 0 {
+		// The holes go out as data (or, with DF, as one chunk).
+		for _, h := range holes {
+			clear(buf[h.off : h.off+h.n])
+		}
+		holes = nil
 	}
 	if !c.structured {
 		r := c.newReply(hold, 16)
@@ -354,10 +375,10 @@ func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holdin
 	// chunk (DF), runs of whole zero pages as holes. With DF an all-zero
 	// read is still one hole.
 	var runs []span
-	if req.flags&cmdFlagDF != 0 || allZero(buf) {
+	if req.flags&cmdFlagDF != 0 {
 		runs = []span{{0, len(buf), allZero(buf)}}
 	} else {
-		runs = zeroRuns(buf, req.offset)
+		runs = readRuns(buf, req.offset, holes)
 	}
 	r := c.newReply(hold, chunkHeadersLen(runs))
 	r.data = buf
@@ -417,6 +438,41 @@ func zeroRuns(buf []byte, off uint64) []span {
 		add(end-pos, whole && allZero(buf[pos:end]))
 		pos = end
 	}
+	return runs
+}
+
+// readRuns is zeroRuns for a buffer read at export offset off whose holes
+// (in order) were left unfilled: they are zero runs as they are, and only
+// the rest is scanned.
+func readRuns(buf []byte, off uint64, holes []span) []span {
+	if len(holes) == 0 {
+		if allZero(buf) {
+			return []span{{0, len(buf), true}}
+		}
+		return zeroRuns(buf, off)
+	}
+	var runs []span
+	add := func(s span) {
+		if k := len(runs) - 1; k >= 0 && runs[k].zero == s.zero {
+			runs[k].n += s.n
+			return
+		}
+		runs = append(runs, s)
+	}
+	scan := func(lo, hi int) {
+		if lo < hi {
+			for _, s := range zeroRuns(buf[lo:hi], off+uint64(lo)) {
+				add(span{lo + s.off, s.n, s.zero})
+			}
+		}
+	}
+	pos := 0
+	for _, h := range holes {
+		scan(pos, h.off)
+		add(h)
+		pos = h.off + h.n
+	}
+	scan(pos, len(buf))
 	return runs
 }
 

@@ -180,10 +180,11 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestTryWriteAt: a write within one block that needs nothing else is
-// done at once and counts as a change; one that spans blocks, finds its
-// stripe busy, or hits a block a running snapshot still needs is refused
-// and changes nothing, so the snapshot stays the volume at its swap.
+// TestTryWriteAt: a write within one block or over several that needs
+// nothing else is done at once and counts as a change; one that finds
+// one of its stripes busy, or hits a block a running snapshot still needs,
+// is refused and changes nothing, so the snapshot stays the volume at its
+// swap.
 func TestTryWriteAt(t *testing.T) {
 	ctx := context.Background()
 	const bs = 4 << 10
@@ -202,14 +203,21 @@ func TestTryWriteAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := bytes.Repeat([]byte{0xEE}, 1024)
-	if ok, err := v.TryWriteAt(p, bs-512); ok || err != nil {
-		t.Errorf("write across two blocks: ok=%v err=%v, want refused", ok, err)
-	}
+	span := bytes.Repeat([]byte{0xDD}, 6*bs)
 	v.stripe(3).Lock()
 	ok, err := v.TryWriteAt(p, 3*bs)
-	v.stripe(3).Unlock()
 	if ok || err != nil {
 		t.Errorf("write to a block whose stripe is held: ok=%v err=%v, want refused", ok, err)
+	}
+	if ok, err := v.TryWriteAt(span, bs+100); ok || err != nil {
+		t.Errorf("write over blocks 1-7, the stripe of 3 held: ok=%v err=%v, want refused", ok, err)
+	}
+	v.stripe(3).Unlock()
+	for b := range int64(10) {
+		if !v.stripe(b).TryLock() {
+			t.Fatalf("a refused write left the stripe of block %d held", b)
+		}
+		v.stripe(b).Unlock()
 	}
 	if got := image(t, v); !bytes.Equal(got, model) || v.DirtyBlocks() != 0 {
 		t.Fatalf("refused writes changed the volume (differs at %d) or marked %d blocks dirty", firstDiff(got, model), v.DirtyBlocks())
@@ -220,6 +228,14 @@ func TestTryWriteAt(t *testing.T) {
 	copy(model[5*bs+100:], p)
 	if v.DirtyBlocks() != 1 {
 		t.Errorf("dirty blocks %d after one write, want 1", v.DirtyBlocks())
+	}
+	writes := fileWrites(env, "vol")
+	if ok, err := v.TryWriteAt(span, 10*bs+100); !ok || err != nil {
+		t.Fatalf("write over blocks 10-16: ok=%v err=%v", ok, err)
+	}
+	copy(model[10*bs+100:], span)
+	if got := writes(); !slices.Equal(got, [][2]int64{{10*bs + 100, 6 * bs}}) || v.DirtyBlocks() != 8 {
+		t.Errorf("write over blocks 10-16: file writes %v, %d blocks dirty; want one write, 8 dirty", got, v.DirtyBlocks())
 	}
 	if ok, err := v.TryWriteAt(p[:100], size); !ok || !errors.Is(err, ErrOutOfRange) {
 		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
@@ -237,6 +253,10 @@ func TestTryWriteAt(t *testing.T) {
 		}
 		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
 		done = ok && err == nil
+		// Blocks 12-17, of which 12-16 (dirty since s0) are pending.
+		if ok, err := v.TryWriteAt(span, 12*bs); ok || err != nil {
+			refused = false
+		}
 	}
 	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
 		t.Fatal(err)

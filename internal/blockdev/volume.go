@@ -511,26 +511,39 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 // have to wait.
 var errWouldWait = errors.New("would wait")
 
-// TryWriteAt writes p at off if it can do so at once: p lies within one
-// block, no other write of that block's stripe is under way, and the block
-// needs neither copy-before-write for a running snapshot nor hydration.
+// TryWriteAt writes p at off if it can do so at once: no other write of
+// its blocks' stripes is under way, no block needs copy-before-write for
+// a running snapshot, and none not hydrated yet needs merging with its
+// source (a write of whole units does not).
 // Otherwise it writes nothing and reports !ok (use WriteAt). A failed
 // write is reported with ok and its error. The data goes into the page
 // cache like WriteAt's, where it may briefly wait for writeback.
 func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
 	n := int64(len(p))
-	if n == 0 || off < 0 || (off+n-1)/v.bs != off/v.bs {
-		return false, nil
-	}
-	b := off / v.bs
-	lk := v.stripe(b)
-	if !lk.TryLock() {
+	if n == 0 || off < 0 {
 		return false, nil
 	}
 	var scratch *[]byte // not needed: nowait leaves the blocks that would
-	err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
-	lk.Unlock()
-	if errors.Is(err, errWouldWait) {
+	b := off / v.bs
+	switch {
+	case (off+n-1)/v.bs == b:
+		lk := v.stripe(b)
+		if !lk.TryLock() {
+			return false, nil
+		}
+		err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
+		lk.Unlock()
+		if errors.Is(err, errWouldWait) {
+			return false, nil
+		}
+	case (off+n-1)/v.bs-b < stripeCount:
+		// Several blocks: one pwrite under all their stripes, as WriteAt.
+		done, werr := v.writeSpan(context.Background(), off, p, &scratch, true)
+		if !done {
+			return false, nil
+		}
+		err = werr
+	default:
 		return false, nil
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
@@ -690,6 +703,13 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 // the one order of every path that holds more than one, so two such paths
 // cannot deadlock.
 func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
+	unlock, _ = v.takeStripes(b0, b1, false)
+	return unlock
+}
+
+// takeStripes locks the stripes of blocks [b0, b1) in stripe order; with
+// try it takes none and reports !ok when one of them is held.
+func (v *Volume) takeStripes(b0, b1 int64, try bool) (unlock func(), ok bool) {
 	lo, hi := int(b0%stripeCount), int((b1-1)%stripeCount)
 	wraps := b1-b0 == stripeCount || hi < lo // [lo, end) and [0, hi]
 	held := func(i int) bool {
@@ -698,18 +718,25 @@ func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
 		}
 		return i >= lo && i <= hi
 	}
-	for i := range v.stripes {
-		if held(i) {
-			v.stripes[i].Lock()
-		}
-	}
-	return func() {
-		for i := range v.stripes {
+	release := func(upto int) {
+		for i := range upto {
 			if held(i) {
 				v.stripes[i].Unlock()
 			}
 		}
 	}
+	for i := range v.stripes {
+		if !held(i) {
+			continue
+		}
+		if !try {
+			v.stripes[i].Lock()
+		} else if !v.stripes[i].TryLock() {
+			release(i)
+			return nil, false
+		}
+	}
+	return func() { release(len(v.stripes)) }, true
 }
 
 // checkRange validates [off, off+n) against the size; v.mu is held.
@@ -743,7 +770,7 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 		}
 	}()
 	if !zero && off%v.bs+n > v.bs && (n+v.bs-1)/v.bs <= stripeCount {
-		if done, err := v.writeSpan(ctx, off, p, &scratch); done {
+		if done, err := v.writeSpan(ctx, off, p, &scratch, false); done {
 			return err
 		}
 	}
@@ -778,10 +805,17 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 // and p covers no whole units of it (unitsOf): that block must be merged
 // with its source (modify's block-by-block path). A write of many blocks costs the kernel less as one call
 // (page-cache folios up to the write's size) and takes each lock once.
-func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte) (done bool, err error) {
+//
+// With nowait it also reports !done, having changed nothing, when one of
+// the stripes is held or a block needs copy-before-write (TryWriteAt).
+func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte, nowait bool) (done bool, err error) {
 	n := int64(len(p))
 	b0, b1 := off/v.bs, (off+n+v.bs-1)/v.bs
-	defer v.lockStripes(b0, b1)()
+	unlock, ok := v.takeStripes(b0, b1, nowait)
+	if !ok {
+		return false, nil
+	}
+	defer unlock()
 	v.mu.Lock()
 	if err := v.checkRange(off, n); err != nil {
 		v.mu.Unlock()
@@ -803,6 +837,10 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 		if s != nil && s.pending.has(b) && !s.holds(b) {
 			copies = append(copies, b)
 		}
+	}
+	if nowait && len(copies) > 0 {
+		v.mu.Unlock()
+		return false, nil
 	}
 	for b := b0; b < b1; b++ {
 		v.dirty.set(b)

@@ -344,6 +344,13 @@ func TestInlineRequests(t *testing.T) {
 	if n := counts(); n != [4]int{1, 1, 1, 0} {
 		t.Errorf("1 MiB read: %v, want it served by ReadAt", n)
 	}
+	// A large write is: its payload is in memory already.
+	if _, err := c.WriteAt(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != [4]int{1, 2, 1, 0} {
+		t.Errorf("1 MiB write: %v, want it served by TryWriteAt", n)
+	}
 	// FUA needs a flush after the write: never inline.
 	if _, err := c.Do(nbdtest.CmdWrite, nbdtest.CmdFlagFUA, 0, 4096, p[:4096]); err != nil {
 		t.Fatal(err)
@@ -362,8 +369,8 @@ func TestInlineRequests(t *testing.T) {
 	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
 		t.Fatalf("read back on the usual path: %v", err)
 	}
-	if n := counts(); n != [4]int{1, 1, 2, 2} {
-		t.Errorf("refusing Try methods: %v, want [1 1 2 2]", n)
+	if n := counts(); n != [4]int{1, 2, 2, 2} {
+		t.Errorf("refusing Try methods: %v, want [1 2 2 2]", n)
 	}
 
 	f.mu.Lock()

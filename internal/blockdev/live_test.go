@@ -423,9 +423,27 @@ func TestReadSparseAt(t *testing.T) {
 	if _, holes := sparseRead(src, 20*bs, 30*bs); len(holes) != 1 {
 		t.Errorf("all-hole range: holes %v, want one", holes)
 	}
+	// At once: the same, the data being in the page cache.
+	p := bytes.Repeat([]byte{0xEE}, size)
+	var tried []Extent
+	if n, ok, err := src.TryReadSparseAt(p, 0, func(o, l int64) {
+		tried = append(tried, Extent{Offset: o, Length: l, Hole: true})
+		clear(p[o : o+l])
+	}); !ok || err != nil || n != size || !bytes.Equal(p, model) {
+		t.Errorf("TryReadSparseAt of cached data: n=%d ok=%v err=%v, data equal %v", n, ok, err, bytes.Equal(p, model))
+	}
+	if _, holes := sparseRead(src, 0, size); !slices.Equal(tried, holes) {
+		t.Errorf("TryReadSparseAt holes %v, want ReadSparseAt's %v", tried, holes)
+	}
+	if _, ok, _ := src.TryReadSparseAt(p[:2*bs], size-bs, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt past the end done")
+	}
 
 	v, held, release := restoreHeld(t, env, "src")
 	<-held
+	if _, ok, _ := v.TryReadSparseAt(p, 0, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt of a hydrating volume done at once")
+	}
 	p, holes := sparseRead(v, 0, size)
 	if len(holes) != 0 || !bytes.Equal(p, model) {
 		t.Errorf("hydrating: holes %v, data equal %v; want no holes and the snapshot's data", holes, bytes.Equal(p, model))
@@ -439,5 +457,8 @@ func TestReadSparseAt(t *testing.T) {
 	}
 	if _, err := src.ReadSparseAt(ctx, p, 0, func(int64, int64) {}); !errors.Is(err, ErrClosed) {
 		t.Errorf("read of a closed volume: %v, want ErrClosed", err)
+	}
+	if _, ok, _ := src.TryReadSparseAt(p, 0, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt of a closed volume done at once")
 	}
 }

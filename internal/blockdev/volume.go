@@ -565,23 +565,56 @@ func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
 		ready = v.hydratedLocked(b)
 	}
 	v.mu.Unlock()
+	if !ready || !v.preadNowait(p, off) {
+		return 0, false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return len(p), true, nil
+}
+
+// TryReadSparseAt is ReadSparseAt if it can be done at once, as
+// TryReadAt: the range lies within the volume, the volume is not
+// hydrating, and all the range's data is in the page cache. Otherwise it
+// reports !ok, and p and the holes passed so far mean nothing.
+func (v *Volume) TryReadSparseAt(p []byte, off int64, hole func(off, n int64)) (n int, ok bool, err error) {
+	v.mu.Lock()
+	ready := !v.closed && v.hyd == nil && off >= 0 && off <= v.size && int64(len(p)) <= v.size-off
+	v.mu.Unlock()
 	if !ready {
 		return 0, false, nil
 	}
+	exts, err := v.fileExtents(off, int64(len(p)))
+	if err != nil {
+		return 0, false, nil // ReadSparseAt's to report
+	}
+	for _, x := range exts {
+		if x.Hole {
+			hole(x.Offset, x.Length)
+		} else if !v.preadNowait(p[x.Offset-off:x.Offset-off+x.Length], x.Offset) {
+			return 0, false, nil
+		}
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return len(p), true, nil
+}
+
+// preadNowait fills p from the data file at off if every page is in the
+// page cache (preadv2 with RWF_NOWAIT) and reports whether it did.
+func (v *Volume) preadNowait(p []byte, off int64) bool {
 	rc, err := v.f.SyscallConn()
 	if err != nil {
-		return 0, false, nil
+		return false
 	}
+	var n int
 	var rerr error
 	// Control keeps the descriptor open for the call.
 	if cerr := rc.Control(func(fd uintptr) {
 		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
 	}); cerr != nil || rerr != nil || n != len(p) {
 		// EAGAIN: some page is not cached; any error is ReadAt's to report.
-		return 0, false, nil
+		return false
 	}
-	v.fg.touch(v.e.opts.Clock.Now())
-	return n, true, nil
+	return true
 }
 
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole

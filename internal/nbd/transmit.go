@@ -30,13 +30,15 @@ const maxExtents = 1 << 16
 // bytes.
 const holeGrain = 4 << 10
 
-// maxInline is the largest READ served by the connection's reader:
-// copying (and scanning for zero pages) a larger one there would keep the
-// connection's other requests from running alongside it. A WRITE of any
-// size is tried there: its payload is in memory already, and handing a
-// 1 MiB write to a goroutine cost 6.1 context switches, 2.1 futex and 2.7
-// nanosleep calls (the runtime's sysmon) per request against 2.2, 0.3 and
-// 1.0 on the reader, and 23% more CPU (docs/design.md, perf14i).
+// maxInline is the largest READ that the connection's reader serves with
+// the Inliner's TryReadAt: copying and scanning a larger one for zero
+// pages there would keep the connection's other requests waiting. A
+// larger READ is tried on a plain connection's reader thread only with a
+// SparseReader, whose holes cost no copy and no scan, and a WRITE of any
+// size, whose payload is in memory already: handing a 1 MiB request to a
+// goroutine cost 3.7-6.1 context switches, 1.5-2.1 futex and 1.6-2.7
+// nanosleep calls (the runtime's sysmon) per request, against 2.1-2.2,
+// 0.3 and 1.0 on the reader thread (docs/design.md, perf14i).
 const maxInline = 64 << 10
 
 // zeroes is a shared all-zero buffer; it is only ever read.
@@ -59,13 +61,14 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 	defer c.inflight.Wait()
 
 	inl, _ := exp.Backend.(Inliner)
+	sr, _ := exp.Backend.(SparseReader)
 	for {
 		req, payload, hold, ok := c.next(ctx, &pr)
 		if !ok {
 			return
 		}
 		start := c.srv.clock().Now()
-		if inl != nil && c.tryInline(inl, req, payload, hold) {
+		if (inl != nil || sr != nil) && c.tryInline(inl, sr, req, payload, hold) {
 			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 			continue
 		}
@@ -223,14 +226,31 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 // waiting, which saves the hand-off to a request goroutine (and the
 // wake-up of another thread) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
-func (c *conn) tryInline(inl Inliner, req request, payload []byte, hold *holding) bool {
-	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) || req.typ == cmdRead && req.length > maxInline {
+func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []byte, hold *holding) bool {
+	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) {
+		return false
+	}
+	large := req.typ == cmdRead && req.length > maxInline
+	if large && (sr == nil || c.sock == nil) || !large && inl == nil {
 		return false
 	}
 	if errno, _ := c.check(req); errno != 0 {
 		return false // refused on the usual path
 	}
 	off := int64(req.offset)
+	if large {
+		buf := getBuf(int(req.length))
+		var holes []span
+		n, ok, err := sr.TryReadSparse(buf, off, func(o, n int64) {
+			holes = append(holes, span{int(o - off), int(n), true})
+		})
+		if !ok {
+			putBuf(buf)
+			return false
+		}
+		c.replySparse(req, buf, n, holes, err, hold)
+		return true
+	}
 	if req.typ == cmdWrite {
 		ok, err := inl.TryWriteAt(payload, off)
 		if ok {

@@ -241,9 +241,7 @@ func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []by
 	if large {
 		buf := getBuf(int(req.length))
 		var holes []span
-		n, ok, err := sr.TryReadSparse(buf, off, func(o, n int64) {
-			holes = append(holes, span{int(o - off), int(n), true})
-		})
+		n, ok, err := sr.TryReadSparse(buf, off, holesInto(&holes, off))
 		if !ok {
 			putBuf(buf)
 			return false
@@ -342,14 +340,18 @@ func (c *conn) read(req request, hold *holding) {
 	buf := getBuf(int(req.length))
 	if sr, ok := c.exp.Backend.(SparseReader); ok {
 		var holes []span
-		n, err := sr.ReadSparse(buf, int64(req.offset), func(off, n int64) {
-			holes = append(holes, span{int(off - int64(req.offset)), int(n), true})
-		})
+		n, err := sr.ReadSparse(buf, int64(req.offset), holesInto(&holes, int64(req.offset)))
 		c.replySparse(req, buf, n, holes, err, hold)
 		return
 	}
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
 	c.replyRead(req, buf, n, err, hold)
+}
+
+// holesInto returns a SparseReader's hole callback for a READ at off that
+// appends each hole to *holes as a zero span of the reply's buffer.
+func holesInto(holes *[]span, off int64) func(o, n int64) {
+	return func(o, n int64) { *holes = append(*holes, span{int(o - off), int(n), true}) }
 }
 
 // replyRead queues the reply to a READ whose n bytes (or error) the
@@ -438,66 +440,52 @@ type span struct {
 // zeroRuns cuts buf, read at export offset off, into runs of data and
 // runs of whole holeGrain-aligned pages of zeroes, merged.
 func zeroRuns(buf []byte, off uint64) []span {
-	var runs []span
-	add := func(n int, zero bool) {
-		if k := len(runs) - 1; k >= 0 && runs[k].zero == zero {
-			runs[k].n += n
-			return
-		}
-		start := 0
-		if k := len(runs) - 1; k >= 0 {
-			start = runs[k].off + runs[k].n
-		}
-		runs = append(runs, span{start, n, zero})
-	}
-	pos := 0
-	if head := int((holeGrain - off%holeGrain) % holeGrain); head > 0 {
+	return appendZeroRuns(nil, buf, 0, off)
+}
+
+// appendZeroRuns appends to runs the runs of buf[lo:], read at export
+// offset off+lo, as zeroRuns cuts them (offsets relative to buf).
+func appendZeroRuns(runs []span, buf []byte, lo int, off uint64) []span {
+	pos := lo
+	if head := int((holeGrain - (off+uint64(lo))%holeGrain) % holeGrain); head > 0 && pos < len(buf) {
 		// The part before the first page boundary is sent as data.
-		pos = min(head, len(buf))
-		add(pos, false)
+		runs = appendRun(runs, span{pos, min(head, len(buf)-pos), false})
+		pos += min(head, len(buf)-pos)
 	}
 	for pos < len(buf) {
 		end := min(pos+holeGrain, len(buf))
 		whole := end-pos == holeGrain
-		add(end-pos, whole && allZero(buf[pos:end]))
+		runs = appendRun(runs, span{pos, end - pos, whole && allZero(buf[pos:end])})
 		pos = end
 	}
 	return runs
+}
+
+// appendRun appends s to runs, merged with the last run if of its kind
+// (s starts where the last run ends).
+func appendRun(runs []span, s span) []span {
+	if k := len(runs) - 1; k >= 0 && runs[k].zero == s.zero {
+		runs[k].n += s.n
+		return runs
+	}
+	return append(runs, s)
 }
 
 // readRuns is zeroRuns for a buffer read at export offset off whose holes
 // (in order) were left unfilled: they are zero runs as they are, and only
 // the rest is scanned.
 func readRuns(buf []byte, off uint64, holes []span) []span {
-	if len(holes) == 0 {
-		if allZero(buf) {
-			return []span{{0, len(buf), true}}
-		}
-		return zeroRuns(buf, off)
+	if len(holes) == 0 && allZero(buf) {
+		return []span{{0, len(buf), true}}
 	}
 	var runs []span
-	add := func(s span) {
-		if k := len(runs) - 1; k >= 0 && runs[k].zero == s.zero {
-			runs[k].n += s.n
-			return
-		}
-		runs = append(runs, s)
-	}
-	scan := func(lo, hi int) {
-		if lo < hi {
-			for _, s := range zeroRuns(buf[lo:hi], off+uint64(lo)) {
-				add(span{lo + s.off, s.n, s.zero})
-			}
-		}
-	}
 	pos := 0
 	for _, h := range holes {
-		scan(pos, h.off)
-		add(h)
+		runs = appendZeroRuns(runs, buf[:h.off], pos, off)
+		runs = appendRun(runs, h)
 		pos = h.off + h.n
 	}
-	scan(pos, len(buf))
-	return runs
+	return appendZeroRuns(runs, buf, pos, off)
 }
 
 // chunkHeadersLen is the header bytes the chunks of runs take.

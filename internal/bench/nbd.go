@@ -455,6 +455,19 @@ func (b *volumeBackend) ReadAt(p []byte, off int64) (int, error) {
 	return b.v.ReadAt(p, off)
 }
 
+func (b *volumeBackend) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	b.seen()
+	return b.v.ReadSparseAt(context.Background(), p, off, hole)
+}
+
+func (b *volumeBackend) TryReadSparse(p []byte, off int64, hole func(off, n int64)) (int, bool, error) {
+	n, ok, err := b.v.TryReadSparseAt(p, off, hole)
+	if ok {
+		b.seen()
+	}
+	return n, ok, err
+}
+
 func (b *volumeBackend) WriteAt(p []byte, off int64) (int, error) {
 	b.seen()
 	return b.v.WriteAt(p, off)

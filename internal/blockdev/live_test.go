@@ -180,10 +180,11 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestTryWriteAt: a write within one block that needs nothing else is
-// done at once and counts as a change; one that spans blocks, finds its
-// stripe busy, or hits a block a running snapshot still needs is refused
-// and changes nothing, so the snapshot stays the volume at its swap.
+// TestTryWriteAt: a write within one block or over several that needs
+// nothing else is done at once and counts as a change; one that finds
+// one of its stripes busy, or hits a block a running snapshot still needs,
+// is refused and changes nothing, so the snapshot stays the volume at its
+// swap.
 func TestTryWriteAt(t *testing.T) {
 	ctx := context.Background()
 	const bs = 4 << 10
@@ -202,14 +203,21 @@ func TestTryWriteAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := bytes.Repeat([]byte{0xEE}, 1024)
-	if ok, err := v.TryWriteAt(p, bs-512); ok || err != nil {
-		t.Errorf("write across two blocks: ok=%v err=%v, want refused", ok, err)
-	}
+	span := bytes.Repeat([]byte{0xDD}, 6*bs)
 	v.stripe(3).Lock()
 	ok, err := v.TryWriteAt(p, 3*bs)
-	v.stripe(3).Unlock()
 	if ok || err != nil {
 		t.Errorf("write to a block whose stripe is held: ok=%v err=%v, want refused", ok, err)
+	}
+	if ok, err := v.TryWriteAt(span, bs+100); ok || err != nil {
+		t.Errorf("write over blocks 1-7, the stripe of 3 held: ok=%v err=%v, want refused", ok, err)
+	}
+	v.stripe(3).Unlock()
+	for b := range int64(10) {
+		if !v.stripe(b).TryLock() {
+			t.Fatalf("a refused write left the stripe of block %d held", b)
+		}
+		v.stripe(b).Unlock()
 	}
 	if got := image(t, v); !bytes.Equal(got, model) || v.DirtyBlocks() != 0 {
 		t.Fatalf("refused writes changed the volume (differs at %d) or marked %d blocks dirty", firstDiff(got, model), v.DirtyBlocks())
@@ -220,6 +228,14 @@ func TestTryWriteAt(t *testing.T) {
 	copy(model[5*bs+100:], p)
 	if v.DirtyBlocks() != 1 {
 		t.Errorf("dirty blocks %d after one write, want 1", v.DirtyBlocks())
+	}
+	writes := fileWrites(env, "vol")
+	if ok, err := v.TryWriteAt(span, 10*bs+100); !ok || err != nil {
+		t.Fatalf("write over blocks 10-16: ok=%v err=%v", ok, err)
+	}
+	copy(model[10*bs+100:], span)
+	if got := writes(); !slices.Equal(got, [][2]int64{{10*bs + 100, 6 * bs}}) || v.DirtyBlocks() != 8 {
+		t.Errorf("write over blocks 10-16: file writes %v, %d blocks dirty; want one write, 8 dirty", got, v.DirtyBlocks())
 	}
 	if ok, err := v.TryWriteAt(p[:100], size); !ok || !errors.Is(err, ErrOutOfRange) {
 		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
@@ -237,6 +253,10 @@ func TestTryWriteAt(t *testing.T) {
 		}
 		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
 		done = ok && err == nil
+		// Blocks 12-17, of which 12-16 (dirty since s0) are pending.
+		if ok, err := v.TryWriteAt(span, 12*bs); ok || err != nil {
+			refused = false
+		}
 	}
 	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
 		t.Fatal(err)
@@ -353,4 +373,92 @@ func restoreHeld(t *testing.T, env *testEnv, src string) (v *Volume, held <-chan
 		t.Fatal(err)
 	}
 	return v, h, release
+}
+
+// TestReadSparseAt: a sparse read fills the data of the range and
+// reports its holes (the data file's, as Extents reports them) without
+// touching them in p; while the volume hydrates a hole may be a block
+// still to fetch, so everything is read and no hole reported.
+func TestReadSparseAt(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20
+	src, _ := env.e.CreateVolume(ctx, "src", size)
+	model := make([]byte, size)
+	for _, r := range [][2]int{{3 * bs, 5 * bs}, {9*bs + 100, 2*bs + 7}, {size - bs, bs}} {
+		fillRandom(rand.New(rand.NewPCG(uint64(r[0]), 2)), model[r[0]:r[0]+r[1]])
+		if _, err := src.WriteAt(model[r[0]:r[0]+r[1]], int64(r[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sparseRead := func(v *Volume, off, n int64) ([]byte, []Extent) {
+		t.Helper()
+		p := bytes.Repeat([]byte{0xEE}, int(n))
+		var holes []Extent
+		got, err := v.ReadSparseAt(ctx, p, off, func(o, l int64) {
+			holes = append(holes, Extent{Offset: o, Length: l, Hole: true})
+			clear(p[o-off : o-off+l])
+		})
+		if err != nil || got != int(n) {
+			t.Fatalf("ReadSparseAt(%d, %d): %d, %v", off, n, got, err)
+		}
+		return p, holes
+	}
+	for _, r := range [][2]int64{{0, size}, {bs + 1, 20 * bs}, {4 * bs, 3 * bs}, {20 * bs, 30 * bs}} {
+		off, n := r[0], r[1]
+		p, holes := sparseRead(src, off, n)
+		if !bytes.Equal(p, model[off:off+n]) {
+			t.Errorf("read [%d, +%d): differs at %d (holes zeroed by the caller)", off, n, firstDiff(p, model[off:off+n]))
+		}
+		exts, err := src.Extents(ctx, off, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.DeleteFunc(exts, func(x Extent) bool { return !x.Hole })
+		if !slices.Equal(holes, want) {
+			t.Errorf("read [%d, +%d): holes %v, want %v", off, n, holes, want)
+		}
+	}
+	if _, holes := sparseRead(src, 20*bs, 30*bs); len(holes) != 1 {
+		t.Errorf("all-hole range: holes %v, want one", holes)
+	}
+	// At once: the same, the data being in the page cache.
+	p := bytes.Repeat([]byte{0xEE}, size)
+	var tried []Extent
+	if n, ok, err := src.TryReadSparseAt(p, 0, func(o, l int64) {
+		tried = append(tried, Extent{Offset: o, Length: l, Hole: true})
+		clear(p[o : o+l])
+	}); !ok || err != nil || n != size || !bytes.Equal(p, model) {
+		t.Errorf("TryReadSparseAt of cached data: n=%d ok=%v err=%v, data equal %v", n, ok, err, bytes.Equal(p, model))
+	}
+	if _, holes := sparseRead(src, 0, size); !slices.Equal(tried, holes) {
+		t.Errorf("TryReadSparseAt holes %v, want ReadSparseAt's %v", tried, holes)
+	}
+	if _, ok, _ := src.TryReadSparseAt(p[:2*bs], size-bs, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt past the end done")
+	}
+
+	v, held, release := restoreHeld(t, env, "src")
+	<-held
+	if _, ok, _ := v.TryReadSparseAt(p, 0, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt of a hydrating volume done at once")
+	}
+	p, holes := sparseRead(v, 0, size)
+	if len(holes) != 0 || !bytes.Equal(p, model) {
+		t.Errorf("hydrating: holes %v, data equal %v; want no holes and the snapshot's data", holes, bytes.Equal(p, model))
+	}
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.ReadSparseAt(ctx, p, 0, func(int64, int64) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("read of a closed volume: %v, want ErrClosed", err)
+	}
+	if _, ok, _ := src.TryReadSparseAt(p, 0, func(int64, int64) {}); ok {
+		t.Error("TryReadSparseAt of a closed volume done at once")
+	}
 }

@@ -354,6 +354,21 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext is ReadAt with a context, used when a read may have to fetch
 // not-yet-hydrated blocks from the chunk store.
 func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	return v.readAt(ctx, p, off, nil)
+}
+
+// ReadSparseAt is ReadAtContext for a reader that sends zeroes without
+// their bytes (an NBD structured reply's holes): the parts of the range
+// that are holes in the volume's data file are neither read nor written
+// in p but passed to hole (in increasing order); they read as zeroes. A
+// large read of a sparse volume then costs no copy of its zeroes and no
+// scan for them. While the volume hydrates it reads everything (a hole
+// there may be a block still to fetch).
+func (v *Volume) ReadSparseAt(ctx context.Context, p []byte, off int64, hole func(off, n int64)) (int, error) {
+	return v.readAt(ctx, p, off, hole)
+}
+
+func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off, n int64)) (int, error) {
 	v.mu.Lock()
 	closed, size, hyd := v.closed, v.size, v.hyd
 	v.mu.Unlock()
@@ -413,10 +428,35 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 			}
 		}
 	}
+	if hole != nil && hyd == nil {
+		if err := v.preadData(p[:n], off, hole); err != nil {
+			return 0, fmt.Errorf("read volume %s: %w", v.id, err)
+		}
+		return int(n), eof
+	}
 	if err := v.preadExcept(p[:n], off, served); err != nil {
 		return 0, fmt.Errorf("read volume %s: %w", v.id, err)
 	}
 	return int(n), eof
+}
+
+// preadData fills the parts of p, read at off, that are data in the data
+// file, and passes the others, holes, to hole.
+func (v *Volume) preadData(p []byte, off int64, hole func(off, n int64)) error {
+	exts, err := v.fileExtents(off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	for _, x := range exts {
+		if x.Hole {
+			hole(x.Offset, x.Length)
+			continue
+		}
+		if err := v.pread(p[x.Offset-off:x.Offset-off+x.Length], x.Offset); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // preadExcept fills p from the data file at off, except the parts of p
@@ -471,26 +511,39 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 // have to wait.
 var errWouldWait = errors.New("would wait")
 
-// TryWriteAt writes p at off if it can do so at once: p lies within one
-// block, no other write of that block's stripe is under way, and the block
-// needs neither copy-before-write for a running snapshot nor hydration.
+// TryWriteAt writes p at off if it can do so at once: no other write of
+// its blocks' stripes is under way, no block needs copy-before-write for
+// a running snapshot, and none not hydrated yet needs merging with its
+// source (a write of whole units does not).
 // Otherwise it writes nothing and reports !ok (use WriteAt). A failed
 // write is reported with ok and its error. The data goes into the page
 // cache like WriteAt's, where it may briefly wait for writeback.
 func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
 	n := int64(len(p))
-	if n == 0 || off < 0 || (off+n-1)/v.bs != off/v.bs {
-		return false, nil
-	}
-	b := off / v.bs
-	lk := v.stripe(b)
-	if !lk.TryLock() {
+	if n == 0 || off < 0 {
 		return false, nil
 	}
 	var scratch *[]byte // not needed: nowait leaves the blocks that would
-	err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
-	lk.Unlock()
-	if errors.Is(err, errWouldWait) {
+	b := off / v.bs
+	switch {
+	case (off+n-1)/v.bs == b:
+		lk := v.stripe(b)
+		if !lk.TryLock() {
+			return false, nil
+		}
+		err = v.modifyBlock(context.Background(), b, off%v.bs, n, p, false, &scratch, &[2]int64{off, n}, true)
+		lk.Unlock()
+		if errors.Is(err, errWouldWait) {
+			return false, nil
+		}
+	case (off+n-1)/v.bs-b < stripeCount:
+		// Several blocks: one pwrite under all their stripes, as WriteAt.
+		done, werr := v.writeSpan(context.Background(), off, p, &scratch, true)
+		if !done {
+			return false, nil
+		}
+		err = werr
+	default:
 		return false, nil
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
@@ -512,23 +565,56 @@ func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
 		ready = v.hydratedLocked(b)
 	}
 	v.mu.Unlock()
+	if !ready || !v.preadNowait(p, off) {
+		return 0, false, nil
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return len(p), true, nil
+}
+
+// TryReadSparseAt is ReadSparseAt if it can be done at once, as
+// TryReadAt: the range lies within the volume, the volume is not
+// hydrating, and all the range's data is in the page cache. Otherwise it
+// reports !ok, and p and the holes passed so far mean nothing.
+func (v *Volume) TryReadSparseAt(p []byte, off int64, hole func(off, n int64)) (n int, ok bool, err error) {
+	v.mu.Lock()
+	ready := !v.closed && v.hyd == nil && off >= 0 && off <= v.size && int64(len(p)) <= v.size-off
+	v.mu.Unlock()
 	if !ready {
 		return 0, false, nil
 	}
+	exts, err := v.fileExtents(off, int64(len(p)))
+	if err != nil {
+		return 0, false, nil // ReadSparseAt's to report
+	}
+	for _, x := range exts {
+		if x.Hole {
+			hole(x.Offset, x.Length)
+		} else if !v.preadNowait(p[x.Offset-off:x.Offset-off+x.Length], x.Offset) {
+			return 0, false, nil
+		}
+	}
+	v.fg.touch(v.e.opts.Clock.Now())
+	return len(p), true, nil
+}
+
+// preadNowait fills p from the data file at off if every page is in the
+// page cache (preadv2 with RWF_NOWAIT) and reports whether it did.
+func (v *Volume) preadNowait(p []byte, off int64) bool {
 	rc, err := v.f.SyscallConn()
 	if err != nil {
-		return 0, false, nil
+		return false
 	}
+	var n int
 	var rerr error
 	// Control keeps the descriptor open for the call.
 	if cerr := rc.Control(func(fd uintptr) {
 		n, rerr = unix.Preadv2(int(fd), [][]byte{p}, off, unix.RWF_NOWAIT)
 	}); cerr != nil || rerr != nil || n != len(p) {
 		// EAGAIN: some page is not cached; any error is ReadAt's to report.
-		return 0, false, nil
+		return false
 	}
-	v.fg.touch(v.e.opts.Clock.Now())
-	return n, true, nil
+	return true
 }
 
 // WriteZeroes makes [off, off+n) read as zeros, punching holes for whole
@@ -650,6 +736,13 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 // the one order of every path that holds more than one, so two such paths
 // cannot deadlock.
 func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
+	unlock, _ = v.takeStripes(b0, b1, false)
+	return unlock
+}
+
+// takeStripes locks the stripes of blocks [b0, b1) in stripe order; with
+// try it takes none and reports !ok when one of them is held.
+func (v *Volume) takeStripes(b0, b1 int64, try bool) (unlock func(), ok bool) {
 	lo, hi := int(b0%stripeCount), int((b1-1)%stripeCount)
 	wraps := b1-b0 == stripeCount || hi < lo // [lo, end) and [0, hi]
 	held := func(i int) bool {
@@ -658,18 +751,25 @@ func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
 		}
 		return i >= lo && i <= hi
 	}
-	for i := range v.stripes {
-		if held(i) {
-			v.stripes[i].Lock()
-		}
-	}
-	return func() {
-		for i := range v.stripes {
+	release := func(upto int) {
+		for i := range upto {
 			if held(i) {
 				v.stripes[i].Unlock()
 			}
 		}
 	}
+	for i := range v.stripes {
+		if !held(i) {
+			continue
+		}
+		if !try {
+			v.stripes[i].Lock()
+		} else if !v.stripes[i].TryLock() {
+			release(i)
+			return nil, false
+		}
+	}
+	return func() { release(len(v.stripes)) }, true
 }
 
 // checkRange validates [off, off+n) against the size; v.mu is held.
@@ -703,7 +803,7 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 		}
 	}()
 	if !zero && off%v.bs+n > v.bs && (n+v.bs-1)/v.bs <= stripeCount {
-		if done, err := v.writeSpan(ctx, off, p, &scratch); done {
+		if done, err := v.writeSpan(ctx, off, p, &scratch, false); done {
 			return err
 		}
 	}
@@ -738,10 +838,17 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 // and p covers no whole units of it (unitsOf): that block must be merged
 // with its source (modify's block-by-block path). A write of many blocks costs the kernel less as one call
 // (page-cache folios up to the write's size) and takes each lock once.
-func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte) (done bool, err error) {
+//
+// With nowait it also reports !done, having changed nothing, when one of
+// the stripes is held or a block needs copy-before-write (TryWriteAt).
+func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte, nowait bool) (done bool, err error) {
 	n := int64(len(p))
 	b0, b1 := off/v.bs, (off+n+v.bs-1)/v.bs
-	defer v.lockStripes(b0, b1)()
+	unlock, ok := v.takeStripes(b0, b1, nowait)
+	if !ok {
+		return false, nil
+	}
+	defer unlock()
 	v.mu.Lock()
 	if err := v.checkRange(off, n); err != nil {
 		v.mu.Unlock()
@@ -763,6 +870,10 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 		if s != nil && s.pending.has(b) && !s.holds(b) {
 			copies = append(copies, b)
 		}
+	}
+	if nowait && len(copies) > 0 {
+		v.mu.Unlock()
+		return false, nil
 	}
 	for b := b0; b < b1; b++ {
 		v.dirty.set(b)
@@ -1028,6 +1139,18 @@ func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
 	if hyd {
 		return []Extent{{Offset: off, Length: n}}, nil
 	}
+	exts, err := v.fileExtents(off, n)
+	if err != nil {
+		return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
+	}
+	return exts, nil
+}
+
+// fileExtents reports the data and holes of [off, off+n) in the data
+// file (SEEK_DATA, SEEK_HOLE), adjacent ones merged. The seeks hold the
+// descriptor open (a concurrent Close cannot hand its number to another
+// file under them); the file position they move is used by nothing else.
+func (v *Volume) fileExtents(off, n int64) ([]Extent, error) {
 	var out []Extent
 	add := func(o, l int64, hole bool) {
 		if l <= 0 {
@@ -1039,28 +1162,43 @@ func (v *Volume) Extents(ctx context.Context, off, n int64) ([]Extent, error) {
 		}
 		out = append(out, Extent{Offset: o, Length: l, Hole: hole})
 	}
-	end := off + n
-	for pos := off; pos < end; {
-		d, err := unix.Seek(int(v.f.Fd()), pos, unix.SEEK_DATA)
-		if errors.Is(err, syscall.ENXIO) {
-			add(pos, end-pos, true)
-			break
+	rc, err := v.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		end := off + n
+		for pos := off; pos < end; {
+			d, err := unix.Seek(int(fd), pos, unix.SEEK_DATA)
+			if errors.Is(err, syscall.ENXIO) {
+				add(pos, end-pos, true)
+				return
+			}
+			if err != nil {
+				serr = fmt.Errorf("seek data: %w", err)
+				return
+			}
+			d = min(d, end)
+			add(pos, d-pos, true)
+			if d >= end {
+				return
+			}
+			h, err := unix.Seek(int(fd), d, unix.SEEK_HOLE)
+			if err != nil {
+				serr = fmt.Errorf("seek hole: %w", err)
+				return
+			}
+			h = min(h, end)
+			add(d, h-d, false)
+			pos = h
 		}
-		if err != nil {
-			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
-		}
-		d = min(d, end)
-		add(pos, d-pos, true)
-		if d >= end {
-			break
-		}
-		h, err := unix.Seek(int(v.f.Fd()), d, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, fmt.Errorf("extents of volume %s: %w", v.id, err)
-		}
-		h = min(h, end)
-		add(d, h-d, false)
-		pos = h
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -477,6 +477,12 @@ func TestGrantDiesWithCreator(t *testing.T) {
 	wantEPERM(t, "write on a connection opened before the creator was deleted", err)
 	_, err = nc.ReadAt(make([]byte, 4096), 0)
 	wantEPERM(t, "read on a connection opened before the creator was deleted", err)
+	// Requests over 64 KiB take the sparse read and the multi-block write
+	// paths, which check the grant as well.
+	_, err = nc.ReadAt(make([]byte, 1<<20), 0)
+	wantEPERM(t, "1 MiB read on a connection opened before the creator was deleted", err)
+	_, err = nc.WriteAt(bytes.Repeat([]byte{3}, 1<<20), 1<<20)
+	wantEPERM(t, "1 MiB write on a connection opened before the creator was deleted", err)
 	wantCode(t, ce.c.PutPages(ctx, w.AccessSAS, 0, make([]byte, 4096)), http.StatusForbidden, "AuthenticationFailed")
 	_, err = ce.c.DataSize(ctx, w.AccessSAS)
 	wantCode(t, err, http.StatusForbidden, "AuthenticationFailed")

@@ -344,6 +344,13 @@ func TestInlineRequests(t *testing.T) {
 	if n := counts(); n != [4]int{1, 1, 1, 0} {
 		t.Errorf("1 MiB read: %v, want it served by ReadAt", n)
 	}
+	// A large write is: its payload is in memory already.
+	if _, err := c.WriteAt(big, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != [4]int{1, 2, 1, 0} {
+		t.Errorf("1 MiB write: %v, want it served by TryWriteAt", n)
+	}
 	// FUA needs a flush after the write: never inline.
 	if _, err := c.Do(nbdtest.CmdWrite, nbdtest.CmdFlagFUA, 0, 4096, p[:4096]); err != nil {
 		t.Fatal(err)
@@ -362,8 +369,8 @@ func TestInlineRequests(t *testing.T) {
 	if _, err := c.ReadAt(got, 8192); err != nil || !bytes.Equal(got, q) {
 		t.Fatalf("read back on the usual path: %v", err)
 	}
-	if n := counts(); n != [4]int{1, 1, 2, 2} {
-		t.Errorf("refusing Try methods: %v, want [1 1 2 2]", n)
+	if n := counts(); n != [4]int{1, 2, 2, 2} {
+		t.Errorf("refusing Try methods: %v, want [1 2 2 2]", n)
 	}
 
 	f.mu.Lock()
@@ -465,3 +472,147 @@ func TestWritePayloadInPieces(t *testing.T) {
 }
 
 func allZeroBytes(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }
+
+// sparseFile is a file backend that is a SparseReader: its ReadSparse
+// reports the ranges of holes (relative to the export) that overlap the
+// read as holes and fills them in p with garbage, which the server must
+// never send. TryReadSparse does the same unless refuse is set; then it
+// reports a bogus hole over the whole range and refuses.
+type sparseFile struct {
+	*nbdtest.File
+	holes       [][2]int64 // [offset, length], in order
+	mu          sync.Mutex
+	refuse      bool
+	calls, trys int
+}
+
+func (f *sparseFile) TryReadSparse(p []byte, off int64, hole func(off, n int64)) (int, bool, error) {
+	f.mu.Lock()
+	refuse := f.refuse
+	f.trys++
+	f.mu.Unlock()
+	if refuse {
+		hole(off, int64(len(p)))
+		return 0, false, nil
+	}
+	n, err := f.readSparse(p, off, hole)
+	return n, true, err
+}
+
+func (f *sparseFile) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	return f.readSparse(p, off, hole)
+}
+
+func (f *sparseFile) readSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	n, err := f.File.ReadAt(p, off)
+	end := off + int64(len(p))
+	for _, h := range f.holes {
+		lo, hi := max(h[0], off), min(h[0]+h[1], end)
+		if lo < hi {
+			for i := lo; i < hi; i++ {
+				p[i-off] = 0xEE
+			}
+			hole(lo, hi-lo)
+		}
+	}
+	return n, err
+}
+
+// TestSparseRead: a READ larger than the inline limit goes to a
+// SparseReader backend, on the connection's reader (TryReadSparse) or,
+// when that refuses, on the usual path (ReadSparse, the refused try's
+// holes forgotten); its holes go out as OFFSET_HOLE chunks as they are
+// (merged with the zero pages found in the data around them), never as
+// the bytes the backend left in the buffer there; a client without
+// structured replies, or with DF, gets zeroes there as data.
+func TestSparseRead(t *testing.T) {
+	const size = 4 << 20
+	f := &sparseFile{File: fileBackend(t, size)}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*7 + 1)
+	}
+	clear(img[1<<20 : 1<<20+8192]) // zero pages written as data, after a hole
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Holes: the backend says these read as zeroes (and the model agrees).
+	f.holes = [][2]int64{{1<<20 - 3*4096, 3 * 4096}, {2<<20 + 100, 50000}, {3 << 20, 1 << 20}}
+	for _, h := range f.holes {
+		clear(img[h[0] : h[0]+h[1]])
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20 })
+	cases := []sparseCase{
+		{"hole then zero pages merged", true, 0, 1<<20 - 4*4096, 8 * 4096, [][2]uint64{{4096, 5 * 4096}}, 2},
+		{"unaligned hole", true, 0, 2 << 20, 256 << 10, [][2]uint64{{100, 50000}}, 2},
+		{"all hole", true, 0, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
+		{"hole at the end", true, 0, 3<<20 - 128<<10, 256 << 10, [][2]uint64{{128 << 10, 128 << 10}}, 1},
+		{"DF", true, nbdtest.CmdFlagDF, 2 << 20, 256 << 10, nil, 1},
+		{"DF all hole", true, nbdtest.CmdFlagDF, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
+		{"simple replies", false, 0, 1<<20 - 4*4096, 1 << 20, nil, 0},
+	}
+	for _, refuse := range []bool{false, true} {
+		f.mu.Lock()
+		f.refuse = refuse
+		f.mu.Unlock()
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s, try refused %v", tc.name, refuse), func(t *testing.T) {
+				sparseReadCase(t, addr, f, img, tc)
+			})
+		}
+	}
+}
+
+// sparseCase is a READ of TestSparseRead and the reply it must get.
+type sparseCase struct {
+	name       string
+	structured bool
+	flags      uint16
+	off, n     int
+	holes      [][2]uint64
+	dataChunks int
+}
+
+func sparseReadCase(t *testing.T, addr string, f *sparseFile, img []byte, tc sparseCase) {
+	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: tc.structured})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.mu.Lock()
+	calls, trys, refuse := f.calls, f.trys, f.refuse
+	f.mu.Unlock()
+	r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
+		i := 0
+		for i < tc.n && r.Data[i] == img[tc.off+i] {
+			i++
+		}
+		t.Fatalf("data differs at %d: %#x, want %#x", i, r.Data[i], img[tc.off+i])
+	}
+	if tc.structured && (!slices.Equal(r.HoleSpans, tc.holes) || r.DataChunks != tc.dataChunks) {
+		t.Errorf("holes %v and %d data chunks, want holes %v and %d data chunks", r.HoleSpans, r.DataChunks, tc.holes, tc.dataChunks)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// [ReadSparse, TryReadSparse] calls: a READ of up to 64 KiB
+	// is never tried (the backend is no Inliner).
+	want := [2]int{0, 1}
+	switch {
+	case tc.n <= 64<<10:
+		want = [2]int{1, 0}
+	case refuse:
+		want = [2]int{1, 1}
+	}
+	if got := [2]int{f.calls - calls, f.trys - trys}; got != want {
+		t.Errorf("[ReadSparse, TryReadSparse] called %v times, want %v", got, want)
+	}
+}

@@ -13,13 +13,15 @@
 // NBD_OPT_STARTTLS (optionally required), NBD_OPT_STRUCTURED_REPLY and
 // NBD_OPT_SET_META_CONTEXT / NBD_OPT_LIST_META_CONTEXT for the
 // "base:allocation" context. In transmission: READ (simple or structured
-// replies; in a structured reply aligned 4 KiB pages of zeroes are sent as
-// OFFSET_HOLE chunks unless the client sets DF), WRITE (with FUA), FLUSH,
+// replies; in a structured reply aligned 4 KiB pages of zeroes, and the
+// holes a SparseReader backend reports, are sent as OFFSET_HOLE chunks
+// unless the client sets DF), WRITE (with FUA), FLUSH,
 // TRIM, WRITE_ZEROES (with NO_HOLE, and FAST_ZERO when the backend is a
 // Zeroer), BLOCK_STATUS and DISC. Requests on one connection run
 // concurrently, bounded in number and in buffered bytes: each on a
-// goroutine of its own, except a READ or WRITE that an Inliner backend
-// can complete at once, which the connection's reader serves itself. The
+// goroutine of its own, except a READ of up to 64 KiB or a WRITE of any
+// size that an Inliner backend can complete at once, which the
+// connection's reader serves itself. The
 // reader of a plain (TCP or Unix) connection is an OS thread of its own
 // blocked in recv on the socket, taken out of Go's network poller
 // (socket.go); on TLS it is a goroutine. Each reply is written whole:
@@ -33,7 +35,7 @@
 // to the classic 32-bit request header.
 //
 // A Backend is the exported device; optional capabilities (Writer, Flusher,
-// Trimmer, Zeroer, BlockStatuser, Inliner) are discovered by type assertion and
+// Trimmer, Zeroer, BlockStatuser, Inliner, SparseReader) are discovered by type assertion and
 // decide which transmission flags are advertised. Package nbdtest holds a
 // sparse-file Backend and a small protocol client for tests.
 package nbd

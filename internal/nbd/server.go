@@ -60,6 +60,20 @@ type Inliner interface {
 	TryWriteAt(p []byte, off int64) (ok bool, err error)
 }
 
+// SparseReader is an optional Backend capability for READs larger than
+// the inline limit: ReadSparse reads like ReadAt, except that the ranges
+// it passes to hole (export offsets, in increasing order, within [off,
+// off+len(p))) read as zeroes and were left unfilled in p. A structured
+// reply sends them as holes, so a sparse export's zeroes cost neither a
+// copy nor a scan. TryReadSparse is ReadSparse when it completes at once,
+// as Inliner's TryReadAt; when it reports !ok the holes it passed are
+// void. On a plain connection's reader thread the server tries it first
+// and hands the READ to a goroutine only when it refuses.
+type SparseReader interface {
+	ReadSparse(p []byte, off int64, hole func(off, length int64)) (int, error)
+	TryReadSparse(p []byte, off int64, hole func(off, length int64)) (n int, ok bool, err error)
+}
+
 // Extent describes the allocation of a range: Hole means not allocated,
 // Zero means it reads as zeroes.
 type Extent struct {

@@ -152,8 +152,10 @@ func TestStopWakesBlockedThreads(t *testing.T) {
 // working.
 func TestClientGoneMidPayload(t *testing.T) {
 	ex := &exports{}
-	f := fileBackend(t, 4<<20)
-	ex.add("rw", f, false)
+	// An Inliner: a whole 1 MiB write would be served on the reader.
+	inl := &inlineFile{File: fileBackend(t, 4<<20), mode: "ok"}
+	f := inl.File
+	ex.add("rw", inl, false)
 	addr, _ := startServer(t, ex, nil)
 	other, err := nbdtest.Dial(t.Context(), addr, "rw", nbdtest.Options{Structured: true})
 	if err != nil {
@@ -184,6 +186,11 @@ func TestClientGoneMidPayload(t *testing.T) {
 	if _, err := f.ReadAt(got, 1<<20); err != nil || !allZeroBytes(got) {
 		t.Fatalf("a half-received write changed the export (%v)", err)
 	}
+	inl.mu.Lock()
+	if inl.tryWrites != 0 || inl.slowWrites != 0 {
+		t.Errorf("a half-received write reached the backend (%d inline, %d usual)", inl.tryWrites, inl.slowWrites)
+	}
+	inl.mu.Unlock()
 	p := bytes.Repeat([]byte("still here"), 400)
 	if _, err := other.WriteAt(p, 4096); err != nil {
 		t.Fatal(err)

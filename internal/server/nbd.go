@@ -53,6 +53,20 @@ func (e *volumeExport) ReadAt(p []byte, off int64) (int, error) {
 	return e.a.ReadAt(context.Background(), p, off)
 }
 
+func (e *volumeExport) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	if err := e.a.Check(context.Background()); err != nil {
+		return 0, err
+	}
+	return e.a.Volume.ReadSparseAt(context.Background(), p, off, hole)
+}
+
+func (e *volumeExport) TryReadSparse(p []byte, off int64, hole func(off, n int64)) (int, bool, error) {
+	if err := e.a.Check(context.Background()); err != nil {
+		return 0, true, err
+	}
+	return e.a.Volume.TryReadSparseAt(p, off, hole)
+}
+
 func (e *volumeExport) WriteAt(p []byte, off int64) (int, error) {
 	if err := e.a.CheckWrite(context.Background()); err != nil {
 		return 0, err

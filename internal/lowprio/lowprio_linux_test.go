@@ -1,0 +1,117 @@
+package lowprio
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// startNice is the nice value the process started with, read before any
+// test ran.
+var startNice, startErr = readNice(unix.Gettid())
+
+// readNice reads the nice value of thread tid of this process from /proc
+// (field 19 of its stat line), the kernel's own account.
+func readNice(tid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // fields 3 on
+	if len(fields) <= 19-3 {
+		return 0, fmt.Errorf("stat of thread %d: %d fields", tid, len(fields)+2)
+	}
+	return strconv.Atoi(fields[19-3])
+}
+
+func threadNice(t *testing.T, tid int) int {
+	t.Helper()
+	n, err := readNice(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRunLowersItsThread(t *testing.T) {
+	if startNice >= Nice {
+		t.Skipf("the process already runs at nice %d", startNice)
+	}
+	var tid, nice int
+	errWork := errors.New("the work's own error")
+	err := Run(func() error {
+		tid = unix.Gettid()
+		nice = threadNice(t, tid)
+		return errWork
+	})
+	if !errors.Is(err, errWork) {
+		t.Fatalf("Run returned %v, want fn's error", err)
+	}
+	if Unlowered() != 0 {
+		t.Fatalf("%d threads not lowered", Unlowered())
+	}
+	if nice != Nice {
+		t.Fatalf("thread %d ran fn at nice %d, want %d", tid, nice, Nice)
+	}
+}
+
+// TestPriorityDoesNotLeak runs many lowered jobs, then more goroutines
+// than there are threads, each locked to a thread at once, and checks
+// that none of them runs lowered: a lowered thread given back to the
+// runtime's idle threads would be the first one reused.
+func TestPriorityDoesNotLeak(t *testing.T) {
+	const lowered = 16
+	var wg sync.WaitGroup
+	for range lowered {
+		wg.Go(func() {
+			if err := Run(func() error { return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	base := startNice
+	n := 2*lowered + runtime.GOMAXPROCS(0)
+	ready := make(chan struct{})
+	var mu sync.Mutex
+	seen := map[int]int{} // thread -> nice
+	for range n {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			tid := unix.Gettid()
+			nice := threadNice(t, tid)
+			mu.Lock()
+			seen[tid] = nice
+			mu.Unlock()
+			<-ready // every goroutine holds its own thread meanwhile
+		})
+	}
+	for {
+		mu.Lock()
+		k := len(seen)
+		mu.Unlock()
+		if k == n {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(ready)
+	wg.Wait()
+	for tid, nice := range seen {
+		if nice != base {
+			t.Errorf("goroutine ran on thread %d at nice %d (the process's: %d) after the lowered work ended", tid, nice, base)
+		}
+	}
+}

@@ -45,3 +45,9 @@ func Run(fn func() error) error {
 // Unlowered reports how many of Run's threads kept their normal priority
 // because the system refused to lower it.
 func Unlowered() int64 { return unlowered.Load() }
+
+// Group is what Go starts work in: an errgroup.Group.
+type Group interface{ Go(fn func() error) }
+
+// Go starts fn in g the way Run runs it: on a lowered thread of its own.
+func Go(g Group, fn func() error) { g.Go(func() error { return Run(fn) }) }

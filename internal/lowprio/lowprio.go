@@ -12,7 +12,10 @@
 // priority ends with the work.
 package lowprio
 
-import "sync/atomic"
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // Nice is the nice value of the threads Run makes: the lowest. Linux's
 // fair scheduler weighs a nice-19 thread 15 against 1024 for nice 0, so
@@ -34,7 +37,18 @@ var unlowered atomic.Int64
 func Run(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		lockLowered()
+		runtime.LockOSThread()
+		if mainThread() {
+			// ps and top show the main thread's priority as the
+			// process's, and the runtime never ends that thread: keep it
+			// (locked, so that fn cannot land on it) and give it back
+			// unlowered.
+			err := Run(fn)
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		lower()
 		// No UnlockOSThread: the runtime ends the lowered thread when this
 		// goroutine returns, instead of giving it to another goroutine.
 		errc <- fn()

@@ -109,6 +109,9 @@ func TestPriorityDoesNotLeak(t *testing.T) {
 	}
 	close(ready)
 	wg.Wait()
+	if nice := threadNice(t, os.Getpid()); nice != base {
+		t.Errorf("the main thread (ps's figure for the process) is at nice %d, want %d", nice, base)
+	}
 	for tid, nice := range seen {
 		if nice != base {
 			t.Errorf("goroutine ran on thread %d at nice %d (the process's: %d) after the lowered work ended", tid, nice, base)

@@ -2,12 +2,10 @@
 
 package lowprio
 
-import "runtime"
+// mainThread reports whether the calling thread is the process's first;
+// other systems have no portable way to tell, nor per-thread priorities.
+func mainThread() bool { return false }
 
-// lockLowered locks the calling goroutine to its thread; other systems
-// have no portable per-thread nice value, so the thread keeps its
-// priority.
-func lockLowered() {
-	runtime.LockOSThread()
-	unlowered.Add(1)
-}
+// lower counts the thread as unlowered: other systems have no portable
+// per-thread nice value.
+func lower() { unlowered.Add(1) }

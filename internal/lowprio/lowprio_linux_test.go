@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,5 +118,83 @@ func TestPriorityDoesNotLeak(t *testing.T) {
 		if nice != base {
 			t.Errorf("goroutine ran on thread %d at nice %d (the process's: %d) after the lowered work ended", tid, nice, base)
 		}
+	}
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU(b *testing.B) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// spin burns CPU for n rounds.
+func spin(n int) uint64 {
+	x := uint64(1)
+	for i := range n {
+		x = x*6364136223846793005 + uint64(i)
+	}
+	return x
+}
+
+var sink atomic.Uint64
+
+// BenchmarkCPUBesideUser runs a busy thread standing for the user's and a
+// busy thread standing for background work on the same core, and reports
+// the CPU time the background thread got per CPU second of the user's
+// (bg-cpu/user-cpu): about 1 when both run at the same priority, and what
+// Run's threads take from a user's thread when both want that core. Other
+// tenants of the core take from both alike, so the ratio holds on a busy
+// machine. go test -run - -bench CPUBesideUser ./internal/lowprio
+func BenchmarkCPUBesideUser(b *testing.B) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		b.Fatal(err)
+	}
+	cpu := 0
+	for !set.IsSet(cpu) {
+		cpu++
+	}
+	pin := func() {
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, lowered := range []bool{false, true} {
+		b.Run(fmt.Sprintf("lowered=%v", lowered), func(b *testing.B) {
+			var userCPU, bgCPU time.Duration
+			for range b.N {
+				var stop atomic.Bool
+				bgDone := make(chan time.Duration)
+				go func() {
+					runtime.LockOSThread() // never unlocked: the thread ends with it
+					pin()
+					if lowered {
+						lower()
+					}
+					start := threadCPU(b)
+					for !stop.Load() {
+						sink.Add(spin(1000))
+					}
+					bgDone <- threadCPU(b) - start
+				}()
+				userDone := make(chan time.Duration)
+				go func() {
+					runtime.LockOSThread()
+					pin()
+					start := threadCPU(b)
+					sink.Add(spin(50_000_000))
+					userDone <- threadCPU(b) - start
+				}()
+				userCPU += <-userDone
+				stop.Store(true)
+				bgCPU += <-bgDone
+			}
+			b.ReportMetric(float64(bgCPU)/float64(userCPU), "bg-cpu/user-cpu")
+		})
 	}
 }

@@ -3,12 +3,15 @@ package lowprio
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,5 +199,78 @@ func BenchmarkCPUBesideUser(b *testing.B) {
 			}
 			b.ReportMetric(float64(bgCPU)/float64(userCPU), "bg-cpu/user-cpu")
 		})
+	}
+}
+
+// TestHelperChild is the child process of TestChildrenOutliveRun: it runs
+// until its standard input closes.
+func TestHelperChild(t *testing.T) {
+	if os.Getenv("LOWPRIO_TEST_CHILD") != "1" {
+		t.Skip("the child process of TestChildrenOutliveRun")
+	}
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// TestChildrenOutliveRun: children that goroutines started with a
+// parent-death signal (as pgtest starts PostgreSQL) outlive any number of
+// Run calls. Linux sends that signal when the thread that forked the
+// child ends, and the runtime ends a locked thread whose goroutine
+// returns: a Run whose goroutine landed on such a thread and ended it
+// would kill the child.
+func TestChildrenOutliveRun(t *testing.T) {
+	type child struct {
+		cmd   *exec.Cmd
+		stdin io.Closer
+	}
+	var mu sync.Mutex
+	var children []child
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			runtime.LockOSThread() // each from a thread of its own
+			defer runtime.UnlockOSThread()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChild$")
+			cmd.Env = append(os.Environ(), "LOWPRIO_TEST_CHILD=1")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := cmd.Start(); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			children = append(children, child{cmd, stdin})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for range 4 {
+		for range 32 {
+			wg.Go(func() {
+				if err := Run(func() error { return nil }); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for _, c := range children {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(c.cmd.Process.Pid, &ws, syscall.WNOHANG, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pid != 0 {
+			t.Errorf("child %d ended (%v) while Run ran", pid, ws)
+			continue
+		}
+		c.stdin.Close()
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("child %d: %v", c.cmd.Process.Pid, err)
+		}
 	}
 }

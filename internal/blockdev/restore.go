@@ -12,6 +12,7 @@ import (
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
 	"coffer/internal/directio"
+	"coffer/internal/lowprio"
 )
 
 // hydration is the state of a restored volume still being filled from its
@@ -442,9 +443,11 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		})
 		// Each worker hydrates the missing blocks of one page at a time,
 		// with one batched read into one of the engine's job buffers
-		// (ioBufs); each block is merged under its stripe.
+		// (ioBufs); each block is merged under its stripe. They decompress,
+		// verify and write on threads of the lowest priority (lowprio): the
+		// kernel gives the user's connections a core first.
 		for range e.opts.Workers + restoreIODepth {
-			g.Go(func() error {
+			lowprio.Go(g, func() error {
 				buf := make([]byte, v.bs)
 				for j := range jobs {
 					done, err := yield.enter(gctx)

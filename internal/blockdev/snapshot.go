@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/chunk"
+	"coffer/internal/lowprio"
 )
 
 // snapState is the copy-before-write state of a running snapshot, guarded by
@@ -395,8 +396,10 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 		copied = n
 		return more
 	}
+	// The workers run on threads of the lowest priority (lowprio): the
+	// kernel gives the user's connections a core first.
 	for range e.opts.Workers + 1 {
-		g.Go(func() error {
+		lowprio.Go(g, func() error {
 			buf := make([]byte, v.bs)
 			for j := range jobs {
 				done, err := yield.enter(gctx)

@@ -139,31 +139,16 @@ func BenchmarkZstd(b *testing.B) {
 // in-memory backend, including sealing and writing packs. Every block is
 // distinct (binaries with a counter stamped in), so nothing deduplicates.
 func BenchmarkPutFlush(b *testing.B) {
-	sets := map[string][][]byte{"binaries": binaryBlocks(b), "random": randomBlocks(64)}
-	for name, blocks := range sets {
-		b.Run(name, func(b *testing.B) {
-			ctx := context.Background()
-			s := newStore(b, mem.New(), chunkstore.NewMemIndex(), chunkstore.Options{})
-			var n atomic.Int64
-			b.SetBytes(benchBlock)
-			b.RunParallel(func(pb *testing.PB) {
-				buf := make([]byte, benchBlock)
-				for pb.Next() {
-					i := n.Add(1)
-					copy(buf, blocks[int(i)%len(blocks)])
-					for j := range 8 {
-						buf[j] ^= byte(i >> (8 * j))
-					}
-					if _, err := s.Put(ctx, buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			if err := s.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		})
-	}
+	ctx := context.Background()
+	eachDistinctBlock(b, func(s *chunkstore.Store, buf []byte) {
+		if _, err := s.Put(ctx, buf); err != nil {
+			b.Fatal(err)
+		}
+	}, func(s *chunkstore.Store) {
+		if err := s.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
 
 // BenchmarkEncode does to the blocks of BenchmarkPutFlush (the same
@@ -173,6 +158,14 @@ func BenchmarkPutFlush(b *testing.B) {
 // into the pack, the pack writes); their profiles
 // (-cpuprofile) show whether the codecs cost more inside Put.
 func BenchmarkEncode(b *testing.B) {
+	eachDistinctBlock(b, func(s *chunkstore.Store, buf []byte) { s.Encode(buf) }, nil)
+}
+
+// eachDistinctBlock runs a sub-benchmark per block set (binaries, random)
+// that calls op in parallel on a fresh store with blocks of the set made
+// distinct (a counter stamped into their first bytes), then done, if set,
+// once at the end.
+func eachDistinctBlock(b *testing.B, op func(s *chunkstore.Store, buf []byte), done func(s *chunkstore.Store)) {
 	sets := map[string][][]byte{"binaries": binaryBlocks(b), "random": randomBlocks(64)}
 	for name, blocks := range sets {
 		b.Run(name, func(b *testing.B) {
@@ -187,9 +180,12 @@ func BenchmarkEncode(b *testing.B) {
 					for j := range 8 {
 						buf[j] ^= byte(i >> (8 * j))
 					}
-					s.Encode(buf)
+					op(s, buf)
 				}
 			})
+			if done != nil {
+				done(s)
+			}
 		})
 	}
 }

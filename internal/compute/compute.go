@@ -159,6 +159,7 @@ type Service struct {
 	mu      sync.Mutex
 	grants  map[string]*liveGrant // grant ID → state, a cache of the records
 	revoked map[string]bool       // grants revoked by this process
+	pending pendingRead           // FailStranded's last read of the records
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	closed  bool

@@ -32,22 +32,9 @@ type VolumeGone func(ctx context.Context, tx store.Tx, uniqueID, what string, si
 // creation leaves it Failed (the finish writes only over a pending
 // record). It reports how many it failed.
 func (s *Service) FailStranded(ctx context.Context, gone VolumeGone, fence func(ctx context.Context, tx store.Tx) error) (int, error) {
-	disks, snaps, err := s.readRecords(ctx, "")
+	pending, err := s.pendingCreations(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("fail stranded creations: %w", err)
-	}
-	var pending []stranded
-	for _, d := range disks {
-		if d.ProvisioningState == StateUpdating {
-			pending = append(pending, stranded{typ: TypeDisks, id: d.ID, uniqueID: d.UniqueID, volume: d.UniqueID,
-				since: d.TimeCreated, what: fmt.Sprintf("The disk '%s'", d.Name)})
-		}
-	}
-	for _, sn := range snaps {
-		if sn.ProvisioningState == StateCreating {
-			pending = append(pending, stranded{typ: TypeSnapshots, id: sn.ID, uniqueID: sn.UniqueID, volume: sn.CreationData.SourceUniqueID,
-				since: sn.TimeCreated, what: fmt.Sprintf("The disk '%s' of the snapshot '%s'", resourceName(sn.CreationData.SourceResourceID), sn.Name)})
-		}
 	}
 	if len(pending) == 0 {
 		return 0, nil
@@ -72,6 +59,72 @@ func (s *Service) FailStranded(ctx context.Context, gone VolumeGone, fence func(
 		}
 	}
 	return failed, nil
+}
+
+// pendingCreations returns the disks still Updating and the snapshots
+// still Creating. The sweep runs every few seconds for as long as some node
+// is gone, so it reads the disk and snapshot records only when one of the
+// two kinds changed since its last read (their KindIndex, read in the same
+// View: equal indexes mean the same objects), and otherwise returns that
+// read's list again.
+func (s *Service) pendingCreations(ctx context.Context) ([]stranded, error) {
+	var (
+		disks   []Disk
+		snaps   []Snapshot
+		at      [2]uint64
+		unmoved bool
+	)
+	err := s.Store.View(ctx, func(tx store.Tx) error {
+		for i, kind := range []string{KindDisk, KindSnapshot} {
+			var err error
+			if at[i], err = tx.KindIndex(ctx, kind); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		unmoved = s.pending.read && s.pending.at == at
+		s.mu.Unlock()
+		if unmoved {
+			return nil
+		}
+		var err error
+		if snaps, err = s.listSnapshots(ctx, tx, ""); err != nil {
+			return err
+		}
+		disks, err = listRecords[Disk](ctx, tx, KindDisk, "")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if unmoved {
+		return s.pending.list, nil
+	}
+	var pending []stranded
+	for _, d := range disks {
+		if d.ProvisioningState == StateUpdating {
+			pending = append(pending, stranded{typ: TypeDisks, id: d.ID, uniqueID: d.UniqueID, volume: d.UniqueID,
+				since: d.TimeCreated, what: fmt.Sprintf("The disk '%s'", d.Name)})
+		}
+	}
+	for _, sn := range snaps {
+		if sn.ProvisioningState == StateCreating {
+			pending = append(pending, stranded{typ: TypeSnapshots, id: sn.ID, uniqueID: sn.UniqueID, volume: sn.CreationData.SourceUniqueID,
+				since: sn.TimeCreated, what: fmt.Sprintf("The disk '%s' of the snapshot '%s'", resourceName(sn.CreationData.SourceResourceID), sn.Name)})
+		}
+	}
+	s.pending = pendingRead{read: true, at: at, list: pending}
+	return pending, nil
+}
+
+// pendingRead is pendingCreations' last read: the pending creations among
+// the disk and snapshot records at the kind indexes at.
+type pendingRead struct {
+	read bool
+	at   [2]uint64 // KindIndex of KindDisk and of KindSnapshot
+	list []stranded
 }
 
 // stranded is a creation FailStranded looks at: the disk or snapshot

@@ -15,6 +15,7 @@ import (
 	"coffer/internal/store/postgres"
 	"coffer/internal/store/postgres/pgtest"
 	"coffer/internal/store/sqlite"
+	"coffer/internal/store/storetest"
 )
 
 // eachStore runs test on SQLite and, when its server programs are here,
@@ -200,5 +201,53 @@ func TestFailStranded(t *testing.T) {
 			t.Errorf("a's late end of the disk: %v, want %s", err, cluster.CodeNodeUnavailable)
 		}
 		failedByA("the disk a made too late", diskState(d2).ProvisioningState, diskState(d2).FailedError)
+	})
+}
+
+// TestFailStrandedReadsOnlyChanges: the sweep runs every few seconds for
+// as long as a node is gone, and it lists the disk and snapshot records
+// only when one of those kinds changed since its last list; a creation
+// left pending after a sweep that found none is still failed at the next
+// sweep. On the old code every sweep listed both kinds.
+func TestFailStrandedReadsOnlyChanges(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		a := newFixtureOn(t, st)
+		asNode(a.svc, "a")
+		b := a.otherNode(t, "b")
+		counter := storetest.CountLists(st)
+		b.Store = counter
+		var goneNow bool
+		gone := func(ctx context.Context, tx store.Tx, uniqueID, what string, since time.Time) (*resource.Error, error) {
+			if !goneNow {
+				return nil, nil
+			}
+			return &resource.Error{Kind: resource.KindUnavailable, Code: cluster.CodeNodeUnavailable, Message: what + ": node 'a' is gone"}, nil
+		}
+		sweep := func(wantFailed, wantLists int) {
+			t.Helper()
+			counter.Reset()
+			got, err := b.FailStranded(ctx, gone, nil)
+			if lists := counter.Lists(compute.KindDisk, compute.KindSnapshot); err != nil || got != wantFailed || lists != wantLists {
+				t.Fatalf("sweep: failed %d (%v) with %d lists of disks and snapshots, want %d failed with %d lists",
+					got, err, lists, wantFailed, wantLists)
+			}
+		}
+		src := a.emptyDisk(t, "rg", "src")
+		sweep(0, 2)
+		sweep(0, 0) // nothing changed
+		s1 := compute.SnapshotID(a.sub, "rg", "s1")
+		if _, _, _, err := a.svc.StartSnapshot(ctx, a.admin, s1, compute.SnapshotInput{Location: "local", Incremental: true,
+			CreationData: compute.CreationData{CreateOption: compute.OptionCopy, SourceResourceID: src.String()}}); err != nil {
+			t.Fatal(err)
+		}
+		sweep(0, 2) // a snapshot pending, its node not gone yet
+		sweep(0, 0)
+		goneNow = true
+		sweep(1, 0) // the list read before fails it
+		sweep(0, 2) // the failure changed the snapshots
+		if sn, err := b.GetSnapshot(ctx, s1); err != nil || sn.ProvisioningState != compute.StateFailed {
+			t.Fatalf("the snapshot a did not take: %+v, %v", sn.ProvisioningState, err)
+		}
 	})
 }

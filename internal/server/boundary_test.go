@@ -20,6 +20,7 @@ import (
 	"coffer/internal/rbac"
 	"coffer/internal/resource"
 	"coffer/internal/store"
+	"coffer/internal/store/storetest"
 )
 
 // roleless makes a service principal with no role anywhere and returns its
@@ -279,33 +280,6 @@ func TestVaultWorkAuthorizedOnce(t *testing.T) {
 	}
 }
 
-// countingStore counts the lists of each kind.
-type countingStore struct {
-	store.Store
-	mu    sync.Mutex
-	lists map[string]int
-}
-
-type countingTx struct {
-	store.Tx
-	s *countingStore
-}
-
-func (c *countingStore) View(ctx context.Context, fn func(tx store.Tx) error) error {
-	return c.Store.View(ctx, func(tx store.Tx) error { return fn(countingTx{tx, c}) })
-}
-
-func (c *countingStore) Update(ctx context.Context, fn func(tx store.Tx) error) error {
-	return c.Store.Update(ctx, func(tx store.Tx) error { return fn(countingTx{tx, c}) })
-}
-
-func (c countingTx) List(ctx context.Context, q store.Query) ([]store.Object, error) {
-	c.s.mu.Lock()
-	c.s.lists[q.Kind]++
-	c.s.mu.Unlock()
-	return c.Tx.List(ctx, q)
-}
-
 // TestBackupReadsTheDiskItNames: the backup side reads a disk or a snapshot
 // by its ID; it does not list the resource group to find it (it listed
 // every disk of the group, each read of a backup or restore).
@@ -319,7 +293,7 @@ func TestBackupReadsTheDiskItNames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cs := &countingStore{Store: srv.Compute.Store, lists: map[string]int{}}
+	cs := storetest.CountLists(srv.Compute.Store)
 	srv.Compute.Store = cs
 	d := computeDisks{c: srv.Compute}
 	info, err := d.GetDisk(ctx, diskID)
@@ -332,9 +306,7 @@ func TestBackupReadsTheDiskItNames(t *testing.T) {
 	if _, err := d.GetSnapshot(ctx, diskID.GroupScope().Child("Microsoft.Compute/snapshots", "missing")); err == nil {
 		t.Fatal("GetSnapshot of a missing snapshot succeeded")
 	}
-	for kind, n := range cs.lists {
-		if kind == compute.KindDisk || kind == compute.KindSnapshot {
-			t.Errorf("%d lists of %s to read one resource", n, kind)
-		}
+	if n := cs.Lists(compute.KindDisk, compute.KindSnapshot); n != 0 {
+		t.Errorf("%d lists of disks and snapshots to read one resource", n)
 	}
 }

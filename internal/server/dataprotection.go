@@ -147,7 +147,8 @@ const strandedEvery = cluster.DefaultNodeTimeout
 // naming the node and when it was last seen, instead of waiting in the
 // queue for ever, and so does a disk it was making, or a snapshot it was
 // taking, instead of staying Updating or Creating. Neither reads more than
-// the node records while no node is gone.
+// the node records while no node is gone, and while one is, the disk and
+// snapshot records are read again only when they changed.
 func (s *Server) failStranded(ctx context.Context, pool *worker.Pool, fence func(ctx context.Context, tx store.Tx) error) {
 	reg := s.member.registry
 	// A task waits the grace from when it was queued or this node began

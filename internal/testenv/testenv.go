@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -66,9 +68,15 @@ func SmallFilesystem(t testing.TB, kind string, size int64) string {
 		Missing(t, "mount", "mounting a small "+kind+" filesystem needs root")
 	}
 	NeedProgram(t, "mount")
+	sweepOnce.Do(func() { sweepStaleMounts(t) })
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A test process killed before its cleanup leaves the mount behind:
+	// the owner file lets the next run's sweep find and undo it.
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var cmd *exec.Cmd
@@ -104,6 +112,79 @@ func SmallFilesystem(t testing.TB, kind string, size int64) string {
 		}
 	})
 	return mnt
+}
+
+// ownerFile, beside a SmallFilesystem's mount point, holds the ID of the
+// test process that mounted it.
+const ownerFile = "mounted-by"
+
+var sweepOnce sync.Once
+
+// sweepStaleMounts unmounts (lazily) the SmallFilesystems under the
+// temporary directory whose test process is gone, and removes their
+// directories: a test killed before its cleanup (a timeout, SIGKILL)
+// leaves its loop mount and image behind, and nothing else would remove
+// them.
+func sweepStaleMounts(t testing.TB) {
+	for _, mnt := range StaleMounts() {
+		dir := filepath.Dir(mnt)
+		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
+			t.Logf("unmount the stale test mount %s: %v: %s", mnt, err, out)
+			continue
+		}
+		os.RemoveAll(dir)
+		t.Logf("unmounted %s, left by a test process that is gone", mnt)
+	}
+}
+
+// StaleMounts returns the mount points of the SmallFilesystems under
+// os.TempDir() whose test process is gone.
+func StaleMounts() []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
+	var stale []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mnt := unescapeMountinfo(f[4])
+		if !strings.HasPrefix(mnt, tmp) || filepath.Base(mnt) != "mnt" {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(mnt), ownerFile))
+		if err != nil {
+			continue // not a SmallFilesystem
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its process is alive (or unknown)
+		}
+		stale = append(stale, mnt)
+	}
+	return stale
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // Fill writes a new file in dir until its filesystem is full and returns

@@ -203,30 +203,33 @@ func (h *hydration) setStalledLocked(err error) {
 	h.changed = make(chan struct{})
 }
 
-// hydrateLocked copies block b from the source snapshot into the file if it
-// is not hydrated yet. id is its entry if known (known=true). The caller
-// holds b's stripe.
-func (v *Volume) hydrateLocked(ctx context.Context, b int64, id chunk.ID, known bool, buf []byte) error {
+// hydrateLocked copies block b from the source snapshot into the file if
+// it is not hydrated yet (hydrate-on-read), fetching it into buf (one
+// block). It reports whether buf then holds what the file holds for the
+// block, as when no unit of it was written meanwhile, so that the read can
+// be served from buf instead of reading the file again. The caller holds
+// b's stripe.
+func (v *Volume) hydrateLocked(ctx context.Context, b int64, buf []byte) (filled bool, err error) {
 	h := v.unhydrated(b)
 	if h == nil {
-		return nil
+		return false, nil
 	}
-	if !known {
-		var err error
-		if id, err = h.cache.entry(ctx, b); err != nil {
-			return err
+	id, err := h.cache.entry(ctx, b)
+	if err != nil {
+		return false, err
+	}
+	blen := v.blockLen(b, h.src.Size)
+	if err := v.e.readChunkInto(ctx, id, buf); err != nil {
+		return false, fmt.Errorf("hydrate block %d: %w", b, err)
+	}
+	if !id.IsZero() { // (a hole is a hole in the file already)
+		if err := v.fillUnwritten(buf[:blen], b); err != nil {
+			return false, fmt.Errorf("hydrate block %d: %w", b, err)
 		}
 	}
-	if !id.IsZero() {
-		if err := v.e.readChunkInto(ctx, id, buf); err != nil {
-			return fmt.Errorf("hydrate block %d: %w", b, err)
-		}
-		if err := v.fillUnwritten(buf[:v.blockLen(b, h.src.Size)], b); err != nil {
-			return fmt.Errorf("hydrate block %d: %w", b, err)
-		}
-	}
+	filled = v.writtenUnits(b) == 0
 	v.blockHydrated(b)
-	return nil
+	return filled, nil
 }
 
 // unhydrated returns the volume's hydration if block b is not hydrated

@@ -81,7 +81,8 @@ func cpuSeconds() float64 {
 // fetched: compressed, stored-raw and hole blocks, a read spanning a
 // missing block and a hydrated one, a block with units written into it
 // meanwhile (whose file holds more than the fetch), and the short last
-// block; the volume is right before and after hydration.
+// block; the volume is right before and after hydration, and the data
+// blocks fetched are counted for the hydrator (hydration.fetched).
 func TestReadMissServedFromFetch(t *testing.T) {
 	ctx := context.Background()
 	e := newRealEngine(t, Options{})
@@ -151,6 +152,11 @@ func TestReadMissServedFromFetch(t *testing.T) {
 		if !v.isHydrated(b) {
 			t.Errorf("block %d, read, is not hydrated", b)
 		}
+	}
+	// The hydrator hurries while reads fetch (its yield gate counts them):
+	// the data blocks 0, 1, 3, 4, 9, 10 and 24, not the holes.
+	if n := v.hyd.fetched.Load(); n != 7 {
+		t.Errorf("%d fetches on the read path counted, want 7", n)
 	}
 	if got := image(t, v); !bytes.Equal(got, model) {
 		t.Fatalf("before hydration: differs at %d", firstDiff(got, model))
@@ -259,4 +265,46 @@ func BenchmarkReadMiss(b *testing.B) {
 		}
 		b.ReportMetric(cpu*1e6/float64(reads), "CPU-µs/read")
 	})
+}
+
+// TestHydrationKeepsIndexPages: the reads of a hydrating volume find the
+// source's index pages in the hydration's cache after their first load,
+// for a source of more pages than the 64 the cache held (a 4 GiB disk
+// has 256): a read of a block not hydrated yet then fetches its chunk
+// and nothing else.
+func TestHydrationKeepsIndexPages(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const pages = 100
+	const size = pages * EntriesPerPage * bs
+	src, err := env.e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{7}, bs)
+	for p := range int64(pages) { // block 0 of each page holds data
+		if _, err := src.WriteAt(data, p*EntriesPerPage*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _, _ := restoreHeld(t, env, "src")
+	buf := make([]byte, 512)
+	for p := range int64(pages) { // a hole of each page: its page is loaded
+		if _, err := v.ReadAt(buf, (p*EntriesPerPage+1)*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gets := env.chunks.gets.Load()
+	for p := range int64(pages) { // the data block of each page
+		if _, err := v.ReadAt(buf, p*EntriesPerPage*bs); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, data[:len(buf)]) {
+			t.Fatalf("block 0 of page %d differs from the source", p)
+		}
+	}
+	if n := env.chunks.gets.Load() - gets; n != pages {
+		t.Errorf("reading the data block of each of %d pages read %d chunks, want %d (no index page again)", pages, n, pages)
+	}
 }

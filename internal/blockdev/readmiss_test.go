@@ -307,3 +307,105 @@ func TestHydrationKeepsIndexPages(t *testing.T) {
 		t.Errorf("the hydration's cache holds %d of the %d index pages read", len(c.pages), pages)
 	}
 }
+
+// BenchmarkReadDuringHydration restores a 192 MiB volume (the real chunk
+// store, index and blob store) while 16 readers read random 4 KiB of it
+// without pause until it is hydrated, the hydrator running as it does for
+// a user: the process's CPU-µs per read over the hydration (the reads'
+// misses and the hydrator's work together) and the reads per second.
+func BenchmarkReadDuringHydration(b *testing.B) {
+	ctx := context.Background()
+	e := newRealEngine(b, Options{})
+	const size = 192 << 20
+	src, err := e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := src.WriteAt(mixedImage(size), 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
+		b.Fatal(err)
+	}
+	var cpu, secs float64
+	reads, k := 0, 0
+	for b.Loop() {
+		k++
+		cpu0, t0 := cpuSeconds(), time.Now()
+		v, err := e.RestoreVolume(ctx, "s", fmt.Sprintf("r%d", k))
+		if err != nil {
+			b.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range 16 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(k), uint64(i)))
+				buf := make([]byte, 4<<10)
+				n := 0
+				defer func() { mu.Lock(); reads += n; mu.Unlock() }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := v.ReadAtContext(ctx, buf, rng.Int64N(size/4096)*4096); err != nil {
+						b.Error(err)
+						return
+					}
+					n++
+				}
+			})
+		}
+		err = v.WaitHydrated(ctx)
+		close(stop)
+		wg.Wait()
+		cpu += cpuSeconds() - cpu0
+		secs += time.Since(t0).Seconds()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := e.DeleteVolume(ctx, v.ID()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(cpu*1e6/float64(reads), "CPU-µs/read")
+	b.ReportMetric(float64(reads)/secs, "reads/s")
+	b.ReportMetric(secs/float64(k), "s/hydration")
+}
+
+// TestHydratorSkipsBlocksReadMeanwhile: a hydration job that waited (at
+// its yield gate, here in the test's hook) while the user's reads
+// hydrated its blocks fetches none of them again.
+func TestHydratorSkipsBlocksReadMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs, Workers: 1})
+	const size = EntriesPerPage * bs // one index page: one job
+	src, err := env.e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(23, 24)), model)
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	v, held, release := restoreHeld(t, env, "src")
+	<-held // the job of the one page waits
+	if got := image(t, v); !bytes.Equal(got, model) { // reads hydrate every block
+		t.Fatalf("read differs from the source at %d", firstDiff(got, model))
+	}
+	gets := env.chunks.gets.Load()
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.chunks.gets.Load() - gets; n != 0 {
+		t.Errorf("the hydrator read %d chunks of blocks the reads had hydrated", n)
+	}
+}

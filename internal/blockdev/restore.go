@@ -286,6 +286,21 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeba
 	return nil
 }
 
+// stillUnhydrated returns the blocks (and their chunks, ids) not
+// hydrated yet, in place.
+func (v *Volume) stillUnhydrated(blocks []int64, ids []chunk.ID) ([]int64, []chunk.ID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for i, b := range blocks {
+		if !v.hydratedLocked(b) {
+			blocks[n], ids[n] = b, ids[i]
+			n++
+		}
+	}
+	return blocks[:n], ids[:n]
+}
+
 // HydrationStatus is the progress of a restored volume's hydration.
 type HydrationStatus struct {
 	Hydrating  bool  // false once every block is in the volume file
@@ -479,6 +494,14 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					if err := gctx.Err(); err != nil {
 						done()
 						return err // stopped: no more writes, no checkpoint
+					}
+					// The job may have waited at the gate while the
+					// user's reads hydrated some of its blocks: those
+					// are neither fetched nor decompressed again.
+					j.blocks, j.ids = v.stillUnhydrated(j.blocks, j.ids)
+					if len(j.ids) == 0 {
+						done()
+						continue
 					}
 					// Bulk writes leave the free-space reserve to
 					// bookkeeping: below it, hydration stalls.

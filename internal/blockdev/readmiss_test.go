@@ -396,8 +396,8 @@ func TestHydratorSkipsBlocksReadMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, held, release := restoreHeld(t, env, "src")
-	<-held // the job of the one page waits
-	if got := image(t, v); !bytes.Equal(got, model) { // reads hydrate every block
+	<-held // the job of the one page waits; reads hydrate every block
+	if got := image(t, v); !bytes.Equal(got, model) {
 		t.Fatalf("read differs from the source at %d", firstDiff(got, model))
 	}
 	gets := env.chunks.gets.Load()

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"coffer/internal/chunk"
 	"coffer/internal/store/memstore"
 )
@@ -228,69 +226,6 @@ func TestCopyBeforeWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSnapshot(t, env, "s2", after)
-}
-
-// TestSideFileShrinks: a block copied before write to the side file
-// (past CBWMemory) leaves it once the snapshot has read it: the file's
-// allocated space falls to nothing by the snapshot's last block, so the
-// kernel has no copy left to write back to the disk; the snapshot holds
-// the old contents.
-func TestSideFileShrinks(t *testing.T) {
-	ctx := context.Background()
-	const bs = 4 << 10
-	env := newTestEnv(t, Options{BlockSize: bs, CBWMemory: bs})
-	const nb = 32
-	v, err := env.e.CreateVolume(ctx, "vol", nb*bs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := make([]byte, nb*bs)
-	fillRandom(rand.New(rand.NewPCG(9, 9)), model)
-	if _, err := v.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	allocated := func() int64 { // bytes of the side file on disk
-		v.mu.Lock()
-		side := v.snap.side
-		v.mu.Unlock()
-		var st unix.Stat_t
-		if err := unix.Fstat(int(side.Fd()), &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Blocks * 512
-	}
-	var spilled int64
-	env.e.hooks.afterSwap = func(string) {
-		for b := int64(0); b < nb; b++ { // every block is copied; all but one spill
-			if _, err := v.WriteAt([]byte{0xEE}, b*bs+5); err != nil {
-				t.Error(err)
-			}
-		}
-		v.mu.Lock()
-		side := v.snap.side
-		v.mu.Unlock()
-		if err := side.Sync(); err != nil { // ...and reach the disk, as writeback would take them
-			t.Error(err)
-		}
-		spilled = allocated()
-	}
-	var last int64 = -1
-	env.e.hooks.blockStored = func(_ string, n int64) {
-		if n == nb {
-			last = allocated()
-		}
-	}
-	si, err := env.e.Snapshot(ctx, "vol", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if si.Stats.CBWBlocks != nb || spilled < (nb-1)*bs {
-		t.Fatalf("%d blocks copied, side file %d bytes, want %d and at least %d", si.Stats.CBWBlocks, spilled, nb, (nb-1)*bs)
-	}
-	if last != 0 {
-		t.Errorf("the side file still takes %d bytes when the snapshot has read every block", last)
-	}
-	checkSnapshot(t, env, "s", model)
 }
 
 func TestIncrementalCost(t *testing.T) {

@@ -106,12 +106,6 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 		if _, err := side.ReadAt(buf[:v.bs], off); err != nil {
 			return fmt.Errorf("read copy-before-write side file: %w", err)
 		}
-		// The copy is read: drop it from the side file, and with it its
-		// dirty pages, which the kernel would otherwise write back to the
-		// disk the user's writes go to (a snapshot under random writes
-		// spills nearly every block: about the disk's size). Only a hint:
-		// its error is ignored, the file goes with the snapshot anyway.
-		_ = unix.Fallocate(int(side.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, v.bs)
 		return nil
 	default:
 		return v.readBlockRaw(ctx, b, buf)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"coffer/internal/clock"
-	"coffer/internal/lowprio"
 	"coffer/internal/server"
 )
 
@@ -29,23 +28,23 @@ const ClockOffsetEnv = "COFFER_CLOCK_OFFSET"
 const BackgroundNiceEnv = "COFFER_BACKGROUND_NICE"
 
 // backgroundNiceFlag registers --background-nice on fs and returns the
-// function that checks its value and applies it (lowprio.SetNice): the
-// CPU priority of the work a snapshot or a hydration does in the
+// function that checks its value and applies it (server.SetBackgroundNice):
+// the CPU priority of the work a snapshot or a hydration does in the
 // background, for the process.
 func backgroundNiceFlag(fs *flag.FlagSet) (apply func() error) {
 	v := fs.String("background-nice", os.Getenv(BackgroundNiceEnv), fmt.Sprintf(
 		"CPU priority of snapshots' and hydrations' background work: a nice `value` from 0 (the disks' users' own) to %d (the lowest) (or $%s; default %d)",
-		lowprio.MaxNice, BackgroundNiceEnv, lowprio.DefaultNice))
+		server.MaxBackgroundNice, BackgroundNiceEnv, server.DefaultBackgroundNice))
 	return func() error {
-		n, err := lowprio.DefaultNice, error(nil)
+		n, err := server.DefaultBackgroundNice, error(nil)
 		if s := strings.TrimSpace(*v); s != "" {
 			n, err = strconv.Atoi(s)
 		}
 		if err == nil {
-			err = lowprio.SetNice(n)
+			err = server.SetBackgroundNice(n)
 		}
 		if err != nil {
-			return usagef("--background-nice %q: want a nice value from 0 (the disks' users' own priority) to %d (the lowest)", *v, lowprio.MaxNice)
+			return usagef("--background-nice %q: want a nice value from 0 (the disks' users' own priority) to %d (the lowest)", *v, server.MaxBackgroundNice)
 		}
 		return nil
 	}

@@ -208,6 +208,10 @@ type windowFigures struct {
 	P50Ms    float64 `json:"p50Ms"`
 	P99Ms    float64 `json:"p99Ms"`
 	MaxMs    float64 `json:"maxMs"`
+	// CPUUsPerRequest is the serving process's CPU time in the window
+	// (the background work's included) per request, where measured: the
+	// figure that other tenants of the machine do not change.
+	CPUUsPerRequest float64 `json:"cpuUsPerRequest,omitempty"`
 }
 
 // window returns the figures of the requests completed in [from, to)

@@ -178,11 +178,19 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		r.check(fmt.Sprintf("instant restore of a snapshot taken during %s, after hydration", w.Name), r.info.sha, sum)
 		hyd.Match = matchWord(sum == r.info.sha)
 	}
-	r.logf("%s: during snapshot %.0f IOPS (p99 %.2f ms) vs idle %.0f (p99 %.2f ms): %.2f×; %s",
-		w.Name, snap.Busy.IOPS, snap.Busy.P99Ms, snap.Idle.IOPS, snap.Idle.P99Ms, snap.Ratio, snap.Detail)
-	r.logf("%s: during hydration %.0f IOPS (p99 %.2f ms) vs idle %.0f (p99 %.2f ms): %.2f×; %s",
-		w.Name, hyd.Busy.IOPS, hyd.Busy.P99Ms, hyd.Idle.IOPS, hyd.Idle.P99Ms, hyd.Ratio, hyd.Detail)
+	r.logf("%s: during snapshot %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
+		w.Name, snap.Busy.IOPS, snap.Busy.P99Ms, snap.Busy.CPUUsPerRequest, snap.Idle.IOPS, snap.Idle.P99Ms, snap.Idle.CPUUsPerRequest, snap.Ratio, snap.Detail)
+	r.logf("%s: during hydration %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
+		w.Name, hyd.Busy.IOPS, hyd.Busy.P99Ms, hyd.Busy.CPUUsPerRequest, hyd.Idle.IOPS, hyd.Idle.P99Ms, hyd.Idle.CPUUsPerRequest, hyd.Ratio, hyd.Detail)
 	return snap, hyd, nil
+}
+
+// perRequestUs is cpu seconds per request, in µs (0 without requests).
+func perRequestUs(cpu float64, requests int) float64 {
+	if requests == 0 {
+		return 0
+	}
+	return cpu * 1e6 / float64(requests)
 }
 
 // during runs w on v, one connection, while work runs: with idleFirst,
@@ -218,20 +226,32 @@ func (r *nbdRunner) during(ctx context.Context, w NBDWorkload, v *blockdev.Volum
 	if err != nil {
 		return out, err
 	}
+	// The process's CPU time (the server's and the background work's) at
+	// the ends of the idle and busy windows.
+	var idleCPU [2]float64
+	idle := func() error {
+		if err := pause(ctx, r.clk, settleWindow); err != nil {
+			return err
+		}
+		idleCPU[0] = processCPU()
+		err := pause(ctx, r.clk, idleWindow)
+		idleCPU[1] = processCPU()
+		return err
+	}
 	if idleFirst {
-		if err := pause(ctx, r.clk, settleWindow+idleWindow); err != nil {
+		if err := idle(); err != nil {
 			return out, err
 		}
 	}
-	t0 := r.clk.Now()
+	t0, busyCPU0 := r.clk.Now(), processCPU()
 	detail, err := work(ctx)
-	t1 := r.clk.Now()
+	t1, busyCPU1 := r.clk.Now(), processCPU()
 	if err != nil {
 		return out, err
 	}
 	out.Detail = fmt.Sprintf(detail, t1.Sub(t0).Seconds())
 	if !idleFirst {
-		if err := pause(ctx, r.clk, settleWindow+idleWindow); err != nil {
+		if err := idle(); err != nil {
 			return out, err
 		}
 	}
@@ -262,5 +282,7 @@ func (r *nbdRunner) during(ctx context.Context, w NBDWorkload, v *blockdev.Volum
 		out.Idle = window(samples, at(t1)+settleWindow, at(t1)+settleWindow+idleWindow)
 	}
 	out.Ratio = ratio(out.Busy.IOPS, out.Idle.IOPS)
+	out.Busy.CPUUsPerRequest = perRequestUs(busyCPU1-busyCPU0, out.Busy.Requests)
+	out.Idle.CPUUsPerRequest = perRequestUs(idleCPU[1]-idleCPU[0], out.Idle.Requests)
 	return out, nil
 }

@@ -93,18 +93,19 @@ func WriteNBDTable(w io.Writer, res NBDResult) error {
 		fmt.Fprintln(tw)
 	}
 	if len(res.UnderLoad) > 0 {
-		fmt.Fprintf(tw, "Coffer under load (1 conn)\tduring\tbusy IOPS (p99 ms)\tidle IOPS (p99 ms)\tratio\tdetail\n")
+		fmt.Fprintf(tw, "Coffer under load (1 conn)\tduring\tbusy IOPS (p99 ms)\tidle IOPS (p99 ms)\tratio\tCPU-µs/request busy / idle\tdetail\n")
 		for _, l := range res.UnderLoad {
 			for i, x := range l.Runs {
 				label := l.Workload
 				if i > 0 {
 					label = ""
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.0f (%.2f)\t%.0f (%.2f)\t%.2f×\t%s\n", label, l.During, x.Busy.IOPS, x.Busy.P99Ms, x.Idle.IOPS, x.Idle.P99Ms, x.Ratio, x.Detail)
+				fmt.Fprintf(tw, "%s\t%s\t%.0f (%.2f)\t%.0f (%.2f)\t%.2f×\t%.1f / %.1f\t%s\n", label, l.During, x.Busy.IOPS, x.Busy.P99Ms, x.Idle.IOPS, x.Idle.P99Ms, x.Ratio,
+					x.Busy.CPUUsPerRequest, x.Idle.CPUUsPerRequest, x.Detail)
 			}
-			fmt.Fprintf(tw, "\t%s, median\t\t\t%.2f×\t\n", l.During, l.MedianRatio)
+			fmt.Fprintf(tw, "\t%s, median\t\t\t%.2f×\t\t\n", l.During, l.MedianRatio)
 		}
-		fmt.Fprintf(tw, "alone (no client)\tsnapshot %.2fs, hydration %.2fs\t\t\t\t\n", res.SnapshotAloneSeconds, res.HydrationAloneSeconds)
+		fmt.Fprintf(tw, "alone (no client)\tsnapshot %.2fs, hydration %.2fs\t\t\t\t\t\n", res.SnapshotAloneSeconds, res.HydrationAloneSeconds)
 		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {

@@ -97,21 +97,7 @@ func BenchmarkSnapshot(b *testing.B) {
 func benchSnapshot(b *testing.B, bs int64) {
 	ctx := context.Background()
 	const size = 64 << 20
-	data := make([]byte, size)
-	rng := rand.New(rand.NewPCG(2, 2))
-	for off := 0; off < size; off += 1 << 20 {
-		p := data[off : off+1<<20]
-		switch (off >> 20) % 3 {
-		case 0:
-			for i := range p {
-				p[i] = byte(rng.Uint32())
-			}
-		case 1:
-			for i := range p {
-				p[i] = "the quick brown fox jumps\n"[rng.IntN(26)]
-			}
-		}
-	}
+	data := mixedImage(size)
 	b.SetBytes(size)
 	i := 0
 	for b.Loop() {

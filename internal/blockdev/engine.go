@@ -510,22 +510,27 @@ func (c *pageCache) entry(ctx context.Context, b int64) (chunk.ID, error) {
 	return pg[b%EntriesPerPage], nil
 }
 
-// readBlockFrom fills buf (one block) with block b of record r via the cache.
+// readChunkInto fills buf (one block) with chunk id, zero-padded (all
+// zeroes for the zero ID). Through the chunk store's batched path it
+// reads into a pooled buffer and decompresses straight into buf, where
+// Get allocates both.
 func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) error {
 	if id.IsZero() {
 		clear(buf)
 		return nil
 	}
-	data, err := e.chunks.Get(ctx, id)
-	if err != nil {
-		return fmt.Errorf("read chunk %s: %w: %w", id.Short(), ErrCorrupt, err)
-	}
-	if len(data) > len(buf) {
-		return fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
-	}
-	n := copy(buf, data)
-	clear(buf[n:])
-	return nil
+	ids := [1]chunk.ID{id}
+	into := func(int) []byte { return buf }
+	return e.getManyInto(ctx, ids[:], nil, into, func(_ int, data []byte) error {
+		if len(data) > len(buf) {
+			return fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
+		}
+		if len(data) > 0 && &data[0] != &buf[0] { // else decompressed in place
+			copy(buf, data)
+		}
+		clear(buf[len(data):])
+		return nil
+	})
 }
 
 // getBlock returns a one-block scratch buffer; putBlock gives it back.

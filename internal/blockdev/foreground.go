@@ -66,6 +66,20 @@ func newYieldGate(clk clock.Clock, fg *foreground) *yieldGate {
 	return &yieldGate{clk: clk, fg: fg, slot: make(chan struct{}, 1)}
 }
 
+// urgentWhenCounted makes the gate skip its rest whenever n, a count of
+// what the user's requests paid for the work being behind (blocks copied
+// before write for a snapshot, blocks fetched on the read path for a
+// hydration), has grown since the last rest.
+func (g *yieldGate) urgentWhenCounted(n *atomic.Int64) {
+	var last int64 // read by one job at a time (the gate's slot)
+	g.urgent = func() bool {
+		k := n.Load()
+		more := k != last
+		last = k
+		return more
+	}
+}
+
 // enter, while the volume's user is active, waits until no other job of
 // the gate runs and the gate has rested, and returns the function that
 // ends the job; otherwise it returns at once.

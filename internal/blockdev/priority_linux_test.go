@@ -12,7 +12,7 @@ import (
 )
 
 // TestBackgroundWorkRunsLowered: a snapshot's workers and a hydration's
-// store and write blocks on threads at lowprio.Nice (the kernel's own
+// store and write blocks on threads at lowprio.Nice() (the kernel's own
 // account of the thread, getpriority), so that the user's connections get
 // a core first.
 func TestBackgroundWorkRunsLowered(t *testing.T) {
@@ -64,8 +64,8 @@ func TestBackgroundWorkRunsLowered(t *testing.T) {
 			t.Errorf("%s: no block seen", work)
 		}
 		for nice, n := range seen[work] {
-			if nice != lowprio.Nice {
-				t.Errorf("%s: %d blocks on a thread at nice %d, want %d", work, n, nice, lowprio.Nice)
+			if nice != lowprio.Nice() {
+				t.Errorf("%s: %d blocks on a thread at nice %d, want %d", work, n, nice, lowprio.Nice())
 			}
 		}
 	}

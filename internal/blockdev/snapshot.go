@@ -389,13 +389,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	// 16,384 blocks with rests against 7,034-8,525 without, and writes
 	// kept 0.38-0.45× of their idle rate against 0.45-0.72×).
 	yield := newYieldGate(e.opts.Clock, &v.fg)
-	var copied int64 // s.cbw at the last rest; read by one job at a time
-	yield.urgent = func() bool {
-		n := s.cbw.Load()
-		more := n != copied
-		copied = n
-		return more
-	}
+	yield.urgentWhenCounted(&s.cbw)
 	// The workers run on threads of the lowest priority (lowprio): the
 	// kernel gives the user's connections a core first.
 	for range e.opts.Workers + 1 {

@@ -387,8 +387,9 @@ func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off,
 		n, eof = size-off, io.EOF
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
-	// served lists the blocks copied into p straight from the source
-	// snapshot: blocks not yet hydrated that there was no space to keep.
+	// served lists the blocks copied into p from what a hydrate-on-read
+	// fetched (or, with no space to keep them, read from the source
+	// snapshot): the file need not be read for them.
 	var served []int64
 	if hyd != nil {
 		// Hydrate-on-read every block of the range not yet hydrated.
@@ -408,19 +409,22 @@ func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off,
 			stalled := v.hyd != nil && v.hyd.stalled
 			v.mu.Unlock()
 			var err error
+			filled := false
 			if !stalled {
-				err = v.hydrateLocked(ctx, b, chunk.ID{}, false, buf)
+				filled, err = v.hydrateLocked(ctx, b, buf)
 			}
 			if stalled || errors.Is(v.e.noSpace(err, v.id), capacity.ErrNoSpace) {
 				// The filesystem is full (or hydration waits for
 				// space): read the block from the snapshot without
 				// keeping it.
-				if err = v.readBlockRaw(ctx, b, buf); err == nil {
-					lo := max(off, b*v.bs)
-					hi := min(off+n, (b+1)*v.bs)
-					copy(p[lo-off:hi-off], buf[lo-b*v.bs:])
-					served = append(served, b)
-				}
+				err = v.readBlockRaw(ctx, b, buf)
+				filled = err == nil
+			}
+			if filled {
+				lo := max(off, b*v.bs)
+				hi := min(off+n, (b+1)*v.bs)
+				copy(p[lo-off:hi-off], buf[lo-b*v.bs:])
+				served = append(served, b)
 			}
 			l.Unlock()
 			if err != nil {

@@ -364,3 +364,61 @@ func TestSnapshotYieldsToUser(t *testing.T) {
 		t.Errorf("%d worker(s) stored blocks at once while the user was idle, want several", n)
 	}
 }
+
+// TestYieldGateUrgentWhenCounted: a gate told of a count of what the
+// user's requests pay for the work being behind (urgentWhenCounted) skips
+// its rest after the count grew since its last rest, and rests as ever
+// otherwise.
+func TestYieldGateUrgentWhenCounted(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	var fg foreground
+	var fetched atomic.Int64
+	g := newYieldGate(clk, &fg)
+	g.urgentWhenCounted(&fetched)
+	// job runs one job of 10 ms while the user is active and reports
+	// whether the next one then started without resting.
+	job := func(grow bool) (rested bool) {
+		t.Helper()
+		fg.touch(clk.Now())
+		d, err := g.enter(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(10 * time.Millisecond)
+		fg.touch(clk.Now())
+		if grow {
+			fetched.Add(1)
+		}
+		d()
+		started := make(chan func(), 1)
+		go func() {
+			d, err := g.enter(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			started <- d
+		}()
+		select {
+		case d := <-started:
+			d()
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+		for clk.Pending() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		clk.Advance(2 * 10 * time.Millisecond) // the rest: twice the job
+		(<-started)()
+		return true
+	}
+	if !job(false) {
+		t.Errorf("the first job (nothing counted) was not followed by a rest")
+	}
+	if job(true) {
+		t.Errorf("a job during which the count grew was followed by a rest")
+	}
+	if !job(false) {
+		t.Errorf("a job during which the count stayed was not followed by a rest")
+	}
+}

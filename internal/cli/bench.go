@@ -26,6 +26,7 @@ func benchCommand() *command {
 		seed                                      uint64
 		workers                                   int
 		settle                                    time.Duration
+		applyNice                                 func() error
 	)
 	return &command{name: "bench", globals: outputOnly,
 		short: "Benchmark backup, restore and instant restore of a generated disk against restic, borg and qemu-img",
@@ -45,6 +46,7 @@ func benchCommand() *command {
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
 			fs.StringVar(&blockprofile, "blockprofile", "", "write a profile of where goroutines waited (locks, channels) to `FILE` (diagnostics)")
 			fs.BoolVar(&backupOnly, "backup-only", false, "run only the full snapshot, its compute limit and the many disks' backups (no peers, no restores)")
+			applyNice = backgroundNiceFlag(fs)
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if fs.NArg() > 0 {
@@ -56,6 +58,9 @@ func benchCommand() *command {
 			}
 			if size < bench.MinSize {
 				return usagef("--size must be at least %d MiB", bench.MinSize>>20)
+			}
+			if err := applyNice(); err != nil {
+				return err
 			}
 			var data int64
 			if dataArg != "" {

@@ -26,6 +26,7 @@ func benchNBDCommand() *command {
 		seed                                uint64
 		workers, repeat                     int
 		runtimeArg, ramp                    time.Duration
+		applyNice                           func() error
 	)
 	return &command{name: "nbd",
 		short: "Benchmark Coffer's NBD server against nbdkit file with fio and nbdcopy, and I/O during a snapshot and hydration",
@@ -47,6 +48,7 @@ func benchNBDCommand() *command {
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
 			fs.StringVar(&mutexprofile, "mutexprofile", "", "write a mutex contention profile of the run to `FILE`")
 			fs.StringVar(&blockprof, "blockprofile", "", "write a blocking profile of the run to `FILE`")
+			applyNice = backgroundNiceFlag(fs)
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if fs.NArg() > 0 {
@@ -61,6 +63,9 @@ func benchNBDCommand() *command {
 			}
 			if repeat < 1 || runtimeArg <= 0 || ramp < 0 {
 				return usagef("--repeat and --runtime must be positive, --ramp not negative")
+			}
+			if err := applyNice(); err != nil {
+				return err
 			}
 			opts := bench.NBDOptions{Size: size, Seed: seed, Runtime: runtimeArg, Ramp: ramp, Repeat: repeat, Workers: workers,
 				NoCopy: noCopy, NoLoad: noLd}

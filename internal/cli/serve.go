@@ -23,6 +23,33 @@ import (
 // margin come due; production servers never set it.
 const ClockOffsetEnv = "COFFER_CLOCK_OFFSET"
 
+// BackgroundNiceEnv names the environment variable that sets the default
+// of --background-nice.
+const BackgroundNiceEnv = "COFFER_BACKGROUND_NICE"
+
+// backgroundNiceFlag registers --background-nice on fs and returns the
+// function that checks its value and applies it (server.SetBackgroundNice):
+// the CPU priority of the work a snapshot or a hydration does in the
+// background, for the process.
+func backgroundNiceFlag(fs *flag.FlagSet) (apply func() error) {
+	v := fs.String("background-nice", os.Getenv(BackgroundNiceEnv), fmt.Sprintf(
+		"CPU priority of snapshots' and hydrations' background work: a nice `value` from 0 (the disks' users' own) to %d (the lowest) (or $%s; default %d)",
+		server.MaxBackgroundNice, BackgroundNiceEnv, server.DefaultBackgroundNice))
+	return func() error {
+		n, err := server.DefaultBackgroundNice, error(nil)
+		if s := strings.TrimSpace(*v); s != "" {
+			n, err = strconv.Atoi(s)
+		}
+		if err == nil {
+			err = server.SetBackgroundNice(n)
+		}
+		if err != nil {
+			return usagef("--background-nice %q: want a nice value from 0 (the disks' users' own priority) to %d (the lowest)", *v, server.MaxBackgroundNice)
+		}
+		return nil
+	}
+}
+
 // clockFromEnv returns the server's clock: the wall clock, shifted by
 // $COFFER_CLOCK_OFFSET when it is set.
 func clockFromEnv() (clock.Clock, error) {
@@ -48,6 +75,7 @@ func serveCommand() *command {
 		s3PathStyle                                bool
 		rpoGrace                                   = time.Hour
 		nodeGrace                                  = server.DefaultNodeGrace
+		applyNice                                  func() error
 	)
 	return &command{name: "serve", short: "Run the Coffer server", globals: noGlobals,
 		flags: func(fs *flag.FlagSet) {
@@ -75,6 +103,7 @@ func serveCommand() *command {
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug (includes the access log), info, warn, error")
 			fs.DurationVar(&rpoGrace, "rpo-grace", time.Hour, "how long after a scheduled backup was due its recovery point may come before a missed-RPO alert fires (0: no such alerts)")
 			fs.Int64Var(&minFreeMiB, "min-free-mib", server.DefaultMinFree>>20, "free space (MiB) kept in reserve on the data filesystem: below it, requests that store new data get 507 InsufficientStorage (0: no reserve)")
+			applyNice = backgroundNiceFlag(fs)
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			var lvl slog.Level
@@ -105,6 +134,9 @@ func serveCommand() *command {
 			}
 			if nodeGrace <= 0 {
 				return usagef("--node-grace %s: want more than 0", nodeGrace)
+			}
+			if err := applyNice(); err != nil {
+				return err
 			}
 			if rpoGrace == 0 {
 				rpoGrace = -1 // no missed-RPO alerts

@@ -17,16 +17,51 @@
 package lowprio
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// Nice is the nice value of the threads Run uses: the lowest. Linux's
-// fair scheduler weighs a nice-19 thread 15 against 1024 for nice 0, so
-// when the user's threads keep the cores busy the background work gets
-// little of them, and all of whatever they leave idle.
-const Nice = 19
+// DefaultNice is the nice value of the threads Run uses unless SetNice
+// says otherwise: the lowest. Linux's fair scheduler weighs a nice-19
+// thread 15 against 1024 for nice 0, so when the user's threads keep the
+// cores busy the background work gets little of them, and all of whatever
+// they leave idle. On a machine whose other processes keep the cores busy
+// that is little indeed: a moderate value (10: weight 110) lets the work
+// move.
+const DefaultNice = 19
+
+// MaxNice is the highest (least favoured) nice value.
+const MaxNice = 19
+
+// ErrNice is the error of a nice value outside 0-MaxNice.
+var ErrNice = errors.New("nice value out of range")
+
+// nice is the nice value of the threads Run uses (SetNice).
+var nice atomic.Int32
+
+func init() { nice.Store(DefaultNice) }
+
+// SetNice sets the nice value of the threads Run uses from now on: 0
+// (the process's normal priority) to MaxNice, the lowest. A pool thread
+// lowered to another value takes the new one before its next job; raising
+// a thread's priority back (a lower value) may need a privilege
+// (CAP_SYS_NICE or RLIMIT_NICE), without which the thread keeps its value
+// and Unlowered counts it. It is meant to be called once, before any
+// work, as the server starts. A value out of range is refused (ErrNice)
+// and changes nothing.
+func SetNice(n int) error {
+	if n < 0 || n > MaxNice {
+		return fmt.Errorf("%d: %w (want 0 to %d)", n, ErrNice, MaxNice)
+	}
+	nice.Store(int32(n))
+	return nil
+}
+
+// Nice returns the nice value of the threads Run uses.
+func Nice() int { return int(nice.Load()) }
 
 // unlowered counts the threads whose priority could not be lowered.
 var unlowered atomic.Int64
@@ -38,7 +73,7 @@ var pool struct {
 	idle []chan func()
 }
 
-// Run calls fn on one of the lowered threads (nice value Nice, where the
+// Run calls fn on one of the lowered threads (nice value Nice(), where the
 // system has per-thread nice values: Linux), waits for it to return, and
 // returns its error. Goroutines that fn starts run on the ordinary
 // threads, at normal priority.
@@ -85,10 +120,15 @@ func worker(w chan func()) {
 	serve(w)
 }
 
-// serve lowers the calling thread, already locked, and runs w's jobs.
+// serve runs w's jobs on the calling thread, already locked, setting its
+// nice value to Nice() before each job that finds it at another.
 func serve(w chan func()) {
-	lower()
+	set := -1 // the thread's value as set; -1: not set yet
 	for job := range w {
+		if n := Nice(); n != set {
+			setNice(n)
+			set = n
+		}
 		job()
 		pool.mu.Lock()
 		pool.idle = append(pool.idle, w)
@@ -96,8 +136,8 @@ func serve(w chan func()) {
 	}
 }
 
-// Unlowered reports how many of Run's threads kept their normal priority
-// because the system refused to lower it.
+// Unlowered reports how many times one of Run's threads kept its priority
+// because the system refused to set it to Nice().
 func Unlowered() int64 { return unlowered.Load() }
 
 // Group is what Go starts work in: an errgroup.Group.

@@ -47,7 +47,7 @@ func threadNice(t *testing.T, tid int) int {
 }
 
 func TestRunLowersItsThread(t *testing.T) {
-	if startNice >= Nice {
+	if startNice >= Nice() {
 		t.Skipf("the process already runs at nice %d", startNice)
 	}
 	var tid, nice int
@@ -63,8 +63,83 @@ func TestRunLowersItsThread(t *testing.T) {
 	if Unlowered() != 0 {
 		t.Fatalf("%d threads not lowered", Unlowered())
 	}
-	if nice != Nice {
-		t.Fatalf("thread %d ran fn at nice %d, want %d", tid, nice, Nice)
+	if nice != Nice() {
+		t.Fatalf("thread %d ran fn at nice %d, want %d", tid, nice, Nice())
+	}
+}
+
+// TestSetNice: the value SetNice sets reaches the threads that run the
+// work, pool threads lowered before to another value included (lowering
+// further needs no privilege; as root the test also raises it back), and
+// a value out of range is refused and changes nothing.
+func TestSetNice(t *testing.T) {
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	if startNice > 10 {
+		t.Skipf("the process already runs at nice %d", startNice)
+	}
+	t.Cleanup(func() { SetNice(DefaultNice) })
+	// niceOfJobs runs 4 jobs at once (so that pool threads lowered
+	// before take some) and returns the nice values they ran at.
+	niceOfJobs := func() map[int]int {
+		var mu sync.Mutex
+		seen := map[int]int{}
+		var wg sync.WaitGroup
+		hold := make(chan struct{})
+		for range 4 {
+			wg.Go(func() {
+				err := Run(func() error {
+					n := threadNice(t, unix.Gettid())
+					mu.Lock()
+					seen[n]++
+					mu.Unlock()
+					<-hold
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		for {
+			mu.Lock()
+			k := 0
+			for _, c := range seen {
+				k += c
+			}
+			mu.Unlock()
+			if k == 4 {
+				break
+			}
+			runtime.Gosched()
+		}
+		close(hold)
+		wg.Wait()
+		return seen
+	}
+	values := []int{10, 15}
+	if os.Geteuid() == 0 {
+		values = append(values, 10, 0)
+	}
+	for _, want := range values {
+		if err := SetNice(want); err != nil {
+			t.Fatalf("SetNice(%d): %v", want, err)
+		}
+		if got := Nice(); got != want {
+			t.Fatalf("Nice() = %d after SetNice(%d)", got, want)
+		}
+		if seen := niceOfJobs(); len(seen) != 1 || seen[want] != 4 {
+			t.Errorf("after SetNice(%d) the jobs ran at nice values (value: jobs) %v", want, seen)
+		}
+	}
+	for _, bad := range []int{-1, 20, 40} {
+		if err := SetNice(bad); !errors.Is(err, ErrNice) {
+			t.Errorf("SetNice(%d) = %v, want ErrNice", bad, err)
+		}
+		if got, was := Nice(), values[len(values)-1]; got != was {
+			t.Errorf("Nice() = %d after the refused SetNice(%d), want %d as before", got, bad, was)
+		}
 	}
 }
 
@@ -177,7 +252,7 @@ func BenchmarkCPUBesideUser(b *testing.B) {
 					runtime.LockOSThread() // never unlocked: the thread ends with it
 					pin()
 					if lowered {
-						lower()
+						setNice(DefaultNice)
 					}
 					start := threadCPU(b)
 					for !stop.Load() {

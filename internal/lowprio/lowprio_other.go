@@ -6,6 +6,6 @@ package lowprio
 // other systems have no portable way to tell, nor per-thread priorities.
 func mainThread() bool { return false }
 
-// lower counts the thread as unlowered: other systems have no portable
+// setNice counts the thread as unlowered: other systems have no portable
 // per-thread nice value.
-func lower() { unlowered.Add(1) }
+func setNice(int) { unlowered.Add(1) }

@@ -31,6 +31,7 @@ import (
 	"coffer/internal/dataprotection"
 	"coffer/internal/identity"
 	"coffer/internal/job"
+	"coffer/internal/lowprio"
 	"coffer/internal/nbd"
 	"coffer/internal/operation"
 	"coffer/internal/portal"
@@ -119,6 +120,19 @@ const (
 	DefaultMinFree   = 64 << 20
 	DefaultNodeGrace = cluster.DefaultTaskGrace
 )
+
+// The nice values of the block engine's background work (snapshots'
+// and hydrations' threads): lowprio's, for the process.
+const (
+	DefaultBackgroundNice = lowprio.DefaultNice
+	MaxBackgroundNice     = lowprio.MaxNice
+)
+
+// SetBackgroundNice sets the nice value, 0 to MaxBackgroundNice, of the
+// threads that run the block engine's snapshots and hydrations in this
+// process (lowprio.SetNice); serve calls it before Open. A value out of
+// range is refused and changes nothing.
+func SetBackgroundNice(n int) error { return lowprio.SetNice(n) }
 
 // AdminFile is the name of the admin credentials file in the data dir.
 const AdminFile = "admin.json"

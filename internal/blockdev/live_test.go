@@ -583,26 +583,3 @@ func TestSparseReadAllocMap(t *testing.T) {
 	}
 	check("reopened after a crash", v, 2, 3, 5, 31, 36)
 }
-
-// TestStripesOfParallelRegions: four clients writing 1 MiB (16 blocks of
-// 64 KiB) at the same offset of four equal regions of a 1 GiB or a 4 GiB
-// volume — fio's sequential jobs on 4 connections — take disjoint
-// stripes (with b%stripeCount they took the very same ones), and the
-// blocks of one such write take 16 stripes.
-func TestStripesOfParallelRegions(t *testing.T) {
-	for _, region := range []int64{4096, 16384} { // blocks: 1 GiB and 4 GiB over 4
-		for r := int64(0); r < region; r += 16 {
-			owner := map[int]int64{}
-			for i := range int64(4) {
-				for k := range int64(16) {
-					b := i*region + r + k
-					s := stripeOf(b)
-					if o, ok := owner[s]; ok {
-						t.Fatalf("regions of %d blocks: blocks %d and %d share stripe %d", region, o, b, s)
-					}
-					owner[s] = b
-				}
-			}
-		}
-	}
-}

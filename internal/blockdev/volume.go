@@ -352,18 +352,7 @@ func (v *Volume) DirtyBlocks() int64 {
 	return v.dirty.count()
 }
 
-func (v *Volume) stripe(b int64) *sync.Mutex { return &v.stripes[stripeOf(b)] }
-
-// stripeOf returns the stripe of block b. Within each run of stripeCount
-// blocks consecutive blocks have consecutive stripes, and each run starts
-// at a stripe of its own (a hash of the run's number): with b%stripeCount,
-// clients writing at the same pace in regions a multiple of stripeCount
-// blocks apart (fio's sequential jobs on 4 connections, 1 GiB apart) took
-// the same stripes at the same time (docs/design.md, perf14m).
-func stripeOf(b int64) int {
-	run := uint64(b / stripeCount)
-	return int((uint64(b%stripeCount) + (run*0x9E3779B97F4A7C15)>>56) % stripeCount)
-}
+func (v *Volume) stripe(b int64) *sync.Mutex { return &v.stripes[b%stripeCount] }
 
 // blockLen is the length of block b in a volume of the given size.
 func (v *Volume) blockLen(b, size int64) int64 { return min(v.bs, size-b*v.bs) }
@@ -727,7 +716,8 @@ func (v *Volume) zero(ctx context.Context, off, n int64) error {
 }
 
 // punchBlocks deallocates the whole blocks [b0, b1) (at most stripeCount
-// of them) with one punch, under all their stripes, after copy-before-write of those a running snapshot still
+// of them, so each holds its own stripe) with one punch, under all their
+// stripes, after copy-before-write of those a running snapshot still
 // needs. Their dirty bits are set and persisted already (zero).
 func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	defer v.lockStripes(b0, b1)()
@@ -772,8 +762,7 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 }
 
 // lockStripes locks the stripes of blocks [b0, b1) (at most stripeCount
-// blocks; two of them may share one) and returns their unlock. The
-// stripes are taken in stripe order,
+// blocks) and returns their unlock. The stripes are taken in stripe order,
 // the one order of every path that holds more than one, so two such paths
 // cannot deadlock.
 func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
@@ -784,12 +773,14 @@ func (v *Volume) lockStripes(b0, b1 int64) (unlock func()) {
 // takeStripes locks the stripes of blocks [b0, b1) in stripe order; with
 // try it takes none and reports !ok when one of them is held.
 func (v *Volume) takeStripes(b0, b1 int64, try bool) (unlock func(), ok bool) {
-	var set [stripeCount / 64]uint64
-	for b := b0; b < b1; b++ {
-		i := stripeOf(b)
-		set[i/64] |= 1 << (i % 64)
+	lo, hi := int(b0%stripeCount), int((b1-1)%stripeCount)
+	wraps := b1-b0 == stripeCount || hi < lo // [lo, end) and [0, hi]
+	held := func(i int) bool {
+		if wraps {
+			return i >= lo || i <= hi
+		}
+		return i >= lo && i <= hi
 	}
-	held := func(i int) bool { return set[i/64]&(1<<(i%64)) != 0 }
 	release := func(upto int) {
 		for i := range upto {
 			if held(i) {

@@ -42,6 +42,15 @@ type Volume struct {
 	size           int64
 	dirty          *bitset // blocks changed since the last snapshot's swap
 	persistedDirty *bitset // the dirty bitmap in the state file
+	snap           *snapState
+	base           chunk.ID // record the next snapshot is incremental to
+	baseSnap       string
+	hyd            *hydration
+	hydDirty       bool // hydrated set changed since the last persist
+	closed         bool
+	hydWG          sync.WaitGroup
+	fg             foreground // the user's reads and writes, for background work to give way
+
 	// alloc holds every block that may have data in the data file; the
 	// others are holes. It is a superset: set before any write into the
 	// file (fileWrite), cleared after a block is punched (punch), and
@@ -49,15 +58,8 @@ type Volume struct {
 	// from it: asking the file system (SEEK_DATA/SEEK_HOLE) costs dozens
 	// of seeks per 1 MiB read of pages written since the last writeback,
 	// which ext4 reports one page at a time (docs/design.md, perf14m).
-	alloc    *bitset
-	snap     *snapState
-	base     chunk.ID // record the next snapshot is incremental to
-	baseSnap string
-	hyd      *hydration
-	hydDirty bool // hydrated set changed since the last persist
-	closed   bool
-	hydWG    sync.WaitGroup
-	fg       foreground // the user's reads and writes, for background work to give way
+	// Guarded by mu.
+	alloc *bitset
 }
 
 // Extent is a byte range of a volume or snapshot and whether it is a hole

@@ -367,7 +367,7 @@ func (r *nbdRunner) serve(ctx context.Context) error {
 		return err
 	}
 	r.addr = ln.Addr().String()
-	r.srv = &nbd.Server{Resolver: r.resolve, Clock: r.clk}
+	r.srv = &nbd.Server{Resolver: r.resolve, Clock: r.clk, Metrics: nbd.NewMetrics()}
 	go func() { _ = r.srv.Serve(context.WithoutCancel(ctx), ln) }()
 
 	file := filepath.Join(r.dir, "nbdkit.img")
@@ -713,6 +713,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					if err != nil {
 						return err
 					}
+					hr0, hw0 := r.srv.Metrics.HandedOff()
 					f, err := runFio(ctx, r.fio, r.fioOut(fmt.Sprintf("%s-%dc-%s.json", w.Name, conns, s.name)), j)
 					if err != nil {
 						return err
@@ -733,6 +734,10 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					}
 					r.logf("%s ×%d %s: %.0f IOPS, %.1f MiB/s, latency mean %.1f µs, p99 %.1f µs, server CPU %.1f µs per request",
 						w.Name, conns, s.name, f.IOPS, f.MiBps, f.LatMeanUs, f.LatP99Us, f.ServerCPUUs)
+					if hr1, hw1 := r.srv.Metrics.HandedOff(); s.name == "coffer" {
+						r.logf("%s ×%d coffer: %d reads and %d writes handed off to goroutines (not served on the connection's reader)",
+							w.Name, conns, hr1-hr0, hw1-hw0)
+					}
 				}
 			}
 			row.CofferMedian, row.NbdkitMedian = medianFigures(row.Coffer), medianFigures(row.Nbdkit)

@@ -462,3 +462,124 @@ func TestReadSparseAt(t *testing.T) {
 		t.Error("TryReadSparseAt of a closed volume done at once")
 	}
 }
+
+// TestSparseReadAllocMap checks that a sparse read takes its holes from
+// the volume's map of blocks that may hold data, not from the file system,
+// and that the map stays right: a block written in part is read whole
+// (its unwritten pages as zeroes), a block never written, or trimmed or
+// zeroed whole, is one hole, and so it stays across writes after a trim,
+// hydration, a resize, and reopening after a clean and an unclean stop
+// (the map is rebuilt from the file). A map that missed a write loses
+// data; one that missed a punch or a reopen reports the wrong holes.
+func TestSparseReadAllocMap(t *testing.T) {
+	ctx := context.Background()
+	const bs = 16 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	v, err := env.e.CreateVolume(ctx, "vol", 32*bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, 40*bs)
+	write := func(off, n int64) {
+		t.Helper()
+		fillRandom(rand.New(rand.NewPCG(uint64(off), uint64(n))), model[off:off+n])
+		if _, err := v.WriteAt(model[off:off+n], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// check reads all of w with ReadSparseAt and then TryReadSparseAt (its
+	// data cached by then) and wants model's bytes and exactly the blocks
+	// data lacks as holes.
+	check := func(step string, w *Volume, data ...int64) {
+		t.Helper()
+		size := w.Size()
+		var want []int64
+		for b := int64(0); b < size/bs; b++ {
+			if !slices.Contains(data, b) {
+				want = append(want, b)
+			}
+		}
+		for _, try := range []bool{false, true} {
+			p := bytes.Repeat([]byte{0xEE}, int(size))
+			var holes []int64
+			hole := func(o, l int64) {
+				if o%bs != 0 || l%bs != 0 {
+					t.Errorf("%s: hole [%d, +%d) is not whole blocks", step, o, l)
+				}
+				for b := o / bs; b*bs < o+l; b++ {
+					holes = append(holes, b)
+				}
+				clear(p[o : o+l])
+			}
+			if try {
+				if n, ok, err := w.TryReadSparseAt(p, 0, hole); !ok || err != nil || n != int(size) {
+					t.Fatalf("%s: TryReadSparseAt of cached data: n=%d ok=%v err=%v", step, n, ok, err)
+				}
+			} else if n, err := w.ReadSparseAt(ctx, p, 0, hole); err != nil || n != int(size) {
+				t.Fatalf("%s: ReadSparseAt: %d, %v", step, n, err)
+			}
+			if !bytes.Equal(p, model[:size]) {
+				t.Errorf("%s (try %v): data differs at %d", step, try, firstDiff(p, model[:size]))
+			}
+			if !slices.Equal(holes, want) {
+				t.Errorf("%s (try %v): holes in blocks %v, want %v", step, try, holes, want)
+			}
+		}
+	}
+	check("new volume", v)
+
+	write(2*bs, 2*bs)         // blocks 2 and 3, whole
+	write(5*bs+8<<10, 4<<10)  // one page of block 5
+	write(8*bs+12<<10, 8<<10) // across blocks 8 and 9, in part
+	write(31*bs+4<<10, 4<<10) // the last block, in part
+	check("written", v, 2, 3, 5, 8, 9, 31)
+
+	if err := v.Trim(ctx, 3*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[3*bs : 4*bs])
+	if err := v.WriteZeroes(ctx, 8*bs, 2*bs); err != nil {
+		t.Fatal(err)
+	}
+	clear(model[8*bs : 10*bs])
+	if err := v.WriteZeroes(ctx, 5*bs, 4<<10); err != nil { // in part: written as zeroes
+		t.Fatal(err)
+	}
+	clear(model[5*bs : 5*bs+4<<10])
+	check("trimmed and zeroed", v, 2, 5, 31)
+
+	write(3*bs+100, 50) // a trimmed block written again
+	check("written after trim", v, 2, 3, 5, 31)
+
+	// Hydration writes the restored blocks that hold data, and no others.
+	if _, err := env.e.Snapshot(ctx, "vol", "s"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := env.e.RestoreVolume(ctx, "s", "restored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("restored and hydrated", r, 2, 3, 5, 31)
+
+	if err := v.Resize(ctx, 40*bs); err != nil {
+		t.Fatal(err)
+	}
+	write(36*bs, bs)
+	check("resized", v, 2, 3, 5, 31, 36)
+
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = env.e.OpenVolume(ctx, "vol"); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened", v, 2, 3, 5, 31, 36)
+	v.crash()
+	if v, err = env.e.OpenVolume(ctx, "vol"); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened after a crash", v, 2, 3, 5, 31, 36)
+}

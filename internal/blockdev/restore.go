@@ -152,12 +152,10 @@ func (v *Volume) unitRuns(mask uint64, set bool, blen int64, fn func(lo, hi int6
 func (v *Volume) fillUnwritten(src []byte, b int64) error {
 	mask := v.writtenUnits(b)
 	if mask == 0 {
-		_, err := v.f.WriteAt(src, b*v.bs)
-		return err
+		return v.fileWrite(src, b*v.bs)
 	}
 	return v.unitRuns(mask, false, int64(len(src)), func(lo, hi int64) error {
-		_, err := v.f.WriteAt(src[lo:hi], b*v.bs+lo)
-		return err
+		return v.fileWrite(src[lo:hi], b*v.bs+lo)
 	})
 }
 

@@ -50,6 +50,16 @@ type Volume struct {
 	closed         bool
 	hydWG          sync.WaitGroup
 	fg             foreground // the user's reads and writes, for background work to give way
+
+	// alloc holds every block that may have data in the data file; the
+	// others are holes. It is a superset: set before any write into the
+	// file (fileWrite), cleared after a block is punched (punch), and
+	// built at open with one SEEK_DATA walk. Sparse reads take their holes
+	// from it: asking the file system (SEEK_DATA/SEEK_HOLE) costs dozens
+	// of seeks per 1 MiB read of pages written since the last writeback,
+	// which ext4 reports one page at a time (docs/design.md, perf14m).
+	// Guarded by mu.
+	alloc *bitset
 }
 
 // Extent is a byte range of a volume or snapshot and whether it is a hole
@@ -125,7 +135,8 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 	}
 	nb := (size + e.bs - 1) / e.bs
 	v := &Volume{e: e, id: id, dir: dir, f: f, bs: e.bs, size: size,
-		dirty: newBitset(nb), persistedDirty: newBitset(nb), base: vr.Base, baseSnap: vr.BaseSnapshot}
+		dirty: newBitset(nb), persistedDirty: newBitset(nb), alloc: newBitset(nb),
+		base: vr.Base, baseSnap: vr.BaseSnapshot}
 	if !vr.HydrateFrom.IsZero() {
 		src, err := e.loadRecord(ctx, vr.HydrateFrom)
 		if err != nil {
@@ -204,14 +215,16 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 	v := &Volume{e: e, id: id, dir: dir, f: f, bs: e.bs, size: size}
 	v.dirty = st.Dirty
 	v.dirty.grow(nb)
+	v.alloc = newBitset(nb)
+	if err := allocatedBlocks(f, size, e.bs, v.alloc); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if !st.Clean {
 		// Unclean stop: the persisted bitmap is a superset of the blocks
 		// trimmed since the last snapshot (Trim persists before punching);
 		// every allocated block may have been written.
-		if err := allocatedBlocks(f, size, e.bs, v.dirty); err != nil {
-			f.Close()
-			return nil, err
-		}
+		v.dirty.or(v.alloc)
 	}
 	v.persistedDirty = newBitset(nb)
 	vr, err := e.getVolumeRecord(ctx, id)
@@ -359,11 +372,12 @@ func (v *Volume) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 
 // ReadSparseAt is ReadAtContext for a reader that sends zeroes without
 // their bytes (an NBD structured reply's holes): the parts of the range
-// that are holes in the volume's data file are neither read nor written
-// in p but passed to hole (in increasing order); they read as zeroes. A
-// large read of a sparse volume then costs no copy of its zeroes and no
-// scan for them. While the volume hydrates it reads everything (a hole
-// there may be a block still to fetch).
+// in blocks that hold no data (never written since they were last holes)
+// are neither read nor written in p but passed to hole (in increasing
+// order); they read as zeroes. A large read of a sparse volume then costs
+// no copy of its zeroes and no scan for them, and each run of blocks that
+// may hold data is one read. While the volume hydrates it reads
+// everything (a hole there may be a block still to fetch).
 func (v *Volume) ReadSparseAt(ctx context.Context, p []byte, off int64, hole func(off, n int64)) (int, error) {
 	return v.readAt(ctx, p, off, hole)
 }
@@ -444,13 +458,12 @@ func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off,
 	return int(n), eof
 }
 
-// preadData fills the parts of p, read at off, that are data in the data
-// file, and passes the others, holes, to hole.
+// preadData fills the parts of p, read at off, that may be data in the
+// data file (allocRuns), and passes the others, holes, to hole.
 func (v *Volume) preadData(p []byte, off int64, hole func(off, n int64)) error {
-	exts, err := v.fileExtents(off, int64(len(p)))
-	if err != nil {
-		return err
-	}
+	v.mu.Lock()
+	exts := v.allocRunsLocked(off, int64(len(p)))
+	v.mu.Unlock()
 	for _, x := range exts {
 		if x.Hole {
 			hole(x.Offset, x.Length)
@@ -578,18 +591,19 @@ func (v *Volume) TryReadAt(p []byte, off int64) (n int, ok bool, err error) {
 
 // TryReadSparseAt is ReadSparseAt if it can be done at once, as
 // TryReadAt: the range lies within the volume, the volume is not
-// hydrating, and all the range's data is in the page cache. Otherwise it
-// reports !ok, and p and the holes passed so far mean nothing.
+// hydrating, and all of its blocks that may hold data are in the page
+// cache. Otherwise it reports !ok, and p and the holes passed so far mean
+// nothing.
 func (v *Volume) TryReadSparseAt(p []byte, off int64, hole func(off, n int64)) (n int, ok bool, err error) {
 	v.mu.Lock()
 	ready := !v.closed && v.hyd == nil && off >= 0 && off <= v.size && int64(len(p)) <= v.size-off
+	var exts []Extent
+	if ready {
+		exts = v.allocRunsLocked(off, int64(len(p)))
+	}
 	v.mu.Unlock()
 	if !ready {
 		return 0, false, nil
-	}
-	exts, err := v.fileExtents(off, int64(len(p)))
-	if err != nil {
-		return 0, false, nil // ReadSparseAt's to report
 	}
 	for _, x := range exts {
 		if x.Hole {
@@ -600,6 +614,24 @@ func (v *Volume) TryReadSparseAt(p []byte, off int64, hole func(off, n int64)) (
 	}
 	v.fg.touch(v.e.opts.Clock.Now())
 	return len(p), true, nil
+}
+
+// allocRunsLocked cuts [off, off+n) into runs of blocks that may hold
+// data (alloc), to read with one call each, and holes, which read as
+// zeroes; it asks the file system nothing. v.mu is held.
+func (v *Volume) allocRunsLocked(off, n int64) []Extent {
+	var out []Extent
+	end := off + n
+	for pos := off; pos < end; {
+		b := pos / v.bs
+		data := v.alloc.has(b)
+		for b++; b*v.bs < end && v.alloc.has(b) == data; b++ {
+		}
+		next := min(b*v.bs, end)
+		out = append(out, Extent{Offset: pos, Length: next - pos, Hole: !data})
+		pos = next
+	}
+	return out
 }
 
 // preadNowait fills p from the data file at off if every page is in the
@@ -1010,6 +1042,21 @@ func (v *Volume) writeFile(p []byte, off int64) error {
 	if hk := v.e.hooks.write; hk != nil {
 		hk(v.id, off, int64(len(p)))
 	}
+	return v.fileWrite(p, off)
+}
+
+// fileWrite writes p at off of the data file, its blocks marked in alloc
+// first: every write into the file (a user's, or hydration's) goes
+// through here. A sparse read that meets the mark before the data reads
+// the zeroes of the hole the write replaces, as it would have before.
+func (v *Volume) fileWrite(p []byte, off int64) error {
+	if len(p) > 0 {
+		v.mu.Lock()
+		for b := off / v.bs; b*v.bs < off+int64(len(p)); b++ {
+			v.alloc.set(b)
+		}
+		v.mu.Unlock()
+	}
 	_, err := v.f.WriteAt(p, off)
 	return err
 }
@@ -1022,6 +1069,17 @@ func (v *Volume) punch(off, n int64) error {
 	if err := unix.Fallocate(int(v.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
 		return fmt.Errorf("punch hole: %w", err)
 	}
+	// The whole blocks of the range (and a short last block it ends) are
+	// holes now. The caller holds their stripes, so no write races this.
+	v.mu.Lock()
+	hi := (off + n) / v.bs
+	if off+n >= v.size {
+		hi = (v.size + v.bs - 1) / v.bs
+	}
+	for b := (off + v.bs - 1) / v.bs; b < hi; b++ {
+		v.alloc.clear(b)
+	}
+	v.mu.Unlock()
 	return nil
 }
 
@@ -1101,6 +1159,7 @@ func (v *Volume) setSize(size int64, undo bool) error {
 	v.size = size
 	v.dirty.grow(nb) // (an undo keeps the bitmaps' length: the bits past size are clear)
 	v.persistedDirty.grow(nb)
+	v.alloc.grow(nb)
 	if v.hyd != nil {
 		v.hyd.done.grow(nb)
 	}

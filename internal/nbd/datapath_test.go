@@ -546,7 +546,8 @@ func TestSparseRead(t *testing.T) {
 	}
 	ex := &exports{}
 	ex.add("disk", f, false)
-	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20 })
+	m := nbd.NewMetrics()
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20; s.Metrics = m })
 	cases := []sparseCase{
 		{"hole then zero pages merged", true, 0, 1<<20 - 4*4096, 8 * 4096, [][2]uint64{{4096, 5 * 4096}}, 2},
 		{"unaligned hole", true, 0, 2 << 20, 256 << 10, [][2]uint64{{100, 50000}}, 2},
@@ -562,7 +563,7 @@ func TestSparseRead(t *testing.T) {
 		f.mu.Unlock()
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("%s, try refused %v", tc.name, refuse), func(t *testing.T) {
-				sparseReadCase(t, addr, f, img, tc)
+				sparseReadCase(t, addr, f, m, img, tc)
 			})
 		}
 	}
@@ -578,7 +579,7 @@ type sparseCase struct {
 	dataChunks int
 }
 
-func sparseReadCase(t *testing.T, addr string, f *sparseFile, img []byte, tc sparseCase) {
+func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, img []byte, tc sparseCase) {
 	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: tc.structured})
 	if err != nil {
 		t.Fatal(err)
@@ -587,6 +588,7 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, img []byte, tc spa
 	f.mu.Lock()
 	calls, trys, refuse := f.calls, f.trys, f.refuse
 	f.mu.Unlock()
+	handed, _ := m.HandedOff()
 	r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -614,5 +616,9 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, img []byte, tc spa
 	}
 	if got := [2]int{f.calls - calls, f.trys - trys}; got != want {
 		t.Errorf("[ReadSparse, TryReadSparse] called %v times, want %v", got, want)
+	}
+	// A READ served by ReadSparse ran on a goroutine: the metric says so.
+	if got, _ := m.HandedOff(); got-handed != uint64(want[0]) {
+		t.Errorf("%d reads handed off to a goroutine, want %d", got-handed, want[0])
 	}
 }

@@ -15,6 +15,7 @@ import (
 type Metrics struct {
 	open, accepted, refused atomic.Int64
 	requests, failed        [numCmds]atomic.Uint64
+	handedOff               [numCmds]atomic.Uint64
 	read, written           atomic.Uint64
 	latency                 [numCmds]*prom.Hist
 }
@@ -77,6 +78,26 @@ func (m *Metrics) request(req request, d time.Duration) {
 	}
 }
 
+// handOff counts a request the connection's reader gave to a goroutine of
+// its own.
+func (m *Metrics) handOff(req request) {
+	if m != nil {
+		m.handedOff[cmdIndex(req.typ)].Add(1)
+	}
+}
+
+// HandedOff returns how many READs and WRITEs were served on goroutines
+// of their own, not on the connection's reader: those the backend could
+// not complete at once (data not in the page cache, a block busy or to
+// copy for a snapshot, a disk hydrating), and those the reader does not
+// try (a WRITE with FUA, a large READ on TLS).
+func (m *Metrics) HandedOff() (reads, writes uint64) {
+	if m == nil {
+		return 0, 0
+	}
+	return m.handedOff[cmdRead].Load(), m.handedOff[cmdWrite].Load()
+}
+
 // requestFailed counts a request answered with an error.
 func (m *Metrics) requestFailed(req request) {
 	if m != nil {
@@ -102,6 +123,12 @@ func (m *Metrics) WriteMetrics(w io.Writer) {
 	for i, n := range cmdNames {
 		if v := m.failed[i].Load(); v > 0 {
 			prom.Sample(w, "coffer_nbd_request_errors_total", float64(v), "cmd", n)
+		}
+	}
+	prom.Header(w, "coffer_nbd_requests_handed_off_total", prom.Counter, "NBD reads and writes served on a goroutine of their own rather than on the connection's reader, which serves those it can complete at once.")
+	for _, i := range []uint16{cmdRead, cmdWrite} {
+		if v := m.handedOff[i].Load(); v > 0 {
+			prom.Sample(w, "coffer_nbd_requests_handed_off_total", float64(v), "cmd", cmdNames[i])
 		}
 	}
 	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients asked to read (the length of every read request answered, a failed one included).", float64(m.read.Load()))

@@ -72,6 +72,9 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 			continue
 		}
+		if req.typ == cmdRead || req.typ == cmdWrite {
+			c.srv.Metrics.handOff(req)
+		}
 		c.inflight.Add(1)
 		go func() {
 			defer c.inflight.Done()

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"time"
 
@@ -578,7 +579,7 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	t0 := r.clk.Now()
 	var si blockdev.SnapshotInfo
 	pprof.Do(ctx, pprof.Labels("snapshot", id), func(ctx context.Context) {
-		si, err = r.eng.Snapshot(ctx, r.vol.ID(), id)
+		trace.WithRegion(ctx, "snapshot "+id, func() { si, err = r.eng.Snapshot(ctx, r.vol.ID(), id) })
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/trace"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,7 @@ func (r *runner) computeLimit(ctx context.Context) error {
 	out := &ComputeLimit{Workers: workers}
 	var next, wallNs, cpuNs, blocks, stored atomic.Int64
 	m0, t0 := readMachine(r.probe.disk), r.clk.Now()
+	region := trace.StartRegion(ctx, "compute limit") // for --trace
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
@@ -98,7 +100,9 @@ func (r *runner) computeLimit(ctx context.Context) error {
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	region.End()
+	if err != nil {
 		return fmt.Errorf("compute limit: %w", err)
 	}
 	out.Machine = machineSince(m0, readMachine(r.probe.disk), r.since(t0), r.probe.disk)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 )
 
@@ -71,6 +72,28 @@ func startBlockProfile(path, name string) (stop func(), err error) {
 		if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: --blockprofile: %v\n", name, err)
 		}
+		f.Close()
+	}, nil
+}
+
+// startTrace writes an execution trace of the run (go tool trace) to path
+// ("": none) until stop: which goroutine ran on which core when, and what
+// each waited for. Each Coffer snapshot and the compute limit are regions
+// of it.
+func startTrace(path, name string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: --trace: %w", name, err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: --trace: %w", name, err)
+	}
+	return func() {
+		trace.Stop()
 		f.Close()
 	}, nil
 }

@@ -603,7 +603,7 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	r.res.Coffer.RepoBytes = repo1
 	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB); CPU %.2fs, %.0f%% of %d cores, %d context switches (%d preempted); %s",
 		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes), in.CPUSeconds, 100*in.CPUUtilization, r.res.Cores,
-		in.ContextSwitches+in.InvoluntaryContextSwitches, in.InvoluntaryContextSwitches, in.Machine)
+		in.ContextSwitches, in.InvoluntaryContextSwitches, in.Machine)
 	return nil
 }
 

@@ -24,8 +24,8 @@ type Internals struct {
 	SystemSeconds  float64 `json:"systemSeconds"`  // the system (kernel) part of CPUSeconds
 	CPUUtilization float64 `json:"cpuUtilization"` // CPU seconds ÷ (wall seconds × cores)
 	// ContextSwitches counts the times the process's threads gave up
-	// their core: waiting (for a lock, a wakeup, I/O) or, Involuntary,
-	// preempted by the kernel for another thread. A step whose cores were
+	// their core: waiting (for a lock, a wakeup, I/O) or preempted by the
+	// kernel for another thread (Involuntary, of those). A step whose cores were
 	// not kept busy and whose threads switched often waited on itself.
 	ContextSwitches            int64   `json:"contextSwitches"`
 	InvoluntaryContextSwitches int64   `json:"involuntaryContextSwitches"`
@@ -117,7 +117,7 @@ func (m mark) stop(cores int) Internals {
 	csw := contextSwitches()
 	in := Internals{
 		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
-		ContextSwitches: csw[0] - m.csw[0], InvoluntaryContextSwitches: csw[1] - m.csw[1],
+		ContextSwitches: csw[0] + csw[1] - m.csw[0] - m.csw[1], InvoluntaryContextSwitches: csw[1] - m.csw[1],
 		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4), BlobGetBytes: d(10),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
 		PeakRSSBytes: m.p.rss.peak(),

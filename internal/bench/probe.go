@@ -20,29 +20,30 @@ import (
 // with their summed duration (summed over goroutines, so it can exceed the
 // wall time). It is how a missed target is explained.
 type Internals struct {
-	CPUSeconds     float64 `json:"cpuSeconds"`     // user+system of the process
-	SystemSeconds  float64 `json:"systemSeconds"`  // the system (kernel) part of CPUSeconds
-	CPUUtilization float64 `json:"cpuUtilization"` // CPU seconds ÷ (wall seconds × cores)
-	// ContextSwitches counts the times the process's threads gave up
-	// their core: waiting (for a lock, a wakeup, I/O) or preempted by the
-	// kernel for another thread (Involuntary, of those). A step whose cores were
-	// not kept busy and whose threads switched often waited on itself.
-	ContextSwitches            int64   `json:"contextSwitches"`
-	InvoluntaryContextSwitches int64   `json:"involuntaryContextSwitches"`
-	BlobPuts                   int64   `json:"blobPuts"`
-	BlobPutSeconds             float64 `json:"blobPutSeconds"`
-	BlobPutBytes               int64   `json:"blobPutBytes"`
-	BlobGets                   int64   `json:"blobGets"` // Get and GetRange
-	BlobGetSeconds             float64 `json:"blobGetSeconds"`
-	BlobGetBytes               int64   `json:"blobGetBytes"`
-	IndexLookups               int64   `json:"indexLookups"` // Lookup calls
-	IndexLookupIDs             int64   `json:"indexLookupIds"`
-	IndexLookupSeconds         float64 `json:"indexLookupSeconds"`
-	IndexAdds                  int64   `json:"indexAdds"`
-	IndexAddSeconds            float64 `json:"indexAddSeconds"`
+	CPUSeconds         float64 `json:"cpuSeconds"`     // user+system of the process
+	SystemSeconds      float64 `json:"systemSeconds"`  // the system (kernel) part of CPUSeconds
+	CPUUtilization     float64 `json:"cpuUtilization"` // CPU seconds ÷ (wall seconds × cores)
+	BlobPuts           int64   `json:"blobPuts"`
+	BlobPutSeconds     float64 `json:"blobPutSeconds"`
+	BlobPutBytes       int64   `json:"blobPutBytes"`
+	BlobGets           int64   `json:"blobGets"` // Get and GetRange
+	BlobGetSeconds     float64 `json:"blobGetSeconds"`
+	BlobGetBytes       int64   `json:"blobGetBytes"`
+	IndexLookups       int64   `json:"indexLookups"` // Lookup calls
+	IndexLookupIDs     int64   `json:"indexLookupIds"`
+	IndexLookupSeconds float64 `json:"indexLookupSeconds"`
+	IndexAdds          int64   `json:"indexAdds"`
+	IndexAddSeconds    float64 `json:"indexAddSeconds"`
 	// PeakRSSBytes is the process's peak resident set size during the
 	// step.
 	PeakRSSBytes int64 `json:"peakRSSBytes"`
+	// ContextSwitches counts the times the process's threads gave up
+	// their core: waiting (for a lock, a wakeup, I/O) or preempted by the
+	// kernel for another thread (Involuntary, of those). A step whose
+	// cores were not kept busy and whose threads switched often waited on
+	// itself.
+	ContextSwitches            int64 `json:"contextSwitches"`
+	InvoluntaryContextSwitches int64 `json:"involuntaryContextSwitches"`
 	// Machine is what every process did meanwhile.
 	Machine Machine `json:"machine"`
 }

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"time"
 
@@ -578,7 +579,7 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	t0 := r.clk.Now()
 	var si blockdev.SnapshotInfo
 	pprof.Do(ctx, pprof.Labels("snapshot", id), func(ctx context.Context) {
-		si, err = r.eng.Snapshot(ctx, r.vol.ID(), id)
+		trace.WithRegion(ctx, "snapshot "+id, func() { si, err = r.eng.Snapshot(ctx, r.vol.ID(), id) })
 	})
 	if err != nil {
 		return err
@@ -600,8 +601,9 @@ func (r *runner) snapshot(ctx context.Context, id string, out *Backup) error {
 	out.BlocksRead, out.BlocksStored, out.BlocksZero = st.BlocksRead, st.BlocksStored, st.BlocksZero
 	out.PagesWritten, out.PagesReused = st.PagesWritten, st.PagesReused
 	r.res.Coffer.RepoBytes = repo1
-	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB); CPU %.0f%% of %d cores; %s",
-		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes), 100*in.CPUUtilization, r.res.Cores, in.Machine)
+	r.logf("coffer snapshot %s: %.2fs (%.0f MiB/s), %d blocks read, %d stored, repository +%.1f MiB (chunks +%.1f MiB); CPU %.2fs, %.0f%% of %d cores, %d context switches (%d preempted); %s",
+		id, out.Seconds, out.MiBps, st.BlocksRead, st.BlocksStored, mib(out.StoredBytes), mib(out.ChunkBytes), in.CPUSeconds, 100*in.CPUUtilization, r.res.Cores,
+		in.ContextSwitches, in.InvoluntaryContextSwitches, in.Machine)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/trace"
 	"sync/atomic"
 	"time"
 
@@ -23,11 +24,16 @@ type ComputeLimit struct {
 	// divided by the number of workers (one per core, all busy at once).
 	Seconds float64 `json:"seconds"`
 	// CPUSeconds is the CPU time of the same work (thread CPU clocks).
-	CPUSeconds  float64 `json:"cpuSeconds"`
-	Workers     int     `json:"workers"`
-	Blocks      int64   `json:"blocks"`      // non-zero blocks
-	StoredBytes int64   `json:"storedBytes"` // what they would take in packs
-	Machine     Machine `json:"machine"`     // over the whole measurement
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// ContextSwitches is how often the work's threads gave up their core
+	// (waiting or preempted) and Involuntary how often of those the
+	// kernel preempted them, as in the snapshot's Internals.
+	ContextSwitches            int64   `json:"contextSwitches"`
+	InvoluntaryContextSwitches int64   `json:"involuntaryContextSwitches"`
+	Workers                    int     `json:"workers"`
+	Blocks                     int64   `json:"blocks"`      // non-zero blocks
+	StoredBytes                int64   `json:"storedBytes"` // what they would take in packs
+	Machine                    Machine `json:"machine"`     // over the whole measurement
 }
 
 // computeBatch is how many blocks a worker reads (untimed) before it
@@ -56,8 +62,9 @@ func (r *runner) computeLimit(ctx context.Context) error {
 	}
 	workers := runtime.GOMAXPROCS(0)
 	out := &ComputeLimit{Workers: workers}
-	var next, wallNs, cpuNs, blocks, stored atomic.Int64
+	var next, wallNs, cpuNs, blocks, stored, csw, icsw atomic.Int64
 	m0, t0 := readMachine(r.probe.disk), r.clk.Now()
+	region := trace.StartRegion(ctx, "compute limit") // for --trace
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
@@ -85,7 +92,7 @@ func (r *runner) computeLimit(ctx context.Context) error {
 						data = append(data, blk)
 					}
 				}
-				t0, c0 := r.clk.Now(), threadCPU()
+				t0, c0, s0 := r.clk.Now(), threadCPU(), threadSwitches()
 				var ns int64
 				for _, blk := range data {
 					_, n := r.cs.Encode(blk)
@@ -93,22 +100,38 @@ func (r *runner) computeLimit(ctx context.Context) error {
 				}
 				wallNs.Add(int64(r.clk.Now().Sub(t0)))
 				cpuNs.Add(int64(threadCPU() - c0))
+				s1 := threadSwitches()
+				csw.Add(s1[0] - s0[0])
+				icsw.Add(s1[1] - s0[1])
 				blocks.Add(int64(len(data)))
 				stored.Add(ns)
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	region.End()
+	if err != nil {
 		return fmt.Errorf("compute limit: %w", err)
 	}
 	out.Machine = machineSince(m0, readMachine(r.probe.disk), r.since(t0), r.probe.disk)
 	out.Seconds = time.Duration(wallNs.Load()).Seconds() / float64(workers)
 	out.CPUSeconds = time.Duration(cpuNs.Load()).Seconds()
-	out.Blocks, out.StoredBytes = blocks.Load(), stored.Load()
+	out.Blocks, out.StoredBytes, out.ContextSwitches = blocks.Load(), stored.Load(), csw.Load()+icsw.Load()
+	out.InvoluntaryContextSwitches = icsw.Load()
 	r.res.Coffer.FullComputeLimit = out
-	r.logf("compute limit of a full snapshot: %.2fs on %d cores (%.2f CPU-s) to hash and compress %d blocks into %.1f MiB; %s",
-		out.Seconds, workers, out.CPUSeconds, out.Blocks, mib(out.StoredBytes), out.Machine)
+	r.logf("compute limit of a full snapshot: %.2fs on %d cores (%.2f CPU-s, %d context switches, %d preempted) to hash and compress %d blocks into %.1f MiB; %s",
+		out.Seconds, workers, out.CPUSeconds, out.ContextSwitches, out.InvoluntaryContextSwitches, out.Blocks, mib(out.StoredBytes), out.Machine)
 	return nil
+}
+
+// threadSwitches is how many times the calling thread gave up its core,
+// voluntarily and preempted.
+func threadSwitches() [2]int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return [2]int64{}
+	}
+	return [2]int64{ru.Nvcsw, ru.Nivcsw}
 }
 
 // threadCPU is the CPU time of the calling thread.

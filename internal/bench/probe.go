@@ -37,6 +37,13 @@ type Internals struct {
 	// PeakRSSBytes is the process's peak resident set size during the
 	// step.
 	PeakRSSBytes int64 `json:"peakRSSBytes"`
+	// ContextSwitches counts the times the process's threads gave up
+	// their core: waiting (for a lock, a wakeup, I/O) or preempted by the
+	// kernel for another thread (Involuntary, of those). A step whose
+	// cores were not kept busy and whose threads switched often waited on
+	// itself.
+	ContextSwitches            int64 `json:"contextSwitches"`
+	InvoluntaryContextSwitches int64 `json:"involuntaryContextSwitches"`
 	// Machine is what every process did meanwhile.
 	Machine Machine `json:"machine"`
 }
@@ -60,6 +67,7 @@ type mark struct {
 	p    *probe
 	cpu  float64
 	sys  float64
+	csw  [2]int64
 	wall time.Time
 	vals [11]int64
 	mach machineCounters
@@ -68,6 +76,16 @@ type mark struct {
 func (p *probe) values() [11]int64 {
 	return [11]int64{p.puts.Load(), p.putNs.Load(), p.putBytes.Load(), p.gets.Load(), p.getNs.Load(),
 		p.lookups.Load(), p.lookupIDs.Load(), p.lookupNs.Load(), p.adds.Load(), p.addNs.Load(), p.getBytes.Load()}
+}
+
+// contextSwitches returns the process's voluntary and involuntary
+// context switches so far.
+func contextSwitches() [2]int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return [2]int64{}
+	}
+	return [2]int64{ru.Nvcsw, ru.Nivcsw}
 }
 
 // processCPU returns the process's user+system CPU time in seconds.
@@ -88,7 +106,7 @@ func cpuSeconds() (total, system float64) {
 func (p *probe) start() mark {
 	p.rss.start()
 	cpu, sys := cpuSeconds()
-	return mark{p: p, cpu: cpu, sys: sys, wall: p.clk.Now(), vals: p.values(), mach: readMachine(p.disk)}
+	return mark{p: p, cpu: cpu, sys: sys, csw: contextSwitches(), wall: p.clk.Now(), vals: p.values(), mach: readMachine(p.disk)}
 }
 
 // stop returns what happened since start; cores is for the utilization.
@@ -97,8 +115,10 @@ func (m mark) stop(cores int) Internals {
 	d := func(i int) int64 { return v[i] - m.vals[i] }
 	s := func(i int) float64 { return float64(d(i)) / 1e9 }
 	cpu, sys := cpuSeconds()
+	csw := contextSwitches()
 	in := Internals{
 		CPUSeconds: cpu - m.cpu, SystemSeconds: sys - m.sys,
+		ContextSwitches: csw[0] + csw[1] - m.csw[0] - m.csw[1], InvoluntaryContextSwitches: csw[1] - m.csw[1],
 		BlobPuts: d(0), BlobPutSeconds: s(1), BlobPutBytes: d(2), BlobGets: d(3), BlobGetSeconds: s(4), BlobGetBytes: d(10),
 		IndexLookups: d(5), IndexLookupIDs: d(6), IndexLookupSeconds: s(7), IndexAdds: d(8), IndexAddSeconds: s(9),
 		PeakRSSBytes: m.p.rss.peak(),

@@ -388,8 +388,8 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	for _, x := range steps {
 		if i := x.in; i != nil {
-			fmt.Fprintf(w, "Coffer %s, where the time went: CPU %.2fs (%.0f%% of %d cores); pack writes %d (%s, %.2fs summed), pack reads %d (%s, %.2fs); chunk lookups %d for %d chunks (%.2fs), chunk records added %d (%.2fs); peak memory %s; %s\n",
-				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, sizeStr(i.BlobGetBytes), i.BlobGetSeconds,
+			fmt.Fprintf(w, "Coffer %s, where the time went: CPU %.2fs (%.0f%% of %d cores; %d context switches, %d of them preemptions); pack writes %d (%s, %.2fs summed), pack reads %d (%s, %.2fs); chunk lookups %d for %d chunks (%.2fs), chunk records added %d (%.2fs); peak memory %s; %s\n",
+				x.n, i.CPUSeconds, 100*i.CPUUtilization, res.Cores, i.ContextSwitches, i.InvoluntaryContextSwitches, i.BlobPuts, sizeStr(i.BlobPutBytes), i.BlobPutSeconds, i.BlobGets, sizeStr(i.BlobGetBytes), i.BlobGetSeconds,
 				i.IndexLookups, i.IndexLookupIDs, i.IndexLookupSeconds, i.IndexAdds, i.IndexAddSeconds, sizeStr(i.PeakRSSBytes), i.Machine)
 		}
 	}

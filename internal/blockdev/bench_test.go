@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/trace"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"coffer/internal/blobstore/mem"
 	"coffer/internal/chunk"
@@ -76,6 +80,15 @@ func BenchmarkDiff(b *testing.B) {
 	b.ReportMetric(float64(n), "ranges")
 }
 
+// usage is the process's resource usage so far.
+func usage(tb testing.TB) unix.Rusage {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return ru
+}
+
 func binaryID(id *chunk.ID, x uint64) {
 	for i := range 8 {
 		id[i] = byte(x >> (8 * i))
@@ -100,6 +113,14 @@ func benchSnapshot(b *testing.B, bs int64) {
 	data := mixedImage(size)
 	b.SetBytes(size)
 	i := 0
+	var cpu time.Duration // the process's, during the snapshots
+	var vcsw int64        // the threads' waits (voluntary context switches)
+	defer func() {
+		if i > 0 {
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(i), "cpu-ms/op")
+			b.ReportMetric(float64(vcsw)/float64(i), "waits/op")
+		}
+	}()
 	for b.Loop() {
 		b.StopTimer()
 		blobs := mem.New()
@@ -118,11 +139,16 @@ func benchSnapshot(b *testing.B, bs int64) {
 		if _, err := v.WriteAt(data, 0); err != nil {
 			b.Fatal(err)
 		}
+		r0 := usage(b)
 		b.StartTimer()
-		if _, err := e.Snapshot(ctx, "vol", fmt.Sprintf("s%d", i)); err != nil {
+		trace.WithRegion(ctx, "snapshot", func() { _, err = e.Snapshot(ctx, "vol", fmt.Sprintf("s%d", i)) })
+		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		r1 := usage(b)
+		cpu += time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		vcsw += r1.Nvcsw - r0.Nvcsw
 		e.Close()
 		i++
 		b.StartTimer()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -168,9 +169,10 @@ func isZero(b []byte) bool {
 // random ID). Only the blocks changed since the volume's previous snapshot
 // are read; unchanged index pages are reused by ID.
 //
-// Commit order: every block and page chunk is Put, Chunks.Flush, the record
-// chunk is Put and flushed, then the catalogue entry snapshots/<id> is
-// written, then its row in the catalogue index (the commit point), then
+// Commit order: every block and page chunk and then the record chunk is
+// Put, Chunks.Flush commits them all, then the catalogue entry
+// snapshots/<id> is written, then its row in the catalogue index (the
+// commit point), then
 // volumes/<volume> moves its base to the new record. If Snapshot fails, the blocks it took are merged back into the
 // dirty set.
 func (e *Engine) Snapshot(ctx context.Context, volumeID, snapshotID string) (SnapshotInfo, error) {
@@ -253,15 +255,17 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := e.chunks.Flush(ctx); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
-	}
+	// One Flush commits the blocks, the pages and the record together:
+	// nothing refers to any of them before the catalogue entry, so they
+	// need not be committed in turn (a Flush of its own for the record
+	// cost a pack write, its fsyncs and an index transaction more at the
+	// end of every snapshot, with the cores idle).
 	recID, err := e.chunks.Put(ctx, encodeRecord(rec))
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
 	}
 	if err := e.chunks.Flush(ctx); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("flush snapshot record: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
 	}
 	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}
 	if err := e.commitSnapshot(ctx, si); err != nil {
@@ -285,23 +289,11 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	nb := rec.nblocks()
 	np := pagesFor(nb)
 	rec.Pages = make([]chunk.ID, np)
-	var parentNB int64
 	if parent != nil {
-		parentNB = parent.nblocks()
 		copy(rec.Pages, parent.Pages)
-		// A parent page whose entry count differs (the volume grew) is
-		// rebuilt even without dirty blocks.
 	}
-	var (
-		blocksRead, blocksStored, blocksZero, pagesWritten, pagesReused atomic.Int64
-	)
-	readAheadFrom := e.opts.Clock.Now().Add(foregroundWindow) // see prefetch
-	type page struct {
-		p         int64
-		entries   []chunk.ID
-		remaining atomic.Int64
-	}
-	finish := func(ctx context.Context, pg *page) error {
+	var blocksRead, blocksStored, blocksZero, pagesWritten atomic.Int64
+	finish := func(ctx context.Context, pg *snapPage) error {
 		allZero := true
 		for _, id := range pg.entries {
 			if !id.IsZero() {
@@ -321,66 +313,9 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 		pagesWritten.Add(1)
 		return nil
 	}
-	type job struct {
-		pg *page
-		b  int64
-	}
+	feed := &blockFeed{v: v, s: s, parent: parent, nb: nb, np: np,
+		readAheadFrom: e.opts.Clock.Now().Add(foregroundWindow)} // see prefetch
 	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan job, e.opts.Workers*4)
-	g.Go(func() error {
-		defer close(jobs)
-		// The parent pages to rebuild are fetched in batches (one index
-		// lookup and few reads per pageBatch pages) ahead of their blocks.
-		var olds map[int64][]chunk.ID
-		for p := int64(0); p < np; p++ {
-			if p+1 < np {
-				v.prefetch(s, p+1, nb, readAheadFrom)
-			}
-			lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, nb)
-			if parent != nil && p%pageBatch == 0 && p < int64(len(parent.Pages)) {
-				var err error
-				if olds, err = v.parentPages(gctx, s, parent, p, min(p+pageBatch, int64(len(parent.Pages))), nb); err != nil {
-					return fmt.Errorf("load parent page: %w", err)
-				}
-			}
-			grown := parent != nil && p < int64(len(parent.Pages)) && pageLen(parentNB, p) != pageLen(nb, p)
-			if !s.pendingAny(v, lo, hi) && !grown {
-				if parent != nil && p < int64(len(parent.Pages)) {
-					pagesReused.Add(1)
-				}
-				continue
-			}
-			pg := &page{p: p}
-			pg.entries = make([]chunk.ID, hi-lo)
-			if parent != nil && p < int64(len(parent.Pages)) {
-				copy(pg.entries, olds[p])
-			}
-			var blocks []int64
-			for b := lo; b < hi; b++ {
-				if s.taken.has(b) {
-					blocks = append(blocks, b)
-				}
-			}
-			if len(blocks) == 0 {
-				if err := finish(gctx, pg); err != nil {
-					return err
-				}
-				continue
-			}
-			pg.remaining.Store(int64(len(blocks)))
-			for _, b := range blocks {
-				select {
-				case jobs <- job{pg: pg, b: b}:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-		}
-		return nil
-	})
-	// One worker more than cores: a worker waiting on a read, on the chunk
-	// store's lock or on its queue of packs being written then leaves no
-	// core idle (measured: 4 GiB full snapshot 3.4-3.5 s -> 3.2-3.4 s).
 	// While the volume's user is active, one worker at a time reads and
 	// stores a block, with rests between blocks (yieldGate) unless the
 	// user's writes copy blocks for the snapshot: each copy costs a write
@@ -391,20 +326,31 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	yield := newYieldGate(e.opts.Clock, &v.fg)
 	yield.urgentWhenCounted(&s.cbw)
 	// The workers run on threads of the lowest priority (lowprio): the
-	// kernel gives the user's connections a core first.
-	for range e.opts.Workers + 1 {
+	// kernel gives the user's connections a core first. They take their
+	// blocks from the feed themselves, one worker per core (see blockFeed).
+	for range e.opts.Workers {
 		lowprio.Go(g, func() error {
 			buf := make([]byte, v.bs)
-			for j := range jobs {
+			for {
+				pg, b, err := feed.next(gctx)
+				if err != nil || pg == nil {
+					return err
+				}
+				if b < 0 { // a page rebuilt without blocks of its own
+					if err := finish(gctx, pg); err != nil {
+						return err
+					}
+					continue
+				}
 				done, err := yield.enter(gctx)
 				if err != nil {
 					return err
 				}
-				if err := v.snapRead(gctx, s, j.b, buf); err != nil {
+				if err := v.snapRead(gctx, s, b, buf); err != nil {
 					done()
-					return fmt.Errorf("read block %d: %w", j.b, err)
+					return fmt.Errorf("read block %d: %w", b, err)
 				}
-				data := buf[:v.blockLen(j.b, s.size)]
+				data := buf[:v.blockLen(b, s.size)]
 				blocksRead.Add(1)
 				var id chunk.ID
 				if isZero(data) {
@@ -413,31 +359,136 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 					id, err = e.chunks.Put(gctx, data)
 					if err != nil {
 						done()
-						return fmt.Errorf("store block %d: %w", j.b, err)
+						return fmt.Errorf("store block %d: %w", b, err)
 					}
 					blocksStored.Add(1)
 				}
-				j.pg.entries[j.b-j.pg.p*EntriesPerPage] = id
+				pg.entries[b-pg.p*EntriesPerPage] = id
 				if h := e.hooks.blockStored; h != nil {
 					h(v.id, blocksRead.Load())
 				}
 				done()
-				if j.pg.remaining.Add(-1) == 0 {
-					if err := finish(gctx, j.pg); err != nil {
+				if pg.remaining.Add(-1) == 0 {
+					if err := finish(gctx, pg); err != nil {
 						return err
 					}
 				}
 			}
-			return nil
 		})
 	}
 	err := g.Wait()
 	st := SnapshotStats{
 		BlocksRead: blocksRead.Load(), BlocksStored: blocksStored.Load(), BlocksZero: blocksZero.Load(),
-		PagesWritten: pagesWritten.Load(), PagesReused: pagesReused.Load(), CBWBlocks: s.cbw.Load(),
+		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(),
 	}
 	st.BytesRead = st.BlocksRead * v.bs
 	return st, err
+}
+
+// snapPage is an index page a snapshot rebuilds: its entries, filled in
+// by the workers, and how many of its blocks are still to be stored.
+type snapPage struct {
+	p         int64
+	entries   []chunk.ID
+	remaining atomic.Int64
+}
+
+// blockFeed hands a snapshot's workers its taken blocks, page after page,
+// preparing each page (the read-ahead of the next one, the parent's entries
+// to start from) when a worker first asks for a block of it.
+//
+// The workers take their blocks from it themselves, under its lock, rather
+// than from a goroutine feeding them through a channel: they run on locked
+// threads (lowprio), so a worker that waits for a goroutine gives its core
+// away through a thread switch, and the feeding goroutine, an ordinary one,
+// got a core only when a worker left one. In a trace of a 1 GiB full
+// snapshot (8,192 blocks) the channel ran empty 682 times and the feeder
+// waited for a core 2,114 times (docs/design.md, "Issue 14's figures,
+// session 8"). For the same reason there are as many workers as cores: a
+// worker more had one of them always waiting for a core, taken from a
+// worker in a cgo call (zstd) whose return then had to wait for one.
+type blockFeed struct {
+	v             *Volume
+	s             *snapState
+	parent        *record
+	nb, np        int64
+	readAheadFrom time.Time
+
+	mu          sync.Mutex
+	p           int64 // the next page to open
+	cur         *snapPage
+	blocks      []int64 // cur's taken blocks not handed out yet
+	olds        map[int64][]chunk.ID
+	pagesReused int64 // read once the workers are done
+}
+
+// next returns the next block to store and its page, a page to rebuild
+// without blocks of its own (b < 0), or a nil page when every block has
+// been handed out.
+func (f *blockFeed) next(ctx context.Context) (pg *snapPage, b int64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.blocks) == 0 {
+		if f.p >= f.np {
+			return nil, 0, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		p := f.p
+		f.p++
+		pg, err := f.open(ctx, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		if pg != nil && len(f.blocks) == 0 {
+			return pg, -1, nil
+		}
+	}
+	b, f.blocks = f.blocks[0], f.blocks[1:]
+	return f.cur, b, nil
+}
+
+// open prepares page p: nil if the snapshot reuses it (the parent's page,
+// or a hole), else the page, with its taken blocks in f.blocks. f.mu is
+// held.
+func (f *blockFeed) open(ctx context.Context, p int64) (*snapPage, error) {
+	v, s, parent := f.v, f.s, f.parent
+	if p+1 < f.np {
+		v.prefetch(s, p+1, f.nb, f.readAheadFrom)
+	}
+	lo, hi := p*EntriesPerPage, min((p+1)*EntriesPerPage, f.nb)
+	inParent := parent != nil && p < int64(len(parent.Pages))
+	// The parent pages to rebuild are fetched in batches (one index lookup
+	// and few reads per pageBatch pages) ahead of their blocks.
+	if inParent && p%pageBatch == 0 {
+		var err error
+		if f.olds, err = v.parentPages(ctx, s, parent, p, min(p+pageBatch, int64(len(parent.Pages))), f.nb); err != nil {
+			return nil, fmt.Errorf("load parent page: %w", err)
+		}
+	}
+	// A parent page whose entry count differs (the volume grew) is rebuilt
+	// even without dirty blocks.
+	grown := inParent && pageLen(parent.nblocks(), p) != pageLen(f.nb, p)
+	if !s.pendingAny(v, lo, hi) && !grown {
+		if inParent {
+			f.pagesReused++
+		}
+		return nil, nil
+	}
+	pg := &snapPage{p: p, entries: make([]chunk.ID, hi-lo)}
+	if inParent {
+		copy(pg.entries, f.olds[p])
+	}
+	f.blocks = f.blocks[:0]
+	for b := lo; b < hi; b++ {
+		if s.taken.has(b) {
+			f.blocks = append(f.blocks, b)
+		}
+	}
+	pg.remaining.Store(int64(len(f.blocks)))
+	f.cur = pg
+	return pg, nil
 }
 
 // parentPages loads the pages of parent in [p0, p1) that the snapshot

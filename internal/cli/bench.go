@@ -20,7 +20,7 @@ import (
 func benchCommand() *command {
 	var (
 		sizeArg, dataArg, dir, cpuprofile         string
-		blockprofile                              string
+		blockprofile, traceFile                   string
 		jsonOut, noPeers, keep, dropCaches, quiet bool
 		backupOnly                                bool
 		seed                                      uint64
@@ -45,6 +45,7 @@ func benchCommand() *command {
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
 			fs.StringVar(&blockprofile, "blockprofile", "", "write a profile of where goroutines waited (locks, channels) to `FILE` (diagnostics)")
+			fs.StringVar(&traceFile, "trace", "", "write an execution trace of the run to `FILE` (go tool trace; diagnostics)")
 			fs.BoolVar(&backupOnly, "backup-only", false, "run only the full snapshot, its compute limit and the many disks' backups (no peers, no restores)")
 			applyNice = backgroundNiceFlag(fs)
 		},
@@ -132,6 +133,11 @@ func benchCommand() *command {
 				return err
 			}
 			defer stopBlock()
+			stopTrace, err := startTrace(traceFile, "bench")
+			if err != nil {
+				return err
+			}
+			defer stopTrace()
 			opts := bench.Options{Size: size, Data: data, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
 				Settle: settle, Keep: keep, Workers: workers, BackupOnly: backupOnly} // Clock: bench defaults to the real clock
 			if !quiet {

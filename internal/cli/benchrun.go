@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 )
 
@@ -37,19 +38,34 @@ func benchWorkDir(e *Env, dir, name string, keep bool) (work string, done func()
 
 // startCPUProfile writes a CPU profile to path ("": none) until stop.
 func startCPUProfile(path, name string) (stop func(), err error) {
+	return startToFile(path, name, "--cpuprofile", pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+// startTrace writes an execution trace of the run (go tool trace) to path
+// ("": none) until stop: which goroutine ran on which core when, and what
+// each waited for. Each Coffer snapshot and the compute limit are regions
+// of it.
+func startTrace(path, name string) (stop func(), err error) {
+	return startToFile(path, name, "--trace", trace.Start, trace.Stop)
+}
+
+// startToFile creates path ("": does nothing) and starts writing to it
+// with start; stop calls end and closes the file. flag names the option in
+// errors.
+func startToFile(path, name, flag string, start func(io.Writer) error, end func()) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: --cpuprofile: %w", name, err)
+		return nil, fmt.Errorf("%s: %s: %w", name, flag, err)
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: --cpuprofile: %w", name, err)
+		return nil, fmt.Errorf("%s: %s: %w", name, flag, err)
 	}
 	return func() {
-		pprof.StopCPUProfile()
+		end()
 		f.Close()
 	}, nil
 }

@@ -29,6 +29,18 @@ const (
 	// other (chunkstore.Store.GetManyInto), each bounding one ranged read
 	// to 2 MiB.
 	restoreReadBytes = 4 << 20
+	// restoreReadAhead is how many runs of packs a restore job reads
+	// while it decodes an earlier one, within its read buffer. Where
+	// several disks were backed up at once their chunks lie interleaved
+	// in shared packs, a job's runs are short, and a read's time is
+	// mostly its latency: with one run ahead, four restores at once kept
+	// their jobs waiting for the disk read after read (docs/design.md,
+	// "Issue 14's figures (session 8)").
+	restoreReadAhead = 7
+	// hydrateReadAhead is the same for hydration, which keeps one run
+	// ahead: it runs beside the volume's user, whose reads would queue
+	// behind deeper read-ahead.
+	hydrateReadAhead = 1
 )
 
 // ioBuf is the memory of one restore or hydration job: span holds the

@@ -209,7 +209,7 @@ func BenchmarkGetManyInto(b *testing.B) {
 	s := newStore(b, lb, chunkstore.NewMemIndex(), chunkstore.Options{})
 	var ids []chunk.ID
 	var raw int64
-	for i, d := range append(binaryBlocks(b), randomBlocks(64)...) {
+	for i, d := range append(binaryBlocks(b), randomBlocks(256)...) {
 		id := mustPut(b, s, d)
 		if i%4 != 0 { // three blocks in four of other batches: short runs
 			continue

@@ -357,23 +357,7 @@ func TestGetManyIntoReadsAhead(t *testing.T) {
 	// chunk: fn waits for it (a hang guard fails the test instead).
 	drain()
 	ab.reads.Store(0)
-	got := make([]bool, len(ids))
-	first := true
-	err = s.GetManyInto(ctx, ids, rbuf, 1, nil, func(i int, data []byte) error {
-		if first {
-			first = false
-			ab.waitRead(t, 2)
-		}
-		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
-			t.Errorf("index %d: delivered twice or wrong", i)
-		}
-		got[i] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkDelivered(t, got)
+	getAllHolding(t, s, ab, ids, datas, rbuf, 1, 2)
 	if n := ab.reads.Load(); n < 3 {
 		t.Fatalf("%d ranged reads, want several runs", n)
 	}
@@ -421,7 +405,6 @@ func inside(b, m []byte) bool {
 // ahead kept a restore job waiting for the disk run after run), and
 // never more. Every chunk is delivered exactly.
 func TestGetManyIntoShortRuns(t *testing.T) {
-	ctx := context.Background()
 	lb, err := local.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -445,23 +428,7 @@ func TestGetManyIntoShortRuns(t *testing.T) {
 		<-ab.started
 	}
 	ab.reads.Store(0)
-	got := make([]bool, len(ids))
-	first := true
-	err = s.GetManyInto(ctx, ids, rbuf, ahead, nil, func(i int, data []byte) error {
-		if first {
-			first = false
-			ab.waitRead(t, ahead+1)
-		}
-		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
-			t.Errorf("index %d: delivered twice or wrong", i)
-		}
-		got[i] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkDelivered(t, got)
+	getAllHolding(t, s, ab, ids, datas, rbuf, ahead, ahead+1)
 	if n := ab.reads.Load(); n != int32(len(ids)) {
 		t.Errorf("%d ranged reads for %d chunks apart, want one each", n, len(ids))
 	}
@@ -474,6 +441,31 @@ func TestGetManyIntoShortRuns(t *testing.T) {
 	if n := ab.active.Load(); n != 0 {
 		t.Errorf("%d reads in progress after GetManyInto returned", n)
 	}
+}
+
+// getAllHolding reads ids with GetManyInto (rbuf, ahead), holding the
+// first chunk delivered until the k-th ranged read of ab has started
+// (the test fails if it does not), and checks that every chunk is
+// delivered once, with its data.
+func getAllHolding(t *testing.T, s *chunkstore.Store, ab *aheadBlobs, ids []chunk.ID, datas map[chunk.ID][]byte, rbuf []byte, ahead, k int) {
+	t.Helper()
+	got := make([]bool, len(ids))
+	first := true
+	err := s.GetManyInto(context.Background(), ids, rbuf, ahead, nil, func(i int, data []byte) error {
+		if first {
+			first = false
+			ab.waitRead(t, k)
+		}
+		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
+			t.Errorf("index %d: delivered twice or wrong", i)
+		}
+		got[i] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, got)
 }
 
 // waitRead waits until the k-th ranged read of ab has started; it fails

@@ -301,6 +301,8 @@ type runner struct {
 	peers []peer
 	peerR map[string]*Peer
 	probe *probe
+	// noFloors leaves the restores' I/O floors out (RestoreOptions).
+	noFloors bool
 }
 
 // Run runs the whole benchmark. A peer that fails is reported in the

@@ -194,8 +194,8 @@ func TestRestoreRounds(t *testing.T) {
 		t.Fatalf("%d rounds, want 2", len(res.Rounds))
 	}
 	for i, rd := range res.Rounds {
-		if !rd.Restore.Match || rd.Restore.Seconds <= 0 || rd.IOFloor.Reads == 0 || int64(rd.IOFloor.Reads) != rd.Restore.Internals.BlobGets ||
-			rd.IOFloor.WriteBytes <= 0 {
+		if !rd.Restore.Match || rd.Restore.Seconds <= 0 || rd.IOFloor == nil || rd.IOFloor.Reads == 0 ||
+			int64(rd.IOFloor.Reads) != rd.Restore.Internals.BlobGets || rd.IOFloor.WriteBytes <= 0 {
 			t.Errorf("round %d: restore %+v, floor %+v", i+1, rd.Restore, rd.IOFloor)
 		}
 		if rd.Many == nil || !rd.Many.Restore.Match || rd.Many.Restore.Seconds <= 0 {
@@ -211,6 +211,16 @@ func TestRestoreRounds(t *testing.T) {
 	}
 	if _, err := RunRestores(context.Background(), RestoreOptions{Dir: t.TempDir()}); err == nil {
 		t.Error("RunRestores accepted a directory that no run kept")
+	}
+
+	// Without floors: the one restore and the restores at once only.
+	res, err = RunRestores(context.Background(), RestoreOptions{Dir: dir, Rounds: 1, NoFloors: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd := res.Rounds[0]; !rd.Restore.Match || rd.IOFloor != nil || rd.Qemu != nil ||
+		rd.Many == nil || !rd.Many.Restore.Match || rd.Many.RestoreIOFloor != nil {
+		t.Errorf("without floors: %+v", rd)
 	}
 }
 

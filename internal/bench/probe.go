@@ -48,6 +48,15 @@ type Internals struct {
 	Machine Machine `json:"machine"`
 }
 
+// readsInFlight is the blob reads under way on average over a step of
+// secs seconds: their summed time ÷ the step's.
+func (in *Internals) readsInFlight(secs float64) float64 {
+	if in == nil || secs <= 0 {
+		return 0
+	}
+	return in.BlobGetSeconds / secs
+}
+
 // probe counts calls into the blob store and the chunk index.
 type probe struct {
 	clk                                clock.Clock

@@ -33,6 +33,10 @@ type RestoreOptions struct {
 	Workers int
 	// Settle is a pause after the sync before each timed run (Options).
 	Settle time.Duration
+	// NoFloors leaves out the I/O floors and qemu-img: each round is the
+	// one restore and the many-disk restore, the two whose throughputs
+	// are compared.
+	NoFloors bool
 	// Progress receives one line per step (nil: none).
 	Progress io.Writer
 	// Clock measures wall time (default clock.Real).
@@ -43,10 +47,10 @@ type RestoreOptions struct {
 type RestoreRound struct {
 	// Restore is Coffer's full restore of the second snapshot with its
 	// repository read from the disk, IOFloor its reads and writes replayed
-	// alone, Qemu the plain-copy floor (qemu-img convert + fsync, when on
+	// alone (nil with NoFloors), Qemu the plain-copy floor (qemu-img convert + fsync, when on
 	// PATH) and Many the many-disk restore (when Dir has its repository).
 	Restore Restore    `json:"restore"`
-	IOFloor IOFloor    `json:"restoreIOFloor"`
+	IOFloor *IOFloor   `json:"restoreIOFloor,omitempty"`
 	Qemu    *Floor     `json:"qemuImgFloor,omitempty"`
 	Many    *ManyDisks `json:"manyDisks,omitempty"`
 	Load    string     `json:"loadAverage"` // at the round's end
@@ -88,7 +92,7 @@ func RunRestores(ctx context.Context, opts RestoreOptions) (RestoreResult, error
 		return RestoreResult{}, fmt.Errorf("bench restore: %s is not a directory kept by coffer bench --keep: %w", dir, err)
 	}
 	r := &runner{opts: Options{Size: fi.Size(), Dir: dir, Workers: opts.Workers, Settle: opts.Settle, Progress: opts.Progress, Clock: opts.Clock},
-		clk: opts.Clock, dir: dir, image: image, probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}}
+		clk: opts.Clock, dir: dir, image: image, probe: &probe{clk: opts.Clock, disk: blockDevice(dir)}, noFloors: opts.NoFloors}
 	r.res = &Result{SizeBytes: fi.Size(), Cores: runtime.NumCPU(), Workers: opts.Workers, Ratios: map[string]float64{}}
 	out := RestoreResult{Dir: dir, SizeBytes: fi.Size(), Cores: r.res.Cores, Workers: opts.Workers, LoadStart: loadAverage()}
 	pprof.Do(ctx, pprof.Labels("step", "restore rounds"), func(ctx context.Context) { err = r.restoreRounds(ctx, opts.Rounds, &out) })
@@ -143,15 +147,17 @@ func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResu
 		if !rd.Restore.Match {
 			return errors.New("the restore did not reproduce the image")
 		}
-		if err := r.ioFloor(ctx, reads, writes); err != nil {
-			return err
+		if !r.noFloors {
+			if err := r.ioFloor(ctx, reads, writes); err != nil {
+				return err
+			}
+			rd.IOFloor = r.res.Coffer.RestoreIOFloor
+			r.res.Floor = nil
+			if err := r.qemuCopy(ctx); err != nil {
+				return err
+			}
+			rd.Qemu = r.res.Floor
 		}
-		rd.IOFloor = *r.res.Coffer.RestoreIOFloor
-		r.res.Floor = nil
-		if err := r.qemuCopy(ctx); err != nil {
-			return err
-		}
-		rd.Qemu = r.res.Floor
 		if many != nil {
 			rd.Many = &ManyDisks{Disks: manyDisks, DiskBytes: r.opts.Size / manyDisks, AtOnce: manyRestores}
 			if err := r.manyRestore(ctx, *many, rd.Many); err != nil {
@@ -171,9 +177,12 @@ func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResu
 // summary is the round's figures as ratios against their references.
 func (rd RestoreRound) summary() string {
 	rs := rd.Restore
-	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%) ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%%s) = %.2f×",
-		rs.Seconds, rs.Internals.CPUSeconds, 100*rs.Internals.Machine.DiskBusy, rd.IOFloor.Seconds, rd.IOFloor.CPUSeconds,
-		100*rd.IOFloor.Machine.DiskBusy, rd.IOFloor.runsString(), ratio(rs.Seconds, rd.IOFloor.Seconds))
+	s := fmt.Sprintf("restore %.2fs (CPU %.2fs, disk busy %.0f%%, %.1f reads in flight)", rs.Seconds, rs.Internals.CPUSeconds,
+		100*rs.Internals.Machine.DiskBusy, rs.Internals.readsInFlight(rs.Seconds))
+	if f := rd.IOFloor; f != nil {
+		s += fmt.Sprintf(" ÷ I/O floor %.2fs (CPU %.2fs, disk busy %.0f%%%s) = %.2f×",
+			f.Seconds, f.CPUSeconds, 100*f.Machine.DiskBusy, f.runsString(), ratio(rs.Seconds, f.Seconds))
+	}
 	if q := rd.Qemu; q != nil && q.SyncedSeconds > 0 {
 		s += fmt.Sprintf("; ÷ qemu-img + fsync, image from disk %.2fs = %.2f×", q.SyncedSeconds, ratio(rs.Seconds, q.SyncedSeconds))
 		if c := q.Cached; c.Seconds > 0 {
@@ -181,10 +190,11 @@ func (rd RestoreRound) summary() string {
 		}
 	}
 	if m := rd.Many; m != nil {
-		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs, %d reads of %s against one's %d of %s, disk busy %.0f%%), throughput ÷ one's = %.2f×",
-			m.AtOnce, m.Restore.Seconds, m.Restore.Internals.CPUSeconds, m.Restore.Internals.BlobGets, sizeStr(m.Restore.Internals.BlobGetBytes),
-			rs.Internals.BlobGets, sizeStr(rs.Internals.BlobGetBytes), 100*m.Restore.Internals.Machine.DiskBusy, ratio(rs.Seconds, m.Restore.Seconds))
-		if f := m.RestoreIOFloor; f != nil {
+		mi := m.Restore.Internals
+		s += fmt.Sprintf("; %d restores at once %.2fs (CPU %.2fs, %d reads of %s against one's %d of %s, %.1f reads in flight, disk busy %.0f%%), throughput ÷ one's = %.2f×",
+			m.AtOnce, m.Restore.Seconds, mi.CPUSeconds, mi.BlobGets, sizeStr(mi.BlobGetBytes), rs.Internals.BlobGets, sizeStr(rs.Internals.BlobGetBytes),
+			mi.readsInFlight(m.Restore.Seconds), 100*mi.Machine.DiskBusy, ratio(rs.Seconds, m.Restore.Seconds))
+		if f := m.RestoreIOFloor; f != nil && rd.IOFloor != nil {
 			s += fmt.Sprintf(", their I/O floor %.2fs (%.2f× one's; restores ÷ it = %.2f×)", f.Seconds, ratio(f.Seconds, rd.IOFloor.Seconds), ratio(m.Restore.Seconds, f.Seconds))
 		}
 	}

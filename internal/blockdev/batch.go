@@ -12,24 +12,26 @@ import (
 // fn for every index of ids, in any order, from the calling goroutine; data
 // is verified against its ID and valid only until fn returns. rbuf, when
 // not nil, is the memory of its ranged reads (aligned, at least
-// chunkstore.MinReadBuf bytes); dst, when not nil, is where chunk i may be
-// decompressed (see chunkstore.Store.GetManyInto). Without it the engine
-// reads chunk by chunk with Get.
+// chunkstore.MinReadBuf bytes), ahead how many of them may be under way
+// while fn handles an earlier one; dst, when not nil, is where chunk i
+// may be decompressed (see chunkstore.Store.GetManyInto). Without it the
+// engine reads chunk by chunk with Get.
 type BatchGetter interface {
-	GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, dst func(i int) []byte, fn func(i int, data []byte) error) error
+	GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error
 }
 
 // getMany reads ids through the chunk store's batched path if it has one.
 func (e *Engine) getMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error {
-	return e.getManyInto(ctx, ids, nil, nil, fn)
+	return e.getManyInto(ctx, ids, nil, 0, nil, fn)
 }
 
-// getManyInto is getMany with the caller's read buffer and destinations
-// (BatchGetter); a chunk store without the batched path ignores them.
-func (e *Engine) getManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, dst func(i int) []byte, fn func(i int, data []byte) error) error {
+// getManyInto is getMany with the caller's read buffer, read-ahead and
+// destinations (BatchGetter); a chunk store without the batched path
+// ignores them.
+func (e *Engine) getManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
 	if bg, ok := e.chunks.(BatchGetter); ok {
 		var fnErr error // fn's own errors are returned as they are
-		err := bg.GetManyInto(ctx, ids, rbuf, dst, func(i int, data []byte) error {
+		err := bg.GetManyInto(ctx, ids, rbuf, ahead, dst, func(i int, data []byte) error {
 			fnErr = fn(i, data)
 			return fnErr
 		})

@@ -24,17 +24,30 @@ const (
 	// index page of at most this many bytes (a whole page at block sizes
 	// up to restoreBufBytes/EntriesPerPage), and at least one block.
 	restoreBufBytes = 8 << 20
-	// restoreReadBytes is a job's read buffer: two halves, so that the
-	// job reads its next run of packs into one while it decompresses the
-	// other (chunkstore.Store.GetManyInto), each bounding one ranged read
-	// to 2 MiB.
+	// restoreReadBytes is a job's read buffer: the job reads its next
+	// runs of packs into it while it decompresses an earlier one
+	// (chunkstore.Store.GetManyInto), each run at most half of it (2
+	// MiB), so that a run is always read while another is decoded.
 	restoreReadBytes = 4 << 20
+	// restoreReadAhead is how many runs of packs a restore job reads
+	// while it decodes an earlier one, within its read buffer. Where
+	// several disks were backed up at once their chunks lie interleaved
+	// in shared packs, a job's runs are short, and a read's time is
+	// mostly its latency: with one run ahead, four restores at once kept
+	// their jobs waiting for the disk read after read (docs/design.md,
+	// "Issue 14's figures (session 8)").
+	restoreReadAhead = 7
+	// hydrateReadAhead is the same for hydration, which keeps one run
+	// ahead: it runs beside the volume's user, whose reads would queue
+	// behind deeper read-ahead.
+	hydrateReadAhead = 1
 )
 
 // ioBuf is the memory of one restore or hydration job: span holds the
 // blocks it restores (restoreBufBytes, at least the largest block size),
-// read its ranged reads of packs (for GetManyInto, which reads into one
-// half while the job decodes the other). Both are aligned for direct I/O.
+// read its ranged reads of packs (for GetManyInto, which reads runs into
+// it while the job decodes earlier ones). Both are aligned for direct
+// I/O.
 type ioBuf struct {
 	mem, span, read []byte
 }

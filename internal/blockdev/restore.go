@@ -512,7 +512,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						done()
 						return err
 					}
-					err = e.getManyInto(gctx, j.ids, ib.read, nil, func(i int, data []byte) error {
+					err = e.getManyInto(gctx, j.ids, ib.read, hydrateReadAhead, nil, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
 					e.putIOBuf(ib)
@@ -727,7 +727,7 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 	block := func(s int64) []byte {
 		return buf[s*bs : s*bs+min(bs, rec.Size-(first+s)*bs)]
 	}
-	err := e.getManyInto(ctx, ids, rbuf, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
+	err := e.getManyInto(ctx, ids, rbuf, restoreReadAhead, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
 		s := slots[i]
 		dst := block(s)
 		if len(data) > len(dst) {

@@ -195,8 +195,11 @@ func eachDistinctBlock(b *testing.B, op func(s *chunkstore.Store, buf []byte), d
 // local blob store, which reads them with direct I/O, decompressing each
 // into its destination: "sequential" with a read buffer of one 2 MiB
 // part, reading and decoding in turn; "readahead" with two such parts,
-// reading the next run while the previous one is decoded. Both make the
-// same reads; compare their ns/op in the same run.
+// reading the next run while the previous one is decoded;
+// "readahead-7" reading up to 7 runs while one is decoded. Three blocks
+// stored in four belong to other batches, so runs are short, as in packs
+// that several backups wrote at once. All make the same reads; compare
+// their ns/op in the same run.
 func BenchmarkGetManyInto(b *testing.B) {
 	ctx := context.Background()
 	lb, err := local.Open(b.TempDir())
@@ -206,11 +209,12 @@ func BenchmarkGetManyInto(b *testing.B) {
 	s := newStore(b, lb, chunkstore.NewMemIndex(), chunkstore.Options{})
 	var ids []chunk.ID
 	var raw int64
-	for i, d := range append(binaryBlocks(b), randomBlocks(64)...) {
-		if i%2 == 1 { // every other block of another batch: runs with gaps
+	for i, d := range append(binaryBlocks(b), randomBlocks(256)...) {
+		id := mustPut(b, s, d)
+		if i%4 != 0 { // three blocks in four of other batches: short runs
 			continue
 		}
-		ids = append(ids, mustPut(b, s, d))
+		ids = append(ids, id)
 		raw += int64(len(d))
 	}
 	mustFlush(b, s)
@@ -221,18 +225,20 @@ func BenchmarkGetManyInto(b *testing.B) {
 	}
 	part := 2<<20 + 2*directio.Align
 	for _, bc := range []struct {
-		name string
-		rbuf []byte
+		name  string
+		rbuf  []byte
+		ahead int
 	}{
-		{"sequential", directio.Buffer(part)},
-		{"readahead", directio.Buffer(2 * part)},
+		{"sequential", directio.Buffer(part), 0},
+		{"readahead", directio.Buffer(2 * part), 1},
+		{"readahead-7", directio.Buffer(2 * part), 7},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(raw)
 			for b.Loop() {
 				for lo := 0; lo < len(ids); lo += batch {
 					part := ids[lo:min(lo+batch, len(ids))]
-					if err := s.GetManyInto(ctx, part, bc.rbuf, func(i int) []byte { return dst[i] }, func(int, []byte) error { return nil }); err != nil {
+					if err := s.GetManyInto(ctx, part, bc.rbuf, bc.ahead, func(i int) []byte { return dst[i] }, func(int, []byte) error { return nil }); err != nil {
 						b.Fatal(err)
 					}
 				}

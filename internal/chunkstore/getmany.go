@@ -64,7 +64,7 @@ func (s *Store) readRange(ctx context.Context, p string, off, n int64, buf []byt
 // (a missing or corrupt chunk, or fn's) ends the call. Its ranged reads
 // use pooled buffers; GetManyInto takes the caller's.
 func (s *Store) GetMany(ctx context.Context, ids []chunk.ID, fn func(i int, data []byte) error) error {
-	return s.GetManyInto(ctx, ids, nil, nil, fn)
+	return s.GetManyInto(ctx, ids, nil, 0, nil, fn)
 }
 
 // MinReadBuf is the smallest read buffer GetManyInto takes.
@@ -79,14 +79,17 @@ const MinReadBuf = 256<<10 + 2*directio.Align
 //     direct I/O (directio.Map or directio.Buffer). A read is then at most
 //     len(rbuf) - 2*directio.Align bytes; a chunk larger than that is
 //     read on its own into a pooled buffer. When rbuf holds two halves of
-//     at least MinReadBuf each, reads are cut to fit a half, and the next
-//     run is read into one half while fn handles the chunks of the other
-//     (readRuns); no read is left in progress when GetManyInto returns.
+//     at least MinReadBuf each, reads are cut to fit a half, and up to
+//     ahead runs are read into the rest of rbuf while fn handles the
+//     chunks of an earlier one (readRuns): 1 keeps the disk busy while
+//     the caller decompresses; more keep it busy when runs are short
+//     and a read's time is mostly its latency. No read is left in
+//     progress when GetManyInto returns.
 //   - dst, when not nil, gives memory for chunk i (the first index of a
 //     duplicated ID): a compressed chunk whose raw length fits it is
 //     decompressed there, and fn(i, data) then gets data in dst(i)'s
 //     memory. Stored-raw chunks are passed from the read buffer as ever.
-func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, dst func(i int) []byte, fn func(i int, data []byte) error) error {
+func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
 	if rbuf != nil && (len(rbuf) < MinReadBuf || !directio.Aligned(rbuf[:0], 0)) {
 		return fmt.Errorf("get %d chunks: read buffer of %d bytes: not aligned or under %d bytes", len(ids), len(rbuf), MinReadBuf)
 	}
@@ -202,7 +205,7 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ds
 			es = es[n:]
 		}
 	}
-	err := s.readRuns(ctx, runs, rbuf, func(r readRun, buf []byte) error {
+	err := s.readRuns(ctx, runs, rbuf, ahead, func(r readRun, buf []byte) error {
 		if buf == nil {
 			// Moved by a concurrent GC: Get looks each up again.
 			for _, e := range r.es {
@@ -245,8 +248,8 @@ type readRun struct {
 }
 
 // readHalves cuts a read buffer in two aligned halves when each can hold
-// a read of at least MinReadBuf, for reading one run while the previous
-// one is decoded; else it returns the buffer whole.
+// a read of at least MinReadBuf, for reading runs while others are
+// decoded; else it returns the buffer whole.
 func readHalves(rbuf []byte) [][]byte {
 	half := len(rbuf) / 2 &^ (directio.Align - 1)
 	if half < MinReadBuf {
@@ -255,16 +258,17 @@ func readHalves(rbuf []byte) [][]byte {
 	return [][]byte{rbuf[:half:half], rbuf[half : 2*half : 2*half]}
 }
 
-// readRuns reads runs in order and calls fn with each one's bytes (valid
+// readRuns reads runs and calls fn with each one's bytes, in order (valid
 // until fn returns; nil for a run whose pack is gone, which a concurrent
 // GC rewrote). Each run is read into a part of rbuf that holds it, or a
 // pooled buffer (rbuf nil, or a run larger than the part). When rbuf has
-// two halves (readHalves) and there are several runs, the next run is
-// read while fn handles the previous one, so that the disk has work while
-// the caller decompresses; every read has ended when readRuns returns.
-func (s *Store) readRuns(ctx context.Context, runs []readRun, rbuf []byte, fn func(r readRun, buf []byte) error) error {
+// two halves (readHalves), there are several runs and ahead is at least
+// 1, up to ahead runs are read, each into its part of rbuf (readRing),
+// while fn handles an earlier one, so that the disk has work while the
+// caller decompresses; every read has ended when readRuns returns.
+func (s *Store) readRuns(ctx context.Context, runs []readRun, rbuf []byte, ahead int, fn func(r readRun, buf []byte) error) error {
 	halves := readHalves(rbuf)
-	if rbuf == nil || len(halves) == 1 || len(runs) == 1 {
+	if rbuf == nil || len(halves) == 1 || len(runs) == 1 || ahead < 1 {
 		for _, r := range runs {
 			buf, release, err := s.readRunInto(ctx, r, rbuf)
 			if err != nil {
@@ -279,61 +283,94 @@ func (s *Store) readRuns(ctx context.Context, runs []readRun, rbuf []byte, fn fu
 		return nil
 	}
 	type read struct {
-		buf, half []byte
-		release   func()
-		err       error
+		buf     []byte
+		release func()
+		err     error
+		done    chan struct{}
+		part    bool // holds a part of the ring
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	free := make(chan []byte, len(halves))
-	for _, h := range halves {
-		free <- h
-	}
-	done := make(chan read, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the reader: one run ahead of fn
-		defer wg.Done()
-		defer close(done)
-		for _, r := range runs {
-			var h []byte
-			select {
-			case h = <-free:
-			case <-rctx.Done():
-				return
-			}
-			buf, release, err := s.readRunInto(rctx, r, h)
-			done <- read{buf, h, release, err}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	ring := readRing{size: len(rbuf) &^ (directio.Align - 1)}
+	var reads []*read // started and not yet handled, in the order of runs
 	defer func() {
 		cancel()
-		for rd := range done { // the reader sends at most one more
-			if rd.release != nil {
-				rd.release()
-			}
+		for _, rd := range reads {
+			<-rd.done
+			rd.release()
 		}
-		wg.Wait()
 	}()
+	next := 0 // the next run to start reading
 	for _, r := range runs {
-		rd, ok := <-done
-		if !ok {
-			return ctx.Err()
+		for next < len(runs) && len(reads) <= ahead { // the run fn handles next, and ahead more
+			into, ok := ring.take(rbuf, runs[next], len(halves[0]))
+			if !ok {
+				break // the ring is full until the oldest run is handled
+			}
+			rd := &read{done: make(chan struct{}), part: into != nil}
+			go func(r readRun) {
+				defer close(rd.done)
+				rd.buf, rd.release, rd.err = s.readRunInto(rctx, r, into)
+			}(runs[next])
+			reads = append(reads, rd)
+			next++
 		}
+		rd := reads[0]
+		<-rd.done
 		if rd.err != nil {
 			return rd.err
 		}
 		err := fn(r, rd.buf)
 		rd.release()
+		reads = reads[1:]
+		if rd.part {
+			ring.free()
+		}
 		if err != nil {
 			return err
 		}
-		free <- rd.half
 	}
 	return nil
 }
+
+// readRing hands out parts of a read buffer to a batch's runs in their
+// order and takes them back in the same order, as a ring: the part of
+// the oldest run is freed first. Each part is aligned and holds its run
+// with the slack of a direct read (blobstore.RangeReader).
+type readRing struct {
+	size  int      // usable bytes of the buffer, a multiple of directio.Align
+	parts [][2]int // [lo, hi) of the parts handed out, oldest first; none empty
+}
+
+// take returns the part of rbuf for run r, or false when no part of that
+// size is free until the oldest one is freed. A run whose part would be
+// larger than most bytes gets no part (nil, true: readRunInto then reads
+// it into a pooled buffer), and nothing to free.
+func (g *readRing) take(rbuf []byte, r readRun, most int) ([]byte, bool) {
+	n := int(r.end-r.start) + 2*directio.Align
+	n = (n + directio.Align - 1) &^ (directio.Align - 1)
+	if n > most || n > g.size {
+		return nil, true
+	}
+	lo := 0
+	if k := len(g.parts); k > 0 {
+		first, last := g.parts[0][0], g.parts[k-1]
+		wrapped := last[0] < first // parts are never empty, so never equal
+		switch {
+		case !wrapped && last[1]+n <= g.size: // after the last part
+			lo = last[1]
+		case !wrapped && n <= first: // wrap around, before the first part
+		case wrapped && last[1]+n <= first: // between the last and the first
+			lo = last[1]
+		default:
+			return nil, false
+		}
+	}
+	g.parts = append(g.parts, [2]int{lo, lo + n})
+	return rbuf[lo : lo+n : lo+n], true
+}
+
+// free takes back the oldest part.
+func (g *readRing) free() { g.parts = g.parts[1:] }
 
 // readRunInto reads run r with one ranged read into into when the run and
 // its alignment slack fit it, or else into a pooled buffer, and returns

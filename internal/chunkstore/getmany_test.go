@@ -251,7 +251,7 @@ func TestGetManyInto(t *testing.T) {
 	}
 	var inPlace, copied int
 	got := make([]bool, len(ids))
-	err = s.GetManyInto(ctx, ids, rbuf, func(i int) []byte { return dsts[i] }, func(i int, data []byte) error {
+	err = s.GetManyInto(ctx, ids, rbuf, 1, func(i int) []byte { return dsts[i] }, func(i int, data []byte) error {
 		if got[i] {
 			t.Errorf("index %d delivered twice", i)
 		}
@@ -280,27 +280,35 @@ func TestGetManyInto(t *testing.T) {
 	}
 
 	for _, bad := range [][]byte{directio.Buffer(chunkstore.MinReadBuf - 1), directio.Buffer(chunkstore.MinReadBuf + 1)[1:]} {
-		if err := s.GetManyInto(ctx, ids, bad, nil, func(int, []byte) error { return nil }); err == nil {
+		if err := s.GetManyInto(ctx, ids, bad, 1, nil, func(int, []byte) error { return nil }); err == nil {
 			t.Errorf("a read buffer of %d bytes, aligned %v, was taken", len(bad), directio.Aligned(bad[:0], 0))
 		}
 	}
 }
 
 // aheadBlobs is a local blob store whose ranged reads report when they
-// start, count those in progress, and fail from the failAt-th on (0:
-// never).
+// start, count those in progress (and the most at once), and fail from
+// the failAt-th on (0: never). With within set, it counts the reads into
+// memory outside it.
 type aheadBlobs struct {
 	*local.Store
-	started       chan int // the number of each read as it starts
-	active, reads atomic.Int32
-	failAt        int32
+	started                  chan int // the number of each read as it starts
+	active, reads, maxActive atomic.Int32
+	failAt                   int32
+	within                   []byte
+	outside                  atomic.Int32
 }
 
 var errInjected = errors.New("injected read failure")
 
 func (a *aheadBlobs) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
-	a.active.Add(1)
+	act := a.active.Add(1)
 	defer a.active.Add(-1)
+	for m := a.maxActive.Load(); act > m && !a.maxActive.CompareAndSwap(m, act); m = a.maxActive.Load() {
+	}
+	if a.within != nil && !inside(buf, a.within) {
+		a.outside.Add(1)
+	}
 	k := a.reads.Add(1)
 	select {
 	case a.started <- int(k):
@@ -349,23 +357,7 @@ func TestGetManyIntoReadsAhead(t *testing.T) {
 	// chunk: fn waits for it (a hang guard fails the test instead).
 	drain()
 	ab.reads.Store(0)
-	got := make([]bool, len(ids))
-	first := true
-	err = s.GetManyInto(ctx, ids, rbuf, nil, func(i int, data []byte) error {
-		if first {
-			first = false
-			ab.waitRead(t, 2)
-		}
-		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
-			t.Errorf("index %d: delivered twice or wrong", i)
-		}
-		got[i] = true
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkDelivered(t, got)
+	getAllHolding(t, s, ab, ids, datas, rbuf, 1, 2)
 	if n := ab.reads.Load(); n < 3 {
 		t.Fatalf("%d ranged reads, want several runs", n)
 	}
@@ -378,7 +370,7 @@ func TestGetManyIntoReadsAhead(t *testing.T) {
 	errStop := errors.New("stop")
 	drain()
 	ab.reads.Store(0)
-	err = s.GetManyInto(ctx, ids, rbuf, nil, func(i int, data []byte) error {
+	err = s.GetManyInto(ctx, ids, rbuf, 1, nil, func(i int, data []byte) error {
 		ab.waitRead(t, 2)
 		return errStop
 	})
@@ -389,10 +381,91 @@ func TestGetManyIntoReadsAhead(t *testing.T) {
 	// The third read fails: its error comes back, wrapped.
 	ab.reads.Store(0)
 	ab.failAt = 3
-	err = s.GetManyInto(ctx, ids, rbuf, nil, func(int, []byte) error { return nil })
+	err = s.GetManyInto(ctx, ids, rbuf, 1, nil, func(int, []byte) error { return nil })
 	if !errors.Is(err, errInjected) || ab.active.Load() != 0 {
 		t.Errorf("a read failed: GetManyInto returned %v with %d reads in progress", err, ab.active.Load())
 	}
+}
+
+// inside reports whether b's memory lies within m's.
+func inside(b, m []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	lo, hi := uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&m[0]))+uintptr(len(m))
+	p := uintptr(unsafe.Pointer(&b[0]))
+	return p >= lo && p+uintptr(len(b)) <= hi
+}
+
+// TestGetManyIntoShortRuns: when a batch's chunks lie apart in their
+// pack, among chunks of others (packs that several backups wrote at
+// once), each is a run of its own, and a read's time is mostly its
+// latency: GetManyInto then reads the next ahead runs at once, all into
+// the caller's read buffer, while the caller handles the first (one run
+// ahead kept a restore job waiting for the disk run after run), and
+// never more. Every chunk is delivered exactly.
+func TestGetManyIntoShortRuns(t *testing.T) {
+	lb, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ahead = 7
+	ab := &aheadBlobs{Store: lb, started: make(chan int, 256)}
+	s := newStore(t, ab, chunkstore.NewMemIndex(), chunkstore.Options{})
+	var ids []chunk.ID
+	datas := map[chunk.ID][]byte{}
+	for i := range 4 * (ahead + 1) {
+		d := randomData(uint64(1000+i), 16<<10)
+		id := mustPut(t, s, d)
+		datas[id] = d
+		ids = append(ids, id)
+		mustPut(t, s, randomData(uint64(5000+i), 96<<10)) // another disk's: wider than a read's gap
+	}
+	mustFlush(t, s)
+	rbuf := directio.Buffer(2 * chunkstore.MinReadBuf)
+	ab.within = rbuf
+	for len(ab.started) > 0 {
+		<-ab.started
+	}
+	ab.reads.Store(0)
+	getAllHolding(t, s, ab, ids, datas, rbuf, ahead, ahead+1)
+	if n := ab.reads.Load(); n != int32(len(ids)) {
+		t.Errorf("%d ranged reads for %d chunks apart, want one each", n, len(ids))
+	}
+	if n := ab.maxActive.Load(); n > ahead+1 {
+		t.Errorf("%d reads at once, want at most %d", n, ahead+1)
+	}
+	if n := ab.outside.Load(); n != 0 {
+		t.Errorf("%d reads outside the caller's read buffer", n)
+	}
+	if n := ab.active.Load(); n != 0 {
+		t.Errorf("%d reads in progress after GetManyInto returned", n)
+	}
+}
+
+// getAllHolding reads ids with GetManyInto (rbuf, ahead), holding the
+// first chunk delivered until the k-th ranged read of ab has started
+// (the test fails if it does not), and checks that every chunk is
+// delivered once, with its data.
+func getAllHolding(t *testing.T, s *chunkstore.Store, ab *aheadBlobs, ids []chunk.ID, datas map[chunk.ID][]byte, rbuf []byte, ahead, k int) {
+	t.Helper()
+	got := make([]bool, len(ids))
+	first := true
+	err := s.GetManyInto(context.Background(), ids, rbuf, ahead, nil, func(i int, data []byte) error {
+		if first {
+			first = false
+			ab.waitRead(t, k)
+		}
+		if got[i] || !bytes.Equal(data, datas[ids[i]]) {
+			t.Errorf("index %d: delivered twice or wrong", i)
+		}
+		got[i] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, got)
 }
 
 // waitRead waits until the k-th ranged read of ab has started; it fails

@@ -16,10 +16,10 @@ import (
 // of `coffer bench`, measured again in rounds on a run kept with --keep.
 func benchRestoreCommand() *command {
 	var (
-		from, cpuprofile string
-		jsonOut, quiet   bool
-		rounds, workers  int
-		settle           time.Duration
+		from, cpuprofile, blockprofile string
+		jsonOut, quiet, noFloors       bool
+		rounds, workers                int
+		settle                         time.Duration
 	)
 	return &command{name: "restore",
 		short: "Benchmark full restores again, in rounds, on the repositories of a run kept by coffer bench --keep: against their I/O floor, qemu-img and 4 at once",
@@ -30,7 +30,9 @@ func benchRestoreCommand() *command {
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 			fs.DurationVar(&settle, "settle", 0, "pause this long (5s, 1m) after the sync before each timed run, so that the writes of the previous one are off the disk")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
+			fs.BoolVar(&noFloors, "no-floors", false, "leave out the I/O floors and qemu-img: each round is the one restore and the restores at once")
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
+			fs.StringVar(&blockprofile, "blockprofile", "", "write a profile of where goroutines waited (locks, channels) to `FILE` (diagnostics)")
 		},
 		run: func(ctx context.Context, e *Env, fs *flag.FlagSet) error {
 			if fs.NArg() > 0 {
@@ -52,7 +54,12 @@ func benchRestoreCommand() *command {
 				return err
 			}
 			defer stopProfile()
-			opts := bench.RestoreOptions{Dir: from, Rounds: rounds, Workers: workers, Settle: settle}
+			stopBlock, err := startBlockProfile(blockprofile, "bench restore")
+			if err != nil {
+				return err
+			}
+			defer stopBlock()
+			opts := bench.RestoreOptions{Dir: from, Rounds: rounds, Workers: workers, Settle: settle, NoFloors: noFloors}
 			if !quiet {
 				opts.Progress = e.Stderr
 			}

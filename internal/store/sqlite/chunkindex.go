@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"strings"
 
@@ -35,19 +36,26 @@ func placeholders(n int) string {
 const selectEntry = `SELECT c.id, p.name, c.pos, c.length, c.raw_length, c.compression, c.deleted_at
 	FROM chunk_index c JOIN chunk_packs p ON p.id = c.pack_id`
 
+// scanEntry scans a row of selectEntry. The lengths are scanned as the
+// int64 SQLite stores: into a uint32, database/sql would format each as
+// text and parse it back.
 func scanEntry(rows *sql.Rows) (chunkstore.Entry, error) {
 	var (
-		e    chunkstore.Entry
-		id   []byte
-		comp int64
+		e                    chunkstore.Entry
+		id                   []byte
+		length, rawLen, comp int64
 	)
-	if err := rows.Scan(&id, &e.Pack, &e.Offset, &e.Length, &e.RawLength, &comp, &e.DeletedAt); err != nil {
+	if err := rows.Scan(&id, &e.Pack, &e.Offset, &length, &rawLen, &comp, &e.DeletedAt); err != nil {
 		return e, err
 	}
 	if len(id) != chunk.Size {
 		return e, fmt.Errorf("chunk index row with a %d-byte ID", len(id))
 	}
+	if uint64(length) > math.MaxUint32 || uint64(rawLen) > math.MaxUint32 {
+		return e, fmt.Errorf("chunk index row %x: lengths %d and %d out of range", id, length, rawLen)
+	}
 	e.ID = chunk.ID(id)
+	e.Length, e.RawLength = uint32(length), uint32(rawLen)
 	e.Compression = chunkstore.Compression(comp)
 	return e, nil
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
 	"coffer/internal/chunkstore/indextest"
 	"coffer/internal/store/sqlite"
@@ -33,4 +34,31 @@ func TestChunkStoreOnSQLite(t *testing.T) {
 	indextest.RunChunkStore(t, func(t *testing.T) chunkstore.Index {
 		return openDB(t, dbPath).ChunkIndex()
 	})
+}
+
+// TestChunkIndexLookupRangeChecked: a row whose stored length does not fit
+// an entry's uint32 (a damaged index) fails the lookup instead of coming
+// back truncated.
+func TestChunkIndexLookupRangeChecked(t *testing.T) {
+	ctx := context.Background()
+	s := openDB(t, filepath.Join(t.TempDir(), "meta.db"))
+	x := s.ChunkIndex()
+	good, bad := chunk.Hash([]byte("good")), chunk.Hash([]byte("bad"))
+	err := x.Add(ctx, []chunkstore.Entry{
+		{ID: good, Pack: "packs/p", Offset: 4096, Length: 30000, RawLength: 65536, Compression: chunkstore.CompressionZstd},
+		{ID: bad, Pack: "packs/p", Offset: 8192, Length: 30000, RawLength: 65536, Compression: chunkstore.CompressionZstd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := x.Lookup(ctx, []chunk.ID{good})
+	if e := got[good]; err != nil || e.Length != 30000 || e.RawLength != 65536 || e.Offset != 4096 || e.Pack != "packs/p" {
+		t.Fatalf("Lookup = %+v, %v", got, err)
+	}
+	if _, err := s.DB().ExecContext(ctx, `UPDATE chunk_index SET raw_length = ? WHERE id = ?`, int64(1)<<32, bad[:]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := x.Lookup(ctx, []chunk.ID{good, bad}); err == nil {
+		t.Errorf("a raw length of 2^32 was looked up as %+v", got[bad])
+	}
 }

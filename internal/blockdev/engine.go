@@ -521,7 +521,7 @@ func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) err
 	}
 	ids := [1]chunk.ID{id}
 	into := func(int) []byte { return buf }
-	return e.getManyInto(ctx, ids[:], nil, into, func(_ int, data []byte) error {
+	return e.getManyInto(ctx, ids[:], nil, 1, into, func(_ int, data []byte) error {
 		if len(data) > len(buf) {
 			return fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
 		}

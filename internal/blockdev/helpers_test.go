@@ -379,6 +379,15 @@ func checkSnapshot(t *testing.T, env *testEnv, id string, want []byte) {
 	}
 }
 
+// wantImage fails the test unless r reads as want, saying what was read
+// (when) and where it first differs.
+func wantImage(t testing.TB, r reader, want []byte, when string) {
+	t.Helper()
+	if got := image(t, r); !bytes.Equal(got, want) {
+		t.Fatalf("%s: differs at %d", when, firstDiff(got, want))
+	}
+}
+
 func firstDiff(a, b []byte) int {
 	if len(a) != len(b) {
 		return -len(a)

@@ -67,9 +67,7 @@ func TestWriteZeroesPunchesRuns(t *testing.T) {
 			t.Errorf("punch %d: the state file did not hold the blocks as dirty", i)
 		}
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after write zeroes: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after write zeroes")
 	exts, err := v.Extents(ctx, 0, size)
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +107,7 @@ func TestWriteZeroesPunchesRuns(t *testing.T) {
 	if si.Stats.CBWBlocks == 0 {
 		t.Error("no block was copied before the punch")
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after zeroing during a snapshot: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after zeroing during a snapshot")
 	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +148,7 @@ func TestWriteZeroesWhileHydrating(t *testing.T) {
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after hydration")
 }
 
 // TestWriteAllocatesNothing: a write within one block, with no snapshot
@@ -334,9 +328,7 @@ func TestTryWhileHydrating(t *testing.T) {
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after hydration")
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
 	}

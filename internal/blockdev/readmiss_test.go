@@ -158,16 +158,12 @@ func TestReadMissServedFromFetch(t *testing.T) {
 	if n := v.hyd.fetched.Load(); n != 7 {
 		t.Errorf("%d fetches on the read path counted, want 7", n)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("before hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "before hydration")
 	close(release)
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after hydration")
 }
 
 // BenchmarkReadMiss measures what a user's 4 KiB read costs when its block

@@ -310,9 +310,7 @@ func TestInstantRestore(t *testing.T) {
 		t.Fatal("hydration ended while the hydrator was held")
 	}
 	checkSnapshot(t, env, "mid", model)
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after crash mid-hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after crash mid-hydration")
 	// MarkLive must keep the hydration source even with its snapshot gone.
 	if err := env.e.DeleteSnapshot(ctx, "s"); err != nil {
 		t.Fatal(err)

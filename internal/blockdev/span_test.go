@@ -151,16 +151,12 @@ func TestWriteSpanWhileHydrating(t *testing.T) {
 		t.Errorf("file writes %v, want one", got)
 	}
 	write(size-512-bs-100, 200) // short of the end: partial, hydrated already
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("before hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "before hydration")
 	close(release)
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after hydration")
 }
 
 // TestWrittenUnitsWhileHydrating: writes made of whole units (1/64 of a
@@ -245,15 +241,11 @@ func TestWrittenUnitsWhileHydrating(t *testing.T) {
 	if w[5] != 0xf || w[7] != 0xf<<60 || w[10] != 0xff<<56 || w[11] != 0xff || len(w) != 4 {
 		t.Errorf("written units after the crash: %#v, want blocks 5, 7, 10 and 11", w)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after the crash: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after the crash")
 	close(release)
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("after hydration: differs at %d", firstDiff(got, model))
-	}
+	wantImage(t, v, model, "after hydration")
 	checkSnapshot(t, env, "mid", atMid)
 }

@@ -251,7 +251,11 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 		}
 		parent = p
 	}
-	stats, err := v.writeBlocks(ctx, s, rec, parent)
+	// The snapshot's chunks go into packs of their own (a stream), apart
+	// from other disks' snapshots running at the same time.
+	put, endStream := e.newStream()
+	defer endStream()
+	stats, err := v.writeBlocks(ctx, s, rec, parent, put)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -260,7 +264,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	// need not be committed in turn (a Flush of its own for the record
 	// cost a pack write, its fsyncs and an index transaction more at the
 	// end of every snapshot, with the cores idle).
-	recID, err := e.chunks.Put(ctx, encodeRecord(rec))
+	recID, err := put.Put(ctx, encodeRecord(rec))
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
 	}
@@ -282,9 +286,9 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	return si, nil
 }
 
-// writeBlocks reads and stores every pending block of s in parallel,
-// rebuilds the changed index pages and fills rec.Pages.
-func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, parent *record) (SnapshotStats, error) {
+// writeBlocks reads and stores every pending block of s in parallel with
+// put, rebuilds the changed index pages and fills rec.Pages.
+func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, parent *record, put chunkPutter) (SnapshotStats, error) {
 	e := v.e
 	nb := rec.nblocks()
 	np := pagesFor(nb)
@@ -305,7 +309,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 			rec.Pages[pg.p] = chunk.ID{}
 			return nil
 		}
-		id, err := e.chunks.Put(ctx, encodePage(pg.entries))
+		id, err := put.Put(ctx, encodePage(pg.entries))
 		if err != nil {
 			return fmt.Errorf("store index page %d: %w", pg.p, err)
 		}
@@ -356,7 +360,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 				if isZero(data) {
 					blocksZero.Add(1)
 				} else {
-					id, err = e.chunks.Put(gctx, data)
+					id, err = put.Put(gctx, data)
 					if err != nil {
 						done()
 						return fmt.Errorf("store block %d: %w", b, err)

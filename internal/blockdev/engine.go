@@ -35,9 +35,11 @@ type Chunks interface {
 	Flush(ctx context.Context) error
 }
 
-// chunkPutter stores chunks: the engine's Chunks, or one of its streams.
+// chunkPutter stores chunks and commits them: the engine's Chunks, or one
+// of its streams (whose Flush commits what the stream stored).
 type chunkPutter interface {
 	Put(ctx context.Context, data []byte) (chunk.ID, error)
+	Flush(ctx context.Context) error
 }
 
 // chunkStreams is implemented by a chunk store that keeps each writer's new

@@ -170,7 +170,9 @@ func isZero(b []byte) bool {
 // are read; unchanged index pages are reused by ID.
 //
 // Commit order: every block and page chunk and then the record chunk is
-// Put, Chunks.Flush commits them all, then the catalogue entry
+// Put into the snapshot's chunk stream, whose Flush commits them all (with
+// any pack of another stream holding a chunk the snapshot found pending
+// there), then the catalogue entry
 // snapshots/<id> is written, then its row in the catalogue index (the
 // commit point), then
 // volumes/<volume> moves its base to the new record. If Snapshot fails, the blocks it took are merged back into the
@@ -268,7 +270,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
 	}
-	if err := e.chunks.Flush(ctx); err != nil {
+	if err := put.Flush(ctx); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
 	}
 	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}

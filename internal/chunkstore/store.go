@@ -98,6 +98,7 @@ type Store struct {
 type pack struct {
 	buf     []byte   // header and records; the trailer is added when written
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
+	owner   *Stream  // the stream whose Puts fill it
 	entries []trailerEntry
 	writing bool
 	done    bool
@@ -154,6 +155,18 @@ func (s *Store) isPending(id chunk.ID) bool {
 	return ok
 }
 
+// pendingFor is isPending for a Put of st, which then depends on the
+// chunk's pack (dependLocked).
+func (s *Store) pendingFor(st *Stream, id chunk.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.pending[id]
+	if ok {
+		st.dependLocked(l)
+	}
+	return ok
+}
+
 // Put stores data and returns its ID. Hashing and compression run in the
 // calling goroutine, so callers get parallelism by calling Put from several
 // goroutines. A chunk that is already stored, or pending in an open pack, is
@@ -179,6 +192,22 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 type Stream struct {
 	s    *Store
 	open *pack // guarded by s.mu
+	// deps are the unwritten packs of other streams that hold chunks
+	// this stream's Puts found pending there (so did not store again):
+	// Stream.Flush commits them too. Guarded by s.mu.
+	deps map[*pack]struct{}
+}
+
+// dependLocked notes that a Put of st found its chunk pending at l. s.mu
+// is held.
+func (st *Stream) dependLocked(l pendingLoc) {
+	if l.p.owner == st || l.p.done {
+		return // committed by st's own Flush, or only waits to be indexed
+	}
+	if st.deps == nil {
+		st.deps = make(map[*pack]struct{})
+	}
+	st.deps[l.p] = struct{}{}
 }
 
 // streamTargetLocked is the size at which a stream's open pack is sealed:
@@ -228,7 +257,7 @@ func (st *Stream) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		return chunk.ID{}, fmt.Errorf("put chunk of %d bytes: %w", len(data), ErrTooLarge)
 	}
 	id := chunk.Hash(data)
-	if s.isPending(id) {
+	if s.pendingFor(st, id) {
 		return id, nil
 	}
 	// The filter answers "certainly not indexed" for new chunks without a
@@ -247,7 +276,8 @@ func (st *Stream) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 
 	s.mu.Lock()
 	for {
-		if _, ok := s.pending[id]; ok {
+		if l, ok := s.pending[id]; ok {
+			st.dependLocked(l)
 			s.mu.Unlock()
 			return id, nil
 		}
@@ -271,7 +301,9 @@ func (st *Stream) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 				// committed by a later successful Flush, whichever path
 				// reported the error.
 				s.mu.Lock()
-				if _, ok := s.pending[id]; !ok {
+				if l, ok := s.pending[id]; ok {
+					st.dependLocked(l)
+				} else {
 					s.appendLocked(st, id, data, stored, comp)
 				}
 				s.mu.Unlock()
@@ -315,6 +347,7 @@ func (s *Store) Encode(data []byte) (chunk.ID, int) {
 func (s *Store) appendLocked(st *Stream, id chunk.ID, data, stored []byte, comp Compression) *pack {
 	if st.open == nil {
 		st.open = s.newPackLocked()
+		st.open.owner = st
 		s.streams[st] = struct{}{}
 	}
 	p := st.open
@@ -598,7 +631,43 @@ func (s *Store) Flush(ctx context.Context) error {
 		s.sealed = append(s.sealed, st.open) // an open pack has entries
 		st.dropLocked()
 	}
-	targets := append([]*pack(nil), s.sealed...)
+	return s.flushLocked(ctx, slices.Clone(s.sealed))
+}
+
+// Flush commits what the stream stored: it seals the stream's open pack and
+// writes it, the stream's sealed packs, and the packs of other streams
+// holding chunks its Puts found pending there; when it returns nil every
+// chunk Put through the stream before the call is committed. Unlike
+// Store.Flush it leaves other streams' open packs open, so that disks
+// backed up together each fill their own packs until their own snapshot
+// ends.
+func (st *Stream) Flush(ctx context.Context) error {
+	s := st.s
+	s.mu.Lock()
+	for p := range st.deps {
+		if o := p.owner; o.open == p {
+			s.sealed = append(s.sealed, p)
+			o.dropLocked()
+		}
+	}
+	if st.open != nil {
+		s.sealed = append(s.sealed, st.open)
+		st.dropLocked()
+	}
+	var targets []*pack
+	for _, p := range s.sealed {
+		if _, dep := st.deps[p]; dep || p.owner == st {
+			targets = append(targets, p)
+		}
+	}
+	st.deps = nil
+	return s.flushLocked(ctx, targets)
+}
+
+// flushLocked writes the sealed packs targets, waits for those being
+// written, and indexes every written pack. s.mu is held; flushLocked
+// releases it.
+func (s *Store) flushLocked(ctx context.Context, targets []*pack) error {
 	for {
 		var next *pack
 		busy := false

@@ -2,6 +2,7 @@ package chunkstore_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -139,4 +140,41 @@ func TestStreamCloseAndFlush(t *testing.T) {
 	if n := s.PackBuffers(); n != 0 {
 		t.Errorf("an idle Store holds %d pack buffers", n)
 	}
+}
+
+// TestStreamFlushCommitsWhatItFoundPending: a stream's Flush commits its own
+// chunks and the chunks it found pending in another stream's open pack (it
+// did not store them again), so a new Store over the same blobs and index,
+// as after a crash, reads them all; it leaves an unrelated stream's open
+// pack open.
+func TestStreamFlushCommitsWhatItFoundPending(t *testing.T) {
+	ctx := context.Background()
+	blobs := mem.New()
+	idx := chunkstore.NewMemIndex()
+	s := newStore(t, blobs, idx, chunkstore.Options{PackSize: 1 << 20})
+	a, b, c := s.NewStream(), s.NewStream(), s.NewStream()
+	shared, own, other := textData(1, 10<<10), textData(2, 10<<10), textData(3, 10<<10)
+	for _, put := range []struct {
+		st *chunkstore.Stream
+		d  []byte
+	}{{a, shared}, {b, shared}, {b, own}, {c, other}} {
+		if _, err := put.st.Put(ctx, put.d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// a's pack (holding the shared chunk) and b's were written; c's not.
+	if n := countPacks(t, blobs); n != 2 {
+		t.Errorf("%d packs after b's Flush, want 2 (a's and b's)", n)
+	}
+	after := newStore(t, blobs, idx, chunkstore.Options{PackSize: 1 << 20})
+	checkGet(t, after, chunk.Hash(shared), shared)
+	checkGet(t, after, chunk.Hash(own), own)
+	if _, err := after.Get(ctx, chunk.Hash(other)); !errors.Is(err, chunkstore.ErrNotFound) {
+		t.Errorf("c's chunk, never flushed: Get = %v, want ErrNotFound", err)
+	}
+	mustFlush(t, s)
+	checkGet(t, after, chunk.Hash(other), other)
 }

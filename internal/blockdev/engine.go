@@ -17,6 +17,7 @@ import (
 	"coffer/internal/blobstore"
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
+	"coffer/internal/chunkstore"
 	"coffer/internal/clock"
 	"coffer/internal/store"
 )
@@ -32,6 +33,31 @@ type Chunks interface {
 	Put(ctx context.Context, data []byte) (chunk.ID, error)
 	Get(ctx context.Context, id chunk.ID) ([]byte, error)
 	Flush(ctx context.Context) error
+}
+
+// chunkPutter stores chunks and commits them: the engine's Chunks, or one
+// of its streams (whose Flush commits what the stream stored).
+type chunkPutter interface {
+	Put(ctx context.Context, data []byte) (chunk.ID, error)
+	Flush(ctx context.Context) error
+}
+
+// chunkStreams is implemented by a chunk store that keeps each writer's new
+// chunks together in packs of their own (chunkstore.Stream), so that a
+// disk's snapshot taken while other disks' ran is restored with long reads.
+type chunkStreams interface {
+	NewStream() *chunkstore.Stream
+}
+
+// newStream returns where one snapshot's chunks go: a stream of its own when
+// the chunk store has streams, else the chunk store; and the func that ends
+// it.
+func (e *Engine) newStream() (chunkPutter, func()) {
+	if cs, ok := e.chunks.(chunkStreams); ok {
+		st := cs.NewStream()
+		return st, st.Close
+	}
+	return e.chunks, func() {}
 }
 
 // Errors returned (wrapped) by the engine. Test with errors.Is.

@@ -170,7 +170,9 @@ func isZero(b []byte) bool {
 // are read; unchanged index pages are reused by ID.
 //
 // Commit order: every block and page chunk and then the record chunk is
-// Put, Chunks.Flush commits them all, then the catalogue entry
+// Put into the snapshot's chunk stream, whose Flush commits them all (with
+// any pack of another stream holding a chunk the snapshot found pending
+// there), then the catalogue entry
 // snapshots/<id> is written, then its row in the catalogue index (the
 // commit point), then
 // volumes/<volume> moves its base to the new record. If Snapshot fails, the blocks it took are merged back into the
@@ -251,7 +253,11 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 		}
 		parent = p
 	}
-	stats, err := v.writeBlocks(ctx, s, rec, parent)
+	// The snapshot's chunks go into packs of their own (a stream), apart
+	// from other disks' snapshots running at the same time.
+	put, endStream := e.newStream()
+	defer endStream()
+	stats, err := v.writeBlocks(ctx, s, rec, parent, put)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -260,11 +266,11 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	// need not be committed in turn (a Flush of its own for the record
 	// cost a pack write, its fsyncs and an index transaction more at the
 	// end of every snapshot, with the cores idle).
-	recID, err := e.chunks.Put(ctx, encodeRecord(rec))
+	recID, err := put.Put(ctx, encodeRecord(rec))
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
 	}
-	if err := e.chunks.Flush(ctx); err != nil {
+	if err := put.Flush(ctx); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
 	}
 	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}
@@ -282,9 +288,9 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	return si, nil
 }
 
-// writeBlocks reads and stores every pending block of s in parallel,
-// rebuilds the changed index pages and fills rec.Pages.
-func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, parent *record) (SnapshotStats, error) {
+// writeBlocks reads and stores every pending block of s in parallel with
+// put, rebuilds the changed index pages and fills rec.Pages.
+func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, parent *record, put chunkPutter) (SnapshotStats, error) {
 	e := v.e
 	nb := rec.nblocks()
 	np := pagesFor(nb)
@@ -305,7 +311,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 			rec.Pages[pg.p] = chunk.ID{}
 			return nil
 		}
-		id, err := e.chunks.Put(ctx, encodePage(pg.entries))
+		id, err := put.Put(ctx, encodePage(pg.entries))
 		if err != nil {
 			return fmt.Errorf("store index page %d: %w", pg.p, err)
 		}
@@ -356,7 +362,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 				if isZero(data) {
 					blocksZero.Add(1)
 				} else {
-					id, err = e.chunks.Put(gctx, data)
+					id, err = put.Put(gctx, data)
 					if err != nil {
 						done()
 						return fmt.Errorf("store block %d: %w", b, err)

@@ -28,11 +28,7 @@ const ZstdImpl = zstdImpl
 func (s *Store) PackBuffers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := len(s.free) + len(s.sealed)
-	if s.open != nil {
-		n++
-	}
-	return n
+	return len(s.free) + len(s.sealed) + len(s.streams)
 }
 
 // WaitWritten waits until no sealed pack waits to be written (packs

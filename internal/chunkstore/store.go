@@ -72,9 +72,12 @@ type Store struct {
 	filter      *idFilter  // nil with Options.NoFilter
 	filterBuild sync.Mutex // one build of the filter at a time
 
-	mu      sync.Mutex
-	cond    *sync.Cond // signalled when a sealed pack's write ends
-	open    *pack
+	mu   sync.Mutex
+	cond *sync.Cond // signalled when a sealed pack's write ends
+	// def is the stream of Store.Put; streams are every stream with an
+	// open pack, def included (see Stream).
+	def     *Stream
+	streams map[*Stream]struct{}
 	sealed  []*pack
 	pending map[chunk.ID]pendingLoc
 	free    []*packMem // buffers of written packs, for reuse until Flush
@@ -95,6 +98,7 @@ type Store struct {
 type pack struct {
 	buf     []byte   // header and records; the trailer is added when written
 	mem     *packMem // buf's memory, unless grow moved buf to the heap
+	owner   *Stream  // the stream whose Puts fill it
 	entries []trailerEntry
 	writing bool
 	done    bool
@@ -133,7 +137,9 @@ func New(blobs blobstore.Store, index Index, opts Options) (*Store, error) {
 		level:        opts.Level,
 		codec:        cd,
 		pending:      make(map[chunk.ID]pendingLoc),
+		streams:      make(map[*Stream]struct{}),
 	}
+	s.def = &Stream{s: s}
 	if !opts.NoFilter {
 		s.filter = &idFilter{chain: []*bloom{newBloom(filterMinIDs)}}
 	}
@@ -149,17 +155,109 @@ func (s *Store) isPending(id chunk.ID) bool {
 	return ok
 }
 
+// pendingFor is isPending for a Put of st, which then depends on the
+// chunk's pack (dependLocked).
+func (s *Store) pendingFor(st *Stream, id chunk.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.pending[id]
+	if ok {
+		st.dependLocked(l)
+	}
+	return ok
+}
+
 // Put stores data and returns its ID. Hashing and compression run in the
 // calling goroutine, so callers get parallelism by calling Put from several
 // goroutines. A chunk that is already stored, or pending in an open pack, is
 // not stored again. The chunk is committed once a Flush that starts after Put
 // returns has returned nil; it is readable with Get at once.
+//
+// Put packs its chunks with those of every other Put of the Store; a writer
+// whose chunks are read back together (one disk's snapshot) uses a Stream.
 func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
+	return s.def.Put(ctx, data)
+}
+
+// A Stream is a sequence of Puts whose new chunks go into packs of their
+// own, apart from other streams' chunks, so that what one writer stores
+// (one disk's snapshot) is read back in long ranges rather than
+// interleaved with every writer that ran at the same time (docs/design.md,
+// "Streams: one disk's chunks together"). Each stream holds its own open
+// pack; while several streams hold one, a pack is sealed at
+// Options.PackSize divided among them (at least minStreamPack), so that
+// the memory of open packs stays about one pack's. A Stream is safe for
+// concurrent use; Flush commits its chunks like any Put's. Close it when
+// done.
+type Stream struct {
+	s    *Store
+	open *pack // guarded by s.mu
+	// deps are the unwritten packs of other streams that hold chunks
+	// this stream's Puts found pending there (so did not store again):
+	// Stream.Flush commits them too. Guarded by s.mu.
+	deps map[*pack]struct{}
+}
+
+// dependLocked notes that a Put of st found its chunk pending at l. s.mu
+// is held.
+func (st *Stream) dependLocked(l pendingLoc) {
+	if l.p.owner == st || l.p.done {
+		return // committed by st's own Flush, or only waits to be indexed
+	}
+	if st.deps == nil {
+		st.deps = make(map[*pack]struct{})
+	}
+	st.deps[l.p] = struct{}{}
+}
+
+// streamTargetLocked is the size at which a stream's open pack is sealed:
+// PackSize shared among the streams holding open packs, at least
+// minStreamPack. s.mu is held.
+func (s *Store) streamTargetLocked() int {
+	return max(s.packSize/max(len(s.streams), 1), min(s.packSize, minStreamPack))
+}
+
+// minStreamPack is the smallest pack target of a stream among many (see
+// Stream); a smaller Options.PackSize is kept as it is.
+const minStreamPack = 8 << 20
+
+// NewStream returns a new stream of s.
+func (s *Store) NewStream() *Stream { return &Stream{s: s} }
+
+// Close seals the stream's open pack and starts writing it; a later Flush
+// waits for that write and commits it. The stream must not be used after.
+func (st *Stream) Close() {
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.open == nil {
+		return
+	}
+	// Past MaxUnwritten the pack waits sealed, unwritten, for the next
+	// Put or Flush to write it, as a pack whose write failed does.
+	if len(s.sealed) < s.maxUnwritten {
+		s.sealLocked(context.Background(), st)
+		return
+	}
+	s.sealed = append(s.sealed, st.open)
+	st.dropLocked()
+}
+
+// dropLocked forgets the stream's open pack, sealed by the caller. s.mu
+// is held.
+func (st *Stream) dropLocked() {
+	st.open = nil
+	delete(st.s.streams, st)
+}
+
+// Put is Store.Put into the stream's packs.
+func (st *Stream) Put(ctx context.Context, data []byte) (chunk.ID, error) {
+	s := st.s
 	if len(data) > MaxChunkSize {
 		return chunk.ID{}, fmt.Errorf("put chunk of %d bytes: %w", len(data), ErrTooLarge)
 	}
 	id := chunk.Hash(data)
-	if s.isPending(id) {
+	if s.pendingFor(st, id) {
 		return id, nil
 	}
 	// The filter answers "certainly not indexed" for new chunks without a
@@ -178,19 +276,20 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 
 	s.mu.Lock()
 	for {
-		if _, ok := s.pending[id]; ok {
+		if l, ok := s.pending[id]; ok {
+			st.dependLocked(l)
 			s.mu.Unlock()
 			return id, nil
 		}
-		if s.open == nil || len(s.open.entries) == 0 ||
-			(len(s.open.buf) < s.packSize && s.open.fits(len(stored), s.packSize)) {
+		if st.open == nil || len(st.open.entries) == 0 ||
+			(len(st.open.buf) < s.streamTargetLocked() && st.open.fits(len(stored), s.packSize)) {
 			break
 		}
 		// The open pack is full or the chunk does not fit its buffer: seal
 		// it, unless MaxUnwritten sealed packs already wait to be written;
 		// then retry one whose write failed, or wait.
 		if len(s.sealed) < s.maxUnwritten {
-			s.sealLocked(ctx)
+			s.sealLocked(ctx, st)
 			continue
 		}
 		if q := s.claimFailed(); q != nil {
@@ -202,8 +301,10 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 				// committed by a later successful Flush, whichever path
 				// reported the error.
 				s.mu.Lock()
-				if _, ok := s.pending[id]; !ok {
-					s.appendLocked(id, data, stored, comp)
+				if l, ok := s.pending[id]; ok {
+					st.dependLocked(l)
+				} else {
+					s.appendLocked(st, id, data, stored, comp)
 				}
 				s.mu.Unlock()
 				return id, fmt.Errorf("put chunk %s: retry earlier pack: %w", id.Short(), err)
@@ -213,9 +314,9 @@ func (s *Store) Put(ctx context.Context, data []byte) (chunk.ID, error) {
 		}
 		s.cond.Wait()
 	}
-	p := s.appendLocked(id, data, stored, comp)
-	if len(p.buf) >= s.packSize && len(s.sealed) < s.maxUnwritten {
-		s.sealLocked(ctx)
+	p := s.appendLocked(st, id, data, stored, comp)
+	if len(p.buf) >= s.streamTargetLocked() && len(s.sealed) < s.maxUnwritten {
+		s.sealLocked(ctx, st)
 	}
 	// A pack whose background write failed is retried at once, so that
 	// the failure reaches the caller (this chunk stays pending either way).
@@ -241,13 +342,15 @@ func (s *Store) Encode(data []byte) (chunk.ID, int) {
 	return id, n
 }
 
-// appendLocked appends a chunk to the open pack (opening one if needed)
-// and records it as pending. s.mu is held.
-func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression) *pack {
-	if s.open == nil {
-		s.open = s.newPackLocked()
+// appendLocked appends a chunk to the stream's open pack (opening one if
+// needed) and records it as pending. s.mu is held.
+func (s *Store) appendLocked(st *Stream, id chunk.ID, data, stored []byte, comp Compression) *pack {
+	if st.open == nil {
+		st.open = s.newPackLocked()
+		st.open.owner = st
+		s.streams[st] = struct{}{}
 	}
-	p := s.open
+	p := st.open
 	p.grow(len(stored), s.packSize) // only for chunks larger than the slack
 	p.entries = append(p.entries, trailerEntry{
 		ID:          id,
@@ -261,14 +364,15 @@ func (s *Store) appendLocked(id chunk.ID, data, stored []byte, comp Compression)
 	return p
 }
 
-// sealLocked seals the open pack and starts writing it in the background.
+// sealLocked seals the stream's open pack and starts writing it in the
+// background.
 // It joins s.sealed at once, so that Flush waits for it and Puts count it
 // against MaxUnwritten. The write outlives a cancellation of ctx (the chunks
 // are already accepted); its error stays with the pack, and the next Put or
 // Flush retries it and returns the error if it fails again. s.mu is held.
-func (s *Store) sealLocked(ctx context.Context) {
-	p := s.open
-	s.open = nil
+func (s *Store) sealLocked(ctx context.Context, st *Stream) {
+	p := st.open
+	st.dropLocked()
 	p.writing = true
 	s.sealed = append(s.sealed, p)
 	wctx := context.WithoutCancel(ctx)
@@ -354,8 +458,9 @@ func (p *pack) grow(n, packSize int) {
 	}
 }
 
-// claimFailed returns a sealed pack whose write failed and that nobody is
-// writing, marked as being written by the caller. s.mu must be held.
+// claimFailed returns a sealed pack that nobody is writing and that is not
+// written (its write failed, or a closed Stream left it waiting), marked
+// as being written by the caller. s.mu must be held.
 func (s *Store) claimFailed() *pack {
 	for _, q := range s.sealed {
 		if !q.writing && !q.done {
@@ -517,15 +622,52 @@ func (s *Store) unindexedPacks() map[string]bool {
 	return names
 }
 
-// Flush seals the open pack and writes every sealed pack; when it returns
-// nil every chunk Put before the call is committed.
+// Flush seals every stream's open pack and writes every sealed pack; when
+// it returns nil every chunk Put before the call is committed, through the
+// Store or any of its streams.
 func (s *Store) Flush(ctx context.Context) error {
 	s.mu.Lock()
-	if s.open != nil && len(s.open.entries) > 0 {
-		s.sealed = append(s.sealed, s.open)
-		s.open = nil
+	for st := range s.streams {
+		s.sealed = append(s.sealed, st.open) // an open pack has entries
+		st.dropLocked()
 	}
-	targets := append([]*pack(nil), s.sealed...)
+	return s.flushLocked(ctx, slices.Clone(s.sealed))
+}
+
+// Flush commits what the stream stored: it seals the stream's open pack and
+// writes it, the stream's sealed packs, and the packs of other streams
+// holding chunks its Puts found pending there; when it returns nil every
+// chunk Put through the stream before the call is committed. Unlike
+// Store.Flush it leaves other streams' open packs open, so that disks
+// backed up together each fill their own packs until their own snapshot
+// ends.
+func (st *Stream) Flush(ctx context.Context) error {
+	s := st.s
+	s.mu.Lock()
+	for p := range st.deps {
+		if o := p.owner; o.open == p {
+			s.sealed = append(s.sealed, p)
+			o.dropLocked()
+		}
+	}
+	if st.open != nil {
+		s.sealed = append(s.sealed, st.open)
+		st.dropLocked()
+	}
+	var targets []*pack
+	for _, p := range s.sealed {
+		if _, dep := st.deps[p]; dep || p.owner == st {
+			targets = append(targets, p)
+		}
+	}
+	st.deps = nil
+	return s.flushLocked(ctx, targets)
+}
+
+// flushLocked writes the sealed packs targets, waits for those being
+// written, and indexes every written pack. s.mu is held; flushLocked
+// releases it.
+func (s *Store) flushLocked(ctx context.Context, targets []*pack) error {
 	for {
 		var next *pack
 		busy := false
@@ -570,7 +712,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		err, s.lost = errors.Join(err, s.lost), nil
 	}
 	// An idle Store holds no pack buffers: a snapshot ends with a Flush.
-	if s.open == nil && len(s.sealed) == 0 {
+	if len(s.streams) == 0 && len(s.sealed) == 0 {
 		for _, m := range s.free {
 			m.free()
 		}

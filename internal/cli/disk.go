@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -35,6 +36,32 @@ func resolveLocation(ctx context.Context, c *client.Client, rg, loc string) (str
 		return "", err
 	}
 	return g.Location, nil
+}
+
+// resolveSource turns the --source of a new disk into a resource ID: a
+// resource ID is taken as it is; a name is the group's snapshot of that
+// name, else its disk. A name that is neither fails with both lookups'
+// answer, in ARM's shape (404 ResourceNotFound).
+func resolveSource(ctx context.Context, c *client.Client, rg, source string) (string, error) {
+	if strings.HasPrefix(source, "/") {
+		return source, nil
+	}
+	_, err := c.GetSnapshot(ctx, rg, source)
+	if err == nil {
+		return resolveID(c, client.Snapshots, rg, source), nil
+	}
+	if ce := client.AsError(err); ce == nil || ce.StatusCode != http.StatusNotFound {
+		return "", fmt.Errorf("look up snapshot %s: %w", source, err)
+	}
+	_, err = c.GetDisk(ctx, rg, source)
+	if err == nil {
+		return resolveID(c, client.Disks, rg, source), nil
+	}
+	if ce := client.AsError(err); ce == nil || ce.StatusCode != http.StatusNotFound {
+		return "", fmt.Errorf("look up disk %s: %w", source, err)
+	}
+	return "", &client.Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound", Target: "--source",
+		Message: fmt.Sprintf("Neither a snapshot nor a disk named '%s' was found in resource group '%s'. Give --source the name of one of them, or its resource ID.", source, rg)}
 }
 
 // resolveID turns a name in group rg (or a full resource ID) into an ID.
@@ -88,14 +115,11 @@ func diskCommand() *command {
 					spec.Tags = tags
 				}
 				if source != "" {
-					typ := client.Snapshots
-					if _, err := c.GetSnapshot(ctx, rg, source); err != nil && !strings.HasPrefix(source, "/") {
-						typ = client.Disks
+					id, err := resolveSource(ctx, c, rg, source)
+					if err != nil {
+						return client.Disk{}, err
 					}
-					if strings.Contains(strings.ToLower(source), "/providers/microsoft.compute/disks/") {
-						typ = client.Disks
-					}
-					spec.Source = resolveID(c, typ, rg, source)
+					spec.Source = id
 				}
 				return c.CreateDisk(ctx, rg, name, spec, !noWait)
 			}, diskCols)},

@@ -63,7 +63,17 @@ func TestComputeCLI(t *testing.T) {
 	if !strings.HasPrefix(out, "s1\tlocal\t1\ttrue\tup\tSucceeded") {
 		t.Fatalf("snapshot list: %q", out)
 	}
+	// A --source that names neither a snapshot nor a disk says so, and
+	// creates nothing.
+	var out2, errb bytes.Buffer
+	code := cli.Main(context.Background(), []string{"disk", "create", "-g", "rg", "-n", "x", "--source", "nosuch"}, &cli.Env{Stdout: &out2, Stderr: &errb})
+	if code != cli.ExitNotFound || !strings.Contains(errb.String(), "Neither a snapshot nor a disk named 'nosuch' was found in resource group 'rg'") {
+		t.Fatalf("disk create --source nosuch: exit %d\n%s", code, errb.String())
+	}
 	coffer("disk", "create", "-g", "rg", "-n", "restored", "--source", "s1")
+	// A disk's name works as a source too.
+	coffer("disk", "create", "-g", "rg", "-n", "copy", "--source", "up")
+	coffer("disk", "delete", "-g", "rg", "-n", "copy", "-y")
 	back2 := filepath.Join(dir, "restored.img")
 	coffer("disk", "download", "-g", "rg", "-n", "restored", back2)
 	if got := fileHash(t, back2); got != want {

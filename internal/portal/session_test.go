@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -386,4 +387,86 @@ func TestSigninLimitIPv6Prefix(t *testing.T) {
 			t.Error("the IPv4-mapped form of a refused IPv4 address may still try")
 		}
 	})
+}
+
+// heldStore holds its first write transaction until release is closed.
+type heldStore struct {
+	store.Store
+	first   sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *heldStore) Update(ctx context.Context, fn func(tx store.Tx) error) error {
+	h.first.Do(func() {
+		close(h.entered)
+		<-h.release
+	})
+	return h.Store.Update(ctx, fn)
+}
+
+// TestSigninFailuresGroupCommit: failures that arrive while another's count
+// is being written are counted together by one write transaction, and
+// every one of them counts: ten failures from one address for ten client
+// IDs, nine of them waiting behind the first's write, refuse that address
+// and leave each client ID one failure.
+func TestSigninFailuresGroupCommit(t *testing.T) {
+	sessionStores(t, func(t *testing.T, db store.Store) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		h := &heldStore{Store: db, entered: make(chan struct{}), release: make(chan struct{})}
+		l := newSigninLimiter(h, clk)
+		var wg sync.WaitGroup
+		errs := make(chan error, 10)
+		wg.Go(func() { errs <- l.fail(ctx, "198.51.100.4", "client-0") })
+		<-h.entered
+		for i := 1; i < 10; i++ {
+			wg.Go(func() { errs <- l.fail(ctx, "198.51.100.4", fmt.Sprintf("client-%d", i)) })
+		}
+		// The nine wait in one batch behind the held write.
+		for {
+			l.mu.Lock()
+			n := 0
+			if l.queued != nil {
+				n = len(l.queued.keys)
+			}
+			l.mu.Unlock()
+			if n == 2*9 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		close(h.release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := l.batches.Load(); n != 2 {
+			t.Errorf("%d write transactions for 10 failures, want 2", n)
+		}
+		if wait, err := l.blocked(ctx, "198.51.100.4", "fresh"); err != nil || wait == 0 {
+			t.Errorf("the address with 10 failures may still try (%v)", err)
+		}
+		for i := range 10 {
+			rec, err := readFailures(ctx, l, "203.0.113.1", fmt.Sprintf("client-%d", i))
+			if err != nil || len(rec.At) != 1 {
+				t.Errorf("client-%d: %d failures counted, want 1 (%v)", i, len(rec.At), err)
+			}
+		}
+	})
+}
+
+// readFailures returns the row of clientID's failures (addr's key is not
+// read).
+func readFailures(ctx context.Context, l *signinLimiter, addr, clientID string) (failuresRecord, error) {
+	var rec failuresRecord
+	err := l.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		rec, err = l.read(ctx, tx, limiterKeys(addr, clientID)[1])
+		return err
+	})
+	return rec, err
 }

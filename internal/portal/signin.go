@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/clock"
@@ -131,10 +133,32 @@ func remoteHost(r *http.Request) string {
 // of its last signinMaxFailures failures within the window (so it is
 // bounded), and expires with the newest of them; the sweeper deletes
 // expired rows, a batch at a failure.
+//
+// Failures are counted by group commit: a failure that arrives while
+// another's count is being written joins the next batch, and one write
+// transaction counts the whole batch. A spray of failures from addresses
+// never refused (many IPv4 addresses) thus costs the store one write at a
+// time whatever its rate, where a write per failure let about 200 a second
+// keep SQLite's one writer busy; a failure is still counted durably before
+// its answer goes out.
 type signinLimiter struct {
 	db      store.Store
 	clk     clock.Clock
 	sweeper *sweeper
+
+	mu         sync.Mutex
+	cond       *sync.Cond   // signalled when a batch's write ends
+	queued     *failBatch   // failures waiting for the next write
+	committing bool         // a batch is being written
+	batches    atomic.Int64 // batches written (for tests and the benchmark)
+}
+
+// failBatch is failures counted by one write transaction.
+type failBatch struct {
+	keys []string    // a row key per failure and key
+	at   []time.Time // when, for each of keys
+	done chan struct{}
+	err  error
 }
 
 // kindSigninFailures is the metadata-store kind of failed sign-in counts.
@@ -159,11 +183,13 @@ func (rec failuresRecord) live(now time.Time) []time.Time {
 }
 
 func newSigninLimiter(db store.Store, clk clock.Clock) *signinLimiter {
-	return &signinLimiter{db: db, clk: clk, sweeper: &sweeper{db: db, kind: kindSigninFailures, prefix: failuresPrefix,
+	l := &signinLimiter{db: db, clk: clk, sweeper: &sweeper{db: db, kind: kindSigninFailures, prefix: failuresPrefix,
 		expired: func(data []byte, now time.Time) bool {
 			var rec failuresRecord
 			return json.Unmarshal(data, &rec) != nil || len(rec.live(now)) == 0
 		}}}
+	l.cond = sync.NewCond(&l.mu)
+	return l
 }
 
 // limiterKeys are the row keys counting the failures of addr (its /64
@@ -239,30 +265,86 @@ func (l *signinLimiter) blocked(ctx context.Context, addr, clientID string) (tim
 	return wait, nil
 }
 
-// fail counts a failed sign-in from addr for clientID.
+// fail counts a failed sign-in from addr for clientID, durably, before it
+// returns. The failure joins the batch waiting for the next write; the
+// failure that opened the batch writes it once the write before it ended,
+// and the others wait for that write (group commit).
 func (l *signinLimiter) fail(ctx context.Context, addr, clientID string) error {
 	now := l.clk.Now().UTC()
+	l.mu.Lock()
+	b := l.queued
+	lead := b == nil
+	if lead {
+		b = &failBatch{done: make(chan struct{})}
+		l.queued = b
+	}
+	for _, k := range limiterKeys(addr, clientID) {
+		b.keys = append(b.keys, k)
+		b.at = append(b.at, now)
+	}
+	if !lead {
+		l.mu.Unlock()
+		select {
+		case <-b.done:
+			return b.err
+		case <-ctx.Done():
+			return fmt.Errorf("count a failed sign-in: %w", ctx.Err())
+		}
+	}
+	for l.committing {
+		l.cond.Wait()
+	}
+	l.queued, l.committing = nil, true
+	l.mu.Unlock()
+	// The batch is the waiters' too: their requests' cancellation does
+	// not stop its write, nor does this one's.
+	b.err = l.write(context.WithoutCancel(ctx), b, now)
+	close(b.done)
+	l.batches.Add(1)
+	l.mu.Lock()
+	l.committing = false
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	l.sweeper.sweep(ctx, now)
+	return nil
+}
+
+// write counts the failures of b in one write transaction: each key's row
+// is read once and keeps its last signinMaxFailures failures in the window.
+func (l *signinLimiter) write(ctx context.Context, b *failBatch, now time.Time) error {
 	err := l.db.Update(ctx, func(tx store.Tx) error {
-		for _, k := range limiterKeys(addr, clientID) {
-			rec, err := l.read(ctx, tx, k)
-			if err != nil {
-				return err
+		rows := map[string]failuresRecord{}
+		var order []string
+		for i, k := range b.keys {
+			rec, ok := rows[k]
+			if !ok {
+				var err error
+				if rec, err = l.read(ctx, tx, k); err != nil {
+					return err
+				}
+				rec.At = slices.Clone(rec.live(now))
+				order = append(order, k)
 			}
-			fs := append(slices.Clone(rec.live(now)), now)
-			rec.At = fs[max(0, len(fs)-signinMaxFailures):]
-			b, err := json.Marshal(rec)
+			rec.At = append(rec.At, b.at[i])
+			rec.At = rec.At[max(0, len(rec.At)-signinMaxFailures):]
+			rows[k] = rec
+		}
+		for _, k := range order {
+			data, err := json.Marshal(rows[k])
 			if err != nil {
 				return fmt.Errorf("encode failed sign-ins: %w", err)
 			}
-			if err := tx.Put(ctx, &store.Object{Kind: kindSigninFailures, Key: k, Data: b}, store.PutOptions{}); err != nil {
+			if err := tx.Put(ctx, &store.Object{Kind: kindSigninFailures, Key: k, Data: data}, store.PutOptions{}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("count a failed sign-in: %w", err)
+		return fmt.Errorf("count %d failed sign-in keys: %w", len(b.keys), err)
 	}
-	l.sweeper.sweep(ctx, now)
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +33,10 @@ import (
 //     write transaction, two reads and two writes; a sweep of expired rows
 //     at most once a minute), each from another address for another
 //     client ID, as a spraying attacker's attempts are, so none is
-//     refused.
+//     refused;
+//
+//   - spray-64: failures as in failure, 64 at a time, counted by group
+//     commit; reports the write transactions per failure.
 //
 //     go test ./internal/portal -run '^$' -bench SigninFailure
 func BenchmarkSigninFailure(b *testing.B) {
@@ -90,5 +95,24 @@ func benchSigninFailure(b *testing.B, db store.Store) {
 			}
 			clk.Advance(time.Second)
 		}
+	})
+	// A spray: 64 attempts at a time, each from another address for
+	// another client ID; reports the write transactions per failure
+	// (group commit: 1 when each failure wrote alone).
+	b.Run("spray-64", func(b *testing.B) {
+		var n atomic.Int64
+		before := l.batches.Load()
+		b.SetParallelism(64 / max(1, runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1) + 1<<20
+				addr, client := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), fmt.Sprintf("spray-%d", i)
+				if err := l.fail(ctx, addr, client); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(l.batches.Load()-before)/float64(n.Load()), "writes/failure")
 	})
 }

@@ -517,6 +517,35 @@ func TestDataRuns(t *testing.T) {
 	}
 }
 
+// TestAllocateExtents: the floor allocates exactly the blocks of its
+// writes before it makes them, as RestoreToFile does, adjacent extents
+// together, and leaves the rest of its file a hole.
+func TestAllocateExtents(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const mb = 1 << 20
+	if err := f.Truncate(16 * mb); err != nil {
+		t.Fatal(err)
+	}
+	writes := []extent{{1 * mb, 1 * mb}, {2 * mb, 2 * mb}, {7 * mb, 4096}, {9 * mb, 2 * mb}}
+	if err := allocateExtents(f, writes); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks == 0 {
+		t.Skip("this file system does not allocate ahead (no fallocate)")
+	}
+	if want := int64(5*mb + 4096); st.Blocks*512 != want || st.Size != 16*mb {
+		t.Fatalf("after allocating the writes: %d bytes on disk, size %d; want %d bytes, size %d", st.Blocks*512, st.Size, want, 16*mb)
+	}
+}
+
 // rangeLog is a blobstore.RangeReader that records the ranges read.
 type rangeLog struct {
 	mu    sync.Mutex

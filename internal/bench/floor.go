@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/clock"
@@ -23,8 +24,8 @@ import (
 // recorded as it ran and made again through the same blob store (so the
 // same direct reads of the same files); the writes are the runs of data
 // blocks the restore wrote, found in its output file, written again with
-// the same direct writes into a new sparse file that is then synced, as
-// RestoreToFile does. What the floor leaves out is exactly what Coffer
+// the same direct writes into a new sparse file whose data runs are
+// allocated first, then synced, as RestoreToFile does. What the floor leaves out is exactly what Coffer
 // adds to the I/O: index lookups, decompression, hashing, copies, and the
 // order in which a restore can issue its I/O.
 
@@ -95,6 +96,31 @@ func dataRuns(path string, cut int64) ([]extent, error) {
 		off = hole
 	}
 	return runs, nil
+}
+
+// allocateExtents reserves the blocks of writes (in file order) in f
+// before they are written, one fallocate per run of adjacent extents, as
+// RestoreToFile allocates its data blocks before it writes them (direct
+// writes into allocated blocks of one file run in parallel on ext4,
+// writes that allocate one at a time). A file system without fallocate
+// leaves them to allocate as they go.
+func allocateExtents(f *os.File, writes []extent) error {
+	for i := 0; i < len(writes); {
+		j, end := i+1, writes[i].off+writes[i].n
+		for j < len(writes) && writes[j].off == end {
+			end += writes[j].n
+			j++
+		}
+		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, writes[i].off, end-writes[i].off)
+		if errors.Is(err, errors.ErrUnsupported) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("allocate %d bytes at %d: %w", end-writes[i].off, writes[i].off, err)
+		}
+		i = j
+	}
+	return nil
 }
 
 // IOFloor is the restore's I/O replayed alone: the fastest of its replays
@@ -198,7 +224,8 @@ func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.Rang
 
 // replayIO makes the reads (through rr, as the restore made them) and the
 // writes (direct, of arbitrary non-zero bytes, into a new sparse file at
-// out of size bytes, synced at the end) with depth requests in flight, in
+// out of size bytes, their blocks allocated first, synced at the end)
+// with depth requests in flight, in
 // an order that keeps reads and writes in the proportion a restore has
 // them, and returns how long that took, with the process's CPU time and
 // what the machine did (disk as for readMachine) meanwhile. out is
@@ -253,6 +280,9 @@ func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, re
 	defer os.Remove(out)
 	defer f.Close()
 	if err := f.Truncate(size); err != nil {
+		return res, err
+	}
+	if err := allocateExtents(f, writes); err != nil {
 		return res, err
 	}
 	d, err := directio.Open(out, os.O_WRONLY)

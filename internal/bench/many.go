@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -135,11 +136,17 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	m := r.probe.start()
 	t0 := r.clk.Now()
 	var err error
+	spans := make([][2]float64, len(paths)) // each restore's start and end, s after t0
 	pprof.Do(ctx, pprof.Labels("restore", "many"), func(ctx context.Context) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(out.AtOnce)
 		for i, p := range paths {
-			g.Go(func() error { return st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p) })
+			g.Go(func() error {
+				spans[i][0] = r.since(t0)
+				err := st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p)
+				spans[i][1] = r.since(t0)
+				return err
+			})
 		}
 		err = g.Wait()
 	})
@@ -147,15 +154,19 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	rin := m.stop(r.res.Cores)
 	reads := r.probe.trace.stop()
 	var writes []extent
+	var each strings.Builder // each restore's time and data
 	for i, p := range paths {
 		if err != nil {
 			break
 		}
 		var runs []extent
 		runs, err = dataRuns(p, floorWriteMax)
+		var data int64
 		for _, w := range runs {
 			writes = append(writes, extent{int64(i)*out.DiskBytes + w.off, w.n})
+			data += w.n
 		}
+		fmt.Fprintf(&each, "; %d: %.2f-%.2fs, %s", i, spans[i][0], spans[i][1], sizeStr(data))
 	}
 	if err != nil {
 		// No figures from a failed step; what was restored goes unless
@@ -177,6 +188,7 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	}
 	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %d reads (%s); %s",
 		out.Disks, out.AtOnce, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.BlobGets, sizeStr(rin.BlobGetBytes), rin.Machine)
+	r.logf("the %d restores, from the first one's start (disk: start-end, data)%s", out.Disks, each.String())
 	if r.noFloors {
 		return nil
 	}

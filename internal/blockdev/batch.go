@@ -65,6 +65,24 @@ const pageBatch = 64
 // in a pack). Pages with the zero ID are all holes: fn gets nil for them, or
 // they are skipped with skipHoles. entries is fn's to keep.
 func (e *Engine) loadPages(ctx context.Context, r *record, p0, p1 int64, skipHoles bool, fn func(p int64, entries []chunk.ID) error) error {
+	return e.loadPageBatches(ctx, r, p0, p1, func(b0 int64, pages [][]chunk.ID) error {
+		for i, entries := range pages {
+			if entries == nil && skipHoles {
+				continue
+			}
+			if err := fn(b0+int64(i), entries); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// loadPageBatches is loadPages a batch at a time: fn(b0, pages) gets the
+// entries of the pages b0, b0+1, … (up to pageBatch of them, nil for a
+// page of holes) as one getMany fetched them, for callers that look at a
+// batch before handling its pages one by one (restoreRecord).
+func (e *Engine) loadPageBatches(ctx context.Context, r *record, p0, p1 int64, fn func(b0 int64, pages [][]chunk.ID) error) error {
 	nb := r.nblocks()
 	for b0 := p0; b0 < p1; b0 += pageBatch {
 		b1 := min(b0+pageBatch, p1)
@@ -89,13 +107,8 @@ func (e *Engine) loadPages(ctx context.Context, r *record, p0, p1 int64, skipHol
 		if err != nil {
 			return fmt.Errorf("read index pages %d-%d: %w", b0, b1-1, err)
 		}
-		for p := b0; p < b1; p++ {
-			if pages[p-b0] == nil && skipHoles {
-				continue
-			}
-			if err := fn(p, pages[p-b0]); err != nil {
-				return err
-			}
+		if err := fn(b0, pages); err != nil {
+			return err
 		}
 	}
 	return nil

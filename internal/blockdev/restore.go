@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
@@ -648,12 +649,79 @@ func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 	return direct + buffered, err
 }
 
+// allocate reserves the blocks of [off, off+n) of the file before they
+// are written (fallocate: unwritten extents, which read as zeros). ext4
+// makes a direct write into allocated blocks under the inode's lock
+// shared, but a direct write that allocates under it exclusive, for the
+// whole write: without allocate, a restore's jobs wrote its file one at a
+// time. A file system without fallocate gives errors.ErrUnsupported.
+func (r restoreFile) allocate(off, n int64) error {
+	if err := unix.Fallocate(int(r.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+		return &os.PathError{Op: "fallocate", Path: r.f.Name(), Err: err}
+	}
+	return nil
+}
+
+// allocator is implemented by restore writers that can reserve the space
+// of a range before it is written (restoreFile).
+type allocator interface {
+	allocate(off, n int64) error
+}
+
+var _ allocator = restoreFile{}
+
+// allocateData reserves, through a, every run of consecutive data blocks
+// of the index pages b0, b0+1, … of rec (pages as loadPageBatches gives
+// them): one call per run, holes left out, so the file stays sparse.
+func allocateData(a allocator, rec *record, b0 int64, pages [][]chunk.ID) error {
+	bs := rec.BlockSize
+	run := int64(-1) // first block of the run not allocated yet, or -1
+	flush := func(end int64) error {
+		if run < 0 {
+			return nil
+		}
+		off := run * bs
+		n := min(end*bs, rec.Size) - off
+		run = -1
+		if err := a.allocate(off, n); err != nil {
+			return fmt.Errorf("allocate blocks %d-%d: %w", off/bs, end-1, err)
+		}
+		return nil
+	}
+	next := b0 * EntriesPerPage // the block after the last one looked at
+	for k, entries := range pages {
+		first := (b0 + int64(k)) * EntriesPerPage
+		if entries == nil {
+			if err := flush(next); err != nil {
+				return err
+			}
+			next = first + EntriesPerPage
+			continue
+		}
+		for i, id := range entries {
+			b := first + int64(i)
+			switch {
+			case id.IsZero():
+				if err := flush(b); err != nil {
+					return err
+				}
+			case run < 0:
+				run = b
+			}
+			next = b + 1
+		}
+	}
+	return flush(next)
+}
+
 // restoreRecord writes the data blocks of rec to w. Each job restores a
 // span of a page (restoreBufBytes): one batched read of the span's chunks,
 // decompressed into the job's buffer where the blocks go, then one WriteAt
 // per run of consecutive data blocks (holes end runs); io.WriterAt allows
 // parallel WriteAt calls on non-overlapping ranges. Jobs hold the engine's
-// shared buffers (ioBufs), aligned for direct I/O (restoreFile).
+// shared buffers (ioBufs), aligned for direct I/O (restoreFile). A w that
+// is an allocator has each batch of pages' data blocks allocated before
+// their jobs start (allocateData).
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
 	release := e.openIOBufs()
 	defer release()
@@ -666,14 +734,29 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 		entries []chunk.ID // of blocks first, first+1, ...
 	}
 	jobs := make(chan job, workers)
+	alloc, _ := w.(allocator)
 	g.Go(func() error {
 		defer close(jobs)
-		return e.loadPages(gctx, rec, 0, int64(len(rec.Pages)), true, func(p int64, entries []chunk.ID) error {
-			for i := 0; i < len(entries); i += span {
-				select {
-				case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))]}:
-				case <-gctx.Done():
-					return gctx.Err()
+		return e.loadPageBatches(gctx, rec, 0, int64(len(rec.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+			// The batch's data blocks are allocated before any of them
+			// is written: once, not between the jobs' writes, since an
+			// allocation waits for the file's writes in flight.
+			if alloc != nil {
+				err := allocateData(alloc, rec, b0, pages)
+				if errors.Is(err, errors.ErrUnsupported) {
+					alloc = nil // the writes allocate, one at a time
+				} else if err != nil {
+					return err
+				}
+			}
+			for k, entries := range pages {
+				p := b0 + int64(k)
+				for i := 0; i < len(entries); i += span {
+					select {
+					case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))]}:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
 				}
 			}
 			return nil

@@ -1,0 +1,269 @@
+package blockdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"coffer/internal/chunk"
+)
+
+// span is a byte range [off, off+n) of a file.
+type span struct{ off, n int64 }
+
+// TestAllocateData: allocateData reserves every run of consecutive data
+// blocks of a batch of pages with one call, runs crossing from one page
+// into the next included, and nothing of the holes: whole pages of holes
+// (nil) and hole entries end runs, and the last run ends at the size of a
+// partial last block.
+func TestAllocateData(t *testing.T) {
+	const bs = 4096
+	const b0 = 2 // the batch's first page: offsets count from it
+	data := chunk.ID{1}
+	page := func(data ...[2]int) []chunk.ID { // entries with data in [lo, hi)
+		p := make([]chunk.ID, EntriesPerPage)
+		for _, r := range data {
+			for i := r[0]; i < r[1]; i++ {
+				p[i] = chunk.ID{byte(i), 1}
+			}
+		}
+		return p
+	}
+	last := page([2]int{0, 100})[:100] // a short last page
+	for i := range last {
+		last[i] = data
+	}
+	pages := [][]chunk.ID{
+		page([2]int{0, 10}, [2]int{11, EntriesPerPage}),
+		nil, // holes only
+		page([2]int{0, 5}),
+		page([2]int{250, EntriesPerPage}),
+		last,
+	}
+	nb := int64((b0+4)*EntriesPerPage + 100)
+	rec := &record{BlockSize: bs, Size: nb*bs - 1000}
+	first := int64(b0 * EntriesPerPage)
+	want := []span{
+		{first * bs, 10 * bs},
+		{(first + 11) * bs, (EntriesPerPage - 11) * bs},
+		{(first + 2*EntriesPerPage) * bs, 5 * bs},
+		{(first + 3*EntriesPerPage + 250) * bs, rec.Size - (first+3*EntriesPerPage+250)*bs},
+	}
+	var got []span
+	a := allocFunc(func(off, n int64) error { got = append(got, span{off, n}); return nil })
+	if err := allocateData(a, rec, b0, pages); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("allocated %v, want %v", got, want)
+	}
+
+	full := allocFunc(func(off, n int64) error { return unix.ENOSPC })
+	err := allocateData(full, rec, b0, pages)
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("allocation on a full file system: %v, want ENOSPC", err)
+	}
+}
+
+type allocFunc func(off, n int64) error
+
+func (f allocFunc) allocate(off, n int64) error { return f(off, n) }
+
+// allocWriter is an io.WriterAt and an allocator that records both, and
+// fails each allocation with fail (nil: none).
+type allocWriter struct {
+	writerAtBuf
+	fail error
+
+	mu        sync.Mutex
+	allocated []span
+	allocs    int
+	// unallocated are the writes that were not inside a range allocated
+	// before them.
+	unallocated []span
+}
+
+func (w *allocWriter) allocate(off, n int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.allocs++
+	if w.fail != nil {
+		return &os.PathError{Op: "fallocate", Path: "test", Err: w.fail}
+	}
+	w.allocated = append(w.allocated, span{off, n})
+	return nil
+}
+
+func (w *allocWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	in := false
+	for _, a := range w.allocated {
+		in = in || (off >= a.off && off+int64(len(p)) <= a.off+a.n)
+	}
+	if !in {
+		w.unallocated = append(w.unallocated, span{off, int64(len(p))})
+	}
+	w.mu.Unlock()
+	return w.writerAtBuf.WriteAt(p, off)
+}
+
+// TestRestoreAllocatesBeforeWriting: a restore into a writer that can
+// allocate (RestoreToFile's) has every write land in a range allocated
+// before it, over two batches of pages, with the holes left unallocated;
+// a writer whose file system cannot allocate (errors.ErrUnsupported) is
+// asked once and then written as it is, and one that is full fails the
+// restore before anything is written.
+func TestRestoreAllocatesBeforeWriting(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs, Workers: 2})
+	batch := int64(pageBatch * EntriesPerPage * bs)
+	size := 2*batch + 40*bs // three batches of pages, the last short
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	model := make([]byte, size)
+	var data int64
+	for _, r := range [][2]int64{{0, 3}, {5, 300}, {batch/bs - 2, batch/bs + 7}, {2*batch/bs + 1, 2*batch/bs + 40}} {
+		p := make([]byte, (r[1]-r[0])*bs)
+		for i := range p {
+			p[i] = byte(rng.Uint32() | 1) // no zero block
+		}
+		if _, err := v.WriteAt(p, r[0]*bs); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[r[0]*bs:], p)
+		data += int64(len(p))
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+
+	w := &allocWriter{writerAtBuf: writerAtBuf{b: make([]byte, size)}}
+	if err := env.e.RestoreTo(ctx, "s1", w); err != nil {
+		t.Fatal(err)
+	}
+	if sum(w.b) != sum(model) {
+		t.Fatalf("restored image differs at %d", firstDiff(w.b, model))
+	}
+	if len(w.unallocated) > 0 {
+		t.Fatalf("%d writes outside the ranges allocated before them, the first %v (allocated: %v)", len(w.unallocated), w.unallocated[0], w.allocated)
+	}
+	var allocated int64
+	for _, a := range w.allocated {
+		allocated += a.n
+	}
+	if allocated != data {
+		t.Fatalf("allocated %d bytes in %v, want the %d bytes of data", allocated, w.allocated, data)
+	}
+
+	unsupported := &allocWriter{writerAtBuf: writerAtBuf{b: make([]byte, size)}, fail: unix.EOPNOTSUPP}
+	if err := env.e.RestoreTo(ctx, "s1", unsupported); err != nil {
+		t.Fatalf("restore where allocation is unsupported: %v", err)
+	}
+	if sum(unsupported.b) != sum(model) || unsupported.allocs != 1 {
+		t.Fatalf("restore where allocation is unsupported: image differs at %d, %d allocations (want 1)", firstDiff(unsupported.b, model), unsupported.allocs)
+	}
+
+	full := &allocWriter{writerAtBuf: writerAtBuf{b: make([]byte, size)}, fail: unix.ENOSPC}
+	if err := env.e.RestoreTo(ctx, "s1", full); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("restore where allocation finds no space: %v, want ENOSPC", err)
+	}
+	if n := len(full.unallocated); n != 0 {
+		t.Fatalf("restore where allocation finds no space wrote %d times", n)
+	}
+}
+
+// TestRestoreToFileStaysSparse: RestoreToFile allocates the data blocks
+// of its file before it writes them, and only those: the file holds the
+// data's bytes on disk, not the holes'.
+func TestRestoreToFileStaysSparse(t *testing.T) {
+	ctx := context.Background()
+	const bs = 64 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 256 << 20
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(5, 6))
+	var data int64
+	for _, b := range []int64{0, 1, 2, 100, 1000, 2000, 2001, 4095} {
+		p := make([]byte, bs)
+		fillRandom(rng, p)
+		p[0] = 1
+		if _, err := v.WriteAt(p, b*bs); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[b*bs:], p)
+		data += bs
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "restored.img")
+	if err := env.e.RestoreToFile(ctx, "s1", path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum(got) != sum(model) {
+		t.Fatalf("restored file differs at %d", firstDiff(got, model))
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	// The extent tree may take a block or two beyond the data.
+	if onDisk := st.Blocks * 512; onDisk < data || onDisk > data+64<<10 {
+		t.Fatalf("the restored file takes %d bytes on disk, want the %d bytes of its data", onDisk, data)
+	}
+}
+
+// TestRestoreFileAllocate: restoreFile.allocate reserves the range on
+// disk, reading as zeros, without changing the file's size.
+func TestRestoreFileAllocate(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	err = restoreFile{f: f}.allocate(1<<20, 1<<20)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("no fallocate here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 4<<20 || st.Blocks*512 < 1<<20 {
+		t.Fatalf("after allocating 1 MiB: size %d, %d bytes on disk; want 4 MiB and at least 1 MiB", st.Size, st.Blocks*512)
+	}
+	got := make([]byte, 1<<20)
+	if _, err := f.ReadAt(got, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range got {
+		if c != 0 {
+			t.Fatalf("allocated byte %d reads %#x, want 0", i, c)
+		}
+	}
+}

@@ -150,21 +150,47 @@ type NBDScaling struct {
 // NBDLoad is a workload on Coffer while the engine works in the
 // background: a full snapshot, or the hydration of an instant restore.
 type NBDLoad struct {
-	Workload    string       `json:"workload"`
-	During      string       `json:"during"` // "snapshot" or "hydration"
-	Runs        []NBDLoadRun `json:"runs"`
-	MedianRatio float64      `json:"medianRatio"` // of the runs' Ratio
+	Workload          string       `json:"workload"`
+	During            string       `json:"during"` // "snapshot" or "hydration"
+	Runs              []NBDLoadRun `json:"runs"`
+	MedianWindowRatio float64      `json:"medianWindowRatio"` // of the runs' Window.Ratio: the measure
+	MedianRatio       float64      `json:"medianRatio"`       // of the runs' Ratio (the old measure)
 }
 
-// NBDLoadRun is one run: the requests completed while the background work
-// ran, and those of an idle window of the same run (before the snapshot,
-// after hydration).
+// NBDLoadRun is one run: its fixed-window measure (Window), and the old
+// measure: the requests completed while the background work ran (Busy)
+// against an idle window (before the snapshot, after hydration).
 type NBDLoadRun struct {
+	Window NBDWindow     `json:"window"`
 	Idle   windowFigures `json:"idle"`
 	Busy   windowFigures `json:"busy"`
 	Ratio  float64       `json:"ratio"` // busy IOPS ÷ idle IOPS
 	Match  string        `json:"sha256,omitempty"`
 	Detail string        `json:"detail,omitempty"`
+}
+
+// NBDWindow is the fixed-window measure of a run: the first Seconds (the
+// fio runtime) of the workload from its first request, with the work
+// started at that instant (Busy), against the first Seconds of the same
+// fio job (same seed, same requests) on the same disk without it (Ref:
+// the loaded disk before the snapshot, the restored disk once hydrated).
+type NBDWindow struct {
+	Seconds float64       `json:"seconds"`
+	Busy    windowFigures `json:"busy"`
+	Ref     windowFigures `json:"reference"`
+	Ratio   float64       `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	// How far the work had got at the window's start and end (0-1: blocks
+	// read of those taken for a snapshot, bytes hydrated for a hydration),
+	// and when it ended, from the first request, if it ended within the
+	// window.
+	ProgressStart float64 `json:"progressStart"`
+	ProgressEnd   float64 `json:"progressEnd"`
+	EndedSeconds  float64 `json:"endedSeconds,omitempty"`
+	// While the work still ran at the window's end: the blocks copied
+	// before write so far (snapshot), the blocks the user's reads fetched
+	// in the window (hydration).
+	CBWBlocks   int64 `json:"cbwBlocks,omitempty"`
+	ReadFetched int64 `json:"readFetchedBlocks,omitempty"`
 }
 
 // NBDCheck is one correctness check, by SHA-256.
@@ -200,8 +226,9 @@ type nbdRunner struct {
 // TCP loopback) and from `nbdkit file` (a plain file), and measures both
 // with the same clients, interleaved: nbdcopy of the whole disk in each
 // direction and fio's nbd engine over NBDWorkloads × Conns. It then runs
-// the random workloads on Coffer during a full snapshot and during the
-// hydration of an instant restore, against idle windows of the same runs.
+// the random workloads on Coffer for Runtime from the start of a full
+// snapshot and from an instant restore of it, against the same fio job
+// without the work (nbdload.go).
 // Every disk written is checked by SHA-256.
 func RunNBD(ctx context.Context, opts NBDOptions) (NBDResult, error) {
 	if opts.Size == 0 {

@@ -309,6 +309,9 @@ type HydrationStatus struct {
 	// capacity.ErrNoSpace). Reads are served from the snapshot meanwhile.
 	Stalled bool
 	Err     error // why the hydrator stopped or is stalled
+	// ReadFetched is how many blocks the user's reads fetched from the
+	// source snapshot on their path (hydrate-on-read) so far.
+	ReadFetched int64
 }
 
 // Hydration reports hydration progress.
@@ -320,7 +323,7 @@ func (v *Volume) Hydration() HydrationStatus {
 		return HydrationStatus{DoneBytes: v.size, TotalBytes: v.size}
 	}
 	return HydrationStatus{Hydrating: true, DoneBytes: min(h.ndone*v.bs, h.src.Size), TotalBytes: h.src.Size,
-		Stalled: h.stalled, Err: h.err}
+		Stalled: h.stalled, Err: h.err, ReadFetched: h.fetched.Load()}
 }
 
 // closedChan is a channel that is always closed.

@@ -34,6 +34,30 @@ type snapState struct {
 	side     *os.File
 	sideNext int64
 	cbw      atomic.Int64
+	total    int64        // blocks taken
+	read     atomic.Int64 // of them, blocks the snapshot has read
+}
+
+// SnapshotProgress is how far a volume's running snapshot has got.
+type SnapshotProgress struct {
+	Running bool // false: no snapshot runs (the rest is zero)
+	// BlocksRead of BlocksTotal, the blocks the snapshot takes (those
+	// changed since the volume's last snapshot).
+	BlocksRead, BlocksTotal int64
+	// CBWBlocks is how many of them the user's writes copied before write
+	// so far.
+	CBWBlocks int64
+}
+
+// SnapshotProgress reports the progress of the volume's running snapshot.
+func (v *Volume) SnapshotProgress() SnapshotProgress {
+	v.mu.Lock()
+	s := v.snap
+	v.mu.Unlock()
+	if s == nil {
+		return SnapshotProgress{}
+	}
+	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load()}
 }
 
 func (s *snapState) holds(b int64) bool {
@@ -98,6 +122,7 @@ func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte
 	s.pending.clear(b)
 	side := s.side
 	v.mu.Unlock()
+	s.read.Add(1)
 	switch {
 	case inMem:
 		copy(buf, *data)
@@ -220,7 +245,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	taken := v.dirty
 	nb := (v.size + v.bs - 1) / v.bs
 	v.dirty = newBitset(nb)
-	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}}
+	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}, total: taken.count()}
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()

@@ -439,7 +439,11 @@ func (r *nbdRunner) resolve(_ context.Context, name string) (*nbd.Export, error)
 
 // export makes v available under name and returns its backend.
 func (r *nbdRunner) export(name string, v *blockdev.Volume) *volumeBackend {
-	b := &volumeBackend{v: v, clk: r.clk}
+	return r.exportBackend(name, &volumeBackend{v: v, clk: r.clk})
+}
+
+// exportBackend makes b available under name and returns it.
+func (r *nbdRunner) exportBackend(name string, b *volumeBackend) *volumeBackend {
 	r.mu.Lock()
 	r.exports[name] = b
 	r.mu.Unlock()
@@ -454,6 +458,21 @@ type volumeBackend struct {
 	v     *blockdev.Volume
 	clk   clock.Clock
 	first atomic.Int64 // UnixNano of the first read or write; 0: none yet
+	// open, if set, makes v at the first request (the load part's instant
+	// restore: its hydration starts with the user's first request); size
+	// is v's size until then.
+	open    func() (*blockdev.Volume, error)
+	size    int64
+	once    sync.Once
+	openErr error
+}
+
+// vol returns the exported volume, made at the first call if open is set.
+func (b *volumeBackend) vol() (*blockdev.Volume, error) {
+	if b.open != nil {
+		b.once.Do(func() { b.v, b.openErr = b.open() })
+	}
+	return b.v, b.openErr
 }
 
 func (b *volumeBackend) seen() {
@@ -475,20 +494,37 @@ func (b *volumeBackend) firstRequest(ctx context.Context) (time.Time, error) {
 	}
 }
 
-func (b *volumeBackend) Size() int64 { return b.v.Size() }
+func (b *volumeBackend) Size() int64 {
+	if b.open != nil {
+		return b.size
+	}
+	return b.v.Size()
+}
 
 func (b *volumeBackend) ReadAt(p []byte, off int64) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.ReadAt(p, off)
+	return v.ReadAt(p, off)
 }
 
 func (b *volumeBackend) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.ReadSparseAt(context.Background(), p, off, hole)
+	return v.ReadSparseAt(context.Background(), p, off, hole)
 }
 
 func (b *volumeBackend) TryReadSparse(p []byte, off int64, hole func(off, n int64)) (int, bool, error) {
-	n, ok, err := b.v.TryReadSparseAt(p, off, hole)
+	v, err := b.vol()
+	if err != nil {
+		return 0, true, err
+	}
+	n, ok, err := v.TryReadSparseAt(p, off, hole)
 	if ok {
 		b.seen()
 	}
@@ -496,12 +532,20 @@ func (b *volumeBackend) TryReadSparse(p []byte, off int64, hole func(off, n int6
 }
 
 func (b *volumeBackend) WriteAt(p []byte, off int64) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.WriteAt(p, off)
+	return v.WriteAt(p, off)
 }
 
 func (b *volumeBackend) TryReadAt(p []byte, off int64) (int, bool, error) {
-	n, ok, err := b.v.TryReadAt(p, off)
+	v, err := b.vol()
+	if err != nil {
+		return 0, true, err
+	}
+	n, ok, err := v.TryReadAt(p, off)
 	if ok {
 		b.seen()
 	}
@@ -509,23 +553,47 @@ func (b *volumeBackend) TryReadAt(p []byte, off int64) (int, bool, error) {
 }
 
 func (b *volumeBackend) TryWriteAt(p []byte, off int64) (bool, error) {
-	ok, err := b.v.TryWriteAt(p, off)
+	v, err := b.vol()
+	if err != nil {
+		return true, err
+	}
+	ok, err := v.TryWriteAt(p, off)
 	if ok {
 		b.seen()
 	}
 	return ok, err
 }
 
-func (b *volumeBackend) Flush() error { return b.v.Flush(context.Background()) }
+func (b *volumeBackend) Flush() error {
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.Flush(context.Background())
+}
 
-func (b *volumeBackend) Trim(off, n int64) error { return b.v.Trim(context.Background(), off, n) }
+func (b *volumeBackend) Trim(off, n int64) error {
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.Trim(context.Background(), off, n)
+}
 
 func (b *volumeBackend) WriteZeroes(off, n int64) error {
-	return b.v.WriteZeroes(context.Background(), off, n)
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.WriteZeroes(context.Background(), off, n)
 }
 
 func (b *volumeBackend) BlockStatus(off, n int64) ([]nbd.Extent, error) {
-	exts, err := b.v.Extents(context.Background(), off, n)
+	v, err := b.vol()
+	if err != nil {
+		return nil, err
+	}
+	exts, err := v.Extents(context.Background(), off, n)
 	if err != nil {
 		return nil, err
 	}

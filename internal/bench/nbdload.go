@@ -162,8 +162,8 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 
 // loadRun runs w on a fresh stack: for N seconds (the reference), then
 // again with a full snapshot started at its first request, until the
-// snapshot ends; then on an instant restore of that snapshot from the
-// restore on until it is hydrated and 3.5 s more, then again for N
+// snapshot ends; then on an instant restore of that snapshot made at its
+// first request, until it is hydrated and 3.5 s more, then again for N
 // seconds on the hydrated disk (the reference).
 func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLoadRun, err error) {
 	st, err := r.loadStack(ctx, "load")
@@ -205,12 +205,19 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		Detail: fmt.Sprintf("snapshot %.2fs, %s", busy.workEnd.Sub(busy.workStart).Seconds(), busy.detail)}
 	snap.Ratio = ratio(snap.Busy.IOPS, snap.Idle.IOPS)
 
-	rv, err := st.eng.RestoreVolume(ctx, "s1", "restored")
-	if err != nil {
-		return snap, hyd, err
+	// The instant restore is made at the user's first request.
+	var rv *blockdev.Volume
+	defer func() {
+		if rv != nil {
+			rv.Close()
+		}
+	}()
+	restore := func() (*blockdev.Volume, error) {
+		var err error
+		rv, err = st.eng.RestoreVolume(ctx, "s1", "restored")
+		return rv, err
 	}
-	defer rv.Close()
-	busy, err = r.runLoad(ctx, loadJob{w: w, v: rv, marks: []time.Duration{0, n}, after: oldIdle[:],
+	busy, err = r.runLoad(ctx, loadJob{w: w, open: restore, size: st.vol.Size(), marks: []time.Duration{0, n}, after: oldIdle[:],
 		work: func(ctx context.Context) (string, error) { return "", rv.WaitHydrated(ctx) },
 		progress: func() loadProgress {
 			h := rv.Hydration()
@@ -267,6 +274,10 @@ func perRequestUs(cpu float64, requests int) float64 {
 type loadJob struct {
 	w NBDWorkload
 	v *blockdev.Volume
+	// open, if set instead of v, makes the volume at the first request;
+	// size is its size.
+	open func() (*blockdev.Volume, error)
+	size int64
 	// runtime is how long fio runs without work.
 	runtime time.Duration
 	// work, if set, starts at the first request; fio then runs until it
@@ -329,7 +340,8 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 	out := loadFio{cpu: map[time.Duration]float64{}, cpuAfter: map[time.Duration]float64{}, progress: map[time.Duration]loadProgress{}}
 	r.runN++
 	name := fmt.Sprintf("under-load-%03d", r.runN)
-	b := r.export(name, j.v)
+	b := &volumeBackend{v: j.v, clk: r.clk, open: j.open, size: j.size}
+	r.exportBackend(name, b)
 	defer r.unexport(name)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -338,7 +350,7 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 	stopFio := func() { stopOnce.Do(func() { close(stop) }) }
 	defer stopFio()
 	logPrefix := r.fioOut(j.w.Name + "-lat")
-	fj := fioJob{URI: r.cofferURI(name), RW: j.w.RW, BS: j.w.BS, IODepth: j.w.IODepth, Conns: 1, Size: j.v.Size(),
+	fj := fioJob{URI: r.cofferURI(name), RW: j.w.RW, BS: j.w.BS, IODepth: j.w.IODepth, Conns: 1, Size: b.Size(),
 		Runtime: j.runtime, Seed: r.opts.Seed + 3, LatLog: logPrefix}
 	if j.work != nil {
 		fj.Runtime, fj.Stop = time.Hour, stop

@@ -510,3 +510,45 @@ func TestYieldGateMinimumShare(t *testing.T) {
 		t.Error("no job ran lowered: the gate ran everything at the user's priority")
 	}
 }
+
+// TestYieldGateUrgentOwed: a gate whose urgent jobs are owed
+// (urgentOwed, the hydrator's while the user's reads fetch) runs a job at
+// the user's priority once the count grew, and lowered otherwise; a gate
+// without it runs urgent jobs lowered.
+func TestYieldGateUrgentOwed(t *testing.T) {
+	ctx := context.Background()
+	for _, urgentOwed := range []bool{true, false} {
+		clk := clock.NewFake(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC))
+		var fg foreground
+		var fetched atomic.Int64
+		g := newYieldGate(clk, &fg)
+		g.urgentWhenCounted(&fetched)
+		g.urgentOwed = urgentOwed
+		g.threadCPU = func() time.Duration { return 0 }
+		// owed runs one job of 10 ms that used its core all along and
+		// reports whether the gate let it in at the user's priority.
+		owed := func(grow bool) bool {
+			t.Helper()
+			if grow {
+				fetched.Add(1)
+			}
+			fg.touch(clk.Now())
+			j, err := g.enter(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(10 * time.Millisecond)
+			fg.touch(clk.Now())
+			j.end(10 * time.Millisecond)
+			clk.Advance(20 * time.Millisecond) // its rest, for the next
+			return j.owed
+		}
+		owed(false) // the first job: the gate's share starts at nothing
+		if got := owed(true); got != urgentOwed {
+			t.Errorf("urgentOwed %v: a job after the count grew owed %v", urgentOwed, got)
+		}
+		if owed(false) {
+			t.Errorf("urgentOwed %v: a job after the count stayed was owed", urgentOwed)
+		}
+	}
+}

@@ -80,10 +80,8 @@ type yieldGate struct {
 	clk clock.Clock
 	fg  *foreground
 	// urgent, if set, is asked before each rest (by one job at a time);
-	// true skips the rest, and with urgentOwed the job runs at the user's
-	// priority.
-	urgent     func() bool
-	urgentOwed bool
+	// true skips the rest.
+	urgent func() bool
 	// threadCPU is the calling thread's CPU time (lowprio.ThreadCPU), and
 	// atNormal runs a job at the user's priority (lowprio.Normal).
 	threadCPU func() time.Duration
@@ -160,13 +158,12 @@ func (g *yieldGate) enter(ctx context.Context) (gateJob, error) {
 	case <-ctx.Done():
 		return gateJob{}, ctx.Err()
 	}
-	urgent, err := g.rest(ctx)
-	if err != nil {
+	if err := g.rest(ctx); err != nil {
 		<-g.slot
 		return gateJob{}, err
 	}
 	start := g.clk.Now()
-	return gateJob{g: g, start: start, owed: g.accrue(start) > 0 || urgent && g.urgentOwed}, nil
+	return gateJob{g: g, start: start, owed: g.accrue(start) > 0}, nil
 }
 
 // end ends a job that spent used of the work's share, and sets the rest
@@ -194,30 +191,29 @@ func (g *yieldGate) accrue(now time.Time) time.Duration {
 }
 
 // rest waits until g.next, or until the user has gone away (checked at
-// least every foregroundWindow), unless the work is urgent (it then
-// reports so); and no longer than until the work is owed its share. The
-// caller holds the slot.
-func (g *yieldGate) rest(ctx context.Context) (urgent bool, err error) {
+// least every foregroundWindow), unless the work is urgent; and no longer
+// than until the work is owed its share. The caller holds the slot.
+func (g *yieldGate) rest(ctx context.Context) error {
 	if g.urgent != nil && g.urgent() {
-		return true, nil
+		return nil
 	}
 	for {
 		now := g.clk.Now()
 		credit := g.accrue(now)
 		if credit > 0 {
-			return false, nil
+			return nil
 		}
 		owedIn := time.Duration(float64(-credit)/minShare) + time.Nanosecond // until the credit is positive
 		wait := min(g.next.Sub(now), foregroundWindow, owedIn)
 		if wait <= 0 || !g.fg.recent(now) {
-			return false, nil
+			return nil
 		}
 		t := g.clk.NewTimer(wait)
 		select {
 		case <-t.C():
 		case <-ctx.Done():
 			t.Stop()
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }

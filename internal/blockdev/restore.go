@@ -438,12 +438,10 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	// between jobs unless the user's reads fetched blocks since the last
 	// rest: each such fetch costs the user more than the hydrator's
 	// batched work costs (BenchmarkReadMiss), so then its progress is
-	// what the user needs, and those jobs run at the user's priority
-	// (urgentOwed). It still gets its minimum share of a core (minShare)
-	// however busy the user keeps the cores.
+	// what the user needs. It still gets its minimum share of a core
+	// (minShare) however busy the user keeps the cores.
 	yield := newYieldGate(e.opts.Clock, &v.fg)
 	yield.urgentWhenCounted(&h.fetched)
-	yield.urgentOwed = true
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)

@@ -21,7 +21,8 @@ import (
 //
 // Its measure is a fixed window: the first N seconds (N = the fio
 // runtime) of the workload from its first request, the background work
-// started at that instant, against the same N seconds of the same fio job
+// started at that instant (the snapshot; the instant restore, whose
+// hydration starts with it), against the same N seconds of the same fio job
 // (the same seed: the same requests) on the same disk without the work:
 // for a snapshot, on the loaded disk just before; for a hydration, on the
 // restored disk once hydrated. Each window has its IOPS, p99 and the

@@ -84,15 +84,9 @@ func TestSnapshotGetsItsShareUnderUserActivity(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
 	const nb = 64
-	v, err := env.e.CreateVolume(ctx, "src", nb<<12)
-	if err != nil {
-		t.Fatal(err)
-	}
 	model := make([]byte, nb<<12)
 	fillRandom(rand.New(rand.NewPCG(9, 10)), model)
-	if _, err := v.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
+	v := volumeOf(t, env, "src", model)
 	var mu sync.Mutex
 	seen := map[int]int{} // nice -> blocks stored
 	var badProgress []SnapshotProgress
@@ -138,7 +132,7 @@ func TestSnapshotGetsItsShareUnderUserActivity(t *testing.T) {
 			}
 		}
 	}()
-	_, err = env.e.Snapshot(ctx, "src", "s")
+	_, err := env.e.Snapshot(ctx, "src", "s")
 	close(stop)
 	<-stopped
 	env.e.hooks.blockStored = nil

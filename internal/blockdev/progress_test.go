@@ -14,15 +14,9 @@ func TestSnapshotProgress(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 1})
 	const nb = 32
-	v, err := env.e.CreateVolume(ctx, "v", nb<<12)
-	if err != nil {
-		t.Fatal(err)
-	}
 	model := make([]byte, nb<<12)
-	fillRandom(rand.New(rand.NewPCG(11, 12)), model[:24<<12]) // blocks 24-31 are never written
-	if _, err := v.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
+	fillRandom(rand.New(rand.NewPCG(11, 12)), model[:24<<12]) // blocks 24-31 hold zeros
+	v := volumeOf(t, env, "v", model)
 	if p := v.SnapshotProgress(); p.Running {
 		t.Fatalf("progress before any snapshot: %+v", p)
 	}

@@ -150,21 +150,47 @@ type NBDScaling struct {
 // NBDLoad is a workload on Coffer while the engine works in the
 // background: a full snapshot, or the hydration of an instant restore.
 type NBDLoad struct {
-	Workload    string       `json:"workload"`
-	During      string       `json:"during"` // "snapshot" or "hydration"
-	Runs        []NBDLoadRun `json:"runs"`
-	MedianRatio float64      `json:"medianRatio"` // of the runs' Ratio
+	Workload          string       `json:"workload"`
+	During            string       `json:"during"` // "snapshot" or "hydration"
+	Runs              []NBDLoadRun `json:"runs"`
+	MedianWindowRatio float64      `json:"medianWindowRatio"` // of the runs' Window.Ratio: the measure
+	MedianRatio       float64      `json:"medianRatio"`       // of the runs' Ratio (the old measure)
 }
 
-// NBDLoadRun is one run: the requests completed while the background work
-// ran, and those of an idle window of the same run (before the snapshot,
-// after hydration).
+// NBDLoadRun is one run: its fixed-window measure (Window), and the old
+// measure: the requests completed while the background work ran (Busy)
+// against an idle window (before the snapshot, after hydration).
 type NBDLoadRun struct {
+	Window NBDWindow     `json:"window"`
 	Idle   windowFigures `json:"idle"`
 	Busy   windowFigures `json:"busy"`
 	Ratio  float64       `json:"ratio"` // busy IOPS ÷ idle IOPS
 	Match  string        `json:"sha256,omitempty"`
 	Detail string        `json:"detail,omitempty"`
+}
+
+// NBDWindow is the fixed-window measure of a run: the first Seconds (the
+// fio runtime) of the workload from its first request, with the work
+// started at that instant (Busy), against the first Seconds of the same
+// fio job (same seed, same requests) on the same disk without it (Ref:
+// the loaded disk before the snapshot, the restored disk once hydrated).
+type NBDWindow struct {
+	Seconds float64       `json:"seconds"`
+	Busy    windowFigures `json:"busy"`
+	Ref     windowFigures `json:"reference"`
+	Ratio   float64       `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	// How far the work had got at the window's start and end (0-1: blocks
+	// read of those taken for a snapshot, bytes hydrated for a hydration),
+	// and when it ended, from the first request, if it ended within the
+	// window.
+	ProgressStart float64 `json:"progressStart"`
+	ProgressEnd   float64 `json:"progressEnd"`
+	EndedSeconds  float64 `json:"endedSeconds,omitempty"`
+	// While the work still ran at the window's end: the blocks copied
+	// before write so far (snapshot), the blocks the user's reads fetched
+	// in the window (hydration).
+	CBWBlocks   int64 `json:"cbwBlocks,omitempty"`
+	ReadFetched int64 `json:"readFetchedBlocks,omitempty"`
 }
 
 // NBDCheck is one correctness check, by SHA-256.
@@ -200,8 +226,9 @@ type nbdRunner struct {
 // TCP loopback) and from `nbdkit file` (a plain file), and measures both
 // with the same clients, interleaved: nbdcopy of the whole disk in each
 // direction and fio's nbd engine over NBDWorkloads × Conns. It then runs
-// the random workloads on Coffer during a full snapshot and during the
-// hydration of an instant restore, against idle windows of the same runs.
+// the random workloads on Coffer for Runtime from the start of a full
+// snapshot and from an instant restore of it, against the same fio job
+// without the work (nbdload.go).
 // Every disk written is checked by SHA-256.
 func RunNBD(ctx context.Context, opts NBDOptions) (NBDResult, error) {
 	if opts.Size == 0 {
@@ -412,7 +439,11 @@ func (r *nbdRunner) resolve(_ context.Context, name string) (*nbd.Export, error)
 
 // export makes v available under name and returns its backend.
 func (r *nbdRunner) export(name string, v *blockdev.Volume) *volumeBackend {
-	b := &volumeBackend{v: v, clk: r.clk}
+	return r.exportBackend(name, &volumeBackend{v: v, clk: r.clk})
+}
+
+// exportBackend makes b available under name and returns it.
+func (r *nbdRunner) exportBackend(name string, b *volumeBackend) *volumeBackend {
 	r.mu.Lock()
 	r.exports[name] = b
 	r.mu.Unlock()
@@ -427,6 +458,21 @@ type volumeBackend struct {
 	v     *blockdev.Volume
 	clk   clock.Clock
 	first atomic.Int64 // UnixNano of the first read or write; 0: none yet
+	// open, if set, makes v at the first request (the load part's instant
+	// restore: its hydration starts with the user's first request); size
+	// is v's size until then.
+	open    func() (*blockdev.Volume, error)
+	size    int64
+	once    sync.Once
+	openErr error
+}
+
+// vol returns the exported volume, made at the first call if open is set.
+func (b *volumeBackend) vol() (*blockdev.Volume, error) {
+	if b.open != nil {
+		b.once.Do(func() { b.v, b.openErr = b.open() })
+	}
+	return b.v, b.openErr
 }
 
 func (b *volumeBackend) seen() {
@@ -448,20 +494,37 @@ func (b *volumeBackend) firstRequest(ctx context.Context) (time.Time, error) {
 	}
 }
 
-func (b *volumeBackend) Size() int64 { return b.v.Size() }
+func (b *volumeBackend) Size() int64 {
+	if b.open != nil {
+		return b.size
+	}
+	return b.v.Size()
+}
 
 func (b *volumeBackend) ReadAt(p []byte, off int64) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.ReadAt(p, off)
+	return v.ReadAt(p, off)
 }
 
 func (b *volumeBackend) ReadSparse(p []byte, off int64, hole func(off, n int64)) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.ReadSparseAt(context.Background(), p, off, hole)
+	return v.ReadSparseAt(context.Background(), p, off, hole)
 }
 
 func (b *volumeBackend) TryReadSparse(p []byte, off int64, hole func(off, n int64)) (int, bool, error) {
-	n, ok, err := b.v.TryReadSparseAt(p, off, hole)
+	v, err := b.vol()
+	if err != nil {
+		return 0, true, err
+	}
+	n, ok, err := v.TryReadSparseAt(p, off, hole)
 	if ok {
 		b.seen()
 	}
@@ -469,12 +532,20 @@ func (b *volumeBackend) TryReadSparse(p []byte, off int64, hole func(off, n int6
 }
 
 func (b *volumeBackend) WriteAt(p []byte, off int64) (int, error) {
+	v, err := b.vol()
+	if err != nil {
+		return 0, err
+	}
 	b.seen()
-	return b.v.WriteAt(p, off)
+	return v.WriteAt(p, off)
 }
 
 func (b *volumeBackend) TryReadAt(p []byte, off int64) (int, bool, error) {
-	n, ok, err := b.v.TryReadAt(p, off)
+	v, err := b.vol()
+	if err != nil {
+		return 0, true, err
+	}
+	n, ok, err := v.TryReadAt(p, off)
 	if ok {
 		b.seen()
 	}
@@ -482,23 +553,47 @@ func (b *volumeBackend) TryReadAt(p []byte, off int64) (int, bool, error) {
 }
 
 func (b *volumeBackend) TryWriteAt(p []byte, off int64) (bool, error) {
-	ok, err := b.v.TryWriteAt(p, off)
+	v, err := b.vol()
+	if err != nil {
+		return true, err
+	}
+	ok, err := v.TryWriteAt(p, off)
 	if ok {
 		b.seen()
 	}
 	return ok, err
 }
 
-func (b *volumeBackend) Flush() error { return b.v.Flush(context.Background()) }
+func (b *volumeBackend) Flush() error {
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.Flush(context.Background())
+}
 
-func (b *volumeBackend) Trim(off, n int64) error { return b.v.Trim(context.Background(), off, n) }
+func (b *volumeBackend) Trim(off, n int64) error {
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.Trim(context.Background(), off, n)
+}
 
 func (b *volumeBackend) WriteZeroes(off, n int64) error {
-	return b.v.WriteZeroes(context.Background(), off, n)
+	v, err := b.vol()
+	if err != nil {
+		return err
+	}
+	return v.WriteZeroes(context.Background(), off, n)
 }
 
 func (b *volumeBackend) BlockStatus(off, n int64) ([]nbd.Extent, error) {
-	exts, err := b.v.Extents(context.Background(), off, n)
+	v, err := b.vol()
+	if err != nil {
+		return nil, err
+	}
+	exts, err := v.Extents(context.Background(), off, n)
 	if err != nil {
 		return nil, err
 	}

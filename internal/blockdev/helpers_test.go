@@ -306,6 +306,19 @@ func randomWrite(t testing.TB, rng *rand.Rand, v *Volume, model []byte) {
 	}
 }
 
+// volumeOf creates volume id in env holding model (its size).
+func volumeOf(t testing.TB, env *testEnv, id string, model []byte) *Volume {
+	t.Helper()
+	v, err := env.e.CreateVolume(context.Background(), id, int64(len(model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func fillRandom(rng *rand.Rand, p []byte) {
 	switch rng.IntN(3) {
 	case 0: // incompressible

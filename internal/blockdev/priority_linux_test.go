@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -69,4 +70,99 @@ func TestBackgroundWorkRunsLowered(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSnapshotGetsItsShareUnderUserActivity: a snapshot whose user stays
+// active and whose lowered jobs starve (each takes 50 ms of the test's
+// clock) still moves: the jobs it is owed (minShare) store their blocks
+// at the user's priority, the others on lowered threads; its progress is
+// reported as it goes, and the snapshot is the volume's contents.
+func TestSnapshotGetsItsShareUnderUserActivity(t *testing.T) {
+	if lowprio.Nice() == 0 {
+		t.Skip("the background work is not lowered")
+	}
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
+	const nb = 64
+	model := make([]byte, nb<<12)
+	fillRandom(rand.New(rand.NewPCG(9, 10)), model)
+	v := volumeOf(t, env, "src", model)
+	var mu sync.Mutex
+	seen := map[int]int{} // nice -> blocks stored
+	var badProgress []SnapshotProgress
+	env.e.hooks.blockStored = func(string, int64) {
+		prio, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		nice := 20 - prio
+		p := v.SnapshotProgress()
+		mu.Lock()
+		seen[nice]++
+		if !p.Running || p.BlocksTotal != nb || p.BlocksRead < 1 || p.BlocksRead > nb {
+			badProgress = append(badProgress, p)
+		}
+		mu.Unlock()
+		// The user is active all along; a lowered job waited long for
+		// its core.
+		v.fg.touch(env.clk.Now())
+		if nice == lowprio.Nice() {
+			env.clk.Advance(50 * time.Millisecond)
+		} else {
+			env.clk.Advance(time.Millisecond)
+		}
+		v.fg.touch(env.clk.Now())
+	}
+	// While the snapshot rests, the user stays active and the clock moves.
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v.fg.touch(env.clk.Now())
+			if env.clk.Pending() > 0 {
+				env.clk.Advance(time.Millisecond)
+			} else {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	_, err := env.e.Snapshot(ctx, "src", "s")
+	close(stop)
+	<-stopped
+	env.e.hooks.blockStored = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := v.SnapshotProgress(); p.Running {
+		t.Errorf("progress after the snapshot: %+v, want none running", p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("blocks stored by nice value: %v", seen)
+	if seen[startNice(t)] == 0 {
+		t.Errorf("no block stored at the user's priority (nice %d): %v", startNice(t), seen)
+	}
+	if seen[lowprio.Nice()] == 0 {
+		t.Errorf("no block stored on a lowered thread: %v", seen)
+	}
+	if len(badProgress) > 0 {
+		t.Errorf("progress while storing: %+v, want running, %d blocks in all, read at least 1", badProgress[0], nb)
+	}
+	checkSnapshot(t, env, "s", model)
+}
+
+// startNice is the nice value of the test's own thread: the user's.
+func startNice(t *testing.T) int {
+	t.Helper()
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 20 - prio
 }

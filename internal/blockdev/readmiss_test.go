@@ -158,6 +158,9 @@ func TestReadMissServedFromFetch(t *testing.T) {
 	if n := v.hyd.fetched.Load(); n != 7 {
 		t.Errorf("%d fetches on the read path counted, want 7", n)
 	}
+	if n := v.Hydration().ReadFetched; n != 7 {
+		t.Errorf("Hydration says the reads fetched %d blocks, want 7", n)
+	}
 	wantImage(t, v, model, "before hydration")
 	close(release)
 	if err := v.WaitHydrated(ctx); err != nil {

@@ -310,6 +310,9 @@ type HydrationStatus struct {
 	// capacity.ErrNoSpace). Reads are served from the snapshot meanwhile.
 	Stalled bool
 	Err     error // why the hydrator stopped or is stalled
+	// ReadFetched is how many blocks the user's reads fetched from the
+	// source snapshot on their path (hydrate-on-read) so far.
+	ReadFetched int64
 }
 
 // Hydration reports hydration progress.
@@ -321,7 +324,7 @@ func (v *Volume) Hydration() HydrationStatus {
 		return HydrationStatus{DoneBytes: v.size, TotalBytes: v.size}
 	}
 	return HydrationStatus{Hydrating: true, DoneBytes: min(h.ndone*v.bs, h.src.Size), TotalBytes: h.src.Size,
-		Stalled: h.stalled, Err: h.err}
+		Stalled: h.stalled, Err: h.err, ReadFetched: h.fetched.Load()}
 }
 
 // closedChan is a channel that is always closed.
@@ -436,7 +439,8 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	// between jobs unless the user's reads fetched blocks since the last
 	// rest: each such fetch costs the user more than the hydrator's
 	// batched work costs (BenchmarkReadMiss), so then its progress is
-	// what the user needs.
+	// what the user needs. It still gets its minimum share of a core
+	// (minShare) however busy the user keeps the cores.
 	yield := newYieldGate(e.opts.Clock, &v.fg)
 	yield.urgentWhenCounted(&h.fetched)
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
@@ -482,16 +486,12 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		for range e.opts.Workers + restoreIODepth {
 			lowprio.Go(g, func() error {
 				buf := make([]byte, v.bs)
-				for j := range jobs {
-					done, err := yield.enter(gctx)
-					if err != nil {
-						return err
-					}
+				var j job
+				run := func() error { // job j: one job of yield
 					if hk := e.hooks.hydrator; hk != nil {
 						hk(gctx, v.id)
 					}
 					if err := gctx.Err(); err != nil {
-						done()
 						return err // stopped: no more writes, no checkpoint
 					}
 					// The job may have waited at the gate while the
@@ -499,27 +499,29 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					// are neither fetched nor decompressed again.
 					j.blocks, j.ids = v.stillUnhydrated(j.blocks, j.ids)
 					if len(j.ids) == 0 {
-						done()
-						continue
+						return nil
 					}
 					// Bulk writes leave the free-space reserve to
 					// bookkeeping: below it, hydration stalls.
 					if err := e.opts.Space.CheckFor(int64(len(j.ids)) * v.bs); err != nil {
-						done()
 						return err
 					}
 					ib, err := e.getIOBuf(gctx)
 					if err != nil {
-						done()
 						return err
 					}
 					err = e.getManyInto(gctx, j.ids, ib.read, hydrateReadAhead, nil, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
 					e.putIOBuf(ib)
-					done()
 					if err != nil {
 						return fmt.Errorf("hydrate: %w", err)
+					}
+					return nil
+				}
+				for j = range jobs {
+					if err := yield.do(gctx, run); err != nil {
+						return err
 					}
 				}
 				return nil

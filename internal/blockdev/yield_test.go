@@ -40,11 +40,11 @@ func TestYieldGate(t *testing.T) {
 	var fg foreground
 	g := newYieldGate(clk, &fg)
 
-	d1, err := g.enter(ctx)
+	d1, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := g.enter(ctx)
+	d2, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,14 +52,14 @@ func TestYieldGate(t *testing.T) {
 	d2()
 
 	fg.touch(clk.Now())
-	first, err := g.enter(ctx)
+	first, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan func(), 1)
 	enter := func() {
 		go func() {
-			d, err := g.enter(ctx)
+			d, err := enterFull(ctx, g)
 			if err != nil {
 				t.Error(err)
 			}
@@ -85,7 +85,7 @@ func TestYieldGate(t *testing.T) {
 	// While it runs, a waiting job gives up with its context.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := g.enter(cctx); !errors.Is(err, context.Canceled) {
+	if _, err := enterFull(cctx, g); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v, want context.Canceled", err)
 	}
 
@@ -107,7 +107,7 @@ func TestYieldGate(t *testing.T) {
 	// A rest ends early once the user has gone away: the last job took
 	// foregroundWindow, the rest would be twice that.
 	fg.touch(clk.Now())
-	fourth, err := g.enter(ctx)
+	fourth, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +125,14 @@ func TestYieldGate(t *testing.T) {
 	urgent := true
 	g.urgent = func() bool { return urgent }
 	fg.touch(clk.Now())
-	fifth, err := g.enter(ctx)
+	fifth, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(10 * time.Millisecond)
 	fg.touch(clk.Now())
 	fifth()
-	sixth, err := g.enter(ctx) // at once, though the rest would be 20 ms
+	sixth, err := enterFull(ctx, g) // at once, though the rest would be 20 ms
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +141,11 @@ func TestYieldGate(t *testing.T) {
 
 	// The user is gone: jobs start at once even while another runs.
 	clk.Advance(foregroundWindow)
-	d3, err := g.enter(ctx)
+	d3, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d4, err := g.enter(ctx)
+	d4, err := enterFull(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestYieldGateUrgentWhenCounted(t *testing.T) {
 	job := func(grow bool) (rested bool) {
 		t.Helper()
 		fg.touch(clk.Now())
-		d, err := g.enter(ctx)
+		d, err := enterFull(ctx, g)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +393,7 @@ func TestYieldGateUrgentWhenCounted(t *testing.T) {
 		d()
 		started := make(chan func(), 1)
 		go func() {
-			d, err := g.enter(ctx)
+			d, err := enterFull(ctx, g)
 			if err != nil {
 				t.Error(err)
 			}
@@ -420,5 +420,93 @@ func TestYieldGateUrgentWhenCounted(t *testing.T) {
 	}
 	if !job(false) {
 		t.Errorf("a job during which the count stayed was not followed by a rest")
+	}
+}
+
+// enterFull enters g and returns the function that ends the job as one
+// that had its core all along: it spent its wall time of the work's share.
+func enterFull(ctx context.Context, g *yieldGate) (func(), error) {
+	j, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { j.end(g.clk.Now().Sub(j.start)) }, nil
+}
+
+// TestYieldGateMinimumShare: under constant user activity, with every
+// lowered job starved (it waits 50 ms of wall time for 0.1 ms of its
+// thread's CPU, as a nice-19 thread does beside a user who keeps the
+// cores busy), the work still gets its minimum share of a core: the jobs
+// it is owed run at the user's priority and, with the lowered jobs' CPU,
+// add up to minShare of the wall time.
+func TestYieldGateMinimumShare(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	var fg foreground
+	g := newYieldGate(clk, &fg)
+	var cpu time.Duration // the lowered thread's CPU clock
+	g.threadCPU = func() time.Duration { return cpu }
+	atNormal := false
+	g.atNormal = func(fn func() error) error {
+		atNormal = true
+		defer func() { atNormal = false }()
+		return fn()
+	}
+	var owedJobs, loweredJobs int
+	var share time.Duration // the work's CPU: owed jobs' wall time, lowered jobs' CPU
+	job := func() error {
+		fg.touch(clk.Now())
+		if atNormal {
+			owedJobs++
+			clk.Advance(time.Millisecond)
+			share += time.Millisecond
+		} else {
+			loweredJobs++
+			clk.Advance(50 * time.Millisecond)
+			cpu += 100 * time.Microsecond
+			share += 100 * time.Microsecond
+		}
+		fg.touch(clk.Now())
+		return nil
+	}
+	const span = 20 * time.Second
+	start := clk.Now()
+	fg.touch(start)
+	done := make(chan error, 1)
+	go func() {
+		for clk.Now().Sub(start) < span {
+			if err := g.do(ctx, job); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	// The user stays active while the work rests: the clock moves on a
+	// millisecond at a time whenever the work waits on a timer.
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished = true
+		default:
+			if clk.Pending() == 0 {
+				time.Sleep(50 * time.Microsecond) // the work is in a job
+				continue
+			}
+			fg.touch(clk.Now())
+			clk.Advance(time.Millisecond)
+		}
+	}
+	elapsed := clk.Now().Sub(start)
+	got := float64(share) / float64(elapsed)
+	t.Logf("%v: %d jobs owed, %d lowered; share %.3f of a core", elapsed, owedJobs, loweredJobs, got)
+	if got < 0.9*minShare {
+		t.Errorf("the work got %.3f of a core under constant user activity, want at least %.2f", got, minShare)
+	}
+	if loweredJobs == 0 {
+		t.Error("no job ran lowered: the gate ran everything at the user's priority")
 	}
 }

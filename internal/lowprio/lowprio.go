@@ -136,6 +136,19 @@ func serve(w chan func()) {
 	}
 }
 
+// Normal calls fn at the process's normal priority and returns its error:
+// on an ordinary thread, from anywhere, a lowered thread included (a
+// goroutine it starts runs on the ordinary threads; the calling thread
+// waits). It is how background work that runs on a lowered thread takes
+// the share of the cores it is owed while the user keeps them busy, where
+// a nice-19 thread would get 15/1,039 of a core each of the user's
+// threads wants. It costs two thread switches.
+func Normal(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- fn() }()
+	return <-errc
+}
+
 // Unlowered reports how many times one of Run's threads kept its priority
 // because the system refused to set it to Nice().
 func Unlowered() int64 { return unlowered.Load() }

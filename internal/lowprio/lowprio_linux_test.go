@@ -68,6 +68,34 @@ func TestRunLowersItsThread(t *testing.T) {
 	}
 }
 
+// TestNormalFromLoweredThread: Normal, called from work on a lowered
+// thread, runs its function on another thread at the process's nice
+// value and returns its error.
+func TestNormalFromLoweredThread(t *testing.T) {
+	if startNice >= Nice() {
+		t.Skipf("the process already runs at nice %d", startNice)
+	}
+	errWork := errors.New("the work's own error")
+	var outer, inner, innerNice int
+	err := Run(func() error {
+		outer = unix.Gettid()
+		return Normal(func() error {
+			inner = unix.Gettid()
+			innerNice = threadNice(t, inner)
+			return errWork
+		})
+	})
+	if !errors.Is(err, errWork) {
+		t.Fatalf("Run(Normal) returned %v, want fn's error", err)
+	}
+	if inner == outer {
+		t.Fatalf("Normal ran fn on the lowered thread %d", outer)
+	}
+	if innerNice != startNice {
+		t.Fatalf("Normal ran fn at nice %d, want the process's %d", innerNice, startNice)
+	}
+}
+
 // TestSetNice: the value SetNice sets reaches the threads that run the
 // work, pool threads lowered before to another value included (lowering
 // further needs no privilege; as root the test also raises it back), and

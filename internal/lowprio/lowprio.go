@@ -14,6 +14,11 @@
 // goroutine returns, and a thread that ends takes with it the children it
 // started with a parent-death signal (Pdeathsig), whichever goroutine
 // started them there earlier.
+//
+// Lowered threads busy in long cgo calls hold the process's Ps (Go's
+// cores) as any thread does; SpareP adds one P while such work runs, so
+// that the runtime does not keep taking Ps back from those calls and the
+// user's goroutines always find one.
 package lowprio
 
 import (

@@ -3,7 +3,7 @@
 // reading, hashing and compressing and a hydration's decompressing and
 // writing, so that a volume's user, whose NBD connections run on threads
 // of normal priority, gets a core first when both want one. It owns the
-// lowered threads and nothing else.
+// lowered threads and the spare P of their work (SpareP), nothing else.
 //
 // Go schedules goroutines on its own threads, and a priority set on one of
 // them would reach whatever goroutine runs there next; raising it back

@@ -93,6 +93,10 @@ func TestRunSmall(t *testing.T) {
 	// and the data it wrote.
 	if l := res.Coffer.FullComputeLimit; l.Blocks != res.Coffer.Full.BlocksStored || l.CPUSeconds <= 0 {
 		t.Errorf("compute limit %+v, full snapshot stored %d blocks", l, res.Coffer.Full.BlocksStored)
+	} else if l.ReadCPUSeconds <= 0 || l.ProcessCPUSeconds < l.ReadCPUSeconds {
+		// The process's CPU covers the workers' reads (and their work:
+		// not compared, the two clocks tick differently).
+		t.Errorf("compute limit's process CPU %.3fs, reads %.3fs", l.ProcessCPUSeconds, l.ReadCPUSeconds)
 	}
 	// s2's data blocks: s1's, and the changed blocks that were holes.
 	minData, maxData := res.Coffer.Full.BlocksStored*blockSize, (res.Coffer.Full.BlocksStored+int64(res.Image.ChangedBlocks))*blockSize

@@ -361,6 +361,12 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	// The workers run on threads of the lowest priority (lowprio): the
 	// kernel gives the user's connections a core first. They take their
 	// blocks from the feed themselves, one worker per core (see blockFeed).
+	// While they run the process has one P more than cores (SpareP): with
+	// every P held by a worker inside a zstd call, the runtime took a P
+	// back from nearly every call and kept its monitor waking every 20 µs,
+	// which cost a full snapshot a tenth of its CPU (docs/design.md,
+	// "Issue 14's figures (session 9)").
+	defer lowprio.SpareP()()
 	for range e.opts.Workers {
 		lowprio.Go(g, func() error {
 			buf := make([]byte, v.bs)

@@ -564,10 +564,14 @@ func (s *Store) indexWrittenLocked(ctx context.Context) error {
 		return nil
 	}
 	var (
-		entries []Entry
 		lost    []*pack
 		lostErr error
 	)
+	n := 0
+	for _, p := range packs {
+		n += len(p.entries)
+	}
+	entries := make([]Entry, 0, n)
 	now := s.clock.Now()
 	for _, p := range packs {
 		if now.Sub(p.written) >= staleUnindexed {

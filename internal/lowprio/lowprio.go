@@ -3,7 +3,7 @@
 // reading, hashing and compressing and a hydration's decompressing and
 // writing, so that a volume's user, whose NBD connections run on threads
 // of normal priority, gets a core first when both want one. It owns the
-// lowered threads and nothing else.
+// lowered threads and the spare P of their work (SpareP), nothing else.
 //
 // Go schedules goroutines on its own threads, and a priority set on one of
 // them would reach whatever goroutine runs there next; raising it back
@@ -14,6 +14,11 @@
 // goroutine returns, and a thread that ends takes with it the children it
 // started with a parent-death signal (Pdeathsig), whichever goroutine
 // started them there earlier.
+//
+// Lowered threads busy in long cgo calls hold the process's Ps (Go's
+// cores) as any thread does; SpareP adds one P while such work runs, so
+// that the runtime does not keep taking Ps back from those calls and the
+// user's goroutines always find one.
 package lowprio
 
 import (

@@ -714,6 +714,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 						return err
 					}
 					hr0, hw0 := r.srv.Metrics.HandedOff()
+					sv0 := r.srv.Metrics.Served()
 					f, err := runFio(ctx, r.fio, r.fioOut(fmt.Sprintf("%s-%dc-%s.json", w.Name, conns, s.name)), j)
 					if err != nil {
 						return err
@@ -737,6 +738,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					if hr1, hw1 := r.srv.Metrics.HandedOff(); s.name == "coffer" {
 						r.logf("%s ×%d coffer: %d reads and %d writes handed off to goroutines (not served on the connection's reader)",
 							w.Name, conns, hr1-hr0, hw1-hw0)
+						r.logServed(w.Name, conns, sv0, r.srv.Metrics.Served())
 					}
 				}
 			}
@@ -750,6 +752,23 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 	}
 	r.res.Scaling = scaling(r.res.Matrix)
 	return nil
+}
+
+// logServed prints what Coffer's server spent per request of a fio run,
+// between its metrics a and b: the time from reading a request to
+// writing its reply (against the latency fio sees, it tells the server's
+// part from the client's and the queue's), and the chunks per READ reply.
+func (r *nbdRunner) logServed(name string, conns int, a, b nbd.Served) {
+	per := func(v float64, n uint64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return v / float64(n)
+	}
+	reads, writes := b.Reads-a.Reads, b.Writes-a.Writes
+	r.logf("%s ×%d coffer: server time per request (read to reply) %.1f µs for %d reads (%.1f reply chunks each), %.1f µs for %d writes",
+		name, conns, per(1e6*(b.ReadSeconds-a.ReadSeconds), reads), reads, per(float64(b.ReadChunks-a.ReadChunks), reads),
+		per(1e6*(b.WriteSeconds-a.WriteSeconds), writes), writes)
 }
 
 // scaling compares each workload's 4-connection median with its

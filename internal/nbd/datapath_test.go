@@ -589,9 +589,19 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, im
 	calls, trys, refuse := f.calls, f.trys, f.refuse
 	f.mu.Unlock()
 	handed, _ := m.HandedOff()
+	served := m.Served()
 	r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The metrics count the reply's chunks (before it is sent; the
+	// request itself is counted after, maybe after the client has it).
+	wantChunks := uint64(0)
+	if tc.structured {
+		wantChunks = uint64(len(r.HoleSpans) + r.DataChunks)
+	}
+	if got := m.Served().ReadChunks - served.ReadChunks; got != wantChunks {
+		t.Errorf("metrics counted %d reply chunks, want %d", got, wantChunks)
 	}
 	if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
 		i := 0

@@ -409,6 +409,7 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 	} else {
 		runs = readRuns(buf, req.offset, holes)
 	}
+	c.srv.Metrics.readChunks(len(runs))
 	r := c.newReply(hold, chunkHeadersLen(runs))
 	r.data = buf
 	h := r.hdr

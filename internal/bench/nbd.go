@@ -612,12 +612,12 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	read := NBDCopy{Direction: "read", Command: "nbdcopy URI null:"}
 	for i := range n {
 		for _, s := range r.servers(i) {
-			secs, err := r.timedCopy(ctx, "--flush", r.image, s.uri)
+			secs, client, srv, err := r.serverCopy(ctx, s, "--flush", r.image, s.uri)
 			if err != nil {
 				return err
 			}
 			write.add(s.name, secs)
-			r.logf("nbdcopy image → %s: %.2fs", s.name, secs)
+			r.logf("nbdcopy image → %s: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())
 		}
 	}
 	sum, err := r.hashCoffer(ctx, r.opts.Size)
@@ -634,18 +634,18 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	}
 	for i := range n {
 		for _, s := range r.servers(i) {
-			secs, err := r.timedCopy(ctx, s.uri, "null:")
+			secs, client, srv, err := r.serverCopy(ctx, s, s.uri, "null:")
 			if err != nil {
 				return err
 			}
 			read.add(s.name, secs)
-			r.logf("nbdcopy %s → null: %.2fs", s.name, secs)
+			r.logf("nbdcopy %s → null: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())
 		}
 	}
 	// What the reads return, checked once through each server.
 	for _, s := range r.servers(0) {
 		out := filepath.Join(r.dir, "readback-"+s.name+".img")
-		if _, err := r.timedCopy(ctx, s.uri, out); err != nil {
+		if _, _, err := r.timedCopy(ctx, s.uri, out); err != nil {
 			return err
 		}
 		sum, err := hashFile(ctx, out)
@@ -673,17 +673,32 @@ func (c *NBDCopy) add(server string, secs float64) {
 	}
 }
 
-// timedCopy runs nbdcopy args after a sync and returns its seconds.
-func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, error) {
+// timedCopy runs nbdcopy args after a sync and returns its seconds and
+// the CPU time (user and system) nbdcopy used.
+func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, time.Duration, error) {
 	unix.Sync()
 	cmd := exec.CommandContext(ctx, r.copier, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	t0 := r.clk.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("nbdcopy %s: %w: %s", strings.Join(args, " "), err, tail(stderr.String()))
+		return 0, 0, fmt.Errorf("nbdcopy %s: %w: %s", strings.Join(args, " "), err, tail(stderr.String()))
 	}
-	return r.since(t0), nil
+	return r.since(t0), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+// serverCopy is timedCopy of s's export, and also returns the CPU time
+// s's serving process used meanwhile.
+func (r *nbdRunner) serverCopy(ctx context.Context, s server, args ...string) (secs float64, client, srv time.Duration, err error) {
+	cpu0, err := processCPUOf(s.pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if secs, client, err = r.timedCopy(ctx, args...); err != nil {
+		return 0, 0, 0, err
+	}
+	cpu1, err := processCPUOf(s.pid)
+	return secs, client, cpu1 - cpu0, err
 }
 
 // fioOut returns a fresh path for a fio report or log.

@@ -707,12 +707,12 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	read := NBDCopy{Direction: "read", Command: "nbdcopy URI null:"}
 	for i := range n {
 		for _, s := range r.servers(i) {
-			secs, err := r.timedCopy(ctx, "--flush", r.image, s.uri)
+			secs, client, srv, err := r.serverCopy(ctx, s, "--flush", r.image, s.uri)
 			if err != nil {
 				return err
 			}
 			write.add(s.name, secs)
-			r.logf("nbdcopy image → %s: %.2fs", s.name, secs)
+			r.logf("nbdcopy image → %s: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())
 		}
 	}
 	sum, err := r.hashCoffer(ctx, r.opts.Size)
@@ -729,18 +729,18 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	}
 	for i := range n {
 		for _, s := range r.servers(i) {
-			secs, err := r.timedCopy(ctx, s.uri, "null:")
+			secs, client, srv, err := r.serverCopy(ctx, s, s.uri, "null:")
 			if err != nil {
 				return err
 			}
 			read.add(s.name, secs)
-			r.logf("nbdcopy %s → null: %.2fs", s.name, secs)
+			r.logf("nbdcopy %s → null: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())
 		}
 	}
 	// What the reads return, checked once through each server.
 	for _, s := range r.servers(0) {
 		out := filepath.Join(r.dir, "readback-"+s.name+".img")
-		if _, err := r.timedCopy(ctx, s.uri, out); err != nil {
+		if _, _, err := r.timedCopy(ctx, s.uri, out); err != nil {
 			return err
 		}
 		sum, err := hashFile(ctx, out)
@@ -768,17 +768,32 @@ func (c *NBDCopy) add(server string, secs float64) {
 	}
 }
 
-// timedCopy runs nbdcopy args after a sync and returns its seconds.
-func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, error) {
+// timedCopy runs nbdcopy args after a sync and returns its seconds and
+// the CPU time (user and system) nbdcopy used.
+func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, time.Duration, error) {
 	unix.Sync()
 	cmd := exec.CommandContext(ctx, r.copier, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	t0 := r.clk.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("nbdcopy %s: %w: %s", strings.Join(args, " "), err, tail(stderr.String()))
+		return 0, 0, fmt.Errorf("nbdcopy %s: %w: %s", strings.Join(args, " "), err, tail(stderr.String()))
 	}
-	return r.since(t0), nil
+	return r.since(t0), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+}
+
+// serverCopy is timedCopy of s's export, and also returns the CPU time
+// s's serving process used meanwhile.
+func (r *nbdRunner) serverCopy(ctx context.Context, s server, args ...string) (secs float64, client, srv time.Duration, err error) {
+	cpu0, err := processCPUOf(s.pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if secs, client, err = r.timedCopy(ctx, args...); err != nil {
+		return 0, 0, 0, err
+	}
+	cpu1, err := processCPUOf(s.pid)
+	return secs, client, cpu1 - cpu0, err
 }
 
 // fioOut returns a fresh path for a fio report or log.
@@ -809,6 +824,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 						return err
 					}
 					hr0, hw0 := r.srv.Metrics.HandedOff()
+					sv0 := r.srv.Metrics.Served()
 					f, err := runFio(ctx, r.fio, r.fioOut(fmt.Sprintf("%s-%dc-%s.json", w.Name, conns, s.name)), j)
 					if err != nil {
 						return err
@@ -832,6 +848,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					if hr1, hw1 := r.srv.Metrics.HandedOff(); s.name == "coffer" {
 						r.logf("%s ×%d coffer: %d reads and %d writes handed off to goroutines (not served on the connection's reader)",
 							w.Name, conns, hr1-hr0, hw1-hw0)
+						r.logServed(w.Name, conns, sv0, r.srv.Metrics.Served())
 					}
 				}
 			}
@@ -845,6 +862,23 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 	}
 	r.res.Scaling = scaling(r.res.Matrix)
 	return nil
+}
+
+// logServed prints what Coffer's server spent per request of a fio run,
+// between its metrics a and b: the time from reading a request to
+// writing its reply (against the latency fio sees, it tells the server's
+// part from the client's and the queue's), and the chunks per READ reply.
+func (r *nbdRunner) logServed(name string, conns int, a, b nbd.Served) {
+	per := func(v float64, n uint64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return v / float64(n)
+	}
+	reads, writes := b.Reads-a.Reads, b.Writes-a.Writes
+	r.logf("%s ×%d coffer: server time per request (read to reply) %.1f µs for %d reads (%.1f reply chunks each), %.1f µs for %d writes",
+		name, conns, per(1e6*(b.ReadSeconds-a.ReadSeconds), reads), reads, per(float64(b.ReadChunks-a.ReadChunks), reads),
+		per(1e6*(b.WriteSeconds-a.WriteSeconds), writes), writes)
 }
 
 // scaling compares each workload's 4-connection median with its

@@ -103,7 +103,7 @@ func (r *nbdRunner) loadStack(ctx context.Context, label string) (*runner, error
 	name := filepath.Base(st.dir)
 	r.export(name, vol)
 	defer r.unexport(name)
-	if _, err := r.timedCopy(ctx, r.image, r.cofferURI(name)); err != nil {
+	if _, _, err := r.timedCopy(ctx, r.image, r.cofferURI(name)); err != nil {
 		return st, err
 	}
 	if err := vol.Flush(ctx); err != nil {

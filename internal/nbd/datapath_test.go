@@ -20,20 +20,24 @@ import (
 	"coffer/internal/testenv"
 )
 
-// TestReadSendsZeroPagesAsHoles: a structured READ sends the aligned 4 KiB
-// pages that read as zeroes as OFFSET_HOLE chunks (merged when adjacent)
-// and the rest as OFFSET_DATA chunks, so a sparse read carries no zero
-// bytes; with DF the reply is one chunk.
+// TestReadSendsZeroPagesAsHoles: a structured READ sends the runs of
+// aligned 4 KiB pages that read as zeroes as OFFSET_HOLE chunks when they
+// are at least 64 KiB long or the whole reply, and the rest, shorter zero
+// runs included, as OFFSET_DATA chunks: a sparse read carries no zero
+// bytes, and a read of scattered written pages is not cut into a chunk
+// per page. With DF the reply is one chunk.
 func TestReadSendsZeroPagesAsHoles(t *testing.T) {
 	fx := newProtoFixture(t, nil)
 	c := fx.dial(t, "rw", nbdtest.Options{Structured: true})
 	const at = 2 << 20
-	// data page, two zero pages (written: allocated, yet zeroes), data
-	// page, zero page.
-	img := make([]byte, 5*4096)
-	copy(img[0:4096], bytes.Repeat([]byte{1}, 4096))
-	copy(img[3*4096:4*4096], bytes.Repeat([]byte{2}, 4096))
-	img[3*4096+4095] = 3
+	const page = 4096
+	// Pages (written: allocated, yet zeroes where not filled): 0 data,
+	// 1-2 zero, 3 data, 4-19 zero (64 KiB), 20 data, 21-35 zero (60
+	// KiB), 36 data, 37-39 zero.
+	img := make([]byte, 40*page)
+	for _, p := range []int{0, 3, 20, 36} {
+		copy(img[p*page:(p+1)*page], bytes.Repeat([]byte{byte(p + 1)}, page))
+	}
 	if _, err := c.WriteAt(img, at); err != nil {
 		t.Fatal(err)
 	}
@@ -44,13 +48,16 @@ func TestReadSendsZeroPagesAsHoles(t *testing.T) {
 		holes      [][2]uint64
 		dataChunks int
 	}{
-		{"aligned", 0, 0, len(img), [][2]uint64{{4096, 8192}, {16384, 4096}}, 2},
+		{"aligned", 0, 0, len(img), [][2]uint64{{4 * page, 16 * page}}, 2},
 		// The part before the first page boundary is data even if zero.
-		{"unaligned start", 0, 4096 + 100, len(img) - 4096 - 100, [][2]uint64{{4096 - 100, 4096}, {3*4096 - 100, 4096}}, 2},
-		// A zero tail shorter than a page is sent as data.
-		{"partial zero page at the end", 0, 0, 4*4096 + 1000, [][2]uint64{{4096, 8192}}, 2},
+		{"unaligned start", 0, page + 100, len(img) - page - 100, [][2]uint64{{3*page - 100, 16 * page}}, 2},
+		{"zero runs shorter than 64 KiB", 0, 20 * page, 20 * page, nil, 1},
+		// A zero run cut by the end of the read to less than 64 KiB of
+		// whole pages is data.
+		{"short zero run at the end", 0, 0, 20*page - 1000, nil, 1},
+		{"all zeroes, short", 0, page, 2 * page, [][2]uint64{{0, 2 * page}}, 0},
 		{"DF: one chunk", nbdtest.CmdFlagDF, 0, len(img), nil, 1},
-		{"all zeroes with DF: one hole", nbdtest.CmdFlagDF, 4096, 8192, [][2]uint64{{0, 8192}}, 0},
+		{"all zeroes with DF: one hole", nbdtest.CmdFlagDF, 4 * page, 16 * page, [][2]uint64{{0, 16 * page}}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -525,7 +532,8 @@ func (f *sparseFile) readSparse(p []byte, off int64, hole func(off, n int64)) (i
 // SparseReader backend, on the connection's reader (TryReadSparse) or,
 // when that refuses, on the usual path (ReadSparse, the refused try's
 // holes forgotten); its holes go out as OFFSET_HOLE chunks as they are
-// (merged with the zero pages found in the data around them), never as
+// (merged with the zero pages found in the data around them) when at
+// least 64 KiB long, and as zeroes in data chunks when shorter, never as
 // the bytes the backend left in the buffer there; a client without
 // structured replies, or with DF, gets zeroes there as data.
 func TestSparseRead(t *testing.T) {
@@ -540,7 +548,7 @@ func TestSparseRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Holes: the backend says these read as zeroes (and the model agrees).
-	f.holes = [][2]int64{{1<<20 - 3*4096, 3 * 4096}, {2<<20 + 100, 50000}, {3 << 20, 1 << 20}}
+	f.holes = [][2]int64{{1<<20 - 15*4096, 15 * 4096}, {2<<20 + 100, 50000}, {3 << 20, 1 << 20}}
 	for _, h := range f.holes {
 		clear(img[h[0] : h[0]+h[1]])
 	}
@@ -549,13 +557,13 @@ func TestSparseRead(t *testing.T) {
 	m := nbd.NewMetrics()
 	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20; s.Metrics = m })
 	cases := []sparseCase{
-		{"hole then zero pages merged", true, 0, 1<<20 - 4*4096, 8 * 4096, [][2]uint64{{4096, 5 * 4096}}, 2},
-		{"unaligned hole", true, 0, 2 << 20, 256 << 10, [][2]uint64{{100, 50000}}, 2},
+		{"hole then zero pages merged", true, 0, 1<<20 - 16*4096, 20 * 4096, [][2]uint64{{4096, 17 * 4096}}, 2},
+		{"hole shorter than 64 KiB sent as zeroes", true, 0, 2 << 20, 256 << 10, nil, 1},
 		{"all hole", true, 0, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
 		{"hole at the end", true, 0, 3<<20 - 128<<10, 256 << 10, [][2]uint64{{128 << 10, 128 << 10}}, 1},
 		{"DF", true, nbdtest.CmdFlagDF, 2 << 20, 256 << 10, nil, 1},
 		{"DF all hole", true, nbdtest.CmdFlagDF, 3 << 20, 1 << 20, [][2]uint64{{0, 1 << 20}}, 0},
-		{"simple replies", false, 0, 1<<20 - 4*4096, 1 << 20, nil, 0},
+		{"simple replies", false, 0, 1<<20 - 16*4096, 1 << 20, nil, 0},
 	}
 	for _, refuse := range []bool{false, true} {
 		f.mu.Lock()
@@ -589,9 +597,19 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, im
 	calls, trys, refuse := f.calls, f.trys, f.refuse
 	f.mu.Unlock()
 	handed, _ := m.HandedOff()
+	served := m.Served()
 	r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The metrics count the reply's chunks (before it is sent; the
+	// request itself is counted after, maybe after the client has it).
+	wantChunks := uint64(0)
+	if tc.structured {
+		wantChunks = uint64(len(r.HoleSpans) + r.DataChunks)
+	}
+	if got := m.Served().ReadChunks - served.ReadChunks; got != wantChunks {
+		t.Errorf("metrics counted %d reply chunks, want %d", got, wantChunks)
 	}
 	if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
 		i := 0

@@ -17,6 +17,7 @@ type Metrics struct {
 	requests, failed        [numCmds]atomic.Uint64
 	handedOff               [numCmds]atomic.Uint64
 	read, written           atomic.Uint64
+	chunks                  atomic.Uint64 // content chunks of structured READ replies
 	latency                 [numCmds]*prom.Hist
 }
 
@@ -98,6 +99,33 @@ func (m *Metrics) HandedOff() (reads, writes uint64) {
 	return m.handedOff[cmdRead].Load(), m.handedOff[cmdWrite].Load()
 }
 
+// readChunks counts the content chunks (data and holes) of a structured
+// READ reply.
+func (m *Metrics) readChunks(n int) {
+	if m != nil {
+		m.chunks.Add(uint64(n))
+	}
+}
+
+// Served is what a Server's READs and WRITEs took: how many were
+// answered, the seconds they took in all (each from its header read to
+// its reply written, or queued behind one being written), and the
+// content chunks of the structured replies to the READs.
+type Served struct {
+	Reads, Writes             uint64
+	ReadSeconds, WriteSeconds float64
+	ReadChunks                uint64
+}
+
+// Served returns the READs and WRITEs answered so far.
+func (m *Metrics) Served() Served {
+	if m == nil {
+		return Served{}
+	}
+	r, w := m.latency[cmdRead], m.latency[cmdWrite]
+	return Served{Reads: r.Count(), Writes: w.Count(), ReadSeconds: r.Sum(), WriteSeconds: w.Sum(), ReadChunks: m.chunks.Load()}
+}
+
 // requestFailed counts a request answered with an error.
 func (m *Metrics) requestFailed(req request) {
 	if m != nil {
@@ -132,6 +160,7 @@ func (m *Metrics) WriteMetrics(w io.Writer) {
 		}
 	}
 	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients asked to read (the length of every read request answered, a failed one included).", float64(m.read.Load()))
+	prom.Family(w, "coffer_nbd_read_reply_chunks_total", prom.Counter, "Content chunks (data and holes) of the structured replies to NBD reads.", float64(m.chunks.Load()))
 	prom.Family(w, "coffer_nbd_written_bytes_total", prom.Counter, "Bytes NBD clients sent to write (the length of every write request answered, a failed one included).", float64(m.written.Load()))
 	prom.Header(w, "coffer_nbd_request_duration_seconds", prom.Histogram, "NBD request latency, from its header read to its reply, by command.")
 	for i, n := range cmdNames {

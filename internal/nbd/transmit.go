@@ -24,11 +24,20 @@ import (
 // asks again for the rest.
 const maxExtents = 1 << 16
 
-// holeGrain is the granularity at which a structured READ reply sends
-// all-zero parts of the data as OFFSET_HOLE chunks: aligned runs of whole
-// 4 KiB pages (of the export) that read as zeroes cost the client no
-// bytes.
+// holeGrain is the granularity at which a structured READ reply finds
+// all-zero parts of the data: aligned runs of whole 4 KiB pages (of the
+// export) that read as zeroes.
 const holeGrain = 4 << 10
+
+// minHole is the shortest run of zeroes that a structured READ reply
+// sends as an OFFSET_HOLE chunk, unless the zeroes are the whole reply; a
+// shorter run between data goes out as data, merged with it. Each chunk
+// costs a client such as libnbd three or four recv calls (it reads each
+// header exactly), so a 1 MiB reply of a region where scattered 4 KiB
+// pages were written, cut into a hundred chunks, cost the client more
+// than the bytes it saved (docs/design.md, perf14q). Whole blocks never
+// written are holes of the volume's map, 64 KiB or more.
+const minHole = 64 << 10
 
 // maxInline is the largest READ that the connection's reader serves with
 // the Inliner's TryReadAt: copying and scanning a larger one for zero
@@ -407,8 +416,9 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 	if req.flags&cmdFlagDF != 0 {
 		runs = []span{{0, len(buf), allZero(buf)}}
 	} else {
-		runs = readRuns(buf, req.offset, holes)
+		runs = coarsen(readRuns(buf, req.offset, holes), buf)
 	}
+	c.srv.Metrics.readChunks(len(runs))
 	r := c.newReply(hold, chunkHeadersLen(runs))
 	r.data = buf
 	h := r.hdr
@@ -489,6 +499,24 @@ func readRuns(buf []byte, off uint64, holes []span) []span {
 		pos = h.off + h.n
 	}
 	return appendZeroRuns(runs, buf, pos, off)
+}
+
+// coarsen turns the zero runs of runs shorter than minHole into data,
+// merged with the data around them, unless the zeroes are all of buf;
+// it clears them in buf, where a backend's hole left them unfilled.
+func coarsen(runs []span, buf []byte) []span {
+	if len(runs) <= 1 {
+		return runs
+	}
+	out := runs[:0]
+	for _, s := range runs {
+		if s.zero && s.n < minHole {
+			clear(buf[s.off : s.off+s.n])
+			s.zero = false
+		}
+		out = appendRun(out, s)
+	}
+	return out
 }
 
 // chunkHeadersLen is the header bytes the chunks of runs take.

@@ -106,15 +106,6 @@ func FuzzMatchAction(f *testing.F) {
 	})
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // FuzzResourceIDs: role definition and role assignment IDs either parse to
 // a lower-case GUID (and a normalised scope) that round-trips, or are
 // refused with the package's sentinel errors.

@@ -243,7 +243,31 @@ func ScopeKey(s string) string {
 	if err != nil {
 		return ""
 	}
-	return strings.ToLower(sc.Path)
+	return foldCase(sc.Path)
+}
+
+// foldCase is the case-insensitive form of scopes and their segments: lower
+// case of upper case, so that letters whose lower and upper cases are not
+// one pair (the dotless ı, upper case I, lower case i) fold as their upper
+// case does; ScopeKey and Contains agree on it.
+func foldCase(s string) string { return strings.ToLower(strings.ToUpper(s)) }
+
+// segmentsEqual reports whether two path segments are equal ignoring case,
+// in foldCase's sense.
+func segmentsEqual(a, b string) bool {
+	if isASCII(a) && isASCII(b) {
+		return strings.EqualFold(a, b)
+	}
+	return foldCase(a) == foldCase(b)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // ScopeEqual reports whether a and b are the same valid scope, ignoring case
@@ -274,7 +298,7 @@ func (sc Scope) Contains(inner Scope) bool {
 		return false
 	}
 	for k, seg := range sc.segments {
-		if !strings.EqualFold(seg, inner.segments[k]) {
+		if !segmentsEqual(seg, inner.segments[k]) {
 			return false
 		}
 	}

@@ -506,9 +506,11 @@ func (s *Store) writePack(ctx context.Context, p *pack) error {
 	s.unindexed = append(s.unindexed, p)
 	s.nUnindexed += len(p.entries)
 	// Nobody reads the buffer any more: chunks of a written pack are read
-	// from its blob.
+	// from its blob. It is kept for the next pack while streams write,
+	// one for each and the sealed ones (a new buffer's pages are zeroed
+	// again by the kernel as they are touched).
 	if m := p.mem; m != nil {
-		if len(s.free) <= s.maxUnwritten {
+		if len(s.free) <= s.maxUnwritten+len(s.streams) {
 			s.free = append(s.free, m)
 		} else {
 			m.free()

@@ -20,16 +20,9 @@ import (
 func TestBackgroundWorkRunsLowered(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
-	const size = 64 << 12
-	v, err := env.e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, size)
+	p := make([]byte, 64<<12)
 	fillRandom(rand.New(rand.NewPCG(7, 8)), p)
-	if _, err := v.WriteAt(p, 0); err != nil {
-		t.Fatal(err)
-	}
+	volumeOf(t, env, "src", p)
 	var mu sync.Mutex
 	seen := map[string]map[int]int{} // work -> nice -> calls
 	record := func(work string) {
@@ -175,16 +168,9 @@ func TestSnapshotSparesAP(t *testing.T) {
 	ctx := context.Background()
 	base := runtime.GOMAXPROCS(0)
 	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: base})
-	const size = 64 << 12
-	v, err := env.e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, size)
+	p := make([]byte, 64<<12)
 	fillRandom(rand.New(rand.NewPCG(7, 8)), p)
-	if _, err := v.WriteAt(p, 0); err != nil {
-		t.Fatal(err)
-	}
+	v := volumeOf(t, env, "src", p)
 	var mu sync.Mutex
 	procs := map[int]int{} // GOMAXPROCS -> blocks stored under it
 	env.e.hooks.blockStored = func(string, int64) {
@@ -207,7 +193,7 @@ func TestSnapshotSparesAP(t *testing.T) {
 	if err := v.Resize(ctx, 2*EntriesPerPage<<12); err != nil {
 		t.Fatal(err)
 	}
-	for off := int64(0); off < 2*EntriesPerPage<<12; off += size {
+	for off := int64(0); off < 2*EntriesPerPage<<12; off += int64(len(p)) {
 		if _, err := v.WriteAt(p, off); err != nil {
 			t.Fatal(err)
 		}

@@ -489,16 +489,8 @@ func TestEvictCached(t *testing.T) {
 // TestDataRuns checks that the floor's writes are the data extents of a
 // sparse file, cut at multiples of the cut size.
 func TestDataRuns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	const mb = 1 << 20
-	if err := f.Truncate(16 * mb); err != nil {
-		t.Fatal(err)
-	}
+	f := holeFile(t, 16*mb)
+	path := f.Name()
 	data := bytes.Repeat([]byte{7}, 3*mb)
 	for _, off := range []int64{1 * mb, 7 * mb} { // [1,4) and [7,10) MiB
 		if _, err := f.WriteAt(data, off); err != nil {
@@ -521,19 +513,28 @@ func TestDataRuns(t *testing.T) {
 	}
 }
 
-// TestAllocateExtents: the floor allocates exactly the blocks of its
-// writes before it makes them, as RestoreToFile does, adjacent extents
-// together, and leaves the rest of its file a hole.
-func TestAllocateExtents(t *testing.T) {
+const mb = 1 << 20
+
+// holeFile returns a new file of size bytes that are all hole, closed when
+// the test ends.
+func holeFile(t *testing.T, size int64) *os.File {
+	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	const mb = 1 << 20
-	if err := f.Truncate(16 * mb); err != nil {
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+// TestAllocateExtents: the floor allocates exactly the blocks of its
+// writes before it makes them, as RestoreToFile does, adjacent extents
+// together, and leaves the rest of its file a hole.
+func TestAllocateExtents(t *testing.T) {
+	f := holeFile(t, 16*mb)
 	writes := []extent{{1 * mb, 1 * mb}, {2 * mb, 2 * mb}, {7 * mb, 4096}, {9 * mb, 2 * mb}}
 	if err := allocateExtents(f, writes); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,8 @@ type snapState struct {
 	kept    map[int64]*keptBlock
 
 	// Kept pieces live in slots: memory slots (at most memCap, in arenas
-	// made as they are first needed) and, beyond CBWMemory, slots of the
+	// made as they are first needed; arenas[i] is set once, under v.mu,
+	// before any of its slots is handed out) and, beyond CBWMemory, slots of the
 	// unlinked side file. A slot the snapshot has read is reused.
 	arenas   [][]byte
 	memCap   int64
@@ -76,8 +77,11 @@ const arenaBytes = 1 << 20
 
 func newSnapState(size int64, taken *bitset, bs, cbwMemory int64) *snapState {
 	piece := cbwPiece(bs)
+	memCap := cbwMemory / piece
+	per := max(1, arenaBytes/piece)
+	// The arenas' slice never grows: pieceIO reads it without v.mu.
 	return &snapState{size: size, taken: taken, pending: taken.clone(), piece: piece, kept: map[int64]*keptBlock{},
-		memCap: cbwMemory / piece, total: taken.count()}
+		arenas: make([][]byte, (memCap+per-1)/per), memCap: memCap, total: taken.count()}
 }
 
 // SnapshotProgress is how far a volume's running snapshot has got.
@@ -133,7 +137,7 @@ func (s *snapState) slotLocked(dir string) (int64, error) {
 	if s.memNext < s.memCap {
 		per := max(1, arenaBytes/s.piece)
 		if s.memNext%per == 0 {
-			s.arenas = append(s.arenas, make([]byte, min(per, s.memCap-s.memNext)*s.piece))
+			s.arenas[s.memNext/per] = make([]byte, min(per, s.memCap-s.memNext)*s.piece)
 		}
 		s.memNext++
 		return s.memNext - 1, nil

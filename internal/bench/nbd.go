@@ -190,6 +190,7 @@ type NBDWindow struct {
 	// before write so far (snapshot), the blocks the user's reads fetched
 	// in the window (hydration).
 	CBWBlocks   int64 `json:"cbwBlocks,omitempty"`
+	CBWBytes    int64 `json:"cbwBytes,omitempty"` // what those copies kept (the pieces written)
 	ReadFetched int64 `json:"readFetchedBlocks,omitempty"`
 }
 

@@ -191,11 +191,11 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	busy, err := r.runLoad(ctx, loadJob{w: w, v: st.vol, marks: []time.Duration{0, n},
 		work: func(ctx context.Context) (string, error) {
 			si, err := st.eng.Snapshot(ctx, "disk", "s1")
-			return fmt.Sprintf("%d blocks read, %d copied before write", si.Stats.BlocksRead, si.Stats.CBWBlocks), err
+			return fmt.Sprintf("%d blocks read, %d copied before write (%s)", si.Stats.BlocksRead, si.Stats.CBWBlocks, sizeStr(si.Stats.CBWBytes)), err
 		},
 		progress: func() loadProgress {
 			p := st.vol.SnapshotProgress()
-			return loadProgress{Done: p.BlocksRead, Total: p.BlocksTotal, CBW: p.CBWBlocks}
+			return loadProgress{Done: p.BlocksRead, Total: p.BlocksTotal, CBW: p.CBWBlocks, CBWBytes: p.CBWBytes}
 		}})
 	if err != nil {
 		return snap, hyd, err
@@ -295,6 +295,7 @@ type loadJob struct {
 type loadProgress struct {
 	Done, Total int64 // blocks read of those taken (snapshot); bytes in the file of the disk's (hydration)
 	CBW         int64 // blocks copied before write (snapshot)
+	CBWBytes    int64 // bytes they copied (snapshot)
 	ReadFetched int64 // blocks the user's reads fetched (hydration)
 	Ended       bool  // the work had ended
 }
@@ -471,7 +472,7 @@ func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
 	if p1.Ended {
 		w.EndedSeconds = busy.workEnd.Sub(busy.first).Seconds()
 	} else {
-		w.CBWBlocks = p1.CBW
+		w.CBWBlocks, w.CBWBytes = p1.CBW, p1.CBWBytes
 		w.ReadFetched = p1.ReadFetched - p0.ReadFetched
 	}
 	return w
@@ -490,5 +491,5 @@ func (w NBDWindow) progressText(during string) string {
 	if during == "hydration" {
 		return s + fmt.Sprintf(", %d blocks fetched by reads", w.ReadFetched)
 	}
-	return s + fmt.Sprintf(", %d copied before write", w.CBWBlocks)
+	return s + fmt.Sprintf(", %d copied before write (%s)", w.CBWBlocks, sizeStr(w.CBWBytes))
 }

@@ -303,7 +303,8 @@ type SnapshotStats struct {
 	BytesRead    int64
 	PagesWritten int64 // index pages Put
 	PagesReused  int64 // index pages taken from the parent by ID
-	CBWBlocks    int64 // blocks copied aside by writers during the snapshot
+	CBWBlocks    int64 // blocks copied from by writers during the snapshot
+	CBWBytes     int64 // bytes they copied (the pieces they changed, cbwPiece)
 }
 
 // catalogueEntry is the blob snapshots/<id>, version 1 (JSON).

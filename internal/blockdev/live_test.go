@@ -176,9 +176,10 @@ func TestWriteAllocatesNothing(t *testing.T) {
 
 // TestTryWriteAt: a write within one block or over several that needs
 // nothing else is done at once and counts as a change; one that finds
-// one of its stripes busy, or hits a block a running snapshot still needs,
-// is refused and changes nothing, so the snapshot stays the volume at its
-// swap.
+// one of its stripes busy is refused and changes nothing; one that hits
+// blocks a running snapshot still needs is done at once after copying
+// what it changes from the page cache, and the snapshot stays the volume
+// at its swap.
 func TestTryWriteAt(t *testing.T) {
 	ctx := context.Background()
 	const bs = 4 << 10
@@ -235,31 +236,34 @@ func TestTryWriteAt(t *testing.T) {
 		t.Errorf("write past the end: ok=%v err=%v, want ErrOutOfRange", ok, err)
 	}
 
-	// During a snapshot: blocks it has not read yet are refused, then
-	// written the usual way (copy-before-write).
+	// During a snapshot: a write to blocks it has not read yet is done at
+	// once too, once the pieces it changes are copied (they are in the
+	// page cache: preadv2 RWF_NOWAIT); the snapshot is the volume at the
+	// swap.
 	atSwap := slices.Clone(model)
-	var refused, done bool
+	var pending, clean, span2 bool
 	env.e.hooks.afterSwap = func(string) {
 		ok, err := v.TryWriteAt(p, 5*bs) // dirty since s0: the snapshot reads it
-		refused = !ok && err == nil
-		if _, err := v.WriteAt(p, 5*bs); err != nil {
-			t.Error(err)
-		}
+		pending = ok && err == nil
 		ok, err = v.TryWriteAt(p, 9*bs) // clean: not part of this snapshot
-		done = ok && err == nil
+		clean = ok && err == nil
 		// Blocks 12-17, of which 12-16 (dirty since s0) are pending.
-		if ok, err := v.TryWriteAt(span, 12*bs); ok || err != nil {
-			refused = false
-		}
+		ok, err = v.TryWriteAt(span, 12*bs)
+		span2 = ok && err == nil
 	}
-	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+	si, err := env.e.Snapshot(ctx, "vol", "s1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	env.e.hooks.afterSwap = nil
 	copy(model[5*bs:], p)
 	copy(model[9*bs:], p)
-	if !refused || !done {
-		t.Errorf("during the snapshot: pending block refused=%v, clean block written=%v; want both", refused, done)
+	copy(model[12*bs:], span)
+	if !pending || !clean || !span2 {
+		t.Errorf("during the snapshot: written at once: pending block %v, clean block %v, span over pending blocks %v; want all", pending, clean, span2)
+	}
+	if si.Stats.CBWBlocks != 6 {
+		t.Errorf("%d blocks copied before write, want 6 (5 and 12-16)", si.Stats.CBWBlocks)
 	}
 	checkSnapshot(t, env, "s1", atSwap)
 	if got := image(t, v); !bytes.Equal(got, model) {

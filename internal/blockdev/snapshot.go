@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,25 +18,70 @@ import (
 )
 
 // snapState is the copy-before-write state of a running snapshot, guarded by
-// Volume.mu (the side file's contents by the block's stripe).
+// Volume.mu (the kept pieces' contents by their block's stripe).
 //
-// Invariant: for every block in pending, either the volume file (or, for a
-// block not hydrated yet, the source snapshot) still holds the contents it
-// had at the swap, or mem/spill holds them. Writers copy before they write
-// (under the block's stripe); the snapshot reads a pending block under the
-// same stripe and clears its pending bit.
+// Invariant: for every block in pending, each of its pieces (cbwPiece) is
+// either kept (kept[b]) or still holds in the volume file (or, for a block
+// not hydrated yet, in the source snapshot and the units written since) the
+// contents it had at the swap. Writers copy the pieces they change before
+// they write (under the block's stripe); the snapshot reads a pending block
+// under the same stripe, overlays its kept pieces and clears its pending
+// bit.
 type snapState struct {
-	size     int64
-	taken    *bitset           // the dirty set swapped out; merged back on failure
-	pending  *bitset           // taken and not read by the snapshot yet
-	mem      map[int64]*[]byte // from Engine.getBlock
-	memBytes int64
-	spill    map[int64]int64 // block → offset in side
+	size    int64
+	taken   *bitset // the dirty set swapped out; merged back on failure
+	pending *bitset // taken and not read by the snapshot yet
+	piece   int64   // cbwPiece of the volume
+	kept    map[int64]*keptBlock
+
+	// Kept pieces live in slots: memory slots (at most memCap, in arenas
+	// made as they are first needed; arenas[i] is set once, under v.mu,
+	// before any of its slots is handed out) and, beyond CBWMemory, slots of the
+	// unlinked side file. A slot the snapshot has read is reused.
+	arenas   [][]byte
+	memCap   int64
+	memNext  int64
+	memFree  []int64
 	side     *os.File
 	sideNext int64
-	cbw      atomic.Int64
+	sideFree []int64
+
+	cbw      atomic.Int64 // blocks with a piece kept
+	cbwBytes atomic.Int64 // bytes kept
 	total    int64        // blocks taken
 	read     atomic.Int64 // of them, blocks the snapshot has read
+}
+
+// keptBlock is what a snapshot keeps of one pending block: the pieces in
+// mask, piece i in slot at[i] (a memory slot, or side slot -1-at[i]).
+type keptBlock struct {
+	mask uint64
+	at   []int64
+}
+
+// cbwNeed is a block's pieces to keep before a write (cbwCopy).
+type cbwNeed struct {
+	b      int64
+	pieces uint64
+}
+
+// cbwPiece is the size of the pieces of a block that copy-before-write
+// keeps: a 4 KiB page, or a 64th of a block larger than 256 KiB (a
+// block's pieces fit one uint64 mask). A write copies only the pieces it
+// changes, so a 4 KiB write to a 64 KiB block the snapshot has not read
+// yet copies 4 KiB, not the block.
+func cbwPiece(bs int64) int64 { return max(4<<10, bs/64) }
+
+// arenaBytes is the size of one arena of memory slots.
+const arenaBytes = 1 << 20
+
+func newSnapState(size int64, taken *bitset, bs, cbwMemory int64) *snapState {
+	piece := cbwPiece(bs)
+	memCap := cbwMemory / piece
+	per := max(1, arenaBytes/piece)
+	// The arenas' slice never grows: pieceIO reads it without v.mu.
+	return &snapState{size: size, taken: taken, pending: taken.clone(), piece: piece, kept: map[int64]*keptBlock{},
+		arenas: make([][]byte, (memCap+per-1)/per), memCap: memCap, total: taken.count()}
 }
 
 // SnapshotProgress is how far a volume's running snapshot has got.
@@ -44,9 +90,10 @@ type SnapshotProgress struct {
 	// BlocksRead of BlocksTotal, the blocks the snapshot takes (those
 	// changed since the volume's last snapshot).
 	BlocksRead, BlocksTotal int64
-	// CBWBlocks is how many of them the user's writes copied before write
-	// so far.
-	CBWBlocks int64
+	// CBWBlocks is how many of them the user's writes copied from before
+	// write so far, and CBWBytes how much they copied (only the pieces
+	// they changed: 4 KiB pages of a 64 KiB block).
+	CBWBlocks, CBWBytes int64
 }
 
 // SnapshotProgress reports the progress of the volume's running snapshot.
@@ -57,85 +104,240 @@ func (v *Volume) SnapshotProgress() SnapshotProgress {
 	if s == nil {
 		return SnapshotProgress{}
 	}
-	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load()}
+	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load()}
 }
 
-func (s *snapState) holds(b int64) bool {
-	if _, ok := s.mem[b]; ok {
-		return true
+// piecesOf returns the pieces of block b that [bOff, bOff+l) changes and
+// s must keep first: none unless b is pending, and only those not kept
+// yet and within the block as of the swap. v.mu is held.
+func (s *snapState) piecesOf(b, bOff, l, bs int64) uint64 {
+	if s == nil || l <= 0 || !s.pending.has(b) {
+		return 0
 	}
-	_, ok := s.spill[b]
-	return ok
+	blen := min(bs, s.size-b*bs)
+	hi := min(bOff+l, blen)
+	if hi <= bOff {
+		return 0 // past the block's end at the swap (the volume grew)
+	}
+	m := unitRange(bOff/s.piece, (hi+s.piece-1)/s.piece)
+	if k := s.kept[b]; k != nil {
+		m &^= k.mask
+	}
+	return m
 }
 
-// cbwKeep stores the pre-write contents of block b for snapshot s. The
-// caller holds b's stripe.
-func (v *Volume) cbwKeep(s *snapState, b int64, data []byte) error {
-	s.cbw.Add(1)
-	v.mu.Lock()
-	if s.memBytes+v.bs <= v.e.opts.CBWMemory {
-		s.memBytes += v.bs
-		v.mu.Unlock()
-		kept := v.e.getBlock()
-		copy(*kept, data[:v.bs])
-		v.mu.Lock()
-		s.mem[b] = kept
-		v.mu.Unlock()
-		return nil
+// slotLocked takes a free slot: a memory one while any is left, else one
+// of the side file (created on first need, unlinked). v.mu is held.
+func (s *snapState) slotLocked(dir string) (int64, error) {
+	if n := len(s.memFree); n > 0 {
+		i := s.memFree[n-1]
+		s.memFree = s.memFree[:n-1]
+		return i, nil
+	}
+	if s.memNext < s.memCap {
+		per := max(1, arenaBytes/s.piece)
+		if s.memNext%per == 0 {
+			s.arenas[s.memNext/per] = make([]byte, min(per, s.memCap-s.memNext)*s.piece)
+		}
+		s.memNext++
+		return s.memNext - 1, nil
+	}
+	if n := len(s.sideFree); n > 0 {
+		i := s.sideFree[n-1]
+		s.sideFree = s.sideFree[:n-1]
+		return -1 - i, nil
 	}
 	if s.side == nil {
-		f, err := os.CreateTemp(v.dir, "cbw-*")
+		f, err := os.CreateTemp(dir, "cbw-*")
 		if err != nil {
-			v.mu.Unlock()
-			return fmt.Errorf("copy-before-write: %w", err)
+			return 0, fmt.Errorf("copy-before-write side file: %w", err)
 		}
 		_ = os.Remove(f.Name()) // unlinked: vanishes with the process
 		s.side = f
 	}
-	off := s.sideNext
-	s.sideNext += v.bs
-	side := s.side
-	v.mu.Unlock()
-	if _, err := side.WriteAt(data[:v.bs], off); err != nil {
-		return fmt.Errorf("copy-before-write to side file: %w", err)
+	s.sideNext++
+	return -1 - (s.sideNext - 1), nil
+}
+
+// freeLocked gives slots back; v.mu is held.
+func (s *snapState) freeLocked(slots []int64) {
+	for _, i := range slots {
+		if i >= 0 {
+			s.memFree = append(s.memFree, i)
+		} else {
+			s.sideFree = append(s.sideFree, -1-i)
+		}
 	}
-	v.mu.Lock()
-	s.spill[b] = off
-	v.mu.Unlock()
+}
+
+// mem is memory slot i.
+func (s *snapState) mem(i int64) []byte {
+	per := max(1, arenaBytes/s.piece)
+	a := s.arenas[i/per]
+	o := (i % per) * s.piece
+	return a[o : o+s.piece]
+}
+
+// pieceIO moves the pieces of mask between p (a block's bytes, piece i
+// at i×piece) and their slots: out stores p's pieces into slots at[i],
+// else it reads the slots into p. Consecutive side slots of consecutive
+// pieces are one call. The caller holds the block's stripe.
+func (s *snapState) pieceIO(p []byte, mask uint64, at []int64, out bool) error {
+	u := s.piece
+	for i := int64(0); i < 64 && mask>>uint(i) != 0; {
+		if mask&(1<<uint(i)) == 0 {
+			i++
+			continue
+		}
+		if at[i] >= 0 {
+			if out {
+				copy(s.mem(at[i]), p[i*u:(i+1)*u])
+			} else {
+				copy(p[i*u:(i+1)*u], s.mem(at[i]))
+			}
+			i++
+			continue
+		}
+		j := i + 1
+		for j < 64 && mask&(1<<uint(j)) != 0 && at[j] == at[j-1]-1 {
+			j++
+		}
+		off := (-1 - at[i]) * u
+		var err error
+		if out {
+			_, err = s.side.WriteAt(p[i*u:j*u], off)
+		} else {
+			_, err = s.side.ReadAt(p[i*u:j*u], off)
+		}
+		if err != nil {
+			return fmt.Errorf("copy-before-write side file: %w", err)
+		}
+		i = j
+	}
 	return nil
 }
 
+// cbwCopy keeps the pieces of block b in need (from piecesOf) for snapshot
+// s: it reads them (from the file, or the whole block from the source
+// while b is not hydrated) into *scratch (a block from the engine's pool,
+// taken if nil) and stores them in slots. With nowait it keeps nothing
+// and returns errWouldWait when that would wait: the block is not
+// hydrated, or a page is not in the page cache (preadv2 RWF_NOWAIT).
+// whole reports that *scratch holds all of b's current contents (read
+// from the source). The caller holds b's stripe.
+//
+// A snapshot that has ended meanwhile (it failed: a writer it did not
+// wait for may still hold s) needs nothing kept; the copy is then
+// dropped, errors included.
+func (v *Volume) cbwCopy(ctx context.Context, s *snapState, b int64, need uint64, scratch **[]byte, nowait bool) (whole bool, err error) {
+	u := s.piece
+	v.mu.Lock()
+	fromSrc := v.hyd != nil && !v.hydratedLocked(b)
+	v.mu.Unlock()
+	if fromSrc && nowait {
+		return false, errWouldWait
+	}
+	if *scratch == nil {
+		*scratch = v.e.getBlock()
+	}
+	buf := **scratch
+	if fromSrc {
+		if err := v.readBlockRaw(ctx, b, buf); err != nil {
+			return false, err
+		}
+		whole = true
+	} else {
+		lo := int64(bits.TrailingZeros64(need))
+		hi := int64(64 - bits.LeadingZeros64(need))
+		end := min(hi*u, s.size-b*v.bs) // pieces are within the block as of the swap
+		p := buf[lo*u : end]
+		if nowait {
+			if !v.preadNowait(p, b*v.bs+lo*u) {
+				return false, errWouldWait
+			}
+		} else if err := v.pread(p, b*v.bs+lo*u); err != nil {
+			return false, fmt.Errorf("copy-before-write: %w", err)
+		}
+		clear(buf[end : hi*u])
+	}
+	var at, slots [64]int64
+	n := 0
+	v.mu.Lock()
+	if v.snap != s {
+		v.mu.Unlock()
+		return whole, nil
+	}
+	for m := need; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if at[i], err = s.slotLocked(v.dir); err != nil {
+			s.freeLocked(slots[:n])
+			v.mu.Unlock()
+			return whole, err
+		}
+		slots[n] = at[i]
+		n++
+	}
+	v.mu.Unlock()
+	err = s.pieceIO(buf, need, at[:], true)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.snap != s {
+		return whole, nil // ended meanwhile (its side file may be closed)
+	}
+	if err != nil {
+		s.freeLocked(slots[:n])
+		return whole, err
+	}
+	k := s.kept[b]
+	if k == nil {
+		k = &keptBlock{at: make([]int64, v.bs/u)}
+		s.kept[b] = k
+		s.cbw.Add(1)
+	}
+	k.mask |= need
+	for m := need; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		k.at[i] = at[i]
+	}
+	s.cbwBytes.Add(int64(bits.OnesCount64(need)) * u)
+	return whole, nil
+}
+
 // snapRead reads pending block b as of the swap into buf and clears its
-// pending bit.
+// pending bit: the block's current contents with its kept pieces laid
+// over them (the current contents are not read when every piece is
+// kept).
 func (v *Volume) snapRead(ctx context.Context, s *snapState, b int64, buf []byte) error {
 	l := v.stripe(b)
 	l.Lock()
 	defer l.Unlock()
 	v.mu.Lock()
-	data, inMem := s.mem[b]
-	off, spilled := s.spill[b]
-	delete(s.mem, b)
-	delete(s.spill, b)
-	if inMem {
-		s.memBytes -= v.bs
-	}
+	k := s.kept[b]
+	delete(s.kept, b)
 	s.pending.clear(b)
-	side := s.side
 	v.mu.Unlock()
 	s.read.Add(1)
-	switch {
-	case inMem:
-		copy(buf, *data)
-		v.e.putBlock(data)
-		return nil
-	case spilled:
-		if _, err := side.ReadAt(buf[:v.bs], off); err != nil {
-			return fmt.Errorf("read copy-before-write side file: %w", err)
-		}
-		return nil
-	default:
-		return v.readBlockRaw(ctx, b, buf)
+	var err error
+	blen := v.blockLen(b, s.size)
+	if all := unitRange(0, (blen+s.piece-1)/s.piece); k == nil || k.mask&all != all {
+		err = v.readBlockRaw(ctx, b, buf)
 	}
+	if k == nil {
+		return err
+	}
+	if err == nil {
+		err = s.pieceIO(buf, k.mask, k.at, false)
+	}
+	var slots [64]int64
+	n := 0
+	for m := k.mask; m != 0; m &= m - 1 {
+		slots[n] = k.at[bits.TrailingZeros64(m)]
+		n++
+	}
+	v.mu.Lock()
+	s.freeLocked(slots[:n])
+	v.mu.Unlock()
+	return err
 }
 
 // prefetch asks the kernel to start reading the taken blocks of page p
@@ -247,7 +449,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	taken := v.dirty
 	nb := (v.size + v.bs - 1) / v.bs
 	v.dirty = newBitset(nb)
-	s := &snapState{size: v.size, taken: taken, pending: taken.clone(), mem: map[int64]*[]byte{}, spill: map[int64]int64{}, total: taken.count()}
+	s := newSnapState(v.size, taken, v.bs, e.opts.CBWMemory)
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()
@@ -420,7 +622,7 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	err := g.Wait()
 	st := SnapshotStats{
 		BlocksRead: blocksRead.Load(), BlocksStored: blocksStored.Load(), BlocksZero: blocksZero.Load(),
-		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(),
+		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(),
 	}
 	st.BytesRead = st.BlocksRead * v.bs
 	return st, err

@@ -529,9 +529,10 @@ func (v *Volume) WriteAtContext(ctx context.Context, p []byte, off int64) (int, 
 var errWouldWait = errors.New("would wait")
 
 // TryWriteAt writes p at off if it can do so at once: no other write of
-// its blocks' stripes is under way, no block needs copy-before-write for
-// a running snapshot, and none not hydrated yet needs merging with its
-// source (a write of whole units does not).
+// its blocks' stripes is under way, the pieces a running snapshot must
+// keep first (copy-before-write) are in the page cache, and no block not
+// hydrated yet needs merging with its source (a write of whole units
+// does not) or a copy for a snapshot.
 // Otherwise it writes nothing and reports !ok (use WriteAt). A failed
 // write is reported with ok and its error. The data goes into the page
 // cache like WriteAt's, where it may briefly wait for writeback.
@@ -540,7 +541,12 @@ func (v *Volume) TryWriteAt(p []byte, off int64) (ok bool, err error) {
 	if n == 0 || off < 0 {
 		return false, nil
 	}
-	var scratch *[]byte // not needed: nowait leaves the blocks that would
+	var scratch *[]byte // taken only to copy before write
+	defer func() {
+		if scratch != nil {
+			v.e.putBlock(scratch)
+		}
+	}()
 	b := off / v.bs
 	switch {
 	case (off+n-1)/v.bs == b:
@@ -733,10 +739,11 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 		return ErrClosed
 	}
 	s := v.snap
-	var copies, hydrate []int64
+	var copies []cbwNeed
+	var hydrate []int64
 	for b := b0; b < b1; b++ {
-		if s != nil && s.pending.has(b) && !s.holds(b) {
-			copies = append(copies, b)
+		if need := s.piecesOf(b, 0, v.bs, v.bs); need != 0 {
+			copies = append(copies, cbwNeed{b, need})
 		}
 		if v.hyd != nil && !v.hydratedLocked(b) {
 			hydrate = append(hydrate, b)
@@ -746,14 +753,15 @@ func (v *Volume) punchBlocks(ctx context.Context, b0, b1 int64) error {
 	end := min(b1*v.bs, v.size)
 	v.mu.Unlock()
 	if len(copies) > 0 {
-		bp := v.e.getBlock()
-		defer v.e.putBlock(bp)
-		for _, b := range copies {
-			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.readBlockRaw(ctx, b, *bp); err != nil {
-				return err
+		var scratch *[]byte
+		defer func() {
+			if scratch != nil {
+				v.e.putBlock(scratch)
 			}
-			if err := v.cbwKeep(s, b, *bp); err != nil {
+		}()
+		for _, c := range copies {
+			// Copy-before-write: keep the contents the snapshot must see.
+			if _, err := v.cbwCopy(ctx, s, c.b, c.pieces, &scratch, false); err != nil {
 				return err
 			}
 		}
@@ -875,8 +883,10 @@ func (v *Volume) modify(ctx context.Context, off, n int64, p []byte, zero bool) 
 // with its source (modify's block-by-block path). A write of many blocks costs the kernel less as one call
 // (page-cache folios up to the write's size) and takes each lock once.
 //
-// With nowait it also reports !done, having changed nothing, when one of
-// the stripes is held or a block needs copy-before-write (TryWriteAt).
+// With nowait it also reports !done, having written nothing, when one of
+// the stripes is held or a piece to copy before write is not in the page
+// cache or must come from the hydration source (TryWriteAt); the pieces
+// it kept meanwhile stay kept, which changes nothing a snapshot reads.
 func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[]byte, nowait bool) (done bool, err error) {
 	n := int64(len(p))
 	b0, b1 := off/v.bs, (off+n+v.bs-1)/v.bs
@@ -891,7 +901,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 		return true, err
 	}
 	s, hyd := v.snap, v.hyd
-	var copies []int64
+	var copies []cbwNeed
 	var edges [2]uint64 // units written of b0 and b1-1, if partial and not hydrated
 	for b := b0; b < b1; b++ {
 		bOff, blen := max(off-b*v.bs, 0), v.blockLen(b, v.size)
@@ -903,30 +913,20 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 			}
 			edges[min(b-b0, 1)] = units
 		}
-		if s != nil && s.pending.has(b) && !s.holds(b) {
-			copies = append(copies, b)
+		if need := s.piecesOf(b, bOff, off+n-b*v.bs-bOff, v.bs); need != 0 {
+			copies = append(copies, cbwNeed{b, need})
 		}
-	}
-	if nowait && len(copies) > 0 {
-		v.mu.Unlock()
-		return false, nil
 	}
 	for b := b0; b < b1; b++ {
 		v.dirty.set(b)
 	}
 	v.mu.Unlock()
-	if len(copies) > 0 {
-		if *scratch == nil {
-			*scratch = v.e.getBlock()
-		}
-		for _, b := range copies {
-			// Copy-before-write: keep the contents the snapshot must see.
-			if err := v.readBlockRaw(ctx, b, **scratch); err != nil {
-				return true, err
-			}
-			if err := v.cbwKeep(s, b, **scratch); err != nil {
-				return true, err
-			}
+	for _, c := range copies {
+		// Copy-before-write: keep the contents the snapshot must see.
+		if _, err := v.cbwCopy(ctx, s, c.b, c.pieces, scratch, nowait); errors.Is(err, errWouldWait) {
+			return false, nil
+		} else if err != nil {
+			return true, err
 		}
 	}
 	if err := v.writeFile(p, off); err != nil {
@@ -964,7 +964,7 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		return ErrClosed
 	}
 	s := v.snap
-	needCopy := s != nil && s.pending.has(b) && !s.holds(b)
+	need := s.piecesOf(b, bOff, l, v.bs)
 	hyd := v.hyd
 	needHyd := hyd != nil && !v.hydratedLocked(b)
 	blen := v.blockLen(b, v.size)
@@ -979,28 +979,30 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		units, whole = v.unitsOf(bOff, l, blen)
 		merge = !whole
 	}
-	if nowait && (needCopy || merge) {
+	if nowait && merge {
 		v.mu.Unlock()
 		return errWouldWait
 	}
 	v.dirty.set(b)
 	v.mu.Unlock()
 
+	haveRaw := false // buf holds the block's current contents
+	if need != 0 {
+		// Copy-before-write: keep the pieces the snapshot must see.
+		var err error
+		if haveRaw, err = v.cbwCopy(ctx, s, b, need, scratch, nowait); err != nil {
+			return err
+		}
+	}
 	var buf []byte
-	if needCopy || merge || (zero && !full) {
+	if merge || (zero && !full) {
 		if *scratch == nil {
 			*scratch = v.e.getBlock()
 		}
 		buf = **scratch
 	}
-	if needCopy || merge {
+	if merge && !haveRaw {
 		if err := v.readBlockRaw(ctx, b, buf); err != nil {
-			return err
-		}
-	}
-	if needCopy {
-		// Copy-before-write: keep the contents the snapshot must see.
-		if err := v.cbwKeep(s, b, buf); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,327 @@
+package blockdev
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cbwOps are changes made at a snapshot's swap to blocks it has not read
+// yet, each with the bytes copy-before-write must keep for it: only the
+// 4 KiB pieces of the 64 KiB blocks it changes that no earlier change
+// kept. inline marks a TryWriteAt that must succeed (its pieces are in
+// the page cache).
+type cbwOp struct {
+	what        string
+	off, n      int64
+	zero        bool // WriteZeroes (trim when n is odd in blocks)
+	try, inline bool
+	copied      int64
+}
+
+const cbwBS = 64 << 10
+
+var cbwOps = []cbwOp{
+	{what: "a page", off: 1*cbwBS + 8<<10, n: 4 << 10, copied: 4 << 10},
+	{what: "the same page again", off: 1*cbwBS + 8<<10, n: 4 << 10},
+	{what: "inside the kept page", off: 1*cbwBS + 8<<10 + 100, n: 50},
+	{what: "100 bytes", off: 2*cbwBS + 5000, n: 100, copied: 4 << 10},
+	{what: "10 KiB over four pages", off: 3*cbwBS + 3000, n: 10 << 10, copied: 16 << 10},
+	{what: "three blocks, one pwrite", off: 4*cbwBS + 60<<10, n: 76 << 10, copied: 76 << 10},
+	{what: "zeroes, a whole block (punched)", off: 7 * cbwBS, n: cbwBS, zero: true, copied: cbwBS},
+	{what: "zeroes, 2 KiB", off: 8*cbwBS + 1<<10, n: 2 << 10, zero: true, copied: 4 << 10},
+	{what: "zeroes over two half blocks", off: 9*cbwBS + 32<<10, n: cbwBS, zero: true, copied: cbwBS},
+	{what: "inline page", off: 11*cbwBS + 4<<10, n: 4 << 10, try: true, inline: true, copied: 4 << 10},
+	{what: "inline page again", off: 11*cbwBS + 4<<10, n: 4 << 10, try: true, inline: true},
+	{what: "a page, then", off: 12 * cbwBS, n: 4 << 10, copied: 4 << 10},
+	{what: "its whole block", off: 12 * cbwBS, n: cbwBS, copied: cbwBS - 4<<10},
+	{what: "inline over two blocks", off: 13*cbwBS + 60<<10, n: 8 << 10, try: true, inline: true, copied: 8 << 10},
+	{what: "the short last block", off: 16*cbwBS + 10<<10, n: 2 << 10, copied: 4 << 10},
+}
+
+// TestCopyBeforeWritePieces: changes of every shape to blocks a running
+// snapshot has not read yet (a page, less than a page, several pages,
+// several blocks, zeroes of whole and partial blocks, writes on the
+// inline path, the short last block) copy only the 4 KiB pieces they
+// change (a 4 KiB write copies 4 KiB, not its 64 KiB block), in memory
+// and, beyond CBWMemory, in the side file; the snapshot is the volume at
+// the swap and the volume is every write.
+func TestCopyBeforeWritePieces(t *testing.T) {
+	for _, mem := range []int64{0, 3 * 4 << 10} {
+		t.Run(fmt.Sprintf("CBWMemory=%d", mem), func(t *testing.T) {
+			ctx := context.Background()
+			env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: mem})
+			const size = 16*cbwBS + 12<<10 // the last block 12 KiB
+			model := make([]byte, size)
+			rng := rand.New(rand.NewPCG(21, 22))
+			for i := range model {
+				model[i] = byte(rng.Uint32())
+			}
+			v := volumeOf(t, env, "v", model)
+			atSwap := slices.Clone(model)
+			var blocks map[int64]bool
+			var total int64
+			env.e.hooks.afterSwap = func(string) {
+				blocks = map[int64]bool{}
+				for _, op := range cbwOps {
+					p := make([]byte, op.n)
+					for i := range p {
+						p[i] = byte(rng.Uint32())
+					}
+					var err error
+					switch {
+					case op.zero:
+						err = v.WriteZeroes(ctx, op.off, op.n)
+						clear(p)
+					case op.try:
+						var ok bool
+						if ok, err = v.TryWriteAt(p, op.off); !ok && err == nil {
+							if op.inline {
+								t.Errorf("%s: TryWriteAt did not write inline", op.what)
+							}
+							_, err = v.WriteAt(p, op.off)
+						}
+					default:
+						_, err = v.WriteAt(p, op.off)
+					}
+					if err != nil {
+						t.Fatalf("%s: %v", op.what, err)
+					}
+					copy(model[op.off:], p)
+					if op.copied > 0 {
+						for b := op.off / cbwBS; b*cbwBS < op.off+op.n; b++ {
+							blocks[b] = true
+						}
+					}
+					total += op.copied
+					if p := v.SnapshotProgress(); p.CBWBytes != total || p.CBWBlocks != int64(len(blocks)) || p.BlocksRead != 0 {
+						t.Errorf("after %s: %d bytes of %d blocks copied before write, %d blocks read; want %d bytes of %d blocks, none read",
+							op.what, p.CBWBytes, p.CBWBlocks, p.BlocksRead, total, len(blocks))
+					}
+				}
+			}
+			si, err := env.e.Snapshot(ctx, "v", "s")
+			env.e.hooks.afterSwap = nil
+			if err != nil {
+				t.Fatal(err)
+			}
+			if si.Stats.CBWBytes != total || si.Stats.CBWBlocks != int64(len(blocks)) {
+				t.Errorf("snapshot stats: %d bytes of %d blocks copied, want %d of %d", si.Stats.CBWBytes, si.Stats.CBWBlocks, total, len(blocks))
+			}
+			checkSnapshot(t, env, "s", atSwap)
+			wantImage(t, v, model, "after the snapshot")
+			if _, err := env.e.Snapshot(ctx, "v", "s2"); err != nil {
+				t.Fatal(err)
+			}
+			checkSnapshot(t, env, "s2", model)
+		})
+	}
+}
+
+// TestCopyBeforeWriteWhileHydrating: a snapshot of a restored volume
+// still hydrating takes the blocks the user wrote (units in the file, the
+// rest in the source); changes at its swap to those blocks copy their
+// pieces from the source merged with the written units, never inline
+// (the source must be fetched), and the snapshot is the volume at the
+// swap.
+func TestCopyBeforeWriteWhileHydrating(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: cbwBS})
+	const size = 16 * cbwBS
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(23, 24))
+	for i := range model {
+		model[i] = byte(rng.Uint32())
+	}
+	volumeOf(t, env, "src", model)
+	v, held, release := restoreHeld(t, env, "src")
+	<-held
+	write := func(off, n int64) {
+		t.Helper()
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		if _, err := v.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	}
+	for _, b := range []int64{3, 5, 7, 9} { // units written: not hydrated, dirty
+		write(b*cbwBS+8<<10, 4<<10)
+	}
+	atSwap := slices.Clone(model)
+	env.e.hooks.afterSwap = func(string) {
+		write(3*cbwBS+20<<10, 4<<10) // whole units: the piece comes from the source
+		write(3*cbwBS+8<<10, 4<<10)  // the written units' own piece, from the file
+		write(5*cbwBS+7, 100)        // merged with the source, copied once
+		p := bytes.Repeat([]byte{0x5A}, 4<<10)
+		if ok, err := v.TryWriteAt(p, 7*cbwBS+32<<10); ok || err != nil {
+			t.Errorf("TryWriteAt to a pending block not hydrated: ok %v, %v; want it left to WriteAt", ok, err)
+		}
+		write(7*cbwBS+32<<10, 4<<10)
+		if err := v.Trim(ctx, 9*cbwBS, cbwBS); err != nil {
+			t.Error(err)
+		}
+		clear(model[9*cbwBS : 10*cbwBS])
+	}
+	si, err := env.e.Snapshot(ctx, "dst", "mid")
+	env.e.hooks.afterSwap = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(4<<10 + 4<<10 + 4<<10 + 4<<10 + cbwBS); si.Stats.CBWBytes != want || si.Stats.CBWBlocks != 4 {
+		t.Errorf("copied %d bytes of %d blocks, want %d of 4", si.Stats.CBWBytes, si.Stats.CBWBlocks, want)
+	}
+	wantImage(t, v, model, "while hydrating")
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantImage(t, v, model, "hydrated")
+	checkSnapshot(t, env, "mid", atSwap)
+}
+
+// TestCopyBeforeWriteSnapshotFails: a snapshot that fails after the
+// user changed pieces of its blocks loses nothing: the next snapshot
+// takes those blocks and every other it had taken, and is the volume.
+func TestCopyBeforeWriteSnapshotFails(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: 2 * 4 << 10})
+	const size = 32 * cbwBS
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(25, 26))
+	fillRandom(rng, model)
+	v := volumeOf(t, env, "v", model)
+	if _, err := env.e.Snapshot(ctx, "v", "s0"); err != nil {
+		t.Fatal(err)
+	}
+	for b := int64(0); b < 32; b += 2 { // 16 blocks changed since s0
+		p := bytes.Repeat([]byte{byte(b + 1)}, 4<<10)
+		if _, err := v.WriteAt(p, b*cbwBS+12<<10); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[b*cbwBS+12<<10:], p)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	env.e.hooks.afterSwap = func(string) {
+		for b := int64(0); b < 32; b += 4 {
+			randomWriteAt(t, rng, v, model, b*cbwBS+40<<10, 6<<10)
+		}
+		cancel() // the snapshot fails before it reads a block
+	}
+	_, err := env.e.Snapshot(cctx, "v", "s1")
+	env.e.hooks.afterSwap = nil
+	if err == nil {
+		t.Fatal("snapshot with its context cancelled succeeded")
+	}
+	if n := v.DirtyBlocks(); n != 16 {
+		t.Errorf("%d dirty blocks after the failed snapshot, want the 16 it took", n)
+	}
+	if p := v.SnapshotProgress(); p.Running {
+		t.Errorf("progress after the failed snapshot: %+v", p)
+	}
+	// Writes after the failure copy nothing and go through.
+	randomWriteAt(t, rng, v, model, 1*cbwBS, 4<<10)
+	si, err := env.e.Snapshot(ctx, "v", "s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Stats.BlocksRead != 17 || si.Stats.CBWBlocks != 0 {
+		t.Errorf("second snapshot read %d blocks and copied %d, want 17 and none", si.Stats.BlocksRead, si.Stats.CBWBlocks)
+	}
+	checkSnapshot(t, env, "s2", model)
+}
+
+// randomWriteAt writes n random bytes at off of v and of model (if
+// non-nil).
+func randomWriteAt(t testing.TB, rng *rand.Rand, v *Volume, model []byte, off, n int64) {
+	t.Helper()
+	p := make([]byte, n)
+	fillRandom(rng, p)
+	if _, err := v.WriteAt(p, off); err != nil {
+		t.Fatalf("WriteAt(%d, %d): %v", off, n, err)
+	}
+	if model != nil {
+		copy(model[off:], p)
+	}
+}
+
+// TestCopyBeforeWritePiecesConcurrent: writers of any size and alignment
+// (through WriteAt and TryWriteAt), zeroes and trims run throughout
+// several snapshots of a volume of 64 KiB blocks with a CBW memory of
+// three pieces (most pieces spill to the side file, whose slots are
+// reused); each snapshot is the volume at its swap, captured with the
+// writers held there.
+func TestCopyBeforeWritePiecesConcurrent(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: 3 * 4 << 10})
+	const size = 8<<20 + 4<<10
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gate sync.RWMutex
+	var captured []byte
+	env.e.hooks.beforeSwap = func(string) {
+		gate.Lock() // waits for writes in progress, holds new ones
+		captured = image(t, v)
+	}
+	env.e.hooks.afterSwap = func(string) { gate.Unlock() }
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 27))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				gate.RLock()
+				off := rng.Int64N(size / 512 * 512)
+				n := min(1+rng.Int64N(3*cbwBS), size-off)
+				switch rng.IntN(8) {
+				case 0:
+					_ = v.Trim(ctx, off/4096*4096, min(4096*(1+rng.Int64N(40)), size-off/4096*4096))
+				case 1, 2:
+					p := make([]byte, n)
+					fillRandom(rng, p)
+					if ok, err := v.TryWriteAt(p, off); err != nil {
+						t.Error(err)
+					} else if !ok {
+						_, _ = v.WriteAt(p, off)
+					}
+				default:
+					randomWriteAt(t, rng, v, nil, off, n)
+				}
+				gate.RUnlock()
+			}
+		})
+	}
+	var imgs [][]byte
+	var copied int64
+	for i := range 5 {
+		for v.DirtyBlocks() < 60 {
+			time.Sleep(time.Millisecond)
+		}
+		si, err := env.e.Snapshot(ctx, "vol", fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copied += si.Stats.CBWBytes
+		imgs = append(imgs, captured)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("copied before write over %d snapshots: %d bytes", len(imgs), copied)
+	for i, img := range imgs {
+		checkSnapshot(t, env, fmt.Sprintf("c%d", i), img)
+	}
+}

@@ -71,30 +71,12 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 
 	inl, _ := exp.Backend.(Inliner)
 	sr, _ := exp.Backend.(SparseReader)
-	var wb *writeBehind
-	defer func() {
-		if wb != nil {
-			// Runs before inflight.Wait: the worker serves what is
-			// queued and returns.
-			close(wb.queue)
-		}
-	}()
 	for {
 		req, payload, hold, ok := c.next(ctx, &pr)
 		if !ok {
 			return
 		}
 		start := c.srv.clock().Now()
-		if inl != nil && wb.takes(req) {
-			if wb == nil {
-				wb = &writeBehind{queue: make(chan queued, c.srv.maxInFlight())}
-				c.inflight.Add(1)
-				go c.writeBehind(inl, wb)
-			}
-			wb.pending.Add(1)
-			wb.queue <- queued{req, payload, hold, start}
-			continue
-		}
 		if (inl != nil || sr != nil) && c.tryInline(inl, sr, req, payload, hold) {
 			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 			continue
@@ -105,70 +87,9 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		c.inflight.Add(1)
 		go func() {
 			defer c.inflight.Done()
-			c.serveRequest(req, payload, hold, start, nil)
+			c.serveRequest(req, payload, hold, start)
 		}()
 	}
-}
-
-// minWriteBehind is the smallest WRITE that the connection's reader hands
-// to its write-behind worker rather than writing itself: the reader then
-// receives the next payload while the worker copies this one into the
-// page cache, as nbdkit's threads overlap them. A smaller write costs less
-// than the worker's wake-up (a 4 KiB write takes 24-27 µs on the reader,
-// docs/design.md "Night session"); a 1 MiB write's receive and pwrite take
-// about 150 and 300 µs one after the other.
-const minWriteBehind = 256 << 10
-
-// writeBehind is a connection's write-behind worker: one goroutine that
-// serves, in the order received, the large WRITEs the reader hands it and,
-// while it has any, every later WRITE, FLUSH, TRIM and WRITE_ZEROES of the
-// connection, so that the connection's changes are applied in the order
-// they were received and a FLUSH covers every write received before it on
-// its connection, as when the reader wrote them itself. READs and BLOCK_STATUS
-// do not wait for it (requests in flight together have no order in NBD).
-type writeBehind struct {
-	queue   chan queued  // capacity: the connection's slots, so a send never blocks
-	pending atomic.Int32 // requests queued or being served; only the reader adds
-}
-
-// queued is a request read and not yet served.
-type queued struct {
-	req     request
-	payload []byte
-	hold    *holding
-	start   time.Time
-}
-
-// takes reports whether req goes to the worker wb (nil: none started).
-func (wb *writeBehind) takes(req request) bool {
-	switch req.typ {
-	case cmdWrite:
-		if req.length >= minWriteBehind && req.flags&cmdFlagFUA == 0 {
-			return true
-		}
-	case cmdFlush, cmdTrim, cmdWriteZeroes:
-	default:
-		return false
-	}
-	return wb != nil && wb.pending.Load() > 0
-}
-
-// writeBehind serves wb's queue until it is closed: a WRITE without FUA
-// with the Inliner's TryWriteAt first (no hand-off, nothing to wait for),
-// then as any request.
-func (c *conn) writeBehind(inl Inliner, wb *writeBehind) {
-	defer c.inflight.Done()
-	for q := range wb.queue {
-		c.serveBehind(inl, q)
-		wb.pending.Add(-1)
-	}
-}
-
-func (c *conn) serveBehind(inl Inliner, q queued) {
-	if q.req.typ != cmdWrite || q.req.flags&cmdFlagFUA != 0 {
-		inl = nil
-	}
-	c.serveRequest(q.req, q.payload, q.hold, q.start, inl)
 }
 
 // next reads the next request and, for a WRITE, its payload (a pooled
@@ -233,11 +154,10 @@ func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payloa
 	}
 }
 
-// serveRequest runs one request read at start and replies to it, with
-// inl's Try method first if inl is set (counting it handed off when that
-// refuses). A panic in the backend closes the connection (the client
-// cannot tell which request it lost) and releases what the request held.
-func (c *conn) serveRequest(req request, payload []byte, hold *holding, start time.Time, inl Inliner) {
+// serveRequest runs one request read at start and replies to it. A
+// panic in the backend closes the connection (the client cannot tell
+// which request it lost) and releases what the request held.
+func (c *conn) serveRequest(req request, payload []byte, hold *holding, start time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("nbd request panicked", "panic", fmt.Sprint(r), "cmd", req.typ)
@@ -245,12 +165,7 @@ func (c *conn) serveRequest(req request, payload []byte, hold *holding, start ti
 			c.release(hold) // no reply will carry it
 		}
 	}()
-	if inl == nil || !c.tryInline(inl, nil, req, payload, hold) {
-		if inl != nil {
-			c.srv.Metrics.handOff(req)
-		}
-		c.handle(req, payload, hold)
-	}
+	c.handle(req, payload, hold)
 	c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 }
 

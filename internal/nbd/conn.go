@@ -160,6 +160,36 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.closeSock()
 	c.log.Debug("nbd transmission started", "size", c.size, "flags", c.flags, "tls", c.tls, "structured", c.structured, "blocking", c.sock != nil)
 	c.transmit(ctx, exp)
+	if c.tls {
+		c.closeTLS()
+	}
+}
+
+// tlsCloseTimeout bounds how long a TLS connection whose transmission has
+// ended waits for the client to close its side after the server's
+// close_notify.
+const tlsCloseTimeout = 5 * time.Second
+
+// closeTLS ends a TLS connection in order: the server's close_notify, then
+// whatever the client still sends read and dropped until it closes its
+// side (its own close_notify, which libnbd's nbd_shutdown sends after
+// NBD_CMD_DISC) or tlsCloseTimeout passes. Closing the socket with the
+// client's close_notify unread, or arriving after, resets the connection
+// under the client's orderly shutdown (libnbd: "server closed socket
+// unexpectedly"), and without the server's close_notify the client cannot
+// tell the end from a truncation. A draining or aborted connection closes
+// at once.
+func (c *conn) closeTLS() {
+	tc, ok := c.rw.(*tls.Conn)
+	if !ok || !c.setDeadline(c.srv.clock().Now().Add(tlsCloseTimeout)) {
+		return
+	}
+	if err := tc.CloseWrite(); err != nil {
+		return
+	}
+	// Until the client's close_notify (EOF), its close, the deadline, or
+	// a drain or abort.
+	_, _ = io.Copy(io.Discard, c.br)
 }
 
 // errAbort ends a handshake the client ended itself.

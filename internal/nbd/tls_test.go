@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -193,5 +194,50 @@ func TestTLSWithGoClient(t *testing.T) {
 	}
 	if _, err := c2.Option(nbdtest.OptAbort, nil); err != nil {
 		t.Fatalf("abort: %v", err)
+	}
+}
+
+// TestTLSOrderlyClose: a TLS client that ends as libnbd's nbd_shutdown
+// does (NBD_CMD_DISC, its close_notify, shutdown of its writes, then
+// reading to the end) receives the server's close_notify alert before the
+// end of the stream, not a bare end (which it cannot tell from a
+// truncation) or a reset; twenty times, so that a close racing the
+// client's close_notify would show. TLS 1.2, whose alerts are records of
+// their own type (21) on the wire.
+func TestTLSOrderlyClose(t *testing.T) {
+	cfg, pool := testPKI(t, t.TempDir())
+	ex := &exports{}
+	ex.add("tok", fileBackend(t, 1<<20), false)
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.TLSConfig = cfg; s.RequireTLS = true })
+	for i := range 20 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := nbdtest.Negotiate(t.Context(), nc, "tok", nbdtest.Options{
+			TLS:        &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MaxVersion: tls.VersionTLS12},
+			Structured: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteAt([]byte("orderly"), int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SendRequest(nbdtest.CmdDisc, 0, 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Conn.(*tls.Conn).CloseWrite(); err != nil {
+			t.Fatalf("connection %d: client close_notify: %v", i, err)
+		}
+		nc.(*net.TCPConn).CloseWrite()
+		// Nothing but the server's close_notify is to come: read the
+		// records off the socket.
+		nc.SetReadDeadline(time.Now().Add(time.Minute))
+		rest, err := io.ReadAll(nc)
+		if err != nil || len(rest) == 0 || rest[0] != 21 {
+			t.Fatalf("connection %d: after DISC the client read %d bytes (%x) and %v; want the server's close_notify (an alert record) and the end", i, len(rest), rest, err)
+		}
+		nc.Close()
 	}
 }

@@ -50,9 +50,11 @@ type chunkLoc struct {
 }
 
 // locCache keeps, per index page of a hydration's source, where the chunks
-// of its blocks not hydrated yet lie: 24 bytes per block, a page's dropped
-// once the hydrator has filled it, at most max pages (those of
-// hydrationPageCache: 6 MiB at most).
+// of its blocks not hydrated yet lie: 24 bytes per block, at most max
+// pages (those of hydrationPageCache: 6 MiB at most). A page's entries go
+// when the hydrator's job of the page has read by them; those of a page
+// whose blocks the reads hydrated all (no job) stay until the hydration
+// ends and the cache goes with it.
 type locCache struct {
 	mu      sync.Mutex
 	max     int

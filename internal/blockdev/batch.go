@@ -30,20 +30,9 @@ func (e *Engine) getMany(ctx context.Context, ids []chunk.ID, fn func(i int, dat
 // ignores them.
 func (e *Engine) getManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
 	if bg, ok := e.chunks.(BatchGetter); ok {
-		var fnErr error // fn's own errors are returned as they are
-		err := bg.GetManyInto(ctx, ids, rbuf, ahead, dst, func(i int, data []byte) error {
-			fnErr = fn(i, data)
-			return fnErr
+		return batchRead(ctx, len(ids), fn, func(fn func(i int, data []byte) error) error {
+			return bg.GetManyInto(ctx, ids, rbuf, ahead, dst, fn)
 		})
-		switch {
-		case err == nil:
-			return nil
-		case fnErr != nil:
-			return fnErr
-		case ctx.Err() != nil:
-			return fmt.Errorf("read %d chunks: %w", len(ids), err)
-		}
-		return fmt.Errorf("read %d chunks: %w: %w", len(ids), ErrCorrupt, err)
 	}
 	for i, id := range ids {
 		data, err := e.chunks.Get(ctx, id)
@@ -55,6 +44,26 @@ func (e *Engine) getManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, a
 		}
 	}
 	return nil
+}
+
+// batchRead runs read, a batched read of n chunks that calls fn for each,
+// and returns fn's own errors as they are, the others wrapped: with
+// ErrCorrupt unless ctx ended.
+func batchRead(ctx context.Context, n int, fn func(i int, data []byte) error, read func(fn func(i int, data []byte) error) error) error {
+	var fnErr error
+	err := read(func(i int, data []byte) error {
+		fnErr = fn(i, data)
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		return nil
+	case fnErr != nil:
+		return fnErr
+	case ctx.Err() != nil:
+		return fmt.Errorf("read %d chunks: %w", n, err)
+	}
+	return fmt.Errorf("read %d chunks: %w: %w", n, ErrCorrupt, err)
 }
 
 // pageBatch is how many index pages are fetched with one getMany.

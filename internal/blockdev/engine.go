@@ -516,13 +516,22 @@ func (c *pageCache) entry(ctx context.Context, b int64) (chunk.ID, error) {
 	if c.r.Pages[p].IsZero() {
 		return chunk.ID{}, nil
 	}
+	pg, err := c.page(ctx, p)
+	if err != nil {
+		return chunk.ID{}, err
+	}
+	return pg[b%EntriesPerPage], nil
+}
+
+// page returns the entries of page p, which is not a hole page.
+func (c *pageCache) page(ctx context.Context, p int64) ([]chunk.ID, error) {
 	c.mu.Lock()
 	pg, ok := c.pages[p]
 	c.mu.Unlock()
 	if !ok {
 		var err error
 		if pg, err = c.e.loadPage(ctx, c.r, p); err != nil {
-			return chunk.ID{}, err
+			return nil, err
 		}
 		c.mu.Lock()
 		if len(c.pages) >= c.max {
@@ -534,7 +543,7 @@ func (c *pageCache) entry(ctx context.Context, b int64) (chunk.ID, error) {
 		c.pages[p] = pg
 		c.mu.Unlock()
 	}
-	return pg[b%EntriesPerPage], nil
+	return pg, nil
 }
 
 // readChunkInto fills buf (one block) with chunk id, zero-padded (all
@@ -547,8 +556,14 @@ func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) err
 		return nil
 	}
 	ids := [1]chunk.ID{id}
-	into := func(int) []byte { return buf }
-	return e.getManyInto(ctx, ids[:], nil, 1, into, func(_ int, data []byte) error {
+	return e.getManyInto(ctx, ids[:], nil, 1, func(int) []byte { return buf }, fillBlock(id, buf))
+}
+
+// fillBlock returns the callback of a batched read of chunk id into buf
+// (one block): the chunk's data, copied unless it was decompressed in
+// place, then zeroes to the block's end.
+func fillBlock(id chunk.ID, buf []byte) func(int, []byte) error {
+	return func(_ int, data []byte) error {
 		if len(data) > len(buf) {
 			return fmt.Errorf("chunk %s is %d bytes, larger than a block: %w", id.Short(), len(data), ErrCorrupt)
 		}
@@ -557,7 +572,7 @@ func (e *Engine) readChunkInto(ctx context.Context, id chunk.ID, buf []byte) err
 		}
 		clear(buf[len(data):])
 		return nil
-	})
+	}
 }
 
 // getBlock returns a one-block scratch buffer; putBlock gives it back.

@@ -1,5 +1,14 @@
 package blockdev
 
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"coffer/internal/chunk"
+	"coffer/internal/chunkstore"
+)
+
 // Hydrations returns the hydration status of every open volume that is
 // still hydrating (for metrics).
 func (e *Engine) Hydrations() []HydrationStatus {
@@ -16,4 +25,176 @@ func (e *Engine) Hydrations() []HydrationStatus {
 		}
 	}
 	return out
+}
+
+// chunkLocator is implemented by chunk stores that say where chunks lie
+// and read them by those entries without looking them up again
+// (chunkstore.Store: Locate, GetLocatedInto). A hydration uses it to look
+// up the chunks of a source page once, with one batched lookup, for every
+// read of a block not hydrated yet in that page and for the hydrator's
+// job of the page, where each such read looked up its one chunk (a query
+// of the chunk index per read).
+type chunkLocator interface {
+	Locate(ctx context.Context, ids []chunk.ID) (map[chunk.ID]chunkstore.Entry, error)
+	GetLocatedInto(ctx context.Context, es []chunkstore.Entry, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error
+}
+
+// chunkLoc is where one block's chunk lies (a chunkstore.Entry without its
+// ID, which the source page holds, and with its pack's name interned).
+type chunkLoc struct {
+	off         int64
+	length, raw uint32
+	pack        uint32 // index into locCache.packs
+	comp        chunkstore.Compression
+	ok          bool // located
+}
+
+// locCache keeps, per index page of a hydration's source, where the chunks
+// of its blocks not hydrated yet lie: 24 bytes per block, at most max
+// pages (those of hydrationPageCache: 6 MiB at most). A page's entries go
+// when the hydrator's job of the page has read by them; those of a page
+// whose blocks the reads hydrated all (no job) stay until the hydration
+// ends and the cache goes with it.
+type locCache struct {
+	mu      sync.Mutex
+	max     int
+	pages   map[int64][]chunkLoc
+	packs   []string
+	packIdx map[string]uint32
+}
+
+func newLocCache(max int) *locCache {
+	return &locCache{max: max, pages: map[int64][]chunkLoc{}, packIdx: map[string]uint32{}}
+}
+
+// entry returns the entry of block b's chunk id, locating the chunks of
+// b's page first when the cache does not hold them: those of page (the
+// page's entries) whose blocks pending reports not hydrated. false means
+// the chunk was not located (not committed when located): read it by ID.
+func (c *locCache) entry(ctx context.Context, cl chunkLocator, b int64, id chunk.ID, page []chunk.ID, pending func(b int64) bool) (chunkstore.Entry, bool, error) {
+	p := b / EntriesPerPage
+	c.mu.Lock()
+	locs, ok := c.pages[p]
+	c.mu.Unlock()
+	if !ok {
+		ids := make([]chunk.ID, 0, len(page))
+		for i, pid := range page {
+			if !pid.IsZero() && (pid == id || pending(p*EntriesPerPage+int64(i))) {
+				ids = append(ids, pid)
+			}
+		}
+		found, err := cl.Locate(ctx, ids)
+		if err != nil {
+			return chunkstore.Entry{}, false, err
+		}
+		locs = make([]chunkLoc, len(page))
+		c.mu.Lock()
+		for i, pid := range page {
+			e, ok := found[pid]
+			if !ok || pid.IsZero() {
+				continue
+			}
+			k, ok := c.packIdx[e.Pack]
+			if !ok {
+				k = uint32(len(c.packs))
+				c.packs = append(c.packs, e.Pack)
+				c.packIdx[e.Pack] = k
+			}
+			locs[i] = chunkLoc{off: e.Offset, length: e.Length, raw: e.RawLength, pack: k, comp: e.Compression, ok: true}
+		}
+		if len(c.pages) >= c.max {
+			for k := range c.pages { // evict an arbitrary page
+				delete(c.pages, k)
+				break
+			}
+		}
+		c.pages[p] = locs
+		c.mu.Unlock()
+	}
+	e, ok := c.at(locs, b, id)
+	return e, ok, nil
+}
+
+// located returns the entries of the chunks ids of blocks (all in one
+// page) if the cache holds that page and every one of them was located.
+func (c *locCache) located(blocks []int64, ids []chunk.ID) ([]chunkstore.Entry, bool) {
+	if len(blocks) == 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	locs, ok := c.pages[blocks[0]/EntriesPerPage]
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	es := make([]chunkstore.Entry, len(blocks))
+	for i, b := range blocks {
+		e, ok := c.at(locs, b, ids[i])
+		if !ok || b/EntriesPerPage != blocks[0]/EntriesPerPage {
+			return nil, false
+		}
+		es[i] = e
+	}
+	return es, true
+}
+
+// at returns block b's entry in locs, its page's locations.
+func (c *locCache) at(locs []chunkLoc, b int64, id chunk.ID) (chunkstore.Entry, bool) {
+	l := locs[b%EntriesPerPage]
+	if !l.ok {
+		return chunkstore.Entry{}, false
+	}
+	c.mu.Lock()
+	pack := c.packs[l.pack]
+	c.mu.Unlock()
+	return chunkstore.Entry{ID: id, Pack: pack, Offset: l.off, Length: l.length, RawLength: l.raw, Compression: l.comp}, true
+}
+
+// drop forgets page p (its blocks are hydrated).
+func (c *locCache) drop(p int64) {
+	c.mu.Lock()
+	delete(c.pages, p)
+	c.mu.Unlock()
+}
+
+// readSourceInto fills buf (one block) with block b's chunk id in h's
+// source, zero-padded, as readChunkInto does, through h's located chunks
+// when the chunk store can read by entry: a read of a block not hydrated
+// yet then costs no query of the chunk index but the one per source page.
+func (v *Volume) readSourceInto(ctx context.Context, h *hydration, b int64, id chunk.ID, buf []byte) error {
+	cl, ok := v.e.chunks.(chunkLocator)
+	if !ok || id.IsZero() {
+		return v.e.readChunkInto(ctx, id, buf)
+	}
+	page, err := h.cache.page(ctx, b/EntriesPerPage)
+	if err != nil {
+		return err
+	}
+	e, ok, err := h.locs.entry(ctx, cl, b, id, page, func(b int64) bool { return !v.isHydrated(b) })
+	if err != nil {
+		return fmt.Errorf("read chunk %s: %w", id.Short(), err)
+	}
+	if !ok {
+		return v.e.readChunkInto(ctx, id, buf)
+	}
+	es := [1]chunkstore.Entry{e}
+	return batchRead(ctx, 1, fillBlock(id, buf), func(fn func(i int, data []byte) error) error {
+		return cl.GetLocatedInto(ctx, es[:], nil, 1, func(int) []byte { return buf }, fn)
+	})
+}
+
+// getSourceInto reads the chunks ids of blocks (the missing blocks of one
+// source page: a hydrator's job) with one batched read into rbuf, by the
+// entries h holds for that page when the reads of blocks not hydrated yet
+// located them (then with no lookup), and drops the page's entries.
+func (v *Volume) getSourceInto(ctx context.Context, h *hydration, blocks []int64, ids []chunk.ID, rbuf []byte, fn func(i int, data []byte) error) error {
+	if cl, ok := v.e.chunks.(chunkLocator); ok {
+		if es, ok := h.locs.located(blocks, ids); ok {
+			defer h.locs.drop(blocks[0] / EntriesPerPage)
+			return batchRead(ctx, len(ids), fn, func(fn func(i int, data []byte) error) error {
+				return cl.GetLocatedInto(ctx, es, rbuf, hydrateReadAhead, nil, fn)
+			})
+		}
+	}
+	return v.e.getManyInto(ctx, ids, rbuf, hydrateReadAhead, nil, fn)
 }

@@ -24,7 +24,8 @@ type hydration struct {
 	src   *record
 	srcNB int64
 	cache *pageCache
-	done  *bitset // blocks whose file contents are authoritative
+	locs  *locCache // where the chunks of pages read lie
+	done  *bitset   // blocks whose file contents are authoritative
 	ndone int64
 	// written holds, for blocks not hydrated yet that writes covered in
 	// part, the units (writeUnits per block) the file holds authoritative
@@ -60,7 +61,7 @@ func newHydration(e *Engine, srcID chunk.ID, src *record, done *bitset, written 
 	if written == nil {
 		written = map[int64]uint64{}
 	}
-	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, hydrationPageCache), done: done, written: written,
+	return &hydration{srcID: srcID, src: src, srcNB: nb, cache: newPageCache(e, src, hydrationPageCache), locs: newLocCache(hydrationPageCache), done: done, written: written,
 		ndone: done.count(), finished: make(chan struct{}), changed: make(chan struct{})}
 }
 
@@ -229,7 +230,7 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, buf []byte) (filled
 		return false, err
 	}
 	blen := v.blockLen(b, h.src.Size)
-	if err := v.e.readChunkInto(ctx, id, buf); err != nil {
+	if err := v.readSourceInto(ctx, h, b, id, buf); err != nil {
 		return false, fmt.Errorf("hydrate block %d: %w", b, err)
 	}
 	if !id.IsZero() { // (a hole is a hole in the file already)
@@ -510,7 +511,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					if err != nil {
 						return err
 					}
-					err = e.getManyInto(gctx, j.ids, ib.read, hydrateReadAhead, nil, func(i int, data []byte) error {
+					err = v.getSourceInto(gctx, h, j.blocks, j.ids, ib.read, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
 					e.putIOBuf(ib)

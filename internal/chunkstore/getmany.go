@@ -90,6 +90,50 @@ const MinReadBuf = 256<<10 + 2*directio.Align
 //     decompressed there, and fn(i, data) then gets data in dst(i)'s
 //     memory. Stored-raw chunks are passed from the read buffer as ever.
 func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
+	return s.getMany(ctx, ids, nil, rbuf, ahead, dst, fn)
+}
+
+// Locate returns the index entries of those of ids that are committed
+// (in the index and not in a pack of this Store still to be indexed), for
+// a reader that reads them later with GetLocatedInto and so looks each up
+// once however often, or however many at a time, it reads them.
+func (s *Store) Locate(ctx context.Context, ids []chunk.ID) (map[chunk.ID]Entry, error) {
+	ask := make([]chunk.ID, 0, len(ids))
+	s.mu.Lock()
+	for _, id := range ids {
+		if _, ok := s.pending[id]; !ok {
+			ask = append(ask, id)
+		}
+	}
+	s.mu.Unlock()
+	if len(ask) == 0 {
+		return map[chunk.ID]Entry{}, nil
+	}
+	found, err := s.index.Lookup(ctx, ask)
+	if err != nil {
+		return nil, fmt.Errorf("locate %d chunks: look up index: %w", len(ask), err)
+	}
+	return found, nil
+}
+
+// GetLocatedInto is GetManyInto for chunks whose entries the caller has
+// from Locate: es[i] is where chunk i (es[i].ID) lies, and fn(i, data)
+// gets it, checked against es[i].ID, with no index lookup. An entry whose
+// pack is gone (a garbage collector moved the chunk since Locate) is
+// looked up again, as GetManyInto does; every chunk is verified against
+// its ID whatever entry it was read by.
+func (s *Store) GetLocatedInto(ctx context.Context, es []Entry, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
+	ids := make([]chunk.ID, len(es))
+	for i := range es {
+		ids[i] = es[i].ID
+	}
+	return s.getMany(ctx, ids, es, rbuf, ahead, dst, fn)
+}
+
+// getMany is GetManyInto, with located, when not nil, the entries of ids
+// (located[i] for ids[i]): those are neither looked up nor searched for
+// among the pending chunks.
+func (s *Store) getMany(ctx context.Context, ids []chunk.ID, located []Entry, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error {
 	if rbuf != nil && (len(rbuf) < MinReadBuf || !directio.Aligned(rbuf[:0], 0)) {
 		return fmt.Errorf("get %d chunks: read buffer of %d bytes: not aligned or under %d bytes", len(ids), len(rbuf), MinReadBuf)
 	}
@@ -123,63 +167,64 @@ func (s *Store) GetManyInto(ctx context.Context, ids []chunk.ID, rbuf []byte, ah
 		return data, err
 	}
 
-	// Chunks in packs not written yet are served from memory.
-	type memChunk struct {
-		e      trailerEntry
-		stored []byte
-	}
-	var (
-		inMem   []memChunk
-		written []Entry // in packs written but not indexed yet
-	)
-	ask := make([]chunk.ID, 0, len(at))
-	s.mu.Lock()
-	for id := range at {
-		l, ok := s.pending[id]
-		switch {
-		case !ok:
-			ask = append(ask, id)
-		case l.p.done:
-			e := l.p.entries[l.i]
-			written = append(written, Entry{ID: e.ID, Pack: l.p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
-		default:
-			e := l.p.entries[l.i]
-			inMem = append(inMem, memChunk{e, append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)})
+	byPack := make(map[string][]Entry)
+	var ask []chunk.ID
+	if located != nil {
+		for _, is := range at {
+			e := located[is[0]]
+			byPack[e.Pack] = append(byPack[e.Pack], e)
 		}
-	}
-	s.mu.Unlock()
-	for _, m := range inMem {
-		data, err := decode(m.e, m.stored, "(unwritten pack)")
-		if err != nil {
-			return err
+	} else {
+		// Chunks in packs not written yet are served from memory.
+		type memChunk struct {
+			e      trailerEntry
+			stored []byte
 		}
-		if err := deliver(m.e.ID, data); err != nil {
-			return err
+		var inMem []memChunk
+		ask = make([]chunk.ID, 0, len(at))
+		s.mu.Lock()
+		for id := range at {
+			l, ok := s.pending[id]
+			switch {
+			case !ok:
+				ask = append(ask, id)
+			case l.p.done: // in a pack written but not indexed yet
+				e := l.p.entries[l.i]
+				byPack[l.p.name] = append(byPack[l.p.name], Entry{ID: e.ID, Pack: l.p.name, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Compression: e.Compression})
+			default:
+				e := l.p.entries[l.i]
+				inMem = append(inMem, memChunk{e, append([]byte(nil), l.p.buf[e.Offset:e.Offset+int64(e.Length)]...)})
+			}
 		}
-	}
-	if len(ask) == 0 && len(written) == 0 {
-		return nil
-	}
-	found := map[chunk.ID]Entry{}
-	if len(ask) > 0 {
-		var err error
-		if found, err = s.index.Lookup(ctx, ask); err != nil {
-			return fmt.Errorf("get %d chunks: look up index: %w", len(ask), err)
+		s.mu.Unlock()
+		for _, m := range inMem {
+			data, err := decode(m.e, m.stored, "(unwritten pack)")
+			if err != nil {
+				return err
+			}
+			if err := deliver(m.e.ID, data); err != nil {
+				return err
+			}
 		}
 	}
 	// Chunks the index does not know (stored again concurrently, or
 	// missing) take the single-chunk path, which reports them properly.
 	var single []chunk.ID
-	byPack := make(map[string][]Entry)
-	for _, e := range written {
-		byPack[e.Pack] = append(byPack[e.Pack], e)
-	}
-	for _, id := range ask {
-		if e, ok := found[id]; ok {
-			byPack[e.Pack] = append(byPack[e.Pack], e)
-		} else {
-			single = append(single, id)
+	if len(ask) > 0 {
+		found, err := s.index.Lookup(ctx, ask)
+		if err != nil {
+			return fmt.Errorf("get %d chunks: look up index: %w", len(ask), err)
 		}
+		for _, id := range ask {
+			if e, ok := found[id]; ok {
+				byPack[e.Pack] = append(byPack[e.Pack], e)
+			} else {
+				single = append(single, id)
+			}
+		}
+	}
+	if len(byPack) == 0 && len(single) == 0 {
+		return nil
 	}
 	packs := make([]string, 0, len(byPack))
 	for p := range byPack {

@@ -579,9 +579,10 @@ func (v *Volume) parentPages(ctx context.Context, s *snapState, parent *record, 
 
 // parentPagesAhead is how many reads of parent pages parentPages keeps in
 // flight. Measured on the development VM (4 GiB disk, 1% of its blocks
-// rewritten: 236 of 256 pages rebuilt, one read each): the pages read
-// one at a time took 28-149 ms of a 270-770 ms snapshot under load 4-10
-// (docs/design.md, "Session perf14x").
+// rewritten, the parent a full snapshot: 236 of 256 pages rebuilt, a read
+// each): read one at a time they took 48-142 ms of a 0.31-0.61 s snapshot
+// under load 5-9, with 16 in flight 44-79 ms (docs/design.md, "Session
+// perf14x").
 const parentPagesAhead = 16
 
 // pendingAny reports whether any block in [lo,hi) was taken by s.

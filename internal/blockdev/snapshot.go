@@ -13,8 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/chunk"
-	"coffer/internal/chunkstore"
-	"coffer/internal/directio"
 	"coffer/internal/lowprio"
 )
 
@@ -557,12 +555,7 @@ func (v *Volume) parentPages(ctx context.Context, s *snapState, parent *record, 
 	for i, p := range want {
 		ids[i] = parent.Pages[p]
 	}
-	// The parent's pages lie apart in its packs (a full snapshot stores
-	// each page after its blocks), so nearly every page is a read of its
-	// own, made while every worker waits for this batch: up to
-	// parentPagesAhead of them are in flight at once.
-	rbuf := directio.Buffer(2 * chunkstore.MinReadBuf)
-	err := v.e.getManyInto(ctx, ids, rbuf, parentPagesAhead, nil, func(i int, data []byte) error {
+	err := v.e.getMany(ctx, ids, func(i int, data []byte) error {
 		p := want[i]
 		entries, err := decodePageOf(data, ids[i], p, pageLen(parentNB, p))
 		if err != nil {
@@ -576,14 +569,6 @@ func (v *Volume) parentPages(ctx context.Context, s *snapState, parent *record, 
 	}
 	return out, nil
 }
-
-// parentPagesAhead is how many reads of parent pages parentPages keeps in
-// flight. Measured on the development VM (4 GiB disk, 1% of its blocks
-// rewritten, the parent a full snapshot: 236 of 256 pages rebuilt, a read
-// each): read one at a time they took 48-142 ms of a 0.31-0.61 s snapshot
-// under load 5-9, with 16 in flight 44-79 ms (docs/design.md, "Session
-// perf14x").
-const parentPagesAhead = 16
 
 // pendingAny reports whether any block in [lo,hi) was taken by s.
 func (s *snapState) pendingAny(v *Volume, lo, hi int64) bool {

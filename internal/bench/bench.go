@@ -22,6 +22,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -100,7 +102,18 @@ type Options struct {
 	// compute limit and the many disks' backups (no peers, no restores),
 	// to compare the backup path of two builds quickly.
 	BackupOnly bool
+	// RestoreRounds is how many times each full restore with its
+	// repository read from the disk runs: Coffer's, its I/O floor, each
+	// peer's and qemu-img's copy, round after round, the order rotated by
+	// one tool each round. Each restore's figures are then those of its
+	// median run (Restore.Runs), so that one slow or fast minute of the
+	// disk moves neither side of a ratio alone (default
+	// DefaultRestoreRounds; 1: one run each).
+	RestoreRounds int
 }
+
+// DefaultRestoreRounds is Options.RestoreRounds when it is zero.
+const DefaultRestoreRounds = 3
 
 // Result holds every figure of a run. Seconds are wall-clock; MiB/s are of
 // the disk size (the logical bytes a backup covers); stored bytes are the
@@ -186,8 +199,36 @@ type Restore struct {
 	// returns once it is durable, so Seconds + FsyncSeconds is the
 	// like-for-like time.
 	FsyncSeconds float64 `json:"fsyncSeconds,omitempty"`
-	// Coffer: where the time went.
+	// Coffer: where the time went (the first run's).
 	Internals *Internals `json:"internals,omitempty"`
+	// Runs are every run of a restore with its repository read from the
+	// disk (Options.RestoreRounds), in order; Seconds and FsyncSeconds
+	// are then those of the median run, by their sum (of an even number,
+	// the slower of the two middle ones).
+	Runs []RestoreRun `json:"runs,omitempty"`
+}
+
+// RestoreRun is one run of a restore.
+type RestoreRun struct {
+	Seconds      float64 `json:"seconds"`
+	FsyncSeconds float64 `json:"fsyncSeconds,omitempty"`
+}
+
+// useMedian sets r's Seconds, FsyncSeconds and MiBps to those of the
+// median of its Runs (see Restore.Runs); size is the disk's bytes.
+func (r *Restore) useMedian(size int64) {
+	if len(r.Runs) == 0 {
+		return
+	}
+	runs := slices.Clone(r.Runs)
+	slices.SortStableFunc(runs, func(a, b RestoreRun) int {
+		return cmp.Compare(a.Seconds+a.FsyncSeconds, b.Seconds+b.FsyncSeconds)
+	})
+	m := runs[len(runs)/2]
+	r.Seconds, r.FsyncSeconds = m.Seconds, m.FsyncSeconds
+	if m.Seconds > 0 {
+		r.MiBps = float64(size) / (1 << 20) / m.Seconds
+	}
 }
 
 // Coffer holds Coffer's figures.
@@ -334,6 +375,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	if opts.WriteInterval <= 0 {
 		opts.WriteInterval = time.Millisecond
+	}
+	if opts.RestoreRounds <= 0 {
+		opts.RestoreRounds = DefaultRestoreRounds
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -807,7 +851,8 @@ func (r *runner) checkRestored(ctx context.Context, path, remove string, out *Re
 // compares like with like; the targets judge it. Each peer's restored
 // image is also fsynced, timed apart: RestoreToFile returns once the image
 // is durable, the peers do not. qemu-img convert of the image, as it is in
-// the page cache, is the plain-copy floor.
+// the page cache, is the plain-copy floor. The runs from disk, and Coffer's
+// I/O floor, are then repeated (repeatRestores) and their medians kept.
 func (r *runner) restores(ctx context.Context) error {
 	// Coffer. The first restore's reads and writes are recorded for the
 	// I/O floor.
@@ -835,37 +880,214 @@ func (r *runner) restores(ctx context.Context) error {
 			continue
 		}
 		restore := func(out *Restore, state, suffix string) error {
-			target := filepath.Join(r.dir, "restore-"+p.name()+suffix)
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-			secs, restored, err := p.restore(ctx, target)
-			if err != nil {
-				if ctx.Err() != nil {
-					return err
-				}
-				out.Error, pr.Error = err.Error(), err.Error()
-				r.logf("%s restore, %s, failed: %v", p.name(), state, err)
-				return nil
-			}
-			out.Seconds, out.MiBps = secs, r.mibps(secs)
-			t0 := r.clk.Now()
-			if err := fsyncFile(restored); err != nil {
-				return err
-			}
-			out.FsyncSeconds = r.since(t0)
-			if err := r.checkRestored(ctx, restored, target, out); err != nil {
-				out.Error = err.Error()
-			}
-			r.logf("%s restore, %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", p.name(), state, secs, out.MiBps, out.FsyncSeconds, out.Match)
-			return nil
+			return r.peerRestore(ctx, p, pr, out, state, suffix)
 		}
 		if err := r.coldThenCached(ctx, "repository", p.repoFiles(), &pr.Restore, &pr.RestoreCached, restore); err != nil {
 			return err
 		}
 	}
 
-	return r.qemuCopy(ctx)
+	if err := r.qemuCopy(ctx); err != nil {
+		return err
+	}
+	return r.repeatRestores(ctx, reads, writes)
+}
+
+// peerRestore times peer p's restore into DIR/restore-<peer><suffix> and
+// an fsync of the restored image, checks it against the image and records
+// its figures in out. A failure of the peer is recorded in out and pr
+// (nil is returned); state names the run in the progress lines.
+func (r *runner) peerRestore(ctx context.Context, p peer, pr *Peer, out *Restore, state, suffix string) error {
+	target := filepath.Join(r.dir, "restore-"+p.name()+suffix)
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	secs, restored, err := p.restore(ctx, target)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		out.Error, pr.Error = err.Error(), err.Error()
+		r.logf("%s restore, %s, failed: %v", p.name(), state, err)
+		return nil
+	}
+	out.Seconds, out.MiBps = secs, r.mibps(secs)
+	t0 := r.clk.Now()
+	if err := fsyncFile(restored); err != nil {
+		return err
+	}
+	out.FsyncSeconds = r.since(t0)
+	if err := r.checkRestored(ctx, restored, target, out); err != nil {
+		out.Error = err.Error()
+	}
+	r.logf("%s restore, %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", p.name(), state, secs, out.MiBps, out.FsyncSeconds, out.Match)
+	return nil
+}
+
+// repeatRestores runs rounds 2 to RestoreRounds of the restores with their
+// repositories read from the disk: Coffer's, its I/O floor (reads and
+// writes, those of its first restore), each peer's and qemu-img's copy,
+// each after beforeTimed and the eviction of what it reads from the page
+// cache, exactly as their first runs. Each round starts one tool later
+// than the one before, so that no tool always runs first, or always after
+// the same one. Every run is added to its Restore's Runs (the I/O floor's
+// to its Rounds), and each figure is then its median run's.
+func (r *runner) repeatRestores(ctx context.Context, reads []rangeRead, writes []extent) error {
+	c := &r.res.Coffer
+	type tool struct {
+		name string
+		run  func(round int) error
+	}
+	tools := []tool{{"coffer", func(round int) error {
+		var out Restore
+		if err := r.coldRun(ctx, r.repoFiles(), func() error {
+			_, _, err := r.cofferRestore(ctx, &out, fmt.Sprintf("round %d, repository from disk", round), roundSuffix(round), false)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := removeRound(filepath.Join(r.dir, "restore-coffer"+roundSuffix(round)+".img")); err != nil {
+			return err
+		}
+		if !out.Match {
+			return errors.New("the restore did not reproduce the image")
+		}
+		c.Restore.Runs = append(c.Restore.Runs, RestoreRun{Seconds: out.Seconds})
+		return nil
+	}}}
+	if f := c.RestoreIOFloor; f != nil {
+		f.Rounds = []float64{f.Seconds}
+		tools = append(tools, tool{"I/O floor", func(int) error {
+			fl, err := r.replayFloor(ctx, "the restore", r.blobs, r.repoFiles(), reads, writes, r.opts.Size)
+			if err != nil {
+				return err
+			}
+			f.Rounds = append(f.Rounds, fl.Seconds)
+			return nil
+		}})
+	}
+	for _, p := range r.peers {
+		pr := r.peerR[p.name()]
+		tools = append(tools, tool{p.name(), func(round int) error {
+			if pr.Error != "" || pr.Restore.Error != "" {
+				return nil // failed before: not run again
+			}
+			var out Restore
+			if err := r.coldRun(ctx, p.repoFiles(), func() error {
+				return r.peerRestore(ctx, p, pr, &out, fmt.Sprintf("round %d, repository from disk", round), roundSuffix(round))
+			}); err != nil || out.Error != "" {
+				return err
+			}
+			if err := removeRound(filepath.Join(r.dir, "restore-"+p.name()+roundSuffix(round))); err != nil {
+				return err
+			}
+			if !out.Match {
+				pr.Restore.Match = false // and AllRestoresMatch with it
+			}
+			pr.Restore.Runs = append(pr.Restore.Runs, RestoreRun{Seconds: out.Seconds, FsyncSeconds: out.FsyncSeconds})
+			return nil
+		}})
+	}
+	if fl, q := r.res.Floor, r.lookTool("qemu-img"); fl != nil && q != nil {
+		tools = append(tools, tool{"qemu-img", func(round int) error {
+			if fl.Restore.Error != "" {
+				return nil
+			}
+			var out Restore
+			if err := r.coldRun(ctx, []string{r.image}, func() error {
+				return r.qemuConvert(ctx, q, &out, fmt.Sprintf("round %d, image from disk", round), roundSuffix(round))
+			}); err != nil || out.Error != "" {
+				return err
+			}
+			if err := removeRound(filepath.Join(r.dir, "restore-qemu"+roundSuffix(round)+".img")); err != nil {
+				return err
+			}
+			if !out.Match {
+				fl.Restore.Match = false
+			}
+			fl.Restore.Runs = append(fl.Restore.Runs, RestoreRun{Seconds: out.Seconds, FsyncSeconds: out.FsyncSeconds})
+			return nil
+		}})
+	}
+	for round := 2; round <= r.opts.RestoreRounds; round++ {
+		for i := range tools {
+			t := tools[(i+round-1)%len(tools)]
+			if err := t.run(round); err != nil {
+				return fmt.Errorf("round %d, %s: %w", round, t.name, err)
+			}
+		}
+	}
+	// The medians.
+	c.Restore.useMedian(r.opts.Size)
+	if f := c.RestoreIOFloor; f != nil && len(f.Rounds) > 1 {
+		f.Seconds = median(f.Rounds)
+	}
+	for _, p := range r.peers {
+		r.peerR[p.name()].Restore.useMedian(r.opts.Size)
+	}
+	if fl := r.res.Floor; fl != nil && fl.Restore.Error == "" {
+		fl.Restore.useMedian(r.opts.Size)
+		fl.FsyncSeconds = fl.Restore.FsyncSeconds
+		fl.SyncedSeconds = fl.Restore.Seconds + fl.FsyncSeconds
+	}
+	if r.opts.RestoreRounds > 1 {
+		r.logf("restores from disk, medians of %d rounds: %s", r.opts.RestoreRounds, r.res.restoreMedians())
+	}
+	return nil
+}
+
+// roundSuffix names the restored copies of round 2 and later.
+func roundSuffix(round int) string { return fmt.Sprintf("-round%d", round) }
+
+// removeRound removes the restored copy of a later round, which Keep does
+// not keep (the first round's copies are the ones kept).
+func removeRound(path string) error {
+	if err := os.RemoveAll(path); err != nil {
+		return fmt.Errorf("remove restored copy: %w", err)
+	}
+	return nil
+}
+
+// restoreMedians lists each restore's median and runs for the progress
+// lines.
+func (res *Result) restoreMedians() string {
+	var b strings.Builder
+	one := func(name string, r Restore) {
+		if len(r.Runs) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s %.2fs (", name, r.Seconds+r.FsyncSeconds)
+		for i, run := range r.Runs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%.2f", run.Seconds+run.FsyncSeconds)
+		}
+		b.WriteString("); ")
+	}
+	one("coffer", res.Coffer.Restore)
+	if f := res.Coffer.RestoreIOFloor; f != nil && len(f.Rounds) > 0 {
+		fmt.Fprintf(&b, "its I/O floor %.2fs (%s); ", f.Seconds, floatList(f.Rounds))
+	}
+	if res.Restic != nil {
+		one("restic + fsync", res.Restic.Restore)
+	}
+	if res.Borg != nil {
+		one("borg + fsync", res.Borg.Restore)
+	}
+	if res.Floor != nil {
+		one("qemu-img + fsync", res.Floor.Restore)
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}
+
+// floatList formats seconds as "1.23, 4.56".
+func floatList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // cofferRestore times Coffer's full restore of the second snapshot into
@@ -918,31 +1140,7 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 	if v, err := q.output(ctx, "--version"); err == nil {
 		fl.Version, _, _ = cutLine(v)
 	}
-	convert := func(out *Restore, state, suffix string) error {
-		qpath := filepath.Join(r.dir, "restore-qemu"+suffix+".img")
-		secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			out.Error = err.Error()
-			return nil
-		}
-		out.Seconds, out.MiBps = secs, r.mibps(secs)
-		// qemu-img leaves its output in the page cache; RestoreToFile
-		// fsyncs. Time the fsync right away, so the floor can be
-		// compared both ways.
-		t0 := r.clk.Now()
-		if err := fsyncFile(qpath); err != nil {
-			return err
-		}
-		out.FsyncSeconds = r.since(t0)
-		if err := r.checkRestored(ctx, qpath, qpath, out); err != nil {
-			return err
-		}
-		r.logf("qemu-img convert (floor), %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", state, secs, out.MiBps, out.FsyncSeconds, out.Match)
-		return nil
-	}
+	convert := func(out *Restore, state, suffix string) error { return r.qemuConvert(ctx, q, out, state, suffix) }
 	if err := r.coldThenCached(ctx, "image", []string{r.image}, &fl.Restore, &fl.Cached, convert); err != nil {
 		return err
 	}
@@ -953,6 +1151,49 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 	return nil
 }
 
+// qemuConvert times qemu-img convert of the image into
+// DIR/restore-qemu<suffix>.img and an fsync of its output, checks it
+// against the image and records its figures in out (a failure of
+// qemu-img in out.Error).
+func (r *runner) qemuConvert(ctx context.Context, q *tool, out *Restore, state, suffix string) error {
+	qpath := filepath.Join(r.dir, "restore-qemu"+suffix+".img")
+	secs, _, err := q.timed(ctx, "", "convert", "-f", "raw", "-O", "raw", r.image, qpath)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		out.Error = err.Error()
+		return nil
+	}
+	out.Seconds, out.MiBps = secs, r.mibps(secs)
+	// qemu-img leaves its output in the page cache; RestoreToFile
+	// fsyncs. Time the fsync right away, so the floor can be
+	// compared both ways.
+	t0 := r.clk.Now()
+	if err := fsyncFile(qpath); err != nil {
+		return err
+	}
+	out.FsyncSeconds = r.since(t0)
+	if err := r.checkRestored(ctx, qpath, qpath, out); err != nil {
+		return err
+	}
+	r.logf("qemu-img convert (floor), %s: %.2fs (%.0f MiB/s), +fsync %.2fs, sha256 match %v", state, secs, out.MiBps, out.FsyncSeconds, out.Match)
+	return nil
+}
+
+// coldRun runs fn after beforeTimed and the eviction of repo (the files
+// the timed run reads) from the page cache: a restore's run with its
+// repository read from the disk.
+func (r *runner) coldRun(ctx context.Context, repo []string, fn func() error) error {
+	if err := r.beforeTimed(ctx); err != nil {
+		return err
+	}
+	if err := evictCached(repo...); err != nil {
+		return err
+	}
+	return fn()
+}
+
 // coldThenCached runs restore twice: into cold after beforeTimed and the
 // eviction of repo (the files the restore reads; what names them in the
 // states passed to restore) from the page cache, then into cached after
@@ -961,15 +1202,10 @@ func (r *runner) qemuCopy(ctx context.Context) error {
 // failed first run (cold.Error) skips the second. The runs name their
 // output with suffix "" and "-cached" (both stay with Keep).
 func (r *runner) coldThenCached(ctx context.Context, what string, repo []string, cold, cached *Restore, restore func(out *Restore, state, suffix string) error) error {
-	if err := r.beforeTimed(ctx); err != nil {
+	if err := r.coldRun(ctx, repo, func() error { return restore(cold, what+" from disk", "") }); err != nil || cold.Error != "" {
 		return err
 	}
-	if err := evictCached(repo...); err != nil {
-		return err
-	}
-	if err := restore(cold, what+" from disk", ""); err != nil || cold.Error != "" {
-		return err
-	}
+	cold.Runs = append(cold.Runs, RestoreRun{Seconds: cold.Seconds, FsyncSeconds: cold.FsyncSeconds})
 	// The same settling as before the first run, without the eviction
 	// (or the cache drop) that would undo what it cached.
 	unix.Sync()

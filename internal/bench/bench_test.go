@@ -162,6 +162,32 @@ func TestRunSmall(t *testing.T) {
 			t.Error("no ratio restoreVsFloorSourceCachedWithFsync")
 		}
 	}
+	// Every restore from disk ran DefaultRestoreRounds times, and its
+	// figures are its median run's.
+	checkRuns := func(name string, r Restore) {
+		t.Helper()
+		if len(r.Runs) != DefaultRestoreRounds {
+			t.Errorf("%s: %d runs from disk, want %d: %+v", name, len(r.Runs), DefaultRestoreRounds, r.Runs)
+			return
+		}
+		m := r
+		m.useMedian(res.SizeBytes)
+		if m.Seconds != r.Seconds || m.FsyncSeconds != r.FsyncSeconds || r.Seconds <= 0 {
+			t.Errorf("%s: %.3f + %.3f s, not its median run of %+v", name, r.Seconds, r.FsyncSeconds, r.Runs)
+		}
+	}
+	checkRuns("coffer", res.Coffer.Restore)
+	if f := res.Coffer.RestoreIOFloor; len(f.Rounds) != DefaultRestoreRounds || f.Seconds != median(f.Rounds) {
+		t.Errorf("I/O floor %.3fs, rounds %v", f.Seconds, f.Rounds)
+	}
+	for _, p := range []*Peer{res.Restic, res.Borg} {
+		if p != nil && p.Error == "" {
+			checkRuns(p.Version, p.Restore)
+		}
+	}
+	if f := res.Floor; f != nil && f.Restore.Error == "" {
+		checkRuns("qemu-img", f.Restore)
+	}
 	// Restored copies are removed; the repositories stay for the caller.
 	if _, err := os.Stat(filepath.Join(dir, "restore-coffer.img")); !os.IsNotExist(err) {
 		t.Errorf("restored copy left behind: %v", err)
@@ -174,6 +200,26 @@ func TestRunSmall(t *testing.T) {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, table.String())
 		}
+	}
+}
+
+// TestUseMedian: a restore's figures are those of its median run by
+// restore + fsync, the slower middle one of an even count.
+func TestUseMedian(t *testing.T) {
+	r := Restore{Seconds: 9, FsyncSeconds: 9, Runs: []RestoreRun{{3, 1}, {1, 1}, {2, 5}, {2, 1}}}
+	r.useMedian(1 << 30)
+	if r.Seconds != 3 || r.FsyncSeconds != 1 || r.MiBps != 1024.0/3 {
+		t.Errorf("median of 4 runs: %+v, want the run 3 + 1 s", r)
+	}
+	r.Runs = r.Runs[:3]
+	r.useMedian(1 << 30)
+	if r.Seconds != 3 || r.FsyncSeconds != 1 {
+		t.Errorf("median of 3 runs: %+v, want the run 3 + 1 s", r)
+	}
+	one := Restore{Seconds: 5, FsyncSeconds: 2}
+	one.useMedian(1 << 30)
+	if one.Seconds != 5 || one.FsyncSeconds != 2 {
+		t.Errorf("no runs: %+v changed", one)
 	}
 }
 

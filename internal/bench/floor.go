@@ -139,6 +139,10 @@ type IOFloor struct {
 	Machine    Machine `json:"machine"`
 	// Runs are every replay, the fastest included.
 	Runs []IOFloorRun `json:"runs,omitempty"`
+	// Rounds are the fastest replay's seconds of every round of the
+	// restores (Options.RestoreRounds), the first being Runs'; Seconds is
+	// then their median, the other figures the first round's.
+	Rounds []float64 `json:"roundSeconds,omitempty"`
 }
 
 // IOFloorRun is one replay of the floor.

@@ -411,6 +411,9 @@ func WriteTable(w io.Writer, res Result) error {
 				x.n, f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine, f.runsString())
 		}
 	}
+	if m := res.restoreMedians(); strings.Contains(m, ", ") {
+		fmt.Fprintf(w, "full restores from disk (+ fsync), their median and every run, interleaved round by round: %s\n", m)
+	}
 	fmt.Fprintf(w, "Coffer repository: %s (%d chunks in %d packs); live volume %s on disk; peak RSS of this process %s\n",
 		sizeStr(c.RepoBytes), c.Chunks, c.Packs, sizeStr(c.VolumeBytes), sizeStr(res.PeakRSSBytes))
 	for _, p := range []struct {

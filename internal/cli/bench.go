@@ -24,7 +24,7 @@ func benchCommand() *command {
 		jsonOut, noPeers, keep, dropCaches, quiet bool
 		backupOnly                                bool
 		seed                                      uint64
-		workers                                   int
+		workers, restoreRounds                    int
 		settle                                    time.Duration
 		applyNice                                 func() error
 	)
@@ -43,6 +43,7 @@ func benchCommand() *command {
 			fs.Uint64Var(&seed, "seed", 1, "seed of the image and of every random choice")
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 			fs.IntVar(&workers, "workers", 0, "parallelism of the block engine (default: all cores)")
+			fs.IntVar(&restoreRounds, "restore-rounds", bench.DefaultRestoreRounds, "run each full restore from disk (Coffer's, its I/O floor, restic's, borg's, qemu-img's) this many times, interleaved, and judge the median run")
 			fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (diagnostics)")
 			fs.StringVar(&blockprofile, "blockprofile", "", "write a profile of where goroutines waited (locks, channels) to `FILE` (diagnostics)")
 			fs.StringVar(&traceFile, "trace", "", "write an execution trace of the run to `FILE` (go tool trace; diagnostics)")
@@ -74,6 +75,9 @@ func benchCommand() *command {
 			}
 			if settle < 0 {
 				return usagef("--settle must not be negative")
+			}
+			if restoreRounds < 1 {
+				return usagef("--restore-rounds must be at least 1")
 			}
 			asJSON, none := jsonOut, false
 			fs.Visit(func(f *flag.Flag) { // an explicit -o json also means JSON
@@ -139,7 +143,7 @@ func benchCommand() *command {
 			}
 			defer stopTrace()
 			opts := bench.Options{Size: size, Data: data, Dir: work, Seed: seed, Peers: !noPeers, DropCaches: dropCaches,
-				Settle: settle, Keep: keep, Workers: workers, BackupOnly: backupOnly} // Clock: bench defaults to the real clock
+				Settle: settle, Keep: keep, Workers: workers, BackupOnly: backupOnly, RestoreRounds: restoreRounds} // Clock: bench defaults to the real clock
 			if !quiet {
 				opts.Progress = e.Stderr
 			}

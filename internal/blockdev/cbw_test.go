@@ -238,20 +238,6 @@ func TestCopyBeforeWriteSnapshotFails(t *testing.T) {
 	checkSnapshot(t, env, "s2", model)
 }
 
-// randomWriteAt writes n random bytes at off of v and of model (if
-// non-nil).
-func randomWriteAt(t testing.TB, rng *rand.Rand, v *Volume, model []byte, off, n int64) {
-	t.Helper()
-	p := make([]byte, n)
-	fillRandom(rng, p)
-	if _, err := v.WriteAt(p, off); err != nil {
-		t.Fatalf("WriteAt(%d, %d): %v", off, n, err)
-	}
-	if model != nil {
-		copy(model[off:], p)
-	}
-}
-
 // TestCopyBeforeWritePiecesConcurrent: writers of any size and alignment
 // (through WriteAt and TryWriteAt), zeroes and trims run throughout
 // several snapshots of a volume of 64 KiB blocks with a CBW memory of

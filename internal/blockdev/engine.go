@@ -534,13 +534,7 @@ func (c *pageCache) page(ctx context.Context, p int64) ([]chunk.ID, error) {
 			return nil, err
 		}
 		c.mu.Lock()
-		if len(c.pages) >= c.max {
-			for k := range c.pages { // evict an arbitrary page
-				delete(c.pages, k)
-				break
-			}
-		}
-		c.pages[p] = pg
+		putBounded(c.pages, c.max, p, pg)
 		c.mu.Unlock()
 	}
 	return pg, nil
@@ -615,4 +609,17 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// putBounded sets m[k] = v, first evicting an arbitrary entry when m
+// already holds max entries (a cache without recency: cheap, and good
+// enough where entries are used in bursts).
+func putBounded[K comparable, V any](m map[K]V, max int, k K, v V) {
+	if _, ok := m[k]; !ok && len(m) >= max {
+		for x := range m {
+			delete(m, x)
+			break
+		}
+	}
+	m[k] = v
 }

@@ -296,6 +296,13 @@ func randomWrite(t testing.TB, rng *rand.Rand, v *Volume, model []byte) {
 	if off+n > size {
 		n = size - off
 	}
+	randomWriteAt(t, rng, v, model, off, n)
+}
+
+// randomWriteAt writes n random bytes at off of v and of model (if
+// non-nil).
+func randomWriteAt(t testing.TB, rng *rand.Rand, v *Volume, model []byte, off, n int64) {
+	t.Helper()
 	p := make([]byte, n)
 	fillRandom(rng, p)
 	if _, err := v.WriteAt(p, off); err != nil {

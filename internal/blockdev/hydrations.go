@@ -102,13 +102,7 @@ func (c *locCache) entry(ctx context.Context, cl chunkLocator, b int64, id chunk
 			}
 			locs[i] = chunkLoc{off: e.Offset, length: e.Length, raw: e.RawLength, pack: k, comp: e.Compression, ok: true}
 		}
-		if len(c.pages) >= c.max {
-			for k := range c.pages { // evict an arbitrary page
-				delete(c.pages, k)
-				break
-			}
-		}
-		c.pages[p] = locs
+		putBounded(c.pages, c.max, p, locs)
 		c.mu.Unlock()
 	}
 	e, ok := c.at(locs, b, id)

@@ -143,14 +143,7 @@ func TestCopyBeforeWriteWhileHydrating(t *testing.T) {
 	<-held
 	write := func(off, n int64) {
 		t.Helper()
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(rng.Uint32())
-		}
-		if _, err := v.WriteAt(p, off); err != nil {
-			t.Fatal(err)
-		}
-		copy(model[off:], p)
+		randomWriteAt(t, rng, v, model, off, n)
 	}
 	for _, b := range []int64{3, 5, 7, 9} { // units written: not hydrated, dirty
 		write(b*cbwBS+8<<10, 4<<10)

@@ -193,17 +193,7 @@ func BenchmarkReadMiss(b *testing.B) {
 	ctx := context.Background()
 	e := newRealEngine(b, Options{})
 	const size = 192 << 20
-	img := mixedImage(size)
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := src.WriteAt(img, 0); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
-		b.Fatal(err)
-	}
+	src, img := snapshotOfImage(b, e, size)
 	var data []int64 // the blocks that hold data
 	for blk := int64(0); blk*e.bs < size; blk++ {
 		if !isZero(img[blk*e.bs : (blk+1)*e.bs]) {
@@ -328,16 +318,7 @@ func BenchmarkReadDuringHydration(b *testing.B) {
 	ctx := context.Background()
 	e := newRealEngine(b, Options{})
 	const size = 192 << 20
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := src.WriteAt(mixedImage(size), 0); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
-		b.Fatal(err)
-	}
+	snapshotOfImage(b, e, size)
 	var cpu, secs float64
 	reads, k := 0, 0
 	for b.Loop() {
@@ -429,17 +410,7 @@ func BenchmarkHydrate(b *testing.B) {
 	ctx := context.Background()
 	e := newRealEngine(b, Options{})
 	const size = 192 << 20
-	img := mixedImage(size)
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := src.WriteAt(img, 0); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
-		b.Fatal(err)
-	}
+	_, img := snapshotOfImage(b, e, size)
 	data := 0
 	for blk := int64(0); blk*e.bs < size; blk++ {
 		if !isZero(img[blk*e.bs : (blk+1)*e.bs]) {
@@ -469,4 +440,23 @@ func BenchmarkHydrate(b *testing.B) {
 	}
 	b.ReportMetric(cpu*1e6/float64(k*data), "CPU-µs/block")
 	b.ReportMetric(secs/float64(k), "s/hydration")
+}
+
+// snapshotOfImage writes mixedImage(size) to a new volume "src" of e and
+// snapshots it as "s"; it returns the volume and the image.
+func snapshotOfImage(tb testing.TB, e *Engine, size int) (*Volume, []byte) {
+	tb.Helper()
+	ctx := context.Background()
+	img := mixedImage(size)
+	src, err := e.CreateVolume(ctx, "src", int64(size))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := src.WriteAt(img, 0); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
+		tb.Fatal(err)
+	}
+	return src, img
 }

@@ -184,14 +184,7 @@ func TestWrittenUnitsWhileHydrating(t *testing.T) {
 	writes := fileWrites(env, "dst")
 	write := func(off, n int64) {
 		t.Helper()
-		p := make([]byte, n)
-		for i := range p {
-			p[i] = byte(rng.Uint32())
-		}
-		if _, err := v.WriteAt(p, off); err != nil {
-			t.Fatal(err)
-		}
-		copy(model[off:], p)
+		randomWriteAt(t, rng, v, model, off, n)
 	}
 	gets := env.chunks.gets.Load()
 	write(3*bs+4096, 4096)

@@ -104,14 +104,19 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes%blockSize != 0 || f.WriteBytes < minData || f.WriteBytes > maxData {
 		t.Errorf("I/O floor %+v; the restore made %d reads and wrote %d-%d bytes", f, in.BlobGets, minData, maxData)
 	}
-	// The floor is the fastest of its replays, one per depth.
-	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorDepths) {
-		t.Errorf("I/O floor replays %+v, want one at each of %v", f.Runs, floorDepths)
+	// Each round's floor is the fastest of its replays, one per depth (the
+	// first round's are kept), and the floor is the median round.
+	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorDepths) || len(f.Rounds) != DefaultRestoreRounds {
+		t.Errorf("I/O floor replays %+v in rounds %v, want one at each of %v in %d rounds", f.Runs, f.Rounds, floorDepths, DefaultRestoreRounds)
 	} else {
+		first := f.Rounds[0]
 		for i, run := range f.Runs {
-			if run.Depth != floorDepths[i] || run.Seconds <= 0 || run.Seconds < f.Seconds || run.Seconds == f.Seconds && run.Depth != f.Depth {
-				t.Errorf("I/O floor %.3fs at depth %d; replay %+v", f.Seconds, f.Depth, run)
+			if run.Depth != floorDepths[i] || run.Seconds <= 0 || run.Seconds < first || run.Seconds == first && run.Depth != f.Depth {
+				t.Errorf("I/O floor's first round %.3fs at depth %d; replay %+v", first, f.Depth, run)
 			}
+		}
+		if f.Seconds != median(f.Rounds) {
+			t.Errorf("I/O floor %.3fs, not the median of its rounds %v", f.Seconds, f.Rounds)
 		}
 	}
 	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {

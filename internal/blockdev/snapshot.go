@@ -97,6 +97,22 @@ func (s *snapState) arenaLen(i int64) int64 {
 	return min(per, s.memCap-i*per) * s.piece
 }
 
+// populate makes every page of a resident and writable: one
+// madvise(MADV_POPULATE_WRITE) (Linux 5.14) rather than a page fault per
+// page, else (an older kernel, or a start not page-aligned) a write to
+// each page.
+func populate(a []byte) {
+	if len(a) == 0 {
+		return
+	}
+	if unix.Madvise(a, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	for i := 0; i < len(a); i += 4 << 10 {
+		a[i] = 0 // fault the page in (the write a copy would do)
+	}
+}
+
 // readyArenas makes and touches s's next arena ahead of need (s.ready)
 // whenever a writer took the ready one or started a new arena, until done
 // is closed; then it drops the one left ready (a snapshot's arenas go with
@@ -126,9 +142,7 @@ func (v *Volume) readyArenas(s *snapState, done <-chan struct{}) {
 			continue
 		}
 		a := make([]byte, s.arenaLen(next))
-		for i := 0; i < len(a); i += 4 << 10 {
-			a[i] = 0 // fault the page in (the write a copy would do)
-		}
+		populate(a)
 		v.mu.Lock()
 		if s.ready == nil && (s.memNext+per-1)/per == next {
 			s.ready = a

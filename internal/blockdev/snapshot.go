@@ -41,13 +41,14 @@ type snapState struct {
 	arenas  [][]byte
 	memCap  int64
 	memNext int64
-	// ready is the next arena, made and touched ahead of need by the
+	// ready is the next arena, made and populated ahead of need by the
 	// snapshot's arena goroutine (readyArenas) so that the writer who
 	// first needs it does not pay its page faults; at most one, and only
-	// while arenas are left to make. prepare asks for it (capacity 1).
+	// while arenas are left to make. prepare asks for it (capacity 1);
+	// made counts the arenas writers made themselves (none was ready).
 	ready    []byte
 	prepare  chan struct{}
-	made     int // arenas a writer had to make itself (none was ready)
+	made     int
 	memFree  []int64
 	side     *os.File
 	sideNext int64
@@ -113,10 +114,10 @@ func populate(a []byte) {
 	}
 }
 
-// readyArenas makes and touches s's next arena ahead of need (s.ready)
+// readyArenas makes and populates s's next arena ahead of need (s.ready)
 // whenever a writer took the ready one or started a new arena, until done
 // is closed; then it drops the one left ready (a snapshot's arenas go with
-// its state). It runs on the snapshot's own goroutine, off the writers'
+// its state). It runs on a goroutine of the snapshot, off the writers'
 // path: a copy before write into an arena's first touch cost about half of
 // its 14-19 µs in page faults (docs/design.md, "Session perf14y"). The
 // memory stays within CBWMemory: an arena is made ready only while one is

@@ -142,6 +142,7 @@ type Engine struct {
 type testHooks struct {
 	beforeSwap  func(volume string)
 	afterSwap   func(volume string)
+	arenaReady  func(volume string, i int64) // a snapshot's arena i is ready ahead of need (or was taken first)
 	blockStored func(volume string, n int64) // after each snapshot block
 	hydrated    func(volume string, block int64)
 	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies

@@ -38,9 +38,17 @@ type snapState struct {
 	// made as they are first needed; arenas[i] is set once, under v.mu,
 	// before any of its slots is handed out) and, beyond CBWMemory, slots of the
 	// unlinked side file. A slot the snapshot has read is reused.
-	arenas   [][]byte
-	memCap   int64
-	memNext  int64
+	arenas  [][]byte
+	memCap  int64
+	memNext int64
+	// ready is the next arena, made and populated ahead of need by the
+	// snapshot's arena goroutine (readyArenas) so that the writer who
+	// first needs it does not pay its page faults; at most one, and only
+	// while arenas are left to make. prepare asks for it (capacity 1);
+	// made counts the arenas writers made themselves (none was ready).
+	ready    []byte
+	prepare  chan struct{}
+	made     int
 	memFree  []int64
 	side     *os.File
 	sideNext int64
@@ -81,7 +89,70 @@ func newSnapState(size int64, taken *bitset, bs, cbwMemory int64) *snapState {
 	per := max(1, arenaBytes/piece)
 	// The arenas' slice never grows: pieceIO reads it without v.mu.
 	return &snapState{size: size, taken: taken, pending: taken.clone(), piece: piece, kept: map[int64]*keptBlock{},
-		arenas: make([][]byte, (memCap+per-1)/per), memCap: memCap, total: taken.count()}
+		arenas: make([][]byte, (memCap+per-1)/per), memCap: memCap, total: taken.count(), prepare: make(chan struct{}, 1)}
+}
+
+// arenaLen is the length of arena i.
+func (s *snapState) arenaLen(i int64) int64 {
+	per := max(1, arenaBytes/s.piece)
+	return min(per, s.memCap-i*per) * s.piece
+}
+
+// populate makes every page of a resident and writable: one
+// madvise(MADV_POPULATE_WRITE) (Linux 5.14) rather than a page fault per
+// page, else (an older kernel, or a start not page-aligned) a write to
+// each page.
+func populate(a []byte) {
+	if len(a) == 0 {
+		return
+	}
+	if unix.Madvise(a, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	for i := 0; i < len(a); i += 4 << 10 {
+		a[i] = 0 // fault the page in (the write a copy would do)
+	}
+}
+
+// readyArenas makes and populates s's next arena ahead of need (s.ready)
+// whenever a writer took the ready one or started a new arena, until done
+// is closed; then it drops the one left ready (a snapshot's arenas go with
+// its state). It runs on a goroutine of the snapshot, off the writers'
+// path: a copy before write into an arena's first touch cost about half of
+// its 14-19 µs in page faults (docs/design.md, "Session perf14y"). The
+// memory stays within CBWMemory: an arena is made ready only while one is
+// left to make. v.mu guards s.ready.
+func (v *Volume) readyArenas(s *snapState, done <-chan struct{}) {
+	defer func() {
+		v.mu.Lock()
+		s.ready = nil
+		v.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.prepare:
+		}
+		per := max(1, arenaBytes/s.piece)
+		v.mu.Lock()
+		next := (s.memNext + per - 1) / per // the next arena to make
+		want := s.ready == nil && next < int64(len(s.arenas))
+		v.mu.Unlock()
+		if !want {
+			continue
+		}
+		a := make([]byte, s.arenaLen(next))
+		populate(a)
+		v.mu.Lock()
+		if s.ready == nil && (s.memNext+per-1)/per == next {
+			s.ready = a
+		}
+		v.mu.Unlock()
+		if hk := v.e.hooks.arenaReady; hk != nil {
+			hk(v.id, next)
+		}
+	}
 }
 
 // SnapshotProgress is how far a volume's running snapshot has got.
@@ -136,8 +207,18 @@ func (s *snapState) slotLocked(dir string) (int64, error) {
 	}
 	if s.memNext < s.memCap {
 		per := max(1, arenaBytes/s.piece)
-		if s.memNext%per == 0 {
-			s.arenas[s.memNext/per] = make([]byte, min(per, s.memCap-s.memNext)*s.piece)
+		if i := s.memNext / per; s.memNext%per == 0 {
+			if a := s.ready; a != nil && int64(len(a)) == s.arenaLen(i) {
+				s.arenas[i] = a
+			} else {
+				s.arenas[i] = make([]byte, s.arenaLen(i))
+				s.made++
+			}
+			s.ready = nil
+			select {
+			case s.prepare <- struct{}{}: // the next one
+			default:
+			}
 		}
 		s.memNext++
 		return s.memNext - 1, nil
@@ -454,12 +535,22 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()
 	v.mu.Unlock()
+	// The first arena is made ready at once: a write that follows the
+	// swap closely is the first to copy.
+	s.prepare <- struct{}{}
+	arenasDone, arenasEnded := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(arenasEnded)
+		v.readyArenas(s, arenasDone)
+	}()
 	if h := e.hooks.afterSwap; h != nil {
 		h(v.id)
 	}
 
 	committed := false
 	defer func() {
+		close(arenasDone)
+		<-arenasEnded
 		v.mu.Lock()
 		if !committed {
 			v.dirty.or(taken) // nothing is lost

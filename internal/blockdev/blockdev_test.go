@@ -123,13 +123,7 @@ func TestConcurrentWritersDuringSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gate sync.RWMutex
-	var captured []byte
-	env.e.hooks.beforeSwap = func(string) {
-		gate.Lock() // waits for writes in progress, holds new ones
-		captured = image(t, v)
-	}
-	env.e.hooks.afterSwap = func(string) { gate.Unlock() }
+	gate := captureAtSwap(t, env, v)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -172,7 +166,7 @@ func TestConcurrentWritersDuringSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		cbw += si.Stats.CBWBlocks
-		snaps = append(snaps, snap{si.ID, captured})
+		snaps = append(snaps, snap{si.ID, gate.captured})
 	}
 	close(stop)
 	wg.Wait()

@@ -250,13 +250,7 @@ func TestCopyBeforeWritePiecesConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gate sync.RWMutex
-	var captured []byte
-	env.e.hooks.beforeSwap = func(string) {
-		gate.Lock() // waits for writes in progress, holds new ones
-		captured = image(t, v)
-	}
-	env.e.hooks.afterSwap = func(string) { gate.Unlock() }
+	gate := captureAtSwap(t, env, v)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -300,7 +294,7 @@ func TestCopyBeforeWritePiecesConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		copied += si.Stats.CBWBytes
-		imgs = append(imgs, captured)
+		imgs = append(imgs, gate.captured)
 	}
 	close(stop)
 	wg.Wait()

@@ -419,3 +419,23 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// swapGate holds a volume's writers at a snapshot's swap: writers take it
+// shared around each write; at the swap it is held exclusively (waiting
+// for writes in progress, holding new ones) while the volume's image is
+// captured, so each snapshot must equal its captured image.
+type swapGate struct {
+	sync.RWMutex
+	captured []byte // the volume at the last swap
+}
+
+// captureAtSwap installs a swapGate on env's snapshots of v.
+func captureAtSwap(t testing.TB, env *testEnv, v *Volume) *swapGate {
+	g := &swapGate{}
+	env.e.hooks.beforeSwap = func(string) {
+		g.Lock()
+		g.captured = image(t, v)
+	}
+	env.e.hooks.afterSwap = func(string) { g.Unlock() }
+	return g
+}

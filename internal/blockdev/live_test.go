@@ -346,15 +346,22 @@ func TestTryWhileHydrating(t *testing.T) {
 
 // restoreHeld snapshots volume src as "s" and restores it as "dst" with
 // its hydration held: each hydration job reports on held and then waits
-// until the caller closes release (or its context ends).
+// until the caller closes release, or sends to it (one job goes), or its
+// context ends.
 func restoreHeld(t *testing.T, env *testEnv, src string) (v *Volume, held <-chan struct{}, release chan struct{}) {
 	t.Helper()
+	return restoreHeldOn(t, env.e, src)
+}
+
+// restoreHeldOn is restoreHeld on engine e (a real-store engine, say).
+func restoreHeldOn(t *testing.T, e *Engine, src string) (v *Volume, held <-chan struct{}, release chan struct{}) {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := env.e.Snapshot(ctx, src, "s"); err != nil {
+	if _, err := e.Snapshot(ctx, src, "s"); err != nil {
 		t.Fatal(err)
 	}
 	release, h := make(chan struct{}), make(chan struct{}, 64)
-	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
+	e.hooks.hydrator = func(ctx context.Context, vol string) {
 		select {
 		case h <- struct{}{}:
 		default:
@@ -364,7 +371,7 @@ func restoreHeld(t *testing.T, env *testEnv, src string) (v *Volume, held <-chan
 		case <-ctx.Done():
 		}
 	}
-	v, err := env.e.RestoreVolume(ctx, "s", "dst")
+	v, err := e.RestoreVolume(ctx, "s", "dst")
 	if err != nil {
 		t.Fatal(err)
 	}

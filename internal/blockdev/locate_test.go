@@ -24,34 +24,6 @@ func (x *countingIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.I
 	return x.Index.Lookup(ctx, ids)
 }
 
-// restoreHeldReal snapshots volume src of e and restores it as "dst" with
-// the hydrator's jobs held until release is closed (or sent to: one job
-// goes); held gets a value when a job waits (its pages loaded).
-func restoreHeldReal(t *testing.T, e *Engine, src string) (v *Volume, held <-chan struct{}, release chan struct{}) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := e.Snapshot(ctx, src, "s"); err != nil {
-		t.Fatal(err)
-	}
-	release = make(chan struct{})
-	h := make(chan struct{}, 64)
-	e.hooks.hydrator = func(ctx context.Context, vol string) {
-		select {
-		case h <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-	}
-	v, err := e.RestoreVolume(ctx, "s", "dst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v, h, release
-}
-
 // TestReadMissLocatesPagesOnce: the reads of blocks not hydrated yet look
 // the chunks of a source page up with one lookup of the chunk index for
 // the page, not one per read, and the hydrator's job of a page so located
@@ -86,7 +58,7 @@ func TestReadMissLocatesPagesOnce(t *testing.T) {
 	if _, err := src.WriteAt(model, 0); err != nil {
 		t.Fatal(err)
 	}
-	v, held, release := restoreHeldReal(t, e, "src")
+	v, held, release := restoreHeldOn(t, e, "src")
 	<-held // the hydrator has loaded its batch of pages
 	h := v.hyd
 	calls := x.calls.Load()
@@ -158,7 +130,7 @@ func TestReadMissLocatedCorrupt(t *testing.T) {
 			if _, err := src.WriteAt(model, 0); err != nil {
 				t.Fatal(err)
 			}
-			v, _, release := restoreHeldReal(t, e, "src")
+			v, _, release := restoreHeldOn(t, e, "src")
 			defer close(release)
 			// Locate the page with a read of block 0.
 			buf := make([]byte, bs)

@@ -53,8 +53,9 @@ type Volume struct {
 
 	// alloc holds every block that may have data in the data file; the
 	// others are holes. It is a superset: set before any write into the
-	// file (fileWrite; a user's write sets it with the dirty bits), cleared after a block is punched (punch), and
-	// built at open with one SEEK_DATA walk. Sparse reads take their holes
+	// file (fileWrite; a user's write sets it with its dirty bits),
+	// cleared after a block is punched (punch), and built at open with
+	// one SEEK_DATA walk. Sparse reads take their holes
 	// from it: asking the file system (SEEK_DATA/SEEK_HOLE) costs dozens
 	// of seeks per 1 MiB read of pages written since the last writeback,
 	// which ext4 reports one page at a time (docs/design.md, perf14m).

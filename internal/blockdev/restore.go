@@ -737,22 +737,13 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 		entries []chunk.ID // of blocks first, first+1, ...
 	}
 	jobs := make(chan job, workers)
-	// The pager loads the index pages a batch at a time and allocates
-	// each batch's data blocks (allocateData) up to restoreBatchesAhead
-	// batches ahead of the feeder, which cuts them into jobs: the jobs'
-	// queue does not run dry while the next batch is read, and an
-	// allocation, which waits for the file's writes in flight, is made
-	// before the jobs write where it can be (all of a disk of up to that
-	// many batches).
-	type batch struct {
-		b0    int64
-		pages [][]chunk.ID
-	}
-	batches := make(chan batch, restoreBatchesAhead)
 	alloc, _ := w.(allocator)
 	g.Go(func() error {
-		defer close(batches)
+		defer close(jobs)
 		return e.loadPageBatches(gctx, rec, 0, int64(len(rec.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+			// The batch's data blocks are allocated before any of them
+			// is written: once, not between the jobs' writes, since an
+			// allocation waits for the file's writes in flight.
 			if alloc != nil {
 				err := allocateData(alloc, rec, b0, pages)
 				if errors.Is(err, errors.ErrUnsupported) {
@@ -761,19 +752,8 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					return err
 				}
 			}
-			select {
-			case batches <- batch{b0, pages}:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
-	})
-	g.Go(func() error {
-		defer close(jobs)
-		for b := range batches {
-			for k, entries := range b.pages {
-				p := b.b0 + int64(k)
+			for k, entries := range pages {
+				p := b0 + int64(k)
 				for i := 0; i < len(entries); i += span {
 					select {
 					case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))]}:
@@ -782,8 +762,8 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					}
 				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	for range workers {
 		g.Go(func() error {
@@ -821,12 +801,8 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 
 // restoreSpan restores the blocks first+slots[i] (i < len(ids)) of a span
 // of n blocks of rec, whose chunks are ids, to w: it reads them into buf
-// (n blocks) with the read buffer rbuf and writes them in parts of
-// restoreWriteBytes (at least a block), each run of consecutive blocks of
-// a part with one WriteAt. A part is written as soon as its last chunk is
-// in buf, while the chunks of the parts after it are still read and
-// decompressed; restoreSpan returns once every write has ended. filled
-// has n entries, all false.
+// (n blocks) with the read buffer rbuf and writes each run of consecutive
+// blocks with one WriteAt. filled has n entries, all false.
 func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, buf, rbuf []byte, first int64, n int, ids []chunk.ID, slots []int64, filled []bool) error {
 	bs := rec.BlockSize
 	if int64(n)*bs > int64(len(buf)) {
@@ -836,19 +812,6 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 	// partial last block the snapshot holds.
 	block := func(s int64) []byte {
 		return buf[s*bs : s*bs+min(bs, rec.Size-(first+s)*bs)]
-	}
-	part := max(1, int(restoreWriteBytes/bs)) // blocks per part
-	missing := make([]int, (n+part-1)/part)   // chunks each part still waits for
-	for _, s := range slots {
-		missing[int(s)/part]++
-	}
-	// The parts' writes: each reads only its part of buf and filled,
-	// which nothing changes once the part is complete.
-	var writes errgroup.Group
-	write := func(k int) {
-		writes.Go(func() error {
-			return writeRuns(ctx, rec, w, buf, first, filled, k*part, min((k+1)*part, n))
-		})
 	}
 	err := e.getManyInto(ctx, ids, rbuf, restoreReadAhead, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
 		s := slots[i]
@@ -861,33 +824,18 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 		}
 		clear(dst[len(data):])
 		filled[s] = true
-		k := int(s) / part
-		if missing[k]--; missing[k] == 0 {
-			write(k)
-		}
 		return nil
 	})
-	// No write may outlive the call: buf is the next job's once it
-	// returns.
-	werr := writes.Wait()
 	if err != nil {
 		return fmt.Errorf("blocks %d-%d: %w", first, first+int64(n)-1, err)
 	}
-	return werr
-}
-
-// writeRuns writes the filled slots [lo, hi) of a span of rec that starts
-// at block first, held in buf, to w: each run of consecutive filled slots
-// with one WriteAt.
-func writeRuns(ctx context.Context, rec *record, w io.WriterAt, buf []byte, first int64, filled []bool, lo, hi int) error {
-	bs := rec.BlockSize
-	for s := lo; s < hi; {
+	for s := 0; s < n; {
 		if !filled[s] {
 			s++
 			continue
 		}
 		end := s
-		for end < hi && filled[end] {
+		for end < n && filled[end] {
 			end++
 		}
 		if err := ctx.Err(); err != nil {

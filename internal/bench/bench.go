@@ -1078,6 +1078,10 @@ func (res *Result) restoreMedians() string {
 	if res.Floor != nil {
 		one("qemu-img + fsync", res.Floor.Restore)
 	}
+	if m := res.Coffer.Many; m != nil && m.One != nil {
+		one(fmt.Sprintf("%d restores at once", m.AtOnce), m.Restore)
+		one("the one beside them", *m.One)
+	}
 	return strings.TrimSuffix(b.String(), "; ")
 }
 

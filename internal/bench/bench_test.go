@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -193,6 +194,17 @@ func TestRunSmall(t *testing.T) {
 	if f := res.Floor; f != nil && f.Restore.Error == "" {
 		checkRuns("qemu-img", f.Restore)
 	}
+	// The restores at once ran in rounds beside the one disk's restore,
+	// and are judged by the two medians.
+	if m := res.Coffer.Many; m.One == nil {
+		t.Error("many disks: no one-disk restore beside the restores at once")
+	} else {
+		checkRuns("restores at once", m.Restore)
+		checkRuns("the one disk's restore beside them", *m.One)
+		if got, want := res.Ratios["manyDisksRestoreThroughputVsOne"], m.One.Seconds/m.Restore.Seconds; math.Abs(got-want) > 1e-9*want {
+			t.Errorf("restores at once vs one %.4f×, want their medians' ratio %.4f× (%+v, %+v)", got, want, m.Restore.Runs, m.One.Runs)
+		}
+	}
 	// Restored copies are removed; the repositories stay for the caller.
 	if _, err := os.Stat(filepath.Join(dir, "restore-coffer.img")); !os.IsNotExist(err) {
 		t.Errorf("restored copy left behind: %v", err)
@@ -261,7 +273,7 @@ func TestRestoreRounds(t *testing.T) {
 	if err := WriteRestoreTable(&table, res); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "round 2: restore") {
+	if !strings.Contains(table.String(), "round 2: restore") || !strings.Contains(table.String(), "medians of 2 rounds: restore") {
 		t.Errorf("table:\n%s", table.String())
 	}
 	if _, err := RunRestores(context.Background(), RestoreOptions{Dir: t.TempDir()}); err == nil {

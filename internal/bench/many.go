@@ -38,8 +38,20 @@ type ManyDisks struct {
 	// Seconds until the last one was durable, MiBps of all the disks
 	// together. SHA256 is of the restored disks' SHA-256 sums, Match
 	// that each disk equals its part of the image.
+	//
+	// With Options.RestoreRounds above 1 the restores at once run that
+	// many times, each run in Restore.Runs, and Seconds and MiBps are
+	// those of the median run; the other figures (Internals, the I/O
+	// floor) are the first run's.
 	AtOnce  int     `json:"restoresAtOnce"`
 	Restore Restore `json:"restore"`
+	// One is the one disk's full restore (the full restores' repository
+	// read from the disk) run again in the same rounds, beside the
+	// restores at once, the order swapped each round: what they are
+	// judged against, measured in the same minutes, its Seconds and MiBps
+	// those of its median run (nil with one round: the full restores'
+	// figure is then the reference).
+	One *Restore `json:"oneRestore,omitempty"`
 	// RestoreIOFloor is the reads and writes of Restore replayed alone
 	// (the disks' writes into one file, each disk at its offset in the
 	// image): against the one disk's floor, what the many-disk
@@ -114,14 +126,100 @@ func (r *runner) many(ctx context.Context) (err error) {
 	if err != nil || r.opts.BackupOnly {
 		return err
 	}
-	return r.manyRestore(ctx, st, out)
+	return r.manyRounds(ctx, st, out)
+}
+
+// manyRounds restores the many disks RestoreRounds times, each round
+// beside a run of the one disk's restore (the order swapped every round,
+// each run after beforeTimed and the eviction of what it reads), and
+// keeps the median of each, so that neither one slow or fast minute of
+// the disk nor the order of the two decides their ratio. The restores at
+// once's I/O floor is replayed after the first round only.
+func (r *runner) manyRounds(ctx context.Context, st stack, out *ManyDisks) error {
+	if r.opts.RestoreRounds <= 1 {
+		return r.manyRestore(ctx, st, out, true, "")
+	}
+	out.One = &Restore{}
+	many := func(round int) error {
+		if round == 1 {
+			if err := r.manyRestore(ctx, st, out, true, ""); err != nil {
+				return err
+			}
+			out.Restore.Runs = append(out.Restore.Runs, RestoreRun{Seconds: out.Restore.Seconds})
+			return nil
+		}
+		m := ManyDisks{Disks: out.Disks, DiskBytes: out.DiskBytes, AtOnce: out.AtOnce}
+		if err := r.manyRestore(ctx, st, &m, false, roundSuffix(round)); err != nil {
+			return err
+		}
+		for i := range m.Disks { // Keep keeps the first round's copies
+			if err := removeRound(filepath.Join(r.dir, fmt.Sprintf("restore-many-%d%s.img", i, roundSuffix(round)))); err != nil {
+				return err
+			}
+		}
+		if !m.Restore.Match {
+			out.Restore.Match = false
+		}
+		out.Restore.Runs = append(out.Restore.Runs, RestoreRun{Seconds: m.Restore.Seconds})
+		return nil
+	}
+	one := func(round int) error {
+		var o Restore
+		suffix := "-beside-many" + roundSuffix(round)
+		if err := r.coldRun(ctx, r.repoFiles(), func() error {
+			_, _, err := r.cofferRestore(ctx, &o, fmt.Sprintf("beside the restores at once, round %d, repository from disk", round), suffix, false)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := removeRound(filepath.Join(r.dir, "restore-coffer"+suffix+".img")); err != nil {
+			return err
+		}
+		if !o.Match {
+			return errors.New("the restore did not reproduce the image")
+		}
+		if round == 1 {
+			*out.One = o
+		}
+		out.One.Runs = append(out.One.Runs, RestoreRun{Seconds: o.Seconds})
+		return nil
+	}
+	for round := 1; round <= r.opts.RestoreRounds; round++ {
+		first, second := many, one
+		if round%2 == 0 {
+			first, second = one, many
+		}
+		if err := first(round); err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+		if err := second(round); err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
+		}
+	}
+	size := int64(out.Disks) * out.DiskBytes
+	out.Restore.useMedian(size)
+	out.One.useMedian(size)
+	r.logf("%d restores at once and the one disk's restore beside them, medians of %d rounds: %.2fs (%s) and %.2fs (%s): throughput ÷ one's %.2f×",
+		out.AtOnce, r.opts.RestoreRounds, out.Restore.Seconds, runsList(out.Restore.Runs), out.One.Seconds, runsList(out.One.Runs), ratio(out.One.Seconds, out.Restore.Seconds))
+	return nil
+}
+
+// runsList formats runs' seconds (+ fsync) as "1.23, 4.56".
+func runsList(runs []RestoreRun) string {
+	v := make([]float64, len(runs))
+	for i, run := range runs {
+		v[i] = run.Seconds + run.FsyncSeconds
+	}
+	return floatList(v)
 }
 
 // manyRestore restores the disks of st's snapshots s0…s<Disks-1>
 // (DiskBytes each), AtOnce at a time, with the repository read from the
 // disk, checks each against its part of the image and records the
-// figures in out.Restore.
-func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) error {
+// figures in out.Restore; with floor (and floors not left out) it then
+// replays their reads and writes alone (out.RestoreIOFloor). The restored
+// disks are DIR/restore-many-<i><suffix>.img.
+func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks, floor bool, suffix string) error {
 	if err := r.beforeTimed(ctx); err != nil {
 		return err
 	}
@@ -130,7 +228,7 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	}
 	paths := make([]string, out.Disks)
 	for i := range paths {
-		paths[i] = filepath.Join(r.dir, fmt.Sprintf("restore-many-%d.img", i))
+		paths[i] = filepath.Join(r.dir, fmt.Sprintf("restore-many-%d%s.img", i, suffix))
 	}
 	r.probe.trace.start()
 	m := r.probe.start()
@@ -189,7 +287,7 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks) erro
 	r.logf("%d disks restored, %d at a time: %.2fs (%.0f MiB/s together), sha256 match %v; CPU %.0f%% of %d cores; %d reads (%s); %s",
 		out.Disks, out.AtOnce, rs.Seconds, rs.MiBps, rs.Match, 100*rin.CPUUtilization, r.res.Cores, rin.BlobGets, sizeStr(rin.BlobGetBytes), rin.Machine)
 	r.logf("the %d restores, from the first one's start (disk: start-end, data)%s", out.Disks, each.String())
-	if r.noFloors {
+	if r.noFloors || !floor {
 		return nil
 	}
 	fl, err := r.replayFloor(ctx, fmt.Sprintf("the %d restores", out.Disks), probedBlobs{st.blobs, r.probe}, st.repoFiles(), reads, writes, int64(out.Disks)*out.DiskBytes)

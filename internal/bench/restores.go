@@ -160,7 +160,7 @@ func (r *runner) restoreRounds(ctx context.Context, rounds int, out *RestoreResu
 		}
 		if many != nil {
 			rd.Many = &ManyDisks{Disks: manyDisks, DiskBytes: r.opts.Size / manyDisks, AtOnce: manyRestores}
-			if err := r.manyRestore(ctx, *many, rd.Many); err != nil {
+			if err := r.manyRestore(ctx, *many, rd.Many, true, ""); err != nil {
 				return err
 			}
 			if !rd.Many.Restore.Match {
@@ -210,5 +210,40 @@ func WriteRestoreTable(w io.Writer, res RestoreResult) error {
 			return err
 		}
 	}
+	if len(res.Rounds) > 1 {
+		if _, err := fmt.Fprintf(w, "medians of %d rounds: %s\n", len(res.Rounds), res.medians()); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// medians is each restore's median over the rounds and the ratios of
+// those medians, as the full benchmark judges them.
+func (res RestoreResult) medians() string {
+	var one, floor, qemu, many []float64
+	for _, rd := range res.Rounds {
+		one = append(one, rd.Restore.Seconds)
+		if rd.IOFloor != nil {
+			floor = append(floor, rd.IOFloor.Seconds)
+		}
+		if rd.Qemu != nil && rd.Qemu.SyncedSeconds > 0 {
+			qemu = append(qemu, rd.Qemu.SyncedSeconds)
+		}
+		if rd.Many != nil {
+			many = append(many, rd.Many.Restore.Seconds)
+		}
+	}
+	r := median(one)
+	s := fmt.Sprintf("restore %.2fs", r)
+	if len(floor) > 0 {
+		s += fmt.Sprintf(" ÷ I/O floor %.2fs = %.2f×", median(floor), ratio(r, median(floor)))
+	}
+	if len(qemu) > 0 {
+		s += fmt.Sprintf("; ÷ qemu-img + fsync %.2fs = %.2f×", median(qemu), ratio(r, median(qemu)))
+	}
+	if len(many) > 0 {
+		s += fmt.Sprintf("; restores at once %.2fs, throughput ÷ one's = %.2f×", median(many), ratio(r, median(many)))
+	}
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -40,7 +41,13 @@ type sock struct {
 	fd     int
 	mu     sync.Mutex // guards closed against shutdown
 	closed bool
+	// nowait makes Read return errWouldBlock instead of waiting for
+	// data; only the connection's reader sets it, around a top-up.
+	nowait bool
 }
+
+// errWouldBlock is Read's error, with nowait set, when no data is there.
+var errWouldBlock = errors.New("no data received yet")
 
 // detachSocket duplicates nc's descriptor, puts it in blocking mode and
 // closes nc, which removes nc's descriptor from the network poller (the
@@ -74,13 +81,22 @@ func detachSocket(nc net.Conn) (*sock, error) {
 	return &sock{fd: fd}, nil
 }
 
-// Read reads what is there, waiting for at least one byte.
+// Read reads what is there, waiting for at least one byte unless nowait
+// is set.
 func (s *sock) Read(p []byte) (int, error) {
 	for {
-		n, err := unix.Read(s.fd, p)
+		var n int
+		var err error
+		if s.nowait {
+			n, _, err = unix.Recvfrom(s.fd, p, unix.MSG_DONTWAIT)
+		} else {
+			n, err = unix.Read(s.fd, p)
+		}
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, errWouldBlock
 		case err != nil:
 			return 0, fmt.Errorf("read socket: %w", err)
 		case n == 0 && len(p) > 0:
@@ -111,9 +127,21 @@ func (s *sock) readFull(p []byte) error {
 // writev writes all of bufs (which it consumes) in as few writev calls
 // as the kernel allows.
 func (s *sock) writev(bufs [][]byte) error {
+	return s.send(bufs, 0)
+}
+
+// send writes all of bufs (which it consumes): with writev, or with
+// sendmsg when flags (MSG_MORE) are given.
+func (s *sock) send(bufs [][]byte, flags int) error {
 	const iovMax = 1024
 	for len(bufs) > 0 {
-		n, err := unix.Writev(s.fd, bufs[:min(len(bufs), iovMax)])
+		var n int
+		var err error
+		if flags == 0 {
+			n, err = unix.Writev(s.fd, bufs[:min(len(bufs), iovMax)])
+		} else {
+			n, err = unix.SendmsgBuffers(s.fd, bufs[:min(len(bufs), iovMax)], nil, nil, flags)
+		}
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -131,6 +159,50 @@ func (s *sock) writev(bufs [][]byte) error {
 		for len(bufs) > 0 && len(bufs[0]) == 0 {
 			bufs = bufs[1:]
 		}
+	}
+	return nil
+}
+
+// sendFile writes head (which it consumes) and then n bytes of f at off
+// with sendfile(2), so that they are not copied through this process;
+// head goes with MSG_MORE, so that it leaves in one segment with the
+// start of the file's bytes. Bytes beyond the end of f (the file shrank
+// meanwhile) are sent as zeroes.
+func (s *sock) sendFile(head [][]byte, f *os.File, off, n int64) error {
+	if err := s.send(head, unix.MSG_MORE); err != nil {
+		return err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("send file: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for n > 0 {
+			w, err := unix.Sendfile(s.fd, int(fd), &off, int(min(n, 1<<30)))
+			if w > 0 {
+				n -= int64(w)
+			}
+			switch {
+			case errors.Is(err, unix.EINTR) || err == nil && w > 0:
+				continue
+			case err != nil:
+				serr = err
+			}
+			return // an error, or the end of the file
+		}
+	}); err != nil {
+		return fmt.Errorf("send file: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("sendfile to socket: %w", serr)
+	}
+	for n > 0 {
+		k := min(n, int64(len(zeroes)))
+		if err := s.writev([][]byte{zeroes[:k]}); err != nil {
+			return err
+		}
+		n -= k
 	}
 	return nil
 }

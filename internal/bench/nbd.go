@@ -598,28 +598,11 @@ func (b *volumeBackend) BlockStatus(off, n int64) ([]nbd.Extent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nbdExtents(exts), nil
-}
-
-func (b *volumeBackend) TryFileRuns(off, n int64) (*os.File, []nbd.Extent, bool, error) {
-	v, err := b.vol()
-	if err != nil {
-		return nil, nil, true, err
-	}
-	f, runs, ok := v.TryFileRunsAt(off, n)
-	if ok {
-		b.seen()
-	}
-	return f, nbdExtents(runs), ok, nil
-}
-
-// nbdExtents converts a volume's runs to the NBD server's extents.
-func nbdExtents(runs []blockdev.Extent) []nbd.Extent {
-	out := make([]nbd.Extent, len(runs))
-	for i, x := range runs {
+	out := make([]nbd.Extent, len(exts))
+	for i, x := range exts {
 		out[i] = nbd.Extent{Offset: x.Offset, Length: x.Length, Hole: x.Hole, Zero: x.Hole}
 	}
-	return out
+	return out, nil
 }
 
 // nbdkit is the reference server: `nbdkit file` on TCP loopback.

@@ -4,7 +4,6 @@ package nbd_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -197,63 +196,4 @@ func TestUnknownExportRefused(t *testing.T) {
 		t.Fatalf("nbdinfo --list revealed an export name:\n%s", out)
 	}
 	run(t, "nbdinfo", "--size", nbdURI(addr, "right"))
-}
-
-// TestFileReadThroughLibnbd: nbdcopy (libnbd, 4 connections of 256 KiB
-// READs) and qemu-img read an export whose large READs are sent from its
-// file with sendfile (a FileSender), and their copies hash as the image.
-// The export's holes (its zero segments and zero half segments) hold
-// other bytes in its file, which must not be sent.
-func TestFileReadThroughLibnbd(t *testing.T) {
-	for _, p := range []string{"qemu-img", "nbdcopy"} {
-		testenv.NeedProgram(t, p)
-	}
-	const size = 64 << 20
-	src := makeImage(t, size)
-	want := hashFile(t, src)
-	img, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fb := fileBackend(t, size)
-	var holes [][2]int64
-	for i := int64(0); i < size/segment; i++ {
-		switch segmentKind(i) {
-		case 0:
-			holes = append(holes, [2]int64{i * segment, segment})
-		case 3:
-			holes = append(holes, [2]int64{i*segment + segment/2, segment / 2})
-		}
-	}
-	for _, h := range holes {
-		for i := h[0]; i < h[0]+h[1]; i++ {
-			img[i] = 0xA5 // what the file holds there; the export reads zeroes
-		}
-	}
-	if _, err := fb.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	f := &fileSender{sparseFile: &sparseFile{File: fb, holes: holes}}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	addr, _ := startServer(t, ex, nil)
-	uri := nbdURI(addr, "disk")
-	dir := t.TempDir()
-	for _, c := range [][]string{
-		{"nbdcopy", "--connections=4", uri, filepath.Join(dir, "nbdcopy.raw")},
-		{"qemu-img", "convert", "-f", "raw", "-O", "raw", uri, filepath.Join(dir, "qemu-img.raw")},
-	} {
-		f.mu.Lock()
-		tries := f.fileTrys
-		f.mu.Unlock()
-		run(t, c[0], c[1:]...)
-		if got := hashFile(t, c[len(c)-1]); got != want {
-			t.Errorf("%s read back: hash %s, want %s", c[0], got, want)
-		}
-		f.mu.Lock()
-		if f.fileTrys == tries {
-			t.Errorf("%s: no READ was sent from the file", c[0])
-		}
-		f.mu.Unlock()
-	}
 }

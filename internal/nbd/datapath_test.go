@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -642,166 +641,6 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, im
 	}
 }
 
-// fileSender is a sparseFile that is also a FileSender: TryFileRuns
-// reports its holes and, between them, data runs of its file (or of from,
-// if set), unless refuseFile is set.
-type fileSender struct {
-	*sparseFile
-	from       *os.File
-	refuseFile bool
-	fileTrys   int
-}
-
-func (f *fileSender) TryFileRuns(off, n int64) (*os.File, []nbd.Extent, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fileTrys++
-	if f.refuseFile {
-		return nil, nil, false, nil
-	}
-	var runs []nbd.Extent
-	pos, end := off, off+n
-	for _, h := range f.holes {
-		lo, hi := max(h[0], pos), min(h[0]+h[1], end)
-		if lo >= hi {
-			continue
-		}
-		if lo > pos {
-			runs = append(runs, nbd.Extent{Offset: pos, Length: lo - pos})
-		}
-		runs = append(runs, nbd.Extent{Offset: lo, Length: hi - lo, Hole: true, Zero: true})
-		pos = hi
-	}
-	if pos < end {
-		runs = append(runs, nbd.Extent{Offset: pos, Length: end - pos})
-	}
-	file := f.File.OSFile()
-	if f.from != nil {
-		file = f.from
-	}
-	return file, runs, true, nil
-}
-
-// TestFileRead: a READ larger than the inline limit to a FileSender
-// backend is answered from its file with sendfile, on the connection's
-// reader: its holes go out as OFFSET_HOLE chunks when at least 64 KiB
-// long or the whole reply (never the bytes the file holds there), shorter
-// ones as zeroes inside the data chunk, the zero pages of the data as data
-// (no scan); with DF or simple replies the holes are zeroes in the data;
-// bytes past the end of a file that shrank are zeroes. When TryFileRuns
-// refuses, the READ goes to TryReadSparse as before. Each case reads
-// again after its reply to check the stream's framing.
-func TestFileRead(t *testing.T) {
-	const size = 4 << 20
-	f := &fileSender{sparseFile: &sparseFile{File: fileBackend(t, size)}}
-	img := make([]byte, size)
-	for i := range img {
-		img[i] = byte(i*7 + 1)
-	}
-	clear(img[1<<20 : 1<<20+8192]) // zero pages written as data
-	if _, err := f.File.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	f.holes = [][2]int64{{1<<20 - 60<<10, 60 << 10}, {2 << 20, 128 << 10}, {3 << 20, 256 << 10}}
-	for _, h := range f.holes {
-		clear(img[h[0] : h[0]+h[1]]) // the file keeps its bytes there
-	}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	m := nbd.NewMetrics()
-	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.MaxRequest = 4 << 20; s.Metrics = m })
-	cases := []sparseCase{
-		{"hole shorter than 64 KiB sent as zeroes, zero pages as data", true, 0, 1<<20 - 64<<10, 80 << 10, nil, 1},
-		{"hole between data", true, 0, 2<<20 - 64<<10, 256 << 10, [][2]uint64{{64 << 10, 128 << 10}}, 2},
-		{"all hole", true, 0, 3 << 20, 256 << 10, [][2]uint64{{0, 256 << 10}}, 0},
-		{"hole at the end", true, 0, 3<<20 - 128<<10, 384 << 10, [][2]uint64{{128 << 10, 256 << 10}}, 1},
-		{"all data", true, 0, 0, 1 << 20, nil, 1},
-		{"DF", true, nbdtest.CmdFlagDF, 2<<20 - 64<<10, 256 << 10, nil, 1},
-		{"DF all hole", true, nbdtest.CmdFlagDF, 3 << 20, 256 << 10, [][2]uint64{{0, 256 << 10}}, 0},
-		{"simple replies", false, 0, 1<<20 - 64<<10, 2 << 20, nil, 0},
-	}
-	for _, refuse := range []bool{false, true} {
-		f.mu.Lock()
-		f.refuseFile = refuse
-		f.mu.Unlock()
-		for _, tc := range cases {
-			if refuse && tc.holes == nil && tc.dataChunks == 1 && tc.flags == 0 && tc.off == 1<<20-64<<10 {
-				// TryReadSparse scans: the short hole merges with the
-				// zero pages after it into a hole chunk.
-				tc.holes, tc.dataChunks = [][2]uint64{{4 << 10, 68 << 10}}, 2
-			}
-			t.Run(fmt.Sprintf("%s, file refused %v", tc.name, refuse), func(t *testing.T) {
-				fileReadCase(t, addr, f, m, img, tc, refuse)
-			})
-		}
-	}
-
-	// The file shrank under the reply: what is past its end is zeroes.
-	short, err := os.CreateTemp(t.TempDir(), "short")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer short.Close()
-	if _, err := short.Write(img[:1<<20+512<<10]); err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	f.refuseFile, f.from = false, short
-	f.mu.Unlock()
-	want := slices.Clone(img)
-	clear(want[1<<20+512<<10:])
-	fileReadCase(t, addr, f, m, want, sparseCase{"past the file's end", true, 0, 1 << 20, 1 << 20, nil, 1}, false)
-}
-
-func fileReadCase(t *testing.T, addr string, f *fileSender, m *nbd.Metrics, img []byte, tc sparseCase, refused bool) {
-	f.mu.Lock()
-	fileTrys, trys, calls := f.fileTrys, f.trys, f.calls
-	f.mu.Unlock()
-	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: tc.structured})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Conn.SetDeadline(time.Now().Add(30 * time.Second)) // a short reply fails, not hangs
-	served := m.Served()
-	r, err := c.Do(nbdtest.CmdRead, tc.flags, uint64(tc.off), uint32(tc.n), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(r.Data, img[tc.off:tc.off+tc.n]) {
-		i := 0
-		for i < tc.n && r.Data[i] == img[tc.off+i] {
-			i++
-		}
-		t.Fatalf("data differs at %d: %#x, want %#x", i, r.Data[i], img[tc.off+i])
-	}
-	if tc.structured && (!slices.Equal(r.HoleSpans, tc.holes) || r.DataChunks != tc.dataChunks) {
-		t.Errorf("holes %v and %d data chunks, want holes %v and %d data chunks", r.HoleSpans, r.DataChunks, tc.holes, tc.dataChunks)
-	}
-	wantChunks := uint64(0)
-	if tc.structured {
-		wantChunks = uint64(len(r.HoleSpans) + r.DataChunks)
-	}
-	if got := m.Served().ReadChunks - served.ReadChunks; got != wantChunks {
-		t.Errorf("metrics counted %d reply chunks, want %d", got, wantChunks)
-	}
-	f.mu.Lock()
-	// [TryFileRuns, TryReadSparse, ReadSparse] calls.
-	want := [3]int{1, 0, 0}
-	if refused {
-		want = [3]int{1, 1, 0}
-	}
-	if got := [3]int{f.fileTrys - fileTrys, f.trys - trys, f.calls - calls}; got != want {
-		t.Errorf("[TryFileRuns, TryReadSparse, ReadSparse] called %v times, want %v", got, want)
-	}
-	f.mu.Unlock()
-	// The stream is still in step: the next reply is read whole.
-	next, err := c.Do(nbdtest.CmdRead, 0, 4096, 4096, nil)
-	if err != nil || !bytes.Equal(next.Data, img[4096:8192]) {
-		t.Fatalf("read after the reply: %v, data equal %v", err, bytes.Equal(next.Data, img[4096:8192]))
-	}
-}
-
 // pipelined writes the requests (type, offset, length, payload; handles
 // 1, 2, ...) in one write and reads their structured replies, returning
 // the handles in the order their last chunks came and each READ's data.
@@ -878,10 +717,11 @@ type pipeReq struct {
 // TestBlockStatusAhead: a BLOCK_STATUS received behind large READs, with
 // nothing but READs before it, is answered before them (their replies
 // may wait for the client to read); the READs are then answered in
-// order, with their data. Behind a WRITE it waits its turn.
+// order, with their data. Behind a WRITE it waits its turn. (nbdcopy
+// waits for BLOCK_STATUS with READs in flight: docs/design.md, perf14ac.)
 func TestBlockStatusAhead(t *testing.T) {
 	const size = 4 << 20
-	f := &fileSender{sparseFile: &sparseFile{File: fileBackend(t, size)}}
+	f := &sparseFile{File: fileBackend(t, size)}
 	img := make([]byte, size)
 	for i := range img {
 		img[i] = byte(i*5 + 3)
@@ -914,6 +754,11 @@ func TestBlockStatusAhead(t *testing.T) {
 		if !bytes.Equal(data[h], img[off:off+k]) {
 			t.Errorf("READ %d: data differs", h)
 		}
+	}
+	// Right behind the READ being served: first too.
+	order, _ = pipelined(t, c, []pipeReq{{nbdtest.CmdRead, 0, k, nil}, {nbdtest.CmdBlockStatus, 0, 1 << 20, nil}})
+	if want := []uint64{2, 1}; !slices.Equal(order, want) {
+		t.Errorf("replies in the order %v, want %v", order, want)
 	}
 	// Behind a WRITE: not first.
 	order, _ = pipelined(t, c, []pipeReq{

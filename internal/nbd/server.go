@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -73,22 +72,6 @@ type Inliner interface {
 type SparseReader interface {
 	ReadSparse(p []byte, off int64, hole func(off, length int64)) (int, error)
 	TryReadSparse(p []byte, off int64, hole func(off, length int64)) (n int, ok bool, err error)
-}
-
-// FileSender is an optional Backend capability for READs larger than the
-// inline limit on a plain (TCP or Unix) connection: TryFileRuns cuts
-// [off, off+length) into holes (Hole: read as zeroes) and data runs that
-// lie at the same offsets in f, when the data can be sent at once (it is
-// in the page cache). The server then sends the data from f with
-// sendfile(2), on the connection's reader thread, without copying it into
-// its memory; it reaches f's descriptor only through f.SyscallConn and
-// only until the reply is written. When TryFileRuns reports !ok nothing
-// was done (the server tries SparseReader next); ok with an error refuses
-// the READ with that error. The reply carries f's content as sendfile
-// finds it: a write completing meanwhile may show in it, as in any READ
-// that overlaps a WRITE.
-type FileSender interface {
-	TryFileRuns(off, length int64) (f *os.File, runs []Extent, ok bool, err error)
 }
 
 // Extent describes the allocation of a range: Hole means not allocated,

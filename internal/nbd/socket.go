@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 
@@ -127,21 +126,9 @@ func (s *sock) readFull(p []byte) error {
 // writev writes all of bufs (which it consumes) in as few writev calls
 // as the kernel allows.
 func (s *sock) writev(bufs [][]byte) error {
-	return s.send(bufs, 0)
-}
-
-// send writes all of bufs (which it consumes): with writev, or with
-// sendmsg when flags (MSG_MORE) are given.
-func (s *sock) send(bufs [][]byte, flags int) error {
 	const iovMax = 1024
 	for len(bufs) > 0 {
-		var n int
-		var err error
-		if flags == 0 {
-			n, err = unix.Writev(s.fd, bufs[:min(len(bufs), iovMax)])
-		} else {
-			n, err = unix.SendmsgBuffers(s.fd, bufs[:min(len(bufs), iovMax)], nil, nil, flags)
-		}
+		n, err := unix.Writev(s.fd, bufs[:min(len(bufs), iovMax)])
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -159,50 +146,6 @@ func (s *sock) send(bufs [][]byte, flags int) error {
 		for len(bufs) > 0 && len(bufs[0]) == 0 {
 			bufs = bufs[1:]
 		}
-	}
-	return nil
-}
-
-// sendFile writes head (which it consumes) and then n bytes of f at off
-// with sendfile(2), so that they are not copied through this process;
-// head goes with MSG_MORE, so that it leaves in one segment with the
-// start of the file's bytes. Bytes beyond the end of f (the file shrank
-// meanwhile) are sent as zeroes.
-func (s *sock) sendFile(head [][]byte, f *os.File, off, n int64) error {
-	if err := s.send(head, unix.MSG_MORE); err != nil {
-		return err
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("send file: %w", err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		for n > 0 {
-			w, err := unix.Sendfile(s.fd, int(fd), &off, int(min(n, 1<<30)))
-			if w > 0 {
-				n -= int64(w)
-			}
-			switch {
-			case errors.Is(err, unix.EINTR) || err == nil && w > 0:
-				continue
-			case err != nil:
-				serr = err
-			}
-			return // an error, or the end of the file
-		}
-	}); err != nil {
-		return fmt.Errorf("send file: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("sendfile to socket: %w", serr)
-	}
-	for n > 0 {
-		k := min(n, int64(len(zeroes)))
-		if err := s.writev([][]byte{zeroes[:k]}); err != nil {
-			return err
-		}
-		n -= k
 	}
 	return nil
 }

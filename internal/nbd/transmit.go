@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"math/bits"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -72,7 +71,6 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 
 	inl, _ := exp.Backend.(Inliner)
 	sr, _ := exp.Backend.(SparseReader)
-	fsnd, _ := exp.Backend.(FileSender)
 	for {
 		req, payload, hold, ok := c.next(ctx, &pr)
 		if !ok {
@@ -84,7 +82,7 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 			// a BLOCK_STATUS behind it goes first.
 			c.blockStatusAhead(ctx)
 		}
-		if (inl != nil || sr != nil || fsnd != nil) && c.tryInline(inl, sr, fsnd, req, payload, hold) {
+		if (inl != nil || sr != nil) && c.tryInline(inl, sr, req, payload, hold) {
 			c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 			continue
 		}
@@ -196,7 +194,7 @@ func (c *conn) blockStatusAhead(ctx context.Context) {
 		case req.typ == cmdRead && req.length <= maxReq:
 			reads = append(reads, req)
 			continue
-		case req.typ != cmdBlockStatus || len(reads) == 0:
+		case req.typ != cmdBlockStatus:
 			return
 		}
 		// Take the READs and the BLOCK_STATUS out of the stream.
@@ -300,36 +298,19 @@ func (c *conn) handle(req request, payload []byte, hold *holding) {
 // waiting, which saves the hand-off to a request goroutine (and the
 // wake-up of another thread) per request. It reports whether it did and replied; if not,
 // nothing was done and payload is still the caller's.
-func (c *conn) tryInline(inl Inliner, sr SparseReader, fsnd FileSender, req request, payload []byte, hold *holding) bool {
+func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []byte, hold *holding) bool {
 	if req.typ != cmdRead && (req.typ != cmdWrite || req.flags&cmdFlagFUA != 0) {
 		return false
 	}
 	large := req.typ == cmdRead && req.length > maxInline
-	if large && (sr == nil && fsnd == nil || c.sock == nil) || !large && inl == nil {
+	if large && (sr == nil || c.sock == nil) || !large && inl == nil {
 		return false
 	}
 	if errno, _ := c.check(req); errno != 0 {
 		return false // refused on the usual path
 	}
 	off := int64(req.offset)
-	if large && fsnd != nil {
-		f, runs, ok, err := fsnd.TryFileRuns(off, int64(req.length))
-		switch {
-		case ok && err != nil:
-			c.log.Warn("nbd backend read error", "offset", req.offset, "length", req.length, "err", err)
-			c.replyErr(req, errnoFor(err), "read failed", hold)
-			return true
-		case ok && tiles(runs, off, int64(req.length)):
-			c.replyFile(req, f, runs, hold)
-			return true
-		case ok:
-			c.log.Warn("nbd backend's file runs do not cover the read; copying it", "offset", req.offset, "length", req.length)
-		}
-	}
 	if large {
-		if sr == nil {
-			return false
-		}
 		buf := getBuf(int(req.length))
 		var holes []span
 		n, ok, err := sr.TryReadSparse(buf, off, holesInto(&holes, off))
@@ -523,96 +504,6 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 	c.send(r)
 }
 
-// replyFile queues the reply to a READ whose data runs (runs that are not
-// Hole; export offsets, in order, covering the request) lie at the same
-// offsets in f: they are sent from f with sendfile when the reply is
-// written (writeBatch), the holes as holes or as zero bytes, framed as
-// replySparse frames a buffer with those holes: a hole of minHole or more,
-// or the whole reply, is an OFFSET_HOLE chunk unless the client set DF;
-// data and shorter holes between them are one OFFSET_DATA chunk. Zero
-// pages inside the data runs go out as data (they are not read here to be
-// scanned), as nbdkit sends every zero page.
-func (c *conn) replyFile(req request, f *os.File, exts []Extent, hold *holding) {
-	runs := make([]span, 0, len(exts))
-	for _, x := range exts {
-		runs = appendRun(runs, span{int(x.Offset - int64(req.offset)), int(x.Length), x.Hole})
-	}
-	df := req.flags&cmdFlagDF != 0
-	asHole := func(s span) bool {
-		return c.structured && s.zero && (len(runs) == 1 || !df && s.n >= minHole)
-	}
-	r := c.newReply(hold, 16+32*len(runs))
-	r.file = f
-	h := r.hdr
-	if !c.structured {
-		putSimpleHeader(h, req.handle, 0)
-		r.iov = append(r.iov, h[:16])
-		for _, s := range runs {
-			r.appendPayload(s, req.offset)
-		}
-		c.send(r)
-		return
-	}
-	chunks := 0
-	for i := 0; i < len(runs); chunks++ {
-		if s := runs[i]; asHole(s) {
-			flags := uint16(0)
-			if i == len(runs)-1 {
-				flags = replyFlagDone
-			}
-			putChunkHeader(h, req.handle, flags, replyTypeOffsetHole, 12)
-			binary.BigEndian.PutUint64(h[20:28], req.offset+uint64(s.off))
-			binary.BigEndian.PutUint32(h[28:32], uint32(s.n))
-			r.iov = append(r.iov, h[:32])
-			h = h[32:]
-			i++
-			continue
-		}
-		j, n := i, 0
-		for ; j < len(runs) && !asHole(runs[j]); j++ {
-			n += runs[j].n
-		}
-		flags := uint16(0)
-		if j == len(runs) {
-			flags = replyFlagDone
-		}
-		putChunkHeader(h, req.handle, flags, replyTypeOffsetData, uint32(8+n))
-		binary.BigEndian.PutUint64(h[20:28], req.offset+uint64(runs[i].off))
-		r.iov = append(r.iov, h[:28])
-		h = h[28:]
-		for ; i < j; i++ {
-			r.appendPayload(runs[i], req.offset)
-		}
-	}
-	c.srv.Metrics.readChunks(chunks)
-	c.send(r)
-}
-
-// tiles reports whether runs cover [off, off+n) in order, each non-empty.
-func tiles(runs []Extent, off, n int64) bool {
-	for _, x := range runs {
-		if x.Offset != off || x.Length <= 0 || x.Length > n {
-			return false
-		}
-		off, n = off+x.Length, n-x.Length
-	}
-	return n == 0
-}
-
-// appendPayload appends run s of a file reply for a READ at off: zero
-// bytes for a hole, else a file segment (an empty iov entry standing for
-// it, see outReply).
-func (r *outReply) appendPayload(s span, off uint64) {
-	if s.zero {
-		for n := s.n; n > 0; n -= min(n, len(zeroes)) {
-			r.iov = append(r.iov, zeroes[:min(n, len(zeroes))])
-		}
-		return
-	}
-	r.iov = append(r.iov, zeroes[:0])
-	r.segs = append(r.segs, fileSeg{int64(off) + int64(s.off), int64(s.n)})
-}
-
 // span is a run of a READ buffer: data, or zeroes sent as a hole.
 type span struct {
 	off, n int
@@ -796,20 +687,13 @@ func putChunkHeader(h []byte, handle uint64, flags, typ uint16, length uint32) {
 
 // outReply is one reply waiting to be written: iov are its bytes in order
 // (header bytes live in hdr), data the pooled READ buffer they may point
-// into, hold what its request holds until the reply is written. A reply
-// sent from a file (replyFile) has segs: each empty entry of iov stands
-// for the next of them, bytes of file sent with sendfile.
+// into, hold what its request holds until the reply is written.
 type outReply struct {
 	iov  [][]byte
 	hdr  []byte
 	data []byte
 	hold *holding
-	file *os.File
-	segs []fileSeg
 }
-
-// fileSeg is a range of an outReply's file.
-type fileSeg struct{ off, n int64 }
 
 var replyPool = sync.Pool{New: func() any { return &outReply{iov: make([][]byte, 0, 8)} }}
 
@@ -856,7 +740,7 @@ func (c *conn) send(r *outReply) {
 				putBuf(r.data)
 			}
 			clear(r.iov)
-			*r = outReply{iov: r.iov[:0], segs: r.segs[:0]}
+			*r = outReply{iov: r.iov[:0]}
 			replyPool.Put(r)
 			batch[i] = nil
 		}
@@ -878,25 +762,10 @@ func (c *conn) send(r *outReply) {
 // (TLS, where each Write is a record).
 func (c *conn) writeBatch(batch []*outReply) error {
 	c.iov = c.iov[:0]
-	defer func() { clear(c.iov[:cap(c.iov)]) }()
 	for _, r := range batch {
-		if len(r.segs) == 0 {
-			c.iov = append(c.iov, r.iov...)
-			continue
-		}
-		// Only a plain connection's reader (c.sock) makes file replies.
-		segs := r.segs
-		for _, b := range r.iov {
-			if len(b) > 0 {
-				c.iov = append(c.iov, b)
-				continue
-			}
-			if err := c.sock.sendFile(c.iov, r.file, segs[0].off, segs[0].n); err != nil {
-				return err
-			}
-			c.iov, segs = c.iov[:0], segs[1:]
-		}
+		c.iov = append(c.iov, r.iov...)
 	}
+	defer clear(c.iov)
 	if c.sock != nil {
 		return c.sock.writev(c.iov)
 	}

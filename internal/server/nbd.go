@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"coffer/internal/blockdev"
 	"coffer/internal/compute"
@@ -68,23 +67,6 @@ func (e *volumeExport) TryReadSparse(p []byte, off int64, hole func(off, n int64
 	return e.a.Volume.TryReadSparseAt(p, off, hole)
 }
 
-func (e *volumeExport) TryFileRuns(off, n int64) (*os.File, []nbd.Extent, bool, error) {
-	if err := e.a.Check(context.Background()); err != nil {
-		return nil, nil, true, err
-	}
-	f, runs, ok := e.a.Volume.TryFileRunsAt(off, n)
-	return f, nbdExtents(runs), ok, nil
-}
-
-// nbdExtents converts a volume's runs to the NBD server's extents.
-func nbdExtents(runs []blockdev.Extent) []nbd.Extent {
-	out := make([]nbd.Extent, len(runs))
-	for i, x := range runs {
-		out[i] = nbd.Extent{Offset: x.Offset, Length: x.Length, Hole: x.Hole, Zero: x.Hole}
-	}
-	return out
-}
-
 func (e *volumeExport) WriteAt(p []byte, off int64) (int, error) {
 	if err := e.a.CheckWrite(context.Background()); err != nil {
 		return 0, err
@@ -136,7 +118,10 @@ func blockStatus(a *compute.DataAccess, off, n int64) ([]nbd.Extent, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := nbdExtents(exts)
+	out := make([]nbd.Extent, 0, len(exts))
+	for _, x := range exts {
+		out = append(out, nbd.Extent{Offset: x.Offset, Length: x.Length, Hole: x.Hole, Zero: x.Hole})
+	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("block status at %d: %w", off, blockdev.ErrOutOfRange)
 	}

@@ -58,9 +58,6 @@ func OpenFile(path string) (*File, error) {
 // Name returns the path of the backing file.
 func (f *File) Name() string { return f.f.Name() }
 
-// OSFile returns the backing file.
-func (f *File) OSFile() *os.File { return f.f }
-
 // Close closes the backing file.
 func (f *File) Close() error { return f.f.Close() }
 

@@ -40,13 +40,7 @@ type sock struct {
 	fd     int
 	mu     sync.Mutex // guards closed against shutdown
 	closed bool
-	// nowait makes Read return errWouldBlock instead of waiting for
-	// data; only the connection's reader sets it, around a top-up.
-	nowait bool
 }
-
-// errWouldBlock is Read's error, with nowait set, when no data is there.
-var errWouldBlock = errors.New("no data received yet")
 
 // detachSocket duplicates nc's descriptor, puts it in blocking mode and
 // closes nc, which removes nc's descriptor from the network poller (the
@@ -80,22 +74,13 @@ func detachSocket(nc net.Conn) (*sock, error) {
 	return &sock{fd: fd}, nil
 }
 
-// Read reads what is there, waiting for at least one byte unless nowait
-// is set.
+// Read reads what is there, waiting for at least one byte.
 func (s *sock) Read(p []byte) (int, error) {
 	for {
-		var n int
-		var err error
-		if s.nowait {
-			n, _, err = unix.Recvfrom(s.fd, p, unix.MSG_DONTWAIT)
-		} else {
-			n, err = unix.Read(s.fd, p)
-		}
+		n, err := unix.Read(s.fd, p)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
-		case errors.Is(err, unix.EAGAIN):
-			return 0, errWouldBlock
 		case err != nil:
 			return 0, fmt.Errorf("read socket: %w", err)
 		case n == 0 && len(p) > 0:

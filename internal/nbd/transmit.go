@@ -167,7 +167,7 @@ func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payloa
 
 // blockStatusAhead serves, before the READs received ahead of it, a
 // BLOCK_STATUS that follows nothing but READs in what the connection has
-// received (its buffer; when empty, topped up without waiting): those READs are
+// received and buffered (no system call): those READs are
 // taken out of the stream, in order, for next to return, and the
 // BLOCK_STATUS is answered at once. NBD lets a server reply in any
 // order, and nothing between changes the export. A client that waits for
@@ -181,17 +181,10 @@ func (c *conn) blockStatusAhead(ctx context.Context) {
 	if len(c.ahead) > 0 {
 		return // the READs before the last one found still wait
 	}
-	n := c.br.Buffered()
-	if n == 0 {
-		// Top up without waiting: this recv would be next's anyway.
-		// With requests buffered, only those are looked at (no system
-		// call per READ for nothing).
-		c.sock.nowait = true
-		c.br.Peek(requestSize)
-		c.sock.nowait = false
-		n = c.br.Buffered()
-	}
-	buf, _ := c.br.Peek(n)
+	// Only what is buffered: a recv here to look for more cost a system
+	// call per large READ (mostly EAGAIN: fio's QD8 reads) and found
+	// little, since the reader's recv takes all that has arrived.
+	buf, _ := c.br.Peek(c.br.Buffered())
 	maxReq := uint32(c.srv.maxRequest())
 	var reads []request
 	for i := 0; i+requestSize <= len(buf); i += requestSize {

@@ -53,8 +53,9 @@ type Volume struct {
 
 	// alloc holds every block that may have data in the data file; the
 	// others are holes. It is a superset: set before any write into the
-	// file (fileWrite), cleared after a block is punched (punch), and
-	// built at open with one SEEK_DATA walk. Sparse reads take their holes
+	// file (fileWrite; a user's write sets it with its dirty bits),
+	// cleared after a block is punched (punch), and built at open with
+	// one SEEK_DATA walk. Sparse reads take their holes
 	// from it: asking the file system (SEEK_DATA/SEEK_HOLE) costs dozens
 	// of seeks per 1 MiB read of pages written since the last writeback,
 	// which ext4 reports one page at a time (docs/design.md, perf14m).
@@ -919,6 +920,7 @@ func (v *Volume) writeSpan(ctx context.Context, off int64, p []byte, scratch **[
 	}
 	for b := b0; b < b1; b++ {
 		v.dirty.set(b)
+		v.alloc.set(b) // before the write (writeFile)
 	}
 	v.mu.Unlock()
 	for _, c := range copies {
@@ -984,6 +986,9 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 		return errWouldWait
 	}
 	v.dirty.set(b)
+	if !zero || !full {
+		v.alloc.set(b) // the block is written, not punched (writeFile)
+	}
 	v.mu.Unlock()
 
 	haveRaw := false // buf holds the block's current contents
@@ -1039,17 +1044,21 @@ func (v *Volume) modifyBlock(ctx context.Context, b, bOff, l int64, piece []byte
 }
 
 // writeFile writes p at off of the data file: the one place a write's
-// data (or a partial block of zeroes) goes into it.
+// data (or a partial block of zeroes) goes into it. The caller has marked
+// p's blocks in alloc already, under the same hold of v.mu that marked
+// them dirty: one lock per write, not two (fileWrite takes it again).
 func (v *Volume) writeFile(p []byte, off int64) error {
 	if hk := v.e.hooks.write; hk != nil {
 		hk(v.id, off, int64(len(p)))
 	}
-	return v.fileWrite(p, off)
+	_, err := v.f.WriteAt(p, off)
+	return err
 }
 
 // fileWrite writes p at off of the data file, its blocks marked in alloc
-// first: every write into the file (a user's, or hydration's) goes
-// through here. A sparse read that meets the mark before the data reads
+// first: every write into the file by hydration goes through here, and
+// every user's write through writeFile, its blocks marked with its dirty
+// bits. A sparse read that meets the mark before the data reads
 // the zeroes of the hole the write replaces, as it would have before.
 func (v *Volume) fileWrite(p []byte, off int64) error {
 	if len(p) > 0 {

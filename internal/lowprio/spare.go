@@ -6,13 +6,19 @@ import (
 	"sync"
 )
 
-// spare holds the count of SpareP callers not yet released and what
-// GOMAXPROCS was before the first of them.
+// spare holds the count of SpareP callers and of SyscallThreadP callers
+// not yet released, and what GOMAXPROCS was before the first of them.
 var spare struct {
-	mu    sync.Mutex
-	users int
-	base  int
+	mu      sync.Mutex
+	users   int
+	threads int
+	base    int
 }
+
+// maxThreadPs bounds the Ps SyscallThreadP adds, as a multiple of the
+// Ps the process had: a P costs the runtime little, but the garbage
+// collector's dedicated workers are a quarter of GOMAXPROCS.
+const maxThreadPs = 2
 
 // SpareP gives the process one P (GOMAXPROCS) more than it has until the
 // returned release is called, and returns release. Calls nest: the first
@@ -37,26 +43,84 @@ var spare struct {
 // work that lasts, not around each of its jobs.
 func SpareP() (release func()) {
 	spare.mu.Lock()
-	if spare.users == 0 {
-		spare.base = runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(spare.base + 1)
-	}
 	spare.users++
+	setSpareLocked()
 	spare.mu.Unlock()
 	var once sync.Once
-	return func() { once.Do(releaseSpare) }
+	return func() {
+		once.Do(func() {
+			spare.mu.Lock()
+			spare.users--
+			setSpareLocked()
+			spare.mu.Unlock()
+		})
+	}
 }
 
-func releaseSpare() {
+// SyscallThreadP is for a goroutine locked to its thread
+// (runtime.LockOSThread) that spends most of its time in blocking system
+// calls, such as an NBD connection's reader: until release is called,
+// the process has Ps enough for every such thread to sit in a system
+// call with one P left idle (GOMAXPROCS at least their number plus one,
+// at most maxThreadPs times what it was). A thread in a system call
+// keeps its P; with every P so held, the runtime's monitor (sysmon)
+// takes a P from any call that outlasts its tick (20 µs) and hands it to
+// another thread, and a locked thread that comes back from its call with
+// no P to take sleeps until the runtime hands it one, two futex wake-ups
+// and two context switches later: four connections writing 4 KiB blocks,
+// whose pwrite waits on the file's lock while another is written, paid
+// for it in CPU per request (docs/design.md, "Session perf14ad"). With a
+// P left idle the monitor takes none and backs off, and each thread
+// keeps its own P; the kernel then shares the cores among the threads,
+// as it does among nbdkit's. The first such thread needs nothing added
+// (the process has a P besides). Calls nest with SpareP's; release may
+// be called more than once.
+func SyscallThreadP() (release func()) {
 	spare.mu.Lock()
-	defer spare.mu.Unlock()
-	if spare.users--; spare.users > 0 {
+	spare.threads++
+	setSpareLocked()
+	spare.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			spare.mu.Lock()
+			spare.threads--
+			setSpareLocked()
+			spare.mu.Unlock()
+		})
+	}
+}
+
+// setSpareLocked sets GOMAXPROCS for the SpareP and SyscallThreadP
+// callers counted: the base (what it was before the first of them), one
+// more while any SpareP is held, and enough for the threads; with none
+// left, it restores GOMAXPROCS as it was (and the runtime's automatic
+// updates of it, when it was not set by the environment). spare.mu is
+// held.
+func setSpareLocked() {
+	cur := runtime.GOMAXPROCS(0)
+	if spare.users == 0 && spare.threads == 0 {
+		if spare.base == 0 {
+			return
+		}
+		if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+			runtime.SetDefaultGOMAXPROCS() // the default, and its updates
+		}
+		if runtime.GOMAXPROCS(0) != spare.base { // a value set before
+			runtime.GOMAXPROCS(spare.base)
+		}
+		spare.base = 0
 		return
 	}
-	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
-		runtime.SetDefaultGOMAXPROCS() // the default, and its updates
+	if spare.base == 0 {
+		spare.base = cur
 	}
-	if runtime.GOMAXPROCS(0) != spare.base { // a value set before
-		runtime.GOMAXPROCS(spare.base)
+	want := spare.base
+	if spare.users > 0 {
+		want++
+	}
+	want += min(max(0, spare.threads+1-spare.base), maxThreadPs*spare.base)
+	if want != cur {
+		runtime.GOMAXPROCS(want)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"coffer/internal/lowprio"
 )
 
 // maxExtents bounds the descriptors in one BLOCK_STATUS reply; the client
@@ -50,6 +52,16 @@ const minHole = 64 << 10
 // 0.3 and 1.0 on the reader thread (docs/design.md, perf14i).
 const maxInline = 64 << 10
 
+// readerYield is how often a plain connection's reader thread, which
+// otherwise only makes system calls and never passes through the Go
+// scheduler, yields (runtime.Gosched): the runtime's monitor (sysmon)
+// takes a goroutine that ran 10 ms without passing through the scheduler
+// for one that hogs its P, takes that P whenever it is in a system call,
+// and, having taken one, polls again every 20 µs instead of backing off
+// to 10 ms; with four connections its wake-ups were 9-14% of the
+// server's CPU samples (docs/design.md, "Session perf14ad").
+const readerYield = 5 * time.Millisecond
+
 // zeroes is a shared all-zero buffer; it is only ever read.
 var zeroes = make([]byte, 1<<20)
 
@@ -58,9 +70,13 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 	c.budget = semaphore.NewWeighted(c.srv.maxBuffered())
 	var pr payloadReader
 	if c.sock != nil {
-		// Blocking system calls on a thread of its own (socket.go).
+		// Blocking system calls on a thread of its own (socket.go),
+		// with a P of its own while other connections' threads are in
+		// theirs too: else the runtime takes Ps from threads in system
+		// calls and hands them over (lowprio.SyscallThreadP).
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		defer lowprio.SyscallThreadP()()
 		c.br = bufio.NewReaderSize(c.sock, 64<<10)
 		pr = payloadReader{sock: c.sock}
 	} else {
@@ -71,12 +87,17 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 
 	inl, _ := exp.Backend.(Inliner)
 	sr, _ := exp.Backend.(SparseReader)
+	var yielded time.Time
 	for {
 		req, payload, hold, ok := c.next(ctx, &pr)
 		if !ok {
 			return
 		}
 		start := c.srv.clock().Now()
+		if c.sock != nil && start.Sub(yielded) >= readerYield {
+			runtime.Gosched()
+			yielded = start
+		}
 		if req.typ == cmdRead && req.length > maxInline && c.sock != nil {
 			// This READ's reply may wait for the client to make room:
 			// a BLOCK_STATUS behind it goes first.

@@ -58,6 +58,11 @@ type conn struct {
 	writing bool
 	broken  bool        // a write failed: the connection is closed
 	iov     net.Buffers // the writer's scratch; only the writer uses it
+
+	// ahead are READs the reader took out of the stream to answer a
+	// BLOCK_STATUS after them first (blockStatusAhead); next returns
+	// them before reading on. Only the reader uses it.
+	ahead []request
 }
 
 func newConn(s *Server, nc net.Conn) *conn {

@@ -640,3 +640,132 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, im
 		t.Errorf("%d reads handed off to a goroutine, want %d", got-handed, want[0])
 	}
 }
+
+// pipelined writes the requests (type, offset, length, payload; handles
+// 1, 2, ...) in one write and reads their structured replies, returning
+// the handles in the order their last chunks came and each READ's data.
+func pipelined(t *testing.T, c *nbdtest.Client, reqs []pipeReq) ([]uint64, map[uint64][]byte) {
+	t.Helper()
+	var b []byte
+	for i, r := range reqs {
+		h := make([]byte, 28)
+		binary.BigEndian.PutUint32(h[0:4], 0x25609513)
+		binary.BigEndian.PutUint16(h[6:8], r.typ)
+		binary.BigEndian.PutUint64(h[8:16], uint64(i+1))
+		binary.BigEndian.PutUint64(h[16:24], r.off)
+		binary.BigEndian.PutUint32(h[24:28], r.n)
+		b = append(append(b, h...), r.payload...)
+	}
+	if _, err := c.Conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	var order []uint64
+	data := map[uint64][]byte{}
+	for len(order) < len(reqs) {
+		var h [20]byte
+		if _, err := io.ReadFull(c.Conn, h[:16]); err != nil {
+			t.Fatal(err)
+		}
+		switch m := binary.BigEndian.Uint32(h[0:4]); m {
+		case 0x67446698: // a simple reply, to a request without data
+			if e := binary.BigEndian.Uint32(h[4:8]); e != 0 {
+				t.Fatalf("error %d", e)
+			}
+			order = append(order, binary.BigEndian.Uint64(h[8:16]))
+			continue
+		case 0x668e33ef:
+		default:
+			t.Fatalf("reply magic %#x", m)
+		}
+		if _, err := io.ReadFull(c.Conn, h[16:]); err != nil {
+			t.Fatal(err)
+		}
+		flags, typ := binary.BigEndian.Uint16(h[4:6]), binary.BigEndian.Uint16(h[6:8])
+		handle, n := binary.BigEndian.Uint64(h[8:16]), binary.BigEndian.Uint32(h[16:20])
+		p := make([]byte, n)
+		if _, err := io.ReadFull(c.Conn, p); err != nil {
+			t.Fatal(err)
+		}
+		if handle < 1 || handle > uint64(len(reqs)) {
+			t.Fatalf("reply to unknown handle %d", handle)
+		}
+		r := reqs[handle-1]
+		if r.typ == nbdtest.CmdRead && data[handle] == nil {
+			data[handle] = make([]byte, r.n)
+		}
+		switch typ {
+		case 1: // OFFSET_DATA
+			copy(data[handle][binary.BigEndian.Uint64(p[0:8])-r.off:], p[8:])
+		case 2, 5, 0: // OFFSET_HOLE (zeroes), BLOCK_STATUS, NONE
+		default:
+			t.Fatalf("reply chunk type %d to request %d", typ, handle)
+		}
+		if flags&1 != 0 {
+			order = append(order, handle)
+		}
+	}
+	return order, data
+}
+
+type pipeReq struct {
+	typ     uint16
+	off     uint64
+	n       uint32
+	payload []byte
+}
+
+// TestBlockStatusAhead: a BLOCK_STATUS received behind large READs, with
+// nothing but READs before it, is answered before them (their replies
+// may wait for the client to read); the READs are then answered in
+// order, with their data. Behind a WRITE it waits its turn. (nbdcopy
+// waits for BLOCK_STATUS with READs in flight: docs/design.md, perf14ac.)
+func TestBlockStatusAhead(t *testing.T) {
+	const size = 4 << 20
+	f := &sparseFile{File: fileBackend(t, size)}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*5 + 3)
+	}
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	addr, _ := startServer(t, ex, nil)
+	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const k = 256 << 10
+	order, data := pipelined(t, c, []pipeReq{
+		{nbdtest.CmdRead, 0, k, nil}, {nbdtest.CmdRead, k, k, nil}, {nbdtest.CmdRead, 2 * k, k, nil},
+		{nbdtest.CmdBlockStatus, 0, 1 << 20, nil}, {nbdtest.CmdRead, 3 * k, k, nil},
+	})
+	if want := []uint64{4, 1, 2, 3, 5}; !slices.Equal(order, want) {
+		t.Errorf("replies in the order %v, want %v", order, want)
+	}
+	for h := uint64(1); h <= 5; h++ {
+		if h == 4 {
+			continue
+		}
+		off := map[uint64]int{1: 0, 2: k, 3: 2 * k, 5: 3 * k}[h]
+		if !bytes.Equal(data[h], img[off:off+k]) {
+			t.Errorf("READ %d: data differs", h)
+		}
+	}
+	// Right behind the READ being served: first too.
+	order, _ = pipelined(t, c, []pipeReq{{nbdtest.CmdRead, 0, k, nil}, {nbdtest.CmdBlockStatus, 0, 1 << 20, nil}})
+	if want := []uint64{2, 1}; !slices.Equal(order, want) {
+		t.Errorf("replies in the order %v, want %v", order, want)
+	}
+	// Behind a WRITE: not first.
+	order, _ = pipelined(t, c, []pipeReq{
+		{nbdtest.CmdRead, 0, k, nil}, {nbdtest.CmdWrite, 4 * k, 4096, img[4*k : 4*k+4096]},
+		{nbdtest.CmdBlockStatus, 0, 1 << 20, nil},
+	})
+	if order[0] == 3 {
+		t.Errorf("replies in the order %v: the BLOCK_STATUS behind a WRITE went first", order)
+	}
+}

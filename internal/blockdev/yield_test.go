@@ -241,8 +241,10 @@ func dirtyRuns(v *Volume) [][2]int64 {
 // TestHydrationUnderForegroundReads restores a volume while a reader reads
 // random blocks of it without pause, checking each against the snapshot:
 // the test env's clock does not move, so after the first read the hydrator
-// yields for good and runs one job at a time. Hydration must still end,
-// and the volume must equal the snapshot.
+// yields and runs one job at a time, until the reads have fetched
+// openMisses blocks (within the one endless interval of the still clock),
+// and then runs every worker. Hydration must still end, and the volume
+// must equal the snapshot.
 func TestHydrationUnderForegroundReads(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, Options{BlockSize: 4 << 10})
@@ -509,4 +511,162 @@ func TestYieldGateMinimumShare(t *testing.T) {
 	if loweredJobs == 0 {
 		t.Error("no job ran lowered: the gate ran everything at the user's priority")
 	}
+}
+
+// TestDemandOpensWhileCountGrows: a demand opens as soon as its count
+// grew by perWindow within an interval, stays open while the count grows
+// at that rate, and closes when an interval of foregroundWindow or more
+// ends with the count grown at a lower rate, however long the interval.
+func TestDemandOpensWhileCountGrows(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	var n atomic.Int64
+	d := &demand{n: &n, perWindow: 10, opened: make(chan struct{})}
+	step := func(at time.Duration, add int64, want bool) {
+		t.Helper()
+		n.Add(add)
+		open, opened := d.check(t0.Add(at))
+		if open != want {
+			t.Fatalf("at %v (count %d): open %v, want %v", at, n.Load(), open, want)
+		}
+		select {
+		case <-opened:
+			if !open {
+				t.Fatalf("at %v: closed, but its channel is closed", at)
+			}
+		default:
+			if open {
+				t.Fatalf("at %v: open, but its channel is not closed", at)
+			}
+		}
+	}
+	step(0, 0, false)
+	step(50*time.Millisecond, 9, false)                 // 9 of 10 within the interval
+	step(60*time.Millisecond, 1, true)                  // 10: open at once
+	step(100*time.Millisecond, 0, true)                 // the interval ends at its rate: 10 in 100 ms
+	step(150*time.Millisecond, 5, true)                 // within the next: stays open
+	step(200*time.Millisecond, 5, true)                 // 10 in 100 ms: still open
+	step(300*time.Millisecond, 9, false)                // 9 in 100 ms: closes
+	step(400*time.Millisecond, 0, false)                // nothing
+	step(2*time.Second, 15, false)                      // 15 over 1.6 s: a low rate
+	step(2*time.Second+10*time.Millisecond, 10, true)   // 10 within 10 ms: opens
+	step(2*time.Second+500*time.Millisecond, 30, false) // 40 in 500 ms: below the rate
+	step(2*time.Second+600*time.Millisecond, 10, true)  // 10 in 100 ms
+	step(2*time.Second+700*time.Millisecond, 10, true)  // and again
+	step(2*time.Second+800*time.Millisecond+time.Nanosecond, 0, false)
+}
+
+// TestYieldGateOpensWhileReadsMiss: a hydrator's gate (urgentWhenCounted
+// and openWhenCounted on the blocks its user's reads fetched) runs one
+// job at a time while the user is active and its reads hit; once the
+// reads fetch openMisses blocks within foregroundWindow, the jobs waiting
+// behind a running one all start at once at the user's priority (the
+// running one may be a lowered job starved for long), and new ones too;
+// when the fetches stop, the gate yields again: one job at a time.
+func TestYieldGateOpensWhileReadsMiss(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC))
+	var fg foreground
+	var fetched atomic.Int64
+	g := newYieldGate(clk, &fg)
+	g.urgentWhenCounted(&fetched)
+	g.openWhenCounted(&fetched, openMisses)
+	g.threadCPU = func() time.Duration { return 0 }
+	var normal atomic.Int64
+	g.atNormal = func(fn func() error) error {
+		normal.Add(1)
+		return fn()
+	}
+	fg.touch(clk.Now())
+
+	// The user is active and its reads hit: a job runs, lowered.
+	first, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.g == nil || first.open {
+		t.Fatal("the first job was let in without the slot while the user was active and its reads hit")
+	}
+	const workers = 4
+	running, release := make(chan struct{}, workers), make(chan struct{})
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			errs <- g.do(ctx, func() error {
+				running <- struct{}{}
+				<-release
+				return nil
+			})
+		}()
+	}
+	hang := time.After(10 * time.Second) // a guard against a broken gate hanging the test
+	for clk.Pending() < workers {
+		select {
+		case <-hang:
+			t.Fatalf("%d of %d waiters look at the count again in a window", clk.Pending(), workers)
+		case <-time.After(time.Millisecond): // until every waiter waits, looking again in a window
+		}
+	}
+	select {
+	case <-running:
+		t.Fatal("a job started while another ran and the user's reads hit")
+	case <-time.After(50 * time.Millisecond): // they wait (a broken gate lets them through at once)
+	}
+
+	// The reads miss: openMisses blocks fetched within the window. The
+	// waiters see it when they next look, while the first job still runs,
+	// and all start at once at the user's priority.
+	fetched.Add(openMisses)
+	fg.touch(clk.Now().Add(foregroundWindow))
+	clk.Advance(foregroundWindow)
+	for i := range workers {
+		select {
+		case <-running:
+		case <-hang:
+			t.Fatalf("%d of %d waiting jobs started once the reads missed", i, workers)
+		}
+	}
+	if got := normal.Load(); got != workers {
+		t.Fatalf("%d of the %d jobs let in while the reads missed ran at the user's priority", got, workers)
+	}
+	// A new job too, while the count keeps growing at the rate.
+	fetched.Add(openMisses)
+	fg.touch(clk.Now())
+	j, err := g.enter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !j.open {
+		t.Fatal("a job entering while the reads missed was not let in open")
+	}
+	close(release)
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.end(0)
+
+	// The fetches stop: once an interval ends with them below the rate
+	// (here 100 in two windows), one job at a time again.
+	clk.Advance(2 * foregroundWindow)
+	fg.touch(clk.Now())
+	second, err := enterFull(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan func(), 1)
+	go func() {
+		d, err := enterFull(ctx, g)
+		if err != nil {
+			t.Error(err)
+		}
+		started <- d
+	}()
+	select {
+	case <-started:
+		t.Fatal("a job started beside another after the reads stopped missing")
+	case <-time.After(50 * time.Millisecond):
+	}
+	second()
+	(<-started)()
 }

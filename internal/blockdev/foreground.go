@@ -2,7 +2,6 @@ package blockdev
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +12,9 @@ import (
 // foregroundWindow is how long after a read or write by a volume's user
 // the engine's background work on that volume gives way to the user:
 // bulk requests queued on the disk would delay the user's requests behind
-// them. The hydrator then runs one job at a time instead of one per worker
-// (unless the user's reads wait for it: openMisses), a snapshot stores
-// one block at a time instead of one per worker (both through a
-// yieldGate), and a snapshot stops reading ahead (prefetch).
+// them. The hydrator then runs one job at a time instead of one per worker,
+// a snapshot stores one block at a time instead of one per worker (both
+// through a yieldGate), and a snapshot stops reading ahead (prefetch).
 // Measured on the development VM (4 GiB bench image, a reader of random
 // 64 KiB blocks every 1 ms): without the hydrator giving way, 314-332
 // reads ran during hydration at p90 19-23 ms, p99 46-50 ms, and hydration
@@ -77,18 +75,13 @@ const (
 // yieldRest times as long as the job before it ran, or once the user
 // goes away, or when urgent says the work costs the user more the longer
 // it runs, or when the work is owed its minimum share (minShare): then
-// it runs at the user's priority (do). A gate told of the user's demand
-// (openWhenCounted) is open while that demand is high: every job then
-// starts at once, at the user's priority, as if the work were the user's.
+// it runs at the user's priority (do).
 type yieldGate struct {
 	clk clock.Clock
 	fg  *foreground
 	// urgent, if set, is asked before each rest (by one job at a time);
 	// true skips the rest.
 	urgent func() bool
-	// demand, if set, opens the gate while the user's requests pay for
-	// the work being behind at more than a rate (openWhenCounted).
-	demand *demand
 	// threadCPU is the calling thread's CPU time (lowprio.ThreadCPU), and
 	// atNormal runs a job at the user's priority (lowprio.Normal).
 	threadCPU func() time.Duration
@@ -123,28 +116,22 @@ func (g *yieldGate) urgentWhenCounted(n *atomic.Int64) {
 
 // gateJob is a job let in by a yieldGate.
 type gateJob struct {
-	g     *yieldGate // nil: let in while the user was not active, or while the gate is open
+	g     *yieldGate // nil: let in while the user was not active
 	start time.Time
 	owed  bool // runs at the user's priority: the work is owed its share
-	// open: let in while the gate is open (g is nil): runs at the user's
-	// priority, with no other job waited for and nothing spent.
-	open bool
 }
 
 // do runs fn as one job of the gate (enter, fn, end) and returns fn's
 // error, or the context's if it ended while the job waited. A job the
-// work is owed, or one let in while the gate is open (demand), runs at
-// the process's normal priority (lowprio.Normal), any other where the
-// caller runs: a lowered thread, whose CPU time the job spends of the
-// work's share.
+// work is owed runs at the process's normal priority (lowprio.Normal), any
+// other where the caller runs: a lowered thread, whose CPU time the job
+// spends of the work's share.
 func (g *yieldGate) do(ctx context.Context, fn func() error) error {
 	j, err := g.enter(ctx)
 	if err != nil {
 		return err
 	}
 	switch {
-	case j.open:
-		return g.atNormal(fn)
 	case j.g == nil:
 		return fn()
 	case j.owed:
@@ -158,59 +145,25 @@ func (g *yieldGate) do(ctx context.Context, fn func() error) error {
 	return err
 }
 
-// enter, while the volume's user is active and the gate is not open,
-// waits until no other job of the gate runs and the gate has rested or
-// the work is owed its share, and returns the job, whose end the caller
-// must call; otherwise (the user not active, or the gate open) it returns
-// at once a job with nothing to end. A job waiting for another to end
-// is let in as soon as the gate opens.
+// enter, while the volume's user is active, waits until no other job of
+// the gate runs and the gate has rested or the work is owed its share,
+// and returns the job, whose end the caller must call; otherwise it
+// returns at once a job with nothing to end.
 func (g *yieldGate) enter(ctx context.Context) (gateJob, error) {
-	for {
-		now := g.clk.Now()
-		if !g.fg.recent(now) {
-			return gateJob{}, nil
-		}
-		var opened <-chan struct{}
-		var poll clock.Timer
-		var polled <-chan time.Time
-		if g.demand != nil {
-			var open bool
-			if open, opened = g.demand.check(now); open {
-				return gateJob{open: true}, nil
-			}
-			// The job that runs may be a lowered one starved for long:
-			// the waiters look at the count themselves.
-			poll = g.clk.NewTimer(foregroundWindow)
-			polled = poll.C()
-		}
-		var got bool
-		select {
-		case g.slot <- struct{}{}:
-			got = true
-		case <-opened:
-		case <-polled:
-		case <-ctx.Done():
-		}
-		if poll != nil {
-			poll.Stop()
-		}
-		if !got {
-			if err := ctx.Err(); err != nil {
-				return gateJob{}, err
-			}
-			continue
-		}
-		open, err := g.rest(ctx)
-		if err != nil || open {
-			<-g.slot
-			if err != nil {
-				return gateJob{}, err
-			}
-			return gateJob{open: true}, nil
-		}
-		start := g.clk.Now()
-		return gateJob{g: g, start: start, owed: g.accrue(start) > 0}, nil
+	if !g.fg.recent(g.clk.Now()) {
+		return gateJob{}, nil
 	}
+	select {
+	case g.slot <- struct{}{}:
+	case <-ctx.Done():
+		return gateJob{}, ctx.Err()
+	}
+	if err := g.rest(ctx); err != nil {
+		<-g.slot
+		return gateJob{}, err
+	}
+	start := g.clk.Now()
+	return gateJob{g: g, start: start, owed: g.accrue(start) > 0}, nil
 }
 
 // end ends a job that spent used of the work's share, and sets the rest
@@ -239,104 +192,28 @@ func (g *yieldGate) accrue(now time.Time) time.Duration {
 
 // rest waits until g.next, or until the user has gone away (checked at
 // least every foregroundWindow), unless the work is urgent; and no longer
-// than until the work is owed its share, or the gate opens (true). The
-// caller holds the slot.
-func (g *yieldGate) rest(ctx context.Context) (open bool, err error) {
+// than until the work is owed its share. The caller holds the slot.
+func (g *yieldGate) rest(ctx context.Context) error {
 	if g.urgent != nil && g.urgent() {
-		return false, nil
+		return nil
 	}
 	for {
 		now := g.clk.Now()
-		if g.demand != nil {
-			if open, _ := g.demand.check(now); open {
-				return true, nil
-			}
-		}
 		credit := g.accrue(now)
 		if credit > 0 {
-			return false, nil
+			return nil
 		}
 		owedIn := time.Duration(float64(-credit)/minShare) + time.Nanosecond // until the credit is positive
 		wait := min(g.next.Sub(now), foregroundWindow, owedIn)
 		if wait <= 0 || !g.fg.recent(now) {
-			return false, nil
+			return nil
 		}
 		t := g.clk.NewTimer(wait)
 		select {
 		case <-t.C():
 		case <-ctx.Done():
 			t.Stop()
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
-}
-
-// openMisses is how many blocks the user's reads of a hydrating volume
-// must fetch on their path within foregroundWindow for its hydrator's
-// gate to open (openWhenCounted): 1,000 a second. A miss costs the user
-// 116-212 CPU-µs (BenchmarkReadMiss, docs/design.md "Session perf14w"),
-// so at that rate the user's misses take 0.12-0.21 of a core, about the
-// hydrator's minimum share (minShare): beyond it the user spends more of
-// the cores fetching blocks one by one than the yielding hydrator is
-// given to fetch them by pages, at about a third of a miss's CPU per
-// block. The user is then waiting for the hydration, and the quickest way
-// to serve it is to finish the hydration. A reader of random 64 KiB
-// blocks every 1 ms (coffer bench's reads during hydration) stays below
-// it, and the gate yields to it as before.
-const openMisses = 100
-
-// openWhenCounted makes the gate open while n, a count of what the user's
-// requests pay for the work being behind (blocks fetched on the read path
-// for a hydration), grows by at least perWindow within foregroundWindow:
-// every job is then let in at once, at the user's priority (lowprio.Normal),
-// without rest, however active the user; when the count grows more
-// slowly over a window, the gate yields again.
-func (g *yieldGate) openWhenCounted(n *atomic.Int64, perWindow int64) {
-	g.demand = &demand{n: n, perWindow: perWindow, opened: make(chan struct{})}
-}
-
-// demand decides whether a yieldGate is open from the rate at which a
-// count grows, over consecutive intervals of at least foregroundWindow
-// (engine clock): an interval in which it grew by perWindow opens the
-// gate at once; one that ends having grown at a lower rate (perWindow per
-// foregroundWindow) closes it.
-type demand struct {
-	n         *atomic.Int64
-	perWindow int64
-	mu        sync.Mutex
-	from      time.Time // start of the current interval (zero: none yet)
-	k0        int64     // the count at from
-	open      bool
-	// opened is closed when the gate opens, and replaced when it closes.
-	opened chan struct{}
-}
-
-// check reports, at now, whether the gate is open, and if not, a channel
-// closed when it opens.
-func (d *demand) check(now time.Time) (bool, <-chan struct{}) {
-	k := d.n.Load()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.from.IsZero() {
-		d.from, d.k0 = now, k
-	}
-	grew, span := k-d.k0, now.Sub(d.from)
-	open := d.open
-	switch {
-	case span >= foregroundWindow:
-		// The interval ends: its rate decides.
-		open = float64(grew)*float64(foregroundWindow) >= float64(d.perWindow)*float64(span)
-		d.from, d.k0 = now, k
-	case grew >= d.perWindow:
-		open = true
-	}
-	if open != d.open {
-		d.open = open
-		if open {
-			close(d.opened)
-		} else {
-			d.opened = make(chan struct{})
-		}
-	}
-	return d.open, d.opened
 }

@@ -1,9 +1,7 @@
 package blockdev
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -151,118 +149,6 @@ func TestSnapshotGetsItsShareUnderUserActivity(t *testing.T) {
 		t.Errorf("progress while storing: %+v, want running, %d blocks in all, read at least 1", badProgress[0], nb)
 	}
 	checkSnapshot(t, env, "s", model)
-}
-
-// TestHydratorRunsWithMissingReads: while its user's reads keep fetching
-// blocks (misses: here all along, the test's clock standing still, so
-// openMisses of them within the one interval), a hydration's jobs run at
-// the user's priority, several at once, where one lowered job at a time
-// ran before; the volume is the snapshot's contents.
-func TestHydratorRunsWithMissingReads(t *testing.T) {
-	if lowprio.Nice() == 0 {
-		t.Skip("the background work is not lowered")
-	}
-	ctx := context.Background()
-	const bs = 4 << 10
-	env := newTestEnv(t, Options{BlockSize: bs, Workers: 2})
-	const size = 32 * EntriesPerPage * bs // 32 pages of data: 32 jobs
-	model := make([]byte, size)
-	rng := rand.New(rand.NewPCG(11, 12))
-	for off := 0; off < size; off += bs {
-		fillRandom(rng, model[off:off+bs])
-		model[off] = 1 // no hole
-	}
-	volumeOf(t, env, "src", model)
-	if _, err := env.e.Snapshot(ctx, "src", "s"); err != nil {
-		t.Fatal(err)
-	}
-	user := startNice(t)
-	firstRead := make(chan struct{})
-	var mu sync.Mutex
-	seen := map[int]int{} // nice -> jobs
-	in, most := 0, 0      // jobs at the user's priority running, the most at once
-	joined := make(chan struct{}, 64)
-	env.e.hooks.hydrator = func(ctx context.Context, vol string) {
-		select { // the first jobs (taken before any read) wait for the reader
-		case <-firstRead:
-		case <-ctx.Done():
-			return
-		}
-		prio, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		nice := 20 - prio
-		mu.Lock()
-		seen[nice]++
-		if nice != user {
-			mu.Unlock()
-			return
-		}
-		in++
-		most = max(most, in)
-		n := in
-		mu.Unlock()
-		if n > 1 {
-			joined <- struct{}{}
-		} else {
-			select { // a bounded wait for another job to join (not a measurement)
-			case <-joined:
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		mu.Lock()
-		in--
-		mu.Unlock()
-	}
-	v, err := env.e.RestoreVolume(ctx, "s", "dst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, readErr := make(chan struct{}), make(chan error, 1)
-	go func() {
-		rng := rand.New(rand.NewPCG(13, 14))
-		buf := make([]byte, bs)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				readErr <- nil
-				return
-			default:
-			}
-			off := rng.Int64N(size/bs) * bs
-			if _, err := v.ReadAt(buf, off); err != nil {
-				readErr <- err
-				return
-			}
-			if !bytes.Equal(buf, model[off:off+bs]) {
-				readErr <- fmt.Errorf("read at %d differs from the snapshot", off)
-				return
-			}
-			if i == 0 {
-				close(firstRead)
-			}
-		}
-	}()
-	werr := v.WaitHydrated(ctx)
-	close(stop)
-	if err := <-readErr; err != nil {
-		t.Fatal(err)
-	}
-	if werr != nil {
-		t.Fatal(werr)
-	}
-	env.e.hooks.hydrator = nil
-	mu.Lock()
-	t.Logf("jobs by nice value: %v; at most %d at the user's priority at once", seen, most)
-	if seen[user] == 0 || most < 2 {
-		t.Errorf("jobs by nice value %v, at most %d at once at the user's priority (nice %d): want several at once", seen, most, user)
-	}
-	mu.Unlock()
-	if got := image(t, v); !bytes.Equal(got, model) {
-		t.Fatalf("hydrated volume differs from the snapshot at %d", firstDiff(got, model))
-	}
 }
 
 // startNice is the nice value of the test's own thread: the user's.

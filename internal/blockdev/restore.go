@@ -441,12 +441,9 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	// rest: each such fetch costs the user more than the hydrator's
 	// batched work costs (BenchmarkReadMiss), so then its progress is
 	// what the user needs. It still gets its minimum share of a core
-	// (minShare) however busy the user keeps the cores. While the reads
-	// fetch more than openMisses blocks a foregroundWindow, every worker
-	// runs, at the user's priority: the user waits for the hydration.
+	// (minShare) however busy the user keeps the cores.
 	yield := newYieldGate(e.opts.Clock, &v.fg)
 	yield.urgentWhenCounted(&h.fetched)
-	yield.openWhenCounted(&h.fetched, openMisses)
 	for p0 := int64(0); p0 < np; p0 += hydrateCheckpointPages {
 		p1 := min(p0+hydrateCheckpointPages, np)
 		g, gctx := errgroup.WithContext(ctx)

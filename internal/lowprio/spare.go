@@ -41,21 +41,7 @@ const maxThreadPs = 2
 //
 // Changing GOMAXPROCS stops the world for a moment: it is meant around
 // work that lasts, not around each of its jobs.
-func SpareP() (release func()) {
-	spare.mu.Lock()
-	spare.users++
-	setSpareLocked()
-	spare.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			spare.mu.Lock()
-			spare.users--
-			setSpareLocked()
-			spare.mu.Unlock()
-		})
-	}
-}
+func SpareP() (release func()) { return holdSpare(&spare.users) }
 
 // SyscallThreadP is for a goroutine locked to its thread
 // (runtime.LockOSThread) that spends most of its time in blocking system
@@ -75,16 +61,21 @@ func SpareP() (release func()) {
 // as it does among nbdkit's. The first such thread needs nothing added
 // (the process has a P besides). Calls nest with SpareP's; release may
 // be called more than once.
-func SyscallThreadP() (release func()) {
+func SyscallThreadP() (release func()) { return holdSpare(&spare.threads) }
+
+// holdSpare counts one more holder in *count (spare.users or
+// spare.threads), sets GOMAXPROCS for the holders, and returns the
+// release that counts it out again (once, however often it is called).
+func holdSpare(count *int) (release func()) {
 	spare.mu.Lock()
-	spare.threads++
+	*count++
 	setSpareLocked()
 	spare.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			spare.mu.Lock()
-			spare.threads--
+			*count--
 			setSpareLocked()
 			spare.mu.Unlock()
 		})

@@ -110,14 +110,7 @@ func TestFastZero(t *testing.T) {
 	}
 	c.Disconnect()
 
-	ex := &exports{}
-	ex.add("plain", plainBackend{fileBackend(t, 1<<20)}, false)
-	addr, _ := startServer(t, ex, nil)
-	pc, err := nbdtest.Dial(t.Context(), addr, "plain", nbdtest.Options{Structured: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	_, pc := serveOne(t, "plain", plainBackend{fileBackend(t, 1<<20)})
 	if pc.Flags&nbdtest.FlagSendFastZero != 0 {
 		t.Errorf("transmission flags %#x: SEND_FAST_ZERO without a Zeroer", pc.Flags)
 	}
@@ -318,14 +311,7 @@ func (f *inlineFile) WriteAt(p []byte, off int64) (int, error) {
 // path; the data is right either way.
 func TestInlineRequests(t *testing.T) {
 	f := &inlineFile{File: fileBackend(t, 1<<20), mode: "ok"}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	addr, _ := startServer(t, ex, nil)
-	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := serveOne(t, "disk", f)
 	counts := func() [4]int {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -384,7 +370,7 @@ func TestInlineRequests(t *testing.T) {
 	f.mode = "fail"
 	f.mu.Unlock()
 	before := hashBackend(t, f.File)
-	_, err = c.WriteAt(p, 0)
+	_, err := c.WriteAt(p, 0)
 	wantErrno(t, "failed inline write", err, nbdtest.EPERM)
 	_, err = c.ReadAt(got, 0)
 	wantErrno(t, "failed inline read", err, nbdtest.EPERM)
@@ -729,14 +715,7 @@ func TestBlockStatusAhead(t *testing.T) {
 	if _, err := f.File.WriteAt(img, 0); err != nil {
 		t.Fatal(err)
 	}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	addr, _ := startServer(t, ex, nil)
-	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := serveOne(t, "disk", f)
 	c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
 	const k = 256 << 10
 	order, data := pipelined(t, c, []pipeReq{

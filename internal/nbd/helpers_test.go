@@ -59,6 +59,22 @@ func (e *exports) resolve(_ context.Context, name string) (*nbd.Export, error) {
 	}}, nil
 }
 
+// serveOne serves b as the writable export name on a loopback port until
+// the test ends, and returns the server's address and a client connected
+// to it with structured replies, closed at the test's end.
+func serveOne(t *testing.T, name string, b nbd.Backend) (addr string, c *nbdtest.Client) {
+	t.Helper()
+	ex := &exports{}
+	ex.add(name, b, false)
+	addr, _ = startServer(t, ex, nil)
+	c, err := nbdtest.Dial(t.Context(), addr, name, nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return addr, c
+}
+
 // startServer serves on a loopback port until the test ends; configure may
 // adjust the server before it starts.
 func startServer(t testing.TB, ex *exports, configure func(*nbd.Server)) (string, *nbd.Server) {

@@ -116,7 +116,10 @@ func (h *coreHandlers) token(ctx context.Context, r *Request) (*Response, error)
 	if id == "" || secret == "" {
 		return JSON(http.StatusBadRequest, oauthError{"invalid_request", "client_id and client_secret are required."}), nil
 	}
-	audience := strings.TrimSuffix(strings.Fields(form.Get("scope") + " ")[0], "/.default")
+	audience := ""
+	if scopes := strings.Fields(form.Get("scope")); len(scopes) > 0 {
+		audience = strings.TrimSuffix(scopes[0], "/.default")
+	}
 	if audience == "" {
 		audience = form.Get("resource")
 	}

@@ -49,7 +49,7 @@ func FuzzAPIRequest(f *testing.F) {
 		req.Host = strings.TrimPrefix(m.env.Endpoint, "http://")
 		req.Header.Set("Authorization", "Bearer "+m.admin.Token)
 		ctype := "application/json"
-		if strings.Contains(req.URL.Path, "/oauth2/") {
+		if isOAuth2Path(req.URL.Path) {
 			ctype = "application/x-www-form-urlencoded"
 		}
 		req.Header.Set("Content-Type", ctype)
@@ -71,7 +71,14 @@ func FuzzAPIRequest(f *testing.F) {
 // of grants, which answers in the blob service's XML, nor OAuth2, nor the
 // metrics text).
 func isARMPath(path string) bool {
-	return !strings.HasPrefix(path, api.DataPrefix) && !strings.Contains(path, "/oauth2/") && path != "/metrics"
+	return !strings.HasPrefix(path, api.DataPrefix) && !isOAuth2Path(path) && path != "/metrics"
+}
+
+// isOAuth2Path reports whether path is the token endpoint's, which
+// answers in OAuth2's error format; like Microsoft Entra ID's, its path
+// matches in any case ("/{tenant}/oAuth2/token").
+func isOAuth2Path(path string) bool {
+	return strings.Contains(strings.ToLower(path), "/oauth2/")
 }
 
 // template turns a column's request into a fuzz input: the path and query

@@ -56,10 +56,13 @@ func TestForgedTokensRefused(t *testing.T) {
 
 	// The token endpoint issues tokens only for this server's audience,
 	// with or without the trailing slash the Azure CLI adds.
-	tokenReq := func(scope string) (int, map[string]any) {
+	tokenAt := func(path string, what url.Values) (int, map[string]any) {
 		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {env.Admin.ClientID},
-			"client_secret": {env.Admin.ClientSecret}, "scope": {scope}}
-		resp, err := env.HTTP.PostForm(env.Endpoint+"/"+env.Admin.TenantID+"/oauth2/v2.0/token", form)
+			"client_secret": {env.Admin.ClientSecret}}
+		for k, v := range what {
+			form[k] = v
+		}
+		resp, err := env.HTTP.PostForm(env.Endpoint+"/"+env.Admin.TenantID+path, form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,6 +71,9 @@ func TestForgedTokensRefused(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
+	tokenReq := func(scope string) (int, map[string]any) {
+		return tokenAt("/oauth2/v2.0/token", url.Values{"scope": {scope}})
+	}
 	for _, scope := range []string{env.Endpoint + "/.default", env.Endpoint + "//.default"} {
 		if code, out := tokenReq(scope); code != 200 || out["access_token"] == nil {
 			t.Errorf("token for %s: %d %v", scope, code, out)
@@ -75,6 +81,18 @@ func TestForgedTokensRefused(t *testing.T) {
 	}
 	if code, out := tokenReq("https://management.azure.com/.default"); code != http.StatusBadRequest || out["error"] != "invalid_resource" {
 		t.Errorf("token for another resource: %d %v, want 400 invalid_resource", code, out)
+	}
+	// The v1 endpoint names the audience in 'resource', with no scope; a
+	// request naming neither, or an empty or blank scope, is told what
+	// to ask for (the blank scope once panicked the handler: found by
+	// FuzzAPIRequest).
+	if code, out := tokenAt("/oauth2/token", url.Values{"resource": {env.Endpoint}}); code != 200 || out["access_token"] == nil {
+		t.Errorf("v1 token for resource %s: %d %v", env.Endpoint, code, out)
+	}
+	for _, what := range []url.Values{{}, {"scope": {""}}, {"scope": {"  "}}} {
+		if code, out := tokenAt("/oauth2/token", what); code != http.StatusBadRequest || out["error"] != "invalid_request" {
+			t.Errorf("token with %v: %d %v, want 400 invalid_request", what, code, out)
+		}
 	}
 }
 

@@ -329,32 +329,9 @@ func BenchmarkReadDuringHydration(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for i := range 16 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(k), uint64(i)))
-				buf := make([]byte, 4<<10)
-				n := 0
-				defer func() { mu.Lock(); reads += n; mu.Unlock() }()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := v.ReadAtContext(ctx, buf, rng.Int64N(size/4096)*4096); err != nil {
-						b.Error(err)
-						return
-					}
-					n++
-				}
-			})
-		}
+		stop := randomReaders(b, v, size, uint64(k))
 		err = v.WaitHydrated(ctx)
-		close(stop)
-		wg.Wait()
+		reads += stop()
 		cpu += cpuSeconds() - cpu0
 		secs += time.Since(t0).Seconds()
 		if err != nil {
@@ -479,31 +456,9 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	var ratio, cpuPerRead, hydrated, fetched float64
 	k := 0
 	readFor := func(v *Volume, seed uint64) int {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var n atomic.Int64
-		for i := range 16 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(seed, uint64(i)))
-				buf := make([]byte, 4<<10)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if _, err := v.ReadAtContext(ctx, buf, rng.Int64N(size/4096)*4096); err != nil {
-						b.Error(err)
-						return
-					}
-					n.Add(1)
-				}
-			})
-		}
+		stop := randomReaders(b, v, size, seed)
 		time.Sleep(window)
-		close(stop)
-		wg.Wait()
-		return int(n.Load())
+		return stop()
 	}
 	for b.Loop() {
 		k++
@@ -537,4 +492,37 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	b.ReportMetric(cpuPerRead/float64(k), "CPU-µs/read")
 	b.ReportMetric(hydrated/float64(k), "hydrated")
 	b.ReportMetric(fetched/float64(k), "fetched")
+}
+
+// randomReaders starts 16 goroutines reading random 4 KiB pages of the
+// first size bytes of v, as a user's random reads at queue depth 16, with
+// offsets drawn from seed; the returned stop ends them and returns how
+// many reads they completed.
+func randomReaders(b *testing.B, v *Volume, size int64, seed uint64) (stop func() int) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for i := range 16 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(i)))
+			buf := make([]byte, 4<<10)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := v.ReadAtContext(b.Context(), buf, rng.Int64N(size/4096)*4096); err != nil {
+					b.Error(err)
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	return func() int {
+		close(done)
+		wg.Wait()
+		return int(n.Load())
+	}
 }

@@ -34,6 +34,15 @@ func TestSnapshotProgress(t *testing.T) {
 	var reads []int64
 	env.e.hooks.blockStored = func(string, int64) {
 		p := v.SnapshotProgress()
+		if q := env.e.SnapshotProgress("v", "s"); q != p {
+			t.Errorf("the engine's progress of snapshot s: %+v, the volume's %+v", q, p)
+		}
+		if q := env.e.SnapshotProgress("v", "other"); q.Running {
+			t.Errorf("the engine reports snapshot 'other' of v, which does not run: %+v", q)
+		}
+		if q := env.e.SnapshotProgress("w", "s"); q.Running {
+			t.Errorf("the engine reports a snapshot of volume w, which is not open: %+v", q)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		reads = append(reads, p.BlocksRead)
@@ -55,6 +64,9 @@ func TestSnapshotProgress(t *testing.T) {
 	}
 	if p := v.SnapshotProgress(); p.Running {
 		t.Fatalf("progress after the snapshot: %+v", p)
+	}
+	if p := env.e.SnapshotProgress("v", "s"); p.Running {
+		t.Fatalf("the engine's progress after the snapshot: %+v", p)
 	}
 	checkSnapshot(t, env, "s", model)
 }

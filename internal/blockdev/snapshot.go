@@ -28,6 +28,7 @@ import (
 // under the same stripe, overlays its kept pieces and clears its pending
 // bit.
 type snapState struct {
+	id      string // the snapshot's ID
 	size    int64
 	taken   *bitset // the dirty set swapped out; merged back on failure
 	pending *bitset // taken and not read by the snapshot yet
@@ -175,6 +176,29 @@ func (v *Volume) SnapshotProgress() SnapshotProgress {
 	if s == nil {
 		return SnapshotProgress{}
 	}
+	return s.progress()
+}
+
+// SnapshotProgress reports the progress of the snapshot snapshotID of the
+// volume volumeID while it runs; once it has ended, before it starts, or
+// while the volume is not open, Running is false.
+func (e *Engine) SnapshotProgress(volumeID, snapshotID string) SnapshotProgress {
+	e.mu.Lock()
+	v := e.vols[volumeID]
+	e.mu.Unlock()
+	if v == nil {
+		return SnapshotProgress{}
+	}
+	v.mu.Lock()
+	s := v.snap
+	v.mu.Unlock()
+	if s == nil || s.id != snapshotID {
+		return SnapshotProgress{}
+	}
+	return s.progress()
+}
+
+func (s *snapState) progress() SnapshotProgress {
 	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load()}
 }
 
@@ -531,6 +555,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	nb := (v.size + v.bs - 1) / v.bs
 	v.dirty = newBitset(nb)
 	s := newSnapState(v.size, taken, v.bs, e.opts.CBWMemory)
+	s.id = snapID
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()

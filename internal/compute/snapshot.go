@@ -213,6 +213,20 @@ func (s *Service) UpdateSnapshot(ctx context.Context, p identity.Principal, id r
 	})
 }
 
+// SnapshotProgress reports how far the snapshot id has got while the block
+// engine takes it (blocks read of those it takes); Running is false once
+// it is committed or failed, and while another node takes it.
+func (s *Service) SnapshotProgress(ctx context.Context, id resource.ID) (blockdev.SnapshotProgress, error) {
+	sn, err := s.GetSnapshot(ctx, id)
+	if err != nil {
+		return blockdev.SnapshotProgress{}, err
+	}
+	if sn.ProvisioningState != StateCreating {
+		return blockdev.SnapshotProgress{}, nil
+	}
+	return s.Engine.SnapshotProgress(sn.CreationData.SourceUniqueID, sn.UniqueID), nil
+}
+
 // takeSnapshot runs the block-engine snapshot and records its outcome.
 func (s *Service) takeSnapshot(ctx context.Context, id resource.ID, volume, snapID string) (Snapshot, error) {
 	si, err := s.Engine.Snapshot(ctx, volume, snapID)

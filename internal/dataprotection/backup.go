@@ -167,18 +167,82 @@ func (s *Service) loadRun(ctx context.Context, t job.Task) (jobRun, error) {
 	return run, err
 }
 
+// progressEvery is how often a backup job records its snapshot's
+// progress while the snapshot is taken.
+const progressEvery = 2 * time.Second
+
+// watchSnapshot runs take, which takes the snapshot snapID for run, and
+// every progressEvery until take returns records in the job how far the
+// snapshot has got: the share of its blocks read as the Take Snapshot
+// subtask's progress, and the job's from 10% to 89% with it. It returns
+// take's result once the last record is written, so none lands after
+// the job moves on.
+func (s *Service) watchSnapshot(ctx context.Context, run jobRun, snapID resource.ID, take func() (SnapshotInfo, error)) (SnapshotInfo, error) {
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		last := -1
+		for {
+			t := s.Clock.NewTimer(progressEvery)
+			select {
+			case <-stop:
+				t.Stop()
+				return
+			case <-t.C():
+			}
+			p, err := s.Disks.SnapshotProgress(ctx, snapID)
+			if err != nil || !p.Running || p.Total <= 0 {
+				continue
+			}
+			pct := int(min(p.Done, p.Total) * 100 / p.Total)
+			if pct == last {
+				continue
+			}
+			last = pct
+			s.recordProgress(ctx, run, 10+pct*79/100, func(r *job.Record) {
+				for i := range r.SubTasks {
+					if r.SubTasks[i].TaskID == 1 {
+						r.SubTasks[i].TaskProgress = fmt.Sprintf("%d%%", pct)
+					}
+				}
+			})
+		}
+	}()
+	info, err := take()
+	close(stop)
+	<-watched
+	return info, err
+}
+
 // progress records a job's progress and the status of one subtask.
 func (s *Service) progress(ctx context.Context, run jobRun, pct int, subtask int, status string) {
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
-		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
-			r.Progress = pct
-			for i := range r.SubTasks {
-				if r.SubTasks[i].TaskID == subtask {
-					r.SubTasks[i].TaskStatus = status
-				} else if r.SubTasks[i].TaskID < subtask && r.SubTasks[i].TaskStatus != string(job.Completed) {
-					r.SubTasks[i].TaskStatus = string(job.Completed)
+	s.recordProgress(ctx, run, pct, func(r *job.Record) {
+		for i := range r.SubTasks {
+			st := &r.SubTasks[i]
+			if st.TaskID == subtask {
+				st.TaskStatus = status
+			} else if st.TaskID < subtask && st.TaskStatus != string(job.Completed) {
+				st.TaskStatus = string(job.Completed)
+				if st.TaskProgress != "" {
+					st.TaskProgress = "100%"
 				}
 			}
+		}
+	})
+}
+
+// recordProgress sets a running job's progress to pct and lets fn adjust
+// its subtasks; a job that has ended is left as it is. A failure to
+// record is logged: progress is information, not the job's outcome.
+func (s *Service) recordProgress(ctx context.Context, run jobRun, pct int, fn func(r *job.Record)) {
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		_, err := job.Update(ctx, tx, run.p.VaultID, run.p.JobID, func(r *job.Record) {
+			if r.Status.IsTerminal() {
+				return
+			}
+			r.Progress = pct
+			fn(r)
 		})
 		return err
 	})
@@ -450,7 +514,9 @@ func (s *Service) execBackup(ctx context.Context, t job.Task) error {
 	snapID := snapRG.Child("Microsoft.Compute/snapshots", snapshotName(diskID.Name(), run.p.JobID))
 	snap, err := a.getSnapshot(ctx, snapID)
 	if isNotFound(err) {
-		snap, err = a.createSnapshot(ctx, snapID, diskID)
+		snap, err = s.watchSnapshot(ctx, run, snapID, func() (SnapshotInfo, error) {
+			return a.createSnapshot(ctx, snapID, diskID)
+		})
 	}
 	if err != nil {
 		if e := diskError(err, diskID.String(), snapRG.String()); e != nil {

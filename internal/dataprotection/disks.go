@@ -44,6 +44,13 @@ type SnapshotInfo struct {
 	DiskSKU string
 }
 
+// SnapshotProgress is how far a snapshot being taken has got: Done of
+// Total units of work (the blocks it reads).
+type SnapshotProgress struct {
+	Running     bool
+	Done, Total int64
+}
+
 // ErrNotFound is wrapped by Disks implementations for a disk or snapshot
 // that does not exist.
 var ErrNotFound = errors.New("not found")
@@ -65,6 +72,10 @@ type Disks interface {
 	// subscription and location). It returns once the snapshot is
 	// committed.
 	CreateSnapshot(ctx context.Context, as identity.Principal, snapshotID, diskID resource.ID) (SnapshotInfo, error)
+	// SnapshotProgress reports how far the snapshot snapshotID, which
+	// CreateSnapshot is taking, has got. It is for the job's progress
+	// only: an error or Running false means nothing is known now.
+	SnapshotProgress(ctx context.Context, snapshotID resource.ID) (SnapshotProgress, error)
 	DeleteSnapshot(ctx context.Context, as identity.Principal, snapshotID resource.ID) error
 	// CreateDiskFromSnapshot creates the disk diskID from snapshotID; the
 	// disk is readable when it returns.

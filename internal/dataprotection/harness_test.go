@@ -48,6 +48,8 @@ type fakeDisks struct {
 	// Compute keeps a Failed snapshot).
 	fail       error
 	failLeaves bool
+	// progress, when set, answers SnapshotProgress.
+	progress func(snap resource.ID) progressAnswer
 	// running counts snapshots in progress per disk, to catch overlaps.
 	running    map[string]int
 	maxRunning int
@@ -129,6 +131,23 @@ func (f *fakeDisks) linked(ctx context.Context, as identity.Principal, own, link
 		return nil
 	}
 	return f.authz.RequireLinked(ctx, as, own, linked)
+}
+
+// progressAnswer is what the fake's SnapshotProgress answers.
+type progressAnswer struct {
+	dataprotection.SnapshotProgress
+	Err error
+}
+
+func (f *fakeDisks) SnapshotProgress(ctx context.Context, snap resource.ID) (dataprotection.SnapshotProgress, error) {
+	f.mu.Lock()
+	fn := f.progress
+	f.mu.Unlock()
+	if fn == nil {
+		return dataprotection.SnapshotProgress{}, nil
+	}
+	a := fn(snap)
+	return a.SnapshotProgress, a.Err
 }
 
 func (f *fakeDisks) CreateSnapshot(ctx context.Context, as identity.Principal, snap, disk resource.ID) (dataprotection.SnapshotInfo, error) {

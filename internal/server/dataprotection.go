@@ -320,6 +320,14 @@ func (d computeDisks) CreateSnapshot(ctx context.Context, as identity.Principal,
 	return info, nil
 }
 
+func (d computeDisks) SnapshotProgress(ctx context.Context, snap resource.ID) (dataprotection.SnapshotProgress, error) {
+	p, err := d.c.SnapshotProgress(ctx, snap)
+	if err != nil {
+		return dataprotection.SnapshotProgress{}, notFound(err)
+	}
+	return dataprotection.SnapshotProgress{Running: p.Running, Done: p.BlocksRead, Total: p.BlocksTotal}, nil
+}
+
 func (d computeDisks) DeleteSnapshot(ctx context.Context, as identity.Principal, snap resource.ID) error {
 	_, err := d.c.DeleteSnapshot(ctx, snap)
 	return notFound(err)

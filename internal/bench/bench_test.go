@@ -521,31 +521,98 @@ func TestEvictCached(t *testing.T) {
 	if _, err := io.ReadFull(f, make([]byte, size)); err != nil {
 		t.Fatal(err)
 	}
-	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	resident := func() int {
-		vec := make([]byte, size/os.Getpagesize())
-		// x/sys/unix has no wrapper for mincore(2).
-		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
-			t.Fatal(e)
-		}
-		n := 0
-		for _, v := range vec {
-			n += int(v & 1)
-		}
-		return n
-	}
-	if resident() == 0 {
+	resident := residentPages(t, f, size)
+	if resident(0, size) == 0 {
 		t.Skip("a file just read has no page in the page cache here: nothing to evict")
 	}
 	if err := evictCached(filepath.Join(dir, "missing"), dir); err != nil {
 		t.Fatal(err)
 	}
-	if n := resident(); n != 0 {
+	if n := resident(0, size); n != 0 {
 		t.Fatalf("%d pages still cached after evictCached", n)
+	}
+}
+
+// residentPages maps the first size bytes of f and returns a function
+// that counts the pages of [from, to) in the page cache (mincore, which
+// does not fault pages in). The mapping goes with the test.
+func residentPages(t *testing.T, f *os.File, size int64) func(from, to int64) int {
+	t.Helper()
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(m) })
+	page := int64(os.Getpagesize())
+	return func(from, to int64) int {
+		vec := make([]byte, size/page)
+		// x/sys/unix has no wrapper for mincore(2).
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatal(e)
+		}
+		n := 0
+		for _, v := range vec[from/page : to/page] {
+			n += int(v & 1)
+		}
+		return n
+	}
+}
+
+// TestSettleCached checks that settleCached leaves a sparse file with
+// every page of its data in the page cache and none of its holes' (after
+// a read of the whole file cached the holes' zero pages and the data was
+// dropped), written back first: the state that coffer bench nbd gives
+// both servers' files before each timed run.
+func TestSettleCached(t *testing.T) {
+	f := holeFile(t, 16*mb)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(f.Name(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		t.Skip("the file is in memory: its pages are the file, nothing to drop")
+	}
+	data := make([]byte, 3*mb)
+	rand.NewChaCha8([32]byte{2}).Read(data)
+	for _, off := range []int64{1 * mb, 7 * mb} { // [1,4) and [7,10) MiB
+		if _, err := f.WriteAt(data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if d, _, err := nextData(f, 0, 16*mb); err != nil || d != 1*mb {
+		t.Skipf("this file system does not report holes (first data at %d, %v)", d, err)
+	}
+	if _, err := f.ReadAt(make([]byte, 16*mb), 0); err != nil { // the holes' zero pages too
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 7*mb, 3*mb, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	resident := residentPages(t, f, 16*mb)
+	holes := func() int { return resident(0, 1*mb) + resident(4*mb, 7*mb) + resident(10*mb, 16*mb) }
+	if holes() == 0 {
+		t.Skip("reading a hole caches no page here: nothing to drop")
+	}
+	if _, err := f.WriteAt([]byte("dirty"), 2*mb); err != nil { // written back by the settle
+		t.Fatal(err)
+	}
+	copy(data[1*mb:], "dirty")
+	if err := settleCached(context.Background(), f.Name()); err != nil {
+		t.Fatal(err)
+	}
+	pages := 3 * mb / os.Getpagesize()
+	if got := resident(1*mb, 4*mb) + resident(7*mb, 10*mb); got != 2*pages {
+		t.Errorf("%d of the data's %d pages cached, want all", got, 2*pages)
+	}
+	if n := holes(); n != 0 {
+		t.Errorf("%d pages of the holes still cached", n)
+	}
+	got := make([]byte, 3*mb)
+	if _, err := f.ReadAt(got, 1*mb); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the data changed (%v)", err)
 	}
 }
 

@@ -769,6 +769,13 @@ func (c *NBDCopy) add(server string, secs float64) {
 	}
 }
 
+// settle brings both servers' files to one page-cache state before a
+// timed run (settleCached): synced, their data cached and their holes not.
+func (r *nbdRunner) settle(ctx context.Context) error {
+	vol := filepath.Join(r.stack.dir, "coffer", "engine", "volumes", "disk", "data") // docs/volumes.md
+	return settleCached(ctx, vol, r.kit.file)
+}
+
 // timedCopy runs nbdcopy args after a sync and returns its seconds and
 // the CPU time (user and system) nbdcopy used.
 func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, time.Duration, error) {
@@ -783,9 +790,12 @@ func (r *nbdRunner) timedCopy(ctx context.Context, args ...string) (float64, tim
 	return r.since(t0), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
-// serverCopy is timedCopy of s's export, and also returns the CPU time
+// serverCopy is timedCopy of s's export after settle, and also returns the CPU time
 // s's serving process used meanwhile.
 func (r *nbdRunner) serverCopy(ctx context.Context, s server, args ...string) (secs float64, client, srv time.Duration, err error) {
+	if err := r.settle(ctx); err != nil {
+		return 0, 0, 0, err
+	}
 	cpu0, err := processCPUOf(s.pid)
 	if err != nil {
 		return 0, 0, 0, err
@@ -817,7 +827,9 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 			row := NBDRow{Workload: w.Name, Conns: conns}
 			for i := range r.opts.Repeat {
 				for _, s := range r.servers(i) {
-					unix.Sync()
+					if err := r.settle(ctx); err != nil {
+						return err
+					}
 					j := fioJob{URI: s.uri, RW: w.RW, BS: w.BS, IODepth: w.IODepth, Conns: conns, Size: r.opts.Size,
 						Runtime: r.opts.Runtime, Ramp: r.opts.Ramp, Seed: r.opts.Seed + 1}
 					cpu0, err := processCPUOf(s.pid)

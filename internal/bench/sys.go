@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -103,6 +105,65 @@ func evictCached(paths ...string) error {
 		if err != nil {
 			return fmt.Errorf("evict %s from the page cache: %w", root, err)
 		}
+	}
+	return nil
+}
+
+// settleCached brings the files at paths to the page-cache state of a disk
+// just written and synced: after a sync (every dirty page written back),
+// the pages of their holes are dropped (POSIX_FADV_DONTNEED) and the pages
+// of their data read in. Two servers' files settled alike before a timed
+// run then differ in nothing that the runs before left in the page cache
+// (coffer bench nbd: nbdkit's reads of the image's holes left 2 GiB of
+// zero pages cached that Coffer's sparse reads never make, so nbdkit's 1 MiB
+// writes after them overwrote cached pages where Coffer's allocated one
+// page per 4 KiB, reclaiming others with the cache full; docs/design.md,
+// "Session perf14ag").
+func settleCached(ctx context.Context, paths ...string) error {
+	unix.Sync()
+	buf := make([]byte, 1<<20)
+	for _, p := range paths {
+		if err := settleFile(ctx, p, buf); err != nil {
+			return fmt.Errorf("settle %s in the page cache: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// settleFile drops the cached pages of the holes of the file at path and
+// reads its data through buf.
+func settleFile(ctx context.Context, path string, buf []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, hole, err := nextData(f, off, size)
+		if err != nil {
+			return err
+		}
+		if data > off {
+			if err := unix.Fadvise(int(f.Fd()), off, data-off, unix.FADV_DONTNEED); err != nil {
+				return fmt.Errorf("fadvise: %w", err)
+			}
+		}
+		for pos := data; pos < hole; {
+			n := min(int64(len(buf)), hole-pos)
+			if _, err := f.ReadAt(buf[:n], pos); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			pos += n
+		}
+		off = hole
 	}
 	return nil
 }

@@ -103,6 +103,105 @@ func TestUncleanShutdown(t *testing.T) {
 	}
 }
 
+// TestZeroHolesWithoutSave: zeroing blocks that have been holes since the
+// volume's base (nbdcopy zeroes every hole of its source on a new disk)
+// writes no state file; zeroing a range with a block of data does, before
+// the punch. After a crash the volume holds every change, the punched data
+// block among the dirty blocks, and the next snapshot equals the volume.
+func TestZeroHolesWithoutSave(t *testing.T) {
+	ctx := context.Background()
+	const bs = 4 << 10
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 1 << 20 // 256 blocks
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	data := bytes.Repeat([]byte{0xA5}, 8*bs)
+	if _, err := v.WriteAt(data, 16*bs); err != nil { // blocks 16-23
+		t.Fatal(err)
+	}
+	copy(model[16*bs:], data)
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	img1 := slices.Clone(model)
+	if _, err := v.WriteAt(data[:2*bs], 100*bs); err != nil { // blocks 100-101, dirty in memory only
+		t.Fatal(err)
+	}
+	copy(model[100*bs:], data[:2*bs])
+	statePath := filepath.Join(env.e.volDir("vol"), "state")
+	stateFile := func() []byte { // a save writes the dirty bits set since
+		t.Helper()
+		b, err := os.ReadFile(statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := stateFile()
+	// Holes since the base, whole and partial blocks: no save.
+	if err := v.WriteZeroes(ctx, 32*bs, 64*bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Trim(ctx, 200*bs+100, 10*bs); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, stateFile()) {
+		t.Error("zeroing holes wrote the state file")
+	}
+	// Blocks of data among holes (20-21, written before s1; 100-101
+	// since): in the state file before the punch.
+	isData := func(b int64) bool { return b >= 16 && b < 24 || b >= 100 && b < 102 }
+	punched := 0
+	env.e.hooks.punch = func(_ string, off, n int64) {
+		sb, err := os.ReadFile(statePath)
+		st, derr := decodeState(sb)
+		if err != nil || derr != nil {
+			t.Fatal(err, derr)
+		}
+		for b := off / bs; b < (off+n+bs-1)/bs; b++ {
+			if isData(b) && !st.Dirty.has(b) {
+				t.Errorf("punch [%d, %d): the state file did not hold data block %d as dirty", off, off+n, b)
+			}
+		}
+		punched++
+	}
+	if err := v.WriteZeroes(ctx, 20*bs, 2*bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Trim(ctx, 96*bs, 6*bs); err != nil {
+		t.Fatal(err)
+	}
+	env.e.hooks.punch = nil
+	clear(model[20*bs : 22*bs])
+	clear(model[96*bs : 102*bs])
+	if punched != 2 {
+		t.Errorf("%d punches, want 2", punched)
+	}
+	if bytes.Equal(before, stateFile()) {
+		t.Error("zeroing data did not write the state file")
+	}
+	v.crash()
+
+	v, err = env.e.OpenVolume(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantImage(t, v, model, "after the crash")
+	for _, b := range []int64{20, 21, 100, 101} {
+		if !v.dirty.has(b) {
+			t.Errorf("zeroed data block %d not dirty after the crash", b)
+		}
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	checkSnapshot(t, env, "s1", img1)
+	checkSnapshot(t, env, "s2", model)
+}
+
 // TestCrashDuringSnapshot kills a child process (SIGKILL) in the middle of
 // a snapshot while writes are being copied aside, then reopens its engine:
 // the committed snapshot is intact, the killed one is absent, the volume

@@ -7,9 +7,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
+	"coffer/internal/nbd/nbdtest"
 	"coffer/internal/testenv"
 )
 
@@ -95,4 +98,70 @@ func BenchmarkNbdcopy(b *testing.B) {
 		}
 		reportMiBps(b, size*int64(b.N), time.Since(start))
 	})
+}
+
+// BenchmarkShortConnections measures a short connection beyond the
+// first: with one connection open, each op dials, negotiates, writes
+// 4 KiB, disconnects and waits until the server has ended the
+// connection. Besides the time per connection it reports the
+// stop-the-world pauses other than the collector's per connection and
+// their time (runtime/metrics): each plain connection's reader thread
+// beyond the first changes GOMAXPROCS when it starts and ends
+// (lowprio.SyscallThreadP), and a GOMAXPROCS change stops the world.
+//
+//	go test ./internal/nbd -run '^$' -bench ShortConnections -cpu 2
+func BenchmarkShortConnections(b *testing.B) {
+	ex := &exports{}
+	ex.add("rw", fileBackend(b, 16<<20), false)
+	addr, _ := startServer(b, ex, nil)
+	held, err := nbdtest.Dial(b.Context(), addr, "rw", nbdtest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer held.Close()
+	block := make([]byte, 4096)
+	if _, err := held.WriteAt(block, 0); err != nil { // transmitting
+		b.Fatal(err)
+	}
+	released := func() int {
+		ex.mu.Lock()
+		defer ex.mu.Unlock()
+		return ex.released
+	}
+	pauses0, secs0 := otherPauses()
+	for b.Loop() {
+		ended := released() + 1
+		c, err := nbdtest.Dial(b.Context(), addr, "rw", nbdtest.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.WriteAt(block, 4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Disconnect(); err != nil {
+			b.Fatal(err)
+		}
+		for released() < ended {
+			runtime.Gosched()
+		}
+	}
+	pauses1, secs1 := otherPauses()
+	b.ReportMetric(float64(pauses1-pauses0)/float64(b.N), "stw/conn")
+	b.ReportMetric((secs1-secs0)*1e6/float64(b.N), "stw-µs/conn")
+}
+
+// otherPauses returns how many stop-the-world pauses other than the
+// collector's the process has had, and their total time (each counted at
+// its histogram bucket's lower bound).
+func otherPauses() (n uint64, secs float64) {
+	s := []metrics.Sample{{Name: "/sched/pauses/total/other:seconds"}}
+	metrics.Read(s)
+	h := s[0].Value.Float64Histogram()
+	for i, c := range h.Counts {
+		n += c
+		if lo := h.Buckets[i]; lo > 0 {
+			secs += float64(c) * lo
+		}
+	}
+	return n, secs
 }

@@ -56,6 +56,8 @@ type snapState struct {
 
 	cbw      atomic.Int64 // blocks with a piece kept
 	cbwBytes atomic.Int64 // bytes kept
+	cbwSide  atomic.Int64 // of them, bytes writers put in the side file
+	spilled  atomic.Int64 // bytes moved from memory to the side file (spill)
 	total    int64        // blocks taken
 	read     atomic.Int64 // of them, blocks the snapshot has read
 }
@@ -163,8 +165,11 @@ type SnapshotProgress struct {
 	BlocksRead, BlocksTotal int64
 	// CBWBlocks is how many of them the user's writes copied from before
 	// write so far, and CBWBytes how much they copied (only the pieces
-	// they changed: 4 KiB pages of a 64 KiB block).
-	CBWBlocks, CBWBytes int64
+	// they changed: 4 KiB pages of a 64 KiB block), CBWSideBytes how much
+	// of that the writers put in the side file themselves (CBWMemory
+	// full) and CBWSpilledBytes how much the snapshot moved there from
+	// memory in batches (spill).
+	CBWBlocks, CBWBytes, CBWSideBytes, CBWSpilledBytes int64
 }
 
 // SnapshotProgress reports the progress of the volume's running snapshot.
@@ -175,7 +180,8 @@ func (v *Volume) SnapshotProgress() SnapshotProgress {
 	if s == nil {
 		return SnapshotProgress{}
 	}
-	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load()}
+	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(), CBWSideBytes: s.cbwSide.Load(),
+		CBWSpilledBytes: s.spilled.Load()}
 }
 
 // piecesOf returns the pieces of block b that [bOff, bOff+l) changes and
@@ -376,11 +382,16 @@ func (v *Volume) cbwCopy(ctx context.Context, s *snapState, b int64, need uint64
 		s.cbw.Add(1)
 	}
 	k.mask |= need
+	side := int64(0)
 	for m := need; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		k.at[i] = at[i]
+		if at[i] < 0 {
+			side += u
+		}
 	}
 	s.cbwBytes.Add(int64(bits.OnesCount64(need)) * u)
+	s.cbwSide.Add(side)
 	return whole, nil
 }
 
@@ -713,7 +724,8 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	err := g.Wait()
 	st := SnapshotStats{
 		BlocksRead: blocksRead.Load(), BlocksStored: blocksStored.Load(), BlocksZero: blocksZero.Load(),
-		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(),
+		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(), CBWSideBytes: s.cbwSide.Load(),
+		CBWSpilledBytes: s.spilled.Load(),
 	}
 	st.BytesRead = st.BlocksRead * v.bs
 	return st, err

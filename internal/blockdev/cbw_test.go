@@ -314,6 +314,67 @@ func testCopyBeforeWritePiecesConcurrent(t *testing.T, cbwMemory int64) {
 	}
 }
 
+// TestCopyBeforeWriteSpill: once fewer than spillLow memory slots are
+// free, the snapshot moves kept pieces to the side file, a batch at a
+// time, until spillHigh are, so that writers keep copying into memory
+// and put nothing in the side file themselves; the snapshot, whose
+// pieces are partly in memory and partly moved, is the volume at the
+// swap.
+func TestCopyBeforeWriteSpill(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: 4 * arenaBytes})
+	const size, writes = 16 << 20, 3000 // 4,096 pages; 1,024 memory slots
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(51, 52))
+	fillRandom(rng, model)
+	v := volumeOf(t, env, "v", model)
+	atSwap := slices.Clone(model)
+	moved := make(chan int64, 64)
+	env.e.hooks.spilled = func(_ string, n int64) { moved <- n }
+	var waits int
+	env.e.hooks.afterSwap = func(string) {
+		v.mu.Lock()
+		s := v.snap
+		v.mu.Unlock()
+		free := func() int64 {
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			return s.memFreeLocked()
+		}
+		for _, pg := range rng.Perm(size / (4 << 10))[:writes] {
+			randomWriteAt(t, rng, v, model, int64(pg)<<12, 4<<10)
+			if free() >= s.spillLow() {
+				continue
+			}
+			waits++
+			for free() < s.spillHigh() {
+				select {
+				case <-moved:
+				case <-time.After(time.Minute): // a guard against hanging, not a measure
+					t.Fatalf("after %d writes, %d memory slots free (spillLow %d) and nothing moved to the side file", writes, free(), s.spillLow())
+				}
+			}
+		}
+	}
+	si, err := env.e.Snapshot(ctx, "v", "s")
+	env.e.hooks.afterSwap, env.e.hooks.spilled = nil, nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Stats.CBWBytes != writes*4<<10 {
+		t.Errorf("copied %d bytes before write, want %d", si.Stats.CBWBytes, writes*4<<10)
+	}
+	if si.Stats.CBWSideBytes != 0 {
+		t.Errorf("writers put %d bytes in the side file themselves, want none", si.Stats.CBWSideBytes)
+	}
+	if least := int64(writes-1024) * 4 << 10; si.Stats.CBWSpilledBytes < least {
+		t.Errorf("%d bytes moved to the side file, want at least %d", si.Stats.CBWSpilledBytes, least)
+	}
+	t.Logf("%d spills, %d bytes moved", waits, si.Stats.CBWSpilledBytes)
+	checkSnapshot(t, env, "s", atSwap)
+	wantImage(t, v, model, "after the snapshot")
+}
+
 // BenchmarkCopyBeforeWrite: a snapshot held at its swap while 4 KiB
 // writes hit distinct random pages of its pending blocks (every write
 // copies its page: 4,096 writes, 16 MiB kept), with the pieces kept in

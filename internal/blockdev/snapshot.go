@@ -498,46 +498,57 @@ func (s *snapState) pieceIO(p []byte, mask uint64, at []int64, out bool) error {
 // dropped, errors included.
 func (v *Volume) cbwCopy(ctx context.Context, s *snapState, b int64, need uint64, scratch **[]byte, nowait bool) (whole bool, err error) {
 	u := s.piece
+	v.mu.Lock()
+	fromSrc := v.hyd != nil && !v.hydratedLocked(b)
+	v.mu.Unlock()
+	if fromSrc && nowait {
+		return false, errWouldWait
+	}
+	if *scratch == nil {
+		*scratch = v.e.getBlock()
+	}
+	buf := **scratch
+	if fromSrc {
+		if err := v.readBlockRaw(ctx, b, buf); err != nil {
+			return false, err
+		}
+		whole = true
+	} else {
+		lo := int64(bits.TrailingZeros64(need))
+		hi := int64(64 - bits.LeadingZeros64(need))
+		end := min(hi*u, s.size-b*v.bs) // pieces are within the block as of the swap
+		p := buf[lo*u : end]
+		if nowait {
+			if !v.preadNowait(p, b*v.bs+lo*u) {
+				return false, errWouldWait
+			}
+		} else if err := v.pread(p, b*v.bs+lo*u); err != nil {
+			return false, fmt.Errorf("copy-before-write: %w", err)
+		}
+		clear(buf[end : hi*u])
+	}
 	var at, slots [64]int64
 	n := 0
 	v.mu.Lock()
 	if v.snap != s {
 		v.mu.Unlock()
-		return false, nil
-	}
-	fromSrc := v.hyd != nil && !v.hydratedLocked(b)
-	if fromSrc && nowait {
-		v.mu.Unlock()
-		return false, errWouldWait
+		return whole, nil
 	}
 	for m := need; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		if at[i], err = s.slotLocked(v.dir); err != nil {
 			s.freeLocked(slots[:n])
 			v.mu.Unlock()
-			return false, err
+			return whole, err
 		}
 		slots[n] = at[i]
 		n++
 	}
 	v.mu.Unlock()
-	if *scratch == nil {
-		*scratch = v.e.getBlock()
-	}
-	buf := **scratch
-	store := need // the pieces read into buf, to store in their slots
-	if fromSrc {
-		err = v.readBlockRaw(ctx, b, buf)
-		whole = err == nil
-	} else {
-		store, err = v.readPieces(s, b, need, at[:], buf, nowait)
-	}
-	if err == nil {
-		err = s.pieceIO(buf, store, at[:], true)
-	}
+	err = s.pieceIO(buf, need, at[:], true)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.snap != s && !errors.Is(err, errWouldWait) {
+	if v.snap != s {
 		return whole, nil // ended meanwhile (its side file may be closed)
 	}
 	if err != nil {
@@ -564,80 +575,6 @@ func (v *Volume) cbwCopy(ctx context.Context, s *snapState, b int64, need uint64
 	s.cbwBytes.Add(int64(bits.OnesCount64(need)) * u)
 	s.cbwSide.Add(side)
 	return whole, nil
-}
-
-// readPieces reads the pieces of block b in need from the volume file
-// with one preadv2 over the run from the first to the last: a piece with
-// a memory slot (at[i] >= 0) straight into its slot, every other piece
-// of the run (side slots, pieces not needed) into buf at i×piece. It
-// returns the pieces in need left in buf, for their side slots. With
-// nowait it reads only if every page is in the page cache (RWF_NOWAIT),
-// else it returns errWouldWait. Bytes past the file's end, and past the
-// block's end at the swap, read as zeros. Reading into the slots saves
-// the copy from buf, 2 of a memory copy's 7 µs (docs/design.md, "Session
-// perf14af").
-func (v *Volume) readPieces(s *snapState, b int64, need uint64, at []int64, buf []byte, nowait bool) (inBuf uint64, err error) {
-	u := s.piece
-	lo := int64(bits.TrailingZeros64(need))
-	hi := int64(64 - bits.LeadingZeros64(need))
-	end := min(hi*u, s.size-b*v.bs) // pieces are within the block as of the swap
-	var iov [64][]byte
-	k := 0
-	for i := lo; i < hi; i++ {
-		p := buf[i*u : (i+1)*u]
-		if need&(1<<uint(i)) != 0 {
-			if at[i] >= 0 {
-				p = s.mem(at[i])
-			} else {
-				inBuf |= 1 << uint(i)
-			}
-		}
-		iov[k] = p
-		k++
-	}
-	if past := hi*u - end; past > 0 {
-		clear(iov[k-1][u-past:])
-		iov[k-1] = iov[k-1][:u-past]
-	}
-	flags := 0
-	if nowait {
-		flags = unix.RWF_NOWAIT
-	}
-	rc, err := v.f.SyscallConn()
-	if err != nil {
-		return 0, fmt.Errorf("copy-before-write: %w", err)
-	}
-	vec, off, want := iov[:k], b*v.bs+lo*u, end-lo*u
-	for want > 0 {
-		var got int
-		var rerr error
-		if cerr := rc.Control(func(fd uintptr) { got, rerr = unix.Preadv2(int(fd), vec, off, flags) }); cerr != nil {
-			rerr = cerr
-		}
-		switch {
-		case nowait && (rerr != nil || int64(got) != want):
-			return 0, errWouldWait // EAGAIN: a page is not cached; any error is the usual path's to report
-		case rerr != nil:
-			return 0, fmt.Errorf("copy-before-write: %w", rerr)
-		case got == 0: // the file's end: the rest reads as zeros
-			for _, p := range vec {
-				clear(p)
-			}
-			return inBuf, nil
-		}
-		want -= int64(got)
-		off += int64(got)
-		for got > 0 {
-			if got < len(vec[0]) {
-				vec[0] = vec[0][got:]
-				got = 0
-			} else {
-				got -= len(vec[0])
-				vec = vec[1:]
-			}
-		}
-	}
-	return inBuf, nil
 }
 
 // snapRead reads pending block b as of the swap into buf and clears its

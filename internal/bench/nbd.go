@@ -189,9 +189,13 @@ type NBDWindow struct {
 	// While the work still ran at the window's end: the blocks copied
 	// before write so far (snapshot), the blocks the user's reads fetched
 	// in the window (hydration).
-	CBWBlocks   int64 `json:"cbwBlocks,omitempty"`
-	CBWBytes    int64 `json:"cbwBytes,omitempty"` // what those copies kept (the pieces written)
-	ReadFetched int64 `json:"readFetchedBlocks,omitempty"`
+	CBWBlocks int64 `json:"cbwBlocks,omitempty"`
+	CBWBytes  int64 `json:"cbwBytes,omitempty"` // what those copies kept (the pieces written)
+	// Of CBWBytes, what the writers put in the side file themselves
+	// (memory full), and what the snapshot moved there from memory.
+	CBWSideBytes    int64 `json:"cbwSideBytes,omitempty"`
+	CBWSpilledBytes int64 `json:"cbwSpilledBytes,omitempty"`
+	ReadFetched     int64 `json:"readFetchedBlocks,omitempty"`
 }
 
 // NBDCheck is one correctness check, by SHA-256.

@@ -195,7 +195,8 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		},
 		progress: func() loadProgress {
 			p := st.vol.SnapshotProgress()
-			return loadProgress{Done: p.BlocksRead, Total: p.BlocksTotal, CBW: p.CBWBlocks, CBWBytes: p.CBWBytes}
+			return loadProgress{Done: p.BlocksRead, Total: p.BlocksTotal, CBW: p.CBWBlocks, CBWBytes: p.CBWBytes,
+				CBWSideBytes: p.CBWSideBytes, CBWSpilledBytes: p.CBWSpilledBytes}
 		}})
 	if err != nil {
 		return snap, hyd, err
@@ -296,8 +297,11 @@ type loadProgress struct {
 	Done, Total int64 // blocks read of those taken (snapshot); bytes in the file of the disk's (hydration)
 	CBW         int64 // blocks copied before write (snapshot)
 	CBWBytes    int64 // bytes they copied (snapshot)
-	ReadFetched int64 // blocks the user's reads fetched (hydration)
-	Ended       bool  // the work had ended
+	// Of them, bytes the writers put in the side file themselves, and
+	// bytes the snapshot moved there from memory (snapshot).
+	CBWSideBytes, CBWSpilledBytes int64
+	ReadFetched                   int64 // blocks the user's reads fetched (hydration)
+	Ended                         bool  // the work had ended
 }
 
 func (p loadProgress) fraction() float64 {
@@ -472,7 +476,7 @@ func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
 	if p1.Ended {
 		w.EndedSeconds = busy.workEnd.Sub(busy.first).Seconds()
 	} else {
-		w.CBWBlocks, w.CBWBytes = p1.CBW, p1.CBWBytes
+		w.CBWBlocks, w.CBWBytes, w.CBWSideBytes, w.CBWSpilledBytes = p1.CBW, p1.CBWBytes, p1.CBWSideBytes, p1.CBWSpilledBytes
 		w.ReadFetched = p1.ReadFetched - p0.ReadFetched
 	}
 	return w
@@ -491,5 +495,6 @@ func (w NBDWindow) progressText(during string) string {
 	if during == "hydration" {
 		return s + fmt.Sprintf(", %d blocks fetched by reads", w.ReadFetched)
 	}
-	return s + fmt.Sprintf(", %d copied before write (%s)", w.CBWBlocks, sizeStr(w.CBWBytes))
+	return s + fmt.Sprintf(", %d copied before write (%s; %s written to the side file by writers, %s moved there)",
+		w.CBWBlocks, sizeStr(w.CBWBytes), sizeStr(w.CBWSideBytes), sizeStr(w.CBWSpilledBytes))
 }

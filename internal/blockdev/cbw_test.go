@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -239,12 +240,21 @@ func TestCopyBeforeWriteSnapshotFails(t *testing.T) {
 // TestCopyBeforeWritePiecesConcurrent: writers of any size and alignment
 // (through WriteAt and TryWriteAt), zeroes and trims run throughout
 // several snapshots of a volume of 64 KiB blocks with a CBW memory of
-// three pieces (most pieces spill to the side file, whose slots are
-// reused); each snapshot is the volume at its swap, captured with the
-// writers held there.
+// three pieces (most pieces go to the side file, whose slots are
+// reused), and of 64 pieces (the snapshot moves pieces to the side file
+// while its workers read their blocks: spill); each snapshot is the
+// volume at its swap, captured with the writers held there.
 func TestCopyBeforeWritePiecesConcurrent(t *testing.T) {
+	for _, mem := range []int64{3, 64} {
+		t.Run(fmt.Sprintf("%d-pieces", mem), func(t *testing.T) { testCopyBeforeWritePiecesConcurrent(t, mem*4<<10) })
+	}
+}
+
+func testCopyBeforeWritePiecesConcurrent(t *testing.T, cbwMemory int64) {
 	ctx := context.Background()
-	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: 3 * 4 << 10})
+	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: cbwMemory})
+	var spilled atomic.Int64
+	env.e.hooks.spilled = func(_ string, n int64) { spilled.Add(n) }
 	const size = 8<<20 + 4<<10
 	v, err := env.e.CreateVolume(ctx, "vol", size)
 	if err != nil {
@@ -298,21 +308,97 @@ func TestCopyBeforeWritePiecesConcurrent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("copied before write over %d snapshots: %d bytes", len(imgs), copied)
+	t.Logf("copied before write over %d snapshots: %d bytes, %d pieces moved to the side file", len(imgs), copied, spilled.Load())
 	for i, img := range imgs {
 		checkSnapshot(t, env, fmt.Sprintf("c%d", i), img)
 	}
 }
 
+// TestCopyBeforeWriteSpill: once fewer than spillLow memory slots are
+// free, the snapshot moves kept pieces to the side file, a batch at a
+// time, until spillHigh are, so that writers keep copying into memory
+// and put nothing in the side file themselves; the snapshot, whose
+// pieces are partly in memory and partly moved, is the volume at the
+// swap.
+func TestCopyBeforeWriteSpill(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: cbwBS, CBWMemory: 4 * arenaBytes})
+	const size, writes = 16 << 20, 3000 // 4,096 pages; 1,024 memory slots
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(51, 52))
+	fillRandom(rng, model)
+	v := volumeOf(t, env, "v", model)
+	atSwap := slices.Clone(model)
+	moved := make(chan int64, 64)
+	env.e.hooks.spilled = func(_ string, n int64) { moved <- n }
+	var waits int
+	env.e.hooks.afterSwap = func(string) {
+		v.mu.Lock()
+		s := v.snap
+		v.mu.Unlock()
+		free := func() int64 {
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			return s.memFreeLocked()
+		}
+		for _, pg := range rng.Perm(size / (4 << 10))[:writes] {
+			randomWriteAt(t, rng, v, model, int64(pg)<<12, 4<<10)
+			if free() >= s.spillLow() {
+				continue
+			}
+			waits++
+			for free() < s.spillHigh() {
+				select {
+				case <-moved:
+				case <-time.After(time.Minute): // a guard against hanging, not a measure
+					t.Fatalf("after %d writes, %d memory slots free (spillLow %d) and nothing moved to the side file", writes, free(), s.spillLow())
+				}
+			}
+		}
+	}
+	si, err := env.e.Snapshot(ctx, "v", "s")
+	env.e.hooks.afterSwap, env.e.hooks.spilled = nil, nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Stats.CBWBytes != writes*4<<10 {
+		t.Errorf("copied %d bytes before write, want %d", si.Stats.CBWBytes, writes*4<<10)
+	}
+	if si.Stats.CBWSideBytes != 0 {
+		t.Errorf("writers put %d bytes in the side file themselves, want none", si.Stats.CBWSideBytes)
+	}
+	if least := int64(writes-1024) * 4 << 10; si.Stats.CBWSpilledBytes < least {
+		t.Errorf("%d bytes moved to the side file, want at least %d", si.Stats.CBWSpilledBytes, least)
+	}
+	t.Logf("%d spills, %d bytes moved", waits, si.Stats.CBWSpilledBytes)
+	checkSnapshot(t, env, "s", atSwap)
+	wantImage(t, v, model, "after the snapshot")
+}
+
 // BenchmarkCopyBeforeWrite: a snapshot held at its swap while 4 KiB
 // writes hit distinct random pages of its pending blocks (every write
-// copies its page: 4,096 writes, 16 MiB kept in 16 arenas of the default
-// CBWMemory). cpu-µs/write is the writing thread's CPU (RUSAGE_THREAD),
-// proc-cpu-µs/write the whole process's over the same writes.
+// copies its page: 4,096 writes, 16 MiB kept), with the pieces kept in
+// memory (memory: 16 arenas of the default CBWMemory), all in the side
+// file (side: CBWMemory of one byte), or in 4 MiB of memory, the rest
+// moved to the side file by the snapshot or, when memory is full, put
+// there by the writer (spill); none is the same writes without a
+// snapshot. cpu-µs/write is the writing thread's CPU (RUSAGE_THREAD),
+// proc-cpu-µs/write the whole process's over the same writes, side-MiB
+// what the writer put in the side file itself.
 func BenchmarkCopyBeforeWrite(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		mem  int64
+		snap bool
+	}{{"memory", 64 << 20, true}, {"side", 1, true}, {"spill", 4 << 20, true}, {"none", 64 << 20, false}} {
+		b.Run(c.name, func(b *testing.B) { benchCopyBeforeWrite(b, c.mem, c.snap) })
+	}
+}
+
+func benchCopyBeforeWrite(b *testing.B, cbwMemory int64, snap bool) {
 	ctx := context.Background()
 	const size, writes = 32 << 20, 4096
-	env := newTestEnv(b, Options{BlockSize: cbwBS, CBWMemory: 64 << 20})
+	env := newTestEnv(b, Options{BlockSize: cbwBS, CBWMemory: cbwMemory})
 	data := make([]byte, size)
 	rng := rand.New(rand.NewPCG(31, 32))
 	fillRandom(rng, data)
@@ -324,7 +410,8 @@ func BenchmarkCopyBeforeWrite(b *testing.B) {
 	fillRandom(rng, p)
 	var thread, proc time.Duration
 	var n int
-	env.e.hooks.afterSwap = func(string) {
+	var side int64
+	write := func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		pages := rng.Perm(size / (4 << 10))[:writes]
@@ -340,6 +427,9 @@ func BenchmarkCopyBeforeWrite(b *testing.B) {
 		proc += time.Duration(p1.Utime.Nano() + p1.Stime.Nano() - p0.Utime.Nano() - p0.Stime.Nano())
 		n += writes
 	}
+	if snap {
+		env.e.hooks.afterSwap = func(string) { write() }
+	}
 	i := 0
 	for b.Loop() {
 		b.StopTimer()
@@ -347,6 +437,10 @@ func BenchmarkCopyBeforeWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+		if !snap {
+			write()
+			continue
+		}
 		si, err := env.e.Snapshot(ctx, "v", fmt.Sprintf("s%d", i))
 		if err != nil {
 			b.Fatal(err)
@@ -354,10 +448,12 @@ func BenchmarkCopyBeforeWrite(b *testing.B) {
 		if si.Stats.CBWBytes != writes*4<<10 {
 			b.Fatalf("copied %d bytes before write, want %d", si.Stats.CBWBytes, writes*4<<10)
 		}
+		side += si.Stats.CBWSideBytes
 		i++
 	}
 	b.ReportMetric(float64(thread.Nanoseconds())/1e3/float64(n), "cpu-µs/write")
 	b.ReportMetric(float64(proc.Nanoseconds())/1e3/float64(n), "proc-cpu-µs/write")
+	b.ReportMetric(float64(side)/(1<<20)/float64(max(i, 1)), "side-MiB")
 }
 
 // threadCPU is the calling thread's CPU time so far.
@@ -497,4 +593,110 @@ func TestPopulate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkWriteSnapshotWindow is coffer bench nbd's fixed window of
+// random writes during a full snapshot, in process (docs/design.md,
+// "Session perf14s"): two writers (one per core of the development VM, as
+// fio and the NBD connection keep both busy) write random 4 KiB pages of
+// a 512 MiB volume of fresh random data without pause, each trying
+// TryWriteAt first and WriteAt when it refuses (the NBD server's inline
+// path and its fallback), for the first 500 ms from the instant a full
+// snapshot starts, then for 500 ms once it has ended. Reported: the
+// writes in the first window ÷ those in the second (window-ratio), the
+// process's CPU-µs per write in each (busy, idle), what the writes copied
+// before write in the window (copied-MiB; side-MiB of it the writers
+// put in the side file, spilled-MiB the snapshot moved there), the share of the snapshot's blocks read in the window (read),
+// and the share of writes done inline (inline).
+func BenchmarkWriteSnapshotWindow(b *testing.B) {
+	ctx := context.Background()
+	const size = 512 << 20
+	const window = 500 * time.Millisecond
+	e := newRealEngine(b, Options{})
+	v, err := e.CreateVolume(ctx, "v", size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(41, 42))
+	chunk := make([]byte, 8<<20)
+	writeFor := func(seed uint64) (n, inline int) {
+		var wg sync.WaitGroup
+		var total, inl atomic.Int64
+		stop := make(chan struct{})
+		for w := range 2 {
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(seed, uint64(w)))
+				p := make([]byte, 4<<10)
+				fillRandom(r, p)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					off := r.Int64N(size>>12) << 12
+					ok, err := v.TryWriteAt(p, off)
+					if ok {
+						inl.Add(1)
+					} else {
+						_, err = v.WriteAt(p, off)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					total.Add(1)
+				}
+			})
+		}
+		time.Sleep(window)
+		close(stop)
+		wg.Wait()
+		return int(total.Load()), int(inl.Load())
+	}
+	var ratio, busyCPU, idleCPU, copied, side, spilled, read, inline float64
+	k := 0
+	for b.Loop() {
+		b.StopTimer()
+		for off := int64(0); off < size; off += int64(len(chunk)) { // every block dirty, new contents
+			fillRandom(rng, chunk)
+			if _, err := v.WriteAt(chunk, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		k++
+		done := make(chan error, 1)
+		cpu0 := cpuSeconds()
+		go func() {
+			_, err := e.Snapshot(ctx, "v", fmt.Sprintf("s%d", k))
+			done <- err
+		}()
+		busy, inl := writeFor(uint64(k))
+		cpu1 := cpuSeconds()
+		p := v.SnapshotProgress()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		cpu2 := cpuSeconds()
+		ref, _ := writeFor(uint64(k))
+		cpu3 := cpuSeconds()
+		ratio += float64(busy) / float64(max(ref, 1))
+		busyCPU += (cpu1 - cpu0) * 1e6 / float64(max(busy, 1))
+		idleCPU += (cpu3 - cpu2) * 1e6 / float64(max(ref, 1))
+		copied += float64(p.CBWBytes) / (1 << 20)
+		side += float64(p.CBWSideBytes) / (1 << 20)
+		spilled += float64(p.CBWSpilledBytes) / (1 << 20)
+		read += float64(p.BlocksRead) / float64(max(p.BlocksTotal, 1))
+		inline += float64(inl) / float64(max(busy, 1))
+	}
+	f := float64(k)
+	b.ReportMetric(ratio/f, "window-ratio")
+	b.ReportMetric(busyCPU/f, "busy-CPU-µs/write")
+	b.ReportMetric(idleCPU/f, "idle-CPU-µs/write")
+	b.ReportMetric(copied/f, "copied-MiB")
+	b.ReportMetric(side/f, "side-MiB")
+	b.ReportMetric(spilled/f, "spilled-MiB")
+	b.ReportMetric(read/f, "read")
+	b.ReportMetric(inline/f, "inline")
 }

@@ -143,6 +143,7 @@ type testHooks struct {
 	beforeSwap  func(volume string)
 	afterSwap   func(volume string)
 	arenaReady  func(volume string, i int64) // a snapshot's arena i is ready ahead of need (or was taken first)
+	spilled     func(volume string, n int64) // a snapshot moved n kept pieces from memory to the side file
 	blockStored func(volume string, n int64) // after each snapshot block
 	hydrated    func(volume string, block int64)
 	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies
@@ -306,6 +307,10 @@ type SnapshotStats struct {
 	PagesReused  int64 // index pages taken from the parent by ID
 	CBWBlocks    int64 // blocks copied from by writers during the snapshot
 	CBWBytes     int64 // bytes they copied (the pieces they changed, cbwPiece)
+	CBWSideBytes int64 // of them, bytes the writers put in the side file (CBWMemory full)
+	// CBWSpilledBytes is how much the snapshot moved from memory to the
+	// side file in batches.
+	CBWSpilledBytes int64
 }
 
 // catalogueEntry is the blob snapshots/<id>, version 1 (JSON).

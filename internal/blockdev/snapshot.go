@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"os"
 	"sync"
@@ -54,9 +55,20 @@ type snapState struct {
 	side     *os.File
 	sideNext int64
 	sideFree []int64
+	// owner[i] is the block whose piece ownerPiece[i] memory slot i
+	// keeps, -1 while the slot is free or its copy is under way; spill
+	// reads them to move pieces to the side file. pin[i] is 1 while
+	// spill writes slot i out, 2 if it was freed meanwhile (it goes back
+	// to memFree only when spill is done with it).
+	owner      []int64
+	ownerPiece []uint8
+	pin        []uint8
+	spillAt    int64 // the memory slot where spill's next scan starts
 
 	cbw      atomic.Int64 // blocks with a piece kept
 	cbwBytes atomic.Int64 // bytes kept
+	cbwSide  atomic.Int64 // of them, bytes writers put in the side file
+	spilled  atomic.Int64 // bytes moved from memory to the side file (spill)
 	total    int64        // blocks taken
 	read     atomic.Int64 // of them, blocks the snapshot has read
 }
@@ -89,13 +101,32 @@ func newSnapState(size int64, taken *bitset, bs, cbwMemory int64) *snapState {
 	memCap := cbwMemory / piece
 	per := max(1, arenaBytes/piece)
 	// The arenas' slice never grows: pieceIO reads it without v.mu.
-	return &snapState{size: size, taken: taken, pending: taken.clone(), piece: piece, kept: map[int64]*keptBlock{},
+	s := &snapState{size: size, taken: taken, pending: taken.clone(), piece: piece, kept: map[int64]*keptBlock{},
 		arenas: make([][]byte, (memCap+per-1)/per), memCap: memCap, total: taken.count(), prepare: make(chan struct{}, 1)}
+	if s.spillLow() > 0 {
+		s.owner, s.ownerPiece, s.pin = make([]int64, memCap), make([]uint8, memCap), make([]uint8, memCap)
+		for i := range s.owner {
+			s.owner[i] = -1
+		}
+	}
+	return s
 }
+
+// spillLow is the number of free memory slots below which spill moves
+// kept pieces to the side file (0: never, CBWMemory too small), and
+// spillHigh the number it moves them until; a batch is at most an
+// arena's worth of slots, one pwritev.
+func (s *snapState) spillLow() int64  { return min(4*s.perArena(), s.memCap/4) }
+func (s *snapState) spillHigh() int64 { return min(8*s.perArena(), s.memCap/2) }
+func (s *snapState) perArena() int64  { return max(1, arenaBytes/s.piece) }
+
+// memFreeLocked is the number of memory slots free to hand out (freed,
+// or in arenas not made yet); v.mu is held.
+func (s *snapState) memFreeLocked() int64 { return int64(len(s.memFree)) + s.memCap - s.memNext }
 
 // arenaLen is the length of arena i.
 func (s *snapState) arenaLen(i int64) int64 {
-	per := max(1, arenaBytes/s.piece)
+	per := s.perArena()
 	return min(per, s.memCap-i*per) * s.piece
 }
 
@@ -122,7 +153,8 @@ func populate(a []byte) {
 // path: a copy before write into an arena's first touch cost about half of
 // its 14-19 µs in page faults (docs/design.md, "Session perf14y"). The
 // memory stays within CBWMemory: an arena is made ready only while one is
-// left to make. v.mu guards s.ready.
+// left to make. v.mu guards s.ready. It also keeps memory slots free for
+// the writers (spill).
 func (v *Volume) readyArenas(s *snapState, done <-chan struct{}) {
 	defer func() {
 		v.mu.Lock()
@@ -135,25 +167,146 @@ func (v *Volume) readyArenas(s *snapState, done <-chan struct{}) {
 			return
 		case <-s.prepare:
 		}
-		per := max(1, arenaBytes/s.piece)
-		v.mu.Lock()
-		next := (s.memNext + per - 1) / per // the next arena to make
-		want := s.ready == nil && next < int64(len(s.arenas))
-		v.mu.Unlock()
-		if !want {
-			continue
+		v.readyArena(s)
+		v.spill(s, done)
+	}
+}
+
+// readyArena makes and populates s's next arena if none is ready and one
+// is left to make.
+func (v *Volume) readyArena(s *snapState) {
+	per := s.perArena()
+	v.mu.Lock()
+	next := (s.memNext + per - 1) / per // the next arena to make
+	want := s.ready == nil && next < int64(len(s.arenas))
+	v.mu.Unlock()
+	if !want {
+		return
+	}
+	a := make([]byte, s.arenaLen(next))
+	populate(a)
+	v.mu.Lock()
+	if s.ready == nil && (s.memNext+per-1)/per == next {
+		s.ready = a
+	}
+	v.mu.Unlock()
+	if hk := v.e.hooks.arenaReady; hk != nil {
+		hk(v.id, next)
+	}
+}
+
+// spill moves kept pieces from memory slots to the side file, an
+// arena's worth of slots (1 MiB) at a time with one pwritev to fresh
+// side slots, from when fewer than spillLow memory slots are free until
+// spillHigh are, so that the writers copy into memory and not each into
+// the side file: a piece a writer puts in the side file itself costs a
+// pwrite on its write (docs/design.md, "Session perf14af"). A piece moves
+// only under v.mu, after its bytes are in the side file, and only while
+// its block is pending (kept); a slot freed while it is written out
+// (pin) returns to memFree only once the write has ended, so nothing
+// reuses it meanwhile. It stops when done closes, or on a write error
+// (the writers then put pieces in the side file themselves, as they do
+// whenever memory is full).
+func (v *Volume) spill(s *snapState, done <-chan struct{}) {
+	low, high, per := s.spillLow(), s.spillHigh(), s.perArena()
+	if low <= 0 {
+		return
+	}
+	v.mu.Lock()
+	want := s.memFreeLocked() < low
+	v.mu.Unlock()
+	slots := make([]int64, 0, per)
+	iov := make([][]byte, 0, per)
+	for want {
+		select {
+		case <-done:
+			return
+		default:
 		}
-		a := make([]byte, s.arenaLen(next))
-		populate(a)
 		v.mu.Lock()
-		if s.ready == nil && (s.memNext+per-1)/per == next {
-			s.ready = a
+		if s.side == nil {
+			if err := s.sideFileLocked(v.dir); err != nil {
+				v.mu.Unlock()
+				return
+			}
 		}
+		slots, iov = slots[:0], iov[:0]
+		n := s.memCap
+		for j := int64(0); j < n && int64(len(slots)) < per; j++ {
+			i := (s.spillAt + j) % n
+			if s.owner[i] >= 0 && s.pin[i] == 0 {
+				s.pin[i] = 1
+				slots = append(slots, i)
+				iov = append(iov, s.mem(i))
+				s.spillAt = (i + 1) % n
+			}
+		}
+		first := s.sideNext
+		s.sideNext += int64(len(slots))
+		side := s.side
 		v.mu.Unlock()
-		if hk := v.e.hooks.arenaReady; hk != nil {
-			hk(v.id, next)
+		if len(slots) == 0 {
+			return
+		}
+		err := pwritevAll(side, iov, first*s.piece)
+		v.mu.Lock()
+		moved := int64(0)
+		for k, i := range slots {
+			freed := s.pin[i] == 2
+			s.pin[i] = 0
+			kb := s.kept[s.owner[i]]
+			if err == nil && !freed && kb != nil && kb.at[s.ownerPiece[i]] == i {
+				kb.at[s.ownerPiece[i]] = -1 - (first + int64(k))
+				s.owner[i] = -1
+				s.memFree = append(s.memFree, i)
+				moved++
+				continue
+			}
+			s.sideFree = append(s.sideFree, first+int64(k)) // not moved: its block was read meanwhile
+			if freed {
+				s.memFree = append(s.memFree, i)
+			}
+		}
+		want = err == nil && s.memFreeLocked() < high
+		v.mu.Unlock()
+		s.spilled.Add(moved * s.piece)
+		if hk := v.e.hooks.spilled; hk != nil {
+			hk(v.id, moved)
 		}
 	}
+}
+
+// pwritevAll writes iov to f at off with pwritev, going on after a short
+// write.
+func pwritevAll(f *os.File, iov [][]byte, off int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("copy-before-write side file: %w", err)
+	}
+	for len(iov) > 0 {
+		var n int
+		var werr error
+		if cerr := rc.Control(func(fd uintptr) { n, werr = unix.Pwritev(int(fd), iov, off) }); cerr != nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("copy-before-write side file: %w", werr)
+		}
+		if n == 0 {
+			return fmt.Errorf("copy-before-write side file: %w", io.ErrShortWrite)
+		}
+		off += int64(n)
+		for n > 0 {
+			if n < len(iov[0]) {
+				iov[0] = iov[0][n:]
+				n = 0
+			} else {
+				n -= len(iov[0])
+				iov = iov[1:]
+			}
+		}
+	}
+	return nil
 }
 
 // SnapshotProgress is how far a volume's running snapshot has got.
@@ -164,8 +317,11 @@ type SnapshotProgress struct {
 	BlocksRead, BlocksTotal int64
 	// CBWBlocks is how many of them the user's writes copied from before
 	// write so far, and CBWBytes how much they copied (only the pieces
-	// they changed: 4 KiB pages of a 64 KiB block).
-	CBWBlocks, CBWBytes int64
+	// they changed: 4 KiB pages of a 64 KiB block), CBWSideBytes how much
+	// of that the writers put in the side file themselves (CBWMemory
+	// full) and CBWSpilledBytes how much the snapshot moved there from
+	// memory in batches (spill).
+	CBWBlocks, CBWBytes, CBWSideBytes, CBWSpilledBytes int64
 }
 
 // SnapshotProgress reports the progress of the volume's running snapshot.
@@ -199,7 +355,8 @@ func (e *Engine) SnapshotProgress(volumeID, snapshotID string) SnapshotProgress 
 }
 
 func (s *snapState) progress() SnapshotProgress {
-	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load()}
+	return SnapshotProgress{Running: true, BlocksRead: s.read.Load(), BlocksTotal: s.total, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(), CBWSideBytes: s.cbwSide.Load(),
+		CBWSpilledBytes: s.spilled.Load()}
 }
 
 // piecesOf returns the pieces of block b that [bOff, bOff+l) changes and
@@ -227,10 +384,11 @@ func (s *snapState) slotLocked(dir string) (int64, error) {
 	if n := len(s.memFree); n > 0 {
 		i := s.memFree[n-1]
 		s.memFree = s.memFree[:n-1]
+		s.wakeSpill()
 		return i, nil
 	}
 	if s.memNext < s.memCap {
-		per := max(1, arenaBytes/s.piece)
+		per := s.perArena()
 		if i := s.memNext / per; s.memNext%per == 0 {
 			if a := s.ready; a != nil && int64(len(a)) == s.arenaLen(i) {
 				s.arenas[i] = a
@@ -245,6 +403,7 @@ func (s *snapState) slotLocked(dir string) (int64, error) {
 			}
 		}
 		s.memNext++
+		s.wakeSpill()
 		return s.memNext - 1, nil
 	}
 	if n := len(s.sideFree); n > 0 {
@@ -253,21 +412,48 @@ func (s *snapState) slotLocked(dir string) (int64, error) {
 		return -1 - i, nil
 	}
 	if s.side == nil {
-		f, err := os.CreateTemp(dir, "cbw-*")
-		if err != nil {
-			return 0, fmt.Errorf("copy-before-write side file: %w", err)
+		if err := s.sideFileLocked(dir); err != nil {
+			return 0, err
 		}
-		_ = os.Remove(f.Name()) // unlinked: vanishes with the process
-		s.side = f
 	}
 	s.sideNext++
 	return -1 - (s.sideNext - 1), nil
+}
+
+// sideFileLocked creates the side file, unlinked; v.mu is held.
+func (s *snapState) sideFileLocked(dir string) error {
+	f, err := os.CreateTemp(dir, "cbw-*")
+	if err != nil {
+		return fmt.Errorf("copy-before-write side file: %w", err)
+	}
+	_ = os.Remove(f.Name()) // unlinked: vanishes with the process
+	s.side = f
+	return nil
+}
+
+// wakeSpill asks the arena goroutine to spill when fewer than spillLow
+// memory slots are free; v.mu is held.
+func (s *snapState) wakeSpill() {
+	if s.owner == nil || s.memFreeLocked() >= s.spillLow() {
+		return
+	}
+	select {
+	case s.prepare <- struct{}{}:
+	default:
+	}
 }
 
 // freeLocked gives slots back; v.mu is held.
 func (s *snapState) freeLocked(slots []int64) {
 	for _, i := range slots {
 		if i >= 0 {
+			if s.owner != nil {
+				s.owner[i] = -1
+				if s.pin[i] != 0 {
+					s.pin[i] = 2 // spill gives it back
+					continue
+				}
+			}
 			s.memFree = append(s.memFree, i)
 		} else {
 			s.sideFree = append(s.sideFree, -1-i)
@@ -277,7 +463,7 @@ func (s *snapState) freeLocked(slots []int64) {
 
 // mem is memory slot i.
 func (s *snapState) mem(i int64) []byte {
-	per := max(1, arenaBytes/s.piece)
+	per := s.perArena()
 	a := s.arenas[i/per]
 	o := (i % per) * s.piece
 	return a[o : o+s.piece]
@@ -400,11 +586,18 @@ func (v *Volume) cbwCopy(ctx context.Context, s *snapState, b int64, need uint64
 		s.cbw.Add(1)
 	}
 	k.mask |= need
+	side := int64(0)
 	for m := need; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		k.at[i] = at[i]
+		if at[i] < 0 {
+			side += u
+		} else if s.owner != nil {
+			s.owner[at[i]], s.ownerPiece[at[i]] = b, uint8(i)
+		}
 	}
 	s.cbwBytes.Add(int64(bits.OnesCount64(need)) * u)
+	s.cbwSide.Add(side)
 	return whole, nil
 }
 
@@ -738,7 +931,8 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 	err := g.Wait()
 	st := SnapshotStats{
 		BlocksRead: blocksRead.Load(), BlocksStored: blocksStored.Load(), BlocksZero: blocksZero.Load(),
-		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(),
+		PagesWritten: pagesWritten.Load(), PagesReused: feed.pagesReused, CBWBlocks: s.cbw.Load(), CBWBytes: s.cbwBytes.Load(), CBWSideBytes: s.cbwSide.Load(),
+		CBWSpilledBytes: s.spilled.Load(),
 	}
 	st.BytesRead = st.BlocksRead * v.bs
 	return st, err

@@ -206,9 +206,9 @@ const readFillMax = 64
 // goroutine of its own writes the block and marks it hydrated. A read
 // that waited for its write waited on the file's write lock (ext4's inode
 // lock of buffered writes) behind the hydrator's writes, whose lowered
-// threads the kernel preempts while they hold it: 204 such waits of
-// 10.8 ms on average in one 5 s window of coffer bench nbd's reads during
-// hydration, a quarter of the reads' time off-CPU (docs/design.md,
+// threads the kernel preempts while they hold it: 237 such waits of
+// 9.8 ms on average in one 5 s window of coffer bench nbd's reads during
+// hydration, 2.3 s against 12.4 s in their pack reads (docs/design.md,
 // "Session perf14ae"). The zero value is ready; Close waits for them.
 type readFills struct {
 	wg      sync.WaitGroup

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -283,7 +284,9 @@ func (r *runner) fastestReplay(ctx context.Context, what string, repo []string, 
 // file of size bytes at out-<i>.img (replayInto: its blocks allocated
 // first, its own fsync at the end), atOnce replays at a time, the next
 // starting when one ends, with depth requests in flight in all (depth ÷
-// atOnce each, at least one). It returns how long all of them took, with
+// atOnce each, at least one; their memory is mapped before the clock
+// starts, as a restore's job buffers are in use already when a restore
+// starts beside others). It returns how long all of them took, with
 // the process's CPU time and what the machine did meanwhile. The files
 // are removed after the last replay ended, outside those figures, as the
 // restores' files outlive each other.
@@ -292,7 +295,8 @@ func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader
 		return res, fmt.Errorf("I/O floor: reads of %d restores, writes of %d", len(reads), len(writes))
 	}
 	res.Depth = depth
-	each := max(1, depth/max(1, atOnce))
+	atOnce = max(1, min(atOnce, len(reads)))
+	each := max(1, depth/atOnce)
 	paths := make([]string, len(reads))
 	for i := range paths {
 		paths[i] = fmt.Sprintf("%s-%d.img", out, i)
@@ -304,16 +308,33 @@ func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader
 			}
 		}
 	}()
+	// The memory of every replay is made before the clock starts: one
+	// source of write data for all, and each of the atOnce runners' read
+	// buffers.
+	mem, err := newReplayMem(slices.Concat(reads...), slices.Concat(writes...), each*atOnce)
+	if err != nil {
+		return res, err
+	}
+	defer mem.close()
+	next := make(chan int, len(reads)) // the replays, in order
+	for i := range reads {
+		next <- i
+	}
+	close(next)
 	m0, cpu0 := readMachine(disk), processCPU()
 	t0 := clk.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, atOnce))
 	parts := make([]IOFloor, len(reads))
-	for i := range reads {
+	for k := range atOnce {
+		m := &replayMem{src: mem.src, bufs: mem.bufs[k*each : (k+1)*each]}
 		g.Go(func() error {
-			var err error
-			parts[i], err = replayInto(gctx, clk, rr, reads[i], writes[i], paths[i], size, each, disk)
-			return err
+			for i := range next {
+				var err error
+				if parts[i], err = replayInto(gctx, clk, rr, reads[i], writes[i], paths[i], size, m, disk); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -341,48 +362,75 @@ func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader
 // removed afterwards, outside those figures: deleting it can take as long
 // as discarding its blocks does.
 func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int, disk string) (IOFloor, error) {
-	res, err := replayInto(ctx, clk, rr, reads, writes, out, size, depth, disk)
+	mem, err := newReplayMem(reads, writes, depth)
+	if err != nil {
+		return IOFloor{}, err
+	}
+	defer mem.close()
+	res, err := replayInto(ctx, clk, rr, reads, writes, out, size, mem, disk)
 	if rerr := os.Remove(out); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, rerr)
 	}
 	return res, err
 }
 
-// replayInto is replayIO leaving its output file at out (when it made
-// one) to the caller to remove.
-func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int, disk string) (IOFloor, error) {
-	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+// replayMem is the memory of replays, outside the Go heap: one source of
+// write data (nothing writes into it) and a read buffer per request in
+// flight.
+type replayMem struct {
+	src  []byte
+	bufs [][]byte
+}
+
+// newReplayMem maps the memory of a replay of reads and writes with
+// depth requests in flight.
+func newReplayMem(reads []rangeRead, writes []extent, depth int) (*replayMem, error) {
 	var maxRead, maxWrite int64
 	for _, r := range reads {
-		res.ReadBytes += r.n
 		maxRead = max(maxRead, r.n)
 	}
 	for _, w := range writes {
-		res.WriteBytes += w.n
 		maxWrite = max(maxWrite, w.n)
 	}
-	// One source of write data for every writer (nothing writes into it),
-	// and a read buffer per worker, outside the Go heap.
-	src, err := directio.Map(int(max(maxWrite, directio.Align)))
-	if err != nil {
-		return res, err
+	m := &replayMem{}
+	var err error
+	if m.src, err = directio.Map(int(max(maxWrite, directio.Align))); err != nil {
+		return nil, err
 	}
-	defer directio.Unmap(src)
 	fill := rand.NewChaCha8([32]byte{1})
-	fill.Read(src)
-	bufs := make([][]byte, depth)
-	defer func() {
-		for _, b := range bufs {
-			if b != nil {
-				_ = directio.Unmap(b)
-			}
+	fill.Read(m.src)
+	for range depth {
+		b, err := directio.Map(int(maxRead + 2*directio.Align))
+		if err != nil {
+			m.close()
+			return nil, err
 		}
-	}()
-	for i := range bufs {
-		if bufs[i], err = directio.Map(int(maxRead + 2*directio.Align)); err != nil {
-			return res, err
+		m.bufs = append(m.bufs, b)
+	}
+	return m, nil
+}
+
+func (m *replayMem) close() {
+	for _, b := range append(m.bufs, m.src) {
+		if b != nil {
+			_ = directio.Unmap(b)
 		}
 	}
+}
+
+// replayInto is replayIO with the memory m (its depth len(m.bufs)),
+// leaving its output file at out (when it made one) to the caller to
+// remove.
+func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, m *replayMem, disk string) (IOFloor, error) {
+	depth := len(m.bufs)
+	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+	for _, r := range reads {
+		res.ReadBytes += r.n
+	}
+	for _, w := range writes {
+		res.WriteBytes += w.n
+	}
+	src, bufs := m.src, m.bufs
 	// The order: the next op is a read while the share of read bytes done
 	// is below the share of written bytes done.
 	type op struct {

@@ -25,11 +25,6 @@ const (
 	// index page of at most this many bytes (a whole page at block sizes
 	// up to restoreBufBytes/EntriesPerPage), and at least one block.
 	restoreBufBytes = 8 << 20
-	// restoreWriteBytes is the part of a restore job's span that is
-	// written as soon as its blocks are in the buffer, while the job
-	// reads and decompresses the rest (restoreSpan), so that its writes
-	// and reads are in flight together instead of in turn.
-	restoreWriteBytes = 2 << 20
 	// restoreReadBytes is a job's read buffer: the job reads its next
 	// runs of packs into it while it decompresses an earlier one
 	// (chunkstore.Store.GetManyInto), each run at most half of it (2
@@ -47,11 +42,6 @@ const (
 	// ahead: it runs beside the volume's user, whose reads would queue
 	// behind deeper read-ahead.
 	hydrateReadAhead = 1
-	// restoreBatchesAhead is how many batches of index pages (pageBatch
-	// pages, 1 GiB of disk at 64 KiB blocks, 512 KiB of entries) a
-	// restore loads, and allocates the data blocks of, ahead of the
-	// batch its jobs come from.
-	restoreBatchesAhead = 4
 )
 
 // ioBuf is the memory of one restore or hydration job: span holds the

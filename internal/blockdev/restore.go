@@ -13,7 +13,6 @@ import (
 
 	"coffer/internal/capacity"
 	"coffer/internal/chunk"
-	"coffer/internal/chunkstore"
 	"coffer/internal/directio"
 	"coffer/internal/lowprio"
 )
@@ -736,27 +735,15 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 	type job struct {
 		first   int64      // first block
 		entries []chunk.ID // of blocks first, first+1, ...
-		locs    map[chunk.ID]chunkstore.Entry
 	}
 	jobs := make(chan job, workers)
-	// The pager loads the index pages a batch at a time and allocates
-	// each batch's data blocks (allocateData) up to restoreBatchesAhead
-	// batches ahead of the feeder, which cuts them into jobs: the jobs'
-	// queue does not run dry while the next batch is read, and an
-	// allocation, which waits for the file's writes in flight, is made
-	// before the jobs write where it can be (all of a disk of up to that
-	// many batches).
-	type batch struct {
-		b0    int64
-		pages [][]chunk.ID
-		locs  map[chunk.ID]chunkstore.Entry // where the batch's chunks lie (nil: not located)
-	}
-	cl, _ := e.chunks.(chunkLocator)
-	batches := make(chan batch, restoreBatchesAhead)
 	alloc, _ := w.(allocator)
 	g.Go(func() error {
-		defer close(batches)
+		defer close(jobs)
 		return e.loadPageBatches(gctx, rec, 0, int64(len(rec.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+			// The batch's data blocks are allocated before any of them
+			// is written: once, not between the jobs' writes, since an
+			// allocation waits for the file's writes in flight.
 			if alloc != nil {
 				err := allocateData(alloc, rec, b0, pages)
 				if errors.Is(err, errors.ErrUnsupported) {
@@ -765,78 +752,42 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 					return err
 				}
 			}
-			var locs map[chunk.ID]chunkstore.Entry
-			if cl != nil {
-				var ids []chunk.ID
-				for _, entries := range pages {
-					for _, id := range entries {
-						if !id.IsZero() {
-							ids = append(ids, id)
-						}
-					}
-				}
-				var err error
-				if locs, err = cl.Locate(gctx, ids); err != nil {
-					return err
-				}
-			}
-			select {
-			case batches <- batch{b0, pages, locs}:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		})
-	})
-	g.Go(func() error {
-		defer close(jobs)
-		for b := range batches {
-			for k, entries := range b.pages {
-				p := b.b0 + int64(k)
+			for k, entries := range pages {
+				p := b0 + int64(k)
 				for i := 0; i < len(entries); i += span {
 					select {
-					case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))], b.locs}:
+					case jobs <- job{p*EntriesPerPage + int64(i), entries[i:min(i+span, len(entries))]}:
 					case <-gctx.Done():
 						return gctx.Err()
 					}
 				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	for range workers {
 		g.Go(func() error {
 			filled := make([]bool, span)
 			var ids []chunk.ID
 			var slots []int64
-			var es []chunkstore.Entry
 			for j := range jobs {
-				ids, slots, es = ids[:0], slots[:0], es[:0]
+				ids, slots = ids[:0], slots[:0]
 				clear(filled)
 				first := j.first
-				located := j.locs != nil
 				for i, id := range j.entries {
 					if !id.IsZero() {
 						ids = append(ids, id)
 						slots = append(slots, int64(i))
-						if located {
-							en, ok := j.locs[id]
-							located = ok
-							es = append(es, en)
-						}
 					}
 				}
 				if len(ids) == 0 {
 					continue
 				}
-				if !located {
-					es = es[:0]
-				}
 				ib, err := e.getIOBuf(gctx, iou)
 				if err != nil {
 					return err
 				}
-				err = e.restoreSpan(gctx, rec, w, ib.span, ib.read, first, len(j.entries), ids, es, slots, filled)
+				err = e.restoreSpan(gctx, rec, w, ib.span, ib.read, first, len(j.entries), ids, slots, filled)
 				e.putIOBuf(iou, ib)
 				if err != nil {
 					return err
@@ -850,13 +801,9 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 
 // restoreSpan restores the blocks first+slots[i] (i < len(ids)) of a span
 // of n blocks of rec, whose chunks are ids, to w: it reads them into buf
-// (n blocks) with the read buffer rbuf and writes them in parts of
-// restoreWriteBytes (at least a block), each run of consecutive blocks of
-// a part with one WriteAt. A part is written as soon as its last chunk is
-// in buf, while the chunks of the parts after it are still read and
-// decompressed; restoreSpan returns once every write has ended. filled
-// has n entries, all false.
-func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, buf, rbuf []byte, first int64, n int, ids []chunk.ID, es []chunkstore.Entry, slots []int64, filled []bool) error {
+// (n blocks) with the read buffer rbuf and writes each run of consecutive
+// blocks with one WriteAt. filled has n entries, all false.
+func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, buf, rbuf []byte, first int64, n int, ids []chunk.ID, slots []int64, filled []bool) error {
 	bs := rec.BlockSize
 	if int64(n)*bs > int64(len(buf)) {
 		return fmt.Errorf("blocks %d-%d: %d-byte blocks do not fit a %d-byte restore buffer: %w", first, first+int64(n)-1, bs, len(buf), ErrInvalid)
@@ -866,31 +813,7 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 	block := func(s int64) []byte {
 		return buf[s*bs : s*bs+min(bs, rec.Size-(first+s)*bs)]
 	}
-	part := max(1, int(restoreWriteBytes/bs)) // blocks per part
-	missing := make([]int, (n+part-1)/part)   // chunks each part still waits for
-	for _, s := range slots {
-		missing[int(s)/part]++
-	}
-	// The parts' writes: each reads only its part of buf and filled,
-	// which nothing changes once the part is complete.
-	var writes errgroup.Group
-	write := func(k int) {
-		writes.Go(func() error {
-			return writeRuns(ctx, rec, w, buf, first, filled, k*part, min((k+1)*part, n))
-		})
-	}
-	dst := func(i int) []byte { return block(slots[i]) }
-	read := func(fn func(i int, data []byte) error) error {
-		return e.getManyInto(ctx, ids, rbuf, restoreReadAhead, dst, fn)
-	}
-	if cl, ok := e.chunks.(chunkLocator); ok && len(es) == len(ids) {
-		read = func(fn func(i int, data []byte) error) error {
-			return batchRead(ctx, len(ids), fn, func(fn func(i int, data []byte) error) error {
-				return cl.GetLocatedInto(ctx, es, rbuf, restoreReadAhead, dst, fn)
-			})
-		}
-	}
-	err := read(func(i int, data []byte) error {
+	err := e.getManyInto(ctx, ids, rbuf, restoreReadAhead, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
 		s := slots[i]
 		dst := block(s)
 		if len(data) > len(dst) {
@@ -901,33 +824,18 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 		}
 		clear(dst[len(data):])
 		filled[s] = true
-		k := int(s) / part
-		if missing[k]--; missing[k] == 0 {
-			write(k)
-		}
 		return nil
 	})
-	// No write may outlive the call: buf is the next job's once it
-	// returns.
-	werr := writes.Wait()
 	if err != nil {
 		return fmt.Errorf("blocks %d-%d: %w", first, first+int64(n)-1, err)
 	}
-	return werr
-}
-
-// writeRuns writes the filled slots [lo, hi) of a span of rec that starts
-// at block first, held in buf, to w: each run of consecutive filled slots
-// with one WriteAt.
-func writeRuns(ctx context.Context, rec *record, w io.WriterAt, buf []byte, first int64, filled []bool, lo, hi int) error {
-	bs := rec.BlockSize
-	for s := lo; s < hi; {
+	for s := 0; s < n; {
 		if !filled[s] {
 			s++
 			continue
 		}
 		end := s
-		for end < hi && filled[end] {
+		for end < n && filled[end] {
 			end++
 		}
 		if err := ctx.Err(); err != nil {

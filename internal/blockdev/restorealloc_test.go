@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -181,97 +180,6 @@ func TestRestoreAllocatesBeforeWriting(t *testing.T) {
 	}
 	if n := len(full.unallocated); n != 0 {
 		t.Fatalf("restore where allocation finds no space wrote %d times", n)
-	}
-}
-
-// TestRestoreAllocatesAhead: a restore loads and allocates the next
-// batch of index pages without waiting for the jobs of the one before to
-// be taken (restoreBatchesAhead), so that its allocations, which wait for
-// the file's writes in flight, come before the writes. Every write here is
-// held until the second batch is allocated, and the first batch has more
-// jobs than the workers and their queue hold: a restore that allocated a
-// batch only once it had handed out the jobs of the one before would wait
-// forever (it is given a minute, then stopped).
-func TestRestoreAllocatesAhead(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	const bs = 4 << 10
-	env := newTestEnv(t, Options{BlockSize: bs, Workers: 2})
-	batch := int64(pageBatch * EntriesPerPage) // blocks
-	size := (batch + 40) * bs                  // two batches of pages, the second short
-	v, err := env.e.CreateVolume(ctx, "vol", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(7, 8))
-	model := make([]byte, size)
-	put := func(b, n int64) {
-		p := make([]byte, n*bs)
-		for i := range p {
-			p[i] = byte(rng.Uint32() | 1)
-		}
-		if _, err := v.WriteAt(p, b*bs); err != nil {
-			t.Fatal(err)
-		}
-		copy(model[b*bs:], p)
-	}
-	for p := range int64(pageBatch) { // a job in every page of the first batch
-		put(p*EntriesPerPage+3, 2)
-	}
-	put(batch+1, 30)
-	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
-		t.Fatal(err)
-	}
-	if jobs, held := int64(pageBatch), int64(2*(env.e.opts.Workers+restoreIODepth)); jobs <= held {
-		t.Fatalf("the first batch has %d jobs, not more than the %d the workers and their queue hold", jobs, held)
-	}
-
-	w := &heldWriter{allocWriter: allocWriter{writerAtBuf: writerAtBuf{b: make([]byte, size)}}, from: batch * bs, released: make(chan struct{}), stop: ctx.Done()}
-	done := make(chan error, 1)
-	go func() { done <- env.e.RestoreTo(ctx, "s1", w) }()
-	select {
-	case err = <-done:
-	case <-time.After(time.Minute):
-		cancel()
-		<-done
-		t.Fatalf("restore stuck with its writes held until the second batch's allocation: %d ranges allocated, the last %v", len(w.allocated), w.allocated[len(w.allocated)-1])
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum(w.b) != sum(model) {
-		t.Fatalf("restored image differs at %d", firstDiff(w.b, model))
-	}
-	if len(w.unallocated) > 0 {
-		t.Fatalf("%d writes outside the ranges allocated before them, the first %v", len(w.unallocated), w.unallocated[0])
-	}
-}
-
-// heldWriter is an allocWriter whose writes wait until it has been asked
-// to allocate a range at or after from, or until stop is closed (then
-// they fail).
-type heldWriter struct {
-	allocWriter
-	from     int64
-	released chan struct{}
-	stop     <-chan struct{}
-	once     sync.Once
-}
-
-func (w *heldWriter) allocate(off, n int64) error {
-	err := w.allocWriter.allocate(off, n)
-	if off >= w.from {
-		w.once.Do(func() { close(w.released) })
-	}
-	return err
-}
-
-func (w *heldWriter) WriteAt(p []byte, off int64) (int, error) {
-	select {
-	case <-w.released:
-		return w.allocWriter.WriteAt(p, off)
-	case <-w.stop:
-		return 0, errors.New("stopped while held")
 	}
 }
 

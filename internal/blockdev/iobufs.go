@@ -3,7 +3,6 @@ package blockdev
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 
 	"coffer/internal/directio"
@@ -57,49 +56,31 @@ type ioBuf struct {
 // every restore (RestoreTo, RestoreToFile) and hydration running at once:
 // at most Workers+restoreIODepth jobs hold one at a time, so that four
 // restores at once take the memory and the I/O depth of one and share the
-// disk's throughput instead of queueing four times as deep on it; which
-// waiting job gets a buffer that comes free is getIOBuf's rule (the
-// oldest user first, after any user that holds none). The buffers are
-// mapped outside the Go heap (directio.MapHuge) while the engine has a
-// restore or hydration running, and unmapped when the last one ends, so
-// an idle engine holds none. The zero value is ready.
+// disk's throughput instead of queueing four times as deep on it. The
+// buffers are mapped outside the Go heap (directio.MapHuge) while the engine
+// has a restore or hydration running, and unmapped when the last one ends,
+// so an idle engine holds none. The zero value is ready; the engine sizes
+// it on first use.
 type ioBufs struct {
-	mu      sync.Mutex
-	users   int
-	free    []*ioBuf
-	mapped  int // buffers in existence
-	held    int // buffers held by jobs (at most limit)
-	seq     uint64
-	waiters []*ioWaiter // in arrival order
-}
+	once   sync.Once
+	tokens chan struct{} // one per job that holds a buffer
 
-// ioUser is one user of the engine's job buffers (openIOBufs): a restore
-// or a hydration run. Its seq orders the users by age; held is how many
-// buffers its jobs hold (guarded by ioBufs.mu).
-type ioUser struct {
-	seq  uint64
-	held int
-}
-
-// ioWaiter is a job waiting for a buffer; ready is closed once one is
-// granted to it (granted, under ioBufs.mu).
-type ioWaiter struct {
-	u       *ioUser
-	ready   chan struct{}
-	granted bool
+	mu     sync.Mutex
+	users  int
+	free   []*ioBuf
+	mapped int // buffers in existence
 }
 
 // openIOBufs registers a user of the engine's job buffers (a restore or a
 // hydration run); the returned function ends the use, after which the
 // user's jobs hold no buffer.
-func (e *Engine) openIOBufs() (*ioUser, func()) {
+func (e *Engine) openIOBufs() (release func()) {
 	p := &e.iobufs
+	p.once.Do(func() { p.tokens = make(chan struct{}, e.opts.Workers+restoreIODepth) })
 	p.mu.Lock()
 	p.users++
-	p.seq++
-	u := &ioUser{seq: p.seq}
 	p.mu.Unlock()
-	return u, func() {
+	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.users--; p.users == 0 {
@@ -114,37 +95,15 @@ func (e *Engine) openIOBufs() (*ioUser, func()) {
 
 // getIOBuf waits until fewer than Workers+restoreIODepth jobs hold a
 // buffer and returns one; putIOBuf gives it back. The caller holds the
-// buffers open (openIOBufs) as u. When jobs wait, a buffer that comes
-// free goes first to a job of a user that holds none (the oldest such
-// user), else to a job of the oldest user: several restores at once then
-// each keep going, but the one that started first gets the rest and ends
-// first, so that their ends (each with its fsync) and the next ones'
-// starts come one at a time instead of all together.
-func (e *Engine) getIOBuf(ctx context.Context, u *ioUser) (*ioBuf, error) {
+// buffers open (openIOBufs).
+func (e *Engine) getIOBuf(ctx context.Context) (*ioBuf, error) {
 	p := &e.iobufs
-	limit := e.opts.Workers + restoreIODepth
-	p.mu.Lock()
-	if p.held < limit && len(p.waiters) == 0 {
-		p.held++
-		u.held++
-	} else {
-		w := &ioWaiter{u: u, ready: make(chan struct{})}
-		p.waiters = append(p.waiters, w)
-		p.mu.Unlock()
-		select {
-		case <-w.ready:
-		case <-ctx.Done():
-			p.mu.Lock()
-			if w.granted {
-				p.releaseLocked(u)
-			} else {
-				p.waiters = slices.DeleteFunc(p.waiters, func(x *ioWaiter) bool { return x == w })
-			}
-			p.mu.Unlock()
-			return nil, ctx.Err()
-		}
-		p.mu.Lock()
+	select {
+	case p.tokens <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
 		p.free = p.free[:n-1]
@@ -159,9 +118,7 @@ func (e *Engine) getIOBuf(ctx context.Context, u *ioUser) (*ioBuf, error) {
 	// docs/design.md), a third of a CPU-second per restore.
 	mem, err := directio.MapHuge(int(span) + restoreReadBytes + 2*directio.Align)
 	if err != nil {
-		p.mu.Lock()
-		p.releaseLocked(u)
-		p.mu.Unlock()
+		<-p.tokens
 		return nil, fmt.Errorf("restore buffer: %w", err)
 	}
 	p.mu.Lock()
@@ -170,39 +127,10 @@ func (e *Engine) getIOBuf(ctx context.Context, u *ioUser) (*ioBuf, error) {
 	return &ioBuf{mem: mem, span: mem[:span:span], read: mem[span:]}, nil
 }
 
-// putIOBuf gives back a buffer that u's job held.
-func (e *Engine) putIOBuf(u *ioUser, b *ioBuf) {
+func (e *Engine) putIOBuf(b *ioBuf) {
 	p := &e.iobufs
 	p.mu.Lock()
 	p.free = append(p.free, b)
-	p.releaseLocked(u)
 	p.mu.Unlock()
-}
-
-// releaseLocked ends u's hold of a buffer and grants it to the next
-// waiting job, if any (see getIOBuf); p.mu is held.
-func (p *ioBufs) releaseLocked(u *ioUser) {
-	p.held--
-	u.held--
-	if len(p.waiters) == 0 {
-		return
-	}
-	best := 0
-	for i, w := range p.waiters {
-		b := p.waiters[best]
-		switch {
-		case (w.u.held == 0) != (b.u.held == 0):
-			if w.u.held == 0 {
-				best = i
-			}
-		case w.u.seq < b.u.seq:
-			best = i
-		}
-	}
-	w := p.waiters[best]
-	p.waiters = slices.Delete(p.waiters, best, best+1)
-	w.granted = true
-	p.held++
-	w.u.held++
-	close(w.ready)
+	<-p.tokens
 }

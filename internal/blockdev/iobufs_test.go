@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
-	"runtime"
-	"slices"
 	"sync"
 	"testing"
 
@@ -120,75 +118,5 @@ func TestRestoresShareBuffers(t *testing.T) {
 	}
 	if mapped, users := e.mappedIOBufs(); mapped != 0 || users != 0 {
 		t.Errorf("after the restores: %d job buffers mapped, %d users", mapped, users)
-	}
-}
-
-// waitingJobs returns how many jobs wait for a job buffer.
-func (e *Engine) waitingJobs() int {
-	p := &e.iobufs
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.waiters)
-}
-
-// TestIOBufsOldestFirst checks the order in which waiting jobs get the
-// job buffers that come free: first a job of a user that holds none, then
-// the jobs of the oldest user, whatever the order they came in.
-func TestIOBufsOldestFirst(t *testing.T) {
-	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
-	e := env.e
-	ctx := context.Background()
-	limit := e.opts.Workers + restoreIODepth
-	old, releaseOld := e.openIOBufs()
-	defer releaseOld()
-	young, releaseYoung := e.openIOBufs()
-	defer releaseYoung()
-	var held []*ioBuf
-	for range limit {
-		b, err := e.getIOBuf(ctx, old)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, b)
-	}
-	// Waiting, in this order: two jobs of the young user, then two of
-	// the old one.
-	got := make(chan string, 4)
-	wait := func(u *ioUser, name string, waiting int) {
-		go func() {
-			b, err := e.getIOBuf(ctx, u)
-			if err != nil {
-				got <- err.Error()
-				return
-			}
-			got <- name
-			_ = b // kept: the test counts holders
-		}()
-		for e.waitingJobs() != waiting {
-			runtime.Gosched()
-		}
-	}
-	wait(young, "young", 1)
-	wait(young, "young", 2)
-	wait(old, "old", 3)
-	wait(old, "old", 4)
-	var order []string
-	for _, b := range held[:4] {
-		e.putIOBuf(old, b)
-		order = append(order, <-got)
-	}
-	// The young user holds none: its first job first; then the old
-	// user's two jobs before the young user's second, which came earlier.
-	if want := []string{"young", "old", "old", "young"}; !slices.Equal(order, want) {
-		t.Errorf("buffers granted in the order %v, want %v", order, want)
-	}
-	// A cancelled wait takes no buffer.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := e.getIOBuf(cctx, young); err == nil {
-		t.Error("a cancelled wait got a buffer")
-	}
-	if e.waitingJobs() != 0 {
-		t.Errorf("%d jobs wait after a cancelled wait", e.waitingJobs())
 	}
 }

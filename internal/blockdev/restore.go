@@ -434,7 +434,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	np := int64(len(h.src.Pages))
 	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
 	defer wb.stop()
-	iou, release := e.openIOBufs()
+	release := e.openIOBufs()
 	defer release()
 	// While the volume's user is active, one job at a time, with rests
 	// between jobs unless the user's reads fetched blocks since the last
@@ -507,14 +507,14 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					if err := e.opts.Space.CheckFor(int64(len(j.ids)) * v.bs); err != nil {
 						return err
 					}
-					ib, err := e.getIOBuf(gctx, iou)
+					ib, err := e.getIOBuf(gctx)
 					if err != nil {
 						return err
 					}
 					err = v.getSourceInto(gctx, h, j.blocks, j.ids, ib.read, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
-					e.putIOBuf(iou, ib)
+					e.putIOBuf(ib)
 					if err != nil {
 						return fmt.Errorf("hydrate: %w", err)
 					}
@@ -726,7 +726,7 @@ func allocateData(a allocator, rec *record, b0 int64, pages [][]chunk.ID) error 
 // is an allocator has each batch of pages' data blocks allocated before
 // their jobs start (allocateData).
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
-	iou, release := e.openIOBufs()
+	release := e.openIOBufs()
 	defer release()
 	workers := e.opts.Workers + restoreIODepth
 	bs := rec.BlockSize
@@ -783,12 +783,12 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 				if len(ids) == 0 {
 					continue
 				}
-				ib, err := e.getIOBuf(gctx, iou)
+				ib, err := e.getIOBuf(gctx)
 				if err != nil {
 					return err
 				}
 				err = e.restoreSpan(gctx, rec, w, ib.span, ib.read, first, len(j.entries), ids, slots, filled)
-				e.putIOBuf(iou, ib)
+				e.putIOBuf(ib)
 				if err != nil {
 					return err
 				}

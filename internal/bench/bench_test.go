@@ -126,7 +126,7 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorDepths) {
 		// The same data as the one disk, restored as eight.
 		t.Errorf("many disks' I/O floor %+v; their restores made %d reads", f, m.Restore.Internals.BlobGets)
-	} else if a := m.RestoreIOFloorAtOnce; a == nil || a.Reads != f.Reads || a.ReadBytes != f.ReadBytes || a.Writes != f.Writes ||
+	} else if a := m.RestoreIOFloorAtOnce; a == nil || a == f || a.Reads != f.Reads || a.ReadBytes != f.ReadBytes || a.Writes != f.Writes ||
 		a.WriteBytes != f.WriteBytes || len(a.Runs) != len(floorDepths) {
 		// The same reads, each told to its restore, and the same writes,
 		// each into its restore's file.

@@ -306,12 +306,12 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks, floo
 		return err
 	}
 	out.RestoreIOFloor = &fl
-	fl, err = r.replayFloorAtOnce(ctx, fmt.Sprintf("the %d restores, %d at a time, each into its own file", out.Disks, out.AtOnce), rr, st.repoFiles(),
+	atOnce, err := r.replayFloorAtOnce(ctx, fmt.Sprintf("the %d restores, %d at a time, each into its own file", out.Disks, out.AtOnce), rr, st.repoFiles(),
 		bySlot(reads, out.Disks), perWrites, out.DiskBytes, out.AtOnce)
 	if err != nil {
 		return err
 	}
-	out.RestoreIOFloorAtOnce = &fl
+	out.RestoreIOFloorAtOnce = &atOnce
 	return nil
 }
 

@@ -126,6 +126,11 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorDepths) {
 		// The same data as the one disk, restored as eight.
 		t.Errorf("many disks' I/O floor %+v; their restores made %d reads", f, m.Restore.Internals.BlobGets)
+	} else if a := m.RestoreIOFloorAtOnce; a == nil || a == f || a.Reads != f.Reads || a.ReadBytes != f.ReadBytes || a.Writes != f.Writes ||
+		a.WriteBytes != f.WriteBytes || len(a.Runs) != len(floorDepths) {
+		// The same reads, each told to its restore, and the same writes,
+		// each into its restore's file.
+		t.Errorf("many disks' I/O floor at once %+v; in one file %+v", a, f)
 	}
 	for _, peer := range []struct {
 		name string
@@ -690,7 +695,7 @@ type rangeLog struct {
 func (l *rangeLog) ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.reads = append(l.reads, rangeRead{name, off, n})
+	l.reads = append(l.reads, rangeRead{name: name, off: off, n: n})
 	return buf[:n], nil
 }
 
@@ -700,7 +705,7 @@ func TestReplayIO(t *testing.T) {
 	dir := t.TempDir()
 	var reads []rangeRead
 	for i := range 50 {
-		reads = append(reads, rangeRead{fmt.Sprintf("packs/%d", i%7), int64(i) * 4096, int64(1+i%5) * 65536})
+		reads = append(reads, rangeRead{name: fmt.Sprintf("packs/%d", i%7), off: int64(i) * 4096, n: int64(1+i%5) * 65536})
 	}
 	writes := []extent{{0, 1 << 20}, {2 << 20, 4096}, {3 << 20, 3 << 20}, {7<<20 - 65536, 65536}}
 	var log rangeLog
@@ -724,6 +729,70 @@ func TestReplayIO(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the floor's output is left: %v", err)
+	}
+}
+
+// TestReplayAtOnce checks that the floor of restores at once makes each
+// restore's reads once and writes each restore's runs, and removes every
+// file it made; and that the trace tells apart the reads made under each
+// restore's slot.
+func TestReplayAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	var tr readTrace
+	tr.start()
+	const n = 3
+	writes := make([][]extent, n)
+	var wantWrites int
+	var wantBytes int64
+	for i := range n {
+		ctx := withTraceSlot(context.Background(), i+1)
+		for k := range 10 + 5*i {
+			tr.record(ctx, fmt.Sprintf("packs/%d", k%4), int64(i)<<20+int64(k)*4096, int64(1+k%3)*65536)
+		}
+		writes[i] = []extent{{0, 1 << 20}, {int64(2+i) << 20, 65536}}
+		wantWrites += len(writes[i])
+		wantBytes += 1<<20 + 65536
+	}
+	tr.record(context.Background(), "packs/x", 0, 4096) // no slot: no restore's
+	all := tr.stop()
+	reads := bySlot(all, n)
+	for i, rs := range reads {
+		if len(rs) != 10+5*i {
+			t.Fatalf("slot %d: %d reads, want %d", i+1, len(rs), 10+5*i)
+		}
+		for _, r := range rs {
+			if r.slot != i+1 || r.off>>20 != int64(i) {
+				t.Fatalf("slot %d holds %+v", i+1, r)
+			}
+		}
+	}
+	var log rangeLog
+	res, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes, filepath.Join(dir, "floor"), 8<<20, 2, 4, blockDevice(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(a, b rangeRead) int {
+		return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.off, b.off), cmp.Compare(a.n, b.n))
+	}
+	var want []rangeRead
+	for _, rs := range reads {
+		for _, r := range rs {
+			want = append(want, rangeRead{name: r.name, off: r.off, n: r.n})
+		}
+	}
+	slices.SortFunc(log.reads, key)
+	slices.SortFunc(want, key)
+	if !slices.Equal(log.reads, want) {
+		t.Errorf("reads made %v, want %v", log.reads, want)
+	}
+	if res.Reads != len(want) || res.Writes != wantWrites || res.WriteBytes != wantBytes || res.Depth != 4 || res.Seconds <= 0 {
+		t.Errorf("result %+v", res)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("the floor's files are left: %v", left)
+	}
+	if _, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes[:2], filepath.Join(dir, "floor"), 8<<20, 2, 4, blockDevice(dir)); err == nil {
+		t.Error("replayAtOnce took the reads of 3 restores with the writes of 2")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,10 +30,40 @@ import (
 // adds to the I/O: index lookups, decompression, hashing, copies, and the
 // order in which a restore can issue its I/O.
 
-// rangeRead is one ranged read of a blob.
+// rangeRead is one ranged read of a blob; slot is the traceSlot of the
+// context it was made under (0: none), which tells apart the reads of
+// restores running at once.
 type rangeRead struct {
 	name   string
 	off, n int64
+	slot   int
+}
+
+// traceSlotKey is the context key of a traceSlot.
+type traceSlotKey struct{}
+
+// withTraceSlot returns ctx with the trace slot n (above 0): the ranged
+// reads made under it are recorded with that slot.
+func withTraceSlot(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, traceSlotKey{}, n)
+}
+
+// traceSlot is the slot of ctx, 0 if none.
+func traceSlot(ctx context.Context) int {
+	n, _ := ctx.Value(traceSlotKey{}).(int)
+	return n
+}
+
+// bySlot splits reads by their slot: the result's entry i-1 holds the
+// reads of slot i, for slots 1 … n (reads of other slots are left out).
+func bySlot(reads []rangeRead, n int) [][]rangeRead {
+	out := make([][]rangeRead, n)
+	for _, r := range reads {
+		if r.slot >= 1 && r.slot <= n {
+			out[r.slot-1] = append(out[r.slot-1], r)
+		}
+	}
+	return out
 }
 
 // readTrace records ranged reads while it is on; it is safe for
@@ -57,10 +88,11 @@ func (t *readTrace) stop() []rangeRead {
 	return t.reads
 }
 
-func (t *readTrace) record(name string, off, n int64) {
+// record records a read made under ctx (see withTraceSlot).
+func (t *readTrace) record(ctx context.Context, name string, off, n int64) {
 	t.mu.Lock()
 	if t.on {
-		t.reads = append(t.reads, rangeRead{name, off, n})
+		t.reads = append(t.reads, rangeRead{name, off, n, traceSlot(ctx)})
 	}
 	t.mu.Unlock()
 }
@@ -202,6 +234,27 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 // returns the fastest replay with every replay in its Runs. what names the
 // restores replayed in the progress lines.
 func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.RangeReader, repo []string, reads []rangeRead, writes []extent, size int64) (IOFloor, error) {
+	out := filepath.Join(r.dir, "restore-floor.img")
+	return r.fastestReplay(ctx, what, repo, func(depth int) (IOFloor, error) {
+		return replayIO(ctx, r.clk, rr, reads, writes, out, size, depth, r.probe.disk)
+	})
+}
+
+// replayFloorAtOnce is replayFloor for restores that ran atOnce at a time,
+// each into its own file (the many-disk step): reads[i] and writes[i] are
+// restore i's, each replayed into its own file of size bytes with its own
+// fsync, atOnce of them at a time (replayAtOnce), at each of floorDepths
+// requests in flight in all.
+func (r *runner) replayFloorAtOnce(ctx context.Context, what string, rr blobstore.RangeReader, repo []string, reads [][]rangeRead, writes [][]extent, size int64, atOnce int) (IOFloor, error) {
+	return r.fastestReplay(ctx, what, repo, func(depth int) (IOFloor, error) {
+		return replayAtOnce(ctx, r.clk, rr, reads, writes, filepath.Join(r.dir, "restore-floor"), size, atOnce, depth, r.probe.disk)
+	})
+}
+
+// fastestReplay runs replay at each of floorDepths, each after
+// beforeTimed and the eviction of repo from the page cache, and returns
+// the fastest replay with every replay in its Runs.
+func (r *runner) fastestReplay(ctx context.Context, what string, repo []string, replay func(depth int) (IOFloor, error)) (IOFloor, error) {
 	var best IOFloor
 	var runs []IOFloorRun
 	for _, depth := range floorDepths {
@@ -211,7 +264,7 @@ func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.Rang
 		if err := evictCached(repo...); err != nil {
 			return best, err
 		}
-		fl, err := replayIO(ctx, r.clk, rr, reads, writes, filepath.Join(r.dir, "restore-floor.img"), size, depth, r.probe.disk)
+		fl, err := replay(depth)
 		if err != nil {
 			return best, err
 		}
@@ -226,6 +279,79 @@ func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.Rang
 	return best, nil
 }
 
+// replayAtOnce replays restores that ran atOnce at a time, each into its
+// own file, as they ran: replay i makes reads[i] and writes[i] into a new
+// file of size bytes at out-<i>.img (replayInto: its blocks allocated
+// first, its own fsync at the end), atOnce replays at a time, the next
+// starting when one ends, with depth requests in flight in all (depth ÷
+// atOnce each, at least one; their memory is mapped before the clock
+// starts, as a restore's job buffers are in use already when a restore
+// starts beside others). It returns how long all of them took, with
+// the process's CPU time and what the machine did meanwhile. The files
+// are removed after the last replay ended, outside those figures, as the
+// restores' files outlive each other.
+func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads [][]rangeRead, writes [][]extent, out string, size int64, atOnce, depth int, disk string) (res IOFloor, err error) {
+	if len(reads) != len(writes) {
+		return res, fmt.Errorf("I/O floor: reads of %d restores, writes of %d", len(reads), len(writes))
+	}
+	res.Depth = depth
+	atOnce = max(1, min(atOnce, len(reads)))
+	each := max(1, depth/atOnce)
+	paths := make([]string, len(reads))
+	for i := range paths {
+		paths[i] = fmt.Sprintf("%s-%d.img", out, i)
+	}
+	defer func() {
+		for _, p := range paths {
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	// The memory of every replay is made before the clock starts: one
+	// source of write data for all, and each of the atOnce runners' read
+	// buffers.
+	mem, err := newReplayMem(slices.Concat(reads...), slices.Concat(writes...), each*atOnce)
+	if err != nil {
+		return res, err
+	}
+	defer mem.close()
+	next := make(chan int, len(reads)) // the replays, in order
+	for i := range reads {
+		next <- i
+	}
+	close(next)
+	m0, cpu0 := readMachine(disk), processCPU()
+	t0 := clk.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	parts := make([]IOFloor, len(reads))
+	for k := range atOnce {
+		m := &replayMem{src: mem.src, bufs: mem.bufs[k*each : (k+1)*each]}
+		g.Go(func() error {
+			for i := range next {
+				var err error
+				if parts[i], err = replayInto(gctx, clk, rr, reads[i], writes[i], paths[i], size, m, disk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	res.Seconds = clk.Now().Sub(t0).Seconds()
+	res.CPUSeconds = processCPU() - cpu0
+	res.Machine = machineSince(m0, readMachine(disk), res.Seconds, disk)
+	for _, p := range parts {
+		res.Reads += p.Reads
+		res.ReadBytes += p.ReadBytes
+		res.Writes += p.Writes
+		res.WriteBytes += p.WriteBytes
+	}
+	return res, nil
+}
+
 // replayIO makes the reads (through rr, as the restore made them) and the
 // writes (direct, of arbitrary non-zero bytes, into a new sparse file at
 // out of size bytes, their blocks allocated first, synced at the end)
@@ -236,38 +362,75 @@ func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.Rang
 // removed afterwards, outside those figures: deleting it can take as long
 // as discarding its blocks does.
 func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int, disk string) (IOFloor, error) {
-	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+	mem, err := newReplayMem(reads, writes, depth)
+	if err != nil {
+		return IOFloor{}, err
+	}
+	defer mem.close()
+	res, err := replayInto(ctx, clk, rr, reads, writes, out, size, mem, disk)
+	if rerr := os.Remove(out); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return res, err
+}
+
+// replayMem is the memory of replays, outside the Go heap: one source of
+// write data (nothing writes into it) and a read buffer per request in
+// flight.
+type replayMem struct {
+	src  []byte
+	bufs [][]byte
+}
+
+// newReplayMem maps the memory of a replay of reads and writes with
+// depth requests in flight.
+func newReplayMem(reads []rangeRead, writes []extent, depth int) (*replayMem, error) {
 	var maxRead, maxWrite int64
 	for _, r := range reads {
-		res.ReadBytes += r.n
 		maxRead = max(maxRead, r.n)
 	}
 	for _, w := range writes {
-		res.WriteBytes += w.n
 		maxWrite = max(maxWrite, w.n)
 	}
-	// One source of write data for every writer (nothing writes into it),
-	// and a read buffer per worker, outside the Go heap.
-	src, err := directio.Map(int(max(maxWrite, directio.Align)))
-	if err != nil {
-		return res, err
+	m := &replayMem{}
+	var err error
+	if m.src, err = directio.Map(int(max(maxWrite, directio.Align))); err != nil {
+		return nil, err
 	}
-	defer directio.Unmap(src)
 	fill := rand.NewChaCha8([32]byte{1})
-	fill.Read(src)
-	bufs := make([][]byte, depth)
-	defer func() {
-		for _, b := range bufs {
-			if b != nil {
-				_ = directio.Unmap(b)
-			}
+	fill.Read(m.src)
+	for range depth {
+		b, err := directio.Map(int(maxRead + 2*directio.Align))
+		if err != nil {
+			m.close()
+			return nil, err
 		}
-	}()
-	for i := range bufs {
-		if bufs[i], err = directio.Map(int(maxRead + 2*directio.Align)); err != nil {
-			return res, err
+		m.bufs = append(m.bufs, b)
+	}
+	return m, nil
+}
+
+func (m *replayMem) close() {
+	for _, b := range append(m.bufs, m.src) {
+		if b != nil {
+			_ = directio.Unmap(b)
 		}
 	}
+}
+
+// replayInto is replayIO with the memory m (its depth len(m.bufs)),
+// leaving its output file at out (when it made one) to the caller to
+// remove.
+func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, m *replayMem, disk string) (IOFloor, error) {
+	depth := len(m.bufs)
+	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+	for _, r := range reads {
+		res.ReadBytes += r.n
+	}
+	for _, w := range writes {
+		res.WriteBytes += w.n
+	}
+	src, bufs := m.src, m.bufs
 	// The order: the next op is a read while the share of read bytes done
 	// is below the share of written bytes done.
 	type op struct {
@@ -281,7 +444,6 @@ func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, re
 	if err != nil {
 		return res, err
 	}
-	defer os.Remove(out)
 	defer f.Close()
 	if err := f.Truncate(size); err != nil {
 		return res, err

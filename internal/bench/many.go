@@ -58,6 +58,13 @@ type ManyDisks struct {
 	// repository's layout costs the disk; against Restore, what the
 	// restores add to it.
 	RestoreIOFloor *IOFloor `json:"restoreIOFloor,omitempty"`
+	// RestoreIOFloorAtOnce is the same reads and writes replayed as the
+	// restores ran them: each restore's own into its own file with its
+	// own fsync, AtOnce of them at a time (replayAtOnce). Against
+	// Restore, what the restores add to their I/O as it was shaped;
+	// against RestoreIOFloor, what that shape (several files, each
+	// synced, the tail of the last ones) costs the disk.
+	RestoreIOFloorAtOnce *IOFloor `json:"restoreIOFloorAtOnce,omitempty"`
 }
 
 // many runs the many-disk step in a fresh stack in DIR/coffer-many,
@@ -241,7 +248,8 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks, floo
 		for i, p := range paths {
 			g.Go(func() error {
 				spans[i][0] = r.since(t0)
-				err := st.eng.RestoreToFile(gctx, fmt.Sprintf("s%d", i), p)
+				// Each restore's reads are told apart for the floor at once.
+				err := st.eng.RestoreToFile(withTraceSlot(gctx, i+1), fmt.Sprintf("s%d", i), p)
 				spans[i][1] = r.since(t0)
 				return err
 			})
@@ -252,13 +260,15 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks, floo
 	rin := m.stop(r.res.Cores)
 	reads := r.probe.trace.stop()
 	var writes []extent
-	var each strings.Builder // each restore's time and data
+	perWrites := make([][]extent, len(paths)) // each restore's, in its own file
+	var each strings.Builder                  // each restore's time and data
 	for i, p := range paths {
 		if err != nil {
 			break
 		}
 		var runs []extent
 		runs, err = dataRuns(p, floorWriteMax)
+		perWrites[i] = runs
 		var data int64
 		for _, w := range runs {
 			writes = append(writes, extent{int64(i)*out.DiskBytes + w.off, w.n})
@@ -290,11 +300,18 @@ func (r *runner) manyRestore(ctx context.Context, st stack, out *ManyDisks, floo
 	if r.noFloors || !floor {
 		return nil
 	}
-	fl, err := r.replayFloor(ctx, fmt.Sprintf("the %d restores", out.Disks), probedBlobs{st.blobs, r.probe}, st.repoFiles(), reads, writes, int64(out.Disks)*out.DiskBytes)
+	rr := probedBlobs{st.blobs, r.probe}
+	fl, err := r.replayFloor(ctx, fmt.Sprintf("the %d restores", out.Disks), rr, st.repoFiles(), reads, writes, int64(out.Disks)*out.DiskBytes)
 	if err != nil {
 		return err
 	}
 	out.RestoreIOFloor = &fl
+	atOnce, err := r.replayFloorAtOnce(ctx, fmt.Sprintf("the %d restores, %d at a time, each into its own file", out.Disks, out.AtOnce), rr, st.repoFiles(),
+		bySlot(reads, out.Disks), perWrites, out.DiskBytes, out.AtOnce)
+	if err != nil {
+		return err
+	}
+	out.RestoreIOFloorAtOnce = &atOnce
 	return nil
 }
 

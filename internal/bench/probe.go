@@ -161,7 +161,7 @@ func (b probedBlobs) ReadRange(ctx context.Context, name string, off, n int64, b
 	if !ok {
 		return b.GetRange(ctx, name, off, n)
 	}
-	b.p.trace.record(name, off, n)
+	b.p.trace.record(ctx, name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := rr.ReadRange(ctx, name, off, n, buf)
 	b.p.since(t0, &b.p.getNs)
@@ -176,12 +176,12 @@ func (b probedBlobs) Get(ctx context.Context, name string) ([]byte, error) {
 	b.p.since(t0, &b.p.getNs)
 	b.p.gets.Add(1)
 	b.p.getBytes.Add(int64(len(data)))
-	b.p.trace.record(name, 0, int64(len(data)))
+	b.p.trace.record(ctx, name, 0, int64(len(data)))
 	return data, err
 }
 
 func (b probedBlobs) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
-	b.p.trace.record(name, off, n)
+	b.p.trace.record(ctx, name, off, n)
 	t0 := b.p.clk.Now()
 	data, err := b.Store.GetRange(ctx, name, off, n)
 	b.p.since(t0, &b.p.getNs)

@@ -125,6 +125,15 @@ func (res *Result) evaluate() {
 				set("manyDisksRestoreIOFloorVsOne", ratio(f.Seconds, one.Seconds))
 			}
 		}
+		if f := m.RestoreIOFloorAtOnce; f != nil {
+			set("manyDisksRestoreVsIOFloorAtOnce", ratio(m.Restore.Seconds, f.Seconds))
+			if one := c.RestoreIOFloor; one != nil {
+				// The disk's throughput for the restores' I/O shaped as
+				// they ran it, against the one disk's floor: the
+				// ceiling of manyDisksRestoreThroughputVsOne.
+				set("manyDisksIOFloorAtOnceThroughputVsOne", ratio(one.Seconds, f.Seconds))
+			}
+		}
 	}
 
 	atLeast := func(id, what, ratioKey string, want float64) Target {
@@ -367,6 +376,9 @@ func WriteTable(w io.Writer, res Result) error {
 		if f := m.RestoreIOFloor; f != nil {
 			add("  their I/O alone (reads and writes, no computation): seconds", secs(f.Seconds), none, none, "", "", "")
 		}
+		if f := m.RestoreIOFloorAtOnce; f != nil {
+			add(fmt.Sprintf("  their I/O alone as they ran it (%d at a time, each file synced): seconds", m.AtOnce), secs(f.Seconds), none, none, "", "", "")
+		}
 		add("  sha256 vs image", matchCell(m.Restore), none, none, "", "", "")
 	}
 
@@ -412,7 +424,8 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	floors := []namedFloor{{"full restore's", c.RestoreIOFloor}}
 	if m := c.Many; m != nil {
-		floors = append(floors, namedFloor{fmt.Sprintf("%d disks' restores'", m.Disks), m.RestoreIOFloor})
+		floors = append(floors, namedFloor{fmt.Sprintf("%d disks' restores'", m.Disks), m.RestoreIOFloor},
+			namedFloor{fmt.Sprintf("%d disks' restores' (%d at a time, each into its own file)", m.Disks, m.AtOnce), m.RestoreIOFloorAtOnce})
 	}
 	for _, x := range floors {
 		if f := x.f; f != nil {

@@ -197,6 +197,9 @@ func (rd RestoreRound) summary() string {
 		if f := m.RestoreIOFloor; f != nil && rd.IOFloor != nil {
 			s += fmt.Sprintf(", their I/O floor %.2fs (%.2f× one's; restores ÷ it = %.2f×)", f.Seconds, ratio(f.Seconds, rd.IOFloor.Seconds), ratio(m.Restore.Seconds, f.Seconds))
 		}
+		if f := m.RestoreIOFloorAtOnce; f != nil && rd.IOFloor != nil {
+			s += fmt.Sprintf(", their I/O floor %d at a time %.2fs (throughput %.2f× one's floor; restores ÷ it = %.2f×)", m.AtOnce, f.Seconds, ratio(rd.IOFloor.Seconds, f.Seconds), ratio(m.Restore.Seconds, f.Seconds))
+		}
 	}
 	return s + "; load " + rd.Load
 }
@@ -221,7 +224,7 @@ func WriteRestoreTable(w io.Writer, res RestoreResult) error {
 // medians is each restore's median over the rounds and the ratios of
 // those medians, as the full benchmark judges them.
 func (res RestoreResult) medians() string {
-	var one, floor, qemu, many []float64
+	var one, floor, qemu, many, manyFloor []float64
 	for _, rd := range res.Rounds {
 		one = append(one, rd.Restore.Seconds)
 		if rd.IOFloor != nil {
@@ -232,6 +235,9 @@ func (res RestoreResult) medians() string {
 		}
 		if rd.Many != nil {
 			many = append(many, rd.Many.Restore.Seconds)
+			if f := rd.Many.RestoreIOFloorAtOnce; f != nil {
+				manyFloor = append(manyFloor, f.Seconds)
+			}
 		}
 	}
 	r := median(one)
@@ -244,6 +250,10 @@ func (res RestoreResult) medians() string {
 	}
 	if len(many) > 0 {
 		s += fmt.Sprintf("; restores at once %.2fs, throughput ÷ one's = %.2f×", median(many), ratio(r, median(many)))
+		if len(manyFloor) > 0 && len(floor) > 0 {
+			s += fmt.Sprintf("; their I/O floor at once %.2fs, its throughput ÷ one's floor = %.2f×, restores at once ÷ it = %.2f×",
+				median(manyFloor), ratio(median(floor), median(manyFloor)), ratio(median(many), median(manyFloor)))
+		}
 	}
 	return s
 }

@@ -147,7 +147,6 @@ type testHooks struct {
 	blockStored func(volume string, n int64) // after each snapshot block
 	hydrated    func(volume string, block int64)
 	hydrator    func(ctx context.Context, volume string) // before each block the hydrator copies
-	readFill    func(volume string, block int64)         // before a block a read fetched is written (fillLater)
 	prefetch    func(volume string, lo, hi int64)        // a snapshot reads blocks [lo, hi) ahead
 	truncate    func(size int64) error                   // before a volume's data file is resized
 	sync        func() error                             // before a volume's data file is synced after a resize

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
@@ -192,66 +191,4 @@ func (v *Volume) getSourceInto(ctx context.Context, h *hydration, blocks []int64
 		}
 	}
 	return v.e.getManyInto(ctx, ids, rbuf, hydrateReadAhead, nil, fn)
-}
-
-// readFillMax bounds the blocks of a volume that the user's reads have
-// fetched from the hydration source and whose writes into the data file
-// are still to be done (readFills); past it a read writes its block
-// itself, as before.
-const readFillMax = 64
-
-// readFills are the writes into the data file of blocks that the user's
-// reads fetched from the hydration source (hydrate-on-read), done off the
-// read's path: the read is served from the fetched block at once, and a
-// goroutine of its own writes the block and marks it hydrated. A read
-// that waited for its write waited on the file's write lock (ext4's inode
-// lock of buffered writes) behind the hydrator's writes, whose lowered
-// threads the kernel preempts while they hold it: 237 such waits of
-// 9.8 ms on average in one 5 s window of coffer bench nbd's reads during
-// hydration, 2.3 s against 12.4 s in their pack reads (docs/design.md,
-// "Session perf14ae"). The zero value is ready; Close waits for them.
-type readFills struct {
-	wg      sync.WaitGroup
-	pending atomic.Int64
-}
-
-// fillLater writes data, block b's contents in the hydration source (no
-// unit of b written yet), into the data file and marks b hydrated, from a
-// goroutine of its own, at the process's normal priority; it copies data
-// first. The write is done under b's stripe and only if b is still not
-// hydrated then: a write, the hydrator or another read may get there
-// first, and a write of whole units meanwhile keeps its units
-// (fillUnwritten). Until it is done b is not hydrated, and a crash or a
-// failed write leaves it so: the hydrator, or the next read of b, fetches
-// it again (a failed write's error is theirs to meet and report). It
-// reports false, doing nothing, when readFillMax writes are pending: the
-// caller then writes b itself. The caller holds b's stripe, so Close,
-// which drains the stripes before it waits for the writes, sees this one.
-func (v *Volume) fillLater(b int64, data []byte) bool {
-	if v.fills.pending.Add(1) > readFillMax {
-		v.fills.pending.Add(-1)
-		return false
-	}
-	bp := v.e.getBlock()
-	n := copy(*bp, data)
-	v.fills.wg.Add(1)
-	go func() {
-		defer v.fills.wg.Done()
-		defer v.fills.pending.Add(-1)
-		defer v.e.putBlock(bp)
-		if hk := v.e.hooks.readFill; hk != nil {
-			hk(v.id, b)
-		}
-		l := v.stripe(b)
-		l.Lock()
-		defer l.Unlock()
-		if v.unhydrated(b) == nil {
-			return
-		}
-		if err := v.fillUnwritten((*bp)[:n], b); err != nil {
-			return
-		}
-		v.blockHydrated(b)
-	}()
-	return true
 }

@@ -152,7 +152,6 @@ func TestReadMissServedFromFetch(t *testing.T) {
 		if i := firstDiff(got, model[off:off+n]); i >= 0 {
 			t.Fatalf("read [%d, +%d) differs from the source at %d", off, n, off+int64(i))
 		}
-		v.fills.wg.Wait() // the blocks it fetched are in the file (fillLater)
 	}
 	read(0, 4096)                    // raw
 	read(bs+5000, 3000)              // compressed, mid-block

@@ -218,9 +218,8 @@ func (h *hydration) setStalledLocked(err error) {
 // it is not hydrated yet (hydrate-on-read), fetching it into buf (one
 // block). It reports whether buf then holds what the file holds for the
 // block, as when no unit of it was written meanwhile, so that the read can
-// be served from buf instead of reading the file again; such a block is
-// written into the file off the read's path (fillLater) when it can be.
-// The caller holds b's stripe.
+// be served from buf instead of reading the file again. The caller holds
+// b's stripe.
 func (v *Volume) hydrateLocked(ctx context.Context, b int64, buf []byte) (filled bool, err error) {
 	h := v.unhydrated(b)
 	if h == nil {
@@ -235,13 +234,10 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, buf []byte) (filled
 		return false, fmt.Errorf("hydrate block %d: %w", b, err)
 	}
 	if !id.IsZero() { // (a hole is a hole in the file already)
-		h.fetched.Add(1)
-		if v.writtenUnits(b) == 0 && v.fillLater(b, buf[:blen]) {
-			return true, nil // buf is what the file will hold
-		}
 		if err := v.fillUnwritten(buf[:blen], b); err != nil {
 			return false, fmt.Errorf("hydrate block %d: %w", b, err)
 		}
+		h.fetched.Add(1)
 	}
 	filled = v.writtenUnits(b) == 0
 	v.blockHydrated(b)

@@ -49,7 +49,6 @@ type Volume struct {
 	hydDirty       bool // hydrated set changed since the last persist
 	closed         bool
 	hydWG          sync.WaitGroup
-	fills          readFills  // hydrate-on-read writes off the reads' path
 	fg             foreground // the user's reads and writes, for background work to give way
 
 	// alloc holds every block that may have data in the data file; the
@@ -1393,7 +1392,6 @@ func (v *Volume) Close() error {
 		v.stripes[i].Lock()
 		v.stripes[i].Unlock()
 	}
-	v.fills.wg.Wait() // and the reads' (started under a stripe)
 	v.e.mu.Lock()
 	if v.e.vols[v.id] == v {
 		delete(v.e.vols, v.id)
@@ -1421,7 +1419,6 @@ func (v *Volume) crash() {
 	}
 	v.mu.Unlock()
 	v.hydWG.Wait()
-	v.fills.wg.Wait()
 	v.e.mu.Lock()
 	delete(v.e.vols, v.id)
 	v.e.mu.Unlock()

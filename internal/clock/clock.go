@@ -6,6 +6,7 @@
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -138,4 +139,37 @@ func (t *fakeTimer) Stop() bool {
 		}
 	}
 	return false
+}
+
+// Every calls tick on a goroutine of its own each time d passes on c,
+// until tick returns false, ctx is done, or stop is called. Each wait
+// starts when the previous tick returns, so ticks never overlap or pile
+// up behind a slow one. stop returns once the goroutine has ended: no
+// tick runs after it.
+func Every(ctx context.Context, c Clock, d time.Duration, tick func() bool) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for {
+			t := c.NewTimer(d)
+			select {
+			case <-done:
+				t.Stop()
+				return
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C():
+			}
+			if !tick() {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-ended
+	}
 }

@@ -1,6 +1,9 @@
 package clock
 
 import (
+	"context"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,4 +60,66 @@ func TestShifted(t *testing.T) {
 	}
 	tm := Shifted{D: d}.NewTimer(0)
 	<-tm.C()
+}
+
+// Every ticks once per period of the fake clock, each wait starting after
+// the previous tick; it ends when a tick says so, when its context ends,
+// and at stop, after which no tick runs.
+func TestEvery(t *testing.T) {
+	f := NewFake(time.Date(2026, 3, 8, 1, 0, 0, 0, time.UTC))
+	ticks := make(chan time.Time)
+	more := make(chan bool)
+	var extra atomic.Int32 // ticks after the one that ended it
+	waitTimer := func() {
+		t.Helper()
+		for f.Pending() == 0 {
+			runtime.Gosched()
+		}
+	}
+	n := 0
+	stop := Every(context.Background(), f, time.Minute, func() bool {
+		if n++; n > 3 {
+			extra.Add(1)
+			return true
+		}
+		ticks <- f.Now()
+		return <-more
+	})
+	for i := 1; i <= 3; i++ {
+		waitTimer()
+		f.Advance(30 * time.Second)
+		if f.Pending() != 1 {
+			t.Fatalf("tick %d: the timer fired after half a period", i)
+		}
+		f.Advance(30 * time.Second)
+		if got := <-ticks; got.Sub(time.Date(2026, 3, 8, 1, 0, 0, 0, time.UTC)) != time.Duration(i)*time.Minute {
+			t.Fatalf("tick %d at %v", i, got)
+		}
+		more <- i < 3 // the third tick ends it
+	}
+	// Ended: however long the clock runs on, no tick comes.
+	for i := 0; i < 100; i++ {
+		f.Advance(time.Minute)
+		runtime.Gosched()
+	}
+	stop()
+	if e := extra.Load(); e != 0 {
+		t.Fatalf("%d ticks after a tick returned false", e)
+	}
+	if n := f.Pending(); n != 0 {
+		t.Fatalf("%d timers left after the last tick", n)
+	}
+
+	// stop while waiting, and a cancelled context, end it with no tick.
+	ctx, cancel := context.WithCancel(context.Background())
+	stop1 := Every(ctx, f, time.Minute, func() bool { t.Error("tick after stop"); return true })
+	stop2 := Every(context.Background(), f, time.Minute, func() bool { t.Error("tick after stop"); return true })
+	for f.Pending() < 2 {
+		runtime.Gosched()
+	}
+	cancel()
+	stop2()
+	stop1()
+	stop1() // a second stop is harmless
+	f.Advance(time.Hour)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"coffer/internal/clock"
 	"coffer/internal/job"
 	"coffer/internal/resource"
 	"coffer/internal/store"
@@ -178,40 +179,28 @@ const progressEvery = 2 * time.Second
 // take's result once the last record is written, so none lands after
 // the job moves on.
 func (s *Service) watchSnapshot(ctx context.Context, run jobRun, snapID resource.ID, take func() (SnapshotInfo, error)) (SnapshotInfo, error) {
-	stop := make(chan struct{})
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		last := -1
-		for {
-			t := s.Clock.NewTimer(progressEvery)
-			select {
-			case <-stop:
-				t.Stop()
-				return
-			case <-t.C():
-			}
-			p, err := s.Disks.SnapshotProgress(ctx, snapID)
-			if err != nil || !p.Running || p.Total <= 0 {
-				continue
-			}
-			pct := int(min(p.Done, p.Total) * 100 / p.Total)
-			if pct == last {
-				continue
-			}
-			last = pct
-			s.recordProgress(ctx, run, 10+pct*79/100, func(r *job.Record) {
-				for i := range r.SubTasks {
-					if r.SubTasks[i].TaskID == 1 {
-						r.SubTasks[i].TaskProgress = fmt.Sprintf("%d%%", pct)
-					}
-				}
-			})
+	last := -1
+	stop := clock.Every(ctx, s.Clock, progressEvery, func() bool {
+		p, err := s.Disks.SnapshotProgress(ctx, snapID)
+		if err != nil || !p.Running || p.Total <= 0 {
+			return true
 		}
-	}()
+		pct := int(min(p.Done, p.Total) * 100 / p.Total)
+		if pct == last {
+			return true
+		}
+		last = pct
+		s.recordProgress(ctx, run, 10+pct*79/100, func(r *job.Record) {
+			for i := range r.SubTasks {
+				if r.SubTasks[i].TaskID == 1 {
+					r.SubTasks[i].TaskProgress = fmt.Sprintf("%d%%", pct)
+				}
+			}
+		})
+		return true
+	})
 	info, err := take()
-	close(stop)
-	<-watched
+	stop()
 	return info, err
 }
 

@@ -197,49 +197,33 @@ func (p *Pool) watch(ctx context.Context, t job.Task) (hctx context.Context, sto
 	if every <= 0 {
 		every = DefaultWatch
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			tm := p.Clock.NewTimer(every)
-			select {
-			case <-done:
-				tm.Stop()
-				return
-			case <-hctx.Done():
-				tm.Stop()
-				return
-			case <-tm.C():
-			}
-			cur, err := p.Queue.Renew(hctx, t)
-			if err == nil && cur.Canceled {
-				err = job.ErrCanceled
-			}
-			switch {
-			case errors.Is(err, job.ErrCanceled):
-				p.Logger.Info("task cancelled while running", "task", t.ID, "type", t.Type)
-				cancel(job.ErrCanceled)
-				return
-			case errors.Is(err, job.ErrNoTask) && acked():
-				return // the handler acked it in its own transaction
-			case errors.Is(err, job.ErrNoTask):
-				p.Logger.Warn("task left the queue while running; its handler stops", "task", t.ID, "type", t.Type)
-				cancel(fmt.Errorf("task %s left the queue while it ran (another worker finished it, or it was removed): %w", t.ID, job.ErrNoTask))
-				return
-			case errors.Is(err, job.ErrLeaseLost):
-				p.Logger.Warn("task lease lost while running", "task", t.ID, "type", t.Type, "err", err)
-				cancel(job.ErrLeaseLost)
-				return
-			case err != nil && hctx.Err() == nil:
-				p.Logger.Warn("watch a running task", "task", t.ID, "err", err)
-			}
+	stopWatch := clock.Every(hctx, p.Clock, every, func() bool {
+		cur, err := p.Queue.Renew(hctx, t)
+		if err == nil && cur.Canceled {
+			err = job.ErrCanceled
 		}
-	}()
+		switch {
+		case errors.Is(err, job.ErrCanceled):
+			p.Logger.Info("task cancelled while running", "task", t.ID, "type", t.Type)
+			cancel(job.ErrCanceled)
+			return false
+		case errors.Is(err, job.ErrNoTask) && acked():
+			return false // the handler acked it in its own transaction
+		case errors.Is(err, job.ErrNoTask):
+			p.Logger.Warn("task left the queue while running; its handler stops", "task", t.ID, "type", t.Type)
+			cancel(fmt.Errorf("task %s left the queue while it ran (another worker finished it, or it was removed): %w", t.ID, job.ErrNoTask))
+			return false
+		case errors.Is(err, job.ErrLeaseLost):
+			p.Logger.Warn("task lease lost while running", "task", t.ID, "type", t.Type, "err", err)
+			cancel(job.ErrLeaseLost)
+			return false
+		case err != nil && hctx.Err() == nil:
+			p.Logger.Warn("watch a running task", "task", t.ID, "err", err)
+		}
+		return true
+	})
 	return hctx, func() {
-		close(done)
-		wg.Wait()
+		stopWatch()
 		cancel(nil)
 	}
 }

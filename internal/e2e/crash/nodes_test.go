@@ -428,6 +428,9 @@ func TestKillNode(t *testing.T) {
 		}
 		return done, running
 	}
+	// A start of the others that waits for locks node-1 holds while it is
+	// frozen goes on once PostgreSQL ends node-1's stalled session
+	// (postgres.StallTimeout), well inside the start's deadline.
 	c1 := f.client(0)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		jobs, err := backupJobs(ctx, c1, before)
@@ -442,9 +445,11 @@ func TestKillNode(t *testing.T) {
 		}
 	}
 	f.nodes[0].freeze()
+	frozenAt := time.Now()
 	if err := <-others; err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("the other nodes were up %v after node-1 froze", time.Since(frozenAt).Truncate(time.Millisecond))
 	time.Sleep(time.Second) // a commit node-1 had sent lands
 	atKill, err := backupJobs(ctx, c2, before)
 	if err != nil {

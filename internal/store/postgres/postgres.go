@@ -29,6 +29,19 @@
 // the kinds it wrote (it holds row locks by then, which a lock's holder
 // may be waiting for); a lock that is taken ends the run, and the next run
 // waits for it before it begins.
+//
+// Stalled holders: a node that stops mid-write (a frozen or paused process,
+// a hung disk under its function) keeps its TCP connection, and with it its
+// row and advisory locks, for as long as it is stopped; every writer of the
+// same rows or kinds on every node would wait for it. So a session of this
+// store that sits idle for StallTimeout while it holds locks is ended by
+// PostgreSQL, which releases them: inside a transaction by
+// idle_in_transaction_session_timeout (set on every connection unless the
+// URL sets it), and while it holds session advisory locks outside one (the
+// kind locks before a transaction begins, the migration lock) by
+// idle_session_timeout, armed only while those locks are held (PostgreSQL
+// 14 and later; on 13 that short window stays unguarded). The stalled node's
+// own work then fails with a broken connection, as after a network cut.
 package postgres
 
 import (
@@ -41,6 +54,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,6 +78,13 @@ type Store struct {
 	// or queue write) that serialization failures cause.
 	MaxAttempts int
 
+	// lockSQL and unlockSQL take and release session advisory locks
+	// with the session's idle timeout armed and disarmed (sessionLocks).
+	armIdle, disarmIdle string
+	// lockedHook, when set (tests), runs after an Update's kind locks are
+	// taken and before its transaction begins.
+	lockedHook func()
+
 	retries   atomic.Uint64 // transactions run again (WriteMetrics)
 	deadlocks atomic.Uint64 // runs that PostgreSQL ended as deadlocked
 	exhausted atomic.Uint64 // transactions that failed after MaxAttempts
@@ -74,6 +95,15 @@ var _ store.Store = (*Store)(nil)
 // DefaultMaxAttempts is Store.MaxAttempts of an opened store.
 const DefaultMaxAttempts = 30
 
+// StallTimeout is how long a session of the store may sit idle while it
+// holds locks before PostgreSQL ends it (see the package doc), unless the
+// URL sets idle_in_transaction_session_timeout itself. No Update function
+// of Coffer's waits that long between two statements; a node that does is
+// stopped, and its locks must not stop every other node.
+const StallTimeout = 30 * time.Second
+
+const idleInTx = "idle_in_transaction_session_timeout"
+
 // Open connects to the database at url (postgres://user:pass@host:port/db?…,
 // or pgx's key=value form; pool_max_conns sets the size of each of the
 // two pools) and applies the migrations it lacks.
@@ -82,6 +112,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		// pgx's error would repeat the URL, password included.
 		return nil, errors.New("open postgres: the URL does not parse (postgres://user:password@host:port/database?options)")
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams[idleInTx]; !ok {
+		cfg.ConnConfig.RuntimeParams[idleInTx] = strconv.FormatInt(StallTimeout.Milliseconds(), 10)
 	}
 	w, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -93,6 +126,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	s := &Store{w: w, r: r, MaxAttempts: DefaultMaxAttempts}
+	if err := s.sessionLocks(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -132,6 +169,30 @@ func (s *Store) Applied(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// sessionLocks prepares the SQL that arms and disarms a session's idle
+// timeout around the session advisory locks it holds: the same timeout as
+// inside a transaction, on servers that have idle_session_timeout (14+).
+func (s *Store) sessionLocks(ctx context.Context) error {
+	var version int
+	if err := s.r.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return fmt.Errorf("open postgres: read the server's version: %w", err)
+	}
+	if version >= 140000 {
+		s.armIdle = `set_config('idle_session_timeout', current_setting('` + idleInTx + `'), false)`
+		s.disarmIdle = `set_config('idle_session_timeout', '0', false)`
+	}
+	return nil
+}
+
+// withIdle returns the select list sel with the expression e (armIdle or
+// disarmIdle) evaluated beside it, when the server has one.
+func withIdle(sel, e string) string {
+	if e == "" {
+		return sel
+	}
+	return sel + ", " + e
+}
+
 // migrateLock is the advisory lock key that serializes migrations of nodes
 // starting together.
 const migrateLock = 0x636f66666572 // "coffer"
@@ -142,11 +203,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLock); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT `+withIdle(`pg_advisory_lock($1)`, s.armIdle), migrateLock); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLock); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT `+withIdle(`pg_advisory_unlock($1)`, s.disarmIdle), migrateLock); err != nil {
 			conn.Hijack().Close(context.WithoutCancel(ctx)) // the lock goes with the connection
 		}
 	}()
@@ -279,16 +340,21 @@ func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error, lock []s
 	if len(lock) > 0 {
 		// Session locks, taken before the transaction's snapshot; sorted
 		// by key so that lockers never wait on each other in a cycle.
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(h) FROM (SELECT DISTINCT `+kindLockKey+` AS h
+		// The session's idle timeout is armed with them: a process
+		// stopped before its transaction begins loses them too.
+		if _, err := conn.Exec(ctx, `SELECT `+withIdle(`pg_advisory_lock(h)`, s.armIdle)+` FROM (SELECT DISTINCT `+kindLockKey+` AS h
 			FROM unnest($1::text[]) AS k ORDER BY h) AS l`, lock); err != nil {
 			return nil, fmt.Errorf("lock kinds: %w", err)
 		}
 		defer func() {
 			bg := context.WithoutCancel(ctx)
-			if _, err := conn.Exec(bg, `SELECT pg_advisory_unlock_all()`); err != nil {
+			if _, err := conn.Exec(bg, `SELECT `+withIdle(`pg_advisory_unlock_all()`, s.disarmIdle)); err != nil {
 				conn.Hijack().Close(bg) // the locks go with the connection
 			}
 		}()
+		if s.lockedHook != nil {
+			s.lockedHook()
+		}
 	}
 	ptx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
 	if err != nil {

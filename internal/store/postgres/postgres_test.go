@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,4 +276,104 @@ func TestConcurrentWritersOfOverlappingKinds(t *testing.T) {
 		}
 	}
 	t.Logf("%d Updates of overlapping kinds by %d writers at once took %d runs", writers*each, writers, runs.Load())
+}
+
+// TestStalledWriterReleasesItsLocks: a writer that stops while it holds
+// locks (a node frozen mid-Update keeps its connection) loses its session
+// after the stall timeout, so that the writers of the same rows and kinds
+// on other nodes go on instead of waiting for it for ever: inside its
+// transaction, and while it holds its kinds' session locks before its
+// transaction begins. Each node here is a Store of its own on one database.
+func TestStalledWriterReleasesItsLocks(t *testing.T) {
+	c := pgtest.Start(t)
+	plain := c.NewDatabase(t)
+	// A store opened on a URL that says nothing has the default timeout.
+	var got string
+	if err := open(t, plain).View(context.Background(), func(tx store.Tx) error {
+		ptx, _ := postgres.Tx(tx)
+		return ptx.QueryRow(context.Background(), `SHOW idle_in_transaction_session_timeout`).Scan(&got)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%ds", int(postgres.StallTimeout.Seconds())); got != want {
+		t.Fatalf("idle_in_transaction_session_timeout = %q, want %q", got, want)
+	}
+
+	u, err := url.Parse(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("idle_in_transaction_session_timeout", "500") // ms
+	u.RawQuery = q.Encode()
+	short := u.String()
+
+	put := func(key string) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			return tx.Put(context.Background(), &store.Object{Kind: "job", Key: key}, store.PutOptions{})
+		}
+	}
+	// stall runs the stalled node's write in the background until release
+	// is closed, and returns once it holds its locks; its error comes on
+	// the returned channel.
+	type stalled struct {
+		release chan struct{}
+		done    chan error
+	}
+	check := func(t *testing.T, s stalled) {
+		t.Helper()
+		// The healthy node's write of the same object commits although the
+		// stalled node never ends its work (without the timeout it waits
+		// until this context ends).
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := open(t, short).Update(ctx, put("/shared"))
+		close(s.release) // its store closes only once it gives its connection back
+		if err != nil {
+			t.Fatalf("the other node's write: %v", err)
+		}
+		if err := <-s.done; err == nil {
+			t.Fatal("the stalled node's write committed after its session was ended")
+		}
+	}
+
+	t.Run("in its transaction", func(t *testing.T) {
+		a := open(t, short)
+		s := stalled{release: make(chan struct{}), done: make(chan error, 1)}
+		holding := make(chan struct{})
+		go func() {
+			s.done <- a.Update(context.Background(), func(tx store.Tx) error {
+				if err := put("/shared")(tx); err != nil {
+					return err
+				}
+				close(holding)
+				<-s.release
+				return nil
+			})
+		}()
+		<-holding
+		check(t, s)
+	})
+
+	t.Run("holding its kinds before its transaction", func(t *testing.T) {
+		var version int
+		if err := open(t, short).View(context.Background(), func(tx store.Tx) error {
+			ptx, _ := postgres.Tx(tx)
+			return ptx.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if version < 140000 {
+			t.Skipf("PostgreSQL %d has no idle_session_timeout", version)
+		}
+		a := open(t, short)
+		s := stalled{release: make(chan struct{}), done: make(chan error, 1)}
+		holding := make(chan struct{})
+		go func() {
+			s.done <- postgres.UpdateHoldingKinds(context.Background(), a, []string{"job"},
+				func() { close(holding); <-s.release }, put("/shared"))
+		}()
+		<-holding
+		check(t, s)
+	})
 }

@@ -480,7 +480,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 			})
 		})
 		// Each worker hydrates the missing blocks of one page at a time,
-		// with one batched read into one of the engine's job buffers
+		// with one batched read into one of the engine's read buffers
 		// (ioBufs); each block is merged under its stripe. They decompress,
 		// verify and write on threads of the lowest priority (lowprio): the
 		// kernel gives the user's connections a core first.
@@ -507,14 +507,14 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 					if err := e.opts.Space.CheckFor(int64(len(j.ids)) * v.bs); err != nil {
 						return err
 					}
-					ib, err := e.getIOBuf(gctx)
+					rbuf, err := e.getReadBuf(gctx)
 					if err != nil {
 						return err
 					}
-					err = v.getSourceInto(gctx, h, j.blocks, j.ids, ib.read, func(i int, data []byte) error {
+					err = v.getSourceInto(gctx, h, j.blocks, j.ids, rbuf, func(i int, data []byte) error {
 						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
-					e.putIOBuf(ib)
+					e.putReadBuf(rbuf)
 					if err != nil {
 						return fmt.Errorf("hydrate: %w", err)
 					}
@@ -719,16 +719,20 @@ func allocateData(a allocator, rec *record, b0 int64, pages [][]chunk.ID) error 
 
 // restoreRecord writes the data blocks of rec to w. Each job restores a
 // span of a page (restoreBufBytes): one batched read of the span's chunks,
-// decompressed into the job's buffer where the blocks go, then one WriteAt
+// decompressed into a span buffer where the blocks go, then one WriteAt
 // per run of consecutive data blocks (holes end runs); io.WriterAt allows
 // parallel WriteAt calls on non-overlapping ranges. Jobs hold the engine's
-// shared buffers (ioBufs), aligned for direct I/O (restoreFile). A w that
-// is an allocator has each batch of pages' data blocks allocated before
-// their jobs start (allocateData).
+// shared buffers (ioBufs), aligned for direct I/O (restoreFile): a read
+// buffer from the chunks' lookup to the last one decoded, a span from the
+// first chunk decoded to the end of the writes (restoreSpan), so that
+// there are twice as many jobs as either pool has buffers, half of them
+// able to read while the others write. A w that is an allocator has each
+// batch of pages' data blocks allocated before their jobs start
+// (allocateData).
 func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) error {
 	release := e.openIOBufs()
 	defer release()
-	workers := e.opts.Workers + restoreIODepth
+	workers := 2 * (e.opts.Workers + restoreIODepth)
 	bs := rec.BlockSize
 	span := int(max(1, min(EntriesPerPage, restoreBufBytes/bs))) // blocks per job
 	g, gctx := errgroup.WithContext(ctx)
@@ -773,7 +777,6 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 			for j := range jobs {
 				ids, slots = ids[:0], slots[:0]
 				clear(filled)
-				first := j.first
 				for i, id := range j.entries {
 					if !id.IsZero() {
 						ids = append(ids, id)
@@ -783,13 +786,7 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 				if len(ids) == 0 {
 					continue
 				}
-				ib, err := e.getIOBuf(gctx)
-				if err != nil {
-					return err
-				}
-				err = e.restoreSpan(gctx, rec, w, ib.span, ib.read, first, len(j.entries), ids, slots, filled)
-				e.putIOBuf(ib)
-				if err != nil {
+				if err := e.restoreSpan(gctx, rec, w, j.first, len(j.entries), ids, slots, filled); err != nil {
 					return err
 				}
 			}
@@ -800,20 +797,56 @@ func (e *Engine) restoreRecord(ctx context.Context, rec *record, w io.WriterAt) 
 }
 
 // restoreSpan restores the blocks first+slots[i] (i < len(ids)) of a span
-// of n blocks of rec, whose chunks are ids, to w: it reads them into buf
-// (n blocks) with the read buffer rbuf and writes each run of consecutive
-// blocks with one WriteAt. filled has n entries, all false.
-func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, buf, rbuf []byte, first int64, n int, ids []chunk.ID, slots []int64, filled []bool) error {
+// of n blocks of rec, whose chunks are ids, to w: it reads them with one
+// of the engine's read buffers into one of its spans (n blocks) and writes
+// each run of consecutive blocks with one WriteAt. filled has n entries,
+// all false. It takes the read buffer first and the span when the first
+// chunk is ready to decode, and gives the read buffer back before it
+// writes, the span after (ioBufs); the caller holds the buffers open.
+func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, first int64, n int, ids []chunk.ID, slots []int64, filled []bool) (err error) {
 	bs := rec.BlockSize
-	if int64(n)*bs > int64(len(buf)) {
-		return fmt.Errorf("blocks %d-%d: %d-byte blocks do not fit a %d-byte restore buffer: %w", first, first+int64(n)-1, bs, len(buf), ErrInvalid)
+	if int64(n)*bs > e.spanBytes() {
+		return fmt.Errorf("blocks %d-%d: %d-byte blocks do not fit a %d-byte restore buffer: %w", first, first+int64(n)-1, bs, e.spanBytes(), ErrInvalid)
+	}
+	rbuf, err := e.getReadBuf(ctx)
+	if err != nil {
+		return err
+	}
+	var buf []byte // the span, once taken
+	defer func() {
+		if rbuf != nil {
+			e.putReadBuf(rbuf)
+		}
+		if buf != nil {
+			e.putSpanBuf(buf)
+		}
+	}()
+	// span takes the span on the first chunk's arrival.
+	span := func() error {
+		if buf != nil {
+			return nil
+		}
+		b, err := e.getSpanBuf(ctx)
+		if err != nil {
+			return err
+		}
+		buf = b
+		return nil
 	}
 	// block returns the bytes of slot s in buf: a block, or what of the
 	// partial last block the snapshot holds.
 	block := func(s int64) []byte {
 		return buf[s*bs : s*bs+min(bs, rec.Size-(first+s)*bs)]
 	}
-	err := e.getManyInto(ctx, ids, rbuf, restoreReadAhead, func(i int) []byte { return block(slots[i]) }, func(i int, data []byte) error {
+	err = e.getManyInto(ctx, ids, rbuf, restoreReadAhead, func(i int) []byte {
+		if span() != nil {
+			return nil // decoded elsewhere; fn reports the error
+		}
+		return block(slots[i])
+	}, func(i int, data []byte) error {
+		if err := span(); err != nil {
+			return err
+		}
 		s := slots[i]
 		dst := block(s)
 		if len(data) > len(dst) {
@@ -829,6 +862,10 @@ func (e *Engine) restoreSpan(ctx context.Context, rec *record, w io.WriterAt, bu
 	if err != nil {
 		return fmt.Errorf("blocks %d-%d: %w", first, first+int64(n)-1, err)
 	}
+	// Every chunk is decoded: the read buffer goes to a job that reads
+	// while this one writes.
+	e.putReadBuf(rbuf)
+	rbuf = nil
 	for s := 0; s < n; {
 		if !filled[s] {
 			s++

@@ -101,9 +101,11 @@ func newYieldGate(clk clock.Clock, fg *foreground) *yieldGate {
 }
 
 // urgentWhenCounted makes the gate skip its rest whenever n, a count of
-// what the user's requests paid for the work being behind (blocks copied
-// before write for a snapshot, blocks fetched on the read path for a
-// hydration), has grown since the last rest.
+// what the user's requests paid for the work being behind (for a
+// hydration, the blocks fetched on the read path), has grown since the
+// last rest. A snapshot does not use it: its writers' copies are 4 KiB
+// pieces, cheaper than the blocks a snapshot without rests stores
+// (docs/design.md, "Session perf14ak").
 func (g *yieldGate) urgentWhenCounted(n *atomic.Int64) {
 	var last int64 // read by one job at a time (the gate's slot)
 	g.urgent = func() bool {

@@ -207,3 +207,96 @@ func TestSnapshotSparesAP(t *testing.T) {
 		t.Errorf("GOMAXPROCS %d after a failed snapshot, want %d", got, base)
 	}
 }
+
+// TestSnapshotRestsWhileWritesCopy: while the volume's user is active, a
+// snapshot rests between its blocks (yieldRest times the block's time on
+// the engine's clock) also when the user's writes copy pieces for it: a
+// 4 KiB copy costs a write far less than the snapshot's block costs the
+// cores (docs/design.md, "Session perf14ak"). Each job here spends 1 ms
+// of its thread's CPU time and of the test's clock, more than the work's
+// share (minShare) accrues, so no job is owed; the snapshot still
+// finishes, equal to the volume at its start.
+func TestSnapshotRestsWhileWritesCopy(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, Options{BlockSize: 4 << 10, Workers: 2})
+	const nb = 64
+	model := make([]byte, nb<<12)
+	fillRandom(rand.New(rand.NewPCG(11, 12)), model)
+	v := volumeOf(t, env, "src", model)
+	page := make([]byte, 4<<10)
+	fillRandom(rand.New(rand.NewPCG(13, 14)), page)
+	const job = time.Millisecond
+	var mu sync.Mutex
+	var starts []time.Time // each job's start on the test's clock
+	var copied []bool      // whether the user's write in it copied a block
+	env.e.hooks.blockStored = func(string, int64) {
+		now := env.clk.Now()
+		v.fg.touch(now)
+		mu.Lock()
+		i := len(starts)
+		starts = append(starts, now)
+		mu.Unlock()
+		// The user writes a block the snapshot has not read yet (the
+		// workers take blocks in order): the write copies it first.
+		before := v.SnapshotProgress().CBWBlocks
+		if b := int64(nb - 1 - i); b > nb/2 {
+			if _, err := v.WriteAt(page, b<<12); err != nil {
+				t.Error(err)
+			}
+		}
+		cp := v.SnapshotProgress().CBWBlocks > before
+		for c0 := lowprio.ThreadCPU(); lowprio.ThreadCPU()-c0 < job; {
+		}
+		env.clk.Advance(job)
+		v.fg.touch(env.clk.Now())
+		mu.Lock()
+		copied = append(copied, cp)
+		mu.Unlock()
+	}
+	// While the snapshot rests, the user stays active and the clock moves.
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v.fg.touch(env.clk.Now())
+			if env.clk.Pending() > 0 {
+				env.clk.Advance(100 * time.Microsecond)
+			} else {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	v.fg.touch(env.clk.Now())
+	_, err := env.e.Snapshot(ctx, "src", "s")
+	close(stop)
+	<-stopped
+	env.e.hooks.blockStored = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	copies, rushed := 0, 0
+	for i := 1; i < len(starts); i++ {
+		if !copied[i-1] {
+			continue
+		}
+		copies++
+		if gap := starts[i].Sub(starts[i-1]); gap < (1+yieldRest)*job {
+			rushed++
+			if rushed == 1 {
+				t.Errorf("block %d started %v after the one before, whose write copied a block; want at least %v (the job and its rest)", i, gap, (1+yieldRest)*job)
+			}
+		}
+	}
+	t.Logf("%d jobs, %d after a copy, %d of them without their rest", len(starts), copies, rushed)
+	if copies == 0 {
+		t.Error("no write copied a block for the snapshot")
+	}
+	checkSnapshot(t, env, "s", model)
+}

@@ -859,16 +859,14 @@ func (v *Volume) writeBlocks(ctx context.Context, s *snapState, rec *record, par
 		readAheadFrom: e.opts.Clock.Now().Add(foregroundWindow)} // see prefetch
 	g, gctx := errgroup.WithContext(ctx)
 	// While the volume's user is active, one worker at a time reads and
-	// stores a block, with rests between blocks (yieldGate) unless the
-	// user's writes copy blocks for the snapshot: each copy costs a write
-	// more than the snapshot's share of the CPU does, and a snapshot that
-	// rests has more blocks copied (measured: 13,424-14,794 copies of
-	// 16,384 blocks with rests against 7,034-8,525 without, and writes
-	// kept 0.38-0.45× of their idle rate against 0.45-0.72×). It still
-	// gets its minimum share of a core (minShare) however busy the user
-	// keeps the cores.
+	// stores a block, with rests between blocks (yieldGate), also while
+	// the user's writes copy pieces for the snapshot: a copy is a 4 KiB
+	// piece (about 10 µs), a block stored 150 µs, and the blocks the
+	// snapshot reads early save few copies in the seconds the user is
+	// busy (docs/design.md, "Session perf14ak"). It still gets its
+	// minimum share of a core (minShare) however busy the user keeps the
+	// cores, so it finishes.
 	yield := newYieldGate(e.opts.Clock, &v.fg)
-	yield.urgentWhenCounted(&s.cbw)
 	// The workers run on threads of the lowest priority (lowprio): the
 	// kernel gives the user's connections a core first. They take their
 	// blocks from the feed themselves, one worker per core (see blockFeed).

@@ -60,3 +60,14 @@ type Store interface {
 type RangeReader interface {
 	ReadRange(ctx context.Context, name string, off, n int64, buf []byte) ([]byte, error)
 }
+
+// Prefetcher is implemented by stores that can start reading a range ahead
+// of the reads that will want it. Prefetch is a hint: it returns without
+// waiting for the bytes, may do nothing, changes no object and no later
+// read's result, and its error (a missing object, say) may be ignored.
+// The local store asks the kernel to read the range into the page cache
+// (POSIX_FADV_WILLNEED), so that small buffered reads of it that follow
+// find it there instead of each waiting on the disk.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, name string, off, n int64) error
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
@@ -39,6 +40,18 @@ type chunkLocator interface {
 	GetLocatedInto(ctx context.Context, es []chunkstore.Entry, rbuf []byte, ahead int, dst func(i int) []byte, fn func(i int, data []byte) error) error
 }
 
+// chunkPrefetcher is implemented by chunk stores that can have located
+// chunks read ahead of the reads that want them (chunkstore.Store:
+// PrefetchLocated, a hint to the blob store). When a hydration locates a
+// source page for a read of a block not hydrated yet, it hints the
+// chunks of the page's other blocks not hydrated yet, so that the reads of
+// those that follow find their chunk read ahead with the page's few large
+// reads instead of each waiting on the disk for its own (packs are
+// written with O_DIRECT, so a chunk is in no cache until read).
+type chunkPrefetcher interface {
+	PrefetchLocated(ctx context.Context, es []chunkstore.Entry) int
+}
+
 // chunkLoc is where one block's chunk lies (a chunkstore.Entry without its
 // ID, which the source page holds, and with its pack's name interned).
 type chunkLoc struct {
@@ -61,49 +74,104 @@ type locCache struct {
 	pages   map[int64][]chunkLoc
 	packs   []string
 	packIdx map[string]uint32
+	// locating holds the pages being located, each with a channel closed
+	// when it is done: one lookup per page, however many reads of its
+	// blocks miss at once (each looked the page up itself, holding a
+	// connection of the chunk index's read pool and its block's stripe).
+	locating map[int64]chan struct{}
+	// hinted counts the read-ahead hints given for located pages
+	// (chunkPrefetcher), for tests.
+	hinted atomic.Int64
+	// waiting, if set (tests), is called when a caller starts waiting
+	// for another's lookup of page p.
+	waiting func(p int64)
 }
 
 func newLocCache(max int) *locCache {
-	return &locCache{max: max, pages: map[int64][]chunkLoc{}, packIdx: map[string]uint32{}}
+	return &locCache{max: max, pages: map[int64][]chunkLoc{}, packIdx: map[string]uint32{}, locating: map[int64]chan struct{}{}}
+}
+
+// locate makes sure the cache holds page p's locations: those of the
+// chunks of page (the page's entries) whose blocks pending reports not
+// hydrated, and of id (a chunk of the page the caller is about to read).
+// One caller per page looks them up; the others wait for it (or their
+// context) and look again. The caller that located the page then hints
+// the located chunks of the blocks not hydrated yet to the chunk store
+// (pf, when not nil), after the waiting callers are let go.
+func (c *locCache) locate(ctx context.Context, cl chunkLocator, pf chunkPrefetcher, p int64, id chunk.ID, page []chunk.ID, pending func(b int64) bool) ([]chunkLoc, error) {
+	for {
+		c.mu.Lock()
+		if locs, ok := c.pages[p]; ok {
+			c.mu.Unlock()
+			return locs, nil
+		}
+		wait, busy := c.locating[p]
+		if !busy {
+			wait = make(chan struct{})
+			c.locating[p] = wait
+		}
+		c.mu.Unlock()
+		if !busy {
+			break
+		}
+		if c.waiting != nil {
+			c.waiting(p)
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	ids := make([]chunk.ID, 0, len(page))
+	for i, pid := range page {
+		if !pid.IsZero() && (pid == id || pending(p*EntriesPerPage+int64(i))) {
+			ids = append(ids, pid)
+		}
+	}
+	found, err := cl.Locate(ctx, ids)
+	c.mu.Lock()
+	wait := c.locating[p]
+	delete(c.locating, p)
+	if err != nil {
+		c.mu.Unlock()
+		close(wait)
+		return nil, err
+	}
+	locs := make([]chunkLoc, len(page))
+	for i, pid := range page {
+		e, ok := found[pid]
+		if !ok || pid.IsZero() {
+			continue
+		}
+		k, ok := c.packIdx[e.Pack]
+		if !ok {
+			k = uint32(len(c.packs))
+			c.packs = append(c.packs, e.Pack)
+			c.packIdx[e.Pack] = k
+		}
+		locs[i] = chunkLoc{off: e.Offset, length: e.Length, raw: e.RawLength, pack: k, comp: e.Compression, ok: true}
+	}
+	putBounded(c.pages, c.max, p, locs)
+	c.mu.Unlock()
+	close(wait)
+	if pf != nil && len(found) > 0 {
+		es := make([]chunkstore.Entry, 0, len(found))
+		for _, e := range found {
+			es = append(es, e)
+		}
+		c.hinted.Add(int64(pf.PrefetchLocated(ctx, es)))
+	}
+	return locs, nil
 }
 
 // entry returns the entry of block b's chunk id, locating the chunks of
-// b's page first when the cache does not hold them: those of page (the
-// page's entries) whose blocks pending reports not hydrated. false means
+// b's page first when the cache does not hold them (locate). false means
 // the chunk was not located (not committed when located): read it by ID.
-func (c *locCache) entry(ctx context.Context, cl chunkLocator, b int64, id chunk.ID, page []chunk.ID, pending func(b int64) bool) (chunkstore.Entry, bool, error) {
-	p := b / EntriesPerPage
-	c.mu.Lock()
-	locs, ok := c.pages[p]
-	c.mu.Unlock()
-	if !ok {
-		ids := make([]chunk.ID, 0, len(page))
-		for i, pid := range page {
-			if !pid.IsZero() && (pid == id || pending(p*EntriesPerPage+int64(i))) {
-				ids = append(ids, pid)
-			}
-		}
-		found, err := cl.Locate(ctx, ids)
-		if err != nil {
-			return chunkstore.Entry{}, false, err
-		}
-		locs = make([]chunkLoc, len(page))
-		c.mu.Lock()
-		for i, pid := range page {
-			e, ok := found[pid]
-			if !ok || pid.IsZero() {
-				continue
-			}
-			k, ok := c.packIdx[e.Pack]
-			if !ok {
-				k = uint32(len(c.packs))
-				c.packs = append(c.packs, e.Pack)
-				c.packIdx[e.Pack] = k
-			}
-			locs[i] = chunkLoc{off: e.Offset, length: e.Length, raw: e.RawLength, pack: k, comp: e.Compression, ok: true}
-		}
-		putBounded(c.pages, c.max, p, locs)
-		c.mu.Unlock()
+func (c *locCache) entry(ctx context.Context, cl chunkLocator, pf chunkPrefetcher, b int64, id chunk.ID, page []chunk.ID, pending func(b int64) bool) (chunkstore.Entry, bool, error) {
+	locs, err := c.locate(ctx, cl, pf, b/EntriesPerPage, id, page, pending)
+	if err != nil {
+		return chunkstore.Entry{}, false, err
 	}
 	e, ok := c.at(locs, b, id)
 	return e, ok, nil
@@ -164,7 +232,8 @@ func (v *Volume) readSourceInto(ctx context.Context, h *hydration, b int64, id c
 	if err != nil {
 		return err
 	}
-	e, ok, err := h.locs.entry(ctx, cl, b, id, page, func(b int64) bool { return !v.isHydrated(b) })
+	pf, _ := v.e.chunks.(chunkPrefetcher)
+	e, ok, err := h.locs.entry(ctx, cl, pf, b, id, page, v.pending)
 	if err != nil {
 		return fmt.Errorf("read chunk %s: %w", id.Short(), err)
 	}
@@ -175,6 +244,36 @@ func (v *Volume) readSourceInto(ctx context.Context, h *hydration, b int64, id c
 	return batchRead(ctx, 1, fillBlock(id, buf), func(fn func(i int, data []byte) error) error {
 		return cl.GetLocatedInto(ctx, es[:], nil, 1, func(int) []byte { return buf }, fn)
 	})
+}
+
+// pending reports whether block b is not hydrated yet.
+func (v *Volume) pending(b int64) bool { return !v.isHydrated(b) }
+
+// locateMiss readies what a read of block b, not hydrated yet, needs
+// before it takes b's stripe: b's source index page (h.cache) and where
+// the chunks of the page's blocks not hydrated yet lie (h.locs, which
+// also hints them to be read ahead). Those are a page's work, not a
+// block's: done under the block's stripe, they held up every read of the
+// stripe's blocks behind a query of the chunk index (and its read pool)
+// and a load of the index page. Its error is the read's to report; the
+// read's own fetch then finds both in the caches (or does this itself
+// when they were evicted meanwhile).
+func (v *Volume) locateMiss(ctx context.Context, h *hydration, b int64) error {
+	cl, ok := v.e.chunks.(chunkLocator)
+	if !ok {
+		return nil
+	}
+	id, err := h.cache.entry(ctx, b)
+	if err != nil || id.IsZero() {
+		return err
+	}
+	page, err := h.cache.page(ctx, b/EntriesPerPage)
+	if err != nil {
+		return err
+	}
+	pf, _ := v.e.chunks.(chunkPrefetcher)
+	_, err = h.locs.locate(ctx, cl, pf, b/EntriesPerPage, id, page, v.pending)
+	return err
 }
 
 // getSourceInto reads the chunks ids of blocks (the missing blocks of one

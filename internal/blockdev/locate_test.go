@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"coffer/internal/blobstore"
+	"coffer/internal/blobstore/local"
 	"coffer/internal/chunk"
 	"coffer/internal/chunkstore"
 )
@@ -174,5 +178,288 @@ func TestReadMissLocatedCorrupt(t *testing.T) {
 				t.Fatalf("hydration of a page with corrupt chunks: %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// hintingBlobs counts the read-ahead hints (blobstore.Prefetcher) the
+// chunk store gives its blob store, and passes them on.
+type hintingBlobs struct {
+	*local.Store
+	mu    sync.Mutex
+	hints []blobRange
+}
+
+type blobRange struct {
+	name   string
+	off, n int64
+}
+
+func (h *hintingBlobs) Prefetch(ctx context.Context, name string, off, n int64) error {
+	h.mu.Lock()
+	h.hints = append(h.hints, blobRange{name, off, n})
+	h.mu.Unlock()
+	return h.Store.Prefetch(ctx, name, off, n)
+}
+
+func (h *hintingBlobs) taken() []blobRange {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.hints
+	h.hints = nil
+	return out
+}
+
+// TestReadMissHintsPageReadAhead: the first read of a block not hydrated
+// yet in a source page has the chunks of the page's blocks not hydrated
+// yet read ahead with a few hints to the blob store (one per run of
+// nearby chunks in a pack, not one per chunk) that cover every one of
+// them; the next reads in the page give none, a read in another page
+// hints that page's; what the reads return is the source's.
+func TestReadMissHintsPageReadAhead(t *testing.T) {
+	ctx := context.Background()
+	var hb *hintingBlobs
+	e, _, index, _ := newRealEngineDB(t, Options{BlockSize: 4096}, nil, func(s *local.Store) blobstore.Store {
+		hb = &hintingBlobs{Store: s}
+		return hb
+	})
+	const bs, pages = 4096, 2
+	const size = pages * EntriesPerPage * bs
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(41, 42))
+	for b := range int64(size / bs) {
+		blk := model[b*bs : (b+1)*bs]
+		switch b % 4 {
+		case 0, 1:
+			fillRandom(rng, blk)
+		case 2:
+			for i := range blk {
+				blk[i] = "abcdefgh\n"[rng.IntN(9)]
+			}
+		} // case 3: a hole
+	}
+	src, err := e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	v, _, release := restoreHeldOn(t, e, "src")
+	defer close(release)
+	hb.taken() // the snapshot's and the restore's own reads
+	read := func(b int64) {
+		t.Helper()
+		buf := make([]byte, 1000)
+		off := b*bs + 33
+		if _, err := v.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, model[off:off+int64(len(buf))]) {
+			t.Fatalf("read of block %d differs from the source", b)
+		}
+	}
+	// covered reports the chunks of page p's data blocks that no hint
+	// covers, and how many data blocks the page has.
+	covered := func(p int64, hints []blobRange) (missing, data int) {
+		t.Helper()
+		ids, err := v.hyd.cache.page(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := p * EntriesPerPage; b < (p+1)*EntriesPerPage; b++ {
+			id := ids[b%EntriesPerPage]
+			if id.IsZero() {
+				continue
+			}
+			data++
+			found, err := index.Lookup(ctx, []chunk.ID{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ent := found[id]
+			in := false
+			for _, h := range hints {
+				in = in || h.name == ent.Pack && h.off <= ent.Offset && ent.Offset+int64(ent.Length) <= h.off+h.n
+			}
+			if !in {
+				t.Logf("block %d: %+v not in %v", b, ent, hints)
+				missing++
+			}
+		}
+		return missing, data
+	}
+	read(5)
+	hints := hb.taken()
+	missing, data := covered(0, hints)
+	if len(hints) == 0 || missing > 0 || len(hints)*16 > data {
+		t.Fatalf("the first read in page 0 gave %d hints, leaving %d of its %d data blocks' chunks unhinted; want every one hinted, with at most %d hints", len(hints), missing, data, data/16)
+	}
+	for _, b := range []int64{6, 100, 254} {
+		read(b)
+	}
+	if hints := hb.taken(); len(hints) != 0 {
+		t.Errorf("later reads in a located page gave %d hints, want 0", len(hints))
+	}
+	read(EntriesPerPage + 9)
+	hints = hb.taken()
+	if missing, data := covered(1, hints); len(hints) == 0 || missing > 0 || len(hints)*16 > data {
+		t.Errorf("the first read in page 1 gave %d hints, leaving %d of its %d data blocks' chunks unhinted", len(hints), missing, data)
+	}
+	if n := v.hyd.locs.hinted.Load(); n != 2*int64(len(hints)) && n < 2 {
+		t.Errorf("hinted count %d", n)
+	}
+	wantImage(t, v, model, "while hydrating")
+}
+
+// fakeLocator is a chunkLocator whose Locate reports each call on calls
+// and returns only once release is closed.
+type fakeLocator struct {
+	calls   chan struct{}
+	release chan struct{}
+}
+
+func (f *fakeLocator) Locate(ctx context.Context, ids []chunk.ID) (map[chunk.ID]chunkstore.Entry, error) {
+	f.calls <- struct{}{}
+	<-f.release
+	out := map[chunk.ID]chunkstore.Entry{}
+	for i, id := range ids {
+		out[id] = chunkstore.Entry{ID: id, Pack: "p", Offset: int64(i) << 16, Length: 1 << 16, RawLength: 1 << 16}
+	}
+	return out, nil
+}
+
+func (f *fakeLocator) GetLocatedInto(context.Context, []chunkstore.Entry, []byte, int, func(int) []byte, func(int, []byte) error) error {
+	return errors.New("not read")
+}
+
+// TestLocCacheLocatesPageOnce: reads of several blocks of one page that
+// miss at once look the page up once: the first looks up, the others
+// wait for it and then find its entries.
+func TestLocCacheLocatesPageOnce(t *testing.T) {
+	ctx := context.Background()
+	const readers = 6
+	c := newLocCache(8)
+	waiting := make(chan int64, readers)
+	c.waiting = func(p int64) { waiting <- p }
+	fl := &fakeLocator{calls: make(chan struct{}, readers), release: make(chan struct{})}
+	page := make([]chunk.ID, EntriesPerPage)
+	for i := range page {
+		page[i] = chunk.Hash([]byte{byte(i), byte(i >> 8)})
+	}
+	pending := func(int64) bool { return true }
+	errs := make(chan error, readers)
+	got := make(chan chunkstore.Entry, readers)
+	for r := range readers {
+		go func() {
+			b := int64(EntriesPerPage + 10*r) // page 1
+			e, ok, err := c.entry(ctx, fl, nil, b, page[b%EntriesPerPage], page, pending)
+			if err == nil && !ok {
+				err = fmt.Errorf("block %d not located", b)
+			}
+			errs <- err
+			got <- e
+		}()
+	}
+	// One lookup, and every other reader waiting for it.
+	<-fl.calls
+	for range readers - 1 {
+		select {
+		case p := <-waiting:
+			if p != 1 {
+				t.Fatalf("waited for page %d, want 1", p)
+			}
+		case <-fl.calls:
+			t.Fatal("a second lookup of a page being looked up")
+		}
+	}
+	close(fl.release)
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if e := <-got; e.Pack != "p" || e.Length != 1<<16 {
+			t.Fatalf("entry %+v", e)
+		}
+	}
+	if n := len(fl.calls); n != 0 {
+		t.Errorf("%d more lookups after the first", n)
+	}
+}
+
+// heldIndex holds the lookups of the chunk index while armed: each
+// reports itself on entered, then waits for release.
+type heldIndex struct {
+	chunkstore.Index
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (x *heldIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]chunkstore.Entry, error) {
+	if x.armed.Load() {
+		x.entered <- struct{}{}
+		<-x.release
+	}
+	return x.Index.Lookup(ctx, ids)
+}
+
+// TestReadMissLooksUpOutsideStripe: a read of a block not hydrated yet
+// loads its source page and looks up where the page's chunks lie before
+// it takes the block's stripe, so a slow lookup (a busy read pool) holds
+// up no read of another block of that stripe; the read then returns the
+// source's bytes.
+func TestReadMissLooksUpOutsideStripe(t *testing.T) {
+	ctx := context.Background()
+	x := &heldIndex{entered: make(chan struct{}), release: make(chan struct{})}
+	e, _, _ := newRealEngineWith(t, Options{BlockSize: 4096}, func(i chunkstore.Index) chunkstore.Index {
+		x.Index = i
+		return x
+	})
+	const bs = 4096
+	const size = 2 * EntriesPerPage * bs
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(43, 44)), model)
+	src, err := e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	v, held, release := restoreHeldOn(t, e, "src")
+	defer close(release)
+	<-held
+	x.armed.Store(true)
+	done := make(chan error, 1)
+	buf := make([]byte, 512)
+	go func() {
+		_, err := v.ReadAt(buf, 5*bs+100)
+		done <- err
+	}()
+	// Every lookup the read makes (its page's load, its page's chunks) is
+	// held in turn; meanwhile block 5's stripe is free.
+	for n := 0; ; n++ {
+		select {
+		case <-x.entered:
+			if v.stripe(5).TryLock() {
+				v.stripe(5).Unlock()
+			} else {
+				t.Errorf("lookup %d of the read of block 5 runs under the block's stripe", n)
+			}
+			x.release <- struct{}{}
+			continue
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatal("the read looked nothing up")
+			}
+		}
+		break
+	}
+	x.armed.Store(false)
+	if !bytes.Equal(buf, model[5*bs+100:5*bs+100+512]) {
+		t.Fatal("read of block 5 differs from the source")
 	}
 }

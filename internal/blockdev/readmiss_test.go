@@ -5,13 +5,16 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"coffer/internal/blobstore"
 	"coffer/internal/blobstore/local"
 	"coffer/internal/chunkstore"
 	"coffer/internal/store/sqlite"
@@ -30,6 +33,16 @@ func newRealEngine(tb testing.TB, opts Options) *Engine {
 // store uses too.
 func newRealEngineWith(tb testing.TB, opts Options, wrap func(chunkstore.Index) chunkstore.Index) (*Engine, *local.Store, chunkstore.Index) {
 	tb.Helper()
+	e, blobs, index, _ := newRealEngineDB(tb, opts, wrap, nil)
+	return e, blobs, index
+}
+
+// newRealEngineDB is newRealEngineWith that also returns the SQLite store
+// of the chunk index and catalogue (for its read pool's waits).
+// The chunk store reads its blobs through wrapBlobs's store when it is
+// not nil.
+func newRealEngineDB(tb testing.TB, opts Options, wrap func(chunkstore.Index) chunkstore.Index, wrapBlobs func(*local.Store) blobstore.Store) (*Engine, *local.Store, chunkstore.Index, *sqlite.Store) {
+	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
 	blobs, err := local.Open(filepath.Join(dir, "blobs"))
@@ -45,7 +58,11 @@ func newRealEngineWith(tb testing.TB, opts Options, wrap func(chunkstore.Index) 
 	if wrap != nil {
 		index = wrap(index)
 	}
-	cs, err := chunkstore.New(blobs, index, chunkstore.Options{})
+	var bs blobstore.Store = blobs
+	if wrapBlobs != nil {
+		bs = wrapBlobs(blobs)
+	}
+	cs, err := chunkstore.New(bs, index, chunkstore.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,7 +72,7 @@ func newRealEngineWith(tb testing.TB, opts Options, wrap func(chunkstore.Index) 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { e.Close() })
-	return e, blobs, index
+	return e, blobs, index, db
 }
 
 // mixedImage returns size bytes in 1 MiB runs of incompressible data,
@@ -449,11 +466,16 @@ func snapshotOfImage(tb testing.TB, e *Engine, size int) (*Volume, []byte) {
 // the reads fetched in it.
 func BenchmarkReadHydrationWindow(b *testing.B) {
 	ctx := context.Background()
-	e := newRealEngine(b, Options{})
+	var x *countingIndex
+	e, _, _, db := newRealEngineDB(b, Options{}, func(i chunkstore.Index) chunkstore.Index {
+		x = &countingIndex{Index: i}
+		return x
+	}, nil)
 	const size = 192 << 20
 	const window = 500 * time.Millisecond
 	snapshotOfImage(b, e, size)
 	var ratio, cpuPerRead, hydrated, fetched float64
+	var lookups, dbWaits, dbWaitMs, diskReads, diskReadMs, diskReadMiB float64
 	k := 0
 	readFor := func(v *Volume, seed uint64) int {
 		stop := randomReaders(b, v, size, seed)
@@ -462,13 +484,31 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	}
 	for b.Loop() {
 		k++
+		if os.Getenv("PERF14AI_WARM") != "" {
+			filepath.Walk(os.Getenv("PERF14AI_WARM_DIR"), func(p string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() && strings.Contains(p, "/blobs/") {
+					os.ReadFile(p)
+				}
+				return nil
+			})
+		}
 		cpu0 := cpuSeconds()
+		l0, s0, d0 := x.calls.Load(), db.ReadDB().Stats(), diskStats(b.TempDir())
 		v, err := e.RestoreVolume(ctx, "s", fmt.Sprintf("r%d", k))
 		if err != nil {
 			b.Fatal(err)
 		}
 		busy := readFor(v, uint64(k))
 		cpu := cpuSeconds() - cpu0
+		l1, s1, d1 := x.calls.Load(), db.ReadDB().Stats(), diskStats(b.TempDir())
+		lookups += float64(l1 - l0)
+		dbWaits += float64(s1.WaitCount - s0.WaitCount)
+		dbWaitMs += float64(s1.WaitDuration-s0.WaitDuration) / 1e6
+		diskReads += float64(d1.reads - d0.reads)
+		diskReadMiB += float64(d1.sectors-d0.sectors) * 512 / (1 << 20)
+		if d1.reads > d0.reads {
+			diskReadMs += float64(d1.readMs-d0.readMs) / float64(d1.reads-d0.reads)
+		}
 		h := v.Hydration()
 		if err := v.WaitHydrated(ctx); err != nil {
 			b.Fatal(err)
@@ -488,10 +528,45 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 		}
 		b.StartTimer()
 	}
-	b.ReportMetric(ratio/float64(k), "window-ratio")
-	b.ReportMetric(cpuPerRead/float64(k), "CPU-µs/read")
-	b.ReportMetric(hydrated/float64(k), "hydrated")
-	b.ReportMetric(fetched/float64(k), "fetched")
+	n := float64(k)
+	b.ReportMetric(ratio/n, "window-ratio")
+	b.ReportMetric(cpuPerRead/n, "CPU-µs/read")
+	b.ReportMetric(hydrated/n, "hydrated")
+	b.ReportMetric(fetched/n, "fetched")
+	b.ReportMetric(lookups/n, "lookups")
+	b.ReportMetric(dbWaits/n, "db-waits")
+	b.ReportMetric(dbWaitMs/n, "db-wait-ms")
+	b.ReportMetric(diskReads/n, "disk-reads")
+	b.ReportMetric(diskReadMiB/n, "disk-read-MiB")
+	b.ReportMetric(diskReadMs/n, "ms/disk-read")
+}
+
+// diskIO is a block device's read counters (/proc/diskstats).
+type diskIO struct{ reads, sectors, readMs int64 }
+
+// diskStats returns the read counters of the device that holds dir (its
+// whole disk when dir is on a partition the table lists by name), or
+// zeroes where /proc/diskstats cannot say.
+func diskStats(dir string) diskIO {
+	var st syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil {
+		return diskIO{}
+	}
+	maj, min := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
+	data, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return diskIO{}
+	}
+	for line := range strings.Lines(string(data)) {
+		var ma, mi uint64
+		var name string
+		var d diskIO
+		var merged int64
+		if _, err := fmt.Sscan(line, &ma, &mi, &name, &d.reads, &merged, &d.sectors, &d.readMs); err == nil && ma == maj && mi == min {
+			return d
+		}
+	}
+	return diskIO{}
 }
 
 // randomReaders starts 16 goroutines reading random 4 KiB pages of the

@@ -418,6 +418,11 @@ func (v *Volume) readAt(ctx context.Context, p []byte, off int64, hole func(off,
 				defer v.e.putBlock(bp)
 				buf = *bp
 			}
+			// The page's work (its index page, where its chunks lie)
+			// before the block's stripe.
+			if err := v.locateMiss(ctx, hyd, b); err != nil {
+				return 0, fmt.Errorf("read volume %s: %w", v.id, err)
+			}
 			l := v.stripe(b)
 			l.Lock()
 			v.mu.Lock()

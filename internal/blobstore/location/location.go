@@ -66,6 +66,7 @@ type Store struct {
 var (
 	_ blobstore.Store       = (*Store)(nil)
 	_ blobstore.RangeReader = (*Store)(nil)
+	_ blobstore.Prefetcher  = (*Store)(nil)
 )
 
 // Open opens the store at loc (see the package comment) in the
@@ -86,6 +87,16 @@ func Wrap(backend blobstore.Store, opts Options) *Store {
 	}
 	ret := retry.New(lim, opts.Retry)
 	return &Store{Store: metrics.New(ret, opts.Clock), Backend: backend, Retry: ret, Limit: lim}
+}
+
+// Prefetch passes the hint to the backend when it takes hints
+// (blobstore.Prefetcher), past the decorators: a hint reads nothing the
+// caller waits for, so it is neither limited, retried nor counted.
+func (s *Store) Prefetch(ctx context.Context, name string, off, n int64) error {
+	if p, ok := s.Backend.(blobstore.Prefetcher); ok {
+		return p.Prefetch(ctx, name, off, n)
+	}
+	return nil
 }
 
 // WriteMetrics writes the metrics of every decorator in Prometheus text

@@ -77,6 +77,8 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		defer lowprio.SyscallThreadP()()
+		c.srv.readers.Add(1)
+		defer c.srv.readers.Add(-1)
 		c.br = bufio.NewReaderSize(c.sock, 64<<10)
 		pr = payloadReader{sock: c.sock}
 	} else {
@@ -341,8 +343,11 @@ func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []by
 			return false
 		}
 		// With another request here already, the reply is written
-		// behind the reader, which serves that request meanwhile.
-		behind := c.br.Buffered() > 0 || len(c.ahead) > 0
+		// behind the reader, which serves that request meanwhile;
+		// only on the one connection transmitting: other connections'
+		// threads overlap this one's copies already, and the hand-offs
+		// cost CPU (docs/design.md, "Session perf14al").
+		behind := (c.br.Buffered() > 0 || len(c.ahead) > 0) && c.srv.readers.Load() == 1
 		c.replySparse(req, buf, n, holes, err, hold, behind)
 		return true
 	}
@@ -758,11 +763,12 @@ func (c *conn) send(r *outReply) {
 
 // sendBehind queues r as send does, but when no write is in progress it
 // leaves the writing to a new goroutine (counted in c.inflight) instead
-// of writing itself. A plain connection's reader uses it for a large
-// READ's reply when another request is waiting: it copies the next
-// request's data from the file while the reply's bytes are copied into
-// the socket, where one thread did both copies in turn and bounded a
-// connection's large reads (docs/design.md, "Session perf14al").
+// of writing itself. The reader of the one plain connection transmitting
+// uses it for a large READ's reply when another request is waiting: it
+// copies the next request's data from the file while the reply's bytes
+// are copied into the socket, where one thread did both copies in turn
+// and bounded the connection's large reads (docs/design.md, "Session
+// perf14al").
 func (c *conn) sendBehind(r *outReply) {
 	c.wmu.Lock()
 	c.queue = append(c.queue, r)

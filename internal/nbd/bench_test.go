@@ -105,9 +105,11 @@ func BenchmarkNbdcopy(b *testing.B) {
 // 4 KiB, disconnects and waits until the server has ended the
 // connection. Besides the time per connection it reports the
 // stop-the-world pauses other than the collector's per connection and
-// their time (runtime/metrics): each plain connection's reader thread
-// beyond the first changes GOMAXPROCS when it starts and ends
-// (lowprio.SyscallThreadP), and a GOMAXPROCS change stops the world.
+// their time (runtime/metrics): a plain connection's reader thread
+// raises GOMAXPROCS when it brings the threads to a number not reached
+// in the last few seconds (lowprio.SyscallThreadP, which lowers it only
+// once fewer have been there for a while), and a GOMAXPROCS change stops
+// the world: 2 pauses per connection when each end lowered it at once.
 //
 //	go test ./internal/nbd -run '^$' -bench ShortConnections -cpu 2
 func BenchmarkShortConnections(b *testing.B) {

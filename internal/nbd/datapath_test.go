@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -632,6 +633,13 @@ func sparseReadCase(t *testing.T, addr string, f *sparseFile, m *nbd.Metrics, im
 // the handles in the order their last chunks came and each READ's data.
 func pipelined(t *testing.T, c *nbdtest.Client, reqs []pipeReq) ([]uint64, map[uint64][]byte) {
 	t.Helper()
+	writeRequests(t, c, reqs)
+	return readReplies(t, c, reqs)
+}
+
+// writeRequests writes the requests as pipelined does, in one write.
+func writeRequests(t *testing.T, c *nbdtest.Client, reqs []pipeReq) {
+	t.Helper()
 	var b []byte
 	for i, r := range reqs {
 		h := make([]byte, 28)
@@ -645,6 +653,12 @@ func pipelined(t *testing.T, c *nbdtest.Client, reqs []pipeReq) ([]uint64, map[u
 	if _, err := c.Conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readReplies reads the structured replies to reqs, written by
+// writeRequests, as pipelined does.
+func readReplies(t *testing.T, c *nbdtest.Client, reqs []pipeReq) ([]uint64, map[uint64][]byte) {
+	t.Helper()
 	var order []uint64
 	data := map[uint64][]byte{}
 	for len(order) < len(reqs) {
@@ -746,5 +760,60 @@ func TestBlockStatusAhead(t *testing.T) {
 	})
 	if order[0] == 3 {
 		t.Errorf("replies in the order %v: the BLOCK_STATUS behind a WRITE went first", order)
+	}
+}
+
+// TestReplyBehindReader: a large READ's reply, with more requests
+// received behind it, is written behind the connection's reader: while
+// the client reads no reply (12 MiB of replies, more than the loopback
+// socket's buffers hold, so the first replies' writes wait), the reader
+// still serves every READ it has received, within the connection's
+// limits (16 requests, 64 MiB); the replies then arrive in order with
+// their data.
+func TestReplyBehindReader(t *testing.T) {
+	const size, k, n = 16 << 20, 1 << 20, 12
+	f := &sparseFile{File: fileBackend(t, size)}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*11 + 5)
+	}
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	m := nbd.NewMetrics()
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.Metrics = m })
+	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []pipeReq
+	for i := range n {
+		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i) * k, k, nil})
+	}
+	served := m.Served().Reads
+	writeRequests(t, c, reqs)
+	deadline := time.Now().Add(time.Minute) // a hang, not a speed
+	for m.Served().Reads-served < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d READs served with the client reading no reply: the reader waits for the first reply's write",
+				m.Served().Reads-served, n)
+		}
+		runtime.Gosched()
+	}
+	if got, _ := m.HandedOff(); got != 0 {
+		t.Errorf("%d READs handed off, want all served on the reader", got)
+	}
+	c.Conn.SetDeadline(time.Now().Add(time.Minute))
+	order, data := readReplies(t, c, reqs)
+	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(order, want) {
+		t.Errorf("replies in the order %v, want %v", order, want)
+	}
+	for i := range n {
+		if !bytes.Equal(data[uint64(i+1)], img[i*k:(i+1)*k]) {
+			t.Errorf("READ %d: data differs", i+1)
+		}
 	}
 }

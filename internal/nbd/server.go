@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"coffer/internal/clock"
@@ -150,6 +151,9 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closing   bool
 	connsWG   sync.WaitGroup
+	// readers counts the plain connections whose reader threads are
+	// transmitting (see sendBehind).
+	readers atomic.Int32
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -7,16 +7,22 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"time"
 
+	"coffer/internal/clock"
+	"coffer/internal/lowprio"
 	"coffer/internal/nbd/nbdtest"
 )
 
 // TestConnectionThreadsHavePs: each plain connection's reader thread,
 // which blocks in system calls, has a P of its own with one left idle
 // while it transmits (lowprio.SyscallThreadP): GOMAXPROCS 2 becomes 5
-// with 4 connections writing, and is 2 again once they have ended. The
-// writes land.
+// with 4 connections writing, stays 5 when they end (a GOMAXPROCS change
+// stops the world), and is 2 again once the lowering's clock has moved
+// on. The writes land.
 func TestConnectionThreadsHavePs(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	defer lowprio.SetClock(fc)()
 	prev := runtime.GOMAXPROCS(2)
 	defer runtime.GOMAXPROCS(prev)
 	ex := &exports{}
@@ -49,8 +55,14 @@ func TestConnectionThreadsHavePs(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil { // waits for the connections to end
 		t.Fatal(err)
 	}
-	if got := runtime.GOMAXPROCS(0); got != 2 {
-		t.Fatalf("after the connections: GOMAXPROCS %d, want 2", got)
+	if got := runtime.GOMAXPROCS(0); got != 5 {
+		t.Fatalf("just after the connections: GOMAXPROCS %d, want 5", got)
+	}
+	fc.Advance(time.Hour)
+	for deadline := time.Now().Add(time.Minute); runtime.GOMAXPROCS(0) != 2; runtime.Gosched() {
+		if time.Now().After(deadline) { // a hang, not a speed
+			t.Fatalf("an hour after the connections: GOMAXPROCS %d, want 2", runtime.GOMAXPROCS(0))
+		}
 	}
 	for i := range 4 {
 		p := make([]byte, 4096)

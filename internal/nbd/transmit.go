@@ -77,6 +77,8 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		defer lowprio.SyscallThreadP()()
+		c.srv.readers.Add(1)
+		defer c.srv.readers.Add(-1)
 		c.br = bufio.NewReaderSize(c.sock, 64<<10)
 		pr = payloadReader{sock: c.sock}
 	} else {
@@ -340,7 +342,13 @@ func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []by
 			putBuf(buf)
 			return false
 		}
-		c.replySparse(req, buf, n, holes, err, hold)
+		// With another request here already, the reply is written
+		// behind the reader, which serves that request meanwhile;
+		// only on the one connection transmitting: other connections'
+		// threads overlap this one's copies already, and the hand-offs
+		// cost CPU (docs/design.md, "Session perf14al").
+		behind := (c.br.Buffered() > 0 || len(c.ahead) > 0) && c.srv.readers.Load() == 1
+		c.replySparse(req, buf, n, holes, err, hold, behind)
 		return true
 	}
 	if req.typ == cmdWrite {
@@ -435,7 +443,7 @@ func (c *conn) read(req request, hold *holding) {
 	if sr, ok := c.exp.Backend.(SparseReader); ok {
 		var holes []span
 		n, err := sr.ReadSparse(buf, int64(req.offset), holesInto(&holes, int64(req.offset)))
-		c.replySparse(req, buf, n, holes, err, hold)
+		c.replySparse(req, buf, n, holes, err, hold, false)
 		return
 	}
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
@@ -451,12 +459,13 @@ func holesInto(holes *[]span, off int64) func(o, n int64) {
 // replyRead queues the reply to a READ whose n bytes (or error) the
 // backend returned into buf, a pooled buffer the reply takes over.
 func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holding) {
-	c.replySparse(req, buf, n, nil, err, hold)
+	c.replySparse(req, buf, n, nil, err, hold, false)
 }
 
 // replySparse is replyRead for a buffer whose holes (in order) the backend
-// left unfilled: they read as zeroes.
-func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err error, hold *holding) {
+// left unfilled: they read as zeroes. With behind, a reply with data is
+// written behind the caller (sendBehind).
+func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err error, hold *holding, behind bool) {
 	if errors.Is(err, io.EOF) && n == len(buf) {
 		err = nil
 	}
@@ -522,6 +531,10 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 		binary.BigEndian.PutUint64(h[20:28], off)
 		r.iov = append(r.iov, h[:28], buf[s.off:s.off+s.n])
 		h = h[28:]
+	}
+	if behind {
+		c.sendBehind(r)
+		return
 	}
 	c.send(r)
 }
@@ -745,6 +758,38 @@ func (c *conn) send(r *outReply) {
 		return
 	}
 	c.writing = true
+	c.writeQueued()
+}
+
+// sendBehind queues r as send does, but when no write is in progress it
+// leaves the writing to a new goroutine (counted in c.inflight) instead
+// of writing itself. The reader of the one plain connection transmitting
+// uses it for a large READ's reply when another request is waiting: it
+// copies the next request's data from the file while the reply's bytes
+// are copied into the socket, where one thread did both copies in turn
+// and bounded the connection's large reads (docs/design.md, "Session
+// perf14al").
+func (c *conn) sendBehind(r *outReply) {
+	c.wmu.Lock()
+	c.queue = append(c.queue, r)
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.inflight.Add(1)
+	go func() {
+		defer c.inflight.Done()
+		c.wmu.Lock()
+		c.writeQueued()
+	}()
+}
+
+// writeQueued writes the queued replies, and those queued meanwhile,
+// until the queue is empty, then clears c.writing. c.wmu is held, and
+// is released on return; the caller set c.writing.
+func (c *conn) writeQueued() {
 	for len(c.queue) > 0 {
 		batch := c.queue
 		c.queue = c.spare[:0]

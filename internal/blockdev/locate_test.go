@@ -55,14 +55,7 @@ func TestReadMissLocatesPagesOnce(t *testing.T) {
 			}
 		} // case 4: a hole
 	}
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	v, held, release := restoreHeldOn(t, e, "src")
+	v, held, release := restoreModelHeld(t, e, model)
 	<-held // the hydrator has loaded its batch of pages
 	h := v.hyd
 	calls := x.calls.Load()
@@ -127,14 +120,7 @@ func TestReadMissLocatedCorrupt(t *testing.T) {
 					}
 				}
 			}
-			src, err := e.CreateVolume(ctx, "src", size)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := src.WriteAt(model, 0); err != nil {
-				t.Fatal(err)
-			}
-			v, _, release := restoreHeldOn(t, e, "src")
+			v, _, release := restoreModelHeld(t, e, model)
 			defer close(release)
 			// Locate the page with a read of block 0.
 			buf := make([]byte, bs)
@@ -237,14 +223,7 @@ func TestReadMissHintsPageReadAhead(t *testing.T) {
 			}
 		} // case 3: a hole
 	}
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	v, _, release := restoreHeldOn(t, e, "src")
+	v, _, release := restoreModelHeld(t, e, model)
 	defer close(release)
 	hb.taken() // the snapshot's and the restore's own reads
 	read := func(b int64) {
@@ -409,7 +388,6 @@ func (x *heldIndex) Lookup(ctx context.Context, ids []chunk.ID) (map[chunk.ID]ch
 // up no read of another block of that stripe; the read then returns the
 // source's bytes.
 func TestReadMissLooksUpOutsideStripe(t *testing.T) {
-	ctx := context.Background()
 	x := &heldIndex{entered: make(chan struct{}), release: make(chan struct{})}
 	e, _, _ := newRealEngineWith(t, Options{BlockSize: 4096}, func(i chunkstore.Index) chunkstore.Index {
 		x.Index = i
@@ -419,14 +397,7 @@ func TestReadMissLooksUpOutsideStripe(t *testing.T) {
 	const size = 2 * EntriesPerPage * bs
 	model := make([]byte, size)
 	fillRandom(rand.New(rand.NewPCG(43, 44)), model)
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	v, held, release := restoreHeldOn(t, e, "src")
+	v, held, release := restoreModelHeld(t, e, model)
 	defer close(release)
 	<-held
 	x.armed.Store(true)
@@ -462,4 +433,18 @@ func TestReadMissLooksUpOutsideStripe(t *testing.T) {
 	if !bytes.Equal(buf, model[5*bs+100:5*bs+100+512]) {
 		t.Fatal("read of block 5 differs from the source")
 	}
+}
+
+// restoreModelHeld writes model to a new volume "src" of e and restores
+// it as restoreHeldOn does.
+func restoreModelHeld(t *testing.T, e *Engine, model []byte) (v *Volume, held <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	src, err := e.CreateVolume(context.Background(), "src", int64(len(model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	return restoreHeldOn(t, e, "src")
 }

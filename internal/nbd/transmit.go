@@ -748,6 +748,16 @@ func (c *conn) newReply(hold *holding, n int) *outReply {
 // lone reply still leaves at once. A failed write closes the connection:
 // the client can no longer parse the stream.
 func (c *conn) send(r *outReply) {
+	if c.enqueue(r) {
+		c.writeQueued()
+	}
+}
+
+// enqueue queues r. When no write is in progress it marks one started
+// and returns true with c.wmu held: the caller writes the queue
+// (writeQueued). Otherwise a writer will take r, and it returns false
+// with c.wmu released.
+func (c *conn) enqueue(r *outReply) bool {
 	if len(r.iov) == 0 {
 		r.iov = append(r.iov, r.hdr)
 	}
@@ -755,10 +765,10 @@ func (c *conn) send(r *outReply) {
 	c.queue = append(c.queue, r)
 	if c.writing {
 		c.wmu.Unlock()
-		return
+		return false
 	}
 	c.writing = true
-	c.writeQueued()
+	return true
 }
 
 // sendBehind queues r as send does, but when no write is in progress it
@@ -770,13 +780,9 @@ func (c *conn) send(r *outReply) {
 // and bounded the connection's large reads (docs/design.md, "Session
 // perf14al").
 func (c *conn) sendBehind(r *outReply) {
-	c.wmu.Lock()
-	c.queue = append(c.queue, r)
-	if c.writing {
-		c.wmu.Unlock()
+	if !c.enqueue(r) {
 		return
 	}
-	c.writing = true
 	c.wmu.Unlock()
 	c.inflight.Add(1)
 	go func() {

@@ -142,6 +142,7 @@ type Engine struct {
 type testHooks struct {
 	beforeSwap  func(volume string)
 	afterSwap   func(volume string)
+	published   func(volume string)          // right after the swap made the snapshot visible to writers (v.mu released)
 	arenaReady  func(volume string, i int64) // a snapshot's arena i is ready ahead of need (or was taken first)
 	spilled     func(volume string, n int64) // a snapshot moved n kept pieces from memory to the side file
 	blockStored func(volume string, n int64) // after each snapshot block

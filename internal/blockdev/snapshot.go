@@ -749,13 +749,21 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	v.dirty = newBitset(nb)
 	s := newSnapState(v.size, taken, v.bs, e.opts.CBWMemory)
 	s.id = snapID
+	// The first arena is asked for at once (a write that follows the swap
+	// closely is the first to copy), before any writer can see s: a
+	// writer's own request (cbwSlot) then finds this one pending and
+	// goes on, and this send cannot block, prepare being new with room
+	// for one. Sent after the swap, it could find a writer's request
+	// there first and wait for ever: the arena goroutine that takes
+	// requests starts only after it.
+	s.prepare <- struct{}{}
 	v.snap = s
 	base, baseSnap := v.base, v.baseSnap
 	created := e.opts.Clock.Now().UTC()
 	v.mu.Unlock()
-	// The first arena is made ready at once: a write that follows the
-	// swap closely is the first to copy.
-	s.prepare <- struct{}{}
+	if h := e.hooks.published; h != nil {
+		h(v.id)
+	}
 	arenasDone, arenasEnded := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(arenasEnded)

@@ -109,26 +109,9 @@ func TestSnapshotGetsItsShareUnderUserActivity(t *testing.T) {
 		v.fg.touch(env.clk.Now())
 	}
 	// While the snapshot rests, the user stays active and the clock moves.
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			v.fg.touch(env.clk.Now())
-			if env.clk.Pending() > 0 {
-				env.clk.Advance(time.Millisecond)
-			} else {
-				time.Sleep(50 * time.Microsecond)
-			}
-		}
-	}()
+	stop := keepActive(v, env, time.Millisecond)
 	_, err := env.e.Snapshot(ctx, "src", "s")
-	close(stop)
-	<-stopped
+	stop()
 	env.e.hooks.blockStored = nil
 	if err != nil {
 		t.Fatal(err)
@@ -254,27 +237,10 @@ func TestSnapshotRestsWhileWritesCopy(t *testing.T) {
 		mu.Unlock()
 	}
 	// While the snapshot rests, the user stays active and the clock moves.
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			v.fg.touch(env.clk.Now())
-			if env.clk.Pending() > 0 {
-				env.clk.Advance(100 * time.Microsecond)
-			} else {
-				time.Sleep(50 * time.Microsecond)
-			}
-		}
-	}()
+	stop := keepActive(v, env, 100*time.Microsecond)
 	v.fg.touch(env.clk.Now())
 	_, err := env.e.Snapshot(ctx, "src", "s")
-	close(stop)
-	<-stopped
+	stop()
 	env.e.hooks.blockStored = nil
 	if err != nil {
 		t.Fatal(err)
@@ -299,4 +265,31 @@ func TestSnapshotRestsWhileWritesCopy(t *testing.T) {
 		t.Error("no write copied a block for the snapshot")
 	}
 	checkSnapshot(t, env, "s", model)
+}
+
+// keepActive keeps v's user active and moves env's fake clock by step
+// whenever a timer waits on it (a snapshot's rest), until the returned
+// stop is called; stop returns once the loop has ended.
+func keepActive(v *Volume, env *testEnv, step time.Duration) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			v.fg.touch(env.clk.Now())
+			if env.clk.Pending() > 0 {
+				env.clk.Advance(step)
+			} else {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }

@@ -82,6 +82,7 @@ type ioBufs struct {
 type bufPool struct {
 	tokens chan struct{} // one per buffer held
 	size   int
+	what   string // in get's errors
 
 	mu     sync.Mutex
 	free   [][]byte
@@ -94,7 +95,7 @@ func (p *bufPool) get(ctx context.Context) ([]byte, error) {
 	select {
 	case p.tokens <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%s: %w", p.what, ctx.Err())
 	}
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
@@ -111,7 +112,7 @@ func (p *bufPool) get(ctx context.Context) ([]byte, error) {
 	b, err := directio.MapHuge(p.size)
 	if err != nil {
 		<-p.tokens
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", p.what, err)
 	}
 	p.mu.Lock()
 	p.mapped++
@@ -152,8 +153,8 @@ func (e *Engine) openIOBufs() (release func()) {
 	p := &e.iobufs
 	p.once.Do(func() {
 		n := e.opts.Workers + restoreIODepth
-		p.reads = bufPool{tokens: make(chan struct{}, n), size: restoreReadBytes + 2*directio.Align}
-		p.spans = bufPool{tokens: make(chan struct{}, n), size: int(e.spanBytes())}
+		p.reads = bufPool{tokens: make(chan struct{}, n), size: restoreReadBytes + 2*directio.Align, what: "restore read buffer"}
+		p.spans = bufPool{tokens: make(chan struct{}, n), size: int(e.spanBytes()), what: "restore buffer"}
 	})
 	p.mu.Lock()
 	p.users++
@@ -172,13 +173,7 @@ func (e *Engine) openIOBufs() (release func()) {
 // read buffer and returns one; putReadBuf gives it back. A job that will
 // also take a span takes its read buffer first. The caller holds the
 // buffers open (openIOBufs).
-func (e *Engine) getReadBuf(ctx context.Context) ([]byte, error) {
-	b, err := e.iobufs.reads.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("restore read buffer: %w", err)
-	}
-	return b, nil
-}
+func (e *Engine) getReadBuf(ctx context.Context) ([]byte, error) { return e.iobufs.reads.get(ctx) }
 
 func (e *Engine) putReadBuf(b []byte) { e.iobufs.reads.put(b) }
 
@@ -190,12 +185,6 @@ func (e *Engine) spanBytes() int64 { return max(int64(restoreBufBytes), e.bs) }
 // span and returns one (spanBytes);
 // putSpanBuf gives it back. The caller holds its read buffer, if it has
 // one, and the buffers open.
-func (e *Engine) getSpanBuf(ctx context.Context) ([]byte, error) {
-	b, err := e.iobufs.spans.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("restore buffer: %w", err)
-	}
-	return b, nil
-}
+func (e *Engine) getSpanBuf(ctx context.Context) ([]byte, error) { return e.iobufs.spans.get(ctx) }
 
 func (e *Engine) putSpanBuf(b []byte) { e.iobufs.spans.put(b) }

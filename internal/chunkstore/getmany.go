@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -300,13 +301,8 @@ type readRun struct {
 // in place) into the runs a batch reads: chunks of a pack at most readGap
 // apart, at most runMax bytes a run; in order of pack and offset.
 func packRuns(byPack map[string][]Entry, runMax int64) []readRun {
-	packs := make([]string, 0, len(byPack))
-	for p := range byPack {
-		packs = append(packs, p)
-	}
-	slices.Sort(packs)
 	var runs []readRun
-	for _, p := range packs {
+	for _, p := range slices.Sorted(maps.Keys(byPack)) {
 		es := byPack[p]
 		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
 		for len(es) > 0 {

@@ -39,9 +39,9 @@
 // idle_in_transaction_session_timeout (set on every connection unless the
 // URL sets it), and while it holds session advisory locks outside one (the
 // kind locks before a transaction begins, the migration lock) by
-// idle_session_timeout, armed only while those locks are held (PostgreSQL
-// 14 and later; on 13 that short window stays unguarded). The stalled node's
-// own work then fails with a broken connection, as after a network cut.
+// idle_session_timeout, armed only while those locks are held (the reason
+// the store needs PostgreSQL 14 or later). The stalled node's own work then
+// fails with a broken connection, as after a network cut.
 package postgres
 
 import (
@@ -78,9 +78,6 @@ type Store struct {
 	// or queue write) that serialization failures cause.
 	MaxAttempts int
 
-	// lockSQL and unlockSQL take and release session advisory locks
-	// with the session's idle timeout armed and disarmed (sessionLocks).
-	armIdle, disarmIdle string
 	// lockedHook, when set (tests), runs after an Update's kind locks are
 	// taken and before its transaction begins.
 	lockedHook func()
@@ -126,7 +123,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	s := &Store{w: w, r: r, MaxAttempts: DefaultMaxAttempts}
-	if err := s.sessionLocks(ctx); err != nil {
+	if err := s.checkServer(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -169,29 +166,41 @@ func (s *Store) Applied(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// sessionLocks prepares the SQL that arms and disarms a session's idle
-// timeout around the session advisory locks it holds: the same timeout as
-// inside a transaction, on servers that have idle_session_timeout (14+).
-func (s *Store) sessionLocks(ctx context.Context) error {
+// minServerVersion is the oldest PostgreSQL the store runs on (as
+// server_version_num): 14, the first with idle_session_timeout, which
+// guards the session advisory locks taken outside a transaction (armIdle).
+// PostgreSQL 13 reached its end of life in November 2025.
+const minServerVersion = 140000
+
+// checkServer refuses a server older than minServerVersion.
+func (s *Store) checkServer(ctx context.Context) error {
 	var version int
 	if err := s.r.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
 		return fmt.Errorf("open postgres: read the server's version: %w", err)
 	}
-	if version >= 140000 {
-		s.armIdle = `set_config('idle_session_timeout', current_setting('` + idleInTx + `'), false)`
-		s.disarmIdle = `set_config('idle_session_timeout', '0', false)`
+	return supportedServer(version)
+}
+
+// ErrServerTooOld is returned by Open for a server older than PostgreSQL 14.
+var ErrServerTooOld = errors.New("the PostgreSQL server is older than 14, the oldest Coffer runs on")
+
+// supportedServer says whether a server of version (server_version_num)
+// is one the store runs on.
+func supportedServer(version int) error {
+	if version < minServerVersion {
+		return fmt.Errorf("open postgres: server_version_num %d: %w", version, ErrServerTooOld)
 	}
 	return nil
 }
 
-// withIdle returns the select list sel with the expression e (armIdle or
-// disarmIdle) evaluated beside it, when the server has one.
-func withIdle(sel, e string) string {
-	if e == "" {
-		return sel
-	}
-	return sel + ", " + e
-}
+// armIdle and disarmIdle, evaluated in the statements that take and
+// release session advisory locks, set the session's idle_session_timeout
+// to the timeout a transaction has, and back to none: a process stopped
+// while it holds such locks outside a transaction loses them too.
+const (
+	armIdle    = `set_config('idle_session_timeout', current_setting('` + idleInTx + `'), false)`
+	disarmIdle = `set_config('idle_session_timeout', '0', false)`
+)
 
 // migrateLock is the advisory lock key that serializes migrations of nodes
 // starting together.
@@ -203,11 +212,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT `+withIdle(`pg_advisory_lock($1)`, s.armIdle), migrateLock); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), `+armIdle, migrateLock); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT `+withIdle(`pg_advisory_unlock($1)`, s.disarmIdle), migrateLock); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1), `+disarmIdle, migrateLock); err != nil {
 			conn.Hijack().Close(context.WithoutCancel(ctx)) // the lock goes with the connection
 		}
 	}()
@@ -342,13 +351,13 @@ func (s *Store) update(ctx context.Context, fn func(tx store.Tx) error, lock []s
 		// by key so that lockers never wait on each other in a cycle.
 		// The session's idle timeout is armed with them: a process
 		// stopped before its transaction begins loses them too.
-		if _, err := conn.Exec(ctx, `SELECT `+withIdle(`pg_advisory_lock(h)`, s.armIdle)+` FROM (SELECT DISTINCT `+kindLockKey+` AS h
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(h), `+armIdle+` FROM (SELECT DISTINCT `+kindLockKey+` AS h
 			FROM unnest($1::text[]) AS k ORDER BY h) AS l`, lock); err != nil {
 			return nil, fmt.Errorf("lock kinds: %w", err)
 		}
 		defer func() {
 			bg := context.WithoutCancel(ctx)
-			if _, err := conn.Exec(bg, `SELECT `+withIdle(`pg_advisory_unlock_all()`, s.disarmIdle)); err != nil {
+			if _, err := conn.Exec(bg, `SELECT pg_advisory_unlock_all(), `+disarmIdle); err != nil {
 				conn.Hijack().Close(bg) // the locks go with the connection
 			}
 		}()

@@ -356,16 +356,6 @@ func TestStalledWriterReleasesItsLocks(t *testing.T) {
 	})
 
 	t.Run("holding its kinds before its transaction", func(t *testing.T) {
-		var version int
-		if err := open(t, short).View(context.Background(), func(tx store.Tx) error {
-			ptx, _ := postgres.Tx(tx)
-			return ptx.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if version < 140000 {
-			t.Skipf("PostgreSQL %d has no idle_session_timeout", version)
-		}
 		a := open(t, short)
 		s := stalled{release: make(chan struct{}), done: make(chan error, 1)}
 		holding := make(chan struct{})

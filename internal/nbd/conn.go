@@ -58,11 +58,6 @@ type conn struct {
 	writing bool
 	broken  bool        // a write failed: the connection is closed
 	iov     net.Buffers // the writer's scratch; only the writer uses it
-	// owed: the reader of a plain connection holds the writer's part
-	// (writing) with replies queued that it has not finished writing
-	// (sendAhead); it writes them before it waits for anything
-	// (flushOwed). Only the reader uses it.
-	owed bool
 
 	// ahead are READs the reader took out of the stream to answer a
 	// BLOCK_STATUS after them first (blockStatusAhead); next returns

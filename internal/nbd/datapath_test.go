@@ -818,17 +818,15 @@ func TestReplyBehindReader(t *testing.T) {
 	}
 }
 
-// TestRepliesOnSeveralConnections: large READ replies are written behind
-// the reader (by a goroutine) only while a single plain connection
-// transmits; with several, the reader writes what the socket takes and
-// goes on to the next request, so it does not wait for the client to
-// read either. The same pipelined 1 MiB READs: on one connection alone,
-// replies are written behind; with a second connection transmitting,
-// while the client reads no reply (12 MiB, more than the loopback
-// socket's buffers hold), the reader still serves all 12, none behind
-// and none handed off; the replies then come in order with their data.
-// (docs/design.md, "Session perf14al", "Session perf14aq".)
-func TestRepliesOnSeveralConnections(t *testing.T) {
+// TestReplyBehindOnlyOnOneConnection: large READ replies are written
+// behind the reader only while a single plain connection transmits. The
+// same pipelined 1 MiB READs, on one connection alone, leave replies
+// behind the reader; with a second connection in transmission they are
+// all answered, in order and with their data, and none is left behind
+// (on several connections the other readers' threads overlap the copies
+// already and the hand-offs cost CPU: docs/design.md, "Session
+// perf14al").
+func TestReplyBehindOnlyOnOneConnection(t *testing.T) {
 	const size, k, n = 16 << 20, 1 << 20, 12
 	f := &sparseFile{File: fileBackend(t, size)}
 	img := make([]byte, size)
@@ -854,9 +852,10 @@ func TestRepliesOnSeveralConnections(t *testing.T) {
 	for i := range n {
 		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i) * k, k, nil})
 	}
-	// replies reads the replies to reqs on c and checks them.
-	replies := func(c *nbdtest.Client) {
+	// pipeline sends the READs at once on c and checks their replies.
+	pipeline := func(c *nbdtest.Client) {
 		t.Helper()
+		writeRequests(t, c, reqs)
 		order, data := readReplies(t, c, reqs)
 		if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(order, want) {
 			t.Errorf("replies in the order %v, want %v", order, want)
@@ -870,8 +869,7 @@ func TestRepliesOnSeveralConnections(t *testing.T) {
 
 	a := dial()
 	defer a.Close()
-	writeRequests(t, a, reqs)
-	replies(a)
+	pipeline(a)
 	alone := m.RepliesBehind()
 	if alone == 0 {
 		t.Fatalf("no reply written behind the reader on the one connection transmitting")
@@ -883,111 +881,8 @@ func TestRepliesOnSeveralConnections(t *testing.T) {
 	if _, err := b.ReadAt(make([]byte, 4096), 0); err != nil {
 		t.Fatal(err)
 	}
-	served := m.Served().Reads
-	handed, _ := m.HandedOff()
-	writeRequests(t, a, reqs)
-	deadline := time.Now().Add(time.Minute) // a hang, not a speed
-	for m.Served().Reads-served < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d READs served with the client reading no reply: the reader waits for a reply's write",
-				m.Served().Reads-served, n)
-		}
-		runtime.Gosched()
-	}
+	pipeline(a)
 	if got := m.RepliesBehind() - alone; got != 0 {
 		t.Errorf("%d replies written behind the reader with two connections transmitting, want 0", got)
-	}
-	if got, _ := m.HandedOff(); got != handed {
-		t.Errorf("%d READs handed off, want all served on the reader", got-handed)
-	}
-	replies(a)
-}
-
-// TestRepliesAheadMixed: with two connections transmitting (the reader
-// writes large READ replies as the socket takes them, sendAhead), 80
-// pipelined requests on one of them — 1 MiB, 256 KiB and 128 KiB READs
-// served on the reader, 4 KiB READs handed off to goroutines (whose
-// replies queue behind the reader's), 4 KiB WRITEs — more than the
-// connection's 16 slots, sent while the client reads replies: every
-// request is answered once, every READ with its data, and the WRITEs
-// landed.
-func TestRepliesAheadMixed(t *testing.T) {
-	const size, wbase = 16 << 20, 12 << 20
-	f := &sparseFile{File: fileBackend(t, size)}
-	img := make([]byte, size)
-	for i := range img {
-		img[i] = byte(i*13 + 1)
-	}
-	if _, err := f.File.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	addr, _ := startServer(t, ex, nil)
-	dial := func() *nbdtest.Client {
-		c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Conn.SetDeadline(time.Now().Add(time.Minute)) // a hang, not a speed
-		return c
-	}
-	a, b := dial(), dial()
-	defer a.Close()
-	defer b.Close()
-	if _, err := b.ReadAt(make([]byte, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	var reqs []pipeReq
-	sizes := []uint32{1 << 20, 4 << 10, 256 << 10, 0, 128 << 10}
-	for i := range 80 {
-		n := sizes[i%len(sizes)]
-		if n == 0 {
-			p := bytes.Repeat([]byte{byte(i)}, 4096)
-			reqs = append(reqs, pipeReq{nbdtest.CmdWrite, wbase + uint64(i)*4096, 4096, p})
-			continue
-		}
-		off := uint64(i*389*4096) % (wbase - uint64(n))
-		reqs = append(reqs, pipeReq{nbdtest.CmdRead, off, n, nil})
-	}
-	werr := make(chan error, 1)
-	go func() {
-		var buf []byte
-		for i, r := range reqs {
-			h := make([]byte, 28)
-			binary.BigEndian.PutUint32(h[0:4], 0x25609513)
-			binary.BigEndian.PutUint16(h[6:8], r.typ)
-			binary.BigEndian.PutUint64(h[8:16], uint64(i+1))
-			binary.BigEndian.PutUint64(h[16:24], r.off)
-			binary.BigEndian.PutUint32(h[24:28], r.n)
-			buf = append(append(buf, h...), r.payload...)
-		}
-		_, err := a.Conn.Write(buf) // the server reads as it replies
-		werr <- err
-	}()
-	order, data := readReplies(t, a, reqs)
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
-	seen := map[uint64]bool{}
-	for _, h := range order {
-		if seen[h] {
-			t.Fatalf("request %d answered twice", h)
-		}
-		seen[h] = true
-	}
-	for i, r := range reqs {
-		if r.typ == nbdtest.CmdRead && !bytes.Equal(data[uint64(i+1)], img[r.off:r.off+uint64(r.n)]) {
-			t.Errorf("READ %d (%d at %d): data differs", i+1, r.n, r.off)
-		}
-	}
-	got := make([]byte, size-wbase)
-	if _, err := b.ReadAt(got, wbase); err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range reqs {
-		if r.typ == nbdtest.CmdWrite && !bytes.Equal(got[r.off-wbase:r.off-wbase+4096], r.payload) {
-			t.Errorf("WRITE %d at %d: not read back", i+1, r.off)
-		}
 	}
 }

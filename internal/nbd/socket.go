@@ -135,25 +135,6 @@ func (s *sock) writev(bufs [][]byte) error {
 	return nil
 }
 
-// writeNow writes what the socket takes at once of bufs, without
-// waiting for room (MSG_DONTWAIT): n is 0 when it is full. It does not
-// consume bufs.
-func (s *sock) writeNow(bufs [][]byte) (int, error) {
-	const iovMax = 1024
-	for {
-		n, err := unix.SendmsgBuffers(s.fd, bufs[:min(len(bufs), iovMax)], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			return 0, nil
-		case err != nil:
-			return 0, fmt.Errorf("write socket: %w", err)
-		}
-		return n, nil
-	}
-}
-
 // shutdown wakes threads blocked on the socket (how: unix.SHUT_RD or
 // unix.SHUT_RDWR); a no-op once closed.
 func (s *sock) shutdown(how int) {

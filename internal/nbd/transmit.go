@@ -86,7 +86,6 @@ func (c *conn) transmit(ctx context.Context, exp *Export) {
 		pr = newPayloadReader(c.rw)
 	}
 	defer c.inflight.Wait()
-	defer c.flushOwed()
 
 	inl, _ := exp.Backend.(Inliner)
 	sr, _ := exp.Backend.(SparseReader)
@@ -136,9 +135,6 @@ func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payloa
 			// READs taken out of the stream by blockStatusAhead.
 			req, c.ahead = c.ahead[0], c.ahead[1:]
 		} else {
-			if c.br.Buffered() < requestSize {
-				c.flushOwed() // the reader may wait for the client
-			}
 			if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 					c.log.Debug("nbd connection read ended", "err", err)
@@ -169,22 +165,18 @@ func (c *conn) next(ctx context.Context, pr *payloadReader) (req request, payloa
 			}
 			weight = int64(req.length)
 		}
-		if !c.takeSlot(ctx) {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
 			return request{}, nil, nil, false
 		}
-		if !c.budget.TryAcquire(weight) {
-			c.flushOwed() // the replies owed give budget back
-			if err := c.budget.Acquire(ctx, weight); err != nil {
-				<-c.slots
-				return request{}, nil, nil, false
-			}
+		if err := c.budget.Acquire(ctx, weight); err != nil {
+			<-c.slots
+			return request{}, nil, nil, false
 		}
 		hold := &holding{weight: weight}
 		if req.typ == cmdWrite {
 			payload = getBuf(int(req.length))
-			if c.br.Buffered() < len(payload) {
-				c.flushOwed() // the reader may wait for the payload
-			}
 			if err := pr.read(c, payload); err != nil {
 				c.log.Debug("nbd connection read ended", "err", err)
 				putBuf(payload)
@@ -234,31 +226,15 @@ func (c *conn) blockStatusAhead(ctx context.Context) {
 			return // cannot happen: the bytes are buffered
 		}
 		c.ahead = reads
-		if !c.takeSlot(ctx) {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
 		start := c.srv.clock().Now()
 		c.handle(req, nil, &holding{})
 		c.srv.Metrics.request(req, c.srv.clock().Now().Sub(start))
 		return
-	}
-}
-
-// takeSlot takes one of the connection's request slots for the reader,
-// waiting for one (once any replies it owes are written: their requests
-// hold slots) unless ctx ends; it reports whether it took one.
-func (c *conn) takeSlot(ctx context.Context) bool {
-	select {
-	case c.slots <- struct{}{}:
-		return true
-	default:
-	}
-	c.flushOwed()
-	select {
-	case c.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -366,23 +342,13 @@ func (c *conn) tryInline(inl Inliner, sr SparseReader, req request, payload []by
 			putBuf(buf)
 			return false
 		}
-		// With another request here already, the reader does not
-		// wait for the socket to take the reply: on the one plain
-		// connection transmitting the reply is written behind it
-		// (sendBehind), which overlaps the two copies on two threads;
-		// with several, whose threads overlap each other's copies
-		// already and where hand-offs cost CPU, the reader writes what
-		// the socket takes at once and the rest before it waits for
-		// anything (sendAhead). (docs/design.md, "Session perf14al",
-		// "Session perf14aq".)
-		way := viaSend
-		if c.br.Buffered() > 0 || len(c.ahead) > 0 {
-			way = viaAhead
-			if c.srv.readers.Load() == 1 {
-				way = viaBehind
-			}
-		}
-		c.replySparse(req, buf, n, holes, err, hold, way)
+		// With another request here already, the reply is written
+		// behind the reader, which serves that request meanwhile;
+		// only on the one connection transmitting: other connections'
+		// threads overlap this one's copies already, and the hand-offs
+		// cost CPU (docs/design.md, "Session perf14al").
+		behind := (c.br.Buffered() > 0 || len(c.ahead) > 0) && c.srv.readers.Load() == 1
+		c.replySparse(req, buf, n, holes, err, hold, behind)
 		return true
 	}
 	if req.typ == cmdWrite {
@@ -477,7 +443,7 @@ func (c *conn) read(req request, hold *holding) {
 	if sr, ok := c.exp.Backend.(SparseReader); ok {
 		var holes []span
 		n, err := sr.ReadSparse(buf, int64(req.offset), holesInto(&holes, int64(req.offset)))
-		c.replySparse(req, buf, n, holes, err, hold, viaSend)
+		c.replySparse(req, buf, n, holes, err, hold, false)
 		return
 	}
 	n, err := c.exp.Backend.ReadAt(buf, int64(req.offset))
@@ -493,22 +459,13 @@ func holesInto(holes *[]span, off int64) func(o, n int64) {
 // replyRead queues the reply to a READ whose n bytes (or error) the
 // backend returned into buf, a pooled buffer the reply takes over.
 func (c *conn) replyRead(req request, buf []byte, n int, err error, hold *holding) {
-	c.replySparse(req, buf, n, nil, err, hold, viaSend)
+	c.replySparse(req, buf, n, nil, err, hold, false)
 }
 
-// replyWay is how a READ's reply with data is written.
-type replyWay int
-
-const (
-	viaSend   replyWay = iota // send
-	viaBehind                 // sendBehind
-	viaAhead                  // sendAhead
-)
-
 // replySparse is replyRead for a buffer whose holes (in order) the backend
-// left unfilled: they read as zeroes. A reply with chunks goes out the
-// way given; the others with send.
-func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err error, hold *holding, way replyWay) {
+// left unfilled: they read as zeroes. With behind, a reply with data is
+// written behind the caller (sendBehind).
+func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err error, hold *holding, behind bool) {
 	if errors.Is(err, io.EOF) && n == len(buf) {
 		err = nil
 	}
@@ -575,15 +532,12 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 		r.iov = append(r.iov, h[:28], buf[s.off:s.off+s.n])
 		h = h[28:]
 	}
-	switch way {
-	case viaBehind:
+	if behind {
 		c.srv.Metrics.replyBehind()
 		c.sendBehind(r)
-	case viaAhead:
-		c.sendAhead(r)
-	default:
-		c.send(r)
+		return
 	}
+	c.send(r)
 }
 
 // span is a run of a READ buffer: data, or zeroes sent as a hole.
@@ -839,104 +793,6 @@ func (c *conn) sendBehind(r *outReply) {
 	}()
 }
 
-// sendAhead queues r, the reply to a request that a plain connection's
-// reader served with more requests received behind it, and writes what
-// the socket takes of the queue at once, without waiting for room: the
-// reader serves the next request instead of sleeping until the client
-// has read, and writes the rest with its next replies or, at the latest,
-// before it waits for anything (flushOwed: the client, a slot, budget).
-// Only the reader calls it. Meanwhile the reader keeps the writer's part:
-// replies of request goroutines are queued behind, and leave with its
-// writes.
-func (c *conn) sendAhead(r *outReply) {
-	if c.enqueue(r) {
-		c.owed = true
-		c.wmu.Unlock()
-	} else if !c.owed {
-		return // a request goroutine is writing and takes r
-	}
-	c.writeSome()
-}
-
-// writeSome writes what the socket takes at once of the queue, for the
-// reader that owes it (sendAhead). Replies written whole are released;
-// the rest stay at the head of the queue, the first one cut to its
-// unwritten bytes. With nothing left the reader gives up the writer's
-// part. A failed write closes the connection, as in writeQueued.
-func (c *conn) writeSome() {
-	c.wmu.Lock()
-	batch := c.queue
-	failed := c.broken
-	c.wmu.Unlock()
-	if failed {
-		return // flushOwed releases the queue
-	}
-	// c.queue may grow meanwhile; its first len(batch) replies are ours.
-	c.iov = c.iov[:0]
-	for _, r := range batch {
-		c.iov = append(c.iov, r.iov...)
-	}
-	n, err := c.sock.writeNow(c.iov)
-	clear(c.iov)
-	done := 0
-	for _, r := range batch {
-		for n > 0 && len(r.iov) > 0 {
-			k := min(n, len(r.iov[0]))
-			r.iov[0] = r.iov[0][k:]
-			n -= k
-			if len(r.iov[0]) == 0 {
-				// Shifted down, not resliced: the pooled iov
-				// keeps its capacity.
-				r.iov = r.iov[:copy(r.iov, r.iov[1:])]
-			}
-		}
-		if len(r.iov) > 0 {
-			break
-		}
-		done++
-	}
-	for _, r := range batch[:done] {
-		c.free(r)
-	}
-	c.wmu.Lock()
-	k := copy(c.queue, c.queue[done:])
-	clear(c.queue[k:])
-	c.queue = c.queue[:k]
-	if err != nil && !c.broken {
-		c.broken = true
-		c.log.Debug("nbd reply write failed, closing", "err", err)
-		c.abort()
-	}
-	if len(c.queue) == 0 {
-		c.writing, c.owed = false, false
-	}
-	c.wmu.Unlock()
-}
-
-// flushOwed writes, waiting for room, the replies the reader owes
-// (sendAhead), if any, and gives up the writer's part. Only the reader
-// calls it, before it waits for anything.
-func (c *conn) flushOwed() {
-	if !c.owed {
-		return
-	}
-	c.owed = false
-	c.wmu.Lock()
-	c.writeQueued()
-}
-
-// free releases what a written (or dropped) reply held and pools it.
-func (c *conn) free(r *outReply) {
-	c.release(r.hold)
-	putBuf(r.hdr)
-	if r.data != nil {
-		putBuf(r.data)
-	}
-	clear(r.iov[:cap(r.iov)])
-	*r = outReply{iov: r.iov[:0]}
-	replyPool.Put(r)
-}
-
 // writeQueued writes the queued replies, and those queued meanwhile,
 // until the queue is empty, then clears c.writing. c.wmu is held, and
 // is released on return; the caller set c.writing.
@@ -952,7 +808,14 @@ func (c *conn) writeQueued() {
 			err = c.writeBatch(batch)
 		}
 		for i, r := range batch {
-			c.free(r)
+			c.release(r.hold)
+			putBuf(r.hdr)
+			if r.data != nil {
+				putBuf(r.data)
+			}
+			clear(r.iov)
+			*r = outReply{iov: r.iov[:0]}
+			replyPool.Put(r)
 			batch[i] = nil
 		}
 

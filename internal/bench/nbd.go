@@ -841,6 +841,7 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 						return err
 					}
 					hr0, hw0 := r.srv.Metrics.HandedOff()
+					rb0 := r.srv.Metrics.RepliesBehind()
 					sv0 := r.srv.Metrics.Served()
 					f, err := runFio(ctx, r.fio, r.fioOut(fmt.Sprintf("%s-%dc-%s.json", w.Name, conns, s.name)), j)
 					if err != nil {
@@ -863,8 +864,8 @@ func (r *nbdRunner) matrix(ctx context.Context) error {
 					r.logf("%s ×%d %s: %.0f IOPS, %.1f MiB/s, latency mean %.1f µs, p99 %.1f µs, server CPU %.1f µs per request",
 						w.Name, conns, s.name, f.IOPS, f.MiBps, f.LatMeanUs, f.LatP99Us, f.ServerCPUUs)
 					if hr1, hw1 := r.srv.Metrics.HandedOff(); s.name == "coffer" {
-						r.logf("%s ×%d coffer: %d reads and %d writes handed off to goroutines (not served on the connection's reader)",
-							w.Name, conns, hr1-hr0, hw1-hw0)
+						r.logf("%s ×%d coffer: %d reads and %d writes handed off to goroutines (not served on the connection's reader), %d read replies written behind the reader",
+							w.Name, conns, hr1-hr0, hw1-hw0, r.srv.Metrics.RepliesBehind()-rb0)
 						r.logServed(w.Name, conns, sv0, r.srv.Metrics.Served())
 					}
 				}

@@ -817,3 +817,72 @@ func TestReplyBehindReader(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyBehindOnlyOnOneConnection: large READ replies are written
+// behind the reader only while a single plain connection transmits. The
+// same pipelined 1 MiB READs, on one connection alone, leave replies
+// behind the reader; with a second connection in transmission they are
+// all answered, in order and with their data, and none is left behind
+// (on several connections the other readers' threads overlap the copies
+// already and the hand-offs cost CPU: docs/design.md, "Session
+// perf14al").
+func TestReplyBehindOnlyOnOneConnection(t *testing.T) {
+	const size, k, n = 16 << 20, 1 << 20, 12
+	f := &sparseFile{File: fileBackend(t, size)}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*7 + 3)
+	}
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	m := nbd.NewMetrics()
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.Metrics = m })
+	dial := func() *nbdtest.Client {
+		c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Conn.SetDeadline(time.Now().Add(time.Minute)) // a hang, not a speed
+		return c
+	}
+	var reqs []pipeReq
+	for i := range n {
+		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i) * k, k, nil})
+	}
+	// pipeline sends the READs at once on c and checks their replies.
+	pipeline := func(c *nbdtest.Client) {
+		t.Helper()
+		writeRequests(t, c, reqs)
+		order, data := readReplies(t, c, reqs)
+		if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(order, want) {
+			t.Errorf("replies in the order %v, want %v", order, want)
+		}
+		for i := range n {
+			if !bytes.Equal(data[uint64(i+1)], img[i*k:(i+1)*k]) {
+				t.Errorf("READ %d: data differs", i+1)
+			}
+		}
+	}
+
+	a := dial()
+	defer a.Close()
+	pipeline(a)
+	alone := m.RepliesBehind()
+	if alone == 0 {
+		t.Fatalf("no reply written behind the reader on the one connection transmitting")
+	}
+
+	b := dial()
+	defer b.Close()
+	// A request answered on b: its reader is transmitting.
+	if _, err := b.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	pipeline(a)
+	if got := m.RepliesBehind() - alone; got != 0 {
+		t.Errorf("%d replies written behind the reader with two connections transmitting, want 0", got)
+	}
+}

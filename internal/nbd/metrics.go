@@ -16,6 +16,7 @@ type Metrics struct {
 	open, accepted, refused atomic.Int64
 	requests, failed        [numCmds]atomic.Uint64
 	handedOff               [numCmds]atomic.Uint64
+	behind                  atomic.Uint64 // READ replies written behind the reader
 	read, written           atomic.Uint64
 	chunks                  atomic.Uint64 // content chunks of structured READ replies
 	latency                 [numCmds]*prom.Hist
@@ -99,6 +100,25 @@ func (m *Metrics) HandedOff() (reads, writes uint64) {
 	return m.handedOff[cmdRead].Load(), m.handedOff[cmdWrite].Load()
 }
 
+// replyBehind counts a READ reply left to be written behind the
+// connection's reader (sendBehind).
+func (m *Metrics) replyBehind() {
+	if m != nil {
+		m.behind.Add(1)
+	}
+}
+
+// RepliesBehind returns how many READ replies the connections' readers
+// left to be written behind them while they served the next request
+// (only ever on the one plain connection transmitting, for a READ over
+// 64 KiB with another request received).
+func (m *Metrics) RepliesBehind() uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.behind.Load()
+}
+
 // readChunks counts the content chunks (data and holes) of a structured
 // READ reply.
 func (m *Metrics) readChunks(n int) {
@@ -159,6 +179,7 @@ func (m *Metrics) WriteMetrics(w io.Writer) {
 			prom.Sample(w, "coffer_nbd_requests_handed_off_total", float64(v), "cmd", cmdNames[i])
 		}
 	}
+	prom.Family(w, "coffer_nbd_read_replies_behind_total", prom.Counter, "NBD read replies written behind the connection's reader while it served the next request.", float64(m.behind.Load()))
 	prom.Family(w, "coffer_nbd_read_bytes_total", prom.Counter, "Bytes NBD clients asked to read (the length of every read request answered, a failed one included).", float64(m.read.Load()))
 	prom.Family(w, "coffer_nbd_read_reply_chunks_total", prom.Counter, "Content chunks (data and holes) of the structured replies to NBD reads.", float64(m.chunks.Load()))
 	prom.Family(w, "coffer_nbd_written_bytes_total", prom.Counter, "Bytes NBD clients sent to write (the length of every write request answered, a failed one included).", float64(m.written.Load()))

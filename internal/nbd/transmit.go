@@ -533,6 +533,7 @@ func (c *conn) replySparse(req request, buf []byte, n int, holes []span, err err
 		h = h[28:]
 	}
 	if behind {
+		c.srv.Metrics.replyBehind()
 		c.sendBehind(r)
 		return
 	}

@@ -155,6 +155,7 @@ type testHooks struct {
 	write       func(volume string, off, n int64)        // before a write's data goes to a volume's data file
 	dataSynced  func(volume string)                      // after a volume's data file is synced (syncData)
 	deleting    func(volume string)                      // after DeleteVolume closed the volume, before its files go
+	restored    func(path string, syncs int64)           // RestoreToFile's writes ended; syncs: its background fdatasyncs
 }
 
 // OnDeleting sets f (nil: none) as the function DeleteVolume calls once

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"coffer/internal/chunk"
+	"coffer/internal/directio"
 )
 
 // span is a byte range [off, off+n) of a file.
@@ -265,5 +266,53 @@ func TestRestoreFileAllocate(t *testing.T) {
 		if c != 0 {
 			t.Fatalf("allocated byte %d reads %#x, want 0", i, c)
 		}
+	}
+}
+
+// TestRestoreToFileSyncsAsItGoes: RestoreToFile fdatasyncs its file in the
+// background as its direct writes pass each restoreSyncEvery bytes, before
+// its final fsync, and the file comes out exact.
+func TestRestoreToFileSyncsAsItGoes(t *testing.T) {
+	ctx := context.Background()
+	const bs = 64 << 10
+	dir := t.TempDir()
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := directio.Open(probe, os.O_WRONLY); err != nil {
+		t.Skipf("no direct I/O here: %v", err)
+	} else {
+		d.Close()
+	}
+	env := newTestEnv(t, Options{BlockSize: bs})
+	const size = 3 * restoreSyncEvery
+	v, err := env.e.CreateVolume(ctx, "vol", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := make([]byte, size)
+	fillRandom(rand.New(rand.NewPCG(7, 8)), model)
+	if _, err := v.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.e.Snapshot(ctx, "vol", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	var syncs int64 = -1
+	env.e.hooks.restored = func(_ string, n int64) { syncs = n }
+	path := filepath.Join(dir, "restored.img")
+	if err := env.e.RestoreToFile(ctx, "s1", path); err != nil {
+		t.Fatal(err)
+	}
+	if syncs < 1 {
+		t.Fatalf("%d background fdatasyncs while %d bytes were written with direct I/O, want at least one (every %d)", syncs, size, restoreSyncEvery)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum(got) != sum(model) {
+		t.Fatalf("restored file differs at %d", firstDiff(got, model))
 	}
 }

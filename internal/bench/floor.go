@@ -458,6 +458,13 @@ func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, 
 	if d != nil {
 		defer d.Close()
 	}
+	// Synced as it goes, as a restore's file is (directio.SyncEvery): a
+	// floor that left the host's write-back all to its final fsync would
+	// not be one.
+	var syncer *directio.Syncer
+	if d != nil {
+		syncer = directio.StartSyncer(f, directio.SyncEvery)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(ops)
@@ -491,14 +498,20 @@ func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, 
 					}
 					continue
 				}
-				if _, _, err := directio.WriteAt(d, f, src[:o.w.n], o.w.off); err != nil {
+				direct, _, err := directio.WriteAt(d, f, src[:o.w.n], o.w.off)
+				if err != nil {
 					return fmt.Errorf("write %d bytes at %d: %w", o.w.n, o.w.off, err)
 				}
+				syncer.Wrote(direct)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if serr := syncer.Stop(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		return res, fmt.Errorf("I/O floor: %w", err)
 	}
 	if err := f.Sync(); err != nil {

@@ -432,8 +432,8 @@ const hydrateCheckpointPages = 64
 func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	e := v.e
 	np := int64(len(h.src.Pages))
-	wb := startWriteback(v.f, true, 0) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
-	defer wb.stop()                    // no fdatasync of its own: the checkpoints sync
+	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
+	defer wb.stop()
 	release := e.openIOBufs()
 	defer release()
 	// While the volume's user is active, one job at a time, with rests
@@ -612,17 +612,18 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 	}
 	err = f.Truncate(si.Size)
 	if err == nil {
-		// Need not stay cached; direct writes synced as they go.
-		rf := restoreFile{f: f, wb: startWriteback(f, true, restoreSyncEvery)}
+		rf := restoreFile{f: f, wb: startWriteback(f, true)} // need not stay cached
 		if d, derr := directio.Open(path, os.O_WRONLY); derr == nil {
 			rf.direct = d
+			rf.sync = directio.StartSyncer(f, directio.SyncEvery)
 		}
 		err = e.restoreRecord(ctx, rec, rf)
-		if werr := rf.wb.stop(); err == nil {
-			err = werr
+		rf.wb.stop()
+		if serr := rf.sync.Stop(); err == nil {
+			err = serr
 		}
 		if hk := e.hooks.restored; hk != nil {
-			hk(path, rf.wb.syncs.Load())
+			hk(path, rf.sync.Syncs())
 		}
 		if rf.direct != nil {
 			if cerr := rf.direct.Close(); err == nil {
@@ -646,17 +647,18 @@ func (e *Engine) RestoreToFile(ctx context.Context, snapshotID, path string) err
 // restoreFile is the io.WriterAt of RestoreToFile: the aligned part of a
 // write goes through direct, when the file system gave one, and the rest
 // (the end of a partial last block) through the page cache with early
-// writeback; the file is fdatasynced every restoreSyncEvery bytes of
-// direct writes, in the background.
+// writeback; the direct part has the file fdatasynced as it goes (sync;
+// directio.SyncEvery).
 type restoreFile struct {
 	f, direct *os.File
 	wb        *writeback
+	sync      *directio.Syncer // nil without direct
 }
 
 func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 	direct, buffered, err := directio.WriteAt(r.direct, r.f, p, off)
 	r.wb.wrote(off, len(p), buffered)
-	r.wb.wroteDirect(direct)
+	r.sync.Wrote(direct)
 	return direct + buffered, err
 }
 

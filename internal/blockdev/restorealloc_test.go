@@ -270,7 +270,7 @@ func TestRestoreFileAllocate(t *testing.T) {
 }
 
 // TestRestoreToFileSyncsAsItGoes: RestoreToFile fdatasyncs its file in the
-// background as its direct writes pass each restoreSyncEvery bytes, before
+// background as its direct writes pass each directio.SyncEvery bytes, before
 // its final fsync, and the file comes out exact.
 func TestRestoreToFileSyncsAsItGoes(t *testing.T) {
 	ctx := context.Background()
@@ -286,7 +286,7 @@ func TestRestoreToFileSyncsAsItGoes(t *testing.T) {
 		d.Close()
 	}
 	env := newTestEnv(t, Options{BlockSize: bs})
-	const size = 3 * restoreSyncEvery
+	const size = 3 * directio.SyncEvery
 	v, err := env.e.CreateVolume(ctx, "vol", size)
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestRestoreToFileSyncsAsItGoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if syncs < 1 {
-		t.Fatalf("%d background fdatasyncs while %d bytes were written with direct I/O, want at least one (every %d)", syncs, size, restoreSyncEvery)
+		t.Fatalf("%d background fdatasyncs while %d bytes were written with direct I/O, want at least one (every %d)", syncs, size, directio.SyncEvery)
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {

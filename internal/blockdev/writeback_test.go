@@ -21,7 +21,7 @@ func TestWriteback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	wb := startWriteback(f, true, 0)
+	wb := startWriteback(f, true)
 	w := restoreFile{f: f, wb: wb}
 	block := bytes.Repeat([]byte{0xA5}, 1<<20)
 	const n = 3 * writebackEvery / (1 << 20)
@@ -58,7 +58,7 @@ func TestRestoreFileDirect(t *testing.T) {
 		t.Skipf("no direct I/O here: %v", err)
 	}
 	defer d.Close()
-	wb := startWriteback(f, false, 0)
+	wb := startWriteback(f, false)
 	w := restoreFile{f: f, direct: d, wb: wb}
 	p := directio.Buffer(3*directio.Align + 100)
 	for i := range p {
@@ -119,7 +119,7 @@ func TestWritebackDropsOnlyWhatItWrote(t *testing.T) {
 	if r := resident(0, 16<<20); r < 0.99 {
 		t.Skipf("only %.0f%% of a file just written is cached here", 100*r)
 	}
-	wb := startWriteback(f, true, 0)
+	wb := startWriteback(f, true)
 	w := restoreFile{f: f, wb: wb}
 	for off := int64(32 << 20); off < 32<<20+3*writebackEvery; off += 1 << 20 {
 		if _, err := w.WriteAt(block, off); err != nil {
@@ -129,59 +129,5 @@ func TestWritebackDropsOnlyWhatItWrote(t *testing.T) {
 	wb.stop()
 	if r := resident(0, 16<<20); r < 0.99 {
 		t.Fatalf("%.0f%% of the first 16 MiB, which no one wrote, is still cached after the writeback of [32 MiB, 56 MiB); want all of it", 100*r)
-	}
-}
-
-// TestRestoreFileSyncsAsItGoes: direct writes through restoreFile have the
-// file fdatasynced in the background once every syncEvery bytes, not only
-// at the end; with syncEvery 0 (hydration) never; buffered bytes do not
-// count.
-func TestRestoreFileSyncsAsItGoes(t *testing.T) {
-	const every = 1 << 20
-	for _, tc := range []struct {
-		syncEvery int64
-		want      bool
-	}{{every, true}, {0, false}} {
-		path := filepath.Join(t.TempDir(), "f")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := directio.Open(path, os.O_WRONLY)
-		if err != nil {
-			f.Close()
-			t.Skipf("no direct I/O here: %v", err)
-		}
-		wb := startWriteback(f, true, tc.syncEvery)
-		w := restoreFile{f: f, direct: d, wb: wb}
-		p := directio.Buffer(every / 2)
-		for i := range p {
-			p[i] = byte(i*7 + 3)
-		}
-		for i := range 8 {
-			if n, err := w.WriteAt(p, int64(i)*every/2); n != len(p) || err != nil {
-				t.Fatalf("write %d: %d, %v", i, n, err)
-			}
-		}
-		// A buffered tail (not a multiple of the alignment) counts toward
-		// early writeback only.
-		if _, err := w.WriteAt(p[:100], 4*every); err != nil {
-			t.Fatal(err)
-		}
-		if err := wb.stop(); err != nil {
-			t.Fatalf("syncEvery %d: %v", tc.syncEvery, err)
-		}
-		got := wb.syncs.Load()
-		switch {
-		case tc.want && (got < 1 || got > 4):
-			t.Errorf("syncEvery %d: %d fdatasyncs while 4 MiB were written directly, want 1 to 4", tc.syncEvery, got)
-		case !tc.want && got != 0:
-			t.Errorf("syncEvery 0: %d fdatasyncs, want none", got)
-		}
-		if wb.direct.Load() != 4*every && tc.syncEvery > 0 {
-			t.Errorf("counted %d direct bytes, want %d", wb.direct.Load(), 4*every)
-		}
-		d.Close()
-		f.Close()
 	}
 }

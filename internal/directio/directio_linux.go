@@ -71,3 +71,14 @@ func Unmap(b []byte) error {
 	}
 	return nil
 }
+
+// datasync writes the file's data (and what reading it back needs) to
+// the device.
+func datasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

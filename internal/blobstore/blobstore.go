@@ -62,12 +62,14 @@ type RangeReader interface {
 }
 
 // Prefetcher is implemented by stores that can start reading a range ahead
-// of the reads that will want it. Prefetch is a hint: it returns without
-// waiting for the bytes, may do nothing, changes no object and no later
-// read's result, and its error (a missing object, say) may be ignored.
-// The local store asks the kernel to read the range into the page cache
-// (POSIX_FADV_WILLNEED), so that small buffered reads of it that follow
-// find it there instead of each waiting on the disk.
+// of the reads that will want it. Prefetch is a hint: it may do nothing,
+// changes no object and no later read's result, and its error (a missing
+// object, say) may be ignored. It may wait for the bytes: call it off the
+// path of a read that waits. The local store asks the kernel to read the
+// range into the page cache (POSIX_FADV_WILLNEED) and returns once the
+// range's last page is read, so that small buffered reads of it that
+// follow find it there instead of each waiting on the disk, and a caller
+// hinting one range at a time bounds the read-ahead it queues.
 type Prefetcher interface {
 	Prefetch(ctx context.Context, name string, off, n int64) error
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,6 +269,7 @@ func TestReadMissHintsPageReadAhead(t *testing.T) {
 		return missing, data
 	}
 	read(5)
+	v.hyd.locs.waitPrefetch() // the page is read ahead off the read's path
 	hints := hb.taken()
 	missing, data := covered(0, hints)
 	if len(hints) == 0 || missing > 0 || len(hints)*16 > data {
@@ -276,10 +278,12 @@ func TestReadMissHintsPageReadAhead(t *testing.T) {
 	for _, b := range []int64{6, 100, 254} {
 		read(b)
 	}
+	v.hyd.locs.waitPrefetch()
 	if hints := hb.taken(); len(hints) != 0 {
 		t.Errorf("later reads in a located page gave %d hints, want 0", len(hints))
 	}
 	read(EntriesPerPage + 9)
+	v.hyd.locs.waitPrefetch()
 	hints = hb.taken()
 	if missing, data := covered(1, hints); len(hints) == 0 || missing > 0 || len(hints)*16 > data {
 		t.Errorf("the first read in page 1 gave %d hints, leaving %d of its %d data blocks' chunks unhinted", len(hints), missing, data)
@@ -447,4 +451,126 @@ func restoreModelHeld(t *testing.T, e *Engine, model []byte) (v *Volume, held <-
 		t.Fatal(err)
 	}
 	return restoreHeldOn(t, e, "src")
+}
+
+// onReadPath marks the context of a user's read in
+// TestReadMissReadAheadOffPathBounded.
+type onReadPath struct{}
+
+// holdingBlobs holds every read-ahead hint (blobstore.Prefetcher) until
+// release gives it a turn, and records the hints, the most held at once,
+// and any hint given with a user's read's context (onReadPath).
+type holdingBlobs struct {
+	*local.Store
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	hints   []blobRange
+	now     int
+	most    int
+	onPath  int
+}
+
+func (h *holdingBlobs) Prefetch(ctx context.Context, name string, off, n int64) error {
+	h.mu.Lock()
+	if ctx.Value(onReadPath{}) != nil {
+		h.onPath++
+		h.mu.Unlock()
+		h.entered <- struct{}{} // (the test goes on, and fails)
+		return nil
+	}
+	h.hints = append(h.hints, blobRange{name, off, n})
+	h.now++
+	h.most = max(h.most, h.now)
+	h.mu.Unlock()
+	h.entered <- struct{}{}
+	<-h.release
+	h.mu.Lock()
+	h.now--
+	h.mu.Unlock()
+	return h.Store.Prefetch(ctx, name, off, n)
+}
+
+// TestReadMissReadAheadOffPathBounded: the read that locates a page does
+// not give the page's read-ahead hints itself (it returns while they are
+// held); the pages wait for their read-ahead one at a time, the newest
+// first, at most prefetchQueue of them (those located while the queue
+// was full are pushed out, oldest first); a page the hydrator has read
+// meanwhile is not read ahead; what the reads return is the source's.
+func TestReadMissReadAheadOffPathBounded(t *testing.T) {
+	ctx := context.Background()
+	var hb *holdingBlobs
+	e, _, index, _ := newRealEngineDB(t, Options{BlockSize: 4096}, nil, func(s *local.Store) blobstore.Store {
+		hb = &holdingBlobs{Store: s, entered: make(chan struct{}, 1024), release: make(chan struct{})}
+		return hb
+	})
+	const bs = 4096
+	const pages = prefetchQueue + 4
+	const size = pages * EntriesPerPage * bs
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(43, 44))
+	for b := range int64(size / bs) {
+		if b%4 != 3 { // a hole in four; the others data, each its own
+			for i := range model[b*bs : (b+1)*bs] {
+				model[b*bs+int64(i)] = "abcdefgh\n"[rng.IntN(9)]
+			}
+		}
+	}
+	v, _, release := restoreModelHeld(t, e, model)
+	defer close(release)
+	var order []int64 // written by the read-ahead's one goroutine, read after waitPrefetch
+	v.hyd.locs.readAhead = func(p int64) { order = append(order, p) }
+	rctx := context.WithValue(ctx, onReadPath{}, true)
+	read := func(p int64) {
+		t.Helper()
+		off := (p*EntriesPerPage+5)*bs + 100
+		buf := make([]byte, 1000)
+		if _, err := v.ReadAtContext(rctx, buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, model[off:off+int64(len(buf))]) {
+			t.Fatalf("read in page %d differs from the source", p)
+		}
+	}
+	read(0)
+	<-hb.entered // page 0's read-ahead, held; the read has returned
+	for p := int64(1); p < pages; p++ {
+		read(p)
+	}
+	// The hydrator's job of page 4 reads it meanwhile (and drops its
+	// entries): no read-ahead of it then.
+	v.hyd.locs.drop(4)
+	close(hb.release)
+	v.hyd.locs.waitPrefetch()
+	hb.mu.Lock()
+	hints, most, onPath := hb.hints, hb.most, hb.onPath
+	hb.mu.Unlock()
+	if onPath > 0 {
+		t.Errorf("%d read-ahead hints given on a read's path", onPath)
+	}
+	if most != 1 {
+		t.Errorf("%d read-ahead hints held at once, want 1", most)
+	}
+	if want := []int64{0, 11, 10, 9, 8, 7, 6, 5}; !slices.Equal(order, want) { // pages = prefetchQueue + 4
+		t.Errorf("pages read ahead in the order %v, want %v: page 0 at once, then of pages 1-%d, located while it was, the newest %d (the others pushed out) but 4, which the hydrator read", order, want, pages-1, prefetchQueue)
+	}
+	// Page 0's hints cover every chunk of its data blocks.
+	ids, err := v.hyd.cache.page(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := index.Lookup(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		ent, in := found[id], false
+		for _, h := range hints {
+			in = in || h.name == ent.Pack && h.off <= ent.Offset && ent.Offset+int64(ent.Length) <= h.off+h.n
+		}
+		if !id.IsZero() && !in {
+			t.Errorf("block %d's chunk not hinted", i)
+		}
+	}
+	wantImage(t, v, model, "while hydrating")
 }

@@ -173,10 +173,13 @@ func (v *Volume) readWrittenUnits(buf []byte, b int64) error {
 	})
 }
 
+// stop stops the hydrator and the read-ahead of located pages (the
+// caller then waits for both: v.hydWG, h.locs.waitPrefetch).
 func (h *hydration) stop() {
 	if h.cancel != nil {
 		h.cancel()
 	}
+	h.locs.stopPrefetch()
 }
 
 // hydratedLocked reports whether block b's file contents are authoritative;
@@ -546,6 +549,8 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		v.mu.Unlock()
 		return fmt.Errorf("hydrate: finish: %w", e.noSpace(err, v.id))
 	}
+	h.locs.stopPrefetch() // nothing left to read ahead
+	h.locs.waitPrefetch()
 	v.mu.Lock()
 	base, baseSnap := v.base, v.baseSnap
 	v.mu.Unlock()

@@ -1388,11 +1388,15 @@ func (v *Volume) Close() error {
 		return nil
 	}
 	v.closed = true
-	if v.hyd != nil {
-		v.hyd.stop()
+	h := v.hyd
+	if h != nil {
+		h.stop()
 	}
 	v.mu.Unlock()
 	v.hydWG.Wait()
+	if h != nil {
+		h.locs.waitPrefetch()
+	}
 	for i := range v.stripes { // drain writes in progress
 		v.stripes[i].Lock()
 		v.stripes[i].Unlock()
@@ -1419,11 +1423,15 @@ func (v *Volume) crash() {
 	defer v.snapMu.Unlock()
 	v.mu.Lock()
 	v.closed = true
-	if v.hyd != nil {
-		v.hyd.stop()
+	h := v.hyd
+	if h != nil {
+		h.stop()
 	}
 	v.mu.Unlock()
 	v.hydWG.Wait()
+	if h != nil {
+		h.locs.waitPrefetch()
+	}
 	v.e.mu.Lock()
 	delete(v.e.vols, v.id)
 	v.e.mu.Unlock()

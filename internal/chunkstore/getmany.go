@@ -139,7 +139,8 @@ func (s *Store) GetLocatedInto(ctx context.Context, es []Entry, rbuf []byte, ahe
 // reads of a hydrating volume, each of one block) then finds them read
 // ahead in few large reads instead of one disk read each. Hints change
 // nothing that is read: every chunk is still read and verified against
-// its ID by GetLocatedInto or Get.
+// its ID by GetLocatedInto or Get. The blob store may wait for its reads
+// (the local store does), hint by hint: call it off a waiting read's path.
 func (s *Store) PrefetchLocated(ctx context.Context, es []Entry) int {
 	pf, ok := s.blobs.(blobstore.Prefetcher)
 	if !ok || len(es) == 0 {

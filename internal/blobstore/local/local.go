@@ -265,7 +265,10 @@ func (s *Store) ReadRange(ctx context.Context, name string, off, n int64, buf []
 // Prefetch asks the kernel to read [off, off+n) of object name into the
 // page cache (blobstore.Prefetcher): its small ranged reads, which go
 // through the page cache, then find it there. Packs are written with
-// O_DIRECT, so without it every such read waits on the disk.
+// O_DIRECT, so without it every such read waits on the disk. It returns
+// once the range's last page is read (a buffered read of that page waits
+// for the read-ahead that covers it), so that a caller hinting one range
+// at a time keeps at most one range's read-ahead on the disk.
 func (s *Store) Prefetch(ctx context.Context, name string, off, n int64) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("prefetch %s: %w", name, err)
@@ -280,6 +283,12 @@ func (s *Store) Prefetch(ctx context.Context, name string, off, n int64) error {
 	defer s.release(cf)
 	if err := unix.Fadvise(int(cf.f.Fd()), off, n, unix.FADV_WILLNEED); err != nil {
 		return fmt.Errorf("prefetch %s [%d,+%d]: %w", name, off, n, err)
+	}
+	if end := min(off+n, cf.size); end > off {
+		var last [1]byte
+		if _, err := cf.f.ReadAt(last[:], end-1); err != nil {
+			return fmt.Errorf("prefetch %s [%d,+%d]: wait for the read-ahead: %w", name, off, n, err)
+		}
 	}
 	return nil
 }

@@ -9,14 +9,14 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"coffer/internal/capacity"
 	"coffer/internal/chunk"
+	"coffer/internal/clock"
 )
-
-// span is a byte range [off, off+n) of a file.
-type span struct{ off, n int64 }
 
 // TestAllocateData: allocateData reserves every run of consecutive data
 // blocks of a batch of pages with one call, runs crossing from one page
@@ -71,10 +71,6 @@ func TestAllocateData(t *testing.T) {
 		t.Fatalf("allocation on a full file system: %v, want ENOSPC", err)
 	}
 }
-
-type allocFunc func(off, n int64) error
-
-func (f allocFunc) allocate(off, n int64) error { return f(off, n) }
 
 // allocWriter is an io.WriterAt and an allocator that records both, and
 // fails each allocation with fail (nil: none).
@@ -265,5 +261,107 @@ func TestRestoreFileAllocate(t *testing.T) {
 		if c != 0 {
 			t.Fatalf("allocated byte %d reads %#x, want 0", i, c)
 		}
+	}
+}
+
+// TestRestoreVolumePreallocates: a new restored volume's file has the
+// blocks of the source's data runs allocated before the hydrator writes
+// any (preallocate), and none of its holes; a write into a block not
+// hydrated yet and the hydration after it give the snapshot's contents
+// with that write. With a capacity monitor that has no room for the
+// runs, nothing is allocated ahead and hydration still completes.
+func TestRestoreVolumePreallocates(t *testing.T) {
+	const bs = 64 << 10
+	for _, tc := range []struct {
+		name string
+		free int64 // the monitor's free bytes; 0: no monitor
+		want bool  // the data runs allocated ahead
+	}{
+		{"room", 0, true},
+		// Above the reserve (1 MiB) by 3 MiB: room for each hydration
+		// job (a page's data blocks, at most 40 here), not for all 53.
+		{"no room", 4 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{BlockSize: bs, Workers: 2}
+			if tc.free > 0 {
+				m := capacity.NewMonitor(clock.NewFake(time.Now()), 1<<20, t.TempDir())
+				m.SetStatfs(func(string) (int64, int64, error) { return tc.free, 1 << 40, nil })
+				opts.Space = m
+			}
+			env := newTestEnv(t, opts)
+			e, ctx := env.e, context.Background()
+			const nb = 3*EntriesPerPage + 10 // a short last page
+			size := int64(nb*bs - 5120)      // and a partial last block
+			model := make([]byte, size)
+			rng := rand.New(rand.NewPCG(14, 1))
+			// Data runs, one across a page's end, and the partial last
+			// block; holes between.
+			runs := [][2]int64{{0, 3}, {7, 8}, {EntriesPerPage - 2, EntriesPerPage + 5}, {2 * EntriesPerPage, 2*EntriesPerPage + 40}, {nb - 2, nb}}
+			var data int64
+			for _, r := range runs {
+				lo, hi := r[0]*bs, min(r[1]*bs, size)
+				fillRandom(rng, model[lo:hi])
+				for b := lo; b < hi; b += bs {
+					model[b] = 1 // no all-zero block: each is stored
+				}
+				data += hi - lo
+			}
+			src, err := e.CreateVolume(ctx, "src", size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := src.WriteAt(model, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Snapshot(ctx, "src", "s1"); err != nil {
+				t.Fatal(err)
+			}
+			reached, hold := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			e.hooks.hydrator = func(ctx context.Context, _ string) {
+				once.Do(func() { close(reached) })
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+			}
+			v, err := e.RestoreVolume(ctx, "s1", "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-reached // preallocate has run; no block is hydrated yet
+			var st unix.Stat_t
+			if err := unix.Stat(filepath.Join(e.volDir("r"), "data"), &st); err != nil {
+				t.Fatal(err)
+			}
+			// The runs are 4 KiB-aligned but for the last one, which
+			// ends at the file's end: allocated space is data rounded up
+			// to a file-system block (plus an extent block at most).
+			got := st.Blocks * 512
+			if tc.want && (got < data || got > data+8192) {
+				t.Errorf("before hydration: %d bytes allocated, want the %d of the data runs", got, data)
+			}
+			if !tc.want && got != 0 {
+				t.Errorf("before hydration, without room: %d bytes allocated, want none", got)
+			}
+			// A write into a block not hydrated yet, inside a data run.
+			w := make([]byte, 8192)
+			fillRandom(rng, w)
+			off := int64(2*EntriesPerPage+3)*bs + 4096
+			if _, err := v.WriteAt(w, off); err != nil {
+				t.Fatal(err)
+			}
+			copy(model[off:], w)
+			close(hold)
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := v.WaitHydrated(wctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := image(t, v); sum(got) != sum(model) {
+				t.Fatalf("hydrated volume differs from the snapshot with the write at byte %d", firstDiff(got, model))
+			}
+		})
 	}
 }

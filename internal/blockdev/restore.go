@@ -391,7 +391,13 @@ func (v *Volume) startHydrator(fresh bool) {
 			err := v.hydrate(ctx, h)
 			v.mu.Lock()
 			switch {
-			case err == nil || errors.Is(err, context.Canceled):
+			case err == nil:
+				// A stall ends when a block is hydrated (markHydrated);
+				// a retry that had none left to write (they all went
+				// into space reserved before the stall, preallocate)
+				// ends it here.
+				h.stalled, h.err = false, nil
+			case errors.Is(err, context.Canceled):
 			case errors.Is(err, capacity.ErrNoSpace):
 				// The filesystem is full: say so, and try again later
 				// (reads are served from the snapshot meanwhile).

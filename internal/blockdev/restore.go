@@ -370,8 +370,10 @@ func (v *Volume) WaitHydrated(ctx context.Context) error {
 	}
 }
 
-// startHydrator starts the background hydrator of a restored volume.
-func (v *Volume) startHydrator() {
+// startHydrator starts the background hydrator of a restored volume; for
+// a volume just restored (fresh), it first reserves the file's space of
+// the source's data blocks (preallocate).
+func (v *Volume) startHydrator(fresh bool) {
 	v.mu.Lock()
 	h := v.hyd
 	v.mu.Unlock()
@@ -385,11 +387,20 @@ func (v *Volume) startHydrator() {
 		defer v.hydWG.Done()
 		defer close(h.finished)
 		defer cancel()
+		if fresh {
+			v.preallocate(ctx, h)
+		}
 		for {
 			err := v.hydrate(ctx, h)
 			v.mu.Lock()
 			switch {
-			case err == nil || errors.Is(err, context.Canceled):
+			case err == nil:
+				// A stall ends when a block is hydrated (markHydrated);
+				// a retry that had none left to write (they all went
+				// into space reserved before the stall, preallocate)
+				// ends it here.
+				h.stalled, h.err = false, nil
+			case errors.Is(err, context.Canceled):
 			case errors.Is(err, capacity.ErrNoSpace):
 				// The filesystem is full: say so, and try again later
 				// (reads are served from the snapshot meanwhile).
@@ -673,9 +684,15 @@ func (r restoreFile) WriteAt(p []byte, off int64) (int, error) {
 // shared, but a direct write that allocates under it exclusive, for the
 // whole write: without allocate, a restore's jobs wrote its file one at a
 // time. A file system without fallocate gives errors.ErrUnsupported.
-func (r restoreFile) allocate(off, n int64) error {
-	if err := unix.Fallocate(int(r.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
-		return &os.PathError{Op: "fallocate", Path: r.f.Name(), Err: err}
+func (r restoreFile) allocate(off, n int64) error { return fileAllocator{r.f}.allocate(off, n) }
+
+// fileAllocator reserves ranges of a file before they are written
+// (fallocate, keeping the file's size).
+type fileAllocator struct{ f *os.File }
+
+func (a fileAllocator) allocate(off, n int64) error {
+	if err := unix.Fallocate(int(a.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+		return &os.PathError{Op: "fallocate", Path: a.f.Name(), Err: err}
 	}
 	return nil
 }
@@ -687,6 +704,57 @@ type allocator interface {
 }
 
 var _ allocator = restoreFile{}
+
+// allocFunc is an allocator made of a function.
+type allocFunc func(off, n int64) error
+
+func (f allocFunc) allocate(off, n int64) error { return f(off, n) }
+
+// preallocate reserves, before a new restored volume hydrates, the
+// blocks of its file that the hydrator will write: every run of the
+// source's data blocks, holes left out (allocateData). A write into a
+// block not hydrated yet is then a write into allocated (unwritten)
+// blocks instead of into a hole: ext4 maps it without a delayed
+// allocation of its own, which the user's random writes during hydration
+// paid for on every write (docs/design.md, "Session perf14ao"). It is an
+// optimisation: where there is not room for all of the runs and the
+// engine's free-space reserve (capacity.Monitor.RoomFor), or the file
+// system cannot fallocate, or ctx ends, nothing or part is reserved and
+// the writes allocate as before. Blocks already
+// written are left as they are (fallocate does not change allocated
+// blocks), so the volume's contents never depend on it.
+func (v *Volume) preallocate(ctx context.Context, h *hydration) {
+	var runs []span
+	err := v.e.loadPageBatches(ctx, h.src, 0, int64(len(h.src.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+		return allocateData(allocFunc(func(off, n int64) error {
+			if k := len(runs) - 1; k >= 0 && runs[k].off+runs[k].n == off {
+				runs[k].n += n // a run across a batch's end
+			} else {
+				runs = append(runs, span{off, n})
+			}
+			return nil
+		}), h.src, b0, pages)
+	})
+	if err != nil {
+		return // stopped, or the hydrator's own reads of the pages say what failed
+	}
+	var total int64
+	for _, r := range runs {
+		total += r.n
+	}
+	if !v.e.opts.Space.RoomFor(total) {
+		return
+	}
+	a := fileAllocator{v.f}
+	for _, r := range runs {
+		if ctx.Err() != nil || a.allocate(r.off, r.n) != nil {
+			return // stopped; unsupported, or no space after all: the writes allocate
+		}
+	}
+}
+
+// span is a byte range [off, off+n) of a file.
+type span struct{ off, n int64 }
 
 // allocateData reserves, through a, every run of consecutive data blocks
 // of the index pages b0, b0+1, … of rec (pages as loadPageBatches gives

@@ -160,7 +160,7 @@ func (e *Engine) createVolumeLocked(ctx context.Context, id string, size int64, 
 	}
 	ok = true
 	e.vols[id] = v
-	v.startHydrator()
+	v.startHydrator(true)
 	return v, nil
 }
 
@@ -265,7 +265,7 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 		return nil, err
 	}
 	e.vols[id] = v
-	v.startHydrator()
+	v.startHydrator(false)
 	return v, nil
 }
 

@@ -120,12 +120,25 @@ func (m *Monitor) Check() error { return m.CheckFor(0) }
 // CheckFor is Check for work that is about to write n more bytes: it
 // refuses when they would take free space below the reserve.
 func (m *Monitor) CheckFor(n int64) error {
-	if m == nil {
-		return nil
-	}
-	st := m.Status()
-	if !st.Low && (n == 0 || st.Err != nil || st.FreeBytes-n >= m.reserve) {
+	st, ok := m.roomFor(n)
+	if ok {
 		return nil
 	}
 	return m.Note(Refused(m.dir, st.FreeBytes, m.reserve))
+}
+
+// RoomFor reports whether CheckFor(n) would let work write n more bytes,
+// without recording a refusal: for work that may as well not be done
+// (a restored disk's space reserved ahead of its writes).
+func (m *Monitor) RoomFor(n int64) bool {
+	_, ok := m.roomFor(n)
+	return ok
+}
+
+func (m *Monitor) roomFor(n int64) (Status, bool) {
+	if m == nil {
+		return Status{}, true
+	}
+	st := m.Status()
+	return st, !st.Low && (n == 0 || st.Err != nil || st.FreeBytes-n >= m.reserve)
 }

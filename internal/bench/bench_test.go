@@ -105,15 +105,17 @@ func TestRunSmall(t *testing.T) {
 		f.WriteBytes%blockSize != 0 || f.WriteBytes < minData || f.WriteBytes > maxData {
 		t.Errorf("I/O floor %+v; the restore made %d reads and wrote %d-%d bytes", f, in.BlobGets, minData, maxData)
 	}
-	// Each round's floor is the fastest of its replays, one per depth (the
+	// Each round's floor is the fastest of its replays, one per way (the
 	// first round's are kept), and the floor is the median round.
-	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorDepths) || len(f.Rounds) != DefaultRestoreRounds {
-		t.Errorf("I/O floor replays %+v in rounds %v, want one at each of %v in %d rounds", f.Runs, f.Rounds, floorDepths, DefaultRestoreRounds)
+	if f := res.Coffer.RestoreIOFloor; len(f.Runs) != len(floorWays) || len(f.Rounds) != DefaultRestoreRounds {
+		t.Errorf("I/O floor replays %+v in rounds %v, want one in each of %v in %d rounds", f.Runs, f.Rounds, floorWays, DefaultRestoreRounds)
 	} else {
 		first := f.Rounds[0]
 		for i, run := range f.Runs {
-			if run.Depth != floorDepths[i] || run.Seconds <= 0 || run.Seconds < first || run.Seconds == first && run.Depth != f.Depth {
-				t.Errorf("I/O floor's first round %.3fs at depth %d; replay %+v", first, f.Depth, run)
+			w := floorWays[i]
+			if run.Depth != w.depth || run.SyncEvery != w.syncEvery || run.Seconds <= 0 || run.Seconds < first ||
+				run.Seconds == first && (run.Depth != f.Depth || run.SyncEvery != f.SyncEvery) {
+				t.Errorf("I/O floor's first round %.3fs at depth %d, synced every %d; replay %+v", first, f.Depth, f.SyncEvery, run)
 			}
 		}
 		if f.Seconds != median(f.Rounds) {
@@ -123,11 +125,11 @@ func TestRunSmall(t *testing.T) {
 	if m := res.Coffer.Many; m.Disks != manyDisks || m.DiskBytes*manyDisks != res.SizeBytes || !m.Restore.Match {
 		t.Errorf("many disks: %+v", m)
 	} else if f := m.RestoreIOFloor; f == nil || int64(f.Reads) != m.Restore.Internals.BlobGets || f.WriteBytes%blockSize != 0 ||
-		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorDepths) {
+		f.WriteBytes < minData || f.WriteBytes > maxData || len(f.Runs) != len(floorWays) {
 		// The same data as the one disk, restored as eight.
 		t.Errorf("many disks' I/O floor %+v; their restores made %d reads", f, m.Restore.Internals.BlobGets)
 	} else if a := m.RestoreIOFloorAtOnce; a == nil || a == f || a.Reads != f.Reads || a.ReadBytes != f.ReadBytes || a.Writes != f.Writes ||
-		a.WriteBytes != f.WriteBytes || len(a.Runs) != len(floorDepths) {
+		a.WriteBytes != f.WriteBytes || len(a.Runs) != len(floorWays) {
 		// The same reads, each told to its restore, and the same writes,
 		// each into its restore's file.
 		t.Errorf("many disks' I/O floor at once %+v; in one file %+v", a, f)
@@ -710,7 +712,7 @@ func TestReplayIO(t *testing.T) {
 	writes := []extent{{0, 1 << 20}, {2 << 20, 4096}, {3 << 20, 3 << 20}, {7<<20 - 65536, 65536}}
 	var log rangeLog
 	out := filepath.Join(dir, "out")
-	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, 3, blockDevice(dir))
+	res, err := replayIO(context.Background(), clock.Real{}, &log, reads, writes, out, 7<<20, floorWay{3, 1 << 20}, blockDevice(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,7 +726,7 @@ func TestReplayIO(t *testing.T) {
 	for _, r := range reads {
 		rb += r.n
 	}
-	if res.Reads != len(reads) || res.ReadBytes != rb || res.Writes != len(writes) || res.WriteBytes != 4<<20+4096+65536 || res.Depth != 3 || res.Seconds <= 0 {
+	if res.Reads != len(reads) || res.ReadBytes != rb || res.Writes != len(writes) || res.WriteBytes != 4<<20+4096+65536 || res.Depth != 3 || res.SyncEvery != 1<<20 || res.Seconds <= 0 {
 		t.Errorf("result %+v", res)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
@@ -767,7 +769,7 @@ func TestReplayAtOnce(t *testing.T) {
 		}
 	}
 	var log rangeLog
-	res, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes, filepath.Join(dir, "floor"), 8<<20, 2, 4, blockDevice(dir))
+	res, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes, filepath.Join(dir, "floor"), 8<<20, 2, floorWay{4, 0}, blockDevice(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -791,7 +793,7 @@ func TestReplayAtOnce(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 		t.Errorf("the floor's files are left: %v", left)
 	}
-	if _, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes[:2], filepath.Join(dir, "floor"), 8<<20, 2, 4, blockDevice(dir)); err == nil {
+	if _, err := replayAtOnce(context.Background(), clock.Real{}, &log, reads, writes[:2], filepath.Join(dir, "floor"), 8<<20, 2, floorWay{4, 0}, blockDevice(dir)); err == nil {
 		t.Error("replayAtOnce took the reads of 3 restores with the writes of 2")
 	}
 }

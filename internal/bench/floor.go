@@ -156,8 +156,7 @@ func allocateExtents(f *os.File, writes []extent) error {
 }
 
 // IOFloor is the restore's I/O replayed alone: the fastest of its replays
-// at floorDepths requests in flight (Runs, in that order), whose figures
-// it carries.
+// in each of floorWays (Runs, in that order), whose figures it carries.
 type IOFloor struct {
 	Seconds    float64 `json:"seconds"`
 	Reads      int     `json:"reads"`
@@ -165,6 +164,10 @@ type IOFloor struct {
 	Writes     int     `json:"writes"`
 	WriteBytes int64   `json:"writeBytes"`
 	Depth      int     `json:"depth"` // I/O requests in flight
+	// SyncEvery is the bytes of direct writes between background
+	// fdatasyncs of a file (directio.Syncer); 0: the file is synced at its
+	// end only.
+	SyncEvery int64 `json:"syncEveryBytes,omitempty"`
 	// CPUSeconds is this process's CPU time meanwhile (the kernel's work
 	// for the I/O, mostly), and Machine what every process did.
 	CPUSeconds float64 `json:"cpuSeconds"`
@@ -180,6 +183,7 @@ type IOFloor struct {
 // IOFloorRun is one replay of the floor.
 type IOFloorRun struct {
 	Depth      int     `json:"depth"`
+	SyncEvery  int64   `json:"syncEveryBytes,omitempty"`
 	Seconds    float64 `json:"seconds"`
 	CPUSeconds float64 `json:"cpuSeconds"`
 	Machine    Machine `json:"machine"`
@@ -197,10 +201,18 @@ func (f IOFloor) runsString() string {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		fmt.Fprintf(&b, " %d in flight %.2fs", r.Depth, r.Seconds)
+		fmt.Fprintf(&b, " %d in flight%s %.2fs", r.Depth, syncedText(r.SyncEvery), r.Seconds)
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// syncedText says how a replay synced its files, when it did as it went.
+func syncedText(syncEvery int64) string {
+	if syncEvery == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" synced every %s", sizeStr(syncEvery))
 }
 
 // floorWriteMax bounds the floor's writes: a restore writes each run of
@@ -215,8 +227,33 @@ const floorWriteMax = 16 << 20
 // the restore may reach makes it beat its floor by queueing deeper.
 var floorDepths = []int{8, 16}
 
+// floorWay is one way the floor's I/O is replayed: depth requests in
+// flight, and each file fdatasynced every syncEvery bytes of direct
+// writes as it goes (0: at its end only).
+type floorWay struct {
+	depth     int
+	syncEvery int64
+}
+
+// floorWays are the ways the floor is replayed, the fastest counting:
+// each of floorDepths with each file synced at its end only, and synced as
+// it goes as a restore's file is (directio.SyncEvery). Which is faster
+// depends on the disk: on the development VM syncing as it goes took the
+// wait for the host's write-back off one file's end, but four files
+// syncing at once were slower than four synced at their ends (docs/design.md,
+// "Issue 14's figures (session 14)").
+var floorWays = func() []floorWay {
+	var ways []floorWay
+	for _, sync := range []int64{0, directio.SyncEvery} {
+		for _, d := range floorDepths {
+			ways = append(ways, floorWay{d, sync})
+		}
+	}
+	return ways
+}()
+
 // ioFloor replays the reads and writes of the restore that was just timed
-// alone, at each of floorDepths, as far as possible under the same
+// alone, in each of floorWays, as far as possible under the same
 // conditions: each after beforeTimed, with the repository's files evicted
 // from the page cache.
 func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent) error {
@@ -229,48 +266,48 @@ func (r *runner) ioFloor(ctx context.Context, reads []rangeRead, writes []extent
 }
 
 // replayFloor replays reads (through rr, of the repository whose files
-// are repo) and writes (into a file of size bytes) at each of floorDepths,
+// are repo) and writes (into a file of size bytes) in each of floorWays,
 // each after beforeTimed and the eviction of repo from the page cache, and
 // returns the fastest replay with every replay in its Runs. what names the
 // restores replayed in the progress lines.
 func (r *runner) replayFloor(ctx context.Context, what string, rr blobstore.RangeReader, repo []string, reads []rangeRead, writes []extent, size int64) (IOFloor, error) {
 	out := filepath.Join(r.dir, "restore-floor.img")
-	return r.fastestReplay(ctx, what, repo, func(depth int) (IOFloor, error) {
-		return replayIO(ctx, r.clk, rr, reads, writes, out, size, depth, r.probe.disk)
+	return r.fastestReplay(ctx, what, repo, func(w floorWay) (IOFloor, error) {
+		return replayIO(ctx, r.clk, rr, reads, writes, out, size, w, r.probe.disk)
 	})
 }
 
 // replayFloorAtOnce is replayFloor for restores that ran atOnce at a time,
 // each into its own file (the many-disk step): reads[i] and writes[i] are
 // restore i's, each replayed into its own file of size bytes with its own
-// fsync, atOnce of them at a time (replayAtOnce), at each of floorDepths
-// requests in flight in all.
+// fsync, atOnce of them at a time (replayAtOnce), in each of floorWays
+// (requests in flight in all).
 func (r *runner) replayFloorAtOnce(ctx context.Context, what string, rr blobstore.RangeReader, repo []string, reads [][]rangeRead, writes [][]extent, size int64, atOnce int) (IOFloor, error) {
-	return r.fastestReplay(ctx, what, repo, func(depth int) (IOFloor, error) {
-		return replayAtOnce(ctx, r.clk, rr, reads, writes, filepath.Join(r.dir, "restore-floor"), size, atOnce, depth, r.probe.disk)
+	return r.fastestReplay(ctx, what, repo, func(w floorWay) (IOFloor, error) {
+		return replayAtOnce(ctx, r.clk, rr, reads, writes, filepath.Join(r.dir, "restore-floor"), size, atOnce, w, r.probe.disk)
 	})
 }
 
-// fastestReplay runs replay at each of floorDepths, each after
+// fastestReplay runs replay in each of floorWays, each after
 // beforeTimed and the eviction of repo from the page cache, and returns
 // the fastest replay with every replay in its Runs.
-func (r *runner) fastestReplay(ctx context.Context, what string, repo []string, replay func(depth int) (IOFloor, error)) (IOFloor, error) {
+func (r *runner) fastestReplay(ctx context.Context, what string, repo []string, replay func(floorWay) (IOFloor, error)) (IOFloor, error) {
 	var best IOFloor
 	var runs []IOFloorRun
-	for _, depth := range floorDepths {
+	for _, way := range floorWays {
 		if err := r.beforeTimed(ctx); err != nil {
 			return best, err
 		}
 		if err := evictCached(repo...); err != nil {
 			return best, err
 		}
-		fl, err := replay(depth)
+		fl, err := replay(way)
 		if err != nil {
 			return best, err
 		}
-		r.logf("I/O floor of %s: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight), CPU %.2fs; %s",
-			what, fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, fl.CPUSeconds, fl.Machine)
-		runs = append(runs, IOFloorRun{Depth: depth, Seconds: fl.Seconds, CPUSeconds: fl.CPUSeconds, Machine: fl.Machine})
+		r.logf("I/O floor of %s: %.2fs (%d reads, %.1f MiB; %d writes, %.1f MiB; %d in flight%s), CPU %.2fs; %s",
+			what, fl.Seconds, fl.Reads, mib(fl.ReadBytes), fl.Writes, mib(fl.WriteBytes), fl.Depth, syncedText(fl.SyncEvery), fl.CPUSeconds, fl.Machine)
+		runs = append(runs, IOFloorRun{Depth: way.depth, SyncEvery: way.syncEvery, Seconds: fl.Seconds, CPUSeconds: fl.CPUSeconds, Machine: fl.Machine})
 		if len(runs) == 1 || fl.Seconds < best.Seconds {
 			best = fl
 		}
@@ -290,11 +327,12 @@ func (r *runner) fastestReplay(ctx context.Context, what string, repo []string, 
 // the process's CPU time and what the machine did meanwhile. The files
 // are removed after the last replay ended, outside those figures, as the
 // restores' files outlive each other.
-func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads [][]rangeRead, writes [][]extent, out string, size int64, atOnce, depth int, disk string) (res IOFloor, err error) {
+func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads [][]rangeRead, writes [][]extent, out string, size int64, atOnce int, way floorWay, disk string) (res IOFloor, err error) {
 	if len(reads) != len(writes) {
 		return res, fmt.Errorf("I/O floor: reads of %d restores, writes of %d", len(reads), len(writes))
 	}
-	res.Depth = depth
+	depth := way.depth
+	res.Depth, res.SyncEvery = depth, way.syncEvery
 	atOnce = max(1, min(atOnce, len(reads)))
 	each := max(1, depth/atOnce)
 	paths := make([]string, len(reads))
@@ -330,7 +368,7 @@ func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader
 		g.Go(func() error {
 			for i := range next {
 				var err error
-				if parts[i], err = replayInto(gctx, clk, rr, reads[i], writes[i], paths[i], size, m, disk); err != nil {
+				if parts[i], err = replayInto(gctx, clk, rr, reads[i], writes[i], paths[i], size, m, way.syncEvery, disk); err != nil {
 					return err
 				}
 			}
@@ -361,13 +399,13 @@ func replayAtOnce(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader
 // what the machine did (disk as for readMachine) meanwhile. out is
 // removed afterwards, outside those figures: deleting it can take as long
 // as discarding its blocks does.
-func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, depth int, disk string) (IOFloor, error) {
-	mem, err := newReplayMem(reads, writes, depth)
+func replayIO(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, way floorWay, disk string) (IOFloor, error) {
+	mem, err := newReplayMem(reads, writes, way.depth)
 	if err != nil {
 		return IOFloor{}, err
 	}
 	defer mem.close()
-	res, err := replayInto(ctx, clk, rr, reads, writes, out, size, mem, disk)
+	res, err := replayInto(ctx, clk, rr, reads, writes, out, size, mem, way.syncEvery, disk)
 	if rerr := os.Remove(out); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, rerr)
 	}
@@ -421,9 +459,9 @@ func (m *replayMem) close() {
 // replayInto is replayIO with the memory m (its depth len(m.bufs)),
 // leaving its output file at out (when it made one) to the caller to
 // remove.
-func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, m *replayMem, disk string) (IOFloor, error) {
+func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, reads []rangeRead, writes []extent, out string, size int64, m *replayMem, syncEvery int64, disk string) (IOFloor, error) {
 	depth := len(m.bufs)
-	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth}
+	res := IOFloor{Reads: len(reads), Writes: len(writes), Depth: depth, SyncEvery: syncEvery}
 	for _, r := range reads {
 		res.ReadBytes += r.n
 	}
@@ -458,12 +496,10 @@ func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, 
 	if d != nil {
 		defer d.Close()
 	}
-	// Synced as it goes, as a restore's file is (directio.SyncEvery): a
-	// floor that left the host's write-back all to its final fsync would
-	// not be one.
+	// Synced as it goes, when asked, as a restore's file is (floorWays).
 	var syncer *directio.Syncer
 	if d != nil {
-		syncer = directio.StartSyncer(f, directio.SyncEvery)
+		syncer = directio.StartSyncer(f, syncEvery)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -429,8 +429,8 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	for _, x := range floors {
 		if f := x.f; f != nil {
-			fmt.Fprintf(w, "Coffer %s I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight, then fsync; CPU %.2fs; %s%s\n",
-				x.n, f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, f.CPUSeconds, f.Machine, f.runsString())
+			fmt.Fprintf(w, "Coffer %s I/O floor: %.2fs for %d reads (%s) and %d direct writes (%s) with %d in flight%s, then fsync; CPU %.2fs; %s%s\n",
+				x.n, f.Seconds, f.Reads, sizeStr(f.ReadBytes), f.Writes, sizeStr(f.WriteBytes), f.Depth, syncedText(f.SyncEvery), f.CPUSeconds, f.Machine, f.runsString())
 		}
 	}
 	if m := res.restoreMedians(); strings.Contains(m, ", ") {

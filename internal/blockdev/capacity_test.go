@@ -202,13 +202,7 @@ func TestHydrationStallsOnFullFilesystemAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hold := make(chan struct{})
-	e.hooks.hydrator = func(ctx context.Context, _ string) {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-		}
-	}
+	_, hold := holdHydrators(e)
 	v, err := e.RestoreVolume(ctx, "s1", "r")
 	if err != nil {
 		t.Fatal(err)

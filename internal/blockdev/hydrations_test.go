@@ -3,6 +3,7 @@ package blockdev
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,13 +39,7 @@ func TestHydrationsListsHydratingVolumes(t *testing.T) {
 		t.Fatalf("hydrations before a restore: %+v", hs)
 	}
 
-	hold := make(chan struct{})
-	e.hooks.hydrator = func(ctx context.Context, _ string) {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-		}
-	}
+	_, hold := holdHydrators(e)
 	v, err := e.RestoreVolume(ctx, "s1", "r")
 	if err != nil {
 		t.Fatal(err)
@@ -62,4 +57,20 @@ func TestHydrationsListsHydratingVolumes(t *testing.T) {
 	if hs := e.Hydrations(); len(hs) != 0 {
 		t.Fatalf("hydrations after hydration ended: %+v", hs)
 	}
+}
+
+// holdHydrators makes e's hydrators wait before their first job until
+// hold is closed (or their context ends); reached is closed when the
+// first of them gets there.
+func holdHydrators(e *Engine) (reached, hold chan struct{}) {
+	reached, hold = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.hooks.hydrator = func(ctx context.Context, _ string) {
+		once.Do(func() { close(reached) })
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	return reached, hold
 }

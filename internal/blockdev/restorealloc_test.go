@@ -368,15 +368,7 @@ func TestRestoreVolumePreallocates(t *testing.T) {
 			if _, err := e.Snapshot(ctx, "src", "s1"); err != nil {
 				t.Fatal(err)
 			}
-			reached, hold := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			e.hooks.hydrator = func(ctx context.Context, _ string) {
-				once.Do(func() { close(reached) })
-				select {
-				case <-hold:
-				case <-ctx.Done():
-				}
-			}
+			reached, hold := holdHydrators(e)
 			v, err := e.RestoreVolume(ctx, "s1", "r")
 			if err != nil {
 				t.Fatal(err)
@@ -440,15 +432,7 @@ func BenchmarkWriteUnhydrated(b *testing.B) {
 				entries[i] = id
 			}
 			synthSnapshot(b, e, "s", entries)
-			reached, hold := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			e.hooks.hydrator = func(ctx context.Context, _ string) {
-				once.Do(func() { close(reached) })
-				select {
-				case <-hold:
-				case <-ctx.Done():
-				}
-			}
+			reached, hold := holdHydrators(e)
 			v, err := e.RestoreVolume(ctx, "s", "r")
 			if err != nil {
 				b.Fatal(err)

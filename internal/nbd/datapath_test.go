@@ -772,27 +772,13 @@ func TestBlockStatusAhead(t *testing.T) {
 // their data.
 func TestReplyBehindReader(t *testing.T) {
 	const size, k, n = 16 << 20, 1 << 20, 12
-	f := &sparseFile{File: fileBackend(t, size)}
-	img := make([]byte, size)
-	for i := range img {
-		img[i] = byte(i*11 + 5)
-	}
-	if _, err := f.File.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	m := nbd.NewMetrics()
-	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.Metrics = m })
+	addr, m, img := servePattern(t, size, 11, 5)
 	c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var reqs []pipeReq
-	for i := range n {
-		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i) * k, k, nil})
-	}
+	reqs := largeReads(n, k)
 	served := m.Served().Reads
 	writeRequests(t, c, reqs)
 	deadline := time.Now().Add(time.Minute) // a hang, not a speed
@@ -807,12 +793,53 @@ func TestReplyBehindReader(t *testing.T) {
 		t.Errorf("%d READs handed off, want all served on the reader", got)
 	}
 	c.Conn.SetDeadline(time.Now().Add(time.Minute))
+	checkReadsInOrder(t, c, reqs, img)
+}
+
+// servePattern serves the export "disk" of size bytes holding byte
+// i*mul+add at offset i, and returns its address, the server's metrics
+// and the bytes.
+func servePattern(t *testing.T, size, mul, add int) (string, *nbd.Metrics, []byte) {
+	t.Helper()
+	f := &sparseFile{File: fileBackend(t, int64(size))}
+	img := make([]byte, size)
+	for i := range img {
+		img[i] = byte(i*mul + add)
+	}
+	if _, err := f.File.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	ex := &exports{}
+	ex.add("disk", f, false)
+	m := nbd.NewMetrics()
+	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.Metrics = m })
+	return addr, m, img
+}
+
+// largeReads returns n READs of k bytes each, one after the other from
+// offset 0.
+func largeReads(n, k int) []pipeReq {
+	var reqs []pipeReq
+	for i := range n {
+		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i * k), uint32(k), nil})
+	}
+	return reqs
+}
+
+// checkReadsInOrder reads the replies of reqs (largeReads, sent on c)
+// and checks that they arrive in the order sent, with img's bytes.
+func checkReadsInOrder(t *testing.T, c *nbdtest.Client, reqs []pipeReq, img []byte) {
+	t.Helper()
 	order, data := readReplies(t, c, reqs)
-	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(order, want) {
+	want := make([]uint64, len(reqs))
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if !slices.Equal(order, want) {
 		t.Errorf("replies in the order %v, want %v", order, want)
 	}
-	for i := range n {
-		if !bytes.Equal(data[uint64(i+1)], img[i*k:(i+1)*k]) {
+	for i, r := range reqs {
+		if !bytes.Equal(data[uint64(i+1)], img[r.off:r.off+uint64(r.n)]) {
 			t.Errorf("READ %d: data differs", i+1)
 		}
 	}
@@ -828,18 +855,7 @@ func TestReplyBehindReader(t *testing.T) {
 // perf14al").
 func TestReplyBehindOnlyOnOneConnection(t *testing.T) {
 	const size, k, n = 16 << 20, 1 << 20, 12
-	f := &sparseFile{File: fileBackend(t, size)}
-	img := make([]byte, size)
-	for i := range img {
-		img[i] = byte(i*7 + 3)
-	}
-	if _, err := f.File.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	ex := &exports{}
-	ex.add("disk", f, false)
-	m := nbd.NewMetrics()
-	addr, _ := startServer(t, ex, func(s *nbd.Server) { s.Metrics = m })
+	addr, m, img := servePattern(t, size, 7, 3)
 	dial := func() *nbdtest.Client {
 		c, err := nbdtest.Dial(t.Context(), addr, "disk", nbdtest.Options{Structured: true})
 		if err != nil {
@@ -848,23 +864,12 @@ func TestReplyBehindOnlyOnOneConnection(t *testing.T) {
 		c.Conn.SetDeadline(time.Now().Add(time.Minute)) // a hang, not a speed
 		return c
 	}
-	var reqs []pipeReq
-	for i := range n {
-		reqs = append(reqs, pipeReq{nbdtest.CmdRead, uint64(i) * k, k, nil})
-	}
+	reqs := largeReads(n, k)
 	// pipeline sends the READs at once on c and checks their replies.
 	pipeline := func(c *nbdtest.Client) {
 		t.Helper()
 		writeRequests(t, c, reqs)
-		order, data := readReplies(t, c, reqs)
-		if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; !slices.Equal(order, want) {
-			t.Errorf("replies in the order %v, want %v", order, want)
-		}
-		for i := range n {
-			if !bytes.Equal(data[uint64(i+1)], img[i*k:(i+1)*k]) {
-				t.Errorf("READ %d: data differs", i+1)
-			}
-		}
+		checkReadsInOrder(t, c, reqs, img)
 	}
 
 	a := dial()

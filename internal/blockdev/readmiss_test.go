@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -21,8 +20,6 @@ import (
 	"coffer/internal/blobstore/local"
 	"coffer/internal/chunkstore"
 	"coffer/internal/store/sqlite"
-
-	"golang.org/x/sys/unix"
 )
 
 // newRealEngine opens an engine over what the server runs: the chunk store
@@ -517,7 +514,7 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 		// Every run starts with no pack in the page cache, as coffer
 		// bench nbd's one restore does (packs are written with O_DIRECT):
 		// the read-ahead of one run would serve the next from memory.
-		dropCached(b, blobs.Dir())
+		evictDir(b, blobs.Dir())
 		cpu0 := cpuSeconds()
 		l0, s0, d0 := x.calls.Load(), db.ReadDB().Stats(), diskStats(b.TempDir())
 		v, err := e.RestoreVolume(ctx, "s", fmt.Sprintf("r%d", k))
@@ -565,26 +562,6 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	b.ReportMetric(diskReads/n, "disk-reads")
 	b.ReportMetric(diskReadMiB/n, "disk-read-MiB")
 	b.ReportMetric(diskReadMs/n, "ms/disk-read")
-}
-
-// dropCached drops the clean page cache of every file under dir
-// (POSIX_FADV_DONTNEED).
-func dropCached(tb testing.TB, dir string) {
-	tb.Helper()
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // parseBenchSize parses a size such as 1GiB, 512MiB or 1073741824.

@@ -500,6 +500,8 @@ func replayInto(ctx context.Context, clk clock.Clock, rr blobstore.RangeReader, 
 	var syncer *directio.Syncer
 	if d != nil {
 		syncer = directio.StartSyncer(f, syncEvery)
+	} else {
+		res.SyncEvery = 0 // no direct writes to sync as they go
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -86,7 +86,7 @@ func (s *Syncer) Wrote(n int) {
 
 // Stop waits for the sync in progress, if any, ends the goroutine and
 // returns the first sync's error: the file's data may then not be durable
-// whatever a later fsync says.
+// whatever a later fsync says. It is called once, after the last Wrote.
 func (s *Syncer) Stop() error {
 	if s == nil {
 		return nil

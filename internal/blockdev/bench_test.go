@@ -44,7 +44,7 @@ func storeSnapshot(tb testing.TB, e *Engine, id string, size int64, pages [][]ch
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := e.commitSnapshot(ctx, SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}); err != nil {
+	if err := e.commitSnapshot(ctx, nil, SnapshotInfo{ID: id, Volume: "synth", Size: rec.Size, BlockSize: e.bs, Record: rid}, nil); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/store"
@@ -200,21 +201,86 @@ func (e *Engine) RebuildCatalogue(ctx context.Context) (RebuildReport, error) {
 	return rep, nil
 }
 
-// commitSnapshot commits a snapshot's catalogue entry: its blob, then its
-// row (the commit point). The row is CreateOnly, so that two snapshots
-// racing for one ID cannot both commit; the loser gets ErrExists.
-func (e *Engine) commitSnapshot(ctx context.Context, si SnapshotInfo) error {
+// commitSnapshot commits a snapshot's catalogue entry and, with vol not
+// nil, the volume record that moves its volume's base to it. With put not
+// nil it first flushes put, which holds the snapshot's chunks.
+//
+// Order (docs/volumes.md, "Commit order"): the chunks' packs are durable
+// before either blob is written; the two blobs, snapshots/<id> and
+// volumes/<vol>, are then written at the same time, and while the chunks'
+// index add runs (flushAlso); both rows follow in one transaction, after
+// the index add and both blobs: the snapshot's row (CreateOnly, so that
+// two snapshots racing for one ID cannot both commit; the loser gets
+// ErrExists) is the commit point, and the volume row moves with it or not
+// at all. A blob written ahead of its row is invisible (rows are
+// authoritative); should the rows not commit, the volume blob is put back
+// from its row (restoreVolumeBlob), and after a crash the volume's next
+// open does the same (an unclean stop, openVolume).
+func (e *Engine) commitSnapshot(ctx context.Context, put chunkPutter, si SnapshotInfo, vol *volumeRecord) error {
 	ce, _ := json.Marshal(catalogueEntry{Version: 1, SnapshotInfo: si})
-	if err := e.blobs.Put(ctx, snapshotBlob(si.ID), ce); err != nil {
-		return fmt.Errorf("write catalogue entry: %w", err)
+	var vb []byte
+	if vol != nil {
+		vol.Version = 1
+		vb, _ = json.Marshal(*vol)
 	}
-	if err := e.putRow(ctx, KindSnapshot, si.ID, ce, store.PutOptions{CreateOnly: true}); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return ErrExists
+	blobs := func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		var verr error
+		if vb != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := e.blobs.Put(ctx, volumeBlob(vol.ID), vb); err != nil {
+					verr = fmt.Errorf("write volume record %s: %w", vol.ID, err)
+				}
+			}()
 		}
-		return fmt.Errorf("commit catalogue entry: %w", err)
+		err := e.blobs.Put(ctx, snapshotBlob(si.ID), ce)
+		if err != nil {
+			err = fmt.Errorf("write catalogue entry: %w", err)
+		}
+		wg.Wait()
+		return errors.Join(err, verr)
 	}
-	return nil
+	var err error
+	if put != nil {
+		err = flushAlso(ctx, put, blobs)
+	} else {
+		err = blobs(ctx)
+	}
+	if err == nil {
+		err = e.index.Update(ctx, func(tx store.Tx) error {
+			if err := tx.Put(ctx, &store.Object{Kind: KindSnapshot, Key: si.ID, Data: ce}, store.PutOptions{CreateOnly: true}); err != nil {
+				return err
+			}
+			if vb == nil {
+				return nil
+			}
+			return tx.Put(ctx, &store.Object{Kind: KindVolume, Key: vol.ID, Data: vb}, store.PutOptions{})
+		})
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			err = ErrExists
+		case err != nil:
+			err = fmt.Errorf("commit catalogue entry: %w", err)
+		}
+	} else {
+		err = fmt.Errorf("flush chunks, write catalogue entry: %w", err)
+	}
+	if err != nil && vb != nil {
+		e.restoreVolumeBlob(context.WithoutCancel(ctx), vol.ID)
+	}
+	return err
+}
+
+// restoreVolumeBlob writes volumes/<id> back from its row, after a commit
+// that may have written the blob ahead of a row that did not follow; best
+// effort (a blob ahead of its row is read only by a first build of the
+// index, RebuildCatalogue).
+func (e *Engine) restoreVolumeBlob(ctx context.Context, id string) {
+	if b, err := e.getRow(ctx, KindVolume, id); err == nil {
+		_ = e.blobs.Put(ctx, volumeBlob(id), b)
+	}
 }
 
 // putRow writes (or replaces) one row of the index.

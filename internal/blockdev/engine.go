@@ -42,6 +42,21 @@ type chunkPutter interface {
 	Flush(ctx context.Context) error
 }
 
+// flushAlso flushes put and runs also once put's chunks are durable:
+// alongside their index add when put can (chunkstore.Stream.FlushAlso),
+// else after its Flush. also must not make the chunks reachable.
+func flushAlso(ctx context.Context, put chunkPutter, also func(context.Context) error) error {
+	if f, ok := put.(interface {
+		FlushAlso(context.Context, func(context.Context) error) error
+	}); ok {
+		return f.FlushAlso(ctx, also)
+	}
+	if err := put.Flush(ctx); err != nil {
+		return err
+	}
+	return also(ctx)
+}
+
 // chunkStreams is implemented by a chunk store that keeps each writer's new
 // chunks together in packs of their own (chunkstore.Stream), so that a
 // disk's snapshot taken while other disks' ran is restored with long reads.

@@ -697,11 +697,11 @@ func isZero(b []byte) bool {
 // Commit order: every block and page chunk and then the record chunk is
 // Put into the snapshot's chunk stream, whose Flush commits them all (with
 // any pack of another stream holding a chunk the snapshot found pending
-// there), then the catalogue entry
-// snapshots/<id> is written, then its row in the catalogue index (the
-// commit point), then
-// volumes/<volume> moves its base to the new record. If Snapshot fails, the blocks it took are merged back into the
-// dirty set.
+// there); once their packs are durable, the catalogue entry
+// snapshots/<id> and the volume record volumes/<volume> (its base moved to
+// the new record) are written while the chunks' index add runs; then one
+// transaction writes both rows (the snapshot's is the commit point). If
+// Snapshot fails, the blocks it took are merged back into the dirty set.
 func (e *Engine) Snapshot(ctx context.Context, volumeID, snapshotID string) (SnapshotInfo, error) {
 	if snapshotID == "" {
 		snapshotID = newID()
@@ -814,22 +814,36 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store snapshot record: %w", err)
 	}
-	if err := put.Flush(ctx); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("flush chunks: %w", err)
-	}
 	si := SnapshotInfo{ID: snapID, Volume: v.id, Parent: baseSnap, Created: created, Size: s.size, BlockSize: v.bs, Record: recID}
-	if err := e.commitSnapshot(ctx, si); err != nil {
+	if err := v.commitSnapshot(ctx, put, si); err != nil {
 		return SnapshotInfo{}, err
 	}
+	committed = true
 	si.Stats = stats
-	// The snapshot is committed. The volume's base moves only once the
-	// volume record says so; if that write fails, the volume keeps its old
-	// base and the taken blocks stay dirty (the deferred merge), which is
-	// still correct: the next snapshot just reads more.
-	if err := v.moveBase(ctx, recID, snapID); err == nil {
-		committed = true
-	}
 	return si, nil
+}
+
+// commitSnapshot flushes put, commits si (a snapshot of v whose chunks put
+// holds) and moves v's base to it, together (Engine.commitSnapshot). recMu
+// is held throughout, so that the volume record's hydration source is the
+// one written.
+func (v *Volume) commitSnapshot(ctx context.Context, put chunkPutter, si SnapshotInfo) error {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	v.mu.Lock()
+	var hydFrom chunk.ID
+	if v.hyd != nil {
+		hydFrom = v.hyd.srcID
+	}
+	v.mu.Unlock()
+	vr := volumeRecord{ID: v.id, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: hydFrom}
+	if err := v.e.commitSnapshot(ctx, put, si, &vr); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.base, v.baseSnap = si.Record, si.ID
+	v.mu.Unlock()
+	return nil
 }
 
 // writeBlocks reads and stores every pending block of s in parallel with

@@ -239,6 +239,13 @@ func (e *Engine) openVolumeLocked(ctx context.Context, id string) (*Volume, erro
 				f.Close()
 				return nil, err
 			}
+		} else if !st.Clean {
+			// A snapshot's commit cut short may have left the volume
+			// record's blob ahead of its row (Engine.commitSnapshot).
+			if err := e.putVolumeRecord(ctx, vr); err != nil {
+				f.Close()
+				return nil, err
+			}
 		}
 	case errors.Is(err, ErrNotFound):
 		vr = volumeRecord{ID: id, HydrateFrom: st.HydrateFrom}

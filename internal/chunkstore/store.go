@@ -637,7 +637,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		s.sealed = append(s.sealed, st.open) // an open pack has entries
 		st.dropLocked()
 	}
-	return s.flushLocked(ctx, slices.Clone(s.sealed))
+	return s.flushLocked(ctx, slices.Clone(s.sealed), nil)
 }
 
 // Flush commits what the stream stored: it seals the stream's open pack and
@@ -648,6 +648,19 @@ func (s *Store) Flush(ctx context.Context) error {
 // backed up together each fill their own packs until their own snapshot
 // ends.
 func (st *Stream) Flush(ctx context.Context) error {
+	return st.FlushAlso(ctx, nil)
+}
+
+// FlushAlso is Flush that also runs also (when not nil) on a goroutine of
+// its own, once every pack holding a chunk Put through the stream before
+// the call is written and durable, alongside the index add of those
+// chunks; it returns when both have ended, with both errors. also never
+// runs if a pack could not be written, and it may run while the chunks are
+// not yet indexed: what it writes must not make them reachable (a commit
+// point that refers to them belongs after FlushAlso returns nil). It lets
+// a caller write and sync what its commit will point to (a catalogue
+// entry) while the index transaction runs, instead of after it.
+func (st *Stream) FlushAlso(ctx context.Context, also func(context.Context) error) error {
 	s := st.s
 	s.mu.Lock()
 	for p := range st.deps {
@@ -667,13 +680,14 @@ func (st *Stream) Flush(ctx context.Context) error {
 		}
 	}
 	st.deps = nil
-	return s.flushLocked(ctx, targets)
+	return s.flushLocked(ctx, targets, also)
 }
 
 // flushLocked writes the sealed packs targets, waits for those being
-// written, and indexes every written pack. s.mu is held; flushLocked
-// releases it.
-func (s *Store) flushLocked(ctx context.Context, targets []*pack) error {
+// written, and indexes every written pack, running also (if not nil)
+// alongside the index add once every target is written (Stream.FlushAlso).
+// s.mu is held; flushLocked releases it.
+func (s *Store) flushLocked(ctx context.Context, targets []*pack, also func(context.Context) error) error {
 	for {
 		var next *pack
 		busy := false
@@ -711,7 +725,15 @@ func (s *Store) flushLocked(ctx context.Context, targets []*pack) error {
 	}
 	if err == nil {
 		s.mu.Unlock()
+		var alsoErr chan error
+		if also != nil {
+			alsoErr = make(chan error, 1)
+			go func() { alsoErr <- also(ctx) }()
+		}
 		err = s.indexWritten(ctx)
+		if alsoErr != nil {
+			err = errors.Join(err, <-alsoErr)
+		}
 		s.mu.Lock()
 		// Chunks of a pack lost before it was indexed were Put before
 		// this Flush and are not committed: say so once.

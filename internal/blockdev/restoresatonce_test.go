@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -80,15 +81,26 @@ func BenchmarkRestoresAtOnce(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// what records, for each timed step of a round in the order they ran,
+	// its minor page faults, the collector's cycles and its system CPU.
+	var what string
 	timed := func(f func()) (secs, cpu float64) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		r0 := usage(b)
 		cpu0, t0 := cpuSeconds(), time.Now()
 		f()
-		return time.Since(t0).Seconds(), cpuSeconds() - cpu0
+		secs, cpu = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+		r1 := usage(b)
+		runtime.ReadMemStats(&m1)
+		what += fmt.Sprintf(" [%d minor faults, %d GCs, sys %.2f s]", r1.Minflt-r0.Minflt, m1.NumGC-m0.NumGC, time.Duration(r1.Stime.Nano()-r0.Stime.Nano()).Seconds())
+		return secs, cpu
 	}
 	var oneS, oneCPU, manyS, manyCPU float64
 	k := 0
 	for b.Loop() {
 		var s1, c1, s4, c4 float64
+		what = ""
 		if k%2 == 0 {
 			s1, c1 = timed(restoreOne)
 			s4, c4 = timed(restoreMany)
@@ -104,7 +116,7 @@ func BenchmarkRestoresAtOnce(b *testing.B) {
 		// follows finds the other's files just written (the host's write
 		// back, the file system's freed extents), so a ratio that moves
 		// with the order is the machine's, not the restores'.
-		b.Logf("round %d (%s first): one %.3f s (%.2f CPU-s), 4 at once %.3f s (%.2f CPU-s), throughput ratio %.2f", k+1, first, s1, c1, s4, c4, s1/s4)
+		b.Logf("round %d (%s first): one %.3f s (%.2f CPU-s), 4 at once %.3f s (%.2f CPU-s), throughput ratio %.2f;%s", k+1, first, s1, c1, s4, c4, s1/s4, what)
 		k++
 		oneS, oneCPU, manyS, manyCPU = oneS+s1, oneCPU+c1, manyS+s4, manyCPU+c4
 		b.StopTimer()

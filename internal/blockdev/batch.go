@@ -92,33 +92,48 @@ func (e *Engine) loadPages(ctx context.Context, r *record, p0, p1 int64, skipHol
 // page of holes) as one getMany fetched them, for callers that look at a
 // batch before handling its pages one by one (restoreRecord).
 func (e *Engine) loadPageBatches(ctx context.Context, r *record, p0, p1 int64, fn func(b0 int64, pages [][]chunk.ID) error) error {
-	nb := r.nblocks()
 	for b0 := p0; b0 < p1; b0 += pageBatch {
 		b1 := min(b0+pageBatch, p1)
-		var ids []chunk.ID
 		var which []int64
 		for p := b0; p < b1; p++ {
 			if !r.Pages[p].IsZero() {
-				ids = append(ids, r.Pages[p])
 				which = append(which, p)
 			}
 		}
 		pages := make([][]chunk.ID, b1-b0)
-		err := e.getMany(ctx, ids, func(i int, data []byte) error {
-			p := which[i]
-			entries, err := decodePageOf(data, ids[i], p, pageLen(nb, p))
-			if err != nil {
-				return err
-			}
-			pages[p-b0] = entries
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read index pages %d-%d: %w", b0, b1-1, err)
+		if err := e.fetchPages(ctx, r, which, func(p int64, entries []chunk.ID) { pages[p-b0] = entries }); err != nil {
+			return err
 		}
 		if err := fn(b0, pages); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// fetchPages fetches the index pages which of r (in ascending order, no
+// page of holes among them) with one getMany and calls put(p, entries)
+// for each, in any order; entries is put's to keep.
+func (e *Engine) fetchPages(ctx context.Context, r *record, which []int64, put func(p int64, entries []chunk.ID)) error {
+	if len(which) == 0 {
+		return nil
+	}
+	nb := r.nblocks()
+	ids := make([]chunk.ID, len(which))
+	for i, p := range which {
+		ids[i] = r.Pages[p]
+	}
+	err := e.getMany(ctx, ids, func(i int, data []byte) error {
+		p := which[i]
+		entries, err := decodePageOf(data, ids[i], p, pageLen(nb, p))
+		if err != nil {
+			return err
+		}
+		put(p, entries)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read index pages %d-%d: %w", which[0], which[len(which)-1], err)
 	}
 	return nil
 }

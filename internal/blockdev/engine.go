@@ -516,7 +516,10 @@ func decodePageOf(b []byte, id chunk.ID, p int64, n int) ([]chunk.ID, error) {
 }
 
 // pageCache is a small bounded cache of decoded index pages of one record,
-// used by random-access readers (snapshot export, hydrating volumes).
+// used by random-access readers (snapshot export, hydrating volumes). A
+// page is loaded once however many callers want it at once: the others
+// wait for the load under way (page), or for the batch that loads it
+// (batches).
 type pageCache struct {
 	e   *Engine
 	r   *record
@@ -524,10 +527,17 @@ type pageCache struct {
 
 	mu    sync.Mutex
 	pages map[int64][]chunk.ID
+	// loading holds the pages being loaded, each with a channel closed
+	// when its load has ended (the page is then cached, unless it failed
+	// or was evicted at once: the waiter then loads it itself).
+	loading map[int64]chan struct{}
+	// waiting, if set (tests), is called when a caller starts waiting
+	// for another's load of page p.
+	waiting func(p int64)
 }
 
 func newPageCache(e *Engine, r *record, max int) *pageCache {
-	return &pageCache{e: e, r: r, max: max, pages: map[int64][]chunk.ID{}}
+	return &pageCache{e: e, r: r, max: max, pages: map[int64][]chunk.ID{}, loading: map[int64]chan struct{}{}}
 }
 
 // entry returns the chunk ID of block b (zero for a hole).
@@ -546,21 +556,113 @@ func (c *pageCache) entry(ctx context.Context, b int64) (chunk.ID, error) {
 	return pg[b%EntriesPerPage], nil
 }
 
-// page returns the entries of page p, which is not a hole page.
+// page returns the entries of page p, which is not a hole page: cached,
+// or once another caller's load of it has ended, or loaded.
 func (c *pageCache) page(ctx context.Context, p int64) ([]chunk.ID, error) {
-	c.mu.Lock()
-	pg, ok := c.pages[p]
-	c.mu.Unlock()
-	if !ok {
-		var err error
-		if pg, err = c.e.loadPage(ctx, c.r, p); err != nil {
-			return nil, err
-		}
+	for {
 		c.mu.Lock()
-		putBounded(c.pages, c.max, p, pg)
+		if pg, ok := c.pages[p]; ok {
+			c.mu.Unlock()
+			return pg, nil
+		}
+		wait, busy := c.loading[p]
+		if !busy {
+			wait = make(chan struct{})
+			c.loading[p] = wait
+		}
+		waiting := c.waiting
 		c.mu.Unlock()
+		if !busy {
+			break
+		}
+		if waiting != nil {
+			waiting(p)
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	pg, err := c.e.loadPage(ctx, c.r, p)
+	c.loaded(map[int64][]chunk.ID{p: pg}, []int64{p}, err)
+	if err != nil {
+		return nil, err
 	}
 	return pg, nil
+}
+
+// loaded ends the loads of the pages mine (claimed in c.loading): it
+// caches those in got unless err says the load failed, and lets their
+// waiters go.
+func (c *pageCache) loaded(got map[int64][]chunk.ID, mine []int64, err error) {
+	c.mu.Lock()
+	var done []chan struct{}
+	for _, p := range mine {
+		if pg, ok := got[p]; ok && err == nil {
+			putBounded(c.pages, c.max, p, pg)
+		}
+		done = append(done, c.loading[p])
+		delete(c.loading, p)
+	}
+	c.mu.Unlock()
+	for _, ch := range done {
+		close(ch)
+	}
+}
+
+// batches is loadPageBatches through the cache: fn(b0, pages) gets the
+// entries of the pages b0, b0+1, … of [p0, p1) a batch at a time (nil for
+// a page of holes), the cached ones as they are, those another caller is
+// loading when that load ends, and the others fetched together (one
+// getMany a batch) and cached. A hydration loads its source's pages this
+// way before it starts (preallocate) and again for its jobs: each page is
+// read from the chunk store once, and the reads of blocks not hydrated
+// yet find their page cached or wait for the batch under way instead of
+// each loading it alone (an index lookup and a cold pack read per page).
+// Pages beyond the cache's bound are fetched and handed to fn all the
+// same.
+func (c *pageCache) batches(ctx context.Context, p0, p1 int64, fn func(b0 int64, pages [][]chunk.ID) error) error {
+	for b0 := p0; b0 < p1; b0 += pageBatch {
+		b1 := min(b0+pageBatch, p1)
+		pages := make([][]chunk.ID, b1-b0)
+		var mine, others []int64
+		c.mu.Lock()
+		for p := b0; p < b1; p++ {
+			if c.r.Pages[p].IsZero() {
+				continue
+			}
+			if pg, ok := c.pages[p]; ok {
+				pages[p-b0] = pg
+			} else if _, busy := c.loading[p]; busy {
+				others = append(others, p)
+			} else {
+				c.loading[p] = make(chan struct{})
+				mine = append(mine, p)
+			}
+		}
+		c.mu.Unlock()
+		got := make(map[int64][]chunk.ID, len(mine))
+		err := c.e.fetchPages(ctx, c.r, mine, func(p int64, entries []chunk.ID) { got[p] = entries })
+		c.loaded(got, mine, err)
+		if err != nil {
+			return err
+		}
+		for p, pg := range got {
+			pages[p-b0] = pg
+		}
+		for _, p := range others {
+			pg, err := c.page(ctx, p)
+			if err != nil {
+				return err
+			}
+			pages[p-b0] = pg
+		}
+		if err := fn(b0, pages); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readChunkInto fills buf (one block) with chunk id, zero-padded (all

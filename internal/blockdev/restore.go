@@ -468,29 +468,33 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		jobs := make(chan job, e.opts.Workers)
 		g.Go(func() error {
 			defer close(jobs)
-			return e.loadPages(gctx, h.src, p0, p1, false, func(p int64, entries []chunk.ID) error {
-				var j job
-				lo := p * EntriesPerPage
-				hi := lo + int64(pageLen(h.srcNB, p))
-				for b := lo; b < hi; b++ {
-					if entries == nil || entries[b-lo].IsZero() {
-						v.markHydrated(b) // holes are already holes in the file
+			// The pages preallocate cached (h.cache): not read again.
+			return h.cache.batches(gctx, p0, p1, func(b0 int64, pages [][]chunk.ID) error {
+				for i, entries := range pages {
+					p := b0 + int64(i)
+					var j job
+					lo := p * EntriesPerPage
+					hi := lo + int64(pageLen(h.srcNB, p))
+					for b := lo; b < hi; b++ {
+						if entries == nil || entries[b-lo].IsZero() {
+							v.markHydrated(b) // holes are already holes in the file
+							continue
+						}
+						if !v.isHydrated(b) {
+							j.blocks = append(j.blocks, b)
+							j.ids = append(j.ids, entries[b-lo])
+						}
+					}
+					if len(j.ids) == 0 {
 						continue
 					}
-					if !v.isHydrated(b) {
-						j.blocks = append(j.blocks, b)
-						j.ids = append(j.ids, entries[b-lo])
+					select {
+					case jobs <- j:
+					case <-gctx.Done():
+						return gctx.Err()
 					}
 				}
-				if len(j.ids) == 0 {
-					return nil
-				}
-				select {
-				case jobs <- j:
-					return nil
-				case <-gctx.Done():
-					return gctx.Err()
-				}
+				return nil
 			})
 		})
 		// Each worker hydrates the missing blocks of one page at a time,
@@ -725,7 +729,7 @@ func (f allocFunc) allocate(off, n int64) error { return f(off, n) }
 // blocks), so the volume's contents never depend on it.
 func (v *Volume) preallocate(ctx context.Context, h *hydration) {
 	var runs []span
-	err := v.e.loadPageBatches(ctx, h.src, 0, int64(len(h.src.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+	err := h.cache.batches(ctx, 0, int64(len(h.src.Pages)), func(b0 int64, pages [][]chunk.ID) error {
 		return allocateData(allocFunc(func(off, n int64) error {
 			if k := len(runs) - 1; k >= 0 && runs[k].off+runs[k].n == off {
 				runs[k].n += n // a run across a batch's end

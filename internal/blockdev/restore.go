@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -269,13 +268,8 @@ func (v *Volume) blockHydrated(b int64) {
 
 // hydrateWith writes block b from data, its chunk in the source snapshot,
 // unless the block is hydrated already (a write or hydrate-on-read got
-// there first). It takes b's stripe; buf is one block of scratch, aligned
-// for direct I/O (directio.Buffer). A block none of whose units the user
-// wrote goes to the file whole through out (with direct I/O where out has
-// a descriptor for it: no copy into the page cache, nothing to write
-// back); one with written units gets the others through the page cache,
-// where the user's own writes of the block are.
-func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, out restoreFile) error {
+// there first). It takes b's stripe; buf is one block of scratch.
+func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, wb *writeback) error {
 	l := v.stripe(b)
 	l.Lock()
 	defer l.Unlock()
@@ -283,24 +277,14 @@ func (v *Volume) hydrateWith(b int64, id chunk.ID, data, buf []byte, out restore
 	if h == nil {
 		return nil
 	}
-	blk, err := blockData(id, data, buf, v.blockLen(b, h.src.Size))
+	out, err := blockData(id, data, buf, v.blockLen(b, h.src.Size))
 	if err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
-	off := b * v.bs
-	if v.writtenUnits(b) != 0 {
-		err = v.fillUnwritten(blk, b)
-		out.wb.wrote(off, len(blk), len(blk))
-	} else {
-		if out.direct != nil && !directio.Aligned(blk[:len(blk)&^(directio.Align-1)], off) {
-			blk = buf[:copy(buf, blk)] // (data lies unaligned in the read buffer)
-		}
-		v.markAlloc(off, int64(len(blk)))
-		_, err = out.WriteAt(blk, off)
-	}
-	if err != nil {
+	if err := v.fillUnwritten(out, b); err != nil {
 		return fmt.Errorf("hydrate block %d: %w", b, err)
 	}
+	wb.wrote(b*v.bs, len(out), len(out))
 	v.blockHydrated(b)
 	return nil
 }
@@ -462,16 +446,8 @@ const hydrateCheckpointPages = 64
 func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	e := v.e
 	np := int64(len(h.src.Pages))
-	// Blocks go to the file with direct I/O where the file system takes
-	// it (hydrateWith), the rest through the page cache, with early
-	// writeback: checkpoints find little to sync; bulk-hydrated pages are
-	// not kept cached.
-	out := restoreFile{f: v.f, wb: startWriteback(v.f, true)}
-	defer out.wb.stop()
-	if d, err := directio.Open(filepath.Join(v.dir, "data"), os.O_WRONLY); err == nil {
-		out.direct = d
-		defer d.Close()
-	}
+	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
+	defer wb.stop()
 	release := e.openIOBufs()
 	defer release()
 	// While the volume's user is active, one job at a time, with rests
@@ -524,7 +500,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 		// kernel gives the user's connections a core first.
 		for range e.opts.Workers + restoreIODepth {
 			lowprio.Go(g, func() error {
-				buf := directio.Buffer(int(v.bs))
+				buf := make([]byte, v.bs)
 				var j job
 				run := func() error { // job j: one job of yield
 					if hk := e.hooks.hydrator; hk != nil {
@@ -550,7 +526,7 @@ func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 						return err
 					}
 					err = v.getSourceInto(gctx, h, j.blocks, j.ids, rbuf, func(i int, data []byte) error {
-						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, out)
+						return v.hydrateWith(j.blocks[i], j.ids[i], data, buf, wb)
 					})
 					e.putReadBuf(rbuf)
 					if err != nil {

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -564,98 +563,5 @@ func BenchmarkWriteDuringHydration(b *testing.B) {
 				b.Fatalf("hydrated volume differs from the snapshot with the writes at byte %d", firstDiff(got, model))
 			}
 		})
-	}
-}
-
-// TestHydratorWritesDirect: the hydrator writes the blocks none of whose
-// units the user wrote with direct I/O, so that they are not in the page
-// cache once hydrated (a buffered write leaves them there until written
-// back and dropped, which a volume under 8 MiB never reaches); a block
-// with a unit the user wrote before the hydrator reached it gets the other
-// units through the page cache. The hydrated volume equals the snapshot
-// with the write, by hash. Skipped where the file system refuses direct
-// I/O (tmpfs).
-func TestHydratorWritesDirect(t *testing.T) {
-	const bs = 64 << 10
-	env := newTestEnv(t, Options{BlockSize: bs, Workers: 2})
-	e, ctx := env.e, context.Background()
-	const nb = 40               // 2.5 MiB: no early writeback request (every 8 MiB)
-	size := int64(nb*bs - 5120) // a partial last block: its tail goes through the page cache
-	model := make([]byte, size)
-	rng := rand.New(rand.NewPCG(15, 1))
-	fillRandom(rng, model)
-	for b := int64(0); b < size; b += bs {
-		model[b] = 1 // no all-zero block: each is stored
-	}
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s1"); err != nil {
-		t.Fatal(err)
-	}
-	reached, hold := holdHydrators(e)
-	v, err := e.RestoreVolume(ctx, "s1", "r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(v.dir, "data")
-	if d, err := directio.Open(path, os.O_WRONLY); err != nil {
-		close(hold)
-		t.Skipf("no direct I/O here: %v", err)
-	} else {
-		d.Close()
-	}
-	<-reached
-	const unitBlock = 5
-	w := make([]byte, 1024) // one whole unit: written at once, not merged
-	fillRandom(rng, w)
-	off := int64(unitBlock*bs + 2048)
-	if _, err := v.WriteAt(w, off); err != nil {
-		t.Fatal(err)
-	}
-	copy(model[off:], w)
-	close(hold)
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := v.WaitHydrated(wctx); err != nil {
-		t.Fatal(err)
-	}
-	// mincore over a mapping of the file says which of its pages are in
-	// the page cache, without reading any (a read would read ahead).
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	vec := make([]byte, (size+4095)/4096)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	var cached []int64
-	for b := int64(0); b < nb-1; b++ {
-		if b == unitBlock {
-			continue
-		}
-		for p := b * bs / 4096; p < (b+1)*bs/4096; p++ {
-			if vec[p]&1 != 0 {
-				cached = append(cached, b)
-				break
-			}
-		}
-	}
-	if len(cached) > 0 {
-		t.Errorf("blocks %v of %d hydrated are in the page cache: written through it, want direct I/O", cached, nb-2)
-	}
-	if got := image(t, v); sum(got) != sum(model) {
-		t.Fatalf("hydrated volume differs from the snapshot with the write at byte %d", firstDiff(got, model))
 	}
 }

@@ -1089,22 +1089,15 @@ func (v *Volume) writeFile(p []byte, off int64) error {
 // bits. A sparse read that meets the mark before the data reads
 // the zeroes of the hole the write replaces, as it would have before.
 func (v *Volume) fileWrite(p []byte, off int64) error {
-	v.markAlloc(off, int64(len(p)))
+	if len(p) > 0 {
+		v.mu.Lock()
+		for b := off / v.bs; b*v.bs < off+int64(len(p)); b++ {
+			v.alloc.set(b)
+		}
+		v.mu.Unlock()
+	}
 	_, err := v.f.WriteAt(p, off)
 	return err
-}
-
-// markAlloc sets the alloc bits of the blocks of [off, off+n), before a
-// write into them.
-func (v *Volume) markAlloc(off, n int64) {
-	if n <= 0 {
-		return
-	}
-	v.mu.Lock()
-	for b := off / v.bs; b*v.bs < off+n; b++ {
-		v.alloc.set(b)
-	}
-	v.mu.Unlock()
 }
 
 // punch deallocates [off, off+n) of the data file; it then reads as zeros.

@@ -172,13 +172,23 @@ type NBDLoadRun struct {
 // NBDWindow is the fixed-window measure of a run: the first Seconds (the
 // fio runtime) of the workload from its first request, with the work
 // started at that instant (Busy), against the first Seconds of the same
-// fio job (same seed, same requests) on the same disk without it (Ref:
-// the loaded disk before the snapshot, the restored disk once hydrated).
+// fio job (same seed, same requests) without it, run twice: right before
+// and right after the busy run (Refs), on a disk in the same state (for a
+// snapshot, the loaded disk before it and after it ended; for a
+// hydration, a restore of the same snapshot hydrated before, and the
+// busy run's restored disk once hydrated), each run started with every
+// file of the stack synced and cached (settleCached) and, for writes,
+// every block the job writes written once before (loadRun). Ref is the
+// two combined (refPair).
 type NBDWindow struct {
-	Seconds float64       `json:"seconds"`
-	Busy    windowFigures `json:"busy"`
-	Ref     windowFigures `json:"reference"`
-	Ratio   float64       `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	Seconds float64         `json:"seconds"`
+	Busy    windowFigures   `json:"busy"`
+	Ref     windowFigures   `json:"reference"`
+	Refs    []windowFigures `json:"references"` // before, after
+	// RefSpread is the references' highest IOPS ÷ their lowest: how far
+	// the machine moved around the busy run.
+	RefSpread float64 `json:"referenceSpread"`
+	Ratio     float64 `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
 	// How far the work had got at the window's start and end (0-1: blocks
 	// read of those taken for a snapshot, bytes hydrated for a hydration),
 	// and when it ended, from the first request, if it ended within the

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,12 +142,18 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 		return err
 	}
 	defer r.dropStack(st)
+	if err := settleTree(ctx, st.dir); err != nil {
+		return err
+	}
 	t0 := r.clk.Now()
 	si, err := st.eng.Snapshot(ctx, "disk", "s1")
 	if err != nil {
 		return err
 	}
 	r.res.SnapshotAloneSeconds = r.since(t0)
+	if err := settleTree(ctx, st.dir); err != nil {
+		return err
+	}
 	t0 = r.clk.Now()
 	rv, err := st.eng.RestoreVolume(ctx, "s1", "restored")
 	if err != nil {
@@ -161,11 +170,16 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 	return nil
 }
 
-// loadRun runs w on a fresh stack: for N seconds (the reference), then
-// again with a full snapshot started at its first request, until the
-// snapshot ends; then on an instant restore of that snapshot made at its
-// first request, until it is hydrated and 3.5 s more, then again for N
-// seconds on the hydrated disk (the reference).
+// loadRun runs w on a fresh stack: the reference (N seconds), again
+// with a full snapshot started at its first request until the snapshot
+// ends, and the reference again; then the reference on an instant restore
+// of that snapshot hydrated beforehand, w on an instant restore made at
+// its first request until it is hydrated and 3.5 s more, and the
+// reference again on that restore. Before each run every file of the
+// stack is synced and its data cached (settle), and for writes the job
+// has run once, unmeasured, on the disk of the first reference (prime),
+// so that no run writes a block the run before it had not: the busy run
+// and both references find the same page-cache and file-system state.
 func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLoadRun, err error) {
 	st, err := r.loadStack(ctx, "load")
 	if err != nil {
@@ -181,13 +195,34 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	}()
 	n := r.opts.Runtime
 	oldIdle := [2]time.Duration{settleWindow, settleWindow + idleWindow}
+	settle := func() error { return settleTree(ctx, st.dir) }
+	// reference runs w for n on v after settle, primed first for writes.
+	reference := func(v *blockdev.Volume, prime bool, marks ...time.Duration) (loadFio, error) {
+		if prime && w.RW != "randread" {
+			if err := settle(); err != nil {
+				return loadFio{}, err
+			}
+			if _, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: n + windowMargin}); err != nil {
+				return loadFio{}, err
+			}
+		}
+		if err := settle(); err != nil {
+			return loadFio{}, err
+		}
+		d := n
+		for _, m := range marks {
+			d = max(d, m)
+		}
+		return r.runLoad(ctx, loadJob{w: w, v: v, runtime: d + windowMargin, marks: append([]time.Duration{0, n}, marks...)})
+	}
 
-	ref, err := r.runLoad(ctx, loadJob{w: w, v: st.vol, runtime: max(n, oldIdle[1]) + windowMargin,
-		marks: []time.Duration{0, n, oldIdle[0], oldIdle[1]}})
+	before, err := reference(st.vol, true, oldIdle[:]...)
 	if err != nil {
 		return snap, hyd, err
 	}
-	unix.Sync()
+	if err := settle(); err != nil {
+		return snap, hyd, err
+	}
 	busy, err := r.runLoad(ctx, loadJob{w: w, v: st.vol, marks: []time.Duration{0, n},
 		work: func(ctx context.Context) (string, error) {
 			si, err := st.eng.Snapshot(ctx, "disk", "s1")
@@ -201,11 +236,33 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	snap = NBDLoadRun{Window: fixedWindow(busy, ref, n),
+	after, err := reference(st.vol, false)
+	if err != nil {
+		return snap, hyd, err
+	}
+	snap = NBDLoadRun{Window: fixedWindow(busy, []loadFio{before, after}, n),
 		Busy:   busy.window(busy.workStart, busy.workEnd, busy.workCPU),
-		Idle:   ref.window(ref.first.Add(oldIdle[0]), ref.first.Add(oldIdle[1]), [2]float64{ref.cpu[oldIdle[0]], ref.cpu[oldIdle[1]]}),
+		Idle:   before.window(before.first.Add(oldIdle[0]), before.first.Add(oldIdle[1]), [2]float64{before.cpu[oldIdle[0]], before.cpu[oldIdle[1]]}),
 		Detail: fmt.Sprintf("snapshot %.2fs, %s", busy.workEnd.Sub(busy.workStart).Seconds(), busy.detail)}
 	snap.Ratio = ratio(snap.Busy.IOPS, snap.Idle.IOPS)
+	snapProcs := [3][2]int{before.procs, busy.procs, after.procs}
+
+	// The reference before the hydration: a restore of the same snapshot,
+	// hydrated, then deleted.
+	pre, err := st.eng.RestoreVolume(ctx, "s1", "restored-ref")
+	if err != nil {
+		return snap, hyd, err
+	}
+	if err := pre.WaitHydrated(ctx); err != nil {
+		return snap, hyd, errors.Join(err, st.eng.DeleteVolume(ctx, "restored-ref"))
+	}
+	before, err = reference(pre, true)
+	if derr := st.eng.DeleteVolume(ctx, "restored-ref"); err == nil {
+		err = derr
+	}
+	if err != nil {
+		return snap, hyd, err
+	}
 
 	// The instant restore is made at the user's first request.
 	var rv *blockdev.Volume
@@ -219,6 +276,9 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		rv, err = st.eng.RestoreVolume(ctx, "s1", "restored")
 		return rv, err
 	}
+	if err := settle(); err != nil {
+		return snap, hyd, err
+	}
 	busy, err = r.runLoad(ctx, loadJob{w: w, open: restore, size: st.vol.Size(), marks: []time.Duration{0, n}, after: oldIdle[:],
 		work: func(ctx context.Context) (string, error) { return "", rv.WaitHydrated(ctx) },
 		progress: func() loadProgress {
@@ -228,13 +288,11 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	unix.Sync()
-	ref, err = r.runLoad(ctx, loadJob{w: w, v: rv, runtime: n + windowMargin, marks: []time.Duration{0, n}})
-	if err != nil {
+	if after, err = reference(rv, false); err != nil {
 		return snap, hyd, err
 	}
 	end := busy.workEnd
-	hyd = NBDLoadRun{Window: fixedWindow(busy, ref, n),
+	hyd = NBDLoadRun{Window: fixedWindow(busy, []loadFio{before, after}, n),
 		Busy:   busy.window(busy.workStart, end, busy.workCPU),
 		Idle:   busy.window(end.Add(oldIdle[0]), end.Add(oldIdle[1]), [2]float64{busy.cpuAfter[oldIdle[0]], busy.cpuAfter[oldIdle[1]]}),
 		Detail: fmt.Sprintf("hydration %.2fs", end.Sub(busy.workStart).Seconds())}
@@ -252,15 +310,42 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	for _, x := range []struct {
 		during string
 		run    NBDLoadRun
-	}{{"snapshot", snap}, {"hydration", hyd}} {
+		procs  [3][2]int
+	}{{"snapshot", snap, snapProcs}, {"hydration", hyd, [3][2]int{before.procs, busy.procs, after.procs}}} {
 		f := x.run.Window
-		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
-			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest, f.Ratio, f.progressText(x.during))
+		r.logf("%s during %s: GOMAXPROCS at the first request and the end: reference before %v, busy %v, reference after %v", w.Name, x.during, x.procs[0], x.procs[1], x.procs[2])
+		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f, after %.0f: spread %.2f×): %.2f×; %s",
+			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest,
+			f.Refs[0].IOPS, f.Refs[1].IOPS, f.RefSpread, f.Ratio, f.progressText(x.during))
 		o := x.run
 		r.logf("%s: old measure: during %s %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
 			w.Name, x.during, o.Busy.IOPS, o.Busy.P99Ms, o.Busy.CPUUsPerRequest, o.Idle.IOPS, o.Idle.P99Ms, o.Idle.CPUUsPerRequest, o.Ratio, o.Detail)
 	}
 	return snap, hyd, nil
+}
+
+// settleTree settles every regular file under roots in the page cache,
+// as settleCached does (synced, data cached, holes not): the state each
+// run of the load part starts from. Files that vanish meanwhile are
+// skipped.
+func settleTree(ctx context.Context, roots ...string) error {
+	unix.Sync()
+	buf := make([]byte, 1<<20)
+	for _, root := range roots {
+		err := walkExisting(root, func(p string, d fs.DirEntry) error {
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			if err := settleFile(ctx, p, buf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("settle %s in the page cache: %w", p, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // perRequestUs is cpu seconds per request, in µs (0 without requests).
@@ -327,6 +412,8 @@ type loadFio struct {
 	workStart, workEnd time.Time
 	workCPU            [2]float64
 	detail             string
+	// procs is GOMAXPROCS at the first request and at fio's end.
+	procs [2]int
 }
 
 // at maps a time of the server's clock to fio's log clock.
@@ -384,7 +471,7 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 		}
 		return out, err
 	}
-	out.first = first
+	out.first, out.procs[0] = first, runtime.GOMAXPROCS(0)
 	workDone := make(chan struct{})
 	var workErr error
 	if j.work != nil {
@@ -430,6 +517,7 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 		stopFio()
 	}
 	fr := <-fioDone
+	out.procs[1] = runtime.GOMAXPROCS(0)
 	if fr.err != nil {
 		return out, fr.err
 	}
@@ -465,11 +553,15 @@ func pauseUntil(ctx context.Context, clk clock.Clock, t time.Time) error {
 }
 
 // fixedWindow is the fixed-window measure of a run of work (busy) against
-// its reference (ref): the first n of each from its first request.
-func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
+// its references (refs: the same job run before and after it without the
+// work): the first n of each from its first request.
+func fixedWindow(busy loadFio, refs []loadFio, n time.Duration) NBDWindow {
 	w := NBDWindow{Seconds: n.Seconds(),
-		Busy: busy.window(busy.first, busy.first.Add(n), [2]float64{busy.cpu[0], busy.cpu[n]}),
-		Ref:  ref.window(ref.first, ref.first.Add(n), [2]float64{ref.cpu[0], ref.cpu[n]})}
+		Busy: busy.window(busy.first, busy.first.Add(n), [2]float64{busy.cpu[0], busy.cpu[n]})}
+	for _, ref := range refs {
+		w.Refs = append(w.Refs, ref.window(ref.first, ref.first.Add(n), [2]float64{ref.cpu[0], ref.cpu[n]}))
+	}
+	w.Ref, w.RefSpread = refPair(w.Refs)
 	w.Ratio = ratio(w.Busy.IOPS, w.Ref.IOPS)
 	p0, p1 := busy.progress[0], busy.progress[n]
 	w.ProgressStart, w.ProgressEnd = p0.fraction(), p1.fraction()
@@ -480,6 +572,45 @@ func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
 		w.ReadFetched = p1.ReadFetched - p0.ReadFetched
 	}
 	return w
+}
+
+// refPair combines reference windows into one: their requests over their
+// seconds (the mean IOPS of windows of one length), the mean of their p50
+// and p99, the highest maximum, and their CPU per request weighted by
+// their requests; and returns with it their highest IOPS ÷ their lowest
+// (0 when one has none).
+func refPair(refs []windowFigures) (windowFigures, float64) {
+	var c windowFigures
+	var cpu float64
+	lo, hi := -1.0, 0.0
+	for _, f := range refs {
+		c.Seconds += f.Seconds
+		c.Requests += f.Requests
+		c.P50Ms += f.P50Ms / float64(len(refs))
+		c.P99Ms += f.P99Ms / float64(len(refs))
+		c.MaxMs = max(c.MaxMs, f.MaxMs)
+		cpu += f.CPUUsPerRequest * float64(f.Requests)
+		if lo < 0 || f.IOPS < lo {
+			lo = f.IOPS
+		}
+		hi = max(hi, f.IOPS)
+	}
+	if c.Seconds > 0 {
+		c.IOPS = float64(c.Requests) / c.Seconds
+	}
+	if c.Requests > 0 {
+		c.CPUUsPerRequest = cpu / float64(c.Requests)
+	}
+	return c, ratio(hi, lo)
+}
+
+// refsText is the references' IOPS, "before / after (spread×)".
+func (w NBDWindow) refsText() string {
+	var s []string
+	for _, f := range w.Refs {
+		s = append(s, fmt.Sprintf("%.0f", f.IOPS))
+	}
+	return fmt.Sprintf("%s (%.2f×)", strings.Join(s, " / "), w.RefSpread)
 }
 
 // progressText says how far the work got in the window.

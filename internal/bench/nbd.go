@@ -231,6 +231,9 @@ type nbdRunner struct {
 	addr   string
 	kit    *nbdkit
 	runN   int
+	// restProcs is GOMAXPROCS when the bench started, before any
+	// connection or snapshot raised it (waitRestProcs).
+	restProcs int
 
 	mu      sync.Mutex
 	exports map[string]*volumeBackend
@@ -288,7 +291,8 @@ func RunNBD(ctx context.Context, opts NBDOptions) (NBDResult, error) {
 	if err != nil {
 		return NBDResult{}, fmt.Errorf("bench nbd: %w", err)
 	}
-	r := &nbdRunner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), exports: map[string]*volumeBackend{}}
+	r := &nbdRunner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), exports: map[string]*volumeBackend{},
+		restProcs: runtime.GOMAXPROCS(0)}
 	r.res = &NBDResult{Version: 1, SizeBytes: opts.Size, Seed: opts.Seed, Cores: runtime.NumCPU(), Workers: opts.Workers,
 		RuntimeSeconds: opts.Runtime.Seconds(), RampSeconds: opts.Ramp.Seconds(), Repeat: opts.Repeat,
 		Transport: "TCP over the loopback interface", Tools: map[string]string{}, Dir: dir, LoadStart: loadAverage()}

@@ -142,7 +142,7 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 		return err
 	}
 	defer r.dropStack(st)
-	if err := settleTree(ctx, st.dir); err != nil {
+	if err := r.settleRun(ctx, st.dir); err != nil {
 		return err
 	}
 	t0 := r.clk.Now()
@@ -151,7 +151,7 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 		return err
 	}
 	r.res.SnapshotAloneSeconds = r.since(t0)
-	if err := settleTree(ctx, st.dir); err != nil {
+	if err := r.settleRun(ctx, st.dir); err != nil {
 		return err
 	}
 	t0 = r.clk.Now()
@@ -195,7 +195,7 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	}()
 	n := r.opts.Runtime
 	oldIdle := [2]time.Duration{settleWindow, settleWindow + idleWindow}
-	settle := func() error { return settleTree(ctx, st.dir) }
+	settle := func() error { return r.settleRun(ctx, st.dir) }
 	// reference runs w for n on v after settle, primed first for writes.
 	reference := func(v *blockdev.Volume, prime bool, marks ...time.Duration) (loadFio, error) {
 		if prime && w.RW != "randread" {
@@ -314,14 +314,54 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	}{{"snapshot", snap, snapProcs}, {"hydration", hyd, [3][2]int{before.procs, busy.procs, after.procs}}} {
 		f := x.run.Window
 		r.logf("%s during %s: GOMAXPROCS at the first request and the end: reference before %v, busy %v, reference after %v", w.Name, x.during, x.procs[0], x.procs[1], x.procs[2])
-		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f, after %.0f: spread %.2f×): %.2f×; %s",
+		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f at %.1f, after %.0f at %.1f: spread %.2f×): %.2f×; %s",
 			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest,
-			f.Refs[0].IOPS, f.Refs[1].IOPS, f.RefSpread, f.Ratio, f.progressText(x.during))
+			f.Refs[0].IOPS, f.Refs[0].CPUUsPerRequest, f.Refs[1].IOPS, f.Refs[1].CPUUsPerRequest, f.RefSpread, f.Ratio, f.progressText(x.during))
 		o := x.run
 		r.logf("%s: old measure: during %s %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
 			w.Name, x.during, o.Busy.IOPS, o.Busy.P99Ms, o.Busy.CPUUsPerRequest, o.Idle.IOPS, o.Idle.P99Ms, o.Idle.CPUUsPerRequest, o.Ratio, o.Detail)
 	}
 	return snap, hyd, nil
+}
+
+// procsPoll is how often waitRestProcs looks at GOMAXPROCS, and
+// procsLimit how long it waits at most.
+const (
+	procsPoll  = 50 * time.Millisecond
+	procsLimit = 15 * time.Second
+)
+
+// waitRestProcs waits, at most limit, until procs() (GOMAXPROCS) is at
+// most rest, and reports whether it got there. lowprio raises GOMAXPROCS
+// for a snapshot's work and for connections' threads (nbdcopy's four
+// connections loading a disk) and lowers it only once they have needed
+// fewer Ps for 10 s, so a run started within 10 s of them would begin
+// with a P more than the run after it.
+func waitRestProcs(ctx context.Context, clk clock.Clock, procs func() int, rest int, limit time.Duration) (bool, error) {
+	end := clk.Now().Add(limit)
+	for procs() > rest {
+		if !clk.Now().Before(end) {
+			return false, nil
+		}
+		if err := pause(ctx, clk, procsPoll); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// settleRun brings the load part to the state each of its runs starts
+// from: every file under dir settled (settleTree) and GOMAXPROCS back at
+// what it was when the bench started (waitRestProcs).
+func (r *nbdRunner) settleRun(ctx context.Context, dir string) error {
+	if err := settleTree(ctx, dir); err != nil {
+		return err
+	}
+	ok, err := waitRestProcs(ctx, r.clk, func() int { return runtime.GOMAXPROCS(0) }, r.restProcs, procsLimit)
+	if err == nil && !ok {
+		r.logf("GOMAXPROCS still %d after %s (%d at the start)", runtime.GOMAXPROCS(0), procsLimit, r.restProcs)
+	}
+	return err
 }
 
 // settleTree settles every regular file under roots in the page cache,

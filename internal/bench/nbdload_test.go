@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"context"
 	"math"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"coffer/internal/clock"
 )
 
 // TestFixedWindow: the fixed-window measure cuts the first n of each run
@@ -82,5 +87,53 @@ func TestRefPair(t *testing.T) {
 	}
 	if c, _ := refPair([]windowFigures{after}); c != after {
 		t.Errorf("one reference combined into %+v; want it unchanged", c)
+	}
+}
+
+// TestWaitRestProcs: the load part's runs wait for GOMAXPROCS to come
+// back to its resting value, looking every procsPoll, and give up after
+// the limit.
+func TestWaitRestProcs(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC))
+	// advance moves the fake clock by procsPoll whenever waitRestProcs
+	// waits on it, until done is closed.
+	advance := func(done chan struct{}) {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if clk.Pending() > 0 {
+				clk.Advance(procsPoll)
+			} else {
+				runtime.Gosched()
+			}
+		}
+	}
+	var calls atomic.Int32
+	// GOMAXPROCS is 3 for the first five looks, then 2.
+	procs := func() int {
+		if calls.Add(1) <= 5 {
+			return 3
+		}
+		return 2
+	}
+	done := make(chan struct{})
+	go advance(done)
+	t0 := clk.Now()
+	ok, err := waitRestProcs(context.Background(), clk, procs, 2, time.Second)
+	close(done)
+	if err != nil || !ok || calls.Load() != 6 || clk.Now().Sub(t0) != 5*procsPoll {
+		t.Errorf("waited %v with %d looks: %v, %v; want 250ms, 6 looks, reached", clk.Now().Sub(t0), calls.Load(), ok, err)
+	}
+	// Never back: it gives up at the limit.
+	done = make(chan struct{})
+	go advance(done)
+	t0 = clk.Now()
+	ok, err = waitRestProcs(context.Background(), clk, func() int { return 3 }, 2, time.Second)
+	close(done)
+	if err != nil || ok || clk.Now().Sub(t0) != time.Second {
+		t.Errorf("waited %v: %v, %v; want 1s, not reached", clk.Now().Sub(t0), ok, err)
 	}
 }

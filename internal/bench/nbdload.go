@@ -43,7 +43,11 @@ import (
 // how much longer than its window a reference run lasts: the window is
 // cut from its latency log from the first request, a little after fio's
 // own clock starts.
+//
+// primeRuns is how many windows long the unmeasured run before a write
+// reference is.
 const (
+	primeRuns    = 3
 	idleWindow   = 3 * time.Second
 	settleWindow = 500 * time.Millisecond
 	windowMargin = 500 * time.Millisecond
@@ -196,15 +200,21 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	n := r.opts.Runtime
 	oldIdle := [2]time.Duration{settleWindow, settleWindow + idleWindow}
 	settle := func() error { return r.settleRun(ctx, st.dir) }
-	// reference runs w for n on v after settle, primed first for writes.
+	// reference runs w for n on v after settle, primed first for writes:
+	// for primeRuns × n, so that the reference's requests, the same
+	// seeded sequence, fall within the prime's even when the prime, whose
+	// writes are the first to their blocks, is slower.
 	reference := func(v *blockdev.Volume, prime bool, marks ...time.Duration) (loadFio, error) {
+		var primed int
 		if prime && w.RW != "randread" {
 			if err := settle(); err != nil {
 				return loadFio{}, err
 			}
-			if _, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: n + windowMargin}); err != nil {
+			p, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: primeRuns*n + windowMargin})
+			if err != nil {
 				return loadFio{}, err
 			}
+			primed = len(p.samples)
 		}
 		if err := settle(); err != nil {
 			return loadFio{}, err
@@ -213,7 +223,11 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		for _, m := range marks {
 			d = max(d, m)
 		}
-		return r.runLoad(ctx, loadJob{w: w, v: v, runtime: d + windowMargin, marks: append([]time.Duration{0, n}, marks...)})
+		ref, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: d + windowMargin, marks: append([]time.Duration{0, n}, marks...)})
+		if err == nil && primed > 0 {
+			r.logf("%s: the prime wrote %d requests before a reference of %d (%.0f%% of them rewrites)", w.Name, primed, len(ref.samples), 100*min(1, float64(primed)/float64(max(1, len(ref.samples)))))
+		}
+		return ref, err
 	}
 
 	before, err := reference(st.vol, true, oldIdle[:]...)

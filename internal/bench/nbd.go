@@ -189,6 +189,11 @@ type NBDWindow struct {
 	// the machine moved around the busy run.
 	RefSpread float64 `json:"referenceSpread"`
 	Ratio     float64 `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	// CPURatio is Ref.CPUUsPerRequest ÷ Busy.CPUUsPerRequest: the share
+	// of the serving process's CPU per request left to the user's
+	// requests with the work beside them (1: the work cost nothing). It
+	// moves less with the machine's other tenants than IOPS do.
+	CPURatio float64 `json:"cpuRatio"`
 	// How far the work had got at the window's start and end (0-1: blocks
 	// read of those taken for a snapshot, bytes hydrated for a hydration),
 	// and when it ended, from the first request, if it ended within the

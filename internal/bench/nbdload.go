@@ -328,9 +328,9 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	}{{"snapshot", snap, snapProcs}, {"hydration", hyd, [3][2]int{before.procs, busy.procs, after.procs}}} {
 		f := x.run.Window
 		r.logf("%s during %s: GOMAXPROCS at the first request and the end: reference before %v, busy %v, reference after %v", w.Name, x.during, x.procs[0], x.procs[1], x.procs[2])
-		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f at %.1f, after %.0f at %.1f: spread %.2f×): %.2f×; %s",
+		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f at %.1f, after %.0f at %.1f: spread %.2f×): %.2f× (CPU per request %.2f×); %s",
 			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest,
-			f.Refs[0].IOPS, f.Refs[0].CPUUsPerRequest, f.Refs[1].IOPS, f.Refs[1].CPUUsPerRequest, f.RefSpread, f.Ratio, f.progressText(x.during))
+			f.Refs[0].IOPS, f.Refs[0].CPUUsPerRequest, f.Refs[1].IOPS, f.Refs[1].CPUUsPerRequest, f.RefSpread, f.Ratio, f.CPURatio, f.progressText(x.during))
 		o := x.run
 		r.logf("%s: old measure: during %s %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
 			w.Name, x.during, o.Busy.IOPS, o.Busy.P99Ms, o.Busy.CPUUsPerRequest, o.Idle.IOPS, o.Idle.P99Ms, o.Idle.CPUUsPerRequest, o.Ratio, o.Detail)
@@ -617,6 +617,7 @@ func fixedWindow(busy loadFio, refs []loadFio, n time.Duration) NBDWindow {
 	}
 	w.Ref, w.RefSpread = refPair(w.Refs)
 	w.Ratio = ratio(w.Busy.IOPS, w.Ref.IOPS)
+	w.CPURatio = ratio(w.Ref.CPUUsPerRequest, w.Busy.CPUUsPerRequest)
 	p0, p1 := busy.progress[0], busy.progress[n]
 	w.ProgressStart, w.ProgressEnd = p0.fraction(), p1.fraction()
 	if p1.Ended {

@@ -59,6 +59,9 @@ func TestFixedWindow(t *testing.T) {
 	if w.ProgressEnd != 1 || w.EndedSeconds != 3.25 || w.ReadFetched != 0 {
 		t.Errorf("work ended in the window: %+v; want progress 1, ended at 3.25 s", w)
 	}
+	if math.Abs(w.CPURatio-(6e6/22500)/200) > 1e-9 {
+		t.Errorf("CPU ratio %.3f; want 1.333 (266.7 without ÷ 200 with)", w.CPURatio)
+	}
 	if got := w.refsText(); got != "2000 / 2500 (1.25×)" {
 		t.Errorf("references %q", got)
 	}

@@ -200,22 +200,18 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	n := r.opts.Runtime
 	oldIdle := [2]time.Duration{settleWindow, settleWindow + idleWindow}
 	settle := func() error { return r.settleRun(ctx, st.dir) }
-	// reference runs w for n on v after settle, primed first for writes:
-	// for primeRuns × n, so that the reference's requests, the same
-	// seeded sequence, fall within the prime's even when the prime, whose
-	// writes are the first to their blocks, is slower.
-	reference := func(v *blockdev.Volume, prime bool, marks ...time.Duration) (loadFio, error) {
-		var primed int
-		if prime && w.RW != "randread" {
-			if err := settle(); err != nil {
-				return loadFio{}, err
-			}
-			p, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: primeRuns*n + windowMargin})
-			if err != nil {
-				return loadFio{}, err
-			}
-			primed = len(p.samples)
+	writes := w.RW != "randread"
+	// prime runs j, unmeasured, after settle, and returns its requests.
+	prime := func(j loadJob) (int, error) {
+		if err := settle(); err != nil {
+			return 0, err
 		}
+		p, err := r.runLoad(ctx, j)
+		return len(p.samples), err
+	}
+	// reference runs w for n on v after settle; primed is the requests
+	// of the prime before it, if any, for the log.
+	reference := func(v *blockdev.Volume, primed int, marks ...time.Duration) (loadFio, error) {
 		if err := settle(); err != nil {
 			return loadFio{}, err
 		}
@@ -230,7 +226,17 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		return ref, err
 	}
 
-	before, err := reference(st.vol, true, oldIdle[:]...)
+	// The loaded disk's prime runs primeRuns windows long, so that the
+	// reference's requests, the same seeded sequence, fall within the
+	// prime's even when the prime, whose writes are the first to their
+	// blocks, is slower.
+	var primed int
+	if writes {
+		if primed, err = prime(loadJob{w: w, v: st.vol, runtime: primeRuns*n + windowMargin}); err != nil {
+			return snap, hyd, err
+		}
+	}
+	before, err := reference(st.vol, primed, oldIdle[:]...)
 	if err != nil {
 		return snap, hyd, err
 	}
@@ -250,7 +256,7 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	after, err := reference(st.vol, false)
+	after, err := reference(st.vol, 0)
 	if err != nil {
 		return snap, hyd, err
 	}
@@ -262,17 +268,32 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	snapProcs := [3][2]int{before.procs, busy.procs, after.procs}
 
 	// The reference before the hydration: a restore of the same snapshot,
-	// hydrated, then deleted.
-	pre, err := st.eng.RestoreVolume(ctx, "s1", "restored-ref")
-	if err != nil {
-		return snap, hyd, err
+	// hydrated, then deleted. For writes it is made at the first request
+	// of a prime that writes until it is hydrated and n more, so that its
+	// file takes the user's writes while it hydrates, as the busy run's
+	// does: a restore hydrated alone and then written cost 48.5-53.5
+	// CPU-µs per 4 KiB write against 14.4-20.8 on the busy run's restore
+	// (docs/design.md, "Session perf14at").
+	var pre *blockdev.Volume
+	openPre := func() (*blockdev.Volume, error) {
+		var err error
+		pre, err = st.eng.RestoreVolume(ctx, "s1", "restored-ref")
+		return pre, err
 	}
-	if err := pre.WaitHydrated(ctx); err != nil {
-		return snap, hyd, errors.Join(err, st.eng.DeleteVolume(ctx, "restored-ref"))
+	primed = 0
+	if writes {
+		primed, err = prime(loadJob{w: w, open: openPre, size: st.vol.Size(), after: []time.Duration{n},
+			work: func(ctx context.Context) (string, error) { return "", pre.WaitHydrated(ctx) }})
+	} else if _, err = openPre(); err == nil {
+		err = pre.WaitHydrated(ctx)
 	}
-	before, err = reference(pre, true)
-	if derr := st.eng.DeleteVolume(ctx, "restored-ref"); err == nil {
-		err = derr
+	if err == nil {
+		before, err = reference(pre, primed)
+	}
+	if pre != nil {
+		if derr := st.eng.DeleteVolume(ctx, "restored-ref"); err == nil {
+			err = derr
+		}
 	}
 	if err != nil {
 		return snap, hyd, err
@@ -302,7 +323,7 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	if after, err = reference(rv, false); err != nil {
+	if after, err = reference(rv, 0); err != nil {
 		return snap, hyd, err
 	}
 	end := busy.workEnd

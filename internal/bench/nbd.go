@@ -753,9 +753,15 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	}
 	for i := range n {
 		for _, s := range r.servers(i) {
+			sv0 := r.srv.Metrics.Served()
 			secs, client, srv, err := r.serverCopy(ctx, s, s.uri, "null:")
 			if err != nil {
 				return err
+			}
+			if s.name == "coffer" {
+				// The READs nbdcopy sent and their reply chunks: what its
+				// own CPU per byte follows (docs/design.md, "Session perf14at").
+				r.logServed("nbdcopy read", 4, sv0, r.srv.Metrics.Served())
 			}
 			read.add(s.name, secs)
 			r.logf("nbdcopy %s → null: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())

@@ -44,8 +44,8 @@ import (
 // cut from its latency log from the first request, a little after fio's
 // own clock starts.
 //
-// primeRuns is how many windows long the unmeasured run before a write
-// reference is.
+// primeRuns is how many windows long the unmeasured run before the
+// loaded disk's first write reference is (loadRun).
 const (
 	primeRuns    = 3
 	idleWindow   = 3 * time.Second
@@ -177,13 +177,17 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 // loadRun runs w on a fresh stack: the reference (N seconds), again
 // with a full snapshot started at its first request until the snapshot
 // ends, and the reference again; then the reference on an instant restore
-// of that snapshot hydrated beforehand, w on an instant restore made at
-// its first request until it is hydrated and 3.5 s more, and the
-// reference again on that restore. Before each run every file of the
-// stack is synced and its data cached (settle), and for writes the job
-// has run once, unmeasured, on the disk of the first reference (prime),
-// so that no run writes a block the run before it had not: the busy run
-// and both references find the same page-cache and file-system state.
+// of that snapshot hydrated beforehand (then deleted), w on an instant
+// restore made at its first request until it is hydrated and 3.5 s more,
+// and the reference again on that restore. Before each run every file of
+// the stack is synced and its data cached and GOMAXPROCS is back at rest
+// (settleRun). For writes, an unmeasured run of the job (a prime) comes
+// before each first reference: on the loaded disk, primeRuns windows
+// long, so that no measured run writes a block for the first time; on
+// the restore hydrated beforehand, made at the prime's first request and
+// written until it is hydrated and N more, as the busy run's restore is.
+// The busy run and both its references then find the same page-cache and
+// file-system state.
 func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLoadRun, err error) {
 	st, err := r.loadStack(ctx, "load")
 	if err != nil {

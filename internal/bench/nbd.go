@@ -172,13 +172,28 @@ type NBDLoadRun struct {
 // NBDWindow is the fixed-window measure of a run: the first Seconds (the
 // fio runtime) of the workload from its first request, with the work
 // started at that instant (Busy), against the first Seconds of the same
-// fio job (same seed, same requests) on the same disk without it (Ref:
-// the loaded disk before the snapshot, the restored disk once hydrated).
+// fio job (same seed, same requests) without it, run twice: right before
+// and right after the busy run (Refs), on a disk in the same state (for a
+// snapshot, the loaded disk before it and after it ended; for a
+// hydration, a restore of the same snapshot hydrated before, and the
+// busy run's restored disk once hydrated), each run started with every
+// file of the stack synced and cached (settleCached) and, for writes,
+// every block the job writes written once before (loadRun). Ref is the
+// two combined (refPair).
 type NBDWindow struct {
-	Seconds float64       `json:"seconds"`
-	Busy    windowFigures `json:"busy"`
-	Ref     windowFigures `json:"reference"`
-	Ratio   float64       `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	Seconds float64         `json:"seconds"`
+	Busy    windowFigures   `json:"busy"`
+	Ref     windowFigures   `json:"reference"`
+	Refs    []windowFigures `json:"references"` // before, after
+	// RefSpread is the references' highest IOPS ÷ their lowest: how far
+	// the machine moved around the busy run.
+	RefSpread float64 `json:"referenceSpread"`
+	Ratio     float64 `json:"ratio"` // Busy.IOPS ÷ Ref.IOPS
+	// CPURatio is Ref.CPUUsPerRequest ÷ Busy.CPUUsPerRequest: the share
+	// of the serving process's CPU per request left to the user's
+	// requests with the work beside them (1: the work cost nothing). It
+	// moves less with the machine's other tenants than IOPS do.
+	CPURatio float64 `json:"cpuRatio"`
 	// How far the work had got at the window's start and end (0-1: blocks
 	// read of those taken for a snapshot, bytes hydrated for a hydration),
 	// and when it ended, from the first request, if it ended within the
@@ -221,6 +236,9 @@ type nbdRunner struct {
 	addr   string
 	kit    *nbdkit
 	runN   int
+	// restProcs is GOMAXPROCS when the bench started, before any
+	// connection or snapshot raised it (waitRestProcs).
+	restProcs int
 
 	mu      sync.Mutex
 	exports map[string]*volumeBackend
@@ -278,7 +296,8 @@ func RunNBD(ctx context.Context, opts NBDOptions) (NBDResult, error) {
 	if err != nil {
 		return NBDResult{}, fmt.Errorf("bench nbd: %w", err)
 	}
-	r := &nbdRunner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), exports: map[string]*volumeBackend{}}
+	r := &nbdRunner{opts: opts, clk: opts.Clock, dir: dir, image: filepath.Join(dir, "disk.img"), exports: map[string]*volumeBackend{},
+		restProcs: runtime.GOMAXPROCS(0)}
 	r.res = &NBDResult{Version: 1, SizeBytes: opts.Size, Seed: opts.Seed, Cores: runtime.NumCPU(), Workers: opts.Workers,
 		RuntimeSeconds: opts.Runtime.Seconds(), RampSeconds: opts.Ramp.Seconds(), Repeat: opts.Repeat,
 		Transport: "TCP over the loopback interface", Tools: map[string]string{}, Dir: dir, LoadStart: loadAverage()}
@@ -734,9 +753,15 @@ func (r *nbdRunner) copies(ctx context.Context) error {
 	}
 	for i := range n {
 		for _, s := range r.servers(i) {
+			sv0 := r.srv.Metrics.Served()
 			secs, client, srv, err := r.serverCopy(ctx, s, s.uri, "null:")
 			if err != nil {
 				return err
+			}
+			if s.name == "coffer" {
+				// The READs nbdcopy sent and their reply chunks: what its
+				// own CPU per byte follows (docs/design.md, "Session perf14at").
+				r.logServed("nbdcopy read", 4, sv0, r.srv.Metrics.Served())
 			}
 			read.add(s.name, secs)
 			r.logf("nbdcopy %s → null: %.2fs (CPU: nbdcopy %.2fs, server %.2fs)", s.name, secs, client.Seconds(), srv.Seconds())

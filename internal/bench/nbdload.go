@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +43,11 @@ import (
 // how much longer than its window a reference run lasts: the window is
 // cut from its latency log from the first request, a little after fio's
 // own clock starts.
+//
+// primeRuns is how many windows long the unmeasured run before the
+// loaded disk's first write reference is (loadRun).
 const (
+	primeRuns    = 3
 	idleWindow   = 3 * time.Second
 	settleWindow = 500 * time.Millisecond
 	windowMargin = 500 * time.Millisecond
@@ -139,12 +146,18 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 		return err
 	}
 	defer r.dropStack(st)
+	if err := r.settleRun(ctx, st.dir); err != nil {
+		return err
+	}
 	t0 := r.clk.Now()
 	si, err := st.eng.Snapshot(ctx, "disk", "s1")
 	if err != nil {
 		return err
 	}
 	r.res.SnapshotAloneSeconds = r.since(t0)
+	if err := r.settleRun(ctx, st.dir); err != nil {
+		return err
+	}
 	t0 = r.clk.Now()
 	rv, err := st.eng.RestoreVolume(ctx, "s1", "restored")
 	if err != nil {
@@ -161,11 +174,20 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 	return nil
 }
 
-// loadRun runs w on a fresh stack: for N seconds (the reference), then
-// again with a full snapshot started at its first request, until the
-// snapshot ends; then on an instant restore of that snapshot made at its
-// first request, until it is hydrated and 3.5 s more, then again for N
-// seconds on the hydrated disk (the reference).
+// loadRun runs w on a fresh stack: the reference (N seconds), again
+// with a full snapshot started at its first request until the snapshot
+// ends, and the reference again; then the reference on an instant restore
+// of that snapshot hydrated beforehand (then deleted), w on an instant
+// restore made at its first request until it is hydrated and 3.5 s more,
+// and the reference again on that restore. Before each run every file of
+// the stack is synced and its data cached and GOMAXPROCS is back at rest
+// (settleRun). For writes, an unmeasured run of the job (a prime) comes
+// before each first reference: on the loaded disk, primeRuns windows
+// long, so that no measured run writes a block for the first time; on
+// the restore hydrated beforehand, made at the prime's first request and
+// written until it is hydrated and N more, as the busy run's restore is.
+// The busy run and both its references then find the same page-cache and
+// file-system state.
 func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLoadRun, err error) {
 	st, err := r.loadStack(ctx, "load")
 	if err != nil {
@@ -181,13 +203,50 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	}()
 	n := r.opts.Runtime
 	oldIdle := [2]time.Duration{settleWindow, settleWindow + idleWindow}
+	settle := func() error { return r.settleRun(ctx, st.dir) }
+	writes := w.RW != "randread"
+	// prime runs j, unmeasured, after settle, and returns its requests.
+	prime := func(j loadJob) (int, error) {
+		if err := settle(); err != nil {
+			return 0, err
+		}
+		p, err := r.runLoad(ctx, j)
+		return len(p.samples), err
+	}
+	// reference runs w for n on v after settle; primed is the requests
+	// of the prime before it, if any, for the log.
+	reference := func(v *blockdev.Volume, primed int, marks ...time.Duration) (loadFio, error) {
+		if err := settle(); err != nil {
+			return loadFio{}, err
+		}
+		d := n
+		for _, m := range marks {
+			d = max(d, m)
+		}
+		ref, err := r.runLoad(ctx, loadJob{w: w, v: v, runtime: d + windowMargin, marks: append([]time.Duration{0, n}, marks...)})
+		if err == nil && primed > 0 {
+			r.logf("%s: the prime wrote %d requests before a reference of %d (%.0f%% of them rewrites)", w.Name, primed, len(ref.samples), 100*min(1, float64(primed)/float64(max(1, len(ref.samples)))))
+		}
+		return ref, err
+	}
 
-	ref, err := r.runLoad(ctx, loadJob{w: w, v: st.vol, runtime: max(n, oldIdle[1]) + windowMargin,
-		marks: []time.Duration{0, n, oldIdle[0], oldIdle[1]}})
+	// The loaded disk's prime runs primeRuns windows long, so that the
+	// reference's requests, the same seeded sequence, fall within the
+	// prime's even when the prime, whose writes are the first to their
+	// blocks, is slower.
+	var primed int
+	if writes {
+		if primed, err = prime(loadJob{w: w, v: st.vol, runtime: primeRuns*n + windowMargin}); err != nil {
+			return snap, hyd, err
+		}
+	}
+	before, err := reference(st.vol, primed, oldIdle[:]...)
 	if err != nil {
 		return snap, hyd, err
 	}
-	unix.Sync()
+	if err := settle(); err != nil {
+		return snap, hyd, err
+	}
 	busy, err := r.runLoad(ctx, loadJob{w: w, v: st.vol, marks: []time.Duration{0, n},
 		work: func(ctx context.Context) (string, error) {
 			si, err := st.eng.Snapshot(ctx, "disk", "s1")
@@ -201,11 +260,48 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	snap = NBDLoadRun{Window: fixedWindow(busy, ref, n),
+	after, err := reference(st.vol, 0)
+	if err != nil {
+		return snap, hyd, err
+	}
+	snap = NBDLoadRun{Window: fixedWindow(busy, []loadFio{before, after}, n),
 		Busy:   busy.window(busy.workStart, busy.workEnd, busy.workCPU),
-		Idle:   ref.window(ref.first.Add(oldIdle[0]), ref.first.Add(oldIdle[1]), [2]float64{ref.cpu[oldIdle[0]], ref.cpu[oldIdle[1]]}),
+		Idle:   before.window(before.first.Add(oldIdle[0]), before.first.Add(oldIdle[1]), [2]float64{before.cpu[oldIdle[0]], before.cpu[oldIdle[1]]}),
 		Detail: fmt.Sprintf("snapshot %.2fs, %s", busy.workEnd.Sub(busy.workStart).Seconds(), busy.detail)}
 	snap.Ratio = ratio(snap.Busy.IOPS, snap.Idle.IOPS)
+	snapProcs := [3][2]int{before.procs, busy.procs, after.procs}
+
+	// The reference before the hydration: a restore of the same snapshot,
+	// hydrated, then deleted. For writes it is made at the first request
+	// of a prime that writes until it is hydrated and n more, so that its
+	// file takes the user's writes while it hydrates, as the busy run's
+	// does: a restore hydrated alone and then written cost 48.5-53.5
+	// CPU-µs per 4 KiB write against 14.4-20.8 on the busy run's restore
+	// (docs/design.md, "Session perf14at").
+	var pre *blockdev.Volume
+	openPre := func() (*blockdev.Volume, error) {
+		var err error
+		pre, err = st.eng.RestoreVolume(ctx, "s1", "restored-ref")
+		return pre, err
+	}
+	primed = 0
+	if writes {
+		primed, err = prime(loadJob{w: w, open: openPre, size: st.vol.Size(), after: []time.Duration{n},
+			work: func(ctx context.Context) (string, error) { return "", pre.WaitHydrated(ctx) }})
+	} else if _, err = openPre(); err == nil {
+		err = pre.WaitHydrated(ctx)
+	}
+	if err == nil {
+		before, err = reference(pre, primed)
+	}
+	if pre != nil {
+		if derr := st.eng.DeleteVolume(ctx, "restored-ref"); err == nil {
+			err = derr
+		}
+	}
+	if err != nil {
+		return snap, hyd, err
+	}
 
 	// The instant restore is made at the user's first request.
 	var rv *blockdev.Volume
@@ -219,6 +315,9 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		rv, err = st.eng.RestoreVolume(ctx, "s1", "restored")
 		return rv, err
 	}
+	if err := settle(); err != nil {
+		return snap, hyd, err
+	}
 	busy, err = r.runLoad(ctx, loadJob{w: w, open: restore, size: st.vol.Size(), marks: []time.Duration{0, n}, after: oldIdle[:],
 		work: func(ctx context.Context) (string, error) { return "", rv.WaitHydrated(ctx) },
 		progress: func() loadProgress {
@@ -228,13 +327,11 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	if err != nil {
 		return snap, hyd, err
 	}
-	unix.Sync()
-	ref, err = r.runLoad(ctx, loadJob{w: w, v: rv, runtime: n + windowMargin, marks: []time.Duration{0, n}})
-	if err != nil {
+	if after, err = reference(rv, 0); err != nil {
 		return snap, hyd, err
 	}
 	end := busy.workEnd
-	hyd = NBDLoadRun{Window: fixedWindow(busy, ref, n),
+	hyd = NBDLoadRun{Window: fixedWindow(busy, []loadFio{before, after}, n),
 		Busy:   busy.window(busy.workStart, end, busy.workCPU),
 		Idle:   busy.window(end.Add(oldIdle[0]), end.Add(oldIdle[1]), [2]float64{busy.cpuAfter[oldIdle[0]], busy.cpuAfter[oldIdle[1]]}),
 		Detail: fmt.Sprintf("hydration %.2fs", end.Sub(busy.workStart).Seconds())}
@@ -252,15 +349,82 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 	for _, x := range []struct {
 		during string
 		run    NBDLoadRun
-	}{{"snapshot", snap}, {"hydration", hyd}} {
+		procs  [3][2]int
+	}{{"snapshot", snap, snapProcs}, {"hydration", hyd, [3][2]int{before.procs, busy.procs, after.procs}}} {
 		f := x.run.Window
-		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
-			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest, f.Ratio, f.progressText(x.during))
+		r.logf("%s during %s: GOMAXPROCS at the first request and the end: reference before %v, busy %v, reference after %v", w.Name, x.during, x.procs[0], x.procs[1], x.procs[2])
+		r.logf("%s: first %gs with a %s started at the first request %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs without %.0f (p99 %.2f ms, %.1f CPU-µs/request; before %.0f at %.1f, after %.0f at %.1f: spread %.2f×): %.2f× (CPU per request %.2f×); %s",
+			w.Name, f.Seconds, x.during, f.Busy.IOPS, f.Busy.P99Ms, f.Busy.CPUUsPerRequest, f.Ref.IOPS, f.Ref.P99Ms, f.Ref.CPUUsPerRequest,
+			f.Refs[0].IOPS, f.Refs[0].CPUUsPerRequest, f.Refs[1].IOPS, f.Refs[1].CPUUsPerRequest, f.RefSpread, f.Ratio, f.CPURatio, f.progressText(x.during))
 		o := x.run
 		r.logf("%s: old measure: during %s %.0f IOPS (p99 %.2f ms, %.1f CPU-µs/request) vs idle %.0f (p99 %.2f ms, %.1f CPU-µs/request): %.2f×; %s",
 			w.Name, x.during, o.Busy.IOPS, o.Busy.P99Ms, o.Busy.CPUUsPerRequest, o.Idle.IOPS, o.Idle.P99Ms, o.Idle.CPUUsPerRequest, o.Ratio, o.Detail)
 	}
 	return snap, hyd, nil
+}
+
+// procsPoll is how often waitRestProcs looks at GOMAXPROCS, and
+// procsLimit how long it waits at most.
+const (
+	procsPoll  = 50 * time.Millisecond
+	procsLimit = 15 * time.Second
+)
+
+// waitRestProcs waits, at most limit, until procs() (GOMAXPROCS) is at
+// most rest, and reports whether it got there. lowprio raises GOMAXPROCS
+// for a snapshot's work and for connections' threads (nbdcopy's four
+// connections loading a disk) and lowers it only once they have needed
+// fewer Ps for 10 s, so a run started within 10 s of them would begin
+// with a P more than the run after it.
+func waitRestProcs(ctx context.Context, clk clock.Clock, procs func() int, rest int, limit time.Duration) (bool, error) {
+	end := clk.Now().Add(limit)
+	for procs() > rest {
+		if !clk.Now().Before(end) {
+			return false, nil
+		}
+		if err := pause(ctx, clk, procsPoll); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// settleRun brings the load part to the state each of its runs starts
+// from: every file under dir settled (settleTree) and GOMAXPROCS back at
+// what it was when the bench started (waitRestProcs).
+func (r *nbdRunner) settleRun(ctx context.Context, dir string) error {
+	if err := settleTree(ctx, dir); err != nil {
+		return err
+	}
+	ok, err := waitRestProcs(ctx, r.clk, func() int { return runtime.GOMAXPROCS(0) }, r.restProcs, procsLimit)
+	if err == nil && !ok {
+		r.logf("GOMAXPROCS still %d after %s (%d at the start)", runtime.GOMAXPROCS(0), procsLimit, r.restProcs)
+	}
+	return err
+}
+
+// settleTree settles every regular file under roots in the page cache,
+// as settleCached does (synced, data cached, holes not): the state each
+// run of the load part starts from. Files that vanish meanwhile are
+// skipped.
+func settleTree(ctx context.Context, roots ...string) error {
+	unix.Sync()
+	buf := make([]byte, 1<<20)
+	for _, root := range roots {
+		err := walkExisting(root, func(p string, d fs.DirEntry) error {
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			if err := settleFile(ctx, p, buf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("settle %s in the page cache: %w", p, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // perRequestUs is cpu seconds per request, in µs (0 without requests).
@@ -327,6 +491,8 @@ type loadFio struct {
 	workStart, workEnd time.Time
 	workCPU            [2]float64
 	detail             string
+	// procs is GOMAXPROCS at the first request and at fio's end.
+	procs [2]int
 }
 
 // at maps a time of the server's clock to fio's log clock.
@@ -384,7 +550,7 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 		}
 		return out, err
 	}
-	out.first = first
+	out.first, out.procs[0] = first, runtime.GOMAXPROCS(0)
 	workDone := make(chan struct{})
 	var workErr error
 	if j.work != nil {
@@ -430,6 +596,7 @@ func (r *nbdRunner) runLoad(ctx context.Context, j loadJob) (loadFio, error) {
 		stopFio()
 	}
 	fr := <-fioDone
+	out.procs[1] = runtime.GOMAXPROCS(0)
 	if fr.err != nil {
 		return out, fr.err
 	}
@@ -465,12 +632,17 @@ func pauseUntil(ctx context.Context, clk clock.Clock, t time.Time) error {
 }
 
 // fixedWindow is the fixed-window measure of a run of work (busy) against
-// its reference (ref): the first n of each from its first request.
-func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
+// its references (refs: the same job run before and after it without the
+// work): the first n of each from its first request.
+func fixedWindow(busy loadFio, refs []loadFio, n time.Duration) NBDWindow {
 	w := NBDWindow{Seconds: n.Seconds(),
-		Busy: busy.window(busy.first, busy.first.Add(n), [2]float64{busy.cpu[0], busy.cpu[n]}),
-		Ref:  ref.window(ref.first, ref.first.Add(n), [2]float64{ref.cpu[0], ref.cpu[n]})}
+		Busy: busy.window(busy.first, busy.first.Add(n), [2]float64{busy.cpu[0], busy.cpu[n]})}
+	for _, ref := range refs {
+		w.Refs = append(w.Refs, ref.window(ref.first, ref.first.Add(n), [2]float64{ref.cpu[0], ref.cpu[n]}))
+	}
+	w.Ref, w.RefSpread = refPair(w.Refs)
 	w.Ratio = ratio(w.Busy.IOPS, w.Ref.IOPS)
+	w.CPURatio = ratio(w.Ref.CPUUsPerRequest, w.Busy.CPUUsPerRequest)
 	p0, p1 := busy.progress[0], busy.progress[n]
 	w.ProgressStart, w.ProgressEnd = p0.fraction(), p1.fraction()
 	if p1.Ended {
@@ -480,6 +652,45 @@ func fixedWindow(busy, ref loadFio, n time.Duration) NBDWindow {
 		w.ReadFetched = p1.ReadFetched - p0.ReadFetched
 	}
 	return w
+}
+
+// refPair combines reference windows into one: their requests over their
+// seconds (the mean IOPS of windows of one length), the mean of their p50
+// and p99, the highest maximum, and their CPU per request weighted by
+// their requests; and returns with it their highest IOPS ÷ their lowest
+// (0 when one has none).
+func refPair(refs []windowFigures) (windowFigures, float64) {
+	var c windowFigures
+	var cpu float64
+	lo, hi := -1.0, 0.0
+	for _, f := range refs {
+		c.Seconds += f.Seconds
+		c.Requests += f.Requests
+		c.P50Ms += f.P50Ms / float64(len(refs))
+		c.P99Ms += f.P99Ms / float64(len(refs))
+		c.MaxMs = max(c.MaxMs, f.MaxMs)
+		cpu += f.CPUUsPerRequest * float64(f.Requests)
+		if lo < 0 || f.IOPS < lo {
+			lo = f.IOPS
+		}
+		hi = max(hi, f.IOPS)
+	}
+	if c.Seconds > 0 {
+		c.IOPS = float64(c.Requests) / c.Seconds
+	}
+	if c.Requests > 0 {
+		c.CPUUsPerRequest = cpu / float64(c.Requests)
+	}
+	return c, ratio(hi, lo)
+}
+
+// refsText is the references' IOPS, "before / after (spread×)".
+func (w NBDWindow) refsText() string {
+	var s []string
+	for _, f := range w.Refs {
+		s = append(s, fmt.Sprintf("%.0f", f.IOPS))
+	}
+	return fmt.Sprintf("%s (%.2f×)", strings.Join(s, " / "), w.RefSpread)
 }
 
 // progressText says how far the work got in the window.

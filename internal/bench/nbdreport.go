@@ -97,7 +97,7 @@ func WriteNBDTable(w io.Writer, res NBDResult) error {
 		fmt.Fprintln(tw)
 	}
 	if len(res.UnderLoad) > 0 {
-		fmt.Fprintf(tw, "Coffer under load (1 conn), first %gs\twith a\tIOPS (p99 ms)\twithout: IOPS (p99 ms)\tratio\tCPU-µs/request with / without\tthe work in the window\n", res.RuntimeSeconds)
+		fmt.Fprintf(tw, "Coffer under load (1 conn), first %gs\twith a\tIOPS (p99 ms)\twithout: IOPS (p99 ms)\tbefore / after (spread)\tratio\tCPU-µs/request with / without (ratio)\tthe work in the window\n", res.RuntimeSeconds)
 		for _, l := range res.UnderLoad {
 			for i, x := range l.Runs {
 				label := l.Workload
@@ -105,10 +105,10 @@ func WriteNBDTable(w io.Writer, res NBDResult) error {
 					label = ""
 				}
 				f := x.Window
-				fmt.Fprintf(tw, "%s\t%s\t%.0f (%.2f)\t%.0f (%.2f)\t%.2f×\t%.1f / %.1f\t%s\n", label, l.During, f.Busy.IOPS, f.Busy.P99Ms, f.Ref.IOPS, f.Ref.P99Ms, f.Ratio,
-					f.Busy.CPUUsPerRequest, f.Ref.CPUUsPerRequest, f.progressText(l.During))
+				fmt.Fprintf(tw, "%s\t%s\t%.0f (%.2f)\t%.0f (%.2f)\t%s\t%.2f×\t%.1f / %.1f (%.2f×)\t%s\n", label, l.During, f.Busy.IOPS, f.Busy.P99Ms, f.Ref.IOPS, f.Ref.P99Ms, f.refsText(), f.Ratio,
+					f.Busy.CPUUsPerRequest, f.Ref.CPUUsPerRequest, f.CPURatio, f.progressText(l.During))
 			}
-			fmt.Fprintf(tw, "\t%s, median\t\t\t%.2f×\t\t\n", l.During, l.MedianWindowRatio)
+			fmt.Fprintf(tw, "\t%s, median\t\t\t\t%.2f×\t\t\n", l.During, l.MedianWindowRatio)
 		}
 		fmt.Fprintln(tw)
 		fmt.Fprintf(tw, "old measure (one session more)\tduring\tbusy IOPS (p99 ms)\tidle IOPS (p99 ms)\tratio\tCPU-µs/request busy / idle\tdetail\n")

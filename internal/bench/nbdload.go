@@ -158,6 +158,9 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 	if err := r.settleRun(ctx, st.dir); err != nil {
 		return err
 	}
+	if err := evictCached(st.repoFiles()...); err != nil { // as loadRun's hydration: from a cold repository
+		return err
+	}
 	t0 = r.clk.Now()
 	rv, err := st.eng.RestoreVolume(ctx, "s1", "restored")
 	if err != nil {
@@ -181,11 +184,14 @@ func (r *nbdRunner) alone(ctx context.Context) error {
 // restore made at its first request until it is hydrated and 3.5 s more,
 // and the reference again on that restore. Before each run every file of
 // the stack is synced and its data cached and GOMAXPROCS is back at rest
-// (settleRun). For writes, an unmeasured run of the job (a prime) comes
-// before each first reference: on the loaded disk, primeRuns windows
-// long, so that no measured run writes a block for the first time; on
-// the restore hydrated beforehand, made at the prime's first request and
-// written until it is hydrated and N more, as the busy run's restore is.
+// (settleRun); the busy hydration run (and the hydration alone) then
+// starts with the repository's files evicted from the page cache, as a
+// restore of an older backup finds them. For writes, an unmeasured run
+// of the job (a prime) comes before each first reference: on the loaded
+// disk, primeRuns windows long, so that no measured run writes a block
+// for the first time; on the restore hydrated beforehand, made at the
+// prime's first request and written until it is hydrated and N more, as
+// the busy run's restore is.
 // The busy run and both its references then find the same page-cache and
 // file-system state.
 func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLoadRun, err error) {
@@ -315,7 +321,13 @@ func (r *nbdRunner) loadRun(ctx context.Context, w NBDWorkload) (snap, hyd NBDLo
 		rv, err = st.eng.RestoreVolume(ctx, "s1", "restored")
 		return rv, err
 	}
+	// The restore's source starts cold: an instant restore is mostly of
+	// an older backup, whose packs and index the page cache no longer
+	// holds (the full restore's headline figure is from disk too).
 	if err := settle(); err != nil {
+		return snap, hyd, err
+	}
+	if err := evictCached(st.repoFiles()...); err != nil {
 		return snap, hyd, err
 	}
 	busy, err = r.runLoad(ctx, loadJob{w: w, open: restore, size: st.vol.Size(), marks: []time.Duration{0, n}, after: oldIdle[:],

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"coffer/internal/blobstore"
 	"coffer/internal/store"
@@ -223,10 +225,12 @@ func (e *Engine) commitSnapshot(ctx context.Context, put chunkPutter, si Snapsho
 		vol.Version = 1
 		vb, _ = json.Marshal(*vol)
 	}
+	var volBlobTried atomic.Bool // the volume blob's Put began
 	blobs := func(ctx context.Context) error {
 		var wg sync.WaitGroup
 		var verr error
 		if vb != nil {
+			volBlobTried.Store(true)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -267,11 +271,22 @@ func (e *Engine) commitSnapshot(ctx context.Context, put chunkPutter, si Snapsho
 	} else {
 		err = fmt.Errorf("flush chunks, write catalogue entry: %w", err)
 	}
-	if err != nil && vb != nil {
-		e.restoreVolumeBlob(context.WithoutCancel(ctx), vol.ID)
+	if err != nil && volBlobTried.Load() {
+		// Not after a commit cancelled or failed before its blobs: the
+		// blob is then as its row left it, and a blob store that holds
+		// the cancelled pack upload would hold this write too.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreBlobTimeout)
+		e.restoreVolumeBlob(rctx, vol.ID)
+		cancel()
 	}
 	return err
 }
+
+// restoreBlobTimeout bounds restoreVolumeBlob after a failed commit, whose
+// context may be cancelled: a blob store that does not answer must not
+// keep the failed snapshot from returning. The volume's next open after an
+// unclean stop writes the blob back too.
+const restoreBlobTimeout = 30 * time.Second
 
 // restoreVolumeBlob writes volumes/<id> back from its row, after a commit
 // that may have written the blob ahead of a row that did not follow; best

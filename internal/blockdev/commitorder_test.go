@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -274,6 +275,41 @@ func TestSnapshotCommitFailedVolumeBlob(t *testing.T) {
 	v.crash()
 	if _, err := ce.e.OpenVolume(ctx, "vol"); err != nil {
 		t.Fatal(err)
+	}
+	checkBlobIsRow(t, ce.e, "vol")
+}
+
+// TestSnapshotCommitFailedFlushLeavesVolumeBlob: a snapshot whose chunks
+// could not be flushed (a pack write that failed, or was cancelled while
+// the blob store held it) never wrote its blobs, so it writes no volume
+// blob back either: a blob store that held the cancelled pack upload would
+// hold that write too, and the failed backup would not end.
+func TestSnapshotCommitFailedFlushLeavesVolumeBlob(t *testing.T) {
+	ctx := context.Background()
+	ce := newCatalogueEnv(t)
+	takeSnapshots(t, ce.e, "vol", 1)
+	v, err := ce.e.OpenVolume(ctx, "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.WriteAt(bytes.Repeat([]byte{0xee}, 4096), 8*4096); err != nil {
+		t.Fatal(err)
+	}
+	before := ce.blobs.putsOf(volumeBlob("vol"))
+	ce.chunks.failFlush.Store(true)
+	if _, err := ce.e.Snapshot(ctx, "vol", "lost"); !errors.Is(err, errInjected) {
+		t.Fatalf("Snapshot with a failing flush: %v, want the flush's error", err)
+	}
+	ce.chunks.failFlush.Store(false)
+	if n := ce.blobs.putsOf(volumeBlob("vol")) - before; n != 0 {
+		t.Fatalf("the failed commit wrote the volume blob %d times, want none", n)
+	}
+	if _, err := ce.blobs.Get(ctx, snapshotBlob("lost")); err == nil {
+		t.Fatal("the failed commit wrote its catalogue entry")
+	}
+	checkBlobIsRow(t, ce.e, "vol")
+	if _, err := ce.e.Snapshot(ctx, "vol", "next"); err != nil {
+		t.Fatalf("the next snapshot: %v", err)
 	}
 	checkBlobIsRow(t, ce.e, "vol")
 }

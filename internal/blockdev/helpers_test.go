@@ -29,6 +29,9 @@ type memChunks struct {
 	puts    atomic.Int64
 	gets    atomic.Int64
 	flushes atomic.Int64
+	// failFlush makes Flush fail (errInjected), as a pack write that
+	// failed or was cancelled does.
+	failFlush atomic.Bool
 }
 
 func newMemChunks() *memChunks { return &memChunks{m: map[chunk.ID][]byte{}} }
@@ -58,7 +61,13 @@ func (c *memChunks) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	return bytes.Clone(d), nil
 }
 
-func (c *memChunks) Flush(ctx context.Context) error { c.flushes.Add(1); return nil }
+func (c *memChunks) Flush(ctx context.Context) error {
+	c.flushes.Add(1)
+	if c.failFlush.Load() {
+		return errInjected
+	}
+	return nil
+}
 
 func (c *memChunks) corrupt(id chunk.ID) {
 	c.mu.Lock()
@@ -68,8 +77,9 @@ func (c *memChunks) corrupt(id chunk.ID) {
 
 // memBlobs is a map-backed blobstore.Store for tests.
 type memBlobs struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu   sync.Mutex
+	m    map[string][]byte
+	puts map[string]int // Puts of each name
 }
 
 func newMemBlobs() *memBlobs { return &memBlobs{m: map[string][]byte{}} }
@@ -78,7 +88,18 @@ func (b *memBlobs) Put(ctx context.Context, name string, data []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.m[name] = bytes.Clone(data)
+	if b.puts == nil {
+		b.puts = map[string]int{}
+	}
+	b.puts[name]++
 	return nil
+}
+
+// putsOf is how many times name was Put.
+func (b *memBlobs) putsOf(name string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.puts[name]
 }
 
 func (b *memBlobs) Get(ctx context.Context, name string) ([]byte, error) {

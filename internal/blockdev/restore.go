@@ -237,6 +237,14 @@ func (v *Volume) hydrateLocked(ctx context.Context, b int64, buf []byte) (filled
 		return false, fmt.Errorf("hydrate block %d: %w", b, err)
 	}
 	if !id.IsZero() { // (a hole is a hole in the file already)
+		// The free-space reserve is for bookkeeping, as in the
+		// hydrator's jobs: below it the block is not kept (the caller
+		// serves the read from the snapshot). A stall that a read's
+		// block cleared (markHydrated) must not let reads fill the
+		// filesystem, or metadata writes such as revoking a grant fail.
+		if err := v.e.opts.Space.CheckFor(int64(blen)); err != nil {
+			return false, fmt.Errorf("hydrate block %d: %w", b, err)
+		}
 		if err := v.fillUnwritten(buf[:blen], b); err != nil {
 			return false, fmt.Errorf("hydrate block %d: %w", b, err)
 		}

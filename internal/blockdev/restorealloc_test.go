@@ -1,6 +1,7 @@
 package blockdev
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -563,5 +565,65 @@ func BenchmarkWriteDuringHydration(b *testing.B) {
 				b.Fatalf("hydrated volume differs from the snapshot with the writes at byte %d", firstDiff(got, model))
 			}
 		})
+	}
+}
+
+// TestReadMissKeepsTheReserve: a read of a block not hydrated yet keeps
+// the block it fetched only while that leaves the free-space reserve, as
+// the hydrator's jobs do. Below it the read is served from the snapshot
+// and the block stays unhydrated, so that reads of a restored disk whose
+// hydration stalled cannot fill the filesystem that metadata writes (a
+// grant's revocation) need; once space is back, a read keeps its block.
+func TestReadMissKeepsTheReserve(t *testing.T) {
+	const bs = 64 << 10
+	var free atomic.Int64
+	free.Store(1 << 40)
+	m := capacity.NewMonitor(clock.NewFake(time.Now()), 1<<20, t.TempDir())
+	m.SetStatfs(func(string) (int64, int64, error) { return free.Load(), 1 << 40, nil })
+	env := newTestEnv(t, Options{BlockSize: bs, Workers: 2, Space: m})
+	e, ctx := env.e, context.Background()
+	model := make([]byte, 8*bs)
+	fillRandom(rand.New(rand.NewPCG(15, 1)), model)
+	src, err := e.CreateVolume(ctx, "src", int64(len(model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Snapshot(ctx, "src", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	free.Store(1<<20 + bs/2) // above the reserve, but not by a block
+	reached, hold := holdHydrators(e)
+	defer close(hold)
+	v, err := e.RestoreVolume(ctx, "s1", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	got := make([]byte, 4096)
+	if _, err := v.ReadAt(got, 3*bs+512); err != nil {
+		t.Fatalf("read below the reserve: %v", err)
+	}
+	if !bytes.Equal(got, model[3*bs+512:3*bs+512+4096]) {
+		t.Fatal("read below the reserve differs from the snapshot")
+	}
+	if v.isHydrated(3) {
+		t.Fatal("a read below the reserve kept its block")
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(e.volDir("r"), "data"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks != 0 {
+		t.Fatalf("%d bytes allocated in the restored file below the reserve, want none", st.Blocks*512)
+	}
+	free.Store(1 << 40)
+	if _, err := v.ReadAt(got, 3*bs+512); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, model[3*bs+512:3*bs+512+4096]) || !v.isHydrated(3) {
+		t.Fatal("a read with room again did not keep its block, or read wrong")
 	}
 }

@@ -454,7 +454,12 @@ const hydrateCheckpointPages = 64
 func (v *Volume) hydrate(ctx context.Context, h *hydration) error {
 	e := v.e
 	np := int64(len(h.src.Pages))
-	wb := startWriteback(v.f, true) // checkpoints find little to sync; bulk-hydrated pages are not kept cached
+	// Checkpoints find little to sync. The hydrated blocks stay cached, in
+	// the folios of the hydrator's block-sized writes: dropped, the user's
+	// reads bring them back in read-ahead's large folios, and every 4 KiB
+	// write into one of those costs ext4 a walk of all its blocks
+	// (docs/design.md, "Session perf14aw").
+	wb := startWriteback(v.f, false)
 	defer wb.stop()
 	release := e.openIOBufs()
 	defer release()

@@ -171,6 +171,11 @@ type testHooks struct {
 	dataSynced  func(volume string)                      // after a volume's data file is synced (syncData)
 	deleting    func(volume string)                      // after DeleteVolume closed the volume, before its files go
 	restored    func(path string, syncs int64)           // RestoreToFile's writes ended; syncs: its background fdatasyncs
+	// locateAhead, if set, is called when a hydration's locateAhead
+	// starts; false makes it locate nothing (tests of the misses' own
+	// lookups). locatedAhead is called when it has ended.
+	locateAhead  func(volume string) bool
+	locatedAhead func(volume string)
 }
 
 // OnDeleting sets f (nil: none) as the function DeleteVolume calls once

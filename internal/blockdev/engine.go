@@ -171,6 +171,11 @@ type testHooks struct {
 	dataSynced  func(volume string)                      // after a volume's data file is synced (syncData)
 	deleting    func(volume string)                      // after DeleteVolume closed the volume, before its files go
 	restored    func(path string, syncs int64)           // RestoreToFile's writes ended; syncs: its background fdatasyncs
+	// locateAhead, if set, is called when a hydration's locateAhead
+	// starts; false makes it locate nothing (tests of the misses' own
+	// lookups). locatedAhead is called when it has ended.
+	locateAhead  func(volume string) bool
+	locatedAhead func(volume string)
 }
 
 // OnDeleting sets f (nil: none) as the function DeleteVolume calls once
@@ -615,7 +620,8 @@ func (c *pageCache) loaded(got map[int64][]chunk.ID, mine []int64, err error) {
 // entries of the pages b0, b0+1, … of [p0, p1) a batch at a time (nil for
 // a page of holes), the cached ones as they are, those another caller is
 // loading when that load ends, and the others fetched together (one
-// getMany a batch) and cached. A hydration loads its source's pages this
+// getMany a batch) and cached, each as it arrives (its waiters let go
+// then, not at the batch's end). A hydration loads its source's pages this
 // way before it starts (preallocate) and again for its jobs: each page is
 // read from the chunk store once, and the reads of blocks not hydrated
 // yet find their page cached or wait for the batch under way instead of
@@ -642,14 +648,26 @@ func (c *pageCache) batches(ctx context.Context, p0, p1 int64, fn func(b0 int64,
 			}
 		}
 		c.mu.Unlock()
-		got := make(map[int64][]chunk.ID, len(mine))
-		err := c.e.fetchPages(ctx, c.r, mine, func(p int64, entries []chunk.ID) { got[p] = entries })
-		c.loaded(got, mine, err)
+		// Each page is cached, and its waiters let go, as it arrives,
+		// not when the whole batch has: a read of a block not hydrated
+		// yet whose page the batch holds waits for that page only.
+		err := c.e.fetchPages(ctx, c.r, mine, func(p int64, entries []chunk.ID) {
+			if pages[p-b0] != nil {
+				return // delivered already
+			}
+			pages[p-b0] = entries
+			c.loaded(map[int64][]chunk.ID{p: entries}, []int64{p}, nil)
+		})
 		if err != nil {
+			// The pages not fetched: their waiters load them themselves.
+			var left []int64
+			for _, p := range mine {
+				if pages[p-b0] == nil {
+					left = append(left, p)
+				}
+			}
+			c.loaded(nil, left, err)
 			return err
-		}
-		for p, pg := range got {
-			pages[p-b0] = pg
 		}
 		for _, p := range others {
 			pg, err := c.page(ctx, p)

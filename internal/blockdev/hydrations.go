@@ -2,6 +2,7 @@ package blockdev
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -80,6 +81,11 @@ type locCache struct {
 	// blocks miss at once (each looked the page up itself, holding a
 	// connection of the chunk index's read pool and its block's stripe).
 	locating map[int64]chan struct{}
+	// unhinted holds the pages located ahead (locateAhead) that no read
+	// has missed in yet: the first miss in such a page hints its chunks
+	// not hydrated yet to be read ahead, as the miss that locates a page
+	// does.
+	unhinted map[int64]struct{}
 	// hinted counts the read-ahead hints given for located pages
 	// (chunkPrefetcher), for tests.
 	hinted atomic.Int64
@@ -117,7 +123,7 @@ type pfPage struct {
 const prefetchQueue = 8
 
 func newLocCache(max int) *locCache {
-	return &locCache{max: max, pages: map[int64][]chunkLoc{}, packIdx: map[string]uint32{}, locating: map[int64]chan struct{}{}}
+	return &locCache{max: max, pages: map[int64][]chunkLoc{}, packIdx: map[string]uint32{}, locating: map[int64]chan struct{}{}, unhinted: map[int64]struct{}{}}
 }
 
 // locate makes sure the cache holds page p's locations: those of the
@@ -126,12 +132,26 @@ func newLocCache(max int) *locCache {
 // One caller per page looks them up; the others wait for it (or their
 // context) and look again. The caller that located the page then hints
 // the located chunks of the blocks not hydrated yet to the chunk store
-// (pf, when not nil), after the waiting callers are let go.
+// (pf, when not nil), after the waiting callers are let go; a page
+// located with pf nil (locateAhead) is hinted by the first caller that
+// finds it cached with pf not nil.
 func (c *locCache) locate(ctx context.Context, cl chunkLocator, pf chunkPrefetcher, p int64, id chunk.ID, page []chunk.ID, pending func(b int64) bool) ([]chunkLoc, error) {
 	for {
 		c.mu.Lock()
 		if locs, ok := c.pages[p]; ok {
+			var es []chunkstore.Entry
+			if _, ok := c.unhinted[p]; ok && pf != nil {
+				delete(c.unhinted, p)
+				for i, l := range locs {
+					if l.ok && pending(p*EntriesPerPage+int64(i)) {
+						es = append(es, chunkstore.Entry{ID: page[i], Pack: c.packs[l.pack], Offset: l.off, Length: l.length, RawLength: l.raw, Compression: l.comp})
+					}
+				}
+			}
 			c.mu.Unlock()
+			if len(es) > 0 {
+				c.queuePrefetch(pf, p, es)
+			}
 			return locs, nil
 		}
 		wait, busy := c.locating[p]
@@ -182,6 +202,9 @@ func (c *locCache) locate(ctx context.Context, cl chunkLocator, pf chunkPrefetch
 		locs[i] = chunkLoc{off: e.Offset, length: e.Length, raw: e.RawLength, pack: k, comp: e.Compression, ok: true}
 	}
 	putBounded(c.pages, c.max, p, locs)
+	if pf == nil {
+		c.unhinted[p] = struct{}{}
+	}
 	c.mu.Unlock()
 	close(wait)
 	if pf != nil && len(found) > 0 {
@@ -310,7 +333,75 @@ func (c *locCache) at(locs []chunkLoc, b int64, id chunk.ID) (chunkstore.Entry, 
 func (c *locCache) drop(p int64) {
 	c.mu.Lock()
 	delete(c.pages, p)
+	delete(c.unhinted, p)
 	c.mu.Unlock()
+}
+
+// full reports whether the cache holds as many pages as its bound: a page
+// located ahead then would push out one a read or a job may want.
+func (c *locCache) full() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pages) >= c.max
+}
+
+// errLocCacheFull ends locateAhead when the location cache is full.
+var errLocCacheFull = errors.New("location cache full")
+
+// locateAhead locates the chunks of h's source blocks not hydrated yet,
+// page after page in index order, one lookup of the chunk index per page,
+// into h.locs, from the hydration's start: the reads of blocks not
+// hydrated yet then find their chunk's location in memory instead of each
+// page's first miss waiting for a connection of the chunk index's read
+// pool and for its lookup (docs/design.md, "Session perf14av"), and the
+// hydrator's jobs read their pages by those locations. A miss in a page
+// not located yet locates it itself (or waits for this lookup of it when
+// it is under way). It loads the pages through h.cache (shared with
+// preallocate's and the hydrator's loads) and gives no read-ahead hints
+// (the first miss in a page does, locCache.locate). It ends at the last
+// page, when ctx ends, on the first error (the reads and the hydrator
+// then locate as without it), or when h.locs is full (a source of more
+// than hydrationPageCache pages: the pages past it are located by their
+// misses). Memory: 24 bytes a block of data not hydrated yet
+// (chunkLoc), 1.5 MiB for a 4 GiB source of 64 KiB blocks, a page's
+// going when the hydrator has read it.
+func (v *Volume) locateAhead(ctx context.Context, h *hydration) {
+	if hk := v.e.hooks.locatedAhead; hk != nil {
+		defer hk(v.id)
+	}
+	if hk := v.e.hooks.locateAhead; hk != nil && !hk(v.id) {
+		return
+	}
+	cl, ok := v.e.chunks.(chunkLocator)
+	if !ok {
+		return
+	}
+	_ = h.cache.batches(ctx, 0, int64(len(h.src.Pages)), func(b0 int64, pages [][]chunk.ID) error {
+		for i, page := range pages {
+			p := b0 + int64(i)
+			if page == nil || !v.pagePending(p, page) {
+				continue
+			}
+			if h.locs.full() {
+				return errLocCacheFull
+			}
+			if _, err := h.locs.locate(ctx, cl, nil, p, chunk.ID{}, page, v.pending); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// pagePending reports whether a data block of page p (its entries page)
+// is not hydrated yet.
+func (v *Volume) pagePending(p int64, page []chunk.ID) bool {
+	for i, id := range page {
+		if !id.IsZero() && v.pending(p*EntriesPerPage+int64(i)) {
+			return true
+		}
+	}
+	return false
 }
 
 // readSourceInto fills buf (one block) with block b's chunk id in h's

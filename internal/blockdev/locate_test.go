@@ -401,6 +401,7 @@ func TestReadMissLooksUpOutsideStripe(t *testing.T) {
 	const size = 2 * EntriesPerPage * bs
 	model := make([]byte, size)
 	fillRandom(rand.New(rand.NewPCG(43, 44)), model)
+	e.hooks.locateAhead = func(string) bool { return false } // the read locates its page
 	v, held, release := restoreModelHeld(t, e, model)
 	defer close(release)
 	<-held
@@ -573,4 +574,78 @@ func TestReadMissReadAheadOffPathBounded(t *testing.T) {
 		}
 	}
 	wantImage(t, v, model, "while hydrating")
+}
+
+// TestHydrationLocatesAhead: from its start a hydration locates the chunks
+// of its source's pages in memory, one lookup of the chunk index per page
+// (locateAhead), so the reads of blocks not hydrated yet look nothing up
+// (neither their page nor its chunks) and the hydrator's jobs neither;
+// the first read in a page still has the page's chunks not hydrated yet
+// read ahead (a hint per run, as when the read locates the page); what
+// the reads and the hydrated volume hold is the source.
+func TestHydrationLocatesAhead(t *testing.T) {
+	ctx := context.Background()
+	var x *countingIndex
+	var hb *hintingBlobs
+	e, _, _, _ := newRealEngineDB(t, Options{BlockSize: 4096}, func(i chunkstore.Index) chunkstore.Index {
+		x = &countingIndex{Index: i}
+		return x
+	}, func(s *local.Store) blobstore.Store {
+		hb = &hintingBlobs{Store: s}
+		return hb
+	})
+	const bs, pages = 4096, 3
+	const size = pages * EntriesPerPage * bs
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(51, 52))
+	for b := range int64(size / bs) {
+		blk := model[b*bs : (b+1)*bs]
+		switch b % 4 {
+		case 0, 1:
+			fillRandom(rng, blk)
+		case 2:
+			for i := range blk {
+				blk[i] = "abcdefgh\n"[rng.IntN(9)]
+			}
+		} // case 3: a hole
+	}
+	ahead := make(chan struct{})
+	e.hooks.locatedAhead = func(string) { close(ahead) }
+	v, held, release := restoreModelHeld(t, e, model)
+	<-held
+	<-ahead
+	h := v.hyd
+	h.locs.mu.Lock()
+	located := len(h.locs.pages)
+	h.locs.mu.Unlock()
+	if located != pages {
+		t.Fatalf("%d pages located ahead, want %d", located, pages)
+	}
+	hb.taken()
+	calls := x.calls.Load()
+	buf := make([]byte, 1000)
+	for b := int64(1); b < size/bs; b += 3 {
+		off := b*bs + 55
+		if _, err := v.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, model[off:off+int64(len(buf))]) {
+			t.Fatalf("read of block %d differs from the source", b)
+		}
+	}
+	if n := x.calls.Load() - calls; n != 0 {
+		t.Errorf("reads of blocks in %d pages located ahead looked up the index %d times, want 0", pages, n)
+	}
+	h.locs.waitPrefetch()
+	if hints := hb.taken(); len(hints) < pages {
+		t.Errorf("the reads in %d pages located ahead gave %d read-ahead hints, want at least one a page", pages, len(hints))
+	}
+	close(release)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := x.calls.Load() - calls; n != 0 {
+		t.Errorf("the reads and the hydrator looked up the index %d times, want 0", n)
+	}
+	wantImage(t, v, model, "after hydration")
 }

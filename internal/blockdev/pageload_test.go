@@ -151,3 +151,91 @@ func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestPageBatchLetsPagesGoAsTheyArrive: a batch of index pages
+// (pageCache.batches, here preallocate's) caches each page as it arrives,
+// so a read of a block whose page has arrived while the batch still waits
+// for a later page neither waits for the batch nor loads the page again;
+// what the reads and the hydrated volume hold is the source's.
+func TestPageBatchLetsPagesGoAsTheyArrive(t *testing.T) {
+	ctx := context.Background()
+	const bs, pages = 4096, 4
+	const size = pages * EntriesPerPage * bs
+	chunks := &pageGets{memChunks: newMemChunks(), gets: map[chunk.ID]int{}, held: map[chunk.ID]bool{},
+		holding: make(chan chunk.ID, 64), release: make(chan struct{})}
+	e, err := Open(ctx, t.TempDir(), chunks, newMemBlobs(), Options{BlockSize: bs, Catalogue: memstore.New(),
+		Clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	src, err := e.CreateVolume(ctx, "src", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := make([]byte, size)
+	rng := rand.New(rand.NewPCG(16, 16))
+	for i := 0; i < size; i += 8 {
+		binary.LittleEndian.PutUint64(img[i:], rng.Uint64())
+	}
+	if _, err := src.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, err := e.loadSnapshot(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks.held[rec.Pages[pages-1]] = true // the batch's last page
+	release := sync.OnceFunc(func() { close(chunks.release) })
+	defer release()
+	_, hold := holdHydrators(e)
+	v, err := e.RestoreVolume(ctx, "s", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-chunks.holding // the batch has fetched pages 0-2 and waits for page 3
+	c := v.hyd.cache
+	waited := make(chan int64, 16)
+	c.mu.Lock()
+	c.waiting = func(p int64) { waited <- p }
+	c.mu.Unlock()
+	done := make(chan error, 1)
+	buf := make([]byte, bs)
+	go func() {
+		_, err := v.ReadAt(buf, (EntriesPerPage+5)*bs) // page 1
+		done <- err
+	}()
+	select {
+	case p := <-waited:
+		t.Fatalf("the read of a block of page 1 waited for page %d while the batch held page %d", p, pages-1)
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(buf, img[(EntriesPerPage+5)*bs:(EntriesPerPage+6)*bs]) {
+		t.Fatal("block read differs from the source")
+	}
+	release()
+	close(hold)
+	if err := v.WaitHydrated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, size)
+	if _, err := v.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Error("the hydrated volume differs from the source")
+	}
+	chunks.mu.Lock()
+	defer chunks.mu.Unlock()
+	for p, id := range rec.Pages {
+		if n := chunks.gets[id]; n != 1 {
+			t.Errorf("index page %d read %d times from the chunk store, want 1", p, n)
+		}
+	}
+}

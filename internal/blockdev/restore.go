@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -43,6 +44,10 @@ type hydration struct {
 	// fetched counts the blocks the user's reads fetched on their path
 	// (hydrate-on-read): while it grows the hydrator does not rest.
 	fetched atomic.Int64
+	// ahead counts the goroutine locating the source's chunks ahead
+	// (locateAhead): the hydrator's goroutine waits for it before it
+	// ends.
+	ahead sync.WaitGroup
 }
 
 // hydrationPageCache is how many of the source's index pages (8 KiB each
@@ -395,6 +400,15 @@ func (v *Volume) startHydrator(fresh bool) {
 		defer v.hydWG.Done()
 		defer close(h.finished)
 		defer cancel()
+		// Locate the source's chunks ahead of the reads and the
+		// hydrator, beside preallocate (both load the index pages
+		// through h.cache, each page once).
+		h.ahead.Add(1)
+		go func() {
+			defer h.ahead.Done()
+			v.locateAhead(ctx, h)
+		}()
+		defer func() { cancel(); h.ahead.Wait() }()
 		if fresh {
 			v.preallocate(ctx, h)
 		}

@@ -493,7 +493,7 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	} else {
 		snapshotOfImage(b, e, int(size))
 	}
-	var ratio, cpuPerRead, hydrated, fetched float64
+	var ratio, cpuPerRead, hydrated, fetched, busyReads, refReads float64
 	var lookups, dbWaits, dbWaitMs, diskReads, diskReadMs, diskReadMiB float64
 	k := 0
 	readFor := func(v *Volume, seed uint64) int {
@@ -538,6 +538,8 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 		}
 		ref := readFor(v, uint64(k))
 		ratio += float64(busy) / float64(max(ref, 1))
+		busyReads += float64(busy)
+		refReads += float64(ref)
 		cpuPerRead += cpu * 1e6 / float64(max(busy, 1))
 		if h.Hydrating {
 			hydrated += float64(h.DoneBytes) / float64(h.TotalBytes)
@@ -553,6 +555,8 @@ func BenchmarkReadHydrationWindow(b *testing.B) {
 	}
 	n := float64(k)
 	b.ReportMetric(ratio/n, "window-ratio")
+	b.ReportMetric(busyReads/n, "window-reads")
+	b.ReportMetric(refReads/n, "ref-reads")
 	b.ReportMetric(cpuPerRead/n, "CPU-µs/read")
 	b.ReportMetric(hydrated/n, "hydrated")
 	b.ReportMetric(fetched/n, "fetched")

@@ -830,13 +830,7 @@ func (v *Volume) snapshot(ctx context.Context, snapID string) (SnapshotInfo, err
 func (v *Volume) commitSnapshot(ctx context.Context, put chunkPutter, si SnapshotInfo) error {
 	v.recMu.Lock()
 	defer v.recMu.Unlock()
-	v.mu.Lock()
-	var hydFrom chunk.ID
-	if v.hyd != nil {
-		hydFrom = v.hyd.srcID
-	}
-	v.mu.Unlock()
-	vr := volumeRecord{ID: v.id, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: hydFrom}
+	vr := volumeRecord{ID: v.id, Base: si.Record, BaseSnapshot: si.ID, HydrateFrom: v.hydrateFrom()}
 	if err := v.e.commitSnapshot(ctx, put, si, &vr); err != nil {
 		return err
 	}
@@ -1108,18 +1102,23 @@ func (s *snapState) pendingAny(v *Volume, lo, hi int64) bool {
 	return s.taken.anyIn(lo, hi)
 }
 
+// hydrateFrom is the record v hydrates from, zero when it does not: what
+// its volume record says.
+func (v *Volume) hydrateFrom() chunk.ID {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hyd != nil {
+		return v.hyd.srcID
+	}
+	return chunk.ID{}
+}
+
 // moveBase writes the volume record with a new base, then adopts it. recMu
 // serializes volume-record writes (snapshot commit, end of hydration).
 func (v *Volume) moveBase(ctx context.Context, base chunk.ID, baseSnap string) error {
 	v.recMu.Lock()
 	defer v.recMu.Unlock()
-	v.mu.Lock()
-	var hydFrom chunk.ID
-	if v.hyd != nil {
-		hydFrom = v.hyd.srcID
-	}
-	v.mu.Unlock()
-	if err := v.e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: base, BaseSnapshot: baseSnap, HydrateFrom: hydFrom}); err != nil {
+	if err := v.e.putVolumeRecord(ctx, volumeRecord{ID: v.id, Base: base, BaseSnapshot: baseSnap, HydrateFrom: v.hydrateFrom()}); err != nil {
 		return err
 	}
 	v.mu.Lock()

@@ -239,21 +239,29 @@ func checkBlobIsRow(t *testing.T, e *Engine, id string) {
 	}
 }
 
-// TestSnapshotCommitFailedVolumeBlob: the volume record's blob, written
-// with the snapshot's catalogue entry before the rows, does not stay ahead
-// of its row when the rows fail to commit, nor after a crash in that
-// window (the next open writes it back from the row).
-func TestSnapshotCommitFailedVolumeBlob(t *testing.T) {
-	ctx := context.Background()
+// snapshottedAndWritten is a catalogue env whose volume "vol" has one
+// snapshot and a block written since, open.
+func snapshottedAndWritten(t *testing.T) (*catalogueEnv, *Volume) {
+	t.Helper()
 	ce := newCatalogueEnv(t)
 	takeSnapshots(t, ce.e, "vol", 1)
-	v, err := ce.e.OpenVolume(ctx, "vol")
+	v, err := ce.e.OpenVolume(context.Background(), "vol")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.WriteAt(bytes.Repeat([]byte{0xee}, 4096), 8*4096); err != nil {
 		t.Fatal(err)
 	}
+	return ce, v
+}
+
+// TestSnapshotCommitFailedVolumeBlob: the volume record's blob, written
+// with the snapshot's catalogue entry before the rows, does not stay ahead
+// of its row when the rows fail to commit, nor after a crash in that
+// window (the next open writes it back from the row).
+func TestSnapshotCommitFailedVolumeBlob(t *testing.T) {
+	ctx := context.Background()
+	ce, v := snapshottedAndWritten(t)
 	ce.index.failing = true
 	if _, err := ce.e.Snapshot(ctx, "vol", "lost"); err == nil {
 		t.Fatal("Snapshot with a failing index succeeded")
@@ -286,15 +294,7 @@ func TestSnapshotCommitFailedVolumeBlob(t *testing.T) {
 // hold that write too, and the failed backup would not end.
 func TestSnapshotCommitFailedFlushLeavesVolumeBlob(t *testing.T) {
 	ctx := context.Background()
-	ce := newCatalogueEnv(t)
-	takeSnapshots(t, ce.e, "vol", 1)
-	v, err := ce.e.OpenVolume(ctx, "vol")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.WriteAt(bytes.Repeat([]byte{0xee}, 4096), 8*4096); err != nil {
-		t.Fatal(err)
-	}
+	ce, _ := snapshottedAndWritten(t)
 	before := ce.blobs.putsOf(volumeBlob("vol"))
 	ce.chunks.failFlush.Store(true)
 	if _, err := ce.e.Snapshot(ctx, "vol", "lost"); !errors.Is(err, errInjected) {

@@ -42,15 +42,17 @@ func (c *pageGets) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	return c.memChunks.Get(ctx, id)
 }
 
-// TestHydrationLoadsIndexPagesOnce: a hydration reads each index page of
-// its source from the chunk store once — preallocate's batch caches them
-// (pageCache.batches), the hydrator's jobs and the reads of blocks not
-// hydrated yet take them from the cache — and a read of a block whose page
-// the batch is loading waits for that load instead of loading the page
-// itself. What the reads and the hydrated volume hold is the source's.
-func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
+// pageLoadBS and pageLoadPages are the shape of pageLoadSource's volume.
+const pageLoadBS, pageLoadPages = 4096, 4
+
+// pageLoadSource is an engine over a pageGets chunk store (closed with the
+// test) with a snapshot "s" of a volume of pageLoadPages full index pages
+// of random blocks (block 1 of each page a hole when holes is set): the
+// chunk store, the engine, the image and the snapshot's record.
+func pageLoadSource(t *testing.T, seed uint64, holes bool) (*pageGets, *Engine, []byte, *record) {
+	t.Helper()
 	ctx := context.Background()
-	const bs, pages = 4096, 4
+	const bs, pages = pageLoadBS, pageLoadPages
 	const size = pages * EntriesPerPage * bs
 	chunks := &pageGets{memChunks: newMemChunks(), gets: map[chunk.ID]int{}, held: map[chunk.ID]bool{},
 		holding: make(chan chunk.ID, 64), release: make(chan struct{})}
@@ -59,18 +61,20 @@ func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	t.Cleanup(func() { e.Close() })
 	src, err := e.CreateVolume(ctx, "src", size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := make([]byte, size)
-	rng := rand.New(rand.NewPCG(15, 15))
+	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := 0; i < size; i += 8 {
 		binary.LittleEndian.PutUint64(img[i:], rng.Uint64())
 	}
-	for p := range int64(pages) { // one hole per page: block 1
-		clear(img[(p*EntriesPerPage+1)*bs : (p*EntriesPerPage+2)*bs])
+	if holes {
+		for p := range int64(pages) {
+			clear(img[(p*EntriesPerPage+1)*bs : (p*EntriesPerPage+2)*bs])
+		}
 	}
 	if _, err := src.WriteAt(img, 0); err != nil {
 		t.Fatal(err)
@@ -82,6 +86,19 @@ func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return chunks, e, img, rec
+}
+
+// TestHydrationLoadsIndexPagesOnce: a hydration reads each index page of
+// its source from the chunk store once — preallocate's batch caches them
+// (pageCache.batches), the hydrator's jobs and the reads of blocks not
+// hydrated yet take them from the cache — and a read of a block whose page
+// the batch is loading waits for that load instead of loading the page
+// itself. What the reads and the hydrated volume hold is the source's.
+func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
+	ctx := context.Background()
+	const bs, pages = pageLoadBS, pageLoadPages
+	chunks, e, img, rec := pageLoadSource(t, 15, true)
 	for _, id := range rec.Pages {
 		if id.IsZero() {
 			t.Fatal("a page of holes in the source")
@@ -136,7 +153,7 @@ func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := make([]byte, size)
+	got := make([]byte, len(img))
 	if _, err := v.ReadAt(got, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -159,35 +176,8 @@ func TestHydrationLoadsIndexPagesOnce(t *testing.T) {
 // what the reads and the hydrated volume hold is the source's.
 func TestPageBatchLetsPagesGoAsTheyArrive(t *testing.T) {
 	ctx := context.Background()
-	const bs, pages = 4096, 4
-	const size = pages * EntriesPerPage * bs
-	chunks := &pageGets{memChunks: newMemChunks(), gets: map[chunk.ID]int{}, held: map[chunk.ID]bool{},
-		holding: make(chan chunk.ID, 64), release: make(chan struct{})}
-	e, err := Open(ctx, t.TempDir(), chunks, newMemBlobs(), Options{BlockSize: bs, Catalogue: memstore.New(),
-		Clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	src, err := e.CreateVolume(ctx, "src", size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := make([]byte, size)
-	rng := rand.New(rand.NewPCG(16, 16))
-	for i := 0; i < size; i += 8 {
-		binary.LittleEndian.PutUint64(img[i:], rng.Uint64())
-	}
-	if _, err := src.WriteAt(img, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Snapshot(ctx, "src", "s"); err != nil {
-		t.Fatal(err)
-	}
-	_, rec, err := e.loadSnapshot(ctx, "s")
-	if err != nil {
-		t.Fatal(err)
-	}
+	const bs, pages = pageLoadBS, pageLoadPages
+	chunks, e, img, rec := pageLoadSource(t, 16, false)
 	chunks.held[rec.Pages[pages-1]] = true // the batch's last page
 	release := sync.OnceFunc(func() { close(chunks.release) })
 	defer release()
@@ -224,7 +214,7 @@ func TestPageBatchLetsPagesGoAsTheyArrive(t *testing.T) {
 	if err := v.WaitHydrated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := make([]byte, size)
+	got := make([]byte, len(img))
 	if _, err := v.ReadAt(got, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -196,6 +196,26 @@ func (h *hintingBlobs) taken() []blobRange {
 	return out
 }
 
+// quarterImage is an image of size bytes in blocks of bs, seeded with
+// (s1, s2): of every four blocks two random (stored raw), one text
+// (compressed) and one a hole.
+func quarterImage(s1, s2 uint64, size, bs int64) []byte {
+	model := make([]byte, size)
+	rng := rand.New(rand.NewPCG(s1, s2))
+	for b := range size / bs {
+		blk := model[b*bs : (b+1)*bs]
+		switch b % 4 {
+		case 0, 1:
+			fillRandom(rng, blk)
+		case 2:
+			for i := range blk {
+				blk[i] = "abcdefgh\n"[rng.IntN(9)]
+			}
+		} // case 3: a hole
+	}
+	return model
+}
+
 // TestReadMissHintsPageReadAhead: the first read of a block not hydrated
 // yet in a source page has the chunks of the page's blocks not hydrated
 // yet read ahead with a few hints to the blob store (one per run of
@@ -211,19 +231,7 @@ func TestReadMissHintsPageReadAhead(t *testing.T) {
 	})
 	const bs, pages = 4096, 2
 	const size = pages * EntriesPerPage * bs
-	model := make([]byte, size)
-	rng := rand.New(rand.NewPCG(41, 42))
-	for b := range int64(size / bs) {
-		blk := model[b*bs : (b+1)*bs]
-		switch b % 4 {
-		case 0, 1:
-			fillRandom(rng, blk)
-		case 2:
-			for i := range blk {
-				blk[i] = "abcdefgh\n"[rng.IntN(9)]
-			}
-		} // case 3: a hole
-	}
+	model := quarterImage(41, 42, size, bs)
 	v, _, release := restoreModelHeld(t, e, model)
 	defer close(release)
 	hb.taken() // the snapshot's and the restore's own reads
@@ -596,19 +604,7 @@ func TestHydrationLocatesAhead(t *testing.T) {
 	})
 	const bs, pages = 4096, 3
 	const size = pages * EntriesPerPage * bs
-	model := make([]byte, size)
-	rng := rand.New(rand.NewPCG(51, 52))
-	for b := range int64(size / bs) {
-		blk := model[b*bs : (b+1)*bs]
-		switch b % 4 {
-		case 0, 1:
-			fillRandom(rng, blk)
-		case 2:
-			for i := range blk {
-				blk[i] = "abcdefgh\n"[rng.IntN(9)]
-			}
-		} // case 3: a hole
-	}
+	model := quarterImage(51, 52, size, bs)
 	ahead := make(chan struct{})
 	e.hooks.locatedAhead = func(string) { close(ahead) }
 	v, held, release := restoreModelHeld(t, e, model)
